@@ -1,0 +1,535 @@
+//! Blueprints: the types of the catalog, shaped like Port's blueprints.
+
+use std::collections::HashSet;
+
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::{FieldErrors, pointer_token};
+use crate::ident::check_schema_identifier;
+
+/// A catalog type: its properties (a JSON-Schema subset) and its relations to other blueprints.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Blueprint {
+    pub identifier: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub icon: Option<String>,
+    #[serde(default)]
+    pub schema: BlueprintSchema,
+    #[serde(default)]
+    pub relations: IndexMap<String, RelationDef>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BlueprintSchema {
+    #[serde(default)]
+    pub properties: IndexMap<String, PropertySchema>,
+    #[serde(default)]
+    pub required: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PropertyType {
+    String,
+    Number,
+    Boolean,
+    Object,
+    Array,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Format {
+    DateTime,
+    Url,
+    Email,
+    Ipv4,
+    Ipv6,
+    Markdown,
+    Yaml,
+    User,
+    Team,
+    Timer,
+}
+
+/// One property of a blueprint, or the item schema of an array property.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PropertySchema {
+    #[serde(rename = "type")]
+    pub kind: PropertyType,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub icon: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<Format>,
+    #[serde(default, rename = "enum", skip_serializing_if = "Option::is_none")]
+    pub enum_values: Option<Vec<Value>>,
+    /// Display colours of enum values, as in Port; not interpreted by the server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub enum_colors: Option<serde_json::Map<String, Value>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minimum: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maximum: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_length: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_length: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(no_recursion)]
+    pub items: Option<Box<PropertySchema>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_items: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_items: Option<u64>,
+    /// Rendering hint such as `open-api` or `embedded-url`, as in Port; not interpreted by the server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RelationDef {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    pub target: String,
+    #[serde(default)]
+    pub many: bool,
+    #[serde(default)]
+    pub required: bool,
+}
+
+/// Longest regular expression accepted in a `pattern`, so a schema cannot make validation slow.
+const MAX_PATTERN_LEN: usize = 1_000;
+
+impl Blueprint {
+    /// Parses a submitted blueprint document, reporting unknown or mistyped fields by path.
+    pub fn from_json(value: Value) -> Result<Self, FieldErrors> {
+        crate::error::from_json(value)
+    }
+
+    pub fn title_or_identifier(&self) -> &str {
+        self.title.as_deref().unwrap_or(&self.identifier)
+    }
+
+    /// Checks the blueprint on its own. `blueprint_exists` answers whether a relation target is a
+    /// known blueprint (the blueprint itself counts, for self-relations).
+    pub fn validate(&self, blueprint_exists: impl Fn(&str) -> bool) -> Result<(), FieldErrors> {
+        let mut errors = FieldErrors::default();
+        if let Err(msg) = check_schema_identifier(&self.identifier) {
+            errors.push("/identifier", format!("identifier {msg}"));
+        }
+        for (name, prop) in &self.schema.properties {
+            let path = format!("/schema/properties/{}", pointer_token(name));
+            if let Err(msg) = check_schema_identifier(name) {
+                errors.push(&path, format!("property name {msg}"));
+            }
+            prop.validate_definition(&path, true, &mut errors);
+        }
+        let mut seen_required = HashSet::new();
+        for (i, name) in self.schema.required.iter().enumerate() {
+            if !self.schema.properties.contains_key(name) {
+                errors.push(
+                    format!("/schema/required/{i}"),
+                    format!("'{name}' is required but is not a property"),
+                );
+            }
+            if !seen_required.insert(name) {
+                errors.push(format!("/schema/required/{i}"), format!("'{name}' is listed twice"));
+            }
+        }
+        for (name, rel) in &self.relations {
+            let path = format!("/relations/{}", pointer_token(name));
+            if let Err(msg) = check_schema_identifier(name) {
+                errors.push(&path, format!("relation name {msg}"));
+            }
+            if self.schema.properties.contains_key(name) {
+                errors.push(&path, format!("'{name}' is both a property and a relation"));
+            }
+            if rel.many && rel.required {
+                errors.push(&path, "a relation cannot be both many and required");
+            }
+            if rel.target != self.identifier && !blueprint_exists(&rel.target) {
+                errors.push(
+                    format!("{path}/target"),
+                    format!("target blueprint '{}' does not exist", rel.target),
+                );
+            }
+        }
+        errors.into_result(())
+    }
+}
+
+impl PropertySchema {
+    fn validate_definition(&self, path: &str, top_level: bool, errors: &mut FieldErrors) {
+        use PropertyType as T;
+        if let Some(format) = self.format
+            && self.kind != T::String
+        {
+            errors.push(
+                format!("{path}/format"),
+                format!("format '{}' needs type string", format.as_str()),
+            );
+        }
+        if (self.minimum.is_some() || self.maximum.is_some()) && self.kind != T::Number {
+            errors.push(path, "minimum and maximum apply only to numbers");
+        }
+        if let (Some(min), Some(max)) = (self.minimum, self.maximum)
+            && min > max
+        {
+            errors.push(path, "minimum is greater than maximum");
+        }
+        let string_only = self.min_length.is_some() || self.max_length.is_some() || self.pattern.is_some();
+        if string_only && self.kind != T::String {
+            errors.push(path, "minLength, maxLength and pattern apply only to strings");
+        }
+        if let (Some(min), Some(max)) = (self.min_length, self.max_length)
+            && min > max
+        {
+            errors.push(path, "minLength is greater than maxLength");
+        }
+        if let Some(pattern) = &self.pattern {
+            if pattern.len() > MAX_PATTERN_LEN {
+                errors.push(format!("{path}/pattern"), "pattern is longer than 1000 characters");
+            } else if let Err(err) = compile_pattern(pattern) {
+                errors.push(format!("{path}/pattern"), format!("invalid pattern: {err}"));
+            }
+        }
+        let array_only = self.items.is_some() || self.min_items.is_some() || self.max_items.is_some();
+        if array_only && self.kind != T::Array {
+            errors.push(path, "items, minItems and maxItems apply only to arrays");
+        }
+        if let Some(items) = &self.items {
+            if !top_level {
+                errors.push(format!("{path}/items"), "arrays of arrays are not supported");
+            } else if matches!(items.kind, T::Array) {
+                errors.push(format!("{path}/items/type"), "arrays of arrays are not supported");
+            } else {
+                items.validate_definition(&format!("{path}/items"), false, errors);
+            }
+        }
+        if let Some(values) = &self.enum_values {
+            if values.is_empty() {
+                errors.push(format!("{path}/enum"), "enum must list at least one value");
+            }
+            if !matches!(self.kind, T::String | T::Number | T::Boolean) {
+                errors.push(
+                    format!("{path}/enum"),
+                    "enum applies only to strings, numbers and booleans",
+                );
+            }
+            for (i, value) in values.iter().enumerate() {
+                if !self.kind.admits(value) {
+                    errors.push(
+                        format!("{path}/enum/{i}"),
+                        format!("enum value {value} is not a {}", self.kind.as_str()),
+                    );
+                }
+                if values[..i].contains(value) {
+                    errors.push(
+                        format!("{path}/enum/{i}"),
+                        format!("enum value {value} is listed twice"),
+                    );
+                }
+            }
+        }
+        if let Some(default) = &self.default {
+            let mut default_errors = FieldErrors::default();
+            self.validate_value(default, &format!("{path}/default"), &mut default_errors);
+            errors.0.extend(default_errors.0);
+        }
+    }
+
+    /// Validates one value against this property. Reference checks (team format) are the caller's.
+    pub fn validate_value(&self, value: &Value, path: &str, errors: &mut FieldErrors) {
+        if !self.kind.admits(value) {
+            errors.push(
+                path,
+                format!("expected {}, got {}", self.kind.article(), json_kind(value)),
+            );
+            return;
+        }
+        if let Some(values) = &self.enum_values
+            && !values.iter().any(|allowed| json_equal(allowed, value))
+        {
+            let list: Vec<String> = values.iter().map(Value::to_string).collect();
+            errors.push(path, format!("{value} is not one of {}", list.join(", ")));
+        }
+        match value {
+            Value::Number(n) => {
+                let n = n.as_f64().unwrap_or(f64::NAN);
+                if let Some(min) = self.minimum
+                    && n < min
+                {
+                    errors.push(path, format!("{n} is less than the minimum {min}"));
+                }
+                if let Some(max) = self.maximum
+                    && n > max
+                {
+                    errors.push(path, format!("{n} is greater than the maximum {max}"));
+                }
+            }
+            Value::String(s) => self.validate_string(s, path, errors),
+            Value::Array(items) => {
+                let len = items.len() as u64;
+                if let Some(min) = self.min_items
+                    && len < min
+                {
+                    errors.push(path, format!("has {len} items; at least {min} are required"));
+                }
+                if let Some(max) = self.max_items
+                    && len > max
+                {
+                    errors.push(path, format!("has {len} items; at most {max} are allowed"));
+                }
+                if let Some(item_schema) = &self.items {
+                    for (i, item) in items.iter().enumerate() {
+                        item_schema.validate_value(item, &format!("{path}/{i}"), errors);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn validate_string(&self, s: &str, path: &str, errors: &mut FieldErrors) {
+        let chars = s.chars().count() as u64;
+        if let Some(min) = self.min_length
+            && chars < min
+        {
+            errors.push(path, format!("is {chars} characters long; the minimum is {min}"));
+        }
+        if let Some(max) = self.max_length
+            && chars > max
+        {
+            errors.push(path, format!("is {chars} characters long; the maximum is {max}"));
+        }
+        if let Some(pattern) = &self.pattern
+            && let Ok(re) = compile_pattern(pattern)
+            && !re.is_match(s)
+        {
+            errors.push(path, format!("does not match the pattern {pattern}"));
+        }
+        if let Some(format) = self.format
+            && let Err(msg) = format.check(s)
+        {
+            errors.push(path, msg);
+        }
+    }
+}
+
+fn compile_pattern(pattern: &str) -> Result<regex::Regex, regex::Error> {
+    regex::RegexBuilder::new(pattern).size_limit(1 << 20).build()
+}
+
+impl PropertyType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::String => "string",
+            Self::Number => "number",
+            Self::Boolean => "boolean",
+            Self::Object => "object",
+            Self::Array => "array",
+        }
+    }
+
+    fn article(self) -> &'static str {
+        match self {
+            Self::String => "a string",
+            Self::Number => "a number",
+            Self::Boolean => "a boolean",
+            Self::Object => "an object",
+            Self::Array => "an array",
+        }
+    }
+
+    pub fn admits(self, value: &Value) -> bool {
+        matches!(
+            (self, value),
+            (Self::String, Value::String(_))
+                | (Self::Number, Value::Number(_))
+                | (Self::Boolean, Value::Bool(_))
+                | (Self::Object, Value::Object(_))
+                | (Self::Array, Value::Array(_))
+        )
+    }
+}
+
+impl Format {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::DateTime => "date-time",
+            Self::Url => "url",
+            Self::Email => "email",
+            Self::Ipv4 => "ipv4",
+            Self::Ipv6 => "ipv6",
+            Self::Markdown => "markdown",
+            Self::Yaml => "yaml",
+            Self::User => "user",
+            Self::Team => "team",
+            Self::Timer => "timer",
+        }
+    }
+
+    /// Checks the syntax of a string in this format.
+    pub fn check(self, s: &str) -> Result<(), String> {
+        let ok = match self {
+            Self::DateTime | Self::Timer => parse_date_time(s).is_some(),
+            Self::Url => url::Url::parse(s).is_ok_and(|u| u.has_host() || u.scheme() == "mailto"),
+            Self::Email | Self::User => is_email(s),
+            Self::Ipv4 => s.parse::<std::net::Ipv4Addr>().is_ok(),
+            Self::Ipv6 => s.parse::<std::net::Ipv6Addr>().is_ok(),
+            Self::Markdown | Self::Yaml | Self::Team => true,
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(format!("{s:?} is not a valid {}", self.as_str()))
+        }
+    }
+}
+
+/// Parses an RFC 3339 date-time into milliseconds since the epoch.
+pub fn parse_date_time(s: &str) -> Option<crate::Millis> {
+    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
+}
+
+fn is_email(s: &str) -> bool {
+    let Some((local, domain)) = s.rsplit_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && local.len() <= 64
+        && domain.len() <= 253
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !s.chars().any(|c| c.is_whitespace() || c.is_control())
+        && !domain.contains('@')
+}
+
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// JSON equality that treats `1` and `1.0` as the same number.
+fn json_equal(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        _ => a == b,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(value: Value) -> Blueprint {
+        Blueprint::from_json(value).expect("parses")
+    }
+
+    fn paths(result: Result<(), FieldErrors>) -> Vec<String> {
+        result
+            .err()
+            .map(|e| e.0.into_iter().map(|f| f.path).collect())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn a_well_formed_blueprint_validates() {
+        let bp = parse(json!({
+            "identifier": "service",
+            "title": "Service",
+            "schema": {
+                "properties": {
+                    "language": {"type": "string", "enum": ["Go", "Rust"]},
+                    "port": {"type": "number", "minimum": 1, "maximum": 65535},
+                    "repo": {"type": "string", "format": "url"},
+                    "tags": {"type": "array", "items": {"type": "string"}}
+                },
+                "required": ["language"]
+            },
+            "relations": {"system": {"target": "system", "required": true}}
+        }));
+        assert_eq!(bp.validate(|t| t == "system"), Ok(()));
+    }
+
+    #[test]
+    fn blueprint_errors_name_each_bad_field() {
+        let bp = parse(json!({
+            "identifier": "bad id",
+            "schema": {
+                "properties": {
+                    "n": {"type": "number", "enum": ["one"], "format": "url"},
+                    "s": {"type": "string", "pattern": "("},
+                    "system": {"type": "string"}
+                },
+                "required": ["missing"]
+            },
+            "relations": {
+                "system": {"target": "system"},
+                "deps": {"target": "nowhere", "many": true, "required": true}
+            }
+        }));
+        let found = paths(bp.validate(|t| t == "system"));
+        for expected in [
+            "/identifier",
+            "/schema/properties/n/format",
+            "/schema/properties/n/enum/0",
+            "/schema/properties/s/pattern",
+            "/schema/required/0",
+            "/relations/system",
+            "/relations/deps",
+            "/relations/deps/target",
+        ] {
+            assert!(found.iter().any(|p| p == expected), "{expected} missing from {found:?}");
+        }
+    }
+
+    #[test]
+    fn unknown_fields_and_wrong_types_are_reported_by_path() {
+        let err = Blueprint::from_json(json!({"identifier": "x", "schema": {"properties": {"a": {"type": "strng"}}}}))
+            .expect_err("bad type");
+        assert_eq!(err.0[0].path, "/schema/properties/a/type");
+        let err = Blueprint::from_json(json!({"identifier": "x", "colour": 1})).expect_err("unknown field");
+        assert!(err.0[0].message.contains("colour"), "{err:?}");
+    }
+
+    #[test]
+    fn formats_are_checked() {
+        assert!(Format::Email.check("a@b.io").is_ok());
+        assert!(Format::Email.check("nope").is_err());
+        assert!(Format::Url.check("https://example.com/x").is_ok());
+        assert!(Format::Url.check("example.com").is_err());
+        assert!(Format::DateTime.check("2026-11-26T10:00:00Z").is_ok());
+        assert!(Format::DateTime.check("yesterday").is_err());
+        assert!(Format::Ipv4.check("10.0.0.1").is_ok());
+        assert!(Format::Ipv6.check("10.0.0.1").is_err());
+    }
+}

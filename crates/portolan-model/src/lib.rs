@@ -1,0 +1,25 @@
+//! Portolan's domain model: blueprints (the types of the catalog), entities (their instances) and
+//! the rules that make them valid. This crate does no IO and never reads the clock: callers pass
+//! the current time in.
+
+pub mod blueprint;
+pub mod entity;
+pub mod error;
+pub mod ident;
+pub mod system;
+
+pub use blueprint::{Blueprint, Format, PropertySchema, PropertyType, RelationDef};
+pub use entity::{Entity, EntityInput, EntityRef, Reference};
+pub use error::{FieldError, FieldErrors};
+
+/// Milliseconds since the Unix epoch: the one representation of time in stored records.
+pub type Millis = i64;
+
+/// Formats milliseconds since the epoch as RFC 3339 (UTC), as the API shows timestamps.
+pub fn format_millis(ms: Millis) -> String {
+    let nanos = i128::from(ms) * 1_000_000;
+    time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default()
+}

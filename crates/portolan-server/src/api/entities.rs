@@ -1,0 +1,304 @@
+//! `/api/v1/blueprints/{blueprint}/entities`
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use portolan_model::{Entity, EntityInput, EntityRef};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::AppState;
+use crate::error::{Error, ErrorCode, Result};
+use crate::extract::{JsonBody, OptionalIfMatch, QueryParams, etag};
+use crate::services::Actor;
+use crate::services::catalog::{Outcome, WriteMode};
+
+const DEFAULT_PAGE: u32 = 100;
+const MAX_PAGE: u32 = 1_000;
+
+#[derive(Serialize, ToSchema)]
+pub struct EntityResponse {
+    ok: bool,
+    entity: Entity,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct EntityListResponse {
+    ok: bool,
+    entities: Vec<Entity>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct EntityDeleteResponse {
+    ok: bool,
+    /// Every entity deleted: the one named and, with `delete_dependents`, those that pointed at it.
+    deleted: Vec<EntityRef>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct CreateQuery {
+    /// Replace the entity if it exists instead of answering 409.
+    #[serde(default)]
+    upsert: bool,
+    /// With `upsert`, merge the given fields into the existing entity instead of replacing it.
+    #[serde(default)]
+    merge: bool,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// Page size, 1 to 1000 (default 100).
+    limit: Option<u32>,
+    /// The `next` value of the previous page.
+    cursor: Option<String>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteQuery {
+    /// Also delete every entity that points at this one, transitively.
+    #[serde(default)]
+    delete_dependents: bool,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BulkRequest {
+    /// At most 1000 entities.
+    entities: Vec<Value>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct BulkResponse {
+    /// False when any item failed.
+    ok: bool,
+    /// One result per submitted entity, in order.
+    results: Vec<BulkItemResult>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct BulkItemResult {
+    index: usize,
+    identifier: Option<String>,
+    /// `created`, `updated` or `error`.
+    result: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    details: Vec<Value>,
+}
+
+fn entity_response(status: StatusCode, entity: Entity) -> Response {
+    let tag = HeaderValue::from_str(&etag(entity.version)).ok();
+    let mut response = (status, Json(EntityResponse { ok: true, entity })).into_response();
+    if let Some(tag) = tag {
+        response.headers_mut().insert(header::ETAG, tag);
+    }
+    response
+}
+
+fn outcome_status(outcome: Outcome) -> StatusCode {
+    match outcome {
+        Outcome::Created => StatusCode::CREATED,
+        Outcome::Updated => StatusCode::OK,
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/blueprints/{blueprint}/entities", tag = "entities",
+    params(("blueprint" = String, Path), ListQuery),
+    responses((status = 200, body = EntityListResponse)))]
+pub async fn list_entities(
+    State(app): State<AppState>,
+    Path(blueprint): Path<String>,
+    QueryParams(query): QueryParams<ListQuery>,
+) -> Result<Json<EntityListResponse>> {
+    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(Error::new(
+            ErrorCode::InvalidQuery,
+            format!("limit must be between 1 and {MAX_PAGE}"),
+        ));
+    }
+    let after = query.cursor.as_deref().map(decode_cursor).transpose()?;
+    let (entities, next) = app.catalog.list_entities(&blueprint, after.as_deref(), limit).await?;
+    Ok(Json(EntityListResponse {
+        ok: true,
+        entities,
+        next: next.map(|id| URL_SAFE_NO_PAD.encode(id)),
+    }))
+}
+
+fn decode_cursor(cursor: &str) -> Result<String> {
+    URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .ok_or_else(|| Error::new(ErrorCode::InvalidQuery, "cursor is not one this server gave out"))
+}
+
+#[utoipa::path(post, path = "/api/v1/blueprints/{blueprint}/entities", tag = "entities", request_body = EntityInput,
+    params(("blueprint" = String, Path), CreateQuery),
+    responses((status = 201, body = EntityResponse), (status = 200, description = "updated (upsert)", body = EntityResponse),
+              (status = 409, description = "already exists"), (status = 412, description = "stale If-Match"),
+              (status = 422, description = "invalid, with per-field details")))]
+pub async fn create_entity(
+    State(app): State<AppState>,
+    Path(blueprint): Path<String>,
+    QueryParams(query): QueryParams<CreateQuery>,
+    OptionalIfMatch(if_match): OptionalIfMatch,
+    JsonBody(document): JsonBody<Value>,
+) -> Result<Response> {
+    let mode = WriteMode::Create {
+        upsert: query.upsert,
+        merge: query.merge,
+    };
+    let (entity, outcome) = app
+        .catalog
+        .write_entity(&Actor::anonymous(), &blueprint, None, document, mode, if_match)
+        .await?;
+    Ok(entity_response(outcome_status(outcome), entity))
+}
+
+#[utoipa::path(get, path = "/api/v1/blueprints/{blueprint}/entities/{entity}", tag = "entities",
+    params(("blueprint" = String, Path), ("entity" = String, Path)),
+    responses((status = 200, body = EntityResponse, headers(("ETag" = String))), (status = 404, description = "not found")))]
+pub async fn get_entity(
+    State(app): State<AppState>,
+    Path((blueprint, identifier)): Path<(String, String)>,
+) -> Result<Response> {
+    let entity = app.catalog.get_entity(&blueprint, &identifier).await?;
+    Ok(entity_response(StatusCode::OK, entity))
+}
+
+#[utoipa::path(put, path = "/api/v1/blueprints/{blueprint}/entities/{entity}", tag = "entities", request_body = EntityInput,
+    params(("blueprint" = String, Path), ("entity" = String, Path)),
+    responses((status = 200, body = EntityResponse), (status = 404, description = "not found"), (status = 412, description = "stale If-Match")))]
+pub async fn replace_entity(
+    State(app): State<AppState>,
+    Path((blueprint, identifier)): Path<(String, String)>,
+    OptionalIfMatch(if_match): OptionalIfMatch,
+    JsonBody(document): JsonBody<Value>,
+) -> Result<Response> {
+    let (entity, _) = app
+        .catalog
+        .write_entity(
+            &Actor::anonymous(),
+            &blueprint,
+            Some(&identifier),
+            document,
+            WriteMode::Replace,
+            if_match,
+        )
+        .await?;
+    Ok(entity_response(StatusCode::OK, entity))
+}
+
+/// Merges the given fields into the entity; a `null` property or relation removes it.
+#[utoipa::path(patch, path = "/api/v1/blueprints/{blueprint}/entities/{entity}", tag = "entities", request_body = EntityInput,
+    params(("blueprint" = String, Path), ("entity" = String, Path)),
+    responses((status = 200, body = EntityResponse), (status = 404, description = "not found"), (status = 412, description = "stale If-Match")))]
+pub async fn patch_entity(
+    State(app): State<AppState>,
+    Path((blueprint, identifier)): Path<(String, String)>,
+    OptionalIfMatch(if_match): OptionalIfMatch,
+    JsonBody(document): JsonBody<Value>,
+) -> Result<Response> {
+    let (entity, _) = app
+        .catalog
+        .write_entity(
+            &Actor::anonymous(),
+            &blueprint,
+            Some(&identifier),
+            document,
+            WriteMode::Patch,
+            if_match,
+        )
+        .await?;
+    Ok(entity_response(StatusCode::OK, entity))
+}
+
+#[utoipa::path(delete, path = "/api/v1/blueprints/{blueprint}/entities/{entity}", tag = "entities",
+    params(("blueprint" = String, Path), ("entity" = String, Path), DeleteQuery),
+    responses((status = 200, body = EntityDeleteResponse), (status = 404, description = "not found"),
+              (status = 409, description = "other entities point at it (`has_dependents`, listed in details)")))]
+pub async fn delete_entity(
+    State(app): State<AppState>,
+    Path((blueprint, identifier)): Path<(String, String)>,
+    QueryParams(query): QueryParams<DeleteQuery>,
+    OptionalIfMatch(if_match): OptionalIfMatch,
+) -> Result<Json<EntityDeleteResponse>> {
+    let deleted = app
+        .catalog
+        .delete_entity(
+            &Actor::anonymous(),
+            &blueprint,
+            &identifier,
+            query.delete_dependents,
+            if_match,
+        )
+        .await?;
+    Ok(Json(EntityDeleteResponse { ok: true, deleted }))
+}
+
+/// Writes up to 1000 entities in one transaction; each item gets its own result, so one bad item
+/// does not sink the rest. Answers 207 when some items failed.
+#[utoipa::path(post, path = "/api/v1/blueprints/{blueprint}/entities/bulk", tag = "entities", request_body = BulkRequest,
+    params(("blueprint" = String, Path), CreateQuery),
+    responses((status = 200, body = BulkResponse), (status = 207, description = "some items failed", body = BulkResponse)))]
+pub async fn bulk_entities(
+    State(app): State<AppState>,
+    Path(blueprint): Path<String>,
+    QueryParams(query): QueryParams<CreateQuery>,
+    JsonBody(request): JsonBody<Value>,
+) -> Result<(StatusCode, Json<BulkResponse>)> {
+    let request: BulkRequest = portolan_model::error::from_json(request)?;
+    let items = app
+        .catalog
+        .bulk_write(
+            &Actor::anonymous(),
+            &blueprint,
+            request.entities,
+            query.upsert,
+            query.merge,
+        )
+        .await?;
+    let results: Vec<BulkItemResult> = items
+        .into_iter()
+        .map(|item| match item.result {
+            Ok(outcome) => BulkItemResult {
+                index: item.index,
+                identifier: item.identifier,
+                result: if outcome == Outcome::Created {
+                    "created"
+                } else {
+                    "updated"
+                },
+                error: None,
+                message: None,
+                details: Vec::new(),
+            },
+            Err(err) => BulkItemResult {
+                index: item.index,
+                identifier: item.identifier,
+                result: "error",
+                error: Some(err.code.as_str()),
+                message: Some(err.message),
+                details: err.details,
+            },
+        })
+        .collect();
+    let ok = results.iter().all(|r| r.error.is_none());
+    let status = if ok { StatusCode::OK } else { StatusCode::MULTI_STATUS };
+    Ok((status, Json(BulkResponse { ok, results })))
+}

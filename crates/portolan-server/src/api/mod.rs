@@ -1,0 +1,51 @@
+//! The JSON API under `/api/v1`. Handlers only translate HTTP to service calls and back.
+
+pub mod blueprints;
+pub mod entities;
+pub mod ops;
+
+use axum::Json;
+use axum::Router;
+use axum::routing::get;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::AppState;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Portolan API", description = "Software catalog, scorecards and self-service actions."),
+    tags((name = "blueprints", description = "Types of the catalog"), (name = "entities", description = "Catalog entries"))
+)]
+struct ApiDoc;
+
+/// The API routes and the OpenAPI document generated from them.
+pub fn router() -> Router<AppState> {
+    let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(blueprints::list_blueprints, blueprints::create_blueprint))
+        .routes(routes!(
+            blueprints::get_blueprint,
+            blueprints::replace_blueprint,
+            blueprints::patch_blueprint,
+            blueprints::delete_blueprint
+        ))
+        .routes(routes!(entities::list_entities, entities::create_entity))
+        .routes(routes!(entities::bulk_entities))
+        .routes(routes!(
+            entities::get_entity,
+            entities::replace_entity,
+            entities::patch_entity,
+            entities::delete_entity
+        ))
+        .split_for_parts();
+    let openapi = std::sync::Arc::new(openapi);
+    router
+        .route(
+            "/api/v1/openapi.json",
+            get(move || async move { Json(openapi.as_ref().clone()) }),
+        )
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+}

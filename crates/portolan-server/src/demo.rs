@@ -1,0 +1,57 @@
+//! The demo catalog of the product brief (Order Domain, Cart and Products systems and their
+//! services, APIs, libraries and resources), loaded idempotently: what exists is left alone.
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::error::{Error, ErrorCode, Result};
+use crate::services::Actor;
+use crate::services::catalog::{Catalog, WriteMode};
+
+const CATALOG: &str = include_str!("../demo/catalog.json");
+
+#[derive(Deserialize)]
+struct DemoCatalog {
+    blueprints: Vec<Value>,
+    /// Entities per blueprint, in an order where every reference points backwards (serde_json
+    /// is built with `preserve_order`, so the map keeps the file's order).
+    entities: Map<String, Value>,
+}
+
+/// What loading the demo added.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct DemoSummary {
+    pub blueprints_created: usize,
+    pub entities_created: usize,
+}
+
+pub async fn load(catalog: &Catalog) -> Result<DemoSummary> {
+    let demo: DemoCatalog = serde_json::from_str(CATALOG)
+        .map_err(|e| Error::new(ErrorCode::Internal, format!("demo catalog is malformed: {e}")))?;
+    let actor = Actor::demo();
+    let mut summary = DemoSummary::default();
+    for blueprint in demo.blueprints {
+        match catalog.create_blueprint(&actor, blueprint).await {
+            Ok(_) => summary.blueprints_created += 1,
+            Err(err) if err.code == ErrorCode::AlreadyExists => {}
+            Err(err) => return Err(err),
+        }
+    }
+    for (blueprint, entities) in demo.entities {
+        for entity in entities.as_array().into_iter().flatten() {
+            let mode = WriteMode::Create {
+                upsert: false,
+                merge: false,
+            };
+            match catalog
+                .write_entity(&actor, &blueprint, None, entity.clone(), mode, None)
+                .await
+            {
+                Ok(_) => summary.entities_created += 1,
+                Err(err) if err.code == ErrorCode::AlreadyExists => {}
+                Err(err) => return Err(err),
+            }
+        }
+    }
+    Ok(summary)
+}

@@ -1,0 +1,162 @@
+//! The one table of error codes, and the error every request path returns.
+//!
+//! Policy: services and handlers return [`Error`]; each carries a code from [`ErrorCode`], whose one
+//! line below fixes its HTTP status and its wire name. Every error leaves the server as
+//! `{"ok": false, "error": code, "message": ..., "details": [...]}`. Internal causes (database
+//! messages, panics) are logged with the request id and never put in the body.
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use portolan_model::FieldErrors;
+use portolan_store::StoreError;
+use serde_json::{Value, json};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    MalformedJson,
+    InvalidQuery,
+    UnsupportedMediaType,
+    PayloadTooLarge,
+    NotFound,
+    MethodNotAllowed,
+    AlreadyExists,
+    HasEntities,
+    HasDependents,
+    InUse,
+    Conflict,
+    PreconditionFailed,
+    ValidationFailed,
+    SchemaBreaksEntities,
+    Unavailable,
+    Internal,
+}
+
+impl ErrorCode {
+    /// The table: status and wire name of each code.
+    pub fn parts(self) -> (StatusCode, &'static str) {
+        use ErrorCode as C;
+        match self {
+            C::MalformedJson => (StatusCode::BAD_REQUEST, "malformed_json"),
+            C::InvalidQuery => (StatusCode::BAD_REQUEST, "invalid_query"),
+            C::UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+            C::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            C::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            C::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            C::AlreadyExists => (StatusCode::CONFLICT, "already_exists"),
+            C::HasEntities => (StatusCode::CONFLICT, "has_entities"),
+            C::HasDependents => (StatusCode::CONFLICT, "has_dependents"),
+            C::InUse => (StatusCode::CONFLICT, "in_use"),
+            C::Conflict => (StatusCode::CONFLICT, "conflict"),
+            C::PreconditionFailed => (StatusCode::PRECONDITION_FAILED, "precondition_failed"),
+            C::ValidationFailed => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+            C::SchemaBreaksEntities => (StatusCode::UNPROCESSABLE_ENTITY, "schema_breaks_entities"),
+            C::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            C::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+
+    pub fn status(self) -> StatusCode {
+        self.parts().0
+    }
+
+    pub fn as_str(self) -> &'static str {
+        self.parts().1
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{}: {message}", code.as_str())]
+pub struct Error {
+    pub code: ErrorCode,
+    pub message: String,
+    pub details: Vec<Value>,
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            details: Vec::new(),
+        }
+    }
+
+    pub fn with_details(mut self, details: Vec<Value>) -> Self {
+        self.details = details;
+        self
+    }
+
+    pub fn not_found(what: impl std::fmt::Display) -> Self {
+        Self::new(ErrorCode::NotFound, format!("{what} not found"))
+    }
+
+    pub fn invalid(errors: FieldErrors) -> Self {
+        let message = match errors.0.as_slice() {
+            [one] => format!("{}: {}", one.path, one.message),
+            many => format!("{} fields are invalid", many.len()),
+        };
+        let details = errors
+            .0
+            .iter()
+            .map(|e| json!({"path": e.path, "message": e.message}))
+            .collect();
+        Self::new(ErrorCode::ValidationFailed, message).with_details(details)
+    }
+
+    /// The JSON body of this error.
+    pub fn body(&self) -> Value {
+        json!({"ok": false, "error": self.code.as_str(), "message": self.message, "details": self.details})
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        if self.code == ErrorCode::Internal {
+            tracing::error!(message = %self.message, "internal error");
+            let public = Error::new(ErrorCode::Internal, "internal error; the server log has the cause");
+            return (public.code.status(), axum::Json(public.body())).into_response();
+        }
+        (self.code.status(), axum::Json(self.body())).into_response()
+    }
+}
+
+impl From<FieldErrors> for Error {
+    fn from(errors: FieldErrors) -> Self {
+        Self::invalid(errors)
+    }
+}
+
+impl From<StoreError> for Error {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Unavailable(msg) => {
+                tracing::warn!(%msg, "database unavailable");
+                Error::new(ErrorCode::Unavailable, "the database is unavailable; retry shortly")
+            }
+            StoreError::Conflict(msg) => {
+                Error::new(ErrorCode::Conflict, format!("conflicting concurrent write: {msg}"))
+            }
+            StoreError::Corrupt(msg) | StoreError::Other(msg) => Error::new(ErrorCode::Internal, msg),
+        }
+    }
+}
+
+impl From<JsonRejection> for Error {
+    fn from(rejection: JsonRejection) -> Self {
+        let code = match rejection.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::PayloadTooLarge,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorCode::UnsupportedMediaType,
+            _ => ErrorCode::MalformedJson,
+        };
+        Error::new(code, rejection.body_text())
+    }
+}
+
+impl From<QueryRejection> for Error {
+    fn from(rejection: QueryRejection) -> Self {
+        Error::new(ErrorCode::InvalidQuery, rejection.body_text())
+    }
+}

@@ -1,0 +1,132 @@
+//! Portolan's engine and HTTP face.
+
+pub mod api;
+pub mod demo;
+pub mod error;
+pub mod extract;
+pub mod services;
+
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::{HeaderName, Response, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::IntoResponse;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use portolan_store::Store;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::error::{Error, ErrorCode};
+use crate::services::catalog::Catalog;
+use crate::services::{SharedClock, SystemClock};
+
+/// Settings of the HTTP server that the binary reads from its configuration.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// Largest request body accepted, in bytes; larger ones get 413.
+    pub body_limit: usize,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self {
+            body_limit: 1024 * 1024,
+        }
+    }
+}
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub catalog: Catalog,
+    pub metrics: PrometheusHandle,
+}
+
+impl AppState {
+    /// Builds the services over a store and makes sure the system blueprints exist.
+    pub async fn new(store: Arc<dyn Store>) -> Result<Self, Error> {
+        Self::with_clock(store, Arc::new(SystemClock)).await
+    }
+
+    pub async fn with_clock(store: Arc<dyn Store>, clock: SharedClock) -> Result<Self, Error> {
+        let catalog = Catalog::new(store, clock);
+        catalog.ensure_system_blueprints().await?;
+        Ok(Self {
+            catalog,
+            metrics: metrics_handle(),
+        })
+    }
+}
+
+/// The process-wide Prometheus recorder (a process has one global metrics recorder).
+fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            // Fails only if another recorder is installed; then ours just records nothing globally.
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder was already installed");
+            }
+            handle
+        })
+        .clone()
+}
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The whole HTTP application.
+pub fn router(state: AppState, options: &ServerOptions) -> Router {
+    api::router()
+        .fallback(|| async { Error::new(ErrorCode::NotFound, "no such route") })
+        .method_not_allowed_fallback(|| async { Error::new(ErrorCode::MethodNotAllowed, "method not allowed on this route") })
+        .layer(DefaultBodyLimit::max(options.body_limit))
+        .layer(middleware::from_fn(record_metrics))
+        .with_state(state)
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+                .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
+                    let id = request.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
+                    tracing::info_span!("request", method = %request.method(), uri = %request.uri().path(), request_id = %id)
+                }))
+                .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+                .layer(CatchPanicLayer::custom(|_panic| {
+                    Error::new(ErrorCode::Internal, "the request handler panicked").into_response()
+                })),
+        )
+}
+
+async fn record_metrics(request: Request, next: Next) -> Response<axum::body::Body> {
+    let started = Instant::now();
+    let method = request.method().to_string();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    let labels = [("method", method), ("route", route), ("status", status)];
+    metrics::counter!("portolan_http_requests_total", &labels).increment(1);
+    metrics::histogram!("portolan_http_request_duration_seconds", &labels).record(started.elapsed().as_secs_f64());
+    if response.status() == StatusCode::INTERNAL_SERVER_ERROR {
+        metrics::counter!("portolan_http_internal_errors_total").increment(1);
+    }
+    response
+}
+
+/// Serves until `shutdown` resolves, then finishes in-flight requests.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+}

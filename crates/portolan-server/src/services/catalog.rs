@@ -1,0 +1,692 @@
+//! The catalog service: blueprints and entities.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+
+use portolan_model::entity::ValidEntity;
+use portolan_model::error::FieldErrors;
+use portolan_model::{Blueprint, Entity, EntityInput, EntityRef, FieldError, system};
+use portolan_store::{BlueprintRecord, Store, Tx};
+use serde_json::{Value, json};
+
+use super::{Actor, SharedClock};
+use crate::error::{Error, ErrorCode, Result};
+use crate::extract::IfMatch;
+
+/// How many entities a schema-change refusal names.
+const SCHEMA_BREAK_EXAMPLES: usize = 5;
+/// How many referrers a refused delete lists.
+const REFERRERS_LISTED: u32 = 20;
+/// The most entities one delete may remove with `delete_dependents`.
+const MAX_CASCADE: usize = 10_000;
+/// The most entities one bulk request may carry.
+pub const MAX_BULK: usize = 1_000;
+/// Page size used when a whole blueprint's entities are re-checked.
+const SCAN_PAGE: u32 = 1_000;
+
+#[derive(Clone)]
+pub struct Catalog {
+    store: Arc<dyn Store>,
+    clock: SharedClock,
+}
+
+/// How an entity write treats an entity that already exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteMode {
+    /// POST: create; with `upsert`, replace (or with `merge`, merge into) an existing one.
+    Create { upsert: bool, merge: bool },
+    /// PUT: replace an existing entity.
+    Replace,
+    /// PATCH: merge into an existing entity.
+    Patch,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Created,
+    Updated,
+}
+
+/// The result of one item of a bulk write.
+#[derive(Debug)]
+pub struct BulkItem {
+    pub index: usize,
+    pub identifier: Option<String>,
+    pub result: std::result::Result<Outcome, Error>,
+}
+
+/// One entity being written: where it came from in the request and what it will become.
+struct Pending {
+    index: usize,
+    valid: ValidEntity,
+    existing: Option<Entity>,
+}
+
+impl Catalog {
+    pub fn new(store: Arc<dyn Store>, clock: SharedClock) -> Self {
+        Self { store, clock }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Creates the system blueprints if they are missing.
+    pub async fn ensure_system_blueprints(&self) -> Result<()> {
+        let mut tx = self.store.write().await?;
+        let now = self.clock.now();
+        for blueprint in system::blueprints() {
+            if tx.blueprint(&blueprint.identifier).await?.is_none() {
+                tx.put_blueprint(&BlueprintRecord {
+                    blueprint,
+                    created_at: now,
+                    created_by: "portolan".into(),
+                    updated_at: now,
+                    updated_by: "portolan".into(),
+                })
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    // ---- blueprints ----
+
+    pub async fn list_blueprints(&self) -> Result<Vec<BlueprintRecord>> {
+        Ok(self.store.read().await?.blueprints().await?)
+    }
+
+    pub async fn get_blueprint(&self, identifier: &str) -> Result<BlueprintRecord> {
+        let mut tx = self.store.read().await?;
+        load_blueprint(tx.as_mut(), identifier).await
+    }
+
+    pub async fn create_blueprint(&self, actor: &Actor, mut document: Value) -> Result<BlueprintRecord> {
+        strip_server_fields(&mut document);
+        let blueprint = Blueprint::from_json(document)?;
+        if let Err(msg) = system::check_user_blueprint_identifier(&blueprint.identifier) {
+            return Err(Error::invalid(FieldErrors(vec![FieldError::new("/identifier", msg)])));
+        }
+        let mut tx = self.store.write().await?;
+        if tx.blueprint(&blueprint.identifier).await?.is_some() {
+            return Err(Error::new(
+                ErrorCode::AlreadyExists,
+                format!("blueprint '{}' already exists", blueprint.identifier),
+            ));
+        }
+        check_blueprint(tx.as_mut(), &blueprint).await?;
+        let now = self.clock.now();
+        let record = BlueprintRecord {
+            blueprint,
+            created_at: now,
+            created_by: actor.id.clone(),
+            updated_at: now,
+            updated_by: actor.id.clone(),
+        };
+        tx.put_blueprint(&record).await?;
+        tx.commit().await?;
+        Ok(record)
+    }
+
+    /// Replaces a blueprint (PUT), or with `merge`, applies a JSON merge patch to it (PATCH).
+    pub async fn update_blueprint(
+        &self,
+        actor: &Actor,
+        identifier: &str,
+        mut document: Value,
+        merge: bool,
+    ) -> Result<BlueprintRecord> {
+        let mut tx = self.store.write().await?;
+        let existing = load_blueprint(tx.as_mut(), identifier).await?;
+        if merge {
+            let mut merged = serde_json::to_value(&existing.blueprint)
+                .map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
+            merge_patch(&mut merged, document);
+            document = merged;
+        }
+        strip_server_fields(&mut document);
+        if let Value::Object(map) = &mut document {
+            let named = map.entry("identifier").or_insert_with(|| Value::from(identifier));
+            if named != identifier {
+                return Err(Error::invalid(FieldErrors(vec![FieldError::new(
+                    "/identifier",
+                    format!("the identifier cannot change (the URL names '{identifier}')"),
+                )])));
+            }
+        }
+        let blueprint = Blueprint::from_json(document)?;
+        if system::is_system(identifier) {
+            system::check_system_change(&blueprint)?;
+        }
+        check_blueprint(tx.as_mut(), &blueprint).await?;
+        let schema_changed =
+            blueprint.schema != existing.blueprint.schema || blueprint.relations != existing.blueprint.relations;
+        if schema_changed {
+            check_entities_still_valid(tx.as_mut(), &blueprint).await?;
+        }
+        let record = BlueprintRecord {
+            blueprint,
+            created_at: existing.created_at,
+            created_by: existing.created_by,
+            updated_at: self.clock.now(),
+            updated_by: actor.id.clone(),
+        };
+        tx.put_blueprint(&record).await?;
+        tx.commit().await?;
+        Ok(record)
+    }
+
+    pub async fn delete_blueprint(&self, _actor: &Actor, identifier: &str, delete_entities: bool) -> Result<u64> {
+        if system::is_system(identifier) {
+            return Err(Error::new(
+                ErrorCode::InUse,
+                format!("'{identifier}' is a system blueprint and cannot be deleted"),
+            ));
+        }
+        let mut tx = self.store.write().await?;
+        load_blueprint(tx.as_mut(), identifier).await?;
+        let referencing: Vec<String> = tx
+            .blueprints()
+            .await?
+            .into_iter()
+            .filter(|r| r.blueprint.identifier != identifier)
+            .flat_map(|r| {
+                let source = r.blueprint.identifier.clone();
+                r.blueprint
+                    .relations
+                    .iter()
+                    .filter(|(_, rel)| rel.target == identifier)
+                    .map(move |(name, _)| format!("{source}.{name}"))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        if !referencing.is_empty() {
+            return Err(Error::new(
+                ErrorCode::InUse,
+                format!(
+                    "blueprint '{identifier}' is the target of relations {}; remove them first",
+                    referencing.join(", ")
+                ),
+            )
+            .with_details(referencing.into_iter().map(|r| json!({"relation": r})).collect()));
+        }
+        let count = tx.count_entities(identifier).await?;
+        if count > 0 && !delete_entities {
+            return Err(Error::new(
+                ErrorCode::HasEntities,
+                format!("blueprint '{identifier}' has {count} entities; pass delete_entities=true to delete them too"),
+            ));
+        }
+        let deleted = tx.delete_entities_of(identifier).await?;
+        tx.delete_blueprint(identifier).await?;
+        tx.commit().await?;
+        Ok(deleted)
+    }
+
+    // ---- entities ----
+
+    pub async fn get_entity(&self, blueprint: &str, identifier: &str) -> Result<Entity> {
+        let mut tx = self.store.read().await?;
+        load_blueprint(tx.as_mut(), blueprint).await?;
+        tx.entity(blueprint, identifier)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("entity '{identifier}' of blueprint '{blueprint}'")))
+    }
+
+    /// A page of entities after `after` (exclusive); the returned cursor names the last one when
+    /// more may follow.
+    pub async fn list_entities(
+        &self,
+        blueprint: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<(Vec<Entity>, Option<String>)> {
+        let mut tx = self.store.read().await?;
+        load_blueprint(tx.as_mut(), blueprint).await?;
+        let entities = tx.list_entities(blueprint, after, limit).await?;
+        let next = (entities.len() as u32 == limit)
+            .then(|| entities.last().map(|e| e.identifier.clone()))
+            .flatten();
+        Ok((entities, next))
+    }
+
+    /// Creates, replaces or patches one entity. `path_identifier` is the identifier in the URL
+    /// (PUT and PATCH).
+    pub async fn write_entity(
+        &self,
+        actor: &Actor,
+        blueprint_id: &str,
+        path_identifier: Option<&str>,
+        document: Value,
+        mode: WriteMode,
+        if_match: Option<IfMatch>,
+    ) -> Result<(Entity, Outcome)> {
+        let mut input = EntityInput::from_json(document)?;
+        if let Some(path_id) = path_identifier {
+            match &input.identifier {
+                Some(id) if id != path_id => {
+                    return Err(Error::invalid(FieldErrors(vec![FieldError::new(
+                        "/identifier",
+                        format!("the identifier cannot change (the URL names '{path_id}')"),
+                    )])));
+                }
+                _ => input.identifier = Some(path_id.to_string()),
+            }
+        }
+        let identifier = input.identifier.get_or_insert_with(generate_identifier).clone();
+
+        let mut tx = self.store.write().await?;
+        let blueprint = load_blueprint(tx.as_mut(), blueprint_id).await?.blueprint;
+        let existing = tx.entity(blueprint_id, &identifier).await?;
+        check_if_match(if_match, existing.as_ref())?;
+        let input = match (mode, &existing) {
+            (WriteMode::Create { upsert: false, .. }, Some(_)) => {
+                return Err(Error::new(
+                    ErrorCode::AlreadyExists,
+                    format!(
+                        "entity '{identifier}' of blueprint '{blueprint_id}' already exists; pass upsert=true to replace it"
+                    ),
+                ));
+            }
+            (WriteMode::Create { merge: true, .. } | WriteMode::Patch, Some(current)) => input.merged_onto(current),
+            (WriteMode::Replace | WriteMode::Patch, None) => {
+                return Err(Error::not_found(format!(
+                    "entity '{identifier}' of blueprint '{blueprint_id}'"
+                )));
+            }
+            _ => input,
+        };
+        let valid = input.validate(&blueprint)?;
+        let pending = vec![Pending {
+            index: 0,
+            valid,
+            existing,
+        }];
+        let mut missing = missing_references(tx.as_mut(), &blueprint, &pending).await?;
+        if let Some(errors) = missing.remove(&0) {
+            return Err(Error::invalid(errors));
+        }
+        let [pending] =
+            <[Pending; 1]>::try_from(pending).map_err(|_| Error::new(ErrorCode::Internal, "lost a pending write"))?;
+        let (entity, outcome) = self.store_entity(tx.as_mut(), actor, &blueprint, pending).await?;
+        tx.commit().await?;
+        Ok((entity, outcome))
+    }
+
+    /// Writes up to [`MAX_BULK`] entities in one transaction; each item succeeds or fails on its
+    /// own, and items may refer to each other.
+    pub async fn bulk_write(
+        &self,
+        actor: &Actor,
+        blueprint_id: &str,
+        documents: Vec<Value>,
+        upsert: bool,
+        merge: bool,
+    ) -> Result<Vec<BulkItem>> {
+        if documents.len() > MAX_BULK {
+            return Err(Error::new(
+                ErrorCode::PayloadTooLarge,
+                format!(
+                    "{} entities sent; one bulk request takes at most {MAX_BULK}",
+                    documents.len()
+                ),
+            ));
+        }
+        let mut tx = self.store.write().await?;
+        let blueprint = load_blueprint(tx.as_mut(), blueprint_id).await?.blueprint;
+
+        let mut results: Vec<BulkItem> = Vec::with_capacity(documents.len());
+        let mut inputs: Vec<(usize, EntityInput)> = Vec::with_capacity(documents.len());
+        let mut seen = HashSet::new();
+        for (index, document) in documents.into_iter().enumerate() {
+            let identifier = document.get("identifier").and_then(Value::as_str).map(str::to_string);
+            let mut fail = |err: Error| {
+                results.push(BulkItem {
+                    index,
+                    identifier: identifier.clone(),
+                    result: Err(err),
+                })
+            };
+            match EntityInput::from_json(document) {
+                Err(errors) => fail(errors.into()),
+                Ok(mut input) => {
+                    let id = input.identifier.get_or_insert_with(generate_identifier).clone();
+                    if seen.insert(id.clone()) {
+                        inputs.push((index, input));
+                    } else {
+                        fail(Error::new(
+                            ErrorCode::Conflict,
+                            format!("'{id}' appears more than once in this request"),
+                        ));
+                    }
+                }
+            }
+        }
+        let identifiers: Vec<String> = inputs.iter().filter_map(|(_, i)| i.identifier.clone()).collect();
+        let mut existing: HashMap<String, Entity> = tx
+            .entities(blueprint_id, &identifiers)
+            .await?
+            .into_iter()
+            .map(|e| (e.identifier.clone(), e))
+            .collect();
+
+        let mut pending = Vec::with_capacity(inputs.len());
+        for (index, input) in inputs {
+            let identifier = input.identifier.clone().unwrap_or_default();
+            let current = existing.remove(&identifier);
+            let input = match &current {
+                Some(_) if !upsert => {
+                    results.push(BulkItem {
+                        index,
+                        identifier: Some(identifier.clone()),
+                        result: Err(Error::new(
+                            ErrorCode::AlreadyExists,
+                            format!("entity '{identifier}' already exists; pass upsert=true to replace it"),
+                        )),
+                    });
+                    continue;
+                }
+                Some(current) if merge => input.merged_onto(current),
+                _ => input,
+            };
+            match input.validate(&blueprint) {
+                Ok(valid) => pending.push(Pending {
+                    index,
+                    valid,
+                    existing: current,
+                }),
+                Err(errors) => results.push(BulkItem {
+                    index,
+                    identifier: Some(identifier),
+                    result: Err(errors.into()),
+                }),
+            }
+        }
+
+        // Items whose references point nowhere fail; items that pointed at those fail in turn.
+        loop {
+            let missing = missing_references(tx.as_mut(), &blueprint, &pending).await?;
+            if missing.is_empty() {
+                break;
+            }
+            let (failed, kept): (Vec<Pending>, Vec<Pending>) =
+                pending.into_iter().partition(|p| missing.contains_key(&p.index));
+            pending = kept;
+            for p in failed {
+                let errors = missing.get(&p.index).cloned().unwrap_or_default();
+                results.push(BulkItem {
+                    index: p.index,
+                    identifier: Some(p.valid.identifier),
+                    result: Err(errors.into()),
+                });
+            }
+        }
+
+        for p in pending {
+            let index = p.index;
+            let identifier = p.valid.identifier.clone();
+            let (_, outcome) = self.store_entity(tx.as_mut(), actor, &blueprint, p).await?;
+            results.push(BulkItem {
+                index,
+                identifier: Some(identifier),
+                result: Ok(outcome),
+            });
+        }
+        tx.commit().await?;
+        results.sort_by_key(|item| item.index);
+        Ok(results)
+    }
+
+    /// Deletes an entity; with `delete_dependents`, also every entity that points at it,
+    /// transitively. Returns what was deleted.
+    pub async fn delete_entity(
+        &self,
+        _actor: &Actor,
+        blueprint_id: &str,
+        identifier: &str,
+        delete_dependents: bool,
+        if_match: Option<IfMatch>,
+    ) -> Result<Vec<EntityRef>> {
+        let mut tx = self.store.write().await?;
+        load_blueprint(tx.as_mut(), blueprint_id).await?;
+        let existing = tx.entity(blueprint_id, identifier).await?;
+        check_if_match(if_match, existing.as_ref())?;
+        let Some(entity) = existing else {
+            return Err(Error::not_found(format!(
+                "entity '{identifier}' of blueprint '{blueprint_id}'"
+            )));
+        };
+        let root = entity.entity_ref();
+        let mut to_delete: BTreeSet<EntityRef> = BTreeSet::from([root.clone()]);
+        let mut frontier = vec![root.clone()];
+        while let Some(target) = frontier.pop() {
+            let limit = if delete_dependents { u32::MAX } else { REFERRERS_LISTED };
+            let referrers: Vec<_> = tx
+                .referrers(&target, limit)
+                .await?
+                .into_iter()
+                .filter(|r| r.source != target)
+                .collect();
+            if !delete_dependents && !referrers.is_empty() {
+                let details = referrers
+                    .iter()
+                    .map(|r| json!({"blueprint": r.source.blueprint, "identifier": r.source.identifier, "via": r.via}))
+                    .collect();
+                return Err(Error::new(
+                    ErrorCode::HasDependents,
+                    format!(
+                        "'{identifier}' is referenced by other entities; pass delete_dependents=true to delete them too"
+                    ),
+                )
+                .with_details(details));
+            }
+            for r in referrers {
+                if to_delete.insert(r.source.clone()) {
+                    frontier.push(r.source);
+                }
+            }
+            if to_delete.len() > MAX_CASCADE {
+                return Err(Error::new(
+                    ErrorCode::HasDependents,
+                    format!("deleting '{identifier}' would delete more than {MAX_CASCADE} dependents"),
+                ));
+            }
+        }
+        for target in &to_delete {
+            tx.delete_entity(&target.blueprint, &target.identifier).await?;
+        }
+        tx.commit().await?;
+        Ok(to_delete.into_iter().collect())
+    }
+
+    async fn store_entity(
+        &self,
+        tx: &mut dyn Tx,
+        actor: &Actor,
+        blueprint: &Blueprint,
+        pending: Pending,
+    ) -> Result<(Entity, Outcome)> {
+        let now = self.clock.now();
+        let Pending { valid, existing, .. } = pending;
+        let references = valid.references;
+        let mut entity = Entity {
+            identifier: valid.identifier,
+            title: valid.title,
+            icon: valid.icon,
+            blueprint: blueprint.identifier.clone(),
+            team: valid.team,
+            properties: valid.properties,
+            relations: valid.relations,
+            version: 1,
+            created_at: now,
+            created_by: actor.id.clone(),
+            updated_at: now,
+            updated_by: actor.id.clone(),
+        };
+        match existing {
+            Some(current) => {
+                entity.version = current.version + 1;
+                entity.created_at = current.created_at;
+                entity.created_by = current.created_by;
+                tx.update_entity(&entity, &references).await?;
+                Ok((entity, Outcome::Updated))
+            }
+            None => {
+                tx.insert_entity(&entity, &references).await?;
+                Ok((entity, Outcome::Created))
+            }
+        }
+    }
+}
+
+async fn load_blueprint(tx: &mut dyn Tx, identifier: &str) -> Result<BlueprintRecord> {
+    tx.blueprint(identifier)
+        .await?
+        .ok_or_else(|| Error::not_found(format!("blueprint '{identifier}'")))
+}
+
+async fn check_blueprint(tx: &mut dyn Tx, blueprint: &Blueprint) -> Result<()> {
+    let known: HashSet<String> = tx
+        .blueprints()
+        .await?
+        .into_iter()
+        .map(|r| r.blueprint.identifier)
+        .collect();
+    blueprint.validate(|target| known.contains(target))?;
+    Ok(())
+}
+
+/// Refuses a schema change that existing entities would violate, naming how many and a few.
+async fn check_entities_still_valid(tx: &mut dyn Tx, blueprint: &Blueprint) -> Result<()> {
+    let mut broken = 0u64;
+    let mut examples = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = tx
+            .list_entities(&blueprint.identifier, after.as_deref(), SCAN_PAGE)
+            .await?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.identifier.clone());
+        for entity in &page {
+            if let Err(errors) = entity.revalidate(blueprint) {
+                broken += 1;
+                if examples.len() < SCHEMA_BREAK_EXAMPLES {
+                    let errors: Vec<Value> = errors
+                        .0
+                        .iter()
+                        .map(|e| json!({"path": e.path, "message": e.message}))
+                        .collect();
+                    examples.push(json!({"identifier": entity.identifier, "errors": errors}));
+                }
+            }
+        }
+        if (page.len() as u32) < SCAN_PAGE {
+            break;
+        }
+    }
+    if broken == 0 {
+        return Ok(());
+    }
+    let names: Vec<&str> = examples.iter().filter_map(|e| e["identifier"].as_str()).collect();
+    Err(Error::new(
+        ErrorCode::SchemaBreaksEntities,
+        format!(
+            "the change would make {broken} existing entities invalid, e.g. {}",
+            names.join(", ")
+        ),
+    )
+    .with_details(examples))
+}
+
+/// Checks that every reference of every pending entity names an existing entity, counting the
+/// pending entities of `blueprint` themselves as existing. Returns the errors per pending index.
+async fn missing_references(
+    tx: &mut dyn Tx,
+    blueprint: &Blueprint,
+    pending: &[Pending],
+) -> Result<HashMap<usize, FieldErrors>> {
+    let in_request: HashSet<&str> = pending.iter().map(|p| p.valid.identifier.as_str()).collect();
+    let mut wanted: HashMap<&str, BTreeSet<String>> = HashMap::new();
+    for p in pending {
+        for r in &p.valid.references {
+            if r.target_blueprint == blueprint.identifier && in_request.contains(r.target.as_str()) {
+                continue;
+            }
+            wanted
+                .entry(r.target_blueprint.as_str())
+                .or_default()
+                .insert(r.target.clone());
+        }
+    }
+    let mut found: HashMap<&str, HashSet<String>> = HashMap::new();
+    for (target_blueprint, identifiers) in wanted {
+        let identifiers: Vec<String> = identifiers.into_iter().collect();
+        found.insert(target_blueprint, tx.existing(target_blueprint, &identifiers).await?);
+    }
+    let mut missing: HashMap<usize, FieldErrors> = HashMap::new();
+    for p in pending {
+        for r in &p.valid.references {
+            let in_batch = r.target_blueprint == blueprint.identifier && in_request.contains(r.target.as_str());
+            let exists = in_batch
+                || found
+                    .get(r.target_blueprint.as_str())
+                    .is_some_and(|set| set.contains(&r.target));
+            if !exists {
+                missing.entry(p.index).or_default().push(
+                    &r.path,
+                    format!("no entity '{}' exists in blueprint '{}'", r.target, r.target_blueprint),
+                );
+            }
+        }
+    }
+    Ok(missing)
+}
+
+fn check_if_match(if_match: Option<IfMatch>, existing: Option<&Entity>) -> Result<()> {
+    let stale = match (if_match, existing) {
+        (None, _) => false,
+        (Some(_), None) => true,
+        (Some(IfMatch::Any), Some(_)) => false,
+        (Some(IfMatch::Version(v)), Some(e)) => v != e.version,
+    };
+    if stale {
+        let current = existing
+            .map(|e| e.version.to_string())
+            .unwrap_or_else(|| "none (it does not exist)".into());
+        return Err(Error::new(
+            ErrorCode::PreconditionFailed,
+            format!("If-Match does not match the current version, which is {current}"),
+        ));
+    }
+    Ok(())
+}
+
+/// JSON merge patch (RFC 7386): objects merge recursively, `null` removes, anything else replaces.
+fn merge_patch(target: &mut Value, patch: Value) {
+    match (target, patch) {
+        (Value::Object(target), Value::Object(patch)) => {
+            for (key, value) in patch {
+                if value.is_null() {
+                    target.remove(&key);
+                } else {
+                    merge_patch(target.entry(key).or_insert(Value::Null), value);
+                }
+            }
+        }
+        (target, patch) => *target = patch,
+    }
+}
+
+/// Removes the fields the server manages, which a client that GETs, edits and PUTs echoes back.
+fn strip_server_fields(document: &mut Value) {
+    if let Value::Object(map) = document {
+        for key in ["createdAt", "createdBy", "updatedAt", "updatedBy"] {
+            map.remove(key);
+        }
+    }
+}
+
+fn generate_identifier() -> String {
+    format!("e_{}", uuid::Uuid::new_v4().simple())
+}

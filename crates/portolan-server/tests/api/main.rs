@@ -1,0 +1,161 @@
+//! Integration tests: the real server over HTTP on a random loopback port, one fresh SQLite data
+//! directory per test.
+
+mod blueprints;
+mod entities;
+mod errors;
+mod ops;
+
+use std::sync::Arc;
+
+use portolan_server::{AppState, ServerOptions};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub state: AppState,
+    _dir: tempfile::TempDir,
+    _shutdown: tokio::sync::oneshot::Sender<()>,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(ServerOptions::default()).await
+}
+
+pub async fn spawn_app_with(options: ServerOptions) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = portolan_store::open(&dir.path().to_string_lossy())
+        .await
+        .expect("store opens");
+    let state = AppState::new(Arc::clone(&store)).await.expect("state");
+    let router = portolan_server::router(state.clone(), &options);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("address"));
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(portolan_server::serve(listener, router, async move {
+        let _ = rx.await;
+    }));
+    TestApp {
+        base,
+        client: reqwest::Client::new(),
+        state,
+        _dir: dir,
+        _shutdown: tx,
+    }
+}
+
+/// A response read whole: status, headers and JSON body (`Value::Null` when the body is not JSON).
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    /// Asserts the standard error shape and returns the error code.
+    pub fn error_code(&self) -> &str {
+        assert_eq!(self.body["ok"], json!(false), "not an error body: {}", self.body);
+        assert!(
+            self.body["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "no message: {}",
+            self.body
+        );
+        assert!(self.body["details"].is_array(), "no details: {}", self.body);
+        self.body["error"].as_str().unwrap_or_default()
+    }
+
+    /// The `path` of each entry of `details`.
+    pub fn detail_paths(&self) -> Vec<String> {
+        self.body["details"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|d| d["path"].as_str().map(str::to_string))
+            .collect()
+    }
+}
+
+impl TestApp {
+    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        read(request.send().await.expect("request sent")).await
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.call(Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Reply {
+        self.call(Method::POST, path, Some(body)).await
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> Reply {
+        self.call(Method::PUT, path, Some(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, body: Value) -> Reply {
+        self.call(Method::PATCH, path, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Reply {
+        self.call(Method::DELETE, path, None).await
+    }
+
+    /// Creates the blueprints the entity tests use: `system` and `service`.
+    pub async fn with_service_blueprints(&self) {
+        let system = self
+            .post(
+                "/api/v1/blueprints",
+                json!({"identifier": "system", "title": "System", "schema": {"properties": {}}}),
+            )
+            .await;
+        assert_eq!(system.status, StatusCode::CREATED, "{}", system.body);
+        let service = self
+            .post(
+                "/api/v1/blueprints",
+                json!({
+                    "identifier": "service",
+                    "title": "Service",
+                    "schema": {
+                        "properties": {
+                            "language": {"type": "string", "enum": ["Go", "Rust", "Python"]},
+                            "replicas": {"type": "number", "minimum": 0, "maximum": 50},
+                            "repository": {"type": "string", "format": "url"},
+                            "lifecycle": {"type": "string", "default": "experimental"}
+                        },
+                        "required": ["language"]
+                    },
+                    "relations": {
+                        "system": {"title": "System", "target": "system", "required": true},
+                        "dependsOn": {"title": "Depends on", "target": "service", "many": true}
+                    }
+                }),
+            )
+            .await;
+        assert_eq!(service.status, StatusCode::CREATED, "{}", service.body);
+        let shop = self
+            .post(
+                "/api/v1/blueprints/system/entities",
+                json!({"identifier": "shop", "title": "Shop"}),
+            )
+            .await;
+        assert_eq!(shop.status, StatusCode::CREATED, "{}", shop.body);
+    }
+}
+
+pub async fn read(response: reqwest::Response) -> Reply {
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response.bytes().await.expect("body read");
+    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    Reply { status, headers, body }
+}
+
+pub fn service(identifier: &str) -> Value {
+    json!({"identifier": identifier, "properties": {"language": "Rust"}, "relations": {"system": "shop"}})
+}

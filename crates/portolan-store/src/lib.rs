@@ -1,0 +1,119 @@
+//! Portolan's storage. The engine sees only the [`Store`] and [`Tx`] traits; each backend
+//! implements them with its own migrations, and one conformance suite (in this crate's tests)
+//! holds every backend to the same behaviour.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use portolan_model::{Blueprint, Entity, EntityRef, Millis, Reference};
+
+pub mod sqlite;
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached or is overloaded; the request may succeed later.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// A uniqueness constraint refused the write (a concurrent create of the same thing).
+    #[error("conflicting write: {0}")]
+    Conflict(String),
+    /// Stored data that cannot be read back: a bug or tampering, never the caller's fault.
+    #[error("stored data is unreadable: {0}")]
+    Corrupt(String),
+    #[error("database error: {0}")]
+    Other(String),
+}
+
+/// A blueprint as stored, with who made and last changed it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BlueprintRecord {
+    pub blueprint: Blueprint,
+    pub created_at: Millis,
+    pub created_by: String,
+    pub updated_at: Millis,
+    pub updated_by: String,
+}
+
+/// An entity that points at another one, and through what.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Referrer {
+    pub source: EntityRef,
+    pub via: String,
+}
+
+/// A database: hands out transactions. Reads see one consistent snapshot; writes are atomic.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// A read-only transaction.
+    async fn read(&self) -> Result<Box<dyn Tx>>;
+    /// A read-write transaction; nothing it does is visible to others until [`Tx::commit`].
+    async fn write(&self) -> Result<Box<dyn Tx>>;
+    /// Checks that the database answers.
+    async fn ping(&self) -> Result<()>;
+    /// `sqlite` or `postgres`.
+    fn backend(&self) -> &'static str;
+}
+
+/// One transaction. Dropping it without [`Tx::commit`] rolls it back.
+#[async_trait::async_trait]
+pub trait Tx: Send {
+    async fn blueprint(&mut self, identifier: &str) -> Result<Option<BlueprintRecord>>;
+    /// All blueprints, ordered by identifier.
+    async fn blueprints(&mut self) -> Result<Vec<BlueprintRecord>>;
+    /// Inserts or replaces a blueprint.
+    async fn put_blueprint(&mut self, record: &BlueprintRecord) -> Result<()>;
+    /// Deletes a blueprint that has no entities; false when it did not exist.
+    async fn delete_blueprint(&mut self, identifier: &str) -> Result<bool>;
+
+    async fn entity(&mut self, blueprint: &str, identifier: &str) -> Result<Option<Entity>>;
+    /// The entities of `blueprint` among `identifiers` (any order; absent ones are left out).
+    async fn entities(&mut self, blueprint: &str, identifiers: &[String]) -> Result<Vec<Entity>>;
+    /// Which of `identifiers` exist in `blueprint`.
+    async fn existing(&mut self, blueprint: &str, identifiers: &[String]) -> Result<HashSet<String>>;
+    /// Inserts a new entity with its references; [`StoreError::Conflict`] if it exists.
+    async fn insert_entity(&mut self, entity: &Entity, references: &[Reference]) -> Result<()>;
+    /// Replaces an existing entity and its references.
+    async fn update_entity(&mut self, entity: &Entity, references: &[Reference]) -> Result<()>;
+    /// Deletes an entity and its outgoing references; false when it did not exist.
+    async fn delete_entity(&mut self, blueprint: &str, identifier: &str) -> Result<bool>;
+    /// Deletes every entity of a blueprint; returns how many.
+    async fn delete_entities_of(&mut self, blueprint: &str) -> Result<u64>;
+    /// Entities of `blueprint` ordered by identifier, starting after `after`.
+    async fn list_entities(&mut self, blueprint: &str, after: Option<&str>, limit: u32) -> Result<Vec<Entity>>;
+    async fn count_entities(&mut self, blueprint: &str) -> Result<u64>;
+    /// Entities that point at `target`, at most `limit`, ordered by blueprint and identifier.
+    async fn referrers(&mut self, target: &EntityRef, limit: u32) -> Result<Vec<Referrer>>;
+
+    async fn commit(self: Box<Self>) -> Result<()>;
+}
+
+/// Opens the store a location names: a `postgres://` URL or, otherwise, a SQLite data directory.
+pub async fn open(location: &str) -> Result<Arc<dyn Store>> {
+    if location.starts_with("postgres://") || location.starts_with("postgresql://") {
+        return Err(StoreError::Other(
+            "PostgreSQL is not supported by this build yet".into(),
+        ));
+    }
+    Ok(Arc::new(
+        sqlite::SqliteStore::open(std::path::Path::new(location)).await?,
+    ))
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(err: sqlx::Error) -> Self {
+        match &err {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
+                StoreError::Unavailable(err.to_string())
+            }
+            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(db.message().to_string()),
+            sqlx::Error::Database(db) if db.code().as_deref() == Some("5") || db.code().as_deref() == Some("6") => {
+                // SQLITE_BUSY / SQLITE_LOCKED: another process holds the database.
+                StoreError::Unavailable(db.message().to_string())
+            }
+            sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => StoreError::Corrupt(err.to_string()),
+            _ => StoreError::Other(err.to_string()),
+        }
+    }
+}

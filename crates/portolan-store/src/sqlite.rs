@@ -1,0 +1,374 @@
+//! The embedded default: SQLite in WAL mode in a data directory. One writer connection serialises
+//! writes inside the process (SQLite allows one writer at a time anyway, and queueing in the pool is
+//! cheaper than retrying on SQLITE_BUSY); a small pool of read-only connections serves reads
+//! concurrently from WAL snapshots.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use portolan_model::{Blueprint, Entity, EntityRef, Reference};
+use serde_json::{Map, Value};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{AssertSqlSafe, Row, Sqlite, Transaction};
+
+use crate::{BlueprintRecord, Referrer, Result, Store, StoreError, Tx};
+
+/// The file inside the data directory that holds the database.
+pub const DATABASE_FILE: &str = "portolan.db";
+
+/// SQLite allows 32766 bound parameters; identifier lists are chunked well below that.
+const IN_CHUNK: usize = 500;
+
+pub struct SqliteStore {
+    writer: SqlitePool,
+    readers: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database in `data_dir` and applies pending migrations.
+    pub async fn open(data_dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(data_dir).map_err(|e| {
+            StoreError::Unavailable(format!("cannot create data directory {}: {e}", data_dir.display()))
+        })?;
+        let path = data_dir.join(DATABASE_FILE);
+        let options = SqliteConnectOptions::from_str("sqlite://")?
+            .filename(&path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: a committed change (and, later, its audit record) survives a power cut.
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options.clone())
+            .await?;
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&writer)
+            .await
+            .map_err(|e| StoreError::Other(format!("migration failed: {e}")))?;
+        let readers = SqlitePoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options.read_only(true))
+            .await?;
+        Ok(Self { writer, readers })
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    async fn read(&self) -> Result<Box<dyn Tx>> {
+        Ok(Box::new(SqliteTx {
+            tx: self.readers.begin().await?,
+        }))
+    }
+
+    async fn write(&self) -> Result<Box<dyn Tx>> {
+        Ok(Box::new(SqliteTx {
+            tx: self.writer.begin().await?,
+        }))
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.readers).await?;
+        Ok(())
+    }
+
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+}
+
+struct SqliteTx {
+    tx: Transaction<'static, Sqlite>,
+}
+
+const ENTITY_COLUMNS: &str = "blueprint, identifier, title, icon, team, properties, relations, version, \
+     created_at, created_by, updated_at, updated_by";
+
+fn entity_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Entity> {
+    let team: Vec<String> = parse_json(row.try_get("team")?)?;
+    let properties: Map<String, Value> = parse_json(row.try_get("properties")?)?;
+    let relations: Map<String, Value> = parse_json(row.try_get("relations")?)?;
+    Ok(Entity {
+        blueprint: row.try_get("blueprint")?,
+        identifier: row.try_get("identifier")?,
+        title: row.try_get("title")?,
+        icon: row.try_get("icon")?,
+        team,
+        properties,
+        relations,
+        version: row.try_get("version")?,
+        created_at: row.try_get("created_at")?,
+        created_by: row.try_get("created_by")?,
+        updated_at: row.try_get("updated_at")?,
+        updated_by: row.try_get("updated_by")?,
+    })
+}
+
+fn blueprint_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<BlueprintRecord> {
+    let blueprint: Blueprint = parse_json(row.try_get("document")?)?;
+    Ok(BlueprintRecord {
+        blueprint,
+        created_at: row.try_get("created_at")?,
+        created_by: row.try_get("created_by")?,
+        updated_at: row.try_get("updated_at")?,
+        updated_by: row.try_get("updated_by")?,
+    })
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| StoreError::Other(e.to_string()))
+}
+
+/// `?, ?, ?` for an IN list of `n` bound values.
+fn placeholders(n: usize) -> String {
+    vec!["?"; n].join(", ")
+}
+
+impl SqliteTx {
+    async fn entity_id(&mut self, blueprint: &str, identifier: &str) -> Result<Option<i64>> {
+        Ok(
+            sqlx::query_scalar("SELECT id FROM entities WHERE blueprint = ? AND identifier = ?")
+                .bind(blueprint)
+                .bind(identifier)
+                .fetch_optional(&mut *self.tx)
+                .await?,
+        )
+    }
+
+    async fn insert_references(&mut self, source_id: i64, references: &[Reference]) -> Result<()> {
+        for reference in references {
+            sqlx::query(
+                "INSERT INTO entity_references (source_id, via, target_blueprint, target_identifier) VALUES (?, ?, ?, ?)",
+            )
+            .bind(source_id)
+            .bind(&reference.via)
+            .bind(&reference.target_blueprint)
+            .bind(&reference.target)
+            .execute(&mut *self.tx)
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl Tx for SqliteTx {
+    async fn blueprint(&mut self, identifier: &str) -> Result<Option<BlueprintRecord>> {
+        let row = sqlx::query("SELECT * FROM blueprints WHERE identifier = ?")
+            .bind(identifier)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        row.as_ref().map(blueprint_from_row).transpose()
+    }
+
+    async fn blueprints(&mut self) -> Result<Vec<BlueprintRecord>> {
+        let rows = sqlx::query("SELECT * FROM blueprints ORDER BY identifier")
+            .fetch_all(&mut *self.tx)
+            .await?;
+        rows.iter().map(blueprint_from_row).collect()
+    }
+
+    async fn put_blueprint(&mut self, record: &BlueprintRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO blueprints (identifier, document, created_at, created_by, updated_at, updated_by)
+             VALUES (?, ?, ?, ?, ?, ?)
+             ON CONFLICT (identifier) DO UPDATE SET document = excluded.document,
+                 updated_at = excluded.updated_at, updated_by = excluded.updated_by",
+        )
+        .bind(&record.blueprint.identifier)
+        .bind(to_json(&record.blueprint)?)
+        .bind(record.created_at)
+        .bind(&record.created_by)
+        .bind(record.updated_at)
+        .bind(&record.updated_by)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_blueprint(&mut self, identifier: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM blueprints WHERE identifier = ?")
+            .bind(identifier)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn entity(&mut self, blueprint: &str, identifier: &str) -> Result<Option<Entity>> {
+        let sql = format!("SELECT {ENTITY_COLUMNS} FROM entities WHERE blueprint = ? AND identifier = ?");
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(blueprint)
+            .bind(identifier)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        row.as_ref().map(entity_from_row).transpose()
+    }
+
+    async fn entities(&mut self, blueprint: &str, identifiers: &[String]) -> Result<Vec<Entity>> {
+        let mut found = Vec::with_capacity(identifiers.len());
+        for chunk in identifiers.chunks(IN_CHUNK) {
+            let sql = format!(
+                "SELECT {ENTITY_COLUMNS} FROM entities WHERE blueprint = ? AND identifier IN ({})",
+                placeholders(chunk.len())
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql)).bind(blueprint);
+            for id in chunk {
+                query = query.bind(id);
+            }
+            for row in query.fetch_all(&mut *self.tx).await? {
+                found.push(entity_from_row(&row)?);
+            }
+        }
+        Ok(found)
+    }
+
+    async fn existing(&mut self, blueprint: &str, identifiers: &[String]) -> Result<HashSet<String>> {
+        let mut found = HashSet::with_capacity(identifiers.len());
+        for chunk in identifiers.chunks(IN_CHUNK) {
+            let sql = format!(
+                "SELECT identifier FROM entities WHERE blueprint = ? AND identifier IN ({})",
+                placeholders(chunk.len())
+            );
+            let mut query = sqlx::query_scalar::<_, String>(AssertSqlSafe(sql)).bind(blueprint);
+            for id in chunk {
+                query = query.bind(id);
+            }
+            found.extend(query.fetch_all(&mut *self.tx).await?);
+        }
+        Ok(found)
+    }
+
+    async fn insert_entity(&mut self, entity: &Entity, references: &[Reference]) -> Result<()> {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO entities (blueprint, identifier, title, icon, team, properties, relations, version,
+                                   created_at, created_by, updated_at, updated_by)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(&entity.blueprint)
+        .bind(&entity.identifier)
+        .bind(&entity.title)
+        .bind(&entity.icon)
+        .bind(to_json(&entity.team)?)
+        .bind(to_json(&entity.properties)?)
+        .bind(to_json(&entity.relations)?)
+        .bind(entity.version)
+        .bind(entity.created_at)
+        .bind(&entity.created_by)
+        .bind(entity.updated_at)
+        .bind(&entity.updated_by)
+        .fetch_one(&mut *self.tx)
+        .await?;
+        self.insert_references(id, references).await
+    }
+
+    async fn update_entity(&mut self, entity: &Entity, references: &[Reference]) -> Result<()> {
+        let id: Option<i64> = sqlx::query_scalar(
+            "UPDATE entities SET title = ?, icon = ?, team = ?, properties = ?, relations = ?, version = ?,
+                                 updated_at = ?, updated_by = ?
+             WHERE blueprint = ? AND identifier = ? RETURNING id",
+        )
+        .bind(&entity.title)
+        .bind(&entity.icon)
+        .bind(to_json(&entity.team)?)
+        .bind(to_json(&entity.properties)?)
+        .bind(to_json(&entity.relations)?)
+        .bind(entity.version)
+        .bind(entity.updated_at)
+        .bind(&entity.updated_by)
+        .bind(&entity.blueprint)
+        .bind(&entity.identifier)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        let Some(id) = id else {
+            return Err(StoreError::Other(format!(
+                "entity {}/{} vanished during its update",
+                entity.blueprint, entity.identifier
+            )));
+        };
+        sqlx::query("DELETE FROM entity_references WHERE source_id = ?")
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await?;
+        self.insert_references(id, references).await
+    }
+
+    async fn delete_entity(&mut self, blueprint: &str, identifier: &str) -> Result<bool> {
+        let Some(id) = self.entity_id(blueprint, identifier).await? else {
+            return Ok(false);
+        };
+        sqlx::query("DELETE FROM entities WHERE id = ?")
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(true)
+    }
+
+    async fn delete_entities_of(&mut self, blueprint: &str) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM entities WHERE blueprint = ?")
+            .bind(blueprint)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn list_entities(&mut self, blueprint: &str, after: Option<&str>, limit: u32) -> Result<Vec<Entity>> {
+        let sql = format!(
+            "SELECT {ENTITY_COLUMNS} FROM entities WHERE blueprint = ? AND identifier > ? ORDER BY identifier LIMIT ?"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(blueprint)
+            .bind(after.unwrap_or(""))
+            .bind(i64::from(limit))
+            .fetch_all(&mut *self.tx)
+            .await?;
+        rows.iter().map(entity_from_row).collect()
+    }
+
+    async fn count_entities(&mut self, blueprint: &str) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM entities WHERE blueprint = ?")
+            .bind(blueprint)
+            .fetch_one(&mut *self.tx)
+            .await?;
+        Ok(n.max(0) as u64)
+    }
+
+    async fn referrers(&mut self, target: &EntityRef, limit: u32) -> Result<Vec<Referrer>> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT e.blueprint, e.identifier, r.via
+             FROM entity_references r JOIN entities e ON e.id = r.source_id
+             WHERE r.target_blueprint = ? AND r.target_identifier = ?
+             ORDER BY e.blueprint, e.identifier, r.via LIMIT ?",
+        )
+        .bind(&target.blueprint)
+        .bind(&target.identifier)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(Referrer {
+                    source: EntityRef {
+                        blueprint: row.try_get("blueprint")?,
+                        identifier: row.try_get("identifier")?,
+                    },
+                    via: row.try_get("via")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn commit(self: Box<Self>) -> Result<()> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+}

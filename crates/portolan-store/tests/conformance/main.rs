@@ -1,0 +1,50 @@
+//! The store conformance suite: every case runs against SQLite, and against PostgreSQL when
+//! `PORTOLAN_TEST_DATABASE_URL` is set (then a connection failure fails the test).
+
+mod suite;
+
+use std::sync::Arc;
+
+use portolan_store::Store;
+
+/// A fresh store and whatever keeps it alive (a temporary directory).
+pub struct Fresh {
+    pub store: Arc<dyn Store>,
+    _guard: Box<dyn std::any::Any + Send>,
+}
+
+pub async fn sqlite_store() -> Fresh {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = portolan_store::open(&dir.path().to_string_lossy())
+        .await
+        .expect("sqlite store opens");
+    Fresh {
+        store,
+        _guard: Box::new(dir),
+    }
+}
+
+macro_rules! conformance {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let fresh = crate::sqlite_store().await;
+                    crate::suite::$case(fresh.store.as_ref()).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    blueprints_round_trip,
+    entity_round_trip_and_versioned_update,
+    duplicate_insert_is_a_conflict,
+    batch_lookups_span_chunks,
+    list_pages_in_identifier_order,
+    referrers_follow_references_and_vanish_with_their_source,
+    uncommitted_writes_roll_back,
+    delete_all_entities_of_a_blueprint,
+);

@@ -1,0 +1,335 @@
+//! The cases, written once against the `Store` trait.
+
+use portolan_model::{Blueprint, Entity, EntityRef, Reference};
+use portolan_store::{BlueprintRecord, Referrer, Store, StoreError};
+use serde_json::{Map, Value, json};
+
+fn blueprint(identifier: &str, relations: Value) -> BlueprintRecord {
+    let blueprint = Blueprint::from_json(json!({
+        "identifier": identifier,
+        "title": identifier.to_uppercase(),
+        "schema": {"properties": {"n": {"type": "number"}}},
+        "relations": relations
+    }))
+    .expect("valid blueprint");
+    BlueprintRecord {
+        blueprint,
+        created_at: 1_000,
+        created_by: "tester".into(),
+        updated_at: 2_000,
+        updated_by: "tester".into(),
+    }
+}
+
+fn entity(blueprint: &str, identifier: &str, n: i64) -> Entity {
+    let mut properties = Map::new();
+    properties.insert("n".into(), json!(n));
+    Entity {
+        identifier: identifier.into(),
+        title: Some(format!("Title of {identifier}")),
+        icon: None,
+        blueprint: blueprint.into(),
+        team: vec!["team-a".into()],
+        properties,
+        relations: Map::new(),
+        version: 1,
+        created_at: 1_700_000_000_123,
+        created_by: "tester".into(),
+        updated_at: 1_700_000_000_123,
+        updated_by: "tester".into(),
+    }
+}
+
+fn reference(via: &str, blueprint: &str, target: &str) -> Reference {
+    Reference {
+        via: via.into(),
+        target_blueprint: blueprint.into(),
+        target: target.into(),
+        path: String::new(),
+    }
+}
+
+async fn setup(store: &dyn Store) {
+    let mut tx = store.write().await.expect("write tx");
+    tx.put_blueprint(&blueprint("system", json!({})))
+        .await
+        .expect("put system");
+    tx.put_blueprint(&blueprint("service", json!({"system": {"target": "system"}})))
+        .await
+        .expect("put service");
+    tx.commit().await.expect("commit");
+}
+
+pub async fn blueprints_round_trip(store: &dyn Store) {
+    setup(store).await;
+    let mut tx = store.read().await.expect("read tx");
+    let got = tx.blueprint("service").await.expect("get").expect("exists");
+    assert_eq!(got, blueprint("service", json!({"system": {"target": "system"}})));
+    let all: Vec<String> = tx
+        .blueprints()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|r| r.blueprint.identifier)
+        .collect();
+    assert_eq!(all, vec!["service", "system"]);
+    drop(tx);
+
+    let mut tx = store.write().await.expect("write tx");
+    let mut changed = blueprint("service", json!({}));
+    changed.created_at = 5;
+    changed.updated_at = 9_000;
+    changed.updated_by = "someone".into();
+    tx.put_blueprint(&changed).await.expect("replace");
+    assert!(tx.delete_blueprint("system").await.expect("delete"));
+    assert!(!tx.delete_blueprint("system").await.expect("delete again"));
+    tx.commit().await.expect("commit");
+
+    let mut tx = store.read().await.expect("read tx");
+    let got = tx.blueprint("service").await.expect("get").expect("exists");
+    assert_eq!(got.created_at, 1_000, "a replace keeps the creation stamp");
+    assert_eq!((got.updated_at, got.updated_by.as_str()), (9_000, "someone"));
+    assert!(got.blueprint.relations.is_empty());
+    assert!(tx.blueprint("system").await.expect("get").is_none());
+}
+
+pub async fn entity_round_trip_and_versioned_update(store: &dyn Store) {
+    setup(store).await;
+    let mut tx = store.write().await.expect("write tx");
+    let shop = entity("system", "shop", 1);
+    tx.insert_entity(&shop, &[]).await.expect("insert");
+    let mut cart = entity("service", "cart", 2);
+    cart.relations.insert("system".into(), json!("shop"));
+    cart.properties
+        .insert("nested".into(), json!({"a": [1, "two", null, true]}));
+    tx.insert_entity(&cart, &[reference("system", "system", "shop")])
+        .await
+        .expect("insert");
+    tx.commit().await.expect("commit");
+
+    let mut tx = store.read().await.expect("read tx");
+    assert_eq!(tx.entity("service", "cart").await.expect("get"), Some(cart.clone()));
+    assert_eq!(
+        tx.entity("system", "cart").await.expect("get"),
+        None,
+        "identifiers are per blueprint"
+    );
+    drop(tx);
+
+    let mut tx = store.write().await.expect("write tx");
+    let mut updated = cart.clone();
+    updated.version = 2;
+    updated.title = None;
+    updated.team = vec![];
+    updated.updated_at += 10;
+    updated.updated_by = "other".into();
+    tx.update_entity(&updated, &[]).await.expect("update");
+    tx.commit().await.expect("commit");
+
+    let mut tx = store.read().await.expect("read tx");
+    assert_eq!(tx.entity("service", "cart").await.expect("get"), Some(updated));
+    let shop_ref = EntityRef {
+        blueprint: "system".into(),
+        identifier: "shop".into(),
+    };
+    assert!(
+        tx.referrers(&shop_ref, 10).await.expect("referrers").is_empty(),
+        "an update replaces references"
+    );
+    drop(tx);
+
+    let mut tx = store.write().await.expect("write tx");
+    assert!(tx.delete_entity("service", "cart").await.expect("delete"));
+    assert!(!tx.delete_entity("service", "cart").await.expect("delete again"));
+    tx.commit().await.expect("commit");
+    assert_eq!(
+        store
+            .read()
+            .await
+            .expect("read")
+            .entity("service", "cart")
+            .await
+            .expect("get"),
+        None
+    );
+}
+
+pub async fn duplicate_insert_is_a_conflict(store: &dyn Store) {
+    setup(store).await;
+    let mut tx = store.write().await.expect("write tx");
+    tx.insert_entity(&entity("system", "shop", 1), &[])
+        .await
+        .expect("insert");
+    let err = tx
+        .insert_entity(&entity("system", "shop", 2), &[])
+        .await
+        .expect_err("duplicate");
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+}
+
+pub async fn batch_lookups_span_chunks(store: &dyn Store) {
+    setup(store).await;
+    let mut tx = store.write().await.expect("write tx");
+    for i in 0..1_200 {
+        tx.insert_entity(&entity("system", &format!("s{i:04}"), i), &[])
+            .await
+            .expect("insert");
+    }
+    tx.commit().await.expect("commit");
+
+    let mut wanted: Vec<String> = (0..1_200).step_by(2).map(|i| format!("s{i:04}")).collect();
+    wanted.push("missing".into());
+    wanted.push("s9999".into());
+    let mut tx = store.read().await.expect("read tx");
+    let existing = tx.existing("system", &wanted).await.expect("existing");
+    assert_eq!(existing.len(), 600);
+    assert!(existing.contains("s0000") && existing.contains("s1198") && !existing.contains("missing"));
+    let entities = tx.entities("system", &wanted).await.expect("entities");
+    assert_eq!(entities.len(), 600);
+    assert!(
+        entities
+            .iter()
+            .all(|e| e.properties["n"].as_i64().is_some_and(|n| n % 2 == 0))
+    );
+    assert_eq!(tx.count_entities("system").await.expect("count"), 1_200);
+    assert!(tx.existing("service", &wanted).await.expect("existing").is_empty());
+}
+
+pub async fn list_pages_in_identifier_order(store: &dyn Store) {
+    setup(store).await;
+    let mut tx = store.write().await.expect("write tx");
+    for id in ["delta", "alpha", "charlie", "bravo", "echo"] {
+        tx.insert_entity(&entity("system", id, 0), &[]).await.expect("insert");
+    }
+    tx.insert_entity(&entity("service", "aardvark", 0), &[])
+        .await
+        .expect("insert");
+    tx.commit().await.expect("commit");
+
+    let mut tx = store.read().await.expect("read tx");
+    let first: Vec<String> = tx
+        .list_entities("system", None, 2)
+        .await
+        .expect("page")
+        .into_iter()
+        .map(|e| e.identifier)
+        .collect();
+    assert_eq!(first, vec!["alpha", "bravo"]);
+    let second: Vec<String> = tx
+        .list_entities("system", Some("bravo"), 2)
+        .await
+        .expect("page")
+        .into_iter()
+        .map(|e| e.identifier)
+        .collect();
+    assert_eq!(second, vec!["charlie", "delta"]);
+    let last: Vec<String> = tx
+        .list_entities("system", Some("delta"), 2)
+        .await
+        .expect("page")
+        .into_iter()
+        .map(|e| e.identifier)
+        .collect();
+    assert_eq!(last, vec!["echo"]);
+    assert!(
+        tx.list_entities("system", Some("echo"), 2)
+            .await
+            .expect("page")
+            .is_empty()
+    );
+}
+
+pub async fn referrers_follow_references_and_vanish_with_their_source(store: &dyn Store) {
+    setup(store).await;
+    let mut tx = store.write().await.expect("write tx");
+    tx.insert_entity(&entity("system", "shop", 0), &[])
+        .await
+        .expect("insert");
+    for id in ["b-cart", "a-pay"] {
+        tx.insert_entity(
+            &entity("service", id, 0),
+            &[
+                reference("system", "system", "shop"),
+                reference("$team", "_team", "team-a"),
+            ],
+        )
+        .await
+        .expect("insert");
+    }
+    tx.commit().await.expect("commit");
+
+    let shop = EntityRef {
+        blueprint: "system".into(),
+        identifier: "shop".into(),
+    };
+    let mut tx = store.read().await.expect("read tx");
+    let referrers = tx.referrers(&shop, 10).await.expect("referrers");
+    let expected: Vec<Referrer> = ["a-pay", "b-cart"]
+        .iter()
+        .map(|id| Referrer {
+            source: EntityRef {
+                blueprint: "service".into(),
+                identifier: (*id).into(),
+            },
+            via: "system".into(),
+        })
+        .collect();
+    assert_eq!(referrers, expected);
+    assert_eq!(
+        tx.referrers(&shop, 1).await.expect("referrers").len(),
+        1,
+        "the limit holds"
+    );
+    let team = EntityRef {
+        blueprint: "_team".into(),
+        identifier: "team-a".into(),
+    };
+    assert_eq!(tx.referrers(&team, 10).await.expect("referrers").len(), 2);
+    drop(tx);
+
+    let mut tx = store.write().await.expect("write tx");
+    tx.delete_entity("service", "a-pay").await.expect("delete");
+    tx.commit().await.expect("commit");
+    let remaining = store
+        .read()
+        .await
+        .expect("read")
+        .referrers(&shop, 10)
+        .await
+        .expect("referrers");
+    assert_eq!(remaining.len(), 1);
+    assert_eq!(remaining[0].source.identifier, "b-cart");
+}
+
+pub async fn uncommitted_writes_roll_back(store: &dyn Store) {
+    setup(store).await;
+    {
+        let mut tx = store.write().await.expect("write tx");
+        tx.insert_entity(&entity("system", "ghost", 0), &[])
+            .await
+            .expect("insert");
+        tx.put_blueprint(&blueprint("extra", json!({}))).await.expect("put");
+        // dropped without commit
+    }
+    let mut tx = store.read().await.expect("read tx");
+    assert_eq!(tx.entity("system", "ghost").await.expect("get"), None);
+    assert!(tx.blueprint("extra").await.expect("get").is_none());
+}
+
+pub async fn delete_all_entities_of_a_blueprint(store: &dyn Store) {
+    setup(store).await;
+    let mut tx = store.write().await.expect("write tx");
+    for i in 0..7 {
+        tx.insert_entity(&entity("system", &format!("s{i}"), i), &[])
+            .await
+            .expect("insert");
+    }
+    tx.insert_entity(&entity("service", "keep", 0), &[])
+        .await
+        .expect("insert");
+    assert_eq!(tx.delete_entities_of("system").await.expect("delete"), 7);
+    tx.commit().await.expect("commit");
+    let mut tx = store.read().await.expect("read tx");
+    assert_eq!(tx.count_entities("system").await.expect("count"), 0);
+    assert_eq!(tx.count_entities("service").await.expect("count"), 1);
+}
