@@ -146,10 +146,7 @@ impl Blueprint {
         let mut seen_required = HashSet::new();
         for (i, name) in self.schema.required.iter().enumerate() {
             if !self.schema.properties.contains_key(name) {
-                errors.push(
-                    format!("/schema/required/{i}"),
-                    format!("'{name}' is required but is not a property"),
-                );
+                errors.push(format!("/schema/required/{i}"), format!("'{name}' is required but is not a property"));
             }
             if !seen_required.insert(name) {
                 errors.push(format!("/schema/required/{i}"), format!("'{name}' is listed twice"));
@@ -167,10 +164,7 @@ impl Blueprint {
                 errors.push(&path, "a relation cannot be both many and required");
             }
             if rel.target != self.identifier && !blueprint_exists(&rel.target) {
-                errors.push(
-                    format!("{path}/target"),
-                    format!("target blueprint '{}' does not exist", rel.target),
-                );
+                errors.push(format!("{path}/target"), format!("target blueprint '{}' does not exist", rel.target));
             }
         }
         errors.into_result(())
@@ -183,10 +177,7 @@ impl PropertySchema {
         if let Some(format) = self.format
             && self.kind != T::String
         {
-            errors.push(
-                format!("{path}/format"),
-                format!("format '{}' needs type string", format.as_str()),
-            );
+            errors.push(format!("{path}/format"), format!("format '{}' needs type string", format.as_str()));
         }
         if (self.minimum.is_some() || self.maximum.is_some()) && self.kind != T::Number {
             errors.push(path, "minimum and maximum apply only to numbers");
@@ -230,10 +221,7 @@ impl PropertySchema {
                 errors.push(format!("{path}/enum"), "enum must list at least one value");
             }
             if !matches!(self.kind, T::String | T::Number | T::Boolean) {
-                errors.push(
-                    format!("{path}/enum"),
-                    "enum applies only to strings, numbers and booleans",
-                );
+                errors.push(format!("{path}/enum"), "enum applies only to strings, numbers and booleans");
             }
             for (i, value) in values.iter().enumerate() {
                 if !self.kind.admits(value) {
@@ -243,10 +231,7 @@ impl PropertySchema {
                     );
                 }
                 if values[..i].contains(value) {
-                    errors.push(
-                        format!("{path}/enum/{i}"),
-                        format!("enum value {value} is listed twice"),
-                    );
+                    errors.push(format!("{path}/enum/{i}"), format!("enum value {value} is listed twice"));
                 }
             }
         }
@@ -260,10 +245,7 @@ impl PropertySchema {
     /// Validates one value against this property. Reference checks (team format) are the caller's.
     pub fn validate_value(&self, value: &Value, path: &str, errors: &mut FieldErrors) {
         if !self.kind.admits(value) {
-            errors.push(
-                path,
-                format!("expected {}, got {}", self.kind.article(), json_kind(value)),
-            );
+            errors.push(path, format!("expected {}, got {}", self.kind.article(), json_kind(value)));
             return;
         }
         if let Some(values) = &self.enum_values
@@ -398,11 +380,7 @@ impl Format {
             Self::Ipv6 => s.parse::<std::net::Ipv6Addr>().is_ok(),
             Self::Markdown | Self::Yaml | Self::Team => true,
         };
-        if ok {
-            Ok(())
-        } else {
-            Err(format!("{s:?} is not a valid {}", self.as_str()))
-        }
+        if ok { Ok(()) } else { Err(format!("{s:?} is not a valid {}", self.as_str())) }
     }
 }
 
@@ -455,10 +433,7 @@ mod tests {
     }
 
     fn paths(result: Result<(), FieldErrors>) -> Vec<String> {
-        result
-            .err()
-            .map(|e| e.0.into_iter().map(|f| f.path).collect())
-            .unwrap_or_default()
+        result.err().map(|e| e.0.into_iter().map(|f| f.path).collect()).unwrap_or_default()
     }
 
     #[test]

@@ -151,10 +151,7 @@ impl EntityInput {
         {
             errors.push(
                 "/blueprint",
-                format!(
-                    "the entity names blueprint '{bp}' but is sent to '{}'",
-                    blueprint.identifier
-                ),
+                format!("the entity names blueprint '{bp}' but is sent to '{}'", blueprint.identifier),
             );
         }
         if let Some(title) = &self.title
@@ -195,10 +192,7 @@ impl EntityInput {
         for (name, value) in self.properties {
             let path = format!("/properties/{}", pointer_token(&name));
             let Some(schema) = blueprint.schema.properties.get(&name) else {
-                errors.push(
-                    &path,
-                    format!("'{name}' is not a property of blueprint '{}'", blueprint.identifier),
-                );
+                errors.push(&path, format!("'{name}' is not a property of blueprint '{}'", blueprint.identifier));
                 continue;
             };
             if value.is_null() {
@@ -226,10 +220,7 @@ impl EntityInput {
         }
         for name in &blueprint.schema.required {
             if !properties.contains_key(name) {
-                errors.push(
-                    format!("/properties/{}", pointer_token(name)),
-                    format!("'{name}' is required"),
-                );
+                errors.push(format!("/properties/{}", pointer_token(name)), format!("'{name}' is required"));
             }
         }
         // Keep the blueprint's property order, so documents read back the way the schema lists them.
@@ -244,10 +235,7 @@ impl EntityInput {
         for (name, value) in self.relations {
             let path = format!("/relations/{}", pointer_token(&name));
             let Some(def) = blueprint.relations.get(&name) else {
-                errors.push(
-                    &path,
-                    format!("'{name}' is not a relation of blueprint '{}'", blueprint.identifier),
-                );
+                errors.push(&path, format!("'{name}' is not a relation of blueprint '{}'", blueprint.identifier));
                 continue;
             };
             let targets: Vec<(String, String)> = match (&value, def.many) {
@@ -291,10 +279,7 @@ impl EntityInput {
         }
         for (name, def) in &blueprint.relations {
             if def.required && !relations.contains_key(name) {
-                errors.push(
-                    format!("/relations/{}", pointer_token(name)),
-                    format!("relation '{name}' is required"),
-                );
+                errors.push(format!("/relations/{}", pointer_token(name)), format!("relation '{name}' is required"));
             }
         }
 
@@ -326,10 +311,7 @@ impl Entity {
     }
 
     pub fn entity_ref(&self) -> EntityRef {
-        EntityRef {
-            blueprint: self.blueprint.clone(),
-            identifier: self.identifier.clone(),
-        }
+        EntityRef { blueprint: self.blueprint.clone(), identifier: self.identifier.clone() }
     }
 }
 
@@ -363,13 +345,7 @@ mod tests {
     }
 
     fn error_paths(value: Value) -> Vec<String> {
-        input(value)
-            .validate(&service())
-            .expect_err("invalid")
-            .0
-            .into_iter()
-            .map(|e| e.path)
-            .collect()
+        input(value).validate(&service()).expect_err("invalid").0.into_iter().map(|e| e.path).collect()
     }
 
     #[test]
@@ -384,19 +360,10 @@ mod tests {
         .expect("valid");
         assert_eq!(valid.properties["lifecycle"], json!("experimental"));
         assert_eq!(valid.team, vec!["team-cart"]);
-        let targets: Vec<_> = valid
-            .references
-            .iter()
-            .map(|r| (r.via.as_str(), r.target.as_str()))
-            .collect();
+        let targets: Vec<_> = valid.references.iter().map(|r| (r.via.as_str(), r.target.as_str())).collect();
         assert_eq!(
             targets,
-            vec![
-                ("$team", "team-cart"),
-                ("system", "shop"),
-                ("dependsOn", "payments"),
-                ("dependsOn", "users")
-            ]
+            vec![("$team", "team-cart"), ("system", "shop"), ("dependsOn", "payments"), ("dependsOn", "users")]
         );
     }
 
@@ -438,10 +405,7 @@ mod tests {
             icon: None,
             blueprint: "service".into(),
             team: vec!["a".into()],
-            properties: json!({"language": "Go", "port": 1})
-                .as_object()
-                .cloned()
-                .unwrap_or_default(),
+            properties: json!({"language": "Go", "port": 1}).as_object().cloned().unwrap_or_default(),
             relations: json!({"system": "shop"}).as_object().cloned().unwrap_or_default(),
             version: 1,
             created_at: 0,

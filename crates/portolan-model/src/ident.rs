@@ -8,10 +8,7 @@ pub const MAX_IDENTIFIER_CHARS: usize = 100;
 /// A blueprint, property or relation identifier: ASCII letters, digits and `_ @ = -`, at most 100.
 pub fn check_schema_identifier(id: &str) -> Result<(), String> {
     check_length(id)?;
-    if let Some(bad) = id
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '@' | '=' | '-')))
-    {
+    if let Some(bad) = id.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '@' | '=' | '-'))) {
         return Err(format!("'{bad}' is not allowed: use ASCII letters, digits and _ @ = -"));
     }
     Ok(())
@@ -21,9 +18,8 @@ pub fn check_schema_identifier(id: &str) -> Result<(), String> {
 /// `/`, whitespace and control characters are refused so an identifier is always one URL segment.
 pub fn check_entity_identifier(id: &str) -> Result<(), String> {
     check_length(id)?;
-    if let Some(bad) = id
-        .chars()
-        .find(|c| !(c.is_alphanumeric() || matches!(c, '_' | '@' | '.' | '+' | ':' | '=' | '-')))
+    if let Some(bad) =
+        id.chars().find(|c| !(c.is_alphanumeric() || matches!(c, '_' | '@' | '.' | '+' | ':' | '=' | '-')))
     {
         return Err(format!("{bad:?} is not allowed: use letters, digits and _ @ . + : = -"));
     }
@@ -36,9 +32,7 @@ fn check_length(id: &str) -> Result<(), String> {
         return Err("must not be empty".into());
     }
     if chars > MAX_IDENTIFIER_CHARS {
-        return Err(format!(
-            "is {chars} characters long; the limit is {MAX_IDENTIFIER_CHARS}"
-        ));
+        return Err(format!("is {chars} characters long; the limit is {MAX_IDENTIFIER_CHARS}"));
     }
     Ok(())
 }

@@ -34,10 +34,7 @@ pub fn blueprints() -> Vec<Blueprint> {
             "status": {"type": "string", "enum": ["active", "disabled"], "default": "active", "title": "Status"}
         }}
     });
-    [team, user]
-        .into_iter()
-        .filter_map(|doc| Blueprint::from_json(doc).ok())
-        .collect()
+    [team, user].into_iter().filter_map(|doc| Blueprint::from_json(doc).ok()).collect()
 }
 
 pub fn is_system(identifier: &str) -> bool {
@@ -54,10 +51,7 @@ pub fn check_system_change(new: &Blueprint) -> Result<(), FieldErrors> {
         if new.schema.properties.get(name) != Some(prop) {
             errors.push(
                 format!("/schema/properties/{name}"),
-                format!(
-                    "'{name}' is a built-in property of {} and cannot be changed or removed",
-                    new.identifier
-                ),
+                format!("'{name}' is a built-in property of {} and cannot be changed or removed", new.identifier),
             );
         }
     }
@@ -67,9 +61,7 @@ pub fn check_system_change(new: &Blueprint) -> Result<(), FieldErrors> {
 /// Whether a new blueprint identifier is reserved for the system.
 pub fn check_user_blueprint_identifier(identifier: &str) -> Result<(), String> {
     if identifier.starts_with('_') {
-        Err(format!(
-            "identifiers starting with '_' are reserved for system blueprints ('{identifier}')"
-        ))
+        Err(format!("identifiers starting with '_' are reserved for system blueprints ('{identifier}')"))
     } else {
         Ok(())
     }

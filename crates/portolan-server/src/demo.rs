@@ -39,14 +39,8 @@ pub async fn load(catalog: &Catalog) -> Result<DemoSummary> {
     }
     for (blueprint, entities) in demo.entities {
         for entity in entities.as_array().into_iter().flatten() {
-            let mode = WriteMode::Create {
-                upsert: false,
-                merge: false,
-            };
-            match catalog
-                .write_entity(&actor, &blueprint, None, entity.clone(), mode, None)
-                .await
-            {
+            let mode = WriteMode::Create { upsert: false, merge: false };
+            match catalog.write_entity(&actor, &blueprint, None, entity.clone(), mode, None).await {
                 Ok(_) => summary.entities_created += 1,
                 Err(err) if err.code == ErrorCode::AlreadyExists => {}
                 Err(err) => return Err(err),

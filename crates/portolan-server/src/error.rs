@@ -77,11 +77,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            message: message.into(),
-            details: Vec::new(),
-        }
+        Self { code, message: message.into(), details: Vec::new() }
     }
 
     pub fn with_details(mut self, details: Vec<Value>) -> Self {
@@ -98,11 +94,7 @@ impl Error {
             [one] => format!("{}: {}", one.path, one.message),
             many => format!("{} fields are invalid", many.len()),
         };
-        let details = errors
-            .0
-            .iter()
-            .map(|e| json!({"path": e.path, "message": e.message}))
-            .collect();
+        let details = errors.0.iter().map(|e| json!({"path": e.path, "message": e.message})).collect();
         Self::new(ErrorCode::ValidationFailed, message).with_details(details)
     }
 

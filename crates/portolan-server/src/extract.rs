@@ -38,21 +38,13 @@ fn parse_if_match(headers: &HeaderMap) -> Result<Option<IfMatch>, Error> {
     let Some(raw) = headers.get(axum::http::header::IF_MATCH) else {
         return Ok(None);
     };
-    let bad = || {
-        Error::new(
-            ErrorCode::InvalidQuery,
-            "If-Match must be \"*\" or an entity version such as \"3\"",
-        )
-    };
+    let bad = || Error::new(ErrorCode::InvalidQuery, "If-Match must be \"*\" or an entity version such as \"3\"");
     let text = raw.to_str().map_err(|_| bad())?.trim();
     if text == "*" {
         return Ok(Some(IfMatch::Any));
     }
     let unquoted = text.trim_start_matches("W/").trim_matches('"');
-    unquoted
-        .parse::<i64>()
-        .map(|v| Some(IfMatch::Version(v)))
-        .map_err(|_| bad())
+    unquoted.parse::<i64>().map(|v| Some(IfMatch::Version(v))).map_err(|_| bad())
 }
 
 /// The `ETag` value for an entity version.

@@ -34,9 +34,7 @@ pub struct ServerOptions {
 
 impl Default for ServerOptions {
     fn default() -> Self {
-        Self {
-            body_limit: 1024 * 1024,
-        }
+        Self { body_limit: 1024 * 1024 }
     }
 }
 
@@ -56,10 +54,7 @@ impl AppState {
     pub async fn with_clock(store: Arc<dyn Store>, clock: SharedClock) -> Result<Self, Error> {
         let catalog = Catalog::new(store, clock);
         catalog.ensure_system_blueprints().await?;
-        Ok(Self {
-            catalog,
-            metrics: metrics_handle(),
-        })
+        Ok(Self { catalog, metrics: metrics_handle() })
     }
 }
 
@@ -106,11 +101,8 @@ pub fn router(state: AppState, options: &ServerOptions) -> Router {
 async fn record_metrics(request: Request, next: Next) -> Response<axum::body::Body> {
     let started = Instant::now();
     let method = request.method().to_string();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".into());
+    let route =
+        request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
     let response = next.run(request).await;
     let status = response.status().as_u16().to_string();
     let labels = [("method", method), ("route", route), ("status", status)];

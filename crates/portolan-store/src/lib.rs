@@ -36,6 +36,13 @@ pub struct BlueprintRecord {
     pub updated_by: String,
 }
 
+/// One entity to store, with the references it holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EntityWrite {
+    pub entity: Entity,
+    pub references: Vec<Reference>,
+}
+
 /// An entity that points at another one, and through what.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Referrer {
@@ -72,10 +79,11 @@ pub trait Tx: Send {
     async fn entities(&mut self, blueprint: &str, identifiers: &[String]) -> Result<Vec<Entity>>;
     /// Which of `identifiers` exist in `blueprint`.
     async fn existing(&mut self, blueprint: &str, identifiers: &[String]) -> Result<HashSet<String>>;
-    /// Inserts a new entity with its references; [`StoreError::Conflict`] if it exists.
-    async fn insert_entity(&mut self, entity: &Entity, references: &[Reference]) -> Result<()>;
-    /// Replaces an existing entity and its references.
-    async fn update_entity(&mut self, entity: &Entity, references: &[Reference]) -> Result<()>;
+    /// Inserts or replaces entities with their references, guarded by version: an entity whose
+    /// `version` is 1 must not exist yet, any other must be stored at `version - 1`. If a guard
+    /// fails (a concurrent writer got there first) the result is [`StoreError::Conflict`] and the
+    /// transaction must be dropped, not committed. Identifiers must be unique within one call.
+    async fn put_entities(&mut self, writes: &[EntityWrite]) -> Result<()>;
     /// Deletes an entity and its outgoing references; false when it did not exist.
     async fn delete_entity(&mut self, blueprint: &str, identifier: &str) -> Result<bool>;
     /// Deletes every entity of a blueprint; returns how many.
@@ -92,13 +100,9 @@ pub trait Tx: Send {
 /// Opens the store a location names: a `postgres://` URL or, otherwise, a SQLite data directory.
 pub async fn open(location: &str) -> Result<Arc<dyn Store>> {
     if location.starts_with("postgres://") || location.starts_with("postgresql://") {
-        return Err(StoreError::Other(
-            "PostgreSQL is not supported by this build yet".into(),
-        ));
+        return Err(StoreError::Other("PostgreSQL is not supported by this build yet".into()));
     }
-    Ok(Arc::new(
-        sqlite::SqliteStore::open(std::path::Path::new(location)).await?,
-    ))
+    Ok(Arc::new(sqlite::SqliteStore::open(std::path::Path::new(location)).await?))
 }
 
 impl From<sqlx::Error> for StoreError {

@@ -3,7 +3,7 @@
 //! cheaper than retrying on SQLITE_BUSY); a small pool of read-only connections serves reads
 //! concurrently from WAL snapshots.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
@@ -13,13 +13,15 @@ use serde_json::{Map, Value};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, Row, Sqlite, Transaction};
 
-use crate::{BlueprintRecord, Referrer, Result, Store, StoreError, Tx};
+use crate::{BlueprintRecord, EntityWrite, Referrer, Result, Store, StoreError, Tx};
 
 /// The file inside the data directory that holds the database.
 pub const DATABASE_FILE: &str = "portolan.db";
 
-/// SQLite allows 32766 bound parameters; identifier lists are chunked well below that.
+/// SQLite allows 32766 bound parameters per statement; lists and multi-row writes stay well below.
 const IN_CHUNK: usize = 500;
+const ENTITY_ROWS_PER_STATEMENT: usize = 500;
+const REFERENCE_ROWS_PER_STATEMENT: usize = 2_000;
 
 pub struct SqliteStore {
     writer: SqlitePool,
@@ -62,15 +64,11 @@ impl SqliteStore {
 #[async_trait::async_trait]
 impl Store for SqliteStore {
     async fn read(&self) -> Result<Box<dyn Tx>> {
-        Ok(Box::new(SqliteTx {
-            tx: self.readers.begin().await?,
-        }))
+        Ok(Box::new(SqliteTx { tx: self.readers.begin().await? }))
     }
 
     async fn write(&self) -> Result<Box<dyn Tx>> {
-        Ok(Box::new(SqliteTx {
-            tx: self.writer.begin().await?,
-        }))
+        Ok(Box::new(SqliteTx { tx: self.writer.begin().await? }))
     }
 
     async fn ping(&self) -> Result<()> {
@@ -134,33 +132,6 @@ fn placeholders(n: usize) -> String {
     vec!["?"; n].join(", ")
 }
 
-impl SqliteTx {
-    async fn entity_id(&mut self, blueprint: &str, identifier: &str) -> Result<Option<i64>> {
-        Ok(
-            sqlx::query_scalar("SELECT id FROM entities WHERE blueprint = ? AND identifier = ?")
-                .bind(blueprint)
-                .bind(identifier)
-                .fetch_optional(&mut *self.tx)
-                .await?,
-        )
-    }
-
-    async fn insert_references(&mut self, source_id: i64, references: &[Reference]) -> Result<()> {
-        for reference in references {
-            sqlx::query(
-                "INSERT INTO entity_references (source_id, via, target_blueprint, target_identifier) VALUES (?, ?, ?, ?)",
-            )
-            .bind(source_id)
-            .bind(&reference.via)
-            .bind(&reference.target_blueprint)
-            .bind(&reference.target)
-            .execute(&mut *self.tx)
-            .await?;
-        }
-        Ok(())
-    }
-}
-
 #[async_trait::async_trait]
 impl Tx for SqliteTx {
     async fn blueprint(&mut self, identifier: &str) -> Result<Option<BlueprintRecord>> {
@@ -172,9 +143,7 @@ impl Tx for SqliteTx {
     }
 
     async fn blueprints(&mut self) -> Result<Vec<BlueprintRecord>> {
-        let rows = sqlx::query("SELECT * FROM blueprints ORDER BY identifier")
-            .fetch_all(&mut *self.tx)
-            .await?;
+        let rows = sqlx::query("SELECT * FROM blueprints ORDER BY identifier").fetch_all(&mut *self.tx).await?;
         rows.iter().map(blueprint_from_row).collect()
     }
 
@@ -197,20 +166,15 @@ impl Tx for SqliteTx {
     }
 
     async fn delete_blueprint(&mut self, identifier: &str) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM blueprints WHERE identifier = ?")
-            .bind(identifier)
-            .execute(&mut *self.tx)
-            .await?;
+        let done =
+            sqlx::query("DELETE FROM blueprints WHERE identifier = ?").bind(identifier).execute(&mut *self.tx).await?;
         Ok(done.rows_affected() > 0)
     }
 
     async fn entity(&mut self, blueprint: &str, identifier: &str) -> Result<Option<Entity>> {
         let sql = format!("SELECT {ENTITY_COLUMNS} FROM entities WHERE blueprint = ? AND identifier = ?");
-        let row = sqlx::query(AssertSqlSafe(sql))
-            .bind(blueprint)
-            .bind(identifier)
-            .fetch_optional(&mut *self.tx)
-            .await?;
+        let row =
+            sqlx::query(AssertSqlSafe(sql)).bind(blueprint).bind(identifier).fetch_optional(&mut *self.tx).await?;
         row.as_ref().map(entity_from_row).transpose()
     }
 
@@ -248,76 +212,93 @@ impl Tx for SqliteTx {
         Ok(found)
     }
 
-    async fn insert_entity(&mut self, entity: &Entity, references: &[Reference]) -> Result<()> {
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO entities (blueprint, identifier, title, icon, team, properties, relations, version,
-                                   created_at, created_by, updated_at, updated_by)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-        )
-        .bind(&entity.blueprint)
-        .bind(&entity.identifier)
-        .bind(&entity.title)
-        .bind(&entity.icon)
-        .bind(to_json(&entity.team)?)
-        .bind(to_json(&entity.properties)?)
-        .bind(to_json(&entity.relations)?)
-        .bind(entity.version)
-        .bind(entity.created_at)
-        .bind(&entity.created_by)
-        .bind(entity.updated_at)
-        .bind(&entity.updated_by)
-        .fetch_one(&mut *self.tx)
-        .await?;
-        self.insert_references(id, references).await
-    }
-
-    async fn update_entity(&mut self, entity: &Entity, references: &[Reference]) -> Result<()> {
-        let id: Option<i64> = sqlx::query_scalar(
-            "UPDATE entities SET title = ?, icon = ?, team = ?, properties = ?, relations = ?, version = ?,
-                                 updated_at = ?, updated_by = ?
-             WHERE blueprint = ? AND identifier = ? RETURNING id",
-        )
-        .bind(&entity.title)
-        .bind(&entity.icon)
-        .bind(to_json(&entity.team)?)
-        .bind(to_json(&entity.properties)?)
-        .bind(to_json(&entity.relations)?)
-        .bind(entity.version)
-        .bind(entity.updated_at)
-        .bind(&entity.updated_by)
-        .bind(&entity.blueprint)
-        .bind(&entity.identifier)
-        .fetch_optional(&mut *self.tx)
-        .await?;
-        let Some(id) = id else {
-            return Err(StoreError::Other(format!(
-                "entity {}/{} vanished during its update",
-                entity.blueprint, entity.identifier
-            )));
-        };
-        sqlx::query("DELETE FROM entity_references WHERE source_id = ?")
-            .bind(id)
-            .execute(&mut *self.tx)
-            .await?;
-        self.insert_references(id, references).await
+    async fn put_entities(&mut self, writes: &[EntityWrite]) -> Result<()> {
+        for chunk in writes.chunks(ENTITY_ROWS_PER_STATEMENT) {
+            let rows = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+            let sql = format!(
+                "INSERT INTO entities ({ENTITY_COLUMNS}) VALUES {rows}
+                 ON CONFLICT (blueprint, identifier) DO UPDATE SET
+                     title = excluded.title, icon = excluded.icon, team = excluded.team,
+                     properties = excluded.properties, relations = excluded.relations,
+                     version = excluded.version, updated_at = excluded.updated_at, updated_by = excluded.updated_by
+                 WHERE entities.version = excluded.version - 1
+                 RETURNING id, identifier"
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for write in chunk {
+                let e = &write.entity;
+                query = query
+                    .bind(&e.blueprint)
+                    .bind(&e.identifier)
+                    .bind(&e.title)
+                    .bind(&e.icon)
+                    .bind(to_json(&e.team)?)
+                    .bind(to_json(&e.properties)?)
+                    .bind(to_json(&e.relations)?)
+                    .bind(e.version)
+                    .bind(e.created_at)
+                    .bind(&e.created_by)
+                    .bind(e.updated_at)
+                    .bind(&e.updated_by);
+            }
+            let written = query.fetch_all(&mut *self.tx).await?;
+            if written.len() != chunk.len() {
+                return Err(StoreError::Conflict(format!(
+                    "{} of {} entities were changed by another writer",
+                    chunk.len() - written.len(),
+                    chunk.len()
+                )));
+            }
+            let mut ids = HashMap::with_capacity(written.len());
+            for row in &written {
+                ids.insert(row.try_get::<String, _>("identifier")?, row.try_get::<i64, _>("id")?);
+            }
+            let updated: Vec<i64> = chunk
+                .iter()
+                .filter(|w| w.entity.version > 1)
+                .filter_map(|w| ids.get(&w.entity.identifier).copied())
+                .collect();
+            for ids_chunk in updated.chunks(IN_CHUNK) {
+                let sql =
+                    format!("DELETE FROM entity_references WHERE source_id IN ({})", placeholders(ids_chunk.len()));
+                let mut query = sqlx::query(AssertSqlSafe(sql));
+                for id in ids_chunk {
+                    query = query.bind(id);
+                }
+                query.execute(&mut *self.tx).await?;
+            }
+            let references: Vec<(i64, &Reference)> = chunk
+                .iter()
+                .filter_map(|w| ids.get(&w.entity.identifier).map(|id| (*id, &w.references)))
+                .flat_map(|(id, refs)| refs.iter().map(move |r| (id, r)))
+                .collect();
+            for refs_chunk in references.chunks(REFERENCE_ROWS_PER_STATEMENT) {
+                let rows = vec!["(?, ?, ?, ?)"; refs_chunk.len()].join(", ");
+                let sql = format!(
+                    "INSERT INTO entity_references (source_id, via, target_blueprint, target_identifier) VALUES {rows}"
+                );
+                let mut query = sqlx::query(AssertSqlSafe(sql));
+                for (id, r) in refs_chunk {
+                    query = query.bind(id).bind(&r.via).bind(&r.target_blueprint).bind(&r.target);
+                }
+                query.execute(&mut *self.tx).await?;
+            }
+        }
+        Ok(())
     }
 
     async fn delete_entity(&mut self, blueprint: &str, identifier: &str) -> Result<bool> {
-        let Some(id) = self.entity_id(blueprint, identifier).await? else {
-            return Ok(false);
-        };
-        sqlx::query("DELETE FROM entities WHERE id = ?")
-            .bind(id)
+        let done = sqlx::query("DELETE FROM entities WHERE blueprint = ? AND identifier = ?")
+            .bind(blueprint)
+            .bind(identifier)
             .execute(&mut *self.tx)
             .await?;
-        Ok(true)
+        Ok(done.rows_affected() > 0)
     }
 
     async fn delete_entities_of(&mut self, blueprint: &str) -> Result<u64> {
-        let done = sqlx::query("DELETE FROM entities WHERE blueprint = ?")
-            .bind(blueprint)
-            .execute(&mut *self.tx)
-            .await?;
+        let done =
+            sqlx::query("DELETE FROM entities WHERE blueprint = ?").bind(blueprint).execute(&mut *self.tx).await?;
         Ok(done.rows_affected())
     }
 
@@ -357,10 +338,7 @@ impl Tx for SqliteTx {
         rows.iter()
             .map(|row| {
                 Ok(Referrer {
-                    source: EntityRef {
-                        blueprint: row.try_get("blueprint")?,
-                        identifier: row.try_get("identifier")?,
-                    },
+                    source: EntityRef { blueprint: row.try_get("blueprint")?, identifier: row.try_get("identifier")? },
                     via: row.try_get("via")?,
                 })
             })

@@ -64,14 +64,8 @@ impl ServeArgs {
             bail!("body_limit must be at least 1024 bytes");
         }
         Ok(ServeConfig {
-            listen: self
-                .listen
-                .or(file.listen)
-                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7700))),
-            data: self
-                .data
-                .or(file.data)
-                .unwrap_or_else(|| PathBuf::from("portolan-data")),
+            listen: self.listen.or(file.listen).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7700))),
+            data: self.data.or(file.data).unwrap_or_else(|| PathBuf::from("portolan-data")),
             body_limit,
             log: self.log.or(file.log).unwrap_or_else(|| "info".into()),
             demo: self.demo || file.demo.unwrap_or(false),
@@ -89,41 +83,21 @@ mod tests {
     use super::*;
 
     fn args() -> ServeArgs {
-        ServeArgs {
-            config: None,
-            listen: None,
-            data: None,
-            body_limit: None,
-            log: None,
-            demo: false,
-        }
+        ServeArgs { config: None, listen: None, data: None, body_limit: None, log: None, demo: false }
     }
 
     #[test]
     fn flags_override_the_file_and_unknown_keys_are_errors() -> anyhow::Result<()> {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("portolan.toml");
-        std::fs::write(
-            &path,
-            "listen = \"127.0.0.1:9000\"\ndata = \"/tmp/x\"\nbody_limit = 2048\n",
-        )?;
-        let config = ServeArgs {
-            config: Some(path.clone()),
-            data: Some("/tmp/y".into()),
-            ..args()
-        }
-        .resolve()?;
+        std::fs::write(&path, "listen = \"127.0.0.1:9000\"\ndata = \"/tmp/x\"\nbody_limit = 2048\n")?;
+        let config = ServeArgs { config: Some(path.clone()), data: Some("/tmp/y".into()), ..args() }.resolve()?;
         assert_eq!(config.listen, SocketAddr::from(([127, 0, 0, 1], 9000)));
         assert_eq!(config.data, PathBuf::from("/tmp/y"));
         assert_eq!(config.body_limit, 2048);
 
         std::fs::write(&path, "listen = \"127.0.0.1:9000\"\nlisten_port = 3\n")?;
-        let err = ServeArgs {
-            config: Some(path),
-            ..args()
-        }
-        .resolve()
-        .expect_err("unknown key");
+        let err = ServeArgs { config: Some(path), ..args() }.resolve().expect_err("unknown key");
         assert!(format!("{err:#}").contains("listen_port"), "{err:#}");
         Ok(())
     }

@@ -9,11 +9,7 @@ use clap::{Parser, Subcommand};
 use portolan_server::{AppState, ServerOptions};
 
 #[derive(Parser)]
-#[command(
-    name = "portolan",
-    version,
-    about = "Portolan: software catalog, scorecards and self-service actions"
-)]
+#[command(name = "portolan", version, about = "Portolan: software catalog, scorecards and self-service actions")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -43,25 +39,17 @@ fn main() -> anyhow::Result<()> {
 fn init_logging(filter: &str) -> anyhow::Result<()> {
     let filter =
         tracing_subscriber::EnvFilter::try_new(filter).with_context(|| format!("invalid log filter {filter:?}"))?;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
     Ok(())
 }
 
 async fn serve(config: config::ServeConfig) -> anyhow::Result<()> {
     let location = config.data.to_string_lossy().to_string();
-    let store = portolan_store::open(&location)
-        .await
-        .with_context(|| format!("cannot open the database in {location}"))?;
-    let state = AppState::new(Arc::clone(&store))
-        .await
-        .context("cannot prepare the catalog")?;
+    let store =
+        portolan_store::open(&location).await.with_context(|| format!("cannot open the database in {location}"))?;
+    let state = AppState::new(Arc::clone(&store)).await.context("cannot prepare the catalog")?;
     if config.demo {
-        let summary = portolan_server::demo::load(&state.catalog)
-            .await
-            .context("cannot load the demo catalog")?;
+        let summary = portolan_server::demo::load(&state.catalog).await.context("cannot load the demo catalog")?;
         tracing::info!(
             blueprints = summary.blueprints_created,
             entities = summary.entities_created,
@@ -73,12 +61,7 @@ async fn serve(config: config::ServeConfig) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let address = listener.local_addr()?;
     tracing::info!(%address, data = %location, "portolan is listening on http://{address}");
-    let router = portolan_server::router(
-        state,
-        &ServerOptions {
-            body_limit: config.body_limit,
-        },
-    );
+    let router = portolan_server::router(state, &ServerOptions { body_limit: config.body_limit });
     portolan_server::serve(listener, router, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())

@@ -66,22 +66,13 @@ pub struct DeleteBlueprintQuery {
 }
 
 fn respond(record: BlueprintRecord) -> Json<BlueprintResponse> {
-    Json(BlueprintResponse {
-        ok: true,
-        blueprint: record.into(),
-    })
+    Json(BlueprintResponse { ok: true, blueprint: record.into() })
 }
 
 #[utoipa::path(get, path = "/api/v1/blueprints", tag = "blueprints",
     responses((status = 200, body = BlueprintListResponse)))]
 pub async fn list_blueprints(State(app): State<AppState>) -> Result<Json<BlueprintListResponse>> {
-    let blueprints = app
-        .catalog
-        .list_blueprints()
-        .await?
-        .into_iter()
-        .map(Into::into)
-        .collect();
+    let blueprints = app.catalog.list_blueprints().await?.into_iter().map(Into::into).collect();
     Ok(Json(BlueprintListResponse { ok: true, blueprints }))
 }
 
@@ -115,11 +106,7 @@ pub async fn replace_blueprint(
     Path(identifier): Path<String>,
     JsonBody(document): JsonBody<Value>,
 ) -> Result<Json<BlueprintResponse>> {
-    Ok(respond(
-        app.catalog
-            .update_blueprint(&Actor::anonymous(), &identifier, document, false)
-            .await?,
-    ))
+    Ok(respond(app.catalog.update_blueprint(&Actor::anonymous(), &identifier, document, false).await?))
 }
 
 /// Applies a JSON merge patch (RFC 7386) to the blueprint.
@@ -131,11 +118,7 @@ pub async fn patch_blueprint(
     Path(identifier): Path<String>,
     JsonBody(patch): JsonBody<Value>,
 ) -> Result<Json<BlueprintResponse>> {
-    Ok(respond(
-        app.catalog
-            .update_blueprint(&Actor::anonymous(), &identifier, patch, true)
-            .await?,
-    ))
+    Ok(respond(app.catalog.update_blueprint(&Actor::anonymous(), &identifier, patch, true).await?))
 }
 
 #[utoipa::path(delete, path = "/api/v1/blueprints/{blueprint}", tag = "blueprints",
@@ -146,12 +129,7 @@ pub async fn delete_blueprint(
     Path(identifier): Path<String>,
     QueryParams(query): QueryParams<DeleteBlueprintQuery>,
 ) -> Result<Json<BlueprintDeleteResponse>> {
-    let deleted_entities = app
-        .catalog
-        .delete_blueprint(&Actor::anonymous(), &identifier, query.delete_entities)
-        .await?;
-    Ok(Json(BlueprintDeleteResponse {
-        ok: true,
-        deleted_entities,
-    }))
+    let deleted_entities =
+        app.catalog.delete_blueprint(&Actor::anonymous(), &identifier, query.delete_entities).await?;
+    Ok(Json(BlueprintDeleteResponse { ok: true, deleted_entities }))
 }

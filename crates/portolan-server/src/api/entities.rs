@@ -125,18 +125,11 @@ pub async fn list_entities(
 ) -> Result<Json<EntityListResponse>> {
     let limit = query.limit.unwrap_or(DEFAULT_PAGE);
     if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(Error::new(
-            ErrorCode::InvalidQuery,
-            format!("limit must be between 1 and {MAX_PAGE}"),
-        ));
+        return Err(Error::new(ErrorCode::InvalidQuery, format!("limit must be between 1 and {MAX_PAGE}")));
     }
     let after = query.cursor.as_deref().map(decode_cursor).transpose()?;
     let (entities, next) = app.catalog.list_entities(&blueprint, after.as_deref(), limit).await?;
-    Ok(Json(EntityListResponse {
-        ok: true,
-        entities,
-        next: next.map(|id| URL_SAFE_NO_PAD.encode(id)),
-    }))
+    Ok(Json(EntityListResponse { ok: true, entities, next: next.map(|id| URL_SAFE_NO_PAD.encode(id)) }))
 }
 
 fn decode_cursor(cursor: &str) -> Result<String> {
@@ -159,14 +152,9 @@ pub async fn create_entity(
     OptionalIfMatch(if_match): OptionalIfMatch,
     JsonBody(document): JsonBody<Value>,
 ) -> Result<Response> {
-    let mode = WriteMode::Create {
-        upsert: query.upsert,
-        merge: query.merge,
-    };
-    let (entity, outcome) = app
-        .catalog
-        .write_entity(&Actor::anonymous(), &blueprint, None, document, mode, if_match)
-        .await?;
+    let mode = WriteMode::Create { upsert: query.upsert, merge: query.merge };
+    let (entity, outcome) =
+        app.catalog.write_entity(&Actor::anonymous(), &blueprint, None, document, mode, if_match).await?;
     Ok(entity_response(outcome_status(outcome), entity))
 }
 
@@ -192,14 +180,7 @@ pub async fn replace_entity(
 ) -> Result<Response> {
     let (entity, _) = app
         .catalog
-        .write_entity(
-            &Actor::anonymous(),
-            &blueprint,
-            Some(&identifier),
-            document,
-            WriteMode::Replace,
-            if_match,
-        )
+        .write_entity(&Actor::anonymous(), &blueprint, Some(&identifier), document, WriteMode::Replace, if_match)
         .await?;
     Ok(entity_response(StatusCode::OK, entity))
 }
@@ -216,14 +197,7 @@ pub async fn patch_entity(
 ) -> Result<Response> {
     let (entity, _) = app
         .catalog
-        .write_entity(
-            &Actor::anonymous(),
-            &blueprint,
-            Some(&identifier),
-            document,
-            WriteMode::Patch,
-            if_match,
-        )
+        .write_entity(&Actor::anonymous(), &blueprint, Some(&identifier), document, WriteMode::Patch, if_match)
         .await?;
     Ok(entity_response(StatusCode::OK, entity))
 }
@@ -240,13 +214,7 @@ pub async fn delete_entity(
 ) -> Result<Json<EntityDeleteResponse>> {
     let deleted = app
         .catalog
-        .delete_entity(
-            &Actor::anonymous(),
-            &blueprint,
-            &identifier,
-            query.delete_dependents,
-            if_match,
-        )
+        .delete_entity(&Actor::anonymous(), &blueprint, &identifier, query.delete_dependents, if_match)
         .await?;
     Ok(Json(EntityDeleteResponse { ok: true, deleted }))
 }
@@ -263,27 +231,15 @@ pub async fn bulk_entities(
     JsonBody(request): JsonBody<Value>,
 ) -> Result<(StatusCode, Json<BulkResponse>)> {
     let request: BulkRequest = portolan_model::error::from_json(request)?;
-    let items = app
-        .catalog
-        .bulk_write(
-            &Actor::anonymous(),
-            &blueprint,
-            request.entities,
-            query.upsert,
-            query.merge,
-        )
-        .await?;
+    let items =
+        app.catalog.bulk_write(&Actor::anonymous(), &blueprint, request.entities, query.upsert, query.merge).await?;
     let results: Vec<BulkItemResult> = items
         .into_iter()
         .map(|item| match item.result {
             Ok(outcome) => BulkItemResult {
                 index: item.index,
                 identifier: item.identifier,
-                result: if outcome == Outcome::Created {
-                    "created"
-                } else {
-                    "updated"
-                },
+                result: if outcome == Outcome::Created { "created" } else { "updated" },
                 error: None,
                 message: None,
                 details: Vec::new(),

@@ -41,10 +41,7 @@ pub fn router() -> Router<AppState> {
         .split_for_parts();
     let openapi = std::sync::Arc::new(openapi);
     router
-        .route(
-            "/api/v1/openapi.json",
-            get(move || async move { Json(openapi.as_ref().clone()) }),
-        )
+        .route("/api/v1/openapi.json", get(move || async move { Json(openapi.as_ref().clone()) }))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

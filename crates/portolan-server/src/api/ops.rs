@@ -27,9 +27,5 @@ pub async fn readyz(State(app): State<AppState>) -> Result<Json<Value>, Error> {
 
 /// Prometheus text exposition.
 pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        app.metrics.render(),
-    )
+    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], app.metrics.render())
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use portolan_model::entity::ValidEntity;
 use portolan_model::error::FieldErrors;
 use portolan_model::{Blueprint, Entity, EntityInput, EntityRef, FieldError, system};
-use portolan_store::{BlueprintRecord, Store, Tx};
+use portolan_store::{BlueprintRecord, EntityWrite, Store, Tx};
 use serde_json::{Value, json};
 
 use super::{Actor, SharedClock};
@@ -245,9 +245,7 @@ impl Catalog {
         let mut tx = self.store.read().await?;
         load_blueprint(tx.as_mut(), blueprint).await?;
         let entities = tx.list_entities(blueprint, after, limit).await?;
-        let next = (entities.len() as u32 == limit)
-            .then(|| entities.last().map(|e| e.identifier.clone()))
-            .flatten();
+        let next = (entities.len() as u32 == limit).then(|| entities.last().map(|e| e.identifier.clone())).flatten();
         Ok((entities, next))
     }
 
@@ -291,27 +289,23 @@ impl Catalog {
             }
             (WriteMode::Create { merge: true, .. } | WriteMode::Patch, Some(current)) => input.merged_onto(current),
             (WriteMode::Replace | WriteMode::Patch, None) => {
-                return Err(Error::not_found(format!(
-                    "entity '{identifier}' of blueprint '{blueprint_id}'"
-                )));
+                return Err(Error::not_found(format!("entity '{identifier}' of blueprint '{blueprint_id}'")));
             }
             _ => input,
         };
         let valid = input.validate(&blueprint)?;
-        let pending = vec![Pending {
-            index: 0,
-            valid,
-            existing,
-        }];
+        let pending = vec![Pending { index: 0, valid, existing }];
         let mut missing = missing_references(tx.as_mut(), &blueprint, &pending).await?;
         if let Some(errors) = missing.remove(&0) {
             return Err(Error::invalid(errors));
         }
-        let [pending] =
-            <[Pending; 1]>::try_from(pending).map_err(|_| Error::new(ErrorCode::Internal, "lost a pending write"))?;
-        let (entity, outcome) = self.store_entity(tx.as_mut(), actor, &blueprint, pending).await?;
+        let Some(pending) = pending.into_iter().next() else {
+            return Err(Error::new(ErrorCode::Internal, "lost a pending write"));
+        };
+        let (write, outcome) = self.next_version(actor, &blueprint, pending);
+        tx.put_entities(std::slice::from_ref(&write)).await?;
         tx.commit().await?;
-        Ok((entity, outcome))
+        Ok((write.entity, outcome))
     }
 
     /// Writes up to [`MAX_BULK`] entities in one transaction; each item succeeds or fails on its
@@ -327,10 +321,7 @@ impl Catalog {
         if documents.len() > MAX_BULK {
             return Err(Error::new(
                 ErrorCode::PayloadTooLarge,
-                format!(
-                    "{} entities sent; one bulk request takes at most {MAX_BULK}",
-                    documents.len()
-                ),
+                format!("{} entities sent; one bulk request takes at most {MAX_BULK}", documents.len()),
             ));
         }
         let mut tx = self.store.write().await?;
@@ -341,13 +332,8 @@ impl Catalog {
         let mut seen = HashSet::new();
         for (index, document) in documents.into_iter().enumerate() {
             let identifier = document.get("identifier").and_then(Value::as_str).map(str::to_string);
-            let mut fail = |err: Error| {
-                results.push(BulkItem {
-                    index,
-                    identifier: identifier.clone(),
-                    result: Err(err),
-                })
-            };
+            let mut fail =
+                |err: Error| results.push(BulkItem { index, identifier: identifier.clone(), result: Err(err) });
             match EntityInput::from_json(document) {
                 Err(errors) => fail(errors.into()),
                 Ok(mut input) => {
@@ -355,21 +341,14 @@ impl Catalog {
                     if seen.insert(id.clone()) {
                         inputs.push((index, input));
                     } else {
-                        fail(Error::new(
-                            ErrorCode::Conflict,
-                            format!("'{id}' appears more than once in this request"),
-                        ));
+                        fail(Error::new(ErrorCode::Conflict, format!("'{id}' appears more than once in this request")));
                     }
                 }
             }
         }
         let identifiers: Vec<String> = inputs.iter().filter_map(|(_, i)| i.identifier.clone()).collect();
-        let mut existing: HashMap<String, Entity> = tx
-            .entities(blueprint_id, &identifiers)
-            .await?
-            .into_iter()
-            .map(|e| (e.identifier.clone(), e))
-            .collect();
+        let mut existing: HashMap<String, Entity> =
+            tx.entities(blueprint_id, &identifiers).await?.into_iter().map(|e| (e.identifier.clone(), e)).collect();
 
         let mut pending = Vec::with_capacity(inputs.len());
         for (index, input) in inputs {
@@ -391,16 +370,10 @@ impl Catalog {
                 _ => input,
             };
             match input.validate(&blueprint) {
-                Ok(valid) => pending.push(Pending {
-                    index,
-                    valid,
-                    existing: current,
-                }),
-                Err(errors) => results.push(BulkItem {
-                    index,
-                    identifier: Some(identifier),
-                    result: Err(errors.into()),
-                }),
+                Ok(valid) => pending.push(Pending { index, valid, existing: current }),
+                Err(errors) => {
+                    results.push(BulkItem { index, identifier: Some(identifier), result: Err(errors.into()) })
+                }
             }
         }
 
@@ -423,16 +396,14 @@ impl Catalog {
             }
         }
 
+        let mut writes = Vec::with_capacity(pending.len());
         for p in pending {
             let index = p.index;
-            let identifier = p.valid.identifier.clone();
-            let (_, outcome) = self.store_entity(tx.as_mut(), actor, &blueprint, p).await?;
-            results.push(BulkItem {
-                index,
-                identifier: Some(identifier),
-                result: Ok(outcome),
-            });
+            let (write, outcome) = self.next_version(actor, &blueprint, p);
+            results.push(BulkItem { index, identifier: Some(write.entity.identifier.clone()), result: Ok(outcome) });
+            writes.push(write);
         }
+        tx.put_entities(&writes).await?;
         tx.commit().await?;
         results.sort_by_key(|item| item.index);
         Ok(results)
@@ -453,21 +424,15 @@ impl Catalog {
         let existing = tx.entity(blueprint_id, identifier).await?;
         check_if_match(if_match, existing.as_ref())?;
         let Some(entity) = existing else {
-            return Err(Error::not_found(format!(
-                "entity '{identifier}' of blueprint '{blueprint_id}'"
-            )));
+            return Err(Error::not_found(format!("entity '{identifier}' of blueprint '{blueprint_id}'")));
         };
         let root = entity.entity_ref();
         let mut to_delete: BTreeSet<EntityRef> = BTreeSet::from([root.clone()]);
         let mut frontier = vec![root.clone()];
         while let Some(target) = frontier.pop() {
             let limit = if delete_dependents { u32::MAX } else { REFERRERS_LISTED };
-            let referrers: Vec<_> = tx
-                .referrers(&target, limit)
-                .await?
-                .into_iter()
-                .filter(|r| r.source != target)
-                .collect();
+            let referrers: Vec<_> =
+                tx.referrers(&target, limit).await?.into_iter().filter(|r| r.source != target).collect();
             if !delete_dependents && !referrers.is_empty() {
                 let details = referrers
                     .iter()
@@ -500,17 +465,16 @@ impl Catalog {
         Ok(to_delete.into_iter().collect())
     }
 
-    async fn store_entity(
-        &self,
-        tx: &mut dyn Tx,
-        actor: &Actor,
-        blueprint: &Blueprint,
-        pending: Pending,
-    ) -> Result<(Entity, Outcome)> {
+    /// The entity a pending write will store: a new one at version 1, or the next version of
+    /// the existing one, keeping its creation stamp.
+    fn next_version(&self, actor: &Actor, blueprint: &Blueprint, pending: Pending) -> (EntityWrite, Outcome) {
         let now = self.clock.now();
         let Pending { valid, existing, .. } = pending;
-        let references = valid.references;
-        let mut entity = Entity {
+        let (version, created_at, created_by, outcome) = match existing {
+            Some(current) => (current.version + 1, current.created_at, current.created_by, Outcome::Updated),
+            None => (1, now, actor.id.clone(), Outcome::Created),
+        };
+        let entity = Entity {
             identifier: valid.identifier,
             title: valid.title,
             icon: valid.icon,
@@ -518,41 +482,22 @@ impl Catalog {
             team: valid.team,
             properties: valid.properties,
             relations: valid.relations,
-            version: 1,
-            created_at: now,
-            created_by: actor.id.clone(),
+            version,
+            created_at,
+            created_by,
             updated_at: now,
             updated_by: actor.id.clone(),
         };
-        match existing {
-            Some(current) => {
-                entity.version = current.version + 1;
-                entity.created_at = current.created_at;
-                entity.created_by = current.created_by;
-                tx.update_entity(&entity, &references).await?;
-                Ok((entity, Outcome::Updated))
-            }
-            None => {
-                tx.insert_entity(&entity, &references).await?;
-                Ok((entity, Outcome::Created))
-            }
-        }
+        (EntityWrite { entity, references: valid.references }, outcome)
     }
 }
 
 async fn load_blueprint(tx: &mut dyn Tx, identifier: &str) -> Result<BlueprintRecord> {
-    tx.blueprint(identifier)
-        .await?
-        .ok_or_else(|| Error::not_found(format!("blueprint '{identifier}'")))
+    tx.blueprint(identifier).await?.ok_or_else(|| Error::not_found(format!("blueprint '{identifier}'")))
 }
 
 async fn check_blueprint(tx: &mut dyn Tx, blueprint: &Blueprint) -> Result<()> {
-    let known: HashSet<String> = tx
-        .blueprints()
-        .await?
-        .into_iter()
-        .map(|r| r.blueprint.identifier)
-        .collect();
+    let known: HashSet<String> = tx.blueprints().await?.into_iter().map(|r| r.blueprint.identifier).collect();
     blueprint.validate(|target| known.contains(target))?;
     Ok(())
 }
@@ -563,20 +508,15 @@ async fn check_entities_still_valid(tx: &mut dyn Tx, blueprint: &Blueprint) -> R
     let mut examples = Vec::new();
     let mut after: Option<String> = None;
     loop {
-        let page = tx
-            .list_entities(&blueprint.identifier, after.as_deref(), SCAN_PAGE)
-            .await?;
+        let page = tx.list_entities(&blueprint.identifier, after.as_deref(), SCAN_PAGE).await?;
         let Some(last) = page.last() else { break };
         after = Some(last.identifier.clone());
         for entity in &page {
             if let Err(errors) = entity.revalidate(blueprint) {
                 broken += 1;
                 if examples.len() < SCHEMA_BREAK_EXAMPLES {
-                    let errors: Vec<Value> = errors
-                        .0
-                        .iter()
-                        .map(|e| json!({"path": e.path, "message": e.message}))
-                        .collect();
+                    let errors: Vec<Value> =
+                        errors.0.iter().map(|e| json!({"path": e.path, "message": e.message})).collect();
                     examples.push(json!({"identifier": entity.identifier, "errors": errors}));
                 }
             }
@@ -591,10 +531,7 @@ async fn check_entities_still_valid(tx: &mut dyn Tx, blueprint: &Blueprint) -> R
     let names: Vec<&str> = examples.iter().filter_map(|e| e["identifier"].as_str()).collect();
     Err(Error::new(
         ErrorCode::SchemaBreaksEntities,
-        format!(
-            "the change would make {broken} existing entities invalid, e.g. {}",
-            names.join(", ")
-        ),
+        format!("the change would make {broken} existing entities invalid, e.g. {}", names.join(", ")),
     )
     .with_details(examples))
 }
@@ -613,10 +550,7 @@ async fn missing_references(
             if r.target_blueprint == blueprint.identifier && in_request.contains(r.target.as_str()) {
                 continue;
             }
-            wanted
-                .entry(r.target_blueprint.as_str())
-                .or_default()
-                .insert(r.target.clone());
+            wanted.entry(r.target_blueprint.as_str()).or_default().insert(r.target.clone());
         }
     }
     let mut found: HashMap<&str, HashSet<String>> = HashMap::new();
@@ -628,15 +562,12 @@ async fn missing_references(
     for p in pending {
         for r in &p.valid.references {
             let in_batch = r.target_blueprint == blueprint.identifier && in_request.contains(r.target.as_str());
-            let exists = in_batch
-                || found
-                    .get(r.target_blueprint.as_str())
-                    .is_some_and(|set| set.contains(&r.target));
+            let exists = in_batch || found.get(r.target_blueprint.as_str()).is_some_and(|set| set.contains(&r.target));
             if !exists {
-                missing.entry(p.index).or_default().push(
-                    &r.path,
-                    format!("no entity '{}' exists in blueprint '{}'", r.target, r.target_blueprint),
-                );
+                missing
+                    .entry(p.index)
+                    .or_default()
+                    .push(&r.path, format!("no entity '{}' exists in blueprint '{}'", r.target, r.target_blueprint));
             }
         }
     }
@@ -651,9 +582,7 @@ fn check_if_match(if_match: Option<IfMatch>, existing: Option<&Entity>) -> Resul
         (Some(IfMatch::Version(v)), Some(e)) => v != e.version,
     };
     if stale {
-        let current = existing
-            .map(|e| e.version.to_string())
-            .unwrap_or_else(|| "none (it does not exist)".into());
+        let current = existing.map(|e| e.version.to_string()).unwrap_or_else(|| "none (it does not exist)".into());
         return Err(Error::new(
             ErrorCode::PreconditionFailed,
             format!("If-Match does not match the current version, which is {current}"),

@@ -22,17 +22,11 @@ pub enum Origin {
 
 impl Actor {
     pub fn anonymous() -> Self {
-        Self {
-            id: "anonymous".into(),
-            origin: Origin::Api,
-        }
+        Self { id: "anonymous".into(), origin: Origin::Api }
     }
 
     pub fn demo() -> Self {
-        Self {
-            id: "portolan-demo".into(),
-            origin: Origin::Demo,
-        }
+        Self { id: "portolan-demo".into(), origin: Origin::Demo }
     }
 }
 
@@ -45,9 +39,7 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> Millis {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
     }
 }

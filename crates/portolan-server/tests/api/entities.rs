@@ -21,19 +21,11 @@ async fn entity_lifecycle_with_versions_and_server_managed_fields() {
     assert_eq!(got.status, StatusCode::OK);
     assert_eq!(got.body["entity"], created.body["entity"]);
 
-    let patched = app
-        .patch(
-            "/api/v1/blueprints/service/entities/cart",
-            json!({"properties": {"replicas": 3}}),
-        )
-        .await;
+    let patched = app.patch("/api/v1/blueprints/service/entities/cart", json!({"properties": {"replicas": 3}})).await;
     assert_eq!(patched.status, StatusCode::OK, "{}", patched.body);
     assert_eq!(patched.body["entity"]["version"], 2);
     assert_eq!(patched.body["entity"]["properties"]["replicas"], 3);
-    assert_eq!(
-        patched.body["entity"]["properties"]["language"], "Rust",
-        "patch keeps the rest"
-    );
+    assert_eq!(patched.body["entity"]["properties"]["language"], "Rust", "patch keeps the rest");
     assert_eq!(patched.body["entity"]["createdAt"], entity["createdAt"]);
 
     // GET, edit, PUT back: the echoed server-managed fields are accepted.
@@ -43,18 +35,12 @@ async fn entity_lifecycle_with_versions_and_server_managed_fields() {
     let replaced = app.put("/api/v1/blueprints/service/entities/cart", document).await;
     assert_eq!(replaced.status, StatusCode::OK, "{}", replaced.body);
     assert_eq!(replaced.body["entity"]["title"], "Cart");
-    assert_eq!(
-        replaced.body["entity"]["properties"],
-        json!({"language": "Go", "lifecycle": "experimental"})
-    );
+    assert_eq!(replaced.body["entity"]["properties"], json!({"language": "Go", "lifecycle": "experimental"}));
     assert_eq!(replaced.body["entity"]["version"], 3);
 
     let deleted = app.delete("/api/v1/blueprints/service/entities/cart").await;
     assert_eq!(deleted.status, StatusCode::OK);
-    assert_eq!(
-        deleted.body["deleted"],
-        json!([{"blueprint": "service", "identifier": "cart"}])
-    );
+    assert_eq!(deleted.body["deleted"], json!([{"blueprint": "service", "identifier": "cart"}]));
     let gone = app.get("/api/v1/blueprints/service/entities/cart").await;
     assert_eq!(gone.status, StatusCode::NOT_FOUND);
     assert_eq!(gone.error_code(), "not_found");
@@ -81,23 +67,15 @@ async fn upsert_and_merge_on_create() {
     assert_eq!(merged.body["entity"]["properties"]["replicas"], 4);
     assert_eq!(merged.body["entity"]["title"], "Cart");
 
-    let replaced = app
-        .post("/api/v1/blueprints/service/entities?upsert=true", service("cart"))
-        .await;
+    let replaced = app.post("/api/v1/blueprints/service/entities?upsert=true", service("cart")).await;
     assert_eq!(replaced.status, StatusCode::OK);
     assert_eq!(replaced.body["entity"]["properties"].get("replicas"), None);
     assert_eq!(replaced.body["entity"]["title"], Value::Null);
     assert_eq!(replaced.body["entity"]["version"], 3);
 
-    let generated = app
-        .post("/api/v1/blueprints/system/entities", json!({"title": "No identifier"}))
-        .await;
+    let generated = app.post("/api/v1/blueprints/system/entities", json!({"title": "No identifier"})).await;
     assert_eq!(generated.status, StatusCode::CREATED);
-    assert!(
-        generated.body["entity"]["identifier"]
-            .as_str()
-            .is_some_and(|id| id.starts_with("e_"))
-    );
+    assert!(generated.body["entity"]["identifier"].as_str().is_some_and(|id| id.starts_with("e_")));
 }
 
 #[tokio::test]
@@ -105,11 +83,7 @@ async fn stale_if_match_is_refused_with_412_and_current_version_passes() {
     let app = spawn_app().await;
     app.with_service_blueprints().await;
     app.post("/api/v1/blueprints/service/entities", service("cart")).await;
-    app.patch(
-        "/api/v1/blueprints/service/entities/cart",
-        json!({"properties": {"replicas": 1}}),
-    )
-    .await;
+    app.patch("/api/v1/blueprints/service/entities/cart", json!({"properties": {"replicas": 1}})).await;
 
     let url = format!("{}/api/v1/blueprints/service/entities/cart", app.base);
     let stale = read(
@@ -125,10 +99,7 @@ async fn stale_if_match_is_refused_with_412_and_current_version_passes() {
     assert_eq!(stale.status, StatusCode::PRECONDITION_FAILED);
     assert_eq!(stale.error_code(), "precondition_failed");
     let unchanged = app.get("/api/v1/blueprints/service/entities/cart").await;
-    assert_eq!(
-        unchanged.body["entity"]["properties"]["replicas"], 1,
-        "a refused write changes nothing"
-    );
+    assert_eq!(unchanged.body["entity"]["properties"]["replicas"], 1, "a refused write changes nothing");
 
     let fresh = read(
         app.client
@@ -143,35 +114,11 @@ async fn stale_if_match_is_refused_with_412_and_current_version_passes() {
     assert_eq!(fresh.status, StatusCode::OK);
     assert_eq!(fresh.headers["etag"], "\"3\"");
 
-    let stale_delete = read(
-        app.client
-            .delete(&url)
-            .header("if-match", "2")
-            .send()
-            .await
-            .expect("sent"),
-    )
-    .await;
+    let stale_delete = read(app.client.delete(&url).header("if-match", "2").send().await.expect("sent")).await;
     assert_eq!(stale_delete.status, StatusCode::PRECONDITION_FAILED);
-    let garbage = read(
-        app.client
-            .delete(&url)
-            .header("if-match", "yesterday")
-            .send()
-            .await
-            .expect("sent"),
-    )
-    .await;
+    let garbage = read(app.client.delete(&url).header("if-match", "yesterday").send().await.expect("sent")).await;
     assert_eq!(garbage.status, StatusCode::BAD_REQUEST);
-    let any = read(
-        app.client
-            .delete(&url)
-            .header("if-match", "*")
-            .send()
-            .await
-            .expect("sent"),
-    )
-    .await;
+    let any = read(app.client.delete(&url).header("if-match", "*").send().await.expect("sent")).await;
     assert_eq!(any.status, StatusCode::OK);
 }
 
@@ -210,11 +157,7 @@ async fn validation_errors_point_at_each_field() {
             "/properties/colour",
             "not a property",
         ),
-        (
-            json!({"identifier": "a", "properties": {"language": "Go"}}),
-            "/relations/system",
-            "required",
-        ),
+        (json!({"identifier": "a", "properties": {"language": "Go"}}), "/relations/system", "required"),
         (
             json!({"identifier": "a", "properties": {"language": "Go"}, "relations": {"system": "nowhere"}}),
             "/relations/system",
@@ -248,22 +191,11 @@ async fn validation_errors_point_at_each_field() {
     ];
     for (document, path, message) in cases {
         let reply = app.post("/api/v1/blueprints/service/entities", document.clone()).await;
-        assert_eq!(
-            reply.status,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "{document} → {}",
-            reply.body
-        );
+        assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{document} → {}", reply.body);
         assert_eq!(reply.error_code(), "validation_failed");
-        let detail = reply.body["details"]
-            .as_array()
-            .and_then(|d| d.iter().find(|d| d["path"] == path))
-            .cloned();
+        let detail = reply.body["details"].as_array().and_then(|d| d.iter().find(|d| d["path"] == path)).cloned();
         let detail = detail.unwrap_or_else(|| panic!("no detail at {path:?} for {document}: {}", reply.body));
-        assert!(
-            detail["message"].as_str().is_some_and(|m| m.contains(message)),
-            "{detail} should mention {message:?}"
-        );
+        assert!(detail["message"].as_str().is_some_and(|m| m.contains(message)), "{detail} should mention {message:?}");
     }
     let listed = app.get("/api/v1/blueprints/service/entities").await;
     assert_eq!(listed.body["entities"], json!([]), "nothing invalid was stored");
@@ -310,42 +242,25 @@ async fn deleting_a_referenced_entity_is_refused_unless_dependents_go_too() {
     let refused = app.delete("/api/v1/blueprints/service/entities/db").await;
     assert_eq!(refused.status, StatusCode::CONFLICT);
     assert_eq!(refused.error_code(), "has_dependents");
-    assert_eq!(
-        refused.body["details"],
-        json!([{"blueprint": "service", "identifier": "api", "via": "dependsOn"}])
-    );
+    assert_eq!(refused.body["details"], json!([{"blueprint": "service", "identifier": "api", "via": "dependsOn"}]));
 
     let shop = app.delete("/api/v1/blueprints/system/entities/shop").await;
     assert_eq!(shop.status, StatusCode::CONFLICT, "three services point at the system");
     assert_eq!(shop.body["details"].as_array().map(Vec::len), Some(3));
 
-    let cascade = app
-        .delete("/api/v1/blueprints/service/entities/db?delete_dependents=true")
-        .await;
+    let cascade = app.delete("/api/v1/blueprints/service/entities/db?delete_dependents=true").await;
     assert_eq!(cascade.status, StatusCode::OK, "{}", cascade.body);
-    let deleted: Vec<&str> = cascade.body["deleted"]
-        .as_array()
-        .expect("list")
-        .iter()
-        .filter_map(|d| d["identifier"].as_str())
-        .collect();
+    let deleted: Vec<&str> =
+        cascade.body["deleted"].as_array().expect("list").iter().filter_map(|d| d["identifier"].as_str()).collect();
     assert_eq!(deleted, vec!["api", "db", "web"]);
-    assert_eq!(
-        app.get("/api/v1/blueprints/service/entities/web").await.status,
-        StatusCode::NOT_FOUND
-    );
+    assert_eq!(app.get("/api/v1/blueprints/service/entities/web").await.status, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]
 async fn teams_and_users_are_entities_and_team_must_exist() {
     let app = spawn_app().await;
     app.with_service_blueprints().await;
-    let team = app
-        .post(
-            "/api/v1/blueprints/_team/entities",
-            json!({"identifier": "team-cart", "title": "Cart"}),
-        )
-        .await;
+    let team = app.post("/api/v1/blueprints/_team/entities", json!({"identifier": "team-cart", "title": "Cart"})).await;
     assert_eq!(team.status, StatusCode::CREATED, "{}", team.body);
     let user = app
         .post(
@@ -363,10 +278,7 @@ async fn teams_and_users_are_entities_and_team_must_exist() {
     assert_eq!(created.body["entity"]["team"], json!(["team-cart"]));
 
     let bad_email = app
-        .post(
-            "/api/v1/blueprints/_user/entities",
-            json!({"identifier": "x", "properties": {"email": "nope"}}),
-        )
+        .post("/api/v1/blueprints/_user/entities", json!({"identifier": "x", "properties": {"email": "nope"}}))
         .await;
     assert_eq!(bad_email.status, StatusCode::UNPROCESSABLE_ENTITY);
     let team_in_use = app.delete("/api/v1/blueprints/_team/entities/team-cart").await;
@@ -377,8 +289,7 @@ async fn teams_and_users_are_entities_and_team_must_exist() {
 async fn bulk_gives_one_result_per_item_and_one_bad_item_does_not_sink_the_rest() {
     let app = spawn_app().await;
     app.with_service_blueprints().await;
-    app.post("/api/v1/blueprints/service/entities", service("existing"))
-        .await;
+    app.post("/api/v1/blueprints/service/entities", service("existing")).await;
     let mut needs_later = service("front");
     needs_later["relations"]["dependsOn"] = json!(["back"]);
     let mut needs_broken = service("edge");
@@ -409,14 +320,8 @@ async fn bulk_gives_one_result_per_item_and_one_bad_item_does_not_sink_the_rest(
         ]
     );
     assert_eq!(reply.body["results"][3]["details"][0]["path"], "/relations/dependsOn/0");
-    assert_eq!(
-        app.get("/api/v1/blueprints/service/entities/front").await.status,
-        StatusCode::OK
-    );
-    assert_eq!(
-        app.get("/api/v1/blueprints/service/entities/edge").await.status,
-        StatusCode::NOT_FOUND
-    );
+    assert_eq!(app.get("/api/v1/blueprints/service/entities/front").await.status, StatusCode::OK);
+    assert_eq!(app.get("/api/v1/blueprints/service/entities/edge").await.status, StatusCode::NOT_FOUND);
 
     let upsert = app
         .post(
@@ -429,12 +334,7 @@ async fn bulk_gives_one_result_per_item_and_one_bad_item_does_not_sink_the_rest(
     assert_eq!(upsert.body["results"][1]["result"], "created");
 
     let too_many: Vec<Value> = (0..1001).map(|i| service(&format!("s{i}"))).collect();
-    let refused = app
-        .post(
-            "/api/v1/blueprints/service/entities/bulk",
-            json!({"entities": too_many}),
-        )
-        .await;
+    let refused = app.post("/api/v1/blueprints/service/entities/bulk", json!({"entities": too_many})).await;
     assert_eq!(refused.status, StatusCode::PAYLOAD_TOO_LARGE);
 }
 
@@ -443,12 +343,7 @@ async fn list_pages_with_a_cursor_through_every_entity_once() {
     let app = spawn_app().await;
     app.with_service_blueprints().await;
     let entities: Vec<Value> = (0..25).map(|i| service(&format!("svc-{i:02}"))).collect();
-    let bulk = app
-        .post(
-            "/api/v1/blueprints/service/entities/bulk",
-            json!({"entities": entities}),
-        )
-        .await;
+    let bulk = app.post("/api/v1/blueprints/service/entities/bulk", json!({"entities": entities})).await;
     assert_eq!(bulk.status, StatusCode::OK, "{}", bulk.body);
 
     let mut seen = Vec::new();

@@ -22,16 +22,8 @@ async fn malformed_json_wrong_content_type_and_oversize_bodies_get_json_errors()
     assert_eq!(malformed.status, StatusCode::BAD_REQUEST);
     assert_eq!(malformed.error_code(), "malformed_json");
 
-    let text = read(
-        app.client
-            .post(&url)
-            .header("content-type", "text/plain")
-            .body("{}")
-            .send()
-            .await
-            .expect("sent"),
-    )
-    .await;
+    let text =
+        read(app.client.post(&url).header("content-type", "text/plain").body("{}").send().await.expect("sent")).await;
     assert_eq!(text.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     assert_eq!(text.error_code(), "unsupported_media_type");
 
@@ -62,9 +54,7 @@ async fn unknown_routes_methods_and_blueprints_answer_json() {
     assert_eq!(method.status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(method.error_code(), "method_not_allowed");
 
-    let blueprint = app
-        .post("/api/v1/blueprints/nope/entities", json!({"identifier": "a"}))
-        .await;
+    let blueprint = app.post("/api/v1/blueprints/nope/entities", json!({"identifier": "a"})).await;
     assert_eq!(blueprint.status, StatusCode::NOT_FOUND);
     assert!(blueprint.body["message"].as_str().is_some_and(|m| m.contains("'nope'")));
 }
@@ -72,18 +62,9 @@ async fn unknown_routes_methods_and_blueprints_answer_json() {
 #[tokio::test]
 async fn every_response_carries_a_request_id() {
     let app = spawn_app().await;
-    for path in [
-        "/healthz",
-        "/api/v1/blueprints",
-        "/api/v1/blueprints/missing",
-        "/no-such-route",
-    ] {
+    for path in ["/healthz", "/api/v1/blueprints", "/api/v1/blueprints/missing", "/no-such-route"] {
         let reply = app.get(path).await;
-        let id = reply
-            .headers
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
+        let id = reply.headers.get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
         assert_eq!(id.len(), 36, "{path}: x-request-id {id:?}");
     }
     let given = read(
@@ -95,8 +76,5 @@ async fn every_response_carries_a_request_id() {
             .expect("sent"),
     )
     .await;
-    assert_eq!(
-        given.headers["x-request-id"], "trace-me-42",
-        "a caller's request id is kept"
-    );
+    assert_eq!(given.headers["x-request-id"], "trace-me-42", "a caller's request id is kept");
 }

@@ -26,9 +26,7 @@ pub async fn spawn_app() -> TestApp {
 
 pub async fn spawn_app_with(options: ServerOptions) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = portolan_store::open(&dir.path().to_string_lossy())
-        .await
-        .expect("store opens");
+    let store = portolan_store::open(&dir.path().to_string_lossy()).await.expect("store opens");
     let state = AppState::new(Arc::clone(&store)).await.expect("state");
     let router = portolan_server::router(state.clone(), &options);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -37,13 +35,7 @@ pub async fn spawn_app_with(options: ServerOptions) -> TestApp {
     tokio::spawn(portolan_server::serve(listener, router, async move {
         let _ = rx.await;
     }));
-    TestApp {
-        base,
-        client: reqwest::Client::new(),
-        state,
-        _dir: dir,
-        _shutdown: tx,
-    }
+    TestApp { base, client: reqwest::Client::new(), state, _dir: dir, _shutdown: tx }
 }
 
 /// A response read whole: status, headers and JSON body (`Value::Null` when the body is not JSON).
@@ -57,11 +49,7 @@ impl Reply {
     /// Asserts the standard error shape and returns the error code.
     pub fn error_code(&self) -> &str {
         assert_eq!(self.body["ok"], json!(false), "not an error body: {}", self.body);
-        assert!(
-            self.body["message"].as_str().is_some_and(|m| !m.is_empty()),
-            "no message: {}",
-            self.body
-        );
+        assert!(self.body["message"].as_str().is_some_and(|m| !m.is_empty()), "no message: {}", self.body);
         assert!(self.body["details"].is_array(), "no details: {}", self.body);
         self.body["error"].as_str().unwrap_or_default()
     }
@@ -138,12 +126,8 @@ impl TestApp {
             )
             .await;
         assert_eq!(service.status, StatusCode::CREATED, "{}", service.body);
-        let shop = self
-            .post(
-                "/api/v1/blueprints/system/entities",
-                json!({"identifier": "shop", "title": "Shop"}),
-            )
-            .await;
+        let shop =
+            self.post("/api/v1/blueprints/system/entities", json!({"identifier": "shop", "title": "Shop"})).await;
         assert_eq!(shop.status, StatusCode::CREATED, "{}", shop.body);
     }
 }

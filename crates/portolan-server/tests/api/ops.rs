@@ -11,12 +11,7 @@ async fn health_readiness_and_metrics() {
     assert_eq!(ready.body["database"], "sqlite");
 
     app.get("/api/v1/blueprints").await;
-    let metrics = app
-        .client
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .expect("sent");
+    let metrics = app.client.get(format!("{}/metrics", app.base)).send().await.expect("sent");
     assert_eq!(metrics.status(), StatusCode::OK);
     let text = metrics.text().await.expect("text");
     assert!(text.contains("portolan_http_requests_total"), "{text}");
@@ -46,17 +41,10 @@ async fn openapi_document_describes_the_api() {
 #[tokio::test]
 async fn demo_catalog_loads_idempotently_with_the_brief_s_entities() {
     let app = spawn_app().await;
-    let first = portolan_server::demo::load(&app.state.catalog)
-        .await
-        .expect("demo loads");
+    let first = portolan_server::demo::load(&app.state.catalog).await.expect("demo loads");
     assert_eq!(first.blueprints_created, 6);
-    assert_eq!(
-        first.entities_created, 17,
-        "3 teams, 4 users and the brief's 10 catalog entities"
-    );
-    let second = portolan_server::demo::load(&app.state.catalog)
-        .await
-        .expect("demo loads again");
+    assert_eq!(first.entities_created, 17, "3 teams, 4 users and the brief's 10 catalog entities");
+    let second = portolan_server::demo::load(&app.state.catalog).await.expect("demo loads again");
     assert_eq!(second, portolan_server::demo::DemoSummary::default());
 
     let cart = app.get("/api/v1/blueprints/service/entities/cart-service").await;
@@ -75,9 +63,7 @@ async fn demo_catalog_loads_idempotently_with_the_brief_s_entities() {
         ("service", "products-service"),
     ] {
         assert_eq!(
-            app.get(&format!("/api/v1/blueprints/{blueprint}/entities/{id}"))
-                .await
-                .status,
+            app.get(&format!("/api/v1/blueprints/{blueprint}/entities/{id}")).await.status,
             StatusCode::OK,
             "{id}"
         );

@@ -15,13 +15,8 @@ pub struct Fresh {
 
 pub async fn sqlite_store() -> Fresh {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = portolan_store::open(&dir.path().to_string_lossy())
-        .await
-        .expect("sqlite store opens");
-    Fresh {
-        store,
-        _guard: Box::new(dir),
-    }
+    let store = portolan_store::open(&dir.path().to_string_lossy()).await.expect("sqlite store opens");
+    Fresh { store, _guard: Box::new(dir) }
 }
 
 macro_rules! conformance {
@@ -41,7 +36,7 @@ macro_rules! conformance {
 conformance!(
     blueprints_round_trip,
     entity_round_trip_and_versioned_update,
-    duplicate_insert_is_a_conflict,
+    writes_are_guarded_by_version,
     batch_lookups_span_chunks,
     list_pages_in_identifier_order,
     referrers_follow_references_and_vanish_with_their_source,

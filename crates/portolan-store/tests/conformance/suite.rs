@@ -1,7 +1,7 @@
 //! The cases, written once against the `Store` trait.
 
 use portolan_model::{Blueprint, Entity, EntityRef, Reference};
-use portolan_store::{BlueprintRecord, Referrer, Store, StoreError};
+use portolan_store::{BlueprintRecord, EntityWrite, Referrer, Store, StoreError, Tx};
 use serde_json::{Map, Value, json};
 
 fn blueprint(identifier: &str, relations: Value) -> BlueprintRecord {
@@ -41,22 +41,17 @@ fn entity(blueprint: &str, identifier: &str, n: i64) -> Entity {
 }
 
 fn reference(via: &str, blueprint: &str, target: &str) -> Reference {
-    Reference {
-        via: via.into(),
-        target_blueprint: blueprint.into(),
-        target: target.into(),
-        path: String::new(),
-    }
+    Reference { via: via.into(), target_blueprint: blueprint.into(), target: target.into(), path: String::new() }
+}
+
+async fn put(tx: &mut dyn Tx, entity: &Entity, references: &[Reference]) -> Result<(), StoreError> {
+    tx.put_entities(&[EntityWrite { entity: entity.clone(), references: references.to_vec() }]).await
 }
 
 async fn setup(store: &dyn Store) {
     let mut tx = store.write().await.expect("write tx");
-    tx.put_blueprint(&blueprint("system", json!({})))
-        .await
-        .expect("put system");
-    tx.put_blueprint(&blueprint("service", json!({"system": {"target": "system"}})))
-        .await
-        .expect("put service");
+    tx.put_blueprint(&blueprint("system", json!({}))).await.expect("put system");
+    tx.put_blueprint(&blueprint("service", json!({"system": {"target": "system"}}))).await.expect("put service");
     tx.commit().await.expect("commit");
 }
 
@@ -65,13 +60,7 @@ pub async fn blueprints_round_trip(store: &dyn Store) {
     let mut tx = store.read().await.expect("read tx");
     let got = tx.blueprint("service").await.expect("get").expect("exists");
     assert_eq!(got, blueprint("service", json!({"system": {"target": "system"}})));
-    let all: Vec<String> = tx
-        .blueprints()
-        .await
-        .expect("list")
-        .into_iter()
-        .map(|r| r.blueprint.identifier)
-        .collect();
+    let all: Vec<String> = tx.blueprints().await.expect("list").into_iter().map(|r| r.blueprint.identifier).collect();
     assert_eq!(all, vec!["service", "system"]);
     drop(tx);
 
@@ -97,23 +86,16 @@ pub async fn entity_round_trip_and_versioned_update(store: &dyn Store) {
     setup(store).await;
     let mut tx = store.write().await.expect("write tx");
     let shop = entity("system", "shop", 1);
-    tx.insert_entity(&shop, &[]).await.expect("insert");
+    put(tx.as_mut(), &shop, &[]).await.expect("insert");
     let mut cart = entity("service", "cart", 2);
     cart.relations.insert("system".into(), json!("shop"));
-    cart.properties
-        .insert("nested".into(), json!({"a": [1, "two", null, true]}));
-    tx.insert_entity(&cart, &[reference("system", "system", "shop")])
-        .await
-        .expect("insert");
+    cart.properties.insert("nested".into(), json!({"a": [1, "two", null, true]}));
+    put(tx.as_mut(), &cart, &[reference("system", "system", "shop")]).await.expect("insert");
     tx.commit().await.expect("commit");
 
     let mut tx = store.read().await.expect("read tx");
     assert_eq!(tx.entity("service", "cart").await.expect("get"), Some(cart.clone()));
-    assert_eq!(
-        tx.entity("system", "cart").await.expect("get"),
-        None,
-        "identifiers are per blueprint"
-    );
+    assert_eq!(tx.entity("system", "cart").await.expect("get"), None, "identifiers are per blueprint");
     drop(tx);
 
     let mut tx = store.write().await.expect("write tx");
@@ -123,58 +105,64 @@ pub async fn entity_round_trip_and_versioned_update(store: &dyn Store) {
     updated.team = vec![];
     updated.updated_at += 10;
     updated.updated_by = "other".into();
-    tx.update_entity(&updated, &[]).await.expect("update");
+    put(tx.as_mut(), &updated, &[]).await.expect("update");
     tx.commit().await.expect("commit");
 
     let mut tx = store.read().await.expect("read tx");
     assert_eq!(tx.entity("service", "cart").await.expect("get"), Some(updated));
-    let shop_ref = EntityRef {
-        blueprint: "system".into(),
-        identifier: "shop".into(),
-    };
-    assert!(
-        tx.referrers(&shop_ref, 10).await.expect("referrers").is_empty(),
-        "an update replaces references"
-    );
+    let shop_ref = EntityRef { blueprint: "system".into(), identifier: "shop".into() };
+    assert!(tx.referrers(&shop_ref, 10).await.expect("referrers").is_empty(), "an update replaces references");
     drop(tx);
 
     let mut tx = store.write().await.expect("write tx");
     assert!(tx.delete_entity("service", "cart").await.expect("delete"));
     assert!(!tx.delete_entity("service", "cart").await.expect("delete again"));
     tx.commit().await.expect("commit");
-    assert_eq!(
-        store
-            .read()
-            .await
-            .expect("read")
-            .entity("service", "cart")
-            .await
-            .expect("get"),
-        None
-    );
+    assert_eq!(store.read().await.expect("read").entity("service", "cart").await.expect("get"), None);
 }
 
-pub async fn duplicate_insert_is_a_conflict(store: &dyn Store) {
+pub async fn writes_are_guarded_by_version(store: &dyn Store) {
     setup(store).await;
     let mut tx = store.write().await.expect("write tx");
-    tx.insert_entity(&entity("system", "shop", 1), &[])
-        .await
-        .expect("insert");
-    let err = tx
-        .insert_entity(&entity("system", "shop", 2), &[])
-        .await
-        .expect_err("duplicate");
+    put(tx.as_mut(), &entity("system", "shop", 1), &[]).await.expect("insert");
+    tx.commit().await.expect("commit");
+
+    let mut tx = store.write().await.expect("write tx");
+    let err = put(tx.as_mut(), &entity("system", "shop", 2), &[]).await.expect_err("a second version 1");
     assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    drop(tx);
+
+    let mut tx = store.write().await.expect("write tx");
+    let mut stale = entity("system", "shop", 3);
+    stale.version = 3;
+    let fresh = entity("system", "new", 0);
+    let err = tx
+        .put_entities(&[
+            EntityWrite { entity: fresh, references: vec![] },
+            EntityWrite { entity: stale, references: vec![] },
+        ])
+        .await
+        .expect_err("version 3 over stored version 1");
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    drop(tx);
+
+    let mut tx = store.write().await.expect("write tx");
+    let mut next = entity("system", "shop", 4);
+    next.version = 2;
+    put(tx.as_mut(), &next, &[]).await.expect("version 2 over version 1");
+    tx.commit().await.expect("commit");
+    let mut tx = store.read().await.expect("read tx");
+    assert_eq!(tx.entity("system", "shop").await.expect("get").map(|e| e.version), Some(2));
+    assert_eq!(tx.entity("system", "new").await.expect("get"), None, "the failed call wrote nothing");
 }
 
 pub async fn batch_lookups_span_chunks(store: &dyn Store) {
     setup(store).await;
     let mut tx = store.write().await.expect("write tx");
-    for i in 0..1_200 {
-        tx.insert_entity(&entity("system", &format!("s{i:04}"), i), &[])
-            .await
-            .expect("insert");
-    }
+    let writes: Vec<EntityWrite> = (0..1_200)
+        .map(|i| EntityWrite { entity: entity("system", &format!("s{i:04}"), i), references: vec![] })
+        .collect();
+    tx.put_entities(&writes).await.expect("one call, several statements");
     tx.commit().await.expect("commit");
 
     let mut wanted: Vec<String> = (0..1_200).step_by(2).map(|i| format!("s{i:04}")).collect();
@@ -186,11 +174,7 @@ pub async fn batch_lookups_span_chunks(store: &dyn Store) {
     assert!(existing.contains("s0000") && existing.contains("s1198") && !existing.contains("missing"));
     let entities = tx.entities("system", &wanted).await.expect("entities");
     assert_eq!(entities.len(), 600);
-    assert!(
-        entities
-            .iter()
-            .all(|e| e.properties["n"].as_i64().is_some_and(|n| n % 2 == 0))
-    );
+    assert!(entities.iter().all(|e| e.properties["n"].as_i64().is_some_and(|n| n % 2 == 0)));
     assert_eq!(tx.count_entities("system").await.expect("count"), 1_200);
     assert!(tx.existing("service", &wanted).await.expect("existing").is_empty());
 }
@@ -199,104 +183,59 @@ pub async fn list_pages_in_identifier_order(store: &dyn Store) {
     setup(store).await;
     let mut tx = store.write().await.expect("write tx");
     for id in ["delta", "alpha", "charlie", "bravo", "echo"] {
-        tx.insert_entity(&entity("system", id, 0), &[]).await.expect("insert");
+        put(tx.as_mut(), &entity("system", id, 0), &[]).await.expect("insert");
     }
-    tx.insert_entity(&entity("service", "aardvark", 0), &[])
-        .await
-        .expect("insert");
+    put(tx.as_mut(), &entity("service", "aardvark", 0), &[]).await.expect("insert");
     tx.commit().await.expect("commit");
 
     let mut tx = store.read().await.expect("read tx");
-    let first: Vec<String> = tx
-        .list_entities("system", None, 2)
-        .await
-        .expect("page")
-        .into_iter()
-        .map(|e| e.identifier)
-        .collect();
+    let first: Vec<String> =
+        tx.list_entities("system", None, 2).await.expect("page").into_iter().map(|e| e.identifier).collect();
     assert_eq!(first, vec!["alpha", "bravo"]);
-    let second: Vec<String> = tx
-        .list_entities("system", Some("bravo"), 2)
-        .await
-        .expect("page")
-        .into_iter()
-        .map(|e| e.identifier)
-        .collect();
+    let second: Vec<String> =
+        tx.list_entities("system", Some("bravo"), 2).await.expect("page").into_iter().map(|e| e.identifier).collect();
     assert_eq!(second, vec!["charlie", "delta"]);
-    let last: Vec<String> = tx
-        .list_entities("system", Some("delta"), 2)
-        .await
-        .expect("page")
-        .into_iter()
-        .map(|e| e.identifier)
-        .collect();
+    let last: Vec<String> =
+        tx.list_entities("system", Some("delta"), 2).await.expect("page").into_iter().map(|e| e.identifier).collect();
     assert_eq!(last, vec!["echo"]);
-    assert!(
-        tx.list_entities("system", Some("echo"), 2)
-            .await
-            .expect("page")
-            .is_empty()
-    );
+    assert!(tx.list_entities("system", Some("echo"), 2).await.expect("page").is_empty());
 }
 
 pub async fn referrers_follow_references_and_vanish_with_their_source(store: &dyn Store) {
     setup(store).await;
     let mut tx = store.write().await.expect("write tx");
-    tx.insert_entity(&entity("system", "shop", 0), &[])
-        .await
-        .expect("insert");
+    put(tx.as_mut(), &entity("system", "shop", 0), &[]).await.expect("insert");
     for id in ["b-cart", "a-pay"] {
-        tx.insert_entity(
+        put(
+            tx.as_mut(),
             &entity("service", id, 0),
-            &[
-                reference("system", "system", "shop"),
-                reference("$team", "_team", "team-a"),
-            ],
+            &[reference("system", "system", "shop"), reference("$team", "_team", "team-a")],
         )
         .await
         .expect("insert");
     }
     tx.commit().await.expect("commit");
 
-    let shop = EntityRef {
-        blueprint: "system".into(),
-        identifier: "shop".into(),
-    };
+    let shop = EntityRef { blueprint: "system".into(), identifier: "shop".into() };
     let mut tx = store.read().await.expect("read tx");
     let referrers = tx.referrers(&shop, 10).await.expect("referrers");
     let expected: Vec<Referrer> = ["a-pay", "b-cart"]
         .iter()
         .map(|id| Referrer {
-            source: EntityRef {
-                blueprint: "service".into(),
-                identifier: (*id).into(),
-            },
+            source: EntityRef { blueprint: "service".into(), identifier: (*id).into() },
             via: "system".into(),
         })
         .collect();
     assert_eq!(referrers, expected);
-    assert_eq!(
-        tx.referrers(&shop, 1).await.expect("referrers").len(),
-        1,
-        "the limit holds"
-    );
-    let team = EntityRef {
-        blueprint: "_team".into(),
-        identifier: "team-a".into(),
-    };
+    assert_eq!(tx.referrers(&shop, 1).await.expect("referrers").len(), 1, "the limit holds");
+    let team = EntityRef { blueprint: "_team".into(), identifier: "team-a".into() };
     assert_eq!(tx.referrers(&team, 10).await.expect("referrers").len(), 2);
     drop(tx);
 
     let mut tx = store.write().await.expect("write tx");
     tx.delete_entity("service", "a-pay").await.expect("delete");
     tx.commit().await.expect("commit");
-    let remaining = store
-        .read()
-        .await
-        .expect("read")
-        .referrers(&shop, 10)
-        .await
-        .expect("referrers");
+    let remaining = store.read().await.expect("read").referrers(&shop, 10).await.expect("referrers");
     assert_eq!(remaining.len(), 1);
     assert_eq!(remaining[0].source.identifier, "b-cart");
 }
@@ -305,9 +244,7 @@ pub async fn uncommitted_writes_roll_back(store: &dyn Store) {
     setup(store).await;
     {
         let mut tx = store.write().await.expect("write tx");
-        tx.insert_entity(&entity("system", "ghost", 0), &[])
-            .await
-            .expect("insert");
+        put(tx.as_mut(), &entity("system", "ghost", 0), &[]).await.expect("insert");
         tx.put_blueprint(&blueprint("extra", json!({}))).await.expect("put");
         // dropped without commit
     }
@@ -320,13 +257,9 @@ pub async fn delete_all_entities_of_a_blueprint(store: &dyn Store) {
     setup(store).await;
     let mut tx = store.write().await.expect("write tx");
     for i in 0..7 {
-        tx.insert_entity(&entity("system", &format!("s{i}"), i), &[])
-            .await
-            .expect("insert");
+        put(tx.as_mut(), &entity("system", &format!("s{i}"), i), &[]).await.expect("insert");
     }
-    tx.insert_entity(&entity("service", "keep", 0), &[])
-        .await
-        .expect("insert");
+    put(tx.as_mut(), &entity("service", "keep", 0), &[]).await.expect("insert");
     assert_eq!(tx.delete_entities_of("system").await.expect("delete"), 7);
     tx.commit().await.expect("commit");
     let mut tx = store.read().await.expect("read tx");

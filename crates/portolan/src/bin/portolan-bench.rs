@@ -1,0 +1,225 @@
+//! The catalog benchmark: starts a Portolan server on a fresh data directory, ingests generated
+//! service entities through the bulk API, then times get-by-identifier and paged list requests,
+//! sequentially over one keep-alive connection (the way the Backstage peer harness measures).
+//!
+//! `cargo run --release -p portolan --bin portolan-bench -- --entities 100000`
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use serde_json::{Value, json};
+
+#[derive(Parser)]
+#[command(about = "Benchmark the Portolan catalog API")]
+struct Args {
+    /// Service entities to ingest.
+    #[arg(long, default_value_t = 100_000)]
+    entities: usize,
+    /// Entities per bulk request (at most 1000).
+    #[arg(long, default_value_t = 1_000)]
+    batch: usize,
+    /// Timed requests per read measurement.
+    #[arg(long, default_value_t = 2_000)]
+    samples: usize,
+    /// Data directory (default: a temporary directory, removed afterwards).
+    #[arg(long)]
+    data: Option<std::path::PathBuf>,
+}
+
+/// A small deterministic generator, so every run ingests the same catalog.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 >> 33
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if args.batch == 0 || args.batch > 1_000 {
+        bail!("--batch must be between 1 and 1000");
+    }
+    let temp = tempfile::tempdir()?;
+    let data = args.data.clone().unwrap_or_else(|| temp.path().to_path_buf());
+
+    // The server gets its own runtime and threads; the client measures from a second runtime.
+    let server_runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let base = server_runtime.block_on(async {
+        let store = portolan_store::open(&data.to_string_lossy()).await?;
+        let state = portolan_server::AppState::new(Arc::clone(&store)).await?;
+        let router = portolan_server::router(state, &portolan_server::ServerOptions { body_limit: 16 * 1024 * 1024 });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let base = format!("http://{}", listener.local_addr()?);
+        tokio::spawn(portolan_server::serve(listener, router, std::future::pending()));
+        anyhow::Ok(base)
+    })?;
+    let client_runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    client_runtime.block_on(run(&args, &base))
+}
+
+async fn run(args: &Args, base: &str) -> anyhow::Result<()> {
+    let client = reqwest::Client::builder().pool_max_idle_per_host(1).build()?;
+    let n = args.entities;
+    let systems = (n / 50).max(1);
+    let teams = (n / 20).max(1);
+    setup(&client, base, systems, teams).await?;
+
+    let mut rng = Lcg(42);
+    let started = Instant::now();
+    let mut batch = Vec::with_capacity(args.batch);
+    for i in 0..n {
+        batch.push(service(i, systems, teams, &mut rng));
+        if batch.len() == args.batch || i + 1 == n {
+            let body = json!({ "entities": std::mem::take(&mut batch) });
+            let response =
+                client.post(format!("{base}/api/v1/blueprints/service/entities/bulk")).json(&body).send().await?;
+            if response.status() != 200 {
+                bail!("bulk ingest failed: {} {}", response.status(), response.text().await?);
+            }
+        }
+    }
+    let ingest = started.elapsed();
+    let rate = n as f64 / ingest.as_secs_f64();
+
+    let mut get = Vec::with_capacity(args.samples);
+    for _ in 0..args.samples {
+        let id = format!("svc-{:07}", rng.below(n));
+        get.push(timed(&client, &format!("{base}/api/v1/blueprints/service/entities/{id}")).await?);
+    }
+
+    let mut list = Vec::with_capacity(args.samples);
+    for _ in 0..args.samples {
+        let after = format!("svc-{:07}", rng.below(n));
+        let cursor = base64_url(&after);
+        list.push(
+            timed(&client, &format!("{base}/api/v1/blueprints/service/entities?limit=100&cursor={cursor}")).await?,
+        );
+    }
+
+    println!("| measurement | value |");
+    println!("|---|---|");
+    println!("| entities ingested (bulk, {} per request) | {n} |", args.batch);
+    println!("| ingest time | {:.2} s |", ingest.as_secs_f64());
+    println!("| ingest rate | {rate:.0} entities/s |");
+    let (p50, p95, p99) = percentiles(&mut get);
+    println!("| get by identifier p50 / p95 / p99 | {p50:.2} / {p95:.2} / {p99:.2} ms |");
+    let (p50, p95, p99) = percentiles(&mut list);
+    println!("| list page of 100 (cursor) p50 / p95 / p99 | {p50:.2} / {p95:.2} / {p99:.2} ms |");
+    if let Some(peak) = peak_rss_mib() {
+        println!("| peak RSS (server and client, one process) | {peak:.0} MiB |");
+    }
+    Ok(())
+}
+
+async fn setup(client: &reqwest::Client, base: &str, systems: usize, teams: usize) -> anyhow::Result<()> {
+    let blueprints = [
+        json!({"identifier": "system", "title": "System", "schema": {"properties": {"lifecycle": {"type": "string", "enum": ["production", "experimental", "deprecated"]}}}}),
+        json!({
+            "identifier": "service",
+            "title": "Service",
+            "schema": {
+                "properties": {
+                    "language": {"type": "string", "enum": ["Go", "Java", "Python", "Rust", "TypeScript"]},
+                    "lifecycle": {"type": "string", "enum": ["production", "experimental", "deprecated"]},
+                    "tier": {"type": "string", "enum": ["tier-1", "tier-2", "tier-3"]},
+                    "repository": {"type": "string", "format": "url"},
+                    "replicas": {"type": "number", "minimum": 0, "maximum": 100},
+                    "onCall": {"type": "string", "format": "user"}
+                },
+                "required": ["language", "lifecycle"]
+            },
+            "relations": {
+                "system": {"target": "system", "required": true},
+                "dependsOn": {"target": "service", "many": true}
+            }
+        }),
+    ];
+    for blueprint in blueprints {
+        let response = client.post(format!("{base}/api/v1/blueprints")).json(&blueprint).send().await?;
+        if !response.status().is_success() {
+            bail!("creating a blueprint failed: {}", response.text().await?);
+        }
+    }
+    let team_docs: Vec<Value> =
+        (0..teams).map(|t| json!({"identifier": format!("team-{t}"), "title": format!("Team {t}")})).collect();
+    let system_docs: Vec<Value> = (0..systems)
+        .map(|s| json!({"identifier": format!("sys-{s}"), "title": format!("System {s}"), "properties": {"lifecycle": "production"}}))
+        .collect();
+    for (blueprint, docs) in [("_team", team_docs), ("system", system_docs)] {
+        for chunk in docs.chunks(1_000) {
+            let response = client
+                .post(format!("{base}/api/v1/blueprints/{blueprint}/entities/bulk"))
+                .json(&json!({"entities": chunk}))
+                .send()
+                .await
+                .context("bulk setup")?;
+            if response.status() != 200 {
+                bail!("setup of {blueprint} failed: {}", response.text().await?);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn service(i: usize, systems: usize, teams: usize, rng: &mut Lcg) -> Value {
+    const LANGUAGES: [&str; 5] = ["Go", "Java", "Python", "Rust", "TypeScript"];
+    const LIFECYCLES: [&str; 3] = ["production", "experimental", "deprecated"];
+    let depends: Vec<String> =
+        if i > 2 { (0..2).map(|_| format!("svc-{:07}", rng.below(i))).collect() } else { vec![] };
+    let mut depends_unique = depends;
+    depends_unique.dedup();
+    json!({
+        "identifier": format!("svc-{i:07}"),
+        "title": format!("Service {i}"),
+        "team": [format!("team-{}", rng.below(teams))],
+        "properties": {
+            "language": LANGUAGES[rng.below(5)],
+            "lifecycle": LIFECYCLES[rng.below(3)],
+            "tier": format!("tier-{}", 1 + rng.below(3)),
+            "repository": format!("https://git.example.com/org/svc-{i}"),
+            "replicas": rng.below(20),
+            "onCall": format!("user-{}@example.com", rng.below(1000))
+        },
+        "relations": {"system": format!("sys-{}", rng.below(systems)), "dependsOn": depends_unique}
+    })
+}
+
+async fn timed(client: &reqwest::Client, url: &str) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let response = client.get(url).send().await?;
+    let status = response.status();
+    response.bytes().await?;
+    if status != 200 {
+        bail!("GET {url} answered {status}");
+    }
+    Ok(started.elapsed())
+}
+
+fn percentiles(samples: &mut [Duration]) -> (f64, f64, f64) {
+    samples.sort();
+    let at = |q: f64| {
+        let index = ((samples.len() as f64 - 1.0) * q).round() as usize;
+        samples.get(index).map(|d| d.as_secs_f64() * 1000.0).unwrap_or(f64::NAN)
+    };
+    (at(0.50), at(0.95), at(0.99))
+}
+
+fn base64_url(s: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
+}
+
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}

@@ -1,0 +1,111 @@
+//! End-to-end tests of the `portolan` binary as a user runs it.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A running `portolan serve` and the address it printed.
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    fn start(args: &[&str], dir: &std::path::Path) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_portolan"))
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .current_dir(dir)
+            .env_remove("PORTOLAN_DATA")
+            .env_remove("PORTOLAN_LISTEN")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("portolan starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut base = None;
+        for line in BufReader::new(stdout).lines() {
+            let line = line.expect("log line");
+            if let Some(at) = line.find("http://") {
+                base = Some(line[at..].split_whitespace().next().unwrap_or_default().to_string());
+                break;
+            }
+        }
+        Server { child, base: base.expect("the server printed its address") }
+    }
+
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().expect("kill runs");
+        assert!(sent.success());
+        for _ in 0..100 {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        panic!("portolan did not stop within 5 s of SIGTERM");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+async fn get_json(url: &str) -> (u16, serde_json::Value) {
+    let response = reqwest::get(url).await.expect("request");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or_default())
+}
+
+#[tokio::test]
+async fn serve_demo_loads_the_catalog_into_the_default_data_dir_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start(&["--demo"], dir.path());
+    let (status, body) = get_json(&format!("{}/api/v1/blueprints/service/entities", server.base)).await;
+    assert_eq!(status, 200, "{body}");
+    let names: Vec<&str> =
+        body["entities"].as_array().expect("list").iter().filter_map(|e| e["title"].as_str()).collect();
+    assert_eq!(names, vec!["Cart Service", "Products Service"]);
+    let status = server.terminate();
+    assert!(status.success(), "graceful exit, got {status}");
+    assert!(dir.path().join("portolan-data/portolan.db").exists(), "data kept in ./portolan-data");
+
+    // A second start with --demo adds nothing and keeps what is there.
+    let server = Server::start(&["--demo"], dir.path());
+    let (_, body) = get_json(&format!("{}/api/v1/blueprints/_user/entities", server.base)).await;
+    assert_eq!(body["entities"].as_array().map(Vec::len), Some(4));
+    server.terminate();
+}
+
+#[tokio::test]
+async fn config_file_sets_data_directory_and_body_limit_and_unknown_keys_fail() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("portolan.toml"), "data = \"from-file\"\nbody_limit = 2048\n")
+        .expect("write config");
+    let server = Server::start(&[], dir.path());
+    let big = serde_json::json!({"identifier": "big", "description": "x".repeat(3000)});
+    let response = reqwest::Client::new()
+        .post(format!("{}/api/v1/blueprints", server.base))
+        .json(&big)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status().as_u16(), 413, "body_limit from the file applies");
+    server.terminate();
+    assert!(dir.path().join("from-file/portolan.db").exists());
+
+    std::fs::write(dir.path().join("portolan.toml"), "data = \"x\"\nbogus = 1\n").expect("write config");
+    let output = Command::new(env!("CARGO_BIN_EXE_portolan"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .current_dir(dir.path())
+        .output()
+        .expect("runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("bogus"), "the unknown key is named: {stderr}");
+}
