@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use portolan_model::{Blueprint, Entity, EntityRef, Millis, Reference};
 
+pub mod postgres;
 pub mod sqlite;
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -99,10 +100,14 @@ pub trait Tx: Send {
 
 /// Opens the store a location names: a `postgres://` URL or, otherwise, a SQLite data directory.
 pub async fn open(location: &str) -> Result<Arc<dyn Store>> {
-    if location.starts_with("postgres://") || location.starts_with("postgresql://") {
-        return Err(StoreError::Other("PostgreSQL is not supported by this build yet".into()));
+    if is_postgres_url(location) {
+        return Ok(Arc::new(postgres::PostgresStore::open(location).await?));
     }
     Ok(Arc::new(sqlite::SqliteStore::open(std::path::Path::new(location)).await?))
+}
+
+pub fn is_postgres_url(location: &str) -> bool {
+    location.starts_with("postgres://") || location.starts_with("postgresql://")
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -112,10 +117,17 @@ impl From<sqlx::Error> for StoreError {
                 StoreError::Unavailable(err.to_string())
             }
             sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(db.message().to_string()),
-            sqlx::Error::Database(db) if db.code().as_deref() == Some("5") || db.code().as_deref() == Some("6") => {
+            sqlx::Error::Database(db) => match db.code().as_deref() {
                 // SQLITE_BUSY / SQLITE_LOCKED: another process holds the database.
-                StoreError::Unavailable(db.message().to_string())
-            }
+                Some("5" | "6") => StoreError::Unavailable(db.message().to_string()),
+                // PostgreSQL serialization failure / deadlock: a concurrent writer won.
+                Some("40001" | "40P01") => StoreError::Conflict(db.message().to_string()),
+                // PostgreSQL connection exceptions, shutdown, too many connections.
+                Some(code) if code.starts_with("08") || code.starts_with("57P") || code == "53300" => {
+                    StoreError::Unavailable(db.message().to_string())
+                }
+                _ => StoreError::Other(err.to_string()),
+            },
             sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => StoreError::Corrupt(err.to_string()),
             _ => StoreError::Other(err.to_string()),
         }

@@ -15,6 +15,8 @@ pub const DEFAULT_CONFIG_FILE: &str = "portolan.toml";
 pub struct FileConfig {
     pub listen: Option<SocketAddr>,
     pub data: Option<PathBuf>,
+    pub database_url: Option<String>,
+    pub database_url_file: Option<PathBuf>,
     pub body_limit: Option<usize>,
     pub log: Option<String>,
     pub demo: Option<bool>,
@@ -31,6 +33,12 @@ pub struct ServeArgs {
     /// Data directory of the embedded database [default: ./portolan-data]
     #[arg(long, env = "PORTOLAN_DATA")]
     pub data: Option<PathBuf>,
+    /// PostgreSQL URL (`postgres://...`); when set, `--data` is not used
+    #[arg(long, env = "PORTOLAN_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// File holding the PostgreSQL URL (for secrets mounted as files)
+    #[arg(long, env = "PORTOLAN_DATABASE_URL_FILE")]
+    pub database_url_file: Option<PathBuf>,
     /// Largest request body in bytes [default: 1048576]
     #[arg(long, env = "PORTOLAN_BODY_LIMIT")]
     pub body_limit: Option<usize>,
@@ -42,11 +50,52 @@ pub struct ServeArgs {
     pub demo: bool,
 }
 
+/// Where the catalog lives.
+#[derive(Clone, PartialEq)]
+pub enum Database {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+impl Database {
+    /// The location `portolan_store::open` takes.
+    pub fn location(&self) -> String {
+        match self {
+            Database::Sqlite(dir) => dir.to_string_lossy().into_owned(),
+            Database::Postgres(url) => url.clone(),
+        }
+    }
+}
+
+/// Shows a PostgreSQL URL without its password, so logs never carry it.
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Database::Sqlite(dir) => write!(f, "sqlite:{}", dir.display()),
+            Database::Postgres(url) => match url::Url::parse(url) {
+                Ok(mut parsed) => {
+                    if parsed.password().is_some() {
+                        let _ = parsed.set_password(Some("REDACTED"));
+                    }
+                    write!(f, "{parsed}")
+                }
+                Err(_) => write!(f, "postgres://(unparsable URL)"),
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self, f)
+    }
+}
+
 /// The effective settings of `portolan serve`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServeConfig {
     pub listen: SocketAddr,
-    pub data: PathBuf,
+    pub database: Database,
     pub body_limit: usize,
     pub log: String,
     pub demo: bool,
@@ -65,11 +114,34 @@ impl ServeArgs {
         }
         Ok(ServeConfig {
             listen: self.listen.or(file.listen).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7700))),
-            data: self.data.or(file.data).unwrap_or_else(|| PathBuf::from("portolan-data")),
+            database: resolve_database(
+                self.database_url.or(file.database_url),
+                self.database_url_file.or(file.database_url_file),
+                self.data.or(file.data),
+            )?,
             body_limit,
             log: self.log.or(file.log).unwrap_or_else(|| "info".into()),
             demo: self.demo || file.demo.unwrap_or(false),
         })
+    }
+}
+
+fn resolve_database(url: Option<String>, url_file: Option<PathBuf>, data: Option<PathBuf>) -> anyhow::Result<Database> {
+    let url = match (url, url_file) {
+        (Some(_), Some(_)) => bail!("give the database URL or a file holding it, not both"),
+        (Some(url), None) => Some(url),
+        (None, Some(path)) => Some(
+            std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read the database URL from {}", path.display()))?
+                .trim()
+                .to_string(),
+        ),
+        (None, None) => None,
+    };
+    match url {
+        Some(url) if portolan_store::is_postgres_url(&url) => Ok(Database::Postgres(url)),
+        Some(_) => bail!("the database URL must start with postgres:// (the embedded database is chosen with --data)"),
+        None => Ok(Database::Sqlite(data.unwrap_or_else(|| PathBuf::from("portolan-data")))),
     }
 }
 
@@ -83,7 +155,16 @@ mod tests {
     use super::*;
 
     fn args() -> ServeArgs {
-        ServeArgs { config: None, listen: None, data: None, body_limit: None, log: None, demo: false }
+        ServeArgs {
+            config: None,
+            listen: None,
+            data: None,
+            database_url: None,
+            database_url_file: None,
+            body_limit: None,
+            log: None,
+            demo: false,
+        }
     }
 
     #[test]
@@ -93,12 +174,25 @@ mod tests {
         std::fs::write(&path, "listen = \"127.0.0.1:9000\"\ndata = \"/tmp/x\"\nbody_limit = 2048\n")?;
         let config = ServeArgs { config: Some(path.clone()), data: Some("/tmp/y".into()), ..args() }.resolve()?;
         assert_eq!(config.listen, SocketAddr::from(([127, 0, 0, 1], 9000)));
-        assert_eq!(config.data, PathBuf::from("/tmp/y"));
+        assert_eq!(config.database, Database::Sqlite(PathBuf::from("/tmp/y")));
         assert_eq!(config.body_limit, 2048);
 
         std::fs::write(&path, "listen = \"127.0.0.1:9000\"\nlisten_port = 3\n")?;
         let err = ServeArgs { config: Some(path), ..args() }.resolve().expect_err("unknown key");
         assert!(format!("{err:#}").contains("listen_port"), "{err:#}");
+        Ok(())
+    }
+
+    #[test]
+    fn a_postgres_url_selects_postgres_and_its_password_never_prints() -> anyhow::Result<()> {
+        let config = ServeArgs { database_url: Some("postgres://portolan:s3cret@db:5432/portolan".into()), ..args() }
+            .resolve()?;
+        assert!(matches!(config.database, Database::Postgres(_)));
+        let shown = format!("{config:?} {}", config.database);
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("REDACTED"), "{shown}");
+        let err = ServeArgs { database_url: Some("mysql://x".into()), ..args() }.resolve().expect_err("not postgres");
+        assert!(err.to_string().contains("postgres://"));
         Ok(())
     }
 }

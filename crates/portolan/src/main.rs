@@ -49,9 +49,10 @@ fn init_logging(filter: &str) -> anyhow::Result<()> {
 }
 
 async fn serve(config: config::ServeConfig) -> anyhow::Result<()> {
-    let location = config.data.to_string_lossy().to_string();
-    let store =
-        portolan_store::open(&location).await.with_context(|| format!("cannot open the database in {location}"))?;
+    let database = config.database.clone();
+    let store = portolan_store::open(&database.location())
+        .await
+        .with_context(|| format!("cannot open the database {database}"))?;
     let state = AppState::new(Arc::clone(&store)).await.context("cannot prepare the catalog")?;
     if config.demo {
         let summary = portolan_server::demo::load(&state.catalog).await.context("cannot load the demo catalog")?;
@@ -65,7 +66,7 @@ async fn serve(config: config::ServeConfig) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let address = listener.local_addr()?;
-    tracing::info!(%address, data = %location, "portolan is listening on http://{address}");
+    tracing::info!(%address, %database, "portolan is listening on http://{address}");
     let router = portolan_server::router(state, &ServerOptions { body_limit: config.body_limit });
     portolan_server::serve(listener, router, shutdown_signal()).await?;
     tracing::info!("stopped");

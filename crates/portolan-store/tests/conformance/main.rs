@@ -19,6 +19,17 @@ pub async fn sqlite_store() -> Fresh {
     Fresh { store, _guard: Box::new(dir) }
 }
 
+/// A fresh schema in the database `PORTOLAN_TEST_DATABASE_URL` names, or `None` when it is unset.
+/// When it is set, failing to connect fails the test.
+pub async fn postgres_store() -> Option<Fresh> {
+    let url = std::env::var("PORTOLAN_TEST_DATABASE_URL").ok()?;
+    let schema = format!("conformance_{}", uuid::Uuid::new_v4().simple());
+    let store = portolan_store::postgres::PostgresStore::open_in_schema(&url, &schema)
+        .await
+        .unwrap_or_else(|e| panic!("PORTOLAN_TEST_DATABASE_URL is set but PostgreSQL is unusable: {e}"));
+    Some(Fresh { store: std::sync::Arc::new(store), _guard: Box::new(()) })
+}
+
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod sqlite {
@@ -26,6 +37,15 @@ macro_rules! conformance {
                 #[tokio::test]
                 async fn $case() {
                     let fresh = crate::sqlite_store().await;
+                    crate::suite::$case(fresh.store.as_ref()).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let Some(fresh) = crate::postgres_store().await else { return };
                     crate::suite::$case(fresh.store.as_ref()).await;
                 }
             )*

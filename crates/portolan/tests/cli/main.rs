@@ -1,23 +1,26 @@
 //! End-to-end tests of the `portolan` binary as a user runs it.
 
+mod postgres;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 /// A running `portolan serve` and the address it printed.
-struct Server {
+pub struct Server {
     child: Child,
-    base: String,
+    pub base: String,
 }
 
 impl Server {
-    fn start(args: &[&str], dir: &std::path::Path) -> Server {
+    pub fn start(args: &[&str], dir: &std::path::Path) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_portolan"))
             .args(["serve", "--listen", "127.0.0.1:0"])
             .args(args)
             .current_dir(dir)
             .env_remove("PORTOLAN_DATA")
             .env_remove("PORTOLAN_LISTEN")
+            .env_remove("PORTOLAN_DATABASE_URL")
             .env("NO_COLOR", "1")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -32,10 +35,16 @@ impl Server {
                 break;
             }
         }
-        Server { child, base: base.expect("the server printed its address") }
+        let Some(base) = base else {
+            let _ = child.kill();
+            let mut stderr = String::new();
+            let _ = std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr);
+            panic!("the server did not print its address; stderr: {stderr}");
+        };
+        Server { child, base }
     }
 
-    fn terminate(mut self) -> std::process::ExitStatus {
+    pub fn terminate(mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
         let sent = Command::new("kill").args(["-TERM", &pid]).status().expect("kill runs");
         assert!(sent.success());
@@ -56,7 +65,7 @@ impl Drop for Server {
     }
 }
 
-async fn get_json(url: &str) -> (u16, serde_json::Value) {
+pub async fn get_json(url: &str) -> (u16, serde_json::Value) {
     let response = reqwest::get(url).await.expect("request");
     let status = response.status().as_u16();
     (status, response.json().await.unwrap_or_default())

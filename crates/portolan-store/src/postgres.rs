@@ -1,0 +1,365 @@
+//! PostgreSQL, for several `portolan serve` replicas sharing one database. Documents are JSONB.
+//! Reads run in REPEATABLE READ, READ ONLY transactions (one snapshot per request); writes in
+//! READ COMMITTED, where entity writes are guarded by version (see [`Tx::put_entities`]) and
+//! serialisation failures or deadlocks surface as [`StoreError::Conflict`].
+
+use std::collections::{HashMap, HashSet};
+use std::str::FromStr;
+use std::time::Duration;
+
+use portolan_model::{Blueprint, Entity, EntityRef};
+use serde_json::{Map, Value};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::types::Json;
+use sqlx::{AssertSqlSafe, Postgres, Row, Transaction};
+
+use crate::{BlueprintRecord, EntityWrite, Referrer, Result, Store, StoreError, Tx};
+
+const ENTITY_COLUMNS: &str = "blueprint, identifier, title, icon, team, properties, relations, version, \
+     created_at, created_by, updated_at, updated_by";
+
+/// Rows per multi-row write; arrays are bound whole, so this only bounds statement size.
+const ROWS_PER_STATEMENT: usize = 1_000;
+
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    /// Connects to `url` and applies pending migrations (replicas starting together take turns:
+    /// sqlx holds an advisory lock while migrating).
+    pub async fn open(url: &str) -> Result<Self> {
+        Self::open_with(PgConnectOptions::from_str(url)?).await
+    }
+
+    /// Like [`PostgresStore::open`], inside `schema` (created if missing): lets tests share one
+    /// database without sharing tables.
+    pub async fn open_in_schema(url: &str, schema: &str) -> Result<Self> {
+        if !schema.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(StoreError::Other(format!("invalid schema name {schema:?}")));
+        }
+        let options = PgConnectOptions::from_str(url)?;
+        let admin = PgPoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
+        sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS {schema}"))).execute(&admin).await?;
+        admin.close().await;
+        Self::open_with(options.options([("search_path", schema)])).await
+    }
+
+    async fn open_with(options: PgConnectOptions) -> Result<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            // Fail fast when the database is gone: requests answer 503 instead of hanging.
+            .acquire_timeout(Duration::from_secs(3))
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations/postgres")
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))?;
+        Ok(Self { pool })
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for PostgresStore {
+    async fn read(&self) -> Result<Box<dyn Tx>> {
+        let tx = self.pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY").await?;
+        Ok(Box::new(PgTx { tx }))
+    }
+
+    async fn write(&self) -> Result<Box<dyn Tx>> {
+        Ok(Box::new(PgTx { tx: self.pool.begin().await? }))
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+}
+
+struct PgTx {
+    tx: Transaction<'static, Postgres>,
+}
+
+fn entity_from_row(row: &PgRow) -> Result<Entity> {
+    let Json(team): Json<Vec<String>> = row.try_get("team")?;
+    let Json(properties): Json<Map<String, Value>> = row.try_get("properties")?;
+    let Json(relations): Json<Map<String, Value>> = row.try_get("relations")?;
+    Ok(Entity {
+        blueprint: row.try_get("blueprint")?,
+        identifier: row.try_get("identifier")?,
+        title: row.try_get("title")?,
+        icon: row.try_get("icon")?,
+        team,
+        properties,
+        relations,
+        version: row.try_get("version")?,
+        created_at: row.try_get("created_at")?,
+        created_by: row.try_get("created_by")?,
+        updated_at: row.try_get("updated_at")?,
+        updated_by: row.try_get("updated_by")?,
+    })
+}
+
+fn blueprint_from_row(row: &PgRow) -> Result<BlueprintRecord> {
+    let Json(blueprint): Json<Blueprint> = row.try_get("document")?;
+    Ok(BlueprintRecord {
+        blueprint,
+        created_at: row.try_get("created_at")?,
+        created_by: row.try_get("created_by")?,
+        updated_at: row.try_get("updated_at")?,
+        updated_by: row.try_get("updated_by")?,
+    })
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| StoreError::Other(e.to_string()))
+}
+
+#[async_trait::async_trait]
+impl Tx for PgTx {
+    async fn blueprint(&mut self, identifier: &str) -> Result<Option<BlueprintRecord>> {
+        let row = sqlx::query("SELECT * FROM blueprints WHERE identifier = $1")
+            .bind(identifier)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        row.as_ref().map(blueprint_from_row).transpose()
+    }
+
+    async fn blueprints(&mut self) -> Result<Vec<BlueprintRecord>> {
+        let rows = sqlx::query("SELECT * FROM blueprints ORDER BY identifier").fetch_all(&mut *self.tx).await?;
+        rows.iter().map(blueprint_from_row).collect()
+    }
+
+    async fn put_blueprint(&mut self, record: &BlueprintRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO blueprints (identifier, document, created_at, created_by, updated_at, updated_by)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (identifier) DO UPDATE SET document = excluded.document,
+                 updated_at = excluded.updated_at, updated_by = excluded.updated_by",
+        )
+        .bind(&record.blueprint.identifier)
+        .bind(Json(&record.blueprint))
+        .bind(record.created_at)
+        .bind(&record.created_by)
+        .bind(record.updated_at)
+        .bind(&record.updated_by)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_blueprint(&mut self, identifier: &str) -> Result<bool> {
+        let done =
+            sqlx::query("DELETE FROM blueprints WHERE identifier = $1").bind(identifier).execute(&mut *self.tx).await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn entity(&mut self, blueprint: &str, identifier: &str) -> Result<Option<Entity>> {
+        let sql = format!("SELECT {ENTITY_COLUMNS} FROM entities WHERE blueprint = $1 AND identifier = $2");
+        let row =
+            sqlx::query(AssertSqlSafe(sql)).bind(blueprint).bind(identifier).fetch_optional(&mut *self.tx).await?;
+        row.as_ref().map(entity_from_row).transpose()
+    }
+
+    async fn entities(&mut self, blueprint: &str, identifiers: &[String]) -> Result<Vec<Entity>> {
+        let sql = format!("SELECT {ENTITY_COLUMNS} FROM entities WHERE blueprint = $1 AND identifier = ANY($2)");
+        let rows = sqlx::query(AssertSqlSafe(sql)).bind(blueprint).bind(identifiers).fetch_all(&mut *self.tx).await?;
+        rows.iter().map(entity_from_row).collect()
+    }
+
+    async fn existing(&mut self, blueprint: &str, identifiers: &[String]) -> Result<HashSet<String>> {
+        let found: Vec<String> =
+            sqlx::query_scalar("SELECT identifier FROM entities WHERE blueprint = $1 AND identifier = ANY($2)")
+                .bind(blueprint)
+                .bind(identifiers)
+                .fetch_all(&mut *self.tx)
+                .await?;
+        Ok(found.into_iter().collect())
+    }
+
+    async fn put_entities(&mut self, writes: &[EntityWrite]) -> Result<()> {
+        for chunk in writes.chunks(ROWS_PER_STATEMENT) {
+            let mut columns = EntityColumns::default();
+            for write in chunk {
+                columns.push(&write.entity)?;
+            }
+            let sql = format!(
+                "INSERT INTO entities ({ENTITY_COLUMNS})
+                 SELECT b, i, t, ic, tm::jsonb, p::jsonb, r::jsonb, v, ca, cb, ua, ub
+                 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+                             $8::bigint[], $9::bigint[], $10::text[], $11::bigint[], $12::text[])
+                      AS u(b, i, t, ic, tm, p, r, v, ca, cb, ua, ub)
+                 ON CONFLICT (blueprint, identifier) DO UPDATE SET
+                     title = excluded.title, icon = excluded.icon, team = excluded.team,
+                     properties = excluded.properties, relations = excluded.relations,
+                     version = excluded.version, updated_at = excluded.updated_at, updated_by = excluded.updated_by
+                 WHERE entities.version = excluded.version - 1
+                 RETURNING id, identifier"
+            );
+            let c = columns;
+            let written = sqlx::query(AssertSqlSafe(sql))
+                .bind(c.blueprint)
+                .bind(c.identifier)
+                .bind(c.title)
+                .bind(c.icon)
+                .bind(c.team)
+                .bind(c.properties)
+                .bind(c.relations)
+                .bind(c.version)
+                .bind(c.created_at)
+                .bind(c.created_by)
+                .bind(c.updated_at)
+                .bind(c.updated_by)
+                .fetch_all(&mut *self.tx)
+                .await?;
+            if written.len() != chunk.len() {
+                return Err(StoreError::Conflict(format!(
+                    "{} of {} entities were changed by another writer",
+                    chunk.len() - written.len(),
+                    chunk.len()
+                )));
+            }
+            let mut ids = HashMap::with_capacity(written.len());
+            for row in &written {
+                ids.insert(row.try_get::<String, _>("identifier")?, row.try_get::<i64, _>("id")?);
+            }
+            let updated: Vec<i64> = chunk
+                .iter()
+                .filter(|w| w.entity.version > 1)
+                .filter_map(|w| ids.get(&w.entity.identifier).copied())
+                .collect();
+            if !updated.is_empty() {
+                sqlx::query("DELETE FROM entity_references WHERE source_id = ANY($1)")
+                    .bind(&updated)
+                    .execute(&mut *self.tx)
+                    .await?;
+            }
+            let (mut sources, mut vias, mut blueprints, mut targets) = (vec![], vec![], vec![], vec![]);
+            for write in chunk {
+                let Some(id) = ids.get(&write.entity.identifier) else { continue };
+                for r in &write.references {
+                    sources.push(*id);
+                    vias.push(r.via.as_str());
+                    blueprints.push(r.target_blueprint.as_str());
+                    targets.push(r.target.as_str());
+                }
+            }
+            if !sources.is_empty() {
+                sqlx::query(
+                    "INSERT INTO entity_references (source_id, via, target_blueprint, target_identifier)
+                     SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[])",
+                )
+                .bind(&sources)
+                .bind(&vias)
+                .bind(&blueprints)
+                .bind(&targets)
+                .execute(&mut *self.tx)
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn delete_entity(&mut self, blueprint: &str, identifier: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM entities WHERE blueprint = $1 AND identifier = $2")
+            .bind(blueprint)
+            .bind(identifier)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn delete_entities_of(&mut self, blueprint: &str) -> Result<u64> {
+        let done =
+            sqlx::query("DELETE FROM entities WHERE blueprint = $1").bind(blueprint).execute(&mut *self.tx).await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn list_entities(&mut self, blueprint: &str, after: Option<&str>, limit: u32) -> Result<Vec<Entity>> {
+        let sql = format!(
+            "SELECT {ENTITY_COLUMNS} FROM entities WHERE blueprint = $1 AND identifier > $2 ORDER BY identifier LIMIT $3"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(blueprint)
+            .bind(after.unwrap_or(""))
+            .bind(i64::from(limit))
+            .fetch_all(&mut *self.tx)
+            .await?;
+        rows.iter().map(entity_from_row).collect()
+    }
+
+    async fn count_entities(&mut self, blueprint: &str) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM entities WHERE blueprint = $1")
+            .bind(blueprint)
+            .fetch_one(&mut *self.tx)
+            .await?;
+        Ok(n.max(0) as u64)
+    }
+
+    async fn referrers(&mut self, target: &EntityRef, limit: u32) -> Result<Vec<Referrer>> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT e.blueprint, e.identifier, r.via
+             FROM entity_references r JOIN entities e ON e.id = r.source_id
+             WHERE r.target_blueprint = $1 AND r.target_identifier = $2
+             ORDER BY e.blueprint, e.identifier, r.via LIMIT $3",
+        )
+        .bind(&target.blueprint)
+        .bind(&target.identifier)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(Referrer {
+                    source: EntityRef { blueprint: row.try_get("blueprint")?, identifier: row.try_get("identifier")? },
+                    via: row.try_get("via")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn commit(self: Box<Self>) -> Result<()> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// The entity columns of a multi-row write, one array per column (bound to `UNNEST`).
+#[derive(Default)]
+struct EntityColumns {
+    blueprint: Vec<String>,
+    identifier: Vec<String>,
+    title: Vec<Option<String>>,
+    icon: Vec<Option<String>>,
+    team: Vec<String>,
+    properties: Vec<String>,
+    relations: Vec<String>,
+    version: Vec<i64>,
+    created_at: Vec<i64>,
+    created_by: Vec<String>,
+    updated_at: Vec<i64>,
+    updated_by: Vec<String>,
+}
+
+impl EntityColumns {
+    fn push(&mut self, e: &Entity) -> Result<()> {
+        self.blueprint.push(e.blueprint.clone());
+        self.identifier.push(e.identifier.clone());
+        self.title.push(e.title.clone());
+        self.icon.push(e.icon.clone());
+        self.team.push(to_json(&e.team)?);
+        self.properties.push(to_json(&e.properties)?);
+        self.relations.push(to_json(&e.relations)?);
+        self.version.push(e.version);
+        self.created_at.push(e.created_at);
+        self.created_by.push(e.created_by.clone());
+        self.updated_at.push(e.updated_at);
+        self.updated_by.push(e.updated_by.clone());
+        Ok(())
+    }
+}

@@ -1,0 +1,159 @@
+//! `portolan serve` over PostgreSQL: replicas sharing a database, and riding out a database outage.
+//! These run when `PORTOLAN_TEST_DATABASE_URL` is set (CI sets it); each makes its own database.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use crate::{Server, get_json};
+
+/// A database of its own on the test server, dropped when the guard goes.
+struct TestDatabase {
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+impl TestDatabase {
+    async fn create() -> Option<TestDatabase> {
+        let admin_url = std::env::var("PORTOLAN_TEST_DATABASE_URL").ok()?;
+        let name = format!("portolan_cli_{}", uuid::Uuid::new_v4().simple());
+        let admin = sqlx::PgPool::connect(&admin_url).await.expect("PORTOLAN_TEST_DATABASE_URL is usable");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&admin).await.expect("create db");
+        let mut url = url::Url::parse(&admin_url).expect("URL");
+        url.set_path(&name);
+        Some(TestDatabase { admin_url, name, url: url.to_string() })
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        // Drop on a thread of its own: Drop cannot await, and the test's runtime may be gone.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            runtime.block_on(async {
+                let admin = sqlx::PgPool::connect(&admin_url).await.ok()?;
+                sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+                    .execute(&admin)
+                    .await
+                    .ok()
+            })
+        })
+        .join();
+    }
+}
+
+#[tokio::test]
+async fn two_replicas_share_one_database() {
+    let Some(db) = TestDatabase::create().await else { return };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let a = Server::start(&["--database-url", &db.url, "--demo"], dir.path());
+    let b = Server::start(&["--database-url", &db.url, "--demo"], dir.path());
+    let client = reqwest::Client::new();
+
+    let (status, body) = get_json(&format!("{}/readyz", b.base)).await;
+    assert_eq!((status, body["database"].as_str()), (200, Some("postgres")));
+
+    let created = client
+        .post(format!("{}/api/v1/blueprints/_team/entities", a.base))
+        .json(&json!({"identifier": "team-sre", "title": "SRE"}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(created.status(), 201);
+    let (status, body) = get_json(&format!("{}/api/v1/blueprints/_team/entities/team-sre", b.base)).await;
+    assert_eq!(status, 200, "written on A, read on B at once: {body}");
+    assert_eq!(body["entity"]["title"], "SRE");
+
+    // Both replicas loaded the demo; the catalog holds it once.
+    let (_, services) = get_json(&format!("{}/api/v1/blueprints/service/entities", a.base)).await;
+    assert_eq!(services["entities"].as_array().map(Vec::len), Some(2));
+
+    // Optimistic concurrency holds across replicas: the same If-Match wins once.
+    let url_a = format!("{}/api/v1/blueprints/_team/entities/team-sre", a.base);
+    let url_b = format!("{}/api/v1/blueprints/_team/entities/team-sre", b.base);
+    let patch = json!({"title": "Site reliability"});
+    let (ra, rb) = tokio::join!(
+        client.patch(&url_a).header("if-match", "\"1\"").json(&patch).send(),
+        client.patch(&url_b).header("if-match", "\"1\"").json(&patch).send(),
+    );
+    let mut statuses = [ra.expect("a").status().as_u16(), rb.expect("b").status().as_u16()];
+    statuses.sort();
+    assert!(statuses == [200, 409] || statuses == [200, 412], "one wins, one is refused: {statuses:?}");
+    a.terminate();
+    b.terminate();
+}
+
+/// A TCP proxy in front of PostgreSQL that the test can cut and restore.
+struct Proxy {
+    port: u16,
+    up: watch::Sender<bool>,
+}
+
+impl Proxy {
+    async fn start(upstream: String) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        let (up, _) = watch::channel(true);
+        let up_rx = up.subscribe();
+        let upstream = Arc::new(upstream);
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let mut up_rx = up_rx.clone();
+                if !*up_rx.borrow() {
+                    continue; // dropped: the database is "down"
+                }
+                let upstream = Arc::clone(&upstream);
+                tokio::spawn(async move {
+                    let Ok(mut server) = TcpStream::connect(upstream.as_str()).await else { return };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = up_rx.wait_for(|up| !*up) => {}
+                    }
+                });
+            }
+        });
+        Proxy { port, up }
+    }
+}
+
+// Multi-threaded: `Server::start` blocks while it reads the child's output, and the proxy must
+// keep running meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_outage_gives_fast_503s_and_the_server_recovers_by_itself() {
+    let Some(db) = TestDatabase::create().await else { return };
+    let mut url = url::Url::parse(&db.url).expect("URL");
+    let upstream = format!("{}:{}", url.host_str().unwrap_or("127.0.0.1"), url.port().unwrap_or(5432));
+    let proxy = Proxy::start(upstream).await;
+    url.set_host(Some("127.0.0.1")).expect("host");
+    url.set_port(Some(proxy.port)).expect("port");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start(&["--database-url", url.as_str()], dir.path());
+    let entities = format!("{}/api/v1/blueprints/_team/entities", server.base);
+    assert_eq!(get_json(&entities).await.0, 200);
+
+    proxy.up.send_replace(false);
+    let started = Instant::now();
+    let (status, body) = get_json(&entities).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"], "unavailable");
+    assert!(started.elapsed() < Duration::from_secs(5), "failed fast: {:?}", started.elapsed());
+    assert_eq!(get_json(&format!("{}/readyz", server.base)).await.0, 503);
+    assert_eq!(get_json(&format!("{}/healthz", server.base)).await.0, 200, "alive, just not ready");
+
+    proxy.up.send_replace(true);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if get_json(&entities).await.0 == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the server did not recover within 15 s");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(get_json(&format!("{}/readyz", server.base)).await.0, 200);
+    server.terminate();
+}
