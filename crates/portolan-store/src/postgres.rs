@@ -167,18 +167,25 @@ impl Tx for PgTx {
     }
 
     async fn entities(&mut self, blueprint: &str, identifiers: &[String]) -> Result<Vec<Entity>> {
-        let sql = format!("SELECT {ENTITY_COLUMNS} FROM entities WHERE blueprint = $1 AND identifier = ANY($2)");
+        // A join with UNNEST rather than `= ANY($2)`: the generic plan of a prepared `= ANY`
+        // scanned the whole table once sqlx reused the statement (2 s at 100k entities).
+        let sql = format!(
+            "SELECT {ENTITY_COLUMNS} FROM entities JOIN UNNEST($2::text[]) AS wanted(identifier) USING (identifier)
+             WHERE blueprint = $1"
+        );
         let rows = sqlx::query(AssertSqlSafe(sql)).bind(blueprint).bind(identifiers).fetch_all(&mut *self.tx).await?;
         rows.iter().map(entity_from_row).collect()
     }
 
     async fn existing(&mut self, blueprint: &str, identifiers: &[String]) -> Result<HashSet<String>> {
-        let found: Vec<String> =
-            sqlx::query_scalar("SELECT identifier FROM entities WHERE blueprint = $1 AND identifier = ANY($2)")
-                .bind(blueprint)
-                .bind(identifiers)
-                .fetch_all(&mut *self.tx)
-                .await?;
+        let found: Vec<String> = sqlx::query_scalar(
+            "SELECT identifier FROM entities JOIN UNNEST($2::text[]) AS wanted(identifier) USING (identifier)
+                 WHERE blueprint = $1",
+        )
+        .bind(blueprint)
+        .bind(identifiers)
+        .fetch_all(&mut *self.tx)
+        .await?;
         Ok(found.into_iter().collect())
     }
 

@@ -19,6 +19,15 @@ struct Cli {
 enum Command {
     /// Run the portal server.
     Serve(config::ServeArgs),
+    /// Copy a SQLite deployment into an empty PostgreSQL database and verify the copy.
+    MigrateStore {
+        /// Data directory of the SQLite deployment.
+        #[arg(long)]
+        from: std::path::PathBuf,
+        /// PostgreSQL URL of the target database.
+        #[arg(long, env = "PORTOLAN_DATABASE_URL", hide_env_values = true)]
+        to: String,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -27,13 +36,39 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => {
             let config = args.resolve()?;
             init_logging(&config.log)?;
-            tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .context("cannot start the async runtime")?
-                .block_on(serve(config))
+            runtime()?.block_on(serve(config))
+        }
+        Command::MigrateStore { from, to } => {
+            init_logging("warn")?;
+            runtime()?.block_on(migrate_store(from, to))
         }
     }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")
+}
+
+async fn migrate_store(from: std::path::PathBuf, to: String) -> anyhow::Result<()> {
+    if !from.join(portolan_store::sqlite::DATABASE_FILE).exists() {
+        anyhow::bail!("{} holds no Portolan database", from.display());
+    }
+    if !portolan_store::is_postgres_url(&to) {
+        anyhow::bail!("--to must be a postgres:// URL");
+    }
+    let target_name = config::Database::Postgres(to.clone());
+    let source = portolan_store::open(&from.to_string_lossy()).await.context("cannot open the source")?;
+    let target = portolan_store::open(&to).await.with_context(|| format!("cannot open {target_name}"))?;
+    let report = portolan_server::services::migrate::copy_store(source.as_ref(), target.as_ref()).await?;
+    for (blueprint, entities) in &report.blueprints {
+        println!("{blueprint:<24} {entities:>9} entities");
+    }
+    println!(
+        "copied {} blueprints and {} entities into {target_name}; counts verified",
+        report.blueprints.len(),
+        report.entities()
+    );
+    Ok(())
 }
 
 fn init_logging(filter: &str) -> anyhow::Result<()> {

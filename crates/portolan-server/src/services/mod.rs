@@ -2,6 +2,7 @@
 //! writes in one transaction. Handlers call these and nothing below them.
 
 pub mod catalog;
+pub mod migrate;
 
 use std::sync::Arc;
 

@@ -26,6 +26,9 @@ struct Args {
     /// Data directory (default: a temporary directory, removed afterwards).
     #[arg(long)]
     data: Option<std::path::PathBuf>,
+    /// Benchmark PostgreSQL instead: the URL of an empty database.
+    #[arg(long)]
+    database_url: Option<String>,
 }
 
 /// A small deterministic generator, so every run ingests the same catalog.
@@ -48,12 +51,16 @@ fn main() -> anyhow::Result<()> {
         bail!("--batch must be between 1 and 1000");
     }
     let temp = tempfile::tempdir()?;
-    let data = args.data.clone().unwrap_or_else(|| temp.path().to_path_buf());
+    let location = match (&args.database_url, &args.data) {
+        (Some(url), _) => url.clone(),
+        (None, Some(dir)) => dir.to_string_lossy().into_owned(),
+        (None, None) => temp.path().to_string_lossy().into_owned(),
+    };
 
     // The server gets its own runtime and threads; the client measures from a second runtime.
     let server_runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let base = server_runtime.block_on(async {
-        let store = portolan_store::open(&data.to_string_lossy()).await?;
+        let store = portolan_store::open(&location).await?;
         let state = portolan_server::AppState::new(Arc::clone(&store)).await?;
         let router = portolan_server::router(state, &portolan_server::ServerOptions { body_limit: 16 * 1024 * 1024 });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -104,7 +111,7 @@ async fn run(args: &Args, base: &str) -> anyhow::Result<()> {
         );
     }
 
-    println!("| measurement | value |");
+    println!("| measurement ({}) | value |", if args.database_url.is_some() { "PostgreSQL" } else { "SQLite" });
     println!("|---|---|");
     println!("| entities ingested (bulk, {} per request) | {n} |", args.batch);
     println!("| ingest time | {:.2} s |", ingest.as_secs_f64());

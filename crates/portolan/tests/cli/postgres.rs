@@ -157,3 +157,45 @@ async fn a_database_outage_gives_fast_503s_and_the_server_recovers_by_itself() {
     assert_eq!(get_json(&format!("{}/readyz", server.base)).await.0, 200);
     server.terminate();
 }
+
+#[tokio::test]
+async fn migrate_store_copies_a_sqlite_deployment_into_postgres() {
+    let Some(db) = TestDatabase::create().await else { return };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sqlite = Server::start(&["--demo"], dir.path());
+    let client = reqwest::Client::new();
+    let patched = client
+        .patch(format!("{}/api/v1/blueprints/service/entities/cart-service", sqlite.base))
+        .json(&json!({"properties": {"replicas": 9}}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(patched.status(), 200);
+    sqlite.terminate();
+
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_portolan"))
+        .args(["migrate-store", "--from", "portolan-data", "--to", &db.url])
+        .current_dir(dir.path())
+        .output()
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("8 blueprints and 17 entities"), "{stdout}");
+
+    let again = std::process::Command::new(env!("CARGO_BIN_EXE_portolan"))
+        .args(["migrate-store", "--from", "portolan-data", "--to", &db.url])
+        .current_dir(dir.path())
+        .output()
+        .expect("runs");
+    assert!(!again.status.success(), "a second copy into a filled database is refused");
+
+    let postgres = Server::start(&["--database-url", &db.url], dir.path());
+    let (status, body) = get_json(&format!("{}/api/v1/blueprints/service/entities/cart-service", postgres.base)).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["entity"]["properties"]["replicas"], 9);
+    assert_eq!(body["entity"]["version"], 2, "versions survive the copy");
+    let refused =
+        client.delete(format!("{}/api/v1/blueprints/system/entities/cart-system", postgres.base)).send().await;
+    assert_eq!(refused.expect("request").status(), 409, "references survive the copy");
+    postgres.terminate();
+}

@@ -1,0 +1,83 @@
+//! Copying a whole deployment from one store to another (`portolan migrate-store`).
+
+use portolan_model::EntityRef;
+use portolan_store::{EntityWrite, Store};
+
+use crate::error::{Error, ErrorCode, Result};
+
+const PAGE: u32 = 1_000;
+
+/// What was copied, per blueprint: (identifier, entities).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct CopyReport {
+    pub blueprints: Vec<(String, u64)>,
+}
+
+impl CopyReport {
+    pub fn entities(&self) -> u64 {
+        self.blueprints.iter().map(|(_, n)| n).sum()
+    }
+}
+
+/// Copies every blueprint and entity (with versions and stamps) from `from` into `to` in one
+/// transaction, then checks that each blueprint has as many entities on both sides. `to` must not
+/// hold any entity or non-system blueprint yet.
+pub async fn copy_store(from: &dyn Store, to: &dyn Store) -> Result<CopyReport> {
+    let mut source = from.read().await?;
+    let mut target = to.write().await?;
+    let existing = target.blueprints().await?;
+    for record in &existing {
+        let id = &record.blueprint.identifier;
+        if !portolan_model::system::is_system(id) || target.count_entities(id).await? > 0 {
+            return Err(Error::new(
+                ErrorCode::Conflict,
+                format!("the target already holds data (blueprint '{id}'); migrate into an empty database"),
+            ));
+        }
+    }
+
+    let blueprints = source.blueprints().await?;
+    let mut report = CopyReport::default();
+    for record in &blueprints {
+        target.put_blueprint(record).await?;
+    }
+    for record in &blueprints {
+        let blueprint = &record.blueprint;
+        let mut copied = 0u64;
+        let mut after: Option<String> = None;
+        loop {
+            let page = source.list_entities(&blueprint.identifier, after.as_deref(), PAGE).await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.identifier.clone());
+            let mut writes = Vec::with_capacity(page.len());
+            for entity in page {
+                let valid = entity.revalidate(blueprint).map_err(|errors| {
+                    let at = EntityRef { blueprint: entity.blueprint.clone(), identifier: entity.identifier.clone() };
+                    Error::new(
+                        ErrorCode::Internal,
+                        format!("stored entity {at:?} does not match its blueprint: {errors}"),
+                    )
+                })?;
+                writes.push(EntityWrite { entity, references: valid.references });
+            }
+            copied += writes.len() as u64;
+            target.put_entities(&writes).await?;
+        }
+        report.blueprints.push((blueprint.identifier.clone(), copied));
+    }
+    target.commit().await?;
+
+    let mut check = to.read().await?;
+    for (blueprint, expected) in &report.blueprints {
+        let found = check.count_entities(blueprint).await?;
+        if found != *expected {
+            return Err(Error::new(
+                ErrorCode::Internal,
+                format!(
+                    "verification failed: blueprint '{blueprint}' has {found} entities in the target, {expected} in the source"
+                ),
+            ));
+        }
+    }
+    Ok(report)
+}
