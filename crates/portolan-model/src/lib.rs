@@ -6,6 +6,7 @@ pub mod blueprint;
 pub mod entity;
 pub mod error;
 pub mod ident;
+pub mod query;
 pub mod system;
 
 pub use blueprint::{Blueprint, Format, PropertySchema, PropertyType, RelationDef};

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use portolan_model::{Blueprint, Entity, EntityRef, Millis, Reference};
 
 pub mod postgres;
+pub mod query_sql;
 pub mod sqlite;
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -94,6 +95,11 @@ pub trait Tx: Send {
     async fn count_entities(&mut self, blueprint: &str) -> Result<u64>;
     /// Entities that point at `target`, at most `limit`, ordered by blueprint and identifier.
     async fn referrers(&mut self, target: &EntityRef, limit: u32) -> Result<Vec<Referrer>>;
+
+    /// Entities a query selects, in the plan's order, at most `plan.limit`.
+    async fn search(&mut self, plan: &query_sql::SearchPlan) -> Result<Vec<Entity>>;
+    /// A count, a statistic or counts per value over the entities a query selects.
+    async fn aggregate(&mut self, plan: &query_sql::AggregatePlan) -> Result<query_sql::AggregateResult>;
 
     async fn commit(self: Box<Self>) -> Result<()>;
 }

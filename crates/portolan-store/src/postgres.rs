@@ -13,6 +13,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, Postgres, Row, Transaction};
 
+use crate::query_sql::{self, AggregatePlan, AggregateResult, Dialect, Param, SearchPlan, Sql, SqlRunner};
 use crate::{BlueprintRecord, EntityWrite, Referrer, Result, Store, StoreError, Tx};
 
 const ENTITY_COLUMNS: &str = "blueprint, identifier, title, icon, team, properties, relations, version, \
@@ -330,6 +331,16 @@ impl Tx for PgTx {
             .collect()
     }
 
+    async fn search(&mut self, plan: &SearchPlan) -> Result<Vec<Entity>> {
+        let sql = query_sql::search(Dialect::Postgres, plan)?;
+        let rows = bind(sqlx::query(AssertSqlSafe(sql.text)), sql.params).fetch_all(&mut *self.tx).await?;
+        rows.iter().map(entity_from_row).collect()
+    }
+
+    async fn aggregate(&mut self, plan: &AggregatePlan) -> Result<AggregateResult> {
+        query_sql::run_aggregate(self, Dialect::Postgres, plan).await
+    }
+
     async fn commit(self: Box<Self>) -> Result<()> {
         self.tx.commit().await?;
         Ok(())
@@ -368,5 +379,33 @@ impl EntityColumns {
         self.updated_at.push(e.updated_at);
         self.updated_by.push(e.updated_by.clone());
         Ok(())
+    }
+}
+
+fn bind(
+    mut query: sqlx::query::Query<'static, Postgres, sqlx::postgres::PgArguments>,
+    params: Vec<Param>,
+) -> sqlx::query::Query<'static, Postgres, sqlx::postgres::PgArguments> {
+    for param in params {
+        query = match param {
+            Param::Text(s) => query.bind(s),
+            Param::Int(i) => query.bind(i),
+            Param::Float(f) => query.bind(f),
+            Param::Bool(b) => query.bind(b),
+        };
+    }
+    query
+}
+
+#[async_trait::async_trait]
+impl SqlRunner for PgTx {
+    async fn floats(&mut self, sql: Sql) -> Result<Vec<Option<f64>>> {
+        let rows = bind(sqlx::query(AssertSqlSafe(sql.text)), sql.params).fetch_all(&mut *self.tx).await?;
+        rows.iter().map(|row| Ok(row.try_get::<Option<f64>, _>("value")?)).collect()
+    }
+
+    async fn groups(&mut self, sql: Sql) -> Result<Vec<(Option<String>, i64)>> {
+        let rows = bind(sqlx::query(AssertSqlSafe(sql.text)), sql.params).fetch_all(&mut *self.tx).await?;
+        rows.iter().map(|row| Ok((row.try_get("group_key")?, row.try_get("n")?))).collect()
     }
 }

@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, Row, Sqlite, Transaction};
 
+use crate::query_sql::{self, AggregatePlan, AggregateResult, Dialect, Param, SearchPlan, Sql, SqlRunner};
 use crate::{BlueprintRecord, EntityWrite, Referrer, Result, Store, StoreError, Tx};
 
 /// The file inside the data directory that holds the database.
@@ -345,8 +346,46 @@ impl Tx for SqliteTx {
             .collect()
     }
 
+    async fn search(&mut self, plan: &SearchPlan) -> Result<Vec<Entity>> {
+        let sql = query_sql::search(Dialect::Sqlite, plan)?;
+        let rows = bind(sqlx::query(AssertSqlSafe(sql.text)), sql.params).fetch_all(&mut *self.tx).await?;
+        rows.iter().map(entity_from_row).collect()
+    }
+
+    async fn aggregate(&mut self, plan: &AggregatePlan) -> Result<AggregateResult> {
+        query_sql::run_aggregate(self, Dialect::Sqlite, plan).await
+    }
+
     async fn commit(self: Box<Self>) -> Result<()> {
         self.tx.commit().await?;
         Ok(())
+    }
+}
+
+fn bind(
+    mut query: sqlx::query::Query<'static, Sqlite, sqlx::sqlite::SqliteArguments>,
+    params: Vec<Param>,
+) -> sqlx::query::Query<'static, Sqlite, sqlx::sqlite::SqliteArguments> {
+    for param in params {
+        query = match param {
+            Param::Text(s) => query.bind(s),
+            Param::Int(i) => query.bind(i),
+            Param::Float(f) => query.bind(f),
+            Param::Bool(b) => query.bind(b),
+        };
+    }
+    query
+}
+
+#[async_trait::async_trait]
+impl SqlRunner for SqliteTx {
+    async fn floats(&mut self, sql: Sql) -> Result<Vec<Option<f64>>> {
+        let rows = bind(sqlx::query(AssertSqlSafe(sql.text)), sql.params).fetch_all(&mut *self.tx).await?;
+        rows.iter().map(|row| Ok(row.try_get::<Option<f64>, _>("value")?)).collect()
+    }
+
+    async fn groups(&mut self, sql: Sql) -> Result<Vec<(Option<String>, i64)>> {
+        let rows = bind(sqlx::query(AssertSqlSafe(sql.text)), sql.params).fetch_all(&mut *self.tx).await?;
+        rows.iter().map(|row| Ok((row.try_get("group_key")?, row.try_get("n")?))).collect()
     }
 }

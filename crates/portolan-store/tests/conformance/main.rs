@@ -1,6 +1,7 @@
 //! The store conformance suite: every case runs against SQLite, and against PostgreSQL when
 //! `PORTOLAN_TEST_DATABASE_URL` is set (then a connection failure fails the test).
 
+mod search;
 mod suite;
 
 use std::sync::Arc;
@@ -30,6 +31,11 @@ pub async fn postgres_store() -> Option<Fresh> {
     Some(Fresh { store: std::sync::Arc::new(store), _guard: Box::new(()) })
 }
 
+mod cases {
+    pub use crate::search::search_agrees_with_the_in_memory_evaluator;
+    pub use crate::suite::*;
+}
+
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod sqlite {
@@ -37,7 +43,7 @@ macro_rules! conformance {
                 #[tokio::test]
                 async fn $case() {
                     let fresh = crate::sqlite_store().await;
-                    crate::suite::$case(fresh.store.as_ref()).await;
+                    crate::cases::$case(fresh.store.as_ref()).await;
                 }
             )*
         }
@@ -46,7 +52,7 @@ macro_rules! conformance {
                 #[tokio::test]
                 async fn $case() {
                     let Some(fresh) = crate::postgres_store().await else { return };
-                    crate::suite::$case(fresh.store.as_ref()).await;
+                    crate::cases::$case(fresh.store.as_ref()).await;
                 }
             )*
         }
@@ -62,4 +68,5 @@ conformance!(
     referrers_follow_references_and_vanish_with_their_source,
     uncommitted_writes_roll_back,
     delete_all_entities_of_a_blueprint,
+    search_agrees_with_the_in_memory_evaluator,
 );

@@ -1,0 +1,638 @@
+//! Translation of the query language to SQL, for both backends. The meaning is fixed by the
+//! model's in-memory evaluator (`portolan_model::query`); this module must agree with it, and the
+//! conformance suite's property test checks that it does.
+//!
+//! Every predicate produced here is a boolean that is never NULL, so `NOT` negates it exactly.
+//! Property and relation names are inlined into JSON paths: they are schema identifiers, which
+//! the model restricts to `[A-Za-z0-9_@=-]`, and are checked again here before use.
+
+use portolan_model::query::{
+    CompareOp, Direction, Field, Kind, MAX_HOPS, Meta, Query, Rule, Scalar, Shape, Target, TextOp,
+};
+use portolan_model::{Entity, query};
+use serde_json::Value;
+
+use crate::{Result, StoreError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Param {
+    Text(String),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+}
+
+/// A search over entities.
+#[derive(Debug, Clone)]
+pub struct SearchPlan {
+    /// Only this blueprint's entities, or all.
+    pub blueprint: Option<String>,
+    pub query: Query,
+    pub sort: Option<Sort>,
+    /// Start after this entity (keyset pagination in the plan's order).
+    pub after: Option<Entity>,
+    pub limit: u32,
+    /// `(blueprint, relation)` pairs of required relations, for `relatedTo` with `required`.
+    pub required_relations: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Sort {
+    pub target: Target,
+    pub descending: bool,
+}
+
+/// A computation over the entities a query selects.
+#[derive(Debug, Clone)]
+pub struct AggregatePlan {
+    pub blueprint: Option<String>,
+    pub query: Query,
+    pub function: Aggregate,
+    pub required_relations: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Aggregate {
+    Count,
+    Sum(Target),
+    Avg(Target),
+    Min(Target),
+    Max(Target),
+    Median(Target),
+    /// Entities per distinct value (per element, for lists), most frequent first.
+    CountBy(Target),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum AggregateResult {
+    Value(Option<f64>),
+    Groups(Vec<(Value, u64)>),
+}
+
+/// Most groups a `CountBy` returns.
+pub const MAX_GROUPS: u32 = 1_000;
+
+/// SQL text and its bound parameters, numbered (`?N` on SQLite, `$N` on PostgreSQL).
+pub struct Sql {
+    pub dialect: Dialect,
+    pub text: String,
+    pub params: Vec<Param>,
+}
+
+impl Sql {
+    pub fn new(dialect: Dialect) -> Self {
+        Sql { dialect, text: String::new(), params: Vec::new() }
+    }
+
+    /// Adds a parameter and returns its placeholder.
+    pub fn bind(&mut self, param: Param) -> String {
+        self.params.push(param);
+        match self.dialect {
+            Dialect::Sqlite => format!("?{}", self.params.len()),
+            Dialect::Postgres => format!("${}", self.params.len()),
+        }
+    }
+
+    fn bind_scalar(&mut self, value: &Scalar) -> String {
+        let param = match (value, self.dialect) {
+            (Scalar::Str(s), _) => Param::Text(s.clone()),
+            (Scalar::Num(n), _) => Param::Float(*n),
+            (Scalar::Bool(b), Dialect::Postgres) => Param::Bool(*b),
+            // SQLite's JSON functions give booleans as 1 and 0.
+            (Scalar::Bool(b), Dialect::Sqlite) => Param::Int(i64::from(*b)),
+        };
+        self.bind(param)
+    }
+
+    fn false_literal(&self) -> &'static str {
+        match self.dialect {
+            Dialect::Sqlite => "0",
+            Dialect::Postgres => "FALSE",
+        }
+    }
+}
+
+fn checked_name(name: &str) -> Result<&str> {
+    if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '@' | '=' | '-')) {
+        Ok(name)
+    } else {
+        Err(StoreError::Other(format!("refusing to put {name:?} into SQL")))
+    }
+}
+
+/// The JSON column and key of a property or relation, or None for a meta-property.
+fn json_location(field: &Field) -> Result<Option<(&'static str, &str)>> {
+    Ok(match field {
+        Field::Property(name) => Some(("e.properties", checked_name(name)?)),
+        Field::Relation(name) => Some(("e.relations", checked_name(name)?)),
+        Field::Meta(Meta::Team) => Some(("e.team", "")),
+        Field::Meta(_) => None,
+    })
+}
+
+fn meta_column(meta: Meta) -> &'static str {
+    match meta {
+        Meta::Identifier => "e.identifier",
+        Meta::Title => "e.title",
+        Meta::Team => "e.team",
+        Meta::Blueprint => "e.blueprint",
+        Meta::CreatedAt => "e.created_at",
+        Meta::UpdatedAt => "e.updated_at",
+        Meta::CreatedBy => "e.created_by",
+        Meta::UpdatedBy => "e.updated_by",
+    }
+}
+
+/// An expression yielding a one-valued field as `kind` (DateTime as text).
+fn one_value(sql: &Sql, field: &Field, kind: Kind) -> Result<String> {
+    let Some((column, key)) = json_location(field)? else {
+        let Field::Meta(meta) = field else { unreachable_field()? };
+        let column = meta_column(*meta);
+        return Ok(match (sql.dialect, kind) {
+            (Dialect::Postgres, _) if matches!(meta, Meta::Title | Meta::CreatedBy | Meta::UpdatedBy) => {
+                format!("({column} COLLATE \"C\")")
+            }
+            _ => column.to_string(),
+        });
+    };
+    Ok(match sql.dialect {
+        Dialect::Sqlite => format!("json_extract({column}, '$.\"{key}\"')"),
+        Dialect::Postgres => match kind {
+            Kind::String | Kind::DateTime => format!("(({column}->>'{key}') COLLATE \"C\")"),
+            Kind::Number | Kind::Timestamp => format!("(({column}->>'{key}')::float8)"),
+            Kind::Boolean => format!("(({column}->>'{key}')::boolean)"),
+        },
+    })
+}
+
+fn unreachable_field<T>() -> Result<T> {
+    Err(StoreError::Other("a meta-property has no JSON location".into()))
+}
+
+/// `FROM`-able set of the elements of a list field, as a relation `j(value)`, and the element
+/// expression as `kind`.
+fn elements(sql: &Sql, field: &Field, kind: Kind) -> Result<(String, String)> {
+    let Some((column, key)) = json_location(field)? else { unreachable_field()? };
+    Ok(match sql.dialect {
+        Dialect::Sqlite => {
+            let source = if key.is_empty() {
+                format!("json_each({column})")
+            } else {
+                format!("json_each({column}, '$.\"{key}\"')")
+            };
+            (format!("{source} AS j"), "j.value".to_string())
+        }
+        Dialect::Postgres => {
+            let json = if key.is_empty() { column.to_string() } else { format!("({column}->'{key}')") };
+            let source = format!(
+                "jsonb_array_elements_text(CASE jsonb_typeof({json}) WHEN 'array' THEN {json} END) AS j(value)"
+            );
+            let value = match kind {
+                Kind::String | Kind::DateTime => "(j.value COLLATE \"C\")".to_string(),
+                Kind::Number | Kind::Timestamp => "(j.value::float8)".to_string(),
+                Kind::Boolean => "(j.value::boolean)".to_string(),
+            };
+            (source, value)
+        }
+    })
+}
+
+/// Milliseconds since the epoch of an RFC 3339 text expression.
+fn instant_of(sql: &Sql, text: &str, kind: Kind) -> String {
+    match (kind, sql.dialect) {
+        (Kind::Timestamp, _) => text.to_string(),
+        (_, Dialect::Sqlite) => format!("CAST(round((julianday({text}) - 2440587.5) * 86400000.0) AS INTEGER)"),
+        (_, Dialect::Postgres) => format!("((extract(epoch from ({text})::timestamptz) * 1000)::bigint)"),
+    }
+}
+
+/// Builds a predicate over each value of the target (the value, or each element) and combines:
+/// one value → the predicate (NULL → false); a list → EXISTS over its elements.
+fn over_values(sql: &mut Sql, target: &Target, predicate: impl FnOnce(&mut Sql, &str) -> String) -> Result<String> {
+    let f = sql.false_literal();
+    match target.shape {
+        Shape::One(kind) => {
+            let value = one_value(sql, &target.field, kind)?;
+            Ok(format!("COALESCE(({}), {f})", predicate(sql, &value)))
+        }
+        Shape::Many(kind) => {
+            let (source, value) = elements(sql, &target.field, kind)?;
+            Ok(format!("EXISTS (SELECT 1 FROM {source} WHERE {})", predicate(sql, &value)))
+        }
+        Shape::Object => Ok(f.to_string()),
+    }
+}
+
+fn negated(negate: bool, predicate: String) -> String {
+    if negate { format!("(NOT {predicate})") } else { predicate }
+}
+
+/// The SQL predicate of a query over the entity row aliased `e`.
+pub fn predicate(sql: &mut Sql, query: &Query, required: &[(String, String)]) -> Result<String> {
+    match query {
+        Query::And(parts) | Query::Or(parts) if parts.is_empty() => {
+            Ok(if matches!(query, Query::And(_)) { "(1 = 1)".into() } else { "(1 = 0)".into() })
+        }
+        Query::And(parts) | Query::Or(parts) => {
+            let joiner = if matches!(query, Query::And(_)) { " AND " } else { " OR " };
+            let parts = parts.iter().map(|p| predicate(sql, p, required)).collect::<Result<Vec<_>>>()?;
+            Ok(format!("({})", parts.join(joiner)))
+        }
+        Query::Rule(rule) => rule_predicate(sql, rule, required),
+    }
+}
+
+fn rule_predicate(sql: &mut Sql, rule: &Rule, required: &[(String, String)]) -> Result<String> {
+    match rule {
+        Rule::Compare { target, op, value, negate } => {
+            let symbol = match op {
+                CompareOp::Eq => "=",
+                CompareOp::Gt => ">",
+                CompareOp::Ge => ">=",
+                CompareOp::Lt => "<",
+                CompareOp::Le => "<=",
+            };
+            // An ordering of date-times compares instants (the model resolved the value to ms).
+            let instants = matches!(value, Scalar::Num(_)) && target.shape.kind() == Some(Kind::DateTime);
+            let kind = target.shape.kind().unwrap_or(Kind::String);
+            let p = over_values(sql, target, |sql, v| {
+                let placeholder = sql.bind_scalar(value);
+                let left = if instants { instant_of(sql, v, kind) } else { v.to_string() };
+                format!("{left} {symbol} {placeholder}")
+            })?;
+            Ok(negated(*negate, p))
+        }
+        Rule::Text { target, op, value, negate } => {
+            let p = over_values(sql, target, |sql, v| {
+                let needle = sql.bind(Param::Text(value.clone()));
+                match (sql.dialect, op) {
+                    (Dialect::Sqlite, TextOp::Contains) => format!("instr(lower({v}), {needle}) > 0"),
+                    (Dialect::Sqlite, TextOp::BeginsWith) => {
+                        format!("substr(lower({v}), 1, length({needle})) = {needle}")
+                    }
+                    (Dialect::Sqlite, TextOp::EndsWith) => format!("substr(lower({v}), -length({needle})) = {needle}"),
+                    (Dialect::Postgres, TextOp::Contains) => format!("strpos(lower({v}), {needle}) > 0"),
+                    (Dialect::Postgres, TextOp::BeginsWith) => {
+                        format!("left(lower({v}), char_length({needle})) = {needle}")
+                    }
+                    (Dialect::Postgres, TextOp::EndsWith) => {
+                        format!("right(lower({v}), char_length({needle})) = {needle}")
+                    }
+                }
+            })?;
+            Ok(negated(*negate, p))
+        }
+        Rule::In { target, values, negate } => {
+            if values.is_empty() {
+                return Ok(negated(*negate, sql.false_literal().to_string()));
+            }
+            let p = over_values(sql, target, |sql, v| {
+                let list: Vec<String> = values.iter().map(|value| sql.bind_scalar(value)).collect();
+                format!("{v} IN ({})", list.join(", "))
+            })?;
+            Ok(negated(*negate, p))
+        }
+        Rule::Empty { target, negate } => Ok(negated(*negate, empty_predicate(sql, &target.field)?)),
+        Rule::Between { target, from, to, negate } => {
+            let kind = target.shape.kind().unwrap_or(Kind::DateTime);
+            let p = over_values(sql, target, |sql, v| {
+                let (from, to) = (sql.bind(Param::Int(*from)), sql.bind(Param::Int(*to)));
+                format!("{} BETWEEN {from} AND {to}", instant_of(sql, v, kind))
+            })?;
+            Ok(negated(*negate, p))
+        }
+        Rule::Timer { target, expired, now } => {
+            let kind = target.shape.kind().unwrap_or(Kind::DateTime);
+            over_values(sql, target, |sql, v| {
+                let now = sql.bind(Param::Int(*now));
+                format!("{} {} {now}", instant_of(sql, v, kind), if *expired { "<" } else { ">=" })
+            })
+        }
+        Rule::RelatedTo { blueprint, targets, direction, required: required_only } => {
+            related_predicate(sql, blueprint, targets, *direction, *required_only, required)
+        }
+    }
+}
+
+fn empty_predicate(sql: &mut Sql, field: &Field) -> Result<String> {
+    if let Field::Meta(meta) = field {
+        return Ok(match (meta, sql.dialect) {
+            (Meta::Title, _) => "(e.title IS NULL OR e.title = '')".into(),
+            (Meta::Team, Dialect::Sqlite) => "(json_array_length(e.team) = 0)".into(),
+            (Meta::Team, Dialect::Postgres) => "(jsonb_array_length(e.team) = 0)".into(),
+            (Meta::CreatedBy | Meta::UpdatedBy, _) => format!("({} = '')", meta_column(*meta)),
+            _ => sql.false_literal().into(),
+        });
+    }
+    let Some((column, key)) = json_location(field)? else { unreachable_field()? };
+    Ok(match sql.dialect {
+        Dialect::Sqlite => {
+            let path = format!("'$.\"{key}\"'");
+            format!(
+                "(CASE WHEN json_type({column}, {path}) IS NULL THEN 1 \
+                  WHEN json_type({column}, {path}) = 'null' THEN 1 \
+                  WHEN json_type({column}, {path}) = 'text' THEN json_extract({column}, {path}) = '' \
+                  WHEN json_type({column}, {path}) = 'array' THEN json_array_length({column}, {path}) = 0 \
+                  WHEN json_type({column}, {path}) = 'object' THEN json_extract({column}, {path}) = '{{}}' \
+                  ELSE 0 END)"
+            )
+        }
+        Dialect::Postgres => {
+            let json = format!("({column}->'{key}')");
+            format!(
+                "(CASE COALESCE(jsonb_typeof({json}), 'null') WHEN 'null' THEN TRUE \
+                  WHEN 'string' THEN {json} = '\"\"'::jsonb \
+                  WHEN 'array' THEN jsonb_array_length({json}) = 0 \
+                  WHEN 'object' THEN {json} = '{{}}'::jsonb \
+                  ELSE FALSE END)"
+            )
+        }
+    })
+}
+
+fn related_predicate(
+    sql: &mut Sql,
+    blueprint: &str,
+    targets: &[String],
+    direction: Direction,
+    required_only: bool,
+    required: &[(String, String)],
+) -> Result<String> {
+    if targets.is_empty() {
+        return Ok(sql.false_literal().into());
+    }
+    let mut edge = "r.via NOT LIKE '$%'".to_string();
+    if required_only {
+        let pairs: Vec<String> = required
+            .iter()
+            .map(|(bp, rel)| {
+                let (bp, rel) = (sql.bind(Param::Text(bp.clone())), sql.bind(Param::Text(rel.clone())));
+                format!("(s.blueprint = {bp} AND r.via = {rel})")
+            })
+            .collect();
+        edge =
+            if pairs.is_empty() { sql.false_literal().into() } else { format!("{edge} AND ({})", pairs.join(" OR ")) };
+    }
+    let bp = sql.bind(Param::Text(blueprint.to_string()));
+    let list: Vec<String> = targets.iter().map(|t| sql.bind(Param::Text(t.clone()))).collect();
+    let list = list.join(", ");
+    let hops = sql.bind(Param::Int(MAX_HOPS as i64));
+    let body = match direction {
+        Direction::Upstream => format!(
+            "SELECT r.source_id, 1 FROM entity_references r JOIN entities s ON s.id = r.source_id \
+               WHERE r.target_blueprint = {bp} AND r.target_identifier IN ({list}) AND {edge} \
+             UNION \
+             SELECT r.source_id, reach.depth + 1 FROM reach \
+               JOIN entities t ON t.id = reach.id \
+               JOIN entity_references r ON r.target_blueprint = t.blueprint AND r.target_identifier = t.identifier \
+               JOIN entities s ON s.id = r.source_id \
+               WHERE reach.depth < {hops} AND {edge}"
+        ),
+        Direction::Downstream => format!(
+            "SELECT t.id, 1 FROM entities s JOIN entity_references r ON r.source_id = s.id \
+               JOIN entities t ON t.blueprint = r.target_blueprint AND t.identifier = r.target_identifier \
+               WHERE s.blueprint = {bp} AND s.identifier IN ({list}) AND {edge} \
+             UNION \
+             SELECT t.id, reach.depth + 1 FROM reach \
+               JOIN entities s ON s.id = reach.id \
+               JOIN entity_references r ON r.source_id = s.id \
+               JOIN entities t ON t.blueprint = r.target_blueprint AND t.identifier = r.target_identifier \
+               WHERE reach.depth < {hops} AND {edge}"
+        ),
+    };
+    Ok(format!("e.id IN (WITH RECURSIVE reach(id, depth) AS ({body}) SELECT id FROM reach)"))
+}
+
+/// The expression a sort orders by, for one-valued fields (date-times as instants).
+fn sort_expression(sql: &Sql, target: &Target) -> Result<String> {
+    match target.shape {
+        Shape::One(kind @ Kind::DateTime) => Ok(instant_of(sql, &one_value(sql, &target.field, kind)?, kind)),
+        Shape::One(kind) => one_value(sql, &target.field, kind),
+        _ => Err(StoreError::Other("only one-valued fields can be sorted on".into())),
+    }
+}
+
+/// The entity columns a search returns.
+const COLUMNS: &str = "e.blueprint, e.identifier, e.title, e.icon, e.team, e.properties, e.relations, e.version, \
+     e.created_at, e.created_by, e.updated_at, e.updated_by";
+
+/// `SELECT ... FROM entities e WHERE ... ORDER BY ... LIMIT ...` for a search.
+pub fn search(dialect: Dialect, plan: &SearchPlan) -> Result<Sql> {
+    let mut sql = Sql::new(dialect);
+    let mut conditions = vec![predicate(&mut sql, &plan.query, &plan.required_relations)?];
+    if let Some(bp) = &plan.blueprint {
+        let p = sql.bind(Param::Text(bp.clone()));
+        conditions.push(format!("e.blueprint = {p}"));
+    }
+    let descending = plan.sort.as_ref().is_some_and(|s| s.descending);
+    let after = if descending { "<" } else { ">" };
+    let sort_expr = plan.sort.as_ref().map(|s| sort_expression(&sql, &s.target)).transpose()?;
+    if let Some(last) = &plan.after {
+        let (b, i) = (sql.bind(Param::Text(last.blueprint.clone())), sql.bind(Param::Text(last.identifier.clone())));
+        let tie = format!("(e.blueprint {after} {b} OR (e.blueprint = {b} AND e.identifier {after} {i}))");
+        let condition = match (&plan.sort, &sort_expr) {
+            (Some(sort), Some(expr)) => match sort_param(&sql, last, &sort.target) {
+                // Nulls sort last in both directions.
+                None => format!("({expr} IS NULL AND {tie})"),
+                Some(param) => {
+                    let v = sql.bind(param);
+                    format!("({expr} IS NULL OR {expr} {after} {v} OR ({expr} = {v} AND {tie}))")
+                }
+            },
+            _ => tie,
+        };
+        conditions.push(condition);
+    }
+    let direction = if descending { "DESC" } else { "ASC" };
+    let mut order = Vec::new();
+    if let Some(expr) = &sort_expr {
+        order.push(format!("({expr} IS NULL) ASC"));
+        order.push(format!("{expr} {direction}"));
+    }
+    order.push(format!("e.blueprint {direction}"));
+    order.push(format!("e.identifier {direction}"));
+    let limit = sql.bind(Param::Int(i64::from(plan.limit)));
+    sql.text = format!(
+        "SELECT {COLUMNS} FROM entities e WHERE {} ORDER BY {} LIMIT {limit}",
+        conditions.join(" AND "),
+        order.join(", ")
+    );
+    Ok(sql)
+}
+
+/// The cursor entity's sort value as a parameter, or None when it has none (it sorts last).
+fn sort_param(sql: &Sql, last: &Entity, target: &Target) -> Option<Param> {
+    let value = query::raw(last, &target.field)?;
+    let kind = target.shape.kind()?;
+    match (value, kind) {
+        (Value::String(s), Kind::DateTime) => portolan_model::blueprint::parse_date_time(&s).map(Param::Int),
+        (Value::String(s), _) => Some(Param::Text(s)),
+        (Value::Number(n), Kind::Timestamp) => n.as_i64().map(Param::Int),
+        (Value::Number(n), _) => n.as_f64().map(Param::Float),
+        (Value::Bool(b), _) => Some(match sql.dialect {
+            Dialect::Postgres => Param::Bool(b),
+            Dialect::Sqlite => Param::Int(i64::from(b)),
+        }),
+        _ => None,
+    }
+}
+
+/// The SQL of an aggregate; one row with one column `value`, or (for `CountBy`) rows of
+/// (`key` as JSON text, `n`).
+pub fn aggregate(dialect: Dialect, plan: &AggregatePlan, median_offset: Option<i64>) -> Result<Sql> {
+    let mut sql = Sql::new(dialect);
+    let mut conditions = vec![predicate(&mut sql, &plan.query, &plan.required_relations)?];
+    if let Some(bp) = &plan.blueprint {
+        let p = sql.bind(Param::Text(bp.clone()));
+        conditions.push(format!("e.blueprint = {p}"));
+    }
+    let numeric = |sql: &Sql, target: &Target| -> Result<String> {
+        match target.shape {
+            Shape::One(kind @ (Kind::Number | Kind::Timestamp)) => one_value(sql, &target.field, kind),
+            _ => Err(StoreError::Other("sum, avg, min, max and median need a number".into())),
+        }
+    };
+    let where_ = conditions.join(" AND ");
+    sql.text = match &plan.function {
+        Aggregate::Count => {
+            format!("SELECT CAST(count(*) AS {}) AS value FROM entities e WHERE {where_}", float(dialect))
+        }
+        Aggregate::Sum(t) | Aggregate::Avg(t) | Aggregate::Min(t) | Aggregate::Max(t) => {
+            let function = match &plan.function {
+                Aggregate::Sum(_) => "sum",
+                Aggregate::Avg(_) => "avg",
+                Aggregate::Min(_) => "min",
+                _ => "max",
+            };
+            let x = numeric(&sql, t)?;
+            format!("SELECT CAST({function}({x}) AS {}) AS value FROM entities e WHERE {where_}", float(dialect))
+        }
+        Aggregate::Median(t) => {
+            let x = numeric(&sql, t)?;
+            match median_offset {
+                // First pass: how many values there are.
+                None => {
+                    format!("SELECT CAST(count({x}) AS {}) AS value FROM entities e WHERE {where_}", float(dialect))
+                }
+                Some(offset) => {
+                    let offset = sql.bind(Param::Int(offset));
+                    format!(
+                        "SELECT CAST({x} AS {}) AS value FROM entities e WHERE {where_} AND {x} IS NOT NULL \
+                         ORDER BY {x} LIMIT 2 OFFSET {offset}",
+                        float(dialect)
+                    )
+                }
+            }
+        }
+        Aggregate::CountBy(target) => {
+            let limit = sql.bind(Param::Int(i64::from(MAX_GROUPS)));
+            let (from, key) = match (target.shape, dialect) {
+                (Shape::Many(kind), Dialect::Sqlite) => {
+                    let (source, _) = elements(&sql, &target.field, kind)?;
+                    (format!("entities e, {source}"), "json_quote(j.value)".to_string())
+                }
+                (Shape::Many(_), Dialect::Postgres) => {
+                    let Some((column, key)) = json_location(&target.field)? else { unreachable_field()? };
+                    let json = if key.is_empty() { column.to_string() } else { format!("({column}->'{key}')") };
+                    (
+                        format!(
+                            "entities e, jsonb_array_elements(CASE jsonb_typeof({json}) WHEN 'array' THEN {json} END) AS j(value)"
+                        ),
+                        "(j.value::text)".to_string(),
+                    )
+                }
+                (_, Dialect::Sqlite) => {
+                    let kind = target.shape.kind().unwrap_or(Kind::String);
+                    ("entities e".to_string(), format!("json_quote({})", one_value(&sql, &target.field, kind)?))
+                }
+                (_, Dialect::Postgres) => {
+                    let key = match json_location(&target.field)? {
+                        Some((column, key)) => format!("(({column}->'{key}')::text)"),
+                        None => match &target.field {
+                            Field::Meta(meta) => format!("(to_jsonb({})::text)", meta_column(*meta)),
+                            _ => unreachable_field()?,
+                        },
+                    };
+                    ("entities e".to_string(), key)
+                }
+            };
+            format!(
+                "SELECT {key} AS group_key, count(DISTINCT e.id) AS n FROM {from} WHERE {where_} \
+                 GROUP BY {key} ORDER BY n DESC, group_key ASC LIMIT {limit}"
+            )
+        }
+    };
+    Ok(sql)
+}
+
+fn float(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Sqlite => "REAL",
+        Dialect::Postgres => "float8",
+    }
+}
+
+/// Reads a `CountBy` key (JSON text) back as a value of the target's kind.
+pub fn group_key(text: Option<&str>, target: &Target) -> Value {
+    let value = text.and_then(|t| serde_json::from_str::<Value>(t).ok()).unwrap_or(Value::Null);
+    match (value, target.shape.kind()) {
+        // SQLite's JSON functions give booleans as 1 and 0.
+        (Value::Number(n), Some(Kind::Boolean)) => Value::Bool(n.as_i64() == Some(1)),
+        (value, _) => value,
+    }
+}
+
+/// The median of `count` sorted values, given the one or two in the middle.
+fn median(values: &[f64], count: u64) -> Option<f64> {
+    match (count, values) {
+        (0, _) => None,
+        (n, [a, b, ..]) if n % 2 == 0 => Some((a + b) / 2.0),
+        (_, [a, ..]) => Some(*a),
+        _ => None,
+    }
+}
+
+/// Runs SQL built here; each backend implements it over its own connection.
+#[async_trait::async_trait]
+pub trait SqlRunner: Send {
+    /// The `value` column of each row.
+    async fn floats(&mut self, sql: Sql) -> Result<Vec<Option<f64>>>;
+    /// The (`key`, `n`) rows of a `CountBy`.
+    async fn groups(&mut self, sql: Sql) -> Result<Vec<(Option<String>, i64)>>;
+}
+
+/// Runs an aggregate (the median takes two queries: the count, then the middle values).
+pub async fn run_aggregate(
+    runner: &mut dyn SqlRunner,
+    dialect: Dialect,
+    plan: &AggregatePlan,
+) -> Result<AggregateResult> {
+    match &plan.function {
+        Aggregate::CountBy(target) => {
+            let rows = runner.groups(aggregate(dialect, plan, None)?).await?;
+            Ok(AggregateResult::Groups(
+                rows.into_iter().map(|(key, n)| (group_key(key.as_deref(), target), n.max(0) as u64)).collect(),
+            ))
+        }
+        Aggregate::Median(_) => {
+            let count =
+                runner.floats(aggregate(dialect, plan, None)?).await?.first().copied().flatten().unwrap_or(0.0) as u64;
+            if count == 0 {
+                return Ok(AggregateResult::Value(None));
+            }
+            let offset = ((count - 1) / 2) as i64;
+            let middle: Vec<f64> =
+                runner.floats(aggregate(dialect, plan, Some(offset))?).await?.into_iter().flatten().collect();
+            Ok(AggregateResult::Value(median(&middle, count)))
+        }
+        _ => {
+            Ok(AggregateResult::Value(runner.floats(aggregate(dialect, plan, None)?).await?.first().copied().flatten()))
+        }
+    }
+}

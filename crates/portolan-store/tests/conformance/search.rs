@@ -1,0 +1,297 @@
+//! The query language means the same in memory and in SQL: random catalogs, random queries, and
+//! the store's answer must equal the model's evaluator's.
+
+use portolan_model::query::{self, MemoryGraph, Query, QueryContext, Scope};
+use portolan_model::{Blueprint, Entity, EntityInput};
+use portolan_store::query_sql::{SearchPlan, Sort};
+use portolan_store::{BlueprintRecord, EntityWrite, Store};
+use serde_json::{Value, json};
+
+/// A small deterministic generator: failures replay exactly.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    pub fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n.max(1) as u64) as usize
+    }
+
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len())]
+    }
+
+    fn chance(&mut self, percent: usize) -> bool {
+        self.below(100) < percent
+    }
+}
+
+const WORDS: [&str; 7] = ["Go", "go", "Rust", "rusty", "Élan", "", "Python"];
+const TAGS: [&str; 4] = ["web", "eu", "us", "batch"];
+const TEAMS: [&str; 3] = ["t0", "t1", "t2"];
+const DATES: [&str; 4] =
+    ["2026-01-01T00:00:00Z", "2026-06-15T12:30:00+02:00", "2025-12-31T23:59:59Z", "2027-03-01T08:00:00Z"];
+const NOW: i64 = 1_780_000_000_000; // 2026-05-28
+
+pub fn blueprints() -> Vec<Blueprint> {
+    [
+        json!({"identifier": "system", "schema": {"properties": {
+            "tier": {"type": "string"}, "size": {"type": "number"}}}}),
+        json!({"identifier": "service", "schema": {"properties": {
+            "language": {"type": "string"},
+            "replicas": {"type": "number"},
+            "public": {"type": "boolean"},
+            "tags": {"type": "array", "items": {"type": "string"}},
+            "expires": {"type": "string", "format": "timer"},
+            "size": {"type": "number"}
+        }}, "relations": {
+            "system": {"target": "system", "required": true},
+            "dependsOn": {"target": "service", "many": true}
+        }}),
+    ]
+    .into_iter()
+    .map(|v| Blueprint::from_json(v).expect("valid blueprint"))
+    .collect()
+}
+
+fn catalog(rng: &mut Rng, blueprints: &[Blueprint]) -> Vec<(Entity, Vec<portolan_model::Reference>)> {
+    let mut out = Vec::new();
+    let make = |bp: &Blueprint, input: Value, i: i64| {
+        let valid = EntityInput::from_json(input).expect("input").validate(bp).expect("generated entity is valid");
+        let entity = Entity {
+            identifier: valid.identifier,
+            title: valid.title,
+            icon: None,
+            blueprint: bp.identifier.clone(),
+            team: valid.team,
+            properties: valid.properties,
+            relations: valid.relations,
+            version: 1,
+            created_at: NOW - i * 3_600_000,
+            created_by: "gen".into(),
+            updated_at: NOW,
+            updated_by: "gen".into(),
+        };
+        (entity, valid.references)
+    };
+    for i in 0..5 {
+        let mut props = serde_json::Map::new();
+        if rng.chance(70) {
+            props.insert("tier".into(), json!(rng.pick(&WORDS)));
+        }
+        if rng.chance(70) {
+            props.insert("size".into(), json!(rng.below(5)));
+        }
+        out.push(make(&blueprints[0], json!({"identifier": format!("sys{i}"), "properties": props}), i));
+    }
+    for i in 0..40usize {
+        let mut props = serde_json::Map::new();
+        if rng.chance(80) {
+            props.insert("language".into(), json!(rng.pick(&WORDS)));
+        }
+        if rng.chance(80) {
+            props.insert("replicas".into(), json!(rng.below(6) as f64 / 2.0));
+        }
+        if rng.chance(60) {
+            props.insert("public".into(), json!(rng.chance(50)));
+        }
+        if rng.chance(70) {
+            let n = rng.below(3);
+            let tags: Vec<&str> =
+                (0..n).map(|_| *rng.pick(&TAGS)).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+            props.insert("tags".into(), json!(tags));
+        }
+        if rng.chance(60) {
+            props.insert("expires".into(), json!(rng.pick(&DATES)));
+        }
+        let mut relations = serde_json::Map::new();
+        relations.insert("system".into(), json!(format!("sys{}", rng.below(5))));
+        if i > 0 && rng.chance(60) {
+            let deps: std::collections::BTreeSet<String> =
+                (0..1 + rng.below(2)).map(|_| format!("svc{:02}", rng.below(i))).collect();
+            relations.insert("dependsOn".into(), json!(deps));
+        }
+        let team: Vec<&str> = if rng.chance(80) { vec![*rng.pick(&TEAMS)] } else { vec![] };
+        let title = if rng.chance(80) { json!(format!("{} service", rng.pick(&WORDS))) } else { Value::Null };
+        out.push(make(
+            &blueprints[1],
+            json!({"identifier": format!("svc{i:02}"), "title": title, "team": team, "properties": props, "relations": relations}),
+            i as i64,
+        ));
+    }
+    out
+}
+
+fn random_rule(rng: &mut Rng, depth: usize) -> Value {
+    if depth < 2 && rng.chance(20) {
+        let n = 1 + rng.below(3);
+        let rules: Vec<Value> = (0..n).map(|_| random_rule(rng, depth + 1)).collect();
+        return json!({"combinator": if rng.chance(50) { "and" } else { "or" }, "rules": rules});
+    }
+    let word = *rng.pick(&WORDS);
+    let needle = if word.is_empty() { "o" } else { word };
+    let number = rng.below(6) as f64 / 2.0;
+    match rng.below(22) {
+        0 => json!({"property": "language", "operator": "=", "value": word}),
+        1 => json!({"property": "language", "operator": "!=", "value": word}),
+        2 => {
+            json!({"property": "language", "operator": rng.pick(&["contains", "doesNotContains", "beginsWith", "endsWith", "doesNotBeginsWith", "doesNotEndsWith"]), "value": needle})
+        }
+        3 => json!({"property": "replicas", "operator": rng.pick(&["=", "!=", ">", ">=", "<", "<="]), "value": number}),
+        4 => json!({"property": "language", "operator": rng.pick(&[">", "<=", ">="]), "value": word}),
+        5 => {
+            json!({"property": "language", "operator": rng.pick(&["in", "notIn"]), "value": [word, *rng.pick(&WORDS)]})
+        }
+        6 => json!({"property": "public", "operator": rng.pick(&["=", "!="]), "value": rng.chance(50)}),
+        7 => {
+            json!({"property": "tags", "operator": rng.pick(&["containsAny", "in", "notIn"]), "value": [*rng.pick(&TAGS)]})
+        }
+        8 => {
+            json!({"property": "tags", "operator": rng.pick(&["=", "!=", "beginsWith", "contains"]), "value": *rng.pick(&TAGS)})
+        }
+        9 => {
+            json!({"property": *rng.pick(&["tags", "language", "replicas", "public", "expires", "size"]), "operator": rng.pick(&["isEmpty", "isNotEmpty"])})
+        }
+        10 => json!({"property": "expires", "operator": rng.pick(&["isExpired", "isNotExpired"])}),
+        11 => {
+            json!({"property": "expires", "operator": rng.pick(&["between", "notBetween"]), "value": {"from": "2025-12-31T00:00:00Z", "to": *rng.pick(&DATES)}})
+        }
+        12 => json!({"property": "expires", "operator": rng.pick(&[">", "<", "="]), "value": *rng.pick(&DATES)}),
+        13 => match rng.below(3) {
+            0 => json!({"property": "$team", "operator": "containsAny", "value": [*rng.pick(&TEAMS)]}),
+            1 => json!({"property": "$team", "operator": rng.pick(&["=", "!="]), "value": *rng.pick(&TEAMS)}),
+            _ => json!({"property": "$team", "operator": "isEmpty"}),
+        },
+        14 => json!({"property": "$team", "operator": "containsAny", "value": {"context": "userTeams"}}),
+        15 => {
+            json!({"property": "$title", "operator": rng.pick(&["contains", "isEmpty", "isNotEmpty", "beginsWith"]), "value": needle})
+        }
+        16 => {
+            json!({"property": "$identifier", "operator": rng.pick(&["=", ">", "beginsWith", "in"]), "value": format!("svc{:02}", rng.below(40))})
+        }
+        17 => {
+            json!({"property": "$createdAt", "operator": rng.pick(&["between", "notBetween"]), "value": {"preset": "lastWeek"}})
+        }
+        18 => {
+            json!({"relation": "system", "operator": rng.pick(&["=", "!=", "in", "isEmpty"]), "value": format!("sys{}", rng.below(5))})
+        }
+        19 => {
+            json!({"relation": "dependsOn", "operator": rng.pick(&["containsAny", "isEmpty", "isNotEmpty", "notIn"]), "value": [format!("svc{:02}", rng.below(40))]})
+        }
+        20 => json!({"operator": "relatedTo", "blueprint": "service", "value": format!("svc{:02}", rng.below(40)),
+                     "direction": rng.pick(&["upstream", "downstream"]), "required": rng.chance(30)}),
+        _ => {
+            json!({"operator": "relatedTo", "blueprint": "system", "value": [format!("sys{}", rng.below(5))], "required": rng.chance(50)})
+        }
+    }
+}
+
+fn sort_key(entity: &Entity, sort: &Option<Sort>) -> (bool, Option<f64>, Option<String>) {
+    let Some(sort) = sort else { return (false, None, None) };
+    match query::raw(entity, &sort.target.field) {
+        Some(Value::Number(n)) => (false, n.as_f64(), None),
+        Some(Value::String(s)) => (false, None, Some(s)),
+        _ => (true, None, None),
+    }
+}
+
+pub async fn search_agrees_with_the_in_memory_evaluator(store: &dyn Store) {
+    let blueprints = blueprints();
+    let required = vec![("service".to_string(), "system".to_string())];
+    for seed in 1..=4u64 {
+        let mut rng = Rng::new(seed);
+        {
+            let mut tx = store.write().await.expect("write tx");
+            for id in ["service", "system"] {
+                tx.delete_entities_of(id).await.expect("clear");
+            }
+            for bp in &blueprints {
+                let record = BlueprintRecord {
+                    blueprint: bp.clone(),
+                    created_at: 0,
+                    created_by: "t".into(),
+                    updated_at: 0,
+                    updated_by: "t".into(),
+                };
+                tx.put_blueprint(&record).await.expect("blueprint");
+            }
+            tx.commit().await.expect("commit");
+        }
+        let generated = catalog(&mut rng, &blueprints);
+        let entities: Vec<Entity> = generated.iter().map(|(e, _)| e.clone()).collect();
+        let writes: Vec<EntityWrite> =
+            generated.into_iter().map(|(entity, references)| EntityWrite { entity, references }).collect();
+        let mut tx = store.write().await.expect("write tx");
+        tx.put_entities(&writes).await.expect("put");
+        tx.commit().await.expect("commit");
+
+        let graph = MemoryGraph::new(&blueprints, &entities);
+        let context = QueryContext { now: NOW, user: Some("u".into()), user_teams: vec!["t1".into()] };
+        let (mut some, mut none) = (0, 0);
+        for case in 0..60 {
+            let scoped = rng.chance(60);
+            let scope = Scope::new(&blueprints, scoped.then_some("service"));
+            let rules: Vec<Value> = (0..1 + rng.below(3)).map(|_| random_rule(&mut rng, 0)).collect();
+            let document = json!({"combinator": if rng.chance(50) { "and" } else { "or" }, "rules": rules});
+            let query: Query = match query::parse(&document, &scope, &context) {
+                Ok(q) => q,
+                Err(errors) => panic!("generated query should parse: {document}: {errors:?}"),
+            };
+            let sort = match rng.below(4) {
+                0 => scope.target("replicas", false).ok().map(|target| Sort { target, descending: rng.chance(50) }),
+                1 => scope.target("$title", false).ok().map(|target| Sort { target, descending: rng.chance(50) }),
+                _ => None,
+            };
+            let mut expected: Vec<&Entity> = entities
+                .iter()
+                .filter(|e| !scoped || e.blueprint == "service")
+                .filter(|e| query.matches(e, &graph))
+                .collect();
+            let descending = sort.as_ref().is_some_and(|s| s.descending);
+            expected.sort_by(|a, b| {
+                let (ka, kb) = (sort_key(a, &sort), sort_key(b, &sort));
+                let by_value =
+                    ka.1.partial_cmp(&kb.1).unwrap_or(std::cmp::Ordering::Equal).then_with(|| ka.2.cmp(&kb.2));
+                let by_id = (&a.blueprint, &a.identifier).cmp(&(&b.blueprint, &b.identifier));
+                let rest = if descending { by_value.then(by_id).reverse() } else { by_value.then(by_id) };
+                ka.0.cmp(&kb.0).then(rest)
+            });
+            let expected: Vec<String> = expected.iter().map(|e| format!("{}/{}", e.blueprint, e.identifier)).collect();
+
+            // Page through in sevens: keyset pagination must neither skip nor repeat.
+            let mut found = Vec::new();
+            let mut after: Option<Entity> = None;
+            loop {
+                let plan = SearchPlan {
+                    blueprint: scoped.then(|| "service".to_string()),
+                    query: query.clone(),
+                    sort: sort.clone(),
+                    after: after.clone(),
+                    limit: 7,
+                    required_relations: required.clone(),
+                };
+                let mut tx = store.read().await.expect("read tx");
+                let page = tx.search(&plan).await.unwrap_or_else(|e| panic!("search failed for {document}: {e}"));
+                found.extend(page.iter().map(|e| format!("{}/{}", e.blueprint, e.identifier)));
+                if page.len() < 7 {
+                    break;
+                }
+                after = page.last().cloned();
+            }
+            assert_eq!(
+                found,
+                expected,
+                "seed {seed} case {case}: {document} sorted {:?}",
+                sort.map(|s| (s.target.field, s.descending))
+            );
+            if found.is_empty() { none += 1 } else { some += 1 }
+        }
+        // The generator must exercise both outcomes, or agreement proves little.
+        assert!(some >= 20 && none >= 3, "seed {seed}: {some} queries matched something, {none} nothing");
+    }
+}
