@@ -35,11 +35,33 @@ pub struct SearchPlan {
     pub blueprint: Option<String>,
     pub query: Query,
     pub sort: Option<Sort>,
-    /// Start after this entity (keyset pagination in the plan's order).
-    pub after: Option<Entity>,
+    /// Start after this position (keyset pagination in the plan's order).
+    pub after: Option<Position>,
     pub limit: u32,
     /// `(blueprint, relation)` pairs of required relations, for `relatedTo` with `required`.
     pub required_relations: Vec<(String, String)>,
+}
+
+/// Where a page ended: the last entity and its sort value.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Position {
+    #[serde(rename = "b")]
+    pub blueprint: String,
+    #[serde(rename = "i")]
+    pub identifier: String,
+    #[serde(rename = "v", default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<Value>,
+}
+
+impl Position {
+    /// The position just after `entity` in an order by `sort`.
+    pub fn after(entity: &Entity, sort: Option<&Sort>) -> Self {
+        Position {
+            blueprint: entity.blueprint.clone(),
+            identifier: entity.identifier.clone(),
+            value: sort.and_then(|s| query::raw(entity, &s.target.field)),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -437,7 +459,7 @@ pub fn search(dialect: Dialect, plan: &SearchPlan) -> Result<Sql> {
         let (b, i) = (sql.bind(Param::Text(last.blueprint.clone())), sql.bind(Param::Text(last.identifier.clone())));
         let tie = format!("(e.blueprint {after} {b} OR (e.blueprint = {b} AND e.identifier {after} {i}))");
         let condition = match (&plan.sort, &sort_expr) {
-            (Some(sort), Some(expr)) => match sort_param(&sql, last, &sort.target) {
+            (Some(sort), Some(expr)) => match sort_param(&sql, last.value.clone(), &sort.target) {
                 // Nulls sort last in both directions.
                 None => format!("({expr} IS NULL AND {tie})"),
                 Some(param) => {
@@ -466,9 +488,9 @@ pub fn search(dialect: Dialect, plan: &SearchPlan) -> Result<Sql> {
     Ok(sql)
 }
 
-/// The cursor entity's sort value as a parameter, or None when it has none (it sorts last).
-fn sort_param(sql: &Sql, last: &Entity, target: &Target) -> Option<Param> {
-    let value = query::raw(last, &target.field)?;
+/// A position's sort value as a parameter, or None when it has none (it sorts last).
+fn sort_param(sql: &Sql, value: Option<Value>, target: &Target) -> Option<Param> {
+    let value = value?;
     let kind = target.shape.kind()?;
     match (value, kind) {
         (Value::String(s), Kind::DateTime) => portolan_model::blueprint::parse_date_time(&s).map(Param::Int),

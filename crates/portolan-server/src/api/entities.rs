@@ -4,8 +4,6 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use portolan_model::{Entity, EntityInput, EntityRef};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -16,9 +14,7 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::extract::{JsonBody, OptionalIfMatch, QueryParams, etag};
 use crate::services::Actor;
 use crate::services::catalog::{Outcome, WriteMode};
-
-const DEFAULT_PAGE: u32 = 100;
-const MAX_PAGE: u32 = 1_000;
+use crate::services::search::SearchRequest;
 
 #[derive(Serialize, ToSchema)]
 pub struct EntityResponse {
@@ -60,6 +56,8 @@ pub struct ListQuery {
     limit: Option<u32>,
     /// The `next` value of the previous page.
     cursor: Option<String>,
+    /// A query-language filter, as JSON: `{"combinator": "and", "rules": [...]}`.
+    query: Option<String>,
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -121,23 +119,17 @@ fn outcome_status(outcome: Outcome) -> StatusCode {
 pub async fn list_entities(
     State(app): State<AppState>,
     Path(blueprint): Path<String>,
-    QueryParams(query): QueryParams<ListQuery>,
+    QueryParams(params): QueryParams<ListQuery>,
 ) -> Result<Json<EntityListResponse>> {
-    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(Error::new(ErrorCode::InvalidQuery, format!("limit must be between 1 and {MAX_PAGE}")));
-    }
-    let after = query.cursor.as_deref().map(decode_cursor).transpose()?;
-    let (entities, next) = app.catalog.list_entities(&blueprint, after.as_deref(), limit).await?;
-    Ok(Json(EntityListResponse { ok: true, entities, next: next.map(|id| URL_SAFE_NO_PAD.encode(id)) }))
-}
-
-fn decode_cursor(cursor: &str) -> Result<String> {
-    URL_SAFE_NO_PAD
-        .decode(cursor)
-        .ok()
-        .and_then(|bytes| String::from_utf8(bytes).ok())
-        .ok_or_else(|| Error::new(ErrorCode::InvalidQuery, "cursor is not one this server gave out"))
+    let query = params
+        .query
+        .as_deref()
+        .map(serde_json::from_str::<Value>)
+        .transpose()
+        .map_err(|e| Error::new(ErrorCode::InvalidQuery, format!("query is not JSON: {e}")))?;
+    let request = SearchRequest { query, limit: params.limit, cursor: params.cursor, ..SearchRequest::default() };
+    let page = app.catalog.search(&Actor::anonymous(), Some(&blueprint), request).await?;
+    Ok(Json(EntityListResponse { ok: true, entities: page.entities, next: page.next }))
 }
 
 #[utoipa::path(post, path = "/api/v1/blueprints/{blueprint}/entities", tag = "entities", request_body = EntityInput,

@@ -3,6 +3,7 @@
 pub mod blueprints;
 pub mod entities;
 pub mod ops;
+pub mod search;
 
 use axum::Json;
 use axum::Router;
@@ -16,7 +17,8 @@ use crate::AppState;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Portolan API", description = "Software catalog, scorecards and self-service actions."),
-    tags((name = "blueprints", description = "Types of the catalog"), (name = "entities", description = "Catalog entries"))
+    tags((name = "blueprints", description = "Types of the catalog"), (name = "entities", description = "Catalog entries"),
+          (name = "search", description = "The query language: search, counts and facets"))
 )]
 struct ApiDoc;
 
@@ -32,6 +34,9 @@ pub fn router() -> Router<AppState> {
         ))
         .routes(routes!(entities::list_entities, entities::create_entity))
         .routes(routes!(entities::bulk_entities))
+        .routes(routes!(search::search_blueprint))
+        .routes(routes!(search::search_all))
+        .routes(routes!(search::aggregate))
         .routes(routes!(
             entities::get_entity,
             entities::replace_entity,

@@ -71,6 +71,10 @@ impl Catalog {
         &self.store
     }
 
+    pub fn now(&self) -> portolan_model::Millis {
+        self.clock.now()
+    }
+
     /// Creates the system blueprints if they are missing.
     pub async fn ensure_system_blueprints(&self) -> Result<()> {
         let mut tx = self.store.write().await?;
@@ -232,21 +236,6 @@ impl Catalog {
         tx.entity(blueprint, identifier)
             .await?
             .ok_or_else(|| Error::not_found(format!("entity '{identifier}' of blueprint '{blueprint}'")))
-    }
-
-    /// A page of entities after `after` (exclusive); the returned cursor names the last one when
-    /// more may follow.
-    pub async fn list_entities(
-        &self,
-        blueprint: &str,
-        after: Option<&str>,
-        limit: u32,
-    ) -> Result<(Vec<Entity>, Option<String>)> {
-        let mut tx = self.store.read().await?;
-        load_blueprint(tx.as_mut(), blueprint).await?;
-        let entities = tx.list_entities(blueprint, after, limit).await?;
-        let next = (entities.len() as u32 == limit).then(|| entities.last().map(|e| e.identifier.clone())).flatten();
-        Ok((entities, next))
     }
 
     /// Creates, replaces or patches one entity. `path_identifier` is the identifier in the URL

@@ -367,7 +367,8 @@ async fn list_pages_with_a_cursor_through_every_entity_once() {
     assert_eq!(seen, expected);
 
     let bad_limit = app.get("/api/v1/blueprints/service/entities?limit=0").await;
-    assert_eq!(bad_limit.status, StatusCode::BAD_REQUEST);
+    assert_eq!(bad_limit.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(bad_limit.detail_paths(), vec!["/limit"]);
     let bad_cursor = app.get("/api/v1/blueprints/service/entities?cursor=%%%").await;
     assert_eq!(bad_cursor.status, StatusCode::BAD_REQUEST);
     let unknown = app.call(Method::GET, "/api/v1/blueprints/nope/entities", None).await;

@@ -32,7 +32,7 @@ pub async fn postgres_store() -> Option<Fresh> {
 }
 
 mod cases {
-    pub use crate::search::search_agrees_with_the_in_memory_evaluator;
+    pub use crate::search::{aggregates_agree_with_memory, search_agrees_with_the_in_memory_evaluator};
     pub use crate::suite::*;
 }
 
@@ -69,4 +69,5 @@ conformance!(
     uncommitted_writes_roll_back,
     delete_all_entities_of_a_blueprint,
     search_agrees_with_the_in_memory_evaluator,
+    aggregates_agree_with_memory,
 );

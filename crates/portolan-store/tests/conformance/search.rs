@@ -3,7 +3,7 @@
 
 use portolan_model::query::{self, MemoryGraph, Query, QueryContext, Scope};
 use portolan_model::{Blueprint, Entity, EntityInput};
-use portolan_store::query_sql::{SearchPlan, Sort};
+use portolan_store::query_sql::{Position, SearchPlan, Sort};
 use portolan_store::{BlueprintRecord, EntityWrite, Store};
 use serde_json::{Value, json};
 
@@ -265,7 +265,7 @@ pub async fn search_agrees_with_the_in_memory_evaluator(store: &dyn Store) {
 
             // Page through in sevens: keyset pagination must neither skip nor repeat.
             let mut found = Vec::new();
-            let mut after: Option<Entity> = None;
+            let mut after: Option<Position> = None;
             loop {
                 let plan = SearchPlan {
                     blueprint: scoped.then(|| "service".to_string()),
@@ -281,7 +281,7 @@ pub async fn search_agrees_with_the_in_memory_evaluator(store: &dyn Store) {
                 if page.len() < 7 {
                     break;
                 }
-                after = page.last().cloned();
+                after = page.last().map(|e| Position::after(e, sort.as_ref()));
             }
             assert_eq!(
                 found,
@@ -293,5 +293,89 @@ pub async fn search_agrees_with_the_in_memory_evaluator(store: &dyn Store) {
         }
         // The generator must exercise both outcomes, or agreement proves little.
         assert!(some >= 20 && none >= 3, "seed {seed}: {some} queries matched something, {none} nothing");
+    }
+}
+
+pub async fn aggregates_agree_with_memory(store: &dyn Store) {
+    use portolan_store::query_sql::{Aggregate, AggregatePlan, AggregateResult};
+    let blueprints = blueprints();
+    let mut rng = Rng::new(99);
+    let mut tx = store.write().await.expect("write tx");
+    for bp in &blueprints {
+        let record = BlueprintRecord {
+            blueprint: bp.clone(),
+            created_at: 0,
+            created_by: "t".into(),
+            updated_at: 0,
+            updated_by: "t".into(),
+        };
+        tx.put_blueprint(&record).await.expect("blueprint");
+    }
+    let generated = catalog(&mut rng, &blueprints);
+    let entities: Vec<Entity> = generated.iter().map(|(e, _)| e.clone()).collect();
+    let writes: Vec<EntityWrite> =
+        generated.into_iter().map(|(entity, references)| EntityWrite { entity, references }).collect();
+    tx.put_entities(&writes).await.expect("put");
+    tx.commit().await.expect("commit");
+
+    let scope = Scope::new(&blueprints, Some("service"));
+    let services: Vec<&Entity> = entities.iter().filter(|e| e.blueprint == "service").collect();
+    let replicas: Vec<f64> =
+        services.iter().filter_map(|e| e.properties.get("replicas").and_then(Value::as_f64)).collect();
+    let mut sorted = replicas.clone();
+    sorted.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    let n = sorted.len();
+    let median = if n % 2 == 0 { (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0 } else { sorted[n / 2] };
+    let target = |name: &str, relation: bool| scope.target(name, relation).expect("target");
+    let run = |function: Aggregate| AggregatePlan {
+        blueprint: Some("service".into()),
+        query: Query::And(vec![]),
+        function,
+        required_relations: vec![],
+    };
+    let mut tx = store.read().await.expect("read tx");
+    let cases = [
+        (run(Aggregate::Count), AggregateResult::Value(Some(services.len() as f64))),
+        (run(Aggregate::Sum(target("replicas", false))), AggregateResult::Value(Some(replicas.iter().sum()))),
+        (run(Aggregate::Min(target("replicas", false))), AggregateResult::Value(sorted.first().copied())),
+        (run(Aggregate::Max(target("replicas", false))), AggregateResult::Value(sorted.last().copied())),
+        (run(Aggregate::Median(target("replicas", false))), AggregateResult::Value(Some(median))),
+    ];
+    for (plan, expected) in cases {
+        assert_eq!(tx.aggregate(&plan).await.expect("aggregate"), expected, "{:?}", plan.function);
+    }
+    let avg = tx.aggregate(&run(Aggregate::Avg(target("replicas", false)))).await.expect("avg");
+    let AggregateResult::Value(Some(avg)) = avg else { panic!("avg: {avg:?}") };
+    assert!((avg - replicas.iter().sum::<f64>() / n as f64).abs() < 1e-9);
+
+    // countBy: per value, per element of lists, booleans as booleans, absent as null.
+    for (name, relation) in [
+        ("language", false),
+        ("tags", false),
+        ("public", false),
+        ("$team", false),
+        ("system", true),
+        ("dependsOn", true),
+    ] {
+        let t = target(name, relation);
+        let mut expected: std::collections::BTreeMap<String, u64> = Default::default();
+        for e in &services {
+            let value = query::raw(e, &t.field).unwrap_or(Value::Null);
+            let keys: std::collections::BTreeSet<String> = match (&value, t.shape) {
+                (Value::Array(items), query::Shape::Many(_)) => items.iter().map(Value::to_string).collect(),
+                (Value::Null, query::Shape::Many(_)) => Default::default(),
+                _ => [value.to_string()].into(),
+            };
+            for k in keys {
+                *expected.entry(k).or_default() += 1;
+            }
+        }
+        let AggregateResult::Groups(groups) = tx.aggregate(&run(Aggregate::CountBy(t.clone()))).await.expect("countBy")
+        else {
+            panic!("countBy gives groups")
+        };
+        let found: std::collections::BTreeMap<String, u64> =
+            groups.into_iter().map(|(k, n)| (k.to_string(), n)).collect();
+        assert_eq!(found, expected, "countBy {name}");
     }
 }

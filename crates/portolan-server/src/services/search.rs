@@ -1,0 +1,258 @@
+//! Search and aggregation over the catalog, in the query language.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use portolan_model::query::{self, Query, QueryContext, Scope};
+use portolan_model::{Blueprint, Entity, FieldError, FieldErrors, system};
+use portolan_store::Tx;
+use portolan_store::query_sql::{Aggregate, AggregatePlan, AggregateResult, Position, SearchPlan, Sort};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::Actor;
+use super::catalog::Catalog;
+use crate::error::{Error, ErrorCode, Result};
+
+pub const DEFAULT_LIMIT: u32 = 100;
+pub const MAX_LIMIT: u32 = 1_000;
+
+/// A search: a query (all entities when absent), an order, a page.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SearchRequest {
+    /// `{"combinator": "and"|"or", "rules": [...]}`.
+    #[schema(value_type = Option<Object>)]
+    pub query: Option<Value>,
+    #[serde(default)]
+    pub sort: Option<SortRequest>,
+    /// 1 to 1000, default 100.
+    pub limit: Option<u32>,
+    /// The `next` of the previous page.
+    pub cursor: Option<String>,
+    /// Only these fields of each entity (`identifier`, `properties`, `properties.language`, ...).
+    #[serde(default)]
+    pub include: Vec<String>,
+    /// Every field but these.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SortRequest {
+    /// A property or meta-property (`$title`, `$createdAt`, ...).
+    pub property: String,
+    #[serde(default)]
+    pub order: SortOrder,
+}
+
+#[derive(Debug, Default, Clone, Copy, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SortOrder {
+    #[default]
+    Asc,
+    Desc,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AggregateRequest {
+    #[schema(value_type = Option<Object>)]
+    pub query: Option<Value>,
+    /// Only this blueprint's entities (otherwise all).
+    pub blueprint: Option<String>,
+    /// `count`, `sum`, `avg`, `min`, `max`, `median`, or `countBy` (entities per value).
+    pub function: String,
+    /// The property (or meta-property) the function reads.
+    pub property: Option<String>,
+    /// For `countBy`: a relation instead of a property.
+    pub relation: Option<String>,
+}
+
+/// One page of a search.
+pub struct Page {
+    pub entities: Vec<Entity>,
+    pub next: Option<String>,
+}
+
+fn invalid_at(path: &str, message: impl Into<String>) -> Error {
+    Error::invalid(FieldErrors(vec![FieldError::new(path, message)]))
+}
+
+/// Prefixes the paths of query errors with where the query sits in the request.
+fn nested(errors: FieldErrors, prefix: &str) -> Error {
+    Error::invalid(FieldErrors(
+        errors.0.into_iter().map(|e| FieldError::new(format!("{prefix}{}", e.path), e.message)).collect(),
+    ))
+}
+
+impl Catalog {
+    /// The context user-relative query values read: the caller and the teams of their `_user`.
+    async fn query_context(&self, tx: &mut dyn Tx, actor: &Actor) -> Result<QueryContext> {
+        let user = tx.entity(system::USER, &actor.id).await?;
+        Ok(QueryContext {
+            now: self.now(),
+            user: Some(actor.id.clone()),
+            user_teams: user.map(|u| u.team).unwrap_or_default(),
+        })
+    }
+
+    pub async fn search(&self, actor: &Actor, blueprint: Option<&str>, request: SearchRequest) -> Result<Page> {
+        let limit = request.limit.unwrap_or(DEFAULT_LIMIT);
+        if !(1..=MAX_LIMIT).contains(&limit) {
+            return Err(invalid_at("/limit", format!("limit must be between 1 and {MAX_LIMIT}")));
+        }
+        let mut tx = self.store().read().await?;
+        let blueprints = self.scope_blueprints(tx.as_mut(), blueprint).await?;
+        let scope = Scope::new(&blueprints, blueprint);
+        let context = self.query_context(tx.as_mut(), actor).await?;
+        let query = parse_query(request.query.as_ref(), &scope, &context, "/query")?;
+        let sort = match &request.sort {
+            None => None,
+            Some(s) => {
+                let target = scope.target(&s.property, false).map_err(|m| invalid_at("/sort/property", m))?;
+                if !matches!(target.shape, query::Shape::One(_)) {
+                    return Err(invalid_at("/sort/property", "only one-valued fields can be sorted on"));
+                }
+                Some(Sort { target, descending: matches!(s.order, SortOrder::Desc) })
+            }
+        };
+        let after = request.cursor.as_deref().map(decode_cursor).transpose()?;
+        let plan = SearchPlan {
+            blueprint: blueprint.map(str::to_string),
+            query,
+            sort,
+            after,
+            limit,
+            required_relations: required_relations(&blueprints),
+        };
+        let entities = tx.search(&plan).await?;
+        let next = (entities.len() as u32 == limit)
+            .then(|| entities.last().map(|last| encode_cursor(&Position::after(last, plan.sort.as_ref()))))
+            .flatten();
+        Ok(Page { entities, next })
+    }
+
+    pub async fn aggregate(&self, actor: &Actor, request: AggregateRequest) -> Result<AggregateResult> {
+        let mut tx = self.store().read().await?;
+        let blueprint = request.blueprint.as_deref();
+        let blueprints = self.scope_blueprints(tx.as_mut(), blueprint).await?;
+        let scope = Scope::new(&blueprints, blueprint);
+        let context = self.query_context(tx.as_mut(), actor).await?;
+        let query = parse_query(request.query.as_ref(), &scope, &context, "/query")?;
+        let target = |scope: &Scope| -> Result<query::Target> {
+            match (&request.property, &request.relation) {
+                (Some(p), None) => scope.target(p, false).map_err(|m| invalid_at("/property", m)),
+                (None, Some(r)) => scope.target(r, true).map_err(|m| invalid_at("/relation", m)),
+                _ => Err(invalid_at("/property", format!("'{}' needs one property or relation", request.function))),
+            }
+        };
+        let function = match request.function.as_str() {
+            "count" => Aggregate::Count,
+            "countBy" => Aggregate::CountBy(target(&scope)?),
+            numeric @ ("sum" | "avg" | "min" | "max" | "median") => {
+                let t = target(&scope)?;
+                if !matches!(t.shape, query::Shape::One(query::Kind::Number | query::Kind::Timestamp)) {
+                    return Err(invalid_at("/property", format!("'{numeric}' needs a number property")));
+                }
+                match numeric {
+                    "sum" => Aggregate::Sum(t),
+                    "avg" => Aggregate::Avg(t),
+                    "min" => Aggregate::Min(t),
+                    "max" => Aggregate::Max(t),
+                    _ => Aggregate::Median(t),
+                }
+            }
+            other => {
+                return Err(invalid_at(
+                    "/function",
+                    format!("unknown function '{other}': use count, sum, avg, min, max, median or countBy"),
+                ));
+            }
+        };
+        let plan = AggregatePlan {
+            blueprint: blueprint.map(str::to_string),
+            query,
+            function,
+            required_relations: required_relations(&blueprints),
+        };
+        Ok(tx.aggregate(&plan).await?)
+    }
+
+    /// Every blueprint, after checking that `blueprint` (if given) exists.
+    async fn scope_blueprints(&self, tx: &mut dyn Tx, blueprint: Option<&str>) -> Result<Vec<Blueprint>> {
+        let all: Vec<Blueprint> = tx.blueprints().await?.into_iter().map(|r| r.blueprint).collect();
+        if let Some(id) = blueprint
+            && !all.iter().any(|b| b.identifier == id)
+        {
+            return Err(Error::not_found(format!("blueprint '{id}'")));
+        }
+        Ok(all)
+    }
+}
+
+fn parse_query(document: Option<&Value>, scope: &Scope, context: &QueryContext, path: &str) -> Result<Query> {
+    match document {
+        None | Some(Value::Null) => Ok(Query::And(vec![])),
+        Some(document) => query::parse(document, scope, context).map_err(|errors| nested(errors, path)),
+    }
+}
+
+fn required_relations(blueprints: &[Blueprint]) -> Vec<(String, String)> {
+    blueprints
+        .iter()
+        .flat_map(|b| b.relations.iter().filter(|(_, d)| d.required).map(|(n, _)| (b.identifier.clone(), n.clone())))
+        .collect()
+}
+
+fn encode_cursor(position: &Position) -> String {
+    URL_SAFE_NO_PAD.encode(serde_json::to_vec(position).unwrap_or_default())
+}
+
+fn decode_cursor(cursor: &str) -> Result<Position> {
+    URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .ok_or_else(|| Error::new(ErrorCode::InvalidQuery, "cursor is not one this server gave out"))
+}
+
+/// Keeps only the `include`d fields of an entity document, then drops the `exclude`d ones.
+/// A field is a top-level key (`title`) or one property or relation (`properties.language`).
+pub fn project(mut document: Value, include: &[String], exclude: &[String]) -> Value {
+    let Value::Object(map) = &mut document else { return document };
+    if !include.is_empty() {
+        let mut kept = serde_json::Map::new();
+        for field in include {
+            match field.split_once('.') {
+                Some((group, key)) => {
+                    if let Some(value) = map.get(group).and_then(|g| g.get(key)) {
+                        let entry = kept.entry(group.to_string()).or_insert_with(|| Value::Object(Default::default()));
+                        if let Value::Object(group_map) = entry {
+                            group_map.insert(key.to_string(), value.clone());
+                        }
+                    }
+                }
+                None => {
+                    if let Some(value) = map.get(field) {
+                        kept.insert(field.clone(), value.clone());
+                    }
+                }
+            }
+        }
+        *map = kept;
+    }
+    for field in exclude {
+        match field.split_once('.') {
+            Some((group, key)) => {
+                if let Some(Value::Object(group_map)) = map.get_mut(group) {
+                    group_map.remove(key);
+                }
+            }
+            None => {
+                map.remove(field);
+            }
+        }
+    }
+    document
+}
