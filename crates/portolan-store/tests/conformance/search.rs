@@ -325,7 +325,7 @@ pub async fn aggregates_agree_with_memory(store: &dyn Store) {
     let mut sorted = replicas.clone();
     sorted.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
     let n = sorted.len();
-    let median = if n % 2 == 0 { (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0 } else { sorted[n / 2] };
+    let median = if n.is_multiple_of(2) { (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0 } else { sorted[n / 2] };
     let target = |name: &str, relation: bool| scope.target(name, relation).expect("target");
     let run = |function: Aggregate| AggregatePlan {
         blueprint: Some("service".into()),
