@@ -64,6 +64,10 @@ pub struct Entity {
     pub properties: Map<String, Value>,
     #[schema(value_type = Object)]
     pub relations: Map<String, Value>,
+    /// Scorecard results by scorecard identifier: `{level, levelIndex, rules}`.
+    #[serde(skip_serializing_if = "Map::is_empty")]
+    #[schema(value_type = Object)]
+    pub scorecards: Map<String, Value>,
     /// Incremented on every write; sent as the `ETag` and compared with `If-Match`.
     pub version: i64,
     #[serde(serialize_with = "as_rfc3339")]
@@ -407,6 +411,7 @@ mod tests {
             team: vec!["a".into()],
             properties: json!({"language": "Go", "port": 1}).as_object().cloned().unwrap_or_default(),
             relations: json!({"system": "shop"}).as_object().cloned().unwrap_or_default(),
+            scorecards: Map::new(),
             version: 1,
             created_at: 0,
             created_by: "x".into(),

@@ -7,6 +7,7 @@ pub mod entity;
 pub mod error;
 pub mod ident;
 pub mod query;
+pub mod scorecard;
 pub mod system;
 
 pub use blueprint::{Blueprint, Format, PropertySchema, PropertyType, RelationDef};

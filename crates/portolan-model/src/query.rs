@@ -101,6 +101,8 @@ pub enum Field {
     Property(String),
     Relation(String),
     Meta(Meta),
+    /// The level index an entity reached on a scorecard (values are given as level titles).
+    Scorecard(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -150,13 +152,15 @@ pub struct QueryContext {
 pub struct Scope<'a> {
     pub searched: Vec<&'a Blueprint>,
     pub all: &'a [Blueprint],
+    /// Scorecards of the searched blueprints, for `scorecard` rules.
+    pub scorecards: Vec<&'a crate::scorecard::Scorecard>,
 }
 
 impl<'a> Scope<'a> {
     /// One blueprint, or all of them when `blueprint` is `None`.
     pub fn new(all: &'a [Blueprint], blueprint: Option<&str>) -> Self {
         let searched = all.iter().filter(|b| blueprint.is_none_or(|id| b.identifier == id)).collect();
-        Scope { searched, all }
+        Scope { searched, all, scorecards: Vec::new() }
     }
 
     /// Resolves a field name as rules and sorts write it: `$meta`, a property, or (`relation`) a relation.
@@ -316,11 +320,15 @@ impl Parser<'_, '_> {
         if operator == "relatedTo" {
             return self.related_to(rule, path);
         }
+        if let Some(scorecard) = rule.get("scorecard") {
+            return self.scorecard_rule(scorecard, operator, rule.get("value"), path);
+        }
         let (name, relation) = match (rule.get("property"), rule.get("relation")) {
             (Some(Value::String(p)), None) => (p.as_str(), false),
             (None, Some(Value::String(r))) => (r.as_str(), true),
             _ => {
-                self.errors.push(path, "a rule names exactly one \"property\" or \"relation\" (a string)");
+                self.errors
+                    .push(path, "a rule names exactly one \"property\", \"relation\" or \"scorecard\" (a string)");
                 return None;
             }
         };
@@ -430,6 +438,49 @@ impl Parser<'_, '_> {
                 Ok(Rule::Timer { target, expired: operator == "isExpired", now: self.context.now })
             }
             _ => Err(Operator(format!("unknown operator '{operator}'"))),
+        }
+    }
+
+    /// `{"scorecard": id, "operator": ..., "value": level title(s)}`: compares level indexes.
+    fn scorecard_rule(&mut self, scorecard: &Value, operator: &str, value: Option<&Value>, path: &str) -> Option<Rule> {
+        let id = scorecard.as_str().unwrap_or_default();
+        let Some(definition) = self.scope.scorecards.iter().find(|s| s.identifier == id) else {
+            self.errors.push(format!("{path}/scorecard"), format!("no scorecard '{id}' on the searched blueprints"));
+            return None;
+        };
+        let index = |v: &Value| -> Result<Value, String> {
+            let title = v.as_str().ok_or("expected a level title")?;
+            definition.level_index(title).map(Value::from).ok_or(format!("scorecard '{id}' has no level '{title}'"))
+        };
+        let value = match value {
+            None => None,
+            Some(Value::Array(items)) => match items.iter().map(index).collect::<Result<Vec<_>, _>>() {
+                Ok(v) => Some(Value::Array(v)),
+                Err(msg) => {
+                    self.errors.push(format!("{path}/value"), msg);
+                    return None;
+                }
+            },
+            Some(one) => match index(one) {
+                Ok(v) => Some(v),
+                Err(msg) => {
+                    self.errors.push(format!("{path}/value"), msg);
+                    return None;
+                }
+            },
+        };
+        let target = Target { field: Field::Scorecard(id.to_string()), shape: Shape::One(Kind::Number) };
+        match self.operator_rule(operator, target, value.as_ref(), path) {
+            Ok(rule @ (Rule::Compare { .. } | Rule::In { .. } | Rule::Empty { .. })) => Some(rule),
+            Ok(_) | Err(RuleError::Operator(_)) => {
+                self.errors
+                    .push(format!("{path}/operator"), format!("'{operator}' does not apply to scorecard levels"));
+                None
+            }
+            Err(RuleError::Value(msg)) => {
+                self.errors.push(format!("{path}/value"), msg);
+                None
+            }
         }
     }
 
@@ -636,6 +687,7 @@ pub fn raw(entity: &Entity, field: &Field) -> Option<Value> {
             Meta::CreatedBy => Value::from(entity.created_by.clone()),
             Meta::UpdatedBy => Value::from(entity.updated_by.clone()),
         }),
+        Field::Scorecard(id) => entity.scorecards.get(id).and_then(|r| r.get("levelIndex")).cloned(),
     }
 }
 
@@ -790,6 +842,7 @@ mod tests {
             team: vec!["team-a".into()],
             properties: properties.as_object().cloned().unwrap_or_default(),
             relations: relations.as_object().cloned().unwrap_or_default(),
+            scorecards: Map::new(),
             version: 1,
             created_at: 1_000,
             created_by: "x".into(),

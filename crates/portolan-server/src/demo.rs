@@ -16,6 +16,8 @@ struct DemoCatalog {
     /// Entities per blueprint, in an order where every reference points backwards (serde_json
     /// is built with `preserve_order`, so the map keeps the file's order).
     entities: Map<String, Value>,
+    /// Scorecards per blueprint.
+    scorecards: Map<String, Value>,
 }
 
 /// What loading the demo added.
@@ -23,6 +25,7 @@ struct DemoCatalog {
 pub struct DemoSummary {
     pub blueprints_created: usize,
     pub entities_created: usize,
+    pub scorecards_created: usize,
 }
 
 pub async fn load(catalog: &Catalog) -> Result<DemoSummary> {
@@ -42,6 +45,15 @@ pub async fn load(catalog: &Catalog) -> Result<DemoSummary> {
             let mode = WriteMode::Create { upsert: false, merge: false };
             match catalog.write_entity(&actor, &blueprint, None, entity.clone(), mode, None).await {
                 Ok(_) => summary.entities_created += 1,
+                Err(err) if err.code == ErrorCode::AlreadyExists => {}
+                Err(err) => return Err(err),
+            }
+        }
+    }
+    for (blueprint, scorecards) in demo.scorecards {
+        for scorecard in scorecards.as_array().into_iter().flatten() {
+            match catalog.put_scorecard(&actor, &blueprint, None, scorecard.clone()).await {
+                Ok(_) => summary.scorecards_created += 1,
                 Err(err) if err.code == ErrorCode::AlreadyExists => {}
                 Err(err) => return Err(err),
             }

@@ -5,7 +5,9 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use portolan_model::scorecard::Scorecard;
 use portolan_model::{Blueprint, Entity, EntityRef, Millis, Reference};
+use serde_json::{Map, Value};
 
 pub mod postgres;
 pub mod query_sql;
@@ -32,6 +34,17 @@ pub enum StoreError {
 #[derive(Debug, Clone, PartialEq)]
 pub struct BlueprintRecord {
     pub blueprint: Blueprint,
+    pub created_at: Millis,
+    pub created_by: String,
+    pub updated_at: Millis,
+    pub updated_by: String,
+}
+
+/// A scorecard as stored, with its blueprint and who made and last changed it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScorecardRecord {
+    pub blueprint: String,
+    pub scorecard: Scorecard,
     pub created_at: Millis,
     pub created_by: String,
     pub updated_at: Millis,
@@ -95,6 +108,15 @@ pub trait Tx: Send {
     async fn count_entities(&mut self, blueprint: &str) -> Result<u64>;
     /// Entities that point at `target`, at most `limit`, ordered by blueprint and identifier.
     async fn referrers(&mut self, target: &EntityRef, limit: u32) -> Result<Vec<Referrer>>;
+
+    /// The scorecards of a blueprint, ordered by identifier.
+    async fn scorecards(&mut self, blueprint: &str) -> Result<Vec<ScorecardRecord>>;
+    /// Inserts or replaces a scorecard.
+    async fn put_scorecard(&mut self, record: &ScorecardRecord) -> Result<()>;
+    /// Deletes a scorecard; false when it did not exist.
+    async fn delete_scorecard(&mut self, blueprint: &str, identifier: &str) -> Result<bool>;
+    /// Replaces the stored scorecard results of entities of `blueprint` (identifier, results).
+    async fn put_scorecard_results(&mut self, blueprint: &str, results: &[(String, Map<String, Value>)]) -> Result<()>;
 
     /// Entities a query selects, in the plan's order, at most `plan.limit`.
     async fn search(&mut self, plan: &query_sql::SearchPlan) -> Result<Vec<Entity>>;

@@ -14,9 +14,9 @@ use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, Postgres, Row, Transaction};
 
 use crate::query_sql::{self, AggregatePlan, AggregateResult, Dialect, Param, SearchPlan, Sql, SqlRunner};
-use crate::{BlueprintRecord, EntityWrite, Referrer, Result, Store, StoreError, Tx};
+use crate::{BlueprintRecord, EntityWrite, Referrer, Result, ScorecardRecord, Store, StoreError, Tx};
 
-const ENTITY_COLUMNS: &str = "blueprint, identifier, title, icon, team, properties, relations, version, \
+const ENTITY_COLUMNS: &str = "blueprint, identifier, title, icon, team, properties, relations, scorecards, version, \
      created_at, created_by, updated_at, updated_by";
 
 /// Rows per multi-row write; arrays are bound whole, so this only bounds statement size.
@@ -90,6 +90,7 @@ fn entity_from_row(row: &PgRow) -> Result<Entity> {
     let Json(team): Json<Vec<String>> = row.try_get("team")?;
     let Json(properties): Json<Map<String, Value>> = row.try_get("properties")?;
     let Json(relations): Json<Map<String, Value>> = row.try_get("relations")?;
+    let Json(scorecards): Json<Map<String, Value>> = row.try_get("scorecards")?;
     Ok(Entity {
         blueprint: row.try_get("blueprint")?,
         identifier: row.try_get("identifier")?,
@@ -98,6 +99,7 @@ fn entity_from_row(row: &PgRow) -> Result<Entity> {
         team,
         properties,
         relations,
+        scorecards,
         version: row.try_get("version")?,
         created_at: row.try_get("created_at")?,
         created_by: row.try_get("created_by")?,
@@ -198,13 +200,13 @@ impl Tx for PgTx {
             }
             let sql = format!(
                 "INSERT INTO entities ({ENTITY_COLUMNS})
-                 SELECT b, i, t, ic, tm::jsonb, p::jsonb, r::jsonb, v, ca, cb, ua, ub
+                 SELECT b, i, t, ic, tm::jsonb, p::jsonb, r::jsonb, sc::jsonb, v, ca, cb, ua, ub
                  FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-                             $8::bigint[], $9::bigint[], $10::text[], $11::bigint[], $12::text[])
-                      AS u(b, i, t, ic, tm, p, r, v, ca, cb, ua, ub)
+                             $8::text[], $9::bigint[], $10::bigint[], $11::text[], $12::bigint[], $13::text[])
+                      AS u(b, i, t, ic, tm, p, r, sc, v, ca, cb, ua, ub)
                  ON CONFLICT (blueprint, identifier) DO UPDATE SET
                      title = excluded.title, icon = excluded.icon, team = excluded.team,
-                     properties = excluded.properties, relations = excluded.relations,
+                     properties = excluded.properties, relations = excluded.relations, scorecards = excluded.scorecards,
                      version = excluded.version, updated_at = excluded.updated_at, updated_by = excluded.updated_by
                  WHERE entities.version = excluded.version - 1
                  RETURNING id, identifier"
@@ -218,6 +220,7 @@ impl Tx for PgTx {
                 .bind(c.team)
                 .bind(c.properties)
                 .bind(c.relations)
+                .bind(c.scorecards)
                 .bind(c.version)
                 .bind(c.created_at)
                 .bind(c.created_by)
@@ -331,6 +334,71 @@ impl Tx for PgTx {
             .collect()
     }
 
+    async fn scorecards(&mut self, blueprint: &str) -> Result<Vec<ScorecardRecord>> {
+        let rows = sqlx::query("SELECT * FROM scorecards WHERE blueprint = $1 ORDER BY identifier")
+            .bind(blueprint)
+            .fetch_all(&mut *self.tx)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let Json(scorecard) = row.try_get("document")?;
+                Ok(ScorecardRecord {
+                    blueprint: row.try_get("blueprint")?,
+                    scorecard,
+                    created_at: row.try_get("created_at")?,
+                    created_by: row.try_get("created_by")?,
+                    updated_at: row.try_get("updated_at")?,
+                    updated_by: row.try_get("updated_by")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn put_scorecard(&mut self, record: &ScorecardRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO scorecards (blueprint, identifier, document, created_at, created_by, updated_at, updated_by)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (blueprint, identifier) DO UPDATE SET document = excluded.document,
+                 updated_at = excluded.updated_at, updated_by = excluded.updated_by",
+        )
+        .bind(&record.blueprint)
+        .bind(&record.scorecard.identifier)
+        .bind(Json(&record.scorecard))
+        .bind(record.created_at)
+        .bind(&record.created_by)
+        .bind(record.updated_at)
+        .bind(&record.updated_by)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_scorecard(&mut self, blueprint: &str, identifier: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM scorecards WHERE blueprint = $1 AND identifier = $2")
+            .bind(blueprint)
+            .bind(identifier)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn put_scorecard_results(&mut self, blueprint: &str, results: &[(String, Map<String, Value>)]) -> Result<()> {
+        for chunk in results.chunks(ROWS_PER_STATEMENT) {
+            let identifiers: Vec<&str> = chunk.iter().map(|(i, _)| i.as_str()).collect();
+            let scores = chunk.iter().map(|(_, s)| to_json(s)).collect::<Result<Vec<String>>>()?;
+            sqlx::query(
+                "UPDATE entities SET scorecards = v.s::jsonb FROM UNNEST($2::text[], $3::text[]) AS v(i, s)
+                 WHERE entities.blueprint = $1 AND entities.identifier = v.i",
+            )
+            .bind(blueprint)
+            .bind(&identifiers)
+            .bind(&scores)
+            .execute(&mut *self.tx)
+            .await?;
+        }
+        Ok(())
+    }
+
     async fn search(&mut self, plan: &SearchPlan) -> Result<Vec<Entity>> {
         let sql = query_sql::search(Dialect::Postgres, plan)?;
         let rows = bind(sqlx::query(AssertSqlSafe(sql.text)), sql.params).fetch_all(&mut *self.tx).await?;
@@ -357,6 +425,7 @@ struct EntityColumns {
     team: Vec<String>,
     properties: Vec<String>,
     relations: Vec<String>,
+    scorecards: Vec<String>,
     version: Vec<i64>,
     created_at: Vec<i64>,
     created_by: Vec<String>,
@@ -373,6 +442,7 @@ impl EntityColumns {
         self.team.push(to_json(&e.team)?);
         self.properties.push(to_json(&e.properties)?);
         self.relations.push(to_json(&e.relations)?);
+        self.scorecards.push(to_json(&e.scorecards)?);
         self.version.push(e.version);
         self.created_at.push(e.created_at);
         self.created_by.push(e.created_by.clone());

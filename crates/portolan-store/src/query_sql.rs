@@ -154,7 +154,7 @@ fn json_location(field: &Field) -> Result<Option<(&'static str, &str)>> {
         Field::Property(name) => Some(("e.properties", checked_name(name)?)),
         Field::Relation(name) => Some(("e.relations", checked_name(name)?)),
         Field::Meta(Meta::Team) => Some(("e.team", "")),
-        Field::Meta(_) => None,
+        Field::Meta(_) | Field::Scorecard(_) => None,
     })
 }
 
@@ -173,6 +173,13 @@ fn meta_column(meta: Meta) -> &'static str {
 
 /// An expression yielding a one-valued field as `kind` (DateTime as text).
 fn one_value(sql: &Sql, field: &Field, kind: Kind) -> Result<String> {
+    if let Field::Scorecard(id) = field {
+        let id = checked_name(id)?;
+        return Ok(match sql.dialect {
+            Dialect::Sqlite => format!("json_extract(e.scorecards, '$.\"{id}\".levelIndex')"),
+            Dialect::Postgres => format!("((e.scorecards->'{id}'->>'levelIndex')::float8)"),
+        });
+    }
     let Some((column, key)) = json_location(field)? else {
         let Field::Meta(meta) = field else { unreachable_field()? };
         let column = meta_column(*meta);
@@ -343,6 +350,9 @@ fn rule_predicate(sql: &mut Sql, rule: &Rule, required: &[(String, String)]) -> 
 }
 
 fn empty_predicate(sql: &mut Sql, field: &Field) -> Result<String> {
+    if let Field::Scorecard(_) = field {
+        return Ok(format!("({} IS NULL)", one_value(sql, field, Kind::Number)?));
+    }
     if let Field::Meta(meta) = field {
         return Ok(match (meta, sql.dialect) {
             (Meta::Title, _) => "(e.title IS NULL OR e.title = '')".into(),
@@ -441,7 +451,7 @@ fn sort_expression(sql: &Sql, target: &Target) -> Result<String> {
 }
 
 /// The entity columns a search returns.
-const COLUMNS: &str = "e.blueprint, e.identifier, e.title, e.icon, e.team, e.properties, e.relations, e.version, \
+const COLUMNS: &str = "e.blueprint, e.identifier, e.title, e.icon, e.team, e.properties, e.relations, e.scorecards, e.version, \
      e.created_at, e.created_by, e.updated_at, e.updated_by";
 
 /// `SELECT ... FROM entities e WHERE ... ORDER BY ... LIMIT ...` for a search.
@@ -573,6 +583,10 @@ pub fn aggregate(dialect: Dialect, plan: &AggregatePlan, median_offset: Option<i
                     let kind = target.shape.kind().unwrap_or(Kind::String);
                     ("entities e".to_string(), format!("json_quote({})", one_value(&sql, &target.field, kind)?))
                 }
+                (_, Dialect::Postgres) if matches!(target.field, Field::Scorecard(_)) => (
+                    "entities e".to_string(),
+                    format!("(to_jsonb({})::text)", one_value(&sql, &target.field, Kind::Number)?),
+                ),
                 (_, Dialect::Postgres) => {
                     let key = match json_location(&target.field)? {
                         Some((column, key)) => format!("(({column}->'{key}')::text)"),

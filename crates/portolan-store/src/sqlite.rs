@@ -14,7 +14,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::{AssertSqlSafe, Row, Sqlite, Transaction};
 
 use crate::query_sql::{self, AggregatePlan, AggregateResult, Dialect, Param, SearchPlan, Sql, SqlRunner};
-use crate::{BlueprintRecord, EntityWrite, Referrer, Result, Store, StoreError, Tx};
+use crate::{BlueprintRecord, EntityWrite, Referrer, Result, ScorecardRecord, Store, StoreError, Tx};
 
 /// The file inside the data directory that holds the database.
 pub const DATABASE_FILE: &str = "portolan.db";
@@ -86,13 +86,14 @@ struct SqliteTx {
     tx: Transaction<'static, Sqlite>,
 }
 
-const ENTITY_COLUMNS: &str = "blueprint, identifier, title, icon, team, properties, relations, version, \
+const ENTITY_COLUMNS: &str = "blueprint, identifier, title, icon, team, properties, relations, scorecards, version, \
      created_at, created_by, updated_at, updated_by";
 
 fn entity_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Entity> {
     let team: Vec<String> = parse_json(row.try_get("team")?)?;
     let properties: Map<String, Value> = parse_json(row.try_get("properties")?)?;
     let relations: Map<String, Value> = parse_json(row.try_get("relations")?)?;
+    let scorecards: Map<String, Value> = parse_json(row.try_get("scorecards")?)?;
     Ok(Entity {
         blueprint: row.try_get("blueprint")?,
         identifier: row.try_get("identifier")?,
@@ -101,6 +102,7 @@ fn entity_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Entity> {
         team,
         properties,
         relations,
+        scorecards,
         version: row.try_get("version")?,
         created_at: row.try_get("created_at")?,
         created_by: row.try_get("created_by")?,
@@ -215,12 +217,12 @@ impl Tx for SqliteTx {
 
     async fn put_entities(&mut self, writes: &[EntityWrite]) -> Result<()> {
         for chunk in writes.chunks(ENTITY_ROWS_PER_STATEMENT) {
-            let rows = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+            let rows = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
             let sql = format!(
                 "INSERT INTO entities ({ENTITY_COLUMNS}) VALUES {rows}
                  ON CONFLICT (blueprint, identifier) DO UPDATE SET
                      title = excluded.title, icon = excluded.icon, team = excluded.team,
-                     properties = excluded.properties, relations = excluded.relations,
+                     properties = excluded.properties, relations = excluded.relations, scorecards = excluded.scorecards,
                      version = excluded.version, updated_at = excluded.updated_at, updated_by = excluded.updated_by
                  WHERE entities.version = excluded.version - 1
                  RETURNING id, identifier"
@@ -236,6 +238,7 @@ impl Tx for SqliteTx {
                     .bind(to_json(&e.team)?)
                     .bind(to_json(&e.properties)?)
                     .bind(to_json(&e.relations)?)
+                    .bind(to_json(&e.scorecards)?)
                     .bind(e.version)
                     .bind(e.created_at)
                     .bind(&e.created_by)
@@ -344,6 +347,69 @@ impl Tx for SqliteTx {
                 })
             })
             .collect()
+    }
+
+    async fn scorecards(&mut self, blueprint: &str) -> Result<Vec<ScorecardRecord>> {
+        let rows = sqlx::query("SELECT * FROM scorecards WHERE blueprint = ? ORDER BY identifier")
+            .bind(blueprint)
+            .fetch_all(&mut *self.tx)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(ScorecardRecord {
+                    blueprint: row.try_get("blueprint")?,
+                    scorecard: parse_json(row.try_get("document")?)?,
+                    created_at: row.try_get("created_at")?,
+                    created_by: row.try_get("created_by")?,
+                    updated_at: row.try_get("updated_at")?,
+                    updated_by: row.try_get("updated_by")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn put_scorecard(&mut self, record: &ScorecardRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO scorecards (blueprint, identifier, document, created_at, created_by, updated_at, updated_by)
+             VALUES (?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (blueprint, identifier) DO UPDATE SET document = excluded.document,
+                 updated_at = excluded.updated_at, updated_by = excluded.updated_by",
+        )
+        .bind(&record.blueprint)
+        .bind(&record.scorecard.identifier)
+        .bind(to_json(&record.scorecard)?)
+        .bind(record.created_at)
+        .bind(&record.created_by)
+        .bind(record.updated_at)
+        .bind(&record.updated_by)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_scorecard(&mut self, blueprint: &str, identifier: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM scorecards WHERE blueprint = ? AND identifier = ?")
+            .bind(blueprint)
+            .bind(identifier)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn put_scorecard_results(&mut self, blueprint: &str, results: &[(String, Map<String, Value>)]) -> Result<()> {
+        for chunk in results.chunks(IN_CHUNK) {
+            let rows = vec!["(?, ?)"; chunk.len()].join(", ");
+            let sql = format!(
+                "UPDATE entities SET scorecards = v.column2 FROM (VALUES {rows}) AS v
+                 WHERE entities.blueprint = ? AND entities.identifier = v.column1"
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for (identifier, scores) in chunk {
+                query = query.bind(identifier).bind(to_json(scores)?);
+            }
+            query.bind(blueprint).execute(&mut *self.tx).await?;
+        }
+        Ok(())
     }
 
     async fn search(&mut self, plan: &SearchPlan) -> Result<Vec<Entity>> {

@@ -94,6 +94,7 @@ async fn serve(config: config::ServeConfig) -> anyhow::Result<()> {
         tracing::info!(
             blueprints = summary.blueprints_created,
             entities = summary.entities_created,
+            scorecards = summary.scorecards_created,
             "demo catalog loaded"
         );
     }

@@ -3,6 +3,7 @@
 pub mod blueprints;
 pub mod entities;
 pub mod ops;
+pub mod scorecards;
 pub mod search;
 
 use axum::Json;
@@ -18,7 +19,8 @@ use crate::AppState;
 #[openapi(
     info(title = "Portolan API", description = "Software catalog, scorecards and self-service actions."),
     tags((name = "blueprints", description = "Types of the catalog"), (name = "entities", description = "Catalog entries"),
-          (name = "search", description = "The query language: search, counts and facets"))
+          (name = "search", description = "The query language: search, counts and facets"),
+          (name = "scorecards", description = "Levels and rules that grade entities"))
 )]
 struct ApiDoc;
 
@@ -37,6 +39,9 @@ pub fn router() -> Router<AppState> {
         .routes(routes!(search::search_blueprint))
         .routes(routes!(search::search_all))
         .routes(routes!(search::aggregate))
+        .routes(routes!(scorecards::list_scorecards, scorecards::create_scorecard))
+        .routes(routes!(scorecards::get_scorecard, scorecards::replace_scorecard, scorecards::delete_scorecard))
+        .routes(routes!(scorecards::scorecard_summary))
         .routes(routes!(
             entities::get_entity,
             entities::replace_entity,

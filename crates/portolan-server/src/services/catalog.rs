@@ -5,10 +5,12 @@ use std::sync::Arc;
 
 use portolan_model::entity::ValidEntity;
 use portolan_model::error::FieldErrors;
+use portolan_model::scorecard::{self, CompiledScorecard};
 use portolan_model::{Blueprint, Entity, EntityInput, EntityRef, FieldError, system};
 use portolan_store::{BlueprintRecord, EntityWrite, Store, Tx};
 use serde_json::{Value, json};
 
+use super::scorecards::compiled_scorecards;
 use super::{Actor, SharedClock};
 use crate::error::{Error, ErrorCode, Result};
 use crate::extract::IfMatch;
@@ -73,6 +75,11 @@ impl Catalog {
 
     pub fn now(&self) -> portolan_model::Millis {
         self.clock.now()
+    }
+
+    /// A blueprint, or 404.
+    pub(crate) async fn blueprint_record(&self, tx: &mut dyn Tx, identifier: &str) -> Result<BlueprintRecord> {
+        load_blueprint(tx, identifier).await
     }
 
     /// Creates the system blueprints if they are missing.
@@ -168,6 +175,8 @@ impl Catalog {
             blueprint.schema != existing.blueprint.schema || blueprint.relations != existing.blueprint.relations;
         if schema_changed {
             check_entities_still_valid(tx.as_mut(), &blueprint).await?;
+            // Scorecards must still fit the changed schema.
+            compiled_scorecards(tx.as_mut(), &blueprint, self.now()).await?;
         }
         let record = BlueprintRecord {
             blueprint,
@@ -291,7 +300,8 @@ impl Catalog {
         let Some(pending) = pending.into_iter().next() else {
             return Err(Error::new(ErrorCode::Internal, "lost a pending write"));
         };
-        let (write, outcome) = self.next_version(actor, &blueprint, pending);
+        let scorecards = compiled_scorecards(tx.as_mut(), &blueprint, self.now()).await?;
+        let (write, outcome) = self.next_version(actor, &blueprint, &scorecards, pending);
         tx.put_entities(std::slice::from_ref(&write)).await?;
         tx.commit().await?;
         Ok((write.entity, outcome))
@@ -385,10 +395,11 @@ impl Catalog {
             }
         }
 
+        let scorecards = compiled_scorecards(tx.as_mut(), &blueprint, self.now()).await?;
         let mut writes = Vec::with_capacity(pending.len());
         for p in pending {
             let index = p.index;
-            let (write, outcome) = self.next_version(actor, &blueprint, p);
+            let (write, outcome) = self.next_version(actor, &blueprint, &scorecards, p);
             results.push(BulkItem { index, identifier: Some(write.entity.identifier.clone()), result: Ok(outcome) });
             writes.push(write);
         }
@@ -456,14 +467,20 @@ impl Catalog {
 
     /// The entity a pending write will store: a new one at version 1, or the next version of
     /// the existing one, keeping its creation stamp.
-    fn next_version(&self, actor: &Actor, blueprint: &Blueprint, pending: Pending) -> (EntityWrite, Outcome) {
+    fn next_version(
+        &self,
+        actor: &Actor,
+        blueprint: &Blueprint,
+        scorecards: &[CompiledScorecard],
+        pending: Pending,
+    ) -> (EntityWrite, Outcome) {
         let now = self.clock.now();
         let Pending { valid, existing, .. } = pending;
         let (version, created_at, created_by, outcome) = match existing {
             Some(current) => (current.version + 1, current.created_at, current.created_by, Outcome::Updated),
             None => (1, now, actor.id.clone(), Outcome::Created),
         };
-        let entity = Entity {
+        let mut entity = Entity {
             identifier: valid.identifier,
             title: valid.title,
             icon: valid.icon,
@@ -471,12 +488,14 @@ impl Catalog {
             team: valid.team,
             properties: valid.properties,
             relations: valid.relations,
+            scorecards: Default::default(),
             version,
             created_at,
             created_by,
             updated_at: now,
             updated_by: actor.id.clone(),
         };
+        entity.scorecards = scorecard::score(scorecards, &entity);
         (EntityWrite { entity, references: valid.references }, outcome)
     }
 }
@@ -597,7 +616,7 @@ fn merge_patch(target: &mut Value, patch: Value) {
 }
 
 /// Removes the fields the server manages, which a client that GETs, edits and PUTs echoes back.
-fn strip_server_fields(document: &mut Value) {
+pub(crate) fn strip_server_fields(document: &mut Value) {
     if let Value::Object(map) = document {
         for key in ["createdAt", "createdBy", "updatedAt", "updatedBy"] {
             map.remove(key);

@@ -3,6 +3,7 @@
 
 pub mod catalog;
 pub mod migrate;
+pub mod scorecards;
 pub mod search;
 
 use std::sync::Arc;

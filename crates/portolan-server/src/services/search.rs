@@ -3,6 +3,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use portolan_model::query::{self, Query, QueryContext, Scope};
+use portolan_model::scorecard::Scorecard;
 use portolan_model::{Blueprint, Entity, FieldError, FieldErrors, system};
 use portolan_store::Tx;
 use portolan_store::query_sql::{Aggregate, AggregatePlan, AggregateResult, Position, SearchPlan, Sort};
@@ -104,7 +105,9 @@ impl Catalog {
         }
         let mut tx = self.store().read().await?;
         let blueprints = self.scope_blueprints(tx.as_mut(), blueprint).await?;
-        let scope = Scope::new(&blueprints, blueprint);
+        let scorecards = scorecards_of(tx.as_mut(), &blueprints, blueprint).await?;
+        let mut scope = Scope::new(&blueprints, blueprint);
+        scope.scorecards = scorecards.iter().collect();
         let context = self.query_context(tx.as_mut(), actor).await?;
         let query = parse_query(request.query.as_ref(), &scope, &context, "/query")?;
         let sort = match &request.sort {
@@ -137,7 +140,9 @@ impl Catalog {
         let mut tx = self.store().read().await?;
         let blueprint = request.blueprint.as_deref();
         let blueprints = self.scope_blueprints(tx.as_mut(), blueprint).await?;
-        let scope = Scope::new(&blueprints, blueprint);
+        let scorecards = scorecards_of(tx.as_mut(), &blueprints, blueprint).await?;
+        let mut scope = Scope::new(&blueprints, blueprint);
+        scope.scorecards = scorecards.iter().collect();
         let context = self.query_context(tx.as_mut(), actor).await?;
         let query = parse_query(request.query.as_ref(), &scope, &context, "/query")?;
         let target = |scope: &Scope| -> Result<query::Target> {
@@ -189,6 +194,15 @@ impl Catalog {
         }
         Ok(all)
     }
+}
+
+/// The scorecards of the searched blueprints.
+async fn scorecards_of(tx: &mut dyn Tx, blueprints: &[Blueprint], searched: Option<&str>) -> Result<Vec<Scorecard>> {
+    let mut found = Vec::new();
+    for bp in blueprints.iter().filter(|b| searched.is_none_or(|s| s == b.identifier)) {
+        found.extend(tx.scorecards(&bp.identifier).await?.into_iter().map(|r| r.scorecard));
+    }
+    Ok(found)
 }
 
 fn parse_query(document: Option<&Value>, scope: &Scope, context: &QueryContext, path: &str) -> Result<Query> {

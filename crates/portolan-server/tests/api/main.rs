@@ -5,6 +5,7 @@ mod blueprints;
 mod entities;
 mod errors;
 mod ops;
+mod scorecards;
 mod search;
 
 use std::sync::Arc;

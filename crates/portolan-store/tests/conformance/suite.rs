@@ -32,6 +32,7 @@ fn entity(blueprint: &str, identifier: &str, n: i64) -> Entity {
         team: vec!["team-a".into()],
         properties,
         relations: Map::new(),
+        scorecards: Map::new(),
         version: 1,
         created_at: 1_700_000_000_123,
         created_by: "tester".into(),

@@ -1,0 +1,132 @@
+//! `/api/v1/blueprints/{blueprint}/scorecards`
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use portolan_model::scorecard::Scorecard;
+use portolan_store::ScorecardRecord;
+use serde::Serialize;
+use serde_json::{Value, json};
+use utoipa::ToSchema;
+
+use crate::AppState;
+use crate::error::Result;
+use crate::extract::JsonBody;
+use crate::services::Actor;
+use crate::services::scorecards::ScorecardSummary;
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ScorecardView {
+    #[serde(flatten)]
+    scorecard: Scorecard,
+    blueprint: String,
+    created_at: String,
+    created_by: String,
+    updated_at: String,
+    updated_by: String,
+}
+
+impl From<ScorecardRecord> for ScorecardView {
+    fn from(r: ScorecardRecord) -> Self {
+        Self {
+            scorecard: r.scorecard,
+            blueprint: r.blueprint,
+            created_at: portolan_model::format_millis(r.created_at),
+            created_by: r.created_by,
+            updated_at: portolan_model::format_millis(r.updated_at),
+            updated_by: r.updated_by,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ScorecardResponse {
+    ok: bool,
+    scorecard: ScorecardView,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ScorecardListResponse {
+    ok: bool,
+    scorecards: Vec<ScorecardView>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ScorecardSummaryResponse {
+    ok: bool,
+    summary: ScorecardSummary,
+}
+
+fn respond(record: ScorecardRecord) -> Json<ScorecardResponse> {
+    Json(ScorecardResponse { ok: true, scorecard: record.into() })
+}
+
+#[utoipa::path(get, path = "/api/v1/blueprints/{blueprint}/scorecards", tag = "scorecards",
+    params(("blueprint" = String, Path)), responses((status = 200, body = ScorecardListResponse)))]
+pub async fn list_scorecards(
+    State(app): State<AppState>,
+    Path(blueprint): Path<String>,
+) -> Result<Json<ScorecardListResponse>> {
+    let scorecards = app.catalog.list_scorecards(&blueprint).await?.into_iter().map(Into::into).collect();
+    Ok(Json(ScorecardListResponse { ok: true, scorecards }))
+}
+
+/// Creates a scorecard and scores every entity of the blueprint.
+#[utoipa::path(post, path = "/api/v1/blueprints/{blueprint}/scorecards", tag = "scorecards", request_body = Scorecard,
+    params(("blueprint" = String, Path)),
+    responses((status = 201, body = ScorecardResponse), (status = 409, description = "already exists"),
+              (status = 422, description = "invalid, with the path of each mistake")))]
+pub async fn create_scorecard(
+    State(app): State<AppState>,
+    Path(blueprint): Path<String>,
+    JsonBody(document): JsonBody<Value>,
+) -> Result<(StatusCode, Json<ScorecardResponse>)> {
+    let record = app.catalog.put_scorecard(&Actor::anonymous(), &blueprint, None, document).await?;
+    Ok((StatusCode::CREATED, respond(record)))
+}
+
+#[utoipa::path(get, path = "/api/v1/blueprints/{blueprint}/scorecards/{scorecard}", tag = "scorecards",
+    params(("blueprint" = String, Path), ("scorecard" = String, Path)),
+    responses((status = 200, body = ScorecardResponse), (status = 404, description = "not found")))]
+pub async fn get_scorecard(
+    State(app): State<AppState>,
+    Path((blueprint, identifier)): Path<(String, String)>,
+) -> Result<Json<ScorecardResponse>> {
+    Ok(respond(app.catalog.get_scorecard(&blueprint, &identifier).await?))
+}
+
+/// Replaces a scorecard and rescores every entity of the blueprint.
+#[utoipa::path(put, path = "/api/v1/blueprints/{blueprint}/scorecards/{scorecard}", tag = "scorecards", request_body = Scorecard,
+    params(("blueprint" = String, Path), ("scorecard" = String, Path)),
+    responses((status = 200, body = ScorecardResponse), (status = 404, description = "not found")))]
+pub async fn replace_scorecard(
+    State(app): State<AppState>,
+    Path((blueprint, identifier)): Path<(String, String)>,
+    JsonBody(document): JsonBody<Value>,
+) -> Result<Json<ScorecardResponse>> {
+    Ok(respond(app.catalog.put_scorecard(&Actor::anonymous(), &blueprint, Some(&identifier), document).await?))
+}
+
+#[utoipa::path(delete, path = "/api/v1/blueprints/{blueprint}/scorecards/{scorecard}", tag = "scorecards",
+    params(("blueprint" = String, Path), ("scorecard" = String, Path)),
+    responses((status = 200, description = "deleted"), (status = 404, description = "not found")))]
+pub async fn delete_scorecard(
+    State(app): State<AppState>,
+    Path((blueprint, identifier)): Path<(String, String)>,
+) -> Result<Json<Value>> {
+    app.catalog.delete_scorecard(&Actor::anonymous(), &blueprint, &identifier).await?;
+    Ok(Json(json!({"ok": true})))
+}
+
+/// Entities per level, overall and per owning team.
+#[utoipa::path(get, path = "/api/v1/blueprints/{blueprint}/scorecards/{scorecard}/summary", tag = "scorecards",
+    params(("blueprint" = String, Path), ("scorecard" = String, Path)),
+    responses((status = 200, body = ScorecardSummaryResponse), (status = 404, description = "not found")))]
+pub async fn scorecard_summary(
+    State(app): State<AppState>,
+    Path((blueprint, identifier)): Path<(String, String)>,
+) -> Result<Json<ScorecardSummaryResponse>> {
+    let summary = app.catalog.scorecard_summary(&blueprint, &identifier).await?;
+    Ok(Json(ScorecardSummaryResponse { ok: true, summary }))
+}

@@ -1,0 +1,225 @@
+//! Scorecards: definitions per blueprint, and the results kept on every entity. Results are
+//! computed in the transaction that writes an entity or changes a scorecard, so they are never
+//! stale with respect to the entity's own fields.
+
+use std::collections::BTreeMap;
+
+use portolan_model::query::{Field, Kind, Query, QueryContext, Rule, Scalar, Scope, Shape, Target};
+use portolan_model::scorecard::{self, CompiledScorecard, Scorecard};
+use portolan_model::{Blueprint, FieldError, FieldErrors, Millis};
+use portolan_store::query_sql::{Aggregate, AggregatePlan, AggregateResult};
+use portolan_store::{ScorecardRecord, Tx};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::Actor;
+use super::catalog::Catalog;
+use crate::error::{Error, ErrorCode, Result};
+
+const PAGE: u32 = 1_000;
+
+/// Entities per level, overall and per owning team.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ScorecardSummary {
+    pub scorecard: String,
+    /// Scored entities per level, lowest level first.
+    pub levels: Vec<LevelCount>,
+    /// Per team: entities per level title.
+    #[schema(value_type = Object)]
+    pub teams: BTreeMap<String, BTreeMap<String, u64>>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct LevelCount {
+    pub level: String,
+    pub count: u64,
+}
+
+/// Parses the scorecards of `blueprint` (which may be a changed version not yet stored).
+pub(crate) async fn compiled_scorecards(
+    tx: &mut dyn Tx,
+    blueprint: &Blueprint,
+    now: Millis,
+) -> Result<Vec<CompiledScorecard>> {
+    let records = tx.scorecards(&blueprint.identifier).await?;
+    if records.is_empty() {
+        return Ok(Vec::new());
+    }
+    let all = with_blueprint(tx, blueprint).await?;
+    let scope = Scope::new(&all, Some(&blueprint.identifier));
+    let context = QueryContext { now, ..QueryContext::default() };
+    records
+        .iter()
+        .map(|r| {
+            r.scorecard.compile(&scope, &context).map_err(|errors| {
+                let first = errors.0.first().map(|e| format!("{}: {}", e.path, e.message)).unwrap_or_default();
+                Error::new(
+                    ErrorCode::ValidationFailed,
+                    format!(
+                        "scorecard '{}' no longer fits blueprint '{}' ({first})",
+                        r.scorecard.identifier, blueprint.identifier
+                    ),
+                )
+            })
+        })
+        .collect()
+}
+
+/// Every stored blueprint, with `blueprint` in place of its stored version.
+async fn with_blueprint(tx: &mut dyn Tx, blueprint: &Blueprint) -> Result<Vec<Blueprint>> {
+    let mut all: Vec<Blueprint> = tx
+        .blueprints()
+        .await?
+        .into_iter()
+        .map(|r| r.blueprint)
+        .filter(|b| b.identifier != blueprint.identifier)
+        .collect();
+    all.push(blueprint.clone());
+    Ok(all)
+}
+
+impl Catalog {
+    pub async fn list_scorecards(&self, blueprint: &str) -> Result<Vec<ScorecardRecord>> {
+        let mut tx = self.store().read().await?;
+        self.blueprint_record(tx.as_mut(), blueprint).await?;
+        Ok(tx.scorecards(blueprint).await?)
+    }
+
+    pub async fn get_scorecard(&self, blueprint: &str, identifier: &str) -> Result<ScorecardRecord> {
+        let mut tx = self.store().read().await?;
+        self.blueprint_record(tx.as_mut(), blueprint).await?;
+        find(tx.as_mut(), blueprint, identifier).await
+    }
+
+    /// Creates (`path_identifier` None) or replaces a scorecard, and rescores the blueprint's
+    /// entities in the same transaction.
+    pub async fn put_scorecard(
+        &self,
+        actor: &Actor,
+        blueprint_id: &str,
+        path_identifier: Option<&str>,
+        mut document: Value,
+    ) -> Result<ScorecardRecord> {
+        super::catalog::strip_server_fields(&mut document);
+        if let Value::Object(map) = &mut document {
+            map.remove("blueprint");
+        }
+        if let (Some(id), Value::Object(map)) = (path_identifier, &mut document) {
+            let named = map.entry("identifier").or_insert_with(|| Value::from(id));
+            if named != id {
+                return Err(Error::invalid(FieldErrors(vec![FieldError::new(
+                    "/identifier",
+                    format!("the identifier cannot change (the URL names '{id}')"),
+                )])));
+            }
+        }
+        let scorecard = Scorecard::from_json(document)?;
+        let mut tx = self.store().write().await?;
+        let blueprint = self.blueprint_record(tx.as_mut(), blueprint_id).await?.blueprint;
+        let all = with_blueprint(tx.as_mut(), &blueprint).await?;
+        let scope = Scope::new(&all, Some(blueprint_id));
+        scorecard.compile(&scope, &QueryContext { now: self.now(), ..QueryContext::default() })?;
+        let existing =
+            tx.scorecards(blueprint_id).await?.into_iter().find(|r| r.scorecard.identifier == scorecard.identifier);
+        let now = self.now();
+        let record = match (existing, path_identifier) {
+            (Some(_), None) => {
+                return Err(Error::new(
+                    ErrorCode::AlreadyExists,
+                    format!("scorecard '{}' already exists on '{blueprint_id}'", scorecard.identifier),
+                ));
+            }
+            (None, Some(id)) => {
+                return Err(Error::not_found(format!("scorecard '{id}' of blueprint '{blueprint_id}'")));
+            }
+            (Some(old), Some(_)) => ScorecardRecord { scorecard, updated_at: now, updated_by: actor.id.clone(), ..old },
+            (None, None) => ScorecardRecord {
+                blueprint: blueprint_id.to_string(),
+                scorecard,
+                created_at: now,
+                created_by: actor.id.clone(),
+                updated_at: now,
+                updated_by: actor.id.clone(),
+            },
+        };
+        tx.put_scorecard(&record).await?;
+        self.rescore(tx.as_mut(), &blueprint).await?;
+        tx.commit().await?;
+        Ok(record)
+    }
+
+    pub async fn delete_scorecard(&self, _actor: &Actor, blueprint_id: &str, identifier: &str) -> Result<()> {
+        let mut tx = self.store().write().await?;
+        let blueprint = self.blueprint_record(tx.as_mut(), blueprint_id).await?.blueprint;
+        if !tx.delete_scorecard(blueprint_id, identifier).await? {
+            return Err(Error::not_found(format!("scorecard '{identifier}' of blueprint '{blueprint_id}'")));
+        }
+        self.rescore(tx.as_mut(), &blueprint).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Recomputes the scorecard results of every entity of a blueprint.
+    async fn rescore(&self, tx: &mut dyn Tx, blueprint: &Blueprint) -> Result<()> {
+        let compiled = compiled_scorecards(tx, blueprint, self.now()).await?;
+        let mut after: Option<String> = None;
+        loop {
+            let page = tx.list_entities(&blueprint.identifier, after.as_deref(), PAGE).await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.identifier.clone());
+            let results: Vec<_> = page.iter().map(|e| (e.identifier.clone(), scorecard::score(&compiled, e))).collect();
+            tx.put_scorecard_results(&blueprint.identifier, &results).await?;
+            if page.len() < PAGE as usize {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn scorecard_summary(&self, blueprint: &str, identifier: &str) -> Result<ScorecardSummary> {
+        let mut tx = self.store().read().await?;
+        self.blueprint_record(tx.as_mut(), blueprint).await?;
+        let record = find(tx.as_mut(), blueprint, identifier).await?;
+        let level_target = Target { field: Field::Scorecard(identifier.to_string()), shape: Shape::One(Kind::Number) };
+        let team_target =
+            Target { field: Field::Meta(portolan_model::query::Meta::Team), shape: Shape::Many(Kind::String) };
+        let plan = |query: Query, function: Aggregate| AggregatePlan {
+            blueprint: Some(blueprint.to_string()),
+            query,
+            function,
+            required_relations: vec![],
+        };
+        let mut levels = Vec::new();
+        let mut teams: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+        for (index, level) in record.scorecard.levels.iter().enumerate() {
+            let at_level = Query::Rule(Rule::Compare {
+                target: level_target.clone(),
+                op: portolan_model::query::CompareOp::Eq,
+                value: Scalar::Num(index as f64),
+                negate: false,
+            });
+            let count = match tx.aggregate(&plan(at_level.clone(), Aggregate::Count)).await? {
+                AggregateResult::Value(v) => v.unwrap_or(0.0) as u64,
+                AggregateResult::Groups(_) => 0,
+            };
+            levels.push(LevelCount { level: level.title.clone(), count });
+            if let AggregateResult::Groups(groups) =
+                tx.aggregate(&plan(at_level, Aggregate::CountBy(team_target.clone()))).await?
+            {
+                for (team, n) in groups {
+                    let team = team.as_str().unwrap_or_default().to_string();
+                    teams.entry(team).or_default().insert(level.title.clone(), n);
+                }
+            }
+        }
+        Ok(ScorecardSummary { scorecard: identifier.to_string(), levels, teams })
+    }
+}
+
+async fn find(tx: &mut dyn Tx, blueprint: &str, identifier: &str) -> Result<ScorecardRecord> {
+    tx.scorecards(blueprint)
+        .await?
+        .into_iter()
+        .find(|r| r.scorecard.identifier == identifier)
+        .ok_or_else(|| Error::not_found(format!("scorecard '{identifier}' of blueprint '{blueprint}'")))
+}
