@@ -24,6 +24,66 @@ pub struct Blueprint {
     pub schema: BlueprintSchema,
     #[serde(default)]
     pub relations: IndexMap<String, RelationDef>,
+    /// Properties read from a related entity, kept up to date by the server.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub mirror_properties: IndexMap<String, MirrorProperty>,
+    /// Statistics over the entities that point here, kept up to date by the server.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub aggregation_properties: IndexMap<String, AggregationProperty>,
+}
+
+/// A property mirrored from a related entity: `path` is relations then a property or
+/// meta-property, dot-separated (`system.domain.$title`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MirrorProperty {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    pub path: String,
+}
+
+/// A statistic over the entities of `target` that point at the entity through `relation` (or
+/// through any relation of `target` to this blueprint), optionally filtered by `query`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AggregationProperty {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    pub target: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relation: Option<String>,
+    pub calculation_spec: CalculationSpec,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub query: Option<Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CalculationSpec {
+    /// `entities` (count them) or `property` (a statistic of one of their number properties).
+    pub calculation_by: CalculationBy,
+    pub func: AggregationFunction,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub property: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum CalculationBy {
+    Entities,
+    Property,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AggregationFunction {
+    Count,
+    Sum,
+    Average,
+    Min,
+    Max,
+    Median,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -125,6 +185,15 @@ impl Blueprint {
         crate::error::from_json(value)
     }
 
+    /// Whether `name` is a computed (mirror or aggregation) property.
+    pub fn is_computed(&self, name: &str) -> bool {
+        self.mirror_properties.contains_key(name) || self.aggregation_properties.contains_key(name)
+    }
+
+    fn computed_kind(&self, name: &str) -> &'static str {
+        if self.mirror_properties.contains_key(name) { "mirrorProperties" } else { "aggregationProperties" }
+    }
+
     pub fn title_or_identifier(&self) -> &str {
         self.title.as_deref().unwrap_or(&self.identifier)
     }
@@ -150,6 +219,20 @@ impl Blueprint {
             }
             if !seen_required.insert(name) {
                 errors.push(format!("/schema/required/{i}"), format!("'{name}' is listed twice"));
+            }
+        }
+        for name in self.mirror_properties.keys().chain(self.aggregation_properties.keys()) {
+            if self.schema.properties.contains_key(name) || self.relations.contains_key(name) {
+                errors.push(
+                    format!("/{}/{}", self.computed_kind(name), pointer_token(name)),
+                    format!("'{name}' is already a property or relation"),
+                );
+            }
+            if self.mirror_properties.contains_key(name) && self.aggregation_properties.contains_key(name) {
+                errors.push(
+                    format!("/aggregationProperties/{}", pointer_token(name)),
+                    format!("'{name}' is also a mirror property"),
+                );
             }
         }
         for (name, rel) in &self.relations {

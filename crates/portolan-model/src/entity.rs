@@ -194,6 +194,10 @@ impl EntityInput {
 
         let mut properties = Map::new();
         for (name, value) in self.properties {
+            // Computed values are the server's; a client echoing them back is not an error.
+            if blueprint.is_computed(&name) {
+                continue;
+            }
             let path = format!("/properties/{}", pointer_token(&name));
             let Some(schema) = blueprint.schema.properties.get(&name) else {
                 errors.push(&path, format!("'{name}' is not a property of blueprint '{}'", blueprint.identifier));

@@ -3,6 +3,7 @@
 //! the current time in.
 
 pub mod blueprint;
+pub mod computed;
 pub mod entity;
 pub mod error;
 pub mod ident;

@@ -192,12 +192,38 @@ impl<'a> Scope<'a> {
         }
         let mut shape = None;
         for bp in &self.searched {
-            if let Some(prop) = bp.schema.properties.get(name) {
-                merge_shape(&mut shape, property_shape(prop), name)?;
+            if let Some(this) = self.property_shape_in(bp, name, 0) {
+                merge_shape(&mut shape, this, name)?;
             }
         }
         let shape = shape.ok_or_else(|| format!("no searched blueprint has a property '{name}'"))?;
         Ok(Target { field: Field::Property(name.to_string()), shape })
+    }
+}
+
+impl Scope<'_> {
+    /// The shape of a stored or computed property of `bp`.
+    fn property_shape_in(&self, bp: &Blueprint, name: &str, depth: usize) -> Option<Shape> {
+        if let Some(prop) = bp.schema.properties.get(name) {
+            return Some(property_shape(prop));
+        }
+        if bp.aggregation_properties.contains_key(name) {
+            return Some(Shape::One(Kind::Number));
+        }
+        let mirror = bp.mirror_properties.get(name)?;
+        if depth > crate::computed::MAX_MIRROR_HOPS {
+            return None;
+        }
+        let lookup = |id: &str| self.all.iter().find(|b| b.identifier == id).cloned();
+        let path = crate::computed::resolve_mirror(bp, &mirror.path, &lookup).ok()?;
+        let last = path.hops.last().and_then(|(_, target)| lookup(target))?;
+        if path.field.starts_with('$') {
+            return self.target(&path.field, false).ok().map(|t| match t.shape {
+                Shape::One(Kind::Timestamp) => Shape::One(Kind::Number),
+                other => other,
+            });
+        }
+        self.property_shape_in(&last, &path.field, depth + 1)
     }
 }
 

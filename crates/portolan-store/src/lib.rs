@@ -51,6 +51,26 @@ pub struct ScorecardRecord {
     pub updated_by: String,
 }
 
+/// Background work to enqueue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewJob {
+    pub kind: String,
+    /// Jobs with the same key coalesce while they wait.
+    pub dedupe_key: Option<String>,
+    pub payload: Value,
+    pub run_after: Millis,
+}
+
+/// A claimed job: its lease runs until `lease_until`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    pub id: i64,
+    pub kind: String,
+    pub payload: Value,
+    pub attempts: i64,
+    pub lease_until: Millis,
+}
+
 /// One entity to store, with the references it holds.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EntityWrite {
@@ -117,6 +137,29 @@ pub trait Tx: Send {
     async fn delete_scorecard(&mut self, blueprint: &str, identifier: &str) -> Result<bool>;
     /// Replaces the stored scorecard results of entities of `blueprint` (identifier, results).
     async fn put_scorecard_results(&mut self, blueprint: &str, results: &[(String, Map<String, Value>)]) -> Result<()>;
+
+    /// Replaces the computed properties and scorecard results of an entity, if it is still at
+    /// `version`; false when a write got there first.
+    async fn put_computed(
+        &mut self,
+        entity: &EntityRef,
+        version: i64,
+        properties: &Map<String, Value>,
+        scorecards: &Map<String, Value>,
+    ) -> Result<bool>;
+
+    /// Enqueues jobs; a job whose key is already waiting is dropped (the waiting one covers it).
+    async fn enqueue_jobs(&mut self, jobs: &[NewJob]) -> Result<()>;
+    /// Claims up to `limit` due jobs whose lease is free or expired, leasing them to `owner`
+    /// until `now + lease_ms`. Commit before working on them, so others see the lease.
+    async fn claim_jobs(&mut self, owner: &str, now: Millis, lease_ms: i64, limit: u32) -> Result<Vec<Job>>;
+    /// Removes a finished job, if `owner` still holds its lease; false when the lease was lost
+    /// (the transaction must then be dropped: another worker owns the job).
+    async fn complete_job(&mut self, id: i64, owner: &str) -> Result<bool>;
+    /// Gives a failed job back, to be retried at `retry_at`.
+    async fn release_job(&mut self, id: i64, owner: &str, retry_at: Millis) -> Result<()>;
+    /// Jobs waiting or claimed.
+    async fn count_jobs(&mut self) -> Result<u64>;
 
     /// Entities a query selects, in the plan's order, at most `plan.limit`.
     async fn search(&mut self, plan: &query_sql::SearchPlan) -> Result<Vec<Entity>>;

@@ -7,14 +7,14 @@ use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::time::Duration;
 
-use portolan_model::{Blueprint, Entity, EntityRef};
+use portolan_model::{Blueprint, Entity, EntityRef, Millis};
 use serde_json::{Map, Value};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, Postgres, Row, Transaction};
 
 use crate::query_sql::{self, AggregatePlan, AggregateResult, Dialect, Param, SearchPlan, Sql, SqlRunner};
-use crate::{BlueprintRecord, EntityWrite, Referrer, Result, ScorecardRecord, Store, StoreError, Tx};
+use crate::{BlueprintRecord, EntityWrite, Job, NewJob, Referrer, Result, ScorecardRecord, Store, StoreError, Tx};
 
 const ENTITY_COLUMNS: &str = "blueprint, identifier, title, icon, team, properties, relations, scorecards, version, \
      created_at, created_by, updated_at, updated_by";
@@ -397,6 +397,110 @@ impl Tx for PgTx {
             .await?;
         }
         Ok(())
+    }
+
+    async fn put_computed(
+        &mut self,
+        entity: &EntityRef,
+        version: i64,
+        properties: &Map<String, Value>,
+        scorecards: &Map<String, Value>,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE entities SET properties = $1, scorecards = $2 WHERE blueprint = $3 AND identifier = $4 AND version = $5",
+        )
+        .bind(Json(properties))
+        .bind(Json(scorecards))
+        .bind(&entity.blueprint)
+        .bind(&entity.identifier)
+        .bind(version)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn enqueue_jobs(&mut self, jobs: &[NewJob]) -> Result<()> {
+        for job in jobs {
+            sqlx::query(
+                "INSERT INTO jobs (kind, dedupe_key, payload, run_after, created_at) VALUES ($1, $2, $3, $4, $4)
+                 ON CONFLICT (dedupe_key) WHERE lease_owner IS NULL DO NOTHING",
+            )
+            .bind(&job.kind)
+            .bind(&job.dedupe_key)
+            .bind(Json(&job.payload))
+            .bind(job.run_after)
+            .execute(&mut *self.tx)
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn claim_jobs(&mut self, owner: &str, now: Millis, lease_ms: i64, limit: u32) -> Result<Vec<Job>> {
+        // SKIP LOCKED: concurrent claimers on other replicas take other rows instead of waiting.
+        let rows = sqlx::query(
+            "UPDATE jobs SET lease_owner = $1, lease_until = $2, attempts = attempts + 1
+             WHERE id IN (SELECT id FROM jobs WHERE run_after <= $3 AND (lease_until IS NULL OR lease_until < $3)
+                          ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED)
+             RETURNING id, kind, payload, attempts, lease_until",
+        )
+        .bind(owner)
+        .bind(now + lease_ms)
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let Json(payload) = row.try_get("payload")?;
+                Ok(Job {
+                    id: row.try_get("id")?,
+                    kind: row.try_get("kind")?,
+                    payload,
+                    attempts: i64::from(row.try_get::<i32, _>("attempts")?),
+                    lease_until: row.try_get("lease_until")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn complete_job(&mut self, id: i64, owner: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM jobs WHERE id = $1 AND lease_owner = $2")
+            .bind(id)
+            .bind(owner)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn release_job(&mut self, id: i64, owner: &str, retry_at: Millis) -> Result<()> {
+        // Back to waiting, unless an equal job is already waiting (then this one is redundant).
+        let waiting: Option<i64> = sqlx::query_scalar(
+            "SELECT w.id FROM jobs j JOIN jobs w ON w.dedupe_key = j.dedupe_key AND w.lease_owner IS NULL
+             WHERE j.id = $1 AND w.id <> j.id",
+        )
+        .bind(id)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        if waiting.is_some() {
+            sqlx::query("DELETE FROM jobs WHERE id = $1 AND lease_owner = $2")
+                .bind(id)
+                .bind(owner)
+                .execute(&mut *self.tx)
+                .await?;
+        } else {
+            sqlx::query("UPDATE jobs SET lease_owner = NULL, lease_until = NULL, run_after = $3 WHERE id = $1 AND lease_owner = $2")
+                .bind(id)
+                .bind(owner)
+                .bind(retry_at)
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn count_jobs(&mut self) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs").fetch_one(&mut *self.tx).await?;
+        Ok(n.max(0) as u64)
     }
 
     async fn search(&mut self, plan: &SearchPlan) -> Result<Vec<Entity>> {

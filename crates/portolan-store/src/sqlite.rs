@@ -8,13 +8,13 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use portolan_model::{Blueprint, Entity, EntityRef, Reference};
+use portolan_model::{Blueprint, Entity, EntityRef, Millis, Reference};
 use serde_json::{Map, Value};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, Row, Sqlite, Transaction};
 
 use crate::query_sql::{self, AggregatePlan, AggregateResult, Dialect, Param, SearchPlan, Sql, SqlRunner};
-use crate::{BlueprintRecord, EntityWrite, Referrer, Result, ScorecardRecord, Store, StoreError, Tx};
+use crate::{BlueprintRecord, EntityWrite, Job, NewJob, Referrer, Result, ScorecardRecord, Store, StoreError, Tx};
 
 /// The file inside the data directory that holds the database.
 pub const DATABASE_FILE: &str = "portolan.db";
@@ -410,6 +410,111 @@ impl Tx for SqliteTx {
             query.bind(blueprint).execute(&mut *self.tx).await?;
         }
         Ok(())
+    }
+
+    async fn put_computed(
+        &mut self,
+        entity: &EntityRef,
+        version: i64,
+        properties: &Map<String, Value>,
+        scorecards: &Map<String, Value>,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE entities SET properties = ?, scorecards = ? WHERE blueprint = ? AND identifier = ? AND version = ?",
+        )
+        .bind(to_json(properties)?)
+        .bind(to_json(scorecards)?)
+        .bind(&entity.blueprint)
+        .bind(&entity.identifier)
+        .bind(version)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn enqueue_jobs(&mut self, jobs: &[NewJob]) -> Result<()> {
+        for job in jobs {
+            sqlx::query(
+                "INSERT INTO jobs (kind, dedupe_key, payload, run_after, created_at) VALUES (?, ?, ?, ?, ?)
+                 ON CONFLICT (dedupe_key) WHERE lease_owner IS NULL DO NOTHING",
+            )
+            .bind(&job.kind)
+            .bind(&job.dedupe_key)
+            .bind(to_json(&job.payload)?)
+            .bind(job.run_after)
+            .bind(job.run_after)
+            .execute(&mut *self.tx)
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn claim_jobs(&mut self, owner: &str, now: Millis, lease_ms: i64, limit: u32) -> Result<Vec<Job>> {
+        // One writer at a time: the select and the update cannot interleave with another claim.
+        let rows = sqlx::query(
+            "UPDATE jobs SET lease_owner = ?, lease_until = ?, attempts = attempts + 1
+             WHERE id IN (SELECT id FROM jobs WHERE run_after <= ? AND (lease_until IS NULL OR lease_until < ?)
+                          ORDER BY id LIMIT ?)
+             RETURNING id, kind, payload, attempts, lease_until",
+        )
+        .bind(owner)
+        .bind(now + lease_ms)
+        .bind(now)
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(Job {
+                    id: row.try_get("id")?,
+                    kind: row.try_get("kind")?,
+                    payload: parse_json(row.try_get("payload")?)?,
+                    attempts: row.try_get("attempts")?,
+                    lease_until: row.try_get("lease_until")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn complete_job(&mut self, id: i64, owner: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM jobs WHERE id = ? AND lease_owner = ?")
+            .bind(id)
+            .bind(owner)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn release_job(&mut self, id: i64, owner: &str, retry_at: Millis) -> Result<()> {
+        // Back to waiting, unless an equal job is already waiting (then this one is redundant).
+        let waiting: Option<i64> = sqlx::query_scalar(
+            "SELECT w.id FROM jobs j JOIN jobs w ON w.dedupe_key = j.dedupe_key AND w.lease_owner IS NULL
+             WHERE j.id = ? AND w.id <> j.id",
+        )
+        .bind(id)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        if waiting.is_some() {
+            sqlx::query("DELETE FROM jobs WHERE id = ? AND lease_owner = ?")
+                .bind(id)
+                .bind(owner)
+                .execute(&mut *self.tx)
+                .await?;
+        } else {
+            sqlx::query("UPDATE jobs SET lease_owner = NULL, lease_until = NULL, run_after = ? WHERE id = ? AND lease_owner = ?")
+                .bind(retry_at)
+                .bind(id)
+                .bind(owner)
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn count_jobs(&mut self) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs").fetch_one(&mut *self.tx).await?;
+        Ok(n.max(0) as u64)
     }
 
     async fn search(&mut self, plan: &SearchPlan) -> Result<Vec<Entity>> {

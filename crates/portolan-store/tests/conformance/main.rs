@@ -70,4 +70,6 @@ conformance!(
     delete_all_entities_of_a_blueprint,
     search_agrees_with_the_in_memory_evaluator,
     aggregates_agree_with_memory,
+    jobs_coalesce_and_each_is_claimed_once,
+    an_expired_lease_hands_the_job_over,
 );

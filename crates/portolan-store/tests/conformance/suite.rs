@@ -267,3 +267,83 @@ pub async fn delete_all_entities_of_a_blueprint(store: &dyn Store) {
     assert_eq!(tx.count_entities("system").await.expect("count"), 0);
     assert_eq!(tx.count_entities("service").await.expect("count"), 1);
 }
+
+fn job(key: &str) -> portolan_store::NewJob {
+    portolan_store::NewJob {
+        kind: "test".into(),
+        dedupe_key: Some(key.into()),
+        payload: json!({"key": key}),
+        run_after: 0,
+    }
+}
+
+/// Claims and completes jobs until none is left; returns the payload keys it handled.
+async fn drain(store: &dyn Store, owner: &str) -> Vec<String> {
+    let mut handled = Vec::new();
+    loop {
+        let mut tx = store.write().await.expect("write tx");
+        let claimed = tx.claim_jobs(owner, 1_000, 60_000, 3).await.expect("claim");
+        tx.commit().await.expect("commit");
+        if claimed.is_empty() {
+            return handled;
+        }
+        for job in claimed {
+            tokio::task::yield_now().await;
+            let mut tx = store.write().await.expect("write tx");
+            assert!(tx.complete_job(job.id, owner).await.expect("complete"), "{owner} holds its lease");
+            tx.commit().await.expect("commit");
+            handled.push(job.payload["key"].as_str().unwrap_or_default().to_string());
+        }
+    }
+}
+
+pub async fn jobs_coalesce_and_each_is_claimed_once(store: &dyn Store) {
+    let mut tx = store.write().await.expect("write tx");
+    let jobs: Vec<_> = (0..40).map(|i| job(&format!("k{i}"))).chain((0..10).map(|i| job(&format!("k{i}")))).collect();
+    tx.enqueue_jobs(&jobs).await.expect("enqueue");
+    tx.commit().await.expect("commit");
+    assert_eq!(store.read().await.expect("read").count_jobs().await.expect("count"), 40, "waiting duplicates coalesce");
+
+    let (a, b) = tokio::join!(drain(store, "replica-a"), drain(store, "replica-b"));
+    let mut all: Vec<String> = a.iter().chain(b.iter()).cloned().collect();
+    all.sort();
+    let mut expected: Vec<String> = (0..40).map(|i| format!("k{i}")).collect();
+    expected.sort();
+    assert_eq!(all, expected, "every job handled exactly once (a: {}, b: {})", a.len(), b.len());
+    assert_eq!(store.read().await.expect("read").count_jobs().await.expect("count"), 0);
+}
+
+pub async fn an_expired_lease_hands_the_job_over(store: &dyn Store) {
+    let mut tx = store.write().await.expect("write tx");
+    tx.enqueue_jobs(&[job("only")]).await.expect("enqueue");
+    let claimed = tx.claim_jobs("dying", 1_000, 500, 10).await.expect("claim");
+    tx.commit().await.expect("commit");
+    assert_eq!(claimed.len(), 1);
+
+    let mut tx = store.write().await.expect("write tx");
+    assert!(tx.claim_jobs("other", 1_400, 500, 10).await.expect("claim").is_empty(), "leased jobs are not claimable");
+    let taken = tx.claim_jobs("other", 1_600, 500, 10).await.expect("claim");
+    tx.commit().await.expect("commit");
+    assert_eq!(taken.len(), 1, "after the lease runs out another worker takes the job");
+    assert_eq!(taken[0].attempts, 2);
+
+    let mut tx = store.write().await.expect("write tx");
+    assert!(!tx.complete_job(taken[0].id, "dying").await.expect("complete"), "the first owner lost its lease");
+    drop(tx);
+
+    // A newer change to the same key waits beside the claimed job; releasing the claimed one
+    // then drops it, since the waiting one covers it.
+    let mut tx = store.write().await.expect("write tx");
+    tx.enqueue_jobs(&[job("only")]).await.expect("enqueue");
+    assert_eq!(tx.count_jobs().await.expect("count"), 2);
+    tx.release_job(taken[0].id, "other", 2_000).await.expect("release");
+    assert_eq!(tx.count_jobs().await.expect("count"), 1);
+    tx.commit().await.expect("commit");
+
+    let mut tx = store.write().await.expect("write tx");
+    let next = tx.claim_jobs("other", 2_000, 500, 10).await.expect("claim");
+    assert_eq!(next.len(), 1);
+    tx.release_job(next[0].id, "other", 9_000).await.expect("release");
+    assert!(tx.claim_jobs("other", 3_000, 500, 10).await.expect("claim").is_empty(), "released for later");
+    assert_eq!(tx.claim_jobs("other", 9_000, 500, 10).await.expect("claim").len(), 1);
+}

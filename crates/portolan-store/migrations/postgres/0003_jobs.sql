@@ -1,0 +1,17 @@
+-- Background work, written in the transaction of the change that causes it (an outbox), and
+-- claimed under a lease so that a worker that dies hands its work over when the lease runs out.
+CREATE TABLE jobs (
+    id          BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    kind        TEXT NOT NULL,
+    dedupe_key  TEXT,
+    payload     JSONB NOT NULL,
+    run_after   BIGINT NOT NULL,
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    lease_owner TEXT,
+    lease_until BIGINT,
+    created_at  BIGINT NOT NULL
+);
+
+-- At most one waiting (unclaimed) job per key: repeated changes coalesce.
+CREATE UNIQUE INDEX jobs_waiting_key ON jobs (dedupe_key) WHERE lease_owner IS NULL;
+CREATE INDEX jobs_due ON jobs (run_after);
