@@ -176,18 +176,8 @@ impl<'a> Scope<'a> {
             let shape = shape.ok_or_else(|| format!("no searched blueprint has a relation '{name}'"))?;
             return Ok(Target { field: Field::Relation(name.to_string()), shape });
         }
-        if let Some(meta) = name.strip_prefix('$') {
-            let (meta, shape) = match meta {
-                "identifier" => (Meta::Identifier, Shape::One(Kind::String)),
-                "title" => (Meta::Title, Shape::One(Kind::String)),
-                "team" => (Meta::Team, Shape::Many(Kind::String)),
-                "blueprint" => (Meta::Blueprint, Shape::One(Kind::String)),
-                "createdAt" => (Meta::CreatedAt, Shape::One(Kind::Timestamp)),
-                "updatedAt" => (Meta::UpdatedAt, Shape::One(Kind::Timestamp)),
-                "createdBy" => (Meta::CreatedBy, Shape::One(Kind::String)),
-                "updatedBy" => (Meta::UpdatedBy, Shape::One(Kind::String)),
-                _ => return Err(format!("unknown meta-property '{name}'")),
-            };
+        if name.starts_with('$') {
+            let (meta, shape) = meta_field(name).ok_or_else(|| format!("unknown meta-property '{name}'"))?;
             return Ok(Target { field: Field::Meta(meta), shape });
         }
         let mut shape = None;
@@ -225,6 +215,21 @@ impl Scope<'_> {
         }
         self.property_shape_in(&last, &path.field, depth + 1)
     }
+}
+
+/// A meta-property (`$identifier`, `$title`, ...) and the shape of its values.
+pub fn meta_field(name: &str) -> Option<(Meta, Shape)> {
+    Some(match name.strip_prefix('$')? {
+        "identifier" => (Meta::Identifier, Shape::One(Kind::String)),
+        "title" => (Meta::Title, Shape::One(Kind::String)),
+        "team" => (Meta::Team, Shape::Many(Kind::String)),
+        "blueprint" => (Meta::Blueprint, Shape::One(Kind::String)),
+        "createdAt" => (Meta::CreatedAt, Shape::One(Kind::Timestamp)),
+        "updatedAt" => (Meta::UpdatedAt, Shape::One(Kind::Timestamp)),
+        "createdBy" => (Meta::CreatedBy, Shape::One(Kind::String)),
+        "updatedBy" => (Meta::UpdatedBy, Shape::One(Kind::String)),
+        _ => return None,
+    })
 }
 
 fn merge_shape(found: &mut Option<Shape>, this: Shape, name: &str) -> Result<(), String> {

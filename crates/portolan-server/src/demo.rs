@@ -18,6 +18,8 @@ struct DemoCatalog {
     entities: Map<String, Value>,
     /// Scorecards per blueprint.
     scorecards: Map<String, Value>,
+    /// Computed properties added once every blueprint exists (they point at each other).
+    computed: Map<String, Value>,
 }
 
 /// What loading the demo added.
@@ -38,6 +40,18 @@ pub async fn load(catalog: &Catalog) -> Result<DemoSummary> {
             Ok(_) => summary.blueprints_created += 1,
             Err(err) if err.code == ErrorCode::AlreadyExists => {}
             Err(err) => return Err(err),
+        }
+    }
+    for (blueprint, computed) in demo.computed {
+        let current = catalog.get_blueprint(&blueprint).await?.blueprint;
+        let missing = computed.as_object().into_iter().flatten().any(|(kind, definitions)| {
+            definitions.as_object().into_iter().flatten().any(|(name, _)| match kind.as_str() {
+                "mirrorProperties" => !current.mirror_properties.contains_key(name),
+                _ => !current.aggregation_properties.contains_key(name),
+            })
+        });
+        if missing {
+            catalog.update_blueprint(&actor, &blueprint, computed, true).await?;
         }
     }
     for (blueprint, entities) in demo.entities {

@@ -103,8 +103,10 @@ async fn serve(config: config::ServeConfig) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let address = listener.local_addr()?;
     tracing::info!(%address, %database, "portolan is listening on http://{address}");
+    let worker = portolan_server::worker::Worker::start(state.catalog.clone());
     let router = portolan_server::router(state, &ServerOptions { body_limit: config.body_limit });
     portolan_server::serve(listener, router, shutdown_signal()).await?;
+    worker.stop().await;
     tracing::info!("stopped");
     Ok(())
 }

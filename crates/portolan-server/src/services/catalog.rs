@@ -5,13 +5,13 @@ use std::sync::Arc;
 
 use portolan_model::entity::ValidEntity;
 use portolan_model::error::FieldErrors;
-use portolan_model::scorecard::{self, CompiledScorecard};
+use portolan_model::scorecard;
 use portolan_model::{Blueprint, Entity, EntityInput, EntityRef, FieldError, system};
 use portolan_store::{BlueprintRecord, EntityWrite, Store, Tx};
 use serde_json::{Value, json};
 
 use super::scorecards::compiled_scorecards;
-use super::{Actor, SharedClock};
+use super::{Actor, SharedClock, computed};
 use crate::error::{Error, ErrorCode, Result};
 use crate::extract::IfMatch;
 
@@ -30,6 +30,8 @@ const SCAN_PAGE: u32 = 1_000;
 pub struct Catalog {
     store: Arc<dyn Store>,
     clock: SharedClock,
+    /// Wakes this process's worker when a write queued follow-up work.
+    work: Arc<tokio::sync::Notify>,
 }
 
 /// How an entity write treats an entity that already exists.
@@ -66,7 +68,7 @@ struct Pending {
 
 impl Catalog {
     pub fn new(store: Arc<dyn Store>, clock: SharedClock) -> Self {
-        Self { store, clock }
+        Self { store, clock, work: Arc::new(tokio::sync::Notify::new()) }
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -75,6 +77,11 @@ impl Catalog {
 
     pub fn now(&self) -> portolan_model::Millis {
         self.clock.now()
+    }
+
+    /// Notified after a write that queued background work.
+    pub fn work_signal(&self) -> Arc<tokio::sync::Notify> {
+        Arc::clone(&self.work)
     }
 
     /// A blueprint, or 404.
@@ -167,6 +174,8 @@ impl Catalog {
             }
         }
         let blueprint = Blueprint::from_json(document)?;
+        let existing_computed =
+            (existing.blueprint.mirror_properties.clone(), existing.blueprint.aggregation_properties.clone());
         if system::is_system(identifier) {
             system::check_system_change(&blueprint)?;
         }
@@ -185,9 +194,31 @@ impl Catalog {
             updated_at: self.clock.now(),
             updated_by: actor.id.clone(),
         };
+        let computed_changed = record.blueprint.mirror_properties != existing_computed.0
+            || record.blueprint.aggregation_properties != existing_computed.1;
         tx.put_blueprint(&record).await?;
+        if computed_changed {
+            self.recompute_all(tx.as_mut(), identifier).await?;
+        }
         tx.commit().await?;
+        self.work.notify_one();
         Ok(record)
+    }
+
+    /// Queues every entity of a blueprint for recompute (its computed definitions changed).
+    async fn recompute_all(&self, tx: &mut dyn Tx, blueprint: &str) -> Result<()> {
+        let mut after: Option<String> = None;
+        loop {
+            let page = tx.list_entities(blueprint, after.as_deref(), SCAN_PAGE).await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.identifier.clone());
+            let done = page.len() < SCAN_PAGE as usize;
+            tx.enqueue_jobs(&computed::recompute_jobs(page.into_iter().map(|e| e.entity_ref()), self.now())).await?;
+            if done {
+                break;
+            }
+        }
+        Ok(())
     }
 
     pub async fn delete_blueprint(&self, _actor: &Actor, identifier: &str, delete_entities: bool) -> Result<u64> {
@@ -297,14 +328,45 @@ impl Catalog {
         if let Some(errors) = missing.remove(&0) {
             return Err(Error::invalid(errors));
         }
-        let Some(pending) = pending.into_iter().next() else {
+        let written = self.store_pending(tx.as_mut(), actor, &blueprint, pending).await?;
+        tx.commit().await?;
+        self.work.notify_one();
+        let Some((_, write, outcome)) = written.into_iter().next() else {
             return Err(Error::new(ErrorCode::Internal, "lost a pending write"));
         };
-        let scorecards = compiled_scorecards(tx.as_mut(), &blueprint, self.now()).await?;
-        let (write, outcome) = self.next_version(actor, &blueprint, &scorecards, pending);
-        tx.put_entities(std::slice::from_ref(&write)).await?;
-        tx.commit().await?;
         Ok((write.entity, outcome))
+    }
+
+    /// Stores validated writes: each gets its next version, computed properties and scorecard
+    /// results; then the entities whose computed values read them are queued for recompute.
+    async fn store_pending(
+        &self,
+        tx: &mut dyn Tx,
+        actor: &Actor,
+        blueprint: &Blueprint,
+        pending: Vec<Pending>,
+    ) -> Result<Vec<(usize, EntityWrite, Outcome)>> {
+        let now = self.now();
+        let blueprints: Vec<Blueprint> = tx.blueprints().await?.into_iter().map(|r| r.blueprint).collect();
+        let scorecards = compiled_scorecards(tx, blueprint, now).await?;
+        let mut written = Vec::with_capacity(pending.len());
+        let mut befores = Vec::with_capacity(pending.len());
+        for p in pending {
+            let index = p.index;
+            befores.push(p.existing.clone());
+            let (mut write, outcome) = self.next_version(actor, blueprint, p);
+            computed::compute_properties(tx, &blueprints, &mut write.entity, now).await?;
+            write.entity.scorecards = scorecard::score(&scorecards, &write.entity);
+            written.push((index, write, outcome));
+        }
+        let writes: Vec<EntityWrite> = written.iter().map(|(_, w, _)| w.clone()).collect();
+        tx.put_entities(&writes).await?;
+        let mut follow_up = BTreeSet::new();
+        for (before, (_, write, _)) in befores.iter().zip(&written) {
+            follow_up.extend(computed::dependents(tx, &blueprints, before.as_ref(), Some(&write.entity)).await?);
+        }
+        tx.enqueue_jobs(&computed::recompute_jobs(follow_up, now)).await?;
+        Ok(written)
     }
 
     /// Writes up to [`MAX_BULK`] entities in one transaction; each item succeeds or fails on its
@@ -395,16 +457,11 @@ impl Catalog {
             }
         }
 
-        let scorecards = compiled_scorecards(tx.as_mut(), &blueprint, self.now()).await?;
-        let mut writes = Vec::with_capacity(pending.len());
-        for p in pending {
-            let index = p.index;
-            let (write, outcome) = self.next_version(actor, &blueprint, &scorecards, p);
-            results.push(BulkItem { index, identifier: Some(write.entity.identifier.clone()), result: Ok(outcome) });
-            writes.push(write);
+        for (index, write, outcome) in self.store_pending(tx.as_mut(), actor, &blueprint, pending).await? {
+            results.push(BulkItem { index, identifier: Some(write.entity.identifier), result: Ok(outcome) });
         }
-        tx.put_entities(&writes).await?;
         tx.commit().await?;
+        self.work.notify_one();
         results.sort_by_key(|item| item.index);
         Ok(results)
     }
@@ -458,29 +515,32 @@ impl Catalog {
                 ));
             }
         }
+        let blueprints: Vec<Blueprint> = tx.blueprints().await?.into_iter().map(|r| r.blueprint).collect();
+        let mut follow_up = BTreeSet::new();
+        for target in &to_delete {
+            let before = tx.entity(&target.blueprint, &target.identifier).await?;
+            follow_up.extend(computed::dependents(tx.as_mut(), &blueprints, before.as_ref(), None).await?);
+        }
         for target in &to_delete {
             tx.delete_entity(&target.blueprint, &target.identifier).await?;
+            follow_up.remove(target);
         }
+        tx.enqueue_jobs(&computed::recompute_jobs(follow_up, self.now())).await?;
         tx.commit().await?;
+        self.work.notify_one();
         Ok(to_delete.into_iter().collect())
     }
 
     /// The entity a pending write will store: a new one at version 1, or the next version of
     /// the existing one, keeping its creation stamp.
-    fn next_version(
-        &self,
-        actor: &Actor,
-        blueprint: &Blueprint,
-        scorecards: &[CompiledScorecard],
-        pending: Pending,
-    ) -> (EntityWrite, Outcome) {
+    fn next_version(&self, actor: &Actor, blueprint: &Blueprint, pending: Pending) -> (EntityWrite, Outcome) {
         let now = self.clock.now();
         let Pending { valid, existing, .. } = pending;
         let (version, created_at, created_by, outcome) = match existing {
             Some(current) => (current.version + 1, current.created_at, current.created_by, Outcome::Updated),
             None => (1, now, actor.id.clone(), Outcome::Created),
         };
-        let mut entity = Entity {
+        let entity = Entity {
             identifier: valid.identifier,
             title: valid.title,
             icon: valid.icon,
@@ -495,7 +555,6 @@ impl Catalog {
             updated_at: now,
             updated_by: actor.id.clone(),
         };
-        entity.scorecards = scorecard::score(scorecards, &entity);
         (EntityWrite { entity, references: valid.references }, outcome)
     }
 }
@@ -505,8 +564,10 @@ async fn load_blueprint(tx: &mut dyn Tx, identifier: &str) -> Result<BlueprintRe
 }
 
 async fn check_blueprint(tx: &mut dyn Tx, blueprint: &Blueprint) -> Result<()> {
-    let known: HashSet<String> = tx.blueprints().await?.into_iter().map(|r| r.blueprint.identifier).collect();
-    blueprint.validate(|target| known.contains(target))?;
+    let stored: Vec<Blueprint> = tx.blueprints().await?.into_iter().map(|r| r.blueprint).collect();
+    blueprint.validate(|target| stored.iter().any(|b| b.identifier == target))?;
+    let lookup = |id: &str| stored.iter().find(|b| b.identifier == id).cloned();
+    portolan_model::computed::validate(blueprint, &lookup)?;
     Ok(())
 }
 

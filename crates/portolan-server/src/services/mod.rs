@@ -2,6 +2,7 @@
 //! writes in one transaction. Handlers call these and nothing below them.
 
 pub mod catalog;
+pub mod computed;
 pub mod migrate;
 pub mod scorecards;
 pub mod search;

@@ -2,6 +2,7 @@
 //! directory per test.
 
 mod blueprints;
+mod computed;
 mod entities;
 mod errors;
 mod ops;
@@ -20,6 +21,7 @@ pub struct TestApp {
     pub state: AppState,
     _dir: tempfile::TempDir,
     _shutdown: tokio::sync::oneshot::Sender<()>,
+    _worker: portolan_server::worker::Worker,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -37,7 +39,8 @@ pub async fn spawn_app_with(options: ServerOptions) -> TestApp {
     tokio::spawn(portolan_server::serve(listener, router, async move {
         let _ = rx.await;
     }));
-    TestApp { base, client: reqwest::Client::new(), state, _dir: dir, _shutdown: tx }
+    let worker = portolan_server::worker::Worker::start(state.catalog.clone());
+    TestApp { base, client: reqwest::Client::new(), state, _dir: dir, _shutdown: tx, _worker: worker }
 }
 
 /// A response read whole: status, headers and JSON body (`Value::Null` when the body is not JSON).

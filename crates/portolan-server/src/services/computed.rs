@@ -1,0 +1,255 @@
+//! Computed properties: mirror and aggregation values are computed when an entity is written,
+//! and the entities whose values read a changed entity are recomputed by background jobs that
+//! the change enqueues in its own transaction (so no change is ever without its follow-up).
+
+use std::collections::{BTreeSet, HashMap};
+
+use portolan_model::blueprint::{AggregationFunction, AggregationProperty};
+use portolan_model::computed::{aggregation_relations, resolve_mirror};
+use portolan_model::query::{self, CompareOp, Field, Kind, Query, QueryContext, Rule, Scalar, Scope, Shape, Target};
+use portolan_model::scorecard;
+use portolan_model::{Blueprint, Entity, EntityRef, Millis};
+use portolan_store::query_sql::{Aggregate, AggregatePlan, AggregateResult};
+use portolan_store::{Job, NewJob, Tx};
+use serde_json::{Map, Value, json};
+
+use super::catalog::Catalog;
+use super::scorecards::compiled_scorecards;
+use crate::error::{Error, ErrorCode, Result};
+
+/// The job kind that recomputes one entity's computed properties and scorecards.
+pub const RECOMPUTE: &str = "recompute";
+/// Most entities a mirror's dependents are searched among, per hop.
+const MAX_DEPENDENTS: u32 = 100_000;
+
+/// Recompute jobs for entities.
+pub(crate) fn recompute_jobs(entities: impl IntoIterator<Item = EntityRef>, now: Millis) -> Vec<NewJob> {
+    entities
+        .into_iter()
+        .map(|e| NewJob {
+            kind: RECOMPUTE.into(),
+            dedupe_key: Some(format!("{RECOMPUTE}:{}/{}", e.blueprint, e.identifier)),
+            payload: json!({"blueprint": e.blueprint, "identifier": e.identifier}),
+            run_after: now,
+        })
+        .collect()
+}
+
+fn number(value: f64) -> Value {
+    if value.fract() == 0.0 && value.abs() < 9.0e15 { Value::from(value as i64) } else { Value::from(value) }
+}
+
+/// Computes the mirror and aggregation values of `entity` and puts them in its properties.
+pub(crate) async fn compute_properties(
+    tx: &mut dyn Tx,
+    blueprints: &[Blueprint],
+    entity: &mut Entity,
+    now: Millis,
+) -> Result<()> {
+    let Some(blueprint) = blueprints.iter().find(|b| b.identifier == entity.blueprint) else { return Ok(()) };
+    let lookup = |id: &str| blueprints.iter().find(|b| b.identifier == id).cloned();
+    for (name, mirror) in &blueprint.mirror_properties {
+        let value = match resolve_mirror(blueprint, &mirror.path, &lookup) {
+            Ok(path) => follow_mirror(tx, entity, &path.hops, &path.field).await?,
+            Err(_) => None,
+        };
+        set(&mut entity.properties, name, value);
+    }
+    for (name, aggregation) in &blueprint.aggregation_properties {
+        let value = aggregate(tx, blueprints, entity, aggregation, now).await?;
+        set(&mut entity.properties, name, value);
+    }
+    Ok(())
+}
+
+fn set(properties: &mut Map<String, Value>, name: &str, value: Option<Value>) {
+    match value {
+        Some(v) if !v.is_null() => {
+            properties.insert(name.to_string(), v);
+        }
+        _ => {
+            properties.remove(name);
+        }
+    }
+}
+
+async fn follow_mirror(
+    tx: &mut dyn Tx,
+    entity: &Entity,
+    hops: &[(String, String)],
+    field: &str,
+) -> Result<Option<Value>> {
+    let mut current: Option<Entity> = None;
+    for (relation, target) in hops {
+        let from = current.as_ref().unwrap_or(entity);
+        let Some(id) = from.relations.get(relation).and_then(Value::as_str).map(str::to_string) else {
+            return Ok(None);
+        };
+        current = tx.entity(target, &id).await?;
+        if current.is_none() {
+            return Ok(None);
+        }
+    }
+    let Some(reached) = current else { return Ok(None) };
+    Ok(match query::meta_field(field) {
+        Some((meta, _)) => query::raw(&reached, &Field::Meta(meta)),
+        None => reached.properties.get(field).cloned(),
+    })
+}
+
+async fn aggregate(
+    tx: &mut dyn Tx,
+    blueprints: &[Blueprint],
+    entity: &Entity,
+    aggregation: &AggregationProperty,
+    now: Millis,
+) -> Result<Option<Value>> {
+    let Some(target) = blueprints.iter().find(|b| b.identifier == aggregation.target) else { return Ok(None) };
+    let pointing: Vec<Query> = aggregation_relations(&entity.blueprint, target, aggregation.relation.as_deref())
+        .into_iter()
+        .map(|(relation, many)| {
+            let shape = if many { Shape::Many(Kind::String) } else { Shape::One(Kind::String) };
+            Query::Rule(Rule::Compare {
+                target: Target { field: Field::Relation(relation), shape },
+                op: CompareOp::Eq,
+                value: Scalar::Str(entity.identifier.clone()),
+                negate: false,
+            })
+        })
+        .collect();
+    let mut parts = vec![Query::Or(pointing)];
+    if let Some(filter) = &aggregation.query {
+        let scope = Scope::new(blueprints, Some(&target.identifier));
+        match query::parse(filter, &scope, &QueryContext { now, ..QueryContext::default() }) {
+            Ok(q) => parts.push(q),
+            Err(_) => return Ok(None),
+        }
+    }
+    let spec = &aggregation.calculation_spec;
+    let property = || Target {
+        field: Field::Property(spec.property.clone().unwrap_or_default()),
+        shape: Shape::One(Kind::Number),
+    };
+    let function = match spec.func {
+        AggregationFunction::Count => Aggregate::Count,
+        AggregationFunction::Sum => Aggregate::Sum(property()),
+        AggregationFunction::Average => Aggregate::Avg(property()),
+        AggregationFunction::Min => Aggregate::Min(property()),
+        AggregationFunction::Max => Aggregate::Max(property()),
+        AggregationFunction::Median => Aggregate::Median(property()),
+    };
+    let plan = AggregatePlan {
+        blueprint: Some(target.identifier.clone()),
+        query: Query::And(parts),
+        function,
+        required_relations: vec![],
+    };
+    Ok(match tx.aggregate(&plan).await? {
+        AggregateResult::Value(Some(v)) => Some(number(v)),
+        AggregateResult::Value(None) if spec.func == AggregationFunction::Sum => Some(Value::from(0)),
+        _ => None,
+    })
+}
+
+/// The entities whose computed values read `changed` (as it was `before` and is `after`), apart
+/// from `changed` itself.
+pub(crate) async fn dependents(
+    tx: &mut dyn Tx,
+    blueprints: &[Blueprint],
+    before: Option<&Entity>,
+    after: Option<&Entity>,
+) -> Result<BTreeSet<EntityRef>> {
+    let Some(changed) = after.or(before) else { return Ok(BTreeSet::new()) };
+    let Some(changed_bp) = blueprints.iter().find(|b| b.identifier == changed.blueprint) else {
+        return Ok(BTreeSet::new());
+    };
+    let mut found = BTreeSet::new();
+    // Aggregations over the changed entity's blueprint: the entities it points (or pointed) at.
+    for owner in blueprints {
+        for aggregation in owner.aggregation_properties.values().filter(|a| a.target == changed.blueprint) {
+            for (relation, _) in aggregation_relations(&owner.identifier, changed_bp, aggregation.relation.as_deref()) {
+                for version in [before, after].into_iter().flatten() {
+                    for id in relation_targets(version.relations.get(&relation)) {
+                        found.insert(EntityRef { blueprint: owner.identifier.clone(), identifier: id });
+                    }
+                }
+            }
+        }
+    }
+    // Mirrors whose path passes through the changed entity: walk the path backwards.
+    let lookup = |id: &str| blueprints.iter().find(|b| b.identifier == id).cloned();
+    let mut referrers_cache: HashMap<EntityRef, Vec<portolan_store::Referrer>> = HashMap::new();
+    for owner in blueprints {
+        for mirror in owner.mirror_properties.values() {
+            let Ok(path) = resolve_mirror(owner, &mirror.path, &lookup) else { continue };
+            for (hop, (_, reached)) in path.hops.iter().enumerate() {
+                if *reached != changed.blueprint {
+                    continue;
+                }
+                let mut frontier = BTreeSet::from([changed.entity_ref()]);
+                for back in (0..=hop).rev() {
+                    let relation = &path.hops[back].0;
+                    let source = if back == 0 { owner.identifier.as_str() } else { path.hops[back - 1].1.as_str() };
+                    let mut next = BTreeSet::new();
+                    for target in &frontier {
+                        if !referrers_cache.contains_key(target) {
+                            let referrers = tx.referrers(target, MAX_DEPENDENTS).await?;
+                            referrers_cache.insert(target.clone(), referrers);
+                        }
+                        for r in referrers_cache.get(target).into_iter().flatten() {
+                            if r.via == *relation && r.source.blueprint == source {
+                                next.insert(r.source.clone());
+                            }
+                        }
+                    }
+                    frontier = next;
+                }
+                found.extend(frontier);
+            }
+        }
+    }
+    found.remove(&changed.entity_ref());
+    Ok(found)
+}
+
+fn relation_targets(value: Option<&Value>) -> Vec<String> {
+    match value {
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).map(str::to_string).collect(),
+        _ => vec![],
+    }
+}
+
+impl Catalog {
+    /// Runs one recompute job: recomputes the entity and, if anything changed, enqueues the
+    /// entities that read it. The job's completion commits with its effect.
+    pub async fn run_recompute(&self, job: &Job, owner: &str) -> Result<()> {
+        let target: EntityRef = EntityRef {
+            blueprint: job.payload["blueprint"].as_str().unwrap_or_default().to_string(),
+            identifier: job.payload["identifier"].as_str().unwrap_or_default().to_string(),
+        };
+        let mut tx = self.store().write().await?;
+        let blueprints: Vec<Blueprint> = tx.blueprints().await?.into_iter().map(|r| r.blueprint).collect();
+        if let Some(before) = tx.entity(&target.blueprint, &target.identifier).await?
+            && let Some(blueprint) = blueprints.iter().find(|b| b.identifier == target.blueprint)
+        {
+            let now = self.now();
+            let mut after = before.clone();
+            compute_properties(tx.as_mut(), &blueprints, &mut after, now).await?;
+            let scorecards = compiled_scorecards(tx.as_mut(), blueprint, now).await?;
+            after.scorecards = scorecard::score(&scorecards, &after);
+            if (after.properties != before.properties || after.scorecards != before.scorecards)
+                && tx.put_computed(&target, before.version, &after.properties, &after.scorecards).await?
+            {
+                let next = dependents(tx.as_mut(), &blueprints, Some(&before), Some(&after)).await?;
+                tx.enqueue_jobs(&recompute_jobs(next, now)).await?;
+            }
+        }
+        if !tx.complete_job(job.id, owner).await? {
+            return Err(Error::new(ErrorCode::Conflict, format!("lost the lease of job {}", job.id)));
+        }
+        tx.commit().await?;
+        self.work_signal().notify_one();
+        Ok(())
+    }
+}

@@ -1,0 +1,94 @@
+//! The background worker each replica runs: claims jobs under a lease, runs them, and gives
+//! failed ones back with a growing delay. Several replicas share the queue; a job is worked on by
+//! one of them at a time, and a replica that dies hands its jobs over when their leases expire.
+
+use std::time::Duration;
+
+use portolan_store::Job;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::error::{Error, ErrorCode, Result};
+use crate::services::catalog::Catalog;
+use crate::services::computed::RECOMPUTE;
+
+/// How long a claimed job is ours before another replica may take it.
+pub const LEASE_MS: i64 = 30_000;
+/// How often an idle worker looks for work others queued (own work wakes it at once).
+const POLL: Duration = Duration::from_millis(100);
+const BATCH: u32 = 32;
+
+/// A running worker; dropping the handle does not stop it, [`Worker::stop`] does.
+pub struct Worker {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Worker {
+    pub fn start(catalog: Catalog) -> Worker {
+        let owner = format!("worker-{}", uuid::Uuid::new_v4().simple());
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(run(catalog, owner, stopped));
+        Worker { stop, task }
+    }
+
+    /// Finishes the job in hand and stops.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+async fn run(catalog: Catalog, owner: String, mut stopped: watch::Receiver<bool>) {
+    let wake = catalog.work_signal();
+    loop {
+        if *stopped.borrow() {
+            return;
+        }
+        let jobs = match claim(&catalog, &owner).await {
+            Ok(jobs) => jobs,
+            Err(err) => {
+                tracing::warn!(%err, "cannot claim jobs");
+                Vec::new()
+            }
+        };
+        if jobs.is_empty() {
+            tokio::select! {
+                _ = tokio::time::sleep(POLL) => {}
+                _ = wake.notified() => {}
+                _ = stopped.changed() => return,
+            }
+            continue;
+        }
+        for job in jobs {
+            if let Err(err) = execute(&catalog, &job, &owner).await {
+                let delay = 100i64.saturating_mul(1 << job.attempts.clamp(0, 10)).min(60_000);
+                tracing::warn!(job = job.id, kind = %job.kind, attempts = job.attempts, %err, "job failed; retrying in {delay} ms");
+                if let Err(err) = release(&catalog, &job, &owner, delay).await {
+                    tracing::warn!(job = job.id, %err, "cannot release job; its lease will expire");
+                }
+            }
+        }
+    }
+}
+
+async fn claim(catalog: &Catalog, owner: &str) -> Result<Vec<Job>> {
+    let mut tx = catalog.store().write().await?;
+    let jobs = tx.claim_jobs(owner, catalog.now(), LEASE_MS, BATCH).await?;
+    tx.commit().await?;
+    Ok(jobs)
+}
+
+async fn execute(catalog: &Catalog, job: &Job, owner: &str) -> Result<()> {
+    match job.kind.as_str() {
+        RECOMPUTE => catalog.run_recompute(job, owner).await,
+        other => Err(Error::new(ErrorCode::Internal, format!("no handler for job kind '{other}'"))),
+    }
+}
+
+async fn release(catalog: &Catalog, job: &Job, owner: &str, delay_ms: i64) -> Result<()> {
+    let mut tx = catalog.store().write().await?;
+    tx.release_job(job.id, owner, catalog.now() + delay_ms).await?;
+    tx.commit().await?;
+    Ok(())
+}

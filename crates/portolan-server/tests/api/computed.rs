@@ -1,0 +1,119 @@
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::{TestApp, spawn_app};
+
+/// Polls `path` until `check` holds on the entity, and returns how long that took; fails after 1 s.
+async fn fresh_within_a_second(app: &TestApp, path: &str, check: impl Fn(&Value) -> bool) -> Duration {
+    let started = Instant::now();
+    loop {
+        let reply = app.get(path).await;
+        if check(&reply.body["entity"]) {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < Duration::from_secs(1), "{path} not fresh within 1 s: {}", reply.body["entity"]);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn mirrors_and_aggregations_follow_changes_within_a_second() {
+    let app = spawn_app().await;
+    portolan_server::demo::load(&app.state.catalog).await.expect("demo");
+    let cart_system = "/api/v1/blueprints/system/entities/cart-system";
+    let domain = "/api/v1/blueprints/domain/entities/order-domain";
+    let cart_service = "/api/v1/blueprints/service/entities/cart-service";
+
+    fresh_within_a_second(&app, domain, |e| e["properties"]["serviceCount"] == 2).await;
+    let service = app.get(cart_service).await.body["entity"].clone();
+    assert_eq!(service["properties"]["systemLifecycle"], "production", "mirrors are computed on write");
+    assert_eq!(service["properties"]["domain"], "Order Domain", "through two relations, to a meta-property");
+
+    let created = app
+        .post(
+            "/api/v1/blueprints/service/entities",
+            json!({"identifier": "checkout", "properties": {
+            "language": "Go", "lifecycle": "experimental", "replicas": 3}, "relations": {"system": "cart-system"}}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    assert_eq!(created.body["entity"]["properties"]["domain"], "Order Domain");
+    fresh_within_a_second(&app, cart_system, |e| {
+        e["properties"]["serviceCount"] == 2 && e["properties"]["replicas"] == 9
+    })
+    .await;
+    fresh_within_a_second(&app, domain, |e| e["properties"]["serviceCount"] == 3).await;
+
+    // A change upstream reaches every mirror that reads it.
+    app.patch(cart_system, json!({"properties": {"lifecycle": "deprecated"}})).await;
+    fresh_within_a_second(&app, cart_service, |e| e["properties"]["systemLifecycle"] == "deprecated").await;
+    app.patch(domain, json!({"title": "Orders"})).await;
+    fresh_within_a_second(&app, "/api/v1/blueprints/service/entities/checkout", |e| {
+        e["properties"]["domain"] == "Orders"
+    })
+    .await;
+
+    // Computed properties are searchable like any other, and cannot be written.
+    let deprecated = app
+        .post(
+            "/api/v1/blueprints/service/entities/search",
+            json!({"combinator": "and", "rules": [
+            {"property": "systemLifecycle", "operator": "=", "value": "deprecated"}]}),
+        )
+        .await;
+    let ids: Vec<&str> =
+        deprecated.body["entities"].as_array().expect("list").iter().filter_map(|e| e["identifier"].as_str()).collect();
+    assert_eq!(ids, vec!["cart-service", "checkout"]);
+    let ignored = app.patch(cart_system, json!({"properties": {"serviceCount": 99}})).await;
+    assert_eq!(ignored.status, StatusCode::OK);
+    assert_eq!(ignored.body["entity"]["properties"]["serviceCount"], 2, "a computed value sent back is ignored");
+
+    // Moving and deleting services updates the counts they left.
+    app.patch("/api/v1/blueprints/service/entities/checkout", json!({"relations": {"system": "products-system"}}))
+        .await;
+    fresh_within_a_second(&app, cart_system, |e| e["properties"]["serviceCount"] == 1).await;
+    fresh_within_a_second(&app, "/api/v1/blueprints/system/entities/products-system", |e| {
+        e["properties"]["serviceCount"] == 2
+    })
+    .await;
+    app.delete("/api/v1/blueprints/service/entities/checkout").await;
+    fresh_within_a_second(&app, "/api/v1/blueprints/system/entities/products-system", |e| {
+        e["properties"]["serviceCount"] == 1
+    })
+    .await;
+    fresh_within_a_second(&app, domain, |e| e["properties"]["serviceCount"] == 2).await;
+}
+
+#[tokio::test]
+async fn invalid_computed_definitions_are_refused() {
+    let app = spawn_app().await;
+    portolan_server::demo::load(&app.state.catalog).await.expect("demo");
+    let cases = [
+        (json!({"mirrorProperties": {"x": {"path": "nowhere.title"}}}), "/mirrorProperties/x/path"),
+        (json!({"mirrorProperties": {"x": {"path": "providesApis.type"}}}), "/mirrorProperties/x/path"),
+        (json!({"mirrorProperties": {"language": {"path": "system.lifecycle"}}}), "/mirrorProperties/language"),
+        (
+            json!({"aggregationProperties": {"n": {"target": "domain", "calculationSpec": {"calculationBy": "entities", "func": "count"}}}}),
+            "/aggregationProperties/n/relation",
+        ),
+        (
+            json!({"aggregationProperties": {"n": {"target": "service", "relation": "dependsOn", "calculationSpec": {"calculationBy": "entities", "func": "count"}}}}),
+            "/aggregationProperties/n/relation",
+        ),
+    ];
+    for (patch, path) in cases {
+        let reply = app.patch("/api/v1/blueprints/service", patch.clone()).await;
+        assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{patch}: {}", reply.body);
+        assert_eq!(reply.detail_paths(), vec![path], "{patch}");
+    }
+    let bad_spec = app
+        .patch(
+            "/api/v1/blueprints/system",
+            json!({"aggregationProperties": {"n": {"target": "service", "calculationSpec": {
+            "calculationBy": "property", "func": "sum", "property": "language"}}}}),
+        )
+        .await;
+    assert_eq!(bad_spec.detail_paths(), vec!["/aggregationProperties/n/calculationSpec/property"]);
+}
