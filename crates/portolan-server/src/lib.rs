@@ -44,6 +44,8 @@ impl Default for ServerOptions {
 pub struct AppState {
     pub catalog: Catalog,
     pub metrics: PrometheusHandle,
+    /// Set when the server begins to shut down: long-lived responses (event streams) end.
+    stopping: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl AppState {
@@ -55,7 +57,17 @@ impl AppState {
     pub async fn with_clock(store: Arc<dyn Store>, clock: SharedClock) -> Result<Self, Error> {
         let catalog = Catalog::new(store, clock);
         catalog.ensure_system_blueprints().await?;
-        Ok(Self { catalog, metrics: metrics_handle() })
+        Ok(Self { catalog, metrics: metrics_handle(), stopping: Arc::new(tokio::sync::watch::channel(false).0) })
+    }
+
+    /// Ends event streams so that a graceful shutdown is not held open by them.
+    pub fn begin_shutdown(&self) {
+        self.stopping.send_replace(true);
+    }
+
+    /// Resolves when [`AppState::begin_shutdown`] is called.
+    pub fn stopping(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.stopping.subscribe()
     }
 }
 

@@ -51,6 +51,20 @@ pub struct ScorecardRecord {
     pub updated_by: String,
 }
 
+/// A change every replica hears about as soon as it commits (live updates to browsers).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ChangeEvent {
+    /// `entity.created`, `entity.updated`, `entity.deleted`, `entity.computed`.
+    pub kind: String,
+    pub blueprint: String,
+    pub identifier: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<i64>,
+}
+
+/// How many change events a slow listener may fall behind before it misses some.
+pub const CHANGE_BUFFER: usize = 1_024;
+
 /// Background work to enqueue.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewJob {
@@ -96,6 +110,8 @@ pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> Result<()>;
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
+    /// Changes committed by any process sharing this database, from now on.
+    fn changes(&self) -> tokio::sync::broadcast::Receiver<ChangeEvent>;
 }
 
 /// One transaction. Dropping it without [`Tx::commit`] rolls it back.
@@ -160,6 +176,10 @@ pub trait Tx: Send {
     async fn release_job(&mut self, id: i64, owner: &str, retry_at: Millis) -> Result<()>;
     /// Jobs waiting or claimed.
     async fn count_jobs(&mut self) -> Result<u64>;
+
+    /// Announces a change to every listener of [`Store::changes`], once (and if) this
+    /// transaction commits.
+    async fn publish(&mut self, event: &ChangeEvent) -> Result<()>;
 
     /// Entities a query selects, in the plan's order, at most `plan.limit`.
     async fn search(&mut self, plan: &query_sql::SearchPlan) -> Result<Vec<Entity>>;

@@ -14,7 +14,12 @@ use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, Postgres, Row, Transaction};
 
 use crate::query_sql::{self, AggregatePlan, AggregateResult, Dialect, Param, SearchPlan, Sql, SqlRunner};
-use crate::{BlueprintRecord, EntityWrite, Job, NewJob, Referrer, Result, ScorecardRecord, Store, StoreError, Tx};
+use tokio::sync::broadcast;
+
+use crate::{
+    BlueprintRecord, CHANGE_BUFFER, ChangeEvent, EntityWrite, Job, NewJob, Referrer, Result, ScorecardRecord, Store,
+    StoreError, Tx,
+};
 
 const ENTITY_COLUMNS: &str = "blueprint, identifier, title, icon, team, properties, relations, scorecards, version, \
      created_at, created_by, updated_at, updated_by";
@@ -24,7 +29,11 @@ const ROWS_PER_STATEMENT: usize = 1_000;
 
 pub struct PostgresStore {
     pool: PgPool,
+    changes: broadcast::Sender<ChangeEvent>,
 }
+
+/// The NOTIFY channel change events travel on between replicas.
+const CHANGES_CHANNEL: &str = "portolan_changes";
 
 impl PostgresStore {
     /// Connects to `url` and applies pending migrations (replicas starting together take turns:
@@ -57,7 +66,51 @@ impl PostgresStore {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))?;
-        Ok(Self { pool })
+        let changes = broadcast::channel(CHANGE_BUFFER).0;
+        tokio::spawn(relay_changes(pool.clone(), changes.clone()));
+        Ok(Self { pool, changes })
+    }
+}
+
+/// Forwards NOTIFY messages from every replica to this process's listeners, reconnecting after
+/// the database comes back.
+async fn relay_changes(pool: PgPool, changes: broadcast::Sender<ChangeEvent>) {
+    loop {
+        let mut listener = match sqlx::postgres::PgListener::connect_with(&pool).await {
+            Ok(listener) => listener,
+            Err(err) if pool.is_closed() => {
+                tracing::debug!(%err, "pool closed; change relay stops");
+                return;
+            }
+            Err(err) => {
+                tracing::warn!(%err, "cannot listen for changes; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if let Err(err) = listener.listen(CHANGES_CHANNEL).await {
+            tracing::warn!(%err, "cannot listen for changes; retrying");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        }
+        loop {
+            match listener.recv().await {
+                Ok(notification) => match serde_json::from_str::<ChangeEvent>(notification.payload()) {
+                    Ok(event) => {
+                        let _ = changes.send(event);
+                    }
+                    Err(err) => tracing::warn!(%err, "unreadable change event"),
+                },
+                Err(err) if pool.is_closed() => {
+                    tracing::debug!(%err, "pool closed; change relay stops");
+                    return;
+                }
+                Err(err) => {
+                    tracing::warn!(%err, "change relay lost its connection; reconnecting");
+                    break;
+                }
+            }
+        }
     }
 }
 
@@ -79,6 +132,10 @@ impl Store for PostgresStore {
 
     fn backend(&self) -> &'static str {
         "postgres"
+    }
+
+    fn changes(&self) -> broadcast::Receiver<ChangeEvent> {
+        self.changes.subscribe()
     }
 }
 
@@ -511,6 +568,16 @@ impl Tx for PgTx {
 
     async fn aggregate(&mut self, plan: &AggregatePlan) -> Result<AggregateResult> {
         query_sql::run_aggregate(self, Dialect::Postgres, plan).await
+    }
+
+    async fn publish(&mut self, event: &ChangeEvent) -> Result<()> {
+        // NOTIFY is transactional: delivered to every listening replica at commit, never before.
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(CHANGES_CHANNEL)
+            .bind(to_json(event)?)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
     }
 
     async fn commit(self: Box<Self>) -> Result<()> {

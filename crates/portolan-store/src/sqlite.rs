@@ -14,7 +14,12 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::{AssertSqlSafe, Row, Sqlite, Transaction};
 
 use crate::query_sql::{self, AggregatePlan, AggregateResult, Dialect, Param, SearchPlan, Sql, SqlRunner};
-use crate::{BlueprintRecord, EntityWrite, Job, NewJob, Referrer, Result, ScorecardRecord, Store, StoreError, Tx};
+use tokio::sync::broadcast;
+
+use crate::{
+    BlueprintRecord, CHANGE_BUFFER, ChangeEvent, EntityWrite, Job, NewJob, Referrer, Result, ScorecardRecord, Store,
+    StoreError, Tx,
+};
 
 /// The file inside the data directory that holds the database.
 pub const DATABASE_FILE: &str = "portolan.db";
@@ -27,6 +32,8 @@ const REFERENCE_ROWS_PER_STATEMENT: usize = 2_000;
 pub struct SqliteStore {
     writer: SqlitePool,
     readers: SqlitePool,
+    /// One process owns a SQLite database, so change events stay in process.
+    changes: broadcast::Sender<ChangeEvent>,
 }
 
 impl SqliteStore {
@@ -58,18 +65,18 @@ impl SqliteStore {
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options.read_only(true))
             .await?;
-        Ok(Self { writer, readers })
+        Ok(Self { writer, readers, changes: broadcast::channel(CHANGE_BUFFER).0 })
     }
 }
 
 #[async_trait::async_trait]
 impl Store for SqliteStore {
     async fn read(&self) -> Result<Box<dyn Tx>> {
-        Ok(Box::new(SqliteTx { tx: self.readers.begin().await? }))
+        Ok(Box::new(SqliteTx { tx: self.readers.begin().await?, events: Vec::new(), changes: self.changes.clone() }))
     }
 
     async fn write(&self) -> Result<Box<dyn Tx>> {
-        Ok(Box::new(SqliteTx { tx: self.writer.begin().await? }))
+        Ok(Box::new(SqliteTx { tx: self.writer.begin().await?, events: Vec::new(), changes: self.changes.clone() }))
     }
 
     async fn ping(&self) -> Result<()> {
@@ -80,10 +87,17 @@ impl Store for SqliteStore {
     fn backend(&self) -> &'static str {
         "sqlite"
     }
+
+    fn changes(&self) -> broadcast::Receiver<ChangeEvent> {
+        self.changes.subscribe()
+    }
 }
 
 struct SqliteTx {
     tx: Transaction<'static, Sqlite>,
+    /// Published when the transaction commits.
+    events: Vec<ChangeEvent>,
+    changes: broadcast::Sender<ChangeEvent>,
 }
 
 const ENTITY_COLUMNS: &str = "blueprint, identifier, title, icon, team, properties, relations, scorecards, version, \
@@ -527,8 +541,18 @@ impl Tx for SqliteTx {
         query_sql::run_aggregate(self, Dialect::Sqlite, plan).await
     }
 
+    async fn publish(&mut self, event: &ChangeEvent) -> Result<()> {
+        self.events.push(event.clone());
+        Ok(())
+    }
+
     async fn commit(self: Box<Self>) -> Result<()> {
-        self.tx.commit().await?;
+        let SqliteTx { tx, events, changes } = *self;
+        tx.commit().await?;
+        for event in events {
+            // No listener is not an error.
+            let _ = changes.send(event);
+        }
         Ok(())
     }
 }

@@ -104,8 +104,12 @@ async fn serve(config: config::ServeConfig) -> anyhow::Result<()> {
     let address = listener.local_addr()?;
     tracing::info!(%address, %database, "portolan is listening on http://{address}");
     let worker = portolan_server::worker::Worker::start(state.catalog.clone());
-    let router = portolan_server::router(state, &ServerOptions { body_limit: config.body_limit });
-    portolan_server::serve(listener, router, shutdown_signal()).await?;
+    let router = portolan_server::router(state.clone(), &ServerOptions { body_limit: config.body_limit });
+    portolan_server::serve(listener, router, async move {
+        shutdown_signal().await;
+        state.begin_shutdown();
+    })
+    .await?;
     worker.stop().await;
     tracing::info!("stopped");
     Ok(())

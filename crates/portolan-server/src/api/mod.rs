@@ -2,6 +2,7 @@
 
 pub mod blueprints;
 pub mod entities;
+pub mod events;
 pub mod ops;
 pub mod scorecards;
 pub mod search;
@@ -20,7 +21,8 @@ use crate::AppState;
     info(title = "Portolan API", description = "Software catalog, scorecards and self-service actions."),
     tags((name = "blueprints", description = "Types of the catalog"), (name = "entities", description = "Catalog entries"),
           (name = "search", description = "The query language: search, counts and facets"),
-          (name = "scorecards", description = "Levels and rules that grade entities"))
+          (name = "scorecards", description = "Levels and rules that grade entities"),
+          (name = "events", description = "Live changes"))
 )]
 struct ApiDoc;
 
@@ -42,6 +44,7 @@ pub fn router() -> Router<AppState> {
         .routes(routes!(scorecards::list_scorecards, scorecards::create_scorecard))
         .routes(routes!(scorecards::get_scorecard, scorecards::replace_scorecard, scorecards::delete_scorecard))
         .routes(routes!(scorecards::scorecard_summary))
+        .routes(routes!(events::stream))
         .routes(routes!(
             entities::get_entity,
             entities::replace_entity,

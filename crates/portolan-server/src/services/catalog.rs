@@ -7,7 +7,7 @@ use portolan_model::entity::ValidEntity;
 use portolan_model::error::FieldErrors;
 use portolan_model::scorecard;
 use portolan_model::{Blueprint, Entity, EntityInput, EntityRef, FieldError, system};
-use portolan_store::{BlueprintRecord, EntityWrite, Store, Tx};
+use portolan_store::{BlueprintRecord, ChangeEvent, EntityWrite, Store, Tx};
 use serde_json::{Value, json};
 
 use super::scorecards::compiled_scorecards;
@@ -361,6 +361,10 @@ impl Catalog {
         }
         let writes: Vec<EntityWrite> = written.iter().map(|(_, w, _)| w.clone()).collect();
         tx.put_entities(&writes).await?;
+        for (_, write, outcome) in &written {
+            let kind = if *outcome == Outcome::Created { "entity.created" } else { "entity.updated" };
+            tx.publish(&change(kind, &write.entity.entity_ref(), Some(write.entity.version))).await?;
+        }
         let mut follow_up = BTreeSet::new();
         for (before, (_, write, _)) in befores.iter().zip(&written) {
             follow_up.extend(computed::dependents(tx, &blueprints, before.as_ref(), Some(&write.entity)).await?);
@@ -523,6 +527,7 @@ impl Catalog {
         }
         for target in &to_delete {
             tx.delete_entity(&target.blueprint, &target.identifier).await?;
+            tx.publish(&change("entity.deleted", target, None)).await?;
             follow_up.remove(target);
         }
         tx.enqueue_jobs(&computed::recompute_jobs(follow_up, self.now())).await?;
@@ -682,6 +687,16 @@ pub(crate) fn strip_server_fields(document: &mut Value) {
         for key in ["createdAt", "createdBy", "updatedAt", "updatedBy"] {
             map.remove(key);
         }
+    }
+}
+
+/// The live event announcing a change to an entity.
+pub(crate) fn change(kind: &str, entity: &EntityRef, version: Option<i64>) -> ChangeEvent {
+    ChangeEvent {
+        kind: kind.into(),
+        blueprint: entity.blueprint.clone(),
+        identifier: entity.identifier.clone(),
+        version,
     }
 }
 

@@ -241,6 +241,7 @@ impl Catalog {
             if (after.properties != before.properties || after.scorecards != before.scorecards)
                 && tx.put_computed(&target, before.version, &after.properties, &after.scorecards).await?
             {
+                tx.publish(&super::catalog::change("entity.computed", &target, Some(before.version))).await?;
                 let next = dependents(tx.as_mut(), &blueprints, Some(&before), Some(&after)).await?;
                 tx.enqueue_jobs(&recompute_jobs(next, now)).await?;
             }

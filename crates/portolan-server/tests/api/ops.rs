@@ -69,3 +69,36 @@ async fn demo_catalog_loads_idempotently_with_the_brief_s_entities() {
         );
     }
 }
+
+/// Reads a server-sent-events stream until `needle` appears; fails after 2 s.
+pub async fn read_stream_until(response: &mut reqwest::Response, needle: &str) -> String {
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
+    while !seen.contains(needle) {
+        match tokio::time::timeout_at(deadline, response.chunk()).await {
+            Ok(Ok(Some(bytes))) => seen.push_str(&String::from_utf8_lossy(&bytes)),
+            other => panic!("no {needle:?} in the stream ({other:?}); got {seen}"),
+        }
+    }
+    seen
+}
+
+#[tokio::test]
+async fn live_events_stream_changes_as_they_commit() {
+    let app = spawn_app().await;
+    app.with_service_blueprints().await;
+    let mut all = app.client.get(format!("{}/api/v1/events", app.base)).send().await.expect("stream");
+    assert_eq!(all.headers()["content-type"], "text/event-stream");
+    let mut services =
+        app.client.get(format!("{}/api/v1/events?blueprint=service", app.base)).send().await.expect("stream");
+
+    app.post("/api/v1/blueprints/system/entities", serde_json::json!({"identifier": "shop-2"})).await;
+    app.post("/api/v1/blueprints/service/entities", crate::service("live")).await;
+    app.delete("/api/v1/blueprints/service/entities/live").await;
+
+    let seen = read_stream_until(&mut all, "entity.deleted").await;
+    assert!(seen.contains("event: entity.created\ndata: {\"kind\":\"entity.created\",\"blueprint\":\"system\",\"identifier\":\"shop-2\",\"version\":1}"), "{seen}");
+    let seen = read_stream_until(&mut services, "entity.deleted").await;
+    assert!(seen.contains("\"identifier\":\"live\""), "{seen}");
+    assert!(!seen.contains("shop-2"), "filtered to the service blueprint: {seen}");
+}

@@ -58,6 +58,8 @@ async fn two_replicas_share_one_database() {
     let (status, body) = get_json(&format!("{}/readyz", b.base)).await;
     assert_eq!((status, body["database"].as_str()), (200, Some("postgres")));
 
+    // B's live stream hears what A commits (NOTIFY fans it out to every replica).
+    let mut stream_b = client.get(format!("{}/api/v1/events", b.base)).send().await.expect("stream");
     let created = client
         .post(format!("{}/api/v1/blueprints/_team/entities", a.base))
         .json(&json!({"identifier": "team-sre", "title": "SRE"}))
@@ -68,6 +70,15 @@ async fn two_replicas_share_one_database() {
     let (status, body) = get_json(&format!("{}/api/v1/blueprints/_team/entities/team-sre", b.base)).await;
     assert_eq!(status, 200, "written on A, read on B at once: {body}");
     assert_eq!(body["entity"]["title"], "SRE");
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while !seen.contains("team-sre") {
+        match tokio::time::timeout_at(deadline, stream_b.chunk()).await {
+            Ok(Ok(Some(bytes))) => seen.push_str(&String::from_utf8_lossy(&bytes)),
+            other => panic!("B's stream did not carry A's change ({other:?}): {seen}"),
+        }
+    }
+    assert!(seen.contains("event: entity.created"), "{seen}");
 
     // Both replicas loaded the demo; the catalog holds it once.
     let (_, services) = get_json(&format!("{}/api/v1/blueprints/service/entities", a.base)).await;

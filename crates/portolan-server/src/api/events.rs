@@ -1,0 +1,59 @@
+//! `/api/v1/events`: a live stream (server-sent events) of catalog changes, from every replica.
+
+use std::convert::Infallible;
+
+use axum::extract::State;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures_util::Stream;
+use serde::Deserialize;
+use tokio::sync::broadcast::error::RecvError;
+use utoipa::IntoParams;
+
+use crate::AppState;
+use crate::extract::QueryParams;
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct EventsQuery {
+    /// Only changes to this blueprint's entities.
+    blueprint: Option<String>,
+}
+
+/// Each change as an SSE event named by its kind (`entity.created`, `entity.updated`,
+/// `entity.deleted`, `entity.computed`) with `{kind, blueprint, identifier, version}` as data.
+/// A client too slow to keep up gets a `lagged` event with how many it missed.
+#[utoipa::path(get, path = "/api/v1/events", tag = "events", params(EventsQuery),
+    responses((status = 200, description = "text/event-stream of changes", content_type = "text/event-stream")))]
+pub async fn stream(
+    State(app): State<AppState>,
+    QueryParams(query): QueryParams<EventsQuery>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let receiver = app.catalog.store().changes();
+    let stopping = app.stopping();
+    let state = (receiver, query.blueprint, stopping);
+    let events = futures_util::stream::unfold(state, |(mut receiver, blueprint, mut stopping)| async move {
+        loop {
+            if *stopping.borrow() {
+                return None;
+            }
+            let next = tokio::select! {
+                next = receiver.recv() => next,
+                _ = stopping.changed() => return None,
+            };
+            match next {
+                Ok(change) if blueprint.as_ref().is_some_and(|b| *b != change.blueprint) => continue,
+                Ok(change) => {
+                    let data = serde_json::to_string(&change).unwrap_or_default();
+                    let event = Event::default().event(change.kind.clone()).data(data);
+                    return Some((Ok(event), (receiver, blueprint, stopping)));
+                }
+                Err(RecvError::Lagged(missed)) => {
+                    let event = Event::default().event("lagged").data(format!("{{\"missed\":{missed}}}"));
+                    return Some((Ok(event), (receiver, blueprint, stopping)));
+                }
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    });
+    Sse::new(events).keep_alive(KeepAlive::default())
+}
