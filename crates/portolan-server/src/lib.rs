@@ -5,6 +5,7 @@ pub mod demo;
 pub mod error;
 pub mod extract;
 pub mod services;
+pub mod sweeper;
 pub mod worker;
 
 use std::sync::{Arc, OnceLock};

@@ -12,8 +12,8 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::services::catalog::Catalog;
 use crate::services::computed::RECOMPUTE;
 
-/// How long a claimed job is ours before another replica may take it.
-pub const LEASE_MS: i64 = 30_000;
+/// How long a claimed job is ours, by default, before another replica may take it.
+pub const DEFAULT_LEASE_MS: i64 = 30_000;
 /// How often an idle worker looks for work others queued (own work wakes it at once).
 const POLL: Duration = Duration::from_millis(100);
 const BATCH: u32 = 32;
@@ -25,10 +25,11 @@ pub struct Worker {
 }
 
 impl Worker {
-    pub fn start(catalog: Catalog) -> Worker {
+    /// Starts working; jobs it claims are leased for `lease_ms`.
+    pub fn start(catalog: Catalog, lease_ms: i64) -> Worker {
         let owner = format!("worker-{}", uuid::Uuid::new_v4().simple());
         let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(run(catalog, owner, stopped));
+        let task = tokio::spawn(run(catalog, owner, lease_ms, stopped));
         Worker { stop, task }
     }
 
@@ -39,13 +40,13 @@ impl Worker {
     }
 }
 
-async fn run(catalog: Catalog, owner: String, mut stopped: watch::Receiver<bool>) {
+async fn run(catalog: Catalog, owner: String, lease_ms: i64, mut stopped: watch::Receiver<bool>) {
     let wake = catalog.work_signal();
     loop {
         if *stopped.borrow() {
             return;
         }
-        let jobs = match claim(&catalog, &owner).await {
+        let jobs = match claim(&catalog, &owner, lease_ms).await {
             Ok(jobs) => jobs,
             Err(err) => {
                 tracing::warn!(%err, "cannot claim jobs");
@@ -72,9 +73,9 @@ async fn run(catalog: Catalog, owner: String, mut stopped: watch::Receiver<bool>
     }
 }
 
-async fn claim(catalog: &Catalog, owner: &str) -> Result<Vec<Job>> {
+async fn claim(catalog: &Catalog, owner: &str, lease_ms: i64) -> Result<Vec<Job>> {
     let mut tx = catalog.store().write().await?;
-    let jobs = tx.claim_jobs(owner, catalog.now(), LEASE_MS, BATCH).await?;
+    let jobs = tx.claim_jobs(owner, catalog.now(), lease_ms, BATCH).await?;
     tx.commit().await?;
     Ok(jobs)
 }

@@ -54,12 +54,15 @@ pub struct ScorecardRecord {
 /// A change every replica hears about as soon as it commits (live updates to browsers).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ChangeEvent {
-    /// `entity.created`, `entity.updated`, `entity.deleted`, `entity.computed`.
+    /// `entity.created`, `entity.updated`, `entity.deleted`, `entity.computed`, `timer.expired`.
     pub kind: String,
     pub blueprint: String,
     pub identifier: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<i64>,
+    /// For `timer.expired`: the timer property.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub property: Option<String>,
 }
 
 /// How many change events a slow listener may fall behind before it misses some.
@@ -176,6 +179,17 @@ pub trait Tx: Send {
     async fn release_job(&mut self, id: i64, owner: &str, retry_at: Millis) -> Result<()>;
     /// Jobs waiting or claimed.
     async fn count_jobs(&mut self) -> Result<u64>;
+
+    /// Takes or renews the lease of singleton work `name` for `owner` until `now + lease_ms`, if
+    /// it is free, expired or already ours; returns the work's saved state when held.
+    async fn acquire_singleton(&mut self, name: &str, owner: &str, now: Millis, lease_ms: i64)
+    -> Result<Option<Value>>;
+    /// Saves the progress of singleton work, if `owner` still holds it.
+    async fn save_singleton(&mut self, name: &str, owner: &str, state: &Value) -> Result<bool>;
+    /// The current holder of singleton work and its lease end.
+    async fn singleton_owner(&mut self, name: &str) -> Result<Option<(String, Millis)>>;
+    /// Records timer expiries (blueprint, identifier, property, expiry); returns which were new.
+    async fn record_expiries(&mut self, expiries: &[(String, String, String, Millis)]) -> Result<Vec<bool>>;
 
     /// Announces a change to every listener of [`Store::changes`], once (and if) this
     /// transaction commits.

@@ -541,6 +541,64 @@ impl Tx for SqliteTx {
         query_sql::run_aggregate(self, Dialect::Sqlite, plan).await
     }
 
+    async fn acquire_singleton(
+        &mut self,
+        name: &str,
+        owner: &str,
+        now: Millis,
+        lease_ms: i64,
+    ) -> Result<Option<Value>> {
+        let state: Option<String> = sqlx::query_scalar(
+            "INSERT INTO singletons (name, owner, lease_until) VALUES (?1, ?2, ?3)
+             ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, lease_until = excluded.lease_until
+             WHERE singletons.lease_until < ?4 OR singletons.owner = excluded.owner
+             RETURNING state",
+        )
+        .bind(name)
+        .bind(owner)
+        .bind(now + lease_ms)
+        .bind(now)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        state.as_deref().map(parse_json).transpose()
+    }
+
+    async fn save_singleton(&mut self, name: &str, owner: &str, state: &Value) -> Result<bool> {
+        let done = sqlx::query("UPDATE singletons SET state = ? WHERE name = ? AND owner = ?")
+            .bind(to_json(state)?)
+            .bind(name)
+            .bind(owner)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn singleton_owner(&mut self, name: &str) -> Result<Option<(String, Millis)>> {
+        let row = sqlx::query("SELECT owner, lease_until FROM singletons WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        row.map(|r| Ok((r.try_get("owner")?, r.try_get("lease_until")?))).transpose()
+    }
+
+    async fn record_expiries(&mut self, expiries: &[(String, String, String, Millis)]) -> Result<Vec<bool>> {
+        let mut fresh = Vec::with_capacity(expiries.len());
+        for (blueprint, identifier, property, at) in expiries {
+            let done = sqlx::query(
+                "INSERT INTO timer_expiries (blueprint, identifier, property, expires_at) VALUES (?, ?, ?, ?)
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(blueprint)
+            .bind(identifier)
+            .bind(property)
+            .bind(at)
+            .execute(&mut *self.tx)
+            .await?;
+            fresh.push(done.rows_affected() > 0);
+        }
+        Ok(fresh)
+    }
+
     async fn publish(&mut self, event: &ChangeEvent) -> Result<()> {
         self.events.push(event.clone());
         Ok(())

@@ -20,6 +20,7 @@ pub struct FileConfig {
     pub body_limit: Option<usize>,
     pub log: Option<String>,
     pub demo: Option<bool>,
+    pub lease_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -45,6 +46,9 @@ pub struct ServeArgs {
     /// Log filter, e.g. `info` or `portolan_server=debug` [default: info]
     #[arg(long, env = "PORTOLAN_LOG")]
     pub log: Option<String>,
+    /// How long background work a replica claims stays its own if it stops renewing (dies) [default: 30000]
+    #[arg(long, env = "PORTOLAN_LEASE_MS")]
+    pub lease_ms: Option<i64>,
     /// Load the demo catalog (idempotent: existing entries are left alone)
     #[arg(long, env = "PORTOLAN_DEMO")]
     pub demo: bool,
@@ -99,6 +103,7 @@ pub struct ServeConfig {
     pub body_limit: usize,
     pub log: String,
     pub demo: bool,
+    pub lease_ms: i64,
 }
 
 impl ServeArgs {
@@ -122,6 +127,10 @@ impl ServeArgs {
             body_limit,
             log: self.log.or(file.log).unwrap_or_else(|| "info".into()),
             demo: self.demo || file.demo.unwrap_or(false),
+            lease_ms: match self.lease_ms.or(file.lease_ms).unwrap_or(30_000) {
+                ms if ms >= 500 => ms,
+                _ => bail!("lease_ms must be at least 500"),
+            },
         })
     }
 }
@@ -164,6 +173,7 @@ mod tests {
             body_limit: None,
             log: None,
             demo: false,
+            lease_ms: None,
         }
     }
 

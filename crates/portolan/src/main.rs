@@ -103,7 +103,8 @@ async fn serve(config: config::ServeConfig) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let address = listener.local_addr()?;
     tracing::info!(%address, %database, "portolan is listening on http://{address}");
-    let worker = portolan_server::worker::Worker::start(state.catalog.clone());
+    let worker = portolan_server::worker::Worker::start(state.catalog.clone(), config.lease_ms);
+    let sweeper = portolan_server::sweeper::Sweeper::start(state.catalog.clone(), config.lease_ms);
     let router = portolan_server::router(state.clone(), &ServerOptions { body_limit: config.body_limit });
     portolan_server::serve(listener, router, async move {
         shutdown_signal().await;
@@ -111,6 +112,7 @@ async fn serve(config: config::ServeConfig) -> anyhow::Result<()> {
     })
     .await?;
     worker.stop().await;
+    sweeper.stop().await;
     tracing::info!("stopped");
     Ok(())
 }

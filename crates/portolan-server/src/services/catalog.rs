@@ -697,6 +697,7 @@ pub(crate) fn change(kind: &str, entity: &EntityRef, version: Option<i64>) -> Ch
         blueprint: entity.blueprint.clone(),
         identifier: entity.identifier.clone(),
         version,
+        property: None,
     }
 }
 

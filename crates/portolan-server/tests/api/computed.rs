@@ -117,3 +117,53 @@ async fn invalid_computed_definitions_are_refused() {
         .await;
     assert_eq!(bad_spec.detail_paths(), vec!["/aggregationProperties/n/calculationSpec/property"]);
 }
+
+#[tokio::test]
+async fn each_timer_expiry_is_announced_once_and_rescores() {
+    let app = spawn_app().await;
+    let env = app
+        .post(
+            "/api/v1/blueprints",
+            json!({"identifier": "environment", "schema": {"properties": {
+            "ttl": {"type": "string", "format": "timer"}}}}),
+        )
+        .await;
+    assert_eq!(env.status, StatusCode::CREATED, "{}", env.body);
+    let card = app
+        .post(
+            "/api/v1/blueprints/environment/scorecards",
+            json!({"identifier": "alive", "levels": [{"title": "Expired"}, {"title": "Alive"}],
+            "rules": [{"identifier": "not-expired", "level": "Alive", "query": {"combinator": "and", "rules": [
+                {"property": "ttl", "operator": "isNotExpired"}]}}]}),
+        )
+        .await;
+    assert_eq!(card.status, StatusCode::CREATED, "{}", card.body);
+    let mut events =
+        app.client.get(format!("{}/api/v1/events?blueprint=environment", app.base)).send().await.expect("stream");
+
+    let expires = portolan_model::format_millis(app.state.catalog.now() + 300);
+    let created = app
+        .post("/api/v1/blueprints/environment/entities", json!({"identifier": "dev-1", "properties": {"ttl": expires}}))
+        .await;
+    assert_eq!(created.body["entity"]["scorecards"]["alive"]["level"], "Alive");
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(4);
+    let mut seen = String::new();
+    while !seen.contains("timer.expired") {
+        match tokio::time::timeout_at(deadline, events.chunk()).await {
+            Ok(Ok(Some(bytes))) => seen.push_str(&String::from_utf8_lossy(&bytes)),
+            other => panic!("no timer.expired ({other:?}): {seen}"),
+        }
+    }
+    assert!(seen.contains("\"property\":\"ttl\""), "{seen}");
+    fresh_within_a_second(&app, "/api/v1/blueprints/environment/entities/dev-1", |e| {
+        e["scorecards"]["alive"]["level"] == "Expired"
+    })
+    .await;
+    // Two more sweeps pass: the expiry is not announced again.
+    let quiet_until = tokio::time::Instant::now() + Duration::from_millis(2_200);
+    while let Ok(Ok(Some(bytes))) = tokio::time::timeout_at(quiet_until, events.chunk()).await {
+        seen.push_str(&String::from_utf8_lossy(&bytes));
+    }
+    assert_eq!(seen.matches("event: timer.expired").count(), 1, "{seen}");
+}

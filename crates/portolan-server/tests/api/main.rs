@@ -22,6 +22,7 @@ pub struct TestApp {
     _dir: tempfile::TempDir,
     _shutdown: tokio::sync::oneshot::Sender<()>,
     _worker: portolan_server::worker::Worker,
+    _sweeper: portolan_server::sweeper::Sweeper,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -39,8 +40,17 @@ pub async fn spawn_app_with(options: ServerOptions) -> TestApp {
     tokio::spawn(portolan_server::serve(listener, router, async move {
         let _ = rx.await;
     }));
-    let worker = portolan_server::worker::Worker::start(state.catalog.clone());
-    TestApp { base, client: reqwest::Client::new(), state, _dir: dir, _shutdown: tx, _worker: worker }
+    let worker = portolan_server::worker::Worker::start(state.catalog.clone(), 5_000);
+    let sweeper = portolan_server::sweeper::Sweeper::start(state.catalog.clone(), 5_000);
+    TestApp {
+        base,
+        client: reqwest::Client::new(),
+        state,
+        _dir: dir,
+        _shutdown: tx,
+        _worker: worker,
+        _sweeper: sweeper,
+    }
 }
 
 /// A response read whole: status, headers and JSON body (`Value::Null` when the body is not JSON).

@@ -72,4 +72,5 @@ conformance!(
     aggregates_agree_with_memory,
     jobs_coalesce_and_each_is_claimed_once,
     an_expired_lease_hands_the_job_over,
+    singleton_work_has_one_holder_and_is_handed_over,
 );

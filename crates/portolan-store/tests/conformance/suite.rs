@@ -347,3 +347,26 @@ pub async fn an_expired_lease_hands_the_job_over(store: &dyn Store) {
     assert!(tx.claim_jobs("other", 3_000, 500, 10).await.expect("claim").is_empty(), "released for later");
     assert_eq!(tx.claim_jobs("other", 9_000, 500, 10).await.expect("claim").len(), 1);
 }
+
+pub async fn singleton_work_has_one_holder_and_is_handed_over(store: &dyn Store) {
+    let mut tx = store.write().await.expect("write tx");
+    assert_eq!(tx.acquire_singleton("sweeper", "a", 1_000, 500).await.expect("acquire"), Some(json!({})));
+    assert_eq!(tx.acquire_singleton("sweeper", "b", 1_200, 500).await.expect("acquire"), None, "held by a");
+    assert!(tx.acquire_singleton("sweeper", "a", 1_400, 500).await.expect("renew").is_some(), "a renews");
+    assert!(tx.save_singleton("sweeper", "a", &json!({"sweptUntil": 1_400})).await.expect("save"));
+    assert_eq!(tx.acquire_singleton("sweeper", "b", 1_800, 500).await.expect("acquire"), None, "a renewed until 1900");
+    tx.commit().await.expect("commit");
+
+    let mut tx = store.write().await.expect("write tx");
+    let state = tx.acquire_singleton("sweeper", "b", 2_000, 500).await.expect("acquire");
+    assert_eq!(state, Some(json!({"sweptUntil": 1_400})), "b takes over a's expired lease, with a's progress");
+    assert!(!tx.save_singleton("sweeper", "a", &json!({})).await.expect("save"), "a no longer holds it");
+    assert_eq!(tx.singleton_owner("sweeper").await.expect("owner"), Some(("b".to_string(), 2_500)));
+
+    let expiry = ("service".to_string(), "cart".to_string(), "ttl".to_string(), 1_000);
+    assert_eq!(tx.record_expiries(std::slice::from_ref(&expiry)).await.expect("record"), vec![true]);
+    assert_eq!(
+        tx.record_expiries(&[expiry.clone(), (expiry.0, expiry.1, expiry.2, 2_000)]).await.expect("record"),
+        vec![false, true]
+    );
+}

@@ -210,3 +210,73 @@ async fn migrate_store_copies_a_sqlite_deployment_into_postgres() {
     assert_eq!(refused.expect("request").status(), 409, "references survive the copy");
     postgres.terminate();
 }
+
+/// The current holder of the timer sweeper.
+async fn sweeper_owner(store: &dyn portolan_store::Store) -> Option<String> {
+    let mut tx = store.read().await.expect("read tx");
+    tx.singleton_owner(portolan_server::sweeper::TIMER_SWEEPER).await.expect("owner").map(|(owner, _)| owner)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn background_work_passes_to_the_survivor_when_a_replica_is_killed() {
+    let Some(db) = TestDatabase::create().await else { return };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let a = Server::start(&["--database-url", &db.url, "--demo", "--lease-ms", "1500"], dir.path());
+    let store = portolan_store::open(&db.url).await.expect("store");
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let first = loop {
+        if let Some(owner) = sweeper_owner(store.as_ref()).await {
+            break owner;
+        }
+        assert!(Instant::now() < deadline, "nobody took the sweeper");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let b = Server::start(&["--database-url", &db.url, "--lease-ms", "1500"], dir.path());
+
+    // While both live, the sweeper stays with one of them.
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(sweeper_owner(store.as_ref()).await.as_deref(), Some(first.as_str()), "one holder at a time");
+    }
+
+    // A job claimed by a replica that then died is taken over once its lease runs out.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64;
+    let mut tx = store.write().await.expect("write tx");
+    tx.enqueue_jobs(&[portolan_store::NewJob {
+        kind: "recompute".into(),
+        dedupe_key: Some("test:orphan".into()),
+        payload: json!({"blueprint": "system", "identifier": "cart-system"}),
+        run_after: now,
+    }])
+    .await
+    .expect("enqueue");
+    let orphan = tx.claim_jobs("dead-replica", now, 1_500, 100).await.expect("claim");
+    tx.commit().await.expect("commit");
+    assert_eq!(orphan.len(), 1);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(
+        store.read().await.expect("read").count_jobs().await.expect("count"),
+        1,
+        "still leased to the dead replica"
+    );
+
+    // Kill the sweeper's holder without warning; the survivor takes the sweeper over.
+    a.kill();
+    let deadline = Instant::now() + Duration::from_secs(6);
+    loop {
+        let owner = sweeper_owner(store.as_ref()).await;
+        if owner.as_deref().is_some_and(|o| o != first) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the sweeper was not taken over: {owner:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(6);
+    while store.read().await.expect("read").count_jobs().await.expect("count") > 0 {
+        assert!(Instant::now() < deadline, "the orphaned job was not taken over");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, _) = get_json(&format!("{}/readyz", b.base)).await;
+    assert_eq!(status, 200);
+    b.terminate();
+}

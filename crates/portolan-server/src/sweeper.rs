@@ -1,0 +1,122 @@
+//! The timer sweeper: singleton work (one replica at a time, under a lease another replica takes
+//! over if the holder dies) that announces each expiry of a `timer` property exactly once, as a
+//! `timer.expired` change event, and queues the entity for recompute (scorecard rules and
+//! computed values that depend on time).
+
+use std::time::Duration;
+
+use portolan_model::blueprint::{Format, PropertyType};
+use portolan_model::query::{Field, Kind, Query, Rule, Shape, Target};
+use portolan_model::{Blueprint, Entity, EntityRef, blueprint::parse_date_time};
+use portolan_store::ChangeEvent;
+use portolan_store::query_sql::{Position, SearchPlan};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::error::Result;
+use crate::services::catalog::Catalog;
+use crate::services::computed::recompute_jobs;
+
+/// The singleton's name.
+pub const TIMER_SWEEPER: &str = "timer-sweeper";
+const INTERVAL: Duration = Duration::from_secs(1);
+const PAGE: u32 = 500;
+
+pub struct Sweeper {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Sweeper {
+    /// Starts trying to hold the sweeper lease (for `lease_ms`, renewed every second).
+    pub fn start(catalog: Catalog, lease_ms: i64) -> Sweeper {
+        let owner = format!("sweeper-{}", uuid::Uuid::new_v4().simple());
+        let (stop, mut stopped) = watch::channel(false);
+        let task = tokio::spawn(async move {
+            loop {
+                if let Err(err) = sweep(&catalog, &owner, lease_ms).await {
+                    tracing::warn!(%err, "timer sweep failed");
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(INTERVAL) => {}
+                    _ = stopped.changed() => return,
+                }
+            }
+        });
+        Sweeper { stop, task }
+    }
+
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// One sweep, if this replica holds (or can take) the lease. Returns how many expiries it announced.
+pub async fn sweep(catalog: &Catalog, owner: &str, lease_ms: i64) -> Result<usize> {
+    let mut tx = catalog.store().write().await?;
+    let now = catalog.now();
+    let Some(state) = tx.acquire_singleton(TIMER_SWEEPER, owner, now, lease_ms).await? else {
+        return Ok(0);
+    };
+    let from = state.get("sweptUntil").and_then(Value::as_i64).unwrap_or(0);
+    let blueprints: Vec<Blueprint> = tx.blueprints().await?.into_iter().map(|r| r.blueprint).collect();
+    let mut expired: Vec<(EntityRef, String, i64, i64)> = Vec::new();
+    for blueprint in &blueprints {
+        for (name, _) in blueprint
+            .schema
+            .properties
+            .iter()
+            .filter(|(_, p)| p.kind == PropertyType::String && p.format == Some(Format::Timer))
+        {
+            let target = Target { field: Field::Property(name.clone()), shape: Shape::One(Kind::DateTime) };
+            let mut after: Option<Position> = None;
+            loop {
+                let plan = SearchPlan {
+                    blueprint: Some(blueprint.identifier.clone()),
+                    query: Query::Rule(Rule::Between { target: target.clone(), from, to: now, negate: false }),
+                    sort: None,
+                    after: after.take(),
+                    limit: PAGE,
+                    required_relations: vec![],
+                };
+                let page: Vec<Entity> = tx.search(&plan).await?;
+                for entity in &page {
+                    if let Some(at) = entity.properties.get(name).and_then(Value::as_str).and_then(parse_date_time) {
+                        expired.push((entity.entity_ref(), name.clone(), at, entity.version));
+                    }
+                }
+                if page.len() < PAGE as usize {
+                    break;
+                }
+                after = page.last().map(|e| Position::after(e, None));
+            }
+        }
+    }
+    let records: Vec<_> =
+        expired.iter().map(|(e, p, at, _)| (e.blueprint.clone(), e.identifier.clone(), p.clone(), *at)).collect();
+    let fresh = tx.record_expiries(&records).await?;
+    let mut announced = Vec::new();
+    for ((entity, property, _, version), is_new) in expired.into_iter().zip(fresh) {
+        if is_new {
+            tx.publish(&ChangeEvent {
+                kind: "timer.expired".into(),
+                blueprint: entity.blueprint.clone(),
+                identifier: entity.identifier.clone(),
+                version: Some(version),
+                property: Some(property),
+            })
+            .await?;
+            announced.push(entity);
+        }
+    }
+    let count = announced.len();
+    tx.enqueue_jobs(&recompute_jobs(announced, now)).await?;
+    tx.save_singleton(TIMER_SWEEPER, owner, &json!({"sweptUntil": now})).await?;
+    tx.commit().await?;
+    if count > 0 {
+        catalog.work_signal().notify_one();
+    }
+    Ok(count)
+}
