@@ -59,13 +59,16 @@ async fn migrate_store(from: std::path::PathBuf, to: String) -> anyhow::Result<(
     let target_name = config::Database::Postgres(to.clone());
     let source = portolan_store::open(&from.to_string_lossy()).await.context("cannot open the source")?;
     let target = portolan_store::open(&to).await.with_context(|| format!("cannot open {target_name}"))?;
-    let report = portolan_server::services::migrate::copy_store(source.as_ref(), target.as_ref()).await?;
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+    let report = portolan_server::services::migrate::copy_store(source.as_ref(), target.as_ref(), now).await?;
     for (blueprint, entities) in &report.blueprints {
         println!("{blueprint:<24} {entities:>9} entities");
     }
     println!(
-        "copied {} blueprints and {} entities into {target_name}; counts verified",
+        "copied {} blueprints, {} scorecards and {} entities into {target_name}; counts verified",
         report.blueprints.len(),
+        report.scorecards,
         report.entities()
     );
     Ok(())

@@ -1,16 +1,19 @@
 //! Copying a whole deployment from one store to another (`portolan migrate-store`).
 
-use portolan_model::EntityRef;
+use portolan_model::blueprint::{Format, parse_date_time};
+use portolan_model::{EntityRef, Millis};
 use portolan_store::{EntityWrite, Store};
+use serde_json::Value;
 
 use crate::error::{Error, ErrorCode, Result};
 
 const PAGE: u32 = 1_000;
 
-/// What was copied, per blueprint: (identifier, entities).
+/// What was copied: per blueprint (identifier, entities), and how many scorecards.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct CopyReport {
     pub blueprints: Vec<(String, u64)>,
+    pub scorecards: usize,
 }
 
 impl CopyReport {
@@ -22,7 +25,7 @@ impl CopyReport {
 /// Copies every blueprint and entity (with versions and stamps) from `from` into `to` in one
 /// transaction, then checks that each blueprint has as many entities on both sides. `to` must not
 /// hold any entity or non-system blueprint yet.
-pub async fn copy_store(from: &dyn Store, to: &dyn Store) -> Result<CopyReport> {
+pub async fn copy_store(from: &dyn Store, to: &dyn Store, now: Millis) -> Result<CopyReport> {
     let mut source = from.read().await?;
     let mut target = to.write().await?;
     let existing = target.blueprints().await?;
@@ -42,6 +45,12 @@ pub async fn copy_store(from: &dyn Store, to: &dyn Store) -> Result<CopyReport> 
         target.put_blueprint(record).await?;
     }
     for record in &blueprints {
+        for scorecard in source.scorecards(&record.blueprint.identifier).await? {
+            target.put_scorecard(&scorecard).await?;
+            report.scorecards += 1;
+        }
+    }
+    for record in &blueprints {
         let blueprint = &record.blueprint;
         let mut copied = 0u64;
         let mut after: Option<String> = None;
@@ -50,7 +59,15 @@ pub async fn copy_store(from: &dyn Store, to: &dyn Store) -> Result<CopyReport> 
             let Some(last) = page.last() else { break };
             after = Some(last.identifier.clone());
             let mut writes = Vec::with_capacity(page.len());
+            let mut passed_timers = Vec::new();
             for entity in page {
+                for (name, _) in blueprint.schema.properties.iter().filter(|(_, p)| p.format == Some(Format::Timer)) {
+                    if let Some(at) = entity.properties.get(name).and_then(Value::as_str).and_then(parse_date_time)
+                        && at <= now
+                    {
+                        passed_timers.push((entity.blueprint.clone(), entity.identifier.clone(), name.clone(), at));
+                    }
+                }
                 let valid = entity.revalidate(blueprint).map_err(|errors| {
                     let at = EntityRef { blueprint: entity.blueprint.clone(), identifier: entity.identifier.clone() };
                     Error::new(
@@ -62,6 +79,8 @@ pub async fn copy_store(from: &dyn Store, to: &dyn Store) -> Result<CopyReport> 
             }
             copied += writes.len() as u64;
             target.put_entities(&writes).await?;
+            // Expiries that passed before the move were the source's to announce, not the target's.
+            target.record_expiries(&passed_timers).await?;
         }
         report.blueprints.push((blueprint.identifier.clone(), copied));
     }

@@ -191,7 +191,7 @@ async fn migrate_store_copies_a_sqlite_deployment_into_postgres() {
         .expect("runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
-    assert!(stdout.contains("8 blueprints and 17 entities"), "{stdout}");
+    assert!(stdout.contains("8 blueprints, 2 scorecards and 17 entities"), "{stdout}");
 
     let again = std::process::Command::new(env!("CARGO_BIN_EXE_portolan"))
         .args(["migrate-store", "--from", "portolan-data", "--to", &db.url])
@@ -205,6 +205,12 @@ async fn migrate_store_copies_a_sqlite_deployment_into_postgres() {
     assert_eq!(status, 200);
     assert_eq!(body["entity"]["properties"]["replicas"], 9);
     assert_eq!(body["entity"]["version"], 2, "versions survive the copy");
+    assert_eq!(
+        body["entity"]["scorecards"]["production-readiness"]["level"], "Gold",
+        "scorecard results survive the copy"
+    );
+    let (_, card) = get_json(&format!("{}/api/v1/blueprints/service/scorecards/ownership", postgres.base)).await;
+    assert_eq!(card["scorecard"]["levels"][2]["title"], "Reachable", "scorecards survive the copy");
     let refused =
         client.delete(format!("{}/api/v1/blueprints/system/entities/cart-system", postgres.base)).send().await;
     assert_eq!(refused.expect("request").status(), 409, "references survive the copy");
