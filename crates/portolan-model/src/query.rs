@@ -29,8 +29,6 @@ pub const MAX_DEPTH: usize = 8;
 pub const MAX_RULES: usize = 256;
 /// Largest query document accepted, in bytes of JSON.
 pub const MAX_QUERY_BYTES: usize = 64 * 1024;
-/// Longest relation path followed by `relatedTo`.
-pub const MAX_HOPS: usize = 15;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Query {
@@ -54,7 +52,7 @@ pub enum Rule {
     /// `isExpired` (`value < now`), `isNotExpired` (`value >= now`); absent timers match neither.
     Timer { target: Target, expired: bool, now: Millis },
     /// The entity reaches (upstream) or is reached from (downstream) one of `targets` of
-    /// `blueprint` through at most [`MAX_HOPS`] relations, only required ones if `required`.
+    /// `blueprint` through relations, of any length; only through required ones if `required`.
     RelatedTo { blueprint: String, targets: Vec<String>, direction: Direction, required: bool },
 }
 
@@ -827,16 +825,16 @@ impl RelationGraph for MemoryGraph {
             }
         }
         let mut found = HashSet::new();
-        let mut queue: VecDeque<(EntityRef, usize)> =
-            targets.iter().map(|t| (EntityRef { blueprint: blueprint.clone(), identifier: t.clone() }, 0)).collect();
+        let mut queue: VecDeque<EntityRef> =
+            targets.iter().map(|t| EntityRef { blueprint: blueprint.clone(), identifier: t.clone() }).collect();
         let mut seen: HashSet<EntityRef> = HashSet::new();
-        while let Some((node, depth)) = queue.pop_front() {
-            if depth == MAX_HOPS || !seen.insert(node.clone()) {
+        while let Some(node) = queue.pop_front() {
+            if !seen.insert(node.clone()) {
                 continue;
             }
             for next in reverse.get(&node).into_iter().flatten() {
                 found.insert((*next).clone());
-                queue.push_back(((*next).clone(), depth + 1));
+                queue.push_back((*next).clone());
             }
         }
         found

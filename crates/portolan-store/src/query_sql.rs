@@ -6,9 +6,7 @@
 //! Property and relation names are inlined into JSON paths: they are schema identifiers, which
 //! the model restricts to `[A-Za-z0-9_@=-]`, and are checked again here before use.
 
-use portolan_model::query::{
-    CompareOp, Direction, Field, Kind, MAX_HOPS, Meta, Query, Rule, Scalar, Shape, Target, TextOp,
-};
+use portolan_model::query::{CompareOp, Direction, Field, Kind, Meta, Query, Rule, Scalar, Shape, Target, TextOp};
 use portolan_model::{Entity, query};
 use serde_json::Value;
 
@@ -277,8 +275,45 @@ pub fn predicate(sql: &mut Sql, query: &Query, required: &[(String, String)]) ->
     }
 }
 
+/// The relation name a field's values are stored under in `entity_references`, for fields whose
+/// values are entity identifiers (relations and `$team`).
+fn reference_via(field: &Field) -> Option<String> {
+    match field {
+        Field::Relation(name) => Some(name.clone()),
+        Field::Meta(Meta::Team) => Some("$team".into()),
+        _ => None,
+    }
+}
+
+/// "The field names one of `targets`", answered from the references index instead of the
+/// documents: the same meaning, since every relation value and owning team has its row.
+fn references_predicate(sql: &mut Sql, via: String, targets: &[&str]) -> String {
+    let via = sql.bind(Param::Text(via));
+    let list: Vec<String> = targets.iter().map(|t| sql.bind(Param::Text((*t).to_string()))).collect();
+    format!(
+        "e.id IN (SELECT r.source_id FROM entity_references r WHERE r.via = {via} AND r.target_identifier IN ({}))",
+        list.join(", ")
+    )
+}
+
 fn rule_predicate(sql: &mut Sql, rule: &Rule, required: &[(String, String)]) -> Result<String> {
     match rule {
+        Rule::Compare { target, op: CompareOp::Eq, value: Scalar::Str(value), negate }
+            if reference_via(&target.field).is_some() =>
+        {
+            let via = reference_via(&target.field).unwrap_or_default();
+            Ok(negated(*negate, references_predicate(sql, via, &[value.as_str()])))
+        }
+        Rule::In { target, values, negate }
+            if !values.is_empty()
+                && reference_via(&target.field).is_some()
+                && values.iter().all(|v| matches!(v, Scalar::Str(_))) =>
+        {
+            let via = reference_via(&target.field).unwrap_or_default();
+            let targets: Vec<&str> =
+                values.iter().filter_map(|v| if let Scalar::Str(s) = v { Some(s.as_str()) } else { None }).collect();
+            Ok(negated(*negate, references_predicate(sql, via, &targets)))
+        }
         Rule::Compare { target, op, value, negate } => {
             let symbol = match op {
                 CompareOp::Eq => "=",
@@ -399,13 +434,19 @@ fn related_predicate(
     if targets.is_empty() {
         return Ok(sql.false_literal().into());
     }
-    let mut edge = "r.via NOT LIKE '$%'".to_string();
+    // On SQLite `+r.via` keeps the planner off the (via, target) index here: walking from the
+    // reached entities by target is what stays small (measured: 3.5 s → ms at 20k entities).
+    let via = match sql.dialect {
+        Dialect::Sqlite => "+r.via",
+        Dialect::Postgres => "r.via",
+    };
+    let mut edge = format!("{via} NOT LIKE '$%'");
     if required_only {
         let pairs: Vec<String> = required
             .iter()
             .map(|(bp, rel)| {
                 let (bp, rel) = (sql.bind(Param::Text(bp.clone())), sql.bind(Param::Text(rel.clone())));
-                format!("(s.blueprint = {bp} AND r.via = {rel})")
+                format!("(s.blueprint = {bp} AND {via} = {rel})")
             })
             .collect();
         edge =
@@ -414,31 +455,31 @@ fn related_predicate(
     let bp = sql.bind(Param::Text(blueprint.to_string()));
     let list: Vec<String> = targets.iter().map(|t| sql.bind(Param::Text(t.clone()))).collect();
     let list = list.join(", ");
-    let hops = sql.bind(Param::Int(MAX_HOPS as i64));
     let body = match direction {
         Direction::Upstream => format!(
-            "SELECT r.source_id, 1 FROM entity_references r JOIN entities s ON s.id = r.source_id \
+            "SELECT r.source_id FROM entity_references r JOIN entities s ON s.id = r.source_id \
                WHERE r.target_blueprint = {bp} AND r.target_identifier IN ({list}) AND {edge} \
              UNION \
-             SELECT r.source_id, reach.depth + 1 FROM reach \
+             SELECT r.source_id FROM reach \
                JOIN entities t ON t.id = reach.id \
                JOIN entity_references r ON r.target_blueprint = t.blueprint AND r.target_identifier = t.identifier \
                JOIN entities s ON s.id = r.source_id \
-               WHERE reach.depth < {hops} AND {edge}"
+               WHERE {edge}"
         ),
         Direction::Downstream => format!(
-            "SELECT t.id, 1 FROM entities s JOIN entity_references r ON r.source_id = s.id \
+            "SELECT t.id FROM entities s JOIN entity_references r ON r.source_id = s.id \
                JOIN entities t ON t.blueprint = r.target_blueprint AND t.identifier = r.target_identifier \
                WHERE s.blueprint = {bp} AND s.identifier IN ({list}) AND {edge} \
              UNION \
-             SELECT t.id, reach.depth + 1 FROM reach \
+             SELECT t.id FROM reach \
                JOIN entities s ON s.id = reach.id \
                JOIN entity_references r ON r.source_id = s.id \
                JOIN entities t ON t.blueprint = r.target_blueprint AND t.identifier = r.target_identifier \
-               WHERE reach.depth < {hops} AND {edge}"
+               WHERE {edge}"
         ),
     };
-    Ok(format!("e.id IN (WITH RECURSIVE reach(id, depth) AS ({body}) SELECT id FROM reach)"))
+    // UNION (not UNION ALL) visits each entity once, so the walk ends even around cycles.
+    Ok(format!("e.id IN (WITH RECURSIVE reach(id) AS ({body}) SELECT id FROM reach)"))
 }
 
 /// The expression a sort orders by, for one-valued fields (date-times as instants).
@@ -467,7 +508,9 @@ pub fn search(dialect: Dialect, plan: &SearchPlan) -> Result<Sql> {
     let sort_expr = plan.sort.as_ref().map(|s| sort_expression(&sql, &s.target)).transpose()?;
     if let Some(last) = &plan.after {
         let (b, i) = (sql.bind(Param::Text(last.blueprint.clone())), sql.bind(Param::Text(last.identifier.clone())));
-        let tie = format!("(e.blueprint {after} {b} OR (e.blueprint = {b} AND e.identifier {after} {i}))");
+        // A row-value comparison, which both databases answer with a range scan of the
+        // (blueprint, identifier) index.
+        let tie = format!("((e.blueprint, e.identifier) {after} ({b}, {i}))");
         let condition = match (&plan.sort, &sort_expr) {
             (Some(sort), Some(expr)) => match sort_param(&sql, last.value.clone(), &sort.target) {
                 // Nulls sort last in both directions.

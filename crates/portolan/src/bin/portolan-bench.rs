@@ -59,14 +59,17 @@ fn main() -> anyhow::Result<()> {
 
     // The server gets its own runtime and threads; the client measures from a second runtime.
     let server_runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let base = server_runtime.block_on(async {
+    let (base, _worker) = server_runtime.block_on(async {
         let store = portolan_store::open(&location).await?;
         let state = portolan_server::AppState::new(Arc::clone(&store)).await?;
+        let state_for_worker = state.catalog.clone();
         let router = portolan_server::router(state, &portolan_server::ServerOptions { body_limit: 16 * 1024 * 1024 });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let base = format!("http://{}", listener.local_addr()?);
+        let worker =
+            portolan_server::worker::Worker::start(state_for_worker, portolan_server::worker::DEFAULT_LEASE_MS);
         tokio::spawn(portolan_server::serve(listener, router, std::future::pending()));
-        anyhow::Ok(base)
+        anyhow::Ok((base, worker))
     })?;
     let client_runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     client_runtime.block_on(run(&args, &base))
@@ -76,7 +79,7 @@ async fn run(args: &Args, base: &str) -> anyhow::Result<()> {
     let client = reqwest::Client::builder().pool_max_idle_per_host(1).build()?;
     let n = args.entities;
     let systems = (n / 50).max(1);
-    let teams = (n / 20).max(1);
+    let teams = (n / 500).max(1);
     setup(&client, base, systems, teams).await?;
 
     let mut rng = Lcg(42);
@@ -104,26 +107,114 @@ async fn run(args: &Args, base: &str) -> anyhow::Result<()> {
 
     let mut list = Vec::with_capacity(args.samples);
     for _ in 0..args.samples {
-        let after = format!("svc-{:07}", rng.below(n));
-        let cursor = base64_url(&after);
+        let position = json!({"b": "service", "i": format!("svc-{:07}", rng.below(n))});
+        let cursor = base64_url(&position.to_string());
         list.push(
             timed(&client, &format!("{base}/api/v1/blueprints/service/entities?limit=100&cursor={cursor}")).await?,
         );
     }
 
+    const LANGUAGES: [&str; 5] = ["Go", "Java", "Python", "Rust", "TypeScript"];
+    let search_url = format!("{base}/api/v1/blueprints/service/entities/search");
+    let mut equality = Vec::new();
+    let mut related = Vec::new();
+    let mut text = Vec::new();
+    let mut team = Vec::new();
+    for _ in 0..args.samples / 10 {
+        let language = LANGUAGES[rng.below(5)];
+        let rule = json!({"property": "language", "operator": "=", "value": language});
+        equality.push(
+            timed_post(&client, &search_url, &json!({"query": {"combinator": "and", "rules": [rule]}, "limit": 100}))
+                .await?,
+        );
+        let system = json!({"operator": "relatedTo", "blueprint": "system", "value": format!("sys-{}", rng.below(systems)), "required": true});
+        related.push(
+            timed_post(
+                &client,
+                &search_url,
+                &json!({"query": {"combinator": "and", "rules": [rule, system]}, "limit": 100}),
+            )
+            .await?,
+        );
+        let needle = format!("Service {}", rng.below(n));
+        let contains = json!({"property": "$title", "operator": "contains", "value": needle});
+        text.push(
+            timed_post(
+                &client,
+                &search_url,
+                &json!({"query": {"combinator": "and", "rules": [contains]}, "limit": 100}),
+            )
+            .await?,
+        );
+        let owned =
+            json!({"property": "$team", "operator": "containsAny", "value": [format!("team-{}", rng.below(teams))]});
+        team.push(
+            timed_post(&client, &search_url, &json!({"query": {"combinator": "and", "rules": [owned]}, "limit": 100}))
+                .await?,
+        );
+    }
+    let mut facets = Vec::new();
+    for _ in 0..5 {
+        let body = json!({"function": "countBy", "blueprint": "service", "property": "language"});
+        facets.push(timed_post(&client, &format!("{base}/api/v1/entities/aggregate"), &body).await?);
+    }
+
+    // Freshness: a new service in a system, until the system's aggregation counts it.
+    let mut fresh = Vec::new();
+    for i in 0..10 {
+        let system = format!("sys-{}", rng.below(systems));
+        let url = format!("{base}/api/v1/blueprints/system/entities/{system}");
+        let before: Value = client.get(&url).send().await?.json().await?;
+        let count = before["entity"]["properties"]["serviceCount"].as_i64().unwrap_or(0);
+        let mut extra = service(n + i, systems, teams, &mut rng);
+        extra["relations"]["system"] = json!(system);
+        let started = Instant::now();
+        client.post(format!("{base}/api/v1/blueprints/service/entities")).json(&extra).send().await?;
+        loop {
+            let now: Value = client.get(&url).send().await?.json().await?;
+            if now["entity"]["properties"]["serviceCount"].as_i64().unwrap_or(0) > count {
+                break;
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                bail!("the aggregation of {system} did not update within 30 s");
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        fresh.push(started.elapsed());
+    }
+
     println!("| measurement ({}) | value |", if args.database_url.is_some() { "PostgreSQL" } else { "SQLite" });
     println!("|---|---|");
-    println!("| entities ingested (bulk, {} per request) | {n} |", args.batch);
+    println!("| services ingested (bulk, {} per request; plus {teams} teams, {systems} systems) | {n} |", args.batch);
     println!("| ingest time | {:.2} s |", ingest.as_secs_f64());
     println!("| ingest rate | {rate:.0} entities/s |");
-    let (p50, p95, p99) = percentiles(&mut get);
-    println!("| get by identifier p50 / p95 / p99 | {p50:.2} / {p95:.2} / {p99:.2} ms |");
-    let (p50, p95, p99) = percentiles(&mut list);
-    println!("| list page of 100 (cursor) p50 / p95 / p99 | {p50:.2} / {p95:.2} / {p99:.2} ms |");
+    let row = |name: &str, samples: &mut Vec<Duration>| {
+        let (p50, p95, p99) = percentiles(samples);
+        println!("| {name} p50 / p95 / p99 | {p50:.2} / {p95:.2} / {p99:.2} ms |");
+    };
+    row("get by identifier", &mut get);
+    row("list page of 100 (cursor)", &mut list);
+    row("(a) search: property equality, page of 100", &mut equality);
+    row("(b) search: equality + relatedTo a system", &mut related);
+    row("(c) search: title contains", &mut text);
+    row("search: owned by one team", &mut team);
+    row("(d) facets: countBy language", &mut facets);
+    row("change → aggregation recomputed", &mut fresh);
     if let Some(peak) = peak_rss_mib() {
         println!("| peak RSS (server and client, one process) | {peak:.0} MiB |");
     }
     Ok(())
+}
+
+async fn timed_post(client: &reqwest::Client, url: &str, body: &Value) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let response = client.post(url).json(body).send().await?;
+    let status = response.status();
+    let text = response.text().await?;
+    if status != 200 {
+        bail!("POST {url} answered {status}: {text}");
+    }
+    Ok(started.elapsed())
 }
 
 async fn setup(client: &reqwest::Client, base: &str, systems: usize, teams: usize) -> anyhow::Result<()> {
@@ -153,6 +244,20 @@ async fn setup(client: &reqwest::Client, base: &str, systems: usize, teams: usiz
         let response = client.post(format!("{base}/api/v1/blueprints")).json(&blueprint).send().await?;
         if !response.status().is_success() {
             bail!("creating a blueprint failed: {}", response.text().await?);
+        }
+    }
+    let computed = json!({"aggregationProperties": {"serviceCount": {"target": "service", "relation": "system",
+        "calculationSpec": {"calculationBy": "entities", "func": "count"}}}});
+    let scorecard = json!({"identifier": "readiness", "rules": [
+        {"identifier": "replicated", "level": "Silver", "query": {"combinator": "and", "rules": [{"property": "replicas", "operator": ">=", "value": 2}]}},
+        {"identifier": "tier-1", "level": "Gold", "query": {"combinator": "and", "rules": [{"property": "tier", "operator": "=", "value": "tier-1"}]}}]});
+    for (method, url, body) in [
+        (reqwest::Method::PATCH, format!("{base}/api/v1/blueprints/system"), computed),
+        (reqwest::Method::POST, format!("{base}/api/v1/blueprints/service/scorecards"), scorecard),
+    ] {
+        let response = client.request(method, &url).json(&body).send().await?;
+        if !response.status().is_success() {
+            bail!("{url} failed: {}", response.text().await?);
         }
     }
     let team_docs: Vec<Value> =
