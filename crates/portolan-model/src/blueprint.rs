@@ -30,6 +30,24 @@ pub struct Blueprint {
     /// Statistics over the entities that point here, kept up to date by the server.
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub aggregation_properties: IndexMap<String, AggregationProperty>,
+    /// Values computed by a jq expression over the entity (after mirrors and aggregations).
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub calculation_properties: IndexMap<String, CalculationProperty>,
+}
+
+/// A property computed by a jq expression over the entity document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CalculationProperty {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// The jq expression; its first output is the value.
+    pub calculation: String,
+    /// The type the value must have (a value of another type is recorded as a diagnostic).
+    #[serde(rename = "type")]
+    pub kind: PropertyType,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<Format>,
 }
 
 /// A property mirrored from a related entity: `path` is relations then a property or
@@ -187,11 +205,19 @@ impl Blueprint {
 
     /// Whether `name` is a computed (mirror or aggregation) property.
     pub fn is_computed(&self, name: &str) -> bool {
-        self.mirror_properties.contains_key(name) || self.aggregation_properties.contains_key(name)
+        self.mirror_properties.contains_key(name)
+            || self.aggregation_properties.contains_key(name)
+            || self.calculation_properties.contains_key(name)
     }
 
     fn computed_kind(&self, name: &str) -> &'static str {
-        if self.mirror_properties.contains_key(name) { "mirrorProperties" } else { "aggregationProperties" }
+        if self.mirror_properties.contains_key(name) {
+            "mirrorProperties"
+        } else if self.aggregation_properties.contains_key(name) {
+            "aggregationProperties"
+        } else {
+            "calculationProperties"
+        }
     }
 
     pub fn title_or_identifier(&self) -> &str {
@@ -221,18 +247,33 @@ impl Blueprint {
                 errors.push(format!("/schema/required/{i}"), format!("'{name}' is listed twice"));
             }
         }
-        for name in self.mirror_properties.keys().chain(self.aggregation_properties.keys()) {
+        let computed = self
+            .mirror_properties
+            .keys()
+            .chain(self.aggregation_properties.keys())
+            .chain(self.calculation_properties.keys());
+        let mut seen_computed = HashSet::new();
+        for name in computed {
             if self.schema.properties.contains_key(name) || self.relations.contains_key(name) {
                 errors.push(
                     format!("/{}/{}", self.computed_kind(name), pointer_token(name)),
                     format!("'{name}' is already a property or relation"),
                 );
             }
-            if self.mirror_properties.contains_key(name) && self.aggregation_properties.contains_key(name) {
+            if !seen_computed.insert(name) {
                 errors.push(
-                    format!("/aggregationProperties/{}", pointer_token(name)),
-                    format!("'{name}' is also a mirror property"),
+                    format!("/{}/{}", self.computed_kind(name), pointer_token(name)),
+                    format!("'{name}' is defined twice"),
                 );
+            }
+        }
+        for (name, calculation) in &self.calculation_properties {
+            let path = format!("/calculationProperties/{}", pointer_token(name));
+            if let Err(msg) = crate::jq::check(&calculation.calculation) {
+                errors.push(format!("{path}/calculation"), format!("the jq expression {msg}"));
+            }
+            if calculation.format.is_some() && calculation.kind != PropertyType::String {
+                errors.push(format!("{path}/format"), "a format needs type string");
             }
         }
         for (name, rel) in &self.relations {

@@ -68,6 +68,10 @@ pub struct Entity {
     #[serde(skip_serializing_if = "Map::is_empty")]
     #[schema(value_type = Object)]
     pub scorecards: Map<String, Value>,
+    /// Why a computed property has no value (a failed calculation), by property name.
+    #[serde(skip_serializing_if = "Map::is_empty")]
+    #[schema(value_type = Object)]
+    pub diagnostics: Map<String, Value>,
     /// Incremented on every write; sent as the `ETag` and compared with `If-Match`.
     pub version: i64,
     #[serde(serialize_with = "as_rfc3339")]
@@ -416,6 +420,7 @@ mod tests {
             properties: json!({"language": "Go", "port": 1}).as_object().cloned().unwrap_or_default(),
             relations: json!({"system": "shop"}).as_object().cloned().unwrap_or_default(),
             scorecards: Map::new(),
+            diagnostics: Default::default(),
             version: 1,
             created_at: 0,
             created_by: "x".into(),

@@ -7,6 +7,7 @@ pub mod computed;
 pub mod entity;
 pub mod error;
 pub mod ident;
+pub mod jq;
 pub mod query;
 pub mod scorecard;
 pub mod system;

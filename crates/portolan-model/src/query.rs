@@ -198,6 +198,16 @@ impl Scope<'_> {
         if bp.aggregation_properties.contains_key(name) {
             return Some(Shape::One(Kind::Number));
         }
+        if let Some(calculation) = bp.calculation_properties.get(name) {
+            let kind = match (calculation.kind, calculation.format) {
+                (PropertyType::String, Some(Format::DateTime | Format::Timer)) => Kind::DateTime,
+                (PropertyType::String, _) => Kind::String,
+                (PropertyType::Number, _) => Kind::Number,
+                (PropertyType::Boolean, _) => Kind::Boolean,
+                _ => return Some(Shape::Object),
+            };
+            return Some(Shape::One(kind));
+        }
         let mirror = bp.mirror_properties.get(name)?;
         if depth > crate::computed::MAX_MIRROR_HOPS {
             return None;
@@ -872,6 +882,7 @@ mod tests {
             properties: properties.as_object().cloned().unwrap_or_default(),
             relations: relations.as_object().cloned().unwrap_or_default(),
             scorecards: Map::new(),
+            diagnostics: Default::default(),
             version: 1,
             created_at: 1_000,
             created_by: "x".into(),

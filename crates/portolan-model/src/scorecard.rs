@@ -218,6 +218,7 @@ mod tests {
             properties: props.as_object().cloned().unwrap_or_default(),
             relations: Map::new(),
             scorecards: Map::new(),
+            diagnostics: Default::default(),
             version: 1,
             created_at: 0,
             created_by: String::new(),

@@ -4,6 +4,7 @@ pub mod api;
 pub mod demo;
 pub mod error;
 pub mod extract;
+pub mod sandbox;
 pub mod services;
 pub mod sweeper;
 pub mod worker;

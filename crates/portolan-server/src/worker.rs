@@ -61,15 +61,28 @@ async fn run(catalog: Catalog, owner: String, lease_ms: i64, mut stopped: watch:
             }
             continue;
         }
-        for job in jobs {
-            if let Err(err) = execute(&catalog, &job, &owner).await {
-                let delay = 100i64.saturating_mul(1 << job.attempts.clamp(0, 10)).min(60_000);
-                tracing::warn!(job = job.id, kind = %job.kind, attempts = job.attempts, %err, "job failed; retrying in {delay} ms");
-                if let Err(err) = release(&catalog, &job, &owner, delay).await {
-                    tracing::warn!(job = job.id, %err, "cannot release job; its lease will expire");
+        let (recomputes, others): (Vec<&Job>, Vec<&Job>) = jobs.iter().partition(|j| j.kind == RECOMPUTE);
+        if !recomputes.is_empty() && catalog.run_recomputes(&recomputes, &owner).await.is_err() {
+            // Retry one by one, so that one bad job cannot hold back the others.
+            for job in recomputes {
+                if let Err(err) = catalog.run_recomputes(&[job], &owner).await {
+                    give_back(&catalog, job, &owner, &err).await;
                 }
             }
         }
+        for job in others {
+            let err = Error::new(ErrorCode::Internal, format!("no handler for job kind '{}'", job.kind));
+            give_back(&catalog, job, &owner, &err).await;
+        }
+    }
+}
+
+/// Releases a failed job, to be retried after a delay that grows with its attempts.
+async fn give_back(catalog: &Catalog, job: &Job, owner: &str, err: &Error) {
+    let delay = 100i64.saturating_mul(1 << job.attempts.clamp(0, 10)).min(60_000);
+    tracing::warn!(job = job.id, kind = %job.kind, attempts = job.attempts, %err, "job failed; retrying in {delay} ms");
+    if let Err(err) = release(catalog, job, owner, delay).await {
+        tracing::warn!(job = job.id, %err, "cannot release job; its lease will expire");
     }
 }
 
@@ -78,13 +91,6 @@ async fn claim(catalog: &Catalog, owner: &str, lease_ms: i64) -> Result<Vec<Job>
     let jobs = tx.claim_jobs(owner, catalog.now(), lease_ms, BATCH).await?;
     tx.commit().await?;
     Ok(jobs)
-}
-
-async fn execute(catalog: &Catalog, job: &Job, owner: &str) -> Result<()> {
-    match job.kind.as_str() {
-        RECOMPUTE => catalog.run_recompute(job, owner).await,
-        other => Err(Error::new(ErrorCode::Internal, format!("no handler for job kind '{other}'"))),
-    }
 }
 
 async fn release(catalog: &Catalog, job: &Job, owner: &str, delay_ms: i64) -> Result<()> {

@@ -157,14 +157,15 @@ pub trait Tx: Send {
     /// Replaces the stored scorecard results of entities of `blueprint` (identifier, results).
     async fn put_scorecard_results(&mut self, blueprint: &str, results: &[(String, Map<String, Value>)]) -> Result<()>;
 
-    /// Replaces the computed properties and scorecard results of an entity, if it is still at
-    /// `version`; false when a write got there first.
+    /// Replaces the computed properties, scorecard results and diagnostics of an entity, if it
+    /// is still at `version`; false when a write got there first.
     async fn put_computed(
         &mut self,
         entity: &EntityRef,
         version: i64,
         properties: &Map<String, Value>,
         scorecards: &Map<String, Value>,
+        diagnostics: &Map<String, Value>,
     ) -> Result<bool>;
 
     /// Enqueues jobs; a job whose key is already waiting is dropped (the waiting one covers it).

@@ -21,7 +21,7 @@ use crate::{
     StoreError, Tx,
 };
 
-const ENTITY_COLUMNS: &str = "blueprint, identifier, title, icon, team, properties, relations, scorecards, version, \
+const ENTITY_COLUMNS: &str = "blueprint, identifier, title, icon, team, properties, relations, scorecards, diagnostics, version, \
      created_at, created_by, updated_at, updated_by";
 
 /// Rows per multi-row write; arrays are bound whole, so this only bounds statement size.
@@ -148,6 +148,7 @@ fn entity_from_row(row: &PgRow) -> Result<Entity> {
     let Json(properties): Json<Map<String, Value>> = row.try_get("properties")?;
     let Json(relations): Json<Map<String, Value>> = row.try_get("relations")?;
     let Json(scorecards): Json<Map<String, Value>> = row.try_get("scorecards")?;
+    let Json(diagnostics): Json<Map<String, Value>> = row.try_get("diagnostics")?;
     Ok(Entity {
         blueprint: row.try_get("blueprint")?,
         identifier: row.try_get("identifier")?,
@@ -157,6 +158,7 @@ fn entity_from_row(row: &PgRow) -> Result<Entity> {
         properties,
         relations,
         scorecards,
+        diagnostics,
         version: row.try_get("version")?,
         created_at: row.try_get("created_at")?,
         created_by: row.try_get("created_by")?,
@@ -257,13 +259,13 @@ impl Tx for PgTx {
             }
             let sql = format!(
                 "INSERT INTO entities ({ENTITY_COLUMNS})
-                 SELECT b, i, t, ic, tm::jsonb, p::jsonb, r::jsonb, sc::jsonb, v, ca, cb, ua, ub
+                 SELECT b, i, t, ic, tm::jsonb, p::jsonb, r::jsonb, sc::jsonb, dg::jsonb, v, ca, cb, ua, ub
                  FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-                             $8::text[], $9::bigint[], $10::bigint[], $11::text[], $12::bigint[], $13::text[])
-                      AS u(b, i, t, ic, tm, p, r, sc, v, ca, cb, ua, ub)
+                             $8::text[], $9::text[], $10::bigint[], $11::bigint[], $12::text[], $13::bigint[], $14::text[])
+                      AS u(b, i, t, ic, tm, p, r, sc, dg, v, ca, cb, ua, ub)
                  ON CONFLICT (blueprint, identifier) DO UPDATE SET
                      title = excluded.title, icon = excluded.icon, team = excluded.team,
-                     properties = excluded.properties, relations = excluded.relations, scorecards = excluded.scorecards,
+                     properties = excluded.properties, relations = excluded.relations, scorecards = excluded.scorecards, diagnostics = excluded.diagnostics,
                      version = excluded.version, updated_at = excluded.updated_at, updated_by = excluded.updated_by
                  WHERE entities.version = excluded.version - 1
                  RETURNING id, identifier"
@@ -278,6 +280,7 @@ impl Tx for PgTx {
                 .bind(c.properties)
                 .bind(c.relations)
                 .bind(c.scorecards)
+                .bind(c.diagnostics)
                 .bind(c.version)
                 .bind(c.created_at)
                 .bind(c.created_by)
@@ -462,15 +465,18 @@ impl Tx for PgTx {
         version: i64,
         properties: &Map<String, Value>,
         scorecards: &Map<String, Value>,
+        diagnostics: &Map<String, Value>,
     ) -> Result<bool> {
         let done = sqlx::query(
-            "UPDATE entities SET properties = $1, scorecards = $2 WHERE blueprint = $3 AND identifier = $4 AND version = $5",
+            "UPDATE entities SET properties = $1, scorecards = $2, diagnostics = $6
+             WHERE blueprint = $3 AND identifier = $4 AND version = $5",
         )
         .bind(Json(properties))
         .bind(Json(scorecards))
         .bind(&entity.blueprint)
         .bind(&entity.identifier)
         .bind(version)
+        .bind(Json(diagnostics))
         .execute(&mut *self.tx)
         .await?;
         Ok(done.rows_affected() > 0)
@@ -655,6 +661,7 @@ struct EntityColumns {
     properties: Vec<String>,
     relations: Vec<String>,
     scorecards: Vec<String>,
+    diagnostics: Vec<String>,
     version: Vec<i64>,
     created_at: Vec<i64>,
     created_by: Vec<String>,
@@ -672,6 +679,7 @@ impl EntityColumns {
         self.properties.push(to_json(&e.properties)?);
         self.relations.push(to_json(&e.relations)?);
         self.scorecards.push(to_json(&e.scorecards)?);
+        self.diagnostics.push(to_json(&e.diagnostics)?);
         self.version.push(e.version);
         self.created_at.push(e.created_at);
         self.created_by.push(e.created_by.clone());

@@ -492,7 +492,7 @@ fn sort_expression(sql: &Sql, target: &Target) -> Result<String> {
 }
 
 /// The entity columns a search returns.
-const COLUMNS: &str = "e.blueprint, e.identifier, e.title, e.icon, e.team, e.properties, e.relations, e.scorecards, e.version, \
+const COLUMNS: &str = "e.blueprint, e.identifier, e.title, e.icon, e.team, e.properties, e.relations, e.scorecards, e.diagnostics, e.version, \
      e.created_at, e.created_by, e.updated_at, e.updated_by";
 
 /// `SELECT ... FROM entities e WHERE ... ORDER BY ... LIMIT ...` for a search.

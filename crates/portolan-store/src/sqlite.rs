@@ -100,7 +100,7 @@ struct SqliteTx {
     changes: broadcast::Sender<ChangeEvent>,
 }
 
-const ENTITY_COLUMNS: &str = "blueprint, identifier, title, icon, team, properties, relations, scorecards, version, \
+const ENTITY_COLUMNS: &str = "blueprint, identifier, title, icon, team, properties, relations, scorecards, diagnostics, version, \
      created_at, created_by, updated_at, updated_by";
 
 fn entity_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Entity> {
@@ -108,6 +108,7 @@ fn entity_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Entity> {
     let properties: Map<String, Value> = parse_json(row.try_get("properties")?)?;
     let relations: Map<String, Value> = parse_json(row.try_get("relations")?)?;
     let scorecards: Map<String, Value> = parse_json(row.try_get("scorecards")?)?;
+    let diagnostics: Map<String, Value> = parse_json(row.try_get("diagnostics")?)?;
     Ok(Entity {
         blueprint: row.try_get("blueprint")?,
         identifier: row.try_get("identifier")?,
@@ -117,6 +118,7 @@ fn entity_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Entity> {
         properties,
         relations,
         scorecards,
+        diagnostics,
         version: row.try_get("version")?,
         created_at: row.try_get("created_at")?,
         created_by: row.try_get("created_by")?,
@@ -231,12 +233,12 @@ impl Tx for SqliteTx {
 
     async fn put_entities(&mut self, writes: &[EntityWrite]) -> Result<()> {
         for chunk in writes.chunks(ENTITY_ROWS_PER_STATEMENT) {
-            let rows = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+            let rows = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
             let sql = format!(
                 "INSERT INTO entities ({ENTITY_COLUMNS}) VALUES {rows}
                  ON CONFLICT (blueprint, identifier) DO UPDATE SET
                      title = excluded.title, icon = excluded.icon, team = excluded.team,
-                     properties = excluded.properties, relations = excluded.relations, scorecards = excluded.scorecards,
+                     properties = excluded.properties, relations = excluded.relations, scorecards = excluded.scorecards, diagnostics = excluded.diagnostics,
                      version = excluded.version, updated_at = excluded.updated_at, updated_by = excluded.updated_by
                  WHERE entities.version = excluded.version - 1
                  RETURNING id, identifier"
@@ -253,6 +255,7 @@ impl Tx for SqliteTx {
                     .bind(to_json(&e.properties)?)
                     .bind(to_json(&e.relations)?)
                     .bind(to_json(&e.scorecards)?)
+                    .bind(to_json(&e.diagnostics)?)
                     .bind(e.version)
                     .bind(e.created_at)
                     .bind(&e.created_by)
@@ -432,12 +435,15 @@ impl Tx for SqliteTx {
         version: i64,
         properties: &Map<String, Value>,
         scorecards: &Map<String, Value>,
+        diagnostics: &Map<String, Value>,
     ) -> Result<bool> {
         let done = sqlx::query(
-            "UPDATE entities SET properties = ?, scorecards = ? WHERE blueprint = ? AND identifier = ? AND version = ?",
+            "UPDATE entities SET properties = ?, scorecards = ?, diagnostics = ?
+             WHERE blueprint = ? AND identifier = ? AND version = ?",
         )
         .bind(to_json(properties)?)
         .bind(to_json(scorecards)?)
+        .bind(to_json(diagnostics)?)
         .bind(&entity.blueprint)
         .bind(&entity.identifier)
         .bind(version)

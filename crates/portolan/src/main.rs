@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use portolan_server::sandbox::JqSandbox;
 use portolan_server::{AppState, ServerOptions};
 
 #[derive(Parser)]
@@ -19,6 +20,9 @@ struct Cli {
 enum Command {
     /// Run the portal server.
     Serve(config::ServeArgs),
+    /// Evaluate jq expressions read from stdin (the server starts these itself).
+    #[command(hide = true)]
+    JqSandbox,
     /// Copy a SQLite deployment into an empty PostgreSQL database and verify the copy.
     MigrateStore {
         /// Data directory of the SQLite deployment.
@@ -38,6 +42,7 @@ fn main() -> anyhow::Result<()> {
             init_logging(&config.log)?;
             runtime()?.block_on(serve(config))
         }
+        Command::JqSandbox => Ok(portolan_server::sandbox::serve_sandbox()?),
         Command::MigrateStore { from, to } => {
             init_logging("warn")?;
             runtime()?.block_on(migrate_store(from, to))
@@ -91,7 +96,9 @@ async fn serve(config: config::ServeConfig) -> anyhow::Result<()> {
     let store = portolan_store::open(&database.location())
         .await
         .with_context(|| format!("cannot open the database {database}"))?;
-    let state = AppState::new(Arc::clone(&store)).await.context("cannot prepare the catalog")?;
+    let mut state = AppState::new(Arc::clone(&store)).await.context("cannot prepare the catalog")?;
+    let exe = std::env::current_exe().context("cannot find this program's path for the jq sandbox")?;
+    state.catalog.set_sandbox(Arc::new(JqSandbox::new(exe, vec!["jq-sandbox".into()])));
     if config.demo {
         let summary = portolan_server::demo::load(&state.catalog).await.context("cannot load the demo catalog")?;
         tracing::info!(

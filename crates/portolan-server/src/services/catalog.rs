@@ -14,6 +14,7 @@ use super::scorecards::compiled_scorecards;
 use super::{Actor, SharedClock, computed};
 use crate::error::{Error, ErrorCode, Result};
 use crate::extract::IfMatch;
+use crate::sandbox::JqSandbox;
 
 /// How many entities a schema-change refusal names.
 const SCHEMA_BREAK_EXAMPLES: usize = 5;
@@ -32,6 +33,8 @@ pub struct Catalog {
     clock: SharedClock,
     /// Wakes this process's worker when a write queued follow-up work.
     work: Arc<tokio::sync::Notify>,
+    /// Where jq calculations run; without one, calculation properties stay empty (with a diagnostic).
+    sandbox: Option<Arc<JqSandbox>>,
 }
 
 /// How an entity write treats an entity that already exists.
@@ -68,7 +71,7 @@ struct Pending {
 
 impl Catalog {
     pub fn new(store: Arc<dyn Store>, clock: SharedClock) -> Self {
-        Self { store, clock, work: Arc::new(tokio::sync::Notify::new()) }
+        Self { store, clock, work: Arc::new(tokio::sync::Notify::new()), sandbox: None }
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -77,6 +80,15 @@ impl Catalog {
 
     pub fn now(&self) -> portolan_model::Millis {
         self.clock.now()
+    }
+
+    /// Runs jq calculations in `sandbox`.
+    pub fn set_sandbox(&mut self, sandbox: Arc<JqSandbox>) {
+        self.sandbox = Some(sandbox);
+    }
+
+    pub(crate) fn sandbox(&self) -> Option<&JqSandbox> {
+        self.sandbox.as_deref()
     }
 
     /// Notified after a write that queued background work.
@@ -355,7 +367,7 @@ impl Catalog {
             let index = p.index;
             befores.push(p.existing.clone());
             let (mut write, outcome) = self.next_version(actor, blueprint, p);
-            computed::compute_properties(tx, &blueprints, &mut write.entity, now).await?;
+            computed::compute_properties(tx, &blueprints, &mut write.entity, now, self.sandbox()).await?;
             write.entity.scorecards = scorecard::score(&scorecards, &write.entity);
             written.push((index, write, outcome));
         }
@@ -554,6 +566,7 @@ impl Catalog {
             properties: valid.properties,
             relations: valid.relations,
             scorecards: Default::default(),
+            diagnostics: Default::default(),
             version,
             created_at,
             created_by,

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use portolan_model::blueprint::{AggregationFunction, AggregationProperty};
+use portolan_model::blueprint::{AggregationFunction, AggregationProperty, CalculationProperty};
 use portolan_model::computed::{aggregation_relations, resolve_mirror};
 use portolan_model::query::{self, CompareOp, Field, Kind, Query, QueryContext, Rule, Scalar, Scope, Shape, Target};
 use portolan_model::scorecard;
@@ -16,6 +16,7 @@ use serde_json::{Map, Value, json};
 use super::catalog::Catalog;
 use super::scorecards::compiled_scorecards;
 use crate::error::{Error, ErrorCode, Result};
+use crate::sandbox::JqSandbox;
 
 /// The job kind that recomputes one entity's computed properties and scorecards.
 pub const RECOMPUTE: &str = "recompute";
@@ -39,12 +40,14 @@ fn number(value: f64) -> Value {
     if value.fract() == 0.0 && value.abs() < 9.0e15 { Value::from(value as i64) } else { Value::from(value) }
 }
 
-/// Computes the mirror and aggregation values of `entity` and puts them in its properties.
+/// Computes the mirror, aggregation and calculation values of `entity` and puts them in its
+/// properties; a calculation that fails leaves its property empty and says why in `diagnostics`.
 pub(crate) async fn compute_properties(
     tx: &mut dyn Tx,
     blueprints: &[Blueprint],
     entity: &mut Entity,
     now: Millis,
+    sandbox: Option<&JqSandbox>,
 ) -> Result<()> {
     let Some(blueprint) = blueprints.iter().find(|b| b.identifier == entity.blueprint) else { return Ok(()) };
     let lookup = |id: &str| blueprints.iter().find(|b| b.identifier == id).cloned();
@@ -59,7 +62,40 @@ pub(crate) async fn compute_properties(
         let value = aggregate(tx, blueprints, entity, aggregation, now).await?;
         set(&mut entity.properties, name, value);
     }
+    entity.diagnostics.clear();
+    for (name, calculation) in &blueprint.calculation_properties {
+        let value = match calculate(entity, calculation, sandbox).await {
+            Ok(value) => value,
+            Err(why) => {
+                entity.diagnostics.insert(name.clone(), Value::from(format!("calculation failed: {why}")));
+                None
+            }
+        };
+        set(&mut entity.properties, name, value);
+    }
     Ok(())
+}
+
+/// Runs a calculation over the entity document; the first output, checked against the type.
+async fn calculate(
+    entity: &Entity,
+    calculation: &CalculationProperty,
+    sandbox: Option<&JqSandbox>,
+) -> std::result::Result<Option<Value>, String> {
+    let sandbox = sandbox.ok_or("this server runs no jq sandbox")?;
+    let document = serde_json::to_value(entity).map_err(|e| e.to_string())?;
+    let value = sandbox.eval(&calculation.calculation, &document).await?.into_iter().next();
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(value) if !calculation.kind.admits(&value) => {
+            Err(format!("gave {value}, which is not of type {}", calculation.kind.as_str()))
+        }
+        Some(Value::String(text)) if calculation.format.is_some_and(|f| f.check(&text).is_err()) => Err(format!(
+            "gave {text:?}, which is not a valid {}",
+            calculation.format.map(|f| f.as_str()).unwrap_or_default()
+        )),
+        Some(value) => Ok(Some(value)),
+    }
 }
 
 fn set(properties: &mut Map<String, Value>, name: &str, value: Option<Value>) {
@@ -221,36 +257,51 @@ fn relation_targets(value: Option<&Value>) -> Vec<String> {
 }
 
 impl Catalog {
-    /// Runs one recompute job: recomputes the entity and, if anything changed, enqueues the
-    /// entities that read it. The job's completion commits with its effect.
-    pub async fn run_recompute(&self, job: &Job, owner: &str) -> Result<()> {
-        let target: EntityRef = EntityRef {
-            blueprint: job.payload["blueprint"].as_str().unwrap_or_default().to_string(),
-            identifier: job.payload["identifier"].as_str().unwrap_or_default().to_string(),
-        };
+    /// Runs recompute jobs in one transaction (one commit for the batch): recomputes each entity
+    /// and, if anything changed, queues the entities that read it. The jobs' completion commits
+    /// with their effects; if any lease was lost, nothing is committed.
+    pub async fn run_recomputes(&self, jobs: &[&Job], owner: &str) -> Result<()> {
         let mut tx = self.store().write().await?;
         let blueprints: Vec<Blueprint> = tx.blueprints().await?.into_iter().map(|r| r.blueprint).collect();
-        if let Some(before) = tx.entity(&target.blueprint, &target.identifier).await?
-            && let Some(blueprint) = blueprints.iter().find(|b| b.identifier == target.blueprint)
-        {
-            let now = self.now();
-            let mut after = before.clone();
-            compute_properties(tx.as_mut(), &blueprints, &mut after, now).await?;
-            let scorecards = compiled_scorecards(tx.as_mut(), blueprint, now).await?;
-            after.scorecards = scorecard::score(&scorecards, &after);
-            if (after.properties != before.properties || after.scorecards != before.scorecards)
-                && tx.put_computed(&target, before.version, &after.properties, &after.scorecards).await?
-            {
-                tx.publish(&super::catalog::change("entity.computed", &target, Some(before.version))).await?;
-                let next = dependents(tx.as_mut(), &blueprints, Some(&before), Some(&after)).await?;
-                tx.enqueue_jobs(&recompute_jobs(next, now)).await?;
+        let now = self.now();
+        for job in jobs {
+            let target = EntityRef {
+                blueprint: job.payload["blueprint"].as_str().unwrap_or_default().to_string(),
+                identifier: job.payload["identifier"].as_str().unwrap_or_default().to_string(),
+            };
+            self.recompute(tx.as_mut(), &blueprints, &target, now).await?;
+            if !tx.complete_job(job.id, owner).await? {
+                return Err(Error::new(ErrorCode::Conflict, format!("lost the lease of job {}", job.id)));
             }
-        }
-        if !tx.complete_job(job.id, owner).await? {
-            return Err(Error::new(ErrorCode::Conflict, format!("lost the lease of job {}", job.id)));
         }
         tx.commit().await?;
         self.work_signal().notify_one();
+        Ok(())
+    }
+
+    async fn recompute(
+        &self,
+        tx: &mut dyn Tx,
+        blueprints: &[Blueprint],
+        target: &EntityRef,
+        now: Millis,
+    ) -> Result<()> {
+        let Some(before) = tx.entity(&target.blueprint, &target.identifier).await? else { return Ok(()) };
+        let Some(blueprint) = blueprints.iter().find(|b| b.identifier == target.blueprint) else { return Ok(()) };
+        let mut after = before.clone();
+        compute_properties(tx, blueprints, &mut after, now, self.sandbox()).await?;
+        let scorecards = compiled_scorecards(tx, blueprint, now).await?;
+        after.scorecards = scorecard::score(&scorecards, &after);
+        let changed = after.properties != before.properties
+            || after.scorecards != before.scorecards
+            || after.diagnostics != before.diagnostics;
+        if changed
+            && tx.put_computed(target, before.version, &after.properties, &after.scorecards, &after.diagnostics).await?
+        {
+            tx.publish(&super::catalog::change("entity.computed", target, Some(before.version))).await?;
+            let next = dependents(tx, blueprints, Some(&before), Some(&after)).await?;
+            tx.enqueue_jobs(&recompute_jobs(next, now)).await?;
+        }
         Ok(())
     }
 }

@@ -72,6 +72,7 @@ fn catalog(rng: &mut Rng, blueprints: &[Blueprint]) -> Vec<(Entity, Vec<portolan
             properties: valid.properties,
             relations: valid.relations,
             scorecards: Default::default(),
+            diagnostics: Default::default(),
             version: 1,
             created_at: NOW - i * 3_600_000,
             created_by: "gen".into(),

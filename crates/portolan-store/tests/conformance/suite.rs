@@ -33,6 +33,7 @@ fn entity(blueprint: &str, identifier: &str, n: i64) -> Entity {
         properties,
         relations: Map::new(),
         scorecards: Map::new(),
+        diagnostics: Default::default(),
         version: 1,
         created_at: 1_700_000_000_123,
         created_by: "tester".into(),

@@ -124,3 +124,60 @@ async fn config_file_sets_data_directory_and_body_limit_and_unknown_keys_fail() 
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("bogus"), "the unknown key is named: {stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jq_calculations_run_sandboxed_and_a_runaway_expression_costs_nothing_but_its_value() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start(&["--demo"], dir.path());
+    let client = reqwest::Client::new();
+    let blueprint = format!("{}/api/v1/blueprints/service", server.base);
+    let bad = client
+        .patch(&blueprint)
+        .json(&serde_json::json!({"calculationProperties": {"x": {"calculation": ".a | | .b", "type": "number"}}}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(bad.status().as_u16(), 422);
+    let body: serde_json::Value = bad.json().await.expect("json");
+    assert_eq!(body["details"][0]["path"], "/calculationProperties/x/calculation");
+
+    let calculations = serde_json::json!({"calculationProperties": {
+        "replicaBudget": {"calculation": ".properties.replicas * 2", "type": "number"},
+        "shout": {"calculation": ".identifier | ascii_upcase", "type": "string"},
+        "wrongType": {"calculation": ".properties.language", "type": "number"},
+        "loops": {"calculation": "def f: f; f", "type": "number"},
+        "recurses": {"calculation": "def f: 1 + f; f", "type": "number"},
+        "floods": {"calculation": "[repeat(1)] | length", "type": "number"}
+    }});
+    let added = client.patch(&blueprint).json(&calculations).send().await.expect("request");
+    assert_eq!(added.status().as_u16(), 200, "{}", added.text().await.unwrap_or_default());
+
+    let url = format!("{}/api/v1/blueprints/service/entities/cart-service", server.base);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let entity = loop {
+        let (_, body) = get_json(&url).await;
+        if body["entity"]["properties"]["replicaBudget"] == 12 && body["entity"]["diagnostics"]["floods"].is_string() {
+            break body["entity"].clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "calculations not applied: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(entity["properties"]["shout"], "CART-SERVICE");
+    for name in ["wrongType", "loops", "recurses", "floods"] {
+        assert!(entity["properties"].get(name).is_none(), "{name} has no value");
+        assert!(
+            entity["diagnostics"][name].as_str().is_some_and(|d| d.starts_with("calculation failed")),
+            "{name}: {entity}"
+        );
+    }
+    assert!(entity["diagnostics"]["wrongType"].as_str().is_some_and(|d| d.contains("not of type number")));
+    let (status, _) = get_json(&format!("{}/readyz", server.base)).await;
+    assert_eq!(status, 200, "the server keeps serving");
+
+    // A write recomputes at once, through the same sandbox.
+    let patched =
+        client.patch(&url).json(&serde_json::json!({"properties": {"replicas": 7}})).send().await.expect("request");
+    let body: serde_json::Value = patched.json().await.expect("json");
+    assert_eq!(body["entity"]["properties"]["replicaBudget"], 14);
+    server.terminate();
+}
