@@ -508,9 +508,13 @@ pub fn search(dialect: Dialect, plan: &SearchPlan) -> Result<Sql> {
     let sort_expr = plan.sort.as_ref().map(|s| sort_expression(&sql, &s.target)).transpose()?;
     if let Some(last) = &plan.after {
         let (b, i) = (sql.bind(Param::Text(last.blueprint.clone())), sql.bind(Param::Text(last.identifier.clone())));
-        // A row-value comparison, which both databases answer with a range scan of the
-        // (blueprint, identifier) index.
-        let tie = format!("((e.blueprint, e.identifier) {after} ({b}, {i}))");
+        // Within one blueprint the identifier alone orders; across blueprints, a row-value
+        // comparison. Both are range scans of the (blueprint, identifier) index.
+        let tie = if plan.blueprint.as_deref() == Some(last.blueprint.as_str()) {
+            format!("(e.identifier {after} {i})")
+        } else {
+            format!("((e.blueprint, e.identifier) {after} ({b}, {i}))")
+        };
         let condition = match (&plan.sort, &sort_expr) {
             (Some(sort), Some(expr)) => match sort_param(&sql, last.value.clone(), &sort.target) {
                 // Nulls sort last in both directions.
