@@ -25,6 +25,8 @@ use crate::error::FieldErrors;
 
 /// Deepest nesting of groups accepted.
 pub const MAX_DEPTH: usize = 8;
+/// Longest path `matchAny` follows.
+pub const MAX_HOPS: usize = 15;
 /// Most rules accepted in one query.
 pub const MAX_RULES: usize = 256;
 /// Largest query document accepted, in bytes of JSON.
@@ -54,6 +56,9 @@ pub enum Rule {
     /// The entity reaches (upstream) or is reached from (downstream) one of `targets` of
     /// `blueprint` through relations, of any length; only through required ones if `required`.
     RelatedTo { blueprint: String, targets: Vec<String>, direction: Direction, required: bool },
+    /// Path matching: following the entity's relations (only `relations`, when given) for 1 to
+    /// `max_hops` steps reaches an entity that `query` admits.
+    MatchAny { relations: Vec<String>, max_hops: usize, query: Box<Query> },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -359,6 +364,9 @@ impl Parser<'_, '_> {
         if operator == "relatedTo" {
             return self.related_to(rule, path);
         }
+        if operator == "matchAny" {
+            return self.match_any(rule, path);
+        }
         if let Some(scorecard) = rule.get("scorecard") {
             return self.scorecard_rule(scorecard, operator, rule.get("value"), path);
         }
@@ -535,6 +543,55 @@ impl Parser<'_, '_> {
         }
     }
 
+    fn match_any(&mut self, rule: &Map<String, Value>, path: &str) -> Option<Rule> {
+        let max_hops = match rule.get("maxHops") {
+            None => 1,
+            Some(v) => match v.as_u64() {
+                Some(n @ 1..=15) => n as usize,
+                _ => {
+                    self.errors
+                        .push(format!("{path}/maxHops"), format!("maxHops is a whole number from 1 to {MAX_HOPS}"));
+                    return None;
+                }
+            },
+        };
+        let relations: Vec<String> = match rule.get("relations") {
+            None => Vec::new(),
+            Some(Value::Array(items)) if items.iter().all(Value::is_string) => {
+                items.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()
+            }
+            Some(_) => {
+                self.errors.push(format!("{path}/relations"), "relations is a list of relation identifiers");
+                return None;
+            }
+        };
+        for (i, name) in relations.iter().enumerate() {
+            if !self.scope.all.iter().any(|b| b.relations.contains_key(name)) {
+                self.errors.push(format!("{path}/relations/{i}"), format!("no blueprint has a relation '{name}'"));
+            }
+        }
+        let Some(document) = rule.get("query") else {
+            self.errors.push(format!("{path}/query"), "matchAny needs the query the reached entity must pass");
+            return None;
+        };
+        // The reached entity may be of any blueprint.
+        let everything = Scope {
+            searched: self.scope.all.iter().collect(),
+            all: self.scope.all,
+            scorecards: self.scope.scorecards.clone(),
+        };
+        let mut nested =
+            Parser { scope: &everything, context: self.context, errors: FieldErrors::default(), rules: self.rules };
+        let query = nested.group(document, &format!("{path}/query"), 2);
+        self.rules = nested.rules;
+        let failed = !nested.errors.is_empty();
+        self.errors.0.extend(nested.errors.0);
+        if failed {
+            return None;
+        }
+        Some(Rule::MatchAny { relations, max_hops, query: Box::new(query) })
+    }
+
     fn related_to(&mut self, rule: &Map<String, Value>, path: &str) -> Option<Rule> {
         let blueprint = match rule.get("blueprint").and_then(Value::as_str) {
             Some(b) if self.scope.all.iter().any(|bp| bp.identifier == b) => b.to_string(),
@@ -706,7 +763,7 @@ impl Rule {
                 .iter()
                 .filter_map(|v| instant(v, target.shape))
                 .any(|t| if *expired { t < *now } else { t >= *now }),
-            Rule::RelatedTo { .. } => graph.related(self).contains(&entity.entity_ref()),
+            Rule::RelatedTo { .. } | Rule::MatchAny { .. } => graph.related(self).contains(&entity.entity_ref()),
         }
     }
 }
@@ -784,6 +841,7 @@ pub struct MemoryGraph {
     /// Outgoing relation edges: (source, relation) → targets.
     edges: HashMap<EntityRef, Vec<(String, EntityRef)>>,
     required: HashSet<(String, String)>,
+    entities: Vec<Entity>,
 }
 
 impl MemoryGraph {
@@ -811,7 +869,7 @@ impl MemoryGraph {
                 b.relations.iter().filter(|(_, d)| d.required).map(|(n, _)| (b.identifier.clone(), n.clone()))
             })
             .collect();
-        MemoryGraph { edges, required }
+        MemoryGraph { edges, required, entities: entities.to_vec() }
     }
 
     fn edge_ok(&self, source: &EntityRef, relation: &str, required_only: bool) -> bool {
@@ -819,8 +877,38 @@ impl MemoryGraph {
     }
 }
 
+impl MemoryGraph {
+    /// Entities from which `relations` (all, when empty) lead, in 1 to `max_hops` steps, to an
+    /// entity `query` admits.
+    fn match_any(&self, relations: &[String], max_hops: usize, query: &Query) -> HashSet<EntityRef> {
+        let mut reverse: HashMap<&EntityRef, Vec<&EntityRef>> = HashMap::new();
+        for (source, out) in &self.edges {
+            for (relation, target) in out {
+                if relations.is_empty() || relations.contains(relation) {
+                    reverse.entry(target).or_default().push(source);
+                }
+            }
+        }
+        let mut frontier: HashSet<EntityRef> =
+            self.entities.iter().filter(|e| query.matches(e, self)).map(Entity::entity_ref).collect();
+        let mut found = HashSet::new();
+        for _ in 0..max_hops {
+            let next: HashSet<EntityRef> = frontier
+                .iter()
+                .flat_map(|node| reverse.get(node).into_iter().flatten().map(|s| (*s).clone()))
+                .collect();
+            found.extend(next.iter().cloned());
+            frontier = next;
+        }
+        found
+    }
+}
+
 impl RelationGraph for MemoryGraph {
     fn related(&self, rule: &Rule) -> HashSet<EntityRef> {
+        if let Rule::MatchAny { relations, max_hops, query } = rule {
+            return self.match_any(relations, *max_hops, query);
+        }
         let Rule::RelatedTo { blueprint, targets, direction, required } = rule else { return HashSet::new() };
         // Upstream: who reaches a target following edges forward = walk edges backwards from it.
         let mut reverse: HashMap<&EntityRef, Vec<&EntityRef>> = HashMap::new();

@@ -98,7 +98,8 @@ impl Scorecard {
         let parse =
             |document: &Value, path: &str, errors: &mut FieldErrors| match query::parse(document, scope, context) {
                 Ok(q) if uses_related_to(&q) => {
-                    errors.push(path, "relatedTo is not available in scorecards yet; use a relation rule");
+                    errors
+                        .push(path, "relatedTo and matchAny are not available in scorecards yet; use a relation rule");
                     None
                 }
                 Ok(q) => Some(q),
@@ -143,7 +144,7 @@ impl Scorecard {
 fn uses_related_to(query: &Query) -> bool {
     match query {
         Query::And(parts) | Query::Or(parts) => parts.iter().any(uses_related_to),
-        Query::Rule(rule) => matches!(rule, Rule::RelatedTo { .. }),
+        Query::Rule(rule) => matches!(rule, Rule::RelatedTo { .. } | Rule::MatchAny { .. }),
     }
 }
 

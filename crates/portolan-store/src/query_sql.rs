@@ -381,6 +381,9 @@ fn rule_predicate(sql: &mut Sql, rule: &Rule, required: &[(String, String)]) -> 
         Rule::RelatedTo { blueprint, targets, direction, required: required_only } => {
             related_predicate(sql, blueprint, targets, *direction, *required_only, required)
         }
+        Rule::MatchAny { relations, max_hops, query } => {
+            match_any_predicate(sql, relations, *max_hops, query, required)
+        }
     }
 }
 
@@ -480,6 +483,41 @@ fn related_predicate(
     };
     // UNION (not UNION ALL) visits each entity once, so the walk ends even around cycles.
     Ok(format!("e.id IN (WITH RECURSIVE reach(id) AS ({body}) SELECT id FROM reach)"))
+}
+
+/// Entities whose relations lead, in 1 to `max_hops` steps, to an entity `query` admits: walks
+/// backwards from the admitted entities. The inner query reuses the alias `e`, which shadows the
+/// outer one inside the subquery.
+fn match_any_predicate(
+    sql: &mut Sql,
+    relations: &[String],
+    max_hops: usize,
+    query: &Query,
+    required: &[(String, String)],
+) -> Result<String> {
+    let inner = predicate(sql, query, required)?;
+    let via = match sql.dialect {
+        Dialect::Sqlite => "+r.via",
+        Dialect::Postgres => "r.via",
+    };
+    let mut edge = format!("{via} NOT LIKE '$%'");
+    if !relations.is_empty() {
+        let names: Vec<String> = relations.iter().map(|r| sql.bind(Param::Text(r.clone()))).collect();
+        edge = format!("{edge} AND {via} IN ({})", names.join(", "));
+    }
+    let hops = sql.bind(Param::Int(max_hops as i64));
+    Ok(format!(
+        "e.id IN (WITH RECURSIVE reach(id, depth) AS (\
+           SELECT r.source_id, 1 FROM entity_references r \
+             JOIN entities m ON m.blueprint = r.target_blueprint AND m.identifier = r.target_identifier \
+             WHERE {edge} AND m.id IN (SELECT e.id FROM entities e WHERE {inner}) \
+           UNION \
+           SELECT r.source_id, reach.depth + 1 FROM reach \
+             JOIN entities t ON t.id = reach.id \
+             JOIN entity_references r ON r.target_blueprint = t.blueprint AND r.target_identifier = t.identifier \
+             WHERE reach.depth < {hops} AND {edge}) \
+         SELECT id FROM reach)"
+    ))
 }
 
 /// The expression a sort orders by, for one-valued fields (date-times as instants).
@@ -611,6 +649,8 @@ pub fn aggregate(dialect: Dialect, plan: &AggregatePlan, median_offset: Option<i
         }
         Aggregate::CountBy(target) => {
             let limit = sql.bind(Param::Int(i64::from(MAX_GROUPS)));
+            // A list may hold a value twice; a single value is counted once per entity anyway.
+            let counted = if matches!(target.shape, Shape::Many(_)) { "count(DISTINCT e.id)" } else { "count(*)" };
             let (from, key) = match (target.shape, dialect) {
                 (Shape::Many(kind), Dialect::Sqlite) => {
                     let (source, _) = elements(&sql, &target.field, kind)?;
@@ -646,7 +686,7 @@ pub fn aggregate(dialect: Dialect, plan: &AggregatePlan, median_offset: Option<i
                 }
             };
             format!(
-                "SELECT {key} AS group_key, count(DISTINCT e.id) AS n FROM {from} WHERE {where_} \
+                "SELECT {key} AS group_key, {counted} AS n FROM {from} WHERE {where_} \
                  GROUP BY {key} ORDER BY n DESC, group_key ASC LIMIT {limit}"
             )
         }

@@ -68,6 +68,8 @@ pub struct AggregateRequest {
     pub property: Option<String>,
     /// For `countBy`: a relation instead of a property.
     pub relation: Option<String>,
+    /// For `countBy`: a scorecard, to count entities per level.
+    pub scorecard: Option<String>,
 }
 
 /// One page of a search.
@@ -146,10 +148,20 @@ impl Catalog {
         let context = self.query_context(tx.as_mut(), actor).await?;
         let query = parse_query(request.query.as_ref(), &scope, &context, "/query")?;
         let target = |scope: &Scope| -> Result<query::Target> {
-            match (&request.property, &request.relation) {
-                (Some(p), None) => scope.target(p, false).map_err(|m| invalid_at("/property", m)),
-                (None, Some(r)) => scope.target(r, true).map_err(|m| invalid_at("/relation", m)),
-                _ => Err(invalid_at("/property", format!("'{}' needs one property or relation", request.function))),
+            match (&request.property, &request.relation, &request.scorecard) {
+                (Some(p), None, None) => scope.target(p, false).map_err(|m| invalid_at("/property", m)),
+                (None, Some(r), None) => scope.target(r, true).map_err(|m| invalid_at("/relation", m)),
+                (None, None, Some(id)) if scope.scorecards.iter().any(|s| s.identifier == *id) => Ok(query::Target {
+                    field: query::Field::Scorecard(id.clone()),
+                    shape: query::Shape::One(query::Kind::Number),
+                }),
+                (None, None, Some(id)) => {
+                    Err(invalid_at("/scorecard", format!("no scorecard '{id}' on the searched blueprints")))
+                }
+                _ => Err(invalid_at(
+                    "/property",
+                    format!("'{}' needs one property, relation or scorecard", request.function),
+                )),
             }
         };
         let function = match request.function.as_str() {
@@ -181,7 +193,22 @@ impl Catalog {
             function,
             required_relations: required_relations(&blueprints),
         };
-        Ok(tx.aggregate(&plan).await?)
+        let result = tx.aggregate(&plan).await?;
+        // Scorecard levels are stored as indexes; answer with their titles.
+        if let (Some(id), AggregateResult::Groups(groups)) = (&request.scorecard, &result)
+            && let Some(card) = scope.scorecards.iter().find(|s| s.identifier == *id)
+        {
+            let titled = groups
+                .iter()
+                .map(|(key, n)| {
+                    let title =
+                        key.as_f64().and_then(|i| card.levels.get(i as usize)).map(|l| Value::from(l.title.clone()));
+                    (title.unwrap_or(Value::Null), *n)
+                })
+                .collect();
+            return Ok(AggregateResult::Groups(titled));
+        }
+        Ok(result)
     }
 
     /// Every blueprint, after checking that `blueprint` (if given) exists.

@@ -67,6 +67,22 @@ async fn demo_scorecards_grade_services_and_follow_every_change() {
     );
     assert_eq!(summary.body["summary"]["teams"]["team-products"], json!({"Gold": 1}));
 
+    let by_level = app
+        .post(
+            "/api/v1/entities/aggregate",
+            json!({"function": "countBy", "blueprint": "service", "scorecard": "ownership"}),
+        )
+        .await;
+    assert_eq!(by_level.status, StatusCode::OK, "{}", by_level.body);
+    let mut levels: Vec<(String, u64)> = by_level.body["groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .map(|g| (g["value"].as_str().unwrap_or_default().to_string(), g["count"].as_u64().unwrap_or(0)))
+        .collect();
+    levels.sort();
+    assert_eq!(levels, vec![("Owned".to_string(), 1), ("Reachable".to_string(), 1)]);
+
     let facets = app
         .post(
             "/api/v1/entities/aggregate",

@@ -103,6 +103,41 @@ async fn related_to_follows_relations_transitively() {
         .await;
     assert_eq!(identifiers(&downstream.body), vec!["core-kafka-library", "core-payment-library"]);
 
+    let through_dependencies = app
+        .post(
+            "/api/v1/blueprints/service/entities/search",
+            json!({"combinator": "and", "rules": [
+                {"operator": "matchAny", "relations": ["dependsOn"], "query": {"combinator": "and", "rules": [
+                    {"property": "language", "operator": "=", "value": "Python"}]}}
+            ]}),
+        )
+        .await;
+    assert_eq!(through_dependencies.status, StatusCode::OK, "{}", through_dependencies.body);
+    assert_eq!(identifiers(&through_dependencies.body), vec!["cart-service"], "depends on a Python library");
+    let two_hops = app
+        .post("/api/v1/entities/search", json!({"combinator": "and", "rules": [
+            {"operator": "matchAny", "relations": ["system", "domain"], "maxHops": 2, "query": {"combinator": "and", "rules": [
+                {"property": "$title", "operator": "=", "value": "Order Domain"}]}},
+            {"property": "$blueprint", "operator": "=", "value": "service"}
+        ]}))
+        .await;
+    assert_eq!(identifiers(&two_hops.body), vec!["cart-service", "products-service"], "service → system → domain");
+    let one_hop = app
+        .post("/api/v1/blueprints/service/entities/search", json!({"combinator": "and", "rules": [
+            {"operator": "matchAny", "relations": ["system", "domain"], "maxHops": 1, "query": {"combinator": "and", "rules": [
+                {"property": "$title", "operator": "=", "value": "Order Domain"}]}}
+        ]}))
+        .await;
+    assert_eq!(identifiers(&one_hop.body), Vec::<String>::new(), "the domain is two hops away");
+    let too_far = app
+        .post(
+            "/api/v1/entities/search",
+            json!({"combinator": "and", "rules": [
+            {"operator": "matchAny", "maxHops": 16, "query": {"combinator": "and", "rules": []}}]}),
+        )
+        .await;
+    assert_eq!(too_far.detail_paths(), vec!["/query/rules/0/maxHops"]);
+
     let filtered_list = app
         .get(&format!(
             "/api/v1/blueprints/service/entities?query={}",

@@ -138,7 +138,7 @@ fn random_rule(rng: &mut Rng, depth: usize) -> Value {
     let word = *rng.pick(&WORDS);
     let needle = if word.is_empty() { "o" } else { word };
     let number = rng.below(6) as f64 / 2.0;
-    match rng.below(22) {
+    match rng.below(24) {
         0 => json!({"property": "language", "operator": "=", "value": word}),
         1 => json!({"property": "language", "operator": "!=", "value": word}),
         2 => {
