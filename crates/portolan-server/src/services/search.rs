@@ -106,10 +106,8 @@ impl Catalog {
             return Err(invalid_at("/limit", format!("limit must be between 1 and {MAX_LIMIT}")));
         }
         let mut tx = self.store().read().await?;
-        let blueprints = self.scope_blueprints(tx.as_mut(), blueprint).await?;
-        let scorecards = scorecards_of(tx.as_mut(), &blueprints, blueprint).await?;
-        let mut scope = Scope::new(&blueprints, blueprint);
-        scope.scorecards = scorecards.iter().collect();
+        let scoped = self.scoped(tx.as_mut(), blueprint).await?;
+        let scope = scoped.scope(blueprint);
         let context = self.query_context(tx.as_mut(), actor).await?;
         let query = parse_query(request.query.as_ref(), &scope, &context, "/query")?;
         let sort = match &request.sort {
@@ -129,7 +127,7 @@ impl Catalog {
             sort,
             after,
             limit,
-            required_relations: required_relations(&blueprints),
+            required_relations: required_relations(&scoped.blueprints),
         };
         let entities = tx.search(&plan).await?;
         let next = (entities.len() as u32 == limit)
@@ -141,10 +139,8 @@ impl Catalog {
     pub async fn aggregate(&self, actor: &Actor, request: AggregateRequest) -> Result<AggregateResult> {
         let mut tx = self.store().read().await?;
         let blueprint = request.blueprint.as_deref();
-        let blueprints = self.scope_blueprints(tx.as_mut(), blueprint).await?;
-        let scorecards = scorecards_of(tx.as_mut(), &blueprints, blueprint).await?;
-        let mut scope = Scope::new(&blueprints, blueprint);
-        scope.scorecards = scorecards.iter().collect();
+        let scoped = self.scoped(tx.as_mut(), blueprint).await?;
+        let scope = scoped.scope(blueprint);
         let context = self.query_context(tx.as_mut(), actor).await?;
         let query = parse_query(request.query.as_ref(), &scope, &context, "/query")?;
         let target = |scope: &Scope| -> Result<query::Target> {
@@ -191,7 +187,7 @@ impl Catalog {
             blueprint: blueprint.map(str::to_string),
             query,
             function,
-            required_relations: required_relations(&blueprints),
+            required_relations: required_relations(&scoped.blueprints),
         };
         let result = tx.aggregate(&plan).await?;
         // Scorecard levels are stored as indexes; answer with their titles.
@@ -211,25 +207,35 @@ impl Catalog {
         Ok(result)
     }
 
-    /// Every blueprint, after checking that `blueprint` (if given) exists.
-    async fn scope_blueprints(&self, tx: &mut dyn Tx, blueprint: Option<&str>) -> Result<Vec<Blueprint>> {
-        let all: Vec<Blueprint> = tx.blueprints().await?.into_iter().map(|r| r.blueprint).collect();
+    /// Every blueprint, and the scorecards of the searched ones, after checking that
+    /// `blueprint` (if given) exists.
+    async fn scoped(&self, tx: &mut dyn Tx, blueprint: Option<&str>) -> Result<Scoped> {
+        let blueprints: Vec<Blueprint> = tx.blueprints().await?.into_iter().map(|r| r.blueprint).collect();
         if let Some(id) = blueprint
-            && !all.iter().any(|b| b.identifier == id)
+            && !blueprints.iter().any(|b| b.identifier == id)
         {
             return Err(Error::not_found(format!("blueprint '{id}'")));
         }
-        Ok(all)
+        let mut scorecards = Vec::new();
+        for bp in blueprints.iter().filter(|b| blueprint.is_none_or(|s| s == b.identifier)) {
+            scorecards.extend(tx.scorecards(&bp.identifier).await?.into_iter().map(|r| r.scorecard));
+        }
+        Ok(Scoped { blueprints, scorecards })
     }
 }
 
-/// The scorecards of the searched blueprints.
-async fn scorecards_of(tx: &mut dyn Tx, blueprints: &[Blueprint], searched: Option<&str>) -> Result<Vec<Scorecard>> {
-    let mut found = Vec::new();
-    for bp in blueprints.iter().filter(|b| searched.is_none_or(|s| s == b.identifier)) {
-        found.extend(tx.scorecards(&bp.identifier).await?.into_iter().map(|r| r.scorecard));
+/// What a query is checked against: every blueprint, and the scorecards of the searched ones.
+struct Scoped {
+    blueprints: Vec<Blueprint>,
+    scorecards: Vec<Scorecard>,
+}
+
+impl Scoped {
+    fn scope(&self, blueprint: Option<&str>) -> Scope<'_> {
+        let mut scope = Scope::new(&self.blueprints, blueprint);
+        scope.scorecards = self.scorecards.iter().collect();
+        scope
     }
-    Ok(found)
 }
 
 fn parse_query(document: Option<&Value>, scope: &Scope, context: &QueryContext, path: &str) -> Result<Query> {

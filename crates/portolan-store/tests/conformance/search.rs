@@ -202,35 +202,37 @@ fn sort_key(entity: &Entity, sort: &Option<Sort>) -> (bool, Option<f64>, Option<
     }
 }
 
+/// Replaces the catalog with a generated one; returns its entities.
+async fn load_catalog(store: &dyn Store, blueprints: &[Blueprint], rng: &mut Rng) -> Vec<Entity> {
+    let mut tx = store.write().await.expect("write tx");
+    for id in ["service", "system"] {
+        tx.delete_entities_of(id).await.expect("clear");
+    }
+    for bp in blueprints {
+        let record = BlueprintRecord {
+            blueprint: bp.clone(),
+            created_at: 0,
+            created_by: "t".into(),
+            updated_at: 0,
+            updated_by: "t".into(),
+        };
+        tx.put_blueprint(&record).await.expect("blueprint");
+    }
+    let generated = catalog(rng, blueprints);
+    let entities: Vec<Entity> = generated.iter().map(|(e, _)| e.clone()).collect();
+    let writes: Vec<EntityWrite> =
+        generated.into_iter().map(|(entity, references)| EntityWrite { entity, references }).collect();
+    tx.put_entities(&writes).await.expect("put");
+    tx.commit().await.expect("commit");
+    entities
+}
+
 pub async fn search_agrees_with_the_in_memory_evaluator(store: &dyn Store) {
     let blueprints = blueprints();
     let required = vec![("service".to_string(), "system".to_string())];
     for seed in 1..=4u64 {
         let mut rng = Rng::new(seed);
-        {
-            let mut tx = store.write().await.expect("write tx");
-            for id in ["service", "system"] {
-                tx.delete_entities_of(id).await.expect("clear");
-            }
-            for bp in &blueprints {
-                let record = BlueprintRecord {
-                    blueprint: bp.clone(),
-                    created_at: 0,
-                    created_by: "t".into(),
-                    updated_at: 0,
-                    updated_by: "t".into(),
-                };
-                tx.put_blueprint(&record).await.expect("blueprint");
-            }
-            tx.commit().await.expect("commit");
-        }
-        let generated = catalog(&mut rng, &blueprints);
-        let entities: Vec<Entity> = generated.iter().map(|(e, _)| e.clone()).collect();
-        let writes: Vec<EntityWrite> =
-            generated.into_iter().map(|(entity, references)| EntityWrite { entity, references }).collect();
-        let mut tx = store.write().await.expect("write tx");
-        tx.put_entities(&writes).await.expect("put");
-        tx.commit().await.expect("commit");
+        let entities = load_catalog(store, &blueprints, &mut rng).await;
 
         let graph = MemoryGraph::new(&blueprints, &entities);
         let context = QueryContext { now: NOW, user: Some("u".into()), user_teams: vec!["t1".into()] };
@@ -301,24 +303,7 @@ pub async fn search_agrees_with_the_in_memory_evaluator(store: &dyn Store) {
 pub async fn aggregates_agree_with_memory(store: &dyn Store) {
     use portolan_store::query_sql::{Aggregate, AggregatePlan, AggregateResult};
     let blueprints = blueprints();
-    let mut rng = Rng::new(99);
-    let mut tx = store.write().await.expect("write tx");
-    for bp in &blueprints {
-        let record = BlueprintRecord {
-            blueprint: bp.clone(),
-            created_at: 0,
-            created_by: "t".into(),
-            updated_at: 0,
-            updated_by: "t".into(),
-        };
-        tx.put_blueprint(&record).await.expect("blueprint");
-    }
-    let generated = catalog(&mut rng, &blueprints);
-    let entities: Vec<Entity> = generated.iter().map(|(e, _)| e.clone()).collect();
-    let writes: Vec<EntityWrite> =
-        generated.into_iter().map(|(entity, references)| EntityWrite { entity, references }).collect();
-    tx.put_entities(&writes).await.expect("put");
-    tx.commit().await.expect("commit");
+    let entities = load_catalog(store, &blueprints, &mut Rng::new(99)).await;
 
     let scope = Scope::new(&blueprints, Some("service"));
     let services: Vec<&Entity> = entities.iter().filter(|e| e.blueprint == "service").collect();
