@@ -186,8 +186,11 @@ impl Catalog {
             }
         }
         let blueprint = Blueprint::from_json(document)?;
-        let existing_computed =
-            (existing.blueprint.mirror_properties.clone(), existing.blueprint.aggregation_properties.clone());
+        let computed_before = (
+            existing.blueprint.mirror_properties.clone(),
+            existing.blueprint.aggregation_properties.clone(),
+            existing.blueprint.calculation_properties.clone(),
+        );
         if system::is_system(identifier) {
             system::check_system_change(&blueprint)?;
         }
@@ -206,8 +209,9 @@ impl Catalog {
             updated_at: self.clock.now(),
             updated_by: actor.id.clone(),
         };
-        let computed_changed = record.blueprint.mirror_properties != existing_computed.0
-            || record.blueprint.aggregation_properties != existing_computed.1;
+        let computed_changed = record.blueprint.mirror_properties != computed_before.0
+            || record.blueprint.aggregation_properties != computed_before.1
+            || record.blueprint.calculation_properties != computed_before.2;
         tx.put_blueprint(&record).await?;
         if computed_changed {
             self.recompute_all(tx.as_mut(), identifier).await?;

@@ -167,3 +167,23 @@ async fn each_timer_expiry_is_announced_once_and_rescores() {
     }
     assert_eq!(seen.matches("event: timer.expired").count(), 1, "{seen}");
 }
+
+#[tokio::test]
+async fn changing_computed_definitions_recomputes_existing_entities() {
+    let app = spawn_app().await;
+    portolan_server::demo::load(&app.state.catalog).await.expect("demo");
+    let added = app
+        .patch(
+            "/api/v1/blueprints/service",
+            json!({"calculationProperties": {"double": {"calculation": ".properties.replicas * 2", "type": "number"}},
+            "mirrorProperties": {"systemTitle": {"path": "system.$title"}}}),
+        )
+        .await;
+    assert_eq!(added.status, StatusCode::OK, "{}", added.body);
+    fresh_within_a_second(&app, "/api/v1/blueprints/service/entities/products-service", |e| {
+        // This in-process server runs no jq sandbox: the calculation is recorded as failed.
+        e["properties"]["systemTitle"] == "Products System"
+            && e["diagnostics"]["double"].as_str().is_some_and(|d| d.contains("no jq sandbox"))
+    })
+    .await;
+}
