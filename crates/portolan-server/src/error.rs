@@ -129,7 +129,9 @@ impl From<StoreError> for Error {
                 Error::new(ErrorCode::Unavailable, "the database is unavailable; retry shortly")
             }
             StoreError::Conflict(msg) => {
-                Error::new(ErrorCode::Conflict, format!("conflicting concurrent write: {msg}"))
+                // The database's own words stay in the log: they name tables and constraints.
+                tracing::info!(%msg, "write conflict");
+                Error::new(ErrorCode::Conflict, "a concurrent write got there first; retry")
             }
             StoreError::Corrupt(msg) | StoreError::Other(msg) => Error::new(ErrorCode::Internal, msg),
         }

@@ -326,7 +326,12 @@ fn rule_predicate(sql: &mut Sql, rule: &Rule, required: &[(String, String)]) -> 
             let instants = matches!(value, Scalar::Num(_)) && target.shape.kind() == Some(Kind::DateTime);
             let kind = target.shape.kind().unwrap_or(Kind::String);
             let p = over_values(sql, target, |sql, v| {
-                let placeholder = sql.bind_scalar(value);
+                // Instants compare as whole milliseconds on both sides: a bigint against a float
+                // parameter gave PostgreSQL answers that changed from run to run at the boundary.
+                let placeholder = match value {
+                    Scalar::Num(ms) if instants => sql.bind(Param::Int(*ms as i64)),
+                    _ => sql.bind_scalar(value),
+                };
                 let left = if instants { instant_of(sql, v, kind) } else { v.to_string() };
                 format!("{left} {symbol} {placeholder}")
             })?;

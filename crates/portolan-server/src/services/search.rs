@@ -121,6 +121,9 @@ impl Catalog {
             }
         };
         let after = request.cursor.as_deref().map(decode_cursor).transpose()?;
+        if let Some(position) = &after {
+            check_cursor(position, sort.as_ref())?;
+        }
         let plan = SearchPlan {
             blueprint: blueprint.map(str::to_string),
             query,
@@ -250,6 +253,26 @@ fn required_relations(blueprints: &[Blueprint]) -> Vec<(String, String)> {
         .iter()
         .flat_map(|b| b.relations.iter().filter(|(_, d)| d.required).map(|(n, _)| (b.identifier.clone(), n.clone())))
         .collect()
+}
+
+/// A cursor's sort value must have the kind of the sort field (a cursor from another search would
+/// otherwise compare text with numbers in the database).
+fn check_cursor(position: &Position, sort: Option<&Sort>) -> Result<()> {
+    let fits = match (&position.value, sort.and_then(|s| s.target.shape.kind())) {
+        (None | Some(Value::Null), _) => true,
+        (Some(_), None) => false,
+        (Some(value), Some(kind)) => matches!(
+            (value, kind),
+            (Value::String(_), query::Kind::String | query::Kind::DateTime)
+                | (Value::Number(_), query::Kind::Number | query::Kind::Timestamp)
+                | (Value::Bool(_), query::Kind::Boolean)
+        ),
+    };
+    if fits {
+        Ok(())
+    } else {
+        Err(Error::new(ErrorCode::InvalidQuery, "the cursor belongs to a search with another sort"))
+    }
 }
 
 fn encode_cursor(position: &Position) -> String {

@@ -247,3 +247,20 @@ async fn bad_queries_name_the_offending_part() {
         .await;
     assert_eq!(not_number.detail_paths(), vec!["/property"]);
 }
+
+#[tokio::test]
+async fn a_cursor_from_another_sort_is_refused() {
+    let app = demo_app().await;
+    let by_title = app
+        .post("/api/v1/blueprints/service/entities/search", json!({"limit": 1, "sort": {"property": "$title"}}))
+        .await;
+    let cursor = by_title.body["next"].as_str().expect("a next page").to_string();
+    let by_replicas = app
+        .post(
+            "/api/v1/blueprints/service/entities/search",
+            json!({"limit": 1, "sort": {"property": "replicas"}, "cursor": cursor}),
+        )
+        .await;
+    assert_eq!(by_replicas.status, StatusCode::BAD_REQUEST, "{}", by_replicas.body);
+    assert_eq!(by_replicas.error_code(), "invalid_query");
+}

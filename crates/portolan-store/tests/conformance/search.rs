@@ -287,10 +287,33 @@ pub async fn search_agrees_with_the_in_memory_evaluator(store: &dyn Store) {
                 }
                 after = page.last().map(|e| Position::after(e, sort.as_ref()));
             }
+            let whole = if found != expected {
+                let plan = SearchPlan {
+                    blueprint: scoped.then(|| "service".to_string()),
+                    query: query.clone(),
+                    sort: sort.clone(),
+                    after: None,
+                    limit: 1000,
+                    required_relations: required.clone(),
+                };
+                let mut tx = store.read().await.expect("read tx");
+                let all = tx.search(&plan).await.expect("search");
+                all.iter().map(|e| e.identifier.clone()).collect::<Vec<_>>()
+            } else {
+                Vec::new()
+            };
+            let differing: Vec<String> = entities
+                .iter()
+                .filter(|e| {
+                    let id = format!("{}/{}", e.blueprint, e.identifier);
+                    found.contains(&id) != expected.contains(&id)
+                })
+                .map(|e| format!("{}: {}", e.identifier, serde_json::Value::Object(e.properties.clone())))
+                .collect();
             assert_eq!(
                 found,
                 expected,
-                "seed {seed} case {case}: {document} sorted {:?}",
+                "seed {seed} case {case}: {document} sorted {:?}; differing: {differing:?}; scoped {scoped}; in one page: {whole:?}",
                 sort.map(|s| (s.target.field, s.descending))
             );
             if found.is_empty() { none += 1 } else { some += 1 }
