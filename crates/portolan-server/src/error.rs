@@ -5,7 +5,7 @@
 //! `{"ok": false, "error": code, "message": ..., "details": [...]}`. Internal causes (database
 //! messages, panics) are logged with the request id and never put in the body.
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use portolan_model::FieldErrors;
@@ -146,6 +146,12 @@ impl From<JsonRejection> for Error {
             _ => ErrorCode::MalformedJson,
         };
         Error::new(code, rejection.body_text())
+    }
+}
+
+impl From<PathRejection> for Error {
+    fn from(rejection: PathRejection) -> Self {
+        Error::new(ErrorCode::InvalidQuery, rejection.body_text())
     }
 }
 

@@ -17,6 +17,11 @@ pub struct JsonBody<T>(pub T);
 #[from_request(via(axum::extract::Query), rejection(Error))]
 pub struct QueryParams<T>(pub T);
 
+/// Path segments (a segment that does not decode gets the standard JSON error).
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(Error))]
+pub struct PathParams<T>(pub T);
+
 /// The version an `If-Match` header demands, if any. `*` matches any existing version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IfMatch {

@@ -1,7 +1,7 @@
 //! `/api/v1/blueprints`
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use portolan_model::Blueprint;
 use portolan_store::BlueprintRecord;
@@ -11,7 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
 use crate::error::Result;
-use crate::extract::{JsonBody, QueryParams};
+use crate::extract::{JsonBody, PathParams, QueryParams};
 use crate::services::Actor;
 
 /// A blueprint with who made and last changed it.
@@ -92,7 +92,7 @@ pub async fn create_blueprint(
     responses((status = 200, body = BlueprintResponse), (status = 404, description = "no such blueprint")))]
 pub async fn get_blueprint(
     State(app): State<AppState>,
-    Path(identifier): Path<String>,
+    PathParams(identifier): PathParams<String>,
 ) -> Result<Json<BlueprintResponse>> {
     Ok(respond(app.catalog.get_blueprint(&identifier).await?))
 }
@@ -103,7 +103,7 @@ pub async fn get_blueprint(
               (status = 422, description = "invalid, or existing entities would break (`schema_breaks_entities`)")))]
 pub async fn replace_blueprint(
     State(app): State<AppState>,
-    Path(identifier): Path<String>,
+    PathParams(identifier): PathParams<String>,
     JsonBody(document): JsonBody<Value>,
 ) -> Result<Json<BlueprintResponse>> {
     Ok(respond(app.catalog.update_blueprint(&Actor::anonymous(), &identifier, document, false).await?))
@@ -115,7 +115,7 @@ pub async fn replace_blueprint(
     responses((status = 200, body = BlueprintResponse)))]
 pub async fn patch_blueprint(
     State(app): State<AppState>,
-    Path(identifier): Path<String>,
+    PathParams(identifier): PathParams<String>,
     JsonBody(patch): JsonBody<Value>,
 ) -> Result<Json<BlueprintResponse>> {
     Ok(respond(app.catalog.update_blueprint(&Actor::anonymous(), &identifier, patch, true).await?))
@@ -126,7 +126,7 @@ pub async fn patch_blueprint(
     responses((status = 200, body = BlueprintDeleteResponse), (status = 409, description = "has entities or is a relation target")))]
 pub async fn delete_blueprint(
     State(app): State<AppState>,
-    Path(identifier): Path<String>,
+    PathParams(identifier): PathParams<String>,
     QueryParams(query): QueryParams<DeleteBlueprintQuery>,
 ) -> Result<Json<BlueprintDeleteResponse>> {
     let deleted_entities =

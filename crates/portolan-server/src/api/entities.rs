@@ -1,7 +1,7 @@
 //! `/api/v1/blueprints/{blueprint}/entities`
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use portolan_model::{Entity, EntityInput, EntityRef};
@@ -11,7 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
 use crate::error::{Error, ErrorCode, Result};
-use crate::extract::{JsonBody, OptionalIfMatch, QueryParams, etag};
+use crate::extract::{JsonBody, OptionalIfMatch, PathParams, QueryParams, etag};
 use crate::services::Actor;
 use crate::services::catalog::{Outcome, WriteMode};
 use crate::services::search::SearchRequest;
@@ -118,7 +118,7 @@ fn outcome_status(outcome: Outcome) -> StatusCode {
     responses((status = 200, body = EntityListResponse)))]
 pub async fn list_entities(
     State(app): State<AppState>,
-    Path(blueprint): Path<String>,
+    PathParams(blueprint): PathParams<String>,
     QueryParams(params): QueryParams<ListQuery>,
 ) -> Result<Json<EntityListResponse>> {
     let query = params
@@ -139,7 +139,7 @@ pub async fn list_entities(
               (status = 422, description = "invalid, with per-field details")))]
 pub async fn create_entity(
     State(app): State<AppState>,
-    Path(blueprint): Path<String>,
+    PathParams(blueprint): PathParams<String>,
     QueryParams(query): QueryParams<CreateQuery>,
     OptionalIfMatch(if_match): OptionalIfMatch,
     JsonBody(document): JsonBody<Value>,
@@ -155,7 +155,7 @@ pub async fn create_entity(
     responses((status = 200, body = EntityResponse, headers(("ETag" = String))), (status = 404, description = "not found")))]
 pub async fn get_entity(
     State(app): State<AppState>,
-    Path((blueprint, identifier)): Path<(String, String)>,
+    PathParams((blueprint, identifier)): PathParams<(String, String)>,
 ) -> Result<Response> {
     let entity = app.catalog.get_entity(&blueprint, &identifier).await?;
     Ok(entity_response(StatusCode::OK, entity))
@@ -166,7 +166,7 @@ pub async fn get_entity(
     responses((status = 200, body = EntityResponse), (status = 404, description = "not found"), (status = 412, description = "stale If-Match")))]
 pub async fn replace_entity(
     State(app): State<AppState>,
-    Path((blueprint, identifier)): Path<(String, String)>,
+    PathParams((blueprint, identifier)): PathParams<(String, String)>,
     OptionalIfMatch(if_match): OptionalIfMatch,
     JsonBody(document): JsonBody<Value>,
 ) -> Result<Response> {
@@ -183,7 +183,7 @@ pub async fn replace_entity(
     responses((status = 200, body = EntityResponse), (status = 404, description = "not found"), (status = 412, description = "stale If-Match")))]
 pub async fn patch_entity(
     State(app): State<AppState>,
-    Path((blueprint, identifier)): Path<(String, String)>,
+    PathParams((blueprint, identifier)): PathParams<(String, String)>,
     OptionalIfMatch(if_match): OptionalIfMatch,
     JsonBody(document): JsonBody<Value>,
 ) -> Result<Response> {
@@ -200,7 +200,7 @@ pub async fn patch_entity(
               (status = 409, description = "other entities point at it (`has_dependents`, listed in details)")))]
 pub async fn delete_entity(
     State(app): State<AppState>,
-    Path((blueprint, identifier)): Path<(String, String)>,
+    PathParams((blueprint, identifier)): PathParams<(String, String)>,
     QueryParams(query): QueryParams<DeleteQuery>,
     OptionalIfMatch(if_match): OptionalIfMatch,
 ) -> Result<Json<EntityDeleteResponse>> {
@@ -218,7 +218,7 @@ pub async fn delete_entity(
     responses((status = 200, body = BulkResponse), (status = 207, description = "some items failed", body = BulkResponse)))]
 pub async fn bulk_entities(
     State(app): State<AppState>,
-    Path(blueprint): Path<String>,
+    PathParams(blueprint): PathParams<String>,
     QueryParams(query): QueryParams<CreateQuery>,
     JsonBody(request): JsonBody<Value>,
 ) -> Result<(StatusCode, Json<BulkResponse>)> {

@@ -1,7 +1,7 @@
 //! `/api/v1/blueprints/{blueprint}/scorecards`
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use portolan_model::scorecard::Scorecard;
 use portolan_store::ScorecardRecord;
@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::error::Result;
-use crate::extract::JsonBody;
+use crate::extract::{JsonBody, PathParams};
 use crate::services::Actor;
 use crate::services::scorecards::ScorecardSummary;
 
@@ -66,7 +66,7 @@ fn respond(record: ScorecardRecord) -> Json<ScorecardResponse> {
     params(("blueprint" = String, Path)), responses((status = 200, body = ScorecardListResponse)))]
 pub async fn list_scorecards(
     State(app): State<AppState>,
-    Path(blueprint): Path<String>,
+    PathParams(blueprint): PathParams<String>,
 ) -> Result<Json<ScorecardListResponse>> {
     let scorecards = app.catalog.list_scorecards(&blueprint).await?.into_iter().map(Into::into).collect();
     Ok(Json(ScorecardListResponse { ok: true, scorecards }))
@@ -79,7 +79,7 @@ pub async fn list_scorecards(
               (status = 422, description = "invalid, with the path of each mistake")))]
 pub async fn create_scorecard(
     State(app): State<AppState>,
-    Path(blueprint): Path<String>,
+    PathParams(blueprint): PathParams<String>,
     JsonBody(document): JsonBody<Value>,
 ) -> Result<(StatusCode, Json<ScorecardResponse>)> {
     let record = app.catalog.put_scorecard(&Actor::anonymous(), &blueprint, None, document).await?;
@@ -91,7 +91,7 @@ pub async fn create_scorecard(
     responses((status = 200, body = ScorecardResponse), (status = 404, description = "not found")))]
 pub async fn get_scorecard(
     State(app): State<AppState>,
-    Path((blueprint, identifier)): Path<(String, String)>,
+    PathParams((blueprint, identifier)): PathParams<(String, String)>,
 ) -> Result<Json<ScorecardResponse>> {
     Ok(respond(app.catalog.get_scorecard(&blueprint, &identifier).await?))
 }
@@ -102,7 +102,7 @@ pub async fn get_scorecard(
     responses((status = 200, body = ScorecardResponse), (status = 404, description = "not found")))]
 pub async fn replace_scorecard(
     State(app): State<AppState>,
-    Path((blueprint, identifier)): Path<(String, String)>,
+    PathParams((blueprint, identifier)): PathParams<(String, String)>,
     JsonBody(document): JsonBody<Value>,
 ) -> Result<Json<ScorecardResponse>> {
     Ok(respond(app.catalog.put_scorecard(&Actor::anonymous(), &blueprint, Some(&identifier), document).await?))
@@ -113,7 +113,7 @@ pub async fn replace_scorecard(
     responses((status = 200, description = "deleted"), (status = 404, description = "not found")))]
 pub async fn delete_scorecard(
     State(app): State<AppState>,
-    Path((blueprint, identifier)): Path<(String, String)>,
+    PathParams((blueprint, identifier)): PathParams<(String, String)>,
 ) -> Result<Json<Value>> {
     app.catalog.delete_scorecard(&Actor::anonymous(), &blueprint, &identifier).await?;
     Ok(Json(json!({"ok": true})))
@@ -125,7 +125,7 @@ pub async fn delete_scorecard(
     responses((status = 200, body = ScorecardSummaryResponse), (status = 404, description = "not found")))]
 pub async fn scorecard_summary(
     State(app): State<AppState>,
-    Path((blueprint, identifier)): Path<(String, String)>,
+    PathParams((blueprint, identifier)): PathParams<(String, String)>,
 ) -> Result<Json<ScorecardSummaryResponse>> {
     let summary = app.catalog.scorecard_summary(&blueprint, &identifier).await?;
     Ok(Json(ScorecardSummaryResponse { ok: true, summary }))

@@ -1,7 +1,7 @@
 //! `/api/v1/entities/search`, `/api/v1/blueprints/{bp}/entities/search`, `/api/v1/entities/aggregate`
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use portolan_store::query_sql::AggregateResult;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::error::Result;
-use crate::extract::JsonBody;
+use crate::extract::{JsonBody, PathParams};
 use crate::services::Actor;
 use crate::services::search::{AggregateRequest, SearchRequest, project};
 
@@ -58,7 +58,7 @@ pub async fn search_all(State(app): State<AppState>, JsonBody(body): JsonBody<Va
               (status = 422, description = "invalid query, with the path of each mistake")))]
 pub async fn search_blueprint(
     State(app): State<AppState>,
-    Path(blueprint): Path<String>,
+    PathParams(blueprint): PathParams<String>,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Json<SearchResponse>> {
     run_search(&app, Some(&blueprint), body).await

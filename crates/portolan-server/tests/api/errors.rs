@@ -78,3 +78,11 @@ async fn every_response_carries_a_request_id() {
     .await;
     assert_eq!(given.headers["x-request-id"], "trace-me-42", "a caller's request id is kept");
 }
+
+#[tokio::test]
+async fn a_path_segment_that_does_not_decode_gets_a_json_error() {
+    let app = spawn_app().await;
+    let reply = app.get("/api/v1/blueprints/%FF%FE/entities").await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert_eq!(reply.error_code(), "invalid_query");
+}
