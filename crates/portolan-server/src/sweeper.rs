@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use portolan_model::blueprint::{Format, PropertyType};
-use portolan_model::query::{Field, Kind, Query, Rule, Shape, Target};
+use portolan_model::query::{CompareOp, Field, Kind, Meta, Query, Rule, Scalar, Shape, Target};
 use portolan_model::{Blueprint, Entity, EntityRef, blueprint::parse_date_time};
 use portolan_store::ChangeEvent;
 use portolan_store::query_sql::{Position, SearchPlan};
@@ -22,6 +22,8 @@ use crate::services::computed::recompute_jobs;
 pub const TIMER_SWEEPER: &str = "timer-sweeper";
 const INTERVAL: Duration = Duration::from_secs(1);
 const PAGE: u32 = 500;
+/// How far before the last sweep each sweep looks again.
+const OVERLAP_MS: i64 = 5_000;
 
 pub struct Sweeper {
     stop: watch::Sender<bool>,
@@ -53,6 +55,27 @@ impl Sweeper {
     }
 }
 
+/// Timers that expired since the last sweep, and timers already expired on entities written since
+/// then (a timer set in the past). The window reaches back a little further than the last sweep,
+/// for writes that committed after it looked; already-announced expiries are dropped by their
+/// record.
+fn due(target: &Target, swept_until: i64, now: i64) -> Query {
+    let since = swept_until.saturating_sub(OVERLAP_MS);
+    let written_since = Rule::Compare {
+        target: Target { field: Field::Meta(Meta::UpdatedAt), shape: Shape::One(Kind::Timestamp) },
+        op: CompareOp::Ge,
+        value: Scalar::Num(since as f64),
+        negate: false,
+    };
+    Query::Or(vec![
+        Query::Rule(Rule::Between { target: target.clone(), from: since, to: now, negate: false }),
+        Query::And(vec![
+            Query::Rule(written_since),
+            Query::Rule(Rule::Timer { target: target.clone(), expired: true, now }),
+        ]),
+    ])
+}
+
 /// One sweep, if this replica holds (or can take) the lease. Returns how many expiries it announced.
 pub async fn sweep(catalog: &Catalog, owner: &str, lease_ms: i64) -> Result<usize> {
     let mut tx = catalog.store().write().await?;
@@ -75,7 +98,7 @@ pub async fn sweep(catalog: &Catalog, owner: &str, lease_ms: i64) -> Result<usiz
             loop {
                 let plan = SearchPlan {
                     blueprint: Some(blueprint.identifier.clone()),
-                    query: Query::Rule(Rule::Between { target: target.clone(), from, to: now, negate: false }),
+                    query: due(&target, from, now),
                     sort: None,
                     after: after.take(),
                     limit: PAGE,

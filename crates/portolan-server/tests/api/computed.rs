@@ -146,16 +146,25 @@ async fn each_timer_expiry_is_announced_once_and_rescores() {
         .post("/api/v1/blueprints/environment/entities", json!({"identifier": "dev-1", "properties": {"ttl": expires}}))
         .await;
     assert_eq!(created.body["entity"]["scorecards"]["alive"]["level"], "Alive");
+    // A timer set in the past, long before any sweep, is announced too.
+    let past = app
+        .post(
+            "/api/v1/blueprints/environment/entities",
+            json!({"identifier": "dev-0", "properties": {"ttl": "2020-01-01T00:00:00Z"}}),
+        )
+        .await;
+    assert_eq!(past.status, StatusCode::CREATED);
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(4);
     let mut seen = String::new();
-    while !seen.contains("timer.expired") {
+    while seen.matches("event: timer.expired").count() < 2 {
         match tokio::time::timeout_at(deadline, events.chunk()).await {
             Ok(Ok(Some(bytes))) => seen.push_str(&String::from_utf8_lossy(&bytes)),
             other => panic!("no timer.expired ({other:?}): {seen}"),
         }
     }
-    assert!(seen.contains("\"property\":\"ttl\""), "{seen}");
+    assert!(seen.contains("\"identifier\":\"dev-0\",\"version\":1,\"property\":\"ttl\""), "{seen}");
+    assert!(seen.contains("\"identifier\":\"dev-1\",\"version\":1,\"property\":\"ttl\""), "{seen}");
     fresh_within_a_second(&app, "/api/v1/blueprints/environment/entities/dev-1", |e| {
         e["scorecards"]["alive"]["level"] == "Expired"
     })
@@ -165,7 +174,7 @@ async fn each_timer_expiry_is_announced_once_and_rescores() {
     while let Ok(Ok(Some(bytes))) = tokio::time::timeout_at(quiet_until, events.chunk()).await {
         seen.push_str(&String::from_utf8_lossy(&bytes));
     }
-    assert_eq!(seen.matches("event: timer.expired").count(), 1, "{seen}");
+    assert_eq!(seen.matches("event: timer.expired").count(), 2, "once per timer: {seen}");
 }
 
 #[tokio::test]
