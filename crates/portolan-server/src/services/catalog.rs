@@ -694,6 +694,11 @@ fn merge_patch(target: &mut Value, patch: Value) {
                 }
             }
         }
+        (target, Value::Object(patch)) => {
+            // An object over a non-object starts empty, so nulls inside it still remove.
+            *target = Value::Object(serde_json::Map::new());
+            merge_patch(target, Value::Object(patch));
+        }
         (target, patch) => *target = patch,
     }
 }
@@ -720,4 +725,17 @@ pub(crate) fn change(kind: &str, entity: &EntityRef, version: Option<i64>) -> Ch
 
 fn generate_identifier() -> String {
     format!("e_{}", uuid::Uuid::new_v4().simple())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::merge_patch;
+    use serde_json::json;
+
+    #[test]
+    fn merge_patch_follows_rfc_7386() {
+        let mut target = json!({"a": "b", "c": {"d": "e", "f": "g"}, "s": "text"});
+        merge_patch(&mut target, json!({"a": "z", "c": {"f": null}, "s": {"x": 1, "y": null}, "n": [1]}));
+        assert_eq!(target, json!({"a": "z", "c": {"d": "e"}, "s": {"x": 1}, "n": [1]}));
+    }
 }
