@@ -120,7 +120,17 @@ pub trait Store: Send + Sync + 'static {
 /// One transaction. Dropping it without [`Tx::commit`] rolls it back.
 #[async_trait::async_trait]
 pub trait Tx: Send {
+    /// In a write transaction, the blueprint (and, for `entity`, `entities` and `existing`, the
+    /// entities) read stay as read until commit: other writers may read them but not change or
+    /// delete them.
     async fn blueprint(&mut self, identifier: &str) -> Result<Option<BlueprintRecord>>;
+    /// Reads a blueprint for changing it: other write transactions that read it wait until this
+    /// one ends.
+    async fn lock_blueprint(&mut self, identifier: &str) -> Result<Option<BlueprintRecord>>;
+    /// Reads an entity for changing or deleting it (see [`Tx::lock_blueprint`]).
+    async fn lock_entity(&mut self, blueprint: &str, identifier: &str) -> Result<Option<Entity>>;
+    /// Inserts a new blueprint; [`StoreError::Conflict`] if one with its identifier exists.
+    async fn insert_blueprint(&mut self, record: &BlueprintRecord) -> Result<()>;
     /// All blueprints, ordered by identifier.
     async fn blueprints(&mut self) -> Result<Vec<BlueprintRecord>>;
     /// Inserts or replaces a blueprint.

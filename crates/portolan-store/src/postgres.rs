@@ -118,11 +118,11 @@ async fn relay_changes(pool: PgPool, changes: broadcast::Sender<ChangeEvent>) {
 impl Store for PostgresStore {
     async fn read(&self) -> Result<Box<dyn Tx>> {
         let tx = self.pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY").await?;
-        Ok(Box::new(PgTx { tx }))
+        Ok(Box::new(PgTx { tx, writable: false }))
     }
 
     async fn write(&self) -> Result<Box<dyn Tx>> {
-        Ok(Box::new(PgTx { tx: self.pool.begin().await? }))
+        Ok(Box::new(PgTx { tx: self.pool.begin().await?, writable: true }))
     }
 
     async fn ping(&self) -> Result<()> {
@@ -141,6 +141,14 @@ impl Store for PostgresStore {
 
 struct PgTx {
     tx: Transaction<'static, Postgres>,
+    /// Write transactions lock what they read (see `Tx::blueprint`); read ones see a snapshot.
+    writable: bool,
+}
+
+impl PgTx {
+    fn share(&self) -> &'static str {
+        if self.writable { " FOR SHARE" } else { "" }
+    }
 }
 
 fn entity_from_row(row: &PgRow) -> Result<Entity> {
@@ -185,11 +193,40 @@ fn to_json<T: serde::Serialize>(value: &T) -> Result<String> {
 #[async_trait::async_trait]
 impl Tx for PgTx {
     async fn blueprint(&mut self, identifier: &str) -> Result<Option<BlueprintRecord>> {
-        let row = sqlx::query("SELECT * FROM blueprints WHERE identifier = $1")
+        let sql = format!("SELECT * FROM blueprints WHERE identifier = $1{}", self.share());
+        let row = sqlx::query(AssertSqlSafe(sql)).bind(identifier).fetch_optional(&mut *self.tx).await?;
+        row.as_ref().map(blueprint_from_row).transpose()
+    }
+
+    async fn lock_blueprint(&mut self, identifier: &str) -> Result<Option<BlueprintRecord>> {
+        let row = sqlx::query("SELECT * FROM blueprints WHERE identifier = $1 FOR UPDATE")
             .bind(identifier)
             .fetch_optional(&mut *self.tx)
             .await?;
         row.as_ref().map(blueprint_from_row).transpose()
+    }
+
+    async fn lock_entity(&mut self, blueprint: &str, identifier: &str) -> Result<Option<Entity>> {
+        let sql = format!("SELECT {ENTITY_COLUMNS} FROM entities WHERE blueprint = $1 AND identifier = $2 FOR UPDATE");
+        let row =
+            sqlx::query(AssertSqlSafe(sql)).bind(blueprint).bind(identifier).fetch_optional(&mut *self.tx).await?;
+        row.as_ref().map(entity_from_row).transpose()
+    }
+
+    async fn insert_blueprint(&mut self, record: &BlueprintRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO blueprints (identifier, document, created_at, created_by, updated_at, updated_by)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&record.blueprint.identifier)
+        .bind(Json(&record.blueprint))
+        .bind(record.created_at)
+        .bind(&record.created_by)
+        .bind(record.updated_at)
+        .bind(&record.updated_by)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
     }
 
     async fn blueprints(&mut self) -> Result<Vec<BlueprintRecord>> {
@@ -222,7 +259,8 @@ impl Tx for PgTx {
     }
 
     async fn entity(&mut self, blueprint: &str, identifier: &str) -> Result<Option<Entity>> {
-        let sql = format!("SELECT {ENTITY_COLUMNS} FROM entities WHERE blueprint = $1 AND identifier = $2");
+        let sql =
+            format!("SELECT {ENTITY_COLUMNS} FROM entities WHERE blueprint = $1 AND identifier = $2{}", self.share());
         let row =
             sqlx::query(AssertSqlSafe(sql)).bind(blueprint).bind(identifier).fetch_optional(&mut *self.tx).await?;
         row.as_ref().map(entity_from_row).transpose()
@@ -233,21 +271,21 @@ impl Tx for PgTx {
         // scanned the whole table once sqlx reused the statement (2 s at 100k entities).
         let sql = format!(
             "SELECT {ENTITY_COLUMNS} FROM entities JOIN UNNEST($2::text[]) AS wanted(identifier) USING (identifier)
-             WHERE blueprint = $1"
+             WHERE blueprint = $1{}",
+            if self.writable { " FOR SHARE OF entities" } else { "" }
         );
         let rows = sqlx::query(AssertSqlSafe(sql)).bind(blueprint).bind(identifiers).fetch_all(&mut *self.tx).await?;
         rows.iter().map(entity_from_row).collect()
     }
 
     async fn existing(&mut self, blueprint: &str, identifiers: &[String]) -> Result<HashSet<String>> {
-        let found: Vec<String> = sqlx::query_scalar(
+        let sql = format!(
             "SELECT identifier FROM entities JOIN UNNEST($2::text[]) AS wanted(identifier) USING (identifier)
-                 WHERE blueprint = $1",
-        )
-        .bind(blueprint)
-        .bind(identifiers)
-        .fetch_all(&mut *self.tx)
-        .await?;
+             WHERE blueprint = $1{}",
+            if self.writable { " FOR SHARE OF entities" } else { "" }
+        );
+        let found: Vec<String> =
+            sqlx::query_scalar(AssertSqlSafe(sql)).bind(blueprint).bind(identifiers).fetch_all(&mut *self.tx).await?;
         Ok(found.into_iter().collect())
     }
 

@@ -161,6 +161,31 @@ impl Tx for SqliteTx {
         row.as_ref().map(blueprint_from_row).transpose()
     }
 
+    // One writer at a time: whatever a write transaction reads stays as read until it ends.
+    async fn lock_blueprint(&mut self, identifier: &str) -> Result<Option<BlueprintRecord>> {
+        self.blueprint(identifier).await
+    }
+
+    async fn lock_entity(&mut self, blueprint: &str, identifier: &str) -> Result<Option<Entity>> {
+        self.entity(blueprint, identifier).await
+    }
+
+    async fn insert_blueprint(&mut self, record: &BlueprintRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO blueprints (identifier, document, created_at, created_by, updated_at, updated_by)
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&record.blueprint.identifier)
+        .bind(to_json(&record.blueprint)?)
+        .bind(record.created_at)
+        .bind(&record.created_by)
+        .bind(record.updated_at)
+        .bind(&record.updated_by)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
     async fn blueprints(&mut self) -> Result<Vec<BlueprintRecord>> {
         let rows = sqlx::query("SELECT * FROM blueprints ORDER BY identifier").fetch_all(&mut *self.tx).await?;
         rows.iter().map(blueprint_from_row).collect()

@@ -7,7 +7,7 @@ use portolan_model::entity::ValidEntity;
 use portolan_model::error::FieldErrors;
 use portolan_model::scorecard;
 use portolan_model::{Blueprint, Entity, EntityInput, EntityRef, FieldError, system};
-use portolan_store::{BlueprintRecord, ChangeEvent, EntityWrite, Store, Tx};
+use portolan_store::{BlueprintRecord, ChangeEvent, EntityWrite, Store, StoreError, Tx};
 use serde_json::{Value, json};
 
 use super::scorecards::compiled_scorecards;
@@ -101,6 +101,11 @@ impl Catalog {
         load_blueprint(tx, identifier).await
     }
 
+    /// A blueprint about to change (its scorecards, say), or 404.
+    pub(crate) async fn locked_blueprint_record(&self, tx: &mut dyn Tx, identifier: &str) -> Result<BlueprintRecord> {
+        lock_blueprint(tx, identifier).await
+    }
+
     /// Creates the system blueprints if they are missing.
     pub async fn ensure_system_blueprints(&self) -> Result<()> {
         let mut tx = self.store.write().await?;
@@ -138,12 +143,11 @@ impl Catalog {
         if let Err(msg) = system::check_user_blueprint_identifier(&blueprint.identifier) {
             return Err(Error::invalid(FieldErrors(vec![FieldError::new("/identifier", msg)])));
         }
+        let exists_message = format!("blueprint '{}' already exists", blueprint.identifier);
+        let already = || Error::new(ErrorCode::AlreadyExists, exists_message.clone());
         let mut tx = self.store.write().await?;
         if tx.blueprint(&blueprint.identifier).await?.is_some() {
-            return Err(Error::new(
-                ErrorCode::AlreadyExists,
-                format!("blueprint '{}' already exists", blueprint.identifier),
-            ));
+            return Err(already());
         }
         check_blueprint(tx.as_mut(), &blueprint).await?;
         let now = self.clock.now();
@@ -154,7 +158,11 @@ impl Catalog {
             updated_at: now,
             updated_by: actor.id.clone(),
         };
-        tx.put_blueprint(&record).await?;
+        // Another replica may have created it since the check above: the insert says so.
+        match tx.insert_blueprint(&record).await {
+            Err(StoreError::Conflict(_)) => return Err(already()),
+            other => other?,
+        }
         tx.commit().await?;
         Ok(record)
     }
@@ -168,7 +176,7 @@ impl Catalog {
         merge: bool,
     ) -> Result<BlueprintRecord> {
         let mut tx = self.store.write().await?;
-        let existing = load_blueprint(tx.as_mut(), identifier).await?;
+        let existing = lock_blueprint(tx.as_mut(), identifier).await?;
         if merge {
             let mut merged = serde_json::to_value(&existing.blueprint)
                 .map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
@@ -245,7 +253,7 @@ impl Catalog {
             ));
         }
         let mut tx = self.store.write().await?;
-        load_blueprint(tx.as_mut(), identifier).await?;
+        lock_blueprint(tx.as_mut(), identifier).await?;
         let referencing: Vec<String> = tx
             .blueprints()
             .await?
@@ -498,7 +506,7 @@ impl Catalog {
     ) -> Result<Vec<EntityRef>> {
         let mut tx = self.store.write().await?;
         load_blueprint(tx.as_mut(), blueprint_id).await?;
-        let existing = tx.entity(blueprint_id, identifier).await?;
+        let existing = tx.lock_entity(blueprint_id, identifier).await?;
         check_if_match(if_match, existing.as_ref())?;
         let Some(entity) = existing else {
             return Err(Error::not_found(format!("entity '{identifier}' of blueprint '{blueprint_id}'")));
@@ -525,6 +533,7 @@ impl Catalog {
             }
             for r in referrers {
                 if to_delete.insert(r.source.clone()) {
+                    tx.lock_entity(&r.source.blueprint, &r.source.identifier).await?;
                     frontier.push(r.source);
                 }
             }
@@ -579,6 +588,11 @@ impl Catalog {
         };
         (EntityWrite { entity, references: valid.references }, outcome)
     }
+}
+
+/// A blueprint about to change: concurrent writers of its entities wait (see `Tx::lock_blueprint`).
+async fn lock_blueprint(tx: &mut dyn Tx, identifier: &str) -> Result<BlueprintRecord> {
+    tx.lock_blueprint(identifier).await?.ok_or_else(|| Error::not_found(format!("blueprint '{identifier}'")))
 }
 
 async fn load_blueprint(tx: &mut dyn Tx, identifier: &str) -> Result<BlueprintRecord> {

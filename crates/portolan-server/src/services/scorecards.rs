@@ -115,7 +115,7 @@ impl Catalog {
         }
         let scorecard = Scorecard::from_json(document)?;
         let mut tx = self.store().write().await?;
-        let blueprint = self.blueprint_record(tx.as_mut(), blueprint_id).await?.blueprint;
+        let blueprint = self.locked_blueprint_record(tx.as_mut(), blueprint_id).await?.blueprint;
         let all = with_blueprint(tx.as_mut(), &blueprint).await?;
         let scope = Scope::new(&all, Some(blueprint_id));
         scorecard.compile(&scope, &QueryContext { now: self.now(), ..QueryContext::default() })?;
@@ -150,7 +150,7 @@ impl Catalog {
 
     pub async fn delete_scorecard(&self, _actor: &Actor, blueprint_id: &str, identifier: &str) -> Result<()> {
         let mut tx = self.store().write().await?;
-        let blueprint = self.blueprint_record(tx.as_mut(), blueprint_id).await?.blueprint;
+        let blueprint = self.locked_blueprint_record(tx.as_mut(), blueprint_id).await?.blueprint;
         if !tx.delete_scorecard(blueprint_id, identifier).await? {
             return Err(Error::not_found(format!("scorecard '{identifier}' of blueprint '{blueprint_id}'")));
         }

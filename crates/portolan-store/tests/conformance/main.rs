@@ -73,4 +73,5 @@ conformance!(
     jobs_coalesce_and_each_is_claimed_once,
     an_expired_lease_hands_the_job_over,
     singleton_work_has_one_holder_and_is_handed_over,
+    what_a_writer_read_cannot_be_deleted_under_it,
 );

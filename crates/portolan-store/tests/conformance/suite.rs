@@ -371,3 +371,30 @@ pub async fn singleton_work_has_one_holder_and_is_handed_over(store: &dyn Store)
         vec![false, true]
     );
 }
+
+pub async fn what_a_writer_read_cannot_be_deleted_under_it(store: &dyn Store) {
+    setup(store).await;
+    let mut tx = store.write().await.expect("write tx");
+    put(tx.as_mut(), &entity("system", "shop", 1), &[]).await.expect("insert");
+    tx.commit().await.expect("commit");
+
+    // A checks that "shop" exists before pointing at it; B wants to delete "shop".
+    let mut a = store.write().await.expect("write tx");
+    assert!(a.existing("system", &["shop".to_string()]).await.expect("existing").contains("shop"));
+    let deleter = async {
+        let mut b = store.write().await.expect("write tx");
+        let found = b.lock_entity("system", "shop").await.expect("lock");
+        let referrers = b
+            .referrers(&EntityRef { blueprint: "system".into(), identifier: "shop".into() }, 10)
+            .await
+            .expect("referrers");
+        (found.is_some(), referrers.len())
+    };
+    let writer = async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        put(a.as_mut(), &entity("service", "cart", 0), &[reference("system", "system", "shop")]).await.expect("insert");
+        a.commit().await.expect("commit");
+    };
+    let (deleter_saw, ()) = tokio::join!(deleter, writer);
+    assert_eq!(deleter_saw, (true, 1), "the deleter waited for the writer, then saw its reference");
+}
