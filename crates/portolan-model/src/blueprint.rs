@@ -220,6 +220,15 @@ impl Blueprint {
         }
     }
 
+    /// The names of its `timer` properties.
+    pub fn timer_properties(&self) -> impl Iterator<Item = &str> {
+        self.schema
+            .properties
+            .iter()
+            .filter(|(_, p)| p.kind == PropertyType::String && p.format == Some(Format::Timer))
+            .map(|(name, _)| name.as_str())
+    }
+
     pub fn title_or_identifier(&self) -> &str {
         self.title.as_deref().unwrap_or(&self.identifier)
     }

@@ -5,9 +5,8 @@
 
 use std::time::Duration;
 
-use portolan_model::blueprint::{Format, PropertyType};
 use portolan_model::query::{CompareOp, Field, Kind, Meta, Query, Rule, Scalar, Shape, Target};
-use portolan_model::{Blueprint, Entity, EntityRef, blueprint::parse_date_time};
+use portolan_model::{Entity, EntityRef, blueprint::parse_date_time};
 use portolan_store::ChangeEvent;
 use portolan_store::query_sql::{Position, SearchPlan};
 use serde_json::{Value, json};
@@ -15,6 +14,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::error::Result;
+use crate::services::all_blueprints;
 use crate::services::catalog::Catalog;
 use crate::services::computed::recompute_jobs;
 
@@ -84,16 +84,11 @@ pub async fn sweep(catalog: &Catalog, owner: &str, lease_ms: i64) -> Result<usiz
         return Ok(0);
     };
     let from = state.get("sweptUntil").and_then(Value::as_i64).unwrap_or(0);
-    let blueprints: Vec<Blueprint> = tx.blueprints().await?.into_iter().map(|r| r.blueprint).collect();
+    let blueprints = all_blueprints(tx.as_mut()).await?;
     let mut expired: Vec<(EntityRef, String, i64, i64)> = Vec::new();
     for blueprint in &blueprints {
-        for (name, _) in blueprint
-            .schema
-            .properties
-            .iter()
-            .filter(|(_, p)| p.kind == PropertyType::String && p.format == Some(Format::Timer))
-        {
-            let target = Target { field: Field::Property(name.clone()), shape: Shape::One(Kind::DateTime) };
+        for name in blueprint.timer_properties() {
+            let target = Target { field: Field::Property(name.to_string()), shape: Shape::One(Kind::DateTime) };
             let mut after: Option<Position> = None;
             loop {
                 let plan = SearchPlan {
@@ -107,7 +102,7 @@ pub async fn sweep(catalog: &Catalog, owner: &str, lease_ms: i64) -> Result<usiz
                 let page: Vec<Entity> = tx.search(&plan).await?;
                 for entity in &page {
                     if let Some(at) = entity.properties.get(name).and_then(Value::as_str).and_then(parse_date_time) {
-                        expired.push((entity.entity_ref(), name.clone(), at, entity.version));
+                        expired.push((entity.entity_ref(), name.to_string(), at, entity.version));
                     }
                 }
                 if page.len() < PAGE as usize {

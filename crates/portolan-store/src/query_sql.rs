@@ -431,6 +431,18 @@ fn empty_predicate(sql: &mut Sql, field: &Field) -> Result<String> {
     })
 }
 
+/// The relation column of a walk over `entity_references r`, and the condition that keeps the
+/// walk on relations (not owning teams or team properties). On SQLite `+r.via` keeps the planner
+/// off the (via, target) index: walking from the reached entities by target is what stays small
+/// (measured: 3.5 s → 10 ms at 20k entities).
+fn relation_edges(sql: &Sql) -> (&'static str, String) {
+    let via = match sql.dialect {
+        Dialect::Sqlite => "+r.via",
+        Dialect::Postgres => "r.via",
+    };
+    (via, format!("{via} NOT LIKE '$%'"))
+}
+
 fn related_predicate(
     sql: &mut Sql,
     blueprint: &str,
@@ -442,13 +454,7 @@ fn related_predicate(
     if targets.is_empty() {
         return Ok(sql.false_literal().into());
     }
-    // On SQLite `+r.via` keeps the planner off the (via, target) index here: walking from the
-    // reached entities by target is what stays small (measured: 3.5 s → ms at 20k entities).
-    let via = match sql.dialect {
-        Dialect::Sqlite => "+r.via",
-        Dialect::Postgres => "r.via",
-    };
-    let mut edge = format!("{via} NOT LIKE '$%'");
+    let (via, mut edge) = relation_edges(sql);
     if required_only {
         let pairs: Vec<String> = required
             .iter()
@@ -501,11 +507,7 @@ fn match_any_predicate(
     required: &[(String, String)],
 ) -> Result<String> {
     let inner = predicate(sql, query, required)?;
-    let via = match sql.dialect {
-        Dialect::Sqlite => "+r.via",
-        Dialect::Postgres => "r.via",
-    };
-    let mut edge = format!("{via} NOT LIKE '$%'");
+    let (via, mut edge) = relation_edges(sql);
     if !relations.is_empty() {
         let names: Vec<String> = relations.iter().map(|r| sql.bind(Param::Text(r.clone()))).collect();
         edge = format!("{edge} AND {via} IN ({})", names.join(", "));

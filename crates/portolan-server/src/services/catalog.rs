@@ -11,7 +11,7 @@ use portolan_store::{BlueprintRecord, ChangeEvent, EntityWrite, Store, StoreErro
 use serde_json::{Value, json};
 
 use super::scorecards::compiled_scorecards;
-use super::{Actor, SharedClock, computed};
+use super::{Actor, SharedClock, all_blueprints, computed, identifier_from_path};
 use crate::error::{Error, ErrorCode, Result};
 use crate::extract::IfMatch;
 use crate::sandbox::JqSandbox;
@@ -184,15 +184,7 @@ impl Catalog {
             document = merged;
         }
         strip_server_fields(&mut document);
-        if let Value::Object(map) = &mut document {
-            let named = map.entry("identifier").or_insert_with(|| Value::from(identifier));
-            if named != identifier {
-                return Err(Error::invalid(FieldErrors(vec![FieldError::new(
-                    "/identifier",
-                    format!("the identifier cannot change (the URL names '{identifier}')"),
-                )])));
-            }
-        }
+        identifier_from_path(&mut document, identifier)?;
         let blueprint = Blueprint::from_json(document)?;
         let computed_before = (
             existing.blueprint.mirror_properties.clone(),
@@ -309,22 +301,14 @@ impl Catalog {
         actor: &Actor,
         blueprint_id: &str,
         path_identifier: Option<&str>,
-        document: Value,
+        mut document: Value,
         mode: WriteMode,
         if_match: Option<IfMatch>,
     ) -> Result<(Entity, Outcome)> {
-        let mut input = EntityInput::from_json(document)?;
         if let Some(path_id) = path_identifier {
-            match &input.identifier {
-                Some(id) if id != path_id => {
-                    return Err(Error::invalid(FieldErrors(vec![FieldError::new(
-                        "/identifier",
-                        format!("the identifier cannot change (the URL names '{path_id}')"),
-                    )])));
-                }
-                _ => input.identifier = Some(path_id.to_string()),
-            }
+            identifier_from_path(&mut document, path_id)?;
         }
+        let mut input = EntityInput::from_json(document)?;
         let identifier = input.identifier.get_or_insert_with(generate_identifier).clone();
 
         let mut tx = self.store.write().await?;
@@ -371,7 +355,7 @@ impl Catalog {
         pending: Vec<Pending>,
     ) -> Result<Vec<(usize, EntityWrite, Outcome)>> {
         let now = self.now();
-        let blueprints: Vec<Blueprint> = tx.blueprints().await?.into_iter().map(|r| r.blueprint).collect();
+        let blueprints = all_blueprints(tx).await?;
         let scorecards = compiled_scorecards(tx, blueprint, now).await?;
         let mut written = Vec::with_capacity(pending.len());
         let mut befores = Vec::with_capacity(pending.len());
@@ -544,7 +528,7 @@ impl Catalog {
                 ));
             }
         }
-        let blueprints: Vec<Blueprint> = tx.blueprints().await?.into_iter().map(|r| r.blueprint).collect();
+        let blueprints = all_blueprints(tx.as_mut()).await?;
         let mut follow_up = BTreeSet::new();
         for target in &to_delete {
             let before = tx.entity(&target.blueprint, &target.identifier).await?;
@@ -600,7 +584,7 @@ async fn load_blueprint(tx: &mut dyn Tx, identifier: &str) -> Result<BlueprintRe
 }
 
 async fn check_blueprint(tx: &mut dyn Tx, blueprint: &Blueprint) -> Result<()> {
-    let stored: Vec<Blueprint> = tx.blueprints().await?.into_iter().map(|r| r.blueprint).collect();
+    let stored = all_blueprints(tx).await?;
     blueprint.validate(|target| stored.iter().any(|b| b.identifier == target))?;
     let lookup = |id: &str| stored.iter().find(|b| b.identifier == id).cloned();
     portolan_model::computed::validate(blueprint, &lookup)?;

@@ -13,6 +13,7 @@ use portolan_store::query_sql::{Aggregate, AggregatePlan, AggregateResult};
 use portolan_store::{Job, NewJob, Tx};
 use serde_json::{Map, Value, json};
 
+use super::all_blueprints;
 use super::catalog::Catalog;
 use super::scorecards::compiled_scorecards;
 use crate::error::{Error, ErrorCode, Result};
@@ -262,7 +263,7 @@ impl Catalog {
     /// with their effects; if any lease was lost, nothing is committed.
     pub async fn run_recomputes(&self, jobs: &[&Job], owner: &str) -> Result<()> {
         let mut tx = self.store().write().await?;
-        let blueprints: Vec<Blueprint> = tx.blueprints().await?.into_iter().map(|r| r.blueprint).collect();
+        let blueprints = all_blueprints(tx.as_mut()).await?;
         let now = self.now();
         for job in jobs {
             let target = EntityRef {

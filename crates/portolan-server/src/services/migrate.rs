@@ -1,6 +1,6 @@
 //! Copying a whole deployment from one store to another (`portolan migrate-store`).
 
-use portolan_model::blueprint::{Format, parse_date_time};
+use portolan_model::blueprint::parse_date_time;
 use portolan_model::{EntityRef, Millis};
 use portolan_store::{EntityWrite, Store};
 use serde_json::Value;
@@ -61,11 +61,11 @@ pub async fn copy_store(from: &dyn Store, to: &dyn Store, now: Millis) -> Result
             let mut writes = Vec::with_capacity(page.len());
             let mut passed_timers = Vec::new();
             for entity in page {
-                for (name, _) in blueprint.schema.properties.iter().filter(|(_, p)| p.format == Some(Format::Timer)) {
+                for name in blueprint.timer_properties() {
                     if let Some(at) = entity.properties.get(name).and_then(Value::as_str).and_then(parse_date_time)
                         && at <= now
                     {
-                        passed_timers.push((entity.blueprint.clone(), entity.identifier.clone(), name.clone(), at));
+                        passed_timers.push((entity.blueprint.clone(), entity.identifier.clone(), name.to_string(), at));
                     }
                 }
                 let valid = entity.revalidate(blueprint).map_err(|errors| {

@@ -9,7 +9,11 @@ pub mod search;
 
 use std::sync::Arc;
 
-use portolan_model::Millis;
+use portolan_model::{Blueprint, FieldError, FieldErrors, Millis};
+use portolan_store::Tx;
+use serde_json::Value;
+
+use crate::error::{Error, Result};
 
 /// Who is acting, and through what. Until accounts exist every API caller is `anonymous`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,3 +53,22 @@ impl Clock for SystemClock {
 }
 
 pub type SharedClock = Arc<dyn Clock>;
+
+/// Every stored blueprint.
+pub(crate) async fn all_blueprints(tx: &mut dyn Tx) -> Result<Vec<Blueprint>> {
+    Ok(tx.blueprints().await?.into_iter().map(|r| r.blueprint).collect())
+}
+
+/// Puts the identifier a URL names into a document that omits it; refuses one that names another.
+pub(crate) fn identifier_from_path(document: &mut Value, path_identifier: &str) -> Result<()> {
+    if let Value::Object(map) = document {
+        let named = map.entry("identifier").or_insert_with(|| Value::from(path_identifier));
+        if named != path_identifier {
+            return Err(Error::invalid(FieldErrors(vec![FieldError::new(
+                "/identifier",
+                format!("the identifier cannot change (the URL names '{path_identifier}')"),
+            )])));
+        }
+    }
+    Ok(())
+}

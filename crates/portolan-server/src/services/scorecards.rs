@@ -6,14 +6,14 @@ use std::collections::BTreeMap;
 
 use portolan_model::query::{Field, Kind, Query, QueryContext, Rule, Scalar, Scope, Shape, Target};
 use portolan_model::scorecard::{self, CompiledScorecard, Scorecard};
-use portolan_model::{Blueprint, FieldError, FieldErrors, Millis};
+use portolan_model::{Blueprint, Millis};
 use portolan_store::query_sql::{Aggregate, AggregatePlan, AggregateResult};
 use portolan_store::{ScorecardRecord, Tx};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::Actor;
 use super::catalog::Catalog;
+use super::{Actor, all_blueprints, identifier_from_path};
 use crate::error::{Error, ErrorCode, Result};
 
 const PAGE: u32 = 1_000;
@@ -67,13 +67,8 @@ pub(crate) async fn compiled_scorecards(
 
 /// Every stored blueprint, with `blueprint` in place of its stored version.
 async fn with_blueprint(tx: &mut dyn Tx, blueprint: &Blueprint) -> Result<Vec<Blueprint>> {
-    let mut all: Vec<Blueprint> = tx
-        .blueprints()
-        .await?
-        .into_iter()
-        .map(|r| r.blueprint)
-        .filter(|b| b.identifier != blueprint.identifier)
-        .collect();
+    let mut all = all_blueprints(tx).await?;
+    all.retain(|b| b.identifier != blueprint.identifier);
     all.push(blueprint.clone());
     Ok(all)
 }
@@ -104,14 +99,8 @@ impl Catalog {
         if let Value::Object(map) = &mut document {
             map.remove("blueprint");
         }
-        if let (Some(id), Value::Object(map)) = (path_identifier, &mut document) {
-            let named = map.entry("identifier").or_insert_with(|| Value::from(id));
-            if named != id {
-                return Err(Error::invalid(FieldErrors(vec![FieldError::new(
-                    "/identifier",
-                    format!("the identifier cannot change (the URL names '{id}')"),
-                )])));
-            }
+        if let Some(id) = path_identifier {
+            identifier_from_path(&mut document, id)?;
         }
         let scorecard = Scorecard::from_json(document)?;
         let mut tx = self.store().write().await?;

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::Actor;
+use super::all_blueprints;
 use super::catalog::Catalog;
 use crate::error::{Error, ErrorCode, Result};
 
@@ -213,7 +214,7 @@ impl Catalog {
     /// Every blueprint, and the scorecards of the searched ones, after checking that
     /// `blueprint` (if given) exists.
     async fn scoped(&self, tx: &mut dyn Tx, blueprint: Option<&str>) -> Result<Scoped> {
-        let blueprints: Vec<Blueprint> = tx.blueprints().await?.into_iter().map(|r| r.blueprint).collect();
+        let blueprints = all_blueprints(tx).await?;
         if let Some(id) = blueprint
             && !blueprints.iter().any(|b| b.identifier == id)
         {
