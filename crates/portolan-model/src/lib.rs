@@ -2,6 +2,7 @@
 //! the rules that make them valid. This crate does no IO and never reads the clock: callers pass
 //! the current time in.
 
+pub mod action;
 pub mod blueprint;
 pub mod computed;
 pub mod entity;
@@ -9,8 +10,11 @@ pub mod error;
 pub mod ident;
 pub mod jq;
 pub mod query;
+pub mod run;
 pub mod scorecard;
 pub mod system;
+pub mod template;
+pub mod timestamp;
 
 pub use blueprint::{Blueprint, Format, PropertySchema, PropertyType, RelationDef};
 pub use entity::{Entity, EntityInput, EntityRef, Reference};
