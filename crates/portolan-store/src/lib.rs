@@ -5,13 +5,17 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use portolan_model::run::{Run, RunLog};
 use portolan_model::scorecard::Scorecard;
 use portolan_model::{Blueprint, Entity, EntityRef, Millis, Reference};
 use serde_json::{Map, Value};
 
+pub mod actions;
 pub mod postgres;
 pub mod query_sql;
 pub mod sqlite;
+
+pub use actions::{ActionRecord, NewRunLog, RunFilter, RunnerToken, SecretMeta};
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
@@ -210,6 +214,59 @@ pub trait Tx: Send {
     async fn search(&mut self, plan: &query_sql::SearchPlan) -> Result<Vec<Entity>>;
     /// A count, a statistic or counts per value over the entities a query selects.
     async fn aggregate(&mut self, plan: &query_sql::AggregatePlan) -> Result<query_sql::AggregateResult>;
+
+    // ---- actions, runs, secrets, runner tokens, settings (see `actions.rs`) ----
+    /// All actions, ordered by identifier.
+    async fn actions(&mut self) -> Result<Vec<ActionRecord>>;
+    async fn action(&mut self, identifier: &str) -> Result<Option<ActionRecord>>;
+    /// Inserts or replaces an action; with `insert_only`, [`StoreError::Conflict`] if it exists.
+    async fn put_action(&mut self, record: &ActionRecord, insert_only: bool) -> Result<()>;
+    /// Deletes an action; false when it did not exist.
+    async fn delete_action(&mut self, identifier: &str) -> Result<bool>;
+    /// Inserts a new run (with the labels a runner needs, for runner runs); returns its `seq`.
+    async fn insert_run(&mut self, run: &Run, labels: Option<&[String]>) -> Result<i64>;
+    /// A run; with `lock`, held against other writers until this transaction ends.
+    async fn run(&mut self, id: &str, lock: bool) -> Result<Option<Run>>;
+    /// Stores a run's new state; a run no longer in progress loses its lease.
+    async fn update_run(&mut self, run: &Run) -> Result<()>;
+    /// Runs matching `filter`, newest first, with their `seq` (the cursor).
+    async fn list_runs(&mut self, filter: &RunFilter, limit: u32) -> Result<Vec<(i64, Run)>>;
+    /// Queued runner runs, oldest first, with the labels they need; locked for the caller, skipping
+    /// any another claimer holds.
+    async fn queued_runner_runs(&mut self, limit: u32) -> Result<Vec<(Run, Vec<String>)>>;
+    /// Runs in progress whose lease ran out before `now`, locked for the caller.
+    async fn lost_runs(&mut self, now: Millis, limit: u32) -> Result<Vec<Run>>;
+    /// Leases a run to `owner` until `until`; with `only_if_owner`, renews only the owner's lease of a
+    /// run in progress (false otherwise).
+    async fn lease_run(&mut self, id: &str, owner: &str, until: Millis, only_if_owner: bool) -> Result<bool>;
+    /// Who holds a run's lease, and until when.
+    async fn run_lease(&mut self, id: &str) -> Result<Option<(String, Millis)>>;
+    /// Appends lines to a run's log.
+    async fn append_run_logs(&mut self, run_id: &str, logs: &[NewRunLog]) -> Result<()>;
+    /// A run's log lines after `after` (a line's `seq`), oldest first.
+    async fn run_logs(&mut self, run_id: &str, after: i64, limit: u32) -> Result<Vec<RunLog>>;
+    /// Records that a run created, updated or deleted entities.
+    async fn link_run_entities(&mut self, run_id: &str, changes: &[(EntityRef, &str)], at: Millis) -> Result<()>;
+    /// The entities a run affected, and how.
+    async fn run_entities(&mut self, run_id: &str) -> Result<Vec<(EntityRef, String)>>;
+    /// The runs that affected an entity (run id, how), latest first.
+    async fn entity_runs(&mut self, entity: &EntityRef, limit: u32) -> Result<Vec<(String, String)>>;
+    /// Stores a sealed secret value; true when the name is new.
+    async fn put_secret(&mut self, name: &str, sealed: &[u8], at: Millis, by: &str) -> Result<bool>;
+    /// A sealed secret value.
+    async fn secret(&mut self, name: &str) -> Result<Option<Vec<u8>>>;
+    /// Every secret's name and history, ordered by name.
+    async fn secrets(&mut self) -> Result<Vec<SecretMeta>>;
+    async fn delete_secret(&mut self, name: &str) -> Result<bool>;
+    async fn insert_runner_token(&mut self, token: &RunnerToken) -> Result<()>;
+    /// The runner token with this SHA-256.
+    async fn runner_token(&mut self, token_sha256: &str) -> Result<Option<RunnerToken>>;
+    async fn runner_tokens(&mut self) -> Result<Vec<RunnerToken>>;
+    /// Revokes a runner token; false when it does not exist or is revoked already.
+    async fn revoke_runner_token(&mut self, id: &str, at: Millis) -> Result<bool>;
+    async fn touch_runner_token(&mut self, id: &str, at: Millis) -> Result<()>;
+    /// A setting's value, storing `value` first if it has none.
+    async fn setting_or_insert(&mut self, name: &str, value: &str) -> Result<String>;
 
     async fn commit(self: Box<Self>) -> Result<()>;
 }

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
+use portolan_model::run::{Run, RunLog};
 use portolan_model::{Blueprint, Entity, EntityRef, Millis, Reference};
 use serde_json::{Map, Value};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
@@ -17,6 +18,7 @@ use crate::query_sql::{self, AggregatePlan, AggregateResult, Dialect, Param, Sea
 use tokio::sync::broadcast;
 
 use crate::{
+    ActionRecord, NewRunLog, RunFilter, RunnerToken, SecretMeta,
     BlueprintRecord, CHANGE_BUFFER, ChangeEvent, EntityWrite, Job, NewJob, Referrer, Result, ScorecardRecord, Store,
     StoreError, Tx,
 };
@@ -633,6 +635,115 @@ impl Tx for SqliteTx {
     async fn publish(&mut self, event: &ChangeEvent) -> Result<()> {
         self.events.push(event.clone());
         Ok(())
+    }
+
+    // ---- actions, runs, secrets, runner tokens, settings ----
+    async fn actions(&mut self) -> Result<Vec<ActionRecord>> {
+        crate::actions::sqlite::actions(&mut self.tx).await
+    }
+
+    async fn action(&mut self, identifier: &str) -> Result<Option<ActionRecord>> {
+        crate::actions::sqlite::action(&mut self.tx, identifier).await
+    }
+
+    async fn put_action(&mut self, record: &ActionRecord, insert_only: bool) -> Result<()> {
+        crate::actions::sqlite::put_action(&mut self.tx, record, insert_only).await
+    }
+
+    async fn delete_action(&mut self, identifier: &str) -> Result<bool> {
+        crate::actions::sqlite::delete_action(&mut self.tx, identifier).await
+    }
+
+    async fn insert_run(&mut self, run: &Run, labels: Option<&[String]>) -> Result<i64> {
+        crate::actions::sqlite::insert_run(&mut self.tx, run, labels).await
+    }
+
+    async fn run(&mut self, id: &str, lock: bool) -> Result<Option<Run>> {
+        crate::actions::sqlite::run(&mut self.tx, id, lock).await
+    }
+
+    async fn update_run(&mut self, run: &Run) -> Result<()> {
+        crate::actions::sqlite::update_run(&mut self.tx, run).await
+    }
+
+    async fn list_runs(&mut self, filter: &RunFilter, limit: u32) -> Result<Vec<(i64, Run)>> {
+        crate::actions::sqlite::list_runs(&mut self.tx, filter, limit).await
+    }
+
+    async fn queued_runner_runs(&mut self, limit: u32) -> Result<Vec<(Run, Vec<String>)>> {
+        crate::actions::sqlite::queued_runner_runs(&mut self.tx, limit).await
+    }
+
+    async fn lost_runs(&mut self, now: Millis, limit: u32) -> Result<Vec<Run>> {
+        crate::actions::sqlite::lost_runs(&mut self.tx, now, limit).await
+    }
+
+    async fn lease_run(&mut self, id: &str, owner: &str, until: Millis, only_if_owner: bool) -> Result<bool> {
+        crate::actions::sqlite::lease_run(&mut self.tx, id, owner, until, only_if_owner).await
+    }
+
+    async fn run_lease(&mut self, id: &str) -> Result<Option<(String, Millis)>> {
+        crate::actions::sqlite::run_lease(&mut self.tx, id).await
+    }
+
+    async fn append_run_logs(&mut self, run_id: &str, logs: &[NewRunLog]) -> Result<()> {
+        crate::actions::sqlite::append_run_logs(&mut self.tx, run_id, logs).await
+    }
+
+    async fn run_logs(&mut self, run_id: &str, after: i64, limit: u32) -> Result<Vec<RunLog>> {
+        crate::actions::sqlite::run_logs(&mut self.tx, run_id, after, limit).await
+    }
+
+    async fn link_run_entities(&mut self, run_id: &str, changes: &[(EntityRef, &str)], at: Millis) -> Result<()> {
+        crate::actions::sqlite::link_run_entities(&mut self.tx, run_id, changes, at).await
+    }
+
+    async fn run_entities(&mut self, run_id: &str) -> Result<Vec<(EntityRef, String)>> {
+        crate::actions::sqlite::run_entities(&mut self.tx, run_id).await
+    }
+
+    async fn entity_runs(&mut self, entity: &EntityRef, limit: u32) -> Result<Vec<(String, String)>> {
+        crate::actions::sqlite::entity_runs(&mut self.tx, entity, limit).await
+    }
+
+    async fn put_secret(&mut self, name: &str, sealed: &[u8], at: Millis, by: &str) -> Result<bool> {
+        crate::actions::sqlite::put_secret(&mut self.tx, name, sealed, at, by).await
+    }
+
+    async fn secret(&mut self, name: &str) -> Result<Option<Vec<u8>>> {
+        crate::actions::sqlite::secret(&mut self.tx, name).await
+    }
+
+    async fn secrets(&mut self) -> Result<Vec<SecretMeta>> {
+        crate::actions::sqlite::secrets(&mut self.tx).await
+    }
+
+    async fn delete_secret(&mut self, name: &str) -> Result<bool> {
+        crate::actions::sqlite::delete_secret(&mut self.tx, name).await
+    }
+
+    async fn insert_runner_token(&mut self, token: &RunnerToken) -> Result<()> {
+        crate::actions::sqlite::insert_runner_token(&mut self.tx, token).await
+    }
+
+    async fn runner_token(&mut self, token_sha256: &str) -> Result<Option<RunnerToken>> {
+        crate::actions::sqlite::runner_token(&mut self.tx, token_sha256).await
+    }
+
+    async fn runner_tokens(&mut self) -> Result<Vec<RunnerToken>> {
+        crate::actions::sqlite::runner_tokens(&mut self.tx).await
+    }
+
+    async fn revoke_runner_token(&mut self, id: &str, at: Millis) -> Result<bool> {
+        crate::actions::sqlite::revoke_runner_token(&mut self.tx, id, at).await
+    }
+
+    async fn touch_runner_token(&mut self, id: &str, at: Millis) -> Result<()> {
+        crate::actions::sqlite::touch_runner_token(&mut self.tx, id, at).await
+    }
+
+    async fn setting_or_insert(&mut self, name: &str, value: &str) -> Result<String> {
+        crate::actions::sqlite::setting_or_insert(&mut self.tx, name, value).await
     }
 
     async fn commit(self: Box<Self>) -> Result<()> {
