@@ -1,9 +1,11 @@
 //! Portolan's engine and HTTP face.
 
 pub mod api;
+pub mod backends;
 pub mod demo;
 pub mod error;
 pub mod extract;
+pub mod keys;
 pub mod sandbox;
 pub mod services;
 pub mod sweeper;
@@ -24,7 +26,9 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
+use crate::backends::{Engine, EngineOptions};
 use crate::error::{Error, ErrorCode};
+use crate::keys::Keys;
 use crate::services::catalog::Catalog;
 use crate::services::{SharedClock, SystemClock};
 
@@ -57,7 +61,13 @@ impl AppState {
     }
 
     pub async fn with_clock(store: Arc<dyn Store>, clock: SharedClock) -> Result<Self, Error> {
-        let catalog = Catalog::new(store, clock);
+        Self::with_options(store, clock, &EngineOptions::default()).await
+    }
+
+    pub async fn with_options(store: Arc<dyn Store>, clock: SharedClock, options: &EngineOptions) -> Result<Self, Error> {
+        let keys = Keys::new(&master_key(store.as_ref(), options.secrets_key.as_deref()).await?);
+        let engine = Engine::new(keys, options).map_err(|e| Error::new(ErrorCode::Internal, e))?;
+        let catalog = Catalog::new(store, clock, Arc::new(engine));
         catalog.ensure_system_blueprints().await?;
         Ok(Self { catalog, metrics: metrics_handle(), stopping: Arc::new(tokio::sync::watch::channel(false).0) })
     }
@@ -71,6 +81,24 @@ impl AppState {
     pub fn stopping(&self) -> tokio::sync::watch::Receiver<bool> {
         self.stopping.subscribe()
     }
+}
+
+/// The configured master key, or the one this database keeps (generated on first start).
+async fn master_key(store: &dyn Store, configured: Option<&str>) -> Result<[u8; keys::KEY_BYTES], Error> {
+    let text = match configured {
+        Some(text) => text.to_string(),
+        None => {
+            let mut tx = store.write().await?;
+            let stored = tx.setting_or_insert("secrets_key", &Keys::generate_master()).await?;
+            tx.commit().await?;
+            tracing::warn!(
+                "no secrets_key is configured: secrets are encrypted with a key kept in the database itself; \
+                 configure secrets_key (or secrets_key_file) to keep the key apart from the data"
+            );
+            stored
+        }
+    };
+    Keys::parse_master(&text).map_err(|e| Error::new(ErrorCode::Internal, e))
 }
 
 /// The process-wide Prometheus recorder (a process has one global metrics recorder).

@@ -6,7 +6,8 @@
 use std::time::Duration;
 
 use portolan_model::query::{CompareOp, Field, Kind, Meta, Query, Rule, Scalar, Shape, Target};
-use portolan_model::{Entity, EntityRef, blueprint::parse_date_time};
+use portolan_model::action::EventKind;
+use portolan_model::{Entity, blueprint::parse_date_time};
 use portolan_store::ChangeEvent;
 use portolan_store::query_sql::{Position, SearchPlan};
 use serde_json::{Value, json};
@@ -17,6 +18,7 @@ use crate::error::Result;
 use crate::services::all_blueprints;
 use crate::services::catalog::Catalog;
 use crate::services::computed::recompute_jobs;
+use crate::services::runs::{entity_document, queue_automations};
 
 /// The singleton's name.
 pub const TIMER_SWEEPER: &str = "timer-sweeper";
@@ -39,6 +41,9 @@ impl Sweeper {
             loop {
                 if let Err(err) = sweep(&catalog, &owner, lease_ms).await {
                     tracing::warn!(%err, "timer sweep failed");
+                }
+                if let Err(err) = catalog.recover_lost_runs().await {
+                    tracing::warn!(%err, "cannot recover runs of lost runners");
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(INTERVAL) => {}
@@ -85,7 +90,7 @@ pub async fn sweep(catalog: &Catalog, owner: &str, lease_ms: i64) -> Result<usiz
     };
     let from = state.get("sweptUntil").and_then(Value::as_i64).unwrap_or(0);
     let blueprints = all_blueprints(tx.as_mut()).await?;
-    let mut expired: Vec<(EntityRef, String, i64, i64)> = Vec::new();
+    let mut expired: Vec<(Entity, String, i64)> = Vec::new();
     for blueprint in &blueprints {
         for name in blueprint.timer_properties() {
             let target = Target { field: Field::Property(name.to_string()), shape: Shape::One(Kind::DateTime) };
@@ -102,7 +107,7 @@ pub async fn sweep(catalog: &Catalog, owner: &str, lease_ms: i64) -> Result<usiz
                 let page: Vec<Entity> = tx.search(&plan).await?;
                 for entity in &page {
                     if let Some(at) = entity.properties.get(name).and_then(Value::as_str).and_then(parse_date_time) {
-                        expired.push((entity.entity_ref(), name.to_string(), at, entity.version));
+                        expired.push((entity.clone(), name.to_string(), at));
                     }
                 }
                 if page.len() < PAGE as usize {
@@ -113,20 +118,33 @@ pub async fn sweep(catalog: &Catalog, owner: &str, lease_ms: i64) -> Result<usiz
         }
     }
     let records: Vec<_> =
-        expired.iter().map(|(e, p, at, _)| (e.blueprint.clone(), e.identifier.clone(), p.clone(), *at)).collect();
+        expired.iter().map(|(e, p, at)| (e.blueprint.clone(), e.identifier.clone(), p.clone(), *at)).collect();
     let fresh = tx.record_expiries(&records).await?;
     let mut announced = Vec::new();
-    for ((entity, property, _, version), is_new) in expired.into_iter().zip(fresh) {
+    for ((entity, property, at), is_new) in expired.into_iter().zip(fresh) {
         if is_new {
             tx.publish(&ChangeEvent {
                 kind: "timer.expired".into(),
                 blueprint: entity.blueprint.clone(),
                 identifier: entity.identifier.clone(),
-                version: Some(version),
-                property: Some(property),
+                version: Some(entity.version),
+                property: Some(property.clone()),
             })
             .await?;
-            announced.push(entity);
+            let event = || {
+                json!({
+                    "type": EventKind::TimerPropertyExpired,
+                    "blueprint": entity.blueprint,
+                    "property": property,
+                    "expiredAt": portolan_model::format_millis(at),
+                    "trigger": {"by": "portolan", "origin": "timer", "at": portolan_model::format_millis(now)},
+                    "diff": {"before": entity_document(&entity), "after": entity_document(&entity)}
+                })
+            };
+            let (blueprint, name) = (entity.blueprint.as_str(), Some(property.as_str()));
+            queue_automations(tx.as_mut(), EventKind::TimerPropertyExpired, Some(blueprint), name, None, 1, now, event)
+                .await?;
+            announced.push(entity.entity_ref());
         }
     }
     let count = announced.len();

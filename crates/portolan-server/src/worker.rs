@@ -1,22 +1,30 @@
 //! The background worker each replica runs: claims jobs under a lease, runs them, and gives
 //! failed ones back with a growing delay. Several replicas share the queue; a job is worked on by
 //! one of them at a time, and a replica that dies hands its jobs over when their leases expire.
+//! Recomputes run in batches in the worker's loop; deliveries and automations run concurrently
+//! (a webhook that hangs holds one slot, not the worker).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use portolan_store::Job;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
 use crate::error::{Error, ErrorCode, Result};
 use crate::services::catalog::Catalog;
 use crate::services::computed::RECOMPUTE;
+use crate::services::runs::{AUTOMATION, DISPATCH};
 
 /// How long a claimed job is ours, by default, before another replica may take it.
 pub const DEFAULT_LEASE_MS: i64 = 30_000;
 /// How often an idle worker looks for work others queued (own work wakes it at once).
 const POLL: Duration = Duration::from_millis(100);
 const BATCH: u32 = 32;
+/// Most deliveries and automations in flight at once.
+const CONCURRENCY: usize = 64;
+/// How long a stopping worker waits for jobs in flight.
+const DRAIN: Duration = Duration::from_secs(10);
 
 /// A running worker; dropping the handle does not stop it, [`Worker::stop`] does.
 pub struct Worker {
@@ -42,11 +50,20 @@ impl Worker {
 
 async fn run(catalog: Catalog, owner: String, lease_ms: i64, mut stopped: watch::Receiver<bool>) {
     let wake = catalog.work_signal();
+    let slots = Arc::new(Semaphore::new(CONCURRENCY));
     loop {
         if *stopped.borrow() {
-            return;
+            break;
         }
-        let jobs = match claim(&catalog, &owner, lease_ms).await {
+        let free = slots.available_permits().min(BATCH as usize) as u32;
+        if free == 0 {
+            tokio::select! {
+                _ = tokio::time::sleep(POLL) => {}
+                _ = stopped.changed() => break,
+            }
+            continue;
+        }
+        let jobs = match claim(&catalog, &owner, lease_ms, free).await {
             Ok(jobs) => jobs,
             Err(err) => {
                 tracing::warn!(%err, "cannot claim jobs");
@@ -57,11 +74,12 @@ async fn run(catalog: Catalog, owner: String, lease_ms: i64, mut stopped: watch:
             tokio::select! {
                 _ = tokio::time::sleep(POLL) => {}
                 _ = wake.notified() => {}
-                _ = stopped.changed() => return,
+                _ = stopped.changed() => break,
             }
             continue;
         }
-        let (recomputes, others): (Vec<&Job>, Vec<&Job>) = jobs.iter().partition(|j| j.kind == RECOMPUTE);
+        let (recomputes, others): (Vec<Job>, Vec<Job>) = jobs.into_iter().partition(|j| j.kind == RECOMPUTE);
+        let recomputes: Vec<&Job> = recomputes.iter().collect();
         if !recomputes.is_empty() && catalog.run_recomputes(&recomputes, &owner).await.is_err() {
             // Retry one by one, so that one bad job cannot hold back the others.
             for job in recomputes {
@@ -71,10 +89,23 @@ async fn run(catalog: Catalog, owner: String, lease_ms: i64, mut stopped: watch:
             }
         }
         for job in others {
-            let err = Error::new(ErrorCode::Internal, format!("no handler for job kind '{}'", job.kind));
-            give_back(&catalog, job, &owner, &err).await;
+            let Ok(slot) = Arc::clone(&slots).acquire_owned().await else { break };
+            let (catalog, owner) = (catalog.clone(), owner.clone());
+            tokio::spawn(async move {
+                let done = match job.kind.as_str() {
+                    DISPATCH => catalog.dispatch(&job, &owner).await,
+                    AUTOMATION => catalog.run_automation(&job, &owner).await,
+                    kind => Err(Error::new(ErrorCode::Internal, format!("no handler for job kind '{kind}'"))),
+                };
+                if let Err(err) = done {
+                    give_back(&catalog, &job, &owner, &err).await;
+                }
+                drop(slot);
+            });
         }
     }
+    // Let the jobs in flight finish (their leases would hand them over anyway).
+    let _ = tokio::time::timeout(DRAIN, slots.acquire_many(CONCURRENCY as u32)).await;
 }
 
 /// Releases a failed job, to be retried after a delay that grows with its attempts.
@@ -86,9 +117,9 @@ async fn give_back(catalog: &Catalog, job: &Job, owner: &str, err: &Error) {
     }
 }
 
-async fn claim(catalog: &Catalog, owner: &str, lease_ms: i64) -> Result<Vec<Job>> {
+async fn claim(catalog: &Catalog, owner: &str, lease_ms: i64, limit: u32) -> Result<Vec<Job>> {
     let mut tx = catalog.store().write().await?;
-    let jobs = tx.claim_jobs(owner, catalog.now(), lease_ms, BATCH).await?;
+    let jobs = tx.claim_jobs(owner, catalog.now(), lease_ms, limit).await?;
     tx.commit().await?;
     Ok(jobs)
 }

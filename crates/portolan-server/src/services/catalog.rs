@@ -7,11 +7,12 @@ use portolan_model::entity::ValidEntity;
 use portolan_model::error::FieldErrors;
 use portolan_model::scorecard;
 use portolan_model::{Blueprint, Entity, EntityInput, EntityRef, FieldError, system};
-use portolan_store::{BlueprintRecord, ChangeEvent, EntityWrite, Store, StoreError, Tx};
+use portolan_store::{BlueprintRecord, ChangeEvent, EntityWrite, Store, StoreError, Tx, actions as affected};
 use serde_json::{Value, json};
 
 use super::scorecards::compiled_scorecards;
-use super::{Actor, SharedClock, all_blueprints, computed, identifier_from_path};
+use super::{Actor, SharedClock, all_blueprints, computed, identifier_from_path, runs};
+use crate::backends::Engine;
 use crate::error::{Error, ErrorCode, Result};
 use crate::extract::IfMatch;
 use crate::sandbox::JqSandbox;
@@ -35,6 +36,8 @@ pub struct Catalog {
     work: Arc<tokio::sync::Notify>,
     /// Where jq calculations run; without one, calculation properties stay empty (with a diagnostic).
     sandbox: Option<Arc<JqSandbox>>,
+    /// Keys, HTTP client and connections that actions use.
+    engine: Arc<Engine>,
 }
 
 /// How an entity write treats an entity that already exists.
@@ -70,8 +73,12 @@ struct Pending {
 }
 
 impl Catalog {
-    pub fn new(store: Arc<dyn Store>, clock: SharedClock) -> Self {
-        Self { store, clock, work: Arc::new(tokio::sync::Notify::new()), sandbox: None }
+    pub fn new(store: Arc<dyn Store>, clock: SharedClock, engine: Arc<Engine>) -> Self {
+        Self { store, clock, work: Arc::new(tokio::sync::Notify::new()), sandbox: None, engine }
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -369,9 +376,17 @@ impl Catalog {
         }
         let writes: Vec<EntityWrite> = written.iter().map(|(_, w, _)| w.clone()).collect();
         tx.put_entities(&writes).await?;
-        for (_, write, outcome) in &written {
+        for ((_, write, outcome), before) in written.iter().zip(&befores) {
             let kind = if *outcome == Outcome::Created { "entity.created" } else { "entity.updated" };
             tx.publish(&change(kind, &write.entity.entity_ref(), Some(write.entity.version))).await?;
+            runs::queue_entity_automations(tx, actor, now, before.as_ref(), Some(&write.entity)).await?;
+        }
+        if let Some(run) = &actor.run {
+            let changes: Vec<_> = written
+                .iter()
+                .map(|(_, w, o)| (w.entity.entity_ref(), if *o == Outcome::Created { affected::CREATED } else { affected::UPDATED }))
+                .collect();
+            tx.link_run_entities(run, &changes, now).await?;
         }
         let mut follow_up = BTreeSet::new();
         for (before, (_, write, _)) in befores.iter().zip(&written) {
@@ -482,7 +497,7 @@ impl Catalog {
     /// transitively. Returns what was deleted.
     pub async fn delete_entity(
         &self,
-        _actor: &Actor,
+        actor: &Actor,
         blueprint_id: &str,
         identifier: &str,
         delete_dependents: bool,
@@ -529,15 +544,23 @@ impl Catalog {
             }
         }
         let blueprints = all_blueprints(tx.as_mut()).await?;
+        let now = self.now();
         let mut follow_up = BTreeSet::new();
+        let mut befores = Vec::with_capacity(to_delete.len());
         for target in &to_delete {
             let before = tx.entity(&target.blueprint, &target.identifier).await?;
             follow_up.extend(computed::dependents(tx.as_mut(), &blueprints, before.as_ref(), None).await?);
+            befores.push(before);
         }
-        for target in &to_delete {
+        for (target, before) in to_delete.iter().zip(&befores) {
             tx.delete_entity(&target.blueprint, &target.identifier).await?;
             tx.publish(&change("entity.deleted", target, None)).await?;
+            runs::queue_entity_automations(tx.as_mut(), actor, now, before.as_ref(), None).await?;
             follow_up.remove(target);
+        }
+        if let Some(run) = &actor.run {
+            let changes: Vec<_> = to_delete.iter().map(|t| (t.clone(), affected::DELETED)).collect();
+            tx.link_run_entities(run, &changes, now).await?;
         }
         tx.enqueue_jobs(&computed::recompute_jobs(follow_up, self.now())).await?;
         tx.commit().await?;

@@ -1,9 +1,11 @@
 //! Services join the model and the store: each state change validates, checks references and
 //! writes in one transaction. Handlers call these and nothing below them.
 
+pub mod actions;
 pub mod catalog;
 pub mod computed;
 pub mod migrate;
+pub mod runs;
 pub mod scorecards;
 pub mod search;
 
@@ -20,21 +22,49 @@ use crate::error::{Error, Result};
 pub struct Actor {
     pub id: String,
     pub origin: Origin,
+    /// The run on whose behalf catalog changes are made: they are linked to it.
+    pub run: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
     Api,
     Demo,
+    Automation,
+    /// A built-in backend (`UPSERT_ENTITY`, `DELETE_ENTITY`) doing a run's work.
+    Backend,
+    Runner,
+}
+
+impl Origin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::Api => "api",
+            Origin::Demo => "demo",
+            Origin::Automation => "automation",
+            Origin::Backend => "backend",
+            Origin::Runner => "runner",
+        }
+    }
 }
 
 impl Actor {
+    pub fn new(id: impl Into<String>, origin: Origin) -> Self {
+        Self { id: id.into(), origin, run: None }
+    }
+
     pub fn anonymous() -> Self {
-        Self { id: "anonymous".into(), origin: Origin::Api }
+        Self::new("anonymous", Origin::Api)
     }
 
     pub fn demo() -> Self {
-        Self { id: "portolan-demo".into(), origin: Origin::Demo }
+        Self::new("portolan-demo", Origin::Demo)
+    }
+
+    /// The same actor, acting for `run`.
+    pub fn for_run(mut self, run: impl Into<String>) -> Self {
+        self.run = Some(run.into());
+        self
     }
 }
 

@@ -1,5 +1,7 @@
 //! Search and aggregation over the catalog, in the query language.
 
+use std::collections::HashSet;
+
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use portolan_model::query::{self, Query, QueryContext, Scope};
@@ -99,6 +101,42 @@ impl Catalog {
             user: Some(actor.id.clone()),
             user_teams: user.map(|u| u.team).unwrap_or_default(),
         })
+    }
+
+    /// Which of `identifiers` (entities of `blueprint`) a query admits: action conditions and
+    /// entity-picker datasets.
+    pub(crate) async fn admitted(
+        &self,
+        tx: &mut dyn Tx,
+        actor: &Actor,
+        blueprint: &str,
+        query: &Value,
+        identifiers: &[String],
+    ) -> Result<HashSet<String>> {
+        if identifiers.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let scoped = self.scoped(tx, Some(blueprint)).await?;
+        let scope = scoped.scope(Some(blueprint));
+        let context = self.query_context(tx, actor).await?;
+        let parsed = parse_query(Some(query), &scope, &context, "")?;
+        let among = query::Rule::In {
+            target: query::Target {
+                field: query::Field::Meta(query::Meta::Identifier),
+                shape: query::Shape::One(query::Kind::String),
+            },
+            values: identifiers.iter().map(|i| query::Scalar::Str(i.clone())).collect(),
+            negate: false,
+        };
+        let plan = SearchPlan {
+            blueprint: Some(blueprint.to_string()),
+            query: Query::And(vec![parsed, Query::Rule(among)]),
+            sort: None,
+            after: None,
+            limit: identifiers.len() as u32,
+            required_relations: required_relations(&scoped.blueprints),
+        };
+        Ok(tx.search(&plan).await?.into_iter().map(|e| e.identifier).collect())
     }
 
     pub async fn search(&self, actor: &Actor, blueprint: Option<&str>, request: SearchRequest) -> Result<Page> {

@@ -1,0 +1,224 @@
+//! Actions, the secrets their templates read, and the tokens runners claim work with.
+
+use std::collections::BTreeMap;
+
+use portolan_model::action::{Action, check_secret_name};
+use portolan_model::{FieldError, FieldErrors};
+use portolan_store::{ActionRecord, RunnerToken, SecretMeta, StoreError, Tx};
+use serde_json::{Value, json};
+
+use super::catalog::{Catalog, strip_server_fields};
+use super::{Actor, all_blueprints, identifier_from_path};
+use crate::error::{Error, ErrorCode, Result};
+use crate::keys;
+
+/// Longest secret value accepted, in bytes.
+const MAX_SECRET_BYTES: usize = 64 * 1024;
+
+fn invalid_at(path: &str, message: impl Into<String>) -> Error {
+    Error::invalid(FieldErrors(vec![FieldError::new(path, message)]))
+}
+
+impl Catalog {
+    pub async fn list_actions(&self, blueprint: Option<&str>) -> Result<Vec<ActionRecord>> {
+        let mut tx = self.store().read().await?;
+        let all = tx.actions().await?;
+        Ok(all.into_iter().filter(|r| blueprint.is_none_or(|b| r.action.blueprint() == Some(b))).collect())
+    }
+
+    pub async fn get_action(&self, identifier: &str) -> Result<ActionRecord> {
+        let mut tx = self.store().read().await?;
+        load_action(tx.as_mut(), identifier).await
+    }
+
+    /// Creates an action, or (with `path_identifier`, PUT) replaces the one the URL names.
+    pub async fn put_action(
+        &self,
+        actor: &Actor,
+        path_identifier: Option<&str>,
+        mut document: Value,
+    ) -> Result<(ActionRecord, bool)> {
+        strip_server_fields(&mut document);
+        if let Some(id) = path_identifier {
+            identifier_from_path(&mut document, id)?;
+        }
+        let action = Action::from_json(document)?;
+        let mut tx = self.store().write().await?;
+        let blueprints = all_blueprints(tx.as_mut()).await?;
+        action.validate(&blueprints)?;
+        check_secrets_exist(tx.as_mut(), &action).await?;
+        let existing = tx.action(&action.identifier).await?;
+        let now = self.now();
+        let record = match (&existing, path_identifier) {
+            (Some(_), None) => {
+                return Err(Error::new(
+                    ErrorCode::AlreadyExists,
+                    format!("action '{}' already exists; PUT /api/v1/actions/{0} replaces it", action.identifier),
+                ));
+            }
+            (None, Some(id)) => return Err(Error::not_found(format!("action '{id}'"))),
+            (Some(current), Some(_)) => ActionRecord {
+                action,
+                created_at: current.created_at,
+                created_by: current.created_by.clone(),
+                updated_at: now,
+                updated_by: actor.id.clone(),
+            },
+            (None, None) => ActionRecord {
+                action,
+                created_at: now,
+                created_by: actor.id.clone(),
+                updated_at: now,
+                updated_by: actor.id.clone(),
+            },
+        };
+        match tx.put_action(&record, existing.is_none()).await {
+            Err(StoreError::Conflict(_)) => {
+                return Err(Error::new(
+                    ErrorCode::AlreadyExists,
+                    format!("action '{}' already exists", record.action.identifier),
+                ));
+            }
+            other => other?,
+        }
+        tx.commit().await?;
+        Ok((record, existing.is_none()))
+    }
+
+    /// Deletes an action; its runs stay, as history.
+    pub async fn delete_action(&self, _actor: &Actor, identifier: &str) -> Result<()> {
+        let mut tx = self.store().write().await?;
+        if !tx.delete_action(identifier).await? {
+            return Err(Error::not_found(format!("action '{identifier}'")));
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    // ---- secrets ----
+
+    pub async fn list_secrets(&self) -> Result<Vec<SecretMeta>> {
+        Ok(self.store().read().await?.secrets().await?)
+    }
+
+    /// Stores a secret (encrypted); true when it is new.
+    pub async fn put_secret(&self, actor: &Actor, name: &str, value: &str) -> Result<bool> {
+        check_secret_name(name).map_err(|m| invalid_at("/name", m))?;
+        if value.is_empty() || value.len() > MAX_SECRET_BYTES {
+            return Err(invalid_at("/value", format!("must be 1 to {MAX_SECRET_BYTES} bytes")));
+        }
+        let sealed = self.engine().keys.seal(name, value)?;
+        let mut tx = self.store().write().await?;
+        let created = tx.put_secret(name, &sealed, self.now(), &actor.id).await?;
+        tx.commit().await?;
+        Ok(created)
+    }
+
+    /// Deletes a secret no action reads.
+    pub async fn delete_secret(&self, _actor: &Actor, name: &str) -> Result<()> {
+        let mut tx = self.store().write().await?;
+        let users: Vec<String> = tx
+            .actions()
+            .await?
+            .into_iter()
+            .filter(|r| r.action.secret_names().iter().any(|n| n == name))
+            .map(|r| r.action.identifier)
+            .collect();
+        if !users.is_empty() {
+            return Err(Error::new(ErrorCode::InUse, format!("secret '{name}' is used by actions: {}", users.join(", ")))
+                .with_details(users.into_iter().map(|a| json!({"action": a})).collect()));
+        }
+        if !tx.delete_secret(name).await? {
+            return Err(Error::not_found(format!("secret '{name}'")));
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The values of the named secrets, decrypted.
+    pub(crate) async fn secret_values(&self, tx: &mut dyn Tx, names: &[String]) -> Result<BTreeMap<String, String>> {
+        let mut values = BTreeMap::new();
+        for name in names {
+            let sealed = tx.secret(name).await?.ok_or_else(|| {
+                Error::new(ErrorCode::ValidationFailed, format!("secret '{name}' does not exist (it was deleted?)"))
+            })?;
+            values.insert(name.clone(), self.engine().keys.open(name, &sealed)?);
+        }
+        Ok(values)
+    }
+
+    // ---- runner tokens ----
+
+    /// Creates a runner token; the token itself is returned only here.
+    pub async fn create_runner_token(
+        &self,
+        actor: &Actor,
+        name: &str,
+        labels: Vec<String>,
+    ) -> Result<(RunnerToken, String)> {
+        if name.trim().is_empty() || name.len() > 200 {
+            return Err(invalid_at("/name", "give the token a name of 1 to 200 characters"));
+        }
+        if labels.is_empty() || labels.iter().any(|l| l.trim().is_empty() || l.contains(',')) {
+            return Err(invalid_at("/labels", "list at least one label; labels hold no commas"));
+        }
+        let (token, hash) = keys::new_token();
+        let record = RunnerToken {
+            id: format!("rt_{}", uuid::Uuid::new_v4().simple()),
+            name: name.to_string(),
+            token_sha256: hash,
+            labels,
+            created_at: self.now(),
+            created_by: actor.id.clone(),
+            last_used_at: None,
+            revoked_at: None,
+        };
+        let mut tx = self.store().write().await?;
+        tx.insert_runner_token(&record).await?;
+        tx.commit().await?;
+        Ok((record, token))
+    }
+
+    pub async fn list_runner_tokens(&self) -> Result<Vec<RunnerToken>> {
+        Ok(self.store().read().await?.runner_tokens().await?)
+    }
+
+    pub async fn revoke_runner_token(&self, _actor: &Actor, id: &str) -> Result<()> {
+        let mut tx = self.store().write().await?;
+        if !tx.revoke_runner_token(id, self.now()).await? {
+            return Err(Error::not_found(format!("active runner token '{id}'")));
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The runner a bearer token belongs to; 401 for unknown or revoked tokens.
+    pub(crate) async fn authenticate_runner(&self, tx: &mut dyn Tx, token: &str) -> Result<RunnerToken> {
+        let runner = tx
+            .runner_token(&keys::token_sha256(token))
+            .await?
+            .filter(|t| t.revoked_at.is_none())
+            .ok_or_else(|| Error::new(ErrorCode::Unauthorized, "unknown or revoked runner token"))?;
+        Ok(runner)
+    }
+}
+
+pub(crate) async fn load_action(tx: &mut dyn Tx, identifier: &str) -> Result<ActionRecord> {
+    tx.action(identifier).await?.ok_or_else(|| Error::not_found(format!("action '{identifier}'")))
+}
+
+async fn check_secrets_exist(tx: &mut dyn Tx, action: &Action) -> Result<()> {
+    let stored: Vec<String> = tx.secrets().await?.into_iter().map(|s| s.name).collect();
+    let missing: Vec<String> = action.secret_names().into_iter().filter(|n| !stored.contains(n)).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(Error::invalid(FieldErrors(
+        missing
+            .into_iter()
+            .map(|name| {
+                FieldError::new("/invocationMethod", format!("no secret named '{name}'; create it at /api/v1/secrets"))
+            })
+            .collect(),
+    )))
+}

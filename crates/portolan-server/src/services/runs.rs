@@ -1,0 +1,953 @@
+//! Runs: starting them (from a form or an event), handing them to backends, hearing back from
+//! backends and runners, and recovering runs whose runner died. Every change of a run is written
+//! with its log line, its change event and the automations it triggers in one transaction.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use portolan_model::action::{Action, EventKind, InvocationMethod, Operation, RunnerLoss, Trigger};
+use portolan_model::run::{Run, RunLog, RunStatus, RunTrigger};
+use portolan_model::{Entity, EntityRef, FieldError, FieldErrors, Millis, template};
+use portolan_store::{ChangeEvent, Job, NewJob, NewRunLog, RunFilter, RunnerToken, Tx, actions as affected};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::actions::load_action;
+use super::catalog::{Catalog, WriteMode};
+use super::{Actor, Origin};
+use crate::backends::{Attempt, WebhookRequest};
+use crate::error::{Error, ErrorCode, Result};
+use crate::keys::RunTokenError;
+
+/// Job kinds this module handles.
+pub const DISPATCH: &str = "dispatch";
+pub const AUTOMATION: &str = "automation";
+/// How long a run token stays valid after the run starts.
+const RUN_TOKEN_TTL_MS: Millis = 7 * 24 * 3600 * 1000;
+/// Automations triggered by run events that trigger more runs: at most this many hops.
+const MAX_AUTOMATION_DEPTH: u32 = 3;
+/// Most runner runs looked at per claim.
+const CLAIM_CANDIDATES: u32 = 256;
+/// Most log lines per append request.
+pub const MAX_LOG_LINES: usize = 1_000;
+/// Longest log line kept, in bytes (longer ones are cut).
+const MAX_LOG_LINE_BYTES: usize = 16 * 1024;
+pub const DEFAULT_RUN_PAGE: u32 = 50;
+pub const MAX_RUN_PAGE: u32 = 500;
+
+/// `POST /api/v1/actions/{id}/runs`.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RunRequest {
+    /// The form's values.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub properties: Map<String, Value>,
+    /// For DAY-2 and DELETE actions: the entity acted on.
+    pub entity: Option<String>,
+}
+
+/// `PATCH /api/v1/actions/runs/{id}`: what a backend reports.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RunReport {
+    /// `IN_PROGRESS`, `SUCCESS` or `FAILURE`.
+    pub status: Option<String>,
+    pub status_label: Option<String>,
+    /// A link, or a list of links, to add to the run.
+    #[schema(value_type = Option<Object>)]
+    pub link: Option<Value>,
+    pub summary: Option<String>,
+    pub external_run_id: Option<String>,
+}
+
+/// One line for a run's log.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LogLine {
+    pub message: String,
+    /// `stdout`, `stderr` or `backend` (the default).
+    pub stream: Option<String>,
+}
+
+/// A run handed to a runner, with what it needs to do the work.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunnerClaim {
+    pub run: Run,
+    pub command: Vec<String>,
+    /// The rendered payload, secrets included: it goes to the command's stdin, nowhere else.
+    #[schema(value_type = Object)]
+    pub payload: Value,
+    /// Reports on this run authenticate with it.
+    pub run_token: String,
+    pub lease_ms: i64,
+}
+
+/// The run a page of runs ends with, as an opaque cursor.
+pub fn run_cursor(seq: i64) -> String {
+    seq.to_string()
+}
+
+fn invalid_at(path: &str, message: impl Into<String>) -> Error {
+    Error::invalid(FieldErrors(vec![FieldError::new(path, message)]))
+}
+
+fn log(at: Millis, message: impl Into<String>) -> NewRunLog {
+    NewRunLog { at, stream: "portolan".into(), message: message.into() }
+}
+
+impl Catalog {
+    // ---- starting runs ----
+
+    /// Starts a run of a self-service action: checks the entity, the form and its pickers, then
+    /// stores the run and its dispatch together.
+    pub async fn create_run(&self, actor: &Actor, action_id: &str, request: RunRequest) -> Result<Run> {
+        let mut tx = self.store().read().await?;
+        let record = load_action(tx.as_mut(), action_id).await?;
+        let action = record.action;
+        let Trigger::SelfService { operation, blueprint_identifier, user_inputs, condition } = &action.trigger else {
+            return Err(Error::new(
+                ErrorCode::ValidationFailed,
+                format!("'{action_id}' is an automation: events start it, not people"),
+            ));
+        };
+        let entity = match (operation, &request.entity, blueprint_identifier) {
+            (Operation::Create, Some(_), _) => {
+                return Err(invalid_at("/entity", "a CREATE action does not act on an existing entity"));
+            }
+            (Operation::Create, None, _) => None,
+            (_, None, _) | (_, _, None) => {
+                return Err(invalid_at("/entity", "name the entity this action acts on"));
+            }
+            (_, Some(identifier), Some(blueprint)) => {
+                let entity = tx.entity(blueprint, identifier).await?.ok_or_else(|| {
+                    invalid_at("/entity", format!("there is no '{blueprint}' entity '{identifier}'"))
+                })?;
+                if let Some(condition) = condition {
+                    let admitted =
+                        self.admitted(tx.as_mut(), actor, blueprint, condition, std::slice::from_ref(identifier)).await?;
+                    if !admitted.contains(identifier) {
+                        return Err(invalid_at(
+                            "/entity",
+                            format!("this action is not available on '{identifier}': its condition excludes it"),
+                        ));
+                    }
+                }
+                Some(entity)
+            }
+        };
+        let entity_json = entity.as_ref().map(entity_document).unwrap_or(Value::Null);
+        let (defaults, visible) = match user_inputs.dynamic_program() {
+            None => (Map::new(), Map::new()),
+            Some(program) => {
+                let context = json!({
+                    "form": request.properties, "entity": entity_json,
+                    "user": {"identifier": actor.id}, "trigger": {"by": actor.id, "origin": actor.origin.as_str()}
+                });
+                let out = self.eval_one(&program, &context).await.unwrap_or(Value::Null);
+                let part = |key: &str| out.get(key).and_then(Value::as_object).cloned().unwrap_or_default();
+                (part("defaults"), part("visible"))
+            }
+        };
+        let valid = user_inputs.validate(&request.properties, &defaults, &visible)?;
+        let mut errors = FieldErrors::default();
+        for picker in &valid.pickers {
+            let found = tx.existing(&picker.blueprint, &picker.identifiers).await?;
+            let admitted = match &picker.dataset {
+                Some(dataset) => self.admitted(tx.as_mut(), actor, &picker.blueprint, dataset, &picker.identifiers).await?,
+                None => found.clone(),
+            };
+            for identifier in &picker.identifiers {
+                if !found.contains(identifier) {
+                    errors.push(&picker.path, format!("there is no '{}' entity '{identifier}'", picker.blueprint));
+                } else if !admitted.contains(identifier) {
+                    errors.push(&picker.path, format!("'{identifier}' is not one of this input's choices"));
+                }
+            }
+        }
+        if !errors.is_empty() {
+            return Err(Error::invalid(errors));
+        }
+        drop(tx);
+        let now = self.now();
+        let run = Run {
+            id: format!("r_{}", uuid::Uuid::new_v4().simple()),
+            action: action.identifier.clone(),
+            action_title: action.title.clone(),
+            blueprint: action.blueprint().map(str::to_string),
+            entity: entity.map(|e| e.identifier),
+            status: RunStatus::Queued,
+            status_label: None,
+            links: Vec::new(),
+            summary: None,
+            external_run_id: None,
+            reason: None,
+            inputs: valid.values,
+            backend: action.backend(),
+            trigger: RunTrigger { by: actor.id.clone(), origin: actor.origin.as_str().into(), at: now, event: None },
+            payload: None,
+            attempt: 0,
+            depth: 0,
+            created_at: now,
+            updated_at: now,
+            ended_at: None,
+        };
+        let mut tx = self.store().write().await?;
+        self.start_run(tx.as_mut(), &action, &run).await?;
+        tx.commit().await?;
+        self.wake_for(&run);
+        Ok(run)
+    }
+
+    /// Stores a new run and what gets it going: a dispatch job, or (for runners) nothing, as
+    /// runners come for it.
+    async fn start_run(&self, tx: &mut dyn Tx, action: &Action, run: &Run) -> Result<()> {
+        let labels = match &action.invocation_method {
+            InvocationMethod::Runner { labels, .. } => Some(labels.as_slice()),
+            _ => None,
+        };
+        tx.insert_run(run, labels).await?;
+        if labels.is_none() {
+            tx.enqueue_jobs(&[NewJob {
+                kind: DISPATCH.into(),
+                dedupe_key: Some(format!("{DISPATCH}:{}", run.id)),
+                payload: json!({"run": run.id}),
+                run_after: run.created_at,
+            }])
+            .await?;
+        }
+        let message = match &run.trigger.event {
+            Some(event) => format!("started by automation on {}", event["type"].as_str().unwrap_or("an event")),
+            None => format!("requested by {}", run.trigger.by),
+        };
+        self.record_run(tx, None, run, vec![log(run.created_at, message)]).await
+    }
+
+    fn wake_for(&self, run: &Run) {
+        if run.backend == portolan_model::action::BackendKind::Runner {
+            self.engine().runner_work.notify_waiters();
+        } else {
+            self.work_signal().notify_one();
+        }
+    }
+
+    /// Writes a run's new state with its log lines, announces it, and queues the automations
+    /// that watch it.
+    async fn record_run(&self, tx: &mut dyn Tx, before: Option<&Run>, run: &Run, logs: Vec<NewRunLog>) -> Result<()> {
+        if before.is_some() {
+            tx.update_run(run).await?;
+        }
+        if !logs.is_empty() {
+            tx.append_run_logs(&run.id, &logs).await?;
+        }
+        let kind = if before.is_none() { "run.created" } else { "run.updated" };
+        tx.publish(&ChangeEvent {
+            kind: kind.into(),
+            blueprint: run.blueprint.clone().unwrap_or_default(),
+            identifier: run.id.clone(),
+            version: None,
+            property: None,
+        })
+        .await?;
+        let status_changed = before.is_none_or(|b| b.status != run.status);
+        if status_changed && run.depth < MAX_AUTOMATION_DEPTH {
+            let kind = if before.is_none() { EventKind::RunCreated } else { EventKind::RunUpdated };
+            let event = || {
+                json!({
+                    "type": kind, "action": run.action, "run": run,
+                    "diff": {"before": before, "after": run}
+                })
+            };
+            queue_automations(tx, kind, None, None, Some(&run.action), run.depth + 1, self.now(), event).await?;
+        }
+        Ok(())
+    }
+
+    // ---- reading runs ----
+
+    pub async fn get_run(&self, id: &str) -> Result<(Run, Vec<(EntityRef, String)>)> {
+        let mut tx = self.store().read().await?;
+        let run = tx.run(id, false).await?.ok_or_else(|| Error::not_found(format!("run '{id}'")))?;
+        let affected = tx.run_entities(id).await?;
+        Ok((run, affected))
+    }
+
+    /// Runs matching `filter`, newest first, and the cursor of the next page.
+    pub async fn list_runs(&self, filter: &RunFilter, limit: u32) -> Result<(Vec<Run>, Option<String>)> {
+        if !(1..=MAX_RUN_PAGE).contains(&limit) {
+            return Err(invalid_at("/limit", format!("limit must be between 1 and {MAX_RUN_PAGE}")));
+        }
+        let rows = self.store().read().await?.list_runs(filter, limit).await?;
+        let next = (rows.len() as u32 == limit).then(|| rows.last().map(|(seq, _)| run_cursor(*seq))).flatten();
+        Ok((rows.into_iter().map(|(_, run)| run).collect(), next))
+    }
+
+    pub async fn run_logs(&self, id: &str, after: i64, limit: u32) -> Result<Vec<RunLog>> {
+        let mut tx = self.store().read().await?;
+        if tx.run(id, false).await?.is_none() {
+            return Err(Error::not_found(format!("run '{id}'")));
+        }
+        Ok(tx.run_logs(id, after, limit).await?)
+    }
+
+    /// The runs that created, changed or deleted an entity (latest first), and how.
+    pub async fn entity_runs(&self, blueprint: &str, identifier: &str) -> Result<Vec<(Run, String)>> {
+        let mut tx = self.store().read().await?;
+        let entity = EntityRef { blueprint: blueprint.into(), identifier: identifier.into() };
+        let mut out = Vec::new();
+        for (run_id, change) in tx.entity_runs(&entity, 100).await? {
+            if let Some(run) = tx.run(&run_id, false).await? {
+                out.push((run, change));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Checks that catalog writes may name `run_id` as their cause: the run exists and is not over.
+    pub async fn check_run_open(&self, run_id: &str) -> Result<()> {
+        let mut tx = self.store().read().await?;
+        match tx.run(run_id, false).await? {
+            None => Err(invalid_at("/run_id", format!("there is no run '{run_id}'"))),
+            Some(run) if run.status.is_terminal() => Err(Error::new(
+                ErrorCode::RunFinished,
+                format!("run '{run_id}' ended ({}); it can no longer change the catalog", run.status.as_str()),
+            )),
+            Some(_) => Ok(()),
+        }
+    }
+
+    // ---- what backends report ----
+
+    /// Loads a run for a backend's report and checks the token; refuses reports on ended runs.
+    async fn run_for_report(&self, tx: &mut dyn Tx, id: &str, token: Option<&str>) -> Result<Run> {
+        let run = tx.run(id, true).await?.ok_or_else(|| Error::not_found(format!("run '{id}'")))?;
+        let token = token.ok_or_else(|| {
+            Error::new(ErrorCode::Unauthorized, "reports on a run need its run token as 'Authorization: Bearer'")
+        })?;
+        match self.engine().keys.verify_run_token(token, &run.id, run.attempt, self.now()) {
+            Ok(()) => {}
+            Err(RunTokenError::Invalid) => {
+                return Err(Error::new(ErrorCode::Unauthorized, "this token is not valid for this run"));
+            }
+            Err(RunTokenError::Expired) => return Err(Error::new(ErrorCode::TokenExpired, "the run token has expired")),
+            Err(RunTokenError::Superseded) => {
+                return Err(Error::new(
+                    ErrorCode::LeaseLost,
+                    "this token is from an earlier hand-over of the run; another runner holds it now",
+                ));
+            }
+        }
+        if run.status.is_terminal() {
+            return Err(Error::new(
+                ErrorCode::RunFinished,
+                format!("run '{id}' already ended ({}); its result is final", run.status.as_str()),
+            ));
+        }
+        Ok(run)
+    }
+
+    /// A backend's report: status, label, links, summary, external id.
+    pub async fn report_run(&self, id: &str, token: Option<&str>, report: RunReport) -> Result<Run> {
+        let status = match report.status.as_deref() {
+            None => None,
+            Some(s @ ("SUCCESS" | "FAILURE" | "IN_PROGRESS")) => RunStatus::parse(s),
+            Some(other) => {
+                return Err(invalid_at("/status", format!("'{other}' is not one of SUCCESS, FAILURE, IN_PROGRESS")));
+            }
+        };
+        let links = match report.link {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::String(link)) => vec![link],
+            Some(Value::Array(items)) if items.iter().all(Value::is_string) => {
+                items.into_iter().filter_map(|v| v.as_str().map(str::to_string)).collect()
+            }
+            Some(_) => return Err(invalid_at("/link", "must be a URL or a list of URLs")),
+        };
+        for (i, link) in links.iter().enumerate() {
+            if !url::Url::parse(link).is_ok_and(|u| matches!(u.scheme(), "http" | "https" | "file")) {
+                return Err(invalid_at(&format!("/link/{i}"), format!("{link:?} is not a URL")));
+            }
+        }
+        let mut tx = self.store().write().await?;
+        let before = self.run_for_report(tx.as_mut(), id, token).await?;
+        let mut run = before.clone();
+        let now = self.now();
+        let mut logs = Vec::new();
+        if let Some(status) = status
+            && status != run.status
+        {
+            run.transition(status, now).map_err(|m| Error::new(ErrorCode::Conflict, m))?;
+            logs.push(log(now, format!("the backend reported {}", status.as_str())));
+        }
+        run.status_label = report.status_label.or(run.status_label);
+        run.summary = report.summary.or(run.summary);
+        run.external_run_id = report.external_run_id.or(run.external_run_id);
+        for link in links {
+            if !run.links.contains(&link) {
+                run.links.push(link);
+            }
+        }
+        run.updated_at = now;
+        self.record_run(tx.as_mut(), Some(&before), &run, logs).await?;
+        tx.commit().await?;
+        Ok(run)
+    }
+
+    /// Appends a backend's log lines to a run.
+    pub async fn append_run_logs(&self, id: &str, token: Option<&str>, lines: Vec<LogLine>) -> Result<usize> {
+        if lines.len() > MAX_LOG_LINES {
+            return Err(Error::new(
+                ErrorCode::PayloadTooLarge,
+                format!("{} lines sent; one request takes at most {MAX_LOG_LINES}", lines.len()),
+            ));
+        }
+        let now = self.now();
+        let mut logs = Vec::with_capacity(lines.len());
+        for (i, line) in lines.into_iter().enumerate() {
+            let stream = line.stream.unwrap_or_else(|| "backend".into());
+            if !matches!(stream.as_str(), "stdout" | "stderr" | "backend") {
+                return Err(invalid_at(&format!("/lines/{i}/stream"), "must be stdout, stderr or backend"));
+            }
+            let mut message = line.message;
+            if message.len() > MAX_LOG_LINE_BYTES {
+                let mut cut = MAX_LOG_LINE_BYTES;
+                while !message.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                message.truncate(cut);
+                message.push_str(" [cut]");
+            }
+            logs.push(NewRunLog { at: now, stream, message });
+        }
+        let mut tx = self.store().write().await?;
+        let run = self.run_for_report(tx.as_mut(), id, token).await?;
+        tx.append_run_logs(&run.id, &logs).await?;
+        tx.publish(&ChangeEvent {
+            kind: "run.log".into(),
+            blueprint: run.blueprint.clone().unwrap_or_default(),
+            identifier: run.id.clone(),
+            version: None,
+            property: None,
+        })
+        .await?;
+        tx.commit().await?;
+        Ok(logs.len())
+    }
+
+    // ---- runners ----
+
+    /// Hands the oldest queued run this runner can take to it, waiting up to `wait` for one.
+    pub async fn claim_run(
+        &self,
+        token: &str,
+        requested: &[String],
+        wait: Duration,
+        lease_ms: i64,
+    ) -> Result<Option<RunnerClaim>> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let engine = self.engine();
+            let woken = engine.runner_work.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            if let Some(claim) = self.try_claim(token, requested, lease_ms).await? {
+                return Ok(Some(claim));
+            }
+            // Runs queued on other replicas wake no one here: look again every 250 ms.
+            let poll = tokio::time::sleep(Duration::from_millis(250));
+            tokio::select! {
+                _ = &mut woken => {}
+                _ = poll => {}
+                _ = tokio::time::sleep_until(deadline) => return Ok(None),
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(None);
+            }
+        }
+    }
+
+    async fn try_claim(&self, token: &str, requested: &[String], lease_ms: i64) -> Result<Option<RunnerClaim>> {
+        let mut tx = self.store().write().await?;
+        let runner = self.authenticate_runner(tx.as_mut(), token).await?;
+        let labels: HashSet<&String> =
+            runner.labels.iter().filter(|l| requested.is_empty() || requested.contains(l)).collect();
+        let now = self.now();
+        tx.touch_runner_token(&runner.id, now).await?;
+        let candidates = tx.queued_runner_runs(CLAIM_CANDIDATES).await?;
+        for (before, needed) in candidates {
+            if !needed.iter().all(|l| labels.contains(l)) {
+                continue;
+            }
+            let Some(action) = tx.action(&before.action).await? else {
+                let mut run = before.clone();
+                run.end(RunStatus::Failure, "the action was deleted before a runner took the run", now)
+                    .map_err(|m| Error::new(ErrorCode::Internal, m))?;
+                self.record_run(tx.as_mut(), Some(&before), &run, vec![log(now, "the action no longer exists")])
+                    .await?;
+                continue;
+            };
+            let InvocationMethod::Runner { command, .. } = &action.action.invocation_method else { continue };
+            let mut run = before.clone();
+            run.attempt += 1;
+            run.transition(RunStatus::InProgress, now).map_err(|m| Error::new(ErrorCode::Internal, m))?;
+            let run_token = self.engine().keys.run_token(&run.id, run.attempt, run.created_at + RUN_TOKEN_TTL_MS);
+            match self.render(tx.as_mut(), &action.action, &run, &run_token).await {
+                Ok((rendered, masked)) => {
+                    run.payload = masked.get("payload").cloned();
+                    tx.lease_run(&run.id, &runner.id, now + lease_ms, false).await?;
+                    let message = format!("claimed by runner '{}' (attempt {})", runner.name, run.attempt);
+                    self.record_run(tx.as_mut(), Some(&before), &run, vec![log(now, message)]).await?;
+                    tx.commit().await?;
+                    let payload = rendered.get("payload").cloned().unwrap_or(Value::Null);
+                    return Ok(Some(RunnerClaim { run, command: command.clone(), payload, run_token, lease_ms }));
+                }
+                Err(reason) => {
+                    let mut failed = before.clone();
+                    failed
+                        .end(RunStatus::Failure, format!("the payload template failed: {reason}"), now)
+                        .map_err(|m| Error::new(ErrorCode::Internal, m))?;
+                    self.record_run(tx.as_mut(), Some(&before), &failed, vec![log(now, reason)]).await?;
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(None)
+    }
+
+    /// Extends a runner's lease of a run; 409 when the run is no longer the runner's.
+    pub async fn heartbeat(&self, token: &str, run_id: &str, lease_ms: i64) -> Result<Millis> {
+        let mut tx = self.store().write().await?;
+        let runner: RunnerToken = self.authenticate_runner(tx.as_mut(), token).await?;
+        let until = self.now() + lease_ms;
+        if !tx.lease_run(run_id, &runner.id, until, true).await? {
+            return Err(Error::new(
+                ErrorCode::LeaseLost,
+                format!("run '{run_id}' is not this runner's: it ended or was handed to another runner"),
+            ));
+        }
+        tx.commit().await?;
+        Ok(until)
+    }
+
+    /// Runs whose runner stopped heartbeating go back to the queue or fail, as their action says.
+    pub async fn recover_lost_runs(&self) -> Result<usize> {
+        let mut tx = self.store().write().await?;
+        let now = self.now();
+        let lost = tx.lost_runs(now, 100).await?;
+        let count = lost.len();
+        for before in lost {
+            let mut run = before.clone();
+            let (policy, max) = match tx.action(&run.action).await?.map(|r| r.action.invocation_method) {
+                Some(InvocationMethod::Runner { on_runner_loss, max_attempts, .. }) => (on_runner_loss, max_attempts),
+                _ => (RunnerLoss::Fail, 0),
+            };
+            let holder = tx.run_lease(&run.id).await?.map(|(owner, _)| owner).unwrap_or_default();
+            let what = format!("the runner ({holder}) stopped heartbeating during attempt {}", run.attempt);
+            let message = if policy == RunnerLoss::Retry && run.attempt < i64::from(max) {
+                run.transition(RunStatus::Queued, now).map_err(|m| Error::new(ErrorCode::Internal, m))?;
+                format!("{what}; queued again for another runner")
+            } else {
+                let reason = format!("{what}; no attempts left ({} of {max})", run.attempt);
+                run.end(RunStatus::Failure, reason.clone(), now).map_err(|m| Error::new(ErrorCode::Internal, m))?;
+                reason
+            };
+            self.record_run(tx.as_mut(), Some(&before), &run, vec![log(now, message)]).await?;
+        }
+        tx.commit().await?;
+        if count > 0 {
+            self.engine().runner_work.notify_waiters();
+        }
+        Ok(count)
+    }
+
+    // ---- rendering ----
+
+    /// Renders an action's templates for a run: the full result (secrets included) and a copy
+    /// with secret values masked.
+    async fn render(
+        &self,
+        tx: &mut dyn Tx,
+        action: &Action,
+        run: &Run,
+        run_token: &str,
+    ) -> std::result::Result<(Value, Value), String> {
+        let secrets = self.secret_values(tx, &action.secret_names()).await.map_err(|e| e.message)?;
+        let entity = match (&run.blueprint, &run.entity) {
+            (Some(blueprint), Some(identifier)) => {
+                tx.entity(blueprint, identifier).await.map_err(|e| e.to_string())?.map(|e| entity_document(&e))
+            }
+            _ => None,
+        };
+        // A deleted entity is still what an automation on its deletion is about.
+        let entity = entity
+            .or_else(|| {
+                let diff = &run.trigger.event.as_ref()?["diff"];
+                Some(if diff["after"].is_null() { diff["before"].clone() } else { diff["after"].clone() })
+            })
+            .unwrap_or(Value::Null);
+        let context = json!({
+            "inputs": run.inputs,
+            "entity": entity,
+            "action": {"identifier": action.identifier, "title": action.title, "blueprint": action.blueprint()},
+            "run": {
+                "id": run.id,
+                "url": format!("{}/api/v1/actions/runs/{}", self.engine().public_url(), run.id),
+                "token": run_token,
+            },
+            "trigger": run.trigger,
+            "secrets": secrets,
+        });
+        let program = action.render_program().map_err(|e| e.to_string())?;
+        let rendered = self.eval_one(&program, &context).await?;
+        let mut masked = rendered.clone();
+        let mut hidden: Vec<String> = secrets.into_values().collect();
+        hidden.push(run_token.to_string());
+        template::mask(&mut masked, &hidden);
+        Ok((rendered, masked))
+    }
+
+    async fn eval_one(&self, program: &str, input: &Value) -> std::result::Result<Value, String> {
+        let sandbox = self.sandbox().ok_or("this server runs no jq sandbox")?;
+        sandbox.eval(program, input).await?.into_iter().next().ok_or_else(|| "the template gave no output".into())
+    }
+
+    // ---- the worker's side ----
+
+    /// Delivers a run to its backend (a `dispatch` job) and records how it went.
+    pub async fn dispatch(&self, job: &Job, owner: &str) -> Result<()> {
+        let run_id = job.payload["run"].as_str().unwrap_or_default().to_string();
+        let mut tx = self.store().read().await?;
+        let run = tx.run(&run_id, false).await?;
+        let action = match &run {
+            Some(run) => tx.action(&run.action).await?,
+            None => None,
+        };
+        let (Some(run), Some(action)) = (run, action) else {
+            let outcome = Outcome::End(RunStatus::Failure, "the action was deleted".into());
+            return self.finish_dispatch(job, owner, &run_id, outcome, None).await;
+        };
+        if run.status.is_terminal() {
+            return self.finish_dispatch(job, owner, &run_id, Outcome::Keep, None).await;
+        }
+        let token = self.engine().keys.run_token(&run.id, 1, run.created_at + RUN_TOKEN_TTL_MS);
+        let rendered = self.render(tx.as_mut(), &action.action, &run, &token).await;
+        drop(tx);
+        let (rendered, masked) = match rendered {
+            Ok(pair) => pair,
+            Err(reason) => {
+                let outcome = Outcome::End(RunStatus::Failure, format!("the payload template failed: {reason}"));
+                return self.finish_dispatch(job, owner, &run_id, outcome, None).await;
+            }
+        };
+        let payload_view = masked.get("body").or_else(|| masked.get("payload")).or_else(|| masked.get("entity")).cloned();
+        let actor = Actor::new(format!("run:{}", run.id), Origin::Backend).for_run(run.id.clone());
+        let outcome = match &action.action.invocation_method {
+            InvocationMethod::Webhook { method, synchronized, signing_secret, timeout_seconds, max_attempts, .. } => {
+                let secret = match self.store().read().await?.secret(signing_secret).await? {
+                    Some(sealed) => self.engine().keys.open(signing_secret, &sealed)?,
+                    None => String::new(),
+                };
+                let headers = rendered["headers"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, v)| (k.clone(), v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())))
+                    .collect();
+                let body = serde_json::to_vec(&rendered["body"]).unwrap_or_default();
+                let url = rendered["url"].as_str().unwrap_or_default();
+                let attempt = self
+                    .engine()
+                    .deliver_webhook(WebhookRequest {
+                        method,
+                        url,
+                        headers,
+                        body,
+                        timeout: Duration::from_secs(u64::from(*timeout_seconds)),
+                        id: &format!("msg_{}", run.id),
+                        signing_secret: &secret,
+                        now_seconds: self.now() / 1000,
+                    })
+                    .await;
+                attempt_outcome(attempt, *synchronized, job.attempts, i64::from(*max_attempts))
+            }
+            InvocationMethod::Nats { .. } => {
+                let subject = rendered["subject"].as_str().unwrap_or_default().to_string();
+                let payload = serde_json::to_vec(&rendered["payload"]).unwrap_or_default();
+                match self.engine().publish_nats(&subject, &run.id, payload).await {
+                    Ok(ack) => Outcome::Progress(format!("published to '{subject}' ({ack}); waiting for the backend to report")),
+                    Err(attempt) => attempt_outcome(attempt, false, job.attempts, 5),
+                }
+            }
+            InvocationMethod::UpsertEntity { blueprint_identifier, merge, .. } => {
+                let mode = WriteMode::Create { upsert: true, merge: *merge };
+                match self.write_entity(&actor, blueprint_identifier, None, rendered["entity"].clone(), mode, None).await {
+                    Ok((entity, _)) => Outcome::End(
+                        RunStatus::Success,
+                        format!("wrote {blueprint_identifier} '{}' (version {})", entity.identifier, entity.version),
+                    ),
+                    Err(err) => error_outcome(err, job.attempts),
+                }
+            }
+            InvocationMethod::DeleteEntity { blueprint_identifier, .. } => {
+                let identifier = rendered["entity"]["identifier"].as_str().unwrap_or_default().to_string();
+                match self.delete_entity(&actor, blueprint_identifier, &identifier, false, None).await {
+                    Ok(_) => Outcome::End(RunStatus::Success, format!("deleted {blueprint_identifier} '{identifier}'")),
+                    Err(err) if err.code == ErrorCode::NotFound && self.run_deleted(&run.id, &identifier).await? => {
+                        Outcome::End(RunStatus::Success, format!("deleted {blueprint_identifier} '{identifier}'"))
+                    }
+                    Err(err) => error_outcome(err, job.attempts),
+                }
+            }
+            InvocationMethod::Runner { .. } => Outcome::Keep,
+        };
+        self.finish_dispatch(job, owner, &run_id, outcome, payload_view).await
+    }
+
+    async fn run_deleted(&self, run_id: &str, identifier: &str) -> Result<bool> {
+        let affected = self.store().read().await?.run_entities(run_id).await?;
+        Ok(affected.iter().any(|(e, change)| e.identifier == identifier && change == affected::DELETED))
+    }
+
+    /// Records a delivery's outcome on the run and completes (or, to retry, releases) the job, in
+    /// one transaction: a crash before it commits repeats the delivery with the same `webhook-id`.
+    async fn finish_dispatch(
+        &self,
+        job: &Job,
+        owner: &str,
+        run_id: &str,
+        outcome: Outcome,
+        payload_view: Option<Value>,
+    ) -> Result<()> {
+        let mut tx = self.store().write().await?;
+        let now = self.now();
+        if let Some(before) = tx.run(run_id, true).await? {
+            let mut run = before.clone();
+            if run.attempt == 0 {
+                run.attempt = 1;
+                run.payload = payload_view;
+            }
+            let mut logs = Vec::new();
+            // A run cancelled or reported on meanwhile keeps its status; the outcome is only logged.
+            let open = !run.status.is_terminal();
+            match &outcome {
+                Outcome::Keep => {}
+                Outcome::Progress(message) => {
+                    if open && run.status != RunStatus::InProgress {
+                        let _ = run.transition(RunStatus::InProgress, now);
+                    }
+                    logs.push(log(now, message.clone()));
+                }
+                Outcome::End(status, message) => {
+                    if open {
+                        let ended = if *status == RunStatus::Success {
+                            run.transition(*status, now)
+                        } else {
+                            run.end(*status, message.clone(), now)
+                        };
+                        ended.map_err(|m| Error::new(ErrorCode::Internal, m))?;
+                    }
+                    logs.push(log(now, message.clone()));
+                }
+                Outcome::Retry { message, delay_ms } => {
+                    logs.push(log(now, format!("{message}; retrying in {} ms", delay_ms)));
+                    tx.release_job(job.id, owner, now + delay_ms).await?;
+                }
+            }
+            if run != before || !logs.is_empty() {
+                run.updated_at = now;
+                self.record_run(tx.as_mut(), Some(&before), &run, logs).await?;
+            }
+        }
+        if !matches!(outcome, Outcome::Retry { .. }) && !tx.complete_job(job.id, owner).await? {
+            // Another worker took the job over (our lease ran out); it records the outcome.
+            return Ok(());
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Fires an automation (an `automation` job): checks its condition on the event and starts
+    /// its run, in the transaction that completes the job, so an event starts it at most once.
+    pub async fn run_automation(&self, job: &Job, owner: &str) -> Result<()> {
+        let action_id = job.payload["action"].as_str().unwrap_or_default();
+        let event = &job.payload["event"];
+        let depth = job.payload["depth"].as_u64().unwrap_or(1) as u32;
+        let action = self.store().read().await?.action(action_id).await?;
+        let fire = match action.as_ref().map(|r| &r.action.trigger) {
+            Some(Trigger::Automation { condition: Some(condition), .. }) => {
+                self.eval_one(&condition.program(), event).await.is_ok_and(|v| v == Value::Bool(true))
+            }
+            Some(Trigger::Automation { condition: None, .. }) => true,
+            _ => false,
+        };
+        let mut tx = self.store().write().await?;
+        let mut started = None;
+        if let (true, Some(record)) = (fire, &action) {
+            let action = &record.action;
+            let now = self.now();
+            let entity = event["diff"]["after"]["identifier"]
+                .as_str()
+                .or_else(|| event["diff"]["before"]["identifier"].as_str())
+                .filter(|_| event["type"] != "RUN_CREATED" && event["type"] != "RUN_UPDATED");
+            let run = Run {
+                id: format!("r_{}", uuid::Uuid::new_v4().simple()),
+                action: action.identifier.clone(),
+                action_title: action.title.clone(),
+                blueprint: action.blueprint().map(str::to_string),
+                entity: entity.map(str::to_string),
+                status: RunStatus::Queued,
+                status_label: None,
+                links: Vec::new(),
+                summary: None,
+                external_run_id: None,
+                reason: None,
+                inputs: Map::new(),
+                backend: action.backend(),
+                trigger: RunTrigger {
+                    by: format!("automation:{}", action.identifier),
+                    origin: Origin::Automation.as_str().into(),
+                    at: now,
+                    event: Some(event.clone()),
+                },
+                payload: None,
+                attempt: 0,
+                depth,
+                created_at: now,
+                updated_at: now,
+                ended_at: None,
+            };
+            self.start_run(tx.as_mut(), action, &run).await?;
+            started = Some(run);
+        }
+        if !tx.complete_job(job.id, owner).await? {
+            return Ok(());
+        }
+        tx.commit().await?;
+        if let Some(run) = started {
+            self.wake_for(&run);
+        }
+        Ok(())
+    }
+}
+
+/// What a delivery attempt means for the run.
+#[derive(Debug)]
+enum Outcome {
+    /// Nothing to record (the run ended meanwhile).
+    Keep,
+    /// Delivered; the backend will report the result.
+    Progress(String),
+    End(RunStatus, String),
+    Retry { message: String, delay_ms: i64 },
+}
+
+/// Exponential backoff from 1 s, doubling per attempt up to 5 minutes, with ±20 % jitter.
+fn backoff_ms(attempts: i64) -> i64 {
+    let base = 1_000i64.saturating_mul(1 << attempts.clamp(0, 9)).min(300_000);
+    let jitter = (crate::keys::random_bytes::<2>()[0] as i64 * base * 2 / 5) / 255 - base / 5;
+    base + jitter
+}
+
+fn attempt_outcome(attempt: Attempt, synchronized: bool, attempts: i64, max_attempts: i64) -> Outcome {
+    match attempt {
+        Attempt::Delivered { status, .. } if synchronized => {
+            Outcome::End(RunStatus::Success, format!("the webhook answered {status}"))
+        }
+        Attempt::Delivered { status, .. } => {
+            Outcome::Progress(format!("delivered (the webhook answered {status}); waiting for the backend to report"))
+        }
+        Attempt::Fatal(reason) => Outcome::End(RunStatus::Failure, reason),
+        Attempt::Retry { error, .. } if attempts >= max_attempts => {
+            Outcome::End(RunStatus::Failure, format!("gave up after {attempts} attempts; the last one: {error}"))
+        }
+        Attempt::Retry { error, after } => Outcome::Retry {
+            message: format!("attempt {attempts} of {max_attempts} failed: {error}"),
+            delay_ms: after.map(|d| d.as_millis() as i64).unwrap_or_else(|| backoff_ms(attempts - 1)),
+        },
+    }
+}
+
+/// A built-in backend's error: a passing database outage is retried, anything else ends the run.
+fn error_outcome(err: Error, attempts: i64) -> Outcome {
+    if matches!(err.code, ErrorCode::Unavailable | ErrorCode::Conflict) && attempts < 5 {
+        return Outcome::Retry { message: format!("attempt {attempts} failed: {}", err.message), delay_ms: backoff_ms(attempts - 1) };
+    }
+    let details: Vec<String> = err.details.iter().map(Value::to_string).collect();
+    let reason = if details.is_empty() { err.message } else { format!("{} ({})", err.message, details.join("; ")) };
+    Outcome::End(RunStatus::Failure, reason)
+}
+
+/// An entity as templates and events see it.
+pub(crate) fn entity_document(entity: &Entity) -> Value {
+    serde_json::to_value(entity).unwrap_or(Value::Null)
+}
+
+/// Queues an `automation` job for every automation listening for this event.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn queue_automations(
+    tx: &mut dyn Tx,
+    kind: EventKind,
+    blueprint: Option<&str>,
+    property: Option<&str>,
+    action: Option<&str>,
+    depth: u32,
+    now: Millis,
+    event: impl FnOnce() -> Value,
+) -> Result<()> {
+    let listening: Vec<String> = tx
+        .actions()
+        .await?
+        .into_iter()
+        .filter(|r| match &r.action.trigger {
+            Trigger::Automation { event, .. } => {
+                event.kind == kind
+                    && (event.blueprint_identifier.is_none() || event.blueprint_identifier.as_deref() == blueprint)
+                    && (event.property_identifier.is_none() || event.property_identifier.as_deref() == property)
+                    && (event.action_identifier.is_none() || event.action_identifier.as_deref() == action)
+            }
+            Trigger::SelfService { .. } => false,
+        })
+        .map(|r| r.action.identifier)
+        .collect();
+    if listening.is_empty() {
+        return Ok(());
+    }
+    let event = event();
+    let jobs: Vec<NewJob> = listening
+        .into_iter()
+        .map(|action| NewJob {
+            kind: AUTOMATION.into(),
+            dedupe_key: None,
+            payload: json!({"action": action, "event": event, "depth": depth}),
+            run_after: now,
+        })
+        .collect();
+    tx.enqueue_jobs(&jobs).await?;
+    Ok(())
+}
+
+/// The automations an entity change triggers.
+pub(crate) async fn queue_entity_automations(
+    tx: &mut dyn Tx,
+    actor: &Actor,
+    now: Millis,
+    before: Option<&Entity>,
+    after: Option<&Entity>,
+) -> Result<()> {
+    let (kind, subject) = match (before, after) {
+        (None, Some(after)) => (EventKind::EntityCreated, after),
+        (Some(_), Some(after)) => (EventKind::EntityUpdated, after),
+        (Some(before), None) => (EventKind::EntityDeleted, before),
+        (None, None) => return Ok(()),
+    };
+    let event = || {
+        json!({
+            "type": kind,
+            "blueprint": subject.blueprint,
+            "trigger": {"by": actor.id, "origin": actor.origin.as_str(), "at": portolan_model::format_millis(now)},
+            "diff": {"before": before.map(entity_document), "after": after.map(entity_document)}
+        })
+    };
+    queue_automations(tx, kind, Some(&subject.blueprint), None, None, 1, now, event).await
+}
