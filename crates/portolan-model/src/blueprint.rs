@@ -512,7 +512,7 @@ impl Format {
     pub fn check(self, s: &str) -> Result<(), String> {
         let ok = match self {
             Self::DateTime | Self::Timer => parse_date_time(s).is_some(),
-            Self::Url => url::Url::parse(s).is_ok_and(|u| u.has_host() || u.scheme() == "mailto"),
+            Self::Url => url::Url::parse(s).is_ok_and(|u| u.has_host() || matches!(u.scheme(), "mailto" | "file")),
             Self::Email | Self::User => is_email(s),
             Self::Ipv4 => s.parse::<std::net::Ipv4Addr>().is_ok(),
             Self::Ipv6 => s.parse::<std::net::Ipv6Addr>().is_ok(),

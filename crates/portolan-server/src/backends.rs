@@ -12,8 +12,10 @@ use tokio::sync::OnceCell;
 use crate::keys::Keys;
 
 /// Settings of the engine that the binary reads from its configuration.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct EngineOptions {
+    /// How long a runner holds a claimed run without a heartbeat.
+    pub runner_lease_ms: i64,
     /// The server's master key (base64 of 32 bytes); generated and kept in the database if absent.
     pub secrets_key: Option<String>,
     /// Let webhooks reach loopback, private and link-local addresses (for backends on the same
@@ -23,9 +25,16 @@ pub struct EngineOptions {
     pub nats_url: Option<String>,
 }
 
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self { runner_lease_ms: 30_000, secrets_key: None, webhook_allow_private: false, nats_url: None }
+    }
+}
+
 /// What actions need at run time, shared by every clone of the catalog.
 pub struct Engine {
     pub keys: Keys,
+    pub runner_lease_ms: i64,
     pub http: reqwest::Client,
     allow_private: bool,
     nats_url: Option<String>,
@@ -54,6 +63,7 @@ impl Engine {
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         Ok(Self {
             keys,
+            runner_lease_ms: options.runner_lease_ms,
             http,
             allow_private: options.webhook_allow_private,
             nats_url: options.nats_url.clone(),

@@ -20,7 +20,12 @@ struct DemoCatalog {
     scorecards: Map<String, Value>,
     /// Computed properties added once every blueprint exists (they point at each other).
     computed: Map<String, Value>,
+    /// Self-service actions and automations, run by the demo's runner.
+    actions: Vec<Value>,
 }
+
+/// The label of the runner the demo starts; the demo actions' runs need it.
+pub const RUNNER_LABEL: &str = "demo";
 
 /// What loading the demo added.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -28,6 +33,7 @@ pub struct DemoSummary {
     pub blueprints_created: usize,
     pub entities_created: usize,
     pub scorecards_created: usize,
+    pub actions_written: usize,
 }
 
 pub async fn load(catalog: &Catalog) -> Result<DemoSummary> {
@@ -72,6 +78,14 @@ pub async fn load(catalog: &Catalog) -> Result<DemoSummary> {
                 Err(err) => return Err(err),
             }
         }
+    }
+    // Actions are written on every start, so a changed demo definition reaches old data directories.
+    for action in demo.actions {
+        let identifier = action["identifier"].as_str().unwrap_or_default().to_string();
+        let exists = catalog.get_action(&identifier).await.is_ok();
+        let path = exists.then_some(identifier.as_str());
+        catalog.put_action(&actor, path, action.clone()).await?;
+        summary.actions_written += 1;
     }
     Ok(summary)
 }

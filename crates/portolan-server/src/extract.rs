@@ -56,3 +56,23 @@ fn parse_if_match(headers: &HeaderMap) -> Result<Option<IfMatch>, Error> {
 pub fn etag(version: i64) -> String {
     format!("\"{version}\"")
 }
+
+/// The token of an `Authorization: Bearer` header, if one was sent.
+pub struct BearerToken(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for BearerToken {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Error> {
+        let Some(raw) = parts.headers.get(axum::http::header::AUTHORIZATION) else {
+            return Ok(BearerToken(None));
+        };
+        let bad = || Error::new(ErrorCode::Unauthorized, "the Authorization header must be 'Bearer <token>'");
+        let text = raw.to_str().map_err(|_| bad())?;
+        let token = text.strip_prefix("Bearer ").ok_or_else(bad)?.trim();
+        if token.is_empty() {
+            return Err(bad());
+        }
+        Ok(BearerToken(Some(token.to_string())))
+    }
+}

@@ -21,6 +21,11 @@ pub struct FileConfig {
     pub log: Option<String>,
     pub demo: Option<bool>,
     pub lease_ms: Option<i64>,
+    pub secrets_key: Option<String>,
+    pub secrets_key_file: Option<PathBuf>,
+    pub webhook_allow_private: Option<bool>,
+    pub nats_url: Option<String>,
+    pub public_url: Option<String>,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -49,9 +54,34 @@ pub struct ServeArgs {
     /// How long background work a replica claims stays its own if it stops renewing (dies) [default: 30000]
     #[arg(long, env = "PORTOLAN_LEASE_MS")]
     pub lease_ms: Option<i64>,
+    /// Key that encrypts secrets and signs run tokens: base64 of 32 bytes [default: generated once and kept in the database]
+    #[arg(long, env = "PORTOLAN_SECRETS_KEY", hide_env_values = true)]
+    pub secrets_key: Option<String>,
+    /// File holding the secrets key
+    #[arg(long, env = "PORTOLAN_SECRETS_KEY_FILE")]
+    pub secrets_key_file: Option<PathBuf>,
+    /// Let webhooks reach loopback and private addresses [default: false]
+    #[arg(long, env = "PORTOLAN_WEBHOOK_ALLOW_PRIVATE")]
+    pub webhook_allow_private: Option<bool>,
+    /// NATS server for actions with the NATS backend, e.g. nats://127.0.0.1:4222
+    #[arg(long, env = "PORTOLAN_NATS_URL")]
+    pub nats_url: Option<String>,
+    /// The URL backends and runners reach this server at [default: http://<listen>]
+    #[arg(long, env = "PORTOLAN_PUBLIC_URL")]
+    pub public_url: Option<String>,
     /// Load the demo catalog (idempotent: existing entries are left alone)
     #[arg(long, env = "PORTOLAN_DEMO")]
     pub demo: bool,
+}
+
+/// A configured secret: shown as `REDACTED`.
+#[derive(Clone, PartialEq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("REDACTED")
+    }
 }
 
 /// Where the catalog lives.
@@ -104,6 +134,10 @@ pub struct ServeConfig {
     pub log: String,
     pub demo: bool,
     pub lease_ms: i64,
+    pub secrets_key: Option<Secret>,
+    pub webhook_allow_private: bool,
+    pub nats_url: Option<String>,
+    pub public_url: Option<String>,
 }
 
 impl ServeArgs {
@@ -131,6 +165,20 @@ impl ServeArgs {
                 ms if ms >= 500 => ms,
                 _ => bail!("lease_ms must be at least 500"),
             },
+            secrets_key: match (self.secrets_key.or(file.secrets_key), self.secrets_key_file.or(file.secrets_key_file)) {
+                (Some(_), Some(_)) => bail!("give the secrets key or a file holding it, not both"),
+                (Some(key), None) => Some(Secret(key)),
+                (None, Some(path)) => Some(Secret(
+                    std::fs::read_to_string(&path)
+                        .with_context(|| format!("cannot read the secrets key from {}", path.display()))?
+                        .trim()
+                        .to_string(),
+                )),
+                (None, None) => None,
+            },
+            webhook_allow_private: self.webhook_allow_private.or(file.webhook_allow_private).unwrap_or(false),
+            nats_url: self.nats_url.or(file.nats_url),
+            public_url: self.public_url.or(file.public_url),
         })
     }
 }
@@ -174,6 +222,11 @@ mod tests {
             log: None,
             demo: false,
             lease_ms: None,
+            secrets_key: None,
+            secrets_key_file: None,
+            webhook_allow_private: None,
+            nats_url: None,
+            public_url: None,
         }
     }
 

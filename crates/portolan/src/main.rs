@@ -1,12 +1,15 @@
 //! `portolan`: the one binary.
 
 mod config;
+mod demo_task;
 
 use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use portolan_server::sandbox::JqSandbox;
+use portolan_server::backends::EngineOptions;
+use portolan_server::services::SystemClock;
 use portolan_server::{AppState, ServerOptions};
 
 #[derive(Parser)]
@@ -20,9 +23,14 @@ struct Cli {
 enum Command {
     /// Run the portal server.
     Serve(config::ServeArgs),
+    /// Claim runs of RUNNER actions from a server and run their commands.
+    Runner(RunnerArgs),
     /// Evaluate jq expressions read from stdin (the server starts these itself).
     #[command(hide = true)]
     JqSandbox,
+    /// The demo actions' work, run by the demo's runner with the payload on stdin.
+    #[command(hide = true)]
+    DemoTask { task: String },
     /// Copy a SQLite deployment into an empty PostgreSQL database and verify the copy.
     MigrateStore {
         /// Data directory of the SQLite deployment.
@@ -34,6 +42,28 @@ enum Command {
     },
 }
 
+#[derive(clap::Args)]
+struct RunnerArgs {
+    /// The server's base URL
+    #[arg(long, env = "PORTOLAN_SERVER")]
+    server: String,
+    /// A runner token (create one with POST /api/v1/runners/tokens)
+    #[arg(long, env = "PORTOLAN_RUNNER_TOKEN", hide_env_values = true)]
+    token: String,
+    /// Claim only runs needing these labels (default: all the token allows)
+    #[arg(long, value_delimiter = ',')]
+    labels: Vec<String>,
+    /// Runs worked on at once
+    #[arg(long, default_value_t = 1)]
+    concurrency: usize,
+    /// Directory commands run in
+    #[arg(long)]
+    work_dir: Option<std::path::PathBuf>,
+    /// Log filter
+    #[arg(long, env = "PORTOLAN_LOG", default_value = "info")]
+    log: String,
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
@@ -42,7 +72,19 @@ fn main() -> anyhow::Result<()> {
             init_logging(&config.log)?;
             runtime()?.block_on(serve(config))
         }
+        Command::Runner(args) => {
+            init_logging(&args.log)?;
+            runtime()?.block_on(run_runner(args))
+        }
         Command::JqSandbox => Ok(portolan_server::sandbox::serve_sandbox()?),
+        Command::DemoTask { task } => {
+            // The message alone: it lands in the run's log, where a backtrace helps no one.
+            if let Err(err) = runtime()?.block_on(demo_task::run(&task)) {
+                eprintln!("error: {err:#}");
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Command::MigrateStore { from, to } => {
             init_logging("warn")?;
             runtime()?.block_on(migrate_store(from, to))
@@ -91,27 +133,60 @@ fn init_logging(filter: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn run_runner(args: RunnerArgs) -> anyhow::Result<()> {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    let config = portolan_runner::RunnerConfig {
+        server: args.server,
+        token: args.token,
+        labels: args.labels,
+        concurrency: args.concurrency,
+        work_dir: args.work_dir,
+        env: Vec::new(),
+    };
+    tracing::info!(server = %config.server, labels = ?config.labels, "runner started");
+    portolan_runner::run(config, stopped).await?;
+    Ok(())
+}
+
 async fn serve(config: config::ServeConfig) -> anyhow::Result<()> {
     let database = config.database.clone();
     let store = portolan_store::open(&database.location())
         .await
         .with_context(|| format!("cannot open the database {database}"))?;
-    let mut state = AppState::new(Arc::clone(&store)).await.context("cannot prepare the catalog")?;
+    let options = EngineOptions {
+        runner_lease_ms: config.lease_ms,
+        secrets_key: config.secrets_key.clone().map(|k| k.0),
+        webhook_allow_private: config.webhook_allow_private,
+        nats_url: config.nats_url.clone(),
+    };
+    let mut state = AppState::with_options(Arc::clone(&store), Arc::new(SystemClock), &options)
+        .await
+        .context("cannot prepare the catalog")?;
     let exe = std::env::current_exe().context("cannot find this program's path for the jq sandbox")?;
-    state.catalog.set_sandbox(Arc::new(JqSandbox::new(exe, vec!["jq-sandbox".into()])));
+    state.catalog.set_sandbox(Arc::new(JqSandbox::new(exe.clone(), vec!["jq-sandbox".into()])));
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let address = listener.local_addr()?;
+    let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{address}"));
+    state.catalog.engine().set_public_url(&public_url);
+    let (stop_runner, runner_stopped) = tokio::sync::watch::channel(false);
+    let mut demo_runner = None;
     if config.demo {
         let summary = portolan_server::demo::load(&state.catalog).await.context("cannot load the demo catalog")?;
         tracing::info!(
             blueprints = summary.blueprints_created,
             entities = summary.entities_created,
             scorecards = summary.scorecards_created,
+            actions = summary.actions_written,
             "demo catalog loaded"
         );
+        demo_runner = Some(start_demo_runner(&state, &config, &exe, &public_url, runner_stopped).await?);
     }
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
-    let address = listener.local_addr()?;
     tracing::info!(%address, %database, "portolan is listening on http://{address}");
     let worker = portolan_server::worker::Worker::start(state.catalog.clone(), config.lease_ms);
     let sweeper = portolan_server::sweeper::Sweeper::start(state.catalog.clone(), config.lease_ms);
@@ -121,10 +196,54 @@ async fn serve(config: config::ServeConfig) -> anyhow::Result<()> {
         state.begin_shutdown();
     })
     .await?;
+    let _ = stop_runner.send(true);
+    if let Some(runner) = demo_runner {
+        let _ = runner.await;
+    }
     worker.stop().await;
     sweeper.stop().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The demo's own runner: in process, with a fresh token for the `demo` label, running the demo
+/// tasks (this program's `demo-task`) in a workspace under the data directory.
+async fn start_demo_runner(
+    state: &AppState,
+    config: &config::ServeConfig,
+    exe: &std::path::Path,
+    public_url: &str,
+    stopped: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let workspace = match &config.database {
+        config::Database::Sqlite(dir) => dir.join("demo-workspace"),
+        config::Database::Postgres(_) => std::env::temp_dir().join("portolan-demo-workspace"),
+    };
+    std::fs::create_dir_all(&workspace).with_context(|| format!("cannot create {}", workspace.display()))?;
+    let workspace = workspace.canonicalize()?;
+    let actor = portolan_server::services::Actor::demo();
+    let (_, token) = state
+        .catalog
+        .create_runner_token(&actor, "demo runner", vec![portolan_server::demo::RUNNER_LABEL.into()])
+        .await
+        .context("cannot create the demo runner's token")?;
+    let bin_dir = exe.parent().map(|p| p.to_path_buf()).unwrap_or_default();
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let path = std::env::join_paths(std::iter::once(bin_dir).chain(std::env::split_paths(&path)))?;
+    let runner = portolan_runner::RunnerConfig {
+        server: public_url.to_string(),
+        token,
+        labels: vec![],
+        concurrency: 4,
+        work_dir: Some(workspace.clone()),
+        env: vec![("PATH".into(), path.to_string_lossy().into_owned())],
+    };
+    tracing::info!(workspace = %workspace.display(), "demo runner started");
+    Ok(tokio::spawn(async move {
+        if let Err(err) = portolan_runner::run(runner, stopped).await {
+            tracing::error!(%err, "the demo runner stopped");
+        }
+    }))
 }
 
 async fn shutdown_signal() {

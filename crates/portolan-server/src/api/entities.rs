@@ -47,6 +47,27 @@ pub struct CreateQuery {
     /// With `upsert`, merge the given fields into the existing entity instead of replacing it.
     #[serde(default)]
     merge: bool,
+    /// The action run making this change: the entity is linked to it.
+    run_id: Option<String>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct RunIdQuery {
+    /// The action run making this change: the entity is linked to it.
+    run_id: Option<String>,
+}
+
+/// The caller, acting for a run when the request names one (which must exist and not have ended).
+async fn writer(app: &AppState, run_id: Option<String>) -> Result<Actor> {
+    let actor = Actor::anonymous();
+    match run_id {
+        None => Ok(actor),
+        Some(run) => {
+            app.catalog.check_run_open(&run).await?;
+            Ok(actor.for_run(run))
+        }
+    }
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -66,6 +87,8 @@ pub struct DeleteQuery {
     /// Also delete every entity that points at this one, transitively.
     #[serde(default)]
     delete_dependents: bool,
+    /// The action run making this change.
+    run_id: Option<String>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -145,8 +168,8 @@ pub async fn create_entity(
     JsonBody(document): JsonBody<Value>,
 ) -> Result<Response> {
     let mode = WriteMode::Create { upsert: query.upsert, merge: query.merge };
-    let (entity, outcome) =
-        app.catalog.write_entity(&Actor::anonymous(), &blueprint, None, document, mode, if_match).await?;
+    let actor = writer(&app, query.run_id).await?;
+    let (entity, outcome) = app.catalog.write_entity(&actor, &blueprint, None, document, mode, if_match).await?;
     Ok(entity_response(outcome_status(outcome), entity))
 }
 
@@ -162,35 +185,35 @@ pub async fn get_entity(
 }
 
 #[utoipa::path(put, path = "/api/v1/blueprints/{blueprint}/entities/{entity}", tag = "entities", request_body = EntityInput,
-    params(("blueprint" = String, Path), ("entity" = String, Path)),
+    params(("blueprint" = String, Path), ("entity" = String, Path), RunIdQuery),
     responses((status = 200, body = EntityResponse), (status = 404, description = "not found"), (status = 412, description = "stale If-Match")))]
 pub async fn replace_entity(
     State(app): State<AppState>,
     PathParams((blueprint, identifier)): PathParams<(String, String)>,
+    QueryParams(query): QueryParams<RunIdQuery>,
     OptionalIfMatch(if_match): OptionalIfMatch,
     JsonBody(document): JsonBody<Value>,
 ) -> Result<Response> {
-    let (entity, _) = app
-        .catalog
-        .write_entity(&Actor::anonymous(), &blueprint, Some(&identifier), document, WriteMode::Replace, if_match)
-        .await?;
+    let actor = writer(&app, query.run_id).await?;
+    let (entity, _) =
+        app.catalog.write_entity(&actor, &blueprint, Some(&identifier), document, WriteMode::Replace, if_match).await?;
     Ok(entity_response(StatusCode::OK, entity))
 }
 
 /// Merges the given fields into the entity; a `null` property or relation removes it.
 #[utoipa::path(patch, path = "/api/v1/blueprints/{blueprint}/entities/{entity}", tag = "entities", request_body = EntityInput,
-    params(("blueprint" = String, Path), ("entity" = String, Path)),
+    params(("blueprint" = String, Path), ("entity" = String, Path), RunIdQuery),
     responses((status = 200, body = EntityResponse), (status = 404, description = "not found"), (status = 412, description = "stale If-Match")))]
 pub async fn patch_entity(
     State(app): State<AppState>,
     PathParams((blueprint, identifier)): PathParams<(String, String)>,
+    QueryParams(query): QueryParams<RunIdQuery>,
     OptionalIfMatch(if_match): OptionalIfMatch,
     JsonBody(document): JsonBody<Value>,
 ) -> Result<Response> {
-    let (entity, _) = app
-        .catalog
-        .write_entity(&Actor::anonymous(), &blueprint, Some(&identifier), document, WriteMode::Patch, if_match)
-        .await?;
+    let actor = writer(&app, query.run_id).await?;
+    let (entity, _) =
+        app.catalog.write_entity(&actor, &blueprint, Some(&identifier), document, WriteMode::Patch, if_match).await?;
     Ok(entity_response(StatusCode::OK, entity))
 }
 
@@ -204,10 +227,8 @@ pub async fn delete_entity(
     QueryParams(query): QueryParams<DeleteQuery>,
     OptionalIfMatch(if_match): OptionalIfMatch,
 ) -> Result<Json<EntityDeleteResponse>> {
-    let deleted = app
-        .catalog
-        .delete_entity(&Actor::anonymous(), &blueprint, &identifier, query.delete_dependents, if_match)
-        .await?;
+    let actor = writer(&app, query.run_id).await?;
+    let deleted = app.catalog.delete_entity(&actor, &blueprint, &identifier, query.delete_dependents, if_match).await?;
     Ok(Json(EntityDeleteResponse { ok: true, deleted }))
 }
 
@@ -223,8 +244,8 @@ pub async fn bulk_entities(
     JsonBody(request): JsonBody<Value>,
 ) -> Result<(StatusCode, Json<BulkResponse>)> {
     let request: BulkRequest = portolan_model::error::from_json(request)?;
-    let items =
-        app.catalog.bulk_write(&Actor::anonymous(), &blueprint, request.entities, query.upsert, query.merge).await?;
+    let actor = writer(&app, query.run_id).await?;
+    let items = app.catalog.bulk_write(&actor, &blueprint, request.entities, query.upsert, query.merge).await?;
     let results: Vec<BulkItemResult> = items
         .into_iter()
         .map(|item| match item.result {

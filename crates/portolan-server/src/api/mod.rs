@@ -1,9 +1,11 @@
 //! The JSON API under `/api/v1`. Handlers only translate HTTP to service calls and back.
 
+pub mod actions;
 pub mod blueprints;
 pub mod entities;
 pub mod events;
 pub mod ops;
+pub mod runs;
 pub mod scorecards;
 pub mod search;
 
@@ -22,7 +24,11 @@ use crate::AppState;
     tags((name = "blueprints", description = "Types of the catalog"), (name = "entities", description = "Catalog entries"),
           (name = "search", description = "The query language: search, counts and facets"),
           (name = "scorecards", description = "Levels and rules that grade entities"),
-          (name = "events", description = "Live changes"))
+          (name = "events", description = "Live changes"),
+          (name = "actions", description = "Self-service actions and automations"),
+          (name = "runs", description = "Executions of actions, their logs and results"),
+          (name = "secrets", description = "Write-only values templates can read"),
+          (name = "runners", description = "Pull-based agents that run actions' commands"))
 )]
 struct ApiDoc;
 
@@ -45,6 +51,20 @@ pub fn router() -> Router<AppState> {
         .routes(routes!(scorecards::get_scorecard, scorecards::replace_scorecard, scorecards::delete_scorecard))
         .routes(routes!(scorecards::scorecard_summary))
         .routes(routes!(events::stream))
+        .routes(routes!(actions::list_actions, actions::create_action))
+        .routes(routes!(actions::get_action, actions::replace_action, actions::delete_action))
+        .routes(routes!(runs::create_run))
+        .routes(routes!(runs::list_runs))
+        .routes(routes!(runs::get_run, runs::report_run))
+        .routes(routes!(runs::run_logs, runs::append_logs))
+        .routes(routes!(runs::stream_logs))
+        .routes(routes!(runs::entity_runs))
+        .routes(routes!(actions::list_secrets, actions::create_secret))
+        .routes(routes!(actions::replace_secret, actions::delete_secret))
+        .routes(routes!(actions::list_runner_tokens, actions::create_runner_token))
+        .routes(routes!(actions::revoke_runner_token))
+        .routes(routes!(runs::claim))
+        .routes(routes!(runs::heartbeat))
         .routes(routes!(
             entities::get_entity,
             entities::replace_entity,

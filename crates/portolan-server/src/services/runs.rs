@@ -682,10 +682,14 @@ impl Catalog {
             InvocationMethod::UpsertEntity { blueprint_identifier, merge, .. } => {
                 let mode = WriteMode::Create { upsert: true, merge: *merge };
                 match self.write_entity(&actor, blueprint_identifier, None, rendered["entity"].clone(), mode, None).await {
-                    Ok((entity, _)) => Outcome::End(
-                        RunStatus::Success,
-                        format!("wrote {blueprint_identifier} '{}' (version {})", entity.identifier, entity.version),
-                    ),
+                    Ok((entity, _)) => Outcome::Wrote {
+                        message: format!("wrote {blueprint_identifier} '{}' (version {})", entity.identifier, entity.version),
+                        link: format!(
+                            "{}/api/v1/blueprints/{blueprint_identifier}/entities/{}",
+                            self.engine().public_url(),
+                            entity.identifier
+                        ),
+                    },
                     Err(err) => error_outcome(err, job.attempts),
                 }
             }
@@ -749,8 +753,16 @@ impl Catalog {
                     }
                     logs.push(log(now, message.clone()));
                 }
+                Outcome::Wrote { message, link } => {
+                    if open {
+                        run.transition(RunStatus::Success, now).map_err(|m| Error::new(ErrorCode::Internal, m))?;
+                        run.links.push(link.clone());
+                        run.summary = Some(message.clone());
+                    }
+                    logs.push(log(now, message.clone()));
+                }
                 Outcome::Retry { message, delay_ms } => {
-                    logs.push(log(now, format!("{message}; retrying in {} ms", delay_ms)));
+                    logs.push(log(now, format!("{message}; retrying in {delay_ms} ms")));
                     tx.release_job(job.id, owner, now + delay_ms).await?;
                 }
             }
@@ -839,6 +851,8 @@ enum Outcome {
     /// Delivered; the backend will report the result.
     Progress(String),
     End(RunStatus, String),
+    /// A built-in backend wrote an entity: success, with a link to it.
+    Wrote { message: String, link: String },
     Retry { message: String, delay_ms: i64 },
 }
 

@@ -11,6 +11,9 @@ mod search;
 
 use std::sync::Arc;
 
+use portolan_server::backends::EngineOptions;
+use portolan_server::sandbox::JqSandbox;
+use portolan_server::services::{SharedClock, SystemClock};
 use portolan_server::{AppState, ServerOptions};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -30,12 +33,28 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(options: ServerOptions) -> TestApp {
+    spawn_app_full(options, Arc::new(SystemClock), EngineOptions { webhook_allow_private: true, ..test_engine() }).await
+}
+
+/// Engine settings for tests: short runner leases, NATS when `PORTOLAN_TEST_NATS_URL` is set.
+pub fn test_engine() -> EngineOptions {
+    EngineOptions {
+        runner_lease_ms: 1_500,
+        nats_url: std::env::var("PORTOLAN_TEST_NATS_URL").ok(),
+        ..EngineOptions::default()
+    }
+}
+
+pub async fn spawn_app_full(options: ServerOptions, clock: SharedClock, engine: EngineOptions) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = portolan_store::open(&dir.path().to_string_lossy()).await.expect("store opens");
-    let state = AppState::new(Arc::clone(&store)).await.expect("state");
+    let mut state = AppState::with_options(Arc::clone(&store), clock, &engine).await.expect("state");
+    let sandbox = JqSandbox::new(env!("CARGO_BIN_EXE_portolan-jq-sandbox").into(), vec![]);
+    state.catalog.set_sandbox(Arc::new(sandbox));
     let router = portolan_server::router(state.clone(), &options);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("address"));
+    state.catalog.engine().set_public_url(&base);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(portolan_server::serve(listener, router, async move {
         let _ = rx.await;

@@ -1,0 +1,266 @@
+//! `/api/v1/actions`, `/api/v1/secrets` and `/api/v1/runners/tokens`.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use portolan_model::action::Action;
+use portolan_store::{ActionRecord, RunnerToken, SecretMeta};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::AppState;
+use crate::error::Result;
+use crate::extract::{JsonBody, PathParams, QueryParams};
+use crate::services::Actor;
+
+#[derive(Serialize, ToSchema)]
+pub struct ActionResponse {
+    ok: bool,
+    /// The action, with `createdAt`, `createdBy`, `updatedAt`, `updatedBy`.
+    #[schema(value_type = Object)]
+    action: Value,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ActionListResponse {
+    ok: bool,
+    #[schema(value_type = Vec<Object>)]
+    actions: Vec<Value>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ActionListQuery {
+    /// Only the actions bound to this blueprint.
+    blueprint: Option<String>,
+}
+
+pub(crate) fn action_document(record: &ActionRecord) -> Value {
+    let mut document = serde_json::to_value(&record.action).unwrap_or(Value::Null);
+    if let Value::Object(map) = &mut document {
+        map.insert("createdAt".into(), portolan_model::format_millis(record.created_at).into());
+        map.insert("createdBy".into(), record.created_by.clone().into());
+        map.insert("updatedAt".into(), portolan_model::format_millis(record.updated_at).into());
+        map.insert("updatedBy".into(), record.updated_by.clone().into());
+    }
+    document
+}
+
+#[utoipa::path(get, path = "/api/v1/actions", tag = "actions", params(ActionListQuery),
+    responses((status = 200, body = ActionListResponse)))]
+pub async fn list_actions(
+    State(app): State<AppState>,
+    QueryParams(query): QueryParams<ActionListQuery>,
+) -> Result<Json<ActionListResponse>> {
+    let actions = app.catalog.list_actions(query.blueprint.as_deref()).await?;
+    Ok(Json(ActionListResponse { ok: true, actions: actions.iter().map(action_document).collect() }))
+}
+
+/// Creates an action. Validated whole: the form, the trigger's blueprint and condition, the
+/// backend's settings, every jq template, and that the secrets it reads exist.
+#[utoipa::path(post, path = "/api/v1/actions", tag = "actions", request_body = Action,
+    responses((status = 201, body = ActionResponse), (status = 409, description = "exists"),
+              (status = 422, description = "invalid, with per-field details")))]
+pub async fn create_action(
+    State(app): State<AppState>,
+    JsonBody(document): JsonBody<Value>,
+) -> Result<(StatusCode, Json<ActionResponse>)> {
+    let (record, _) = app.catalog.put_action(&Actor::anonymous(), None, document).await?;
+    Ok((StatusCode::CREATED, Json(ActionResponse { ok: true, action: action_document(&record) })))
+}
+
+#[utoipa::path(get, path = "/api/v1/actions/{action}", tag = "actions", params(("action" = String, Path)),
+    responses((status = 200, body = ActionResponse), (status = 404, description = "not found")))]
+pub async fn get_action(
+    State(app): State<AppState>,
+    PathParams(identifier): PathParams<String>,
+) -> Result<Json<ActionResponse>> {
+    let record = app.catalog.get_action(&identifier).await?;
+    Ok(Json(ActionResponse { ok: true, action: action_document(&record) }))
+}
+
+#[utoipa::path(put, path = "/api/v1/actions/{action}", tag = "actions", request_body = Action,
+    params(("action" = String, Path)),
+    responses((status = 200, body = ActionResponse), (status = 404, description = "not found"),
+              (status = 422, description = "invalid, with per-field details")))]
+pub async fn replace_action(
+    State(app): State<AppState>,
+    PathParams(identifier): PathParams<String>,
+    JsonBody(document): JsonBody<Value>,
+) -> Result<Json<ActionResponse>> {
+    let (record, _) = app.catalog.put_action(&Actor::anonymous(), Some(&identifier), document).await?;
+    Ok(Json(ActionResponse { ok: true, action: action_document(&record) }))
+}
+
+/// Deletes an action; its past runs stay.
+#[utoipa::path(delete, path = "/api/v1/actions/{action}", tag = "actions", params(("action" = String, Path)),
+    responses((status = 200, description = "deleted"), (status = 404, description = "not found")))]
+pub async fn delete_action(
+    State(app): State<AppState>,
+    PathParams(identifier): PathParams<String>,
+) -> Result<Json<Value>> {
+    app.catalog.delete_action(&Actor::anonymous(), &identifier).await?;
+    Ok(Json(json!({"ok": true})))
+}
+
+// ---- secrets ----
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecretRequest {
+    name: String,
+    /// Write-only: stored encrypted, never returned.
+    value: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecretValue {
+    value: String,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretInfo {
+    name: String,
+    created_at: String,
+    created_by: String,
+    updated_at: String,
+    updated_by: String,
+}
+
+impl From<SecretMeta> for SecretInfo {
+    fn from(meta: SecretMeta) -> Self {
+        Self {
+            name: meta.name,
+            created_at: portolan_model::format_millis(meta.created_at),
+            created_by: meta.created_by,
+            updated_at: portolan_model::format_millis(meta.updated_at),
+            updated_by: meta.updated_by,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SecretListResponse {
+    ok: bool,
+    /// Names and history only: values never leave the server.
+    secrets: Vec<SecretInfo>,
+}
+
+#[utoipa::path(get, path = "/api/v1/secrets", tag = "secrets", responses((status = 200, body = SecretListResponse)))]
+pub async fn list_secrets(State(app): State<AppState>) -> Result<Json<SecretListResponse>> {
+    let secrets = app.catalog.list_secrets().await?.into_iter().map(SecretInfo::from).collect();
+    Ok(Json(SecretListResponse { ok: true, secrets }))
+}
+
+/// Stores a secret; templates read it as `{{ .secrets.NAME }}`.
+#[utoipa::path(post, path = "/api/v1/secrets", tag = "secrets", request_body = SecretRequest,
+    responses((status = 201, description = "created"), (status = 200, description = "replaced"),
+              (status = 422, description = "invalid name or value")))]
+pub async fn create_secret(
+    State(app): State<AppState>,
+    JsonBody(request): JsonBody<Value>,
+) -> Result<(StatusCode, Json<Value>)> {
+    let request: SecretRequest = portolan_model::error::from_json(request)?;
+    put(&app, &request.name, &request.value).await
+}
+
+#[utoipa::path(put, path = "/api/v1/secrets/{name}", tag = "secrets", request_body = SecretValue,
+    params(("name" = String, Path)),
+    responses((status = 201, description = "created"), (status = 200, description = "replaced")))]
+pub async fn replace_secret(
+    State(app): State<AppState>,
+    PathParams(name): PathParams<String>,
+    JsonBody(request): JsonBody<Value>,
+) -> Result<(StatusCode, Json<Value>)> {
+    let request: SecretValue = portolan_model::error::from_json(request)?;
+    put(&app, &name, &request.value).await
+}
+
+async fn put(app: &AppState, name: &str, value: &str) -> Result<(StatusCode, Json<Value>)> {
+    let created = app.catalog.put_secret(&Actor::anonymous(), name, value).await?;
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(json!({"ok": true, "secret": {"name": name}}))))
+}
+
+/// Deletes a secret; refused (409 `in_use`) while an action reads it.
+#[utoipa::path(delete, path = "/api/v1/secrets/{name}", tag = "secrets", params(("name" = String, Path)),
+    responses((status = 200, description = "deleted"), (status = 404, description = "not found"),
+              (status = 409, description = "used by actions")))]
+pub async fn delete_secret(State(app): State<AppState>, PathParams(name): PathParams<String>) -> Result<Json<Value>> {
+    app.catalog.delete_secret(&Actor::anonymous(), &name).await?;
+    Ok(Json(json!({"ok": true})))
+}
+
+// ---- runner tokens ----
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RunnerTokenRequest {
+    name: String,
+    /// The labels the runner may claim runs for.
+    labels: Vec<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunnerTokenInfo {
+    id: String,
+    name: String,
+    labels: Vec<String>,
+    created_at: String,
+    created_by: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_used_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    revoked_at: Option<String>,
+}
+
+impl From<RunnerToken> for RunnerTokenInfo {
+    fn from(token: RunnerToken) -> Self {
+        Self {
+            id: token.id,
+            name: token.name,
+            labels: token.labels,
+            created_at: portolan_model::format_millis(token.created_at),
+            created_by: token.created_by,
+            last_used_at: token.last_used_at.map(portolan_model::format_millis),
+            revoked_at: token.revoked_at.map(portolan_model::format_millis),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RunnerTokenCreated {
+    ok: bool,
+    /// Shown this once; only its SHA-256 is kept.
+    token: String,
+    runner: RunnerTokenInfo,
+}
+
+#[utoipa::path(post, path = "/api/v1/runners/tokens", tag = "runners", request_body = RunnerTokenRequest,
+    responses((status = 201, body = RunnerTokenCreated), (status = 422, description = "invalid")))]
+pub async fn create_runner_token(
+    State(app): State<AppState>,
+    JsonBody(request): JsonBody<Value>,
+) -> Result<(StatusCode, Json<RunnerTokenCreated>)> {
+    let request: RunnerTokenRequest = portolan_model::error::from_json(request)?;
+    let (record, token) =
+        app.catalog.create_runner_token(&Actor::anonymous(), &request.name, request.labels).await?;
+    Ok((StatusCode::CREATED, Json(RunnerTokenCreated { ok: true, token, runner: record.into() })))
+}
+
+#[utoipa::path(get, path = "/api/v1/runners/tokens", tag = "runners", responses((status = 200, description = "tokens, without their values")))]
+pub async fn list_runner_tokens(State(app): State<AppState>) -> Result<Json<Value>> {
+    let tokens: Vec<RunnerTokenInfo> = app.catalog.list_runner_tokens().await?.into_iter().map(Into::into).collect();
+    Ok(Json(json!({"ok": true, "runners": tokens})))
+}
+
+#[utoipa::path(delete, path = "/api/v1/runners/tokens/{id}", tag = "runners", params(("id" = String, Path)),
+    responses((status = 200, description = "revoked"), (status = 404, description = "unknown or already revoked")))]
+pub async fn revoke_runner_token(State(app): State<AppState>, PathParams(id): PathParams<String>) -> Result<Json<Value>> {
+    app.catalog.revoke_runner_token(&Actor::anonymous(), &id).await?;
+    Ok(Json(json!({"ok": true})))
+}
