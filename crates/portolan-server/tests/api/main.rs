@@ -1,6 +1,7 @@
 //! Integration tests: the real server over HTTP on a random loopback port, one fresh SQLite data
 //! directory per test.
 
+mod actions;
 mod blueprints;
 mod computed;
 mod entities;
