@@ -912,7 +912,8 @@ mod tests {
         let a = day2();
         let inputs = a.inputs().expect("self-service");
         let submitted = json!({"replicas": "3", "extra": 1, "secret": "ignored"});
-        let errors = inputs.validate(submitted.as_object().expect("object"), &Map::new(), &Map::new()).expect_err("bad");
+        let errors =
+            inputs.validate(submitted.as_object().expect("object"), &Map::new(), &Map::new()).expect_err("bad");
         let paths: Vec<&str> = errors.0.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(paths, ["/properties/extra", "/properties/replicas", "/properties/owner"]);
 

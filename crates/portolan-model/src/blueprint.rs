@@ -305,7 +305,12 @@ impl Blueprint {
 }
 
 /// Checks one property definition (or, with `top_level` false, an item schema).
-pub(crate) fn check_property_definition(schema: &PropertySchema, path: &str, top_level: bool, errors: &mut FieldErrors) {
+pub(crate) fn check_property_definition(
+    schema: &PropertySchema,
+    path: &str,
+    top_level: bool,
+    errors: &mut FieldErrors,
+) {
     schema.validate_definition(path, top_level, errors);
 }
 

@@ -77,7 +77,11 @@ pub async fn run(config: RunnerConfig, stop: watch::Receiver<bool>) -> Result<()
     result
 }
 
-async fn work(client: reqwest::Client, config: RunnerConfig, mut stop: watch::Receiver<bool>) -> Result<(), RunnerError> {
+async fn work(
+    client: reqwest::Client,
+    config: RunnerConfig,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), RunnerError> {
     let server = config.server.trim_end_matches('/').to_string();
     let mut backoff = Duration::from_secs(1);
     loop {
@@ -99,13 +103,15 @@ async fn work(client: reqwest::Client, config: RunnerConfig, mut stop: watch::Re
             Ok(r) if r.status() == reqwest::StatusCode::UNAUTHORIZED => {
                 return Err(RunnerError::Unauthorized(r.text().await.unwrap_or_default()));
             }
-            Ok(r) if r.status().is_success() => match r.json::<Value>().await.map(|v| serde_json::from_value::<Claim>(v["claim"].clone())) {
-                Ok(Ok(claim)) => claim,
-                other => {
-                    tracing::warn!("the server's claim answer is unreadable: {:?}", other.err());
-                    continue;
+            Ok(r) if r.status().is_success() => {
+                match r.json::<Value>().await.map(|v| serde_json::from_value::<Claim>(v["claim"].clone())) {
+                    Ok(Ok(claim)) => claim,
+                    other => {
+                        tracing::warn!("the server's claim answer is unreadable: {:?}", other.err());
+                        continue;
+                    }
                 }
-            },
+            }
             Ok(r) => {
                 tracing::warn!(status = %r.status(), "claim refused; retrying in {} s", backoff.as_secs());
                 wait(&mut stop, &mut backoff).await;
@@ -168,7 +174,10 @@ async fn execute(client: &reqwest::Client, server: &str, config: &RunnerConfig, 
         });
     }
     let (lines, received) = mpsc::channel::<(String, String)>(1_024);
-    for (stream, reader) in [("stdout", child.stdout.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>)), ("stderr", child.stderr.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>))] {
+    for (stream, reader) in [
+        ("stdout", child.stdout.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>)),
+        ("stderr", child.stderr.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>)),
+    ] {
         let Some(reader) = reader else { continue };
         let lines = lines.clone();
         tokio::spawn(async move {
@@ -214,13 +223,7 @@ async fn execute(client: &reqwest::Client, server: &str, config: &RunnerConfig, 
     }
 }
 
-async fn heartbeat(
-    client: reqwest::Client,
-    url: String,
-    token: String,
-    every: Duration,
-    lost: watch::Sender<bool>,
-) {
+async fn heartbeat(client: reqwest::Client, url: String, token: String, every: Duration, lost: watch::Sender<bool>) {
     loop {
         tokio::time::sleep(every).await;
         match client.post(&url).bearer_auth(&token).timeout(every * 2).send().await {
@@ -276,7 +279,8 @@ impl Reporter {
     /// Reports the result; a run the command already ended itself (409) is left as it is.
     async fn finish(&self, success: bool, summary: &str, label: Option<String>) {
         // On success the command's own summary (if it reported one) stands.
-        let mut body = if success { json!({"status": "SUCCESS"}) } else { json!({"status": "FAILURE", "summary": summary}) };
+        let mut body =
+            if success { json!({"status": "SUCCESS"}) } else { json!({"status": "FAILURE", "summary": summary}) };
         if let Some(label) = label {
             body["statusLabel"] = label.into();
         }

@@ -84,9 +84,10 @@ impl Engine {
     }
 
     async fn jetstream(&self) -> Result<&async_nats::jetstream::Context, Attempt> {
-        let url = self.nats_url.as_deref().ok_or_else(|| {
-            Attempt::Fatal("this server has no NATS connection configured (set nats_url)".into())
-        })?;
+        let url = self
+            .nats_url
+            .as_deref()
+            .ok_or_else(|| Attempt::Fatal("this server has no NATS connection configured (set nats_url)".into()))?;
         self.nats
             .get_or_try_init(|| async {
                 let client = async_nats::ConnectOptions::new()
@@ -103,18 +104,22 @@ impl Engine {
     /// duplicate within its window), and waits for the stream's acknowledgement.
     pub async fn publish_nats(&self, subject: &str, message_id: &str, payload: Vec<u8>) -> Result<String, Attempt> {
         let jetstream = self.jetstream().await?;
-        let message = async_nats::jetstream::message::PublishMessage::build()
-            .payload(payload.into())
-            .message_id(message_id);
-        let ack = jetstream.send_publish(subject.to_string(), message).await.map_err(|e| Attempt::Retry {
-            error: format!("cannot publish to '{subject}': {e}"),
-            after: None,
-        })?;
+        let message =
+            async_nats::jetstream::message::PublishMessage::build().payload(payload.into()).message_id(message_id);
+        let ack = jetstream
+            .send_publish(subject.to_string(), message)
+            .await
+            .map_err(|e| Attempt::Retry { error: format!("cannot publish to '{subject}': {e}"), after: None })?;
         let ack = tokio::time::timeout(Duration::from_secs(5), ack)
             .await
             .map_err(|_| Attempt::Retry { error: "JetStream did not acknowledge within 5 s".into(), after: None })?
             .map_err(|e| Attempt::Retry { error: format!("JetStream refused the message: {e}"), after: None })?;
-        Ok(format!("stream {} sequence {}{}", ack.stream, ack.sequence, if ack.duplicate { " (duplicate)" } else { "" }))
+        Ok(format!(
+            "stream {} sequence {}{}",
+            ack.stream,
+            ack.sequence,
+            if ack.duplicate { " (duplicate)" } else { "" }
+        ))
     }
 }
 
@@ -164,11 +169,11 @@ impl Engine {
 }
 
 async fn send(client: &reqwest::Client, url: url::Url, request: WebhookRequest<'_>) -> Attempt {
-    let signature = match crate::keys::sign_webhook(request.signing_secret, request.id, request.now_seconds, &request.body)
-    {
-        Ok(signature) => signature,
-        Err(error) => return Attempt::Fatal(error),
-    };
+    let signature =
+        match crate::keys::sign_webhook(request.signing_secret, request.id, request.now_seconds, &request.body) {
+            Ok(signature) => signature,
+            Err(error) => return Attempt::Fatal(error),
+        };
     let method = reqwest::Method::from_bytes(request.method.as_bytes()).unwrap_or(reqwest::Method::POST);
     let mut builder = client
         .request(method, url)
@@ -276,7 +281,8 @@ impl Resolve for GuardedResolver {
         Box::pin(async move {
             let host = name.as_str().to_string();
             let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let kept: Vec<SocketAddr> = found.iter().copied().filter(|a| allow_private || !is_internal(a.ip())).collect();
+            let kept: Vec<SocketAddr> =
+                found.iter().copied().filter(|a| allow_private || !is_internal(a.ip())).collect();
             if kept.is_empty() {
                 let reason = if found.is_empty() {
                     format!("'{host}' does not resolve")
@@ -297,7 +303,19 @@ mod tests {
 
     #[test]
     fn internal_addresses_are_recognised() {
-        for internal in ["127.0.0.1", "10.1.2.3", "192.168.0.1", "172.16.5.4", "169.254.169.254", "100.64.0.1", "0.0.0.0", "::1", "fd00::1", "fe80::1", "::ffff:127.0.0.1"] {
+        for internal in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "192.168.0.1",
+            "172.16.5.4",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+        ] {
             assert!(is_internal(internal.parse().expect("ip")), "{internal} is internal");
         }
         for public in ["8.8.8.8", "1.1.1.1", "2606:4700::1111"] {

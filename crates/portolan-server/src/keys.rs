@@ -109,7 +109,8 @@ impl Keys {
         let attempt: i64 = parts.next().and_then(|p| p.parse().ok()).ok_or(RunTokenError::Invalid)?;
         let expires: Millis = parts.next().and_then(|p| p.parse().ok()).ok_or(RunTokenError::Invalid)?;
         let tag = parts.next().and_then(|p| URL_SAFE_NO_PAD.decode(p).ok()).ok_or(RunTokenError::Invalid)?;
-        let mut check = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.run_tokens).map_err(|_| RunTokenError::Invalid)?;
+        let mut check =
+            <Hmac<Sha256> as KeyInit>::new_from_slice(&self.run_tokens).map_err(|_| RunTokenError::Invalid)?;
         for part in [run_id.as_bytes(), &attempt.to_be_bytes(), &expires.to_be_bytes()] {
             check.update(&(part.len() as u64).to_be_bytes());
             check.update(part);

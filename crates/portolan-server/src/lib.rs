@@ -64,7 +64,11 @@ impl AppState {
         Self::with_options(store, clock, &EngineOptions::default()).await
     }
 
-    pub async fn with_options(store: Arc<dyn Store>, clock: SharedClock, options: &EngineOptions) -> Result<Self, Error> {
+    pub async fn with_options(
+        store: Arc<dyn Store>,
+        clock: SharedClock,
+        options: &EngineOptions,
+    ) -> Result<Self, Error> {
         let keys = Keys::new(&master_key(store.as_ref(), options.secrets_key.as_deref()).await?);
         let engine = Engine::new(keys, options).map_err(|e| Error::new(ErrorCode::Internal, e))?;
         let catalog = Catalog::new(store, clock, Arc::new(engine));

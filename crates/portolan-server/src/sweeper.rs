@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use portolan_model::query::{CompareOp, Field, Kind, Meta, Query, Rule, Scalar, Shape, Target};
 use portolan_model::action::EventKind;
+use portolan_model::query::{CompareOp, Field, Kind, Meta, Query, Rule, Scalar, Shape, Target};
 use portolan_model::{Entity, blueprint::parse_date_time};
 use portolan_store::ChangeEvent;
 use portolan_store::query_sql::{Position, SearchPlan};

@@ -3,8 +3,8 @@
 //! each, and only row locking differs: PostgreSQL claims with `FOR UPDATE SKIP LOCKED`, SQLite has
 //! one writer and needs nothing.
 
-use portolan_model::action::Action;
 use portolan_model::Millis;
+use portolan_model::action::Action;
 use portolan_model::run::RunStatus;
 
 /// An action as stored, with who made and last changed it.
@@ -470,6 +470,13 @@ macro_rules! queries {
                 .execute(&mut **tx)
                 .await?;
             Ok(())
+        }
+
+        pub async fn setting(tx: &mut Tx, name: &str) -> Result<Option<String>> {
+            Ok(sqlx::query_scalar("SELECT value FROM settings WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&mut **tx)
+                .await?)
         }
 
         /// The stored value of a setting, storing `value` first if there is none.

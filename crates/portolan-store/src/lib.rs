@@ -265,6 +265,7 @@ pub trait Tx: Send {
     /// Revokes a runner token; false when it does not exist or is revoked already.
     async fn revoke_runner_token(&mut self, id: &str, at: Millis) -> Result<bool>;
     async fn touch_runner_token(&mut self, id: &str, at: Millis) -> Result<()>;
+    async fn setting(&mut self, name: &str) -> Result<Option<String>>;
     /// A setting's value, storing `value` first if it has none.
     async fn setting_or_insert(&mut self, name: &str, value: &str) -> Result<String>;
 

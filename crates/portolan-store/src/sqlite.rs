@@ -18,9 +18,8 @@ use crate::query_sql::{self, AggregatePlan, AggregateResult, Dialect, Param, Sea
 use tokio::sync::broadcast;
 
 use crate::{
-    ActionRecord, NewRunLog, RunFilter, RunnerToken, SecretMeta,
-    BlueprintRecord, CHANGE_BUFFER, ChangeEvent, EntityWrite, Job, NewJob, Referrer, Result, ScorecardRecord, Store,
-    StoreError, Tx,
+    ActionRecord, BlueprintRecord, CHANGE_BUFFER, ChangeEvent, EntityWrite, Job, NewJob, NewRunLog, Referrer, Result,
+    RunFilter, RunnerToken, ScorecardRecord, SecretMeta, Store, StoreError, Tx,
 };
 
 /// The file inside the data directory that holds the database.
@@ -740,6 +739,10 @@ impl Tx for SqliteTx {
 
     async fn touch_runner_token(&mut self, id: &str, at: Millis) -> Result<()> {
         crate::actions::sqlite::touch_runner_token(&mut self.tx, id, at).await
+    }
+
+    async fn setting(&mut self, name: &str) -> Result<Option<String>> {
+        crate::actions::sqlite::setting(&mut self.tx, name).await
     }
 
     async fn setting_or_insert(&mut self, name: &str, value: &str) -> Result<String> {

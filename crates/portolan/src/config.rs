@@ -165,7 +165,8 @@ impl ServeArgs {
                 ms if ms >= 500 => ms,
                 _ => bail!("lease_ms must be at least 500"),
             },
-            secrets_key: match (self.secrets_key.or(file.secrets_key), self.secrets_key_file.or(file.secrets_key_file)) {
+            secrets_key: match (self.secrets_key.or(file.secrets_key), self.secrets_key_file.or(file.secrets_key_file))
+            {
                 (Some(_), Some(_)) => bail!("give the secrets key or a file holding it, not both"),
                 (Some(key), None) => Some(Secret(key)),
                 (None, Some(path)) => Some(Secret(

@@ -115,7 +115,10 @@ async fn scaffold(api: &Api, payload: &Value) -> anyhow::Result<()> {
     }
     println!("creating {} from the {language} template", repo.display());
     std::fs::create_dir_all(repo.join("src"))?;
-    std::fs::write(repo.join("README.md"), format!("# {name}\n\n{description}\n\nOwned by {team}; part of {system}.\n"))?;
+    std::fs::write(
+        repo.join("README.md"),
+        format!("# {name}\n\n{description}\n\nOwned by {team}; part of {system}.\n"),
+    )?;
     let (file, body) = match language {
         "Go" => ("main.go", "package main\n\nfunc main() {}\n"),
         "Python" => ("main.py", "def main():\n    pass\n"),
@@ -157,7 +160,10 @@ async fn provision_environment(api: &Api, payload: &Value) -> anyhow::Result<()>
     }
     println!("provisioning {name} for {service}");
     std::fs::create_dir_all(&dir)?;
-    std::fs::write(dir.join("environment.json"), serde_json::to_string_pretty(&json!({"service": service, "ttl": ttl}))?)?;
+    std::fs::write(
+        dir.join("environment.json"),
+        serde_json::to_string_pretty(&json!({"service": service, "ttl": ttl}))?,
+    )?;
     println!("started 1 instance of {service}; it lives until {ttl}");
     let path = dir.canonicalize()?.display().to_string();
     let url = format!("https://{name}.dev.portolan.local");
@@ -199,7 +205,9 @@ async fn deploy(api: &Api, payload: &Value, version: Option<&str>) -> anyhow::Re
     println!("deploying {service} {version} ({strategy})");
     let steps: &[&str] = match strategy {
         "canary" => &["canary at 10% of traffic: error rate 0.0%", "canary at 50%: healthy", "promoted to 100%"],
-        "blue-green" => &["green stack started", "health checks passed", "traffic switched to green", "blue stack drained"],
+        "blue-green" => {
+            &["green stack started", "health checks passed", "traffic switched to green", "blue stack drained"]
+        }
         _ => &["previous version restored", "health checks passed"],
     };
     for step in steps {
@@ -259,8 +267,8 @@ async fn add_environment_variable(api: &Api, payload: &Value) -> anyhow::Result<
 
 async fn update_pod_count(api: &Api, payload: &Value) -> anyhow::Result<()> {
     let service = text(payload, "/entity/identifier")?;
-    let replicas = payload.pointer("/inputs/replicas").and_then(Value::as_f64).context("no replicas")?;
-    let before = payload.pointer("/entity/properties/replicas").and_then(Value::as_f64).unwrap_or(0.0);
+    let replicas = payload.pointer("/inputs/replicas").filter(|v| v.is_number()).context("no replicas")?;
+    let before = payload.pointer("/entity/properties/replicas").cloned().unwrap_or(json!(0));
     println!("scaling {service} from {before} to {replicas} pods");
     let path = format!("/api/v1/blueprints/service/entities/{service}");
     api.send(reqwest::Method::PATCH, &path, Some(json!({"properties": {"replicas": replicas}}))).await?;

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use portolan_server::sandbox::JqSandbox;
 use portolan_server::backends::EngineOptions;
+use portolan_server::sandbox::JqSandbox;
 use portolan_server::services::SystemClock;
 use portolan_server::{AppState, ServerOptions};
 
@@ -113,10 +113,14 @@ async fn migrate_store(from: std::path::PathBuf, to: String) -> anyhow::Result<(
         println!("{blueprint:<24} {entities:>9} entities");
     }
     println!(
-        "copied {} blueprints, {} scorecards and {} entities into {target_name}; counts verified",
+        "copied {} blueprints, {} scorecards, {} entities, {} actions, {} secrets and {} runs into {target_name}; \
+         entity counts verified",
         report.blueprints.len(),
         report.scorecards,
-        report.entities()
+        report.entities(),
+        report.actions,
+        report.secrets,
+        report.runs
     );
     Ok(())
 }
@@ -194,9 +198,9 @@ async fn serve(config: config::ServeConfig) -> anyhow::Result<()> {
     portolan_server::serve(listener, router, async move {
         shutdown_signal().await;
         state.begin_shutdown();
+        let _ = stop_runner.send(true);
     })
     .await?;
-    let _ = stop_runner.send(true);
     if let Some(runner) = demo_runner {
         let _ = runner.await;
     }

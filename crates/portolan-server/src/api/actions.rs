@@ -247,8 +247,7 @@ pub async fn create_runner_token(
     JsonBody(request): JsonBody<Value>,
 ) -> Result<(StatusCode, Json<RunnerTokenCreated>)> {
     let request: RunnerTokenRequest = portolan_model::error::from_json(request)?;
-    let (record, token) =
-        app.catalog.create_runner_token(&Actor::anonymous(), &request.name, request.labels).await?;
+    let (record, token) = app.catalog.create_runner_token(&Actor::anonymous(), &request.name, request.labels).await?;
     Ok((StatusCode::CREATED, Json(RunnerTokenCreated { ok: true, token, runner: record.into() })))
 }
 
@@ -260,7 +259,10 @@ pub async fn list_runner_tokens(State(app): State<AppState>) -> Result<Json<Valu
 
 #[utoipa::path(delete, path = "/api/v1/runners/tokens/{id}", tag = "runners", params(("id" = String, Path)),
     responses((status = 200, description = "revoked"), (status = 404, description = "unknown or already revoked")))]
-pub async fn revoke_runner_token(State(app): State<AppState>, PathParams(id): PathParams<String>) -> Result<Json<Value>> {
+pub async fn revoke_runner_token(
+    State(app): State<AppState>,
+    PathParams(id): PathParams<String>,
+) -> Result<Json<Value>> {
     app.catalog.revoke_runner_token(&Actor::anonymous(), &id).await?;
     Ok(Json(json!({"ok": true})))
 }

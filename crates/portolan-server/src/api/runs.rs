@@ -99,7 +99,8 @@ pub async fn list_runs(
     }
     if query.active {
         let active = RunStatus::ALL.into_iter().filter(|s| !s.is_terminal());
-        statuses = if statuses.is_empty() { active.collect() } else { active.filter(|s| statuses.contains(s)).collect() };
+        statuses =
+            if statuses.is_empty() { active.collect() } else { active.filter(|s| statuses.contains(s)).collect() };
     }
     let before = query
         .cursor
@@ -173,7 +174,9 @@ pub async fn run_logs(
 
 fn parse_after(after: Option<&str>) -> Result<i64> {
     after
-        .map(|a| a.parse::<i64>().map_err(|_| Error::new(ErrorCode::InvalidQuery, "after is not a cursor this API gave")))
+        .map(|a| {
+            a.parse::<i64>().map_err(|_| Error::new(ErrorCode::InvalidQuery, "after is not a cursor this API gave"))
+        })
         .transpose()
         .map(|a| a.unwrap_or(0))
 }
@@ -305,7 +308,13 @@ pub async fn claim(
     let token = token.ok_or_else(|| Error::new(ErrorCode::Unauthorized, "a runner token is needed"))?;
     let wait = Duration::from_secs(request.wait_seconds.unwrap_or(25).min(60));
     let lease_ms = app.catalog.engine().runner_lease_ms;
-    match app.catalog.claim_run(&token, &request.labels, wait, lease_ms).await? {
+    let mut stopping = app.stopping();
+    // A stopping server answers waiting runners at once, so the shutdown is not held up by them.
+    let claimed = tokio::select! {
+        claimed = app.catalog.claim_run(&token, &request.labels, wait, lease_ms) => claimed?,
+        _ = stopping.wait_for(|stopping| *stopping) => None,
+    };
+    match claimed {
         Some(claim) => Ok(Json(json!({"ok": true, "claim": claim})).into_response()),
         None => Ok(StatusCode::NO_CONTENT.into_response()),
     }

@@ -125,8 +125,11 @@ impl Catalog {
             .map(|r| r.action.identifier)
             .collect();
         if !users.is_empty() {
-            return Err(Error::new(ErrorCode::InUse, format!("secret '{name}' is used by actions: {}", users.join(", ")))
-                .with_details(users.into_iter().map(|a| json!({"action": a})).collect()));
+            return Err(Error::new(
+                ErrorCode::InUse,
+                format!("secret '{name}' is used by actions: {}", users.join(", ")),
+            )
+            .with_details(users.into_iter().map(|a| json!({"action": a})).collect()));
         }
         if !tx.delete_secret(name).await? {
             return Err(Error::not_found(format!("secret '{name}'")));

@@ -384,7 +384,9 @@ impl Catalog {
         if let Some(run) = &actor.run {
             let changes: Vec<_> = written
                 .iter()
-                .map(|(_, w, o)| (w.entity.entity_ref(), if *o == Outcome::Created { affected::CREATED } else { affected::UPDATED }))
+                .map(|(_, w, o)| {
+                    (w.entity.entity_ref(), if *o == Outcome::Created { affected::CREATED } else { affected::UPDATED })
+                })
                 .collect();
             tx.link_run_entities(run, &changes, now).await?;
         }

@@ -1,8 +1,9 @@
 //! Copying a whole deployment from one store to another (`portolan migrate-store`).
 
+use portolan_model::action::InvocationMethod;
 use portolan_model::blueprint::parse_date_time;
 use portolan_model::{EntityRef, Millis};
-use portolan_store::{EntityWrite, Store};
+use portolan_store::{EntityWrite, NewRunLog, RunFilter, Store, Tx};
 use serde_json::Value;
 
 use crate::error::{Error, ErrorCode, Result};
@@ -14,6 +15,9 @@ const PAGE: u32 = 1_000;
 pub struct CopyReport {
     pub blueprints: Vec<(String, u64)>,
     pub scorecards: usize,
+    pub actions: usize,
+    pub runs: usize,
+    pub secrets: usize,
 }
 
 impl CopyReport {
@@ -84,6 +88,7 @@ pub async fn copy_store(from: &dyn Store, to: &dyn Store, now: Millis) -> Result
         }
         report.blueprints.push((blueprint.identifier.clone(), copied));
     }
+    copy_actions_and_runs(source.as_mut(), target.as_mut(), &mut report).await?;
     target.commit().await?;
 
     let mut check = to.read().await?;
@@ -99,4 +104,73 @@ pub async fn copy_store(from: &dyn Store, to: &dyn Store, now: Millis) -> Result
         }
     }
     Ok(report)
+}
+
+/// Copies the server's key (secrets are sealed with it), actions, secrets, runner tokens, and
+/// runs with their logs and affected entities.
+async fn copy_actions_and_runs(source: &mut dyn Tx, target: &mut dyn Tx, report: &mut CopyReport) -> Result<()> {
+    const SETTINGS: [&str; 1] = ["secrets_key"];
+    for name in SETTINGS {
+        if let Some(value) = source.setting(name).await? {
+            let kept = target.setting_or_insert(name, &value).await?;
+            if kept != value {
+                return Err(Error::new(ErrorCode::Conflict, format!("the target already has another '{name}'")));
+            }
+        }
+    }
+    let actions = source.actions().await?;
+    for record in &actions {
+        target.put_action(record, true).await?;
+    }
+    report.actions = actions.len();
+    for meta in source.secrets().await? {
+        let sealed = source.secret(&meta.name).await?.unwrap_or_default();
+        target.put_secret(&meta.name, &sealed, meta.created_at, &meta.created_by).await?;
+        if meta.updated_at != meta.created_at || meta.updated_by != meta.created_by {
+            target.put_secret(&meta.name, &sealed, meta.updated_at, &meta.updated_by).await?;
+        }
+        report.secrets += 1;
+    }
+    for token in source.runner_tokens().await? {
+        target.insert_runner_token(&token).await?;
+        if let Some(at) = token.last_used_at {
+            target.touch_runner_token(&token.id, at).await?;
+        }
+        if let Some(at) = token.revoked_at {
+            target.revoke_runner_token(&token.id, at).await?;
+        }
+    }
+    // Oldest first, so the target numbers them in the same order.
+    let mut runs = Vec::new();
+    let mut filter = RunFilter::default();
+    loop {
+        let page = source.list_runs(&filter, PAGE).await?;
+        let Some((last, _)) = page.last() else { break };
+        filter.before = Some(*last);
+        runs.extend(page.into_iter().map(|(_, run)| run));
+    }
+    runs.reverse();
+    for run in &runs {
+        let labels = actions.iter().find(|r| r.action.identifier == run.action).and_then(|r| {
+            match &r.action.invocation_method {
+                InvocationMethod::Runner { labels, .. } => Some(labels.clone()),
+                _ => None,
+            }
+        });
+        target.insert_run(run, labels.as_deref()).await?;
+        let mut after = 0;
+        loop {
+            let logs = source.run_logs(&run.id, after, PAGE).await?;
+            let Some(last) = logs.last() else { break };
+            after = last.seq;
+            let lines: Vec<NewRunLog> =
+                logs.into_iter().map(|l| NewRunLog { at: l.at, stream: l.stream, message: l.message }).collect();
+            target.append_run_logs(&run.id, &lines).await?;
+        }
+        for (entity, change) in source.run_entities(&run.id).await? {
+            target.link_run_entities(&run.id, &[(entity, change.as_str())], run.updated_at).await?;
+        }
+    }
+    report.runs = runs.len();
+    Ok(())
 }

@@ -121,12 +121,14 @@ impl Catalog {
                 return Err(invalid_at("/entity", "name the entity this action acts on"));
             }
             (_, Some(identifier), Some(blueprint)) => {
-                let entity = tx.entity(blueprint, identifier).await?.ok_or_else(|| {
-                    invalid_at("/entity", format!("there is no '{blueprint}' entity '{identifier}'"))
-                })?;
+                let entity = tx
+                    .entity(blueprint, identifier)
+                    .await?
+                    .ok_or_else(|| invalid_at("/entity", format!("there is no '{blueprint}' entity '{identifier}'")))?;
                 if let Some(condition) = condition {
-                    let admitted =
-                        self.admitted(tx.as_mut(), actor, blueprint, condition, std::slice::from_ref(identifier)).await?;
+                    let admitted = self
+                        .admitted(tx.as_mut(), actor, blueprint, condition, std::slice::from_ref(identifier))
+                        .await?;
                     if !admitted.contains(identifier) {
                         return Err(invalid_at(
                             "/entity",
@@ -155,7 +157,9 @@ impl Catalog {
         for picker in &valid.pickers {
             let found = tx.existing(&picker.blueprint, &picker.identifiers).await?;
             let admitted = match &picker.dataset {
-                Some(dataset) => self.admitted(tx.as_mut(), actor, &picker.blueprint, dataset, &picker.identifiers).await?,
+                Some(dataset) => {
+                    self.admitted(tx.as_mut(), actor, &picker.blueprint, dataset, &picker.identifiers).await?
+                }
                 None => found.clone(),
             };
             for identifier in &picker.identifiers {
@@ -330,7 +334,9 @@ impl Catalog {
             Err(RunTokenError::Invalid) => {
                 return Err(Error::new(ErrorCode::Unauthorized, "this token is not valid for this run"));
             }
-            Err(RunTokenError::Expired) => return Err(Error::new(ErrorCode::TokenExpired, "the run token has expired")),
+            Err(RunTokenError::Expired) => {
+                return Err(Error::new(ErrorCode::TokenExpired, "the run token has expired"));
+            }
             Err(RunTokenError::Superseded) => {
                 return Err(Error::new(
                     ErrorCode::LeaseLost,
@@ -640,10 +646,13 @@ impl Catalog {
                 return self.finish_dispatch(job, owner, &run_id, outcome, None).await;
             }
         };
-        let payload_view = masked.get("body").or_else(|| masked.get("payload")).or_else(|| masked.get("entity")).cloned();
+        let payload_view =
+            masked.get("body").or_else(|| masked.get("payload")).or_else(|| masked.get("entity")).cloned();
         let actor = Actor::new(format!("run:{}", run.id), Origin::Backend).for_run(run.id.clone());
         let outcome = match &action.action.invocation_method {
-            InvocationMethod::Webhook { method, synchronized, signing_secret, timeout_seconds, max_attempts, .. } => {
+            InvocationMethod::Webhook {
+                method, synchronized, signing_secret, timeout_seconds, max_attempts, ..
+            } => {
                 let secret = match self.store().read().await?.secret(signing_secret).await? {
                     Some(sealed) => self.engine().keys.open(signing_secret, &sealed)?,
                     None => String::new(),
@@ -675,15 +684,23 @@ impl Catalog {
                 let subject = rendered["subject"].as_str().unwrap_or_default().to_string();
                 let payload = serde_json::to_vec(&rendered["payload"]).unwrap_or_default();
                 match self.engine().publish_nats(&subject, &run.id, payload).await {
-                    Ok(ack) => Outcome::Progress(format!("published to '{subject}' ({ack}); waiting for the backend to report")),
+                    Ok(ack) => Outcome::Progress(format!(
+                        "published to '{subject}' ({ack}); waiting for the backend to report"
+                    )),
                     Err(attempt) => attempt_outcome(attempt, false, job.attempts, 5),
                 }
             }
             InvocationMethod::UpsertEntity { blueprint_identifier, merge, .. } => {
                 let mode = WriteMode::Create { upsert: true, merge: *merge };
-                match self.write_entity(&actor, blueprint_identifier, None, rendered["entity"].clone(), mode, None).await {
+                match self
+                    .write_entity(&actor, blueprint_identifier, None, rendered["entity"].clone(), mode, None)
+                    .await
+                {
                     Ok((entity, _)) => Outcome::Wrote {
-                        message: format!("wrote {blueprint_identifier} '{}' (version {})", entity.identifier, entity.version),
+                        message: format!(
+                            "wrote {blueprint_identifier} '{}' (version {})",
+                            entity.identifier, entity.version
+                        ),
                         link: format!(
                             "{}/api/v1/blueprints/{blueprint_identifier}/entities/{}",
                             self.engine().public_url(),
@@ -852,8 +869,14 @@ enum Outcome {
     Progress(String),
     End(RunStatus, String),
     /// A built-in backend wrote an entity: success, with a link to it.
-    Wrote { message: String, link: String },
-    Retry { message: String, delay_ms: i64 },
+    Wrote {
+        message: String,
+        link: String,
+    },
+    Retry {
+        message: String,
+        delay_ms: i64,
+    },
 }
 
 /// Exponential backoff from 1 s, doubling per attempt up to 5 minutes, with ±20 % jitter.
@@ -885,7 +908,10 @@ fn attempt_outcome(attempt: Attempt, synchronized: bool, attempts: i64, max_atte
 /// A built-in backend's error: a passing database outage is retried, anything else ends the run.
 fn error_outcome(err: Error, attempts: i64) -> Outcome {
     if matches!(err.code, ErrorCode::Unavailable | ErrorCode::Conflict) && attempts < 5 {
-        return Outcome::Retry { message: format!("attempt {attempts} failed: {}", err.message), delay_ms: backoff_ms(attempts - 1) };
+        return Outcome::Retry {
+            message: format!("attempt {attempts} failed: {}", err.message),
+            delay_ms: backoff_ms(attempts - 1),
+        };
     }
     let details: Vec<String> = err.details.iter().map(Value::to_string).collect();
     let reason = if details.is_empty() { err.message } else { format!("{} ({})", err.message, details.join("; ")) };

@@ -170,7 +170,11 @@ async fn actions_are_validated_whole_when_saved() {
     // A webhook must name a signing secret that exists.
     let unsigned = app.post("/api/v1/actions", webhook_action("a", "https://ci.example.com/x", json!({}))).await;
     assert_eq!(unsigned.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(unsigned.body["message"].as_str().unwrap_or_default().contains("no secret named 'hook'"), "{}", unsigned.body);
+    assert!(
+        unsigned.body["message"].as_str().unwrap_or_default().contains("no secret named 'hook'"),
+        "{}",
+        unsigned.body
+    );
     with_signing_secret(&app).await;
     create_action(&app, webhook_action("a", "https://ci.example.com/x", json!({}))).await;
     let again = app.post("/api/v1/actions", webhook_action("a", "https://ci.example.com/x", json!({}))).await;
@@ -304,10 +308,9 @@ async fn an_asynchronous_backend_reports_back_with_its_run_token() {
     let token = payload["run"]["token"].as_str().expect("run token").to_string();
     let url = format!("{}/api/v1/actions/runs/{id}", app.base);
 
-    let report = |token: &str, body: Value| {
-        app.client.patch(&url).bearer_auth(token).json(&body).send()
-    };
-    let anonymous = crate::read(app.client.patch(&url).json(&json!({"status": "SUCCESS"})).send().await.expect("sent")).await;
+    let report = |token: &str, body: Value| app.client.patch(&url).bearer_auth(token).json(&body).send();
+    let anonymous =
+        crate::read(app.client.patch(&url).json(&json!({"status": "SUCCESS"})).send().await.expect("sent")).await;
     assert_eq!(anonymous.error_code(), "unauthorized");
     let forged = crate::read(report(&token.replace('_', "-"), json!({"status": "SUCCESS"})).await.expect("sent")).await;
     assert_eq!(forged.error_code(), "unauthorized");
@@ -338,8 +341,11 @@ async fn an_asynchronous_backend_reports_back_with_its_run_token() {
     let bad_status = crate::read(report(&token, json!({"status": "DONE"})).await.expect("sent")).await;
     assert_eq!(bad_status.detail_paths(), ["/status"]);
     let finished = crate::read(
-        report(&token, json!({"status": "SUCCESS", "link": "https://ci.example.com/builds/7", "summary": "built",
-                              "externalRunId": "7", "statusLabel": "green"}))
+        report(
+            &token,
+            json!({"status": "SUCCESS", "link": "https://ci.example.com/builds/7", "summary": "built",
+                              "externalRunId": "7", "statusLabel": "green"}),
+        )
         .await
         .expect("sent"),
     )
@@ -385,7 +391,8 @@ async fn failing_webhooks_are_retried_with_one_id_and_end_with_a_reason() {
     let id = start_run(&app, "flaky", json!({})).await;
     let done = run_until(&app, &id, Duration::from_secs(10), ended).await;
     assert_eq!(done["run"]["status"], "SUCCESS", "{done}");
-    let ids: Vec<String> = flaky.deliveries().iter().map(|d| d.headers["webhook-id"].to_str().expect("id").into()).collect();
+    let ids: Vec<String> =
+        flaky.deliveries().iter().map(|d| d.headers["webhook-id"].to_str().expect("id").into()).collect();
     assert_eq!(ids.len(), 3);
     assert!(ids.iter().all(|i| *i == ids[0]), "one webhook-id on every attempt: {ids:?}");
     let lines = log_lines(&app, &id).await.join("\n");
@@ -417,8 +424,11 @@ async fn failing_webhooks_are_retried_with_one_id_and_end_with_a_reason() {
     assert_eq!(gone.deliveries().len(), 1, "a 404 is not retried");
 
     // A template that fails at run time fails the run, saying why.
-    create_action(&app, webhook_action("bad-template", &gone.url, json!({"body": {"n": "{{ .inputs.name | tonumber }}"}})))
-        .await;
+    create_action(
+        &app,
+        webhook_action("bad-template", &gone.url, json!({"body": {"n": "{{ .inputs.name | tonumber }}"}})),
+    )
+    .await;
     let id = start_run(&app, "bad-template", json!({"properties": {"name": "not a number"}})).await;
     let done = run_until(&app, &id, Duration::from_secs(5), ended).await;
     assert_eq!(done["run"]["status"], "FAILURE");
@@ -427,13 +437,15 @@ async fn failing_webhooks_are_retried_with_one_id_and_end_with_a_reason() {
 
 #[tokio::test]
 async fn webhooks_cannot_reach_private_addresses_unless_allowed() {
-    let app = spawn_app_full(ServerOptions::default(), Arc::new(portolan_server::services::SystemClock), test_engine())
-        .await;
+    let app =
+        spawn_app_full(ServerOptions::default(), Arc::new(portolan_server::services::SystemClock), test_engine()).await;
     app.with_service_blueprints().await;
     with_signing_secret(&app).await;
     let receiver = Receiver::start(vec![Answer(200, 0, vec![])]).await;
     let by_name = receiver.url.replace("127.0.0.1", "localhost");
-    for (name, url) in [("literal", receiver.url.clone()), ("named", by_name), ("metadata", "http://169.254.169.254/latest".into())] {
+    for (name, url) in
+        [("literal", receiver.url.clone()), ("named", by_name), ("metadata", "http://169.254.169.254/latest".into())]
+    {
         create_action(&app, webhook_action(name, &url, json!({"maxAttempts": 1}))).await;
         let id = start_run(&app, name, json!({})).await;
         let done = run_until(&app, &id, Duration::from_secs(5), ended).await;
@@ -473,7 +485,10 @@ async fn built_in_backends_change_the_catalog_and_link_what_they_did_to_the_run(
     let id = start_run(&app, "register", json!({"properties": {"name": "ledger", "language": "Go"}})).await;
     let done = run_until(&app, &id, Duration::from_secs(5), ended).await;
     assert_eq!(done["run"]["status"], "SUCCESS", "{done}");
-    assert_eq!(done["affectedEntities"], json!([{"blueprint": "service", "identifier": "ledger", "change": "created"}]));
+    assert_eq!(
+        done["affectedEntities"],
+        json!([{"blueprint": "service", "identifier": "ledger", "change": "created"}])
+    );
     let ledger = app.get("/api/v1/blueprints/service/entities/ledger").await;
     assert_eq!(ledger.body["entity"]["title"], "LEDGER");
     assert_eq!(ledger.body["entity"]["createdBy"], format!("run:{id}").as_str());
@@ -516,12 +531,7 @@ async fn automations_fire_on_entity_events_whose_condition_holds() {
         }),
     )
     .await;
-    let refused = app
-        .post(
-            "/api/v1/actions/on-go-service/runs",
-            json!({}),
-        )
-        .await;
+    let refused = app.post("/api/v1/actions/on-go-service/runs", json!({})).await;
     assert_eq!(refused.error_code(), "validation_failed", "automations are not run by hand");
     for (id, language) in [("a-go", "Go"), ("a-rust", "Rust")] {
         let body = json!({"identifier": id, "properties": {"language": language}, "relations": {"system": "shop"}});
@@ -576,7 +586,10 @@ async fn an_expired_timer_runs_its_teardown_automation_exactly_once() {
     let in_an_hour = portolan_model::format_millis(start + 3_600_000);
     for id in ["dev-1", "dev-2"] {
         let made = app
-            .post("/api/v1/blueprints/environment/entities", json!({"identifier": id, "properties": {"ttl": in_an_hour}}))
+            .post(
+                "/api/v1/blueprints/environment/entities",
+                json!({"identifier": id, "properties": {"ttl": in_an_hour}}),
+            )
             .await;
         assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
     }
@@ -622,7 +635,8 @@ async fn the_live_log_stream_replays_and_follows_a_run_to_its_end() {
     let client = app.client.clone();
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let _ = client.post(format!("{url}/logs")).bearer_auth(&token).json(&json!({"message": "step two"})).send().await;
+        let _ =
+            client.post(format!("{url}/logs")).bearer_auth(&token).json(&json!({"message": "step two"})).send().await;
         let _ = client.patch(&url).bearer_auth(&token).json(&json!({"status": "SUCCESS"})).send().await;
     });
     let mut seen = String::new();
@@ -633,7 +647,10 @@ async fn the_live_log_stream_replays_and_follows_a_run_to_its_end() {
     assert!(seen.contains("requested by anonymous"), "replays what was logged: {seen}");
     assert!(seen.contains("step two"), "follows new lines: {seen}");
     assert!(seen.contains("event: end") && seen.contains("SUCCESS"), "ends with the run: {seen}");
-    assert_eq!(app.call(Method::GET, "/api/v1/actions/runs/r_ghost/logs/stream", None).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.call(Method::GET, "/api/v1/actions/runs/r_ghost/logs/stream", None).await.status,
+        StatusCode::NOT_FOUND
+    );
 }
 
 /// NATS JetStream end to end, against the server `PORTOLAN_TEST_NATS_URL` names (CI sets it).

@@ -7,6 +7,7 @@ mod computed;
 mod entities;
 mod errors;
 mod ops;
+mod runners;
 mod scorecards;
 mod search;
 

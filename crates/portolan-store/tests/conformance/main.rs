@@ -1,6 +1,7 @@
 //! The store conformance suite: every case runs against SQLite, and against PostgreSQL when
 //! `PORTOLAN_TEST_DATABASE_URL` is set (then a connection failure fails the test).
 
+mod runs;
 mod search;
 mod suite;
 
@@ -32,6 +33,7 @@ pub async fn postgres_store() -> Option<Fresh> {
 }
 
 mod cases {
+    pub use crate::runs::*;
     pub use crate::search::{aggregates_agree_with_memory, search_agrees_with_the_in_memory_evaluator};
     pub use crate::suite::*;
 }
@@ -74,4 +76,7 @@ conformance!(
     an_expired_lease_hands_the_job_over,
     singleton_work_has_one_holder_and_is_handed_over,
     what_a_writer_read_cannot_be_deleted_under_it,
+    actions_and_runs_round_trip_and_filter,
+    runner_runs_are_leased_to_one_claimer,
+    secrets_tokens_and_settings_are_kept,
 );

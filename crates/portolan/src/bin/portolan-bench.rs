@@ -76,6 +76,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(args: &Args, base: &str) -> anyhow::Result<()> {
+    portolan_server::backends::install_crypto();
     let client = reqwest::Client::builder().pool_max_idle_per_host(1).build()?;
     let n = args.entities;
     let systems = (n / 50).max(1);

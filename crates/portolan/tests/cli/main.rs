@@ -1,6 +1,7 @@
 //! End-to-end tests of the `portolan` binary as a user runs it.
 
 mod postgres;
+mod runs;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -71,8 +72,14 @@ impl Drop for Server {
     }
 }
 
+/// An HTTP client (with the TLS crypto the workspace's reqwest needs installed first).
+pub fn http() -> reqwest::Client {
+    portolan_server::backends::install_crypto();
+    reqwest::Client::new()
+}
+
 pub async fn get_json(url: &str) -> (u16, serde_json::Value) {
-    let response = reqwest::get(url).await.expect("request");
+    let response = crate::http().get(url).send().await.expect("request");
     let status = response.status().as_u16();
     (status, response.json().await.unwrap_or_default())
 }
@@ -104,12 +111,8 @@ async fn config_file_sets_data_directory_and_body_limit_and_unknown_keys_fail() 
         .expect("write config");
     let server = Server::start(&[], dir.path());
     let big = serde_json::json!({"identifier": "big", "description": "x".repeat(3000)});
-    let response = reqwest::Client::new()
-        .post(format!("{}/api/v1/blueprints", server.base))
-        .json(&big)
-        .send()
-        .await
-        .expect("request");
+    let response =
+        crate::http().post(format!("{}/api/v1/blueprints", server.base)).json(&big).send().await.expect("request");
     assert_eq!(response.status().as_u16(), 413, "body_limit from the file applies");
     server.terminate();
     assert!(dir.path().join("from-file/portolan.db").exists());
@@ -129,7 +132,7 @@ async fn config_file_sets_data_directory_and_body_limit_and_unknown_keys_fail() 
 async fn jq_calculations_run_sandboxed_and_a_runaway_expression_costs_nothing_but_its_value() {
     let dir = tempfile::tempdir().expect("temp dir");
     let server = Server::start(&["--demo"], dir.path());
-    let client = reqwest::Client::new();
+    let client = crate::http();
     let blueprint = format!("{}/api/v1/blueprints/service", server.base);
     let bad = client
         .patch(&blueprint)

@@ -11,14 +11,14 @@ use tokio::sync::watch;
 use crate::{Server, get_json};
 
 /// A database of its own on the test server, dropped when the guard goes.
-struct TestDatabase {
+pub struct TestDatabase {
     admin_url: String,
     name: String,
-    url: String,
+    pub url: String,
 }
 
 impl TestDatabase {
-    async fn create() -> Option<TestDatabase> {
+    pub async fn create() -> Option<TestDatabase> {
         let admin_url = std::env::var("PORTOLAN_TEST_DATABASE_URL").ok()?;
         let name = format!("portolan_cli_{}", uuid::Uuid::new_v4().simple());
         let admin = sqlx::PgPool::connect(&admin_url).await.expect("PORTOLAN_TEST_DATABASE_URL is usable");
@@ -53,7 +53,7 @@ async fn two_replicas_share_one_database() {
     let dir = tempfile::tempdir().expect("temp dir");
     let a = Server::start(&["--database-url", &db.url, "--demo"], dir.path());
     let b = Server::start(&["--database-url", &db.url, "--demo"], dir.path());
-    let client = reqwest::Client::new();
+    let client = crate::http();
 
     let (status, body) = get_json(&format!("{}/readyz", b.base)).await;
     assert_eq!((status, body["database"].as_str()), (200, Some("postgres")));
@@ -174,7 +174,7 @@ async fn migrate_store_copies_a_sqlite_deployment_into_postgres() {
     let Some(db) = TestDatabase::create().await else { return };
     let dir = tempfile::tempdir().expect("temp dir");
     let sqlite = Server::start(&["--demo"], dir.path());
-    let client = reqwest::Client::new();
+    let client = crate::http();
     let patched = client
         .patch(format!("{}/api/v1/blueprints/service/entities/cart-service", sqlite.base))
         .json(&json!({"properties": {"replicas": 9}}))
@@ -182,6 +182,22 @@ async fn migrate_store_copies_a_sqlite_deployment_into_postgres() {
         .await
         .expect("request");
     assert_eq!(patched.status(), 200);
+    let secret = json!({"name": "deploy-key", "value": "k-8d1f"});
+    let stored = client.post(format!("{}/api/v1/secrets", sqlite.base)).json(&secret).send().await.expect("request");
+    assert_eq!(stored.status(), 201);
+    let started = client
+        .post(format!("{}/api/v1/actions/update_pod_count/runs", sqlite.base))
+        .json(&json!({"entity": "cart-service", "properties": {"replicas": 9}}))
+        .send()
+        .await
+        .expect("request");
+    let run: serde_json::Value = started.json().await.expect("JSON");
+    let run_id = run["run"]["id"].as_str().expect("run id").to_string();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while get_json(&format!("{}/api/v1/actions/runs/{run_id}", sqlite.base)).await.1["run"]["status"] != "SUCCESS" {
+        assert!(Instant::now() < deadline, "the demo run did not finish");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     sqlite.terminate();
 
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_portolan"))
@@ -191,7 +207,7 @@ async fn migrate_store_copies_a_sqlite_deployment_into_postgres() {
         .expect("runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
-    assert!(stdout.contains("8 blueprints, 2 scorecards and 17 entities"), "{stdout}");
+    assert!(stdout.contains("10 blueprints, 2 scorecards, 17 entities, 8 actions, 1 secrets and 1 runs"), "{stdout}");
 
     let again = std::process::Command::new(env!("CARGO_BIN_EXE_portolan"))
         .args(["migrate-store", "--from", "portolan-data", "--to", &db.url])
@@ -204,7 +220,7 @@ async fn migrate_store_copies_a_sqlite_deployment_into_postgres() {
     let (status, body) = get_json(&format!("{}/api/v1/blueprints/service/entities/cart-service", postgres.base)).await;
     assert_eq!(status, 200);
     assert_eq!(body["entity"]["properties"]["replicas"], 9);
-    assert_eq!(body["entity"]["version"], 2, "versions survive the copy");
+    assert_eq!(body["entity"]["version"], 3, "versions survive the copy");
     assert_eq!(
         body["entity"]["scorecards"]["production-readiness"]["level"], "Gold",
         "scorecard results survive the copy"
@@ -214,6 +230,12 @@ async fn migrate_store_copies_a_sqlite_deployment_into_postgres() {
     let refused =
         client.delete(format!("{}/api/v1/blueprints/system/entities/cart-system", postgres.base)).send().await;
     assert_eq!(refused.expect("request").status(), 409, "references survive the copy");
+    let (_, logs) = get_json(&format!("{}/api/v1/actions/runs/{run_id}/logs", postgres.base)).await;
+    assert!(logs.to_string().contains("scaling cart-service"), "runs and their logs survive the copy: {logs}");
+    let (_, runs) = get_json(&format!("{}/api/v1/blueprints/service/entities/cart-service/runs", postgres.base)).await;
+    assert_eq!(runs["runs"][0]["run"]["id"], run_id.as_str(), "what runs changed survives the copy");
+    let (_, secrets) = get_json(&format!("{}/api/v1/secrets", postgres.base)).await;
+    assert_eq!(secrets["secrets"][0]["name"], "deploy-key");
     postgres.terminate();
 }
 

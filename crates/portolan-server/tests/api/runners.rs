@@ -1,0 +1,158 @@
+//! The runner protocol over HTTP: tokens, labels, claims, heartbeats, lost leases.
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::{Reply, TestApp, read, spawn_app};
+
+async fn runner_token(app: &TestApp, name: &str, labels: &[&str]) -> String {
+    let created = app.post("/api/v1/runners/tokens", json!({"name": name, "labels": labels})).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let token = created.body["token"].as_str().expect("token shown once").to_string();
+    assert!(token.starts_with("plt_"));
+    token
+}
+
+async fn claim(app: &TestApp, token: &str, wait_seconds: u64) -> Reply {
+    let request = app
+        .client
+        .post(format!("{}/api/v1/runners/claim", app.base))
+        .bearer_auth(token)
+        .json(&json!({"waitSeconds": wait_seconds}));
+    read(request.send().await.expect("sent")).await
+}
+
+async fn with_bearer(app: &TestApp, method: reqwest::Method, path: &str, token: &str, body: Option<Value>) -> Reply {
+    let mut request = app.client.request(method, format!("{}{path}", app.base)).bearer_auth(token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    read(request.send().await.expect("sent")).await
+}
+
+async fn status_becomes(app: &TestApp, id: &str, status: &str) -> Value {
+    let started = Instant::now();
+    loop {
+        let run = app.get(&format!("/api/v1/actions/runs/{id}")).await.body["run"].clone();
+        if run["status"] == status {
+            return run;
+        }
+        assert!(started.elapsed() < Duration::from_secs(8), "run {id} did not become {status}: {run}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn runners_claim_by_label_and_a_lapsed_lease_hands_the_run_to_another_runner() {
+    let app = spawn_app().await;
+    let action = json!({
+        "identifier": "migrate",
+        "trigger": {"type": "self-service", "operation": "CREATE",
+                    "userInputs": {"properties": {"database": {"type": "string"}}}},
+        "invocationMethod": {"type": "RUNNER", "labels": ["db"], "command": ["migrate", "--apply"], "maxAttempts": 2,
+                             "payload": {"db": "{{ .inputs.database }}", "run": "{{ .run.id }}"}}
+    });
+    assert_eq!(app.post("/api/v1/actions", action).await.status, StatusCode::CREATED);
+    let first = runner_token(&app, "runner one", &["db", "linux"]).await;
+    let second = runner_token(&app, "runner two", &["db"]).await;
+    let elsewhere = runner_token(&app, "web runner", &["web"]).await;
+
+    let started = app.post("/api/v1/actions/migrate/runs", json!({"properties": {"database": "orders"}})).await;
+    let id = started.body["run"]["id"].as_str().expect("id").to_string();
+
+    assert_eq!(claim(&app, "plt_forged", 0).await.error_code(), "unauthorized");
+    assert_eq!(claim(&app, &elsewhere, 0).await.status, StatusCode::NO_CONTENT, "labels do not match");
+    let claimed = claim(&app, &first, 5).await;
+    assert_eq!(claimed.status, StatusCode::OK, "{}", claimed.body);
+    let claim_one = &claimed.body["claim"];
+    assert_eq!(claim_one["run"]["id"], id.as_str());
+    assert_eq!(claim_one["run"]["attempt"], 1);
+    assert_eq!(claim_one["command"], json!(["migrate", "--apply"]));
+    assert_eq!(claim_one["payload"], json!({"db": "orders", "run": id}));
+    let token_one = claim_one["runToken"].as_str().expect("run token").to_string();
+    assert_eq!(claim(&app, &second, 0).await.status, StatusCode::NO_CONTENT, "one run, one holder");
+    let heartbeat = format!("/api/v1/runners/runs/{id}/heartbeat");
+    assert_eq!(with_bearer(&app, reqwest::Method::POST, &heartbeat, &first, None).await.status, StatusCode::OK);
+    assert_eq!(with_bearer(&app, reqwest::Method::POST, &heartbeat, &second, None).await.error_code(), "lease_lost");
+
+    // Runner one stops heartbeating: the lease (1.5 s in tests) lapses and the run is queued again.
+    let requeued = status_becomes(&app, &id, "QUEUED").await;
+    assert_eq!(requeued["attempt"], 1);
+    let claimed = claim(&app, &second, 5).await;
+    assert_eq!(claimed.body["claim"]["run"]["attempt"], 2, "{}", claimed.body);
+    let token_two = claimed.body["claim"]["runToken"].as_str().expect("run token").to_string();
+
+    // Runner one comes back: its heartbeat and its reports are refused; runner two's count.
+    assert_eq!(with_bearer(&app, reqwest::Method::POST, &heartbeat, &first, None).await.error_code(), "lease_lost");
+    let run_path = format!("/api/v1/actions/runs/{id}");
+    let stale =
+        with_bearer(&app, reqwest::Method::PATCH, &run_path, &token_one, Some(json!({"status": "SUCCESS"}))).await;
+    assert_eq!(stale.error_code(), "lease_lost");
+    let logged = with_bearer(
+        &app,
+        reqwest::Method::POST,
+        &format!("{run_path}/logs"),
+        &token_two,
+        Some(json!({"lines": [{"message": "applied 3 migrations", "stream": "stdout"}]})),
+    )
+    .await;
+    assert_eq!(logged.status, StatusCode::CREATED, "{}", logged.body);
+    let done =
+        with_bearer(&app, reqwest::Method::PATCH, &run_path, &token_two, Some(json!({"status": "SUCCESS"}))).await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+    let logs = app.get(&format!("{run_path}/logs")).await.body.to_string();
+    assert!(logs.contains("stopped heartbeating") && logs.contains("runner two"), "{logs}");
+
+    // With no attempts left, a lapsed lease fails the run and says why.
+    let started = app.post("/api/v1/actions/migrate/runs", json!({"properties": {"database": "users"}})).await;
+    let id = started.body["run"]["id"].as_str().expect("id").to_string();
+    assert_eq!(claim(&app, &first, 5).await.status, StatusCode::OK);
+    status_becomes(&app, &id, "QUEUED").await;
+    assert_eq!(claim(&app, &first, 5).await.status, StatusCode::OK);
+    let failed = status_becomes(&app, &id, "FAILURE").await;
+    assert!(failed["reason"].as_str().unwrap_or_default().contains("no attempts left (2 of 2)"), "{failed}");
+
+    // A revoked token claims nothing.
+    let tokens = app.get("/api/v1/runners/tokens").await;
+    assert!(!tokens.body.to_string().contains(&first), "token values are never listed");
+    let first_id = tokens.body["runners"][0]["id"].as_str().expect("id").to_string();
+    assert_eq!(app.delete(&format!("/api/v1/runners/tokens/{first_id}")).await.status, StatusCode::OK);
+    assert_eq!(claim(&app, &first, 0).await.error_code(), "unauthorized");
+}
+
+#[tokio::test]
+async fn a_long_poll_claim_wakes_when_a_run_is_queued() {
+    let app = spawn_app().await;
+    let action = json!({
+        "identifier": "job",
+        "trigger": {"type": "self-service", "operation": "CREATE"},
+        "invocationMethod": {"type": "RUNNER", "labels": ["any"], "command": ["true"]}
+    });
+    assert_eq!(app.post("/api/v1/actions", action).await.status, StatusCode::CREATED);
+    let token = runner_token(&app, "poller", &["any"]).await;
+    let started = Instant::now();
+    let waiting = {
+        let app_base = app.base.clone();
+        let client = app.client.clone();
+        let token = token.clone();
+        tokio::spawn(async move {
+            let response = client
+                .post(format!("{app_base}/api/v1/runners/claim"))
+                .bearer_auth(token)
+                .json(&json!({"waitSeconds": 20}))
+                .send()
+                .await
+                .expect("sent");
+            (response.status(), Instant::now())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let queued_at = Instant::now();
+    assert_eq!(app.post("/api/v1/actions/job/runs", json!({})).await.status, StatusCode::ACCEPTED);
+    let (status, claimed_at) = waiting.await.expect("joined");
+    assert_eq!(status, StatusCode::OK);
+    assert!(claimed_at.duration_since(queued_at) < Duration::from_secs(2), "woken, not polled late");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}

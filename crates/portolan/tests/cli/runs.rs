@@ -1,0 +1,268 @@
+//! Runs through the real binaries: `portolan runner` processes that run commands and die, and a
+//! server killed with SIGKILL in the middle of deliveries.
+
+use std::collections::HashSet;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::Server;
+
+async fn send(method: reqwest::Method, url: &str, body: Value) -> (u16, Value) {
+    let response = crate::http().request(method, url).json(&body).send().await.expect("request");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or_default())
+}
+
+async fn post(url: &str, body: Value) -> (u16, Value) {
+    send(reqwest::Method::POST, url, body).await
+}
+
+struct RunnerProcess(Child);
+
+impl RunnerProcess {
+    fn start(base: &str, token: &str, labels: &str) -> RunnerProcess {
+        let child = Command::new(env!("CARGO_BIN_EXE_portolan"))
+            .args(["runner", "--server", base, "--labels", labels])
+            .env("PORTOLAN_RUNNER_TOKEN", token)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("runner starts");
+        RunnerProcess(child)
+    }
+
+    /// SIGKILL: the runner dies without a word, as a machine that loses power.
+    fn kill(mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for RunnerProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+    }
+}
+
+async fn run_until(base: &str, id: &str, within: Duration, check: impl Fn(&Value) -> bool) -> Value {
+    let started = Instant::now();
+    loop {
+        let (_, body) = crate::get_json(&format!("{base}/api/v1/actions/runs/{id}")).await;
+        if check(&body["run"]) {
+            return body["run"].clone();
+        }
+        assert!(started.elapsed() < within, "run {id} did not get there in {within:?}: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn ended(run: &Value) -> bool {
+    matches!(run["status"].as_str(), Some("SUCCESS" | "FAILURE" | "CANCELLED" | "TIMED_OUT" | "DECLINED"))
+}
+
+async fn runner_action(base: &str, identifier: &str, labels: &[&str], command: &[&str]) {
+    let action = json!({
+        "identifier": identifier,
+        "trigger": {"type": "self-service", "operation": "CREATE",
+                    "userInputs": {"properties": {"name": {"type": "string"}}}},
+        "invocationMethod": {"type": "RUNNER", "labels": labels, "command": command, "maxAttempts": 2,
+                             "payload": {"name": "{{ .inputs.name }}"}}
+    });
+    let (status, body) = post(&format!("{base}/api/v1/actions"), action).await;
+    assert_eq!(status, 201, "{body}");
+}
+
+async fn runner_token(base: &str, labels: &[&str]) -> String {
+    let (status, body) = post(&format!("{base}/api/v1/runners/tokens"), json!({"name": "e2e", "labels": labels})).await;
+    assert_eq!(status, 201, "{body}");
+    body["token"].as_str().expect("token").to_string()
+}
+
+async fn start_run(base: &str, action: &str, name: &str) -> String {
+    let (status, body) =
+        post(&format!("{base}/api/v1/actions/{action}/runs"), json!({"properties": {"name": name}})).await;
+    assert_eq!(status, 202, "{body}");
+    body["run"]["id"].as_str().expect("id").to_string()
+}
+
+#[tokio::test]
+async fn the_runner_runs_commands_streams_their_output_and_a_dead_runner_s_run_moves_on() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start(&["--data", ".", "--lease-ms", "1500"], dir.path());
+    let base = server.base.clone();
+    let script = "read -r payload; echo \"payload $payload\"; echo 'disk almost full' >&2; exit 3";
+    runner_action(&base, "fails", &["e2e"], &["sh", "-c", script]).await;
+    runner_action(&base, "works", &["e2e"], &["sh", "-c", "echo \"hello from $PORTOLAN_RUN_ID\""]).await;
+    let token = runner_token(&base, &["e2e", "slow"]).await;
+    let _runner = RunnerProcess::start(&base, &token, "e2e");
+
+    let failing = start_run(&base, "fails", "cart").await;
+    let working = start_run(&base, "works", "cart").await;
+    let failed = run_until(&base, &failing, Duration::from_secs(15), ended).await;
+    assert_eq!(failed["status"], "FAILURE", "{failed}");
+    assert_eq!(failed["statusLabel"], "exit code 3");
+    let (_, logs) = crate::get_json(&format!("{base}/api/v1/actions/runs/{failing}/logs")).await;
+    let lines: Vec<(String, String)> = logs["logs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|l| (l["stream"].as_str().unwrap_or_default().into(), l["message"].as_str().unwrap_or_default().into()))
+        .collect();
+    assert!(lines.contains(&("stdout".into(), "payload {\"name\":\"cart\"}".into())), "{lines:?}");
+    assert!(lines.contains(&("stderr".into(), "disk almost full".into())), "{lines:?}");
+    let worked = run_until(&base, &working, Duration::from_secs(15), ended).await;
+    assert_eq!(worked["status"], "SUCCESS", "{worked}");
+    let (_, logs) = crate::get_json(&format!("{base}/api/v1/actions/runs/{working}/logs")).await;
+    assert!(logs.to_string().contains(&format!("hello from {working}")), "{logs}");
+
+    // A runner dies mid-run: its lease lapses and another runner takes the run over.
+    runner_action(&base, "slow", &["slow"], &["sleep", "20"]).await;
+    let first = RunnerProcess::start(&base, &token, "slow");
+    let slow = start_run(&base, "slow", "x").await;
+    run_until(&base, &slow, Duration::from_secs(15), |r| r["status"] == "IN_PROGRESS").await;
+    first.kill();
+    let second = RunnerProcess::start(&base, &token, "slow");
+    let retaken = run_until(&base, &slow, Duration::from_secs(15), |r| r["attempt"] == 2).await;
+    assert_eq!(retaken["status"], "IN_PROGRESS", "{retaken}");
+    second.kill();
+    let failed = run_until(&base, &slow, Duration::from_secs(15), ended).await;
+    assert_eq!(failed["status"], "FAILURE");
+    assert!(failed["reason"].as_str().unwrap_or_default().contains("stopped heartbeating"), "{failed}");
+    server.kill();
+}
+
+/// A webhook receiver that takes 20 ms per delivery and remembers every `webhook-id`.
+pub async fn slow_receiver() -> (String, Arc<Mutex<Vec<String>>>) {
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let recorded = Arc::clone(&seen);
+    let handler = move |headers: axum::http::HeaderMap| {
+        let recorded = Arc::clone(&recorded);
+        async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let id = headers.get("webhook-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+            recorded.lock().expect("lock").push(id);
+            "ok"
+        }
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}/hook", listener.local_addr().expect("address"));
+    tokio::spawn(async move { axum::serve(listener, axum::Router::new().fallback(handler)).await });
+    (url, seen)
+}
+
+#[tokio::test]
+async fn every_accepted_run_survives_a_sigkill_of_the_server() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let args = ["--data", ".", "--lease-ms", "1000", "--webhook-allow-private", "true"];
+    let server = Server::start(&args, dir.path());
+    let base = server.base.clone();
+    let (receiver, seen) = slow_receiver().await;
+    let secret = json!({"name": "hook", "value": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"});
+    assert_eq!(post(&format!("{base}/api/v1/secrets"), secret).await.0, 201);
+    let action = json!({
+        "identifier": "notify",
+        "trigger": {"type": "self-service", "operation": "CREATE"},
+        "invocationMethod": {"type": "WEBHOOK", "url": receiver, "signingSecret": "hook", "synchronized": true}
+    });
+    assert_eq!(post(&format!("{base}/api/v1/actions"), action).await.0, 201);
+
+    // Runs are requested from four clients at once; the server is killed while they go on.
+    let accepted: Arc<Mutex<Vec<String>>> = Arc::default();
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let (base, accepted) = (base.clone(), Arc::clone(&accepted));
+        clients.push(tokio::spawn(async move {
+            let client = crate::http();
+            for _ in 0..200 {
+                let sent = client.post(format!("{base}/api/v1/actions/notify/runs")).json(&json!({})).send().await;
+                let Ok(response) = sent else { return };
+                if response.status().as_u16() == 202
+                    && let Ok(body) = response.json::<Value>().await
+                {
+                    accepted.lock().expect("lock").push(body["run"]["id"].as_str().unwrap_or_default().to_string());
+                }
+            }
+        }));
+    }
+    let started = Instant::now();
+    while seen.lock().expect("lock").len() < 20 {
+        assert!(started.elapsed() < Duration::from_secs(20), "deliveries did not start");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    server.kill();
+    for client in clients {
+        let _ = client.await;
+    }
+    let accepted: Vec<String> = accepted.lock().expect("lock").clone();
+    let delivered_before: usize = seen.lock().expect("lock").len();
+    eprintln!("accepted {} runs; {delivered_before} deliveries before the kill", accepted.len());
+    assert!(accepted.len() > delivered_before / 2, "runs were still being accepted at the kill");
+
+    let server = Server::start(&args, dir.path());
+    let base = server.base.clone();
+    let started = Instant::now();
+    loop {
+        let (_, active) = crate::get_json(&format!("{base}/api/v1/actions/runs?active=true&limit=1")).await;
+        if active["runs"].as_array().is_some_and(Vec::is_empty) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "runs still active a minute after the restart: {active}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let delivered: HashSet<String> = seen.lock().expect("lock").iter().cloned().collect();
+    for id in &accepted {
+        let (status, body) = crate::get_json(&format!("{base}/api/v1/actions/runs/{id}")).await;
+        assert_eq!(status, 200, "accepted run {id} was lost");
+        assert_eq!(body["run"]["status"], "SUCCESS", "{body}");
+        assert!(delivered.contains(&format!("msg_{id}")), "run {id} ended without its delivery");
+    }
+    server.kill();
+}
+
+#[tokio::test]
+async fn replicas_over_postgres_share_deliveries_runner_claims_and_the_key() {
+    let Some(db) = crate::postgres::TestDatabase::create().await else { return };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let args = ["--database-url", &db.url, "--lease-ms", "1500", "--webhook-allow-private", "true"];
+    let a = Server::start(&args, dir.path());
+    let b = Server::start(&args, dir.path());
+    let (receiver, seen) = slow_receiver().await;
+    // The secret is sealed by replica A and opened by whichever replica delivers.
+    let secret = json!({"name": "hook", "value": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"});
+    assert_eq!(post(&format!("{}/api/v1/secrets", a.base), secret).await.0, 201);
+    let action = json!({
+        "identifier": "notify",
+        "trigger": {"type": "self-service", "operation": "CREATE"},
+        "invocationMethod": {"type": "WEBHOOK", "url": receiver, "signingSecret": "hook", "synchronized": true}
+    });
+    assert_eq!(post(&format!("{}/api/v1/actions", b.base), action).await.0, 201);
+    let mut ids = Vec::new();
+    for i in 0..40 {
+        let base = if i % 2 == 0 { &a.base } else { &b.base };
+        let (status, body) = post(&format!("{base}/api/v1/actions/notify/runs"), json!({})).await;
+        assert_eq!(status, 202, "{body}");
+        ids.push(body["run"]["id"].as_str().expect("id").to_string());
+    }
+    for id in &ids {
+        let run = run_until(&a.base, id, Duration::from_secs(20), ended).await;
+        assert_eq!(run["status"], "SUCCESS", "{run}");
+    }
+    let seen = seen.lock().expect("lock").clone();
+    for id in &ids {
+        let deliveries = seen.iter().filter(|s| **s == format!("msg_{id}")).count();
+        assert_eq!(deliveries, 1, "run {id} was delivered {deliveries} times");
+    }
+
+    // A runner polling replica B takes a run queued on replica A.
+    runner_action(&a.base, "job", &["pg"], &["sh", "-c", "echo claimed across replicas"]).await;
+    let token = runner_token(&a.base, &["pg"]).await;
+    let _runner = RunnerProcess::start(&b.base, &token, "pg");
+    let id = start_run(&a.base, "job", "x").await;
+    let run = run_until(&a.base, &id, Duration::from_secs(20), ended).await;
+    assert_eq!(run["status"], "SUCCESS", "{run}");
+    a.kill();
+    b.kill();
+}
