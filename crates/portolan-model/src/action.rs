@@ -496,6 +496,9 @@ impl Action {
         if let Err(more) = self.render_program() {
             errors.0.extend(more.0);
         }
+        for (key, template) in self.templates().as_object().into_iter().flatten() {
+            template::check(template, &format!("/invocationMethod/{}", self.template_field(key)), &mut errors);
+        }
         errors.into_result(())
     }
 

@@ -19,8 +19,11 @@ fn check_length(code: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Checks that an expression parses and compiles.
-pub fn check(code: &str) -> Result<(), String> {
+/// A compiled expression, to run on many inputs.
+pub struct Program(jaq_core::Filter<data::JustLut<Val>>);
+
+/// Parses and compiles an expression (with the whole standard library: the costly part).
+pub fn compile(code: &str) -> Result<Program, String> {
     check_length(code)?;
     let loader = Loader::new(jaq_core::defs().chain(jaq_std::defs()).chain(jaq_json::defs()));
     let arena = Arena::default();
@@ -29,29 +32,33 @@ pub fn check(code: &str) -> Result<(), String> {
     Compiler::<_, data::JustLut<Val>>::default()
         .with_funs(jaq_core::funs().chain(jaq_std::funs()).chain(jaq_json::funs()))
         .compile(modules)
-        .map(|_| ())
+        .map(Program)
         .map_err(|errors| format!("does not compile: {errors:?}"))
+}
+
+/// Checks that an expression parses and compiles.
+pub fn check(code: &str) -> Result<(), String> {
+    compile(code).map(|_| ())
+}
+
+impl Program {
+    /// Runs the program on `input`; at most `max_outputs` outputs are taken.
+    pub fn run(&self, input: &Value, max_outputs: usize) -> Result<Vec<Value>, String> {
+        let input: Val = serde_json::from_value(input.clone()).map_err(|e| e.to_string())?;
+        let ctx = Ctx::<data::JustLut<Val>>::new(&self.0.lut, Vars::new([]));
+        let mut outputs = Vec::new();
+        for output in self.0.id.run((ctx, input)).map(unwrap_valr).take(max_outputs) {
+            let value = output.map_err(|e| format!("failed: {e}"))?;
+            outputs
+                .push(serde_json::from_str(&value.to_string()).map_err(|e| format!("gave an unreadable value: {e}"))?);
+        }
+        Ok(outputs)
+    }
 }
 
 /// Runs an expression on `input`; at most `max_outputs` outputs are taken.
 pub fn eval(code: &str, input: &Value, max_outputs: usize) -> Result<Vec<Value>, String> {
-    check_length(code)?;
-    let loader = Loader::new(jaq_core::defs().chain(jaq_std::defs()).chain(jaq_json::defs()));
-    let arena = Arena::default();
-    let modules =
-        loader.load(&arena, File { code, path: () }).map_err(|errors| format!("does not parse: {errors:?}"))?;
-    let filter = Compiler::<_, data::JustLut<Val>>::default()
-        .with_funs(jaq_core::funs().chain(jaq_std::funs()).chain(jaq_json::funs()))
-        .compile(modules)
-        .map_err(|errors| format!("does not compile: {errors:?}"))?;
-    let input: Val = serde_json::from_value(input.clone()).map_err(|e| e.to_string())?;
-    let ctx = Ctx::<data::JustLut<Val>>::new(&filter.lut, Vars::new([]));
-    let mut outputs = Vec::new();
-    for output in filter.id.run((ctx, input)).map(unwrap_valr).take(max_outputs) {
-        let value = output.map_err(|e| format!("failed: {e}"))?;
-        outputs.push(serde_json::from_str(&value.to_string()).map_err(|e| format!("gave an unreadable value: {e}"))?);
-    }
-    Ok(outputs)
+    compile(code)?.run(input, max_outputs)
 }
 
 #[cfg(test)]

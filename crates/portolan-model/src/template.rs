@@ -12,7 +12,8 @@ use serde_json::Value;
 use crate::error::FieldErrors;
 
 /// Turns a template into the jq program that renders it; errors name the JSON pointer (under
-/// `path`) of the string that is not a valid template.
+/// `path`) of the string that is not a valid template. The expressions are not compiled here
+/// (see [`check`]): rendering needs no second look at what was checked when the action was saved.
 pub fn to_jq(template: &Value, path: &str, errors: &mut FieldErrors) -> String {
     match template {
         Value::String(s) => string_to_jq(s, path, errors),
@@ -48,13 +49,6 @@ fn string_to_jq(s: &str, path: &str, errors: &mut FieldErrors) -> String {
             return "null".into();
         }
     };
-    for piece in &pieces {
-        if let Piece::Expression(code) = piece
-            && let Err(message) = crate::jq::check(code)
-        {
-            errors.push(path, format!("the expression {{{{ {code} }}}} {message}"));
-        }
-    }
     match pieces.as_slice() {
         [] => "\"\"".into(),
         [Piece::Expression(code)] => first(code),
@@ -77,6 +71,30 @@ fn string_to_jq(s: &str, path: &str, errors: &mut FieldErrors) -> String {
             out.push('"');
             out
         }
+    }
+}
+
+/// Checks that every expression of a template compiles; errors name the string's JSON pointer.
+pub fn check(template: &Value, path: &str, errors: &mut FieldErrors) {
+    match template {
+        Value::String(s) => {
+            for piece in split(s).unwrap_or_default() {
+                if let Piece::Expression(code) = piece
+                    && let Err(message) = crate::jq::check(&code)
+                {
+                    errors.push(path, format!("the expression {{{{ {code} }}}} {message}"));
+                }
+            }
+        }
+        Value::Array(items) => {
+            items.iter().enumerate().for_each(|(i, item)| check(item, &format!("{path}/{i}"), errors))
+        }
+        Value::Object(map) => {
+            for (key, item) in map {
+                check(item, &format!("{path}/{}", crate::error::pointer_token(key)), errors);
+            }
+        }
+        _ => {}
     }
 }
 
@@ -137,6 +155,16 @@ fn walk_strings(value: &Value, visit: &mut impl FnMut(&str)) {
     }
 }
 
+/// `text` with every occurrence of each secret value replaced by `********`.
+pub fn mask_text(text: &str, secrets: &[String]) -> String {
+    let mut value = Value::String(text.to_string());
+    mask(&mut value, secrets);
+    match value {
+        Value::String(masked) => masked,
+        _ => String::new(),
+    }
+}
+
 /// Replaces every occurrence of each secret value in `value`'s strings with `********`.
 pub fn mask(value: &mut Value, secrets: &[String]) {
     match value {
@@ -160,6 +188,7 @@ mod tests {
 
     fn render(template: Value, input: Value) -> Value {
         let mut errors = FieldErrors::default();
+        check(&template, "", &mut errors);
         let program = to_jq(&template, "", &mut errors);
         assert!(errors.is_empty(), "{errors:?}");
         crate::jq::eval(&program, &input, 1).expect("renders").remove(0)
@@ -194,9 +223,12 @@ mod tests {
     #[test]
     fn broken_templates_are_named_by_pointer() {
         let mut errors = FieldErrors::default();
-        to_jq(&json!({"a": {"b/c": "{{ .x "}, "d": ["{{ .y | }}"], "e": "{{ }}"}), "/body", &mut errors);
-        let paths: Vec<&str> = errors.0.iter().map(|e| e.path.as_str()).collect();
-        assert_eq!(paths, ["/body/a/b~1c", "/body/d/0", "/body/e"]);
+        let template = json!({"a": {"b/c": "{{ .x "}, "d": ["{{ .y | }}"], "e": "{{ }}"});
+        to_jq(&template, "/body", &mut errors);
+        check(&template, "/body", &mut errors);
+        let mut paths: Vec<&str> = errors.0.iter().map(|e| e.path.as_str()).collect();
+        paths.sort();
+        assert_eq!(paths, ["/body/a/b~1c", "/body/d/0", "/body/e"], "bad braces, then bad jq");
     }
 
     #[test]

@@ -98,16 +98,42 @@ impl JqSandbox {
     }
 }
 
-/// The child's side: answers one request per line on stdin, until stdin closes.
+/// Compiled programs a child keeps; the same few templates and calculations run over and over.
+const PROGRAM_CACHE: usize = 256;
+
+/// The child's side: answers one request per line on stdin, until stdin closes. It exits when its
+/// parent goes (a server killed with SIGKILL must not leave a runaway expression spinning).
 pub fn serve_sandbox() -> std::io::Result<()> {
     use std::io::{BufRead, Write};
+    let parent = std::os::unix::process::parent_id();
+    std::thread::spawn(move || {
+        loop {
+            std::thread::sleep(Duration::from_millis(200));
+            if std::os::unix::process::parent_id() != parent {
+                std::process::exit(1);
+            }
+        }
+    });
     let stdin = std::io::stdin();
     let mut stdout = std::io::stdout().lock();
+    let mut cache: std::collections::HashMap<String, portolan_model::jq::Program> = std::collections::HashMap::new();
     for line in stdin.lock().lines() {
         let request: Value = serde_json::from_str(&line?).unwrap_or(Value::Null);
         let code = request["code"].as_str().unwrap_or_default();
         let max = request["max"].as_u64().unwrap_or(1) as usize;
-        let answer = match portolan_model::jq::eval(code, &request["input"], max) {
+        if !cache.contains_key(code) {
+            if cache.len() >= PROGRAM_CACHE {
+                cache.clear();
+            }
+            if let Ok(program) = portolan_model::jq::compile(code) {
+                cache.insert(code.to_string(), program);
+            }
+        }
+        let outcome = match cache.get(code) {
+            Some(program) => program.run(&request["input"], max),
+            None => portolan_model::jq::compile(code).and_then(|p| p.run(&request["input"], max)),
+        };
+        let answer = match outcome {
             Ok(outputs) => json!({"ok": outputs}),
             Err(error) => json!({"error": error}),
         };

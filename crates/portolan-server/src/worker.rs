@@ -8,13 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use portolan_store::Job;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::error::{Error, ErrorCode, Result};
 use crate::services::catalog::Catalog;
 use crate::services::computed::RECOMPUTE;
-use crate::services::runs::{AUTOMATION, DISPATCH};
+use crate::services::runs::{AUTOMATION, DISPATCH, Delivery};
 
 /// How long a claimed job is ours, by default, before another replica may take it.
 pub const DEFAULT_LEASE_MS: i64 = 30_000;
@@ -23,6 +23,8 @@ const POLL: Duration = Duration::from_millis(100);
 const BATCH: u32 = 32;
 /// Most deliveries and automations in flight at once.
 const CONCURRENCY: usize = 64;
+/// Most deliveries recorded in one transaction.
+const RECORD_BATCH: usize = 128;
 /// How long a stopping worker waits for jobs in flight.
 const DRAIN: Duration = Duration::from_secs(10);
 
@@ -51,6 +53,8 @@ impl Worker {
 async fn run(catalog: Catalog, owner: String, lease_ms: i64, mut stopped: watch::Receiver<bool>) {
     let wake = catalog.work_signal();
     let slots = Arc::new(Semaphore::new(CONCURRENCY));
+    let (delivered, deliveries) = mpsc::channel::<(Job, Delivery)>(CONCURRENCY * 2);
+    let recorder = tokio::spawn(record(catalog.clone(), owner.clone(), deliveries));
     loop {
         if *stopped.borrow() {
             break;
@@ -90,10 +94,17 @@ async fn run(catalog: Catalog, owner: String, lease_ms: i64, mut stopped: watch:
         }
         for job in others {
             let Ok(slot) = Arc::clone(&slots).acquire_owned().await else { break };
-            let (catalog, owner) = (catalog.clone(), owner.clone());
+            let (catalog, owner, delivered) = (catalog.clone(), owner.clone(), delivered.clone());
             tokio::spawn(async move {
                 let done = match job.kind.as_str() {
-                    DISPATCH => catalog.dispatch(&job, &owner).await,
+                    DISPATCH => match catalog.dispatch(&job).await {
+                        Ok(delivery) => {
+                            // The recorder outlives every sender; if it is gone, the lease hands the job on.
+                            let _ = delivered.send((job.clone(), delivery)).await;
+                            Ok(())
+                        }
+                        Err(err) => Err(err),
+                    },
                     AUTOMATION => catalog.run_automation(&job, &owner).await,
                     kind => Err(Error::new(ErrorCode::Internal, format!("no handler for job kind '{kind}'"))),
                 };
@@ -104,8 +115,28 @@ async fn run(catalog: Catalog, owner: String, lease_ms: i64, mut stopped: watch:
             });
         }
     }
-    // Let the jobs in flight finish (their leases would hand them over anyway).
+    // Let the jobs in flight finish (their leases would hand them over anyway), then their records.
     let _ = tokio::time::timeout(DRAIN, slots.acquire_many(CONCURRENCY as u32)).await;
+    drop(delivered);
+    let _ = recorder.await;
+}
+
+/// Writes deliveries as they come, many to a transaction when many come at once.
+async fn record(catalog: Catalog, owner: String, mut deliveries: mpsc::Receiver<(Job, Delivery)>) {
+    while let Some(first) = deliveries.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < RECORD_BATCH {
+            match deliveries.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        if let Err(err) = catalog.record_deliveries(&owner, &batch).await {
+            for (job, _) in &batch {
+                give_back(&catalog, job, &owner, &err).await;
+            }
+        }
+    }
 }
 
 /// Releases a failed job, to be retried after a delay that grows with its attempts.

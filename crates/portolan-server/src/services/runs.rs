@@ -499,7 +499,7 @@ impl Catalog {
             run.transition(RunStatus::InProgress, now).map_err(|m| Error::new(ErrorCode::Internal, m))?;
             let run_token = self.engine().keys.run_token(&run.id, run.attempt, run.created_at + RUN_TOKEN_TTL_MS);
             match self.render(tx.as_mut(), &action.action, &run, &run_token).await {
-                Ok((rendered, masked)) => {
+                Ok(Rendered { full: rendered, masked, .. }) => {
                     run.payload = masked.get("payload").cloned();
                     tx.lease_run(&run.id, &runner.id, now + lease_ms, false).await?;
                     let message = format!("claimed by runner '{}' (attempt {})", runner.name, run.attempt);
@@ -569,15 +569,15 @@ impl Catalog {
 
     // ---- rendering ----
 
-    /// Renders an action's templates for a run: the full result (secrets included) and a copy
-    /// with secret values masked.
+    /// Renders an action's templates for a run: the full result (secrets included), a copy with
+    /// secret values masked, and the secrets. Errors are masked too.
     async fn render(
         &self,
         tx: &mut dyn Tx,
         action: &Action,
         run: &Run,
         run_token: &str,
-    ) -> std::result::Result<(Value, Value), String> {
+    ) -> std::result::Result<Rendered, String> {
         let secrets = self.secret_values(tx, &action.secret_names()).await.map_err(|e| e.message)?;
         let entity = match (&run.blueprint, &run.entity) {
             (Some(blueprint), Some(identifier)) => {
@@ -605,12 +605,12 @@ impl Catalog {
             "secrets": secrets,
         });
         let program = action.render_program().map_err(|e| e.to_string())?;
-        let rendered = self.eval_one(&program, &context).await?;
-        let mut masked = rendered.clone();
-        let mut hidden: Vec<String> = secrets.into_values().collect();
+        let mut hidden: Vec<String> = secrets.values().cloned().collect();
         hidden.push(run_token.to_string());
+        let full = self.eval_one(&program, &context).await.map_err(|e| template::mask_text(&e, &hidden))?;
+        let mut masked = full.clone();
         template::mask(&mut masked, &hidden);
-        Ok((rendered, masked))
+        Ok(Rendered { full, masked, secrets, hidden })
     }
 
     async fn eval_one(&self, program: &str, input: &Value) -> std::result::Result<Value, String> {
@@ -620,8 +620,9 @@ impl Catalog {
 
     // ---- the worker's side ----
 
-    /// Delivers a run to its backend (a `dispatch` job) and records how it went.
-    pub async fn dispatch(&self, job: &Job, owner: &str) -> Result<()> {
+    /// Delivers a run to its backend (a `dispatch` job) and says how it went; the worker records
+    /// deliveries in batches with [`Catalog::record_deliveries`].
+    pub async fn dispatch(&self, job: &Job) -> Result<Delivery> {
         let run_id = job.payload["run"].as_str().unwrap_or_default().to_string();
         let mut tx = self.store().read().await?;
         let run = tx.run(&run_id, false).await?;
@@ -631,19 +632,19 @@ impl Catalog {
         };
         let (Some(run), Some(action)) = (run, action) else {
             let outcome = Outcome::End(RunStatus::Failure, "the action was deleted".into());
-            return self.finish_dispatch(job, owner, &run_id, outcome, None).await;
+            return Ok(Delivery { run_id, outcome, payload_view: None });
         };
         if run.status.is_terminal() {
-            return self.finish_dispatch(job, owner, &run_id, Outcome::Keep, None).await;
+            return Ok(Delivery { run_id, outcome: Outcome::Keep, payload_view: None });
         }
         let token = self.engine().keys.run_token(&run.id, 1, run.created_at + RUN_TOKEN_TTL_MS);
         let rendered = self.render(tx.as_mut(), &action.action, &run, &token).await;
         drop(tx);
-        let (rendered, masked) = match rendered {
-            Ok(pair) => pair,
+        let Rendered { full: rendered, masked, secrets, hidden } = match rendered {
+            Ok(rendered) => rendered,
             Err(reason) => {
                 let outcome = Outcome::End(RunStatus::Failure, format!("the payload template failed: {reason}"));
-                return self.finish_dispatch(job, owner, &run_id, outcome, None).await;
+                return Ok(Delivery { run_id, outcome, payload_view: None });
             }
         };
         let payload_view =
@@ -653,10 +654,7 @@ impl Catalog {
             InvocationMethod::Webhook {
                 method, synchronized, signing_secret, timeout_seconds, max_attempts, ..
             } => {
-                let secret = match self.store().read().await?.secret(signing_secret).await? {
-                    Some(sealed) => self.engine().keys.open(signing_secret, &sealed)?,
-                    None => String::new(),
-                };
+                let secret = secrets.get(signing_secret).cloned().unwrap_or_default();
                 let headers = rendered["headers"]
                     .as_object()
                     .into_iter()
@@ -722,7 +720,8 @@ impl Catalog {
             }
             InvocationMethod::Runner { .. } => Outcome::Keep,
         };
-        self.finish_dispatch(job, owner, &run_id, outcome, payload_view).await
+        // What a backend answered, or an error, may quote a secret; the run's record never does.
+        Ok(Delivery { run_id, outcome: outcome.masked(&hidden), payload_view })
     }
 
     async fn run_deleted(&self, run_id: &str, identifier: &str) -> Result<bool> {
@@ -730,28 +729,30 @@ impl Catalog {
         Ok(affected.iter().any(|(e, change)| e.identifier == identifier && change == affected::DELETED))
     }
 
-    /// Records a delivery's outcome on the run and completes (or, to retry, releases) the job, in
-    /// one transaction: a crash before it commits repeats the delivery with the same `webhook-id`.
-    async fn finish_dispatch(
-        &self,
-        job: &Job,
-        owner: &str,
-        run_id: &str,
-        outcome: Outcome,
-        payload_view: Option<Value>,
-    ) -> Result<()> {
+    /// Records deliveries' outcomes on their runs and completes (or, to retry, releases) their
+    /// jobs, all in one transaction (one commit for many deliveries). A crash before it commits
+    /// repeats the deliveries with the same `webhook-id`s. A job whose lease was lost meanwhile is
+    /// left to the worker that holds it now.
+    pub async fn record_deliveries(&self, owner: &str, deliveries: &[(Job, Delivery)]) -> Result<()> {
         let mut tx = self.store().write().await?;
         let now = self.now();
-        if let Some(before) = tx.run(run_id, true).await? {
+        for (job, delivery) in deliveries {
+            let Delivery { run_id, outcome, payload_view } = delivery;
+            match outcome {
+                Outcome::Retry { delay_ms, .. } => tx.release_job(job.id, owner, now + delay_ms).await?,
+                _ if !tx.complete_job(job.id, owner).await? => continue,
+                _ => {}
+            }
+            let Some(before) = tx.run(run_id, true).await? else { continue };
             let mut run = before.clone();
             if run.attempt == 0 {
                 run.attempt = 1;
-                run.payload = payload_view;
+                run.payload = payload_view.clone();
             }
             let mut logs = Vec::new();
             // A run cancelled or reported on meanwhile keeps its status; the outcome is only logged.
             let open = !run.status.is_terminal();
-            match &outcome {
+            match outcome {
                 Outcome::Keep => {}
                 Outcome::Progress(message) => {
                     if open && run.status != RunStatus::InProgress {
@@ -780,17 +781,12 @@ impl Catalog {
                 }
                 Outcome::Retry { message, delay_ms } => {
                     logs.push(log(now, format!("{message}; retrying in {delay_ms} ms")));
-                    tx.release_job(job.id, owner, now + delay_ms).await?;
                 }
             }
             if run != before || !logs.is_empty() {
                 run.updated_at = now;
                 self.record_run(tx.as_mut(), Some(&before), &run, logs).await?;
             }
-        }
-        if !matches!(outcome, Outcome::Retry { .. }) && !tx.complete_job(job.id, owner).await? {
-            // Another worker took the job over (our lease ran out); it records the outcome.
-            return Ok(());
         }
         tx.commit().await?;
         Ok(())
@@ -860,6 +856,14 @@ impl Catalog {
     }
 }
 
+/// One delivery of a run to its backend, and what it means for the run.
+#[derive(Debug)]
+pub struct Delivery {
+    run_id: String,
+    outcome: Outcome,
+    payload_view: Option<Value>,
+}
+
 /// What a delivery attempt means for the run.
 #[derive(Debug)]
 enum Outcome {
@@ -877,6 +881,30 @@ enum Outcome {
         message: String,
         delay_ms: i64,
     },
+}
+
+impl Outcome {
+    fn masked(self, hidden: &[String]) -> Outcome {
+        let mask = |text: String| template::mask_text(&text, hidden);
+        match self {
+            Outcome::Keep => Outcome::Keep,
+            Outcome::Progress(message) => Outcome::Progress(mask(message)),
+            Outcome::End(status, message) => Outcome::End(status, mask(message)),
+            Outcome::Wrote { message, link } => Outcome::Wrote { message: mask(message), link: mask(link) },
+            Outcome::Retry { message, delay_ms } => Outcome::Retry { message: mask(message), delay_ms },
+        }
+    }
+}
+
+/// A rendered invocation.
+struct Rendered {
+    /// With the secrets: only for the backend.
+    full: Value,
+    /// With secret values (and the run token) replaced by `********`: what the run shows.
+    masked: Value,
+    secrets: std::collections::BTreeMap<String, String>,
+    /// The values to mask anywhere the run is recorded.
+    hidden: Vec<String>,
 }
 
 /// Exponential backoff from 1 s, doubling per attempt up to 5 minutes, with ±20 % jitter.

@@ -291,6 +291,18 @@ async fn a_synchronous_webhook_is_signed_and_its_answer_is_the_result() {
     assert!(!everything.contains("tok-3f9a2c"), "a secret leaked: {everything}");
     assert_eq!(done["run"]["payload"]["token"], "********");
     assert_eq!(app.get("/api/v1/secrets").await.body["secrets"][1]["name"], "hook");
+
+    // An error that quotes a secret is recorded with the secret masked.
+    create_action(
+        &app,
+        webhook_action("leaky", &receiver.url, json!({"body": {"n": "{{ .secrets.API_TOKEN | tonumber }}"}})),
+    )
+    .await;
+    let id = start_run(&app, "leaky", json!({})).await;
+    let failed = run_until(&app, &id, Duration::from_secs(5), ended).await;
+    assert_eq!(failed["run"]["status"], "FAILURE");
+    let record = format!("{failed}{}", app.get(&format!("/api/v1/actions/runs/{id}/logs")).await.body);
+    assert!(!record.contains("tok-3f9a2c") && record.contains("********"), "{record}");
 }
 
 #[tokio::test]
@@ -422,6 +434,21 @@ async fn failing_webhooks_are_retried_with_one_id_and_end_with_a_reason() {
     let done = run_until(&app, &id, Duration::from_secs(5), ended).await;
     assert!(done["run"]["reason"].as_str().unwrap_or_default().contains("answered 404"), "{done}");
     assert_eq!(gone.deliveries().len(), 1, "a 404 is not retried");
+
+    // An answer that is not HTTP at all is a failed attempt like any other.
+    let garbage = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let garbage_url = format!("http://{}/", garbage.local_addr().expect("address"));
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = garbage.accept().await {
+            use tokio::io::AsyncWriteExt;
+            let _ = socket.write_all(b"\x00\x01 this is not HTTP\r\n\r\n").await;
+        }
+    });
+    create_action(&app, webhook_action("garbage", &garbage_url, json!({"maxAttempts": 1}))).await;
+    let id = start_run(&app, "garbage", json!({})).await;
+    let done = run_until(&app, &id, Duration::from_secs(5), ended).await;
+    assert_eq!(done["run"]["status"], "FAILURE");
+    assert!(done["run"]["reason"].as_str().unwrap_or_default().contains("cannot reach the webhook"), "{done}");
 
     // A template that fails at run time fails the run, saying why.
     create_action(
@@ -612,6 +639,42 @@ async fn an_expired_timer_runs_its_teardown_automation_exactly_once() {
     assert_eq!(runs.len(), 1, "{runs:?}");
     assert_eq!(runs[0]["status"], "SUCCESS");
     assert_eq!(runs[0]["entity"], "dev-1");
+
+    // A run token outlives its run by a week at most.
+    let runner = json!({
+        "identifier": "long",
+        "trigger": {"type": "self-service", "operation": "CREATE"},
+        "invocationMethod": {"type": "RUNNER", "labels": ["x"], "command": ["true"]}
+    });
+    create_action(&app, runner).await;
+    let token = app.post("/api/v1/runners/tokens", json!({"name": "r", "labels": ["x"]})).await.body["token"]
+        .as_str()
+        .expect("token")
+        .to_string();
+    let id = start_run(&app, "long", json!({})).await;
+    let claimed = crate::read(
+        app.client
+            .post(format!("{}/api/v1/runners/claim", app.base))
+            .bearer_auth(&token)
+            .json(&json!({"waitSeconds": 2}))
+            .send()
+            .await
+            .expect("sent"),
+    )
+    .await;
+    let run_token = claimed.body["claim"]["runToken"].as_str().expect("run token").to_string();
+    clock.0.store(start + 3_600_001 + 8 * 86_400_000, Ordering::SeqCst);
+    let late = crate::read(
+        app.client
+            .patch(format!("{}/api/v1/actions/runs/{id}", app.base))
+            .bearer_auth(&run_token)
+            .json(&json!({"status": "SUCCESS"}))
+            .send()
+            .await
+            .expect("sent"),
+    )
+    .await;
+    assert_eq!(late.error_code(), "token_expired");
 }
 
 #[tokio::test]
