@@ -38,6 +38,8 @@ pub struct Catalog {
     sandbox: Option<Arc<JqSandbox>>,
     /// Keys, HTTP client and connections that actions use.
     engine: Arc<Engine>,
+    /// The group-commit writer of new runs, started on first use.
+    run_writer: Arc<std::sync::OnceLock<tokio::sync::mpsc::Sender<runs::NewRun>>>,
 }
 
 /// How an entity write treats an entity that already exists.
@@ -74,7 +76,12 @@ struct Pending {
 
 impl Catalog {
     pub fn new(store: Arc<dyn Store>, clock: SharedClock, engine: Arc<Engine>) -> Self {
-        Self { store, clock, work: Arc::new(tokio::sync::Notify::new()), sandbox: None, engine }
+        let run_writer = Arc::default();
+        Self { store, clock, work: Arc::new(tokio::sync::Notify::new()), sandbox: None, engine, run_writer }
+    }
+
+    pub(crate) fn run_writer(&self) -> &std::sync::OnceLock<tokio::sync::mpsc::Sender<runs::NewRun>> {
+        &self.run_writer
     }
 
     pub fn engine(&self) -> &Engine {

@@ -197,11 +197,24 @@ impl Catalog {
             updated_at: now,
             ended_at: None,
         };
-        let mut tx = self.store().write().await?;
-        self.start_run(tx.as_mut(), &action, &run).await?;
-        tx.commit().await?;
-        self.wake_for(&run);
+        let (done, written) = tokio::sync::oneshot::channel();
+        let writer = self.new_runs().clone();
+        writer
+            .send(NewRun { action, run: run.clone(), done })
+            .await
+            .map_err(|_| Error::new(ErrorCode::Unavailable, "the server is stopping"))?;
+        written.await.map_err(|_| Error::new(ErrorCode::Unavailable, "the server is stopping"))??;
         Ok(run)
+    }
+
+    /// Where new runs go to be written: one task writes the runs requested meanwhile in one
+    /// transaction (group commit), and answers each request when that transaction commits.
+    fn new_runs(&self) -> &tokio::sync::mpsc::Sender<NewRun> {
+        self.run_writer().get_or_init(|| {
+            let (sender, requests) = tokio::sync::mpsc::channel(NEW_RUN_BATCH * 2);
+            tokio::spawn(write_new_runs(self.clone(), requests));
+            sender
+        })
     }
 
     /// Stores a new run and what gets it going: a dispatch job, or (for runners) nothing, as
@@ -853,6 +866,43 @@ impl Catalog {
             self.wake_for(&run);
         }
         Ok(())
+    }
+}
+
+/// Most new runs written in one transaction.
+const NEW_RUN_BATCH: usize = 128;
+
+/// A run to store, and who waits for it to be stored.
+pub struct NewRun {
+    action: Action,
+    run: Run,
+    done: tokio::sync::oneshot::Sender<Result<()>>,
+}
+
+async fn write_new_runs(catalog: Catalog, mut requests: tokio::sync::mpsc::Receiver<NewRun>) {
+    while let Some(first) = requests.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < NEW_RUN_BATCH {
+            match requests.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let written = async {
+            let mut tx = catalog.store().write().await?;
+            for new in &batch {
+                catalog.start_run(tx.as_mut(), &new.action, &new.run).await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        }
+        .await;
+        for new in batch {
+            if written.is_ok() {
+                catalog.wake_for(&new.run);
+            }
+            let _ = new.done.send(written.clone());
+        }
     }
 }
 

@@ -1,6 +1,6 @@
 //! The actions benchmark: starts a Portolan server on a fresh data directory and a webhook
 //! receiver, then measures
-//! 1. trigger → webhook delivered latency at a steady 100 runs/s (p50/p99);
+//! 1. trigger → webhook delivered latency at a steady rate (`--rate`, 100 runs/s by default);
 //! 2. runs/s sustained for `--seconds` by concurrent clients, and the latency meanwhile;
 //! 3. trigger → runner claimed latency, with a runner waiting in a long-poll.
 //!
@@ -26,6 +26,9 @@ struct Args {
     /// Runs in the latency phases.
     #[arg(long, default_value_t = 1_000)]
     samples: usize,
+    /// Runs per second in the steady latency phase.
+    #[arg(long, default_value_t = 100)]
+    rate: u64,
     /// Benchmark PostgreSQL instead: the URL of an empty database.
     #[arg(long)]
     database_url: Option<String>,
@@ -156,16 +159,22 @@ async fn run(args: &Args, base: &str, clock: Arc<Mutex<Clock>>) -> anyhow::Resul
     });
     post(&client, &format!("{base}/api/v1/actions"), action).await?;
 
-    // 1. Latency at a steady 100 runs/s.
-    let mut ids = Vec::with_capacity(args.samples);
-    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    // 1. Latency at a steady rate: one trigger per tick, each on its own task.
+    let mut sent = Vec::with_capacity(args.samples);
+    let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / args.rate.max(1)));
     for _ in 0..args.samples {
         tick.tick().await;
-        ids.push(trigger(&client, base, "notify", &clock).await?);
+        let (client, base, clock) = (client.clone(), base.to_string(), Arc::clone(&clock));
+        sent.push(tokio::spawn(async move { trigger(&client, &base, "notify", &clock).await }));
+    }
+    let mut ids = Vec::with_capacity(args.samples);
+    for task in sent {
+        ids.push(task.await??);
     }
     let steady = latencies(&ids, &clock).await;
     println!(
-        "trigger -> webhook delivered at 100 runs/s: {} runs, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        "trigger -> webhook delivered at {} runs/s: {} runs, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        args.rate,
         steady.len(),
         pct(&steady, 0.50),
         pct(&steady, 0.99),
