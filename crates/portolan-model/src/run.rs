@@ -139,6 +139,40 @@ pub struct Run {
 }
 
 impl Run {
+    /// A new run of `action`, queued at the trigger's time.
+    pub fn queued(
+        id: String,
+        action: &crate::action::Action,
+        entity: Option<String>,
+        inputs: Map<String, Value>,
+        trigger: RunTrigger,
+        depth: u32,
+    ) -> Run {
+        let at = trigger.at;
+        Run {
+            id,
+            action: action.identifier.clone(),
+            action_title: action.title.clone(),
+            blueprint: action.blueprint().map(str::to_string),
+            entity,
+            status: RunStatus::Queued,
+            status_label: None,
+            links: Vec::new(),
+            summary: None,
+            external_run_id: None,
+            reason: None,
+            inputs,
+            backend: action.backend(),
+            trigger,
+            payload: None,
+            attempt: 0,
+            depth,
+            created_at: at,
+            updated_at: at,
+            ended_at: None,
+        }
+    }
+
     /// Moves the run to `next` at `now`; refuses a change the status rules forbid.
     pub fn transition(&mut self, next: RunStatus, now: Millis) -> Result<(), String> {
         if !self.status.may_become(next) {

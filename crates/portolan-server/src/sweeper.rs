@@ -18,7 +18,7 @@ use crate::error::Result;
 use crate::services::all_blueprints;
 use crate::services::catalog::Catalog;
 use crate::services::computed::recompute_jobs;
-use crate::services::runs::{entity_document, queue_automations};
+use crate::services::runs::{EventSubject, automations, entity_document, queue_automations};
 
 /// The singleton's name.
 pub const TIMER_SWEEPER: &str = "timer-sweeper";
@@ -120,6 +120,7 @@ pub async fn sweep(catalog: &Catalog, owner: &str, lease_ms: i64) -> Result<usiz
     let records: Vec<_> =
         expired.iter().map(|(e, p, at)| (e.blueprint.clone(), e.identifier.clone(), p.clone(), *at)).collect();
     let fresh = tx.record_expiries(&records).await?;
+    let automations = automations(tx.as_mut()).await?;
     let mut announced = Vec::new();
     for ((entity, property, at), is_new) in expired.into_iter().zip(fresh) {
         if is_new {
@@ -141,9 +142,13 @@ pub async fn sweep(catalog: &Catalog, owner: &str, lease_ms: i64) -> Result<usiz
                     "diff": {"before": entity_document(&entity), "after": entity_document(&entity)}
                 })
             };
-            let (blueprint, name) = (entity.blueprint.as_str(), Some(property.as_str()));
-            queue_automations(tx.as_mut(), EventKind::TimerPropertyExpired, Some(blueprint), name, None, 1, now, event)
-                .await?;
+            let on = EventSubject {
+                kind: EventKind::TimerPropertyExpired,
+                blueprint: Some(&entity.blueprint),
+                property: Some(&property),
+                action: None,
+            };
+            queue_automations(tx.as_mut(), &automations, on, 1, now, event).await?;
             announced.push(entity.entity_ref());
         }
     }

@@ -383,11 +383,13 @@ impl Catalog {
         }
         let writes: Vec<EntityWrite> = written.iter().map(|(_, w, _)| w.clone()).collect();
         tx.put_entities(&writes).await?;
-        for ((_, write, outcome), before) in written.iter().zip(&befores) {
+        for (_, write, outcome) in &written {
             let kind = if *outcome == Outcome::Created { "entity.created" } else { "entity.updated" };
             tx.publish(&change(kind, &write.entity.entity_ref(), Some(write.entity.version))).await?;
-            runs::queue_entity_automations(tx, actor, now, before.as_ref(), Some(&write.entity)).await?;
         }
+        let changes: Vec<_> =
+            befores.iter().zip(&written).map(|(b, (_, w, _))| (b.as_ref(), Some(&w.entity))).collect();
+        runs::queue_entity_automations(tx, actor, now, &changes).await?;
         if let Some(run) = &actor.run {
             let changes: Vec<_> = written
                 .iter()
@@ -561,12 +563,13 @@ impl Catalog {
             follow_up.extend(computed::dependents(tx.as_mut(), &blueprints, before.as_ref(), None).await?);
             befores.push(before);
         }
-        for (target, before) in to_delete.iter().zip(&befores) {
+        for target in &to_delete {
             tx.delete_entity(&target.blueprint, &target.identifier).await?;
             tx.publish(&change("entity.deleted", target, None)).await?;
-            runs::queue_entity_automations(tx.as_mut(), actor, now, before.as_ref(), None).await?;
             follow_up.remove(target);
         }
+        let changes: Vec<_> = befores.iter().map(|b| (b.as_ref(), None)).collect();
+        runs::queue_entity_automations(tx.as_mut(), actor, now, &changes).await?;
         if let Some(run) = &actor.run {
             let changes: Vec<_> = to_delete.iter().map(|t| (t.clone(), affected::DELETED)).collect();
             tx.link_run_entities(run, &changes, now).await?;

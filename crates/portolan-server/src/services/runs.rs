@@ -89,6 +89,10 @@ pub fn run_cursor(seq: i64) -> String {
     seq.to_string()
 }
 
+fn new_run_id() -> String {
+    format!("r_{}", uuid::Uuid::new_v4().simple())
+}
+
 fn invalid_at(path: &str, message: impl Into<String>) -> Error {
     Error::invalid(FieldErrors(vec![FieldError::new(path, message)]))
 }
@@ -174,29 +178,9 @@ impl Catalog {
             return Err(Error::invalid(errors));
         }
         drop(tx);
-        let now = self.now();
-        let run = Run {
-            id: format!("r_{}", uuid::Uuid::new_v4().simple()),
-            action: action.identifier.clone(),
-            action_title: action.title.clone(),
-            blueprint: action.blueprint().map(str::to_string),
-            entity: entity.map(|e| e.identifier),
-            status: RunStatus::Queued,
-            status_label: None,
-            links: Vec::new(),
-            summary: None,
-            external_run_id: None,
-            reason: None,
-            inputs: valid.values,
-            backend: action.backend(),
-            trigger: RunTrigger { by: actor.id.clone(), origin: actor.origin.as_str().into(), at: now, event: None },
-            payload: None,
-            attempt: 0,
-            depth: 0,
-            created_at: now,
-            updated_at: now,
-            ended_at: None,
-        };
+        let trigger =
+            RunTrigger { by: actor.id.clone(), origin: actor.origin.as_str().into(), at: self.now(), event: None };
+        let run = Run::queued(new_run_id(), &action, entity.map(|e| e.identifier), valid.values, trigger, 0);
         let (done, written) = tokio::sync::oneshot::channel();
         let writer = self.new_runs().clone();
         writer
@@ -276,7 +260,9 @@ impl Catalog {
                     "diff": {"before": before, "after": run}
                 })
             };
-            queue_automations(tx, kind, None, None, Some(&run.action), run.depth + 1, self.now(), event).await?;
+            let automations = automations(tx).await?;
+            let on = EventSubject { kind, blueprint: None, property: None, action: Some(&run.action) };
+            queue_automations(tx, &automations, on, run.depth + 1, self.now(), event).await?;
         }
         Ok(())
     }
@@ -823,38 +809,17 @@ impl Catalog {
         let mut started = None;
         if let (true, Some(record)) = (fire, &action) {
             let action = &record.action;
-            let now = self.now();
             let entity = event["diff"]["after"]["identifier"]
                 .as_str()
                 .or_else(|| event["diff"]["before"]["identifier"].as_str())
                 .filter(|_| event["type"] != "RUN_CREATED" && event["type"] != "RUN_UPDATED");
-            let run = Run {
-                id: format!("r_{}", uuid::Uuid::new_v4().simple()),
-                action: action.identifier.clone(),
-                action_title: action.title.clone(),
-                blueprint: action.blueprint().map(str::to_string),
-                entity: entity.map(str::to_string),
-                status: RunStatus::Queued,
-                status_label: None,
-                links: Vec::new(),
-                summary: None,
-                external_run_id: None,
-                reason: None,
-                inputs: Map::new(),
-                backend: action.backend(),
-                trigger: RunTrigger {
-                    by: format!("automation:{}", action.identifier),
-                    origin: Origin::Automation.as_str().into(),
-                    at: now,
-                    event: Some(event.clone()),
-                },
-                payload: None,
-                attempt: 0,
-                depth,
-                created_at: now,
-                updated_at: now,
-                ended_at: None,
+            let trigger = RunTrigger {
+                by: format!("automation:{}", action.identifier),
+                origin: Origin::Automation.as_str().into(),
+                at: self.now(),
+                event: Some(event.clone()),
             };
+            let run = Run::queued(new_run_id(), action, entity.map(str::to_string), Map::new(), trigger, depth);
             self.start_run(tx.as_mut(), action, &run).await?;
             started = Some(run);
         }
@@ -1001,32 +966,43 @@ pub(crate) fn entity_document(entity: &Entity) -> Value {
     serde_json::to_value(entity).unwrap_or(Value::Null)
 }
 
+/// The automations (actions triggered by events), loaded once per transaction that may fire them.
+pub(crate) async fn automations(tx: &mut dyn Tx) -> Result<Vec<Action>> {
+    let all = tx.actions().await?;
+    Ok(all.into_iter().map(|r| r.action).filter(|a| matches!(a.trigger, Trigger::Automation { .. })).collect())
+}
+
+/// What an event is about, for matching automations' event filters.
+pub(crate) struct EventSubject<'a> {
+    pub kind: EventKind,
+    pub blueprint: Option<&'a str>,
+    pub property: Option<&'a str>,
+    pub action: Option<&'a str>,
+}
+
 /// Queues an `automation` job for every automation listening for this event.
-#[allow(clippy::too_many_arguments)]
 pub(crate) async fn queue_automations(
     tx: &mut dyn Tx,
-    kind: EventKind,
-    blueprint: Option<&str>,
-    property: Option<&str>,
-    action: Option<&str>,
+    automations: &[Action],
+    subject: EventSubject<'_>,
     depth: u32,
     now: Millis,
     event: impl FnOnce() -> Value,
 ) -> Result<()> {
-    let listening: Vec<String> = tx
-        .actions()
-        .await?
-        .into_iter()
-        .filter(|r| match &r.action.trigger {
+    let listening: Vec<&str> = automations
+        .iter()
+        .filter(|a| match &a.trigger {
             Trigger::Automation { event, .. } => {
-                event.kind == kind
-                    && (event.blueprint_identifier.is_none() || event.blueprint_identifier.as_deref() == blueprint)
-                    && (event.property_identifier.is_none() || event.property_identifier.as_deref() == property)
-                    && (event.action_identifier.is_none() || event.action_identifier.as_deref() == action)
+                let matches =
+                    |wanted: &Option<String>, given: Option<&str>| wanted.is_none() || wanted.as_deref() == given;
+                event.kind == subject.kind
+                    && matches(&event.blueprint_identifier, subject.blueprint)
+                    && matches(&event.property_identifier, subject.property)
+                    && matches(&event.action_identifier, subject.action)
             }
             Trigger::SelfService { .. } => false,
         })
-        .map(|r| r.action.identifier)
+        .map(|a| a.identifier.as_str())
         .collect();
     if listening.is_empty() {
         return Ok(());
@@ -1045,27 +1021,34 @@ pub(crate) async fn queue_automations(
     Ok(())
 }
 
-/// The automations an entity change triggers.
+/// The automations entity changes (before, after) trigger.
 pub(crate) async fn queue_entity_automations(
     tx: &mut dyn Tx,
     actor: &Actor,
     now: Millis,
-    before: Option<&Entity>,
-    after: Option<&Entity>,
+    changes: &[(Option<&Entity>, Option<&Entity>)],
 ) -> Result<()> {
-    let (kind, subject) = match (before, after) {
-        (None, Some(after)) => (EventKind::EntityCreated, after),
-        (Some(_), Some(after)) => (EventKind::EntityUpdated, after),
-        (Some(before), None) => (EventKind::EntityDeleted, before),
-        (None, None) => return Ok(()),
-    };
-    let event = || {
-        json!({
-            "type": kind,
-            "blueprint": subject.blueprint,
-            "trigger": {"by": actor.id, "origin": actor.origin.as_str(), "at": portolan_model::format_millis(now)},
-            "diff": {"before": before.map(entity_document), "after": after.map(entity_document)}
-        })
-    };
-    queue_automations(tx, kind, Some(&subject.blueprint), None, None, 1, now, event).await
+    let automations = automations(tx).await?;
+    if automations.is_empty() {
+        return Ok(());
+    }
+    for (before, after) in changes.iter().copied() {
+        let (kind, subject) = match (before, after) {
+            (None, Some(after)) => (EventKind::EntityCreated, after),
+            (Some(_), Some(after)) => (EventKind::EntityUpdated, after),
+            (Some(before), None) => (EventKind::EntityDeleted, before),
+            (None, None) => continue,
+        };
+        let event = || {
+            json!({
+                "type": kind,
+                "blueprint": subject.blueprint,
+                "trigger": {"by": actor.id, "origin": actor.origin.as_str(), "at": portolan_model::format_millis(now)},
+                "diff": {"before": before.map(entity_document), "after": after.map(entity_document)}
+            })
+        };
+        let on = EventSubject { kind, blueprint: Some(&subject.blueprint), property: None, action: None };
+        queue_automations(tx, &automations, on, 1, now, event).await?;
+    }
+    Ok(())
 }

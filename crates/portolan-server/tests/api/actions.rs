@@ -318,55 +318,31 @@ async fn an_asynchronous_backend_reports_back_with_its_run_token() {
     assert_eq!(payload["run"]["id"], id.as_str());
     assert_eq!(payload["run"]["url"], format!("{}/api/v1/actions/runs/{id}", app.base).as_str());
     let token = payload["run"]["token"].as_str().expect("run token").to_string();
-    let url = format!("{}/api/v1/actions/runs/{id}", app.base);
+    let path = format!("/api/v1/actions/runs/{id}");
+    let patch = reqwest::Method::PATCH;
 
-    let report = |token: &str, body: Value| app.client.patch(&url).bearer_auth(token).json(&body).send();
-    let anonymous =
-        crate::read(app.client.patch(&url).json(&json!({"status": "SUCCESS"})).send().await.expect("sent")).await;
+    let anonymous = app.patch(&path, json!({"status": "SUCCESS"})).await;
     assert_eq!(anonymous.error_code(), "unauthorized");
-    let forged = crate::read(report(&token.replace('_', "-"), json!({"status": "SUCCESS"})).await.expect("sent")).await;
+    let forged = app.call_as(patch.clone(), &path, &token.replace('_', "-"), Some(json!({"status": "SUCCESS"}))).await;
     assert_eq!(forged.error_code(), "unauthorized");
     let other = start_run(&app, "build", json!({"properties": {"name": "y"}})).await;
-    let wrong_run = crate::read(
-        app.client
-            .patch(format!("{}/api/v1/actions/runs/{other}", app.base))
-            .bearer_auth(&token)
-            .json(&json!({"status": "SUCCESS"}))
-            .send()
-            .await
-            .expect("sent"),
-    )
-    .await;
+    let other_path = format!("/api/v1/actions/runs/{other}");
+    let wrong_run = app.call_as(patch.clone(), &other_path, &token, Some(json!({"status": "SUCCESS"}))).await;
     assert_eq!(wrong_run.error_code(), "unauthorized", "a token is for one run only");
 
-    let logs = crate::read(
-        app.client
-            .post(format!("{url}/logs"))
-            .bearer_auth(&token)
-            .json(&json!({"lines": [{"message": "compiling", "stream": "stdout"}, {"message": "linking"}]}))
-            .send()
-            .await
-            .expect("sent"),
-    )
-    .await;
+    let lines = json!({"lines": [{"message": "compiling", "stream": "stdout"}, {"message": "linking"}]});
+    let logs = app.call_as(Method::POST, &format!("{path}/logs"), &token, Some(lines)).await;
     assert_eq!(logs.status, StatusCode::CREATED, "{}", logs.body);
-    let bad_status = crate::read(report(&token, json!({"status": "DONE"})).await.expect("sent")).await;
+    let bad_status = app.call_as(patch.clone(), &path, &token, Some(json!({"status": "DONE"}))).await;
     assert_eq!(bad_status.detail_paths(), ["/status"]);
-    let finished = crate::read(
-        report(
-            &token,
-            json!({"status": "SUCCESS", "link": "https://ci.example.com/builds/7", "summary": "built",
-                              "externalRunId": "7", "statusLabel": "green"}),
-        )
-        .await
-        .expect("sent"),
-    )
-    .await;
+    let report = json!({"status": "SUCCESS", "link": "https://ci.example.com/builds/7", "summary": "built",
+                        "externalRunId": "7", "statusLabel": "green"});
+    let finished = app.call_as(patch.clone(), &path, &token, Some(report)).await;
     assert_eq!(finished.status, StatusCode::OK, "{}", finished.body);
     assert_eq!(finished.body["run"]["status"], "SUCCESS");
     assert_eq!(finished.body["run"]["links"], json!(["https://ci.example.com/builds/7"]));
     assert!(finished.body["run"]["endedAt"].is_string());
-    let after_end = crate::read(report(&token, json!({"status": "FAILURE"})).await.expect("sent")).await;
+    let after_end = app.call_as(patch, &path, &token, Some(json!({"status": "FAILURE"}))).await;
     assert_eq!(after_end.error_code(), "run_finished");
     assert_eq!(app.get(&format!("/api/v1/actions/runs/{id}")).await.body["run"]["status"], "SUCCESS", "final");
     let lines = log_lines(&app, &id).await;
@@ -652,28 +628,11 @@ async fn an_expired_timer_runs_its_teardown_automation_exactly_once() {
         .expect("token")
         .to_string();
     let id = start_run(&app, "long", json!({})).await;
-    let claimed = crate::read(
-        app.client
-            .post(format!("{}/api/v1/runners/claim", app.base))
-            .bearer_auth(&token)
-            .json(&json!({"waitSeconds": 2}))
-            .send()
-            .await
-            .expect("sent"),
-    )
-    .await;
+    let claimed = app.call_as(Method::POST, "/api/v1/runners/claim", &token, Some(json!({"waitSeconds": 2}))).await;
     let run_token = claimed.body["claim"]["runToken"].as_str().expect("run token").to_string();
     clock.0.store(start + 3_600_001 + 8 * 86_400_000, Ordering::SeqCst);
-    let late = crate::read(
-        app.client
-            .patch(format!("{}/api/v1/actions/runs/{id}", app.base))
-            .bearer_auth(&run_token)
-            .json(&json!({"status": "SUCCESS"}))
-            .send()
-            .await
-            .expect("sent"),
-    )
-    .await;
+    let path = format!("/api/v1/actions/runs/{id}");
+    let late = app.call_as(reqwest::Method::PATCH, &path, &run_token, Some(json!({"status": "SUCCESS"}))).await;
     assert_eq!(late.error_code(), "token_expired");
 }
 

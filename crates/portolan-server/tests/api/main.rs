@@ -110,6 +110,15 @@ impl TestApp {
         read(request.send().await.expect("request sent")).await
     }
 
+    /// A request with `Authorization: Bearer token`.
+    pub async fn call_as(&self, method: Method, path: &str, token: &str, body: Option<Value>) -> Reply {
+        let mut request = self.client.request(method, format!("{}{path}", self.base)).bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        read(request.send().await.expect("request sent")).await
+    }
+
     pub async fn get(&self, path: &str) -> Reply {
         self.call(Method::GET, path, None).await
     }

@@ -24,14 +24,6 @@ async fn claim(app: &TestApp, token: &str, wait_seconds: u64) -> Reply {
     read(request.send().await.expect("sent")).await
 }
 
-async fn with_bearer(app: &TestApp, method: reqwest::Method, path: &str, token: &str, body: Option<Value>) -> Reply {
-    let mut request = app.client.request(method, format!("{}{path}", app.base)).bearer_auth(token);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    read(request.send().await.expect("sent")).await
-}
-
 async fn status_becomes(app: &TestApp, id: &str, status: &str) -> Value {
     let started = Instant::now();
     loop {
@@ -74,8 +66,8 @@ async fn runners_claim_by_label_and_a_lapsed_lease_hands_the_run_to_another_runn
     let token_one = claim_one["runToken"].as_str().expect("run token").to_string();
     assert_eq!(claim(&app, &second, 0).await.status, StatusCode::NO_CONTENT, "one run, one holder");
     let heartbeat = format!("/api/v1/runners/runs/{id}/heartbeat");
-    assert_eq!(with_bearer(&app, reqwest::Method::POST, &heartbeat, &first, None).await.status, StatusCode::OK);
-    assert_eq!(with_bearer(&app, reqwest::Method::POST, &heartbeat, &second, None).await.error_code(), "lease_lost");
+    assert_eq!(app.call_as(reqwest::Method::POST, &heartbeat, &first, None).await.status, StatusCode::OK);
+    assert_eq!(app.call_as(reqwest::Method::POST, &heartbeat, &second, None).await.error_code(), "lease_lost");
 
     // Runner one stops heartbeating: the lease (1.5 s in tests) lapses and the run is queued again.
     let requeued = status_becomes(&app, &id, "QUEUED").await;
@@ -85,22 +77,14 @@ async fn runners_claim_by_label_and_a_lapsed_lease_hands_the_run_to_another_runn
     let token_two = claimed.body["claim"]["runToken"].as_str().expect("run token").to_string();
 
     // Runner one comes back: its heartbeat and its reports are refused; runner two's count.
-    assert_eq!(with_bearer(&app, reqwest::Method::POST, &heartbeat, &first, None).await.error_code(), "lease_lost");
+    assert_eq!(app.call_as(reqwest::Method::POST, &heartbeat, &first, None).await.error_code(), "lease_lost");
     let run_path = format!("/api/v1/actions/runs/{id}");
-    let stale =
-        with_bearer(&app, reqwest::Method::PATCH, &run_path, &token_one, Some(json!({"status": "SUCCESS"}))).await;
+    let stale = app.call_as(reqwest::Method::PATCH, &run_path, &token_one, Some(json!({"status": "SUCCESS"}))).await;
     assert_eq!(stale.error_code(), "lease_lost");
-    let logged = with_bearer(
-        &app,
-        reqwest::Method::POST,
-        &format!("{run_path}/logs"),
-        &token_two,
-        Some(json!({"lines": [{"message": "applied 3 migrations", "stream": "stdout"}]})),
-    )
-    .await;
+    let lines = json!({"lines": [{"message": "applied 3 migrations", "stream": "stdout"}]});
+    let logged = app.call_as(reqwest::Method::POST, &format!("{run_path}/logs"), &token_two, Some(lines)).await;
     assert_eq!(logged.status, StatusCode::CREATED, "{}", logged.body);
-    let done =
-        with_bearer(&app, reqwest::Method::PATCH, &run_path, &token_two, Some(json!({"status": "SUCCESS"}))).await;
+    let done = app.call_as(reqwest::Method::PATCH, &run_path, &token_two, Some(json!({"status": "SUCCESS"}))).await;
     assert_eq!(done.status, StatusCode::OK, "{}", done.body);
     let logs = app.get(&format!("{run_path}/logs")).await.body.to_string();
     assert!(logs.contains("stopped heartbeating") && logs.contains("runner two"), "{logs}");
