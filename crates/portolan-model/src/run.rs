@@ -165,7 +165,8 @@ impl Run {
             backend: action.backend(),
             trigger,
             payload: None,
-            attempt: 0,
+            // Backends the server calls get the run once; runners count their claims from 0.
+            attempt: if action.backend() == crate::action::BackendKind::Runner { 0 } else { 1 },
             depth,
             created_at: at,
             updated_at: at,

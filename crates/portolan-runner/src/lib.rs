@@ -49,6 +49,7 @@ struct Claim {
 #[derive(Deserialize)]
 struct ClaimedRun {
     id: String,
+    attempt: i64,
 }
 
 /// Lines sent per log request, and how long lines wait to be batched.
@@ -181,9 +182,14 @@ async fn execute(client: &reqwest::Client, server: &str, config: &RunnerConfig, 
         let Some(reader) = reader else { continue };
         let lines = lines.clone();
         tokio::spawn(async move {
-            let mut reader = BufReader::new(reader).lines();
-            while let Ok(Some(line)) = reader.next_line().await {
-                if lines.send((stream.to_string(), line)).await.is_err() {
+            // Bytes, not lines of text: output that is not UTF-8 must not stop the reading (the
+            // command would block on a full pipe).
+            let mut reader = BufReader::new(reader);
+            let mut line = Vec::new();
+            while reader.read_until(b'\n', &mut line).await.is_ok_and(|n| n > 0) {
+                let text = String::from_utf8_lossy(&line).trim_end_matches(['\n', '\r']).to_string();
+                line.clear();
+                if lines.send((stream.to_string(), text)).await.is_err() {
                     break;
                 }
             }
@@ -196,6 +202,7 @@ async fn execute(client: &reqwest::Client, server: &str, config: &RunnerConfig, 
         client.clone(),
         format!("{server}/api/v1/runners/runs/{}/heartbeat", claim.run.id),
         config.token.clone(),
+        claim.run.attempt,
         Duration::from_millis((claim.lease_ms / 3).max(100)),
         lost_tx,
     ));
@@ -203,8 +210,10 @@ async fn execute(client: &reqwest::Client, server: &str, config: &RunnerConfig, 
         status = child.wait() => Some(status),
         _ = lost.wait_for(|l| *l) => None,
     };
+    // The lease is kept while the last lines go out; a process the command left behind holding
+    // its output open is not waited for.
+    let _ = tokio::time::timeout(Duration::from_secs(30), shipping).await;
     heartbeat.abort();
-    let _ = shipping.await;
     match status {
         // The lease was lost: the run is someone else's now; stop and report nothing.
         None => {
@@ -223,10 +232,18 @@ async fn execute(client: &reqwest::Client, server: &str, config: &RunnerConfig, 
     }
 }
 
-async fn heartbeat(client: reqwest::Client, url: String, token: String, every: Duration, lost: watch::Sender<bool>) {
+async fn heartbeat(
+    client: reqwest::Client,
+    url: String,
+    token: String,
+    attempt: i64,
+    every: Duration,
+    lost: watch::Sender<bool>,
+) {
     loop {
         tokio::time::sleep(every).await;
-        match client.post(&url).bearer_auth(&token).timeout(every * 2).send().await {
+        let beat = client.post(&url).bearer_auth(&token).timeout(every * 2).json(&json!({"attempt": attempt}));
+        match beat.send().await {
             Ok(r) if r.status() == reqwest::StatusCode::CONFLICT => {
                 let _ = lost.send(true);
                 return;

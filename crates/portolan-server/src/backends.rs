@@ -240,11 +240,13 @@ fn internal_literal(url: &url::Url) -> Option<String> {
     is_internal(ip).then(|| format!("{ip} is a private or loopback address; webhooks may not reach it unless allowed"))
 }
 
-/// Loopback, private, link-local, unique-local, unspecified, CGNAT and multicast addresses.
+/// Loopback, private, link-local, unique-local, site-local, unspecified, CGNAT, benchmarking,
+/// reserved and multicast addresses, and IPv6 addresses that carry one of those IPv4 addresses
+/// (mapped, compatible, NAT64, 6to4).
 pub fn is_internal(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
+            let [a, b, c, _] = v4.octets();
             v4.is_loopback()
                 || v4.is_private()
                 || v4.is_link_local()
@@ -252,18 +254,25 @@ pub fn is_internal(ip: IpAddr) -> bool {
                 || v4.is_broadcast()
                 || v4.is_multicast()
                 || (a == 100 && (64..128).contains(&b))
+                || (a == 198 && (b == 18 || b == 19))
+                || (a == 192 && b == 0 && c == 0)
                 || a == 0
+                || a >= 240
         }
         IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_internal(IpAddr::V4(v4));
+            let s = v6.segments();
+            let embedded = |hi: u16, lo: u16| IpAddr::V4(std::net::Ipv4Addr::from(((hi as u32) << 16) | lo as u32));
+            if let Some(v4) = v6.to_ipv4() {
+                // IPv4-mapped and IPv4-compatible (`::a.b.c.d`, which also covers `::1` and `::`).
+                return v6.is_loopback() || v6.is_unspecified() || is_internal(IpAddr::V4(v4));
             }
-            let first = v6.segments()[0];
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
+            if s[0] == 0x64 && s[1] == 0xff9b && s[2..6] == [0, 0, 0, 0] {
+                return is_internal(embedded(s[6], s[7]));
+            }
+            if s[0] == 0x2002 {
+                return is_internal(embedded(s[1], s[2]));
+            }
+            v6.is_multicast() || (s[0] & 0xfe00) == 0xfc00 || (s[0] & 0xffc0) == 0xfe80 || (s[0] & 0xffc0) == 0xfec0
         }
     }
 }
@@ -318,7 +327,7 @@ mod tests {
         ] {
             assert!(is_internal(internal.parse().expect("ip")), "{internal} is internal");
         }
-        for public in ["8.8.8.8", "1.1.1.1", "2606:4700::1111"] {
+        for public in ["8.8.8.8", "1.1.1.1", "2606:4700::1111", "64:ff9b::808:808", "2002:808:808::1"] {
             assert!(!is_internal(public.parse().expect("ip")), "{public} is public");
         }
     }

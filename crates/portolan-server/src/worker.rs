@@ -118,7 +118,7 @@ async fn run(catalog: Catalog, owner: String, lease_ms: i64, mut stopped: watch:
     // Let the jobs in flight finish (their leases would hand them over anyway), then their records.
     let _ = tokio::time::timeout(DRAIN, slots.acquire_many(CONCURRENCY as u32)).await;
     drop(delivered);
-    let _ = recorder.await;
+    let _ = tokio::time::timeout(DRAIN, recorder).await;
 }
 
 /// Writes deliveries as they come, many to a transaction when many come at once.

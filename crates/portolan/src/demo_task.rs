@@ -75,6 +75,15 @@ fn text<'a>(value: &'a Value, pointer: &str) -> anyhow::Result<&'a str> {
     value.pointer(pointer).and_then(Value::as_str).with_context(|| format!("the payload has no {pointer}"))
 }
 
+/// A name that is safe as one directory under the workspace.
+fn directory_name<'a>(value: &'a Value, pointer: &str) -> anyhow::Result<&'a str> {
+    let name = text(value, pointer)?;
+    if name.is_empty() || name.starts_with('.') || name.contains(['/', '\\']) {
+        bail!("'{name}' cannot name a directory");
+    }
+    Ok(name)
+}
+
 /// Runs a task; the exit code is the run's result.
 pub async fn run(task: &str) -> anyhow::Result<()> {
     let mut input = String::new();
@@ -104,7 +113,7 @@ fn git(dir: &Path, args: &[&str]) -> bool {
 }
 
 async fn scaffold(api: &Api, payload: &Value) -> anyhow::Result<()> {
-    let name = text(payload, "/inputs/name")?;
+    let name = directory_name(payload, "/inputs/name")?;
     let language = text(payload, "/inputs/language")?;
     let system = text(payload, "/inputs/system")?;
     let team = text(payload, "/inputs/team")?;
@@ -150,7 +159,7 @@ async fn scaffold(api: &Api, payload: &Value) -> anyhow::Result<()> {
 }
 
 async fn provision_environment(api: &Api, payload: &Value) -> anyhow::Result<()> {
-    let name = text(payload, "/inputs/name")?;
+    let name = directory_name(payload, "/inputs/name")?;
     let service = text(payload, "/inputs/service")?;
     let days = payload.pointer("/inputs/days").and_then(Value::as_f64).unwrap_or(5.0);
     let ttl = portolan_model::format_millis(now_millis() + (days * 86_400_000.0) as i64);
@@ -177,7 +186,7 @@ async fn provision_environment(api: &Api, payload: &Value) -> anyhow::Result<()>
 }
 
 async fn teardown_environment(api: &Api, payload: &Value) -> anyhow::Result<()> {
-    let name = text(payload, "/entity/identifier")?;
+    let name = directory_name(payload, "/entity/identifier")?;
     let dir = Path::new("environments").join(name);
     if dir.exists() {
         std::fs::remove_dir_all(&dir)?;

@@ -212,6 +212,8 @@ async fn serve(config: config::ServeConfig) -> anyhow::Result<()> {
 
 /// The demo's own runner: in process, with a fresh token for the `demo` label, running the demo
 /// tasks (this program's `demo-task`) in a workspace under the data directory.
+const DEMO_RUNNER: &str = "demo runner";
+
 async fn start_demo_runner(
     state: &AppState,
     config: &config::ServeConfig,
@@ -226,9 +228,15 @@ async fn start_demo_runner(
     std::fs::create_dir_all(&workspace).with_context(|| format!("cannot create {}", workspace.display()))?;
     let workspace = workspace.canonicalize()?;
     let actor = portolan_server::services::Actor::demo();
+    // The token of the previous start is of no use: a new one is made each start.
+    for old in state.catalog.list_runner_tokens().await? {
+        if old.name == DEMO_RUNNER && old.revoked_at.is_none() {
+            state.catalog.revoke_runner_token(&actor, &old.id).await?;
+        }
+    }
     let (_, token) = state
         .catalog
-        .create_runner_token(&actor, "demo runner", vec![portolan_server::demo::RUNNER_LABEL.into()])
+        .create_runner_token(&actor, DEMO_RUNNER, vec![portolan_server::demo::RUNNER_LABEL.into()])
         .await
         .context("cannot create the demo runner's token")?;
     let bin_dir = exe.parent().map(|p| p.to_path_buf()).unwrap_or_default();

@@ -320,15 +320,26 @@ pub async fn claim(
     }
 }
 
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatRequest {
+    /// The `attempt` of the claim (each claim of a run is its own lease).
+    attempt: i64,
+}
+
 /// A runner working on a run extends its lease; 409 when the run is no longer its own.
 #[utoipa::path(post, path = "/api/v1/runners/runs/{run}/heartbeat", tag = "runners", params(("run" = String, Path)),
+    request_body = HeartbeatRequest,
     responses((status = 200, description = "`{leaseUntil}`"), (status = 409, description = "lease lost")))]
 pub async fn heartbeat(
     State(app): State<AppState>,
     PathParams(id): PathParams<String>,
     BearerToken(token): BearerToken,
+    JsonBody(body): JsonBody<Value>,
 ) -> Result<Json<Value>> {
+    let body: HeartbeatRequest = portolan_model::error::from_json(body)?;
     let token = token.ok_or_else(|| Error::new(ErrorCode::Unauthorized, "a runner token is needed"))?;
-    let until = app.catalog.heartbeat(&token, &id, app.catalog.engine().runner_lease_ms).await?;
+    let lease_ms = app.catalog.engine().runner_lease_ms;
+    let until = app.catalog.heartbeat(&token, &id, body.attempt, lease_ms).await?;
     Ok(Json(json!({"ok": true, "leaseUntil": portolan_model::format_millis(until)})))
 }

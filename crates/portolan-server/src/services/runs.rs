@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use portolan_model::action::{Action, EventKind, InvocationMethod, Operation, RunnerLoss, Trigger};
+use portolan_model::action::{Action, BackendKind, EventKind, InvocationMethod, Operation, RunnerLoss, Trigger};
 use portolan_model::run::{Run, RunLog, RunStatus, RunTrigger};
 use portolan_model::{Entity, EntityRef, FieldError, FieldErrors, Millis, template};
 use portolan_store::{ChangeEvent, Job, NewJob, NewRunLog, RunFilter, RunnerToken, Tx, actions as affected};
@@ -87,6 +87,12 @@ pub struct RunnerClaim {
 /// The run a page of runs ends with, as an opaque cursor.
 pub fn run_cursor(seq: i64) -> String {
     seq.to_string()
+}
+
+/// Who holds a claimed run: one claim of one runner token (two hosts sharing a token, or a
+/// runner's earlier claim of the same run, are different holders).
+fn lease_holder(runner: &RunnerToken, attempt: i64) -> String {
+    format!("{} ({}, claim {attempt})", runner.id, runner.name)
 }
 
 fn new_run_id() -> String {
@@ -226,7 +232,7 @@ impl Catalog {
     }
 
     fn wake_for(&self, run: &Run) {
-        if run.backend == portolan_model::action::BackendKind::Runner {
+        if run.backend == BackendKind::Runner {
             self.engine().runner_work.notify_waiters();
         } else {
             self.work_signal().notify_one();
@@ -348,6 +354,9 @@ impl Catalog {
                 ErrorCode::RunFinished,
                 format!("run '{id}' already ended ({}); its result is final", run.status.as_str()),
             ));
+        }
+        if run.backend == BackendKind::Runner && run.status != RunStatus::InProgress {
+            return Err(Error::new(ErrorCode::LeaseLost, "this run went back to the queue; no runner holds it now"));
         }
         Ok(run)
     }
@@ -496,11 +505,11 @@ impl Catalog {
             let mut run = before.clone();
             run.attempt += 1;
             run.transition(RunStatus::InProgress, now).map_err(|m| Error::new(ErrorCode::Internal, m))?;
-            let run_token = self.engine().keys.run_token(&run.id, run.attempt, run.created_at + RUN_TOKEN_TTL_MS);
+            let run_token = self.engine().keys.run_token(&run.id, run.attempt, now + RUN_TOKEN_TTL_MS);
             match self.render(tx.as_mut(), &action.action, &run, &run_token).await {
                 Ok(Rendered { full: rendered, masked, .. }) => {
                     run.payload = masked.get("payload").cloned();
-                    tx.lease_run(&run.id, &runner.id, now + lease_ms, false).await?;
+                    tx.lease_run(&run.id, &lease_holder(&runner, run.attempt), now + lease_ms, false).await?;
                     let message = format!("claimed by runner '{}' (attempt {})", runner.name, run.attempt);
                     self.record_run(tx.as_mut(), Some(&before), &run, vec![log(now, message)]).await?;
                     tx.commit().await?;
@@ -520,12 +529,13 @@ impl Catalog {
         Ok(None)
     }
 
-    /// Extends a runner's lease of a run; 409 when the run is no longer the runner's.
-    pub async fn heartbeat(&self, token: &str, run_id: &str, lease_ms: i64) -> Result<Millis> {
+    /// Extends a runner's lease of the run it claimed (`attempt`: the claim); 409 when the run is
+    /// no longer that claim's.
+    pub async fn heartbeat(&self, token: &str, run_id: &str, attempt: i64, lease_ms: i64) -> Result<Millis> {
         let mut tx = self.store().write().await?;
         let runner: RunnerToken = self.authenticate_runner(tx.as_mut(), token).await?;
         let until = self.now() + lease_ms;
-        if !tx.lease_run(run_id, &runner.id, until, true).await? {
+        if !tx.lease_run(run_id, &lease_holder(&runner, attempt), until, true).await? {
             return Err(Error::new(
                 ErrorCode::LeaseLost,
                 format!("run '{run_id}' is not this runner's: it ended or was handed to another runner"),
@@ -636,7 +646,7 @@ impl Catalog {
         if run.status.is_terminal() {
             return Ok(Delivery { run_id, outcome: Outcome::Keep, payload_view: None });
         }
-        let token = self.engine().keys.run_token(&run.id, 1, run.created_at + RUN_TOKEN_TTL_MS);
+        let token = self.engine().keys.run_token(&run.id, run.attempt, run.created_at + RUN_TOKEN_TTL_MS);
         let rendered = self.render(tx.as_mut(), &action.action, &run, &token).await;
         drop(tx);
         let Rendered { full: rendered, masked, secrets, hidden } = match rendered {
@@ -744,8 +754,7 @@ impl Catalog {
             }
             let Some(before) = tx.run(run_id, true).await? else { continue };
             let mut run = before.clone();
-            if run.attempt == 0 {
-                run.attempt = 1;
+            if run.payload.is_none() {
                 run.payload = payload_view.clone();
             }
             let mut logs = Vec::new();
@@ -799,8 +808,12 @@ impl Catalog {
         let depth = job.payload["depth"].as_u64().unwrap_or(1) as u32;
         let action = self.store().read().await?.action(action_id).await?;
         let fire = match action.as_ref().map(|r| &r.action.trigger) {
+            // Expressions that fail count as false inside the program; an error here is the sandbox's.
             Some(Trigger::Automation { condition: Some(condition), .. }) => {
-                self.eval_one(&condition.program(), event).await.is_ok_and(|v| v == Value::Bool(true))
+                let holds = self.eval_one(&condition.program(), event).await.map_err(|e| {
+                    Error::new(ErrorCode::Unavailable, format!("cannot evaluate the automation's condition: {e}"))
+                })?;
+                holds == Value::Bool(true)
             }
             Some(Trigger::Automation { condition: None, .. }) => true,
             _ => false,
@@ -1032,6 +1045,14 @@ pub(crate) async fn queue_entity_automations(
     if automations.is_empty() {
         return Ok(());
     }
+    // A change a run makes is one hop further from a person than that run: loops end.
+    let depth = match &actor.run {
+        Some(run) => tx.run(run, false).await?.map(|r| r.depth + 1).unwrap_or(1),
+        None => 1,
+    };
+    if depth > MAX_AUTOMATION_DEPTH {
+        return Ok(());
+    }
     for (before, after) in changes.iter().copied() {
         let (kind, subject) = match (before, after) {
             (None, Some(after)) => (EventKind::EntityCreated, after),
@@ -1048,7 +1069,7 @@ pub(crate) async fn queue_entity_automations(
             })
         };
         let on = EventSubject { kind, blueprint: Some(&subject.blueprint), property: None, action: None };
-        queue_automations(tx, &automations, on, 1, now, event).await?;
+        queue_automations(tx, &automations, on, depth, now, event).await?;
     }
     Ok(())
 }

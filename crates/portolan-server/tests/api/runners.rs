@@ -66,19 +66,25 @@ async fn runners_claim_by_label_and_a_lapsed_lease_hands_the_run_to_another_runn
     let token_one = claim_one["runToken"].as_str().expect("run token").to_string();
     assert_eq!(claim(&app, &second, 0).await.status, StatusCode::NO_CONTENT, "one run, one holder");
     let heartbeat = format!("/api/v1/runners/runs/{id}/heartbeat");
-    assert_eq!(app.call_as(reqwest::Method::POST, &heartbeat, &first, None).await.status, StatusCode::OK);
-    assert_eq!(app.call_as(reqwest::Method::POST, &heartbeat, &second, None).await.error_code(), "lease_lost");
+    let beat = |attempt: i64| Some(json!({"attempt": attempt}));
+    assert_eq!(app.call_as(reqwest::Method::POST, &heartbeat, &first, beat(1)).await.status, StatusCode::OK);
+    assert_eq!(app.call_as(reqwest::Method::POST, &heartbeat, &second, beat(1)).await.error_code(), "lease_lost");
 
     // Runner one stops heartbeating: the lease (1.5 s in tests) lapses and the run is queued again.
     let requeued = status_becomes(&app, &id, "QUEUED").await;
     assert_eq!(requeued["attempt"], 1);
+    let run_path = format!("/api/v1/actions/runs/{id}");
+    let queued_report =
+        app.call_as(reqwest::Method::PATCH, &run_path, &token_one, Some(json!({"status": "IN_PROGRESS"}))).await;
+    assert_eq!(queued_report.error_code(), "lease_lost", "a queued run has no runner to report on it");
     let claimed = claim(&app, &second, 5).await;
     assert_eq!(claimed.body["claim"]["run"]["attempt"], 2, "{}", claimed.body);
     let token_two = claimed.body["claim"]["runToken"].as_str().expect("run token").to_string();
 
     // Runner one comes back: its heartbeat and its reports are refused; runner two's count.
-    assert_eq!(app.call_as(reqwest::Method::POST, &heartbeat, &first, None).await.error_code(), "lease_lost");
-    let run_path = format!("/api/v1/actions/runs/{id}");
+    assert_eq!(app.call_as(reqwest::Method::POST, &heartbeat, &first, beat(1)).await.error_code(), "lease_lost");
+    assert_eq!(app.call_as(reqwest::Method::POST, &heartbeat, &second, beat(1)).await.error_code(), "lease_lost");
+    assert_eq!(app.call_as(reqwest::Method::POST, &heartbeat, &second, beat(2)).await.status, StatusCode::OK);
     let stale = app.call_as(reqwest::Method::PATCH, &run_path, &token_one, Some(json!({"status": "SUCCESS"}))).await;
     assert_eq!(stale.error_code(), "lease_lost");
     let lines = json!({"lines": [{"message": "applied 3 migrations", "stream": "stdout"}]});
