@@ -729,3 +729,32 @@ async fn nats_runs_are_published_to_jetstream_once_per_run() {
     assert_eq!(done.status(), StatusCode::OK);
     jetstream.delete_stream(format!("PORTOLAN_TEST_{suffix}")).await.expect("stream deleted");
 }
+
+#[tokio::test]
+async fn an_automation_that_triggers_itself_stops_after_a_few_hops() {
+    let app = spawn_app().await;
+    app.with_service_blueprints().await;
+    create_action(
+        &app,
+        json!({
+            "identifier": "bump",
+            "trigger": {"type": "automation", "event": {"type": "ENTITY_UPDATED", "blueprintIdentifier": "service"}},
+            "invocationMethod": {"type": "UPSERT_ENTITY", "blueprintIdentifier": "service", "mapping": {
+                "identifier": "{{ .entity.identifier }}",
+                "properties": {"replicas": "{{ (.entity.properties.replicas // 0) + 1 }}"}}}
+        }),
+    )
+    .await;
+    assert_eq!(
+        app.post("/api/v1/blueprints/service/entities", crate::service("loop")).await.status,
+        StatusCode::CREATED
+    );
+    app.patch("/api/v1/blueprints/service/entities/loop", json!({"properties": {"replicas": 1}})).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let runs = app.get("/api/v1/actions/runs?action=bump").await.body["runs"].as_array().cloned().unwrap_or_default();
+    let depths: Vec<i64> = runs.iter().filter_map(|r| r["depth"].as_i64()).collect();
+    assert_eq!(runs.len(), 3, "one run per hop, three hops: {depths:?}");
+    let replicas =
+        app.get("/api/v1/blueprints/service/entities/loop").await.body["entity"]["properties"]["replicas"].clone();
+    assert_eq!(replicas, 4, "the person's change and three automated ones");
+}
