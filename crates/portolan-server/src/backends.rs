@@ -189,7 +189,10 @@ async fn send(client: &reqwest::Client, url: url::Url, request: WebhookRequest<'
         Ok(response) => response,
         Err(err) if err.is_builder() => return Attempt::Fatal(format!("cannot build the request: {}", plain(err))),
         Err(err) if err.is_timeout() => {
-            return Attempt::Retry { error: format!("no answer within {} s", request.timeout.as_secs()), after: None };
+            return Attempt::Retry {
+                error: format!("no answer within {:.1} s", request.timeout.as_secs_f64()),
+                after: None,
+            };
         }
         Err(err) => return Attempt::Retry { error: format!("cannot reach the webhook: {}", plain(err)), after: None },
     };

@@ -209,7 +209,7 @@ impl Catalog {
 
     /// Stores a new run and what gets it going: a dispatch job, or (for runners) nothing, as
     /// runners come for it.
-    async fn start_run(&self, tx: &mut dyn Tx, action: &Action, run: &Run) -> Result<()> {
+    async fn start_run(&self, tx: &mut dyn Tx, listeners: &[Action], action: &Action, run: &Run) -> Result<()> {
         let labels = match &action.invocation_method {
             InvocationMethod::Runner { labels, .. } => Some(labels.as_slice()),
             _ => None,
@@ -228,7 +228,7 @@ impl Catalog {
             Some(event) => format!("started by automation on {}", event["type"].as_str().unwrap_or("an event")),
             None => format!("requested by {}", run.trigger.by),
         };
-        self.record_run(tx, None, run, vec![log(run.created_at, message)]).await
+        self.record_run(tx, listeners, None, run, vec![log(run.created_at, message)]).await
     }
 
     fn wake_for(&self, run: &Run) {
@@ -241,7 +241,15 @@ impl Catalog {
 
     /// Writes a run's new state with its log lines, announces it, and queues the automations
     /// that watch it.
-    async fn record_run(&self, tx: &mut dyn Tx, before: Option<&Run>, run: &Run, logs: Vec<NewRunLog>) -> Result<()> {
+    /// `listeners` are the automations (see [`automations`]), loaded once per transaction.
+    async fn record_run(
+        &self,
+        tx: &mut dyn Tx,
+        listeners: &[Action],
+        before: Option<&Run>,
+        run: &Run,
+        logs: Vec<NewRunLog>,
+    ) -> Result<()> {
         if before.is_some() {
             tx.update_run(run).await?;
         }
@@ -266,9 +274,8 @@ impl Catalog {
                     "diff": {"before": before, "after": run}
                 })
             };
-            let automations = automations(tx).await?;
             let on = EventSubject { kind, blueprint: None, property: None, action: Some(&run.action) };
-            queue_automations(tx, &automations, on, run.depth + 1, self.now(), event).await?;
+            queue_automations(tx, listeners, on, run.depth + 1, self.now(), event).await?;
         }
         Ok(())
     }
@@ -385,6 +392,7 @@ impl Catalog {
         }
         let mut tx = self.store().write().await?;
         let before = self.run_for_report(tx.as_mut(), id, token).await?;
+        let listeners = automations(tx.as_mut()).await?;
         let mut run = before.clone();
         let now = self.now();
         let mut logs = Vec::new();
@@ -403,7 +411,7 @@ impl Catalog {
             }
         }
         run.updated_at = now;
-        self.record_run(tx.as_mut(), Some(&before), &run, logs).await?;
+        self.record_run(tx.as_mut(), &listeners, Some(&before), &run, logs).await?;
         tx.commit().await?;
         Ok(run)
     }
@@ -489,6 +497,7 @@ impl Catalog {
         let now = self.now();
         tx.touch_runner_token(&runner.id, now).await?;
         let candidates = tx.queued_runner_runs(CLAIM_CANDIDATES).await?;
+        let listeners = if candidates.is_empty() { Vec::new() } else { automations(tx.as_mut()).await? };
         for (before, needed) in candidates {
             if !needed.iter().all(|l| labels.contains(l)) {
                 continue;
@@ -497,8 +506,14 @@ impl Catalog {
                 let mut run = before.clone();
                 run.end(RunStatus::Failure, "the action was deleted before a runner took the run", now)
                     .map_err(|m| Error::new(ErrorCode::Internal, m))?;
-                self.record_run(tx.as_mut(), Some(&before), &run, vec![log(now, "the action no longer exists")])
-                    .await?;
+                self.record_run(
+                    tx.as_mut(),
+                    &listeners,
+                    Some(&before),
+                    &run,
+                    vec![log(now, "the action no longer exists")],
+                )
+                .await?;
                 continue;
             };
             let InvocationMethod::Runner { command, .. } = &action.action.invocation_method else { continue };
@@ -511,7 +526,7 @@ impl Catalog {
                     run.payload = masked.get("payload").cloned();
                     tx.lease_run(&run.id, &lease_holder(&runner, run.attempt), now + lease_ms, false).await?;
                     let message = format!("claimed by runner '{}' (attempt {})", runner.name, run.attempt);
-                    self.record_run(tx.as_mut(), Some(&before), &run, vec![log(now, message)]).await?;
+                    self.record_run(tx.as_mut(), &listeners, Some(&before), &run, vec![log(now, message)]).await?;
                     tx.commit().await?;
                     let payload = rendered.get("payload").cloned().unwrap_or(Value::Null);
                     return Ok(Some(RunnerClaim { run, command: command.clone(), payload, run_token, lease_ms }));
@@ -521,7 +536,7 @@ impl Catalog {
                     failed
                         .end(RunStatus::Failure, format!("the payload template failed: {reason}"), now)
                         .map_err(|m| Error::new(ErrorCode::Internal, m))?;
-                    self.record_run(tx.as_mut(), Some(&before), &failed, vec![log(now, reason)]).await?;
+                    self.record_run(tx.as_mut(), &listeners, Some(&before), &failed, vec![log(now, reason)]).await?;
                 }
             }
         }
@@ -551,6 +566,7 @@ impl Catalog {
         let now = self.now();
         let lost = tx.lost_runs(now, 100).await?;
         let count = lost.len();
+        let listeners = if lost.is_empty() { Vec::new() } else { automations(tx.as_mut()).await? };
         for before in lost {
             let mut run = before.clone();
             let (policy, max) = match tx.action(&run.action).await?.map(|r| r.action.invocation_method) {
@@ -567,7 +583,7 @@ impl Catalog {
                 run.end(RunStatus::Failure, reason.clone(), now).map_err(|m| Error::new(ErrorCode::Internal, m))?;
                 reason
             };
-            self.record_run(tx.as_mut(), Some(&before), &run, vec![log(now, message)]).await?;
+            self.record_run(tx.as_mut(), &listeners, Some(&before), &run, vec![log(now, message)]).await?;
         }
         tx.commit().await?;
         if count > 0 {
@@ -679,7 +695,7 @@ impl Catalog {
                         url,
                         headers,
                         body,
-                        timeout: Duration::from_secs(u64::from(*timeout_seconds)),
+                        timeout: delivery_timeout(*timeout_seconds, job.lease_until - self.now()),
                         id: &format!("msg_{}", run.id),
                         signing_secret: &secret,
                         now_seconds: self.now() / 1000,
@@ -744,6 +760,7 @@ impl Catalog {
     /// left to the worker that holds it now.
     pub async fn record_deliveries(&self, owner: &str, deliveries: &[(Job, Delivery)]) -> Result<()> {
         let mut tx = self.store().write().await?;
+        let listeners = automations(tx.as_mut()).await?;
         let now = self.now();
         for (job, delivery) in deliveries {
             let Delivery { run_id, outcome, payload_view } = delivery;
@@ -793,7 +810,7 @@ impl Catalog {
             }
             if run != before || !logs.is_empty() {
                 run.updated_at = now;
-                self.record_run(tx.as_mut(), Some(&before), &run, logs).await?;
+                self.record_run(tx.as_mut(), &listeners, Some(&before), &run, logs).await?;
             }
         }
         tx.commit().await?;
@@ -819,6 +836,7 @@ impl Catalog {
             _ => false,
         };
         let mut tx = self.store().write().await?;
+        let listeners = automations(tx.as_mut()).await?;
         let mut started = None;
         if let (true, Some(record)) = (fire, &action) {
             let action = &record.action;
@@ -833,7 +851,7 @@ impl Catalog {
                 event: Some(event.clone()),
             };
             let run = Run::queued(new_run_id(), action, entity.map(str::to_string), Map::new(), trigger, depth);
-            self.start_run(tx.as_mut(), action, &run).await?;
+            self.start_run(tx.as_mut(), &listeners, action, &run).await?;
             started = Some(run);
         }
         if !tx.complete_job(job.id, owner).await? {
@@ -868,8 +886,9 @@ async fn write_new_runs(catalog: Catalog, mut requests: tokio::sync::mpsc::Recei
         }
         let written = async {
             let mut tx = catalog.store().write().await?;
+            let listeners = automations(tx.as_mut()).await?;
             for new in &batch {
-                catalog.start_run(tx.as_mut(), &new.action, &new.run).await?;
+                catalog.start_run(tx.as_mut(), &listeners, &new.action, &new.run).await?;
             }
             tx.commit().await?;
             Ok(())
@@ -933,6 +952,13 @@ struct Rendered {
     secrets: std::collections::BTreeMap<String, String>,
     /// The values to mask anywhere the run is recorded.
     hidden: Vec<String>,
+}
+
+/// The action's timeout, but never longer than most of what is left of the job's lease: a
+/// delivery that outlived its claim would be made again by another worker meanwhile.
+fn delivery_timeout(timeout_seconds: u32, lease_left_ms: i64) -> Duration {
+    let within_lease = Duration::from_millis((lease_left_ms.max(0) as u64) * 4 / 5).max(Duration::from_millis(100));
+    Duration::from_secs(u64::from(timeout_seconds)).min(within_lease)
 }
 
 /// Exponential backoff from 1 s, doubling per attempt up to 5 minutes, with ±20 % jitter.

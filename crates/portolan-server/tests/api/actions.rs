@@ -393,7 +393,7 @@ async fn failing_webhooks_are_retried_with_one_id_and_end_with_a_reason() {
     let done = run_until(&app, &id, Duration::from_secs(10), ended).await;
     assert_eq!(done["run"]["status"], "FAILURE");
     let reason = done["run"]["reason"].as_str().unwrap_or_default();
-    assert!(reason.contains("gave up after 2 attempts") && reason.contains("no answer within 1 s"), "{reason}");
+    assert!(reason.contains("gave up after 2 attempts") && reason.contains("no answer within 1.0 s"), "{reason}");
 
     // Redirects are not followed; client errors are final at once.
     let redirect = Receiver::start(vec![Answer(302, 0, vec![("location", "http://169.254.169.254/")])]).await;
