@@ -2,6 +2,7 @@
 
 use portolan_model::action::InvocationMethod;
 use portolan_model::blueprint::parse_date_time;
+use portolan_model::run::RunStatus;
 use portolan_model::{EntityRef, Millis};
 use portolan_store::{EntityWrite, NewRunLog, RunFilter, Store, Tx};
 use serde_json::Value;
@@ -158,6 +159,17 @@ async fn copy_actions_and_runs(source: &mut dyn Tx, target: &mut dyn Tx, report:
             }
         });
         target.insert_run(run, labels.as_deref()).await?;
+        // Runs still going on move with what gets them going: a dispatch for the server's own
+        // backends, and for a runner's run an expired lease, so that it is handed out again.
+        if !run.status.is_terminal() {
+            match (&labels, run.status) {
+                (Some(_), RunStatus::InProgress) => {
+                    target.lease_run(&run.id, "lost in the migration", 0, false).await?;
+                }
+                (Some(_), _) => {}
+                (None, _) => target.enqueue_jobs(&[crate::services::runs::dispatch_job(run)]).await?,
+            }
+        }
         let mut after = 0;
         loop {
             let logs = source.run_logs(&run.id, after, PAGE).await?;

@@ -95,6 +95,16 @@ fn lease_holder(runner: &RunnerToken, attempt: i64) -> String {
     format!("{} ({}, claim {attempt})", runner.id, runner.name)
 }
 
+/// The job that hands a run to a backend the server calls itself.
+pub(crate) fn dispatch_job(run: &Run) -> NewJob {
+    NewJob {
+        kind: DISPATCH.into(),
+        dedupe_key: Some(format!("{DISPATCH}:{}", run.id)),
+        payload: json!({"run": run.id}),
+        run_after: run.created_at,
+    }
+}
+
 fn new_run_id() -> String {
     format!("r_{}", uuid::Uuid::new_v4().simple())
 }
@@ -216,13 +226,7 @@ impl Catalog {
         };
         tx.insert_run(run, labels).await?;
         if labels.is_none() {
-            tx.enqueue_jobs(&[NewJob {
-                kind: DISPATCH.into(),
-                dedupe_key: Some(format!("{DISPATCH}:{}", run.id)),
-                payload: json!({"run": run.id}),
-                run_after: run.created_at,
-            }])
-            .await?;
+            tx.enqueue_jobs(&[dispatch_job(run)]).await?;
         }
         let message = match &run.trigger.event {
             Some(event) => format!("started by automation on {}", event["type"].as_str().unwrap_or("an event")),

@@ -758,3 +758,38 @@ async fn an_automation_that_triggers_itself_stops_after_a_few_hops() {
         app.get("/api/v1/blueprints/service/entities/loop").await.body["entity"]["properties"]["replicas"].clone();
     assert_eq!(replicas, 4, "the person's change and three automated ones");
 }
+
+#[tokio::test]
+async fn runs_in_flight_move_with_migrate_store_and_carry_on() {
+    // A deployment whose worker never ran: its run is accepted and queued.
+    let source_dir = tempfile::tempdir().expect("temp dir");
+    let source = portolan_store::open(&source_dir.path().to_string_lossy()).await.expect("source");
+    let clock = Arc::new(portolan_server::services::SystemClock);
+    let engine = EngineOptions { webhook_allow_private: true, ..test_engine() };
+    let old =
+        portolan_server::AppState::with_options(Arc::clone(&source), clock.clone(), &engine).await.expect("state");
+    let receiver = Receiver::start(vec![Answer(200, 0, vec![])]).await;
+    let actor = portolan_server::services::Actor::anonymous();
+    old.catalog.put_secret(&actor, "hook", SIGNING_SECRET).await.expect("secret");
+    let action = json!({
+        "identifier": "notify",
+        "trigger": {"type": "self-service", "operation": "CREATE"},
+        "invocationMethod": {"type": "WEBHOOK", "url": receiver.url, "signingSecret": "hook", "synchronized": true}
+    });
+    old.catalog.put_action(&actor, None, action).await.expect("action");
+    let request = portolan_server::services::runs::RunRequest::default();
+    let run = old.catalog.create_run(&actor, "notify", request).await.expect("run");
+
+    let target_dir = tempfile::tempdir().expect("temp dir");
+    let target = portolan_store::open(&target_dir.path().to_string_lossy()).await.expect("target");
+    let report =
+        portolan_server::services::migrate::copy_store(source.as_ref(), target.as_ref(), 0).await.expect("copy");
+    assert_eq!((report.runs, report.actions, report.secrets), (1, 1, 1));
+    drop(target);
+
+    // The new deployment delivers it, signed with the secret sealed by the old one.
+    let app = crate::spawn_app_in(target_dir, ServerOptions::default(), clock, engine).await;
+    let done = run_until(&app, &run.id, Duration::from_secs(5), ended).await;
+    assert_eq!(done["run"]["status"], "SUCCESS", "{done}");
+    assert!(receiver.deliveries()[0].signature_valid);
+}

@@ -48,7 +48,16 @@ pub fn test_engine() -> EngineOptions {
 }
 
 pub async fn spawn_app_full(options: ServerOptions, clock: SharedClock, engine: EngineOptions) -> TestApp {
-    let dir = tempfile::tempdir().expect("temp dir");
+    spawn_app_in(tempfile::tempdir().expect("temp dir"), options, clock, engine).await
+}
+
+/// A server over the SQLite data directory `dir` (which may hold data already).
+pub async fn spawn_app_in(
+    dir: tempfile::TempDir,
+    options: ServerOptions,
+    clock: SharedClock,
+    engine: EngineOptions,
+) -> TestApp {
     let store = portolan_store::open(&dir.path().to_string_lossy()).await.expect("store opens");
     let mut state = AppState::with_options(Arc::clone(&store), clock, &engine).await.expect("state");
     let sandbox = JqSandbox::new(env!("CARGO_BIN_EXE_portolan-jq-sandbox").into(), vec![]);
