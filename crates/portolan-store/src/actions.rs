@@ -145,8 +145,8 @@ macro_rules! queries {
 
         pub async fn insert_run(tx: &mut Tx, run: &Run, labels: Option<&[String]>) -> Result<i64> {
             let seq: i64 = sqlx::query_scalar(
-                "INSERT INTO runs (id, action, blueprint, entity, status, backend, created_by, labels, document)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING seq",
+                "INSERT INTO runs (id, action, blueprint, entity, status, backend, created_by, document)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING seq",
             )
             .bind(&run.id)
             .bind(&run.action)
@@ -155,10 +155,16 @@ macro_rules! queries {
             .bind(run.status.as_str())
             .bind(run.backend.as_str())
             .bind(&run.trigger.by)
-            .bind(labels.map(|l| text(&l)).transpose()?)
             .bind(text(run)?)
             .fetch_one(&mut **tx)
             .await?;
+            for label in labels.unwrap_or_default() {
+                sqlx::query("INSERT INTO run_labels (run_id, label) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                    .bind(&run.id)
+                    .bind(label)
+                    .execute(&mut **tx)
+                    .await?;
+            }
             Ok(seq)
         }
 
@@ -225,23 +231,24 @@ macro_rules! queries {
             rows.iter().map(run_from_row).collect()
         }
 
-        /// Queued runner runs, oldest first, locked for the claimer (skipping ones others hold).
-        pub async fn queued_runner_runs(tx: &mut Tx, limit: u32) -> Result<Vec<(Run, Vec<String>)>> {
-            let rows = sqlx::query(concat!(
-                "SELECT seq, document, labels FROM runs WHERE status = 'QUEUED' AND backend = 'RUNNER'
-                 ORDER BY seq LIMIT $1",
+        /// The oldest queued runner run that needs no label outside `labels`, locked for the
+        /// claimer (skipping runs another claimer holds).
+        pub async fn claimable_run(tx: &mut Tx, labels: &[String]) -> Result<Option<Run>> {
+            let marks: Vec<String> = (1..=labels.len()).map(|i| format!("${i}")).collect();
+            let outside =
+                if labels.is_empty() { String::new() } else { format!(" AND l.label NOT IN ({})", marks.join(", ")) };
+            let sql = format!(
+                "SELECT seq, document FROM runs r WHERE r.status = 'QUEUED' AND r.backend = 'RUNNER'
+                 AND NOT EXISTS (SELECT 1 FROM run_labels l WHERE l.run_id = r.id{outside})
+                 ORDER BY r.seq LIMIT 1{}",
                 $lock
-            ))
-            .bind(i64::from(limit))
-            .fetch_all(&mut **tx)
-            .await?;
-            rows.iter()
-                .map(|row| {
-                    let labels: Option<String> = row.try_get("labels")?;
-                    let labels = labels.as_deref().map(parse).transpose()?.unwrap_or_default();
-                    Ok((run_from_row(row)?.1, labels))
-                })
-                .collect()
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for label in labels {
+                query = query.bind(label);
+            }
+            let row = query.fetch_optional(&mut **tx).await?;
+            Ok(row.as_ref().map(run_from_row).transpose()?.map(|(_, run)| run))
         }
 
         /// Runs in progress whose runner lease ran out before `now`, locked for the caller.

@@ -231,9 +231,9 @@ pub trait Tx: Send {
     async fn update_run(&mut self, run: &Run) -> Result<()>;
     /// Runs matching `filter`, newest first, with their `seq` (the cursor).
     async fn list_runs(&mut self, filter: &RunFilter, limit: u32) -> Result<Vec<(i64, Run)>>;
-    /// Queued runner runs, oldest first, with the labels they need; locked for the caller, skipping
-    /// any another claimer holds.
-    async fn queued_runner_runs(&mut self, limit: u32) -> Result<Vec<(Run, Vec<String>)>>;
+    /// The oldest queued runner run that needs no label outside `labels`, locked for the caller
+    /// (skipping any run another claimer holds).
+    async fn claimable_run(&mut self, labels: &[String]) -> Result<Option<Run>>;
     /// Runs in progress whose lease ran out before `now`, locked for the caller.
     async fn lost_runs(&mut self, now: Millis, limit: u32) -> Result<Vec<Run>>;
     /// Leases a run to `owner` until `until`; with `only_if_owner`, renews only the owner's lease of a

@@ -716,8 +716,8 @@ impl Tx for PgTx {
         crate::actions::postgres::list_runs(&mut self.tx, filter, limit).await
     }
 
-    async fn queued_runner_runs(&mut self, limit: u32) -> Result<Vec<(Run, Vec<String>)>> {
-        crate::actions::postgres::queued_runner_runs(&mut self.tx, limit).await
+    async fn claimable_run(&mut self, labels: &[String]) -> Result<Option<Run>> {
+        crate::actions::postgres::claimable_run(&mut self.tx, labels).await
     }
 
     async fn lost_runs(&mut self, now: Millis, limit: u32) -> Result<Vec<Run>> {

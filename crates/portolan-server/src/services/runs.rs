@@ -2,7 +2,6 @@
 //! backends and runners, and recovering runs whose runner died. Every change of a run is written
 //! with its log line, its change event and the automations it triggers in one transaction.
 
-use std::collections::HashSet;
 use std::time::Duration;
 
 use portolan_model::action::{Action, BackendKind, EventKind, InvocationMethod, Operation, RunnerLoss, Trigger};
@@ -26,8 +25,8 @@ pub const AUTOMATION: &str = "automation";
 const RUN_TOKEN_TTL_MS: Millis = 7 * 24 * 3600 * 1000;
 /// Automations triggered by run events that trigger more runs: at most this many hops.
 const MAX_AUTOMATION_DEPTH: u32 = 3;
-/// Most runner runs looked at per claim.
-const CLAIM_CANDIDATES: u32 = 256;
+/// Most runs one claim request ends (unrenderable, action gone) before it gives up for now.
+const CLAIM_TRIES: usize = 16;
 /// Most log lines per append request.
 pub const MAX_LOG_LINES: usize = 1_000;
 /// Longest log line kept, in bytes (longer ones are cut).
@@ -496,41 +495,39 @@ impl Catalog {
     async fn try_claim(&self, token: &str, requested: &[String], lease_ms: i64) -> Result<Option<RunnerClaim>> {
         let mut tx = self.store().write().await?;
         let runner = self.authenticate_runner(tx.as_mut(), token).await?;
-        let labels: HashSet<&String> =
-            runner.labels.iter().filter(|l| requested.is_empty() || requested.contains(l)).collect();
+        let labels: Vec<String> =
+            runner.labels.iter().filter(|l| requested.is_empty() || requested.contains(l)).cloned().collect();
         let now = self.now();
         tx.touch_runner_token(&runner.id, now).await?;
-        let candidates = tx.queued_runner_runs(CLAIM_CANDIDATES).await?;
-        let listeners = if candidates.is_empty() { Vec::new() } else { automations(tx.as_mut()).await? };
-        for (before, needed) in candidates {
-            if !needed.iter().all(|l| labels.contains(l)) {
-                continue;
+        let mut listeners: Option<Vec<Action>> = None;
+        // Each pass either hands a run out or ends the one it found, so the next pass finds another.
+        for _ in 0..CLAIM_TRIES {
+            let Some(before) = tx.claimable_run(&labels).await? else { break };
+            if listeners.is_none() {
+                listeners = Some(automations(tx.as_mut()).await?);
             }
-            let Some(action) = tx.action(&before.action).await? else {
-                let mut run = before.clone();
-                run.end(RunStatus::Failure, "the action was deleted before a runner took the run", now)
-                    .map_err(|m| Error::new(ErrorCode::Internal, m))?;
-                self.record_run(
-                    tx.as_mut(),
-                    &listeners,
-                    Some(&before),
-                    &run,
-                    vec![log(now, "the action no longer exists")],
-                )
-                .await?;
-                continue;
+            let listeners = listeners.as_deref().unwrap_or_default();
+            let action = match tx.action(&before.action).await?.map(|r| r.action) {
+                Some(action) if matches!(action.invocation_method, InvocationMethod::Runner { .. }) => action,
+                _ => {
+                    let mut run = before.clone();
+                    let reason = "the action was deleted or moved off runners before a runner took the run";
+                    run.end(RunStatus::Failure, reason, now).map_err(|m| Error::new(ErrorCode::Internal, m))?;
+                    self.record_run(tx.as_mut(), listeners, Some(&before), &run, vec![log(now, reason)]).await?;
+                    continue;
+                }
             };
-            let InvocationMethod::Runner { command, .. } = &action.action.invocation_method else { continue };
+            let InvocationMethod::Runner { command, .. } = &action.invocation_method else { continue };
             let mut run = before.clone();
             run.attempt += 1;
             run.transition(RunStatus::InProgress, now).map_err(|m| Error::new(ErrorCode::Internal, m))?;
             let run_token = self.engine().keys.run_token(&run.id, run.attempt, now + RUN_TOKEN_TTL_MS);
-            match self.render(tx.as_mut(), &action.action, &run, &run_token).await {
+            match self.render(tx.as_mut(), &action, &run, &run_token).await {
                 Ok(Rendered { full: rendered, masked, .. }) => {
                     run.payload = masked.get("payload").cloned();
                     tx.lease_run(&run.id, &lease_holder(&runner, run.attempt), now + lease_ms, false).await?;
                     let message = format!("claimed by runner '{}' (attempt {})", runner.name, run.attempt);
-                    self.record_run(tx.as_mut(), &listeners, Some(&before), &run, vec![log(now, message)]).await?;
+                    self.record_run(tx.as_mut(), listeners, Some(&before), &run, vec![log(now, message)]).await?;
                     tx.commit().await?;
                     let payload = rendered.get("payload").cloned().unwrap_or(Value::Null);
                     return Ok(Some(RunnerClaim { run, command: command.clone(), payload, run_token, lease_ms }));
@@ -540,7 +537,7 @@ impl Catalog {
                     failed
                         .end(RunStatus::Failure, format!("the payload template failed: {reason}"), now)
                         .map_err(|m| Error::new(ErrorCode::Internal, m))?;
-                    self.record_run(tx.as_mut(), &listeners, Some(&before), &failed, vec![log(now, reason)]).await?;
+                    self.record_run(tx.as_mut(), listeners, Some(&before), &failed, vec![log(now, reason)]).await?;
                 }
             }
         }

@@ -18,8 +18,7 @@ CREATE TABLE runs (
     status      TEXT NOT NULL,
     backend     TEXT NOT NULL,
     created_by  TEXT NOT NULL,
-    -- For runner runs: the labels a runner needs, as a JSON array, and who holds the run.
-    labels      TEXT,
+    -- For runner runs: who holds the run, until when.
     lease_owner TEXT,
     lease_until INTEGER,
     document    TEXT NOT NULL
@@ -28,6 +27,13 @@ CREATE INDEX runs_action ON runs (action, seq);
 CREATE INDEX runs_entity ON runs (blueprint, entity, seq);
 CREATE INDEX runs_created_by ON runs (created_by, seq);
 CREATE INDEX runs_status ON runs (status, backend, seq);
+
+-- For runner runs: every label a runner needs to claim the run.
+CREATE TABLE run_labels (
+    run_id      TEXT NOT NULL,
+    label       TEXT NOT NULL,
+    PRIMARY KEY (run_id, label)
+) STRICT;
 
 CREATE TABLE run_logs (
     seq         INTEGER PRIMARY KEY,

@@ -121,25 +121,27 @@ pub async fn runner_runs_are_leased_to_one_claimer(store: &dyn Store) {
     // Two claimers at once: the first holds the run's row; the second skips it (or, on SQLite,
     // waits for the single writer) and then finds it no longer queued.
     let mut first = store.write().await.expect("tx");
-    let queued = first.queued_runner_runs(10).await.expect("queued");
-    assert_eq!(queued.iter().map(|(r, l)| (r.id.as_str(), l.clone())).collect::<Vec<_>>(), [("r_1", labels.to_vec())]);
-    let mut claimed = queued[0].0.clone();
+    let linux_only = ["linux".to_string()];
+    assert_eq!(first.claimable_run(&linux_only).await.expect("claimable"), None, "a runner without 'db' gets nothing");
+    let runner_labels = ["db".to_string(), "linux".to_string()];
+    let mut claimed = first.claimable_run(&runner_labels).await.expect("claimable").expect("the run");
+    assert_eq!(claimed.id, "r_1");
     claimed.attempt = 1;
     claimed.transition(RunStatus::InProgress, 11).expect("may start");
     first.update_run(&claimed).await.expect("update");
     assert!(first.lease_run("r_1", "runner-a", 1_000, false).await.expect("lease"));
     let second = async {
         let mut second = store.write().await.expect("tx");
-        let queued = second.queued_runner_runs(10).await.expect("queued");
+        let found = second.claimable_run(&runner_labels).await.expect("claimable");
         second.commit().await.expect("commit");
-        queued
+        found
     };
     let commit_first = async {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         first.commit().await.expect("commit");
     };
     let (seen_by_second, ()) = tokio::join!(second, commit_first);
-    assert!(seen_by_second.is_empty(), "a claimed run is nobody else's: {seen_by_second:?}");
+    assert_eq!(seen_by_second, None, "a claimed run is nobody else's");
 
     let mut tx = store.write().await.expect("tx");
     assert_eq!(tx.run_lease("r_1").await.expect("lease"), Some(("runner-a".into(), 1_000)));
@@ -152,6 +154,18 @@ pub async fn runner_runs_are_leased_to_one_claimer(store: &dyn Store) {
     assert_eq!(tx.run_lease("r_1").await.expect("lease"), None, "an ended run holds no lease");
     assert!(tx.lost_runs(9_999, 10).await.expect("lost").is_empty());
     tx.commit().await.expect("commit");
+
+    // A backlog for one label does not hide another label's run.
+    let mut tx = store.write().await.expect("tx");
+    let prod = ["prod".to_string()];
+    for i in 0..300 {
+        tx.insert_run(&run(&format!("r_prod_{i}"), "deploy", "ann", 100 + i), Some(&prod)).await.expect("run");
+    }
+    let dev = ["dev".to_string()];
+    tx.insert_run(&run("r_dev", "deploy", "ann", 500), Some(&dev)).await.expect("run");
+    tx.commit().await.expect("commit");
+    let mut tx = store.write().await.expect("tx");
+    assert_eq!(tx.claimable_run(&dev).await.expect("claimable").map(|r| r.id), Some("r_dev".into()));
 }
 
 pub async fn secrets_tokens_and_settings_are_kept(store: &dyn Store) {
