@@ -106,6 +106,11 @@ impl Error {
         Self::new(ErrorCode::ValidationFailed, message).with_details(details)
     }
 
+    /// A validation error of one field, at a JSON pointer.
+    pub fn invalid_at(path: &str, message: impl Into<String>) -> Self {
+        Self::invalid(FieldErrors(vec![portolan_model::FieldError::new(path, message)]))
+    }
+
     /// The JSON body of this error.
     pub fn body(&self) -> Value {
         json!({"ok": false, "error": self.code.as_str(), "message": self.message, "details": self.details})

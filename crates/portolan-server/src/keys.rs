@@ -31,13 +31,18 @@ impl std::fmt::Debug for Keys {
     }
 }
 
-fn mac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+/// HMAC-SHA256 over length-prefixed parts (so no two part lists give the same input).
+fn tagged(key: &[u8], parts: &[&[u8]]) -> Hmac<Sha256> {
     let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes keys of any length");
     for part in parts {
         mac.update(&(part.len() as u64).to_be_bytes());
         mac.update(part);
     }
-    mac.finalize().into_bytes().into()
+    mac
+}
+
+fn mac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    tagged(key, parts).finalize().into_bytes().into()
 }
 
 /// Why a run token was refused.

@@ -121,17 +121,15 @@ pub fn serve_sandbox() -> std::io::Result<()> {
         let request: Value = serde_json::from_str(&line?).unwrap_or(Value::Null);
         let code = request["code"].as_str().unwrap_or_default();
         let max = request["max"].as_u64().unwrap_or(1) as usize;
-        if !cache.contains_key(code) {
-            if cache.len() >= PROGRAM_CACHE {
-                cache.clear();
-            }
-            if let Ok(program) = portolan_model::jq::compile(code) {
-                cache.insert(code.to_string(), program);
-            }
+        if !cache.contains_key(code) && cache.len() >= PROGRAM_CACHE {
+            cache.clear();
         }
-        let outcome = match cache.get(code) {
-            Some(program) => program.run(&request["input"], max),
-            None => portolan_model::jq::compile(code).and_then(|p| p.run(&request["input"], max)),
+        let outcome = match cache.entry(code.to_string()) {
+            std::collections::hash_map::Entry::Occupied(entry) => entry.get().run(&request["input"], max),
+            std::collections::hash_map::Entry::Vacant(entry) => match portolan_model::jq::compile(code) {
+                Ok(program) => entry.insert(program).run(&request["input"], max),
+                Err(error) => Err(error),
+            },
         };
         let answer = match outcome {
             Ok(outputs) => json!({"ok": outputs}),

@@ -58,9 +58,12 @@ pub struct ScorecardRecord {
 /// A change every replica hears about as soon as it commits (live updates to browsers).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ChangeEvent {
-    /// `entity.created`, `entity.updated`, `entity.deleted`, `entity.computed`, `timer.expired`.
+    /// `entity.created`, `entity.updated`, `entity.deleted`, `entity.computed`, `timer.expired`;
+    /// for runs `run.created`, `run.updated`, `run.log`.
     pub kind: String,
+    /// The entity's blueprint; for runs, the action's blueprint (empty when it has none).
     pub blueprint: String,
+    /// The entity's identifier; for runs, the run's id.
     pub identifier: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<i64>,

@@ -191,6 +191,32 @@ fn to_json<T: serde::Serialize>(value: &T) -> Result<String> {
     serde_json::to_string(value).map_err(|e| StoreError::Other(e.to_string()))
 }
 
+impl PgTx {
+    /// Inserts a blueprint; with `upsert`, replaces the one with its identifier (keeping its
+    /// creation stamp). Without, an existing one is a conflict.
+    async fn write_blueprint(&mut self, record: &BlueprintRecord, upsert: bool) -> Result<()> {
+        let sql = if upsert {
+            "INSERT INTO blueprints (identifier, document, created_at, created_by, updated_at, updated_by)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (identifier) DO UPDATE SET document = excluded.document,
+                 updated_at = excluded.updated_at, updated_by = excluded.updated_by"
+        } else {
+            "INSERT INTO blueprints (identifier, document, created_at, created_by, updated_at, updated_by)
+             VALUES ($1, $2, $3, $4, $5, $6)"
+        };
+        sqlx::query(sql)
+            .bind(&record.blueprint.identifier)
+            .bind(Json(&record.blueprint))
+            .bind(record.created_at)
+            .bind(&record.created_by)
+            .bind(record.updated_at)
+            .bind(&record.updated_by)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+}
+
 #[async_trait::async_trait]
 impl Tx for PgTx {
     async fn blueprint(&mut self, identifier: &str) -> Result<Option<BlueprintRecord>> {
@@ -215,19 +241,7 @@ impl Tx for PgTx {
     }
 
     async fn insert_blueprint(&mut self, record: &BlueprintRecord) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO blueprints (identifier, document, created_at, created_by, updated_at, updated_by)
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(&record.blueprint.identifier)
-        .bind(Json(&record.blueprint))
-        .bind(record.created_at)
-        .bind(&record.created_by)
-        .bind(record.updated_at)
-        .bind(&record.updated_by)
-        .execute(&mut *self.tx)
-        .await?;
-        Ok(())
+        self.write_blueprint(record, false).await
     }
 
     async fn blueprints(&mut self) -> Result<Vec<BlueprintRecord>> {
@@ -236,21 +250,7 @@ impl Tx for PgTx {
     }
 
     async fn put_blueprint(&mut self, record: &BlueprintRecord) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO blueprints (identifier, document, created_at, created_by, updated_at, updated_by)
-             VALUES ($1, $2, $3, $4, $5, $6)
-             ON CONFLICT (identifier) DO UPDATE SET document = excluded.document,
-                 updated_at = excluded.updated_at, updated_by = excluded.updated_by",
-        )
-        .bind(&record.blueprint.identifier)
-        .bind(Json(&record.blueprint))
-        .bind(record.created_at)
-        .bind(&record.created_by)
-        .bind(record.updated_at)
-        .bind(&record.updated_by)
-        .execute(&mut *self.tx)
-        .await?;
-        Ok(())
+        self.write_blueprint(record, true).await
     }
 
     async fn delete_blueprint(&mut self, identifier: &str) -> Result<bool> {

@@ -152,6 +152,32 @@ fn placeholders(n: usize) -> String {
     vec!["?"; n].join(", ")
 }
 
+impl SqliteTx {
+    /// Inserts a blueprint; with `upsert`, replaces the one with its identifier (keeping its
+    /// creation stamp). Without, an existing one is a conflict.
+    async fn write_blueprint(&mut self, record: &BlueprintRecord, upsert: bool) -> Result<()> {
+        let sql = if upsert {
+            "INSERT INTO blueprints (identifier, document, created_at, created_by, updated_at, updated_by)
+             VALUES (?, ?, ?, ?, ?, ?)
+             ON CONFLICT (identifier) DO UPDATE SET document = excluded.document,
+                 updated_at = excluded.updated_at, updated_by = excluded.updated_by"
+        } else {
+            "INSERT INTO blueprints (identifier, document, created_at, created_by, updated_at, updated_by)
+             VALUES (?, ?, ?, ?, ?, ?)"
+        };
+        sqlx::query(sql)
+            .bind(&record.blueprint.identifier)
+            .bind(to_json(&record.blueprint)?)
+            .bind(record.created_at)
+            .bind(&record.created_by)
+            .bind(record.updated_at)
+            .bind(&record.updated_by)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+}
+
 #[async_trait::async_trait]
 impl Tx for SqliteTx {
     async fn blueprint(&mut self, identifier: &str) -> Result<Option<BlueprintRecord>> {
@@ -172,19 +198,7 @@ impl Tx for SqliteTx {
     }
 
     async fn insert_blueprint(&mut self, record: &BlueprintRecord) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO blueprints (identifier, document, created_at, created_by, updated_at, updated_by)
-             VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&record.blueprint.identifier)
-        .bind(to_json(&record.blueprint)?)
-        .bind(record.created_at)
-        .bind(&record.created_by)
-        .bind(record.updated_at)
-        .bind(&record.updated_by)
-        .execute(&mut *self.tx)
-        .await?;
-        Ok(())
+        self.write_blueprint(record, false).await
     }
 
     async fn blueprints(&mut self) -> Result<Vec<BlueprintRecord>> {
@@ -193,21 +207,7 @@ impl Tx for SqliteTx {
     }
 
     async fn put_blueprint(&mut self, record: &BlueprintRecord) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO blueprints (identifier, document, created_at, created_by, updated_at, updated_by)
-             VALUES (?, ?, ?, ?, ?, ?)
-             ON CONFLICT (identifier) DO UPDATE SET document = excluded.document,
-                 updated_at = excluded.updated_at, updated_by = excluded.updated_by",
-        )
-        .bind(&record.blueprint.identifier)
-        .bind(to_json(&record.blueprint)?)
-        .bind(record.created_at)
-        .bind(&record.created_by)
-        .bind(record.updated_at)
-        .bind(&record.updated_by)
-        .execute(&mut *self.tx)
-        .await?;
-        Ok(())
+        self.write_blueprint(record, true).await
     }
 
     async fn delete_blueprint(&mut self, identifier: &str) -> Result<bool> {

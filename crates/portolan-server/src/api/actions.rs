@@ -14,19 +14,40 @@ use crate::error::Result;
 use crate::extract::{JsonBody, PathParams, QueryParams};
 use crate::services::Actor;
 
+/// An action with who made and last changed it.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ActionView {
+    #[serde(flatten)]
+    pub action: Action,
+    pub created_at: String,
+    pub created_by: String,
+    pub updated_at: String,
+    pub updated_by: String,
+}
+
+impl From<ActionRecord> for ActionView {
+    fn from(r: ActionRecord) -> Self {
+        Self {
+            action: r.action,
+            created_at: portolan_model::format_millis(r.created_at),
+            created_by: r.created_by,
+            updated_at: portolan_model::format_millis(r.updated_at),
+            updated_by: r.updated_by,
+        }
+    }
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct ActionResponse {
     ok: bool,
-    /// The action, with `createdAt`, `createdBy`, `updatedAt`, `updatedBy`.
-    #[schema(value_type = Object)]
-    action: Value,
+    action: ActionView,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct ActionListResponse {
     ok: bool,
-    #[schema(value_type = Vec<Object>)]
-    actions: Vec<Value>,
+    actions: Vec<ActionView>,
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -36,17 +57,6 @@ pub struct ActionListQuery {
     blueprint: Option<String>,
 }
 
-pub(crate) fn action_document(record: &ActionRecord) -> Value {
-    let mut document = serde_json::to_value(&record.action).unwrap_or(Value::Null);
-    if let Value::Object(map) = &mut document {
-        map.insert("createdAt".into(), portolan_model::format_millis(record.created_at).into());
-        map.insert("createdBy".into(), record.created_by.clone().into());
-        map.insert("updatedAt".into(), portolan_model::format_millis(record.updated_at).into());
-        map.insert("updatedBy".into(), record.updated_by.clone().into());
-    }
-    document
-}
-
 #[utoipa::path(get, path = "/api/v1/actions", tag = "actions", params(ActionListQuery),
     responses((status = 200, body = ActionListResponse)))]
 pub async fn list_actions(
@@ -54,7 +64,7 @@ pub async fn list_actions(
     QueryParams(query): QueryParams<ActionListQuery>,
 ) -> Result<Json<ActionListResponse>> {
     let actions = app.catalog.list_actions(query.blueprint.as_deref()).await?;
-    Ok(Json(ActionListResponse { ok: true, actions: actions.iter().map(action_document).collect() }))
+    Ok(Json(ActionListResponse { ok: true, actions: actions.into_iter().map(ActionView::from).collect() }))
 }
 
 /// Creates an action. Validated whole: the form, the trigger's blueprint and condition, the
@@ -67,7 +77,7 @@ pub async fn create_action(
     JsonBody(document): JsonBody<Value>,
 ) -> Result<(StatusCode, Json<ActionResponse>)> {
     let (record, _) = app.catalog.put_action(&Actor::anonymous(), None, document).await?;
-    Ok((StatusCode::CREATED, Json(ActionResponse { ok: true, action: action_document(&record) })))
+    Ok((StatusCode::CREATED, Json(ActionResponse { ok: true, action: record.into() })))
 }
 
 #[utoipa::path(get, path = "/api/v1/actions/{action}", tag = "actions", params(("action" = String, Path)),
@@ -77,7 +87,7 @@ pub async fn get_action(
     PathParams(identifier): PathParams<String>,
 ) -> Result<Json<ActionResponse>> {
     let record = app.catalog.get_action(&identifier).await?;
-    Ok(Json(ActionResponse { ok: true, action: action_document(&record) }))
+    Ok(Json(ActionResponse { ok: true, action: record.into() }))
 }
 
 #[utoipa::path(put, path = "/api/v1/actions/{action}", tag = "actions", request_body = Action,
@@ -90,7 +100,7 @@ pub async fn replace_action(
     JsonBody(document): JsonBody<Value>,
 ) -> Result<Json<ActionResponse>> {
     let (record, _) = app.catalog.put_action(&Actor::anonymous(), Some(&identifier), document).await?;
-    Ok(Json(ActionResponse { ok: true, action: action_document(&record) }))
+    Ok(Json(ActionResponse { ok: true, action: record.into() }))
 }
 
 /// Deletes an action; its past runs stay.

@@ -20,7 +20,9 @@ pub struct EventsQuery {
 }
 
 /// Each change as an SSE event named by its kind (`entity.created`, `entity.updated`,
-/// `entity.deleted`, `entity.computed`) with `{kind, blueprint, identifier, version}` as data.
+/// `entity.deleted`, `entity.computed`, `timer.expired`, and for runs `run.created`,
+/// `run.updated`, `run.log` with the run id as `identifier`) with
+/// `{kind, blueprint, identifier, version}` as data.
 /// A client too slow to keep up gets a `lagged` event with how many it missed.
 #[utoipa::path(get, path = "/api/v1/events", tag = "events", params(EventsQuery),
     responses((status = 200, description = "text/event-stream of changes", content_type = "text/event-stream")))]

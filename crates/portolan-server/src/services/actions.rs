@@ -15,10 +15,6 @@ use crate::keys;
 /// Longest secret value accepted, in bytes.
 const MAX_SECRET_BYTES: usize = 64 * 1024;
 
-fn invalid_at(path: &str, message: impl Into<String>) -> Error {
-    Error::invalid(FieldErrors(vec![FieldError::new(path, message)]))
-}
-
 impl Catalog {
     pub async fn list_actions(&self, blueprint: Option<&str>) -> Result<Vec<ActionRecord>> {
         let mut tx = self.store().read().await?;
@@ -103,9 +99,9 @@ impl Catalog {
 
     /// Stores a secret (encrypted); true when it is new.
     pub async fn put_secret(&self, actor: &Actor, name: &str, value: &str) -> Result<bool> {
-        check_secret_name(name).map_err(|m| invalid_at("/name", m))?;
+        check_secret_name(name).map_err(|m| Error::invalid_at("/name", m))?;
         if value.is_empty() || value.len() > MAX_SECRET_BYTES {
-            return Err(invalid_at("/value", format!("must be 1 to {MAX_SECRET_BYTES} bytes")));
+            return Err(Error::invalid_at("/value", format!("must be 1 to {MAX_SECRET_BYTES} bytes")));
         }
         let sealed = self.engine().keys.seal(name, value)?;
         let mut tx = self.store().write().await?;
@@ -160,10 +156,10 @@ impl Catalog {
         labels: Vec<String>,
     ) -> Result<(RunnerToken, String)> {
         if name.trim().is_empty() || name.len() > 200 {
-            return Err(invalid_at("/name", "give the token a name of 1 to 200 characters"));
+            return Err(Error::invalid_at("/name", "give the token a name of 1 to 200 characters"));
         }
         if labels.is_empty() || labels.iter().any(|l| l.trim().is_empty() || l.contains(',')) {
-            return Err(invalid_at("/labels", "list at least one label; labels hold no commas"));
+            return Err(Error::invalid_at("/labels", "list at least one label; labels hold no commas"));
         }
         let (token, hash) = keys::new_token();
         let record = RunnerToken {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use portolan_model::entity::ValidEntity;
 use portolan_model::error::FieldErrors;
 use portolan_model::scorecard;
-use portolan_model::{Blueprint, Entity, EntityInput, EntityRef, FieldError, system};
+use portolan_model::{Blueprint, Entity, EntityInput, EntityRef, system};
 use portolan_store::{BlueprintRecord, ChangeEvent, EntityWrite, Store, StoreError, Tx, actions as affected};
 use serde_json::{Value, json};
 
@@ -155,7 +155,7 @@ impl Catalog {
         strip_server_fields(&mut document);
         let blueprint = Blueprint::from_json(document)?;
         if let Err(msg) = system::check_user_blueprint_identifier(&blueprint.identifier) {
-            return Err(Error::invalid(FieldErrors(vec![FieldError::new("/identifier", msg)])));
+            return Err(Error::invalid_at("/identifier", msg));
         }
         let exists_message = format!("blueprint '{}' already exists", blueprint.identifier);
         let already = || Error::new(ErrorCode::AlreadyExists, exists_message.clone());

@@ -11,7 +11,7 @@ pub mod search;
 
 use std::sync::Arc;
 
-use portolan_model::{Blueprint, FieldError, FieldErrors, Millis};
+use portolan_model::{Blueprint, Millis};
 use portolan_store::Tx;
 use serde_json::Value;
 
@@ -94,10 +94,8 @@ pub(crate) fn identifier_from_path(document: &mut Value, path_identifier: &str) 
     if let Value::Object(map) = document {
         let named = map.entry("identifier").or_insert_with(|| Value::from(path_identifier));
         if named != path_identifier {
-            return Err(Error::invalid(FieldErrors(vec![FieldError::new(
-                "/identifier",
-                format!("the identifier cannot change (the URL names '{path_identifier}')"),
-            )])));
+            let message = format!("the identifier cannot change (the URL names '{path_identifier}')");
+            return Err(Error::invalid_at("/identifier", message));
         }
     }
     Ok(())

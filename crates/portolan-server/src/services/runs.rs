@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use portolan_model::action::{Action, BackendKind, EventKind, InvocationMethod, Operation, RunnerLoss, Trigger};
 use portolan_model::run::{Run, RunLog, RunStatus, RunTrigger};
-use portolan_model::{Entity, EntityRef, FieldError, FieldErrors, Millis, template};
+use portolan_model::{Entity, EntityRef, FieldErrors, Millis, template};
 use portolan_store::{ChangeEvent, Job, NewJob, NewRunLog, RunFilter, RunnerToken, Tx, actions as affected};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -83,11 +83,6 @@ pub struct RunnerClaim {
     pub lease_ms: i64,
 }
 
-/// The run a page of runs ends with, as an opaque cursor.
-pub fn run_cursor(seq: i64) -> String {
-    seq.to_string()
-}
-
 /// Who holds a claimed run: one claim of one runner token (two hosts sharing a token, or a
 /// runner's earlier claim of the same run, are different holders).
 fn lease_holder(runner: &RunnerToken, attempt: i64) -> String {
@@ -106,10 +101,6 @@ pub(crate) fn dispatch_job(run: &Run) -> NewJob {
 
 fn new_run_id() -> String {
     format!("r_{}", uuid::Uuid::new_v4().simple())
-}
-
-fn invalid_at(path: &str, message: impl Into<String>) -> Error {
-    Error::invalid(FieldErrors(vec![FieldError::new(path, message)]))
 }
 
 fn log(at: Millis, message: impl Into<String>) -> NewRunLog {
@@ -133,23 +124,22 @@ impl Catalog {
         };
         let entity = match (operation, &request.entity, blueprint_identifier) {
             (Operation::Create, Some(_), _) => {
-                return Err(invalid_at("/entity", "a CREATE action does not act on an existing entity"));
+                return Err(Error::invalid_at("/entity", "a CREATE action does not act on an existing entity"));
             }
             (Operation::Create, None, _) => None,
             (_, None, _) | (_, _, None) => {
-                return Err(invalid_at("/entity", "name the entity this action acts on"));
+                return Err(Error::invalid_at("/entity", "name the entity this action acts on"));
             }
             (_, Some(identifier), Some(blueprint)) => {
-                let entity = tx
-                    .entity(blueprint, identifier)
-                    .await?
-                    .ok_or_else(|| invalid_at("/entity", format!("there is no '{blueprint}' entity '{identifier}'")))?;
+                let entity = tx.entity(blueprint, identifier).await?.ok_or_else(|| {
+                    Error::invalid_at("/entity", format!("there is no '{blueprint}' entity '{identifier}'"))
+                })?;
                 if let Some(condition) = condition {
                     let admitted = self
                         .admitted(tx.as_mut(), actor, blueprint, condition, std::slice::from_ref(identifier))
                         .await?;
                     if !admitted.contains(identifier) {
-                        return Err(invalid_at(
+                        return Err(Error::invalid_at(
                             "/entity",
                             format!("this action is not available on '{identifier}': its condition excludes it"),
                         ));
@@ -295,10 +285,10 @@ impl Catalog {
     /// Runs matching `filter`, newest first, and the cursor of the next page.
     pub async fn list_runs(&self, filter: &RunFilter, limit: u32) -> Result<(Vec<Run>, Option<String>)> {
         if !(1..=MAX_RUN_PAGE).contains(&limit) {
-            return Err(invalid_at("/limit", format!("limit must be between 1 and {MAX_RUN_PAGE}")));
+            return Err(Error::invalid_at("/limit", format!("limit must be between 1 and {MAX_RUN_PAGE}")));
         }
         let rows = self.store().read().await?.list_runs(filter, limit).await?;
-        let next = (rows.len() as u32 == limit).then(|| rows.last().map(|(seq, _)| run_cursor(*seq))).flatten();
+        let next = (rows.len() as u32 == limit).then(|| rows.last().map(|(seq, _)| seq.to_string())).flatten();
         Ok((rows.into_iter().map(|(_, run)| run).collect(), next))
     }
 
@@ -327,7 +317,7 @@ impl Catalog {
     pub async fn check_run_open(&self, run_id: &str) -> Result<()> {
         let mut tx = self.store().read().await?;
         match tx.run(run_id, false).await? {
-            None => Err(invalid_at("/run_id", format!("there is no run '{run_id}'"))),
+            None => Err(Error::invalid_at("/run_id", format!("there is no run '{run_id}'"))),
             Some(run) if run.status.is_terminal() => Err(Error::new(
                 ErrorCode::RunFinished,
                 format!("run '{run_id}' ended ({}); it can no longer change the catalog", run.status.as_str()),
@@ -377,7 +367,10 @@ impl Catalog {
             None => None,
             Some(s @ ("SUCCESS" | "FAILURE" | "IN_PROGRESS")) => RunStatus::parse(s),
             Some(other) => {
-                return Err(invalid_at("/status", format!("'{other}' is not one of SUCCESS, FAILURE, IN_PROGRESS")));
+                return Err(Error::invalid_at(
+                    "/status",
+                    format!("'{other}' is not one of SUCCESS, FAILURE, IN_PROGRESS"),
+                ));
             }
         };
         let links = match report.link {
@@ -386,11 +379,11 @@ impl Catalog {
             Some(Value::Array(items)) if items.iter().all(Value::is_string) => {
                 items.into_iter().filter_map(|v| v.as_str().map(str::to_string)).collect()
             }
-            Some(_) => return Err(invalid_at("/link", "must be a URL or a list of URLs")),
+            Some(_) => return Err(Error::invalid_at("/link", "must be a URL or a list of URLs")),
         };
         for (i, link) in links.iter().enumerate() {
             if !url::Url::parse(link).is_ok_and(|u| matches!(u.scheme(), "http" | "https" | "file")) {
-                return Err(invalid_at(&format!("/link/{i}"), format!("{link:?} is not a URL")));
+                return Err(Error::invalid_at(&format!("/link/{i}"), format!("{link:?} is not a URL")));
             }
         }
         let mut tx = self.store().write().await?;
@@ -432,7 +425,7 @@ impl Catalog {
         for (i, line) in lines.into_iter().enumerate() {
             let stream = line.stream.unwrap_or_else(|| "backend".into());
             if !matches!(stream.as_str(), "stdout" | "stderr" | "backend") {
-                return Err(invalid_at(&format!("/lines/{i}/stream"), "must be stdout, stderr or backend"));
+                return Err(Error::invalid_at(&format!("/lines/{i}/stream"), "must be stdout, stderr or backend"));
             }
             let mut message = line.message;
             if message.len() > MAX_LOG_LINE_BYTES {

@@ -81,10 +81,6 @@ pub struct Page {
     pub next: Option<String>,
 }
 
-fn invalid_at(path: &str, message: impl Into<String>) -> Error {
-    Error::invalid(FieldErrors(vec![FieldError::new(path, message)]))
-}
-
 /// Prefixes the paths of query errors with where the query sits in the request.
 fn nested(errors: FieldErrors, prefix: &str) -> Error {
     Error::invalid(FieldErrors(
@@ -142,7 +138,7 @@ impl Catalog {
     pub async fn search(&self, actor: &Actor, blueprint: Option<&str>, request: SearchRequest) -> Result<Page> {
         let limit = request.limit.unwrap_or(DEFAULT_LIMIT);
         if !(1..=MAX_LIMIT).contains(&limit) {
-            return Err(invalid_at("/limit", format!("limit must be between 1 and {MAX_LIMIT}")));
+            return Err(Error::invalid_at("/limit", format!("limit must be between 1 and {MAX_LIMIT}")));
         }
         let mut tx = self.store().read().await?;
         let scoped = self.scoped(tx.as_mut(), blueprint).await?;
@@ -152,9 +148,9 @@ impl Catalog {
         let sort = match &request.sort {
             None => None,
             Some(s) => {
-                let target = scope.target(&s.property, false).map_err(|m| invalid_at("/sort/property", m))?;
+                let target = scope.target(&s.property, false).map_err(|m| Error::invalid_at("/sort/property", m))?;
                 if !matches!(target.shape, query::Shape::One(_)) {
-                    return Err(invalid_at("/sort/property", "only one-valued fields can be sorted on"));
+                    return Err(Error::invalid_at("/sort/property", "only one-valued fields can be sorted on"));
                 }
                 Some(Sort { target, descending: matches!(s.order, SortOrder::Desc) })
             }
@@ -187,16 +183,16 @@ impl Catalog {
         let query = parse_query(request.query.as_ref(), &scope, &context, "/query")?;
         let target = |scope: &Scope| -> Result<query::Target> {
             match (&request.property, &request.relation, &request.scorecard) {
-                (Some(p), None, None) => scope.target(p, false).map_err(|m| invalid_at("/property", m)),
-                (None, Some(r), None) => scope.target(r, true).map_err(|m| invalid_at("/relation", m)),
+                (Some(p), None, None) => scope.target(p, false).map_err(|m| Error::invalid_at("/property", m)),
+                (None, Some(r), None) => scope.target(r, true).map_err(|m| Error::invalid_at("/relation", m)),
                 (None, None, Some(id)) if scope.scorecards.iter().any(|s| s.identifier == *id) => Ok(query::Target {
                     field: query::Field::Scorecard(id.clone()),
                     shape: query::Shape::One(query::Kind::Number),
                 }),
                 (None, None, Some(id)) => {
-                    Err(invalid_at("/scorecard", format!("no scorecard '{id}' on the searched blueprints")))
+                    Err(Error::invalid_at("/scorecard", format!("no scorecard '{id}' on the searched blueprints")))
                 }
-                _ => Err(invalid_at(
+                _ => Err(Error::invalid_at(
                     "/property",
                     format!("'{}' needs one property, relation or scorecard", request.function),
                 )),
@@ -208,7 +204,7 @@ impl Catalog {
             numeric @ ("sum" | "avg" | "min" | "max" | "median") => {
                 let t = target(&scope)?;
                 if !matches!(t.shape, query::Shape::One(query::Kind::Number | query::Kind::Timestamp)) {
-                    return Err(invalid_at("/property", format!("'{numeric}' needs a number property")));
+                    return Err(Error::invalid_at("/property", format!("'{numeric}' needs a number property")));
                 }
                 match numeric {
                     "sum" => Aggregate::Sum(t),
@@ -219,7 +215,7 @@ impl Catalog {
                 }
             }
             other => {
-                return Err(invalid_at(
+                return Err(Error::invalid_at(
                     "/function",
                     format!("unknown function '{other}': use count, sum, avg, min, max, median or countBy"),
                 ));

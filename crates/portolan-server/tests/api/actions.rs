@@ -15,7 +15,7 @@ use portolan_server::services::Clock;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::{TestApp, spawn_app, spawn_app_full, test_engine};
+use crate::{TestApp, ended, run_until, spawn_app, spawn_app_full, test_engine};
 
 const SIGNING_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
@@ -114,23 +114,6 @@ async fn start_run(app: &TestApp, action: &str, body: Value) -> String {
     assert_eq!(started.status, StatusCode::ACCEPTED, "{}", started.body);
     assert_eq!(started.body["run"]["status"], "QUEUED");
     started.body["run"]["id"].as_str().expect("run id").to_string()
-}
-
-/// Polls a run until `check` holds; fails after `within`.
-async fn run_until(app: &TestApp, id: &str, within: Duration, check: impl Fn(&Value) -> bool) -> Value {
-    let started = Instant::now();
-    loop {
-        let reply = app.get(&format!("/api/v1/actions/runs/{id}")).await;
-        if check(&reply.body["run"]) {
-            return reply.body;
-        }
-        assert!(started.elapsed() < within, "run {id} did not get there within {within:?}: {}", reply.body);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-fn ended(run: &Value) -> bool {
-    matches!(run["status"].as_str(), Some("SUCCESS" | "FAILURE" | "CANCELLED" | "TIMED_OUT" | "DECLINED"))
 }
 
 async fn log_lines(app: &TestApp, id: &str) -> Vec<String> {

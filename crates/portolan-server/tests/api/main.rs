@@ -12,6 +12,7 @@ mod scorecards;
 mod search;
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use portolan_server::backends::EngineOptions;
 use portolan_server::sandbox::JqSandbox;
@@ -184,6 +185,23 @@ impl TestApp {
             self.post("/api/v1/blueprints/system/entities", json!({"identifier": "shop", "title": "Shop"})).await;
         assert_eq!(shop.status, StatusCode::CREATED, "{}", shop.body);
     }
+}
+
+/// Polls a run until `check` holds; fails after `within`.
+pub async fn run_until(app: &TestApp, id: &str, within: Duration, check: impl Fn(&Value) -> bool) -> Value {
+    let started = Instant::now();
+    loop {
+        let reply = app.get(&format!("/api/v1/actions/runs/{id}")).await;
+        if check(&reply.body["run"]) {
+            return reply.body;
+        }
+        assert!(started.elapsed() < within, "run {id} did not get there within {within:?}: {}", reply.body);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub fn ended(run: &Value) -> bool {
+    matches!(run["status"].as_str(), Some("SUCCESS" | "FAILURE" | "CANCELLED" | "TIMED_OUT" | "DECLINED"))
 }
 
 pub async fn read(response: reqwest::Response) -> Reply {

@@ -3,9 +3,9 @@
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::{Reply, TestApp, read, spawn_app};
+use crate::{Reply, TestApp, read, run_until, spawn_app};
 
 async fn runner_token(app: &TestApp, name: &str, labels: &[&str]) -> String {
     let created = app.post("/api/v1/runners/tokens", json!({"name": name, "labels": labels})).await;
@@ -22,18 +22,6 @@ async fn claim(app: &TestApp, token: &str, wait_seconds: u64) -> Reply {
         .bearer_auth(token)
         .json(&json!({"waitSeconds": wait_seconds}));
     read(request.send().await.expect("sent")).await
-}
-
-async fn status_becomes(app: &TestApp, id: &str, status: &str) -> Value {
-    let started = Instant::now();
-    loop {
-        let run = app.get(&format!("/api/v1/actions/runs/{id}")).await.body["run"].clone();
-        if run["status"] == status {
-            return run;
-        }
-        assert!(started.elapsed() < Duration::from_secs(8), "run {id} did not become {status}: {run}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test]
@@ -71,7 +59,7 @@ async fn runners_claim_by_label_and_a_lapsed_lease_hands_the_run_to_another_runn
     assert_eq!(app.call_as(reqwest::Method::POST, &heartbeat, &second, beat(1)).await.error_code(), "lease_lost");
 
     // Runner one stops heartbeating: the lease (1.5 s in tests) lapses and the run is queued again.
-    let requeued = status_becomes(&app, &id, "QUEUED").await;
+    let requeued = run_until(&app, &id, Duration::from_secs(8), |r| r["status"] == "QUEUED").await["run"].clone();
     assert_eq!(requeued["attempt"], 1);
     let run_path = format!("/api/v1/actions/runs/{id}");
     let queued_report =
@@ -99,9 +87,9 @@ async fn runners_claim_by_label_and_a_lapsed_lease_hands_the_run_to_another_runn
     let started = app.post("/api/v1/actions/migrate/runs", json!({"properties": {"database": "users"}})).await;
     let id = started.body["run"]["id"].as_str().expect("id").to_string();
     assert_eq!(claim(&app, &first, 5).await.status, StatusCode::OK);
-    status_becomes(&app, &id, "QUEUED").await;
+    run_until(&app, &id, Duration::from_secs(8), |r| r["status"] == "QUEUED").await;
     assert_eq!(claim(&app, &first, 5).await.status, StatusCode::OK);
-    let failed = status_becomes(&app, &id, "FAILURE").await;
+    let failed = run_until(&app, &id, Duration::from_secs(8), |r| r["status"] == "FAILURE").await["run"].clone();
     assert!(failed["reason"].as_str().unwrap_or_default().contains("no attempts left (2 of 2)"), "{failed}");
 
     // A revoked token claims nothing.
