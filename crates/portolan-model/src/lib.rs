@@ -9,6 +9,7 @@ pub mod entity;
 pub mod error;
 pub mod ident;
 pub mod jq;
+pub mod permission;
 pub mod query;
 pub mod run;
 pub mod scorecard;

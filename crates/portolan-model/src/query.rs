@@ -717,6 +717,16 @@ pub trait RelationGraph {
     fn related(&self, rule: &Rule) -> HashSet<EntityRef>;
 }
 
+/// For evaluating a query on one entity alone (scorecard rules as it is written, permission
+/// conditions on an entity about to be created): relation rules see no related entities.
+pub struct NoGraph;
+
+impl RelationGraph for NoGraph {
+    fn related(&self, _: &Rule) -> HashSet<EntityRef> {
+        HashSet::new()
+    }
+}
+
 impl Query {
     pub fn matches(&self, entity: &Entity, graph: &dyn RelationGraph) -> bool {
         match self {

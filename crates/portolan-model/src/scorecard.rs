@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 use crate::entity::Entity;
 use crate::error::{FieldErrors, pointer_token};
 use crate::ident::check_schema_identifier;
-use crate::query::{self, Query, QueryContext, RelationGraph, Rule, Scope};
+use crate::query::{self, NoGraph, Query, QueryContext, Rule, Scope};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -65,15 +65,6 @@ pub struct CompiledScorecard {
     filter: Option<Query>,
     /// (level index, rule identifier, query)
     rules: Vec<(usize, String, Query)>,
-}
-
-/// Scorecard rules are evaluated as each entity is written, from that entity alone.
-struct NoGraph;
-
-impl RelationGraph for NoGraph {
-    fn related(&self, _: &Rule) -> HashSet<crate::EntityRef> {
-        HashSet::new()
-    }
 }
 
 impl Scorecard {

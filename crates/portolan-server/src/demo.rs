@@ -7,6 +7,8 @@ use serde_json::{Map, Value};
 use crate::error::{Error, ErrorCode, Result};
 use crate::services::Actor;
 use crate::services::catalog::{Catalog, WriteMode};
+use crate::services::identity::NewAccount;
+use portolan_model::permission::Role;
 
 const CATALOG: &str = include_str!("../demo/catalog.json");
 
@@ -22,7 +24,27 @@ struct DemoCatalog {
     computed: Map<String, Value>,
     /// Self-service actions and automations, run by the demo's runner.
     actions: Vec<Value>,
+    /// Permissions of some blueprints and actions, by identifier.
+    permissions: DemoPermissions,
+    /// The demo users who can sign in, all with [`DEMO_PASSWORD`].
+    accounts: Vec<DemoAccount>,
 }
+
+#[derive(Deserialize)]
+struct DemoPermissions {
+    blueprints: Map<String, Value>,
+    actions: Map<String, Value>,
+}
+
+#[derive(Deserialize)]
+struct DemoAccount {
+    identifier: String,
+    role: Role,
+}
+
+/// The password of every demo user. For the demo only: README says so, and a real deployment
+/// creates its users with `portolan admin create-user` or SSO.
+pub const DEMO_PASSWORD: &str = "portolan-demo";
 
 /// The label of the runner the demo starts; the demo actions' runs need it.
 pub const RUNNER_LABEL: &str = "demo";
@@ -34,6 +56,7 @@ pub struct DemoSummary {
     pub entities_created: usize,
     pub scorecards_created: usize,
     pub actions_written: usize,
+    pub accounts_created: usize,
 }
 
 pub async fn load(catalog: &Catalog) -> Result<DemoSummary> {
@@ -82,10 +105,29 @@ pub async fn load(catalog: &Catalog) -> Result<DemoSummary> {
     // Actions are written on every start, so a changed demo definition reaches old data directories.
     for action in demo.actions {
         let identifier = action["identifier"].as_str().unwrap_or_default().to_string();
-        let exists = catalog.get_action(&identifier).await.is_ok();
+        let exists = catalog.get_action(&actor, &identifier).await.is_ok();
         let path = exists.then_some(identifier.as_str());
         catalog.put_action(&actor, path, action.clone()).await?;
         summary.actions_written += 1;
+    }
+    for (blueprint, permissions) in demo.permissions.blueprints {
+        catalog.put_blueprint_permissions(&actor, &blueprint, permissions).await?;
+    }
+    for (action, permissions) in demo.permissions.actions {
+        catalog.put_action_permissions(&actor, &action, permissions).await?;
+    }
+    for account in demo.accounts {
+        let new = NewAccount {
+            identifier: account.identifier,
+            role: Some(account.role),
+            password: Some(DEMO_PASSWORD.into()),
+            ..NewAccount::default()
+        };
+        match catalog.create_account(&actor, new).await {
+            Ok(_) => summary.accounts_created += 1,
+            Err(err) if err.code == ErrorCode::AlreadyExists => {}
+            Err(err) => return Err(err),
+        }
     }
     Ok(summary)
 }

@@ -20,6 +20,8 @@ pub enum ErrorCode {
     PayloadTooLarge,
     Unauthorized,
     TokenExpired,
+    Forbidden,
+    CsrfFailed,
     NotFound,
     MethodNotAllowed,
     AlreadyExists,
@@ -32,6 +34,7 @@ pub enum ErrorCode {
     PreconditionFailed,
     ValidationFailed,
     SchemaBreaksEntities,
+    TooManyRequests,
     Unavailable,
     Internal,
 }
@@ -47,6 +50,8 @@ impl ErrorCode {
             C::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             C::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             C::TokenExpired => (StatusCode::UNAUTHORIZED, "token_expired"),
+            C::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
+            C::CsrfFailed => (StatusCode::FORBIDDEN, "csrf_failed"),
             C::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             C::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             C::AlreadyExists => (StatusCode::CONFLICT, "already_exists"),
@@ -59,6 +64,7 @@ impl ErrorCode {
             C::PreconditionFailed => (StatusCode::PRECONDITION_FAILED, "precondition_failed"),
             C::ValidationFailed => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
             C::SchemaBreaksEntities => (StatusCode::UNPROCESSABLE_ENTITY, "schema_breaks_entities"),
+            C::TooManyRequests => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
             C::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             C::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -79,13 +85,28 @@ pub struct Error {
     pub code: ErrorCode,
     pub message: String,
     pub details: Vec<Value>,
+    /// Seconds after which a refused request may be tried again (`Retry-After`).
+    pub retry_after: Option<u64>,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), details: Vec::new() }
+        Self { code, message: message.into(), details: Vec::new(), retry_after: None }
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Forbidden, message)
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Unauthorized, message)
+    }
+
+    /// 429: try again after `seconds`.
+    pub fn too_many(message: impl Into<String>, seconds: u64) -> Self {
+        Self { retry_after: Some(seconds.max(1)), ..Self::new(ErrorCode::TooManyRequests, message) }
     }
 
     pub fn with_details(mut self, details: Vec<Value>) -> Self {
@@ -124,7 +145,11 @@ impl IntoResponse for Error {
             let public = Error::new(ErrorCode::Internal, "internal error; the server log has the cause");
             return (public.code.status(), axum::Json(public.body())).into_response();
         }
-        (self.code.status(), axum::Json(self.body())).into_response()
+        let mut response = (self.code.status(), axum::Json(self.body())).into_response();
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }
 

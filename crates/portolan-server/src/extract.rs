@@ -1,11 +1,17 @@
 //! Request extractors whose rejections are [`Error`]s, so bad input gets the standard JSON error.
 
-use axum::extract::FromRequest;
-use axum::extract::FromRequestParts;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts};
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
 
+use portolan_store::Session;
+
+use crate::AppState;
 use crate::error::{Error, ErrorCode};
+use crate::keys;
+use crate::services::Actor;
 
 /// A JSON request body.
 #[derive(FromRequest)]
@@ -64,7 +70,13 @@ impl<S: Send + Sync> FromRequestParts<S> for BearerToken {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Error> {
-        let Some(raw) = parts.headers.get(axum::http::header::AUTHORIZATION) else {
+        Self::from_headers(&parts.headers)
+    }
+}
+
+impl BearerToken {
+    fn from_headers(headers: &HeaderMap) -> Result<Self, Error> {
+        let Some(raw) = headers.get(axum::http::header::AUTHORIZATION) else {
             return Ok(BearerToken(None));
         };
         let bad = || Error::new(ErrorCode::Unauthorized, "the Authorization header must be 'Bearer <token>'");
@@ -74,5 +86,112 @@ impl<S: Send + Sync> FromRequestParts<S> for BearerToken {
             return Err(bad());
         }
         Ok(BearerToken(Some(token.to_string())))
+    }
+}
+
+/// The cookie that carries a browser's session.
+pub const SESSION_COOKIE: &str = "__Host-portolan_session";
+/// The header that requests made with the session cookie echo the session's CSRF token in.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// The signed-in caller of a request, by API token or session cookie; 401 for everyone else.
+/// Requests with the cookie that change something must echo the session's CSRF token and must not
+/// come from another site.
+pub struct Caller {
+    pub actor: Actor,
+    /// Set when the caller came with the session cookie.
+    pub session: Option<Session>,
+}
+
+/// The caller of an entity write: a signed-in user, or a backend holding a run token (checked
+/// against the run the request names).
+pub enum Writer {
+    Caller(Actor),
+    RunToken(String),
+}
+
+enum Credential {
+    Caller(Caller),
+    RunToken(String),
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Error> {
+        match authenticate(parts, app).await? {
+            Credential::Caller(caller) => Ok(caller),
+            Credential::RunToken(_) => {
+                Err(Error::forbidden("a run token may only report on its run and change the catalog for it"))
+            }
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Writer {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Error> {
+        Ok(match authenticate(parts, app).await? {
+            Credential::Caller(caller) => Writer::Caller(caller.actor),
+            Credential::RunToken(token) => Writer::RunToken(token),
+        })
+    }
+}
+
+async fn authenticate(parts: &Parts, app: &AppState) -> Result<Credential, Error> {
+    if let BearerToken(Some(token)) = BearerToken::from_headers(&parts.headers)? {
+        if token.starts_with(keys::RUN_TOKEN_PREFIX) {
+            return Ok(Credential::RunToken(token));
+        }
+        if !token.starts_with(keys::TOKEN_PREFIX) {
+            return Err(Error::unauthorized("unknown token: API tokens start with 'plt_'"));
+        }
+        let actor = app.catalog.authenticate_token(&token).await?;
+        return Ok(Credential::Caller(Caller { actor, session: None }));
+    }
+    let Some(cookie) = cookie(&parts.headers, SESSION_COOKIE) else {
+        return Err(Error::unauthorized("sign in, or send an API token as 'Authorization: Bearer plt_...'"));
+    };
+    let signed_in = app.catalog.authenticate_session(&cookie).await?;
+    if !parts.method.is_safe() {
+        check_same_site(&parts.headers)?;
+        let sent = parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
+        if !keys::same(sent, &signed_in.session.csrf) {
+            return Err(Error::new(ErrorCode::CsrfFailed, format!("send the session's CSRF token in '{CSRF_HEADER}'")));
+        }
+    }
+    Ok(Credential::Caller(Caller { actor: signed_in.actor, session: Some(signed_in.session) }))
+}
+
+/// Refuses a state-changing request a browser says another site made.
+pub fn check_same_site(headers: &HeaderMap) -> Result<(), Error> {
+    match headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        Some("cross-site") => Err(Error::new(ErrorCode::CsrfFailed, "cross-site requests may not change anything")),
+        _ => Ok(()),
+    }
+}
+
+/// A cookie's value from the `Cookie` headers.
+pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value.to_string())
+}
+
+/// The address a request came from (for throttling sign-ins).
+pub struct ClientAddress(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Error> {
+        let address = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string());
+        Ok(ClientAddress(address.unwrap_or_else(|| "unknown".into())))
     }
 }

@@ -16,7 +16,7 @@ use crate::error::{Error, ErrorCode, Result};
 pub const KEY_BYTES: usize = 32;
 const NONCE_BYTES: usize = 24;
 /// The prefix of run-scoped tokens.
-const RUN_TOKEN_PREFIX: &str = "plr_";
+pub const RUN_TOKEN_PREFIX: &str = "plr_";
 /// The prefix of API tokens (runner tokens for now).
 pub const TOKEN_PREFIX: &str = "plt_";
 
@@ -142,11 +142,21 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
     bytes
 }
 
+/// 32 random bytes as URL-safe base64: session cookies, CSRF tokens, generated passwords.
+pub fn random_token() -> String {
+    URL_SAFE_NO_PAD.encode(random_bytes::<32>())
+}
+
 /// A new random API token (`plt_...`), and the SHA-256 (hex) that is stored instead of it.
 pub fn new_token() -> (String, String) {
     let token = format!("{TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(random_bytes::<32>()));
     let hash = token_sha256(&token);
     (token, hash)
+}
+
+/// Compares two secrets in time that depends only on their lengths.
+pub fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 pub fn token_sha256(token: &str) -> String {

@@ -27,6 +27,8 @@ pub struct RunFilter {
     /// Any of these statuses (all when empty).
     pub statuses: Vec<RunStatus>,
     pub before: Option<i64>,
+    /// Only runs this user requested or whose entity one of these teams owns.
+    pub visible_to: Option<(String, Vec<String>)>,
 }
 
 /// A log line to append.
@@ -215,6 +217,25 @@ macro_rules! queries {
                     marks.push(format!("${}", binds.len()));
                 }
                 sql.push_str(&format!(" AND status IN ({})", marks.join(", ")));
+            }
+            if let Some((user, teams)) = &filter.visible_to {
+                binds.push(user.clone());
+                let mut visible = format!(" AND (created_by = ${}", binds.len());
+                if !teams.is_empty() {
+                    let mut marks = Vec::new();
+                    for team in teams {
+                        binds.push(team.clone());
+                        marks.push(format!("${}", binds.len()));
+                    }
+                    visible.push_str(&format!(
+                        " OR EXISTS (SELECT 1 FROM entities e JOIN entity_references r ON r.source_id = e.id
+                           WHERE e.blueprint = runs.blueprint AND e.identifier = runs.entity
+                           AND r.via = '$team' AND r.target_identifier IN ({}))",
+                        marks.join(", ")
+                    ));
+                }
+                sql.push_str(&visible);
+                sql.push(')');
             }
             if filter.before.is_some() {
                 sql.push_str(&format!(" AND seq < ${}", binds.len() + 1));

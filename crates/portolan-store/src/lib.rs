@@ -11,11 +11,13 @@ use portolan_model::{Blueprint, Entity, EntityRef, Millis, Reference};
 use serde_json::{Map, Value};
 
 pub mod actions;
+pub mod identity;
 pub mod postgres;
 pub mod query_sql;
 pub mod sqlite;
 
 pub use actions::{ActionRecord, NewRunLog, RunFilter, RunnerToken, SecretMeta};
+pub use identity::{Account, AccountKind, ApiToken, Session};
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
@@ -271,6 +273,31 @@ pub trait Tx: Send {
     async fn setting(&mut self, name: &str) -> Result<Option<String>>;
     /// A setting's value, storing `value` first if it has none.
     async fn setting_or_insert(&mut self, name: &str, value: &str) -> Result<String>;
+
+    /// The sign-in record of a `_user`.
+    async fn account(&mut self, user: &str) -> Result<Option<Account>>;
+    async fn accounts(&mut self) -> Result<Vec<Account>>;
+    /// Creates or replaces an account.
+    async fn put_account(&mut self, account: &Account) -> Result<()>;
+    async fn insert_session(&mut self, session: &Session) -> Result<()>;
+    /// The session whose cookie value has this SHA-256.
+    async fn session(&mut self, id_sha256: &str) -> Result<Option<Session>>;
+    async fn touch_session(&mut self, id_sha256: &str, at: Millis) -> Result<()>;
+    async fn delete_session(&mut self, id_sha256: &str) -> Result<bool>;
+    /// Ends every session of a user; how many there were.
+    async fn delete_sessions_of(&mut self, user: &str) -> Result<u64>;
+    async fn insert_api_token(&mut self, token: &ApiToken) -> Result<()>;
+    /// The API token with this SHA-256.
+    async fn api_token(&mut self, token_sha256: &str) -> Result<Option<ApiToken>>;
+    /// Every API token, or only those of `user`.
+    async fn api_tokens(&mut self, user: Option<&str>) -> Result<Vec<ApiToken>>;
+    /// Revokes an API token; false when it does not exist or is revoked already.
+    async fn revoke_api_token(&mut self, id: &str, at: Millis) -> Result<bool>;
+    async fn touch_api_token(&mut self, id: &str, at: Millis) -> Result<()>;
+    /// The permissions document of a resource (`blueprint:<id>`, `action:<id>`).
+    async fn permissions(&mut self, resource: &str) -> Result<Option<Value>>;
+    /// Stores a permissions document, or with `None` removes it.
+    async fn put_permissions(&mut self, resource: &str, document: Option<&Value>, at: Millis, by: &str) -> Result<()>;
 
     async fn commit(self: Box<Self>) -> Result<()>;
 }

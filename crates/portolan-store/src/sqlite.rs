@@ -18,8 +18,8 @@ use crate::query_sql::{self, AggregatePlan, AggregateResult, Dialect, Param, Sea
 use tokio::sync::broadcast;
 
 use crate::{
-    ActionRecord, BlueprintRecord, CHANGE_BUFFER, ChangeEvent, EntityWrite, Job, NewJob, NewRunLog, Referrer, Result,
-    RunFilter, RunnerToken, ScorecardRecord, SecretMeta, Store, StoreError, Tx,
+    Account, ActionRecord, ApiToken, BlueprintRecord, CHANGE_BUFFER, ChangeEvent, EntityWrite, Job, NewJob, NewRunLog,
+    Referrer, Result, RunFilter, RunnerToken, ScorecardRecord, SecretMeta, Session, Store, StoreError, Tx,
 };
 
 /// The file inside the data directory that holds the database.
@@ -747,6 +747,66 @@ impl Tx for SqliteTx {
 
     async fn setting_or_insert(&mut self, name: &str, value: &str) -> Result<String> {
         crate::actions::sqlite::setting_or_insert(&mut self.tx, name, value).await
+    }
+
+    async fn account(&mut self, user: &str) -> Result<Option<Account>> {
+        crate::identity::sqlite::account(&mut self.tx, user).await
+    }
+
+    async fn accounts(&mut self) -> Result<Vec<Account>> {
+        crate::identity::sqlite::accounts(&mut self.tx).await
+    }
+
+    async fn put_account(&mut self, account: &Account) -> Result<()> {
+        crate::identity::sqlite::put_account(&mut self.tx, account).await
+    }
+
+    async fn insert_session(&mut self, session: &Session) -> Result<()> {
+        crate::identity::sqlite::insert_session(&mut self.tx, session).await
+    }
+
+    async fn session(&mut self, id_sha256: &str) -> Result<Option<Session>> {
+        crate::identity::sqlite::session(&mut self.tx, id_sha256).await
+    }
+
+    async fn touch_session(&mut self, id_sha256: &str, at: Millis) -> Result<()> {
+        crate::identity::sqlite::touch_session(&mut self.tx, id_sha256, at).await
+    }
+
+    async fn delete_session(&mut self, id_sha256: &str) -> Result<bool> {
+        crate::identity::sqlite::delete_session(&mut self.tx, id_sha256).await
+    }
+
+    async fn delete_sessions_of(&mut self, user: &str) -> Result<u64> {
+        crate::identity::sqlite::delete_sessions_of(&mut self.tx, user).await
+    }
+
+    async fn insert_api_token(&mut self, token: &ApiToken) -> Result<()> {
+        crate::identity::sqlite::insert_api_token(&mut self.tx, token).await
+    }
+
+    async fn api_token(&mut self, token_sha256: &str) -> Result<Option<ApiToken>> {
+        crate::identity::sqlite::api_token(&mut self.tx, token_sha256).await
+    }
+
+    async fn api_tokens(&mut self, user: Option<&str>) -> Result<Vec<ApiToken>> {
+        crate::identity::sqlite::api_tokens(&mut self.tx, user).await
+    }
+
+    async fn revoke_api_token(&mut self, id: &str, at: Millis) -> Result<bool> {
+        crate::identity::sqlite::revoke_api_token(&mut self.tx, id, at).await
+    }
+
+    async fn touch_api_token(&mut self, id: &str, at: Millis) -> Result<()> {
+        crate::identity::sqlite::touch_api_token(&mut self.tx, id, at).await
+    }
+
+    async fn permissions(&mut self, resource: &str) -> Result<Option<Value>> {
+        crate::identity::sqlite::permissions(&mut self.tx, resource).await
+    }
+
+    async fn put_permissions(&mut self, resource: &str, document: Option<&Value>, at: Millis, by: &str) -> Result<()> {
+        crate::identity::sqlite::put_permissions(&mut self.tx, resource, document, at, by).await
     }
 
     async fn commit(self: Box<Self>) -> Result<()> {

@@ -26,6 +26,10 @@ pub struct FileConfig {
     pub webhook_allow_private: Option<bool>,
     pub nats_url: Option<String>,
     pub public_url: Option<String>,
+    pub admin_password: Option<String>,
+    pub admin_password_file: Option<PathBuf>,
+    pub session_idle_minutes: Option<u32>,
+    pub session_max_hours: Option<u32>,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -70,6 +74,18 @@ pub struct ServeArgs {
     #[arg(long, env = "PORTOLAN_PUBLIC_URL")]
     pub public_url: Option<String>,
     /// Load the demo catalog (idempotent: existing entries are left alone)
+    /// The first admin's password, used only when the database has no accounts yet (otherwise one
+    /// is generated and printed once)
+    #[arg(long, env = "PORTOLAN_ADMIN_PASSWORD", hide_env_values = true)]
+    pub admin_password: Option<String>,
+    #[arg(long, env = "PORTOLAN_ADMIN_PASSWORD_FILE")]
+    pub admin_password_file: Option<PathBuf>,
+    /// Sessions end after this long without a request (default 480)
+    #[arg(long, env = "PORTOLAN_SESSION_IDLE_MINUTES")]
+    pub session_idle_minutes: Option<u32>,
+    /// Sessions end this long after sign-in, however active (default 168)
+    #[arg(long, env = "PORTOLAN_SESSION_MAX_HOURS")]
+    pub session_max_hours: Option<u32>,
     #[arg(long, env = "PORTOLAN_DEMO")]
     pub demo: bool,
 }
@@ -138,6 +154,24 @@ pub struct ServeConfig {
     pub webhook_allow_private: bool,
     pub nats_url: Option<String>,
     pub public_url: Option<String>,
+    pub admin_password: Option<Secret>,
+    pub session_idle_minutes: u32,
+    pub session_max_hours: u32,
+}
+
+/// A value given directly or as a file holding it (not both).
+fn value_or_file(value: Option<String>, file: Option<PathBuf>, what: &str) -> anyhow::Result<Option<Secret>> {
+    match (value, file) {
+        (Some(_), Some(_)) => bail!("give the {what} or a file holding it, not both"),
+        (Some(value), None) => Ok(Some(Secret(value))),
+        (None, Some(path)) => Ok(Some(Secret(
+            std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read the {what} from {}", path.display()))?
+                .trim()
+                .to_string(),
+        ))),
+        (None, None) => Ok(None),
+    }
 }
 
 impl ServeArgs {
@@ -165,17 +199,23 @@ impl ServeArgs {
                 ms if ms >= 500 => ms,
                 _ => bail!("lease_ms must be at least 500"),
             },
-            secrets_key: match (self.secrets_key.or(file.secrets_key), self.secrets_key_file.or(file.secrets_key_file))
-            {
-                (Some(_), Some(_)) => bail!("give the secrets key or a file holding it, not both"),
-                (Some(key), None) => Some(Secret(key)),
-                (None, Some(path)) => Some(Secret(
-                    std::fs::read_to_string(&path)
-                        .with_context(|| format!("cannot read the secrets key from {}", path.display()))?
-                        .trim()
-                        .to_string(),
-                )),
-                (None, None) => None,
+            secrets_key: value_or_file(
+                self.secrets_key.or(file.secrets_key),
+                self.secrets_key_file.or(file.secrets_key_file),
+                "secrets key",
+            )?,
+            admin_password: value_or_file(
+                self.admin_password.or(file.admin_password),
+                self.admin_password_file.or(file.admin_password_file),
+                "admin password",
+            )?,
+            session_idle_minutes: match self.session_idle_minutes.or(file.session_idle_minutes).unwrap_or(480) {
+                0 => bail!("session_idle_minutes must be at least 1"),
+                m => m,
+            },
+            session_max_hours: match self.session_max_hours.or(file.session_max_hours).unwrap_or(168) {
+                0 => bail!("session_max_hours must be at least 1"),
+                h => h,
             },
             webhook_allow_private: self.webhook_allow_private.or(file.webhook_allow_private).unwrap_or(false),
             nats_url: self.nats_url.or(file.nats_url),
@@ -185,18 +225,7 @@ impl ServeArgs {
 }
 
 fn resolve_database(url: Option<String>, url_file: Option<PathBuf>, data: Option<PathBuf>) -> anyhow::Result<Database> {
-    let url = match (url, url_file) {
-        (Some(_), Some(_)) => bail!("give the database URL or a file holding it, not both"),
-        (Some(url), None) => Some(url),
-        (None, Some(path)) => Some(
-            std::fs::read_to_string(&path)
-                .with_context(|| format!("cannot read the database URL from {}", path.display()))?
-                .trim()
-                .to_string(),
-        ),
-        (None, None) => None,
-    };
-    match url {
+    match value_or_file(url, url_file, "database URL")?.map(|s| s.0) {
         Some(url) if portolan_store::is_postgres_url(&url) => Ok(Database::Postgres(url)),
         Some(_) => bail!("the database URL must start with postgres:// (the embedded database is chosen with --data)"),
         None => Ok(Database::Sqlite(data.unwrap_or_else(|| PathBuf::from("portolan-data")))),
@@ -228,6 +257,10 @@ mod tests {
             webhook_allow_private: None,
             nats_url: None,
             public_url: None,
+            admin_password: None,
+            admin_password_file: None,
+            session_idle_minutes: None,
+            session_max_hours: None,
         }
     }
 

@@ -31,6 +31,8 @@ enum Command {
     /// The demo actions' work, run by the demo's runner with the payload on stdin.
     #[command(hide = true)]
     DemoTask { task: String },
+    /// Manage accounts and tokens directly in the database (works while the server runs).
+    Admin(AdminArgs),
     /// Copy a SQLite deployment into an empty PostgreSQL database and verify the copy.
     MigrateStore {
         /// Data directory of the SQLite deployment.
@@ -39,6 +41,46 @@ enum Command {
         /// PostgreSQL URL of the target database.
         #[arg(long, env = "PORTOLAN_DATABASE_URL", hide_env_values = true)]
         to: String,
+    },
+}
+
+#[derive(clap::Args)]
+struct AdminArgs {
+    #[command(flatten)]
+    config: config::ServeArgs,
+    #[command(subcommand)]
+    command: AdminCommand,
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Create a user (or a service account) who can sign in. The password is read from
+    /// PORTOLAN_NEW_PASSWORD or, with --password-stdin, from the first line of stdin.
+    CreateUser {
+        /// Their `_user` identifier, used to sign in
+        identifier: String,
+        #[arg(long, default_value = "member", value_parser = ["admin", "member"])]
+        role: String,
+        /// A team they belong to (repeat for more)
+        #[arg(long = "team")]
+        teams: Vec<String>,
+        #[arg(long)]
+        email: Option<String>,
+        /// A service account: no password, tokens only
+        #[arg(long)]
+        service: bool,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Create an API token for an account and print it (shown only this once).
+    CreateToken {
+        /// The account the token acts as
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        expires_in_days: Option<u32>,
     },
 }
 
@@ -85,6 +127,11 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Admin(args) => {
+            // Logs to stderr: stdout carries what the command prints (a token, say).
+            tracing_subscriber::fmt().with_env_filter("warn").with_writer(std::io::stderr).init();
+            runtime()?.block_on(admin(args))
+        }
         Command::MigrateStore { from, to } => {
             init_logging("warn")?;
             runtime()?.block_on(migrate_store(from, to))
@@ -113,16 +160,76 @@ async fn migrate_store(from: std::path::PathBuf, to: String) -> anyhow::Result<(
         println!("{blueprint:<24} {entities:>9} entities");
     }
     println!(
-        "copied {} blueprints, {} scorecards, {} entities, {} actions, {} secrets and {} runs into {target_name}; \
-         entity counts verified",
+        "copied {} blueprints, {} scorecards, {} entities, {} actions, {} secrets, {} accounts and {} runs into \
+         {target_name}; entity counts verified",
         report.blueprints.len(),
         report.scorecards,
         report.entities(),
         report.actions,
         report.secrets,
+        report.accounts,
         report.runs
     );
     Ok(())
+}
+
+async fn admin(args: AdminArgs) -> anyhow::Result<()> {
+    use portolan_server::services::identity::NewAccount;
+    use portolan_server::services::{Actor, Origin};
+    let config = args.config.resolve()?;
+    let state = open_state(&config).await?;
+    let actor = Actor::system("portolan-cli", Origin::Cli);
+    match args.command {
+        AdminCommand::CreateUser { identifier, role, teams, email, service, password_stdin } => {
+            let password = if service {
+                None
+            } else if password_stdin {
+                let mut line = String::new();
+                std::io::stdin().read_line(&mut line).context("cannot read the password from stdin")?;
+                Some(line.trim_end_matches(['\r', '\n']).to_string())
+            } else {
+                Some(std::env::var("PORTOLAN_NEW_PASSWORD").context(
+                    "give the password in PORTOLAN_NEW_PASSWORD or on stdin with --password-stdin (or pass --service)",
+                )?)
+            };
+            let role = portolan_model::permission::Role::parse(&role).context("role is admin or member")?;
+            let new =
+                NewAccount { identifier, teams, email, role: Some(role), password, service, ..NewAccount::default() };
+            let account = state.catalog.create_account(&actor, new).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("created {} account '{}' ({})", account.kind.as_str(), account.user, account.role.as_str());
+        }
+        AdminCommand::CreateToken { user, name, expires_in_days } => {
+            let (record, token) = state
+                .catalog
+                .create_api_token(&actor, Some(&user), &name, expires_in_days)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            eprintln!("token {} for '{}' (shown only now):", record.id, record.user);
+            println!("{token}");
+        }
+    }
+    Ok(())
+}
+
+/// The services over the configured database, as `serve` builds them.
+async fn open_state(config: &config::ServeConfig) -> anyhow::Result<AppState> {
+    let database = config.database.clone();
+    let store = portolan_store::open(&database.location())
+        .await
+        .with_context(|| format!("cannot open the database {database}"))?;
+    let options = EngineOptions {
+        runner_lease_ms: config.lease_ms,
+        secrets_key: config.secrets_key.clone().map(|k| k.0),
+        webhook_allow_private: config.webhook_allow_private,
+        nats_url: config.nats_url.clone(),
+    };
+    let mut state =
+        AppState::with_options(store, Arc::new(SystemClock), &options).await.context("cannot prepare the catalog")?;
+    state.catalog.set_session_policy(portolan_server::services::identity::SessionPolicy {
+        idle_ms: i64::from(config.session_idle_minutes) * 60_000,
+        absolute_ms: i64::from(config.session_max_hours) * 3_600_000,
+    });
+    Ok(state)
 }
 
 fn init_logging(filter: &str) -> anyhow::Result<()> {
@@ -158,18 +265,14 @@ async fn run_runner(args: RunnerArgs) -> anyhow::Result<()> {
 
 async fn serve(config: config::ServeConfig) -> anyhow::Result<()> {
     let database = config.database.clone();
-    let store = portolan_store::open(&database.location())
-        .await
-        .with_context(|| format!("cannot open the database {database}"))?;
-    let options = EngineOptions {
-        runner_lease_ms: config.lease_ms,
-        secrets_key: config.secrets_key.clone().map(|k| k.0),
-        webhook_allow_private: config.webhook_allow_private,
-        nats_url: config.nats_url.clone(),
-    };
-    let mut state = AppState::with_options(Arc::clone(&store), Arc::new(SystemClock), &options)
-        .await
-        .context("cannot prepare the catalog")?;
+    let mut state = open_state(&config).await?;
+    let admin_password = config.admin_password.clone().map(|p| p.0);
+    if let Some(generated) = state.catalog.bootstrap_admin(admin_password).await.map_err(|e| anyhow::anyhow!("{e}"))? {
+        // Printed, never logged: it is the only copy.
+        println!(
+            "\nCreated the first admin account.\n  username: admin\n  password: {generated}\nSign in and change it; it is not shown again.\n"
+        );
+    }
     let exe = std::env::current_exe().context("cannot find this program's path for the jq sandbox")?;
     state.catalog.set_sandbox(Arc::new(JqSandbox::new(exe.clone(), vec!["jq-sandbox".into()])));
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -187,6 +290,7 @@ async fn serve(config: config::ServeConfig) -> anyhow::Result<()> {
             entities = summary.entities_created,
             scorecards = summary.scorecards_created,
             actions = summary.actions_written,
+            accounts = summary.accounts_created,
             "demo catalog loaded"
         );
         demo_runner = Some(start_demo_runner(&state, &config, &exe, &public_url, runner_stopped).await?);
@@ -229,7 +333,7 @@ async fn start_demo_runner(
     let workspace = workspace.canonicalize()?;
     let actor = portolan_server::services::Actor::demo();
     // The token of the previous start is of no use: a new one is made each start.
-    for old in state.catalog.list_runner_tokens().await? {
+    for old in state.catalog.list_runner_tokens(&actor).await? {
         if old.name == DEMO_RUNNER && old.revoked_at.is_none() {
             state.catalog.revoke_runner_token(&actor, &old.id).await?;
         }

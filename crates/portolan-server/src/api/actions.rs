@@ -11,8 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
 use crate::error::Result;
-use crate::extract::{JsonBody, PathParams, QueryParams};
-use crate::services::Actor;
+use crate::extract::{Caller, JsonBody, PathParams, QueryParams};
 
 /// An action with who made and last changed it.
 #[derive(Serialize, ToSchema)]
@@ -61,9 +60,10 @@ pub struct ActionListQuery {
     responses((status = 200, body = ActionListResponse)))]
 pub async fn list_actions(
     State(app): State<AppState>,
+    caller: Caller,
     QueryParams(query): QueryParams<ActionListQuery>,
 ) -> Result<Json<ActionListResponse>> {
-    let actions = app.catalog.list_actions(query.blueprint.as_deref()).await?;
+    let actions = app.catalog.list_actions(&caller.actor, query.blueprint.as_deref()).await?;
     Ok(Json(ActionListResponse { ok: true, actions: actions.into_iter().map(ActionView::from).collect() }))
 }
 
@@ -74,9 +74,10 @@ pub async fn list_actions(
               (status = 422, description = "invalid, with per-field details")))]
 pub async fn create_action(
     State(app): State<AppState>,
+    caller: Caller,
     JsonBody(document): JsonBody<Value>,
 ) -> Result<(StatusCode, Json<ActionResponse>)> {
-    let (record, _) = app.catalog.put_action(&Actor::anonymous(), None, document).await?;
+    let (record, _) = app.catalog.put_action(&caller.actor, None, document).await?;
     Ok((StatusCode::CREATED, Json(ActionResponse { ok: true, action: record.into() })))
 }
 
@@ -84,9 +85,10 @@ pub async fn create_action(
     responses((status = 200, body = ActionResponse), (status = 404, description = "not found")))]
 pub async fn get_action(
     State(app): State<AppState>,
+    caller: Caller,
     PathParams(identifier): PathParams<String>,
 ) -> Result<Json<ActionResponse>> {
-    let record = app.catalog.get_action(&identifier).await?;
+    let record = app.catalog.get_action(&caller.actor, &identifier).await?;
     Ok(Json(ActionResponse { ok: true, action: record.into() }))
 }
 
@@ -96,10 +98,11 @@ pub async fn get_action(
               (status = 422, description = "invalid, with per-field details")))]
 pub async fn replace_action(
     State(app): State<AppState>,
+    caller: Caller,
     PathParams(identifier): PathParams<String>,
     JsonBody(document): JsonBody<Value>,
 ) -> Result<Json<ActionResponse>> {
-    let (record, _) = app.catalog.put_action(&Actor::anonymous(), Some(&identifier), document).await?;
+    let (record, _) = app.catalog.put_action(&caller.actor, Some(&identifier), document).await?;
     Ok(Json(ActionResponse { ok: true, action: record.into() }))
 }
 
@@ -108,9 +111,10 @@ pub async fn replace_action(
     responses((status = 200, description = "deleted"), (status = 404, description = "not found")))]
 pub async fn delete_action(
     State(app): State<AppState>,
+    caller: Caller,
     PathParams(identifier): PathParams<String>,
 ) -> Result<Json<Value>> {
-    app.catalog.delete_action(&Actor::anonymous(), &identifier).await?;
+    app.catalog.delete_action(&caller.actor, &identifier).await?;
     Ok(Json(json!({"ok": true})))
 }
 
@@ -160,8 +164,8 @@ pub struct SecretListResponse {
 }
 
 #[utoipa::path(get, path = "/api/v1/secrets", tag = "secrets", responses((status = 200, body = SecretListResponse)))]
-pub async fn list_secrets(State(app): State<AppState>) -> Result<Json<SecretListResponse>> {
-    let secrets = app.catalog.list_secrets().await?.into_iter().map(SecretInfo::from).collect();
+pub async fn list_secrets(State(app): State<AppState>, caller: Caller) -> Result<Json<SecretListResponse>> {
+    let secrets = app.catalog.list_secrets(&caller.actor).await?.into_iter().map(SecretInfo::from).collect();
     Ok(Json(SecretListResponse { ok: true, secrets }))
 }
 
@@ -171,10 +175,11 @@ pub async fn list_secrets(State(app): State<AppState>) -> Result<Json<SecretList
               (status = 422, description = "invalid name or value")))]
 pub async fn create_secret(
     State(app): State<AppState>,
+    caller: Caller,
     JsonBody(request): JsonBody<Value>,
 ) -> Result<(StatusCode, Json<Value>)> {
     let request: SecretRequest = portolan_model::error::from_json(request)?;
-    put(&app, &request.name, &request.value).await
+    put(&app, &caller, &request.name, &request.value).await
 }
 
 #[utoipa::path(put, path = "/api/v1/secrets/{name}", tag = "secrets", request_body = SecretValue,
@@ -182,15 +187,16 @@ pub async fn create_secret(
     responses((status = 201, description = "created"), (status = 200, description = "replaced")))]
 pub async fn replace_secret(
     State(app): State<AppState>,
+    caller: Caller,
     PathParams(name): PathParams<String>,
     JsonBody(request): JsonBody<Value>,
 ) -> Result<(StatusCode, Json<Value>)> {
     let request: SecretValue = portolan_model::error::from_json(request)?;
-    put(&app, &name, &request.value).await
+    put(&app, &caller, &name, &request.value).await
 }
 
-async fn put(app: &AppState, name: &str, value: &str) -> Result<(StatusCode, Json<Value>)> {
-    let created = app.catalog.put_secret(&Actor::anonymous(), name, value).await?;
+async fn put(app: &AppState, caller: &Caller, name: &str, value: &str) -> Result<(StatusCode, Json<Value>)> {
+    let created = app.catalog.put_secret(&caller.actor, name, value).await?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(json!({"ok": true, "secret": {"name": name}}))))
 }
@@ -199,8 +205,12 @@ async fn put(app: &AppState, name: &str, value: &str) -> Result<(StatusCode, Jso
 #[utoipa::path(delete, path = "/api/v1/secrets/{name}", tag = "secrets", params(("name" = String, Path)),
     responses((status = 200, description = "deleted"), (status = 404, description = "not found"),
               (status = 409, description = "used by actions")))]
-pub async fn delete_secret(State(app): State<AppState>, PathParams(name): PathParams<String>) -> Result<Json<Value>> {
-    app.catalog.delete_secret(&Actor::anonymous(), &name).await?;
+pub async fn delete_secret(
+    State(app): State<AppState>,
+    caller: Caller,
+    PathParams(name): PathParams<String>,
+) -> Result<Json<Value>> {
+    app.catalog.delete_secret(&caller.actor, &name).await?;
     Ok(Json(json!({"ok": true})))
 }
 
@@ -254,16 +264,18 @@ pub struct RunnerTokenCreated {
     responses((status = 201, body = RunnerTokenCreated), (status = 422, description = "invalid")))]
 pub async fn create_runner_token(
     State(app): State<AppState>,
+    caller: Caller,
     JsonBody(request): JsonBody<Value>,
 ) -> Result<(StatusCode, Json<RunnerTokenCreated>)> {
     let request: RunnerTokenRequest = portolan_model::error::from_json(request)?;
-    let (record, token) = app.catalog.create_runner_token(&Actor::anonymous(), &request.name, request.labels).await?;
+    let (record, token) = app.catalog.create_runner_token(&caller.actor, &request.name, request.labels).await?;
     Ok((StatusCode::CREATED, Json(RunnerTokenCreated { ok: true, token, runner: record.into() })))
 }
 
 #[utoipa::path(get, path = "/api/v1/runners/tokens", tag = "runners", responses((status = 200, description = "tokens, without their values")))]
-pub async fn list_runner_tokens(State(app): State<AppState>) -> Result<Json<Value>> {
-    let tokens: Vec<RunnerTokenInfo> = app.catalog.list_runner_tokens().await?.into_iter().map(Into::into).collect();
+pub async fn list_runner_tokens(State(app): State<AppState>, caller: Caller) -> Result<Json<Value>> {
+    let tokens: Vec<RunnerTokenInfo> =
+        app.catalog.list_runner_tokens(&caller.actor).await?.into_iter().map(Into::into).collect();
     Ok(Json(json!({"ok": true, "runners": tokens})))
 }
 
@@ -271,8 +283,9 @@ pub async fn list_runner_tokens(State(app): State<AppState>) -> Result<Json<Valu
     responses((status = 200, description = "revoked"), (status = 404, description = "unknown or already revoked")))]
 pub async fn revoke_runner_token(
     State(app): State<AppState>,
+    caller: Caller,
     PathParams(id): PathParams<String>,
 ) -> Result<Json<Value>> {
-    app.catalog.revoke_runner_token(&Actor::anonymous(), &id).await?;
+    app.catalog.revoke_runner_token(&caller.actor, &id).await?;
     Ok(Json(json!({"ok": true})))
 }

@@ -11,8 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
 use crate::error::Result;
-use crate::extract::{JsonBody, PathParams, QueryParams};
-use crate::services::Actor;
+use crate::extract::{Caller, JsonBody, PathParams, QueryParams};
 
 /// A blueprint with who made and last changed it.
 #[derive(Serialize, ToSchema)]
@@ -71,7 +70,7 @@ fn respond(record: BlueprintRecord) -> Json<BlueprintResponse> {
 
 #[utoipa::path(get, path = "/api/v1/blueprints", tag = "blueprints",
     responses((status = 200, body = BlueprintListResponse)))]
-pub async fn list_blueprints(State(app): State<AppState>) -> Result<Json<BlueprintListResponse>> {
+pub async fn list_blueprints(State(app): State<AppState>, _caller: Caller) -> Result<Json<BlueprintListResponse>> {
     let blueprints = app.catalog.list_blueprints().await?.into_iter().map(Into::into).collect();
     Ok(Json(BlueprintListResponse { ok: true, blueprints }))
 }
@@ -81,9 +80,10 @@ pub async fn list_blueprints(State(app): State<AppState>) -> Result<Json<Bluepri
               (status = 422, description = "invalid blueprint, with per-field details")))]
 pub async fn create_blueprint(
     State(app): State<AppState>,
+    caller: Caller,
     JsonBody(document): JsonBody<Value>,
 ) -> Result<(StatusCode, Json<BlueprintResponse>)> {
-    let record = app.catalog.create_blueprint(&Actor::anonymous(), document).await?;
+    let record = app.catalog.create_blueprint(&caller.actor, document).await?;
     Ok((StatusCode::CREATED, respond(record)))
 }
 
@@ -92,6 +92,7 @@ pub async fn create_blueprint(
     responses((status = 200, body = BlueprintResponse), (status = 404, description = "no such blueprint")))]
 pub async fn get_blueprint(
     State(app): State<AppState>,
+    _caller: Caller,
     PathParams(identifier): PathParams<String>,
 ) -> Result<Json<BlueprintResponse>> {
     Ok(respond(app.catalog.get_blueprint(&identifier).await?))
@@ -103,10 +104,11 @@ pub async fn get_blueprint(
               (status = 422, description = "invalid, or existing entities would break (`schema_breaks_entities`)")))]
 pub async fn replace_blueprint(
     State(app): State<AppState>,
+    caller: Caller,
     PathParams(identifier): PathParams<String>,
     JsonBody(document): JsonBody<Value>,
 ) -> Result<Json<BlueprintResponse>> {
-    Ok(respond(app.catalog.update_blueprint(&Actor::anonymous(), &identifier, document, false).await?))
+    Ok(respond(app.catalog.update_blueprint(&caller.actor, &identifier, document, false).await?))
 }
 
 /// Applies a JSON merge patch (RFC 7386) to the blueprint.
@@ -115,10 +117,11 @@ pub async fn replace_blueprint(
     responses((status = 200, body = BlueprintResponse)))]
 pub async fn patch_blueprint(
     State(app): State<AppState>,
+    caller: Caller,
     PathParams(identifier): PathParams<String>,
     JsonBody(patch): JsonBody<Value>,
 ) -> Result<Json<BlueprintResponse>> {
-    Ok(respond(app.catalog.update_blueprint(&Actor::anonymous(), &identifier, patch, true).await?))
+    Ok(respond(app.catalog.update_blueprint(&caller.actor, &identifier, patch, true).await?))
 }
 
 #[utoipa::path(delete, path = "/api/v1/blueprints/{blueprint}", tag = "blueprints",
@@ -126,10 +129,10 @@ pub async fn patch_blueprint(
     responses((status = 200, body = BlueprintDeleteResponse), (status = 409, description = "has entities or is a relation target")))]
 pub async fn delete_blueprint(
     State(app): State<AppState>,
+    caller: Caller,
     PathParams(identifier): PathParams<String>,
     QueryParams(query): QueryParams<DeleteBlueprintQuery>,
 ) -> Result<Json<BlueprintDeleteResponse>> {
-    let deleted_entities =
-        app.catalog.delete_blueprint(&Actor::anonymous(), &identifier, query.delete_entities).await?;
+    let deleted_entities = app.catalog.delete_blueprint(&caller.actor, &identifier, query.delete_entities).await?;
     Ok(Json(BlueprintDeleteResponse { ok: true, deleted_entities }))
 }

@@ -11,7 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
 use crate::error::{Error, ErrorCode, Result};
-use crate::extract::{JsonBody, OptionalIfMatch, PathParams, QueryParams, etag};
+use crate::extract::{Caller, JsonBody, OptionalIfMatch, PathParams, QueryParams, Writer, etag};
 use crate::services::Actor;
 use crate::services::catalog::{Outcome, WriteMode};
 use crate::services::search::SearchRequest;
@@ -58,15 +58,23 @@ pub struct RunIdQuery {
     run_id: Option<String>,
 }
 
-/// The caller, acting for a run when the request names one (which must exist and not have ended).
-async fn writer(app: &AppState, run_id: Option<String>) -> Result<Actor> {
-    let actor = Actor::anonymous();
-    match run_id {
-        None => Ok(actor),
-        Some(run) => {
-            app.catalog.check_run_open(&run).await?;
+/// Who makes an entity write: the caller, or a backend with a run token, which must name its run
+/// (`run_id`). A run named by a user must be theirs and still open.
+async fn acting(app: &AppState, writer: Writer, run_id: Option<String>) -> Result<Actor> {
+    match (writer, run_id) {
+        (Writer::Caller(actor), None) => Ok(actor),
+        (Writer::Caller(actor), Some(run)) => {
+            app.catalog.check_run_open(&actor, &run, None).await?;
             Ok(actor.for_run(run))
         }
+        (Writer::RunToken(token), Some(run)) => {
+            app.catalog.check_run_open(&Actor::run_token(&run), &run, Some(&token)).await?;
+            Ok(Actor::run_token(&run).for_run(run))
+        }
+        (Writer::RunToken(_), None) => Err(Error::new(
+            ErrorCode::Forbidden,
+            "a run token changes the catalog only for its run: name it with run_id",
+        )),
     }
 }
 
@@ -141,6 +149,7 @@ fn outcome_status(outcome: Outcome) -> StatusCode {
     responses((status = 200, body = EntityListResponse)))]
 pub async fn list_entities(
     State(app): State<AppState>,
+    caller: Caller,
     PathParams(blueprint): PathParams<String>,
     QueryParams(params): QueryParams<ListQuery>,
 ) -> Result<Json<EntityListResponse>> {
@@ -151,7 +160,7 @@ pub async fn list_entities(
         .transpose()
         .map_err(|e| Error::new(ErrorCode::InvalidQuery, format!("query is not JSON: {e}")))?;
     let request = SearchRequest { query, limit: params.limit, cursor: params.cursor, ..SearchRequest::default() };
-    let page = app.catalog.search(&Actor::anonymous(), Some(&blueprint), request).await?;
+    let page = app.catalog.search(&caller.actor, Some(&blueprint), request).await?;
     Ok(Json(EntityListResponse { ok: true, entities: page.entities, next: page.next }))
 }
 
@@ -162,13 +171,14 @@ pub async fn list_entities(
               (status = 422, description = "invalid, with per-field details")))]
 pub async fn create_entity(
     State(app): State<AppState>,
+    writer: Writer,
     PathParams(blueprint): PathParams<String>,
     QueryParams(query): QueryParams<CreateQuery>,
     OptionalIfMatch(if_match): OptionalIfMatch,
     JsonBody(document): JsonBody<Value>,
 ) -> Result<Response> {
     let mode = WriteMode::Create { upsert: query.upsert, merge: query.merge };
-    let actor = writer(&app, query.run_id).await?;
+    let actor = acting(&app, writer, query.run_id).await?;
     let (entity, outcome) = app.catalog.write_entity(&actor, &blueprint, None, document, mode, if_match).await?;
     Ok(entity_response(outcome_status(outcome), entity))
 }
@@ -178,9 +188,10 @@ pub async fn create_entity(
     responses((status = 200, body = EntityResponse, headers(("ETag" = String))), (status = 404, description = "not found")))]
 pub async fn get_entity(
     State(app): State<AppState>,
+    caller: Caller,
     PathParams((blueprint, identifier)): PathParams<(String, String)>,
 ) -> Result<Response> {
-    let entity = app.catalog.get_entity(&blueprint, &identifier).await?;
+    let entity = app.catalog.get_entity(&caller.actor, &blueprint, &identifier).await?;
     Ok(entity_response(StatusCode::OK, entity))
 }
 
@@ -189,12 +200,13 @@ pub async fn get_entity(
     responses((status = 200, body = EntityResponse), (status = 404, description = "not found"), (status = 412, description = "stale If-Match")))]
 pub async fn replace_entity(
     State(app): State<AppState>,
+    writer: Writer,
     PathParams((blueprint, identifier)): PathParams<(String, String)>,
     QueryParams(query): QueryParams<RunIdQuery>,
     OptionalIfMatch(if_match): OptionalIfMatch,
     JsonBody(document): JsonBody<Value>,
 ) -> Result<Response> {
-    let actor = writer(&app, query.run_id).await?;
+    let actor = acting(&app, writer, query.run_id).await?;
     let (entity, _) =
         app.catalog.write_entity(&actor, &blueprint, Some(&identifier), document, WriteMode::Replace, if_match).await?;
     Ok(entity_response(StatusCode::OK, entity))
@@ -206,12 +218,13 @@ pub async fn replace_entity(
     responses((status = 200, body = EntityResponse), (status = 404, description = "not found"), (status = 412, description = "stale If-Match")))]
 pub async fn patch_entity(
     State(app): State<AppState>,
+    writer: Writer,
     PathParams((blueprint, identifier)): PathParams<(String, String)>,
     QueryParams(query): QueryParams<RunIdQuery>,
     OptionalIfMatch(if_match): OptionalIfMatch,
     JsonBody(document): JsonBody<Value>,
 ) -> Result<Response> {
-    let actor = writer(&app, query.run_id).await?;
+    let actor = acting(&app, writer, query.run_id).await?;
     let (entity, _) =
         app.catalog.write_entity(&actor, &blueprint, Some(&identifier), document, WriteMode::Patch, if_match).await?;
     Ok(entity_response(StatusCode::OK, entity))
@@ -223,11 +236,12 @@ pub async fn patch_entity(
               (status = 409, description = "other entities point at it (`has_dependents`, listed in details)")))]
 pub async fn delete_entity(
     State(app): State<AppState>,
+    writer: Writer,
     PathParams((blueprint, identifier)): PathParams<(String, String)>,
     QueryParams(query): QueryParams<DeleteQuery>,
     OptionalIfMatch(if_match): OptionalIfMatch,
 ) -> Result<Json<EntityDeleteResponse>> {
-    let actor = writer(&app, query.run_id).await?;
+    let actor = acting(&app, writer, query.run_id).await?;
     let deleted = app.catalog.delete_entity(&actor, &blueprint, &identifier, query.delete_dependents, if_match).await?;
     Ok(Json(EntityDeleteResponse { ok: true, deleted }))
 }
@@ -239,12 +253,13 @@ pub async fn delete_entity(
     responses((status = 200, body = BulkResponse), (status = 207, description = "some items failed", body = BulkResponse)))]
 pub async fn bulk_entities(
     State(app): State<AppState>,
+    writer: Writer,
     PathParams(blueprint): PathParams<String>,
     QueryParams(query): QueryParams<CreateQuery>,
     JsonBody(request): JsonBody<Value>,
 ) -> Result<(StatusCode, Json<BulkResponse>)> {
     let request: BulkRequest = portolan_model::error::from_json(request)?;
-    let actor = writer(&app, query.run_id).await?;
+    let actor = acting(&app, writer, query.run_id).await?;
     let items = app.catalog.bulk_write(&actor, &blueprint, request.entities, query.upsert, query.merge).await?;
     let results: Vec<BulkItemResult> = items
         .into_iter()

@@ -10,7 +10,7 @@ use tokio::sync::broadcast::error::RecvError;
 use utoipa::IntoParams;
 
 use crate::AppState;
-use crate::extract::QueryParams;
+use crate::extract::{Caller, QueryParams};
 
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -23,39 +23,43 @@ pub struct EventsQuery {
 /// `entity.deleted`, `entity.computed`, `timer.expired`, and for runs `run.created`,
 /// `run.updated`, `run.log` with the run id as `identifier`) with
 /// `{kind, blueprint, identifier, version}` as data.
-/// A client too slow to keep up gets a `lagged` event with how many it missed.
+/// Only changes to what the caller may read are sent; deletions only of blueprints whose entities
+/// they may all read. A client too slow to keep up gets a `lagged` event with how many it missed.
 #[utoipa::path(get, path = "/api/v1/events", tag = "events", params(EventsQuery),
     responses((status = 200, description = "text/event-stream of changes", content_type = "text/event-stream")))]
 pub async fn stream(
     State(app): State<AppState>,
+    caller: Caller,
     QueryParams(query): QueryParams<EventsQuery>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let receiver = app.catalog.store().changes();
     let stopping = app.stopping();
-    let state = (receiver, query.blueprint, stopping);
-    let events = futures_util::stream::unfold(state, |(mut receiver, blueprint, mut stopping)| async move {
-        loop {
-            if *stopping.borrow() {
-                return None;
-            }
-            let next = tokio::select! {
-                next = receiver.recv() => next,
-                _ = stopping.changed() => return None,
-            };
-            match next {
-                Ok(change) if blueprint.as_ref().is_some_and(|b| *b != change.blueprint) => continue,
-                Ok(change) => {
-                    let data = serde_json::to_string(&change).unwrap_or_default();
-                    let event = Event::default().event(change.kind.clone()).data(data);
-                    return Some((Ok(event), (receiver, blueprint, stopping)));
+    let state = (app, caller.actor, receiver, query.blueprint, stopping);
+    let events =
+        futures_util::stream::unfold(state, |(app, actor, mut receiver, blueprint, mut stopping)| async move {
+            loop {
+                if *stopping.borrow() {
+                    return None;
                 }
-                Err(RecvError::Lagged(missed)) => {
-                    let event = Event::default().event("lagged").data(format!("{{\"missed\":{missed}}}"));
-                    return Some((Ok(event), (receiver, blueprint, stopping)));
+                let next = tokio::select! {
+                    next = receiver.recv() => next,
+                    _ = stopping.changed() => return None,
+                };
+                match next {
+                    Ok(change) if blueprint.as_ref().is_some_and(|b| *b != change.blueprint) => continue,
+                    Ok(change) if !app.catalog.may_see_change(&actor, &change).await => continue,
+                    Ok(change) => {
+                        let data = serde_json::to_string(&change).unwrap_or_default();
+                        let event = Event::default().event(change.kind.clone()).data(data);
+                        return Some((Ok(event), (app, actor, receiver, blueprint, stopping)));
+                    }
+                    Err(RecvError::Lagged(missed)) => {
+                        let event = Event::default().event("lagged").data(format!("{{\"missed\":{missed}}}"));
+                        return Some((Ok(event), (app, actor, receiver, blueprint, stopping)));
+                    }
+                    Err(RecvError::Closed) => return None,
                 }
-                Err(RecvError::Closed) => return None,
             }
-        }
-    });
+        });
     Sse::new(events).keep_alive(KeepAlive::default())
 }

@@ -4,6 +4,7 @@ pub mod actions;
 pub mod blueprints;
 pub mod entities;
 pub mod events;
+pub mod identity;
 pub mod ops;
 pub mod runs;
 pub mod scorecards;
@@ -28,7 +29,9 @@ use crate::AppState;
           (name = "actions", description = "Self-service actions and automations"),
           (name = "runs", description = "Executions of actions, their logs and results"),
           (name = "secrets", description = "Write-only values templates can read"),
-          (name = "runners", description = "Pull-based agents that run actions' commands"))
+          (name = "runners", description = "Pull-based agents that run actions' commands"),
+          (name = "auth", description = "Sign-in, accounts and API tokens"),
+          (name = "permissions", description = "Who may read, change and run what"))
 )]
 struct ApiDoc;
 
@@ -63,6 +66,15 @@ pub fn router() -> Router<AppState> {
         .routes(routes!(actions::replace_secret, actions::delete_secret))
         .routes(routes!(actions::list_runner_tokens, actions::create_runner_token))
         .routes(routes!(actions::revoke_runner_token))
+        .routes(routes!(identity::login))
+        .routes(routes!(identity::logout))
+        .routes(routes!(identity::me))
+        .routes(routes!(identity::list_users, identity::create_user))
+        .routes(routes!(identity::change_user))
+        .routes(routes!(identity::list_tokens, identity::create_token))
+        .routes(routes!(identity::revoke_token))
+        .routes(routes!(identity::get_blueprint_permissions, identity::put_blueprint_permissions))
+        .routes(routes!(identity::get_action_permissions, identity::put_action_permissions))
         .routes(routes!(runs::claim))
         .routes(routes!(runs::heartbeat))
         .routes(routes!(

@@ -18,8 +18,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
 use crate::error::{Error, ErrorCode, Result};
-use crate::extract::{BearerToken, JsonBody, PathParams, QueryParams};
-use crate::services::Actor;
+use crate::extract::{BearerToken, Caller, JsonBody, PathParams, QueryParams};
 use crate::services::runs::{DEFAULT_RUN_PAGE, LogLine, RunReport, RunRequest};
 
 #[derive(Serialize, ToSchema)]
@@ -58,11 +57,12 @@ pub struct RunLogsResponse {
               (status = 422, description = "the form or entity is invalid, with per-field details")))]
 pub async fn create_run(
     State(app): State<AppState>,
+    caller: Caller,
     PathParams(action): PathParams<String>,
     JsonBody(request): JsonBody<Value>,
 ) -> Result<(StatusCode, Json<RunResponse>)> {
     let request: RunRequest = portolan_model::error::from_json(request)?;
-    let run = app.catalog.create_run(&Actor::anonymous(), &action, request).await?;
+    let run = app.catalog.create_run(&caller.actor, &action, request).await?;
     Ok((StatusCode::ACCEPTED, Json(RunResponse { ok: true, run, affected_entities: None })))
 }
 
@@ -88,6 +88,7 @@ pub struct RunListQuery {
     responses((status = 200, body = RunListResponse)))]
 pub async fn list_runs(
     State(app): State<AppState>,
+    caller: Caller,
     QueryParams(query): QueryParams<RunListQuery>,
 ) -> Result<Json<RunListResponse>> {
     let mut statuses = Vec::new();
@@ -114,15 +115,20 @@ pub async fn list_runs(
         created_by: query.user,
         statuses,
         before,
+        visible_to: None,
     };
-    let (runs, next) = app.catalog.list_runs(&filter, query.limit.unwrap_or(DEFAULT_RUN_PAGE)).await?;
+    let (runs, next) = app.catalog.list_runs(&caller.actor, filter, query.limit.unwrap_or(DEFAULT_RUN_PAGE)).await?;
     Ok(Json(RunListResponse { ok: true, runs, next }))
 }
 
 #[utoipa::path(get, path = "/api/v1/actions/runs/{run}", tag = "runs", params(("run" = String, Path)),
     responses((status = 200, body = RunResponse), (status = 404, description = "not found")))]
-pub async fn get_run(State(app): State<AppState>, PathParams(id): PathParams<String>) -> Result<Json<RunResponse>> {
-    let (run, affected) = app.catalog.get_run(&id).await?;
+pub async fn get_run(
+    State(app): State<AppState>,
+    caller: Caller,
+    PathParams(id): PathParams<String>,
+) -> Result<Json<RunResponse>> {
+    let (run, affected) = app.catalog.get_run(&caller.actor, &id).await?;
     let affected = affected
         .into_iter()
         .map(|(e, change)| json!({"blueprint": e.blueprint, "identifier": e.identifier, "change": change}))
@@ -159,6 +165,7 @@ pub struct LogsQuery {
     responses((status = 200, body = RunLogsResponse), (status = 404, description = "not found")))]
 pub async fn run_logs(
     State(app): State<AppState>,
+    caller: Caller,
     PathParams(id): PathParams<String>,
     QueryParams(query): QueryParams<LogsQuery>,
 ) -> Result<Json<RunLogsResponse>> {
@@ -167,7 +174,7 @@ pub async fn run_logs(
         return Err(Error::new(ErrorCode::InvalidQuery, "limit must be between 1 and 1000"));
     }
     let after = parse_after(query.after.as_deref())?;
-    let logs = app.catalog.run_logs(&id, after, limit).await?;
+    let logs = app.catalog.run_logs(&caller.actor, &id, after, limit).await?;
     let next = logs.last().map(|l| l.seq.to_string()).or(query.after);
     Ok(Json(RunLogsResponse { ok: true, logs, next }))
 }
@@ -218,30 +225,32 @@ pub async fn append_logs(
               (status = 404, description = "not found")))]
 pub async fn stream_logs(
     State(app): State<AppState>,
+    caller: Caller,
     PathParams(id): PathParams<String>,
     QueryParams(query): QueryParams<LogsQuery>,
 ) -> Result<Sse<impl Stream<Item = std::result::Result<Event, Infallible>>>> {
     let after = parse_after(query.after.as_deref())?;
-    app.catalog.get_run(&id).await?;
+    let actor = caller.actor;
+    app.catalog.get_run(&actor, &id).await?;
     let changes = app.catalog.store().changes();
     let stopping = app.stopping();
-    let state = Some((app, id, after, changes, stopping));
+    let state = Some((app, actor, id, after, changes, stopping));
     let events = futures_util::stream::unfold(state, |state| async move {
-        let (app, id, mut after, mut changes, mut stopping) = state?;
+        let (app, actor, id, mut after, mut changes, mut stopping) = state?;
         loop {
             if *stopping.borrow() {
                 return None;
             }
-            let Ok(logs) = app.catalog.run_logs(&id, after, 500).await else { return None };
+            let Ok(logs) = app.catalog.run_logs(&actor, &id, after, 500).await else { return None };
             if !logs.is_empty() {
                 after = logs.last().map(|l| l.seq).unwrap_or(after);
                 let events: Vec<Event> = logs
                     .iter()
                     .map(|l| Event::default().event("log").id(l.seq.to_string()).json_data(l).unwrap_or_default())
                     .collect();
-                return Some((events, Some((app, id, after, changes, stopping))));
+                return Some((events, Some((app, actor, id, after, changes, stopping))));
             }
-            let Ok((run, _)) = app.catalog.get_run(&id).await else { return None };
+            let Ok((run, _)) = app.catalog.get_run(&actor, &id).await else { return None };
             if run.status.is_terminal() {
                 let end = Event::default().event("end").json_data(json!({"status": run.status})).unwrap_or_default();
                 return Some((vec![end], None));
@@ -275,9 +284,10 @@ async fn wait_for_run(changes: &mut tokio::sync::broadcast::Receiver<portolan_st
     responses((status = 200, description = "`{runs: [{run, change}]}`")))]
 pub async fn entity_runs(
     State(app): State<AppState>,
+    caller: Caller,
     PathParams((blueprint, identifier)): PathParams<(String, String)>,
 ) -> Result<Json<Value>> {
-    let runs = app.catalog.entity_runs(&blueprint, &identifier).await?;
+    let runs = app.catalog.entity_runs(&caller.actor, &blueprint, &identifier).await?;
     let runs: Vec<Value> = runs.into_iter().map(|(run, change)| json!({"run": run, "change": change})).collect();
     Ok(Json(json!({"ok": true, "runs": runs})))
 }

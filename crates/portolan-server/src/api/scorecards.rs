@@ -11,8 +11,7 @@ use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::error::Result;
-use crate::extract::{JsonBody, PathParams};
-use crate::services::Actor;
+use crate::extract::{Caller, JsonBody, PathParams};
 use crate::services::scorecards::ScorecardSummary;
 
 #[derive(Serialize, ToSchema)]
@@ -66,6 +65,7 @@ fn respond(record: ScorecardRecord) -> Json<ScorecardResponse> {
     params(("blueprint" = String, Path)), responses((status = 200, body = ScorecardListResponse)))]
 pub async fn list_scorecards(
     State(app): State<AppState>,
+    _caller: Caller,
     PathParams(blueprint): PathParams<String>,
 ) -> Result<Json<ScorecardListResponse>> {
     let scorecards = app.catalog.list_scorecards(&blueprint).await?.into_iter().map(Into::into).collect();
@@ -79,10 +79,11 @@ pub async fn list_scorecards(
               (status = 422, description = "invalid, with the path of each mistake")))]
 pub async fn create_scorecard(
     State(app): State<AppState>,
+    caller: Caller,
     PathParams(blueprint): PathParams<String>,
     JsonBody(document): JsonBody<Value>,
 ) -> Result<(StatusCode, Json<ScorecardResponse>)> {
-    let record = app.catalog.put_scorecard(&Actor::anonymous(), &blueprint, None, document).await?;
+    let record = app.catalog.put_scorecard(&caller.actor, &blueprint, None, document).await?;
     Ok((StatusCode::CREATED, respond(record)))
 }
 
@@ -91,6 +92,7 @@ pub async fn create_scorecard(
     responses((status = 200, body = ScorecardResponse), (status = 404, description = "not found")))]
 pub async fn get_scorecard(
     State(app): State<AppState>,
+    _caller: Caller,
     PathParams((blueprint, identifier)): PathParams<(String, String)>,
 ) -> Result<Json<ScorecardResponse>> {
     Ok(respond(app.catalog.get_scorecard(&blueprint, &identifier).await?))
@@ -102,10 +104,11 @@ pub async fn get_scorecard(
     responses((status = 200, body = ScorecardResponse), (status = 404, description = "not found")))]
 pub async fn replace_scorecard(
     State(app): State<AppState>,
+    caller: Caller,
     PathParams((blueprint, identifier)): PathParams<(String, String)>,
     JsonBody(document): JsonBody<Value>,
 ) -> Result<Json<ScorecardResponse>> {
-    Ok(respond(app.catalog.put_scorecard(&Actor::anonymous(), &blueprint, Some(&identifier), document).await?))
+    Ok(respond(app.catalog.put_scorecard(&caller.actor, &blueprint, Some(&identifier), document).await?))
 }
 
 #[utoipa::path(delete, path = "/api/v1/blueprints/{blueprint}/scorecards/{scorecard}", tag = "scorecards",
@@ -113,9 +116,10 @@ pub async fn replace_scorecard(
     responses((status = 200, description = "deleted"), (status = 404, description = "not found")))]
 pub async fn delete_scorecard(
     State(app): State<AppState>,
+    caller: Caller,
     PathParams((blueprint, identifier)): PathParams<(String, String)>,
 ) -> Result<Json<Value>> {
-    app.catalog.delete_scorecard(&Actor::anonymous(), &blueprint, &identifier).await?;
+    app.catalog.delete_scorecard(&caller.actor, &blueprint, &identifier).await?;
     Ok(Json(json!({"ok": true})))
 }
 
@@ -125,8 +129,9 @@ pub async fn delete_scorecard(
     responses((status = 200, body = ScorecardSummaryResponse), (status = 404, description = "not found")))]
 pub async fn scorecard_summary(
     State(app): State<AppState>,
+    caller: Caller,
     PathParams((blueprint, identifier)): PathParams<(String, String)>,
 ) -> Result<Json<ScorecardSummaryResponse>> {
-    let summary = app.catalog.scorecard_summary(&blueprint, &identifier).await?;
+    let summary = app.catalog.scorecard_summary(&caller.actor, &blueprint, &identifier).await?;
     Ok(Json(ScorecardSummaryResponse { ok: true, summary }))
 }

@@ -9,8 +9,7 @@ use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::error::Result;
-use crate::extract::{JsonBody, PathParams};
-use crate::services::Actor;
+use crate::extract::{Caller, JsonBody, PathParams};
 use crate::services::search::{AggregateRequest, SearchRequest, project};
 
 #[derive(Serialize, ToSchema)]
@@ -32,10 +31,15 @@ fn search_request(body: Value) -> Result<SearchRequest> {
     Ok(portolan_model::error::from_json(body)?)
 }
 
-async fn run_search(app: &AppState, blueprint: Option<&str>, body: Value) -> Result<Json<SearchResponse>> {
+async fn run_search(
+    app: &AppState,
+    caller: &Caller,
+    blueprint: Option<&str>,
+    body: Value,
+) -> Result<Json<SearchResponse>> {
     let request = search_request(body)?;
     let (include, exclude) = (request.include.clone(), request.exclude.clone());
-    let page = app.catalog.search(&Actor::anonymous(), blueprint, request).await?;
+    let page = app.catalog.search(&caller.actor, blueprint, request).await?;
     let entities = page
         .entities
         .into_iter()
@@ -47,8 +51,12 @@ async fn run_search(app: &AppState, blueprint: Option<&str>, body: Value) -> Res
 /// Searches every blueprint's entities with the query language.
 #[utoipa::path(post, path = "/api/v1/entities/search", tag = "search", request_body = SearchRequest,
     responses((status = 200, body = SearchResponse), (status = 422, description = "invalid query, with the path of each mistake")))]
-pub async fn search_all(State(app): State<AppState>, JsonBody(body): JsonBody<Value>) -> Result<Json<SearchResponse>> {
-    run_search(&app, None, body).await
+pub async fn search_all(
+    State(app): State<AppState>,
+    caller: Caller,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Json<SearchResponse>> {
+    run_search(&app, &caller, None, body).await
 }
 
 /// Searches one blueprint's entities with the query language.
@@ -58,19 +66,24 @@ pub async fn search_all(State(app): State<AppState>, JsonBody(body): JsonBody<Va
               (status = 422, description = "invalid query, with the path of each mistake")))]
 pub async fn search_blueprint(
     State(app): State<AppState>,
+    caller: Caller,
     PathParams(blueprint): PathParams<String>,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Json<SearchResponse>> {
-    run_search(&app, Some(&blueprint), body).await
+    run_search(&app, &caller, Some(&blueprint), body).await
 }
 
 /// Counts, statistics and facets (`countBy`) over the entities a query selects.
 #[utoipa::path(post, path = "/api/v1/entities/aggregate", tag = "search", request_body = AggregateRequest,
     responses((status = 200, description = "`{ok, value}` or, for countBy, `{ok, groups: [{value, count}]}`", body = Object),
               (status = 422, description = "invalid query or function")))]
-pub async fn aggregate(State(app): State<AppState>, JsonBody(body): JsonBody<Value>) -> Result<Json<Value>> {
+pub async fn aggregate(
+    State(app): State<AppState>,
+    caller: Caller,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Json<Value>> {
     let request: AggregateRequest = portolan_model::error::from_json(body)?;
-    Ok(Json(match app.catalog.aggregate(&Actor::anonymous(), request).await? {
+    Ok(Json(match app.catalog.aggregate(&caller.actor, request).await? {
         AggregateResult::Value(value) => json!({"ok": true, "value": value}),
         AggregateResult::Groups(groups) => {
             let groups: Vec<Value> =

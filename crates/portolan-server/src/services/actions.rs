@@ -8,23 +8,51 @@ use portolan_store::{ActionRecord, RunnerToken, SecretMeta, StoreError, Tx};
 use serde_json::{Value, json};
 
 use super::catalog::{Catalog, strip_server_fields};
-use super::{Actor, all_blueprints, identifier_from_path};
+use super::{Actor, Principal, all_blueprints, identifier_from_path};
 use crate::error::{Error, ErrorCode, Result};
 use crate::keys;
+use portolan_model::permission::{Access, ActionOp};
 
 /// Longest secret value accepted, in bytes.
 const MAX_SECRET_BYTES: usize = 64 * 1024;
 
 impl Catalog {
-    pub async fn list_actions(&self, blueprint: Option<&str>) -> Result<Vec<ActionRecord>> {
+    /// The actions the actor may run (or manage).
+    pub async fn list_actions(&self, actor: &Actor, blueprint: Option<&str>) -> Result<Vec<ActionRecord>> {
         let mut tx = self.store().read().await?;
-        let all = tx.actions().await?;
-        Ok(all.into_iter().filter(|r| blueprint.is_none_or(|b| r.action.blueprint() == Some(b))).collect())
+        let mut shown = Vec::new();
+        for record in tx.actions().await? {
+            if blueprint.is_none_or(|b| record.action.blueprint() == Some(b))
+                && self.may_see_action(tx.as_mut(), actor, &record).await?
+            {
+                shown.push(record);
+            }
+        }
+        Ok(shown)
     }
 
-    pub async fn get_action(&self, identifier: &str) -> Result<ActionRecord> {
+    /// An action the actor may run or manage; 404 for others.
+    pub async fn get_action(&self, actor: &Actor, identifier: &str) -> Result<ActionRecord> {
         let mut tx = self.store().read().await?;
-        load_action(tx.as_mut(), identifier).await
+        let record = load_action(tx.as_mut(), identifier).await?;
+        if !self.may_see_action(tx.as_mut(), actor, &record).await? {
+            return Err(Error::not_found(format!("action '{identifier}'")));
+        }
+        Ok(record)
+    }
+
+    pub(crate) async fn may_see_action(&self, tx: &mut dyn Tx, actor: &Actor, record: &ActionRecord) -> Result<bool> {
+        let Some(user) = actor.as_user() else { return Ok(!matches!(actor.principal, Principal::Run(_))) };
+        let blueprint = match record.action.blueprint() {
+            Some(b) => Some(self.blueprint_permissions(tx, b).await?),
+            None => None,
+        };
+        let permissions = self.action_permissions(tx, &record.action.identifier).await?;
+        Ok(blueprint.as_ref().is_some_and(|b| b.may_manage(user))
+            || user.is_admin()
+            || [ActionOp::Execute, ActionOp::Approve]
+                .into_iter()
+                .any(|op| permissions.access(user, blueprint.as_ref(), op) != Access::Nothing))
     }
 
     /// Creates an action, or (with `path_identifier`, PUT) replaces the one the URL names.
@@ -40,6 +68,7 @@ impl Catalog {
         }
         let action = Action::from_json(document)?;
         let mut tx = self.store().write().await?;
+        self.require_manage(tx.as_mut(), actor, action.blueprint()).await?;
         let blueprints = all_blueprints(tx.as_mut()).await?;
         action.validate(&blueprints)?;
         check_secrets_exist(tx.as_mut(), &action).await?;
@@ -53,13 +82,16 @@ impl Catalog {
                 ));
             }
             (None, Some(id)) => return Err(Error::not_found(format!("action '{id}'"))),
-            (Some(current), Some(_)) => ActionRecord {
-                action,
-                created_at: current.created_at,
-                created_by: current.created_by.clone(),
-                updated_at: now,
-                updated_by: actor.id.clone(),
-            },
+            (Some(current), Some(_)) => {
+                self.require_manage(tx.as_mut(), actor, current.action.blueprint()).await?;
+                ActionRecord {
+                    action,
+                    created_at: current.created_at,
+                    created_by: current.created_by.clone(),
+                    updated_at: now,
+                    updated_by: actor.id.clone(),
+                }
+            }
             (None, None) => ActionRecord {
                 action,
                 created_at: now,
@@ -82,19 +114,24 @@ impl Catalog {
     }
 
     /// Deletes an action; its runs stay, as history.
-    pub async fn delete_action(&self, _actor: &Actor, identifier: &str) -> Result<()> {
+    pub async fn delete_action(&self, actor: &Actor, identifier: &str) -> Result<()> {
         let mut tx = self.store().write().await?;
+        let record = load_action(tx.as_mut(), identifier).await?;
+        self.require_manage(tx.as_mut(), actor, record.action.blueprint()).await?;
         if !tx.delete_action(identifier).await? {
             return Err(Error::not_found(format!("action '{identifier}'")));
         }
+        self.drop_permissions(tx.as_mut(), None, Some(identifier)).await?;
         tx.commit().await?;
         Ok(())
     }
 
     // ---- secrets ----
 
-    pub async fn list_secrets(&self) -> Result<Vec<SecretMeta>> {
-        Ok(self.store().read().await?.secrets().await?)
+    pub async fn list_secrets(&self, actor: &Actor) -> Result<Vec<SecretMeta>> {
+        let mut tx = self.store().read().await?;
+        self.require_manage(tx.as_mut(), actor, None).await?;
+        Ok(tx.secrets().await?)
     }
 
     /// Stores a secret (encrypted); true when it is new.
@@ -105,14 +142,16 @@ impl Catalog {
         }
         let sealed = self.engine().keys.seal(name, value)?;
         let mut tx = self.store().write().await?;
+        self.require_manage(tx.as_mut(), actor, None).await?;
         let created = tx.put_secret(name, &sealed, self.now(), &actor.id).await?;
         tx.commit().await?;
         Ok(created)
     }
 
     /// Deletes a secret no action reads.
-    pub async fn delete_secret(&self, _actor: &Actor, name: &str) -> Result<()> {
+    pub async fn delete_secret(&self, actor: &Actor, name: &str) -> Result<()> {
         let mut tx = self.store().write().await?;
+        self.require_manage(tx.as_mut(), actor, None).await?;
         let users: Vec<String> = tx
             .actions()
             .await?
@@ -173,17 +212,21 @@ impl Catalog {
             revoked_at: None,
         };
         let mut tx = self.store().write().await?;
+        self.require_manage(tx.as_mut(), actor, None).await?;
         tx.insert_runner_token(&record).await?;
         tx.commit().await?;
         Ok((record, token))
     }
 
-    pub async fn list_runner_tokens(&self) -> Result<Vec<RunnerToken>> {
-        Ok(self.store().read().await?.runner_tokens().await?)
+    pub async fn list_runner_tokens(&self, actor: &Actor) -> Result<Vec<RunnerToken>> {
+        let mut tx = self.store().read().await?;
+        self.require_manage(tx.as_mut(), actor, None).await?;
+        Ok(tx.runner_tokens().await?)
     }
 
-    pub async fn revoke_runner_token(&self, _actor: &Actor, id: &str) -> Result<()> {
+    pub async fn revoke_runner_token(&self, actor: &Actor, id: &str) -> Result<()> {
         let mut tx = self.store().write().await?;
+        self.require_manage(tx.as_mut(), actor, None).await?;
         if !tx.revoke_runner_token(id, self.now()).await? {
             return Err(Error::not_found(format!("active runner token '{id}'")));
         }

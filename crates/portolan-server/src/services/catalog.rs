@@ -10,6 +10,7 @@ use portolan_model::{Blueprint, Entity, EntityInput, EntityRef, system};
 use portolan_store::{BlueprintRecord, ChangeEvent, EntityWrite, Store, StoreError, Tx, actions as affected};
 use serde_json::{Value, json};
 
+use super::identity::{LoginThrottle, SessionPolicy};
 use super::scorecards::compiled_scorecards;
 use super::{Actor, SharedClock, all_blueprints, computed, identifier_from_path, runs};
 use crate::backends::Engine;
@@ -40,6 +41,9 @@ pub struct Catalog {
     engine: Arc<Engine>,
     /// The group-commit writer of new runs, started on first use.
     run_writer: Arc<std::sync::OnceLock<tokio::sync::mpsc::Sender<runs::NewRun>>>,
+    /// Failed sign-ins of this process.
+    throttle: Arc<LoginThrottle>,
+    sessions: SessionPolicy,
 }
 
 /// How an entity write treats an entity that already exists.
@@ -77,7 +81,28 @@ struct Pending {
 impl Catalog {
     pub fn new(store: Arc<dyn Store>, clock: SharedClock, engine: Arc<Engine>) -> Self {
         let run_writer = Arc::default();
-        Self { store, clock, work: Arc::new(tokio::sync::Notify::new()), sandbox: None, engine, run_writer }
+        Self {
+            store,
+            clock,
+            work: Arc::new(tokio::sync::Notify::new()),
+            sandbox: None,
+            engine,
+            run_writer,
+            throttle: Arc::default(),
+            sessions: SessionPolicy::default(),
+        }
+    }
+
+    pub(crate) fn throttle(&self) -> &LoginThrottle {
+        &self.throttle
+    }
+
+    pub fn session_policy(&self) -> SessionPolicy {
+        self.sessions
+    }
+
+    pub fn set_session_policy(&mut self, policy: SessionPolicy) {
+        self.sessions = policy;
     }
 
     pub(crate) fn run_writer(&self) -> &std::sync::OnceLock<tokio::sync::mpsc::Sender<runs::NewRun>> {
@@ -160,6 +185,7 @@ impl Catalog {
         let exists_message = format!("blueprint '{}' already exists", blueprint.identifier);
         let already = || Error::new(ErrorCode::AlreadyExists, exists_message.clone());
         let mut tx = self.store.write().await?;
+        self.require_manage(tx.as_mut(), actor, None).await?;
         if tx.blueprint(&blueprint.identifier).await?.is_some() {
             return Err(already());
         }
@@ -191,6 +217,7 @@ impl Catalog {
     ) -> Result<BlueprintRecord> {
         let mut tx = self.store.write().await?;
         let existing = lock_blueprint(tx.as_mut(), identifier).await?;
+        self.require_manage(tx.as_mut(), actor, Some(identifier)).await?;
         if merge {
             let mut merged = serde_json::to_value(&existing.blueprint)
                 .map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
@@ -251,7 +278,7 @@ impl Catalog {
         Ok(())
     }
 
-    pub async fn delete_blueprint(&self, _actor: &Actor, identifier: &str, delete_entities: bool) -> Result<u64> {
+    pub async fn delete_blueprint(&self, actor: &Actor, identifier: &str, delete_entities: bool) -> Result<u64> {
         if system::is_system(identifier) {
             return Err(Error::new(
                 ErrorCode::InUse,
@@ -260,6 +287,7 @@ impl Catalog {
         }
         let mut tx = self.store.write().await?;
         lock_blueprint(tx.as_mut(), identifier).await?;
+        self.require_manage(tx.as_mut(), actor, Some(identifier)).await?;
         let referencing: Vec<String> = tx
             .blueprints()
             .await?
@@ -294,18 +322,21 @@ impl Catalog {
         }
         let deleted = tx.delete_entities_of(identifier).await?;
         tx.delete_blueprint(identifier).await?;
+        self.drop_permissions(tx.as_mut(), Some(identifier), None).await?;
         tx.commit().await?;
         Ok(deleted)
     }
 
     // ---- entities ----
 
-    pub async fn get_entity(&self, blueprint: &str, identifier: &str) -> Result<Entity> {
+    pub async fn get_entity(&self, actor: &Actor, blueprint: &str, identifier: &str) -> Result<Entity> {
         let mut tx = self.store.read().await?;
         load_blueprint(tx.as_mut(), blueprint).await?;
-        tx.entity(blueprint, identifier)
+        let entity = tx
+            .entity(blueprint, identifier)
             .await?
-            .ok_or_else(|| Error::not_found(format!("entity '{identifier}' of blueprint '{blueprint}'")))
+            .ok_or_else(|| Error::not_found(format!("entity '{identifier}' of blueprint '{blueprint}'")))?;
+        self.readable_entity(tx.as_mut(), actor, entity).await
     }
 
     /// Creates, replaces or patches one entity. `path_identifier` is the identifier in the URL
@@ -345,6 +376,11 @@ impl Catalog {
             _ => input,
         };
         let valid = input.validate(&blueprint)?;
+        if let Some(refused) =
+            self.refused_writes(tx.as_mut(), actor, &blueprint, &[(0, &valid, existing.as_ref())]).await?.remove(&0)
+        {
+            return Err(refused);
+        }
         let pending = vec![Pending { index: 0, valid, existing }];
         let mut missing = missing_references(tx.as_mut(), &blueprint, &pending).await?;
         if let Some(errors) = missing.remove(&0) {
@@ -476,6 +512,16 @@ impl Catalog {
             }
         }
 
+        let items: Vec<_> = pending.iter().map(|p| (p.index, &p.valid, p.existing.as_ref())).collect();
+        let mut refused = self.refused_writes(tx.as_mut(), actor, &blueprint, &items).await?;
+        let (kept, denied): (Vec<Pending>, Vec<Pending>) =
+            pending.into_iter().partition(|p| !refused.contains_key(&p.index));
+        pending = kept;
+        for p in denied {
+            let result = Err(refused.remove(&p.index).unwrap_or_else(|| Error::forbidden("refused")));
+            results.push(BulkItem { index: p.index, identifier: Some(p.valid.identifier), result });
+        }
+
         // Items whose references point nowhere fail; items that pointed at those fail in turn.
         loop {
             let missing = missing_references(tx.as_mut(), &blueprint, &pending).await?;
@@ -521,6 +567,7 @@ impl Catalog {
         let Some(entity) = existing else {
             return Err(Error::not_found(format!("entity '{identifier}' of blueprint '{blueprint_id}'")));
         };
+        let entity = self.readable_entity(tx.as_mut(), actor, entity).await?;
         let root = entity.entity_ref();
         let mut to_delete: BTreeSet<EntityRef> = BTreeSet::from([root.clone()]);
         let mut frontier = vec![root.clone()];
@@ -554,6 +601,7 @@ impl Catalog {
                 ));
             }
         }
+        self.check_deletes(tx.as_mut(), actor, &to_delete).await?;
         let blueprints = all_blueprints(tx.as_mut()).await?;
         let now = self.now();
         let mut follow_up = BTreeSet::new();
@@ -578,6 +626,22 @@ impl Catalog {
         tx.commit().await?;
         self.work.notify_one();
         Ok(to_delete.into_iter().collect())
+    }
+
+    /// Refuses a delete (with its cascade) unless the actor may delete every entity in it.
+    async fn check_deletes(&self, tx: &mut dyn Tx, actor: &Actor, targets: &BTreeSet<EntityRef>) -> Result<()> {
+        let mut by_blueprint: HashMap<&str, Vec<String>> = HashMap::new();
+        for target in targets {
+            by_blueprint.entry(&target.blueprint).or_default().push(target.identifier.clone());
+        }
+        for (blueprint, identifiers) in by_blueprint {
+            let access = self.entity_access(tx, actor, blueprint, portolan_model::permission::EntityOp::Delete).await?;
+            let allowed = self.admitted_by(tx, actor, blueprint, &access, &identifiers).await?;
+            if let Some(denied) = identifiers.iter().find(|i| !allowed.contains(*i)) {
+                return Err(Error::forbidden(format!("you may not delete entity '{denied}' of '{blueprint}'")));
+            }
+        }
+        Ok(())
     }
 
     /// The entity a pending write will store: a new one at version 1, or the next version of

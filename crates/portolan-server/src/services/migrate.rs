@@ -19,6 +19,7 @@ pub struct CopyReport {
     pub actions: usize,
     pub runs: usize,
     pub secrets: usize,
+    pub accounts: usize,
 }
 
 impl CopyReport {
@@ -107,6 +108,40 @@ pub async fn copy_store(from: &dyn Store, to: &dyn Store, now: Millis) -> Result
     Ok(report)
 }
 
+/// Copies accounts, API tokens and the permissions of blueprints and actions. Sessions are not
+/// copied: after a move people sign in again.
+async fn copy_identity(
+    source: &mut dyn Tx,
+    target: &mut dyn Tx,
+    actions: &[portolan_store::ActionRecord],
+    report: &mut CopyReport,
+) -> Result<()> {
+    for account in source.accounts().await? {
+        target.put_account(&account).await?;
+        report.accounts += 1;
+    }
+    for token in source.api_tokens(None).await? {
+        target.insert_api_token(&token).await?;
+        if let Some(at) = token.last_used_at {
+            target.touch_api_token(&token.id, at).await?;
+        }
+        if let Some(at) = token.revoked_at {
+            target.revoke_api_token(&token.id, at).await?;
+        }
+    }
+    let blueprints = source.blueprints().await?;
+    let resources = blueprints
+        .iter()
+        .map(|b| format!("blueprint:{}", b.blueprint.identifier))
+        .chain(actions.iter().map(|a| format!("action:{}", a.action.identifier)));
+    for resource in resources {
+        if let Some(document) = source.permissions(&resource).await? {
+            target.put_permissions(&resource, Some(&document), 0, "migrate-store").await?;
+        }
+    }
+    Ok(())
+}
+
 /// Copies the server's key (secrets are sealed with it), actions, secrets, runner tokens, and
 /// runs with their logs and affected entities.
 async fn copy_actions_and_runs(source: &mut dyn Tx, target: &mut dyn Tx, report: &mut CopyReport) -> Result<()> {
@@ -141,6 +176,7 @@ async fn copy_actions_and_runs(source: &mut dyn Tx, target: &mut dyn Tx, report:
             target.revoke_runner_token(&token.id, at).await?;
         }
     }
+    copy_identity(source, target, &actions, report).await?;
     // Oldest first, so the target numbers them in the same order.
     let mut runs = Vec::new();
     let mut filter = RunFilter::default();

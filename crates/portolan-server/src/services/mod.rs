@@ -4,26 +4,42 @@
 pub mod actions;
 pub mod catalog;
 pub mod computed;
+pub mod identity;
 pub mod migrate;
+pub mod permissions;
 pub mod runs;
 pub mod scorecards;
 pub mod search;
 
 use std::sync::Arc;
 
+use portolan_model::permission::User;
 use portolan_model::{Blueprint, Millis};
 use portolan_store::Tx;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
 
-/// Who is acting, and through what. Until accounts exist every API caller is `anonymous`.
+/// Who is acting, through what, and with which rights.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Actor {
+    /// Recorded as `createdBy`/`updatedBy`: a `_user` identifier, or what the server acts as.
     pub id: String,
     pub origin: Origin,
     /// The run on whose behalf catalog changes are made: they are linked to it.
     pub run: Option<String>,
+    pub principal: Principal,
+}
+
+/// What permissions an actor is judged by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    /// The server itself: automations, built-in backends, the demo loader, the CLI. May do anything.
+    System,
+    /// A signed-in user, or a token of one: their role and teams decide.
+    User(User),
+    /// A run-scoped token: may report on its run and change the catalog for it, nothing else.
+    Run(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +50,8 @@ pub enum Origin {
     /// A built-in backend (`UPSERT_ENTITY`, `DELETE_ENTITY`) doing a run's work.
     Backend,
     Runner,
+    /// The `portolan` command line (`admin`, bootstrap).
+    Cli,
 }
 
 impl Origin {
@@ -44,27 +62,42 @@ impl Origin {
             Origin::Automation => "automation",
             Origin::Backend => "backend",
             Origin::Runner => "runner",
+            Origin::Cli => "cli",
         }
     }
 }
 
 impl Actor {
-    pub fn new(id: impl Into<String>, origin: Origin) -> Self {
-        Self { id: id.into(), origin, run: None }
+    /// The server acting on its own authority.
+    pub fn system(id: impl Into<String>, origin: Origin) -> Self {
+        Self { id: id.into(), origin, run: None, principal: Principal::System }
     }
 
-    pub fn anonymous() -> Self {
-        Self::new("anonymous", Origin::Api)
+    pub fn user(user: User, origin: Origin) -> Self {
+        Self { id: user.id.clone(), origin, run: None, principal: Principal::User(user) }
+    }
+
+    /// A backend holding the run-scoped token of `run`.
+    pub fn run_token(run: &str) -> Self {
+        Self { id: format!("run:{run}"), origin: Origin::Runner, run: None, principal: Principal::Run(run.into()) }
     }
 
     pub fn demo() -> Self {
-        Self::new("portolan-demo", Origin::Demo)
+        Self::system("portolan-demo", Origin::Demo)
     }
 
     /// The same actor, acting for `run`.
     pub fn for_run(mut self, run: impl Into<String>) -> Self {
         self.run = Some(run.into());
         self
+    }
+
+    /// The signed-in user, if the actor is one.
+    pub fn as_user(&self) -> Option<&User> {
+        match &self.principal {
+            Principal::User(user) => Some(user),
+            _ => None,
+        }
     }
 }
 

@@ -13,10 +13,11 @@ use serde_json::{Map, Value, json};
 
 use super::actions::load_action;
 use super::catalog::{Catalog, WriteMode};
-use super::{Actor, Origin};
+use super::{Actor, Origin, Principal};
 use crate::backends::{Attempt, WebhookRequest};
 use crate::error::{Error, ErrorCode, Result};
 use crate::keys::RunTokenError;
+use portolan_model::permission::ActionOp;
 
 /// Job kinds this module handles.
 pub const DISPATCH: &str = "dispatch";
@@ -115,6 +116,9 @@ impl Catalog {
     pub async fn create_run(&self, actor: &Actor, action_id: &str, request: RunRequest) -> Result<Run> {
         let mut tx = self.store().read().await?;
         let record = load_action(tx.as_mut(), action_id).await?;
+        if !self.may_see_action(tx.as_mut(), actor, &record).await? {
+            return Err(Error::not_found(format!("action '{action_id}'")));
+        }
         let action = record.action;
         let Trigger::SelfService { operation, blueprint_identifier, user_inputs, condition } = &action.trigger else {
             return Err(Error::new(
@@ -131,9 +135,10 @@ impl Catalog {
                 return Err(Error::invalid_at("/entity", "name the entity this action acts on"));
             }
             (_, Some(identifier), Some(blueprint)) => {
-                let entity = tx.entity(blueprint, identifier).await?.ok_or_else(|| {
-                    Error::invalid_at("/entity", format!("there is no '{blueprint}' entity '{identifier}'"))
-                })?;
+                let missing =
+                    || Error::invalid_at("/entity", format!("there is no '{blueprint}' entity '{identifier}'"));
+                let entity = tx.entity(blueprint, identifier).await?.ok_or_else(missing)?;
+                let entity = self.readable_entity(tx.as_mut(), actor, entity).await.map_err(|_| missing())?;
                 if let Some(condition) = condition {
                     let admitted = self
                         .admitted(tx.as_mut(), actor, blueprint, condition, std::slice::from_ref(identifier))
@@ -148,6 +153,12 @@ impl Catalog {
                 Some(entity)
             }
         };
+        let (on_blueprint, on_entity) =
+            (blueprint_identifier.as_deref(), entity.as_ref().map(|e| e.identifier.as_str()));
+        if !self.action_allowed(tx.as_mut(), actor, action_id, on_blueprint, on_entity, ActionOp::Execute).await? {
+            let on = on_entity.map(|e| format!(" on '{e}'")).unwrap_or_default();
+            return Err(Error::forbidden(format!("you may not run '{action_id}'{on}")));
+        }
         let entity_json = entity.as_ref().map(entity_document).unwrap_or(Value::Null);
         let (defaults, visible) = match user_inputs.dynamic_program() {
             None => (Map::new(), Map::new()),
@@ -275,65 +286,114 @@ impl Catalog {
 
     // ---- reading runs ----
 
-    pub async fn get_run(&self, id: &str) -> Result<(Run, Vec<(EntityRef, String)>)> {
+    /// A run the actor may see, and what it changed in the catalog that they may read.
+    pub async fn get_run(&self, actor: &Actor, id: &str) -> Result<(Run, Vec<(EntityRef, String)>)> {
         let mut tx = self.store().read().await?;
-        let run = tx.run(id, false).await?.ok_or_else(|| Error::not_found(format!("run '{id}'")))?;
-        let affected = tx.run_entities(id).await?;
+        let run = self.visible_run(tx.as_mut(), actor, id).await?;
+        let mut affected = Vec::new();
+        for (entity, change) in tx.run_entities(id).await? {
+            let readable = match tx.entity(&entity.blueprint, &entity.identifier).await? {
+                Some(current) => self.readable_entity(tx.as_mut(), actor, current).await.is_ok(),
+                // Deleted since: what the run did is history, shown to whoever sees the run.
+                None => true,
+            };
+            if readable {
+                affected.push((entity, change));
+            }
+        }
         Ok((run, affected))
     }
 
-    /// Runs matching `filter`, newest first, and the cursor of the next page.
-    pub async fn list_runs(&self, filter: &RunFilter, limit: u32) -> Result<(Vec<Run>, Option<String>)> {
+    /// The run, if the actor may see it: admins see every run; members their own runs, the runs
+    /// on what their teams own, and the runs they may approve. Others get 404.
+    pub(crate) async fn visible_run(&self, tx: &mut dyn Tx, actor: &Actor, id: &str) -> Result<Run> {
+        let hidden = || Error::not_found(format!("run '{id}'"));
+        let run = tx.run(id, false).await?.ok_or_else(hidden)?;
+        let user = match &actor.principal {
+            Principal::System => return Ok(run),
+            Principal::Run(own) if *own == run.id => return Ok(run),
+            Principal::Run(_) => return Err(hidden()),
+            Principal::User(user) if user.is_admin() || run.trigger.by == user.id => return Ok(run),
+            Principal::User(user) => user,
+        };
+        if let (Some(blueprint), Some(identifier)) = (&run.blueprint, &run.entity)
+            && let Some(entity) = tx.entity(blueprint, identifier).await?
+            && entity.team.iter().any(|t| user.teams.contains(t))
+        {
+            return Ok(run);
+        }
+        let (blueprint, entity) = (run.blueprint.as_deref(), run.entity.as_deref());
+        if self.action_allowed(tx, actor, &run.action, blueprint, entity, ActionOp::Approve).await? {
+            return Ok(run);
+        }
+        Err(hidden())
+    }
+
+    /// Runs matching `filter` that the actor may see, newest first, and the cursor of the next page.
+    pub async fn list_runs(&self, actor: &Actor, filter: RunFilter, limit: u32) -> Result<(Vec<Run>, Option<String>)> {
         if !(1..=MAX_RUN_PAGE).contains(&limit) {
             return Err(Error::invalid_at("/limit", format!("limit must be between 1 and {MAX_RUN_PAGE}")));
         }
-        let rows = self.store().read().await?.list_runs(filter, limit).await?;
+        let filter = match &actor.principal {
+            Principal::User(user) if !user.is_admin() => {
+                RunFilter { visible_to: Some((user.id.clone(), user.teams.clone())), ..filter }
+            }
+            Principal::Run(_) => return Err(Error::forbidden("a run token may only report on its run")),
+            _ => filter,
+        };
+        let rows = self.store().read().await?.list_runs(&filter, limit).await?;
         let next = (rows.len() as u32 == limit).then(|| rows.last().map(|(seq, _)| seq.to_string())).flatten();
         Ok((rows.into_iter().map(|(_, run)| run).collect(), next))
     }
 
-    pub async fn run_logs(&self, id: &str, after: i64, limit: u32) -> Result<Vec<RunLog>> {
+    pub async fn run_logs(&self, actor: &Actor, id: &str, after: i64, limit: u32) -> Result<Vec<RunLog>> {
         let mut tx = self.store().read().await?;
-        if tx.run(id, false).await?.is_none() {
-            return Err(Error::not_found(format!("run '{id}'")));
-        }
+        self.visible_run(tx.as_mut(), actor, id).await?;
         Ok(tx.run_logs(id, after, limit).await?)
     }
 
-    /// The runs that created, changed or deleted an entity (latest first), and how.
-    pub async fn entity_runs(&self, blueprint: &str, identifier: &str) -> Result<Vec<(Run, String)>> {
+    /// The runs that created, changed or deleted an entity (latest first), and how: those the
+    /// actor may see, of an entity they may read.
+    pub async fn entity_runs(&self, actor: &Actor, blueprint: &str, identifier: &str) -> Result<Vec<(Run, String)>> {
         let mut tx = self.store().read().await?;
+        let hidden = || Error::not_found(format!("entity '{identifier}' of blueprint '{blueprint}'"));
+        let current = tx.entity(blueprint, identifier).await?.ok_or_else(hidden)?;
+        self.readable_entity(tx.as_mut(), actor, current).await?;
         let entity = EntityRef { blueprint: blueprint.into(), identifier: identifier.into() };
         let mut out = Vec::new();
         for (run_id, change) in tx.entity_runs(&entity, 100).await? {
-            if let Some(run) = tx.run(&run_id, false).await? {
+            if let Ok(run) = self.visible_run(tx.as_mut(), actor, &run_id).await {
                 out.push((run, change));
             }
         }
         Ok(out)
     }
 
-    /// Checks that catalog writes may name `run_id` as their cause: the run exists and is not over.
-    pub async fn check_run_open(&self, run_id: &str) -> Result<()> {
+    /// Checks that catalog writes may name `run_id` as their cause: the run exists and is not
+    /// over, and the writer holds its run token (`token`), requested it, or is an admin.
+    pub async fn check_run_open(&self, actor: &Actor, run_id: &str, token: Option<&str>) -> Result<()> {
         let mut tx = self.store().read().await?;
-        match tx.run(run_id, false).await? {
-            None => Err(Error::invalid_at("/run_id", format!("there is no run '{run_id}'"))),
-            Some(run) if run.status.is_terminal() => Err(Error::new(
+        let Some(run) = tx.run(run_id, false).await? else {
+            return Err(Error::invalid_at("/run_id", format!("there is no run '{run_id}'")));
+        };
+        match (token, actor.as_user()) {
+            (Some(token), _) => self.verify_run_token(token, &run)?,
+            (None, Some(user)) if !user.is_admin() && run.trigger.by != user.id => {
+                return Err(Error::forbidden(format!("only the requester of run '{run_id}' may link changes to it")));
+            }
+            _ => {}
+        }
+        if run.status.is_terminal() {
+            return Err(Error::new(
                 ErrorCode::RunFinished,
                 format!("run '{run_id}' ended ({}); it can no longer change the catalog", run.status.as_str()),
-            )),
-            Some(_) => Ok(()),
+            ));
         }
+        Ok(())
     }
 
-    // ---- what backends report ----
-
-    /// Loads a run for a backend's report and checks the token; refuses reports on ended runs.
-    async fn run_for_report(&self, tx: &mut dyn Tx, id: &str, token: Option<&str>) -> Result<Run> {
-        let run = tx.run(id, true).await?.ok_or_else(|| Error::not_found(format!("run '{id}'")))?;
-        let token = token.ok_or_else(|| {
-            Error::new(ErrorCode::Unauthorized, "reports on a run need its run token as 'Authorization: Bearer'")
-        })?;
+    /// Checks a run token against the run's current hand-over.
+    fn verify_run_token(&self, token: &str, run: &Run) -> Result<()> {
         match self.engine().keys.verify_run_token(token, &run.id, run.attempt, self.now()) {
             Ok(()) => {}
             Err(RunTokenError::Invalid) => {
@@ -349,6 +409,18 @@ impl Catalog {
                 ));
             }
         }
+        Ok(())
+    }
+
+    // ---- what backends report ----
+
+    /// Loads a run for a backend's report and checks the token; refuses reports on ended runs.
+    async fn run_for_report(&self, tx: &mut dyn Tx, id: &str, token: Option<&str>) -> Result<Run> {
+        let run = tx.run(id, true).await?.ok_or_else(|| Error::not_found(format!("run '{id}'")))?;
+        let token = token.ok_or_else(|| {
+            Error::new(ErrorCode::Unauthorized, "reports on a run need its run token as 'Authorization: Bearer'")
+        })?;
+        self.verify_run_token(token, &run)?;
         if run.status.is_terminal() {
             return Err(Error::new(
                 ErrorCode::RunFinished,
@@ -668,7 +740,7 @@ impl Catalog {
         };
         let payload_view =
             masked.get("body").or_else(|| masked.get("payload")).or_else(|| masked.get("entity")).cloned();
-        let actor = Actor::new(format!("run:{}", run.id), Origin::Backend).for_run(run.id.clone());
+        let actor = Actor::system(format!("run:{}", run.id), Origin::Backend).for_run(run.id.clone());
         let outcome = match &action.action.invocation_method {
             InvocationMethod::Webhook {
                 method, synchronized, signing_secret, timeout_seconds, max_attempts, ..

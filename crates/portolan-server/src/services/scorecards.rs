@@ -105,6 +105,7 @@ impl Catalog {
         let scorecard = Scorecard::from_json(document)?;
         let mut tx = self.store().write().await?;
         let blueprint = self.locked_blueprint_record(tx.as_mut(), blueprint_id).await?.blueprint;
+        self.require_manage(tx.as_mut(), actor, Some(blueprint_id)).await?;
         let all = with_blueprint(tx.as_mut(), &blueprint).await?;
         let scope = Scope::new(&all, Some(blueprint_id));
         scorecard.compile(&scope, &QueryContext { now: self.now(), ..QueryContext::default() })?;
@@ -137,9 +138,10 @@ impl Catalog {
         Ok(record)
     }
 
-    pub async fn delete_scorecard(&self, _actor: &Actor, blueprint_id: &str, identifier: &str) -> Result<()> {
+    pub async fn delete_scorecard(&self, actor: &Actor, blueprint_id: &str, identifier: &str) -> Result<()> {
         let mut tx = self.store().write().await?;
         let blueprint = self.locked_blueprint_record(tx.as_mut(), blueprint_id).await?.blueprint;
+        self.require_manage(tx.as_mut(), actor, Some(blueprint_id)).await?;
         if !tx.delete_scorecard(blueprint_id, identifier).await? {
             return Err(Error::not_found(format!("scorecard '{identifier}' of blueprint '{blueprint_id}'")));
         }
@@ -165,10 +167,22 @@ impl Catalog {
         Ok(())
     }
 
-    pub async fn scorecard_summary(&self, blueprint: &str, identifier: &str) -> Result<ScorecardSummary> {
+    /// Entities per level, overall and per team: of the entities the actor may read.
+    pub async fn scorecard_summary(
+        &self,
+        actor: &Actor,
+        blueprint: &str,
+        identifier: &str,
+    ) -> Result<ScorecardSummary> {
         let mut tx = self.store().read().await?;
         self.blueprint_record(tx.as_mut(), blueprint).await?;
         let record = find(tx.as_mut(), blueprint, identifier).await?;
+        let blueprints = super::all_blueprints(tx.as_mut()).await?;
+        let readable = self.read_filter(tx.as_mut(), actor, Some(blueprint), &blueprints).await?;
+        let restrict = |query: Query| match &readable {
+            None => query,
+            Some(filter) => Query::And(vec![query, filter.clone()]),
+        };
         let level_target = Target { field: Field::Scorecard(identifier.to_string()), shape: Shape::One(Kind::Number) };
         let team_target =
             Target { field: Field::Meta(portolan_model::query::Meta::Team), shape: Shape::Many(Kind::String) };
@@ -187,6 +201,7 @@ impl Catalog {
                 value: Scalar::Num(index as f64),
                 negate: false,
             });
+            let at_level = restrict(at_level);
             let count = match tx.aggregate(&plan(at_level.clone(), Aggregate::Count)).await? {
                 AggregateResult::Value(v) => v.unwrap_or(0.0) as u64,
                 AggregateResult::Groups(_) => 0,

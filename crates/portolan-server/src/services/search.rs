@@ -6,7 +6,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use portolan_model::query::{self, Query, QueryContext, Scope};
 use portolan_model::scorecard::Scorecard;
-use portolan_model::{Blueprint, Entity, FieldError, FieldErrors, system};
+use portolan_model::{Blueprint, Entity, FieldError, FieldErrors};
 use portolan_store::Tx;
 use portolan_store::query_sql::{Aggregate, AggregatePlan, AggregateResult, Position, SearchPlan, Sort};
 use serde::Deserialize;
@@ -89,14 +89,11 @@ fn nested(errors: FieldErrors, prefix: &str) -> Error {
 }
 
 impl Catalog {
-    /// The context user-relative query values read: the caller and the teams of their `_user`.
-    async fn query_context(&self, tx: &mut dyn Tx, actor: &Actor) -> Result<QueryContext> {
-        let user = tx.entity(system::USER, &actor.id).await?;
-        Ok(QueryContext {
-            now: self.now(),
-            user: Some(actor.id.clone()),
-            user_teams: user.map(|u| u.team).unwrap_or_default(),
-        })
+    /// The context user-relative query values read: the caller and their teams.
+    fn query_context(&self, actor: &Actor) -> QueryContext {
+        let mut context = super::permissions::user_context(self.now(), actor.as_user());
+        context.user = Some(actor.id.clone());
+        context
     }
 
     /// Which of `identifiers` (entities of `blueprint`) a query admits: action conditions and
@@ -114,25 +111,8 @@ impl Catalog {
         }
         let scoped = self.scoped(tx, Some(blueprint)).await?;
         let scope = scoped.scope(Some(blueprint));
-        let context = self.query_context(tx, actor).await?;
-        let parsed = parse_query(Some(query), &scope, &context, "")?;
-        let among = query::Rule::In {
-            target: query::Target {
-                field: query::Field::Meta(query::Meta::Identifier),
-                shape: query::Shape::One(query::Kind::String),
-            },
-            values: identifiers.iter().map(|i| query::Scalar::Str(i.clone())).collect(),
-            negate: false,
-        };
-        let plan = SearchPlan {
-            blueprint: Some(blueprint.to_string()),
-            query: Query::And(vec![parsed, Query::Rule(among)]),
-            sort: None,
-            after: None,
-            limit: identifiers.len() as u32,
-            required_relations: required_relations(&scoped.blueprints),
-        };
-        Ok(tx.search(&plan).await?.into_iter().map(|e| e.identifier).collect())
+        let parsed = parse_query(Some(query), &scope, &self.query_context(actor), "")?;
+        self.admitted_query(tx, &scoped.blueprints, blueprint, parsed, identifiers).await
     }
 
     pub async fn search(&self, actor: &Actor, blueprint: Option<&str>, request: SearchRequest) -> Result<Page> {
@@ -143,8 +123,8 @@ impl Catalog {
         let mut tx = self.store().read().await?;
         let scoped = self.scoped(tx.as_mut(), blueprint).await?;
         let scope = scoped.scope(blueprint);
-        let context = self.query_context(tx.as_mut(), actor).await?;
-        let query = parse_query(request.query.as_ref(), &scope, &context, "/query")?;
+        let query = parse_query(request.query.as_ref(), &scope, &self.query_context(actor), "/query")?;
+        let query = self.restrict(tx.as_mut(), actor, blueprint, &scoped.blueprints, query).await?;
         let sort = match &request.sort {
             None => None,
             Some(s) => {
@@ -179,8 +159,8 @@ impl Catalog {
         let blueprint = request.blueprint.as_deref();
         let scoped = self.scoped(tx.as_mut(), blueprint).await?;
         let scope = scoped.scope(blueprint);
-        let context = self.query_context(tx.as_mut(), actor).await?;
-        let query = parse_query(request.query.as_ref(), &scope, &context, "/query")?;
+        let query = parse_query(request.query.as_ref(), &scope, &self.query_context(actor), "/query")?;
+        let query = self.restrict(tx.as_mut(), actor, blueprint, &scoped.blueprints, query).await?;
         let target = |scope: &Scope| -> Result<query::Target> {
             match (&request.property, &request.relation, &request.scorecard) {
                 (Some(p), None, None) => scope.target(p, false).map_err(|m| Error::invalid_at("/property", m)),
@@ -245,6 +225,21 @@ impl Catalog {
         Ok(result)
     }
 
+    /// `query`, narrowed to what the actor may read.
+    pub(crate) async fn restrict(
+        &self,
+        tx: &mut dyn Tx,
+        actor: &Actor,
+        blueprint: Option<&str>,
+        blueprints: &[Blueprint],
+        query: Query,
+    ) -> Result<Query> {
+        Ok(match self.read_filter(tx, actor, blueprint, blueprints).await? {
+            None => query,
+            Some(filter) => Query::And(vec![query, filter]),
+        })
+    }
+
     /// Every blueprint, and the scorecards of the searched ones, after checking that
     /// `blueprint` (if given) exists.
     async fn scoped(&self, tx: &mut dyn Tx, blueprint: Option<&str>) -> Result<Scoped> {
@@ -283,7 +278,7 @@ fn parse_query(document: Option<&Value>, scope: &Scope, context: &QueryContext, 
     }
 }
 
-fn required_relations(blueprints: &[Blueprint]) -> Vec<(String, String)> {
+pub(crate) fn required_relations(blueprints: &[Blueprint]) -> Vec<(String, String)> {
     blueprints
         .iter()
         .flat_map(|b| b.relations.iter().filter(|(_, d)| d.required).map(|(n, _)| (b.identifier.clone(), n.clone())))

@@ -262,7 +262,7 @@ async fn a_synchronous_webhook_is_signed_and_its_answer_is_the_result() {
     assert!(delivery.signature_valid, "signature: {:?}", delivery.headers);
     assert_eq!(delivery.headers["webhook-id"], format!("msg_{id}").as_str());
     assert_eq!(delivery.headers["authorization"], "Bearer tok-3f9a2c", "the backend gets the secret");
-    assert_eq!(delivery.body, json!({"name": "cart", "token": "tok-3f9a2c", "by": "anonymous"}));
+    assert_eq!(delivery.body, json!({"name": "cart", "token": "tok-3f9a2c", "by": "admin@test"}));
 
     // Nowhere the API shows is the secret: not the run, its payload view, its log or the secret list.
     let everything = format!(
@@ -649,7 +649,7 @@ async fn the_live_log_stream_replays_and_follows_a_run_to_its_end() {
     while let Ok(Ok(Some(bytes))) = tokio::time::timeout_at(deadline, stream.chunk()).await {
         seen.push_str(&String::from_utf8_lossy(&bytes));
     }
-    assert!(seen.contains("requested by anonymous"), "replays what was logged: {seen}");
+    assert!(seen.contains("requested by admin@test"), "replays what was logged: {seen}");
     assert!(seen.contains("step two"), "follows new lines: {seen}");
     assert!(seen.contains("event: end") && seen.contains("SUCCESS"), "ends with the run: {seen}");
     assert_eq!(
@@ -752,7 +752,7 @@ async fn runs_in_flight_move_with_migrate_store_and_carry_on() {
     let old =
         portolan_server::AppState::with_options(Arc::clone(&source), clock.clone(), &engine).await.expect("state");
     let receiver = Receiver::start(vec![Answer(200, 0, vec![])]).await;
-    let actor = portolan_server::services::Actor::anonymous();
+    let actor = portolan_server::services::Actor::system("tests", portolan_server::services::Origin::Api);
     old.catalog.put_secret(&actor, "hook", SIGNING_SECRET).await.expect("secret");
     let action = json!({
         "identifier": "notify",

@@ -13,7 +13,7 @@ async fn entity_lifecycle_with_versions_and_server_managed_fields() {
     let entity = &created.body["entity"];
     assert_eq!(entity["blueprint"], "service");
     assert_eq!(entity["version"], 1);
-    assert_eq!(entity["createdBy"], "anonymous");
+    assert_eq!(entity["createdBy"], "admin@test");
     assert_eq!(entity["properties"]["lifecycle"], "experimental", "default applied");
     assert_eq!(created.headers["etag"], "\"1\"");
 

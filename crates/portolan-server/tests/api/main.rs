@@ -14,17 +14,22 @@ mod search;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use portolan_model::permission::Role;
 use portolan_server::backends::EngineOptions;
 use portolan_server::sandbox::JqSandbox;
-use portolan_server::services::{SharedClock, SystemClock};
+use portolan_server::services::identity::NewAccount;
+use portolan_server::services::{Actor, Origin, SharedClock, SystemClock};
 use portolan_server::{AppState, ServerOptions};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 pub struct TestApp {
     pub base: String,
+    /// Sends the admin's token unless a request sets its own `Authorization`.
     pub client: reqwest::Client,
     pub state: AppState,
+    /// An API token of the admin `admin@test`, which `call` and its helpers send.
+    pub admin_token: String,
     _dir: tempfile::TempDir,
     _shutdown: tokio::sync::oneshot::Sender<()>,
     _worker: portolan_server::worker::Worker,
@@ -73,10 +78,15 @@ pub async fn spawn_app_in(
     }));
     let worker = portolan_server::worker::Worker::start(state.catalog.clone(), 5_000);
     let sweeper = portolan_server::sweeper::Sweeper::start(state.catalog.clone(), 5_000);
+    let admin_token = account_token(&state, "admin@test", Role::Admin, &[]).await;
+    let mut headers = reqwest::header::HeaderMap::new();
+    let bearer = reqwest::header::HeaderValue::from_str(&format!("Bearer {admin_token}")).expect("header");
+    headers.insert(reqwest::header::AUTHORIZATION, bearer);
     TestApp {
         base,
-        client: reqwest::Client::new(),
+        client: reqwest::Client::builder().default_headers(headers).build().expect("client"),
         state,
+        admin_token,
         _dir: dir,
         _shutdown: tx,
         _worker: worker,
@@ -111,13 +121,49 @@ impl Reply {
     }
 }
 
+/// An API token of `identifier`, whose account is created (token-only) if it does not exist.
+pub async fn account_token(state: &AppState, identifier: &str, role: Role, teams: &[&str]) -> String {
+    let system = Actor::system("tests", Origin::Cli);
+    let new = NewAccount {
+        identifier: identifier.into(),
+        title: Some(format!("Test {identifier}")),
+        role: Some(role),
+        teams: teams.iter().map(|t| t.to_string()).collect(),
+        ..NewAccount::default()
+    };
+    match state.catalog.create_account(&system, new).await {
+        Ok(_) => {}
+        Err(err) if err.code == portolan_server::error::ErrorCode::AlreadyExists => {}
+        Err(err) => panic!("account {identifier}: {err}"),
+    }
+    let (_, token) = state.catalog.create_api_token(&system, Some(identifier), "tests", None).await.expect("token");
+    token
+}
+
 impl TestApp {
+    /// A request as the admin.
     pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
-        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        self.call_as(method, path, &self.admin_token, body).await
+    }
+
+    /// A request with no credentials.
+    pub async fn call_anonymously(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
+        let mut request = reqwest::Client::new().request(method, format!("{}{path}", self.base));
         if let Some(body) = body {
             request = request.json(&body);
         }
         read(request.send().await.expect("request sent")).await
+    }
+
+    /// A member (token-only account) in `teams`, and their token.
+    pub async fn member(&self, identifier: &str, teams: &[&str]) -> String {
+        for team in teams {
+            let reply = self
+                .post("/api/v1/blueprints/_team/entities?upsert=true", json!({"identifier": team, "title": team}))
+                .await;
+            assert!(reply.status.is_success(), "{}", reply.body);
+        }
+        account_token(&self.state, identifier, Role::Member, teams).await
     }
 
     /// A request with `Authorization: Bearer token`.

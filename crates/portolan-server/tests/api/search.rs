@@ -62,7 +62,7 @@ async fn search_filters_sorts_pages_and_projects() {
             None => break,
         }
     }
-    assert_eq!(seen.len(), 17, "every demo entity once: {seen:?}");
+    assert_eq!(seen.len(), 18, "every demo entity (and the test admin) once: {seen:?}");
     assert_eq!(seen[0], "alice@portolan.dev", "Alice Martin sorts first by title");
 }
 
@@ -156,7 +156,7 @@ fn urlencode(s: &str) -> String {
 async fn aggregates_and_facets() {
     let app = demo_app().await;
     let count = app.post("/api/v1/entities/aggregate", json!({"function": "count", "blueprint": "_user"})).await;
-    assert_eq!(count.body, json!({"ok": true, "value": 4.0}));
+    assert_eq!(count.body, json!({"ok": true, "value": 5.0}), "four demo users and the test admin");
     let sum = app
         .post("/api/v1/entities/aggregate", json!({"function": "sum", "blueprint": "service", "property": "replicas"}))
         .await;
@@ -183,7 +183,7 @@ async fn aggregates_and_facets() {
     let by_blueprint =
         app.post("/api/v1/entities/aggregate", json!({"function": "countBy", "property": "$blueprint"})).await;
     let users = by_blueprint.body["groups"].as_array().expect("groups").iter().find(|g| g["value"] == "_user").cloned();
-    assert_eq!(users, Some(json!({"value": "_user", "count": 4})));
+    assert_eq!(users, Some(json!({"value": "_user", "count": 5})));
     let by_system = app
         .post(
             "/api/v1/entities/aggregate",

@@ -15,6 +15,7 @@ pub struct Server {
 
 impl Server {
     pub fn start(args: &[&str], dir: &std::path::Path) -> Server {
+        let token = admin_token(args, dir);
         let mut child = Command::new(env!("CARGO_BIN_EXE_portolan"))
             .args(["serve", "--listen", "127.0.0.1:0"])
             .args(args)
@@ -42,6 +43,7 @@ impl Server {
             let _ = std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr);
             panic!("the server did not print its address; stderr: {stderr}");
         };
+        TOKENS.lock().unwrap_or_else(|p| p.into_inner()).insert(base.clone(), token);
         Server { child, base }
     }
 
@@ -72,10 +74,73 @@ impl Drop for Server {
     }
 }
 
-/// An HTTP client (with the TLS crypto the workspace's reqwest needs installed first).
-pub fn http() -> reqwest::Client {
+/// Runs `portolan admin` against the database `args` name.
+fn admin(args: &[&str], dir: &std::path::Path, command: &[&str]) -> std::process::Output {
+    // `serve` flags that `admin` reads too; the others (`--demo`, `--listen`) do not matter to it.
+    Command::new(env!("CARGO_BIN_EXE_portolan"))
+        .arg("admin")
+        .args(args)
+        .args(command)
+        .current_dir(dir)
+        .env_remove("PORTOLAN_DATA")
+        .env_remove("PORTOLAN_DATABASE_URL")
+        .output()
+        .expect("portolan admin runs")
+}
+
+/// A service account `ci-admin` (created by `portolan admin` if missing) and a new token of it.
+fn admin_token(args: &[&str], dir: &std::path::Path) -> String {
+    let created = admin(args, dir, &["create-user", "ci-admin", "--role", "admin", "--service"]);
+    let stderr = String::from_utf8_lossy(&created.stderr);
+    assert!(created.status.success() || stderr.contains("already has an account"), "create-user: {stderr}");
+    let token = admin(args, dir, &["create-token", "--user", "ci-admin", "--name", "tests"]);
+    assert!(token.status.success(), "create-token: {}", String::from_utf8_lossy(&token.stderr));
+    String::from_utf8_lossy(&token.stdout).trim().to_string()
+}
+
+/// The admin token of each running server, by base URL.
+static TOKENS: std::sync::Mutex<std::collections::BTreeMap<String, String>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+/// An HTTP client that signs each request with the admin token of the server it goes to.
+pub fn http() -> Client {
     portolan_server::backends::install_crypto();
-    reqwest::Client::new()
+    Client(reqwest::Client::new())
+}
+
+pub struct Client(reqwest::Client);
+
+impl Client {
+    pub fn request(&self, method: reqwest::Method, url: impl AsRef<str>) -> reqwest::RequestBuilder {
+        let url = url.as_ref();
+        let token = TOKENS
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find(|(base, _)| url.starts_with(base.as_str()))
+            .map(|(_, token)| token.clone());
+        let request = self.0.request(method, url);
+        match token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
+    pub fn get(&self, url: impl AsRef<str>) -> reqwest::RequestBuilder {
+        self.request(reqwest::Method::GET, url)
+    }
+
+    pub fn post(&self, url: impl AsRef<str>) -> reqwest::RequestBuilder {
+        self.request(reqwest::Method::POST, url)
+    }
+
+    pub fn patch(&self, url: impl AsRef<str>) -> reqwest::RequestBuilder {
+        self.request(reqwest::Method::PATCH, url)
+    }
+
+    pub fn delete(&self, url: impl AsRef<str>) -> reqwest::RequestBuilder {
+        self.request(reqwest::Method::DELETE, url)
+    }
 }
 
 pub async fn get_json(url: &str) -> (u16, serde_json::Value) {
@@ -100,7 +165,7 @@ async fn serve_demo_loads_the_catalog_into_the_default_data_dir_and_stops_on_sig
     // A second start with --demo adds nothing and keeps what is there.
     let server = Server::start(&["--demo"], dir.path());
     let (_, body) = get_json(&format!("{}/api/v1/blueprints/_user/entities", server.base)).await;
-    assert_eq!(body["entities"].as_array().map(Vec::len), Some(4));
+    assert_eq!(body["entities"].as_array().map(Vec::len), Some(5), "four demo users and ci-admin");
     server.terminate();
 }
 

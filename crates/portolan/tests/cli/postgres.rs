@@ -207,7 +207,10 @@ async fn migrate_store_copies_a_sqlite_deployment_into_postgres() {
         .expect("runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
-    assert!(stdout.contains("10 blueprints, 2 scorecards, 17 entities, 8 actions, 1 secrets and 1 runs"), "{stdout}");
+    assert!(
+        stdout.contains("10 blueprints, 2 scorecards, 18 entities, 8 actions, 1 secrets, 5 accounts and 1 runs"),
+        "{stdout}"
+    );
 
     let again = std::process::Command::new(env!("CARGO_BIN_EXE_portolan"))
         .args(["migrate-store", "--from", "portolan-data", "--to", &db.url])

@@ -1,0 +1,291 @@
+//! Sign-in (`/api/v1/auth`), accounts (`/api/v1/users`) and API tokens (`/api/v1/tokens`).
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use portolan_model::permission::Role;
+use portolan_store::{Account, ApiToken};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use utoipa::ToSchema;
+
+use crate::AppState;
+use crate::error::{Error, Result};
+use crate::extract::{Caller, ClientAddress, JsonBody, PathParams, SESSION_COOKIE, check_same_site};
+use crate::services::identity::{AccountChange, NewAccount};
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    username: String,
+    password: String,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Me {
+    identifier: String,
+    role: Role,
+    teams: Vec<String>,
+    /// For requests made with the session cookie: send it back in `x-csrf-token`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    csrf_token: Option<String>,
+}
+
+fn session_cookie(value: &str, max_age_seconds: i64) -> HeaderValue {
+    let cookie = format!("{SESSION_COOKIE}={value}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={max_age_seconds}");
+    HeaderValue::from_str(&cookie).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// Signs in with a password and sets the session cookie (`__Host-`, `Secure`, `HttpOnly`,
+/// `SameSite=Lax`). Failed attempts are throttled: 429 with `Retry-After`.
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
+    responses((status = 200, body = Me), (status = 401, description = "wrong username or password"),
+              (status = 429, description = "too many failed attempts; see Retry-After")))]
+pub async fn login(
+    State(app): State<AppState>,
+    ClientAddress(address): ClientAddress,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Response> {
+    check_same_site(&headers)?;
+    let request: LoginRequest = portolan_model::error::from_json(body)?;
+    let signed_in = app.catalog.login(&request.username, &request.password, &address).await?;
+    let max_age = app.catalog.session_policy().absolute_ms / 1000;
+    let me = Me {
+        identifier: signed_in.user.id,
+        role: signed_in.user.role,
+        teams: signed_in.user.teams,
+        csrf_token: Some(signed_in.session.csrf),
+    };
+    let mut response = Json(json!({"ok": true, "user": me})).into_response();
+    response.headers_mut().insert(header::SET_COOKIE, session_cookie(&signed_in.cookie, max_age));
+    Ok(response)
+}
+
+/// Ends the session and clears the cookie.
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", responses((status = 200, description = "signed out")))]
+pub async fn logout(State(app): State<AppState>, caller: Caller) -> Result<Response> {
+    if let Some(session) = &caller.session {
+        app.catalog.logout(session).await?;
+    }
+    let mut response = Json(json!({"ok": true})).into_response();
+    response.headers_mut().insert(header::SET_COOKIE, session_cookie("", 0));
+    Ok(response)
+}
+
+/// Who is signed in.
+#[utoipa::path(get, path = "/api/v1/auth/me", tag = "auth", responses((status = 200, body = Me)))]
+pub async fn me(caller: Caller) -> Result<Json<Value>> {
+    let user = caller.actor.as_user().ok_or_else(|| Error::unauthorized("not signed in"))?;
+    let me = Me {
+        identifier: user.id.clone(),
+        role: user.role,
+        teams: user.teams.clone(),
+        csrf_token: caller.session.map(|s| s.csrf),
+    };
+    Ok(Json(json!({"ok": true, "user": me})))
+}
+
+// ---- accounts ----
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountView {
+    identifier: String,
+    role: Role,
+    /// `person` or `service`.
+    kind: &'static str,
+    has_password: bool,
+    created_at: String,
+    updated_at: String,
+}
+
+impl From<Account> for AccountView {
+    fn from(a: Account) -> Self {
+        Self {
+            identifier: a.user,
+            role: a.role,
+            kind: a.kind.as_str(),
+            has_password: a.password_hash.is_some(),
+            created_at: portolan_model::format_millis(a.created_at),
+            updated_at: portolan_model::format_millis(a.updated_at),
+        }
+    }
+}
+
+/// Every account (admins only).
+#[utoipa::path(get, path = "/api/v1/users", tag = "auth", responses((status = 200, description = "`{users: [...]}`")))]
+pub async fn list_users(State(app): State<AppState>, caller: Caller) -> Result<Json<Value>> {
+    let users: Vec<AccountView> = app.catalog.list_accounts(&caller.actor).await?.into_iter().map(Into::into).collect();
+    Ok(Json(json!({"ok": true, "users": users})))
+}
+
+/// Creates a user, or a service account (admins only).
+#[utoipa::path(post, path = "/api/v1/users", tag = "auth", request_body = NewAccount,
+    responses((status = 201, body = AccountView), (status = 403, description = "not an admin"),
+              (status = 409, description = "already has an account")))]
+pub async fn create_user(
+    State(app): State<AppState>,
+    caller: Caller,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<(StatusCode, Json<Value>)> {
+    let new: NewAccount = portolan_model::error::from_json(body)?;
+    let account = AccountView::from(app.catalog.create_account(&caller.actor, new).await?);
+    Ok((StatusCode::CREATED, Json(json!({"ok": true, "user": account}))))
+}
+
+/// Changes a role or status (admins), or a password (admins, or users their own). Disabling a
+/// user ends their sessions and tokens at once.
+#[utoipa::path(patch, path = "/api/v1/users/{user}", tag = "auth", request_body = AccountChange,
+    params(("user" = String, Path)), responses((status = 200, body = AccountView)))]
+pub async fn change_user(
+    State(app): State<AppState>,
+    caller: Caller,
+    PathParams(user): PathParams<String>,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Json<Value>> {
+    let change: AccountChange = portolan_model::error::from_json(body)?;
+    let account = AccountView::from(app.catalog.change_account(&caller.actor, &user, change).await?);
+    Ok(Json(json!({"ok": true, "user": account})))
+}
+
+// ---- API tokens ----
+
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TokenRequest {
+    name: String,
+    /// 1 to 3650; without it the token lasts until revoked.
+    expires_in_days: Option<u32>,
+    /// Whose token (admins only; the caller by default), e.g. a service account.
+    user: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenView {
+    id: String,
+    user: String,
+    name: String,
+    created_at: String,
+    created_by: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_used_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    revoked_at: Option<String>,
+}
+
+impl From<ApiToken> for TokenView {
+    fn from(t: ApiToken) -> Self {
+        let time = |ms: Option<i64>| ms.map(portolan_model::format_millis);
+        Self {
+            id: t.id,
+            user: t.user,
+            name: t.name,
+            created_at: portolan_model::format_millis(t.created_at),
+            created_by: t.created_by,
+            expires_at: time(t.expires_at),
+            last_used_at: time(t.last_used_at),
+            revoked_at: time(t.revoked_at),
+        }
+    }
+}
+
+/// The caller's API tokens (admins: everyone's). Never the tokens themselves.
+#[utoipa::path(get, path = "/api/v1/tokens", tag = "auth", responses((status = 200, description = "`{tokens: [...]}`")))]
+pub async fn list_tokens(State(app): State<AppState>, caller: Caller) -> Result<Json<Value>> {
+    let tokens: Vec<TokenView> =
+        app.catalog.list_api_tokens(&caller.actor).await?.into_iter().map(Into::into).collect();
+    Ok(Json(json!({"ok": true, "tokens": tokens})))
+}
+
+/// Creates an API token (`plt_...`), shown only in this response; it acts with its owner's rights.
+#[utoipa::path(post, path = "/api/v1/tokens", tag = "auth", request_body = TokenRequest,
+    responses((status = 201, description = "`{token, apiToken}`"), (status = 403, description = "another's token, not an admin")))]
+pub async fn create_token(
+    State(app): State<AppState>,
+    caller: Caller,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<(StatusCode, Json<Value>)> {
+    let request: TokenRequest = portolan_model::error::from_json(body)?;
+    let (record, token) = app
+        .catalog
+        .create_api_token(&caller.actor, request.user.as_deref(), &request.name, request.expires_in_days)
+        .await?;
+    Ok((StatusCode::CREATED, Json(json!({"ok": true, "token": token, "apiToken": TokenView::from(record)}))))
+}
+
+/// Revokes an API token at once.
+#[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "auth", params(("id" = String, Path)),
+    responses((status = 200, description = "revoked"), (status = 404, description = "no such active token of yours")))]
+pub async fn revoke_token(
+    State(app): State<AppState>,
+    caller: Caller,
+    PathParams(id): PathParams<String>,
+) -> Result<Json<Value>> {
+    app.catalog.revoke_api_token(&caller.actor, &id).await?;
+    Ok(Json(json!({"ok": true})))
+}
+
+// ---- permissions ----
+
+/// A blueprint's permissions (admins and its moderators).
+#[utoipa::path(get, path = "/api/v1/blueprints/{blueprint}/permissions", tag = "permissions",
+    params(("blueprint" = String, Path)),
+    responses((status = 200, body = portolan_model::permission::BlueprintPermissions)))]
+pub async fn get_blueprint_permissions(
+    State(app): State<AppState>,
+    caller: Caller,
+    PathParams(blueprint): PathParams<String>,
+) -> Result<Json<Value>> {
+    let permissions = app.catalog.get_blueprint_permissions(&caller.actor, &blueprint).await?;
+    Ok(Json(json!({"ok": true, "permissions": permissions})))
+}
+
+/// Replaces a blueprint's permissions. Only admins change its moderators.
+#[utoipa::path(put, path = "/api/v1/blueprints/{blueprint}/permissions", tag = "permissions",
+    params(("blueprint" = String, Path)), request_body = portolan_model::permission::BlueprintPermissions,
+    responses((status = 200, body = portolan_model::permission::BlueprintPermissions),
+              (status = 403, description = "gives what the caller does not hold"),
+              (status = 422, description = "invalid grant or condition")))]
+pub async fn put_blueprint_permissions(
+    State(app): State<AppState>,
+    caller: Caller,
+    PathParams(blueprint): PathParams<String>,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Json<Value>> {
+    let permissions = app.catalog.put_blueprint_permissions(&caller.actor, &blueprint, body).await?;
+    Ok(Json(json!({"ok": true, "permissions": permissions})))
+}
+
+/// An action's permissions (admins and moderators of its blueprint).
+#[utoipa::path(get, path = "/api/v1/actions/{action}/permissions", tag = "permissions",
+    params(("action" = String, Path)),
+    responses((status = 200, body = portolan_model::permission::ActionPermissions)))]
+pub async fn get_action_permissions(
+    State(app): State<AppState>,
+    caller: Caller,
+    PathParams(action): PathParams<String>,
+) -> Result<Json<Value>> {
+    let permissions = app.catalog.get_action_permissions(&caller.actor, &action).await?;
+    Ok(Json(json!({"ok": true, "permissions": permissions})))
+}
+
+/// Replaces who may run an action and approve its runs.
+#[utoipa::path(put, path = "/api/v1/actions/{action}/permissions", tag = "permissions",
+    params(("action" = String, Path)), request_body = portolan_model::permission::ActionPermissions,
+    responses((status = 200, body = portolan_model::permission::ActionPermissions),
+              (status = 403, description = "not an admin or moderator of its blueprint")))]
+pub async fn put_action_permissions(
+    State(app): State<AppState>,
+    caller: Caller,
+    PathParams(action): PathParams<String>,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Json<Value>> {
+    let permissions = app.catalog.put_action_permissions(&caller.actor, &action, body).await?;
+    Ok(Json(json!({"ok": true, "permissions": permissions})))
+}

@@ -1,0 +1,491 @@
+//! The one authorisation path. Services ask here before every read and write; decisions come
+//! from [`portolan_model::permission`], and a narrowed decision becomes a query that the store
+//! applies, so lists, searches, counts, facets and single reads all filter the same way.
+
+use std::collections::{HashMap, HashSet};
+
+use portolan_model::entity::ValidEntity;
+use portolan_model::permission::{Access, ActionOp, ActionPermissions, BlueprintPermissions, EntityOp, User};
+use portolan_model::query::{self, Query, QueryContext, Scope};
+use portolan_model::{Blueprint, Entity, system};
+use portolan_store::query_sql::SearchPlan;
+use portolan_store::{ChangeEvent, Tx};
+use serde_json::Value;
+
+use super::catalog::Catalog;
+use super::{Actor, Principal, all_blueprints};
+use crate::error::{Error, Result};
+
+const RUN_TOKEN_LIMIT: &str = "a run token may only report on its run and change the catalog for it";
+
+fn blueprint_resource(blueprint: &str) -> String {
+    format!("blueprint:{blueprint}")
+}
+
+fn action_resource(action: &str) -> String {
+    format!("action:{action}")
+}
+
+/// What a user-relative query value (`{"context": "userTeams"}`) reads.
+pub(crate) fn user_context(now: portolan_model::Millis, user: Option<&User>) -> QueryContext {
+    QueryContext {
+        now,
+        user: user.map(|u| u.id.clone()),
+        user_teams: user.map(|u| u.teams.clone()).unwrap_or_default(),
+    }
+}
+
+impl Catalog {
+    pub(crate) async fn blueprint_permissions(&self, tx: &mut dyn Tx, blueprint: &str) -> Result<BlueprintPermissions> {
+        match tx.permissions(&blueprint_resource(blueprint)).await? {
+            None => Ok(BlueprintPermissions::default()),
+            Some(document) => Ok(BlueprintPermissions::from_json(document)?),
+        }
+    }
+
+    pub(crate) async fn action_permissions(&self, tx: &mut dyn Tx, action: &str) -> Result<ActionPermissions> {
+        match tx.permissions(&action_resource(action)).await? {
+            None => Ok(ActionPermissions::default()),
+            Some(document) => Ok(ActionPermissions::from_json(document)?),
+        }
+    }
+
+    /// Which entities of `blueprint` the actor may read, create, update or delete.
+    pub(crate) async fn entity_access(
+        &self,
+        tx: &mut dyn Tx,
+        actor: &Actor,
+        blueprint: &str,
+        op: EntityOp,
+    ) -> Result<Access> {
+        match &actor.principal {
+            Principal::System => Ok(Access::Everything),
+            Principal::Run(run) if op != EntityOp::Read && actor.run.as_ref() == Some(run) => Ok(Access::Everything),
+            Principal::Run(_) => Err(Error::forbidden(RUN_TOKEN_LIMIT)),
+            Principal::User(user) => Ok(self.blueprint_permissions(tx, blueprint).await?.entities(user, op)),
+        }
+    }
+
+    /// Refuses an actor who does not control the blueprint (its schema, scorecards, actions,
+    /// permissions): only admins and its moderators do.
+    pub(crate) async fn require_manage(&self, tx: &mut dyn Tx, actor: &Actor, blueprint: Option<&str>) -> Result<()> {
+        let user = match &actor.principal {
+            Principal::System => return Ok(()),
+            Principal::Run(_) => return Err(Error::forbidden(RUN_TOKEN_LIMIT)),
+            Principal::User(user) if user.is_admin() => return Ok(()),
+            Principal::User(user) => user,
+        };
+        if let Some(blueprint) = blueprint
+            && self.blueprint_permissions(tx, blueprint).await?.is_moderator(user)
+        {
+            return Ok(());
+        }
+        Err(Error::forbidden(match blueprint {
+            Some(b) => format!("only an admin or a moderator of '{b}' may do this"),
+            None => "only an admin may do this".to_string(),
+        }))
+    }
+
+    /// The query that limits a read of `blueprint` (or, with `None`, of every blueprint) to what
+    /// the actor may read; `None` when nothing is hidden from them.
+    pub(crate) async fn read_filter(
+        &self,
+        tx: &mut dyn Tx,
+        actor: &Actor,
+        blueprint: Option<&str>,
+        blueprints: &[Blueprint],
+    ) -> Result<Option<Query>> {
+        let user = match &actor.principal {
+            Principal::System => return Ok(None),
+            Principal::Run(_) => return Err(Error::forbidden(RUN_TOKEN_LIMIT)),
+            Principal::User(user) if user.is_admin() => return Ok(None),
+            Principal::User(user) => user,
+        };
+        let context = user_context(self.now(), Some(user));
+        let mut unrestricted = Vec::new();
+        let mut narrowed = Vec::new();
+        let mut hidden = false;
+        for bp in blueprints.iter().filter(|b| blueprint.is_none_or(|id| id == b.identifier)) {
+            match self.blueprint_permissions(tx, &bp.identifier).await?.entities(user, EntityOp::Read) {
+                Access::Everything => unrestricted.push(bp.identifier.clone()),
+                Access::Nothing => hidden = true,
+                Access::Only(condition) => {
+                    narrowed.push((bp.identifier.clone(), parse_condition(&condition, blueprints, bp, &context)?))
+                }
+            }
+        }
+        if !hidden && narrowed.is_empty() {
+            return Ok(None);
+        }
+        let of_blueprints = |ids: Vec<String>| {
+            Query::Rule(query::Rule::In {
+                target: query::Target {
+                    field: query::Field::Meta(query::Meta::Blueprint),
+                    shape: query::Shape::One(query::Kind::String),
+                },
+                values: ids.into_iter().map(query::Scalar::Str).collect(),
+                negate: false,
+            })
+        };
+        let mut branches = Vec::new();
+        if !unrestricted.is_empty() {
+            branches.push(of_blueprints(unrestricted));
+        }
+        for (bp, condition) in narrowed {
+            branches.push(Query::And(vec![of_blueprints(vec![bp]), condition]));
+        }
+        Ok(Some(Query::Or(branches)))
+    }
+
+    /// Which of `identifiers` (entities of `blueprint`) `access` admits.
+    pub(crate) async fn admitted_by(
+        &self,
+        tx: &mut dyn Tx,
+        actor: &Actor,
+        blueprint: &str,
+        access: &Access,
+        identifiers: &[String],
+    ) -> Result<HashSet<String>> {
+        match access {
+            Access::Everything => return Ok(identifiers.iter().cloned().collect()),
+            Access::Nothing => return Ok(HashSet::new()),
+            Access::Only(_) => {}
+        }
+        let blueprints = all_blueprints(tx).await?;
+        let Some(bp) = blueprints.iter().find(|b| b.identifier == blueprint) else {
+            return Ok(HashSet::new());
+        };
+        let context = user_context(self.now(), actor.as_user());
+        let query = match access.as_query() {
+            Some(document) => parse_condition(&document, &blueprints, bp, &context)?,
+            None => Query::And(vec![]),
+        };
+        self.admitted_query(tx, &blueprints, blueprint, query, identifiers).await
+    }
+
+    /// Which of `identifiers` a parsed query admits.
+    pub(crate) async fn admitted_query(
+        &self,
+        tx: &mut dyn Tx,
+        blueprints: &[Blueprint],
+        blueprint: &str,
+        query: Query,
+        identifiers: &[String],
+    ) -> Result<HashSet<String>> {
+        if identifiers.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let among = query::Rule::In {
+            target: query::Target {
+                field: query::Field::Meta(query::Meta::Identifier),
+                shape: query::Shape::One(query::Kind::String),
+            },
+            values: identifiers.iter().map(|i| query::Scalar::Str(i.clone())).collect(),
+            negate: false,
+        };
+        let plan = SearchPlan {
+            blueprint: Some(blueprint.to_string()),
+            query: Query::And(vec![query, Query::Rule(among)]),
+            sort: None,
+            after: None,
+            limit: identifiers.len() as u32,
+            required_relations: super::search::required_relations(blueprints),
+        };
+        Ok(tx.search(&plan).await?.into_iter().map(|e| e.identifier).collect())
+    }
+
+    /// The entity if the actor may read it; 404 otherwise, so that its existence stays hidden.
+    pub(crate) async fn readable_entity(&self, tx: &mut dyn Tx, actor: &Actor, entity: Entity) -> Result<Entity> {
+        let access = self.entity_access(tx, actor, &entity.blueprint, EntityOp::Read).await?;
+        let ids = [entity.identifier.clone()];
+        if self.admitted_by(tx, actor, &entity.blueprint, &access, &ids).await?.is_empty() {
+            return Err(Error::not_found(format!(
+                "entity '{}' of blueprint '{}'",
+                entity.identifier, entity.blueprint
+            )));
+        }
+        Ok(entity)
+    }
+
+    /// The writes among `items` (index, new state, current entity) the actor may not make, with
+    /// why. Creating needs `create` on the new state; changing needs `update` on the current
+    /// entity, or, when only properties change, the `updateProperties` grant of each.
+    pub(crate) async fn refused_writes(
+        &self,
+        tx: &mut dyn Tx,
+        actor: &Actor,
+        blueprint: &Blueprint,
+        items: &[(usize, &ValidEntity, Option<&Entity>)],
+    ) -> Result<HashMap<usize, Error>> {
+        let mut refused = HashMap::new();
+        let bp = blueprint.identifier.as_str();
+        let user = match &actor.principal {
+            Principal::User(user) if !user.is_admin() => user.clone(),
+            _ => {
+                // Run tokens may write only for their own run; everyone else here may write.
+                self.entity_access(tx, actor, bp, EntityOp::Create).await?;
+                return Ok(refused);
+            }
+        };
+        let permissions = self.blueprint_permissions(tx, bp).await?;
+        let blueprints = all_blueprints(tx).await?;
+        let context = user_context(self.now(), Some(&user));
+        let create = permissions.entities(&user, EntityOp::Create);
+        let create_query = match &create {
+            Access::Only(condition) => Some(parse_condition(condition, &blueprints, blueprint, &context)?),
+            _ => None,
+        };
+        let updates: Vec<String> = items.iter().filter_map(|(_, _, e)| e.map(|e| e.identifier.clone())).collect();
+        let update = permissions.entities(&user, EntityOp::Update);
+        let may_update = self.admitted_by(tx, actor, bp, &update, &updates).await?;
+        let may_read = if updates.len() == may_update.len() {
+            HashSet::new()
+        } else {
+            let read = permissions.entities(&user, EntityOp::Read);
+            self.admitted_by(tx, actor, bp, &read, &updates).await?
+        };
+        for (index, valid, existing) in items {
+            match existing {
+                None => {
+                    let allowed = match (&create, &create_query) {
+                        (Access::Everything, _) => true,
+                        (_, Some(query)) => query.matches(&would_be(valid, bp, &user.id), &query::NoGraph),
+                        _ => false,
+                    };
+                    if !allowed {
+                        let message = format!("you may not create this entity of '{bp}'");
+                        refused.insert(*index, Error::forbidden(message));
+                    }
+                }
+                Some(current) if may_update.contains(&current.identifier) => {}
+                Some(current) if !may_read.contains(&current.identifier) => {
+                    let what = format!("entity '{}' of blueprint '{bp}'", current.identifier);
+                    refused.insert(*index, Error::not_found(what));
+                }
+                Some(current) => {
+                    let Some(changed) = changed_properties_only(blueprint, valid, current) else {
+                        let message = format!("you may not update entity '{}' of '{bp}'", current.identifier);
+                        refused.insert(*index, Error::forbidden(message));
+                        continue;
+                    };
+                    for property in changed {
+                        let access = permissions.property_update(&user, &property);
+                        let ids = [current.identifier.clone()];
+                        if self.admitted_by(tx, actor, bp, &access, &ids).await?.is_empty() {
+                            let message = format!("you may not change '{property}' of '{}'", current.identifier);
+                            refused.insert(*index, Error::forbidden(message));
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(refused)
+    }
+
+    /// Whether the actor may run (or approve runs of) an action on `entity`.
+    pub(crate) async fn action_allowed(
+        &self,
+        tx: &mut dyn Tx,
+        actor: &Actor,
+        action: &str,
+        blueprint: Option<&str>,
+        entity: Option<&str>,
+        op: ActionOp,
+    ) -> Result<bool> {
+        let user = match &actor.principal {
+            Principal::System => return Ok(true),
+            Principal::Run(_) => return Ok(false),
+            Principal::User(user) => user,
+        };
+        let blueprint_permissions = match blueprint {
+            Some(b) => Some(self.blueprint_permissions(tx, b).await?),
+            None => None,
+        };
+        let access = self.action_permissions(tx, action).await?.access(user, blueprint_permissions.as_ref(), op);
+        match (access, blueprint, entity) {
+            (Access::Everything, _, _) => Ok(true),
+            (Access::Nothing, _, _) | (Access::Only(_), None, _) | (Access::Only(_), _, None) => Ok(false),
+            (access, Some(blueprint), Some(entity)) => {
+                let ids = [entity.to_string()];
+                Ok(!self.admitted_by(tx, actor, blueprint, &access, &ids).await?.is_empty())
+            }
+        }
+    }
+
+    /// Whether a live change may be sent to the actor: runs they may see, entities they may read.
+    /// A deleted entity can no longer be checked, so its deletion goes only to those who may read
+    /// every entity of its blueprint.
+    pub async fn may_see_change(&self, actor: &Actor, change: &ChangeEvent) -> bool {
+        if actor.as_user().is_none_or(User::is_admin) && !matches!(actor.principal, Principal::Run(_)) {
+            return true;
+        }
+        let seen = async {
+            let mut tx = self.store().read().await?;
+            if change.kind.starts_with("run.") {
+                return Ok::<bool, Error>(self.visible_run(tx.as_mut(), actor, &change.identifier).await.is_ok());
+            }
+            let access = self.entity_access(tx.as_mut(), actor, &change.blueprint, EntityOp::Read).await?;
+            if change.kind == "entity.deleted" {
+                return Ok(access == Access::Everything);
+            }
+            let ids = [change.identifier.clone()];
+            Ok(!self.admitted_by(tx.as_mut(), actor, &change.blueprint, &access, &ids).await?.is_empty())
+        };
+        seen.await.unwrap_or(false)
+    }
+
+    // ---- the permission documents ----
+
+    pub async fn get_blueprint_permissions(&self, actor: &Actor, blueprint: &str) -> Result<BlueprintPermissions> {
+        let mut tx = self.store().read().await?;
+        self.blueprint_record(tx.as_mut(), blueprint).await?;
+        self.require_manage(tx.as_mut(), actor, Some(blueprint)).await?;
+        self.blueprint_permissions(tx.as_mut(), blueprint).await
+    }
+
+    /// Replaces a blueprint's permissions; nobody may give what they do not hold.
+    pub async fn put_blueprint_permissions(
+        &self,
+        actor: &Actor,
+        blueprint: &str,
+        document: Value,
+    ) -> Result<BlueprintPermissions> {
+        let new = BlueprintPermissions::from_json(document)?;
+        let mut tx = self.store().write().await?;
+        self.locked_blueprint_record(tx.as_mut(), blueprint).await?;
+        let current = self.blueprint_permissions(tx.as_mut(), blueprint).await?;
+        if let Some(user) = actor.as_user() {
+            current.check_change(user, &new).map_err(Error::forbidden)?;
+        } else {
+            self.require_manage(tx.as_mut(), actor, Some(blueprint)).await?;
+        }
+        check_conditions(tx.as_mut(), blueprint, &new.conditions()).await?;
+        let stored =
+            serde_json::to_value(&new).map_err(|e| Error::new(crate::error::ErrorCode::Internal, e.to_string()))?;
+        tx.put_permissions(&blueprint_resource(blueprint), Some(&stored), self.now(), &actor.id).await?;
+        tx.commit().await?;
+        Ok(new)
+    }
+
+    pub async fn get_action_permissions(&self, actor: &Actor, action: &str) -> Result<ActionPermissions> {
+        let mut tx = self.store().read().await?;
+        let record = super::actions::load_action(tx.as_mut(), action).await?;
+        self.require_manage(tx.as_mut(), actor, record.action.blueprint()).await?;
+        self.action_permissions(tx.as_mut(), action).await
+    }
+
+    /// Replaces an action's permissions: admins and moderators of its blueprint only, who hold
+    /// every grant of it.
+    pub async fn put_action_permissions(
+        &self,
+        actor: &Actor,
+        action: &str,
+        document: Value,
+    ) -> Result<ActionPermissions> {
+        let new = ActionPermissions::from_json(document)?;
+        let mut tx = self.store().write().await?;
+        let record = super::actions::load_action(tx.as_mut(), action).await?;
+        let blueprint = record.action.blueprint();
+        self.require_manage(tx.as_mut(), actor, blueprint).await?;
+        if let Some(blueprint) = blueprint {
+            check_conditions(tx.as_mut(), blueprint, &new.conditions()).await?;
+        } else if let Some((path, _)) = new.conditions().first() {
+            return Err(Error::invalid_at(
+                path,
+                "an action without a blueprint has no entity for a condition to check",
+            ));
+        }
+        let stored =
+            serde_json::to_value(&new).map_err(|e| Error::new(crate::error::ErrorCode::Internal, e.to_string()))?;
+        tx.put_permissions(&action_resource(action), Some(&stored), self.now(), &actor.id).await?;
+        tx.commit().await?;
+        Ok(new)
+    }
+
+    /// Forgets the permissions of a deleted blueprint or action.
+    pub(crate) async fn drop_permissions(
+        &self,
+        tx: &mut dyn Tx,
+        blueprint: Option<&str>,
+        action: Option<&str>,
+    ) -> Result<()> {
+        let now = self.now();
+        if let Some(b) = blueprint {
+            tx.put_permissions(&blueprint_resource(b), None, now, "portolan").await?;
+        }
+        if let Some(a) = action {
+            tx.put_permissions(&action_resource(a), None, now, "portolan").await?;
+        }
+        Ok(())
+    }
+}
+
+/// Parses a permission condition against the blueprint it guards.
+fn parse_condition(
+    document: &Value,
+    blueprints: &[Blueprint],
+    bp: &Blueprint,
+    context: &QueryContext,
+) -> Result<Query> {
+    let scope = Scope::new(blueprints, Some(&bp.identifier));
+    let wrapped = if document.get("combinator").is_some() {
+        document.clone()
+    } else {
+        serde_json::json!({"combinator": "and", "rules": [document]})
+    };
+    query::parse(&wrapped, &scope, context).map_err(|errors| {
+        Error::forbidden(format!("a permission condition of '{}' no longer parses: {errors}", bp.identifier))
+    })
+}
+
+/// Checks that each condition is a valid query over the blueprint's fields.
+async fn check_conditions(tx: &mut dyn Tx, blueprint: &str, conditions: &[(String, &Value)]) -> Result<()> {
+    let blueprints = all_blueprints(tx).await?;
+    let scope = Scope::new(&blueprints, Some(blueprint));
+    // Context values stand for whoever asks later; any user will do for checking the shape.
+    let context = QueryContext { user: Some(system::USER.into()), ..QueryContext::default() };
+    let mut errors = portolan_model::FieldErrors::default();
+    for (path, condition) in conditions {
+        if let Err(found) = query::parse(condition, &scope, &context) {
+            for e in found.0 {
+                errors.push(format!("{path}{}", e.path), e.message);
+            }
+        }
+    }
+    errors.into_result(()).map_err(Error::invalid)
+}
+
+/// The entity a create would make, for checking a condition on it before it exists.
+fn would_be(valid: &ValidEntity, blueprint: &str, by: &str) -> Entity {
+    Entity {
+        identifier: valid.identifier.clone(),
+        title: valid.title.clone(),
+        icon: valid.icon.clone(),
+        blueprint: blueprint.to_string(),
+        team: valid.team.clone(),
+        properties: valid.properties.clone(),
+        relations: valid.relations.clone(),
+        scorecards: Default::default(),
+        diagnostics: Default::default(),
+        version: 1,
+        created_at: 0,
+        created_by: by.to_string(),
+        updated_at: 0,
+        updated_by: by.to_string(),
+    }
+}
+
+/// The stored properties a write changes, when it changes nothing else (title, icon, teams,
+/// relations). Computed properties are the server's, not the writer's, and are left out.
+fn changed_properties_only(blueprint: &Blueprint, valid: &ValidEntity, current: &Entity) -> Option<Vec<String>> {
+    if valid.title != current.title
+        || valid.icon != current.icon
+        || valid.team != current.team
+        || valid.relations != current.relations
+    {
+        return None;
+    }
+    let names = blueprint.schema.properties.keys();
+    Some(names.filter(|name| valid.properties.get(*name) != current.properties.get(*name)).cloned().collect())
+}
