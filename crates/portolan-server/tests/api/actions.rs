@@ -1,7 +1,7 @@
 //! Actions and runs over HTTP: definitions, forms, the webhook, NATS and built-in backends,
 //! secrets, automations and timers. Webhooks go to a real local receiver that checks signatures.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -11,7 +11,6 @@ use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, KeyInit, Mac};
 use portolan_server::ServerOptions;
 use portolan_server::backends::EngineOptions;
-use portolan_server::services::Clock;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -538,19 +537,10 @@ async fn automations_fire_on_entity_events_whose_condition_holds() {
     assert_eq!(runs.body["runs"][0]["entity"], "a-go");
 }
 
-/// A clock the test moves by hand.
-struct ManualClock(AtomicI64);
-
-impl Clock for ManualClock {
-    fn now(&self) -> i64 {
-        self.0.load(Ordering::SeqCst)
-    }
-}
-
 #[tokio::test]
 async fn an_expired_timer_runs_its_teardown_automation_exactly_once() {
     let start = 1_800_000_000_000;
-    let clock = Arc::new(ManualClock(AtomicI64::new(start)));
+    let clock = crate::ManualClock::at(start);
     let engine = EngineOptions { webhook_allow_private: true, ..test_engine() };
     let app = spawn_app_full(ServerOptions::default(), clock.clone(), engine).await;
     let made = app

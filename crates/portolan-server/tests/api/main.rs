@@ -6,7 +6,9 @@ mod blueprints;
 mod computed;
 mod entities;
 mod errors;
+mod identity;
 mod ops;
+mod permissions;
 mod runners;
 mod scorecards;
 mod search;
@@ -91,6 +93,25 @@ pub async fn spawn_app_in(
         _shutdown: tx,
         _worker: worker,
         _sweeper: sweeper,
+    }
+}
+
+/// A clock the test moves by hand.
+pub struct ManualClock(pub std::sync::atomic::AtomicI64);
+
+impl ManualClock {
+    pub fn at(millis: i64) -> Arc<ManualClock> {
+        Arc::new(ManualClock(std::sync::atomic::AtomicI64::new(millis)))
+    }
+
+    pub fn advance(&self, millis: i64) {
+        self.0.fetch_add(millis, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl portolan_server::services::Clock for ManualClock {
+    fn now(&self) -> i64 {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 

@@ -1,6 +1,7 @@
 //! The store conformance suite: every case runs against SQLite, and against PostgreSQL when
 //! `PORTOLAN_TEST_DATABASE_URL` is set (then a connection failure fails the test).
 
+mod identity;
 mod runs;
 mod search;
 mod suite;
@@ -33,6 +34,7 @@ pub async fn postgres_store() -> Option<Fresh> {
 }
 
 mod cases {
+    pub use crate::identity::*;
     pub use crate::runs::*;
     pub use crate::search::{aggregates_agree_with_memory, search_agrees_with_the_in_memory_evaluator};
     pub use crate::suite::*;
@@ -79,4 +81,7 @@ conformance!(
     actions_and_runs_round_trip_and_filter,
     runner_runs_are_leased_to_one_claimer,
     secrets_tokens_and_settings_are_kept,
+    accounts_sessions_and_tokens_are_kept,
+    permission_documents_are_replaced_and_removed,
+    runs_are_listed_to_their_requester_and_the_owning_teams,
 );

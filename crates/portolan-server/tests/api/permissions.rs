@@ -1,0 +1,339 @@
+//! Grants over real HTTP: who may read, write, run and manage what, and that what one may not
+//! read is absent from every list, search, count, facet, run and live stream.
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::{TestApp, ended, run_until, service, spawn_app};
+
+/// Services owned by two teams, readable only by their owners; `ana` is on team-a, `bo` on
+/// team-b, `mo` moderates the blueprint.
+struct Org {
+    app: TestApp,
+    ana: String,
+    bo: String,
+    mo: String,
+}
+
+async fn org() -> Org {
+    let app = spawn_app().await;
+    app.with_service_blueprints().await;
+    let ana = app.member("ana", &["team-a"]).await;
+    let bo = app.member("bo", &["team-b"]).await;
+    let mo = app.member("mo", &["team-platform"]).await;
+    for (id, team, language) in [("a1", "team-a", "Go"), ("a2", "team-a", "Rust"), ("b1", "team-b", "Go")] {
+        let mut doc = service(id);
+        doc["team"] = json!([team]);
+        doc["properties"]["language"] = json!(language);
+        let made = app.post("/api/v1/blueprints/service/entities", doc).await;
+        assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+    }
+    let permissions = json!({
+        "moderators": {"teams": ["team-platform"]},
+        "read": {"ownedByTeam": true},
+        "create": {"roles": ["member"], "condition": {"combinator": "and", "rules": [
+            {"property": "$team", "operator": "containsAny", "value": {"context": "userTeams"}}]}},
+        "update": {"ownedByTeam": true},
+        "updateProperties": {"replicas": {"users": ["bo"]}}
+    });
+    let set = app.put("/api/v1/blueprints/service/permissions", permissions).await;
+    assert_eq!(set.status, StatusCode::OK, "{}", set.body);
+    Org { app, ana, bo, mo }
+}
+
+impl Org {
+    async fn call(&self, token: &str, method: Method, path: &str, body: Option<Value>) -> crate::Reply {
+        self.app.call_as(method, path, token, body).await
+    }
+}
+
+fn identifiers(body: &Value) -> Vec<String> {
+    let mut ids: Vec<String> = body["entities"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["identifier"].as_str().map(str::to_string))
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test]
+async fn what_a_member_may_not_read_is_absent_everywhere_and_404_by_identifier() {
+    let org = org().await;
+    let (app, ana) = (&org.app, &org.ana);
+    let hidden = org.call(ana, Method::GET, "/api/v1/blueprints/service/entities/b1", None).await;
+    let missing = org.call(ana, Method::GET, "/api/v1/blueprints/service/entities/zz", None).await;
+    assert_eq!((hidden.status, missing.status), (StatusCode::NOT_FOUND, StatusCode::NOT_FOUND));
+    assert_eq!(
+        hidden.body["message"].as_str().map(|m| m.replace("b1", "?")),
+        missing.body["message"].as_str().map(|m| m.replace("zz", "?")),
+        "a hidden entity reads exactly like a missing one"
+    );
+    assert_eq!(org.call(ana, Method::GET, "/api/v1/blueprints/service/entities/a1", None).await.status, StatusCode::OK);
+
+    let listed = org.call(ana, Method::GET, "/api/v1/blueprints/service/entities", None).await;
+    assert_eq!(identifiers(&listed.body), ["a1", "a2"]);
+    let searched = org
+        .call(
+            ana,
+            Method::POST,
+            "/api/v1/entities/search",
+            Some(json!({"query": {"combinator": "and", "rules": [
+            {"property": "language", "operator": "=", "value": "Go"}]}})),
+        )
+        .await;
+    assert_eq!(identifiers(&searched.body), ["a1"], "b1 is Go too, and hidden: {}", searched.body);
+    let by_id = org
+        .call(
+            ana,
+            Method::POST,
+            "/api/v1/blueprints/service/entities/search",
+            Some(json!({"query": {"combinator": "and",
+            "rules": [{"property": "$identifier", "operator": "=", "value": "b1"}]}})),
+        )
+        .await;
+    assert_eq!(identifiers(&by_id.body), Vec::<String>::new());
+    let count = org
+        .call(
+            ana,
+            Method::POST,
+            "/api/v1/entities/aggregate",
+            Some(json!({"function": "count", "blueprint": "service"})),
+        )
+        .await;
+    assert_eq!(count.body["value"], 2.0);
+    let facets = org
+        .call(
+            ana,
+            Method::POST,
+            "/api/v1/entities/aggregate",
+            Some(json!({"function": "countBy", "blueprint": "service", "property": "language"})),
+        )
+        .await;
+    assert_eq!(facets.body["groups"], json!([{"value": "Go", "count": 1}, {"value": "Rust", "count": 1}]));
+    let teams = org
+        .call(
+            ana,
+            Method::POST,
+            "/api/v1/entities/aggregate",
+            Some(json!({"function": "countBy", "blueprint": "service", "property": "$team"})),
+        )
+        .await;
+    assert_eq!(teams.body["groups"], json!([{"value": "team-a", "count": 2}]), "no count of team-b's services");
+
+    // The admin and the moderator see everything.
+    for token in [&app.admin_token, &org.mo] {
+        let all = org.call(token, Method::GET, "/api/v1/blueprints/service/entities", None).await;
+        assert_eq!(identifiers(&all.body), ["a1", "a2", "b1"]);
+    }
+}
+
+#[tokio::test]
+async fn writes_follow_create_update_property_and_delete_grants() {
+    let org = org().await;
+    let (ana, bo) = (&org.ana, &org.bo);
+    let mut own = service("a3");
+    own["team"] = json!(["team-a"]);
+    let created = org.call(ana, Method::POST, "/api/v1/blueprints/service/entities", Some(own)).await;
+    assert_eq!(created.status, StatusCode::CREATED, "a service of her own team: {}", created.body);
+    let mut theirs = service("b2");
+    theirs["team"] = json!(["team-b"]);
+    let refused = org.call(ana, Method::POST, "/api/v1/blueprints/service/entities", Some(theirs)).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "the create condition names only her teams");
+
+    let patch = json!({"properties": {"language": "Python"}});
+    assert_eq!(
+        org.call(ana, Method::PATCH, "/api/v1/blueprints/service/entities/a1", Some(patch.clone())).await.status,
+        StatusCode::OK
+    );
+    let hidden = org.call(ana, Method::PATCH, "/api/v1/blueprints/service/entities/b1", Some(patch)).await;
+    assert_eq!(hidden.status, StatusCode::NOT_FOUND, "what she cannot read, she cannot find to change");
+
+    // bo may not update a1, and cannot read it either; but bo may set `replicas` anywhere he can
+    // read: on his own service through ownership, and through the property grant.
+    let replicas = json!({"properties": {"replicas": 3}});
+    assert_eq!(
+        org.call(bo, Method::PATCH, "/api/v1/blueprints/service/entities/b1", Some(replicas.clone())).await.status,
+        StatusCode::OK
+    );
+    let shared = org
+        .app
+        .put(
+            "/api/v1/blueprints/service/permissions",
+            json!({
+                "moderators": {"teams": ["team-platform"]}, "read": {"roles": ["member"]},
+                "update": {"ownedByTeam": true}, "updateProperties": {"replicas": {"users": ["bo"]}}
+            }),
+        )
+        .await;
+    assert_eq!(shared.status, StatusCode::OK);
+    assert_eq!(
+        org.call(bo, Method::PATCH, "/api/v1/blueprints/service/entities/a1", Some(replicas)).await.status,
+        StatusCode::OK,
+        "the property grant"
+    );
+    let other = org
+        .call(
+            bo,
+            Method::PATCH,
+            "/api/v1/blueprints/service/entities/a1",
+            Some(json!({"properties": {"replicas": 4, "language": "Go"}})),
+        )
+        .await;
+    assert_eq!(other.status, StatusCode::FORBIDDEN, "not the other property: {}", other.body);
+    let bulk = org
+        .call(
+            bo,
+            Method::POST,
+            "/api/v1/blueprints/service/entities/bulk?upsert=true&merge=true",
+            Some(json!({"entities": [
+            {"identifier": "b1", "properties": {"language": "Rust"}},
+            {"identifier": "a2", "properties": {"language": "Rust", "lifecycle": "prod"}}]})),
+        )
+        .await;
+    let outcomes: Vec<_> = bulk.body["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|r| (r["result"].clone(), r["error"].clone()))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [(json!("updated"), Value::Null), (json!("error"), json!("forbidden"))],
+        "each item on its own: {}",
+        bulk.body
+    );
+
+    let delete = org.call(bo, Method::DELETE, "/api/v1/blueprints/service/entities/b1", None).await;
+    assert_eq!(delete.status, StatusCode::FORBIDDEN, "nobody was given delete");
+    assert_eq!(
+        org.call(&org.mo, Method::DELETE, "/api/v1/blueprints/service/entities/b1", None).await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn nobody_grants_what_they_do_not_hold() {
+    let org = org().await;
+    let (ana, mo) = (&org.ana, &org.mo);
+    let wide = json!({"moderators": {"teams": ["team-platform"]}, "read": {"roles": ["member"]}, "update": {"roles": ["member"]}});
+    let by_member = org.call(ana, Method::PUT, "/api/v1/blueprints/service/permissions", Some(wide.clone())).await;
+    assert_eq!(by_member.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        org.call(ana, Method::GET, "/api/v1/blueprints/service/permissions", None).await.status,
+        StatusCode::FORBIDDEN
+    );
+    let by_moderator = org.call(mo, Method::PUT, "/api/v1/blueprints/service/permissions", Some(wide)).await;
+    assert_eq!(by_moderator.status, StatusCode::OK, "{}", by_moderator.body);
+    let more = json!({"moderators": {"teams": ["team-platform"], "users": ["ana"]}});
+    let promote = org.call(mo, Method::PUT, "/api/v1/blueprints/service/permissions", Some(more.clone())).await;
+    assert_eq!(promote.status, StatusCode::FORBIDDEN, "only admins make moderators");
+    assert_eq!(org.app.put("/api/v1/blueprints/service/permissions", more).await.status, StatusCode::OK);
+
+    let bad_role = org.app.put("/api/v1/blueprints/service/permissions", json!({"read": {"roles": ["owner"]}})).await;
+    assert_eq!(bad_role.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(bad_role.detail_paths(), ["/read/roles/0"]);
+    let condition = json!({"combinator": "and", "rules": [{"property": "colour", "operator": "=", "value": 1}]});
+    let bad_condition =
+        org.app.put("/api/v1/blueprints/service/permissions", json!({"update": {"condition": condition}})).await;
+    assert_eq!(bad_condition.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(bad_condition.detail_paths(), ["/update/condition/rules/0/property"]);
+    // Members cannot make or change blueprints or their scorecards; ana, a moderator now, can.
+    let blueprint = json!({"identifier": "mine", "schema": {"properties": {}}});
+    assert_eq!(
+        org.call(&org.bo, Method::POST, "/api/v1/blueprints", Some(blueprint)).await.status,
+        StatusCode::FORBIDDEN
+    );
+    let scorecard = json!({"identifier": "x", "title": "X", "levels": [{"title": "Basic"}], "rules": []});
+    let card = org.call(&org.bo, Method::POST, "/api/v1/blueprints/service/scorecards", Some(scorecard.clone())).await;
+    assert_eq!(card.status, StatusCode::FORBIDDEN);
+    let card = org.call(ana, Method::POST, "/api/v1/blueprints/service/scorecards", Some(scorecard)).await;
+    assert_eq!(card.status, StatusCode::CREATED, "{}", card.body);
+}
+
+/// The ids of the runs `token` lists, sorted.
+async fn runs_of(org: &Org, token: &str) -> Vec<String> {
+    let listed = org.call(token, Method::GET, "/api/v1/actions/runs", None).await;
+    let runs = listed.body["runs"].as_array().expect("runs").iter();
+    let mut ids: Vec<String> = runs.filter_map(|r| r["id"].as_str().map(str::to_string)).collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test]
+async fn runs_are_seen_by_requesters_owning_teams_and_approvers_and_execute_grants_are_checked() {
+    let org = org().await;
+    let app = &org.app;
+    let action = json!({
+        "identifier": "bump",
+        "trigger": {"type": "self-service", "operation": "DAY-2", "blueprintIdentifier": "service"},
+        "invocationMethod": {"type": "UPSERT_ENTITY", "blueprintIdentifier": "service", "mapping": {
+            "identifier": "{{ .entity.identifier }}", "properties": {"replicas": 2}}}
+    });
+    assert_eq!(app.post("/api/v1/actions", action).await.status, StatusCode::CREATED);
+    let grants = json!({"execute": {"ownedByTeam": true}, "approve": {"users": ["mo"]}});
+    assert_eq!(app.put("/api/v1/actions/bump/permissions", grants).await.status, StatusCode::OK);
+    let by_member = org.call(&org.bo, Method::PUT, "/api/v1/actions/bump/permissions", Some(json!({}))).await;
+    assert_eq!(by_member.status, StatusCode::FORBIDDEN);
+
+    let run_on = |entity: &str| json!({"entity": entity, "properties": {}});
+    let hidden = org.call(&org.ana, Method::POST, "/api/v1/actions/bump/runs", Some(run_on("b1"))).await;
+    assert_eq!(
+        hidden.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "b1 does not exist as far as ana knows: {}",
+        hidden.body
+    );
+    let mine = org.call(&org.ana, Method::POST, "/api/v1/actions/bump/runs", Some(run_on("a1"))).await;
+    assert_eq!(mine.status, StatusCode::ACCEPTED, "{}", mine.body);
+    let ana_run = mine.body["run"]["id"].as_str().expect("id").to_string();
+    let admin_run =
+        app.post("/api/v1/actions/bump/runs", run_on("b1")).await.body["run"]["id"].as_str().expect("id").to_string();
+    run_until(app, &admin_run, Duration::from_secs(5), ended).await;
+    run_until(app, &ana_run, Duration::from_secs(5), ended).await;
+
+    assert_eq!(runs_of(&org, &org.ana).await, [ana_run.clone()]);
+    assert_eq!(runs_of(&org, &org.bo).await, [admin_run.clone()], "the run on his team's service");
+    for path in [format!("/api/v1/actions/runs/{admin_run}"), format!("/api/v1/actions/runs/{admin_run}/logs")] {
+        assert_eq!(org.call(&org.ana, Method::GET, &path, None).await.status, StatusCode::NOT_FOUND, "{path}");
+    }
+    let approver = org.call(&org.mo, Method::GET, &format!("/api/v1/actions/runs/{ana_run}"), None).await;
+    assert_eq!(approver.status, StatusCode::OK, "mo may approve bump runs, so he sees them");
+    let history = org.call(&org.bo, Method::GET, "/api/v1/blueprints/service/entities/a1/runs", None).await;
+    assert_eq!(history.status, StatusCode::NOT_FOUND, "the history of what bo cannot read");
+    let actions = org.call(&org.ana, Method::GET, "/api/v1/actions", None).await;
+    assert_eq!(actions.body["actions"].as_array().map(Vec::len), Some(1), "bump is hers to run: {}", actions.body);
+}
+
+#[tokio::test]
+async fn the_live_stream_carries_only_what_the_member_may_read() {
+    let org = org().await;
+    let mut stream = org
+        .app
+        .client
+        .get(format!("{}/api/v1/events?blueprint=service", org.app.base))
+        .bearer_auth(&org.ana)
+        .send()
+        .await
+        .expect("stream");
+    assert_eq!(stream.status(), StatusCode::OK);
+    for id in ["b1", "a1"] {
+        let patched = org
+            .app
+            .patch(&format!("/api/v1/blueprints/service/entities/{id}"), json!({"properties": {"replicas": 5}}))
+            .await;
+        assert_eq!(patched.status, StatusCode::OK);
+    }
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !seen.contains("\"identifier\":\"a1\"") {
+        match tokio::time::timeout_at(deadline, stream.chunk()).await {
+            Ok(Ok(Some(bytes))) => seen.push_str(&String::from_utf8_lossy(&bytes)),
+            other => panic!("no event for a1 ({other:?}): {seen}"),
+        }
+    }
+    assert!(!seen.contains("\"b1\""), "b1's change never reaches ana: {seen}");
+}

@@ -1,0 +1,183 @@
+//! Accounts, sessions, API tokens, permission documents and run visibility: the same on every
+//! backend.
+
+use portolan_model::action::BackendKind;
+use portolan_model::permission::Role;
+use portolan_model::run::{Run, RunStatus, RunTrigger};
+use portolan_model::{Blueprint, Entity, Reference};
+use portolan_store::{Account, AccountKind, ApiToken, BlueprintRecord, EntityWrite, RunFilter, Session, Store};
+use serde_json::{Map, json};
+
+fn account(user: &str, role: Role) -> Account {
+    Account {
+        user: user.into(),
+        password_hash: Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into()),
+        role,
+        kind: AccountKind::Person,
+        created_at: 1,
+        updated_at: 1,
+    }
+}
+
+pub async fn accounts_sessions_and_tokens_are_kept(store: &dyn Store) {
+    let mut tx = store.write().await.expect("tx");
+    tx.put_account(&account("ann", Role::Admin)).await.expect("ann");
+    tx.put_account(&Account { kind: AccountKind::Service, password_hash: None, ..account("ci", Role::Member) })
+        .await
+        .expect("ci");
+    let session = Session {
+        id_sha256: "s1".into(),
+        user: "ann".into(),
+        csrf: "c1".into(),
+        created_at: 10,
+        last_seen_at: 10,
+        expires_at: 1_000,
+    };
+    tx.insert_session(&session).await.expect("session");
+    tx.insert_session(&Session { id_sha256: "s2".into(), ..session.clone() }).await.expect("second session");
+    let token = ApiToken {
+        id: "tok_1".into(),
+        user: "ci".into(),
+        name: "deploys".into(),
+        token_sha256: "h1".into(),
+        created_at: 5,
+        created_by: "ann".into(),
+        expires_at: Some(99),
+        last_used_at: None,
+        revoked_at: None,
+    };
+    tx.insert_api_token(&token).await.expect("token");
+    tx.insert_api_token(&ApiToken {
+        id: "tok_2".into(),
+        user: "ann".into(),
+        token_sha256: "h2".into(),
+        ..token.clone()
+    })
+    .await
+    .expect("token 2");
+    tx.commit().await.expect("commit");
+
+    let mut tx = store.write().await.expect("tx");
+    assert_eq!(tx.account("ann").await.expect("read"), Some(account("ann", Role::Admin)));
+    assert_eq!(tx.account("nobody").await.expect("read"), None);
+    assert_eq!(tx.accounts().await.expect("all").iter().map(|a| a.user.as_str()).collect::<Vec<_>>(), ["ann", "ci"]);
+    // An upsert changes the role and keeps the creation time.
+    tx.put_account(&Account { role: Role::Member, updated_at: 7, ..account("ann", Role::Admin) })
+        .await
+        .expect("upsert");
+    assert_eq!(
+        tx.account("ann").await.expect("read").map(|a| (a.role, a.created_at, a.updated_at)),
+        Some((Role::Member, 1, 7))
+    );
+
+    assert_eq!(tx.session("s1").await.expect("read"), Some(session.clone()));
+    tx.touch_session("s1", 20).await.expect("touch");
+    assert_eq!(tx.session("s1").await.expect("read").map(|s| s.last_seen_at), Some(20));
+    assert!(tx.delete_session("s1").await.expect("delete"));
+    assert!(!tx.delete_session("s1").await.expect("delete again"), "gone already");
+    assert_eq!(tx.delete_sessions_of("ann").await.expect("all of ann"), 1);
+    assert_eq!(tx.session("s2").await.expect("read"), None);
+
+    assert_eq!(tx.api_token("h1").await.expect("read"), Some(token.clone()));
+    assert_eq!(tx.api_tokens(None).await.expect("all").len(), 2);
+    assert_eq!(tx.api_tokens(Some("ci")).await.expect("ci's"), vec![token.clone()]);
+    tx.touch_api_token("tok_1", 30).await.expect("touch");
+    assert!(tx.revoke_api_token("tok_1", 40).await.expect("revoke"));
+    assert!(!tx.revoke_api_token("tok_1", 50).await.expect("revoke again"), "revoked once");
+    let stored = tx.api_token("h1").await.expect("read").expect("kept");
+    assert_eq!((stored.last_used_at, stored.revoked_at), (Some(30), Some(40)));
+    tx.commit().await.expect("commit");
+}
+
+pub async fn permission_documents_are_replaced_and_removed(store: &dyn Store) {
+    let mut tx = store.write().await.expect("tx");
+    assert_eq!(tx.permissions("blueprint:service").await.expect("read"), None);
+    let first = json!({"read": {"ownedByTeam": true}});
+    tx.put_permissions("blueprint:service", Some(&first), 1, "ann").await.expect("put");
+    let second = json!({"read": {"roles": ["member"]}, "updateProperties": {"replicas": {"teams": ["sre"]}}});
+    tx.put_permissions("blueprint:service", Some(&second), 2, "ann").await.expect("replace");
+    tx.put_permissions("action:deploy", Some(&first), 2, "ann").await.expect("another resource");
+    tx.commit().await.expect("commit");
+    let mut tx = store.write().await.expect("tx");
+    assert_eq!(tx.permissions("blueprint:service").await.expect("read"), Some(second));
+    tx.put_permissions("blueprint:service", None, 3, "ann").await.expect("remove");
+    assert_eq!(tx.permissions("blueprint:service").await.expect("read"), None);
+    assert_eq!(tx.permissions("action:deploy").await.expect("read"), Some(first), "others stay");
+    tx.commit().await.expect("commit");
+}
+
+fn run(id: &str, by: &str, entity: &str) -> Run {
+    Run {
+        id: id.into(),
+        action: "deploy".into(),
+        action_title: None,
+        blueprint: Some("service".into()),
+        entity: Some(entity.into()),
+        status: RunStatus::Queued,
+        status_label: None,
+        links: vec![],
+        summary: None,
+        external_run_id: None,
+        reason: None,
+        inputs: Map::new(),
+        backend: BackendKind::Webhook,
+        trigger: RunTrigger { by: by.into(), origin: "api".into(), at: 1, event: None },
+        payload: None,
+        attempt: 0,
+        depth: 0,
+        created_at: 1,
+        updated_at: 1,
+        ended_at: None,
+    }
+}
+
+fn owned(identifier: &str, team: &str) -> EntityWrite {
+    let entity = Entity {
+        identifier: identifier.into(),
+        title: None,
+        icon: None,
+        blueprint: "service".into(),
+        team: vec![team.into()],
+        properties: Map::new(),
+        relations: Map::new(),
+        scorecards: Map::new(),
+        diagnostics: Default::default(),
+        version: 1,
+        created_at: 1,
+        created_by: "t".into(),
+        updated_at: 1,
+        updated_by: "t".into(),
+    };
+    let team_ref =
+        Reference { via: "$team".into(), target_blueprint: "_team".into(), target: team.into(), path: String::new() };
+    EntityWrite { entity, references: vec![team_ref] }
+}
+
+pub async fn runs_are_listed_to_their_requester_and_the_owning_teams(store: &dyn Store) {
+    let mut tx = store.write().await.expect("tx");
+    let blueprint = Blueprint::from_json(json!({"identifier": "service", "schema": {"properties": {}}})).expect("bp");
+    let record =
+        BlueprintRecord { blueprint, created_at: 1, created_by: "t".into(), updated_at: 1, updated_by: "t".into() };
+    tx.put_blueprint(&record).await.expect("blueprint");
+    tx.put_entities(&[owned("cart", "team-cart"), owned("search", "team-search")]).await.expect("entities");
+    for (id, by, entity) in
+        [("r1", "ann", "cart"), ("r2", "bob", "search"), ("r3", "bob", "cart"), ("r4", "cy", "gone")]
+    {
+        tx.insert_run(&run(id, by, entity), None).await.expect("run");
+    }
+    tx.commit().await.expect("commit");
+    let mut tx = store.read().await.expect("tx");
+    let visible = |user: &str, teams: &[&str]| RunFilter {
+        visible_to: Some((user.into(), teams.iter().map(|t| t.to_string()).collect())),
+        ..RunFilter::default()
+    };
+    let ids = |rows: Vec<(i64, Run)>| rows.into_iter().map(|(_, r)| r.id).collect::<Vec<_>>();
+    assert_eq!(ids(tx.list_runs(&visible("ann", &[]), 10).await.expect("ann")), ["r1"], "only their own");
+    assert_eq!(ids(tx.list_runs(&visible("ann", &["team-cart"]), 10).await.expect("ann")), ["r3", "r1"]);
+    assert_eq!(ids(tx.list_runs(&visible("bob", &["team-x"]), 10).await.expect("bob")), ["r3", "r2"]);
+    assert_eq!(
+        ids(tx.list_runs(&visible("dee", &["team-search", "team-cart"]), 10).await.expect("dee")),
+        ["r3", "r2", "r1"]
+    );
+    assert_eq!(ids(tx.list_runs(&RunFilter::default(), 10).await.expect("all")), ["r4", "r3", "r2", "r1"]);
+}
