@@ -295,8 +295,8 @@ async fn runs_are_seen_by_requesters_owning_teams_and_approvers_and_execute_gran
     run_until(app, &admin_run, Duration::from_secs(5), ended).await;
     run_until(app, &ana_run, Duration::from_secs(5), ended).await;
 
-    assert_eq!(runs_of(&org, &org.ana).await, [ana_run.clone()]);
-    assert_eq!(runs_of(&org, &org.bo).await, [admin_run.clone()], "the run on his team's service");
+    assert_eq!(runs_of(&org, &org.ana).await, std::slice::from_ref(&ana_run));
+    assert_eq!(runs_of(&org, &org.bo).await, std::slice::from_ref(&admin_run), "the run on his team's service");
     for path in [format!("/api/v1/actions/runs/{admin_run}"), format!("/api/v1/actions/runs/{admin_run}/logs")] {
         assert_eq!(org.call(&org.ana, Method::GET, &path, None).await.status, StatusCode::NOT_FOUND, "{path}");
     }
