@@ -36,6 +36,9 @@ pub struct Engine {
     pub keys: Keys,
     pub runner_lease_ms: i64,
     pub http: reqwest::Client,
+    /// For the single sign-on provider, which the operator configured (so no address guard).
+    pub sso_http: reqwest::Client,
+    oidc: std::sync::RwLock<Option<crate::services::oidc::OidcSettings>>,
     allow_private: bool,
     nats_url: Option<String>,
     nats: OnceCell<async_nats::jetstream::Context>,
@@ -61,16 +64,35 @@ impl Engine {
             .no_proxy()
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let sso_http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(crate::services::oidc::PROVIDER_TIMEOUT)
+            .user_agent(concat!("Portolan/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         Ok(Self {
             keys,
             runner_lease_ms: options.runner_lease_ms,
             http,
+            sso_http,
+            oidc: std::sync::RwLock::new(None),
             allow_private: options.webhook_allow_private,
             nats_url: options.nats_url.clone(),
             nats: OnceCell::new(),
             public_url: std::sync::RwLock::new("http://localhost:8080".into()),
             runner_work: tokio::sync::Notify::new(),
         })
+    }
+
+    /// Turns on single sign-on with this provider.
+    pub fn set_oidc(&self, settings: crate::services::oidc::OidcSettings) {
+        if let Ok(mut current) = self.oidc.write() {
+            *current = Some(settings);
+        }
+    }
+
+    pub fn oidc(&self) -> Option<crate::services::oidc::OidcSettings> {
+        self.oidc.read().ok().and_then(|s| s.clone())
     }
 
     pub fn set_public_url(&self, url: &str) {

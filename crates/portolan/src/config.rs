@@ -30,6 +30,12 @@ pub struct FileConfig {
     pub admin_password_file: Option<PathBuf>,
     pub session_idle_minutes: Option<u32>,
     pub session_max_hours: Option<u32>,
+    pub oidc_issuer: Option<String>,
+    pub oidc_client_id: Option<String>,
+    pub oidc_client_secret: Option<String>,
+    pub oidc_client_secret_file: Option<PathBuf>,
+    pub oidc_groups_claim: Option<String>,
+    pub oidc_admin_group: Option<String>,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -86,6 +92,22 @@ pub struct ServeArgs {
     /// Sessions end this long after sign-in, however active (default 168)
     #[arg(long, env = "PORTOLAN_SESSION_MAX_HOURS")]
     pub session_max_hours: Option<u32>,
+    /// Single sign-on: the OpenID Connect issuer URL (its discovery document is read)
+    #[arg(long, env = "PORTOLAN_OIDC_ISSUER")]
+    pub oidc_issuer: Option<String>,
+    #[arg(long, env = "PORTOLAN_OIDC_CLIENT_ID")]
+    pub oidc_client_id: Option<String>,
+    #[arg(long, env = "PORTOLAN_OIDC_CLIENT_SECRET", hide_env_values = true)]
+    pub oidc_client_secret: Option<String>,
+    #[arg(long, env = "PORTOLAN_OIDC_CLIENT_SECRET_FILE")]
+    pub oidc_client_secret_file: Option<PathBuf>,
+    /// The ID-token claim listing a user's groups; groups named like a team make them a member
+    /// (default "groups")
+    #[arg(long, env = "PORTOLAN_OIDC_GROUPS_CLAIM")]
+    pub oidc_groups_claim: Option<String>,
+    /// Members of this group are admins
+    #[arg(long, env = "PORTOLAN_OIDC_ADMIN_GROUP")]
+    pub oidc_admin_group: Option<String>,
     #[arg(long, env = "PORTOLAN_DEMO")]
     pub demo: bool,
 }
@@ -157,6 +179,17 @@ pub struct ServeConfig {
     pub admin_password: Option<Secret>,
     pub session_idle_minutes: u32,
     pub session_max_hours: u32,
+    pub oidc: Option<Oidc>,
+}
+
+/// Single sign-on settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Oidc {
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: Secret,
+    pub groups_claim: String,
+    pub admin_group: Option<String>,
 }
 
 /// A value given directly or as a file holding it (not both).
@@ -217,6 +250,25 @@ impl ServeArgs {
                 0 => bail!("session_max_hours must be at least 1"),
                 h => h,
             },
+            oidc: match (
+                self.oidc_issuer.or(file.oidc_issuer),
+                self.oidc_client_id.or(file.oidc_client_id),
+                value_or_file(
+                    self.oidc_client_secret.or(file.oidc_client_secret),
+                    self.oidc_client_secret_file.or(file.oidc_client_secret_file),
+                    "OIDC client secret",
+                )?,
+            ) {
+                (None, None, None) => None,
+                (Some(issuer), Some(client_id), Some(client_secret)) => Some(Oidc {
+                    issuer,
+                    client_id,
+                    client_secret,
+                    groups_claim: self.oidc_groups_claim.or(file.oidc_groups_claim).unwrap_or_else(|| "groups".into()),
+                    admin_group: self.oidc_admin_group.or(file.oidc_admin_group),
+                }),
+                _ => bail!("single sign-on needs oidc_issuer, oidc_client_id and oidc_client_secret together"),
+            },
             webhook_allow_private: self.webhook_allow_private.or(file.webhook_allow_private).unwrap_or(false),
             nats_url: self.nats_url.or(file.nats_url),
             public_url: self.public_url.or(file.public_url),
@@ -261,6 +313,12 @@ mod tests {
             admin_password_file: None,
             session_idle_minutes: None,
             session_max_hours: None,
+            oidc_issuer: None,
+            oidc_client_id: None,
+            oidc_client_secret: None,
+            oidc_client_secret_file: None,
+            oidc_groups_claim: None,
+            oidc_admin_group: None,
         }
     }
 

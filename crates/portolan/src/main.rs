@@ -281,6 +281,16 @@ async fn serve(config: config::ServeConfig) -> anyhow::Result<()> {
     let address = listener.local_addr()?;
     let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{address}"));
     state.catalog.engine().set_public_url(&public_url);
+    if let Some(oidc) = &config.oidc {
+        state.catalog.engine().set_oidc(portolan_server::services::oidc::OidcSettings {
+            issuer: oidc.issuer.clone(),
+            client_id: oidc.client_id.clone(),
+            client_secret: oidc.client_secret.0.clone(),
+            groups_claim: oidc.groups_claim.clone(),
+            admin_group: oidc.admin_group.clone(),
+        });
+        tracing::info!(issuer = %oidc.issuer, "single sign-on is on");
+    }
     let (stop_runner, runner_stopped) = tokio::sync::watch::channel(false);
     let mut demo_runner = None;
     if config.demo {

@@ -8,11 +8,13 @@ use portolan_model::permission::Role;
 use portolan_store::{Account, ApiToken};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
 use crate::error::{Error, Result};
-use crate::extract::{Caller, ClientAddress, JsonBody, PathParams, SESSION_COOKIE, check_same_site};
+use crate::extract::{
+    Caller, ClientAddress, JsonBody, PathParams, QueryParams, SESSION_COOKIE, check_same_site, cookie,
+};
 use crate::services::identity::{AccountChange, NewAccount};
 
 #[derive(Deserialize, ToSchema)]
@@ -62,6 +64,80 @@ pub async fn login(
     let mut response = Json(json!({"ok": true, "user": me})).into_response();
     response.headers_mut().insert(header::SET_COOKIE, session_cookie(&signed_in.cookie, max_age));
     Ok(response)
+}
+
+/// The ways to sign in this server offers.
+#[utoipa::path(get, path = "/api/v1/auth/providers", tag = "auth",
+    responses((status = 200, description = "`{password: true, oidc: {loginUrl} | null}`")))]
+pub async fn providers(State(app): State<AppState>) -> Json<Value> {
+    let oidc = app.catalog.engine().oidc().map(|_| json!({"loginUrl": "/api/v1/auth/oidc/login"}));
+    Json(json!({"ok": true, "password": true, "oidc": oidc}))
+}
+
+const FLOW_COOKIE: &str = "__Host-portolan_oidc";
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct SsoStart {
+    /// A path on this server to return to after signing in (default `/`).
+    return_to: Option<String>,
+    /// Passed to the provider, to preselect the account.
+    login_hint: Option<String>,
+}
+
+/// Starts single sign-on: redirects to the provider (authorization code with PKCE).
+#[utoipa::path(get, path = "/api/v1/auth/oidc/login", tag = "auth", params(SsoStart),
+    responses((status = 303, description = "to the provider"), (status = 404, description = "SSO is not configured")))]
+pub async fn oidc_login(State(app): State<AppState>, QueryParams(query): QueryParams<SsoStart>) -> Result<Response> {
+    let redirect = app.catalog.oidc_start(query.return_to.as_deref(), query.login_hint.as_deref()).await?;
+    let cookie = format!("{FLOW_COOKIE}={}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=600", redirect.flow_cookie);
+    Ok(see_other(&redirect.location, vec![cookie]))
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct SsoCallback {
+    code: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+    error_description: Option<String>,
+}
+
+/// Where the provider sends the browser back: opens a session and returns to where sign-in began.
+#[utoipa::path(get, path = "/api/v1/auth/oidc/callback", tag = "auth", params(SsoCallback),
+    responses((status = 303, description = "signed in; the session cookie is set"),
+              (status = 401, description = "the provider refused, or the state, code or ID token is wrong")))]
+pub async fn oidc_callback(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    QueryParams(query): QueryParams<SsoCallback>,
+) -> Result<Response> {
+    if let Some(error) = query.error {
+        let detail = query.error_description.unwrap_or_default();
+        return Err(Error::unauthorized(format!("the sign-in provider refused: {error} {detail}").trim().to_string()));
+    }
+    let (Some(code), Some(state)) = (query.code, query.state) else {
+        return Err(Error::unauthorized("the provider sent no code and state"));
+    };
+    let flow = cookie(&headers, FLOW_COOKIE);
+    let (signed_in, return_to) = app.catalog.oidc_finish(flow.as_deref(), &state, &code).await?;
+    let max_age = app.catalog.session_policy().absolute_ms / 1000;
+    let session =
+        format!("{SESSION_COOKIE}={}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={max_age}", signed_in.cookie);
+    let cleared = format!("{FLOW_COOKIE}=; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=0");
+    Ok(see_other(&return_to, vec![session, cleared]))
+}
+
+fn see_other(location: &str, cookies: Vec<String>) -> Response {
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    if let Ok(value) = HeaderValue::from_str(location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    for cookie in cookies {
+        if let Ok(value) = HeaderValue::from_str(&cookie) {
+            response.headers_mut().append(header::SET_COOKIE, value);
+        }
+    }
+    response
 }
 
 /// Ends the session and clears the cookie.

@@ -84,7 +84,7 @@ pub struct SessionActor {
 
 impl Catalog {
     /// The user behind an account, or 401 when the account is gone or disabled.
-    async fn signed_in_user(&self, tx: &mut dyn Tx, user_id: &str) -> Result<User> {
+    pub(crate) async fn signed_in_user(&self, tx: &mut dyn Tx, user_id: &str) -> Result<User> {
         let gone = || Error::unauthorized("the account no longer exists or is disabled");
         let account = tx.account(user_id).await?.ok_or_else(gone)?;
         let entity = tx.entity(system::USER, user_id).await?.ok_or_else(gone)?;
@@ -163,6 +163,12 @@ impl Catalog {
             return Err(Error::unauthorized("wrong username or password"));
         };
         self.throttle().succeeded(username, address);
+        self.open_session(&user).await
+    }
+
+    /// A new session for a signed-in user.
+    pub(crate) async fn open_session(&self, user: &User) -> Result<NewSession> {
+        let now = self.now();
         let cookie = keys::random_token();
         let session = Session {
             id_sha256: keys::token_sha256(&cookie),
@@ -175,7 +181,7 @@ impl Catalog {
         let mut tx = self.store().write().await?;
         tx.insert_session(&session).await?;
         tx.commit().await?;
-        Ok(NewSession { cookie, session, user })
+        Ok(NewSession { cookie, session, user: user.clone() })
     }
 
     pub async fn logout(&self, session: &Session) -> Result<()> {

@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod computed;
 pub mod identity;
 pub mod migrate;
+pub mod oidc;
 pub mod permissions;
 pub mod runs;
 pub mod scorecards;

@@ -7,6 +7,7 @@ mod computed;
 mod entities;
 mod errors;
 mod identity;
+mod oidc;
 mod ops;
 mod permissions;
 mod runners;
