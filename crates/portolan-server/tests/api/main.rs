@@ -13,6 +13,7 @@ mod permissions;
 mod runners;
 mod scorecards;
 mod search;
+mod visibility;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
