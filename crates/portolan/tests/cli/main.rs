@@ -14,8 +14,16 @@ pub struct Server {
 }
 
 impl Server {
+    /// Starts a server whose requests through [`http`] carry the token of an admin, `ci-admin`.
     pub fn start(args: &[&str], dir: &std::path::Path) -> Server {
         let token = admin_token(args, dir);
+        let (server, _) = Server::start_bare(args, dir);
+        TOKENS.lock().unwrap_or_else(|p| p.into_inner()).insert(server.base.clone(), token);
+        server
+    }
+
+    /// Starts a server as a user would, and returns what it printed before its address.
+    pub fn start_bare(args: &[&str], dir: &std::path::Path) -> (Server, Vec<String>) {
         let mut child = Command::new(env!("CARGO_BIN_EXE_portolan"))
             .args(["serve", "--listen", "127.0.0.1:0"])
             .args(args)
@@ -30,12 +38,14 @@ impl Server {
             .expect("portolan starts");
         let stdout = child.stdout.take().expect("stdout");
         let mut base = None;
+        let mut printed = Vec::new();
         for line in BufReader::new(stdout).lines() {
             let line = line.expect("log line");
             if let Some(at) = line.find("http://") {
                 base = Some(line[at..].split_whitespace().next().unwrap_or_default().to_string());
                 break;
             }
+            printed.push(line);
         }
         let Some(base) = base else {
             let _ = child.kill();
@@ -43,8 +53,7 @@ impl Server {
             let _ = std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr);
             panic!("the server did not print its address; stderr: {stderr}");
         };
-        TOKENS.lock().unwrap_or_else(|p| p.into_inner()).insert(base.clone(), token);
-        Server { child, base }
+        (Server { child, base }, printed)
     }
 
     /// SIGKILL: the process gets no chance to clean up, as in a crash.
@@ -166,6 +175,87 @@ async fn serve_demo_loads_the_catalog_into_the_default_data_dir_and_stops_on_sig
     let server = Server::start(&["--demo"], dir.path());
     let (_, body) = get_json(&format!("{}/api/v1/blueprints/_user/entities", server.base)).await;
     assert_eq!(body["entities"].as_array().map(Vec::len), Some(5), "four demo users and ci-admin");
+    server.terminate();
+}
+
+async fn login(base: &str, username: &str, password: &str) -> (u16, serde_json::Value, Option<String>) {
+    let body = serde_json::json!({"username": username, "password": password});
+    let response = crate::http().post(format!("{base}/api/v1/auth/login")).json(&body).send().await.expect("login");
+    let status = response.status().as_u16();
+    let cookie = response
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(str::to_string);
+    (status, response.json().await.unwrap_or_default(), cookie)
+}
+
+#[tokio::test]
+async fn the_first_start_makes_an_admin_with_a_one_time_password_and_demo_users_sign_in() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (server, printed) = Server::start_bare(&["--demo"], dir.path());
+    let password = printed
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("password: "))
+        .unwrap_or_else(|| panic!("no one-time password printed: {printed:?}"))
+        .to_string();
+    let (status, body, _) = login(&server.base, "admin", &password).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["user"]["role"], "admin");
+    assert_eq!(login(&server.base, "admin", "guessed-password").await.0, 401);
+
+    // The demo users, with the password README gives, and their teams' view of the catalog.
+    let (status, bob, bob_cookie) = login(&server.base, "bob@portolan.dev", "portolan-demo").await;
+    assert_eq!(status, 200, "{bob}");
+    assert_eq!(bob["user"]["teams"], serde_json::json!(["team-products"]));
+    let (_, _, alice_cookie) = login(&server.base, "alice@portolan.dev", "portolan-demo").await;
+    let resource = format!("{}/api/v1/blueprints/resource/entities/cart-resource", server.base);
+    let as_cookie = |cookie: Option<String>| {
+        let url = resource.clone();
+        async move {
+            let request = reqwest::Client::new().get(url).header("cookie", cookie.unwrap_or_default());
+            request.send().await.expect("request").status().as_u16()
+        }
+    };
+    assert_eq!(as_cookie(alice_cookie).await, 200, "team-cart owns the cart resource");
+    assert_eq!(as_cookie(bob_cookie).await, 404, "team-products does not see it");
+    server.terminate();
+
+    let (server, printed) = Server::start_bare(&["--demo"], dir.path());
+    assert!(!printed.iter().any(|l| l.contains("password")), "shown only once: {printed:?}");
+
+    // `portolan admin` adds users and tokens to the same database, even while it serves.
+    let created = Command::new(env!("CARGO_BIN_EXE_portolan"))
+        .args(["admin", "create-user", "eve@portolan.dev", "--team", "team-cart"])
+        .env("PORTOLAN_NEW_PASSWORD", "eve's long password")
+        .current_dir(dir.path())
+        .output()
+        .expect("runs");
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    assert_eq!(login(&server.base, "eve@portolan.dev", "eve's long password").await.0, 200);
+    let short = Command::new(env!("CARGO_BIN_EXE_portolan"))
+        .args(["admin", "create-user", "fay@portolan.dev"])
+        .env("PORTOLAN_NEW_PASSWORD", "short")
+        .current_dir(dir.path())
+        .output()
+        .expect("runs");
+    assert!(!short.status.success(), "a too-short password is refused");
+    let token = Command::new(env!("CARGO_BIN_EXE_portolan"))
+        .args(["admin", "create-token", "--user", "eve@portolan.dev", "--name", "laptop"])
+        .current_dir(dir.path())
+        .output()
+        .expect("runs");
+    let token = String::from_utf8_lossy(&token.stdout).trim().to_string();
+    assert!(token.starts_with("plt_"), "{token}");
+    let me = reqwest::Client::new()
+        .get(format!("{}/api/v1/auth/me", server.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("me");
+    let me: serde_json::Value = me.json().await.expect("json");
+    assert_eq!(me["user"]["identifier"], "eve@portolan.dev");
     server.terminate();
 }
 
