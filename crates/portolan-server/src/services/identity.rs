@@ -319,6 +319,18 @@ impl Catalog {
         Ok(generated.then_some(password))
     }
 
+    /// A new token of a service account, created with `role` if missing: for tools (benchmarks,
+    /// scripts) that drive the API from the server's side.
+    pub async fn service_token(&self, identifier: &str, role: Role) -> Result<String> {
+        let system = Actor::system("portolan", Origin::Cli);
+        let new = NewAccount { identifier: identifier.into(), role: Some(role), service: true, ..NewAccount::default() };
+        match self.create_account(&system, new).await {
+            Err(err) if err.code != ErrorCode::AlreadyExists => return Err(err),
+            _ => {}
+        }
+        Ok(self.create_api_token(&system, Some(identifier), "tool", None).await?.1)
+    }
+
     fn require_manage_portal(&self, actor: &Actor) -> Result<()> {
         match &actor.principal {
             super::Principal::System => Ok(()),

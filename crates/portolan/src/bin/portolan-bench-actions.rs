@@ -52,7 +52,7 @@ fn main() -> anyhow::Result<()> {
     let clock: Arc<Mutex<Clock>> = Arc::default();
 
     let server_runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let base = server_runtime.block_on(async {
+    let (base, token) = server_runtime.block_on(async {
         let store = portolan_store::open(&location).await?;
         let options = portolan_server::backends::EngineOptions {
             webhook_allow_private: true,
@@ -60,6 +60,7 @@ fn main() -> anyhow::Result<()> {
         };
         let clock_source = Arc::new(portolan_server::services::SystemClock);
         let mut state = portolan_server::AppState::with_options(Arc::clone(&store), clock_source, &options).await?;
+        let token = state.catalog.service_token("bench-admin", portolan_model::permission::Role::Admin).await?;
         let exe = std::env::current_exe()?;
         let sandbox = portolan_server::sandbox::JqSandbox::new(exe, vec!["jq-sandbox".into()]);
         state.catalog.set_sandbox(Arc::new(sandbox));
@@ -70,10 +71,10 @@ fn main() -> anyhow::Result<()> {
         std::mem::forget(portolan_server::worker::Worker::start(state.catalog.clone(), 30_000));
         std::mem::forget(portolan_server::sweeper::Sweeper::start(state.catalog.clone(), 30_000));
         tokio::spawn(portolan_server::serve(listener, router, std::future::pending()));
-        anyhow::Ok(base)
+        anyhow::Ok((base, token))
     })?;
     let client_runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    client_runtime.block_on(run(&args, &base, clock))
+    client_runtime.block_on(run(&args, &base, &token, clock))
 }
 
 async fn receiver(clock: Arc<Mutex<Clock>>) -> anyhow::Result<String> {
@@ -141,9 +142,11 @@ fn pct(sorted: &[Duration], p: f64) -> f64 {
     sorted[index].as_secs_f64() * 1000.0
 }
 
-async fn run(args: &Args, base: &str, clock: Arc<Mutex<Clock>>) -> anyhow::Result<()> {
+async fn run(args: &Args, base: &str, token: &str, clock: Arc<Mutex<Clock>>) -> anyhow::Result<()> {
     portolan_server::backends::install_crypto();
-    let client = reqwest::Client::builder().pool_max_idle_per_host(args.clients).build()?;
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {token}").parse()?);
+    let client = reqwest::Client::builder().pool_max_idle_per_host(args.clients).default_headers(headers).build()?;
     let hook = receiver(Arc::clone(&clock)).await?;
     post(
         &client,

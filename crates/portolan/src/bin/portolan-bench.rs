@@ -59,9 +59,10 @@ fn main() -> anyhow::Result<()> {
 
     // The server gets its own runtime and threads; the client measures from a second runtime.
     let server_runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let (base, _worker) = server_runtime.block_on(async {
+    let (base, token, _worker) = server_runtime.block_on(async {
         let store = portolan_store::open(&location).await?;
         let state = portolan_server::AppState::new(Arc::clone(&store)).await?;
+        let token = state.catalog.service_token("bench-admin", portolan_model::permission::Role::Admin).await?;
         let state_for_worker = state.catalog.clone();
         let router = portolan_server::router(state, &portolan_server::ServerOptions { body_limit: 16 * 1024 * 1024 });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -69,15 +70,22 @@ fn main() -> anyhow::Result<()> {
         let worker =
             portolan_server::worker::Worker::start(state_for_worker, portolan_server::worker::DEFAULT_LEASE_MS);
         tokio::spawn(portolan_server::serve(listener, router, std::future::pending()));
-        anyhow::Ok((base, worker))
+        anyhow::Ok((base, token, worker))
     })?;
     let client_runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    client_runtime.block_on(run(&args, &base))
+    client_runtime.block_on(run(&args, &base, &token))
 }
 
-async fn run(args: &Args, base: &str) -> anyhow::Result<()> {
+/// A client that sends `token` with every request.
+fn client_with(token: &str) -> anyhow::Result<reqwest::Client> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {token}").parse()?);
+    Ok(reqwest::Client::builder().pool_max_idle_per_host(1).default_headers(headers).build()?)
+}
+
+async fn run(args: &Args, base: &str, token: &str) -> anyhow::Result<()> {
     portolan_server::backends::install_crypto();
-    let client = reqwest::Client::builder().pool_max_idle_per_host(1).build()?;
+    let client = client_with(token)?;
     let n = args.entities;
     let systems = (n / 50).max(1);
     let teams = (n / 500).max(1);
@@ -154,6 +162,7 @@ async fn run(args: &Args, base: &str) -> anyhow::Result<()> {
                 .await?,
         );
     }
+    let (as_admin, ownership, condition) = authorisation_overhead(&client, base, args.samples / 10, &mut rng).await?;
     let mut facets = Vec::new();
     for _ in 0..5 {
         let body = json!({"function": "countBy", "blueprint": "service", "property": "language"});
@@ -199,12 +208,68 @@ async fn run(args: &Args, base: &str) -> anyhow::Result<()> {
     row("(b) search: equality + relatedTo a system", &mut related);
     row("(c) search: title contains", &mut text);
     row("search: owned by one team", &mut team);
+    for (name, samples) in [
+        ("authz: language equality as admin (no filter)", as_admin),
+        ("authz: same, member with read = condition (lifecycle ≠ deprecated)", condition),
+        ("authz: same, member with read = owning team + condition", ownership),
+    ] {
+        row(name, &mut samples.clone());
+    }
     row("(d) facets: countBy language", &mut facets);
     row("change → aggregation recomputed", &mut fresh);
     if let Some(peak) = peak_rss_mib() {
         println!("| peak RSS (server and client, one process) | {peak:.0} MiB |");
     }
     Ok(())
+}
+
+/// The same search timed as the admin (nothing filtered) and as a member whose read grant is a
+/// condition, alone and with team ownership: what authorisation adds to a search.
+async fn authorisation_overhead(
+    admin: &reqwest::Client,
+    base: &str,
+    samples: usize,
+    rng: &mut Lcg,
+) -> anyhow::Result<(Vec<Duration>, Vec<Duration>, Vec<Duration>)> {
+    let member = json!({"identifier": "bench-member", "service": true, "teams": ["team-0", "team-1"]});
+    let made = admin.post(format!("{base}/api/v1/users")).json(&member).send().await?;
+    if !made.status().is_success() {
+        bail!("creating the member failed: {}", made.text().await?);
+    }
+    let token: Value = admin
+        .post(format!("{base}/api/v1/tokens"))
+        .json(&json!({"name": "bench", "user": "bench-member"}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let member = client_with(token["token"].as_str().context("a member token")?)?;
+    let live = json!({"combinator": "and", "rules": [{"property": "lifecycle", "operator": "!=", "value": "deprecated"}]});
+    let grants = [
+        json!({"read": {"roles": ["member"], "condition": live}}),
+        json!({"read": {"ownedByTeam": true, "condition": live}}),
+    ];
+    let url = format!("{base}/api/v1/blueprints/service/entities/search");
+    let permissions = format!("{base}/api/v1/blueprints/service/permissions");
+    const LANGUAGES: [&str; 5] = ["Go", "Java", "Python", "Rust", "TypeScript"];
+    let mut timings = [Vec::new(), Vec::new(), Vec::new()];
+    for (round, grant) in grants.iter().enumerate() {
+        let set = admin.put(&permissions).json(grant).send().await?;
+        if !set.status().is_success() {
+            bail!("setting the read grant failed: {}", set.text().await?);
+        }
+        for _ in 0..samples {
+            let rule = json!({"property": "language", "operator": "=", "value": LANGUAGES[rng.below(5)]});
+            let body = json!({"query": {"combinator": "and", "rules": [rule]}, "limit": 100});
+            if round == 0 {
+                timings[0].push(timed_post(admin, &url, &body).await?);
+            }
+            timings[round + 1].push(timed_post(&member, &url, &body).await?);
+        }
+    }
+    admin.put(&permissions).json(&json!({})).send().await?;
+    let [as_admin, condition, ownership] = timings;
+    Ok((as_admin, ownership, condition))
 }
 
 async fn timed_post(client: &reqwest::Client, url: &str, body: &Value) -> anyhow::Result<Duration> {
