@@ -323,7 +323,8 @@ impl Catalog {
     /// scripts) that drive the API from the server's side.
     pub async fn service_token(&self, identifier: &str, role: Role) -> Result<String> {
         let system = Actor::system("portolan", Origin::Cli);
-        let new = NewAccount { identifier: identifier.into(), role: Some(role), service: true, ..NewAccount::default() };
+        let new =
+            NewAccount { identifier: identifier.into(), role: Some(role), service: true, ..NewAccount::default() };
         match self.create_account(&system, new).await {
             Err(err) if err.code != ErrorCode::AlreadyExists => return Err(err),
             _ => {}

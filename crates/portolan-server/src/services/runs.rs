@@ -17,7 +17,7 @@ use super::{Actor, Origin, Principal};
 use crate::backends::{Attempt, WebhookRequest};
 use crate::error::{Error, ErrorCode, Result};
 use crate::keys::RunTokenError;
-use portolan_model::permission::ActionOp;
+use portolan_model::permission::{ActionOp, EntityOp};
 
 /// Job kinds this module handles.
 pub const DISPATCH: &str = "dispatch";
@@ -175,7 +175,11 @@ impl Catalog {
         let valid = user_inputs.validate(&request.properties, &defaults, &visible)?;
         let mut errors = FieldErrors::default();
         for picker in &valid.pickers {
-            let found = tx.existing(&picker.blueprint, &picker.identifiers).await?;
+            let existing: Vec<String> =
+                tx.existing(&picker.blueprint, &picker.identifiers).await?.into_iter().collect();
+            // What the requester may not read does not exist for them.
+            let read = self.entity_access(tx.as_mut(), actor, &picker.blueprint, EntityOp::Read).await?;
+            let found = self.admitted_by(tx.as_mut(), actor, &picker.blueprint, &read, &existing).await?;
             let admitted = match &picker.dataset {
                 Some(dataset) => {
                     self.admitted(tx.as_mut(), actor, &picker.blueprint, dataset, &picker.identifiers).await?

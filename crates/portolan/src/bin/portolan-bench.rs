@@ -244,7 +244,8 @@ async fn authorisation_overhead(
         .json()
         .await?;
     let member = client_with(token["token"].as_str().context("a member token")?)?;
-    let live = json!({"combinator": "and", "rules": [{"property": "lifecycle", "operator": "!=", "value": "deprecated"}]});
+    let live =
+        json!({"combinator": "and", "rules": [{"property": "lifecycle", "operator": "!=", "value": "deprecated"}]});
     let grants = [
         json!({"read": {"roles": ["member"], "condition": live}}),
         json!({"read": {"ownedByTeam": true, "condition": live}}),
