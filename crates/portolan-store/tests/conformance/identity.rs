@@ -1,9 +1,8 @@
 //! Accounts, sessions, API tokens, permission documents and run visibility: the same on every
 //! backend.
 
-use portolan_model::action::BackendKind;
 use portolan_model::permission::Role;
-use portolan_model::run::{Run, RunStatus, RunTrigger};
+use portolan_model::run::Run;
 use portolan_model::{Blueprint, Entity, Reference};
 use portolan_store::{Account, AccountKind, ApiToken, BlueprintRecord, EntityWrite, RunFilter, Session, Store};
 use serde_json::{Map, json};
@@ -107,28 +106,7 @@ pub async fn permission_documents_are_replaced_and_removed(store: &dyn Store) {
 }
 
 fn run(id: &str, by: &str, entity: &str) -> Run {
-    Run {
-        id: id.into(),
-        action: "deploy".into(),
-        action_title: None,
-        blueprint: Some("service".into()),
-        entity: Some(entity.into()),
-        status: RunStatus::Queued,
-        status_label: None,
-        links: vec![],
-        summary: None,
-        external_run_id: None,
-        reason: None,
-        inputs: Map::new(),
-        backend: BackendKind::Webhook,
-        trigger: RunTrigger { by: by.into(), origin: "api".into(), at: 1, event: None },
-        payload: None,
-        attempt: 0,
-        depth: 0,
-        created_at: 1,
-        updated_at: 1,
-        ended_at: None,
-    }
+    Run { entity: Some(entity.into()), ..crate::runs::run(id, "deploy", by, 1) }
 }
 
 fn owned(identifier: &str, team: &str) -> EntityWrite {

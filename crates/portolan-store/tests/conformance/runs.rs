@@ -17,7 +17,7 @@ fn action(identifier: &str) -> ActionRecord {
     ActionRecord { action, created_at: 1, created_by: "ann".into(), updated_at: 1, updated_by: "ann".into() }
 }
 
-fn run(id: &str, action: &str, by: &str, at: Millis) -> Run {
+pub(crate) fn run(id: &str, action: &str, by: &str, at: Millis) -> Run {
     Run {
         id: id.into(),
         action: action.into(),
