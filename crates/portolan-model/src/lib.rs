@@ -3,6 +3,7 @@
 //! the current time in.
 
 pub mod action;
+pub mod audit;
 pub mod blueprint;
 pub mod computed;
 pub mod entity;

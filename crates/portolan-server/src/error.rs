@@ -87,17 +87,30 @@ pub struct Error {
     pub details: Vec<Value>,
     /// Seconds after which a refused request may be tried again (`Retry-After`).
     pub retry_after: Option<u64>,
+    /// A refusal by permissions (403, or a 404 that hides what the caller may not read): the
+    /// audit log records the attempt.
+    pub denied: bool,
 }
+
+/// Put on a response whose request was refused by permissions, for the audit log's middleware.
+#[derive(Debug, Clone)]
+pub struct Refusal(pub String);
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), details: Vec::new(), retry_after: None }
+        let denied = matches!(code, ErrorCode::Forbidden | ErrorCode::CsrfFailed);
+        Self { code, message: message.into(), details: Vec::new(), retry_after: None, denied }
     }
 
     pub fn forbidden(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::Forbidden, message)
+    }
+
+    /// 404 for something that exists but the caller may not read: it reads like a missing one.
+    pub fn hidden(what: impl std::fmt::Display) -> Self {
+        Self { denied: true, ..Self::not_found(what) }
     }
 
     pub fn unauthorized(message: impl Into<String>) -> Self {
@@ -146,6 +159,9 @@ impl IntoResponse for Error {
             return (public.code.status(), axum::Json(public.body())).into_response();
         }
         let mut response = (self.code.status(), axum::Json(self.body())).into_response();
+        if self.denied {
+            response.extensions_mut().insert(Refusal(self.message.clone()));
+        }
         if let Some(seconds) = self.retry_after {
             response.headers_mut().insert(axum::http::header::RETRY_AFTER, seconds.into());
         }

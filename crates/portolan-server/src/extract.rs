@@ -120,7 +120,10 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Error> {
         match authenticate(parts, app).await? {
-            Credential::Caller(caller) => Ok(caller),
+            Credential::Caller(mut caller) => {
+                caller.actor.request_id = request_id(&parts.headers);
+                Ok(caller)
+            }
             Credential::RunToken(_) => {
                 Err(Error::forbidden("a run token may only report on its run and change the catalog for it"))
             }
@@ -133,13 +136,28 @@ impl FromRequestParts<AppState> for Writer {
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Error> {
         Ok(match authenticate(parts, app).await? {
-            Credential::Caller(caller) => Writer::Caller(caller.actor),
+            Credential::Caller(caller) => {
+                Writer::Caller(Actor { request_id: request_id(&parts.headers), ..caller.actor })
+            }
             Credential::RunToken(token) => Writer::RunToken(token),
         })
     }
 }
 
+/// The id the request-id layer gave this request.
+pub fn request_id(headers: &HeaderMap) -> Option<String> {
+    headers.get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_string)
+}
+
 async fn authenticate(parts: &Parts, app: &AppState) -> Result<Credential, Error> {
+    let credential = credential(parts, app).await?;
+    if let (Some(slot), Credential::Caller(caller)) = (parts.extensions.get::<crate::CallerSlot>(), &credential) {
+        slot.fill(&caller.actor.id);
+    }
+    Ok(credential)
+}
+
+async fn credential(parts: &Parts, app: &AppState) -> Result<Credential, Error> {
     if let BearerToken(Some(token)) = BearerToken::from_headers(&parts.headers)? {
         if token.starts_with(keys::RUN_TOKEN_PREFIX) {
             return Ok(Credential::RunToken(token));

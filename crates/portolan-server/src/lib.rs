@@ -130,6 +130,7 @@ pub fn router(state: AppState, options: &ServerOptions) -> Router {
         .method_not_allowed_fallback(|| async { Error::new(ErrorCode::MethodNotAllowed, "method not allowed on this route") })
         .layer(DefaultBodyLimit::max(options.body_limit))
         .layer(middleware::from_fn(record_metrics))
+        .layer(middleware::from_fn_with_state(state.clone(), record_refusals))
         .with_state(state)
         .layer(
             ServiceBuilder::new()
@@ -143,6 +144,42 @@ pub fn router(state: AppState, options: &ServerOptions) -> Router {
                     Error::new(ErrorCode::Internal, "the request handler panicked").into_response()
                 })),
         )
+}
+
+/// Who made a request: the authenticating extractor fills it in, for [`record_refusals`].
+#[derive(Clone, Default)]
+pub struct CallerSlot(Arc<OnceLock<String>>);
+
+impl CallerSlot {
+    pub fn fill(&self, actor: &str) {
+        let _ = self.0.set(actor.to_string());
+    }
+}
+
+/// Records every request that permissions refused (403, or a 404 hiding what the caller may not
+/// read) in the audit log, once the request's own transaction is over.
+async fn record_refusals(
+    axum::extract::State(app): axum::extract::State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response<axum::body::Body> {
+    let slot = CallerSlot::default();
+    request.extensions_mut().insert(slot.clone());
+    let target = format!("{} {}", request.method(), request.uri().path());
+    let request_id = request.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let response = next.run(request).await;
+    if let Some(refusal) = response.extensions().get::<error::Refusal>() {
+        let actor = slot.0.get().cloned().unwrap_or_else(|| "anonymous".into());
+        let mut entry = services::Actor::system(actor, services::Origin::Api).entry(
+            app.catalog.now(),
+            "request",
+            "request",
+            &target,
+        );
+        entry.request_id = request_id;
+        app.catalog.record_denial(entry.denied(refusal.0.clone())).await;
+    }
+    response
 }
 
 async fn record_metrics(request: Request, next: Next) -> Response<axum::body::Body> {

@@ -5,18 +5,21 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use portolan_model::audit::{AuditEntry, AuditRecord, StoredRecord};
 use portolan_model::run::{Run, RunLog};
 use portolan_model::scorecard::Scorecard;
 use portolan_model::{Blueprint, Entity, EntityRef, Millis, Reference};
 use serde_json::{Map, Value};
 
 pub mod actions;
+pub mod audit;
 pub mod identity;
 pub mod postgres;
 pub mod query_sql;
 pub mod sqlite;
 
 pub use actions::{ActionRecord, NewRunLog, RunFilter, RunnerToken, SecretMeta};
+pub use audit::AuditFilter;
 pub use identity::{Account, AccountKind, ApiToken, Session};
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -298,6 +301,15 @@ pub trait Tx: Send {
     async fn permissions(&mut self, resource: &str) -> Result<Option<Value>>;
     /// Stores a permissions document, or with `None` removes it.
     async fn put_permissions(&mut self, resource: &str, document: Option<&Value>, at: Millis, by: &str) -> Result<()>;
+
+    /// Appends entries to the audit log's chain, in order, in this transaction.
+    async fn append_audit(&mut self, entries: &[AuditEntry]) -> Result<()>;
+    /// The newest audit record's number and hash (0 and the genesis hash when empty).
+    async fn audit_head(&mut self) -> Result<(i64, String)>;
+    /// Audit records matching a filter, newest first.
+    async fn audit_records(&mut self, filter: &AuditFilter, limit: u32) -> Result<Vec<AuditRecord>>;
+    /// Audit records after `after` as stored, oldest first.
+    async fn audit_chain(&mut self, after: i64, limit: u32) -> Result<Vec<StoredRecord>>;
 
     async fn commit(self: Box<Self>) -> Result<()>;
 }

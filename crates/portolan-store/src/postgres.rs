@@ -17,9 +17,12 @@ use sqlx::{AssertSqlSafe, Postgres, Row, Transaction};
 use crate::query_sql::{self, AggregatePlan, AggregateResult, Dialect, Param, SearchPlan, Sql, SqlRunner};
 use tokio::sync::broadcast;
 
+use portolan_model::audit::{AuditEntry, AuditRecord, StoredRecord};
+
 use crate::{
-    Account, ActionRecord, ApiToken, BlueprintRecord, CHANGE_BUFFER, ChangeEvent, EntityWrite, Job, NewJob, NewRunLog,
-    Referrer, Result, RunFilter, RunnerToken, ScorecardRecord, SecretMeta, Session, Store, StoreError, Tx,
+    Account, ActionRecord, ApiToken, AuditFilter, BlueprintRecord, CHANGE_BUFFER, ChangeEvent, EntityWrite, Job,
+    NewJob, NewRunLog, Referrer, Result, RunFilter, RunnerToken, ScorecardRecord, SecretMeta, Session, Store,
+    StoreError, Tx,
 };
 
 const ENTITY_COLUMNS: &str = "blueprint, identifier, title, icon, team, properties, relations, scorecards, diagnostics, version, \
@@ -854,6 +857,22 @@ impl Tx for PgTx {
 
     async fn put_permissions(&mut self, resource: &str, document: Option<&Value>, at: Millis, by: &str) -> Result<()> {
         crate::identity::postgres::put_permissions(&mut self.tx, resource, document, at, by).await
+    }
+
+    async fn append_audit(&mut self, entries: &[AuditEntry]) -> Result<()> {
+        crate::audit::postgres::append_audit(&mut self.tx, entries).await
+    }
+
+    async fn audit_head(&mut self) -> Result<(i64, String)> {
+        crate::audit::postgres::audit_head(&mut self.tx).await
+    }
+
+    async fn audit_records(&mut self, filter: &AuditFilter, limit: u32) -> Result<Vec<AuditRecord>> {
+        crate::audit::postgres::audit_records(&mut self.tx, filter, limit).await
+    }
+
+    async fn audit_chain(&mut self, after: i64, limit: u32) -> Result<Vec<StoredRecord>> {
+        crate::audit::postgres::audit_chain(&mut self.tx, after, limit).await
     }
 
     async fn commit(self: Box<Self>) -> Result<()> {

@@ -33,6 +33,8 @@ enum Command {
     DemoTask { task: String },
     /// Manage accounts and tokens directly in the database (works while the server runs).
     Admin(AdminArgs),
+    /// Check or export the audit log.
+    Audit(AuditArgs),
     /// Copy a SQLite deployment into an empty PostgreSQL database and verify the copy.
     MigrateStore {
         /// Data directory of the SQLite deployment.
@@ -50,6 +52,27 @@ struct AdminArgs {
     config: config::ServeArgs,
     #[command(subcommand)]
     command: AdminCommand,
+}
+
+#[derive(clap::Args)]
+struct AuditArgs {
+    #[command(flatten)]
+    config: config::ServeArgs,
+    #[command(subcommand)]
+    command: AuditCommand,
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Walk the hash chain; exit non-zero at the first record that was edited, deleted,
+    /// reordered or inserted, naming it.
+    Verify,
+    /// Print every record as a JSON line, oldest first.
+    Export {
+        /// Only records after this sequence number
+        #[arg(long, default_value_t = 0)]
+        after: i64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -127,6 +150,10 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Audit(args) => {
+            tracing_subscriber::fmt().with_env_filter("warn").with_writer(std::io::stderr).init();
+            runtime()?.block_on(audit(args))
+        }
         Command::Admin(args) => {
             // Logs to stderr: stdout carries what the command prints (a token, say).
             tracing_subscriber::fmt().with_env_filter("warn").with_writer(std::io::stderr).init();
@@ -170,6 +197,43 @@ async fn migrate_store(from: std::path::PathBuf, to: String) -> anyhow::Result<(
         report.accounts,
         report.runs
     );
+    Ok(())
+}
+
+async fn audit(args: AuditArgs) -> anyhow::Result<()> {
+    let config = args.config.resolve()?;
+    let database = config.database.clone();
+    let store = portolan_store::open(&database.location())
+        .await
+        .with_context(|| format!("cannot open the database {database}"))?;
+    match args.command {
+        AuditCommand::Verify => match portolan_server::services::audit::verify(store.as_ref()).await {
+            Ok(Ok(records)) => println!("the audit log is intact: {records} records, each chained to the one before"),
+            Ok(Err(broken)) => {
+                eprintln!("the audit log is broken: {broken}");
+                std::process::exit(1);
+            }
+            Err(err) => anyhow::bail!("cannot read the audit log: {err}"),
+        },
+        AuditCommand::Export { after } => {
+            use std::io::Write;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            let mut after = after;
+            loop {
+                let page = portolan_server::services::audit::export_page(store.as_ref(), after, 5_000)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                for record in &page {
+                    writeln!(out, "{}", serde_json::to_string(record)?)?;
+                }
+                match page.last() {
+                    Some(last) => after = last.seq,
+                    None => break,
+                }
+            }
+            out.flush()?;
+        }
+    }
     Ok(())
 }
 

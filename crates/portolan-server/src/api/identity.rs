@@ -144,7 +144,7 @@ fn see_other(location: &str, cookies: Vec<String>) -> Response {
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", responses((status = 200, description = "signed out")))]
 pub async fn logout(State(app): State<AppState>, caller: Caller) -> Result<Response> {
     if let Some(session) = &caller.session {
-        app.catalog.logout(session).await?;
+        app.catalog.logout(&caller.actor, session).await?;
     }
     let mut response = Json(json!({"ok": true})).into_response();
     response.headers_mut().insert(header::SET_COOKIE, session_cookie("", 0));

@@ -1,6 +1,7 @@
 //! The JSON API under `/api/v1`. Handlers only translate HTTP to service calls and back.
 
 pub mod actions;
+pub mod audit;
 pub mod blueprints;
 pub mod entities;
 pub mod events;
@@ -31,7 +32,8 @@ use crate::AppState;
           (name = "secrets", description = "Write-only values templates can read"),
           (name = "runners", description = "Pull-based agents that run actions' commands"),
           (name = "auth", description = "Sign-in, accounts and API tokens"),
-          (name = "permissions", description = "Who may read, change and run what"))
+          (name = "permissions", description = "Who may read, change and run what"),
+          (name = "audit", description = "The tamper-evident record of every change and refusal"))
 )]
 struct ApiDoc;
 
@@ -78,6 +80,8 @@ pub fn router() -> Router<AppState> {
         .routes(routes!(identity::revoke_token))
         .routes(routes!(identity::get_blueprint_permissions, identity::put_blueprint_permissions))
         .routes(routes!(identity::get_action_permissions, identity::put_action_permissions))
+        .routes(routes!(audit::audit_log))
+        .routes(routes!(audit::entity_history))
         .routes(routes!(runs::claim))
         .routes(routes!(runs::heartbeat))
         .routes(routes!(

@@ -7,7 +7,7 @@ use portolan_model::{FieldError, FieldErrors};
 use portolan_store::{ActionRecord, RunnerToken, SecretMeta, StoreError, Tx};
 use serde_json::{Value, json};
 
-use super::catalog::{Catalog, strip_server_fields};
+use super::catalog::{Catalog, strip_server_fields, to_json};
 use super::{Actor, Principal, all_blueprints, identifier_from_path};
 use crate::error::{Error, ErrorCode, Result};
 use crate::keys;
@@ -36,7 +36,7 @@ impl Catalog {
         let mut tx = self.store().read().await?;
         let record = load_action(tx.as_mut(), identifier).await?;
         if !self.may_see_action(tx.as_mut(), actor, &record).await? {
-            return Err(Error::not_found(format!("action '{identifier}'")));
+            return Err(Error::hidden(format!("action '{identifier}'")));
         }
         Ok(record)
     }
@@ -109,6 +109,12 @@ impl Catalog {
             }
             other => other?,
         }
+        let id = &record.action.identifier;
+        let mut entry = actor
+            .entry(now, if existing.is_none() { "action.create" } else { "action.update" }, "action", id)
+            .changed(existing.as_ref().map(|r| to_json(&r.action)), Some(to_json(&record.action)));
+        entry.blueprint = record.action.blueprint().map(str::to_string);
+        tx.append_audit(&[entry]).await?;
         tx.commit().await?;
         Ok((record, existing.is_none()))
     }
@@ -121,6 +127,10 @@ impl Catalog {
         if !tx.delete_action(identifier).await? {
             return Err(Error::not_found(format!("action '{identifier}'")));
         }
+        let mut entry =
+            actor.entry(self.now(), "action.delete", "action", identifier).changed(Some(to_json(&record.action)), None);
+        entry.blueprint = record.action.blueprint().map(str::to_string);
+        tx.append_audit(&[entry]).await?;
         self.drop_permissions(tx.as_mut(), None, Some(identifier)).await?;
         tx.commit().await?;
         Ok(())
@@ -144,6 +154,9 @@ impl Catalog {
         let mut tx = self.store().write().await?;
         self.require_manage(tx.as_mut(), actor, None).await?;
         let created = tx.put_secret(name, &sealed, self.now(), &actor.id).await?;
+        // The name only: a secret's value never enters the log.
+        let action = if created { "secret.create" } else { "secret.replace" };
+        tx.append_audit(&[actor.entry(self.now(), action, "secret", name)]).await?;
         tx.commit().await?;
         Ok(created)
     }
@@ -166,6 +179,7 @@ impl Catalog {
             )
             .with_details(users.into_iter().map(|a| json!({"action": a})).collect()));
         }
+        tx.append_audit(&[actor.entry(self.now(), "secret.delete", "secret", name)]).await?;
         if !tx.delete_secret(name).await? {
             return Err(Error::not_found(format!("secret '{name}'")));
         }
@@ -214,6 +228,10 @@ impl Catalog {
         let mut tx = self.store().write().await?;
         self.require_manage(tx.as_mut(), actor, None).await?;
         tx.insert_runner_token(&record).await?;
+        let entry = actor
+            .entry(record.created_at, "runner-token.create", "runner-token", &record.id)
+            .changed(None, Some(json!({"name": record.name, "labels": record.labels})));
+        tx.append_audit(&[entry]).await?;
         tx.commit().await?;
         Ok((record, token))
     }
@@ -227,6 +245,7 @@ impl Catalog {
     pub async fn revoke_runner_token(&self, actor: &Actor, id: &str) -> Result<()> {
         let mut tx = self.store().write().await?;
         self.require_manage(tx.as_mut(), actor, None).await?;
+        tx.append_audit(&[actor.entry(self.now(), "runner-token.revoke", "runner-token", id)]).await?;
         if !tx.revoke_runner_token(id, self.now()).await? {
             return Err(Error::not_found(format!("active runner token '{id}'")));
         }

@@ -151,6 +151,12 @@ impl Catalog {
         let now = self.clock.now();
         for blueprint in system::blueprints() {
             if tx.blueprint(&blueprint.identifier).await?.is_none() {
+                let id = blueprint.identifier.clone();
+                let entry = Actor::system("portolan", super::Origin::Cli)
+                    .entry(now, "blueprint.create", "blueprint", &id)
+                    .on(&id)
+                    .changed(None, Some(to_json(&blueprint)));
+                tx.append_audit(&[entry]).await?;
                 tx.put_blueprint(&BlueprintRecord {
                     blueprint,
                     created_at: now,
@@ -203,6 +209,12 @@ impl Catalog {
             Err(StoreError::Conflict(_)) => return Err(already()),
             other => other?,
         }
+        let id = &record.blueprint.identifier;
+        let entry = actor
+            .entry(now, "blueprint.create", "blueprint", id)
+            .on(id)
+            .changed(None, Some(to_json(&record.blueprint)));
+        tx.append_audit(&[entry]).await?;
         tx.commit().await?;
         Ok(record)
     }
@@ -246,7 +258,7 @@ impl Catalog {
         let record = BlueprintRecord {
             blueprint,
             created_at: existing.created_at,
-            created_by: existing.created_by,
+            created_by: existing.created_by.clone(),
             updated_at: self.clock.now(),
             updated_by: actor.id.clone(),
         };
@@ -254,6 +266,11 @@ impl Catalog {
             || record.blueprint.aggregation_properties != computed_before.1
             || record.blueprint.calculation_properties != computed_before.2;
         tx.put_blueprint(&record).await?;
+        let entry = actor
+            .entry(record.updated_at, "blueprint.update", "blueprint", identifier)
+            .on(identifier)
+            .changed(Some(to_json(&existing.blueprint)), Some(to_json(&record.blueprint)));
+        tx.append_audit(&[entry]).await?;
         if computed_changed {
             self.recompute_all(tx.as_mut(), identifier).await?;
         }
@@ -286,7 +303,7 @@ impl Catalog {
             ));
         }
         let mut tx = self.store.write().await?;
-        lock_blueprint(tx.as_mut(), identifier).await?;
+        let existing = lock_blueprint(tx.as_mut(), identifier).await?;
         self.require_manage(tx.as_mut(), actor, Some(identifier)).await?;
         let referencing: Vec<String> = tx
             .blueprints()
@@ -322,6 +339,13 @@ impl Catalog {
         }
         let deleted = tx.delete_entities_of(identifier).await?;
         tx.delete_blueprint(identifier).await?;
+        let mut before = to_json(&existing.blueprint);
+        before["deletedEntities"] = json!(deleted);
+        let entry = actor
+            .entry(self.now(), "blueprint.delete", "blueprint", identifier)
+            .on(identifier)
+            .changed(Some(before), None);
+        tx.append_audit(&[entry]).await?;
         self.drop_permissions(tx.as_mut(), Some(identifier), None).await?;
         tx.commit().await?;
         Ok(deleted)
@@ -419,6 +443,19 @@ impl Catalog {
         }
         let writes: Vec<EntityWrite> = written.iter().map(|(_, w, _)| w.clone()).collect();
         tx.put_entities(&writes).await?;
+        let entries: Vec<_> = befores
+            .iter()
+            .zip(&written)
+            .map(|(before, (_, write, outcome))| {
+                let action = if *outcome == Outcome::Created { "entity.create" } else { "entity.update" };
+                let after = &write.entity;
+                actor
+                    .entry(now, action, "entity", &after.identifier)
+                    .on(&after.blueprint)
+                    .changed(before.as_ref().map(to_json), Some(to_json(after)))
+            })
+            .collect();
+        tx.append_audit(&entries).await?;
         for (_, write, outcome) in &written {
             let kind = if *outcome == Outcome::Created { "entity.created" } else { "entity.updated" };
             tx.publish(&change(kind, &write.entity.entity_ref(), Some(write.entity.version))).await?;
@@ -611,6 +648,17 @@ impl Catalog {
             follow_up.extend(computed::dependents(tx.as_mut(), &blueprints, before.as_ref(), None).await?);
             befores.push(before);
         }
+        let entries: Vec<_> = befores
+            .iter()
+            .flatten()
+            .map(|before| {
+                actor
+                    .entry(now, "entity.delete", "entity", &before.identifier)
+                    .on(&before.blueprint)
+                    .changed(Some(to_json(before)), None)
+            })
+            .collect();
+        tx.append_audit(&entries).await?;
         for target in &to_delete {
             tx.delete_entity(&target.blueprint, &target.identifier).await?;
             tx.publish(&change("entity.deleted", target, None)).await?;
@@ -835,4 +883,9 @@ mod tests {
         merge_patch(&mut target, json!({"a": "z", "c": {"f": null}, "s": {"x": 1, "y": null}, "n": [1]}));
         assert_eq!(target, json!({"a": "z", "c": {"d": "e"}, "s": {"x": 1}, "n": [1]}));
     }
+}
+
+/// A document as the audit log keeps it.
+pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> Value {
+    serde_json::to_value(value).unwrap_or(Value::Null)
 }

@@ -98,15 +98,18 @@ impl Catalog {
     pub async fn authenticate_token(&self, token: &str) -> Result<Actor> {
         let now = self.now();
         let mut tx = self.store().read().await?;
-        let record = tx
-            .api_token(&keys::token_sha256(token))
-            .await?
-            .filter(|t| t.revoked_at.is_none())
-            .ok_or_else(|| Error::unauthorized("unknown or revoked API token"))?;
+        let Some(record) = tx.api_token(&keys::token_sha256(token)).await?.filter(|t| t.revoked_at.is_none()) else {
+            let refused = Error::unauthorized("unknown or revoked API token");
+            return Err(self.refuse("auth.failed", "token", "unknown", refused).await);
+        };
         if record.expires_at.is_some_and(|at| at <= now) {
-            return Err(Error::new(ErrorCode::TokenExpired, "the API token has expired"));
+            let refused = Error::new(ErrorCode::TokenExpired, "the API token has expired");
+            return Err(self.refuse("auth.failed", "token", &record.id, refused).await);
         }
-        let user = self.signed_in_user(tx.as_mut(), &record.user).await?;
+        let user = match self.signed_in_user(tx.as_mut(), &record.user).await {
+            Ok(user) => user,
+            Err(refused) => return Err(self.refuse("auth.failed", "token", &record.id, refused).await),
+        };
         drop(tx);
         if record.last_used_at.is_none_or(|at| now - at > TOUCH_EVERY_MS) {
             let mut tx = self.store().write().await?;
@@ -127,10 +130,16 @@ impl Catalog {
             drop(tx);
             let mut tx = self.store().write().await?;
             tx.delete_session(&id).await?;
+            let ended =
+                Actor::system(session.user.clone(), Origin::Api).entry(now, "session.expire", "session", &session.user);
+            tx.append_audit(&[ended]).await?;
             tx.commit().await?;
             return Err(Error::new(ErrorCode::TokenExpired, "the session has expired; sign in again"));
         }
-        let user = self.signed_in_user(tx.as_mut(), &session.user).await?;
+        let user = match self.signed_in_user(tx.as_mut(), &session.user).await {
+            Ok(user) => user,
+            Err(refused) => return Err(self.refuse("auth.failed", "session", &session.user, refused).await),
+        };
         drop(tx);
         if now - session.last_seen_at > TOUCH_EVERY_MS {
             let mut tx = self.store().write().await?;
@@ -144,7 +153,9 @@ impl Catalog {
     /// and per pair of both.
     pub async fn login(&self, username: &str, password: &str, address: &str) -> Result<NewSession> {
         let now = self.now();
-        self.throttle().check(username, address, now)?;
+        if let Err(throttled) = self.throttle().check(username, address, now) {
+            return Err(self.refuse("login.throttled", "account", username, throttled).await);
+        }
         let account = {
             let mut tx = self.store().read().await?;
             tx.account(username).await?
@@ -160,14 +171,24 @@ impl Catalog {
         };
         let Some(user) = user else {
             self.throttle().failed(username, address, now);
-            return Err(Error::unauthorized("wrong username or password"));
+            let refused = Error::unauthorized("wrong username or password");
+            return Err(self.refuse("login.failed", "account", username, refused).await);
         };
         self.throttle().succeeded(username, address);
-        self.open_session(&user).await
+        self.open_session(&user, "password").await
+    }
+
+    /// Records a refused sign-in or credential (by whoever claimed to be `who`) and returns the
+    /// refusal.
+    async fn refuse(&self, action: &str, resource_type: &str, who: &str, refusal: Error) -> Error {
+        let entry =
+            Actor::system(who, Origin::Api).entry(self.now(), action, resource_type, who).denied(&refusal.message);
+        self.record_denial(entry).await;
+        refusal
     }
 
     /// A new session for a signed-in user.
-    pub(crate) async fn open_session(&self, user: &User) -> Result<NewSession> {
+    pub(crate) async fn open_session(&self, user: &User, method: &str) -> Result<NewSession> {
         let now = self.now();
         let cookie = keys::random_token();
         let session = Session {
@@ -180,13 +201,19 @@ impl Catalog {
         };
         let mut tx = self.store().write().await?;
         tx.insert_session(&session).await?;
+        let entry = Actor::user(user.clone(), Origin::Api).entry(now, "login", "session", &user.id).changed(
+            None,
+            Some(json!({"method": method, "expiresAt": portolan_model::format_millis(session.expires_at)})),
+        );
+        tx.append_audit(&[entry]).await?;
         tx.commit().await?;
         Ok(NewSession { cookie, session, user: user.clone() })
     }
 
-    pub async fn logout(&self, session: &Session) -> Result<()> {
+    pub async fn logout(&self, actor: &Actor, session: &Session) -> Result<()> {
         let mut tx = self.store().write().await?;
         tx.delete_session(&session.id_sha256).await?;
+        tx.append_audit(&[actor.entry(self.now(), "logout", "session", &session.user)]).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -225,7 +252,7 @@ impl Catalog {
         if let Some(title) = &new.title {
             document["title"] = json!(title);
         }
-        let system_actor = Actor::system(actor.id.clone(), actor.origin);
+        let system_actor = Actor { principal: super::Principal::System, ..actor.clone() };
         self.write_entity(
             &system_actor,
             system::USER,
@@ -249,6 +276,9 @@ impl Catalog {
         };
         let mut tx = self.store().write().await?;
         tx.put_account(&account).await?;
+        let entry =
+            actor.entry(now, "account.create", "account", &account.user).changed(None, Some(account_view(&account)));
+        tx.append_audit(&[entry]).await?;
         tx.commit().await?;
         Ok(account)
     }
@@ -279,20 +309,29 @@ impl Catalog {
             if status != "active" && status != "disabled" {
                 return Err(Error::invalid_at("/status", "status is 'active' or 'disabled'"));
             }
-            let system_actor = Actor::system(actor.id.clone(), actor.origin);
+            let system_actor = Actor { principal: super::Principal::System, ..actor.clone() };
             let patch = json!({"properties": {"status": status}});
             self.write_entity(&system_actor, system::USER, Some(user), patch, WriteMode::Patch, None).await?;
         }
         let mut tx = self.store().write().await?;
         let mut account = tx.account(user).await?.ok_or_else(|| Error::not_found(format!("account '{user}'")))?;
+        let before = account_view(&account);
         if let Some(role) = change.role {
             account.role = role;
         }
-        if password_hash.is_some() {
+        let password_changed = password_hash.is_some();
+        if password_changed {
             account.password_hash = password_hash;
         }
         account.updated_at = self.now();
         tx.put_account(&account).await?;
+        let mut after = account_view(&account);
+        if password_changed {
+            after["passwordChanged"] = json!(true);
+        }
+        let entry =
+            actor.entry(account.updated_at, "account.update", "account", user).changed(Some(before), Some(after));
+        tx.append_audit(&[entry]).await?;
         if change.status.as_deref() == Some("disabled") {
             tx.delete_sessions_of(user).await?;
         }
@@ -379,6 +418,11 @@ impl Catalog {
             return Err(Error::invalid_at("/user", format!("'{owner}' has no account")));
         }
         tx.insert_api_token(&record).await?;
+        let entry = actor.entry(now, "token.create", "token", &record.id).changed(
+            None,
+            Some(json!({"user": record.user, "name": record.name, "expiresAt": record.expires_at.map(portolan_model::format_millis)})),
+        );
+        tx.append_audit(&[entry]).await?;
         tx.commit().await?;
         Ok((record, token))
     }
@@ -397,9 +441,15 @@ impl Catalog {
         if !owned || !tx.revoke_api_token(id, self.now()).await? {
             return Err(Error::not_found(format!("active API token '{id}'")));
         }
+        tx.append_audit(&[actor.entry(self.now(), "token.revoke", "token", id)]).await?;
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// An account as the audit log shows it: never its password hash.
+fn account_view(account: &Account) -> Value {
+    json!({"role": account.role.as_str(), "kind": account.kind.as_str(), "hasPassword": account.password_hash.is_some()})
 }
 
 fn check_password(password: &str) -> Result<()> {

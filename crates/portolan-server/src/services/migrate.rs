@@ -20,6 +20,7 @@ pub struct CopyReport {
     pub runs: usize,
     pub secrets: usize,
     pub accounts: usize,
+    pub audit_records: usize,
 }
 
 impl CopyReport {
@@ -108,6 +109,28 @@ pub async fn copy_store(from: &dyn Store, to: &dyn Store, now: Millis) -> Result
     Ok(report)
 }
 
+/// Appends the source's audit records to the target's log, in order: the target's chain stays
+/// whole (with its own numbers and hashes); `portolan audit export` of the source keeps the
+/// original ones.
+async fn copy_audit_log(source: &mut dyn Tx, target: &mut dyn Tx, report: &mut CopyReport) -> Result<()> {
+    let mut after = 0;
+    loop {
+        let page = source.audit_chain(after, PAGE).await?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        let entries = page
+            .iter()
+            .map(|stored| {
+                serde_json::from_str::<portolan_model::audit::AuditEntry>(&stored.text)
+                    .map_err(|e| Error::new(ErrorCode::Internal, format!("audit record {}: {e}", stored.seq)))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        target.append_audit(&entries).await?;
+        report.audit_records += entries.len();
+    }
+    Ok(())
+}
+
 /// Copies accounts, API tokens and the permissions of blueprints and actions. Sessions are not
 /// copied: after a move people sign in again.
 async fn copy_identity(
@@ -177,6 +200,7 @@ async fn copy_actions_and_runs(source: &mut dyn Tx, target: &mut dyn Tx, report:
         }
     }
     copy_identity(source, target, &actions, report).await?;
+    copy_audit_log(source, target, report).await?;
     // Oldest first, so the target numbers them in the same order.
     let mut runs = Vec::new();
     let mut filter = RunFilter::default();

@@ -2,6 +2,7 @@
 //! writes in one transaction. Handlers call these and nothing below them.
 
 pub mod actions;
+pub mod audit;
 pub mod catalog;
 pub mod computed;
 pub mod identity;
@@ -14,6 +15,7 @@ pub mod search;
 
 use std::sync::Arc;
 
+use portolan_model::audit::AuditEntry;
 use portolan_model::permission::User;
 use portolan_model::{Blueprint, Millis};
 use portolan_store::Tx;
@@ -30,6 +32,8 @@ pub struct Actor {
     /// The run on whose behalf catalog changes are made: they are linked to it.
     pub run: Option<String>,
     pub principal: Principal,
+    /// The request this actor made (`x-request-id`), for the audit log.
+    pub request_id: Option<String>,
 }
 
 /// What permissions an actor is judged by.
@@ -71,16 +75,22 @@ impl Origin {
 impl Actor {
     /// The server acting on its own authority.
     pub fn system(id: impl Into<String>, origin: Origin) -> Self {
-        Self { id: id.into(), origin, run: None, principal: Principal::System }
+        Self { id: id.into(), origin, run: None, principal: Principal::System, request_id: None }
     }
 
     pub fn user(user: User, origin: Origin) -> Self {
-        Self { id: user.id.clone(), origin, run: None, principal: Principal::User(user) }
+        Self { id: user.id.clone(), origin, run: None, principal: Principal::User(user), request_id: None }
     }
 
     /// A backend holding the run-scoped token of `run`.
     pub fn run_token(run: &str) -> Self {
-        Self { id: format!("run:{run}"), origin: Origin::Runner, run: None, principal: Principal::Run(run.into()) }
+        Self {
+            id: format!("run:{run}"),
+            origin: Origin::Runner,
+            run: None,
+            principal: Principal::Run(run.into()),
+            request_id: None,
+        }
     }
 
     pub fn demo() -> Self {
@@ -91,6 +101,24 @@ impl Actor {
     pub fn for_run(mut self, run: impl Into<String>) -> Self {
         self.run = Some(run.into());
         self
+    }
+
+    /// An audit entry of something this actor did (successfully) at `at`.
+    pub fn entry(&self, at: Millis, action: &str, resource_type: &str, resource_id: &str) -> AuditEntry {
+        AuditEntry {
+            at,
+            actor: self.id.clone(),
+            origin: self.origin.as_str().into(),
+            action: action.into(),
+            resource_type: resource_type.into(),
+            resource_id: resource_id.into(),
+            blueprint: None,
+            run: self.run.clone(),
+            status: portolan_model::audit::SUCCESS.into(),
+            request_id: self.request_id.clone(),
+            reason: None,
+            diff: None,
+        }
     }
 
     /// The signed-in user, if the actor is one.

@@ -206,7 +206,7 @@ impl Catalog {
             return Err(unauthorized("the ID token was not issued for this sign-in (nonce)"));
         }
         let user = self.sso_user(&settings, claims).await?;
-        Ok((self.open_session(&user).await?, flow.return_to))
+        Ok((self.open_session(&user, "sso").await?, flow.return_to))
     }
 
     async fn verify_id_token(&self, settings: &OidcSettings, discovery: &Discovery, token: &str) -> Result<IdClaims> {

@@ -12,7 +12,7 @@ use portolan_store::query_sql::SearchPlan;
 use portolan_store::{ChangeEvent, Tx};
 use serde_json::Value;
 
-use super::catalog::Catalog;
+use super::catalog::{Catalog, to_json};
 use super::{Actor, Principal, all_blueprints};
 use crate::error::{Error, Result};
 
@@ -199,10 +199,7 @@ impl Catalog {
         let access = self.entity_access(tx, actor, &entity.blueprint, EntityOp::Read).await?;
         let ids = [entity.identifier.clone()];
         if self.admitted_by(tx, actor, &entity.blueprint, &access, &ids).await?.is_empty() {
-            return Err(Error::not_found(format!(
-                "entity '{}' of blueprint '{}'",
-                entity.identifier, entity.blueprint
-            )));
+            return Err(Error::hidden(format!("entity '{}' of blueprint '{}'", entity.identifier, entity.blueprint)));
         }
         Ok(entity)
     }
@@ -260,7 +257,7 @@ impl Catalog {
                 Some(current) if may_update.contains(&current.identifier) => {}
                 Some(current) if !may_read.contains(&current.identifier) => {
                     let what = format!("entity '{}' of blueprint '{bp}'", current.identifier);
-                    refused.insert(*index, Error::not_found(what));
+                    refused.insert(*index, Error::hidden(what));
                 }
                 Some(current) => {
                     let Some(changed) = changed_properties_only(blueprint, valid, current) else {
@@ -364,6 +361,11 @@ impl Catalog {
         let stored =
             serde_json::to_value(&new).map_err(|e| Error::new(crate::error::ErrorCode::Internal, e.to_string()))?;
         tx.put_permissions(&blueprint_resource(blueprint), Some(&stored), self.now(), &actor.id).await?;
+        let entry = actor
+            .entry(self.now(), "permissions.update", "permissions", &blueprint_resource(blueprint))
+            .on(blueprint)
+            .changed(Some(to_json(&current)), Some(stored));
+        tx.append_audit(&[entry]).await?;
         tx.commit().await?;
         Ok(new)
     }
@@ -398,7 +400,13 @@ impl Catalog {
         }
         let stored =
             serde_json::to_value(&new).map_err(|e| Error::new(crate::error::ErrorCode::Internal, e.to_string()))?;
+        let current = self.action_permissions(tx.as_mut(), action).await?;
         tx.put_permissions(&action_resource(action), Some(&stored), self.now(), &actor.id).await?;
+        let mut entry = actor
+            .entry(self.now(), "permissions.update", "permissions", &action_resource(action))
+            .changed(Some(to_json(&current)), Some(stored));
+        entry.blueprint = blueprint.map(str::to_string);
+        tx.append_audit(&[entry]).await?;
         tx.commit().await?;
         Ok(new)
     }

@@ -117,7 +117,7 @@ impl Catalog {
         let mut tx = self.store().read().await?;
         let record = load_action(tx.as_mut(), action_id).await?;
         if !self.may_see_action(tx.as_mut(), actor, &record).await? {
-            return Err(Error::not_found(format!("action '{action_id}'")));
+            return Err(Error::hidden(format!("action '{action_id}'")));
         }
         let action = record.action;
         let Trigger::SelfService { operation, blueprint_identifier, user_inputs, condition } = &action.trigger else {
@@ -204,7 +204,7 @@ impl Catalog {
         let (done, written) = tokio::sync::oneshot::channel();
         let writer = self.new_runs().clone();
         writer
-            .send(NewRun { action, run: run.clone(), done })
+            .send(NewRun { action, run: run.clone(), actor: actor.clone(), done })
             .await
             .map_err(|_| Error::new(ErrorCode::Unavailable, "the server is stopping"))?;
         written.await.map_err(|_| Error::new(ErrorCode::Unavailable, "the server is stopping"))??;
@@ -223,7 +223,14 @@ impl Catalog {
 
     /// Stores a new run and what gets it going: a dispatch job, or (for runners) nothing, as
     /// runners come for it.
-    async fn start_run(&self, tx: &mut dyn Tx, listeners: &[Action], action: &Action, run: &Run) -> Result<()> {
+    async fn start_run(
+        &self,
+        tx: &mut dyn Tx,
+        listeners: &[Action],
+        action: &Action,
+        run: &Run,
+        actor: &Actor,
+    ) -> Result<()> {
         let labels = match &action.invocation_method {
             InvocationMethod::Runner { labels, .. } => Some(labels.as_slice()),
             _ => None,
@@ -236,7 +243,7 @@ impl Catalog {
             Some(event) => format!("started by automation on {}", event["type"].as_str().unwrap_or("an event")),
             None => format!("requested by {}", run.trigger.by),
         };
-        self.record_run(tx, listeners, None, run, vec![log(run.created_at, message)]).await
+        self.record_run(tx, actor, listeners, None, run, vec![log(run.created_at, message)]).await
     }
 
     fn wake_for(&self, run: &Run) {
@@ -253,6 +260,7 @@ impl Catalog {
     async fn record_run(
         &self,
         tx: &mut dyn Tx,
+        actor: &Actor,
         listeners: &[Action],
         before: Option<&Run>,
         run: &Run,
@@ -260,6 +268,25 @@ impl Catalog {
     ) -> Result<()> {
         if before.is_some() {
             tx.update_run(run).await?;
+        }
+        let state = |r: &Run| json!({"status": r.status, "reason": r.reason, "attempt": r.attempt});
+        let entry = match before {
+            None => {
+                let after =
+                    json!({"action": run.action, "entity": run.entity, "inputs": run.inputs, "status": run.status});
+                Some(actor.entry(run.created_at, "run.create", "run", &run.id).changed(None, Some(after)))
+            }
+            Some(before) if before.status != run.status => Some(
+                actor
+                    .entry(run.updated_at, "run.status", "run", &run.id)
+                    .changed(Some(state(before)), Some(state(run))),
+            ),
+            Some(_) => None,
+        };
+        if let Some(mut entry) = entry {
+            entry.blueprint = run.blueprint.clone();
+            entry.run = Some(run.id.clone());
+            tx.append_audit(&[entry]).await?;
         }
         if !logs.is_empty() {
             tx.append_run_logs(&run.id, &logs).await?;
@@ -330,7 +357,7 @@ impl Catalog {
         if self.action_allowed(tx, actor, &run.action, blueprint, entity, ActionOp::Approve).await? {
             return Ok(run);
         }
-        Err(hidden())
+        Err(Error::hidden(format!("run '{id}'")))
     }
 
     /// Runs matching `filter` that the actor may see, newest first, and the cursor of the next page.
@@ -483,7 +510,8 @@ impl Catalog {
             }
         }
         run.updated_at = now;
-        self.record_run(tx.as_mut(), &listeners, Some(&before), &run, logs).await?;
+        let backend = Actor::system(format!("run:{}", run.id), Origin::Backend);
+        self.record_run(tx.as_mut(), &backend, &listeners, Some(&before), &run, logs).await?;
         tx.commit().await?;
         Ok(run)
     }
@@ -568,6 +596,7 @@ impl Catalog {
             runner.labels.iter().filter(|l| requested.is_empty() || requested.contains(l)).cloned().collect();
         let now = self.now();
         tx.touch_runner_token(&runner.id, now).await?;
+        let by_runner = Actor::system(format!("runner:{}", runner.id), Origin::Runner);
         let mut listeners: Option<Vec<Action>> = None;
         // Each pass either hands a run out or ends the one it found, so the next pass finds another.
         for _ in 0..CLAIM_TRIES {
@@ -582,7 +611,8 @@ impl Catalog {
                     let mut run = before.clone();
                     let reason = "the action was deleted or moved off runners before a runner took the run";
                     run.end(RunStatus::Failure, reason, now).map_err(|m| Error::new(ErrorCode::Internal, m))?;
-                    self.record_run(tx.as_mut(), listeners, Some(&before), &run, vec![log(now, reason)]).await?;
+                    self.record_run(tx.as_mut(), &by_runner, listeners, Some(&before), &run, vec![log(now, reason)])
+                        .await?;
                     continue;
                 }
             };
@@ -596,7 +626,8 @@ impl Catalog {
                     run.payload = masked.get("payload").cloned();
                     tx.lease_run(&run.id, &lease_holder(&runner, run.attempt), now + lease_ms, false).await?;
                     let message = format!("claimed by runner '{}' (attempt {})", runner.name, run.attempt);
-                    self.record_run(tx.as_mut(), listeners, Some(&before), &run, vec![log(now, message)]).await?;
+                    self.record_run(tx.as_mut(), &by_runner, listeners, Some(&before), &run, vec![log(now, message)])
+                        .await?;
                     tx.commit().await?;
                     let payload = rendered.get("payload").cloned().unwrap_or(Value::Null);
                     return Ok(Some(RunnerClaim { run, command: command.clone(), payload, run_token, lease_ms }));
@@ -606,7 +637,8 @@ impl Catalog {
                     failed
                         .end(RunStatus::Failure, format!("the payload template failed: {reason}"), now)
                         .map_err(|m| Error::new(ErrorCode::Internal, m))?;
-                    self.record_run(tx.as_mut(), listeners, Some(&before), &failed, vec![log(now, reason)]).await?;
+                    self.record_run(tx.as_mut(), &by_runner, listeners, Some(&before), &failed, vec![log(now, reason)])
+                        .await?;
                 }
             }
         }
@@ -653,7 +685,8 @@ impl Catalog {
                 run.end(RunStatus::Failure, reason.clone(), now).map_err(|m| Error::new(ErrorCode::Internal, m))?;
                 reason
             };
-            self.record_run(tx.as_mut(), &listeners, Some(&before), &run, vec![log(now, message)]).await?;
+            let server = Actor::system("portolan", Origin::Backend);
+            self.record_run(tx.as_mut(), &server, &listeners, Some(&before), &run, vec![log(now, message)]).await?;
         }
         tx.commit().await?;
         if count > 0 {
@@ -880,7 +913,8 @@ impl Catalog {
             }
             if run != before || !logs.is_empty() {
                 run.updated_at = now;
-                self.record_run(tx.as_mut(), &listeners, Some(&before), &run, logs).await?;
+                let server = Actor::system("portolan", Origin::Backend);
+                self.record_run(tx.as_mut(), &server, &listeners, Some(&before), &run, logs).await?;
             }
         }
         tx.commit().await?;
@@ -921,7 +955,8 @@ impl Catalog {
                 event: Some(event.clone()),
             };
             let run = Run::queued(new_run_id(), action, entity.map(str::to_string), Map::new(), trigger, depth);
-            self.start_run(tx.as_mut(), &listeners, action, &run).await?;
+            let automation = Actor::system(run.trigger.by.clone(), Origin::Automation);
+            self.start_run(tx.as_mut(), &listeners, action, &run, &automation).await?;
             started = Some(run);
         }
         if !tx.complete_job(job.id, owner).await? {
@@ -942,6 +977,7 @@ const NEW_RUN_BATCH: usize = 128;
 pub struct NewRun {
     action: Action,
     run: Run,
+    actor: Actor,
     done: tokio::sync::oneshot::Sender<Result<()>>,
 }
 
@@ -958,7 +994,7 @@ async fn write_new_runs(catalog: Catalog, mut requests: tokio::sync::mpsc::Recei
             let mut tx = catalog.store().write().await?;
             let listeners = automations(tx.as_mut()).await?;
             for new in &batch {
-                catalog.start_run(tx.as_mut(), &listeners, &new.action, &new.run).await?;
+                catalog.start_run(tx.as_mut(), &listeners, &new.action, &new.run, &new.actor).await?;
             }
             tx.commit().await?;
             Ok(())

@@ -13,6 +13,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::catalog::Catalog;
+use super::catalog::to_json;
 use super::{Actor, all_blueprints, identifier_from_path};
 use crate::error::{Error, ErrorCode, Result};
 
@@ -111,6 +112,7 @@ impl Catalog {
         scorecard.compile(&scope, &QueryContext { now: self.now(), ..QueryContext::default() })?;
         let existing =
             tx.scorecards(blueprint_id).await?.into_iter().find(|r| r.scorecard.identifier == scorecard.identifier);
+        let existing_document = existing.as_ref().map(|r| to_json(&r.scorecard));
         let now = self.now();
         let record = match (existing, path_identifier) {
             (Some(_), None) => {
@@ -133,6 +135,11 @@ impl Catalog {
             },
         };
         tx.put_scorecard(&record).await?;
+        let entry = actor
+            .entry(now, "scorecard.put", "scorecard", &record.scorecard.identifier)
+            .on(blueprint_id)
+            .changed(existing_document, Some(to_json(&record.scorecard)));
+        tx.append_audit(&[entry]).await?;
         self.rescore(tx.as_mut(), &blueprint).await?;
         tx.commit().await?;
         Ok(record)
@@ -142,9 +149,13 @@ impl Catalog {
         let mut tx = self.store().write().await?;
         let blueprint = self.locked_blueprint_record(tx.as_mut(), blueprint_id).await?.blueprint;
         self.require_manage(tx.as_mut(), actor, Some(blueprint_id)).await?;
-        if !tx.delete_scorecard(blueprint_id, identifier).await? {
-            return Err(Error::not_found(format!("scorecard '{identifier}' of blueprint '{blueprint_id}'")));
-        }
+        let existing = find(tx.as_mut(), blueprint_id, identifier).await?;
+        tx.delete_scorecard(blueprint_id, identifier).await?;
+        let entry = actor
+            .entry(self.now(), "scorecard.delete", "scorecard", identifier)
+            .on(blueprint_id)
+            .changed(Some(to_json(&existing.scorecard)), None);
+        tx.append_audit(&[entry]).await?;
         self.rescore(tx.as_mut(), &blueprint).await?;
         tx.commit().await?;
         Ok(())
