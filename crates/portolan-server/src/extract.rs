@@ -111,7 +111,7 @@ pub enum Writer {
 }
 
 enum Credential {
-    Caller(Caller),
+    Caller(Box<Caller>),
     RunToken(String),
 }
 
@@ -122,7 +122,7 @@ impl FromRequestParts<AppState> for Caller {
         match authenticate(parts, app).await? {
             Credential::Caller(mut caller) => {
                 caller.actor.request_id = request_id(&parts.headers);
-                Ok(caller)
+                Ok(*caller)
             }
             Credential::RunToken(_) => {
                 Err(Error::forbidden("a run token may only report on its run and change the catalog for it"))
@@ -166,7 +166,7 @@ async fn credential(parts: &Parts, app: &AppState) -> Result<Credential, Error> 
             return Err(Error::unauthorized("unknown token: API tokens start with 'plt_'"));
         }
         let actor = app.catalog.authenticate_token(&token).await?;
-        return Ok(Credential::Caller(Caller { actor, session: None }));
+        return Ok(Credential::Caller(Box::new(Caller { actor, session: None })));
     }
     let Some(cookie) = cookie(&parts.headers, SESSION_COOKIE) else {
         return Err(Error::unauthorized("sign in, or send an API token as 'Authorization: Bearer plt_...'"));
@@ -179,7 +179,7 @@ async fn credential(parts: &Parts, app: &AppState) -> Result<Credential, Error> 
             return Err(Error::new(ErrorCode::CsrfFailed, format!("send the session's CSRF token in '{CSRF_HEADER}'")));
         }
     }
-    Ok(Credential::Caller(Caller { actor: signed_in.actor, session: Some(signed_in.session) }))
+    Ok(Credential::Caller(Box::new(Caller { actor: signed_in.actor, session: Some(signed_in.session) })))
 }
 
 /// Refuses a state-changing request a browser says another site made.

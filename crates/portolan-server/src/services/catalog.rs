@@ -872,6 +872,11 @@ fn generate_identifier() -> String {
     format!("e_{}", uuid::Uuid::new_v4().simple())
 }
 
+/// A document as the audit log keeps it.
+pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> Value {
+    serde_json::to_value(value).unwrap_or(Value::Null)
+}
+
 #[cfg(test)]
 mod tests {
     use super::merge_patch;
@@ -883,9 +888,4 @@ mod tests {
         merge_patch(&mut target, json!({"a": "z", "c": {"f": null}, "s": {"x": 1, "y": null}, "n": [1]}));
         assert_eq!(target, json!({"a": "z", "c": {"d": "e"}, "s": {"x": 1}, "n": [1]}));
     }
-}
-
-/// A document as the audit log keeps it.
-pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> Value {
-    serde_json::to_value(value).unwrap_or(Value::Null)
 }
