@@ -165,18 +165,52 @@ pub fn mask_text(text: &str, secrets: &[String]) -> String {
     }
 }
 
-/// Replaces every occurrence of each secret value in `value`'s strings with `********`.
+/// The forms a template can turn a secret into and still give it away: as is, base64 (standard
+/// and URL-safe, padded or not) and percent-encoded (as jq's `@uri` and form encoding write it).
+fn secret_forms(secret: &str) -> Vec<String> {
+    use base64::Engine;
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    let bytes = secret.as_bytes();
+    let percent: String = bytes
+        .iter()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (*b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let mut forms = vec![
+        secret.to_string(),
+        STANDARD.encode(bytes),
+        STANDARD_NO_PAD.encode(bytes),
+        URL_SAFE.encode(bytes),
+        URL_SAFE_NO_PAD.encode(bytes),
+        percent.replace("%20", "+"),
+        percent,
+    ];
+    // Longest first, so that a form containing another is masked whole.
+    forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
+    forms.dedup();
+    forms
+}
+
+/// Replaces every occurrence of each secret value in `value`'s strings, in any of the forms a
+/// template can encode it in, with `********`.
 pub fn mask(value: &mut Value, secrets: &[String]) {
+    let forms: Vec<String> = secrets.iter().filter(|s| !s.is_empty()).flat_map(|s| secret_forms(s)).collect();
+    mask_forms(value, &forms);
+}
+
+fn mask_forms(value: &mut Value, forms: &[String]) {
     match value {
         Value::String(s) => {
-            for secret in secrets.iter().filter(|s| !s.is_empty()) {
-                if s.contains(secret.as_str()) {
-                    *s = s.replace(secret.as_str(), "********");
+            for form in forms {
+                if s.contains(form.as_str()) {
+                    *s = s.replace(form.as_str(), "********");
                 }
             }
         }
-        Value::Array(items) => items.iter_mut().for_each(|i| mask(i, secrets)),
-        Value::Object(map) => map.values_mut().for_each(|i| mask(i, secrets)),
+        Value::Array(items) => items.iter_mut().for_each(|i| mask_forms(i, forms)),
+        Value::Object(map) => map.values_mut().for_each(|i| mask_forms(i, forms)),
         _ => {}
     }
 }
@@ -238,5 +272,21 @@ mod tests {
         let mut rendered = json!({"h": "Bearer s3cr3t", "b": ["pw", "other"]});
         mask(&mut rendered, &["s3cr3t".into(), "pw".into()]);
         assert_eq!(rendered, json!({"h": "Bearer ********", "b": ["********", "other"]}));
+    }
+
+    #[test]
+    fn secrets_are_masked_in_every_encoding_a_template_can_give_them() {
+        use base64::Engine;
+        let secret = "s3cr3t pass/word+1".to_string();
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&secret);
+        let url = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&secret);
+        let mut value = json!({"raw": format!("Bearer {secret}"), "b64": b64, "url": url,
+            "uri": "s3cr3t%20pass%2Fword%2B1", "form": "?p=s3cr3t+pass%2Fword%2B1", "other": "keep me"});
+        mask(&mut value, &[secret]);
+        assert_eq!(
+            value,
+            json!({"raw": "Bearer ********", "b64": "********", "url": "********",
+            "uri": "********", "form": "?p=********", "other": "keep me"})
+        );
     }
 }
