@@ -130,9 +130,15 @@ fn hex(bytes: &[u8]) -> String {
 #[derive(Debug, Clone)]
 pub struct StoredRecord {
     pub seq: i64,
+    pub at: Millis,
+    pub actor: String,
+    pub origin: String,
     pub action: String,
     pub resource_type: String,
     pub resource_id: String,
+    pub blueprint: Option<String>,
+    pub run: Option<String>,
+    pub status: String,
     pub text: String,
     pub prev_hash: String,
     pub hash: String,
@@ -170,12 +176,19 @@ impl ChainCheck {
             return Err(format!("record {seq} was edited: its hash does not match its content"));
         }
         let parsed: Value = serde_json::from_str(&record.text).map_err(|_| format!("record {seq} is not JSON"))?;
-        let field = |name: &str| parsed.get(name).and_then(Value::as_str).unwrap_or_default().to_string();
-        if parsed.get("seq").and_then(Value::as_i64) != Some(seq)
-            || field("action") != record.action
-            || field("resourceType") != record.resource_type
-            || field("resourceId") != record.resource_id
-        {
+        let entry: Option<AuditEntry> = serde_json::from_value(parsed.clone()).ok();
+        let agrees = entry.is_some_and(|e| {
+            e.at == record.at
+                && e.actor == record.actor
+                && e.origin == record.origin
+                && e.action == record.action
+                && e.resource_type == record.resource_type
+                && e.resource_id == record.resource_id
+                && e.blueprint == record.blueprint
+                && e.run == record.run
+                && e.status == record.status
+        });
+        if parsed.get("seq").and_then(Value::as_i64) != Some(seq) || !agrees {
             return Err(format!("record {seq} was edited: its columns disagree with its content"));
         }
         self.next_seq += 1;
@@ -229,9 +242,15 @@ mod tests {
                 prev = record.hash.clone();
                 StoredRecord {
                     seq: record.seq,
+                    at: record.entry.at,
+                    actor: record.entry.actor,
+                    origin: record.entry.origin,
                     action: record.entry.action,
                     resource_type: record.entry.resource_type,
                     resource_id: record.entry.resource_id,
+                    blueprint: record.entry.blueprint,
+                    run: record.entry.run,
+                    status: record.entry.status,
                     text,
                     prev_hash: record.prev_hash,
                     hash: record.hash,

@@ -161,7 +161,8 @@ macro_rules! queries {
         /// Stored records after `after`, oldest first, as they are on disk (for verifying and export).
         pub async fn audit_chain(tx: &mut Tx, after: i64, limit: u32) -> Result<Vec<StoredRecord>> {
             let rows = sqlx::query(
-                "SELECT seq, action, resource_type, resource_id, record, prev_hash, hash FROM audit_log
+                "SELECT seq, at, actor, origin, action, resource_type, resource_id, blueprint, run_id, status, record,
+                   prev_hash, hash FROM audit_log
                  WHERE seq > $1 ORDER BY seq LIMIT $2",
             )
             .bind(after)
@@ -172,9 +173,15 @@ macro_rules! queries {
                 .map(|row| {
                     Ok(StoredRecord {
                         seq: row.try_get("seq")?,
+                        at: row.try_get("at")?,
+                        actor: row.try_get("actor")?,
+                        origin: row.try_get("origin")?,
                         action: row.try_get("action")?,
                         resource_type: row.try_get("resource_type")?,
                         resource_id: row.try_get("resource_id")?,
+                        blueprint: row.try_get("blueprint")?,
+                        run: row.try_get("run_id")?,
+                        status: row.try_get("status")?,
                         text: row.try_get("record")?,
                         prev_hash: row.try_get("prev_hash")?,
                         hash: row.try_get("hash")?,

@@ -1,5 +1,6 @@
 //! End-to-end tests of the `portolan` binary as a user runs it.
 
+mod audit;
 mod postgres;
 mod runs;
 
