@@ -367,6 +367,15 @@ impl Action {
         }
     }
 
+    /// The blueprint a built-in backend (`UPSERT_ENTITY`, `DELETE_ENTITY`) writes, if any.
+    pub fn written_blueprint(&self) -> Option<&str> {
+        match &self.invocation_method {
+            InvocationMethod::UpsertEntity { blueprint_identifier, .. }
+            | InvocationMethod::DeleteEntity { blueprint_identifier, .. } => Some(blueprint_identifier),
+            _ => None,
+        }
+    }
+
     pub fn operation(&self) -> Option<Operation> {
         match &self.trigger {
             Trigger::SelfService { operation, .. } => Some(*operation),

@@ -41,6 +41,22 @@ impl Catalog {
         Ok(record)
     }
 
+    /// Refuses an action the actor could use to reach beyond what they control: they must manage
+    /// its blueprint and the blueprint its built-in backend writes; writing users or teams, and
+    /// reading secrets (which a template could send anywhere), is for admins.
+    async fn require_define(&self, tx: &mut dyn Tx, actor: &Actor, action: &Action) -> Result<()> {
+        self.require_manage(tx, actor, action.blueprint()).await?;
+        match action.written_blueprint() {
+            Some(target) if portolan_model::system::is_system(target) => self.require_manage(tx, actor, None).await?,
+            Some(target) => self.require_manage(tx, actor, Some(target)).await?,
+            None => {}
+        }
+        if !action.secret_names().is_empty() {
+            self.require_manage(tx, actor, None).await?;
+        }
+        Ok(())
+    }
+
     pub(crate) async fn may_see_action(&self, tx: &mut dyn Tx, actor: &Actor, record: &ActionRecord) -> Result<bool> {
         let Some(user) = actor.as_user() else { return Ok(!matches!(actor.principal, Principal::Run(_))) };
         let blueprint = match record.action.blueprint() {
@@ -68,7 +84,7 @@ impl Catalog {
         }
         let action = Action::from_json(document)?;
         let mut tx = self.store().write().await?;
-        self.require_manage(tx.as_mut(), actor, action.blueprint()).await?;
+        self.require_define(tx.as_mut(), actor, &action).await?;
         let blueprints = all_blueprints(tx.as_mut()).await?;
         action.validate(&blueprints)?;
         check_secrets_exist(tx.as_mut(), &action).await?;
@@ -83,7 +99,7 @@ impl Catalog {
             }
             (None, Some(id)) => return Err(Error::not_found(format!("action '{id}'"))),
             (Some(current), Some(_)) => {
-                self.require_manage(tx.as_mut(), actor, current.action.blueprint()).await?;
+                self.require_define(tx.as_mut(), actor, &current.action).await?;
                 ActionRecord {
                     action,
                     created_at: current.created_at,

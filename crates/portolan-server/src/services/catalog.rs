@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::identity::{LoginThrottle, SessionPolicy};
 use super::scorecards::compiled_scorecards;
-use super::{Actor, SharedClock, all_blueprints, computed, identifier_from_path, runs};
+use super::{Actor, Principal, SharedClock, all_blueprints, computed, identifier_from_path, runs};
 use crate::backends::Engine;
 use crate::error::{Error, ErrorCode, Result};
 use crate::extract::IfMatch;
@@ -383,6 +383,14 @@ impl Catalog {
         let mut tx = self.store.write().await?;
         let blueprint = load_blueprint(tx.as_mut(), blueprint_id).await?.blueprint;
         let existing = tx.entity(blueprint_id, &identifier).await?;
+        // What the caller may not read stays hidden, whatever the request says about it (a new
+        // entity still cannot take a used identifier, readable or not).
+        if let (Some(current), Principal::User(_)) = (&existing, &actor.principal)
+            && let Err(hidden) = self.readable_entity(tx.as_mut(), actor, current.clone()).await
+            && !matches!(mode, WriteMode::Create { upsert: false, .. })
+        {
+            return Err(hidden);
+        }
         check_if_match(if_match, existing.as_ref())?;
         let input = match (mode, &existing) {
             (WriteMode::Create { upsert: false, .. }, Some(_)) => {
@@ -600,12 +608,18 @@ impl Catalog {
         let mut tx = self.store.write().await?;
         load_blueprint(tx.as_mut(), blueprint_id).await?;
         let existing = tx.lock_entity(blueprint_id, identifier).await?;
-        check_if_match(if_match, existing.as_ref())?;
         let Some(entity) = existing else {
+            check_if_match(if_match, None)?;
             return Err(Error::not_found(format!("entity '{identifier}' of blueprint '{blueprint_id}'")));
         };
-        let entity = self.readable_entity(tx.as_mut(), actor, entity).await?;
+        // A run's backend deletes for its run without reading; anyone else must see it first.
+        let entity = match actor.principal {
+            Principal::Run(_) => entity,
+            _ => self.readable_entity(tx.as_mut(), actor, entity).await?,
+        };
+        check_if_match(if_match, Some(&entity))?;
         let root = entity.entity_ref();
+        self.check_deletes(tx.as_mut(), actor, &BTreeSet::from([root.clone()])).await?;
         let mut to_delete: BTreeSet<EntityRef> = BTreeSet::from([root.clone()]);
         let mut frontier = vec![root.clone()];
         while let Some(target) = frontier.pop() {
@@ -613,8 +627,11 @@ impl Catalog {
             let referrers: Vec<_> =
                 tx.referrers(&target, limit).await?.into_iter().filter(|r| r.source != target).collect();
             if !delete_dependents && !referrers.is_empty() {
+                let refs: Vec<EntityRef> = referrers.iter().map(|r| r.source.clone()).collect();
+                let readable = self.readable_refs(tx.as_mut(), actor, &refs).await;
                 let details = referrers
                     .iter()
+                    .filter(|r| readable.contains(&r.source))
                     .map(|r| json!({"blueprint": r.source.blueprint, "identifier": r.source.identifier, "via": r.via}))
                     .collect();
                 return Err(Error::new(
@@ -686,7 +703,12 @@ impl Catalog {
             let access = self.entity_access(tx, actor, blueprint, portolan_model::permission::EntityOp::Delete).await?;
             let allowed = self.admitted_by(tx, actor, blueprint, &access, &identifiers).await?;
             if let Some(denied) = identifiers.iter().find(|i| !allowed.contains(*i)) {
-                return Err(Error::forbidden(format!("you may not delete entity '{denied}' of '{blueprint}'")));
+                let denied = EntityRef { blueprint: blueprint.to_string(), identifier: denied.clone() };
+                let named = self.readable_refs(tx, actor, std::slice::from_ref(&denied)).await.contains(&denied);
+                return Err(Error::forbidden(match named {
+                    true => format!("you may not delete entity '{}' of '{blueprint}'", denied.identifier),
+                    false => "you may not delete some of the entities this would delete".to_string(),
+                }));
             }
         }
         Ok(())

@@ -18,6 +18,8 @@ use super::{Actor, Origin};
 use crate::error::{Error, ErrorCode, Result};
 use crate::keys;
 
+/// Longer usernames are refused before anything is looked up or remembered.
+const MAX_USERNAME: usize = 256;
 /// Passwords shorter than this are refused.
 pub const MIN_PASSWORD: usize = 10;
 /// Longer ones too: hashing cost must not be the caller's to choose.
@@ -67,6 +69,8 @@ pub struct AccountChange {
     /// `active` or `disabled`: disabling ends every session and token at once.
     pub status: Option<String>,
     pub password: Option<String>,
+    /// Users changing their own password give the current one.
+    pub current_password: Option<String>,
 }
 
 /// A signed-in browser session, as created at sign-in: the cookie value exists only here.
@@ -153,14 +157,18 @@ impl Catalog {
     /// and per pair of both.
     pub async fn login(&self, username: &str, password: &str, address: &str) -> Result<NewSession> {
         let now = self.now();
-        if let Err(throttled) = self.throttle().check(username, address, now) {
+        if username.len() > MAX_USERNAME {
+            return Err(Error::unauthorized("wrong username or password"));
+        }
+        // Counted as a failure before the (slow) check, so parallel guesses cannot slip through.
+        if let Err(throttled) = self.throttle().begin(username, address, now) {
             return Err(self.refuse("login.throttled", "account", username, throttled).await);
         }
         let account = {
             let mut tx = self.store().read().await?;
             tx.account(username).await?
         };
-        let hash = account.as_ref().and_then(|a| a.password_hash.clone());
+        let hash = account.as_ref().filter(|a| a.kind == AccountKind::Person).and_then(|a| a.password_hash.clone());
         let verified = verify_password(password.to_string(), hash).await;
         let user = match (verified, &account) {
             (true, Some(account)) => {
@@ -170,19 +178,20 @@ impl Catalog {
             _ => None,
         };
         let Some(user) = user else {
-            self.throttle().failed(username, address, now);
             let refused = Error::unauthorized("wrong username or password");
             return Err(self.refuse("login.failed", "account", username, refused).await);
         };
-        self.throttle().succeeded(username, address);
+        self.throttle().succeeded(username, address, now);
         self.open_session(&user, "password").await
     }
 
     /// Records a refused sign-in or credential (by whoever claimed to be `who`) and returns the
     /// refusal.
     async fn refuse(&self, action: &str, resource_type: &str, who: &str, refusal: Error) -> Error {
-        let entry =
-            Actor::system(who, Origin::Api).entry(self.now(), action, resource_type, who).denied(&refusal.message);
+        let who: String = who.chars().take(MAX_USERNAME).collect();
+        let entry = Actor::system(who.clone(), Origin::Api)
+            .entry(self.now(), action, resource_type, &who)
+            .denied(&refusal.message);
         self.record_denial(entry).await;
         refusal
     }
@@ -298,9 +307,20 @@ impl Catalog {
         if actor.id == user && (change.role == Some(Role::Member) || change.status.as_deref() == Some("disabled")) {
             return Err(Error::forbidden("admins cannot demote or disable themselves; ask another admin"));
         }
+        let current = { self.store().read().await?.account(user).await? }
+            .ok_or_else(|| Error::not_found(format!("account '{user}'")))?;
         let password_hash = match change.password {
+            Some(_) if current.kind == AccountKind::Service => {
+                return Err(Error::invalid_at("/password", "service accounts sign in with tokens only"));
+            }
             Some(password) => {
                 check_password(&password)?;
+                if own_password_only {
+                    let given = change.current_password.clone().unwrap_or_default();
+                    if !verify_password(given, current.password_hash.clone()).await {
+                        return Err(Error::forbidden("give your current password to change it"));
+                    }
+                }
                 Some(hash_password(password).await?)
             }
             None => None,
@@ -332,7 +352,9 @@ impl Catalog {
         let entry =
             actor.entry(account.updated_at, "account.update", "account", user).changed(Some(before), Some(after));
         tx.append_audit(&[entry]).await?;
-        if change.status.as_deref() == Some("disabled") {
+        // A new password or a disabled account ends every session: whoever held one must prove
+        // themselves again.
+        if password_changed || change.status.as_deref() == Some("disabled") {
             tx.delete_sessions_of(user).await?;
         }
         tx.commit().await?;
@@ -535,7 +557,15 @@ impl LoginThrottle {
         (until > now).then_some(until - now)
     }
 
-    pub fn check(&self, account: &str, address: &str, now: Millis) -> Result<()> {
+    /// Admits an attempt (counting it as a failure until [`LoginThrottle::succeeded`] says
+    /// otherwise), or says how long to wait.
+    pub fn begin(&self, account: &str, address: &str, now: Millis) -> Result<()> {
+        self.check(account, address, now)?;
+        self.failed(account, address, now);
+        Ok(())
+    }
+
+    fn check(&self, account: &str, address: &str, now: Millis) -> Result<()> {
         let map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         let pair_free =
             if Self::get(&map, &format!("a:{account}"), now) >= ACCOUNT_UNDER_ATTACK { 1 } else { PAIR_FREE };
@@ -554,7 +584,7 @@ impl LoginThrottle {
         }
     }
 
-    pub fn failed(&self, account: &str, address: &str, now: Millis) {
+    fn failed(&self, account: &str, address: &str, now: Millis) {
         let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() > MAX_REMEMBERED {
             map.retain(|_, f| now - f.last < THROTTLE_WINDOW_MS);
@@ -565,9 +595,16 @@ impl LoginThrottle {
         }
     }
 
-    pub fn succeeded(&self, account: &str, address: &str) {
+    /// Takes back the attempt [`LoginThrottle::begin`] counted, and forgives the pair.
+    pub fn succeeded(&self, account: &str, address: &str, now: Millis) {
         let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         map.remove(&format!("p:{account}\n{address}"));
+        for key in [format!("a:{account}"), format!("i:{address}")] {
+            if let Some(f) = map.get_mut(&key) {
+                f.count = f.count.saturating_sub(1);
+                f.last = f.last.min(now);
+            }
+        }
     }
 }
 

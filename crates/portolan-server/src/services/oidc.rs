@@ -77,7 +77,6 @@ struct TokenResponse {
 
 #[derive(Deserialize)]
 struct IdClaims {
-    sub: String,
     nonce: Option<String>,
     email: Option<String>,
     email_verified: Option<bool>,
@@ -99,7 +98,13 @@ fn provider_failed(what: &str, cause: impl std::fmt::Display) -> Error {
 /// Keeps `return_to` to a path on this server, so a sign-in cannot be turned into an open redirect.
 fn local_path(return_to: Option<&str>) -> String {
     match return_to {
-        Some(path) if path.starts_with('/') && !path.starts_with("//") && !path.contains('\\') => path.to_string(),
+        Some(path)
+            if path.starts_with('/')
+                && !path.starts_with("//")
+                && !path.chars().any(|c| c == '\\' || c.is_control() || c.is_whitespace()) =>
+        {
+            path.to_string()
+        }
         _ => "/".to_string(),
     }
 }
@@ -235,9 +240,11 @@ impl Catalog {
     /// The user an ID token names: created on first sign-in; teams (and, with an admin group,
     /// the role) follow the groups claim on every sign-in.
     async fn sso_user(&self, settings: &OidcSettings, claims: IdClaims) -> Result<portolan_model::permission::User> {
+        // Only an address the provider vouches for names a user: anything else could claim
+        // someone else's account.
         let identifier = match (&claims.email, claims.email_verified) {
-            (Some(email), Some(true) | None) => email.clone(),
-            _ => claims.sub.clone(),
+            (Some(email), Some(true)) => email.clone(),
+            _ => return Err(Error::forbidden("the sign-in provider did not verify this user's email address")),
         };
         let groups: Vec<String> = claims
             .rest
@@ -251,6 +258,11 @@ impl Catalog {
         let mut teams: Vec<String> = groups.iter().filter(|g| teams.contains(g)).cloned().collect();
         teams.dedup();
         let existing = tx.account(&identifier).await?;
+        if existing.as_ref().is_some_and(|a| a.password_hash.is_some() || a.kind == AccountKind::Service) {
+            return Err(Error::forbidden(
+                "a local account already uses this address; an admin must remove its password before it can sign in by SSO",
+            ));
+        }
         let role = match (&settings.admin_group, &existing) {
             (Some(group), _) if groups.contains(group) => Role::Admin,
             (Some(_), _) => Role::Member,

@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use portolan_model::entity::ValidEntity;
 use portolan_model::permission::{Access, ActionOp, ActionPermissions, BlueprintPermissions, EntityOp, User};
 use portolan_model::query::{self, Query, QueryContext, Scope};
-use portolan_model::{Blueprint, Entity, system};
+use portolan_model::{Blueprint, Entity, EntityRef, system};
 use portolan_store::query_sql::SearchPlan;
 use portolan_store::{ChangeEvent, Tx};
 use serde_json::Value;
@@ -60,7 +60,12 @@ impl Catalog {
     ) -> Result<Access> {
         match &actor.principal {
             Principal::System => Ok(Access::Everything),
-            Principal::Run(run) if op != EntityOp::Read && actor.run.as_ref() == Some(run) => Ok(Access::Everything),
+            // A backend's run token changes the catalog for its run, but never who is who.
+            Principal::Run(run)
+                if op != EntityOp::Read && actor.run.as_ref() == Some(run) && !system::is_system(blueprint) =>
+            {
+                Ok(Access::Everything)
+            }
             Principal::Run(_) => Err(Error::forbidden(RUN_TOKEN_LIMIT)),
             Principal::User(user) => Ok(self.blueprint_permissions(tx, blueprint).await?.entities(user, op)),
         }
@@ -192,6 +197,23 @@ impl Catalog {
             required_relations: super::search::required_relations(blueprints),
         };
         Ok(tx.search(&plan).await?.into_iter().map(|e| e.identifier).collect())
+    }
+
+    /// Which of `refs` the actor may read (none, for an actor who may not read at all).
+    pub(crate) async fn readable_refs(&self, tx: &mut dyn Tx, actor: &Actor, refs: &[EntityRef]) -> HashSet<EntityRef> {
+        let mut by_blueprint: HashMap<&str, Vec<String>> = HashMap::new();
+        for r in refs {
+            by_blueprint.entry(&r.blueprint).or_default().push(r.identifier.clone());
+        }
+        let mut readable = HashSet::new();
+        for (blueprint, identifiers) in by_blueprint {
+            let Ok(access) = self.entity_access(tx, actor, blueprint, EntityOp::Read).await else { continue };
+            let Ok(admitted) = self.admitted_by(tx, actor, blueprint, &access, &identifiers).await else { continue };
+            readable.extend(
+                admitted.into_iter().map(|identifier| EntityRef { blueprint: blueprint.to_string(), identifier }),
+            );
+        }
+        readable
     }
 
     /// The entity if the actor may read it; 404 otherwise, so that its existence stays hidden.

@@ -350,6 +350,7 @@ impl Catalog {
         if let (Some(blueprint), Some(identifier)) = (&run.blueprint, &run.entity)
             && let Some(entity) = tx.entity(blueprint, identifier).await?
             && entity.team.iter().any(|t| user.teams.contains(t))
+            && self.readable_entity(tx, actor, entity).await.is_ok()
         {
             return Ok(run);
         }

@@ -34,7 +34,11 @@ async fn login(app: &TestApp, username: &str, password: &str) -> Reply {
 }
 
 async fn sign_in(app: &TestApp, username: &str) -> Browser {
-    let reply = login(app, username, PASSWORD).await;
+    sign_in_with(app, username, PASSWORD).await
+}
+
+async fn sign_in_with(app: &TestApp, username: &str, password: &str) -> Browser {
+    let reply = login(app, username, password).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     let set_cookie = reply.headers["set-cookie"].to_str().expect("ascii").to_string();
     let cookie = set_cookie.split(';').next().expect("name=value").to_string();
@@ -244,14 +248,24 @@ async fn a_disabled_person_is_signed_out_and_members_cannot_manage_accounts() {
     let own =
         as_member(Method::PATCH, "/api/v1/users/max@example.com", Some(json!({"password": "a new long password"})))
             .await;
-    assert_eq!(own.status, StatusCode::OK, "their own password: {}", own.body);
+    assert_eq!(own.status, StatusCode::FORBIDDEN, "not without the current one: {}", own.body);
+
+    // Ana changes her own password with the current one; every session she had ends.
+    let change = json!({"password": "a brand new password", "currentPassword": PASSWORD});
+    let changed = send(&app, &browser, Method::PATCH, "/api/v1/users/ana@example.com", Some(change), true).await;
+    assert_eq!(changed.status, StatusCode::OK, "{}", changed.body);
+    assert_eq!(
+        send(&app, &browser, Method::GET, "/api/v1/auth/me", None, false).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let browser = sign_in_with(&app, "ana@example.com", "a brand new password").await;
 
     assert_eq!(app.patch("/api/v1/users/ana@example.com", json!({"status": "disabled"})).await.status, StatusCode::OK);
     assert_eq!(
         send(&app, &browser, Method::GET, "/api/v1/auth/me", None, false).await.status,
         StatusCode::UNAUTHORIZED
     );
-    assert_eq!(login(&app, "ana@example.com", PASSWORD).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(login(&app, "ana@example.com", "a brand new password").await.status, StatusCode::UNAUTHORIZED);
     let self_demote = app.patch("/api/v1/users/admin@test", json!({"role": "member"})).await;
     assert_eq!(self_demote.status, StatusCode::FORBIDDEN, "an admin cannot lock the portal out of admins by accident");
 }

