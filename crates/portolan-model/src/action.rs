@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 
 use crate::blueprint::{Format, PropertySchema, PropertyType};
 use crate::error::{FieldErrors, pointer_token};
+use crate::guardrail::{ApprovalRule, Guardrails, RequiredApproval};
 use crate::ident::check_schema_identifier;
 use crate::query::{QueryContext, Scope};
 use crate::{Blueprint, system, template};
@@ -24,6 +25,11 @@ pub struct Action {
     pub icon: Option<String>,
     pub trigger: Trigger,
     pub invocation_method: InvocationMethod,
+    #[serde(default, skip_serializing_if = "Guardrails::is_empty")]
+    pub guardrails: Guardrails,
+    /// Port's shorthand for `guardrails.approval` with the `approve` grant's holders as approvers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub required_approval: Option<RequiredApproval>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -367,6 +373,14 @@ impl Action {
         }
     }
 
+    /// The approval a run of this action needs, if any.
+    pub fn approval(&self) -> Option<ApprovalRule> {
+        self.guardrails
+            .approval
+            .clone()
+            .or_else(|| self.required_approval.as_ref().and_then(ApprovalRule::from_required))
+    }
+
     /// The blueprint a built-in backend (`UPSERT_ENTITY`, `DELETE_ENTITY`) writes, if any.
     pub fn written_blueprint(&self) -> Option<&str> {
         match &self.invocation_method {
@@ -507,6 +521,15 @@ impl Action {
         }
         for (key, template) in self.templates().as_object().into_iter().flatten() {
             template::check(template, &format!("/invocationMethod/{}", self.template_field(key)), &mut errors);
+        }
+        if let Some(rule) = &self.guardrails.approval {
+            rule.check("/guardrails/approval", &mut errors);
+            if self.required_approval.is_some() {
+                errors.push("/requiredApproval", "give requiredApproval or guardrails.approval, not both");
+            }
+        }
+        if self.approval().is_some() && matches!(self.trigger, Trigger::Automation { .. }) {
+            errors.push("/guardrails/approval", "automations run without a person to approve them");
         }
         errors.into_result(())
     }

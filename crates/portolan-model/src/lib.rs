@@ -8,6 +8,7 @@ pub mod blueprint;
 pub mod computed;
 pub mod entity;
 pub mod error;
+pub mod guardrail;
 pub mod ident;
 pub mod jq;
 pub mod permission;

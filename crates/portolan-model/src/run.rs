@@ -136,6 +136,9 @@ pub struct Run {
     #[serde(default, with = "crate::timestamp::option", skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     pub ended_at: Option<Millis>,
+    /// For actions that need approval: who may approve, by when, and who decided what.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<crate::guardrail::Approval>,
 }
 
 impl Run {
@@ -171,6 +174,7 @@ impl Run {
             created_at: at,
             updated_at: at,
             ended_at: None,
+            approval: None,
         }
     }
 

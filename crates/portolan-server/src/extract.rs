@@ -101,6 +101,26 @@ pub struct Caller {
     pub actor: Actor,
     /// Set when the caller came with the session cookie.
     pub session: Option<Session>,
+    /// What they signed in with, to check again during a long response (an event stream).
+    pub proof: Proof,
+}
+
+/// The credential a request came with.
+#[derive(Clone)]
+pub enum Proof {
+    Token(String),
+    Session(String),
+}
+
+impl Caller {
+    /// The caller as they are now: their token or session still valid, with their current role
+    /// and teams. Long-lived responses call this now and then and stop when it fails.
+    pub async fn recheck(&self, app: &AppState) -> Result<Actor, Error> {
+        match &self.proof {
+            Proof::Token(token) => app.catalog.authenticate_token(token).await,
+            Proof::Session(cookie) => app.catalog.authenticate_session(cookie).await.map(|s| s.actor),
+        }
+    }
 }
 
 /// The caller of an entity write: a signed-in user, or a backend holding a run token (checked
@@ -166,7 +186,7 @@ async fn credential(parts: &Parts, app: &AppState) -> Result<Credential, Error> 
             return Err(Error::unauthorized("unknown token: API tokens start with 'plt_'"));
         }
         let actor = app.catalog.authenticate_token(&token).await?;
-        return Ok(Credential::Caller(Box::new(Caller { actor, session: None })));
+        return Ok(Credential::Caller(Box::new(Caller { actor, session: None, proof: Proof::Token(token) })));
     }
     let Some(cookie) = cookie(&parts.headers, SESSION_COOKIE) else {
         return Err(Error::unauthorized("sign in, or send an API token as 'Authorization: Bearer plt_...'"));
@@ -179,7 +199,11 @@ async fn credential(parts: &Parts, app: &AppState) -> Result<Credential, Error> 
             return Err(Error::new(ErrorCode::CsrfFailed, format!("send the session's CSRF token in '{CSRF_HEADER}'")));
         }
     }
-    Ok(Credential::Caller(Box::new(Caller { actor: signed_in.actor, session: Some(signed_in.session) })))
+    Ok(Credential::Caller(Box::new(Caller {
+        actor: signed_in.actor,
+        session: Some(signed_in.session),
+        proof: Proof::Session(cookie),
+    })))
 }
 
 /// Refuses a state-changing request a browser says another site made.

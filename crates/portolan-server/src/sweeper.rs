@@ -45,6 +45,9 @@ impl Sweeper {
                 if let Err(err) = catalog.recover_lost_runs().await {
                     tracing::warn!(%err, "cannot recover runs of lost runners");
                 }
+                if let Err(err) = catalog.expire_approvals().await {
+                    tracing::warn!(%err, "cannot end runs whose approval expired");
+                }
                 tokio::select! {
                     _ = tokio::time::sleep(INTERVAL) => {}
                     _ = stopped.changed() => return,

@@ -2,7 +2,7 @@
 //! protocol under `/api/v1/runners`, and the runs that touched an entity.
 
 use std::convert::Infallible;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::State;
@@ -230,27 +230,32 @@ pub async fn stream_logs(
     QueryParams(query): QueryParams<LogsQuery>,
 ) -> Result<Sse<impl Stream<Item = std::result::Result<Event, Infallible>>>> {
     let after = parse_after(query.after.as_deref())?;
-    let actor = caller.actor;
-    app.catalog.get_run(&actor, &id).await?;
+    app.catalog.get_run(&caller.actor, &id).await?;
     let changes = app.catalog.store().changes();
     let stopping = app.stopping();
-    let state = Some((app, actor, id, after, changes, stopping));
+    let state = Some((app, caller, Instant::now(), id, after, changes, stopping));
     let events = futures_util::stream::unfold(state, |state| async move {
-        let (app, actor, id, mut after, mut changes, mut stopping) = state?;
+        let (app, mut caller, mut checked, id, mut after, mut changes, mut stopping) = state?;
         loop {
             if *stopping.borrow() {
                 return None;
             }
-            let Ok(logs) = app.catalog.run_logs(&actor, &id, after, 500).await else { return None };
+            // The caller must stay signed in (and allowed to see the run) to keep following it.
+            if checked.elapsed() > Duration::from_secs(10) {
+                caller.actor = caller.recheck(&app).await.ok()?;
+                checked = Instant::now();
+            }
+            let actor = &caller.actor;
+            let Ok(logs) = app.catalog.run_logs(actor, &id, after, 500).await else { return None };
             if !logs.is_empty() {
                 after = logs.last().map(|l| l.seq).unwrap_or(after);
                 let events: Vec<Event> = logs
                     .iter()
                     .map(|l| Event::default().event("log").id(l.seq.to_string()).json_data(l).unwrap_or_default())
                     .collect();
-                return Some((events, Some((app, actor, id, after, changes, stopping))));
+                return Some((events, Some((app, caller, checked, id, after, changes, stopping))));
             }
-            let Ok((run, _)) = app.catalog.get_run(&actor, &id).await else { return None };
+            let Ok((run, _)) = app.catalog.get_run(actor, &id).await else { return None };
             if run.status.is_terminal() {
                 let end = Event::default().event("end").json_data(json!({"status": run.status})).unwrap_or_default();
                 return Some((vec![end], None));
@@ -352,4 +357,51 @@ pub async fn heartbeat(
     let lease_ms = app.catalog.engine().runner_lease_ms;
     let until = app.catalog.heartbeat(&token, &id, body.attempt, lease_ms).await?;
     Ok(Json(json!({"ok": true, "leaseUntil": portolan_model::format_millis(until)})))
+}
+
+// ---- approvals ----
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalRequest {
+    /// `APPROVE` or `DECLINE`.
+    status: portolan_model::guardrail::Decision,
+    /// Why (shown on the run and kept in the audit log).
+    description: Option<String>,
+}
+
+/// Approves or declines a run waiting for approval. The requester cannot; each approver once;
+/// not after the approval expired or the run's inputs or entity changed.
+#[utoipa::path(patch, path = "/api/v1/actions/runs/{run}/approval", tag = "runs", request_body = ApprovalRequest,
+    params(("run" = String, Path)),
+    responses((status = 200, body = RunResponse), (status = 403, description = "not an approver, or the requester"),
+              (status = 409, description = "not waiting, decided already, expired, or changed since the request")))]
+pub async fn decide(
+    State(app): State<AppState>,
+    caller: Caller,
+    PathParams(id): PathParams<String>,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Json<RunResponse>> {
+    let request: ApprovalRequest = portolan_model::error::from_json(body)?;
+    let run = app.catalog.decide_run(&caller.actor, &id, request.status, request.description).await?;
+    Ok(Json(RunResponse { ok: true, run, affected_entities: None }))
+}
+
+/// Cancels a run waiting for approval: its requester or an admin.
+#[utoipa::path(post, path = "/api/v1/actions/runs/{run}/cancel", tag = "runs", params(("run" = String, Path)),
+    responses((status = 200, body = RunResponse), (status = 409, description = "no longer waiting for approval")))]
+pub async fn cancel(
+    State(app): State<AppState>,
+    caller: Caller,
+    PathParams(id): PathParams<String>,
+) -> Result<Json<RunResponse>> {
+    let run = app.catalog.cancel_run(&caller.actor, &id).await?;
+    Ok(Json(RunResponse { ok: true, run, affected_entities: None }))
+}
+
+/// The runs waiting for the caller's approval, oldest first.
+#[utoipa::path(get, path = "/api/v1/approvals", tag = "runs", responses((status = 200, body = RunListResponse)))]
+pub async fn inbox(State(app): State<AppState>, caller: Caller) -> Result<Json<RunListResponse>> {
+    let runs = app.catalog.approval_inbox(&caller.actor).await?;
+    Ok(Json(RunListResponse { ok: true, runs, next: None }))
 }

@@ -2,6 +2,7 @@
 //! writes in one transaction. Handlers call these and nothing below them.
 
 pub mod actions;
+pub mod approvals;
 pub mod audit;
 pub mod catalog;
 pub mod computed;

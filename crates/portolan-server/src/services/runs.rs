@@ -104,7 +104,7 @@ fn new_run_id() -> String {
     format!("r_{}", uuid::Uuid::new_v4().simple())
 }
 
-fn log(at: Millis, message: impl Into<String>) -> NewRunLog {
+pub(crate) fn log(at: Millis, message: impl Into<String>) -> NewRunLog {
     NewRunLog { at, stream: "portolan".into(), message: message.into() }
 }
 
@@ -200,7 +200,13 @@ impl Catalog {
         drop(tx);
         let trigger =
             RunTrigger { by: actor.id.clone(), origin: actor.origin.as_str().into(), at: self.now(), event: None };
-        let run = Run::queued(new_run_id(), &action, entity.map(|e| e.identifier), valid.values, trigger, 0);
+        let mut run = Run::queued(new_run_id(), &action, entity.map(|e| e.identifier), valid.values, trigger, 0);
+        if let Some(rule) = action.approval() {
+            let mut tx = self.store().read().await?;
+            let binding = self.approval_binding(tx.as_mut(), &run).await?;
+            run.status = RunStatus::WaitingForApproval;
+            run.approval = Some(portolan_model::guardrail::Approval::new(&rule, binding, run.created_at));
+        }
         let (done, written) = tokio::sync::oneshot::channel();
         let writer = self.new_runs().clone();
         writer
@@ -236,17 +242,21 @@ impl Catalog {
             _ => None,
         };
         tx.insert_run(run, labels).await?;
-        if labels.is_none() {
+        let waiting = run.status == RunStatus::WaitingForApproval;
+        if labels.is_none() && !waiting {
             tx.enqueue_jobs(&[dispatch_job(run)]).await?;
         }
-        let message = match &run.trigger.event {
+        let mut message = match &run.trigger.event {
             Some(event) => format!("started by automation on {}", event["type"].as_str().unwrap_or("an event")),
             None => format!("requested by {}", run.trigger.by),
         };
+        if waiting {
+            message.push_str("; waiting for approval");
+        }
         self.record_run(tx, actor, listeners, None, run, vec![log(run.created_at, message)]).await
     }
 
-    fn wake_for(&self, run: &Run) {
+    pub(crate) fn wake_for(&self, run: &Run) {
         if run.backend == BackendKind::Runner {
             self.engine().runner_work.notify_waiters();
         } else {
@@ -257,7 +267,7 @@ impl Catalog {
     /// Writes a run's new state with its log lines, announces it, and queues the automations
     /// that watch it.
     /// `listeners` are the automations (see [`automations`]), loaded once per transaction.
-    async fn record_run(
+    pub(crate) async fn record_run(
         &self,
         tx: &mut dyn Tx,
         actor: &Actor,
@@ -355,7 +365,9 @@ impl Catalog {
             return Ok(run);
         }
         let (blueprint, entity) = (run.blueprint.as_deref(), run.entity.as_deref());
-        if self.action_allowed(tx, actor, &run.action, blueprint, entity, ActionOp::Approve).await? {
+        if self.action_allowed(tx, actor, &run.action, blueprint, entity, ActionOp::Approve).await?
+            || self.may_decide(tx, actor, &run).await?
+        {
             return Ok(run);
         }
         Err(Error::hidden(format!("run '{id}'")))

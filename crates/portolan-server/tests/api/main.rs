@@ -2,6 +2,7 @@
 //! directory per test.
 
 mod actions;
+mod approvals;
 mod audit;
 mod blueprints;
 mod computed;

@@ -39,6 +39,7 @@ pub(crate) fn run(id: &str, action: &str, by: &str, at: Millis) -> Run {
         created_at: at,
         updated_at: at,
         ended_at: None,
+        approval: None,
     }
 }
 

@@ -1,0 +1,183 @@
+//! Manual approval of runs: deciding, cancelling a waiting run, the approver's inbox, and ending
+//! runs whose approval expired. The rules are in `portolan_model::guardrail`.
+
+use portolan_model::guardrail::{self, Approval, Decision, Standing};
+use portolan_model::permission::ActionOp;
+use portolan_model::run::{Run, RunStatus};
+use portolan_store::{RunFilter, Tx};
+use serde_json::json;
+
+use super::catalog::Catalog;
+use super::runs::{automations, dispatch_job, log};
+use super::{Actor, Origin};
+use crate::error::{Error, ErrorCode, Result};
+
+/// Waiting runs looked at per inbox or expiry pass.
+const WAITING_PAGE: u32 = 500;
+
+impl Catalog {
+    /// The hash a run's approval is bound to now: its inputs and its entity's current version.
+    pub(crate) async fn approval_binding(&self, tx: &mut dyn Tx, run: &Run) -> Result<String> {
+        let entity = match (&run.blueprint, &run.entity) {
+            (Some(blueprint), Some(identifier)) => tx
+                .entity(blueprint, identifier)
+                .await?
+                .map(|e| json!({"identifier": e.identifier, "version": e.version})),
+            _ => None,
+        };
+        Ok(guardrail::binding(&run.inputs, entity.as_ref()))
+    }
+
+    async fn holds_approve_grant(&self, tx: &mut dyn Tx, actor: &Actor, run: &Run) -> Result<bool> {
+        self.action_allowed(tx, actor, &run.action, run.blueprint.as_deref(), run.entity.as_deref(), ActionOp::Approve)
+            .await
+    }
+
+    /// Whether the actor may decide on a waiting run (and so see it).
+    pub(crate) async fn may_decide(&self, tx: &mut dyn Tx, actor: &Actor, run: &Run) -> Result<bool> {
+        let (Some(approval), Some(user)) = (&run.approval, actor.as_user()) else { return Ok(false) };
+        if user.id == run.trigger.by {
+            return Ok(false);
+        }
+        let grant = self.holds_approve_grant(tx, actor, run).await?;
+        Ok(approval.may_decide(user, grant))
+    }
+
+    /// Approves or declines a waiting run. Enough approvals queue it; a decline ends it.
+    pub async fn decide_run(
+        &self,
+        actor: &Actor,
+        id: &str,
+        decision: Decision,
+        comment: Option<String>,
+    ) -> Result<Run> {
+        let user = actor.as_user().ok_or_else(|| Error::forbidden("only people approve runs"))?.clone();
+        let now = self.now();
+        let mut tx = self.store().write().await?;
+        let before = self.visible_run(tx.as_mut(), actor, id).await?;
+        let before = tx.run(&before.id, true).await?.ok_or_else(|| Error::not_found(format!("run '{id}'")))?;
+        let Some(mut approval) = before.approval.clone() else {
+            return Err(Error::new(ErrorCode::Conflict, format!("run '{id}' does not need approval")));
+        };
+        if before.status != RunStatus::WaitingForApproval {
+            let status = before.status.as_str();
+            return Err(Error::new(
+                ErrorCode::Conflict,
+                format!("run '{id}' is no longer waiting for approval ({status})"),
+            ));
+        }
+        let grant = self.holds_approve_grant(tx.as_mut(), actor, &before).await?;
+        let binding = self.approval_binding(tx.as_mut(), &before).await?;
+        let requester = before.trigger.by.clone();
+        let standing = match approval.decide(&requester, &user, grant, decision, comment.clone(), &binding, now) {
+            Ok(standing) => standing,
+            Err(why) if why.contains("own run") || why.contains("not an approver") => {
+                return Err(Error::forbidden(why));
+            }
+            Err(why) => return Err(Error::new(ErrorCode::Conflict, why)),
+        };
+        let mut run = before.clone();
+        run.approval = Some(approval);
+        run.updated_at = now;
+        let verb = if decision == Decision::Approve { "approved" } else { "declined" };
+        let said = comment.map(|c| format!(": {c}")).unwrap_or_default();
+        let mut logs = vec![log(now, format!("{verb} by {}{said}", user.id))];
+        match &standing {
+            Standing::Waiting => {}
+            Standing::Approved => {
+                run.transition(RunStatus::Queued, now).map_err(|m| Error::new(ErrorCode::Internal, m))?;
+                logs.push(log(now, "approved: queued"));
+                if run.backend != portolan_model::action::BackendKind::Runner {
+                    tx.enqueue_jobs(&[dispatch_job(&run)]).await?;
+                }
+            }
+            Standing::Declined(reason) => {
+                run.end(RunStatus::Declined, reason.clone(), now).map_err(|m| Error::new(ErrorCode::Internal, m))?;
+            }
+        }
+        let entry = actor
+            .entry(now, if decision == Decision::Approve { "run.approve" } else { "run.decline" }, "run", id)
+            .changed(None, run.approval.as_ref().and_then(|a| a.decisions.last()).map(|d| json!(d)));
+        tx.append_audit(&[portolan_model::audit::AuditEntry {
+            blueprint: run.blueprint.clone(),
+            run: Some(run.id.clone()),
+            ..entry
+        }])
+        .await?;
+        let listeners = automations(tx.as_mut()).await?;
+        self.record_run(tx.as_mut(), actor, &listeners, Some(&before), &run, logs).await?;
+        tx.commit().await?;
+        if standing == Standing::Approved {
+            self.wake_for(&run);
+        }
+        Ok(run)
+    }
+
+    /// Cancels a run waiting for approval: its requester or an admin. Once approved (or declined)
+    /// it is too late; of an approval and a cancel at the same moment, one wins.
+    pub async fn cancel_run(&self, actor: &Actor, id: &str) -> Result<Run> {
+        let now = self.now();
+        let mut tx = self.store().write().await?;
+        let seen = self.visible_run(tx.as_mut(), actor, id).await?;
+        let before = tx.run(&seen.id, true).await?.ok_or_else(|| Error::not_found(format!("run '{id}'")))?;
+        let admin = actor.as_user().is_some_and(|u| u.is_admin());
+        if before.trigger.by != actor.id && !admin {
+            return Err(Error::forbidden("only the run's requester or an admin may cancel it"));
+        }
+        if before.status != RunStatus::WaitingForApproval {
+            let status = before.status.as_str();
+            return Err(Error::new(
+                ErrorCode::Conflict,
+                format!("run '{id}' is no longer waiting for approval ({status})"),
+            ));
+        }
+        let mut run = before.clone();
+        let reason = format!("cancelled by {}", actor.id);
+        run.end(RunStatus::Cancelled, reason.clone(), now).map_err(|m| Error::new(ErrorCode::Internal, m))?;
+        let listeners = automations(tx.as_mut()).await?;
+        self.record_run(tx.as_mut(), actor, &listeners, Some(&before), &run, vec![log(now, reason)]).await?;
+        tx.commit().await?;
+        Ok(run)
+    }
+
+    /// The runs waiting for the actor's decision, oldest first.
+    pub async fn approval_inbox(&self, actor: &Actor) -> Result<Vec<Run>> {
+        let mut tx = self.store().read().await?;
+        let filter = RunFilter { statuses: vec![RunStatus::WaitingForApproval], ..RunFilter::default() };
+        let mut waiting = Vec::new();
+        for (_, run) in tx.list_runs(&filter, WAITING_PAGE).await? {
+            if self.may_decide(tx.as_mut(), actor, &run).await? {
+                waiting.push(run);
+            }
+        }
+        waiting.reverse();
+        Ok(waiting)
+    }
+
+    /// Ends the runs whose approval expired (`DECLINED`, with why). Returns how many.
+    pub async fn expire_approvals(&self) -> Result<usize> {
+        let now = self.now();
+        let mut tx = self.store().write().await?;
+        let filter = RunFilter { statuses: vec![RunStatus::WaitingForApproval], ..RunFilter::default() };
+        let expired: Vec<Run> = tx
+            .list_runs(&filter, WAITING_PAGE)
+            .await?
+            .into_iter()
+            .map(|(_, run)| run)
+            .filter(|run| run.approval.as_ref().is_some_and(|a: &Approval| a.expires_at <= now))
+            .collect();
+        if expired.is_empty() {
+            return Ok(0);
+        }
+        let listeners = automations(tx.as_mut()).await?;
+        let server = Actor::system("portolan", Origin::Backend);
+        for before in &expired {
+            let mut run = before.clone();
+            let reason = "no approval before it expired";
+            run.end(RunStatus::Declined, reason, now).map_err(|m| Error::new(ErrorCode::Internal, m))?;
+            self.record_run(tx.as_mut(), &server, &listeners, Some(before), &run, vec![log(now, reason)]).await?;
+        }
+        tx.commit().await?;
+        Ok(expired.len())
+    }
+}
