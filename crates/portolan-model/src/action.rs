@@ -522,11 +522,23 @@ impl Action {
         for (key, template) in self.templates().as_object().into_iter().flatten() {
             template::check(template, &format!("/invocationMethod/{}", self.template_field(key)), &mut errors);
         }
-        if let Some(rule) = &self.guardrails.approval {
-            rule.check("/guardrails/approval", &mut errors);
-            if self.required_approval.is_some() {
-                errors.push("/requiredApproval", "give requiredApproval or guardrails.approval, not both");
+        self.guardrails.check(&mut errors);
+        if self.guardrails.approval.is_some() && self.required_approval.is_some() {
+            errors.push("/requiredApproval", "give requiredApproval or guardrails.approval, not both");
+        }
+        if let (Some(id), false) = (self.blueprint(), self.guardrails.preconditions.is_empty())
+            && exists(id)
+        {
+            for (i, p) in self.guardrails.preconditions.iter().enumerate() {
+                check_query(&p.query, blueprints, id, &format!("/guardrails/preconditions/{i}/query"), &mut errors);
             }
+        }
+        let acts_on_entities = matches!(self.operation(), Some(Operation::Day2 | Operation::Delete));
+        if !acts_on_entities && (!self.guardrails.preconditions.is_empty() || !self.guardrails.bounds.is_empty()) {
+            errors.push(
+                "/guardrails",
+                "preconditions and bounds apply to DAY-2 and DELETE actions (they read the entity)",
+            );
         }
         if self.approval().is_some() && matches!(self.trigger, Trigger::Automation { .. }) {
             errors.push("/guardrails/approval", "automations run without a person to approve them");

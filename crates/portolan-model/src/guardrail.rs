@@ -16,11 +16,210 @@ use crate::permission::User;
 pub struct Guardrails {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<ApprovalRule>,
+    /// At most `max` runs per user, team or action in a period.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub quotas: Vec<Quota>,
+    /// At most so many runs not yet ended, per action and per entity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<Concurrency>,
+    /// Limits on number inputs, absolute and relative to the entity's current value.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bounds: Vec<Bound>,
+    /// Queries the entity must pass for a run to start.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub preconditions: Vec<Precondition>,
 }
 
 impl Guardrails {
     pub fn is_empty(&self) -> bool {
         self.approval.is_none()
+            && self.quotas.is_empty()
+            && self.concurrency.is_none()
+            && self.bounds.is_empty()
+            && self.preconditions.is_empty()
+    }
+
+    /// Checks what can be checked without the catalog (the server checks precondition queries).
+    pub fn check(&self, errors: &mut FieldErrors) {
+        if let Some(rule) = &self.approval {
+            rule.check("/guardrails/approval", errors);
+        }
+        for (i, quota) in self.quotas.iter().enumerate() {
+            if quota.max == 0 || quota.period_hours == 0 {
+                errors.push(format!("/guardrails/quotas/{i}"), "max and periodHours are at least 1");
+            }
+        }
+        for (i, bound) in self.bounds.iter().enumerate() {
+            let path = format!("/guardrails/bounds/{i}");
+            if bound.max_share_down.is_some_and(|s| !(0.0..=1.0).contains(&s)) {
+                errors.push(format!("{path}/maxShareDown"), "a share is between 0 and 1");
+            }
+            if bound.max_factor_up.is_some_and(|f| f < 1.0) || bound.step.is_some_and(|s| s <= 0.0) {
+                errors.push(path, "maxFactorUp is at least 1 and step above 0");
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum QuotaScope {
+    User,
+    Team,
+    Action,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Quota {
+    pub per: QuotaScope,
+    pub max: u32,
+    pub period_hours: u32,
+}
+
+impl Quota {
+    /// The verdict given the start times of the runs that count (newest first).
+    pub fn verdict(&self, counted: &[Millis], now: Millis) -> Verdict {
+        let period = i64::from(self.period_hours) * 3_600_000;
+        let recent: Vec<Millis> = counted.iter().copied().filter(|at| *at > now - period).collect();
+        let scope = match self.per {
+            QuotaScope::User => "you",
+            QuotaScope::Team => "your team",
+            QuotaScope::Action => "everyone",
+        };
+        let used = recent.len() as u32;
+        if used < self.max {
+            let left = self.max - used;
+            return Verdict::pass(
+                "quota",
+                format!("{left} of {} runs left for {scope} in {} h", self.max, self.period_hours),
+            );
+        }
+        // The oldest run that counts leaves the window first.
+        let frees = recent.iter().min().map_or(0, |oldest| oldest + period - now);
+        let message = format!("{scope} ran this {used} times in {} h (at most {})", self.period_hours, self.max);
+        Verdict {
+            retry_after_seconds: Some((frees.max(1000) as u64).div_ceil(1000)),
+            ..Verdict::refuse("quota", message)
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Concurrency {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_action: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_entity: Option<u32>,
+}
+
+/// Limits on one number input.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Bound {
+    pub input: String,
+    /// The entity property the input changes (default: the input's name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub property: Option<String>,
+    /// The new value is at most this many times the current one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_factor_up: Option<f64>,
+    /// The new value is at most this share below the current one (0.5: half).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_share_down: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<f64>,
+    /// Who may go past the relative limits, giving a reason: `admin`, or `member` for anyone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub override_role: Option<String>,
+}
+
+impl Bound {
+    pub fn property(&self) -> &str {
+        self.property.as_deref().unwrap_or(&self.input)
+    }
+
+    /// The verdict on `value` given the entity's `current` value; relative limits may be
+    /// overridden by someone of the override role with a reason.
+    pub fn verdict(&self, value: f64, current: Option<f64>, user: Option<&User>, reason: Option<&str>) -> Verdict {
+        let name = format!("bounds.{}", self.input);
+        let mut absolute = Vec::new();
+        if let Some(min) = self.min.filter(|m| value < *m) {
+            absolute.push(format!("at least {min}"));
+        }
+        if let Some(max) = self.max.filter(|m| value > *m) {
+            absolute.push(format!("at most {max}"));
+        }
+        if let Some(step) = self.step {
+            let from = self.min.unwrap_or(0.0);
+            let steps = (value - from) / step;
+            if (steps - steps.round()).abs() > 1e-9 {
+                absolute.push(format!("in steps of {step}"));
+            }
+        }
+        if !absolute.is_empty() {
+            return Verdict::refuse(&name, format!("{} must be {}", self.input, absolute.join(" and ")));
+        }
+        let mut relative = Vec::new();
+        if let Some(current) = current.filter(|c| *c > 0.0) {
+            if let Some(factor) = self.max_factor_up.filter(|f| value > current * f) {
+                relative.push(format!("{value} is more than ×{factor} the current {current}"));
+            }
+            if let Some(share) = self.max_share_down.filter(|s| value < current * (1.0 - s)) {
+                relative.push(format!("{value} is more than {}% below the current {current}", share * 100.0));
+            }
+        }
+        if relative.is_empty() {
+            return Verdict::pass(&name, format!("{value} is within bounds"));
+        }
+        let may_override = match (self.override_role.as_deref(), user) {
+            (Some("member"), Some(_)) => true,
+            (Some("admin"), Some(user)) => user.is_admin(),
+            _ => false,
+        };
+        match (may_override, reason.filter(|r| !r.trim().is_empty())) {
+            (true, Some(reason)) => Verdict::pass(&name, format!("{}; overridden: {reason}", relative.join("; "))),
+            (true, None) => {
+                Verdict::refuse(&name, format!("{}; give overrideReason to go past it", relative.join("; ")))
+            }
+            (false, _) => Verdict::refuse(&name, relative.join("; ")),
+        }
+    }
+}
+
+/// A query the run's entity must pass, named for the refusal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Precondition {
+    pub title: String,
+    #[schema(value_type = Object)]
+    pub query: Value,
+}
+
+/// One guardrail's decision on a run about to start.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Verdict {
+    /// `approval`, `quota`, `concurrency`, `bounds.<input>`, `precondition`.
+    pub guardrail: String,
+    pub passed: bool,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_seconds: Option<u64>,
+}
+
+impl Verdict {
+    pub fn pass(guardrail: &str, message: impl Into<String>) -> Self {
+        Verdict { guardrail: guardrail.into(), passed: true, message: message.into(), retry_after_seconds: None }
+    }
+
+    pub fn refuse(guardrail: &str, message: impl Into<String>) -> Self {
+        Verdict { guardrail: guardrail.into(), passed: false, message: message.into(), retry_after_seconds: None }
     }
 }
 

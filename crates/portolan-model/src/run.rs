@@ -85,6 +85,9 @@ pub struct RunTrigger {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub event: Option<Value>,
+    /// The requester's teams when they asked (what team quotas count).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub teams: Vec<String>,
 }
 
 /// One execution of an action.

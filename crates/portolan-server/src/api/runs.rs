@@ -51,19 +51,37 @@ pub struct RunLogsResponse {
 
 /// Starts a run. DAY-2 and DELETE actions name the entity; the form's values are checked against
 /// the action's inputs (types, formats, required, pickers against the catalog).
+/// With `dry_run=true`, nothing starts: the answer is what would be sent (secrets masked) and every
+/// guardrail's decision.
 #[utoipa::path(post, path = "/api/v1/actions/{action}/runs", tag = "runs", request_body = RunRequest,
-    params(("action" = String, Path)),
-    responses((status = 202, body = RunResponse), (status = 404, description = "no such action"),
-              (status = 422, description = "the form or entity is invalid, with per-field details")))]
+    params(("action" = String, Path), CreateRunQuery),
+    responses((status = 202, body = RunResponse), (status = 200, description = "dry run: `{dryRun}`"),
+              (status = 404, description = "no such action"),
+              (status = 412, description = "a precondition fails"),
+              (status = 422, description = "the form or entity is invalid, or a bound is passed, with per-field details"),
+              (status = 429, description = "over a quota or the concurrency limit; see Retry-After")))]
 pub async fn create_run(
     State(app): State<AppState>,
     caller: Caller,
     PathParams(action): PathParams<String>,
+    QueryParams(query): QueryParams<CreateRunQuery>,
     JsonBody(request): JsonBody<Value>,
-) -> Result<(StatusCode, Json<RunResponse>)> {
+) -> Result<Response> {
     let request: RunRequest = portolan_model::error::from_json(request)?;
+    if query.dry_run {
+        let dry_run = app.catalog.dry_run(&caller.actor, &action, request).await?;
+        return Ok(Json(json!({"ok": true, "dryRun": dry_run})).into_response());
+    }
     let run = app.catalog.create_run(&caller.actor, &action, request).await?;
-    Ok((StatusCode::ACCEPTED, Json(RunResponse { ok: true, run, affected_entities: None })))
+    Ok((StatusCode::ACCEPTED, Json(RunResponse { ok: true, run, affected_entities: None })).into_response())
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRunQuery {
+    /// Say what would happen, and start nothing.
+    #[serde(default)]
+    dry_run: bool,
 }
 
 #[derive(Deserialize, IntoParams)]

@@ -17,6 +17,7 @@ use super::{Actor, Origin, Principal};
 use crate::backends::{Attempt, WebhookRequest};
 use crate::error::{Error, ErrorCode, Result};
 use crate::keys::RunTokenError;
+use portolan_model::guardrail::{QuotaScope, Verdict};
 use portolan_model::permission::{ActionOp, EntityOp};
 
 /// Job kinds this module handles.
@@ -45,6 +46,26 @@ pub struct RunRequest {
     pub properties: Map<String, Value>,
     /// For DAY-2 and DELETE actions: the entity acted on.
     pub entity: Option<String>,
+    /// Why a bound is gone past (by someone its `overrideRole` allows).
+    #[serde(default, rename = "overrideReason")]
+    pub override_reason: Option<String>,
+}
+
+/// What a dry run says would happen.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DryRun {
+    /// Whether the run would be accepted (possibly to wait for approval).
+    pub would_start: bool,
+    /// `WAITING_FOR_APPROVAL` or `QUEUED`, when it would start.
+    pub status: RunStatus,
+    pub guardrails: Vec<Verdict>,
+    /// What the action's templates render to (a webhook's `url`, `headers` and `body`, a runner's
+    /// or NATS `payload`, a built-in backend's `entity`), secrets masked; absent if they fail.
+    #[schema(value_type = Option<Object>)]
+    pub rendered: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub render_error: Option<String>,
 }
 
 /// `PATCH /api/v1/actions/runs/{id}`: what a backend reports.
@@ -114,6 +135,38 @@ impl Catalog {
     /// Starts a run of a self-service action: checks the entity, the form and its pickers, then
     /// stores the run and its dispatch together.
     pub async fn create_run(&self, actor: &Actor, action_id: &str, request: RunRequest) -> Result<Run> {
+        let (action, run, verdicts) = self.prepare_run(actor, action_id, request).await?;
+        refuse_unless_allowed(&verdicts)?;
+        let (done, written) = tokio::sync::oneshot::channel();
+        let writer = self.new_runs().clone();
+        writer
+            .send(NewRun { action, run: run.clone(), actor: actor.clone(), done })
+            .await
+            .map_err(|_| Error::new(ErrorCode::Unavailable, "the server is stopping"))?;
+        written.await.map_err(|_| Error::new(ErrorCode::Unavailable, "the server is stopping"))??;
+        Ok(run)
+    }
+
+    /// What a run would do, and every guardrail's decision on it, without starting it.
+    pub async fn dry_run(&self, actor: &Actor, action_id: &str, request: RunRequest) -> Result<DryRun> {
+        let (action, run, guardrails) = self.prepare_run(actor, action_id, request).await?;
+        let mut tx = self.store().read().await?;
+        let (rendered, render_error) = match self.render(tx.as_mut(), &action, &run, "********").await {
+            Ok(rendered) => (Some(rendered.masked), None),
+            Err(error) => (None, Some(error)),
+        };
+        let would_start = guardrails.iter().all(|v| v.passed);
+        Ok(DryRun { would_start, status: run.status, guardrails, rendered, render_error })
+    }
+
+    /// Checks a run request (the action, the caller's right to run it, the entity, the form and
+    /// its pickers) and builds the run, with every guardrail's verdict on it.
+    async fn prepare_run(
+        &self,
+        actor: &Actor,
+        action_id: &str,
+        request: RunRequest,
+    ) -> Result<(Action, Run, Vec<Verdict>)> {
         let mut tx = self.store().read().await?;
         let record = load_action(tx.as_mut(), action_id).await?;
         if !self.may_see_action(tx.as_mut(), actor, &record).await? {
@@ -197,24 +250,130 @@ impl Catalog {
         if !errors.is_empty() {
             return Err(Error::invalid(errors));
         }
-        drop(tx);
-        let trigger =
-            RunTrigger { by: actor.id.clone(), origin: actor.origin.as_str().into(), at: self.now(), event: None };
+        let teams = actor.as_user().map(|u| u.teams.clone()).unwrap_or_default();
+        let trigger = RunTrigger {
+            by: actor.id.clone(),
+            origin: actor.origin.as_str().into(),
+            at: self.now(),
+            event: None,
+            teams,
+        };
+        let verdicts = self
+            .guardrail_verdicts(tx.as_mut(), actor, &action, entity.as_ref(), &valid.values, &trigger, &request)
+            .await?;
         let mut run = Run::queued(new_run_id(), &action, entity.map(|e| e.identifier), valid.values, trigger, 0);
         if let Some(rule) = action.approval() {
-            let mut tx = self.store().read().await?;
             let binding = self.approval_binding(tx.as_mut(), &run).await?;
             run.status = RunStatus::WaitingForApproval;
             run.approval = Some(portolan_model::guardrail::Approval::new(&rule, binding, run.created_at));
         }
-        let (done, written) = tokio::sync::oneshot::channel();
-        let writer = self.new_runs().clone();
-        writer
-            .send(NewRun { action, run: run.clone(), actor: actor.clone(), done })
-            .await
-            .map_err(|_| Error::new(ErrorCode::Unavailable, "the server is stopping"))?;
-        written.await.map_err(|_| Error::new(ErrorCode::Unavailable, "the server is stopping"))??;
-        Ok(run)
+        Ok((action, run, verdicts))
+    }
+
+    /// Every guardrail's decision on a run about to start.
+    #[allow(clippy::too_many_arguments)]
+    async fn guardrail_verdicts(
+        &self,
+        tx: &mut dyn Tx,
+        actor: &Actor,
+        action: &Action,
+        entity: Option<&Entity>,
+        inputs: &Map<String, Value>,
+        trigger: &RunTrigger,
+        request: &RunRequest,
+    ) -> Result<Vec<Verdict>> {
+        let rails = &action.guardrails;
+        let now = self.now();
+        let mut verdicts = Vec::new();
+        if let Some(rule) = action.approval() {
+            let who = match &rule.approvers {
+                Some(a) => {
+                    [&a.users, &a.teams, &a.roles].iter().flat_map(|l| l.iter()).cloned().collect::<Vec<_>>().join(", ")
+                }
+                None => "whoever may approve this action".into(),
+            };
+            let mode = if rule.mode == portolan_model::guardrail::ApprovalMode::All { "all of" } else { "any of" };
+            verdicts.push(Verdict::pass("approval", format!("needs approval from {mode} {who}")));
+        }
+        let counted = [
+            RunStatus::WaitingForApproval,
+            RunStatus::Queued,
+            RunStatus::InProgress,
+            RunStatus::Success,
+            RunStatus::Failure,
+            RunStatus::TimedOut,
+        ];
+        for quota in &rails.quotas {
+            let filter = RunFilter {
+                action: Some(action.identifier.clone()),
+                created_by: (quota.per == QuotaScope::User).then(|| actor.id.clone()),
+                statuses: counted.to_vec(),
+                ..RunFilter::default()
+            };
+            // A team's runs are found among the action's newest (requesters' teams are in the runs).
+            let limit = if quota.per == QuotaScope::Team { MAX_RUN_PAGE } else { quota.max };
+            let starts: Vec<Millis> = tx
+                .list_runs(&filter, limit)
+                .await?
+                .into_iter()
+                .filter(|(_, r)| {
+                    quota.per != QuotaScope::Team || r.trigger.teams.iter().any(|t| trigger.teams.contains(t))
+                })
+                .map(|(_, r)| r.created_at)
+                .take(quota.max as usize)
+                .collect();
+            verdicts.push(quota.verdict(&starts, now));
+        }
+        if let Some(limits) = &rails.concurrency {
+            let active = vec![RunStatus::WaitingForApproval, RunStatus::Queued, RunStatus::InProgress];
+            let scopes = [(limits.per_action, None, "this action"), (limits.per_entity, entity, "this entity")];
+            for (limit, on, what) in scopes {
+                let Some(limit) = limit else { continue };
+                if limit == 0 || (on.is_none() && what == "this entity") {
+                    continue;
+                }
+                let filter = RunFilter {
+                    action: Some(action.identifier.clone()),
+                    blueprint: on.map(|e| e.blueprint.clone()),
+                    entity: on.map(|e| e.identifier.clone()),
+                    statuses: active.clone(),
+                    ..RunFilter::default()
+                };
+                let running = tx.list_runs(&filter, limit).await?.len() as u32;
+                let message = format!("{running} runs of {what} are not finished (at most {limit} at once)");
+                verdicts.push(if running < limit {
+                    Verdict::pass("concurrency", message)
+                } else {
+                    Verdict {
+                        retry_after_seconds: Some(CONCURRENCY_RETRY_SECONDS),
+                        ..Verdict::refuse("concurrency", message)
+                    }
+                });
+            }
+        }
+        for bound in &rails.bounds {
+            let Some(value) = inputs.get(&bound.input).and_then(Value::as_f64) else { continue };
+            let current = entity.and_then(|e| e.properties.get(bound.property())).and_then(Value::as_f64);
+            verdicts.push(bound.verdict(value, current, actor.as_user(), request.override_reason.as_deref()));
+        }
+        if let Some(entity) = entity {
+            for precondition in &rails.preconditions {
+                let ids = [entity.identifier.clone()];
+                let holds = !self.admitted(tx, actor, &entity.blueprint, &precondition.query, &ids).await?.is_empty();
+                let message = format!(
+                    "'{}' {} for '{}'",
+                    precondition.title,
+                    if holds { "holds" } else { "does not hold" },
+                    entity.identifier
+                );
+                verdicts.push(if holds {
+                    Verdict::pass("precondition", message)
+                } else {
+                    Verdict::refuse("precondition", message)
+                });
+            }
+        }
+        Ok(verdicts)
     }
 
     /// Where new runs go to be written: one task writes the runs requested meanwhile in one
@@ -966,6 +1125,7 @@ impl Catalog {
                 origin: Origin::Automation.as_str().into(),
                 at: self.now(),
                 event: Some(event.clone()),
+                teams: Vec::new(),
             };
             let run = Run::queued(new_run_id(), action, entity.map(str::to_string), Map::new(), trigger, depth);
             let automation = Actor::system(run.trigger.by.clone(), Origin::Automation);
@@ -1217,4 +1377,24 @@ pub(crate) async fn queue_entity_automations(
         queue_automations(tx, &automations, on, depth, now, event).await?;
     }
     Ok(())
+}
+
+/// How long a run refused for concurrency is told to wait before trying again.
+const CONCURRENCY_RETRY_SECONDS: u64 = 10;
+
+/// Refuses a run a guardrail stops: 429 (with `Retry-After`) for quotas and concurrency, 412 for
+/// a failed precondition, each with every verdict as details; 422 at the input for a bound.
+fn refuse_unless_allowed(verdicts: &[Verdict]) -> Result<()> {
+    let Some(first) = verdicts.iter().find(|v| !v.passed) else { return Ok(()) };
+    let all: Vec<Value> = verdicts.iter().map(|v| json!(v)).collect();
+    Err(match first.guardrail.as_str() {
+        "quota" | "concurrency" => {
+            let wait = verdicts.iter().filter(|v| !v.passed).filter_map(|v| v.retry_after_seconds).max();
+            Error::too_many(first.message.clone(), wait.unwrap_or(1)).with_details(all)
+        }
+        "precondition" => Error::new(ErrorCode::PreconditionFailed, first.message.clone()).with_details(all),
+        bound => {
+            Error::invalid_at(&format!("/properties/{}", bound.trim_start_matches("bounds.")), first.message.clone())
+        }
+    })
 }

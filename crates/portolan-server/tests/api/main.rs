@@ -8,6 +8,7 @@ mod blueprints;
 mod computed;
 mod entities;
 mod errors;
+mod guardrails;
 mod identity;
 mod oidc;
 mod ops;

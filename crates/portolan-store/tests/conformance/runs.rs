@@ -32,7 +32,7 @@ pub(crate) fn run(id: &str, action: &str, by: &str, at: Millis) -> Run {
         reason: None,
         inputs: Map::new(),
         backend: BackendKind::Runner,
-        trigger: RunTrigger { by: by.into(), origin: "api".into(), at, event: None },
+        trigger: RunTrigger { by: by.into(), origin: "api".into(), at, event: None, teams: vec![] },
         payload: None,
         attempt: 0,
         depth: 0,

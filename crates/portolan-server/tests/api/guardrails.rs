@@ -1,0 +1,145 @@
+//! Quotas, concurrency, safe-change bounds, preconditions and dry runs over real HTTP.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::{TestApp, service, spawn_app};
+
+/// A DAY-2 action on services, run by a runner nobody starts (so its runs stay queued), with
+/// `guardrails`.
+async fn guarded(app: &TestApp, guardrails: Value) {
+    app.with_service_blueprints().await;
+    for id in ["cart", "search"] {
+        let mut doc = service(id);
+        doc["properties"]["replicas"] = json!(4);
+        assert_eq!(app.post("/api/v1/blueprints/service/entities", doc).await.status, StatusCode::CREATED);
+    }
+    let secret = app.post("/api/v1/secrets", json!({"name": "DEPLOY_KEY", "value": "k3y-never-shown"})).await;
+    assert_eq!(secret.status, StatusCode::CREATED);
+    let action = json!({
+        "identifier": "scale",
+        "trigger": {"type": "self-service", "operation": "DAY-2", "blueprintIdentifier": "service",
+            "userInputs": {"properties": {"replicas": {"type": "number"}}, "required": ["replicas"]}},
+        "invocationMethod": {"type": "RUNNER", "labels": ["nobody"], "command": ["true"],
+            "payload": {"replicas": "{{ .inputs.replicas }}", "key": "{{ .secrets.DEPLOY_KEY }}"}},
+        "guardrails": guardrails
+    });
+    let made = app.post("/api/v1/actions", action).await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+}
+
+async fn run(app: &TestApp, token: &str, entity: &str, replicas: f64, reason: Option<&str>) -> crate::Reply {
+    let mut body = json!({"entity": entity, "properties": {"replicas": replicas}});
+    if let Some(reason) = reason {
+        body["overrideReason"] = json!(reason);
+    }
+    app.call_as(Method::POST, "/api/v1/actions/scale/runs", token, Some(body)).await
+}
+
+#[tokio::test]
+async fn quotas_refuse_with_which_limit_and_when_it_frees_up() {
+    let app = spawn_app().await;
+    guarded(
+        &app,
+        json!({"quotas": [{"per": "user", "max": 2, "periodHours": 1}, {"per": "team", "max": 3, "periodHours": 24}]}),
+    )
+    .await;
+    let ana = app.member("ana", &["team-a"]).await;
+    let abe = app.member("abe", &["team-a"]).await;
+    let bo = app.member("bo", &["team-b"]).await;
+    for _ in 0..2 {
+        assert_eq!(run(&app, &ana, "cart", 4.0, None).await.status, StatusCode::ACCEPTED);
+    }
+    let third = run(&app, &ana, "cart", 4.0, None).await;
+    assert_eq!(third.status, StatusCode::TOO_MANY_REQUESTS, "{}", third.body);
+    assert_eq!(third.error_code(), "too_many_requests");
+    assert_eq!(third.body["message"], "you ran this 2 times in 1 h (at most 2)");
+    let wait: u64 = third.headers["retry-after"].to_str().expect("ascii").parse().expect("seconds");
+    assert!((3_500..=3_600).contains(&wait), "frees up when the first run leaves the hour: {wait}");
+    assert_eq!(run(&app, &abe, "cart", 4.0, None).await.status, StatusCode::ACCEPTED, "a teammate has their own");
+    let team = run(&app, &abe, "cart", 4.0, None).await;
+    assert_eq!(team.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        team.body["message"].as_str().is_some_and(|m| m.starts_with("your team ran this 3 times")),
+        "{}",
+        team.body
+    );
+    assert_eq!(run(&app, &bo, "cart", 4.0, None).await.status, StatusCode::ACCEPTED, "another team is unaffected");
+}
+
+#[tokio::test]
+async fn concurrency_is_limited_per_entity() {
+    let app = spawn_app().await;
+    guarded(&app, json!({"concurrency": {"perEntity": 1, "perAction": 2}})).await;
+    assert_eq!(run(&app, &app.admin_token, "cart", 4.0, None).await.status, StatusCode::ACCEPTED);
+    let busy = run(&app, &app.admin_token, "cart", 4.0, None).await;
+    assert_eq!(busy.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(busy.body["message"], "1 runs of this entity are not finished (at most 1 at once)");
+    assert!(busy.headers.contains_key("retry-after"));
+    assert_eq!(run(&app, &app.admin_token, "search", 4.0, None).await.status, StatusCode::ACCEPTED);
+}
+
+#[tokio::test]
+async fn bounds_keep_a_resize_within_a_factor_of_the_current_value_unless_overridden_with_a_reason() {
+    let app = spawn_app().await;
+    let bound = json!({"input": "replicas", "maxFactorUp": 2, "maxShareDown": 0.5, "max": 40, "step": 1, "overrideRole": "admin"});
+    guarded(&app, json!({"bounds": [bound]})).await;
+    let ana = app.member("ana", &[]).await;
+    assert_eq!(run(&app, &ana, "cart", 8.0, None).await.status, StatusCode::ACCEPTED, "×2 of 4");
+    for (value, why) in [(9.0, "more than ×2"), (1.0, "below the current"), (41.0, "at most 40"), (5.5, "steps of 1")]
+    {
+        let refused = run(&app, &ana, "search", value, None).await;
+        assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{value}");
+        assert_eq!(refused.detail_paths(), ["/properties/replicas"]);
+        assert!(refused.body["message"].as_str().is_some_and(|m| m.contains(why)), "{value}: {}", refused.body);
+    }
+    let member_override = run(&app, &ana, "search", 16.0, Some("black friday")).await;
+    assert_eq!(member_override.status, StatusCode::UNPROCESSABLE_ENTITY, "only the override role may");
+    let no_reason = run(&app, &app.admin_token, "search", 16.0, None).await;
+    assert!(no_reason.body["message"].as_str().is_some_and(|m| m.contains("overrideReason")), "{}", no_reason.body);
+    let overridden = run(&app, &app.admin_token, "search", 16.0, Some("black friday")).await;
+    assert_eq!(overridden.status, StatusCode::ACCEPTED, "{}", overridden.body);
+    assert_eq!(
+        run(&app, &app.admin_token, "search", 41.0, Some("why not")).await.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "absolute limits hold"
+    );
+}
+
+#[tokio::test]
+async fn a_failing_precondition_is_named_and_a_dry_run_says_everything_and_starts_nothing() {
+    let app = spawn_app().await;
+    let production =
+        json!({"combinator": "and", "rules": [{"property": "lifecycle", "operator": "=", "value": "production"}]});
+    guarded(
+        &app,
+        json!({"preconditions": [{"title": "Only services in production", "query": production}],
+               "quotas": [{"per": "action", "max": 5, "periodHours": 24}],
+               "approval": {"approvers": {"users": ["carl"]}}}),
+    )
+    .await;
+    let refused = run(&app, &app.admin_token, "cart", 4.0, None).await;
+    assert_eq!(refused.status, StatusCode::PRECONDITION_FAILED);
+    assert_eq!(refused.body["message"], "'Only services in production' does not hold for 'cart'");
+
+    let body = json!({"entity": "cart", "properties": {"replicas": 6}});
+    let dry = app.post("/api/v1/actions/scale/runs?dry_run=true", body.clone()).await;
+    assert_eq!(dry.status, StatusCode::OK, "{}", dry.body);
+    let report = &dry.body["dryRun"];
+    assert_eq!(report["wouldStart"], false);
+    let names: Vec<&str> =
+        report["guardrails"].as_array().expect("verdicts").iter().filter_map(|v| v["guardrail"].as_str()).collect();
+    assert_eq!(names, ["approval", "quota", "precondition"]);
+    assert_eq!(report["guardrails"][0]["message"], "needs approval from any of carl");
+    assert_eq!(report["guardrails"][1]["message"], "5 of 5 runs left for everyone in 24 h");
+    assert_eq!(report["rendered"]["payload"]["replicas"], 6, "{report}");
+    assert_eq!(report["rendered"]["payload"]["key"], "********", "secrets masked");
+    assert!(!dry.body.to_string().contains("k3y-never-shown"));
+
+    app.patch("/api/v1/blueprints/service/entities/cart", json!({"properties": {"lifecycle": "production"}})).await;
+    let dry = app.post("/api/v1/actions/scale/runs?dry_run=true", body).await;
+    assert_eq!(dry.body["dryRun"]["wouldStart"], true);
+    assert_eq!(dry.body["dryRun"]["status"], "WAITING_FOR_APPROVAL");
+    let runs = app.get("/api/v1/actions/runs?action=scale").await;
+    assert_eq!(runs.body["runs"], json!([]), "a dry run starts nothing");
+}
