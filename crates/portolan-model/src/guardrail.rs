@@ -28,6 +28,9 @@ pub struct Guardrails {
     /// Queries the entity must pass for a run to start.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub preconditions: Vec<Precondition>,
+    /// A run not ended this long after it started (or was approved) ends `TIMED_OUT`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_minutes: Option<u32>,
 }
 
 impl Guardrails {
@@ -37,12 +40,16 @@ impl Guardrails {
             && self.concurrency.is_none()
             && self.bounds.is_empty()
             && self.preconditions.is_empty()
+            && self.timeout_minutes.is_none()
     }
 
     /// Checks what can be checked without the catalog (the server checks precondition queries).
     pub fn check(&self, errors: &mut FieldErrors) {
         if let Some(rule) = &self.approval {
             rule.check("/guardrails/approval", errors);
+        }
+        if self.timeout_minutes == Some(0) {
+            errors.push("/guardrails/timeoutMinutes", "a timeout is at least 1 minute");
         }
         for (i, quota) in self.quotas.iter().enumerate() {
             if quota.max == 0 || quota.period_hours == 0 {

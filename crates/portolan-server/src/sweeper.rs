@@ -48,6 +48,9 @@ impl Sweeper {
                 if let Err(err) = catalog.expire_approvals().await {
                     tracing::warn!(%err, "cannot end runs whose approval expired");
                 }
+                if let Err(err) = catalog.time_out_runs().await {
+                    tracing::warn!(%err, "cannot end runs that outlived their timeout");
+                }
                 tokio::select! {
                     _ = tokio::time::sleep(INTERVAL) => {}
                     _ = stopped.changed() => return,

@@ -154,6 +154,42 @@ impl Catalog {
         Ok(waiting)
     }
 
+    /// Ends the runs that outlived their action's timeout (`TIMED_OUT`); a runner learns it at its
+    /// next heartbeat, which is refused, and stops the command. Returns how many.
+    pub async fn time_out_runs(&self) -> Result<usize> {
+        let now = self.now();
+        let mut tx = self.store().write().await?;
+        let filter = RunFilter { statuses: vec![RunStatus::Queued, RunStatus::InProgress], ..RunFilter::default() };
+        let active = tx.list_runs(&filter, WAITING_PAGE).await?;
+        let mut timeouts: std::collections::HashMap<String, Option<u32>> = std::collections::HashMap::new();
+        let mut expired = Vec::new();
+        for (_, run) in active {
+            if !timeouts.contains_key(&run.action) {
+                let timeout = tx.action(&run.action).await?.and_then(|r| r.action.guardrails.timeout_minutes);
+                timeouts.insert(run.action.clone(), timeout);
+            }
+            let Some(minutes) = timeouts[&run.action] else { continue };
+            // The clock starts when the run could start: at its request, or at its last approval.
+            let started = run.approval.as_ref().and_then(|a| a.decisions.last()).map_or(run.created_at, |d| d.at);
+            if now - started > i64::from(minutes) * 60_000 {
+                expired.push((run, minutes));
+            }
+        }
+        if expired.is_empty() {
+            return Ok(0);
+        }
+        let listeners = automations(tx.as_mut()).await?;
+        let server = Actor::system("portolan", Origin::Backend);
+        for (before, minutes) in &expired {
+            let mut run = before.clone();
+            let reason = format!("did not finish within {minutes} minutes");
+            run.end(RunStatus::TimedOut, reason.clone(), now).map_err(|m| Error::new(ErrorCode::Internal, m))?;
+            self.record_run(tx.as_mut(), &server, &listeners, Some(before), &run, vec![log(now, reason)]).await?;
+        }
+        tx.commit().await?;
+        Ok(expired.len())
+    }
+
     /// Ends the runs whose approval expired (`DECLINED`, with why). Returns how many.
     pub async fn expire_approvals(&self) -> Result<usize> {
         let now = self.now();

@@ -823,6 +823,13 @@ impl Catalog {
     pub async fn heartbeat(&self, token: &str, run_id: &str, attempt: i64, lease_ms: i64) -> Result<Millis> {
         let mut tx = self.store().write().await?;
         let runner: RunnerToken = self.authenticate_runner(tx.as_mut(), token).await?;
+        // A run that ended meanwhile (timed out, say) tells its runner to stop.
+        if let Some(run) = tx.run(run_id, false).await?
+            && run.status.is_terminal()
+        {
+            let status = run.status.as_str();
+            return Err(Error::new(ErrorCode::LeaseLost, format!("run '{run_id}' ended ({status}); stop its command")));
+        }
         let until = self.now() + lease_ms;
         if !tx.lease_run(run_id, &lease_holder(&runner, attempt), until, true).await? {
             return Err(Error::new(

@@ -143,3 +143,28 @@ async fn a_failing_precondition_is_named_and_a_dry_run_says_everything_and_start
     let runs = app.get("/api/v1/actions/runs?action=scale").await;
     assert_eq!(runs.body["runs"], json!([]), "a dry run starts nothing");
 }
+
+#[tokio::test]
+async fn a_run_that_outlives_its_timeout_ends_timed_out_and_its_runner_is_told_to_stop() {
+    let clock = crate::ManualClock::at(1_800_000_000_000);
+    let app =
+        crate::spawn_app_full(portolan_server::ServerOptions::default(), clock.clone(), crate::test_engine()).await;
+    guarded(&app, json!({"timeoutMinutes": 60})).await;
+    let made = app.post("/api/v1/runners/tokens", json!({"name": "r", "labels": ["nobody"]})).await;
+    let runner = made.body["token"].as_str().expect("runner token").to_string();
+    let started = run(&app, &app.admin_token, "cart", 4.0, None).await;
+    let id = started.body["run"]["id"].as_str().expect("id").to_string();
+    let claimed = app.call_as(Method::POST, "/api/v1/runners/claim", &runner, Some(json!({"waitSeconds": 5}))).await;
+    assert_eq!(claimed.body["claim"]["run"]["id"], id.as_str(), "{}", claimed.body);
+    let heartbeat = format!("/api/v1/runners/runs/{id}/heartbeat");
+    let beat = || Some(json!({"attempt": 1}));
+    assert_eq!(app.call_as(Method::POST, &heartbeat, &runner, beat()).await.status, StatusCode::OK);
+
+    clock.advance(60 * 60_000 + 1);
+    let ended = crate::run_until(&app, &id, std::time::Duration::from_secs(5), crate::ended).await;
+    assert_eq!(ended["run"]["status"], "TIMED_OUT");
+    assert_eq!(ended["run"]["reason"], "did not finish within 60 minutes");
+    let told = app.call_as(Method::POST, &heartbeat, &runner, beat()).await;
+    assert_eq!(told.error_code(), "lease_lost");
+    assert!(told.body["message"].as_str().is_some_and(|m| m.contains("TIMED_OUT")), "{}", told.body);
+}
