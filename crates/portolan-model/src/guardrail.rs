@@ -31,6 +31,13 @@ pub struct Guardrails {
     /// A run not ended this long after it started (or was approved) ends `TIMED_OUT`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_minutes: Option<u32>,
+    /// Times in which the action refuses to run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub freezes: Vec<Freeze>,
+    /// Lock entities (`{"blueprint", "identifier"}`) whose `locked` property, while true, stops
+    /// the action: "Lock deployments" sets it, "Unlock" clears it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub locks: Vec<LockRef>,
 }
 
 impl Guardrails {
@@ -41,12 +48,19 @@ impl Guardrails {
             && self.bounds.is_empty()
             && self.preconditions.is_empty()
             && self.timeout_minutes.is_none()
+            && self.freezes.is_empty()
+            && self.locks.is_empty()
     }
 
     /// Checks what can be checked without the catalog (the server checks precondition queries).
     pub fn check(&self, errors: &mut FieldErrors) {
         if let Some(rule) = &self.approval {
             rule.check("/guardrails/approval", errors);
+        }
+        for (i, freeze) in self.freezes.iter().enumerate() {
+            if let Err(why) = freeze.check() {
+                errors.push(format!("/guardrails/freezes/{i}"), why);
+            }
         }
         if self.timeout_minutes == Some(0) {
             errors.push("/guardrails/timeoutMinutes", "a timeout is at least 1 minute");
@@ -197,6 +211,79 @@ impl Bound {
             (false, _) => Verdict::refuse(&name, relative.join("; ")),
         }
     }
+}
+
+/// A freeze: a date range (`from`, `to`), or a weekly window (`days` and `start`–`end`, UTC).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Freeze {
+    pub title: String,
+    #[serde(default, with = "crate::timestamp::option", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub from: Option<Millis>,
+    #[serde(default, with = "crate::timestamp::option", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub to: Option<Millis>,
+    /// `MON` ... `SUN`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub days: Vec<String>,
+    /// `HH:MM`, UTC (default `00:00`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<String>,
+    /// `HH:MM`, UTC, exclusive (default `24:00`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<String>,
+}
+
+const DAYS: [&str; 7] = ["MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN"];
+const DAY_MS: Millis = 86_400_000;
+
+fn minute_of_day(text: &str) -> Option<i64> {
+    let (h, m) = text.split_once(':')?;
+    let (h, m): (i64, i64) = (h.parse().ok()?, m.parse().ok()?);
+    ((0..=24).contains(&h) && (0..60).contains(&m) && h * 60 + m <= 1440).then_some(h * 60 + m)
+}
+
+impl Freeze {
+    fn check(&self) -> Result<(), String> {
+        let weekly = !self.days.is_empty() || self.start.is_some() || self.end.is_some();
+        let range = self.from.is_some() || self.to.is_some();
+        if weekly == range {
+            return Err("a freeze is a date range (from, to) or a weekly window (days, start, end)".into());
+        }
+        if let Some(day) = self.days.iter().find(|d| !DAYS.contains(&d.as_str())) {
+            return Err(format!("unknown day '{day}': use MON ... SUN"));
+        }
+        for time in [&self.start, &self.end].into_iter().flatten() {
+            minute_of_day(time).ok_or_else(|| format!("'{time}' is not a time HH:MM"))?;
+        }
+        Ok(())
+    }
+
+    /// When the freeze in force at `now` ends, or `None` when it is not in force.
+    pub fn frozen_until(&self, now: Millis) -> Option<Millis> {
+        if self.days.is_empty() && self.start.is_none() && self.end.is_none() {
+            let started = self.from.is_none_or(|from| from <= now);
+            let open_ended = self.to.is_none_or(|to| now < to);
+            return (started && open_ended).then_some(self.to.unwrap_or(Millis::MAX));
+        }
+        let day_start = now.div_euclid(DAY_MS) * DAY_MS;
+        // 1970-01-01 was a Thursday.
+        let weekday = DAYS[((now.div_euclid(DAY_MS) + 3).rem_euclid(7)) as usize];
+        let minute = (now - day_start) / 60_000;
+        let start = self.start.as_deref().and_then(minute_of_day).unwrap_or(0);
+        let end = self.end.as_deref().and_then(minute_of_day).unwrap_or(1440);
+        let today = self.days.is_empty() || self.days.iter().any(|d| d == weekday);
+        (today && start <= minute && minute < end).then_some(day_start + end * 60_000)
+    }
+}
+
+/// An entity whose `locked` property stops an action while it is true.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LockRef {
+    pub blueprint: String,
+    pub identifier: String,
 }
 
 /// A query the run's entity must pass, named for the refusal.

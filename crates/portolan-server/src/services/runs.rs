@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use portolan_model::action::{Action, BackendKind, EventKind, InvocationMethod, Operation, RunnerLoss, Trigger};
 use portolan_model::run::{Run, RunLog, RunStatus, RunTrigger};
-use portolan_model::{Entity, EntityRef, FieldErrors, Millis, template};
+use portolan_model::{Entity, EntityRef, FieldErrors, Millis, format_millis, template};
 use portolan_store::{ChangeEvent, Job, NewJob, NewRunLog, RunFilter, RunnerToken, Tx, actions as affected};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -355,6 +355,32 @@ impl Catalog {
             let Some(value) = inputs.get(&bound.input).and_then(Value::as_f64) else { continue };
             let current = entity.and_then(|e| e.properties.get(bound.property())).and_then(Value::as_f64);
             verdicts.push(bound.verdict(value, current, actor.as_user(), request.override_reason.as_deref()));
+        }
+        for freeze in &rails.freezes {
+            verdicts.push(match freeze.frozen_until(now) {
+                None => Verdict::pass("freeze", format!("'{}' is not in force", freeze.title)),
+                Some(Millis::MAX) => Verdict::refuse("freeze", format!("frozen: '{}'", freeze.title)),
+                Some(until) => Verdict {
+                    retry_after_seconds: Some(((until - now).max(1000) as u64).div_ceil(1000)),
+                    ..Verdict::refuse("freeze", format!("frozen until {}: '{}'", format_millis(until), freeze.title))
+                },
+            });
+        }
+        for lock in &rails.locks {
+            let holder = tx.entity(&lock.blueprint, &lock.identifier).await?;
+            let locked = holder.as_ref().filter(|e| e.properties.get("locked") == Some(&Value::Bool(true)));
+            verdicts.push(match locked {
+                None => Verdict::pass("lock", format!("'{}' is not locked", lock.identifier)),
+                Some(e) => {
+                    let why = e
+                        .properties
+                        .get("reason")
+                        .and_then(Value::as_str)
+                        .map(|r| format!(": {r}"))
+                        .unwrap_or_default();
+                    Verdict::refuse("lock", format!("'{}' is locked by {}{why}", lock.identifier, e.updated_by))
+                }
+            });
         }
         if let Some(entity) = entity {
             for precondition in &rails.preconditions {
@@ -1389,8 +1415,9 @@ pub(crate) async fn queue_entity_automations(
 /// How long a run refused for concurrency is told to wait before trying again.
 const CONCURRENCY_RETRY_SECONDS: u64 = 10;
 
-/// Refuses a run a guardrail stops: 429 (with `Retry-After`) for quotas and concurrency, 412 for
-/// a failed precondition, each with every verdict as details; 422 at the input for a bound.
+/// Refuses a run a guardrail stops: 429 (with `Retry-After`) for quotas and concurrency, 409
+/// `frozen` (with `Retry-After` when the window ends), 423 `locked`, 412 for a failed
+/// precondition, each with every verdict as details; 422 at the input for a bound.
 fn refuse_unless_allowed(verdicts: &[Verdict]) -> Result<()> {
     let Some(first) = verdicts.iter().find(|v| !v.passed) else { return Ok(()) };
     let all: Vec<Value> = verdicts.iter().map(|v| json!(v)).collect();
@@ -1400,6 +1427,11 @@ fn refuse_unless_allowed(verdicts: &[Verdict]) -> Result<()> {
             Error::too_many(first.message.clone(), wait.unwrap_or(1)).with_details(all)
         }
         "precondition" => Error::new(ErrorCode::PreconditionFailed, first.message.clone()).with_details(all),
+        "freeze" => {
+            let error = Error::new(ErrorCode::Frozen, first.message.clone()).with_details(all);
+            Error { retry_after: first.retry_after_seconds, ..error }
+        }
+        "lock" => Error::new(ErrorCode::Locked, first.message.clone()).with_details(all),
         bound => {
             Error::invalid_at(&format!("/properties/{}", bound.trim_start_matches("bounds.")), first.message.clone())
         }

@@ -168,3 +168,45 @@ async fn a_run_that_outlives_its_timeout_ends_timed_out_and_its_runner_is_told_t
     assert_eq!(told.error_code(), "lease_lost");
     assert!(told.body["message"].as_str().is_some_and(|m| m.contains("TIMED_OUT")), "{}", told.body);
 }
+
+#[tokio::test]
+async fn freezes_and_locks_stop_runs_and_say_until_when_or_why() {
+    // Friday 2027-01-15 08:00 UTC.
+    let clock = crate::ManualClock::at(1_800_000_000_000);
+    let app =
+        crate::spawn_app_full(portolan_server::ServerOptions::default(), clock.clone(), crate::test_engine()).await;
+    let lock = json!({"identifier": "lock", "schema": {"properties": {"locked": {"type": "boolean"}, "reason": {"type": "string"}}}});
+    assert_eq!(app.post("/api/v1/blueprints", lock).await.status, StatusCode::CREATED);
+    guarded(
+        &app,
+        json!({"freezes": [{"title": "Friday morning release train", "days": ["FRI"], "start": "07:00", "end": "09:00"},
+                           {"title": "Year end", "from": "2027-12-20T00:00:00Z", "to": "2028-01-03T00:00:00Z"}],
+               "locks": [{"blueprint": "lock", "identifier": "deployments"}]}),
+    )
+    .await;
+    let frozen = run(&app, &app.admin_token, "cart", 4.0, None).await;
+    assert_eq!(frozen.status, StatusCode::CONFLICT, "{}", frozen.body);
+    assert_eq!(frozen.error_code(), "frozen");
+    assert_eq!(frozen.body["message"], "frozen until 2027-01-15T09:00:00Z: 'Friday morning release train'");
+    assert_eq!(frozen.headers["retry-after"], "3600");
+
+    clock.advance(3_600_000);
+    let locked = json!({"identifier": "deployments", "properties": {"locked": true, "reason": "incident 4711"}});
+    assert_eq!(app.post("/api/v1/blueprints/lock/entities", locked).await.status, StatusCode::CREATED);
+    let refused = run(&app, &app.admin_token, "cart", 4.0, None).await;
+    assert_eq!(refused.status, StatusCode::LOCKED);
+    assert_eq!(refused.body["message"], "'deployments' is locked by admin@test: incident 4711");
+    app.patch("/api/v1/blueprints/lock/entities/deployments", json!({"properties": {"locked": false}})).await;
+    assert_eq!(run(&app, &app.admin_token, "cart", 4.0, None).await.status, StatusCode::ACCEPTED, "unlocked, unfrozen");
+
+    let invalid = app
+        .put(
+            "/api/v1/actions/scale",
+            json!({"identifier": "scale",
+            "trigger": {"type": "self-service", "operation": "DAY-2", "blueprintIdentifier": "service"},
+            "invocationMethod": {"type": "RUNNER", "labels": ["nobody"], "command": ["true"]},
+            "guardrails": {"freezes": [{"title": "x", "days": ["FRIDAY"]}]}}),
+        )
+        .await;
+    assert_eq!(invalid.detail_paths(), ["/guardrails/freezes/0"]);
+}
