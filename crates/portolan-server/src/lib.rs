@@ -6,6 +6,7 @@ pub mod demo;
 pub mod error;
 pub mod extract;
 pub mod keys;
+pub mod rate_limit;
 pub mod sandbox;
 pub mod services;
 pub mod sweeper;
@@ -37,11 +38,13 @@ use crate::services::{SharedClock, SystemClock};
 pub struct ServerOptions {
     /// Largest request body accepted, in bytes; larger ones get 413.
     pub body_limit: usize,
+    /// API requests per minute per credential (or address); `None` for no limit.
+    pub rate_limit_per_minute: Option<u32>,
 }
 
 impl Default for ServerOptions {
     fn default() -> Self {
-        Self { body_limit: 1024 * 1024 }
+        Self { body_limit: 1024 * 1024, rate_limit_per_minute: None }
     }
 }
 
@@ -125,12 +128,19 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The whole HTTP application.
 pub fn router(state: AppState, options: &ServerOptions) -> Router {
-    api::router()
+    let mut routes = api::router()
         .fallback(|| async { Error::new(ErrorCode::NotFound, "no such route") })
-        .method_not_allowed_fallback(|| async { Error::new(ErrorCode::MethodNotAllowed, "method not allowed on this route") })
+        .method_not_allowed_fallback(|| async {
+            Error::new(ErrorCode::MethodNotAllowed, "method not allowed on this route")
+        })
         .layer(DefaultBodyLimit::max(options.body_limit))
         .layer(middleware::from_fn(record_metrics))
-        .layer(middleware::from_fn_with_state(state.clone(), record_refusals))
+        .layer(middleware::from_fn_with_state(state.clone(), record_refusals));
+    if let Some(per_minute) = options.rate_limit_per_minute {
+        routes =
+            routes.layer(middleware::from_fn_with_state(rate_limit::RateLimiter::new(per_minute), rate_limit::limit));
+    }
+    routes
         .with_state(state)
         .layer(
             ServiceBuilder::new()

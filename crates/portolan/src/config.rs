@@ -36,6 +36,7 @@ pub struct FileConfig {
     pub oidc_client_secret_file: Option<PathBuf>,
     pub oidc_groups_claim: Option<String>,
     pub oidc_admin_group: Option<String>,
+    pub rate_limit_per_minute: Option<u32>,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -108,6 +109,10 @@ pub struct ServeArgs {
     /// Members of this group are admins
     #[arg(long, env = "PORTOLAN_OIDC_ADMIN_GROUP")]
     pub oidc_admin_group: Option<String>,
+    /// API requests per minute per token, session or (without one) address; 0 for no limit
+    /// (default 1200)
+    #[arg(long, env = "PORTOLAN_RATE_LIMIT_PER_MINUTE")]
+    pub rate_limit_per_minute: Option<u32>,
     #[arg(long, env = "PORTOLAN_DEMO")]
     pub demo: bool,
 }
@@ -180,6 +185,7 @@ pub struct ServeConfig {
     pub session_idle_minutes: u32,
     pub session_max_hours: u32,
     pub oidc: Option<Oidc>,
+    pub rate_limit_per_minute: Option<u32>,
 }
 
 /// Single sign-on settings.
@@ -269,6 +275,10 @@ impl ServeArgs {
                 }),
                 _ => bail!("single sign-on needs oidc_issuer, oidc_client_id and oidc_client_secret together"),
             },
+            rate_limit_per_minute: match self.rate_limit_per_minute.or(file.rate_limit_per_minute).unwrap_or(1200) {
+                0 => None,
+                n => Some(n),
+            },
             webhook_allow_private: self.webhook_allow_private.or(file.webhook_allow_private).unwrap_or(false),
             nats_url: self.nats_url.or(file.nats_url),
             public_url: self.public_url.or(file.public_url),
@@ -319,6 +329,7 @@ mod tests {
             oidc_client_secret_file: None,
             oidc_groups_claim: None,
             oidc_admin_group: None,
+            rate_limit_per_minute: None,
         }
     }
 

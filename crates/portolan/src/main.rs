@@ -372,7 +372,10 @@ async fn serve(config: config::ServeConfig) -> anyhow::Result<()> {
     tracing::info!(%address, %database, "portolan is listening on http://{address}");
     let worker = portolan_server::worker::Worker::start(state.catalog.clone(), config.lease_ms);
     let sweeper = portolan_server::sweeper::Sweeper::start(state.catalog.clone(), config.lease_ms);
-    let router = portolan_server::router(state.clone(), &ServerOptions { body_limit: config.body_limit });
+    let router = portolan_server::router(
+        state.clone(),
+        &ServerOptions { body_limit: config.body_limit, rate_limit_per_minute: config.rate_limit_per_minute },
+    );
     portolan_server::serve(listener, router, async move {
         shutdown_signal().await;
         state.begin_shutdown();

@@ -1,12 +1,12 @@
 use portolan_server::ServerOptions;
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 use crate::{read, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn malformed_json_wrong_content_type_and_oversize_bodies_get_json_errors() {
-    let app = spawn_app_with(ServerOptions { body_limit: 4096 }).await;
+    let app = spawn_app_with(ServerOptions { body_limit: 4096, ..ServerOptions::default() }).await;
     let url = format!("{}/api/v1/blueprints", app.base);
 
     let malformed = read(
@@ -85,4 +85,30 @@ async fn a_path_segment_that_does_not_decode_gets_a_json_error() {
     let reply = app.get("/api/v1/blueprints/%FF%FE/entities").await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
     assert_eq!(reply.error_code(), "invalid_query");
+}
+
+#[tokio::test]
+async fn api_requests_are_rate_limited_per_credential_with_headers_that_say_where_one_stands() {
+    let app = spawn_app_with(ServerOptions { rate_limit_per_minute: Some(3), ..ServerOptions::default() }).await;
+    for remaining in ["2", "1", "0"] {
+        let reply = app.get("/api/v1/blueprints").await;
+        assert_eq!(reply.status, StatusCode::OK);
+        assert_eq!(reply.headers["x-ratelimit-limit"], "3");
+        assert_eq!(reply.headers["x-ratelimit-remaining"], remaining);
+        let reset: u64 = reply.headers["x-ratelimit-reset"].to_str().expect("ascii").parse().expect("seconds");
+        assert!((1..=60).contains(&reset));
+    }
+    let over = app.get("/api/v1/blueprints").await;
+    assert_eq!(over.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(over.error_code(), "too_many_requests");
+    assert!(over.headers.contains_key("retry-after") && over.headers.contains_key("x-request-id"));
+    assert_eq!(over.headers["x-ratelimit-remaining"], "0");
+    let other = app.member("ana", &[]).await;
+    assert_eq!(
+        app.call_as(Method::GET, "/api/v1/blueprints", &other, None).await.status,
+        StatusCode::OK,
+        "per credential"
+    );
+    let health = app.client.get(format!("{}/healthz", app.base)).send().await.expect("healthz");
+    assert_eq!(health.status(), StatusCode::OK, "operations endpoints are not limited");
 }

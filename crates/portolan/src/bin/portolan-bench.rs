@@ -64,7 +64,10 @@ fn main() -> anyhow::Result<()> {
         let state = portolan_server::AppState::new(Arc::clone(&store)).await?;
         let token = state.catalog.service_token("bench-admin", portolan_model::permission::Role::Admin).await?;
         let state_for_worker = state.catalog.clone();
-        let router = portolan_server::router(state, &portolan_server::ServerOptions { body_limit: 16 * 1024 * 1024 });
+        let router = portolan_server::router(
+            state,
+            &portolan_server::ServerOptions { body_limit: 16 * 1024 * 1024, ..Default::default() },
+        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let base = format!("http://{}", listener.local_addr()?);
         let worker =
