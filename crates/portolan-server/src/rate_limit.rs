@@ -21,10 +21,14 @@ const WINDOW: Duration = Duration::from_secs(60);
 /// Past this many callers remembered, windows that have ended are forgotten.
 const MAX_REMEMBERED: usize = 100_000;
 
+/// Per caller (the SHA-256 of their credential or address): when their window began, and how
+/// many requests it has counted.
+type Windows = HashMap<[u8; 32], (Instant, u32)>;
+
 #[derive(Clone)]
 pub struct RateLimiter {
     per_minute: u32,
-    windows: Arc<Mutex<HashMap<[u8; 32], (Instant, u32)>>>,
+    windows: Arc<Mutex<Windows>>,
 }
 
 impl RateLimiter {
