@@ -350,6 +350,28 @@ pub struct ApprovalRule {
     /// How long a run waits for approval before it ends `DECLINED`.
     #[serde(default = "a_day")]
     pub expires_after_hours: u32,
+    /// Where to announce a run waiting for approval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<Notify>,
+}
+
+/// A webhook told of runs waiting for approval.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Notify {
+    pub url: String,
+    #[serde(default)]
+    pub format: NotifyFormat,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum NotifyFormat {
+    /// `{"type": "approval.requested", "run": ..., "approvers": ..., "expiresAt": ..., "url": ...}`.
+    #[default]
+    Json,
+    /// A Slack incoming-webhook message: `{"text": ...}`.
+    Slack,
 }
 
 fn a_day() -> u32 {
@@ -363,12 +385,17 @@ impl ApprovalRule {
             RequiredApproval::Flag(true) => ApprovalMode::Any,
             RequiredApproval::Mode { mode } => *mode,
         };
-        Some(ApprovalRule { mode, approvers: None, expires_after_hours: a_day() })
+        Some(ApprovalRule { mode, approvers: None, expires_after_hours: a_day(), notify: None })
     }
 
     pub fn check(&self, path: &str, errors: &mut FieldErrors) {
         if self.mode == ApprovalMode::All && self.approvers.as_ref().is_none_or(Approvers::is_empty) {
             errors.push(format!("{path}/approvers"), "ALL needs the approvers listed (users, teams or roles)");
+        }
+        if let Some(notify) = &self.notify
+            && !(notify.url.starts_with("https://") || notify.url.starts_with("http://"))
+        {
+            errors.push(format!("{path}/notify/url"), "an http(s) URL");
         }
         if !(1..=24 * 90).contains(&self.expires_after_hours) {
             errors.push(format!("{path}/expiresAfterHours"), "an approval waits 1 hour to 90 days");
@@ -545,7 +572,7 @@ mod tests {
     }
 
     fn rule(mode: ApprovalMode, approvers: Option<Approvers>) -> ApprovalRule {
-        ApprovalRule { mode, approvers, expires_after_hours: 1 }
+        ApprovalRule { mode, approvers, expires_after_hours: 1, notify: None }
     }
 
     #[test]

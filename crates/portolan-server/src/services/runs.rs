@@ -17,7 +17,7 @@ use super::{Actor, Origin, Principal};
 use crate::backends::{Attempt, WebhookRequest};
 use crate::error::{Error, ErrorCode, Result};
 use crate::keys::RunTokenError;
-use portolan_model::guardrail::{QuotaScope, Verdict};
+use portolan_model::guardrail::{Approvers, Notify, NotifyFormat, QuotaScope, Verdict};
 use portolan_model::permission::{ActionOp, EntityOp};
 
 /// Job kinds this module handles.
@@ -137,6 +137,7 @@ impl Catalog {
     pub async fn create_run(&self, actor: &Actor, action_id: &str, request: RunRequest) -> Result<Run> {
         let (action, run, verdicts) = self.prepare_run(actor, action_id, request).await?;
         refuse_unless_allowed(&verdicts)?;
+        let rule = action.approval();
         let (done, written) = tokio::sync::oneshot::channel();
         let writer = self.new_runs().clone();
         writer
@@ -144,7 +145,43 @@ impl Catalog {
             .await
             .map_err(|_| Error::new(ErrorCode::Unavailable, "the server is stopping"))?;
         written.await.map_err(|_| Error::new(ErrorCode::Unavailable, "the server is stopping"))??;
+        if let Some(rule) = rule
+            && let Some(notify) = rule.notify
+        {
+            self.announce_approval(notify, rule.approvers, &run);
+        }
         Ok(run)
+    }
+
+    /// Tells the approval webhook of a run waiting for approval, in the background (a failure is
+    /// logged; the run waits either way).
+    fn announce_approval(&self, notify: Notify, approvers: Option<Approvers>, run: &Run) {
+        let url = format!("{}/api/v1/actions/runs/{}", self.engine().public_url(), run.id);
+        let expires = run.approval.as_ref().map(|a| format_millis(a.expires_at)).unwrap_or_default();
+        let body = match notify.format {
+            NotifyFormat::Json => json!({
+                "type": "approval.requested", "url": url, "approvers": approvers, "expiresAt": expires,
+                "run": {"id": run.id, "action": run.action, "blueprint": run.blueprint, "entity": run.entity,
+                        "inputs": run.inputs, "requestedBy": run.trigger.by}
+            }),
+            NotifyFormat::Slack => {
+                let title = run.action_title.clone().unwrap_or_else(|| run.action.clone());
+                let on = run.entity.as_ref().map(|e| format!(" on {e}")).unwrap_or_default();
+                json!({"text": format!("{} asks to run *{title}*{on}; approve or decline by {expires}: {url}", run.trigger.by)})
+            }
+        };
+        let http = self.engine().http.clone();
+        let run_id = run.id.clone();
+        tokio::spawn(async move {
+            let sent = http.post(&notify.url).timeout(std::time::Duration::from_secs(10)).json(&body).send().await;
+            match sent {
+                Ok(response) if response.status().is_success() => {}
+                Ok(response) => {
+                    tracing::warn!(run = %run_id, status = %response.status(), "the approval webhook refused")
+                }
+                Err(err) => tracing::warn!(run = %run_id, %err, "cannot reach the approval webhook"),
+            }
+        });
     }
 
     /// What a run would do, and every guardrail's decision on it, without starting it.

@@ -175,3 +175,40 @@ async fn port_required_approval_uses_the_approve_grant() {
     let refused = app.post("/api/v1/actions", bad).await;
     assert!(refused.detail_paths().contains(&"/guardrails/approval/approvers".to_string()), "{}", refused.body);
 }
+
+/// A webhook receiver on a loopback port: what it got, in order.
+async fn receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
+    let got: std::sync::Arc<std::sync::Mutex<Vec<Value>>> = std::sync::Arc::default();
+    let keep = got.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
+            let keep = keep.clone();
+            async move {
+                keep.lock().expect("lock").push(body);
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}/hook", listener.local_addr().expect("address"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, got)
+}
+
+#[tokio::test]
+async fn approvers_are_told_of_a_waiting_run_as_a_slack_message() {
+    let app = spawn_app().await;
+    let (url, got) = receiver().await;
+    guarded(&app, json!({"approvers": {"teams": ["team-sre"]}, "notify": {"url": url, "format": "slack"}})).await;
+    let ana = app.member("ana", &[]).await;
+    let id = request(&app, &ana).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while got.lock().expect("lock").is_empty() {
+        assert!(std::time::Instant::now() < deadline, "no notification");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let text = got.lock().expect("lock")[0]["text"].as_str().unwrap_or_default().to_string();
+    assert!(text.starts_with("ana asks to run *scale* on cart; approve or decline by "), "{text}");
+    assert!(text.ends_with(&format!("/api/v1/actions/runs/{id}")), "{text}");
+}
