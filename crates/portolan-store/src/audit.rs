@@ -35,7 +35,12 @@ macro_rules! queries {
         type DbRow = <$db as sqlx::Database>::Row;
 
         pub async fn audit_head(tx: &mut Tx) -> Result<(i64, String)> {
-            let row = sqlx::query(AssertSqlSafe(format!("SELECT seq, hash FROM audit_head WHERE id = 1{}", $lock)))
+            head(tx, "").await
+        }
+
+        /// The head; `lock` is what makes appenders take it in turn (nothing on SQLite).
+        async fn head(tx: &mut Tx, lock: &str) -> Result<(i64, String)> {
+            let row = sqlx::query(AssertSqlSafe(format!("SELECT seq, hash FROM audit_head WHERE id = 1{lock}")))
                 .fetch_one(&mut **tx)
                 .await?;
             Ok((row.try_get("seq")?, row.try_get("hash")?))
@@ -46,7 +51,7 @@ macro_rules! queries {
             if entries.is_empty() {
                 return Ok(());
             }
-            let (mut seq, mut prev) = audit_head(tx).await?;
+            let (mut seq, mut prev) = head(tx, $lock).await?;
             for chunk in entries.chunks(INSERT_CHUNK) {
                 let mut sealed = Vec::with_capacity(chunk.len());
                 for entry in chunk {
