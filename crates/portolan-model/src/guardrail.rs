@@ -344,9 +344,14 @@ pub enum ApprovalMode {
 pub struct ApprovalRule {
     #[serde(default)]
     pub mode: ApprovalMode,
-    /// The approvers; without them, whoever holds the action's `approve` grant (then only `ANY`).
+    /// The approvers; without them (or a policy), whoever holds the action's `approve` grant
+    /// (then only `ANY`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approvers: Option<Approvers>,
+    /// A jq expression over `{inputs, entity, requester}` that gives more approvers for a run,
+    /// `{"users": [...], "teams": [...], "roles": [...]}` (e.g. the entity's owning teams).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
     /// How long a run waits for approval before it ends `DECLINED`.
     #[serde(default = "a_day")]
     pub expires_after_hours: u32,
@@ -385,12 +390,21 @@ impl ApprovalRule {
             RequiredApproval::Flag(true) => ApprovalMode::Any,
             RequiredApproval::Mode { mode } => *mode,
         };
-        Some(ApprovalRule { mode, approvers: None, expires_after_hours: a_day(), notify: None })
+        Some(ApprovalRule { mode, approvers: None, policy: None, expires_after_hours: a_day(), notify: None })
     }
 
     pub fn check(&self, path: &str, errors: &mut FieldErrors) {
-        if self.mode == ApprovalMode::All && self.approvers.as_ref().is_none_or(Approvers::is_empty) {
-            errors.push(format!("{path}/approvers"), "ALL needs the approvers listed (users, teams or roles)");
+        if self.mode == ApprovalMode::All
+            && self.approvers.as_ref().is_none_or(Approvers::is_empty)
+            && self.policy.is_none()
+        {
+            errors.push(
+                format!("{path}/approvers"),
+                "ALL needs the approvers listed (users, teams or roles) or a policy",
+            );
+        }
+        if let Some(Err(why)) = self.policy.as_deref().map(crate::jq::check) {
+            errors.push(format!("{path}/policy"), why);
         }
         if let Some(notify) = &self.notify
             && !(notify.url.starts_with("https://") || notify.url.starts_with("http://"))
@@ -417,6 +431,20 @@ pub struct Approvers {
 }
 
 impl Approvers {
+    /// These and `more`, each name once.
+    pub fn with(mut self, more: Approvers) -> Approvers {
+        for (mine, theirs) in
+            [(&mut self.users, more.users), (&mut self.teams, more.teams), (&mut self.roles, more.roles)]
+        {
+            for name in theirs {
+                if !mine.contains(&name) {
+                    mine.push(name);
+                }
+            }
+        }
+        self
+    }
+
     fn is_empty(&self) -> bool {
         self.users.is_empty() && self.teams.is_empty() && self.roles.is_empty()
     }
@@ -572,7 +600,7 @@ mod tests {
     }
 
     fn rule(mode: ApprovalMode, approvers: Option<Approvers>) -> ApprovalRule {
-        ApprovalRule { mode, approvers, expires_after_hours: 1, notify: None }
+        ApprovalRule { mode, approvers, policy: None, expires_after_hours: 1, notify: None }
     }
 
     #[test]

@@ -299,7 +299,21 @@ impl Catalog {
             .guardrail_verdicts(tx.as_mut(), actor, &action, entity.as_ref(), &valid.values, &trigger, &request)
             .await?;
         let mut run = Run::queued(new_run_id(), &action, entity.map(|e| e.identifier), valid.values, trigger, 0);
-        if let Some(rule) = action.approval() {
+        if let Some(mut rule) = action.approval() {
+            if let Some(policy) = &rule.policy {
+                let input = json!({"inputs": run.inputs, "entity": entity_json, "requester": {"identifier": actor.id, "teams": run.trigger.teams}});
+                let computed = self
+                    .eval_one(policy, &input)
+                    .await
+                    .map_err(|e| Error::new(ErrorCode::ValidationFailed, format!("the approval policy failed: {e}")))?;
+                let computed: Approvers = serde_json::from_value(computed).map_err(|e| {
+                    Error::new(
+                        ErrorCode::ValidationFailed,
+                        format!("the approval policy must give {{users, teams, roles}}: {e}"),
+                    )
+                })?;
+                rule.approvers = Some(rule.approvers.unwrap_or_default().with(computed));
+            }
             let binding = self.approval_binding(tx.as_mut(), &run).await?;
             run.status = RunStatus::WaitingForApproval;
             run.approval = Some(portolan_model::guardrail::Approval::new(&rule, binding, run.created_at));

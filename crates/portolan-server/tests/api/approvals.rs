@@ -212,3 +212,23 @@ async fn approvers_are_told_of_a_waiting_run_as_a_slack_message() {
     assert!(text.starts_with("ana asks to run *scale* on cart; approve or decline by "), "{text}");
     assert!(text.ends_with(&format!("/api/v1/actions/runs/{id}")), "{text}");
 }
+
+#[tokio::test]
+async fn a_policy_computes_the_approvers_from_the_run() {
+    let app = spawn_app().await;
+    guarded(&app, json!({"policy": "{teams: .entity.team}"})).await;
+    let ana = app.member("ana", &[]).await;
+    let owner = app.member("olga", &["team-cart"]).await;
+    let other = app.member("otto", &["team-other"]).await;
+    app.patch("/api/v1/blueprints/service/entities/cart", json!({"team": ["team-cart"]})).await;
+    let id = request(&app, &ana).await;
+    assert!(decide(&app, &other, &id, "APPROVE", "").await.status.is_client_error(), "not an owner of cart");
+    let approved = decide(&app, &owner, &id, "APPROVE", "mine to approve").await;
+    assert_eq!(approved.body["run"]["status"], "QUEUED", "{}", approved.body);
+    assert_eq!(approved.body["run"]["approval"]["approvers"]["teams"], json!(["team-cart"]));
+    let bad = json!({"identifier": "y", "trigger": {"type": "self-service", "operation": "CREATE"},
+        "invocationMethod": {"type": "WEBHOOK", "url": "https://x.example", "signingSecret": "s"},
+        "guardrails": {"approval": {"policy": "{teams: .entity.team"}}});
+    let refused = app.post("/api/v1/actions", bad).await;
+    assert!(refused.detail_paths().contains(&"/guardrails/approval/policy".to_string()), "{}", refused.body);
+}
