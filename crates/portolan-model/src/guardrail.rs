@@ -213,7 +213,8 @@ impl Bound {
     }
 }
 
-/// A freeze: a date range (`from`, `to`), or a weekly window (`days` and `start`–`end`, UTC).
+/// A freeze: a date range (`from`, `to`), a weekly window (`days` and `start`–`end`, UTC), or a
+/// recurring one that starts when a cron expression matches (UTC) and lasts `durationMinutes`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Freeze {
@@ -233,6 +234,12 @@ pub struct Freeze {
     /// `HH:MM`, UTC, exclusive (default `24:00`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub end: Option<String>,
+    /// `minute hour day-of-month month day-of-week`, e.g. `0 18 * * FRI` (Fridays 18:00 UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cron: Option<String>,
+    /// How long a cron-started freeze lasts (at most a week).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_minutes: Option<u32>,
 }
 
 const DAYS: [&str; 7] = ["MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN"];
@@ -248,8 +255,18 @@ impl Freeze {
     fn check(&self) -> Result<(), String> {
         let weekly = !self.days.is_empty() || self.start.is_some() || self.end.is_some();
         let range = self.from.is_some() || self.to.is_some();
-        if weekly == range {
-            return Err("a freeze is a date range (from, to) or a weekly window (days, start, end)".into());
+        let cron = self.cron.is_some() || self.duration_minutes.is_some();
+        if [weekly, range, cron].iter().filter(|k| **k).count() != 1 {
+            return Err(
+                "a freeze is a date range (from, to), a weekly window (days, start, end) or a cron start with durationMinutes"
+                    .into(),
+            );
+        }
+        if cron {
+            Cron::parse(self.cron.as_deref().unwrap_or_default())?;
+            if !self.duration_minutes.is_some_and(|d| (1..=7 * 24 * 60).contains(&d)) {
+                return Err("durationMinutes is 1 to 10080 (a week)".into());
+            }
         }
         if let Some(day) = self.days.iter().find(|d| !DAYS.contains(&d.as_str())) {
             return Err(format!("unknown day '{day}': use MON ... SUN"));
@@ -262,6 +279,13 @@ impl Freeze {
 
     /// When the freeze in force at `now` ends, or `None` when it is not in force.
     pub fn frozen_until(&self, now: Millis) -> Option<Millis> {
+        if let (Some(expression), Some(duration)) = (&self.cron, self.duration_minutes) {
+            let cron = Cron::parse(expression).ok()?;
+            let minute = now.div_euclid(60_000);
+            // The latest start no longer ago than the duration.
+            let start = (0..i64::from(duration)).map(|back| minute - back).find(|m| cron.matches(*m))?;
+            return Some((start + i64::from(duration)) * 60_000);
+        }
         if self.days.is_empty() && self.start.is_none() && self.end.is_none() {
             let started = self.from.is_none_or(|from| from <= now);
             let open_ended = self.to.is_none_or(|to| now < to);
@@ -275,6 +299,71 @@ impl Freeze {
         let end = self.end.as_deref().and_then(minute_of_day).unwrap_or(1440);
         let today = self.days.is_empty() || self.days.iter().any(|d| d == weekday);
         (today && start <= minute && minute < end).then_some(day_start + end * 60_000)
+    }
+}
+
+/// A cron expression: the minutes, hours, days of the month, months and days of the week it
+/// matches (Sunday is 0 or 7; names `MON`...`SUN` work too). As in cron, when both day fields are
+/// restricted a minute matches either.
+struct Cron {
+    fields: [Vec<bool>; 5],
+    days_restricted: (bool, bool),
+}
+
+impl Cron {
+    fn parse(text: &str) -> Result<Cron, String> {
+        let parts: Vec<&str> = text.split_whitespace().collect();
+        let [minute, hour, dom, month, dow] = parts.as_slice() else {
+            return Err(format!("'{text}' is not a cron expression of five fields"));
+        };
+        let field = |spec: &str, low: u32, high: u32| -> Result<Vec<bool>, String> {
+            let mut allowed = vec![false; high as usize + 1];
+            for item in spec.split(',') {
+                let (range, step) = match item.split_once('/') {
+                    Some((range, step)) => (range, step.parse::<u32>().map_err(|_| format!("bad step in '{item}'"))?),
+                    None => (item, 1),
+                };
+                let number = |s: &str| -> Result<u32, String> {
+                    let named = DAYS.iter().position(|d| d.eq_ignore_ascii_case(s)).map(|i| i as u32 + 1);
+                    named.or_else(|| s.parse().ok()).ok_or_else(|| format!("'{s}' in '{text}' is not a number"))
+                };
+                let (from, to) = match range {
+                    "*" => (low, high),
+                    r => match r.split_once('-') {
+                        Some((a, b)) => (number(a)?, number(b)?),
+                        None => (number(r)?, number(r)?),
+                    },
+                };
+                if from < low || to > high || from > to || step == 0 {
+                    return Err(format!("'{item}' is out of range {low}-{high} in '{text}'"));
+                }
+                for value in (from..=to).step_by(step as usize) {
+                    allowed[value as usize] = true;
+                }
+            }
+            Ok(allowed)
+        };
+        let mut days = field(dow, 0, 7)?;
+        if days[7] {
+            days[0] = true;
+        }
+        Ok(Cron {
+            fields: [field(minute, 0, 59)?, field(hour, 0, 23)?, field(dom, 1, 31)?, field(month, 1, 12)?, days],
+            days_restricted: (*dom != "*", *dow != "*"),
+        })
+    }
+
+    /// Whether the cron matches the minute that many minutes after the epoch (UTC).
+    fn matches(&self, minute: i64) -> bool {
+        let Ok(time) = time::OffsetDateTime::from_unix_timestamp(minute * 60) else { return false };
+        let [minutes, hours, doms, months, dows] = &self.fields;
+        let dom = doms[time.day() as usize];
+        let dow = dows[time.weekday().number_days_from_sunday() as usize];
+        let day = match self.days_restricted {
+            (true, true) => dom || dow,
+            _ => dom && dow,
+        };
+        minutes[time.minute() as usize] && hours[time.hour() as usize] && months[u8::from(time.month()) as usize] && day
     }
 }
 
@@ -655,5 +744,34 @@ mod tests {
         let mut errors = FieldErrors::default();
         rule(ApprovalMode::All, None).check("/guardrails/approval", &mut errors);
         assert_eq!(errors.0[0].path, "/guardrails/approval/approvers");
+    }
+
+    #[test]
+    fn a_cron_freeze_lasts_its_duration_from_each_start() {
+        // Friday 2027-01-15 08:00 UTC, in minutes.
+        let friday_8 = 1_800_000_000_000 / 60_000;
+        let freeze = Freeze {
+            title: "weekend".into(),
+            from: None,
+            to: None,
+            days: vec![],
+            start: None,
+            end: None,
+            cron: Some("0 18 * * FRI".into()),
+            duration_minutes: Some(64 * 60),
+        };
+        assert_eq!(freeze.check(), Ok(()));
+        assert_eq!(freeze.frozen_until(friday_8 * 60_000), None, "before it starts");
+        let friday_19 = (friday_8 + 11 * 60) * 60_000;
+        let monday_10 = (friday_8 + 10 * 60 + 64 * 60) * 60_000;
+        assert_eq!(freeze.frozen_until(friday_19), Some(monday_10));
+        assert_eq!(freeze.frozen_until(monday_10), None, "over on Monday 10:00");
+        let office = Cron::parse("*/15 9-17 * * MON-FRI").expect("parses");
+        assert!(office.matches(friday_8 + 60 + 30), "Friday 09:30");
+        assert!(!office.matches(friday_8 + 60 + 31));
+        assert!(!office.matches(friday_8 + 24 * 60 + 60), "Saturday 09:00");
+        for bad in ["* * *", "61 * * * *", "0 18 * * FUN", "*/0 * * * *"] {
+            assert!(Cron::parse(bad).is_err(), "{bad}");
+        }
     }
 }
