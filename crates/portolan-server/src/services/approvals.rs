@@ -154,8 +154,9 @@ impl Catalog {
         Ok(waiting)
     }
 
-    /// Ends the runs that outlived their action's timeout (`TIMED_OUT`); a runner learns it at its
-    /// next heartbeat, which is refused, and stops the command. Returns how many.
+    /// Ends the runs that outlived their action's timeout (`TIMED_OUT`). A runner learns it at its
+    /// next heartbeat, which is refused, and stops the command; a webhook backend is sent a signed
+    /// `run.timed_out` notice at its URL. Returns how many.
     pub async fn time_out_runs(&self) -> Result<usize> {
         let now = self.now();
         let mut tx = self.store().write().await?;
@@ -180,13 +181,22 @@ impl Catalog {
         }
         let listeners = automations(tx.as_mut()).await?;
         let server = Actor::system("portolan", Origin::Backend);
+        let mut webhooks_at_work = Vec::new();
         for (before, minutes) in &expired {
             let mut run = before.clone();
             let reason = format!("did not finish within {minutes} minutes");
             run.end(RunStatus::TimedOut, reason.clone(), now).map_err(|m| Error::new(ErrorCode::Internal, m))?;
             self.record_run(tx.as_mut(), &server, &listeners, Some(before), &run, vec![log(now, reason)]).await?;
+            if before.backend == portolan_model::action::BackendKind::Webhook && before.status == RunStatus::InProgress
+            {
+                webhooks_at_work.push(run);
+            }
         }
         tx.commit().await?;
+        for run in webhooks_at_work {
+            let catalog = self.clone();
+            tokio::spawn(async move { catalog.tell_webhook_timed_out(&run).await });
+        }
         Ok(expired.len())
     }
 

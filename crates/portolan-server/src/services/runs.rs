@@ -997,6 +997,43 @@ impl Catalog {
         Ok(Rendered { full, masked, secrets, hidden })
     }
 
+    /// Sends a webhook backend a signed `{"type": "run.timed_out", "run": {...}}` at the action's
+    /// URL and headers, so it can stop the work. Best effort: a failure is logged.
+    pub(crate) async fn tell_webhook_timed_out(&self, run: &Run) {
+        let told = async {
+            let mut tx = self.store().read().await.map_err(|e| e.to_string())?;
+            let action = tx.action(&run.action).await.map_err(|e| e.to_string())?.ok_or("the action is gone")?.action;
+            let InvocationMethod::Webhook { signing_secret, .. } = &action.invocation_method else { return Ok(()) };
+            let rendered = self.render(tx.as_mut(), &action, run, "").await?;
+            drop(tx);
+            let headers = rendered.full["headers"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| (k.clone(), v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())))
+                .collect();
+            let notice =
+                json!({"type": "run.timed_out", "run": {"id": run.id, "status": run.status, "reason": run.reason}});
+            let request = WebhookRequest {
+                method: "POST",
+                url: rendered.full["url"].as_str().unwrap_or_default(),
+                headers,
+                body: serde_json::to_vec(&notice).unwrap_or_default(),
+                timeout: Duration::from_secs(10),
+                id: &format!("msg_{}_timed_out", run.id),
+                signing_secret: rendered.secrets.get(signing_secret).map(String::as_str).unwrap_or_default(),
+                now_seconds: self.now() / 1000,
+            };
+            match self.engine().deliver_webhook(request).await {
+                Attempt::Delivered { .. } => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        };
+        if let Err(err) = told.await {
+            tracing::warn!(run = %run.id, %err, "cannot tell the webhook that the run timed out");
+        }
+    }
+
     async fn eval_one(&self, program: &str, input: &Value) -> std::result::Result<Value, String> {
         let sandbox = self.sandbox().ok_or("this server runs no jq sandbox")?;
         sandbox.eval(program, input).await?.into_iter().next().ok_or_else(|| "the template gave no output".into())

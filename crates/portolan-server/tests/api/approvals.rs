@@ -177,7 +177,7 @@ async fn port_required_approval_uses_the_approve_grant() {
 }
 
 /// A webhook receiver on a loopback port: what it got, in order.
-async fn receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
+pub async fn receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
     let got: std::sync::Arc<std::sync::Mutex<Vec<Value>>> = std::sync::Arc::default();
     let keep = got.clone();
     let app = axum::Router::new().route(

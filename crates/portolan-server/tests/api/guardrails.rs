@@ -210,3 +210,39 @@ async fn freezes_and_locks_stop_runs_and_say_until_when_or_why() {
         .await;
     assert_eq!(invalid.detail_paths(), ["/guardrails/freezes/0"]);
 }
+
+#[tokio::test]
+async fn a_webhook_backend_is_told_when_its_run_times_out() {
+    let clock = crate::ManualClock::at(1_800_000_000_000);
+    let engine = portolan_server::backends::EngineOptions { webhook_allow_private: true, ..crate::test_engine() };
+    let app = crate::spawn_app_full(portolan_server::ServerOptions::default(), clock.clone(), engine).await;
+    let (url, got) = crate::approvals::receiver().await;
+    let key =
+        app.post("/api/v1/secrets", json!({"name": "hook", "value": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"})).await;
+    assert_eq!(key.status, StatusCode::CREATED);
+    let action = json!({
+        "identifier": "build",
+        "trigger": {"type": "self-service", "operation": "CREATE"},
+        "invocationMethod": {"type": "WEBHOOK", "url": url, "signingSecret": "hook", "synchronized": false,
+            "body": {"run": "{{ .run.id }}"}},
+        "guardrails": {"timeoutMinutes": 5}
+    });
+    assert_eq!(app.post("/api/v1/actions", action).await.status, StatusCode::CREATED);
+    let started = app.post("/api/v1/actions/build/runs", json!({"properties": {}})).await;
+    let id = started.body["run"]["id"].as_str().expect("id").to_string();
+    crate::run_until(&app, &id, std::time::Duration::from_secs(5), |r| r["status"] == "IN_PROGRESS").await;
+    clock.advance(5 * 60_000 + 1);
+    let ended = crate::run_until(&app, &id, std::time::Duration::from_secs(5), crate::ended).await;
+    assert_eq!(ended["run"]["status"], "TIMED_OUT");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let bodies = got.lock().expect("lock").clone();
+        if let Some(notice) = bodies.iter().find(|b| b["type"] == "run.timed_out") {
+            assert_eq!(notice["run"]["id"], id.as_str());
+            assert_eq!(notice["run"]["status"], "TIMED_OUT");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no timeout notice: {bodies:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
