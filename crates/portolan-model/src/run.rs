@@ -88,6 +88,9 @@ pub struct RunTrigger {
     /// The requester's teams when they asked (what team quotas count).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub teams: Vec<String>,
+    /// Why the requester went past a guardrail's bound (allowed to their role), as they gave it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub override_reason: Option<String>,
 }
 
 /// One execution of an action.

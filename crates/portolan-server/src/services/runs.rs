@@ -288,16 +288,21 @@ impl Catalog {
             return Err(Error::invalid(errors));
         }
         let teams = actor.as_user().map(|u| u.teams.clone()).unwrap_or_default();
-        let trigger = RunTrigger {
+        let mut trigger = RunTrigger {
             by: actor.id.clone(),
             origin: actor.origin.as_str().into(),
             at: self.now(),
             event: None,
             teams,
+            override_reason: None,
         };
         let verdicts = self
             .guardrail_verdicts(tx.as_mut(), actor, &action, entity.as_ref(), &valid.values, &trigger, &request)
             .await?;
+        // A bound gone past is kept with the run (and so in its audit record), with the reason.
+        if verdicts.iter().any(|v| v.passed && v.message.contains("; overridden: ")) {
+            trigger.override_reason = request.override_reason.clone();
+        }
         let mut run = Run::queued(new_run_id(), &action, entity.map(|e| e.identifier), valid.values, trigger, 0);
         if let Some(mut rule) = action.approval() {
             if let Some(policy) = &rule.policy {
@@ -518,8 +523,8 @@ impl Catalog {
         let state = |r: &Run| json!({"status": r.status, "reason": r.reason, "attempt": r.attempt});
         let entry = match before {
             None => {
-                let after =
-                    json!({"action": run.action, "entity": run.entity, "inputs": run.inputs, "status": run.status});
+                let after = json!({"action": run.action, "entity": run.entity, "inputs": run.inputs, "status": run.status,
+                        "overrideReason": run.trigger.override_reason});
                 Some(actor.entry(run.created_at, "run.create", "run", &run.id).changed(None, Some(after)))
             }
             Some(before) if before.status != run.status => Some(
@@ -1247,6 +1252,7 @@ impl Catalog {
                 at: self.now(),
                 event: Some(event.clone()),
                 teams: Vec::new(),
+                override_reason: None,
             };
             let run = Run::queued(new_run_id(), action, entity.map(str::to_string), Map::new(), trigger, depth);
             let automation = Actor::system(run.trigger.by.clone(), Origin::Automation);

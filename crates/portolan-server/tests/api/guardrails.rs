@@ -99,6 +99,10 @@ async fn bounds_keep_a_resize_within_a_factor_of_the_current_value_unless_overri
     assert!(no_reason.body["message"].as_str().is_some_and(|m| m.contains("overrideReason")), "{}", no_reason.body);
     let overridden = run(&app, &app.admin_token, "search", 16.0, Some("black friday")).await;
     assert_eq!(overridden.status, StatusCode::ACCEPTED, "{}", overridden.body);
+    assert_eq!(overridden.body["run"]["trigger"]["overrideReason"], "black friday", "the reason stays with the run");
+    let id = overridden.body["run"]["id"].as_str().expect("id");
+    let record = app.get(&format!("/api/v1/audit-log?run={id}&action=run.create")).await;
+    assert_eq!(record.body["records"][0]["diff"]["after"]["overrideReason"], "black friday", "and in its audit record");
     assert_eq!(
         run(&app, &app.admin_token, "search", 41.0, Some("why not")).await.status,
         StatusCode::UNPROCESSABLE_ENTITY,
