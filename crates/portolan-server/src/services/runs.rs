@@ -434,7 +434,12 @@ impl Catalog {
                         .and_then(Value::as_str)
                         .map(|r| format!(": {r}"))
                         .unwrap_or_default();
-                    Verdict::refuse("lock", format!("'{}' is locked by {}{why}", lock.identifier, e.updated_by))
+                    // Locked by an action's run: name the person who asked for it.
+                    let by = match e.updated_by.strip_prefix("run:") {
+                        Some(run) => tx.run(run, false).await?.map_or(e.updated_by.clone(), |r| r.trigger.by),
+                        None => e.updated_by.clone(),
+                    };
+                    Verdict::refuse("lock", format!("'{}' is locked by {by}{why}", lock.identifier))
                 }
             });
         }
