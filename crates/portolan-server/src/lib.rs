@@ -10,6 +10,7 @@ pub mod rate_limit;
 pub mod sandbox;
 pub mod services;
 pub mod sweeper;
+pub mod web;
 pub mod worker;
 
 use std::sync::{Arc, OnceLock};
@@ -129,6 +130,7 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// The whole HTTP application.
 pub fn router(state: AppState, options: &ServerOptions) -> Router {
     let mut routes = api::router()
+        .merge(web::router())
         .fallback(|| async { Error::new(ErrorCode::NotFound, "no such route") })
         .method_not_allowed_fallback(|| async {
             Error::new(ErrorCode::MethodNotAllowed, "method not allowed on this route")

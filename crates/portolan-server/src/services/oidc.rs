@@ -96,7 +96,7 @@ fn provider_failed(what: &str, cause: impl std::fmt::Display) -> Error {
 }
 
 /// Keeps `return_to` to a path on this server, so a sign-in cannot be turned into an open redirect.
-fn local_path(return_to: Option<&str>) -> String {
+pub(crate) fn local_path(return_to: Option<&str>) -> String {
     match return_to {
         Some(path)
             if path.starts_with('/')

@@ -17,6 +17,7 @@ mod runners;
 mod scorecards;
 mod search;
 mod visibility;
+mod web;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
