@@ -21,7 +21,11 @@ use crate::extract::{ClientAddress, PathParams, QueryParams, SESSION_COOKIE, che
 use crate::keys;
 use crate::services::Actor;
 use crate::services::identity::SessionActor;
+use crate::services::runs::RunRequest;
 use crate::services::search::{AggregateRequest, SearchRequest};
+use portolan_model::PropertyType;
+use portolan_model::action::{InputFormat, Operation, Trigger};
+use portolan_model::guardrail::{Decision, Verdict};
 
 /// The cookie that carries the sign-in form's CSRF token before there is a session.
 const LOGIN_COOKIE: &str = "__Host-portolan_login";
@@ -39,6 +43,11 @@ pub fn router() -> Router<AppState> {
         .route("/catalog", get(catalog))
         .route("/catalog/{blueprint}", get(blueprint_page))
         .route("/catalog/{blueprint}/{entity}", get(entity_page))
+        .route("/actions", get(actions_page))
+        .route("/actions/{action}", get(action_page).post(run_action))
+        .route("/runs/{run}", get(run_page))
+        .route("/runs/{run}/approval", axum::routing::post(decide))
+        .route("/approvals", get(approvals_page))
         .route("/static/portolan.css", get(stylesheet))
         .layer(tower_http::set_header::SetResponseHeaderLayer::overriding(
             header::CONTENT_SECURITY_POLICY,
@@ -524,4 +533,444 @@ async fn entity_page(
         scorecards,
     };
     Ok(render(&page))
+}
+
+// ---- self-service ----
+
+struct ActionLink {
+    identifier: String,
+    title: String,
+    description: String,
+    needs_entity: bool,
+}
+
+struct ActionGroup {
+    title: String,
+    actions: Vec<ActionLink>,
+}
+
+#[derive(Template)]
+#[template(path = "actions.html")]
+struct ActionsPage {
+    signed_in: Option<SignedIn>,
+    groups: Vec<ActionGroup>,
+}
+
+async fn actions_page(State(app): State<AppState>, headers: HeaderMap, uri: OriginalUri) -> PageResult {
+    let signed_in = match session(&app, &headers, &uri).await {
+        Ok(signed_in) => signed_in,
+        Err(to_login) => return Ok(to_login),
+    };
+    let mut groups: Vec<ActionGroup> = Vec::new();
+    for record in app.catalog.list_actions(&signed_in.actor, None).await? {
+        let action = record.action;
+        if !matches!(action.trigger, Trigger::SelfService { .. }) {
+            continue;
+        }
+        let group_title = action.blueprint().unwrap_or("General").to_string();
+        let link = ActionLink {
+            needs_entity: matches!(action.operation(), Some(Operation::Day2 | Operation::Delete)),
+            title: action.title.clone().unwrap_or_else(|| action.identifier.clone()),
+            description: action.description.clone().unwrap_or_default(),
+            identifier: action.identifier,
+        };
+        match groups.iter_mut().find(|g| g.title == group_title) {
+            Some(group) => group.actions.push(link),
+            None => groups.push(ActionGroup { title: group_title, actions: vec![link] }),
+        }
+    }
+    Ok(render(&ActionsPage { signed_in: layout_user(&signed_in), groups }))
+}
+
+struct Choice {
+    value: String,
+    label: String,
+    selected: bool,
+}
+
+struct Field {
+    name: String,
+    label: String,
+    help: String,
+    kind: &'static str,
+    value: String,
+    required: bool,
+    options: Vec<Choice>,
+    error: String,
+}
+
+struct EntityPicker {
+    label: String,
+    options: Vec<Choice>,
+}
+
+struct Preview {
+    verdicts: Vec<Verdict>,
+    rendered: String,
+}
+
+#[derive(Template)]
+#[template(path = "action.html")]
+struct ActionPage {
+    signed_in: Option<SignedIn>,
+    csrf: String,
+    identifier: String,
+    title: String,
+    description: String,
+    guardrails: Vec<String>,
+    entity_picker: Option<EntityPicker>,
+    fields: Vec<Field>,
+    error: Option<String>,
+    preview: Option<Preview>,
+}
+
+/// Entities of `blueprint` the user may read, as choices (at most a page of them).
+async fn choices(app: &AppState, actor: &Actor, blueprint: &str, selected: &str) -> Result<Vec<Choice>, Error> {
+    let request = SearchRequest { limit: Some(200), ..SearchRequest::default() };
+    let page = app.catalog.search(actor, Some(blueprint), request).await?;
+    Ok(page
+        .entities
+        .iter()
+        .map(|e| Choice { value: e.identifier.clone(), label: title_of(e), selected: e.identifier == selected })
+        .collect())
+}
+
+/// What a person should know before running an action, in words.
+fn guardrail_notes(action: &portolan_model::action::Action) -> Vec<String> {
+    let rails = &action.guardrails;
+    let mut notes = Vec::new();
+    if let Some(rule) = action.approval() {
+        let who = rule
+            .approvers
+            .as_ref()
+            .map(|a| {
+                [&a.users, &a.teams, &a.roles].iter().flat_map(|l| l.iter()).cloned().collect::<Vec<_>>().join(", ")
+            })
+            .filter(|w| !w.is_empty())
+            .unwrap_or_else(|| "an approver".into());
+        notes.push(format!("Needs approval from {who} before it runs."));
+    }
+    for quota in &rails.quotas {
+        let per = match quota.per {
+            portolan_model::guardrail::QuotaScope::User => "per person",
+            portolan_model::guardrail::QuotaScope::Team => "per team",
+            portolan_model::guardrail::QuotaScope::Action => "in all",
+        };
+        notes.push(format!("At most {} runs {per} every {} h.", quota.max, quota.period_hours));
+    }
+    notes.extend(rails.freezes.iter().map(|f| format!("Does not run during '{}'.", f.title)));
+    notes.extend(rails.preconditions.iter().map(|p| format!("Only when: {}.", p.title)));
+    notes
+}
+
+async fn action_form(
+    app: &AppState,
+    signed_in: &SessionActor,
+    identifier: &str,
+    values: &serde_json::Map<String, Value>,
+    entity: &str,
+) -> Result<ActionPage, Error> {
+    let action = app.catalog.get_action(&signed_in.actor, identifier).await?.action;
+    let Trigger::SelfService { user_inputs, operation, blueprint_identifier, .. } = &action.trigger else {
+        return Err(Error::not_found(format!("action '{identifier}'")));
+    };
+    let entity_picker = match (operation, blueprint_identifier) {
+        (Operation::Day2 | Operation::Delete, Some(blueprint)) => Some(EntityPicker {
+            label: format!("Which {blueprint}"),
+            options: choices(app, &signed_in.actor, blueprint, entity).await?,
+        }),
+        _ => None,
+    };
+    let mut names: Vec<String> = user_inputs.order.clone();
+    names.extend(user_inputs.steps.iter().flat_map(|s| s.order.iter().cloned()));
+    names.extend(user_inputs.properties.keys().cloned());
+    let mut seen = std::collections::HashSet::new();
+    names.retain(|n| user_inputs.properties.contains_key(n) && seen.insert(n.clone()));
+    let mut fields = Vec::new();
+    for name in names {
+        let input = &user_inputs.properties[&name];
+        let value = values.get(&name).or(input.default.as_ref()).map(shown).unwrap_or_default();
+        let picked_from = match input.format {
+            Some(InputFormat::Entity) => input.blueprint.clone(),
+            Some(InputFormat::User) => Some(portolan_model::system::USER.to_string()),
+            Some(InputFormat::Team) => Some(portolan_model::system::TEAM.to_string()),
+            _ => None,
+        };
+        let options = match (&input.enum_values, picked_from) {
+            (Some(values), _) => values
+                .iter()
+                .map(|v| Choice { value: shown(v), label: shown(v), selected: shown(v) == value })
+                .collect(),
+            (None, Some(blueprint)) => choices(app, &signed_in.actor, &blueprint, &value).await?,
+            (None, None) => Vec::new(),
+        };
+        let kind = match (input.kind, input.format) {
+            (PropertyType::Boolean, _) => "checkbox",
+            (PropertyType::Number, _) => "number",
+            (_, Some(InputFormat::Markdown | InputFormat::Yaml | InputFormat::MultiLine))
+            | (PropertyType::Array, _) => "textarea",
+            (_, Some(InputFormat::Email)) => "email",
+            (_, Some(InputFormat::Url)) => "url",
+            _ => "text",
+        };
+        fields.push(Field {
+            label: input.title.clone().unwrap_or_else(|| name.clone()),
+            help: input.description.clone().unwrap_or_default(),
+            required: user_inputs.required.contains(&name),
+            name,
+            kind,
+            value,
+            options,
+            error: String::new(),
+        });
+    }
+    Ok(ActionPage {
+        signed_in: layout_user(signed_in),
+        csrf: signed_in.session.csrf.clone(),
+        identifier: action.identifier.clone(),
+        title: action.title.clone().unwrap_or_else(|| action.identifier.clone()),
+        description: action.description.clone().unwrap_or_default(),
+        guardrails: guardrail_notes(&action),
+        entity_picker,
+        fields,
+        error: None,
+        preview: None,
+    })
+}
+
+#[derive(Deserialize)]
+pub struct ActionQuery {
+    entity: Option<String>,
+}
+
+async fn action_page(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    uri: OriginalUri,
+    PathParams(identifier): PathParams<String>,
+    QueryParams(query): QueryParams<ActionQuery>,
+) -> PageResult {
+    let signed_in = match session(&app, &headers, &uri).await {
+        Ok(signed_in) => signed_in,
+        Err(to_login) => return Ok(to_login),
+    };
+    let page =
+        action_form(&app, &signed_in, &identifier, &Default::default(), query.entity.as_deref().unwrap_or("")).await?;
+    Ok(render(&page))
+}
+
+/// The form's values typed as the action's inputs say (`in.<name>` fields).
+fn typed_inputs(
+    inputs: &portolan_model::action::UserInputs,
+    form: &std::collections::HashMap<String, String>,
+) -> serde_json::Map<String, Value> {
+    let mut values = serde_json::Map::new();
+    for (name, input) in &inputs.properties {
+        let raw = form.get(&format!("in.{name}")).map(|v| v.trim().to_string());
+        let value = match (input.kind, raw) {
+            (PropertyType::Boolean, raw) => Value::Bool(raw.as_deref() == Some("true")),
+            (_, None) => continue,
+            (_, Some(raw)) if raw.is_empty() => continue,
+            (PropertyType::Number, Some(raw)) => raw.parse::<f64>().map(Value::from).unwrap_or(Value::String(raw)),
+            (PropertyType::Array, Some(raw)) => {
+                Value::Array(raw.split([',', '\n']).map(str::trim).filter(|s| !s.is_empty()).map(Value::from).collect())
+            }
+            (_, Some(raw)) => Value::String(raw),
+        };
+        values.insert(name.clone(), value);
+    }
+    values
+}
+
+async fn run_action(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    uri: OriginalUri,
+    PathParams(identifier): PathParams<String>,
+    Form(form): Form<std::collections::HashMap<String, String>>,
+) -> PageResult {
+    check_same_site(&headers)?;
+    let signed_in = match session(&app, &headers, &uri).await {
+        Ok(signed_in) => signed_in,
+        Err(to_login) => return Ok(to_login),
+    };
+    if !keys::same(form.get("csrf").map(String::as_str).unwrap_or(""), &signed_in.session.csrf) {
+        return Err(Error::new(ErrorCode::CsrfFailed, "the form expired; reload the page").into());
+    }
+    let action = app.catalog.get_action(&signed_in.actor, &identifier).await?.action;
+    let Trigger::SelfService { user_inputs, .. } = &action.trigger else {
+        return Err(Error::not_found(format!("action '{identifier}'")).into());
+    };
+    let properties = typed_inputs(user_inputs, &form);
+    let entity = form.get("entity").cloned().filter(|e| !e.is_empty());
+    let request = || RunRequest { properties: properties.clone(), entity: entity.clone(), override_reason: None };
+    let mut page = action_form(&app, &signed_in, &identifier, &properties, entity.as_deref().unwrap_or("")).await?;
+    if form.get("mode").map(String::as_str) == Some("dry") {
+        match app.catalog.dry_run(&signed_in.actor, &identifier, request()).await {
+            Ok(dry) => {
+                let rendered = dry.rendered.map(|r| serde_json::to_string_pretty(&r).unwrap_or_default());
+                page.preview = Some(Preview {
+                    verdicts: dry.guardrails,
+                    rendered: rendered.or(dry.render_error).unwrap_or_default(),
+                });
+            }
+            Err(error) => explain(&mut page, error),
+        }
+        return Ok(render(&page));
+    }
+    match app.catalog.create_run(&signed_in.actor, &identifier, request()).await {
+        Ok(run) => Ok(Redirect::to(&format!("/runs/{}", run.id)).into_response()),
+        Err(error) => {
+            let status = error.code.status();
+            explain(&mut page, error);
+            Ok((status, render(&page)).into_response())
+        }
+    }
+}
+
+/// Puts a refusal on the form: each field's own message beside it, the rest at the top.
+fn explain(page: &mut ActionPage, error: Error) {
+    for detail in &error.details {
+        let path = detail["path"].as_str().unwrap_or_default();
+        if let Some(field) = page.fields.iter_mut().find(|f| path == format!("/properties/{}", f.name)) {
+            field.error = detail["message"].as_str().unwrap_or_default().to_string();
+        }
+    }
+    page.error = Some(error.message);
+}
+
+// ---- runs and approvals ----
+
+#[derive(Template)]
+#[template(path = "run.html")]
+struct RunPage {
+    signed_in: Option<SignedIn>,
+    csrf: String,
+    id: String,
+    action: String,
+    status: String,
+    by: String,
+    at: String,
+    blueprint: String,
+    entity: Option<String>,
+    reason: Option<String>,
+    summary: Option<String>,
+    links: Vec<String>,
+    may_decide: bool,
+    decisions: Vec<String>,
+    logs: Vec<String>,
+}
+
+async fn run_page(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    uri: OriginalUri,
+    PathParams(id): PathParams<String>,
+) -> PageResult {
+    let signed_in = match session(&app, &headers, &uri).await {
+        Ok(signed_in) => signed_in,
+        Err(to_login) => return Ok(to_login),
+    };
+    let actor = &signed_in.actor;
+    let (run, _) = app.catalog.get_run(actor, &id).await?;
+    let logs = app.catalog.run_logs(actor, &id, 0, 500).await?;
+    let may_decide = run.status == portolan_model::run::RunStatus::WaitingForApproval
+        && app.catalog.may_decide_on(actor, &run).await?;
+    let decisions = run
+        .approval
+        .iter()
+        .flat_map(|a| a.decisions.iter())
+        .map(|d| {
+            let said = d.comment.clone().filter(|c| !c.is_empty()).map(|c| format!(": {c}")).unwrap_or_default();
+            format!("{:?} by {} at {}{said}", d.decision, d.by, portolan_model::format_millis(d.at))
+        })
+        .collect();
+    let page = RunPage {
+        signed_in: layout_user(&signed_in),
+        csrf: signed_in.session.csrf.clone(),
+        action: run.action_title.clone().unwrap_or_else(|| run.action.clone()),
+        status: run.status.as_str().to_string(),
+        by: run.trigger.by.clone(),
+        at: portolan_model::format_millis(run.created_at),
+        blueprint: run.blueprint.clone().unwrap_or_default(),
+        entity: run.entity.clone(),
+        reason: run.reason.clone(),
+        summary: run.summary.clone(),
+        links: run.links.clone(),
+        may_decide,
+        decisions,
+        logs: logs
+            .iter()
+            .map(|l| format!("{} [{}] {}", portolan_model::format_millis(l.at), l.stream, l.message))
+            .collect(),
+        id: run.id,
+    };
+    Ok(render(&page))
+}
+
+#[derive(Deserialize)]
+pub struct DecisionForm {
+    csrf: String,
+    decision: String,
+    comment: Option<String>,
+}
+
+async fn decide(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    uri: OriginalUri,
+    PathParams(id): PathParams<String>,
+    Form(form): Form<DecisionForm>,
+) -> PageResult {
+    check_same_site(&headers)?;
+    let signed_in = match session(&app, &headers, &uri).await {
+        Ok(signed_in) => signed_in,
+        Err(to_login) => return Ok(to_login),
+    };
+    if !keys::same(&form.csrf, &signed_in.session.csrf) {
+        return Err(Error::new(ErrorCode::CsrfFailed, "the form expired; reload the page").into());
+    }
+    let decision = match form.decision.as_str() {
+        "APPROVE" => Decision::Approve,
+        _ => Decision::Decline,
+    };
+    let comment = form.comment.filter(|c| !c.trim().is_empty());
+    app.catalog.decide_run(&signed_in.actor, &id, decision, comment).await?;
+    Ok(Redirect::to(&format!("/runs/{id}")).into_response())
+}
+
+struct WaitingRun {
+    id: String,
+    action: String,
+    entity: Option<String>,
+    by: String,
+    inputs: String,
+}
+
+#[derive(Template)]
+#[template(path = "approvals.html")]
+struct ApprovalsPage {
+    signed_in: Option<SignedIn>,
+    runs: Vec<WaitingRun>,
+}
+
+async fn approvals_page(State(app): State<AppState>, headers: HeaderMap, uri: OriginalUri) -> PageResult {
+    let signed_in = match session(&app, &headers, &uri).await {
+        Ok(signed_in) => signed_in,
+        Err(to_login) => return Ok(to_login),
+    };
+    let runs = app
+        .catalog
+        .approval_inbox(&signed_in.actor)
+        .await?
+        .into_iter()
+        .map(|run| WaitingRun {
+            action: run.action_title.clone().unwrap_or_else(|| run.action.clone()),
+            entity: run.entity.clone(),
+            by: run.trigger.by.clone(),
+            inputs: serde_json::to_string_pretty(&run.inputs).unwrap_or_default(),
+            id: run.id,
+        })
+        .collect();
+    Ok(render(&ApprovalsPage { signed_in: layout_user(&signed_in), runs }))
 }

@@ -33,6 +33,12 @@ impl Catalog {
             .await
     }
 
+    /// Whether the actor may decide on a waiting run.
+    pub async fn may_decide_on(&self, actor: &Actor, run: &Run) -> Result<bool> {
+        let mut tx = self.store().read().await?;
+        self.may_decide(tx.as_mut(), actor, run).await
+    }
+
     /// Whether the actor may decide on a waiting run (and so see it).
     pub(crate) async fn may_decide(&self, tx: &mut dyn Tx, actor: &Actor, run: &Run) -> Result<bool> {
         let (Some(approval), Some(user)) = (&run.approval, actor.as_user()) else { return Ok(false) };

@@ -156,3 +156,93 @@ async fn the_catalog_pages_show_only_what_the_user_may_read() {
     let (status, _) = page(&app, "/static/portolan.css", &session).await;
     assert_eq!(status, StatusCode::OK);
 }
+
+fn csrf_of(html: &str) -> String {
+    html.split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a csrf field")
+        .to_string()
+}
+
+#[tokio::test]
+async fn a_run_is_requested_through_its_form_and_approved_by_a_second_user_through_the_pages() {
+    let app = spawn_app().await;
+    org(&app).await;
+    let approver = json!({"identifier": "carl@example.com", "teams": ["team-b"], "password": PASSWORD});
+    assert_eq!(app.post("/api/v1/users", approver).await.status, StatusCode::CREATED);
+    let action = json!({
+        "identifier": "scale", "title": "Scale a service",
+        "trigger": {"type": "self-service", "operation": "DAY-2", "blueprintIdentifier": "service",
+            "userInputs": {"properties": {"replicas": {"type": "number", "title": "Replicas", "minimum": 1}}, "required": ["replicas"]}},
+        "invocationMethod": {"type": "UPSERT_ENTITY", "blueprintIdentifier": "service", "mapping": {
+            "identifier": "{{ .entity.identifier }}", "properties": {"replicas": "{{ .inputs.replicas }}"}}},
+        "guardrails": {"approval": {"approvers": {"users": ["carl@example.com"]}}}
+    });
+    assert_eq!(app.post("/api/v1/actions", action).await.status, StatusCode::CREATED);
+
+    let ana = sign_in(&app, "ana@example.com").await;
+    let (status, hub) = page(&app, "/actions", &ana).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(hub.contains("href=\"/actions/scale\""), "{hub}");
+    let (_, form) = page(&app, "/actions/scale?entity=a1", &ana).await;
+    assert!(form.contains("Needs approval from carl@example.com"), "guardrails in words: {form}");
+    assert!(
+        form.contains("<option value=\"a1\" selected>") && !form.contains("value=\"b1\""),
+        "only her services: {form}"
+    );
+    let csrf = csrf_of(&form);
+    let post = |fields: Vec<(&'static str, String)>| {
+        let session = ana.clone();
+        let url = format!("{}/actions/scale", app.base);
+        async move {
+            let pairs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            form_post(browser().post(url).header("cookie", session), &pairs).send().await.expect("post")
+        }
+    };
+    let invalid = post(vec![
+        ("csrf", csrf.clone()),
+        ("entity", "a1".into()),
+        ("in.replicas", "0".into()),
+        ("mode", "run".into()),
+    ])
+    .await;
+    assert_eq!(invalid.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(invalid.text().await.expect("html").contains("class=\"error\""), "the field's own message");
+    let started = post(vec![
+        ("csrf", csrf.clone()),
+        ("entity", "a1".into()),
+        ("in.replicas", "3".into()),
+        ("mode", "run".into()),
+    ])
+    .await;
+    assert_eq!(started.status(), StatusCode::SEE_OTHER);
+    let run_path = started.headers()["location"].to_str().expect("location").to_string();
+    let (_, waiting) = page(&app, &run_path, &ana).await;
+    assert!(
+        waiting.contains("WAITING_FOR_APPROVAL") && !waiting.contains("name=\"decision\""),
+        "she cannot approve her own"
+    );
+
+    let carl = sign_in(&app, "carl@example.com").await;
+    let (_, inbox) = page(&app, "/approvals", &carl).await;
+    assert!(inbox.contains(&format!("href=\"{run_path}\"")) && inbox.contains("Asked by ana@example.com"), "{inbox}");
+    let (_, run_page) = page(&app, &run_path, &carl).await;
+    let approve = [("csrf", csrf_of(&run_page)), ("decision", "APPROVE".into()), ("comment", "fine by me".into())];
+    let pairs: Vec<(&str, &str)> = approve.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let decided = form_post(browser().post(format!("{}{run_path}/approval", app.base)).header("cookie", &carl), &pairs)
+        .send()
+        .await
+        .expect("approve");
+    assert_eq!(decided.status(), StatusCode::SEE_OTHER);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let (_, done) = page(&app, &run_path, &ana).await;
+        if done.contains("SUCCESS") {
+            assert!(done.contains("Approve by carl@example.com") && done.contains("fine by me"), "{done}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the run did not finish: {done}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
