@@ -33,6 +33,7 @@ const LOGIN_COOKIE: &str = "__Host-portolan_login";
 const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
      object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 const STYLESHEET: &str = include_str!("../static/portolan.css");
+const SCRIPT: &str = include_str!("../static/portolan.js");
 const PAGE_SIZE: u32 = 50;
 
 pub fn router() -> Router<AppState> {
@@ -48,7 +49,9 @@ pub fn router() -> Router<AppState> {
         .route("/runs/{run}", get(run_page))
         .route("/runs/{run}/approval", axum::routing::post(decide))
         .route("/approvals", get(approvals_page))
+        .route("/audit", get(audit_page))
         .route("/static/portolan.css", get(stylesheet))
+        .route("/static/portolan.js", get(script))
         .layer(tower_http::set_header::SetResponseHeaderLayer::overriding(
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(CONTENT_SECURITY_POLICY),
@@ -125,6 +128,11 @@ async fn session(app: &AppState, headers: &HeaderMap, here: &OriginalUri) -> Res
 
 fn layout_user(session: &SessionActor) -> Option<SignedIn> {
     Some(SignedIn { identifier: session.actor.id.clone(), csrf: session.session.csrf.clone() })
+}
+
+async fn script() -> Response {
+    ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8"), (header::CACHE_CONTROL, "max-age=300")], SCRIPT)
+        .into_response()
 }
 
 async fn stylesheet() -> Response {
@@ -468,6 +476,13 @@ struct ScorecardRow {
     level: String,
 }
 
+struct EntityRun {
+    id: String,
+    action: String,
+    change: String,
+    status: String,
+}
+
 #[derive(Template)]
 #[template(path = "entity.html")]
 struct EntityPage {
@@ -480,6 +495,9 @@ struct EntityPage {
     properties: Vec<PropertyRow>,
     relations: Vec<RelationRow>,
     scorecards: Vec<ScorecardRow>,
+    actions: Vec<ActionLink>,
+    runs: Vec<EntityRun>,
+    history: Vec<String>,
 }
 
 async fn entity_page(
@@ -521,8 +539,48 @@ async fn entity_page(
         .iter()
         .map(|(name, result)| ScorecardRow { name: name.clone(), level: shown(&result["level"]) })
         .collect();
+    let actor = &signed_in.actor;
+    let actions = app
+        .catalog
+        .list_actions(actor, Some(&blueprint))
+        .await?
+        .into_iter()
+        .map(|r| r.action)
+        .filter(|a| matches!(a.trigger, Trigger::SelfService { .. }))
+        .filter(|a| matches!(a.operation(), Some(Operation::Day2 | Operation::Delete)))
+        .map(|a| ActionLink {
+            title: a.title.clone().unwrap_or_else(|| a.identifier.clone()),
+            description: String::new(),
+            needs_entity: true,
+            identifier: a.identifier,
+        })
+        .collect();
+    let runs = app
+        .catalog
+        .entity_runs(actor, &blueprint, &identifier)
+        .await?
+        .into_iter()
+        .take(10)
+        .map(|(run, change)| EntityRun {
+            action: run.action_title.clone().unwrap_or_else(|| run.action.clone()),
+            status: run.status.as_str().to_string(),
+            change,
+            id: run.id,
+        })
+        .collect();
+    let history = app
+        .catalog
+        .entity_history(actor, &blueprint, &identifier, None, 10)
+        .await?
+        .0
+        .iter()
+        .map(|r| format!("{} {} by {}", portolan_model::format_millis(r.entry.at), r.entry.action, r.entry.actor))
+        .collect();
     let page = EntityPage {
         signed_in: layout_user(&signed_in),
+        actions,
+        runs,
+        history,
         title: title_of(&entity),
         blueprint,
         identifier,
@@ -859,6 +917,9 @@ struct RunPage {
     may_decide: bool,
     decisions: Vec<String>,
     logs: Vec<String>,
+    /// The last log line shown, where the live stream goes on from.
+    last_log: i64,
+    ended: bool,
 }
 
 async fn run_page(
@@ -903,6 +964,8 @@ async fn run_page(
             .iter()
             .map(|l| format!("{} [{}] {}", portolan_model::format_millis(l.at), l.stream, l.message))
             .collect(),
+        last_log: logs.last().map_or(0, |l| l.seq),
+        ended: run.status.is_terminal(),
         id: run.id,
     };
     Ok(render(&page))
@@ -973,4 +1036,88 @@ async fn approvals_page(State(app): State<AppState>, headers: HeaderMap, uri: Or
         })
         .collect();
     Ok(render(&ApprovalsPage { signed_in: layout_user(&signed_in), runs }))
+}
+
+// ---- the audit log ----
+
+struct AuditRow {
+    seq: i64,
+    at: String,
+    actor: String,
+    origin: String,
+    action: String,
+    resource: String,
+    status: String,
+    diff: String,
+    reason: String,
+}
+
+#[derive(Template)]
+#[template(path = "audit.html")]
+struct AuditPage {
+    signed_in: Option<SignedIn>,
+    resource_type: String,
+    action: String,
+    actor: String,
+    records: Vec<AuditRow>,
+    next: Option<i64>,
+}
+
+#[derive(Deserialize)]
+pub struct AuditQuery {
+    resource_type: Option<String>,
+    action: Option<String>,
+    actor: Option<String>,
+    cursor: Option<i64>,
+}
+
+async fn audit_page(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    uri: OriginalUri,
+    QueryParams(query): QueryParams<AuditQuery>,
+) -> PageResult {
+    let signed_in = match session(&app, &headers, &uri).await {
+        Ok(signed_in) => signed_in,
+        Err(to_login) => return Ok(to_login),
+    };
+    let given = |v: &Option<String>| v.clone().filter(|s| !s.trim().is_empty());
+    let filter = portolan_store::AuditFilter {
+        resource_type: given(&query.resource_type),
+        action: given(&query.action),
+        actor: given(&query.actor),
+        before: query.cursor,
+        ..portolan_store::AuditFilter::default()
+    };
+    let (records, next) = app.catalog.audit_log(&signed_in.actor, filter, PAGE_SIZE).await?;
+    let records = records
+        .into_iter()
+        .map(|r| {
+            let e = r.entry;
+            let on = match &e.blueprint {
+                Some(b) if e.resource_type == "entity" => format!("{b}/{}", e.resource_id),
+                _ => format!("{} {}", e.resource_type, e.resource_id),
+            };
+            AuditRow {
+                seq: r.seq,
+                at: portolan_model::format_millis(e.at),
+                actor: e.actor,
+                origin: e.origin,
+                action: e.action,
+                resource: on,
+                status: e.status,
+                diff: e.diff.map(|d| serde_json::to_string_pretty(&d).unwrap_or_default()).unwrap_or_default(),
+                reason: e.reason.unwrap_or_default(),
+            }
+        })
+        .collect();
+    let page = AuditPage {
+        signed_in: layout_user(&signed_in),
+        resource_type: query.resource_type.unwrap_or_default(),
+        action: query.action.unwrap_or_default(),
+        actor: query.actor.unwrap_or_default(),
+        records,
+        next,
+    };
+    Ok(render(&page))
 }

@@ -150,6 +150,11 @@ async fn the_catalog_pages_show_only_what_the_user_may_read() {
         entity.contains("Alpha Cart") && entity.contains("href=\"/catalog/system/shop\""),
         "relations link: {entity}"
     );
+    assert!(entity.contains("entity.create by admin@test"), "its history: {entity}");
+    let (status, audit) = page(&app, "/audit", &session).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(audit.contains("service/a1") && !audit.contains("service/b1"), "only what she may read: {audit}");
+    assert!(audit.contains("login"), "her own sign-in");
     let (status, hidden) = page(&app, "/catalog/service/b1", &session).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(hidden.contains("Not found") && !hidden.contains("Bravo"), "{hidden}");
@@ -223,6 +228,7 @@ async fn a_run_is_requested_through_its_form_and_approved_by_a_second_user_throu
         waiting.contains("WAITING_FOR_APPROVAL") && !waiting.contains("name=\"decision\""),
         "she cannot approve her own"
     );
+    assert!(waiting.contains("src=\"/static/portolan.js\""), "a run not ended follows its log live");
 
     let carl = sign_in(&app, "carl@example.com").await;
     let (_, inbox) = page(&app, "/approvals", &carl).await;
