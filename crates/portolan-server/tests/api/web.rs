@@ -252,3 +252,17 @@ async fn a_run_is_requested_through_its_form_and_approved_by_a_second_user_throu
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn the_scorecards_page_counts_entities_per_level_and_team_and_names_failing_rules() {
+    let app = spawn_app().await;
+    portolan_server::demo::load(&app.state.catalog).await.expect("demo");
+    let viewer = json!({"identifier": "viewer@example.com", "password": PASSWORD});
+    assert_eq!(app.post("/api/v1/users", viewer).await.status, StatusCode::CREATED);
+    let session = sign_in(&app, "viewer@example.com").await;
+    let (status, html) = page(&app, "/scorecards", &session).await;
+    assert_eq!(status, StatusCode::OK);
+    for expected in ["Ownership", "Reachable", "team-cart", "Rules failing most often"] {
+        assert!(html.contains(expected), "{expected}: {html}");
+    }
+}
