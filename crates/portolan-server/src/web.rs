@@ -1191,7 +1191,7 @@ async fn scorecards_page(State(app): State<AppState>, headers: HeaderMap, uri: O
             }
             let mut failing: Vec<FailingRule> =
                 failing.into_iter().map(|(rule, count)| FailingRule { rule, count }).collect();
-            failing.sort_by(|a, b| b.count.cmp(&a.count));
+            failing.sort_by_key(|f| std::cmp::Reverse(f.count));
             failing.truncate(5);
             cards.push(CardView {
                 title: card.title.clone().unwrap_or_else(|| card.identifier.clone()),
