@@ -166,6 +166,7 @@ async fn run(args: &Args, base: &str, token: &str) -> anyhow::Result<()> {
         );
     }
     let (as_admin, ownership, condition) = authorisation_overhead(&client, base, args.samples / 10, &mut rng).await?;
+    let (table_pages, entity_pages) = page_render_times(&client, base, args.samples / 10, n, &mut rng).await?;
     let mut facets = Vec::new();
     for _ in 0..5 {
         let body = json!({"function": "countBy", "blueprint": "service", "property": "language"});
@@ -219,11 +220,57 @@ async fn run(args: &Args, base: &str, token: &str) -> anyhow::Result<()> {
         row(name, &mut samples.clone());
     }
     row("(d) facets: countBy language", &mut facets);
+    row("web: catalog table page (50 rows)", &mut table_pages.clone());
+    row("web: entity page", &mut entity_pages.clone());
     row("change → aggregation recomputed", &mut fresh);
     if let Some(peak) = peak_rss_mib() {
         println!("| peak RSS (server and client, one process) | {peak:.0} MiB |");
     }
     Ok(())
+}
+
+/// Server time to render the portal's pages, as a signed-in admin with a session cookie.
+async fn page_render_times(
+    admin: &reqwest::Client,
+    base: &str,
+    samples: usize,
+    n: usize,
+    rng: &mut Lcg,
+) -> anyhow::Result<(Vec<Duration>, Vec<Duration>)> {
+    let password = "bench page viewer password";
+    let viewer = json!({"identifier": "bench-viewer", "role": "admin", "password": password});
+    let made = admin.post(format!("{base}/api/v1/users")).json(&viewer).send().await?;
+    if !made.status().is_success() {
+        bail!("creating the page viewer failed: {}", made.text().await?);
+    }
+    let browser = reqwest::Client::builder().pool_max_idle_per_host(1).build()?;
+    let login = json!({"username": "bench-viewer", "password": password});
+    let signed = browser.post(format!("{base}/api/v1/auth/login")).json(&login).send().await?;
+    let cookie = signed
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .context("no session cookie")?
+        .to_string();
+    let mut tables = Vec::with_capacity(samples);
+    let mut entities = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        for (url, into) in [
+            (format!("{base}/catalog/service"), &mut tables),
+            (format!("{base}/catalog/service/svc-{:07}", rng.below(n)), &mut entities),
+        ] {
+            let started = Instant::now();
+            let response = browser.get(&url).header("cookie", &cookie).send().await?;
+            let status = response.status();
+            response.bytes().await?;
+            if status != 200 {
+                bail!("GET {url} answered {status}");
+            }
+            into.push(started.elapsed());
+        }
+    }
+    Ok((tables, entities))
 }
 
 /// The same search timed as the admin (nothing filtered) and as a member whose read grant is a
