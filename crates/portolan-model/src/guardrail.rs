@@ -116,8 +116,11 @@ impl Quota {
                 format!("{left} of {} runs left for {scope} in {} h", self.max, self.period_hours),
             );
         }
-        // The oldest run that counts leaves the window first.
-        let frees = recent.iter().min().map_or(0, |oldest| oldest + period - now);
+        // A slot frees when enough of the oldest runs that count have left the window.
+        let mut oldest_first = recent.clone();
+        oldest_first.sort_unstable();
+        let leaving = (used - self.max) as usize;
+        let frees = oldest_first.get(leaving).map_or(0, |at| at + period - now);
         let message = format!("{scope} ran this {used} times in {} h (at most {})", self.period_hours, self.max);
         Verdict {
             retry_after_seconds: Some((frees.max(1000) as u64).div_ceil(1000)),
@@ -187,8 +190,10 @@ impl Bound {
             return Verdict::refuse(&name, format!("{} must be {}", self.input, absolute.join(" and ")));
         }
         let mut relative = Vec::new();
-        if let Some(current) = current.filter(|c| *c > 0.0) {
-            if let Some(factor) = self.max_factor_up.filter(|f| value > current * f) {
+        if let Some(current) = current {
+            // From nothing (or below), any growth is past a factor.
+            let too_high = |factor: f64| if current > 0.0 { value > current * factor } else { value > current };
+            if let Some(factor) = self.max_factor_up.filter(|f| too_high(*f)) {
                 relative.push(format!("{value} is more than ×{factor} the current {current}"));
             }
             if let Some(share) = self.max_share_down.filter(|s| value < current * (1.0 - s)) {
@@ -274,6 +279,11 @@ impl Freeze {
         for time in [&self.start, &self.end].into_iter().flatten() {
             minute_of_day(time).ok_or_else(|| format!("'{time}' is not a time HH:MM"))?;
         }
+        let start = self.start.as_deref().and_then(minute_of_day).unwrap_or(0);
+        let end = self.end.as_deref().and_then(minute_of_day).unwrap_or(1440);
+        if weekly && start >= end {
+            return Err("a weekly window ends after it starts on the same day; split an overnight one in two".into());
+        }
         Ok(())
     }
 
@@ -323,15 +333,19 @@ impl Cron {
                     Some((range, step)) => (range, step.parse::<u32>().map_err(|_| format!("bad step in '{item}'"))?),
                     None => (item, 1),
                 };
-                let number = |s: &str| -> Result<u32, String> {
-                    let named = DAYS.iter().position(|d| d.eq_ignore_ascii_case(s)).map(|i| i as u32 + 1);
+                // Day names: MON is 1 ... SAT 6; SUN is 0 where a range starts and 7 elsewhere.
+                let number = |s: &str, starts: bool| -> Result<u32, String> {
+                    let named = DAYS.iter().position(|d| d.eq_ignore_ascii_case(s)).map(|i| match (i, starts) {
+                        (6, true) => 0,
+                        (i, _) => i as u32 + 1,
+                    });
                     named.or_else(|| s.parse().ok()).ok_or_else(|| format!("'{s}' in '{text}' is not a number"))
                 };
                 let (from, to) = match range {
                     "*" => (low, high),
                     r => match r.split_once('-') {
-                        Some((a, b)) => (number(a)?, number(b)?),
-                        None => (number(r)?, number(r)?),
+                        Some((a, b)) => (number(a, true)?, number(b, false)?),
+                        None => (number(r, false)?, number(r, false)?),
                     },
                 };
                 if from < low || to > high || from > to || step == 0 {
@@ -349,7 +363,7 @@ impl Cron {
         }
         Ok(Cron {
             fields: [field(minute, 0, 59)?, field(hour, 0, 23)?, field(dom, 1, 31)?, field(month, 1, 12)?, days],
-            days_restricted: (*dom != "*", *dow != "*"),
+            days_restricted: (!dom.starts_with('*'), !dow.starts_with('*')),
         })
     }
 
@@ -773,5 +787,39 @@ mod tests {
         for bad in ["* * *", "61 * * * *", "0 18 * * FUN", "*/0 * * * *"] {
             assert!(Cron::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn bounds_from_zero_overnight_windows_and_sunday_ranges() {
+        let bound = Bound {
+            input: "replicas".into(),
+            property: None,
+            max_factor_up: Some(2.0),
+            max_share_down: None,
+            min: None,
+            max: None,
+            step: None,
+            override_role: None,
+        };
+        assert!(!bound.verdict(5.0, Some(0.0), None, None).passed, "from nothing any growth is past a factor");
+        assert!(bound.verdict(0.0, Some(0.0), None, None).passed);
+        let overnight = Freeze {
+            title: "night".into(),
+            from: None,
+            to: None,
+            days: vec!["FRI".into()],
+            start: Some("22:00".into()),
+            end: Some("06:00".into()),
+            cron: None,
+            duration_minutes: None,
+        };
+        assert!(overnight.check().is_err(), "an overnight window is refused, not silently ignored");
+        assert!(Cron::parse("0 0 * * SUN-TUE").is_ok(), "a range may start on Sunday");
+        let stepped = Cron::parse("0 0 */2 * MON").expect("parses");
+        assert_eq!(
+            stepped.days_restricted,
+            (false, true),
+            "a field starting with * counts as unrestricted, as in cron"
+        );
     }
 }

@@ -1,7 +1,8 @@
-//! API rate limits: so many requests per minute per credential (API token or session), or per
-//! address for requests without one. Every API response says where the caller stands
-//! (`x-ratelimit-limit`, `x-ratelimit-remaining`, `x-ratelimit-reset` in seconds); a request over
-//! the limit gets 429 with `Retry-After`. Counted in this process, in fixed one-minute windows.
+//! API rate limits: so many requests per minute per credential (API token or session), and a
+//! wider limit per address, which made-up credentials cannot get around. Every API response says
+//! where the caller stands (`x-ratelimit-limit`, `x-ratelimit-remaining`, `x-ratelimit-reset` in
+//! seconds); a request over a limit gets 429 with `Retry-After`. Counted in this process, in fixed
+//! one-minute windows.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -18,8 +19,11 @@ use crate::error::Error;
 use crate::extract::SESSION_COOKIE;
 
 const WINDOW: Duration = Duration::from_secs(60);
-/// Past this many callers remembered, windows that have ended are forgotten.
+/// Past this many callers remembered, windows that have ended are forgotten; if that is not
+/// enough, new credentials are counted by their address alone.
 const MAX_REMEMBERED: usize = 100_000;
+/// An address may make this many times a credential's requests (people behind one proxy).
+const ADDRESS_FACTOR: u32 = 4;
 
 /// Per caller (the SHA-256 of their credential or address): when their window began, and how
 /// many requests it has counted.
@@ -36,40 +40,48 @@ impl RateLimiter {
         Self { per_minute, windows: Arc::default() }
     }
 
-    /// Counts a request of `key`: how many remain in its window and when the window ends, or
-    /// `Err` with the seconds to wait.
-    fn count(&self, key: [u8; 32], now: Instant) -> Result<(u32, u64), u64> {
+    /// Counts a request against its address and its credential (if any): how many remain and
+    /// when the window ends, or `Err` with the seconds to wait.
+    fn count(&self, address: [u8; 32], credential: Option<[u8; 32]>, now: Instant) -> Result<(u32, u64), u64> {
         let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
         if windows.len() > MAX_REMEMBERED {
             windows.retain(|_, (start, _)| now.duration_since(*start) < WINDOW);
         }
+        let credential = credential.filter(|key| windows.len() < MAX_REMEMBERED || windows.contains_key(key));
+        let by_address = Self::take(&mut windows, address, self.per_minute * ADDRESS_FACTOR, now)?;
+        match credential {
+            Some(key) => Self::take(&mut windows, key, self.per_minute, now),
+            None => Ok((by_address.0.min(self.per_minute), by_address.1)),
+        }
+    }
+
+    fn take(windows: &mut Windows, key: [u8; 32], limit: u32, now: Instant) -> Result<(u32, u64), u64> {
         let (start, used) = windows.entry(key).or_insert((now, 0));
         if now.duration_since(*start) >= WINDOW {
             *start = now;
             *used = 0;
         }
-        let reset = (WINDOW.saturating_sub(now.duration_since(*start))).as_secs().max(1);
-        if *used >= self.per_minute {
+        let left = WINDOW.saturating_sub(now.duration_since(*start));
+        let reset = (left.as_millis() as u64).div_ceil(1000).max(1);
+        if *used >= limit {
             return Err(reset);
         }
         *used += 1;
-        Ok((self.per_minute - *used, reset))
+        Ok((limit - *used, reset))
     }
 }
 
-/// Who a request counts against: its credential (hashed; never kept as is) or its address.
-fn caller_key(headers: &HeaderMap, address: Option<SocketAddr>) -> [u8; 32] {
+/// Who a request counts against: its address, and its credential if it has one (hashed; never
+/// kept as is).
+fn caller_keys(headers: &HeaderMap, address: Option<SocketAddr>) -> ([u8; 32], Option<[u8; 32]>) {
     let credential = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string)
         .or_else(|| crate::extract::cookie(headers, SESSION_COOKIE));
-    let key = match (credential, address) {
-        (Some(credential), _) => format!("c:{credential}"),
-        (None, Some(address)) => format!("a:{}", address.ip()),
-        (None, None) => "a:unknown".into(),
-    };
-    Sha256::digest(key.as_bytes()).into()
+    let address = address.map_or("unknown".to_string(), |a| a.ip().to_string());
+    let hash = |text: String| -> [u8; 32] { Sha256::digest(text.as_bytes()).into() };
+    (hash(format!("a:{address}")), credential.map(|c| hash(format!("c:{c}"))))
 }
 
 pub async fn limit(State(limiter): State<RateLimiter>, request: Request, next: Next) -> Response {
@@ -77,9 +89,9 @@ pub async fn limit(State(limiter): State<RateLimiter>, request: Request, next: N
         return next.run(request).await;
     }
     let address = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
-    let key = caller_key(request.headers(), address);
+    let (by_address, by_credential) = caller_keys(request.headers(), address);
     let limit = HeaderValue::from(limiter.per_minute);
-    match limiter.count(key, Instant::now()) {
+    match limiter.count(by_address, by_credential, Instant::now()) {
         Ok((remaining, reset)) => {
             let mut response = next.run(request).await;
             let headers = response.headers_mut();
@@ -108,10 +120,19 @@ mod tests {
     fn a_window_admits_its_limit_then_refuses_until_it_ends() {
         let limiter = RateLimiter::new(2);
         let start = Instant::now();
-        assert_eq!(limiter.count([1; 32], start).map(|r| r.0), Ok(1));
-        assert_eq!(limiter.count([1; 32], start).map(|r| r.0), Ok(0));
-        assert_eq!(limiter.count([1; 32], start + Duration::from_secs(20)), Err(40));
-        assert!(limiter.count([2; 32], start).is_ok(), "another caller has their own");
-        assert!(limiter.count([1; 32], start + WINDOW).is_ok(), "a new window");
+        let token = Some([1; 32]);
+        assert_eq!(limiter.count([9; 32], token, start).map(|r| r.0), Ok(1));
+        assert_eq!(limiter.count([9; 32], token, start).map(|r| r.0), Ok(0));
+        assert_eq!(limiter.count([9; 32], token, start + Duration::from_millis(20_400)), Err(40), "rounded up");
+        assert!(limiter.count([9; 32], Some([2; 32]), start).is_ok(), "another credential has its own");
+        assert!(limiter.count([9; 32], token, start + WINDOW).is_ok(), "a new window");
+    }
+
+    #[test]
+    fn made_up_credentials_do_not_escape_the_address_limit() {
+        let limiter = RateLimiter::new(2);
+        let start = Instant::now();
+        let admitted = (0..20u8).filter(|i| limiter.count([7; 32], Some([*i; 32]), start).is_ok()).count();
+        assert_eq!(admitted, 8, "an address gets four times a credential's share, however many it invents");
     }
 }

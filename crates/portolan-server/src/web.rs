@@ -830,7 +830,11 @@ fn typed_inputs(
             (PropertyType::Boolean, raw) => Value::Bool(raw.as_deref() == Some("true")),
             (_, None) => continue,
             (_, Some(raw)) if raw.is_empty() => continue,
-            (PropertyType::Number, Some(raw)) => raw.parse::<f64>().map(Value::from).unwrap_or(Value::String(raw)),
+            // Only a finite number is a number; anything else goes on as text, for validation to refuse.
+            (PropertyType::Number, Some(raw)) => match raw.parse::<f64>() {
+                Ok(n) if n.is_finite() => Value::from(n),
+                _ => Value::String(raw),
+            },
             (PropertyType::Array, Some(raw)) => {
                 Value::Array(raw.split([',', '\n']).map(str::trim).filter(|s| !s.is_empty()).map(Value::from).collect())
             }

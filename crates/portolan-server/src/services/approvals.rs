@@ -22,7 +22,7 @@ impl Catalog {
             (Some(blueprint), Some(identifier)) => tx
                 .entity(blueprint, identifier)
                 .await?
-                .map(|e| json!({"identifier": e.identifier, "version": e.version})),
+                .map(|e| json!({"identifier": e.identifier, "version": e.version, "createdAt": e.created_at})),
             _ => None,
         };
         Ok(guardrail::binding(&run.inputs, entity.as_ref()))
@@ -91,6 +91,13 @@ impl Catalog {
         match &standing {
             Standing::Waiting => {}
             Standing::Approved => {
+                // A freeze or a lock that began while the run waited holds it back: it stays
+                // waiting, and the approver may approve again once it lifts.
+                if let Some(action) = tx.action(&run.action).await? {
+                    super::runs::refuse_unless_allowed(
+                        &self.timing_verdicts(tx.as_mut(), actor, &action.action).await?,
+                    )?;
+                }
                 run.transition(RunStatus::Queued, now).map_err(|m| Error::new(ErrorCode::Internal, m))?;
                 logs.push(log(now, "approved: queued"));
                 if run.backend != portolan_model::action::BackendKind::Runner {
@@ -148,10 +155,11 @@ impl Catalog {
 
     /// The runs waiting for the actor's decision, oldest first.
     pub async fn approval_inbox(&self, actor: &Actor) -> Result<Vec<Run>> {
+        let waiting = RunFilter { statuses: vec![RunStatus::WaitingForApproval], ..RunFilter::default() };
+        let all = self.runs_in(waiting, |_| true).await?;
         let mut tx = self.store().read().await?;
-        let filter = RunFilter { statuses: vec![RunStatus::WaitingForApproval], ..RunFilter::default() };
         let mut waiting = Vec::new();
-        for (_, run) in tx.list_runs(&filter, WAITING_PAGE).await? {
+        for run in all {
             if self.may_decide(tx.as_mut(), actor, &run).await? {
                 waiting.push(run);
             }
@@ -165,71 +173,99 @@ impl Catalog {
     /// `run.timed_out` notice at its URL. Returns how many.
     pub async fn time_out_runs(&self) -> Result<usize> {
         let now = self.now();
-        let mut tx = self.store().write().await?;
-        let filter = RunFilter { statuses: vec![RunStatus::Queued, RunStatus::InProgress], ..RunFilter::default() };
-        let active = tx.list_runs(&filter, WAITING_PAGE).await?;
-        let mut timeouts: std::collections::HashMap<String, Option<u32>> = std::collections::HashMap::new();
-        let mut expired = Vec::new();
-        for (_, run) in active {
-            if !timeouts.contains_key(&run.action) {
-                let timeout = tx.action(&run.action).await?.and_then(|r| r.action.guardrails.timeout_minutes);
-                timeouts.insert(run.action.clone(), timeout);
-            }
-            let Some(minutes) = timeouts[&run.action] else { continue };
+        let timed: Vec<(String, u32)> = {
+            let mut tx = self.store().read().await?;
+            let actions = tx.actions().await?;
+            actions
+                .into_iter()
+                .filter_map(|r| Some((r.action.identifier.clone(), r.action.guardrails.timeout_minutes?)))
+                .collect()
+        };
+        let mut ended = Vec::new();
+        for (action, minutes) in timed {
             // The clock starts when the run could start: at its request, or at its last approval.
-            let started = run.approval.as_ref().and_then(|a| a.decisions.last()).map_or(run.created_at, |d| d.at);
-            if now - started > i64::from(minutes) * 60_000 {
-                expired.push((run, minutes));
-            }
+            let overdue = |run: &Run| {
+                let started = run.approval.as_ref().and_then(|a| a.decisions.last()).map_or(run.created_at, |d| d.at);
+                (now - started > i64::from(minutes) * 60_000)
+                    .then(|| (RunStatus::TimedOut, format!("did not finish within {minutes} minutes")))
+            };
+            let filter = RunFilter {
+                action: Some(action),
+                statuses: vec![RunStatus::Queued, RunStatus::InProgress],
+                ..RunFilter::default()
+            };
+            let due = self.runs_in(filter, |run| overdue(run).is_some()).await?;
+            ended.extend(self.end_runs(due, RunStatus::Queued, overdue).await?);
         }
-        if expired.is_empty() {
-            return Ok(0);
-        }
-        let listeners = automations(tx.as_mut()).await?;
-        let server = Actor::system("portolan", Origin::Backend);
-        let mut webhooks_at_work = Vec::new();
-        for (before, minutes) in &expired {
-            let mut run = before.clone();
-            let reason = format!("did not finish within {minutes} minutes");
-            run.end(RunStatus::TimedOut, reason.clone(), now).map_err(|m| Error::new(ErrorCode::Internal, m))?;
-            self.record_run(tx.as_mut(), &server, &listeners, Some(before), &run, vec![log(now, reason)]).await?;
+        for (before, run) in &ended {
             if before.backend == portolan_model::action::BackendKind::Webhook && before.status == RunStatus::InProgress
             {
-                webhooks_at_work.push(run);
+                let catalog = self.clone();
+                let run = run.clone();
+                tokio::spawn(async move { catalog.tell_webhook_timed_out(&run).await });
             }
         }
-        tx.commit().await?;
-        for run in webhooks_at_work {
-            let catalog = self.clone();
-            tokio::spawn(async move { catalog.tell_webhook_timed_out(&run).await });
-        }
-        Ok(expired.len())
+        Ok(ended.len())
     }
 
     /// Ends the runs whose approval expired (`DECLINED`, with why). Returns how many.
     pub async fn expire_approvals(&self) -> Result<usize> {
         let now = self.now();
-        let mut tx = self.store().write().await?;
-        let filter = RunFilter { statuses: vec![RunStatus::WaitingForApproval], ..RunFilter::default() };
-        let expired: Vec<Run> = tx
-            .list_runs(&filter, WAITING_PAGE)
-            .await?
-            .into_iter()
-            .map(|(_, run)| run)
-            .filter(|run| run.approval.as_ref().is_some_and(|a: &Approval| a.expires_at <= now))
-            .collect();
-        if expired.is_empty() {
-            return Ok(0);
+        let expired = |run: &Run| run.approval.as_ref().is_some_and(|a: &Approval| a.expires_at <= now);
+        let waiting = RunFilter { statuses: vec![RunStatus::WaitingForApproval], ..RunFilter::default() };
+        let due = self.runs_in(waiting, expired).await?;
+        self.end_runs(due, RunStatus::WaitingForApproval, |_| {
+            Some((RunStatus::Declined, "no approval before it expired".into()))
+        })
+        .await
+        .map(|ended| ended.len())
+    }
+
+    /// Every run `filter` lists that `due` picks (all pages of them, oldest last).
+    async fn runs_in(&self, mut filter: RunFilter, due: impl Fn(&Run) -> bool) -> Result<Vec<Run>> {
+        let mut tx = self.store().read().await?;
+        let mut picked = Vec::new();
+        loop {
+            let page = tx.list_runs(&filter, WAITING_PAGE).await?;
+            let Some((last, _)) = page.last() else { break };
+            filter.before = Some(*last);
+            let full = page.len() as u32 == WAITING_PAGE;
+            picked.extend(page.into_iter().map(|(_, run)| run).filter(|run| due(run)));
+            if !full {
+                break;
+            }
         }
+        Ok(picked)
+    }
+
+    /// Ends each run (re-read and locked, and only if it is still `from`: a report, an approval
+    /// or another replica may have got there first) as `how` says. Returns the runs ended.
+    async fn end_runs(
+        &self,
+        runs: Vec<Run>,
+        from: RunStatus,
+        how: impl Fn(&Run) -> Option<(RunStatus, String)>,
+    ) -> Result<Vec<(Run, Run)>> {
+        if runs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = self.now();
+        let mut tx = self.store().write().await?;
         let listeners = automations(tx.as_mut()).await?;
         let server = Actor::system("portolan", Origin::Backend);
-        for before in &expired {
+        let mut ended = Vec::new();
+        for seen in runs {
+            let Some(before) = tx.run(&seen.id, true).await? else { continue };
+            if before.status != from && !(from == RunStatus::Queued && before.status == RunStatus::InProgress) {
+                continue;
+            }
+            let Some((status, reason)) = how(&before) else { continue };
             let mut run = before.clone();
-            let reason = "no approval before it expired";
-            run.end(RunStatus::Declined, reason, now).map_err(|m| Error::new(ErrorCode::Internal, m))?;
-            self.record_run(tx.as_mut(), &server, &listeners, Some(before), &run, vec![log(now, reason)]).await?;
+            run.end(status, reason.clone(), now).map_err(|m| Error::new(ErrorCode::Internal, m))?;
+            self.record_run(tx.as_mut(), &server, &listeners, Some(&before), &run, vec![log(now, reason)]).await?;
+            ended.push((before, run));
         }
         tx.commit().await?;
-        Ok(expired.len())
+        Ok(ended)
     }
 }

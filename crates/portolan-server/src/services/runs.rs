@@ -326,31 +326,19 @@ impl Catalog {
         Ok((action, run, verdicts))
     }
 
-    /// Every guardrail's decision on a run about to start.
-    #[allow(clippy::too_many_arguments)]
-    async fn guardrail_verdicts(
+    /// Quotas and concurrency: how many runs of the action there are (the ones written in this
+    /// transaction included, so the run writer can check again just before it writes).
+    pub(crate) async fn limit_verdicts(
         &self,
         tx: &mut dyn Tx,
-        actor: &Actor,
         action: &Action,
-        entity: Option<&Entity>,
-        inputs: &Map<String, Value>,
-        trigger: &RunTrigger,
-        request: &RunRequest,
+        requester: &str,
+        teams: &[String],
+        on: Option<(&str, &str)>,
     ) -> Result<Vec<Verdict>> {
         let rails = &action.guardrails;
         let now = self.now();
         let mut verdicts = Vec::new();
-        if let Some(rule) = action.approval() {
-            let who = match &rule.approvers {
-                Some(a) => {
-                    [&a.users, &a.teams, &a.roles].iter().flat_map(|l| l.iter()).cloned().collect::<Vec<_>>().join(", ")
-                }
-                None => "whoever may approve this action".into(),
-            };
-            let mode = if rule.mode == portolan_model::guardrail::ApprovalMode::All { "all of" } else { "any of" };
-            verdicts.push(Verdict::pass("approval", format!("needs approval from {mode} {who}")));
-        }
         let counted = [
             RunStatus::WaitingForApproval,
             RunStatus::Queued,
@@ -360,38 +348,38 @@ impl Catalog {
             RunStatus::TimedOut,
         ];
         for quota in &rails.quotas {
+            // Someone in no team is held to a team quota on their own.
+            let per_team = quota.per == QuotaScope::Team && !teams.is_empty();
             let filter = RunFilter {
                 action: Some(action.identifier.clone()),
-                created_by: (quota.per == QuotaScope::User).then(|| actor.id.clone()),
+                created_by: (quota.per == QuotaScope::User || (quota.per == QuotaScope::Team && !per_team))
+                    .then(|| requester.to_string()),
                 statuses: counted.to_vec(),
                 ..RunFilter::default()
             };
             // A team's runs are found among the action's newest (requesters' teams are in the runs).
-            let limit = if quota.per == QuotaScope::Team { MAX_RUN_PAGE } else { quota.max };
+            let limit = if per_team { MAX_RUN_PAGE } else { quota.max + 1 };
             let starts: Vec<Millis> = tx
                 .list_runs(&filter, limit)
                 .await?
                 .into_iter()
-                .filter(|(_, r)| {
-                    quota.per != QuotaScope::Team || r.trigger.teams.iter().any(|t| trigger.teams.contains(t))
-                })
+                .filter(|(_, r)| !per_team || r.trigger.teams.iter().any(|t| teams.contains(t)))
                 .map(|(_, r)| r.created_at)
-                .take(quota.max as usize)
                 .collect();
             verdicts.push(quota.verdict(&starts, now));
         }
         if let Some(limits) = &rails.concurrency {
             let active = vec![RunStatus::WaitingForApproval, RunStatus::Queued, RunStatus::InProgress];
-            let scopes = [(limits.per_action, None, "this action"), (limits.per_entity, entity, "this entity")];
-            for (limit, on, what) in scopes {
+            let scopes = [(limits.per_action, None, "this action"), (limits.per_entity, on, "this entity")];
+            for (limit, scope, what) in scopes {
                 let Some(limit) = limit else { continue };
-                if limit == 0 || (on.is_none() && what == "this entity") {
+                if limit == 0 || (scope.is_none() && what == "this entity") {
                     continue;
                 }
                 let filter = RunFilter {
                     action: Some(action.identifier.clone()),
-                    blueprint: on.map(|e| e.blueprint.clone()),
-                    entity: on.map(|e| e.identifier.clone()),
+                    blueprint: scope.map(|(b, _)| b.to_string()),
+                    entity: scope.map(|(_, e)| e.to_string()),
                     statuses: active.clone(),
                     ..RunFilter::default()
                 };
@@ -407,11 +395,20 @@ impl Catalog {
                 });
             }
         }
-        for bound in &rails.bounds {
-            let Some(value) = inputs.get(&bound.input).and_then(Value::as_f64) else { continue };
-            let current = entity.and_then(|e| e.properties.get(bound.property())).and_then(Value::as_f64);
-            verdicts.push(bound.verdict(value, current, actor.as_user(), request.override_reason.as_deref()));
-        }
+        Ok(verdicts)
+    }
+
+    /// Freezes and locks: whether now is a time the action may run. Checked when a run is
+    /// requested and again when it is approved.
+    pub(crate) async fn timing_verdicts(
+        &self,
+        tx: &mut dyn Tx,
+        actor: &Actor,
+        action: &Action,
+    ) -> Result<Vec<Verdict>> {
+        let rails = &action.guardrails;
+        let now = self.now();
+        let mut verdicts = Vec::new();
         for freeze in &rails.freezes {
             verdicts.push(match freeze.frozen_until(now) {
                 None => Verdict::pass("freeze", format!("'{}' is not in force", freeze.title)),
@@ -427,6 +424,10 @@ impl Catalog {
             let locked = holder.as_ref().filter(|e| e.properties.get("locked") == Some(&Value::Bool(true)));
             verdicts.push(match locked {
                 None => Verdict::pass("lock", format!("'{}' is not locked", lock.identifier)),
+                // Who locked it and why is told only to those who may read the lock.
+                Some(e) if self.readable_entity(tx, actor, e.clone()).await.is_err() => {
+                    Verdict::refuse("lock", format!("'{}' is locked", lock.identifier))
+                }
                 Some(e) => {
                     let why = e
                         .properties
@@ -443,6 +444,41 @@ impl Catalog {
                 }
             });
         }
+        Ok(verdicts)
+    }
+
+    /// Every guardrail's decision on a run about to start.
+    #[allow(clippy::too_many_arguments)]
+    async fn guardrail_verdicts(
+        &self,
+        tx: &mut dyn Tx,
+        actor: &Actor,
+        action: &Action,
+        entity: Option<&Entity>,
+        inputs: &Map<String, Value>,
+        trigger: &RunTrigger,
+        request: &RunRequest,
+    ) -> Result<Vec<Verdict>> {
+        let rails = &action.guardrails;
+        let mut verdicts = Vec::new();
+        if let Some(rule) = action.approval() {
+            let who = match &rule.approvers {
+                Some(a) => {
+                    [&a.users, &a.teams, &a.roles].iter().flat_map(|l| l.iter()).cloned().collect::<Vec<_>>().join(", ")
+                }
+                None => "whoever may approve this action".into(),
+            };
+            let mode = if rule.mode == portolan_model::guardrail::ApprovalMode::All { "all of" } else { "any of" };
+            verdicts.push(Verdict::pass("approval", format!("needs approval from {mode} {who}")));
+        }
+        let on = entity.map(|e| (e.blueprint.as_str(), e.identifier.as_str()));
+        verdicts.extend(self.limit_verdicts(tx, action, &actor.id, &trigger.teams, on).await?);
+        for bound in &rails.bounds {
+            let Some(value) = inputs.get(&bound.input).and_then(Value::as_f64) else { continue };
+            let current = entity.and_then(|e| e.properties.get(bound.property())).and_then(Value::as_f64);
+            verdicts.push(bound.verdict(value, current, actor.as_user(), request.override_reason.as_deref()));
+        }
+        verdicts.extend(self.timing_verdicts(tx, actor, action).await?);
         if let Some(entity) = entity {
             for precondition in &rails.preconditions {
                 let ids = [entity.identifier.clone()];
@@ -1295,21 +1331,39 @@ async fn write_new_runs(catalog: Catalog, mut requests: tokio::sync::mpsc::Recei
                 Err(_) => break,
             }
         }
-        let written = async {
+        // Quotas and concurrency are counted again here, with the runs this batch wrote so far,
+        // so requests racing each other cannot get past a limit together.
+        let mut refusals: Vec<Option<Error>> = Vec::with_capacity(batch.len());
+        let written: Result<()> = async {
             let mut tx = catalog.store().write().await?;
             let listeners = automations(tx.as_mut()).await?;
             for new in &batch {
-                catalog.start_run(tx.as_mut(), &listeners, &new.action, &new.run, &new.actor).await?;
+                let run = &new.run;
+                let on = run.blueprint.as_deref().zip(run.entity.as_deref());
+                let limits =
+                    catalog.limit_verdicts(tx.as_mut(), &new.action, &run.trigger.by, &run.trigger.teams, on).await?;
+                match refuse_unless_allowed(&limits) {
+                    Err(refusal) => refusals.push(Some(refusal)),
+                    Ok(()) => {
+                        catalog.start_run(tx.as_mut(), &listeners, &new.action, run, &new.actor).await?;
+                        refusals.push(None);
+                    }
+                }
             }
             tx.commit().await?;
             Ok(())
         }
         .await;
-        for new in batch {
-            if written.is_ok() {
-                catalog.wake_for(&new.run);
-            }
-            let _ = new.done.send(written.clone());
+        for (i, new) in batch.into_iter().enumerate() {
+            let result = match (&written, refusals.get(i).cloned().flatten()) {
+                (Err(error), _) => Err(error.clone()),
+                (Ok(()), Some(refusal)) => Err(refusal),
+                (Ok(()), None) => {
+                    catalog.wake_for(&new.run);
+                    Ok(())
+                }
+            };
+            let _ = new.done.send(result);
         }
     }
 }
@@ -1517,7 +1571,7 @@ const CONCURRENCY_RETRY_SECONDS: u64 = 10;
 /// Refuses a run a guardrail stops: 429 (with `Retry-After`) for quotas and concurrency, 409
 /// `frozen` (with `Retry-After` when the window ends), 423 `locked`, 412 for a failed
 /// precondition, each with every verdict as details; 422 at the input for a bound.
-fn refuse_unless_allowed(verdicts: &[Verdict]) -> Result<()> {
+pub(crate) fn refuse_unless_allowed(verdicts: &[Verdict]) -> Result<()> {
     let Some(first) = verdicts.iter().find(|v| !v.passed) else { return Ok(()) };
     let all: Vec<Value> = verdicts.iter().map(|v| json!(v)).collect();
     Err(match first.guardrail.as_str() {

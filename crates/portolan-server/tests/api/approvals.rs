@@ -232,3 +232,29 @@ async fn a_policy_computes_the_approvers_from_the_run() {
     let refused = app.post("/api/v1/actions", bad).await;
     assert!(refused.detail_paths().contains(&"/guardrails/approval/policy".to_string()), "{}", refused.body);
 }
+
+#[tokio::test]
+async fn an_approval_given_during_a_freeze_waits_for_it_to_end() {
+    // Friday 2027-01-15 08:00 UTC; a freeze from 09:00.
+    let clock = ManualClock::at(1_800_000_000_000);
+    let app = spawn_app_full(ServerOptions::default(), clock.clone(), test_engine()).await;
+    guarded(&app, json!({"approvers": {"users": ["carl"]}})).await;
+    let frozen = json!({"identifier": "scale",
+        "trigger": {"type": "self-service", "operation": "DAY-2", "blueprintIdentifier": "service",
+            "userInputs": {"properties": {"replicas": {"type": "number"}}, "required": ["replicas"]}},
+        "invocationMethod": {"type": "UPSERT_ENTITY", "blueprintIdentifier": "service", "mapping": {
+            "identifier": "{{ .entity.identifier }}", "properties": {"replicas": "{{ .inputs.replicas }}"}}},
+        "guardrails": {"approval": {"approvers": {"users": ["carl"]}},
+                       "freezes": [{"title": "Friday release", "days": ["FRI"], "start": "09:00", "end": "12:00"}]}});
+    assert_eq!(app.put("/api/v1/actions/scale", frozen).await.status, StatusCode::OK);
+    let ana = app.member("ana", &[]).await;
+    let carl = app.member("carl", &[]).await;
+    let id = request(&app, &ana).await;
+    clock.advance(3_600_000);
+    let held = decide(&app, &carl, &id, "APPROVE", "").await;
+    assert_eq!(held.status, StatusCode::CONFLICT, "{}", held.body);
+    assert_eq!(held.error_code(), "frozen");
+    assert_eq!(app.get(&format!("/api/v1/actions/runs/{id}")).await.body["run"]["status"], "WAITING_FOR_APPROVAL");
+    clock.advance(3 * 3_600_000);
+    assert_eq!(decide(&app, &carl, &id, "APPROVE", "").await.status, StatusCode::OK, "after the freeze");
+}

@@ -250,3 +250,18 @@ async fn a_webhook_backend_is_told_when_its_run_times_out() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_racing_each_other_cannot_get_past_a_limit_together() {
+    let app = spawn_app().await;
+    guarded(&app, json!({"concurrency": {"perEntity": 1}, "quotas": [{"per": "user", "max": 3, "periodHours": 1}]}))
+        .await;
+    let racing = (0..20).map(|i| {
+        let app = &app;
+        async move { run(app, &app.admin_token, if i % 2 == 0 { "cart" } else { "search" }, 4.0, None).await.status }
+    });
+    let statuses = futures_util::future::join_all(racing).await;
+    let accepted = statuses.iter().filter(|s| **s == StatusCode::ACCEPTED).count();
+    assert_eq!(accepted, 2, "one run per entity: {statuses:?}");
+    assert!(statuses.iter().all(|s| *s == StatusCode::ACCEPTED || *s == StatusCode::TOO_MANY_REQUESTS));
+}
