@@ -1,6 +1,7 @@
 //! End-to-end tests of the `portolan` binary as a user runs it.
 
 mod audit;
+mod browser;
 mod postgres;
 mod runs;
 
@@ -121,6 +122,12 @@ pub fn http() -> Client {
 }
 
 pub struct Client(reqwest::Client);
+
+/// A plain HTTP client, for talking to something other than a Portolan server.
+pub fn http_plain() -> reqwest::Client {
+    portolan_server::backends::install_crypto();
+    reqwest::Client::new()
+}
 
 impl Client {
     pub fn request(&self, method: reqwest::Method, url: impl AsRef<str>) -> reqwest::RequestBuilder {
