@@ -150,7 +150,7 @@ impl Catalog {
             tx.touch_session(&id, now).await?;
             tx.commit().await?;
         }
-        Ok(SessionActor { actor: Actor::user(user, Origin::Api), session })
+        Ok(SessionActor { actor: Actor::user(user, Origin::Ui), session })
     }
 
     /// Checks a password and opens a session. Failures are throttled per account, per address
@@ -210,7 +210,7 @@ impl Catalog {
         };
         let mut tx = self.store().write().await?;
         tx.insert_session(&session).await?;
-        let entry = Actor::user(user.clone(), Origin::Api).entry(now, "login", "session", &user.id).changed(
+        let entry = Actor::user(user.clone(), Origin::Ui).entry(now, "login", "session", &user.id).changed(
             None,
             Some(json!({"method": method, "expiresAt": portolan_model::format_millis(session.expires_at)})),
         );

@@ -51,6 +51,8 @@ pub enum Principal {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
     Api,
+    /// A signed-in browser session: the web portal and the API calls its page makes.
+    Ui,
     Demo,
     Automation,
     /// A built-in backend (`UPSERT_ENTITY`, `DELETE_ENTITY`) doing a run's work.
@@ -64,6 +66,7 @@ impl Origin {
     pub fn as_str(self) -> &'static str {
         match self {
             Origin::Api => "api",
+            Origin::Ui => "ui",
             Origin::Demo => "demo",
             Origin::Automation => "automation",
             Origin::Backend => "backend",

@@ -250,18 +250,7 @@ impl Catalog {
             return Err(Error::forbidden(format!("you may not run '{action_id}'{on}")));
         }
         let entity_json = entity.as_ref().map(entity_document).unwrap_or(Value::Null);
-        let (defaults, visible) = match user_inputs.dynamic_program() {
-            None => (Map::new(), Map::new()),
-            Some(program) => {
-                let context = json!({
-                    "form": request.properties, "entity": entity_json,
-                    "user": {"identifier": actor.id}, "trigger": {"by": actor.id, "origin": actor.origin.as_str()}
-                });
-                let out = self.eval_one(&program, &context).await.unwrap_or(Value::Null);
-                let part = |key: &str| out.get(key).and_then(Value::as_object).cloned().unwrap_or_default();
-                (part("defaults"), part("visible"))
-            }
-        };
+        let (defaults, visible) = self.dynamic_inputs(actor, user_inputs, &request.properties, entity.as_ref()).await;
         let valid = user_inputs.validate(&request.properties, &defaults, &visible)?;
         let mut errors = FieldErrors::default();
         for picker in &valid.pickers {
@@ -395,6 +384,63 @@ impl Catalog {
                 });
             }
         }
+        Ok(verdicts)
+    }
+
+    /// The inputs' computed defaults and visibility (`{name: value}`, `{name: bool}`) for a form
+    /// filled in so far; an expression that fails leaves both empty.
+    async fn dynamic_inputs(
+        &self,
+        actor: &Actor,
+        user_inputs: &portolan_model::action::UserInputs,
+        form: &Map<String, Value>,
+        entity: Option<&Entity>,
+    ) -> (Map<String, Value>, Map<String, Value>) {
+        let Some(program) = user_inputs.dynamic_program() else { return (Map::new(), Map::new()) };
+        let context = json!({
+            "form": form, "entity": entity.map(entity_document).unwrap_or(Value::Null),
+            "user": {"identifier": actor.id}, "trigger": {"by": actor.id, "origin": actor.origin.as_str()}
+        });
+        let out = self.eval_one(&program, &context).await.unwrap_or(Value::Null);
+        let part = |key: &str| out.get(key).and_then(Value::as_object).cloned().unwrap_or_default();
+        (part("defaults"), part("visible"))
+    }
+
+    /// Which inputs of an action's form apply, for what is filled in so far (the form's script
+    /// asks as the person types).
+    pub async fn form_state(
+        &self,
+        actor: &Actor,
+        action_id: &str,
+        form: &Map<String, Value>,
+        entity: Option<&str>,
+    ) -> Result<(Map<String, Value>, Map<String, Value>)> {
+        let mut tx = self.store().read().await?;
+        let record = load_action(tx.as_mut(), action_id).await?;
+        if !self.may_see_action(tx.as_mut(), actor, &record).await? {
+            return Err(Error::hidden(format!("action '{action_id}'")));
+        }
+        let Trigger::SelfService { user_inputs, blueprint_identifier, .. } = &record.action.trigger else {
+            return Ok((Map::new(), Map::new()));
+        };
+        let entity = match (blueprint_identifier, entity) {
+            (Some(blueprint), Some(identifier)) => match tx.entity(blueprint, identifier).await? {
+                Some(found) => self.readable_entity(tx.as_mut(), actor, found).await.ok(),
+                None => None,
+            },
+            _ => None,
+        };
+        drop(tx);
+        Ok(self.dynamic_inputs(actor, user_inputs, form, entity.as_ref()).await)
+    }
+
+    /// Where the actor stands now with an action's quotas, concurrency limits, freezes and locks:
+    /// what its form tells them before they fill it in.
+    pub async fn standing(&self, actor: &Actor, action: &Action, on: Option<(&str, &str)>) -> Result<Vec<Verdict>> {
+        let mut tx = self.store().read().await?;
+        let teams = actor.as_user().map(|u| u.teams.clone()).unwrap_or_default();
+        let mut verdicts = self.limit_verdicts(tx.as_mut(), action, &actor.id, &teams, on).await?;
+        verdicts.extend(self.timing_verdicts(tx.as_mut(), actor, action).await?);
         Ok(verdicts)
     }
 

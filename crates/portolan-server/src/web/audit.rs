@@ -1,0 +1,157 @@
+//! The audit log page.
+
+use super::*;
+
+// ---- the audit log ----
+
+struct AuditRow {
+    seq: i64,
+    at: String,
+    actor: String,
+    origin: String,
+    action: String,
+    resource: String,
+    status: String,
+    diff: String,
+    reason: String,
+}
+
+#[derive(Template)]
+#[template(path = "audit.html")]
+struct AuditPage {
+    signed_in: Option<SignedIn>,
+    query: AuditQuery,
+    records: Vec<AuditRow>,
+    /// The link to the next (older) page, with the same filters.
+    older: Option<String>,
+    error: Option<String>,
+}
+
+/// The page's filters, as the form sends them: free text, and a time range as the browser's
+/// `datetime-local` fields give it (read as UTC).
+#[derive(Deserialize, Default)]
+pub struct AuditQuery {
+    #[serde(default)]
+    resource_type: String,
+    #[serde(default)]
+    resource_id: String,
+    #[serde(default)]
+    blueprint: String,
+    #[serde(default)]
+    run: String,
+    #[serde(default)]
+    actor: String,
+    #[serde(default)]
+    origin: String,
+    #[serde(default)]
+    action: String,
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    from: String,
+    #[serde(default)]
+    to: String,
+    cursor: Option<i64>,
+}
+
+/// A `datetime-local` value (`2026-11-27T09:30`), or a full RFC 3339 time, as milliseconds.
+fn moment(field: &str, text: &str) -> Result<Option<i64>, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let full = if text.len() == 16 { format!("{text}:00Z") } else { text.to_string() };
+    portolan_model::blueprint::parse_date_time(&full)
+        .map(Some)
+        .ok_or_else(|| format!("'{field}': '{text}' is not a date and time"))
+}
+
+impl AuditQuery {
+    fn filter(&self) -> Result<portolan_store::AuditFilter, String> {
+        let given = |v: &str| Some(v.trim().to_string()).filter(|s| !s.is_empty());
+        Ok(portolan_store::AuditFilter {
+            resource_type: given(&self.resource_type),
+            resource_id: given(&self.resource_id),
+            blueprint: given(&self.blueprint),
+            run: given(&self.run),
+            actor: given(&self.actor),
+            origin: given(&self.origin),
+            action: given(&self.action),
+            status: given(&self.status),
+            from: moment("from", &self.from)?,
+            to: moment("to", &self.to)?,
+            before: self.cursor,
+        })
+    }
+
+    fn older(&self, cursor: i64) -> String {
+        let mut query = url::form_urlencoded::Serializer::new(String::new());
+        for (key, value) in [
+            ("resource_type", &self.resource_type),
+            ("resource_id", &self.resource_id),
+            ("blueprint", &self.blueprint),
+            ("run", &self.run),
+            ("actor", &self.actor),
+            ("origin", &self.origin),
+            ("action", &self.action),
+            ("status", &self.status),
+            ("from", &self.from),
+            ("to", &self.to),
+        ] {
+            if !value.is_empty() {
+                query.append_pair(key, value);
+            }
+        }
+        query.append_pair("cursor", &cursor.to_string());
+        format!("/audit?{}", query.finish())
+    }
+}
+
+pub(super) async fn audit_page(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    uri: OriginalUri,
+    QueryParams(query): QueryParams<AuditQuery>,
+) -> PageResult {
+    let signed_in = match session(&app, &headers, &uri).await {
+        Ok(signed_in) => signed_in,
+        Err(to_login) => return Ok(to_login),
+    };
+    let filter = match query.filter() {
+        Ok(filter) => filter,
+        Err(error) => {
+            let page = AuditPage {
+                signed_in: layout_user(&signed_in),
+                query,
+                records: Vec::new(),
+                older: None,
+                error: Some(error),
+            };
+            return Ok((StatusCode::BAD_REQUEST, render(&page)).into_response());
+        }
+    };
+    let (records, next) = app.catalog.audit_log(&signed_in.actor, filter, PAGE_SIZE).await?;
+    let records = records
+        .into_iter()
+        .map(|r| {
+            let e = r.entry;
+            let on = match &e.blueprint {
+                Some(b) if e.resource_type == "entity" => format!("{b}/{}", e.resource_id),
+                _ => format!("{} {}", e.resource_type, e.resource_id),
+            };
+            AuditRow {
+                seq: r.seq,
+                at: portolan_model::format_millis(e.at),
+                actor: e.actor,
+                origin: e.origin,
+                action: e.action,
+                resource: on,
+                status: e.status,
+                diff: e.diff.map(|d| serde_json::to_string_pretty(&d).unwrap_or_default()).unwrap_or_default(),
+                reason: e.reason.unwrap_or_default(),
+            }
+        })
+        .collect();
+    let older = next.map(|cursor| query.older(cursor));
+    Ok(render(&AuditPage { signed_in: layout_user(&signed_in), query, records, older, error: None }))
+}

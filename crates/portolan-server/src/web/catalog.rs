@@ -1,0 +1,759 @@
+//! Home, the catalog, its tables and entity pages.
+
+use super::selfservice::ActionLink;
+use super::*;
+use crate::services::search::SortOrder;
+
+// ---- home ----
+
+struct OwnedRow {
+    blueprint: String,
+    identifier: String,
+    title: String,
+    levels: Vec<String>,
+}
+
+struct RunRow {
+    action: String,
+    entity: Option<String>,
+    status: String,
+    by: String,
+}
+
+impl From<&Run> for RunRow {
+    fn from(run: &Run) -> Self {
+        RunRow {
+            action: run.action_title.clone().unwrap_or_else(|| run.action.clone()),
+            entity: run.entity.clone(),
+            status: run.status.as_str().to_string(),
+            by: run.trigger.by.clone(),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "home.html")]
+struct HomePage {
+    signed_in: Option<SignedIn>,
+    name: String,
+    owned: Vec<OwnedRow>,
+    approvals: Vec<RunRow>,
+    runs: Vec<RunRow>,
+}
+
+pub(super) async fn home(State(app): State<AppState>, headers: HeaderMap, uri: OriginalUri) -> PageResult {
+    let signed_in = match session(&app, &headers, &uri).await {
+        Ok(signed_in) => signed_in,
+        Err(to_login) => return Ok(to_login),
+    };
+    let actor = &signed_in.actor;
+    let mine = json!({"combinator": "and", "rules": [
+        {"property": "$team", "operator": "containsAny", "value": {"context": "userTeams"}},
+        {"property": "$blueprint", "operator": "notIn", "value": ["_user", "_team"]}]});
+    let owned = app
+        .catalog
+        .search(actor, None, SearchRequest { query: Some(mine), limit: Some(20), ..SearchRequest::default() })
+        .await?
+        .entities
+        .iter()
+        .map(|e| OwnedRow {
+            blueprint: e.blueprint.clone(),
+            identifier: e.identifier.clone(),
+            title: title_of(e),
+            levels: e.scorecards.values().filter_map(|s| s["level"].as_str().map(str::to_string)).collect(),
+        })
+        .collect();
+    let approvals = app.catalog.approval_inbox(actor).await?.iter().map(RunRow::from).collect();
+    let filter = RunFilter { created_by: Some(actor.id.clone()), ..RunFilter::default() };
+    let runs = app.catalog.list_runs(actor, filter, 10).await?.0.iter().map(RunRow::from).collect();
+    let page = HomePage { name: actor.id.clone(), signed_in: layout_user(&signed_in), owned, approvals, runs };
+    Ok(render(&page))
+}
+
+// ---- the catalog ----
+
+struct BlueprintRow {
+    identifier: String,
+    title: String,
+    description: String,
+    count: u64,
+}
+
+#[derive(Template)]
+#[template(path = "catalog.html")]
+struct CatalogPage {
+    signed_in: Option<SignedIn>,
+    blueprints: Vec<BlueprintRow>,
+}
+
+async fn count(app: &AppState, actor: &Actor, blueprint: &str) -> Result<u64, Error> {
+    let request = AggregateRequest {
+        query: None,
+        blueprint: Some(blueprint.to_string()),
+        function: "count".into(),
+        property: None,
+        relation: None,
+        scorecard: None,
+    };
+    Ok(match app.catalog.aggregate(actor, request).await? {
+        portolan_store::query_sql::AggregateResult::Value(v) => v.unwrap_or(0.0) as u64,
+        portolan_store::query_sql::AggregateResult::Groups(_) => 0,
+    })
+}
+
+pub(super) async fn catalog(State(app): State<AppState>, headers: HeaderMap, uri: OriginalUri) -> PageResult {
+    let signed_in = match session(&app, &headers, &uri).await {
+        Ok(signed_in) => signed_in,
+        Err(to_login) => return Ok(to_login),
+    };
+    let mut blueprints = Vec::new();
+    for record in app.catalog.list_blueprints().await? {
+        let b = record.blueprint;
+        blueprints.push(BlueprintRow {
+            count: count(&app, &signed_in.actor, &b.identifier).await?,
+            title: b.title.clone().unwrap_or_else(|| b.identifier.clone()),
+            description: b.description.clone().unwrap_or_default(),
+            identifier: b.identifier,
+        });
+    }
+    Ok(render(&CatalogPage { signed_in: layout_user(&signed_in), blueprints }))
+}
+
+struct EntityRow {
+    identifier: String,
+    title: String,
+    teams: String,
+    values: Vec<String>,
+}
+
+/// A column heading: its name, where a click on it sorts, and which way it sorts now.
+struct Heading {
+    name: String,
+    sort_link: String,
+    sorted: &'static str,
+}
+
+struct FacetValue {
+    label: String,
+    count: u64,
+    link: String,
+    on: bool,
+}
+
+struct Facet {
+    title: String,
+    values: Vec<FacetValue>,
+}
+
+struct ColumnChoice {
+    name: String,
+    on: bool,
+}
+
+#[derive(Template)]
+#[template(path = "blueprint.html")]
+struct BlueprintPage {
+    signed_in: Option<SignedIn>,
+    identifier: String,
+    title: String,
+    table: Table,
+    headings: Vec<Heading>,
+    choices: Vec<ColumnChoice>,
+    facets: Vec<Facet>,
+    rows: Vec<EntityRow>,
+    next: Option<String>,
+    error: Option<String>,
+}
+
+/// What a catalog table shows, read from its address: `q` (words in the title), `f.<field>`
+/// (facet filters), `where` (a query-language rule group, as JSON), `sort` and `order`, `col`
+/// (repeated: the columns), `cursor`.
+#[derive(Clone, Default)]
+struct Table {
+    q: String,
+    filters: Vec<(String, String)>,
+    advanced: String,
+    sort: Option<String>,
+    descending: bool,
+    columns: Vec<String>,
+    cursor: Option<String>,
+}
+
+/// Facets a table offers at most (besides teams), and values per facet.
+const MAX_FACETS: usize = 4;
+const MAX_FACET_VALUES: usize = 8;
+
+impl Table {
+    fn read(query: Option<&str>) -> Table {
+        let mut table = Table::default();
+        for (key, value) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+            let value = value.into_owned();
+            match key.as_ref() {
+                "q" => table.q = value.trim().to_string(),
+                "where" => table.advanced = value.trim().to_string(),
+                "sort" if !value.is_empty() => table.sort = Some(value),
+                "order" => table.descending = value == "desc",
+                "col" => table.columns.push(value),
+                "cursor" if !value.is_empty() => table.cursor = Some(value),
+                other => {
+                    if let Some(field) = other.strip_prefix("f.")
+                        && !value.is_empty()
+                    {
+                        table.filters.push((field.to_string(), value));
+                    }
+                }
+            }
+        }
+        table
+    }
+
+    /// The address of this table in another state (always from its first page).
+    fn link(&self, blueprint: &str) -> String {
+        let mut query = url::form_urlencoded::Serializer::new(String::new());
+        if !self.q.is_empty() {
+            query.append_pair("q", &self.q);
+        }
+        for (field, value) in &self.filters {
+            query.append_pair(&format!("f.{field}"), value);
+        }
+        if !self.advanced.is_empty() {
+            query.append_pair("where", &self.advanced);
+        }
+        if let Some(sort) = &self.sort {
+            query.append_pair("sort", sort);
+            query.append_pair("order", if self.descending { "desc" } else { "asc" });
+        }
+        for column in &self.columns {
+            query.append_pair("col", column);
+        }
+        format!("/catalog/{blueprint}?{}", query.finish())
+    }
+
+    fn next_link(&self, blueprint: &str, cursor: &str) -> String {
+        let link = self.link(blueprint);
+        let query = url::form_urlencoded::Serializer::new(String::new()).append_pair("cursor", cursor).finish();
+        format!("{link}&{query}")
+    }
+
+    /// The rules the table's state adds up to, in the query language.
+    fn rules(&self, schema: &portolan_model::blueprint::BlueprintSchema) -> Result<Value, String> {
+        let mut rules = Vec::new();
+        if !self.q.is_empty() {
+            rules.push(json!({"combinator": "or", "rules": [
+                {"property": "$title", "operator": "contains", "value": self.q},
+                {"property": "$identifier", "operator": "contains", "value": self.q}]}));
+        }
+        for (field, value) in &self.filters {
+            let rule = match schema.properties.get(field).map(|p| p.kind) {
+                _ if field == "$team" => json!({"property": "$team", "operator": "containsAny", "value": [value]}),
+                Some(PropertyType::Boolean) => json!({"property": field, "operator": "=", "value": value == "true"}),
+                Some(PropertyType::Number) => match value.parse::<f64>() {
+                    Ok(n) => json!({"property": field, "operator": "=", "value": n}),
+                    Err(_) => return Err(format!("'{value}' is not a number for '{field}'")),
+                },
+                _ => json!({"property": field, "operator": "=", "value": value}),
+            };
+            rules.push(rule);
+        }
+        if !self.advanced.is_empty() {
+            let group: Value = serde_json::from_str(&self.advanced).map_err(|e| {
+                format!("the filter is not JSON: {e} (expected {{\"combinator\": ..., \"rules\": [...]}})")
+            })?;
+            rules.push(group);
+        }
+        Ok(json!({"combinator": "and", "rules": rules}))
+    }
+}
+
+/// A refused search as one line: the first detail's place and message, or the message.
+fn refusal(error: &Error) -> String {
+    match error.details.first() {
+        Some(detail) => format!(
+            "{} ({})",
+            detail["message"].as_str().unwrap_or(&error.message),
+            detail["path"].as_str().unwrap_or_default()
+        ),
+        None => error.message.clone(),
+    }
+}
+
+pub(super) async fn blueprint_page(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    uri: OriginalUri,
+    PathParams(blueprint): PathParams<String>,
+) -> PageResult {
+    let signed_in = match session(&app, &headers, &uri).await {
+        Ok(signed_in) => signed_in,
+        Err(to_login) => return Ok(to_login),
+    };
+    let actor = &signed_in.actor;
+    let definition = app.catalog.get_blueprint(&blueprint).await?.blueprint;
+    let schema = &definition.schema;
+    let mut table = Table::read(uri.0.query());
+    table.columns.retain(|c| schema.properties.contains_key(c));
+    if table.columns.is_empty() {
+        table.columns = schema.properties.keys().take(4).cloned().collect();
+    }
+    let mut page = BlueprintPage {
+        signed_in: layout_user(&signed_in),
+        title: definition.title.clone().unwrap_or_else(|| blueprint.clone()),
+        identifier: blueprint.clone(),
+        headings: Vec::new(),
+        choices: schema
+            .properties
+            .keys()
+            .map(|name| ColumnChoice { on: table.columns.contains(name), name: name.clone() })
+            .collect(),
+        facets: Vec::new(),
+        rows: Vec::new(),
+        next: None,
+        error: None,
+        table: table.clone(),
+    };
+    let query = match table.rules(schema) {
+        Ok(query) => query,
+        Err(message) => {
+            page.error = Some(message);
+            return Ok((StatusCode::BAD_REQUEST, render(&page)).into_response());
+        }
+    };
+    let sort = table.sort.as_ref().map(|property| crate::services::search::SortRequest {
+        property: property.clone(),
+        order: if table.descending { SortOrder::Desc } else { SortOrder::Asc },
+    });
+    let request = SearchRequest {
+        query: Some(query.clone()),
+        limit: Some(PAGE_SIZE),
+        cursor: table.cursor.clone(),
+        sort,
+        ..SearchRequest::default()
+    };
+    let found = match app.catalog.search(actor, Some(&blueprint), request).await {
+        Ok(found) => found,
+        Err(error) if matches!(error.code, ErrorCode::ValidationFailed | ErrorCode::InvalidQuery) => {
+            page.error = Some(refusal(&error));
+            return Ok((StatusCode::BAD_REQUEST, render(&page)).into_response());
+        }
+        Err(error) => return Err(error.into()),
+    };
+    page.rows = found
+        .entities
+        .iter()
+        .map(|e| EntityRow {
+            identifier: e.identifier.clone(),
+            title: title_of(e),
+            teams: e.team.join(", "),
+            values: table.columns.iter().map(|c| e.properties.get(c).map(shown).unwrap_or_default()).collect(),
+        })
+        .collect();
+    page.next = found.next.map(|cursor| table.next_link(&blueprint, &cursor));
+    let heading = |name: &str, field: &str| {
+        let now = table.sort.as_deref() == Some(field);
+        let mut sorted = table.clone();
+        sorted.sort = Some(field.to_string());
+        sorted.descending = now && !table.descending;
+        Heading {
+            name: name.to_string(),
+            sort_link: sorted.link(&blueprint),
+            sorted: match (now, table.descending) {
+                (false, _) => "none",
+                (true, false) => "ascending",
+                (true, true) => "descending",
+            },
+        }
+    };
+    page.headings = [heading("Title", "$title"), heading("Identifier", "$identifier")]
+        .into_iter()
+        .chain(table.columns.iter().map(|c| {
+            let name = schema.properties[c].title.clone().unwrap_or_else(|| c.clone());
+            // Lists and objects have no order to sort by.
+            let sortable = !matches!(schema.properties[c].kind, PropertyType::Array | PropertyType::Object);
+            let mut h = heading(&name, c);
+            if !sortable {
+                h.sort_link.clear();
+            }
+            h
+        }))
+        .collect();
+    let facet_fields: Vec<(String, String)> = std::iter::once(("$team".to_string(), "Team".to_string()))
+        .chain(
+            schema
+                .properties
+                .iter()
+                .filter(|(_, p)| p.enum_values.is_some() || p.kind == PropertyType::Boolean)
+                .take(MAX_FACETS)
+                .map(|(name, p)| (name.clone(), p.title.clone().unwrap_or_else(|| name.clone()))),
+        )
+        .collect();
+    for (field, title) in facet_fields {
+        let request = AggregateRequest {
+            query: Some(query.clone()),
+            blueprint: Some(blueprint.clone()),
+            function: "countBy".into(),
+            property: Some(field.clone()),
+            relation: None,
+            scorecard: None,
+        };
+        let portolan_store::query_sql::AggregateResult::Groups(mut groups) =
+            app.catalog.aggregate(actor, request).await?
+        else {
+            continue;
+        };
+        groups.retain(|(value, _)| !value.is_null());
+        groups.sort_by_key(|(_, count)| std::cmp::Reverse(*count));
+        groups.truncate(MAX_FACET_VALUES);
+        let values = groups
+            .into_iter()
+            .map(|(value, count)| {
+                let label = shown(&value);
+                let on = table.filters.iter().any(|(f, v)| *f == field && *v == label);
+                let mut toggled = table.clone();
+                if on {
+                    toggled.filters.retain(|(f, v)| !(*f == field && *v == label));
+                } else {
+                    toggled.filters.push((field.clone(), label.clone()));
+                }
+                FacetValue { link: toggled.link(&blueprint), label, count, on }
+            })
+            .collect::<Vec<_>>();
+        if !values.is_empty() {
+            page.facets.push(Facet { title, values });
+        }
+    }
+    Ok(render(&page))
+}
+
+struct FoundRow {
+    blueprint: String,
+    identifier: String,
+    title: String,
+    teams: String,
+}
+
+#[derive(Template)]
+#[template(path = "search.html")]
+struct SearchPage {
+    signed_in: Option<SignedIn>,
+    q: String,
+    rows: Vec<FoundRow>,
+    next: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct SearchQuery {
+    #[serde(default)]
+    q: String,
+    cursor: Option<String>,
+}
+
+/// Every blueprint at once: entities whose title or identifier contains the words.
+pub(super) async fn search_page(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    uri: OriginalUri,
+    QueryParams(query): QueryParams<SearchQuery>,
+) -> PageResult {
+    let signed_in = match session(&app, &headers, &uri).await {
+        Ok(signed_in) => signed_in,
+        Err(to_login) => return Ok(to_login),
+    };
+    let q = query.q.trim().to_string();
+    let (rows, next) = if q.is_empty() {
+        (Vec::new(), None)
+    } else {
+        let filter = json!({"combinator": "or", "rules": [
+            {"property": "$title", "operator": "contains", "value": q},
+            {"property": "$identifier", "operator": "contains", "value": q}]});
+        let request = SearchRequest {
+            query: Some(filter),
+            limit: Some(PAGE_SIZE),
+            cursor: query.cursor,
+            ..SearchRequest::default()
+        };
+        let page = app.catalog.search(&signed_in.actor, None, request).await?;
+        let rows = page
+            .entities
+            .iter()
+            .map(|e| FoundRow {
+                blueprint: e.blueprint.clone(),
+                identifier: e.identifier.clone(),
+                title: title_of(e),
+                teams: e.team.join(", "),
+            })
+            .collect();
+        (rows, page.next)
+    };
+    Ok(render(&SearchPage { signed_in: layout_user(&signed_in), q, rows, next }))
+}
+
+/// How a property's value is shown.
+enum Shown {
+    Text(String),
+    Link(String),
+    /// Already-safe HTML (rendered markdown).
+    Html(String),
+    /// A timer: the moment it ends and how long until then.
+    Countdown {
+        until: String,
+        words: String,
+    },
+}
+
+struct PropertyRow {
+    name: String,
+    value: Shown,
+}
+
+struct RelationRow {
+    name: String,
+    blueprint: String,
+    targets: Vec<String>,
+}
+
+/// Entities of another blueprint whose relation points at this one.
+struct IncomingRow {
+    name: String,
+    blueprint: String,
+    sources: Vec<(String, String)>,
+}
+
+struct RuleRow {
+    title: String,
+    level: String,
+    passed: bool,
+}
+
+struct ScorecardRow {
+    name: String,
+    level: String,
+    rules: Vec<RuleRow>,
+}
+
+struct EntityRun {
+    id: String,
+    action: String,
+    change: String,
+    status: String,
+}
+
+#[derive(Template)]
+#[template(path = "entity.html")]
+struct EntityPage {
+    signed_in: Option<SignedIn>,
+    blueprint: String,
+    identifier: String,
+    title: String,
+    version: i64,
+    teams: Vec<String>,
+    created: String,
+    updated: String,
+    created_by_run: Option<String>,
+    properties: Vec<PropertyRow>,
+    relations: Vec<RelationRow>,
+    incoming: Vec<IncomingRow>,
+    graph: String,
+    scorecards: Vec<ScorecardRow>,
+    actions: Vec<ActionLink>,
+    runs: Vec<EntityRun>,
+    history: Vec<String>,
+}
+
+/// Most entities shown per incoming relation on an entity page.
+const INCOMING_LIMIT: u32 = 20;
+
+fn show_property(schema: Option<&portolan_model::PropertySchema>, value: &Value, now: i64) -> Shown {
+    use portolan_model::Format;
+    let text = shown(value);
+    match (schema.and_then(|s| s.format), value) {
+        (Some(Format::Markdown), Value::String(source)) => Shown::Html(present::markdown(source)),
+        (Some(Format::Timer), Value::String(at)) => match portolan_model::blueprint::parse_date_time(at) {
+            Some(until) => Shown::Countdown { until: at.clone(), words: present::countdown(until, now) },
+            None => Shown::Text(text),
+        },
+        _ if text.starts_with("https://") || text.starts_with("http://") => Shown::Link(text),
+        (_, Value::Object(_)) => Shown::Text(serde_json::to_string_pretty(value).unwrap_or(text)),
+        _ => Shown::Text(text),
+    }
+}
+
+/// Identifiers a relation value names.
+fn targets(value: &Value) -> Vec<String> {
+    match value {
+        Value::String(one) => vec![one.clone()],
+        Value::Array(many) => many.iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
+        _ => vec![],
+    }
+}
+
+fn node(entity: &Entity) -> present::Node {
+    present::Node {
+        blueprint: entity.blueprint.clone(),
+        identifier: entity.identifier.clone(),
+        title: title_of(entity),
+    }
+}
+
+/// The system above an entity and the domain above that, as far as the user may read them.
+async fn parents(app: &AppState, actor: &Actor, entity: &Entity) -> Vec<(String, Entity)> {
+    let mut chain: Vec<(String, Entity)> = Vec::new();
+    let mut current = entity.clone();
+    for relation in ["system", "domain"] {
+        let Some(Value::String(target)) = current.relations.get(relation) else { continue };
+        let Ok(parent) = app.catalog.get_entity(actor, relation, target).await else { break };
+        chain.push((relation.to_string(), parent.clone()));
+        current = parent;
+    }
+    chain
+}
+
+pub(super) async fn entity_page(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    uri: OriginalUri,
+    PathParams((blueprint, identifier)): PathParams<(String, String)>,
+) -> PageResult {
+    let signed_in = match session(&app, &headers, &uri).await {
+        Ok(signed_in) => signed_in,
+        Err(to_login) => return Ok(to_login),
+    };
+    let actor = &signed_in.actor;
+    let definition = app.catalog.get_blueprint(&blueprint).await?.blueprint;
+    let entity = app.catalog.get_entity(actor, &blueprint, &identifier).await?;
+    let now = app.catalog.now();
+    let schema = &definition.schema.properties;
+    let mut names: Vec<&String> = schema.keys().filter(|k| entity.properties.contains_key(*k)).collect();
+    names.extend(entity.properties.keys().filter(|k| !schema.contains_key(*k)));
+    let properties = names
+        .into_iter()
+        .map(|name| PropertyRow {
+            value: show_property(schema.get(name), &entity.properties[name], now),
+            name: schema.get(name).and_then(|s| s.title.clone()).unwrap_or_else(|| name.clone()),
+        })
+        .collect();
+    let relations: Vec<RelationRow> = entity
+        .relations
+        .iter()
+        .filter_map(|(name, value)| {
+            let target = definition.relations.get(name)?.target.clone();
+            let targets = targets(value);
+            (!targets.is_empty()).then_some(RelationRow { name: name.clone(), blueprint: target, targets })
+        })
+        .collect();
+    let mut incoming = Vec::new();
+    for other in app.catalog.list_blueprints().await? {
+        let other = other.blueprint;
+        for (name, relation) in other.relations.iter().filter(|(_, r)| r.target == blueprint) {
+            let query =
+                json!({"combinator": "and", "rules": [{"relation": name, "operator": "=", "value": identifier}]});
+            let request = SearchRequest { query: Some(query), limit: Some(INCOMING_LIMIT), ..SearchRequest::default() };
+            let found = app.catalog.search(actor, Some(&other.identifier), request).await?.entities;
+            if !found.is_empty() {
+                incoming.push(IncomingRow {
+                    name: relation.title.clone().unwrap_or_else(|| name.clone()),
+                    blueprint: other.identifier.clone(),
+                    sources: found.iter().map(|e| (e.identifier.clone(), title_of(e))).collect(),
+                });
+            }
+        }
+    }
+    let parents = parents(&app, actor, &entity).await;
+    let neighbourhood = present::Neighbourhood {
+        centre: node(&entity),
+        depends_on: relations
+            .iter()
+            .filter(|r| !(r.name == "system" && parents.first().is_some_and(|(n, _)| n == "system")))
+            .flat_map(|r| {
+                r.targets.iter().map(|t| {
+                    let target =
+                        present::Node { blueprint: r.blueprint.clone(), identifier: t.clone(), title: t.clone() };
+                    (r.name.clone(), target)
+                })
+            })
+            .collect(),
+        used_by: incoming
+            .iter()
+            .flat_map(|i| {
+                i.sources.iter().map(|(id, title)| {
+                    let source =
+                        present::Node { blueprint: i.blueprint.clone(), identifier: id.clone(), title: title.clone() };
+                    (i.name.clone(), source)
+                })
+            })
+            .collect(),
+        parents: parents.iter().map(|(name, e)| (name.clone(), node(e))).collect(),
+    };
+    let scorecards = entity
+        .scorecards
+        .iter()
+        .map(|(name, result)| ScorecardRow {
+            name: name.clone(),
+            level: shown(&result["level"]),
+            rules: result["rules"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|rule| RuleRow {
+                    title: rule["title"].as_str().or(rule["identifier"].as_str()).unwrap_or_default().to_string(),
+                    level: shown(&rule["level"]),
+                    passed: rule["status"] == "SUCCESS",
+                })
+                .collect(),
+        })
+        .collect();
+    let actions = app
+        .catalog
+        .list_actions(actor, Some(&blueprint))
+        .await?
+        .into_iter()
+        .map(|r| r.action)
+        .filter(|a| matches!(a.trigger, Trigger::SelfService { .. }))
+        .filter(|a| matches!(a.operation(), Some(Operation::Day2 | Operation::Delete)))
+        .map(|a| ActionLink {
+            title: a.title.clone().unwrap_or_else(|| a.identifier.clone()),
+            description: String::new(),
+            needs_entity: true,
+            identifier: a.identifier,
+        })
+        .collect();
+    let entity_runs = app.catalog.entity_runs(actor, &blueprint, &identifier).await?;
+    let created_by_run = entity_runs.iter().find(|(_, change)| change == "created").map(|(run, _)| run.id.clone());
+    let runs = entity_runs
+        .into_iter()
+        .take(10)
+        .map(|(run, change)| EntityRun {
+            action: run.action_title.clone().unwrap_or_else(|| run.action.clone()),
+            status: run.status.as_str().to_string(),
+            change,
+            id: run.id,
+        })
+        .collect();
+    let history = app
+        .catalog
+        .entity_history(actor, &blueprint, &identifier, None, 10)
+        .await?
+        .0
+        .iter()
+        .map(|r| format!("{} {} by {}", portolan_model::format_millis(r.entry.at), r.entry.action, r.entry.actor))
+        .collect();
+    let page = EntityPage {
+        signed_in: layout_user(&signed_in),
+        actions,
+        runs,
+        history,
+        title: title_of(&entity),
+        graph: present::neighbourhood_svg(&neighbourhood),
+        created: portolan_model::format_millis(entity.created_at),
+        updated: portolan_model::format_millis(entity.updated_at),
+        created_by_run,
+        blueprint,
+        identifier,
+        version: entity.version,
+        teams: entity.team.clone(),
+        properties,
+        relations,
+        incoming,
+        scorecards,
+    };
+    Ok(render(&page))
+}

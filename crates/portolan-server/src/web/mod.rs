@@ -1,0 +1,296 @@
+//! The web portal: pages rendered on the server (askama), usable without JavaScript, shown only
+//! to signed-in users and only with what they may see. Handlers call the same services as the
+//! JSON API.
+
+use askama::Template;
+use axum::Form;
+use axum::Router;
+use axum::extract::{OriginalUri, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::get;
+use portolan_model::Entity;
+use portolan_model::run::Run;
+use portolan_store::RunFilter;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::error::{Error, ErrorCode};
+use crate::extract::{ClientAddress, PathParams, QueryParams, SESSION_COOKIE, check_same_site, cookie};
+use crate::keys;
+use crate::services::Actor;
+use crate::services::identity::SessionActor;
+use crate::services::runs::RunRequest;
+use crate::services::search::{AggregateRequest, SearchRequest};
+use portolan_model::PropertyType;
+use portolan_model::action::{InputFormat, Operation, Trigger};
+use portolan_model::guardrail::{Decision, Verdict};
+
+/// The cookie that carries the sign-in form's CSRF token before there is a session.
+const LOGIN_COOKIE: &str = "__Host-portolan_login";
+/// Only this server's own files; no inline script or style; never framed.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+     object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+const STYLESHEET: &str = include_str!("../../static/portolan.css");
+const SCRIPT: &str = include_str!("../../static/portolan.js");
+const PAGE_SIZE: u32 = 50;
+
+mod audit;
+mod catalog;
+mod present;
+mod scorecards;
+mod selfservice;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(catalog::home))
+        .route("/login", get(login_page).post(login))
+        .route("/logout", axum::routing::post(logout))
+        .route("/search", get(catalog::search_page))
+        .route("/catalog", get(catalog::catalog))
+        .route("/catalog/{blueprint}", get(catalog::blueprint_page))
+        .route("/catalog/{blueprint}/{entity}", get(catalog::entity_page))
+        .route("/actions", get(selfservice::actions_page))
+        .route("/actions/{action}", get(selfservice::action_page).post(selfservice::run_action))
+        .route("/runs/{run}", get(selfservice::run_page))
+        .route("/runs/{run}/approval", axum::routing::post(selfservice::decide))
+        .route("/runs/{run}/cancel", axum::routing::post(selfservice::cancel))
+        .route("/actions/{action}/state", axum::routing::post(selfservice::form_state))
+        .route("/approvals", get(selfservice::approvals_page))
+        .route("/audit", get(audit::audit_page))
+        .route("/scorecards", get(scorecards::scorecards_page))
+        .route("/static/portolan.css", get(stylesheet))
+        .route("/static/portolan.js", get(script))
+        .layer(tower_http::set_header::SetResponseHeaderLayer::overriding(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+        ))
+        .layer(tower_http::set_header::SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+}
+
+/// Who is signed in, as the layout shows them.
+pub struct SignedIn {
+    identifier: String,
+    csrf: String,
+}
+
+/// A page that went wrong, as a page a person understands.
+pub struct PageError(Error);
+
+impl From<Error> for PageError {
+    fn from(error: Error) -> Self {
+        PageError(error)
+    }
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage {
+    signed_in: Option<SignedIn>,
+    heading: String,
+    message: String,
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        let Error { code, message, .. } = self.0;
+        let heading = match code {
+            ErrorCode::NotFound => "Not found",
+            ErrorCode::Forbidden | ErrorCode::CsrfFailed => "Not allowed",
+            ErrorCode::Internal => "Something went wrong",
+            _ => "That did not work",
+        };
+        let message = if code == ErrorCode::Internal { "The server log has the cause.".to_string() } else { message };
+        if code == ErrorCode::Internal {
+            tracing::error!(%message, "a page failed");
+        }
+        let page = ErrorPage { signed_in: None, heading: heading.into(), message };
+        (code.status(), render(&page)).into_response()
+    }
+}
+
+type PageResult = Result<Response, PageError>;
+
+fn render(template: &impl Template) -> Response {
+    match template.render() {
+        Ok(html) => Html(html).into_response(),
+        Err(err) => {
+            tracing::error!(%err, "a template failed to render");
+            (StatusCode::INTERNAL_SERVER_ERROR, "the page could not be drawn").into_response()
+        }
+    }
+}
+
+/// The signed-in session, or a redirect to the sign-in page that comes back here.
+async fn session(app: &AppState, headers: &HeaderMap, here: &OriginalUri) -> Result<SessionActor, Response> {
+    let to_login = || {
+        let back = here.0.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        let query = url::form_urlencoded::Serializer::new(String::new()).append_pair("return_to", back).finish();
+        Redirect::to(&format!("/login?{query}")).into_response()
+    };
+    let Some(value) = cookie(headers, SESSION_COOKIE) else { return Err(to_login()) };
+    app.catalog.authenticate_session(&value).await.map_err(|_| to_login())
+}
+
+/// The signed-in session behind a form post, with its CSRF token checked.
+async fn form_session(
+    app: &AppState,
+    headers: &HeaderMap,
+    uri: &OriginalUri,
+    csrf: Option<&str>,
+) -> Result<Result<SessionActor, Response>, PageError> {
+    check_same_site(headers)?;
+    let signed_in = match session(app, headers, uri).await {
+        Ok(signed_in) => signed_in,
+        Err(to_login) => return Ok(Err(to_login)),
+    };
+    if !keys::same(csrf.unwrap_or(""), &signed_in.session.csrf) {
+        return Err(Error::new(ErrorCode::CsrfFailed, "the form expired; reload the page").into());
+    }
+    Ok(Ok(signed_in))
+}
+
+fn layout_user(session: &SessionActor) -> Option<SignedIn> {
+    Some(SignedIn { identifier: session.actor.id.clone(), csrf: session.session.csrf.clone() })
+}
+
+async fn script() -> Response {
+    ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8"), (header::CACHE_CONTROL, "max-age=300")], SCRIPT)
+        .into_response()
+}
+
+async fn stylesheet() -> Response {
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "max-age=300")], STYLESHEET)
+        .into_response()
+}
+
+// ---- sign-in ----
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage {
+    signed_in: Option<SignedIn>,
+    csrf: String,
+    return_to: String,
+    username: String,
+    error: Option<String>,
+    sso: bool,
+}
+
+#[derive(Deserialize)]
+pub struct LoginQuery {
+    return_to: Option<String>,
+}
+
+fn login_form(app: &AppState, return_to: &str, username: &str, error: Option<String>, status: StatusCode) -> Response {
+    let csrf = keys::random_token();
+    let page = LoginPage {
+        signed_in: None,
+        csrf: csrf.clone(),
+        return_to: return_to.to_string(),
+        username: username.to_string(),
+        error,
+        sso: app.catalog.engine().oidc().is_some(),
+    };
+    let mut response = (status, render(&page)).into_response();
+    let cookie = format!("{LOGIN_COOKIE}={csrf}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=3600");
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    response
+}
+
+async fn login_page(State(app): State<AppState>, QueryParams(query): QueryParams<LoginQuery>) -> Response {
+    let return_to = crate::services::oidc::local_path(query.return_to.as_deref());
+    login_form(&app, &return_to, "", None, StatusCode::OK)
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    username: String,
+    password: String,
+    csrf: String,
+    return_to: Option<String>,
+}
+
+async fn login(
+    State(app): State<AppState>,
+    ClientAddress(address): ClientAddress,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> PageResult {
+    check_same_site(&headers)?;
+    let expected = cookie(&headers, LOGIN_COOKIE).unwrap_or_default();
+    if expected.is_empty() || !keys::same(&form.csrf, &expected) {
+        return Err(Error::new(ErrorCode::CsrfFailed, "the sign-in form expired; open it again").into());
+    }
+    let return_to = crate::services::oidc::local_path(form.return_to.as_deref());
+    match app.catalog.login(&form.username, &form.password, &address).await {
+        Ok(signed_in) => {
+            let max_age = app.catalog.session_policy().absolute_ms / 1000;
+            let mut response = Redirect::to(&return_to).into_response();
+            for cookie in [
+                format!(
+                    "{SESSION_COOKIE}={}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={max_age}",
+                    signed_in.cookie
+                ),
+                format!("{LOGIN_COOKIE}=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0"),
+            ] {
+                if let Ok(value) = HeaderValue::from_str(&cookie) {
+                    response.headers_mut().append(header::SET_COOKIE, value);
+                }
+            }
+            Ok(response)
+        }
+        Err(refused) => {
+            let status = refused.code.status();
+            let mut response = login_form(&app, &return_to, &form.username, Some(refused.message.clone()), status);
+            if let Some(seconds) = refused.retry_after {
+                response.headers_mut().insert(header::RETRY_AFTER, seconds.into());
+            }
+            Ok(response)
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct LogoutForm {
+    csrf: String,
+}
+
+async fn logout(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    uri: OriginalUri,
+    Form(form): Form<LogoutForm>,
+) -> PageResult {
+    let signed_in = match form_session(&app, &headers, &uri, Some(&form.csrf)).await? {
+        Ok(signed_in) => signed_in,
+        Err(to_login) => return Ok(to_login),
+    };
+    app.catalog.logout(&signed_in.actor, &signed_in.session).await?;
+    let mut response = Redirect::to("/login").into_response();
+    let cleared = format!("{SESSION_COOKIE}=; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=0");
+    if let Ok(value) = HeaderValue::from_str(&cleared) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    Ok(response)
+}
+
+fn title_of(entity: &Entity) -> String {
+    entity.title.clone().unwrap_or_else(|| entity.identifier.clone())
+}
+
+/// A property value as a table cell or a definition shows it.
+fn shown(value: &Value) -> String {
+    match value {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        Value::Array(items) => items.iter().map(shown).collect::<Vec<_>>().join(", "),
+        other => other.to_string(),
+    }
+}

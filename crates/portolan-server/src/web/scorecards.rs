@@ -1,0 +1,86 @@
+//! The scorecards page: levels per team and the rules failing most often.
+
+use super::*;
+
+// ---- scorecards ----
+
+struct TeamLevels {
+    team: String,
+    counts: Vec<u64>,
+}
+
+struct FailingRule {
+    rule: String,
+    count: u64,
+}
+
+struct CardView {
+    title: String,
+    blueprint: String,
+    levels: Vec<String>,
+    totals: Vec<u64>,
+    teams: Vec<TeamLevels>,
+    failing: Vec<FailingRule>,
+}
+
+#[derive(Template)]
+#[template(path = "scorecards.html")]
+struct ScorecardsPage {
+    signed_in: Option<SignedIn>,
+    cards: Vec<CardView>,
+}
+
+/// Entities whose failing rules are counted per scorecard (the first ones, by identifier).
+const FAILING_SAMPLE: u32 = 1_000;
+
+pub(super) async fn scorecards_page(State(app): State<AppState>, headers: HeaderMap, uri: OriginalUri) -> PageResult {
+    let signed_in = match session(&app, &headers, &uri).await {
+        Ok(signed_in) => signed_in,
+        Err(to_login) => return Ok(to_login),
+    };
+    let actor = &signed_in.actor;
+    let mut cards = Vec::new();
+    for blueprint in app.catalog.list_blueprints().await? {
+        let id = blueprint.blueprint.identifier;
+        let scorecards = app.catalog.list_scorecards(&id).await?;
+        if scorecards.is_empty() {
+            continue;
+        }
+        let sample = SearchRequest { limit: Some(FAILING_SAMPLE), ..SearchRequest::default() };
+        let entities = app.catalog.search(actor, Some(&id), sample).await?.entities;
+        for record in scorecards {
+            let card = record.scorecard;
+            let summary = app.catalog.scorecard_summary(actor, &id, &card.identifier).await?;
+            let levels: Vec<String> = summary.levels.iter().map(|l| l.level.clone()).collect();
+            let teams = summary
+                .teams
+                .iter()
+                .map(|(team, counts)| TeamLevels {
+                    team: if team.is_empty() { "(no team)".into() } else { team.clone() },
+                    counts: levels.iter().map(|l| counts.get(l).copied().unwrap_or(0)).collect(),
+                })
+                .collect();
+            let mut failing: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+            for entity in &entities {
+                let rules = entity.scorecards.get(&card.identifier).and_then(|r| r["rules"].as_array().cloned());
+                for rule in rules.unwrap_or_default().iter().filter(|r| r["status"] == "FAILURE") {
+                    let name = rule["title"].as_str().or(rule["identifier"].as_str()).unwrap_or_default();
+                    *failing.entry(name.to_string()).or_default() += 1;
+                }
+            }
+            let mut failing: Vec<FailingRule> =
+                failing.into_iter().map(|(rule, count)| FailingRule { rule, count }).collect();
+            failing.sort_by_key(|f| std::cmp::Reverse(f.count));
+            failing.truncate(5);
+            cards.push(CardView {
+                title: card.title.clone().unwrap_or_else(|| card.identifier.clone()),
+                blueprint: id.clone(),
+                totals: summary.levels.iter().map(|l| l.count).collect(),
+                levels,
+                teams,
+                failing,
+            });
+        }
+    }
+    Ok(render(&ScorecardsPage { signed_in: layout_user(&signed_in), cards }))
+}
