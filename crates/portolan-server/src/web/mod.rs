@@ -36,6 +36,7 @@ const STYLESHEET: &str = include_str!("../../static/portolan.css");
 const SCRIPT: &str = include_str!("../../static/portolan.js");
 const PAGE_SIZE: u32 = 50;
 
+mod admin;
 mod audit;
 mod catalog;
 mod present;
@@ -60,6 +61,25 @@ pub fn router() -> Router<AppState> {
         .route("/approvals", get(selfservice::approvals_page))
         .route("/audit", get(audit::audit_page))
         .route("/scorecards", get(scorecards::scorecards_page))
+        .route("/admin", get(admin::index))
+        .route("/admin/blueprints/{blueprint}", get(admin::blueprint).post(admin::save_blueprint))
+        .route(
+            "/admin/blueprints/{blueprint}/permissions",
+            get(admin::blueprint_permissions).post(admin::save_blueprint_permissions),
+        )
+        .route("/admin/actions/{action}", get(admin::action).post(admin::save_action))
+        .route(
+            "/admin/actions/{action}/permissions",
+            get(admin::action_permissions).post(admin::save_action_permissions),
+        )
+        .route("/admin/scorecards/{blueprint}/{scorecard}", get(admin::scorecard).post(admin::save_scorecard))
+        .route("/admin/new/blueprint", get(admin::new_blueprint).post(admin::create_blueprint))
+        .route("/admin/new/action", get(admin::new_action).post(admin::create_action))
+        .route("/admin/new/scorecard/{blueprint}", get(admin::new_scorecard).post(admin::create_scorecard))
+        .route("/admin/tokens", get(admin::tokens).post(admin::create_token))
+        .route("/admin/tokens/{token}/revoke", axum::routing::post(admin::revoke_token))
+        .route("/admin/secrets", get(admin::secrets).post(admin::put_secret))
+        .route("/admin/secrets/{secret}/delete", axum::routing::post(admin::delete_secret))
         .route("/static/portolan.css", get(stylesheet))
         .route("/static/portolan.js", get(script))
         .layer(tower_http::set_header::SetResponseHeaderLayer::overriding(

@@ -228,7 +228,7 @@ async fn a_run_is_requested_through_its_form_and_approved_by_a_second_user_throu
         waiting.contains("WAITING_FOR_APPROVAL") && !waiting.contains("name=\"decision\""),
         "she cannot approve her own"
     );
-    assert!(waiting.contains("src=\"/static/portolan.js\""), "a run not ended follows its log live");
+    assert!(waiting.contains("id=\"live-log\""), "a run not ended follows its log live");
 
     let carl = sign_in(&app, "carl@example.com").await;
     let (_, inbox) = page(&app, "/approvals", &carl).await;
@@ -265,4 +265,304 @@ async fn the_scorecards_page_counts_entities_per_level_and_team_and_names_failin
     for expected in ["Ownership", "Reachable", "team-cart", "Rules failing most often"] {
         assert!(html.contains(expected), "{expected}: {html}");
     }
+}
+
+/// A form post with a session; the response.
+async fn post_form(app: &TestApp, path: &str, session: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+    form_post(browser().post(format!("{}{path}", app.base)).header("cookie", session), fields)
+        .send()
+        .await
+        .expect("post")
+}
+
+#[tokio::test]
+async fn the_entity_page_draws_its_neighbourhood_and_shows_values_as_they_are_meant() {
+    let app = spawn_app().await;
+    org(&app).await;
+    let domain = json!({"identifier": "domain", "title": "Domain", "schema": {"properties": {}}});
+    assert_eq!(app.post("/api/v1/blueprints", domain).await.status, StatusCode::CREATED);
+    let linked = app.patch("/api/v1/blueprints/system", json!({"relations": {"domain": {"target": "domain"}}})).await;
+    assert_eq!(linked.status, StatusCode::OK, "{}", linked.body);
+    app.post("/api/v1/blueprints/domain/entities", json!({"identifier": "retail", "title": "Retail"})).await;
+    let shop = app.patch("/api/v1/blueprints/system/entities/shop", json!({"relations": {"domain": "retail"}})).await;
+    assert_eq!(shop.status, StatusCode::OK, "{}", shop.body);
+    let environment = json!({"identifier": "environment", "title": "Environment", "schema": {"properties": {
+            "readme": {"type": "string", "format": "markdown"},
+            "ttl": {"type": "string", "format": "timer"}}},
+        "relations": {"service": {"title": "runs", "target": "service"}}});
+    assert_eq!(app.post("/api/v1/blueprints", environment).await.status, StatusCode::CREATED);
+    let ends = portolan_model::format_millis(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64
+            + 2 * 86_400_000
+            + 1_800_000,
+    );
+    let e1 = json!({"identifier": "e1", "title": "Alpha Cart dev", "team": ["team-a"],
+        "properties": {"readme": "# Hello\n\nSee **this**.\n\n<script>alert(1)</script>", "ttl": ends},
+        "relations": {"service": "a1"}});
+    assert_eq!(app.post("/api/v1/blueprints/environment/entities", e1).await.status, StatusCode::CREATED);
+
+    let session = sign_in(&app, "ana@example.com").await;
+    let (status, service) = page(&app, "/catalog/service/a1", &session).await;
+    assert_eq!(status, StatusCode::OK);
+    let graph = service.split("<svg class=\"graph\"").nth(1).expect("a neighbourhood picture").to_string();
+    for target in ["/catalog/system/shop", "/catalog/domain/retail", "/catalog/environment/e1", "/catalog/service/a1"] {
+        assert!(graph.contains(&format!("href=\"{target}\"")), "{target} in the picture: {graph}");
+    }
+    assert!(graph.contains(">Retail<") && graph.contains(">Alpha Cart dev<"), "titles in the boxes: {graph}");
+    assert!(service.contains("environment by runs"), "what points at it, in its relations: {service}");
+
+    let (_, environment) = page(&app, "/catalog/environment/e1", &session).await;
+    assert!(environment.contains("<h1>Hello</h1>") && environment.contains("<strong>this</strong>"), "{environment}");
+    assert!(!environment.contains("<script>alert") && environment.contains("&lt;script&gt;"), "{environment}");
+    assert!(
+        environment.contains(&format!("<time class=\"countdown\" datetime=\"{ends}\">ends in 2 days 0 hours</time>")),
+        "the timer counts down: {environment}"
+    );
+}
+
+#[tokio::test]
+async fn catalog_tables_sort_choose_columns_count_facets_and_explain_bad_filters() {
+    let app = spawn_app().await;
+    org(&app).await;
+    let patched = app.patch("/api/v1/blueprints/service/entities/a2", json!({"properties": {"language": "Go"}})).await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.body);
+    let session = sign_in(&app, "ana@example.com").await;
+
+    let (_, table) = page(&app, "/catalog/service?sort=%24title&order=desc", &session).await;
+    let (search, cart) = (table.find("Alpha Search").expect("a2"), table.find("Alpha Cart").expect("a1"));
+    assert!(search < cart, "newest title first when descending");
+    assert!(table.contains("aria-sort=\"descending\""), "{table}");
+
+    let facets = table.split("aria-label=\"Facets\"").nth(1).expect("facets").to_string();
+    assert!(facets.contains(">team-a</a> <span class=\"muted small\">2</span>"), "{facets}");
+    assert!(!facets.contains("team-b"), "no count of what she may not read");
+    assert!(facets.contains(">Rust</a> <span class=\"muted small\">1</span>"), "{facets}");
+    let (_, go) = page(&app, "/catalog/service?f.language=Go", &session).await;
+    assert!(go.contains("Alpha Search") && !go.contains("Alpha Cart"), "a facet filters the table");
+    assert!(go.contains("class=\"facet on\""), "and shows that it does");
+
+    let (_, columns) = page(&app, "/catalog/service?col=replicas", &session).await;
+    let head = columns.split("<thead>").nth(1).and_then(|h| h.split("</thead>").next()).expect("head").to_string();
+    assert!(head.contains(">replicas<") && !head.contains(">language<"), "the chosen columns: {head}");
+
+    let (status, bad) = page(&app, "/catalog/service?where=not+json", &session).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(bad.contains("the filter is not JSON"), "{bad}");
+    let unknown = r#"{"combinator":"and","rules":[{"property":"colour","operator":"=","value":"red"}]}"#;
+    let path = format!(
+        "/catalog/service?where={}",
+        url::form_urlencoded::byte_serialize(unknown.as_bytes()).collect::<String>()
+    );
+    let (status, bad) = page(&app, &path, &session).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(bad.contains("colour") && bad.contains("role=\"alert\""), "names the unknown property: {bad}");
+    let good = r#"{"combinator":"and","rules":[{"property":"language","operator":"=","value":"Rust"}]}"#;
+    let path =
+        format!("/catalog/service?where={}", url::form_urlencoded::byte_serialize(good.as_bytes()).collect::<String>());
+    let (status, rust) = page(&app, &path, &session).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(rust.contains("Alpha Cart") && !rust.contains("Alpha Search"));
+
+    let (_, found) = page(&app, "/search?q=a2", &session).await;
+    assert!(found.contains("href=\"/catalog/service/a2\""), "by identifier: {found}");
+    let (_, hidden) = page(&app, "/search?q=bravo", &session).await;
+    assert!(!hidden.contains("Bravo") || hidden.contains("Nothing matches 'bravo'"), "{hidden}");
+    assert!(!hidden.contains("/catalog/service/b1"));
+}
+
+#[tokio::test]
+async fn action_forms_follow_steps_visibility_and_limits_and_runs_can_be_cancelled_and_repeated() {
+    let app = spawn_app().await;
+    org(&app).await;
+    let approver = json!({"identifier": "carl@example.com", "teams": ["team-b"], "password": PASSWORD});
+    assert_eq!(app.post("/api/v1/users", approver).await.status, StatusCode::CREATED);
+    let action = json!({
+        "identifier": "provision", "title": "Provision a database",
+        "trigger": {"type": "self-service", "operation": "CREATE", "blueprintIdentifier": "service",
+            "userInputs": {
+                "properties": {
+                    "name": {"type": "string", "title": "Name"},
+                    "size": {"type": "string", "enum": ["small", "large"]},
+                    "justification": {"type": "string", "dependsOn": ["size"],
+                        "visible": {"jqQuery": ".form.size == \"large\""}},
+                    "internal": {"type": "string", "visible": false}
+                },
+                "required": ["name"],
+                "steps": [{"title": "Basics", "order": ["name", "size"]}, {"title": "Why", "order": ["justification"]}]
+            }},
+        "invocationMethod": {"type": "UPSERT_ENTITY", "blueprintIdentifier": "service", "mapping": {
+            "identifier": "{{ .inputs.name }}", "properties": {"language": "Go"}, "relations": {"system": "shop"}}},
+        "guardrails": {"approval": {"approvers": {"users": ["carl@example.com"]}},
+            "quotas": [{"per": "user", "max": 3, "periodHours": 24}]}
+    });
+    let created = app.post("/api/v1/actions", action).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+
+    let ana = sign_in(&app, "ana@example.com").await;
+    let (_, form) = page(&app, "/actions/provision", &ana).await;
+    assert!(form.contains("<legend>Basics</legend>") && form.contains("<legend>Why</legend>"), "steps: {form}");
+    assert!(form.contains("data-input=\"justification\" data-depends-on=\"size\""), "{form}");
+    assert!(form.contains("data-input=\"internal\" hidden"), "a hidden input: {form}");
+    assert!(form.contains("3 of 3 runs left for you in 24 h"), "where she stands: {form}");
+    let csrf = csrf_of(&form);
+
+    let state = |size: &'static str| {
+        let (ana, csrf) = (ana.clone(), csrf.clone());
+        let app = &app;
+        async move {
+            let response =
+                post_form(app, "/actions/provision/state", &ana, &[("csrf", &csrf), ("in.size", size)]).await;
+            assert_eq!(response.status(), StatusCode::OK);
+            response.json::<serde_json::Value>().await.expect("json")
+        }
+    };
+    assert_eq!(state("large").await["visible"]["justification"], true);
+    assert_eq!(state("small").await["visible"]["justification"], false);
+    let forged = post_form(&app, "/actions/provision/state", &ana, &[("csrf", "guess"), ("in.size", "large")]).await;
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+
+    let fields = [("csrf", csrf.as_str()), ("in.name", "orders-db"), ("in.size", "small"), ("mode", "run")];
+    let started = post_form(&app, "/actions/provision", &ana, &fields).await;
+    assert_eq!(started.status(), StatusCode::SEE_OTHER);
+    let run_path = started.headers()["location"].to_str().expect("location").to_string();
+    let run_id = run_path.trim_start_matches("/runs/").to_string();
+    let (_, waiting) = page(&app, &run_path, &ana).await;
+    assert!(waiting.contains("Cancel this run"), "{waiting}");
+    assert!(waiting.contains(&format!("href=\"/actions/provision?rerun={run_id}\"")), "{waiting}");
+    let (_, again) = page(&app, "/actions/provision", &ana).await;
+    assert!(again.contains("2 of 3 runs left for you"), "the waiting run counts: {again}");
+
+    let (_, carl_view) = page(&app, &run_path, &sign_in(&app, "carl@example.com").await).await;
+    assert!(!carl_view.contains("Cancel this run"), "only the requester cancels");
+
+    let cancelled = post_form(&app, &format!("{run_path}/cancel"), &ana, &[("csrf", csrf.as_str())]).await;
+    assert_eq!(cancelled.status(), StatusCode::SEE_OTHER);
+    let (_, ended) = page(&app, &run_path, &ana).await;
+    assert!(ended.contains("CANCELLED") && !ended.contains("Cancel this run"), "{ended}");
+    let twice = post_form(&app, &format!("{run_path}/cancel"), &ana, &[("csrf", csrf.as_str())]).await;
+    assert_eq!(twice.status(), StatusCode::CONFLICT);
+    assert!(twice.text().await.expect("html").contains("no longer waiting for approval"));
+
+    let (_, rerun) = page(&app, &format!("/actions/provision?rerun={run_id}"), &ana).await;
+    assert!(rerun.contains("value=\"orders-db\""), "the same inputs again: {rerun}");
+    assert!(rerun.contains("<option value=\"small\" selected>"), "{rerun}");
+}
+
+#[tokio::test]
+async fn admins_edit_definitions_as_json_or_yaml_with_the_apis_validation_and_manage_tokens_and_secrets() {
+    let app = spawn_app().await;
+    org(&app).await;
+    let admin = json!({"identifier": "root@example.com", "role": "admin", "password": PASSWORD});
+    assert_eq!(app.post("/api/v1/users", admin).await.status, StatusCode::CREATED);
+    let root = sign_in(&app, "root@example.com").await;
+
+    let (status, index) = page(&app, "/admin", &root).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(index.contains("href=\"/admin/blueprints/service\""), "{index}");
+    let (_, yaml) = page(&app, "/admin/blueprints/service?format=yaml", &root).await;
+    assert!(yaml.contains("identifier: service"), "the blueprint as YAML: {yaml}");
+    let csrf = csrf_of(&yaml);
+
+    let broken = "identifier: service\nschema:\n  properties:\n    language:\n      type: colour\n";
+    let refused = post_form(
+        &app,
+        "/admin/blueprints/service",
+        &root,
+        &[("csrf", &csrf), ("format", "yaml"), ("document", broken), ("mode", "save")],
+    )
+    .await;
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let html = refused.text().await.expect("html");
+    assert!(html.contains("<code>/schema/properties/language/type</code>"), "the field at fault: {html}");
+    assert!(html.contains("type: colour"), "the text stays as typed");
+    let not_yaml = post_form(
+        &app,
+        "/admin/blueprints/service",
+        &root,
+        &[("csrf", &csrf), ("format", "yaml"), ("document", "identifier: [unclosed"), ("mode", "save")],
+    )
+    .await;
+    assert_eq!(not_yaml.status(), StatusCode::BAD_REQUEST);
+    assert!(not_yaml.text().await.expect("html").contains("this is not YAML"));
+
+    let (_, json_page) = page(&app, "/admin/blueprints/service", &root).await;
+    let document = json_page
+        .split("name=\"document\" class=\"code\" rows=\"28\" spellcheck=\"false\">")
+        .nth(1)
+        .and_then(|t| t.split("</textarea>").next())
+        .expect("the document");
+    let unescaped = ["&#34;", "&quot;"].iter().fold(document.to_string(), |text, quote| text.replace(quote, "\""));
+    let mut blueprint: serde_json::Value = serde_json::from_str(
+        &unescaped.replace("&#39;", "'").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&"),
+    )
+    .expect("json");
+    blueprint["title"] = json!("Services");
+    let text = serde_json::to_string(&blueprint).expect("text");
+    let saved = post_form(
+        &app,
+        "/admin/blueprints/service",
+        &root,
+        &[("csrf", &csrf), ("format", "json"), ("document", &text), ("mode", "save")],
+    )
+    .await;
+    assert_eq!(saved.status(), StatusCode::SEE_OTHER);
+    assert_eq!(app.get("/api/v1/blueprints/service").await.body["blueprint"]["title"], "Services");
+
+    let ana = sign_in(&app, "ana@example.com").await;
+    let (_, ana_page) = page(&app, "/admin/blueprints/service", &ana).await;
+    let member = post_form(
+        &app,
+        "/admin/blueprints/service",
+        &ana,
+        &[("csrf", &csrf_of(&ana_page)), ("format", "json"), ("document", &text), ("mode", "save")],
+    )
+    .await;
+    assert_eq!(member.status(), StatusCode::FORBIDDEN, "a member may not change a blueprint");
+
+    let made = post_form(
+        &app,
+        "/admin/tokens",
+        &ana,
+        &[("csrf", &csrf_of(&ana_page)), ("name", "ci"), ("expires_in_days", "30")],
+    )
+    .await;
+    assert_eq!(made.status(), StatusCode::OK);
+    assert_eq!(made.headers()["cache-control"], "no-store");
+    let html = made.text().await.expect("html");
+    let token = html.split("<pre class=\"secret\">").nth(1).and_then(|t| t.split("</pre>").next()).expect("token");
+    assert!(token.starts_with("plt_"));
+    let me = browser().get(format!("{}/api/v1/auth/me", app.base)).bearer_auth(token).send().await.expect("me");
+    assert_eq!(me.status(), StatusCode::OK, "the token works");
+    let (_, listed) = page(&app, "/admin/tokens", &ana).await;
+    assert!(listed.contains(">ci <code") && !listed.contains(token), "listed, never shown again: {listed}");
+
+    let secret_value = "s3cr3t-canary-value";
+    let stored =
+        post_form(&app, "/admin/secrets", &root, &[("csrf", &csrf), ("name", "DB_PASSWORD"), ("value", secret_value)])
+            .await;
+    assert_eq!(stored.status(), StatusCode::SEE_OTHER);
+    let (_, secrets) = page(&app, "/admin/secrets", &root).await;
+    assert!(secrets.contains("<code>DB_PASSWORD</code>") && !secrets.contains(secret_value), "{secrets}");
+    let (status, _) = page(&app, "/admin/secrets", &ana).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "secrets are for admins");
+}
+
+#[tokio::test]
+async fn the_audit_page_filters_by_every_field_and_a_time_range() {
+    let app = spawn_app().await;
+    org(&app).await;
+    let admin = json!({"identifier": "root@example.com", "role": "admin", "password": PASSWORD});
+    assert_eq!(app.post("/api/v1/users", admin).await.status, StatusCode::CREATED);
+    let root = sign_in(&app, "root@example.com").await;
+    let (_, entity) =
+        page(&app, "/audit?resource_type=entity&resource_id=a1&blueprint=service&origin=api&status=success", &root)
+            .await;
+    assert!(entity.contains("service/a1") && !entity.contains("service/a2"), "{entity}");
+    let (_, logins) = page(&app, "/audit?action=login&origin=ui", &root).await;
+    assert!(logins.contains("root@example.com"), "a sign-in through the page is from the UI: {logins}");
+    let (_, future) = page(&app, "/audit?from=2999-01-01T00%3A00", &root).await;
+    assert!(future.contains("No records match."), "{future}");
+    let (status, bad) = page(&app, "/audit?from=yesterday", &root).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(bad.contains("yesterday") && bad.contains("is not a date and time"), "{bad}");
 }

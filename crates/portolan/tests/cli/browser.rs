@@ -164,13 +164,31 @@ async fn the_portal_in_a_real_browser() {
     alice.screenshot("catalog").await;
     alice.go(&format!("{base}/catalog/service")).await;
     alice.type_into("#q", "cart").await;
-    alice.click("form.search button").await;
+    alice.click("div.search button").await;
     let filtered = alice.wait_for("Cart Service", Duration::from_secs(5), false).await;
     assert!(!filtered.contains("Products Service"), "filtered by title");
     alice.screenshot("catalog-service").await;
+    alice.go(&format!("{base}/catalog/service")).await;
+    alice.click("a.facet").await;
+    let faceted = alice.wait_for("class=\"facet on\"", Duration::from_secs(5), false).await;
+    assert!(faceted.contains("aria-current=\"true\""), "the chosen facet is marked");
+    alice.go(&format!("{base}/catalog/service?q=cart")).await;
     alice.click("a[href='/catalog/service/cart-service']").await;
-    alice.wait_for("Relations", Duration::from_secs(5), false).await;
+    let entity = alice.wait_for("Relations", Duration::from_secs(5), false).await;
+    let graph = alice.find("svg.graph").await;
+    let links = alice
+        .call(
+            reqwest::Method::POST,
+            &format!("/element/{graph}/elements"),
+            Some(json!({"using": "css selector", "value": "a"})),
+        )
+        .await;
+    assert!(links.as_array().is_some_and(|l| l.len() >= 3), "the neighbourhood links its boxes: {links}");
+    assert!(entity.contains("href=\"/catalog/system/cart-system\""), "its system in the picture: {entity}");
     alice.screenshot("entity").await;
+    alice.go(&format!("{base}/search?q=payment")).await;
+    alice.wait_for("/catalog/", Duration::from_secs(5), false).await;
+    alice.screenshot("search").await;
 
     // She spins up a developer environment through its form and watches the live log end.
     alice.go(&format!("{base}/actions/create_dev_environment")).await;
@@ -183,7 +201,17 @@ async fn the_portal_in_a_real_browser() {
     alice.screenshot("run").await;
     alice.go(&format!("{base}/catalog/environment/alice-dev")).await;
     let environment = alice.wait_for("alice-dev", Duration::from_secs(5), true).await;
-    assert!(environment.contains("ttl"), "the environment carries its TTL: {environment}");
+    assert!(
+        environment.contains("class=\"countdown\"") && environment.contains("ends in 4 days 23 hours"),
+        "the environment's TTL counts down: {environment}"
+    );
+    assert!(environment.contains("by <a href=\"/runs/"), "it links the run that created it: {environment}");
+    alice.screenshot("environment").await;
+    alice.go(&format!("{base}/admin")).await;
+    alice.screenshot("admin").await;
+    alice.go(&format!("{base}/admin/actions/create_dev_environment?format=yaml")).await;
+    assert!(alice.source().await.contains("identifier: create_dev_environment"), "an action as YAML");
+    alice.screenshot("admin-action").await;
 
     // A deploy needs team-platform's approval: Carol gives it in her own browser.
     alice.go(&format!("{base}/actions/deploy_service?entity=cart-service")).await;

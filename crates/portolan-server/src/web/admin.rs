@@ -1,0 +1,581 @@
+//! Administration pages: blueprints, actions, scorecards and permissions edited as JSON or YAML
+//! and saved through the same services as the API (so the same validation answers); API tokens
+//! and secrets.
+
+use super::*;
+
+/// A definition the admin pages edit as one document.
+#[derive(Clone)]
+enum Document {
+    Blueprint(String),
+    Action(String),
+    Scorecard { blueprint: String, identifier: String },
+    BlueprintPermissions(String),
+    ActionPermissions(String),
+    NewBlueprint,
+    NewAction,
+    NewScorecard(String),
+}
+
+impl Document {
+    fn heading(&self) -> String {
+        match self {
+            Document::Blueprint(id) => format!("Blueprint {id}"),
+            Document::Action(id) => format!("Action {id}"),
+            Document::Scorecard { blueprint, identifier } => format!("Scorecard {identifier} of {blueprint}"),
+            Document::BlueprintPermissions(id) => format!("Permissions of blueprint {id}"),
+            Document::ActionPermissions(id) => format!("Permissions of action {id}"),
+            Document::NewBlueprint => "New blueprint".into(),
+            Document::NewAction => "New action".into(),
+            Document::NewScorecard(blueprint) => format!("New scorecard of {blueprint}"),
+        }
+    }
+
+    fn path(&self) -> String {
+        match self {
+            Document::Blueprint(id) => format!("/admin/blueprints/{id}"),
+            Document::Action(id) => format!("/admin/actions/{id}"),
+            Document::Scorecard { blueprint, identifier } => format!("/admin/scorecards/{blueprint}/{identifier}"),
+            Document::BlueprintPermissions(id) => format!("/admin/blueprints/{id}/permissions"),
+            Document::ActionPermissions(id) => format!("/admin/actions/{id}/permissions"),
+            Document::NewBlueprint => "/admin/new/blueprint".into(),
+            Document::NewAction => "/admin/new/action".into(),
+            Document::NewScorecard(blueprint) => format!("/admin/new/scorecard/{blueprint}"),
+        }
+    }
+
+    /// What can be deleted from its page, by typing this identifier to confirm.
+    fn deletable(&self) -> Option<&str> {
+        match self {
+            Document::Blueprint(id) | Document::Action(id) => Some(id),
+            Document::Scorecard { identifier, .. } => Some(identifier),
+            _ => None,
+        }
+    }
+
+    /// The document as stored now (a starting point for new ones).
+    async fn load(&self, app: &AppState, actor: &Actor) -> Result<Value, Error> {
+        let value = match self {
+            Document::Blueprint(id) => to_value(app.catalog.get_blueprint(id).await?.blueprint),
+            Document::Action(id) => to_value(app.catalog.get_action(actor, id).await?.action),
+            Document::Scorecard { blueprint, identifier } => {
+                to_value(app.catalog.get_scorecard(blueprint, identifier).await?.scorecard)
+            }
+            Document::BlueprintPermissions(id) => to_value(app.catalog.get_blueprint_permissions(actor, id).await?),
+            Document::ActionPermissions(id) => to_value(app.catalog.get_action_permissions(actor, id).await?),
+            Document::NewBlueprint => {
+                json!({"identifier": "", "title": "", "schema": {"properties": {}}, "relations": {}})
+            }
+            Document::NewAction => json!({"identifier": "", "title": "", "trigger": {
+                "type": "self-service", "operation": "CREATE", "blueprintIdentifier": "",
+                "userInputs": {"properties": {"name": {"type": "string", "title": "Name"}}, "required": ["name"]}},
+                "invocationMethod": {"type": "UPSERT_ENTITY", "blueprintIdentifier": "",
+                    "mapping": {"identifier": "{{ .inputs.name }}"}}}),
+            Document::NewScorecard(_) => json!({"identifier": "", "title": "", "levels": [], "rules": []}),
+        };
+        Ok(value)
+    }
+
+    /// Saves through the services; answers the page to show next.
+    async fn save(&self, app: &AppState, actor: &Actor, document: Value) -> Result<Document, Error> {
+        Ok(match self {
+            Document::Blueprint(id) => {
+                app.catalog.update_blueprint(actor, id, document, false).await?;
+                self.clone()
+            }
+            Document::Action(id) => {
+                app.catalog.put_action(actor, Some(id), document).await?;
+                self.clone()
+            }
+            Document::Scorecard { blueprint, identifier } => {
+                app.catalog.put_scorecard(actor, blueprint, Some(identifier), document).await?;
+                self.clone()
+            }
+            Document::BlueprintPermissions(id) => {
+                app.catalog.put_blueprint_permissions(actor, id, document).await?;
+                self.clone()
+            }
+            Document::ActionPermissions(id) => {
+                app.catalog.put_action_permissions(actor, id, document).await?;
+                self.clone()
+            }
+            Document::NewBlueprint => {
+                Document::Blueprint(app.catalog.create_blueprint(actor, document).await?.blueprint.identifier)
+            }
+            Document::NewAction => {
+                Document::Action(app.catalog.put_action(actor, None, document).await?.0.action.identifier)
+            }
+            Document::NewScorecard(blueprint) => {
+                let record = app.catalog.put_scorecard(actor, blueprint, None, document).await?;
+                Document::Scorecard { blueprint: blueprint.clone(), identifier: record.scorecard.identifier }
+            }
+        })
+    }
+
+    async fn delete(&self, app: &AppState, actor: &Actor) -> Result<(), Error> {
+        match self {
+            Document::Blueprint(id) => app.catalog.delete_blueprint(actor, id, false).await.map(|_| ()),
+            Document::Action(id) => app.catalog.delete_action(actor, id).await,
+            Document::Scorecard { blueprint, identifier } => {
+                app.catalog.delete_scorecard(actor, blueprint, identifier).await
+            }
+            _ => Err(Error::not_found("something to delete here")),
+        }
+    }
+}
+
+fn to_value(value: impl serde::Serialize) -> Value {
+    serde_json::to_value(value).unwrap_or(Value::Null)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Syntax {
+    Json,
+    Yaml,
+}
+
+impl Syntax {
+    fn from(text: Option<&str>) -> Syntax {
+        if text == Some("yaml") { Syntax::Yaml } else { Syntax::Json }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Syntax::Json => "json",
+            Syntax::Yaml => "yaml",
+        }
+    }
+
+    fn write(self, value: &Value) -> String {
+        match self {
+            Syntax::Json => serde_json::to_string_pretty(value).unwrap_or_default(),
+            Syntax::Yaml => serde_saphyr::to_string(value).unwrap_or_default(),
+        }
+    }
+
+    fn read(self, text: &str) -> Result<Value, String> {
+        match self {
+            Syntax::Json => serde_json::from_str(text).map_err(|e| format!("this is not JSON: {e}")),
+            Syntax::Yaml => serde_saphyr::from_str(text).map_err(|e| format!("this is not YAML: {e}")),
+        }
+    }
+}
+
+/// Most bytes of a document the editor accepts (the API's body limit is larger; a definition
+/// this size is already unusual).
+const MAX_DOCUMENT: usize = 512 * 1024;
+
+#[derive(Template)]
+#[template(path = "admin_edit.html")]
+struct EditPage {
+    signed_in: Option<SignedIn>,
+    csrf: String,
+    heading: String,
+    path: String,
+    syntax: &'static str,
+    text: String,
+    saved: bool,
+    deletable: Option<String>,
+    error: Option<String>,
+    /// Each refused field: where in the document, and why.
+    problems: Vec<(String, String)>,
+}
+
+#[derive(Deserialize)]
+pub struct EditQuery {
+    format: Option<String>,
+    saved: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct EditForm {
+    csrf: String,
+    format: Option<String>,
+    #[serde(default)]
+    document: String,
+    mode: Option<String>,
+    #[serde(default)]
+    confirm: String,
+}
+
+fn edit_page(signed_in: &SessionActor, document: &Document, syntax: Syntax, text: String) -> EditPage {
+    EditPage {
+        signed_in: layout_user(signed_in),
+        csrf: signed_in.session.csrf.clone(),
+        heading: document.heading(),
+        path: document.path(),
+        syntax: syntax.name(),
+        text,
+        saved: false,
+        deletable: document.deletable().map(str::to_string),
+        error: None,
+        problems: Vec::new(),
+    }
+}
+
+async fn show(app: AppState, headers: HeaderMap, uri: OriginalUri, document: Document, query: EditQuery) -> PageResult {
+    let signed_in = match session(&app, &headers, &uri).await {
+        Ok(signed_in) => signed_in,
+        Err(to_login) => return Ok(to_login),
+    };
+    let syntax = Syntax::from(query.format.as_deref());
+    let value = document.load(&app, &signed_in.actor).await?;
+    let mut page = edit_page(&signed_in, &document, syntax, syntax.write(&value));
+    page.saved = query.saved.is_some();
+    Ok(render(&page))
+}
+
+async fn store(app: AppState, headers: HeaderMap, uri: OriginalUri, document: Document, form: EditForm) -> PageResult {
+    let signed_in = match form_session(&app, &headers, &uri, Some(&form.csrf)).await? {
+        Ok(signed_in) => signed_in,
+        Err(to_login) => return Ok(to_login),
+    };
+    let actor = &signed_in.actor;
+    let syntax = Syntax::from(form.format.as_deref());
+    let mut page = edit_page(&signed_in, &document, syntax, form.document.clone());
+    let outcome = if form.mode.as_deref() == Some("delete") {
+        if Some(form.confirm.trim()) != document.deletable() {
+            page.error = Some("type the identifier to confirm the deletion".into());
+            return Ok((StatusCode::BAD_REQUEST, render(&page)).into_response());
+        }
+        document.delete(&app, actor).await.map(|()| "/admin".to_string())
+    } else if form.document.len() > MAX_DOCUMENT {
+        Err(Error::new(ErrorCode::PayloadTooLarge, format!("the document is over {MAX_DOCUMENT} bytes")))
+    } else {
+        match syntax.read(&form.document) {
+            Ok(value) => document
+                .save(&app, actor, value)
+                .await
+                .map(|saved| format!("{}?saved=1&format={}", saved.path(), syntax.name())),
+            Err(message) => Err(Error::new(ErrorCode::MalformedJson, message)),
+        }
+    };
+    match outcome {
+        Ok(next) => Ok(Redirect::to(&next).into_response()),
+        Err(error) if error.code == ErrorCode::Internal => Err(error.into()),
+        Err(error) => {
+            let status = error.code.status();
+            page.problems = error
+                .details
+                .iter()
+                .map(|d| (shown(&d["path"]), shown(&d["message"])))
+                .filter(|(_, message)| !message.is_empty())
+                .collect();
+            page.error = Some(error.message);
+            Ok((status, render(&page)).into_response())
+        }
+    }
+}
+
+macro_rules! editor {
+    ($get:ident, $post:ident, $params:ty, |$p:pat_param| $document:expr) => {
+        pub(super) async fn $get(
+            State(app): State<AppState>,
+            headers: HeaderMap,
+            uri: OriginalUri,
+            PathParams($p): PathParams<$params>,
+            QueryParams(query): QueryParams<EditQuery>,
+        ) -> PageResult {
+            show(app, headers, uri, $document, query).await
+        }
+
+        pub(super) async fn $post(
+            State(app): State<AppState>,
+            headers: HeaderMap,
+            uri: OriginalUri,
+            PathParams($p): PathParams<$params>,
+            Form(form): Form<EditForm>,
+        ) -> PageResult {
+            store(app, headers, uri, $document, form).await
+        }
+    };
+}
+
+editor!(blueprint, save_blueprint, String, |id| Document::Blueprint(id));
+editor!(action, save_action, String, |id| Document::Action(id));
+editor!(scorecard, save_scorecard, (String, String), |(blueprint, identifier)| Document::Scorecard {
+    blueprint,
+    identifier
+});
+editor!(blueprint_permissions, save_blueprint_permissions, String, |id| Document::BlueprintPermissions(id));
+editor!(action_permissions, save_action_permissions, String, |id| Document::ActionPermissions(id));
+editor!(new_scorecard, create_scorecard, String, |blueprint| Document::NewScorecard(blueprint));
+
+macro_rules! creator {
+    ($get:ident, $post:ident, $document:expr) => {
+        pub(super) async fn $get(
+            State(app): State<AppState>,
+            headers: HeaderMap,
+            uri: OriginalUri,
+            QueryParams(query): QueryParams<EditQuery>,
+        ) -> PageResult {
+            show(app, headers, uri, $document, query).await
+        }
+
+        pub(super) async fn $post(
+            State(app): State<AppState>,
+            headers: HeaderMap,
+            uri: OriginalUri,
+            Form(form): Form<EditForm>,
+        ) -> PageResult {
+            store(app, headers, uri, $document, form).await
+        }
+    };
+}
+
+creator!(new_blueprint, create_blueprint, Document::NewBlueprint);
+creator!(new_action, create_action, Document::NewAction);
+
+// ---- the index ----
+
+struct BlueprintEntry {
+    identifier: String,
+    title: String,
+    scorecards: Vec<String>,
+}
+
+struct ActionEntry {
+    identifier: String,
+    title: String,
+    blueprint: String,
+}
+
+#[derive(Template)]
+#[template(path = "admin.html")]
+struct AdminPage {
+    signed_in: Option<SignedIn>,
+    blueprints: Vec<BlueprintEntry>,
+    actions: Vec<ActionEntry>,
+}
+
+pub(super) async fn index(State(app): State<AppState>, headers: HeaderMap, uri: OriginalUri) -> PageResult {
+    let signed_in = match session(&app, &headers, &uri).await {
+        Ok(signed_in) => signed_in,
+        Err(to_login) => return Ok(to_login),
+    };
+    let mut blueprints = Vec::new();
+    for record in app.catalog.list_blueprints().await? {
+        let b = record.blueprint;
+        let scorecards = app.catalog.list_scorecards(&b.identifier).await?;
+        blueprints.push(BlueprintEntry {
+            title: b.title.clone().unwrap_or_else(|| b.identifier.clone()),
+            scorecards: scorecards.into_iter().map(|s| s.scorecard.identifier).collect(),
+            identifier: b.identifier,
+        });
+    }
+    let actions = app
+        .catalog
+        .list_actions(&signed_in.actor, None)
+        .await?
+        .into_iter()
+        .map(|r| ActionEntry {
+            title: r.action.title.clone().unwrap_or_else(|| r.action.identifier.clone()),
+            blueprint: r.action.blueprint().unwrap_or_default().to_string(),
+            identifier: r.action.identifier,
+        })
+        .collect();
+    Ok(render(&AdminPage { signed_in: layout_user(&signed_in), blueprints, actions }))
+}
+
+// ---- API tokens ----
+
+struct TokenRow {
+    id: String,
+    name: String,
+    user: String,
+    created: String,
+    expires: String,
+    last_used: String,
+    revoked: bool,
+}
+
+#[derive(Template)]
+#[template(path = "admin_tokens.html")]
+struct TokensPage {
+    signed_in: Option<SignedIn>,
+    csrf: String,
+    tokens: Vec<TokenRow>,
+    /// A token just made: shown this once.
+    new_token: Option<String>,
+    error: Option<String>,
+}
+
+async fn tokens_page(
+    app: &AppState,
+    signed_in: &SessionActor,
+    new_token: Option<String>,
+    error: Option<String>,
+) -> Result<TokensPage, Error> {
+    let when = |at: Option<i64>| at.map(portolan_model::format_millis).unwrap_or_else(|| "never".into());
+    let tokens = app
+        .catalog
+        .list_api_tokens(&signed_in.actor)
+        .await?
+        .into_iter()
+        .map(|t| TokenRow {
+            created: portolan_model::format_millis(t.created_at),
+            expires: when(t.expires_at),
+            last_used: when(t.last_used_at),
+            revoked: t.revoked_at.is_some(),
+            id: t.id,
+            name: t.name,
+            user: t.user,
+        })
+        .collect();
+    Ok(TokensPage { signed_in: layout_user(signed_in), csrf: signed_in.session.csrf.clone(), tokens, new_token, error })
+}
+
+pub(super) async fn tokens(State(app): State<AppState>, headers: HeaderMap, uri: OriginalUri) -> PageResult {
+    let signed_in = match session(&app, &headers, &uri).await {
+        Ok(signed_in) => signed_in,
+        Err(to_login) => return Ok(to_login),
+    };
+    Ok(render(&tokens_page(&app, &signed_in, None, None).await?))
+}
+
+#[derive(Deserialize)]
+pub struct TokenForm {
+    csrf: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    expires_in_days: String,
+}
+
+pub(super) async fn create_token(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    uri: OriginalUri,
+    Form(form): Form<TokenForm>,
+) -> PageResult {
+    let signed_in = match form_session(&app, &headers, &uri, Some(&form.csrf)).await? {
+        Ok(signed_in) => signed_in,
+        Err(to_login) => return Ok(to_login),
+    };
+    let days = match form.expires_in_days.trim() {
+        "" => Ok(None),
+        text => text.parse::<u32>().map(Some).map_err(|_| format!("'{text}' is not a number of days")),
+    };
+    let made = match days {
+        Ok(days) => {
+            app.catalog.create_api_token(&signed_in.actor, None, form.name.trim(), days).await.map_err(|e| e.message)
+        }
+        Err(message) => Err(message),
+    };
+    // The new token is in this response only; it is not kept anywhere it could be shown again.
+    let page = match made {
+        Ok((_, token)) => tokens_page(&app, &signed_in, Some(token), None).await?,
+        Err(message) => tokens_page(&app, &signed_in, None, Some(message)).await?,
+    };
+    let status = if page.error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+    let mut response = (status, render(&page)).into_response();
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+#[derive(Deserialize)]
+pub struct PlainForm {
+    csrf: String,
+}
+
+pub(super) async fn revoke_token(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    uri: OriginalUri,
+    PathParams(id): PathParams<String>,
+    Form(form): Form<PlainForm>,
+) -> PageResult {
+    let signed_in = match form_session(&app, &headers, &uri, Some(&form.csrf)).await? {
+        Ok(signed_in) => signed_in,
+        Err(to_login) => return Ok(to_login),
+    };
+    app.catalog.revoke_api_token(&signed_in.actor, &id).await?;
+    Ok(Redirect::to("/admin/tokens").into_response())
+}
+
+// ---- secrets ----
+
+struct SecretRow {
+    name: String,
+    updated: String,
+    by: String,
+}
+
+#[derive(Template)]
+#[template(path = "admin_secrets.html")]
+struct SecretsPage {
+    signed_in: Option<SignedIn>,
+    csrf: String,
+    secrets: Vec<SecretRow>,
+    error: Option<String>,
+}
+
+async fn secrets_page(app: &AppState, signed_in: &SessionActor, error: Option<String>) -> Result<SecretsPage, Error> {
+    let secrets = app
+        .catalog
+        .list_secrets(&signed_in.actor)
+        .await?
+        .into_iter()
+        .map(|s| SecretRow { name: s.name, updated: portolan_model::format_millis(s.updated_at), by: s.updated_by })
+        .collect();
+    Ok(SecretsPage { signed_in: layout_user(signed_in), csrf: signed_in.session.csrf.clone(), secrets, error })
+}
+
+pub(super) async fn secrets(State(app): State<AppState>, headers: HeaderMap, uri: OriginalUri) -> PageResult {
+    let signed_in = match session(&app, &headers, &uri).await {
+        Ok(signed_in) => signed_in,
+        Err(to_login) => return Ok(to_login),
+    };
+    Ok(render(&secrets_page(&app, &signed_in, None).await?))
+}
+
+#[derive(Deserialize)]
+pub struct SecretForm {
+    csrf: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    value: String,
+}
+
+pub(super) async fn put_secret(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    uri: OriginalUri,
+    Form(form): Form<SecretForm>,
+) -> PageResult {
+    let signed_in = match form_session(&app, &headers, &uri, Some(&form.csrf)).await? {
+        Ok(signed_in) => signed_in,
+        Err(to_login) => return Ok(to_login),
+    };
+    match app.catalog.put_secret(&signed_in.actor, form.name.trim(), &form.value).await {
+        Ok(_) => Ok(Redirect::to("/admin/secrets").into_response()),
+        Err(error) if error.code == ErrorCode::Internal => Err(error.into()),
+        Err(error) => {
+            let message = error.details.first().map(|d| shown(&d["message"])).unwrap_or(error.message);
+            let page = secrets_page(&app, &signed_in, Some(message)).await?;
+            Ok((StatusCode::BAD_REQUEST, render(&page)).into_response())
+        }
+    }
+}
+
+pub(super) async fn delete_secret(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    uri: OriginalUri,
+    PathParams(name): PathParams<String>,
+    Form(form): Form<PlainForm>,
+) -> PageResult {
+    let signed_in = match form_session(&app, &headers, &uri, Some(&form.csrf)).await? {
+        Ok(signed_in) => signed_in,
+        Err(to_login) => return Ok(to_login),
+    };
+    match app.catalog.delete_secret(&signed_in.actor, &name).await {
+        Ok(()) => Ok(Redirect::to("/admin/secrets").into_response()),
+        Err(error) if error.code == ErrorCode::Internal => Err(error.into()),
+        Err(error) => {
+            let page = secrets_page(&app, &signed_in, Some(error.message)).await?;
+            Ok((error.code.status(), render(&page)).into_response())
+        }
+    }
+}
