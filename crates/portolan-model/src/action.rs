@@ -23,6 +23,9 @@ pub struct Action {
     pub description: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub icon: Option<String>,
+    /// Where the self-service hub files it ("Microservices SDLC", "Cloud resources", ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
     pub trigger: Trigger,
     pub invocation_method: InvocationMethod,
     #[serde(default, skip_serializing_if = "Guardrails::is_empty")]

@@ -81,3 +81,14 @@
     ask();
   }
 })();
+
+// ---- a catalog table's facet counts, fetched after the table is shown ----
+(function () {
+  "use strict";
+  var facets = document.getElementById("facets");
+  var source = facets && facets.getAttribute("data-src");
+  if (!source || !window.fetch) { return; }
+  fetch(source, { credentials: "same-origin" })
+    .then(function (response) { return response.ok ? response.text() : null; })
+    .then(function (html) { if (html !== null) { facets.innerHTML = html; } });
+})();

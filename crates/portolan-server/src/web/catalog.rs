@@ -14,6 +14,7 @@ struct OwnedRow {
 }
 
 struct RunRow {
+    id: String,
     action: String,
     entity: Option<String>,
     status: String,
@@ -23,6 +24,7 @@ struct RunRow {
 impl From<&Run> for RunRow {
     fn from(run: &Run) -> Self {
         RunRow {
+            id: run.id.clone(),
             action: run.action_title.clone().unwrap_or_else(|| run.action.clone()),
             entity: run.entity.clone(),
             status: run.status.as_str().to_string(),
@@ -39,7 +41,13 @@ struct HomePage {
     owned: Vec<OwnedRow>,
     approvals: Vec<RunRow>,
     runs: Vec<RunRow>,
+    /// The actions one runs most: identifier and title.
+    favourites: Vec<(String, String)>,
 }
+
+/// Runs of one's own that decide one's favourite actions, and how many favourites to show.
+const FAVOURITES_FROM: u32 = 100;
+const FAVOURITES: usize = 5;
 
 pub(super) async fn home(State(app): State<AppState>, headers: HeaderMap, uri: OriginalUri) -> PageResult {
     let signed_in = match session(&app, &headers, &uri).await {
@@ -65,8 +73,20 @@ pub(super) async fn home(State(app): State<AppState>, headers: HeaderMap, uri: O
         .collect();
     let approvals = app.catalog.approval_inbox(actor).await?.iter().map(RunRow::from).collect();
     let filter = RunFilter { created_by: Some(actor.id.clone()), ..RunFilter::default() };
-    let runs = app.catalog.list_runs(actor, filter, 10).await?.0.iter().map(RunRow::from).collect();
-    let page = HomePage { name: actor.id.clone(), signed_in: layout_user(&signed_in), owned, approvals, runs };
+    let mine = app.catalog.list_runs(actor, filter, FAVOURITES_FROM).await?.0;
+    let mut favourites: Vec<(String, String, usize)> = Vec::new();
+    for run in &mine {
+        match favourites.iter_mut().find(|(id, _, _)| *id == run.action) {
+            Some((_, _, n)) => *n += 1,
+            None => favourites.push((run.action.clone(), RunRow::from(run).action, 1)),
+        }
+    }
+    // Most used first; of equals, the one used last.
+    favourites.sort_by_key(|(_, _, n)| std::cmp::Reverse(*n));
+    let favourites = favourites.into_iter().take(FAVOURITES).map(|(id, title, _)| (id, title)).collect();
+    let runs = mine.iter().take(10).map(RunRow::from).collect();
+    let page =
+        HomePage { name: actor.id.clone(), signed_in: layout_user(&signed_in), owned, approvals, runs, favourites };
     Ok(render(&page))
 }
 
@@ -160,6 +180,9 @@ struct BlueprintPage {
     headings: Vec<Heading>,
     choices: Vec<ColumnChoice>,
     facets: Vec<Facet>,
+    /// Where the page's script fetches the facets, and where a reader without it counts them.
+    facets_source: String,
+    facets_link: String,
     rows: Vec<EntityRow>,
     next: Option<String>,
     error: Option<String>,
@@ -177,6 +200,8 @@ struct Table {
     descending: bool,
     columns: Vec<String>,
     cursor: Option<String>,
+    /// Count the facets while drawing the page (without the page's script to fetch them).
+    with_facets: bool,
 }
 
 /// Facets a table offers at most (besides teams), and values per facet.
@@ -195,6 +220,7 @@ impl Table {
                 "order" => table.descending = value == "desc",
                 "col" => table.columns.push(value),
                 "cursor" if !value.is_empty() => table.cursor = Some(value),
+                "facets" => table.with_facets = value == "1",
                 other => {
                     if let Some(field) = other.strip_prefix("f.")
                         && !value.is_empty()
@@ -225,6 +251,9 @@ impl Table {
         }
         for column in &self.columns {
             query.append_pair("col", column);
+        }
+        if self.with_facets {
+            query.append_pair("facets", "1");
         }
         format!("/catalog/{blueprint}?{}", query.finish())
     }
@@ -292,9 +321,11 @@ pub(super) async fn blueprint_page(
     let schema = &definition.schema;
     let mut table = Table::read(uri.0.query());
     table.columns.retain(|c| schema.properties.contains_key(c));
-    if table.columns.is_empty() {
-        table.columns = schema.properties.keys().take(4).cloned().collect();
-    }
+    // Without a choice, the first four properties (and the address stays short).
+    let columns: Vec<String> = match table.columns.is_empty() {
+        true => schema.properties.keys().take(4).cloned().collect(),
+        false => table.columns.clone(),
+    };
     let mut page = BlueprintPage {
         signed_in: layout_user(&signed_in),
         title: definition.title.clone().unwrap_or_else(|| blueprint.clone()),
@@ -303,9 +334,11 @@ pub(super) async fn blueprint_page(
         choices: schema
             .properties
             .keys()
-            .map(|name| ColumnChoice { on: table.columns.contains(name), name: name.clone() })
+            .map(|name| ColumnChoice { on: columns.contains(name), name: name.clone() })
             .collect(),
         facets: Vec::new(),
+        facets_source: table.link(&blueprint).replacen('?', "/facets?", 1),
+        facets_link: Table { with_facets: true, ..table.clone() }.link(&blueprint),
         rows: Vec::new(),
         next: None,
         error: None,
@@ -344,7 +377,7 @@ pub(super) async fn blueprint_page(
             identifier: e.identifier.clone(),
             title: title_of(e),
             teams: e.team.join(", "),
-            values: table.columns.iter().map(|c| e.properties.get(c).map(shown).unwrap_or_default()).collect(),
+            values: columns.iter().map(|c| e.properties.get(c).map(shown).unwrap_or_default()).collect(),
         })
         .collect();
     page.next = found.next.map(|cursor| table.next_link(&blueprint, &cursor));
@@ -365,7 +398,7 @@ pub(super) async fn blueprint_page(
     };
     page.headings = [heading("Title", "$title"), heading("Identifier", "$identifier")]
         .into_iter()
-        .chain(table.columns.iter().map(|c| {
+        .chain(columns.iter().map(|c| {
             let name = schema.properties[c].title.clone().unwrap_or_else(|| c.clone());
             // Lists and objects have no order to sort by.
             let sortable = !matches!(schema.properties[c].kind, PropertyType::Array | PropertyType::Object);
@@ -376,6 +409,47 @@ pub(super) async fn blueprint_page(
             h
         }))
         .collect();
+    if table.with_facets {
+        page.facets = facets(&app, actor, &blueprint, schema, &table, &query).await?;
+    }
+    Ok(render(&page))
+}
+
+#[derive(Template)]
+#[template(path = "facets.html")]
+struct FacetsFragment {
+    facets: Vec<Facet>,
+}
+
+/// A table's facets with their counts, as a piece of the table's page: its script asks for them
+/// after the table is shown (counting every entity takes longer than a page of them).
+pub(super) async fn facets_fragment(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    uri: OriginalUri,
+    PathParams(blueprint): PathParams<String>,
+) -> PageResult {
+    let signed_in = match session(&app, &headers, &uri).await {
+        Ok(signed_in) => signed_in,
+        Err(to_login) => return Ok(to_login),
+    };
+    let definition = app.catalog.get_blueprint(&blueprint).await?.blueprint;
+    let table = Table::read(uri.0.query());
+    let query = table.rules(&definition.schema).map_err(|message| Error::invalid_at("/where", message))?;
+    let facets = facets(&app, &signed_in.actor, &blueprint, &definition.schema, &table, &query).await?;
+    Ok(render(&FacetsFragment { facets }))
+}
+
+/// Counts per value of the team and of the first few enum and boolean properties, over the
+/// entities the table's query finds; each value links to the table filtered by it (or unfiltered).
+async fn facets(
+    app: &AppState,
+    actor: &Actor,
+    blueprint: &str,
+    schema: &portolan_model::blueprint::BlueprintSchema,
+    table: &Table,
+    query: &Value,
+) -> Result<Vec<Facet>, Error> {
     let facet_fields: Vec<(String, String)> = std::iter::once(("$team".to_string(), "Team".to_string()))
         .chain(
             schema
@@ -386,20 +460,22 @@ pub(super) async fn blueprint_page(
                 .map(|(name, p)| (name.clone(), p.title.clone().unwrap_or_else(|| name.clone()))),
         )
         .collect();
-    for (field, title) in facet_fields {
+    // Each count reads every entity the query finds: run them side by side.
+    let counts = futures_util::future::try_join_all(facet_fields.iter().map(|(field, _)| {
         let request = AggregateRequest {
             query: Some(query.clone()),
-            blueprint: Some(blueprint.clone()),
+            blueprint: Some(blueprint.to_string()),
             function: "countBy".into(),
             property: Some(field.clone()),
             relation: None,
             scorecard: None,
         };
-        let portolan_store::query_sql::AggregateResult::Groups(mut groups) =
-            app.catalog.aggregate(actor, request).await?
-        else {
-            continue;
-        };
+        app.catalog.aggregate(actor, request)
+    }))
+    .await?;
+    let mut facets = Vec::new();
+    for ((field, title), counted) in facet_fields.into_iter().zip(counts) {
+        let portolan_store::query_sql::AggregateResult::Groups(mut groups) = counted else { continue };
         groups.retain(|(value, _)| !value.is_null());
         groups.sort_by_key(|(_, count)| std::cmp::Reverse(*count));
         groups.truncate(MAX_FACET_VALUES);
@@ -414,14 +490,14 @@ pub(super) async fn blueprint_page(
                 } else {
                     toggled.filters.push((field.clone(), label.clone()));
                 }
-                FacetValue { link: toggled.link(&blueprint), label, count, on }
+                FacetValue { link: toggled.link(blueprint), label, count, on }
             })
             .collect::<Vec<_>>();
         if !values.is_empty() {
-            page.facets.push(Facet { title, values });
+            facets.push(Facet { title, values });
         }
     }
-    Ok(render(&page))
+    Ok(facets)
 }
 
 struct FoundRow {
@@ -709,12 +785,7 @@ pub(super) async fn entity_page(
         .map(|r| r.action)
         .filter(|a| matches!(a.trigger, Trigger::SelfService { .. }))
         .filter(|a| matches!(a.operation(), Some(Operation::Day2 | Operation::Delete)))
-        .map(|a| ActionLink {
-            title: a.title.clone().unwrap_or_else(|| a.identifier.clone()),
-            description: String::new(),
-            needs_entity: true,
-            identifier: a.identifier,
-        })
+        .map(ActionLink::from)
         .collect();
     let entity_runs = app.catalog.entity_runs(actor, &blueprint, &identifier).await?;
     let created_by_run = entity_runs.iter().find(|(_, change)| change == "created").map(|(run, _)| run.id.clone());

@@ -8,7 +8,20 @@ pub(super) struct ActionLink {
     pub(super) identifier: String,
     pub(super) title: String,
     pub(super) description: String,
-    pub(super) needs_entity: bool,
+    /// The blueprint of the entity it acts on, for DAY-2 and DELETE actions.
+    pub(super) on: Option<String>,
+}
+
+impl From<portolan_model::action::Action> for ActionLink {
+    fn from(action: portolan_model::action::Action) -> Self {
+        let on_entity = matches!(action.operation(), Some(Operation::Day2 | Operation::Delete));
+        ActionLink {
+            on: action.blueprint().filter(|_| on_entity).map(str::to_string),
+            title: action.title.clone().unwrap_or_else(|| action.identifier.clone()),
+            description: action.description.clone().unwrap_or_default(),
+            identifier: action.identifier,
+        }
+    }
 }
 
 struct ActionGroup {
@@ -23,6 +36,7 @@ struct ActionsPage {
     groups: Vec<ActionGroup>,
 }
 
+/// Actions one may run, by category (or, without one, by blueprint), in the order defined.
 pub(super) async fn actions_page(State(app): State<AppState>, headers: HeaderMap, uri: OriginalUri) -> PageResult {
     let signed_in = match session(&app, &headers, &uri).await {
         Ok(signed_in) => signed_in,
@@ -34,13 +48,9 @@ pub(super) async fn actions_page(State(app): State<AppState>, headers: HeaderMap
         if !matches!(action.trigger, Trigger::SelfService { .. }) {
             continue;
         }
-        let group_title = action.blueprint().unwrap_or("General").to_string();
-        let link = ActionLink {
-            needs_entity: matches!(action.operation(), Some(Operation::Day2 | Operation::Delete)),
-            title: action.title.clone().unwrap_or_else(|| action.identifier.clone()),
-            description: action.description.clone().unwrap_or_default(),
-            identifier: action.identifier,
-        };
+        let group_title = action.category.clone().or_else(|| action.blueprint().map(str::to_string));
+        let group_title = group_title.unwrap_or_else(|| "General".into());
+        let link = ActionLink::from(action);
         match groups.iter_mut().find(|g| g.title == group_title) {
             Some(group) => group.actions.push(link),
             None => groups.push(ActionGroup { title: group_title, actions: vec![link] }),
@@ -567,6 +577,7 @@ pub(super) async fn cancel(
 
 struct WaitingRun {
     id: String,
+    at: String,
     action: String,
     entity: Option<String>,
     by: String,
@@ -577,6 +588,7 @@ struct WaitingRun {
 #[template(path = "approvals.html")]
 struct ApprovalsPage {
     signed_in: Option<SignedIn>,
+    csrf: String,
     runs: Vec<WaitingRun>,
 }
 
@@ -595,8 +607,9 @@ pub(super) async fn approvals_page(State(app): State<AppState>, headers: HeaderM
             entity: run.entity.clone(),
             by: run.trigger.by.clone(),
             inputs: serde_json::to_string_pretty(&run.inputs).unwrap_or_default(),
+            at: portolan_model::format_millis(run.created_at),
             id: run.id,
         })
         .collect();
-    Ok(render(&ApprovalsPage { signed_in: layout_user(&signed_in), runs }))
+    Ok(render(&ApprovalsPage { signed_in: layout_user(&signed_in), csrf: signed_in.session.csrf.clone(), runs }))
 }

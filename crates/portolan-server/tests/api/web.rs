@@ -177,7 +177,7 @@ async fn a_run_is_requested_through_its_form_and_approved_by_a_second_user_throu
     let approver = json!({"identifier": "carl@example.com", "teams": ["team-b"], "password": PASSWORD});
     assert_eq!(app.post("/api/v1/users", approver).await.status, StatusCode::CREATED);
     let action = json!({
-        "identifier": "scale", "title": "Scale a service",
+        "identifier": "scale", "title": "Scale a service", "category": "SRE actions",
         "trigger": {"type": "self-service", "operation": "DAY-2", "blueprintIdentifier": "service",
             "userInputs": {"properties": {"replicas": {"type": "number", "title": "Replicas", "minimum": 1}}, "required": ["replicas"]}},
         "invocationMethod": {"type": "UPSERT_ENTITY", "blueprintIdentifier": "service", "mapping": {
@@ -190,6 +190,7 @@ async fn a_run_is_requested_through_its_form_and_approved_by_a_second_user_throu
     let (status, hub) = page(&app, "/actions", &ana).await;
     assert_eq!(status, StatusCode::OK);
     assert!(hub.contains("href=\"/actions/scale\""), "{hub}");
+    assert!(hub.contains("<h2>SRE actions</h2>") && hub.contains("on service"), "grouped by category: {hub}");
     let (_, form) = page(&app, "/actions/scale?entity=a1", &ana).await;
     assert!(form.contains("Needs approval from carl@example.com"), "guardrails in words: {form}");
     assert!(
@@ -233,6 +234,7 @@ async fn a_run_is_requested_through_its_form_and_approved_by_a_second_user_throu
     let carl = sign_in(&app, "carl@example.com").await;
     let (_, inbox) = page(&app, "/approvals", &carl).await;
     assert!(inbox.contains(&format!("href=\"{run_path}\"")) && inbox.contains("Asked by ana@example.com"), "{inbox}");
+    assert!(inbox.contains(&format!("action=\"{run_path}/approval\"")), "decided from the inbox too: {inbox}");
     let (_, run_page) = page(&app, &run_path, &carl).await;
     let approve = [("csrf", csrf_of(&run_page)), ("decision", "APPROVE".into()), ("comment", "fine by me".into())];
     let pairs: Vec<(&str, &str)> = approve.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -246,11 +248,18 @@ async fn a_run_is_requested_through_its_form_and_approved_by_a_second_user_throu
         let (_, done) = page(&app, &run_path, &ana).await;
         if done.contains("SUCCESS") {
             assert!(done.contains("Approve by carl@example.com") && done.contains("fine by me"), "{done}");
+            assert!(
+                done.contains("href=\"/catalog/service/a1\"") && done.contains("updated"),
+                "what it changed: {done}"
+            );
             break;
         }
         assert!(std::time::Instant::now() < deadline, "the run did not finish: {done}");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+    let (_, home) = page(&app, "/", &ana).await;
+    assert!(home.contains("<a href=\"/actions/scale\">Scale a service</a>"), "a favourite now: {home}");
+    assert!(home.contains(&format!("href=\"{run_path}\"")), "her runs link to their pages: {home}");
 }
 
 #[tokio::test]
@@ -333,13 +342,21 @@ async fn catalog_tables_sort_choose_columns_count_facets_and_explain_bad_filters
     assert!(search < cart, "newest title first when descending");
     assert!(table.contains("aria-sort=\"descending\""), "{table}");
 
-    let facets = table.split("aria-label=\"Facets\"").nth(1).expect("facets").to_string();
+    assert!(
+        table.contains("data-src=\"/catalog/service/facets?sort=%24title&#38;order=desc\""),
+        "the page's script fetches the facet counts for the same table: {table}"
+    );
+    let (status, facets) = page(&app, "/catalog/service/facets?sort=%24title&order=desc", &session).await;
+    assert_eq!(status, StatusCode::OK);
     assert!(facets.contains(">team-a</a> <span class=\"muted small\">2</span>"), "{facets}");
     assert!(!facets.contains("team-b"), "no count of what she may not read");
     assert!(facets.contains(">Rust</a> <span class=\"muted small\">1</span>"), "{facets}");
-    let (_, go) = page(&app, "/catalog/service?f.language=Go", &session).await;
+    let (_, go) = page(&app, "/catalog/service?f.language=Go&facets=1", &session).await;
     assert!(go.contains("Alpha Search") && !go.contains("Alpha Cart"), "a facet filters the table");
-    assert!(go.contains("class=\"facet on\""), "and shows that it does");
+    assert!(
+        go.contains("class=\"facet on\" href=\"/catalog/service?facets=1\""),
+        "counted in the page, and undone by a click: {go}"
+    );
 
     let (_, columns) = page(&app, "/catalog/service?col=replicas", &session).await;
     let head = columns.split("<thead>").nth(1).and_then(|h| h.split("</thead>").next()).expect("head").to_string();

@@ -166,7 +166,7 @@ async fn run(args: &Args, base: &str, token: &str) -> anyhow::Result<()> {
         );
     }
     let (as_admin, ownership, condition) = authorisation_overhead(&client, base, args.samples / 10, &mut rng).await?;
-    let (table_pages, entity_pages) = page_render_times(&client, base, args.samples / 10, n, &mut rng).await?;
+    let pages = page_render_times(&client, base, args.samples / 10, (n, systems), &mut rng).await?;
     let mut facets = Vec::new();
     for _ in 0..5 {
         let body = json!({"function": "countBy", "blueprint": "service", "property": "language"});
@@ -220,8 +220,9 @@ async fn run(args: &Args, base: &str, token: &str) -> anyhow::Result<()> {
         row(name, &mut samples.clone());
     }
     row("(d) facets: countBy language", &mut facets);
-    row("web: catalog table page (50 rows)", &mut table_pages.clone());
-    row("web: entity page", &mut entity_pages.clone());
+    for (name, mut times) in pages {
+        row(&format!("web: {name}"), &mut times);
+    }
     row("change → aggregation recomputed", &mut fresh);
     if let Some(peak) = peak_rss_mib() {
         println!("| peak RSS (server and client, one process) | {peak:.0} MiB |");
@@ -229,14 +230,16 @@ async fn run(args: &Args, base: &str, token: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Server time to render the portal's pages, as a signed-in admin with a session cookie.
+/// Server time to render the portal's pages, as a signed-in admin with a session cookie: the
+/// catalog table plain, sorted and filtered by a facet, its facet counts, and entity pages
+/// (with their neighbourhood: parents and the entities that point at them).
 async fn page_render_times(
     admin: &reqwest::Client,
     base: &str,
     samples: usize,
-    n: usize,
+    (services, systems): (usize, usize),
     rng: &mut Lcg,
-) -> anyhow::Result<(Vec<Duration>, Vec<Duration>)> {
+) -> anyhow::Result<Vec<(&'static str, Vec<Duration>)>> {
     let password = "bench page viewer password";
     let viewer = json!({"identifier": "bench-viewer", "role": "admin", "password": password});
     let made = admin.post(format!("{base}/api/v1/users")).json(&viewer).send().await?;
@@ -253,15 +256,29 @@ async fn page_render_times(
         .and_then(|v| v.split(';').next())
         .context("no session cookie")?
         .to_string();
-    let mut tables = Vec::with_capacity(samples);
-    let mut entities = Vec::with_capacity(samples);
+    let mut pages: Vec<(&'static str, Vec<Duration>)> = [
+        "catalog table, 50 rows",
+        "catalog table sorted by a property (desc)",
+        "catalog table filtered by a facet",
+        "catalog table's 5 facet counts (fetched by the page)",
+        "entity page",
+        "system page (about 50 services point at it)",
+    ]
+    .into_iter()
+    .map(|name| (name, Vec::with_capacity(samples)))
+    .collect();
     for _ in 0..samples {
-        for (url, into) in [
-            (format!("{base}/catalog/service"), &mut tables),
-            (format!("{base}/catalog/service/svc-{:07}", rng.below(n)), &mut entities),
-        ] {
+        let urls = [
+            format!("{base}/catalog/service"),
+            format!("{base}/catalog/service?sort=language&order=desc"),
+            format!("{base}/catalog/service?f.language=Rust"),
+            format!("{base}/catalog/service/facets"),
+            format!("{base}/catalog/service/svc-{:07}", rng.below(services)),
+            format!("{base}/catalog/system/sys-{}", rng.below(systems)),
+        ];
+        for (url, (_, into)) in urls.iter().zip(pages.iter_mut()) {
             let started = Instant::now();
-            let response = browser.get(&url).header("cookie", &cookie).send().await?;
+            let response = browser.get(url).header("cookie", &cookie).send().await?;
             let status = response.status();
             response.bytes().await?;
             if status != 200 {
@@ -270,7 +287,7 @@ async fn page_render_times(
             into.push(started.elapsed());
         }
     }
-    Ok((tables, entities))
+    Ok(pages)
 }
 
 /// The same search timed as the admin (nothing filtered) and as a member whose read grant is a

@@ -186,6 +186,12 @@ async fn the_portal_in_a_real_browser() {
     assert!(links.as_array().is_some_and(|l| l.len() >= 3), "the neighbourhood links its boxes: {links}");
     assert!(entity.contains("href=\"/catalog/system/cart-system\""), "its system in the picture: {entity}");
     alice.screenshot("entity").await;
+    alice.call(reqwest::Method::POST, "/window/rect", Some(json!({"width": 390, "height": 844}))).await;
+    alice.screenshot("entity-phone").await;
+    alice.call(reqwest::Method::POST, "/window/rect", Some(json!({"width": 1280, "height": 900}))).await;
+    alice.go(&format!("{base}/actions")).await;
+    assert!(alice.source().await.contains("<h2>Development environments</h2>"), "the hub groups by category");
+    alice.screenshot("self-service").await;
     alice.go(&format!("{base}/search?q=payment")).await;
     alice.wait_for("/catalog/", Duration::from_secs(5), false).await;
     alice.screenshot("search").await;
