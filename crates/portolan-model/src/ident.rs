@@ -15,9 +15,13 @@ pub fn check_schema_identifier(id: &str) -> Result<(), String> {
 }
 
 /// An entity identifier: Unicode letters and digits plus `_ @ . + : = -`, at most 100 characters.
-/// `/`, whitespace and control characters are refused so an identifier is always one URL segment.
+/// `/`, whitespace and control characters are refused so an identifier is always one URL segment
+/// (and `.` and `..`, which browsers and proxies fold away).
 pub fn check_entity_identifier(id: &str) -> Result<(), String> {
     check_length(id)?;
+    if id == "." || id == ".." {
+        return Err(format!("'{id}' is not allowed as an identifier (it means a directory in addresses)"));
+    }
     if let Some(bad) =
         id.chars().find(|c| !(c.is_alphanumeric() || matches!(c, '_' | '@' | '.' | '+' | ':' | '=' | '-')))
     {
@@ -47,6 +51,8 @@ mod tests {
         assert!(check_entity_identifier("订单服务").is_ok());
         assert!(check_entity_identifier("alice@example.com").is_ok());
         assert!(check_entity_identifier("a/b").is_err());
+        assert!(check_entity_identifier("..").is_err() && check_entity_identifier(".").is_err());
+        assert!(check_entity_identifier("v1.2").is_ok());
         assert!(check_entity_identifier("a b").is_err());
         assert!(check_entity_identifier("").is_err());
         assert!(check_entity_identifier(&"x".repeat(101)).is_err());

@@ -69,7 +69,7 @@
       if (!stateUrl || !window.fetch) { refresh(null); return; }
       var body = new URLSearchParams(new FormData(form));
       fetch(stateUrl, { method: "POST", body: body, credentials: "same-origin" })
-        .then(function (response) { return response.ok ? response.json() : null; })
+        .then(function (response) { return response.ok && !response.redirected ? response.json() : null; })
         .then(function (state) { refresh(state && state.visible); })
         .catch(function () { refresh(null); });
     };
@@ -89,6 +89,6 @@
   var source = facets && facets.getAttribute("data-src");
   if (!source || !window.fetch) { return; }
   fetch(source, { credentials: "same-origin" })
-    .then(function (response) { return response.ok ? response.text() : null; })
+    .then(function (response) { return response.ok && !response.redirected ? response.text() : null; })
     .then(function (html) { if (html !== null) { facets.innerHTML = html; } });
 })();

@@ -31,16 +31,20 @@ impl Document {
         }
     }
 
+    /// The page's address; forms post back to it, so every segment is encoded.
     fn path(&self) -> String {
+        let seg = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
         match self {
-            Document::Blueprint(id) => format!("/admin/blueprints/{id}"),
-            Document::Action(id) => format!("/admin/actions/{id}"),
-            Document::Scorecard { blueprint, identifier } => format!("/admin/scorecards/{blueprint}/{identifier}"),
-            Document::BlueprintPermissions(id) => format!("/admin/blueprints/{id}/permissions"),
-            Document::ActionPermissions(id) => format!("/admin/actions/{id}/permissions"),
+            Document::Blueprint(id) => format!("/admin/blueprints/{}", seg(id)),
+            Document::Action(id) => format!("/admin/actions/{}", seg(id)),
+            Document::Scorecard { blueprint, identifier } => {
+                format!("/admin/scorecards/{}/{}", seg(blueprint), seg(identifier))
+            }
+            Document::BlueprintPermissions(id) => format!("/admin/blueprints/{}/permissions", seg(id)),
+            Document::ActionPermissions(id) => format!("/admin/actions/{}/permissions", seg(id)),
             Document::NewBlueprint => "/admin/new/blueprint".into(),
             Document::NewAction => "/admin/new/action".into(),
-            Document::NewScorecard(blueprint) => format!("/admin/new/scorecard/{blueprint}"),
+            Document::NewScorecard(blueprint) => format!("/admin/new/scorecard/{}", seg(blueprint)),
         }
     }
 
@@ -71,7 +75,10 @@ impl Document {
                 "userInputs": {"properties": {"name": {"type": "string", "title": "Name"}}, "required": ["name"]}},
                 "invocationMethod": {"type": "UPSERT_ENTITY", "blueprintIdentifier": "",
                     "mapping": {"identifier": "{{ .inputs.name }}"}}}),
-            Document::NewScorecard(_) => json!({"identifier": "", "title": "", "levels": [], "rules": []}),
+            Document::NewScorecard(blueprint) => {
+                app.catalog.get_blueprint(blueprint).await?;
+                json!({"identifier": "", "title": "", "levels": [], "rules": []})
+            }
         };
         Ok(value)
     }
@@ -457,17 +464,32 @@ pub(super) async fn create_token(
         text => text.parse::<u32>().map(Some).map_err(|_| format!("'{text}' is not a number of days")),
     };
     let made = match days {
-        Ok(days) => {
-            app.catalog.create_api_token(&signed_in.actor, None, form.name.trim(), days).await.map_err(|e| e.message)
-        }
+        Ok(days) => match app.catalog.create_api_token(&signed_in.actor, None, form.name.trim(), days).await {
+            Ok(made) => Ok(made),
+            Err(error) if error.code == ErrorCode::Internal => return Err(error.into()),
+            Err(error) => Err(error.details.first().map(|d| shown(&d["message"])).unwrap_or(error.message)),
+        },
         Err(message) => Err(message),
     };
-    // The new token is in this response only; it is not kept anywhere it could be shown again.
+    // The new token is in this response only; it is not kept anywhere it could be shown again, so
+    // it is shown even if the list of tokens cannot be read.
     let page = match made {
-        Ok((_, token)) => tokens_page(&app, &signed_in, Some(token), None).await?,
+        Ok((_, token)) => match tokens_page(&app, &signed_in, Some(token.clone()), None).await {
+            Ok(page) => page,
+            Err(error) => {
+                tracing::error!(message = %error.message, "listing tokens failed");
+                TokensPage {
+                    signed_in: layout_user(&signed_in),
+                    csrf: signed_in.session.csrf.clone(),
+                    tokens: Vec::new(),
+                    new_token: Some(token),
+                    error: Some("the list of tokens could not be read".into()),
+                }
+            }
+        },
         Err(message) => tokens_page(&app, &signed_in, None, Some(message)).await?,
     };
-    let status = if page.error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+    let status = if page.new_token.is_none() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
     let mut response = (status, render(&page)).into_response();
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)

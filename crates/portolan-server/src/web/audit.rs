@@ -55,20 +55,32 @@ pub struct AuditQuery {
 }
 
 /// A `datetime-local` value (`2026-11-27T09:30`), or a full RFC 3339 time, as milliseconds.
+/// A time without a zone is UTC; the end of a range (`to`) takes in the whole minute or second
+/// it names.
 fn moment(field: &str, text: &str) -> Result<Option<i64>, String> {
     let text = text.trim();
     if text.is_empty() {
         return Ok(None);
     }
-    let full = if text.len() == 16 { format!("{text}:00Z") } else { text.to_string() };
-    portolan_model::blueprint::parse_date_time(&full)
-        .map(Some)
-        .ok_or_else(|| format!("'{field}': '{text}' is not a date and time"))
+    let (full, span) = match text.len() {
+        16 => (format!("{text}:00Z"), 60_000),
+        19 => (format!("{text}Z"), 1_000),
+        _ => (text.to_string(), 1),
+    };
+    let at = portolan_model::blueprint::parse_date_time(&full)
+        .ok_or_else(|| format!("'{field}': '{text}' is not a date and time"))?;
+    Ok(Some(if field == "to" { at + span - 1 } else { at }))
 }
 
 impl AuditQuery {
     fn filter(&self) -> Result<portolan_store::AuditFilter, String> {
         let given = |v: &str| Some(v.trim().to_string()).filter(|s| !s.is_empty());
+        let (from, to) = (moment("from", &self.from)?, moment("to", &self.to)?);
+        if let (Some(from), Some(to)) = (from, to)
+            && from > to
+        {
+            return Err("the time range ends before it starts".into());
+        }
         Ok(portolan_store::AuditFilter {
             resource_type: given(&self.resource_type),
             resource_id: given(&self.resource_id),
@@ -78,8 +90,8 @@ impl AuditQuery {
             origin: given(&self.origin),
             action: given(&self.action),
             status: given(&self.status),
-            from: moment("from", &self.from)?,
-            to: moment("to", &self.to)?,
+            from,
+            to,
             before: self.cursor,
         })
     }

@@ -337,7 +337,7 @@ pub(super) async fn blueprint_page(
             .map(|name| ColumnChoice { on: columns.contains(name), name: name.clone() })
             .collect(),
         facets: Vec::new(),
-        facets_source: table.link(&blueprint).replacen('?', "/facets?", 1),
+        facets_source: table.link(&blueprint).replacen("/catalog/", "/facets/", 1),
         facets_link: Table { with_facets: true, ..table.clone() }.link(&blueprint),
         rows: Vec::new(),
         next: None,
@@ -670,13 +670,18 @@ fn node(entity: &Entity) -> present::Node {
     }
 }
 
-/// The system above an entity and the domain above that, as far as the user may read them.
+/// The system above an entity and the domain above that (relations named so), as far as the
+/// user may read them.
 async fn parents(app: &AppState, actor: &Actor, entity: &Entity) -> Vec<(String, Entity)> {
     let mut chain: Vec<(String, Entity)> = Vec::new();
     let mut current = entity.clone();
     for relation in ["system", "domain"] {
         let Some(Value::String(target)) = current.relations.get(relation) else { continue };
-        let Ok(parent) = app.catalog.get_entity(actor, relation, target).await else { break };
+        let Ok(definition) = app.catalog.get_blueprint(&current.blueprint).await else { break };
+        let Some(target_blueprint) = definition.blueprint.relations.get(relation).map(|r| r.target.clone()) else {
+            break;
+        };
+        let Ok(parent) = app.catalog.get_entity(actor, &target_blueprint, target).await else { break };
         chain.push((relation.to_string(), parent.clone()));
         current = parent;
     }

@@ -51,7 +51,7 @@ pub fn router() -> Router<AppState> {
         .route("/search", get(catalog::search_page))
         .route("/catalog", get(catalog::catalog))
         .route("/catalog/{blueprint}", get(catalog::blueprint_page))
-        .route("/catalog/{blueprint}/facets", get(catalog::facets_fragment))
+        .route("/facets/{blueprint}", get(catalog::facets_fragment))
         .route("/catalog/{blueprint}/{entity}", get(catalog::entity_page))
         .route("/actions", get(selfservice::actions_page))
         .route("/actions/{action}", get(selfservice::action_page).post(selfservice::run_action))

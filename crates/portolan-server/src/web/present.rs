@@ -4,7 +4,7 @@
 use std::fmt::Write;
 
 use portolan_model::Millis;
-use pulldown_cmark::{CowStr, Event, Parser, Tag};
+use pulldown_cmark::{CowStr, Event, LinkType, Parser, Tag};
 
 /// Escapes text for HTML element content and attribute values.
 pub fn escape(text: &str) -> String {
@@ -36,6 +36,10 @@ fn safe_destination(url: CowStr<'_>) -> CowStr<'_> {
 pub fn markdown(source: &str) -> String {
     let events = Parser::new(source).map(|event| match event {
         Event::Html(raw) | Event::InlineHtml(raw) => Event::Text(raw),
+        // An e-mail autolink (`<a@b.c>`) is written as `mailto:` by the renderer itself.
+        Event::Start(Tag::Link { link_type: LinkType::Email, dest_url, title, id }) => {
+            Event::Start(Tag::Link { link_type: LinkType::Email, dest_url, title, id })
+        }
         Event::Start(Tag::Link { link_type, dest_url, title, id }) => {
             Event::Start(Tag::Link { link_type, dest_url: safe_destination(dest_url), title, id })
         }
@@ -196,6 +200,7 @@ mod tests {
         assert!(!html.contains("javascript:"), "{html}");
         assert!(!markdown("[x](//evil.example)").contains("evil"), "protocol-relative links are refused");
         assert!(!markdown("![p](data:image/svg+xml,abc)").contains("data:"));
+        assert!(markdown("<oncall@example.com>").contains(r#"href="mailto:oncall@example.com""#));
     }
 
     #[test]

@@ -68,6 +68,8 @@ struct Choice {
 /// Entities to pick from: a list, or (when there are too many for one) a text field the browser
 /// completes from the first of them.
 struct Picker {
+    /// The identifier asked for (also when it is not among the options listed).
+    value: String,
     options: Vec<Choice>,
     searchable: bool,
 }
@@ -146,7 +148,7 @@ async fn picker(app: &AppState, actor: &Actor, blueprint: &str, selected: &str) 
         .iter()
         .map(|e| Choice { value: e.identifier.clone(), label: title_of(e), selected: e.identifier == selected })
         .collect();
-    Ok(Picker { options, searchable: page.next.is_some() })
+    Ok(Picker { value: selected.to_string(), options, searchable: page.next.is_some() })
 }
 
 /// What a person should know before running an action, in words: who must approve, what must
@@ -231,7 +233,12 @@ async fn action_form(
         .iter()
         .find_map(|b| b.override_role.clone())
         .or_else(|| (!action.guardrails.bounds.is_empty()).then(String::new));
-    let on = blueprint_identifier.as_deref().zip(Some(entity).filter(|e| on_entity && !e.is_empty()));
+    // Limits per entity are told only about an entity the user may read.
+    let readable = match (blueprint_identifier, on_entity && !entity.is_empty()) {
+        (Some(blueprint), true) => app.catalog.get_entity(actor, blueprint, entity).await.is_ok(),
+        _ => false,
+    };
+    let on = blueprint_identifier.as_deref().zip(Some(entity).filter(|_| readable));
     Ok(ActionPage {
         signed_in: layout_user(signed_in),
         csrf: signed_in.session.csrf.clone(),
@@ -548,7 +555,10 @@ pub(super) async fn decide(
     };
     let decision = match form.decision.as_str() {
         "APPROVE" => Decision::Approve,
-        _ => Decision::Decline,
+        "DECLINE" => Decision::Decline,
+        other => {
+            return Err(Error::invalid_at("/decision", format!("'{other}' is not APPROVE or DECLINE")).into());
+        }
     };
     let comment = form.comment.filter(|c| !c.trim().is_empty());
     app.catalog.decide_run(&signed_in.actor, &id, decision, comment).await?;

@@ -236,6 +236,13 @@ async fn a_run_is_requested_through_its_form_and_approved_by_a_second_user_throu
     assert!(inbox.contains(&format!("href=\"{run_path}\"")) && inbox.contains("Asked by ana@example.com"), "{inbox}");
     assert!(inbox.contains(&format!("action=\"{run_path}/approval\"")), "decided from the inbox too: {inbox}");
     let (_, run_page) = page(&app, &run_path, &carl).await;
+    let maybe = [("csrf", csrf_of(&run_page)), ("decision", "MAYBE".into())];
+    let pairs: Vec<(&str, &str)> = maybe.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let unknown = form_post(browser().post(format!("{}{run_path}/approval", app.base)).header("cookie", &carl), &pairs)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(unknown.status(), StatusCode::UNPROCESSABLE_ENTITY, "only APPROVE or DECLINE");
     let approve = [("csrf", csrf_of(&run_page)), ("decision", "APPROVE".into()), ("comment", "fine by me".into())];
     let pairs: Vec<(&str, &str)> = approve.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let decided = form_post(browser().post(format!("{}{run_path}/approval", app.base)).header("cookie", &carl), &pairs)
@@ -343,10 +350,10 @@ async fn catalog_tables_sort_choose_columns_count_facets_and_explain_bad_filters
     assert!(table.contains("aria-sort=\"descending\""), "{table}");
 
     assert!(
-        table.contains("data-src=\"/catalog/service/facets?sort=%24title&#38;order=desc\""),
+        table.contains("data-src=\"/facets/service?sort=%24title&#38;order=desc\""),
         "the page's script fetches the facet counts for the same table: {table}"
     );
-    let (status, facets) = page(&app, "/catalog/service/facets?sort=%24title&order=desc", &session).await;
+    let (status, facets) = page(&app, "/facets/service?sort=%24title&order=desc", &session).await;
     assert_eq!(status, StatusCode::OK);
     assert!(facets.contains(">team-a</a> <span class=\"muted small\">2</span>"), "{facets}");
     assert!(!facets.contains("team-b"), "no count of what she may not read");
@@ -357,6 +364,13 @@ async fn catalog_tables_sort_choose_columns_count_facets_and_explain_bad_filters
         go.contains("class=\"facet on\" href=\"/catalog/service?facets=1\""),
         "counted in the page, and undone by a click: {go}"
     );
+
+    let mut facets_entity = service("facets");
+    facets_entity["team"] = json!(["team-a"]);
+    assert_eq!(app.post("/api/v1/blueprints/service/entities", facets_entity).await.status, StatusCode::CREATED);
+    let (status, named_facets) = page(&app, "/catalog/service/facets", &session).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(named_facets.contains("<h1>facets</h1>"), "an entity may be called 'facets': {named_facets}");
 
     let (_, columns) = page(&app, "/catalog/service?col=replicas", &session).await;
     let head = columns.split("<thead>").nth(1).and_then(|h| h.split("</thead>").next()).expect("head").to_string();
@@ -562,6 +576,12 @@ async fn admins_edit_definitions_as_json_or_yaml_with_the_apis_validation_and_ma
     assert!(secrets.contains("<code>DB_PASSWORD</code>") && !secrets.contains(secret_value), "{secrets}");
     let (status, _) = page(&app, "/admin/secrets", &ana).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "secrets are for admins");
+    // A made-up blueprint cannot turn the editor's form into a post to another page.
+    let (status, _) = page(&app, "/admin/new/scorecard/..%2F..%2Fsecrets%2FDB_PASSWORD%2Fdelete", &root).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, new_scorecard) = page(&app, "/admin/new/scorecard/service", &root).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(new_scorecard.contains("action=\"/admin/new/scorecard/service\""), "{new_scorecard}");
 }
 
 #[tokio::test]
@@ -571,6 +591,9 @@ async fn the_audit_page_filters_by_every_field_and_a_time_range() {
     let admin = json!({"identifier": "root@example.com", "role": "admin", "password": PASSWORD});
     assert_eq!(app.post("/api/v1/users", admin).await.status, StatusCode::CREATED);
     let root = sign_in(&app, "root@example.com").await;
+    let now = portolan_model::format_millis(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64,
+    );
     let (_, entity) =
         page(&app, "/audit?resource_type=entity&resource_id=a1&blueprint=service&origin=api&status=success", &root)
             .await;
@@ -579,6 +602,11 @@ async fn the_audit_page_filters_by_every_field_and_a_time_range() {
     assert!(logins.contains("root@example.com"), "a sign-in through the page is from the UI: {logins}");
     let (_, future) = page(&app, "/audit?from=2999-01-01T00%3A00", &root).await;
     assert!(future.contains("No records match."), "{future}");
+    let (_, this_minute) = page(&app, &format!("/audit?action=login&to={}", &now[..16]), &root).await;
+    assert!(this_minute.contains("root@example.com"), "'to' takes in the whole minute it names: {this_minute}");
+    let (status, backwards) = page(&app, "/audit?from=2026-01-02T00%3A00&to=2026-01-01T00%3A00", &root).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(backwards.contains("the time range ends before it starts"));
     let (status, bad) = page(&app, "/audit?from=yesterday", &root).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(bad.contains("yesterday") && bad.contains("is not a date and time"), "{bad}");

@@ -272,7 +272,7 @@ async fn page_render_times(
             format!("{base}/catalog/service"),
             format!("{base}/catalog/service?sort=language&order=desc"),
             format!("{base}/catalog/service?f.language=Rust"),
-            format!("{base}/catalog/service/facets"),
+            format!("{base}/facets/service"),
             format!("{base}/catalog/service/svc-{:07}", rng.below(services)),
             format!("{base}/catalog/system/sys-{}", rng.below(systems)),
         ];
