@@ -128,10 +128,24 @@ fn metrics_handle() -> PrometheusHandle {
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The whole HTTP application.
+/// An unknown address: a page for a browser, the JSON error for everything else.
+async fn no_such_route(uri: axum::http::Uri, headers: axum::http::HeaderMap) -> axum::response::Response {
+    let error = Error::new(ErrorCode::NotFound, "there is nothing at this address");
+    let accepts_html = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/html"));
+    if accepts_html && !uri.path().starts_with("/api/") {
+        web::PageError::from(error).into_response()
+    } else {
+        error.into_response()
+    }
+}
+
 pub fn router(state: AppState, options: &ServerOptions) -> Router {
     let mut routes = api::router()
         .merge(web::router())
-        .fallback(|| async { Error::new(ErrorCode::NotFound, "no such route") })
+        .fallback(no_such_route)
         .method_not_allowed_fallback(|| async {
             Error::new(ErrorCode::MethodNotAllowed, "method not allowed on this route")
         })

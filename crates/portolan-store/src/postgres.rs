@@ -275,7 +275,7 @@ impl Tx for PgTx {
         // scanned the whole table once sqlx reused the statement (2 s at 100k entities).
         let sql = format!(
             "SELECT {ENTITY_COLUMNS} FROM entities JOIN UNNEST($2::text[]) AS wanted(identifier) USING (identifier)
-             WHERE blueprint = $1{}",
+             WHERE blueprint = $1 ORDER BY identifier{}",
             if self.writable { " FOR SHARE OF entities" } else { "" }
         );
         let rows = sqlx::query(AssertSqlSafe(sql)).bind(blueprint).bind(identifiers).fetch_all(&mut *self.tx).await?;
@@ -285,7 +285,7 @@ impl Tx for PgTx {
     async fn existing(&mut self, blueprint: &str, identifiers: &[String]) -> Result<HashSet<String>> {
         let sql = format!(
             "SELECT identifier FROM entities JOIN UNNEST($2::text[]) AS wanted(identifier) USING (identifier)
-             WHERE blueprint = $1{}",
+             WHERE blueprint = $1 ORDER BY identifier{}",
             if self.writable { " FOR SHARE OF entities" } else { "" }
         );
         let found: Vec<String> =
@@ -294,7 +294,13 @@ impl Tx for PgTx {
     }
 
     async fn put_entities(&mut self, writes: &[EntityWrite]) -> Result<()> {
-        for chunk in writes.chunks(ROWS_PER_STATEMENT) {
+        // Rows are locked in one order by every writer (here and in `entities`/`existing`), so two
+        // writers that touch the same entities wait for each other instead of deadlocking.
+        let mut ordered: Vec<&EntityWrite> = writes.iter().collect();
+        ordered.sort_by(|a, b| {
+            (&a.entity.blueprint, &a.entity.identifier).cmp(&(&b.entity.blueprint, &b.entity.identifier))
+        });
+        for chunk in ordered.chunks(ROWS_PER_STATEMENT) {
             let mut columns = EntityColumns::default();
             for write in chunk {
                 columns.push(&write.entity)?;

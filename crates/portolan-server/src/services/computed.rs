@@ -265,11 +265,15 @@ impl Catalog {
         let mut tx = self.store().write().await?;
         let blueprints = all_blueprints(tx.as_mut()).await?;
         let now = self.now();
-        for job in jobs {
-            let target = EntityRef {
-                blueprint: job.payload["blueprint"].as_str().unwrap_or_default().to_string(),
-                identifier: job.payload["identifier"].as_str().unwrap_or_default().to_string(),
-            };
+        let target = |job: &Job| EntityRef {
+            blueprint: job.payload["blueprint"].as_str().unwrap_or_default().to_string(),
+            identifier: job.payload["identifier"].as_str().unwrap_or_default().to_string(),
+        };
+        // In the order entity writers lock rows (see the PostgreSQL store), so a batch and a write
+        // over the same entities cannot deadlock.
+        let mut jobs: Vec<(&Job, EntityRef)> = jobs.iter().map(|job| (*job, target(job))).collect();
+        jobs.sort_by(|(_, a), (_, b)| (&a.blueprint, &a.identifier).cmp(&(&b.blueprint, &b.identifier)));
+        for (job, target) in jobs {
             self.recompute(tx.as_mut(), &blueprints, &target, now).await?;
             if !tx.complete_job(job.id, owner).await? {
                 return Err(Error::new(ErrorCode::Conflict, format!("lost the lease of job {}", job.id)));

@@ -160,6 +160,13 @@ async fn the_catalog_pages_show_only_what_the_user_may_read() {
     assert!(hidden.contains("Not found") && !hidden.contains("Bravo"), "{hidden}");
     let (status, _) = page(&app, "/static/portolan.css", &session).await;
     assert_eq!(status, StatusCode::OK);
+    let lost =
+        browser().get(format!("{}/no/such/page", app.base)).header("accept", "text/html").send().await.expect("get");
+    assert_eq!(lost.status(), StatusCode::NOT_FOUND);
+    assert!(lost.text().await.expect("html").contains("<h1>Not found</h1>"), "a page, not JSON, for a browser");
+    let api =
+        browser().get(format!("{}/api/v1/nope", app.base)).header("accept", "text/html").send().await.expect("get");
+    assert_eq!(api.headers()["content-type"], "application/json", "the API answers JSON");
 }
 
 fn csrf_of(html: &str) -> String {
