@@ -220,11 +220,7 @@ fn edit_page(signed_in: &SessionActor, document: &Document, syntax: Syntax, text
     }
 }
 
-async fn show(app: AppState, headers: HeaderMap, uri: OriginalUri, document: Document, query: EditQuery) -> PageResult {
-    let signed_in = match session(&app, &headers, &uri).await {
-        Ok(signed_in) => signed_in,
-        Err(to_login) => return Ok(to_login),
-    };
+async fn show(app: AppState, signed_in: SessionActor, document: Document, query: EditQuery) -> PageResult {
     let syntax = Syntax::from(query.format.as_deref());
     let value = document.load(&app, &signed_in.actor).await?;
     let mut page = edit_page(&signed_in, &document, syntax, syntax.write(&value));
@@ -232,11 +228,14 @@ async fn show(app: AppState, headers: HeaderMap, uri: OriginalUri, document: Doc
     Ok(render(&page))
 }
 
-async fn store(app: AppState, headers: HeaderMap, uri: OriginalUri, document: Document, form: EditForm) -> PageResult {
-    let signed_in = match form_session(&app, &headers, &uri, Some(&form.csrf)).await? {
-        Ok(signed_in) => signed_in,
-        Err(to_login) => return Ok(to_login),
-    };
+async fn store(
+    app: AppState,
+    signed_in: SessionActor,
+    headers: HeaderMap,
+    document: Document,
+    form: EditForm,
+) -> PageResult {
+    check_form(&headers, &signed_in, &form.csrf)?;
     let actor = &signed_in.actor;
     let syntax = Syntax::from(form.format.as_deref());
     let mut page = edit_page(&signed_in, &document, syntax, form.document.clone());
@@ -278,22 +277,21 @@ macro_rules! editor {
     ($get:ident, $post:ident, $params:ty, |$p:pat_param| $document:expr) => {
         pub(super) async fn $get(
             State(app): State<AppState>,
-            headers: HeaderMap,
-            uri: OriginalUri,
+            Visitor(signed_in): Visitor,
             PathParams($p): PathParams<$params>,
             QueryParams(query): QueryParams<EditQuery>,
         ) -> PageResult {
-            show(app, headers, uri, $document, query).await
+            show(app, signed_in, $document, query).await
         }
 
         pub(super) async fn $post(
             State(app): State<AppState>,
+            Visitor(signed_in): Visitor,
             headers: HeaderMap,
-            uri: OriginalUri,
             PathParams($p): PathParams<$params>,
             Form(form): Form<EditForm>,
         ) -> PageResult {
-            store(app, headers, uri, $document, form).await
+            store(app, signed_in, headers, $document, form).await
         }
     };
 }
@@ -312,20 +310,19 @@ macro_rules! creator {
     ($get:ident, $post:ident, $document:expr) => {
         pub(super) async fn $get(
             State(app): State<AppState>,
-            headers: HeaderMap,
-            uri: OriginalUri,
+            Visitor(signed_in): Visitor,
             QueryParams(query): QueryParams<EditQuery>,
         ) -> PageResult {
-            show(app, headers, uri, $document, query).await
+            show(app, signed_in, $document, query).await
         }
 
         pub(super) async fn $post(
             State(app): State<AppState>,
+            Visitor(signed_in): Visitor,
             headers: HeaderMap,
-            uri: OriginalUri,
             Form(form): Form<EditForm>,
         ) -> PageResult {
-            store(app, headers, uri, $document, form).await
+            store(app, signed_in, headers, $document, form).await
         }
     };
 }
@@ -355,11 +352,7 @@ struct AdminPage {
     actions: Vec<ActionEntry>,
 }
 
-pub(super) async fn index(State(app): State<AppState>, headers: HeaderMap, uri: OriginalUri) -> PageResult {
-    let signed_in = match session(&app, &headers, &uri).await {
-        Ok(signed_in) => signed_in,
-        Err(to_login) => return Ok(to_login),
-    };
+pub(super) async fn index(State(app): State<AppState>, Visitor(signed_in): Visitor) -> PageResult {
     let mut blueprints = Vec::new();
     for record in app.catalog.list_blueprints().await? {
         let b = record.blueprint;
@@ -432,11 +425,7 @@ async fn tokens_page(
     Ok(TokensPage { signed_in: layout_user(signed_in), csrf: signed_in.session.csrf.clone(), tokens, new_token, error })
 }
 
-pub(super) async fn tokens(State(app): State<AppState>, headers: HeaderMap, uri: OriginalUri) -> PageResult {
-    let signed_in = match session(&app, &headers, &uri).await {
-        Ok(signed_in) => signed_in,
-        Err(to_login) => return Ok(to_login),
-    };
+pub(super) async fn tokens(State(app): State<AppState>, Visitor(signed_in): Visitor) -> PageResult {
     Ok(render(&tokens_page(&app, &signed_in, None, None).await?))
 }
 
@@ -451,14 +440,11 @@ pub struct TokenForm {
 
 pub(super) async fn create_token(
     State(app): State<AppState>,
+    Visitor(signed_in): Visitor,
     headers: HeaderMap,
-    uri: OriginalUri,
     Form(form): Form<TokenForm>,
 ) -> PageResult {
-    let signed_in = match form_session(&app, &headers, &uri, Some(&form.csrf)).await? {
-        Ok(signed_in) => signed_in,
-        Err(to_login) => return Ok(to_login),
-    };
+    check_form(&headers, &signed_in, &form.csrf)?;
     let days = match form.expires_in_days.trim() {
         "" => Ok(None),
         text => text.parse::<u32>().map(Some).map_err(|_| format!("'{text}' is not a number of days")),
@@ -502,15 +488,12 @@ pub struct PlainForm {
 
 pub(super) async fn revoke_token(
     State(app): State<AppState>,
+    Visitor(signed_in): Visitor,
     headers: HeaderMap,
-    uri: OriginalUri,
     PathParams(id): PathParams<String>,
     Form(form): Form<PlainForm>,
 ) -> PageResult {
-    let signed_in = match form_session(&app, &headers, &uri, Some(&form.csrf)).await? {
-        Ok(signed_in) => signed_in,
-        Err(to_login) => return Ok(to_login),
-    };
+    check_form(&headers, &signed_in, &form.csrf)?;
     app.catalog.revoke_api_token(&signed_in.actor, &id).await?;
     Ok(Redirect::to("/admin/tokens").into_response())
 }
@@ -543,11 +526,7 @@ async fn secrets_page(app: &AppState, signed_in: &SessionActor, error: Option<St
     Ok(SecretsPage { signed_in: layout_user(signed_in), csrf: signed_in.session.csrf.clone(), secrets, error })
 }
 
-pub(super) async fn secrets(State(app): State<AppState>, headers: HeaderMap, uri: OriginalUri) -> PageResult {
-    let signed_in = match session(&app, &headers, &uri).await {
-        Ok(signed_in) => signed_in,
-        Err(to_login) => return Ok(to_login),
-    };
+pub(super) async fn secrets(State(app): State<AppState>, Visitor(signed_in): Visitor) -> PageResult {
     Ok(render(&secrets_page(&app, &signed_in, None).await?))
 }
 
@@ -562,14 +541,11 @@ pub struct SecretForm {
 
 pub(super) async fn put_secret(
     State(app): State<AppState>,
+    Visitor(signed_in): Visitor,
     headers: HeaderMap,
-    uri: OriginalUri,
     Form(form): Form<SecretForm>,
 ) -> PageResult {
-    let signed_in = match form_session(&app, &headers, &uri, Some(&form.csrf)).await? {
-        Ok(signed_in) => signed_in,
-        Err(to_login) => return Ok(to_login),
-    };
+    check_form(&headers, &signed_in, &form.csrf)?;
     match app.catalog.put_secret(&signed_in.actor, form.name.trim(), &form.value).await {
         Ok(_) => Ok(Redirect::to("/admin/secrets").into_response()),
         Err(error) if error.code == ErrorCode::Internal => Err(error.into()),
@@ -583,15 +559,12 @@ pub(super) async fn put_secret(
 
 pub(super) async fn delete_secret(
     State(app): State<AppState>,
+    Visitor(signed_in): Visitor,
     headers: HeaderMap,
-    uri: OriginalUri,
     PathParams(name): PathParams<String>,
     Form(form): Form<PlainForm>,
 ) -> PageResult {
-    let signed_in = match form_session(&app, &headers, &uri, Some(&form.csrf)).await? {
-        Ok(signed_in) => signed_in,
-        Err(to_login) => return Ok(to_login),
-    };
+    check_form(&headers, &signed_in, &form.csrf)?;
     match app.catalog.delete_secret(&signed_in.actor, &name).await {
         Ok(()) => Ok(Redirect::to("/admin/secrets").into_response()),
         Err(error) if error.code == ErrorCode::Internal => Err(error.into()),

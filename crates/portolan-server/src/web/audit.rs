@@ -121,14 +121,9 @@ impl AuditQuery {
 
 pub(super) async fn audit_page(
     State(app): State<AppState>,
-    headers: HeaderMap,
-    uri: OriginalUri,
+    Visitor(signed_in): Visitor,
     QueryParams(query): QueryParams<AuditQuery>,
 ) -> PageResult {
-    let signed_in = match session(&app, &headers, &uri).await {
-        Ok(signed_in) => signed_in,
-        Err(to_login) => return Ok(to_login),
-    };
     let filter = match query.filter() {
         Ok(filter) => filter,
         Err(error) => {

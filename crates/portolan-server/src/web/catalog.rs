@@ -49,11 +49,7 @@ struct HomePage {
 const FAVOURITES_FROM: u32 = 100;
 const FAVOURITES: usize = 5;
 
-pub(super) async fn home(State(app): State<AppState>, headers: HeaderMap, uri: OriginalUri) -> PageResult {
-    let signed_in = match session(&app, &headers, &uri).await {
-        Ok(signed_in) => signed_in,
-        Err(to_login) => return Ok(to_login),
-    };
+pub(super) async fn home(State(app): State<AppState>, Visitor(signed_in): Visitor) -> PageResult {
     let actor = &signed_in.actor;
     let mine = json!({"combinator": "and", "rules": [
         {"property": "$team", "operator": "containsAny", "value": {"context": "userTeams"}},
@@ -121,11 +117,7 @@ async fn count(app: &AppState, actor: &Actor, blueprint: &str) -> Result<u64, Er
     })
 }
 
-pub(super) async fn catalog(State(app): State<AppState>, headers: HeaderMap, uri: OriginalUri) -> PageResult {
-    let signed_in = match session(&app, &headers, &uri).await {
-        Ok(signed_in) => signed_in,
-        Err(to_login) => return Ok(to_login),
-    };
+pub(super) async fn catalog(State(app): State<AppState>, Visitor(signed_in): Visitor) -> PageResult {
     let mut blueprints = Vec::new();
     for record in app.catalog.list_blueprints().await? {
         let b = record.blueprint;
@@ -308,14 +300,10 @@ fn refusal(error: &Error) -> String {
 
 pub(super) async fn blueprint_page(
     State(app): State<AppState>,
-    headers: HeaderMap,
+    Visitor(signed_in): Visitor,
     uri: OriginalUri,
     PathParams(blueprint): PathParams<String>,
 ) -> PageResult {
-    let signed_in = match session(&app, &headers, &uri).await {
-        Ok(signed_in) => signed_in,
-        Err(to_login) => return Ok(to_login),
-    };
     let actor = &signed_in.actor;
     let definition = app.catalog.get_blueprint(&blueprint).await?.blueprint;
     let schema = &definition.schema;
@@ -425,14 +413,10 @@ struct FacetsFragment {
 /// after the table is shown (counting every entity takes longer than a page of them).
 pub(super) async fn facets_fragment(
     State(app): State<AppState>,
-    headers: HeaderMap,
+    Visitor(signed_in): Visitor,
     uri: OriginalUri,
     PathParams(blueprint): PathParams<String>,
 ) -> PageResult {
-    let signed_in = match session(&app, &headers, &uri).await {
-        Ok(signed_in) => signed_in,
-        Err(to_login) => return Ok(to_login),
-    };
     let definition = app.catalog.get_blueprint(&blueprint).await?.blueprint;
     let table = Table::read(uri.0.query());
     let query = table.rules(&definition.schema).map_err(|message| Error::invalid_at("/where", message))?;
@@ -526,14 +510,9 @@ pub struct SearchQuery {
 /// Every blueprint at once: entities whose title or identifier contains the words.
 pub(super) async fn search_page(
     State(app): State<AppState>,
-    headers: HeaderMap,
-    uri: OriginalUri,
+    Visitor(signed_in): Visitor,
     QueryParams(query): QueryParams<SearchQuery>,
 ) -> PageResult {
-    let signed_in = match session(&app, &headers, &uri).await {
-        Ok(signed_in) => signed_in,
-        Err(to_login) => return Ok(to_login),
-    };
     let q = query.q.trim().to_string();
     let (rows, next) = if q.is_empty() {
         (Vec::new(), None)
@@ -690,14 +669,9 @@ async fn parents(app: &AppState, actor: &Actor, entity: &Entity) -> Vec<(String,
 
 pub(super) async fn entity_page(
     State(app): State<AppState>,
-    headers: HeaderMap,
-    uri: OriginalUri,
+    Visitor(signed_in): Visitor,
     PathParams((blueprint, identifier)): PathParams<(String, String)>,
 ) -> PageResult {
-    let signed_in = match session(&app, &headers, &uri).await {
-        Ok(signed_in) => signed_in,
-        Err(to_login) => return Ok(to_login),
-    };
     let actor = &signed_in.actor;
     let definition = app.catalog.get_blueprint(&blueprint).await?.blueprint;
     let entity = app.catalog.get_entity(actor, &blueprint, &identifier).await?;

@@ -146,33 +146,32 @@ fn render(template: &impl Template) -> Response {
     }
 }
 
-/// The signed-in session, or a redirect to the sign-in page that comes back here.
-async fn session(app: &AppState, headers: &HeaderMap, here: &OriginalUri) -> Result<SessionActor, Response> {
-    let to_login = || {
-        let back = here.0.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-        let query = url::form_urlencoded::Serializer::new(String::new()).append_pair("return_to", back).finish();
-        Redirect::to(&format!("/login?{query}")).into_response()
-    };
-    let Some(value) = cookie(headers, SESSION_COOKIE) else { return Err(to_login()) };
-    app.catalog.authenticate_session(&value).await.map_err(|_| to_login())
+/// The signed-in user of a page. Without a session the request is sent to sign in, and back
+/// here afterwards.
+pub struct Visitor(pub SessionActor);
+
+impl axum::extract::FromRequestParts<AppState> for Visitor {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, app: &AppState) -> Result<Self, Response> {
+        let to_login = || {
+            let here = parts.extensions.get::<OriginalUri>().map_or(&parts.uri, |original| &original.0);
+            let back = here.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+            let query = url::form_urlencoded::Serializer::new(String::new()).append_pair("return_to", back).finish();
+            Redirect::to(&format!("/login?{query}")).into_response()
+        };
+        let Some(value) = cookie(&parts.headers, SESSION_COOKIE) else { return Err(to_login()) };
+        app.catalog.authenticate_session(&value).await.map(Visitor).map_err(|_| to_login())
+    }
 }
 
-/// The signed-in session behind a form post, with its CSRF token checked.
-async fn form_session(
-    app: &AppState,
-    headers: &HeaderMap,
-    uri: &OriginalUri,
-    csrf: Option<&str>,
-) -> Result<Result<SessionActor, Response>, PageError> {
+/// A form post must come from this site and carry the session's CSRF token.
+fn check_form(headers: &HeaderMap, signed_in: &SessionActor, csrf: &str) -> Result<(), PageError> {
     check_same_site(headers)?;
-    let signed_in = match session(app, headers, uri).await {
-        Ok(signed_in) => signed_in,
-        Err(to_login) => return Ok(Err(to_login)),
-    };
-    if !keys::same(csrf.unwrap_or(""), &signed_in.session.csrf) {
+    if !keys::same(csrf, &signed_in.session.csrf) {
         return Err(Error::new(ErrorCode::CsrfFailed, "the form expired; reload the page").into());
     }
-    Ok(Ok(signed_in))
+    Ok(())
 }
 
 fn layout_user(session: &SessionActor) -> Option<SignedIn> {
@@ -285,14 +284,11 @@ pub struct LogoutForm {
 
 async fn logout(
     State(app): State<AppState>,
+    Visitor(signed_in): Visitor,
     headers: HeaderMap,
-    uri: OriginalUri,
     Form(form): Form<LogoutForm>,
 ) -> PageResult {
-    let signed_in = match form_session(&app, &headers, &uri, Some(&form.csrf)).await? {
-        Ok(signed_in) => signed_in,
-        Err(to_login) => return Ok(to_login),
-    };
+    check_form(&headers, &signed_in, &form.csrf)?;
     app.catalog.logout(&signed_in.actor, &signed_in.session).await?;
     let mut response = Redirect::to("/login").into_response();
     let cleared = format!("{SESSION_COOKIE}=; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=0");

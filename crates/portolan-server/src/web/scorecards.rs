@@ -33,11 +33,7 @@ struct ScorecardsPage {
 /// Entities whose failing rules are counted per scorecard (the first ones, by identifier).
 const FAILING_SAMPLE: u32 = 1_000;
 
-pub(super) async fn scorecards_page(State(app): State<AppState>, headers: HeaderMap, uri: OriginalUri) -> PageResult {
-    let signed_in = match session(&app, &headers, &uri).await {
-        Ok(signed_in) => signed_in,
-        Err(to_login) => return Ok(to_login),
-    };
+pub(super) async fn scorecards_page(State(app): State<AppState>, Visitor(signed_in): Visitor) -> PageResult {
     let actor = &signed_in.actor;
     let mut cards = Vec::new();
     for blueprint in app.catalog.list_blueprints().await? {

@@ -37,11 +37,7 @@ struct ActionsPage {
 }
 
 /// Actions one may run, by category (or, without one, by blueprint), in the order defined.
-pub(super) async fn actions_page(State(app): State<AppState>, headers: HeaderMap, uri: OriginalUri) -> PageResult {
-    let signed_in = match session(&app, &headers, &uri).await {
-        Ok(signed_in) => signed_in,
-        Err(to_login) => return Ok(to_login),
-    };
+pub(super) async fn actions_page(State(app): State<AppState>, Visitor(signed_in): Visitor) -> PageResult {
     let mut groups: Vec<ActionGroup> = Vec::new();
     for record in app.catalog.list_actions(&signed_in.actor, None).await? {
         let action = record.action;
@@ -320,15 +316,10 @@ pub struct ActionQuery {
 
 pub(super) async fn action_page(
     State(app): State<AppState>,
-    headers: HeaderMap,
-    uri: OriginalUri,
+    Visitor(signed_in): Visitor,
     PathParams(identifier): PathParams<String>,
     QueryParams(query): QueryParams<ActionQuery>,
 ) -> PageResult {
-    let signed_in = match session(&app, &headers, &uri).await {
-        Ok(signed_in) => signed_in,
-        Err(to_login) => return Ok(to_login),
-    };
     let (values, entity) = match &query.rerun {
         Some(run) => {
             let (run, _) = app.catalog.get_run(&signed_in.actor, run).await?;
@@ -369,15 +360,12 @@ fn typed_inputs(
 
 pub(super) async fn run_action(
     State(app): State<AppState>,
+    Visitor(signed_in): Visitor,
     headers: HeaderMap,
-    uri: OriginalUri,
     PathParams(identifier): PathParams<String>,
     Form(form): Form<std::collections::HashMap<String, String>>,
 ) -> PageResult {
-    let signed_in = match form_session(&app, &headers, &uri, form.get("csrf").map(String::as_str)).await? {
-        Ok(signed_in) => signed_in,
-        Err(to_login) => return Ok(to_login),
-    };
+    check_form(&headers, &signed_in, form.get("csrf").map(String::as_str).unwrap_or(""))?;
     let action = app.catalog.get_action(&signed_in.actor, &identifier).await?.action;
     let Trigger::SelfService { user_inputs, .. } = &action.trigger else {
         return Err(Error::not_found(format!("action '{identifier}'")).into());
@@ -419,15 +407,12 @@ pub(super) async fn run_action(
 /// "defaults": {name: value}}` for the form's script.
 pub(super) async fn form_state(
     State(app): State<AppState>,
+    Visitor(signed_in): Visitor,
     headers: HeaderMap,
-    uri: OriginalUri,
     PathParams(identifier): PathParams<String>,
     Form(form): Form<std::collections::HashMap<String, String>>,
 ) -> PageResult {
-    let signed_in = match form_session(&app, &headers, &uri, form.get("csrf").map(String::as_str)).await? {
-        Ok(signed_in) => signed_in,
-        Err(to_login) => return Ok(to_login),
-    };
+    check_form(&headers, &signed_in, form.get("csrf").map(String::as_str).unwrap_or(""))?;
     let actor = &signed_in.actor;
     let action = app.catalog.get_action(actor, &identifier).await?.action;
     let Trigger::SelfService { user_inputs, .. } = &action.trigger else {
@@ -483,14 +468,9 @@ struct RunPage {
 
 pub(super) async fn run_page(
     State(app): State<AppState>,
-    headers: HeaderMap,
-    uri: OriginalUri,
+    Visitor(signed_in): Visitor,
     PathParams(id): PathParams<String>,
 ) -> PageResult {
-    let signed_in = match session(&app, &headers, &uri).await {
-        Ok(signed_in) => signed_in,
-        Err(to_login) => return Ok(to_login),
-    };
     let actor = &signed_in.actor;
     let (run, affected) = app.catalog.get_run(actor, &id).await?;
     let logs = app.catalog.run_logs(actor, &id, 0, 500).await?;
@@ -544,15 +524,12 @@ pub struct DecisionForm {
 
 pub(super) async fn decide(
     State(app): State<AppState>,
+    Visitor(signed_in): Visitor,
     headers: HeaderMap,
-    uri: OriginalUri,
     PathParams(id): PathParams<String>,
     Form(form): Form<DecisionForm>,
 ) -> PageResult {
-    let signed_in = match form_session(&app, &headers, &uri, Some(&form.csrf)).await? {
-        Ok(signed_in) => signed_in,
-        Err(to_login) => return Ok(to_login),
-    };
+    check_form(&headers, &signed_in, &form.csrf)?;
     let decision = match form.decision.as_str() {
         "APPROVE" => Decision::Approve,
         "DECLINE" => Decision::Decline,
@@ -572,15 +549,12 @@ pub struct CancelForm {
 
 pub(super) async fn cancel(
     State(app): State<AppState>,
+    Visitor(signed_in): Visitor,
     headers: HeaderMap,
-    uri: OriginalUri,
     PathParams(id): PathParams<String>,
     Form(form): Form<CancelForm>,
 ) -> PageResult {
-    let signed_in = match form_session(&app, &headers, &uri, Some(&form.csrf)).await? {
-        Ok(signed_in) => signed_in,
-        Err(to_login) => return Ok(to_login),
-    };
+    check_form(&headers, &signed_in, &form.csrf)?;
     app.catalog.cancel_run(&signed_in.actor, &id).await?;
     Ok(Redirect::to(&format!("/runs/{id}")).into_response())
 }
@@ -602,11 +576,7 @@ struct ApprovalsPage {
     runs: Vec<WaitingRun>,
 }
 
-pub(super) async fn approvals_page(State(app): State<AppState>, headers: HeaderMap, uri: OriginalUri) -> PageResult {
-    let signed_in = match session(&app, &headers, &uri).await {
-        Ok(signed_in) => signed_in,
-        Err(to_login) => return Ok(to_login),
-    };
+pub(super) async fn approvals_page(State(app): State<AppState>, Visitor(signed_in): Visitor) -> PageResult {
     let runs = app
         .catalog
         .approval_inbox(&signed_in.actor)
