@@ -113,6 +113,21 @@ pub struct BlueprintSchema {
     pub required: Vec<String>,
 }
 
+/// How many enum and boolean properties of a blueprint a catalog table counts as facets.
+pub const MAX_FACETS: usize = 4;
+
+impl BlueprintSchema {
+    /// The properties a catalog table counts as facets: the first enum and boolean ones. The
+    /// store keeps an index on each, so their counts and sorts need not read every entity.
+    pub fn facet_properties(&self) -> impl Iterator<Item = (&str, &PropertySchema)> {
+        self.properties
+            .iter()
+            .filter(|(_, p)| p.enum_values.is_some() || p.kind == PropertyType::Boolean)
+            .take(MAX_FACETS)
+            .map(|(name, p)| (name.as_str(), p))
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PropertyType {

@@ -257,7 +257,8 @@ fn merge_shape(found: &mut Option<Shape>, this: Shape, name: &str) -> Result<(),
     }
 }
 
-fn property_shape(prop: &PropertySchema) -> Shape {
+/// The shape a property's values have in queries.
+pub fn property_shape(prop: &PropertySchema) -> Shape {
     let kind = |p: &PropertySchema| match (p.kind, p.format) {
         (PropertyType::String, Some(Format::DateTime | Format::Timer)) => Some(Kind::DateTime),
         (PropertyType::String, _) => Some(Kind::String),

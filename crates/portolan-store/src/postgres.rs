@@ -70,6 +70,10 @@ impl PostgresStore {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))?;
+        // A database from before a change to the indexing gets its indexes now.
+        let mut indexing = PgTx { tx: pool.begin().await?, writable: true };
+        indexing.sync_property_indexes().await?;
+        indexing.tx.commit().await?;
         let changes = broadcast::channel(CHANGE_BUFFER).0;
         tokio::spawn(relay_changes(pool.clone(), changes.clone()));
         Ok(Self { pool, changes })
@@ -216,6 +220,26 @@ impl PgTx {
             .bind(&record.updated_by)
             .execute(&mut *self.tx)
             .await?;
+        self.sync_property_indexes().await
+    }
+
+    /// Creates and drops property indexes to match the blueprints (`query_sql::property_index_changes`),
+    /// one transaction at a time across replicas.
+    async fn sync_property_indexes(&mut self) -> Result<()> {
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('portolan property indexes'))")
+            .execute(&mut *self.tx)
+            .await?;
+        let blueprints: Vec<_> = self.blueprints().await?.into_iter().map(|r| r.blueprint).collect();
+        let existing: Vec<String> = sqlx::query_scalar(
+            "SELECT indexname::text FROM pg_indexes WHERE schemaname = current_schema() AND tablename = 'entities'
+             AND left(indexname, length($1)) = $1",
+        )
+        .bind(query_sql::PROPERTY_INDEX_PREFIX)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        for statement in query_sql::property_index_changes(Dialect::Postgres, &blueprints, &existing) {
+            sqlx::query(AssertSqlSafe(statement)).execute(&mut *self.tx).await?;
+        }
         Ok(())
     }
 }
@@ -259,6 +283,7 @@ impl Tx for PgTx {
     async fn delete_blueprint(&mut self, identifier: &str) -> Result<bool> {
         let done =
             sqlx::query("DELETE FROM blueprints WHERE identifier = $1").bind(identifier).execute(&mut *self.tx).await?;
+        self.sync_property_indexes().await?;
         Ok(done.rows_affected() > 0)
     }
 

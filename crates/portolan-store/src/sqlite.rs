@@ -64,12 +64,17 @@ impl SqliteStore {
             .run(&writer)
             .await
             .map_err(|e| StoreError::Other(format!("migration failed: {e}")))?;
+        let changes = broadcast::channel(CHANGE_BUFFER).0;
+        // A database from before a change to the indexing gets its indexes now.
+        let mut indexing = SqliteTx { tx: writer.begin().await?, events: Vec::new(), changes: changes.clone() };
+        indexing.sync_property_indexes().await?;
+        indexing.tx.commit().await?;
         let readers = SqlitePoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options.read_only(true))
             .await?;
-        Ok(Self { writer, readers, changes: broadcast::channel(CHANGE_BUFFER).0 })
+        Ok(Self { writer, readers, changes })
     }
 }
 
@@ -177,6 +182,21 @@ impl SqliteTx {
             .bind(&record.updated_by)
             .execute(&mut *self.tx)
             .await?;
+        self.sync_property_indexes().await
+    }
+
+    /// Creates and drops property indexes to match the blueprints (`query_sql::property_index_changes`).
+    async fn sync_property_indexes(&mut self) -> Result<()> {
+        let blueprints: Vec<_> = self.blueprints().await?.into_iter().map(|r| r.blueprint).collect();
+        let existing: Vec<String> = sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'entities' AND substr(name, 1, length(?1)) = ?1",
+        )
+        .bind(query_sql::PROPERTY_INDEX_PREFIX)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        for statement in query_sql::property_index_changes(Dialect::Sqlite, &blueprints, &existing) {
+            sqlx::query(AssertSqlSafe(statement)).execute(&mut *self.tx).await?;
+        }
         Ok(())
     }
 }
@@ -216,6 +236,7 @@ impl Tx for SqliteTx {
     async fn delete_blueprint(&mut self, identifier: &str) -> Result<bool> {
         let done =
             sqlx::query("DELETE FROM blueprints WHERE identifier = ?").bind(identifier).execute(&mut *self.tx).await?;
+        self.sync_property_indexes().await?;
         Ok(done.rows_affected() > 0)
     }
 

@@ -196,8 +196,7 @@ struct Table {
     with_facets: bool,
 }
 
-/// Facets a table offers at most (besides teams), and values per facet.
-const MAX_FACETS: usize = 4;
+/// Values shown per facet.
 const MAX_FACET_VALUES: usize = 8;
 
 impl Table {
@@ -437,11 +436,8 @@ async fn facets(
     let facet_fields: Vec<(String, String)> = std::iter::once(("$team".to_string(), "Team".to_string()))
         .chain(
             schema
-                .properties
-                .iter()
-                .filter(|(_, p)| p.enum_values.is_some() || p.kind == PropertyType::Boolean)
-                .take(MAX_FACETS)
-                .map(|(name, p)| (name.clone(), p.title.clone().unwrap_or_else(|| name.clone()))),
+                .facet_properties()
+                .map(|(name, p)| (name.to_string(), p.title.clone().unwrap_or_else(|| name.to_string()))),
         )
         .collect();
     // Each count reads every entity the query finds: run them side by side.

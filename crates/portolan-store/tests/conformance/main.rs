@@ -36,7 +36,10 @@ pub async fn postgres_store() -> Option<Fresh> {
 mod cases {
     pub use crate::identity::*;
     pub use crate::runs::*;
-    pub use crate::search::{aggregates_agree_with_memory, search_agrees_with_the_in_memory_evaluator};
+    pub use crate::search::{
+        aggregates_agree_with_memory, property_indexes_follow_blueprint_changes,
+        search_agrees_with_the_in_memory_evaluator,
+    };
     pub use crate::suite::*;
 }
 
@@ -74,6 +77,7 @@ conformance!(
     delete_all_entities_of_a_blueprint,
     search_agrees_with_the_in_memory_evaluator,
     aggregates_agree_with_memory,
+    property_indexes_follow_blueprint_changes,
     jobs_coalesce_and_each_is_claimed_once,
     an_expired_lease_hands_the_job_over,
     singleton_work_has_one_holder_and_is_handed_over,

@@ -41,9 +41,9 @@ const NOW: i64 = 1_780_000_000_000; // 2026-05-28
 pub fn blueprints() -> Vec<Blueprint> {
     [
         json!({"identifier": "system", "schema": {"properties": {
-            "tier": {"type": "string"}, "size": {"type": "number"}}}}),
+            "tier": {"type": "string", "enum": WORDS}, "size": {"type": "number"}}}}),
         json!({"identifier": "service", "schema": {"properties": {
-            "language": {"type": "string"},
+            "language": {"type": "string", "enum": WORDS},
             "replicas": {"type": "number"},
             "public": {"type": "boolean"},
             "tags": {"type": "array", "items": {"type": "string"}},
@@ -59,28 +59,31 @@ pub fn blueprints() -> Vec<Blueprint> {
     .collect()
 }
 
+/// A valid entity of `bp` as first stored, and its references.
+fn stored(bp: &Blueprint, input: Value, created_at: i64) -> (Entity, Vec<portolan_model::Reference>) {
+    let valid = EntityInput::from_json(input).expect("input").validate(bp).expect("generated entity is valid");
+    let entity = Entity {
+        identifier: valid.identifier,
+        title: valid.title,
+        icon: None,
+        blueprint: bp.identifier.clone(),
+        team: valid.team,
+        properties: valid.properties,
+        relations: valid.relations,
+        scorecards: Default::default(),
+        diagnostics: Default::default(),
+        version: 1,
+        created_at,
+        created_by: "gen".into(),
+        updated_at: NOW,
+        updated_by: "gen".into(),
+    };
+    (entity, valid.references)
+}
+
 fn catalog(rng: &mut Rng, blueprints: &[Blueprint]) -> Vec<(Entity, Vec<portolan_model::Reference>)> {
     let mut out = Vec::new();
-    let make = |bp: &Blueprint, input: Value, i: i64| {
-        let valid = EntityInput::from_json(input).expect("input").validate(bp).expect("generated entity is valid");
-        let entity = Entity {
-            identifier: valid.identifier,
-            title: valid.title,
-            icon: None,
-            blueprint: bp.identifier.clone(),
-            team: valid.team,
-            properties: valid.properties,
-            relations: valid.relations,
-            scorecards: Default::default(),
-            diagnostics: Default::default(),
-            version: 1,
-            created_at: NOW - i * 3_600_000,
-            created_by: "gen".into(),
-            updated_at: NOW,
-            updated_by: "gen".into(),
-        };
-        (entity, valid.references)
-    };
+    let make = |bp: &Blueprint, input: Value, i: i64| stored(bp, input, NOW - i * 3_600_000);
     for i in 0..5 {
         let mut props = serde_json::Map::new();
         if rng.chance(70) {
@@ -197,6 +200,7 @@ fn sort_key(entity: &Entity, sort: &Option<Sort>) -> (bool, Option<f64>, Option<
     let Some(sort) = sort else { return (false, None, None) };
     match query::raw(entity, &sort.target.field) {
         Some(Value::Number(n)) => (false, n.as_f64(), None),
+        Some(Value::Bool(b)) => (false, Some(f64::from(u8::from(b))), None),
         Some(Value::String(s)) => (false, None, Some(s)),
         _ => (true, None, None),
     }
@@ -208,16 +212,7 @@ async fn load_catalog(store: &dyn Store, blueprints: &[Blueprint], rng: &mut Rng
     for id in ["service", "system"] {
         tx.delete_entities_of(id).await.expect("clear");
     }
-    for bp in blueprints {
-        let record = BlueprintRecord {
-            blueprint: bp.clone(),
-            created_at: 0,
-            created_by: "t".into(),
-            updated_at: 0,
-            updated_by: "t".into(),
-        };
-        tx.put_blueprint(&record).await.expect("blueprint");
-    }
+    put_blueprints(tx.as_mut(), blueprints).await;
     let generated = catalog(rng, blueprints);
     let entities: Vec<Entity> = generated.iter().map(|(e, _)| e.clone()).collect();
     let writes: Vec<EntityWrite> =
@@ -246,11 +241,11 @@ pub async fn search_agrees_with_the_in_memory_evaluator(store: &dyn Store) {
                 Ok(q) => q,
                 Err(errors) => panic!("generated query should parse: {document}: {errors:?}"),
             };
-            let sort = match rng.below(4) {
-                0 => scope.target("replicas", false).ok().map(|target| Sort { target, descending: rng.chance(50) }),
-                1 => scope.target("$title", false).ok().map(|target| Sort { target, descending: rng.chance(50) }),
-                _ => None,
-            };
+            // `language` and `public` are facets: their sorts read the store's property indexes.
+            let sorted_by = ["replicas", "$title", "language", "public"].get(rng.below(6)).copied();
+            let sort = sorted_by
+                .and_then(|field| scope.target(field, false).ok())
+                .map(|target| Sort { target, descending: rng.chance(50) });
             let mut expected: Vec<&Entity> = entities
                 .iter()
                 .filter(|e| !scoped || e.blueprint == "service")
@@ -388,4 +383,121 @@ pub async fn aggregates_agree_with_memory(store: &dyn Store) {
             groups.into_iter().map(|(k, n)| (k.to_string(), n)).collect();
         assert_eq!(found, expected, "countBy {name}");
     }
+}
+
+async fn put_blueprints(tx: &mut dyn portolan_store::Tx, blueprints: &[Blueprint]) {
+    for blueprint in blueprints {
+        let record = BlueprintRecord {
+            blueprint: blueprint.clone(),
+            created_at: 0,
+            created_by: "t".into(),
+            updated_at: 0,
+            updated_by: "t".into(),
+        };
+        tx.put_blueprint(&record).await.expect("blueprint");
+    }
+}
+
+/// The identifiers a search of `blueprint` finds, in pages of `page`, sorted by `stage` if asked.
+async fn staged(
+    tx: &mut dyn portolan_store::Tx,
+    blueprints: &[Blueprint],
+    blueprint: &str,
+    sort: Option<bool>,
+    page: u32,
+) -> Vec<String> {
+    let scope = Scope::new(blueprints, Some(blueprint));
+    let sort = sort.map(|descending| Sort { target: scope.target("stage", false).expect("stage"), descending });
+    let mut found = Vec::new();
+    let mut after = None;
+    loop {
+        let plan = SearchPlan {
+            blueprint: Some(blueprint.into()),
+            query: Query::And(vec![]),
+            sort: sort.clone(),
+            after: after.clone(),
+            limit: page,
+            required_relations: vec![],
+        };
+        let rows = tx.search(&plan).await.expect("search");
+        let Some(last) = rows.last() else { return found };
+        after = Some(Position::after(last, sort.as_ref()));
+        found.extend(rows.iter().map(|e| e.identifier.clone()));
+    }
+}
+
+/// Making a property a facet builds an index on it (and dropping it drops the index) while
+/// statements prepared before are still cached: every blueprint's searches, sorts, counts and
+/// deletions stay right. (SQLite once answered `blueprint = ?` for another blueprint through a
+/// partial index made for the first.)
+pub async fn property_indexes_follow_blueprint_changes(store: &dyn Store) {
+    use portolan_store::query_sql::{Aggregate, AggregatePlan, AggregateResult};
+    let blueprints = |app_facet: bool, lib_facet: bool| -> Vec<Blueprint> {
+        let stage = |facet: bool| {
+            if facet { json!({"type": "string", "enum": ["dev", "prod"]}) } else { json!({"type": "string"}) }
+        };
+        [("app", app_facet), ("lib", lib_facet)]
+            .into_iter()
+            .map(|(id, facet)| {
+                let schema = json!({"properties": {"stage": stage(facet)}});
+                Blueprint::from_json(json!({"identifier": id, "schema": schema})).expect("blueprint")
+            })
+            .collect()
+    };
+    let plain = blueprints(false, false);
+    let mut tx = store.write().await.expect("write tx");
+    put_blueprints(tx.as_mut(), &plain).await;
+    let mut writes = Vec::new();
+    for (bp, id, stage) in [
+        ("app", "a1", Some("prod")),
+        ("app", "a2", Some("dev")),
+        ("app", "a3", None),
+        ("lib", "l1", Some("dev")),
+        ("lib", "l2", Some("prod")),
+    ] {
+        let blueprint = plain.iter().find(|b| b.identifier == bp).expect("blueprint");
+        let input = json!({"identifier": id, "properties": stage.map_or(json!({}), |s| json!({"stage": s}))});
+        let (entity, references) = stored(blueprint, input, NOW);
+        writes.push(EntityWrite { entity, references });
+    }
+    tx.put_entities(&writes).await.expect("put");
+    tx.commit().await.expect("commit");
+
+    // One write transaction per round: on SQLite, one connection with its cache of statements.
+    for (app_facet, lib_facet) in [(false, false), (true, false), (true, true), (false, true), (false, false)] {
+        let defined = blueprints(app_facet, lib_facet);
+        let mut tx = store.write().await.expect("write tx");
+        put_blueprints(tx.as_mut(), &defined).await;
+        tx.commit().await.expect("commit");
+        let context = format!("app facet {app_facet}, lib facet {lib_facet}");
+        let mut tx = store.write().await.expect("write tx");
+        assert_eq!(tx.count_entities("app").await.expect("count"), 3, "{context}");
+        assert_eq!(tx.count_entities("lib").await.expect("count"), 2, "{context}");
+        let listed = tx.list_entities("lib", None, 10).await.expect("list");
+        assert_eq!(listed.iter().map(|e| e.identifier.as_str()).collect::<Vec<_>>(), ["l1", "l2"], "{context}");
+        assert_eq!(staged(tx.as_mut(), &defined, "app", None, 2).await, ["a1", "a2", "a3"], "{context}");
+        assert_eq!(staged(tx.as_mut(), &defined, "lib", None, 2).await, ["l1", "l2"], "{context}");
+        // Nulls last both ways; pages of one cross from the valued entities to the others.
+        assert_eq!(staged(tx.as_mut(), &defined, "app", Some(false), 1).await, ["a2", "a1", "a3"], "{context}");
+        assert_eq!(staged(tx.as_mut(), &defined, "app", Some(true), 1).await, ["a1", "a2", "a3"], "{context}");
+        assert_eq!(staged(tx.as_mut(), &defined, "lib", Some(true), 5).await, ["l2", "l1"], "{context}");
+        let scope = Scope::new(&defined, Some("app"));
+        let by_stage = AggregatePlan {
+            blueprint: Some("app".into()),
+            query: Query::And(vec![]),
+            function: Aggregate::CountBy(scope.target("stage", false).expect("stage")),
+            required_relations: vec![],
+        };
+        let AggregateResult::Groups(mut groups) = tx.aggregate(&by_stage).await.expect("countBy") else {
+            panic!("countBy gives groups")
+        };
+        groups.sort_by_key(|(value, _)| value.to_string());
+        assert_eq!(groups, vec![(json!("dev"), 1), (json!("prod"), 1), (Value::Null, 1)], "{context}");
+        tx.commit().await.expect("commit");
+    }
+    let mut tx = store.write().await.expect("write tx");
+    assert_eq!(tx.delete_entities_of("lib").await.expect("delete"), 2);
+    assert_eq!(tx.count_entities("app").await.expect("count"), 3);
+    assert_eq!(tx.count_entities("lib").await.expect("count"), 0);
+    tx.commit().await.expect("commit");
 }
