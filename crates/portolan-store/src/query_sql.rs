@@ -314,6 +314,16 @@ fn rule_predicate(sql: &mut Sql, rule: &Rule, required: &[(String, String)]) -> 
                 values.iter().filter_map(|v| if let Scalar::Str(s) = v { Some(s.as_str()) } else { None }).collect();
             Ok(negated(*negate, references_predicate(sql, via, &targets)))
         }
+        // Written without `COALESCE`, which would hide the value from an index on it (a facet
+        // filter then reads the facet's index); never NULL all the same.
+        Rule::Compare { target, op: CompareOp::Eq, value, negate }
+            if matches!(target.shape, Shape::One(Kind::String | Kind::Number | Kind::Boolean)) =>
+        {
+            let kind = target.shape.kind().unwrap_or(Kind::String);
+            let v = one_value(sql, &target.field, kind)?;
+            let placeholder = sql.bind_scalar(value);
+            Ok(negated(*negate, format!("({v} = {placeholder} AND {v} IS NOT NULL)")))
+        }
         Rule::Compare { target, op, value, negate } => {
             let symbol = match op {
                 CompareOp::Eq => "=",
@@ -770,10 +780,11 @@ pub fn aggregate(dialect: Dialect, plan: &AggregatePlan, median_offset: Option<i
             let limit = sql.bind(Param::Int(i64::from(MAX_GROUPS)));
             // A list may hold a value twice; a single value is counted once per entity anyway.
             let counted = if matches!(target.shape, Shape::Many(_)) { "count(DISTINCT e.id)" } else { "count(*)" };
-            let (from, key) = match (target.shape, dialect) {
+            // Rows are grouped by `group`; each group is shown as `key` (JSON text) of its `group_value`.
+            let (from, group, key) = match (target.shape, dialect) {
                 (Shape::Many(kind), Dialect::Sqlite) => {
                     let (source, _) = elements(&sql, &target.field, kind)?;
-                    (format!("entities e, {source}"), "json_quote(j.value)".to_string())
+                    (format!("entities e, {source}"), "json_quote(j.value)".to_string(), "group_value")
                 }
                 (Shape::Many(_), Dialect::Postgres) => {
                     let Some((column, key)) = json_location(&target.field)? else { unreachable_field()? };
@@ -783,15 +794,19 @@ pub fn aggregate(dialect: Dialect, plan: &AggregatePlan, median_offset: Option<i
                             "entities e, jsonb_array_elements(CASE jsonb_typeof({json}) WHEN 'array' THEN {json} END) AS j(value)"
                         ),
                         "(j.value::text)".to_string(),
+                        "group_value",
                     )
                 }
+                // Grouped by the value itself, which an index on it holds in order, and quoted
+                // once per group.
                 (_, Dialect::Sqlite) => {
                     let kind = target.shape.kind().unwrap_or(Kind::String);
-                    ("entities e".to_string(), format!("json_quote({})", one_value(&sql, &target.field, kind)?))
+                    ("entities e".to_string(), one_value(&sql, &target.field, kind)?, "json_quote(group_value)")
                 }
                 (_, Dialect::Postgres) if matches!(target.field, Field::Scorecard(_)) => (
                     "entities e".to_string(),
                     format!("(to_jsonb({})::text)", one_value(&sql, &target.field, Kind::Number)?),
+                    "group_value",
                 ),
                 (_, Dialect::Postgres) => {
                     let key = match json_location(&target.field)? {
@@ -801,12 +816,12 @@ pub fn aggregate(dialect: Dialect, plan: &AggregatePlan, median_offset: Option<i
                             _ => unreachable_field()?,
                         },
                     };
-                    ("entities e".to_string(), key)
+                    ("entities e".to_string(), key, "group_value")
                 }
             };
             format!(
-                "SELECT {key} AS group_key, {counted} AS n FROM {from} WHERE {where_} \
-                 GROUP BY {key} ORDER BY n DESC, group_key ASC LIMIT {limit}"
+                "SELECT {key} AS group_key, n FROM (SELECT {group} AS group_value, {counted} AS n FROM {from} \
+                 WHERE {where_} GROUP BY {group}) AS counted ORDER BY n DESC, group_key ASC LIMIT {limit}"
             )
         }
     };

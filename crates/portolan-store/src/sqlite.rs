@@ -194,9 +194,30 @@ impl SqliteTx {
         .bind(query_sql::PROPERTY_INDEX_PREFIX)
         .fetch_all(&mut *self.tx)
         .await?;
-        for statement in query_sql::property_index_changes(Dialect::Sqlite, &blueprints, &existing) {
+        let changes = query_sql::property_index_changes(Dialect::Sqlite, &blueprints, &existing);
+        if changes.is_empty() {
+            return Ok(());
+        }
+        for statement in changes {
             sqlx::query(AssertSqlSafe(statement)).execute(&mut *self.tx).await?;
         }
+        // The shape migration 0007 gives the planner for the other entity indexes: without it a
+        // new index is guessed to find ten rows per blueprint, and SQLite chose one for every
+        // search of a blueprint (a relation search went from milliseconds to seconds).
+        let prefix = query_sql::PROPERTY_INDEX_PREFIX;
+        sqlx::query("DELETE FROM sqlite_stat1 WHERE tbl = 'entities' AND substr(idx, 1, length(?1)) = ?1")
+            .bind(prefix)
+            .execute(&mut *self.tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO sqlite_stat1 (tbl, idx, stat)
+             SELECT 'entities', name, '1000000 100000 10000 1' FROM sqlite_master
+             WHERE type = 'index' AND tbl_name = 'entities' AND substr(name, 1, length(?1)) = ?1",
+        )
+        .bind(prefix)
+        .execute(&mut *self.tx)
+        .await?;
+        sqlx::query("ANALYZE sqlite_schema").execute(&mut *self.tx).await?;
         Ok(())
     }
 }
