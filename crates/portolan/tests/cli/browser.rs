@@ -169,6 +169,8 @@ async fn the_portal_in_a_real_browser() {
     assert!(!filtered.contains("Products Service"), "filtered by title");
     alice.screenshot("catalog-service").await;
     alice.go(&format!("{base}/catalog/service")).await;
+    // The counts arrive after the table, fetched by the page's script.
+    alice.wait_for("class=\"facet\"", Duration::from_secs(5), false).await;
     alice.click("a.facet").await;
     let faceted = alice.wait_for("class=\"facet on\"", Duration::from_secs(5), false).await;
     assert!(faceted.contains("aria-current=\"true\""), "the chosen facet is marked");
@@ -245,7 +247,7 @@ async fn the_portal_in_a_real_browser() {
     // Bob, of another team, cannot see the cart team's resource anywhere.
     let bob = driver.open().await;
     bob.sign_in(&base, "bob@portolan.dev", "portolan-demo").await;
-    for path in ["/", "/catalog/resource", "/catalog/resource?q=cart", "/audit"] {
+    for path in ["/", "/catalog/resource", "/catalog/resource?q=cart", "/search?q=cart", "/facets/resource", "/audit"] {
         bob.go(&format!("{base}{path}")).await;
         assert!(!bob.source().await.contains("cart-resource"), "{path} shows the hidden resource");
     }
