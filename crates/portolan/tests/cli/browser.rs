@@ -113,6 +113,20 @@ impl Browser<'_> {
         self.call(reqwest::Method::POST, &format!("/element/{element}/click"), Some(json!({}))).await;
     }
 
+    /// Presses Tab; the text of the element that has the focus then.
+    async fn tab(&self) -> String {
+        let key = |kind: &str| json!({"type": kind, "value": "\u{E004}"});
+        let press = json!({"actions": [{"type": "key", "id": "keyboard", "actions": [key("keyDown"), key("keyUp")]}]});
+        self.call(reqwest::Method::POST, "/actions", Some(press)).await;
+        let active = self.call(reqwest::Method::GET, "/element/active", None).await;
+        let element = active[ELEMENT].as_str().expect("an element has the focus");
+        self.call(reqwest::Method::GET, &format!("/element/{element}/text"), None)
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .into()
+    }
+
     /// Waits until the page (reloaded by its own script, or by us) shows `text`.
     async fn wait_for(&self, text: &str, within: Duration, reload: bool) -> String {
         let deadline = Instant::now() + within;
@@ -159,6 +173,10 @@ async fn the_portal_in_a_real_browser() {
     let alice = driver.open().await;
     alice.sign_in(&base, "alice@portolan.dev", "portolan-demo").await;
     alice.screenshot("home").await;
+    // From the keyboard, the first Tab offers a way past the header; the next one walks into it.
+    assert_eq!(alice.tab().await, "Skip to the page");
+    alice.screenshot("home-keyboard").await;
+    assert_eq!(alice.tab().await, "Portolan");
     alice.go(&format!("{base}/catalog")).await;
     assert!(alice.source().await.contains("href=\"/catalog/service\""));
     alice.screenshot("catalog").await;
