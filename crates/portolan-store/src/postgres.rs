@@ -223,12 +223,18 @@ impl PgTx {
         self.sync_property_indexes().await
     }
 
-    /// Creates and drops property indexes to match the blueprints (`query_sql::property_index_changes`),
-    /// one transaction at a time across replicas.
-    async fn sync_property_indexes(&mut self) -> Result<()> {
+    /// Blueprint changes take turns (across replicas too) until they commit, so that two never
+    /// build or drop the same index.
+    async fn lock_property_indexes(&mut self) -> Result<()> {
         sqlx::query("SELECT pg_advisory_xact_lock(hashtext('portolan property indexes'))")
             .execute(&mut *self.tx)
             .await?;
+        Ok(())
+    }
+
+    /// Creates and drops property indexes to match the blueprints (`query_sql::property_index_changes`).
+    async fn sync_property_indexes(&mut self) -> Result<()> {
+        self.lock_property_indexes().await?;
         let blueprints: Vec<_> = self.blueprints().await?.into_iter().map(|r| r.blueprint).collect();
         let existing: Vec<String> = sqlx::query_scalar(
             "SELECT indexname::text FROM pg_indexes WHERE schemaname = current_schema() AND tablename = 'entities'
@@ -253,6 +259,9 @@ impl Tx for PgTx {
     }
 
     async fn lock_blueprint(&mut self, identifier: &str) -> Result<Option<BlueprintRecord>> {
+        // Before anything else the change writes: a blueprint's deletion removes its entities
+        // first, and must not then wait for the lock while another change builds an index.
+        self.lock_property_indexes().await?;
         let row = sqlx::query("SELECT * FROM blueprints WHERE identifier = $1 FOR UPDATE")
             .bind(identifier)
             .fetch_optional(&mut *self.tx)

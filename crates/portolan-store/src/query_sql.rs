@@ -598,20 +598,24 @@ pub fn property_index_changes(
                 }
                 Dialect::Sqlite => (format!("{PROPERTY_INDEX_PREFIX}{kind:?}:{property}"), String::new()),
             };
-            // PostgreSQL cuts names at 63 bytes; such a property goes without an index.
-            if name.len() > 63 || wanted.iter().any(|(wanted, _)| *wanted == name) {
+            // PostgreSQL cuts names at 63 bytes; such a property goes without an index. SQLite's
+            // names ignore case: of `Env` and `env`, the first is indexed.
+            if name.len() > 63 || wanted.iter().any(|(wanted, _)| wanted.eq_ignore_ascii_case(&name)) {
                 continue;
             }
             let create = format!("CREATE INDEX \"{name}\" ON entities (blueprint, ({value}), identifier){only}");
             wanted.push((name, create));
         }
     }
+    let same = |a: &String, b: &String| a.eq_ignore_ascii_case(b);
     let mut statements: Vec<String> = existing
         .iter()
-        .filter(|name| !wanted.iter().any(|(wanted, _)| wanted == *name))
+        .filter(|name| !wanted.iter().any(|(wanted, _)| same(wanted, name)))
         .map(|name| format!("DROP INDEX \"{}\"", name.replace('"', "\"\"")))
         .collect();
-    statements.extend(wanted.into_iter().filter(|(name, _)| !existing.contains(name)).map(|(_, create)| create));
+    statements.extend(
+        wanted.into_iter().filter(|(name, _)| !existing.iter().any(|e| same(e, name))).map(|(_, create)| create),
+    );
     statements
 }
 
@@ -797,11 +801,19 @@ pub fn aggregate(dialect: Dialect, plan: &AggregatePlan, median_offset: Option<i
                         "group_value",
                     )
                 }
-                // Grouped by the value itself, which an index on it holds in order, and quoted
-                // once per group.
+                // A string or boolean is grouped by the value itself, which an index on it holds in
+                // order, and quoted once per group. Others keep their JSON text: SQLite groups the
+                // numbers 2 and 2.0 together, and an object loses its JSON type in a subquery.
+                (Shape::One(kind @ (Kind::String | Kind::Boolean)), Dialect::Sqlite) => {
+                    ("entities e".to_string(), one_value(&sql, &target.field, kind)?, "json_quote(group_value)")
+                }
                 (_, Dialect::Sqlite) => {
                     let kind = target.shape.kind().unwrap_or(Kind::String);
-                    ("entities e".to_string(), one_value(&sql, &target.field, kind)?, "json_quote(group_value)")
+                    (
+                        "entities e".to_string(),
+                        format!("json_quote({})", one_value(&sql, &target.field, kind)?),
+                        "group_value",
+                    )
                 }
                 (_, Dialect::Postgres) if matches!(target.field, Field::Scorecard(_)) => (
                     "entities e".to_string(),
@@ -891,5 +903,26 @@ pub async fn run_aggregate(
         _ => {
             Ok(AggregateResult::Value(runner.floats(aggregate(dialect, plan, None)?).await?.first().copied().flatten()))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn property_indexes_follow_facets_and_ignore_the_case_of_names_as_sqlite_does() {
+        let blueprint = portolan_model::Blueprint::from_json(serde_json::json!({"identifier": "app", "schema": {"properties": {
+            "Env": {"type": "string", "enum": ["a"]}, "env": {"type": "string", "enum": ["b"]}, "free": {"type": "string"}
+        }}}))
+        .expect("blueprint");
+        let created = property_index_changes(Dialect::Sqlite, std::slice::from_ref(&blueprint), &[]);
+        assert_eq!(created.len(), 1, "one index for Env and env: {created:?}");
+        assert!(created[0].starts_with("CREATE INDEX \"entities_facet:String:Env\""), "{created:?}");
+        let existing = vec!["ENTITIES_FACET:String:env".to_string(), "entities_facet:String:gone".to_string()];
+        assert_eq!(
+            property_index_changes(Dialect::Sqlite, &[blueprint], &existing),
+            vec!["DROP INDEX \"entities_facet:String:gone\"".to_string()]
+        );
     }
 }

@@ -439,7 +439,7 @@ pub async fn property_indexes_follow_blueprint_changes(store: &dyn Store) {
         [("app", app_facet), ("lib", lib_facet)]
             .into_iter()
             .map(|(id, facet)| {
-                let schema = json!({"properties": {"stage": stage(facet)}});
+                let schema = json!({"properties": {"stage": stage(facet), "meta": {"type": "object"}}});
                 Blueprint::from_json(json!({"identifier": id, "schema": schema})).expect("blueprint")
             })
             .collect()
@@ -456,7 +456,10 @@ pub async fn property_indexes_follow_blueprint_changes(store: &dyn Store) {
         ("lib", "l2", Some("prod")),
     ] {
         let blueprint = plain.iter().find(|b| b.identifier == bp).expect("blueprint");
-        let input = json!({"identifier": id, "properties": stage.map_or(json!({}), |s| json!({"stage": s}))});
+        let mut input = json!({"identifier": id, "properties": stage.map_or(json!({}), |s| json!({"stage": s}))});
+        if id == "a1" {
+            input["properties"]["meta"] = json!({"a": 1});
+        }
         let (entity, references) = stored(blueprint, input, NOW);
         writes.push(EntityWrite { entity, references });
     }
@@ -493,6 +496,14 @@ pub async fn property_indexes_follow_blueprint_changes(store: &dyn Store) {
         };
         groups.sort_by_key(|(value, _)| value.to_string());
         assert_eq!(groups, vec![(json!("dev"), 1), (json!("prod"), 1), (Value::Null, 1)], "{context}");
+        // An object is counted by its JSON value, not as a string.
+        let by_meta =
+            AggregatePlan { function: Aggregate::CountBy(scope.target("meta", false).expect("meta")), ..by_stage };
+        let AggregateResult::Groups(mut groups) = tx.aggregate(&by_meta).await.expect("countBy") else {
+            panic!("countBy gives groups")
+        };
+        groups.sort_by_key(|(value, _)| value.to_string());
+        assert_eq!(groups, vec![(Value::Null, 2), (json!({"a": 1}), 1)], "{context}");
         tx.commit().await.expect("commit");
     }
     let mut tx = store.write().await.expect("write tx");
