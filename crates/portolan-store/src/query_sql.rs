@@ -314,16 +314,6 @@ fn rule_predicate(sql: &mut Sql, rule: &Rule, required: &[(String, String)]) -> 
                 values.iter().filter_map(|v| if let Scalar::Str(s) = v { Some(s.as_str()) } else { None }).collect();
             Ok(negated(*negate, references_predicate(sql, via, &targets)))
         }
-        // Written without `COALESCE`, which would hide the value from an index on it (a facet
-        // filter then reads the facet's index); never NULL all the same.
-        Rule::Compare { target, op: CompareOp::Eq, value, negate }
-            if matches!(target.shape, Shape::One(Kind::String | Kind::Number | Kind::Boolean)) =>
-        {
-            let kind = target.shape.kind().unwrap_or(Kind::String);
-            let v = one_value(sql, &target.field, kind)?;
-            let placeholder = sql.bind_scalar(value);
-            Ok(negated(*negate, format!("({v} = {placeholder} AND {v} IS NOT NULL)")))
-        }
         Rule::Compare { target, op, value, negate } => {
             let symbol = match op {
                 CompareOp::Eq => "=",
@@ -335,6 +325,14 @@ fn rule_predicate(sql: &mut Sql, rule: &Rule, required: &[(String, String)]) -> 
             // An ordering of date-times compares instants (the model resolved the value to ms).
             let instants = matches!(value, Scalar::Num(_)) && target.shape.kind() == Some(Kind::DateTime);
             let kind = target.shape.kind().unwrap_or(Kind::String);
+            // One string, number or boolean is compared without the `COALESCE` of `over_values`,
+            // which would hide the value from an index on it (a facet filter or range then reads
+            // the facet's index); never NULL all the same.
+            if let Shape::One(kind @ (Kind::String | Kind::Number | Kind::Boolean)) = target.shape {
+                let v = one_value(sql, &target.field, kind)?;
+                let placeholder = sql.bind_scalar(value);
+                return Ok(negated(*negate, format!("({v} {symbol} {placeholder} AND {v} IS NOT NULL)")));
+            }
             let p = over_values(sql, target, |sql, v| {
                 // Instants compare as whole milliseconds on both sides: a bigint against a float
                 // parameter gave PostgreSQL answers that changed from run to run at the boundary.
@@ -591,6 +589,7 @@ pub fn property_index_changes(
                 _ => continue,
             };
             let Ok(value) = one_value(&sql, &Field::Property(property.to_string()), kind) else { continue };
+            // An index names the column without the alias `e` that queries give the table.
             let value = value.replace("e.properties", "properties");
             let (name, only) = match dialect {
                 Dialect::Postgres => {
