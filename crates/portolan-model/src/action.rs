@@ -261,10 +261,12 @@ pub enum InvocationMethod {
     },
     #[serde(rename = "RUNNER")]
     Runner {
-        /// A runner claims the run only if it has every one of these labels.
+        /// A runner claims the run only if it has every one of these labels. Only an admin may
+        /// choose them: they decide which operators' machines the run reaches.
         labels: Vec<String>,
-        /// The program and its arguments (no shell); the payload arrives as JSON on stdin.
-        command: Vec<String>,
+        /// The name of a task the runner's operator configured (the runner maps it to a program);
+        /// the payload arrives as JSON on stdin. An action never names a command line.
+        task: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         #[schema(value_type = Option<Object>)]
         payload: Option<Value>,
@@ -355,7 +357,45 @@ const WEBHOOK_METHODS: [&str; 5] = ["POST", "PUT", "PATCH", "DELETE", "GET"];
 
 impl Action {
     pub fn from_json(value: Value) -> Result<Self, FieldErrors> {
+        if value.pointer("/invocationMethod/type").and_then(Value::as_str) == Some("RUNNER")
+            && value.pointer("/invocationMethod/command").is_some()
+        {
+            let mut errors = FieldErrors::default();
+            errors.push(
+                "/invocationMethod/command",
+                "a runner runs only the tasks its operator configured: name one with 'task' instead of a command",
+            );
+            return Err(errors);
+        }
         crate::error::from_json(value)
+    }
+
+    /// An action as stored. Actions stored before runners took task names carry a `command`: it
+    /// becomes the task named after its program (`portolan demo-task NAME` becomes `NAME`), which
+    /// the runner's operator then configures.
+    pub fn from_stored(text: &str) -> Result<Self, serde_json::Error> {
+        let mut value: Value = serde_json::from_str(text)?;
+        if let Some(method) = value.get_mut("invocationMethod").and_then(Value::as_object_mut)
+            && method.get("type").and_then(Value::as_str) == Some("RUNNER")
+            && let Some(command) = method.remove("command")
+        {
+            let words: Vec<&str> = command.as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+            let task = match words.as_slice() {
+                [_, "demo-task", name, ..] => name.to_string(),
+                [program, ..] => program.rsplit('/').next().unwrap_or(program).to_string(),
+                [] => String::new(),
+            };
+            method.entry("task").or_insert(Value::String(task));
+        }
+        serde_json::from_value(value)
+    }
+
+    /// What a runner needs of this action: its labels and task, when it runs on runners.
+    pub fn runner_wiring(&self) -> Option<(&[String], &str)> {
+        match &self.invocation_method {
+            InvocationMethod::Runner { labels, task, .. } => Some((labels.as_slice(), task.as_str())),
+            _ => None,
+        }
     }
 
     pub fn backend(&self) -> BackendKind {
@@ -572,12 +612,12 @@ impl Action {
                     errors.push("/invocationMethod/signingSecret", msg);
                 }
             }
-            InvocationMethod::Runner { labels, command, max_attempts, .. } => {
+            InvocationMethod::Runner { labels, task, max_attempts, .. } => {
                 if labels.is_empty() || labels.iter().any(|l| l.trim().is_empty() || l.contains(',')) {
                     errors.push("/invocationMethod/labels", "list at least one label; labels hold no commas");
                 }
-                if command.first().is_none_or(|program| program.trim().is_empty()) {
-                    errors.push("/invocationMethod/command", "name the program to run");
+                if let Err(msg) = check_task_name(task) {
+                    errors.push("/invocationMethod/task", msg);
                 }
                 if !(1..=10).contains(max_attempts) {
                     errors.push("/invocationMethod/maxAttempts", "must be between 1 and 10");
@@ -620,6 +660,15 @@ pub fn check_secret_name(name: &str) -> Result<(), String> {
         && name.len() <= 100
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
     if ok { Ok(()) } else { Err(format!("{name:?} is not a secret name (letters, digits, '_' and '-')")) }
+}
+
+/// Task names are what a runner's configuration maps to programs.
+pub fn check_task_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 100
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        && !name.starts_with('.');
+    if ok { Ok(()) } else { Err(format!("{name:?} is not a task name (letters, digits, '_', '-' and '.')")) }
 }
 
 fn check_query(query: &Value, blueprints: &[Blueprint], blueprint: &str, path: &str, errors: &mut FieldErrors) {
@@ -936,7 +985,7 @@ mod tests {
                     "required": ["missing"]
                 }
             },
-            "invocationMethod": {"type": "RUNNER", "labels": [], "command": [], "payload": {"x": "{{ .inputs. }}"}}
+            "invocationMethod": {"type": "RUNNER", "labels": [], "task": "", "payload": {"x": "{{ .inputs. }}"}}
         }));
         let errors = a.validate(&blueprints()).expect_err("invalid");
         let paths: Vec<&str> = errors.0.iter().map(|e| e.path.as_str()).collect();
@@ -950,7 +999,7 @@ mod tests {
             "/trigger/userInputs/properties/v/visible/jqQuery",
             "/trigger/userInputs/required/0",
             "/invocationMethod/labels",
-            "/invocationMethod/command",
+            "/invocationMethod/task",
             "/invocationMethod/payload/x",
         ] {
             assert!(paths.contains(&expected), "missing {expected} in {paths:?}");

@@ -1,8 +1,10 @@
 //! `portolan runner`: a pull-based agent that lives next to the systems it changes. It claims runs
-//! from the server over HTTP(S) by long-poll, runs the command the action configures with the
-//! payload as JSON on stdin, streams stdout and stderr into the run's log, heartbeats its lease,
-//! and reports the exit code as the run's result. It only ever connects out.
+//! from the server over HTTP(S) by long-poll, runs the program its own configuration gives for the
+//! task the action names (never a command line from the server) with the payload as JSON on
+//! stdin, streams stdout and stderr into the run's log, heartbeats its lease, and reports the exit
+//! code as the run's result. It only ever connects out.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
@@ -22,10 +24,28 @@ pub struct RunnerConfig {
     pub labels: Vec<String>,
     /// Runs worked on at once.
     pub concurrency: usize,
+    /// The tasks this runner will run, by name: the program and its arguments (no shell). Whoever
+    /// operates the runner decides these; an action only picks one by name.
+    pub tasks: BTreeMap<String, Vec<String>>,
     /// Where commands run (the runner's directory when absent).
     pub work_dir: Option<PathBuf>,
-    /// Environment variables set for commands, beside the runner's own.
+    /// Whether commands see the runner's own environment; when false they see only `env` and
+    /// the run's `PORTOLAN_*` variables.
+    pub inherit_env: bool,
+    /// Environment variables set for commands.
     pub env: Vec<(String, String)>,
+}
+
+/// Reads `NAME=PROGRAM [ARG...]` (arguments split at whitespace) into a task.
+pub fn parse_task(spec: &str) -> Result<(String, Vec<String>), String> {
+    let (name, command) = spec.split_once('=').ok_or_else(|| format!("'{spec}' is not NAME=PROGRAM [ARG...]"))?;
+    let name = name.trim();
+    portolan_model::action::check_task_name(name)?;
+    let command: Vec<String> = command.split_whitespace().map(str::to_string).collect();
+    if command.is_empty() {
+        return Err(format!("task '{name}' names no program"));
+    }
+    Ok((name.to_string(), command))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -40,7 +60,7 @@ pub enum RunnerError {
 #[serde(rename_all = "camelCase")]
 struct Claim {
     run: ClaimedRun,
-    command: Vec<String>,
+    task: String,
     payload: Value,
     run_token: String,
     lease_ms: u64,
@@ -141,11 +161,20 @@ async fn wait(stop: &mut watch::Receiver<bool>, backoff: &mut Duration) {
 async fn execute(client: &reqwest::Client, server: &str, config: &RunnerConfig, claim: Claim) {
     let run_url = format!("{server}/api/v1/actions/runs/{}", claim.run.id);
     let reporter = Reporter { client: client.clone(), run_url: run_url.clone(), token: claim.run_token.clone() };
-    let Some((program, args)) = claim.command.split_first() else {
-        reporter.finish(false, "the action names no command", None).await;
+    let Some((program, args)) = config.tasks.get(&claim.task).and_then(|command| command.split_first()) else {
+        let known: Vec<&str> = config.tasks.keys().map(String::as_str).collect();
+        let message = format!(
+            "this runner has no task '{}' (its operator configured: {})",
+            claim.task,
+            if known.is_empty() { "none".to_string() } else { known.join(", ") }
+        );
+        reporter.finish(false, &message, None).await;
         return;
     };
     let mut command = tokio::process::Command::new(program);
+    if !config.inherit_env {
+        command.env_clear();
+    }
     command
         .args(args)
         .stdin(Stdio::piped())
@@ -153,6 +182,7 @@ async fn execute(client: &reqwest::Client, server: &str, config: &RunnerConfig, 
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .env_remove("PORTOLAN_RUNNER_TOKEN")
+        .env("PORTOLAN_TASK", &claim.task)
         .env("PORTOLAN_URL", server)
         .env("PORTOLAN_RUN_ID", &claim.run.id)
         .env("PORTOLAN_RUN_TOKEN", &claim.run_token);

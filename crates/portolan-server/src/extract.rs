@@ -110,6 +110,7 @@ pub struct Caller {
 pub enum Proof {
     Token(String),
     Session(String),
+    RunToken { token: String, run: String },
 }
 
 impl Caller {
@@ -119,6 +120,7 @@ impl Caller {
         match &self.proof {
             Proof::Token(token) => app.catalog.authenticate_token(token).await,
             Proof::Session(cookie) => app.catalog.authenticate_session(cookie).await.map(|s| s.actor),
+            Proof::RunToken { token, run } => app.catalog.run_reader(token, run).await,
         }
     }
 }
@@ -144,9 +146,17 @@ impl FromRequestParts<AppState> for Caller {
                 caller.actor.request_id = request_id(&parts.headers);
                 Ok(*caller)
             }
-            Credential::RunToken(_) => {
-                Err(Error::forbidden("a run token may only report on its run and change the catalog for it"))
-            }
+            // A backend reads the catalog with its run token, naming its run as it does for writes.
+            Credential::RunToken(token) => match query_value(parts, "run_id") {
+                Some(run) => {
+                    let mut actor = app.catalog.run_reader(&token, &run).await?;
+                    actor.request_id = request_id(&parts.headers);
+                    Ok(Caller { actor, session: None, proof: Proof::RunToken { token, run } })
+                }
+                None => Err(Error::forbidden(
+                    "a run token reads the catalog and changes it only for its run: name it with run_id",
+                )),
+            },
         }
     }
 }
@@ -162,6 +172,12 @@ impl FromRequestParts<AppState> for Writer {
             Credential::RunToken(token) => Writer::RunToken(token),
         })
     }
+}
+
+/// A parameter of the request's query string, decoded.
+fn query_value(parts: &Parts, name: &str) -> Option<String> {
+    let query = parts.uri.query()?;
+    url::form_urlencoded::parse(query.as_bytes()).find(|(key, _)| key == name).map(|(_, value)| value.into_owned())
 }
 
 /// The id the request-id layer gave this request.

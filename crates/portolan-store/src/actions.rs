@@ -92,7 +92,8 @@ macro_rules! queries {
 
         fn action_from_row(row: &DbRow) -> Result<ActionRecord> {
             Ok(ActionRecord {
-                action: parse::<Action>(&row.try_get::<String, _>("document")?)?,
+                action: Action::from_stored(&row.try_get::<String, _>("document")?)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
                 created_at: row.try_get("created_at")?,
                 created_by: row.try_get("created_by")?,
                 updated_at: row.try_get("updated_at")?,

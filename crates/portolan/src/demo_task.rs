@@ -84,6 +84,17 @@ fn directory_name<'a>(value: &'a Value, pointer: &str) -> anyhow::Result<&'a str
     Ok(name)
 }
 
+/// The tasks the demo's runner is configured with.
+pub const TASKS: &[&str] = &[
+    "scaffold",
+    "provision-environment",
+    "teardown-environment",
+    "deploy",
+    "revert",
+    "add-environment-variable",
+    "update-pod-count",
+];
+
 /// Runs a task; the exit code is the run's result.
 pub async fn run(task: &str) -> anyhow::Result<()> {
     let mut input = String::new();

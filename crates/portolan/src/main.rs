@@ -118,6 +118,16 @@ struct RunnerArgs {
     /// Claim only runs needing these labels (default: all the token allows)
     #[arg(long, value_delimiter = ',')]
     labels: Vec<String>,
+    /// A task this runner runs, as NAME=PROGRAM [ARG...] (repeat for more); actions name tasks,
+    /// and a run whose task is not configured here fails
+    #[arg(long = "task", value_parser = portolan_runner::parse_task)]
+    tasks: Vec<(String, Vec<String>)>,
+    /// A TOML file of tasks: `NAME = ["PROGRAM", "ARG", ...]` per line
+    #[arg(long)]
+    tasks_file: Option<std::path::PathBuf>,
+    /// Run tasks with an empty environment (but PATH and the run's PORTOLAN_* variables)
+    #[arg(long)]
+    clear_env: bool,
     /// Runs worked on at once
     #[arg(long, default_value_t = 1)]
     concurrency: usize,
@@ -314,15 +324,37 @@ async fn run_runner(args: RunnerArgs) -> anyhow::Result<()> {
         shutdown_signal().await;
         let _ = stop.send(true);
     });
+    let mut tasks = std::collections::BTreeMap::new();
+    if let Some(file) = &args.tasks_file {
+        let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+        let listed: std::collections::BTreeMap<String, Vec<String>> = toml::from_str(&text)
+            .with_context(|| format!("{} is not a table of NAME = [PROGRAM, ARG...]", file.display()))?;
+        for (name, command) in listed {
+            portolan_model::action::check_task_name(&name).map_err(anyhow::Error::msg)?;
+            anyhow::ensure!(!command.is_empty(), "task '{name}' in {} names no program", file.display());
+            tasks.insert(name, command);
+        }
+    }
+    tasks.extend(args.tasks);
+    if tasks.is_empty() {
+        tracing::warn!("no tasks configured (--task NAME=PROGRAM or --tasks-file): every claimed run will fail");
+    }
+    let env = match (args.clear_env, std::env::var("PATH")) {
+        (true, Ok(path)) => vec![("PATH".to_string(), path)],
+        _ => Vec::new(),
+    };
     let config = portolan_runner::RunnerConfig {
         server: args.server,
         token: args.token,
         labels: args.labels,
         concurrency: args.concurrency,
+        tasks,
         work_dir: args.work_dir,
-        env: Vec::new(),
+        inherit_env: !args.clear_env,
+        env,
     };
-    tracing::info!(server = %config.server, labels = ?config.labels, "runner started");
+    let names: Vec<&String> = config.tasks.keys().collect();
+    tracing::info!(server = %config.server, labels = ?config.labels, tasks = ?names, "runner started");
     portolan_runner::run(config, stopped).await?;
     Ok(())
 }
@@ -391,8 +423,8 @@ async fn serve(config: config::ServeConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The demo's own runner: in process, with a fresh token for the `demo` label, running the demo
-/// tasks (this program's `demo-task`) in a workspace under the data directory.
+/// The demo's own runner: in process, with a fresh token for the `demo` label, running only the
+/// demo tasks (this program's `demo-task`), in a workspace of their own with a cleared environment.
 const DEMO_RUNNER: &str = "demo runner";
 
 async fn start_demo_runner(
@@ -420,16 +452,24 @@ async fn start_demo_runner(
         .create_runner_token(&actor, DEMO_RUNNER, vec![portolan_server::demo::RUNNER_LABEL.into()])
         .await
         .context("cannot create the demo runner's token")?;
-    let bin_dir = exe.parent().map(|p| p.to_path_buf()).unwrap_or_default();
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let path = std::env::join_paths(std::iter::once(bin_dir).chain(std::env::split_paths(&path)))?;
+    let exe = exe.to_string_lossy().into_owned();
+    let tasks = demo_task::TASKS
+        .iter()
+        .map(|task| (task.to_string(), vec![exe.clone(), "demo-task".into(), task.to_string()]))
+        .collect();
     let runner = portolan_runner::RunnerConfig {
         server: public_url.to_string(),
         token,
         labels: vec![],
         concurrency: 4,
+        tasks,
         work_dir: Some(workspace.clone()),
-        env: vec![("PATH".into(), path.to_string_lossy().into_owned())],
+        inherit_env: false,
+        env: vec![
+            ("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into()),
+            ("HOME".into(), workspace.to_string_lossy().into_owned()),
+            ("LANG".into(), "C.UTF-8".into()),
+        ],
     };
     tracing::info!(workspace = %workspace.display(), "demo runner started");
     Ok(tokio::spawn(async move {

@@ -89,6 +89,15 @@ impl Catalog {
         action.validate(&blueprints)?;
         check_secrets_exist(tx.as_mut(), &action).await?;
         let existing = tx.action(&action.identifier).await?;
+        // Which runners get a run, and which of their tasks it runs, is for admins: a moderator
+        // may edit a runner action's form, not point it at other machines or other programs.
+        if action.runner_wiring().is_some()
+            && existing.as_ref().and_then(|r| r.action.runner_wiring()) != action.runner_wiring()
+        {
+            self.require_manage(tx.as_mut(), actor, None)
+                .await
+                .map_err(|_| Error::forbidden("only an admin may choose the runner labels and task of an action"))?;
+        }
         let now = self.now();
         let record = match (&existing, path_identifier) {
             (Some(_), None) => {

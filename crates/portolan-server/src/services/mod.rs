@@ -33,6 +33,9 @@ pub struct Actor {
     /// The run on whose behalf catalog changes are made: they are linked to it.
     pub run: Option<String>,
     pub principal: Principal,
+    /// A run token's reads are its requester's (while the run is open): the backend sees what the
+    /// person who ran the action may see, and no more.
+    pub reads_as: Option<User>,
     /// The request this actor made (`x-request-id`), for the audit log.
     pub request_id: Option<String>,
 }
@@ -79,11 +82,18 @@ impl Origin {
 impl Actor {
     /// The server acting on its own authority.
     pub fn system(id: impl Into<String>, origin: Origin) -> Self {
-        Self { id: id.into(), origin, run: None, principal: Principal::System, request_id: None }
+        Self { id: id.into(), origin, run: None, principal: Principal::System, reads_as: None, request_id: None }
     }
 
     pub fn user(user: User, origin: Origin) -> Self {
-        Self { id: user.id.clone(), origin, run: None, principal: Principal::User(user), request_id: None }
+        Self {
+            id: user.id.clone(),
+            origin,
+            run: None,
+            principal: Principal::User(user),
+            reads_as: None,
+            request_id: None,
+        }
     }
 
     /// A backend holding the run-scoped token of `run`.
@@ -93,8 +103,14 @@ impl Actor {
             origin: Origin::Runner,
             run: None,
             principal: Principal::Run(run.into()),
+            reads_as: None,
             request_id: None,
         }
+    }
+
+    /// A run token that reads the catalog as the run's requester.
+    pub fn run_reader(run: &str, requester: User) -> Self {
+        Self { reads_as: Some(requester), ..Self::run_token(run).for_run(run) }
     }
 
     pub fn demo() -> Self {
@@ -123,6 +139,11 @@ impl Actor {
             reason: None,
             diff: None,
         }
+    }
+
+    /// Whose rights decide what the actor reads: the signed-in user, or a run's requester.
+    pub fn reader(&self) -> Option<&User> {
+        self.as_user().or(self.reads_as.as_ref())
     }
 
     /// The signed-in user, if the actor is one.

@@ -66,7 +66,12 @@ impl Catalog {
             {
                 Ok(Access::Everything)
             }
-            Principal::Run(_) => Err(Error::forbidden(RUN_TOKEN_LIMIT)),
+            Principal::Run(_) => match (&actor.reads_as, op) {
+                (Some(requester), EntityOp::Read) => {
+                    Ok(self.blueprint_permissions(tx, blueprint).await?.entities(requester, op))
+                }
+                _ => Err(Error::forbidden(RUN_TOKEN_LIMIT)),
+            },
             Principal::User(user) => Ok(self.blueprint_permissions(tx, blueprint).await?.entities(user, op)),
         }
     }
@@ -100,12 +105,15 @@ impl Catalog {
         blueprint: Option<&str>,
         blueprints: &[Blueprint],
     ) -> Result<Option<Query>> {
-        let user = match &actor.principal {
-            Principal::System => return Ok(None),
-            Principal::Run(_) => return Err(Error::forbidden(RUN_TOKEN_LIMIT)),
-            Principal::User(user) if user.is_admin() => return Ok(None),
-            Principal::User(user) => user,
+        let user = match (&actor.principal, &actor.reads_as) {
+            (Principal::System, _) => return Ok(None),
+            (Principal::Run(_), None) => return Err(Error::forbidden(RUN_TOKEN_LIMIT)),
+            (Principal::Run(_), Some(requester)) => requester,
+            (Principal::User(user), _) => user,
         };
+        if user.is_admin() {
+            return Ok(None);
+        }
         let context = user_context(self.now(), Some(user));
         let mut unrestricted = Vec::new();
         let mut narrowed = Vec::new();
@@ -160,7 +168,7 @@ impl Catalog {
         let Some(bp) = blueprints.iter().find(|b| b.identifier == blueprint) else {
             return Ok(HashSet::new());
         };
-        let context = user_context(self.now(), actor.as_user());
+        let context = user_context(self.now(), actor.reader());
         let query = match access.as_query() {
             Some(document) => parse_condition(&document, &blueprints, bp, &context)?,
             None => Query::And(vec![]),

@@ -96,7 +96,8 @@ pub struct LogLine {
 #[serde(rename_all = "camelCase")]
 pub struct RunnerClaim {
     pub run: Run,
-    pub command: Vec<String>,
+    /// The task of the runner's own configuration to run.
+    pub task: String,
     /// The rendered payload, secrets included: it goes to the command's stdin, nowhere else.
     #[schema(value_type = Object)]
     pub payload: Value,
@@ -138,19 +139,21 @@ impl Catalog {
         let (action, run, verdicts) = self.prepare_run(actor, action_id, request).await?;
         refuse_unless_allowed(&verdicts)?;
         let rule = action.approval();
-        let (done, written) = tokio::sync::oneshot::channel();
-        let writer = self.new_runs().clone();
-        writer
-            .send(NewRun { action, run: run.clone(), actor: actor.clone(), done })
-            .await
-            .map_err(|_| Error::new(ErrorCode::Unavailable, "the server is stopping"))?;
-        written.await.map_err(|_| Error::new(ErrorCode::Unavailable, "the server is stopping"))??;
+        self.write_run(action, run.clone(), actor.clone()).await?;
         if let Some(rule) = rule
             && let Some(notify) = rule.notify
         {
             self.announce_approval(notify, rule.approvers, &run);
         }
         Ok(run)
+    }
+
+    /// Hands a prepared run to the run writer and waits until it is stored or refused.
+    async fn write_run(&self, action: Action, run: Run, actor: Actor) -> Result<()> {
+        let stopping = || Error::new(ErrorCode::Unavailable, "the server is stopping");
+        let (done, written) = tokio::sync::oneshot::channel();
+        self.new_runs().send(NewRun { action, run, actor, done }).await.map_err(|_| stopping())?;
+        written.await.map_err(|_| stopping())?
     }
 
     /// Tells the approval webhook of a run waiting for approval, in the background (a failure is
@@ -764,6 +767,25 @@ impl Catalog {
         Ok(())
     }
 
+    /// The actor of a run token that reads the catalog: while the run is open, the backend reads
+    /// what the run's requester may read (a run an automation started has no one to read as).
+    pub async fn run_reader(&self, token: &str, run_id: &str) -> Result<Actor> {
+        let mut tx = self.store().read().await?;
+        let run =
+            tx.run(run_id, false).await?.ok_or_else(|| Error::unauthorized("this token is not valid for this run"))?;
+        self.verify_run_token(token, &run)?;
+        if run.status.is_terminal() {
+            return Err(Error::new(
+                ErrorCode::RunFinished,
+                format!("run '{run_id}' ended ({}); its token reads nothing more", run.status.as_str()),
+            ));
+        }
+        let requester = self.signed_in_user(tx.as_mut(), &run.trigger.by).await.map_err(|_| {
+            Error::forbidden(format!("run '{run_id}' has no signed-in requester whose reads its token could make"))
+        })?;
+        Ok(Actor::run_reader(run_id, requester))
+    }
+
     /// Checks a run token against the run's current hand-over.
     fn verify_run_token(&self, token: &str, run: &Run) -> Result<()> {
         match self.engine().keys.verify_run_token(token, &run.id, run.attempt, self.now()) {
@@ -957,7 +979,7 @@ impl Catalog {
                     continue;
                 }
             };
-            let InvocationMethod::Runner { command, .. } = &action.invocation_method else { continue };
+            let InvocationMethod::Runner { task, .. } = &action.invocation_method else { continue };
             let mut run = before.clone();
             run.attempt += 1;
             run.transition(RunStatus::InProgress, now).map_err(|m| Error::new(ErrorCode::Internal, m))?;
@@ -971,7 +993,7 @@ impl Catalog {
                         .await?;
                     tx.commit().await?;
                     let payload = rendered.get("payload").cloned().unwrap_or(Value::Null);
-                    return Ok(Some(RunnerClaim { run, command: command.clone(), payload, run_token, lease_ms }));
+                    return Ok(Some(RunnerClaim { run, task: task.clone(), payload, run_token, lease_ms }));
                 }
                 Err(reason) => {
                     let mut failed = before.clone();
@@ -1377,40 +1399,78 @@ async fn write_new_runs(catalog: Catalog, mut requests: tokio::sync::mpsc::Recei
                 Err(_) => break,
             }
         }
-        // Quotas and concurrency are counted again here, with the runs this batch wrote so far,
-        // so requests racing each other cannot get past a limit together.
-        let mut refusals: Vec<Option<Error>> = Vec::with_capacity(batch.len());
-        let written: Result<()> = async {
-            let mut tx = catalog.store().write().await?;
-            let listeners = automations(tx.as_mut()).await?;
-            for new in &batch {
-                let run = &new.run;
-                let on = run.blueprint.as_deref().zip(run.entity.as_deref());
-                let limits =
-                    catalog.limit_verdicts(tx.as_mut(), &new.action, &run.trigger.by, &run.trigger.teams, on).await?;
-                match refuse_unless_allowed(&limits) {
-                    Err(refusal) => refusals.push(Some(refusal)),
-                    Ok(()) => {
-                        catalog.start_run(tx.as_mut(), &listeners, &new.action, run, &new.actor).await?;
-                        refusals.push(None);
-                    }
+        let outcomes = match write_batch(&catalog, &batch).await {
+            Ok(outcomes) => outcomes,
+            // The batch failed as a whole: each request is written on its own, so that one
+            // request's failure is its own alone.
+            Err(_) if batch.len() > 1 => {
+                let mut outcomes = Vec::with_capacity(batch.len());
+                for new in &batch {
+                    let alone = write_batch(&catalog, std::slice::from_ref(new)).await;
+                    outcomes.push(alone.and_then(|mut written| written.pop().unwrap_or(Ok(()))));
                 }
+                outcomes
             }
-            tx.commit().await?;
-            Ok(())
+            Err(error) => vec![Err(error)],
+        };
+        for (new, outcome) in batch.into_iter().zip(outcomes) {
+            if outcome.is_ok() {
+                catalog.wake_for(&new.run);
+            }
+            let _ = new.done.send(outcome);
         }
-        .await;
-        for (i, new) in batch.into_iter().enumerate() {
-            let result = match (&written, refusals.get(i).cloned().flatten()) {
-                (Err(error), _) => Err(error.clone()),
-                (Ok(()), Some(refusal)) => Err(refusal),
-                (Ok(()), None) => {
-                    catalog.wake_for(&new.run);
-                    Ok(())
-                }
-            };
-            let _ = new.done.send(result);
+    }
+}
+
+/// Writes the runs of a batch that still pass every check in one transaction: what was checked
+/// when each was requested (the action, the right to run it, its entity, quotas and concurrency,
+/// counted with the runs this batch wrote so far) is checked again where the run is written, so
+/// nothing that changed meanwhile, nor requests racing each other, get past a check. Per request:
+/// written, or the refusal.
+async fn write_batch(catalog: &Catalog, batch: &[NewRun]) -> Result<Vec<Result<()>>> {
+    let mut tx = catalog.store().write().await?;
+    let listeners = automations(tx.as_mut()).await?;
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for new in batch {
+        match catalog.recheck_new_run(tx.as_mut(), new).await? {
+            Err(refusal) => outcomes.push(Err(refusal)),
+            Ok(()) => {
+                catalog.start_run(tx.as_mut(), &listeners, &new.action, &new.run, &new.actor).await?;
+                outcomes.push(Ok(()));
+            }
         }
+    }
+    tx.commit().await?;
+    Ok(outcomes)
+}
+
+impl Catalog {
+    /// Whether a requested run may still be written: `Ok(Err(refusal))` when not.
+    async fn recheck_new_run(&self, tx: &mut dyn Tx, new: &NewRun) -> Result<Result<()>> {
+        let (run, action_id) = (&new.run, new.action.identifier.as_str());
+        match tx.action(action_id).await? {
+            Some(current) if current.action == new.action => {}
+            Some(_) => {
+                let changed = format!("action '{action_id}' changed while the run was being started; try again");
+                return Ok(Err(Error::new(ErrorCode::Conflict, changed)));
+            }
+            None => return Ok(Err(Error::not_found(format!("action '{action_id}'")))),
+        }
+        let on = run.blueprint.as_deref().zip(run.entity.as_deref());
+        if let Some((blueprint, identifier)) = on {
+            let gone = || Error::invalid_at("/entity", format!("there is no '{blueprint}' entity '{identifier}'"));
+            let Some(entity) = tx.entity(blueprint, identifier).await? else { return Ok(Err(gone())) };
+            if self.readable_entity(tx, &new.actor, entity).await.is_err() {
+                return Ok(Err(gone()));
+            }
+        }
+        let (blueprint, entity) = (on.map(|(b, _)| b), on.map(|(_, e)| e));
+        if !self.action_allowed(tx, &new.actor, action_id, blueprint, entity, ActionOp::Execute).await? {
+            let on = entity.map(|e| format!(" on '{e}'")).unwrap_or_default();
+            return Ok(Err(Error::forbidden(format!("you may not run '{action_id}'{on}"))));
+        }
+        let limits = self.limit_verdicts(tx, &new.action, &run.trigger.by, &run.trigger.teams, on).await?;
+        Ok(refuse_unless_allowed(&limits))
     }
 }
 
@@ -1635,4 +1695,60 @@ pub(crate) fn refuse_unless_allowed(verdicts: &[Verdict]) -> Result<()> {
             Error::invalid_at(&format!("/properties/{}", bound.trim_start_matches("bounds.")), first.message.clone())
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use portolan_model::permission::{Role, User};
+    use serde_json::json;
+
+    use super::RunRequest;
+    use crate::error::ErrorCode;
+    use crate::services::{Actor, Origin, SystemClock};
+
+    /// What was checked when a run was requested is checked again where it is written: a grant
+    /// taken away, an action changed or deleted, or an entity deleted meanwhile refuses the run.
+    #[tokio::test]
+    async fn the_run_writer_checks_again_what_changed_since_the_request() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = portolan_store::open(&dir.path().to_string_lossy()).await.expect("store");
+        let state =
+            crate::AppState::with_options(store, Arc::new(SystemClock), &Default::default()).await.expect("state");
+        let catalog = state.catalog;
+        let system = Actor::system("test", Origin::Api);
+        let action = |title: &str| {
+            json!({"identifier": "job", "title": title,
+                   "trigger": {"type": "self-service", "operation": "CREATE", "userInputs": {"properties": {}}},
+                   "invocationMethod": {"type": "RUNNER", "labels": ["x"], "task": "noop"}})
+        };
+        catalog.put_action(&system, None, action("Job")).await.expect("action");
+        let member = Actor::user(User { id: "m".into(), role: Role::Member, teams: vec![] }, Origin::Api);
+        let prepare = || async {
+            let (action, run, _) =
+                catalog.prepare_run(&member, "job", RunRequest::default()).await.expect("the request passes");
+            (action, run)
+        };
+
+        let (job, run) = prepare().await;
+        catalog.put_action_permissions(&system, "job", json!({"execute": {"roles": ["admin"]}})).await.expect("grant");
+        let refused = catalog.write_run(job, run, member.clone()).await.expect_err("no longer allowed");
+        assert_eq!(refused.code, ErrorCode::Forbidden, "{refused}");
+
+        catalog.put_action_permissions(&system, "job", json!({"execute": {"roles": ["member"]}})).await.expect("grant");
+        let (job, run) = prepare().await;
+        catalog.put_action(&system, Some("job"), action("Another job")).await.expect("changed");
+        let refused = catalog.write_run(job, run, member.clone()).await.expect_err("the action changed");
+        assert_eq!(refused.code, ErrorCode::Conflict, "{refused}");
+
+        let (job, run) = prepare().await;
+        catalog.delete_action(&system, "job").await.expect("deleted");
+        let refused = catalog.write_run(job, run, member.clone()).await.expect_err("the action is gone");
+        assert_eq!(refused.code, ErrorCode::NotFound, "{refused}");
+
+        catalog.put_action(&system, None, action("Job")).await.expect("action again");
+        let (job, run) = prepare().await;
+        catalog.write_run(job, run, member).await.expect("an unchanged request is written");
+    }
 }

@@ -91,8 +91,9 @@ fn nested(errors: FieldErrors, prefix: &str) -> Error {
 impl Catalog {
     /// The context user-relative query values read: the caller and their teams.
     fn query_context(&self, actor: &Actor) -> QueryContext {
-        let mut context = super::permissions::user_context(self.now(), actor.as_user());
-        context.user = Some(actor.id.clone());
+        let reader = actor.reader();
+        let mut context = super::permissions::user_context(self.now(), reader);
+        context.user = Some(reader.map_or(&actor.id, |u| &u.id).clone());
         context
     }
 

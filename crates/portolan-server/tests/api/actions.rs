@@ -593,7 +593,7 @@ async fn an_expired_timer_runs_its_teardown_automation_exactly_once() {
     let runner = json!({
         "identifier": "long",
         "trigger": {"type": "self-service", "operation": "CREATE"},
-        "invocationMethod": {"type": "RUNNER", "labels": ["x"], "command": ["true"]}
+        "invocationMethod": {"type": "RUNNER", "labels": ["x"], "task": "noop"}
     });
     create_action(&app, runner).await;
     let token = app.post("/api/v1/runners/tokens", json!({"name": "r", "labels": ["x"]})).await.body["token"]

@@ -20,7 +20,7 @@ async fn guarded(app: &TestApp, guardrails: Value) {
         "identifier": "scale",
         "trigger": {"type": "self-service", "operation": "DAY-2", "blueprintIdentifier": "service",
             "userInputs": {"properties": {"replicas": {"type": "number"}}, "required": ["replicas"]}},
-        "invocationMethod": {"type": "RUNNER", "labels": ["nobody"], "command": ["true"],
+        "invocationMethod": {"type": "RUNNER", "labels": ["nobody"], "task": "noop",
             "payload": {"replicas": "{{ .inputs.replicas }}", "key": "{{ .secrets.DEPLOY_KEY }}"}},
         "guardrails": guardrails
     });
@@ -208,7 +208,7 @@ async fn freezes_and_locks_stop_runs_and_say_until_when_or_why() {
             "/api/v1/actions/scale",
             json!({"identifier": "scale",
             "trigger": {"type": "self-service", "operation": "DAY-2", "blueprintIdentifier": "service"},
-            "invocationMethod": {"type": "RUNNER", "labels": ["nobody"], "command": ["true"]},
+            "invocationMethod": {"type": "RUNNER", "labels": ["nobody"], "task": "noop"},
             "guardrails": {"freezes": [{"title": "x", "days": ["FRIDAY"]}]}}),
         )
         .await;

@@ -31,7 +31,7 @@ async fn runners_claim_by_label_and_a_lapsed_lease_hands_the_run_to_another_runn
         "identifier": "migrate",
         "trigger": {"type": "self-service", "operation": "CREATE",
                     "userInputs": {"properties": {"database": {"type": "string"}}}},
-        "invocationMethod": {"type": "RUNNER", "labels": ["db"], "command": ["migrate", "--apply"], "maxAttempts": 2,
+        "invocationMethod": {"type": "RUNNER", "labels": ["db"], "task": "migrate", "maxAttempts": 2,
                              "payload": {"db": "{{ .inputs.database }}", "run": "{{ .run.id }}"}}
     });
     assert_eq!(app.post("/api/v1/actions", action).await.status, StatusCode::CREATED);
@@ -49,7 +49,8 @@ async fn runners_claim_by_label_and_a_lapsed_lease_hands_the_run_to_another_runn
     let claim_one = &claimed.body["claim"];
     assert_eq!(claim_one["run"]["id"], id.as_str());
     assert_eq!(claim_one["run"]["attempt"], 1);
-    assert_eq!(claim_one["command"], json!(["migrate", "--apply"]));
+    assert_eq!(claim_one["task"], "migrate");
+    assert!(claim_one.get("command").is_none(), "a runner is never sent a command line: {claim_one}");
     assert_eq!(claim_one["payload"], json!({"db": "orders", "run": id}));
     let token_one = claim_one["runToken"].as_str().expect("run token").to_string();
     assert_eq!(claim(&app, &second, 0).await.status, StatusCode::NO_CONTENT, "one run, one holder");
@@ -106,7 +107,7 @@ async fn a_long_poll_claim_wakes_when_a_run_is_queued() {
     let action = json!({
         "identifier": "job",
         "trigger": {"type": "self-service", "operation": "CREATE"},
-        "invocationMethod": {"type": "RUNNER", "labels": ["any"], "command": ["true"]}
+        "invocationMethod": {"type": "RUNNER", "labels": ["any"], "task": "noop"}
     });
     assert_eq!(app.post("/api/v1/actions", action).await.status, StatusCode::CREATED);
     let token = runner_token(&app, "poller", &["any"]).await;
@@ -133,4 +134,97 @@ async fn a_long_poll_claim_wakes_when_a_run_is_queued() {
     assert_eq!(status, StatusCode::OK);
     assert!(claimed_at.duration_since(queued_at) < Duration::from_secs(2), "woken, not polled late");
     assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+/// What a runner runs is its operator's choice: an action names a task, never a command line,
+/// and only an admin picks a runner action's labels and task; a moderator may change its form.
+#[tokio::test]
+async fn only_an_admin_chooses_which_runner_and_task_an_action_runs() {
+    let app = spawn_app().await;
+    app.with_service_blueprints().await;
+    let mo = app.member("mo", &["team-platform"]).await;
+    let moderators = json!({"moderators": {"teams": ["team-platform"]}});
+    assert_eq!(app.put("/api/v1/blueprints/service/permissions", moderators).await.status, StatusCode::OK);
+    let action = |title: &str, labels: &[&str], task: &str| {
+        json!({"identifier": "deploy", "title": title,
+               "trigger": {"type": "self-service", "operation": "DAY-2", "blueprintIdentifier": "service"},
+               "invocationMethod": {"type": "RUNNER", "labels": labels, "task": task}})
+    };
+    let post_as = |body| app.call_as(reqwest::Method::POST, "/api/v1/actions", &mo, Some(body));
+    let put_as = |body| app.call_as(reqwest::Method::PUT, "/api/v1/actions/deploy", &mo, Some(body));
+
+    let refused = post_as(action("Deploy", &["prod"], "deploy")).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+    assert!(
+        refused.body["message"].as_str().unwrap_or_default().contains("runner labels and task"),
+        "{}",
+        refused.body
+    );
+    let mut command = action("Deploy", &["prod"], "deploy");
+    command["invocationMethod"]["command"] = json!(["portolan", "admin", "create-token", "--user", "admin"]);
+    let refused = post_as(command.clone()).await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", refused.body);
+    assert_eq!(refused.detail_paths(), vec!["/invocationMethod/command"]);
+    assert_eq!(app.post("/api/v1/actions", command).await.status, StatusCode::UNPROCESSABLE_ENTITY, "not even admins");
+
+    assert_eq!(app.post("/api/v1/actions", action("Deploy", &["prod"], "deploy")).await.status, StatusCode::CREATED);
+    let retitled = put_as(action("Deploy now", &["prod"], "deploy")).await;
+    assert_eq!(retitled.status, StatusCode::OK, "the form is the moderator's: {}", retitled.body);
+    for (labels, task) in [(&["prod"][..], "shell"), (&["admin-box"][..], "deploy")] {
+        let rewired = put_as(action("Deploy now", labels, task)).await;
+        assert_eq!(rewired.status, StatusCode::FORBIDDEN, "{labels:?} {task}: {}", rewired.body);
+    }
+    let stored = app.get("/api/v1/actions/deploy").await;
+    assert_eq!(stored.body["action"]["invocationMethod"]["task"], "deploy", "{}", stored.body);
+
+    let denied = app.get("/api/v1/audit-log?status=denied&limit=100").await;
+    let by_mo = denied.body["records"].as_array().into_iter().flatten().filter(|r| r["actor"] == "mo").count();
+    assert!(by_mo >= 3, "each refusal is audited: {}", denied.body);
+}
+
+/// A backend reads the catalog with its run token, naming its run, and reads only what the run's
+/// requester may read; the token reads nothing once the run is over or without its run.
+#[tokio::test]
+async fn a_run_token_reads_what_the_requester_may_read_while_the_run_is_open() {
+    let app = spawn_app().await;
+    app.with_service_blueprints().await;
+    let ana = app.member("ana", &["team-a"]).await;
+    app.member("bo", &["team-b"]).await;
+    for (id, team) in [("mine", "team-a"), ("theirs", "team-b")] {
+        let mut doc = crate::service(id);
+        doc["team"] = json!([team]);
+        assert_eq!(app.post("/api/v1/blueprints/service/entities", doc).await.status, StatusCode::CREATED);
+    }
+    let read_own = json!({"read": {"ownedByTeam": true}});
+    assert_eq!(app.put("/api/v1/blueprints/service/permissions", read_own).await.status, StatusCode::OK);
+    let action = json!({"identifier": "job", "trigger": {"type": "self-service", "operation": "CREATE"},
+                        "invocationMethod": {"type": "RUNNER", "labels": ["any"], "task": "noop"}});
+    assert_eq!(app.post("/api/v1/actions", action).await.status, StatusCode::CREATED);
+    let started = app.call_as(reqwest::Method::POST, "/api/v1/actions/job/runs", &ana, Some(json!({}))).await;
+    assert_eq!(started.status, StatusCode::ACCEPTED, "{}", started.body);
+    let run = started.body["run"]["id"].as_str().expect("id").to_string();
+    let runner = runner_token(&app, "runner", &["any"]).await;
+    let claimed = claim(&app, &runner, 5).await;
+    let run_token = claimed.body["claim"]["runToken"].as_str().expect("run token").to_string();
+
+    let search = format!("/api/v1/blueprints/service/entities/search?run_id={run}");
+    let found = app.call_as(reqwest::Method::POST, &search, &run_token, Some(json!({}))).await;
+    assert_eq!(found.status, StatusCode::OK, "{}", found.body);
+    let ids: Vec<&str> =
+        found.body["entities"].as_array().into_iter().flatten().filter_map(|e| e["identifier"].as_str()).collect();
+    assert_eq!(ids, vec!["mine"], "only what ana may read");
+    let get = |id: &str| format!("/api/v1/blueprints/service/entities/{id}?run_id={run}");
+    assert_eq!(app.call_as(reqwest::Method::GET, &get("mine"), &run_token, None).await.status, StatusCode::OK);
+    assert_eq!(app.call_as(reqwest::Method::GET, &get("theirs"), &run_token, None).await.status, StatusCode::NOT_FOUND);
+    let unnamed = app.call_as(reqwest::Method::POST, "/api/v1/entities/search", &run_token, Some(json!({}))).await;
+    assert_eq!(unnamed.status, StatusCode::FORBIDDEN, "a run token names its run");
+    let tokens =
+        app.call_as(reqwest::Method::GET, &format!("/api/v1/runners/tokens?run_id={run}"), &run_token, None).await;
+    assert_eq!(tokens.status, StatusCode::FORBIDDEN, "reads of the catalog only: {}", tokens.body);
+
+    let run_path = format!("/api/v1/actions/runs/{run}");
+    let done = app.call_as(reqwest::Method::PATCH, &run_path, &run_token, Some(json!({"status": "SUCCESS"}))).await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+    let after = app.call_as(reqwest::Method::POST, &search, &run_token, Some(json!({}))).await;
+    assert_eq!(after.error_code(), "run_finished", "{}", after.body);
 }

@@ -11,7 +11,7 @@ fn action(identifier: &str) -> ActionRecord {
     let action = Action::from_json(json!({
         "identifier": identifier,
         "trigger": {"type": "self-service", "operation": "CREATE"},
-        "invocationMethod": {"type": "RUNNER", "labels": ["db"], "command": ["true"]}
+        "invocationMethod": {"type": "RUNNER", "labels": ["db"], "task": "noop"}
     }))
     .expect("valid action");
     ActionRecord { action, created_at: 1, created_by: "ann".into(), updated_at: 1, updated_by: "ann".into() }

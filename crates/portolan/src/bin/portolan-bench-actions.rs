@@ -229,7 +229,7 @@ async fn run(args: &Args, base: &str, token: &str, clock: Arc<Mutex<Clock>>) -> 
     let runner_action = json!({
         "identifier": "job",
         "trigger": {"type": "self-service", "operation": "CREATE", "userInputs": {"properties": {"n": {"type": "number"}}}},
-        "invocationMethod": {"type": "RUNNER", "labels": ["bench"], "command": ["true"]}
+        "invocationMethod": {"type": "RUNNER", "labels": ["bench"], "task": "noop"}
     });
     post(&client, &format!("{base}/api/v1/actions"), runner_action).await?;
     let token = post(&client, &format!("{base}/api/v1/runners/tokens"), json!({"name": "bench", "labels": ["bench"]}))

@@ -1,5 +1,5 @@
-//! Runs through the real binaries: `portolan runner` processes that run commands and die, and a
-//! server killed with SIGKILL in the middle of deliveries.
+//! Runs through the real binaries: `portolan runner` processes that run their operator's tasks
+//! and die, and a server killed with SIGKILL in the middle of deliveries.
 
 use std::collections::HashSet;
 use std::process::{Child, Command, Stdio};
@@ -23,9 +23,11 @@ async fn post(url: &str, body: Value) -> (u16, Value) {
 struct RunnerProcess(Child);
 
 impl RunnerProcess {
-    fn start(base: &str, token: &str, labels: &str) -> RunnerProcess {
+    /// A runner with the tasks of `tasks_file` (TOML: `NAME = ["PROGRAM", "ARG", ...]`).
+    fn start(base: &str, token: &str, labels: &str, tasks_file: &std::path::Path) -> RunnerProcess {
         let child = Command::new(env!("CARGO_BIN_EXE_portolan"))
-            .args(["runner", "--server", base, "--labels", labels])
+            .args(["runner", "--server", base, "--labels", labels, "--tasks-file"])
+            .arg(tasks_file)
             .env("PORTOLAN_RUNNER_TOKEN", token)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -63,12 +65,12 @@ fn ended(run: &Value) -> bool {
     matches!(run["status"].as_str(), Some("SUCCESS" | "FAILURE" | "CANCELLED" | "TIMED_OUT" | "DECLINED"))
 }
 
-async fn runner_action(base: &str, identifier: &str, labels: &[&str], command: &[&str]) {
+async fn runner_action(base: &str, identifier: &str, labels: &[&str], task: &str) {
     let action = json!({
         "identifier": identifier,
         "trigger": {"type": "self-service", "operation": "CREATE",
                     "userInputs": {"properties": {"name": {"type": "string"}}}},
-        "invocationMethod": {"type": "RUNNER", "labels": labels, "command": command, "maxAttempts": 2,
+        "invocationMethod": {"type": "RUNNER", "labels": labels, "task": task, "maxAttempts": 2,
                              "payload": {"name": "{{ .inputs.name }}"}}
     });
     let (status, body) = post(&format!("{base}/api/v1/actions"), action).await;
@@ -93,11 +95,28 @@ async fn the_runner_runs_commands_streams_their_output_and_a_dead_runner_s_run_m
     let dir = tempfile::tempdir().expect("temp dir");
     let server = Server::start(&["--data", ".", "--lease-ms", "1500"], dir.path());
     let base = server.base.clone();
-    let script = "read -r payload; echo \"payload $payload\"; echo 'disk almost full' >&2; exit 3";
-    runner_action(&base, "fails", &["e2e"], &["sh", "-c", script]).await;
-    runner_action(&base, "works", &["e2e"], &["sh", "-c", "echo \"hello from $PORTOLAN_RUN_ID\""]).await;
+    let tasks = dir.path().join("tasks.toml");
+    std::fs::write(
+        &tasks,
+        r#"
+fails = ["sh", "-c", "read -r payload; echo \"payload $payload\"; echo 'disk almost full' >&2; exit 3"]
+works = ["sh", "-c", "echo \"hello from $PORTOLAN_RUN_ID\""]
+slow = ["sleep", "20"]
+"#,
+    )
+    .expect("tasks file");
+    runner_action(&base, "fails", &["e2e"], "fails").await;
+    runner_action(&base, "works", &["e2e"], "works").await;
+    runner_action(&base, "unknown", &["e2e"], "rm-everything").await;
     let token = runner_token(&base, &["e2e", "slow"]).await;
-    let _runner = RunnerProcess::start(&base, &token, "e2e");
+    let _runner = RunnerProcess::start(&base, &token, "e2e", &tasks);
+
+    // A task the runner's operator did not configure is not run, whatever the action says.
+    let unknown = start_run(&base, "unknown", "cart").await;
+    let refused = run_until(&base, &unknown, Duration::from_secs(15), ended).await;
+    assert_eq!(refused["status"], "FAILURE", "{refused}");
+    let (_, logs) = crate::get_json(&format!("{base}/api/v1/actions/runs/{unknown}")).await;
+    assert!(logs.to_string().contains("this runner has no task 'rm-everything'"), "{logs}");
 
     let failing = start_run(&base, "fails", "cart").await;
     let working = start_run(&base, "works", "cart").await;
@@ -119,12 +138,12 @@ async fn the_runner_runs_commands_streams_their_output_and_a_dead_runner_s_run_m
     assert!(logs.to_string().contains(&format!("hello from {working}")), "{logs}");
 
     // A runner dies mid-run: its lease lapses and another runner takes the run over.
-    runner_action(&base, "slow", &["slow"], &["sleep", "20"]).await;
-    let first = RunnerProcess::start(&base, &token, "slow");
+    runner_action(&base, "slow", &["slow"], "slow").await;
+    let first = RunnerProcess::start(&base, &token, "slow", &tasks);
     let slow = start_run(&base, "slow", "x").await;
     run_until(&base, &slow, Duration::from_secs(15), |r| r["status"] == "IN_PROGRESS").await;
     first.kill();
-    let second = RunnerProcess::start(&base, &token, "slow");
+    let second = RunnerProcess::start(&base, &token, "slow", &tasks);
     let retaken = run_until(&base, &slow, Duration::from_secs(15), |r| r["attempt"] == 2).await;
     assert_eq!(retaken["status"], "IN_PROGRESS", "{retaken}");
     second.kill();
@@ -257,9 +276,11 @@ async fn replicas_over_postgres_share_deliveries_runner_claims_and_the_key() {
     }
 
     // A runner polling replica B takes a run queued on replica A.
-    runner_action(&a.base, "job", &["pg"], &["sh", "-c", "echo claimed across replicas"]).await;
+    let tasks = dir.path().join("tasks.toml");
+    std::fs::write(&tasks, r#"job = ["sh", "-c", "echo claimed across replicas"]"#).expect("tasks file");
+    runner_action(&a.base, "job", &["pg"], "job").await;
     let token = runner_token(&a.base, &["pg"]).await;
-    let _runner = RunnerProcess::start(&b.base, &token, "pg");
+    let _runner = RunnerProcess::start(&b.base, &token, "pg", &tasks);
     let id = start_run(&a.base, "job", "x").await;
     let run = run_until(&a.base, &id, Duration::from_secs(20), ended).await;
     assert_eq!(run["status"], "SUCCESS", "{run}");
