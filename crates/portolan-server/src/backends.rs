@@ -1,15 +1,13 @@
-//! The outside world actions reach: webhooks (signed per the Standard Webhooks spec, no redirects,
-//! private addresses refused unless allowed) and NATS JetStream. These functions only deliver and
+//! The outside world actions reach: webhooks (signed per the Standard Webhooks spec, sent through
+//! [`Outbound`], so no redirects and private addresses refused unless allowed) and NATS JetStream. These functions only deliver and
 //! say how it went; what that means for the run is the runs service's decision.
 
-use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::time::Duration;
 
-use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use tokio::sync::OnceCell;
 
 use crate::keys::Keys;
+use crate::outbound::{Outbound, OutboundError, Purpose};
 
 /// Settings of the engine that the binary reads from its configuration.
 #[derive(Debug, Clone)]
@@ -35,11 +33,9 @@ impl Default for EngineOptions {
 pub struct Engine {
     pub keys: Keys,
     pub runner_lease_ms: i64,
-    pub http: reqwest::Client,
-    /// For the single sign-on provider, which the operator configured (so no address guard).
-    pub sso_http: reqwest::Client,
+    /// Every HTTP request the server makes goes through it.
+    pub outbound: Outbound,
     oidc: std::sync::RwLock<Option<crate::services::oidc::OidcSettings>>,
-    allow_private: bool,
     nats_url: Option<String>,
     nats: OnceCell<async_nats::jetstream::Context>,
     /// The URL backends report back to (`{public_url}/api/v1/actions/runs/{id}`).
@@ -56,27 +52,11 @@ pub fn install_crypto() {
 impl Engine {
     pub fn new(keys: Keys, options: &EngineOptions) -> Result<Self, String> {
         install_crypto();
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .dns_resolver(Arc::new(GuardedResolver { allow_private: options.webhook_allow_private }))
-            .connect_timeout(Duration::from_secs(5))
-            .user_agent(concat!("Portolan/", env!("CARGO_PKG_VERSION")))
-            .no_proxy()
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        let sso_http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(crate::services::oidc::PROVIDER_TIMEOUT)
-            .user_agent(concat!("Portolan/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         Ok(Self {
             keys,
             runner_lease_ms: options.runner_lease_ms,
-            http,
-            sso_http,
+            outbound: Outbound::new(options.webhook_allow_private)?,
             oidc: std::sync::RwLock::new(None),
-            allow_private: options.webhook_allow_private,
             nats_url: options.nats_url.clone(),
             nats: OnceCell::new(),
             public_url: std::sync::RwLock::new("http://localhost:8080".into()),
@@ -84,8 +64,10 @@ impl Engine {
         })
     }
 
-    /// Turns on single sign-on with this provider.
+    /// Turns on single sign-on with this provider, whose origin sign-on requests may reach even
+    /// on a private network.
     pub fn set_oidc(&self, settings: crate::services::oidc::OidcSettings) {
+        self.outbound.trust_sign_on_provider(&settings.issuer);
         if let Ok(mut current) = self.oidc.write() {
             *current = Some(settings);
         }
@@ -175,49 +157,46 @@ const MAX_ANSWER_KEPT: usize = 1024;
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
 impl Engine {
-    /// Sends one signed webhook request.
-    pub async fn deliver_webhook(&self, request: WebhookRequest<'_>) -> Attempt {
-        let url = match url::Url::parse(request.url) {
-            Ok(url) if matches!(url.scheme(), "http" | "https") => url,
-            _ => return Attempt::Fatal(format!("'{}' is not an http or https URL", request.url)),
+    /// Sends one signed webhook request (a run's delivery, or a notice about the run).
+    pub async fn deliver_webhook(&self, purpose: Purpose, request: WebhookRequest<'_>) -> Attempt {
+        let method = reqwest::Method::from_bytes(request.method.as_bytes()).unwrap_or(reqwest::Method::POST);
+        let builder = match self.outbound.request(purpose, method, request.url) {
+            Ok(builder) => builder,
+            Err(refused) => return failed(refused),
         };
-        if !self.allow_private
-            && let Some(reason) = internal_literal(&url)
-        {
-            return Attempt::Fatal(reason);
+        let signature =
+            match crate::keys::sign_webhook(request.signing_secret, request.id, request.now_seconds, &request.body) {
+                Ok(signature) => signature,
+                Err(error) => return Attempt::Fatal(error),
+            };
+        let mut builder = builder
+            .timeout(request.timeout)
+            .header("content-type", "application/json")
+            .header("webhook-id", request.id)
+            .header("webhook-timestamp", &request.now_seconds.to_string())
+            .header("webhook-signature", &signature);
+        for (name, value) in &request.headers {
+            builder = builder.header(name, value);
         }
-        send(&self.http, url, request).await
+        match builder.body(request.body).send().await {
+            Ok(response) => answer(response, request.timeout).await,
+            Err(error) => failed(error),
+        }
     }
 }
 
-async fn send(client: &reqwest::Client, url: url::Url, request: WebhookRequest<'_>) -> Attempt {
-    let signature =
-        match crate::keys::sign_webhook(request.signing_secret, request.id, request.now_seconds, &request.body) {
-            Ok(signature) => signature,
-            Err(error) => return Attempt::Fatal(error),
-        };
-    let method = reqwest::Method::from_bytes(request.method.as_bytes()).unwrap_or(reqwest::Method::POST);
-    let mut builder = client
-        .request(method, url)
-        .timeout(request.timeout)
-        .header("content-type", "application/json")
-        .header("webhook-id", request.id)
-        .header("webhook-timestamp", request.now_seconds.to_string())
-        .header("webhook-signature", signature);
-    for (name, value) in &request.headers {
-        builder = builder.header(name.as_str(), value.as_str());
-    }
-    let response = match builder.body(request.body).send().await {
-        Ok(response) => response,
-        Err(err) if err.is_builder() => return Attempt::Fatal(format!("cannot build the request: {}", plain(err))),
-        Err(err) if err.is_timeout() => {
-            return Attempt::Retry {
-                error: format!("no answer within {:.1} s", request.timeout.as_secs_f64()),
-                after: None,
-            };
+fn failed(error: OutboundError) -> Attempt {
+    match error {
+        OutboundError::Refused(why) => Attempt::Fatal(why),
+        OutboundError::Invalid(_) => Attempt::Fatal(error.to_string()),
+        OutboundError::TimedOut(_) => Attempt::Retry { error: error.to_string(), after: None },
+        OutboundError::Unreachable(why) => {
+            Attempt::Retry { error: format!("cannot reach the webhook: {why}"), after: None }
         }
-        Err(err) => return Attempt::Retry { error: format!("cannot reach the webhook: {}", plain(err)), after: None },
-    };
+    }
+}
+
+async fn answer(response: reqwest::Response, timeout: Duration) -> Attempt {
     let status = response.status();
     let retry_after = response
         .headers()
@@ -226,7 +205,7 @@ async fn send(client: &reqwest::Client, url: url::Url, request: WebhookRequest<'
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(|s| Duration::from_secs(s).min(MAX_RETRY_AFTER));
     let location = response.headers().get("location").and_then(|v| v.to_str().ok()).map(str::to_string);
-    let body = match tokio::time::timeout(request.timeout, response.bytes()).await {
+    let body = match tokio::time::timeout(timeout, response.bytes()).await {
         Ok(Ok(bytes)) => String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_ANSWER_KEPT)]).into_owned(),
         Ok(Err(_)) | Err(_) => String::new(),
     };
@@ -239,121 +218,5 @@ async fn send(client: &reqwest::Client, url: url::Url, request: WebhookRequest<'
         )),
         408 | 429 | 500..=599 => Attempt::Retry { error: format!("the webhook answered {code}"), after: retry_after },
         _ => Attempt::Fatal(format!("the webhook answered {code}: {}", body.chars().take(200).collect::<String>())),
-    }
-}
-
-/// An error's message with its causes, without the URL (which may hold a templated secret).
-fn plain(err: reqwest::Error) -> String {
-    let err = err.without_url();
-    let mut text = err.to_string();
-    let mut source = std::error::Error::source(&err);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
-/// Why a URL whose host is an internal IP literal is refused (names are checked as they resolve).
-fn internal_literal(url: &url::Url) -> Option<String> {
-    let ip = match url.host()? {
-        url::Host::Ipv4(ip) => IpAddr::V4(ip),
-        url::Host::Ipv6(ip) => IpAddr::V6(ip),
-        url::Host::Domain(_) => return None,
-    };
-    is_internal(ip).then(|| format!("{ip} is a private or loopback address; webhooks may not reach it unless allowed"))
-}
-
-/// Loopback, private, link-local, unique-local, site-local, unspecified, CGNAT, benchmarking,
-/// reserved and multicast addresses, and IPv6 addresses that carry one of those IPv4 addresses
-/// (mapped, compatible, NAT64, 6to4).
-pub fn is_internal(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, c, _] = v4.octets();
-            v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || (a == 100 && (64..128).contains(&b))
-                || (a == 198 && (b == 18 || b == 19))
-                || (a == 192 && b == 0 && c == 0)
-                || a == 0
-                || a >= 240
-        }
-        IpAddr::V6(v6) => {
-            let s = v6.segments();
-            let embedded = |hi: u16, lo: u16| IpAddr::V4(std::net::Ipv4Addr::from(((hi as u32) << 16) | lo as u32));
-            if let Some(v4) = v6.to_ipv4() {
-                // IPv4-mapped and IPv4-compatible (`::a.b.c.d`, which also covers `::1` and `::`).
-                return v6.is_loopback() || v6.is_unspecified() || is_internal(IpAddr::V4(v4));
-            }
-            if s[0] == 0x64 && s[1] == 0xff9b && s[2..6] == [0, 0, 0, 0] {
-                return is_internal(embedded(s[6], s[7]));
-            }
-            if s[0] == 0x2002 {
-                return is_internal(embedded(s[1], s[2]));
-            }
-            v6.is_multicast() || (s[0] & 0xfe00) == 0xfc00 || (s[0] & 0xffc0) == 0xfe80 || (s[0] & 0xffc0) == 0xfec0
-        }
-    }
-}
-
-/// Resolves names for webhook deliveries and drops internal addresses unless they are allowed:
-/// the check happens on the addresses actually connected to, so a name cannot be re-pointed at an
-/// internal address between a check and the connection.
-struct GuardedResolver {
-    allow_private: bool,
-}
-
-impl Resolve for GuardedResolver {
-    fn resolve(&self, name: Name) -> Resolving {
-        let allow_private = self.allow_private;
-        Box::pin(async move {
-            let host = name.as_str().to_string();
-            let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let kept: Vec<SocketAddr> =
-                found.iter().copied().filter(|a| allow_private || !is_internal(a.ip())).collect();
-            if kept.is_empty() {
-                let reason = if found.is_empty() {
-                    format!("'{host}' does not resolve")
-                } else {
-                    format!("'{host}' resolves only to private or loopback addresses; webhooks may not reach them")
-                };
-                return Err(reason.into());
-            }
-            let addrs: Addrs = Box::new(kept.into_iter());
-            Ok(addrs)
-        })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn internal_addresses_are_recognised() {
-        for internal in [
-            "127.0.0.1",
-            "10.1.2.3",
-            "192.168.0.1",
-            "172.16.5.4",
-            "169.254.169.254",
-            "100.64.0.1",
-            "0.0.0.0",
-            "::1",
-            "fd00::1",
-            "fe80::1",
-            "::ffff:127.0.0.1",
-        ] {
-            assert!(is_internal(internal.parse().expect("ip")), "{internal} is internal");
-        }
-        for public in ["8.8.8.8", "1.1.1.1", "2606:4700::1111", "64:ff9b::808:808", "2002:808:808::1"] {
-            assert!(!is_internal(public.parse().expect("ip")), "{public} is public");
-        }
     }
 }

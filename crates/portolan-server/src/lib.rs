@@ -6,6 +6,7 @@ pub mod demo;
 pub mod error;
 pub mod extract;
 pub mod keys;
+pub mod outbound;
 pub mod rate_limit;
 pub mod sandbox;
 pub mod services;

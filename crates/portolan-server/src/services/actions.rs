@@ -11,6 +11,7 @@ use super::catalog::{Catalog, strip_server_fields, to_json};
 use super::{Actor, Principal, all_blueprints, identifier_from_path};
 use crate::error::{Error, ErrorCode, Result};
 use crate::keys;
+use crate::outbound::{OutboundError, Purpose};
 use portolan_model::permission::{Access, ActionOp};
 
 /// Longest secret value accepted, in bytes.
@@ -87,6 +88,7 @@ impl Catalog {
         self.require_define(tx.as_mut(), actor, &action).await?;
         let blueprints = all_blueprints(tx.as_mut()).await?;
         action.validate(&blueprints)?;
+        self.check_notify_url(&action)?;
         check_secrets_exist(tx.as_mut(), &action).await?;
         let existing = tx.action(&action.identifier).await?;
         // Which runners get a run, and which of their tasks it runs, is for admins: a moderator
@@ -286,6 +288,22 @@ impl Catalog {
             .filter(|t| t.revoked_at.is_none())
             .ok_or_else(|| Error::new(ErrorCode::Unauthorized, "unknown or revoked runner token"))?;
         Ok(runner)
+    }
+}
+
+impl Catalog {
+    /// An approval notice aimed at an internal IP literal is refused when the action is saved, not
+    /// only (silently) each time a run waits; a name is checked when it resolves.
+    fn check_notify_url(&self, action: &Action) -> Result<()> {
+        let Some(notify) = action.approval().and_then(|rule| rule.notify) else { return Ok(()) };
+        match self.engine().outbound.check(Purpose::ApprovalNotice, &notify.url) {
+            Ok(_) => Ok(()),
+            Err(OutboundError::Refused(why)) => Err(Error::invalid_at(
+                "/guardrails/approval/notify/url",
+                format!("{why} (the server setting webhook_allow_private)"),
+            )),
+            Err(other) => Err(Error::invalid_at("/guardrails/approval/notify/url", other.to_string())),
+        }
     }
 }
 

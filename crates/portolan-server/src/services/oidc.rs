@@ -21,6 +21,7 @@ use super::identity::NewSession;
 use super::{Actor, Origin};
 use crate::error::{Error, ErrorCode, Result};
 use crate::keys;
+use crate::outbound::{OutboundError, Purpose};
 
 /// How long a sign-in may take at the provider.
 const FLOW_LIFETIME_MS: Millis = 10 * 60_000;
@@ -116,9 +117,15 @@ impl Catalog {
             .ok_or_else(|| Error::new(ErrorCode::NotFound, "single sign-on is not configured on this server"))
     }
 
+    /// A GET for the provider: its issuer's origin is trusted, other origins it names are not.
+    async fn provider_get(&self, url: &str) -> std::result::Result<reqwest::Response, OutboundError> {
+        let request = self.engine().outbound.request(Purpose::SignOn, reqwest::Method::GET, url)?;
+        request.timeout(PROVIDER_TIMEOUT).send().await
+    }
+
     async fn discovery(&self, settings: &OidcSettings) -> Result<Discovery> {
         let url = format!("{}/.well-known/openid-configuration", settings.issuer.trim_end_matches('/'));
-        let response = self.engine().sso_http.get(&url).send().await.map_err(|e| provider_failed("discovery", e))?;
+        let response = self.provider_get(&url).await.map_err(|e| provider_failed("discovery", e))?;
         let discovery: Discovery = response.json().await.map_err(|e| provider_failed("discovery document", e))?;
         if discovery.issuer.trim_end_matches('/') != settings.issuer.trim_end_matches('/') {
             return Err(provider_failed("discovery", format!("it names another issuer, {}", discovery.issuer)));
@@ -191,11 +198,13 @@ impl Catalog {
             .finish();
         let response = self
             .engine()
-            .sso_http
-            .post(&discovery.token_endpoint)
-            .basic_auth(&settings.client_id, Some(&settings.client_secret))
-            .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(form)
+            .outbound
+            .request(Purpose::SignOn, reqwest::Method::POST, &discovery.token_endpoint)
+            .map_err(|e| provider_failed("token endpoint", e))?
+            .timeout(PROVIDER_TIMEOUT)
+            .basic_auth(&settings.client_id, &settings.client_secret)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form.into_bytes())
             .send()
             .await
             .map_err(|e| provider_failed("token endpoint", e))?;
@@ -219,8 +228,7 @@ impl Catalog {
         if !matches!(header.alg, Algorithm::RS256 | Algorithm::ES256 | Algorithm::PS256 | Algorithm::EdDSA) {
             return Err(unauthorized("the ID token is signed with an algorithm Portolan does not accept"));
         }
-        let response =
-            self.engine().sso_http.get(&discovery.jwks_uri).send().await.map_err(|e| provider_failed("JWKS", e))?;
+        let response = self.provider_get(&discovery.jwks_uri).await.map_err(|e| provider_failed("JWKS", e))?;
         let keys: JwkSet = response.json().await.map_err(|e| provider_failed("JWKS document", e))?;
         let jwk = match &header.kid {
             Some(kid) => keys.find(kid),
@@ -298,5 +306,5 @@ impl Catalog {
     }
 }
 
-/// How long a [`reqwest::Client`] for the provider waits.
+/// How long a request to the provider waits.
 pub const PROVIDER_TIMEOUT: Duration = Duration::from_secs(10);

@@ -17,6 +17,7 @@ use super::{Actor, Origin, Principal};
 use crate::backends::{Attempt, WebhookRequest};
 use crate::error::{Error, ErrorCode, Result};
 use crate::keys::RunTokenError;
+use crate::outbound::Purpose;
 use portolan_model::guardrail::{Approvers, Notify, NotifyFormat, QuotaScope, Verdict};
 use portolan_model::permission::{ActionOp, EntityOp};
 
@@ -173,18 +174,46 @@ impl Catalog {
                 json!({"text": format!("{} asks to run *{title}*{on}; approve or decline by {expires}: {url}", run.trigger.by)})
             }
         };
-        let http = self.engine().http.clone();
+        let catalog = self.clone();
         let run_id = run.id.clone();
         tokio::spawn(async move {
-            let sent = http.post(&notify.url).timeout(std::time::Duration::from_secs(10)).json(&body).send().await;
-            match sent {
-                Ok(response) if response.status().is_success() => {}
-                Ok(response) => {
-                    tracing::warn!(run = %run_id, status = %response.status(), "the approval webhook refused")
-                }
-                Err(err) => tracing::warn!(run = %run_id, %err, "cannot reach the approval webhook"),
-            }
+            let sent =
+                match catalog.engine().outbound.request(Purpose::ApprovalNotice, reqwest::Method::POST, &notify.url) {
+                    Ok(request) => request.json(&body).send().await,
+                    Err(refused) => Err(refused),
+                };
+            // Neither says the URL: a Slack webhook's URL is its secret.
+            let failure = match sent {
+                Ok(response) if response.status().is_success() => return,
+                Ok(response) => format!("the approval webhook answered {}", response.status().as_u16()),
+                Err(error) => format!("the approval webhook was not told: {error}"),
+            };
+            tracing::warn!(run = %run_id, %failure, "approvers were not notified");
+            catalog.note_on_run(&run_id, format!("approvers were not notified: {failure}")).await;
         });
+    }
+
+    /// Adds a line of Portolan's own to a run's log, for what happened beside the run (a notice
+    /// that was not delivered); best effort.
+    pub(crate) async fn note_on_run(&self, run_id: &str, message: String) {
+        let noted = async {
+            let mut tx = self.store().write().await?;
+            let Some(run) = tx.run(run_id, false).await? else { return Ok(()) };
+            tx.append_run_logs(run_id, &[log(self.now(), message)]).await?;
+            tx.publish(&ChangeEvent {
+                kind: "run.log".into(),
+                blueprint: run.blueprint.unwrap_or_default(),
+                identifier: run.id,
+                version: None,
+                property: None,
+            })
+            .await?;
+            tx.commit().await?;
+            Ok::<(), Error>(())
+        };
+        if let Err(err) = noted.await {
+            tracing::warn!(run = %run_id, %err, "cannot add a line to the run's log");
+        }
     }
 
     /// What a run would do, and every guardrail's decision on it, without starting it.
@@ -1138,13 +1167,14 @@ impl Catalog {
                 signing_secret: rendered.secrets.get(signing_secret).map(String::as_str).unwrap_or_default(),
                 now_seconds: self.now() / 1000,
             };
-            match self.engine().deliver_webhook(request).await {
+            match self.engine().deliver_webhook(Purpose::TimeoutNotice, request).await {
                 Attempt::Delivered { .. } => Ok(()),
-                other => Err(format!("{other:?}")),
+                failed => Err(undelivered(&failed, &rendered.hidden)),
             }
         };
         if let Err(err) = told.await {
             tracing::warn!(run = %run.id, %err, "cannot tell the webhook that the run timed out");
+            self.note_on_run(&run.id, format!("the webhook was not told that the run timed out: {err}")).await;
         }
     }
 
@@ -1200,16 +1230,19 @@ impl Catalog {
                 let url = rendered["url"].as_str().unwrap_or_default();
                 let attempt = self
                     .engine()
-                    .deliver_webhook(WebhookRequest {
-                        method,
-                        url,
-                        headers,
-                        body,
-                        timeout: delivery_timeout(*timeout_seconds, job.lease_until - self.now()),
-                        id: &format!("msg_{}", run.id),
-                        signing_secret: &secret,
-                        now_seconds: self.now() / 1000,
-                    })
+                    .deliver_webhook(
+                        Purpose::Webhook,
+                        WebhookRequest {
+                            method,
+                            url,
+                            headers,
+                            body,
+                            timeout: delivery_timeout(*timeout_seconds, job.lease_until - self.now()),
+                            id: &format!("msg_{}", run.id),
+                            signing_secret: &secret,
+                            now_seconds: self.now() / 1000,
+                        },
+                    )
                     .await;
                 attempt_outcome(attempt, *synchronized, job.attempts, i64::from(*max_attempts))
             }
@@ -1525,6 +1558,16 @@ struct Rendered {
     hidden: Vec<String>,
 }
 
+/// Why a notice was not delivered, fit for the server's log: what the webhook answered may echo
+/// the secrets its URL and headers were rendered with, so they are masked.
+fn undelivered(attempt: &Attempt, hidden: &[String]) -> String {
+    let text = match attempt {
+        Attempt::Delivered { status, .. } => format!("the webhook answered {status}"),
+        Attempt::Fatal(error) | Attempt::Retry { error, .. } => error.clone(),
+    };
+    template::mask_text(&text, hidden)
+}
+
 /// The action's timeout, but never longer than most of what is left of the job's lease: a
 /// delivery that outlived its claim would be made again by another worker meanwhile.
 fn delivery_timeout(timeout_seconds: u32, lease_left_ms: i64) -> Duration {
@@ -1699,14 +1742,13 @@ pub(crate) fn refuse_unless_allowed(verdicts: &[Verdict]) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
     use std::sync::Arc;
 
     use portolan_model::permission::{Role, User};
-    use serde_json::json;
 
-    use super::RunRequest;
     use crate::error::ErrorCode;
-    use crate::services::{Actor, Origin, SystemClock};
+    use crate::services::SystemClock;
 
     /// What was checked when a run was requested is checked again where it is written: a grant
     /// taken away, an action changed or deleted, or an entity deleted meanwhile refuses the run.
@@ -1750,5 +1792,22 @@ mod tests {
         catalog.put_action(&system, None, action("Job")).await.expect("action again");
         let (job, run) = prepare().await;
         catalog.write_run(job, run, member).await.expect("an unchanged request is written");
+    }
+
+    /// What a refusing webhook answered goes to the server's log with the secrets masked.
+    #[test]
+    fn an_undelivered_notice_is_told_without_the_secrets_it_echoes() {
+        let canary = "canary-5ecret-4711".to_string();
+        let hidden = vec![canary.clone(), String::new()];
+        for attempt in [
+            Attempt::Fatal(format!("the webhook answered 403: {{\"echo\": \"/hook?key={canary}\"}}")),
+            Attempt::Retry { error: format!("cannot reach the webhook: {canary}"), after: None },
+            Attempt::Delivered { status: 200, body: canary.clone() },
+        ] {
+            let told = undelivered(&attempt, &hidden);
+            assert!(!told.contains(&canary), "{told}");
+        }
+        let told = undelivered(&Attempt::Fatal(format!("the webhook answered 400: {canary}")), &hidden);
+        assert_eq!(told, "the webhook answered 400: ********");
     }
 }

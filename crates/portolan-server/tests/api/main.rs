@@ -12,10 +12,12 @@ mod guardrails;
 mod identity;
 mod oidc;
 mod ops;
+mod outbound;
 mod permissions;
 mod runners;
 mod scorecards;
 mod search;
+mod ssrf_corpus;
 mod visibility;
 mod web;
 

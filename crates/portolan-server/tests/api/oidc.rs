@@ -11,7 +11,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 use tokio::io::AsyncBufReadExt;
 
-use crate::{Reply, TestApp, read, spawn_app};
+use crate::{Reply, TestApp, read, spawn_app_full, test_engine};
 
 const CLIENT_ID: &str = "portolan";
 const CLIENT_SECRET: &str = "test-client-secret-0123456789";
@@ -154,7 +154,10 @@ async fn me(app: &TestApp, session: &str) -> Reply {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn single_sign_on_creates_the_user_maps_groups_to_teams_and_opens_a_session() {
-    let app = spawn_app().await;
+    // Private addresses are refused, but the provider the operator configured (on loopback here)
+    // is trusted.
+    let clock = std::sync::Arc::new(portolan_server::services::SystemClock);
+    let app = spawn_app_full(portolan_server::ServerOptions::default(), clock, test_engine()).await;
     let team = app.post("/api/v1/blueprints/_team/entities", json!({"identifier": "team-cart"})).await;
     assert_eq!(team.status, StatusCode::CREATED);
     let off = app.call_anonymously(Method::GET, "/api/v1/auth/providers", None).await;
