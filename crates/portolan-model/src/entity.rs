@@ -5,7 +5,7 @@ use serde_json::{Map, Value};
 
 use crate::blueprint::{Blueprint, Format};
 use crate::error::{FieldErrors, pointer_token};
-use crate::ident::check_entity_identifier;
+use crate::ident::{check_entity_identifier, check_new_entity_identifier, check_principal_identifier};
 use crate::{Millis, system};
 
 /// Longest entity title accepted, in characters.
@@ -144,14 +144,30 @@ impl EntityInput {
         }
     }
 
-    /// Validates a whole entity document against its blueprint. Absent properties that have a
-    /// default get it; `null` values count as absent.
+    /// Validates a whole new entity document against its blueprint. Absent properties that have a
+    /// default get it; `null` values count as absent. The identifier must not pass for another
+    /// (see [`crate::ident`]).
     pub fn validate(self, blueprint: &Blueprint) -> Result<ValidEntity, FieldErrors> {
+        self.validate_as(blueprint, true)
+    }
+
+    /// [`Self::validate`] for a document of an entity already stored, whose identifier is kept
+    /// as it was accepted.
+    pub fn validate_stored(self, blueprint: &Blueprint) -> Result<ValidEntity, FieldErrors> {
+        self.validate_as(blueprint, false)
+    }
+
+    fn validate_as(self, blueprint: &Blueprint, new: bool) -> Result<ValidEntity, FieldErrors> {
         let mut errors = FieldErrors::default();
         let mut references = Vec::new();
 
         let identifier = self.identifier.unwrap_or_default();
-        if let Err(msg) = check_entity_identifier(&identifier) {
+        let checked = match (new, system::is_system(&blueprint.identifier)) {
+            (false, _) => check_entity_identifier(&identifier),
+            (true, true) => check_principal_identifier(&identifier),
+            (true, false) => check_new_entity_identifier(&identifier),
+        };
+        if let Err(msg) = checked {
             errors.push("/identifier", format!("identifier {msg}"));
         }
         if let Some(bp) = &self.blueprint
@@ -319,7 +335,7 @@ impl Entity {
             relations: self.relations.clone(),
             ..EntityInput::default()
         }
-        .validate(blueprint)
+        .validate_stored(blueprint)
     }
 
     pub fn entity_ref(&self) -> EntityRef {
@@ -377,6 +393,22 @@ mod tests {
             targets,
             vec![("$team", "team-cart"), ("system", "shop"), ("dependsOn", "payments"), ("dependsOn", "users")]
         );
+    }
+
+    #[test]
+    fn look_alike_identifiers_are_refused_when_new_and_kept_when_stored() {
+        let lookalike = || {
+            input(
+                json!({"identifier": "p\u{0430}yments", "properties": {"language": "Go"}, "relations": {"system": "shop"}}),
+            )
+        };
+        let errors = lookalike().validate(&service()).expect_err("a new look-alike");
+        assert_eq!(errors.0[0].path, "/identifier");
+        assert!(lookalike().validate_stored(&service()).is_ok(), "an entity stored before the rule stays editable");
+        let user =
+            crate::system::blueprints().into_iter().find(|b| b.identifier == crate::system::USER).expect("_user");
+        assert!(input(json!({"identifier": "jürgen"})).validate(&user).is_err(), "users are ASCII");
+        assert!(input(json!({"identifier": "jurgen@example.com"})).validate(&user).is_ok());
     }
 
     #[test]

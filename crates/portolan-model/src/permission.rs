@@ -151,14 +151,6 @@ impl Access {
         }
     }
 
-    fn or(self, other: Access) -> Access {
-        match (self, other) {
-            (Access::Everything, _) | (_, Access::Everything) => Access::Everything,
-            (Access::Nothing, other) | (other, Access::Nothing) => other,
-            (Access::Only(a), Access::Only(b)) => Access::Only(json!({"combinator": "or", "rules": [a, b]})),
-        }
-    }
-
     /// The query that admits what this access reaches, for ANDing into a search; `None` for
     /// everything. Nothing is a query no entity passes.
     pub fn as_query(&self) -> Option<Value> {
@@ -217,7 +209,9 @@ pub struct BlueprintPermissions {
     pub update: Grant,
     #[serde(default)]
     pub delete: Grant,
-    /// Who may change one property without holding `update` on the whole entity.
+    /// Who may change one property. A property listed here is changed only by its grantees
+    /// (and moderators and admins), even by those who hold `update`; other properties follow
+    /// `update`.
     #[serde(default)]
     pub update_properties: BTreeMap<String, Grant>,
 }
@@ -289,14 +283,29 @@ impl BlueprintPermissions {
         grant.access(user, false)
     }
 
-    /// Which entities the user may change `property` of: those they may update, and those the
-    /// property's own grant admits.
+    /// Which entities the user may change `property` of. A property with its own grant narrows
+    /// `update` (Port's rule): only that grant's holders change it. Any other follows `update`.
     pub fn property_update(&self, user: &User, property: &str) -> Access {
-        let whole = self.entities(user, EntityOp::Update);
         match self.update_properties.get(property) {
-            Some(grant) => whole.or(grant.access(user, false)),
-            None => whole,
+            Some(_) if self.may_manage(user) => Access::Everything,
+            Some(grant) => grant.access(user, false),
+            None => self.entities(user, EntityOp::Update),
         }
+    }
+
+    /// Whether `property` has a grant of its own, so that `update` alone does not change it.
+    pub fn has_property_grant(&self, property: &str) -> bool {
+        self.update_properties.contains_key(property)
+    }
+
+    /// The first of the owning teams `after` adds to `before` that the user may not give: owning
+    /// gives a team's members the grants with `ownedByTeam`, so only the team's own members (and
+    /// moderators and admins) hand an entity to it. Taking a team away needs only the write.
+    pub fn refused_owner<'a>(&self, user: &User, before: &[String], after: &'a [String]) -> Option<&'a str> {
+        if self.may_manage(user) {
+            return None;
+        }
+        after.iter().find(|t| !before.contains(t) && !user.teams.contains(t)).map(String::as_str)
     }
 
     /// Refuses a change of these permissions by someone who could not hold what it gives:
@@ -432,9 +441,32 @@ mod tests {
         }
         assert_eq!(permissions.property_update(&bob, "replicas"), Everything);
         assert_eq!(permissions.property_update(&bob, "version"), Nothing);
-        assert_eq!(permissions.property_update(&alice, "replicas"), Only(condition.clone()));
+        // The property grant narrows alice's update: replicas is the search team's alone.
+        assert_eq!(permissions.property_update(&alice, "replicas"), Nothing);
+        assert_eq!(permissions.property_update(&alice, "version"), Only(condition.clone()));
+        assert_eq!(permissions.property_update(&moderator, "replicas"), Everything);
+        assert!(permissions.has_property_grant("replicas") && !permissions.has_property_grant("version"));
         assert!(permissions.may_manage(&moderator) && permissions.may_manage(&admin));
         assert!(!permissions.may_manage(&alice));
+    }
+
+    #[test]
+    fn only_members_of_a_team_or_moderators_give_it_ownership() {
+        let permissions = BlueprintPermissions {
+            moderators: Holders { users: vec!["mo".into()], teams: vec![] },
+            ..BlueprintPermissions::default()
+        };
+        let alice = user("alice", Role::Member, &["payments"]);
+        let teams = |names: &[&str]| names.iter().map(|t| t.to_string()).collect::<Vec<_>>();
+        let before = teams(&["payments", "search"]);
+        assert_eq!(permissions.refused_owner(&alice, &before, &teams(&["payments", "search", "ops"])), Some("ops"));
+        assert_eq!(permissions.refused_owner(&alice, &[], &teams(&["payments"])), None);
+        assert_eq!(permissions.refused_owner(&alice, &before, &teams(&["payments"])), None, "taking away is fine");
+        assert_eq!(permissions.refused_owner(&alice, &before, &before), None, "kept teams are not given");
+        let mo = user("mo", Role::Member, &[]);
+        let ada = user("ada", Role::Admin, &[]);
+        assert_eq!(permissions.refused_owner(&mo, &[], &teams(&["ops"])), None);
+        assert_eq!(permissions.refused_owner(&ada, &[], &teams(&["ops"])), None);
     }
 
     #[test]
@@ -504,11 +536,6 @@ mod tests {
     fn access_as_query() {
         assert_eq!(Access::Everything.as_query(), None);
         assert_eq!(Access::Nothing.as_query(), Some(json!({"combinator": "or", "rules": []})));
-        assert_eq!(
-            Access::Only(owned()).or(Access::Only(json!({"property": "a", "operator": "=", "value": 1}))),
-            Access::Only(
-                json!({"combinator": "or", "rules": [owned(), {"property": "a", "operator": "=", "value": 1}]})
-            )
-        );
+        assert_eq!(Access::Only(owned()).as_query(), Some(json!({"combinator": "and", "rules": [owned()]})));
     }
 }

@@ -729,6 +729,46 @@ impl RelationGraph for NoGraph {
 }
 
 impl Query {
+    /// Calls `f` on every rule, those inside `matchAny` first and then the `matchAny` itself, so
+    /// that what `f` adds to a rule is not visited again.
+    pub fn visit_rules_mut(&mut self, f: &mut dyn FnMut(&mut Rule)) {
+        match self {
+            Query::And(rules) | Query::Or(rules) => rules.iter_mut().for_each(|q| q.visit_rules_mut(f)),
+            Query::Rule(rule) => {
+                if let Rule::MatchAny { query, .. } = rule {
+                    query.visit_rules_mut(f);
+                }
+                f(rule);
+            }
+        }
+    }
+
+    /// Whether the query follows relations (`relatedTo`, `matchAny`) anywhere.
+    pub fn follows_relations(&self) -> bool {
+        match self {
+            Query::And(rules) | Query::Or(rules) => rules.iter().any(Query::follows_relations),
+            Query::Rule(rule) => matches!(rule, Rule::RelatedTo { .. } | Rule::MatchAny { .. }),
+        }
+    }
+
+    /// The entities every `relatedTo` rule starts from.
+    pub fn related_starts(&self) -> Vec<EntityRef> {
+        let mut starts = Vec::new();
+        self.collect_related_starts(&mut starts);
+        starts
+    }
+
+    fn collect_related_starts(&self, out: &mut Vec<EntityRef>) {
+        match self {
+            Query::And(rules) | Query::Or(rules) => rules.iter().for_each(|q| q.collect_related_starts(out)),
+            Query::Rule(Rule::RelatedTo { blueprint, targets, .. }) => {
+                out.extend(targets.iter().map(|t| EntityRef { blueprint: blueprint.clone(), identifier: t.clone() }))
+            }
+            Query::Rule(Rule::MatchAny { query, .. }) => query.collect_related_starts(out),
+            Query::Rule(_) => {}
+        }
+    }
+
     pub fn matches(&self, entity: &Entity, graph: &dyn RelationGraph) -> bool {
         match self {
             Query::And(rules) => rules.iter().all(|q| q.matches(entity, graph)),

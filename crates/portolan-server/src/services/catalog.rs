@@ -382,14 +382,19 @@ impl Catalog {
 
         let mut tx = self.store.write().await?;
         let blueprint = load_blueprint(tx.as_mut(), blueprint_id).await?.blueprint;
-        let existing = tx.entity(blueprint_id, &identifier).await?;
-        // What the caller may not read stays hidden, whatever the request says about it (a new
-        // entity still cannot take a used identifier, readable or not).
+        let mut existing = tx.entity(blueprint_id, &identifier).await?;
+        // What the caller may not read stays hidden, whatever the request says about it: a PUT
+        // or PATCH finds nothing, and a create is refused as one the grants do not allow (it
+        // cannot take the identifier, and must not overwrite the entity).
+        let mut taken_by_hidden = false;
         if let (Some(current), Principal::User(_)) = (&existing, &actor.principal)
             && let Err(hidden) = self.readable_entity(tx.as_mut(), actor, current.clone()).await
-            && !matches!(mode, WriteMode::Create { upsert: false, .. })
         {
-            return Err(hidden);
+            if !matches!(mode, WriteMode::Create { .. }) {
+                return Err(hidden);
+            }
+            existing = None;
+            taken_by_hidden = true;
         }
         check_if_match(if_match, existing.as_ref())?;
         let input = match (mode, &existing) {
@@ -407,11 +412,17 @@ impl Catalog {
             }
             _ => input,
         };
-        let valid = input.validate(&blueprint)?;
+        let valid = match existing {
+            Some(_) => input.validate_stored(&blueprint)?,
+            None => input.validate(&blueprint)?,
+        };
         if let Some(refused) =
             self.refused_writes(tx.as_mut(), actor, &blueprint, &[(0, &valid, existing.as_ref())]).await?.remove(&0)
         {
             return Err(refused);
+        }
+        if taken_by_hidden {
+            return Err(super::permissions::create_refused(blueprint_id));
         }
         let pending = vec![Pending { index: 0, valid, existing }];
         let mut missing = missing_references(tx.as_mut(), &blueprint, &pending).await?;
@@ -529,6 +540,20 @@ impl Catalog {
         let identifiers: Vec<String> = inputs.iter().filter_map(|(_, i)| i.identifier.clone()).collect();
         let mut existing: HashMap<String, Entity> =
             tx.entities(blueprint_id, &identifiers).await?.into_iter().map(|e| (e.identifier.clone(), e)).collect();
+        // As for one entity: an identifier taken by an entity the caller may not read is refused
+        // as a create the grants do not allow, with or without upsert.
+        let mut taken_by_hidden = HashSet::new();
+        if let Principal::User(_) = &actor.principal {
+            let refs: Vec<EntityRef> = existing.values().map(Entity::entity_ref).collect();
+            let readable = self.readable_refs(tx.as_mut(), actor, &refs).await;
+            for (identifier, entity) in std::mem::take(&mut existing) {
+                if readable.contains(&entity.entity_ref()) {
+                    existing.insert(identifier, entity);
+                } else {
+                    taken_by_hidden.insert(identifier);
+                }
+            }
+        }
 
         let mut pending = Vec::with_capacity(inputs.len());
         for (index, input) in inputs {
@@ -549,7 +574,11 @@ impl Catalog {
                 Some(current) if merge => input.merged_onto(current),
                 _ => input,
             };
-            match input.validate(&blueprint) {
+            let valid = match current {
+                Some(_) => input.validate_stored(&blueprint),
+                None => input.validate(&blueprint),
+            };
+            match valid {
                 Ok(valid) => pending.push(Pending { index, valid, existing: current }),
                 Err(errors) => {
                     results.push(BulkItem { index, identifier: Some(identifier), result: Err(errors.into()) })
@@ -559,12 +588,24 @@ impl Catalog {
 
         let items: Vec<_> = pending.iter().map(|p| (p.index, &p.valid, p.existing.as_ref())).collect();
         let mut refused = self.refused_writes(tx.as_mut(), actor, &blueprint, &items).await?;
+        for p in pending.iter().filter(|p| taken_by_hidden.contains(&p.valid.identifier)) {
+            refused.entry(p.index).or_insert_with(|| super::permissions::create_refused(blueprint_id));
+        }
         let (kept, denied): (Vec<Pending>, Vec<Pending>) =
             pending.into_iter().partition(|p| !refused.contains_key(&p.index));
         pending = kept;
+        // The request as a whole succeeds, so its refused items are audited here, one by one.
+        let mut refusals = Vec::new();
         for p in denied {
-            let result = Err(refused.remove(&p.index).unwrap_or_else(|| Error::forbidden("refused")));
-            results.push(BulkItem { index: p.index, identifier: Some(p.valid.identifier), result });
+            let error = refused.remove(&p.index).unwrap_or_else(|| Error::forbidden("refused"));
+            let action = if p.existing.is_some() { "entity.update" } else { "entity.create" };
+            refusals.push(
+                actor.entry(self.now(), action, "entity", &p.valid.identifier).on(blueprint_id).denied(&error.message),
+            );
+            results.push(BulkItem { index: p.index, identifier: Some(p.valid.identifier), result: Err(error) });
+        }
+        if !refusals.is_empty() {
+            tx.append_audit(&refusals).await?;
         }
 
         // Items whose references point nowhere fail; items that pointed at those fail in turn.

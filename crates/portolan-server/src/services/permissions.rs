@@ -235,8 +235,10 @@ impl Catalog {
     }
 
     /// The writes among `items` (index, new state, current entity) the actor may not make, with
-    /// why. Creating needs `create` on the new state; changing needs `update` on the current
-    /// entity, or, when only properties change, the `updateProperties` grant of each.
+    /// why. Creating needs `create` on the new state. Changing needs `update` on the current
+    /// entity, except for properties with an `updateProperties` grant, which need that grant
+    /// (with or without `update`). Giving an entity to a team the actor is not in needs a
+    /// moderator or an admin.
     pub(crate) async fn refused_writes(
         &self,
         tx: &mut dyn Tx,
@@ -272,39 +274,50 @@ impl Catalog {
             self.admitted_by(tx, actor, bp, &read, &updates).await?
         };
         for (index, valid, existing) in items {
-            match existing {
-                None => {
-                    let allowed = match (&create, &create_query) {
-                        (Access::Everything, _) => true,
-                        (_, Some(query)) => query.matches(&would_be(valid, bp, &user.id), &query::NoGraph),
-                        _ => false,
-                    };
-                    if !allowed {
-                        let message = format!("you may not create this entity of '{bp}'");
-                        refused.insert(*index, Error::forbidden(message));
-                    }
+            let Some(current) = existing else {
+                let allowed = match (&create, &create_query) {
+                    (Access::Everything, _) => true,
+                    (_, Some(query)) => query.matches(&would_be(valid, bp, &user.id), &query::NoGraph),
+                    _ => false,
+                };
+                if !allowed {
+                    refused.insert(*index, create_refused(bp));
+                } else if let Some(team) = permissions.refused_owner(&user, &[], &valid.team) {
+                    refused.insert(*index, owner_refused(&valid.identifier, team, bp));
                 }
-                Some(current) if may_update.contains(&current.identifier) => {}
-                Some(current) if !may_read.contains(&current.identifier) => {
-                    let what = format!("entity '{}' of blueprint '{bp}'", current.identifier);
-                    refused.insert(*index, Error::hidden(what));
+                continue;
+            };
+            let id = &current.identifier;
+            let whole = may_update.contains(id);
+            if !whole && !may_read.contains(id) {
+                refused.insert(*index, Error::hidden(format!("entity '{id}' of blueprint '{bp}'")));
+                continue;
+            }
+            let (properties, others) = changes(blueprint, valid, current);
+            // `update` covers everything but the properties with a grant of their own.
+            let ungranted = properties.iter().find(|p| !permissions.has_property_grant(p));
+            if !whole && (others || ungranted.is_some()) {
+                let message = match ungranted {
+                    Some(property) if !others => format!("you may not change '{property}' of '{id}'"),
+                    _ => format!("you may not update entity '{id}' of '{bp}'"),
+                };
+                refused.insert(*index, Error::forbidden(message));
+                continue;
+            }
+            for property in properties.iter().filter(|p| permissions.has_property_grant(p)) {
+                let access = permissions.property_update(&user, property);
+                if self.admitted_by(tx, actor, bp, &access, std::slice::from_ref(id)).await?.is_empty() {
+                    let message = format!(
+                        "you may not change '{property}' of '{id}': only the holders of its updateProperties grant may"
+                    );
+                    refused.insert(*index, Error::forbidden(message));
+                    break;
                 }
-                Some(current) => {
-                    let Some(changed) = changed_properties_only(blueprint, valid, current) else {
-                        let message = format!("you may not update entity '{}' of '{bp}'", current.identifier);
-                        refused.insert(*index, Error::forbidden(message));
-                        continue;
-                    };
-                    for property in changed {
-                        let access = permissions.property_update(&user, &property);
-                        let ids = [current.identifier.clone()];
-                        if self.admitted_by(tx, actor, bp, &access, &ids).await?.is_empty() {
-                            let message = format!("you may not change '{property}' of '{}'", current.identifier);
-                            refused.insert(*index, Error::forbidden(message));
-                            break;
-                        }
-                    }
-                }
+            }
+            if !refused.contains_key(index)
+                && let Some(team) = permissions.refused_owner(&user, &current.team, &valid.team)
+            {
+                refused.insert(*index, owner_refused(id, team, bp));
             }
         }
         Ok(refused)
@@ -514,16 +527,29 @@ fn would_be(valid: &ValidEntity, blueprint: &str, by: &str) -> Entity {
     }
 }
 
-/// The stored properties a write changes, when it changes nothing else (title, icon, teams,
-/// relations). Computed properties are the server's, not the writer's, and are left out.
-fn changed_properties_only(blueprint: &Blueprint, valid: &ValidEntity, current: &Entity) -> Option<Vec<String>> {
-    if valid.title != current.title
+/// What a write changes of a stored entity: the stored properties whose values change, and
+/// whether anything else does (title, icon, teams, relations). Computed properties are the
+/// server's, not the writer's, and are left out.
+fn changes(blueprint: &Blueprint, valid: &ValidEntity, current: &Entity) -> (Vec<String>, bool) {
+    let others = valid.title != current.title
         || valid.icon != current.icon
         || valid.team != current.team
-        || valid.relations != current.relations
-    {
-        return None;
-    }
+        || valid.relations != current.relations;
     let names = blueprint.schema.properties.keys();
-    Some(names.filter(|name| valid.properties.get(*name) != current.properties.get(*name)).cloned().collect())
+    let properties =
+        names.filter(|name| valid.properties.get(*name) != current.properties.get(*name)).cloned().collect();
+    (properties, others)
+}
+
+/// The refusal of a create: the same whether the grant does not admit the new entity or its
+/// identifier is taken by one the caller may not read, so that the answer tells nothing of it.
+pub(crate) fn create_refused(blueprint: &str) -> Error {
+    Error::forbidden(format!("you may not create this entity of '{blueprint}'"))
+}
+
+fn owner_refused(identifier: &str, team: &str, blueprint: &str) -> Error {
+    Error::forbidden(format!(
+        "you may not make team '{team}' an owner of '{identifier}': you are not in it \
+         (a moderator of '{blueprint}' or an admin may)"
+    ))
 }

@@ -6,7 +6,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use portolan_model::query::{self, Query, QueryContext, Scope};
 use portolan_model::scorecard::Scorecard;
-use portolan_model::{Blueprint, Entity, FieldError, FieldErrors};
+use portolan_model::{Blueprint, Entity, EntityRef, FieldError, FieldErrors};
 use portolan_store::Tx;
 use portolan_store::query_sql::{Aggregate, AggregatePlan, AggregateResult, Position, SearchPlan, Sort};
 use serde::Deserialize;
@@ -226,15 +226,33 @@ impl Catalog {
         Ok(result)
     }
 
-    /// `query`, narrowed to what the actor may read.
+    /// `query`, narrowed to what the actor may read. Relations are followed only from and to
+    /// what the actor may read: a `relatedTo` from an entity they may not read admits nothing,
+    /// as if it did not exist, and a `matchAny` path ends only at entities they may read.
     pub(crate) async fn restrict(
         &self,
         tx: &mut dyn Tx,
         actor: &Actor,
         blueprint: Option<&str>,
         blueprints: &[Blueprint],
-        query: Query,
+        mut query: Query,
     ) -> Result<Query> {
+        if query.follows_relations()
+            && let Some(readable) = self.read_filter(tx, actor, None, blueprints).await?
+        {
+            let starts = query.related_starts();
+            let readable_starts = self.readable_refs(tx, actor, &starts).await;
+            query.visit_rules_mut(&mut |rule| match rule {
+                query::Rule::RelatedTo { blueprint, targets, .. } => targets.retain(|t| {
+                    readable_starts.contains(&EntityRef { blueprint: blueprint.clone(), identifier: t.clone() })
+                }),
+                query::Rule::MatchAny { query: ends, .. } => {
+                    let user_query = std::mem::replace(ends.as_mut(), Query::And(vec![]));
+                    **ends = Query::And(vec![user_query, readable.clone()]);
+                }
+                _ => {}
+            });
+        }
         Ok(match self.read_filter(tx, actor, blueprint, blueprints).await? {
             None => query,
             Some(filter) => Query::And(vec![query, filter]),

@@ -269,3 +269,39 @@ async fn a_disabled_person_is_signed_out_and_members_cannot_manage_accounts() {
     let self_demote = app.patch("/api/v1/users/admin@test", json!({"role": "member"})).await;
     assert_eq!(self_demote.status, StatusCode::FORBIDDEN, "an admin cannot lock the portal out of admins by accident");
 }
+
+#[tokio::test]
+async fn look_alike_identifiers_are_refused_for_users_teams_blueprints_and_new_entities() {
+    let app = spawn_app().await;
+    app.with_service_blueprints().await;
+    // A fullwidth 'ａ' and a Cyrillic 'а' in front of "dmin".
+    for lookalike in ["\u{FF41}dmin", "\u{0430}dmin"] {
+        let attempts = [
+            ("/api/v1/users", json!({"identifier": lookalike, "service": true})),
+            ("/api/v1/blueprints/_user/entities", json!({"identifier": lookalike})),
+            ("/api/v1/blueprints/_team/entities", json!({"identifier": lookalike})),
+            ("/api/v1/blueprints", json!({"identifier": lookalike, "schema": {"properties": {}}})),
+            ("/api/v1/blueprints/service/entities", crate::service(lookalike)),
+        ];
+        for (path, body) in attempts {
+            let refused = app.post(path, body).await;
+            assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{path} {lookalike}: {}", refused.body);
+            assert_eq!(refused.error_code(), "validation_failed");
+            assert_eq!(refused.detail_paths(), ["/identifier"], "{path}: {}", refused.body);
+        }
+    }
+    let users = app.get("/api/v1/users").await;
+    let listed = users.body.to_string();
+    assert!(!listed.contains('\u{FF41}') && !listed.contains('\u{0430}'), "no look-alike account: {listed}");
+    let email = app.post("/api/v1/users", json!({"identifier": "alice@portolan.dev", "service": true})).await;
+    assert_eq!(email.status, StatusCode::CREATED, "{}", email.body);
+    // Entities other than users and teams keep every language, one look-alike alphabet at a time.
+    for fine in ["заказы", "café-ßervice", "订单服务"] {
+        let made = app.post("/api/v1/blueprints/service/entities", crate::service(fine)).await;
+        assert_eq!(made.status, StatusCode::CREATED, "{fine}: {}", made.body);
+    }
+    let team = app.post("/api/v1/blueprints/_team/entities", json!({"identifier": "café"})).await;
+    assert_eq!(team.status, StatusCode::UNPROCESSABLE_ENTITY, "teams are ASCII: {}", team.body);
+    let message = team.body["message"].as_str().unwrap_or_default();
+    assert!(message.contains("ASCII") && message.contains("U+00E9"), "{message}");
+}

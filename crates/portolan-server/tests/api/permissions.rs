@@ -152,8 +152,8 @@ async fn writes_follow_create_update_property_and_delete_grants() {
     let hidden = org.call(ana, Method::PATCH, "/api/v1/blueprints/service/entities/b1", Some(patch)).await;
     assert_eq!(hidden.status, StatusCode::NOT_FOUND, "what she cannot read, she cannot find to change");
 
-    // bo may not update a1, and cannot read it either; but bo may set `replicas` anywhere he can
-    // read: on his own service through ownership, and through the property grant.
+    // bo may not update a1, and cannot read it either; but the property grant lets him set
+    // `replicas` anywhere he can read.
     let replicas = json!({"properties": {"replicas": 3}});
     assert_eq!(
         org.call(bo, Method::PATCH, "/api/v1/blueprints/service/entities/b1", Some(replicas.clone())).await.status,
@@ -401,4 +401,145 @@ async fn write_paths_do_not_reveal_hidden_entities() {
         .await
         .expect("sent");
     assert_eq!(stale.status(), StatusCode::NOT_FOUND);
+}
+
+/// The `(error, message)` of each item of a bulk answer.
+fn bulk_errors(reply: &crate::Reply) -> Vec<(Value, Value)> {
+    let results = reply.body["results"].as_array().expect("results");
+    results.iter().map(|r| (r["error"].clone(), r["message"].clone())).collect()
+}
+
+#[tokio::test]
+async fn creating_over_a_hidden_entity_answers_like_a_refused_create_and_changes_nothing() {
+    let org = org().await;
+    let (app, ana) = (&org.app, &org.ana);
+    let before = app.get("/api/v1/blueprints/service/entities/b1").await.body["entity"].clone();
+    let entities = "/api/v1/blueprints/service/entities";
+    // What ana gets for a create her grant does not allow: b9 would belong to team-b.
+    let mut not_hers = service("b9");
+    not_hers["team"] = json!(["team-b"]);
+    let refused = org.call(ana, Method::POST, entities, Some(not_hers.clone())).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+    // b1 exists but is hidden from her; creating it as hers must read the same, and not write.
+    let mut over_hidden = service("b1");
+    over_hidden["team"] = json!(["team-a"]);
+    over_hidden["properties"]["language"] = json!("Python");
+    for query in ["", "?upsert=true", "?upsert=true&merge=true"] {
+        let collided = org.call(ana, Method::POST, &format!("{entities}{query}"), Some(over_hidden.clone())).await;
+        assert_eq!(collided.status, refused.status, "{query}: {}", collided.body);
+        assert_eq!(collided.body, refused.body, "{query}: exactly the answer of a refused create");
+
+        let bulk = json!({"entities": [not_hers, over_hidden]});
+        let answer = org.call(ana, Method::POST, &format!("{entities}/bulk{query}"), Some(bulk)).await;
+        assert_eq!(answer.status, StatusCode::MULTI_STATUS, "{}", answer.body);
+        let errors = bulk_errors(&answer);
+        assert_eq!(errors[0].0, json!("forbidden"), "{}", answer.body);
+        assert_eq!(errors[1], errors[0], "{query}: the hidden one reads like the refused one: {}", answer.body);
+    }
+    let after = app.get("/api/v1/blueprints/service/entities/b1").await.body["entity"].clone();
+    assert_eq!(after, before, "b1 is untouched");
+    assert_eq!(after["properties"]["language"], "Go");
+
+    // Refused bulk items are audited like refused requests.
+    let denied = app.get("/api/v1/audit-log?limit=1000&status=denied").await;
+    let tried: Vec<&Value> = denied.body["records"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .filter(|r| r["actor"] == "ana" && r["resourceId"] == "b1" && r["action"] == "entity.create")
+        .collect();
+    assert_eq!(tried.len(), 3, "one per bulk attempt: {}", denied.body);
+}
+
+#[tokio::test]
+async fn related_to_and_match_any_do_not_start_or_end_at_hidden_entities() {
+    let org = org().await;
+    let org = &org;
+    let (app, ana) = (&org.app, &org.ana);
+    // b1 (hidden from ana) depends on a1; a2 depends on a1 too.
+    for (from, to) in [("b1", "a1"), ("a2", "a1")] {
+        let path = format!("/api/v1/blueprints/service/entities/{from}");
+        let linked = app.patch(&path, json!({"relations": {"dependsOn": [to]}})).await;
+        assert_eq!(linked.status, StatusCode::OK, "{}", linked.body);
+    }
+    let search = |rule: Value| async move {
+        let query = json!({"query": {"combinator": "and", "rules": [rule]}});
+        let found = org.call(ana, Method::POST, "/api/v1/blueprints/service/entities/search", Some(query)).await;
+        assert_eq!(found.status, StatusCode::OK, "{}", found.body);
+        identifiers(&found.body)
+    };
+    let related = |id: &str, direction: &str| json!({"operator": "relatedTo", "blueprint": "service", "value": id, "direction": direction});
+    assert_eq!(search(related("a1", "upstream")).await, ["a2"], "from her own service, as before");
+    assert_eq!(search(related("b1", "downstream")).await, Vec::<String>::new(), "as if b1 did not exist");
+    assert_eq!(search(related("b1", "downstream")).await, search(related("zz", "downstream")).await);
+    let both =
+        json!({"operator": "relatedTo", "blueprint": "service", "value": ["b1", "a2"], "direction": "downstream"});
+    assert_eq!(search(both).await, ["a1"], "what a2 reaches, not what b1 reaches");
+    // The admin, who may read b1, walks from it.
+    let query = json!({"query": {"combinator": "and", "rules": [related("b1", "downstream")]}});
+    assert_eq!(identifiers(&app.post("/api/v1/blueprints/service/entities/search", query).await.body), ["a1"]);
+
+    // A path may not end at b1 either: that would test its properties.
+    let secret =
+        app.patch("/api/v1/blueprints/service/entities/b1", json!({"properties": {"lifecycle": "secret"}})).await;
+    assert_eq!(secret.status, StatusCode::OK);
+    let mine = app.patch("/api/v1/blueprints/service/entities/a1", json!({"relations": {"dependsOn": ["b1"]}})).await;
+    assert_eq!(mine.status, StatusCode::OK);
+    let through = |lifecycle: &str| {
+        json!({"operator": "matchAny", "relations": ["dependsOn"], "query": {"combinator": "and", "rules": [
+            {"property": "lifecycle", "operator": "=", "value": lifecycle}]}})
+    };
+    let admin_query = json!({"query": {"combinator": "and", "rules": [through("secret")]}});
+    let found = app.post("/api/v1/blueprints/service/entities/search", admin_query).await;
+    assert_eq!(identifiers(&found.body), ["a1"]);
+    assert_eq!(search(through("secret")).await, Vec::<String>::new(), "b1's lifecycle stays hidden");
+    assert_eq!(search(through("experimental")).await, ["a2"], "a2 → a1, which she may read");
+    let count = json!({"function": "count", "query": {"combinator": "and", "rules": [through("secret")]}});
+    let counted = org.call(ana, Method::POST, "/api/v1/entities/aggregate", Some(count)).await;
+    assert_eq!(counted.body["value"], 0.0, "{}", counted.body);
+}
+
+#[tokio::test]
+async fn property_grants_narrow_update_and_only_members_or_moderators_give_ownership() {
+    let org = org().await;
+    let (ana, mo) = (&org.ana, &org.mo);
+    let a1 = "/api/v1/blueprints/service/entities/a1";
+    // ana owns a1, so she holds `update` on it; `replicas` has a grant of its own naming only bo.
+    let replicas = org.call(ana, Method::PATCH, a1, Some(json!({"properties": {"replicas": 7}}))).await;
+    assert_eq!(replicas.status, StatusCode::FORBIDDEN, "{}", replicas.body);
+    let message = replicas.body["message"].as_str().unwrap_or_default();
+    assert!(message.contains("'replicas'") && message.contains("updateProperties"), "{message}");
+    let language = org.call(ana, Method::PATCH, a1, Some(json!({"properties": {"language": "Python"}}))).await;
+    assert_eq!(language.status, StatusCode::OK, "the other properties follow update: {}", language.body);
+    let mixed = json!({"entities": [{"identifier": "a1", "properties": {"replicas": 7}},
+        {"identifier": "a2", "properties": {"lifecycle": "production"}}]});
+    let bulk = org
+        .call(ana, Method::POST, "/api/v1/blueprints/service/entities/bulk?upsert=true&merge=true", Some(mixed))
+        .await;
+    let outcomes: Vec<Value> =
+        bulk.body["results"].as_array().expect("results").iter().map(|r| r["result"].clone()).collect();
+    assert_eq!(outcomes, ["error", "updated"], "{}", bulk.body);
+    let stored = org.call(ana, Method::GET, a1, None).await;
+    assert_eq!(stored.body["entity"]["properties"].get("replicas"), None, "{}", stored.body);
+    let by_moderator = org.call(mo, Method::PATCH, a1, Some(json!({"properties": {"replicas": 7}}))).await;
+    assert_eq!(by_moderator.status, StatusCode::OK, "{}", by_moderator.body);
+
+    // Giving a1 to team-b as well: refused to ana, who is not in team-b; fine for the moderator.
+    let share = json!({"team": ["team-a", "team-b"]});
+    let given = org.call(ana, Method::PATCH, a1, Some(share.clone())).await;
+    assert_eq!(given.status, StatusCode::FORBIDDEN, "{}", given.body);
+    assert!(given.body["message"].as_str().is_some_and(|m| m.contains("'team-b'")), "{}", given.body);
+    let mut new_shared = service("a4");
+    new_shared["team"] = json!(["team-a", "team-b"]);
+    let created = org.call(ana, Method::POST, "/api/v1/blueprints/service/entities", Some(new_shared)).await;
+    assert_eq!(created.status, StatusCode::FORBIDDEN, "nor on a new service: {}", created.body);
+    let denied = org.app.get("/api/v1/audit-log?limit=1000&status=denied").await;
+    let text = denied.body.to_string();
+    assert!(text.contains("PATCH /api/v1/blueprints/service/entities/a1") && text.contains("team-b"), "{text}");
+    let kept = org.call(ana, Method::GET, a1, None).await;
+    assert_eq!(kept.body["entity"]["team"], json!(["team-a"]));
+    assert_eq!(org.call(mo, Method::PATCH, a1, Some(share)).await.status, StatusCode::OK);
+    // Taking a team away needs only the update.
+    let narrowed = org.call(ana, Method::PATCH, a1, Some(json!({"team": ["team-a"]}))).await;
+    assert_eq!(narrowed.status, StatusCode::OK, "{}", narrowed.body);
 }
