@@ -352,7 +352,16 @@ fn yes() -> bool {
 }
 
 /// What a template sees when no payload is configured: everything but the secrets.
-const DEFAULT_PAYLOAD: &str = "{action: .action, run: .run, inputs: .inputs, entity: .entity, trigger: .trigger}";
+/// The payload of a backend whose action gives none: the run's context, without the secrets.
+fn default_payload() -> Value {
+    serde_json::json!({
+        "action": "{{ .action }}",
+        "run": {"id": "{{ .run.id }}", "url": "{{ .run.url }}", "token": "{{ .run.token }}"},
+        "inputs": "{{ .inputs }}",
+        "entity": "{{ .entity }}",
+        "trigger": "{{ .trigger }}"
+    })
+}
 const WEBHOOK_METHODS: [&str; 5] = ["POST", "PUT", "PATCH", "DELETE", "GET"];
 
 impl Action {
@@ -465,21 +474,26 @@ impl Action {
         }
     }
 
-    /// The jq program that renders the invocation (`url`, `headers`, `body`, `payload`, `subject`
-    /// or `entity`, as the backend needs) from `{inputs, entity, action, run, trigger, secrets}`.
-    pub fn render_program(&self) -> Result<String, FieldErrors> {
+    /// What renders the invocation (`url`, `headers`, `body`, `payload`, `subject` or `entity`, as
+    /// the backend needs) from `{inputs, entity, action, run, trigger, secrets}`.
+    pub fn renderer(&self) -> Result<template::Renderer, FieldErrors> {
         let mut errors = FieldErrors::default();
-        let templates = self.templates();
-        let mut parts = Vec::new();
-        for (key, template) in templates.as_object().into_iter().flatten() {
-            let program = match (key.as_str(), template) {
-                ("body" | "payload", Value::Null) => DEFAULT_PAYLOAD.to_string(),
-                ("entity", Value::Null) => "{identifier: .entity.identifier}".to_string(),
-                _ => template::to_jq(template, &format!("/invocationMethod/{}", self.template_field(key)), &mut errors),
+        let mut renderer = template::Renderer::default();
+        for (key, template) in self.templates().as_object().into_iter().flatten() {
+            let default = match (key.as_str(), template) {
+                ("body" | "payload", Value::Null) => Some(default_payload()),
+                ("entity", Value::Null) => Some(serde_json::json!({"identifier": "{{ .entity.identifier }}"})),
+                _ => None,
             };
-            parts.push(format!("{}: {program}", Value::from(key.as_str())));
+            let target = match key.as_str() {
+                "url" => template::Target::Url,
+                "subject" => template::Target::NatsSubject,
+                _ => template::Target::Json,
+            };
+            let pointer = format!("/invocationMethod/{}", self.template_field(key));
+            renderer.add(key, default.as_ref().unwrap_or(template), target, &pointer, &mut errors);
         }
-        errors.into_result(format!("{{{}}}", parts.join(", ")))
+        errors.into_result(renderer)
     }
 
     /// Where a rendered part sits in the action document.
@@ -559,7 +573,7 @@ impl Action {
             }
         }
         self.validate_invocation(blueprints, &mut errors);
-        if let Err(more) = self.render_program() {
+        if let Err(more) = self.renderer() {
             errors.0.extend(more.0);
         }
         for (key, template) in self.templates().as_object().into_iter().flatten() {
@@ -957,17 +971,33 @@ mod tests {
     }
 
     #[test]
-    fn a_complete_action_validates_and_renders_one_program() {
+    fn a_complete_action_validates_and_renders() {
         let a = day2();
         assert_eq!(a.validate(&blueprints()), Ok(()));
         assert_eq!(a.backend(), BackendKind::Webhook);
         assert_eq!(a.secret_names(), ["hook"]);
-        let program = a.render_program().expect("renders");
-        let input = json!({"entity": {"identifier": "cart"}, "inputs": {"replicas": 2}, "action": {}, "run": {}, "trigger": {}});
-        let out = crate::jq::eval(&program, &input, 1).expect("evaluates").remove(0);
-        assert_eq!(out["url"], json!("https://ci.example.com/scale/cart"));
-        assert_eq!(out["body"]["inputs"], json!({"replicas": 2}), "the default body is the run context");
-        assert!(out["body"].get("secrets").is_none(), "secrets stay out of the default body");
+        let renderer = a.renderer().expect("renders");
+        let input = json!({"entity": {"identifier": "cart"}, "inputs": {"replicas": 2}, "action": {},
+            "run": {"id": "r_1", "url": "u", "token": "tok-abcdefgh"}, "trigger": {}, "secrets": {"hook": "whsec_x"}});
+        let out = template::render_in_process(&renderer, &input).expect("evaluates");
+        assert_eq!(out.real["url"], json!("https://ci.example.com/scale/cart"));
+        assert_eq!(out.real["body"]["inputs"], json!({"replicas": 2}), "the default body is the run context");
+        assert!(out.real["body"].get("secrets").is_none(), "secrets stay out of the default body");
+        assert_eq!(out.real["body"]["run"], json!({"id": "r_1", "url": "u", "token": "tok-abcdefgh"}));
+        assert_eq!(out.display["body"]["run"]["token"], "********", "the run token is the backend's alone");
+    }
+
+    #[test]
+    fn url_templates_with_a_placeholder_in_the_scheme_are_refused() {
+        let mut a = day2();
+        if let InvocationMethod::Webhook { url, .. } = &mut a.invocation_method {
+            *url = "http{{ .inputs.s }}://ci.example.com/".into();
+        }
+        let errors = a.validate(&blueprints()).expect_err("refused");
+        assert!(
+            errors.0.iter().any(|e| e.path == "/invocationMethod/url" && e.message.contains("scheme")),
+            "{errors:?}"
+        );
     }
 
     #[test]

@@ -936,6 +936,18 @@ impl Catalog {
         }
         let mut tx = self.store().write().await?;
         let run = self.run_for_report(tx.as_mut(), id, token).await?;
+        // A backend's output may echo a secret its payload carried; a deleted one is not masked.
+        if let Some(record) = tx.action(&run.action).await? {
+            let mut secrets = Vec::new();
+            for name in record.action.secret_names() {
+                if let Ok(values) = self.secret_values(tx.as_mut(), std::slice::from_ref(&name)).await {
+                    secrets.extend(values.into_values());
+                }
+            }
+            for line in &mut logs {
+                line.message = template::mask_text(&line.message, &secrets);
+            }
+        }
         tx.append_run_logs(&run.id, &logs).await?;
         tx.publish(&ChangeEvent {
             kind: "run.log".into(),
@@ -1096,8 +1108,9 @@ impl Catalog {
 
     // ---- rendering ----
 
-    /// Renders an action's templates for a run: the full result (secrets included), a copy with
-    /// secret values masked, and the secrets. Errors are masked too.
+    /// Renders an action's templates for a run: the full result (secrets included), the copy to
+    /// show (what reads a secret masked, and secret values masked as text too), and the secrets.
+    /// Errors are masked too.
     async fn render(
         &self,
         tx: &mut dyn Tx,
@@ -1131,11 +1144,28 @@ impl Catalog {
             "trigger": run.trigger,
             "secrets": secrets,
         });
-        let program = action.render_program().map_err(|e| e.to_string())?;
+        let renderer = action.renderer().map_err(|e| e.to_string())?;
         let mut hidden: Vec<String> = secrets.values().cloned().collect();
         hidden.push(run_token.to_string());
-        let full = self.eval_one(&program, &context).await.map_err(|e| template::mask_text(&e, &hidden))?;
-        let mut masked = full.clone();
+        // Expressions that read no secret run without them; those that do show masked (see template).
+        let public = match renderer.public_program() {
+            Some(program) => Some(
+                self.eval_one(&program, &template::public_context(&context))
+                    .await
+                    .map_err(|e| template::mask_text(&e, &hidden))?,
+            ),
+            None => None,
+        };
+        let secret = match renderer.hidden_program() {
+            Some(program) => {
+                Some(self.eval_one(&program, &context).await.map_err(|_| template::hidden_program_failure())?)
+            }
+            None => None,
+        };
+        let rendering = renderer.assemble(public, secret).map_err(|e| template::mask_text(&e, &hidden))?;
+        hidden.extend(rendering.derived);
+        let full = rendering.real;
+        let mut masked = rendering.display;
         template::mask(&mut masked, &hidden);
         Ok(Rendered { full, masked, secrets, hidden })
     }
@@ -1551,10 +1581,11 @@ impl Outcome {
 struct Rendered {
     /// With the secrets: only for the backend.
     full: Value,
-    /// With secret values (and the run token) replaced by `********`: what the run shows.
+    /// With what read a secret (or the run token) shown as `********`: what the run shows.
     masked: Value,
     secrets: std::collections::BTreeMap<String, String>,
-    /// The values to mask anywhere the run is recorded.
+    /// The values to mask anywhere the run is recorded: the secrets, the run token and what
+    /// expressions made of them.
     hidden: Vec<String>,
 }
 

@@ -20,29 +20,31 @@ const SIGNING_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 /// One request the receiver got.
 #[derive(Clone, Debug)]
-struct Delivery {
-    headers: HeaderMap,
-    body: Value,
-    signature_valid: bool,
+pub(crate) struct Delivery {
+    /// The path and query as the receiver got them (percent-encoding kept).
+    pub(crate) uri: axum::http::Uri,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Value,
+    pub(crate) signature_valid: bool,
 }
 
 /// How the receiver answers a request: status, delay, extra headers.
 #[derive(Clone)]
-struct Answer(u16, u64, Vec<(&'static str, &'static str)>);
+pub(crate) struct Answer(pub(crate) u16, pub(crate) u64, pub(crate) Vec<(&'static str, &'static str)>);
 
 /// A webhook receiver on a random loopback port. It answers with `script` in order (the last
 /// answer repeats) and checks each delivery's Standard Webhooks signature itself.
-struct Receiver {
-    url: String,
+pub(crate) struct Receiver {
+    pub(crate) url: String,
     seen: Arc<Mutex<Vec<Delivery>>>,
 }
 
 impl Receiver {
-    async fn start(script: Vec<Answer>) -> Receiver {
+    pub(crate) async fn start(script: Vec<Answer>) -> Receiver {
         let seen: Arc<Mutex<Vec<Delivery>>> = Arc::default();
         let script = Arc::new(Mutex::new(script));
         let recorded = Arc::clone(&seen);
-        let handler = move |headers: HeaderMap, body: axum::body::Bytes| {
+        let handler = move |uri: axum::http::Uri, headers: HeaderMap, body: axum::body::Bytes| {
             let recorded = Arc::clone(&recorded);
             let script = Arc::clone(&script);
             async move {
@@ -52,7 +54,7 @@ impl Receiver {
                 };
                 let signature_valid = verify(&headers, &body);
                 let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                recorded.lock().expect("lock").push(Delivery { headers, body, signature_valid });
+                recorded.lock().expect("lock").push(Delivery { uri, headers, body, signature_valid });
                 tokio::time::sleep(Duration::from_millis(answer.1)).await;
                 let mut response = axum::response::Response::builder().status(answer.0);
                 for (name, value) in answer.2 {
@@ -68,7 +70,7 @@ impl Receiver {
         Receiver { url, seen }
     }
 
-    fn deliveries(&self) -> Vec<Delivery> {
+    pub(crate) fn deliveries(&self) -> Vec<Delivery> {
         self.seen.lock().expect("lock").clone()
     }
 }
@@ -84,7 +86,7 @@ fn verify(headers: &HeaderMap, body: &[u8]) -> bool {
     get("webhook-signature").split(' ').any(|s| s == expected)
 }
 
-async fn with_signing_secret(app: &TestApp) {
+pub(crate) async fn with_signing_secret(app: &TestApp) {
     let created = app.post("/api/v1/secrets", json!({"name": "hook", "value": SIGNING_SECRET})).await;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
 }
@@ -312,7 +314,9 @@ async fn an_asynchronous_backend_reports_back_with_its_run_token() {
     let wrong_run = app.call_as(patch.clone(), &other_path, &token, Some(json!({"status": "SUCCESS"}))).await;
     assert_eq!(wrong_run.error_code(), "unauthorized", "a token is for one run only");
 
-    let lines = json!({"lines": [{"message": "compiling", "stream": "stdout"}, {"message": "linking"}]});
+    let echoed = format!("using {SIGNING_SECRET}");
+    let lines =
+        json!({"lines": [{"message": "compiling", "stream": "stdout"}, {"message": "linking"}, {"message": echoed}]});
     let logs = app.call_as(Method::POST, &format!("{path}/logs"), &token, Some(lines)).await;
     assert_eq!(logs.status, StatusCode::CREATED, "{}", logs.body);
     let bad_status = app.call_as(patch.clone(), &path, &token, Some(json!({"status": "DONE"}))).await;
@@ -329,6 +333,7 @@ async fn an_asynchronous_backend_reports_back_with_its_run_token() {
     assert_eq!(app.get(&format!("/api/v1/actions/runs/{id}")).await.body["run"]["status"], "SUCCESS", "final");
     let lines = log_lines(&app, &id).await;
     assert!(lines.contains(&"compiling".to_string()) && lines.contains(&"linking".to_string()), "{lines:?}");
+    assert!(lines.contains(&"using ********".to_string()), "a secret a backend echoes is masked: {lines:?}");
 
     // Lists filter by action, status and activity, newest first, with a cursor.
     let active = app.get("/api/v1/actions/runs?action=build&active=true").await;
@@ -765,4 +770,47 @@ async fn runs_in_flight_move_with_migrate_store_and_carry_on() {
     let done = run_until(&app, &run.id, Duration::from_secs(5), ended).await;
     assert_eq!(done["run"]["status"], "SUCCESS", "{done}");
     assert!(receiver.deliveries()[0].signature_valid);
+}
+
+#[tokio::test]
+async fn webhook_url_values_land_in_their_own_path_segment_and_query_value() {
+    let app = spawn_app().await;
+    app.with_service_blueprints().await;
+    with_signing_secret(&app).await;
+    let receiver = Receiver::start(vec![Answer(200, 0, vec![])]).await;
+    let action = json!({
+        "identifier": "build", "title": "Build",
+        "trigger": {"type": "self-service", "operation": "CREATE", "blueprintIdentifier": "service",
+                    "userInputs": {"properties": {"branch": {"type": "string"}, "project": {"type": "string"}}}},
+        "invocationMethod": {"type": "WEBHOOK", "signingSecret": "hook", "synchronized": true,
+            "url": format!("{}/{{{{ .inputs.branch }}}}/start?project={{{{ .inputs.project }}}}&x=1", receiver.url)}
+    });
+    create_action(&app, action).await;
+    let inputs = json!({"properties": {"branch": "../../admin/delete-all#", "project": "main?project=other&x="}});
+    let id = start_run(&app, "build", inputs).await;
+    let done = run_until(&app, &id, Duration::from_secs(5), ended).await;
+    assert_eq!(done["run"]["status"], "SUCCESS", "{done}");
+    let deliveries = receiver.deliveries();
+    assert_eq!(deliveries.len(), 1);
+    let uri = &deliveries[0].uri;
+    assert_eq!(uri.path(), "/hook/..%2F..%2Fadmin%2Fdelete-all%23/start", "one path segment, not /admin/delete-all");
+    assert_eq!(uri.query(), Some("project=main%3Fproject%3Dother%26x%3D&x=1"), "one query value");
+    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    assert_eq!(pairs, [("project".into(), "main?project=other&x=".into()), ("x".into(), "1".into())]);
+
+    // A value that would still change the URL (a '..' segment) is refused, in a dry run and a run.
+    let climbing = json!({"properties": {"branch": "..", "project": "p"}});
+    let dry = app.post("/api/v1/actions/build/runs?dry_run=true", climbing.clone()).await;
+    assert_eq!(dry.status, StatusCode::OK, "{}", dry.body);
+    let error = dry.body["dryRun"]["renderError"].as_str().unwrap_or_default();
+    assert!(error.contains("/invocationMethod/url") && error.contains("'..' path segment"), "{}", dry.body);
+    assert!(dry.body["dryRun"]["rendered"].is_null());
+    let id = start_run(&app, "build", climbing).await;
+    let failed = run_until(&app, &id, Duration::from_secs(5), ended).await;
+    assert_eq!(failed["run"]["status"], "FAILURE");
+    let reason = failed["run"]["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("{{ .inputs.branch }} gave \"..\", which is refused"), "{reason}");
+    assert_eq!(receiver.deliveries().len(), 1, "nothing more was delivered");
 }

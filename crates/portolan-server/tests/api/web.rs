@@ -618,3 +618,84 @@ async fn the_audit_page_filters_by_every_field_and_a_time_range() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(bad.contains("yesterday") && bad.contains("is not a date and time"), "{bad}");
 }
+
+#[tokio::test]
+async fn a_member_never_sees_a_secret_a_template_transforms_in_a_dry_run_a_preview_or_a_run() {
+    use crate::actions::{Answer, Receiver, with_signing_secret};
+    use base64::Engine;
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+
+    let app = spawn_app().await;
+    org(&app).await;
+    with_signing_secret(&app).await;
+    let key = "k3y-9f8e7d6c5b4a";
+    assert_eq!(
+        app.post("/api/v1/secrets", json!({"name": "DEPLOY_KEY", "value": key})).await.status,
+        StatusCode::CREATED
+    );
+    let receiver = Receiver::start(vec![Answer(200, 0, vec![])]).await;
+    let basic = "Basic {{ (\"deploy:\" + .secrets.DEPLOY_KEY) | @base64 }}";
+    let action = json!({
+        "identifier": "deploy", "title": "Deploy",
+        "trigger": {"type": "self-service", "operation": "CREATE", "blueprintIdentifier": "service",
+                    "userInputs": {"properties": {"name": {"type": "string"}}}},
+        "invocationMethod": {"type": "WEBHOOK", "url": receiver.url, "signingSecret": "hook", "synchronized": true,
+            "headers": {"Authorization": basic},
+            "body": {"auth": basic, "name": "{{ .inputs.name }}", "everything": "{{ . }}"}}
+    });
+    assert_eq!(app.post("/api/v1/actions", action).await.status, StatusCode::CREATED);
+    // Everything the secret could be shown as: itself, and base64 at every offset.
+    let mut forms = vec![key.to_string()];
+    for cut in 0..="deploy:".len() {
+        let shifted = format!("{}{key}", &"deploy:"[cut..]);
+        for engine in [&STANDARD, &STANDARD_NO_PAD, &URL_SAFE, &URL_SAFE_NO_PAD] {
+            forms.push(engine.encode(&shifted));
+        }
+    }
+    let leaks = |text: &str| forms.iter().filter(|f| text.contains(f.as_str())).cloned().collect::<Vec<_>>();
+
+    // A member with the default execute grant: the dry run over the API.
+    let token =
+        crate::account_token(&app.state, "ana@example.com", portolan_model::permission::Role::Member, &[]).await;
+    let body = json!({"properties": {"name": "cart"}});
+    let dry = app
+        .call_as(reqwest::Method::POST, "/api/v1/actions/deploy/runs?dry_run=true", &token, Some(body.clone()))
+        .await;
+    assert_eq!(dry.status, StatusCode::OK, "{}", dry.body);
+    assert_eq!(dry.body["dryRun"]["rendered"]["headers"]["Authorization"], "Basic ********", "{}", dry.body);
+    assert_eq!(dry.body["dryRun"]["rendered"]["body"]["name"], "cart");
+    assert_eq!(leaks(&dry.body.to_string()), Vec::<String>::new(), "the dry run shows {}", dry.body);
+
+    // The portal's preview.
+    let ana = sign_in(&app, "ana@example.com").await;
+    let (_, form) = page(&app, "/actions/deploy", &ana).await;
+    let csrf = csrf_of(&form);
+    let preview =
+        post_form(&app, "/actions/deploy", &ana, &[("csrf", &csrf), ("in.name", "cart"), ("mode", "dry")]).await;
+    assert_eq!(preview.status(), StatusCode::OK);
+    let html = preview.text().await.expect("html");
+    assert!(html.contains("Basic ********"), "{html}");
+    assert_eq!(leaks(&html), Vec::<String>::new(), "the preview shows {html}");
+
+    // The run itself: the backend gets the real header; the run shows it masked.
+    let started = app.call_as(reqwest::Method::POST, "/api/v1/actions/deploy/runs", &token, Some(body)).await;
+    assert_eq!(started.status, StatusCode::ACCEPTED, "{}", started.body);
+    let id = started.body["run"]["id"].as_str().expect("run id").to_string();
+    crate::run_until(&app, &id, std::time::Duration::from_secs(5), crate::ended).await;
+    let run = app.call_as(reqwest::Method::GET, &format!("/api/v1/actions/runs/{id}"), &token, None).await;
+    assert_eq!(run.body["run"]["status"], "SUCCESS", "{}", run.body);
+    assert_eq!(run.body["run"]["payload"]["auth"], "Basic ********", "{}", run.body);
+    let logs = app.call_as(reqwest::Method::GET, &format!("/api/v1/actions/runs/{id}/logs"), &token, None).await;
+    let (_, run_page) = page(&app, &format!("/runs/{id}"), &ana).await;
+    for shown in [run.body.to_string(), logs.body.to_string(), run_page] {
+        assert_eq!(leaks(&shown), Vec::<String>::new(), "the run shows {shown}");
+    }
+    let deliveries = receiver.deliveries();
+    assert_eq!(deliveries.len(), 1);
+    let real = format!("Basic {}", STANDARD.encode(format!("deploy:{key}")));
+    assert_eq!(deliveries[0].headers["authorization"], real.as_str());
+    assert_eq!(deliveries[0].body["auth"], real.as_str());
+    assert!(deliveries[0].signature_valid);
+    let everything = deliveries[0].body["everything"].to_string();
+    assert!(leaks(&everything).is_empty() && everything.contains("cart"), "`.` reads no secret: {everything}");
+}
