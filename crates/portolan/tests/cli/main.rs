@@ -2,6 +2,7 @@
 
 mod audit;
 mod browser;
+mod demo;
 mod postgres;
 mod runs;
 

@@ -1,0 +1,145 @@
+//! Every self-service action of `serve --demo`, run through the API by the demo users as README
+//! describes them, to SUCCESS on the demo's own runner; and what a moderator may not make it run.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::Server;
+
+/// A demo user's API token, made with `portolan admin create-token`.
+fn token(dir: &std::path::Path, user: &str) -> String {
+    let made = crate::admin(&["--demo"], dir, &["create-token", "--user", user, "--name", "demo-test"]);
+    assert!(made.status.success(), "create-token: {}", String::from_utf8_lossy(&made.stderr));
+    String::from_utf8_lossy(&made.stdout).trim().to_string()
+}
+
+struct As<'a> {
+    base: &'a str,
+    token: String,
+}
+
+impl As<'_> {
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut request =
+            reqwest::Client::new().request(method, format!("{}{path}", self.base)).bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or_default())
+    }
+
+    /// Starts a run and returns its id.
+    async fn run(&self, action: &str, entity: Option<&str>, inputs: Value) -> String {
+        let mut body = json!({"properties": inputs});
+        if let Some(entity) = entity {
+            body["entity"] = entity.into();
+        }
+        let (status, reply) =
+            self.call(reqwest::Method::POST, &format!("/api/v1/actions/{action}/runs"), Some(body)).await;
+        assert_eq!(status, 202, "{action}: {reply}");
+        reply["run"]["id"].as_str().expect("run id").to_string()
+    }
+
+    async fn entity(&self, blueprint: &str, identifier: &str) -> Value {
+        let path = format!("/api/v1/blueprints/{blueprint}/entities/{identifier}");
+        let (status, reply) = self.call(reqwest::Method::GET, &path, None).await;
+        assert_eq!(status, 200, "{reply}");
+        reply["entity"].clone()
+    }
+}
+
+/// Waits for the run to end and asserts it succeeded, showing its log when not.
+async fn succeeds(user: &As<'_>, id: &str) -> Value {
+    let started = Instant::now();
+    loop {
+        let (_, reply) = user.call(reqwest::Method::GET, &format!("/api/v1/actions/runs/{id}"), None).await;
+        let status = reply["run"]["status"].as_str().unwrap_or_default().to_string();
+        if matches!(status.as_str(), "SUCCESS" | "FAILURE" | "CANCELLED" | "TIMED_OUT" | "DECLINED") {
+            let (_, logs) = user.call(reqwest::Method::GET, &format!("/api/v1/actions/runs/{id}/logs"), None).await;
+            assert_eq!(status, "SUCCESS", "{}: {}\nlog: {logs}", reply["run"]["action"], reply["run"]);
+            return reply["run"].clone();
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "run {id} did not end: {reply}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn every_demo_action_runs_to_success_and_a_moderator_cannot_make_the_runner_run_anything_else() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start(&["--demo"], dir.path());
+    let alice = As { base: &server.base, token: token(dir.path(), "alice@portolan.dev") };
+    let carol = As { base: &server.base, token: token(dir.path(), "carol@portolan.dev") };
+    let approve = |id: String| async move {
+        let path = format!("/api/v1/actions/runs/{id}/approval");
+        let (status, reply) = carol.call(reqwest::Method::PATCH, &path, Some(json!({"status": "APPROVE"}))).await;
+        assert_eq!(status, 200, "{reply}");
+        id
+    };
+
+    let scaffold = alice
+        .run(
+            "scaffold_service",
+            None,
+            json!({"name": "basket-service", "language": "Go", "system": "cart-system", "team": "team-cart"}),
+        )
+        .await;
+    succeeds(&alice, &scaffold).await;
+    assert_eq!(alice.entity("service", "basket-service").await["properties"]["language"], "Go");
+    assert!(dir.path().join("portolan-data/demo-workspace/repos/basket-service/README.md").exists());
+
+    let environment = alice
+        .run("create_dev_environment", None, json!({"name": "cart-dev-alice", "service": "cart-service", "days": 2}))
+        .await;
+    succeeds(&alice, &environment).await;
+    let ttl = alice.entity("environment", "cart-dev-alice").await["properties"]["ttl"].clone();
+    let extend = alice.run("extend_environment_ttl", Some("cart-dev-alice"), json!({})).await;
+    succeeds(&alice, &extend).await;
+    assert_ne!(alice.entity("environment", "cart-dev-alice").await["properties"]["ttl"], ttl, "three more days");
+
+    for version in ["1.1.0", "1.2.0"] {
+        let deploy =
+            alice.run("deploy_service", Some("cart-service"), json!({"version": version, "strategy": "canary"})).await;
+        succeeds(&alice, &approve(deploy).await).await;
+    }
+    assert_eq!(alice.entity("service", "cart-service").await["properties"]["version"], "1.2.0");
+    let revert = alice.run("revert_service", Some("cart-service"), json!({"reason": "errors after 1.2.0"})).await;
+    succeeds(&alice, &revert).await;
+    assert_eq!(alice.entity("service", "cart-service").await["properties"]["version"], "1.1.0", "reverted");
+
+    let variable = alice
+        .run("add_environment_variable", Some("cart-service"), json!({"key": "LOG_LEVEL", "value": "debug"}))
+        .await;
+    succeeds(&alice, &variable).await;
+    let pods = alice.run("update_pod_count", Some("cart-service"), json!({"replicas": 4})).await;
+    succeeds(&alice, &pods).await;
+    let service = alice.entity("service", "cart-service").await;
+    assert_eq!(service["properties"]["environmentVariables"]["LOG_LEVEL"], "debug");
+    assert_eq!(service["properties"]["replicas"], json!(4));
+
+    let lock = carol.run("lock_deployments", None, json!({"reason": "incident 42"})).await;
+    succeeds(&carol, &lock).await;
+    let body = json!({"entity": "cart-service", "properties": {"version": "1.3.0", "strategy": "canary"}});
+    let (status, refused) = alice.call(reqwest::Method::POST, "/api/v1/actions/deploy_service/runs", Some(body)).await;
+    assert_eq!((status, refused["error"].as_str()), (423, Some("locked")), "{refused}");
+    let unlock = carol.run("unlock_deployments", None, json!({})).await;
+    succeeds(&carol, &unlock).await;
+
+    // Carol moderates services, but what the demo runner runs is not hers to choose.
+    let (_, current) = carol.call(reqwest::Method::GET, "/api/v1/actions/deploy_service", None).await;
+    let mut rewired = current["action"].clone();
+    rewired["invocationMethod"]["task"] = json!("scaffold");
+    let (status, reply) = carol.call(reqwest::Method::PUT, "/api/v1/actions/deploy_service", Some(rewired)).await;
+    assert_eq!(status, 403, "{reply}");
+    let escalate = json!({
+        "identifier": "escalate", "trigger": {"type": "self-service", "operation": "DAY-2", "blueprintIdentifier": "service"},
+        "invocationMethod": {"type": "RUNNER", "labels": ["demo"],
+                             "command": ["portolan", "admin", "create-token", "--user", "admin", "--name", "x"]}
+    });
+    let (status, reply) = carol.call(reqwest::Method::POST, "/api/v1/actions", Some(escalate)).await;
+    assert_eq!(status, 422, "a command line is no action's to give: {reply}");
+    server.kill();
+}
