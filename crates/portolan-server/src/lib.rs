@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod backends;
+pub mod connections;
 pub mod demo;
 pub mod error;
 pub mod extract;
@@ -42,11 +43,17 @@ pub struct ServerOptions {
     pub body_limit: usize,
     /// API requests per minute per credential (or address); `None` for no limit.
     pub rate_limit_per_minute: Option<u32>,
+    /// Timeouts and bounds of connections, which [`serve_with`] applies.
+    pub connections: connections::ConnectionLimits,
 }
 
 impl Default for ServerOptions {
     fn default() -> Self {
-        Self { body_limit: 1024 * 1024, rate_limit_per_minute: None }
+        Self {
+            body_limit: 1024 * 1024,
+            rate_limit_per_minute: None,
+            connections: connections::ConnectionLimits::default(),
+        }
     }
 }
 
@@ -225,12 +232,22 @@ async fn record_metrics(request: Request, next: Next) -> Response<axum::body::Bo
     response
 }
 
-/// Serves until `shutdown` resolves, then finishes in-flight requests.
+/// Serves until `shutdown` resolves, then finishes in-flight requests; with the default
+/// [`connections::ConnectionLimits`].
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, service).with_graceful_shutdown(shutdown).await
+    serve_with(listener, router, connections::ConnectionLimits::default(), shutdown).await
+}
+
+/// [`serve`] with the given connection timeouts and bounds.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    limits: connections::ConnectionLimits,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    connections::serve(listener, router, &limits, shutdown).await
 }

@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use portolan_server::connections::ConnectionLimits;
+use portolan_server::sandbox::SandboxLimits;
 use serde::Deserialize;
 
 /// The file read from the working directory when `--config` is not given.
@@ -37,6 +39,12 @@ pub struct FileConfig {
     pub oidc_groups_claim: Option<String>,
     pub oidc_admin_group: Option<String>,
     pub rate_limit_per_minute: Option<u32>,
+    pub header_read_timeout_seconds: Option<u64>,
+    pub idle_timeout_seconds: Option<u64>,
+    pub max_connections_per_address: Option<usize>,
+    pub max_connections: Option<usize>,
+    pub jq_memory_mib: Option<u64>,
+    pub jq_concurrency: Option<usize>,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -113,6 +121,26 @@ pub struct ServeArgs {
     /// (default 1200)
     #[arg(long, env = "PORTOLAN_RATE_LIMIT_PER_MINUTE")]
     pub rate_limit_per_minute: Option<u32>,
+    /// A client must send a request's line and headers within this many seconds of connecting or
+    /// of starting it (default 10)
+    #[arg(long, env = "PORTOLAN_HEADER_READ_TIMEOUT_SECONDS")]
+    pub header_read_timeout_seconds: Option<u64>,
+    /// A kept-alive connection with no request in progress is closed after this many seconds
+    /// (default 60)
+    #[arg(long, env = "PORTOLAN_IDLE_TIMEOUT_SECONDS")]
+    pub idle_timeout_seconds: Option<u64>,
+    /// Connections one address (an IPv6 /64) may hold open at once (default 256)
+    #[arg(long, env = "PORTOLAN_MAX_CONNECTIONS_PER_ADDRESS")]
+    pub max_connections_per_address: Option<usize>,
+    /// Connections all clients together may hold open at once (default 10000)
+    #[arg(long, env = "PORTOLAN_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Memory one jq sandbox process may use, in MiB (default 256)
+    #[arg(long, env = "PORTOLAN_JQ_MEMORY_MIB")]
+    pub jq_memory_mib: Option<u64>,
+    /// jq sandbox processes evaluating at once; more wait up to 5 s (default 2 per core, at most 16)
+    #[arg(long, env = "PORTOLAN_JQ_CONCURRENCY")]
+    pub jq_concurrency: Option<usize>,
     #[arg(long, env = "PORTOLAN_DEMO")]
     pub demo: bool,
 }
@@ -186,6 +214,8 @@ pub struct ServeConfig {
     pub session_max_hours: u32,
     pub oidc: Option<Oidc>,
     pub rate_limit_per_minute: Option<u32>,
+    pub connections: ConnectionLimits,
+    pub jq: SandboxLimits,
 }
 
 /// Single sign-on settings.
@@ -224,7 +254,51 @@ impl ServeArgs {
         if body_limit < 1024 {
             bail!("body_limit must be at least 1024 bytes");
         }
+        let positive = |value: Option<u64>, default: u64, name: &str| match value.unwrap_or(default) {
+            0 => bail!("{name} must be at least 1"),
+            n => Ok(n),
+        };
+        let connections = ConnectionLimits {
+            header_read_timeout: std::time::Duration::from_secs(positive(
+                self.header_read_timeout_seconds.or(file.header_read_timeout_seconds),
+                10,
+                "header_read_timeout_seconds",
+            )?),
+            idle_timeout: std::time::Duration::from_secs(positive(
+                self.idle_timeout_seconds.or(file.idle_timeout_seconds),
+                60,
+                "idle_timeout_seconds",
+            )?),
+            max_per_address: positive(
+                self.max_connections_per_address.or(file.max_connections_per_address).map(|n| n as u64),
+                256,
+                "max_connections_per_address",
+            )? as usize,
+            max_total: positive(
+                self.max_connections.or(file.max_connections).map(|n| n as u64),
+                10_000,
+                "max_connections",
+            )? as usize,
+        };
+        let jq = SandboxLimits {
+            memory_mib: match self
+                .jq_memory_mib
+                .or(file.jq_memory_mib)
+                .unwrap_or(portolan_server::sandbox::DEFAULT_MEMORY_MIB)
+            {
+                mib if mib >= 16 => mib,
+                _ => bail!("jq_memory_mib must be at least 16"),
+            },
+            concurrency: positive(
+                self.jq_concurrency.or(file.jq_concurrency).map(|n| n as u64),
+                portolan_server::sandbox::default_concurrency() as u64,
+                "jq_concurrency",
+            )? as usize,
+            ..SandboxLimits::default()
+        };
         Ok(ServeConfig {
+            connections,
+            jq,
             listen: self.listen.or(file.listen).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7700))),
             database: resolve_database(
                 self.database_url.or(file.database_url),
@@ -330,6 +404,12 @@ mod tests {
             oidc_groups_claim: None,
             oidc_admin_group: None,
             rate_limit_per_minute: None,
+            header_read_timeout_seconds: None,
+            idle_timeout_seconds: None,
+            max_connections_per_address: None,
+            max_connections: None,
+            jq_memory_mib: None,
+            jq_concurrency: None,
         }
     }
 
@@ -359,6 +439,30 @@ mod tests {
         assert!(shown.contains("REDACTED"), "{shown}");
         let err = ServeArgs { database_url: Some("mysql://x".into()), ..args() }.resolve().expect_err("not postgres");
         assert!(err.to_string().contains("postgres://"));
+        Ok(())
+    }
+
+    #[test]
+    fn connection_and_jq_limits_come_from_the_file_and_flags() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("portolan.toml");
+        std::fs::write(
+            &path,
+            "header_read_timeout_seconds = 3\nidle_timeout_seconds = 20\nmax_connections_per_address = 8\n\
+             max_connections = 100\njq_memory_mib = 64\njq_concurrency = 2\n",
+        )?;
+        let config = ServeArgs { config: Some(path.clone()), max_connections: Some(50), ..args() }.resolve()?;
+        assert_eq!(config.connections.header_read_timeout, std::time::Duration::from_secs(3));
+        assert_eq!(config.connections.idle_timeout, std::time::Duration::from_secs(20));
+        assert_eq!(config.connections.max_per_address, 8);
+        assert_eq!(config.connections.max_total, 50, "the flag wins");
+        assert_eq!((config.jq.memory_mib, config.jq.concurrency), (64, 2));
+
+        let defaults = args().resolve()?;
+        assert_eq!(defaults.connections, ConnectionLimits::default());
+        assert_eq!(defaults.jq, SandboxLimits::default());
+        let err = ServeArgs { header_read_timeout_seconds: Some(0), ..args() }.resolve().expect_err("zero");
+        assert!(err.to_string().contains("header_read_timeout_seconds"), "{err}");
         Ok(())
     }
 }

@@ -370,7 +370,11 @@ async fn serve(config: config::ServeConfig) -> anyhow::Result<()> {
         );
     }
     let exe = std::env::current_exe().context("cannot find this program's path for the jq sandbox")?;
-    state.catalog.set_sandbox(Arc::new(JqSandbox::new(exe.clone(), vec!["jq-sandbox".into()])));
+    state.catalog.set_sandbox(Arc::new(JqSandbox::with_limits(
+        exe.clone(),
+        vec!["jq-sandbox".into()],
+        config.jq.clone(),
+    )));
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -406,9 +410,13 @@ async fn serve(config: config::ServeConfig) -> anyhow::Result<()> {
     let sweeper = portolan_server::sweeper::Sweeper::start(state.catalog.clone(), config.lease_ms);
     let router = portolan_server::router(
         state.clone(),
-        &ServerOptions { body_limit: config.body_limit, rate_limit_per_minute: config.rate_limit_per_minute },
+        &ServerOptions {
+            body_limit: config.body_limit,
+            rate_limit_per_minute: config.rate_limit_per_minute,
+            connections: config.connections.clone(),
+        },
     );
-    portolan_server::serve(listener, router, async move {
+    portolan_server::serve_with(listener, router, config.connections.clone(), async move {
         shutdown_signal().await;
         state.begin_shutdown();
         let _ = stop_runner.send(true);

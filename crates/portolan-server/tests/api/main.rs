@@ -6,6 +6,7 @@ mod approvals;
 mod audit;
 mod blueprints;
 mod computed;
+mod connections;
 mod entities;
 mod errors;
 mod guardrails;
@@ -26,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use portolan_model::permission::Role;
 use portolan_server::backends::EngineOptions;
-use portolan_server::sandbox::JqSandbox;
+use portolan_server::sandbox::{JqSandbox, SandboxLimits};
 use portolan_server::services::identity::NewAccount;
 use portolan_server::services::{Actor, Origin, SharedClock, SystemClock};
 use portolan_server::{AppState, ServerOptions};
@@ -74,16 +75,33 @@ pub async fn spawn_app_in(
     clock: SharedClock,
     engine: EngineOptions,
 ) -> TestApp {
+    spawn_app_sandboxed(dir, options, clock, engine, SandboxLimits::default()).await
+}
+
+/// A server whose jq sandbox has the given limits.
+pub async fn spawn_app_with_sandbox(limits: SandboxLimits) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let engine = EngineOptions { webhook_allow_private: true, ..test_engine() };
+    spawn_app_sandboxed(dir, ServerOptions::default(), Arc::new(SystemClock), engine, limits).await
+}
+
+async fn spawn_app_sandboxed(
+    dir: tempfile::TempDir,
+    options: ServerOptions,
+    clock: SharedClock,
+    engine: EngineOptions,
+    limits: SandboxLimits,
+) -> TestApp {
     let store = portolan_store::open(&dir.path().to_string_lossy()).await.expect("store opens");
     let mut state = AppState::with_options(Arc::clone(&store), clock, &engine).await.expect("state");
-    let sandbox = JqSandbox::new(env!("CARGO_BIN_EXE_portolan-jq-sandbox").into(), vec![]);
+    let sandbox = JqSandbox::with_limits(env!("CARGO_BIN_EXE_portolan-jq-sandbox").into(), vec![], limits);
     state.catalog.set_sandbox(Arc::new(sandbox));
     let router = portolan_server::router(state.clone(), &options);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("address"));
     state.catalog.engine().set_public_url(&base);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(portolan_server::serve(listener, router, async move {
+    tokio::spawn(portolan_server::serve_with(listener, router, options.connections.clone(), async move {
         let _ = rx.await;
     }));
     let worker = portolan_server::worker::Worker::start(state.catalog.clone(), 5_000);
