@@ -21,6 +21,7 @@ struct As<'a> {
 
 impl As<'_> {
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        portolan_server::backends::install_crypto();
         let mut request =
             reqwest::Client::new().request(method, format!("{}{path}", self.base)).bearer_auth(&self.token);
         if let Some(body) = body {
@@ -73,9 +74,10 @@ async fn every_demo_action_runs_to_success_and_a_moderator_cannot_make_the_runne
     let server = Server::start(&["--demo"], dir.path());
     let alice = As { base: &server.base, token: token(dir.path(), "alice@portolan.dev") };
     let carol = As { base: &server.base, token: token(dir.path(), "carol@portolan.dev") };
+    let approver = &carol;
     let approve = |id: String| async move {
         let path = format!("/api/v1/actions/runs/{id}/approval");
-        let (status, reply) = carol.call(reqwest::Method::PATCH, &path, Some(json!({"status": "APPROVE"}))).await;
+        let (status, reply) = approver.call(reqwest::Method::PATCH, &path, Some(json!({"status": "APPROVE"}))).await;
         assert_eq!(status, 200, "{reply}");
         id
     };
