@@ -269,7 +269,7 @@ impl Checkpoint {
 
     /// How messages name it.
     pub fn describe(&self) -> String {
-        format!("the checkpoint of {} (record {})", crate::format_millis(self.at), self.seq)
+        format!("the checkpoint of {}", crate::format_millis(self.at))
     }
 }
 
@@ -417,9 +417,9 @@ impl ChainCheck {
         Ok(())
     }
 
-    /// The last record checked: its number, hash, and whether the records from here on need MACs.
-    pub fn position(&self) -> (i64, &str, bool) {
-        (self.next_seq - 1, &self.prev_hash, self.keyed)
+    /// The last record checked: its number and hash.
+    pub fn position(&self) -> (i64, &str) {
+        (self.next_seq - 1, &self.prev_hash)
     }
 
     /// After the last record: the log must reach the checkpoint's record, and its head (last
@@ -615,7 +615,10 @@ mod tests {
         for r in &records[2..] {
             resumed.next(r).expect("intact");
         }
-        assert_eq!(resumed.position(), (4, records[3].hash.as_str(), true));
+        assert_eq!(resumed.position(), (4, records[3].hash.as_str()));
+        let mut cut = records[3].clone();
+        cut.mac = None;
+        assert!(ChainCheck::resume(Some(key()), 3, &records[2].hash, true).next(&cut).is_err(), "MACs go on");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 mod audit;
 mod browser;
+mod help;
 mod postgres;
 mod runs;
 
@@ -18,8 +19,9 @@ pub struct Server {
 impl Server {
     /// Starts a server whose requests through [`http`] carry the token of an admin, `ci-admin`.
     pub fn start(args: &[&str], dir: &std::path::Path) -> Server {
-        let token = admin_token(args, dir);
+        // `serve` makes the database; `admin` then works on it beside the running server.
         let (server, _) = Server::start_bare(args, dir);
+        let token = admin_token(args, dir);
         TOKENS.lock().unwrap_or_else(|p| p.into_inner()).insert(server.base.clone(), token);
         server
     }
