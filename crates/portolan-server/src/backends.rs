@@ -64,7 +64,11 @@ pub fn install_crypto() {
 }
 
 impl Engine {
-    pub fn new(keys: Keys, audit: crate::services::audit::AuditSigner, options: &EngineOptions) -> Result<Self, String> {
+    pub fn new(
+        keys: Keys,
+        audit: crate::services::audit::AuditSigner,
+        options: &EngineOptions,
+    ) -> Result<Self, String> {
         install_crypto();
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())

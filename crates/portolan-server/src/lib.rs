@@ -113,9 +113,10 @@ async fn master_key(store: &dyn Store, configured: Option<&str>) -> Result<[u8; 
 /// The audit key (given to the store, which signs every record with it) and checkpoint settings.
 async fn audit_signer(store: &dyn Store, options: &EngineOptions) -> Result<services::audit::AuditSigner, Error> {
     use services::audit::{AuditSigner, KeyOrigin};
-    let (key, origin) = services::audit::audit_key(store, options.secrets_key.as_deref(), &options.audit)
-        .await?
-        .ok_or_else(|| Error::new(ErrorCode::Internal, "the database has no secrets key to derive an audit key from"))?;
+    let (key, origin) =
+        services::audit::audit_key(store, options.secrets_key.as_deref(), &options.audit).await?.ok_or_else(|| {
+            Error::new(ErrorCode::Internal, "the database has no secrets key to derive an audit key from")
+        })?;
     if origin == KeyOrigin::Database {
         tracing::warn!(
             "no audit key is configured: the audit log is signed with a key derived from the one kept in the \

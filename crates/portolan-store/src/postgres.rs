@@ -20,9 +20,9 @@ use tokio::sync::broadcast;
 use portolan_model::audit::{AuditEntry, AuditKey, AuditRecord, StoredRecord};
 
 use crate::{
-    Account, ActionRecord, ApiToken, AuditFilter, AuditKeySlot, BlueprintRecord, CHANGE_BUFFER, ChangeEvent, EntityWrite, Job,
-    NewJob, NewRunLog, Referrer, Result, RunFilter, RunnerToken, ScorecardRecord, SecretMeta, Session, Store,
-    StoreError, Tx,
+    Account, ActionRecord, ApiToken, AuditFilter, AuditKeySlot, BlueprintRecord, CHANGE_BUFFER, ChangeEvent,
+    EntityWrite, Job, NewJob, NewRunLog, Referrer, Result, RunFilter, RunnerToken, ScorecardRecord, SecretMeta,
+    Session, Store, StoreError, Tx,
 };
 
 const ENTITY_COLUMNS: &str = "blueprint, identifier, title, icon, team, properties, relations, scorecards, diagnostics, version, \

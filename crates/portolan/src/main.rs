@@ -277,14 +277,12 @@ async fn audit(args: AuditArgs) -> anyhow::Result<()> {
                         ));
                     }
                     match (&verified.checkpoint, &checkpoint_file) {
-                        (Some(c), Some(path)) => {
-                            said.push_str(&format!(
-                                "; it still reaches {} (record {}) from {}",
-                                c.describe(),
-                                c.seq,
-                                path.display()
-                            ))
-                        }
+                        (Some(c), Some(path)) => said.push_str(&format!(
+                            "; it still reaches {} (record {}) from {}",
+                            c.describe(),
+                            c.seq,
+                            path.display()
+                        )),
                         _ => said.push_str(
                             "; no checkpoint was given, so records removed from the end would go unnoticed \
                              (see `portolan audit checkpoint`)",

@@ -177,7 +177,11 @@ pub async fn verify(
 }
 
 /// Goes on with `check` from record `after` to the head.
-async fn walk(tx: &mut dyn Tx, check: &mut ChainCheck, mut after: i64) -> Result<std::result::Result<Verified, String>> {
+async fn walk(
+    tx: &mut dyn Tx,
+    check: &mut ChainCheck,
+    mut after: i64,
+) -> Result<std::result::Result<Verified, String>> {
     loop {
         let page = tx.audit_chain(after, CHAIN_PAGE).await?;
         for record in &page {
@@ -444,9 +448,10 @@ impl Catalog {
     fn newest_checkpoint_file(&self) -> Option<Checkpoint> {
         let signer = &self.engine().audit;
         let dir = signer.checkpoint_dir.as_deref()?;
-        checkpoint_files(dir).iter().rev().find_map(|path| {
-            read_checkpoint(path).ok().filter(|c| c.check(&signer.key).is_ok())
-        })
+        checkpoint_files(dir)
+            .iter()
+            .rev()
+            .find_map(|path| read_checkpoint(path).ok().filter(|c| c.check(&signer.key).is_ok()))
     }
 
     /// Whether a checkpoint is due: the log grew since the last one.

@@ -46,7 +46,8 @@ async fn rechain(dir: &Path, from: i64, edit: impl Fn(i64, String) -> String, dr
     use sqlx::Row;
     let url = format!("sqlite://{}", dir.join("portolan-data/portolan.db").display());
     let pool = SqlitePoolOptions::new().max_connections(1).connect(&url).await.expect("open the file");
-    let rows = sqlx::query("SELECT seq, record, hash FROM audit_log ORDER BY seq").fetch_all(&pool).await.expect("rows");
+    let rows =
+        sqlx::query("SELECT seq, record, hash FROM audit_log ORDER BY seq").fetch_all(&pool).await.expect("rows");
     let mut prev = portolan_model::audit::GENESIS.to_string();
     for row in rows {
         let seq: i64 = row.get("seq");
@@ -136,11 +137,7 @@ async fn audit_verify_names_the_first_edited_deleted_reordered_or_inserted_recor
              UPDATE audit_log SET seq = 7 WHERE seq = -1",
             "record 6",
         ),
-        (
-            "newest removed",
-            "DELETE FROM audit_log WHERE seq = (SELECT MAX(seq) FROM audit_log)",
-            "was removed",
-        ),
+        ("newest removed", "DELETE FROM audit_log WHERE seq = (SELECT MAX(seq) FROM audit_log)", "was removed"),
     ];
     for (name, sql, expected) in cases {
         let copy = tempfile::tempdir().expect("temp dir");
@@ -176,7 +173,8 @@ async fn audit_verify_against_a_checkpoint_catches_a_wiped_a_rechained_and_a_cut
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(original.path().join("portolan-data/audit.key")).expect("key").permissions().mode();
+        let mode =
+            std::fs::metadata(original.path().join("portolan-data/audit.key")).expect("key").permissions().mode();
         assert_eq!(mode & 0o777, 0o600, "only its owner may read the key");
     }
     // The operator keeps a checkpoint away from the data (the server keeps its own in the data
@@ -319,7 +317,8 @@ async fn the_server_writes_checkpoints_and_verify_holds_the_log_to_the_newest() 
 #[test]
 fn commands_that_inspect_data_refuse_a_missing_data_directory_and_create_nothing() {
     let dir = tempfile::tempdir().expect("temp dir");
-    for args in [&["audit", "verify"][..], &["audit", "export"], &["admin", "create-token", "--user", "x", "--name", "y"]]
+    for args in
+        [&["audit", "verify"][..], &["audit", "export"], &["admin", "create-token", "--user", "x", "--name", "y"]]
     {
         let output = Command::new(env!("CARGO_BIN_EXE_portolan"))
             .args(args)
