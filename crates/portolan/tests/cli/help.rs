@@ -29,8 +29,11 @@ fn options(command: &[&str]) -> Vec<(String, String)> {
             .map(|next| next.trim().to_string())
             .unwrap_or_default();
         let description = if same_line.is_empty() { next_line } else { same_line };
-        // What clap appends is not a description.
-        let description = description.split(" [").next().unwrap_or_default().trim().to_string();
+        // What clap appends (`[env: ...]`, `[default: ...]`) is not a description.
+        let description = match description.starts_with('[') {
+            true => String::new(),
+            false => description.split(" [").next().unwrap_or_default().trim().to_string(),
+        };
         found.push((flag, description));
     }
     found
