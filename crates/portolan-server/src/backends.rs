@@ -21,17 +21,27 @@ pub struct EngineOptions {
     pub webhook_allow_private: bool,
     /// The NATS server that `NATS` actions publish to.
     pub nats_url: Option<String>,
+    /// Where the audit key and the audit checkpoints are.
+    pub audit: crate::services::audit::AuditOptions,
 }
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        Self { runner_lease_ms: 30_000, secrets_key: None, webhook_allow_private: false, nats_url: None }
+        Self {
+            runner_lease_ms: 30_000,
+            secrets_key: None,
+            webhook_allow_private: false,
+            nats_url: None,
+            audit: Default::default(),
+        }
     }
 }
 
 /// What actions need at run time, shared by every clone of the catalog.
 pub struct Engine {
     pub keys: Keys,
+    /// Signs the audit log's records (the store holds the key too) and checkpoints.
+    pub audit: crate::services::audit::AuditSigner,
     pub runner_lease_ms: i64,
     /// Every HTTP request the server makes goes through it.
     pub outbound: Outbound,
@@ -50,10 +60,15 @@ pub fn install_crypto() {
 }
 
 impl Engine {
-    pub fn new(keys: Keys, options: &EngineOptions) -> Result<Self, String> {
+    pub fn new(
+        keys: Keys,
+        audit: crate::services::audit::AuditSigner,
+        options: &EngineOptions,
+    ) -> Result<Self, String> {
         install_crypto();
         Ok(Self {
             keys,
+            audit,
             runner_lease_ms: options.runner_lease_ms,
             outbound: Outbound::new(options.webhook_allow_private)?,
             oidc: std::sync::RwLock::new(None),

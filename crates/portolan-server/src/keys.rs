@@ -70,6 +70,11 @@ impl Keys {
         STANDARD.encode(random_bytes::<KEY_BYTES>())
     }
 
+    /// The audit key derived from a master key (used when no audit key of its own is configured).
+    pub fn derive_audit_key(master: &[u8; KEY_BYTES]) -> portolan_model::audit::AuditKey {
+        portolan_model::audit::AuditKey::new(mac(master, &[b"portolan/audit/v1"]))
+    }
+
     /// Encrypts a secret value, bound to its name (a sealed value moved to another name does not open).
     pub fn seal(&self, name: &str, value: &str) -> Result<Vec<u8>> {
         let cipher = XChaCha20Poly1305::new_from_slice(&self.sealing).map_err(|e| internal(e.to_string()))?;

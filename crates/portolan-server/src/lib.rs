@@ -82,7 +82,8 @@ impl AppState {
         options: &EngineOptions,
     ) -> Result<Self, Error> {
         let keys = Keys::new(&master_key(store.as_ref(), options.secrets_key.as_deref()).await?);
-        let engine = Engine::new(keys, options).map_err(|e| Error::new(ErrorCode::Internal, e))?;
+        let audit = audit_signer(store.as_ref(), options).await?;
+        let engine = Engine::new(keys, audit, options).map_err(|e| Error::new(ErrorCode::Internal, e))?;
         let catalog = Catalog::new(store, clock, Arc::new(engine));
         catalog.ensure_system_blueprints().await?;
         Ok(Self { catalog, metrics: metrics_handle(), stopping: Arc::new(tokio::sync::watch::channel(false).0) })
@@ -115,6 +116,24 @@ async fn master_key(store: &dyn Store, configured: Option<&str>) -> Result<[u8; 
         }
     };
     Keys::parse_master(&text).map_err(|e| Error::new(ErrorCode::Internal, e))
+}
+
+/// The audit key (given to the store, which signs every record with it) and checkpoint settings.
+async fn audit_signer(store: &dyn Store, options: &EngineOptions) -> Result<services::audit::AuditSigner, Error> {
+    use services::audit::{AuditSigner, KeyOrigin};
+    let (key, origin) =
+        services::audit::audit_key(store, options.secrets_key.as_deref(), &options.audit).await?.ok_or_else(|| {
+            Error::new(ErrorCode::Internal, "the database has no secrets key to derive an audit key from")
+        })?;
+    if origin == KeyOrigin::Database {
+        tracing::warn!(
+            "no audit key is configured: the audit log is signed with a key derived from the one kept in the \
+             database, so someone who can read the database could rewrite it unnoticed; configure audit_key_file \
+             (or secrets_key) to keep the key apart from the data"
+        );
+    }
+    store.set_audit_key(key.clone())?;
+    Ok(AuditSigner::new(key, origin, &options.audit))
 }
 
 /// The process-wide Prometheus recorder (a process has one global metrics recorder).

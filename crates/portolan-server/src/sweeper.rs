@@ -30,6 +30,7 @@ const OVERLAP_MS: i64 = 5_000;
 pub struct Sweeper {
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
+    checkpoints: JoinHandle<()>,
 }
 
 impl Sweeper {
@@ -37,6 +38,7 @@ impl Sweeper {
     pub fn start(catalog: Catalog, lease_ms: i64) -> Sweeper {
         let owner = format!("sweeper-{}", uuid::Uuid::new_v4().simple());
         let (stop, mut stopped) = watch::channel(false);
+        let checkpoints = tokio::spawn(write_checkpoints(catalog.clone(), stopped.clone()));
         let task = tokio::spawn(async move {
             loop {
                 if let Err(err) = sweep(&catalog, &owner, lease_ms).await {
@@ -57,12 +59,58 @@ impl Sweeper {
                 }
             }
         });
-        Sweeper { stop, task }
+        Sweeper { stop, task, checkpoints }
     }
 
     pub async fn stop(self) {
         let _ = self.stop.send(true);
         let _ = self.task.await;
+        let _ = self.checkpoints.await;
+    }
+}
+
+/// Writes a signed audit checkpoint to the checkpoint directory when the server starts, every
+/// `checkpoint_every` while the log grows, and when it stops (each replica to its own directory).
+async fn write_checkpoints(catalog: Catalog, mut stopped: watch::Receiver<bool>) {
+    let signer = &catalog.engine().audit;
+    if signer.checkpoint_dir.is_none() {
+        return;
+    }
+    let every = signer.checkpoint_every;
+    let mut failing = false;
+    loop {
+        let stopping = *stopped.borrow();
+        match catalog.audit_grew().await {
+            Ok(true) => match catalog.audit_checkpoint().await {
+                Ok((checkpoint, path)) => {
+                    failing = false;
+                    if let Some(path) = path {
+                        tracing::debug!(seq = checkpoint.seq, path = %path.display(), "audit checkpoint written");
+                    }
+                }
+                // Said once, not every interval, until it works again.
+                Err(err) if !failing => {
+                    failing = true;
+                    tracing::error!(%err, "no audit checkpoint was written");
+                }
+                Err(_) => {}
+            },
+            Ok(false) => {}
+            Err(err) => tracing::warn!(%err, "cannot read the audit log's head for a checkpoint"),
+        }
+        if stopping {
+            return;
+        }
+        let interval = async {
+            match every {
+                Some(every) => tokio::time::sleep(every).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = interval => {}
+            changed = stopped.changed() => if changed.is_err() { return },
+        }
     }
 }
 

@@ -20,12 +20,12 @@ pub struct AuditFilter {
     pub before: Option<i64>,
 }
 
-/// Rows per multi-row insert (13 parameters each, under SQLite's limit).
+/// Rows per multi-row insert (14 parameters each, under SQLite's limit).
 const INSERT_CHUNK: usize = 500;
 
 macro_rules! queries {
     ($db:ty, $lock:literal) => {
-        use portolan_model::audit::{AuditEntry, AuditRecord, StoredRecord};
+        use portolan_model::audit::{AuditEntry, AuditKey, AuditRecord, StoredRecord};
         use sqlx::{AssertSqlSafe, Row, Transaction};
 
         use crate::audit::{AuditFilter, INSERT_CHUNK};
@@ -46,8 +46,9 @@ macro_rules! queries {
             Ok((row.try_get("seq")?, row.try_get("hash")?))
         }
 
-        /// Appends entries to the chain, in order, in the caller's transaction.
-        pub async fn append_audit(tx: &mut Tx, entries: &[AuditEntry]) -> Result<()> {
+        /// Appends entries to the chain, in order, in the caller's transaction, each with its MAC
+        /// under `key` when the store has one.
+        pub async fn append_audit(tx: &mut Tx, entries: &[AuditEntry], key: Option<&AuditKey>) -> Result<()> {
             if entries.is_empty() {
                 return Ok(());
             }
@@ -56,15 +57,15 @@ macro_rules! queries {
                 let mut sealed = Vec::with_capacity(chunk.len());
                 for entry in chunk {
                     seq += 1;
-                    let (record, text) = entry.clone().seal(seq, &prev);
+                    let (record, text) = entry.clone().seal(seq, &prev, key);
                     prev = record.hash.clone();
                     sealed.push((record, text));
                 }
                 let marks: Vec<String> = (0..sealed.len())
                     .map(|i| {
-                        let n = i * 13;
+                        let n = i * 14;
                         format!(
-                            "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                            "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
                             n + 1,
                             n + 2,
                             n + 3,
@@ -77,13 +78,14 @@ macro_rules! queries {
                             n + 10,
                             n + 11,
                             n + 12,
-                            n + 13
+                            n + 13,
+                            n + 14
                         )
                     })
                     .collect();
                 let sql = format!(
                     "INSERT INTO audit_log (seq, at, actor, origin, action, resource_type, resource_id, blueprint,
-                       run_id, status, record, prev_hash, hash) VALUES {}",
+                       run_id, status, record, prev_hash, hash, mac) VALUES {}",
                     marks.join(", ")
                 );
                 let mut query = sqlx::query(AssertSqlSafe(sql));
@@ -102,7 +104,8 @@ macro_rules! queries {
                         .bind(&e.status)
                         .bind(text)
                         .bind(&record.prev_hash)
-                        .bind(&record.hash);
+                        .bind(&record.hash)
+                        .bind(&record.mac);
                 }
                 query.execute(&mut **tx).await?;
             }
@@ -121,13 +124,16 @@ macro_rules! queries {
             if let serde_json::Value::Object(map) = &mut value {
                 map.insert("prevHash".into(), serde_json::Value::from(row.try_get::<String, _>("prev_hash")?));
                 map.insert("hash".into(), serde_json::Value::from(row.try_get::<String, _>("hash")?));
+                if let Some(mac) = row.try_get::<Option<String>, _>("mac")? {
+                    map.insert("mac".into(), serde_json::Value::from(mac));
+                }
             }
             serde_json::from_value(value).map_err(|e| StoreError::Corrupt(e.to_string()))
         }
 
         /// Records matching `filter`, newest first.
         pub async fn audit_records(tx: &mut Tx, filter: &AuditFilter, limit: u32) -> Result<Vec<AuditRecord>> {
-            let mut sql = String::from("SELECT record, prev_hash, hash FROM audit_log WHERE 1 = 1");
+            let mut sql = String::from("SELECT record, prev_hash, hash, mac FROM audit_log WHERE 1 = 1");
             let mut texts: Vec<String> = Vec::new();
             let mut numbers: Vec<i64> = Vec::new();
             for (column, value) in [
@@ -167,7 +173,7 @@ macro_rules! queries {
         pub async fn audit_chain(tx: &mut Tx, after: i64, limit: u32) -> Result<Vec<StoredRecord>> {
             let rows = sqlx::query(
                 "SELECT seq, at, actor, origin, action, resource_type, resource_id, blueprint, run_id, status, record,
-                   prev_hash, hash FROM audit_log
+                   prev_hash, hash, mac FROM audit_log
                  WHERE seq > $1 ORDER BY seq LIMIT $2",
             )
             .bind(after)
@@ -190,6 +196,7 @@ macro_rules! queries {
                         text: row.try_get("record")?,
                         prev_hash: row.try_get("prev_hash")?,
                         hash: row.try_get("hash")?,
+                        mac: row.try_get("mac")?,
                     })
                 })
                 .collect()

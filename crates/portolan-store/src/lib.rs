@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use portolan_model::audit::{AuditEntry, AuditRecord, StoredRecord};
+use portolan_model::audit::{AuditEntry, AuditKey, AuditRecord, StoredRecord};
 use portolan_model::run::{Run, RunLog};
 use portolan_model::scorecard::Scorecard;
 use portolan_model::{Blueprint, Entity, EntityRef, Millis, Reference};
@@ -127,6 +127,27 @@ pub trait Store: Send + Sync + 'static {
     fn backend(&self) -> &'static str;
     /// Changes committed by any process sharing this database, from now on.
     fn changes(&self) -> tokio::sync::broadcast::Receiver<ChangeEvent>;
+    /// The key audit records written from now on are signed with (once; setting another key
+    /// later is an error).
+    fn set_audit_key(&self, key: AuditKey) -> Result<()>;
+}
+
+/// A store's audit key, shared with the transactions it hands out.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct AuditKeySlot(Arc<std::sync::OnceLock<AuditKey>>);
+
+impl AuditKeySlot {
+    pub(crate) fn set(&self, key: AuditKey) -> Result<()> {
+        let kept = self.0.get_or_init(|| key.clone());
+        if *kept != key {
+            return Err(StoreError::Other("this store already signs its audit log with another key".into()));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn get(&self) -> Option<AuditKey> {
+        self.0.get().cloned()
+    }
 }
 
 /// One transaction. Dropping it without [`Tx::commit`] rolls it back.
@@ -314,12 +335,22 @@ pub trait Tx: Send {
     async fn commit(self: Box<Self>) -> Result<()>;
 }
 
-/// Opens the store a location names: a `postgres://` URL or, otherwise, a SQLite data directory.
+/// Opens the store a location names: a `postgres://` URL or, otherwise, a SQLite data directory
+/// (created if missing).
 pub async fn open(location: &str) -> Result<Arc<dyn Store>> {
     if is_postgres_url(location) {
         return Ok(Arc::new(postgres::PostgresStore::open(location).await?));
     }
     Ok(Arc::new(sqlite::SqliteStore::open(std::path::Path::new(location)).await?))
+}
+
+/// Opens a store that must already hold a Portolan database (pending migrations are applied):
+/// for the commands that inspect or change data, which must not create an empty one.
+pub async fn open_existing(location: &str) -> Result<Arc<dyn Store>> {
+    if is_postgres_url(location) {
+        return Ok(Arc::new(postgres::PostgresStore::open_existing(location).await?));
+    }
+    Ok(Arc::new(sqlite::SqliteStore::open_existing(std::path::Path::new(location)).await?))
 }
 
 pub fn is_postgres_url(location: &str) -> bool {

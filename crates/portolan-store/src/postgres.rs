@@ -17,12 +17,12 @@ use sqlx::{AssertSqlSafe, Postgres, Row, Transaction};
 use crate::query_sql::{self, AggregatePlan, AggregateResult, Dialect, Param, SearchPlan, Sql, SqlRunner};
 use tokio::sync::broadcast;
 
-use portolan_model::audit::{AuditEntry, AuditRecord, StoredRecord};
+use portolan_model::audit::{AuditEntry, AuditKey, AuditRecord, StoredRecord};
 
 use crate::{
-    Account, ActionRecord, ApiToken, AuditFilter, BlueprintRecord, CHANGE_BUFFER, ChangeEvent, EntityWrite, Job,
-    NewJob, NewRunLog, Referrer, Result, RunFilter, RunnerToken, ScorecardRecord, SecretMeta, Session, Store,
-    StoreError, Tx,
+    Account, ActionRecord, ApiToken, AuditFilter, AuditKeySlot, BlueprintRecord, CHANGE_BUFFER, ChangeEvent,
+    EntityWrite, Job, NewJob, NewRunLog, Referrer, Result, RunFilter, RunnerToken, ScorecardRecord, SecretMeta,
+    Session, Store, StoreError, Tx,
 };
 
 const ENTITY_COLUMNS: &str = "blueprint, identifier, title, icon, team, properties, relations, scorecards, diagnostics, version, \
@@ -34,6 +34,7 @@ const ROWS_PER_STATEMENT: usize = 1_000;
 pub struct PostgresStore {
     pool: PgPool,
     changes: broadcast::Sender<ChangeEvent>,
+    audit_key: AuditKeySlot,
 }
 
 /// The NOTIFY channel change events travel on between replicas.
@@ -44,6 +45,21 @@ impl PostgresStore {
     /// sqlx holds an advisory lock while migrating).
     pub async fn open(url: &str) -> Result<Self> {
         Self::open_with(PgConnectOptions::from_str(url)?).await
+    }
+
+    /// Like [`PostgresStore::open`], for a database that must already hold Portolan's tables:
+    /// an empty database is refused rather than set up.
+    pub async fn open_existing(url: &str) -> Result<Self> {
+        let options = PgConnectOptions::from_str(url)?;
+        let probe = PgPoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
+        let exists: bool = sqlx::query_scalar("SELECT to_regclass('audit_log') IS NOT NULL").fetch_one(&probe).await?;
+        probe.close().await;
+        if !exists {
+            return Err(StoreError::Unavailable(
+                "the database holds no Portolan catalog (`portolan serve` sets one up)".into(),
+            ));
+        }
+        Self::open_with(options).await
     }
 
     /// Like [`PostgresStore::open`], inside `schema` (created if missing): lets tests share one
@@ -71,12 +87,12 @@ impl PostgresStore {
             .await
             .map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))?;
         // A database from before a change to the indexing gets its indexes now.
-        let mut indexing = PgTx { tx: pool.begin().await?, writable: true };
+        let mut indexing = PgTx { tx: pool.begin().await?, writable: true, audit_key: None };
         indexing.sync_property_indexes().await?;
         indexing.tx.commit().await?;
         let changes = broadcast::channel(CHANGE_BUFFER).0;
         tokio::spawn(relay_changes(pool.clone(), changes.clone()));
-        Ok(Self { pool, changes })
+        Ok(Self { pool, changes, audit_key: AuditKeySlot::default() })
     }
 }
 
@@ -126,11 +142,11 @@ async fn relay_changes(pool: PgPool, changes: broadcast::Sender<ChangeEvent>) {
 impl Store for PostgresStore {
     async fn read(&self) -> Result<Box<dyn Tx>> {
         let tx = self.pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY").await?;
-        Ok(Box::new(PgTx { tx, writable: false }))
+        Ok(Box::new(PgTx { tx, writable: false, audit_key: None }))
     }
 
     async fn write(&self) -> Result<Box<dyn Tx>> {
-        Ok(Box::new(PgTx { tx: self.pool.begin().await?, writable: true }))
+        Ok(Box::new(PgTx { tx: self.pool.begin().await?, writable: true, audit_key: self.audit_key.get() }))
     }
 
     async fn ping(&self) -> Result<()> {
@@ -145,12 +161,18 @@ impl Store for PostgresStore {
     fn changes(&self) -> broadcast::Receiver<ChangeEvent> {
         self.changes.subscribe()
     }
+
+    fn set_audit_key(&self, key: AuditKey) -> Result<()> {
+        self.audit_key.set(key)
+    }
 }
 
 struct PgTx {
     tx: Transaction<'static, Postgres>,
     /// Write transactions lock what they read (see `Tx::blueprint`); read ones see a snapshot.
     writable: bool,
+    /// Signs the audit records this transaction appends.
+    audit_key: Option<AuditKey>,
 }
 
 impl PgTx {
@@ -900,7 +922,7 @@ impl Tx for PgTx {
     }
 
     async fn append_audit(&mut self, entries: &[AuditEntry]) -> Result<()> {
-        crate::audit::postgres::append_audit(&mut self.tx, entries).await
+        crate::audit::postgres::append_audit(&mut self.tx, entries, self.audit_key.as_ref()).await
     }
 
     async fn audit_head(&mut self) -> Result<(i64, String)> {

@@ -17,12 +17,12 @@ use sqlx::{AssertSqlSafe, Row, Sqlite, Transaction};
 use crate::query_sql::{self, AggregatePlan, AggregateResult, Dialect, Param, SearchPlan, Sql, SqlRunner};
 use tokio::sync::broadcast;
 
-use portolan_model::audit::{AuditEntry, AuditRecord, StoredRecord};
+use portolan_model::audit::{AuditEntry, AuditKey, AuditRecord, StoredRecord};
 
 use crate::{
-    Account, ActionRecord, ApiToken, AuditFilter, BlueprintRecord, CHANGE_BUFFER, ChangeEvent, EntityWrite, Job,
-    NewJob, NewRunLog, Referrer, Result, RunFilter, RunnerToken, ScorecardRecord, SecretMeta, Session, Store,
-    StoreError, Tx,
+    Account, ActionRecord, ApiToken, AuditFilter, AuditKeySlot, BlueprintRecord, CHANGE_BUFFER, ChangeEvent,
+    EntityWrite, Job, NewJob, NewRunLog, Referrer, Result, RunFilter, RunnerToken, ScorecardRecord, SecretMeta,
+    Session, Store, StoreError, Tx,
 };
 
 /// The file inside the data directory that holds the database.
@@ -38,6 +38,7 @@ pub struct SqliteStore {
     readers: SqlitePool,
     /// One process owns a SQLite database, so change events stay in process.
     changes: broadcast::Sender<ChangeEvent>,
+    audit_key: AuditKeySlot,
 }
 
 impl SqliteStore {
@@ -46,10 +47,31 @@ impl SqliteStore {
         std::fs::create_dir_all(data_dir).map_err(|e| {
             StoreError::Unavailable(format!("cannot create data directory {}: {e}", data_dir.display()))
         })?;
+        Self::open_file(data_dir, true).await
+    }
+
+    /// Opens the database in `data_dir`, which must exist: never creates one.
+    pub async fn open_existing(data_dir: &Path) -> Result<Self> {
+        if !data_dir.is_dir() {
+            return Err(StoreError::Unavailable(format!(
+                "there is no data directory {} (`portolan serve` creates one; point --data at an existing one)",
+                data_dir.display()
+            )));
+        }
+        if !data_dir.join(DATABASE_FILE).is_file() {
+            return Err(StoreError::Unavailable(format!(
+                "{} holds no Portolan database (no {DATABASE_FILE})",
+                data_dir.display()
+            )));
+        }
+        Self::open_file(data_dir, false).await
+    }
+
+    async fn open_file(data_dir: &Path, create: bool) -> Result<Self> {
         let path = data_dir.join(DATABASE_FILE);
         let options = SqliteConnectOptions::from_str("sqlite://")?
             .filename(&path)
-            .create_if_missing(true)
+            .create_if_missing(create)
             .journal_mode(SqliteJournalMode::Wal)
             // FULL: a committed change (and, later, its audit record) survives a power cut.
             .synchronous(SqliteSynchronous::Full)
@@ -66,7 +88,8 @@ impl SqliteStore {
             .map_err(|e| StoreError::Other(format!("migration failed: {e}")))?;
         let changes = broadcast::channel(CHANGE_BUFFER).0;
         // A database from before a change to the indexing gets its indexes now.
-        let mut indexing = SqliteTx { tx: writer.begin().await?, events: Vec::new(), changes: changes.clone() };
+        let mut indexing =
+            SqliteTx { tx: writer.begin().await?, events: Vec::new(), changes: changes.clone(), audit_key: None };
         indexing.sync_property_indexes().await?;
         indexing.tx.commit().await?;
         let readers = SqlitePoolOptions::new()
@@ -74,18 +97,28 @@ impl SqliteStore {
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options.read_only(true))
             .await?;
-        Ok(Self { writer, readers, changes })
+        Ok(Self { writer, readers, changes, audit_key: AuditKeySlot::default() })
     }
 }
 
 #[async_trait::async_trait]
 impl Store for SqliteStore {
     async fn read(&self) -> Result<Box<dyn Tx>> {
-        Ok(Box::new(SqliteTx { tx: self.readers.begin().await?, events: Vec::new(), changes: self.changes.clone() }))
+        Ok(Box::new(SqliteTx {
+            tx: self.readers.begin().await?,
+            events: Vec::new(),
+            changes: self.changes.clone(),
+            audit_key: None,
+        }))
     }
 
     async fn write(&self) -> Result<Box<dyn Tx>> {
-        Ok(Box::new(SqliteTx { tx: self.writer.begin().await?, events: Vec::new(), changes: self.changes.clone() }))
+        Ok(Box::new(SqliteTx {
+            tx: self.writer.begin().await?,
+            events: Vec::new(),
+            changes: self.changes.clone(),
+            audit_key: self.audit_key.get(),
+        }))
     }
 
     async fn ping(&self) -> Result<()> {
@@ -100,6 +133,10 @@ impl Store for SqliteStore {
     fn changes(&self) -> broadcast::Receiver<ChangeEvent> {
         self.changes.subscribe()
     }
+
+    fn set_audit_key(&self, key: AuditKey) -> Result<()> {
+        self.audit_key.set(key)
+    }
 }
 
 struct SqliteTx {
@@ -107,6 +144,8 @@ struct SqliteTx {
     /// Published when the transaction commits.
     events: Vec<ChangeEvent>,
     changes: broadcast::Sender<ChangeEvent>,
+    /// Signs the audit records this transaction appends.
+    audit_key: Option<AuditKey>,
 }
 
 const ENTITY_COLUMNS: &str = "blueprint, identifier, title, icon, team, properties, relations, scorecards, diagnostics, version, \
@@ -855,7 +894,7 @@ impl Tx for SqliteTx {
     }
 
     async fn append_audit(&mut self, entries: &[AuditEntry]) -> Result<()> {
-        crate::audit::sqlite::append_audit(&mut self.tx, entries).await
+        crate::audit::sqlite::append_audit(&mut self.tx, entries, self.audit_key.as_ref()).await
     }
 
     async fn audit_head(&mut self) -> Result<(i64, String)> {
@@ -871,7 +910,7 @@ impl Tx for SqliteTx {
     }
 
     async fn commit(self: Box<Self>) -> Result<()> {
-        let SqliteTx { tx, events, changes } = *self;
+        let SqliteTx { tx, events, changes, .. } = *self;
         tx.commit().await?;
         for event in events {
             // No listener is not an error.

@@ -45,6 +45,10 @@ pub struct FileConfig {
     pub max_connections: Option<usize>,
     pub jq_memory_mib: Option<u64>,
     pub jq_concurrency: Option<usize>,
+    pub audit_key: Option<String>,
+    pub audit_key_file: Option<PathBuf>,
+    pub audit_checkpoint_dir: Option<PathBuf>,
+    pub audit_checkpoint_minutes: Option<u32>,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -88,11 +92,11 @@ pub struct ServeArgs {
     /// The URL backends and runners reach this server at [default: http://<listen>]
     #[arg(long, env = "PORTOLAN_PUBLIC_URL")]
     pub public_url: Option<String>,
-    /// Load the demo catalog (idempotent: existing entries are left alone)
     /// The first admin's password, used only when the database has no accounts yet (otherwise one
     /// is generated and printed once)
     #[arg(long, env = "PORTOLAN_ADMIN_PASSWORD", hide_env_values = true)]
     pub admin_password: Option<String>,
+    /// File holding the first admin's password
     #[arg(long, env = "PORTOLAN_ADMIN_PASSWORD_FILE")]
     pub admin_password_file: Option<PathBuf>,
     /// Sessions end after this long without a request (default 480)
@@ -104,10 +108,13 @@ pub struct ServeArgs {
     /// Single sign-on: the OpenID Connect issuer URL (its discovery document is read)
     #[arg(long, env = "PORTOLAN_OIDC_ISSUER")]
     pub oidc_issuer: Option<String>,
+    /// Single sign-on: this portal's client ID at the provider
     #[arg(long, env = "PORTOLAN_OIDC_CLIENT_ID")]
     pub oidc_client_id: Option<String>,
+    /// Single sign-on: this portal's client secret at the provider
     #[arg(long, env = "PORTOLAN_OIDC_CLIENT_SECRET", hide_env_values = true)]
     pub oidc_client_secret: Option<String>,
+    /// File holding the single sign-on client secret
     #[arg(long, env = "PORTOLAN_OIDC_CLIENT_SECRET_FILE")]
     pub oidc_client_secret_file: Option<PathBuf>,
     /// The ID-token claim listing a user's groups; groups named like a team make them a member
@@ -141,6 +148,22 @@ pub struct ServeArgs {
     /// jq sandbox processes evaluating at once; more wait up to 5 s (default 2 per core, at most 16)
     #[arg(long, env = "PORTOLAN_JQ_CONCURRENCY")]
     pub jq_concurrency: Option<usize>,
+    /// Key that signs the audit log and its checkpoints: base64 of 32 bytes, kept away from the
+    /// database [default: <data>/audit.key, else derived from secrets_key]
+    #[arg(long, env = "PORTOLAN_AUDIT_KEY", hide_env_values = true)]
+    pub audit_key: Option<String>,
+    /// File holding the audit key
+    #[arg(long, env = "PORTOLAN_AUDIT_KEY_FILE")]
+    pub audit_key_file: Option<PathBuf>,
+    /// Directory the server writes signed audit checkpoints to [default: <data>/audit-checkpoints
+    /// with the embedded database; none with PostgreSQL]
+    #[arg(long, env = "PORTOLAN_AUDIT_CHECKPOINT_DIR")]
+    pub audit_checkpoint_dir: Option<PathBuf>,
+    /// Minutes between audit checkpoints while the log grows; 0 for only at start, stop and on
+    /// request [default: 60]
+    #[arg(long, env = "PORTOLAN_AUDIT_CHECKPOINT_MINUTES")]
+    pub audit_checkpoint_minutes: Option<u32>,
+    /// Load the demo catalog (idempotent: existing entries are left alone)
     #[arg(long, env = "PORTOLAN_DEMO")]
     pub demo: bool,
 }
@@ -216,6 +239,31 @@ pub struct ServeConfig {
     pub rate_limit_per_minute: Option<u32>,
     pub connections: ConnectionLimits,
     pub jq: SandboxLimits,
+    pub audit_key: Option<Secret>,
+    pub audit_checkpoint_dir: Option<PathBuf>,
+    pub audit_checkpoint_minutes: u32,
+}
+
+impl ServeConfig {
+    /// Where the audit key and checkpoints are. `create_key_file`: make `<data>/audit.key` when no
+    /// key is found (the commands that write; never the ones that only check).
+    pub fn audit_options(&self, create_key_file: bool) -> portolan_server::services::audit::AuditOptions {
+        use portolan_server::services::audit::{AUDIT_KEY_FILE, AuditOptions, CHECKPOINT_DIR};
+        let data_dir = match &self.database {
+            Database::Sqlite(dir) => Some(dir),
+            Database::Postgres(_) => None,
+        };
+        AuditOptions {
+            key: self.audit_key.clone().map(|k| k.0),
+            key_file: data_dir.map(|d| d.join(AUDIT_KEY_FILE)),
+            create_key_file,
+            checkpoint_dir: self.audit_checkpoint_dir.clone().or_else(|| data_dir.map(|d| d.join(CHECKPOINT_DIR))),
+            checkpoint_every: match self.audit_checkpoint_minutes {
+                0 => None,
+                m => Some(std::time::Duration::from_secs(u64::from(m) * 60)),
+            },
+        }
+    }
 }
 
 /// Single sign-on settings.
@@ -353,6 +401,13 @@ impl ServeArgs {
                 0 => None,
                 n => Some(n),
             },
+            audit_key: value_or_file(
+                self.audit_key.or(file.audit_key),
+                self.audit_key_file.or(file.audit_key_file),
+                "audit key",
+            )?,
+            audit_checkpoint_dir: self.audit_checkpoint_dir.or(file.audit_checkpoint_dir),
+            audit_checkpoint_minutes: self.audit_checkpoint_minutes.or(file.audit_checkpoint_minutes).unwrap_or(60),
             webhook_allow_private: self.webhook_allow_private.or(file.webhook_allow_private).unwrap_or(false),
             nats_url: self.nats_url.or(file.nats_url),
             public_url: self.public_url.or(file.public_url),
@@ -410,6 +465,10 @@ mod tests {
             max_connections: None,
             jq_memory_mib: None,
             jq_concurrency: None,
+            audit_key: None,
+            audit_key_file: None,
+            audit_checkpoint_dir: None,
+            audit_checkpoint_minutes: None,
         }
     }
 

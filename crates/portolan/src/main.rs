@@ -46,7 +46,26 @@ enum Command {
     },
 }
 
+/// For `admin` and `audit`: the settings go before or after the subcommand (`audit --data DIR
+/// verify` or `audit verify --data DIR`); those only `serve` uses are accepted but not listed.
+fn data_command_arg(arg: clap::Arg) -> clap::Arg {
+    const SERVE_ONLY: [&str; 9] = [
+        "listen",
+        "body_limit",
+        "demo",
+        "admin_password",
+        "admin_password_file",
+        "public_url",
+        "rate_limit_per_minute",
+        "audit_checkpoint_minutes",
+        "nats_url",
+    ];
+    let serve_only = SERVE_ONLY.contains(&arg.get_id().as_str());
+    arg.global(true).hide(serve_only)
+}
+
 #[derive(clap::Args)]
+#[command(mut_args = data_command_arg)]
 struct AdminArgs {
     #[command(flatten)]
     config: config::ServeArgs,
@@ -55,6 +74,7 @@ struct AdminArgs {
 }
 
 #[derive(clap::Args)]
+#[command(mut_args = data_command_arg)]
 struct AuditArgs {
     #[command(flatten)]
     config: config::ServeArgs,
@@ -64,15 +84,24 @@ struct AuditArgs {
 
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Walk the hash chain; exit non-zero at the first record that was edited, deleted,
-    /// reordered or inserted, naming it.
-    Verify,
+    /// Walk the hash chain and check each record's MAC under the audit key; exit non-zero at the
+    /// first record that was edited, deleted, reordered, inserted or rewritten, naming it. Held to
+    /// a checkpoint, a log cut short or rewritten before it is caught too.
+    Verify {
+        /// A checkpoint (from `portolan audit checkpoint` or the server) the log must still reach
+        /// unchanged [default: the newest in the checkpoint directory]
+        #[arg(long)]
+        checkpoint: Option<std::path::PathBuf>,
+    },
     /// Print every record as a JSON line, oldest first.
     Export {
         /// Only records after this sequence number
         #[arg(long, default_value_t = 0)]
         after: i64,
     },
+    /// Verify the whole log, then print a checkpoint of its head signed with the audit key (JSON);
+    /// keep it outside the database for `audit verify --checkpoint`.
+    Checkpoint,
 }
 
 #[derive(Subcommand)]
@@ -82,16 +111,19 @@ enum AdminCommand {
     CreateUser {
         /// Their `_user` identifier, used to sign in
         identifier: String,
+        /// What they may do: admins manage everything, members what their teams' grants allow
         #[arg(long, default_value = "member", value_parser = ["admin", "member"])]
         role: String,
         /// A team they belong to (repeat for more)
         #[arg(long = "team")]
         teams: Vec<String>,
+        /// Their e-mail address
         #[arg(long)]
         email: Option<String>,
         /// A service account: no password, tokens only
         #[arg(long)]
         service: bool,
+        /// Read the password from the first line of stdin instead of PORTOLAN_NEW_PASSWORD
         #[arg(long)]
         password_stdin: bool,
     },
@@ -100,8 +132,10 @@ enum AdminCommand {
         /// The account the token acts as
         #[arg(long)]
         user: String,
+        /// A name for the token, to tell it apart when listing or revoking
         #[arg(long)]
         name: String,
+        /// Days until the token expires [default: never]
         #[arg(long)]
         expires_in_days: Option<u32>,
     },
@@ -211,28 +245,91 @@ async fn migrate_store(from: std::path::PathBuf, to: String) -> anyhow::Result<(
 }
 
 async fn audit(args: AuditArgs) -> anyhow::Result<()> {
+    use portolan_server::services::audit as log;
     let config = args.config.resolve()?;
     let database = config.database.clone();
-    let store = portolan_store::open(&database.location())
+    let store = portolan_store::open_existing(&database.location())
         .await
         .with_context(|| format!("cannot open the database {database}"))?;
+    let options = config.audit_options(false);
+    let secrets_key = config.secrets_key.as_ref().map(|k| k.0.as_str());
+    let key = log::audit_key(store.as_ref(), secrets_key, &options).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    if let Some((key, origin @ log::KeyOrigin::Database)) = &key {
+        eprintln!("warning: audit key {} is {origin}; configure audit_key_file", key.id());
+    }
     match args.command {
-        AuditCommand::Verify => match portolan_server::services::audit::verify(store.as_ref()).await {
-            Ok(Ok(records)) => println!("the audit log is intact: {records} records, each chained to the one before"),
-            Ok(Err(broken)) => {
-                eprintln!("the audit log is broken: {broken}");
-                std::process::exit(1);
+        AuditCommand::Verify { checkpoint } => {
+            let checkpoint = match checkpoint {
+                Some(path) => Some((log::read_checkpoint(&path).map_err(anyhow::Error::msg)?, path)),
+                None => {
+                    let newest = options.checkpoint_dir.as_deref().and_then(|d| log::checkpoint_files(d).pop());
+                    match newest {
+                        Some(path) => Some((log::read_checkpoint(&path).map_err(anyhow::Error::msg)?, path)),
+                        None => None,
+                    }
+                }
+            };
+            let (checkpoint, checkpoint_file) = checkpoint.unzip();
+            let key_ref = key.as_ref().map(|(k, _)| k);
+            match log::verify(store.as_ref(), key_ref, checkpoint).await {
+                Ok(Ok(verified)) => {
+                    let mut said = format!(
+                        "the audit log is intact: {} records, each chained to the one before",
+                        verified.records
+                    );
+                    if let Some((key, origin)) = &key {
+                        said.push_str(&format!(" and signed with audit key {} ({origin})", key.id()));
+                    }
+                    if verified.unkeyed > 0 {
+                        said.push_str(&format!(
+                            "; the first {} predate the audit key, so only their chain is checked",
+                            verified.unkeyed
+                        ));
+                    }
+                    match (&verified.checkpoint, &checkpoint_file) {
+                        (Some(c), Some(path)) => said.push_str(&format!(
+                            "; it still reaches {} (record {}) from {}",
+                            c.describe(),
+                            c.seq,
+                            path.display()
+                        )),
+                        _ => said.push_str(
+                            "; no checkpoint was given, so records removed from the end would go unnoticed \
+                             (see `portolan audit checkpoint`)",
+                        ),
+                    }
+                    println!("{said}");
+                }
+                Ok(Err(broken)) => {
+                    eprintln!("the audit log is broken: {broken}");
+                    std::process::exit(1);
+                }
+                Err(err) => anyhow::bail!("cannot read the audit log: {err}"),
             }
-            Err(err) => anyhow::bail!("cannot read the audit log: {err}"),
-        },
+        }
+        AuditCommand::Checkpoint => {
+            let Some((key, _)) = key else {
+                anyhow::bail!("no audit key was found (configure audit_key or audit_key_file)");
+            };
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(0);
+            match log::sign_checkpoint(store.as_ref(), &key, None, now).await {
+                Ok(Ok(checkpoint)) => println!("{}", serde_json::to_string_pretty(&checkpoint)?),
+                Ok(Err(broken)) => {
+                    eprintln!("the audit log is broken, so no checkpoint was signed: {broken}");
+                    std::process::exit(1);
+                }
+                Err(err) => anyhow::bail!("cannot read the audit log: {err}"),
+            }
+        }
         AuditCommand::Export { after } => {
             use std::io::Write;
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             let mut after = after;
             loop {
-                let page = portolan_server::services::audit::export_page(store.as_ref(), after, 5_000)
-                    .await
-                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                let page = log::export_page(store.as_ref(), after, 5_000).await.map_err(|e| anyhow::anyhow!("{e}"))?;
                 for record in &page {
                     writeln!(out, "{}", serde_json::to_string(record)?)?;
                 }
@@ -251,7 +348,7 @@ async fn admin(args: AdminArgs) -> anyhow::Result<()> {
     use portolan_server::services::identity::NewAccount;
     use portolan_server::services::{Actor, Origin};
     let config = args.config.resolve()?;
-    let state = open_state(&config).await?;
+    let state = open_state(&config, false).await?;
     let actor = Actor::system("portolan-cli", Origin::Cli);
     match args.command {
         AdminCommand::CreateUser { identifier, role, teams, email, service, password_stdin } => {
@@ -285,17 +382,21 @@ async fn admin(args: AdminArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The services over the configured database, as `serve` builds them.
-async fn open_state(config: &config::ServeConfig) -> anyhow::Result<AppState> {
+/// The services over the configured database, as `serve` builds them; only `serve` (`create`)
+/// makes a database where there is none.
+async fn open_state(config: &config::ServeConfig, create: bool) -> anyhow::Result<AppState> {
     let database = config.database.clone();
-    let store = portolan_store::open(&database.location())
-        .await
-        .with_context(|| format!("cannot open the database {database}"))?;
+    let store = match create {
+        true => portolan_store::open(&database.location()).await,
+        false => portolan_store::open_existing(&database.location()).await,
+    }
+    .with_context(|| format!("cannot open the database {database}"))?;
     let options = EngineOptions {
         runner_lease_ms: config.lease_ms,
         secrets_key: config.secrets_key.clone().map(|k| k.0),
         webhook_allow_private: config.webhook_allow_private,
         nats_url: config.nats_url.clone(),
+        audit: config.audit_options(true),
     };
     let mut state =
         AppState::with_options(store, Arc::new(SystemClock), &options).await.context("cannot prepare the catalog")?;
@@ -361,7 +462,7 @@ async fn run_runner(args: RunnerArgs) -> anyhow::Result<()> {
 
 async fn serve(config: config::ServeConfig) -> anyhow::Result<()> {
     let database = config.database.clone();
-    let mut state = open_state(&config).await?;
+    let mut state = open_state(&config, true).await?;
     let admin_password = config.admin_password.clone().map(|p| p.0);
     if let Some(generated) = state.catalog.bootstrap_admin(admin_password).await.map_err(|e| anyhow::anyhow!("{e}"))? {
         // Printed, never logged: it is the only copy.

@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use portolan_model::audit::AuditRecord;
+use portolan_model::audit::{AuditRecord, Checkpoint};
 use portolan_store::AuditFilter;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -102,4 +102,20 @@ pub async fn entity_history(
     let (records, next) =
         app.catalog.entity_history(&caller.actor, &blueprint, &identifier, query.cursor, limit).await?;
     Ok(Json(AuditPage { ok: true, records, next }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CheckpointAnswer {
+    ok: bool,
+    checkpoint: Checkpoint,
+}
+
+/// Checks the records added since the last checkpoint, then signs the log's head with the audit
+/// key: keep the answer outside the database and `portolan audit verify --checkpoint FILE` later
+/// proves the log still reaches it unchanged. Admins only; a broken log gets no checkpoint (500).
+#[utoipa::path(post, path = "/api/v1/audit-log/checkpoints", tag = "audit",
+    responses((status = 200, body = CheckpointAnswer), (status = 403, description = "not an admin")))]
+pub async fn sign_checkpoint(State(app): State<AppState>, caller: Caller) -> Result<Json<CheckpointAnswer>> {
+    let checkpoint = app.catalog.request_audit_checkpoint(&caller.actor).await?;
+    Ok(Json(CheckpointAnswer { ok: true, checkpoint }))
 }

@@ -84,6 +84,7 @@ pub fn router() -> Router<AppState> {
         .routes(routes!(identity::get_blueprint_permissions, identity::put_blueprint_permissions))
         .routes(routes!(identity::get_action_permissions, identity::put_action_permissions))
         .routes(routes!(audit::audit_log))
+        .routes(routes!(audit::sign_checkpoint))
         .routes(routes!(audit::entity_history))
         .routes(routes!(runs::claim))
         .routes(routes!(runs::heartbeat))

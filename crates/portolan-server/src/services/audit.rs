@@ -1,15 +1,25 @@
 //! The audit log: records of refusals (changes write their own records in their transactions),
-//! reading the log with the reader's permissions, and verifying the chain.
+//! reading the log with the reader's permissions, verifying the chain, the audit key that signs
+//! it, and signed checkpoints of its head.
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use portolan_model::audit::{AuditEntry, AuditRecord, ChainCheck};
+use portolan_model::Millis;
+use portolan_model::audit::{AuditEntry, AuditKey, AuditRecord, ChainCheck, Checkpoint, GENESIS, Verified};
 use portolan_model::permission::{Access, EntityOp};
 use portolan_store::{AuditFilter, Store, Tx};
 
 use super::catalog::Catalog;
 use super::{Actor, Principal};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorCode, Result};
+use crate::keys::{KEY_BYTES, Keys};
+
+/// The key file `serve` creates beside a SQLite database when no audit key is configured.
+pub const AUDIT_KEY_FILE: &str = "audit.key";
+/// The directory beside a SQLite database that checkpoints are written to by default.
+pub const CHECKPOINT_DIR: &str = "audit-checkpoints";
 
 /// Records read per step when walking the whole chain.
 const CHAIN_PAGE: u32 = 5_000;
@@ -143,11 +153,35 @@ impl Catalog {
     }
 }
 
-/// Walks the whole chain of `store`; `Ok` with the number of records, or the first broken record.
-pub async fn verify(store: &dyn Store) -> Result<std::result::Result<u64, String>> {
+/// Walks the whole chain of `store`, checking MACs with `key` and holding the log to
+/// `checkpoint` (whose signature is checked first); `Ok` with what it found, or the first broken
+/// record.
+pub async fn verify(
+    store: &dyn Store,
+    key: Option<&AuditKey>,
+    checkpoint: Option<Checkpoint>,
+) -> Result<std::result::Result<Verified, String>> {
+    let mut check = ChainCheck::new(key.cloned());
+    if let Some(checkpoint) = checkpoint {
+        let signed = match key {
+            Some(key) => checkpoint.check(key),
+            None => Err("no audit key was found to check the checkpoint's signature with".to_string()),
+        };
+        if let Err(err) = signed {
+            return Ok(Err(err));
+        }
+        check = check.against(checkpoint);
+    }
     let mut tx = store.read().await?;
-    let mut check = ChainCheck::new();
-    let mut after = 0;
+    walk(tx.as_mut(), &mut check, 0).await
+}
+
+/// Goes on with `check` from record `after` to the head.
+async fn walk(
+    tx: &mut dyn Tx,
+    check: &mut ChainCheck,
+    mut after: i64,
+) -> Result<std::result::Result<Verified, String>> {
     loop {
         let page = tx.audit_chain(after, CHAIN_PAGE).await?;
         for record in &page {
@@ -164,6 +198,270 @@ pub async fn verify(store: &dyn Store) -> Result<std::result::Result<u64, String
     Ok(check.finish(Some(head)))
 }
 
+/// Where the audit key and checkpoints live; see [`audit_key`].
+#[derive(Debug, Clone, Default)]
+pub struct AuditOptions {
+    /// A configured key (`audit_key` or `audit_key_file`): base64 of 32 bytes.
+    pub key: Option<String>,
+    /// The key file beside a SQLite database (`<data>/audit.key`).
+    pub key_file: Option<PathBuf>,
+    /// Create `key_file` when no key is found (for the commands that write; never for the ones
+    /// that only check).
+    pub create_key_file: bool,
+    /// Where signed checkpoints are written.
+    pub checkpoint_dir: Option<PathBuf>,
+    /// How often the server writes one while the log grows; `None`: only when it starts and stops
+    /// (and on request).
+    pub checkpoint_every: Option<Duration>,
+}
+
+/// Where the audit key in use came from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum KeyOrigin {
+    /// `audit_key` or `audit_key_file`.
+    Configured,
+    /// The key file beside the SQLite database.
+    File(PathBuf),
+    /// Derived from the configured `secrets_key`.
+    SecretsKey,
+    /// Derived from the secrets key kept in the database itself: it protects nothing against
+    /// someone who can read the database.
+    Database,
+}
+
+impl std::fmt::Display for KeyOrigin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeyOrigin::Configured => f.write_str("the configured audit_key"),
+            KeyOrigin::File(path) => write!(f, "the key file {}", path.display()),
+            KeyOrigin::SecretsKey => f.write_str("derived from the configured secrets_key"),
+            KeyOrigin::Database => f.write_str("derived from the secrets key kept in the database (no protection)"),
+        }
+    }
+}
+
+fn parse_key(text: &str, what: &str) -> Result<AuditKey> {
+    Keys::parse_master(text)
+        .map(AuditKey::new)
+        .map_err(|_| Error::new(ErrorCode::Internal, format!("{what} must be base64 of {KEY_BYTES} bytes")))
+}
+
+/// The audit key, from the first of: the configured `audit_key`; the key file beside a SQLite
+/// database; the configured `secrets_key`; a new key file (when `create_key_file`); the secrets
+/// key the database keeps (with a warning: that key is no protection). A key file, once made,
+/// wins over a `secrets_key` configured later, so the key does not change under the log.
+/// `None` when there is no key at all (a database no server has started on).
+pub async fn audit_key(
+    store: &dyn Store,
+    secrets_key: Option<&str>,
+    options: &AuditOptions,
+) -> Result<Option<(AuditKey, KeyOrigin)>> {
+    if let Some(text) = &options.key {
+        return Ok(Some((parse_key(text, "the audit key")?, KeyOrigin::Configured)));
+    }
+    if let Some(path) = options.key_file.as_deref().filter(|p| p.exists()) {
+        return Ok(Some((read_key_file(path)?, KeyOrigin::File(path.to_path_buf()))));
+    }
+    if let Some(text) = secrets_key {
+        let master = Keys::parse_master(text).map_err(|e| Error::new(ErrorCode::Internal, e))?;
+        return Ok(Some((Keys::derive_audit_key(&master), KeyOrigin::SecretsKey)));
+    }
+    if let Some(path) = options.key_file.as_deref().filter(|_| options.create_key_file) {
+        let key = create_key_file(path)?;
+        tracing::info!(path = %path.display(), "created the audit key file: keep it, and in production keep it away from the database");
+        return Ok(Some((key, KeyOrigin::File(path.to_path_buf()))));
+    }
+    let stored = {
+        let mut tx = store.read().await?;
+        tx.setting("secrets_key").await?
+    };
+    let Some(text) = stored else { return Ok(None) };
+    let master = Keys::parse_master(&text).map_err(|e| Error::new(ErrorCode::Internal, e))?;
+    Ok(Some((Keys::derive_audit_key(&master), KeyOrigin::Database)))
+}
+
+fn read_key_file(path: &Path) -> Result<AuditKey> {
+    let what = format!("the audit key file {}", path.display());
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::new(ErrorCode::Internal, format!("cannot read {what}: {e}")))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o077 != 0) {
+            tracing::warn!(path = %path.display(), "the audit key file can be read by others than its owner");
+        }
+    }
+    parse_key(&text, &what)
+}
+
+/// Writes a new random key to `path`, readable by its owner only. Another process making it at
+/// the same moment is fine: then its key is the one read.
+fn create_key_file(path: &Path) -> Result<AuditKey> {
+    use std::io::Write;
+    let text = Keys::generate_master();
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let cannot = |e: std::io::Error| {
+        Error::new(ErrorCode::Internal, format!("cannot create the audit key file {}: {e}", path.display()))
+    };
+    match options.open(path) {
+        Ok(mut file) => {
+            file.write_all(format!("{text}\n").as_bytes()).map_err(cannot)?;
+            file.sync_all().map_err(cannot)?;
+            parse_key(&text, "the audit key")
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read_key_file(path),
+        Err(e) => Err(cannot(e)),
+    }
+}
+
+/// The audit key of a running server, and its checkpoints.
+#[derive(Debug)]
+pub struct AuditSigner {
+    pub key: AuditKey,
+    pub origin: KeyOrigin,
+    pub checkpoint_dir: Option<PathBuf>,
+    pub checkpoint_every: Option<Duration>,
+    /// The newest checkpoint this process signed: the next one checks only the records after it.
+    last: tokio::sync::Mutex<Option<Checkpoint>>,
+}
+
+impl AuditSigner {
+    pub fn new(key: AuditKey, origin: KeyOrigin, options: &AuditOptions) -> Self {
+        Self {
+            key,
+            origin,
+            checkpoint_dir: options.checkpoint_dir.clone(),
+            checkpoint_every: options.checkpoint_every,
+            last: tokio::sync::Mutex::new(None),
+        }
+    }
+}
+
+/// The checkpoint files in `dir`, oldest first (by the record they reach).
+pub fn checkpoint_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with("checkpoint-") && n.ends_with(".json"))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
+pub fn read_checkpoint(path: &Path) -> std::result::Result<Checkpoint, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| format!("{} is not an audit checkpoint: {e}", path.display()))
+}
+
+/// Writes `checkpoint` into `dir` as `checkpoint-<seq>.json` (numbered so names sort by record),
+/// whole or not at all.
+pub fn write_checkpoint(dir: &Path, checkpoint: &Checkpoint) -> std::io::Result<PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join(format!("checkpoint-{:012}.json", checkpoint.seq));
+    let partial = dir.join(format!(".checkpoint-{:012}.json.partial", checkpoint.seq));
+    let text = serde_json::to_string_pretty(checkpoint).map_err(std::io::Error::other)?;
+    std::fs::write(&partial, format!("{text}\n"))?;
+    std::fs::rename(&partial, &path)?;
+    Ok(path)
+}
+
+/// Checks the records after `since` (or all of them) and signs the head they end at.
+pub async fn sign_checkpoint(
+    store: &dyn Store,
+    key: &AuditKey,
+    since: Option<&Checkpoint>,
+    now: Millis,
+) -> Result<std::result::Result<Checkpoint, String>> {
+    let (mut check, after) = match since {
+        Some(c) => (ChainCheck::resume(Some(key.clone()), c.seq, &c.hash, c.record_mac.is_some()), c.seq),
+        None => (ChainCheck::new(Some(key.clone())), 0),
+    };
+    // One snapshot: the head signed is the one the walk ended at.
+    let mut tx = store.read().await?;
+    if let Err(broken) = walk(tx.as_mut(), &mut check, after).await? {
+        return Ok(Err(broken));
+    }
+    let (seq, hash) = check.position();
+    if seq == 0 {
+        return Ok(Ok(Checkpoint::sign(key, 0, GENESIS, None, now)));
+    }
+    let record_mac = tx.audit_chain(seq - 1, 1).await?.into_iter().next().and_then(|r| r.mac);
+    Ok(Ok(Checkpoint::sign(key, seq, hash, record_mac.as_deref(), now)))
+}
+
+impl Catalog {
+    /// [`Catalog::audit_checkpoint`] on request: admins only.
+    pub async fn request_audit_checkpoint(&self, actor: &Actor) -> Result<Checkpoint> {
+        match &actor.principal {
+            Principal::System => {}
+            Principal::User(user) if user.is_admin() => {}
+            _ => return Err(Error::forbidden("only an admin may sign audit checkpoints")),
+        }
+        Ok(self.audit_checkpoint().await?.0)
+    }
+
+    /// Signs a checkpoint of the log as it is now (after checking the records since the last one
+    /// this process signed) and writes it to the checkpoint directory, if there is one. A broken
+    /// log gets no checkpoint: the error says where it broke.
+    pub async fn audit_checkpoint(&self) -> Result<(Checkpoint, Option<PathBuf>)> {
+        let signer = &self.engine().audit;
+        let mut last = signer.last.lock().await;
+        if last.is_none() {
+            *last = self.newest_checkpoint_file();
+        }
+        let checkpoint = match sign_checkpoint(self.store().as_ref(), &signer.key, last.as_ref(), self.now()).await? {
+            Ok(checkpoint) => checkpoint,
+            Err(broken) => {
+                return Err(Error::new(
+                    ErrorCode::Internal,
+                    format!("the audit log is broken, so no checkpoint was signed: {broken}"),
+                ));
+            }
+        };
+        let mut written = None;
+        if let Some(dir) = &signer.checkpoint_dir
+            && last.as_ref().is_none_or(|l| l.seq != checkpoint.seq)
+        {
+            let path = write_checkpoint(dir, &checkpoint).map_err(|e| {
+                Error::new(ErrorCode::Internal, format!("cannot write a checkpoint to {}: {e}", dir.display()))
+            })?;
+            written = Some(path);
+        }
+        *last = Some(checkpoint.clone());
+        Ok((checkpoint, written))
+    }
+
+    /// The newest checkpoint in the checkpoint directory that this key signed.
+    fn newest_checkpoint_file(&self) -> Option<Checkpoint> {
+        let signer = &self.engine().audit;
+        let dir = signer.checkpoint_dir.as_deref()?;
+        checkpoint_files(dir)
+            .iter()
+            .rev()
+            .find_map(|path| read_checkpoint(path).ok().filter(|c| c.check(&signer.key).is_ok()))
+    }
+
+    /// Whether a checkpoint is due: the log grew since the last one.
+    pub async fn audit_grew(&self) -> Result<bool> {
+        let head = self.store().read().await?.audit_head().await?.0;
+        let last = self.engine().audit.last.lock().await.as_ref().map(|c| c.seq);
+        Ok(last != Some(head))
+    }
+}
+
 /// Every record after `after`, oldest first, a page at a time (for export).
 pub async fn export_page(store: &dyn Store, after: i64, limit: u32) -> Result<Vec<AuditRecord>> {
     let mut tx = store.read().await?;
@@ -175,6 +473,9 @@ pub async fn export_page(store: &dyn Store, after: i64, limit: u32) -> Result<Ve
                 .map_err(|e| crate::error::Error::new(crate::error::ErrorCode::Internal, e.to_string()))?;
             value["prevHash"] = s.prev_hash.into();
             value["hash"] = s.hash.into();
+            if let Some(mac) = s.mac {
+                value["mac"] = mac.into();
+            }
             serde_json::from_value(value)
                 .map_err(|e| crate::error::Error::new(crate::error::ErrorCode::Internal, e.to_string()))
         })

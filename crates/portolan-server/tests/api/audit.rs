@@ -236,8 +236,15 @@ async fn replay(calls: Vec<Call>) {
     let after = records(&app, "").await;
     let new: Vec<&Value> = after.iter().filter(|r| r["seq"].as_i64().is_some_and(|s| s > start)).collect();
     assert_eq!(new.len(), expected, "one record per change and per refusal: {:?}", actions(&after));
-    match portolan_server::services::audit::verify(app.state.catalog.store().as_ref()).await.expect("readable") {
-        Ok(count) => assert_eq!(count as i64, start + expected as i64, "gapless from 1"),
+    let key = &app.state.catalog.engine().audit.key;
+    match portolan_server::services::audit::verify(app.state.catalog.store().as_ref(), Some(key), None)
+        .await
+        .expect("readable")
+    {
+        Ok(verified) => {
+            assert_eq!(verified.records as i64, start + expected as i64, "gapless from 1");
+            assert_eq!(verified.unkeyed, 0, "every record is signed with the audit key");
+        }
         Err(broken) => panic!("{broken}"),
     }
 }

@@ -178,12 +178,46 @@ fn entry(action: &str, resource_id: &str, blueprint: Option<&str>) -> portolan_m
 }
 
 async fn verify(store: &dyn Store) -> Result<u64, String> {
+    verify_with(store, None).await.map(|v| v.records)
+}
+
+async fn verify_with(
+    store: &dyn Store,
+    key: Option<portolan_model::audit::AuditKey>,
+) -> Result<portolan_model::audit::Verified, String> {
     let mut tx = store.read().await.expect("tx");
-    let mut check = portolan_model::audit::ChainCheck::new();
+    let mut check = portolan_model::audit::ChainCheck::new(key);
     for record in tx.audit_chain(0, 10_000).await.expect("chain") {
         check.next(&record)?;
     }
     check.finish(Some(tx.audit_head().await.expect("head")))
+}
+
+pub async fn audit_records_carry_a_mac_once_the_store_has_a_key(store: &dyn Store) {
+    use portolan_model::audit::AuditKey;
+    let key = AuditKey::new([3; AuditKey::BYTES]);
+    let mut tx = store.write().await.expect("tx");
+    tx.append_audit(&[entry("entity.create", "a", Some("service")), entry("entity.update", "a", Some("service"))])
+        .await
+        .expect("append");
+    tx.commit().await.expect("commit");
+    store.set_audit_key(key.clone()).expect("set the key");
+    store.set_audit_key(key.clone()).expect("the same key again is fine");
+    assert!(store.set_audit_key(AuditKey::new([4; AuditKey::BYTES])).is_err(), "another key is refused");
+    let mut tx = store.write().await.expect("tx");
+    let many: Vec<_> = (0..3).map(|i| entry("entity.create", &format!("b{i}"), Some("service"))).collect();
+    tx.append_audit(&many).await.expect("append");
+    tx.commit().await.expect("commit");
+
+    let verified = verify_with(store, Some(key.clone())).await.expect("intact");
+    assert_eq!((verified.records, verified.unkeyed), (5, 2), "the first two predate the key");
+    assert!(verify_with(store, Some(AuditKey::new([4; AuditKey::BYTES]))).await.is_err(), "checked with the key");
+    let mut tx = store.read().await.expect("tx");
+    let stored = tx.audit_chain(0, 10).await.expect("chain");
+    assert_eq!(stored.iter().map(|r| r.mac.is_some()).collect::<Vec<_>>(), [false, false, true, true, true]);
+    let shown = tx.audit_records(&portolan_store::AuditFilter::default(), 10).await.expect("records");
+    assert_eq!(shown[0].mac.as_deref(), Some(key.record_mac(5, &stored[4].hash).as_str()));
+    assert_eq!(shown[4].mac, None);
 }
 
 pub async fn the_audit_log_is_one_gapless_chain_even_with_concurrent_writers(store: &dyn Store) {

@@ -89,4 +89,43 @@ conformance!(
     permission_documents_are_replaced_and_removed,
     runs_are_listed_to_their_requester_and_the_owning_teams,
     the_audit_log_is_one_gapless_chain_even_with_concurrent_writers,
+    audit_records_carry_a_mac_once_the_store_has_a_key,
 );
+
+/// Commands that inspect data open an existing store only: a missing directory, a directory
+/// without a database, or an empty PostgreSQL database is refused and nothing is created.
+#[tokio::test]
+async fn opening_an_existing_store_never_creates_one() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let missing = dir.path().join("portolan-data");
+    let err = portolan_store::open_existing(&missing.to_string_lossy()).await.err().expect("missing dir refused");
+    assert!(err.to_string().contains("no data directory"), "{err}");
+    assert!(!missing.exists(), "nothing created");
+    std::fs::create_dir(&missing).expect("mkdir");
+    let err = portolan_store::open_existing(&missing.to_string_lossy()).await.err().expect("empty dir refused");
+    assert!(err.to_string().contains("holds no Portolan database"), "{err}");
+    assert_eq!(std::fs::read_dir(&missing).expect("read").count(), 0, "nothing created");
+    drop(portolan_store::open(&missing.to_string_lossy()).await.expect("serve creates it"));
+    portolan_store::open_existing(&missing.to_string_lossy()).await.expect("then it opens");
+
+    let Ok(admin_url) = std::env::var("PORTOLAN_TEST_DATABASE_URL") else { return };
+    let name = format!("portolan_existing_{}", uuid::Uuid::new_v4().simple());
+    let admin = sqlx::PgPool::connect(&admin_url).await.expect("PORTOLAN_TEST_DATABASE_URL is usable");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&admin).await.expect("create db");
+    let mut url = url::Url::parse(&admin_url).expect("URL");
+    url.set_path(&name);
+    let refused = portolan_store::open_existing(url.as_str()).await.err().map(|e| e.to_string());
+    let opened = match &refused {
+        None => Err("an empty database was opened".to_string()),
+        Some(_) => {
+            drop(portolan_store::open(url.as_str()).await.expect("serve sets it up"));
+            portolan_store::open_existing(url.as_str()).await.map(|_| ()).map_err(|e| e.to_string())
+        }
+    };
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+        .execute(&admin)
+        .await
+        .expect("drop db");
+    assert!(refused.is_some_and(|e| e.contains("no Portolan catalog")), "an empty database is refused");
+    opened.expect("an existing database opens");
+}

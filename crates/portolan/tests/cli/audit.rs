@@ -1,5 +1,6 @@
-//! `portolan audit verify` against a database tampered with directly, `portolan audit export`, and
-//! the audit guarantee: a change whose record cannot be written does not happen.
+//! `portolan audit verify` against a database tampered with directly (with and without a
+//! checkpoint kept outside it), `portolan audit export`, and the audit guarantee: a change whose
+//! record cannot be written does not happen.
 
 use std::path::Path;
 use std::process::Command;
@@ -29,9 +30,49 @@ async fn tamper(dir: &Path, sql: &str) {
 }
 
 fn verdict(dir: &Path) -> (bool, String) {
-    let output = audit(dir, &["verify"]);
+    verdict_with(dir, &["verify"])
+}
+
+fn verdict_with(dir: &Path, args: &[&str]) -> (bool, String) {
+    let output = audit(dir, args);
     let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     (output.status.success(), text)
+}
+
+/// What someone who can write the database file but has no audit key can do: rewrite records from
+/// `from` on with `edit` and recompute the hash chain and the head to match. `drop_macs`: also
+/// clear every record's MAC (they cannot compute new ones).
+async fn rechain(dir: &Path, from: i64, edit: impl Fn(i64, String) -> String, drop_macs: bool) {
+    use sqlx::Row;
+    let url = format!("sqlite://{}", dir.join("portolan-data/portolan.db").display());
+    let pool = SqlitePoolOptions::new().max_connections(1).connect(&url).await.expect("open the file");
+    let rows =
+        sqlx::query("SELECT seq, record, hash FROM audit_log ORDER BY seq").fetch_all(&pool).await.expect("rows");
+    let mut prev = portolan_model::audit::GENESIS.to_string();
+    for row in rows {
+        let seq: i64 = row.get("seq");
+        let record: String = row.get("record");
+        if seq < from {
+            prev = row.get("hash");
+            continue;
+        }
+        let record = edit(seq, record);
+        let hash = portolan_model::audit::chain_hash(&prev, &record);
+        sqlx::query("UPDATE audit_log SET record = $1, prev_hash = $2, hash = $3 WHERE seq = $4")
+            .bind(&record)
+            .bind(&prev)
+            .bind(&hash)
+            .bind(seq)
+            .execute(&pool)
+            .await
+            .expect("rewrite");
+        prev = hash;
+    }
+    if drop_macs {
+        sqlx::query("UPDATE audit_log SET mac = NULL").execute(&pool).await.expect("drop MACs");
+    }
+    sqlx::query("UPDATE audit_head SET hash = $1").bind(&prev).execute(&pool).await.expect("head");
+    pool.close().await;
 }
 
 /// A data directory with a few dozen records, copied fresh for each tampering.
@@ -96,11 +137,7 @@ async fn audit_verify_names_the_first_edited_deleted_reordered_or_inserted_recor
              UPDATE audit_log SET seq = 7 WHERE seq = -1",
             "record 6",
         ),
-        (
-            "newest removed",
-            "DELETE FROM audit_log WHERE seq = (SELECT MAX(seq) FROM audit_log)",
-            "newest records were removed",
-        ),
+        ("newest removed", "DELETE FROM audit_log WHERE seq = (SELECT MAX(seq) FROM audit_log)", "was removed"),
     ];
     for (name, sql, expected) in cases {
         let copy = tempfile::tempdir().expect("temp dir");
@@ -126,6 +163,182 @@ async fn audit_verify_names_the_first_edited_deleted_reordered_or_inserted_recor
     .await;
     let (ok, text) = verdict(copy.path());
     assert!(!ok && text.contains("record 3"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_verify_against_a_checkpoint_catches_a_wiped_a_rechained_and_a_cut_log() {
+    let original = tempfile::tempdir().expect("temp dir");
+    recorded(original.path()).await;
+    assert!(original.path().join("portolan-data/audit.key").exists(), "serve made the audit key file");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode =
+            std::fs::metadata(original.path().join("portolan-data/audit.key")).expect("key").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "only its owner may read the key");
+    }
+    // The operator keeps a checkpoint away from the data (the server keeps its own in the data
+    // directory too; these cases hold the log to the operator's copy only).
+    let signed = audit(original.path(), &["checkpoint"]);
+    assert!(signed.status.success(), "{}", String::from_utf8_lossy(&signed.stderr));
+    let checkpoint: serde_json::Value = serde_json::from_slice(&signed.stdout).expect("a JSON checkpoint");
+    let last = checkpoint["seq"].as_i64().expect("seq");
+    assert!(last > 10, "{checkpoint}");
+    let kept = tempfile::tempdir().expect("temp dir");
+    let file = kept.path().join("checkpoint.json");
+    std::fs::write(&file, &signed.stdout).expect("keep the checkpoint");
+    let file = file.to_string_lossy().into_owned();
+    let held = ["verify", "--checkpoint", file.as_str()];
+
+    // Untouched, with `--data` after the subcommand and from another directory.
+    let data = original.path().join("portolan-data").to_string_lossy().into_owned();
+    let (ok, text) = verdict_with(kept.path(), &["verify", "--data", &data, "--checkpoint", &file]);
+    assert!(ok, "{text}");
+    assert!(text.contains("intact") && text.contains("it still reaches the checkpoint of"), "{text}");
+
+    let create_t3 = |_: i64, record: String| record.replace("\"n\":3", "\"n\":30");
+    let edited_seq = {
+        let export = audit(original.path(), &["export"]);
+        String::from_utf8_lossy(&export.stdout)
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json"))
+            .find(|r| r["action"] == "entity.create" && r["resourceId"] == "t3")
+            .and_then(|r| r["seq"].as_i64())
+            .expect("t3's record")
+    };
+    let fresh = || {
+        let copy = tempfile::tempdir().expect("temp dir");
+        copy_dir(original.path(), copy.path());
+        // Only the operator's copy of a checkpoint counts here.
+        std::fs::remove_dir_all(copy.path().join("portolan-data/audit-checkpoints")).expect("rm");
+        copy
+    };
+
+    // Everything deleted and the head reset: a consistent, empty log.
+    let wiped = fresh();
+    tamper(
+        wiped.path(),
+        &format!("DELETE FROM audit_log; UPDATE audit_head SET seq = 0, hash = '{}'", portolan_model::audit::GENESIS),
+    )
+    .await;
+    let (ok, text) = verdict(wiped.path());
+    assert!(ok, "without a checkpoint an emptied log looks whole: {text}");
+    let (ok, text) = verdict_with(wiped.path(), &held);
+    assert!(!ok, "the wipe went unnoticed: {text}");
+    assert!(text.contains(&format!("records 1 to {last} were removed")), "{text}");
+
+    // A record edited and the chain recomputed after it: its MAC no longer matches.
+    let rechained = fresh();
+    rechain(rechained.path(), edited_seq, create_t3, false).await;
+    for args in [&["verify"][..], &held[..]] {
+        let (ok, text) = verdict_with(rechained.path(), args);
+        assert!(!ok, "the rewrite went unnoticed: {text}");
+        assert!(text.contains(&format!("record {edited_seq} was rewritten: its MAC does not match")), "{text}");
+    }
+
+    // The same with every MAC dropped: passes as a log from before audit keys, but not the checkpoint.
+    let stripped = fresh();
+    rechain(stripped.path(), edited_seq, create_t3, true).await;
+    let (ok, text) = verdict_with(stripped.path(), &held);
+    assert!(!ok, "the rewrite went unnoticed: {text}");
+    assert!(text.contains(&format!("record {last} is not the record the checkpoint of")), "{text}");
+
+    // The newest three records removed and the head moved back to match.
+    let cut = fresh();
+    tamper(
+        cut.path(),
+        &format!(
+            "DELETE FROM audit_log WHERE seq > {keep};
+             UPDATE audit_head SET seq = {keep}, hash = (SELECT hash FROM audit_log WHERE seq = {keep})",
+            keep = last - 3
+        ),
+    )
+    .await;
+    let (ok, text) = verdict(cut.path());
+    assert!(ok, "without a checkpoint a cut log looks whole: {text}");
+    let (ok, text) = verdict_with(cut.path(), &held);
+    assert!(!ok, "the cut went unnoticed: {text}");
+    assert!(text.contains(&format!("records {} to {last} were removed", last - 2)), "{text}");
+
+    // A checkpoint edited to match a rewritten log does not check out.
+    let mut forged = checkpoint.clone();
+    forged["seq"] = serde_json::json!(last - 3);
+    std::fs::write(kept.path().join("forged.json"), forged.to_string()).expect("write");
+    let forged_path = kept.path().join("forged.json").to_string_lossy().into_owned();
+    let (ok, text) = verdict_with(cut.path(), &["verify", "--checkpoint", &forged_path]);
+    assert!(!ok && text.contains("the checkpoint's MAC does not match"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_writes_checkpoints_and_verify_holds_the_log_to_the_newest() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    recorded(dir.path()).await;
+    let checkpoints = dir.path().join("portolan-data/audit-checkpoints");
+    let names: Vec<String> = std::fs::read_dir(&checkpoints)
+        .expect("the server wrote checkpoints")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!names.is_empty() && names.iter().all(|n| n.starts_with("checkpoint-")), "{names:?}");
+    let (ok, text) = verdict(dir.path());
+    assert!(ok && text.contains("it still reaches the checkpoint of"), "{text}");
+
+    // Admins can have one signed on demand; members cannot.
+    let server = Server::start(&[], dir.path());
+    let client = crate::http();
+    let signed = client.post(format!("{}/api/v1/audit-log/checkpoints", server.base)).send().await.expect("post");
+    assert_eq!(signed.status().as_u16(), 200);
+    let body: serde_json::Value = signed.json().await.expect("json");
+    let head = body["checkpoint"]["seq"].as_i64().expect("seq");
+    let made = crate::admin(&[], dir.path(), &["create-user", "viewer", "--service"]);
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let token = crate::admin(&[], dir.path(), &["create-token", "--user", "viewer", "--name", "t"]);
+    let token = String::from_utf8_lossy(&token.stdout).trim().to_string();
+    let member = reqwest::Client::new()
+        .post(format!("{}/api/v1/audit-log/checkpoints", server.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(member.status().as_u16(), 403, "a member may not sign checkpoints");
+    server.terminate();
+
+    // The newest record removed after the server stopped: the server's own checkpoint tells.
+    tamper(
+        dir.path(),
+        "DELETE FROM audit_log WHERE seq = (SELECT MAX(seq) FROM audit_log);
+         UPDATE audit_head SET seq = seq - 1, hash = (SELECT hash FROM audit_log ORDER BY seq DESC LIMIT 1)",
+    )
+    .await;
+    let (ok, text) = verdict(dir.path());
+    assert!(!ok && text.contains("was removed"), "{text}");
+    assert!(head > 10, "the admin's checkpoint reached the head: {body}");
+}
+
+#[test]
+fn commands_that_inspect_data_refuse_a_missing_data_directory_and_create_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for args in
+        [&["audit", "verify"][..], &["audit", "export"], &["admin", "create-token", "--user", "x", "--name", "y"]]
+    {
+        let output = Command::new(env!("CARGO_BIN_EXE_portolan"))
+            .args(args)
+            .current_dir(dir.path())
+            .env_remove("PORTOLAN_DATA")
+            .env_remove("PORTOLAN_DATABASE_URL")
+            .output()
+            .expect("runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{args:?} passed: {}", String::from_utf8_lossy(&output.stdout));
+        assert!(stderr.contains("there is no data directory portolan-data"), "{args:?}: {stderr}");
+        assert_eq!(std::fs::read_dir(dir.path()).expect("read").count(), 0, "{args:?} created something");
+    }
+    // A directory without a database is refused too, and stays empty.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).expect("mkdir");
+    let output = audit(dir.path(), &["verify", "--data", &empty.to_string_lossy()]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("holds no Portolan database"));
+    assert_eq!(std::fs::read_dir(&empty).expect("read").count(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
