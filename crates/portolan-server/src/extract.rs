@@ -110,7 +110,6 @@ pub struct Caller {
 pub enum Proof {
     Token(String),
     Session(String),
-    RunToken { token: String, run: String },
 }
 
 impl Caller {
@@ -120,8 +119,29 @@ impl Caller {
         match &self.proof {
             Proof::Token(token) => app.catalog.authenticate_token(token).await,
             Proof::Session(cookie) => app.catalog.authenticate_session(cookie).await.map(|s| s.actor),
-            Proof::RunToken { token, run } => app.catalog.run_reader(token, run).await,
         }
+    }
+}
+
+/// The caller of a catalog read: a signed-in user, or a backend holding a run token that names its
+/// run (`?run_id=`), which reads what the run's requester may read while the run is open.
+pub struct Reader(pub Actor);
+
+impl FromRequestParts<AppState> for Reader {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Error> {
+        let mut actor = match authenticate(parts, app).await? {
+            Credential::Caller(caller) => caller.actor,
+            Credential::RunToken(token) => match query_value(parts, "run_id") {
+                Some(run) => app.catalog.run_reader(&token, &run).await?,
+                None => {
+                    return Err(Error::forbidden("a run token reads the catalog only for its run: name it with run_id"));
+                }
+            },
+        };
+        actor.request_id = request_id(&parts.headers);
+        Ok(Reader(actor))
     }
 }
 
@@ -146,17 +166,9 @@ impl FromRequestParts<AppState> for Caller {
                 caller.actor.request_id = request_id(&parts.headers);
                 Ok(*caller)
             }
-            // A backend reads the catalog with its run token, naming its run as it does for writes.
-            Credential::RunToken(token) => match query_value(parts, "run_id") {
-                Some(run) => {
-                    let mut actor = app.catalog.run_reader(&token, &run).await?;
-                    actor.request_id = request_id(&parts.headers);
-                    Ok(Caller { actor, session: None, proof: Proof::RunToken { token, run } })
-                }
-                None => Err(Error::forbidden(
-                    "a run token reads the catalog and changes it only for its run: name it with run_id",
-                )),
-            },
+            Credential::RunToken(_) => Err(Error::forbidden(
+                "a run token reads the catalog and changes it only for its run: name it with run_id",
+            )),
         }
     }
 }

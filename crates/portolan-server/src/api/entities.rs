@@ -11,7 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
 use crate::error::{Error, ErrorCode, Result};
-use crate::extract::{Caller, JsonBody, OptionalIfMatch, PathParams, QueryParams, Writer, etag};
+use crate::extract::{Caller, JsonBody, OptionalIfMatch, PathParams, QueryParams, Reader, Writer, etag};
 use crate::services::Actor;
 use crate::services::catalog::{Outcome, WriteMode};
 use crate::services::search::SearchRequest;
@@ -188,10 +188,10 @@ pub async fn create_entity(
     responses((status = 200, body = EntityResponse, headers(("ETag" = String))), (status = 404, description = "not found")))]
 pub async fn get_entity(
     State(app): State<AppState>,
-    caller: Caller,
+    Reader(reader): Reader,
     PathParams((blueprint, identifier)): PathParams<(String, String)>,
 ) -> Result<Response> {
-    let entity = app.catalog.get_entity(&caller.actor, &blueprint, &identifier).await?;
+    let entity = app.catalog.get_entity(&reader, &blueprint, &identifier).await?;
     Ok(entity_response(StatusCode::OK, entity))
 }
 

@@ -9,7 +9,8 @@ use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::error::Result;
-use crate::extract::{Caller, JsonBody, PathParams};
+use crate::extract::{JsonBody, PathParams, Reader};
+use crate::services::Actor;
 use crate::services::search::{AggregateRequest, SearchRequest, project};
 
 #[derive(Serialize, ToSchema)]
@@ -33,13 +34,13 @@ fn search_request(body: Value) -> Result<SearchRequest> {
 
 async fn run_search(
     app: &AppState,
-    caller: &Caller,
+    reader: &Actor,
     blueprint: Option<&str>,
     body: Value,
 ) -> Result<Json<SearchResponse>> {
     let request = search_request(body)?;
     let (include, exclude) = (request.include.clone(), request.exclude.clone());
-    let page = app.catalog.search(&caller.actor, blueprint, request).await?;
+    let page = app.catalog.search(reader, blueprint, request).await?;
     let entities = page
         .entities
         .into_iter()
@@ -53,10 +54,10 @@ async fn run_search(
     responses((status = 200, body = SearchResponse), (status = 422, description = "invalid query, with the path of each mistake")))]
 pub async fn search_all(
     State(app): State<AppState>,
-    caller: Caller,
+    Reader(reader): Reader,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Json<SearchResponse>> {
-    run_search(&app, &caller, None, body).await
+    run_search(&app, &reader, None, body).await
 }
 
 /// Searches one blueprint's entities with the query language.
@@ -66,11 +67,11 @@ pub async fn search_all(
               (status = 422, description = "invalid query, with the path of each mistake")))]
 pub async fn search_blueprint(
     State(app): State<AppState>,
-    caller: Caller,
+    Reader(reader): Reader,
     PathParams(blueprint): PathParams<String>,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Json<SearchResponse>> {
-    run_search(&app, &caller, Some(&blueprint), body).await
+    run_search(&app, &reader, Some(&blueprint), body).await
 }
 
 /// Counts, statistics and facets (`countBy`) over the entities a query selects.
@@ -79,11 +80,11 @@ pub async fn search_blueprint(
               (status = 422, description = "invalid query or function")))]
 pub async fn aggregate(
     State(app): State<AppState>,
-    caller: Caller,
+    Reader(reader): Reader,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Json<Value>> {
     let request: AggregateRequest = portolan_model::error::from_json(body)?;
-    Ok(Json(match app.catalog.aggregate(&caller.actor, request).await? {
+    Ok(Json(match app.catalog.aggregate(&reader, request).await? {
         AggregateResult::Value(value) => json!({"ok": true, "value": value}),
         AggregateResult::Groups(groups) => {
             let groups: Vec<Value> =
