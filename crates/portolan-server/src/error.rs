@@ -18,6 +18,7 @@ pub enum ErrorCode {
     InvalidQuery,
     UnsupportedMediaType,
     PayloadTooLarge,
+    RequestTimeout,
     Unauthorized,
     TokenExpired,
     Forbidden,
@@ -50,6 +51,7 @@ impl ErrorCode {
             C::InvalidQuery => (StatusCode::BAD_REQUEST, "invalid_query"),
             C::UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
             C::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            C::RequestTimeout => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             C::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             C::TokenExpired => (StatusCode::UNAUTHORIZED, "token_expired"),
             C::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
@@ -198,6 +200,13 @@ impl From<StoreError> for Error {
 
 impl From<JsonRejection> for Error {
     fn from(rejection: JsonRejection) -> Self {
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&rejection);
+        while let Some(error) = cause {
+            if error.is::<tower_http::timeout::TimeoutError>() {
+                return Error::new(ErrorCode::RequestTimeout, "the request body stopped arriving; send it whole");
+            }
+            cause = error.source();
+        }
         let code = match rejection.status() {
             StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::PayloadTooLarge,
             StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorCode::UnsupportedMediaType,

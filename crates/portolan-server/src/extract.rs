@@ -136,7 +136,9 @@ impl FromRequestParts<AppState> for Reader {
             Credential::RunToken(token) => match query_value(parts, "run_id") {
                 Some(run) => app.catalog.run_reader(&token, &run).await?,
                 None => {
-                    return Err(Error::forbidden("a run token reads the catalog only for its run: name it with run_id"));
+                    return Err(Error::forbidden(
+                        "a run token reads the catalog only for its run: name it with run_id",
+                    ));
                 }
             },
         };

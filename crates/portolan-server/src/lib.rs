@@ -19,6 +19,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{HeaderName, Response, StatusCode};
 use axum::middleware::{self, Next};
@@ -28,6 +29,7 @@ use portolan_store::Store;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutBody};
 use tower_http::trace::TraceLayer;
 
 use crate::backends::{Engine, EngineOptions};
@@ -185,6 +187,13 @@ pub fn router(state: AppState, options: &ServerOptions) -> Router {
     }
     routes
         .with_state(state)
+        // A body must keep arriving: a request that sends its headers and then stalls would
+        // otherwise hold its connection (and a place in the connection bounds) for ever.
+        .layer(
+            ServiceBuilder::new()
+                .layer(RequestBodyTimeoutLayer::new(options.connections.header_read_timeout))
+                .map_request(|request: Request<TimeoutBody<Body>>| request.map(Body::new)),
+        )
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))

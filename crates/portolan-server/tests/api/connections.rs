@@ -37,6 +37,31 @@ fn limits(connections: ConnectionLimits) -> ServerOptions {
     ServerOptions { connections, ..ServerOptions::default() }
 }
 
+/// A request whose headers arrive but whose body stalls is answered 408 and its connection freed,
+/// signed in or not.
+#[tokio::test]
+async fn a_request_body_that_stops_arriving_is_cut_off() {
+    let app = spawn_app_with(limits(ConnectionLimits {
+        header_read_timeout: Duration::from_secs(1),
+        ..ConnectionLimits::default()
+    }))
+    .await;
+    for (path, auth) in [
+        ("/api/v1/auth/login", String::new()),
+        ("/api/v1/entities/search", format!("authorization: Bearer {}\r\n", app.admin_token)),
+    ] {
+        let mut stream = connect(&app).await;
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: portolan\r\ncontent-type: application/json\r\n{auth}content-length: 100000\r\n\r\n{{"
+        );
+        stream.write_all(head.as_bytes()).await.expect("headers and one byte");
+        let answer = closed_within(&mut stream, Duration::from_secs(4)).await.expect("the connection is closed");
+        assert!(answer.starts_with("HTTP/1.1 408"), "{path}: {answer}");
+        assert!(answer.contains("request_timeout"), "{path}: {answer}");
+    }
+    assert_eq!(app.get("/healthz").await.status, StatusCode::OK);
+}
+
 #[tokio::test]
 async fn half_sent_requests_and_idle_connections_are_closed_but_event_streams_are_not() {
     let app = spawn_app_with(limits(ConnectionLimits {
