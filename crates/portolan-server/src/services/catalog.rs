@@ -425,7 +425,7 @@ impl Catalog {
             return Err(super::permissions::create_refused(blueprint_id));
         }
         let pending = vec![Pending { index: 0, valid, existing }];
-        let mut missing = missing_references(tx.as_mut(), &blueprint, &pending).await?;
+        let mut missing = self.missing_references(tx.as_mut(), actor, &blueprint, &pending).await?;
         if let Some(errors) = missing.remove(&0) {
             return Err(Error::invalid(errors));
         }
@@ -610,7 +610,7 @@ impl Catalog {
 
         // Items whose references point nowhere fail; items that pointed at those fail in turn.
         loop {
-            let missing = missing_references(tx.as_mut(), &blueprint, &pending).await?;
+            let missing = self.missing_references(tx.as_mut(), actor, &blueprint, &pending).await?;
             if missing.is_empty() {
                 break;
             }
@@ -835,42 +835,55 @@ async fn check_entities_still_valid(tx: &mut dyn Tx, blueprint: &Blueprint) -> R
     .with_details(examples))
 }
 
-/// Checks that every reference of every pending entity names an existing entity, counting the
-/// pending entities of `blueprint` themselves as existing. Returns the errors per pending index.
-async fn missing_references(
-    tx: &mut dyn Tx,
-    blueprint: &Blueprint,
-    pending: &[Pending],
-) -> Result<HashMap<usize, FieldErrors>> {
-    let in_request: HashSet<&str> = pending.iter().map(|p| p.valid.identifier.as_str()).collect();
-    let mut wanted: HashMap<&str, BTreeSet<String>> = HashMap::new();
-    for p in pending {
-        for r in &p.valid.references {
-            if r.target_blueprint == blueprint.identifier && in_request.contains(r.target.as_str()) {
-                continue;
-            }
-            wanted.entry(r.target_blueprint.as_str()).or_default().insert(r.target.clone());
-        }
-    }
-    let mut found: HashMap<&str, HashSet<String>> = HashMap::new();
-    for (target_blueprint, identifiers) in wanted {
-        let identifiers: Vec<String> = identifiers.into_iter().collect();
-        found.insert(target_blueprint, tx.existing(target_blueprint, &identifiers).await?);
-    }
-    let mut missing: HashMap<usize, FieldErrors> = HashMap::new();
-    for p in pending {
-        for r in &p.valid.references {
-            let in_batch = r.target_blueprint == blueprint.identifier && in_request.contains(r.target.as_str());
-            let exists = in_batch || found.get(r.target_blueprint.as_str()).is_some_and(|set| set.contains(&r.target));
-            if !exists {
-                missing
-                    .entry(p.index)
-                    .or_default()
-                    .push(&r.path, format!("no entity '{}' exists in blueprint '{}'", r.target, r.target_blueprint));
+impl Catalog {
+    /// Checks that every reference of every pending entity names an existing entity, counting the
+    /// pending entities of `blueprint` themselves as existing. A user's reference to an entity they
+    /// may not read is missing too: it would tell them it exists, and mirror its properties to them.
+    /// Returns the errors per pending index.
+    async fn missing_references(
+        &self,
+        tx: &mut dyn Tx,
+        actor: &Actor,
+        blueprint: &Blueprint,
+        pending: &[Pending],
+    ) -> Result<HashMap<usize, FieldErrors>> {
+        let in_request: HashSet<&str> = pending.iter().map(|p| p.valid.identifier.as_str()).collect();
+        let mut wanted: HashMap<&str, BTreeSet<String>> = HashMap::new();
+        for p in pending {
+            for r in &p.valid.references {
+                if r.target_blueprint == blueprint.identifier && in_request.contains(r.target.as_str()) {
+                    continue;
+                }
+                wanted.entry(r.target_blueprint.as_str()).or_default().insert(r.target.clone());
             }
         }
+        let mut found: HashMap<&str, HashSet<String>> = HashMap::new();
+        for (target_blueprint, identifiers) in wanted {
+            let identifiers: Vec<String> = identifiers.into_iter().collect();
+            let mut existing: Vec<String> = tx.existing(target_blueprint, &identifiers).await?.into_iter().collect();
+            if actor.as_user().is_some() {
+                let read =
+                    self.entity_access(tx, actor, target_blueprint, portolan_model::permission::EntityOp::Read).await?;
+                existing = self.admitted_by(tx, actor, target_blueprint, &read, &existing).await?.into_iter().collect();
+            }
+            found.insert(target_blueprint, existing.into_iter().collect());
+        }
+        let mut missing: HashMap<usize, FieldErrors> = HashMap::new();
+        for p in pending {
+            for r in &p.valid.references {
+                let in_batch = r.target_blueprint == blueprint.identifier && in_request.contains(r.target.as_str());
+                let exists =
+                    in_batch || found.get(r.target_blueprint.as_str()).is_some_and(|set| set.contains(&r.target));
+                if !exists {
+                    missing.entry(p.index).or_default().push(
+                        &r.path,
+                        format!("no entity '{}' exists in blueprint '{}'", r.target, r.target_blueprint),
+                    );
+                }
+            }
+        }
+        Ok(missing)
     }
-    Ok(missing)
 }
 
 fn check_if_match(if_match: Option<IfMatch>, existing: Option<&Entity>) -> Result<()> {

@@ -543,3 +543,36 @@ async fn property_grants_narrow_update_and_only_members_or_moderators_give_owner
     let narrowed = org.call(ana, Method::PATCH, a1, Some(json!({"team": ["team-a"]}))).await;
     assert_eq!(narrowed.status, StatusCode::OK, "{}", narrowed.body);
 }
+
+/// A relation to an entity the writer may not read is refused as if the entity did not exist:
+/// the answer tells nothing, and nothing of it is mirrored to them.
+#[tokio::test]
+async fn a_relation_to_a_hidden_entity_is_refused_like_one_to_no_entity() {
+    let app = spawn_app().await;
+    app.with_service_blueprints().await;
+    let ana = app.member("ana", &["team-a"]).await;
+    let hidden = json!({"read": {"ownedByTeam": true}});
+    assert_eq!(app.put("/api/v1/blueprints/system/permissions", hidden).await.status, StatusCode::OK);
+    let open = json!({"read": {"roles": ["member"]}, "create": {"roles": ["member"]}});
+    assert_eq!(app.put("/api/v1/blueprints/service/permissions", open).await.status, StatusCode::OK);
+    let mut doc = service("probe");
+    doc["team"] = json!(["team-a"]);
+    let post = |system: &str| {
+        let mut doc = doc.clone();
+        doc["relations"]["system"] = json!(system);
+        app.call_as(reqwest::Method::POST, "/api/v1/blueprints/service/entities", &ana, Some(doc))
+    };
+    let hidden = post("shop").await;
+    let absent = post("no-such-system").await;
+    assert_eq!(hidden.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", hidden.body);
+    assert_eq!(hidden.detail_paths(), absent.detail_paths());
+    assert_eq!(
+        hidden.body["details"][0]["message"].as_str().map(|m| m.replace("shop", "X")),
+        absent.body["details"][0]["message"].as_str().map(|m| m.replace("no-such-system", "X")),
+        "the same words for both"
+    );
+    let readable =
+        app.post("/api/v1/blueprints/system/entities", json!({"identifier": "mine", "team": ["team-a"]})).await;
+    assert_eq!(readable.status, StatusCode::CREATED, "{}", readable.body);
+    assert_eq!(post("mine").await.status, StatusCode::CREATED, "a readable target is fine");
+}
