@@ -267,8 +267,13 @@ async fn store(
                 .map(|d| (shown(&d["path"]), shown(&d["message"])))
                 .filter(|(_, message)| !message.is_empty())
                 .collect();
+            let refusal = error.denied.then(|| crate::error::Refusal(error.message.clone()));
             page.error = Some(error.message);
-            Ok((status, render(&page)).into_response())
+            let mut response = (status, render(&page)).into_response();
+            if let Some(refusal) = refusal {
+                response.extensions_mut().insert(refusal);
+            }
+            Ok(response)
         }
     }
 }

@@ -118,7 +118,8 @@ struct ErrorPage {
 
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
-        let Error { code, message, .. } = self.0;
+        let Error { code, message, denied, .. } = self.0;
+        let refusal = denied.then(|| crate::error::Refusal(message.clone()));
         let heading = match code {
             ErrorCode::NotFound => "Not found",
             ErrorCode::Forbidden | ErrorCode::CsrfFailed => "Not allowed",
@@ -130,7 +131,11 @@ impl IntoResponse for PageError {
             tracing::error!(%message, "a page failed");
         }
         let page = ErrorPage { signed_in: None, heading: heading.into(), message };
-        (code.status(), render(&page)).into_response()
+        let mut response = (code.status(), render(&page)).into_response();
+        if let Some(refusal) = refusal {
+            response.extensions_mut().insert(refusal);
+        }
+        response
     }
 }
 
@@ -161,7 +166,11 @@ impl axum::extract::FromRequestParts<AppState> for Visitor {
             Redirect::to(&format!("/login?{query}")).into_response()
         };
         let Some(value) = cookie(&parts.headers, SESSION_COOKIE) else { return Err(to_login()) };
-        app.catalog.authenticate_session(&value).await.map(Visitor).map_err(|_| to_login())
+        let signed_in = app.catalog.authenticate_session(&value).await.map_err(|_| to_login())?;
+        if let Some(slot) = parts.extensions.get::<crate::CallerSlot>() {
+            slot.fill(&signed_in.actor.id);
+        }
+        Ok(Visitor(signed_in))
     }
 }
 

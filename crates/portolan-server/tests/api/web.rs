@@ -583,6 +583,12 @@ async fn admins_edit_definitions_as_json_or_yaml_with_the_apis_validation_and_ma
     assert!(secrets.contains("<code>DB_PASSWORD</code>") && !secrets.contains(secret_value), "{secrets}");
     let (status, _) = page(&app, "/admin/secrets", &ana).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "secrets are for admins");
+    // Refusals in the portal are in the audit log, as the API's are.
+    let denied = app.get("/api/v1/audit-log?status=denied&actor=ana@example.com&limit=100").await;
+    let targets: Vec<&str> =
+        denied.body["records"].as_array().into_iter().flatten().filter_map(|r| r["resourceId"].as_str()).collect();
+    assert!(targets.contains(&"POST /admin/blueprints/service"), "{}", denied.body);
+    assert!(targets.contains(&"GET /admin/secrets"), "{}", denied.body);
     // A made-up blueprint cannot turn the editor's form into a post to another page.
     let (status, _) = page(&app, "/admin/new/scorecard/..%2F..%2Fsecrets%2FDB_PASSWORD%2Fdelete", &root).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
