@@ -640,6 +640,9 @@ impl Action {
             InvocationMethod::Nats { subject, .. } => {
                 if subject.trim().is_empty() || (!subject.contains("{{") && subject.contains([' ', '*', '>'])) {
                     errors.push("/invocationMethod/subject", "must be a NATS subject without spaces or wildcards");
+                } else if template::is_nats_system_subject(subject) {
+                    errors
+                        .push("/invocationMethod/subject", "'$...' and '_INBOX...' subjects are the NATS server's own");
                 }
             }
             InvocationMethod::UpsertEntity { blueprint_identifier, mapping, .. } => {
@@ -985,6 +988,16 @@ mod tests {
         assert!(out.real["body"].get("secrets").is_none(), "secrets stay out of the default body");
         assert_eq!(out.real["body"]["run"], json!({"id": "r_1", "url": "u", "token": "tok-abcdefgh"}));
         assert_eq!(out.display["body"]["run"]["token"], "********", "the run token is the backend's alone");
+    }
+
+    #[test]
+    fn actions_may_not_publish_to_the_nats_server_s_own_subjects() {
+        for subject in ["$JS.API.STREAM.DELETE.orders", "_INBOX.reply", "deploy.$SYS.x"] {
+            let mut a = day2();
+            a.invocation_method = InvocationMethod::Nats { subject: subject.into(), payload: None };
+            let errors = a.validate(&blueprints()).expect_err("refused");
+            assert!(errors.0.iter().any(|e| e.path == "/invocationMethod/subject"), "{subject}: {errors:?}");
+        }
     }
 
     #[test]

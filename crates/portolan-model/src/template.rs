@@ -550,12 +550,22 @@ fn check_url_shape(parts: &[Part]) -> Result<(), String> {
     Ok(())
 }
 
+/// One token of a subject a template may fill in: not a wildcard, not empty, and not the `$`
+/// of NATS's own subjects (`$JS.API...`, `$SYS...`).
 fn nats_token(token: &str) -> bool {
-    !token.is_empty() && !token.chars().any(|c| matches!(c, '.' | '*' | '>') || c.is_whitespace() || c.is_control())
+    !token.is_empty()
+        && !token.starts_with('$')
+        && !token.chars().any(|c| matches!(c, '.' | '*' | '>') || c.is_whitespace() || c.is_control())
 }
 
 fn nats_subject(subject: &str) -> bool {
-    subject.split('.').all(nats_token)
+    !is_nats_system_subject(subject) && subject.split('.').all(nats_token)
+}
+
+/// Subjects that belong to the NATS server or its clients' replies: an action may not publish to
+/// them (`$JS.API.STREAM.DELETE.orders` would delete a stream).
+pub fn is_nats_system_subject(subject: &str) -> bool {
+    subject.split('.').any(|token| token.starts_with('$')) || subject.split('.').next() == Some("_INBOX")
 }
 
 /// The names of the secrets a template reads as `.secrets.NAME` (or `.secrets["NAME"]`).
@@ -824,6 +834,10 @@ mod tests {
             assert!(subject("deploy.{{ .inputs.v }}.start", bad).is_err(), "{bad:?}");
         }
         assert!(subject("{{ .inputs.v }}", "deploy.>").is_err());
+        for system in ["$JS.API.STREAM.DELETE.orders", "_INBOX.abc", "deploy.$SYS"] {
+            assert!(subject("{{ .inputs.v }}", system).is_err(), "{system}");
+        }
+        assert!(subject("deploy.{{ .inputs.v }}", "$SYS").is_err());
     }
 
     #[test]
