@@ -92,6 +92,11 @@ enum AuditCommand {
         /// unchanged [default: the newest in the checkpoint directory]
         #[arg(long)]
         checkpoint: Option<std::path::PathBuf>,
+        /// Without a checkpoint, accept this many records at the start of the log without a MAC
+        /// (written before the log had an audit key); otherwise a log whose MACs were all
+        /// stripped could not be told from one that never had them
+        #[arg(long, default_value_t = 0)]
+        allow_unkeyed: u64,
     },
     /// Print every record as a JSON line, oldest first.
     Export {
@@ -258,7 +263,7 @@ async fn audit(args: AuditArgs) -> anyhow::Result<()> {
         eprintln!("warning: audit key {} is {origin}; configure audit_key_file", key.id());
     }
     match args.command {
-        AuditCommand::Verify { checkpoint } => {
+        AuditCommand::Verify { checkpoint, allow_unkeyed } => {
             let checkpoint = match checkpoint {
                 Some(path) => Some((log::read_checkpoint(&path).map_err(anyhow::Error::msg)?, path)),
                 None => {
@@ -272,6 +277,17 @@ async fn audit(args: AuditArgs) -> anyhow::Result<()> {
             let (checkpoint, checkpoint_file) = checkpoint.unzip();
             let key_ref = key.as_ref().map(|(k, _)| k);
             match log::verify(store.as_ref(), key_ref, checkpoint).await {
+                Ok(Ok(verified))
+                    if key.is_some() && verified.checkpoint.is_none() && verified.unkeyed > allow_unkeyed =>
+                {
+                    eprintln!(
+                        "the audit log cannot be trusted: its first {} records have no MAC and no checkpoint says \
+                         where the audit key began (someone who can write the database could have stripped them); \
+                         verify against a checkpoint, or pass --allow-unkeyed {} if they predate the key",
+                        verified.unkeyed, verified.unkeyed
+                    );
+                    std::process::exit(1);
+                }
                 Ok(Ok(verified)) => {
                     let mut said = format!(
                         "the audit log is intact: {} records, each chained to the one before",

@@ -236,9 +236,14 @@ async fn audit_verify_against_a_checkpoint_catches_a_wiped_a_rechained_and_a_cut
         assert!(text.contains(&format!("record {edited_seq} was rewritten: its MAC does not match")), "{text}");
     }
 
-    // The same with every MAC dropped: passes as a log from before audit keys, but not the checkpoint.
+    // The same with every MAC dropped: it would pass as a log from before audit keys, so without a
+    // checkpoint verify refuses unsigned records unless told how many predate the key; the
+    // checkpoint catches it anyway.
     let stripped = fresh();
     rechain(stripped.path(), edited_seq, create_t3, true).await;
+    let (ok, text) = verdict(stripped.path());
+    assert!(!ok, "a log stripped of its MACs passed: {text}");
+    assert!(text.contains("have no MAC and no checkpoint says where the audit key began"), "{text}");
     let (ok, text) = verdict_with(stripped.path(), &held);
     assert!(!ok, "the rewrite went unnoticed: {text}");
     assert!(text.contains(&format!("record {last} is not the record the checkpoint of")), "{text}");
