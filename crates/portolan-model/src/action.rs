@@ -379,22 +379,16 @@ impl Action {
         crate::error::from_json(value)
     }
 
-    /// An action as stored. Actions stored before runners took task names carry a `command`: it
-    /// becomes the task named after its program (`portolan demo-task NAME` becomes `NAME`), which
-    /// the runner's operator then configures.
+    /// An action as stored. Actions stored before runners took task names carry a `command`:
+    /// anyone who managed the blueprint could have written it, so it names no task until an admin
+    /// chooses one, and its runs fail saying so.
     pub fn from_stored(text: &str) -> Result<Self, serde_json::Error> {
         let mut value: Value = serde_json::from_str(text)?;
         if let Some(method) = value.get_mut("invocationMethod").and_then(Value::as_object_mut)
             && method.get("type").and_then(Value::as_str) == Some("RUNNER")
-            && let Some(command) = method.remove("command")
+            && method.remove("command").is_some()
         {
-            let words: Vec<&str> = command.as_array().into_iter().flatten().filter_map(Value::as_str).collect();
-            let task = match words.as_slice() {
-                [_, "demo-task", name, ..] => name.to_string(),
-                [program, ..] => program.rsplit('/').next().unwrap_or(program).to_string(),
-                [] => String::new(),
-            };
-            method.entry("task").or_insert(Value::String(task));
+            method.entry("task").or_insert(Value::String(String::new()));
         }
         serde_json::from_value(value)
     }

@@ -1010,10 +1010,15 @@ impl Catalog {
             }
             let listeners = listeners.as_deref().unwrap_or_default();
             let action = match tx.action(&before.action).await?.map(|r| r.action) {
-                Some(action) if matches!(action.invocation_method, InvocationMethod::Runner { .. }) => action,
-                _ => {
+                Some(action) if action.runner_wiring().is_some_and(|(_, task)| !task.is_empty()) => action,
+                found => {
                     let mut run = before.clone();
-                    let reason = "the action was deleted or moved off runners before a runner took the run";
+                    let reason = if found.is_some_and(|a| a.runner_wiring().is_some()) {
+                        "the action was written with a command line before runners took task names: an admin must \
+                         choose its task"
+                    } else {
+                        "the action was deleted or moved off runners before a runner took the run"
+                    };
                     run.end(RunStatus::Failure, reason, now).map_err(|m| Error::new(ErrorCode::Internal, m))?;
                     self.record_run(tx.as_mut(), &by_runner, listeners, Some(&before), &run, vec![log(now, reason)])
                         .await?;
@@ -1823,6 +1828,38 @@ mod tests {
         catalog.put_action(&system, None, action("Job")).await.expect("action again");
         let (job, run) = prepare().await;
         catalog.write_run(job, run, member).await.expect("an unchanged request is written");
+    }
+
+    /// An action stored with a command line by an earlier version names no task: its runs fail
+    /// and say an admin must choose one, instead of reaching a runner.
+    #[tokio::test]
+    async fn a_stored_command_line_reaches_no_runner() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = portolan_store::open(&dir.path().to_string_lossy()).await.expect("store");
+        let state =
+            crate::AppState::with_options(store, Arc::new(SystemClock), &Default::default()).await.expect("state");
+        let catalog = state.catalog;
+        let system = Actor::system("test", Origin::Api);
+        let stored = r#"{"identifier": "old", "trigger": {"type": "self-service", "operation": "CREATE"},
+            "invocationMethod": {"type": "RUNNER", "labels": ["x"], "command": ["portolan", "admin", "create-token"]}}"#;
+        let action = Action::from_stored(stored).expect("an old action still loads");
+        assert_eq!(action.runner_wiring(), Some((&["x".to_string()][..], "")));
+        let record = portolan_store::ActionRecord {
+            action,
+            created_at: 0,
+            created_by: "mo".into(),
+            updated_at: 0,
+            updated_by: "mo".into(),
+        };
+        let mut tx = catalog.store().write().await.expect("tx");
+        tx.put_action(&record, true).await.expect("stored");
+        tx.commit().await.expect("commit");
+        let run = catalog.create_run(&system, "old", RunRequest::default()).await.expect("queued");
+        let (_, token) = catalog.create_runner_token(&system, "runner", vec!["x".into()]).await.expect("token");
+        assert!(catalog.try_claim(&token, &[], 30_000).await.expect("claim").is_none(), "nothing to run");
+        let (failed, _) = catalog.get_run(&system, &run.id).await.expect("run");
+        assert_eq!(failed.status, RunStatus::Failure);
+        assert!(failed.reason.as_deref().unwrap_or_default().contains("an admin must choose its task"), "{failed:?}");
     }
 
     /// What a refusing webhook answered goes to the server's log with the secrets masked.
