@@ -5,6 +5,7 @@ mod browser;
 mod demo;
 mod help;
 mod postgres;
+mod readme;
 mod runs;
 mod sqlite_sharing;
 
