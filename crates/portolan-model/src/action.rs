@@ -829,7 +829,9 @@ impl UserInputs {
                 continue;
             }
             let before = errors.0.len();
-            input.value_schema().validate_value(&value, &path, &mut errors);
+            let schema = input.value_schema();
+            let value = schema.normalize(value);
+            schema.validate_value(&value, &path, &mut errors);
             if errors.0.len() == before
                 && let Some(picked) = input.picked(&value, &path)
             {

@@ -133,6 +133,8 @@ impl BlueprintSchema {
 pub enum PropertyType {
     String,
     Number,
+    /// A number without a fractional part, as in JSON Schema: `7.0` is accepted and kept as `7`.
+    Integer,
     Boolean,
     Object,
     Array,
@@ -337,7 +339,7 @@ impl PropertySchema {
         {
             errors.push(format!("{path}/format"), format!("format '{}' needs type string", format.as_str()));
         }
-        if (self.minimum.is_some() || self.maximum.is_some()) && self.kind != T::Number {
+        if (self.minimum.is_some() || self.maximum.is_some()) && !self.kind.is_numeric() {
             errors.push(path, "minimum and maximum apply only to numbers");
         }
         if let (Some(min), Some(max)) = (self.minimum, self.maximum)
@@ -378,8 +380,8 @@ impl PropertySchema {
             if values.is_empty() {
                 errors.push(format!("{path}/enum"), "enum must list at least one value");
             }
-            if !matches!(self.kind, T::String | T::Number | T::Boolean) {
-                errors.push(format!("{path}/enum"), "enum applies only to strings, numbers and booleans");
+            if !matches!(self.kind, T::String | T::Number | T::Integer | T::Boolean) {
+                errors.push(format!("{path}/enum"), "enum applies only to strings, numbers, integers and booleans");
             }
             for (i, value) in values.iter().enumerate() {
                 if !self.kind.admits(value) {
@@ -400,10 +402,26 @@ impl PropertySchema {
         }
     }
 
+    /// The value as stored: a whole number given to an integer property (or list of integers)
+    /// loses its fractional form, `7.0` becoming `7`. Anything else is returned as it was.
+    pub fn normalize(&self, value: Value) -> Value {
+        match (self.kind, value) {
+            (PropertyType::Array, Value::Array(items)) => match &self.items {
+                Some(item) => Value::Array(items.into_iter().map(|v| item.normalize(v)).collect()),
+                None => Value::Array(items),
+            },
+            (kind, value) => kind.normalize(value),
+        }
+    }
+
     /// Validates one value against this property. Reference checks (team format) are the caller's.
     pub fn validate_value(&self, value: &Value, path: &str, errors: &mut FieldErrors) {
         if !self.kind.admits(value) {
-            errors.push(path, format!("expected {}, got {}", self.kind.article(), json_kind(value)));
+            let got = match value {
+                Value::Number(n) => n.to_string(),
+                other => json_kind(other).to_string(),
+            };
+            errors.push(path, format!("expected {}, got {got}", self.kind.article()));
             return;
         }
         if let Some(values) = &self.enum_values
@@ -484,6 +502,7 @@ impl PropertyType {
         match self {
             Self::String => "string",
             Self::Number => "number",
+            Self::Integer => "integer",
             Self::Boolean => "boolean",
             Self::Object => "object",
             Self::Array => "array",
@@ -494,13 +513,30 @@ impl PropertyType {
         match self {
             Self::String => "a string",
             Self::Number => "a number",
+            Self::Integer => "an integer (a whole number)",
             Self::Boolean => "a boolean",
             Self::Object => "an object",
             Self::Array => "an array",
         }
     }
 
+    /// A whole number given as an integer loses its fractional form (`7.0` becomes `7`).
+    pub fn normalize(self, value: Value) -> Value {
+        match (self, value) {
+            (Self::Integer, Value::Number(n)) => Value::Number(as_integer(&n).unwrap_or(n)),
+            (_, value) => value,
+        }
+    }
+
+    /// Number or integer: what minimum, maximum, bounds, sums and averages apply to.
+    pub fn is_numeric(self) -> bool {
+        matches!(self, Self::Number | Self::Integer)
+    }
+
     pub fn admits(self, value: &Value) -> bool {
+        if let (Self::Integer, Value::Number(n)) = (self, value) {
+            return as_integer(n).is_some();
+        }
         matches!(
             (self, value),
             (Self::String, Value::String(_))
@@ -571,6 +607,27 @@ fn json_kind(value: &Value) -> &'static str {
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
     }
+}
+
+/// A JSON number as an integer, if it has no fractional part and fits in 64 bits.
+fn as_integer(n: &serde_json::Number) -> Option<serde_json::Number> {
+    if n.is_i64() || n.is_u64() {
+        return Some(n.clone());
+    }
+    let f = n.as_f64()?;
+    // 2^63 is the first float outside i64; every float below it with no fraction is exact.
+    (f.fract() == 0.0 && f.abs() < 9_223_372_036_854_775_808.0).then(|| (f as i64).into())
+}
+
+/// A number typed as text (a web form's field, a filter) as JSON: `7` stays the integer 7, not
+/// 7.0; `2.5` and `1e3` are floats. `None` for anything that is not a finite number.
+pub fn number_from_text(text: &str) -> Option<Value> {
+    let text = text.trim();
+    if let Ok(n) = text.parse::<i64>() {
+        return Some(n.into());
+    }
+    let n = text.parse::<f64>().ok().filter(|n| n.is_finite())?;
+    serde_json::Number::from_f64(n).map(Value::Number)
 }
 
 /// JSON equality that treats `1` and `1.0` as the same number.
@@ -664,5 +721,38 @@ mod tests {
         assert!(Format::DateTime.check("yesterday").is_err());
         assert!(Format::Ipv4.check("10.0.0.1").is_ok());
         assert!(Format::Ipv6.check("10.0.0.1").is_err());
+    }
+
+    #[test]
+    fn integers_are_whole_numbers_and_keep_their_integer_form() {
+        let bp = parse(json!({"identifier": "pool", "schema": {"properties": {
+            "size": {"type": "integer", "minimum": 1, "maximum": 10, "default": 3.0},
+            "sizes": {"type": "array", "items": {"type": "integer"}},
+            "bad": {"type": "integer", "enum": [1, 1.5], "default": 0.5}
+        }}}));
+        let found = paths(bp.validate(|_| false));
+        assert_eq!(found, vec!["/schema/properties/bad/enum/1", "/schema/properties/bad/default"]);
+        let size = &bp.schema.properties["size"];
+        for (given, kept) in [(json!(7), "7"), (json!(7.0), "7"), (json!(-0.0), "0"), (json!(1e3), "1000")] {
+            assert_eq!(size.normalize(given.clone()).to_string(), kept, "{given}");
+        }
+        assert_eq!(size.normalize(json!(2.5)), json!(2.5), "a fraction is left for validation to refuse");
+        let sizes = &bp.schema.properties["sizes"];
+        assert_eq!(sizes.normalize(json!([1.0, 2])).to_string(), "[1,2]");
+
+        let mut errors = FieldErrors::default();
+        size.validate_value(&json!(2.5), "/properties/size", &mut errors);
+        size.validate_value(&json!(1e300), "/properties/size", &mut errors);
+        assert_eq!(errors.0.len(), 2, "{errors:?}");
+        assert_eq!(errors.0[0].path, "/properties/size");
+        assert!(errors.0[0].message.contains("integer") && errors.0[0].message.contains("2.5"), "{errors:?}");
+        let mut errors = FieldErrors::default();
+        size.validate_value(&json!(7.0), "/properties/size", &mut errors);
+        assert!(errors.0.is_empty(), "7.0 is the integer 7, as in JSON Schema: {errors:?}");
+
+        assert_eq!(number_from_text("7").map(|v| v.to_string()), Some("7".into()));
+        assert_eq!(number_from_text(" 2.5 ").map(|v| v.to_string()), Some("2.5".into()));
+        assert_eq!(number_from_text("NaN"), None);
+        assert_eq!(number_from_text("seven"), None);
     }
 }

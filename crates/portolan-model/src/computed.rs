@@ -2,7 +2,7 @@
 //! over the entities that point here). This module resolves and checks their definitions; the
 //! server computes the values and keeps them fresh.
 
-use crate::blueprint::{AggregationFunction, Blueprint, CalculationBy, PropertyType};
+use crate::blueprint::{AggregationFunction, Blueprint, CalculationBy};
 use crate::error::{FieldErrors, pointer_token};
 
 /// Longest relation path a mirror follows.
@@ -106,7 +106,7 @@ pub fn validate(blueprint: &Blueprint, lookup: &dyn Fn(&str) -> Option<Blueprint
                 );
             }
             (CalculationBy::Property, _, Some(property)) => {
-                let is_number = target.schema.properties.get(property).is_some_and(|p| p.kind == PropertyType::Number)
+                let is_number = target.schema.properties.get(property).is_some_and(|p| p.kind.is_numeric())
                     || target.aggregation_properties.contains_key(property);
                 if !is_number {
                     errors.push(

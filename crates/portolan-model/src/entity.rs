@@ -226,6 +226,7 @@ impl EntityInput {
             if value.is_null() {
                 continue;
             }
+            let value = schema.normalize(value);
             schema.validate_value(&value, &path, &mut errors);
             if schema.format == Some(Format::Team)
                 && let Value::String(t) = &value
@@ -243,7 +244,7 @@ impl EntityInput {
             if !properties.contains_key(name)
                 && let Some(default) = &schema.default
             {
-                properties.insert(name.clone(), default.clone());
+                properties.insert(name.clone(), schema.normalize(default.clone()));
             }
         }
         for name in &blueprint.schema.required {

@@ -207,7 +207,7 @@ impl Scope<'_> {
             let kind = match (calculation.kind, calculation.format) {
                 (PropertyType::String, Some(Format::DateTime | Format::Timer)) => Kind::DateTime,
                 (PropertyType::String, _) => Kind::String,
-                (PropertyType::Number, _) => Kind::Number,
+                (PropertyType::Number | PropertyType::Integer, _) => Kind::Number,
                 (PropertyType::Boolean, _) => Kind::Boolean,
                 _ => return Some(Shape::Object),
             };
@@ -262,7 +262,8 @@ pub fn property_shape(prop: &PropertySchema) -> Shape {
     let kind = |p: &PropertySchema| match (p.kind, p.format) {
         (PropertyType::String, Some(Format::DateTime | Format::Timer)) => Some(Kind::DateTime),
         (PropertyType::String, _) => Some(Kind::String),
-        (PropertyType::Number, _) => Some(Kind::Number),
+        // Integers are numbers to the query language: compared, sorted and summed as numbers.
+        (PropertyType::Number | PropertyType::Integer, _) => Some(Kind::Number),
         (PropertyType::Boolean, _) => Some(Kind::Boolean),
         _ => None,
     };

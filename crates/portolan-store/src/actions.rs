@@ -255,7 +255,8 @@ macro_rules! queries {
 
         /// The oldest queued runner run that needs no label outside `labels`, locked for the
         /// claimer (skipping runs another claimer holds).
-        pub async fn claimable_run(tx: &mut Tx, labels: &[String]) -> Result<Option<Run>> {
+        /// `lock`: claim it (a write transaction); otherwise only look (a read transaction).
+        pub async fn claimable_run(tx: &mut Tx, labels: &[String], lock: bool) -> Result<Option<Run>> {
             let marks: Vec<String> = (1..=labels.len()).map(|i| format!("${i}")).collect();
             let outside =
                 if labels.is_empty() { String::new() } else { format!(" AND l.label NOT IN ({})", marks.join(", ")) };
@@ -263,7 +264,7 @@ macro_rules! queries {
                 "SELECT seq, document FROM runs r WHERE r.status = 'QUEUED' AND r.backend = 'RUNNER'
                  AND NOT EXISTS (SELECT 1 FROM run_labels l WHERE l.run_id = r.id{outside})
                  ORDER BY r.seq LIMIT 1{}",
-                $lock
+                if lock { $lock } else { "" }
             );
             let mut query = sqlx::query(AssertSqlSafe(sql));
             for label in labels {

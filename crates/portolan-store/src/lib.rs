@@ -260,8 +260,8 @@ pub trait Tx: Send {
     async fn update_run(&mut self, run: &Run) -> Result<()>;
     /// Runs matching `filter`, newest first, with their `seq` (the cursor).
     async fn list_runs(&mut self, filter: &RunFilter, limit: u32) -> Result<Vec<(i64, Run)>>;
-    /// The oldest queued runner run that needs no label outside `labels`, locked for the caller
-    /// (skipping any run another claimer holds).
+    /// The oldest queued runner run that needs no label outside `labels`; in a write transaction
+    /// locked for the caller (skipping any run another claimer holds), in a read one only seen.
     async fn claimable_run(&mut self, labels: &[String]) -> Result<Option<Run>>;
     /// Runs in progress whose lease ran out before `now`, locked for the caller.
     async fn lost_runs(&mut self, now: Millis, limit: u32) -> Result<Vec<Run>>;
@@ -364,9 +364,15 @@ impl From<sqlx::Error> for StoreError {
                 StoreError::Unavailable(err.to_string())
             }
             sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(db.message().to_string()),
+            // SQLITE_BUSY / SQLITE_LOCKED and their extended codes (the low byte is the primary
+            // one): another process held the database longer than the busy timeout.
+            sqlx::Error::Database(db)
+                if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some()
+                    && db.code().and_then(|c| c.parse::<i32>().ok()).is_some_and(|c| matches!(c & 0xff, 5 | 6)) =>
+            {
+                StoreError::Unavailable(db.message().to_string())
+            }
             sqlx::Error::Database(db) => match db.code().as_deref() {
-                // SQLITE_BUSY / SQLITE_LOCKED: another process holds the database.
-                Some("5" | "6") => StoreError::Unavailable(db.message().to_string()),
                 // PostgreSQL serialization failure / deadlock: a concurrent writer won.
                 Some("40001" | "40P01") => StoreError::Conflict(db.message().to_string()),
                 // PostgreSQL connection exceptions, shutdown, too many connections.

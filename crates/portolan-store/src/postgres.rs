@@ -782,7 +782,7 @@ impl Tx for PgTx {
     }
 
     async fn claimable_run(&mut self, labels: &[String]) -> Result<Option<Run>> {
-        crate::actions::postgres::claimable_run(&mut self.tx, labels).await
+        crate::actions::postgres::claimable_run(&mut self.tx, labels, self.writable).await
     }
 
     async fn lost_runs(&mut self, now: Millis, limit: u32) -> Result<Vec<Run>> {

@@ -28,6 +28,12 @@ use crate::{
 /// The file inside the data directory that holds the database.
 pub const DATABASE_FILE: &str = "portolan.db";
 
+/// Write transactions take the database's write lock when they begin, waiting up to the busy
+/// timeout for another process (`portolan admin` beside a server) to finish. A deferred `BEGIN`
+/// would take it at the first write instead, and SQLite answers SQLITE_BUSY at once, without
+/// waiting, when that upgrade meets another writer or a snapshot a writer has moved past.
+const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
+
 /// SQLite allows 32766 bound parameters per statement; lists and multi-row writes stay well below.
 const IN_CHUNK: usize = 500;
 const ENTITY_ROWS_PER_STATEMENT: usize = 500;
@@ -88,8 +94,12 @@ impl SqliteStore {
             .map_err(|e| StoreError::Other(format!("migration failed: {e}")))?;
         let changes = broadcast::channel(CHANGE_BUFFER).0;
         // A database from before a change to the indexing gets its indexes now.
-        let mut indexing =
-            SqliteTx { tx: writer.begin().await?, events: Vec::new(), changes: changes.clone(), audit_key: None };
+        let mut indexing = SqliteTx {
+            tx: writer.begin_with(BEGIN_WRITE).await?,
+            events: Vec::new(),
+            changes: changes.clone(),
+            audit_key: None,
+        };
         indexing.sync_property_indexes().await?;
         indexing.tx.commit().await?;
         let readers = SqlitePoolOptions::new()
@@ -114,7 +124,7 @@ impl Store for SqliteStore {
 
     async fn write(&self) -> Result<Box<dyn Tx>> {
         Ok(Box::new(SqliteTx {
-            tx: self.writer.begin().await?,
+            tx: self.writer.begin_with(BEGIN_WRITE).await?,
             events: Vec::new(),
             changes: self.changes.clone(),
             audit_key: self.audit_key.get(),
@@ -754,7 +764,7 @@ impl Tx for SqliteTx {
     }
 
     async fn claimable_run(&mut self, labels: &[String]) -> Result<Option<Run>> {
-        crate::actions::sqlite::claimable_run(&mut self.tx, labels).await
+        crate::actions::sqlite::claimable_run(&mut self.tx, labels, true).await
     }
 
     async fn lost_runs(&mut self, now: Millis, limit: u32) -> Result<Vec<Run>> {

@@ -95,7 +95,7 @@ async fn calculate(
             "gave {text:?}, which is not a valid {}",
             calculation.format.map(|f| f.as_str()).unwrap_or_default()
         )),
-        Some(value) => Ok(Some(value)),
+        Some(value) => Ok(Some(calculation.kind.normalize(value))),
     }
 }
 

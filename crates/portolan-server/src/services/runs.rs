@@ -972,6 +972,13 @@ impl Catalog {
         lease_ms: i64,
     ) -> Result<Option<RunnerClaim>> {
         let deadline = tokio::time::Instant::now() + wait;
+        // The one write of a claim that finds nothing: the token's last use. Waiting holds no lock.
+        {
+            let mut tx = self.store().write().await?;
+            let runner = self.authenticate_runner(tx.as_mut(), token).await?;
+            tx.touch_runner_token(&runner.id, self.now()).await?;
+            tx.commit().await?;
+        }
         loop {
             let engine = self.engine();
             let woken = engine.runner_work.notified();
@@ -994,10 +1001,20 @@ impl Catalog {
     }
 
     async fn try_claim(&self, token: &str, requested: &[String], lease_ms: i64) -> Result<Option<RunnerClaim>> {
+        let labels = |runner: &RunnerToken| -> Vec<String> {
+            runner.labels.iter().filter(|l| requested.is_empty() || requested.contains(l)).cloned().collect()
+        };
+        // Look in a read transaction first: a runner polling an empty queue takes no write lock.
+        {
+            let mut tx = self.store().read().await?;
+            let runner = self.authenticate_runner(tx.as_mut(), token).await?;
+            if tx.claimable_run(&labels(&runner)).await?.is_none() {
+                return Ok(None);
+            }
+        }
         let mut tx = self.store().write().await?;
         let runner = self.authenticate_runner(tx.as_mut(), token).await?;
-        let labels: Vec<String> =
-            runner.labels.iter().filter(|l| requested.is_empty() || requested.contains(l)).cloned().collect();
+        let labels = labels(&runner);
         let now = self.now();
         tx.touch_runner_token(&runner.id, now).await?;
         let by_runner = Actor::system(format!("runner:{}", runner.id), Origin::Runner);

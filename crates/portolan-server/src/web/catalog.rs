@@ -267,9 +267,9 @@ impl Table {
             let rule = match schema.properties.get(field).map(|p| p.kind) {
                 _ if field == "$team" => json!({"property": "$team", "operator": "containsAny", "value": [value]}),
                 Some(PropertyType::Boolean) => json!({"property": field, "operator": "=", "value": value == "true"}),
-                Some(PropertyType::Number) => match value.parse::<f64>() {
-                    Ok(n) => json!({"property": field, "operator": "=", "value": n}),
-                    Err(_) => return Err(format!("'{value}' is not a number for '{field}'")),
+                Some(PropertyType::Number | PropertyType::Integer) => match number_from_text(value) {
+                    Some(n) => json!({"property": field, "operator": "=", "value": n}),
+                    None => return Err(format!("'{value}' is not a number for '{field}'")),
                 },
                 _ => json!({"property": field, "operator": "=", "value": value}),
             };

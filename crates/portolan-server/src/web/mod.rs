@@ -25,6 +25,7 @@ use crate::services::runs::RunRequest;
 use crate::services::search::{AggregateRequest, SearchRequest};
 use portolan_model::PropertyType;
 use portolan_model::action::{InputFormat, Operation, Trigger};
+use portolan_model::blueprint::number_from_text;
 use portolan_model::guardrail::{Decision, Verdict};
 
 /// The cookie that carries the sign-in form's CSRF token before there is a session.

@@ -75,6 +75,10 @@ struct Field {
     label: String,
     help: String,
     kind: &'static str,
+    /// A number field's `step` (`1` for integers), `min` and `max`; empty when not set.
+    step: &'static str,
+    min: String,
+    max: String,
     value: String,
     required: bool,
     options: Vec<Choice>,
@@ -284,7 +288,7 @@ async fn form_field(
     };
     let kind = match (input.kind, input.format) {
         (PropertyType::Boolean, _) => "checkbox",
-        (PropertyType::Number, _) => "number",
+        (PropertyType::Number | PropertyType::Integer, _) => "number",
         (_, Some(InputFormat::Markdown | InputFormat::Yaml | InputFormat::MultiLine)) | (PropertyType::Array, _) => {
             "textarea"
         }
@@ -292,7 +296,16 @@ async fn form_field(
         (_, Some(InputFormat::Url)) => "url",
         _ => "text",
     };
+    let step = match input.kind {
+        PropertyType::Integer => "1",
+        PropertyType::Number => "any",
+        _ => "",
+    };
+    let limit = |bound: Option<f64>| bound.map(|b| b.to_string()).unwrap_or_default();
     Ok(Field {
+        step,
+        min: limit(input.minimum),
+        max: limit(input.maximum),
         label: input.title.clone().unwrap_or_else(|| name.clone()),
         help: input.description.clone().unwrap_or_default(),
         required: user_inputs.required.contains(&name),
@@ -343,11 +356,11 @@ fn typed_inputs(
             (PropertyType::Boolean, raw) => Value::Bool(raw.as_deref() == Some("true")),
             (_, None) => continue,
             (_, Some(raw)) if raw.is_empty() => continue,
-            // Only a finite number is a number; anything else goes on as text, for validation to refuse.
-            (PropertyType::Number, Some(raw)) => match raw.parse::<f64>() {
-                Ok(n) if n.is_finite() => Value::from(n),
-                _ => Value::String(raw),
-            },
+            // Only a finite number is a number, and `7` stays 7 (not 7.0); anything else goes on
+            // as text, for validation to refuse.
+            (PropertyType::Number | PropertyType::Integer, Some(raw)) => {
+                number_from_text(&raw).unwrap_or(Value::String(raw))
+            }
             (PropertyType::Array, Some(raw)) => {
                 Value::Array(raw.split([',', '\n']).map(str::trim).filter(|s| !s.is_empty()).map(Value::from).collect())
             }

@@ -83,7 +83,7 @@ async fn invalid_blueprints_get_per_field_details() {
     assert_eq!(reserved.status, StatusCode::UNPROCESSABLE_ENTITY);
 
     let wrong_type = app
-        .post("/api/v1/blueprints", json!({"identifier": "x", "schema": {"properties": {"a": {"type": "integer"}}}}))
+        .post("/api/v1/blueprints", json!({"identifier": "x", "schema": {"properties": {"a": {"type": "float"}}}}))
         .await;
     assert_eq!(wrong_type.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(wrong_type.detail_paths(), vec!["/schema/properties/a/type"]);

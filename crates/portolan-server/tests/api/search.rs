@@ -264,3 +264,88 @@ async fn a_cursor_from_another_sort_is_refused() {
     assert_eq!(by_replicas.status, StatusCode::BAD_REQUEST, "{}", by_replicas.body);
     assert_eq!(by_replicas.error_code(), "invalid_query");
 }
+
+#[tokio::test]
+async fn integer_properties_keep_whole_numbers_refuse_fractions_and_search_and_sort_as_numbers() {
+    let app = spawn_app().await;
+    let blueprint = json!({"identifier": "pool", "schema": {"properties": {
+        "size": {"type": "integer", "minimum": 0},
+        "tier": {"type": "integer", "enum": [1, 2, 3]},
+        "ports": {"type": "array", "items": {"type": "integer"}}
+    }}});
+    let created = app.post("/api/v1/blueprints", blueprint).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let wrong = app
+        .post(
+            "/api/v1/blueprints",
+            json!({"identifier": "x", "schema": {"properties": {"n": {"type": "integer", "enum": [1.5]}}}}),
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", wrong.body);
+    assert_eq!(wrong.detail_paths(), vec!["/schema/properties/n/enum/0"]);
+
+    let entities = "/api/v1/blueprints/pool/entities";
+    let half =
+        app.post(entities, json!({"identifier": "half", "properties": {"size": 2.5, "ports": [80, 80.5]}})).await;
+    assert_eq!(half.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", half.body);
+    assert_eq!(half.detail_paths(), vec!["/properties/size", "/properties/ports/1"]);
+    assert!(half.body["details"][0]["message"].as_str().is_some_and(|m| m.contains("integer")), "{}", half.body);
+
+    // 7.0 is the integer 7 (as in JSON Schema) and is kept as 7.
+    for (id, size, tier) in [("p7", json!(7.0), json!(2.0)), ("p10", json!(10), json!(1)), ("p3", json!(3), json!(3))] {
+        let made = app
+            .post(entities, json!({"identifier": id, "properties": {"size": size, "tier": tier, "ports": [443.0]}}))
+            .await;
+        assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+    }
+    let p7 = app.get(&format!("{entities}/p7")).await;
+    assert_eq!(p7.body["entity"]["properties"].to_string(), r#"{"size":7,"tier":2,"ports":[443]}"#);
+    let patched = app.patch(&format!("{entities}/p3"), json!({"properties": {"size": 4.5}})).await;
+    assert_eq!(patched.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", patched.body);
+    assert_eq!(patched.detail_paths(), vec!["/properties/size"]);
+
+    let search = |rules: Value, sort: Value| {
+        let app = &app;
+        async move {
+            let reply = app
+                .post(
+                    "/api/v1/blueprints/pool/entities/search",
+                    json!({"query": {"combinator": "and", "rules": rules}, "sort": sort}),
+                )
+                .await;
+            assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+            identifiers(&reply.body)
+        }
+    };
+    let by_size = json!({"property": "size", "order": "desc"});
+    assert_eq!(search(json!([]), by_size.clone()).await, vec!["p10", "p7", "p3"]);
+    assert_eq!(search(json!([]), json!({"property": "tier"})).await, vec!["p10", "p7", "p3"], "a facet's index");
+    let at_least_seven = json!([{"property": "size", "operator": ">=", "value": 7}]);
+    assert_eq!(search(at_least_seven, by_size.clone()).await, vec!["p10", "p7"]);
+    assert_eq!(search(json!([{"property": "size", "operator": "=", "value": 7.0}]), by_size.clone()).await, vec!["p7"]);
+    assert_eq!(search(json!([{"property": "size", "operator": "<", "value": 6.5}]), by_size.clone()).await, vec!["p3"]);
+    assert_eq!(
+        search(json!([{"property": "tier", "operator": "in", "value": [1, 3]}]), by_size.clone()).await,
+        vec!["p10", "p3"]
+    );
+    assert_eq!(
+        search(json!([{"property": "ports", "operator": "containsAny", "value": [443]}]), by_size).await.len(),
+        3
+    );
+    let sum = app
+        .post("/api/v1/entities/aggregate", json!({"function": "sum", "blueprint": "pool", "property": "size"}))
+        .await;
+    assert_eq!(sum.body["value"].as_f64(), Some(20.0), "{}", sum.body);
+    let by_tier = app
+        .post("/api/v1/entities/aggregate", json!({"function": "countBy", "blueprint": "pool", "property": "tier"}))
+        .await;
+    assert_eq!(by_tier.status, StatusCode::OK, "{}", by_tier.body);
+    assert_eq!(by_tier.body["groups"].as_array().map(Vec::len), Some(3), "{}", by_tier.body);
+
+    let openapi = app.get("/api/v1/openapi.json").await;
+    let text = openapi.body.to_string();
+    assert!(
+        text.contains(r#""enum":["string","number","integer","boolean","object","array"]"#),
+        "the schema names integer"
+    );
+}

@@ -705,3 +705,54 @@ async fn a_member_never_sees_a_secret_a_template_transforms_in_a_dry_run_a_previ
     let everything = deliveries[0].body["everything"].to_string();
     assert!(leaks(&everything).is_empty() && everything.contains("cart"), "`.` reads no secret: {everything}");
 }
+
+#[tokio::test]
+async fn a_whole_number_typed_into_a_form_reaches_the_run_as_an_integer() {
+    let app = spawn_app().await;
+    org(&app).await;
+    let action = json!({
+        "identifier": "scale", "title": "Scale a service",
+        "trigger": {"type": "self-service", "operation": "DAY-2", "blueprintIdentifier": "service",
+            "userInputs": {"properties": {
+                "replicas": {"type": "integer", "title": "Pods", "minimum": 1, "maximum": 50},
+                "share": {"type": "number"}
+            }, "required": ["replicas"]}},
+        "invocationMethod": {"type": "UPSERT_ENTITY", "blueprintIdentifier": "service", "mapping": {
+            "identifier": "{{ .entity.identifier }}", "properties": {"replicas": "{{ .inputs.replicas }}"}}}
+    });
+    let created = app.post("/api/v1/actions", action).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+
+    let ana = sign_in(&app, "ana@example.com").await;
+    let (_, form) = page(&app, "/actions/scale?entity=a1", &ana).await;
+    assert!(
+        form.contains(r#"name="in.replicas" type="number" value="" step="1" min="1" max="50""#),
+        "an integer input takes whole numbers: {form}"
+    );
+    assert!(form.contains(r#"name="in.share" type="number" value="" step="any""#), "{form}");
+    let csrf = csrf_of(&form);
+    let fields = |replicas: &'static str| {
+        [("entity", "a1"), ("in.replicas", replicas), ("in.share", "7"), ("mode", "run")]
+            .map(|(k, v)| (k, v.to_string()))
+    };
+    fn with_csrf<'a>(fields: &'a [(&'static str, String)], csrf: &'a str) -> Vec<(&'a str, &'a str)> {
+        let mut pairs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        pairs.push(("csrf", csrf));
+        pairs
+    }
+
+    let refused = post_form(&app, "/actions/scale", &ana, &with_csrf(&fields("2.5"), &csrf)).await;
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let html = refused.text().await.expect("html");
+    assert!(html.contains("expected an integer"), "the field says why: {html}");
+
+    let seven = fields("7");
+    let started = post_form(&app, "/actions/scale", &ana, &with_csrf(&seven, &csrf)).await;
+    assert_eq!(started.status(), StatusCode::SEE_OTHER);
+    let run_id = started.headers()["location"].to_str().expect("location").trim_start_matches("/runs/").to_string();
+    let run = crate::run_until(&app, &run_id, std::time::Duration::from_secs(5), crate::ended).await;
+    assert_eq!(run["run"]["status"], "SUCCESS", "{run}");
+    assert_eq!(run["run"]["inputs"].to_string(), r#"{"replicas":7,"share":7}"#, "not 7.0: {run}");
+    let entity = app.get("/api/v1/blueprints/service/entities/a1").await;
+    assert_eq!(entity.body["entity"]["properties"]["replicas"].to_string(), "7", "{}", entity.body);
+}

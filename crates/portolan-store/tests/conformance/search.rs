@@ -46,6 +46,7 @@ pub fn blueprints() -> Vec<Blueprint> {
             "language": {"type": "string", "enum": WORDS},
             "replicas": {"type": "number"},
             "public": {"type": "boolean"},
+            "pods": {"type": "integer", "enum": [0, 1, 2, 3]},
             "tags": {"type": "array", "items": {"type": "string"}},
             "expires": {"type": "string", "format": "timer"},
             "size": {"type": "number"}
@@ -106,6 +107,11 @@ fn catalog(rng: &mut Rng, blueprints: &[Blueprint]) -> Vec<(Entity, Vec<portolan
             props.insert("public".into(), json!(rng.chance(50)));
         }
         if rng.chance(70) {
+            // Sent as 2 or as 2.0: an integer property keeps both as the integer.
+            let pods = rng.below(4);
+            props.insert("pods".into(), if rng.chance(50) { json!(pods) } else { json!(pods as f64) });
+        }
+        if rng.chance(70) {
             let n = rng.below(3);
             let tags: Vec<&str> =
                 (0..n).map(|_| *rng.pick(&TAGS)).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
@@ -147,7 +153,9 @@ fn random_rule(rng: &mut Rng, depth: usize) -> Value {
         2 => {
             json!({"property": "language", "operator": rng.pick(&["contains", "doesNotContains", "beginsWith", "endsWith", "doesNotBeginsWith", "doesNotEndsWith"]), "value": needle})
         }
-        3 => json!({"property": "replicas", "operator": rng.pick(&["=", "!=", ">", ">=", "<", "<="]), "value": number}),
+        3 => {
+            json!({"property": rng.pick(&["replicas", "pods"]), "operator": rng.pick(&["=", "!=", ">", ">=", "<", "<="]), "value": number})
+        }
         4 => json!({"property": "language", "operator": rng.pick(&[">", "<=", ">="]), "value": word}),
         5 => {
             json!({"property": "language", "operator": rng.pick(&["in", "notIn"]), "value": [word, *rng.pick(&WORDS)]})
@@ -160,7 +168,7 @@ fn random_rule(rng: &mut Rng, depth: usize) -> Value {
             json!({"property": "tags", "operator": rng.pick(&["=", "!=", "beginsWith", "contains"]), "value": *rng.pick(&TAGS)})
         }
         9 => {
-            json!({"property": *rng.pick(&["tags", "language", "replicas", "public", "expires", "size"]), "operator": rng.pick(&["isEmpty", "isNotEmpty"])})
+            json!({"property": *rng.pick(&["tags", "language", "replicas", "public", "expires", "size", "pods"]), "operator": rng.pick(&["isEmpty", "isNotEmpty"])})
         }
         10 => json!({"property": "expires", "operator": rng.pick(&["isExpired", "isNotExpired"])}),
         11 => {
@@ -190,6 +198,7 @@ fn random_rule(rng: &mut Rng, depth: usize) -> Value {
         }
         20 => json!({"operator": "relatedTo", "blueprint": "service", "value": format!("svc{:02}", rng.below(40)),
                      "direction": rng.pick(&["upstream", "downstream"]), "required": rng.chance(30)}),
+        21 => json!({"property": "pods", "operator": rng.pick(&["in", "notIn"]), "value": [rng.below(4), number]}),
         _ => {
             json!({"operator": "relatedTo", "blueprint": "system", "value": [format!("sys{}", rng.below(5))], "required": rng.chance(50)})
         }
@@ -241,8 +250,9 @@ pub async fn search_agrees_with_the_in_memory_evaluator(store: &dyn Store) {
                 Ok(q) => q,
                 Err(errors) => panic!("generated query should parse: {document}: {errors:?}"),
             };
-            // `language` and `public` are facets: their sorts read the store's property indexes.
-            let sorted_by = ["replicas", "$title", "language", "public"].get(rng.below(6)).copied();
+            // `language`, `public` and `pods` (an integer) are facets: their sorts read the store's
+            // property indexes.
+            let sorted_by = ["replicas", "$title", "language", "public", "pods"].get(rng.below(7)).copied();
             let sort = sorted_by
                 .and_then(|field| scope.target(field, false).ok())
                 .map(|target| Sort { target, descending: rng.chance(50) });

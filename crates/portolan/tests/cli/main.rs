@@ -5,16 +5,21 @@ mod browser;
 mod demo;
 mod help;
 mod postgres;
+mod readme;
 mod runs;
+mod sqlite_sharing;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// A running `portolan serve` and the address it printed.
 pub struct Server {
     child: Child,
     pub base: String,
+    /// What it wrote after its address, stdout and stderr.
+    output: Arc<Mutex<String>>,
 }
 
 impl Server {
@@ -43,24 +48,44 @@ impl Server {
             .stderr(Stdio::piped())
             .spawn()
             .expect("portolan starts");
-        let stdout = child.stdout.take().expect("stdout");
+        let output = Arc::new(Mutex::new(String::new()));
+        // Both streams are read to the end, so the server never blocks on (or loses) a log line.
+        let drain = |stream: Box<dyn BufRead + Send>, output: Arc<Mutex<String>>| {
+            std::thread::spawn(move || {
+                for line in stream.lines().map_while(Result::ok) {
+                    let mut output = output.lock().unwrap_or_else(|p| p.into_inner());
+                    output.push_str(&line);
+                    output.push('\n');
+                }
+            })
+        };
+        let stderr = drain(Box::new(BufReader::new(child.stderr.take().expect("stderr"))), output.clone());
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
         let mut base = None;
         let mut printed = Vec::new();
-        for line in BufReader::new(stdout).lines() {
-            let line = line.expect("log line");
-            if let Some(at) = line.find("http://") {
-                base = Some(line[at..].split_whitespace().next().unwrap_or_default().to_string());
+        let mut line = String::new();
+        while stdout.read_line(&mut line).unwrap_or(0) > 0 {
+            let text = std::mem::take(&mut line).trim_end().to_string();
+            if let Some(at) = text.find("http://") {
+                base = Some(text[at..].split_whitespace().next().unwrap_or_default().to_string());
                 break;
             }
-            printed.push(line);
+            printed.push(text);
         }
         let Some(base) = base else {
             let _ = child.kill();
-            let mut stderr = String::new();
-            let _ = std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr);
-            panic!("the server did not print its address; stderr: {stderr}");
+            let _ = child.wait();
+            let _ = stderr.join();
+            let output = output.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            panic!("the server did not print its address; stderr: {output}");
         };
-        (Server { child, base }, printed)
+        drain(Box::new(stdout), output.clone());
+        (Server { child, base, output }, printed)
+    }
+
+    /// What the server has logged since it printed its address.
+    pub fn output(&self) -> String {
+        self.output.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// SIGKILL: the process gets no chance to clean up, as in a crash.
@@ -93,28 +118,15 @@ impl Drop for Server {
 /// Runs `portolan admin` against the database `args` name.
 fn admin(args: &[&str], dir: &std::path::Path, command: &[&str]) -> std::process::Output {
     // `serve` flags that `admin` reads too; the others (`--demo`, `--listen`) do not matter to it.
-    let run = || {
-        Command::new(env!("CARGO_BIN_EXE_portolan"))
-            .arg("admin")
-            .args(args)
-            .args(command)
-            .current_dir(dir)
-            .env_remove("PORTOLAN_DATA")
-            .env_remove("PORTOLAN_DATABASE_URL")
-            .output()
-            .expect("portolan admin runs")
-    };
-    // Beside a running server the CLI can still meet "database is locked" (issue 15, item 6);
-    // these helpers are not the test of that.
-    let mut output = run();
-    for _ in 0..40 {
-        if output.status.success() || !String::from_utf8_lossy(&output.stderr).contains("database is locked") {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(250));
-        output = run();
-    }
-    output
+    Command::new(env!("CARGO_BIN_EXE_portolan"))
+        .arg("admin")
+        .args(args)
+        .args(command)
+        .current_dir(dir)
+        .env_remove("PORTOLAN_DATA")
+        .env_remove("PORTOLAN_DATABASE_URL")
+        .output()
+        .expect("portolan admin runs")
 }
 
 /// A service account `ci-admin` (created by `portolan admin` if missing) and a new token of it.
