@@ -18,7 +18,7 @@ impl From<portolan_model::action::Action> for ActionLink {
         ActionLink {
             on: action.blueprint().filter(|_| on_entity).map(str::to_string),
             title: action.title.clone().unwrap_or_else(|| action.identifier.clone()),
-            description: action.description.clone().unwrap_or_default(),
+            description: action.description.as_deref().map(present::inline_markdown).unwrap_or_default(),
             identifier: action.identifier,
         }
     }
@@ -52,7 +52,7 @@ pub(super) async fn actions_page(State(app): State<AppState>, Visitor(signed_in)
             None => groups.push(ActionGroup { title: group_title, actions: vec![link] }),
         }
     }
-    Ok(render(&ActionsPage { signed_in: layout_user(&signed_in), groups }))
+    Ok(render(&ActionsPage { signed_in: layout_user(&app, &signed_in).await, groups }))
 }
 
 struct Choice {
@@ -99,7 +99,11 @@ struct EntityPicker {
 
 struct Preview {
     verdicts: Vec<Verdict>,
+    /// What would be sent, as a readable list (HTML) and as JSON.
     rendered: String,
+    raw: String,
+    /// Why it could not be rendered.
+    problem: Option<String>,
 }
 
 /// A guardrail as the form shows it: whether it stands in the way now.
@@ -236,11 +240,11 @@ async fn action_form(
     };
     let on = blueprint_identifier.as_deref().zip(Some(entity).filter(|_| readable));
     Ok(ActionPage {
-        signed_in: layout_user(signed_in),
+        signed_in: layout_user(&app, signed_in).await,
         csrf: signed_in.session.csrf.clone(),
         identifier: action.identifier.clone(),
         title: action.title.clone().unwrap_or_else(|| action.identifier.clone()),
-        description: action.description.clone().unwrap_or_default(),
+        description: action.description.as_deref().map(present::inline_markdown).unwrap_or_default(),
         guardrails: guardrail_notes(app, actor, &action, on).await?,
         entity_picker,
         sections,
@@ -294,7 +298,7 @@ async fn form_field(
     };
     Ok(Field {
         label: input.title.clone().unwrap_or_else(|| name.clone()),
-        help: input.description.clone().unwrap_or_default(),
+        help: input.description.as_deref().map(present::inline_markdown).unwrap_or_default(),
         required: user_inputs.required.contains(&name),
         depends_on: input.depends_on.join(" "),
         hidden: input.visible == Some(Value::Bool(false)),
@@ -383,10 +387,11 @@ pub(super) async fn run_action(
     if form.get("mode").map(String::as_str) == Some("dry") {
         match app.catalog.dry_run(&signed_in.actor, &identifier, request()).await {
             Ok(dry) => {
-                let rendered = dry.rendered.map(|r| serde_json::to_string_pretty(&r).unwrap_or_default());
                 page.preview = Some(Preview {
                     verdicts: dry.guardrails,
-                    rendered: rendered.or(dry.render_error).unwrap_or_default(),
+                    rendered: dry.rendered.as_ref().map(present::value_html).unwrap_or_default(),
+                    raw: dry.rendered.as_ref().map(raw_json).unwrap_or_default(),
+                    problem: dry.render_error,
                 });
             }
             Err(error) => explain(&mut page, error),
@@ -444,22 +449,30 @@ struct RunPage {
     csrf: String,
     id: String,
     action: String,
-    status: String,
+    status: present::Badge,
     by: String,
-    at: String,
+    at: present::When,
+    /// How long it took, once it ended.
+    took: Option<String>,
+    /// When a run waiting for approval stops waiting.
+    expires: Option<present::When>,
     blueprint: String,
     entity: Option<String>,
     reason: Option<String>,
     summary: Option<String>,
-    links: Vec<String>,
+    /// Where the run points: the portal's own page for what it can show, and the text shown.
+    links: Vec<(String, String)>,
     may_decide: bool,
     may_cancel: bool,
     /// The action's identifier, for starting it again with the same inputs.
     action_id: String,
+    /// The inputs as a readable list (HTML) and as JSON.
     inputs: String,
+    inputs_raw: String,
     /// Entities the run created, changed or deleted: blueprint, identifier, how.
     affected: Vec<(String, String, String)>,
-    decisions: Vec<String>,
+    /// Each decision in words, and when.
+    decisions: Vec<(String, present::When)>,
     logs: Vec<String>,
     /// The last log line shown, where the live stream goes on from.
     last_log: i64,
@@ -473,6 +486,7 @@ pub(super) async fn run_page(
 ) -> PageResult {
     let actor = &signed_in.actor;
     let (run, affected) = app.catalog.get_run(actor, &id).await?;
+    let now = app.catalog.now();
     let logs = app.catalog.run_logs(actor, &id, 0, 500).await?;
     let may_decide = run.status == portolan_model::run::RunStatus::WaitingForApproval
         && app.catalog.may_decide_on(actor, &run).await?;
@@ -482,26 +496,33 @@ pub(super) async fn run_page(
         .flat_map(|a| a.decisions.iter())
         .map(|d| {
             let said = d.comment.clone().filter(|c| !c.is_empty()).map(|c| format!(": {c}")).unwrap_or_default();
-            format!("{:?} by {} at {}{said}", d.decision, d.by, portolan_model::format_millis(d.at))
+            let what = match d.decision {
+                Decision::Approve => "Approved",
+                Decision::Decline => "Declined",
+            };
+            (format!("{what} by {}{said}", d.by), present::When::new(d.at, now))
         })
         .collect();
+    let waiting = run.status == portolan_model::run::RunStatus::WaitingForApproval;
     let page = RunPage {
-        signed_in: layout_user(&signed_in),
+        signed_in: layout_user(&app, &signed_in).await,
         csrf: signed_in.session.csrf.clone(),
         action: run.action_title.clone().unwrap_or_else(|| run.action.clone()),
-        status: run.status.as_str().to_string(),
+        status: present::Badge::of(run.status),
         by: run.trigger.by.clone(),
-        at: portolan_model::format_millis(run.created_at),
+        at: present::When::new(run.created_at, now),
+        took: run.ended_at.map(|end| present::duration(end - run.created_at)),
+        expires: run.approval.as_ref().filter(|_| waiting).map(|a| present::When::new(a.expires_at, now)),
         blueprint: run.blueprint.clone().unwrap_or_default(),
         entity: run.entity.clone(),
         reason: run.reason.clone(),
         summary: run.summary.clone(),
-        links: run.links.clone(),
+        links: run.links.iter().map(|l| run_link(l)).collect(),
         may_decide,
-        may_cancel: run.status == portolan_model::run::RunStatus::WaitingForApproval
-            && (run.trigger.by == actor.id || actor.as_user().is_some_and(|u| u.is_admin())),
+        may_cancel: waiting && (run.trigger.by == actor.id || actor.as_user().is_some_and(|u| u.is_admin())),
         action_id: run.action.clone(),
-        inputs: serde_json::to_string_pretty(&run.inputs).unwrap_or_default(),
+        inputs: present::key_values(&run.inputs),
+        inputs_raw: raw_json(&run.inputs),
         affected: affected.into_iter().map(|(e, change)| (e.blueprint, e.identifier, change)).collect(),
         decisions,
         logs: logs
@@ -513,6 +534,14 @@ pub(super) async fn run_page(
         id: run.id,
     };
     Ok(render(&page))
+}
+
+/// A link a run gave, as its page shows it: the portal's own page where there is one (labelled by
+/// its path), else the link itself.
+fn run_link(link: &str) -> (String, String) {
+    let href = present::portal_link(link);
+    let label = if href == link { link.to_string() } else { href.clone() };
+    (href, label)
 }
 
 #[derive(Deserialize)]
@@ -560,12 +589,10 @@ pub(super) async fn cancel(
 }
 
 struct WaitingRun {
-    id: String,
-    at: String,
-    action: String,
-    entity: Option<String>,
-    by: String,
+    run: super::catalog::RunRow,
+    /// The inputs as a readable list (HTML) and as JSON.
     inputs: String,
+    inputs_raw: String,
 }
 
 #[derive(Template)]
@@ -577,19 +604,21 @@ struct ApprovalsPage {
 }
 
 pub(super) async fn approvals_page(State(app): State<AppState>, Visitor(signed_in): Visitor) -> PageResult {
+    let now = app.catalog.now();
     let runs = app
         .catalog
         .approval_inbox(&signed_in.actor)
         .await?
-        .into_iter()
+        .iter()
         .map(|run| WaitingRun {
-            action: run.action_title.clone().unwrap_or_else(|| run.action.clone()),
-            entity: run.entity.clone(),
-            by: run.trigger.by.clone(),
-            inputs: serde_json::to_string_pretty(&run.inputs).unwrap_or_default(),
-            at: portolan_model::format_millis(run.created_at),
-            id: run.id,
+            run: super::catalog::RunRow::new(run, now),
+            inputs: present::key_values(&run.inputs),
+            inputs_raw: raw_json(&run.inputs),
         })
         .collect();
-    Ok(render(&ApprovalsPage { signed_in: layout_user(&signed_in), csrf: signed_in.session.csrf.clone(), runs }))
+    Ok(render(&ApprovalsPage {
+        signed_in: layout_user(&app, &signed_in).await,
+        csrf: signed_in.session.csrf.clone(),
+        runs,
+    }))
 }
