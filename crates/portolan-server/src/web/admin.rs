@@ -459,7 +459,7 @@ async fn tokens_page(
         })
         .collect();
     Ok(TokensPage {
-        signed_in: layout_user(&app, signed_in).await,
+        signed_in: layout_user(app, signed_in).await,
         csrf: signed_in.session.csrf.clone(),
         tokens,
         new_token,
@@ -566,7 +566,7 @@ async fn secrets_page(app: &AppState, signed_in: &SessionActor, error: Option<St
         .map(|s| SecretRow { name: s.name, updated: portolan_model::format_millis(s.updated_at), by: s.updated_by })
         .collect();
     Ok(SecretsPage {
-        signed_in: layout_user(&app, signed_in).await,
+        signed_in: layout_user(app, signed_in).await,
         csrf: signed_in.session.csrf.clone(),
         secrets,
         error,

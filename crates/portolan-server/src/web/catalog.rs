@@ -884,7 +884,7 @@ pub(super) async fn entity_page(
                 r.targets.iter().map(|t| {
                     let target =
                         present::Node { blueprint: r.blueprint.clone(), identifier: t.clone(), title: t.clone() };
-                    (r.name.clone(), target)
+                    (r.title.clone(), target)
                 })
             })
             .collect(),

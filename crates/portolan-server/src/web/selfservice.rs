@@ -240,7 +240,7 @@ async fn action_form(
     };
     let on = blueprint_identifier.as_deref().zip(Some(entity).filter(|_| readable));
     Ok(ActionPage {
-        signed_in: layout_user(&app, signed_in).await,
+        signed_in: layout_user(app, signed_in).await,
         csrf: signed_in.session.csrf.clone(),
         identifier: action.identifier.clone(),
         title: action.title.clone().unwrap_or_else(|| action.identifier.clone()),
