@@ -419,9 +419,10 @@ struct TokenRow {
     id: String,
     name: String,
     user: String,
-    created: String,
-    expires: String,
-    last_used: String,
+    created: present::When,
+    /// `None`: never.
+    expires: Option<present::When>,
+    last_used: Option<present::When>,
     revoked: bool,
 }
 
@@ -442,14 +443,15 @@ async fn tokens_page(
     new_token: Option<String>,
     error: Option<String>,
 ) -> Result<TokensPage, Error> {
-    let when = |at: Option<i64>| at.map(portolan_model::format_millis).unwrap_or_else(|| "never".into());
+    let now = app.catalog.now();
+    let when = |at: Option<i64>| at.map(|at| present::When::new(at, now));
     let tokens = app
         .catalog
         .list_api_tokens(&signed_in.actor)
         .await?
         .into_iter()
         .map(|t| TokenRow {
-            created: portolan_model::format_millis(t.created_at),
+            created: present::When::new(t.created_at, now),
             expires: when(t.expires_at),
             last_used: when(t.last_used_at),
             revoked: t.revoked_at.is_some(),
@@ -544,7 +546,7 @@ pub(super) async fn revoke_token(
 
 struct SecretRow {
     name: String,
-    updated: String,
+    updated: present::When,
     by: String,
 }
 
@@ -558,12 +560,13 @@ struct SecretsPage {
 }
 
 async fn secrets_page(app: &AppState, signed_in: &SessionActor, error: Option<String>) -> Result<SecretsPage, Error> {
+    let now = app.catalog.now();
     let secrets = app
         .catalog
         .list_secrets(&signed_in.actor)
         .await?
         .into_iter()
-        .map(|s| SecretRow { name: s.name, updated: portolan_model::format_millis(s.updated_at), by: s.updated_by })
+        .map(|s| SecretRow { name: s.name, updated: present::When::new(s.updated_at, now), by: s.updated_by })
         .collect();
     Ok(SecretsPage {
         signed_in: layout_user(app, signed_in).await,

@@ -230,12 +230,17 @@ fn more(count: usize) -> String {
 
 /// An object as a definition list of its keys and values. Already escaped.
 pub fn key_values(map: &serde_json::Map<String, serde_json::Value>) -> String {
+    key_values_titled(map, &|key| key.to_string())
+}
+
+/// An object as a definition list, each key shown by the title `title` gives it.
+pub fn key_values_titled(map: &serde_json::Map<String, serde_json::Value>, title: &dyn Fn(&str) -> String) -> String {
     if map.is_empty() {
         return r#"<p class="muted">None.</p>"#.into();
     }
     let mut html = String::from(r#"<dl class="kv">"#);
     for (key, value) in map.iter().take(MAX_ITEMS) {
-        let _ = write!(html, "<dt>{}</dt><dd>{}</dd>", escape(key), value_html(value));
+        let _ = write!(html, "<dt>{}</dt><dd>{}</dd>", escape(&title(key)), value_html(value));
     }
     html.push_str("</dl>");
     html.push_str(&more(map.len()));

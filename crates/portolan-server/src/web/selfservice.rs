@@ -521,7 +521,7 @@ pub(super) async fn run_page(
         may_decide,
         may_cancel: waiting && (run.trigger.by == actor.id || actor.as_user().is_some_and(|u| u.is_admin())),
         action_id: run.action.clone(),
-        inputs: present::key_values(&run.inputs),
+        inputs: inputs_html(&app, actor, &run).await,
         inputs_raw: raw_json(&run.inputs),
         affected: affected.into_iter().map(|(e, change)| (e.blueprint, e.identifier, change)).collect(),
         decisions,
@@ -534,6 +534,23 @@ pub(super) async fn run_page(
         id: run.id,
     };
     Ok(render(&page))
+}
+
+/// A run's inputs as a list, each by the title its action gives it (by name when the action is
+/// gone or not the viewer's to read).
+async fn inputs_html(app: &AppState, actor: &Actor, run: &Run) -> String {
+    let titles: std::collections::HashMap<String, String> = match app.catalog.get_action(actor, &run.action).await {
+        Ok(record) => match record.action.trigger {
+            Trigger::SelfService { user_inputs, .. } => user_inputs
+                .properties
+                .into_iter()
+                .filter_map(|(name, input)| input.title.map(|title| (name, title)))
+                .collect(),
+            _ => Default::default(),
+        },
+        Err(_) => Default::default(),
+    };
+    present::key_values_titled(&run.inputs, &|key| titles.get(key).cloned().unwrap_or_else(|| key.to_string()))
 }
 
 /// A link a run gave, as its page shows it: the portal's own page where there is one (labelled by
@@ -605,17 +622,14 @@ struct ApprovalsPage {
 
 pub(super) async fn approvals_page(State(app): State<AppState>, Visitor(signed_in): Visitor) -> PageResult {
     let now = app.catalog.now();
-    let runs = app
-        .catalog
-        .approval_inbox(&signed_in.actor)
-        .await?
-        .iter()
-        .map(|run| WaitingRun {
-            run: super::catalog::RunRow::new(run, now),
-            inputs: present::key_values(&run.inputs),
+    let mut runs = Vec::new();
+    for run in app.catalog.approval_inbox(&signed_in.actor).await? {
+        runs.push(WaitingRun {
+            run: super::catalog::RunRow::new(&run, now),
+            inputs: inputs_html(&app, &signed_in.actor, &run).await,
             inputs_raw: raw_json(&run.inputs),
-        })
-        .collect();
+        });
+    }
     Ok(render(&ApprovalsPage {
         signed_in: layout_user(&app, &signed_in).await,
         csrf: signed_in.session.csrf.clone(),

@@ -288,6 +288,12 @@ async fn the_scorecards_page_counts_entities_per_level_and_team_and_names_failin
     for expected in ["Ownership", "Reachable", "team-cart", "Rules failing most often"] {
         assert!(html.contains(expected), "{expected}: {html}");
     }
+    // Home names the scorecard of each level it shows.
+    let member = json!({"identifier": "cartie@example.com", "teams": ["team-cart"], "password": PASSWORD});
+    assert_eq!(app.post("/api/v1/users", member).await.status, StatusCode::CREATED);
+    let cartie = sign_in(&app, "cartie@example.com").await;
+    let (_, home) = page(&app, "/", &cartie).await;
+    assert!(home.contains("<span class=\"level\" title=\"Ownership: "), "which scorecard a level is of: {home}");
     // A failing rule links to the entities that fail it.
     let link = html
         .split("href=\"/catalog/")
@@ -349,6 +355,8 @@ async fn the_entity_page_draws_its_neighbourhood_and_shows_values_as_they_are_me
     let (_, environment) = page(&app, "/catalog/environment/e1", &session).await;
     assert!(environment.contains("<h1>Hello</h1>") && environment.contains("<strong>this</strong>"), "{environment}");
     assert!(!environment.contains("<script>alert") && environment.contains("&lt;script&gt;"), "{environment}");
+    assert!(environment.contains("<dt>runs</dt>"), "a relation by its title: {environment}");
+    assert!(environment.contains("class=\"edge-label\" x=") && environment.contains(">runs</text>"), "{environment}");
     assert!(
         environment.contains(&format!(
             "<time class=\"countdown\" datetime=\"{ends}\" title=\"{ends}\">ends in 2 days 0 hours</time>"
@@ -779,7 +787,7 @@ async fn runs_approvals_and_the_audit_log_read_as_words_with_raw_json_only_behin
     assert!(waiting.contains(">in 1 day</time>"), "the default day to decide: {waiting}");
     assert!(waiting.contains("Requested by ana@example.com <time class=\"ago\""), "{waiting}");
     assert!(waiting.contains("title=\"20"), "the exact time on hover: {waiting}");
-    assert!(waiting.contains("<dt>replicas</dt><dd>3</dd>"), "inputs as a list: {waiting}");
+    assert!(waiting.contains("<dt>Replicas</dt><dd>3</dd>"), "inputs as a list, by title: {waiting}");
     assert!(
         waiting.contains("<a href=\"https://docs.example.com/cart\" rel=\"noopener noreferrer\">"),
         "addresses as links: {waiting}"
@@ -788,7 +796,7 @@ async fn runs_approvals_and_the_audit_log_read_as_words_with_raw_json_only_behin
 
     let carl = sign_in(&app, "carl@example.com").await;
     let (_, inbox) = page(&app, "/approvals", &carl).await;
-    assert!(inbox.contains("<dt>replicas</dt><dd>3</dd>") && inbox.contains("· expires <time"), "{inbox}");
+    assert!(inbox.contains("<dt>Replicas</dt><dd>3</dd>") && inbox.contains("· expires <time"), "{inbox}");
     assert!(!shows_json(&inbox), "the inbox shows no raw JSON: {inbox}");
     let approve = [("csrf", csrf_of(&inbox)), ("decision", "APPROVE".into())];
     let pairs: Vec<(&str, &str)> = approve.iter().map(|(k, v)| (*k, v.as_str())).collect();
