@@ -171,6 +171,7 @@ struct EntityRow {
     identifier: String,
     title: String,
     teams: String,
+    /// The chosen columns' values, as HTML.
     values: Vec<String>,
 }
 
@@ -449,7 +450,7 @@ pub(super) async fn blueprint_page(
             identifier: e.identifier.clone(),
             title: title_of(e),
             teams: e.team.join(", "),
-            values: columns.iter().map(|c| e.properties.get(c).map(shown).unwrap_or_default()).collect(),
+            values: columns.iter().map(|c| e.properties.get(c).map(present::value_html).unwrap_or_default()).collect(),
         })
         .collect();
     page.next = found.next.map(|cursor| table.next_link(&blueprint, &cursor));

@@ -377,6 +377,18 @@ async fn catalog_tables_sort_choose_columns_count_facets_and_explain_bad_filters
     let (search, cart) = (table.find("Alpha Search").expect("a2"), table.find("Alpha Cart").expect("a1"));
     assert!(search < cart, "newest title first when descending");
     assert!(table.contains("aria-sort=\"descending\""), "{table}");
+    let url = app
+        .patch(
+            "/api/v1/blueprints/service/entities/a1",
+            json!({"properties": {"repository": "https://git.example/a1"}}),
+        )
+        .await;
+    assert_eq!(url.status, StatusCode::OK, "{}", url.body);
+    let (_, linked) = page(&app, "/catalog/service?col=repository", &session).await;
+    assert!(
+        linked.contains("<td><a href=\"https://git.example/a1\" rel=\"noopener noreferrer\">"),
+        "addresses link: {linked}"
+    );
 
     assert!(
         table.contains("data-src=\"/facets/service?sort=%24title&#38;order=desc\""),
