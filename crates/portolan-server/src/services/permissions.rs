@@ -26,6 +26,24 @@ fn action_resource(action: &str) -> String {
     format!("action:{action}")
 }
 
+/// What a user may administer: everything, or some blueprints (with their scorecards, actions
+/// and permissions).
+#[derive(Debug, Default, Clone)]
+pub struct Managed {
+    pub all: bool,
+    pub blueprints: HashSet<String>,
+}
+
+impl Managed {
+    pub fn anything(&self) -> bool {
+        self.all || !self.blueprints.is_empty()
+    }
+
+    pub fn blueprint(&self, identifier: &str) -> bool {
+        self.all || self.blueprints.contains(identifier)
+    }
+}
+
 /// What a user-relative query value (`{"context": "userTeams"}`) reads.
 pub(crate) fn user_context(now: portolan_model::Millis, user: Option<&User>) -> QueryContext {
     QueryContext {
@@ -373,6 +391,26 @@ impl Catalog {
             Ok(!self.admitted_by(tx.as_mut(), actor, &change.blueprint, &access, &ids).await?.is_empty())
         };
         seen.await.unwrap_or(false)
+    }
+
+    /// What the actor may administer, so pages offer only that (the services still check every
+    /// change): everything for an admin, else the blueprints they moderate.
+    pub async fn managed(&self, actor: &Actor) -> Result<Managed> {
+        let user = match &actor.principal {
+            Principal::System => return Ok(Managed { all: true, blueprints: HashSet::new() }),
+            Principal::Run(_) => return Ok(Managed::default()),
+            Principal::User(user) if user.is_admin() => return Ok(Managed { all: true, blueprints: HashSet::new() }),
+            Principal::User(user) => user,
+        };
+        let mut tx = self.store().read().await?;
+        let mut blueprints = HashSet::new();
+        for record in tx.blueprints().await? {
+            let id = record.blueprint.identifier;
+            if self.blueprint_permissions(tx.as_mut(), &id).await?.is_moderator(user) {
+                blueprints.insert(id);
+            }
+        }
+        Ok(Managed { all: false, blueprints })
     }
 
     // ---- the permission documents ----

@@ -119,6 +119,26 @@ impl Document {
         })
     }
 
+    /// Whether the actor may change this (an admin, or a moderator of the blueprint it belongs
+    /// to); the page then offers no Save. The services decide when it is saved.
+    async fn may_change(&self, app: &AppState, actor: &Actor) -> Result<bool, Error> {
+        let managed = app.catalog.managed(actor).await?;
+        Ok(match self {
+            Document::Blueprint(id) | Document::BlueprintPermissions(id) | Document::NewScorecard(id) => {
+                managed.blueprint(id)
+            }
+            Document::Scorecard { blueprint, .. } => managed.blueprint(blueprint),
+            Document::Action(id) | Document::ActionPermissions(id) => {
+                match app.catalog.get_action(actor, id).await?.action.blueprint() {
+                    Some(blueprint) => managed.blueprint(blueprint),
+                    None => managed.all,
+                }
+            }
+            Document::NewBlueprint => managed.all,
+            Document::NewAction => managed.anything(),
+        })
+    }
+
     async fn delete(&self, app: &AppState, actor: &Actor) -> Result<(), Error> {
         match self {
             Document::Blueprint(id) => app.catalog.delete_blueprint(actor, id, false).await.map(|_| ()),
@@ -182,6 +202,8 @@ struct EditPage {
     syntax: &'static str,
     text: String,
     saved: bool,
+    /// The viewer may change it: otherwise it is shown read-only, without Save or Delete.
+    may_save: bool,
     deletable: Option<String>,
     error: Option<String>,
     /// Each refused field: where in the document, and why.
@@ -205,9 +227,16 @@ pub struct EditForm {
     confirm: String,
 }
 
-fn edit_page(signed_in: &SessionActor, document: &Document, syntax: Syntax, text: String) -> EditPage {
-    EditPage {
-        signed_in: layout_user(signed_in),
+async fn edit_page(
+    app: &AppState,
+    signed_in: &SessionActor,
+    document: &Document,
+    syntax: Syntax,
+    text: String,
+) -> Result<EditPage, Error> {
+    Ok(EditPage {
+        signed_in: layout_user(app, signed_in).await,
+        may_save: document.may_change(app, &signed_in.actor).await?,
         csrf: signed_in.session.csrf.clone(),
         heading: document.heading(),
         path: document.path(),
@@ -217,13 +246,13 @@ fn edit_page(signed_in: &SessionActor, document: &Document, syntax: Syntax, text
         deletable: document.deletable().map(str::to_string),
         error: None,
         problems: Vec::new(),
-    }
+    })
 }
 
 async fn show(app: AppState, signed_in: SessionActor, document: Document, query: EditQuery) -> PageResult {
     let syntax = Syntax::from(query.format.as_deref());
     let value = document.load(&app, &signed_in.actor).await?;
-    let mut page = edit_page(&signed_in, &document, syntax, syntax.write(&value));
+    let mut page = edit_page(&app, &signed_in, &document, syntax, syntax.write(&value)).await?;
     page.saved = query.saved.is_some();
     Ok(render(&page))
 }
@@ -238,7 +267,7 @@ async fn store(
     check_form(&headers, &signed_in, &form.csrf)?;
     let actor = &signed_in.actor;
     let syntax = Syntax::from(form.format.as_deref());
-    let mut page = edit_page(&signed_in, &document, syntax, form.document.clone());
+    let mut page = edit_page(&app, &signed_in, &document, syntax, form.document.clone()).await?;
     let outcome = if form.mode.as_deref() == Some("delete") {
         if Some(form.confirm.trim()) != document.deletable() {
             page.error = Some("type the identifier to confirm the deletion".into());
@@ -341,23 +370,28 @@ struct BlueprintEntry {
     identifier: String,
     title: String,
     scorecards: Vec<String>,
+    /// The viewer may change it (and add scorecards, and set its permissions).
+    manage: bool,
 }
 
 struct ActionEntry {
     identifier: String,
     title: String,
     blueprint: String,
+    manage: bool,
 }
 
 #[derive(Template)]
 #[template(path = "admin.html")]
 struct AdminPage {
     signed_in: Option<SignedIn>,
+    managed: crate::services::permissions::Managed,
     blueprints: Vec<BlueprintEntry>,
     actions: Vec<ActionEntry>,
 }
 
 pub(super) async fn index(State(app): State<AppState>, Visitor(signed_in): Visitor) -> PageResult {
+    let managed = app.catalog.managed(&signed_in.actor).await?;
     let mut blueprints = Vec::new();
     for record in app.catalog.list_blueprints().await? {
         let b = record.blueprint;
@@ -365,6 +399,7 @@ pub(super) async fn index(State(app): State<AppState>, Visitor(signed_in): Visit
         blueprints.push(BlueprintEntry {
             title: b.title.clone().unwrap_or_else(|| b.identifier.clone()),
             scorecards: scorecards.into_iter().map(|s| s.scorecard.identifier).collect(),
+            manage: managed.blueprint(&b.identifier),
             identifier: b.identifier,
         });
     }
@@ -376,10 +411,11 @@ pub(super) async fn index(State(app): State<AppState>, Visitor(signed_in): Visit
         .map(|r| ActionEntry {
             title: r.action.title.clone().unwrap_or_else(|| r.action.identifier.clone()),
             blueprint: r.action.blueprint().unwrap_or_default().to_string(),
+            manage: r.action.blueprint().map_or(managed.all, |b| managed.blueprint(b)),
             identifier: r.action.identifier,
         })
         .collect();
-    Ok(render(&AdminPage { signed_in: layout_user(&signed_in), blueprints, actions }))
+    Ok(render(&AdminPage { signed_in: layout_user(&app, &signed_in).await, managed, blueprints, actions }))
 }
 
 // ---- API tokens ----
@@ -388,9 +424,10 @@ struct TokenRow {
     id: String,
     name: String,
     user: String,
-    created: String,
-    expires: String,
-    last_used: String,
+    created: present::When,
+    /// `None`: never.
+    expires: Option<present::When>,
+    last_used: Option<present::When>,
     revoked: bool,
 }
 
@@ -411,14 +448,15 @@ async fn tokens_page(
     new_token: Option<String>,
     error: Option<String>,
 ) -> Result<TokensPage, Error> {
-    let when = |at: Option<i64>| at.map(portolan_model::format_millis).unwrap_or_else(|| "never".into());
+    let now = app.catalog.now();
+    let when = |at: Option<i64>| at.map(|at| present::When::new(at, now));
     let tokens = app
         .catalog
         .list_api_tokens(&signed_in.actor)
         .await?
         .into_iter()
         .map(|t| TokenRow {
-            created: portolan_model::format_millis(t.created_at),
+            created: present::When::new(t.created_at, now),
             expires: when(t.expires_at),
             last_used: when(t.last_used_at),
             revoked: t.revoked_at.is_some(),
@@ -427,7 +465,13 @@ async fn tokens_page(
             user: t.user,
         })
         .collect();
-    Ok(TokensPage { signed_in: layout_user(signed_in), csrf: signed_in.session.csrf.clone(), tokens, new_token, error })
+    Ok(TokensPage {
+        signed_in: layout_user(app, signed_in).await,
+        csrf: signed_in.session.csrf.clone(),
+        tokens,
+        new_token,
+        error,
+    })
 }
 
 pub(super) async fn tokens(State(app): State<AppState>, Visitor(signed_in): Visitor) -> PageResult {
@@ -470,7 +514,7 @@ pub(super) async fn create_token(
             Err(error) => {
                 tracing::error!(message = %error.message, "listing tokens failed");
                 TokensPage {
-                    signed_in: layout_user(&signed_in),
+                    signed_in: layout_user(&app, &signed_in).await,
                     csrf: signed_in.session.csrf.clone(),
                     tokens: Vec::new(),
                     new_token: Some(token),
@@ -507,7 +551,7 @@ pub(super) async fn revoke_token(
 
 struct SecretRow {
     name: String,
-    updated: String,
+    updated: present::When,
     by: String,
 }
 
@@ -521,14 +565,20 @@ struct SecretsPage {
 }
 
 async fn secrets_page(app: &AppState, signed_in: &SessionActor, error: Option<String>) -> Result<SecretsPage, Error> {
+    let now = app.catalog.now();
     let secrets = app
         .catalog
         .list_secrets(&signed_in.actor)
         .await?
         .into_iter()
-        .map(|s| SecretRow { name: s.name, updated: portolan_model::format_millis(s.updated_at), by: s.updated_by })
+        .map(|s| SecretRow { name: s.name, updated: present::When::new(s.updated_at, now), by: s.updated_by })
         .collect();
-    Ok(SecretsPage { signed_in: layout_user(signed_in), csrf: signed_in.session.csrf.clone(), secrets, error })
+    Ok(SecretsPage {
+        signed_in: layout_user(app, signed_in).await,
+        csrf: signed_in.session.csrf.clone(),
+        secrets,
+        error,
+    })
 }
 
 pub(super) async fn secrets(State(app): State<AppState>, Visitor(signed_in): Visitor) -> PageResult {

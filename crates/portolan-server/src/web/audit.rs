@@ -6,12 +6,18 @@ use super::*;
 
 struct AuditRow {
     seq: i64,
-    at: String,
+    at: present::When,
     actor: String,
     origin: String,
     action: String,
     resource: String,
+    /// The resource's page in the portal, when it has one.
+    link: Option<String>,
     status: String,
+    /// What changed: the fields' names, each field before and after (HTML), and the change as
+    /// recorded (JSON).
+    summary: String,
+    changes: String,
     diff: String,
     reason: String,
 }
@@ -128,7 +134,7 @@ pub(super) async fn audit_page(
         Ok(filter) => filter,
         Err(error) => {
             let page = AuditPage {
-                signed_in: layout_user(&signed_in),
+                signed_in: layout_user(&app, &signed_in).await,
                 query,
                 records: Vec::new(),
                 older: None,
@@ -138,27 +144,45 @@ pub(super) async fn audit_page(
         }
     };
     let (records, next) = app.catalog.audit_log(&signed_in.actor, filter, PAGE_SIZE).await?;
+    let now = app.catalog.now();
     let records = records
         .into_iter()
         .map(|r| {
             let e = r.entry;
-            let on = match &e.blueprint {
-                Some(b) if e.resource_type == "entity" => format!("{b}/{}", e.resource_id),
-                _ => format!("{} {}", e.resource_type, e.resource_id),
+            let (on, link) = match (&e.blueprint, e.resource_type.as_str()) {
+                (Some(b), "entity") => {
+                    (format!("{b}/{}", e.resource_id), Some(format!("/catalog/{b}/{}", e.resource_id)))
+                }
+                (_, "run") => (format!("run {}", e.resource_id), Some(format!("/runs/{}", e.resource_id))),
+                _ => (format!("{} {}", e.resource_type, e.resource_id), None),
+            };
+            let (summary, changes) = match &e.diff {
+                Some(d) if d.get("truncated").is_some() => (
+                    "Too large to keep".to_string(),
+                    format!(r#"<p class="muted small">{} bytes; only its hash is kept.</p>"#, shown(&d["bytes"])),
+                ),
+                Some(d) => {
+                    let changes = present::changes(d.get("before"), d.get("after"));
+                    (present::changed_fields(&changes), present::changes_html(&changes))
+                }
+                None => (String::new(), String::new()),
             };
             AuditRow {
                 seq: r.seq,
-                at: portolan_model::format_millis(e.at),
+                at: present::When::new(e.at, now),
                 actor: e.actor,
                 origin: e.origin,
                 action: e.action,
                 resource: on,
+                link,
                 status: e.status,
-                diff: e.diff.map(|d| serde_json::to_string_pretty(&d).unwrap_or_default()).unwrap_or_default(),
+                summary,
+                changes,
+                diff: e.diff.as_ref().map(raw_json).unwrap_or_default(),
                 reason: e.reason.unwrap_or_default(),
             }
         })
         .collect();
     let older = next.map(|cursor| query.older(cursor));
-    Ok(render(&AuditPage { signed_in: layout_user(&signed_in), query, records, older, error: None }))
+    Ok(render(&AuditPage { signed_in: layout_user(&app, &signed_in).await, query, records, older, error: None }))
 }

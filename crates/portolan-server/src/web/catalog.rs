@@ -10,25 +10,34 @@ struct OwnedRow {
     blueprint: String,
     identifier: String,
     title: String,
-    levels: Vec<String>,
+    /// Each scorecard's title and the level reached on it.
+    levels: Vec<(String, String)>,
 }
 
-struct RunRow {
-    id: String,
-    action: String,
-    entity: Option<String>,
-    status: String,
-    by: String,
+pub(super) struct RunRow {
+    pub(super) id: String,
+    pub(super) action: String,
+    pub(super) blueprint: String,
+    pub(super) entity: Option<String>,
+    pub(super) status: present::Badge,
+    pub(super) by: String,
+    pub(super) at: present::When,
+    /// When a run waiting for approval stops waiting.
+    pub(super) expires: Option<present::When>,
 }
 
-impl From<&Run> for RunRow {
-    fn from(run: &Run) -> Self {
+impl RunRow {
+    pub(super) fn new(run: &Run, now: Millis) -> Self {
+        let waiting = run.status == portolan_model::run::RunStatus::WaitingForApproval;
         RunRow {
             id: run.id.clone(),
             action: run.action_title.clone().unwrap_or_else(|| run.action.clone()),
+            blueprint: run.blueprint.clone().unwrap_or_default(),
             entity: run.entity.clone(),
-            status: run.status.as_str().to_string(),
+            status: present::Badge::of(run.status),
             by: run.trigger.by.clone(),
+            at: present::When::new(run.created_at, now),
+            expires: run.approval.as_ref().filter(|_| waiting).map(|a| present::When::new(a.expires_at, now)),
         }
     }
 }
@@ -51,38 +60,65 @@ const FAVOURITES: usize = 5;
 
 pub(super) async fn home(State(app): State<AppState>, Visitor(signed_in): Visitor) -> PageResult {
     let actor = &signed_in.actor;
+    let now = app.catalog.now();
     let mine = json!({"combinator": "and", "rules": [
         {"property": "$team", "operator": "containsAny", "value": {"context": "userTeams"}},
         {"property": "$blueprint", "operator": "notIn", "value": ["_user", "_team"]}]});
-    let owned = app
+    let owned_entities = app
         .catalog
         .search(actor, None, SearchRequest { query: Some(mine), limit: Some(20), ..SearchRequest::default() })
         .await?
-        .entities
+        .entities;
+    // Scorecards by blueprint and identifier, for their titles.
+    let mut titles: std::collections::HashMap<(String, String), String> = std::collections::HashMap::new();
+    let mut read: std::collections::HashSet<String> = std::collections::HashSet::new();
+    for e in owned_entities.iter().filter(|e| !e.scorecards.is_empty()) {
+        if read.insert(e.blueprint.clone()) {
+            for record in app.catalog.list_scorecards(&e.blueprint).await? {
+                let card = record.scorecard;
+                let title = card.title.clone().unwrap_or_else(|| card.identifier.clone());
+                titles.insert((e.blueprint.clone(), card.identifier), title);
+            }
+        }
+    }
+    let owned = owned_entities
         .iter()
         .map(|e| OwnedRow {
             blueprint: e.blueprint.clone(),
             identifier: e.identifier.clone(),
             title: title_of(e),
-            levels: e.scorecards.values().filter_map(|s| s["level"].as_str().map(str::to_string)).collect(),
+            levels: e
+                .scorecards
+                .iter()
+                .filter_map(|(id, s)| {
+                    let title = titles.get(&(e.blueprint.clone(), id.clone())).cloned().unwrap_or_else(|| id.clone());
+                    s["level"].as_str().map(|level| (title, level.to_string()))
+                })
+                .collect(),
         })
         .collect();
-    let approvals = app.catalog.approval_inbox(actor).await?.iter().map(RunRow::from).collect();
+    let approvals = app.catalog.approval_inbox(actor).await?.iter().map(|r| RunRow::new(r, now)).collect();
     let filter = RunFilter { created_by: Some(actor.id.clone()), ..RunFilter::default() };
     let mine = app.catalog.list_runs(actor, filter, FAVOURITES_FROM).await?.0;
     let mut favourites: Vec<(String, String, usize)> = Vec::new();
     for run in &mine {
         match favourites.iter_mut().find(|(id, _, _)| *id == run.action) {
             Some((_, _, n)) => *n += 1,
-            None => favourites.push((run.action.clone(), RunRow::from(run).action, 1)),
+            None => favourites.push((run.action.clone(), RunRow::new(run, now).action, 1)),
         }
     }
     // Most used first; of equals, the one used last.
     favourites.sort_by_key(|(_, _, n)| std::cmp::Reverse(*n));
     let favourites = favourites.into_iter().take(FAVOURITES).map(|(id, title, _)| (id, title)).collect();
-    let runs = mine.iter().take(10).map(RunRow::from).collect();
-    let page =
-        HomePage { name: actor.id.clone(), signed_in: layout_user(&signed_in), owned, approvals, runs, favourites };
+    let runs = mine.iter().take(10).map(|r| RunRow::new(r, now)).collect();
+    let page = HomePage {
+        name: actor.id.clone(),
+        signed_in: layout_user(&app, &signed_in).await,
+        owned,
+        approvals,
+        runs,
+        favourites,
+    };
     Ok(render(&page))
 }
 
@@ -124,17 +160,18 @@ pub(super) async fn catalog(State(app): State<AppState>, Visitor(signed_in): Vis
         blueprints.push(BlueprintRow {
             count: count(&app, &signed_in.actor, &b.identifier).await?,
             title: b.title.clone().unwrap_or_else(|| b.identifier.clone()),
-            description: b.description.clone().unwrap_or_default(),
+            description: b.description.as_deref().map(present::inline_markdown).unwrap_or_default(),
             identifier: b.identifier,
         });
     }
-    Ok(render(&CatalogPage { signed_in: layout_user(&signed_in), blueprints }))
+    Ok(render(&CatalogPage { signed_in: layout_user(&app, &signed_in).await, blueprints }))
 }
 
 struct EntityRow {
     identifier: String,
     title: String,
     teams: String,
+    /// The chosen columns' values, as HTML.
     values: Vec<String>,
 }
 
@@ -178,6 +215,8 @@ struct BlueprintPage {
     rows: Vec<EntityRow>,
     next: Option<String>,
     error: Option<String>,
+    /// The table shows only entities failing a scorecard rule: which, in words.
+    failing: Option<String>,
 }
 
 /// What a catalog table shows, read from its address: `q` (words in the title), `f.<field>`
@@ -194,6 +233,8 @@ struct Table {
     cursor: Option<String>,
     /// Count the facets while drawing the page (without the page's script to fetch them).
     with_facets: bool,
+    /// Only the entities failing a scorecard rule: `scorecard/rule`.
+    failing: String,
 }
 
 /// Values shown per facet.
@@ -212,6 +253,7 @@ impl Table {
                 "col" => table.columns.push(value),
                 "cursor" if !value.is_empty() => table.cursor = Some(value),
                 "facets" => table.with_facets = value == "1",
+                "failing" => table.failing = value.trim().to_string(),
                 other => {
                     if let Some(field) = other.strip_prefix("f.")
                         && !value.is_empty()
@@ -245,6 +287,9 @@ impl Table {
         }
         if self.with_facets {
             query.append_pair("facets", "1");
+        }
+        if !self.failing.is_empty() {
+            query.append_pair("failing", &self.failing);
         }
         format!("/catalog/{blueprint}?{}", query.finish())
     }
@@ -285,6 +330,45 @@ impl Table {
     }
 }
 
+/// Entities of the blueprint (of the first [`FAILING_SAMPLE`] the actor may read) failing a
+/// scorecard's rule, as the table's `failing` (`scorecard/rule`) asks: a rule on identifiers
+/// added to `query`, and the rule's and scorecard's titles for the page to say so.
+async fn only_failing(
+    app: &AppState,
+    actor: &Actor,
+    blueprint: &str,
+    failing: &str,
+    query: &mut Value,
+) -> Result<Option<String>, Error> {
+    let Some((card, rule)) = failing.split_once('/') else { return Ok(None) };
+    let definition = app.catalog.get_scorecard(blueprint, card).await?.scorecard;
+    let sample = SearchRequest { limit: Some(FAILING_SAMPLE), ..SearchRequest::default() };
+    let entities = app.catalog.search(actor, Some(blueprint), sample).await?.entities;
+    let mut ids: Vec<Value> = entities
+        .iter()
+        .filter(|e| {
+            e.scorecards
+                .get(card)
+                .and_then(|r| r["rules"].as_array())
+                .is_some_and(|rules| rules.iter().any(|r| r["identifier"] == rule && r["status"] == "FAILURE"))
+        })
+        .map(|e| Value::from(e.identifier.clone()))
+        .collect();
+    if ids.is_empty() {
+        // No identifier is empty: with none failing, the table matches nothing.
+        ids.push(Value::from(""));
+    }
+    if let Some(rules) = query["rules"].as_array_mut() {
+        rules.push(json!({"property": "$identifier", "operator": "in", "value": ids}));
+    }
+    let rule_title = definition.rules.iter().find(|r| r.identifier == rule).and_then(|r| r.title.clone());
+    let card_title = definition.title.clone().unwrap_or_else(|| card.to_string());
+    Ok(Some(format!("failing “{}” of {card_title}", rule_title.unwrap_or_else(|| rule.to_string()))))
+}
+
+/// Entities read to find those failing a scorecard rule.
+const FAILING_SAMPLE: u32 = 1_000;
+
 /// A refused search as one line: the first detail's place and message, or the message.
 fn refusal(error: &Error) -> String {
     match error.details.first() {
@@ -314,7 +398,7 @@ pub(super) async fn blueprint_page(
         false => table.columns.clone(),
     };
     let mut page = BlueprintPage {
-        signed_in: layout_user(&signed_in),
+        signed_in: layout_user(&app, &signed_in).await,
         title: definition.title.clone().unwrap_or_else(|| blueprint.clone()),
         identifier: blueprint.clone(),
         headings: Vec::new(),
@@ -329,15 +413,17 @@ pub(super) async fn blueprint_page(
         rows: Vec::new(),
         next: None,
         error: None,
+        failing: None,
         table: table.clone(),
     };
-    let query = match table.rules(schema) {
+    let mut query = match table.rules(schema) {
         Ok(query) => query,
         Err(message) => {
             page.error = Some(message);
             return Ok((StatusCode::BAD_REQUEST, render(&page)).into_response());
         }
     };
+    page.failing = only_failing(&app, actor, &blueprint, &table.failing, &mut query).await?;
     let sort = table.sort.as_ref().map(|property| crate::services::search::SortRequest {
         property: property.clone(),
         order: if table.descending { SortOrder::Desc } else { SortOrder::Asc },
@@ -364,7 +450,7 @@ pub(super) async fn blueprint_page(
             identifier: e.identifier.clone(),
             title: title_of(e),
             teams: e.team.join(", "),
-            values: columns.iter().map(|c| e.properties.get(c).map(shown).unwrap_or_default()).collect(),
+            values: columns.iter().map(|c| e.properties.get(c).map(present::value_html).unwrap_or_default()).collect(),
         })
         .collect();
     page.next = found.next.map(|cursor| table.next_link(&blueprint, &cursor));
@@ -418,7 +504,8 @@ pub(super) async fn facets_fragment(
 ) -> PageResult {
     let definition = app.catalog.get_blueprint(&blueprint).await?.blueprint;
     let table = Table::read(uri.0.query());
-    let query = table.rules(&definition.schema).map_err(|message| Error::invalid_at("/where", message))?;
+    let mut query = table.rules(&definition.schema).map_err(|message| Error::invalid_at("/where", message))?;
+    only_failing(&app, &signed_in.actor, &blueprint, &table.failing, &mut query).await?;
     let facets = facets(&app, &signed_in.actor, &blueprint, &definition.schema, &table, &query).await?;
     Ok(render(&FacetsFragment { facets }))
 }
@@ -535,7 +622,68 @@ pub(super) async fn search_page(
             .collect();
         (rows, page.next)
     };
-    Ok(render(&SearchPage { signed_in: layout_user(&signed_in), q, rows, next }))
+    Ok(render(&SearchPage { signed_in: layout_user(&app, &signed_in).await, q, rows, next }))
+}
+
+/// Most suggestions of each kind while typing.
+const SUGGESTIONS: usize = 6;
+
+/// What the search box suggests while one types: entities (by title or identifier), blueprints
+/// and self-service actions, each as far as the user may read them, with where it goes:
+/// `[{"kind", "label", "detail", "href"}]`.
+pub(super) async fn suggest(
+    State(app): State<AppState>,
+    Visitor(signed_in): Visitor,
+    QueryParams(query): QueryParams<SearchQuery>,
+) -> PageResult {
+    let q = query.q.trim().to_string();
+    let mut found = Vec::new();
+    if q.is_empty() {
+        return Ok(axum::Json(found).into_response());
+    }
+    let needle = q.to_lowercase();
+    let matches = |texts: &[&str]| texts.iter().any(|t| t.to_lowercase().contains(&needle));
+    let blueprints: Vec<_> = app.catalog.list_blueprints().await?.into_iter().map(|r| r.blueprint).collect();
+    let title_of_blueprint = |id: &str| {
+        blueprints.iter().find(|b| b.identifier == id).and_then(|b| b.title.clone()).unwrap_or_else(|| id.to_string())
+    };
+    let filter = json!({"combinator": "or", "rules": [
+        {"property": "$title", "operator": "contains", "value": q},
+        {"property": "$identifier", "operator": "contains", "value": q}]});
+    let request = SearchRequest { query: Some(filter), limit: Some(SUGGESTIONS as u32), ..SearchRequest::default() };
+    for e in app.catalog.search(&signed_in.actor, None, request).await?.entities {
+        found.push(json!({
+            "kind": title_of_blueprint(&e.blueprint),
+            "label": title_of(&e),
+            "detail": e.identifier,
+            "href": format!("/catalog/{}/{}", e.blueprint, e.identifier),
+        }));
+    }
+    for b in blueprints.iter().filter(|b| matches(&[&b.identifier, b.title.as_deref().unwrap_or_default()])) {
+        found.push(json!({
+            "kind": "Blueprint",
+            "label": b.title.clone().unwrap_or_else(|| b.identifier.clone()),
+            "detail": b.identifier,
+            "href": format!("/catalog/{}", b.identifier),
+        }));
+        if found.len() >= 2 * SUGGESTIONS {
+            break;
+        }
+    }
+    let actions = app.catalog.list_actions(&signed_in.actor, None).await?;
+    let self_service =
+        actions.into_iter().map(|r| r.action).filter(|a| matches!(a.trigger, Trigger::SelfService { .. }));
+    for a in
+        self_service.filter(|a| matches(&[&a.identifier, a.title.as_deref().unwrap_or_default()])).take(SUGGESTIONS)
+    {
+        found.push(json!({
+            "kind": "Action",
+            "label": a.title.clone().unwrap_or_else(|| a.identifier.clone()),
+            "detail": a.identifier,
+            "href": format!("/actions/{}", a.identifier),
+        }));
+    }
+    Ok(axum::Json(found).into_response())
 }
 
 /// How a property's value is shown.
@@ -558,6 +706,7 @@ struct PropertyRow {
 
 struct RelationRow {
     name: String,
+    title: String,
     blueprint: String,
     targets: Vec<String>,
 }
@@ -585,7 +734,8 @@ struct EntityRun {
     id: String,
     action: String,
     change: String,
-    status: String,
+    status: present::Badge,
+    at: present::When,
 }
 
 #[derive(Template)]
@@ -597,8 +747,8 @@ struct EntityPage {
     title: String,
     version: i64,
     teams: Vec<String>,
-    created: String,
-    updated: String,
+    created: present::When,
+    updated: present::When,
     created_by_run: Option<String>,
     properties: Vec<PropertyRow>,
     relations: Vec<RelationRow>,
@@ -607,7 +757,8 @@ struct EntityPage {
     scorecards: Vec<ScorecardRow>,
     actions: Vec<ActionLink>,
     runs: Vec<EntityRun>,
-    history: Vec<String>,
+    /// When, what and who, newest first.
+    history: Vec<(present::When, String, String)>,
 }
 
 /// Most entities shown per incoming relation on an entity page.
@@ -623,9 +774,24 @@ fn show_property(schema: Option<&portolan_model::PropertySchema>, value: &Value,
             None => Shown::Text(text),
         },
         _ if text.starts_with("https://") || text.starts_with("http://") => Shown::Link(text),
-        (_, Value::Object(_)) => Shown::Text(serde_json::to_string_pretty(value).unwrap_or(text)),
+        (_, Value::Object(_) | Value::Array(_)) => Shown::Html(present::value_html(value)),
         _ => Shown::Text(text),
     }
+}
+
+/// A property's title as its blueprint gives it (a schema, mirror, aggregation or calculation
+/// property), else its name.
+fn property_title(blueprint: &portolan_model::Blueprint, name: &str) -> String {
+    let title = match blueprint.schema.properties.get(name) {
+        Some(p) => p.title.clone(),
+        None => blueprint
+            .mirror_properties
+            .get(name)
+            .and_then(|m| m.title.clone())
+            .or_else(|| blueprint.aggregation_properties.get(name).and_then(|a| a.title.clone()))
+            .or_else(|| blueprint.calculation_properties.get(name).and_then(|c| c.title.clone())),
+    };
+    title.unwrap_or_else(|| name.to_string())
 }
 
 /// Identifiers a relation value names.
@@ -679,7 +845,7 @@ pub(super) async fn entity_page(
         .into_iter()
         .map(|name| PropertyRow {
             value: show_property(schema.get(name), &entity.properties[name], now),
-            name: schema.get(name).and_then(|s| s.title.clone()).unwrap_or_else(|| name.clone()),
+            name: property_title(&definition, name),
         })
         .collect();
     let relations: Vec<RelationRow> = entity
@@ -688,7 +854,8 @@ pub(super) async fn entity_page(
         .filter_map(|(name, value)| {
             let target = definition.relations.get(name)?.target.clone();
             let targets = targets(value);
-            (!targets.is_empty()).then_some(RelationRow { name: name.clone(), blueprint: target, targets })
+            let title = definition.relations[name].title.clone().unwrap_or_else(|| name.clone());
+            (!targets.is_empty()).then_some(RelationRow { name: name.clone(), title, blueprint: target, targets })
         })
         .collect();
     let mut incoming = Vec::new();
@@ -718,7 +885,7 @@ pub(super) async fn entity_page(
                 r.targets.iter().map(|t| {
                     let target =
                         present::Node { blueprint: r.blueprint.clone(), identifier: t.clone(), title: t.clone() };
-                    (r.name.clone(), target)
+                    (r.title.clone(), target)
                 })
             })
             .collect(),
@@ -769,7 +936,8 @@ pub(super) async fn entity_page(
         .take(10)
         .map(|(run, change)| EntityRun {
             action: run.action_title.clone().unwrap_or_else(|| run.action.clone()),
-            status: run.status.as_str().to_string(),
+            status: present::Badge::of(run.status),
+            at: present::When::new(run.created_at, now),
             change,
             id: run.id,
         })
@@ -780,17 +948,17 @@ pub(super) async fn entity_page(
         .await?
         .0
         .iter()
-        .map(|r| format!("{} {} by {}", portolan_model::format_millis(r.entry.at), r.entry.action, r.entry.actor))
+        .map(|r| (present::When::new(r.entry.at, now), r.entry.action.clone(), r.entry.actor.clone()))
         .collect();
     let page = EntityPage {
-        signed_in: layout_user(&signed_in),
+        signed_in: layout_user(&app, &signed_in).await,
         actions,
         runs,
         history,
         title: title_of(&entity),
         graph: present::neighbourhood_svg(&neighbourhood),
-        created: portolan_model::format_millis(entity.created_at),
-        updated: portolan_model::format_millis(entity.updated_at),
+        created: present::When::new(entity.created_at, now),
+        updated: present::When::new(entity.updated_at, now),
         created_by_run,
         blueprint,
         identifier,

@@ -9,8 +9,8 @@ use axum::extract::{OriginalUri, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
-use portolan_model::Entity;
 use portolan_model::run::Run;
+use portolan_model::{Entity, Millis};
 use portolan_store::RunFilter;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -50,6 +50,7 @@ pub fn router() -> Router<AppState> {
         .route("/login", get(login_page).post(login))
         .route("/logout", axum::routing::post(logout))
         .route("/search", get(catalog::search_page))
+        .route("/suggest", get(catalog::suggest))
         .route("/catalog", get(catalog::catalog))
         .route("/catalog/{blueprint}", get(catalog::blueprint_page))
         .route("/facets/{blueprint}", get(catalog::facets_fragment))
@@ -98,6 +99,8 @@ pub fn router() -> Router<AppState> {
 pub struct SignedIn {
     identifier: String,
     csrf: String,
+    /// An admin, or a moderator of some blueprint: the administration pages are theirs.
+    administers: bool,
 }
 
 /// A page that went wrong, as a page a person understands.
@@ -184,8 +187,10 @@ fn check_form(headers: &HeaderMap, signed_in: &SessionActor, csrf: &str) -> Resu
     Ok(())
 }
 
-fn layout_user(session: &SessionActor) -> Option<SignedIn> {
-    Some(SignedIn { identifier: session.actor.id.clone(), csrf: session.session.csrf.clone() })
+async fn layout_user(app: &AppState, session: &SessionActor) -> Option<SignedIn> {
+    // Only a link is hidden by this; when it cannot be told, the link is left out.
+    let administers = app.catalog.managed(&session.actor).await.is_ok_and(|m| m.anything());
+    Some(SignedIn { identifier: session.actor.id.clone(), csrf: session.session.csrf.clone(), administers })
 }
 
 async fn script() -> Response {
@@ -320,4 +325,9 @@ fn shown(value: &Value) -> String {
         Value::Array(items) => items.iter().map(shown).collect::<Vec<_>>().join(", "),
         other => other.to_string(),
     }
+}
+
+/// A value as indented JSON, for a page's "Raw" view.
+fn raw_json(value: &impl serde::Serialize) -> String {
+    serde_json::to_string_pretty(value).unwrap_or_default()
 }

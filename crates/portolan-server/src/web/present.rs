@@ -69,6 +69,266 @@ pub fn countdown(until: Millis, now: Millis) -> String {
     if past { format!("ended {span} ago") } else { format!("ends in {span}") }
 }
 
+/// A moment as a page shows it: in words relative to now ("3 minutes ago", "in 2 days"), with the
+/// exact time (UTC) on hover. Displays as a `<time>` element, already escaped.
+pub struct When {
+    pub iso: String,
+    pub words: String,
+}
+
+impl When {
+    pub fn new(at: Millis, now: Millis) -> When {
+        When { iso: portolan_model::format_millis(at), words: relative(at, now) }
+    }
+}
+
+impl std::fmt::Display for When {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let seconds = self.iso.split('.').next().unwrap_or_default().trim_end_matches('Z');
+        let exact = format!("{} UTC", seconds.replace('T', " "));
+        write!(
+            f,
+            r#"<time class="ago" datetime="{}" title="{}">{}</time>"#,
+            escape(&self.iso),
+            escape(&exact),
+            escape(&self.words)
+        )
+    }
+}
+
+/// How far a moment is from now, in the largest unit that fits: "just now", "5 minutes ago",
+/// "in 2 days", "3 months ago".
+pub fn relative(at: Millis, now: Millis) -> String {
+    let seconds = (at - now) / 1000;
+    let (span, future) = (seconds.abs(), seconds > 0);
+    if span < 45 {
+        return "just now".into();
+    }
+    let rounded = |unit: i64| (span + unit / 2) / unit;
+    let (n, unit) = match span {
+        _ if rounded(60) < 60 => (rounded(60), "minute"),
+        _ if rounded(3_600) < 24 => (rounded(3_600), "hour"),
+        _ if rounded(86_400) < 30 => (rounded(86_400), "day"),
+        s if s < 365 * 86_400 => (s / (30 * 86_400), "month"),
+        s => (s / (365 * 86_400), "year"),
+    };
+    let n = n.max(1);
+    let words = format!("{n} {unit}{}", if n == 1 { "" } else { "s" });
+    if future { format!("in {words}") } else { format!("{words} ago") }
+}
+
+/// How long something took: "42 seconds", "3 minutes 5 seconds", "2 hours 10 minutes".
+pub fn duration(ms: Millis) -> String {
+    let seconds = ms.max(0) / 1000;
+    let unit = |n: i64, one: &str| format!("{n} {one}{}", if n == 1 { "" } else { "s" });
+    match seconds {
+        s if s < 1 => "under a second".into(),
+        s if s < 60 => unit(s, "second"),
+        s if s < 3_600 => format!("{} {}", unit(s / 60, "minute"), unit(s % 60, "second")),
+        s => format!("{} {}", unit(s / 3_600, "hour"), unit(s / 60 % 60, "minute")),
+    }
+}
+
+/// A run's status as a badge: its class and the words people read. Displays as a `<span>`
+/// carrying the status code in `data-status`.
+pub struct Badge {
+    pub code: &'static str,
+    pub words: &'static str,
+}
+
+impl Badge {
+    pub fn of(status: portolan_model::run::RunStatus) -> Badge {
+        use portolan_model::run::RunStatus as S;
+        let words = match status {
+            S::WaitingForApproval => "Waiting for approval",
+            S::Queued => "Queued",
+            S::InProgress => "In progress",
+            S::Success => "Succeeded",
+            S::Failure => "Failed",
+            S::Declined => "Declined",
+            S::Cancelled => "Cancelled",
+            S::TimedOut => "Timed out",
+        };
+        Badge { code: status.as_str(), words }
+    }
+}
+
+impl std::fmt::Display for Badge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            r#"<span class="status {}" data-status="{}">{}</span>"#,
+            self.code.to_ascii_lowercase(),
+            self.code,
+            self.words
+        )
+    }
+}
+
+fn is_url(text: &str) -> bool {
+    (text.starts_with("https://") || text.starts_with("http://")) && !text.contains(char::is_whitespace)
+}
+
+/// Where a link the API gave goes in the portal: an entity or a run of the API becomes its page
+/// here; anything else stays as it is.
+pub fn portal_link(link: &str) -> String {
+    let path = match link.find("/api/v1/") {
+        Some(at) if link.starts_with('/') || is_url(link) => &link[at + "/api/v1/".len()..],
+        _ => return link.to_string(),
+    };
+    let parts: Vec<&str> = path.split(['?', '#']).next().unwrap_or_default().split('/').collect();
+    match parts.as_slice() {
+        ["blueprints", blueprint, "entities", entity] => format!("/catalog/{blueprint}/{entity}"),
+        ["blueprints", blueprint] => format!("/catalog/{blueprint}"),
+        ["actions", "runs", run] => format!("/runs/{run}"),
+        _ => link.to_string(),
+    }
+}
+
+/// Most entries of a list or object shown inline before "and N more".
+const MAX_ITEMS: usize = 50;
+
+/// A JSON value as HTML people read: text as text (web addresses as links), lists joined,
+/// objects as key–value lists, nothing as a dash. Already escaped.
+pub fn value_html(value: &serde_json::Value) -> String {
+    use serde_json::Value;
+    match value {
+        Value::Null => r#"<span class="muted">—</span>"#.into(),
+        Value::String(text) if is_url(text) => {
+            let href = portal_link(text);
+            format!(r#"<a href="{}" rel="noopener noreferrer">{}</a>"#, escape(&href), escape(text))
+        }
+        Value::String(text) if text.contains('\n') => format!("<pre>{}</pre>", escape(text)),
+        Value::String(text) if text.is_empty() => r#"<span class="muted">(empty)</span>"#.into(),
+        Value::String(text) => escape(text),
+        Value::Bool(b) => (if *b { "yes" } else { "no" }).into(),
+        // A whole number reads as one (forms may have stored 3 as 3.0).
+        Value::Number(n) => match n.as_f64() {
+            Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < 1e15 => format!("{}", f as i64),
+            _ => n.to_string(),
+        },
+        Value::Array(items) if items.is_empty() => r#"<span class="muted">none</span>"#.into(),
+        Value::Array(items) if items.iter().all(|i| !i.is_object() && !i.is_array()) => {
+            let shown: Vec<String> = items.iter().take(MAX_ITEMS).map(value_html).collect();
+            format!("{}{}", shown.join(", "), more(items.len()))
+        }
+        Value::Array(items) => {
+            let shown: String = items.iter().take(MAX_ITEMS).map(|i| format!("<li>{}</li>", value_html(i))).collect();
+            format!(r#"<ol class="values">{shown}</ol>{}"#, more(items.len()))
+        }
+        Value::Object(map) => key_values(map),
+    }
+}
+
+fn more(count: usize) -> String {
+    if count > MAX_ITEMS {
+        format!(r#" <span class="muted">and {} more</span>"#, count - MAX_ITEMS)
+    } else {
+        String::new()
+    }
+}
+
+/// An object as a definition list of its keys and values. Already escaped.
+pub fn key_values(map: &serde_json::Map<String, serde_json::Value>) -> String {
+    key_values_titled(map, &|key| key.to_string())
+}
+
+/// An object as a definition list, each key shown by the title `title` gives it.
+pub fn key_values_titled(map: &serde_json::Map<String, serde_json::Value>, title: &dyn Fn(&str) -> String) -> String {
+    if map.is_empty() {
+        return r#"<p class="muted">None.</p>"#.into();
+    }
+    let mut html = String::from(r#"<dl class="kv">"#);
+    for (key, value) in map.iter().take(MAX_ITEMS) {
+        let _ = write!(html, "<dt>{}</dt><dd>{}</dd>", escape(&title(key)), value_html(value));
+    }
+    html.push_str("</dl>");
+    html.push_str(&more(map.len()));
+    html
+}
+
+/// One difference between two versions of a document: where, and the value before and after
+/// (`None`: absent).
+pub struct Change {
+    pub path: String,
+    pub before: Option<serde_json::Value>,
+    pub after: Option<serde_json::Value>,
+}
+
+/// What changed between two versions, field by field (objects are followed into; lists and
+/// other values are compared whole).
+pub fn changes(before: Option<&serde_json::Value>, after: Option<&serde_json::Value>) -> Vec<Change> {
+    fn walk(path: &str, before: Option<&serde_json::Value>, after: Option<&serde_json::Value>, out: &mut Vec<Change>) {
+        use serde_json::Value;
+        match (before, after) {
+            (Some(Value::Object(a)), Some(Value::Object(b))) => {
+                let keys = a.keys().chain(b.keys().filter(|k| !a.contains_key(*k)));
+                for key in keys {
+                    let inner = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
+                    walk(&inner, a.get(key), b.get(key), out);
+                }
+            }
+            (a, b) if a == b => {}
+            (a, b) => out.push(Change {
+                path: path.to_string(),
+                before: a.filter(|v| !v.is_null()).cloned(),
+                after: b.filter(|v| !v.is_null()).cloned(),
+            }),
+        }
+    }
+    let mut out = Vec::new();
+    let (before, after) = (before.filter(|v| !v.is_null()), after.filter(|v| !v.is_null()));
+    match (before, after) {
+        // Something new or gone: its fields, each from or to nothing.
+        (None, Some(serde_json::Value::Object(map))) => {
+            out.extend(map.iter().map(|(k, v)| Change { path: k.clone(), before: None, after: Some(v.clone()) }))
+        }
+        (Some(serde_json::Value::Object(map)), None) => {
+            out.extend(map.iter().map(|(k, v)| Change { path: k.clone(), before: Some(v.clone()), after: None }))
+        }
+        (a, b) => walk("", a, b, &mut out),
+    }
+    out
+}
+
+/// The fields a change touched, in a few words: "title, tier and 3 more".
+pub fn changed_fields(changes: &[Change]) -> String {
+    let names: Vec<&str> =
+        changes.iter().map(|c| if c.path.is_empty() { "the value" } else { c.path.as_str() }).collect();
+    match names.len() {
+        0 => "No change".into(),
+        n if n <= 3 => names.join(", "),
+        n => format!("{} and {} more", names[..2].join(", "), n - 2),
+    }
+}
+
+/// Changes as a list of "field: before → after". Already escaped.
+pub fn changes_html(changes: &[Change]) -> String {
+    let side = |v: &Option<serde_json::Value>, tag: &str| match v {
+        Some(v) => format!("<{tag}>{}</{tag}>", value_html(v)),
+        None => r#"<span class="muted">(none)</span>"#.to_string(),
+    };
+    let mut html = String::from(r#"<ul class="changes">"#);
+    for c in changes.iter().take(MAX_ITEMS) {
+        let path = if c.path.is_empty() { String::new() } else { format!("<code>{}</code> ", escape(&c.path)) };
+        let _ = write!(html, "<li>{path}{} → {}</li>", side(&c.before, "del"), side(&c.after, "ins"));
+    }
+    html.push_str("</ul>");
+    html.push_str(&more(changes.len()));
+    html
+}
+
+/// A one-line description with its inline markdown (code, emphasis, links) as HTML, without a
+/// paragraph around it.
+pub fn inline_markdown(source: &str) -> String {
+    let html = markdown(source);
+    let trimmed = html.trim_end();
+    match trimmed.strip_prefix("<p>").and_then(|s| s.strip_suffix("</p>")) {
+        Some(inner) if !inner.contains("<p>") => inner.to_string(),
+        _ => html,
+    }
+}
+
 /// One entity in a neighbourhood picture.
 pub struct Node {
     pub blueprint: String,
@@ -210,6 +470,82 @@ mod tests {
         assert_eq!(countdown(hour + 60_000, 0), "ends in 1 hour 1 minute");
         assert_eq!(countdown(0, 2 * hour), "ended 2 hours 0 minutes ago");
         assert_eq!(countdown(10, 0), "ends in 1 minute");
+    }
+
+    #[test]
+    fn times_read_relative_to_now_with_the_exact_time_on_hover() {
+        let (minute, day) = (60_000, 86_400_000);
+        assert_eq!(relative(0, 10_000), "just now");
+        assert_eq!(relative(0, 3 * minute), "3 minutes ago");
+        assert_eq!(relative(0, 60 * minute), "1 hour ago");
+        assert_eq!(relative(day - 1000, 0), "in 1 day");
+        assert_eq!(relative(0, 59 * minute + 50_000), "1 hour ago");
+        assert_eq!(relative(2 * day, 0), "in 2 days");
+        assert_eq!(relative(0, 400 * day), "1 year ago");
+        let html = When::new(1_764_000_000_000, 1_764_000_000_000 + 5 * minute).to_string();
+        assert_eq!(
+            html,
+            r#"<time class="ago" datetime="2025-11-24T16:00:00Z" title="2025-11-24 16:00:00 UTC">5 minutes ago</time>"#
+        );
+        assert_eq!(duration(42_400), "42 seconds");
+        assert_eq!(duration(185_000), "3 minutes 5 seconds");
+        assert_eq!(duration(2 * 3_600_000 + 60_000), "2 hours 1 minute");
+    }
+
+    #[test]
+    fn statuses_are_badges_in_words() {
+        let badge = Badge::of(portolan_model::run::RunStatus::WaitingForApproval).to_string();
+        assert_eq!(
+            badge,
+            r#"<span class="status waiting_for_approval" data-status="WAITING_FOR_APPROVAL">Waiting for approval</span>"#
+        );
+    }
+
+    #[test]
+    fn api_links_become_portal_pages() {
+        assert_eq!(portal_link("/api/v1/blueprints/service/entities/cart"), "/catalog/service/cart");
+        assert_eq!(portal_link("https://idp.example/api/v1/blueprints/env/entities/a-dev"), "/catalog/env/a-dev");
+        assert_eq!(portal_link("/api/v1/actions/runs/r_1"), "/runs/r_1");
+        assert_eq!(portal_link("https://ci.example/build/7"), "https://ci.example/build/7");
+    }
+
+    #[test]
+    fn values_read_as_lists_and_changes_as_before_and_after() {
+        assert_eq!(value_html(&serde_json::json!(3.0)), "3");
+        assert_eq!(value_html(&serde_json::json!(2.5)), "2.5");
+        let value = serde_json::json!({"name": "a<b", "replicas": 3, "url": "https://x.example/a", "env": {"LOG": "debug"},
+            "tags": ["x", "y"], "on": true, "gone": null});
+        let html = value_html(&value);
+        assert!(html.starts_with(r#"<dl class="kv"><dt>name</dt><dd>a&lt;b</dd>"#), "{html}");
+        assert!(
+            html.contains(
+                r#"<dd><a href="https://x.example/a" rel="noopener noreferrer">https://x.example/a</a></dd>"#
+            )
+        );
+        assert!(html.contains(r#"<dt>env</dt><dd><dl class="kv"><dt>LOG</dt><dd>debug</dd></dl></dd>"#), "{html}");
+        assert!(html.contains("<dd>x, y</dd>") && html.contains("<dd>yes</dd>"), "{html}");
+        assert!(!html.contains("{\""), "no JSON: {html}");
+
+        let before = serde_json::json!({"title": "Old", "properties": {"tier": "2", "url": "u"}, "version": 1});
+        let after =
+            serde_json::json!({"title": "New", "properties": {"tier": "1", "url": "u", "lang": "go"}, "version": 2});
+        let changes = changes(Some(&before), Some(&after));
+        let paths: Vec<&str> = changes.iter().map(|c| c.path.as_str()).collect();
+        assert_eq!(paths, ["title", "properties.tier", "properties.lang", "version"]);
+        assert_eq!(changed_fields(&changes), "title, properties.tier and 2 more");
+        let html = changes_html(&changes);
+        assert!(html.contains("<li><code>title</code> <del>Old</del> → <ins>New</ins></li>"), "{html}");
+        assert!(
+            html.contains(r#"<li><code>properties.lang</code> <span class="muted">(none)</span> → <ins>go</ins></li>"#)
+        );
+        let created = super::changes(None, Some(&after));
+        assert_eq!(created.len(), 3, "a new document's fields, each from nothing");
+    }
+
+    #[test]
+    fn descriptions_show_their_inline_markdown() {
+        assert_eq!(inline_markdown("Runs `kubectl` on *one* pod"), "Runs <code>kubectl</code> on <em>one</em> pod");
+        assert_eq!(inline_markdown("<b>x</b>"), "&lt;b&gt;x&lt;/b&gt;");
     }
 
     fn node(blueprint: &str, identifier: &str) -> Node {

@@ -12,6 +12,8 @@ struct TeamLevels {
 struct FailingRule {
     rule: String,
     count: u64,
+    /// The catalog table of the entities failing it.
+    link: String,
 }
 
 struct CardView {
@@ -60,12 +62,20 @@ pub(super) async fn scorecards_page(State(app): State<AppState>, Visitor(signed_
             for entity in &entities {
                 let rules = entity.scorecards.get(&card.identifier).and_then(|r| r["rules"].as_array().cloned());
                 for rule in rules.unwrap_or_default().iter().filter(|r| r["status"] == "FAILURE") {
-                    let name = rule["title"].as_str().or(rule["identifier"].as_str()).unwrap_or_default();
+                    let name = rule["identifier"].as_str().unwrap_or_default();
                     *failing.entry(name.to_string()).or_default() += 1;
                 }
             }
-            let mut failing: Vec<FailingRule> =
-                failing.into_iter().map(|(rule, count)| FailingRule { rule, count }).collect();
+            let mut failing: Vec<FailingRule> = failing
+                .into_iter()
+                .map(|(rule, count)| {
+                    let query = url::form_urlencoded::Serializer::new(String::new())
+                        .append_pair("failing", &format!("{}/{rule}", card.identifier))
+                        .finish();
+                    let title = card.rules.iter().find(|r| r.identifier == rule).and_then(|r| r.title.clone());
+                    FailingRule { link: format!("/catalog/{id}?{query}"), rule: title.unwrap_or(rule), count }
+                })
+                .collect();
             failing.sort_by_key(|f| std::cmp::Reverse(f.count));
             failing.truncate(5);
             cards.push(CardView {
@@ -78,5 +88,5 @@ pub(super) async fn scorecards_page(State(app): State<AppState>, Visitor(signed_
             });
         }
     }
-    Ok(render(&ScorecardsPage { signed_in: layout_user(&signed_in), cards }))
+    Ok(render(&ScorecardsPage { signed_in: layout_user(&app, &signed_in).await, cards }))
 }

@@ -18,7 +18,7 @@ impl From<portolan_model::action::Action> for ActionLink {
         ActionLink {
             on: action.blueprint().filter(|_| on_entity).map(str::to_string),
             title: action.title.clone().unwrap_or_else(|| action.identifier.clone()),
-            description: action.description.clone().unwrap_or_default(),
+            description: action.description.as_deref().map(present::inline_markdown).unwrap_or_default(),
             identifier: action.identifier,
         }
     }
@@ -52,7 +52,7 @@ pub(super) async fn actions_page(State(app): State<AppState>, Visitor(signed_in)
             None => groups.push(ActionGroup { title: group_title, actions: vec![link] }),
         }
     }
-    Ok(render(&ActionsPage { signed_in: layout_user(&signed_in), groups }))
+    Ok(render(&ActionsPage { signed_in: layout_user(&app, &signed_in).await, groups }))
 }
 
 struct Choice {
@@ -103,7 +103,11 @@ struct EntityPicker {
 
 struct Preview {
     verdicts: Vec<Verdict>,
+    /// What would be sent, as a readable list (HTML) and as JSON.
     rendered: String,
+    raw: String,
+    /// Why it could not be rendered.
+    problem: Option<String>,
 }
 
 /// A guardrail as the form shows it: whether it stands in the way now.
@@ -240,11 +244,11 @@ async fn action_form(
     };
     let on = blueprint_identifier.as_deref().zip(Some(entity).filter(|_| readable));
     Ok(ActionPage {
-        signed_in: layout_user(signed_in),
+        signed_in: layout_user(app, signed_in).await,
         csrf: signed_in.session.csrf.clone(),
         identifier: action.identifier.clone(),
         title: action.title.clone().unwrap_or_else(|| action.identifier.clone()),
-        description: action.description.clone().unwrap_or_default(),
+        description: action.description.as_deref().map(present::inline_markdown).unwrap_or_default(),
         guardrails: guardrail_notes(app, actor, &action, on).await?,
         entity_picker,
         sections,
@@ -307,7 +311,7 @@ async fn form_field(
         min: limit(input.minimum),
         max: limit(input.maximum),
         label: input.title.clone().unwrap_or_else(|| name.clone()),
-        help: input.description.clone().unwrap_or_default(),
+        help: input.description.as_deref().map(present::inline_markdown).unwrap_or_default(),
         required: user_inputs.required.contains(&name),
         depends_on: input.depends_on.join(" "),
         hidden: input.visible == Some(Value::Bool(false)),
@@ -396,10 +400,11 @@ pub(super) async fn run_action(
     if form.get("mode").map(String::as_str) == Some("dry") {
         match app.catalog.dry_run(&signed_in.actor, &identifier, request()).await {
             Ok(dry) => {
-                let rendered = dry.rendered.map(|r| serde_json::to_string_pretty(&r).unwrap_or_default());
                 page.preview = Some(Preview {
                     verdicts: dry.guardrails,
-                    rendered: rendered.or(dry.render_error).unwrap_or_default(),
+                    rendered: dry.rendered.as_ref().map(present::value_html).unwrap_or_default(),
+                    raw: dry.rendered.as_ref().map(raw_json).unwrap_or_default(),
+                    problem: dry.render_error,
                 });
             }
             Err(error) => explain(&mut page, error),
@@ -457,22 +462,30 @@ struct RunPage {
     csrf: String,
     id: String,
     action: String,
-    status: String,
+    status: present::Badge,
     by: String,
-    at: String,
+    at: present::When,
+    /// How long it took, once it ended.
+    took: Option<String>,
+    /// When a run waiting for approval stops waiting.
+    expires: Option<present::When>,
     blueprint: String,
     entity: Option<String>,
     reason: Option<String>,
     summary: Option<String>,
-    links: Vec<String>,
+    /// Where the run points: the portal's own page for what it can show, and the text shown.
+    links: Vec<(String, String)>,
     may_decide: bool,
     may_cancel: bool,
     /// The action's identifier, for starting it again with the same inputs.
     action_id: String,
+    /// The inputs as a readable list (HTML) and as JSON.
     inputs: String,
+    inputs_raw: String,
     /// Entities the run created, changed or deleted: blueprint, identifier, how.
     affected: Vec<(String, String, String)>,
-    decisions: Vec<String>,
+    /// Each decision in words, and when.
+    decisions: Vec<(String, present::When)>,
     logs: Vec<String>,
     /// The last log line shown, where the live stream goes on from.
     last_log: i64,
@@ -486,6 +499,7 @@ pub(super) async fn run_page(
 ) -> PageResult {
     let actor = &signed_in.actor;
     let (run, affected) = app.catalog.get_run(actor, &id).await?;
+    let now = app.catalog.now();
     let logs = app.catalog.run_logs(actor, &id, 0, 500).await?;
     let may_decide = run.status == portolan_model::run::RunStatus::WaitingForApproval
         && app.catalog.may_decide_on(actor, &run).await?;
@@ -495,26 +509,33 @@ pub(super) async fn run_page(
         .flat_map(|a| a.decisions.iter())
         .map(|d| {
             let said = d.comment.clone().filter(|c| !c.is_empty()).map(|c| format!(": {c}")).unwrap_or_default();
-            format!("{:?} by {} at {}{said}", d.decision, d.by, portolan_model::format_millis(d.at))
+            let what = match d.decision {
+                Decision::Approve => "Approved",
+                Decision::Decline => "Declined",
+            };
+            (format!("{what} by {}{said}", d.by), present::When::new(d.at, now))
         })
         .collect();
+    let waiting = run.status == portolan_model::run::RunStatus::WaitingForApproval;
     let page = RunPage {
-        signed_in: layout_user(&signed_in),
+        signed_in: layout_user(&app, &signed_in).await,
         csrf: signed_in.session.csrf.clone(),
         action: run.action_title.clone().unwrap_or_else(|| run.action.clone()),
-        status: run.status.as_str().to_string(),
+        status: present::Badge::of(run.status),
         by: run.trigger.by.clone(),
-        at: portolan_model::format_millis(run.created_at),
+        at: present::When::new(run.created_at, now),
+        took: run.ended_at.map(|end| present::duration(end - run.created_at)),
+        expires: run.approval.as_ref().filter(|_| waiting).map(|a| present::When::new(a.expires_at, now)),
         blueprint: run.blueprint.clone().unwrap_or_default(),
         entity: run.entity.clone(),
         reason: run.reason.clone(),
         summary: run.summary.clone(),
-        links: run.links.clone(),
+        links: run.links.iter().map(|l| run_link(l)).collect(),
         may_decide,
-        may_cancel: run.status == portolan_model::run::RunStatus::WaitingForApproval
-            && (run.trigger.by == actor.id || actor.as_user().is_some_and(|u| u.is_admin())),
+        may_cancel: waiting && (run.trigger.by == actor.id || actor.as_user().is_some_and(|u| u.is_admin())),
         action_id: run.action.clone(),
-        inputs: serde_json::to_string_pretty(&run.inputs).unwrap_or_default(),
+        inputs: inputs_html(&app, actor, &run).await,
+        inputs_raw: raw_json(&run.inputs),
         affected: affected.into_iter().map(|(e, change)| (e.blueprint, e.identifier, change)).collect(),
         decisions,
         logs: logs
@@ -526,6 +547,31 @@ pub(super) async fn run_page(
         id: run.id,
     };
     Ok(render(&page))
+}
+
+/// A run's inputs as a list, each by the title its action gives it (by name when the action is
+/// gone or not the viewer's to read).
+async fn inputs_html(app: &AppState, actor: &Actor, run: &Run) -> String {
+    let titles: std::collections::HashMap<String, String> = match app.catalog.get_action(actor, &run.action).await {
+        Ok(record) => match record.action.trigger {
+            Trigger::SelfService { user_inputs, .. } => user_inputs
+                .properties
+                .into_iter()
+                .filter_map(|(name, input)| input.title.map(|title| (name, title)))
+                .collect(),
+            _ => Default::default(),
+        },
+        Err(_) => Default::default(),
+    };
+    present::key_values_titled(&run.inputs, &|key| titles.get(key).cloned().unwrap_or_else(|| key.to_string()))
+}
+
+/// A link a run gave, as its page shows it: the portal's own page where there is one (labelled by
+/// its path), else the link itself.
+fn run_link(link: &str) -> (String, String) {
+    let href = present::portal_link(link);
+    let label = if href == link { link.to_string() } else { href.clone() };
+    (href, label)
 }
 
 #[derive(Deserialize)]
@@ -573,12 +619,10 @@ pub(super) async fn cancel(
 }
 
 struct WaitingRun {
-    id: String,
-    at: String,
-    action: String,
-    entity: Option<String>,
-    by: String,
+    run: super::catalog::RunRow,
+    /// The inputs as a readable list (HTML) and as JSON.
     inputs: String,
+    inputs_raw: String,
 }
 
 #[derive(Template)]
@@ -590,19 +634,18 @@ struct ApprovalsPage {
 }
 
 pub(super) async fn approvals_page(State(app): State<AppState>, Visitor(signed_in): Visitor) -> PageResult {
-    let runs = app
-        .catalog
-        .approval_inbox(&signed_in.actor)
-        .await?
-        .into_iter()
-        .map(|run| WaitingRun {
-            action: run.action_title.clone().unwrap_or_else(|| run.action.clone()),
-            entity: run.entity.clone(),
-            by: run.trigger.by.clone(),
-            inputs: serde_json::to_string_pretty(&run.inputs).unwrap_or_default(),
-            at: portolan_model::format_millis(run.created_at),
-            id: run.id,
-        })
-        .collect();
-    Ok(render(&ApprovalsPage { signed_in: layout_user(&signed_in), csrf: signed_in.session.csrf.clone(), runs }))
+    let now = app.catalog.now();
+    let mut runs = Vec::new();
+    for run in app.catalog.approval_inbox(&signed_in.actor).await? {
+        runs.push(WaitingRun {
+            run: super::catalog::RunRow::new(&run, now),
+            inputs: inputs_html(&app, &signed_in.actor, &run).await,
+            inputs_raw: raw_json(&run.inputs),
+        });
+    }
+    Ok(render(&ApprovalsPage {
+        signed_in: layout_user(&app, &signed_in).await,
+        csrf: signed_in.session.csrf.clone(),
+        runs,
+    }))
 }

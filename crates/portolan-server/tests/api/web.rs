@@ -233,7 +233,7 @@ async fn a_run_is_requested_through_its_form_and_approved_by_a_second_user_throu
     let run_path = started.headers()["location"].to_str().expect("location").to_string();
     let (_, waiting) = page(&app, &run_path, &ana).await;
     assert!(
-        waiting.contains("WAITING_FOR_APPROVAL") && !waiting.contains("name=\"decision\""),
+        waiting.contains(">Waiting for approval</span>") && !waiting.contains("name=\"decision\""),
         "she cannot approve her own"
     );
     assert!(waiting.contains("id=\"live-log\""), "a run not ended follows its log live");
@@ -260,8 +260,8 @@ async fn a_run_is_requested_through_its_form_and_approved_by_a_second_user_throu
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
         let (_, done) = page(&app, &run_path, &ana).await;
-        if done.contains("SUCCESS") {
-            assert!(done.contains("Approve by carl@example.com") && done.contains("fine by me"), "{done}");
+        if done.contains(">Succeeded</span>") {
+            assert!(done.contains("Approved by carl@example.com: fine by me"), "{done}");
             assert!(
                 done.contains("href=\"/catalog/service/a1\"") && done.contains("updated"),
                 "what it changed: {done}"
@@ -288,6 +288,24 @@ async fn the_scorecards_page_counts_entities_per_level_and_team_and_names_failin
     for expected in ["Ownership", "Reachable", "team-cart", "Rules failing most often"] {
         assert!(html.contains(expected), "{expected}: {html}");
     }
+    // Home names the scorecard of each level it shows.
+    let member = json!({"identifier": "cartie@example.com", "teams": ["team-cart"], "password": PASSWORD});
+    assert_eq!(app.post("/api/v1/users", member).await.status, StatusCode::CREATED);
+    let cartie = sign_in(&app, "cartie@example.com").await;
+    let (_, home) = page(&app, "/", &cartie).await;
+    assert!(home.contains("<span class=\"level\" title=\"Ownership: "), "which scorecard a level is of: {home}");
+    // A failing rule links to the entities that fail it.
+    let link = html
+        .split("href=\"/catalog/")
+        .find_map(|rest| rest.split_once('"').map(|(l, _)| l).filter(|l| l.contains("?failing=")))
+        .map(|l| format!("/catalog/{}", l.replace("&amp;", "&")))
+        .expect("a link to the failing entities");
+    let (status, failing) = page(&app, &link, &session).await;
+    assert_eq!(status, StatusCode::OK, "{failing}");
+    assert!(failing.contains("Showing the entities failing"), "{failing}");
+    let all_rows = page(&app, link.split('?').next().expect("path"), &session).await.1.matches("<tr>").count();
+    let rows = failing.matches("<tr>").count();
+    assert!(rows > 1 && rows <= all_rows, "some, not more than all: {rows} of {all_rows}");
 }
 
 /// A form post with a session; the response.
@@ -337,8 +355,12 @@ async fn the_entity_page_draws_its_neighbourhood_and_shows_values_as_they_are_me
     let (_, environment) = page(&app, "/catalog/environment/e1", &session).await;
     assert!(environment.contains("<h1>Hello</h1>") && environment.contains("<strong>this</strong>"), "{environment}");
     assert!(!environment.contains("<script>alert") && environment.contains("&lt;script&gt;"), "{environment}");
+    assert!(environment.contains("<dt>runs</dt>"), "a relation by its title: {environment}");
+    assert!(environment.contains("class=\"edge-label\" x=") && environment.contains(">runs</text>"), "{environment}");
     assert!(
-        environment.contains(&format!("<time class=\"countdown\" datetime=\"{ends}\">ends in 2 days 0 hours</time>")),
+        environment.contains(&format!(
+            "<time class=\"countdown\" datetime=\"{ends}\" title=\"{ends}\">ends in 2 days 0 hours</time>"
+        )),
         "the timer counts down: {environment}"
     );
 }
@@ -355,6 +377,18 @@ async fn catalog_tables_sort_choose_columns_count_facets_and_explain_bad_filters
     let (search, cart) = (table.find("Alpha Search").expect("a2"), table.find("Alpha Cart").expect("a1"));
     assert!(search < cart, "newest title first when descending");
     assert!(table.contains("aria-sort=\"descending\""), "{table}");
+    let url = app
+        .patch(
+            "/api/v1/blueprints/service/entities/a1",
+            json!({"properties": {"repository": "https://git.example/a1"}}),
+        )
+        .await;
+    assert_eq!(url.status, StatusCode::OK, "{}", url.body);
+    let (_, linked) = page(&app, "/catalog/service?col=repository", &session).await;
+    assert!(
+        linked.contains("<td><a href=\"https://git.example/a1\" rel=\"noopener noreferrer\">"),
+        "addresses link: {linked}"
+    );
 
     assert!(
         table.contains("data-src=\"/facets/service?sort=%24title&#38;order=desc\""),
@@ -755,4 +789,202 @@ async fn a_whole_number_typed_into_a_form_reaches_the_run_as_an_integer() {
     assert_eq!(run["run"]["inputs"].to_string(), r#"{"replicas":7,"share":7}"#, "not 7.0: {run}");
     let entity = app.get("/api/v1/blueprints/service/entities/a1").await;
     assert_eq!(entity.body["entity"]["properties"]["replicas"].to_string(), "7", "{}", entity.body);
+}
+
+/// The page as it reads, without its "Raw" views (and the text of its editors): where raw JSON
+/// must not show.
+fn outside_raw_views(html: &str) -> String {
+    let mut rest = html;
+    let mut out = String::new();
+    while let Some(start) = rest.find("<details class=\"raw\">") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start..];
+        rest = after.find("</details>").map_or("", |end| &after[end + "</details>".len()..]);
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Whether a page shows a JSON object or list as text (as the page escapes it).
+fn shows_json(html: &str) -> bool {
+    let text = outside_raw_views(html);
+    ["{&quot;", "{\n", "[{", "[&quot;", "&quot;:"].iter().any(|p| text.contains(p))
+}
+
+#[tokio::test]
+async fn runs_approvals_and_the_audit_log_read_as_words_with_raw_json_only_behind_a_toggle() {
+    let app = spawn_app().await;
+    org(&app).await;
+    let approver = json!({"identifier": "carl@example.com", "teams": ["team-b"], "password": PASSWORD});
+    assert_eq!(app.post("/api/v1/users", approver).await.status, StatusCode::CREATED);
+    let action = json!({
+        "identifier": "tune", "title": "Tune a service", "description": "Sets `replicas` and the notes",
+        "trigger": {"type": "self-service", "operation": "DAY-2", "blueprintIdentifier": "service",
+            "userInputs": {"properties": {
+                "replicas": {"type": "number", "title": "Replicas"},
+                "docs": {"type": "string", "title": "Docs"}}, "required": ["replicas"]}},
+        "invocationMethod": {"type": "UPSERT_ENTITY", "blueprintIdentifier": "service", "mapping": {
+            "identifier": "{{ .entity.identifier }}", "title": "Alpha Cart tuned"}},
+        "guardrails": {"approval": {"approvers": {"users": ["carl@example.com"]}}}
+    });
+    assert_eq!(app.post("/api/v1/actions", action).await.status, StatusCode::CREATED);
+    let ana = sign_in(&app, "ana@example.com").await;
+    let (_, form) = page(&app, "/actions/tune?entity=a1", &ana).await;
+    assert!(form.contains("Sets <code>replicas</code> and the notes"), "markdown in descriptions: {form}");
+    let csrf = csrf_of(&form);
+    let fields = [
+        ("csrf", csrf.as_str()),
+        ("entity", "a1"),
+        ("in.replicas", "3"),
+        ("in.docs", "https://docs.example.com/cart"),
+        ("mode", "dry"),
+    ];
+    let preview = post_form(&app, "/actions/tune", &ana, &fields).await.text().await.expect("html");
+    assert!(preview.contains("What it would send") && preview.contains("<dl class=\"kv\">"), "{preview}");
+    assert!(preview.contains("<details class=\"raw\"><summary>Raw</summary>"), "the payload raw too: {preview}");
+    assert!(!shows_json(&preview), "a dry run shows no raw JSON: {preview}");
+    let mut fields = fields;
+    fields[4] = ("mode", "run");
+    let started = post_form(&app, "/actions/tune", &ana, &fields).await;
+    assert_eq!(started.status(), StatusCode::SEE_OTHER);
+    let run_path = started.headers()["location"].to_str().expect("location").to_string();
+
+    let (_, waiting) = page(&app, &run_path, &ana).await;
+    assert!(waiting.contains(">Waiting for approval</span>"), "a status in words: {waiting}");
+    assert!(!waiting.contains(">WAITING_FOR_APPROVAL<"), "{waiting}");
+    assert!(waiting.contains("the approval expires <time class=\"ago\""), "when it expires: {waiting}");
+    assert!(waiting.contains(">in 1 day</time>"), "the default day to decide: {waiting}");
+    assert!(waiting.contains("Requested by ana@example.com <time class=\"ago\""), "{waiting}");
+    assert!(waiting.contains("title=\"20"), "the exact time on hover: {waiting}");
+    assert!(waiting.contains("<dt>Replicas</dt><dd>3</dd>"), "inputs as a list, by title: {waiting}");
+    assert!(
+        waiting.contains("<a href=\"https://docs.example.com/cart\" rel=\"noopener noreferrer\">"),
+        "addresses as links: {waiting}"
+    );
+    assert!(!shows_json(&waiting), "the run page shows no raw JSON: {waiting}");
+
+    let carl = sign_in(&app, "carl@example.com").await;
+    let (_, inbox) = page(&app, "/approvals", &carl).await;
+    assert!(inbox.contains("<dt>Replicas</dt><dd>3</dd>") && inbox.contains("· expires <time"), "{inbox}");
+    assert!(!shows_json(&inbox), "the inbox shows no raw JSON: {inbox}");
+    let approve = [("csrf", csrf_of(&inbox)), ("decision", "APPROVE".into())];
+    let pairs: Vec<(&str, &str)> = approve.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    assert_eq!(post_form(&app, &format!("{run_path}/approval"), &carl, &pairs).await.status(), StatusCode::SEE_OTHER);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let done = loop {
+        let (_, done) = page(&app, &run_path, &ana).await;
+        if done.contains(">Succeeded</span>") {
+            break done;
+        }
+        assert!(std::time::Instant::now() < deadline, "the run did not finish: {done}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert!(done.contains(" · took "), "how long it took: {done}");
+    assert!(!done.contains("href=\"/api/v1/"), "links go to the portal's pages, not the API: {done}");
+    assert!(done.contains("<a class=\"long\" href=\"/catalog/service/a1\""), "the entity it wrote: {done}");
+
+    let admin = json!({"identifier": "root@example.com", "role": "admin", "password": PASSWORD});
+    assert_eq!(app.post("/api/v1/users", admin).await.status, StatusCode::CREATED);
+    let root = sign_in(&app, "root@example.com").await;
+    let (_, audit) = page(&app, "/audit?resource_type=entity&resource_id=a1&action=entity.update", &root).await;
+    assert!(
+        audit.contains("<li><code>title</code> <del>Alpha Cart</del> → <ins>Alpha Cart tuned</ins></li>"),
+        "a change as before and after: {audit}"
+    );
+    assert!(audit.contains("<a href=\"/catalog/service/a1\">service/a1</a>"), "{audit}");
+    assert!(audit.contains("<time class=\"ago\""), "{audit}");
+    assert!(!shows_json(&audit), "the audit log shows no raw JSON: {audit}");
+    assert!(outside_raw_views(&audit).len() < audit.len(), "the change as recorded, behind Raw");
+}
+
+#[tokio::test]
+async fn a_member_is_not_offered_what_only_admins_and_moderators_may_do() {
+    let app = spawn_app().await;
+    org(&app).await;
+    let admin = json!({"identifier": "root@example.com", "role": "admin", "password": PASSWORD});
+    assert_eq!(app.post("/api/v1/users", admin).await.status, StatusCode::CREATED);
+    let moderator = json!({"identifier": "mo@example.com", "teams": ["team-b"], "password": PASSWORD});
+    assert_eq!(app.post("/api/v1/users", moderator).await.status, StatusCode::CREATED);
+    let grants = json!({"moderators": {"users": ["mo@example.com"]}, "read": {"ownedByTeam": true}});
+    let put = app.put("/api/v1/blueprints/service/permissions", grants).await;
+    assert_eq!(put.status, StatusCode::OK, "{}", put.body);
+
+    let ana = sign_in(&app, "ana@example.com").await;
+    let (_, home) = page(&app, "/", &ana).await;
+    assert!(!home.contains("href=\"/admin\""), "no Admin for a member: {home}");
+    assert!(home.contains("href=\"/admin/tokens\""), "her own API tokens stay in reach: {home}");
+    let (_, index) = page(&app, "/admin", &ana).await;
+    for control in
+        ["/admin/new/blueprint", "/admin/new/action", "/admin/secrets", "/admin/new/scorecard/service", "/permissions"]
+    {
+        assert!(!index.contains(control), "a member is offered {control}: {index}");
+    }
+    let (status, definition) = page(&app, "/admin/blueprints/service", &ana).await;
+    assert_eq!(status, StatusCode::OK, "she may read it");
+    assert!(!definition.contains("value=\"save\"") && !definition.contains("value=\"delete\""), "{definition}");
+    assert!(definition.contains("readonly") && definition.contains("only an admin or a moderator"), "{definition}");
+    let (_, new_blueprint) = page(&app, "/admin/new/blueprint", &ana).await;
+    assert!(!new_blueprint.contains("value=\"save\""), "{new_blueprint}");
+    // The server still refuses what the page no longer offers.
+    let refused = post_form(
+        &app,
+        "/admin/blueprints/service",
+        &ana,
+        &[("csrf", &csrf_of(&definition)), ("format", "json"), ("document", "{}"), ("mode", "save")],
+    )
+    .await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+
+    let mo = sign_in(&app, "mo@example.com").await;
+    let (_, index) = page(&app, "/admin", &mo).await;
+    assert!(index.contains("href=\"/admin\""), "a moderator administers: {index}");
+    assert!(index.contains("/admin/new/scorecard/service") && index.contains("/admin/new/action"), "{index}");
+    assert!(!index.contains("/admin/new/scorecard/system") && !index.contains("/admin/new/blueprint"), "{index}");
+    let (_, service) = page(&app, "/admin/blueprints/service", &mo).await;
+    assert!(service.contains("value=\"save\""), "{service}");
+    let (_, system) = page(&app, "/admin/blueprints/system", &mo).await;
+    assert!(!system.contains("value=\"save\""), "{system}");
+
+    let root = sign_in(&app, "root@example.com").await;
+    let (_, index) = page(&app, "/admin", &root).await;
+    for control in ["href=\"/admin\"", "/admin/new/blueprint", "/admin/new/action", "/admin/secrets", "/permissions"] {
+        assert!(index.contains(control), "an admin is offered {control}: {index}");
+    }
+    let (_, definition) = page(&app, "/admin/blueprints/service", &root).await;
+    assert!(definition.contains("value=\"save\"") && definition.contains("value=\"delete\""), "{definition}");
+}
+
+#[tokio::test]
+async fn the_search_box_suggests_entities_blueprints_and_actions_the_user_may_read() {
+    let app = spawn_app().await;
+    org(&app).await;
+    let action = json!({"identifier": "scale", "title": "Scale a service",
+        "trigger": {"type": "self-service", "operation": "DAY-2", "blueprintIdentifier": "service",
+            "userInputs": {"properties": {}}},
+        "invocationMethod": {"type": "UPSERT_ENTITY", "blueprintIdentifier": "service",
+            "mapping": {"identifier": "{{ .entity.identifier }}"}}});
+    assert_eq!(app.post("/api/v1/actions", action).await.status, StatusCode::CREATED);
+    let ana = sign_in(&app, "ana@example.com").await;
+    let suggest = |q: &str| {
+        let url = format!("{}/suggest?q={q}", app.base);
+        let session = ana.clone();
+        async move {
+            let response = browser().get(url).header("cookie", session).send().await.expect("suggest");
+            assert_eq!(response.status(), StatusCode::OK);
+            response.json::<Vec<serde_json::Value>>().await.expect("json")
+        }
+    };
+    let found = suggest("a").await;
+    let labels: Vec<&str> = found.iter().filter_map(|s| s["label"].as_str()).collect();
+    assert!(labels.contains(&"Alpha Cart") && labels.contains(&"Alpha Search"), "{found:?}");
+    assert!(!labels.contains(&"Bravo Vault"), "another team's service is not suggested: {found:?}");
+    let cart = found.iter().find(|s| s["label"] == "Alpha Cart").expect("a1");
+    assert_eq!(cart["href"], "/catalog/service/a1");
+    let found = suggest("scal").await;
+    assert!(found.iter().any(|s| s["kind"] == "Action" && s["href"] == "/actions/scale"), "{found:?}");
+    let found = suggest("servi").await;
+    assert!(found.iter().any(|s| s["kind"] == "Blueprint" && s["href"] == "/catalog/service"), "{found:?}");
+    assert!(suggest("").await.is_empty());
+    let anonymous = browser().get(format!("{}/suggest?q=a", app.base)).send().await.expect("suggest");
+    assert_eq!(anonymous.status(), StatusCode::SEE_OTHER, "only for a signed-in user");
 }

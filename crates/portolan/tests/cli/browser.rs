@@ -1,8 +1,8 @@
 //! The web portal in a real browser: Debian's chromium, driven through chromedriver's WebDriver
 //! protocol, against `portolan serve --demo` (with its runner). Runs when
 //! `PORTOLAN_TEST_CHROMEDRIVER` names chromedriver (CI installs it and sets it; then a browser that
-//! will not start fails the test). Screenshots of the main pages go to
-//! `target/browser-screenshots/`.
+//! will not start fails the test). Screenshots of the main pages, at a desktop's and a phone's
+//! width, go to `target/browser-screenshots/`; no page may scroll sideways at either width.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use crate::Server;
 
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+const ADMIN_PASSWORD: &str = "an admin password for the browser";
 
 struct Driver {
     process: Child,
@@ -144,6 +145,68 @@ impl Browser<'_> {
         }
     }
 
+    /// Runs a script in the page; what it returns.
+    async fn script(&self, script: &str) -> Value {
+        self.call(reqwest::Method::POST, "/execute/sync", Some(json!({"script": script, "args": []}))).await
+    }
+
+    async fn resize(&self, width: u32, height: u32) {
+        self.call(reqwest::Method::POST, "/window/rect", Some(json!({"width": width, "height": height}))).await;
+    }
+
+    /// Presses keys in the element (WebDriver's key codes for arrows, Enter, Escape).
+    async fn press(&self, css: &str, keys: &str) {
+        let element = self.find(css).await;
+        self.call(reqwest::Method::POST, &format!("/element/{element}/value"), Some(json!({"text": keys}))).await;
+    }
+
+    /// The page as it reads at a desktop's width (1400×900) and a phone's (390×844): it never
+    /// scrolls sideways (a table may, inside its own frame); a screenshot of each.
+    async fn check_layout(&self, name: &str) {
+        for (width, height, suffix) in [(1400, 900, ""), (390, 844, "-phone")] {
+            self.resize(width, height).await;
+            let measured = self
+                .script(
+                    "var w = window.innerWidth; var wide = [];
+                     var inside = document.documentElement.clientWidth;
+                     document.querySelectorAll('body *').forEach(function (e) {
+                       var r = e.getBoundingClientRect();
+                       var spills = e.scrollWidth > e.clientWidth + 1 && getComputedStyle(e).overflowX === 'visible';
+                       if ((r.right > inside + 1 || spills) && !e.parentElement.closest('.table-frame, .graph-frame, pre')) {
+                         wide.push(e.tagName.toLowerCase() + '.' + e.className + ' ' + Math.round(r.right));
+                       }
+                     });
+                     return [document.documentElement.scrollWidth, w, wide.slice(0, 8)];",
+                )
+                .await;
+            self.screenshot(&format!("{name}{suffix}")).await;
+            let (scroll, inner) = (measured[0].as_i64().unwrap_or(0), measured[1].as_i64().unwrap_or(0));
+            assert!(
+                scroll <= inner,
+                "{name} at {width} px scrolls sideways: {scroll} > {inner} ({} on {})",
+                measured[2],
+                self.url().await
+            );
+        }
+        self.resize(1400, 900).await;
+    }
+
+    /// The text the page shows (not what a closed "Raw" view holds) has no JSON in it.
+    async fn assert_no_raw_json(&self, name: &str) {
+        let text = self.script("return document.body.innerText;").await.as_str().unwrap_or_default().to_string();
+        let json_like = text.lines().map(str::trim).find(|l| l.starts_with("{\"") || l.starts_with("[{") || *l == "{");
+        assert!(json_like.is_none(), "{name} shows raw JSON ({json_like:?}): {text}");
+    }
+
+    /// Waits until the address has `part` in it (a form sent, a link followed).
+    async fn wait_for_url(&self, part: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.url().await.contains(part) {
+            assert!(Instant::now() < deadline, "never went to {part}: {}", self.url().await);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     async fn screenshot(&self, name: &str) {
         let png = self.call(reqwest::Method::GET, "/screenshot", None).await;
         let bytes = base64::engine::general_purpose::STANDARD.decode(png.as_str().unwrap_or_default()).expect("png");
@@ -165,27 +228,32 @@ impl Browser<'_> {
 async fn the_portal_in_a_real_browser() {
     let Ok(chromedriver) = std::env::var("PORTOLAN_TEST_CHROMEDRIVER") else { return };
     let dir = tempfile::tempdir().expect("temp dir");
-    let (server, _) = Server::start_bare(&["--demo"], dir.path());
+    let (server, _) = Server::start_bare(&["--demo", "--admin-password", ADMIN_PASSWORD], dir.path());
     let base = server.base.clone();
     let driver = Driver::start(&chromedriver).await;
 
     // Alice signs in, browses the catalog, filters it and opens a service.
     let alice = driver.open().await;
     alice.sign_in(&base, "alice@portolan.dev", "portolan-demo").await;
-    alice.screenshot("home").await;
+    alice.check_layout("home").await;
+    let nav = alice.source().await;
+    assert!(!nav.contains("href=\"/admin\""), "a member is not offered Admin: {nav}");
     // From the keyboard, the first Tab offers a way past the header; the next one walks into it.
     assert_eq!(alice.tab().await, "Skip to the page");
     alice.screenshot("home-keyboard").await;
     assert_eq!(alice.tab().await, "Portolan");
     alice.go(&format!("{base}/catalog")).await;
     assert!(alice.source().await.contains("href=\"/catalog/service\""));
-    alice.screenshot("catalog").await;
+    alice.check_layout("catalog").await;
     alice.go(&format!("{base}/catalog/service")).await;
     alice.type_into("#q", "cart").await;
     alice.click("div.search button").await;
+    alice.wait_for_url("q=cart").await;
     let filtered = alice.wait_for("Cart Service", Duration::from_secs(5), false).await;
     assert!(!filtered.contains("Products Service"), "filtered by title");
     alice.screenshot("catalog-service").await;
+    alice.go(&format!("{base}/catalog/service")).await;
+    alice.check_layout("blueprint-table").await;
     alice.go(&format!("{base}/catalog/service")).await;
     // The counts arrive after the table, fetched by the page's script.
     alice.wait_for("class=\"facet\"", Duration::from_secs(5), false).await;
@@ -205,13 +273,33 @@ async fn the_portal_in_a_real_browser() {
         .await;
     assert!(links.as_array().is_some_and(|l| l.len() >= 3), "the neighbourhood links its boxes: {links}");
     assert!(entity.contains("href=\"/catalog/system/cart-system\""), "its system in the picture: {entity}");
-    alice.screenshot("entity").await;
-    alice.call(reqwest::Method::POST, "/window/rect", Some(json!({"width": 390, "height": 844}))).await;
-    alice.screenshot("entity-phone").await;
-    alice.call(reqwest::Method::POST, "/window/rect", Some(json!({"width": 1280, "height": 900}))).await;
+    alice.check_layout("entity").await;
     alice.go(&format!("{base}/actions")).await;
     assert!(alice.source().await.contains("<h2>Development environments</h2>"), "the hub groups by category");
-    alice.screenshot("self-service").await;
+    alice.check_layout("self-service").await;
+
+    // She finds a service by typing: suggestions appear, arrows move through them, Enter opens one.
+    alice.type_into("#find", "cart").await;
+    alice.wait_for("role=\"option\"", Duration::from_secs(5), false).await;
+    assert_eq!(alice.script("return document.getElementById('find').getAttribute('aria-expanded');").await, "true");
+    alice.screenshot("search-suggestions").await;
+    alice.press("#find", "\u{E00C}").await;
+    assert_eq!(
+        alice.script("return document.getElementById('find-suggestions').hidden;").await,
+        true,
+        "Escape closes the suggestions"
+    );
+    alice.type_into("#find", "cart-serv").await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while alice.script("return document.getElementById('find-suggestions').hidden;").await == true {
+        assert!(Instant::now() < deadline, "the suggestions did not open again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    alice.press("#find", "\u{E015}").await;
+    let active = alice.script("return document.getElementById('find').getAttribute('aria-activedescendant');").await;
+    assert_eq!(active, "find-option-0", "the first suggestion is chosen");
+    alice.press("#find", "\u{E007}").await;
+    alice.wait_for_url("/catalog/service/cart-service").await;
     alice.go(&format!("{base}/search?q=payment")).await;
     alice.wait_for("/catalog/", Duration::from_secs(5), false).await;
     alice.screenshot("search").await;
@@ -220,11 +308,14 @@ async fn the_portal_in_a_real_browser() {
     alice.go(&format!("{base}/actions/create_dev_environment")).await;
     alice.type_into("input[name='in.name']", "alice-dev").await;
     alice.click("select[name='in.service'] option[value='cart-service']").await;
-    alice.screenshot("action-form").await;
+    alice.check_layout("action-form").await;
     alice.click("button[value='run']").await;
-    let run_page = alice.wait_for("SUCCESS", Duration::from_secs(30), false).await;
+    let run_page = alice.wait_for("data-status=\"SUCCESS\"", Duration::from_secs(30), true).await;
     assert!(run_page.contains("alice-dev is up until"), "the run's summary: {run_page}");
-    alice.screenshot("run").await;
+    assert!(run_page.contains(">Succeeded</span>") && run_page.contains(" · took "), "{run_page}");
+    assert!(!run_page.contains("href=\"/api/v1/"), "its links open portal pages: {run_page}");
+    alice.check_layout("run").await;
+    alice.assert_no_raw_json("the run page").await;
     alice.go(&format!("{base}/catalog/environment/alice-dev")).await;
     let environment = alice.wait_for("alice-dev", Duration::from_secs(5), true).await;
     assert!(
@@ -232,35 +323,67 @@ async fn the_portal_in_a_real_browser() {
         "the environment's TTL counts down: {environment}"
     );
     assert!(environment.contains("by <a href=\"/runs/"), "it links the run that created it: {environment}");
-    alice.screenshot("environment").await;
-    alice.go(&format!("{base}/admin")).await;
-    alice.screenshot("admin").await;
+    alice.check_layout("environment").await;
     alice.go(&format!("{base}/admin/actions/create_dev_environment?format=yaml")).await;
-    assert!(alice.source().await.contains("identifier: create_dev_environment"), "an action as YAML");
-    alice.screenshot("admin-action").await;
+    let definition = alice.source().await;
+    assert!(definition.contains("identifier: create_dev_environment"), "an action as YAML");
+    assert!(!definition.contains("value=\"save\""), "a member is not offered Save: {definition}");
 
     // A deploy needs team-platform's approval: Carol gives it in her own browser.
     alice.go(&format!("{base}/actions/deploy_service?entity=cart-service")).await;
     alice.type_into("input[name='in.version']", "1.2.3").await;
     alice.click("button[value='run']").await;
-    alice.wait_for("WAITING_FOR_APPROVAL", Duration::from_secs(10), false).await;
+    alice.wait_for("Waiting for approval", Duration::from_secs(10), false).await;
+    alice.assert_no_raw_json("a run waiting for approval").await;
     let run_url = alice.url().await;
     let carol = driver.open().await;
     carol.sign_in(&base, "carol@portolan.dev", "portolan-demo").await;
     carol.go(&format!("{base}/approvals")).await;
     let inbox = carol.source().await;
     assert!(inbox.contains("Asked by alice@portolan.dev"), "{inbox}");
-    carol.screenshot("approvals").await;
+    carol.check_layout("approvals").await;
+    carol.assert_no_raw_json("the approvals inbox").await;
     carol.go(&run_url).await;
     carol.type_into("#comment", "ship it").await;
     carol.click("button[value='APPROVE']").await;
-    carol.wait_for("SUCCESS", Duration::from_secs(30), true).await;
-    alice.wait_for("SUCCESS", Duration::from_secs(30), true).await;
+    carol.wait_for("data-status=\"SUCCESS\"", Duration::from_secs(30), true).await;
+    alice.wait_for("data-status=\"SUCCESS\"", Duration::from_secs(30), true).await;
     carol.go(&format!("{base}/audit?action=run.approve")).await;
     assert!(carol.source().await.contains("carol@portolan.dev"), "the approval is in the audit log");
-    carol.screenshot("audit").await;
     carol.go(&format!("{base}/scorecards")).await;
-    carol.screenshot("scorecards").await;
+    carol.check_layout("scorecards").await;
+    carol.click("a[href*='failing=']").await;
+    carol.wait_for("Showing the entities failing", Duration::from_secs(5), false).await;
+    carol.screenshot("scorecard-failing").await;
+
+    // The admin sees the whole audit log and the administration, at both widths, in both themes.
+    let admin = driver.open().await;
+    admin.go(&format!("{base}/login")).await;
+    admin.type_into("#username", "admin").await;
+    admin.type_into("#password", ADMIN_PASSWORD).await;
+    admin.click("form button[type=submit]").await;
+    admin.wait_for("Hello, admin", Duration::from_secs(10), false).await;
+    assert!(admin.source().await.contains("href=\"/admin\""), "an admin is offered Admin");
+    admin.go(&format!("{base}/audit")).await;
+    admin.check_layout("audit").await;
+    admin.assert_no_raw_json("the audit log").await;
+    admin.click("td.change details summary").await;
+    admin.assert_no_raw_json("an audit change, opened").await;
+    admin.screenshot("audit-change").await;
+    admin.go(&format!("{base}/admin")).await;
+    admin.check_layout("admin").await;
+    admin.go(&format!("{base}/admin/actions/create_dev_environment?format=yaml")).await;
+    assert!(admin.source().await.contains("value=\"save\""), "an admin is offered Save");
+    admin.screenshot("admin-action").await;
+    let dark = json!({"cmd": "Emulation.setEmulatedMedia",
+        "params": {"features": [{"name": "prefers-color-scheme", "value": "dark"}]}});
+    admin.call(reqwest::Method::POST, "/goog/cdp/execute", Some(dark)).await;
+    admin.go(&format!("{base}/catalog/service/cart-service")).await;
+    let background = admin.script("return getComputedStyle(document.documentElement).backgroundColor;").await;
+    assert_eq!(background, "rgb(18, 22, 29)", "a dark page for a dark system theme");
+    admin.screenshot("entity-dark").await;
+    admin.go(&format!("{base}/audit")).await;
+    admin.screenshot("audit-dark").await;
 
     // Bob, of another team, cannot see the cart team's resource anywhere.
     let bob = driver.open().await;
