@@ -316,26 +316,17 @@ impl Renderer {
     }
 
     fn json_text(&self, parts: &[Part], values: &[Value], derived: &mut Vec<String>) -> (String, String) {
-        let (mut real, mut display) = (String::new(), String::new());
+        let mut out = TwoTexts::default();
         for part in parts {
             match part {
-                Part::Text(text) => {
-                    real.push_str(text);
-                    display.push_str(text);
-                }
+                Part::Text(text) => out.text(text),
                 Part::Piece(i) => {
                     let value = interpolated(&values[*i]);
-                    real.push_str(&value);
-                    if self.pieces[*i].hidden {
-                        display.push_str(MASK);
-                        remember(derived, value);
-                    } else {
-                        display.push_str(&value);
-                    }
+                    out.value(self.pieces[*i].hidden, &value, &value, derived);
                 }
             }
         }
-        (real, display)
+        (out.real, out.display)
     }
 
     fn url_text(
@@ -344,20 +335,19 @@ impl Renderer {
         values: &[Value],
         derived: &mut Vec<String>,
     ) -> Result<(String, String), String> {
-        let (mut real, mut display) = (String::new(), String::new());
+        let mut out = TwoTexts::default();
         let mut path_pieces = Vec::new();
         for part in parts {
             let (i, raw) = match part {
                 Part::Text(text) => {
-                    real.push_str(text);
-                    display.push_str(text);
+                    out.text(text);
                     continue;
                 }
                 Part::Piece(i) => (*i, interpolated(&values[*i])),
             };
             let piece = &self.pieces[i];
             let refuse = |why: &str| Err(refusal(piece, &raw, why));
-            let sent = match url_part(&real) {
+            let sent = match url_part(&out.real) {
                 UrlPart::Start => match url::Url::parse(&raw) {
                     Ok(url) if matches!(url.scheme(), "http" | "https") => raw.clone(),
                     _ => return refuse("the URL's start must be a whole http or https URL"),
@@ -375,20 +365,14 @@ impl Renderer {
                 }
                 UrlPart::Path => {
                     let encoded = percent_encode(&raw);
-                    path_pieces.push((i, real.len(), real.len() + encoded.len()));
+                    path_pieces.push((i, out.real.len(), out.real.len() + encoded.len()));
                     encoded
                 }
                 UrlPart::Query | UrlPart::Fragment => percent_encode(&raw),
             };
-            real.push_str(&sent);
-            if piece.hidden {
-                display.push_str(MASK);
-                remember(derived, raw);
-                remember(derived, sent);
-            } else {
-                display.push_str(&sent);
-            }
+            out.value(piece.hidden, &raw, &sent, derived);
         }
+        let TwoTexts { real, display } = out;
         // A value alone in a path segment that makes it empty, `.` or `..` moves the request to
         // another path; percent-encoded dots count as dots (URL parsers resolve `%2e%2e` too).
         for (i, start, end) in path_pieces {
@@ -412,14 +396,11 @@ impl Renderer {
         values: &[Value],
         derived: &mut Vec<String>,
     ) -> Result<(String, String), String> {
-        let (mut real, mut display) = (String::new(), String::new());
+        let mut out = TwoTexts::default();
         let alone = parts.len() == 1;
         for part in parts {
             match part {
-                Part::Text(text) => {
-                    real.push_str(text);
-                    display.push_str(text);
-                }
+                Part::Text(text) => out.text(text),
                 Part::Piece(i) => {
                     let piece = &self.pieces[*i];
                     let raw = interpolated(&values[*i]);
@@ -428,20 +409,43 @@ impl Renderer {
                         let why = "a value in a NATS subject must be one token: not empty, no '.', '*', '>' or spaces";
                         return Err(refusal(piece, &raw, why));
                     }
-                    real.push_str(&raw);
-                    if piece.hidden {
-                        display.push_str(MASK);
-                        remember(derived, raw);
-                    } else {
-                        display.push_str(&raw);
-                    }
+                    out.value(piece.hidden, &raw, &raw, derived);
                 }
             }
         }
-        if !nats_subject(&real) {
-            return Err(format!("the subject renders as {display:?}, which is not a NATS subject"));
+        if !nats_subject(&out.real) {
+            return Err(format!("the subject renders as {:?}, which is not a NATS subject", out.display));
         }
-        Ok((real, display))
+        Ok((out.real, out.display))
+    }
+}
+
+/// A text being rendered twice: as sent, and as a person sees it (hidden values masked).
+#[derive(Default)]
+struct TwoTexts {
+    real: String,
+    display: String,
+}
+
+impl TwoTexts {
+    fn text(&mut self, text: &str) {
+        self.real.push_str(text);
+        self.display.push_str(text);
+    }
+
+    /// A placeholder's value: `raw` as the expression gave it, `sent` as it goes into the text.
+    /// A hidden one is masked, and both forms are remembered for masking elsewhere.
+    fn value(&mut self, hidden: bool, raw: &str, sent: &str, derived: &mut Vec<String>) {
+        self.real.push_str(sent);
+        if hidden {
+            self.display.push_str(MASK);
+            remember(derived, raw.to_string());
+            if sent != raw {
+                remember(derived, sent.to_string());
+            }
+        } else {
+            self.display.push_str(sent);
+        }
     }
 }
 

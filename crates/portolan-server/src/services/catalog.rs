@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use portolan_model::entity::ValidEntity;
 use portolan_model::error::FieldErrors;
+use portolan_model::permission::EntityOp;
 use portolan_model::scorecard;
 use portolan_model::{Blueprint, Entity, EntityInput, EntityRef, system};
 use portolan_store::{BlueprintRecord, ChangeEvent, EntityWrite, Store, StoreError, Tx, actions as affected};
@@ -741,7 +742,7 @@ impl Catalog {
             by_blueprint.entry(&target.blueprint).or_default().push(target.identifier.clone());
         }
         for (blueprint, identifiers) in by_blueprint {
-            let access = self.entity_access(tx, actor, blueprint, portolan_model::permission::EntityOp::Delete).await?;
+            let access = self.entity_access(tx, actor, blueprint, EntityOp::Delete).await?;
             let allowed = self.admitted_by(tx, actor, blueprint, &access, &identifiers).await?;
             if let Some(denied) = identifiers.iter().find(|i| !allowed.contains(*i)) {
                 let denied = EntityRef { blueprint: blueprint.to_string(), identifier: denied.clone() };
@@ -862,8 +863,7 @@ impl Catalog {
             let identifiers: Vec<String> = identifiers.into_iter().collect();
             let mut existing: Vec<String> = tx.existing(target_blueprint, &identifiers).await?.into_iter().collect();
             if actor.as_user().is_some() {
-                let read =
-                    self.entity_access(tx, actor, target_blueprint, portolan_model::permission::EntityOp::Read).await?;
+                let read = self.entity_access(tx, actor, target_blueprint, EntityOp::Read).await?;
                 existing = self.admitted_by(tx, actor, target_blueprint, &read, &existing).await?.into_iter().collect();
             }
             found.insert(target_blueprint, existing.into_iter().collect());

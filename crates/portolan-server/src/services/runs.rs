@@ -1803,15 +1803,20 @@ mod tests {
     use crate::error::ErrorCode;
     use crate::services::SystemClock;
 
-    /// What was checked when a run was requested is checked again where it is written: a grant
-    /// taken away, an action changed or deleted, or an entity deleted meanwhile refuses the run.
-    #[tokio::test]
-    async fn the_run_writer_checks_again_what_changed_since_the_request() {
+    /// The services over a fresh SQLite store (kept while the directory lives).
+    async fn catalog_on_sqlite() -> (tempfile::TempDir, Catalog) {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = portolan_store::open(&dir.path().to_string_lossy()).await.expect("store");
         let state =
             crate::AppState::with_options(store, Arc::new(SystemClock), &Default::default()).await.expect("state");
-        let catalog = state.catalog;
+        (dir, state.catalog)
+    }
+
+    /// What was checked when a run was requested is checked again where it is written: a grant
+    /// taken away, an action changed or deleted, or an entity deleted meanwhile refuses the run.
+    #[tokio::test]
+    async fn the_run_writer_checks_again_what_changed_since_the_request() {
+        let (_dir, catalog) = catalog_on_sqlite().await;
         let system = Actor::system("test", Origin::Api);
         let action = |title: &str| {
             json!({"identifier": "job", "title": title,
@@ -1851,11 +1856,7 @@ mod tests {
     /// and say an admin must choose one, instead of reaching a runner.
     #[tokio::test]
     async fn a_stored_command_line_reaches_no_runner() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = portolan_store::open(&dir.path().to_string_lossy()).await.expect("store");
-        let state =
-            crate::AppState::with_options(store, Arc::new(SystemClock), &Default::default()).await.expect("state");
-        let catalog = state.catalog;
+        let (_dir, catalog) = catalog_on_sqlite().await;
         let system = Actor::system("test", Origin::Api);
         let stored = r#"{"identifier": "old", "trigger": {"type": "self-service", "operation": "CREATE"},
             "invocationMethod": {"type": "RUNNER", "labels": ["x"], "command": ["portolan", "admin", "create-token"]}}"#;
