@@ -15,6 +15,7 @@ pub mod permission;
 pub mod query;
 pub mod run;
 pub mod scorecard;
+pub mod scorecard_definition;
 pub mod system;
 pub mod template;
 pub mod timestamp;

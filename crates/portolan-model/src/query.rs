@@ -156,7 +156,7 @@ pub struct Scope<'a> {
     pub searched: Vec<&'a Blueprint>,
     pub all: &'a [Blueprint],
     /// Scorecards of the searched blueprints, for `scorecard` rules.
-    pub scorecards: Vec<&'a crate::scorecard::Scorecard>,
+    pub scorecards: Vec<&'a crate::scorecard_definition::Scorecard>,
 }
 
 impl<'a> Scope<'a> {

@@ -3,62 +3,14 @@
 
 use std::collections::HashSet;
 
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::entity::Entity;
 use crate::error::{FieldErrors, pointer_token};
 use crate::ident::check_schema_identifier;
 use crate::query::{self, NoGraph, Query, QueryContext, Rule, Scope};
+pub use crate::scorecard_definition::{Level, Scorecard, ScorecardRule};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Scorecard {
-    pub identifier: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub title: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-    /// Lowest first; the first is where every scored entity starts.
-    #[serde(default = "default_levels")]
-    pub levels: Vec<Level>,
-    /// Which entities of the blueprint are scored (all when absent).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
-    pub filter: Option<Value>,
-    pub rules: Vec<ScorecardRule>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Level {
-    pub title: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub color: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ScorecardRule {
-    pub identifier: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub title: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-    /// The title of the level this rule is needed for.
-    pub level: String,
-    #[schema(value_type = Object)]
-    pub query: Value,
-}
-
-fn default_levels() -> Vec<Level> {
-    [("Basic", "paleBlue"), ("Bronze", "bronze"), ("Silver", "silver"), ("Gold", "gold")]
-        .into_iter()
-        .map(|(title, color)| Level { title: title.into(), color: Some(color.into()) })
-        .collect()
-}
-
-/// A scorecard with its queries parsed, ready to score entities.
 #[derive(Debug, Clone)]
 pub struct CompiledScorecard {
     pub scorecard: Scorecard,
@@ -68,10 +20,6 @@ pub struct CompiledScorecard {
 }
 
 impl Scorecard {
-    pub fn from_json(value: Value) -> Result<Self, FieldErrors> {
-        crate::error::from_json(value)
-    }
-
     /// Checks the scorecard against its blueprint and parses its queries.
     pub fn compile(&self, scope: &Scope, context: &QueryContext) -> Result<CompiledScorecard, FieldErrors> {
         let mut errors = FieldErrors::default();
@@ -124,11 +72,6 @@ impl Scorecard {
             }
         }
         errors.into_result(CompiledScorecard { scorecard: self.clone(), filter, rules })
-    }
-
-    /// The index of a level title.
-    pub fn level_index(&self, title: &str) -> Option<usize> {
-        self.levels.iter().position(|l| l.title == title)
     }
 }
 

@@ -2,104 +2,24 @@
 //! [`Outbound`], so no redirects and private addresses refused unless allowed) and NATS JetStream. These functions only deliver and
 //! say how it went; what that means for the run is the runs service's decision.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::OnceCell;
 
-use crate::keys::Keys;
 use crate::outbound::{Outbound, OutboundError, Purpose};
 
-/// Settings of the engine that the binary reads from its configuration.
-#[derive(Debug, Clone)]
-pub struct EngineOptions {
-    /// How long a runner holds a claimed run without a heartbeat.
-    pub runner_lease_ms: i64,
-    /// The server's master key (base64 of 32 bytes); generated and kept in the database if absent.
-    pub secrets_key: Option<String>,
-    /// Let webhooks reach loopback, private and link-local addresses (for backends on the same
-    /// network; off by default so an action cannot be aimed at internal services).
-    pub webhook_allow_private: bool,
-    /// The NATS server that `NATS` actions publish to.
-    pub nats_url: Option<String>,
-    /// Where the audit key and the audit checkpoints are.
-    pub audit: crate::services::audit::AuditOptions,
-}
-
-impl Default for EngineOptions {
-    fn default() -> Self {
-        Self {
-            runner_lease_ms: 30_000,
-            secrets_key: None,
-            webhook_allow_private: false,
-            nats_url: None,
-            audit: Default::default(),
-        }
-    }
-}
-
-/// What actions need at run time, shared by every clone of the catalog.
+/// Where runs are delivered: every HTTP request through [`Outbound`], and NATS JetStream.
 pub struct Engine {
-    pub keys: Keys,
-    /// Signs the audit log's records (the store holds the key too) and checkpoints.
-    pub audit: crate::services::audit::AuditSigner,
-    pub runner_lease_ms: i64,
     /// Every HTTP request the server makes goes through it.
-    pub outbound: Outbound,
-    oidc: std::sync::RwLock<Option<crate::services::oidc::OidcSettings>>,
+    pub outbound: Arc<Outbound>,
     nats_url: Option<String>,
     nats: OnceCell<async_nats::jetstream::Context>,
-    /// The URL backends report back to (`{public_url}/api/v1/actions/runs/{id}`).
-    public_url: std::sync::RwLock<String>,
-    /// Wakes long-polling runners when a runner run is queued.
-    pub runner_work: tokio::sync::Notify,
-}
-
-/// Installs the process's TLS crypto (ring); harmless when already installed.
-pub fn install_crypto() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 impl Engine {
-    pub fn new(
-        keys: Keys,
-        audit: crate::services::audit::AuditSigner,
-        options: &EngineOptions,
-    ) -> Result<Self, String> {
-        install_crypto();
-        Ok(Self {
-            keys,
-            audit,
-            runner_lease_ms: options.runner_lease_ms,
-            outbound: Outbound::new(options.webhook_allow_private)?,
-            oidc: std::sync::RwLock::new(None),
-            nats_url: options.nats_url.clone(),
-            nats: OnceCell::new(),
-            public_url: std::sync::RwLock::new("http://localhost:8080".into()),
-            runner_work: tokio::sync::Notify::new(),
-        })
-    }
-
-    /// Turns on single sign-on with this provider, whose origin sign-on requests may reach even
-    /// on a private network.
-    pub fn set_oidc(&self, settings: crate::services::oidc::OidcSettings) {
-        self.outbound.trust_sign_on_provider(&settings.issuer);
-        if let Ok(mut current) = self.oidc.write() {
-            *current = Some(settings);
-        }
-    }
-
-    pub fn oidc(&self) -> Option<crate::services::oidc::OidcSettings> {
-        self.oidc.read().ok().and_then(|s| s.clone())
-    }
-
-    pub fn set_public_url(&self, url: &str) {
-        if let Ok(mut current) = self.public_url.write() {
-            *current = url.trim_end_matches('/').to_string();
-        }
-    }
-
-    pub fn public_url(&self) -> String {
-        self.public_url.read().map(|u| u.clone()).unwrap_or_default()
+    pub fn new(outbound: Arc<Outbound>, nats_url: Option<String>) -> Self {
+        Self { outbound, nats_url, nats: OnceCell::new() }
     }
 
     async fn jetstream(&self) -> Result<&async_nats::jetstream::Context, Attempt> {

@@ -6,8 +6,9 @@ use serde_json::{Map, Value};
 
 use crate::error::{Error, ErrorCode, Result};
 use crate::services::Actor;
-use crate::services::catalog::{Catalog, WriteMode};
+use crate::services::catalog::WriteMode;
 use crate::services::identity::NewAccount;
+use crate::state::AppState;
 use portolan_model::permission::Role;
 
 const CATALOG: &str = include_str!("../demo/catalog.json");
@@ -59,20 +60,20 @@ pub struct DemoSummary {
     pub accounts_created: usize,
 }
 
-pub async fn load(catalog: &Catalog) -> Result<DemoSummary> {
+pub async fn load(app: &AppState) -> Result<DemoSummary> {
     let demo: DemoCatalog = serde_json::from_str(CATALOG)
         .map_err(|e| Error::new(ErrorCode::Internal, format!("demo catalog is malformed: {e}")))?;
     let actor = Actor::demo();
     let mut summary = DemoSummary::default();
     for blueprint in demo.blueprints {
-        match catalog.create_blueprint(&actor, blueprint).await {
+        match app.catalog.create_blueprint(&actor, blueprint).await {
             Ok(_) => summary.blueprints_created += 1,
             Err(err) if err.code == ErrorCode::AlreadyExists => {}
             Err(err) => return Err(err),
         }
     }
     for (blueprint, computed) in demo.computed {
-        let current = catalog.get_blueprint(&blueprint).await?.blueprint;
+        let current = app.catalog.get_blueprint(&blueprint).await?.blueprint;
         let missing = computed.as_object().into_iter().flatten().any(|(kind, definitions)| {
             definitions.as_object().into_iter().flatten().any(|(name, _)| match kind.as_str() {
                 "mirrorProperties" => !current.mirror_properties.contains_key(name),
@@ -80,13 +81,13 @@ pub async fn load(catalog: &Catalog) -> Result<DemoSummary> {
             })
         });
         if missing {
-            catalog.update_blueprint(&actor, &blueprint, computed, true).await?;
+            app.catalog.update_blueprint(&actor, &blueprint, computed, true).await?;
         }
     }
     for (blueprint, entities) in demo.entities {
         for entity in entities.as_array().into_iter().flatten() {
             let mode = WriteMode::Create { upsert: false, merge: false };
-            match catalog.write_entity(&actor, &blueprint, None, entity.clone(), mode, None).await {
+            match app.catalog.write_entity(&actor, &blueprint, None, entity.clone(), mode, None).await {
                 Ok(_) => summary.entities_created += 1,
                 Err(err) if err.code == ErrorCode::AlreadyExists => {}
                 Err(err) => return Err(err),
@@ -95,7 +96,7 @@ pub async fn load(catalog: &Catalog) -> Result<DemoSummary> {
     }
     for (blueprint, scorecards) in demo.scorecards {
         for scorecard in scorecards.as_array().into_iter().flatten() {
-            match catalog.put_scorecard(&actor, &blueprint, None, scorecard.clone()).await {
+            match app.scorecards.put_scorecard(&actor, &blueprint, None, scorecard.clone()).await {
                 Ok(_) => summary.scorecards_created += 1,
                 Err(err) if err.code == ErrorCode::AlreadyExists => {}
                 Err(err) => return Err(err),
@@ -105,16 +106,16 @@ pub async fn load(catalog: &Catalog) -> Result<DemoSummary> {
     // Actions are written on every start, so a changed demo definition reaches old data directories.
     for action in demo.actions {
         let identifier = action["identifier"].as_str().unwrap_or_default().to_string();
-        let exists = catalog.get_action(&actor, &identifier).await.is_ok();
+        let exists = app.actions.get_action(&actor, &identifier).await.is_ok();
         let path = exists.then_some(identifier.as_str());
-        catalog.put_action(&actor, path, action.clone()).await?;
+        app.actions.put_action(&actor, path, action.clone()).await?;
         summary.actions_written += 1;
     }
     for (blueprint, permissions) in demo.permissions.blueprints {
-        catalog.put_blueprint_permissions(&actor, &blueprint, permissions).await?;
+        app.permissions.put_blueprint_permissions(&actor, &blueprint, permissions).await?;
     }
     for (action, permissions) in demo.permissions.actions {
-        catalog.put_action_permissions(&actor, &action, permissions).await?;
+        app.permissions.put_action_permissions(&actor, &action, permissions).await?;
     }
     for account in demo.accounts {
         let new = NewAccount {
@@ -123,7 +124,7 @@ pub async fn load(catalog: &Catalog) -> Result<DemoSummary> {
             password: Some(DEMO_PASSWORD.into()),
             ..NewAccount::default()
         };
-        match catalog.create_account(&actor, new).await {
+        match app.identity.create_account(&actor, new).await {
             Ok(_) => summary.accounts_created += 1,
             Err(err) if err.code == ErrorCode::AlreadyExists => {}
             Err(err) => return Err(err),

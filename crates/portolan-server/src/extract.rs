@@ -8,10 +8,10 @@ use axum::http::request::Parts;
 
 use portolan_store::Session;
 
-use crate::AppState;
 use crate::error::{Error, ErrorCode};
 use crate::keys;
 use crate::services::Actor;
+use crate::state::AppState;
 
 /// A JSON request body.
 #[derive(FromRequest)]
@@ -117,8 +117,8 @@ impl Caller {
     /// and teams. Long-lived responses call this now and then and stop when it fails.
     pub async fn recheck(&self, app: &AppState) -> Result<Actor, Error> {
         match &self.proof {
-            Proof::Token(token) => app.catalog.authenticate_token(token).await,
-            Proof::Session(cookie) => app.catalog.authenticate_session(cookie).await.map(|s| s.actor),
+            Proof::Token(token) => app.identity.authenticate_token(token).await,
+            Proof::Session(cookie) => app.identity.authenticate_session(cookie).await.map(|s| s.actor),
         }
     }
 }
@@ -134,7 +134,7 @@ impl FromRequestParts<AppState> for Reader {
         let mut actor = match authenticate(parts, app).await? {
             Credential::Caller(caller) => caller.actor,
             Credential::RunToken(token) => match query_value(parts, "run_id") {
-                Some(run) => app.catalog.run_reader(&token, &run).await?,
+                Some(run) => app.runs.run_reader(&token, &run).await?,
                 None => {
                     return Err(Error::forbidden(
                         "a run token reads the catalog only for its run: name it with run_id",
@@ -201,7 +201,7 @@ pub fn request_id(headers: &HeaderMap) -> Option<String> {
 
 async fn authenticate(parts: &Parts, app: &AppState) -> Result<Credential, Error> {
     let credential = credential(parts, app).await?;
-    if let (Some(slot), Credential::Caller(caller)) = (parts.extensions.get::<crate::CallerSlot>(), &credential) {
+    if let (Some(slot), Credential::Caller(caller)) = (parts.extensions.get::<CallerSlot>(), &credential) {
         slot.fill(&caller.actor.id);
     }
     Ok(credential)
@@ -215,13 +215,13 @@ async fn credential(parts: &Parts, app: &AppState) -> Result<Credential, Error> 
         if !token.starts_with(keys::TOKEN_PREFIX) {
             return Err(Error::unauthorized("unknown token: API tokens start with 'plt_'"));
         }
-        let actor = app.catalog.authenticate_token(&token).await?;
+        let actor = app.identity.authenticate_token(&token).await?;
         return Ok(Credential::Caller(Box::new(Caller { actor, session: None, proof: Proof::Token(token) })));
     }
     let Some(cookie) = cookie(&parts.headers, SESSION_COOKIE) else {
         return Err(Error::unauthorized("sign in, or send an API token as 'Authorization: Bearer plt_...'"));
     };
-    let signed_in = app.catalog.authenticate_session(&cookie).await?;
+    let signed_in = app.identity.authenticate_session(&cookie).await?;
     if !parts.method.is_safe() {
         check_same_site(&parts.headers)?;
         let sent = parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
@@ -265,5 +265,20 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Error> {
         let address = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string());
         Ok(ClientAddress(address.unwrap_or_else(|| "unknown".into())))
+    }
+}
+
+/// Who made a request: the authenticating extractor fills it in, for the audit of refusals.
+#[derive(Clone, Default)]
+pub struct CallerSlot(std::sync::Arc<std::sync::OnceLock<String>>);
+
+impl CallerSlot {
+    pub fn fill(&self, actor: &str) {
+        let _ = self.0.set(actor.to_string());
+    }
+
+    /// Who was filled in, if anyone.
+    pub fn caller(&self) -> Option<String> {
+        self.0.get().cloned()
     }
 }

@@ -85,7 +85,7 @@ pub struct Outbound {
 
 impl Outbound {
     pub fn new(allow_private: bool) -> Result<Self, String> {
-        crate::backends::install_crypto();
+        install_crypto();
         let guarded = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .dns_resolver(Arc::new(GuardedResolver { allow_private }))
@@ -320,6 +320,11 @@ impl Resolve for GuardedResolver {
 }
 
 /// The integration tests' corpus, shared with the unit tests below.
+/// Installs the process's TLS crypto (ring); harmless when already installed.
+pub fn install_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 #[cfg(test)]
 #[path = "../tests/api/ssrf_corpus.rs"]
 mod ssrf_corpus;

@@ -15,10 +15,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::error::Result;
-use crate::services::all_blueprints;
-use crate::services::catalog::Catalog;
 use crate::services::computed::recompute_jobs;
-use crate::services::runs::{EventSubject, automations, entity_document, queue_automations};
+use crate::services::core::all_blueprints;
+use crate::services::triggers::{EventSubject, automations, entity_document, queue_automations};
+use crate::state::AppState;
 
 /// The singleton's name.
 pub const TIMER_SWEEPER: &str = "timer-sweeper";
@@ -35,22 +35,22 @@ pub struct Sweeper {
 
 impl Sweeper {
     /// Starts trying to hold the sweeper lease (for `lease_ms`, renewed every second).
-    pub fn start(catalog: Catalog, lease_ms: i64) -> Sweeper {
+    pub fn start(app: AppState, lease_ms: i64) -> Sweeper {
         let owner = format!("sweeper-{}", uuid::Uuid::new_v4().simple());
         let (stop, mut stopped) = watch::channel(false);
-        let checkpoints = tokio::spawn(write_checkpoints(catalog.clone(), stopped.clone()));
+        let checkpoints = tokio::spawn(write_checkpoints(app.clone(), stopped.clone()));
         let task = tokio::spawn(async move {
             loop {
-                if let Err(err) = sweep(&catalog, &owner, lease_ms).await {
+                if let Err(err) = sweep(&app, &owner, lease_ms).await {
                     tracing::warn!(%err, "timer sweep failed");
                 }
-                if let Err(err) = catalog.recover_lost_runs().await {
+                if let Err(err) = app.runs.recover_lost_runs().await {
                     tracing::warn!(%err, "cannot recover runs of lost runners");
                 }
-                if let Err(err) = catalog.expire_approvals().await {
+                if let Err(err) = app.approvals.expire_approvals().await {
                     tracing::warn!(%err, "cannot end runs whose approval expired");
                 }
-                if let Err(err) = catalog.time_out_runs().await {
+                if let Err(err) = app.runs.time_out_runs().await {
                     tracing::warn!(%err, "cannot end runs that outlived their timeout");
                 }
                 tokio::select! {
@@ -71,8 +71,8 @@ impl Sweeper {
 
 /// Writes a signed audit checkpoint to the checkpoint directory when the server starts, every
 /// `checkpoint_every` while the log grows, and when it stops (each replica to its own directory).
-async fn write_checkpoints(catalog: Catalog, mut stopped: watch::Receiver<bool>) {
-    let signer = &catalog.engine().audit;
+async fn write_checkpoints(app: AppState, mut stopped: watch::Receiver<bool>) {
+    let signer = app.audit.signer();
     if signer.checkpoint_dir.is_none() {
         return;
     }
@@ -80,8 +80,8 @@ async fn write_checkpoints(catalog: Catalog, mut stopped: watch::Receiver<bool>)
     let mut failing = false;
     loop {
         let stopping = *stopped.borrow();
-        match catalog.audit_grew().await {
-            Ok(true) => match catalog.audit_checkpoint().await {
+        match app.audit.audit_grew().await {
+            Ok(true) => match app.audit.audit_checkpoint().await {
                 Ok((checkpoint, path)) => {
                     failing = false;
                     if let Some(path) = path {
@@ -136,9 +136,9 @@ fn due(target: &Target, swept_until: i64, now: i64) -> Query {
 }
 
 /// One sweep, if this replica holds (or can take) the lease. Returns how many expiries it announced.
-pub async fn sweep(catalog: &Catalog, owner: &str, lease_ms: i64) -> Result<usize> {
-    let mut tx = catalog.store().write().await?;
-    let now = catalog.now();
+pub async fn sweep(app: &AppState, owner: &str, lease_ms: i64) -> Result<usize> {
+    let mut tx = app.core.store().write().await?;
+    let now = app.core.now();
     let Some(state) = tx.acquire_singleton(TIMER_SWEEPER, owner, now, lease_ms).await? else {
         return Ok(0);
     };
@@ -211,7 +211,7 @@ pub async fn sweep(catalog: &Catalog, owner: &str, lease_ms: i64) -> Result<usiz
     tx.save_singleton(TIMER_SWEEPER, owner, &json!({"sweptUntil": now})).await?;
     tx.commit().await?;
     if count > 0 {
-        catalog.work_signal().notify_one();
+        app.core.wake_worker();
     }
     Ok(count)
 }

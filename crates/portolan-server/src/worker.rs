@@ -12,9 +12,11 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::error::{Error, ErrorCode, Result};
-use crate::services::catalog::Catalog;
 use crate::services::computed::RECOMPUTE;
-use crate::services::runs::{AUTOMATION, DISPATCH, Delivery};
+use crate::services::runlog::DISPATCH;
+use crate::services::runs::Delivery;
+use crate::services::triggers::AUTOMATION;
+use crate::state::AppState;
 
 /// How long a claimed job is ours, by default, before another replica may take it.
 pub const DEFAULT_LEASE_MS: i64 = 30_000;
@@ -36,10 +38,10 @@ pub struct Worker {
 
 impl Worker {
     /// Starts working; jobs it claims are leased for `lease_ms`.
-    pub fn start(catalog: Catalog, lease_ms: i64) -> Worker {
+    pub fn start(app: AppState, lease_ms: i64) -> Worker {
         let owner = format!("worker-{}", uuid::Uuid::new_v4().simple());
         let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(run(catalog, owner, lease_ms, stopped));
+        let task = tokio::spawn(run(app, owner, lease_ms, stopped));
         Worker { stop, task }
     }
 
@@ -50,11 +52,11 @@ impl Worker {
     }
 }
 
-async fn run(catalog: Catalog, owner: String, lease_ms: i64, mut stopped: watch::Receiver<bool>) {
-    let wake = catalog.work_signal();
+async fn run(app: AppState, owner: String, lease_ms: i64, mut stopped: watch::Receiver<bool>) {
+    let wake = app.core.work_signal();
     let slots = Arc::new(Semaphore::new(CONCURRENCY));
     let (delivered, deliveries) = mpsc::channel::<(Job, Delivery)>(CONCURRENCY * 2);
-    let recorder = tokio::spawn(record(catalog.clone(), owner.clone(), deliveries));
+    let recorder = tokio::spawn(record(app.clone(), owner.clone(), deliveries));
     loop {
         if *stopped.borrow() {
             break;
@@ -67,7 +69,7 @@ async fn run(catalog: Catalog, owner: String, lease_ms: i64, mut stopped: watch:
             }
             continue;
         }
-        let jobs = match claim(&catalog, &owner, lease_ms, free).await {
+        let jobs = match claim(&app, &owner, lease_ms, free).await {
             Ok(jobs) => jobs,
             Err(err) => {
                 tracing::warn!(%err, "cannot claim jobs");
@@ -84,20 +86,20 @@ async fn run(catalog: Catalog, owner: String, lease_ms: i64, mut stopped: watch:
         }
         let (recomputes, others): (Vec<Job>, Vec<Job>) = jobs.into_iter().partition(|j| j.kind == RECOMPUTE);
         let recomputes: Vec<&Job> = recomputes.iter().collect();
-        if !recomputes.is_empty() && catalog.run_recomputes(&recomputes, &owner).await.is_err() {
+        if !recomputes.is_empty() && app.computed.run_recomputes(&recomputes, &owner).await.is_err() {
             // Retry one by one, so that one bad job cannot hold back the others.
             for job in recomputes {
-                if let Err(err) = catalog.run_recomputes(&[job], &owner).await {
-                    give_back(&catalog, job, &owner, &err).await;
+                if let Err(err) = app.computed.run_recomputes(&[job], &owner).await {
+                    give_back(&app, job, &owner, &err).await;
                 }
             }
         }
         for job in others {
             let Ok(slot) = Arc::clone(&slots).acquire_owned().await else { break };
-            let (catalog, owner, delivered) = (catalog.clone(), owner.clone(), delivered.clone());
+            let (app, owner, delivered) = (app.clone(), owner.clone(), delivered.clone());
             tokio::spawn(async move {
                 let done = match job.kind.as_str() {
-                    DISPATCH => match catalog.dispatch(&job).await {
+                    DISPATCH => match app.runs.dispatch(&job).await {
                         Ok(delivery) => {
                             // The recorder outlives every sender; if it is gone, the lease hands the job on.
                             let _ = delivered.send((job.clone(), delivery)).await;
@@ -105,11 +107,11 @@ async fn run(catalog: Catalog, owner: String, lease_ms: i64, mut stopped: watch:
                         }
                         Err(err) => Err(err),
                     },
-                    AUTOMATION => catalog.run_automation(&job, &owner).await,
+                    AUTOMATION => app.runs.run_automation(&job, &owner).await,
                     kind => Err(Error::new(ErrorCode::Internal, format!("no handler for job kind '{kind}'"))),
                 };
                 if let Err(err) = done {
-                    give_back(&catalog, &job, &owner, &err).await;
+                    give_back(&app, &job, &owner, &err).await;
                 }
                 drop(slot);
             });
@@ -122,7 +124,7 @@ async fn run(catalog: Catalog, owner: String, lease_ms: i64, mut stopped: watch:
 }
 
 /// Writes deliveries as they come, many to a transaction when many come at once.
-async fn record(catalog: Catalog, owner: String, mut deliveries: mpsc::Receiver<(Job, Delivery)>) {
+async fn record(app: AppState, owner: String, mut deliveries: mpsc::Receiver<(Job, Delivery)>) {
     while let Some(first) = deliveries.recv().await {
         let mut batch = vec![first];
         while batch.len() < RECORD_BATCH {
@@ -131,33 +133,33 @@ async fn record(catalog: Catalog, owner: String, mut deliveries: mpsc::Receiver<
                 Err(_) => break,
             }
         }
-        if let Err(err) = catalog.record_deliveries(&owner, &batch).await {
+        if let Err(err) = app.runs.record_deliveries(&owner, &batch).await {
             for (job, _) in &batch {
-                give_back(&catalog, job, &owner, &err).await;
+                give_back(&app, job, &owner, &err).await;
             }
         }
     }
 }
 
 /// Releases a failed job, to be retried after a delay that grows with its attempts.
-async fn give_back(catalog: &Catalog, job: &Job, owner: &str, err: &Error) {
+async fn give_back(app: &AppState, job: &Job, owner: &str, err: &Error) {
     let delay = 100i64.saturating_mul(1 << job.attempts.clamp(0, 10)).min(60_000);
     tracing::warn!(job = job.id, kind = %job.kind, attempts = job.attempts, %err, "job failed; retrying in {delay} ms");
-    if let Err(err) = release(catalog, job, owner, delay).await {
+    if let Err(err) = release(app, job, owner, delay).await {
         tracing::warn!(job = job.id, %err, "cannot release job; its lease will expire");
     }
 }
 
-async fn claim(catalog: &Catalog, owner: &str, lease_ms: i64, limit: u32) -> Result<Vec<Job>> {
-    let mut tx = catalog.store().write().await?;
-    let jobs = tx.claim_jobs(owner, catalog.now(), lease_ms, limit).await?;
+async fn claim(app: &AppState, owner: &str, lease_ms: i64, limit: u32) -> Result<Vec<Job>> {
+    let mut tx = app.core.store().write().await?;
+    let jobs = tx.claim_jobs(owner, app.core.now(), lease_ms, limit).await?;
     tx.commit().await?;
     Ok(jobs)
 }
 
-async fn release(catalog: &Catalog, job: &Job, owner: &str, delay_ms: i64) -> Result<()> {
-    let mut tx = catalog.store().write().await?;
-    tx.release_job(job.id, owner, catalog.now() + delay_ms).await?;
+async fn release(app: &AppState, job: &Job, owner: &str, delay_ms: i64) -> Result<()> {
+    let mut tx = app.core.store().write().await?;
+    tx.release_job(job.id, owner, app.core.now() + delay_ms).await?;
     tx.commit().await?;
     Ok(())
 }

@@ -21,7 +21,7 @@ struct Api {
 impl Api {
     fn from_env() -> anyhow::Result<Self> {
         let var = |name: &str| std::env::var(name).with_context(|| format!("{name} is not set (run me from a runner)"));
-        portolan_server::backends::install_crypto();
+        portolan_server::outbound::install_crypto();
         Ok(Self {
             client: reqwest::Client::new(),
             base: var("PORTOLAN_URL")?.trim_end_matches('/').to_string(),

@@ -7,10 +7,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use portolan_server::backends::EngineOptions;
 use portolan_server::sandbox::JqSandbox;
 use portolan_server::services::SystemClock;
-use portolan_server::{AppState, ServerOptions};
+use portolan_server::{AppState, ServerOptions, Settings};
 
 #[derive(Parser)]
 #[command(name = "portolan", version, about = "Portolan: software catalog, scorecards and self-service actions")]
@@ -364,7 +363,7 @@ async fn admin(args: AdminArgs) -> anyhow::Result<()> {
     use portolan_server::services::identity::NewAccount;
     use portolan_server::services::{Actor, Origin};
     let config = args.config.resolve()?;
-    let state = open_state(&config, false).await?;
+    let state = open_state(&config, false, settings(&config, String::new(), None)).await?;
     let actor = Actor::system("portolan-cli", Origin::Cli);
     match args.command {
         AdminCommand::CreateUser { identifier, role, teams, email, service, password_stdin } => {
@@ -382,12 +381,12 @@ async fn admin(args: AdminArgs) -> anyhow::Result<()> {
             let role = portolan_model::permission::Role::parse(&role).context("role is admin or member")?;
             let new =
                 NewAccount { identifier, teams, email, role: Some(role), password, service, ..NewAccount::default() };
-            let account = state.catalog.create_account(&actor, new).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            let account = state.identity.create_account(&actor, new).await.map_err(|e| anyhow::anyhow!("{e}"))?;
             println!("created {} account '{}' ({})", account.kind.as_str(), account.user, account.role.as_str());
         }
         AdminCommand::CreateToken { user, name, expires_in_days } => {
             let (record, token) = state
-                .catalog
+                .identity
                 .create_api_token(&actor, Some(&user), &name, expires_in_days)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -398,29 +397,41 @@ async fn admin(args: AdminArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The services over the configured database, as `serve` builds them; only `serve` (`create`)
-/// makes a database where there is none.
-async fn open_state(config: &config::ServeConfig, create: bool) -> anyhow::Result<AppState> {
+/// The services over the configured database with these settings; only `serve` (`create`) makes
+/// a database where there is none.
+async fn open_state(config: &config::ServeConfig, create: bool, settings: Settings) -> anyhow::Result<AppState> {
     let database = config.database.clone();
     let store = match create {
         true => portolan_store::open(&database.location()).await,
         false => portolan_store::open_existing(&database.location()).await,
     }
     .with_context(|| format!("cannot open the database {database}"))?;
-    let options = EngineOptions {
+    AppState::build(store, Arc::new(SystemClock), settings).await.context("cannot prepare the catalog")
+}
+
+/// The server's settings from its configuration; `public_url` is where it is reached (the
+/// configured one, else its listening address) and `jq` the sandbox it runs jq in.
+fn settings(config: &config::ServeConfig, public_url: String, jq: Option<Arc<JqSandbox>>) -> Settings {
+    Settings {
         runner_lease_ms: config.lease_ms,
         secrets_key: config.secrets_key.clone().map(|k| k.0),
         webhook_allow_private: config.webhook_allow_private,
         nats_url: config.nats_url.clone(),
         audit: config.audit_options(true),
-    };
-    let mut state =
-        AppState::with_options(store, Arc::new(SystemClock), &options).await.context("cannot prepare the catalog")?;
-    state.catalog.set_session_policy(portolan_server::services::identity::SessionPolicy {
-        idle_ms: i64::from(config.session_idle_minutes) * 60_000,
-        absolute_ms: i64::from(config.session_max_hours) * 3_600_000,
-    });
-    Ok(state)
+        public_url,
+        oidc: config.oidc.as_ref().map(|oidc| portolan_server::services::oidc::OidcSettings {
+            issuer: oidc.issuer.clone(),
+            client_id: oidc.client_id.clone(),
+            client_secret: oidc.client_secret.0.clone(),
+            groups_claim: oidc.groups_claim.clone(),
+            admin_group: oidc.admin_group.clone(),
+        }),
+        sessions: portolan_server::services::identity::SessionPolicy {
+            idle_ms: i64::from(config.session_idle_minutes) * 60_000,
+            absolute_ms: i64::from(config.session_max_hours) * 3_600_000,
+        },
+        jq,
+    }
 }
 
 fn init_logging(filter: &str) -> anyhow::Result<()> {
@@ -478,40 +489,28 @@ async fn run_runner(args: RunnerArgs) -> anyhow::Result<()> {
 
 async fn serve(config: config::ServeConfig) -> anyhow::Result<()> {
     let database = config.database.clone();
-    let mut state = open_state(&config, true).await?;
-    let admin_password = config.admin_password.clone().map(|p| p.0);
-    if let Some(generated) = state.catalog.bootstrap_admin(admin_password).await.map_err(|e| anyhow::anyhow!("{e}"))? {
-        // Printed, never logged: it is the only copy.
-        println!(
-            "\nCreated the first admin account.\n  username: admin\n  password: {generated}\nSign in and change it; it is not shown again.\n"
-        );
-    }
     let exe = std::env::current_exe().context("cannot find this program's path for the jq sandbox")?;
-    state.catalog.set_sandbox(Arc::new(JqSandbox::with_limits(
-        exe.clone(),
-        vec!["jq-sandbox".into()],
-        config.jq.clone(),
-    )));
+    let sandbox = JqSandbox::with_limits(exe.clone(), vec!["jq-sandbox".into()], config.jq.clone());
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let address = listener.local_addr()?;
     let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{address}"));
-    state.catalog.engine().set_public_url(&public_url);
+    let state = open_state(&config, true, settings(&config, public_url.clone(), Some(Arc::new(sandbox)))).await?;
     if let Some(oidc) = &config.oidc {
-        state.catalog.engine().set_oidc(portolan_server::services::oidc::OidcSettings {
-            issuer: oidc.issuer.clone(),
-            client_id: oidc.client_id.clone(),
-            client_secret: oidc.client_secret.0.clone(),
-            groups_claim: oidc.groups_claim.clone(),
-            admin_group: oidc.admin_group.clone(),
-        });
         tracing::info!(issuer = %oidc.issuer, "single sign-on is on");
+    }
+    let admin_password = config.admin_password.clone().map(|p| p.0);
+    if let Some(generated) = state.identity.bootstrap_admin(admin_password).await.map_err(|e| anyhow::anyhow!("{e}"))? {
+        // Printed, never logged: it is the only copy.
+        println!(
+            "\nCreated the first admin account.\n  username: admin\n  password: {generated}\nSign in and change it; it is not shown again.\n"
+        );
     }
     let (stop_runner, runner_stopped) = tokio::sync::watch::channel(false);
     let mut demo_runner = None;
     if config.demo {
-        let summary = portolan_server::demo::load(&state.catalog).await.context("cannot load the demo catalog")?;
+        let summary = portolan_server::demo::load(&state).await.context("cannot load the demo catalog")?;
         tracing::info!(
             blueprints = summary.blueprints_created,
             entities = summary.entities_created,
@@ -523,8 +522,8 @@ async fn serve(config: config::ServeConfig) -> anyhow::Result<()> {
         demo_runner = Some(start_demo_runner(&state, &config, &exe, &public_url, runner_stopped).await?);
     }
     tracing::info!(%address, %database, "portolan is listening on http://{address}");
-    let worker = portolan_server::worker::Worker::start(state.catalog.clone(), config.lease_ms);
-    let sweeper = portolan_server::sweeper::Sweeper::start(state.catalog.clone(), config.lease_ms);
+    let worker = portolan_server::worker::Worker::start(state.clone(), config.lease_ms);
+    let sweeper = portolan_server::sweeper::Sweeper::start(state.clone(), config.lease_ms);
     let router = portolan_server::router(
         state.clone(),
         &ServerOptions {
@@ -567,13 +566,13 @@ async fn start_demo_runner(
     let workspace = workspace.canonicalize()?;
     let actor = portolan_server::services::Actor::demo();
     // The token of the previous start is of no use: a new one is made each start.
-    for old in state.catalog.list_runner_tokens(&actor).await? {
+    for old in state.actions.list_runner_tokens(&actor).await? {
         if old.name == DEMO_RUNNER && old.revoked_at.is_none() {
-            state.catalog.revoke_runner_token(&actor, &old.id).await?;
+            state.actions.revoke_runner_token(&actor, &old.id).await?;
         }
     }
     let (_, token) = state
-        .catalog
+        .actions
         .create_runner_token(&actor, DEMO_RUNNER, vec![portolan_server::demo::RUNNER_LABEL.into()])
         .await
         .context("cannot create the demo runner's token")?;

@@ -9,9 +9,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::AppState;
 use crate::error::Result;
 use crate::extract::{Caller, JsonBody, PathParams, QueryParams};
+use crate::state::AppState;
 
 /// An action with who made and last changed it.
 #[derive(Serialize, ToSchema)]
@@ -63,7 +63,7 @@ pub async fn list_actions(
     caller: Caller,
     QueryParams(query): QueryParams<ActionListQuery>,
 ) -> Result<Json<ActionListResponse>> {
-    let actions = app.catalog.list_actions(&caller.actor, query.blueprint.as_deref()).await?;
+    let actions = app.actions.list_actions(&caller.actor, query.blueprint.as_deref()).await?;
     Ok(Json(ActionListResponse { ok: true, actions: actions.into_iter().map(ActionView::from).collect() }))
 }
 
@@ -77,7 +77,7 @@ pub async fn create_action(
     caller: Caller,
     JsonBody(document): JsonBody<Value>,
 ) -> Result<(StatusCode, Json<ActionResponse>)> {
-    let (record, _) = app.catalog.put_action(&caller.actor, None, document).await?;
+    let (record, _) = app.actions.put_action(&caller.actor, None, document).await?;
     Ok((StatusCode::CREATED, Json(ActionResponse { ok: true, action: record.into() })))
 }
 
@@ -88,7 +88,7 @@ pub async fn get_action(
     caller: Caller,
     PathParams(identifier): PathParams<String>,
 ) -> Result<Json<ActionResponse>> {
-    let record = app.catalog.get_action(&caller.actor, &identifier).await?;
+    let record = app.actions.get_action(&caller.actor, &identifier).await?;
     Ok(Json(ActionResponse { ok: true, action: record.into() }))
 }
 
@@ -102,7 +102,7 @@ pub async fn replace_action(
     PathParams(identifier): PathParams<String>,
     JsonBody(document): JsonBody<Value>,
 ) -> Result<Json<ActionResponse>> {
-    let (record, _) = app.catalog.put_action(&caller.actor, Some(&identifier), document).await?;
+    let (record, _) = app.actions.put_action(&caller.actor, Some(&identifier), document).await?;
     Ok(Json(ActionResponse { ok: true, action: record.into() }))
 }
 
@@ -114,7 +114,7 @@ pub async fn delete_action(
     caller: Caller,
     PathParams(identifier): PathParams<String>,
 ) -> Result<Json<Value>> {
-    app.catalog.delete_action(&caller.actor, &identifier).await?;
+    app.actions.delete_action(&caller.actor, &identifier).await?;
     Ok(Json(json!({"ok": true})))
 }
 
@@ -165,7 +165,7 @@ pub struct SecretListResponse {
 
 #[utoipa::path(get, path = "/api/v1/secrets", tag = "secrets", responses((status = 200, body = SecretListResponse)))]
 pub async fn list_secrets(State(app): State<AppState>, caller: Caller) -> Result<Json<SecretListResponse>> {
-    let secrets = app.catalog.list_secrets(&caller.actor).await?.into_iter().map(SecretInfo::from).collect();
+    let secrets = app.actions.list_secrets(&caller.actor).await?.into_iter().map(SecretInfo::from).collect();
     Ok(Json(SecretListResponse { ok: true, secrets }))
 }
 
@@ -196,7 +196,7 @@ pub async fn replace_secret(
 }
 
 async fn put(app: &AppState, caller: &Caller, name: &str, value: &str) -> Result<(StatusCode, Json<Value>)> {
-    let created = app.catalog.put_secret(&caller.actor, name, value).await?;
+    let created = app.actions.put_secret(&caller.actor, name, value).await?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(json!({"ok": true, "secret": {"name": name}}))))
 }
@@ -210,7 +210,7 @@ pub async fn delete_secret(
     caller: Caller,
     PathParams(name): PathParams<String>,
 ) -> Result<Json<Value>> {
-    app.catalog.delete_secret(&caller.actor, &name).await?;
+    app.actions.delete_secret(&caller.actor, &name).await?;
     Ok(Json(json!({"ok": true})))
 }
 
@@ -268,14 +268,14 @@ pub async fn create_runner_token(
     JsonBody(request): JsonBody<Value>,
 ) -> Result<(StatusCode, Json<RunnerTokenCreated>)> {
     let request: RunnerTokenRequest = portolan_model::error::from_json(request)?;
-    let (record, token) = app.catalog.create_runner_token(&caller.actor, &request.name, request.labels).await?;
+    let (record, token) = app.actions.create_runner_token(&caller.actor, &request.name, request.labels).await?;
     Ok((StatusCode::CREATED, Json(RunnerTokenCreated { ok: true, token, runner: record.into() })))
 }
 
 #[utoipa::path(get, path = "/api/v1/runners/tokens", tag = "runners", responses((status = 200, description = "tokens, without their values")))]
 pub async fn list_runner_tokens(State(app): State<AppState>, caller: Caller) -> Result<Json<Value>> {
     let tokens: Vec<RunnerTokenInfo> =
-        app.catalog.list_runner_tokens(&caller.actor).await?.into_iter().map(Into::into).collect();
+        app.actions.list_runner_tokens(&caller.actor).await?.into_iter().map(Into::into).collect();
     Ok(Json(json!({"ok": true, "runners": tokens})))
 }
 
@@ -286,6 +286,6 @@ pub async fn revoke_runner_token(
     caller: Caller,
     PathParams(id): PathParams<String>,
 ) -> Result<Json<Value>> {
-    app.catalog.revoke_runner_token(&caller.actor, &id).await?;
+    app.actions.revoke_runner_token(&caller.actor, &id).await?;
     Ok(Json(json!({"ok": true})))
 }

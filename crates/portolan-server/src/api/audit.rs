@@ -7,10 +7,10 @@ use portolan_store::AuditFilter;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::AppState;
 use crate::error::{Error, ErrorCode, Result};
 use crate::extract::{Caller, PathParams, QueryParams};
 use crate::services::audit::DEFAULT_AUDIT_PAGE;
+use crate::state::AppState;
 
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -76,8 +76,7 @@ pub async fn audit_log(
         to: instant("to", query.to.as_deref())?,
         before: query.cursor,
     };
-    let (records, next) =
-        app.catalog.audit_log(&caller.actor, filter, query.limit.unwrap_or(DEFAULT_AUDIT_PAGE)).await?;
+    let (records, next) = app.audit.audit_log(&caller.actor, filter, query.limit.unwrap_or(DEFAULT_AUDIT_PAGE)).await?;
     Ok(Json(AuditPage { ok: true, records, next }))
 }
 
@@ -99,8 +98,7 @@ pub async fn entity_history(
     QueryParams(query): QueryParams<HistoryQuery>,
 ) -> Result<Json<AuditPage>> {
     let limit = query.limit.unwrap_or(DEFAULT_AUDIT_PAGE);
-    let (records, next) =
-        app.catalog.entity_history(&caller.actor, &blueprint, &identifier, query.cursor, limit).await?;
+    let (records, next) = app.audit.entity_history(&caller.actor, &blueprint, &identifier, query.cursor, limit).await?;
     Ok(Json(AuditPage { ok: true, records, next }))
 }
 
@@ -116,6 +114,6 @@ pub struct CheckpointAnswer {
 #[utoipa::path(post, path = "/api/v1/audit-log/checkpoints", tag = "audit",
     responses((status = 200, body = CheckpointAnswer), (status = 403, description = "not an admin")))]
 pub async fn sign_checkpoint(State(app): State<AppState>, caller: Caller) -> Result<Json<CheckpointAnswer>> {
-    let checkpoint = app.catalog.request_audit_checkpoint(&caller.actor).await?;
+    let checkpoint = app.audit.request_audit_checkpoint(&caller.actor).await?;
     Ok(Json(CheckpointAnswer { ok: true, checkpoint }))
 }

@@ -9,9 +9,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
-use crate::AppState;
 use crate::error::Result;
 use crate::extract::{Caller, JsonBody, PathParams, QueryParams};
+use crate::state::AppState;
 
 /// A blueprint with who made and last changed it.
 #[derive(Serialize, ToSchema)]

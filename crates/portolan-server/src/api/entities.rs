@@ -9,12 +9,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
-use crate::AppState;
 use crate::error::{Error, ErrorCode, Result};
 use crate::extract::{Caller, JsonBody, OptionalIfMatch, PathParams, QueryParams, Reader, Writer, etag};
 use crate::services::Actor;
 use crate::services::catalog::{Outcome, WriteMode};
 use crate::services::search::SearchRequest;
+use crate::state::AppState;
 
 #[derive(Serialize, ToSchema)]
 pub struct EntityResponse {
@@ -64,11 +64,11 @@ async fn acting(app: &AppState, writer: Writer, run_id: Option<String>) -> Resul
     match (writer, run_id) {
         (Writer::Caller(actor), None) => Ok(actor),
         (Writer::Caller(actor), Some(run)) => {
-            app.catalog.check_run_open(&actor, &run, None).await?;
+            app.runs.check_run_open(&actor, &run, None).await?;
             Ok(actor.for_run(run))
         }
         (Writer::RunToken(token), Some(run)) => {
-            app.catalog.check_run_open(&Actor::run_token(&run), &run, Some(&token)).await?;
+            app.runs.check_run_open(&Actor::run_token(&run), &run, Some(&token)).await?;
             Ok(Actor::run_token(&run).for_run(run))
         }
         (Writer::RunToken(_), None) => Err(Error::new(
@@ -160,7 +160,7 @@ pub async fn list_entities(
         .transpose()
         .map_err(|e| Error::new(ErrorCode::InvalidQuery, format!("query is not JSON: {e}")))?;
     let request = SearchRequest { query, limit: params.limit, cursor: params.cursor, ..SearchRequest::default() };
-    let page = app.catalog.search(&caller.actor, Some(&blueprint), request).await?;
+    let page = app.search.search(&caller.actor, Some(&blueprint), request).await?;
     Ok(Json(EntityListResponse { ok: true, entities: page.entities, next: page.next }))
 }
 

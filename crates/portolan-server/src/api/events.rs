@@ -10,8 +10,8 @@ use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
 use utoipa::IntoParams;
 
-use crate::AppState;
 use crate::extract::{Caller, QueryParams};
+use crate::state::AppState;
 
 /// How often a stream checks that its caller is still signed in and what they may see.
 const RECHECK_EVERY: Duration = Duration::from_secs(10);
@@ -37,7 +37,7 @@ pub async fn stream(
     caller: Caller,
     QueryParams(query): QueryParams<EventsQuery>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let receiver = app.catalog.store().changes();
+    let receiver = app.core.store().changes();
     let stopping = app.stopping();
     let checked = Instant::now();
     let state = (app, caller, checked, receiver, query.blueprint, stopping);
@@ -61,7 +61,7 @@ pub async fn stream(
                 };
                 match next {
                     Ok(change) if blueprint.as_ref().is_some_and(|b| *b != change.blueprint) => continue,
-                    Ok(change) if !app.catalog.may_see_change(actor, &change).await => continue,
+                    Ok(change) if !app.permissions.may_see_change(actor, &change).await => continue,
                     Ok(change) => {
                         let data = serde_json::to_string(&change).unwrap_or_default();
                         let event = Event::default().event(change.kind.clone()).data(data);

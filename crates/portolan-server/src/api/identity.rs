@@ -10,12 +10,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::AppState;
 use crate::error::{Error, Result};
 use crate::extract::{
     Caller, ClientAddress, JsonBody, PathParams, QueryParams, SESSION_COOKIE, check_same_site, cookie,
 };
 use crate::services::identity::{AccountChange, NewAccount};
+use crate::state::AppState;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -53,8 +53,8 @@ pub async fn login(
 ) -> Result<Response> {
     check_same_site(&headers)?;
     let request: LoginRequest = portolan_model::error::from_json(body)?;
-    let signed_in = app.catalog.login(&request.username, &request.password, &address).await?;
-    let max_age = app.catalog.session_policy().absolute_ms / 1000;
+    let signed_in = app.identity.login(&request.username, &request.password, &address).await?;
+    let max_age = app.identity.session_policy().absolute_ms / 1000;
     let me = Me {
         identifier: signed_in.user.id,
         role: signed_in.user.role,
@@ -70,7 +70,7 @@ pub async fn login(
 #[utoipa::path(get, path = "/api/v1/auth/providers", tag = "auth",
     responses((status = 200, description = "`{password: true, oidc: {loginUrl} | null}`")))]
 pub async fn providers(State(app): State<AppState>) -> Json<Value> {
-    let oidc = app.catalog.engine().oidc().map(|_| json!({"loginUrl": "/api/v1/auth/oidc/login"}));
+    let oidc = app.oidc.enabled().then_some(()).map(|_| json!({"loginUrl": "/api/v1/auth/oidc/login"}));
     Json(json!({"ok": true, "password": true, "oidc": oidc}))
 }
 
@@ -89,7 +89,7 @@ pub struct SsoStart {
 #[utoipa::path(get, path = "/api/v1/auth/oidc/login", tag = "auth", params(SsoStart),
     responses((status = 303, description = "to the provider"), (status = 404, description = "SSO is not configured")))]
 pub async fn oidc_login(State(app): State<AppState>, QueryParams(query): QueryParams<SsoStart>) -> Result<Response> {
-    let redirect = app.catalog.oidc_start(query.return_to.as_deref(), query.login_hint.as_deref()).await?;
+    let redirect = app.oidc.oidc_start(query.return_to.as_deref(), query.login_hint.as_deref()).await?;
     let cookie = format!("{FLOW_COOKIE}={}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=600", redirect.flow_cookie);
     Ok(see_other(&redirect.location, vec![cookie]))
 }
@@ -119,8 +119,8 @@ pub async fn oidc_callback(
         return Err(Error::unauthorized("the provider sent no code and state"));
     };
     let flow = cookie(&headers, FLOW_COOKIE);
-    let (signed_in, return_to) = app.catalog.oidc_finish(flow.as_deref(), &state, &code).await?;
-    let max_age = app.catalog.session_policy().absolute_ms / 1000;
+    let (signed_in, return_to) = app.oidc.oidc_finish(flow.as_deref(), &state, &code).await?;
+    let max_age = app.identity.session_policy().absolute_ms / 1000;
     let session =
         format!("{SESSION_COOKIE}={}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={max_age}", signed_in.cookie);
     let cleared = format!("{FLOW_COOKIE}=; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=0");
@@ -144,7 +144,7 @@ fn see_other(location: &str, cookies: Vec<String>) -> Response {
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", responses((status = 200, description = "signed out")))]
 pub async fn logout(State(app): State<AppState>, caller: Caller) -> Result<Response> {
     if let Some(session) = &caller.session {
-        app.catalog.logout(&caller.actor, session).await?;
+        app.identity.logout(&caller.actor, session).await?;
     }
     let mut response = Json(json!({"ok": true})).into_response();
     response.headers_mut().insert(header::SET_COOKIE, session_cookie("", 0));
@@ -194,7 +194,8 @@ impl From<Account> for AccountView {
 /// Every account (admins only).
 #[utoipa::path(get, path = "/api/v1/users", tag = "auth", responses((status = 200, description = "`{users: [...]}`")))]
 pub async fn list_users(State(app): State<AppState>, caller: Caller) -> Result<Json<Value>> {
-    let users: Vec<AccountView> = app.catalog.list_accounts(&caller.actor).await?.into_iter().map(Into::into).collect();
+    let users: Vec<AccountView> =
+        app.identity.list_accounts(&caller.actor).await?.into_iter().map(Into::into).collect();
     Ok(Json(json!({"ok": true, "users": users})))
 }
 
@@ -208,7 +209,7 @@ pub async fn create_user(
     JsonBody(body): JsonBody<Value>,
 ) -> Result<(StatusCode, Json<Value>)> {
     let new: NewAccount = portolan_model::error::from_json(body)?;
-    let account = AccountView::from(app.catalog.create_account(&caller.actor, new).await?);
+    let account = AccountView::from(app.identity.create_account(&caller.actor, new).await?);
     Ok((StatusCode::CREATED, Json(json!({"ok": true, "user": account}))))
 }
 
@@ -223,7 +224,7 @@ pub async fn change_user(
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Json<Value>> {
     let change: AccountChange = portolan_model::error::from_json(body)?;
-    let account = AccountView::from(app.catalog.change_account(&caller.actor, &user, change).await?);
+    let account = AccountView::from(app.identity.change_account(&caller.actor, &user, change).await?);
     Ok(Json(json!({"ok": true, "user": account})))
 }
 
@@ -275,7 +276,7 @@ impl From<ApiToken> for TokenView {
 #[utoipa::path(get, path = "/api/v1/tokens", tag = "auth", responses((status = 200, description = "`{tokens: [...]}`")))]
 pub async fn list_tokens(State(app): State<AppState>, caller: Caller) -> Result<Json<Value>> {
     let tokens: Vec<TokenView> =
-        app.catalog.list_api_tokens(&caller.actor).await?.into_iter().map(Into::into).collect();
+        app.identity.list_api_tokens(&caller.actor).await?.into_iter().map(Into::into).collect();
     Ok(Json(json!({"ok": true, "tokens": tokens})))
 }
 
@@ -289,7 +290,7 @@ pub async fn create_token(
 ) -> Result<(StatusCode, Json<Value>)> {
     let request: TokenRequest = portolan_model::error::from_json(body)?;
     let (record, token) = app
-        .catalog
+        .identity
         .create_api_token(&caller.actor, request.user.as_deref(), &request.name, request.expires_in_days)
         .await?;
     Ok((StatusCode::CREATED, Json(json!({"ok": true, "token": token, "apiToken": TokenView::from(record)}))))
@@ -303,7 +304,7 @@ pub async fn revoke_token(
     caller: Caller,
     PathParams(id): PathParams<String>,
 ) -> Result<Json<Value>> {
-    app.catalog.revoke_api_token(&caller.actor, &id).await?;
+    app.identity.revoke_api_token(&caller.actor, &id).await?;
     Ok(Json(json!({"ok": true})))
 }
 
@@ -318,7 +319,7 @@ pub async fn get_blueprint_permissions(
     caller: Caller,
     PathParams(blueprint): PathParams<String>,
 ) -> Result<Json<Value>> {
-    let permissions = app.catalog.get_blueprint_permissions(&caller.actor, &blueprint).await?;
+    let permissions = app.permissions.get_blueprint_permissions(&caller.actor, &blueprint).await?;
     Ok(Json(json!({"ok": true, "permissions": permissions})))
 }
 
@@ -334,7 +335,7 @@ pub async fn put_blueprint_permissions(
     PathParams(blueprint): PathParams<String>,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Json<Value>> {
-    let permissions = app.catalog.put_blueprint_permissions(&caller.actor, &blueprint, body).await?;
+    let permissions = app.permissions.put_blueprint_permissions(&caller.actor, &blueprint, body).await?;
     Ok(Json(json!({"ok": true, "permissions": permissions})))
 }
 
@@ -347,7 +348,7 @@ pub async fn get_action_permissions(
     caller: Caller,
     PathParams(action): PathParams<String>,
 ) -> Result<Json<Value>> {
-    let permissions = app.catalog.get_action_permissions(&caller.actor, &action).await?;
+    let permissions = app.permissions.get_action_permissions(&caller.actor, &action).await?;
     Ok(Json(json!({"ok": true, "permissions": permissions})))
 }
 
@@ -362,6 +363,6 @@ pub async fn put_action_permissions(
     PathParams(action): PathParams<String>,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Json<Value>> {
-    let permissions = app.catalog.put_action_permissions(&caller.actor, &action, body).await?;
+    let permissions = app.permissions.put_action_permissions(&caller.actor, &action, body).await?;
     Ok(Json(json!({"ok": true, "permissions": permissions})))
 }

@@ -6,8 +6,8 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use serde_json::{Value, json};
 
-use crate::AppState;
 use crate::error::{Error, ErrorCode};
+use crate::state::AppState;
 
 /// The process is up.
 pub async fn healthz() -> Json<Value> {
@@ -16,8 +16,8 @@ pub async fn healthz() -> Json<Value> {
 
 /// The process can serve requests: its database answers.
 pub async fn readyz(State(app): State<AppState>) -> Result<Json<Value>, Error> {
-    match app.catalog.store().ping().await {
-        Ok(()) => Ok(Json(json!({"ok": true, "database": app.catalog.store().backend()}))),
+    match app.core.store().ping().await {
+        Ok(()) => Ok(Json(json!({"ok": true, "database": app.core.store().backend()}))),
         Err(err) => {
             tracing::warn!(%err, "not ready");
             Err(Error::new(ErrorCode::Unavailable, "the database does not answer"))

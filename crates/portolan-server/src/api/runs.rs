@@ -16,10 +16,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::AppState;
 use crate::error::{Error, ErrorCode, Result};
 use crate::extract::{BearerToken, Caller, JsonBody, PathParams, QueryParams};
 use crate::services::runs::{DEFAULT_RUN_PAGE, LogLine, RunReport, RunRequest};
+use crate::state::AppState;
 
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -69,10 +69,10 @@ pub async fn create_run(
 ) -> Result<Response> {
     let request: RunRequest = portolan_model::error::from_json(request)?;
     if query.dry_run {
-        let dry_run = app.catalog.dry_run(&caller.actor, &action, request).await?;
+        let dry_run = app.runs.dry_run(&caller.actor, &action, request).await?;
         return Ok(Json(json!({"ok": true, "dryRun": dry_run})).into_response());
     }
-    let run = app.catalog.create_run(&caller.actor, &action, request).await?;
+    let run = app.runs.create_run(&caller.actor, &action, request).await?;
     Ok((StatusCode::ACCEPTED, Json(RunResponse { ok: true, run, affected_entities: None })).into_response())
 }
 
@@ -135,7 +135,7 @@ pub async fn list_runs(
         before,
         visible_to: None,
     };
-    let (runs, next) = app.catalog.list_runs(&caller.actor, filter, query.limit.unwrap_or(DEFAULT_RUN_PAGE)).await?;
+    let (runs, next) = app.runs.list_runs(&caller.actor, filter, query.limit.unwrap_or(DEFAULT_RUN_PAGE)).await?;
     Ok(Json(RunListResponse { ok: true, runs, next }))
 }
 
@@ -146,7 +146,7 @@ pub async fn get_run(
     caller: Caller,
     PathParams(id): PathParams<String>,
 ) -> Result<Json<RunResponse>> {
-    let (run, affected) = app.catalog.get_run(&caller.actor, &id).await?;
+    let (run, affected) = app.runs.get_run(&caller.actor, &id).await?;
     let affected = affected
         .into_iter()
         .map(|(e, change)| json!({"blueprint": e.blueprint, "identifier": e.identifier, "change": change}))
@@ -167,7 +167,7 @@ pub async fn report_run(
     JsonBody(report): JsonBody<Value>,
 ) -> Result<Json<RunResponse>> {
     let report: RunReport = portolan_model::error::from_json(report)?;
-    let run = app.catalog.report_run(&id, token.as_deref(), report).await?;
+    let run = app.runs.report_run(&id, token.as_deref(), report).await?;
     Ok(Json(RunResponse { ok: true, run, affected_entities: None }))
 }
 
@@ -192,7 +192,7 @@ pub async fn run_logs(
         return Err(Error::new(ErrorCode::InvalidQuery, "limit must be between 1 and 1000"));
     }
     let after = parse_after(query.after.as_deref())?;
-    let logs = app.catalog.run_logs(&caller.actor, &id, after, limit).await?;
+    let logs = app.runs.run_logs(&caller.actor, &id, after, limit).await?;
     let next = logs.last().map(|l| l.seq.to_string()).or(query.after);
     Ok(Json(RunLogsResponse { ok: true, logs, next }))
 }
@@ -231,7 +231,7 @@ pub async fn append_logs(
     if let Some(message) = body.message {
         lines.push(LogLine { message, stream: None });
     }
-    let count = app.catalog.append_run_logs(&id, token.as_deref(), lines).await?;
+    let count = app.runs.append_run_logs(&id, token.as_deref(), lines).await?;
     Ok((StatusCode::CREATED, Json(json!({"ok": true, "appended": count}))))
 }
 
@@ -248,8 +248,8 @@ pub async fn stream_logs(
     QueryParams(query): QueryParams<LogsQuery>,
 ) -> Result<Sse<impl Stream<Item = std::result::Result<Event, Infallible>>>> {
     let after = parse_after(query.after.as_deref())?;
-    app.catalog.get_run(&caller.actor, &id).await?;
-    let changes = app.catalog.store().changes();
+    app.runs.get_run(&caller.actor, &id).await?;
+    let changes = app.core.store().changes();
     let stopping = app.stopping();
     let state = Some((app, caller, Instant::now(), id, after, changes, stopping));
     let events = futures_util::stream::unfold(state, |state| async move {
@@ -264,7 +264,7 @@ pub async fn stream_logs(
                 checked = Instant::now();
             }
             let actor = &caller.actor;
-            let Ok(logs) = app.catalog.run_logs(actor, &id, after, 500).await else { return None };
+            let Ok(logs) = app.runs.run_logs(actor, &id, after, 500).await else { return None };
             if !logs.is_empty() {
                 after = logs.last().map(|l| l.seq).unwrap_or(after);
                 let events: Vec<Event> = logs
@@ -273,7 +273,7 @@ pub async fn stream_logs(
                     .collect();
                 return Some((events, Some((app, caller, checked, id, after, changes, stopping))));
             }
-            let Ok((run, _)) = app.catalog.get_run(actor, &id).await else { return None };
+            let Ok((run, _)) = app.runs.get_run(actor, &id).await else { return None };
             if run.status.is_terminal() {
                 let end = Event::default().event("end").json_data(json!({"status": run.status})).unwrap_or_default();
                 return Some((vec![end], None));
@@ -310,7 +310,7 @@ pub async fn entity_runs(
     caller: Caller,
     PathParams((blueprint, identifier)): PathParams<(String, String)>,
 ) -> Result<Json<Value>> {
-    let runs = app.catalog.entity_runs(&caller.actor, &blueprint, &identifier).await?;
+    let runs = app.runs.entity_runs(&caller.actor, &blueprint, &identifier).await?;
     let runs: Vec<Value> = runs.into_iter().map(|(run, change)| json!({"run": run, "change": change})).collect();
     Ok(Json(json!({"ok": true, "runs": runs})))
 }
@@ -340,11 +340,11 @@ pub async fn claim(
     let request: ClaimRequest = portolan_model::error::from_json(request)?;
     let token = token.ok_or_else(|| Error::new(ErrorCode::Unauthorized, "a runner token is needed"))?;
     let wait = Duration::from_secs(request.wait_seconds.unwrap_or(25).min(60));
-    let lease_ms = app.catalog.engine().runner_lease_ms;
+    let lease_ms = app.runs.runner_lease_ms();
     let mut stopping = app.stopping();
     // A stopping server answers waiting runners at once, so the shutdown is not held up by them.
     let claimed = tokio::select! {
-        claimed = app.catalog.claim_run(&token, &request.labels, wait, lease_ms) => claimed?,
+        claimed = app.runs.claim_run(&token, &request.labels, wait, lease_ms) => claimed?,
         _ = stopping.wait_for(|stopping| *stopping) => None,
     };
     match claimed {
@@ -372,8 +372,8 @@ pub async fn heartbeat(
 ) -> Result<Json<Value>> {
     let body: HeartbeatRequest = portolan_model::error::from_json(body)?;
     let token = token.ok_or_else(|| Error::new(ErrorCode::Unauthorized, "a runner token is needed"))?;
-    let lease_ms = app.catalog.engine().runner_lease_ms;
-    let until = app.catalog.heartbeat(&token, &id, body.attempt, lease_ms).await?;
+    let lease_ms = app.runs.runner_lease_ms();
+    let until = app.runs.heartbeat(&token, &id, body.attempt, lease_ms).await?;
     Ok(Json(json!({"ok": true, "leaseUntil": portolan_model::format_millis(until)})))
 }
 
@@ -401,7 +401,7 @@ pub async fn decide(
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Json<RunResponse>> {
     let request: ApprovalRequest = portolan_model::error::from_json(body)?;
-    let run = app.catalog.decide_run(&caller.actor, &id, request.status, request.description).await?;
+    let run = app.approvals.decide_run(&caller.actor, &id, request.status, request.description).await?;
     Ok(Json(RunResponse { ok: true, run, affected_entities: None }))
 }
 
@@ -413,13 +413,13 @@ pub async fn cancel(
     caller: Caller,
     PathParams(id): PathParams<String>,
 ) -> Result<Json<RunResponse>> {
-    let run = app.catalog.cancel_run(&caller.actor, &id).await?;
+    let run = app.approvals.cancel_run(&caller.actor, &id).await?;
     Ok(Json(RunResponse { ok: true, run, affected_entities: None }))
 }
 
 /// The runs waiting for the caller's approval, oldest first.
 #[utoipa::path(get, path = "/api/v1/approvals", tag = "runs", responses((status = 200, body = RunListResponse)))]
 pub async fn inbox(State(app): State<AppState>, caller: Caller) -> Result<Json<RunListResponse>> {
-    let runs = app.catalog.approval_inbox(&caller.actor).await?;
+    let runs = app.approvals.approval_inbox(&caller.actor).await?;
     Ok(Json(RunListResponse { ok: true, runs, next: None }))
 }

@@ -9,10 +9,10 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 
-use crate::AppState;
 use crate::error::Result;
 use crate::extract::{Caller, JsonBody, PathParams};
 use crate::services::scorecards::ScorecardSummary;
+use crate::state::AppState;
 
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -68,7 +68,7 @@ pub async fn list_scorecards(
     _caller: Caller,
     PathParams(blueprint): PathParams<String>,
 ) -> Result<Json<ScorecardListResponse>> {
-    let scorecards = app.catalog.list_scorecards(&blueprint).await?.into_iter().map(Into::into).collect();
+    let scorecards = app.scorecards.list_scorecards(&blueprint).await?.into_iter().map(Into::into).collect();
     Ok(Json(ScorecardListResponse { ok: true, scorecards }))
 }
 
@@ -83,7 +83,7 @@ pub async fn create_scorecard(
     PathParams(blueprint): PathParams<String>,
     JsonBody(document): JsonBody<Value>,
 ) -> Result<(StatusCode, Json<ScorecardResponse>)> {
-    let record = app.catalog.put_scorecard(&caller.actor, &blueprint, None, document).await?;
+    let record = app.scorecards.put_scorecard(&caller.actor, &blueprint, None, document).await?;
     Ok((StatusCode::CREATED, respond(record)))
 }
 
@@ -95,7 +95,7 @@ pub async fn get_scorecard(
     _caller: Caller,
     PathParams((blueprint, identifier)): PathParams<(String, String)>,
 ) -> Result<Json<ScorecardResponse>> {
-    Ok(respond(app.catalog.get_scorecard(&blueprint, &identifier).await?))
+    Ok(respond(app.scorecards.get_scorecard(&blueprint, &identifier).await?))
 }
 
 /// Replaces a scorecard and rescores every entity of the blueprint.
@@ -108,7 +108,7 @@ pub async fn replace_scorecard(
     PathParams((blueprint, identifier)): PathParams<(String, String)>,
     JsonBody(document): JsonBody<Value>,
 ) -> Result<Json<ScorecardResponse>> {
-    Ok(respond(app.catalog.put_scorecard(&caller.actor, &blueprint, Some(&identifier), document).await?))
+    Ok(respond(app.scorecards.put_scorecard(&caller.actor, &blueprint, Some(&identifier), document).await?))
 }
 
 #[utoipa::path(delete, path = "/api/v1/blueprints/{blueprint}/scorecards/{scorecard}", tag = "scorecards",
@@ -119,7 +119,7 @@ pub async fn delete_scorecard(
     caller: Caller,
     PathParams((blueprint, identifier)): PathParams<(String, String)>,
 ) -> Result<Json<Value>> {
-    app.catalog.delete_scorecard(&caller.actor, &blueprint, &identifier).await?;
+    app.scorecards.delete_scorecard(&caller.actor, &blueprint, &identifier).await?;
     Ok(Json(json!({"ok": true})))
 }
 
@@ -132,6 +132,6 @@ pub async fn scorecard_summary(
     caller: Caller,
     PathParams((blueprint, identifier)): PathParams<(String, String)>,
 ) -> Result<Json<ScorecardSummaryResponse>> {
-    let summary = app.catalog.scorecard_summary(&caller.actor, &blueprint, &identifier).await?;
+    let summary = app.scorecards.scorecard_summary(&caller.actor, &blueprint, &identifier).await?;
     Ok(Json(ScorecardSummaryResponse { ok: true, summary }))
 }

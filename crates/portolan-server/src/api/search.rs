@@ -7,11 +7,11 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 
-use crate::AppState;
 use crate::error::Result;
 use crate::extract::{JsonBody, PathParams, Reader};
 use crate::services::Actor;
 use crate::services::search::{AggregateRequest, SearchRequest, project};
+use crate::state::AppState;
 
 #[derive(Serialize, ToSchema)]
 pub struct SearchResponse {
@@ -40,7 +40,7 @@ async fn run_search(
 ) -> Result<Json<SearchResponse>> {
     let request = search_request(body)?;
     let (include, exclude) = (request.include.clone(), request.exclude.clone());
-    let page = app.catalog.search(reader, blueprint, request).await?;
+    let page = app.search.search(reader, blueprint, request).await?;
     let entities = page
         .entities
         .into_iter()
@@ -84,7 +84,7 @@ pub async fn aggregate(
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Json<Value>> {
     let request: AggregateRequest = portolan_model::error::from_json(body)?;
-    Ok(Json(match app.catalog.aggregate(&reader, request).await? {
+    Ok(Json(match app.search.aggregate(&reader, request).await? {
         AggregateResult::Value(value) => json!({"ok": true, "value": value}),
         AggregateResult::Groups(groups) => {
             let groups: Vec<Value> =

@@ -7,20 +7,40 @@ use portolan_model::{FieldError, FieldErrors};
 use portolan_store::{ActionRecord, RunnerToken, SecretMeta, StoreError, Tx};
 use serde_json::{Value, json};
 
-use super::catalog::{Catalog, strip_server_fields, to_json};
-use super::{Actor, Principal, all_blueprints, identifier_from_path};
+use std::sync::Arc;
+
+use super::actor::{Actor, Principal};
+use super::core::{Core, all_blueprints, identifier_from_path, load_action, strip_server_fields, to_json};
+use super::permissions::Permissions;
 use crate::error::{Error, ErrorCode, Result};
 use crate::keys;
+use crate::keys::Keys;
+use crate::outbound::Outbound;
 use crate::outbound::{OutboundError, Purpose};
 use portolan_model::permission::{Access, ActionOp};
 
 /// Longest secret value accepted, in bytes.
 const MAX_SECRET_BYTES: usize = 64 * 1024;
 
-impl Catalog {
+/// Action definitions, secrets and runner tokens.
+#[derive(Clone)]
+pub struct Actions {
+    core: Core,
+    permissions: Permissions,
+    keys: Arc<Keys>,
+    outbound: Arc<Outbound>,
+}
+
+impl Actions {
+    pub fn new(core: Core, permissions: Permissions, keys: Arc<Keys>, outbound: Arc<Outbound>) -> Self {
+        Self { core, permissions, keys, outbound }
+    }
+}
+
+impl Actions {
     /// The actions the actor may run (or manage).
     pub async fn list_actions(&self, actor: &Actor, blueprint: Option<&str>) -> Result<Vec<ActionRecord>> {
-        let mut tx = self.store().read().await?;
+        let mut tx = self.core.store().read().await?;
         let mut shown = Vec::new();
         for record in tx.actions().await? {
             if blueprint.is_none_or(|b| record.action.blueprint() == Some(b))
@@ -34,7 +54,7 @@ impl Catalog {
 
     /// An action the actor may run or manage; 404 for others.
     pub async fn get_action(&self, actor: &Actor, identifier: &str) -> Result<ActionRecord> {
-        let mut tx = self.store().read().await?;
+        let mut tx = self.core.store().read().await?;
         let record = load_action(tx.as_mut(), identifier).await?;
         if !self.may_see_action(tx.as_mut(), actor, &record).await? {
             return Err(Error::hidden(format!("action '{identifier}'")));
@@ -46,14 +66,16 @@ impl Catalog {
     /// its blueprint and the blueprint its built-in backend writes; writing users or teams, and
     /// reading secrets (which a template could send anywhere), is for admins.
     async fn require_define(&self, tx: &mut dyn Tx, actor: &Actor, action: &Action) -> Result<()> {
-        self.require_manage(tx, actor, action.blueprint()).await?;
+        self.permissions.require_manage(tx, actor, action.blueprint()).await?;
         match action.written_blueprint() {
-            Some(target) if portolan_model::system::is_system(target) => self.require_manage(tx, actor, None).await?,
-            Some(target) => self.require_manage(tx, actor, Some(target)).await?,
+            Some(target) if portolan_model::system::is_system(target) => {
+                self.permissions.require_manage(tx, actor, None).await?
+            }
+            Some(target) => self.permissions.require_manage(tx, actor, Some(target)).await?,
             None => {}
         }
         if !action.secret_names().is_empty() {
-            self.require_manage(tx, actor, None).await?;
+            self.permissions.require_manage(tx, actor, None).await?;
         }
         Ok(())
     }
@@ -61,10 +83,10 @@ impl Catalog {
     pub(crate) async fn may_see_action(&self, tx: &mut dyn Tx, actor: &Actor, record: &ActionRecord) -> Result<bool> {
         let Some(user) = actor.as_user() else { return Ok(!matches!(actor.principal, Principal::Run(_))) };
         let blueprint = match record.action.blueprint() {
-            Some(b) => Some(self.blueprint_permissions(tx, b).await?),
+            Some(b) => Some(self.permissions.blueprint_permissions(tx, b).await?),
             None => None,
         };
-        let permissions = self.action_permissions(tx, &record.action.identifier).await?;
+        let permissions = self.permissions.action_permissions(tx, &record.action.identifier).await?;
         Ok(blueprint.as_ref().is_some_and(|b| b.may_manage(user))
             || user.is_admin()
             || [ActionOp::Execute, ActionOp::Approve]
@@ -84,7 +106,7 @@ impl Catalog {
             identifier_from_path(&mut document, id)?;
         }
         let action = Action::from_json(document)?;
-        let mut tx = self.store().write().await?;
+        let mut tx = self.core.store().write().await?;
         self.require_define(tx.as_mut(), actor, &action).await?;
         let blueprints = all_blueprints(tx.as_mut()).await?;
         action.validate(&blueprints)?;
@@ -96,11 +118,12 @@ impl Catalog {
         if action.runner_wiring().is_some()
             && existing.as_ref().and_then(|r| r.action.runner_wiring()) != action.runner_wiring()
         {
-            self.require_manage(tx.as_mut(), actor, None)
+            self.permissions
+                .require_manage(tx.as_mut(), actor, None)
                 .await
                 .map_err(|_| Error::forbidden("only an admin may choose the runner labels and task of an action"))?;
         }
-        let now = self.now();
+        let now = self.core.now();
         let record = match (&existing, path_identifier) {
             (Some(_), None) => {
                 return Err(Error::new(
@@ -148,17 +171,18 @@ impl Catalog {
 
     /// Deletes an action; its runs stay, as history.
     pub async fn delete_action(&self, actor: &Actor, identifier: &str) -> Result<()> {
-        let mut tx = self.store().write().await?;
+        let mut tx = self.core.store().write().await?;
         let record = load_action(tx.as_mut(), identifier).await?;
-        self.require_manage(tx.as_mut(), actor, record.action.blueprint()).await?;
+        self.permissions.require_manage(tx.as_mut(), actor, record.action.blueprint()).await?;
         if !tx.delete_action(identifier).await? {
             return Err(Error::not_found(format!("action '{identifier}'")));
         }
-        let mut entry =
-            actor.entry(self.now(), "action.delete", "action", identifier).changed(Some(to_json(&record.action)), None);
+        let mut entry = actor
+            .entry(self.core.now(), "action.delete", "action", identifier)
+            .changed(Some(to_json(&record.action)), None);
         entry.blueprint = record.action.blueprint().map(str::to_string);
         tx.append_audit(&[entry]).await?;
-        self.drop_permissions(tx.as_mut(), None, Some(identifier)).await?;
+        self.permissions.drop_permissions(tx.as_mut(), None, Some(identifier)).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -166,8 +190,8 @@ impl Catalog {
     // ---- secrets ----
 
     pub async fn list_secrets(&self, actor: &Actor) -> Result<Vec<SecretMeta>> {
-        let mut tx = self.store().read().await?;
-        self.require_manage(tx.as_mut(), actor, None).await?;
+        let mut tx = self.core.store().read().await?;
+        self.permissions.require_manage(tx.as_mut(), actor, None).await?;
         Ok(tx.secrets().await?)
     }
 
@@ -177,21 +201,21 @@ impl Catalog {
         if value.is_empty() || value.len() > MAX_SECRET_BYTES {
             return Err(Error::invalid_at("/value", format!("must be 1 to {MAX_SECRET_BYTES} bytes")));
         }
-        let sealed = self.engine().keys.seal(name, value)?;
-        let mut tx = self.store().write().await?;
-        self.require_manage(tx.as_mut(), actor, None).await?;
-        let created = tx.put_secret(name, &sealed, self.now(), &actor.id).await?;
+        let sealed = self.keys.seal(name, value)?;
+        let mut tx = self.core.store().write().await?;
+        self.permissions.require_manage(tx.as_mut(), actor, None).await?;
+        let created = tx.put_secret(name, &sealed, self.core.now(), &actor.id).await?;
         // The name only: a secret's value never enters the log.
         let action = if created { "secret.create" } else { "secret.replace" };
-        tx.append_audit(&[actor.entry(self.now(), action, "secret", name)]).await?;
+        tx.append_audit(&[actor.entry(self.core.now(), action, "secret", name)]).await?;
         tx.commit().await?;
         Ok(created)
     }
 
     /// Deletes a secret no action reads.
     pub async fn delete_secret(&self, actor: &Actor, name: &str) -> Result<()> {
-        let mut tx = self.store().write().await?;
-        self.require_manage(tx.as_mut(), actor, None).await?;
+        let mut tx = self.core.store().write().await?;
+        self.permissions.require_manage(tx.as_mut(), actor, None).await?;
         let users: Vec<String> = tx
             .actions()
             .await?
@@ -206,7 +230,7 @@ impl Catalog {
             )
             .with_details(users.into_iter().map(|a| json!({"action": a})).collect()));
         }
-        tx.append_audit(&[actor.entry(self.now(), "secret.delete", "secret", name)]).await?;
+        tx.append_audit(&[actor.entry(self.core.now(), "secret.delete", "secret", name)]).await?;
         if !tx.delete_secret(name).await? {
             return Err(Error::not_found(format!("secret '{name}'")));
         }
@@ -221,7 +245,7 @@ impl Catalog {
             let sealed = tx.secret(name).await?.ok_or_else(|| {
                 Error::new(ErrorCode::ValidationFailed, format!("secret '{name}' does not exist (it was deleted?)"))
             })?;
-            values.insert(name.clone(), self.engine().keys.open(name, &sealed)?);
+            values.insert(name.clone(), self.keys.open(name, &sealed)?);
         }
         Ok(values)
     }
@@ -247,13 +271,13 @@ impl Catalog {
             name: name.to_string(),
             token_sha256: hash,
             labels,
-            created_at: self.now(),
+            created_at: self.core.now(),
             created_by: actor.id.clone(),
             last_used_at: None,
             revoked_at: None,
         };
-        let mut tx = self.store().write().await?;
-        self.require_manage(tx.as_mut(), actor, None).await?;
+        let mut tx = self.core.store().write().await?;
+        self.permissions.require_manage(tx.as_mut(), actor, None).await?;
         tx.insert_runner_token(&record).await?;
         let entry = actor
             .entry(record.created_at, "runner-token.create", "runner-token", &record.id)
@@ -264,16 +288,16 @@ impl Catalog {
     }
 
     pub async fn list_runner_tokens(&self, actor: &Actor) -> Result<Vec<RunnerToken>> {
-        let mut tx = self.store().read().await?;
-        self.require_manage(tx.as_mut(), actor, None).await?;
+        let mut tx = self.core.store().read().await?;
+        self.permissions.require_manage(tx.as_mut(), actor, None).await?;
         Ok(tx.runner_tokens().await?)
     }
 
     pub async fn revoke_runner_token(&self, actor: &Actor, id: &str) -> Result<()> {
-        let mut tx = self.store().write().await?;
-        self.require_manage(tx.as_mut(), actor, None).await?;
-        tx.append_audit(&[actor.entry(self.now(), "runner-token.revoke", "runner-token", id)]).await?;
-        if !tx.revoke_runner_token(id, self.now()).await? {
+        let mut tx = self.core.store().write().await?;
+        self.permissions.require_manage(tx.as_mut(), actor, None).await?;
+        tx.append_audit(&[actor.entry(self.core.now(), "runner-token.revoke", "runner-token", id)]).await?;
+        if !tx.revoke_runner_token(id, self.core.now()).await? {
             return Err(Error::not_found(format!("active runner token '{id}'")));
         }
         tx.commit().await?;
@@ -291,12 +315,12 @@ impl Catalog {
     }
 }
 
-impl Catalog {
+impl Actions {
     /// An approval notice aimed at an internal IP literal is refused when the action is saved, not
     /// only (silently) each time a run waits; a name is checked when it resolves.
     fn check_notify_url(&self, action: &Action) -> Result<()> {
         let Some(notify) = action.approval().and_then(|rule| rule.notify) else { return Ok(()) };
-        match self.engine().outbound.check(Purpose::ApprovalNotice, &notify.url) {
+        match self.outbound.check(Purpose::ApprovalNotice, &notify.url) {
             Ok(_) => Ok(()),
             Err(OutboundError::Refused(why)) => Err(Error::invalid_at(
                 "/guardrails/approval/notify/url",
@@ -305,10 +329,6 @@ impl Catalog {
             Err(other) => Err(Error::invalid_at("/guardrails/approval/notify/url", other.to_string())),
         }
     }
-}
-
-pub(crate) async fn load_action(tx: &mut dyn Tx, identifier: &str) -> Result<ActionRecord> {
-    tx.action(identifier).await?.ok_or_else(|| Error::not_found(format!("action '{identifier}'")))
 }
 
 async fn check_secrets_exist(tx: &mut dyn Tx, action: &Action) -> Result<()> {

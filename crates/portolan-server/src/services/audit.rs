@@ -11,8 +11,11 @@ use portolan_model::audit::{AuditEntry, AuditKey, AuditRecord, ChainCheck, Check
 use portolan_model::permission::{Access, EntityOp};
 use portolan_store::{AuditFilter, Store, Tx};
 
-use super::catalog::Catalog;
-use super::{Actor, Principal};
+use std::sync::Arc;
+
+use super::actor::{Actor, Principal};
+use super::core::Core;
+use super::permissions::Permissions;
 use crate::error::{Error, ErrorCode, Result};
 use crate::keys::{KEY_BYTES, Keys};
 
@@ -28,7 +31,26 @@ pub const MAX_AUDIT_PAGE: u32 = 1_000;
 /// How many pages of records a member's listing looks through for ones they may see.
 const MEMBER_SCAN_PAGES: u32 = 10;
 
-impl Catalog {
+/// The audit log: reading it, recording refusals, and its signed checkpoints.
+#[derive(Clone)]
+pub struct Audit {
+    core: Core,
+    permissions: Permissions,
+    signer: Arc<AuditSigner>,
+}
+
+impl Audit {
+    /// What signs the log and where its checkpoints go.
+    pub fn signer(&self) -> &AuditSigner {
+        &self.signer
+    }
+
+    pub fn new(core: Core, permissions: Permissions, signer: Arc<AuditSigner>) -> Self {
+        Self { core, permissions, signer }
+    }
+}
+
+impl Audit {
     /// Records a refused attempt in a transaction of its own (the attempt's own was rolled back).
     /// A failure to record is logged: the refusal stands either way.
     /// Records matching `filter`, newest first, that the actor may see, and the cursor of the next
@@ -43,7 +65,7 @@ impl Catalog {
         if !(1..=MAX_AUDIT_PAGE).contains(&limit) {
             return Err(Error::invalid_at("/limit", format!("limit must be between 1 and {MAX_AUDIT_PAGE}")));
         }
-        let mut tx = self.store().read().await?;
+        let mut tx = self.core.store().read().await?;
         let everything = match &actor.principal {
             Principal::System => true,
             Principal::User(user) => user.is_admin(),
@@ -87,11 +109,11 @@ impl Catalog {
         }
         match entry.resource_type.as_str() {
             "blueprint" | "scorecard" => Ok(true),
-            "run" => Ok(self.visible_run(tx, actor, &entry.resource_id).await.is_ok()),
+            "run" => Ok(self.permissions.visible_run(tx, actor, &entry.resource_id).await.is_ok()),
             "entity" => {
                 let Some(blueprint) = &entry.blueprint else { return Ok(false) };
                 if !reads.contains_key(blueprint) {
-                    let access = self.entity_access(tx, actor, blueprint, EntityOp::Read).await?;
+                    let access = self.permissions.entity_access(tx, actor, blueprint, EntityOp::Read).await?;
                     reads.insert(blueprint.clone(), access);
                 }
                 let access = &reads[blueprint];
@@ -101,7 +123,7 @@ impl Catalog {
                 // Only entities that still exist can be checked; the history of a deleted one is
                 // shown to those who may read every entity of its blueprint.
                 let ids = [entry.resource_id.clone()];
-                Ok(!self.admitted_by(tx, actor, blueprint, access, &ids).await?.is_empty())
+                Ok(!self.permissions.admitted_by(tx, actor, blueprint, access, &ids).await?.is_empty())
             }
             _ => Ok(false),
         }
@@ -117,13 +139,13 @@ impl Catalog {
         limit: u32,
     ) -> Result<(Vec<AuditRecord>, Option<i64>)> {
         {
-            let mut tx = self.store().read().await?;
+            let mut tx = self.core.store().read().await?;
             let hidden = || Error::not_found(format!("entity '{identifier}' of blueprint '{blueprint}'"));
-            let access = self.entity_access(tx.as_mut(), actor, blueprint, EntityOp::Read).await?;
+            let access = self.permissions.entity_access(tx.as_mut(), actor, blueprint, EntityOp::Read).await?;
             let ids = [identifier.to_string()];
             let exists = tx.entity(blueprint, identifier).await?.is_some();
             let readable = match exists {
-                true => !self.admitted_by(tx.as_mut(), actor, blueprint, &access, &ids).await?.is_empty(),
+                true => !self.permissions.admitted_by(tx.as_mut(), actor, blueprint, &access, &ids).await?.is_empty(),
                 false => access == Access::Everything,
             };
             if !readable {
@@ -143,7 +165,7 @@ impl Catalog {
 
     pub(crate) async fn record_denial(&self, entry: AuditEntry) {
         let written = async {
-            let mut tx = self.store().write().await?;
+            let mut tx = self.core.store().write().await?;
             tx.append_audit(&[entry]).await?;
             tx.commit().await
         };
@@ -402,8 +424,8 @@ pub async fn sign_checkpoint(
     Ok(Ok(Checkpoint::sign(key, seq, hash, record_mac.as_deref(), now)))
 }
 
-impl Catalog {
-    /// [`Catalog::audit_checkpoint`] on request: admins only.
+impl Audit {
+    /// [`Audit::audit_checkpoint`] on request: admins only.
     pub async fn request_audit_checkpoint(&self, actor: &Actor) -> Result<Checkpoint> {
         match &actor.principal {
             Principal::System => {}
@@ -417,20 +439,21 @@ impl Catalog {
     /// this process signed) and writes it to the checkpoint directory, if there is one. A broken
     /// log gets no checkpoint: the error says where it broke.
     pub async fn audit_checkpoint(&self) -> Result<(Checkpoint, Option<PathBuf>)> {
-        let signer = &self.engine().audit;
+        let signer = &self.signer;
         let mut last = signer.last.lock().await;
         if last.is_none() {
             *last = self.newest_checkpoint_file();
         }
-        let checkpoint = match sign_checkpoint(self.store().as_ref(), &signer.key, last.as_ref(), self.now()).await? {
-            Ok(checkpoint) => checkpoint,
-            Err(broken) => {
-                return Err(Error::new(
-                    ErrorCode::Internal,
-                    format!("the audit log is broken, so no checkpoint was signed: {broken}"),
-                ));
-            }
-        };
+        let checkpoint =
+            match sign_checkpoint(self.core.store().as_ref(), &signer.key, last.as_ref(), self.core.now()).await? {
+                Ok(checkpoint) => checkpoint,
+                Err(broken) => {
+                    return Err(Error::new(
+                        ErrorCode::Internal,
+                        format!("the audit log is broken, so no checkpoint was signed: {broken}"),
+                    ));
+                }
+            };
         let mut written = None;
         if let Some(dir) = &signer.checkpoint_dir
             && last.as_ref().is_none_or(|l| l.seq != checkpoint.seq)
@@ -446,7 +469,7 @@ impl Catalog {
 
     /// The newest checkpoint in the checkpoint directory that this key signed.
     fn newest_checkpoint_file(&self) -> Option<Checkpoint> {
-        let signer = &self.engine().audit;
+        let signer = &self.signer;
         let dir = signer.checkpoint_dir.as_deref()?;
         checkpoint_files(dir)
             .iter()
@@ -456,8 +479,8 @@ impl Catalog {
 
     /// Whether a checkpoint is due: the log grew since the last one.
     pub async fn audit_grew(&self) -> Result<bool> {
-        let head = self.store().read().await?.audit_head().await?.0;
-        let last = self.engine().audit.last.lock().await.as_ref().map(|c| c.seq);
+        let head = self.core.store().read().await?.audit_head().await?.0;
+        let last = self.signer.last.lock().await.as_ref().map(|c| c.seq);
         Ok(last != Some(head))
     }
 }

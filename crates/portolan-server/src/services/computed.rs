@@ -13,8 +13,9 @@ use portolan_store::query_sql::{Aggregate, AggregatePlan, AggregateResult};
 use portolan_store::{Job, NewJob, Tx};
 use serde_json::{Map, Value, json};
 
-use super::all_blueprints;
-use super::catalog::Catalog;
+use std::sync::Arc;
+
+use super::core::{Core, all_blueprints, change};
 use super::scorecards::compiled_scorecards;
 use crate::error::{Error, ErrorCode, Result};
 use crate::sandbox::JqSandbox;
@@ -257,14 +258,38 @@ fn relation_targets(value: Option<&Value>) -> Vec<String> {
     }
 }
 
-impl Catalog {
+/// Computed properties and scorecard results: computed on write, recomputed by background jobs.
+#[derive(Clone)]
+pub struct Computed {
+    core: Core,
+    jq: Option<Arc<JqSandbox>>,
+}
+
+impl Computed {
+    pub fn new(core: Core, jq: Option<Arc<JqSandbox>>) -> Self {
+        Self { core, jq }
+    }
+}
+
+impl Computed {
     /// Runs recompute jobs in one transaction (one commit for the batch): recomputes each entity
     /// and, if anything changed, queues the entities that read it. The jobs' completion commits
     /// with their effects; if any lease was lost, nothing is committed.
+    /// Computes an entity's mirror, aggregation and calculation values (see [`compute_properties`]).
+    pub(crate) async fn compute_properties(
+        &self,
+        tx: &mut dyn Tx,
+        blueprints: &[Blueprint],
+        entity: &mut Entity,
+        now: Millis,
+    ) -> Result<()> {
+        compute_properties(tx, blueprints, entity, now, self.jq.as_deref()).await
+    }
+
     pub async fn run_recomputes(&self, jobs: &[&Job], owner: &str) -> Result<()> {
-        let mut tx = self.store().write().await?;
+        let mut tx = self.core.store().write().await?;
         let blueprints = all_blueprints(tx.as_mut()).await?;
-        let now = self.now();
+        let now = self.core.now();
         let target = |job: &Job| EntityRef {
             blueprint: job.payload["blueprint"].as_str().unwrap_or_default().to_string(),
             identifier: job.payload["identifier"].as_str().unwrap_or_default().to_string(),
@@ -280,7 +305,7 @@ impl Catalog {
             }
         }
         tx.commit().await?;
-        self.work_signal().notify_one();
+        self.core.wake_worker();
         Ok(())
     }
 
@@ -294,7 +319,7 @@ impl Catalog {
         let Some(before) = tx.entity(&target.blueprint, &target.identifier).await? else { return Ok(()) };
         let Some(blueprint) = blueprints.iter().find(|b| b.identifier == target.blueprint) else { return Ok(()) };
         let mut after = before.clone();
-        compute_properties(tx, blueprints, &mut after, now, self.sandbox()).await?;
+        compute_properties(tx, blueprints, &mut after, now, self.jq.as_deref()).await?;
         let scorecards = compiled_scorecards(tx, blueprint, now).await?;
         after.scorecards = scorecard::score(&scorecards, &after);
         let changed = after.properties != before.properties
@@ -303,7 +328,7 @@ impl Catalog {
         if changed
             && tx.put_computed(target, before.version, &after.properties, &after.scorecards, &after.diagnostics).await?
         {
-            tx.publish(&super::catalog::change("entity.computed", target, Some(before.version))).await?;
+            tx.publish(&change("entity.computed", target, Some(before.version))).await?;
             let next = dependents(tx, blueprints, Some(&before), Some(&after)).await?;
             tx.enqueue_jobs(&recompute_jobs(next, now)).await?;
         }

@@ -13,8 +13,12 @@ use portolan_store::{Account, AccountKind, ApiToken, Session, Tx};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use std::sync::Arc;
+
+use super::actor::{Actor, Origin};
+use super::audit::Audit;
 use super::catalog::{Catalog, WriteMode};
-use super::{Actor, Origin};
+use super::core::Core;
 use crate::error::{Error, ErrorCode, Result};
 use crate::keys;
 
@@ -86,7 +90,28 @@ pub struct SessionActor {
     pub session: Session,
 }
 
-impl Catalog {
+/// Accounts, sign-in, sessions and API tokens.
+#[derive(Clone)]
+pub struct Identity {
+    core: Core,
+    catalog: Catalog,
+    audit: Audit,
+    throttle: Arc<LoginThrottle>,
+    sessions: SessionPolicy,
+}
+
+impl Identity {
+    pub fn new(core: Core, catalog: Catalog, audit: Audit, sessions: SessionPolicy) -> Self {
+        Self { core, catalog, audit, throttle: Arc::default(), sessions }
+    }
+
+    /// How long sessions last.
+    pub fn session_policy(&self) -> SessionPolicy {
+        self.sessions
+    }
+}
+
+impl Identity {
     /// The user behind an account, or 401 when the account is gone or disabled.
     pub(crate) async fn signed_in_user(&self, tx: &mut dyn Tx, user_id: &str) -> Result<User> {
         let gone = || Error::unauthorized("the account no longer exists or is disabled");
@@ -100,8 +125,8 @@ impl Catalog {
 
     /// The actor an API token (`plt_...`) stands for.
     pub async fn authenticate_token(&self, token: &str) -> Result<Actor> {
-        let now = self.now();
-        let mut tx = self.store().read().await?;
+        let now = self.core.now();
+        let mut tx = self.core.store().read().await?;
         let Some(record) = tx.api_token(&keys::token_sha256(token)).await?.filter(|t| t.revoked_at.is_none()) else {
             let refused = Error::unauthorized("unknown or revoked API token");
             return Err(self.refuse("auth.failed", "token", "unknown", refused).await);
@@ -116,7 +141,7 @@ impl Catalog {
         };
         drop(tx);
         if record.last_used_at.is_none_or(|at| now - at > TOUCH_EVERY_MS) {
-            let mut tx = self.store().write().await?;
+            let mut tx = self.core.store().write().await?;
             tx.touch_api_token(&record.id, now).await?;
             tx.commit().await?;
         }
@@ -125,14 +150,14 @@ impl Catalog {
 
     /// The actor a session cookie stands for; an expired session is removed.
     pub async fn authenticate_session(&self, cookie: &str) -> Result<SessionActor> {
-        let now = self.now();
-        let policy = self.session_policy();
+        let now = self.core.now();
+        let policy = self.sessions;
         let id = keys::token_sha256(cookie);
-        let mut tx = self.store().read().await?;
+        let mut tx = self.core.store().read().await?;
         let session = tx.session(&id).await?.ok_or_else(|| Error::unauthorized("not signed in (no such session)"))?;
         if session.expires_at <= now || session.last_seen_at + policy.idle_ms <= now {
             drop(tx);
-            let mut tx = self.store().write().await?;
+            let mut tx = self.core.store().write().await?;
             tx.delete_session(&id).await?;
             let ended =
                 Actor::system(session.user.clone(), Origin::Api).entry(now, "session.expire", "session", &session.user);
@@ -146,7 +171,7 @@ impl Catalog {
         };
         drop(tx);
         if now - session.last_seen_at > TOUCH_EVERY_MS {
-            let mut tx = self.store().write().await?;
+            let mut tx = self.core.store().write().await?;
             tx.touch_session(&id, now).await?;
             tx.commit().await?;
         }
@@ -156,23 +181,23 @@ impl Catalog {
     /// Checks a password and opens a session. Failures are throttled per account, per address
     /// and per pair of both.
     pub async fn login(&self, username: &str, password: &str, address: &str) -> Result<NewSession> {
-        let now = self.now();
+        let now = self.core.now();
         if username.len() > MAX_USERNAME {
             return Err(Error::unauthorized("wrong username or password"));
         }
         // Counted as a failure before the (slow) check, so parallel guesses cannot slip through.
-        if let Err(throttled) = self.throttle().begin(username, address, now) {
+        if let Err(throttled) = self.throttle.begin(username, address, now) {
             return Err(self.refuse("login.throttled", "account", username, throttled).await);
         }
         let account = {
-            let mut tx = self.store().read().await?;
+            let mut tx = self.core.store().read().await?;
             tx.account(username).await?
         };
         let hash = account.as_ref().filter(|a| a.kind == AccountKind::Person).and_then(|a| a.password_hash.clone());
         let verified = verify_password(password.to_string(), hash).await;
         let user = match (verified, &account) {
             (true, Some(account)) => {
-                let mut tx = self.store().read().await?;
+                let mut tx = self.core.store().read().await?;
                 self.signed_in_user(tx.as_mut(), &account.user).await.ok()
             }
             _ => None,
@@ -181,7 +206,7 @@ impl Catalog {
             let refused = Error::unauthorized("wrong username or password");
             return Err(self.refuse("login.failed", "account", username, refused).await);
         };
-        self.throttle().succeeded(username, address, now);
+        self.throttle.succeeded(username, address, now);
         self.open_session(&user, "password").await
     }
 
@@ -190,15 +215,15 @@ impl Catalog {
     async fn refuse(&self, action: &str, resource_type: &str, who: &str, refusal: Error) -> Error {
         let who: String = who.chars().take(MAX_USERNAME).collect();
         let entry = Actor::system(who.clone(), Origin::Api)
-            .entry(self.now(), action, resource_type, &who)
+            .entry(self.core.now(), action, resource_type, &who)
             .denied(&refusal.message);
-        self.record_denial(entry).await;
+        self.audit.record_denial(entry).await;
         refusal
     }
 
     /// A new session for a signed-in user.
     pub(crate) async fn open_session(&self, user: &User, method: &str) -> Result<NewSession> {
-        let now = self.now();
+        let now = self.core.now();
         let cookie = keys::random_token();
         let session = Session {
             id_sha256: keys::token_sha256(&cookie),
@@ -206,9 +231,9 @@ impl Catalog {
             csrf: keys::random_token(),
             created_at: now,
             last_seen_at: now,
-            expires_at: now + self.session_policy().absolute_ms,
+            expires_at: now + self.sessions.absolute_ms,
         };
-        let mut tx = self.store().write().await?;
+        let mut tx = self.core.store().write().await?;
         tx.insert_session(&session).await?;
         let entry = Actor::user(user.clone(), Origin::Ui).entry(now, "login", "session", &user.id).changed(
             None,
@@ -220,9 +245,9 @@ impl Catalog {
     }
 
     pub async fn logout(&self, actor: &Actor, session: &Session) -> Result<()> {
-        let mut tx = self.store().write().await?;
+        let mut tx = self.core.store().write().await?;
         tx.delete_session(&session.id_sha256).await?;
-        tx.append_audit(&[actor.entry(self.now(), "logout", "session", &session.user)]).await?;
+        tx.append_audit(&[actor.entry(self.core.now(), "logout", "session", &session.user)]).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -238,9 +263,9 @@ impl Catalog {
         if new.service && new.password.is_some() {
             return Err(Error::invalid_at("/password", "service accounts sign in with tokens only"));
         }
-        let now = self.now();
+        let now = self.core.now();
         {
-            let mut tx = self.store().read().await?;
+            let mut tx = self.core.store().read().await?;
             if tx.account(&new.identifier).await?.is_some() {
                 return Err(Error::new(
                     ErrorCode::AlreadyExists,
@@ -262,15 +287,16 @@ impl Catalog {
             document["title"] = json!(title);
         }
         let system_actor = Actor { principal: super::Principal::System, ..actor.clone() };
-        self.write_entity(
-            &system_actor,
-            system::USER,
-            None,
-            document,
-            WriteMode::Create { upsert: true, merge: true },
-            None,
-        )
-        .await?;
+        self.catalog
+            .write_entity(
+                &system_actor,
+                system::USER,
+                None,
+                document,
+                WriteMode::Create { upsert: true, merge: true },
+                None,
+            )
+            .await?;
         let password_hash = match new.password {
             Some(password) => Some(hash_password(password).await?),
             None => None,
@@ -283,7 +309,7 @@ impl Catalog {
             created_at: now,
             updated_at: now,
         };
-        let mut tx = self.store().write().await?;
+        let mut tx = self.core.store().write().await?;
         tx.put_account(&account).await?;
         let entry =
             actor.entry(now, "account.create", "account", &account.user).changed(None, Some(account_view(&account)));
@@ -294,7 +320,7 @@ impl Catalog {
 
     pub async fn list_accounts(&self, actor: &Actor) -> Result<Vec<Account>> {
         self.require_manage_portal(actor)?;
-        Ok(self.store().read().await?.accounts().await?)
+        Ok(self.core.store().read().await?.accounts().await?)
     }
 
     /// Changes a role, status or password. Admins only, except that users may change their own
@@ -307,7 +333,7 @@ impl Catalog {
         if actor.id == user && (change.role == Some(Role::Member) || change.status.as_deref() == Some("disabled")) {
             return Err(Error::forbidden("admins cannot demote or disable themselves; ask another admin"));
         }
-        let current = { self.store().read().await?.account(user).await? }
+        let current = { self.core.store().read().await?.account(user).await? }
             .ok_or_else(|| Error::not_found(format!("account '{user}'")))?;
         let password_hash = match change.password {
             Some(_) if current.kind == AccountKind::Service => {
@@ -331,9 +357,9 @@ impl Catalog {
             }
             let system_actor = Actor { principal: super::Principal::System, ..actor.clone() };
             let patch = json!({"properties": {"status": status}});
-            self.write_entity(&system_actor, system::USER, Some(user), patch, WriteMode::Patch, None).await?;
+            self.catalog.write_entity(&system_actor, system::USER, Some(user), patch, WriteMode::Patch, None).await?;
         }
-        let mut tx = self.store().write().await?;
+        let mut tx = self.core.store().write().await?;
         let mut account = tx.account(user).await?.ok_or_else(|| Error::not_found(format!("account '{user}'")))?;
         let before = account_view(&account);
         if let Some(role) = change.role {
@@ -343,7 +369,7 @@ impl Catalog {
         if password_changed {
             account.password_hash = password_hash;
         }
-        account.updated_at = self.now();
+        account.updated_at = self.core.now();
         tx.put_account(&account).await?;
         let mut after = account_view(&account);
         if password_changed {
@@ -364,7 +390,7 @@ impl Catalog {
     /// On first start with no accounts: an `admin` account, with `password` or a generated one
     /// (returned, to be shown once).
     pub async fn bootstrap_admin(&self, password: Option<String>) -> Result<Option<String>> {
-        if !self.store().read().await?.accounts().await?.is_empty() {
+        if !self.core.store().read().await?.accounts().await?.is_empty() {
             return Ok(None);
         }
         let generated = password.is_none();
@@ -422,7 +448,7 @@ impl Catalog {
         if expires_in_days.is_some_and(|d| d == 0 || d > 3650) {
             return Err(Error::invalid_at("/expiresInDays", "a token lasts 1 to 3650 days"));
         }
-        let now = self.now();
+        let now = self.core.now();
         let (token, hash) = keys::new_token();
         let record = ApiToken {
             id: format!("tok_{}", uuid::Uuid::new_v4().simple()),
@@ -435,7 +461,7 @@ impl Catalog {
             last_used_at: None,
             revoked_at: None,
         };
-        let mut tx = self.store().write().await?;
+        let mut tx = self.core.store().write().await?;
         if tx.account(&owner).await?.is_none() {
             return Err(Error::invalid_at("/user", format!("'{owner}' has no account")));
         }
@@ -452,18 +478,18 @@ impl Catalog {
     /// The caller's tokens; for admins, everyone's.
     pub async fn list_api_tokens(&self, actor: &Actor) -> Result<Vec<ApiToken>> {
         let only = if self.require_manage_portal(actor).is_ok() { None } else { Some(actor.id.as_str()) };
-        Ok(self.store().read().await?.api_tokens(only).await?)
+        Ok(self.core.store().read().await?.api_tokens(only).await?)
     }
 
     /// Revokes one of the caller's tokens (admins: anyone's). Another's token answers 404.
     pub async fn revoke_api_token(&self, actor: &Actor, id: &str) -> Result<()> {
         let admin = self.require_manage_portal(actor).is_ok();
-        let mut tx = self.store().write().await?;
+        let mut tx = self.core.store().write().await?;
         let owned = tx.api_tokens(if admin { None } else { Some(actor.id.as_str()) }).await?.iter().any(|t| t.id == id);
-        if !owned || !tx.revoke_api_token(id, self.now()).await? {
+        if !owned || !tx.revoke_api_token(id, self.core.now()).await? {
             return Err(Error::not_found(format!("active API token '{id}'")));
         }
-        tx.append_audit(&[actor.entry(self.now(), "token.revoke", "token", id)]).await?;
+        tx.append_audit(&[actor.entry(self.core.now(), "token.revoke", "token", id)]).await?;
         tx.commit().await?;
         Ok(())
     }

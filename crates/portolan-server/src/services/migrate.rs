@@ -227,7 +227,7 @@ async fn copy_actions_and_runs(source: &mut dyn Tx, target: &mut dyn Tx, report:
                     target.lease_run(&run.id, "lost in the migration", 0, false).await?;
                 }
                 (Some(_), _) => {}
-                (None, _) => target.enqueue_jobs(&[crate::services::runs::dispatch_job(run)]).await?,
+                (None, _) => target.enqueue_jobs(&[crate::services::runlog::dispatch_job(run)]).await?,
             }
         }
         let mut after = 0;

@@ -16,11 +16,16 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use std::sync::Arc;
+
+use super::actor::{Actor, Origin};
 use super::catalog::{Catalog, WriteMode};
-use super::identity::NewSession;
-use super::{Actor, Origin};
+use super::core::Core;
+use super::identity::{Identity, NewSession};
 use crate::error::{Error, ErrorCode, Result};
 use crate::keys;
+use crate::keys::Keys;
+use crate::outbound::Outbound;
 use crate::outbound::{OutboundError, Purpose};
 
 /// How long a sign-in may take at the provider.
@@ -110,16 +115,47 @@ pub(crate) fn local_path(return_to: Option<&str>) -> String {
     }
 }
 
-impl Catalog {
+/// Single sign-on with an OpenID Connect provider.
+#[derive(Clone)]
+pub struct Oidc {
+    core: Core,
+    identity: Identity,
+    catalog: Catalog,
+    outbound: Arc<Outbound>,
+    keys: Arc<Keys>,
+    settings: Option<OidcSettings>,
+    public_url: Arc<str>,
+}
+
+impl Oidc {
+    pub fn new(
+        core: Core,
+        identity: Identity,
+        catalog: Catalog,
+        outbound: Arc<Outbound>,
+        keys: Arc<Keys>,
+        settings: Option<OidcSettings>,
+        public_url: Arc<str>,
+    ) -> Self {
+        Self { core, identity, catalog, outbound, keys, settings, public_url }
+    }
+}
+
+impl Oidc {
+    /// Whether single sign-on is configured.
+    pub fn enabled(&self) -> bool {
+        self.settings.is_some()
+    }
+
     fn oidc_settings(&self) -> Result<OidcSettings> {
-        self.engine()
-            .oidc()
+        self.settings
+            .clone()
             .ok_or_else(|| Error::new(ErrorCode::NotFound, "single sign-on is not configured on this server"))
     }
 
     /// A GET for the provider: its issuer's origin is trusted, other origins it names are not.
     async fn provider_get(&self, url: &str) -> std::result::Result<reqwest::Response, OutboundError> {
-        let request = self.engine().outbound.request(Purpose::SignOn, reqwest::Method::GET, url)?;
+        let request = self.outbound.request(Purpose::SignOn, reqwest::Method::GET, url)?;
         request.timeout(PROVIDER_TIMEOUT).send().await
     }
 
@@ -142,7 +178,7 @@ impl Catalog {
             nonce: keys::random_token(),
             verifier: keys::random_token(),
             return_to: local_path(return_to),
-            started: self.now(),
+            started: self.core.now(),
         };
         let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(flow.verifier.as_bytes()));
         let mut location = url::Url::parse(&discovery.authorization_endpoint)
@@ -161,12 +197,12 @@ impl Catalog {
             location.query_pairs_mut().append_pair("login_hint", hint);
         }
         let plain = serde_json::to_string(&flow).map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))?;
-        let sealed = self.engine().keys.seal(SEAL_CONTEXT, &plain)?;
+        let sealed = self.keys.seal(SEAL_CONTEXT, &plain)?;
         Ok(Redirect { location: location.to_string(), flow_cookie: URL_SAFE_NO_PAD.encode(sealed) })
     }
 
     pub fn oidc_redirect_uri(&self) -> String {
-        format!("{}/api/v1/auth/oidc/callback", self.engine().public_url())
+        format!("{}/api/v1/auth/oidc/callback", self.public_url)
     }
 
     /// Finishes a sign-in: checks the state against the flow cookie, redeems the code with the
@@ -180,13 +216,13 @@ impl Catalog {
         let settings = self.oidc_settings()?;
         let flow: Flow = flow_cookie
             .and_then(|c| URL_SAFE_NO_PAD.decode(c).ok())
-            .and_then(|sealed| self.engine().keys.open(SEAL_CONTEXT, &sealed).ok())
+            .and_then(|sealed| self.keys.open(SEAL_CONTEXT, &sealed).ok())
             .and_then(|plain| serde_json::from_str(&plain).ok())
             .ok_or_else(|| unauthorized("this sign-in was not started here (no valid sign-in cookie); start again"))?;
         if !keys::same(state, &flow.state) {
             return Err(unauthorized("the sign-in state does not match; start again"));
         }
-        if self.now() - flow.started > FLOW_LIFETIME_MS {
+        if self.core.now() - flow.started > FLOW_LIFETIME_MS {
             return Err(Error::new(ErrorCode::TokenExpired, "the sign-in took too long; start again"));
         }
         let discovery = self.discovery(&settings).await?;
@@ -197,7 +233,6 @@ impl Catalog {
             .append_pair("code_verifier", &flow.verifier)
             .finish();
         let response = self
-            .engine()
             .outbound
             .request(Purpose::SignOn, reqwest::Method::POST, &discovery.token_endpoint)
             .map_err(|e| provider_failed("token endpoint", e))?
@@ -220,7 +255,7 @@ impl Catalog {
             return Err(unauthorized("the ID token was not issued for this sign-in (nonce)"));
         }
         let user = self.sso_user(&settings, claims).await?;
-        Ok((self.open_session(&user, "sso").await?, flow.return_to))
+        Ok((self.identity.open_session(&user, "sso").await?, flow.return_to))
     }
 
     async fn verify_id_token(&self, settings: &OidcSettings, discovery: &Discovery, token: &str) -> Result<IdClaims> {
@@ -260,8 +295,8 @@ impl Catalog {
             .and_then(Value::as_array)
             .map(|g| g.iter().filter_map(Value::as_str).map(str::to_string).collect())
             .unwrap_or_default();
-        let now = self.now();
-        let mut tx = self.store().write().await?;
+        let now = self.core.now();
+        let mut tx = self.core.store().write().await?;
         let teams: Vec<String> = tx.existing(system::TEAM, &groups).await?.into_iter().collect();
         let mut teams: Vec<String> = groups.iter().filter(|g| teams.contains(g)).cloned().collect();
         teams.dedup();
@@ -299,10 +334,11 @@ impl Catalog {
             document["title"] = json!(name);
         }
         let sso = Actor::system("sso", Origin::Api);
-        self.write_entity(&sso, system::USER, None, document, WriteMode::Create { upsert: true, merge: true }, None)
+        self.catalog
+            .write_entity(&sso, system::USER, None, document, WriteMode::Create { upsert: true, merge: true }, None)
             .await?;
-        let mut tx = self.store().read().await?;
-        self.signed_in_user(tx.as_mut(), &identifier).await
+        let mut tx = self.core.store().read().await?;
+        self.identity.signed_in_user(tx.as_mut(), &identifier).await
     }
 }
 

@@ -7,13 +7,14 @@ use std::collections::{HashMap, HashSet};
 use portolan_model::entity::ValidEntity;
 use portolan_model::permission::{Access, ActionOp, ActionPermissions, BlueprintPermissions, EntityOp, User};
 use portolan_model::query::{self, Query, QueryContext, Scope};
+use portolan_model::run::Run;
 use portolan_model::{Blueprint, Entity, EntityRef, system};
 use portolan_store::query_sql::SearchPlan;
 use portolan_store::{ChangeEvent, Tx};
 use serde_json::Value;
 
-use super::catalog::{Catalog, to_json};
-use super::{Actor, Principal, all_blueprints};
+use super::actor::{Actor, Principal};
+use super::core::{Core, all_blueprints, load_action, load_blueprint, lock_blueprint, to_json};
 use crate::error::{Error, Result};
 
 const RUN_TOKEN_LIMIT: &str = "a run token may only report on its run and change the catalog for it";
@@ -53,7 +54,17 @@ pub(crate) fn user_context(now: portolan_model::Millis, user: Option<&User>) -> 
     }
 }
 
-impl Catalog {
+/// Every authorisation decision: grants of blueprints and actions, read filters, run visibility.
+#[derive(Clone)]
+pub struct Permissions {
+    core: Core,
+}
+
+impl Permissions {
+    pub fn new(core: Core) -> Self {
+        Self { core }
+    }
+
     pub(crate) async fn blueprint_permissions(&self, tx: &mut dyn Tx, blueprint: &str) -> Result<BlueprintPermissions> {
         match tx.permissions(&blueprint_resource(blueprint)).await? {
             None => Ok(BlueprintPermissions::default()),
@@ -132,7 +143,7 @@ impl Catalog {
         if user.is_admin() {
             return Ok(None);
         }
-        let context = user_context(self.now(), Some(user));
+        let context = user_context(self.core.now(), Some(user));
         let mut unrestricted = Vec::new();
         let mut narrowed = Vec::new();
         let mut hidden = false;
@@ -186,7 +197,7 @@ impl Catalog {
         let Some(bp) = blueprints.iter().find(|b| b.identifier == blueprint) else {
             return Ok(HashSet::new());
         };
-        let context = user_context(self.now(), actor.reader());
+        let context = user_context(self.core.now(), actor.reader());
         let query = match access.as_query() {
             Some(document) => parse_condition(&document, &blueprints, bp, &context)?,
             None => Query::And(vec![]),
@@ -220,7 +231,7 @@ impl Catalog {
             sort: None,
             after: None,
             limit: identifiers.len() as u32,
-            required_relations: super::search::required_relations(blueprints),
+            required_relations: required_relations(blueprints),
         };
         Ok(tx.search(&plan).await?.into_iter().map(|e| e.identifier).collect())
     }
@@ -276,7 +287,7 @@ impl Catalog {
         };
         let permissions = self.blueprint_permissions(tx, bp).await?;
         let blueprints = all_blueprints(tx).await?;
-        let context = user_context(self.now(), Some(&user));
+        let context = user_context(self.core.now(), Some(&user));
         let create = permissions.entities(&user, EntityOp::Create);
         let create_query = match &create {
             Access::Only(condition) => Some(parse_condition(condition, &blueprints, blueprint, &context)?),
@@ -379,7 +390,7 @@ impl Catalog {
             return true;
         }
         let seen = async {
-            let mut tx = self.store().read().await?;
+            let mut tx = self.core.store().read().await?;
             if change.kind.starts_with("run.") {
                 return Ok::<bool, Error>(self.visible_run(tx.as_mut(), actor, &change.identifier).await.is_ok());
             }
@@ -402,7 +413,7 @@ impl Catalog {
             Principal::User(user) if user.is_admin() => return Ok(Managed { all: true, blueprints: HashSet::new() }),
             Principal::User(user) => user,
         };
-        let mut tx = self.store().read().await?;
+        let mut tx = self.core.store().read().await?;
         let mut blueprints = HashSet::new();
         for record in tx.blueprints().await? {
             let id = record.blueprint.identifier;
@@ -416,8 +427,8 @@ impl Catalog {
     // ---- the permission documents ----
 
     pub async fn get_blueprint_permissions(&self, actor: &Actor, blueprint: &str) -> Result<BlueprintPermissions> {
-        let mut tx = self.store().read().await?;
-        self.blueprint_record(tx.as_mut(), blueprint).await?;
+        let mut tx = self.core.store().read().await?;
+        load_blueprint(tx.as_mut(), blueprint).await?;
         self.require_manage(tx.as_mut(), actor, Some(blueprint)).await?;
         self.blueprint_permissions(tx.as_mut(), blueprint).await
     }
@@ -430,8 +441,8 @@ impl Catalog {
         document: Value,
     ) -> Result<BlueprintPermissions> {
         let new = BlueprintPermissions::from_json(document)?;
-        let mut tx = self.store().write().await?;
-        self.locked_blueprint_record(tx.as_mut(), blueprint).await?;
+        let mut tx = self.core.store().write().await?;
+        lock_blueprint(tx.as_mut(), blueprint).await?;
         let current = self.blueprint_permissions(tx.as_mut(), blueprint).await?;
         if let Some(user) = actor.as_user() {
             current.check_change(user, &new).map_err(Error::forbidden)?;
@@ -441,9 +452,9 @@ impl Catalog {
         check_conditions(tx.as_mut(), blueprint, &new.conditions()).await?;
         let stored =
             serde_json::to_value(&new).map_err(|e| Error::new(crate::error::ErrorCode::Internal, e.to_string()))?;
-        tx.put_permissions(&blueprint_resource(blueprint), Some(&stored), self.now(), &actor.id).await?;
+        tx.put_permissions(&blueprint_resource(blueprint), Some(&stored), self.core.now(), &actor.id).await?;
         let entry = actor
-            .entry(self.now(), "permissions.update", "permissions", &blueprint_resource(blueprint))
+            .entry(self.core.now(), "permissions.update", "permissions", &blueprint_resource(blueprint))
             .on(blueprint)
             .changed(Some(to_json(&current)), Some(stored));
         tx.append_audit(&[entry]).await?;
@@ -452,8 +463,8 @@ impl Catalog {
     }
 
     pub async fn get_action_permissions(&self, actor: &Actor, action: &str) -> Result<ActionPermissions> {
-        let mut tx = self.store().read().await?;
-        let record = super::actions::load_action(tx.as_mut(), action).await?;
+        let mut tx = self.core.store().read().await?;
+        let record = load_action(tx.as_mut(), action).await?;
         self.require_manage(tx.as_mut(), actor, record.action.blueprint()).await?;
         self.action_permissions(tx.as_mut(), action).await
     }
@@ -467,8 +478,8 @@ impl Catalog {
         document: Value,
     ) -> Result<ActionPermissions> {
         let new = ActionPermissions::from_json(document)?;
-        let mut tx = self.store().write().await?;
-        let record = super::actions::load_action(tx.as_mut(), action).await?;
+        let mut tx = self.core.store().write().await?;
+        let record = load_action(tx.as_mut(), action).await?;
         let blueprint = record.action.blueprint();
         self.require_manage(tx.as_mut(), actor, blueprint).await?;
         if let Some(blueprint) = blueprint {
@@ -482,9 +493,9 @@ impl Catalog {
         let stored =
             serde_json::to_value(&new).map_err(|e| Error::new(crate::error::ErrorCode::Internal, e.to_string()))?;
         let current = self.action_permissions(tx.as_mut(), action).await?;
-        tx.put_permissions(&action_resource(action), Some(&stored), self.now(), &actor.id).await?;
+        tx.put_permissions(&action_resource(action), Some(&stored), self.core.now(), &actor.id).await?;
         let mut entry = actor
-            .entry(self.now(), "permissions.update", "permissions", &action_resource(action))
+            .entry(self.core.now(), "permissions.update", "permissions", &action_resource(action))
             .changed(Some(to_json(&current)), Some(stored));
         entry.blueprint = blueprint.map(str::to_string);
         tx.append_audit(&[entry]).await?;
@@ -499,7 +510,7 @@ impl Catalog {
         blueprint: Option<&str>,
         action: Option<&str>,
     ) -> Result<()> {
-        let now = self.now();
+        let now = self.core.now();
         if let Some(b) = blueprint {
             tx.put_permissions(&blueprint_resource(b), None, now, "portolan").await?;
         }
@@ -508,6 +519,64 @@ impl Catalog {
         }
         Ok(())
     }
+}
+
+impl Permissions {
+    /// The run, if the actor may see it: admins see every run; members their own runs, the runs
+    /// on what their teams own, and the runs they may approve. Others get 404.
+    pub(crate) async fn visible_run(&self, tx: &mut dyn Tx, actor: &Actor, id: &str) -> Result<Run> {
+        let hidden = || Error::not_found(format!("run '{id}'"));
+        let run = tx.run(id, false).await?.ok_or_else(hidden)?;
+        let user = match &actor.principal {
+            Principal::System => return Ok(run),
+            Principal::Run(own) if *own == run.id => return Ok(run),
+            Principal::Run(_) => return Err(hidden()),
+            Principal::User(user) if user.is_admin() || run.trigger.by == user.id => return Ok(run),
+            Principal::User(user) => user,
+        };
+        if let (Some(blueprint), Some(identifier)) = (&run.blueprint, &run.entity)
+            && let Some(entity) = tx.entity(blueprint, identifier).await?
+            && entity.team.iter().any(|t| user.teams.contains(t))
+            && self.readable_entity(tx, actor, entity).await.is_ok()
+        {
+            return Ok(run);
+        }
+        let (blueprint, entity) = (run.blueprint.as_deref(), run.entity.as_deref());
+        if self.action_allowed(tx, actor, &run.action, blueprint, entity, ActionOp::Approve).await?
+            || self.may_decide(tx, actor, &run).await?
+        {
+            return Ok(run);
+        }
+        Err(Error::hidden(format!("run '{id}'")))
+    }
+
+    /// Whether the actor may decide on a waiting run.
+    pub async fn may_decide_on(&self, actor: &Actor, run: &Run) -> Result<bool> {
+        let mut tx = self.core.store().read().await?;
+        self.may_decide(tx.as_mut(), actor, run).await
+    }
+
+    /// Whether the actor may decide on a waiting run (and so see it).
+    pub(crate) async fn may_decide(&self, tx: &mut dyn Tx, actor: &Actor, run: &Run) -> Result<bool> {
+        let (Some(approval), Some(user)) = (&run.approval, actor.as_user()) else { return Ok(false) };
+        if user.id == run.trigger.by {
+            return Ok(false);
+        }
+        let grant = self.holds_approve_grant(tx, actor, run).await?;
+        Ok(approval.may_decide(user, grant))
+    }
+
+    pub(crate) async fn holds_approve_grant(&self, tx: &mut dyn Tx, actor: &Actor, run: &Run) -> Result<bool> {
+        self.action_allowed(tx, actor, &run.action, run.blueprint.as_deref(), run.entity.as_deref(), ActionOp::Approve)
+            .await
+    }
+}
+
+pub(crate) fn required_relations(blueprints: &[Blueprint]) -> Vec<(String, String)> {
+    blueprints
+        .iter()
+        .flat_map(|b| b.relations.iter().filter(|(_, d)| d.required).map(|(n, _)| (b.identifier.clone(), n.clone())))
+        .collect()
 }
 
 /// Parses a permission condition against the blueprint it guards.

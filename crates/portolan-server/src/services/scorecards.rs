@@ -12,9 +12,11 @@ use portolan_store::{ScorecardRecord, Tx};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::catalog::Catalog;
-use super::catalog::to_json;
-use super::{Actor, all_blueprints, identifier_from_path};
+use super::actor::Actor;
+use super::core::{
+    Core, all_blueprints, identifier_from_path, load_blueprint, lock_blueprint, strip_server_fields, to_json,
+};
+use super::permissions::Permissions;
 use crate::error::{Error, ErrorCode, Result};
 
 const PAGE: u32 = 1_000;
@@ -74,16 +76,29 @@ async fn with_blueprint(tx: &mut dyn Tx, blueprint: &Blueprint) -> Result<Vec<Bl
     Ok(all)
 }
 
-impl Catalog {
+/// Scorecard definitions and their summaries.
+#[derive(Clone)]
+pub struct Scorecards {
+    core: Core,
+    permissions: Permissions,
+}
+
+impl Scorecards {
+    pub fn new(core: Core, permissions: Permissions) -> Self {
+        Self { core, permissions }
+    }
+}
+
+impl Scorecards {
     pub async fn list_scorecards(&self, blueprint: &str) -> Result<Vec<ScorecardRecord>> {
-        let mut tx = self.store().read().await?;
-        self.blueprint_record(tx.as_mut(), blueprint).await?;
+        let mut tx = self.core.store().read().await?;
+        load_blueprint(tx.as_mut(), blueprint).await?;
         Ok(tx.scorecards(blueprint).await?)
     }
 
     pub async fn get_scorecard(&self, blueprint: &str, identifier: &str) -> Result<ScorecardRecord> {
-        let mut tx = self.store().read().await?;
-        self.blueprint_record(tx.as_mut(), blueprint).await?;
+        let mut tx = self.core.store().read().await?;
+        load_blueprint(tx.as_mut(), blueprint).await?;
         find(tx.as_mut(), blueprint, identifier).await
     }
 
@@ -96,7 +111,7 @@ impl Catalog {
         path_identifier: Option<&str>,
         mut document: Value,
     ) -> Result<ScorecardRecord> {
-        super::catalog::strip_server_fields(&mut document);
+        strip_server_fields(&mut document);
         if let Value::Object(map) = &mut document {
             map.remove("blueprint");
         }
@@ -104,16 +119,16 @@ impl Catalog {
             identifier_from_path(&mut document, id)?;
         }
         let scorecard = Scorecard::from_json(document)?;
-        let mut tx = self.store().write().await?;
-        let blueprint = self.locked_blueprint_record(tx.as_mut(), blueprint_id).await?.blueprint;
-        self.require_manage(tx.as_mut(), actor, Some(blueprint_id)).await?;
+        let mut tx = self.core.store().write().await?;
+        let blueprint = lock_blueprint(tx.as_mut(), blueprint_id).await?.blueprint;
+        self.permissions.require_manage(tx.as_mut(), actor, Some(blueprint_id)).await?;
         let all = with_blueprint(tx.as_mut(), &blueprint).await?;
         let scope = Scope::new(&all, Some(blueprint_id));
-        scorecard.compile(&scope, &QueryContext { now: self.now(), ..QueryContext::default() })?;
+        scorecard.compile(&scope, &QueryContext { now: self.core.now(), ..QueryContext::default() })?;
         let existing =
             tx.scorecards(blueprint_id).await?.into_iter().find(|r| r.scorecard.identifier == scorecard.identifier);
         let existing_document = existing.as_ref().map(|r| to_json(&r.scorecard));
-        let now = self.now();
+        let now = self.core.now();
         let record = match (existing, path_identifier) {
             (Some(_), None) => {
                 return Err(Error::new(
@@ -146,13 +161,13 @@ impl Catalog {
     }
 
     pub async fn delete_scorecard(&self, actor: &Actor, blueprint_id: &str, identifier: &str) -> Result<()> {
-        let mut tx = self.store().write().await?;
-        let blueprint = self.locked_blueprint_record(tx.as_mut(), blueprint_id).await?.blueprint;
-        self.require_manage(tx.as_mut(), actor, Some(blueprint_id)).await?;
+        let mut tx = self.core.store().write().await?;
+        let blueprint = lock_blueprint(tx.as_mut(), blueprint_id).await?.blueprint;
+        self.permissions.require_manage(tx.as_mut(), actor, Some(blueprint_id)).await?;
         let existing = find(tx.as_mut(), blueprint_id, identifier).await?;
         tx.delete_scorecard(blueprint_id, identifier).await?;
         let entry = actor
-            .entry(self.now(), "scorecard.delete", "scorecard", identifier)
+            .entry(self.core.now(), "scorecard.delete", "scorecard", identifier)
             .on(blueprint_id)
             .changed(Some(to_json(&existing.scorecard)), None);
         tx.append_audit(&[entry]).await?;
@@ -163,7 +178,7 @@ impl Catalog {
 
     /// Recomputes the scorecard results of every entity of a blueprint.
     async fn rescore(&self, tx: &mut dyn Tx, blueprint: &Blueprint) -> Result<()> {
-        let compiled = compiled_scorecards(tx, blueprint, self.now()).await?;
+        let compiled = compiled_scorecards(tx, blueprint, self.core.now()).await?;
         let mut after: Option<String> = None;
         loop {
             let page = tx.list_entities(&blueprint.identifier, after.as_deref(), PAGE).await?;
@@ -185,11 +200,11 @@ impl Catalog {
         blueprint: &str,
         identifier: &str,
     ) -> Result<ScorecardSummary> {
-        let mut tx = self.store().read().await?;
-        self.blueprint_record(tx.as_mut(), blueprint).await?;
+        let mut tx = self.core.store().read().await?;
+        load_blueprint(tx.as_mut(), blueprint).await?;
         let record = find(tx.as_mut(), blueprint, identifier).await?;
-        let blueprints = super::all_blueprints(tx.as_mut()).await?;
-        let readable = self.read_filter(tx.as_mut(), actor, Some(blueprint), &blueprints).await?;
+        let blueprints = all_blueprints(tx.as_mut()).await?;
+        let readable = self.permissions.read_filter(tx.as_mut(), actor, Some(blueprint), &blueprints).await?;
         let restrict = |query: Query| match &readable {
             None => query,
             Some(filter) => Query::And(vec![query, filter.clone()]),

@@ -12,9 +12,9 @@ use portolan_store::query_sql::{Aggregate, AggregatePlan, AggregateResult, Posit
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::Actor;
-use super::all_blueprints;
-use super::catalog::Catalog;
+use super::actor::Actor;
+use super::core::{Core, all_blueprints};
+use super::permissions::{Permissions, required_relations};
 use crate::error::{Error, ErrorCode, Result};
 
 pub const DEFAULT_LIMIT: u32 = 100;
@@ -88,11 +88,24 @@ fn nested(errors: FieldErrors, prefix: &str) -> Error {
     ))
 }
 
-impl Catalog {
+/// Searches and aggregates over the catalog, narrowed to what the caller may read.
+#[derive(Clone)]
+pub struct Search {
+    core: Core,
+    permissions: Permissions,
+}
+
+impl Search {
+    pub fn new(core: Core, permissions: Permissions) -> Self {
+        Self { core, permissions }
+    }
+}
+
+impl Search {
     /// The context user-relative query values read: the caller and their teams.
     fn query_context(&self, actor: &Actor) -> QueryContext {
         let reader = actor.reader();
-        let mut context = super::permissions::user_context(self.now(), reader);
+        let mut context = super::permissions::user_context(self.core.now(), reader);
         context.user = Some(reader.map_or(&actor.id, |u| &u.id).clone());
         context
     }
@@ -113,7 +126,7 @@ impl Catalog {
         let scoped = self.scoped(tx, Some(blueprint)).await?;
         let scope = scoped.scope(Some(blueprint));
         let parsed = parse_query(Some(query), &scope, &self.query_context(actor), "")?;
-        self.admitted_query(tx, &scoped.blueprints, blueprint, parsed, identifiers).await
+        self.permissions.admitted_query(tx, &scoped.blueprints, blueprint, parsed, identifiers).await
     }
 
     pub async fn search(&self, actor: &Actor, blueprint: Option<&str>, request: SearchRequest) -> Result<Page> {
@@ -121,7 +134,7 @@ impl Catalog {
         if !(1..=MAX_LIMIT).contains(&limit) {
             return Err(Error::invalid_at("/limit", format!("limit must be between 1 and {MAX_LIMIT}")));
         }
-        let mut tx = self.store().read().await?;
+        let mut tx = self.core.store().read().await?;
         let scoped = self.scoped(tx.as_mut(), blueprint).await?;
         let scope = scoped.scope(blueprint);
         let query = parse_query(request.query.as_ref(), &scope, &self.query_context(actor), "/query")?;
@@ -156,7 +169,7 @@ impl Catalog {
     }
 
     pub async fn aggregate(&self, actor: &Actor, request: AggregateRequest) -> Result<AggregateResult> {
-        let mut tx = self.store().read().await?;
+        let mut tx = self.core.store().read().await?;
         let blueprint = request.blueprint.as_deref();
         let scoped = self.scoped(tx.as_mut(), blueprint).await?;
         let scope = scoped.scope(blueprint);
@@ -238,10 +251,10 @@ impl Catalog {
         mut query: Query,
     ) -> Result<Query> {
         if query.follows_relations()
-            && let Some(readable) = self.read_filter(tx, actor, None, blueprints).await?
+            && let Some(readable) = self.permissions.read_filter(tx, actor, None, blueprints).await?
         {
             let starts = query.related_starts();
-            let readable_starts = self.readable_refs(tx, actor, &starts).await;
+            let readable_starts = self.permissions.readable_refs(tx, actor, &starts).await;
             query.visit_rules_mut(&mut |rule| match rule {
                 query::Rule::RelatedTo { blueprint, targets, .. } => targets.retain(|t| {
                     readable_starts.contains(&EntityRef { blueprint: blueprint.clone(), identifier: t.clone() })
@@ -253,7 +266,7 @@ impl Catalog {
                 _ => {}
             });
         }
-        Ok(match self.read_filter(tx, actor, blueprint, blueprints).await? {
+        Ok(match self.permissions.read_filter(tx, actor, blueprint, blueprints).await? {
             None => query,
             Some(filter) => Query::And(vec![query, filter]),
         })
@@ -295,13 +308,6 @@ fn parse_query(document: Option<&Value>, scope: &Scope, context: &QueryContext, 
         None | Some(Value::Null) => Ok(Query::And(vec![])),
         Some(document) => query::parse(document, scope, context).map_err(|errors| nested(errors, path)),
     }
-}
-
-pub(crate) fn required_relations(blueprints: &[Blueprint]) -> Vec<(String, String)> {
-    blueprints
-        .iter()
-        .flat_map(|b| b.relations.iter().filter(|(_, d)| d.required).map(|(n, _)| (b.identifier.clone(), n.clone())))
-        .collect()
 }
 
 /// A cursor's sort value must have the kind of the sort field (a cursor from another search would

@@ -61,12 +61,12 @@ impl Document {
     async fn load(&self, app: &AppState, actor: &Actor) -> Result<Value, Error> {
         let value = match self {
             Document::Blueprint(id) => to_value(app.catalog.get_blueprint(id).await?.blueprint),
-            Document::Action(id) => to_value(app.catalog.get_action(actor, id).await?.action),
+            Document::Action(id) => to_value(app.actions.get_action(actor, id).await?.action),
             Document::Scorecard { blueprint, identifier } => {
-                to_value(app.catalog.get_scorecard(blueprint, identifier).await?.scorecard)
+                to_value(app.scorecards.get_scorecard(blueprint, identifier).await?.scorecard)
             }
-            Document::BlueprintPermissions(id) => to_value(app.catalog.get_blueprint_permissions(actor, id).await?),
-            Document::ActionPermissions(id) => to_value(app.catalog.get_action_permissions(actor, id).await?),
+            Document::BlueprintPermissions(id) => to_value(app.permissions.get_blueprint_permissions(actor, id).await?),
+            Document::ActionPermissions(id) => to_value(app.permissions.get_action_permissions(actor, id).await?),
             Document::NewBlueprint => {
                 json!({"identifier": "", "title": "", "schema": {"properties": {}}, "relations": {}})
             }
@@ -91,29 +91,29 @@ impl Document {
                 self.clone()
             }
             Document::Action(id) => {
-                app.catalog.put_action(actor, Some(id), document).await?;
+                app.actions.put_action(actor, Some(id), document).await?;
                 self.clone()
             }
             Document::Scorecard { blueprint, identifier } => {
-                app.catalog.put_scorecard(actor, blueprint, Some(identifier), document).await?;
+                app.scorecards.put_scorecard(actor, blueprint, Some(identifier), document).await?;
                 self.clone()
             }
             Document::BlueprintPermissions(id) => {
-                app.catalog.put_blueprint_permissions(actor, id, document).await?;
+                app.permissions.put_blueprint_permissions(actor, id, document).await?;
                 self.clone()
             }
             Document::ActionPermissions(id) => {
-                app.catalog.put_action_permissions(actor, id, document).await?;
+                app.permissions.put_action_permissions(actor, id, document).await?;
                 self.clone()
             }
             Document::NewBlueprint => {
                 Document::Blueprint(app.catalog.create_blueprint(actor, document).await?.blueprint.identifier)
             }
             Document::NewAction => {
-                Document::Action(app.catalog.put_action(actor, None, document).await?.0.action.identifier)
+                Document::Action(app.actions.put_action(actor, None, document).await?.0.action.identifier)
             }
             Document::NewScorecard(blueprint) => {
-                let record = app.catalog.put_scorecard(actor, blueprint, None, document).await?;
+                let record = app.scorecards.put_scorecard(actor, blueprint, None, document).await?;
                 Document::Scorecard { blueprint: blueprint.clone(), identifier: record.scorecard.identifier }
             }
         })
@@ -122,14 +122,14 @@ impl Document {
     /// Whether the actor may change this (an admin, or a moderator of the blueprint it belongs
     /// to); the page then offers no Save. The services decide when it is saved.
     async fn may_change(&self, app: &AppState, actor: &Actor) -> Result<bool, Error> {
-        let managed = app.catalog.managed(actor).await?;
+        let managed = app.permissions.managed(actor).await?;
         Ok(match self {
             Document::Blueprint(id) | Document::BlueprintPermissions(id) | Document::NewScorecard(id) => {
                 managed.blueprint(id)
             }
             Document::Scorecard { blueprint, .. } => managed.blueprint(blueprint),
             Document::Action(id) | Document::ActionPermissions(id) => {
-                match app.catalog.get_action(actor, id).await?.action.blueprint() {
+                match app.actions.get_action(actor, id).await?.action.blueprint() {
                     Some(blueprint) => managed.blueprint(blueprint),
                     None => managed.all,
                 }
@@ -142,9 +142,9 @@ impl Document {
     async fn delete(&self, app: &AppState, actor: &Actor) -> Result<(), Error> {
         match self {
             Document::Blueprint(id) => app.catalog.delete_blueprint(actor, id, false).await.map(|_| ()),
-            Document::Action(id) => app.catalog.delete_action(actor, id).await,
+            Document::Action(id) => app.actions.delete_action(actor, id).await,
             Document::Scorecard { blueprint, identifier } => {
-                app.catalog.delete_scorecard(actor, blueprint, identifier).await
+                app.scorecards.delete_scorecard(actor, blueprint, identifier).await
             }
             _ => Err(Error::not_found("something to delete here")),
         }
@@ -391,11 +391,11 @@ struct AdminPage {
 }
 
 pub(super) async fn index(State(app): State<AppState>, Visitor(signed_in): Visitor) -> PageResult {
-    let managed = app.catalog.managed(&signed_in.actor).await?;
+    let managed = app.permissions.managed(&signed_in.actor).await?;
     let mut blueprints = Vec::new();
     for record in app.catalog.list_blueprints().await? {
         let b = record.blueprint;
-        let scorecards = app.catalog.list_scorecards(&b.identifier).await?;
+        let scorecards = app.scorecards.list_scorecards(&b.identifier).await?;
         blueprints.push(BlueprintEntry {
             title: b.title.clone().unwrap_or_else(|| b.identifier.clone()),
             scorecards: scorecards.into_iter().map(|s| s.scorecard.identifier).collect(),
@@ -404,7 +404,7 @@ pub(super) async fn index(State(app): State<AppState>, Visitor(signed_in): Visit
         });
     }
     let actions = app
-        .catalog
+        .actions
         .list_actions(&signed_in.actor, None)
         .await?
         .into_iter()
@@ -448,10 +448,10 @@ async fn tokens_page(
     new_token: Option<String>,
     error: Option<String>,
 ) -> Result<TokensPage, Error> {
-    let now = app.catalog.now();
+    let now = app.core.now();
     let when = |at: Option<i64>| at.map(|at| present::When::new(at, now));
     let tokens = app
-        .catalog
+        .identity
         .list_api_tokens(&signed_in.actor)
         .await?
         .into_iter()
@@ -499,7 +499,7 @@ pub(super) async fn create_token(
         text => text.parse::<u32>().map(Some).map_err(|_| format!("'{text}' is not a number of days")),
     };
     let made = match days {
-        Ok(days) => match app.catalog.create_api_token(&signed_in.actor, None, form.name.trim(), days).await {
+        Ok(days) => match app.identity.create_api_token(&signed_in.actor, None, form.name.trim(), days).await {
             Ok(made) => Ok(made),
             Err(error) if error.code == ErrorCode::Internal => return Err(error.into()),
             Err(error) => Err(error.details.first().map(|d| shown(&d["message"])).unwrap_or(error.message)),
@@ -543,7 +543,7 @@ pub(super) async fn revoke_token(
     Form(form): Form<PlainForm>,
 ) -> PageResult {
     check_form(&headers, &signed_in, &form.csrf)?;
-    app.catalog.revoke_api_token(&signed_in.actor, &id).await?;
+    app.identity.revoke_api_token(&signed_in.actor, &id).await?;
     Ok(Redirect::to("/admin/tokens").into_response())
 }
 
@@ -565,9 +565,9 @@ struct SecretsPage {
 }
 
 async fn secrets_page(app: &AppState, signed_in: &SessionActor, error: Option<String>) -> Result<SecretsPage, Error> {
-    let now = app.catalog.now();
+    let now = app.core.now();
     let secrets = app
-        .catalog
+        .actions
         .list_secrets(&signed_in.actor)
         .await?
         .into_iter()
@@ -601,7 +601,7 @@ pub(super) async fn put_secret(
     Form(form): Form<SecretForm>,
 ) -> PageResult {
     check_form(&headers, &signed_in, &form.csrf)?;
-    match app.catalog.put_secret(&signed_in.actor, form.name.trim(), &form.value).await {
+    match app.actions.put_secret(&signed_in.actor, form.name.trim(), &form.value).await {
         Ok(_) => Ok(Redirect::to("/admin/secrets").into_response()),
         Err(error) if error.code == ErrorCode::Internal => Err(error.into()),
         Err(error) => {
@@ -620,7 +620,7 @@ pub(super) async fn delete_secret(
     Form(form): Form<PlainForm>,
 ) -> PageResult {
     check_form(&headers, &signed_in, &form.csrf)?;
-    match app.catalog.delete_secret(&signed_in.actor, &name).await {
+    match app.actions.delete_secret(&signed_in.actor, &name).await {
         Ok(()) => Ok(Redirect::to("/admin/secrets").into_response()),
         Err(error) if error.code == ErrorCode::Internal => Err(error.into()),
         Err(error) => {

@@ -143,8 +143,8 @@ pub(super) async fn audit_page(
             return Ok((StatusCode::BAD_REQUEST, render(&page)).into_response());
         }
     };
-    let (records, next) = app.catalog.audit_log(&signed_in.actor, filter, PAGE_SIZE).await?;
-    let now = app.catalog.now();
+    let (records, next) = app.audit.audit_log(&signed_in.actor, filter, PAGE_SIZE).await?;
+    let now = app.core.now();
     let records = records
         .into_iter()
         .map(|r| {

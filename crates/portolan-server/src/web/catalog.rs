@@ -1,6 +1,5 @@
 //! Home, the catalog, its tables and entity pages.
 
-use super::selfservice::ActionLink;
 use super::*;
 use crate::services::search::SortOrder;
 
@@ -14,42 +13,14 @@ struct OwnedRow {
     levels: Vec<(String, String)>,
 }
 
-pub(super) struct RunRow {
-    pub(super) id: String,
-    pub(super) action: String,
-    pub(super) blueprint: String,
-    pub(super) entity: Option<String>,
-    pub(super) status: present::Badge,
-    pub(super) by: String,
-    pub(super) at: present::When,
-    /// When a run waiting for approval stops waiting.
-    pub(super) expires: Option<present::When>,
-}
-
-impl RunRow {
-    pub(super) fn new(run: &Run, now: Millis) -> Self {
-        let waiting = run.status == portolan_model::run::RunStatus::WaitingForApproval;
-        RunRow {
-            id: run.id.clone(),
-            action: run.action_title.clone().unwrap_or_else(|| run.action.clone()),
-            blueprint: run.blueprint.clone().unwrap_or_default(),
-            entity: run.entity.clone(),
-            status: present::Badge::of(run.status),
-            by: run.trigger.by.clone(),
-            at: present::When::new(run.created_at, now),
-            expires: run.approval.as_ref().filter(|_| waiting).map(|a| present::When::new(a.expires_at, now)),
-        }
-    }
-}
-
 #[derive(Template)]
 #[template(path = "home.html")]
 struct HomePage {
     signed_in: Option<SignedIn>,
     name: String,
     owned: Vec<OwnedRow>,
-    approvals: Vec<RunRow>,
-    runs: Vec<RunRow>,
+    approvals: Vec<present::RunRow>,
+    runs: Vec<present::RunRow>,
     /// The actions one runs most: identifier and title.
     favourites: Vec<(String, String)>,
 }
@@ -60,12 +31,12 @@ const FAVOURITES: usize = 5;
 
 pub(super) async fn home(State(app): State<AppState>, Visitor(signed_in): Visitor) -> PageResult {
     let actor = &signed_in.actor;
-    let now = app.catalog.now();
+    let now = app.core.now();
     let mine = json!({"combinator": "and", "rules": [
         {"property": "$team", "operator": "containsAny", "value": {"context": "userTeams"}},
         {"property": "$blueprint", "operator": "notIn", "value": ["_user", "_team"]}]});
     let owned_entities = app
-        .catalog
+        .search
         .search(actor, None, SearchRequest { query: Some(mine), limit: Some(20), ..SearchRequest::default() })
         .await?
         .entities;
@@ -74,7 +45,7 @@ pub(super) async fn home(State(app): State<AppState>, Visitor(signed_in): Visito
     let mut read: std::collections::HashSet<String> = std::collections::HashSet::new();
     for e in owned_entities.iter().filter(|e| !e.scorecards.is_empty()) {
         if read.insert(e.blueprint.clone()) {
-            for record in app.catalog.list_scorecards(&e.blueprint).await? {
+            for record in app.scorecards.list_scorecards(&e.blueprint).await? {
                 let card = record.scorecard;
                 let title = card.title.clone().unwrap_or_else(|| card.identifier.clone());
                 titles.insert((e.blueprint.clone(), card.identifier), title);
@@ -97,20 +68,20 @@ pub(super) async fn home(State(app): State<AppState>, Visitor(signed_in): Visito
                 .collect(),
         })
         .collect();
-    let approvals = app.catalog.approval_inbox(actor).await?.iter().map(|r| RunRow::new(r, now)).collect();
+    let approvals = app.approvals.approval_inbox(actor).await?.iter().map(|r| present::RunRow::new(r, now)).collect();
     let filter = RunFilter { created_by: Some(actor.id.clone()), ..RunFilter::default() };
-    let mine = app.catalog.list_runs(actor, filter, FAVOURITES_FROM).await?.0;
+    let mine = app.runs.list_runs(actor, filter, FAVOURITES_FROM).await?.0;
     let mut favourites: Vec<(String, String, usize)> = Vec::new();
     for run in &mine {
         match favourites.iter_mut().find(|(id, _, _)| *id == run.action) {
             Some((_, _, n)) => *n += 1,
-            None => favourites.push((run.action.clone(), RunRow::new(run, now).action, 1)),
+            None => favourites.push((run.action.clone(), present::RunRow::new(run, now).action, 1)),
         }
     }
     // Most used first; of equals, the one used last.
     favourites.sort_by_key(|(_, _, n)| std::cmp::Reverse(*n));
     let favourites = favourites.into_iter().take(FAVOURITES).map(|(id, title, _)| (id, title)).collect();
-    let runs = mine.iter().take(10).map(|r| RunRow::new(r, now)).collect();
+    let runs = mine.iter().take(10).map(|r| present::RunRow::new(r, now)).collect();
     let page = HomePage {
         name: actor.id.clone(),
         signed_in: layout_user(&app, &signed_in).await,
@@ -147,7 +118,7 @@ async fn count(app: &AppState, actor: &Actor, blueprint: &str) -> Result<u64, Er
         relation: None,
         scorecard: None,
     };
-    Ok(match app.catalog.aggregate(actor, request).await? {
+    Ok(match app.search.aggregate(actor, request).await? {
         portolan_store::query_sql::AggregateResult::Value(v) => v.unwrap_or(0.0) as u64,
         portolan_store::query_sql::AggregateResult::Groups(_) => 0,
     })
@@ -341,9 +312,9 @@ async fn only_failing(
     query: &mut Value,
 ) -> Result<Option<String>, Error> {
     let Some((card, rule)) = failing.split_once('/') else { return Ok(None) };
-    let definition = app.catalog.get_scorecard(blueprint, card).await?.scorecard;
+    let definition = app.scorecards.get_scorecard(blueprint, card).await?.scorecard;
     let sample = SearchRequest { limit: Some(FAILING_SAMPLE), ..SearchRequest::default() };
-    let entities = app.catalog.search(actor, Some(blueprint), sample).await?.entities;
+    let entities = app.search.search(actor, Some(blueprint), sample).await?.entities;
     let mut ids: Vec<Value> = entities
         .iter()
         .filter(|e| {
@@ -435,7 +406,7 @@ pub(super) async fn blueprint_page(
         sort,
         ..SearchRequest::default()
     };
-    let found = match app.catalog.search(actor, Some(&blueprint), request).await {
+    let found = match app.search.search(actor, Some(&blueprint), request).await {
         Ok(found) => found,
         Err(error) if matches!(error.code, ErrorCode::ValidationFailed | ErrorCode::InvalidQuery) => {
             page.error = Some(refusal(&error));
@@ -537,7 +508,7 @@ async fn facets(
             relation: None,
             scorecard: None,
         };
-        app.catalog.aggregate(actor, request)
+        app.search.aggregate(actor, request)
     }))
     .await?;
     let mut facets = Vec::new();
@@ -609,7 +580,7 @@ pub(super) async fn search_page(
             cursor: query.cursor,
             ..SearchRequest::default()
         };
-        let page = app.catalog.search(&signed_in.actor, None, request).await?;
+        let page = app.search.search(&signed_in.actor, None, request).await?;
         let rows = page
             .entities
             .iter()
@@ -651,7 +622,7 @@ pub(super) async fn suggest(
         {"property": "$title", "operator": "contains", "value": q},
         {"property": "$identifier", "operator": "contains", "value": q}]});
     let request = SearchRequest { query: Some(filter), limit: Some(SUGGESTIONS as u32), ..SearchRequest::default() };
-    for e in app.catalog.search(&signed_in.actor, None, request).await?.entities {
+    for e in app.search.search(&signed_in.actor, None, request).await?.entities {
         found.push(json!({
             "kind": title_of_blueprint(&e.blueprint),
             "label": title_of(&e),
@@ -670,7 +641,7 @@ pub(super) async fn suggest(
             break;
         }
     }
-    let actions = app.catalog.list_actions(&signed_in.actor, None).await?;
+    let actions = app.actions.list_actions(&signed_in.actor, None).await?;
     let self_service =
         actions.into_iter().map(|r| r.action).filter(|a| matches!(a.trigger, Trigger::SelfService { .. }));
     for a in
@@ -755,7 +726,7 @@ struct EntityPage {
     incoming: Vec<IncomingRow>,
     graph: String,
     scorecards: Vec<ScorecardRow>,
-    actions: Vec<ActionLink>,
+    actions: Vec<present::ActionLink>,
     runs: Vec<EntityRun>,
     /// When, what and who, newest first.
     history: Vec<(present::When, String, String)>,
@@ -837,7 +808,7 @@ pub(super) async fn entity_page(
     let actor = &signed_in.actor;
     let definition = app.catalog.get_blueprint(&blueprint).await?.blueprint;
     let entity = app.catalog.get_entity(actor, &blueprint, &identifier).await?;
-    let now = app.catalog.now();
+    let now = app.core.now();
     let schema = &definition.schema.properties;
     let mut names: Vec<&String> = schema.keys().filter(|k| entity.properties.contains_key(*k)).collect();
     names.extend(entity.properties.keys().filter(|k| !schema.contains_key(*k)));
@@ -865,7 +836,7 @@ pub(super) async fn entity_page(
             let query =
                 json!({"combinator": "and", "rules": [{"relation": name, "operator": "=", "value": identifier}]});
             let request = SearchRequest { query: Some(query), limit: Some(INCOMING_LIMIT), ..SearchRequest::default() };
-            let found = app.catalog.search(actor, Some(&other.identifier), request).await?.entities;
+            let found = app.search.search(actor, Some(&other.identifier), request).await?.entities;
             if !found.is_empty() {
                 incoming.push(IncomingRow {
                     name: relation.title.clone().unwrap_or_else(|| name.clone()),
@@ -920,16 +891,16 @@ pub(super) async fn entity_page(
         })
         .collect();
     let actions = app
-        .catalog
+        .actions
         .list_actions(actor, Some(&blueprint))
         .await?
         .into_iter()
         .map(|r| r.action)
         .filter(|a| matches!(a.trigger, Trigger::SelfService { .. }))
         .filter(|a| matches!(a.operation(), Some(Operation::Day2 | Operation::Delete)))
-        .map(ActionLink::from)
+        .map(present::ActionLink::from)
         .collect();
-    let entity_runs = app.catalog.entity_runs(actor, &blueprint, &identifier).await?;
+    let entity_runs = app.runs.entity_runs(actor, &blueprint, &identifier).await?;
     let created_by_run = entity_runs.iter().find(|(_, change)| change == "created").map(|(run, _)| run.id.clone());
     let runs = entity_runs
         .into_iter()
@@ -943,7 +914,7 @@ pub(super) async fn entity_page(
         })
         .collect();
     let history = app
-        .catalog
+        .audit
         .entity_history(actor, &blueprint, &identifier, None, 10)
         .await?
         .0

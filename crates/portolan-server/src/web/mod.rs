@@ -9,13 +9,12 @@ use axum::extract::{OriginalUri, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
+use portolan_model::Entity;
 use portolan_model::run::Run;
-use portolan_model::{Entity, Millis};
 use portolan_store::RunFilter;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::AppState;
 use crate::error::{Error, ErrorCode};
 use crate::extract::{ClientAddress, PathParams, QueryParams, SESSION_COOKIE, check_same_site, cookie};
 use crate::keys;
@@ -23,6 +22,7 @@ use crate::services::Actor;
 use crate::services::identity::SessionActor;
 use crate::services::runs::RunRequest;
 use crate::services::search::{AggregateRequest, SearchRequest};
+use crate::state::AppState;
 use portolan_model::PropertyType;
 use portolan_model::action::{InputFormat, Operation, Trigger};
 use portolan_model::blueprint::number_from_text;
@@ -170,8 +170,8 @@ impl axum::extract::FromRequestParts<AppState> for Visitor {
             Redirect::to(&format!("/login?{query}")).into_response()
         };
         let Some(value) = cookie(&parts.headers, SESSION_COOKIE) else { return Err(to_login()) };
-        let signed_in = app.catalog.authenticate_session(&value).await.map_err(|_| to_login())?;
-        if let Some(slot) = parts.extensions.get::<crate::CallerSlot>() {
+        let signed_in = app.identity.authenticate_session(&value).await.map_err(|_| to_login())?;
+        if let Some(slot) = parts.extensions.get::<crate::extract::CallerSlot>() {
             slot.fill(&signed_in.actor.id);
         }
         Ok(Visitor(signed_in))
@@ -189,7 +189,7 @@ fn check_form(headers: &HeaderMap, signed_in: &SessionActor, csrf: &str) -> Resu
 
 async fn layout_user(app: &AppState, session: &SessionActor) -> Option<SignedIn> {
     // Only a link is hidden by this; when it cannot be told, the link is left out.
-    let administers = app.catalog.managed(&session.actor).await.is_ok_and(|m| m.anything());
+    let administers = app.permissions.managed(&session.actor).await.is_ok_and(|m| m.anything());
     Some(SignedIn { identifier: session.actor.id.clone(), csrf: session.session.csrf.clone(), administers })
 }
 
@@ -229,7 +229,7 @@ fn login_form(app: &AppState, return_to: &str, username: &str, error: Option<Str
         return_to: return_to.to_string(),
         username: username.to_string(),
         error,
-        sso: app.catalog.engine().oidc().is_some(),
+        sso: app.oidc.enabled(),
     };
     let mut response = (status, render(&page)).into_response();
     let cookie = format!("{LOGIN_COOKIE}={csrf}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=3600");
@@ -264,9 +264,9 @@ async fn login(
         return Err(Error::new(ErrorCode::CsrfFailed, "the sign-in form expired; open it again").into());
     }
     let return_to = crate::services::oidc::local_path(form.return_to.as_deref());
-    match app.catalog.login(&form.username, &form.password, &address).await {
+    match app.identity.login(&form.username, &form.password, &address).await {
         Ok(signed_in) => {
-            let max_age = app.catalog.session_policy().absolute_ms / 1000;
+            let max_age = app.identity.session_policy().absolute_ms / 1000;
             let mut response = Redirect::to(&return_to).into_response();
             for cookie in [
                 format!(
@@ -304,7 +304,7 @@ async fn logout(
     Form(form): Form<LogoutForm>,
 ) -> PageResult {
     check_form(&headers, &signed_in, &form.csrf)?;
-    app.catalog.logout(&signed_in.actor, &signed_in.session).await?;
+    app.identity.logout(&signed_in.actor, &signed_in.session).await?;
     let mut response = Redirect::to("/login").into_response();
     let cleared = format!("{SESSION_COOKIE}=; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=0");
     if let Ok(value) = HeaderValue::from_str(&cleared) {

@@ -4,6 +4,8 @@
 use std::fmt::Write;
 
 use portolan_model::Millis;
+use portolan_model::action::Operation;
+use portolan_model::run::Run;
 use pulldown_cmark::{CowStr, Event, LinkType, Parser, Tag};
 
 /// Escapes text for HTML element content and attribute values.
@@ -440,6 +442,56 @@ pub fn neighbourhood_svg(n: &Neighbourhood) -> String {
     draw_node(&mut svg, &n.centre, centre_x, centre_y, "centre");
     svg.push_str("</svg>");
     svg
+}
+
+/// An action as a link in lists of actions.
+pub(super) struct ActionLink {
+    pub(super) identifier: String,
+    pub(super) title: String,
+    pub(super) description: String,
+    /// The blueprint of the entity it acts on, for DAY-2 and DELETE actions.
+    pub(super) on: Option<String>,
+}
+
+impl From<portolan_model::action::Action> for ActionLink {
+    fn from(action: portolan_model::action::Action) -> Self {
+        let on_entity = matches!(action.operation(), Some(Operation::Day2 | Operation::Delete));
+        ActionLink {
+            on: action.blueprint().filter(|_| on_entity).map(str::to_string),
+            title: action.title.clone().unwrap_or_else(|| action.identifier.clone()),
+            description: action.description.as_deref().map(inline_markdown).unwrap_or_default(),
+            identifier: action.identifier,
+        }
+    }
+}
+
+/// A run as a row of a list of runs.
+pub(super) struct RunRow {
+    pub(super) id: String,
+    pub(super) action: String,
+    pub(super) blueprint: String,
+    pub(super) entity: Option<String>,
+    pub(super) status: Badge,
+    pub(super) by: String,
+    pub(super) at: When,
+    /// When a run waiting for approval stops waiting.
+    pub(super) expires: Option<When>,
+}
+
+impl RunRow {
+    pub(super) fn new(run: &Run, now: Millis) -> Self {
+        let waiting = run.status == portolan_model::run::RunStatus::WaitingForApproval;
+        RunRow {
+            id: run.id.clone(),
+            action: run.action_title.clone().unwrap_or_else(|| run.action.clone()),
+            blueprint: run.blueprint.clone().unwrap_or_default(),
+            entity: run.entity.clone(),
+            status: Badge::of(run.status),
+            by: run.trigger.by.clone(),
+            at: When::new(run.created_at, now),
+            expires: run.approval.as_ref().filter(|_| waiting).map(|a| When::new(a.expires_at, now)),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -40,15 +40,15 @@ pub(super) async fn scorecards_page(State(app): State<AppState>, Visitor(signed_
     let mut cards = Vec::new();
     for blueprint in app.catalog.list_blueprints().await? {
         let id = blueprint.blueprint.identifier;
-        let scorecards = app.catalog.list_scorecards(&id).await?;
+        let scorecards = app.scorecards.list_scorecards(&id).await?;
         if scorecards.is_empty() {
             continue;
         }
         let sample = SearchRequest { limit: Some(FAILING_SAMPLE), ..SearchRequest::default() };
-        let entities = app.catalog.search(actor, Some(&id), sample).await?.entities;
+        let entities = app.search.search(actor, Some(&id), sample).await?.entities;
         for record in scorecards {
             let card = record.scorecard;
-            let summary = app.catalog.scorecard_summary(actor, &id, &card.identifier).await?;
+            let summary = app.scorecards.scorecard_summary(actor, &id, &card.identifier).await?;
             let levels: Vec<String> = summary.levels.iter().map(|l| l.level.clone()).collect();
             let teams = summary
                 .teams

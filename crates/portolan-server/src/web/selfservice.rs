@@ -4,29 +4,9 @@ use super::*;
 
 // ---- self-service ----
 
-pub(super) struct ActionLink {
-    pub(super) identifier: String,
-    pub(super) title: String,
-    pub(super) description: String,
-    /// The blueprint of the entity it acts on, for DAY-2 and DELETE actions.
-    pub(super) on: Option<String>,
-}
-
-impl From<portolan_model::action::Action> for ActionLink {
-    fn from(action: portolan_model::action::Action) -> Self {
-        let on_entity = matches!(action.operation(), Some(Operation::Day2 | Operation::Delete));
-        ActionLink {
-            on: action.blueprint().filter(|_| on_entity).map(str::to_string),
-            title: action.title.clone().unwrap_or_else(|| action.identifier.clone()),
-            description: action.description.as_deref().map(present::inline_markdown).unwrap_or_default(),
-            identifier: action.identifier,
-        }
-    }
-}
-
 struct ActionGroup {
     title: String,
-    actions: Vec<ActionLink>,
+    actions: Vec<present::ActionLink>,
 }
 
 #[derive(Template)]
@@ -39,14 +19,14 @@ struct ActionsPage {
 /// Actions one may run, by category (or, without one, by blueprint), in the order defined.
 pub(super) async fn actions_page(State(app): State<AppState>, Visitor(signed_in): Visitor) -> PageResult {
     let mut groups: Vec<ActionGroup> = Vec::new();
-    for record in app.catalog.list_actions(&signed_in.actor, None).await? {
+    for record in app.actions.list_actions(&signed_in.actor, None).await? {
         let action = record.action;
         if !matches!(action.trigger, Trigger::SelfService { .. }) {
             continue;
         }
         let group_title = action.category.clone().or_else(|| action.blueprint().map(str::to_string));
         let group_title = group_title.unwrap_or_else(|| "General".into());
-        let link = ActionLink::from(action);
+        let link = present::ActionLink::from(action);
         match groups.iter_mut().find(|g| g.title == group_title) {
             Some(group) => group.actions.push(link),
             None => groups.push(ActionGroup { title: group_title, actions: vec![link] }),
@@ -146,7 +126,7 @@ const PICKER_SIZE: u32 = 200;
 /// Entities of `blueprint` the user may read, as choices.
 async fn picker(app: &AppState, actor: &Actor, blueprint: &str, selected: &str) -> Result<Picker, Error> {
     let request = SearchRequest { limit: Some(PICKER_SIZE), ..SearchRequest::default() };
-    let page = app.catalog.search(actor, Some(blueprint), request).await?;
+    let page = app.search.search(actor, Some(blueprint), request).await?;
     let options = page
         .entities
         .iter()
@@ -182,7 +162,7 @@ async fn guardrail_notes(
             .iter()
             .map(|p| Note { text: format!("Only when: {}.", p.title), blocks: false }),
     );
-    for verdict in app.catalog.standing(actor, action, entity).await? {
+    for verdict in app.guardrails.standing(actor, action, entity).await? {
         let mut text = verdict.message;
         if let Some(first) = text.get(..1) {
             text = format!("{}{}.", first.to_uppercase(), &text[1..]);
@@ -200,7 +180,7 @@ async fn action_form(
     entity: &str,
 ) -> Result<ActionPage, Error> {
     let actor = &signed_in.actor;
-    let action = app.catalog.get_action(actor, identifier).await?.action;
+    let action = app.actions.get_action(actor, identifier).await?.action;
     let Trigger::SelfService { user_inputs, operation, blueprint_identifier, .. } = &action.trigger else {
         return Err(Error::not_found(format!("action '{identifier}'")));
     };
@@ -339,7 +319,7 @@ pub(super) async fn action_page(
 ) -> PageResult {
     let (values, entity) = match &query.rerun {
         Some(run) => {
-            let (run, _) = app.catalog.get_run(&signed_in.actor, run).await?;
+            let (run, _) = app.runs.get_run(&signed_in.actor, run).await?;
             (run.inputs.clone(), run.entity.clone().unwrap_or_default())
         }
         None => (serde_json::Map::new(), query.entity.unwrap_or_default()),
@@ -383,7 +363,7 @@ pub(super) async fn run_action(
     Form(form): Form<std::collections::HashMap<String, String>>,
 ) -> PageResult {
     check_form(&headers, &signed_in, form.get("csrf").map(String::as_str).unwrap_or(""))?;
-    let action = app.catalog.get_action(&signed_in.actor, &identifier).await?.action;
+    let action = app.actions.get_action(&signed_in.actor, &identifier).await?.action;
     let Trigger::SelfService { user_inputs, .. } = &action.trigger else {
         return Err(Error::not_found(format!("action '{identifier}'")).into());
     };
@@ -398,7 +378,7 @@ pub(super) async fn run_action(
     let mut page = action_form(&app, &signed_in, &identifier, &properties, entity.as_deref().unwrap_or("")).await?;
     page.override_reason = override_reason.clone().unwrap_or_default();
     if form.get("mode").map(String::as_str) == Some("dry") {
-        match app.catalog.dry_run(&signed_in.actor, &identifier, request()).await {
+        match app.runs.dry_run(&signed_in.actor, &identifier, request()).await {
             Ok(dry) => {
                 page.preview = Some(Preview {
                     verdicts: dry.guardrails,
@@ -411,7 +391,7 @@ pub(super) async fn run_action(
         }
         return Ok(render(&page));
     }
-    match app.catalog.create_run(&signed_in.actor, &identifier, request()).await {
+    match app.runs.create_run(&signed_in.actor, &identifier, request()).await {
         Ok(run) => Ok(Redirect::to(&format!("/runs/{}", run.id)).into_response()),
         Err(error) => {
             let status = error.code.status();
@@ -432,13 +412,13 @@ pub(super) async fn form_state(
 ) -> PageResult {
     check_form(&headers, &signed_in, form.get("csrf").map(String::as_str).unwrap_or(""))?;
     let actor = &signed_in.actor;
-    let action = app.catalog.get_action(actor, &identifier).await?.action;
+    let action = app.actions.get_action(actor, &identifier).await?.action;
     let Trigger::SelfService { user_inputs, .. } = &action.trigger else {
         return Err(Error::not_found(format!("action '{identifier}'")).into());
     };
     let properties = typed_inputs(user_inputs, &form);
     let entity = form.get("entity").map(String::as_str).filter(|e| !e.is_empty());
-    let (defaults, visible) = app.catalog.form_state(actor, &identifier, &properties, entity).await?;
+    let (defaults, visible) = app.runs.form_state(actor, &identifier, &properties, entity).await?;
     Ok(axum::Json(json!({"visible": visible, "defaults": defaults})).into_response())
 }
 
@@ -498,11 +478,11 @@ pub(super) async fn run_page(
     PathParams(id): PathParams<String>,
 ) -> PageResult {
     let actor = &signed_in.actor;
-    let (run, affected) = app.catalog.get_run(actor, &id).await?;
-    let now = app.catalog.now();
-    let logs = app.catalog.run_logs(actor, &id, 0, 500).await?;
+    let (run, affected) = app.runs.get_run(actor, &id).await?;
+    let now = app.core.now();
+    let logs = app.runs.run_logs(actor, &id, 0, 500).await?;
     let may_decide = run.status == portolan_model::run::RunStatus::WaitingForApproval
-        && app.catalog.may_decide_on(actor, &run).await?;
+        && app.permissions.may_decide_on(actor, &run).await?;
     let decisions = run
         .approval
         .iter()
@@ -552,7 +532,7 @@ pub(super) async fn run_page(
 /// A run's inputs as a list, each by the title its action gives it (by name when the action is
 /// gone or not the viewer's to read).
 async fn inputs_html(app: &AppState, actor: &Actor, run: &Run) -> String {
-    let titles: std::collections::HashMap<String, String> = match app.catalog.get_action(actor, &run.action).await {
+    let titles: std::collections::HashMap<String, String> = match app.actions.get_action(actor, &run.action).await {
         Ok(record) => match record.action.trigger {
             Trigger::SelfService { user_inputs, .. } => user_inputs
                 .properties
@@ -597,7 +577,7 @@ pub(super) async fn decide(
         }
     };
     let comment = form.comment.filter(|c| !c.trim().is_empty());
-    app.catalog.decide_run(&signed_in.actor, &id, decision, comment).await?;
+    app.approvals.decide_run(&signed_in.actor, &id, decision, comment).await?;
     Ok(Redirect::to(&format!("/runs/{id}")).into_response())
 }
 
@@ -614,12 +594,12 @@ pub(super) async fn cancel(
     Form(form): Form<CancelForm>,
 ) -> PageResult {
     check_form(&headers, &signed_in, &form.csrf)?;
-    app.catalog.cancel_run(&signed_in.actor, &id).await?;
+    app.approvals.cancel_run(&signed_in.actor, &id).await?;
     Ok(Redirect::to(&format!("/runs/{id}")).into_response())
 }
 
 struct WaitingRun {
-    run: super::catalog::RunRow,
+    run: present::RunRow,
     /// The inputs as a readable list (HTML) and as JSON.
     inputs: String,
     inputs_raw: String,
@@ -634,11 +614,11 @@ struct ApprovalsPage {
 }
 
 pub(super) async fn approvals_page(State(app): State<AppState>, Visitor(signed_in): Visitor) -> PageResult {
-    let now = app.catalog.now();
+    let now = app.core.now();
     let mut runs = Vec::new();
-    for run in app.catalog.approval_inbox(&signed_in.actor).await? {
+    for run in app.approvals.approval_inbox(&signed_in.actor).await? {
         runs.push(WaitingRun {
-            run: super::catalog::RunRow::new(&run, now),
+            run: present::RunRow::new(&run, now),
             inputs: inputs_html(&app, &signed_in.actor, &run).await,
             inputs_raw: raw_json(&run.inputs),
         });

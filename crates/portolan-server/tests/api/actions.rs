@@ -9,12 +9,10 @@ use axum::http::HeaderMap;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, KeyInit, Mac};
-use portolan_server::ServerOptions;
-use portolan_server::backends::EngineOptions;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::{TestApp, ended, run_until, spawn_app, spawn_app_full, test_engine};
+use crate::{TestApp, ended, run_until, spawn_app};
 
 const SIGNING_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
@@ -427,8 +425,11 @@ async fn failing_webhooks_are_retried_with_one_id_and_end_with_a_reason() {
 
 #[tokio::test]
 async fn webhooks_cannot_reach_private_addresses_unless_allowed() {
-    let app =
-        spawn_app_full(ServerOptions::default(), Arc::new(portolan_server::services::SystemClock), test_engine()).await;
+    let app = TestApp::builder()
+        .clock(Arc::new(portolan_server::services::SystemClock))
+        .private_addresses_refused()
+        .start()
+        .await;
     app.with_service_blueprints().await;
     with_signing_secret(&app).await;
     let receiver = Receiver::start(vec![Answer(200, 0, vec![])]).await;
@@ -546,8 +547,7 @@ async fn automations_fire_on_entity_events_whose_condition_holds() {
 async fn an_expired_timer_runs_its_teardown_automation_exactly_once() {
     let start = 1_800_000_000_000;
     let clock = crate::ManualClock::at(start);
-    let engine = EngineOptions { webhook_allow_private: true, ..test_engine() };
-    let app = spawn_app_full(ServerOptions::default(), clock.clone(), engine).await;
+    let app = TestApp::builder().clock(clock.clone()).start().await;
     let made = app
         .post(
             "/api/v1/blueprints",
@@ -743,20 +743,20 @@ async fn runs_in_flight_move_with_migrate_store_and_carry_on() {
     let source_dir = tempfile::tempdir().expect("temp dir");
     let source = portolan_store::open(&source_dir.path().to_string_lossy()).await.expect("source");
     let clock = Arc::new(portolan_server::services::SystemClock);
-    let engine = EngineOptions { webhook_allow_private: true, ..test_engine() };
-    let old =
-        portolan_server::AppState::with_options(Arc::clone(&source), clock.clone(), &engine).await.expect("state");
+    let old = portolan_server::AppState::build(Arc::clone(&source), clock.clone(), crate::test_settings())
+        .await
+        .expect("state");
     let receiver = Receiver::start(vec![Answer(200, 0, vec![])]).await;
     let actor = portolan_server::services::Actor::system("tests", portolan_server::services::Origin::Api);
-    old.catalog.put_secret(&actor, "hook", SIGNING_SECRET).await.expect("secret");
+    old.actions.put_secret(&actor, "hook", SIGNING_SECRET).await.expect("secret");
     let action = json!({
         "identifier": "notify",
         "trigger": {"type": "self-service", "operation": "CREATE"},
         "invocationMethod": {"type": "WEBHOOK", "url": receiver.url, "signingSecret": "hook", "synchronized": true}
     });
-    old.catalog.put_action(&actor, None, action).await.expect("action");
+    old.actions.put_action(&actor, None, action).await.expect("action");
     let request = portolan_server::services::runs::RunRequest::default();
-    let run = old.catalog.create_run(&actor, "notify", request).await.expect("run");
+    let run = old.runs.create_run(&actor, "notify", request).await.expect("run");
 
     let target_dir = tempfile::tempdir().expect("temp dir");
     let target = portolan_store::open(&target_dir.path().to_string_lossy()).await.expect("target");
@@ -766,7 +766,7 @@ async fn runs_in_flight_move_with_migrate_store_and_carry_on() {
     drop(target);
 
     // The new deployment delivers it, signed with the secret sealed by the old one.
-    let app = crate::spawn_app_in(target_dir, ServerOptions::default(), clock, engine).await;
+    let app = TestApp::builder().dir(target_dir).clock(clock).start().await;
     let done = run_until(&app, &run.id, Duration::from_secs(5), ended).await;
     assert_eq!(done["run"]["status"], "SUCCESS", "{done}");
     assert!(receiver.deliveries()[0].signature_valid);

@@ -3,11 +3,10 @@
 
 use std::time::Duration;
 
-use portolan_server::ServerOptions;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::{ManualClock, TestApp, ended, run_until, service, spawn_app, spawn_app_full, test_engine};
+use crate::{ManualClock, TestApp, ended, run_until, service, spawn_app};
 
 /// A DAY-2 action on services that sets `replicas`, guarded by `approval`.
 async fn guarded(app: &TestApp, approval: Value) {
@@ -100,7 +99,7 @@ async fn all_needs_each_listed_approver_and_one_decline_ends_the_run() {
 #[tokio::test]
 async fn an_approval_is_of_the_exact_request_and_expires() {
     let clock = ManualClock::at(1_800_000_000_000);
-    let app = spawn_app_full(ServerOptions::default(), clock.clone(), test_engine()).await;
+    let app = TestApp::builder().clock(clock.clone()).private_addresses_refused().start().await;
     guarded(&app, json!({"approvers": {"users": ["carl"]}, "expiresAfterHours": 2})).await;
     let ana = app.member("ana", &[]).await;
     let carl = app.member("carl", &[]).await;
@@ -237,7 +236,7 @@ async fn a_policy_computes_the_approvers_from_the_run() {
 async fn an_approval_given_during_a_freeze_waits_for_it_to_end() {
     // Friday 2027-01-15 08:00 UTC; a freeze from 09:00.
     let clock = ManualClock::at(1_800_000_000_000);
-    let app = spawn_app_full(ServerOptions::default(), clock.clone(), test_engine()).await;
+    let app = TestApp::builder().clock(clock.clone()).private_addresses_refused().start().await;
     guarded(&app, json!({"approvers": {"users": ["carl"]}})).await;
     let frozen = json!({"identifier": "scale",
         "trigger": {"type": "self-service", "operation": "DAY-2", "blueprintIdentifier": "service",

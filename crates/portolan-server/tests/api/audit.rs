@@ -140,7 +140,7 @@ async fn a_planted_secret_appears_in_no_record_log_line_or_error() {
     let bad = app.post("/api/v1/secrets", json!({"name": "bad name!", "value": canary})).await;
     let replaced = app.put("/api/v1/secrets/CANARY", json!({"value": format!("{canary}-2")})).await;
     assert_eq!(replaced.status, StatusCode::OK);
-    let export = portolan_server::services::audit::export_page(app.state.catalog.store().as_ref(), 0, 10_000)
+    let export = portolan_server::services::audit::export_page(app.state.core.store().as_ref(), 0, 10_000)
         .await
         .expect("export");
     let everything = format!(
@@ -236,8 +236,8 @@ async fn replay(calls: Vec<Call>) {
     let after = records(&app, "").await;
     let new: Vec<&Value> = after.iter().filter(|r| r["seq"].as_i64().is_some_and(|s| s > start)).collect();
     assert_eq!(new.len(), expected, "one record per change and per refusal: {:?}", actions(&after));
-    let key = &app.state.catalog.engine().audit.key;
-    match portolan_server::services::audit::verify(app.state.catalog.store().as_ref(), Some(key), None)
+    let key = &app.state.audit.signer().key;
+    match portolan_server::services::audit::verify(app.state.core.store().as_ref(), Some(key), None)
         .await
         .expect("readable")
     {

@@ -21,7 +21,7 @@ async fn fresh_within_a_second(app: &TestApp, path: &str, check: impl Fn(&Value)
 #[tokio::test]
 async fn mirrors_and_aggregations_follow_changes_within_a_second() {
     let app = spawn_app().await;
-    portolan_server::demo::load(&app.state.catalog).await.expect("demo");
+    portolan_server::demo::load(&app.state).await.expect("demo");
     let cart_system = "/api/v1/blueprints/system/entities/cart-system";
     let domain = "/api/v1/blueprints/domain/entities/order-domain";
     let cart_service = "/api/v1/blueprints/service/entities/cart-service";
@@ -89,7 +89,7 @@ async fn mirrors_and_aggregations_follow_changes_within_a_second() {
 #[tokio::test]
 async fn invalid_computed_definitions_are_refused() {
     let app = spawn_app().await;
-    portolan_server::demo::load(&app.state.catalog).await.expect("demo");
+    portolan_server::demo::load(&app.state).await.expect("demo");
     let cases = [
         (json!({"mirrorProperties": {"x": {"path": "nowhere.title"}}}), "/mirrorProperties/x/path"),
         (json!({"mirrorProperties": {"x": {"path": "providesApis.type"}}}), "/mirrorProperties/x/path"),
@@ -141,7 +141,7 @@ async fn each_timer_expiry_is_announced_once_and_rescores() {
     let mut events =
         app.client.get(format!("{}/api/v1/events?blueprint=environment", app.base)).send().await.expect("stream");
 
-    let expires = portolan_model::format_millis(app.state.catalog.now() + 300);
+    let expires = portolan_model::format_millis(app.state.core.now() + 300);
     let created = app
         .post("/api/v1/blueprints/environment/entities", json!({"identifier": "dev-1", "properties": {"ttl": expires}}))
         .await;
@@ -180,7 +180,7 @@ async fn each_timer_expiry_is_announced_once_and_rescores() {
 #[tokio::test]
 async fn changing_computed_definitions_recomputes_existing_entities() {
     let app = spawn_app().await;
-    portolan_server::demo::load(&app.state.catalog).await.expect("demo");
+    portolan_server::demo::load(&app.state).await.expect("demo");
     let added = app
         .patch(
             "/api/v1/blueprints/service",

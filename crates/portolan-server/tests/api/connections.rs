@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::{TestApp, spawn_app_with, spawn_app_with_sandbox};
+use crate::{TestApp, spawn_app_with};
 
 async fn connect(app: &TestApp) -> TcpStream {
     TcpStream::connect(app.base.trim_start_matches("http://")).await.expect("connects")
@@ -191,7 +191,7 @@ async fn dry_run(app: &TestApp, token: &str, mode: &str) -> Value {
 
 #[tokio::test]
 async fn an_expression_that_takes_too_much_memory_fails_clearly_and_costs_the_server_nothing() {
-    let app = spawn_app_with_sandbox(SandboxLimits::default()).await;
+    let app = TestApp::builder().sandbox_limits(SandboxLimits::default()).start().await;
     jq_action(&app).await;
     let member = app.member("mia", &["team-m"]).await;
     let started = Instant::now();
@@ -207,7 +207,7 @@ async fn an_expression_that_takes_too_much_memory_fails_clearly_and_costs_the_se
 #[tokio::test]
 async fn evaluations_beyond_the_sandbox_s_concurrency_wait_then_are_refused_clearly() {
     let limits = SandboxLimits { concurrency: 1, queue_wait: Duration::from_millis(300), ..SandboxLimits::default() };
-    let app = spawn_app_with_sandbox(limits).await;
+    let app = TestApp::builder().sandbox_limits(limits).start().await;
     jq_action(&app).await;
     let member = app.member("mia", &["team-m"]).await;
     let spinning = dry_run(&app, &member, "spin");

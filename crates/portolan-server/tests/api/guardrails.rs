@@ -151,8 +151,7 @@ async fn a_failing_precondition_is_named_and_a_dry_run_says_everything_and_start
 #[tokio::test]
 async fn a_run_that_outlives_its_timeout_ends_timed_out_and_its_runner_is_told_to_stop() {
     let clock = crate::ManualClock::at(1_800_000_000_000);
-    let app =
-        crate::spawn_app_full(portolan_server::ServerOptions::default(), clock.clone(), crate::test_engine()).await;
+    let app = crate::TestApp::builder().clock(clock.clone()).private_addresses_refused().start().await;
     guarded(&app, json!({"timeoutMinutes": 60})).await;
     let made = app.post("/api/v1/runners/tokens", json!({"name": "r", "labels": ["nobody"]})).await;
     let runner = made.body["token"].as_str().expect("runner token").to_string();
@@ -177,8 +176,7 @@ async fn a_run_that_outlives_its_timeout_ends_timed_out_and_its_runner_is_told_t
 async fn freezes_and_locks_stop_runs_and_say_until_when_or_why() {
     // Friday 2027-01-15 08:00 UTC.
     let clock = crate::ManualClock::at(1_800_000_000_000);
-    let app =
-        crate::spawn_app_full(portolan_server::ServerOptions::default(), clock.clone(), crate::test_engine()).await;
+    let app = crate::TestApp::builder().clock(clock.clone()).private_addresses_refused().start().await;
     let lock = json!({"identifier": "lock", "schema": {"properties": {"locked": {"type": "boolean"}, "reason": {"type": "string"}}}});
     assert_eq!(app.post("/api/v1/blueprints", lock).await.status, StatusCode::CREATED);
     guarded(
@@ -218,8 +216,7 @@ async fn freezes_and_locks_stop_runs_and_say_until_when_or_why() {
 #[tokio::test]
 async fn a_webhook_backend_is_told_when_its_run_times_out() {
     let clock = crate::ManualClock::at(1_800_000_000_000);
-    let engine = portolan_server::backends::EngineOptions { webhook_allow_private: true, ..crate::test_engine() };
-    let app = crate::spawn_app_full(portolan_server::ServerOptions::default(), clock.clone(), engine).await;
+    let app = crate::TestApp::builder().clock(clock.clone()).start().await;
     let (url, got) = crate::approvals::receiver().await;
     let key =
         app.post("/api/v1/secrets", json!({"name": "hook", "value": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"})).await;

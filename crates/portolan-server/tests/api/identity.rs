@@ -1,10 +1,9 @@
 //! Sign-in, sessions, CSRF, tokens and accounts over real HTTP.
 
-use portolan_server::ServerOptions;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::{ManualClock, Reply, TestApp, read, spawn_app, spawn_app_full, test_engine};
+use crate::{ManualClock, Reply, TestApp, read, spawn_app};
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -129,7 +128,7 @@ async fn a_password_sign_in_sets_a_host_only_secure_cookie_that_sign_out_ends() 
 async fn sessions_end_after_idling_and_after_their_absolute_lifetime() {
     const HOUR: i64 = 3_600_000;
     let clock = ManualClock::at(1_800_000_000_000);
-    let app = spawn_app_full(ServerOptions::default(), clock.clone(), test_engine()).await;
+    let app = TestApp::builder().clock(clock.clone()).private_addresses_refused().start().await;
     create_person(&app, "ana@example.com", &[]).await;
     let browser = sign_in(&app, "ana@example.com").await;
     clock.advance(7 * HOUR);
@@ -180,7 +179,7 @@ async fn issue(app: &TestApp, days: Option<u32>) -> (String, String) {
 async fn tokens_expire_are_revoked_and_die_with_their_disabled_owner() {
     const DAY: i64 = 86_400_000;
     let clock = ManualClock::at(1_800_000_000_000);
-    let app = spawn_app_full(ServerOptions::default(), clock.clone(), test_engine()).await;
+    let app = TestApp::builder().clock(clock.clone()).private_addresses_refused().start().await;
     let made = app.post("/api/v1/users", json!({"identifier": "ci-bot", "service": true})).await;
     assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
     assert_eq!(made.body["user"]["kind"], "service");

@@ -26,11 +26,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use portolan_model::permission::Role;
-use portolan_server::backends::EngineOptions;
 use portolan_server::sandbox::{JqSandbox, SandboxLimits};
 use portolan_server::services::identity::NewAccount;
 use portolan_server::services::{Actor, Origin, SharedClock, SystemClock};
-use portolan_server::{AppState, ServerOptions};
+use portolan_server::{AppState, ServerOptions, Settings};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -48,77 +47,121 @@ pub struct TestApp {
 }
 
 pub async fn spawn_app() -> TestApp {
-    spawn_app_with(ServerOptions::default()).await
+    TestApp::builder().start().await
 }
 
 pub async fn spawn_app_with(options: ServerOptions) -> TestApp {
-    spawn_app_full(options, Arc::new(SystemClock), EngineOptions { webhook_allow_private: true, ..test_engine() }).await
+    TestApp::builder().options(options).start().await
 }
 
-/// Engine settings for tests: short runner leases, NATS when `PORTOLAN_TEST_NATS_URL` is set.
-pub fn test_engine() -> EngineOptions {
-    EngineOptions {
-        runner_lease_ms: 1_500,
-        nats_url: std::env::var("PORTOLAN_TEST_NATS_URL").ok(),
-        ..EngineOptions::default()
+/// How a test server is made: each part defaults to what most tests want (a fresh SQLite data
+/// directory, the system clock, short runner leases, webhooks allowed to reach loopback, NATS when
+/// `PORTOLAN_TEST_NATS_URL` is set, the jq sandbox with default limits).
+pub struct TestAppBuilder {
+    dir: Option<tempfile::TempDir>,
+    listener: Option<tokio::net::TcpListener>,
+    options: ServerOptions,
+    clock: SharedClock,
+    settings: Settings,
+    limits: SandboxLimits,
+}
+
+impl TestApp {
+    pub fn builder() -> TestAppBuilder {
+        TestAppBuilder {
+            dir: None,
+            listener: None,
+            options: ServerOptions::default(),
+            clock: Arc::new(SystemClock),
+            settings: test_settings(),
+            limits: SandboxLimits::default(),
+        }
     }
 }
 
-pub async fn spawn_app_full(options: ServerOptions, clock: SharedClock, engine: EngineOptions) -> TestApp {
-    spawn_app_in(tempfile::tempdir().expect("temp dir"), options, clock, engine).await
+/// Settings for tests: short runner leases, webhooks allowed to reach loopback (where the tests'
+/// receivers listen), NATS when `PORTOLAN_TEST_NATS_URL` is set.
+pub fn test_settings() -> Settings {
+    Settings {
+        runner_lease_ms: 1_500,
+        webhook_allow_private: true,
+        nats_url: std::env::var("PORTOLAN_TEST_NATS_URL").ok(),
+        ..Settings::default()
+    }
 }
 
-/// A server over the SQLite data directory `dir` (which may hold data already).
-pub async fn spawn_app_in(
-    dir: tempfile::TempDir,
-    options: ServerOptions,
-    clock: SharedClock,
-    engine: EngineOptions,
-) -> TestApp {
-    spawn_app_sandboxed(dir, options, clock, engine, SandboxLimits::default()).await
-}
+impl TestAppBuilder {
+    pub fn options(mut self, options: ServerOptions) -> Self {
+        self.options = options;
+        self
+    }
 
-/// A server whose jq sandbox has the given limits.
-pub async fn spawn_app_with_sandbox(limits: SandboxLimits) -> TestApp {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let engine = EngineOptions { webhook_allow_private: true, ..test_engine() };
-    spawn_app_sandboxed(dir, ServerOptions::default(), Arc::new(SystemClock), engine, limits).await
-}
+    pub fn clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
 
-async fn spawn_app_sandboxed(
-    dir: tempfile::TempDir,
-    options: ServerOptions,
-    clock: SharedClock,
-    engine: EngineOptions,
-    limits: SandboxLimits,
-) -> TestApp {
-    let store = portolan_store::open(&dir.path().to_string_lossy()).await.expect("store opens");
-    let mut state = AppState::with_options(Arc::clone(&store), clock, &engine).await.expect("state");
-    let sandbox = JqSandbox::with_limits(env!("CARGO_BIN_EXE_portolan-jq-sandbox").into(), vec![], limits);
-    state.catalog.set_sandbox(Arc::new(sandbox));
-    let router = portolan_server::router(state.clone(), &options);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("address"));
-    state.catalog.engine().set_public_url(&base);
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(portolan_server::serve_with(listener, router, options.connections.clone(), async move {
-        let _ = rx.await;
-    }));
-    let worker = portolan_server::worker::Worker::start(state.catalog.clone(), 5_000);
-    let sweeper = portolan_server::sweeper::Sweeper::start(state.catalog.clone(), 5_000);
-    let admin_token = account_token(&state, "admin@test", Role::Admin, &[]).await;
-    let mut headers = reqwest::header::HeaderMap::new();
-    let bearer = reqwest::header::HeaderValue::from_str(&format!("Bearer {admin_token}")).expect("header");
-    headers.insert(reqwest::header::AUTHORIZATION, bearer);
-    TestApp {
-        base,
-        client: reqwest::Client::builder().default_headers(headers).build().expect("client"),
-        state,
-        admin_token,
-        _dir: dir,
-        _shutdown: tx,
-        _worker: worker,
-        _sweeper: sweeper,
+    /// Webhooks may not reach loopback or private addresses, as on a default server.
+    pub fn private_addresses_refused(mut self) -> Self {
+        self.settings.webhook_allow_private = false;
+        self
+    }
+
+    /// Changes the settings the services are built with.
+    pub fn settings(mut self, change: impl FnOnce(&mut Settings)) -> Self {
+        change(&mut self.settings);
+        self
+    }
+
+    /// Serves the SQLite data directory `dir` (which may hold data already).
+    pub fn dir(mut self, dir: tempfile::TempDir) -> Self {
+        self.dir = Some(dir);
+        self
+    }
+
+    /// Serves on this listener (for a test that must give its address out before the server starts).
+    pub fn listener(mut self, listener: tokio::net::TcpListener) -> Self {
+        self.listener = Some(listener);
+        self
+    }
+
+    pub fn sandbox_limits(mut self, limits: SandboxLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    pub async fn start(self) -> TestApp {
+        let dir = self.dir.unwrap_or_else(|| tempfile::tempdir().expect("temp dir"));
+        let listener = match self.listener {
+            Some(listener) => listener,
+            None => tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind"),
+        };
+        let base = format!("http://{}", listener.local_addr().expect("address"));
+        let sandbox = JqSandbox::with_limits(env!("CARGO_BIN_EXE_portolan-jq-sandbox").into(), vec![], self.limits);
+        let settings = Settings { public_url: base.clone(), jq: Some(Arc::new(sandbox)), ..self.settings };
+        let store = portolan_store::open(&dir.path().to_string_lossy()).await.expect("store opens");
+        let state = AppState::build(store, self.clock, settings).await.expect("state");
+        let router = portolan_server::router(state.clone(), &self.options);
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(portolan_server::serve_with(listener, router, self.options.connections.clone(), async move {
+            let _ = rx.await;
+        }));
+        let worker = portolan_server::worker::Worker::start(state.clone(), 5_000);
+        let sweeper = portolan_server::sweeper::Sweeper::start(state.clone(), 5_000);
+        let admin_token = account_token(&state, "admin@test", Role::Admin, &[]).await;
+        let mut headers = reqwest::header::HeaderMap::new();
+        let bearer = reqwest::header::HeaderValue::from_str(&format!("Bearer {admin_token}")).expect("header");
+        headers.insert(reqwest::header::AUTHORIZATION, bearer);
+        TestApp {
+            base,
+            client: reqwest::Client::builder().default_headers(headers).build().expect("client"),
+            state,
+            admin_token,
+            _dir: dir,
+            _shutdown: tx,
+            _worker: worker,
+            _sweeper: sweeper,
+        }
     }
 }
 
@@ -178,12 +221,12 @@ pub async fn account_token(state: &AppState, identifier: &str, role: Role, teams
         teams: teams.iter().map(|t| t.to_string()).collect(),
         ..NewAccount::default()
     };
-    match state.catalog.create_account(&system, new).await {
+    match state.identity.create_account(&system, new).await {
         Ok(_) => {}
         Err(err) if err.code == portolan_server::error::ErrorCode::AlreadyExists => {}
         Err(err) => panic!("account {identifier}: {err}"),
     }
-    let (_, token) = state.catalog.create_api_token(&system, Some(identifier), "tests", None).await.expect("token");
+    let (_, token) = state.identity.create_api_token(&system, Some(identifier), "tests", None).await.expect("token");
     token
 }
 

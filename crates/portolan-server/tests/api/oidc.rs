@@ -11,7 +11,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 use tokio::io::AsyncBufReadExt;
 
-use crate::{Reply, TestApp, read, spawn_app_full, test_engine};
+use crate::{Reply, TestApp, read, spawn_app};
 
 const CLIENT_ID: &str = "portolan";
 const CLIENT_SECRET: &str = "test-client-secret-0123456789";
@@ -42,7 +42,8 @@ fn install_harness() {
     *done = true;
 }
 
-async fn start_provider(app: &TestApp) -> Provider {
+/// Starts the provider for a server that will answer at `base`.
+async fn start_provider(base: &str) -> Provider {
     install_harness();
     let users = json!({
         "ana": {"email": "ana@example.com", "email_verified": true, "name": "Ana Lima", "groups": ["team-cart", "ops"]},
@@ -55,7 +56,7 @@ async fn start_provider(app: &TestApp) -> Provider {
         .env("OIDC_PORT", "0")
         .env("OIDC_CLIENT_ID", CLIENT_ID)
         .env("OIDC_CLIENT_SECRET", CLIENT_SECRET)
-        .env("OIDC_REDIRECT_URI", format!("{}/api/v1/auth/oidc/callback", app.base))
+        .env("OIDC_REDIRECT_URI", format!("{base}/api/v1/auth/oidc/callback"))
         .env("OIDC_USERS", users.to_string())
         .stdout(Stdio::piped())
         .kill_on_drop(true)
@@ -69,13 +70,6 @@ async fn start_provider(app: &TestApp) -> Provider {
         .expect("stdout readable")
         .expect("the provider printed its address");
     let issuer = line.strip_prefix("listening ").expect("'listening <issuer>'").to_string();
-    app.state.catalog.engine().set_oidc(OidcSettings {
-        issuer: issuer.clone(),
-        client_id: CLIENT_ID.into(),
-        client_secret: CLIENT_SECRET.into(),
-        groups_claim: "groups".into(),
-        admin_group: Some("portal-admins".into()),
-    });
     Provider { issuer, _child: child }
 }
 
@@ -156,13 +150,26 @@ async fn me(app: &TestApp, session: &str) -> Reply {
 async fn single_sign_on_creates_the_user_maps_groups_to_teams_and_opens_a_session() {
     // Private addresses are refused, but the provider the operator configured (on loopback here)
     // is trusted.
-    let clock = std::sync::Arc::new(portolan_server::services::SystemClock);
-    let app = spawn_app_full(portolan_server::ServerOptions::default(), clock, test_engine()).await;
+    let plain = spawn_app().await;
+    let off = plain.call_anonymously(Method::GET, "/api/v1/auth/providers", None).await;
+    assert_eq!(off.body["oidc"], json!(null), "not configured");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let provider = start_provider(&format!("http://{}", listener.local_addr().expect("address"))).await;
+    let settings = OidcSettings {
+        issuer: provider.issuer.clone(),
+        client_id: CLIENT_ID.into(),
+        client_secret: CLIENT_SECRET.into(),
+        groups_claim: "groups".into(),
+        admin_group: Some("portal-admins".into()),
+    };
+    let app = TestApp::builder()
+        .listener(listener)
+        .private_addresses_refused()
+        .settings(|s| s.oidc = Some(settings))
+        .start()
+        .await;
     let team = app.post("/api/v1/blueprints/_team/entities", json!({"identifier": "team-cart"})).await;
     assert_eq!(team.status, StatusCode::CREATED);
-    let off = app.call_anonymously(Method::GET, "/api/v1/auth/providers", None).await;
-    assert_eq!(off.body["oidc"], json!(null), "not configured yet");
-    let provider = start_provider(&app).await;
     let on = app.call_anonymously(Method::GET, "/api/v1/auth/providers", None).await;
     assert_eq!(on.body["oidc"]["loginUrl"], "/api/v1/auth/oidc/login");
 

@@ -41,11 +41,11 @@ async fn openapi_document_describes_the_api() {
 #[tokio::test]
 async fn demo_catalog_loads_idempotently_with_the_brief_s_entities() {
     let app = spawn_app().await;
-    let first = portolan_server::demo::load(&app.state.catalog).await.expect("demo loads");
+    let first = portolan_server::demo::load(&app.state).await.expect("demo loads");
     assert_eq!(first.blueprints_created, 9, "the brief's six, environments, deployments and locks");
     assert_eq!(first.entities_created, 17, "3 teams, 4 users and the brief's 10 catalog entities");
     assert_eq!(first.actions_written, 10, "the brief's self-service actions, the TTL teardown, lock and unlock");
-    let second = portolan_server::demo::load(&app.state.catalog).await.expect("demo loads again");
+    let second = portolan_server::demo::load(&app.state).await.expect("demo loads again");
     let unchanged = portolan_server::demo::DemoSummary { actions_written: 10, ..Default::default() };
     assert_eq!(second, unchanged, "only the actions are written again, to their current definition");
 

@@ -6,15 +6,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use portolan_server::ServerOptions;
-use portolan_server::backends::EngineOptions;
 use portolan_server::services::{Actor, Origin, SystemClock};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::ssrf_corpus::{INTERNAL_HOSTS, PUBLIC_HOSTS};
-use crate::{TestApp, spawn_app, spawn_app_full, spawn_app_in, test_engine};
+use crate::{TestApp, spawn_app};
 
 /// A TCP listener on loopback that counts the connections it accepts and answers each with 200.
 async fn counting_listener() -> (u16, Arc<AtomicUsize>) {
@@ -79,17 +77,17 @@ async fn approval_notices_cannot_reach_private_addresses_unless_allowed() {
     let dir = tempfile::tempdir().expect("temp dir");
     {
         let store = portolan_store::open(&dir.path().to_string_lossy()).await.expect("store");
-        let allowed = EngineOptions { webhook_allow_private: true, ..test_engine() };
-        let before =
-            portolan_server::AppState::with_options(store, Arc::new(SystemClock), &allowed).await.expect("state");
+        let before = portolan_server::AppState::build(store, Arc::new(SystemClock), crate::test_settings())
+            .await
+            .expect("state");
         let admin = Actor::system("tests", Origin::Api);
-        before.catalog.put_secret(&admin, "hook", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").await.expect("secret");
+        before.actions.put_secret(&admin, "hook", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").await.expect("secret");
         for (i, host) in INTERNAL_HOSTS.iter().enumerate() {
             let action = announced(&format!("notify-{i}"), &format!("http://{host}:{port}/approve"));
-            before.catalog.put_action(&admin, None, action).await.expect("action");
+            before.actions.put_action(&admin, None, action).await.expect("action");
         }
     }
-    let app = spawn_app_in(dir, ServerOptions::default(), Arc::new(SystemClock), test_engine()).await;
+    let app = TestApp::builder().dir(dir).clock(Arc::new(SystemClock)).private_addresses_refused().start().await;
     for (i, host) in INTERNAL_HOSTS.iter().enumerate() {
         let id = request_run(&app, &format!("notify-{i}")).await;
         let line = log_line(&app, &id, "approvers were not notified").await;
@@ -168,8 +166,7 @@ async fn a_refused_timeout_notice_is_logged_without_the_secrets_it_echoes() {
     server_log();
     const CANARY: &str = "canary-k3y-0f-the-backend";
     let clock = crate::ManualClock::at(1_800_000_000_000);
-    let engine = EngineOptions { webhook_allow_private: true, ..test_engine() };
-    let app = spawn_app_full(ServerOptions::default(), clock.clone(), engine).await;
+    let app = TestApp::builder().clock(clock.clone()).start().await;
     // Accepts the run; refuses the timeout notice, quoting the key it came with.
     let backend =
         axum::Router::new().fallback(|uri: axum::http::Uri, headers: axum::http::HeaderMap, body: String| async move {

@@ -10,7 +10,7 @@ fn level(entity: &Value, scorecard: &str) -> Value {
 #[tokio::test]
 async fn demo_scorecards_grade_services_and_follow_every_change() {
     let app = spawn_app().await;
-    let summary = portolan_server::demo::load(&app.state.catalog).await.expect("demo");
+    let summary = portolan_server::demo::load(&app.state).await.expect("demo");
     assert_eq!(summary.scorecards_created, 2);
 
     let cart = app.get("/api/v1/blueprints/service/entities/cart-service").await;
@@ -100,7 +100,7 @@ async fn demo_scorecards_grade_services_and_follow_every_change() {
 #[tokio::test]
 async fn invalid_scorecards_and_breaking_schema_changes_are_refused() {
     let app = spawn_app().await;
-    portolan_server::demo::load(&app.state.catalog).await.expect("demo");
+    portolan_server::demo::load(&app.state).await.expect("demo");
     let bad = app
         .post("/api/v1/blueprints/service/scorecards", json!({"identifier": "x", "rules": [
             {"identifier": "r", "level": "Platinum", "query": {"combinator": "and", "rules": []}},

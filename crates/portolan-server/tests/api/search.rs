@@ -5,7 +5,7 @@ use crate::{TestApp, spawn_app};
 
 async fn demo_app() -> TestApp {
     let app = spawn_app().await;
-    portolan_server::demo::load(&app.state.catalog).await.expect("demo loads");
+    portolan_server::demo::load(&app.state).await.expect("demo loads");
     app
 }
 

@@ -3,13 +3,12 @@
 //! reference written here from the grant's plain meaning.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 
 use portolan_model::permission::{Role, User};
 use portolan_server::AppState;
 use portolan_server::services::catalog::WriteMode;
 use portolan_server::services::search::{AggregateRequest, SearchRequest};
-use portolan_server::services::{Actor, Origin, SystemClock};
+use portolan_server::services::{Actor, Origin};
 use portolan_store::query_sql::AggregateResult;
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -88,7 +87,7 @@ fn org() -> impl Strategy<Value = (Vec<BTreeSet<usize>>, Vec<Thing>, ReadGrant)>
 async fn check(users: Vec<BTreeSet<usize>>, things: Vec<Thing>, grant: ReadGrant) {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = portolan_store::open(&dir.path().to_string_lossy()).await.expect("store");
-    let state = AppState::with_clock(store, Arc::new(SystemClock)).await.expect("state");
+    let state = AppState::new(store).await.expect("state");
     let catalog = &state.catalog;
     let system = Actor::system("tests", Origin::Cli);
     let create = WriteMode::Create { upsert: false, merge: false };
@@ -104,7 +103,7 @@ async fn check(users: Vec<BTreeSet<usize>>, things: Vec<Thing>, grant: ReadGrant
             json!({"identifier": format!("e{i:02}"), "team": teams, "properties": {"tier": TIERS[thing.tier]}});
         catalog.write_entity(&system, "thing", None, entity, create, None).await.expect("entity");
     }
-    catalog.put_blueprint_permissions(&system, "thing", grant.document()).await.expect("grant");
+    state.permissions.put_blueprint_permissions(&system, "thing", grant.document()).await.expect("grant");
 
     for (u, user_teams) in users.iter().enumerate() {
         let user = User {
@@ -127,7 +126,7 @@ async fn check(users: Vec<BTreeSet<usize>>, things: Vec<Thing>, grant: ReadGrant
             let mut cursor = None;
             loop {
                 let request = SearchRequest { limit: Some(7), cursor, ..SearchRequest::default() };
-                let page = catalog.search(&actor, scope, request).await.expect("search");
+                let page = state.search.search(&actor, scope, request).await.expect("search");
                 seen.extend(page.entities.into_iter().filter(|e| e.blueprint == "thing").map(|e| e.identifier));
                 match page.next {
                     Some(next) => cursor = Some(next),
@@ -139,7 +138,8 @@ async fn check(users: Vec<BTreeSet<usize>>, things: Vec<Thing>, grant: ReadGrant
         // With a query of its own, the filter still applies.
         let gold = json!({"combinator": "and", "rules": [{"property": "tier", "operator": "=", "value": "gold"}]});
         let request = SearchRequest { query: Some(gold), limit: Some(100), ..SearchRequest::default() };
-        let found: BTreeSet<String> = catalog
+        let found: BTreeSet<String> = state
+            .search
             .search(&actor, Some("thing"), request)
             .await
             .expect("search")
@@ -159,7 +159,7 @@ async fn check(users: Vec<BTreeSet<usize>>, things: Vec<Thing>, grant: ReadGrant
             relation: None,
             scorecard: None,
         };
-        match catalog.aggregate(&actor, aggregate("count", None)).await.expect("count") {
+        match state.search.aggregate(&actor, aggregate("count", None)).await.expect("count") {
             AggregateResult::Value(count) => assert_eq!(count, Some(expected.len() as f64), "count: {why}"),
             other => panic!("count gave {other:?}"),
         }
@@ -169,7 +169,7 @@ async fn check(users: Vec<BTreeSet<usize>>, things: Vec<Thing>, grant: ReadGrant
                 *per_team.entry(TEAMS[*t].to_string()).or_default() += 1;
             }
         }
-        match catalog.aggregate(&actor, aggregate("countBy", Some("$team"))).await.expect("facets") {
+        match state.search.aggregate(&actor, aggregate("countBy", Some("$team"))).await.expect("facets") {
             AggregateResult::Groups(groups) => {
                 let got: BTreeMap<String, u64> =
                     groups.into_iter().filter_map(|(k, n)| k.as_str().map(|k| (k.to_string(), n))).collect();

@@ -279,7 +279,7 @@ async fn a_run_is_requested_through_its_form_and_approved_by_a_second_user_throu
 #[tokio::test]
 async fn the_scorecards_page_counts_entities_per_level_and_team_and_names_failing_rules() {
     let app = spawn_app().await;
-    portolan_server::demo::load(&app.state.catalog).await.expect("demo");
+    portolan_server::demo::load(&app.state).await.expect("demo");
     let viewer = json!({"identifier": "viewer@example.com", "password": PASSWORD});
     assert_eq!(app.post("/api/v1/users", viewer).await.status, StatusCode::CREATED);
     let session = sign_in(&app, "viewer@example.com").await;

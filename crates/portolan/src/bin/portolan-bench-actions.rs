@@ -54,22 +54,22 @@ fn main() -> anyhow::Result<()> {
     let server_runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let (base, token) = server_runtime.block_on(async {
         let store = portolan_store::open(&location).await?;
-        let options = portolan_server::backends::EngineOptions {
-            webhook_allow_private: true,
-            ..portolan_server::backends::EngineOptions::default()
-        };
-        let clock_source = Arc::new(portolan_server::services::SystemClock);
-        let mut state = portolan_server::AppState::with_options(Arc::clone(&store), clock_source, &options).await?;
-        let token = state.catalog.service_token("bench-admin", portolan_model::permission::Role::Admin).await?;
         let exe = std::env::current_exe()?;
         let sandbox = portolan_server::sandbox::JqSandbox::new(exe, vec!["jq-sandbox".into()]);
-        state.catalog.set_sandbox(Arc::new(sandbox));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let base = format!("http://{}", listener.local_addr()?);
-        state.catalog.engine().set_public_url(&base);
+        let settings = portolan_server::Settings {
+            webhook_allow_private: true,
+            public_url: base.clone(),
+            jq: Some(Arc::new(sandbox)),
+            ..portolan_server::Settings::default()
+        };
+        let clock_source = Arc::new(portolan_server::services::SystemClock);
+        let state = portolan_server::AppState::build(Arc::clone(&store), clock_source, settings).await?;
+        let token = state.identity.service_token("bench-admin", portolan_model::permission::Role::Admin).await?;
         let router = portolan_server::router(state.clone(), &portolan_server::ServerOptions::default());
-        std::mem::forget(portolan_server::worker::Worker::start(state.catalog.clone(), 30_000));
-        std::mem::forget(portolan_server::sweeper::Sweeper::start(state.catalog.clone(), 30_000));
+        std::mem::forget(portolan_server::worker::Worker::start(state.clone(), 30_000));
+        std::mem::forget(portolan_server::sweeper::Sweeper::start(state.clone(), 30_000));
         tokio::spawn(portolan_server::serve(listener, router, std::future::pending()));
         anyhow::Ok((base, token))
     })?;
@@ -143,7 +143,7 @@ fn pct(sorted: &[Duration], p: f64) -> f64 {
 }
 
 async fn run(args: &Args, base: &str, token: &str, clock: Arc<Mutex<Clock>>) -> anyhow::Result<()> {
-    portolan_server::backends::install_crypto();
+    portolan_server::outbound::install_crypto();
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {token}").parse()?);
     let client = reqwest::Client::builder().pool_max_idle_per_host(args.clients).default_headers(headers).build()?;

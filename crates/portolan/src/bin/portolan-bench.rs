@@ -62,8 +62,8 @@ fn main() -> anyhow::Result<()> {
     let (base, token, _worker) = server_runtime.block_on(async {
         let store = portolan_store::open(&location).await?;
         let state = portolan_server::AppState::new(Arc::clone(&store)).await?;
-        let token = state.catalog.service_token("bench-admin", portolan_model::permission::Role::Admin).await?;
-        let state_for_worker = state.catalog.clone();
+        let token = state.identity.service_token("bench-admin", portolan_model::permission::Role::Admin).await?;
+        let state_for_worker = state.clone();
         let router = portolan_server::router(
             state,
             &portolan_server::ServerOptions { body_limit: 16 * 1024 * 1024, ..Default::default() },
@@ -87,7 +87,7 @@ fn client_with(token: &str) -> anyhow::Result<reqwest::Client> {
 }
 
 async fn run(args: &Args, base: &str, token: &str) -> anyhow::Result<()> {
-    portolan_server::backends::install_crypto();
+    portolan_server::outbound::install_crypto();
     let client = client_with(token)?;
     let n = args.entities;
     let systems = (n / 50).max(1);

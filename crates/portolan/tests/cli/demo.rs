@@ -21,7 +21,7 @@ struct As<'a> {
 
 impl As<'_> {
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        portolan_server::backends::install_crypto();
+        portolan_server::outbound::install_crypto();
         let mut request =
             reqwest::Client::new().request(method, format!("{}{path}", self.base)).bearer_auth(&self.token);
         if let Some(body) = body {

@@ -145,7 +145,7 @@ static TOKENS: std::sync::Mutex<std::collections::BTreeMap<String, String>> =
 
 /// An HTTP client that signs each request with the admin token of the server it goes to.
 pub fn http() -> Client {
-    portolan_server::backends::install_crypto();
+    portolan_server::outbound::install_crypto();
     Client(reqwest::Client::new())
 }
 
@@ -153,7 +153,7 @@ pub struct Client(reqwest::Client);
 
 /// A plain HTTP client, for talking to something other than a Portolan server.
 pub fn http_plain() -> reqwest::Client {
-    portolan_server::backends::install_crypto();
+    portolan_server::outbound::install_crypto();
     reqwest::Client::new()
 }
 

@@ -1,0 +1,190 @@
+//! The app's state: every service, built once from a store, a clock and the [`Settings`], wired
+//! in the order of their arrows (see `services`).
+
+use std::sync::{Arc, OnceLock};
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use portolan_store::Store;
+
+use crate::backends::Engine;
+use crate::error::{Error, ErrorCode};
+use crate::keys::{self, Keys};
+use crate::outbound::Outbound;
+use crate::services::actions::Actions;
+use crate::services::approvals::Approvals;
+use crate::services::audit::{self, Audit, AuditSigner, KeyOrigin};
+use crate::services::catalog::Catalog;
+use crate::services::computed::Computed;
+use crate::services::core::{Core, SharedClock, SystemClock};
+use crate::services::guardrails::Guardrails;
+use crate::services::identity::Identity;
+use crate::services::oidc::Oidc;
+use crate::services::permissions::Permissions;
+use crate::services::runs::{Runs, RunsParts};
+use crate::services::scorecards::Scorecards;
+use crate::services::search::Search;
+use crate::settings::Settings;
+
+/// What every handler can reach: the services, and the process's metrics and shutdown signal.
+#[derive(Clone)]
+pub struct AppState {
+    pub core: Core,
+    pub permissions: Permissions,
+    pub computed: Computed,
+    pub search: Search,
+    pub catalog: Catalog,
+    pub scorecards: Scorecards,
+    pub audit: Audit,
+    pub identity: Identity,
+    pub oidc: Oidc,
+    pub actions: Actions,
+    pub guardrails: Guardrails,
+    pub runs: Runs,
+    pub approvals: Approvals,
+    pub metrics: PrometheusHandle,
+    /// Set when the server begins to shut down: long-lived responses (event streams) end.
+    stopping: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+impl AppState {
+    /// The services over a store with the default settings, and makes sure the system blueprints
+    /// exist.
+    pub async fn new(store: Arc<dyn Store>) -> Result<Self, Error> {
+        Self::build(store, Arc::new(SystemClock), Settings::default()).await
+    }
+
+    /// The services over a store, with this clock and these settings.
+    pub async fn build(store: Arc<dyn Store>, clock: SharedClock, settings: Settings) -> Result<Self, Error> {
+        let internal = |e: String| Error::new(ErrorCode::Internal, e);
+        let keys = Arc::new(Keys::new(&master_key(store.as_ref(), settings.secrets_key.as_deref()).await?));
+        let signer = Arc::new(audit_signer(store.as_ref(), &settings).await?);
+        let outbound = Arc::new(Outbound::new(settings.webhook_allow_private).map_err(internal)?);
+        if let Some(oidc) = &settings.oidc {
+            outbound.trust_sign_on_provider(&oidc.issuer);
+        }
+        let engine = Arc::new(Engine::new(Arc::clone(&outbound), settings.nats_url.clone()));
+        let public_url: Arc<str> = Arc::from(settings.public_url.trim_end_matches('/'));
+
+        let core = Core::new(store, clock);
+        let permissions = Permissions::new(core.clone());
+        let computed = Computed::new(core.clone(), settings.jq.clone());
+        let search = Search::new(core.clone(), permissions.clone());
+        let catalog = Catalog::new(core.clone(), permissions.clone(), computed.clone());
+        let scorecards = Scorecards::new(core.clone(), permissions.clone());
+        let audit = Audit::new(core.clone(), permissions.clone(), signer);
+        let identity = Identity::new(core.clone(), catalog.clone(), audit.clone(), settings.sessions);
+        let oidc = Oidc::new(
+            core.clone(),
+            identity.clone(),
+            catalog.clone(),
+            Arc::clone(&outbound),
+            Arc::clone(&keys),
+            settings.oidc.clone(),
+            Arc::clone(&public_url),
+        );
+        let actions = Actions::new(core.clone(), permissions.clone(), Arc::clone(&keys), outbound);
+        let guardrails = Guardrails::new(core.clone(), permissions.clone(), search.clone());
+        let runs = Runs::new(RunsParts {
+            core: core.clone(),
+            permissions: permissions.clone(),
+            search: search.clone(),
+            catalog: catalog.clone(),
+            actions: actions.clone(),
+            guardrails: guardrails.clone(),
+            identity: identity.clone(),
+            engine,
+            keys,
+            jq: settings.jq.clone(),
+            public_url: public_url.to_string(),
+            runner_lease_ms: settings.runner_lease_ms,
+        });
+        let approvals = Approvals::new(core.clone(), permissions.clone(), guardrails.clone());
+        catalog.ensure_system_blueprints().await?;
+        Ok(Self {
+            core,
+            permissions,
+            computed,
+            search,
+            catalog,
+            scorecards,
+            audit,
+            identity,
+            oidc,
+            actions,
+            guardrails,
+            runs,
+            approvals,
+            metrics: metrics_handle(),
+            stopping: Arc::new(tokio::sync::watch::channel(false).0),
+        })
+    }
+
+    /// Ends event streams so that a graceful shutdown is not held open by them.
+    pub fn begin_shutdown(&self) {
+        self.stopping.send_replace(true);
+    }
+
+    /// Resolves when [`AppState::begin_shutdown`] is called.
+    pub fn stopping(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.stopping.subscribe()
+    }
+}
+
+/// The configured master key, or the one this database keeps (generated on first start).
+async fn master_key(store: &dyn Store, configured: Option<&str>) -> Result<[u8; keys::KEY_BYTES], Error> {
+    let text = match configured {
+        Some(text) => text.to_string(),
+        None => {
+            let mut tx = store.write().await?;
+            let stored = tx.setting_or_insert("secrets_key", &Keys::generate_master()).await?;
+            tx.commit().await?;
+            tracing::warn!(
+                "no secrets_key is configured: secrets are encrypted with a key kept in the database itself; \
+                 configure secrets_key (or secrets_key_file) to keep the key apart from the data"
+            );
+            stored
+        }
+    };
+    Keys::parse_master(&text).map_err(|e| Error::new(ErrorCode::Internal, e))
+}
+
+/// The audit key (given to the store, which signs every record with it) and checkpoint settings.
+async fn audit_signer(store: &dyn Store, settings: &Settings) -> Result<AuditSigner, Error> {
+    let (key, origin) =
+        audit::audit_key(store, settings.secrets_key.as_deref(), &settings.audit).await?.ok_or_else(|| {
+            Error::new(ErrorCode::Internal, "the database has no secrets key to derive an audit key from")
+        })?;
+    if origin == KeyOrigin::Database {
+        tracing::warn!(
+            "no audit key is configured: the audit log is signed with a key derived from the one kept in the \
+             database, so someone who can read the database could rewrite it unnoticed; configure audit_key_file \
+             (or secrets_key) to keep the key apart from the data"
+        );
+    }
+    store.set_audit_key(key.clone())?;
+    Ok(AuditSigner::new(key, origin, &settings.audit))
+}
+
+/// The process-wide Prometheus recorder (a process has one global metrics recorder).
+fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            // Fails only if another recorder is installed; then ours just records nothing globally.
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder was already installed");
+            }
+            handle
+        })
+        .clone()
+}
+
+/// The app over a fresh SQLite store, for unit tests (the store lives while the directory does).
+#[cfg(test)]
+pub(crate) async fn on_sqlite() -> (tempfile::TempDir, AppState) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = portolan_store::open(&dir.path().to_string_lossy()).await.expect("store");
+    (dir, AppState::new(store).await.expect("state"))
+}
