@@ -40,8 +40,10 @@ const PAGE_SIZE: u32 = 50;
 mod admin;
 mod audit;
 mod catalog;
+mod entity;
 mod present;
 mod scorecards;
+mod search;
 mod selfservice;
 
 pub fn router() -> Router<AppState> {
@@ -49,12 +51,12 @@ pub fn router() -> Router<AppState> {
         .route("/", get(catalog::home))
         .route("/login", get(login_page).post(login))
         .route("/logout", axum::routing::post(logout))
-        .route("/search", get(catalog::search_page))
-        .route("/suggest", get(catalog::suggest))
+        .route("/search", get(search::search_page))
+        .route("/suggest", get(search::suggest))
         .route("/catalog", get(catalog::catalog))
         .route("/catalog/{blueprint}", get(catalog::blueprint_page))
         .route("/facets/{blueprint}", get(catalog::facets_fragment))
-        .route("/catalog/{blueprint}/{entity}", get(catalog::entity_page))
+        .route("/catalog/{blueprint}/{entity}", get(entity::entity_page))
         .route("/actions", get(selfservice::actions_page))
         .route("/actions/{action}", get(selfservice::action_page).post(selfservice::run_action))
         .route("/runs/{run}", get(selfservice::run_page))
