@@ -534,7 +534,7 @@ async fn automations_fire_on_entity_events_whose_condition_holds() {
         assert!(started.elapsed() < Duration::from_secs(5), "the automation did not fire");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    app.drain_jobs().await;
     let deliveries = receiver.deliveries();
     assert_eq!(deliveries.len(), 1, "once, for the Go service only: {deliveries:?}");
     assert_eq!(deliveries[0].body, json!({"created": "a-go", "event": "ENTITY_CREATED"}));
@@ -728,7 +728,7 @@ async fn an_automation_that_triggers_itself_stops_after_a_few_hops() {
         StatusCode::CREATED
     );
     app.patch("/api/v1/blueprints/service/entities/loop", json!({"properties": {"replicas": 1}})).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    app.drain_jobs().await;
     let runs = app.get("/api/v1/actions/runs?action=bump").await.body["runs"].as_array().cloned().unwrap_or_default();
     let depths: Vec<i64> = runs.iter().filter_map(|r| r["depth"].as_i64()).collect();
     assert_eq!(runs.len(), 3, "one run per hop, three hops: {depths:?}");

@@ -45,7 +45,7 @@ async fn a_listed_approver_other_than_the_requester_lets_the_run_start() {
     let carl = app.member("carl", &[]).await;
     let bo = app.member("bo", &[]).await;
     let id = request(&app, &ana).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.drain_jobs().await;
     let waiting = app.get(&format!("/api/v1/actions/runs/{id}")).await;
     assert_eq!(waiting.body["run"]["status"], "WAITING_FOR_APPROVAL", "nothing runs before approval");
     assert_eq!(

@@ -231,6 +231,22 @@ pub async fn account_token(state: &AppState, identifier: &str, role: Role, teams
 }
 
 impl TestApp {
+    /// Waits until the background worker has done every job queued so far (deliveries,
+    /// automations, recomputes) and those they queued in turn; fails after ten seconds.
+    pub async fn drain_jobs(&self) {
+        let started = Instant::now();
+        loop {
+            let mut tx = self.state.core.store().read().await.expect("read");
+            let waiting = tx.count_jobs().await.expect("count jobs");
+            drop(tx);
+            if waiting == 0 {
+                return;
+            }
+            assert!(started.elapsed() < Duration::from_secs(10), "{waiting} jobs still queued after 10 s");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// A request as the admin.
     pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
         self.call_as(method, path, &self.admin_token, body).await
