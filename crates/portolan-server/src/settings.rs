@@ -35,7 +35,7 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            runner_lease_ms: 30_000,
+            runner_lease_ms: crate::worker::DEFAULT_LEASE_MS,
             secrets_key: None,
             webhook_allow_private: false,
             nats_url: None,

@@ -7,54 +7,18 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use portolan_server::connections::ConnectionLimits;
 use portolan_server::sandbox::SandboxLimits;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The file read from the working directory when `--config` is not given.
 pub const DEFAULT_CONFIG_FILE: &str = "portolan.toml";
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileConfig {
-    pub listen: Option<SocketAddr>,
-    pub data: Option<PathBuf>,
-    pub database_url: Option<String>,
-    pub database_url_file: Option<PathBuf>,
-    pub body_limit: Option<usize>,
-    pub log: Option<String>,
-    pub demo: Option<bool>,
-    pub lease_ms: Option<i64>,
-    pub secrets_key: Option<String>,
-    pub secrets_key_file: Option<PathBuf>,
-    pub webhook_allow_private: Option<bool>,
-    pub nats_url: Option<String>,
-    pub public_url: Option<String>,
-    pub admin_password: Option<String>,
-    pub admin_password_file: Option<PathBuf>,
-    pub session_idle_minutes: Option<u32>,
-    pub session_max_hours: Option<u32>,
-    pub oidc_issuer: Option<String>,
-    pub oidc_client_id: Option<String>,
-    pub oidc_client_secret: Option<String>,
-    pub oidc_client_secret_file: Option<PathBuf>,
-    pub oidc_groups_claim: Option<String>,
-    pub oidc_admin_group: Option<String>,
-    pub rate_limit_per_minute: Option<u32>,
-    pub header_read_timeout_seconds: Option<u64>,
-    pub idle_timeout_seconds: Option<u64>,
-    pub max_connections_per_address: Option<usize>,
-    pub max_connections: Option<usize>,
-    pub jq_memory_mib: Option<u64>,
-    pub jq_concurrency: Option<usize>,
-    pub audit_key: Option<String>,
-    pub audit_key_file: Option<PathBuf>,
-    pub audit_checkpoint_dir: Option<PathBuf>,
-    pub audit_checkpoint_minutes: Option<u32>,
-}
-
-#[derive(Debug, Clone, clap::Args)]
+/// The server's settings as given: each is a flag, a `PORTOLAN_*` variable and a key of the file.
+#[derive(Debug, Clone, Default, clap::Args, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct ServeArgs {
     /// Configuration file [default: ./portolan.toml if it exists]
     #[arg(long, env = "PORTOLAN_CONFIG")]
+    #[serde(skip)]
     pub config: Option<PathBuf>,
     /// Address to listen on [default: 127.0.0.1:7700]
     #[arg(long, env = "PORTOLAN_LISTEN")]
@@ -165,6 +129,7 @@ pub struct ServeArgs {
     pub audit_checkpoint_minutes: Option<u32>,
     /// Load the demo catalog (idempotent: existing entries are left alone)
     #[arg(long, env = "PORTOLAN_DEMO")]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub demo: bool,
 }
 
@@ -292,13 +257,26 @@ fn value_or_file(value: Option<String>, file: Option<PathBuf>, what: &str) -> an
 }
 
 impl ServeArgs {
+    /// These settings over those of the file: each one given here replaces the file's.
+    fn over(self, file: ServeArgs) -> anyhow::Result<ServeArgs> {
+        let mut merged = serde_json::to_value(file)?;
+        if let serde_json::Value::Object(given) = serde_json::to_value(&self)? {
+            for (key, value) in given.into_iter().filter(|(_, v)| !v.is_null()) {
+                merged[key] = value;
+            }
+        }
+        Ok(ServeArgs { config: self.config, ..serde_json::from_value(merged)? })
+    }
+
+    /// Checks the settings (flags and environment over the file) and fills in the defaults.
     pub fn resolve(self) -> anyhow::Result<ServeConfig> {
         let file = match &self.config {
             Some(path) => read_file(path)?,
             None if Path::new(DEFAULT_CONFIG_FILE).exists() => read_file(Path::new(DEFAULT_CONFIG_FILE))?,
-            None => FileConfig::default(),
+            None => ServeArgs::default(),
         };
-        let body_limit = self.body_limit.or(file.body_limit).unwrap_or(1024 * 1024);
+        let given = self.over(file)?;
+        let body_limit = given.body_limit.unwrap_or(1024 * 1024);
         if body_limit < 1024 {
             bail!("body_limit must be at least 1024 bytes");
         }
@@ -306,39 +284,33 @@ impl ServeArgs {
             0 => bail!("{name} must be at least 1"),
             n => Ok(n),
         };
+        let default = ConnectionLimits::default();
         let connections = ConnectionLimits {
             header_read_timeout: std::time::Duration::from_secs(positive(
-                self.header_read_timeout_seconds.or(file.header_read_timeout_seconds),
-                10,
+                given.header_read_timeout_seconds,
+                default.header_read_timeout.as_secs(),
                 "header_read_timeout_seconds",
             )?),
             idle_timeout: std::time::Duration::from_secs(positive(
-                self.idle_timeout_seconds.or(file.idle_timeout_seconds),
-                60,
+                given.idle_timeout_seconds,
+                default.idle_timeout.as_secs(),
                 "idle_timeout_seconds",
             )?),
             max_per_address: positive(
-                self.max_connections_per_address.or(file.max_connections_per_address).map(|n| n as u64),
-                256,
+                given.max_connections_per_address.map(|n| n as u64),
+                default.max_per_address as u64,
                 "max_connections_per_address",
             )? as usize,
-            max_total: positive(
-                self.max_connections.or(file.max_connections).map(|n| n as u64),
-                10_000,
-                "max_connections",
-            )? as usize,
+            max_total: positive(given.max_connections.map(|n| n as u64), default.max_total as u64, "max_connections")?
+                as usize,
         };
         let jq = SandboxLimits {
-            memory_mib: match self
-                .jq_memory_mib
-                .or(file.jq_memory_mib)
-                .unwrap_or(portolan_server::sandbox::DEFAULT_MEMORY_MIB)
-            {
+            memory_mib: match given.jq_memory_mib.unwrap_or(portolan_server::sandbox::DEFAULT_MEMORY_MIB) {
                 mib if mib >= 16 => mib,
                 _ => bail!("jq_memory_mib must be at least 16"),
             },
             concurrency: positive(
-                self.jq_concurrency.or(file.jq_concurrency).map(|n| n as u64),
+                given.jq_concurrency.map(|n| n as u64),
                 portolan_server::sandbox::default_concurrency() as u64,
                 "jq_concurrency",
             )? as usize,
@@ -347,70 +319,50 @@ impl ServeArgs {
         Ok(ServeConfig {
             connections,
             jq,
-            listen: self.listen.or(file.listen).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7700))),
-            database: resolve_database(
-                self.database_url.or(file.database_url),
-                self.database_url_file.or(file.database_url_file),
-                self.data.or(file.data),
-            )?,
+            listen: given.listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7700))),
+            database: resolve_database(given.database_url, given.database_url_file, given.data)?,
             body_limit,
-            log: self.log.or(file.log).unwrap_or_else(|| "info".into()),
-            demo: self.demo || file.demo.unwrap_or(false),
-            lease_ms: match self.lease_ms.or(file.lease_ms).unwrap_or(30_000) {
+            log: given.log.unwrap_or_else(|| "info".into()),
+            demo: given.demo,
+            lease_ms: match given.lease_ms.unwrap_or(portolan_server::worker::DEFAULT_LEASE_MS) {
                 ms if ms >= 500 => ms,
                 _ => bail!("lease_ms must be at least 500"),
             },
-            secrets_key: value_or_file(
-                self.secrets_key.or(file.secrets_key),
-                self.secrets_key_file.or(file.secrets_key_file),
-                "secrets key",
-            )?,
-            admin_password: value_or_file(
-                self.admin_password.or(file.admin_password),
-                self.admin_password_file.or(file.admin_password_file),
-                "admin password",
-            )?,
-            session_idle_minutes: match self.session_idle_minutes.or(file.session_idle_minutes).unwrap_or(480) {
+            secrets_key: value_or_file(given.secrets_key, given.secrets_key_file, "secrets key")?,
+            admin_password: value_or_file(given.admin_password, given.admin_password_file, "admin password")?,
+            session_idle_minutes: match given.session_idle_minutes.unwrap_or(480) {
                 0 => bail!("session_idle_minutes must be at least 1"),
                 m => m,
             },
-            session_max_hours: match self.session_max_hours.or(file.session_max_hours).unwrap_or(168) {
+            session_max_hours: match given.session_max_hours.unwrap_or(168) {
                 0 => bail!("session_max_hours must be at least 1"),
                 h => h,
             },
             oidc: match (
-                self.oidc_issuer.or(file.oidc_issuer),
-                self.oidc_client_id.or(file.oidc_client_id),
-                value_or_file(
-                    self.oidc_client_secret.or(file.oidc_client_secret),
-                    self.oidc_client_secret_file.or(file.oidc_client_secret_file),
-                    "OIDC client secret",
-                )?,
+                given.oidc_issuer,
+                given.oidc_client_id,
+                value_or_file(given.oidc_client_secret, given.oidc_client_secret_file, "OIDC client secret")?,
             ) {
                 (None, None, None) => None,
                 (Some(issuer), Some(client_id), Some(client_secret)) => Some(Oidc {
                     issuer,
                     client_id,
                     client_secret,
-                    groups_claim: self.oidc_groups_claim.or(file.oidc_groups_claim).unwrap_or_else(|| "groups".into()),
-                    admin_group: self.oidc_admin_group.or(file.oidc_admin_group),
+                    groups_claim: given.oidc_groups_claim.unwrap_or_else(|| "groups".into()),
+                    admin_group: given.oidc_admin_group,
                 }),
                 _ => bail!("single sign-on needs oidc_issuer, oidc_client_id and oidc_client_secret together"),
             },
-            rate_limit_per_minute: match self.rate_limit_per_minute.or(file.rate_limit_per_minute).unwrap_or(1200) {
+            rate_limit_per_minute: match given.rate_limit_per_minute.unwrap_or(1200) {
                 0 => None,
                 n => Some(n),
             },
-            audit_key: value_or_file(
-                self.audit_key.or(file.audit_key),
-                self.audit_key_file.or(file.audit_key_file),
-                "audit key",
-            )?,
-            audit_checkpoint_dir: self.audit_checkpoint_dir.or(file.audit_checkpoint_dir),
-            audit_checkpoint_minutes: self.audit_checkpoint_minutes.or(file.audit_checkpoint_minutes).unwrap_or(60),
-            webhook_allow_private: self.webhook_allow_private.or(file.webhook_allow_private).unwrap_or(false),
-            nats_url: self.nats_url.or(file.nats_url),
-            public_url: self.public_url.or(file.public_url),
+            audit_key: value_or_file(given.audit_key, given.audit_key_file, "audit key")?,
+            audit_checkpoint_dir: given.audit_checkpoint_dir,
+            audit_checkpoint_minutes: given.audit_checkpoint_minutes.unwrap_or(60),
+            webhook_allow_private: given.webhook_allow_private.unwrap_or(false),
+            nats_url: given.nats_url,
+            public_url: given.public_url,
         })
     }
 }
@@ -423,7 +375,7 @@ fn resolve_database(url: Option<String>, url_file: Option<PathBuf>, data: Option
     }
 }
 
-fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
+fn read_file(path: &Path) -> anyhow::Result<ServeArgs> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("invalid configuration in {}", path.display()))
 }
@@ -433,52 +385,17 @@ mod tests {
     use super::*;
 
     fn args() -> ServeArgs {
-        ServeArgs {
-            config: None,
-            listen: None,
-            data: None,
-            database_url: None,
-            database_url_file: None,
-            body_limit: None,
-            log: None,
-            demo: false,
-            lease_ms: None,
-            secrets_key: None,
-            secrets_key_file: None,
-            webhook_allow_private: None,
-            nats_url: None,
-            public_url: None,
-            admin_password: None,
-            admin_password_file: None,
-            session_idle_minutes: None,
-            session_max_hours: None,
-            oidc_issuer: None,
-            oidc_client_id: None,
-            oidc_client_secret: None,
-            oidc_client_secret_file: None,
-            oidc_groups_claim: None,
-            oidc_admin_group: None,
-            rate_limit_per_minute: None,
-            header_read_timeout_seconds: None,
-            idle_timeout_seconds: None,
-            max_connections_per_address: None,
-            max_connections: None,
-            jq_memory_mib: None,
-            jq_concurrency: None,
-            audit_key: None,
-            audit_key_file: None,
-            audit_checkpoint_dir: None,
-            audit_checkpoint_minutes: None,
-        }
+        ServeArgs::default()
     }
 
     #[test]
     fn flags_override_the_file_and_unknown_keys_are_errors() -> anyhow::Result<()> {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("portolan.toml");
-        std::fs::write(&path, "listen = \"127.0.0.1:9000\"\ndata = \"/tmp/x\"\nbody_limit = 2048\n")?;
+        std::fs::write(&path, "listen = \"127.0.0.1:9000\"\ndata = \"/tmp/x\"\nbody_limit = 2048\ndemo = true\n")?;
         let config = ServeArgs { config: Some(path.clone()), data: Some("/tmp/y".into()), ..args() }.resolve()?;
         assert_eq!(config.listen, SocketAddr::from(([127, 0, 0, 1], 9000)));
+        assert!(config.demo, "a flag not given leaves the file's value");
         assert_eq!(config.database, Database::Sqlite(PathBuf::from("/tmp/y")));
         assert_eq!(config.body_limit, 2048);
 
