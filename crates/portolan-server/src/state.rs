@@ -95,7 +95,7 @@ impl AppState {
             engine,
             keys,
             jq: settings.jq.clone(),
-            public_url: public_url.to_string(),
+            public_url: Arc::clone(&public_url),
             runner_lease_ms: settings.runner_lease_ms,
         });
         let approvals = Approvals::new(core.clone(), permissions.clone(), guardrails.clone());

@@ -29,30 +29,8 @@ pub struct NewRun {
     pub(super) done: tokio::sync::oneshot::Sender<Result<()>>,
 }
 
+/// What the runs service works with; its fields read as the service's own (`self.core`).
 #[derive(Clone)]
-pub struct Runs {
-    pub(super) core: Core,
-    pub(super) permissions: Permissions,
-    pub(super) search: Search,
-    pub(super) catalog: Catalog,
-    pub(super) actions: Actions,
-    pub(super) guardrails: Guardrails,
-    pub(super) identity: Identity,
-    /// Where runs are delivered: webhooks and NATS.
-    pub(super) engine: Arc<Engine>,
-    /// Signs run tokens and opens secrets.
-    pub(super) keys: Arc<Keys>,
-    /// Evaluates approval policies, dynamic inputs, conditions and templates' jq.
-    pub(super) jq: Option<Arc<JqSandbox>>,
-    /// Where backends reach this server (`{public_url}/api/v1/actions/runs/{id}`).
-    pub(super) public_url: Arc<str>,
-    /// How long a runner holds a claimed run without a heartbeat.
-    pub(super) runner_lease_ms: i64,
-    /// The group-commit writer of new runs, started on first use.
-    pub(super) writer: Arc<OnceLock<tokio::sync::mpsc::Sender<NewRun>>>,
-}
-
-/// What the runs service works with.
 pub struct RunsParts {
     pub core: Core,
     pub permissions: Permissions,
@@ -61,45 +39,37 @@ pub struct RunsParts {
     pub actions: Actions,
     pub guardrails: Guardrails,
     pub identity: Identity,
+    /// Where runs are delivered: webhooks and NATS.
     pub engine: Arc<Engine>,
+    /// Signs run tokens and opens secrets.
     pub keys: Arc<Keys>,
+    /// Evaluates approval policies, dynamic inputs, conditions and templates' jq.
     pub jq: Option<Arc<JqSandbox>>,
-    pub public_url: String,
+    /// Where backends reach this server (`{public_url}/api/v1/actions/runs/{id}`), without a
+    /// trailing slash.
+    pub public_url: Arc<str>,
+    /// How long a runner holds a claimed run without a heartbeat.
     pub runner_lease_ms: i64,
+}
+
+#[derive(Clone)]
+pub struct Runs {
+    parts: Arc<RunsParts>,
+    /// The group-commit writer of new runs, started on first use.
+    pub(super) writer: Arc<OnceLock<tokio::sync::mpsc::Sender<NewRun>>>,
+}
+
+impl std::ops::Deref for Runs {
+    type Target = RunsParts;
+
+    fn deref(&self) -> &RunsParts {
+        &self.parts
+    }
 }
 
 impl Runs {
     pub fn new(parts: RunsParts) -> Self {
-        let RunsParts {
-            core,
-            permissions,
-            search,
-            catalog,
-            actions,
-            guardrails,
-            identity,
-            engine,
-            keys,
-            jq,
-            public_url,
-            runner_lease_ms,
-        } = parts;
-        let public_url = Arc::from(public_url.trim_end_matches('/'));
-        Self {
-            core,
-            permissions,
-            search,
-            catalog,
-            actions,
-            guardrails,
-            identity,
-            engine,
-            keys,
-            jq,
-            public_url,
-            runner_lease_ms,
-            writer: Arc::default(),
-        }
+        Self { parts: Arc::new(parts), writer: Arc::default() }
     }
 
     /// How long a runner holds a claimed run without a heartbeat.
