@@ -3,22 +3,17 @@
 //! and nothing below them.
 //!
 //! One service per concern, each a small struct that names its collaborators in its constructor.
-//! The arrows point one way (a service uses only those below it):
+//! The arrows point one way (every service also uses `core`, and `actor` for who acts):
 //!
 //! ```text
-//!   approvals ─┐   runs ──────────────┬──────────┬─────────┬──────────┐
-//!              │    │ (lifecycle, dispatch, delivery, runners, automations, writer)
-//!              ▼    ▼                 ▼          ▼         ▼          ▼
-//!            guardrails            actions    identity ◄─ oidc      catalog ◄── scorecards (definitions)
-//!              │                      │          │                  │   │
-//!              ▼                      │          ▼                  │   ▼
-//!            search                   │        audit                │ computed
-//!              │                      │          │                  │
-//!              ▼                      ▼          ▼                  ▼
-//!            permissions ◄────────────┴──────────┴──────────────────┘
-//!              │
-//!              ▼
-//!            core (store, clock, signals) · actor · triggers (automation events) · runlog (run records)
+//!   approvals ──► guardrails, runlog, permissions
+//!   runs ──► catalog, actions, guardrails, identity, search, runlog, permissions
+//!   oidc ──► identity ──► catalog, audit
+//!   catalog ──► computed, scorecards, triggers, permissions
+//!   computed ──► scorecards
+//!   guardrails ──► search
+//!   search, scorecards, audit, actions ──► permissions ──► core
+//!   runlog ──► triggers
 //! ```
 //!
 //! `mod.rs` files only declare modules and re-export: every module imports what it uses from
