@@ -1,6 +1,6 @@
 //! PostgreSQL, for several `portolan serve` replicas sharing one database. Documents are JSONB.
 //! Reads run in REPEATABLE READ, READ ONLY transactions (one snapshot per request); writes in
-//! READ COMMITTED, where entity writes are guarded by version (see [`Tx::put_entities`]) and
+//! READ COMMITTED, where entity writes are guarded by version (see [`crate::EntityStore::put_entities`]) and
 //! serialisation failures or deadlocks surface as [`StoreError::Conflict`].
 
 use std::str::FromStr;
@@ -19,35 +19,13 @@ mod blueprints;
 mod entities;
 mod scorecards;
 
-mod search {
-    crate::shared::search_store!(
-        super::PgTx,
-        sqlx::Postgres,
-        crate::query_sql::Dialect::Postgres,
-        super::entities::entity_from_row
-    );
-}
-mod jobs {
-    crate::shared::job_store!(super::PgTx, sqlx::Postgres, " FOR UPDATE SKIP LOCKED");
-}
-mod actions {
-    crate::shared::action_store!(super::PgTx, sqlx::Postgres);
-}
-mod runs {
-    crate::shared::run_store!(super::PgTx, sqlx::Postgres, " FOR UPDATE SKIP LOCKED");
-}
-mod secrets {
-    crate::shared::secret_store!(super::PgTx, sqlx::Postgres);
-}
-mod identity {
-    crate::shared::identity_store!(super::PgTx, sqlx::Postgres);
-}
-mod permissions {
-    crate::shared::permission_store!(super::PgTx);
-}
-mod audit {
-    crate::shared::audit_store!(super::PgTx, sqlx::Postgres, " FOR UPDATE");
-}
+crate::shared::shared_stores!(
+    PgTx,
+    sqlx::Postgres,
+    crate::query_sql::Dialect::Postgres,
+    claim = " FOR UPDATE SKIP LOCKED",
+    audit = " FOR UPDATE"
+);
 
 pub struct PostgresStore {
     pool: PgPool,
@@ -187,7 +165,7 @@ impl Store for PostgresStore {
 
 struct PgTx {
     tx: Transaction<'static, Postgres>,
-    /// Write transactions lock what they read (see `Tx::blueprint`); read ones see a snapshot.
+    /// Write transactions lock what they read (see `BlueprintStore::blueprint`); read ones see a snapshot.
     writable: bool,
     /// Signs the audit records this transaction appends.
     audit_key: Option<AuditKey>,

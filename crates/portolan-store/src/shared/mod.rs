@@ -33,6 +33,41 @@ pub(crate) use secrets::secret_store;
 
 use crate::{Result, StoreError};
 
+/// Implements, for a backend's transaction type `$tx` (in the invoking module, which also has a
+/// module `entities` with the `entity_store!` invocation), every concern whose SQL both backends
+/// share, each in a module of its own: `claim` is what a select that claims jobs or runs appends,
+/// `audit` what makes audit appenders take the log's head in turn.
+macro_rules! shared_stores {
+    ($tx:ident, $db:ty, $dialect:expr, claim = $claim:literal, audit = $audit:literal) => {
+        mod search {
+            crate::shared::search_store!(super::$tx, $db, $dialect, super::entities::entity_from_row);
+        }
+        mod jobs {
+            crate::shared::job_store!(super::$tx, $db, $claim);
+        }
+        mod actions {
+            crate::shared::action_store!(super::$tx, $db);
+        }
+        mod runs {
+            crate::shared::run_store!(super::$tx, $db, $claim);
+        }
+        mod secrets {
+            crate::shared::secret_store!(super::$tx, $db);
+        }
+        mod identity {
+            crate::shared::identity_store!(super::$tx, $db);
+        }
+        mod permissions {
+            crate::shared::permission_store!(super::$tx);
+        }
+        mod audit {
+            crate::shared::audit_store!(super::$tx, $db, $audit);
+        }
+    };
+}
+
+pub(crate) use shared_stores;
+
 pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(e.to_string()))
 }

@@ -21,35 +21,7 @@ mod blueprints;
 mod entities;
 mod scorecards;
 
-mod search {
-    crate::shared::search_store!(
-        super::SqliteTx,
-        sqlx::Sqlite,
-        crate::query_sql::Dialect::Sqlite,
-        super::entities::entity_from_row
-    );
-}
-mod jobs {
-    crate::shared::job_store!(super::SqliteTx, sqlx::Sqlite, "");
-}
-mod actions {
-    crate::shared::action_store!(super::SqliteTx, sqlx::Sqlite);
-}
-mod runs {
-    crate::shared::run_store!(super::SqliteTx, sqlx::Sqlite, "");
-}
-mod secrets {
-    crate::shared::secret_store!(super::SqliteTx, sqlx::Sqlite);
-}
-mod identity {
-    crate::shared::identity_store!(super::SqliteTx, sqlx::Sqlite);
-}
-mod permissions {
-    crate::shared::permission_store!(super::SqliteTx);
-}
-mod audit {
-    crate::shared::audit_store!(super::SqliteTx, sqlx::Sqlite, "");
-}
+crate::shared::shared_stores!(SqliteTx, sqlx::Sqlite, crate::query_sql::Dialect::Sqlite, claim = "", audit = "");
 
 /// The file inside the data directory that holds the database.
 pub const DATABASE_FILE: &str = "portolan.db";
