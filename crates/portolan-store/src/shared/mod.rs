@@ -1,0 +1,77 @@
+//! The storage code both backends share. Where the SQL is the same on SQLite and PostgreSQL
+//! (sqlx reads `$N` parameters on SQLite too), a macro here writes a concern's trait
+//! implementation, and each backend invokes it for its transaction type.
+
+//!
+//! A backend's transaction type has a field `tx` (its `sqlx::Transaction`) and two associated
+//! functions for JSON values, as SQLite stores them as text and PostgreSQL as JSONB:
+//! `json_param(&value)`, what to bind, and `json_column(row, name)`, what a column holds.
+
+pub(crate) mod actions;
+pub(crate) mod audit;
+pub(crate) mod blueprints;
+pub(crate) mod entities;
+pub(crate) mod identity;
+pub(crate) mod jobs;
+pub(crate) mod permissions;
+pub(crate) mod runs;
+pub(crate) mod scorecards;
+pub(crate) mod search;
+pub(crate) mod secrets;
+
+pub(crate) use actions::action_store;
+pub(crate) use audit::audit_store;
+pub(crate) use blueprints::blueprint_store;
+pub(crate) use entities::entity_store;
+pub(crate) use identity::identity_store;
+pub(crate) use jobs::job_store;
+pub(crate) use permissions::permission_store;
+pub(crate) use runs::run_store;
+pub(crate) use scorecards::scorecard_store;
+pub(crate) use search::search_store;
+pub(crate) use secrets::secret_store;
+
+use crate::{Result, StoreError};
+
+/// Implements, for a backend's transaction type `$tx` (in the invoking module, which also has a
+/// module `entities` with the `entity_store!` invocation), every concern whose SQL both backends
+/// share, each in a module of its own: `claim` is what a select that claims jobs or runs appends,
+/// `audit` what makes audit appenders take the log's head in turn.
+macro_rules! shared_stores {
+    ($tx:ident, $db:ty, $dialect:expr, claim = $claim:literal, audit = $audit:literal) => {
+        mod search {
+            crate::shared::search_store!(super::$tx, $db, $dialect, super::entities::entity_from_row);
+        }
+        mod jobs {
+            crate::shared::job_store!(super::$tx, $db, $claim);
+        }
+        mod actions {
+            crate::shared::action_store!(super::$tx, $db);
+        }
+        mod runs {
+            crate::shared::run_store!(super::$tx, $db, $claim);
+        }
+        mod secrets {
+            crate::shared::secret_store!(super::$tx, $db);
+        }
+        mod identity {
+            crate::shared::identity_store!(super::$tx, $db);
+        }
+        mod permissions {
+            crate::shared::permission_store!(super::$tx);
+        }
+        mod audit {
+            crate::shared::audit_store!(super::$tx, $db, $audit);
+        }
+    };
+}
+
+pub(crate) use shared_stores;
+
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| StoreError::Other(e.to_string()))
+}

@@ -1,0 +1,186 @@
+//! The embedded default: SQLite in WAL mode in a data directory. One writer connection serialises
+//! writes inside the process (SQLite allows one writer at a time anyway, and queueing in the pool is
+//! cheaper than retrying on SQLITE_BUSY); a small pool of read-only connections serves reads
+//! concurrently from WAL snapshots.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use portolan_model::audit::AuditKey;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{Row, Sqlite, Transaction};
+use tokio::sync::broadcast;
+
+use crate::shared::{parse_json, to_json};
+use crate::{AuditKeySlot, CHANGE_BUFFER, ChangeEvent, Result, Store, StoreError, Tx};
+
+mod blueprints;
+mod entities;
+mod scorecards;
+
+crate::shared::shared_stores!(SqliteTx, sqlx::Sqlite, crate::query_sql::Dialect::Sqlite, claim = "", audit = "");
+
+/// The file inside the data directory that holds the database.
+pub const DATABASE_FILE: &str = "portolan.db";
+
+/// Write transactions take the database's write lock when they begin, waiting up to the busy
+/// timeout for another process (`portolan admin` beside a server) to finish. A deferred `BEGIN`
+/// would take it at the first write instead, and SQLite answers SQLITE_BUSY at once, without
+/// waiting, when that upgrade meets another writer or a snapshot a writer has moved past.
+const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
+
+pub struct SqliteStore {
+    writer: SqlitePool,
+    readers: SqlitePool,
+    /// One process owns a SQLite database, so change events stay in process.
+    changes: broadcast::Sender<ChangeEvent>,
+    audit_key: AuditKeySlot,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database in `data_dir` and applies pending migrations.
+    pub async fn open(data_dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(data_dir).map_err(|e| {
+            StoreError::Unavailable(format!("cannot create data directory {}: {e}", data_dir.display()))
+        })?;
+        Self::open_file(data_dir, true).await
+    }
+
+    /// Opens the database in `data_dir`, which must exist: never creates one.
+    pub async fn open_existing(data_dir: &Path) -> Result<Self> {
+        if !data_dir.is_dir() {
+            return Err(StoreError::Unavailable(format!(
+                "there is no data directory {} (`portolan serve` creates one; point --data at an existing one)",
+                data_dir.display()
+            )));
+        }
+        if !data_dir.join(DATABASE_FILE).is_file() {
+            return Err(StoreError::Unavailable(format!(
+                "{} holds no Portolan database (no {DATABASE_FILE})",
+                data_dir.display()
+            )));
+        }
+        Self::open_file(data_dir, false).await
+    }
+
+    async fn open_file(data_dir: &Path, create: bool) -> Result<Self> {
+        let path = data_dir.join(DATABASE_FILE);
+        let options = SqliteConnectOptions::from_str("sqlite://")?
+            .filename(&path)
+            .create_if_missing(create)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: a committed change (and, later, its audit record) survives a power cut.
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options.clone())
+            .await?;
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&writer)
+            .await
+            .map_err(|e| StoreError::Other(format!("migration failed: {e}")))?;
+        let changes = broadcast::channel(CHANGE_BUFFER).0;
+        // A database from before a change to the indexing gets its indexes now.
+        let mut indexing = SqliteTx {
+            tx: writer.begin_with(BEGIN_WRITE).await?,
+            writable: true,
+            events: Vec::new(),
+            changes: changes.clone(),
+            audit_key: None,
+        };
+        indexing.sync_property_indexes().await?;
+        indexing.tx.commit().await?;
+        let readers = SqlitePoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options.read_only(true))
+            .await?;
+        Ok(Self { writer, readers, changes, audit_key: AuditKeySlot::default() })
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    async fn read(&self) -> Result<Box<dyn Tx>> {
+        Ok(Box::new(SqliteTx {
+            tx: self.readers.begin().await?,
+            writable: false,
+            events: Vec::new(),
+            changes: self.changes.clone(),
+            audit_key: None,
+        }))
+    }
+
+    async fn write(&self) -> Result<Box<dyn Tx>> {
+        Ok(Box::new(SqliteTx {
+            tx: self.writer.begin_with(BEGIN_WRITE).await?,
+            writable: true,
+            events: Vec::new(),
+            changes: self.changes.clone(),
+            audit_key: self.audit_key.get(),
+        }))
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.readers).await?;
+        Ok(())
+    }
+
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn changes(&self) -> broadcast::Receiver<ChangeEvent> {
+        self.changes.subscribe()
+    }
+
+    fn set_audit_key(&self, key: AuditKey) -> Result<()> {
+        self.audit_key.set(key)
+    }
+}
+
+struct SqliteTx {
+    tx: Transaction<'static, Sqlite>,
+    /// Only write transactions claim runs (on SQLite that locks nothing: there is one writer).
+    writable: bool,
+    /// Published when the transaction commits.
+    events: Vec<ChangeEvent>,
+    changes: broadcast::Sender<ChangeEvent>,
+    /// Signs the audit records this transaction appends.
+    audit_key: Option<AuditKey>,
+}
+
+impl SqliteTx {
+    /// JSON values are stored as text.
+    fn json_param<T: serde::Serialize>(value: &T) -> Result<String> {
+        to_json(value)
+    }
+
+    fn json_column<T: serde::de::DeserializeOwned>(row: &SqliteRow, name: &str) -> Result<T> {
+        parse_json(row.try_get(name)?)
+    }
+}
+
+#[async_trait::async_trait]
+impl Tx for SqliteTx {
+    async fn publish(&mut self, event: &ChangeEvent) -> Result<()> {
+        self.events.push(event.clone());
+        Ok(())
+    }
+
+    async fn commit(self: Box<Self>) -> Result<()> {
+        let SqliteTx { tx, events, changes, .. } = *self;
+        tx.commit().await?;
+        for event in events {
+            // No listener is not an error.
+            let _ = changes.send(event);
+        }
+        Ok(())
+    }
+}

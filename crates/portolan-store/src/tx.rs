@@ -1,0 +1,254 @@
+//! What a transaction can do, one trait per concern. [`Tx`] combines them; a caller holding a
+//! `Box<dyn Tx>` brings the traits it calls into scope with `use portolan_store::prelude::*`.
+
+use std::collections::HashSet;
+
+use portolan_model::audit::{AuditEntry, AuditRecord, StoredRecord};
+use portolan_model::run::{Run, RunLog};
+use portolan_model::{Entity, EntityRef, Millis};
+use serde_json::{Map, Value};
+
+use crate::query_sql::{AggregatePlan, AggregateResult, SearchPlan};
+use crate::{
+    Account, ActionRecord, ApiToken, AuditFilter, BlueprintRecord, ChangeEvent, EntityWrite, Job, NewJob, NewRunLog,
+    Referrer, Result, RunFilter, RunnerToken, ScorecardRecord, SecretMeta, Session,
+};
+
+/// One transaction. Dropping it without [`Tx::commit`] rolls it back.
+#[async_trait::async_trait]
+pub trait Tx:
+    BlueprintStore
+    + EntityStore
+    + ScorecardStore
+    + JobStore
+    + SearchStore
+    + ActionStore
+    + RunStore
+    + SecretStore
+    + IdentityStore
+    + PermissionStore
+    + AuditStore
+    + Send
+{
+    /// Announces a change to every listener of [`crate::Store::changes`], once (and if) this
+    /// transaction commits.
+    async fn publish(&mut self, event: &ChangeEvent) -> Result<()>;
+
+    async fn commit(self: Box<Self>) -> Result<()>;
+}
+
+#[async_trait::async_trait]
+pub trait BlueprintStore: Send {
+    /// In a write transaction, the blueprint (and, for `entity`, `entities` and `existing`, the
+    /// entities) read stay as read until commit: other writers may read them but not change or
+    /// delete them.
+    async fn blueprint(&mut self, identifier: &str) -> Result<Option<BlueprintRecord>>;
+    /// Reads a blueprint for changing it: other write transactions that read it wait until this
+    /// one ends.
+    async fn lock_blueprint(&mut self, identifier: &str) -> Result<Option<BlueprintRecord>>;
+    /// Inserts a new blueprint; [`crate::StoreError::Conflict`] if one with its identifier exists.
+    async fn insert_blueprint(&mut self, record: &BlueprintRecord) -> Result<()>;
+    /// All blueprints, ordered by identifier.
+    async fn blueprints(&mut self) -> Result<Vec<BlueprintRecord>>;
+    /// Inserts or replaces a blueprint.
+    async fn put_blueprint(&mut self, record: &BlueprintRecord) -> Result<()>;
+    /// Deletes a blueprint that has no entities; false when it did not exist.
+    async fn delete_blueprint(&mut self, identifier: &str) -> Result<bool>;
+}
+
+#[async_trait::async_trait]
+pub trait EntityStore: Send {
+    /// Reads an entity for changing or deleting it (see [`BlueprintStore::lock_blueprint`]).
+    async fn lock_entity(&mut self, blueprint: &str, identifier: &str) -> Result<Option<Entity>>;
+    async fn entity(&mut self, blueprint: &str, identifier: &str) -> Result<Option<Entity>>;
+    /// The entities of `blueprint` among `identifiers` (any order; absent ones are left out).
+    async fn entities(&mut self, blueprint: &str, identifiers: &[String]) -> Result<Vec<Entity>>;
+    /// Which of `identifiers` exist in `blueprint`.
+    async fn existing(&mut self, blueprint: &str, identifiers: &[String]) -> Result<HashSet<String>>;
+    /// Inserts or replaces entities with their references, guarded by version: an entity whose
+    /// `version` is 1 must not exist yet, any other must be stored at `version - 1`. If a guard
+    /// fails (a concurrent writer got there first) the result is [`crate::StoreError::Conflict`]
+    /// and the transaction must be dropped, not committed. Identifiers must be unique within one
+    /// call.
+    async fn put_entities(&mut self, writes: &[EntityWrite]) -> Result<()>;
+    /// Deletes an entity and its outgoing references; false when it did not exist.
+    async fn delete_entity(&mut self, blueprint: &str, identifier: &str) -> Result<bool>;
+    /// Deletes every entity of a blueprint; returns how many.
+    async fn delete_entities_of(&mut self, blueprint: &str) -> Result<u64>;
+    /// Entities of `blueprint` ordered by identifier, starting after `after`.
+    async fn list_entities(&mut self, blueprint: &str, after: Option<&str>, limit: u32) -> Result<Vec<Entity>>;
+    async fn count_entities(&mut self, blueprint: &str) -> Result<u64>;
+    /// Entities that point at `target`, at most `limit`, ordered by blueprint and identifier.
+    async fn referrers(&mut self, target: &EntityRef, limit: u32) -> Result<Vec<Referrer>>;
+}
+
+/// Scorecards, and the values computed for entities (properties, scorecard results, diagnostics).
+#[async_trait::async_trait]
+pub trait ScorecardStore: Send {
+    /// The scorecards of a blueprint, ordered by identifier.
+    async fn scorecards(&mut self, blueprint: &str) -> Result<Vec<ScorecardRecord>>;
+    /// Inserts or replaces a scorecard.
+    async fn put_scorecard(&mut self, record: &ScorecardRecord) -> Result<()>;
+    /// Deletes a scorecard; false when it did not exist.
+    async fn delete_scorecard(&mut self, blueprint: &str, identifier: &str) -> Result<bool>;
+    /// Replaces the stored scorecard results of entities of `blueprint` (identifier, results).
+    async fn put_scorecard_results(&mut self, blueprint: &str, results: &[(String, Map<String, Value>)]) -> Result<()>;
+    /// Replaces the computed properties, scorecard results and diagnostics of an entity, if it
+    /// is still at `version`; false when a write got there first.
+    async fn put_computed(
+        &mut self,
+        entity: &EntityRef,
+        version: i64,
+        properties: &Map<String, Value>,
+        scorecards: &Map<String, Value>,
+        diagnostics: &Map<String, Value>,
+    ) -> Result<bool>;
+}
+
+/// Background jobs, singleton work and timer expiries.
+#[async_trait::async_trait]
+pub trait JobStore: Send {
+    /// Enqueues jobs; a job whose key is already waiting is dropped (the waiting one covers it).
+    async fn enqueue_jobs(&mut self, jobs: &[NewJob]) -> Result<()>;
+    /// Claims up to `limit` due jobs whose lease is free or expired, leasing them to `owner`
+    /// until `now + lease_ms`. Commit before working on them, so others see the lease.
+    async fn claim_jobs(&mut self, owner: &str, now: Millis, lease_ms: i64, limit: u32) -> Result<Vec<Job>>;
+    /// Removes a finished job, if `owner` still holds its lease; false when the lease was lost
+    /// (the transaction must then be dropped: another worker owns the job).
+    async fn complete_job(&mut self, id: i64, owner: &str) -> Result<bool>;
+    /// Gives a failed job back, to be retried at `retry_at`.
+    async fn release_job(&mut self, id: i64, owner: &str, retry_at: Millis) -> Result<()>;
+    /// Jobs waiting or claimed.
+    async fn count_jobs(&mut self) -> Result<u64>;
+
+    /// Takes or renews the lease of singleton work `name` for `owner` until `now + lease_ms`, if
+    /// it is free, expired or already ours; returns the work's saved state when held.
+    async fn acquire_singleton(&mut self, name: &str, owner: &str, now: Millis, lease_ms: i64)
+    -> Result<Option<Value>>;
+    /// Saves the progress of singleton work, if `owner` still holds it.
+    async fn save_singleton(&mut self, name: &str, owner: &str, state: &Value) -> Result<bool>;
+    /// The current holder of singleton work and its lease end.
+    async fn singleton_owner(&mut self, name: &str) -> Result<Option<(String, Millis)>>;
+    /// Records timer expiries (blueprint, identifier, property, expiry); returns which were new.
+    async fn record_expiries(&mut self, expiries: &[(String, String, String, Millis)]) -> Result<Vec<bool>>;
+}
+
+#[async_trait::async_trait]
+pub trait SearchStore: Send {
+    /// Entities a query selects, in the plan's order, at most `plan.limit`.
+    async fn search(&mut self, plan: &SearchPlan) -> Result<Vec<Entity>>;
+    /// A count, a statistic or counts per value over the entities a query selects.
+    async fn aggregate(&mut self, plan: &AggregatePlan) -> Result<AggregateResult>;
+}
+
+#[async_trait::async_trait]
+pub trait ActionStore: Send {
+    /// All actions, ordered by identifier.
+    async fn actions(&mut self) -> Result<Vec<ActionRecord>>;
+    async fn action(&mut self, identifier: &str) -> Result<Option<ActionRecord>>;
+    /// Inserts or replaces an action; with `insert_only`, [`crate::StoreError::Conflict`] if it
+    /// exists.
+    async fn put_action(&mut self, record: &ActionRecord, insert_only: bool) -> Result<()>;
+    /// Deletes an action; false when it did not exist.
+    async fn delete_action(&mut self, identifier: &str) -> Result<bool>;
+}
+
+/// Runs, their leases and logs, and the entities they affected.
+#[async_trait::async_trait]
+pub trait RunStore: Send {
+    /// Inserts a new run (with the labels a runner needs, for runner runs); returns its `seq`.
+    async fn insert_run(&mut self, run: &Run, labels: Option<&[String]>) -> Result<i64>;
+    /// A run; with `lock`, held against other writers until this transaction ends.
+    async fn run(&mut self, id: &str, lock: bool) -> Result<Option<Run>>;
+    /// Stores a run's new state; a run no longer in progress loses its lease.
+    async fn update_run(&mut self, run: &Run) -> Result<()>;
+    /// Runs matching `filter`, newest first, with their `seq` (the cursor).
+    async fn list_runs(&mut self, filter: &RunFilter, limit: u32) -> Result<Vec<(i64, Run)>>;
+    /// The oldest queued runner run that needs no label outside `labels`; in a write transaction
+    /// locked for the caller (skipping any run another claimer holds), in a read one only seen.
+    async fn claimable_run(&mut self, labels: &[String]) -> Result<Option<Run>>;
+    /// Runs in progress whose lease ran out before `now`, locked for the caller.
+    async fn lost_runs(&mut self, now: Millis, limit: u32) -> Result<Vec<Run>>;
+    /// Leases a run to `owner` until `until`; with `only_if_owner`, renews only the owner's lease of a
+    /// run in progress (false otherwise).
+    async fn lease_run(&mut self, id: &str, owner: &str, until: Millis, only_if_owner: bool) -> Result<bool>;
+    /// Who holds a run's lease, and until when.
+    async fn run_lease(&mut self, id: &str) -> Result<Option<(String, Millis)>>;
+    /// Appends lines to a run's log.
+    async fn append_run_logs(&mut self, run_id: &str, logs: &[NewRunLog]) -> Result<()>;
+    /// A run's log lines after `after` (a line's `seq`), oldest first.
+    async fn run_logs(&mut self, run_id: &str, after: i64, limit: u32) -> Result<Vec<RunLog>>;
+    /// Records that a run created, updated or deleted entities.
+    async fn link_run_entities(&mut self, run_id: &str, changes: &[(EntityRef, &str)], at: Millis) -> Result<()>;
+    /// The entities a run affected, and how.
+    async fn run_entities(&mut self, run_id: &str) -> Result<Vec<(EntityRef, String)>>;
+    /// The runs that affected an entity (run id, how), latest first.
+    async fn entity_runs(&mut self, entity: &EntityRef, limit: u32) -> Result<Vec<(String, String)>>;
+}
+
+/// Secrets, runner tokens and settings.
+#[async_trait::async_trait]
+pub trait SecretStore: Send {
+    /// Stores a sealed secret value; true when the name is new.
+    async fn put_secret(&mut self, name: &str, sealed: &[u8], at: Millis, by: &str) -> Result<bool>;
+    /// A sealed secret value.
+    async fn secret(&mut self, name: &str) -> Result<Option<Vec<u8>>>;
+    /// Every secret's name and history, ordered by name.
+    async fn secrets(&mut self) -> Result<Vec<SecretMeta>>;
+    async fn delete_secret(&mut self, name: &str) -> Result<bool>;
+    async fn insert_runner_token(&mut self, token: &RunnerToken) -> Result<()>;
+    /// The runner token with this SHA-256.
+    async fn runner_token(&mut self, token_sha256: &str) -> Result<Option<RunnerToken>>;
+    async fn runner_tokens(&mut self) -> Result<Vec<RunnerToken>>;
+    /// Revokes a runner token; false when it does not exist or is revoked already.
+    async fn revoke_runner_token(&mut self, id: &str, at: Millis) -> Result<bool>;
+    async fn touch_runner_token(&mut self, id: &str, at: Millis) -> Result<()>;
+    async fn setting(&mut self, name: &str) -> Result<Option<String>>;
+    /// A setting's value, storing `value` first if it has none.
+    async fn setting_or_insert(&mut self, name: &str, value: &str) -> Result<String>;
+}
+
+/// Accounts, sessions and API tokens.
+#[async_trait::async_trait]
+pub trait IdentityStore: Send {
+    /// The sign-in record of a `_user`.
+    async fn account(&mut self, user: &str) -> Result<Option<Account>>;
+    async fn accounts(&mut self) -> Result<Vec<Account>>;
+    /// Creates or replaces an account.
+    async fn put_account(&mut self, account: &Account) -> Result<()>;
+    async fn insert_session(&mut self, session: &Session) -> Result<()>;
+    /// The session whose cookie value has this SHA-256.
+    async fn session(&mut self, id_sha256: &str) -> Result<Option<Session>>;
+    async fn touch_session(&mut self, id_sha256: &str, at: Millis) -> Result<()>;
+    async fn delete_session(&mut self, id_sha256: &str) -> Result<bool>;
+    /// Ends every session of a user; how many there were.
+    async fn delete_sessions_of(&mut self, user: &str) -> Result<u64>;
+    async fn insert_api_token(&mut self, token: &ApiToken) -> Result<()>;
+    /// The API token with this SHA-256.
+    async fn api_token(&mut self, token_sha256: &str) -> Result<Option<ApiToken>>;
+    /// Every API token, or only those of `user`.
+    async fn api_tokens(&mut self, user: Option<&str>) -> Result<Vec<ApiToken>>;
+    /// Revokes an API token; false when it does not exist or is revoked already.
+    async fn revoke_api_token(&mut self, id: &str, at: Millis) -> Result<bool>;
+    async fn touch_api_token(&mut self, id: &str, at: Millis) -> Result<()>;
+}
+
+#[async_trait::async_trait]
+pub trait PermissionStore: Send {
+    /// The permissions document of a resource (`blueprint:<id>`, `action:<id>`).
+    async fn permissions(&mut self, resource: &str) -> Result<Option<Value>>;
+    /// Stores a permissions document, or with `None` removes it.
+    async fn put_permissions(&mut self, resource: &str, document: Option<&Value>, at: Millis, by: &str) -> Result<()>;
+}
+
+#[async_trait::async_trait]
+pub trait AuditStore: Send {
+    /// Appends entries to the audit log's chain, in order, in this transaction.
+    async fn append_audit(&mut self, entries: &[AuditEntry]) -> Result<()>;
+    /// The newest audit record's number and hash (0 and the genesis hash when empty).
+    async fn audit_head(&mut self) -> Result<(i64, String)>;
+    /// Audit records matching a filter, newest first.
+    async fn audit_records(&mut self, filter: &AuditFilter, limit: u32) -> Result<Vec<AuditRecord>>;
+    /// Audit records after `after` as stored, oldest first.
+    async fn audit_chain(&mut self, after: i64, limit: u32) -> Result<Vec<StoredRecord>>;
+}
