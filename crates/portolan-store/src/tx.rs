@@ -1,5 +1,5 @@
-//! What a transaction can do, one trait per concern. [`Tx`] combines them; a caller holding a
-//! `Box<dyn Tx>` brings the traits it calls into scope with `use portolan_store::prelude::*`.
+//! What a transaction can do, one trait per concern. [`Tx`] combines them: a `Box<dyn Tx>` reaches
+//! every method; code generic over one concern names its trait (all are in `portolan_store::prelude`).
 
 use std::collections::HashSet;
 

@@ -1,7 +1,6 @@
 //! The storage code both backends share. Where the SQL is the same on SQLite and PostgreSQL
 //! (sqlx reads `$N` parameters on SQLite too), a macro here writes a concern's trait
 //! implementation, and each backend invokes it for its transaction type.
-
 //!
 //! A backend's transaction type has a field `tx` (its `sqlx::Transaction`) and two associated
 //! functions for JSON values, as SQLite stores them as text and PostgreSQL as JSONB:
