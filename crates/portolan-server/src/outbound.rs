@@ -103,11 +103,6 @@ impl Outbound {
         Ok(Self { guarded, provider, allow_private, provider_origin: RwLock::new(None) })
     }
 
-    /// Whether loopback and private addresses may be reached (`webhook_allow_private`).
-    pub fn allows_private(&self) -> bool {
-        self.allow_private
-    }
-
     /// Trusts the origin (scheme, host and port) of the operator's sign-on provider, for
     /// [`Purpose::SignOn`] requests only.
     pub fn trust_sign_on_provider(&self, issuer: &str) {

@@ -26,8 +26,11 @@ use crate::services::search::Search;
 use crate::settings::Settings;
 
 /// What every handler can reach: the services, and the process's metrics and shutdown signal.
+/// Cloned for every request, so it is one shared pointer; its fields read as its own (`app.runs`).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+pub struct Services {
     pub core: Core,
     pub permissions: Permissions,
     pub computed: Computed,
@@ -43,7 +46,15 @@ pub struct AppState {
     pub approvals: Approvals,
     pub metrics: PrometheusHandle,
     /// Set when the server begins to shut down: long-lived responses (event streams) end.
-    stopping: Arc<tokio::sync::watch::Sender<bool>>,
+    stopping: tokio::sync::watch::Sender<bool>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
 }
 
 impl AppState {
@@ -100,7 +111,7 @@ impl AppState {
         });
         let approvals = Approvals::new(core.clone(), permissions.clone(), guardrails.clone());
         catalog.ensure_system_blueprints().await?;
-        Ok(Self {
+        Ok(Self(Arc::new(Services {
             core,
             permissions,
             computed,
@@ -115,8 +126,8 @@ impl AppState {
             runs,
             approvals,
             metrics: metrics_handle(),
-            stopping: Arc::new(tokio::sync::watch::channel(false).0),
-        })
+            stopping: tokio::sync::watch::channel(false).0,
+        })))
     }
 
     /// Ends event streams so that a graceful shutdown is not held open by them.

@@ -147,9 +147,9 @@ impl Oidc {
         self.settings.is_some()
     }
 
-    fn oidc_settings(&self) -> Result<OidcSettings> {
+    fn oidc_settings(&self) -> Result<&OidcSettings> {
         self.settings
-            .clone()
+            .as_ref()
             .ok_or_else(|| Error::new(ErrorCode::NotFound, "single sign-on is not configured on this server"))
     }
 
@@ -172,7 +172,7 @@ impl Oidc {
     /// Starts a sign-in: where to send the browser, with a fresh state, nonce and PKCE verifier.
     pub async fn oidc_start(&self, return_to: Option<&str>, login_hint: Option<&str>) -> Result<Redirect> {
         let settings = self.oidc_settings()?;
-        let discovery = self.discovery(&settings).await?;
+        let discovery = self.discovery(settings).await?;
         let flow = Flow {
             state: keys::random_token(),
             nonce: keys::random_token(),
@@ -225,7 +225,7 @@ impl Oidc {
         if self.core.now() - flow.started > FLOW_LIFETIME_MS {
             return Err(Error::new(ErrorCode::TokenExpired, "the sign-in took too long; start again"));
         }
-        let discovery = self.discovery(&settings).await?;
+        let discovery = self.discovery(settings).await?;
         let form = url::form_urlencoded::Serializer::new(String::new())
             .append_pair("grant_type", "authorization_code")
             .append_pair("code", code)
@@ -250,11 +250,11 @@ impl Oidc {
             return Err(unauthorized("the sign-in provider refused the code; start again"));
         }
         let tokens: TokenResponse = response.json().await.map_err(|e| provider_failed("token response", e))?;
-        let claims = self.verify_id_token(&settings, &discovery, &tokens.id_token).await?;
+        let claims = self.verify_id_token(settings, &discovery, &tokens.id_token).await?;
         if claims.nonce.as_deref().is_none_or(|n| !keys::same(n, &flow.nonce)) {
             return Err(unauthorized("the ID token was not issued for this sign-in (nonce)"));
         }
-        let user = self.sso_user(&settings, claims).await?;
+        let user = self.sso_user(settings, claims).await?;
         Ok((self.identity.open_session(&user, "sso").await?, flow.return_to))
     }
 

@@ -295,7 +295,7 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    pub(super) fn merge_patch_follows_rfc_7386() {
+    fn merge_patch_follows_rfc_7386() {
         let mut target = json!({"a": "b", "c": {"d": "e", "f": "g"}, "s": "text"});
         merge_patch(&mut target, json!({"a": "z", "c": {"f": null}, "s": {"x": 1, "y": null}, "n": [1]}));
         assert_eq!(target, json!({"a": "z", "c": {"d": "e"}, "s": {"x": 1}, "n": [1]}));
