@@ -11,6 +11,7 @@ pub mod error;
 pub mod guardrail;
 pub mod ident;
 pub mod jq;
+pub mod manifest;
 pub mod permission;
 pub mod query;
 pub mod run;

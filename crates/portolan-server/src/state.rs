@@ -18,6 +18,7 @@ use crate::services::computed::Computed;
 use crate::services::core::{Core, SharedClock, SystemClock};
 use crate::services::guardrails::Guardrails;
 use crate::services::identity::Identity;
+use crate::services::manifests::Manifests;
 use crate::services::oidc::Oidc;
 use crate::services::permissions::Permissions;
 use crate::services::runs::{Runs, RunsParts};
@@ -44,6 +45,7 @@ pub struct Services {
     pub guardrails: Guardrails,
     pub runs: Runs,
     pub approvals: Approvals,
+    pub manifests: Manifests,
     pub metrics: PrometheusHandle,
     /// Set when the server begins to shut down: long-lived responses (event streams) end.
     stopping: tokio::sync::watch::Sender<bool>,
@@ -110,6 +112,8 @@ impl AppState {
             runner_lease_ms: settings.runner_lease_ms,
         });
         let approvals = Approvals::new(core.clone(), permissions.clone(), guardrails.clone());
+        let manifests =
+            Manifests::new(core.clone(), permissions.clone(), catalog.clone(), scorecards.clone(), actions.clone());
         catalog.ensure_system_blueprints().await?;
         Ok(Self(Arc::new(Services {
             core,
@@ -125,6 +129,7 @@ impl AppState {
             guardrails,
             runs,
             approvals,
+            manifests,
             metrics: metrics_handle(),
             stopping: tokio::sync::watch::channel(false).0,
         })))

@@ -23,7 +23,7 @@ pub use audit::AuditFilter;
 pub use identity::{Account, AccountKind, ApiToken, Session};
 pub use tx::{
     ActionStore, AuditStore, BlueprintStore, EntityStore, IdentityStore, JobStore, PermissionStore, RunStore,
-    ScorecardStore, SearchStore, SecretStore, Tx,
+    ScorecardStore, SearchStore, SecretStore, SourceStore, Tx,
 };
 
 /// The transaction traits: a caller needs the one that declares a method in scope to call it on a
@@ -31,7 +31,7 @@ pub use tx::{
 pub mod prelude {
     pub use crate::tx::{
         ActionStore, AuditStore, BlueprintStore, EntityStore, IdentityStore, JobStore, PermissionStore, RunStore,
-        ScorecardStore, SearchStore, SecretStore, Tx,
+        ScorecardStore, SearchStore, SecretStore, SourceStore, Tx,
     };
 }
 
@@ -60,6 +60,24 @@ pub struct BlueprintRecord {
     pub created_by: String,
     pub updated_at: Millis,
     pub updated_by: String,
+}
+
+/// Where an applied object came from.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AppliedObject {
+    pub source: String,
+    /// The file that declares it, as the source named it.
+    pub file: String,
+    pub applied_at: Millis,
+}
+
+/// One catalog-as-code source: how many objects it holds and when it last applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceSummary {
+    pub source: String,
+    pub objects: i64,
+    pub applied_at: Millis,
 }
 
 /// A scorecard as stored, with its blueprint and who made and last changed it.

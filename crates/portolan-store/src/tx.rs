@@ -1,17 +1,18 @@
 //! What a transaction can do, one trait per concern. [`Tx`] combines them: a `Box<dyn Tx>` reaches
 //! every method; code generic over one concern names its trait (all are in `portolan_store::prelude`).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use portolan_model::audit::{AuditEntry, AuditRecord, StoredRecord};
+use portolan_model::manifest::ObjectKey;
 use portolan_model::run::{Run, RunLog};
 use portolan_model::{Entity, EntityRef, Millis};
 use serde_json::{Map, Value};
 
 use crate::query_sql::{AggregatePlan, AggregateResult, SearchPlan};
 use crate::{
-    Account, ActionRecord, ApiToken, AuditFilter, BlueprintRecord, ChangeEvent, EntityWrite, Job, NewJob, NewRunLog,
-    Referrer, Result, RunFilter, RunnerToken, ScorecardRecord, SecretMeta, Session,
+    Account, ActionRecord, ApiToken, AppliedObject, AuditFilter, BlueprintRecord, ChangeEvent, EntityWrite, Job,
+    NewJob, NewRunLog, Referrer, Result, RunFilter, RunnerToken, ScorecardRecord, SecretMeta, Session, SourceSummary,
 };
 
 /// One transaction. Dropping it without [`Tx::commit`] rolls it back.
@@ -28,6 +29,7 @@ pub trait Tx:
     + IdentityStore
     + PermissionStore
     + AuditStore
+    + SourceStore
     + Send
 {
     /// Announces a change to every listener of [`crate::Store::changes`], once (and if) this
@@ -251,4 +253,19 @@ pub trait AuditStore: Send {
     async fn audit_records(&mut self, filter: &AuditFilter, limit: u32) -> Result<Vec<AuditRecord>>;
     /// Audit records after `after` as stored, oldest first.
     async fn audit_chain(&mut self, after: i64, limit: u32) -> Result<Vec<StoredRecord>>;
+}
+
+/// What catalog-as-code sources (`portolan apply`, locations) applied: each object they wrote,
+/// under one source at a time.
+#[async_trait::async_trait]
+pub trait SourceStore: Send {
+    /// Every applied object, or those of one source.
+    async fn applied_objects(&mut self, source: Option<&str>) -> Result<HashMap<ObjectKey, AppliedObject>>;
+    async fn applied_object(&mut self, key: &ObjectKey) -> Result<Option<AppliedObject>>;
+    /// Records objects (with the file that declares each) under `source`, taking them over from
+    /// any other source.
+    async fn record_applied(&mut self, source: &str, objects: &[(ObjectKey, String)], at: Millis) -> Result<()>;
+    async fn forget_applied(&mut self, keys: &[ObjectKey]) -> Result<()>;
+    /// Each source with how many objects it holds and when it last applied, ordered by name.
+    async fn sources(&mut self) -> Result<Vec<SourceSummary>>;
 }

@@ -1,5 +1,6 @@
 //! `portolan`: the one binary.
 
+mod as_code;
 mod config;
 mod demo_task;
 
@@ -34,6 +35,11 @@ enum Command {
     Admin(AdminArgs),
     /// Check or export the audit log.
     Audit(AuditArgs),
+    /// Apply catalog-as-code files (blueprints, entities, scorecards, actions, permissions) to a
+    /// running server: everything is checked first, then planned, then applied in order.
+    Apply(as_code::ApplyArgs),
+    /// Write the catalog (or some blueprints of it) as files `apply` takes back.
+    Export(as_code::ExportArgs),
     /// Copy a SQLite deployment into an empty PostgreSQL database and verify the copy.
     MigrateStore {
         /// Data directory of the SQLite deployment.
@@ -198,6 +204,13 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Apply(args) => {
+            if !runtime()?.block_on(as_code::apply(args))? {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        Command::Export(args) => runtime()?.block_on(as_code::export(args)),
         Command::Audit(args) => {
             tracing_subscriber::fmt().with_env_filter("warn").with_writer(std::io::stderr).init();
             runtime()?.block_on(audit(args))

@@ -6,6 +6,7 @@ pub mod blueprints;
 pub mod entities;
 pub mod events;
 pub mod identity;
+pub mod manifests;
 pub mod ops;
 pub mod runs;
 pub mod scorecards;
@@ -33,7 +34,8 @@ use crate::state::AppState;
           (name = "runners", description = "Pull-based agents that run actions' commands"),
           (name = "auth", description = "Sign-in, accounts and API tokens"),
           (name = "permissions", description = "Who may read, change and run what"),
-          (name = "audit", description = "The tamper-evident record of every change and refusal"))
+          (name = "audit", description = "The tamper-evident record of every change and refusal"),
+          (name = "catalog as code", description = "Apply and export the catalog as documents"))
 )]
 struct ApiDoc;
 
@@ -83,6 +85,13 @@ pub fn router() -> Router<AppState> {
         .routes(routes!(identity::revoke_token))
         .routes(routes!(identity::get_blueprint_permissions, identity::put_blueprint_permissions))
         .routes(routes!(identity::get_action_permissions, identity::put_action_permissions))
+        .routes(routes!(manifests::export))
+        .routes(routes!(manifests::sources))
+        .merge(
+            OpenApiRouter::new()
+                .routes(routes!(manifests::apply))
+                .layer(axum::extract::DefaultBodyLimit::max(manifests::APPLY_BODY_LIMIT)),
+        )
         .routes(routes!(audit::audit_log))
         .routes(routes!(audit::sign_checkpoint))
         .routes(routes!(audit::entity_history))

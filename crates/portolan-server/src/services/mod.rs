@@ -6,6 +6,7 @@
 //! The arrows point one way (every service also uses `core`, and `actor` for who acts):
 //!
 //! ```text
+//!   manifests ──► catalog, scorecards, actions, permissions
 //!   approvals ──► guardrails, runlog, permissions
 //!   runs ──► catalog, actions, guardrails, identity, search, runlog, permissions
 //!   oidc ──► identity ──► catalog, audit
@@ -28,6 +29,7 @@ pub mod computed;
 pub mod core;
 pub mod guardrails;
 pub mod identity;
+pub mod manifests;
 pub mod migrate;
 pub mod oidc;
 pub mod permissions;

@@ -19,11 +19,11 @@ use crate::error::{Error, Result};
 
 const RUN_TOKEN_LIMIT: &str = "a run token may only report on its run and change the catalog for it";
 
-fn blueprint_resource(blueprint: &str) -> String {
+pub(crate) fn blueprint_resource(blueprint: &str) -> String {
     format!("blueprint:{blueprint}")
 }
 
-fn action_resource(action: &str) -> String {
+pub(crate) fn action_resource(action: &str) -> String {
     format!("action:{action}")
 }
 

@@ -11,6 +11,7 @@ mod entities;
 mod errors;
 mod guardrails;
 mod identity;
+mod manifests;
 mod oidc;
 mod ops;
 mod outbound;

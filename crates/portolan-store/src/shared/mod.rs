@@ -17,6 +17,7 @@ pub(crate) mod runs;
 pub(crate) mod scorecards;
 pub(crate) mod search;
 pub(crate) mod secrets;
+pub(crate) mod sources;
 
 pub(crate) use actions::action_store;
 pub(crate) use audit::audit_store;
@@ -29,6 +30,7 @@ pub(crate) use runs::run_store;
 pub(crate) use scorecards::scorecard_store;
 pub(crate) use search::search_store;
 pub(crate) use secrets::secret_store;
+pub(crate) use sources::source_store;
 
 use crate::{Result, StoreError};
 
@@ -58,6 +60,9 @@ macro_rules! shared_stores {
         }
         mod permissions {
             crate::shared::permission_store!(super::$tx);
+        }
+        mod sources {
+            crate::shared::source_store!(super::$tx);
         }
         mod audit {
             crate::shared::audit_store!(super::$tx, $db, $audit);

@@ -253,3 +253,35 @@ pub async fn the_audit_log_is_one_gapless_chain_even_with_concurrent_writers(sto
         portolan_store::AuditFilter { before: Some(10), resource_type: Some("entity".into()), ..Default::default() };
     assert_eq!(tx.audit_records(&page, 3).await.expect("page").iter().map(|r| r.seq).collect::<Vec<_>>(), [9, 8, 7]);
 }
+
+pub async fn applied_objects_belong_to_one_source(store: &dyn Store) {
+    use portolan_model::manifest::{Kind, ObjectKey};
+    let cart = ObjectKey::new(Kind::Entity, "service/cart");
+    let service = ObjectKey::new(Kind::Blueprint, "service");
+    let mut tx = store.write().await.expect("tx");
+    tx.record_applied("repo-a", &[(service.clone(), "model.yaml".into()), (cart.clone(), "cart.yaml".into())], 10)
+        .await
+        .expect("record");
+    tx.record_applied("repo-b", &[(cart.clone(), "other/cart.yaml".into())], 20).await.expect("take over");
+    tx.commit().await.expect("commit");
+
+    let mut tx = store.read().await.expect("tx");
+    let of_a = tx.applied_objects(Some("repo-a")).await.expect("a");
+    assert_eq!(of_a.keys().collect::<Vec<_>>(), [&service], "the entity moved to repo-b");
+    let cart_record = tx.applied_object(&cart).await.expect("cart").expect("recorded");
+    assert_eq!(
+        (cart_record.source.as_str(), cart_record.file.as_str(), cart_record.applied_at),
+        ("repo-b", "other/cart.yaml", 20)
+    );
+    assert_eq!(tx.applied_objects(None).await.expect("all").len(), 2);
+    let sources: Vec<(String, i64, i64)> =
+        tx.sources().await.expect("sources").into_iter().map(|s| (s.source, s.objects, s.applied_at)).collect();
+    assert_eq!(sources, [("repo-a".to_string(), 1, 10), ("repo-b".to_string(), 1, 20)]);
+    drop(tx);
+
+    let mut tx = store.write().await.expect("tx");
+    tx.forget_applied(std::slice::from_ref(&cart)).await.expect("forget");
+    tx.commit().await.expect("commit");
+    let mut tx = store.read().await.expect("tx");
+    assert_eq!(tx.applied_object(&cart).await.expect("cart"), None);
+}
