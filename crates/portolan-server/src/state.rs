@@ -13,6 +13,7 @@ use crate::outbound::Outbound;
 use crate::services::actions::Actions;
 use crate::services::approvals::Approvals;
 use crate::services::audit::{self, Audit, AuditSigner, KeyOrigin};
+use crate::services::backstage::BackstageCatalog;
 use crate::services::catalog::Catalog;
 use crate::services::computed::Computed;
 use crate::services::core::{Core, SharedClock, SystemClock};
@@ -46,6 +47,7 @@ pub struct Services {
     pub runs: Runs,
     pub approvals: Approvals,
     pub manifests: Manifests,
+    pub backstage: BackstageCatalog,
     pub metrics: PrometheusHandle,
     /// Set when the server begins to shut down: long-lived responses (event streams) end.
     stopping: tokio::sync::watch::Sender<bool>,
@@ -112,6 +114,7 @@ impl AppState {
             runner_lease_ms: settings.runner_lease_ms,
         });
         let approvals = Approvals::new(core.clone(), permissions.clone(), guardrails.clone());
+        let backstage = BackstageCatalog::new(core.clone(), search.clone(), catalog.clone());
         let manifests =
             Manifests::new(core.clone(), permissions.clone(), catalog.clone(), scorecards.clone(), actions.clone());
         catalog.ensure_system_blueprints().await?;
@@ -130,6 +133,7 @@ impl AppState {
             runs,
             approvals,
             manifests,
+            backstage,
             metrics: metrics_handle(),
             stopping: tokio::sync::watch::channel(false).0,
         })))

@@ -1,10 +1,10 @@
 //! `portolan apply` and `portolan export`: the catalog as files, against a running server.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use portolan_model::manifest::{LocatedDocument, read_documents};
+use portolan_server::services::manifests::files::read_tree;
 use serde_json::{Value, json};
 
 #[derive(clap::Args)]
@@ -49,39 +49,6 @@ pub struct ExportArgs {
     server: ServerArgs,
 }
 
-/// Every manifest file under the given paths, in a stable order.
-fn manifest_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
-    let mut files = Vec::new();
-    for path in paths {
-        let meta = std::fs::metadata(path).with_context(|| format!("{}: cannot read", path.display()))?;
-        if meta.is_dir() {
-            let mut found = Vec::new();
-            walk(path, &mut found)?;
-            found.sort();
-            files.extend(found);
-        } else {
-            files.push(path.clone());
-        }
-    }
-    Ok(files)
-}
-
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
-    for entry in std::fs::read_dir(dir).with_context(|| format!("{}: cannot read", dir.display()))? {
-        let path = entry?.path();
-        let hidden = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.'));
-        if hidden {
-            continue;
-        }
-        if path.is_dir() {
-            walk(&path, out)?;
-        } else if matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "json")) {
-            out.push(path);
-        }
-    }
-    Ok(())
-}
-
 fn client(server: &ServerArgs) -> anyhow::Result<(reqwest::Client, String)> {
     portolan_server::outbound::install_crypto();
     let client = reqwest::Client::builder().build()?;
@@ -100,23 +67,16 @@ async fn reply(response: reqwest::Response) -> anyhow::Result<Value> {
 }
 
 pub async fn apply(args: ApplyArgs) -> anyhow::Result<bool> {
-    let mut read: Vec<(String, LocatedDocument)> = Vec::new();
-    let mut unreadable = false;
-    for file in manifest_files(&args.paths)? {
-        let name = file.display().to_string();
-        let text = std::fs::read_to_string(&file).with_context(|| format!("{name}: cannot read"))?;
-        match read_documents(&text) {
-            Ok(documents) => read.extend(documents.into_iter().map(|d| (name.clone(), d))),
-            Err(err) => {
-                eprintln!("{name}:{}: not YAML or JSON: {}", err.line, err.message);
-                unreadable = true;
-            }
+    let cwd = std::env::current_dir()?;
+    let tree = read_tree(&args.paths, &cwd);
+    if !tree.problems.is_empty() {
+        for problem in &tree.problems {
+            println!("{problem}");
         }
-    }
-    if unreadable {
-        eprintln!("nothing was applied");
+        println!("nothing was applied");
         return Ok(false);
     }
+    let read = tree.documents;
     let source = match &args.source {
         Some(source) => source.clone(),
         None => args

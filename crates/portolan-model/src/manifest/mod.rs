@@ -9,6 +9,8 @@
 //!   identifier: cart
 //! ```
 
+pub mod backstage;
+pub mod backstage_query;
 mod diff;
 mod text;
 

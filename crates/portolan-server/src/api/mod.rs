@@ -2,6 +2,7 @@
 
 pub mod actions;
 pub mod audit;
+pub mod backstage;
 pub mod blueprints;
 pub mod entities;
 pub mod events;
@@ -107,6 +108,7 @@ pub fn router() -> Router<AppState> {
     let openapi = std::sync::Arc::new(openapi);
     router
         .route("/api/v1/openapi.json", get(move || async move { Json(openapi.as_ref().clone()) }))
+        .merge(backstage::router())
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

@@ -7,6 +7,7 @@
 //!
 //! ```text
 //!   manifests ──► catalog, scorecards, actions, permissions
+//!   backstage ──► catalog, search
 //!   approvals ──► guardrails, runlog, permissions
 //!   runs ──► catalog, actions, guardrails, identity, search, runlog, permissions
 //!   oidc ──► identity ──► catalog, audit
@@ -24,6 +25,7 @@ pub mod actions;
 pub mod actor;
 pub mod approvals;
 pub mod audit;
+pub mod backstage;
 pub mod catalog;
 pub mod computed;
 pub mod core;

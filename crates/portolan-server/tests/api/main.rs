@@ -4,6 +4,7 @@
 mod actions;
 mod approvals;
 mod audit;
+mod backstage;
 mod blueprints;
 mod computed;
 mod connections;

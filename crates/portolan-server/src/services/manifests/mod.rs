@@ -2,6 +2,7 @@
 //! dependency order through the same services the API uses; `--prune` deletes only what the
 //! same source applied before. `portolan export` writes the same documents back.
 
+pub mod files;
 mod plan;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -112,6 +113,7 @@ impl Manifests {
         let outcome = self.write_all(actor, plan, &mut done).await;
         // What was written is recorded even when a later step failed, so that the next apply
         // (or prune) of this source knows it.
+        done.retain(|(key, _)| !plan.unrecorded.contains(key));
         let mut tx = self.core.store().write().await?;
         tx.record_applied(source, &done, self.core.now()).await?;
         let gone: Vec<ObjectKey> = match &outcome {

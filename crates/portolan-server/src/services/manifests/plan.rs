@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use portolan_model::action::Action;
 use portolan_model::entity::ValidEntity;
-use portolan_model::manifest::{Difference, Kind, ObjectKey, diff, parse_document};
+use portolan_model::manifest::backstage::{self, Link};
+use portolan_model::manifest::{Difference, Kind, Manifest, ObjectKey, diff, parse_document};
 use portolan_model::permission::{ActionPermissions, BlueprintPermissions};
 use portolan_model::query::{QueryContext, Scope};
 use portolan_model::scorecard::Scorecard;
@@ -71,6 +72,8 @@ pub(super) struct Plan {
     /// Objects the source applied before and no longer declares (with `prune`), with their file.
     pub deletes: Vec<(ObjectKey, String)>,
     pub changes: Vec<Change>,
+    /// Declared here rather than by the source (the ready Backstage blueprints): not recorded.
+    pub unrecorded: HashSet<ObjectKey>,
 }
 
 impl Manifests {
@@ -80,8 +83,9 @@ impl Manifests {
         request: &ApplyRequest,
     ) -> Result<std::result::Result<Plan, Vec<Problem>>> {
         let mut problems = Vec::new();
-        let mut manifests = Vec::new();
+        let mut manifests: Vec<(usize, Manifest)> = Vec::new();
         let mut first_seen: HashMap<ObjectKey, usize> = HashMap::new();
+        let mut links: HashMap<usize, Vec<Link>> = HashMap::new();
         for (index, sourced) in request.documents.iter().enumerate() {
             let problem = |path: &str, message: String| Problem {
                 document: Some(index),
@@ -90,13 +94,20 @@ impl Manifests {
                 path: path.to_string(),
                 message,
             };
-            match parse_document(&sourced.document) {
+            let parsed = match backstage::is_descriptor(&sourced.document) {
+                true => backstage::translate(&sourced.document).map(|t| {
+                    links.insert(index, t.links);
+                    t.manifest
+                }),
+                false => parse_document(&sourced.document),
+            };
+            match parsed {
                 Err(errors) => problems.extend(errors.0.into_iter().map(|e| problem(&e.path, e.message))),
                 Ok(manifest) => match first_seen.get(&manifest.key) {
                     Some(&first) => {
                         let other = &request.documents[first];
                         problems.push(problem(
-                            "/spec",
+                            "",
                             format!("{} is also defined in {} line {}", manifest.key, other.file, other.line),
                         ));
                     }
@@ -113,6 +124,57 @@ impl Manifests {
             tx.blueprints().await?.into_iter().map(|r| (r.blueprint.identifier.clone(), r.blueprint)).collect();
         let stored_actions: HashMap<String, Action> =
             tx.actions().await?.into_iter().map(|r| (r.action.identifier.clone(), r.action)).collect();
+        // Descriptors need the ready Backstage blueprints (and the team and user extensions):
+        // those missing are declared here, and not recorded under the source.
+        let mut unrecorded = HashSet::new();
+        if !links.is_empty() {
+            let system = |id: &str| stored_blueprints.get(id).cloned();
+            let (Some(team), Some(user)) = (system(system::TEAM), system(system::USER)) else {
+                return Err(crate::error::Error::new(
+                    crate::error::ErrorCode::Internal,
+                    "the system blueprints are missing",
+                ));
+            };
+            for blueprint in backstage::blueprints(&team, &user) {
+                let key = ObjectKey::new(Kind::Blueprint, blueprint.identifier.as_str());
+                let ready = stored_blueprints.get(&blueprint.identifier).is_some_and(|stored| {
+                    blueprint.schema.properties.keys().all(|p| stored.schema.properties.contains_key(p))
+                        && blueprint.relations.keys().all(|r| stored.relations.contains_key(r))
+                });
+                if !ready && !first_seen.contains_key(&key) {
+                    manifests.push((usize::MAX, Manifest { key: key.clone(), spec: to_json(&blueprint) }));
+                    unrecorded.insert(key);
+                }
+            }
+        }
+        // A descriptor's reference to what is not in the catalog (yet) does not block the import:
+        // it is kept under `unresolved`, and becomes a relation once its target exists.
+        let declared_key =
+            |target: &EntityRef| ObjectKey::new(Kind::Entity, format!("{}/{}", target.blueprint, target.identifier));
+        let mut wanted: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for link in links.values().flatten() {
+            if !first_seen.contains_key(&declared_key(&link.target))
+                && stored_blueprints.contains_key(&link.target.blueprint)
+            {
+                wanted.entry(link.target.blueprint.as_str()).or_default().push(link.target.identifier.clone());
+            }
+        }
+        let mut present: HashSet<EntityRef> = HashSet::new();
+        for (blueprint, identifiers) in wanted {
+            for chunk in identifiers.chunks(1000) {
+                for identifier in tx.existing(blueprint, chunk).await? {
+                    present.insert(EntityRef { blueprint: blueprint.to_string(), identifier });
+                }
+            }
+        }
+        for (index, manifest) in manifests.iter_mut() {
+            for link in links.get(index).into_iter().flatten() {
+                if !first_seen.contains_key(&declared_key(&link.target)) && !present.contains(&link.target) {
+                    mark_unresolved(&mut manifest.spec, link);
+                }
+            }
+        }
+
         let declared_keys: HashSet<&ObjectKey> = manifests.iter().map(|(_, m)| &m.key).collect();
         let deletes: Vec<(ObjectKey, String)> = if request.prune {
             let mut gone: Vec<(ObjectKey, String)> = applied
@@ -137,7 +199,7 @@ impl Manifests {
             match Blueprint::from_json(spec) {
                 Ok(blueprint) => {
                     blueprints.insert(blueprint.identifier.clone(), blueprint.clone());
-                    parsed_blueprints.insert(*index, blueprint);
+                    parsed_blueprints.insert(manifest.key.name.clone(), blueprint);
                 }
                 Err(errors) => problems.extend(located(request, *index, errors)),
             }
@@ -169,7 +231,7 @@ impl Manifests {
         let mut pending_references: Vec<(usize, EntityRef, String)> = Vec::new();
         for (index, manifest) in &manifests {
             let index = *index;
-            let sourced = &request.documents[index];
+            let (file, _) = origin(request, index);
             let key = &manifest.key;
             if let Some(owner) = applied.get(key).filter(|o| o.source != request.source) {
                 problems.push(owned_elsewhere(request, index, key, owner));
@@ -177,12 +239,15 @@ impl Manifests {
             }
             let mut references = Vec::new();
             let checked: std::result::Result<(Value, Option<Value>), FieldErrors> = match key.kind {
-                Kind::Blueprint => match parsed_blueprints.get(&index) {
+                Kind::Blueprint => match parsed_blueprints.get(&key.name) {
                     None => continue,
                     Some(blueprint) => {
-                        let user_identifier = system::check_user_blueprint_identifier(&blueprint.identifier)
-                            .map_err(|m| FieldErrors(vec![portolan_model::FieldError::new("/identifier", m)]));
-                        user_identifier
+                        let allowed = match unrecorded.contains(key) {
+                            true => system::check_system_change(blueprint),
+                            false => system::check_user_blueprint_identifier(&blueprint.identifier)
+                                .map_err(|m| FieldErrors(vec![portolan_model::FieldError::new("/identifier", m)])),
+                        };
+                        allowed
                             .and_then(|()| blueprint.validate(|target| blueprints.contains_key(target)))
                             .and_then(|()| {
                                 let lookup = |id: &str| blueprints.get(id).cloned();
@@ -297,20 +362,8 @@ impl Manifests {
                 Some(current) if *current == desired => (Op::Unchanged, Vec::new()),
                 Some(current) => (Op::Update, diff(current, &desired)),
             };
-            changes.push(Change {
-                op,
-                kind: key.kind,
-                name: key.name.clone(),
-                file: sourced.file.clone(),
-                diff: differences,
-            });
-            declared.push(Declared {
-                key: key.clone(),
-                file: sourced.file.clone(),
-                spec: manifest.spec.clone(),
-                references,
-                op,
-            });
+            changes.push(Change { op, kind: key.kind, name: key.name.clone(), file: file.clone(), diff: differences });
+            declared.push(Declared { key: key.clone(), file, spec: manifest.spec.clone(), references, op });
         }
 
         // A reference must name an entity that exists (and is not being pruned) or is declared.
@@ -401,32 +454,45 @@ impl Manifests {
                 diff: Vec::new(),
             });
         }
-        Ok(Ok(Plan { declared, deletes, changes }))
+        Ok(Ok(Plan { declared, deletes, changes, unrecorded }))
     }
 }
 
+/// The file and line of a document; the ready Backstage blueprints have none.
+fn origin(request: &ApplyRequest, index: usize) -> (String, u32) {
+    match request.documents.get(index) {
+        Some(sourced) => (sourced.file.clone(), sourced.line),
+        None => ("(the ready Backstage blueprints)".into(), 0),
+    }
+}
+
+/// Problems of a document's spec; a descriptor's are reported at the entity it became.
 fn located(request: &ApplyRequest, index: usize, errors: FieldErrors) -> Vec<Problem> {
-    let sourced = &request.documents[index];
+    let (file, line) = origin(request, index);
+    let prefix = match request.documents.get(index) {
+        Some(sourced) if !backstage::is_descriptor(&sourced.document) => "/spec",
+        _ => "",
+    };
     errors
         .0
         .into_iter()
         .map(|e| Problem {
-            document: Some(index),
-            file: sourced.file.clone(),
-            line: sourced.line,
-            path: format!("/spec{}", e.path),
+            document: request.documents.get(index).map(|_| index),
+            file: file.clone(),
+            line,
+            path: format!("{prefix}{}", e.path),
             message: e.message,
         })
         .collect()
 }
 
 fn owned_elsewhere(request: &ApplyRequest, index: usize, key: &ObjectKey, owner: &AppliedObject) -> Problem {
-    let sourced = &request.documents[index];
+    let (file, line) = origin(request, index);
     Problem {
         document: Some(index),
-        file: sourced.file.clone(),
-        line: sourced.line,
-        path: "/spec".into(),
+        file,
+        line,
+        path: String::new(),
         message: format!(
             "{key} is defined by source '{}' ({}); change it there, or remove it there first",
             owner.source, owner.file
@@ -439,6 +505,32 @@ fn unknown_blueprint(identifier: &str) -> FieldErrors {
         "/blueprint",
         format!("blueprint '{identifier}' is neither stored nor declared"),
     )])
+}
+
+/// Takes a reference out of an entity document and keeps what the file wrote under
+/// `properties.unresolved.<relation>`.
+fn mark_unresolved(spec: &mut Value, link: &Link) {
+    let id = Value::from(link.target.identifier.as_str());
+    if link.via == "$team" {
+        if let Some(Value::Array(teams)) = spec.get_mut("team") {
+            teams.retain(|t| *t != id);
+        }
+    } else if let Some(Value::Object(relations)) = spec.get_mut("relations") {
+        match relations.get_mut(&link.via) {
+            Some(Value::Array(targets)) => targets.retain(|t| *t != id),
+            Some(single) if *single == id => *single = Value::Null,
+            _ => {}
+        }
+        relations.retain(|_, v| !v.is_null() && *v != json!([]));
+    }
+    if let Some(Value::Object(properties)) = spec.get_mut("properties") {
+        let unresolved = properties.entry("unresolved").or_insert_with(|| json!({}));
+        if let Some(Value::Array(texts)) =
+            unresolved.as_object_mut().map(|u| u.entry(link.via.clone()).or_insert_with(|| json!([])))
+        {
+            texts.push(json!(link.text));
+        }
+    }
 }
 
 pub(super) fn entity_ref(key: &ObjectKey) -> EntityRef {

@@ -1,0 +1,337 @@
+//! `/api/catalog/...`: the paths `@backstage/catalog-client` calls, answered in Backstage's
+//! shapes (errors too), with Portolan's own authentication and read grants.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine;
+use portolan_model::manifest::backstage;
+use portolan_model::manifest::backstage_query::{facet_values, flatten, parse_filters, select_fields};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::error::{Error, ErrorCode};
+use crate::extract::Caller;
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/catalog/entities", get(entities))
+        .route("/api/catalog/entities/by-query", get(by_query))
+        .route("/api/catalog/entities/by-name/{kind}/{namespace}/{name}", get(by_name))
+        .route("/api/catalog/entities/by-uid/{uid}", get(by_uid).delete(delete_by_uid))
+        .route("/api/catalog/entities/by-refs", post(by_refs))
+        .route("/api/catalog/entity-facets", get(facets))
+        .route("/api/catalog/refresh", post(refresh))
+        .route("/api/catalog/validate-entity", post(validate_entity))
+}
+
+/// An error as Backstage's backend writes it: `{error: {name, message}, response: {statusCode}}`.
+pub struct BackstageError(Error);
+
+impl From<Error> for BackstageError {
+    fn from(err: Error) -> Self {
+        Self(err)
+    }
+}
+
+impl IntoResponse for BackstageError {
+    fn into_response(self) -> Response {
+        let status = self.0.code.status();
+        let name = match status {
+            StatusCode::NOT_FOUND => "NotFoundError",
+            StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => "InputError",
+            StatusCode::UNAUTHORIZED => "AuthenticationError",
+            StatusCode::FORBIDDEN => "NotAllowedError",
+            StatusCode::CONFLICT => "ConflictError",
+            _ => "Error",
+        };
+        let status = if status == StatusCode::UNPROCESSABLE_ENTITY { StatusCode::BAD_REQUEST } else { status };
+        if self.0.code == ErrorCode::Internal {
+            return self.0.into_response();
+        }
+        let mut response = (
+            status,
+            Json(json!({"error": {"name": name, "message": self.0.message}, "response": {"statusCode": status.as_u16()}})),
+        )
+            .into_response();
+        if self.0.denied {
+            response.extensions_mut().insert(crate::error::Refusal(self.0.message.clone()));
+        }
+        response
+    }
+}
+
+type Reply<T> = Result<T, BackstageError>;
+
+fn bad(message: impl Into<String>) -> BackstageError {
+    BackstageError(Error::invalid_at("", message))
+}
+
+/// Query parameters, repeated keys kept (`filter=a&filter=b`).
+struct Params(BTreeMap<String, Vec<String>>);
+
+impl Params {
+    fn read(raw: Option<String>) -> Self {
+        let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (key, value) in url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
+            map.entry(key.into_owned()).or_default().push(value.into_owned());
+        }
+        Self(map)
+    }
+
+    fn all(&self, key: &str) -> Vec<String> {
+        self.0.get(key).cloned().unwrap_or_default()
+    }
+
+    /// A list parameter: repeated, or comma-separated.
+    fn list(&self, key: &str) -> Vec<String> {
+        self.all(key)
+            .iter()
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_string)
+            .collect()
+    }
+
+    fn one(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.first()).map(String::as_str)
+    }
+
+    fn number(&self, key: &str) -> Result<Option<usize>, BackstageError> {
+        self.one(key).map(|v| v.parse().map_err(|_| bad(format!("{key} must be a non-negative integer")))).transpose()
+    }
+}
+
+/// What a by-query page is: the query, and where the page starts.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Cursor {
+    filters: Vec<String>,
+    order: Vec<String>,
+    full_text: Option<String>,
+    full_text_fields: Vec<String>,
+    offset: usize,
+}
+
+fn encode(cursor: &Cursor) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(cursor).unwrap_or_default())
+}
+
+fn decode(text: &str) -> Result<Cursor, BackstageError> {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(text)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .ok_or_else(|| bad("cursor is not one this server gave"))
+}
+
+async fn matching(app: &AppState, caller: &Caller, filters: &[String]) -> Reply<Vec<Value>> {
+    let sets = parse_filters(filters).map_err(bad)?;
+    Ok(app.backstage.query(&caller.actor, &sets).await?)
+}
+
+fn sort(items: &mut [Value], order: &[String]) -> Reply<()> {
+    let mut keys = Vec::new();
+    for directive in order {
+        let (field, direction) = match directive.split_once(',') {
+            Some((field, direction)) => (field, direction),
+            None => match directive.split_once(':') {
+                Some((direction, field)) => (field, direction),
+                None => (directive.as_str(), "asc"),
+            },
+        };
+        let descending = match direction {
+            "asc" => false,
+            "desc" => true,
+            other => return Err(bad(format!("order direction '{other}' is neither asc nor desc"))),
+        };
+        keys.push((field.to_string(), descending));
+    }
+    if keys.is_empty() {
+        return Ok(());
+    }
+    items.sort_by(|a, b| {
+        for (field, descending) in &keys {
+            let value = |v: &Value| facet_values(v, field).first().map(|s| s.to_lowercase());
+            let ordering = value(a).cmp(&value(b));
+            let ordering = if *descending { ordering.reverse() } else { ordering };
+            if ordering.is_ne() {
+                return ordering;
+            }
+        }
+        std::cmp::Ordering::Equal
+    });
+    Ok(())
+}
+
+fn full_text(items: &mut Vec<Value>, term: Option<&str>, fields: &[String]) {
+    let Some(term) = term.map(str::trim).filter(|t| !t.is_empty()).map(str::to_lowercase) else { return };
+    let fields: Vec<String> = fields.iter().map(|f| f.to_lowercase()).collect();
+    items.retain(|item| {
+        flatten(item).iter().any(|(key, value)| (fields.is_empty() || fields.contains(key)) && value.contains(&term))
+    });
+}
+
+/// `GET /entities`: the older list call, a plain array.
+async fn entities(State(app): State<AppState>, caller: Caller, RawQuery(raw): RawQuery) -> Reply<Json<Vec<Value>>> {
+    let params = Params::read(raw);
+    let mut items = matching(&app, &caller, &params.all("filter")).await?;
+    sort(&mut items, &params.list("order"))?;
+    let offset = params.number("offset")?.unwrap_or(0);
+    let limit = params.number("limit")?.unwrap_or(usize::MAX);
+    let fields = params.list("fields");
+    Ok(Json(items.iter().skip(offset).take(limit).map(|e| select_fields(e, &fields)).collect()))
+}
+
+/// `GET /entities/by-query`: a page, its total, and cursors to the next and previous pages.
+async fn by_query(State(app): State<AppState>, caller: Caller, RawQuery(raw): RawQuery) -> Reply<Json<Value>> {
+    let params = Params::read(raw);
+    let cursor = match params.one("cursor") {
+        Some(text) => decode(text)?,
+        None => Cursor {
+            filters: params.all("filter"),
+            order: params.all("orderField"),
+            full_text: params.one("fullTextFilterTerm").map(str::to_string),
+            full_text_fields: params.list("fullTextFilterFields"),
+            offset: params.number("offset")?.unwrap_or(0),
+        },
+    };
+    let limit = params.number("limit")?.unwrap_or(20);
+    let mut items = matching(&app, &caller, &cursor.filters).await?;
+    full_text(&mut items, cursor.full_text.as_deref(), &cursor.full_text_fields);
+    sort(&mut items, &cursor.order)?;
+    let total = items.len();
+    let fields = params.list("fields");
+    let page: Vec<Value> = items.iter().skip(cursor.offset).take(limit).map(|e| select_fields(e, &fields)).collect();
+    let mut page_info = serde_json::Map::new();
+    if cursor.offset + page.len() < total {
+        page_info
+            .insert("nextCursor".into(), json!(encode(&Cursor { offset: cursor.offset + limit, ..clone(&cursor) })));
+    }
+    if cursor.offset > 0 {
+        page_info.insert(
+            "prevCursor".into(),
+            json!(encode(&Cursor { offset: cursor.offset.saturating_sub(limit), ..clone(&cursor) })),
+        );
+    }
+    let mut body = json!({"items": page, "pageInfo": page_info});
+    if params.one("totalItems") != Some("false") {
+        body["totalItems"] = json!(total);
+    }
+    Ok(Json(body))
+}
+
+fn clone(cursor: &Cursor) -> Cursor {
+    Cursor {
+        filters: cursor.filters.clone(),
+        order: cursor.order.clone(),
+        full_text: cursor.full_text.clone(),
+        full_text_fields: cursor.full_text_fields.clone(),
+        offset: cursor.offset,
+    }
+}
+
+async fn by_name(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path((kind, namespace, name)): Path<(String, String, String)>,
+) -> Reply<Json<Value>> {
+    Ok(Json(app.backstage.by_name(&caller.actor, &kind, &namespace, &name).await?))
+}
+
+async fn by_uid(State(app): State<AppState>, caller: Caller, Path(uid): Path<String>) -> Reply<Json<Value>> {
+    Ok(Json(app.backstage.by_uid(&caller.actor, &uid).await?))
+}
+
+async fn delete_by_uid(State(app): State<AppState>, caller: Caller, Path(uid): Path<String>) -> Reply<StatusCode> {
+    app.backstage.delete_by_uid(&caller.actor, &uid).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RefsBody {
+    entity_refs: Vec<String>,
+    #[serde(default)]
+    fields: Vec<String>,
+}
+
+async fn by_refs(State(app): State<AppState>, caller: Caller, body: axum::body::Bytes) -> Reply<Json<Value>> {
+    let body: RefsBody =
+        serde_json::from_slice(&body).map_err(|e| bad(format!("the body is not {{entityRefs, fields}}: {e}")))?;
+    let items = app.backstage.by_refs(&caller.actor, &body.entity_refs).await?;
+    let items: Vec<Value> =
+        items.iter().map(|e| if e.is_null() { Value::Null } else { select_fields(e, &body.fields) }).collect();
+    Ok(Json(json!({"items": items})))
+}
+
+/// `GET /entity-facets`: for each facet, its values and how many entities have each.
+async fn facets(State(app): State<AppState>, caller: Caller, RawQuery(raw): RawQuery) -> Reply<Json<Value>> {
+    let params = Params::read(raw);
+    let items = matching(&app, &caller, &params.all("filter")).await?;
+    let mut facets = serde_json::Map::new();
+    for facet in params.all("facet") {
+        let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+        for item in &items {
+            let mut values = facet_values(item, &facet);
+            values.sort();
+            values.dedup();
+            for value in values {
+                *counts.entry(value).or_default() += 1;
+            }
+        }
+        let mut list: Vec<(String, u64)> = counts.into_iter().collect();
+        list.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        facets.insert(
+            facet,
+            Value::Array(list.into_iter().map(|(value, count)| json!({"value": value, "count": count})).collect()),
+        );
+    }
+    Ok(Json(json!({"facets": facets})))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RefreshBody {
+    entity_ref: String,
+}
+
+/// Entities here are always current (an apply or a location sync writes them at once): a refresh
+/// only checks that the entity exists for the caller.
+async fn refresh(State(app): State<AppState>, caller: Caller, body: axum::body::Bytes) -> Reply<StatusCode> {
+    let body: RefreshBody =
+        serde_json::from_slice(&body).map_err(|e| bad(format!("the body is not {{entityRef}}: {e}")))?;
+    let target = backstage::BackstageRef::parse(&body.entity_ref, None, "default").map_err(bad)?;
+    app.backstage.by_name(&caller.actor, &target.kind, &target.namespace, &target.name).await?;
+    Ok(StatusCode::OK)
+}
+
+#[derive(Deserialize)]
+struct ValidateBody {
+    entity: Value,
+}
+
+/// `POST /validate-entity`: whether a descriptor would import, with each problem by pointer.
+async fn validate_entity(_caller: Caller, body: axum::body::Bytes) -> Response {
+    let body: ValidateBody = match serde_json::from_slice(&body) {
+        Ok(body) => body,
+        Err(e) => return bad(format!("the body is not {{entity, location}}: {e}")).into_response(),
+    };
+    match backstage::translate(&body.entity) {
+        Ok(_) => (StatusCode::OK, Json(json!({}))).into_response(),
+        Err(errors) => {
+            let errors: Vec<Value> = errors
+                .0
+                .iter()
+                .map(|e| json!({"name": "InputError", "message": format!("{}: {}", e.path, e.message)}))
+                .collect();
+            (StatusCode::BAD_REQUEST, Json(json!({"errors": errors}))).into_response()
+        }
+    }
+}

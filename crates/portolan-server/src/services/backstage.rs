@@ -1,0 +1,238 @@
+//! Backstage's catalog API over Portolan's catalog: entities of the ready Backstage blueprints
+//! (and teams and users) in Backstage's shape, with relations both ways, queried with
+//! Backstage's filter semantics and the caller's own read grants.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use portolan_model::manifest::backstage::{self, BackstageRef, KINDS, reference_of, relation_types};
+use portolan_model::manifest::backstage_query::{Condition, flatten, matches};
+use portolan_model::{Blueprint, Entity, EntityRef};
+use portolan_store::Tx;
+use serde_json::{Value, json};
+
+use super::actor::Actor;
+use super::catalog::Catalog;
+use super::core::{Core, all_blueprints};
+use super::search::{Search, SearchRequest};
+use crate::error::{Error, ErrorCode, Result};
+
+/// The most entities one query reads before it filters.
+const SCAN_LIMIT: usize = 250_000;
+
+#[derive(Clone)]
+pub struct BackstageCatalog {
+    core: Core,
+    search: Search,
+    catalog: Catalog,
+}
+
+/// A uid for an entity: opaque to clients, and naming it without a lookup table.
+pub fn uid(entity: &EntityRef) -> String {
+    format!("{}~{}", entity.blueprint, entity.identifier)
+}
+
+fn from_uid(uid: &str) -> Option<EntityRef> {
+    let (blueprint, identifier) = uid.split_once('~')?;
+    Some(EntityRef { blueprint: blueprint.into(), identifier: identifier.into() })
+}
+
+impl BackstageCatalog {
+    pub fn new(core: Core, search: Search, catalog: Catalog) -> Self {
+        Self { core, search, catalog }
+    }
+
+    /// An entity in Backstage's shape, with its relations both ways.
+    async fn view(
+        &self,
+        tx: &mut dyn Tx,
+        blueprints: &HashMap<String, Blueprint>,
+        entity: &Entity,
+    ) -> Result<Option<Value>> {
+        let Some(mut view) = backstage::to_descriptor(entity) else { return Ok(None) };
+        let me = entity.entity_ref();
+        view["metadata"]["uid"] = json!(uid(&me));
+        view["metadata"]["etag"] = json!(format!("{}-{}", entity.version, entity.updated_at));
+        let mut relations: Vec<(String, String)> = Vec::new();
+        let mut add = |kind: &str, target: &EntityRef| {
+            if let Some(reference) = reference_of(target) {
+                let pair = (kind.to_string(), reference);
+                if !relations.contains(&pair) {
+                    relations.push(pair);
+                }
+            }
+        };
+        let blueprint = blueprints.get(&entity.blueprint);
+        for (via, value) in &entity.relations {
+            let Some((kind, _)) = relation_types(&entity.blueprint, via) else { continue };
+            let Some(target) = blueprint.and_then(|b| b.relations.get(via)).map(|r| r.target.clone()) else { continue };
+            let ids: Vec<&str> = match value {
+                Value::String(id) => vec![id.as_str()],
+                Value::Array(ids) => ids.iter().filter_map(Value::as_str).collect(),
+                _ => Vec::new(),
+            };
+            for id in ids {
+                add(kind, &EntityRef { blueprint: target.clone(), identifier: id.into() });
+            }
+        }
+        if let Some((kind, _)) = relation_types(&entity.blueprint, "$team") {
+            for team in &entity.team {
+                add(kind, &EntityRef { blueprint: portolan_model::system::TEAM.into(), identifier: team.clone() });
+            }
+        }
+        for referrer in tx.referrers(&me, 1000).await? {
+            if let Some((_, reverse)) = relation_types(&referrer.source.blueprint, &referrer.via) {
+                add(reverse, &referrer.source);
+            }
+        }
+        view["relations"] = Value::Array(
+            relations
+                .into_iter()
+                .map(|(kind, target)| {
+                    let parsed = BackstageRef::parse(&target, None, "default").ok();
+                    json!({"type": kind, "targetRef": target,
+                           "target": parsed.map(|p| json!({"kind": p.kind, "namespace": p.namespace, "name": p.name}))})
+                })
+                .collect(),
+        );
+        Ok(Some(view))
+    }
+
+    /// The entity a Backstage reference names, if the caller may read it.
+    pub async fn by_name(&self, actor: &Actor, kind: &str, namespace: &str, name: &str) -> Result<Value> {
+        let reference =
+            BackstageRef { kind: kind.to_ascii_lowercase(), namespace: namespace.into(), name: name.into() };
+        let missing = || Error::not_found(format!("entity {reference}"));
+        let target = reference.entity().ok_or_else(missing)?;
+        self.by_ref(actor, &target).await?.ok_or_else(missing)
+    }
+
+    async fn by_ref(&self, actor: &Actor, target: &EntityRef) -> Result<Option<Value>> {
+        let entity = match self.catalog.get_entity(actor, &target.blueprint, &target.identifier).await {
+            Ok(entity) => entity,
+            Err(err) if err.code == ErrorCode::NotFound => return Ok(None),
+            Err(err) => return Err(err),
+        };
+        let mut tx = self.core.store().read().await?;
+        let blueprints = blueprint_map(tx.as_mut()).await?;
+        self.view(tx.as_mut(), &blueprints, &entity).await
+    }
+
+    pub async fn by_uid(&self, actor: &Actor, uid: &str) -> Result<Value> {
+        let missing = || Error::not_found(format!("entity with uid {uid}"));
+        let target = from_uid(uid).ok_or_else(missing)?;
+        self.by_ref(actor, &target).await?.ok_or_else(missing)
+    }
+
+    pub async fn delete_by_uid(&self, actor: &Actor, uid: &str) -> Result<()> {
+        let target = from_uid(uid).ok_or_else(|| Error::not_found(format!("entity with uid {uid}")))?;
+        self.catalog.delete_entity(actor, &target.blueprint, &target.identifier, false, None).await.map(drop)
+    }
+
+    /// Each reference's entity, or null, in the order asked.
+    pub async fn by_refs(&self, actor: &Actor, references: &[String]) -> Result<Vec<Value>> {
+        let mut items = Vec::with_capacity(references.len());
+        for text in references {
+            let target = BackstageRef::parse(text, None, "default").ok().and_then(|r| r.entity());
+            items.push(match target {
+                Some(target) => self.by_ref(actor, &target).await?.unwrap_or(Value::Null),
+                None => Value::Null,
+            });
+        }
+        Ok(items)
+    }
+
+    /// Every readable entity matching any filter set, in Backstage's shape, ordered by uid.
+    pub async fn query(&self, actor: &Actor, filter_sets: &[Vec<Condition>]) -> Result<Vec<Value>> {
+        let all_sets = [Vec::new()];
+        let sets: &[Vec<Condition>] = if filter_sets.is_empty() { &all_sets } else { filter_sets };
+        // Which blueprints can match at all: a set that names a kind reads only that blueprint.
+        let mut blueprints: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
+        for set in sets {
+            let kinds: Vec<&str> = set.iter().filter(|c| c.key == "kind").filter_map(|c| c.value.as_deref()).collect();
+            let wanted = |kind: &str| kinds.is_empty() || kinds.iter().any(|k| kind.eq_ignore_ascii_case(k));
+            for (_, blueprint) in KINDS.iter().filter(|(k, _)| wanted(k)) {
+                blueprints.entry(blueprint).or_default().push(narrowing(set));
+            }
+        }
+        let mut tx = self.core.store().read().await?;
+        let known = blueprint_map(tx.as_mut()).await?;
+        let mut out = Vec::new();
+        let mut seen = HashSet::new();
+        for (blueprint, queries) in blueprints {
+            let query = match queries.iter().any(Value::is_null) {
+                true => None,
+                false => Some(json!({"combinator": "or", "rules": queries})),
+            };
+            let mut cursor = None;
+            loop {
+                let request = SearchRequest {
+                    query: query.clone(),
+                    sort: None,
+                    limit: Some(1000),
+                    cursor,
+                    include: Vec::new(),
+                    exclude: Vec::new(),
+                };
+                let page = match self.search.search(actor, Some(blueprint), request).await {
+                    Ok(page) => page,
+                    Err(err) if err.code == ErrorCode::NotFound => break,
+                    Err(err) => return Err(err),
+                };
+                for entity in &page.entities {
+                    if !seen.insert(entity.entity_ref()) {
+                        continue;
+                    }
+                    let Some(view) = self.view(tx.as_mut(), &known, entity).await? else { continue };
+                    let pairs = flatten(&view);
+                    if sets.iter().any(|set| matches(&pairs, set)) {
+                        out.push(view);
+                    }
+                }
+                if seen.len() > SCAN_LIMIT {
+                    return Err(Error::new(
+                        ErrorCode::PayloadTooLarge,
+                        "the query reads too many entities; narrow it with kind",
+                    ));
+                }
+                match page.next {
+                    Some(next) => cursor = Some(next),
+                    None => break,
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+async fn blueprint_map(tx: &mut dyn Tx) -> Result<HashMap<String, Blueprint>> {
+    Ok(all_blueprints(tx).await?.into_iter().map(|b| (b.identifier.clone(), b)).collect())
+}
+
+/// A Portolan query that every entity a filter set matches also matches (it may admit more:
+/// the set is checked exactly afterwards), so that only candidates are read. Null: no narrowing.
+fn narrowing(set: &[Condition]) -> Value {
+    let mut rules = Vec::new();
+    for condition in set {
+        let Some(value) = condition.value.as_deref().filter(|v| !v.is_empty()) else { continue };
+        if set.iter().filter(|c| c.key == condition.key).count() > 1 {
+            continue; // alternatives: checked afterwards
+        }
+        let property = match condition.key.as_str() {
+            "spec.type" => "type",
+            "spec.lifecycle" => "lifecycle",
+            "metadata.namespace" => "namespace",
+            "metadata.name" => "$identifier",
+            "relations.ownedby" => {
+                if let Some(team) = value.rsplit_once('/').map(|(_, name)| name) {
+                    rules.push(json!({"property": "$team", "operator": "containsAny", "value": [team]}));
+                }
+                continue;
+            }
+            _ => continue,
+        };
+        // Text operators compare case-insensitively, as Backstage does.
+        rules.push(json!({"property": property, "operator": "beginsWith", "value": value}));
+        rules.push(json!({"property": property, "operator": "endsWith", "value": value}));
+    }
+    if rules.is_empty() { Value::Null } else { json!({"combinator": "and", "rules": rules}) }
+}

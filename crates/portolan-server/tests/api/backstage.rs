@@ -1,0 +1,112 @@
+//! Backstage interoperability: descriptors imported through `/api/v1/apply`, and Backstage's own
+//! `@backstage/catalog-client` (npm, pinned) run against `/api/catalog`.
+
+use std::path::PathBuf;
+
+use portolan_model::permission::Role;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::{TestApp, account_token, spawn_app};
+
+fn descriptor(kind: &str, name: &str, spec: Value) -> Value {
+    json!({"apiVersion": "backstage.io/v1alpha1", "kind": kind, "metadata": {"name": name}, "spec": spec})
+}
+
+fn catalog() -> Vec<Value> {
+    let mut cart = descriptor(
+        "Component",
+        "cart",
+        json!({"type": "service", "lifecycle": "production", "owner": "team-a",
+        "providesApis": ["cart-api"], "dependsOn": ["component:pay"]}),
+    );
+    cart["metadata"]["title"] = json!("Cart");
+    vec![
+        descriptor("Group", "dept", json!({"type": "department", "children": ["team-a"]})),
+        descriptor("Group", "team-a", json!({"type": "team", "parent": "dept", "children": []})),
+        descriptor("User", "ana", json!({"memberOf": ["team-a"], "profile": {"email": "ana@example.com"}})),
+        cart,
+        descriptor(
+            "Component",
+            "pay",
+            json!({"type": "service", "owner": "team-b", "dependsOn": ["component:default/ghost"]}),
+        ),
+        descriptor("Component", "legacy", json!({"type": "library", "owner": "user:ana"})),
+        descriptor("API", "cart-api", json!({"type": "openapi", "owner": "team-a", "definition": "openapi: 3.0.0"})),
+    ]
+}
+
+async fn import(app: &TestApp, documents: Vec<Value>) -> crate::Reply {
+    let documents: Vec<Value> =
+        documents.into_iter().map(|d| json!({"file": "catalog-info.yaml", "document": d})).collect();
+    app.post("/api/v1/apply", json!({"source": "backstage", "documents": documents})).await
+}
+
+#[tokio::test]
+async fn descriptors_import_with_unresolved_references_kept() {
+    let app = spawn_app().await;
+    let imported = import(&app, catalog()).await;
+    assert_eq!(imported.status, StatusCode::OK, "{}", imported.body);
+    let pay = app.get("/api/v1/blueprints/backstage-component/entities/pay").await;
+    assert_eq!(
+        pay.body["entity"]["properties"]["unresolved"],
+        json!({"dependsOn": ["component:default/ghost"], "$team": ["team-b"]})
+    );
+    assert_eq!(pay.body["entity"]["team"], json!([]));
+    let ana = app.get("/api/v1/blueprints/_user/entities/ana").await;
+    assert_eq!(ana.body["entity"]["team"], json!(["team-a"]), "memberOf makes a user a member of the team");
+
+    // The missing targets arrive: the same source applied again resolves them.
+    let mut more = catalog();
+    more.push(descriptor("Component", "ghost", json!({"type": "service"})));
+    more.push(descriptor("Group", "team-b", json!({"type": "team", "children": []})));
+    let again = import(&app, more).await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.body);
+    let pay = app.get("/api/v1/blueprints/backstage-component/entities/pay").await;
+    assert_eq!(pay.body["entity"]["relations"]["dependsOn"], json!(["ghost"]));
+    assert_eq!(pay.body["entity"]["team"], json!(["team-b"]));
+    assert!(pay.body["entity"]["properties"].get("unresolved").is_none(), "{}", pay.body);
+
+    let bad = import(
+        &app,
+        vec![descriptor("Component", "x", json!({"dependsOn": ["nokind"]})), descriptor("Widget", "y", json!({}))],
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(bad.detail_paths(), ["/spec/dependsOn/0", "/kind"]);
+}
+
+fn harness_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/backstage-client")
+}
+
+#[tokio::test]
+async fn backstages_own_catalog_client_reads_portolan() {
+    let app = spawn_app().await;
+    assert_eq!(import(&app, catalog()).await.status, StatusCode::OK);
+    let restricted =
+        app.put("/api/v1/blueprints/backstage-component/permissions", json!({"read": {"ownedByTeam": true}})).await;
+    assert_eq!(restricted.status, StatusCode::OK, "{}", restricted.body);
+    let member = account_token(&app.state, "mia", Role::Member, &["team-a"]).await;
+
+    if !harness_dir().join("node_modules/@backstage/catalog-client").exists() {
+        let status = tokio::process::Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+            .current_dir(harness_dir())
+            .status()
+            .await
+            .expect("npm runs (Node.js and npm are needed for the Backstage client test)");
+        assert!(status.success(), "npm ci in {} failed", harness_dir().display());
+    }
+    let output = tokio::process::Command::new("node")
+        .arg("client.mjs")
+        .current_dir(harness_dir())
+        .env("PORTOLAN_BASE", &app.base)
+        .env("PORTOLAN_TOKEN", &app.admin_token)
+        .env("PORTOLAN_MEMBER_TOKEN", &member)
+        .output()
+        .await
+        .expect("node runs the client");
+    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success() && stdout.trim() == "ok", "the Backstage client failed:\n{stdout}\n{stderr}");
+}
