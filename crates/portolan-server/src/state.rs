@@ -19,6 +19,7 @@ use crate::services::computed::Computed;
 use crate::services::core::{Core, SharedClock, SystemClock};
 use crate::services::guardrails::Guardrails;
 use crate::services::identity::Identity;
+use crate::services::locations::Locations;
 use crate::services::manifests::Manifests;
 use crate::services::oidc::Oidc;
 use crate::services::permissions::Permissions;
@@ -48,6 +49,7 @@ pub struct Services {
     pub approvals: Approvals,
     pub manifests: Manifests,
     pub backstage: BackstageCatalog,
+    pub locations: Locations,
     pub metrics: PrometheusHandle,
     /// Set when the server begins to shut down: long-lived responses (event streams) end.
     stopping: tokio::sync::watch::Sender<bool>,
@@ -117,6 +119,7 @@ impl AppState {
         let backstage = BackstageCatalog::new(core.clone(), search.clone(), catalog.clone());
         let manifests =
             Manifests::new(core.clone(), permissions.clone(), catalog.clone(), scorecards.clone(), actions.clone());
+        let locations = Locations::new(core.clone(), permissions.clone(), manifests.clone(), actions.clone());
         catalog.ensure_system_blueprints().await?;
         Ok(Self(Arc::new(Services {
             core,
@@ -134,6 +137,7 @@ impl AppState {
             approvals,
             manifests,
             backstage,
+            locations,
             metrics: metrics_handle(),
             stopping: tokio::sync::watch::channel(false).0,
         })))

@@ -53,6 +53,9 @@ impl Sweeper {
                 if let Err(err) = app.runs.time_out_runs().await {
                     tracing::warn!(%err, "cannot end runs that outlived their timeout");
                 }
+                if let Err(err) = app.locations.sync_due().await {
+                    tracing::warn!(%err, "cannot start the syncs of due locations");
+                }
                 tokio::select! {
                     _ = tokio::time::sleep(INTERVAL) => {}
                     _ = stopped.changed() => return,

@@ -30,6 +30,7 @@ pub trait Tx:
     + PermissionStore
     + AuditStore
     + SourceStore
+    + LocationStore
     + Send
 {
     /// Announces a change to every listener of [`crate::Store::changes`], once (and if) this
@@ -268,4 +269,19 @@ pub trait SourceStore: Send {
     async fn forget_applied(&mut self, keys: &[ObjectKey]) -> Result<()>;
     /// Each source with how many objects it holds and when it last applied, ordered by name.
     async fn sources(&mut self) -> Result<Vec<SourceSummary>>;
+}
+
+/// Locations: the repositories and folders whose manifests are synced.
+#[async_trait::async_trait]
+pub trait LocationStore: Send {
+    /// Stores a location (new, or with a new status).
+    async fn put_location(&mut self, location: &portolan_model::manifest::location::Location) -> Result<()>;
+    async fn location(&mut self, id: &str) -> Result<Option<portolan_model::manifest::location::Location>>;
+    /// Every location, oldest first.
+    async fn locations(&mut self) -> Result<Vec<portolan_model::manifest::location::Location>>;
+    async fn delete_location(&mut self, id: &str) -> Result<bool>;
+    /// The location whose sync is most overdue, its next sync moved one interval on; none when
+    /// none is due (or another claimer took it first).
+    async fn claim_due_location(&mut self, now: Millis)
+    -> Result<Option<portolan_model::manifest::location::Location>>;
 }

@@ -12,6 +12,7 @@
 pub mod backstage;
 pub mod backstage_query;
 mod diff;
+pub mod location;
 mod text;
 
 pub use diff::{Difference, diff};

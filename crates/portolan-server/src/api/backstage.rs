@@ -11,6 +11,7 @@ use axum::{Json, Router};
 use base64::Engine;
 use portolan_model::manifest::backstage;
 use portolan_model::manifest::backstage_query::{facet_values, flatten, parse_filters, select_fields};
+use portolan_model::manifest::location::{Location, LocationInput, LocationKind};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -28,6 +29,95 @@ pub fn router() -> Router<AppState> {
         .route("/api/catalog/entity-facets", get(facets))
         .route("/api/catalog/refresh", post(refresh))
         .route("/api/catalog/validate-entity", post(validate_entity))
+        .route("/api/catalog/locations", get(locations).post(add_location))
+        .route("/api/catalog/locations/{id}", get(location).delete(remove_location))
+        .route("/api/catalog/locations/by-entity/{kind}/{namespace}/{name}", get(location_by_entity))
+}
+
+fn location_view(location: &Location) -> Value {
+    let kind = match location.kind {
+        LocationKind::Git => "url",
+        LocationKind::File => "file",
+    };
+    json!({"id": location.id, "type": kind, "target": location.target})
+}
+
+async fn locations(State(app): State<AppState>, caller: Caller) -> Reply<Json<Vec<Value>>> {
+    let all = app.locations.list(&caller.actor).await?;
+    Ok(Json(all.iter().map(|l| json!({"data": location_view(l)})).collect()))
+}
+
+async fn location(State(app): State<AppState>, caller: Caller, Path(id): Path<String>) -> Reply<Json<Value>> {
+    Ok(Json(location_view(&app.locations.get(&caller.actor, &id).await?)))
+}
+
+async fn remove_location(State(app): State<AppState>, caller: Caller, Path(id): Path<String>) -> Reply<StatusCode> {
+    app.locations.delete(&caller.actor, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+struct LocationBody {
+    #[serde(rename = "type")]
+    kind: String,
+    target: String,
+}
+
+/// `POST /locations {type, target}`: `url` registers a git repository, `file` a path on the
+/// server; the first sync runs before the answer, whose `entities` are what it brought.
+async fn add_location(
+    State(app): State<AppState>,
+    caller: Caller,
+    RawQuery(raw): RawQuery,
+    body: axum::body::Bytes,
+) -> Reply<Response> {
+    if Params::read(raw).one("dryRun") == Some("true") {
+        return Err(bad("dryRun is not supported: use POST /api/v1/apply with dryRun to see what files would change"));
+    }
+    let body: LocationBody =
+        serde_json::from_slice(&body).map_err(|e| bad(format!("the body is not {{type, target}}: {e}")))?;
+    let kind = match body.kind.as_str() {
+        "url" => LocationKind::Git,
+        "file" => LocationKind::File,
+        other => return Err(bad(format!("location type '{other}' is neither url nor file"))),
+    };
+    let input = LocationInput {
+        kind,
+        target: body.target,
+        branch: None,
+        paths: Vec::new(),
+        token_secret: None,
+        webhook_secret: None,
+        interval_seconds: None,
+        deletion_threshold: None,
+    };
+    let location = app.locations.register(&caller.actor, input).await?;
+    app.locations.sync(&location.id).await?;
+    let entities = app.backstage.query(&caller.actor, &[]).await?;
+    let source = location.source();
+    let mut brought = Vec::new();
+    for entity in entities {
+        let uid = entity["metadata"]["uid"].as_str().unwrap_or_default().to_string();
+        if app.backstage.source_of_uid(&uid).await?.is_some_and(|s| s == source) {
+            brought.push(entity);
+        }
+    }
+    Ok((StatusCode::CREATED, Json(json!({"location": location_view(&location), "entities": brought}))).into_response())
+}
+
+async fn location_by_entity(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path((kind, namespace, name)): Path<(String, String, String)>,
+) -> Reply<Json<Value>> {
+    let entity = app.backstage.by_name(&caller.actor, &kind, &namespace, &name).await?;
+    let uid = entity["metadata"]["uid"].as_str().unwrap_or_default();
+    let source = app.backstage.source_of_uid(uid).await?;
+    let id = source.as_deref().and_then(|s| s.strip_prefix("location:"));
+    match id {
+        Some(id) => Ok(Json(location_view(&app.locations.get(&caller.actor, id).await?))),
+        None => Err(BackstageError(Error::not_found(format!("a location of {kind}:{namespace}/{name}")))),
+    }
 }
 
 /// An error as Backstage's backend writes it: `{error: {name, message}, response: {statusCode}}`.

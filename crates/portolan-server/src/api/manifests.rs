@@ -70,7 +70,13 @@ pub async fn apply(
             document: d.document,
         })
         .collect();
-    let request = ApplyRequest { source: body.source, documents, dry_run: body.dry_run, prune: body.prune };
+    let request = ApplyRequest {
+        source: body.source,
+        documents,
+        dry_run: body.dry_run,
+        prune: body.prune,
+        max_delete_share: None,
+    };
     let report = app.manifests.apply(&caller.actor, request).await?;
     Ok(Json(ApplyResponse { ok: true, report }))
 }

@@ -7,6 +7,7 @@ pub mod blueprints;
 pub mod entities;
 pub mod events;
 pub mod identity;
+pub mod locations;
 pub mod manifests;
 pub mod ops;
 pub mod runs;
@@ -88,6 +89,10 @@ pub fn router() -> Router<AppState> {
         .routes(routes!(identity::get_action_permissions, identity::put_action_permissions))
         .routes(routes!(manifests::export))
         .routes(routes!(manifests::sources))
+        .routes(routes!(locations::list_locations, locations::create_location))
+        .routes(routes!(locations::get_location, locations::delete_location))
+        .routes(routes!(locations::sync_location))
+        .routes(routes!(locations::location_webhook))
         .merge(
             OpenApiRouter::new()
                 .routes(routes!(manifests::apply))

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use portolan_model::manifest::backstage::{self, BackstageRef, KINDS, reference_of, relation_types};
 use portolan_model::manifest::backstage_query::{Condition, flatten, matches};
+use portolan_model::manifest::{Kind, ObjectKey};
 use portolan_model::{Blueprint, Entity, EntityRef};
 use portolan_store::Tx;
 use serde_json::{Value, json};
@@ -121,6 +122,13 @@ impl BackstageCatalog {
         let missing = || Error::not_found(format!("entity with uid {uid}"));
         let target = from_uid(uid).ok_or_else(missing)?;
         self.by_ref(actor, &target).await?.ok_or_else(missing)
+    }
+
+    /// The source that brought the entity with this uid, if any.
+    pub async fn source_of_uid(&self, uid: &str) -> Result<Option<String>> {
+        let Some(target) = from_uid(uid) else { return Ok(None) };
+        let key = ObjectKey::new(Kind::Entity, format!("{}/{}", target.blueprint, target.identifier));
+        Ok(self.core.store().read().await?.applied_object(&key).await?.map(|o| o.source))
     }
 
     pub async fn delete_by_uid(&self, actor: &Actor, uid: &str) -> Result<()> {

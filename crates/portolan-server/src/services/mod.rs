@@ -6,6 +6,7 @@
 //! The arrows point one way (every service also uses `core`, and `actor` for who acts):
 //!
 //! ```text
+//!   locations ──► manifests, actions
 //!   manifests ──► catalog, scorecards, actions, permissions
 //!   backstage ──► catalog, search
 //!   approvals ──► guardrails, runlog, permissions
@@ -31,6 +32,7 @@ pub mod computed;
 pub mod core;
 pub mod guardrails;
 pub mod identity;
+pub mod locations;
 pub mod manifests;
 pub mod migrate;
 pub mod oidc;

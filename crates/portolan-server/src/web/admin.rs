@@ -532,7 +532,7 @@ pub(super) async fn create_token(
 
 #[derive(Deserialize)]
 pub struct PlainForm {
-    csrf: String,
+    pub(super) csrf: String,
 }
 
 pub(super) async fn revoke_token(

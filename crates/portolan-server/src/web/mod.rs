@@ -41,6 +41,7 @@ mod admin;
 mod audit;
 mod catalog;
 mod entity;
+mod locations;
 mod present;
 mod scorecards;
 mod search;
@@ -67,6 +68,8 @@ pub fn router() -> Router<AppState> {
         .route("/audit", get(audit::audit_page))
         .route("/scorecards", get(scorecards::scorecards_page))
         .route("/admin", get(admin::index))
+        .route("/locations", get(locations::locations_page))
+        .route("/locations/{location}/sync", axum::routing::post(locations::sync_now))
         .route("/admin/blueprints/{blueprint}", get(admin::blueprint).post(admin::save_blueprint))
         .route(
             "/admin/blueprints/{blueprint}/permissions",

@@ -98,12 +98,16 @@ async fn backstages_own_catalog_client_reads_portolan() {
             .expect("npm runs (Node.js and npm are needed for the Backstage client test)");
         assert!(status.success(), "npm ci in {} failed", harness_dir().display());
     }
+    let folder = tempfile::tempdir().expect("dir");
+    let descriptor = "apiVersion: backstage.io/v1alpha1\nkind: Component\nmetadata:\n  name: from-file\nspec:\n  type: service\n  owner: team-a\n";
+    std::fs::write(folder.path().join("catalog-info.yaml"), descriptor).expect("write");
     let output = tokio::process::Command::new("node")
         .arg("client.mjs")
         .current_dir(harness_dir())
         .env("PORTOLAN_BASE", &app.base)
         .env("PORTOLAN_TOKEN", &app.admin_token)
         .env("PORTOLAN_MEMBER_TOKEN", &member)
+        .env("PORTOLAN_LOCATION_DIR", folder.path())
         .output()
         .await
         .expect("node runs the client");

@@ -76,4 +76,15 @@ assert.deepEqual(memberFacets.facets.kind, [{ value: 'Component', count: 1 }]);
 await catalog.removeEntityByUid((await catalog.getEntityByRef('component:default/legacy', admin)).metadata.uid, admin);
 assert.equal(await catalog.getEntityByRef('component:default/legacy', admin), undefined);
 
+// Locations: a folder on the server registered as a `file` location.
+const added = await catalog.addLocation({ type: 'file', target: process.env.PORTOLAN_LOCATION_DIR }, admin);
+assert.equal(added.location.type, 'file');
+assert.deepEqual(added.entities.map((e) => e.metadata.name), ['from-file']);
+const listed = await catalog.getLocations({}, admin);
+assert.ok(listed.items.some((l) => l.id === added.location.id));
+assert.deepEqual(await catalog.getLocationById(added.location.id, admin), added.location);
+assert.deepEqual(await catalog.getLocationByEntity('component:default/from-file', admin), added.location);
+await catalog.removeLocationById(added.location.id, admin);
+assert.equal(await catalog.getEntityByRef('component:default/from-file', admin), undefined, 'its entities go with it');
+
 console.log('ok');

@@ -11,3 +11,11 @@ CREATE TABLE applied_objects (
 );
 
 CREATE INDEX applied_objects_source ON applied_objects (source);
+
+-- Locations: repositories, folders and files whose manifests are kept in step with the catalog.
+CREATE TABLE locations (
+    id            TEXT PRIMARY KEY,
+    document      TEXT NOT NULL,   -- the location as JSON (target, branch, paths, secrets' names, status)
+    next_sync_at  BIGINT NOT NULL,
+    created_at    BIGINT NOT NULL
+);

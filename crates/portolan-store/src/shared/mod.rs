@@ -12,6 +12,7 @@ pub(crate) mod blueprints;
 pub(crate) mod entities;
 pub(crate) mod identity;
 pub(crate) mod jobs;
+pub(crate) mod locations;
 pub(crate) mod permissions;
 pub(crate) mod runs;
 pub(crate) mod scorecards;
@@ -25,6 +26,7 @@ pub(crate) use blueprints::blueprint_store;
 pub(crate) use entities::entity_store;
 pub(crate) use identity::identity_store;
 pub(crate) use jobs::job_store;
+pub(crate) use locations::location_store;
 pub(crate) use permissions::permission_store;
 pub(crate) use runs::run_store;
 pub(crate) use scorecards::scorecard_store;
@@ -63,6 +65,9 @@ macro_rules! shared_stores {
         }
         mod sources {
             crate::shared::source_store!(super::$tx);
+        }
+        mod locations {
+            crate::shared::location_store!(super::$tx);
         }
         mod audit {
             crate::shared::audit_store!(super::$tx, $db, $audit);

@@ -285,3 +285,33 @@ pub async fn applied_objects_belong_to_one_source(store: &dyn Store) {
     let mut tx = store.read().await.expect("tx");
     assert_eq!(tx.applied_object(&cart).await.expect("cart"), None);
 }
+
+pub async fn a_due_location_is_claimed_once(store: &dyn Store) {
+    use portolan_model::manifest::location::{LocationInput, LocationKind};
+    let input = LocationInput {
+        kind: LocationKind::Git,
+        target: "file:///srv/catalog".into(),
+        branch: None,
+        paths: Vec::new(),
+        token_secret: None,
+        webhook_secret: None,
+        interval_seconds: Some(60),
+        deletion_threshold: None,
+    };
+    let location = input.into_location("loc_1".into(), 1_000, "ann").expect("valid");
+    let mut tx = store.write().await.expect("tx");
+    tx.put_location(&location).await.expect("put");
+    tx.commit().await.expect("commit");
+
+    let mut tx = store.write().await.expect("tx");
+    assert_eq!(tx.claim_due_location(999).await.expect("claim"), None, "not due yet");
+    let claimed = tx.claim_due_location(1_000).await.expect("claim").expect("due");
+    assert_eq!(claimed.next_sync_at, 61_000, "the next sync is one interval on");
+    assert_eq!(tx.claim_due_location(1_000).await.expect("claim"), None, "claimed once");
+    tx.commit().await.expect("commit");
+
+    let mut tx = store.write().await.expect("tx");
+    assert_eq!(tx.locations().await.expect("list").len(), 1);
+    assert!(tx.delete_location("loc_1").await.expect("delete"));
+    assert_eq!(tx.location("loc_1").await.expect("get"), None);
+}

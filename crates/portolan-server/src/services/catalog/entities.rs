@@ -6,6 +6,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use portolan_model::entity::ValidEntity;
 use portolan_model::error::FieldErrors;
+use portolan_model::manifest::{Kind, ObjectKey};
 use portolan_model::permission::EntityOp;
 use portolan_model::scorecard;
 use portolan_model::{Blueprint, Entity, EntityInput, EntityRef};
@@ -63,6 +64,25 @@ pub(super) struct Pending {
     existing: Option<Entity>,
 }
 
+/// An entity a location brought is changed in its file: people's direct edits are refused with
+/// the file to change (the location itself, and the server's own work, go through).
+async fn refuse_if_from_location(tx: &mut dyn Tx, actor: &Actor, entity: &EntityRef) -> Result<()> {
+    if !matches!(actor.principal, Principal::User(_)) {
+        return Ok(());
+    }
+    let key = ObjectKey::new(Kind::Entity, format!("{}/{}", entity.blueprint, entity.identifier));
+    match tx.applied_object(&key).await? {
+        Some(object) if object.source.starts_with("location:") => Err(Error::new(
+            ErrorCode::ManagedBySource,
+            format!(
+                "entity '{}' comes from {} (file {}): change the file, and the location's next sync applies it",
+                entity.identifier, object.source, object.file
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 impl Catalog {
     pub async fn get_entity(&self, actor: &Actor, blueprint: &str, identifier: &str) -> Result<Entity> {
         let mut tx = self.core.store().read().await?;
@@ -108,6 +128,9 @@ impl Catalog {
             taken_by_hidden = true;
         }
         check_if_match(if_match, existing.as_ref())?;
+        if let Some(current) = &existing {
+            refuse_if_from_location(tx.as_mut(), actor, &current.entity_ref()).await?;
+        }
         let input = match (mode, &existing) {
             (WriteMode::Create { upsert: false, .. }, Some(_)) => {
                 return Err(Error::new(
@@ -273,6 +296,12 @@ impl Catalog {
         for (index, input) in inputs {
             let identifier = input.identifier.clone().unwrap_or_default();
             let current = existing.remove(&identifier);
+            if let Some(current) = &current
+                && let Err(err) = refuse_if_from_location(tx.as_mut(), actor, &current.entity_ref()).await
+            {
+                results.push(BulkItem { index, identifier: Some(identifier), result: Err(err) });
+                continue;
+            }
             let input = match &current {
                 Some(_) if !upsert => {
                     results.push(BulkItem {
@@ -376,6 +405,7 @@ impl Catalog {
             _ => self.permissions.readable_entity(tx.as_mut(), actor, entity).await?,
         };
         check_if_match(if_match, Some(&entity))?;
+        refuse_if_from_location(tx.as_mut(), actor, &entity.entity_ref()).await?;
         let root = entity.entity_ref();
         self.check_deletes(tx.as_mut(), actor, &BTreeSet::from([root.clone()])).await?;
         let mut to_delete: BTreeSet<EntityRef> = BTreeSet::from([root.clone()]);

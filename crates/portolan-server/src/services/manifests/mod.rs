@@ -43,6 +43,8 @@ pub struct ApplyRequest {
     pub documents: Vec<SourcedDocument>,
     pub dry_run: bool,
     pub prune: bool,
+    /// The largest share of the source's objects a prune may delete (a location's threshold).
+    pub max_delete_share: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -101,6 +103,20 @@ impl Manifests {
                 .with_details(details));
             }
         };
+        if let Some(share) = request.max_delete_share {
+            let held = self.core.store().read().await?.applied_objects(Some(&request.source)).await?.len();
+            if !plan.deletes.is_empty() && plan.deletes.len() as f64 > share * held as f64 {
+                return Err(Error::new(
+                    ErrorCode::Conflict,
+                    format!(
+                        "this would delete {} of the {held} objects of {} (more than {:.0}%): nothing was changed",
+                        plan.deletes.len(),
+                        request.source,
+                        share * 100.0
+                    ),
+                ));
+            }
+        }
         if !request.dry_run {
             self.execute(actor, &request.source, &plan).await?;
         }

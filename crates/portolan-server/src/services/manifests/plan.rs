@@ -53,6 +53,9 @@ pub struct Change {
     pub file: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub diff: Vec<Difference>,
+    /// Not declared by the documents but needed by them (the ready Backstage blueprints).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub implied: bool,
 }
 
 /// One declared object, checked.
@@ -362,7 +365,15 @@ impl Manifests {
                 Some(current) if *current == desired => (Op::Unchanged, Vec::new()),
                 Some(current) => (Op::Update, diff(current, &desired)),
             };
-            changes.push(Change { op, kind: key.kind, name: key.name.clone(), file: file.clone(), diff: differences });
+            let implied = unrecorded.contains(key);
+            changes.push(Change {
+                op,
+                kind: key.kind,
+                name: key.name.clone(),
+                file: file.clone(),
+                diff: differences,
+                implied,
+            });
             declared.push(Declared { key: key.clone(), file, spec: manifest.spec.clone(), references, op });
         }
 
@@ -452,6 +463,7 @@ impl Manifests {
                 name: key.name.clone(),
                 file: file.clone(),
                 diff: Vec::new(),
+                implied: false,
             });
         }
         Ok(Ok(Plan { declared, deletes, changes, unrecorded }))

@@ -1,0 +1,355 @@
+//! Locations: repositories, folders and files whose manifests the catalog follows. A sync fetches
+//! (with the `git` command line), reads the files, and applies the difference as the location's
+//! own source: created, updated and deleted entities, under the location and the commit. A fetch
+//! that fails, a file that does not parse, or a sync that would delete more than the threshold
+//! changes nothing and is kept as the location's status.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine;
+use hmac::{Hmac, KeyInit, Mac};
+use portolan_model::manifest::location::{Location, LocationInput, LocationKind, SyncStatus};
+use sha2::Sha256;
+
+use super::actions::Actions;
+use super::actor::{Actor, Origin};
+use super::core::{Core, to_json};
+use super::manifests::files::read_tree;
+use super::manifests::{ApplyRequest, Manifests, Op, SourcedDocument};
+use super::permissions::Permissions;
+use crate::error::{Error, ErrorCode, Result};
+
+/// The longest a fetch may take.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(120);
+
+#[derive(Clone)]
+pub struct Locations {
+    core: Core,
+    permissions: Permissions,
+    manifests: Manifests,
+    actions: Actions,
+    /// Locations being synced by this process: a second sync of one waits for the next turn.
+    syncing: Arc<Mutex<HashSet<String>>>,
+}
+
+/// The headers a push webhook may carry.
+pub struct PushHeaders {
+    pub github_signature: Option<String>,
+    pub gitlab_token: Option<String>,
+}
+
+impl Locations {
+    pub fn new(core: Core, permissions: Permissions, manifests: Manifests, actions: Actions) -> Self {
+        Self { core, permissions, manifests, actions, syncing: Arc::default() }
+    }
+
+    pub async fn register(&self, actor: &Actor, input: LocationInput) -> Result<Location> {
+        let id = format!("loc_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let location = input.into_location(id, self.core.now(), &actor.id)?;
+        let mut tx = self.core.store().write().await?;
+        self.permissions.require_manage(tx.as_mut(), actor, None).await?;
+        for (pointer, secret) in
+            [("/tokenSecret", &location.token_secret), ("/webhookSecret", &location.webhook_secret)]
+        {
+            if let Some(name) = secret
+                && tx.secret(name).await?.is_none()
+            {
+                return Err(Error::invalid_at(pointer, format!("secret '{name}' does not exist")));
+            }
+        }
+        tx.put_location(&location).await?;
+        let entry = actor
+            .entry(self.core.now(), "location.create", "location", &location.id)
+            .changed(None, Some(to_json(&location)));
+        tx.append_audit(&[entry]).await?;
+        tx.commit().await?;
+        Ok(location)
+    }
+
+    pub async fn list(&self, actor: &Actor) -> Result<Vec<Location>> {
+        let mut tx = self.core.store().read().await?;
+        self.permissions.require_manage(tx.as_mut(), actor, None).await?;
+        Ok(tx.locations().await?)
+    }
+
+    pub async fn get(&self, actor: &Actor, id: &str) -> Result<Location> {
+        let mut tx = self.core.store().read().await?;
+        self.permissions.require_manage(tx.as_mut(), actor, None).await?;
+        tx.location(id).await?.ok_or_else(|| Error::not_found(format!("location '{id}'")))
+    }
+
+    /// Removes a location and the entities it brought.
+    pub async fn delete(&self, actor: &Actor, id: &str) -> Result<()> {
+        let location = self.get(actor, id).await?;
+        let request = ApplyRequest {
+            source: location.source(),
+            documents: Vec::new(),
+            dry_run: false,
+            prune: true,
+            max_delete_share: None,
+        };
+        self.manifests.apply(&location_actor(&location, None), request).await?;
+        let mut tx = self.core.store().write().await?;
+        tx.delete_location(id).await?;
+        let entry =
+            actor.entry(self.core.now(), "location.delete", "location", id).changed(Some(to_json(&location)), None);
+        tx.append_audit(&[entry]).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Syncs every location that is due (one replica claims each).
+    pub async fn sync_due(&self) -> Result<()> {
+        loop {
+            let claimed = {
+                let mut tx = self.core.store().write().await?;
+                let claimed = tx.claim_due_location(self.core.now()).await?;
+                tx.commit().await?;
+                claimed
+            };
+            let Some(location) = claimed else { return Ok(()) };
+            let this = self.clone();
+            tokio::spawn(async move {
+                if let Err(err) = this.sync(&location.id).await {
+                    tracing::warn!(location = %location.id, %err, "location sync failed");
+                }
+            });
+        }
+    }
+
+    /// Checks a push webhook (GitHub's HMAC signature or GitLab's token, against the location's
+    /// webhook secret) and starts a sync.
+    pub async fn push(&self, id: &str, headers: PushHeaders, body: &[u8]) -> Result<()> {
+        let location = {
+            let mut tx = self.core.store().read().await?;
+            tx.location(id).await?.ok_or_else(|| Error::not_found(format!("location '{id}'")))?
+        };
+        let Some(secret_name) = &location.webhook_secret else {
+            return Err(Error::forbidden("this location takes no webhooks: it has no webhookSecret"));
+        };
+        let secret = {
+            let mut tx = self.core.store().read().await?;
+            self.actions
+                .secret_values(tx.as_mut(), std::slice::from_ref(secret_name))
+                .await?
+                .remove(secret_name)
+                .unwrap_or_default()
+        };
+        let valid = match (&headers.github_signature, &headers.gitlab_token) {
+            (Some(signature), _) => github_signature_matches(&secret, body, signature),
+            (None, Some(token)) => constant_time_eq(token.as_bytes(), secret.as_bytes()),
+            (None, None) => false,
+        };
+        if !valid {
+            return Err(Error::unauthorized("the webhook's signature or token does not match the location's secret"));
+        }
+        let this = self.clone();
+        let id = id.to_string();
+        tokio::spawn(async move {
+            if let Err(err) = this.sync(&id).await {
+                tracing::warn!(location = %id, %err, "location sync failed");
+            }
+        });
+        Ok(())
+    }
+
+    /// Fetches, reads and applies a location now; the outcome is its new status.
+    pub async fn sync(&self, id: &str) -> Result<SyncStatus> {
+        if !self.syncing.lock().unwrap_or_else(|p| p.into_inner()).insert(id.to_string()) {
+            return Err(Error::new(ErrorCode::Conflict, format!("location '{id}' is being synced")));
+        }
+        let outcome = self.sync_once(id).await;
+        self.syncing.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+        outcome
+    }
+
+    async fn sync_once(&self, id: &str) -> Result<SyncStatus> {
+        let location = {
+            let mut tx = self.core.store().read().await?;
+            tx.location(id).await?.ok_or_else(|| Error::not_found(format!("location '{id}'")))?
+        };
+        let status = match self.fetch_and_apply(&location).await {
+            Ok(status) => status,
+            Err((error, problems)) => {
+                SyncStatus { state: "failed".into(), error: Some(error), problems, ..location.status.clone() }
+            }
+        };
+        let mut tx = self.core.store().write().await?;
+        if let Some(mut current) = tx.location(id).await? {
+            current.status = status.clone();
+            tx.put_location(&current).await?;
+        }
+        tx.commit().await?;
+        Ok(status)
+    }
+
+    async fn fetch_and_apply(&self, location: &Location) -> std::result::Result<SyncStatus, (String, Vec<String>)> {
+        let checkout = tempfile::tempdir().map_err(|e| (format!("cannot make a work folder: {e}"), Vec::new()))?;
+        let (root, commit) = match location.kind {
+            LocationKind::Git => {
+                let token = match &location.token_secret {
+                    None => None,
+                    Some(name) => {
+                        let mut tx = self.core.store().read().await.map_err(|e| (e.to_string(), Vec::new()))?;
+                        let mut values = self
+                            .actions
+                            .secret_values(tx.as_mut(), std::slice::from_ref(name))
+                            .await
+                            .map_err(|e| (e.message, Vec::new()))?;
+                        values.remove(name)
+                    }
+                };
+                let commit = clone(location, token.as_deref(), checkout.path()).await.map_err(|e| (e, Vec::new()))?;
+                (checkout.path().to_path_buf(), Some(commit))
+            }
+            LocationKind::File => (PathBuf::from(&location.target), None),
+        };
+        let files = match location.kind {
+            LocationKind::File if root.is_file() => vec![root.clone()],
+            _ => matching_files(&root, &location.paths),
+        };
+        let base = if root.is_file() { root.parent().map(Path::to_path_buf).unwrap_or_default() } else { root.clone() };
+        let tree = read_tree(&files, &base);
+        if !tree.problems.is_empty() {
+            let first = tree.problems[0].clone();
+            return Err((
+                format!("{} file problem(s), nothing changed; first: {first}", tree.problems.len()),
+                tree.problems,
+            ));
+        }
+        let documents = tree
+            .documents
+            .into_iter()
+            .map(|(file, d)| SourcedDocument { file, line: d.line, document: d.value })
+            .collect();
+        let request = ApplyRequest {
+            source: location.source(),
+            documents,
+            dry_run: false,
+            prune: true,
+            max_delete_share: Some(location.deletion_threshold),
+        };
+        let report =
+            self.manifests.apply(&location_actor(location, commit.as_deref()), request).await.map_err(|err| {
+                let problems: Vec<String> = err
+                    .details
+                    .iter()
+                    .map(|d| {
+                        format!(
+                            "{}:{}: {} {}",
+                            d["file"].as_str().unwrap_or_default(),
+                            d["line"],
+                            d["path"].as_str().unwrap_or_default(),
+                            d["message"].as_str().unwrap_or_default()
+                        )
+                    })
+                    .collect();
+                (err.message, problems)
+            })?;
+        let count = |op: Op| report.changes.iter().filter(|c| c.op == op && !c.implied).count() as u64;
+        Ok(SyncStatus {
+            state: "ok".into(),
+            synced_at: Some(self.core.now()),
+            commit,
+            created: count(Op::Create),
+            updated: count(Op::Update),
+            unchanged: count(Op::Unchanged),
+            deleted: count(Op::Delete),
+            error: None,
+            problems: Vec::new(),
+        })
+    }
+}
+
+/// Who a location's changes are made by: the location, at its commit (as `updatedBy` shows).
+fn location_actor(location: &Location, commit: Option<&str>) -> Actor {
+    let id = match commit {
+        Some(commit) => format!("{}@{}", location.source(), &commit[..commit.len().min(12)]),
+        None => location.source(),
+    };
+    Actor::system(id, Origin::Automation)
+}
+
+/// The files under `root` that match the location's globs.
+fn matching_files(root: &Path, patterns: &[String]) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for pattern in patterns {
+        let full = root.join(pattern).display().to_string();
+        if let Ok(paths) = glob::glob(&full) {
+            files.extend(paths.filter_map(std::result::Result::ok).filter(|p| p.is_file()));
+        }
+    }
+    files.sort();
+    files.dedup();
+    files
+}
+
+/// A shallow clone of the location's branch into `into`; the commit it checked out.
+async fn clone(location: &Location, token: Option<&str>, into: &Path) -> std::result::Result<String, String> {
+    let url = match location.target.contains("://") || location.target.contains('@') {
+        true => location.target.clone(),
+        false => format!("file://{}", std::path::absolute(&location.target).map_err(|e| e.to_string())?.display()),
+    };
+    let mut command = tokio::process::Command::new("git");
+    command.args(["clone", "--quiet", "--depth", "1", "--no-tags", "--single-branch"]);
+    if let Some(branch) = &location.branch {
+        command.args(["--branch", branch]);
+    }
+    command.arg("--").arg(&url).arg(into);
+    command.env("GIT_TERMINAL_PROMPT", "0").env("GIT_ASKPASS", "true");
+    // The token goes in an environment-borne setting, never in the command line or the URL.
+    if let Some(token) = token {
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!("x-access-token:{token}"));
+        command
+            .env("GIT_CONFIG_COUNT", "1")
+            .env("GIT_CONFIG_KEY_0", "http.extraHeader")
+            .env("GIT_CONFIG_VALUE_0", format!("Authorization: Basic {basic}"));
+    }
+    command.kill_on_drop(true).stdin(std::process::Stdio::null());
+    let output = tokio::time::timeout(FETCH_TIMEOUT, command.output())
+        .await
+        .map_err(|_| format!("fetching {} took longer than {}s", location.target, FETCH_TIMEOUT.as_secs()))?
+        .map_err(|e| format!("cannot run git: {e}"))?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        return Err(format!("cannot fetch {}: {}", location.target, stderr.trim()));
+    }
+    let head = tokio::process::Command::new("git")
+        .arg("-C")
+        .arg(into)
+        .args(["rev-parse", "HEAD"])
+        .output()
+        .await
+        .map_err(|e| format!("cannot run git: {e}"))?;
+    Ok(String::from_utf8_lossy(&head.stdout).trim().to_string())
+}
+
+fn github_signature_matches(secret: &str, body: &[u8], header: &str) -> bool {
+    let Some(hex) = header.strip_prefix("sha256=") else { return false };
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.as_bytes()) else { return false };
+    mac.update(body);
+    let expected: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    constant_time_eq(expected.as_bytes(), hex.to_ascii_lowercase().as_bytes())
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn github_signatures_are_checked() {
+        let mut mac = Hmac::<Sha256>::new_from_slice(b"s3cret").expect("key");
+        mac.update(b"{}");
+        let hex: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
+        assert!(github_signature_matches("s3cret", b"{}", &format!("sha256={hex}")));
+        assert!(!github_signature_matches("other", b"{}", &format!("sha256={hex}")));
+        assert!(!github_signature_matches("s3cret", b"{}", &hex));
+    }
+}
