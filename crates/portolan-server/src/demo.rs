@@ -8,10 +8,12 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::services::Actor;
 use crate::services::catalog::WriteMode;
 use crate::services::identity::NewAccount;
+use crate::services::manifests::{ApplyRequest, SourcedDocument};
 use crate::state::AppState;
 use portolan_model::permission::Role;
 
 const CATALOG: &str = include_str!("../demo/catalog.json");
+const BACKSTAGE: &str = include_str!("../demo/backstage.yaml");
 
 #[derive(Deserialize)]
 struct DemoCatalog {
@@ -130,5 +132,14 @@ pub async fn load(app: &AppState) -> Result<DemoSummary> {
             Err(err) => return Err(err),
         }
     }
+    // Backstage descriptors go through catalog as code, as a repository's files would.
+    let documents = portolan_model::manifest::read_documents(BACKSTAGE)
+        .map_err(|e| Error::new(ErrorCode::Internal, format!("demo descriptors are malformed: {}", e.message)))?
+        .into_iter()
+        .map(|d| SourcedDocument { file: "demo/backstage.yaml".into(), line: d.line, document: d.value })
+        .collect();
+    let request =
+        ApplyRequest { source: "demo".into(), documents, dry_run: false, prune: true, max_delete_share: None };
+    app.manifests.apply(&actor, request).await?;
     Ok(summary)
 }

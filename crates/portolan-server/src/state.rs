@@ -117,8 +117,14 @@ impl AppState {
         });
         let approvals = Approvals::new(core.clone(), permissions.clone(), guardrails.clone());
         let backstage = BackstageCatalog::new(core.clone(), search.clone(), catalog.clone());
-        let manifests =
-            Manifests::new(core.clone(), permissions.clone(), catalog.clone(), scorecards.clone(), actions.clone());
+        let manifests = Manifests::new(
+            core.clone(),
+            permissions.clone(),
+            catalog.clone(),
+            scorecards.clone(),
+            actions.clone(),
+            search.clone(),
+        );
         let locations = Locations::new(core.clone(), permissions.clone(), manifests.clone(), actions.clone());
         catalog.ensure_system_blueprints().await?;
         Ok(Self(Arc::new(Services {

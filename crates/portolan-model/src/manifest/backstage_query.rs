@@ -93,6 +93,68 @@ pub fn matches(pairs: &[(String, String)], conditions: &[Condition]) -> bool {
     })
 }
 
+/// [`matches`] over an entity's flattened pairs, without flattening it: each condition's key is
+/// followed down the entity (object keys compared case-insensitively, dots inside keys allowed).
+pub fn entity_matches(entity: &Value, conditions: &[Condition]) -> bool {
+    conditions.iter().all(|c| {
+        conditions
+            .iter()
+            .filter(|other| other.key == c.key)
+            .any(|alternative| has(entity, &alternative.key, alternative.value.as_deref()))
+    })
+}
+
+fn has(entity: &Value, key: &str, wanted: Option<&str>) -> bool {
+    if let Some(kind) = key.strip_prefix("relations.") {
+        return entity["relations"].as_array().into_iter().flatten().any(|relation| {
+            relation["type"].as_str().is_some_and(|t| t.eq_ignore_ascii_case(kind))
+                && wanted.is_none_or(|w| relation["targetRef"].as_str().is_some_and(|t| t.eq_ignore_ascii_case(w)))
+        });
+    }
+    let Value::Object(map) = entity else { return false };
+    map.iter().filter(|(k, _)| k.as_str() != "relations").any(|(k, v)| follow(&k.to_lowercase(), v, key, wanted))
+}
+
+/// Whether the value under `name` (a lowercased key) has a pair for `key`.
+fn follow(name: &str, value: &Value, key: &str, wanted: Option<&str>) -> bool {
+    if key == name {
+        return at_key(value, wanted);
+    }
+    match key.strip_prefix(name).and_then(|rest| rest.strip_prefix('.')) {
+        Some(rest) => below(value, rest, wanted),
+        None => false,
+    }
+}
+
+/// Pairs whose key ends exactly at `value`.
+fn at_key(value: &Value, wanted: Option<&str>) -> bool {
+    match value {
+        Value::Object(_) => wanted.is_none_or(str::is_empty),
+        Value::Array(items) => {
+            wanted.is_none_or(str::is_empty)
+                || items.iter().any(|item| match item {
+                    Value::String(s) => wanted.is_some_and(|w| s.to_lowercase() == w),
+                    other => at_key(other, wanted),
+                })
+        }
+        Value::Null => false,
+        Value::String(s) => wanted.is_none_or(|w| s.to_lowercase() == w),
+        other => wanted.is_none_or(|w| other.to_string().to_lowercase() == w),
+    }
+}
+
+/// Pairs whose key continues below `value` with `rest`.
+fn below(value: &Value, rest: &str, wanted: Option<&str>) -> bool {
+    match value {
+        Value::Object(map) => map.iter().any(|(k, v)| follow(&k.to_lowercase(), v, rest, wanted)),
+        Value::Array(items) => items.iter().any(|item| match item {
+            Value::String(s) => s.to_lowercase() == rest && wanted.is_none_or(|w| w == "true"),
+            other => below(other, rest, wanted),
+        }),
+        _ => false,
+    }
+}
+
 /// The values an entity has for a facet key (`kind`, `spec.type`, `metadata.tags`, ...), as
 /// written (not lowercased).
 pub fn facet_values(entity: &Value, facet: &str) -> Vec<String> {
@@ -195,6 +257,28 @@ mod tests {
         assert!(!check("spec.lifecycle"));
         assert!(check("kind=api,kind=component"), "the same key twice: either value");
         assert!(parse_filters(&["=x".into()]).is_err());
+        let filters = [
+            "kind=component,spec.type=SERVICE",
+            "metadata.tags.java",
+            "metadata.tags=java",
+            "metadata.tags.java=true",
+            "metadata.annotations.backstage.io/orphan=true",
+            "relations.ownedby=group:default/TEAM-A",
+            "spec.lifecycle",
+            "kind=api,kind=component",
+            "metadata",
+            "metadata.name=cart",
+            "metadata.name=car",
+            "spec.owner=team-b",
+        ];
+        for filter in filters {
+            let sets = parse_filters(&[filter.to_string()]).expect("parses");
+            assert_eq!(
+                entity_matches(&entity(), &sets[0]),
+                matches(&pairs, &sets[0]),
+                "{filter}: the walk agrees with the pairs"
+            );
+        }
     }
 
     #[test]

@@ -47,7 +47,17 @@ pub struct TextError {
 /// Reads every document of a YAML (or JSON) text. Empty documents are skipped; a document that
 /// is a list is read as that many documents (a JSON file may hold an array of them).
 pub fn read_documents(text: &str) -> Result<Vec<LocatedDocument>, TextError> {
-    let values: Vec<Value> = serde_saphyr::from_multiple(text)
+    // A catalog file may hold many thousand documents: the counts are bounded by the text's own
+    // size (each node takes at least one byte), and aliases keep the library's own caps.
+    let size = text.len() + 1024;
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_documents = size;
+    budget.max_nodes = size;
+    budget.max_events = size * 2;
+    budget.max_total_scalar_bytes = size;
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget);
+    let values: Vec<Value> = serde_saphyr::from_multiple_with_options(text, options)
         .map_err(|err| TextError { line: error_line(&err.to_string()), message: first_line(&err.to_string()) })?;
     let located = locate(text)?;
     let mut documents = Vec::new();
@@ -181,6 +191,12 @@ mod tests {
         assert_eq!(documents[1].value["kind"], "Entity");
         assert_eq!(documents[1].line, 3);
         assert_eq!(documents[1].line_of("/spec"), 4);
+    }
+
+    #[test]
+    fn a_file_may_hold_thousands_of_documents() {
+        let text = "kind: Entity\n---\n".repeat(5_000);
+        assert_eq!(read_documents(&text).expect("reads").len(), 5_000);
     }
 
     #[test]

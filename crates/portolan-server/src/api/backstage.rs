@@ -92,7 +92,12 @@ async fn add_location(
         deletion_threshold: None,
     };
     let location = app.locations.register(&caller.actor, input).await?;
-    app.locations.sync(&location.id).await?;
+    let status = app.locations.sync(&location.id).await?;
+    // As in Backstage, a location that cannot be read is not registered.
+    if let Some(error) = status.error {
+        app.locations.delete(&caller.actor, &location.id).await?;
+        return Err(bad(error));
+    }
     let entities = app.backstage.query(&caller.actor, &[]).await?;
     let source = location.source();
     let mut brought = Vec::new();
@@ -276,7 +281,8 @@ async fn entities(State(app): State<AppState>, caller: Caller, RawQuery(raw): Ra
     let offset = params.number("offset")?.unwrap_or(0);
     let limit = params.number("limit")?.unwrap_or(usize::MAX);
     let fields = params.list("fields");
-    Ok(Json(items.iter().skip(offset).take(limit).map(|e| select_fields(e, &fields)).collect()))
+    let page = app.backstage.complete(items.into_iter().skip(offset).take(limit).collect()).await?;
+    Ok(Json(page.iter().map(|e| select_fields(e, &fields)).collect()))
 }
 
 /// `GET /entities/by-query`: a page, its total, and cursors to the next and previous pages.
@@ -297,10 +303,12 @@ async fn by_query(State(app): State<AppState>, caller: Caller, RawQuery(raw): Ra
     full_text(&mut items, cursor.full_text.as_deref(), &cursor.full_text_fields);
     sort(&mut items, &cursor.order)?;
     let total = items.len();
+    let page_len = items.len().saturating_sub(cursor.offset).min(limit);
     let fields = params.list("fields");
-    let page: Vec<Value> = items.iter().skip(cursor.offset).take(limit).map(|e| select_fields(e, &fields)).collect();
+    let page = app.backstage.complete(items.into_iter().skip(cursor.offset).take(limit).collect()).await?;
+    let page: Vec<Value> = page.iter().map(|e| select_fields(e, &fields)).collect();
     let mut page_info = serde_json::Map::new();
-    if cursor.offset + page.len() < total {
+    if cursor.offset + page_len < total {
         page_info
             .insert("nextCursor".into(), json!(encode(&Cursor { offset: cursor.offset + limit, ..clone(&cursor) })));
     }
@@ -364,19 +372,32 @@ async fn by_refs(State(app): State<AppState>, caller: Caller, body: axum::body::
 /// `GET /entity-facets`: for each facet, its values and how many entities have each.
 async fn facets(State(app): State<AppState>, caller: Caller, RawQuery(raw): RawQuery) -> Reply<Json<Value>> {
     let params = Params::read(raw);
-    let items = matching(&app, &caller, &params.all("filter")).await?;
+    let filters = params.all("filter");
+    let sets = parse_filters(&filters).map_err(bad)?;
+    let mut items: Option<Vec<Value>> = None;
     let mut facets = serde_json::Map::new();
     for facet in params.all("facet") {
-        let mut counts: BTreeMap<String, u64> = BTreeMap::new();
-        for item in &items {
-            let mut values = facet_values(item, &facet);
-            values.sort();
-            values.dedup();
-            for value in values {
-                *counts.entry(value).or_default() += 1;
+        let mut list = match app.backstage.facet_counts(&caller.actor, &sets, &facet).await? {
+            Some(counts) => counts,
+            None => {
+                if items.is_none() {
+                    let found = app.backstage.query(&caller.actor, &sets).await?;
+                    // Relations that point at an entity are only read when a facet asks for them.
+                    let with_reverse = params.all("facet").iter().any(|f| f.to_lowercase().starts_with("relations"));
+                    items = Some(if with_reverse { app.backstage.complete(found).await? } else { found });
+                }
+                let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+                for item in items.iter().flatten() {
+                    let mut values = facet_values(item, &facet);
+                    values.sort();
+                    values.dedup();
+                    for value in values {
+                        *counts.entry(value).or_default() += 1;
+                    }
+                }
+                counts.into_iter().collect()
             }
-        }
-        let mut list: Vec<(String, u64)> = counts.into_iter().collect();
+        };
         list.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         facets.insert(
             facet,

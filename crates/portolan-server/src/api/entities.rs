@@ -20,6 +20,10 @@ use crate::state::AppState;
 pub struct EntityResponse {
     ok: bool,
     entity: Entity,
+    /// The catalog-as-code source and file that declare the entity (`portolan apply`, a location).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    source: Option<portolan_store::AppliedObject>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -129,8 +133,16 @@ pub struct BulkItemResult {
 }
 
 fn entity_response(status: StatusCode, entity: Entity) -> Response {
+    sourced_entity_response(status, entity, None)
+}
+
+fn sourced_entity_response(
+    status: StatusCode,
+    entity: Entity,
+    source: Option<portolan_store::AppliedObject>,
+) -> Response {
     let tag = HeaderValue::from_str(&etag(entity.version)).ok();
-    let mut response = (status, Json(EntityResponse { ok: true, entity })).into_response();
+    let mut response = (status, Json(EntityResponse { ok: true, entity, source })).into_response();
     if let Some(tag) = tag {
         response.headers_mut().insert(header::ETAG, tag);
     }
@@ -192,7 +204,12 @@ pub async fn get_entity(
     PathParams((blueprint, identifier)): PathParams<(String, String)>,
 ) -> Result<Response> {
     let entity = app.catalog.get_entity(&reader, &blueprint, &identifier).await?;
-    Ok(entity_response(StatusCode::OK, entity))
+    let key = portolan_model::manifest::ObjectKey::new(
+        portolan_model::manifest::Kind::Entity,
+        format!("{blueprint}/{identifier}"),
+    );
+    let source = app.manifests.source_of(&key).await?;
+    Ok(sourced_entity_response(StatusCode::OK, entity, source))
 }
 
 #[utoipa::path(put, path = "/api/v1/blueprints/{blueprint}/entities/{entity}", tag = "entities", request_body = EntityInput,

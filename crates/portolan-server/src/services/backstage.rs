@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use portolan_model::manifest::backstage::{self, BackstageRef, KINDS, reference_of, relation_types};
-use portolan_model::manifest::backstage_query::{Condition, flatten, matches};
+use portolan_model::manifest::backstage_query::{Condition, entity_matches};
 use portolan_model::manifest::{Kind, ObjectKey};
 use portolan_model::{Blueprint, Entity, EntityRef};
 use portolan_store::Tx;
@@ -14,8 +14,9 @@ use serde_json::{Value, json};
 use super::actor::Actor;
 use super::catalog::Catalog;
 use super::core::{Core, all_blueprints};
-use super::search::{Search, SearchRequest};
+use super::search::{AggregateRequest, Search, SearchRequest};
 use crate::error::{Error, ErrorCode, Result};
+use portolan_store::query_sql::AggregateResult;
 
 /// The most entities one query reads before it filters.
 const SCAN_LIMIT: usize = 250_000;
@@ -42,12 +43,14 @@ impl BackstageCatalog {
         Self { core, search, catalog }
     }
 
-    /// An entity in Backstage's shape, with its relations both ways.
+    /// An entity in Backstage's shape, with its relations both ways (`reverse`) or only those it
+    /// declares (enough to filter on anything but relations, and one query cheaper).
     async fn view(
         &self,
         tx: &mut dyn Tx,
         blueprints: &HashMap<String, Blueprint>,
         entity: &Entity,
+        reverse: bool,
     ) -> Result<Option<Value>> {
         let Some(mut view) = backstage::to_descriptor(entity) else { return Ok(None) };
         let me = entity.entity_ref();
@@ -80,7 +83,8 @@ impl BackstageCatalog {
                 add(kind, &EntityRef { blueprint: portolan_model::system::TEAM.into(), identifier: team.clone() });
             }
         }
-        for referrer in tx.referrers(&me, 1000).await? {
+        let referrers = if reverse { tx.referrers(&me, 1000).await? } else { Vec::new() };
+        for referrer in referrers {
             if let Some((_, reverse)) = relation_types(&referrer.source.blueprint, &referrer.via) {
                 add(reverse, &referrer.source);
             }
@@ -115,7 +119,7 @@ impl BackstageCatalog {
         };
         let mut tx = self.core.store().read().await?;
         let blueprints = blueprint_map(tx.as_mut()).await?;
-        self.view(tx.as_mut(), &blueprints, &entity).await
+        self.view(tx.as_mut(), &blueprints, &entity, true).await
     }
 
     pub async fn by_uid(&self, actor: &Actor, uid: &str) -> Result<Value> {
@@ -149,8 +153,91 @@ impl BackstageCatalog {
         Ok(items)
     }
 
-    /// Every readable entity matching any filter set, in Backstage's shape, ordered by uid.
+    /// The same entities with their relations both ways (after [`Self::query`] left out those
+    /// pointing at them).
+    pub async fn complete(&self, items: Vec<Value>) -> Result<Vec<Value>> {
+        let mut tx = self.core.store().read().await?;
+        let known = blueprint_map(tx.as_mut()).await?;
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            let target = item["metadata"]["uid"].as_str().and_then(from_uid);
+            let entity = match target {
+                Some(target) => tx.entity(&target.blueprint, &target.identifier).await?,
+                None => None,
+            };
+            match entity {
+                Some(entity) => out.push(self.view(tx.as_mut(), &known, &entity, true).await?.unwrap_or(item)),
+                None => out.push(item),
+            }
+        }
+        Ok(out)
+    }
+
+    /// A facet's counts straight from the store, when the filters name kinds only and the facet
+    /// is a property every Backstage blueprint has: no entity is read. None otherwise.
+    pub async fn facet_counts(
+        &self,
+        actor: &Actor,
+        filter_sets: &[Vec<Condition>],
+        facet: &str,
+    ) -> Result<Option<Vec<(String, u64)>>> {
+        let property = match facet.to_ascii_lowercase().as_str() {
+            "kind" => None,
+            "spec.type" => Some("type"),
+            "spec.lifecycle" => Some("lifecycle"),
+            "metadata.namespace" => Some("namespace"),
+            _ => return Ok(None),
+        };
+        if filter_sets.iter().flatten().any(|c| c.key != "kind" || c.value.is_none()) {
+            return Ok(None);
+        }
+        let wanted = |kind: &str| {
+            filter_sets.is_empty()
+                || filter_sets.iter().any(|set| {
+                    set.is_empty()
+                        || set.iter().any(|c| c.value.as_deref().is_some_and(|v| kind.eq_ignore_ascii_case(v)))
+                })
+        };
+        let known = {
+            let mut tx = self.core.store().read().await?;
+            blueprint_map(tx.as_mut()).await?
+        };
+        let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+        for (kind, blueprint) in KINDS.iter().filter(|(k, _)| wanted(k)) {
+            let Some(schema) = known.get(*blueprint) else { continue };
+            if property.is_some_and(|p| !schema.schema.properties.contains_key(p)) {
+                return Ok(None);
+            }
+            let request = AggregateRequest {
+                blueprint: Some(blueprint.to_string()),
+                function: if property.is_some() { "countBy" } else { "count" }.into(),
+                property: property.map(str::to_string),
+                ..AggregateRequest::default()
+            };
+            match self.search.aggregate(actor, request).await? {
+                AggregateResult::Value(count) => {
+                    let count = count.unwrap_or(0.0) as u64;
+                    if count > 0 {
+                        *counts.entry(kind.to_string()).or_default() += count;
+                    }
+                }
+                AggregateResult::Groups(groups) => {
+                    for (value, count) in groups {
+                        if let Value::String(value) = value {
+                            *counts.entry(value).or_default() += count;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(Some(counts.into_iter().collect()))
+    }
+
+    /// Every readable entity matching any filter set, in Backstage's shape, ordered by uid. The
+    /// relations that point at an entity are there only when a filter names relations: call
+    /// [`Self::complete`] on what is returned to the client.
     pub async fn query(&self, actor: &Actor, filter_sets: &[Vec<Condition>]) -> Result<Vec<Value>> {
+        let reverse = filter_sets.iter().flatten().any(|c| c.key.starts_with("relations"));
         let all_sets = [Vec::new()];
         let sets: &[Vec<Condition>] = if filter_sets.is_empty() { &all_sets } else { filter_sets };
         // Which blueprints can match at all: a set that names a kind reads only that blueprint.
@@ -190,9 +277,8 @@ impl BackstageCatalog {
                     if !seen.insert(entity.entity_ref()) {
                         continue;
                     }
-                    let Some(view) = self.view(tx.as_mut(), &known, entity).await? else { continue };
-                    let pairs = flatten(&view);
-                    if sets.iter().any(|set| matches(&pairs, set)) {
+                    let Some(view) = self.view(tx.as_mut(), &known, entity, reverse).await? else { continue };
+                    if sets.iter().any(|set| entity_matches(&view, set)) {
                         out.push(view);
                     }
                 }

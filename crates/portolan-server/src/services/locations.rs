@@ -4,7 +4,7 @@
 //! that fails, a file that does not parse, or a sync that would delete more than the threshold
 //! changes nothing and is kept as the location's status.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,7 +20,7 @@ use super::core::{Core, to_json};
 use super::manifests::files::read_tree;
 use super::manifests::{ApplyRequest, Manifests, Op, SourcedDocument};
 use super::permissions::Permissions;
-use crate::error::{Error, ErrorCode, Result};
+use crate::error::{Error, Result};
 
 /// The longest a fetch may take.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(120);
@@ -31,8 +31,9 @@ pub struct Locations {
     permissions: Permissions,
     manifests: Manifests,
     actions: Actions,
-    /// Locations being synced by this process: a second sync of one waits for the next turn.
-    syncing: Arc<Mutex<HashSet<String>>>,
+    /// One lock per location: a second sync of one waits for the first, then runs (and finds
+    /// little to do).
+    syncing: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
 }
 
 /// The headers a push webhook may carry.
@@ -158,12 +159,10 @@ impl Locations {
 
     /// Fetches, reads and applies a location now; the outcome is its new status.
     pub async fn sync(&self, id: &str) -> Result<SyncStatus> {
-        if !self.syncing.lock().unwrap_or_else(|p| p.into_inner()).insert(id.to_string()) {
-            return Err(Error::new(ErrorCode::Conflict, format!("location '{id}' is being synced")));
-        }
-        let outcome = self.sync_once(id).await;
-        self.syncing.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
-        outcome
+        let lock =
+            Arc::clone(self.syncing.lock().unwrap_or_else(|p| p.into_inner()).entry(id.to_string()).or_default());
+        let _turn = lock.lock().await;
+        self.sync_once(id).await
     }
 
     async fn sync_once(&self, id: &str) -> Result<SyncStatus> {
@@ -203,6 +202,20 @@ impl Locations {
                     }
                 };
                 let commit = clone(location, token.as_deref(), checkout.path()).await.map_err(|e| (e, Vec::new()))?;
+                // The commit the last good sync applied: the catalog already holds it (its
+                // entities refuse direct edits), so there is nothing to read or write.
+                if location.status.state == "ok" && location.status.commit.as_ref() == Some(&commit) {
+                    let s = &location.status;
+                    let held = s.created + s.updated + s.unchanged;
+                    return Ok(SyncStatus {
+                        synced_at: Some(self.core.now()),
+                        created: 0,
+                        updated: 0,
+                        deleted: 0,
+                        unchanged: held,
+                        ..s.clone()
+                    });
+                }
                 (checkout.path().to_path_buf(), Some(commit))
             }
             LocationKind::File => (PathBuf::from(&location.target), None),

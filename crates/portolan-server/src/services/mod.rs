@@ -7,7 +7,7 @@
 //!
 //! ```text
 //!   locations ──► manifests, actions
-//!   manifests ──► catalog, scorecards, actions, permissions
+//!   manifests ──► catalog, scorecards, actions, search, permissions
 //!   backstage ──► catalog, search
 //!   approvals ──► guardrails, runlog, permissions
 //!   runs ──► catalog, actions, guardrails, identity, search, runlog, permissions

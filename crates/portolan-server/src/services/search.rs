@@ -58,7 +58,7 @@ pub enum SortOrder {
     Desc,
 }
 
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AggregateRequest {
     #[schema(value_type = Option<Object>)]

@@ -75,6 +75,9 @@ struct EntityPage {
     runs: Vec<EntityRun>,
     /// When, what and who, newest first.
     history: Vec<(present::When, String, String)>,
+    /// The catalog-as-code source and file that declare it, and whether that is a location
+    /// (whose entities are changed in their files).
+    source: Option<(String, String, bool)>,
 }
 
 /// Most entities shown per incoming relation on an entity page.
@@ -266,7 +269,16 @@ pub(super) async fn entity_page(
         .iter()
         .map(|r| (present::When::new(r.entry.at, now), r.entry.action.clone(), r.entry.actor.clone()))
         .collect();
+    let key = portolan_model::manifest::ObjectKey::new(
+        portolan_model::manifest::Kind::Entity,
+        format!("{blueprint}/{identifier}"),
+    );
+    let source = app.manifests.source_of(&key).await?.map(|o| {
+        let location = o.source.starts_with("location:");
+        (o.source, o.file, location)
+    });
     let page = EntityPage {
+        source,
         signed_in: layout_user(&app, &signed_in).await,
         actions,
         runs,

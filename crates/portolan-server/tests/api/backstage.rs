@@ -37,9 +37,13 @@ fn catalog() -> Vec<Value> {
 }
 
 async fn import(app: &TestApp, documents: Vec<Value>) -> crate::Reply {
+    import_as(app, "backstage", documents).await
+}
+
+async fn import_as(app: &TestApp, source: &str, documents: Vec<Value>) -> crate::Reply {
     let documents: Vec<Value> =
         documents.into_iter().map(|d| json!({"file": "catalog-info.yaml", "document": d})).collect();
-    app.post("/api/v1/apply", json!({"source": "backstage", "documents": documents})).await
+    app.post("/api/v1/apply", json!({"source": source, "documents": documents})).await
 }
 
 #[tokio::test]
@@ -50,22 +54,29 @@ async fn descriptors_import_with_unresolved_references_kept() {
     let pay = app.get("/api/v1/blueprints/backstage-component/entities/pay").await;
     assert_eq!(
         pay.body["entity"]["properties"]["unresolved"],
-        json!({"dependsOn": ["component:default/ghost"], "$team": ["team-b"]})
+        json!({"dependsOn": ["component:default/ghost"], "$team": ["group:default/team-b"]})
     );
     assert_eq!(pay.body["entity"]["team"], json!([]));
     let ana = app.get("/api/v1/blueprints/_user/entities/ana").await;
     assert_eq!(ana.body["entity"]["team"], json!(["team-a"]), "memberOf makes a user a member of the team");
 
-    // The missing targets arrive: the same source applied again resolves them.
-    let mut more = catalog();
-    more.push(descriptor("Component", "ghost", json!({"type": "service"})));
-    more.push(descriptor("Group", "team-b", json!({"type": "team", "children": []})));
-    let again = import(&app, more).await;
-    assert_eq!(again.status, StatusCode::OK, "{}", again.body);
+    // The missing targets arrive, from another repository: the references resolve at once.
+    let more = vec![
+        descriptor("Component", "ghost", json!({"type": "service"})),
+        descriptor("Group", "team-b", json!({"type": "team", "children": []})),
+    ];
+    let arrived = import_as(&app, "second-repo", more).await;
+    assert_eq!(arrived.status, StatusCode::OK, "{}", arrived.body);
     let pay = app.get("/api/v1/blueprints/backstage-component/entities/pay").await;
     assert_eq!(pay.body["entity"]["relations"]["dependsOn"], json!(["ghost"]));
     assert_eq!(pay.body["entity"]["team"], json!(["team-b"]));
     assert!(pay.body["entity"]["properties"].get("unresolved").is_none(), "{}", pay.body);
+    let again = import(&app, catalog()).await;
+    assert!(
+        again.body["changes"].as_array().expect("changes").iter().all(|c| c["op"] == "unchanged"),
+        "the first source, applied again, finds its entities as its files say: {}",
+        again.body
+    );
 
     let bad = import(
         &app,

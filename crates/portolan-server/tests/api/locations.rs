@@ -90,6 +90,8 @@ async fn a_git_repository_stays_in_step_with_the_catalog() {
     assert_eq!(names(&app).await, ["cart", "pay", "search", "ship"]);
     let cart = app.get("/api/v1/blueprints/backstage-component/entities/cart").await;
     assert_eq!(cart.body["entity"]["updatedBy"], format!("location:{id}@{}", &first[..12]), "the location and commit");
+    assert_eq!(cart.body["source"]["file"], "services/cart/catalog-info.yaml");
+    assert_eq!(cart.body["source"]["source"], format!("location:{id}"));
 
     // Direct edits are refused with the file to change.
     let edit = app

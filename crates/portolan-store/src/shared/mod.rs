@@ -64,7 +64,7 @@ macro_rules! shared_stores {
             crate::shared::permission_store!(super::$tx);
         }
         mod sources {
-            crate::shared::source_store!(super::$tx);
+            crate::shared::source_store!(super::$tx, $db);
         }
         mod locations {
             crate::shared::location_store!(super::$tx);

@@ -3,7 +3,7 @@
 /// Implements [`crate::SourceStore`] for a backend's transaction type: `$tx` has a field
 /// `tx: sqlx::Transaction`.
 macro_rules! source_store {
-    ($tx:ty) => {
+    ($tx:ty, $db:ty) => {
         use std::collections::HashMap;
 
         use portolan_model::Millis;
@@ -63,19 +63,23 @@ macro_rules! source_store {
                 objects: &[(ObjectKey, String)],
                 at: Millis,
             ) -> Result<()> {
-                for (key, file) in objects {
-                    sqlx::query(
-                        "INSERT INTO applied_objects (kind, name, source, file, applied_at) VALUES ($1, $2, $3, $4, $5)
-                         ON CONFLICT (kind, name) DO UPDATE SET source = excluded.source, file = excluded.file,
+                // Many rows a statement: an apply of a large catalog records every entity.
+                for chunk in objects.chunks(500) {
+                    let mut insert = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO applied_objects (kind, name, source, file, applied_at) ",
+                    );
+                    insert.push_values(chunk, |mut row, (key, file)| {
+                        row.push_bind(key.kind.as_str())
+                            .push_bind(&key.name)
+                            .push_bind(source)
+                            .push_bind(file)
+                            .push_bind(at);
+                    });
+                    insert.push(
+                        " ON CONFLICT (kind, name) DO UPDATE SET source = excluded.source, file = excluded.file,
                            applied_at = excluded.applied_at",
-                    )
-                    .bind(key.kind.as_str())
-                    .bind(&key.name)
-                    .bind(source)
-                    .bind(file)
-                    .bind(at)
-                    .execute(&mut *self.tx)
-                    .await?;
+                    );
+                    insert.build().execute(&mut *self.tx).await?;
                 }
                 Ok(())
             }

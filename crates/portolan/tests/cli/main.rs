@@ -1,5 +1,6 @@
 //! End-to-end tests of the `portolan` binary as a user runs it.
 
+mod apply;
 mod audit;
 mod browser;
 mod demo;
@@ -142,6 +143,11 @@ fn admin_token(args: &[&str], dir: &std::path::Path) -> String {
 /// The admin token of each running server, by base URL.
 static TOKENS: std::sync::Mutex<std::collections::BTreeMap<String, String>> =
     std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+/// The admin token [`Server::start`] made for a server.
+pub fn token_of(server: &Server) -> String {
+    TOKENS.lock().unwrap_or_else(|p| p.into_inner()).get(&server.base).cloned().expect("a server made by Server::start")
+}
 
 /// An HTTP client that signs each request with the admin token of the server it goes to.
 pub fn http() -> Client {

@@ -7,8 +7,9 @@ mod plan;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use portolan_model::manifest::backstage;
 use portolan_model::manifest::{Kind, ObjectKey, to_document};
-use portolan_model::{EntityRef, system};
+use portolan_model::{Blueprint, Entity, EntityRef, system};
 use portolan_store::SourceSummary;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -17,15 +18,16 @@ pub use plan::{Change, Op, Problem};
 use plan::{Declared, Plan, entity_ref, entity_spec, scorecard_spec, stored_parts};
 
 use super::actions::Actions;
-use super::actor::Actor;
-use super::catalog::Catalog;
+use super::actor::{Actor, Origin};
+use super::catalog::{Catalog, WriteMode};
 use super::core::{Core, to_json};
 use super::permissions::{Permissions, action_resource, blueprint_resource};
 use super::scorecards::Scorecards;
+use super::search::{Search, SearchRequest};
 use crate::error::{Error, ErrorCode, Result};
 
 /// The most documents one apply takes.
-pub const MAX_DOCUMENTS: usize = 250_000;
+pub const MAX_DOCUMENTS: usize = 1_000_000;
 
 /// A document as read from a file.
 #[derive(Debug, Clone)]
@@ -64,6 +66,7 @@ pub struct Manifests {
     catalog: Catalog,
     scorecards: Scorecards,
     actions: Actions,
+    search: Search,
 }
 
 impl Manifests {
@@ -73,8 +76,9 @@ impl Manifests {
         catalog: Catalog,
         scorecards: Scorecards,
         actions: Actions,
+        search: Search,
     ) -> Self {
-        Self { core, permissions, catalog, scorecards, actions }
+        Self { core, permissions, catalog, scorecards, actions, search }
     }
 
     /// Checks every document, and unless `dry_run`, applies the plan. Only admins apply: a
@@ -126,7 +130,10 @@ impl Manifests {
     /// Writes a checked plan, in dependency order, and records what the source now holds.
     async fn execute(&self, actor: &Actor, source: &str, plan: &Plan) -> Result<()> {
         let mut done: Vec<(ObjectKey, String)> = Vec::new();
-        let outcome = self.write_all(actor, plan, &mut done).await;
+        let mut outcome = self.write_all(actor, plan, &mut done).await;
+        if outcome.is_ok() {
+            outcome = self.resolve_arrivals(plan).await;
+        }
         // What was written is recorded even when a later step failed, so that the next apply
         // (or prune) of this source knows it.
         done.retain(|(key, _)| !plan.unrecorded.contains(key));
@@ -299,6 +306,51 @@ impl Manifests {
         }
     }
 
+    /// References other entities kept as unresolved become relations (or owning teams) once
+    /// their target arrives: here, the entities this apply created.
+    async fn resolve_arrivals(&self, plan: &Plan) -> Result<()> {
+        let arrived: HashSet<String> = plan
+            .declared
+            .iter()
+            .filter(|d| d.key.kind == Kind::Entity && d.op == Op::Create)
+            .filter_map(|d| backstage::reference_of(&entity_ref(&d.key)))
+            .collect();
+        if arrived.is_empty() {
+            return Ok(());
+        }
+        let system = Actor::system("portolan", Origin::Automation);
+        let waiting = json!({"combinator": "and", "rules": [{"property": "unresolved", "operator": "isNotEmpty"}]});
+        for (_, blueprint_id) in backstage::KINDS {
+            let Ok(record) = self.catalog.get_blueprint(blueprint_id).await else { continue };
+            if !record.blueprint.schema.properties.contains_key("unresolved") {
+                continue;
+            }
+            let mut cursor = None;
+            loop {
+                let request = SearchRequest {
+                    query: Some(waiting.clone()),
+                    limit: Some(1000),
+                    cursor,
+                    ..SearchRequest::default()
+                };
+                let page = self.search.search(&system, Some(blueprint_id), request).await?;
+                for entity in &page.entities {
+                    if let Some(change) = resolved(&record.blueprint, entity, &arrived) {
+                        let mode = WriteMode::Patch;
+                        self.catalog
+                            .write_entity(&system, blueprint_id, Some(&entity.identifier), change, mode, None)
+                            .await?;
+                    }
+                }
+                match page.next {
+                    Some(next) => cursor = Some(next),
+                    None => break,
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Deletes what the source no longer declares: referrers before what they point at.
     async fn delete_pruned(&self, actor: &Actor, plan: &Plan) -> Result<()> {
         let of = |kind: Kind| plan.deletes.iter().map(|(k, _)| k).filter(move |k| k.kind == kind);
@@ -405,6 +457,44 @@ impl Manifests {
         }
         Ok(documents)
     }
+}
+
+/// The patch that turns an entity's unresolved references to arrived entities into relations
+/// and teams; none when nothing it waits for arrived.
+fn resolved(blueprint: &Blueprint, entity: &Entity, arrived: &HashSet<String>) -> Option<Value> {
+    let unresolved = entity.properties.get("unresolved")?.as_object()?;
+    let mut left = serde_json::Map::new();
+    let mut team = entity.team.clone();
+    let mut relations = serde_json::Map::new();
+    let mut changed = false;
+    for (via, refs) in unresolved {
+        let mut waiting = Vec::new();
+        for text in refs.as_array().into_iter().flatten().filter_map(Value::as_str) {
+            let target = backstage::BackstageRef::parse(text, None, "default").ok().and_then(|r| r.entity());
+            let Some(target) = target.filter(|_| arrived.contains(text)) else {
+                waiting.push(Value::from(text));
+                continue;
+            };
+            changed = true;
+            if via == "$team" {
+                team.push(target.identifier);
+            } else if blueprint.relations.get(via).is_some_and(|r| r.many) {
+                let current = relations
+                    .entry(via.clone())
+                    .or_insert_with(|| entity.relations.get(via).cloned().unwrap_or(json!([])));
+                if let Value::Array(items) = current {
+                    items.push(Value::from(target.identifier));
+                }
+            } else {
+                relations.insert(via.clone(), Value::from(target.identifier));
+            }
+        }
+        if !waiting.is_empty() {
+            left.insert(via.clone(), Value::Array(waiting));
+        }
+    }
+    let still = if left.is_empty() { Value::Null } else { Value::Object(left) };
+    changed.then(|| json!({"team": team, "relations": relations, "properties": {"unresolved": still}}))
 }
 
 fn check_source_name(source: &str) -> Result<()> {

@@ -519,7 +519,7 @@ fn unknown_blueprint(identifier: &str) -> FieldErrors {
     )])
 }
 
-/// Takes a reference out of an entity document and keeps what the file wrote under
+/// Takes a reference out of an entity document and keeps it (as `kind:namespace/name`) under
 /// `properties.unresolved.<relation>`.
 fn mark_unresolved(spec: &mut Value, link: &Link) {
     let id = Value::from(link.target.identifier.as_str());
@@ -540,7 +540,7 @@ fn mark_unresolved(spec: &mut Value, link: &Link) {
         if let Some(Value::Array(texts)) =
             unresolved.as_object_mut().map(|u| u.entry(link.via.clone()).or_insert_with(|| json!([])))
         {
-            texts.push(json!(link.text));
+            texts.push(json!(backstage::reference_of(&link.target).unwrap_or_else(|| link.text.clone())));
         }
     }
 }
