@@ -92,6 +92,17 @@ pub async fn copy_store(from: &dyn Store, to: &dyn Store, now: Millis) -> Result
         report.blueprints.push((blueprint.identifier.clone(), copied));
     }
     copy_actions_and_runs(source.as_mut(), target.as_mut(), &mut report).await?;
+    // What catalog-as-code sources applied, so that their next apply or prune knows it.
+    let mut by_source: std::collections::BTreeMap<(String, Millis), Vec<_>> = std::collections::BTreeMap::new();
+    for (key, object) in source.applied_objects(None).await? {
+        by_source.entry((object.source, object.applied_at)).or_default().push((key, object.file));
+    }
+    for ((name, at), objects) in by_source {
+        target.record_applied(&name, &objects, at).await?;
+    }
+    for location in source.locations().await? {
+        target.put_location(&location).await?;
+    }
     target.commit().await?;
 
     let mut check = to.read().await?;

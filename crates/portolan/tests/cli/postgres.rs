@@ -208,7 +208,7 @@ async fn migrate_store_copies_a_sqlite_deployment_into_postgres() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
     assert!(
-        stdout.contains("11 blueprints, 2 scorecards, 19 entities, 10 actions, 1 secrets, 6 accounts and 1 runs"),
+        stdout.contains("18 blueprints, 2 scorecards, 22 entities, 10 actions, 1 secrets, 6 accounts and 1 runs"),
         "{stdout}"
     );
 
