@@ -62,7 +62,7 @@ async fn search_filters_sorts_pages_and_projects() {
             None => break,
         }
     }
-    assert_eq!(seen.len(), 18, "every demo entity (and the test admin) once: {seen:?}");
+    assert_eq!(seen.len(), 21, "every demo entity (and the test admin) once: {seen:?}");
     assert_eq!(seen[0], "alice@portolan.dev", "Alice Martin sorts first by title");
 }
 
