@@ -21,6 +21,7 @@ pub use text::{LocatedDocument, TextError, read_documents};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+use crate::EntityRef;
 use crate::error::FieldErrors;
 
 /// The `apiVersion` of Portolan's own documents.
@@ -72,6 +73,16 @@ impl ObjectKey {
     /// The blueprint an entity or scorecard key is under, or the target of a permissions key.
     pub fn scope(&self) -> Option<&str> {
         self.name.split_once('/').map(|(scope, _)| scope)
+    }
+
+    /// The key of an entity.
+    pub fn entity(target: &EntityRef) -> Self {
+        Self::new(Kind::Entity, format!("{}/{}", target.blueprint, target.identifier))
+    }
+
+    /// The entity an `Entity` key names.
+    pub fn entity_ref(&self) -> EntityRef {
+        EntityRef { blueprint: self.scope().unwrap_or_default().to_string(), identifier: self.identifier().to_string() }
     }
 
     /// The last part of the name: the identifier of the thing itself.

@@ -204,7 +204,7 @@ impl Params {
 }
 
 /// What a by-query page is: the query, and where the page starts.
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Cursor {
     filters: Vec<String>,
@@ -310,12 +310,12 @@ async fn by_query(State(app): State<AppState>, caller: Caller, RawQuery(raw): Ra
     let mut page_info = serde_json::Map::new();
     if cursor.offset + page_len < total {
         page_info
-            .insert("nextCursor".into(), json!(encode(&Cursor { offset: cursor.offset + limit, ..clone(&cursor) })));
+            .insert("nextCursor".into(), json!(encode(&Cursor { offset: cursor.offset + limit, ..cursor.clone() })));
     }
     if cursor.offset > 0 {
         page_info.insert(
             "prevCursor".into(),
-            json!(encode(&Cursor { offset: cursor.offset.saturating_sub(limit), ..clone(&cursor) })),
+            json!(encode(&Cursor { offset: cursor.offset.saturating_sub(limit), ..cursor.clone() })),
         );
     }
     let mut body = json!({"items": page, "pageInfo": page_info});
@@ -323,16 +323,6 @@ async fn by_query(State(app): State<AppState>, caller: Caller, RawQuery(raw): Ra
         body["totalItems"] = json!(total);
     }
     Ok(Json(body))
-}
-
-fn clone(cursor: &Cursor) -> Cursor {
-    Cursor {
-        filters: cursor.filters.clone(),
-        order: cursor.order.clone(),
-        full_text: cursor.full_text.clone(),
-        full_text_fields: cursor.full_text_fields.clone(),
-        offset: cursor.offset,
-    }
 }
 
 async fn by_name(

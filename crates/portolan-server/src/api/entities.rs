@@ -204,11 +204,7 @@ pub async fn get_entity(
     PathParams((blueprint, identifier)): PathParams<(String, String)>,
 ) -> Result<Response> {
     let entity = app.catalog.get_entity(&reader, &blueprint, &identifier).await?;
-    let key = portolan_model::manifest::ObjectKey::new(
-        portolan_model::manifest::Kind::Entity,
-        format!("{blueprint}/{identifier}"),
-    );
-    let source = app.manifests.source_of(&key).await?;
+    let source = app.manifests.entity_source(&entity.entity_ref()).await?;
     Ok(sourced_entity_response(StatusCode::OK, entity, source))
 }
 

@@ -4,9 +4,9 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use portolan_model::manifest::ObjectKey;
 use portolan_model::manifest::backstage::{self, BackstageRef, KINDS, reference_of, relation_types};
 use portolan_model::manifest::backstage_query::{Condition, entity_matches};
-use portolan_model::manifest::{Kind, ObjectKey};
 use portolan_model::{Blueprint, Entity, EntityRef};
 use portolan_store::Tx;
 use serde_json::{Value, json};
@@ -131,8 +131,7 @@ impl BackstageCatalog {
     /// The source that brought the entity with this uid, if any.
     pub async fn source_of_uid(&self, uid: &str) -> Result<Option<String>> {
         let Some(target) = from_uid(uid) else { return Ok(None) };
-        let key = ObjectKey::new(Kind::Entity, format!("{}/{}", target.blueprint, target.identifier));
-        Ok(self.core.store().read().await?.applied_object(&key).await?.map(|o| o.source))
+        Ok(self.core.store().read().await?.applied_object(&ObjectKey::entity(&target)).await?.map(|o| o.source))
     }
 
     pub async fn delete_by_uid(&self, actor: &Actor, uid: &str) -> Result<()> {

@@ -269,11 +269,7 @@ pub(super) async fn entity_page(
         .iter()
         .map(|r| (present::When::new(r.entry.at, now), r.entry.action.clone(), r.entry.actor.clone()))
         .collect();
-    let key = portolan_model::manifest::ObjectKey::new(
-        portolan_model::manifest::Kind::Entity,
-        format!("{blueprint}/{identifier}"),
-    );
-    let source = app.manifests.source_of(&key).await?.map(|o| {
+    let source = app.manifests.entity_source(&entity.entity_ref()).await?.map(|o| {
         let location = o.source.starts_with("location:");
         (o.source, o.file, location)
     });

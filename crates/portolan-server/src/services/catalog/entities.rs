@@ -6,7 +6,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use portolan_model::entity::ValidEntity;
 use portolan_model::error::FieldErrors;
-use portolan_model::manifest::{Kind, ObjectKey};
+use portolan_model::manifest::ObjectKey;
 use portolan_model::permission::EntityOp;
 use portolan_model::scorecard;
 use portolan_model::{Blueprint, Entity, EntityInput, EntityRef};
@@ -70,8 +70,7 @@ async fn refuse_if_from_location(tx: &mut dyn Tx, actor: &Actor, entity: &Entity
     if !matches!(actor.principal, Principal::User(_)) {
         return Ok(());
     }
-    let key = ObjectKey::new(Kind::Entity, format!("{}/{}", entity.blueprint, entity.identifier));
-    match tx.applied_object(&key).await? {
+    match tx.applied_object(&ObjectKey::entity(entity)).await? {
         Some(object) if object.source.starts_with("location:") => Err(Error::new(
             ErrorCode::ManagedBySource,
             format!(

@@ -15,7 +15,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 pub use plan::{Change, Op, Problem};
-use plan::{Declared, Plan, entity_ref, entity_spec, scorecard_spec, stored_parts};
+use plan::{Declared, Plan, entity_spec, scorecard_spec, stored_parts};
 
 use super::actions::Actions;
 use super::actor::{Actor, Origin};
@@ -245,16 +245,16 @@ impl Manifests {
     async fn write_entities(&self, actor: &Actor, plan: &Plan, done: &mut Vec<(ObjectKey, String)>) -> Result<()> {
         let pending: Vec<&Declared> =
             plan.declared.iter().filter(|d| d.key.kind == Kind::Entity && d.op != Op::Unchanged).collect();
-        let mut unwritten: HashSet<EntityRef> = pending.iter().map(|d| entity_ref(&d.key)).collect();
+        let mut unwritten: HashSet<EntityRef> = pending.iter().map(|d| d.key.entity_ref()).collect();
         let mut by_blueprint: BTreeMap<String, Vec<&Declared>> = BTreeMap::new();
         for declared in &pending {
-            by_blueprint.entry(entity_ref(&declared.key).blueprint).or_default().push(declared);
+            by_blueprint.entry(declared.key.entity_ref().blueprint).or_default().push(declared);
         }
         let mut deferred: Vec<&Declared> = Vec::new();
         for blueprint in blueprint_order(&by_blueprint) {
             let entities = order_within(&by_blueprint[&blueprint]);
             for chunk in entities.chunks(super::catalog::MAX_BULK) {
-                let in_chunk: HashSet<EntityRef> = chunk.iter().map(|d| entity_ref(&d.key)).collect();
+                let in_chunk: HashSet<EntityRef> = chunk.iter().map(|d| d.key.entity_ref()).collect();
                 let mut documents = Vec::with_capacity(chunk.len());
                 for declared in chunk {
                     let later: Vec<&str> = declared
@@ -274,14 +274,14 @@ impl Manifests {
                 }
                 self.bulk(actor, &blueprint, chunk, documents).await?;
                 for declared in chunk {
-                    unwritten.remove(&entity_ref(&declared.key));
+                    unwritten.remove(&declared.key.entity_ref());
                     done.push((declared.key.clone(), declared.file.clone()));
                 }
             }
         }
         let mut by_blueprint: BTreeMap<String, Vec<&Declared>> = BTreeMap::new();
         for declared in deferred {
-            by_blueprint.entry(entity_ref(&declared.key).blueprint).or_default().push(declared);
+            by_blueprint.entry(declared.key.entity_ref().blueprint).or_default().push(declared);
         }
         for (blueprint, entities) in by_blueprint {
             for chunk in entities.chunks(super::catalog::MAX_BULK) {
@@ -313,7 +313,7 @@ impl Manifests {
             .declared
             .iter()
             .filter(|d| d.key.kind == Kind::Entity && d.op == Op::Create)
-            .filter_map(|d| backstage::reference_of(&entity_ref(&d.key)))
+            .filter_map(|d| backstage::reference_of(&d.key.entity_ref()))
             .collect();
         if arrived.is_empty() {
             return Ok(());
@@ -362,7 +362,7 @@ impl Manifests {
         while !entities.is_empty() {
             let mut blocked = Vec::new();
             for key in &entities {
-                let target = entity_ref(key);
+                let target = key.entity_ref();
                 match self.catalog.delete_entity(actor, &target.blueprint, &target.identifier, false, None).await {
                     Ok(_) => {}
                     Err(e) if e.code == ErrorCode::NotFound => {}
@@ -393,9 +393,9 @@ impl Manifests {
         Ok(tx.sources().await?)
     }
 
-    /// Which source (and file) declares an object, if any.
-    pub async fn source_of(&self, key: &ObjectKey) -> Result<Option<portolan_store::AppliedObject>> {
-        Ok(self.core.store().read().await?.applied_object(key).await?)
+    /// Which source (and file) declares an entity, if any.
+    pub async fn entity_source(&self, entity: &EntityRef) -> Result<Option<portolan_store::AppliedObject>> {
+        Ok(self.core.store().read().await?.applied_object(&ObjectKey::entity(entity)).await?)
     }
 
     /// The catalog as documents: the given blueprints (or every user blueprint, and the teams)
@@ -436,7 +436,7 @@ impl Manifests {
                 let Some(last) = page.last() else { break };
                 after = Some(last.identifier.clone());
                 for entity in &page {
-                    let key = ObjectKey::new(Kind::Entity, format!("{id}/{}", entity.identifier));
+                    let key = ObjectKey::entity(&entity.entity_ref());
                     documents
                         .push(to_document(&key, &entity_spec(blueprint, &entity.identifier, &stored_parts(entity))));
                 }
@@ -529,7 +529,7 @@ fn blueprint_order(by_blueprint: &BTreeMap<String, Vec<&Declared>>) -> Vec<Strin
 
 /// Entities of one blueprint, each after those of the same blueprint it points at.
 fn order_within<'a>(entities: &[&'a Declared]) -> Vec<&'a Declared> {
-    let index: HashMap<EntityRef, usize> = entities.iter().enumerate().map(|(i, d)| (entity_ref(&d.key), i)).collect();
+    let index: HashMap<EntityRef, usize> = entities.iter().enumerate().map(|(i, d)| (d.key.entity_ref(), i)).collect();
     let mut placed = vec![false; entities.len()];
     let mut order = Vec::with_capacity(entities.len());
     for start in 0..entities.len() {

@@ -152,27 +152,13 @@ impl Manifests {
         }
         // A descriptor's reference to what is not in the catalog (yet) does not block the import:
         // it is kept under `unresolved`, and becomes a relation once its target exists.
-        let declared_key =
-            |target: &EntityRef| ObjectKey::new(Kind::Entity, format!("{}/{}", target.blueprint, target.identifier));
-        let mut wanted: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-        for link in links.values().flatten() {
-            if !first_seen.contains_key(&declared_key(&link.target))
-                && stored_blueprints.contains_key(&link.target.blueprint)
-            {
-                wanted.entry(link.target.blueprint.as_str()).or_default().push(link.target.identifier.clone());
-            }
-        }
-        let mut present: HashSet<EntityRef> = HashSet::new();
-        for (blueprint, identifiers) in wanted {
-            for chunk in identifiers.chunks(1000) {
-                for identifier in tx.existing(blueprint, chunk).await? {
-                    present.insert(EntityRef { blueprint: blueprint.to_string(), identifier });
-                }
-            }
-        }
+        let linked = links.values().flatten().map(|link| &link.target);
+        let present =
+            stored_among(tx, &stored_blueprints, linked.filter(|t| !first_seen.contains_key(&ObjectKey::entity(t))))
+                .await?;
         for (index, manifest) in manifests.iter_mut() {
             for link in links.get(index).into_iter().flatten() {
-                if !first_seen.contains_key(&declared_key(&link.target)) && !present.contains(&link.target) {
+                if !first_seen.contains_key(&ObjectKey::entity(&link.target)) && !present.contains(&link.target) {
                     mark_unresolved(&mut manifest.spec, link);
                 }
             }
@@ -214,10 +200,10 @@ impl Manifests {
         // Entities: validated against their blueprint-to-be, references checked against what
         // exists and what is declared.
         let declared_entities: HashSet<EntityRef> =
-            manifests.iter().filter(|(_, m)| m.key.kind == Kind::Entity).map(|(_, m)| entity_ref(&m.key)).collect();
+            manifests.iter().filter(|(_, m)| m.key.kind == Kind::Entity).map(|(_, m)| m.key.entity_ref()).collect();
         let mut by_blueprint: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (_, m) in manifests.iter().filter(|(_, m)| m.key.kind == Kind::Entity) {
-            let r = entity_ref(&m.key);
+            let r = m.key.entity_ref();
             by_blueprint.entry(r.blueprint).or_default().push(r.identifier);
         }
         let mut stored_entities: HashMap<EntityRef, Entity> = HashMap::new();
@@ -260,7 +246,7 @@ impl Manifests {
                     }
                 },
                 Kind::Entity => {
-                    let target = entity_ref(key);
+                    let target = key.entity_ref();
                     match blueprints.get(&target.blueprint) {
                         None => Err(unknown_blueprint(&target.blueprint)),
                         Some(blueprint) => {
@@ -379,28 +365,10 @@ impl Manifests {
 
         // A reference must name an entity that exists (and is not being pruned) or is declared.
         let deleted_entities: HashSet<EntityRef> =
-            deletes.iter().filter(|(k, _)| k.kind == Kind::Entity).map(|(k, _)| entity_ref(k)).collect();
-        let mut unresolved: Vec<(usize, EntityRef, String)> = Vec::new();
-        let mut to_look_up: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for (index, target, path) in pending_references {
-            if declared_entities.contains(&target) {
-                continue;
-            }
-            if deleted_entities.contains(&target) || !stored_blueprints.contains_key(&target.blueprint) {
-                unresolved.push((index, target, path));
-            } else {
-                to_look_up.entry(target.blueprint.clone()).or_default().push(target.identifier.clone());
-                unresolved.push((index, target, path));
-            }
-        }
-        let mut existing: HashSet<EntityRef> = HashSet::new();
-        for (blueprint, identifiers) in to_look_up {
-            for chunk in identifiers.chunks(1000) {
-                for identifier in tx.existing(&blueprint, chunk).await? {
-                    existing.insert(EntityRef { blueprint: blueprint.clone(), identifier });
-                }
-            }
-        }
+            deletes.iter().filter(|(k, _)| k.kind == Kind::Entity).map(|(k, _)| k.entity_ref()).collect();
+        let unresolved: Vec<(usize, EntityRef, String)> =
+            pending_references.into_iter().filter(|(_, target, _)| !declared_entities.contains(target)).collect();
+        let existing = stored_among(tx, &stored_blueprints, unresolved.iter().map(|(_, target, _)| target)).await?;
         for (index, target, path) in unresolved {
             if !existing.contains(&target) || deleted_entities.contains(&target) {
                 let why = if deleted_entities.contains(&target) {
@@ -423,7 +391,7 @@ impl Manifests {
         for (key, file) in &deletes {
             let still_used = match key.kind {
                 Kind::Entity => {
-                    let target = entity_ref(key);
+                    let target = key.entity_ref();
                     tx.referrers(&target, 50)
                         .await?
                         .into_iter()
@@ -468,6 +436,27 @@ impl Manifests {
         }
         Ok(Ok(Plan { declared, deletes, changes, unrecorded }))
     }
+}
+
+/// Which of these entities are stored (looked up a thousand at a time, by blueprint).
+async fn stored_among<'a>(
+    tx: &mut dyn Tx,
+    blueprints: &BTreeMap<String, Blueprint>,
+    targets: impl Iterator<Item = &'a EntityRef>,
+) -> Result<HashSet<EntityRef>> {
+    let mut by_blueprint: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for target in targets.filter(|t| blueprints.contains_key(&t.blueprint)) {
+        by_blueprint.entry(target.blueprint.as_str()).or_default().push(target.identifier.clone());
+    }
+    let mut stored = HashSet::new();
+    for (blueprint, identifiers) in by_blueprint {
+        for chunk in identifiers.chunks(1000) {
+            for identifier in tx.existing(blueprint, chunk).await? {
+                stored.insert(EntityRef { blueprint: blueprint.to_string(), identifier });
+            }
+        }
+    }
+    Ok(stored)
 }
 
 /// The file and line of a document; the ready Backstage blueprints have none.
@@ -543,10 +532,6 @@ fn mark_unresolved(spec: &mut Value, link: &Link) {
             texts.push(json!(backstage::reference_of(&link.target).unwrap_or_else(|| link.text.clone())));
         }
     }
-}
-
-pub(super) fn entity_ref(key: &ObjectKey) -> EntityRef {
-    EntityRef { blueprint: key.scope().unwrap_or_default().to_string(), identifier: key.identifier().to_string() }
 }
 
 fn check_entity(spec: &Value, blueprint: &Blueprint, stored: bool) -> std::result::Result<ValidEntity, FieldErrors> {
