@@ -36,6 +36,235 @@ pub fn parse_filters(filters: &[String]) -> Result<Vec<Vec<Condition>>, String> 
         .collect()
 }
 
+/// A query over entities in Backstage's shape. The `filter` parameters and the predicate bodies
+/// of the POST endpoints (`{"$all": [...]}`, `{"spec.type": {"$in": [...]}}`) both become one.
+/// Paths and compared values are lowercase: matching is case-insensitive, as in Backstage.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Predicate {
+    /// Every one holds (none: everything matches).
+    All(Vec<Predicate>),
+    /// At least one holds.
+    Any(Vec<Predicate>),
+    Not(Box<Predicate>),
+    /// A dotted path and what its value must be.
+    Field(String, Matcher),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Matcher {
+    /// Equal to one of these (numbers and booleans as text).
+    Equals(Vec<String>),
+    Exists(bool),
+    /// A string that starts with this.
+    Prefix(String),
+    /// An array with an element that matches.
+    Contains(Box<Item>),
+}
+
+/// What `$contains` asks of one array element.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Item {
+    Value(String),
+    Fields(Predicate),
+    All(Vec<Item>),
+    Any(Vec<Item>),
+    Not(Box<Item>),
+}
+
+impl Predicate {
+    /// The `filter` parameters: each one a set of conditions, sets OR'd, conditions AND'd, and
+    /// conditions on the same key within a set alternatives (as Backstage reads them).
+    pub fn from_filters(filters: &[String]) -> Result<Predicate, String> {
+        let sets = parse_filters(filters)?;
+        if sets.is_empty() {
+            return Ok(Predicate::All(Vec::new()));
+        }
+        let sets = sets.into_iter().map(|set| {
+            let mut keys: Vec<&str> = set.iter().map(|c| c.key.as_str()).collect();
+            keys.dedup();
+            let mut fields = Vec::new();
+            for key in keys.iter().copied().collect::<std::collections::BTreeSet<_>>() {
+                let alternatives: Vec<&Condition> = set.iter().filter(|c| c.key == key).collect();
+                let matcher = match alternatives.iter().all(|c| c.value.is_some()) {
+                    true => Matcher::Equals(alternatives.iter().filter_map(|c| c.value.clone()).collect()),
+                    false => Matcher::Exists(true),
+                };
+                fields.push(Predicate::Field(key.to_string(), matcher));
+            }
+            Predicate::All(fields)
+        });
+        Ok(Predicate::Any(sets.collect()))
+    }
+
+    /// A predicate body as `@backstage/filter-predicates` defines it.
+    pub fn parse(value: &Value) -> Result<Predicate, String> {
+        let Value::Object(map) = value else { return Err(format!("a predicate is an object, not {value}")) };
+        if let Some(operator) = map.keys().find(|k| k.starts_with('$')) {
+            if map.len() > 1 {
+                return Err(format!("{operator} stands alone: it cannot sit beside other keys"));
+            }
+            let operand = &map[operator];
+            let list = |operand: &Value| -> Result<Vec<Predicate>, String> {
+                let items = operand.as_array().ok_or_else(|| format!("{operator} takes an array"))?;
+                items.iter().map(Predicate::parse).collect()
+            };
+            return match operator.as_str() {
+                "$all" => Ok(Predicate::All(list(operand)?)),
+                "$any" => Ok(Predicate::Any(list(operand)?)),
+                "$not" => Ok(Predicate::Not(Box::new(Predicate::parse(operand)?))),
+                other => Err(format!("unknown operator {other}: use $all, $any or $not")),
+            };
+        }
+        let mut fields = map
+            .iter()
+            .map(|(key, value)| Ok(Predicate::Field(key.to_lowercase(), Matcher::parse(key, value)?)))
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok(if fields.len() == 1 { fields.remove(0) } else { Predicate::All(fields) })
+    }
+
+    pub fn matches(&self, entity: &Value) -> bool {
+        match self {
+            Predicate::All(all) => all.iter().all(|p| p.matches(entity)),
+            Predicate::Any(any) => any.iter().any(|p| p.matches(entity)),
+            Predicate::Not(inner) => !inner.matches(entity),
+            Predicate::Field(key, Matcher::Equals(values)) => values.iter().any(|v| has(entity, key, Some(v))),
+            Predicate::Field(key, Matcher::Exists(wanted)) => has(entity, key, None) == *wanted,
+            Predicate::Field(key, Matcher::Prefix(prefix)) => values_at(entity, key)
+                .iter()
+                .any(|v| v.as_str().is_some_and(|s| s.to_lowercase().starts_with(prefix.as_str()))),
+            Predicate::Field(key, Matcher::Contains(item)) => values_at(entity, key)
+                .iter()
+                .any(|v| v.as_array().is_some_and(|items| items.iter().any(|element| item.matches(element)))),
+        }
+    }
+
+    /// The kinds an entity must be one of to match, when the predicate says (lowercase).
+    pub fn kinds(&self) -> Option<Vec<String>> {
+        match self {
+            Predicate::Field(key, Matcher::Equals(values)) if key == "kind" => Some(values.clone()),
+            Predicate::All(all) => {
+                all.iter().filter_map(Predicate::kinds).reduce(|a, b| a.into_iter().filter(|k| b.contains(k)).collect())
+            }
+            Predicate::Any(any) => any.iter().map(Predicate::kinds).try_fold(Vec::new(), |mut union, kinds| {
+                union.extend(kinds?);
+                Some(union)
+            }),
+            _ => None,
+        }
+    }
+
+    /// Whether kind equalities, AND'd and OR'd, are all the predicate asks.
+    pub fn only_kinds(&self) -> bool {
+        match self {
+            Predicate::All(list) | Predicate::Any(list) => list.iter().all(Predicate::only_kinds),
+            Predicate::Field(key, Matcher::Equals(_)) => key == "kind",
+            _ => false,
+        }
+    }
+
+    /// The `(path, value)` equalities every match has: what a store query can narrow by.
+    pub fn required(&self) -> Vec<(&str, &str)> {
+        match self {
+            Predicate::Field(key, Matcher::Equals(values)) if values.len() == 1 => vec![(key, &values[0])],
+            Predicate::All(all) => all.iter().flat_map(Predicate::required).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Whether any path it names is a relation (those pointing at an entity must then be read).
+    pub fn names_relations(&self) -> bool {
+        match self {
+            Predicate::All(list) | Predicate::Any(list) => list.iter().any(Predicate::names_relations),
+            Predicate::Not(inner) => inner.names_relations(),
+            Predicate::Field(key, _) => key.starts_with("relations"),
+        }
+    }
+}
+
+impl Matcher {
+    fn parse(key: &str, value: &Value) -> Result<Matcher, String> {
+        if let Some(text) = primitive(value) {
+            return Ok(Matcher::Equals(vec![text]));
+        }
+        let operator = value.as_object().filter(|m| m.len() == 1).and_then(|m| m.iter().next());
+        let Some((operator, operand)) = operator else {
+            return Err(format!("{key}: a value is a string, number, boolean or one {{$operator: ...}}"));
+        };
+        match operator.as_str() {
+            "$exists" => {
+                operand.as_bool().map(Matcher::Exists).ok_or_else(|| format!("{key}: $exists takes true or false"))
+            }
+            "$in" => operand
+                .as_array()
+                .and_then(|items| items.iter().map(primitive).collect::<Option<Vec<_>>>())
+                .map(Matcher::Equals)
+                .ok_or_else(|| format!("{key}: $in takes an array of strings, numbers or booleans")),
+            "$hasPrefix" => operand
+                .as_str()
+                .map(|p| Matcher::Prefix(p.to_lowercase()))
+                .ok_or_else(|| format!("{key}: $hasPrefix takes a string")),
+            "$contains" => Ok(Matcher::Contains(Box::new(Item::parse(operand)?))),
+            other => Err(format!("{key}: unknown operator {other}: use $exists, $in, $hasPrefix or $contains")),
+        }
+    }
+}
+
+impl Item {
+    fn parse(value: &Value) -> Result<Item, String> {
+        if let Some(text) = primitive(value) {
+            return Ok(Item::Value(text));
+        }
+        let Value::Object(map) = value else {
+            return Err(format!("$contains takes a value or a predicate, not {value}"));
+        };
+        let list = |operand: &Value| -> Result<Vec<Item>, String> {
+            operand.as_array().ok_or("$all and $any take an array")?.iter().map(Item::parse).collect()
+        };
+        match (map.len(), map.iter().next()) {
+            (1, Some((k, operand))) if k == "$all" => Ok(Item::All(list(operand)?)),
+            (1, Some((k, operand))) if k == "$any" => Ok(Item::Any(list(operand)?)),
+            (1, Some((k, operand))) if k == "$not" => Ok(Item::Not(Box::new(Item::parse(operand)?))),
+            _ => Ok(Item::Fields(Predicate::parse(value)?)),
+        }
+    }
+
+    fn matches(&self, element: &Value) -> bool {
+        match self {
+            Item::Value(wanted) => primitive(element).is_some_and(|v| v == *wanted),
+            Item::Fields(predicate) => element.is_object() && predicate.matches(element),
+            Item::All(all) => all.iter().all(|i| i.matches(element)),
+            Item::Any(any) => any.iter().any(|i| i.matches(element)),
+            Item::Not(inner) => !inner.matches(element),
+        }
+    }
+}
+
+/// A string, number or boolean as lowercase text.
+fn primitive(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.to_lowercase()),
+        Value::Number(_) | Value::Bool(_) => Some(value.to_string()),
+        _ => None,
+    }
+}
+
+/// The values at a dotted path (object keys compared case-insensitively, dots inside keys
+/// allowed; arrays are not entered).
+fn values_at<'a>(value: &'a Value, path: &str) -> Vec<&'a Value> {
+    let mut found = Vec::new();
+    if let Value::Object(map) = value {
+        for (key, inner) in map {
+            let key = key.to_lowercase();
+            if key == path {
+                found.push(inner);
+            } else if let Some(rest) = path.strip_prefix(key.as_str()).and_then(|r| r.strip_prefix('.')) {
+                found.extend(values_at(inner, rest));
+            }
+        }
+    }
+    found
+}
+
 /// Every key/value pair of an entity as Backstage indexes it, lowercased.
 pub fn flatten(entity: &Value) -> Vec<(String, String)> {
     let mut pairs = Vec::new();
@@ -79,29 +308,6 @@ fn walk(prefix: &str, value: &Value, pairs: &mut Vec<(String, String)>) {
         Value::String(s) => pairs.push((prefix.to_string(), s.to_lowercase())),
         other => pairs.push((prefix.to_string(), other.to_string().to_lowercase())),
     }
-}
-
-/// Whether flattened pairs satisfy one filter set: every key it names is there, with one of the
-/// values the set gives that key (conditions on the same key are alternatives, as in Backstage).
-pub fn matches(pairs: &[(String, String)], conditions: &[Condition]) -> bool {
-    conditions.iter().all(|c| {
-        conditions.iter().filter(|other| other.key == c.key).any(|alternative| {
-            pairs.iter().any(|(key, value)| {
-                *key == alternative.key && alternative.value.as_ref().is_none_or(|wanted| value == wanted)
-            })
-        })
-    })
-}
-
-/// [`matches`] over an entity's flattened pairs, without flattening it: each condition's key is
-/// followed down the entity (object keys compared case-insensitively, dots inside keys allowed).
-pub fn entity_matches(entity: &Value, conditions: &[Condition]) -> bool {
-    conditions.iter().all(|c| {
-        conditions
-            .iter()
-            .filter(|other| other.key == c.key)
-            .any(|alternative| has(entity, &alternative.key, alternative.value.as_deref()))
-    })
 }
 
 fn has(entity: &Value, key: &str, wanted: Option<&str>) -> bool {
@@ -232,6 +438,18 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// Whether flattened pairs satisfy one filter set: every key it names is there, with one of the
+    /// values the set gives that key (conditions on the same key are alternatives, as in Backstage).
+    fn matches(pairs: &[(String, String)], conditions: &[Condition]) -> bool {
+        conditions.iter().all(|c| {
+            conditions.iter().filter(|other| other.key == c.key).any(|alternative| {
+                pairs.iter().any(|(key, value)| {
+                    *key == alternative.key && alternative.value.as_ref().is_none_or(|wanted| value == wanted)
+                })
+            })
+        })
+    }
+
     fn entity() -> Value {
         json!({
             "kind": "Component",
@@ -273,12 +491,54 @@ mod tests {
         ];
         for filter in filters {
             let sets = parse_filters(&[filter.to_string()]).expect("parses");
+            let predicate = Predicate::from_filters(&[filter.to_string()]).expect("parses");
             assert_eq!(
-                entity_matches(&entity(), &sets[0]),
+                predicate.matches(&entity()),
                 matches(&pairs, &sets[0]),
                 "{filter}: the walk agrees with the pairs"
             );
         }
+    }
+
+    #[test]
+    fn predicates_match_as_filter_predicates_define() {
+        let check = |predicate: Value| Predicate::parse(&predicate).expect("parses").matches(&entity());
+        assert!(check(json!({"kind": "component", "spec.type": "SERVICE"})));
+        assert!(check(
+            json!({"$all": [{"kind": "Component"}, {"$any": [{"spec.type": "website"}, {"spec.type": "service"}]}]})
+        ));
+        assert!(!check(json!({"$not": {"kind": "component"}})));
+        assert!(check(json!({"spec.type": {"$in": ["website", "Service"]}})));
+        assert!(check(json!({"metadata.annotations.backstage.io/orphan": {"$exists": true}})));
+        assert!(check(json!({"spec.lifecycle": {"$exists": false}})));
+        assert!(check(json!({"metadata.tags": {"$contains": {"$any": ["go", "java"]}}})));
+        assert!(!check(json!({"metadata.tags": {"$contains": "go"}})));
+        assert!(check(json!({"relations": {"$contains": {"type": "ownedBy"}}})));
+        assert!(check(json!({"metadata.name": {"$hasPrefix": "ca"}})));
+        assert!(check(json!({"relations.ownedby": "group:default/team-a"})));
+        for bad in [
+            json!([]),
+            json!({"$all": {}}),
+            json!({"$where": 1}),
+            json!({"kind": {"$regex": "x"}}),
+            json!({"kind": "a", "$not": {}}),
+            json!({"kind": {"$in": [{}]}}),
+        ] {
+            assert!(Predicate::parse(&bad).is_err(), "{bad} is refused");
+        }
+        let filters =
+            Predicate::from_filters(&["kind=component,kind=api,spec.type=service".into(), "kind=group".into()])
+                .expect("parses");
+        assert!(filters.matches(&entity()));
+        let mut kinds = filters.kinds().expect("kinds are named");
+        kinds.sort();
+        assert_eq!(kinds, ["api", "component", "group"]);
+        assert!(!filters.only_kinds());
+        assert!(Predicate::from_filters(&["kind=user".into()]).expect("parses").only_kinds());
+        assert_eq!(
+            Predicate::parse(&json!({"$all": [{"kind": "api"}, {"spec.type": "grpc"}]})).expect("parses").required(),
+            [("kind", "api"), ("spec.type", "grpc")]
+        );
     }
 
     #[test]

@@ -10,25 +10,27 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine;
 use portolan_model::manifest::backstage;
-use portolan_model::manifest::backstage_query::{facet_values, flatten, parse_filters, select_fields};
+use portolan_model::manifest::backstage_query::{Predicate, facet_values, flatten, select_fields};
 use portolan_model::manifest::location::{Location, LocationInput, LocationKind};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::error::{Error, ErrorCode};
 use crate::extract::Caller;
+use crate::services::manifests::SourcedDocument;
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/catalog/entities", get(entities))
-        .route("/api/catalog/entities/by-query", get(by_query))
+        .route("/api/catalog/entities/by-query", get(by_query).post(by_predicate))
         .route("/api/catalog/entities/by-name/{kind}/{namespace}/{name}", get(by_name))
         .route("/api/catalog/entities/by-uid/{uid}", get(by_uid).delete(delete_by_uid))
         .route("/api/catalog/entities/by-refs", post(by_refs))
-        .route("/api/catalog/entity-facets", get(facets))
+        .route("/api/catalog/entity-facets", get(facets).post(facets_by_predicate))
         .route("/api/catalog/refresh", post(refresh))
         .route("/api/catalog/validate-entity", post(validate_entity))
+        .route("/api/catalog/analyze-location", post(analyze_location))
         .route("/api/catalog/locations", get(locations).post(add_location))
         .route("/api/catalog/locations/{id}", get(location).delete(remove_location))
         .route("/api/catalog/locations/by-entity/{kind}/{namespace}/{name}", get(location_by_entity))
@@ -63,6 +65,83 @@ struct LocationBody {
     target: String,
 }
 
+impl LocationBody {
+    /// `url` is a git repository, `file` a path on the server.
+    fn input(self, paths: Vec<String>) -> Reply<LocationInput> {
+        let kind = match self.kind.as_str() {
+            "url" => LocationKind::Git,
+            "file" => LocationKind::File,
+            other => return Err(bad(format!("location type '{other}' is neither url nor file"))),
+        };
+        Ok(LocationInput {
+            kind,
+            target: self.target,
+            branch: None,
+            paths,
+            token_secret: None,
+            webhook_secret: None,
+            interval_seconds: None,
+            deletion_threshold: None,
+        })
+    }
+}
+
+/// The Backstage descriptors among a location's documents.
+fn descriptors(documents: Vec<SourcedDocument>) -> Vec<Value> {
+    documents
+        .into_iter()
+        .map(|d| d.document)
+        .filter(|d| d["apiVersion"].as_str().is_some_and(|v| v.starts_with("backstage.io/")))
+        .collect()
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AnalyzeBody {
+    location: LocationBody,
+    catalog_filename: Option<String>,
+}
+
+/// `POST /analyze-location`: the descriptors a repository holds, read without registering it;
+/// for one that holds none, a Component to start from, with the owner left to the user.
+async fn analyze_location(State(app): State<AppState>, caller: Caller, body: axum::body::Bytes) -> Reply<Json<Value>> {
+    let body: AnalyzeBody = serde_json::from_slice(&body)
+        .map_err(|e| bad(format!("the body is not {{location: {{type, target}}, catalogFilename}}: {e}")))?;
+    let paths = body.catalog_filename.map(|name| vec![format!("**/{name}")]).unwrap_or_default();
+    let input = body.location.input(paths)?;
+    let spec = json!({"type": if input.kind == LocationKind::Git { "url" } else { "file" }, "target": input.target});
+    let preview = app.locations.preview(&caller.actor, input).await?;
+    let existing: Vec<Value> = descriptors(preview.documents)
+        .into_iter()
+        .map(|entity| json!({"location": spec, "isRegistered": preview.registered, "entity": entity}))
+        .collect();
+    let generate = match existing.is_empty() {
+        false => Vec::new(),
+        true => {
+            let name = suggested_name(&preview.location.target);
+            vec![json!({
+                "entity": {"apiVersion": "backstage.io/v1alpha1", "kind": "Component",
+                           "metadata": {"name": name}, "spec": {"type": "service", "lifecycle": "production"}},
+                "fields": [{"field": "spec.owner", "state": "needsUserInput", "value": null,
+                            "description": "The team that owns this component: the repository does not say."}]
+            })]
+        }
+    };
+    Ok(Json(json!({"existingEntityFiles": existing, "generateEntities": generate})))
+}
+
+/// A Backstage name from a repository's last path segment (`.../cart-service.git` -> `cart-service`).
+fn suggested_name(target: &str) -> String {
+    let last = target.trim_end_matches('/').rsplit(['/', ':']).next().unwrap_or_default();
+    let name: String = last
+        .trim_end_matches(".git")
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '-' })
+        .take(63)
+        .collect();
+    if name.is_empty() { "new-component".into() } else { name }
+}
+
 /// `POST /locations {type, target}`: `url` registers a git repository, `file` a path on the
 /// server; the first sync runs before the answer, whose `entities` are what it brought.
 async fn add_location(
@@ -71,26 +150,16 @@ async fn add_location(
     RawQuery(raw): RawQuery,
     body: axum::body::Bytes,
 ) -> Reply<Response> {
-    if Params::read(raw).one("dryRun") == Some("true") {
-        return Err(bad("dryRun is not supported: use POST /api/v1/apply with dryRun to see what files would change"));
-    }
     let body: LocationBody =
         serde_json::from_slice(&body).map_err(|e| bad(format!("the body is not {{type, target}}: {e}")))?;
-    let kind = match body.kind.as_str() {
-        "url" => LocationKind::Git,
-        "file" => LocationKind::File,
-        other => return Err(bad(format!("location type '{other}' is neither url nor file"))),
-    };
-    let input = LocationInput {
-        kind,
-        target: body.target,
-        branch: None,
-        paths: Vec::new(),
-        token_secret: None,
-        webhook_secret: None,
-        interval_seconds: None,
-        deletion_threshold: None,
-    };
+    let input = body.input(Vec::new())?;
+    // A dry run reads what the location holds and registers nothing.
+    if Params::read(raw).one("dryRun") == Some("true") {
+        let preview = app.locations.preview(&caller.actor, input).await?;
+        let view = location_view(&preview.location);
+        let body = json!({"location": view, "entities": descriptors(preview.documents), "exists": preview.registered});
+        return Ok((StatusCode::CREATED, Json(body)).into_response());
+    }
     let location = app.locations.register(&caller.actor, input).await?;
     let status = app.locations.sync(&location.id).await?;
     // As in Backstage, a location that cannot be read is not registered.
@@ -98,7 +167,7 @@ async fn add_location(
         app.locations.delete(&caller.actor, &location.id).await?;
         return Err(bad(error));
     }
-    let entities = app.backstage.query(&caller.actor, &[]).await?;
+    let entities = app.backstage.query(&caller.actor, &Predicate::All(Vec::new())).await?;
     let source = location.source();
     let mut brought = Vec::new();
     for entity in entities {
@@ -203,32 +272,44 @@ impl Params {
     }
 }
 
-/// What a by-query page is: the query, and where the page starts.
-#[derive(Clone, Serialize, Deserialize)]
+/// What a by-query page is: the query, and where the page starts. A cursor of the POST form
+/// carries its predicate as `query`, which is how the client knows to POST the next page.
+#[derive(Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Cursor {
     filters: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    query: Option<Value>,
     order: Vec<String>,
     full_text: Option<String>,
     full_text_fields: Vec<String>,
     offset: usize,
 }
 
+impl Cursor {
+    fn predicate(&self) -> Reply<Predicate> {
+        let filters = Predicate::from_filters(&self.filters).map_err(bad)?;
+        match &self.query {
+            None => Ok(filters),
+            Some(query) => {
+                let query = Predicate::parse(query).map_err(|e| bad(format!("query: {e}")))?;
+                Ok(if self.filters.is_empty() { query } else { Predicate::All(vec![query, filters]) })
+            }
+        }
+    }
+}
+
+// Standard base64, as the client reads it (`atob`) to tell the two forms apart.
 fn encode(cursor: &Cursor) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(cursor).unwrap_or_default())
+    base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(cursor).unwrap_or_default())
 }
 
 fn decode(text: &str) -> Result<Cursor, BackstageError> {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
+    base64::engine::general_purpose::STANDARD
         .decode(text)
         .ok()
         .and_then(|bytes| serde_json::from_slice(&bytes).ok())
         .ok_or_else(|| bad("cursor is not one this server gave"))
-}
-
-async fn matching(app: &AppState, caller: &Caller, filters: &[String]) -> Reply<Vec<Value>> {
-    let sets = parse_filters(filters).map_err(bad)?;
-    Ok(app.backstage.query(&caller.actor, &sets).await?)
 }
 
 fn sort(items: &mut [Value], order: &[String]) -> Reply<()> {
@@ -276,7 +357,8 @@ fn full_text(items: &mut Vec<Value>, term: Option<&str>, fields: &[String]) {
 /// `GET /entities`: the older list call, a plain array.
 async fn entities(State(app): State<AppState>, caller: Caller, RawQuery(raw): RawQuery) -> Reply<Json<Vec<Value>>> {
     let params = Params::read(raw);
-    let mut items = matching(&app, &caller, &params.all("filter")).await?;
+    let predicate = Predicate::from_filters(&params.all("filter")).map_err(bad)?;
+    let mut items = app.backstage.query(&caller.actor, &predicate).await?;
     sort(&mut items, &params.list("order"))?;
     let offset = params.number("offset")?.unwrap_or(0);
     let limit = params.number("limit")?.unwrap_or(usize::MAX);
@@ -292,6 +374,7 @@ async fn by_query(State(app): State<AppState>, caller: Caller, RawQuery(raw): Ra
         Some(text) => decode(text)?,
         None => Cursor {
             filters: params.all("filter"),
+            query: None,
             order: params.all("orderField"),
             full_text: params.one("fullTextFilterTerm").map(str::to_string),
             full_text_fields: params.list("fullTextFilterFields"),
@@ -299,14 +382,77 @@ async fn by_query(State(app): State<AppState>, caller: Caller, RawQuery(raw): Ra
         },
     };
     let limit = params.number("limit")?.unwrap_or(20);
-    let mut items = matching(&app, &caller, &cursor.filters).await?;
+    let count = params.one("totalItems").is_none_or(|v| v == "include");
+    page(&app, &caller, cursor, limit, &params.list("fields"), count).await
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PredicateQuery {
+    query: Option<Value>,
+    cursor: Option<String>,
+    limit: Option<usize>,
+    offset: Option<usize>,
+    #[serde(default)]
+    order_by: Vec<OrderBy>,
+    full_text_filter: Option<FullTextFilter>,
+    #[serde(default)]
+    fields: Vec<String>,
+    total_items: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct OrderBy {
+    field: String,
+    order: String,
+}
+
+#[derive(Deserialize)]
+struct FullTextFilter {
+    term: Option<String>,
+    #[serde(default)]
+    fields: Vec<String>,
+}
+
+/// `POST /entities/by-query`: the same page, with a predicate body instead of `filter`s.
+async fn by_predicate(State(app): State<AppState>, caller: Caller, body: axum::body::Bytes) -> Reply<Json<Value>> {
+    let body: PredicateQuery = serde_json::from_slice(&body)
+        .map_err(|e| bad(format!("the body is not {{query, limit, offset, orderBy, fullTextFilter, fields}}: {e}")))?;
+    let cursor = match &body.cursor {
+        Some(text) => decode(text)?,
+        None => {
+            let full_text = body.full_text_filter.unwrap_or(FullTextFilter { term: None, fields: Vec::new() });
+            Cursor {
+                filters: Vec::new(),
+                query: Some(body.query.unwrap_or_else(|| json!({"$all": []}))),
+                order: body.order_by.iter().map(|o| format!("{},{}", o.field, o.order)).collect(),
+                full_text: full_text.term,
+                full_text_fields: full_text.fields,
+                offset: body.offset.unwrap_or(0),
+            }
+        }
+    };
+    let count = body.total_items.as_deref().is_none_or(|v| v == "include");
+    page(&app, &caller, cursor, body.limit.unwrap_or(20), &body.fields, count).await
+}
+
+/// One page of a by-query answer: its items, its total (0 when not counted, as Backstage
+/// answers), and cursors to the next and previous pages.
+async fn page(
+    app: &AppState,
+    caller: &Caller,
+    cursor: Cursor,
+    limit: usize,
+    fields: &[String],
+    count: bool,
+) -> Reply<Json<Value>> {
+    let mut items = app.backstage.query(&caller.actor, &cursor.predicate()?).await?;
     full_text(&mut items, cursor.full_text.as_deref(), &cursor.full_text_fields);
     sort(&mut items, &cursor.order)?;
     let total = items.len();
     let page_len = items.len().saturating_sub(cursor.offset).min(limit);
-    let fields = params.list("fields");
     let page = app.backstage.complete(items.into_iter().skip(cursor.offset).take(limit).collect()).await?;
-    let page: Vec<Value> = page.iter().map(|e| select_fields(e, &fields)).collect();
+    let page: Vec<Value> = page.iter().map(|e| select_fields(e, fields)).collect();
     let mut page_info = serde_json::Map::new();
     if cursor.offset + page_len < total {
         page_info
@@ -318,11 +464,7 @@ async fn by_query(State(app): State<AppState>, caller: Caller, RawQuery(raw): Ra
             json!(encode(&Cursor { offset: cursor.offset.saturating_sub(limit), ..cursor.clone() })),
         );
     }
-    let mut body = json!({"items": page, "pageInfo": page_info});
-    if params.one("totalItems") != Some("false") {
-        body["totalItems"] = json!(total);
-    }
-    Ok(Json(body))
+    Ok(Json(json!({"items": page, "pageInfo": page_info, "totalItems": if count { total } else { 0 }})))
 }
 
 async fn by_name(
@@ -348,32 +490,74 @@ struct RefsBody {
     entity_refs: Vec<String>,
     #[serde(default)]
     fields: Vec<String>,
+    query: Option<Value>,
 }
 
-async fn by_refs(State(app): State<AppState>, caller: Caller, body: axum::body::Bytes) -> Reply<Json<Value>> {
+async fn by_refs(
+    State(app): State<AppState>,
+    caller: Caller,
+    RawQuery(raw): RawQuery,
+    body: axum::body::Bytes,
+) -> Reply<Json<Value>> {
     let body: RefsBody =
         serde_json::from_slice(&body).map_err(|e| bad(format!("the body is not {{entityRefs, fields}}: {e}")))?;
+    let mut predicate = Predicate::from_filters(&Params::read(raw).all("filter")).map_err(bad)?;
+    if let Some(query) = &body.query {
+        let query = Predicate::parse(query).map_err(|e| bad(format!("query: {e}")))?;
+        predicate = Predicate::All(vec![predicate, query]);
+    }
     let items = app.backstage.by_refs(&caller.actor, &body.entity_refs).await?;
-    let items: Vec<Value> =
-        items.iter().map(|e| if e.is_null() { Value::Null } else { select_fields(e, &body.fields) }).collect();
+    let items: Vec<Value> = items
+        .iter()
+        .map(|e| if e.is_null() || !predicate.matches(e) { Value::Null } else { select_fields(e, &body.fields) })
+        .collect();
     Ok(Json(json!({"items": items})))
 }
 
 /// `GET /entity-facets`: for each facet, its values and how many entities have each.
 async fn facets(State(app): State<AppState>, caller: Caller, RawQuery(raw): RawQuery) -> Reply<Json<Value>> {
     let params = Params::read(raw);
-    let filters = params.all("filter");
-    let sets = parse_filters(&filters).map_err(bad)?;
+    let predicate = Predicate::from_filters(&params.all("filter")).map_err(bad)?;
+    facet_counts(&app, &caller, &predicate, params.all("facet")).await
+}
+
+#[derive(Deserialize)]
+struct FacetsBody {
+    facets: Vec<String>,
+    query: Option<Value>,
+}
+
+/// `POST /entity-facets`: the same counts, with a predicate body.
+async fn facets_by_predicate(
+    State(app): State<AppState>,
+    caller: Caller,
+    body: axum::body::Bytes,
+) -> Reply<Json<Value>> {
+    let body: FacetsBody =
+        serde_json::from_slice(&body).map_err(|e| bad(format!("the body is not {{facets, query}}: {e}")))?;
+    let predicate = match &body.query {
+        Some(query) => Predicate::parse(query).map_err(|e| bad(format!("query: {e}")))?,
+        None => Predicate::All(Vec::new()),
+    };
+    facet_counts(&app, &caller, &predicate, body.facets).await
+}
+
+async fn facet_counts(
+    app: &AppState,
+    caller: &Caller,
+    predicate: &Predicate,
+    names: Vec<String>,
+) -> Reply<Json<Value>> {
     let mut items: Option<Vec<Value>> = None;
     let mut facets = serde_json::Map::new();
-    for facet in params.all("facet") {
-        let mut list = match app.backstage.facet_counts(&caller.actor, &sets, &facet).await? {
+    // Relations that point at an entity are only read when a facet asks for them.
+    let with_reverse = names.iter().any(|f| f.to_lowercase().starts_with("relations"));
+    for facet in names {
+        let mut list = match app.backstage.facet_counts(&caller.actor, predicate, &facet).await? {
             Some(counts) => counts,
             None => {
                 if items.is_none() {
-                    let found = app.backstage.query(&caller.actor, &sets).await?;
-                    // Relations that point at an entity are only read when a facet asks for them.
-                    let with_reverse = params.all("facet").iter().any(|f| f.to_lowercase().starts_with("relations"));
+                    let found = app.backstage.query(&caller.actor, predicate).await?;
                     items = Some(if with_reverse { app.backstage.complete(found).await? } else { found });
                 }
                 let mut counts: BTreeMap<String, u64> = BTreeMap::new();

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use portolan_model::manifest::ObjectKey;
 use portolan_model::manifest::backstage::{self, BackstageRef, KINDS, reference_of, relation_types};
-use portolan_model::manifest::backstage_query::{Condition, entity_matches};
+use portolan_model::manifest::backstage_query::Predicate;
 use portolan_model::{Blueprint, Entity, EntityRef};
 use portolan_store::Tx;
 use serde_json::{Value, json};
@@ -177,7 +177,7 @@ impl BackstageCatalog {
     pub async fn facet_counts(
         &self,
         actor: &Actor,
-        filter_sets: &[Vec<Condition>],
+        predicate: &Predicate,
         facet: &str,
     ) -> Result<Option<Vec<(String, u64)>>> {
         let property = match facet.to_ascii_lowercase().as_str() {
@@ -187,16 +187,11 @@ impl BackstageCatalog {
             "metadata.namespace" => Some("namespace"),
             _ => return Ok(None),
         };
-        if filter_sets.iter().flatten().any(|c| c.key != "kind" || c.value.is_none()) {
+        if !predicate.only_kinds() {
             return Ok(None);
         }
-        let wanted = |kind: &str| {
-            filter_sets.is_empty()
-                || filter_sets.iter().any(|set| {
-                    set.is_empty()
-                        || set.iter().any(|c| c.value.as_deref().is_some_and(|v| kind.eq_ignore_ascii_case(v)))
-                })
-        };
+        let kinds = predicate.kinds();
+        let wanted = |kind: &str| kinds.as_ref().is_none_or(|kinds| kinds.iter().any(|k| kind.eq_ignore_ascii_case(k)));
         let known = {
             let mut tx = self.core.store().read().await?;
             blueprint_map(tx.as_mut()).await?
@@ -232,22 +227,13 @@ impl BackstageCatalog {
         Ok(Some(counts.into_iter().collect()))
     }
 
-    /// Every readable entity matching any filter set, in Backstage's shape, ordered by uid. The
-    /// relations that point at an entity are there only when a filter names relations: call
+    /// Every readable entity the predicate matches, in Backstage's shape, ordered by uid. The
+    /// relations that point at an entity are there only when the predicate names relations: call
     /// [`Self::complete`] on what is returned to the client.
-    pub async fn query(&self, actor: &Actor, filter_sets: &[Vec<Condition>]) -> Result<Vec<Value>> {
-        let reverse = filter_sets.iter().flatten().any(|c| c.key.starts_with("relations"));
-        let all_sets = [Vec::new()];
-        let sets: &[Vec<Condition>] = if filter_sets.is_empty() { &all_sets } else { filter_sets };
-        // Which blueprints can match at all: a set that names a kind reads only that blueprint.
+    pub async fn query(&self, actor: &Actor, predicate: &Predicate) -> Result<Vec<Value>> {
+        let reverse = predicate.names_relations();
         let mut blueprints: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
-        for set in sets {
-            let kinds: Vec<&str> = set.iter().filter(|c| c.key == "kind").filter_map(|c| c.value.as_deref()).collect();
-            let wanted = |kind: &str| kinds.is_empty() || kinds.iter().any(|k| kind.eq_ignore_ascii_case(k));
-            for (_, blueprint) in KINDS.iter().filter(|(k, _)| wanted(k)) {
-                blueprints.entry(blueprint).or_default().push(narrowing(set));
-            }
-        }
+        candidates(predicate, &mut blueprints);
         let mut tx = self.core.store().read().await?;
         let known = blueprint_map(tx.as_mut()).await?;
         let mut out = Vec::new();
@@ -277,7 +263,7 @@ impl BackstageCatalog {
                         continue;
                     }
                     let Some(view) = self.view(tx.as_mut(), &known, entity, reverse).await? else { continue };
-                    if sets.iter().any(|set| entity_matches(&view, set)) {
+                    if predicate.matches(&view) {
                         out.push(view);
                     }
                 }
@@ -301,16 +287,36 @@ async fn blueprint_map(tx: &mut dyn Tx) -> Result<HashMap<String, Blueprint>> {
     Ok(all_blueprints(tx).await?.into_iter().map(|b| (b.identifier.clone(), b)).collect())
 }
 
-/// A Portolan query that every entity a filter set matches also matches (it may admit more:
-/// the set is checked exactly afterwards), so that only candidates are read. Null: no narrowing.
-fn narrowing(set: &[Condition]) -> Value {
-    let mut rules = Vec::new();
-    for condition in set {
-        let Some(value) = condition.value.as_deref().filter(|v| !v.is_empty()) else { continue };
-        if set.iter().filter(|c| c.key == condition.key).count() > 1 {
-            continue; // alternatives: checked afterwards
+/// Which blueprints can hold a match, each with the store queries that find its candidates
+/// (any of them; null: every entity is one). A branch of `$any` that names a kind reads only
+/// that kind's blueprint.
+fn candidates(predicate: &Predicate, blueprints: &mut BTreeMap<&'static str, Vec<Value>>) {
+    if let Predicate::Any(branches) = predicate
+        && branches.len() > 1
+    {
+        for branch in branches {
+            candidates(branch, blueprints);
         }
-        let property = match condition.key.as_str() {
+        return;
+    }
+    let kinds = predicate.kinds();
+    let wanted = |kind: &str| kinds.as_ref().is_none_or(|kinds| kinds.iter().any(|k| kind.eq_ignore_ascii_case(k)));
+    let query = narrowing(predicate);
+    for (_, blueprint) in KINDS.iter().filter(|(k, _)| wanted(k)) {
+        blueprints.entry(blueprint).or_default().push(query.clone());
+    }
+}
+
+/// A Portolan query that every entity the predicate matches also matches (it may admit more:
+/// the predicate is checked exactly afterwards), so that only candidates are read. Null: no
+/// narrowing.
+fn narrowing(predicate: &Predicate) -> Value {
+    let mut rules = Vec::new();
+    for (key, value) in predicate.required() {
+        if value.is_empty() {
+            continue;
+        }
+        let property = match key {
             "spec.type" => "type",
             "spec.lifecycle" => "lifecycle",
             "metadata.namespace" => "namespace",

@@ -185,8 +185,30 @@ impl Locations {
         Ok(status)
     }
 
-    async fn fetch_and_apply(&self, location: &Location) -> std::result::Result<SyncStatus, (String, Vec<String>)> {
-        let checkout = tempfile::tempdir().map_err(|e| (format!("cannot make a work folder: {e}"), Vec::new()))?;
+    /// What a location would bring, read without registering it (Backstage's analyze-location
+    /// and dry-run registration): its documents, and whether a location with the same target
+    /// is registered already.
+    pub async fn preview(&self, actor: &Actor, input: LocationInput) -> Result<Preview> {
+        let location = input.into_location(String::new(), self.core.now(), &actor.id)?;
+        let registered = {
+            let mut tx = self.core.store().read().await?;
+            self.permissions.require_manage(tx.as_mut(), actor, None).await?;
+            tx.locations().await?.iter().any(|l| l.kind == location.kind && l.target == location.target)
+        };
+        let outcome = match self.checkout(&location).await {
+            Ok(checkout) => read(&location, &checkout),
+            Err(err) => Err(err),
+        };
+        let documents = outcome.map_err(|(message, problems)| {
+            Error::invalid_at("/target", message)
+                .with_details(problems.into_iter().map(|p| serde_json::json!({"message": p})).collect())
+        })?;
+        Ok(Preview { location, documents, registered })
+    }
+
+    /// The location's files in a work folder (a git location cloned at its branch).
+    async fn checkout(&self, location: &Location) -> std::result::Result<Checkout, (String, Vec<String>)> {
+        let folder = tempfile::tempdir().map_err(|e| (format!("cannot make a work folder: {e}"), Vec::new()))?;
         let (root, commit) = match location.kind {
             LocationKind::Git => {
                 let token = match &location.token_secret {
@@ -201,43 +223,32 @@ impl Locations {
                         values.remove(name)
                     }
                 };
-                let commit = clone(location, token.as_deref(), checkout.path()).await.map_err(|e| (e, Vec::new()))?;
-                // The commit the last good sync applied: the catalog already holds it (its
-                // entities refuse direct edits), so there is nothing to read or write.
-                if location.status.state == "ok" && location.status.commit.as_ref() == Some(&commit) {
-                    let s = &location.status;
-                    let held = s.created + s.updated + s.unchanged;
-                    return Ok(SyncStatus {
-                        synced_at: Some(self.core.now()),
-                        created: 0,
-                        updated: 0,
-                        deleted: 0,
-                        unchanged: held,
-                        ..s.clone()
-                    });
-                }
-                (checkout.path().to_path_buf(), Some(commit))
+                let commit = clone(location, token.as_deref(), folder.path()).await.map_err(|e| (e, Vec::new()))?;
+                (folder.path().to_path_buf(), Some(commit))
             }
             LocationKind::File => (PathBuf::from(&location.target), None),
         };
-        let files = match location.kind {
-            LocationKind::File if root.is_file() => vec![root.clone()],
-            _ => matching_files(&root, &location.paths),
-        };
-        let base = if root.is_file() { root.parent().map(Path::to_path_buf).unwrap_or_default() } else { root.clone() };
-        let tree = read_tree(&files, &base);
-        if !tree.problems.is_empty() {
-            let first = tree.problems[0].clone();
-            return Err((
-                format!("{} file problem(s), nothing changed; first: {first}", tree.problems.len()),
-                tree.problems,
-            ));
+        Ok(Checkout { _folder: folder, root, commit })
+    }
+
+    async fn fetch_and_apply(&self, location: &Location) -> std::result::Result<SyncStatus, (String, Vec<String>)> {
+        let checkout = self.checkout(location).await?;
+        let commit = checkout.commit.clone();
+        // The commit the last good sync applied: the catalog already holds it (its entities
+        // refuse direct edits), so there is nothing to read or write.
+        if commit.is_some() && location.status.state == "ok" && location.status.commit == commit {
+            let s = &location.status;
+            let held = s.created + s.updated + s.unchanged;
+            return Ok(SyncStatus {
+                synced_at: Some(self.core.now()),
+                created: 0,
+                updated: 0,
+                deleted: 0,
+                unchanged: held,
+                ..s.clone()
+            });
         }
-        let documents = tree
-            .documents
-            .into_iter()
-            .map(|(file, d)| SourcedDocument { file, line: d.line, document: d.value })
-            .collect();
+        let documents = read(location, &checkout)?;
         let request = ApplyRequest {
             source: location.source(),
             documents,
@@ -275,6 +286,38 @@ impl Locations {
             problems: Vec::new(),
         })
     }
+}
+
+/// What [`Locations::preview`] found.
+pub struct Preview {
+    pub location: Location,
+    pub documents: Vec<SourcedDocument>,
+    pub registered: bool,
+}
+
+struct Checkout {
+    /// Removed with the checkout.
+    _folder: tempfile::TempDir,
+    root: PathBuf,
+    commit: Option<String>,
+}
+
+/// The documents of a location's files, or every file problem.
+fn read(location: &Location, checkout: &Checkout) -> std::result::Result<Vec<SourcedDocument>, (String, Vec<String>)> {
+    let root = &checkout.root;
+    let files = match location.kind {
+        LocationKind::File if root.is_file() => vec![root.clone()],
+        _ => matching_files(root, &location.paths),
+    };
+    let base = if root.is_file() { root.parent().map(Path::to_path_buf).unwrap_or_default() } else { root.clone() };
+    let tree = read_tree(&files, &base);
+    if let Some(first) = tree.problems.first() {
+        return Err((
+            format!("{} file problem(s), nothing changed; first: {first}", tree.problems.len()),
+            tree.problems,
+        ));
+    }
+    Ok(tree.documents.into_iter().map(|(file, d)| SourcedDocument { file, line: d.line, document: d.value }).collect())
 }
 
 /// Who a location's changes are made by: the location, at its commit (as `updatedBy` shows).

@@ -112,6 +112,7 @@ async fn backstages_own_catalog_client_reads_portolan() {
     let folder = tempfile::tempdir().expect("dir");
     let descriptor = "apiVersion: backstage.io/v1alpha1\nkind: Component\nmetadata:\n  name: from-file\nspec:\n  type: service\n  owner: team-a\n";
     std::fs::write(folder.path().join("catalog-info.yaml"), descriptor).expect("write");
+    let empty = tempfile::tempdir().expect("dir");
     let output = tokio::process::Command::new("node")
         .arg("client.mjs")
         .current_dir(harness_dir())
@@ -119,9 +120,38 @@ async fn backstages_own_catalog_client_reads_portolan() {
         .env("PORTOLAN_TOKEN", &app.admin_token)
         .env("PORTOLAN_MEMBER_TOKEN", &member)
         .env("PORTOLAN_LOCATION_DIR", folder.path())
+        .env("PORTOLAN_EMPTY_DIR", empty.path())
         .output()
         .await
         .expect("node runs the client");
     let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     assert!(output.status.success() && stdout.trim() == "ok", "the Backstage client failed:\n{stdout}\n{stderr}");
+}
+
+#[tokio::test]
+async fn bad_predicates_and_locations_get_backstage_errors() {
+    let app = spawn_app().await;
+    let cases = [
+        ("/api/catalog/entities/by-query", json!({"query": {"$all": {"kind": "component"}}}), "$all takes an array"),
+        ("/api/catalog/entities/by-query", json!({"query": {"kind": "a", "$not": {}}}), "stands alone"),
+        ("/api/catalog/entities/by-query", json!({"limit": "ten"}), "the body is not"),
+        (
+            "/api/catalog/entity-facets",
+            json!({"facets": ["kind"], "query": {"kind": {"$in": "x"}}}),
+            "$in takes an array",
+        ),
+        (
+            "/api/catalog/analyze-location",
+            json!({"location": {"type": "url", "target": "file:///nowhere/repo.git"}}),
+            "cannot fetch",
+        ),
+        ("/api/catalog/analyze-location", json!({"location": {"type": "ftp", "target": "x"}}), "neither url nor file"),
+    ];
+    for (path, body, message) in cases {
+        let reply = app.post(path, body.clone()).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{path} {body}: {}", reply.body);
+        assert_eq!(reply.body["error"]["name"], "InputError");
+        let text = reply.body["error"]["message"].as_str().unwrap_or_default();
+        assert!(text.contains(message), "{path} {body}: {text}");
+    }
 }

@@ -2,6 +2,7 @@
 // shape the client expects; any failure exits non-zero with the reason.
 import assert from 'node:assert/strict';
 import { CatalogClient } from '@backstage/catalog-client';
+import { evaluateFilterPredicate } from '@backstage/filter-predicates';
 
 const base = process.env.PORTOLAN_BASE;
 const admin = { token: process.env.PORTOLAN_TOKEN };
@@ -66,6 +67,40 @@ const invalid = await catalog.validateEntity(
 assert.equal(invalid.valid, false);
 assert.match(invalid.errors[0].message, /dependsOn/);
 
+// Predicate queries (the POST forms) select what Backstage's own evaluator selects, page by
+// page: the next cursor sends the client back to the POST form.
+const everything = (await catalog.getEntities({}, admin)).items;
+const predicates = [
+  { kind: 'component', 'spec.type': 'SERVICE' },
+  { $all: [{ kind: 'Component' }, { $not: { 'spec.owner': 'team-b' } }] },
+  { $any: [{ kind: 'api' }, { 'metadata.title': { $exists: true } }] },
+  { 'spec.type': { $in: ['library', 'openapi'] } },
+  { 'metadata.name': { $hasPrefix: 'CA' } },
+  { 'spec.memberOf': { $contains: 'team-a' } },
+  { 'spec.lifecycle': { $exists: false }, kind: 'component' },
+];
+for (const query of predicates) {
+  const expected = names(everything.filter((e) => evaluateFilterPredicate(query, e)));
+  const pages = [];
+  let page = await catalog.queryEntities({ query, limit: 1 }, admin);
+  assert.equal(page.totalItems, expected.length, JSON.stringify(query));
+  pages.push(...page.items);
+  while (page.pageInfo.nextCursor) {
+    page = await catalog.queryEntities({ cursor: page.pageInfo.nextCursor, limit: 1 }, admin);
+    pages.push(...page.items);
+  }
+  assert.deepEqual(names(pages), expected, JSON.stringify(query));
+}
+const byOwner = await catalog.queryEntities({ query: { 'relations.ownedBy': 'group:default/team-a' }, fields: ['metadata.name'] }, admin);
+assert.deepEqual(names(byOwner.items), ['cart', 'cart-api'], 'relations in a predicate');
+const predicateFacets = await catalog.getEntityFacets({ facets: ['spec.type'], query: { kind: { $in: ['component', 'api'] } } }, admin);
+assert.deepEqual(predicateFacets.facets['spec.type'], facets.facets['spec.type']);
+const refsByPredicate = await catalog.getEntitiesByRefs(
+  { entityRefs: ['component:default/cart', 'api:default/cart-api'], query: { kind: 'api' }, fields: ['kind'] }, admin);
+assert.deepEqual(refsByPredicate.items, [undefined, { kind: 'API' }]);
+await assert.rejects(catalog.queryEntities({ query: { kind: { $regex: '.*' } } }, admin),
+  (e) => e.statusCode === 400 && /unknown operator \$regex/.test(e.body.error.message));
+
 // A member reads only what their grants show: components their team owns.
 const seen = await catalog.getEntities({ filter: { kind: 'component' } }, member);
 assert.deepEqual(names(seen.items), ['cart']);
@@ -76,7 +111,21 @@ assert.deepEqual(memberFacets.facets.kind, [{ value: 'Component', count: 1 }]);
 await catalog.removeEntityByUid((await catalog.getEntityByRef('component:default/legacy', admin)).metadata.uid, admin);
 assert.equal(await catalog.getEntityByRef('component:default/legacy', admin), undefined);
 
-// Locations: a folder on the server registered as a `file` location.
+// Locations: a folder on the server analyzed, tried, then registered as a `file` location.
+const spec = { type: 'file', target: process.env.PORTOLAN_LOCATION_DIR };
+const analyzed = await catalog.analyzeLocation({ location: spec }, admin);
+assert.deepEqual(analyzed.existingEntityFiles.map((f) => [f.entity.metadata.name, f.isRegistered, f.location.target]),
+  [['from-file', false, spec.target]]);
+assert.deepEqual(analyzed.generateEntities, []);
+const dry = await catalog.addLocation({ ...spec, dryRun: true }, admin);
+assert.deepEqual([dry.exists, dry.entities.map((e) => e.metadata.name)], [false, ['from-file']]);
+assert.equal(await catalog.getEntityByRef('component:default/from-file', admin), undefined, 'a dry run writes nothing');
+assert.ok(!(await catalog.getLocations({}, admin)).items.some((l) => l.target === spec.target), 'nor registers');
+const empty = await catalog.analyzeLocation({ location: { type: 'file', target: process.env.PORTOLAN_EMPTY_DIR } }, admin);
+assert.equal(empty.existingEntityFiles.length, 0);
+assert.equal(empty.generateEntities[0].entity.kind, 'Component');
+assert.equal(empty.generateEntities[0].fields[0].state, 'needsUserInput');
+await assert.rejects(catalog.analyzeLocation({ location: spec }, member), (e) => e.statusCode === 403);
 const added = await catalog.addLocation({ type: 'file', target: process.env.PORTOLAN_LOCATION_DIR }, admin);
 assert.equal(added.location.type, 'file');
 assert.deepEqual(added.entities.map((e) => e.metadata.name), ['from-file']);
@@ -84,6 +133,7 @@ const listed = await catalog.getLocations({}, admin);
 assert.ok(listed.items.some((l) => l.id === added.location.id));
 assert.deepEqual(await catalog.getLocationById(added.location.id, admin), added.location);
 assert.deepEqual(await catalog.getLocationByEntity('component:default/from-file', admin), added.location);
+assert.equal((await catalog.analyzeLocation({ location: spec }, admin)).existingEntityFiles[0].isRegistered, true);
 await catalog.removeLocationById(added.location.id, admin);
 assert.equal(await catalog.getEntityByRef('component:default/from-file', admin), undefined, 'its entities go with it');
 
