@@ -160,10 +160,9 @@ async fn add_location(
         let body = json!({"location": view, "entities": descriptors(preview.documents), "exists": preview.registered});
         return Ok((StatusCode::CREATED, Json(body)).into_response());
     }
-    let location = app.locations.register(&caller.actor, input).await?;
-    let status = app.locations.sync(&location.id).await?;
+    let location = app.locations.register(&caller.actor, input, true).await?;
     // As in Backstage, a location that cannot be read is not registered.
-    if let Some(error) = status.error {
+    if let Some(error) = location.status.error.clone() {
         app.locations.delete(&caller.actor, &location.id).await?;
         return Err(bad(error));
     }

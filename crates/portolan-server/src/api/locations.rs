@@ -39,7 +39,7 @@ pub async fn create_location(
     caller: Caller,
     JsonBody(input): JsonBody<LocationInput>,
 ) -> Result<(StatusCode, Json<LocationResponse>)> {
-    let location = app.locations.register(&caller.actor, input).await?;
+    let location = app.locations.register(&caller.actor, input, false).await?;
     Ok((StatusCode::CREATED, Json(LocationResponse { ok: true, location })))
 }
 

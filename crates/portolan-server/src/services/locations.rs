@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use hmac::{Hmac, KeyInit, Mac};
+use portolan_model::Millis;
 use portolan_model::manifest::location::{Location, LocationInput, LocationKind, SyncStatus};
 use sha2::Sha256;
 
@@ -31,9 +32,9 @@ pub struct Locations {
     permissions: Permissions,
     manifests: Manifests,
     actions: Actions,
-    /// One lock per location: a second sync of one waits for the first, then runs (and finds
-    /// little to do).
-    syncing: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+    /// One lock per location, holding when its last sync started: a sync asked for while another
+    /// runs waits, and is answered by the one that ran if that one started after it was asked.
+    syncing: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Millis>>>>>>,
 }
 
 /// The headers a push webhook may carry.
@@ -47,9 +48,14 @@ impl Locations {
         Self { core, permissions, manifests, actions, syncing: Arc::default() }
     }
 
-    pub async fn register(&self, actor: &Actor, input: LocationInput) -> Result<Location> {
+    /// Registers a location; the scheduler syncs it at once, unless `sync_now` (then it is
+    /// synced before this returns, and next after its interval).
+    pub async fn register(&self, actor: &Actor, input: LocationInput, sync_now: bool) -> Result<Location> {
         let id = format!("loc_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-        let location = input.into_location(id, self.core.now(), &actor.id)?;
+        let mut location = input.into_location(id, self.core.now(), &actor.id)?;
+        if sync_now {
+            location.next_sync_at += location.interval_seconds * 1000;
+        }
         let mut tx = self.core.store().write().await?;
         self.permissions.require_manage(tx.as_mut(), actor, None).await?;
         for (pointer, secret) in
@@ -67,6 +73,9 @@ impl Locations {
             .changed(None, Some(to_json(&location)));
         tx.append_audit(&[entry]).await?;
         tx.commit().await?;
+        if sync_now {
+            location.status = self.sync(&location.id).await?;
+        }
         Ok(location)
     }
 
@@ -161,7 +170,14 @@ impl Locations {
     pub async fn sync(&self, id: &str) -> Result<SyncStatus> {
         let lock =
             Arc::clone(self.syncing.lock().unwrap_or_else(|p| p.into_inner()).entry(id.to_string()).or_default());
-        let _turn = lock.lock().await;
+        let asked = self.core.now();
+        let mut last_start = lock.lock().await;
+        if last_start.is_some_and(|started| started >= asked) {
+            let mut tx = self.core.store().read().await?;
+            let location = tx.location(id).await?.ok_or_else(|| Error::not_found(format!("location '{id}'")))?;
+            return Ok(location.status);
+        }
+        *last_start = Some(self.core.now());
         self.sync_once(id).await
     }
 
