@@ -9,12 +9,14 @@ use jaq_core::{Compiler, Ctx, Vars, data, unwrap_valr};
 use jaq_json::Val;
 use serde_json::Value;
 
-/// Longest expression accepted, in bytes.
+/// Longest expression a person may write, in bytes.
 pub const MAX_EXPRESSION_BYTES: usize = 4 * 1024;
+/// Longest program compiled: a mapping's program joins many expressions.
+pub const MAX_PROGRAM_BYTES: usize = 256 * 1024;
 
-fn check_length(code: &str) -> Result<(), String> {
-    if code.len() > MAX_EXPRESSION_BYTES {
-        return Err(format!("the expression is {} bytes; the limit is {MAX_EXPRESSION_BYTES}", code.len()));
+fn check_length(code: &str, limit: usize) -> Result<(), String> {
+    if code.len() > limit {
+        return Err(format!("the expression is {} bytes; the limit is {limit}", code.len()));
     }
     Ok(())
 }
@@ -24,7 +26,7 @@ pub struct Program(jaq_core::Filter<data::JustLut<Val>>);
 
 /// Parses and compiles an expression (with the whole standard library: the costly part).
 pub fn compile(code: &str) -> Result<Program, String> {
-    check_length(code)?;
+    check_length(code, MAX_PROGRAM_BYTES)?;
     let loader = Loader::new(jaq_core::defs().chain(jaq_std::defs()).chain(jaq_json::defs()));
     let arena = Arena::default();
     let modules =
@@ -38,6 +40,7 @@ pub fn compile(code: &str) -> Result<Program, String> {
 
 /// Checks that an expression parses and compiles.
 pub fn check(code: &str) -> Result<(), String> {
+    check_length(code, MAX_EXPRESSION_BYTES)?;
     compile(code).map(|_| ())
 }
 

@@ -10,6 +10,7 @@ pub mod entity;
 pub mod error;
 pub mod guardrail;
 pub mod ident;
+pub mod integration;
 pub mod jq;
 pub mod manifest;
 pub mod permission;

@@ -19,6 +19,7 @@ use crate::services::computed::Computed;
 use crate::services::core::{Core, SharedClock, SystemClock};
 use crate::services::guardrails::Guardrails;
 use crate::services::identity::Identity;
+use crate::services::integrations::Integrations;
 use crate::services::locations::Locations;
 use crate::services::manifests::Manifests;
 use crate::services::oidc::Oidc;
@@ -50,6 +51,7 @@ pub struct Services {
     pub manifests: Manifests,
     pub backstage: BackstageCatalog,
     pub locations: Locations,
+    pub integrations: Integrations,
     pub metrics: PrometheusHandle,
     /// Set when the server begins to shut down: long-lived responses (event streams) end.
     stopping: tokio::sync::watch::Sender<bool>,
@@ -126,6 +128,7 @@ impl AppState {
             search.clone(),
         );
         let locations = Locations::new(core.clone(), permissions.clone(), manifests.clone(), actions.clone());
+        let integrations = Integrations::new(core.clone(), permissions.clone(), settings.jq.clone());
         catalog.ensure_system_blueprints().await?;
         Ok(Self(Arc::new(Services {
             core,
@@ -144,6 +147,7 @@ impl AppState {
             manifests,
             backstage,
             locations,
+            integrations,
             metrics: metrics_handle(),
             stopping: tokio::sync::watch::channel(false).0,
         })))

@@ -7,6 +7,7 @@ pub mod blueprints;
 pub mod entities;
 pub mod events;
 pub mod identity;
+pub mod integrations;
 pub mod locations;
 pub mod manifests;
 pub mod ops;
@@ -37,7 +38,8 @@ use crate::state::AppState;
           (name = "auth", description = "Sign-in, accounts and API tokens"),
           (name = "permissions", description = "Who may read, change and run what"),
           (name = "audit", description = "The tamper-evident record of every change and refusal"),
-          (name = "catalog as code", description = "Apply and export the catalog as documents"))
+          (name = "catalog as code", description = "Apply and export the catalog as documents"),
+          (name = "integrations", description = "Data brought in from webhooks and sources, mapped with jq"))
 )]
 struct ApiDoc;
 
@@ -93,6 +95,7 @@ pub fn router() -> Router<AppState> {
         .routes(routes!(locations::get_location, locations::delete_location))
         .routes(routes!(locations::sync_location))
         .routes(routes!(locations::location_webhook))
+        .routes(routes!(integrations::test_mapping))
         .merge(
             OpenApiRouter::new()
                 .routes(routes!(manifests::apply))

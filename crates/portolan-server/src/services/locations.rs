@@ -34,8 +34,11 @@ pub struct Locations {
     actions: Actions,
     /// One lock per location, holding when its last sync started: a sync asked for while another
     /// runs waits, and is answered by the one that ran if that one started after it was asked.
-    syncing: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Millis>>>>>>,
+    syncing: Arc<Mutex<HashMap<String, SyncTurn>>>,
 }
+
+/// A location's sync lock, holding when its last sync started.
+type SyncTurn = Arc<tokio::sync::Mutex<Option<Millis>>>;
 
 /// The headers a push webhook may carry.
 pub struct PushHeaders {

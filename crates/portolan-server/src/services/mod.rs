@@ -7,6 +7,7 @@
 //!
 //! ```text
 //!   locations ──► manifests, actions
+//!   integrations ──► permissions
 //!   manifests ──► catalog, scorecards, actions, search, permissions
 //!   backstage ──► catalog, search
 //!   approvals ──► guardrails, runlog, permissions
@@ -32,6 +33,7 @@ pub mod computed;
 pub mod core;
 pub mod guardrails;
 pub mod identity;
+pub mod integrations;
 pub mod locations;
 pub mod manifests;
 pub mod migrate;

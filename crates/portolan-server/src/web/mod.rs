@@ -41,6 +41,7 @@ mod admin;
 mod audit;
 mod catalog;
 mod entity;
+mod integrations;
 mod locations;
 mod present;
 mod scorecards;
@@ -68,6 +69,7 @@ pub fn router() -> Router<AppState> {
         .route("/audit", get(audit::audit_page))
         .route("/scorecards", get(scorecards::scorecards_page))
         .route("/admin", get(admin::index))
+        .route("/integrations/test-mapping", get(integrations::test_mapping_page).post(integrations::run_test_mapping))
         .route("/locations", get(locations::locations_page))
         .route("/locations/{location}/sync", axum::routing::post(locations::sync_now))
         .route("/admin/blueprints/{blueprint}", get(admin::blueprint).post(admin::save_blueprint))

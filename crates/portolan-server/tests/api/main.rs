@@ -12,6 +12,7 @@ mod entities;
 mod errors;
 mod guardrails;
 mod identity;
+mod integrations;
 mod locations;
 mod manifests;
 mod oidc;

@@ -988,3 +988,53 @@ async fn the_search_box_suggests_entities_blueprints_and_actions_the_user_may_re
     let anonymous = browser().get(format!("{}/suggest?q=a", app.base)).send().await.expect("suggest");
     assert_eq!(anonymous.status(), StatusCode::SEE_OTHER, "only for a signed-in user");
 }
+
+#[tokio::test]
+async fn the_test_mapping_page_runs_its_example_and_names_each_problem() {
+    let app = spawn_app().await;
+    org(&app).await;
+    let ana = sign_in(&app, "ana@example.com").await;
+    let (status, html) = page(&app, "/integrations/test-mapping", &ana).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("itemsToParse: .repositories"), "the page starts with an example mapping");
+    let mapping = html
+        .split("name=\"mapping\" rows=\"18\" spellcheck=\"false\">")
+        .nth(1)
+        .and_then(|r| r.split("</textarea>").next());
+    let payload = html
+        .split("name=\"payload\" rows=\"12\" spellcheck=\"false\">")
+        .nth(1)
+        .and_then(|r| r.split("</textarea>").next());
+    let unescape =
+        |s: &str| s.replace("&#34;", "\"").replace("&quot;", "\"").replace("&#39;", "'").replace("&amp;", "&");
+    let (mapping, payload) = (unescape(mapping.expect("mapping box")), unescape(payload.expect("payload box")));
+    let csrf = csrf_of(&html);
+    let ran = post_form(
+        &app,
+        "/integrations/test-mapping",
+        &ana,
+        &[("csrf", &csrf), ("mapping", &mapping), ("payload", &payload)],
+    )
+    .await;
+    assert_eq!(ran.status(), StatusCode::OK);
+    let html = ran.text().await.expect("html");
+    let result = html.split("<h2>Result</h2>").nth(1).expect("a result");
+    assert!(result.contains("acme/cart-service"), "the mapped entity is shown");
+    assert!(
+        result.contains("/resources/0/port/entity/mappings/properties/language"),
+        "Perl is not an allowed language"
+    );
+    assert!(!result.contains("acme/attic"), "the archived repository is not selected");
+    assert!(result.contains("/resources/0/port/entity/mappings/blueprint"), "a member may not write services");
+
+    let broken = post_form(
+        &app,
+        "/integrations/test-mapping",
+        &ana,
+        &[("csrf", &csrf), ("mapping", "resources: [unclosed"), ("payload", "{}")],
+    )
+    .await;
+    let html = broken.text().await.expect("html");
+    assert!(html.contains("<code>/mapping</code> line"), "an unreadable mapping is named");
+    assert!(html.contains("[unclosed"), "and kept in its box");
+}
