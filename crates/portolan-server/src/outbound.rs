@@ -28,10 +28,18 @@ pub enum Purpose {
     /// The single sign-on provider: its configured issuer's origin is trusted (private addresses
     /// included); any other origin its discovery document names is checked like a webhook.
     SignOn,
+    /// A REST integration's source.
+    IntegrationSource,
 }
 
 impl Purpose {
-    pub const ALL: [Purpose; 4] = [Purpose::Webhook, Purpose::ApprovalNotice, Purpose::TimeoutNotice, Purpose::SignOn];
+    pub const ALL: [Purpose; 5] = [
+        Purpose::Webhook,
+        Purpose::ApprovalNotice,
+        Purpose::TimeoutNotice,
+        Purpose::SignOn,
+        Purpose::IntegrationSource,
+    ];
 
     fn noun(self) -> &'static str {
         match self {
@@ -39,6 +47,7 @@ impl Purpose {
             Purpose::ApprovalNotice => "approval notices",
             Purpose::TimeoutNotice => "timeout notices",
             Purpose::SignOn => "sign-on requests",
+            Purpose::IntegrationSource => "integration sources",
         }
     }
 }

@@ -19,7 +19,7 @@ use crate::services::computed::Computed;
 use crate::services::core::{Core, SharedClock, SystemClock};
 use crate::services::guardrails::Guardrails;
 use crate::services::identity::Identity;
-use crate::services::integrations::Integrations;
+use crate::services::integrations::{Integrations, IntegrationsParts};
 use crate::services::locations::Locations;
 use crate::services::manifests::Manifests;
 use crate::services::oidc::Oidc;
@@ -101,7 +101,7 @@ impl AppState {
             settings.oidc.clone(),
             Arc::clone(&public_url),
         );
-        let actions = Actions::new(core.clone(), permissions.clone(), Arc::clone(&keys), outbound);
+        let actions = Actions::new(core.clone(), permissions.clone(), Arc::clone(&keys), Arc::clone(&outbound));
         let guardrails = Guardrails::new(core.clone(), permissions.clone(), search.clone());
         let runs = Runs::new(RunsParts {
             core: core.clone(),
@@ -128,7 +128,16 @@ impl AppState {
             search.clone(),
         );
         let locations = Locations::new(core.clone(), permissions.clone(), manifests.clone(), actions.clone());
-        let integrations = Integrations::new(core.clone(), permissions.clone(), settings.jq.clone());
+        let integrations = Integrations::new(IntegrationsParts {
+            core: core.clone(),
+            permissions: permissions.clone(),
+            catalog: catalog.clone(),
+            manifests: manifests.clone(),
+            actions: actions.clone(),
+            outbound: Arc::clone(&outbound),
+            jq: settings.jq.clone(),
+            public_url: Arc::clone(&public_url),
+        });
         catalog.ensure_system_blueprints().await?;
         Ok(Self(Arc::new(Services {
             core,

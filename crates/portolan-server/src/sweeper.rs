@@ -27,6 +27,9 @@ const PAGE: u32 = 500;
 /// How far before the last sweep each sweep looks again.
 const OVERLAP_MS: i64 = 5_000;
 
+/// How often integration events past their retention are deleted.
+const EVENT_PRUNE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
+
 pub struct Sweeper {
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
@@ -40,6 +43,7 @@ impl Sweeper {
         let (stop, mut stopped) = watch::channel(false);
         let checkpoints = tokio::spawn(write_checkpoints(app.clone(), stopped.clone()));
         let task = tokio::spawn(async move {
+            let mut last_prune = None;
             loop {
                 if let Err(err) = sweep(&app, &owner, lease_ms).await {
                     tracing::warn!(%err, "timer sweep failed");
@@ -55,6 +59,15 @@ impl Sweeper {
                 }
                 if let Err(err) = app.locations.sync_due().await {
                     tracing::warn!(%err, "cannot start the syncs of due locations");
+                }
+                if let Err(err) = app.integrations.sync_due().await {
+                    tracing::warn!(%err, "cannot start the pulls of due integrations");
+                }
+                if last_prune.is_none_or(|at: std::time::Instant| at.elapsed() >= EVENT_PRUNE_INTERVAL) {
+                    last_prune = Some(std::time::Instant::now());
+                    if let Err(err) = app.integrations.prune_events().await {
+                        tracing::warn!(%err, "cannot delete integration events past their retention");
+                    }
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(INTERVAL) => {}

@@ -31,6 +31,7 @@ pub trait Tx:
     + AuditStore
     + SourceStore
     + LocationStore
+    + IntegrationStore
     + Send
 {
     /// Announces a change to every listener of [`crate::Store::changes`], once (and if) this
@@ -284,4 +285,43 @@ pub trait LocationStore: Send {
     /// none is due (or another claimer took it first).
     async fn claim_due_location(&mut self, now: Millis)
     -> Result<Option<portolan_model::manifest::location::Location>>;
+}
+
+/// Integrations and their event logs.
+#[async_trait::async_trait]
+pub trait IntegrationStore: Send {
+    /// Stores an integration (new, or changed); `key_hash`, when given, becomes its ingest key's.
+    async fn put_integration(
+        &mut self,
+        integration: &portolan_model::integration::Integration,
+        key_hash: Option<&str>,
+    ) -> Result<()>;
+    async fn integration(&mut self, id: &str) -> Result<Option<portolan_model::integration::Integration>>;
+    /// The integration whose ingest key hashes to `key_hash`.
+    async fn integration_by_key(&mut self, key_hash: &str) -> Result<Option<portolan_model::integration::Integration>>;
+    /// Every integration, oldest first.
+    async fn integrations(&mut self) -> Result<Vec<portolan_model::integration::Integration>>;
+    /// Deletes an integration and its events.
+    async fn delete_integration(&mut self, id: &str) -> Result<bool>;
+    /// The REST integration whose pull is most overdue, its next pull moved one interval on.
+    async fn claim_due_integration(&mut self, now: Millis) -> Result<Option<portolan_model::integration::Integration>>;
+    /// Stores a new event; false (and nothing stored) when its integration already holds an event
+    /// with its request identifier.
+    async fn insert_event(&mut self, event: &portolan_model::integration::IntegrationEvent) -> Result<bool>;
+    /// Stores an event's new state and items.
+    async fn update_event(&mut self, event: &portolan_model::integration::IntegrationEvent) -> Result<()>;
+    async fn event(
+        &mut self,
+        integration: &str,
+        id: &str,
+    ) -> Result<Option<portolan_model::integration::IntegrationEvent>>;
+    /// An integration's events, newest first, received before `before` (a time and an id).
+    async fn events(
+        &mut self,
+        integration: &str,
+        before: Option<(Millis, String)>,
+        limit: u32,
+    ) -> Result<Vec<portolan_model::integration::IntegrationEvent>>;
+    /// Deletes an integration's events received before a time; how many.
+    async fn delete_events_before(&mut self, integration: &str, before: Millis) -> Result<u64>;
 }

@@ -269,6 +269,14 @@ impl Resource {
     }
 }
 
+impl Resource {
+    /// [`Resource::program`] over a list of payloads at once (a page of a pulled source): a list
+    /// with one output of the program per payload, in order.
+    pub fn program_for_each(&self) -> String {
+        format!("[.[] | ({})]", self.program())
+    }
+}
+
 /// A program's entity document as an entity input, with identifiers and teams given as numbers
 /// taken as text (as `tostring` would), and empty values left out.
 fn entity(mut document: Map<String, Value>, resource: usize) -> Outcome {
@@ -319,6 +327,24 @@ mod tests {
                 mapping.read_outputs(r, &outputs[0])
             })
             .collect()
+    }
+
+    #[test]
+    fn a_page_of_items_is_mapped_in_one_program() {
+        let mapping = Mapping::parse(json!({"resources": [{"kind": "repo", "selector": {"query": ".archived | not"},
+            "port": {"entity": {"mappings": {"identifier": ".name", "blueprint": "\"service\""}}}}]}))
+        .expect("valid");
+        let page = json!([{"name": "cart"}, {"name": "old", "archived": true}, {"name": "pay"}]);
+        let outputs = jq::eval(&mapping.resources[0].program_for_each(), &page, 1).expect("the program runs");
+        let per_item: Vec<Vec<Mapped>> =
+            outputs[0].as_array().expect("a list").iter().map(|o| mapping.read_outputs(0, o)).collect();
+        let names: Vec<usize> = per_item.iter().map(Vec::len).collect();
+        assert_eq!(names, [1, 0, 1], "the archived item is not selected");
+        assert_eq!(
+            per_item[2][0].outcome,
+            Outcome::Entity(json!({"identifier": "pay", "blueprint": "service",
+            "properties": {}, "relations": {}}))
+        );
     }
 
     fn pull_requests() -> Mapping {

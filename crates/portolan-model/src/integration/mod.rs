@@ -1,4 +1,11 @@
 //! Integrations: data brought in from where it lives (webhooks pushed in, sources pulled on a
 //! schedule), turned into entities by one mapping language.
 
+pub mod definition;
+pub mod event;
 pub mod mapping;
+pub mod security;
+
+pub use definition::{Integration, IntegrationInput, IntegrationKind, IntegrationStatus, Pagination, RestSource};
+pub use event::{EventItem, EventState, IntegrationEvent};
+pub use security::Security;

@@ -96,6 +96,17 @@ pub fn router() -> Router<AppState> {
         .routes(routes!(locations::sync_location))
         .routes(routes!(locations::location_webhook))
         .routes(routes!(integrations::test_mapping))
+        .routes(routes!(integrations::list_integrations, integrations::create_integration))
+        .routes(routes!(
+            integrations::get_integration,
+            integrations::replace_integration,
+            integrations::delete_integration
+        ))
+        .routes(routes!(integrations::rotate_key))
+        .routes(routes!(integrations::sync_integration))
+        .routes(routes!(integrations::list_events))
+        .routes(routes!(integrations::get_event))
+        .routes(routes!(integrations::ingest))
         .merge(
             OpenApiRouter::new()
                 .routes(routes!(manifests::apply))

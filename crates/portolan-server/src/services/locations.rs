@@ -10,10 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine;
-use hmac::{Hmac, KeyInit, Mac};
 use portolan_model::Millis;
+use portolan_model::integration::security::{Security, SignatureAlgorithm};
 use portolan_model::manifest::location::{Location, LocationInput, LocationKind, SyncStatus};
-use sha2::Sha256;
 
 use super::actions::Actions;
 use super::actor::{Actor, Origin};
@@ -151,12 +150,23 @@ impl Locations {
                 .remove(secret_name)
                 .unwrap_or_default()
         };
-        let valid = match (&headers.github_signature, &headers.gitlab_token) {
-            (Some(signature), _) => github_signature_matches(&secret, body, signature),
-            (None, Some(token)) => constant_time_eq(token.as_bytes(), secret.as_bytes()),
-            (None, None) => false,
+        let algorithm = match headers.github_signature {
+            Some(_) => SignatureAlgorithm::Sha256,
+            None => SignatureAlgorithm::Plain,
         };
-        if !valid {
+        let security = Security {
+            secret: None,
+            signature_algorithm: algorithm,
+            signature_header_name: None,
+            signature_prefix: None,
+            request_identifier_path: None,
+        };
+        let header = |name: &str| match name {
+            "x-hub-signature-256" => headers.github_signature.clone(),
+            "x-gitlab-token" => headers.gitlab_token.clone(),
+            _ => None,
+        };
+        if security.verify(&secret, &header, body, 0).is_err() {
             return Err(Error::unauthorized("the webhook's signature or token does not match the location's secret"));
         }
         let this = self.clone();
@@ -400,31 +410,4 @@ async fn clone(location: &Location, token: Option<&str>, into: &Path) -> std::re
         .await
         .map_err(|e| format!("cannot run git: {e}"))?;
     Ok(String::from_utf8_lossy(&head.stdout).trim().to_string())
-}
-
-fn github_signature_matches(secret: &str, body: &[u8], header: &str) -> bool {
-    let Some(hex) = header.strip_prefix("sha256=") else { return false };
-    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.as_bytes()) else { return false };
-    mac.update(body);
-    let expected: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
-    constant_time_eq(expected.as_bytes(), hex.to_ascii_lowercase().as_bytes())
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn github_signatures_are_checked() {
-        let mut mac = Hmac::<Sha256>::new_from_slice(b"s3cret").expect("key");
-        mac.update(b"{}");
-        let hex: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
-        assert!(github_signature_matches("s3cret", b"{}", &format!("sha256={hex}")));
-        assert!(!github_signature_matches("other", b"{}", &format!("sha256={hex}")));
-        assert!(!github_signature_matches("s3cret", b"{}", &hex));
-    }
 }

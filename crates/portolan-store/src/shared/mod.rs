@@ -11,6 +11,7 @@ pub(crate) mod audit;
 pub(crate) mod blueprints;
 pub(crate) mod entities;
 pub(crate) mod identity;
+pub(crate) mod integrations;
 pub(crate) mod jobs;
 pub(crate) mod locations;
 pub(crate) mod permissions;
@@ -25,6 +26,7 @@ pub(crate) use audit::audit_store;
 pub(crate) use blueprints::blueprint_store;
 pub(crate) use entities::entity_store;
 pub(crate) use identity::identity_store;
+pub(crate) use integrations::integration_store;
 pub(crate) use jobs::job_store;
 pub(crate) use locations::location_store;
 pub(crate) use permissions::permission_store;
@@ -68,6 +70,9 @@ macro_rules! shared_stores {
         }
         mod locations {
             crate::shared::location_store!(super::$tx);
+        }
+        mod integrations {
+            crate::shared::integration_store!(super::$tx);
         }
         mod audit {
             crate::shared::audit_store!(super::$tx, $db, $audit);

@@ -315,3 +315,69 @@ pub async fn a_due_location_is_claimed_once(store: &dyn Store) {
     assert!(tx.delete_location("loc_1").await.expect("delete"));
     assert_eq!(tx.location("loc_1").await.expect("get"), None);
 }
+
+pub async fn integrations_are_found_by_key_and_their_events_deduplicated(store: &dyn Store) {
+    use portolan_model::integration::{EventState, IntegrationEvent, IntegrationInput};
+    let input: IntegrationInput = serde_json::from_value(json!({
+        "identifier": "github", "type": "webhook",
+        "mapping": {"resources": [{"kind": "push", "port": {"entity": {"mappings": {
+            "identifier": ".body.repository.name", "blueprint": "\"service\""}}}}]}
+    }))
+    .expect("input");
+    let hook = input.into_integration(1_000, "ann", None).expect("valid");
+    let pull: IntegrationInput = serde_json::from_value(json!({
+        "identifier": "repos", "type": "rest", "intervalSeconds": 60, "source": {"url": "https://example.com/repos"},
+        "mapping": {"resources": [{"kind": "repo", "port": {"entity": {"mappings": {
+            "identifier": ".name", "blueprint": "\"service\""}}}}]}
+    }))
+    .expect("input");
+    let pull = pull.into_integration(1_000, "ann", None).expect("valid");
+    let mut tx = store.write().await.expect("tx");
+    tx.put_integration(&hook, Some("hash-1")).await.expect("put");
+    tx.put_integration(&pull, None).await.expect("put");
+    tx.commit().await.expect("commit");
+
+    let mut tx = store.write().await.expect("tx");
+    assert_eq!(tx.integration_by_key("hash-1").await.expect("by key").map(|i| i.identifier), Some("github".into()));
+    assert_eq!(tx.integration_by_key("hash-2").await.expect("by key"), None);
+    // A change that names no new key keeps the old one; a new key replaces it.
+    tx.put_integration(&hook, None).await.expect("put");
+    assert!(tx.integration_by_key("hash-1").await.expect("by key").is_some());
+    tx.put_integration(&hook, Some("hash-2")).await.expect("rotate");
+    assert_eq!(tx.integration_by_key("hash-1").await.expect("by key"), None);
+    // Only REST integrations are pulled, each claimed once.
+    let claimed = tx.claim_due_integration(1_000).await.expect("claim").expect("due");
+    assert_eq!((claimed.identifier.as_str(), claimed.next_sync_at), ("repos", 61_000));
+    assert_eq!(tx.claim_due_integration(1_000).await.expect("claim"), None);
+    tx.commit().await.expect("commit");
+
+    let event = |id: &str, at: i64, request: Option<&str>| IntegrationEvent {
+        id: id.into(),
+        integration: "github".into(),
+        received_at: at,
+        request_id: request.map(str::to_string),
+        request: json!({"body": {"n": id}}),
+        state: EventState::Pending,
+        processed_at: None,
+        items: Vec::new(),
+    };
+    let mut tx = store.write().await.expect("tx");
+    assert!(tx.insert_event(&event("e1", 10, Some("d-1"))).await.expect("insert"));
+    assert!(!tx.insert_event(&event("e2", 11, Some("d-1"))).await.expect("insert"), "a replay is refused");
+    assert!(tx.insert_event(&event("e3", 12, None)).await.expect("insert"));
+    assert!(tx.insert_event(&event("e4", 13, None)).await.expect("insert"), "no identifier: never a replay");
+    let mut done = event("e1", 10, Some("d-1"));
+    done.state = EventState::Done;
+    tx.update_event(&done).await.expect("update");
+    tx.commit().await.expect("commit");
+
+    let mut tx = store.write().await.expect("tx");
+    assert_eq!(tx.event("github", "e1").await.expect("get").map(|e| e.state), Some(EventState::Done));
+    let ids = |events: Vec<IntegrationEvent>| events.into_iter().map(|e| e.id).collect::<Vec<_>>();
+    assert_eq!(ids(tx.events("github", None, 2).await.expect("page")), ["e4", "e3"]);
+    assert_eq!(ids(tx.events("github", Some((12, "e3".into())), 10).await.expect("page")), ["e1"]);
+    assert_eq!(tx.delete_events_before("github", 12).await.expect("prune"), 1);
+    assert!(tx.delete_integration("github").await.expect("delete"));
+    assert_eq!(tx.events("github", None, 10).await.expect("page"), Vec::new(), "its events go with it");
+    assert_eq!(tx.integrations().await.expect("list").len(), 1);
+}

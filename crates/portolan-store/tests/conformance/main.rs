@@ -90,6 +90,7 @@ conformance!(
     runs_are_listed_to_their_requester_and_the_owning_teams,
     applied_objects_belong_to_one_source,
     a_due_location_is_claimed_once,
+    integrations_are_found_by_key_and_their_events_deduplicated,
     the_audit_log_is_one_gapless_chain_even_with_concurrent_writers,
     audit_records_carry_a_mac_once_the_store_has_a_key,
 );

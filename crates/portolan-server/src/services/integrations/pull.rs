@@ -1,0 +1,387 @@
+//! REST integrations: every page of the source is read and mapped, and the entities are applied
+//! as the integration's own catalog-as-code source, so that an item gone from the source is
+//! deleted from the catalog. A fetch that fails changes nothing; items that fail to map are
+//! reported and keep what they had (nothing is deleted that sync); a pull that would delete more
+//! than the threshold writes its creations and updates only, and says so.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use portolan_model::integration::mapping::{Operation, Outcome};
+use portolan_model::integration::{Integration, IntegrationKind, IntegrationStatus, Pagination, RestSource};
+use portolan_model::manifest::API_VERSION;
+use serde_json::{Value, json};
+
+use super::{Integrations, blueprints_by_id, check_entity, integration_actor};
+use crate::error::{Error, ErrorCode, Result};
+use crate::outbound::Purpose;
+use crate::services::actor::Actor;
+use crate::services::manifests::{ApplyRequest, Op, SourcedDocument};
+
+/// The largest page read.
+const MAX_PAGE_BYTES: usize = 32 << 20;
+/// How often a rate-limited or failing request is tried.
+const ATTEMPTS: u32 = 3;
+/// The longest a source may ask us to wait (`Retry-After`, a rate limit's reset).
+const MAX_WAIT: Duration = Duration::from_secs(60);
+/// How many item problems a status keeps.
+const MAX_PROBLEMS: usize = 20;
+
+/// A failed pull: why, in words; nothing was changed.
+type Failure = String;
+
+impl Integrations {
+    /// Pulls a REST integration now (the actor must manage it); its new status.
+    pub async fn sync_now(&self, actor: &Actor, id: &str) -> Result<IntegrationStatus> {
+        let integration = self.get(actor, id).await?;
+        if integration.kind != IntegrationKind::Rest {
+            return Err(Error::invalid_at("/type", "only a REST integration is pulled: webhooks are pushed"));
+        }
+        self.sync(id).await
+    }
+
+    /// Pulls every REST integration that is due (one replica claims each).
+    pub async fn sync_due(&self) -> Result<()> {
+        loop {
+            let claimed = {
+                let mut tx = self.core.store().write().await?;
+                let claimed = tx.claim_due_integration(self.core.now()).await?;
+                tx.commit().await?;
+                claimed
+            };
+            let Some(integration) = claimed else { return Ok(()) };
+            let this = self.clone();
+            tokio::spawn(async move {
+                if let Err(err) = this.sync(&integration.identifier).await {
+                    tracing::warn!(integration = %integration.identifier, %err, "integration pull failed");
+                }
+            });
+        }
+    }
+
+    /// Pulls and applies an integration; the outcome is kept as its status.
+    pub async fn sync(&self, id: &str) -> Result<IntegrationStatus> {
+        let lock =
+            Arc::clone(self.pulling.lock().unwrap_or_else(|p| p.into_inner()).entry(id.to_string()).or_default());
+        let _turn = lock.lock().await;
+        let integration = {
+            let mut tx = self.core.store().read().await?;
+            tx.integration(id).await?.ok_or_else(|| Error::not_found(format!("integration '{id}'")))?
+        };
+        let started = Instant::now();
+        let mut status = match self.pull(&integration).await {
+            Ok(status) => status,
+            Err(error) => IntegrationStatus {
+                state: "failed".into(),
+                error: Some(error),
+                problems: Vec::new(),
+                ..integration.status.clone()
+            },
+        };
+        status.synced_at = Some(self.core.now());
+        status.duration_ms = started.elapsed().as_millis() as u64;
+        let mut tx = self.core.store().write().await?;
+        if let Some(mut current) = tx.integration(id).await? {
+            current.status = status.clone();
+            tx.put_integration(&current, None).await?;
+        }
+        tx.commit().await?;
+        Ok(status)
+    }
+
+    async fn pull(&self, integration: &Integration) -> std::result::Result<IntegrationStatus, Failure> {
+        let source = integration.source.as_ref().ok_or("the integration has no source")?;
+        let (auth, blueprints) = {
+            let mut tx = self.core.store().read().await.map_err(|e| e.to_string())?;
+            let auth = match &source.auth_secret {
+                None => None,
+                Some(name) => self
+                    .actions
+                    .secret_values(tx.as_mut(), std::slice::from_ref(name))
+                    .await
+                    .map_err(|e| e.message)?
+                    .remove(name),
+            };
+            (auth, blueprints_by_id(tx.as_mut()).await.map_err(|e| e.to_string())?)
+        };
+        let mut status = IntegrationStatus { state: "ok".into(), ..IntegrationStatus::default() };
+        // Keyed by blueprint and identifier: a later item for the same entity wins.
+        let mut documents: BTreeMap<(String, String), (u64, Value)> = BTreeMap::new();
+        let mut url = first_page(source)?;
+        let mut page_number = match &source.pagination {
+            Pagination::Page { start, .. } => start.unwrap_or(1),
+            _ => 0,
+        };
+        let max_pages = source.max_pages.unwrap_or(portolan_model::integration::definition::DEFAULT_MAX_PAGES);
+        for pages in 1.. {
+            if pages > max_pages {
+                return Err(format!("the source has more than {max_pages} pages (maxPages)"));
+            }
+            let (page, next_link) = self.fetch(source, &url, auth.as_deref()).await?;
+            let items = self.jq_one(source.items_path(), &page).await.map_err(|e| format!("itemsPath: {e}"))?;
+            let Value::Array(items) = items else {
+                return Err(format!("itemsPath gave {}, not a list, on {}", kind_of(&items), without_query(&url)));
+            };
+            let first = status.fetched;
+            status.fetched += items.len() as u64;
+            for (r, resource) in integration.mapping.resources.iter().enumerate() {
+                let outputs = self.jq_one(&resource.program_for_each(), &Value::Array(items.clone())).await;
+                let outputs = outputs.map_err(|e| format!("the mapping of resource {r} failed: {e}"))?;
+                for (i, output) in outputs.as_array().into_iter().flatten().enumerate() {
+                    let number = first + i as u64 + 1;
+                    for mapped in integration.mapping.read_outputs(r, output) {
+                        let base = format!("/resources/{r}/port/entity/mappings");
+                        let problems = match &mapped.outcome {
+                            Outcome::Error { path, message } => vec![format!("{path}: {message}")],
+                            Outcome::Entity(document) => check_entity(&blueprints, document, mapped.operation, &base)
+                                .into_iter()
+                                .map(|p| format!("{}: {}", p.path, p.message))
+                                .collect(),
+                        };
+                        if !problems.is_empty() {
+                            status.failed += 1;
+                            let room = MAX_PROBLEMS.saturating_sub(status.problems.len());
+                            status
+                                .problems
+                                .extend(problems.into_iter().take(room).map(|p| format!("item {number}: {p}")));
+                            continue;
+                        }
+                        let Outcome::Entity(document) = mapped.outcome else { continue };
+                        let key = (
+                            document["blueprint"].as_str().unwrap_or_default().to_string(),
+                            document["identifier"].as_str().unwrap_or_default().to_string(),
+                        );
+                        match mapped.operation {
+                            Operation::Create => documents.insert(key, (number, document)),
+                            Operation::Delete => documents.remove(&key),
+                        };
+                    }
+                }
+            }
+            let next = match &source.pagination {
+                Pagination::None => None,
+                Pagination::Link => next_link,
+                Pagination::Cursor { param, path } => {
+                    match self.jq_one(path, &page).await.map_err(|e| format!("pagination path: {e}"))? {
+                        Value::String(cursor) if !cursor.is_empty() => Some(with_param(&url, param, &cursor)?),
+                        Value::Number(cursor) => Some(with_param(&url, param, &cursor.to_string())?),
+                        _ => None,
+                    }
+                }
+                Pagination::Page { param, .. } if !items.is_empty() => {
+                    page_number += 1;
+                    Some(with_param(&url, param, &page_number.to_string())?)
+                }
+                Pagination::Page { .. } => None,
+            };
+            match next {
+                Some(next) => url = next,
+                None => break,
+            }
+        }
+        let file = without_query(&source.url);
+        let documents: Vec<SourcedDocument> = documents
+            .into_values()
+            .map(|(number, spec)| SourcedDocument {
+                file: file.clone(),
+                line: u32::try_from(number).unwrap_or(u32::MAX),
+                document: json!({"apiVersion": API_VERSION, "kind": "Entity", "spec": spec}),
+            })
+            .collect();
+        // An item that failed may be one the catalog holds: nothing is deleted this time.
+        let prune = status.failed == 0;
+        if !prune {
+            status.state = "degraded".into();
+            status.error = Some(format!("{} item(s) failed to map: nothing was deleted", status.failed));
+        }
+        let request = ApplyRequest {
+            source: integration.source_name(),
+            documents,
+            dry_run: false,
+            prune,
+            max_delete_share: Some(integration.deletion_threshold()),
+        };
+        let actor = integration_actor(integration);
+        let report = match self.manifests.apply(&actor, request.clone()).await {
+            Ok(report) => report,
+            Err(err) if err.code == ErrorCode::Conflict && prune => {
+                // Over the deletion threshold: write what came, delete nothing, and say why.
+                status.state = "degraded".into();
+                status.error = Some(err.message);
+                self.manifests.apply(&actor, ApplyRequest { prune: false, ..request }).await.map_err(applied)?
+            }
+            Err(err) => return Err(applied(err)),
+        };
+        let count = |op: Op| report.changes.iter().filter(|c| c.op == op && !c.implied).count() as u64;
+        status.created = count(Op::Create);
+        status.updated = count(Op::Update);
+        status.unchanged = count(Op::Unchanged);
+        status.deleted = count(Op::Delete);
+        Ok(status)
+    }
+
+    /// One page: its JSON and the `Link` header's next URL. Rate limits are waited out (up to a
+    /// minute); a server error or a timeout is tried again, then fails the pull.
+    async fn fetch(
+        &self,
+        source: &RestSource,
+        url: &str,
+        auth: Option<&str>,
+    ) -> std::result::Result<(Value, Option<String>), Failure> {
+        let shown = without_query(url);
+        let mut last = String::new();
+        for attempt in 1..=ATTEMPTS {
+            let mut request = self
+                .outbound
+                .request(Purpose::IntegrationSource, reqwest::Method::GET, url)
+                .map_err(|e| e.to_string())?
+                .header("accept", "application/json");
+            if let Some(secret) = auth {
+                let header = source.auth_header.as_deref().unwrap_or("authorization");
+                let prefix = source.auth_prefix.as_deref().unwrap_or("Bearer ");
+                request = request.header(header, &format!("{prefix}{secret}"));
+            }
+            let response = match request.send().await {
+                Ok(response) => response,
+                Err(err) => {
+                    last = format!("cannot read {shown}: {err}");
+                    continue;
+                }
+            };
+            let status = response.status();
+            let wait = retry_after(response.headers());
+            if status == reqwest::StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+                last = format!("{shown} answered {status}");
+                match wait {
+                    Some(wait) if wait > MAX_WAIT => {
+                        return Err(format!("{last} and asks to wait {}s", wait.as_secs()));
+                    }
+                    Some(wait) if attempt < ATTEMPTS => tokio::time::sleep(wait).await,
+                    _ if attempt < ATTEMPTS => {
+                        tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await
+                    }
+                    _ => {}
+                }
+                continue;
+            }
+            if !status.is_success() {
+                return Err(format!("{shown} answered {status}"));
+            }
+            let next = next_link(response.headers());
+            let body = read_capped(response).await.map_err(|e| format!("cannot read {shown}: {e}"))?;
+            let page = serde_json::from_slice(&body).map_err(|e| format!("{shown} did not answer JSON: {e}"))?;
+            return Ok((page, next));
+        }
+        Err(last)
+    }
+
+    /// The first output of a jq program, in the sandbox.
+    async fn jq_one(&self, code: &str, input: &Value) -> std::result::Result<Value, String> {
+        let jq = self.jq.as_ref().ok_or("this server runs no jq sandbox")?;
+        Ok(jq.eval(code, input).await?.into_iter().next().unwrap_or(Value::Null))
+    }
+}
+
+fn applied(err: Error) -> Failure {
+    let mut message = err.message;
+    if let Some(first) = err.details.first() {
+        message.push_str(&format!("; first: {first}"));
+    }
+    message
+}
+
+fn first_page(source: &RestSource) -> std::result::Result<String, Failure> {
+    match &source.pagination {
+        Pagination::Page { param, start } => with_param(&source.url, param, &start.unwrap_or(1).to_string()),
+        _ => Ok(source.url.clone()),
+    }
+}
+
+/// `url` with query parameter `name` set to `value` (replacing it).
+fn with_param(url: &str, name: &str, value: &str) -> std::result::Result<String, Failure> {
+    let mut parsed = url::Url::parse(url).map_err(|e| format!("{url}: {e}"))?;
+    let kept: Vec<(String, String)> =
+        parsed.query_pairs().filter(|(k, _)| k != name).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+    parsed.query_pairs_mut().clear().extend_pairs(kept).append_pair(name, value);
+    Ok(parsed.to_string())
+}
+
+/// A URL as shown in statuses: its query may hold a credential.
+fn without_query(url: &str) -> String {
+    url.split(['?', '#']).next().unwrap_or_default().to_string()
+}
+
+/// `rel="next"` of a `Link` header (RFC 8288), as GitHub and GitLab send it.
+fn next_link(headers: &reqwest::header::HeaderMap) -> Option<String> {
+    headers.get_all(reqwest::header::LINK).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).find_map(
+        |link| {
+            let (target, params) = link.trim().split_once(';')?;
+            let is_next = params.split(';').any(|p| {
+                let p = p.trim().replace(' ', "");
+                p == "rel=\"next\"" || p == "rel=next"
+            });
+            is_next.then(|| target.trim().trim_start_matches('<').trim_end_matches('>').to_string())
+        },
+    )
+}
+
+/// How long the source asks to wait: `Retry-After` in seconds, or a rate limit that is spent
+/// (`x-ratelimit-remaining: 0`) until its reset time.
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let number = |name: &str| headers.get(name)?.to_str().ok()?.trim().parse::<u64>().ok();
+    if let Some(seconds) = number("retry-after") {
+        return Some(Duration::from_secs(seconds));
+    }
+    if number("x-ratelimit-remaining") == Some(0) {
+        let reset = number("x-ratelimit-reset")?;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
+        return Some(Duration::from_secs(reset.saturating_sub(now)));
+    }
+    None
+}
+
+async fn read_capped(mut response: reqwest::Response) -> std::result::Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
+        if body.len() + chunk.len() > MAX_PAGE_BYTES {
+            return Err(format!("a page is larger than {} MiB", MAX_PAGE_BYTES >> 20));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+fn kind_of(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_headers_and_query_parameters() {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::LINK,
+            "<https://api.github.com/orgs/o/repos?page=3>; rel=\"next\", <https://api.github.com/orgs/o/repos?page=9>; rel=\"last\""
+                .parse()
+                .expect("header"),
+        );
+        assert_eq!(next_link(&headers).as_deref(), Some("https://api.github.com/orgs/o/repos?page=3"));
+        assert_eq!(next_link(&reqwest::header::HeaderMap::new()), None);
+        assert_eq!(
+            with_param("https://x.test/items?page=1&size=50", "page", "2").expect("url"),
+            "https://x.test/items?size=50&page=2"
+        );
+        assert_eq!(without_query("https://x.test/items?token=s3cret"), "https://x.test/items");
+    }
+}
