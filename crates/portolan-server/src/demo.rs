@@ -12,6 +12,8 @@ use crate::services::manifests::{ApplyRequest, SourcedDocument};
 use crate::state::AppState;
 use portolan_model::permission::Role;
 
+pub mod integrations;
+
 const CATALOG: &str = include_str!("../demo/catalog.json");
 const BACKSTAGE: &str = include_str!("../demo/backstage.yaml");
 

@@ -1,5 +1,5 @@
 //! Every HTTP request the server makes goes through [`Outbound`]: webhook deliveries, the notices
-//! sent about runs, the single sign-on provider, and whatever integration comes next. It owns the
+//! sent about runs, the single sign-on provider, and integrations' sources. It owns the
 //! only HTTP clients, so a new caller cannot forget the address policy: http and https only, no
 //! redirects followed, no proxy, and loopback, private, link-local and other internal addresses
 //! refused unless `webhook_allow_private` is set. IP literals are checked in whatever notation the
@@ -7,8 +7,9 @@
 //! before anything is sent; names are checked on the addresses they resolve to, as the connection
 //! is made, so a name cannot be re-pointed between a check and the connection.
 //!
-//! One exception, by name: [`Purpose::SignOn`] requests to the origin of the provider the operator
-//! configured, which may well live on a private network.
+//! The exceptions are by name and purpose: [`Purpose::SignOn`] requests to the origin of the
+//! provider the operator configured, which may well live on a private network, and
+//! [`Purpose::IntegrationSource`] requests to the demo's own local source.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, RwLock};
@@ -86,10 +87,11 @@ const USER_AGENT: &str = concat!("Portolan/", env!("CARGO_PKG_VERSION"));
 pub struct Outbound {
     /// Resolves through [`GuardedResolver`], never through a proxy (which would hide the address).
     guarded: reqwest::Client,
-    /// For the operator's own sign-on provider only.
-    provider: reqwest::Client,
+    /// For origins the operator trusts for one purpose only (the sign-on provider, the demo's
+    /// own source): private addresses allowed.
+    trusted: reqwest::Client,
     allow_private: bool,
-    provider_origin: RwLock<Option<url::Origin>>,
+    trusted_origins: RwLock<Vec<(Purpose, url::Origin)>>,
 }
 
 impl Outbound {
@@ -103,21 +105,28 @@ impl Outbound {
             .no_proxy()
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        let provider = reqwest::Client::builder()
+        let trusted = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(CONNECT_TIMEOUT)
             .user_agent(USER_AGENT)
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        Ok(Self { guarded, provider, allow_private, provider_origin: RwLock::new(None) })
+        Ok(Self { guarded, trusted, allow_private, trusted_origins: RwLock::default() })
     }
 
     /// Trusts the origin (scheme, host and port) of the operator's sign-on provider, for
     /// [`Purpose::SignOn`] requests only.
     pub fn trust_sign_on_provider(&self, issuer: &str) {
-        let origin = url::Url::parse(issuer).ok().map(|u| u.origin()).filter(url::Origin::is_tuple);
-        if let Ok(mut trusted) = self.provider_origin.write() {
-            *trusted = origin;
+        self.trust(Purpose::SignOn, issuer);
+    }
+
+    /// Trusts the origin of `url` (private addresses included) for `purpose` only.
+    pub fn trust(&self, purpose: Purpose, url: &str) {
+        let Some(origin) = url::Url::parse(url).ok().map(|u| u.origin()).filter(url::Origin::is_tuple) else {
+            return;
+        };
+        if let Ok(mut trusted) = self.trusted_origins.write() {
+            trusted.push((purpose, origin));
         }
     }
 
@@ -132,8 +141,8 @@ impl Outbound {
             .ok()
             .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
             .ok_or_else(|| OutboundError::Refused(format!("{} go to http or https URLs only", purpose.noun())))?;
-        if purpose == Purpose::SignOn && self.is_provider(&parsed) {
-            return Ok((parsed, &self.provider));
+        if self.is_trusted(purpose, &parsed) {
+            return Ok((parsed, &self.trusted));
         }
         if !self.allow_private
             && let Some(ip) = literal_ip(&parsed)
@@ -147,8 +156,9 @@ impl Outbound {
         Ok((parsed, &self.guarded))
     }
 
-    fn is_provider(&self, url: &url::Url) -> bool {
-        self.provider_origin.read().ok().and_then(|o| o.clone()).is_some_and(|origin| origin == url.origin())
+    fn is_trusted(&self, purpose: Purpose, url: &url::Url) -> bool {
+        let origin = url.origin();
+        self.trusted_origins.read().is_ok_and(|trusted| trusted.iter().any(|(p, o)| *p == purpose && *o == origin))
     }
 
     /// A request to `url` for `purpose`, once the URL passed [`Outbound::check`].

@@ -532,6 +532,18 @@ async fn serve(config: config::ServeConfig) -> anyhow::Result<()> {
             accounts = summary.accounts_created,
             "demo catalog loaded"
         );
+        let source =
+            portolan_server::demo::integrations::start_source().await.context("cannot serve the demo inventory")?;
+        let ingest_url = portolan_server::demo::integrations::load(&state, &source)
+            .await
+            .context("cannot load the demo integrations")?;
+        if let Some(url) = ingest_url {
+            // Printed, never logged: the URL is the webhook's credential, shown this once.
+            println!(
+                "\nThe demo's deployment webhook (integration deploy-events) takes notices at\n  {url}\nwith the header X-Deploy-Token: {}. It is not shown again; make a new one on /integrations.\n",
+                portolan_server::demo::integrations::DEPLOY_TOKEN
+            );
+        }
         demo_runner = Some(start_demo_runner(&state, &config, &exe, &public_url, runner_stopped).await?);
     }
     tracing::info!(%address, %database, "portolan is listening on http://{address}");

@@ -16,6 +16,8 @@ pub const DEFAULT_RETENTION_DAYS: u32 = 7;
 pub const MAX_RETENTION_DAYS: u32 = 90;
 /// Seconds between scheduled pulls, unless the integration says otherwise.
 pub const DEFAULT_INTERVAL_SECONDS: i64 = 3_600;
+/// Names the portal's own integration pages use.
+const RESERVED_IDENTIFIERS: [&str; 2] = ["test-mapping", "webhooks"];
 /// Most pages one pull reads.
 pub const DEFAULT_MAX_PAGES: u32 = 1_000;
 
@@ -196,6 +198,9 @@ impl IntegrationInput {
         let mut errors = FieldErrors::default();
         if let Err(message) = check_schema_identifier(&self.identifier) {
             errors.push("/identifier", message);
+        }
+        if RESERVED_IDENTIFIERS.contains(&self.identifier.as_str()) {
+            errors.push("/identifier", format!("'{}' names a page of the portal: choose another", self.identifier));
         }
         let mapping = match Mapping::parse(self.mapping) {
             Ok(mapping) => Some(mapping),

@@ -1,6 +1,8 @@
-//! The test-mapping page: a mapping and a sample payload in, the entities (or each problem, by
-//! the mapping's JSON pointer) out. Nothing is written.
+//! The integrations pages: every integration with its last pull, a form to add one (a webhook's
+//! ingest URL is shown once), each webhook's event log, and the test-mapping page (a mapping and
+//! a sample payload in, the entities or each problem by its JSON pointer out; nothing written).
 
+use portolan_model::integration::{EventState, IntegrationInput, IntegrationKind};
 use portolan_model::manifest::read_documents;
 
 use super::*;
@@ -99,13 +101,7 @@ pub(super) async fn run_test_mapping(
                     .collect();
                 items = Some(rows);
             }
-            Err(err) if err.details.is_empty() => errors.push((String::new(), err.message)),
-            Err(err) => errors.extend(err.details.iter().map(|d| {
-                (
-                    d["path"].as_str().unwrap_or_default().to_string(),
-                    d["message"].as_str().unwrap_or_default().to_string(),
-                )
-            })),
+            Err(err) => errors.extend(problems(err)),
         },
         (mapping, payload) => errors.extend(mapping.err().into_iter().chain(payload.err())),
     }
@@ -127,4 +123,243 @@ fn read_one(text: &str, field: &str) -> std::result::Result<serde_json::Value, (
         Ok(documents) => Err((field.into(), format!("holds {} documents; give one", documents.len()))),
         Err(err) => Err((field.into(), format!("line {}: {}", err.line, err.message))),
     }
+}
+
+/// What the new-integration form starts with: a webhook for GitHub's push events.
+const EXAMPLE_INTEGRATION: &str = r#"identifier: github-pushes
+title: GitHub pushes
+type: webhook
+security:
+  secret: github-webhook          # a secret stored under Administration
+  requestIdentifierPath: .headers."x-github-delivery"
+mapping:
+  resources:
+    - kind: push
+      selector:
+        query: .headers."x-github-event" == "push"
+      port:
+        entity:
+          mappings:
+            identifier: .body.repository.name
+            title: .body.repository.full_name
+            blueprint: '"service"'
+            properties:
+              repository: .body.repository.html_url
+"#;
+
+struct IntegrationRow {
+    identifier: String,
+    title: String,
+    kind: &'static str,
+    state: String,
+    synced: Option<present::When>,
+    counts: String,
+    error: String,
+    problems: Vec<String>,
+}
+
+#[derive(Template)]
+#[template(path = "integrations.html")]
+struct IntegrationsPage {
+    signed_in: Option<SignedIn>,
+    csrf: String,
+    integrations: Vec<IntegrationRow>,
+    definition: String,
+    errors: Vec<(String, String)>,
+    /// An ingest URL just made: shown this once.
+    ingest_url: Option<(String, String)>,
+}
+
+#[derive(serde::Deserialize)]
+pub(super) struct NewIntegrationForm {
+    csrf: String,
+    definition: String,
+}
+
+pub(super) async fn integrations_page(State(app): State<AppState>, Visitor(signed_in): Visitor) -> PageResult {
+    integrations_view(&app, &signed_in, EXAMPLE_INTEGRATION.into(), Vec::new(), None).await
+}
+
+async fn integrations_view(
+    app: &AppState,
+    signed_in: &SessionActor,
+    definition: String,
+    errors: Vec<(String, String)>,
+    ingest_url: Option<(String, String)>,
+) -> PageResult {
+    let now = app.core.now();
+    let integrations = app
+        .integrations
+        .list(&signed_in.actor)
+        .await?
+        .into_iter()
+        .map(|i| {
+            let s = &i.status;
+            let rest = i.kind == IntegrationKind::Rest;
+            IntegrationRow {
+                kind: if rest { "REST, pulled" } else { "webhook" },
+                state: if rest { s.state.clone() } else { "receiving".into() },
+                synced: s.synced_at.map(|at| present::When::new(at, now)),
+                counts: match rest && s.synced_at.is_some() {
+                    true => format!(
+                        "{} read: {} created, {} updated, {} unchanged, {} deleted, {} failed in {} ms",
+                        s.fetched, s.created, s.updated, s.unchanged, s.deleted, s.failed, s.duration_ms
+                    ),
+                    false => String::new(),
+                },
+                error: s.error.clone().unwrap_or_default(),
+                problems: s.problems.clone(),
+                identifier: i.identifier,
+                title: i.title,
+            }
+        })
+        .collect();
+    let page = IntegrationsPage {
+        signed_in: layout_user(app, signed_in).await,
+        csrf: signed_in.session.csrf.clone(),
+        integrations,
+        definition,
+        errors,
+        ingest_url,
+    };
+    Ok(render(&page))
+}
+
+pub(super) async fn create_integration(
+    State(app): State<AppState>,
+    Visitor(signed_in): Visitor,
+    headers: HeaderMap,
+    Form(form): Form<NewIntegrationForm>,
+) -> PageResult {
+    check_form(&headers, &signed_in, &form.csrf)?;
+    let created = match read_one(&form.definition, "") {
+        Err(problem) => Err(vec![problem]),
+        Ok(document) => match portolan_model::error::from_json::<IntegrationInput>(document) {
+            Err(errors) => Err(errors.0.into_iter().map(|e| (e.path, e.message)).collect()),
+            Ok(input) => app.integrations.create(&signed_in.actor, input).await.map_err(problems),
+        },
+    };
+    match created {
+        Ok(view) => {
+            let shown = view.ingest_url.map(|url| (view.integration.identifier, url));
+            integrations_view(&app, &signed_in, EXAMPLE_INTEGRATION.into(), Vec::new(), shown).await
+        }
+        Err(errors) => integrations_view(&app, &signed_in, form.definition, errors, None).await,
+    }
+}
+
+pub(super) async fn sync_integration(
+    State(app): State<AppState>,
+    Visitor(signed_in): Visitor,
+    headers: HeaderMap,
+    PathParams(id): PathParams<String>,
+    Form(form): Form<super::admin::PlainForm>,
+) -> PageResult {
+    check_form(&headers, &signed_in, &form.csrf)?;
+    app.integrations.sync_now(&signed_in.actor, &id).await?;
+    Ok(Redirect::to("/integrations").into_response())
+}
+
+pub(super) async fn rotate_key(
+    State(app): State<AppState>,
+    Visitor(signed_in): Visitor,
+    headers: HeaderMap,
+    PathParams(id): PathParams<String>,
+    Form(form): Form<super::admin::PlainForm>,
+) -> PageResult {
+    check_form(&headers, &signed_in, &form.csrf)?;
+    let view = app.integrations.rotate_key(&signed_in.actor, &id).await?;
+    let shown = view.ingest_url.map(|url| (id, url));
+    integrations_view(&app, &signed_in, EXAMPLE_INTEGRATION.into(), Vec::new(), shown).await
+}
+
+struct EventRow {
+    id: String,
+    received: present::When,
+    request_id: String,
+    state: &'static str,
+    items: Vec<String>,
+    request: String,
+}
+
+#[derive(Template)]
+#[template(path = "integration_events.html")]
+struct EventsPage {
+    signed_in: Option<SignedIn>,
+    csrf: String,
+    identifier: String,
+    title: String,
+    webhook: bool,
+    events: Vec<EventRow>,
+    /// The next (older) page's `before`.
+    next: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+pub(super) struct EventsQuery {
+    before: Option<String>,
+}
+
+pub(super) async fn events_page(
+    State(app): State<AppState>,
+    Visitor(signed_in): Visitor,
+    PathParams(id): PathParams<String>,
+    QueryParams(query): QueryParams<EventsQuery>,
+) -> PageResult {
+    let integration = app.integrations.get(&signed_in.actor, &id).await?;
+    let events = app.integrations.events(&signed_in.actor, &id, query.before.as_deref(), PAGE_SIZE).await?;
+    let now = app.core.now();
+    let next = (events.len() as u32 == PAGE_SIZE).then(|| events.last().map(|e| e.id.clone())).flatten();
+    let events = events
+        .into_iter()
+        .map(|e| EventRow {
+            received: present::When::new(e.received_at, now),
+            request_id: e.request_id.unwrap_or_default(),
+            state: match e.state {
+                EventState::Pending => "pending",
+                EventState::Done => "done",
+                EventState::Partial => "partial",
+                EventState::Failed => "failed",
+                EventState::Ignored => "ignored",
+            },
+            items: e
+                .items
+                .iter()
+                .map(|i| {
+                    let entity =
+                        format!("{}/{}", i.blueprint.as_deref().unwrap_or("?"), i.identifier.as_deref().unwrap_or("?"));
+                    match (&i.error, &i.path) {
+                        (Some(error), Some(path)) => format!("{entity} failed: {path}: {error}"),
+                        (Some(error), None) => format!("{entity} failed: {error}"),
+                        _ => format!("{entity} {}", i.result),
+                    }
+                })
+                .collect(),
+            request: serde_json::to_string_pretty(&e.request).unwrap_or_default(),
+            id: e.id,
+        })
+        .collect();
+    let page = EventsPage {
+        signed_in: layout_user(&app, &signed_in).await,
+        csrf: signed_in.session.csrf.clone(),
+        identifier: integration.identifier,
+        title: integration.title,
+        webhook: integration.kind == IntegrationKind::Webhook,
+        events,
+        next,
+    };
+    Ok(render(&page))
+}
+
+/// An error as the form shows it: each detail by its pointer, or the message.
+fn problems(err: Error) -> Vec<(String, String)> {
+    if err.details.is_empty() {
+        return vec![(String::new(), err.message)];
+    }
+    err.details
+        .iter()
+        .map(|d| {
+            (d["path"].as_str().unwrap_or_default().to_string(), d["message"].as_str().unwrap_or_default().to_string())
+        })
+        .collect()
 }

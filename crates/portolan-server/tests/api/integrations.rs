@@ -444,3 +444,30 @@ async fn a_rest_integration_pulls_every_page_and_follows_what_leaves_the_source(
     let shown = app.get("/api/v1/integrations/repos").await;
     assert_eq!(shown.body["integration"]["status"]["state"], "degraded", "the last pull is the status");
 }
+
+#[tokio::test]
+async fn the_demo_pulls_its_inventory_and_takes_deployment_notices() {
+    use portolan_server::demo::integrations as demo;
+    let app = spawn_app().await;
+    portolan_server::demo::load(&app.state).await.expect("demo");
+    let source = demo::start_source().await.expect("source");
+    let url = demo::load(&app.state, &source).await.expect("integrations").expect("a new ingest URL");
+    assert_eq!(demo::load(&app.state, &source).await.expect("again"), None, "loaded twice: the URL stays secret");
+
+    let pulled = app.post("/api/v1/integrations/cloud-inventory/sync", json!({})).await;
+    assert_eq!(pulled.body["status"]["state"], "ok", "{}", pulled.body);
+    assert_eq!(pulled.body["status"]["fetched"], 5, "three pages of the inventory");
+    let db = app.get("/api/v1/blueprints/resource/entities/orders-db").await;
+    assert_eq!(db.body["entity"]["relations"]["system"], "cart-system", "{}", db.body);
+
+    let notice = json!({"id": "n-1", "service": "cart-service", "version": "2.0.1", "status": "succeeded",
+                        "finishedAt": "2026-12-06T10:00:00Z"});
+    let sent =
+        reqwest::Client::new().post(&url).header("x-deploy-token", demo::DEPLOY_TOKEN).json(&notice).send().await;
+    assert_eq!(sent.expect("sent").status(), StatusCode::ACCEPTED);
+    app.drain_jobs().await;
+    let deployment = app.get("/api/v1/blueprints/deployment/entities/cart-service-2.0.1").await;
+    assert_eq!(deployment.status, StatusCode::OK, "{}", deployment.body);
+    assert_eq!(deployment.body["entity"]["properties"]["strategy"], "canary");
+    assert_eq!(deployment.body["entity"]["relations"]["service"], "cart-service");
+}

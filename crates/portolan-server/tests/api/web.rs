@@ -1038,3 +1038,46 @@ async fn the_test_mapping_page_runs_its_example_and_names_each_problem() {
     assert!(html.contains("<code>/mapping</code> line"), "an unreadable mapping is named");
     assert!(html.contains("[unclosed"), "and kept in its box");
 }
+
+#[tokio::test]
+async fn an_integration_added_on_its_page_shows_its_ingest_url_once_and_its_events() {
+    let app = spawn_app().await;
+    org(&app).await;
+    let admin = json!({"identifier": "root@example.com", "role": "admin", "password": PASSWORD});
+    assert_eq!(app.post("/api/v1/users", admin).await.status, StatusCode::CREATED);
+    let root = sign_in(&app, "root@example.com").await;
+    let (status, html) = page(&app, "/integrations", &root).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("No integrations yet."));
+    let csrf = csrf_of(&html);
+
+    let incomplete =
+        post_form(&app, "/integrations", &root, &[("csrf", &csrf), ("definition", "identifier: x\n")]).await;
+    let html = incomplete.text().await.expect("html");
+    assert!(html.contains("missing field `type`"), "the problem is named: {html}");
+    assert!(html.contains("identifier: x"), "and the definition kept in its box");
+
+    let definition = "identifier: deploys\ntype: webhook\nmapping:\n  resources:\n    - kind: deploy\n      port:\n        entity:\n          mappings:\n            identifier: .body.service\n            blueprint: '\"service\"'\n            properties:\n              language: .body.language\n            relations:\n              system: '\"shop\"'\n";
+    let added = post_form(&app, "/integrations", &root, &[("csrf", &csrf), ("definition", definition)]).await;
+    let html = added.text().await.expect("html");
+    let url = html
+        .split("<pre class=\"secret\">")
+        .nth(1)
+        .and_then(|r| r.split("</pre>").next())
+        .expect("the ingest URL is shown")
+        .to_string();
+    let (_, again) = page(&app, "/integrations", &root).await;
+    assert!(!again.contains(&url), "and not shown again");
+    assert!(again.contains("href=\"/integrations/deploys\""));
+
+    let sent = reqwest::Client::new().post(&url).json(&json!({"service": "c1", "language": "Go"})).send().await;
+    assert_eq!(sent.expect("sent").status(), StatusCode::ACCEPTED);
+    app.drain_jobs().await;
+    let (status, log) = page(&app, "/integrations/deploys", &root).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(log.contains("service/c1 created"), "{log}");
+
+    let ana = sign_in(&app, "ana@example.com").await;
+    let (status, _) = page(&app, "/integrations/deploys", &ana).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "a member does not see it");
+}

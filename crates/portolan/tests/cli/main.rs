@@ -67,8 +67,9 @@ impl Server {
         let mut line = String::new();
         while stdout.read_line(&mut line).unwrap_or(0) > 0 {
             let text = std::mem::take(&mut line).trim_end().to_string();
-            if let Some(at) = text.find("http://") {
-                base = Some(text[at..].split_whitespace().next().unwrap_or_default().to_string());
+            if let Some(at) = text.find("listening on http://") {
+                let address = &text[at + "listening on ".len()..];
+                base = Some(address.split_whitespace().next().unwrap_or_default().to_string());
                 break;
             }
             printed.push(text);

@@ -225,6 +225,12 @@ impl Integrations {
         Ok(())
     }
 
+    /// Lets REST integrations reach `url`'s origin even on a private address (the demo's own
+    /// source on loopback).
+    pub fn trust_source(&self, url: &str) {
+        self.outbound.trust(crate::outbound::Purpose::IntegrationSource, url);
+    }
+
     /// A webhook integration's new ingest URL and the hash stored for its key.
     fn new_key(&self, integration: &Integration) -> Option<(String, String)> {
         (integration.kind == IntegrationKind::Webhook).then(|| {
