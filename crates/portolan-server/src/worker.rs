@@ -86,6 +86,15 @@ async fn run(app: AppState, owner: String, lease_ms: i64, mut stopped: watch::Re
             continue;
         }
         let (recomputes, others): (Vec<Job>, Vec<Job>) = jobs.into_iter().partition(|j| j.kind == RECOMPUTE);
+        let (events, others): (Vec<Job>, Vec<Job>) = others.into_iter().partition(|j| j.kind == EVENT);
+        let events: Vec<&Job> = events.iter().collect();
+        if !events.is_empty() && app.integrations.process_events(&events, &owner).await.is_err() {
+            for job in events {
+                if let Err(err) = app.integrations.process_events(&[job], &owner).await {
+                    give_back(&app, job, &owner, &err).await;
+                }
+            }
+        }
         let recomputes: Vec<&Job> = recomputes.iter().collect();
         if !recomputes.is_empty() && app.computed.run_recomputes(&recomputes, &owner).await.is_err() {
             // Retry one by one, so that one bad job cannot hold back the others.
@@ -109,7 +118,6 @@ async fn run(app: AppState, owner: String, lease_ms: i64, mut stopped: watch::Re
                         Err(err) => Err(err),
                     },
                     AUTOMATION => app.runs.run_automation(&job, &owner).await,
-                    EVENT => app.integrations.process_event(&job, &owner).await,
                     kind => Err(Error::new(ErrorCode::Internal, format!("no handler for job kind '{kind}'"))),
                 };
                 if let Err(err) = done {

@@ -45,6 +45,8 @@ pub struct Integrations {
     public_url: Arc<str>,
     /// One lock per REST integration: one pull at a time.
     pulling: Arc<std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+    /// The group-commit writer of accepted webhook events, started on first use.
+    event_writer: Arc<std::sync::OnceLock<tokio::sync::mpsc::Sender<webhooks::NewEvent>>>,
 }
 
 /// Everything an integration is built from.
@@ -101,7 +103,18 @@ pub struct Problem {
 impl Integrations {
     pub fn new(parts: IntegrationsParts) -> Self {
         let IntegrationsParts { core, permissions, catalog, manifests, actions, outbound, jq, public_url } = parts;
-        Self { core, permissions, catalog, manifests, actions, outbound, jq, public_url, pulling: Arc::default() }
+        Self {
+            core,
+            permissions,
+            catalog,
+            manifests,
+            actions,
+            outbound,
+            jq,
+            public_url,
+            pulling: Arc::default(),
+            event_writer: Arc::default(),
+        }
     }
 
     /// Creates an integration; a webhook integration gets its ingest URL, shown in this answer

@@ -2,7 +2,10 @@
 //! one transaction, and answered at once; the worker maps it and writes what it maps to, and the
 //! event keeps what each item became.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use futures_util::future::join_all;
+use tokio::sync::{mpsc, oneshot};
 
 use portolan_model::Millis;
 use portolan_model::integration::event::{SECRET_HEADERS, settled_state};
@@ -20,6 +23,8 @@ use crate::services::catalog::{MAX_BULK, Outcome as Written};
 
 /// The job kind that maps one event.
 pub const EVENT: &str = "integration.event";
+/// Most events kept in one transaction.
+const EVENT_BATCH: usize = 256;
 /// Most events one page of an event log holds.
 pub const MAX_EVENT_PAGE: u32 = 200;
 
@@ -90,43 +95,91 @@ impl Integrations {
             processed_at: None,
             items: Vec::new(),
         };
-        let mut tx = self.core.store().write().await?;
-        let kept = tx.insert_event(&event).await?;
-        if kept {
-            let payload = json!({"integration": event.integration, "event": event.id});
-            tx.enqueue_jobs(&[NewJob { kind: EVENT.into(), dedupe_key: None, payload, run_after: now }]).await?;
-        }
-        tx.commit().await?;
-        if kept {
-            self.core.wake_worker();
-        }
-        Ok(Ingested { event: kept.then_some(event.id), duplicate: !kept })
+        let id = event.id.clone();
+        let (done, kept) = oneshot::channel();
+        self.event_writer()
+            .send(NewEvent { event, done })
+            .await
+            .map_err(|_| Error::new(ErrorCode::Unavailable, "the server is stopping"))?;
+        let kept = kept.await.map_err(|_| Error::new(ErrorCode::Unavailable, "the server is stopping"))??;
+        Ok(Ingested { event: kept.then_some(id), duplicate: !kept })
     }
 
-    /// Maps an accepted event and writes what it maps to (the worker's job).
-    pub async fn process_event(&self, job: &Job, owner: &str) -> Result<()> {
-        let id = job.payload["integration"].as_str().unwrap_or_default();
-        let event_id = job.payload["event"].as_str().unwrap_or_default();
-        let (integration, event) = {
-            let mut tx = self.core.store().read().await?;
-            (tx.integration(id).await?, tx.event(id, event_id).await?)
-        };
-        let finished = match (integration, event) {
-            (Some(integration), Some(mut event)) if event.state == EventState::Pending => {
-                let mapped = self.map(&integration.mapping, &event.request).await;
-                event.items = self.write_mapped(&integration, mapped).await?;
-                event.state = settled_state(&event.items);
-                event.processed_at = Some(self.core.now());
-                Some(event)
-            }
-            // Gone with its integration, or processed before a crash lost the job's completion.
-            _ => None,
-        };
+    /// Where accepted events go to be kept: one task writes the events that arrived meanwhile in
+    /// one transaction (group commit), each with its job, and answers each sender when it commits.
+    fn event_writer(&self) -> &mpsc::Sender<NewEvent> {
+        self.event_writer.get_or_init(|| {
+            let (sender, events) = mpsc::channel(EVENT_BATCH * 2);
+            tokio::spawn(keep_events(self.clone(), events));
+            sender
+        })
+    }
+
+    /// Keeps a batch of events and queues a job for each that is not a replay: per event, kept.
+    async fn keep_batch(&self, batch: &[NewEvent]) -> Result<Vec<bool>> {
         let mut tx = self.core.store().write().await?;
-        if let Some(event) = &finished {
-            tx.update_event(event).await?;
+        let mut kept = Vec::with_capacity(batch.len());
+        let mut jobs = Vec::new();
+        for new in batch {
+            let event = &new.event;
+            let fresh = tx.insert_event(event).await?;
+            if fresh {
+                let payload = json!({"integration": event.integration, "event": event.id});
+                jobs.push(NewJob { kind: EVENT.into(), dedupe_key: None, payload, run_after: event.received_at });
+            }
+            kept.push(fresh);
         }
-        tx.complete_job(job.id, owner).await?;
+        tx.enqueue_jobs(&jobs).await?;
+        tx.commit().await?;
+        if !jobs.is_empty() {
+            self.core.wake_worker();
+        }
+        Ok(kept)
+    }
+
+    /// Maps accepted events and writes what they map to (the worker's jobs, many at a time):
+    /// each integration's items in order, many to a transaction, then every event's outcome and
+    /// the jobs' completion in one transaction.
+    pub async fn process_events(&self, jobs: &[&Job], owner: &str) -> Result<()> {
+        let mut work: Vec<(Integration, IntegrationEvent)> = Vec::new();
+        {
+            let mut tx = self.core.store().read().await?;
+            for job in jobs {
+                let id = job.payload["integration"].as_str().unwrap_or_default();
+                let event = job.payload["event"].as_str().unwrap_or_default();
+                // Gone with its integration, or done before a crash lost its job's completion.
+                if let (Some(integration), Some(event)) = (tx.integration(id).await?, tx.event(id, event).await?)
+                    && event.state == EventState::Pending
+                {
+                    work.push((integration, event));
+                }
+            }
+        }
+        let mapped = join_all(work.iter().map(|(integration, event)| self.map(&integration.mapping, &event.request)));
+        let mut mapped: Vec<Vec<Mapped>> = mapped.await;
+        let mut items: Vec<Vec<EventItem>> = vec![Vec::new(); work.len()];
+        let mut identifiers: Vec<&str> = work.iter().map(|(i, _)| i.identifier.as_str()).collect();
+        identifiers.sort_unstable();
+        identifiers.dedup();
+        for identifier in identifiers {
+            let mine: Vec<usize> = (0..work.len()).filter(|&e| work[e].0.identifier == identifier).collect();
+            let Some(&first) = mine.first() else { continue };
+            let tagged = mine.iter().flat_map(|&e| std::mem::take(&mut mapped[e]).into_iter().map(move |m| (e, m)));
+            for (e, item) in self.write_mapped(&work[first].0, tagged.collect()).await? {
+                items[e].push(item);
+            }
+        }
+        let now = self.core.now();
+        let mut tx = self.core.store().write().await?;
+        for ((_, mut event), items) in work.into_iter().zip(items) {
+            event.state = settled_state(&items);
+            event.items = items;
+            event.processed_at = Some(now);
+            tx.update_event(&event).await?;
+        }
+        for job in jobs {
+            tx.complete_job(job.id, owner).await?;
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -170,14 +223,20 @@ impl Integrations {
         Ok(pruned)
     }
 
-    /// Writes mapped items: creates and updates merged into what exists, many to a transaction
-    /// per blueprint; deletes one by one. Each item's outcome, in the order mapped.
-    async fn write_mapped(&self, integration: &Integration, mapped: Vec<Mapped>) -> Result<Vec<EventItem>> {
+    /// Writes mapped items (each tagged with its event) in the order mapped: creates and updates
+    /// merged into what exists, many to a transaction per blueprint, deletes one by one. An entity
+    /// named again by a later item is written in a later round, so the last item wins. Each
+    /// item's outcome, with its tag.
+    async fn write_mapped(
+        &self,
+        integration: &Integration,
+        mapped: Vec<(usize, Mapped)>,
+    ) -> Result<Vec<(usize, EventItem)>> {
         let actor = integration_actor(integration);
         let mut items = Vec::with_capacity(mapped.len());
-        let mut creates: BTreeMap<String, Vec<(usize, Value)>> = BTreeMap::new();
-        let mut deletes = Vec::new();
-        for m in mapped {
+        let mut rounds: Vec<Round> = Vec::new();
+        let mut last_round: HashMap<(String, String), usize> = HashMap::new();
+        for (tag, m) in mapped {
             let mut item = EventItem {
                 resource: m.resource,
                 item: m.item,
@@ -195,54 +254,62 @@ impl Integrations {
                 }
                 Outcome::Entity(mut document) => {
                     let blueprint = document["blueprint"].as_str().unwrap_or_default().to_string();
+                    let identifier = document["identifier"].as_str().unwrap_or_default().to_string();
                     item.blueprint = Some(blueprint.clone());
-                    item.identifier = document["identifier"].as_str().map(str::to_string);
+                    item.identifier = Some(identifier.clone());
                     if let Some(fields) = document.as_object_mut() {
                         fields.remove("blueprint");
                     }
+                    let key = (blueprint.clone(), identifier);
+                    let round = last_round.get(&key).map_or(0, |r| r + 1);
+                    last_round.insert(key, round);
+                    if rounds.len() <= round {
+                        rounds.push(Round::default());
+                    }
                     match m.operation {
-                        Operation::Create => creates.entry(blueprint).or_default().push((items.len(), document)),
-                        Operation::Delete => deletes.push(items.len()),
+                        Operation::Create => {
+                            rounds[round].creates.entry(blueprint).or_default().push((items.len(), document))
+                        }
+                        Operation::Delete => rounds[round].deletes.push(items.len()),
                     }
                 }
             }
-            items.push(item);
+            items.push((tag, item));
         }
-        if integration.mapping.create_missing_related_entities {
-            self.create_missing_targets(&actor, &creates).await?;
-        }
-        for (blueprint, group) in creates {
-            for chunk in group.chunks(MAX_BULK) {
-                let documents = chunk.iter().map(|(_, d)| d.clone()).collect();
-                match self.catalog.bulk_write(&actor, &blueprint, documents, true, true).await {
-                    Ok(results) => {
-                        for written in results {
-                            let item = &mut items[chunk[written.index].0];
-                            match written.result {
-                                Ok(Written::Created) => item.result = "created".into(),
-                                Ok(Written::Updated) => item.result = "updated".into(),
-                                Err(err) => item.error = Some(described(&err)),
+        for round in rounds {
+            if integration.mapping.create_missing_related_entities {
+                self.create_missing_targets(&actor, &round.creates).await?;
+            }
+            for (blueprint, group) in round.creates {
+                for chunk in group.chunks(MAX_BULK) {
+                    let documents = chunk.iter().map(|(_, d)| d.clone()).collect();
+                    match self.catalog.bulk_write(&actor, &blueprint, documents, true, true).await {
+                        Ok(results) => {
+                            for written in results {
+                                let item = &mut items[chunk[written.index].0].1;
+                                match written.result {
+                                    Ok(Written::Created) => item.result = "created".into(),
+                                    Ok(Written::Updated) => item.result = "updated".into(),
+                                    Err(err) => item.error = Some(described(&err)),
+                                }
                             }
                         }
+                        Err(err) => chunk.iter().for_each(|(i, _)| items[*i].1.error = Some(err.message.clone())),
                     }
-                    Err(err) => chunk.iter().for_each(|(i, _)| items[*i].error = Some(err.message.clone())),
                 }
             }
-        }
-        for index in deletes {
-            let item = &mut items[index];
-            let (blueprint, identifier) =
-                (item.blueprint.clone().unwrap_or_default(), item.identifier.clone().unwrap_or_default());
-            let deleted = self
-                .catalog
-                .delete_entity(&actor, &blueprint, &identifier, integration.mapping.delete_dependent_entities, None)
-                .await;
-            match deleted {
-                Ok(_) => item.result = "deleted".into(),
-                Err(err) if err.code == ErrorCode::NotFound && err.message.starts_with("entity") => {
-                    item.result = "absent".into();
+            for index in round.deletes {
+                let item = &mut items[index].1;
+                let (blueprint, identifier) =
+                    (item.blueprint.clone().unwrap_or_default(), item.identifier.clone().unwrap_or_default());
+                let dependents = integration.mapping.delete_dependent_entities;
+                match self.catalog.delete_entity(&actor, &blueprint, &identifier, dependents, None).await {
+                    Ok(_) => item.result = "deleted".into(),
+                    Err(err) if err.code == ErrorCode::NotFound && err.message.starts_with("entity") => {
+                        item.result = "absent".into();
+                    }
+                    Err(err) => item.error = Some(described(&err)),
                 }
-                Err(err) => item.error = Some(described(&err)),
             }
         }
         Ok(items)
@@ -287,6 +354,49 @@ impl Integrations {
             }
         }
         Ok(())
+    }
+}
+
+/// The writes of one round: no entity twice.
+#[derive(Default)]
+struct Round {
+    /// Per blueprint: the item's index and its document.
+    creates: BTreeMap<String, Vec<(usize, Value)>>,
+    deletes: Vec<usize>,
+}
+
+/// An event on its way to be kept, and who waits for the answer.
+pub struct NewEvent {
+    event: IntegrationEvent,
+    done: oneshot::Sender<Result<bool>>,
+}
+
+/// The event writer's loop: batches of what arrived meanwhile; when a batch fails as a whole,
+/// each event is written on its own, so that one event's failure is its own alone.
+async fn keep_events(integrations: Integrations, mut events: mpsc::Receiver<NewEvent>) {
+    while let Some(first) = events.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < EVENT_BATCH {
+            match events.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let outcomes = match integrations.keep_batch(&batch).await {
+            Ok(kept) => kept.into_iter().map(Ok).collect(),
+            Err(_) if batch.len() > 1 => {
+                let mut outcomes = Vec::with_capacity(batch.len());
+                for new in &batch {
+                    let alone = integrations.keep_batch(std::slice::from_ref(new)).await;
+                    outcomes.push(alone.map(|kept| kept.first().copied().unwrap_or(false)));
+                }
+                outcomes
+            }
+            Err(error) => vec![Err(error)],
+        };
+        for (new, outcome) in batch.into_iter().zip(outcomes) {
+            let _ = new.done.send(outcome);
+        }
     }
 }
 
