@@ -253,24 +253,29 @@ impl Integrations {
         })
     }
 
-    /// Runs every resource of a mapping over one payload, in the sandbox.
-    pub async fn map(&self, mapping: &Mapping, payload: &Value) -> Vec<Mapped> {
-        let mut mapped = Vec::new();
+    /// Runs every resource of a mapping over payloads (a page of items, a batch of events) in
+    /// the sandbox, one program per resource for them all: what each payload maps to, in order.
+    pub async fn map_each(&self, mapping: &Mapping, payloads: Vec<Value>) -> Vec<Vec<Mapped>> {
+        let count = payloads.len();
+        let mut mapped: Vec<Vec<Mapped>> = vec![Vec::new(); count];
+        let input = Value::Array(payloads);
         for (index, resource) in mapping.resources.iter().enumerate() {
             let outcome = match &self.jq {
                 None => Err("this server runs no jq sandbox".to_string()),
-                Some(jq) => jq.eval(&resource.program(), payload).await,
+                Some(jq) => jq.eval(&resource.program_for_each(), &input).await,
             };
-            match outcome {
-                Ok(outputs) => {
-                    mapped.extend(mapping.read_outputs(index, outputs.first().unwrap_or(&Value::Null)));
+            let outputs = match outcome {
+                Ok(outputs) => outputs.into_iter().next().unwrap_or(Value::Null),
+                Err(message) => {
+                    for payload in &mut mapped {
+                        let outcome = Outcome::Error { path: format!("/resources/{index}"), message: message.clone() };
+                        payload.push(Mapped { resource: index, item: 0, operation: resource.operation, outcome });
+                    }
+                    continue;
                 }
-                Err(message) => mapped.push(Mapped {
-                    resource: index,
-                    item: 0,
-                    operation: resource.operation,
-                    outcome: Outcome::Error { path: format!("/resources/{index}"), message },
-                }),
+            };
+            for (payload, output) in mapped.iter_mut().zip(outputs.as_array().into_iter().flatten()) {
+                payload.extend(mapping.read_outputs(index, output));
             }
         }
         mapped
@@ -283,7 +288,7 @@ impl Integrations {
             errors.0.iter_mut().for_each(|e| e.path = format!("/mapping{}", e.path));
             Error::from(errors)
         })?;
-        let mapped = self.map(&mapping, payload).await;
+        let mapped = self.map_each(&mapping, vec![payload.clone()]).await.remove(0);
         let mut tx = self.core.store().read().await?;
         let blueprints = blueprints_by_id(tx.as_mut()).await?;
         let mut items = Vec::with_capacity(mapped.len());

@@ -125,38 +125,34 @@ impl Integrations {
             };
             let first = status.fetched;
             status.fetched += items.len() as u64;
-            for (r, resource) in integration.mapping.resources.iter().enumerate() {
-                let outputs = self.jq_one(&resource.program_for_each(), &Value::Array(items.clone())).await;
-                let outputs = outputs.map_err(|e| format!("the mapping of resource {r} failed: {e}"))?;
-                for (i, output) in outputs.as_array().into_iter().flatten().enumerate() {
-                    let number = first + i as u64 + 1;
-                    for mapped in integration.mapping.read_outputs(r, output) {
-                        let base = format!("/resources/{r}/port/entity/mappings");
-                        let problems = match &mapped.outcome {
-                            Outcome::Error { path, message } => vec![format!("{path}: {message}")],
-                            Outcome::Entity(document) => check_entity(&blueprints, document, mapped.operation, &base)
-                                .into_iter()
-                                .map(|p| format!("{}: {}", p.path, p.message))
-                                .collect(),
-                        };
-                        if !problems.is_empty() {
-                            status.failed += 1;
-                            let room = MAX_PROBLEMS.saturating_sub(status.problems.len());
-                            status
-                                .problems
-                                .extend(problems.into_iter().take(room).map(|p| format!("item {number}: {p}")));
-                            continue;
-                        }
-                        let Outcome::Entity(document) = mapped.outcome else { continue };
-                        let key = (
-                            document["blueprint"].as_str().unwrap_or_default().to_string(),
-                            document["identifier"].as_str().unwrap_or_default().to_string(),
-                        );
-                        match mapped.operation {
-                            Operation::Create => documents.insert(key, (number, document)),
-                            Operation::Delete => documents.remove(&key),
-                        };
+            let count = items.len();
+            let mapped = self.map_each(&integration.mapping, items).await;
+            for (i, item) in mapped.into_iter().enumerate() {
+                let number = first + i as u64 + 1;
+                for mapped in item {
+                    let base = format!("/resources/{}/port/entity/mappings", mapped.resource);
+                    let problems = match &mapped.outcome {
+                        Outcome::Error { path, message } => vec![format!("{path}: {message}")],
+                        Outcome::Entity(document) => check_entity(&blueprints, document, mapped.operation, &base)
+                            .into_iter()
+                            .map(|p| format!("{}: {}", p.path, p.message))
+                            .collect(),
+                    };
+                    if !problems.is_empty() {
+                        status.failed += 1;
+                        let room = MAX_PROBLEMS.saturating_sub(status.problems.len());
+                        status.problems.extend(problems.into_iter().take(room).map(|p| format!("item {number}: {p}")));
+                        continue;
                     }
+                    let Outcome::Entity(document) = mapped.outcome else { continue };
+                    let key = (
+                        document["blueprint"].as_str().unwrap_or_default().to_string(),
+                        document["identifier"].as_str().unwrap_or_default().to_string(),
+                    );
+                    match mapped.operation {
+                        Operation::Create => documents.insert(key, (number, document)),
+                        Operation::Delete => documents.remove(&key),
+                    };
                 }
             }
             let next = match &source.pagination {
@@ -169,7 +165,7 @@ impl Integrations {
                         _ => None,
                     }
                 }
-                Pagination::Page { param, .. } if !items.is_empty() => {
+                Pagination::Page { param, .. } if count > 0 => {
                     page_number += 1;
                     Some(with_param(&url, param, &page_number.to_string())?)
                 }

@@ -4,7 +4,6 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use futures_util::future::join_all;
 use tokio::sync::{mpsc, oneshot};
 
 use portolan_model::Millis;
@@ -155,8 +154,6 @@ impl Integrations {
                 }
             }
         }
-        let mapped = join_all(work.iter().map(|(integration, event)| self.map(&integration.mapping, &event.request)));
-        let mut mapped: Vec<Vec<Mapped>> = mapped.await;
         let mut items: Vec<Vec<EventItem>> = vec![Vec::new(); work.len()];
         let mut identifiers: Vec<&str> = work.iter().map(|(i, _)| i.identifier.as_str()).collect();
         identifiers.sort_unstable();
@@ -164,8 +161,11 @@ impl Integrations {
         for identifier in identifiers {
             let mine: Vec<usize> = (0..work.len()).filter(|&e| work[e].0.identifier == identifier).collect();
             let Some(&first) = mine.first() else { continue };
-            let tagged = mine.iter().flat_map(|&e| std::mem::take(&mut mapped[e]).into_iter().map(move |m| (e, m)));
-            for (e, item) in self.write_mapped(&work[first].0, tagged.collect()).await? {
+            let integration = &work[first].0;
+            let requests = mine.iter().map(|&e| work[e].1.request.clone()).collect();
+            let mapped = self.map_each(&integration.mapping, requests).await;
+            let tagged = mine.iter().zip(mapped).flat_map(|(&e, m)| m.into_iter().map(move |m| (e, m)));
+            for (e, item) in self.write_mapped(integration, tagged.collect()).await? {
                 items[e].push(item);
             }
         }
