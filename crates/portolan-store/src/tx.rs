@@ -297,6 +297,8 @@ pub trait IntegrationStore: Send {
         key_hash: Option<&str>,
     ) -> Result<()>;
     async fn integration(&mut self, id: &str) -> Result<Option<portolan_model::integration::Integration>>;
+    /// The hash of an integration's ingest key (a webhook's).
+    async fn integration_key(&mut self, id: &str) -> Result<Option<String>>;
     /// The integration whose ingest key hashes to `key_hash`.
     async fn integration_by_key(&mut self, key_hash: &str) -> Result<Option<portolan_model::integration::Integration>>;
     /// Every integration, oldest first.

@@ -248,14 +248,15 @@ async fn migrate_store(from: std::path::PathBuf, to: String) -> anyhow::Result<(
         println!("{blueprint:<24} {entities:>9} entities");
     }
     println!(
-        "copied {} blueprints, {} scorecards, {} entities, {} actions, {} secrets, {} accounts and {} runs into \
-         {target_name}; entity counts verified",
+        "copied {} blueprints, {} scorecards, {} entities, {} actions, {} secrets, {} accounts, {} integrations and {} runs \
+         into {target_name}; entity counts verified",
         report.blueprints.len(),
         report.scorecards,
         report.entities(),
         report.actions,
         report.secrets,
         report.accounts,
+        report.integrations,
         report.runs
     );
     Ok(())

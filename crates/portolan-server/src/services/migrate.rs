@@ -20,6 +20,7 @@ pub struct CopyReport {
     pub runs: usize,
     pub secrets: usize,
     pub accounts: usize,
+    pub integrations: usize,
     pub audit_records: usize,
 }
 
@@ -103,6 +104,7 @@ pub async fn copy_store(from: &dyn Store, to: &dyn Store, now: Millis) -> Result
     for location in source.locations().await? {
         target.put_location(&location).await?;
     }
+    copy_integrations(source.as_mut(), target.as_mut(), &mut report).await?;
     target.commit().await?;
 
     let mut check = to.read().await?;
@@ -118,6 +120,25 @@ pub async fn copy_store(from: &dyn Store, to: &dyn Store, now: Millis) -> Result
         }
     }
     Ok(report)
+}
+
+/// Integrations with their ingest keys' hashes (their URLs keep working) and their event logs.
+async fn copy_integrations(source: &mut dyn Tx, target: &mut dyn Tx, report: &mut CopyReport) -> Result<()> {
+    for integration in source.integrations().await? {
+        let key = source.integration_key(&integration.identifier).await?;
+        target.put_integration(&integration, key.as_deref()).await?;
+        let mut before = None;
+        loop {
+            let page = source.events(&integration.identifier, before, PAGE).await?;
+            let Some(last) = page.last() else { break };
+            before = Some((last.received_at, last.id.clone()));
+            for event in &page {
+                target.insert_event(event).await?;
+            }
+        }
+        report.integrations += 1;
+    }
+    Ok(())
 }
 
 /// Appends the source's audit records to the target's log, in order: the target's chain stays

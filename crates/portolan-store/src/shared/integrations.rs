@@ -46,6 +46,15 @@ macro_rules! integration_store {
                 text.as_deref().map(parse_json).transpose()
             }
 
+            async fn integration_key(&mut self, id: &str) -> Result<Option<String>> {
+                let hash: Option<Option<String>> =
+                    sqlx::query_scalar("SELECT key_hash FROM integrations WHERE id = $1")
+                        .bind(id)
+                        .fetch_optional(&mut *self.tx)
+                        .await?;
+                Ok(hash.flatten())
+            }
+
             async fn integration_by_key(&mut self, key_hash: &str) -> Result<Option<Integration>> {
                 let text: Option<String> = sqlx::query_scalar("SELECT document FROM integrations WHERE key_hash = $1")
                     .bind(key_hash)

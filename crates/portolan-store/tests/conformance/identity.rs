@@ -345,6 +345,8 @@ pub async fn integrations_are_found_by_key_and_their_events_deduplicated(store: 
     assert!(tx.integration_by_key("hash-1").await.expect("by key").is_some());
     tx.put_integration(&hook, Some("hash-2")).await.expect("rotate");
     assert_eq!(tx.integration_by_key("hash-1").await.expect("by key"), None);
+    assert_eq!(tx.integration_key("github").await.expect("key").as_deref(), Some("hash-2"));
+    assert_eq!(tx.integration_key("repos").await.expect("key"), None, "a REST integration has none");
     // Only REST integrations are pulled, each claimed once.
     let claimed = tx.claim_due_integration(1_000).await.expect("claim").expect("due");
     assert_eq!((claimed.identifier.as_str(), claimed.next_sync_at), ("repos", 61_000));

@@ -198,6 +198,14 @@ async fn migrate_store_copies_a_sqlite_deployment_into_postgres() {
         assert!(Instant::now() < deadline, "the demo run did not finish");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // The demo's inventory is pulled at start: its five resources are part of what is copied.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while get_json(&format!("{}/api/v1/integrations/cloud-inventory", sqlite.base)).await.1["integration"]["status"]["state"]
+        != "ok"
+    {
+        assert!(Instant::now() < deadline, "the demo inventory was not pulled");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     sqlite.terminate();
 
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_portolan"))
@@ -208,7 +216,9 @@ async fn migrate_store_copies_a_sqlite_deployment_into_postgres() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
     assert!(
-        stdout.contains("18 blueprints, 2 scorecards, 22 entities, 10 actions, 1 secrets, 6 accounts and 1 runs"),
+        stdout.contains(
+            "18 blueprints, 2 scorecards, 27 entities, 10 actions, 2 secrets, 6 accounts, 2 integrations and 1 runs"
+        ),
         "{stdout}"
     );
 
@@ -238,7 +248,11 @@ async fn migrate_store_copies_a_sqlite_deployment_into_postgres() {
     let (_, runs) = get_json(&format!("{}/api/v1/blueprints/service/entities/cart-service/runs", postgres.base)).await;
     assert_eq!(runs["runs"][0]["run"]["id"], run_id.as_str(), "what runs changed survives the copy");
     let (_, secrets) = get_json(&format!("{}/api/v1/secrets", postgres.base)).await;
-    assert_eq!(secrets["secrets"][0]["name"], "deploy-key");
+    let names: Vec<&str> =
+        secrets["secrets"].as_array().into_iter().flatten().filter_map(|s| s["name"].as_str()).collect();
+    assert!(names.contains(&"deploy-key"), "secrets survive the copy: {names:?}");
+    let (status, inventory) = get_json(&format!("{}/api/v1/integrations/cloud-inventory", postgres.base)).await;
+    assert_eq!((status, &inventory["integration"]["type"]), (200, &json!("rest")), "integrations survive the copy");
     postgres.terminate();
 }
 
