@@ -471,3 +471,30 @@ async fn the_demo_pulls_its_inventory_and_takes_deployment_notices() {
     assert_eq!(deployment.body["entity"]["properties"]["strategy"], "canary");
     assert_eq!(deployment.body["entity"]["relations"]["service"], "cart-service");
 }
+
+#[tokio::test]
+async fn events_are_kept_for_their_integration_s_retention_and_then_deleted() {
+    let clock = crate::ManualClock::at(1_800_000_000_000);
+    let app = crate::TestApp::builder().clock(clock.clone()).start().await;
+    app.with_service_blueprints().await;
+    let mut urls = Vec::new();
+    for (identifier, days) in [("short", 7), ("long", 30)] {
+        let mut hook = github_webhook();
+        hook["identifier"] = json!(identifier);
+        hook["security"] = Value::Null;
+        hook["eventRetentionDays"] = json!(days);
+        let created = app.post("/api/v1/integrations", hook).await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+        urls.push(created.body["integration"]["ingestUrl"].as_str().expect("url").to_string());
+    }
+    for url in &urls {
+        let sent = reqwest::Client::new().post(url).header("x-github-event", "star").json(&json!({})).send().await;
+        assert_eq!(sent.expect("sent").status(), StatusCode::ACCEPTED);
+    }
+    app.drain_jobs().await;
+    clock.advance(8 * 86_400_000);
+    assert_eq!(app.state.integrations.prune_events().await.expect("pruned"), 1);
+    assert_eq!(app.get("/api/v1/integrations/short/events").await.body["events"], json!([]));
+    let kept = app.get("/api/v1/integrations/long/events").await;
+    assert_eq!(kept.body["events"].as_array().map(Vec::len), Some(1), "kept for 30 days: {}", kept.body);
+}
