@@ -137,6 +137,21 @@ pub struct IntegrationStatus {
     /// The first item problems, each with its item and the mapping's JSON pointer.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<String>,
+    /// Each page the last pull read with its `ETag`, when the source sends them: the next pull
+    /// asks whether they changed before reading anything.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pages: Vec<PageTag>,
+    /// When a pull last read and applied every page (a pull whose pages were all unchanged does
+    /// not move it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_at: Option<Millis>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PageTag {
+    pub url: String,
+    pub etag: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]

@@ -320,6 +320,8 @@ struct Source {
     items: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
     answer: std::sync::Arc<std::sync::Mutex<Option<StatusCode>>>,
     rate_limit_once: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// How many conditional requests it answered `304 Not Modified`.
+    not_modified: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Source {
@@ -345,7 +347,19 @@ impl Source {
             let items = source.items.lock().expect("lock").clone();
             let chunk: Vec<Value> = items.iter().skip((number - 1) * 2).take(2).cloned().collect();
             let host = headers.get("host").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
-            let mut response = axum::Json(json!({"total": items.len(), "repositories": chunk})).into_response();
+            let body = json!({"total": items.len(), "repositories": chunk});
+            let etag = {
+                use std::hash::{Hash, Hasher};
+                let mut hasher = std::collections::hash_map::DefaultHasher::new();
+                body.to_string().hash(&mut hasher);
+                format!("\"{:x}\"", hasher.finish())
+            };
+            if headers.get("if-none-match").and_then(|v| v.to_str().ok()) == Some(etag.as_str()) {
+                source.not_modified.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                return (StatusCode::NOT_MODIFIED, [("etag", etag)]).into_response();
+            }
+            let mut response = axum::Json(body).into_response();
+            response.headers_mut().insert("etag", etag.parse().expect("header"));
             if number * 2 < items.len() {
                 let link = format!("<http://{host}/repos?page={}>; rel=\"next\"", number + 1);
                 response.headers_mut().insert("link", link.parse().expect("header"));
@@ -399,10 +413,12 @@ async fn a_rest_integration_pulls_every_page_and_follows_what_leaves_the_source(
     let ledger = app.get("/api/v1/blueprints/service/entities/ledger").await;
     assert_eq!(ledger.body["entity"]["properties"]["language"], "Python", "{}", ledger.body);
 
-    // An unchanged source writes nothing; a changed one updates and deletes.
+    // An unchanged source is asked whether its pages changed (their ETags), and nothing is read
+    // or written; a changed one updates and deletes.
     let again = app.post("/api/v1/integrations/repos/sync", json!({})).await;
     assert_eq!(counts(&again), ("ok".into(), json!(0), json!(0), json!(0)), "{}", again.body);
     assert_eq!(again.body["status"]["unchanged"], 3);
+    assert_eq!(source.not_modified.load(std::sync::atomic::Ordering::SeqCst), 2, "both pages answered 304");
     source.set(&[("cart", "Go"), ("pay", "Go")]);
     let changed = app.post("/api/v1/integrations/repos/sync", json!({})).await;
     assert_eq!(counts(&changed), ("ok".into(), json!(0), json!(1), json!(1)), "{}", changed.body);

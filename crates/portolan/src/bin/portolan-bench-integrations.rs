@@ -3,7 +3,7 @@
 //!    the time to accept each (202), and from acceptance to the entity written (the event log's
 //!    received and processed times);
 //! 2. a REST pull of `--items` items from a local source (1,000 to a page, `Link` pagination):
-//!    entities applied per second; then the same pull again, unchanged, which must write nothing.
+//!    entities applied per second; then the same pull again, unchanged (its pages answer 304 to their tags), which must write nothing.
 //!
 //! `cargo run --release -p portolan --bin portolan-bench-integrations -- --rate 2000 --seconds 10`
 
@@ -194,7 +194,7 @@ async fn run(args: &Args, state: &AppState, base: &str, token: &str) -> anyhow::
         let took = started.elapsed();
         let s = &pulled["status"];
         println!(
-            "rest {round}: {} items read, {} created, {} updated, {} unchanged, {} deleted in {:.1} s ({:.0} items/s), state {}",
+            "rest {round}: {} items read, {} created, {} updated, {} unchanged, {} deleted in {:.3} s ({:.0} items/s), state {}",
             s["fetched"],
             s["created"],
             s["updated"],
@@ -233,22 +233,28 @@ async fn settled_events(state: &AppState, integration: &str, expected: usize) ->
     }
 }
 
-/// A source of `items` repositories, 1,000 to a page, linked by `Link` headers as GitHub pages.
+/// A source of `items` repositories, 1,000 to a page, linked by `Link` headers and tagged with
+/// `ETag`s as GitHub pages.
 async fn serve_source(items: usize) -> anyhow::Result<String> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}/repos", listener.local_addr()?);
     let next_base = base.clone();
-    let handler = move |axum::extract::Query(query): axum::extract::Query<
-        std::collections::HashMap<String, String>,
-    >| {
+    type PageQuery = axum::extract::Query<std::collections::HashMap<String, String>>;
+    let handler = move |axum::extract::Query(query): PageQuery, headers: axum::http::HeaderMap| {
         let next_base = next_base.clone();
         async move {
             let page: usize = query.get("page").and_then(|p| p.parse().ok()).unwrap_or(1);
+            // The pages never change: a page's tag is its number.
+            let etag = format!("\"{items}-{page}\"");
+            if headers.get("if-none-match").and_then(|v| v.to_str().ok()) == Some(etag.as_str()) {
+                return axum::response::IntoResponse::into_response(axum::http::StatusCode::NOT_MODIFIED);
+            }
             let first = (page - 1) * PAGE;
             let chunk: Vec<Value> = (first..(first + PAGE).min(items))
                 .map(|i| json!({"name": format!("svc-{i}"), "full_name": format!("acme/svc-{i}"), "language": "Go", "stargazers_count": i % 100}))
                 .collect();
             let mut response = axum::response::IntoResponse::into_response(axum::Json(chunk));
+            response.headers_mut().insert("etag", etag.parse().expect("a header value"));
             if first + PAGE < items {
                 let link = format!("<{next_base}?page={}>; rel=\"next\"", page + 1);
                 response.headers_mut().insert("link", link.parse().expect("a header value"));

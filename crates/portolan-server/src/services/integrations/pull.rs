@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use portolan_model::integration::definition::PageTag;
 use portolan_model::integration::mapping::{Operation, Outcome};
 use portolan_model::integration::{Integration, IntegrationKind, IntegrationStatus, Pagination, RestSource};
 use portolan_model::manifest::API_VERSION;
@@ -25,6 +26,8 @@ const MAX_PAGE_BYTES: usize = 32 << 20;
 const ATTEMPTS: u32 = 3;
 /// The longest a source may ask us to wait (`Retry-After`, a rate limit's reset).
 const MAX_WAIT: Duration = Duration::from_secs(60);
+/// How long pages that answer 304 are trusted before every page is read again.
+const FULL_READ_MS: i64 = 86_400_000;
 /// How many item problems a status keeps.
 const MAX_PROBLEMS: usize = 20;
 
@@ -105,7 +108,11 @@ impl Integrations {
             };
             (auth, blueprints_by_id(tx.as_mut()).await.map_err(|e| e.to_string())?)
         };
-        let mut status = IntegrationStatus { state: "ok".into(), ..IntegrationStatus::default() };
+        if let Some(unchanged) = self.unchanged(integration, source, auth.as_deref()).await? {
+            return Ok(unchanged);
+        }
+        let mut status =
+            IntegrationStatus { state: "ok".into(), read_at: Some(self.core.now()), ..IntegrationStatus::default() };
         // Keyed by blueprint and identifier: a later item for the same entity wins.
         let mut documents: BTreeMap<(String, String), (u64, Value)> = BTreeMap::new();
         let mut url = first_page(source)?;
@@ -118,7 +125,13 @@ impl Integrations {
             if pages > max_pages {
                 return Err(format!("the source has more than {max_pages} pages (maxPages)"));
             }
-            let (page, next_link) = self.fetch(source, &url, auth.as_deref()).await?;
+            let fetched = self.fetch(source, &url, auth.as_deref(), None).await?;
+            let (Some(page), next_link) = (fetched.page, fetched.next) else {
+                return Err(format!("{} answered 304 to a request without a tag", without_query(&url)));
+            };
+            if let Some(etag) = fetched.etag {
+                status.pages.push(PageTag { url: url.clone(), etag });
+            }
             let items = self.jq_one(source.items_path(), &page).await.map_err(|e| format!("itemsPath: {e}"))?;
             let Value::Array(items) = items else {
                 return Err(format!("itemsPath gave {}, not a list, on {}", kind_of(&items), without_query(&url)));
@@ -217,14 +230,16 @@ impl Integrations {
         Ok(status)
     }
 
-    /// One page: its JSON and the `Link` header's next URL. Rate limits are waited out (up to a
-    /// minute); a server error or a timeout is tried again, then fails the pull.
+    /// One page: its JSON (none when `etag` still matches: 304), the `Link` header's next URL
+    /// and the page's `ETag`. Rate limits are waited out (up to a minute); a server error or a
+    /// timeout is tried again, then fails the pull.
     async fn fetch(
         &self,
         source: &RestSource,
         url: &str,
         auth: Option<&str>,
-    ) -> std::result::Result<(Value, Option<String>), Failure> {
+        etag: Option<&str>,
+    ) -> std::result::Result<Fetched, Failure> {
         let shown = without_query(url);
         let mut last = String::new();
         for attempt in 1..=ATTEMPTS {
@@ -237,6 +252,9 @@ impl Integrations {
                 let header = source.auth_header.as_deref().unwrap_or("authorization");
                 let prefix = source.auth_prefix.as_deref().unwrap_or("Bearer ");
                 request = request.header(header, &format!("{prefix}{secret}"));
+            }
+            if let Some(etag) = etag {
+                request = request.header("if-none-match", etag);
             }
             let response = match request.send().await {
                 Ok(response) => response,
@@ -261,15 +279,49 @@ impl Integrations {
                 }
                 continue;
             }
+            let etag = response.headers().get(reqwest::header::ETAG).and_then(|v| v.to_str().ok()).map(str::to_string);
+            if status == reqwest::StatusCode::NOT_MODIFIED {
+                return Ok(Fetched { page: None, next: None, etag });
+            }
             if !status.is_success() {
                 return Err(format!("{shown} answered {status}"));
             }
             let next = next_link(response.headers());
             let body = read_capped(response).await.map_err(|e| format!("cannot read {shown}: {e}"))?;
             let page = serde_json::from_slice(&body).map_err(|e| format!("{shown} did not answer JSON: {e}"))?;
-            return Ok((page, next));
+            return Ok(Fetched { page: Some(page), next, etag });
         }
         Err(last)
+    }
+
+    /// The last good pull's status again when every page it read still has its `ETag` (each
+    /// answers 304, which GitHub does not count against the rate limit) and the integration did
+    /// not change since: nothing is mapped or written. `None` when something may have changed.
+    async fn unchanged(
+        &self,
+        integration: &Integration,
+        source: &RestSource,
+        auth: Option<&str>,
+    ) -> std::result::Result<Option<IntegrationStatus>, Failure> {
+        let last = &integration.status;
+        // A page a source appended behind an unchanged last page would go unseen: every page is
+        // read again at least once a day.
+        let recent = last.read_at.is_some_and(|at| at >= integration.updated_at && self.core.now() - at < FULL_READ_MS);
+        if last.state != "ok" || last.pages.is_empty() || !recent {
+            return Ok(None);
+        }
+        for page in &last.pages {
+            if self.fetch(source, &page.url, auth, Some(&page.etag)).await?.page.is_some() {
+                return Ok(None);
+            }
+        }
+        Ok(Some(IntegrationStatus {
+            created: 0,
+            updated: 0,
+            deleted: 0,
+            unchanged: last.created + last.updated + last.unchanged,
+            ..last.clone()
+        }))
     }
 
     /// The first output of a jq program, in the sandbox.
@@ -277,6 +329,13 @@ impl Integrations {
         let jq = self.jq.as_ref().ok_or("this server runs no jq sandbox")?;
         Ok(jq.eval(code, input).await?.into_iter().next().unwrap_or(Value::Null))
     }
+}
+
+/// A page as fetched: none when it did not change since its tag.
+struct Fetched {
+    page: Option<Value>,
+    next: Option<String>,
+    etag: Option<String>,
 }
 
 fn applied(err: Error) -> Failure {
