@@ -39,6 +39,9 @@ pub async fn test_mapping(
     Ok(Json(app.integrations.test_mapping(&caller.actor, body.mapping, &body.payload).await?))
 }
 
+/// The largest webhook body taken: GitHub's own cap on a delivery.
+pub const INGEST_BODY_LIMIT: usize = 25 * 1024 * 1024;
+
 #[derive(Serialize, ToSchema)]
 pub struct IntegrationResponse {
     ok: bool,
@@ -207,6 +210,7 @@ pub async fn get_event(
     responses((status = 202, body = Ingested), (status = 200, body = Ingested, description = "a replay"),
               (status = 400, description = "the body is not JSON"),
               (status = 401, description = "the signature or token does not match"),
+              (status = 413, description = "the body is larger than 25 MiB"),
               (status = 404, description = "no integration has this key")))]
 pub async fn ingest(
     State(app): State<AppState>,

@@ -106,7 +106,11 @@ pub fn router() -> Router<AppState> {
         .routes(routes!(integrations::sync_integration))
         .routes(routes!(integrations::list_events))
         .routes(routes!(integrations::get_event))
-        .routes(routes!(integrations::ingest))
+        .merge(
+            OpenApiRouter::new()
+                .routes(routes!(integrations::ingest))
+                .layer(axum::extract::DefaultBodyLimit::max(integrations::INGEST_BODY_LIMIT)),
+        )
         .merge(
             OpenApiRouter::new()
                 .routes(routes!(manifests::apply))

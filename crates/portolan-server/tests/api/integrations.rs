@@ -514,3 +514,39 @@ async fn events_are_kept_for_their_integration_s_retention_and_then_deleted() {
     let kept = app.get("/api/v1/integrations/long/events").await;
     assert_eq!(kept.body["events"].as_array().map(Vec::len), Some(1), "kept for 30 days: {}", kept.body);
 }
+
+#[tokio::test]
+async fn a_flood_of_a_million_items_fails_its_own_event_and_the_next_event_goes_in() {
+    let app = spawn_app().await;
+    app.with_service_blueprints().await;
+    let mut hook = github_webhook();
+    hook["security"] = Value::Null;
+    hook["mapping"]["resources"][0]["selector"]["query"] = json!("true");
+    hook["mapping"]["resources"][0]["port"]["itemsToParse"] = json!(".body.items");
+    let created = app.post("/api/v1/integrations", hook).await;
+    let url = created.body["integration"]["ingestUrl"].as_str().expect("url").to_string();
+    let client = reqwest::Client::new();
+
+    // A million items in one delivery (about 12 MiB): accepted, and failed by the mapping's limits.
+    let items: Vec<Value> = (0..1_000_000).map(|n| json!({"n": n})).collect();
+    let flood = json!({"repository": {"name": "cart", "language": "Rust"}, "items": items});
+    let sent = client.post(&url).json(&flood).send().await.expect("sent");
+    assert_eq!(sent.status(), StatusCode::ACCEPTED);
+    let normal = json!({"repository": {"name": "cart", "language": "Rust"}, "items": [{"n": 1}]});
+    let sent = client.post(&url).json(&normal).send().await.expect("sent");
+    assert_eq!(sent.status(), StatusCode::ACCEPTED);
+    app.drain_jobs().await;
+
+    let log = app.get("/api/v1/integrations/github/events").await;
+    let events = log.body["events"].as_array().expect("events");
+    assert_eq!(events.len(), 2, "{}", log.body);
+    let (newest, flooded) = (&events[0], &events[1]);
+    assert_eq!(flooded["state"], "failed", "{}", flooded["items"]);
+    let error = flooded["items"][0]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("ran longer than") || error.contains("used more than"), "a clear reason: {error}");
+    assert_eq!(newest["state"], "done", "{}", newest["items"]);
+    assert_eq!(app.get("/api/v1/blueprints/service/entities/cart").await.status, StatusCode::OK);
+
+    let oversize = client.post(&url).body(vec![b' '; 26 * 1024 * 1024]).send().await.expect("sent");
+    assert_eq!(oversize.status(), StatusCode::PAYLOAD_TOO_LARGE);
+}

@@ -255,30 +255,47 @@ impl Integrations {
 
     /// Runs every resource of a mapping over payloads (a page of items, a batch of events) in
     /// the sandbox, one program per resource for them all: what each payload maps to, in order.
+    /// When the program fails for the batch (a payload too big for the sandbox's limits), each
+    /// payload is mapped alone, so that the failure is that payload's only.
     pub async fn map_each(&self, mapping: &Mapping, payloads: Vec<Value>) -> Vec<Vec<Mapped>> {
-        let count = payloads.len();
-        let mut mapped: Vec<Vec<Mapped>> = vec![Vec::new(); count];
+        let mut mapped: Vec<Vec<Mapped>> = vec![Vec::new(); payloads.len()];
         let input = Value::Array(payloads);
         for (index, resource) in mapping.resources.iter().enumerate() {
-            let outcome = match &self.jq {
-                None => Err("this server runs no jq sandbox".to_string()),
-                Some(jq) => jq.eval(&resource.program_for_each(), &input).await,
-            };
-            let outputs = match outcome {
-                Ok(outputs) => outputs.into_iter().next().unwrap_or(Value::Null),
-                Err(message) => {
-                    for payload in &mut mapped {
-                        let outcome = Outcome::Error { path: format!("/resources/{index}"), message: message.clone() };
+            let program = resource.program_for_each();
+            match self.eval(&program, &input).await {
+                Ok(outputs) => {
+                    for (payload, output) in mapped.iter_mut().zip(outputs.as_array().into_iter().flatten()) {
+                        payload.extend(mapping.read_outputs(index, output));
+                    }
+                }
+                Err(message) if mapped.len() == 1 => {
+                    let outcome = Outcome::Error { path: format!("/resources/{index}"), message };
+                    mapped[0].push(Mapped { resource: index, item: 0, operation: resource.operation, outcome });
+                }
+                Err(_) => {
+                    let payloads = input.as_array().into_iter().flatten();
+                    for (payload, one) in mapped.iter_mut().zip(payloads) {
+                        let alone = Value::Array(vec![one.clone()]);
+                        let outcome = match self.eval(&program, &alone).await {
+                            Ok(outputs) => {
+                                let output = outputs.as_array().and_then(|o| o.first()).cloned().unwrap_or_default();
+                                payload.extend(mapping.read_outputs(index, &output));
+                                continue;
+                            }
+                            Err(message) => Outcome::Error { path: format!("/resources/{index}"), message },
+                        };
                         payload.push(Mapped { resource: index, item: 0, operation: resource.operation, outcome });
                     }
-                    continue;
                 }
-            };
-            for (payload, output) in mapped.iter_mut().zip(outputs.as_array().into_iter().flatten()) {
-                payload.extend(mapping.read_outputs(index, output));
             }
         }
         mapped
+    }
+
+    /// The first output of a program, in the sandbox.
+    async fn eval(&self, program: &str, input: &Value) -> std::result::Result<Value, String> {
+        let jq = self.jq.as_ref().ok_or("this server runs no jq sandbox")?;
+        Ok(jq.eval(program, input).await?.into_iter().next().unwrap_or(Value::Null))
     }
 
     /// What a payload would become under a mapping, each entity checked against its blueprint

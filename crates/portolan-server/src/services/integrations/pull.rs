@@ -132,7 +132,7 @@ impl Integrations {
             if let Some(etag) = fetched.etag {
                 status.pages.push(PageTag { url: url.clone(), etag });
             }
-            let items = self.jq_one(source.items_path(), &page).await.map_err(|e| format!("itemsPath: {e}"))?;
+            let items = self.eval(source.items_path(), &page).await.map_err(|e| format!("itemsPath: {e}"))?;
             let Value::Array(items) = items else {
                 return Err(format!("itemsPath gave {}, not a list, on {}", kind_of(&items), without_query(&url)));
             };
@@ -172,7 +172,7 @@ impl Integrations {
                 Pagination::None => None,
                 Pagination::Link => next_link,
                 Pagination::Cursor { param, path } => {
-                    match self.jq_one(path, &page).await.map_err(|e| format!("pagination path: {e}"))? {
+                    match self.eval(path, &page).await.map_err(|e| format!("pagination path: {e}"))? {
                         Value::String(cursor) if !cursor.is_empty() => Some(with_param(&url, param, &cursor)?),
                         Value::Number(cursor) => Some(with_param(&url, param, &cursor.to_string())?),
                         _ => None,
@@ -322,12 +322,6 @@ impl Integrations {
             unchanged: last.created + last.updated + last.unchanged,
             ..last.clone()
         }))
-    }
-
-    /// The first output of a jq program, in the sandbox.
-    async fn jq_one(&self, code: &str, input: &Value) -> std::result::Result<Value, String> {
-        let jq = self.jq.as_ref().ok_or("this server runs no jq sandbox")?;
-        Ok(jq.eval(code, input).await?.into_iter().next().unwrap_or(Value::Null))
     }
 }
 
