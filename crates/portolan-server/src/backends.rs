@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use portolan_model::integration::security::standard_webhooks_signature;
 use tokio::sync::OnceCell;
 
 use crate::outbound::{Outbound, OutboundError, Purpose};
@@ -100,7 +101,7 @@ impl Engine {
             Err(refused) => return failed(refused),
         };
         let signature =
-            match crate::keys::sign_webhook(request.signing_secret, request.id, request.now_seconds, &request.body) {
+            match standard_webhooks_signature(request.signing_secret, request.id, request.now_seconds, &request.body) {
                 Ok(signature) => signature,
                 Err(error) => return Attempt::Fatal(error),
             };

@@ -161,22 +161,11 @@ pub fn new_token() -> (String, String) {
 
 /// Compares two secrets in time that depends only on their lengths.
 pub fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    portolan_model::integration::security::constant_time_eq(a.as_bytes(), b.as_bytes())
 }
 
 pub fn token_sha256(token: &str) -> String {
     Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Signs a webhook delivery per the Standard Webhooks spec: HMAC-SHA256 over
-/// `{id}.{timestamp}.{body}` with the base64 key after `whsec_`; the header value is `v1,<base64>`.
-pub fn sign_webhook(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> Result<String, String> {
-    let key = secret.strip_prefix("whsec_").unwrap_or(secret);
-    let key = STANDARD.decode(key).map_err(|_| "the signing secret is not 'whsec_' followed by base64".to_string())?;
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&key).map_err(|e| e.to_string())?;
-    mac.update(format!("{id}.{timestamp}.").as_bytes());
-    mac.update(body);
-    Ok(format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes())))
 }
 
 #[cfg(test)]
@@ -206,17 +195,5 @@ mod tests {
         let forged = token.replace("_1000_", "_9999_");
         assert_eq!(keys().verify_run_token(&forged, "r_1", 2, 999), Err(RunTokenError::Invalid));
         assert_eq!(keys().verify_run_token("plt_x", "r_1", 2, 999), Err(RunTokenError::Invalid));
-    }
-
-    #[test]
-    fn webhook_signature_matches_the_standard_webhooks_example() {
-        // The example from the Standard Webhooks specification.
-        let signature = sign_webhook(
-            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
-            "msg_p5jXN8AQM9LWM0D4loKWxJek",
-            1614265330,
-            br#"{"test": 2432232314}"#,
-        );
-        assert_eq!(signature.as_deref(), Ok("v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="));
     }
 }

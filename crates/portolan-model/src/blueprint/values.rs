@@ -272,7 +272,8 @@ fn is_email(s: &str) -> bool {
         && !domain.contains('@')
 }
 
-fn json_kind(value: &Value) -> &'static str {
+/// What kind of JSON value this is, as messages name it ("a string", "an array", ...).
+pub fn json_kind(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

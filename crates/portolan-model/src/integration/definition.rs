@@ -182,22 +182,30 @@ impl Integration {
         format!("integration:{}", self.identifier)
     }
 
+    /// The stored secrets it reads.
+    pub fn secret_names(&self) -> Vec<&str> {
+        let webhook = self.security.as_ref().and_then(|s| s.secret.as_deref());
+        let source = self.source.as_ref().and_then(|s| s.auth_secret.as_deref());
+        webhook.into_iter().chain(source).collect()
+    }
+
     /// The share of what it owns one pull may delete.
     pub fn deletion_threshold(&self) -> f64 {
         self.mapping.entity_deletion_threshold.unwrap_or(DEFAULT_DELETION_THRESHOLD)
     }
 
-    /// The blueprints its mapping writes to, where a mapping names them as a literal.
-    pub fn target_blueprints(&self) -> Vec<String> {
-        let mut ids: Vec<String> = self
+    /// The blueprints its mapping writes to; `None` when a resource picks its blueprint with jq
+    /// (it could be any) rather than naming it as a literal.
+    pub fn target_blueprints(&self) -> Option<Vec<String>> {
+        let mut ids = self
             .mapping
             .resources
             .iter()
-            .filter_map(|r| serde_json::from_str::<String>(r.port.entity.mappings.blueprint.trim()).ok())
-            .collect();
+            .map(|r| serde_json::from_str::<String>(r.port.entity.mappings.blueprint.trim()).ok())
+            .collect::<Option<Vec<String>>>()?;
         ids.sort();
         ids.dedup();
-        ids
+        Some(ids)
     }
 }
 
@@ -331,7 +339,7 @@ mod tests {
         assert_eq!(rest.title, "repos");
         assert_eq!(rest.interval_seconds, DEFAULT_INTERVAL_SECONDS);
         assert_eq!(rest.status.state, "pending");
-        assert_eq!(rest.target_blueprints(), ["service"]);
+        assert_eq!(rest.target_blueprints(), Some(vec!["service".to_string()]));
         assert_eq!(rest.source_name(), "integration:repos");
     }
 

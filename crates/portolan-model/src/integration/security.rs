@@ -121,16 +121,8 @@ impl Security {
                 if (now_seconds - seconds).abs() > TIMESTAMP_TOLERANCE_SECONDS {
                     return Err("webhook-timestamp is more than five minutes from now".into());
                 }
-                let key = STANDARD
-                    .decode(secret.strip_prefix("whsec_").unwrap_or(secret))
-                    .map_err(|_| "the integration's secret is not 'whsec_' followed by base64".to_string())?;
-                let signed = format!("{id}.{timestamp}.");
-                let mac = hmac_digest::<sha2::Sha256>(&key, &[signed.as_bytes(), body]);
-                let expected = STANDARD.encode(mac);
-                given
-                    .split_whitespace()
-                    .filter_map(|s| s.strip_prefix("v1,"))
-                    .any(|signature| constant_time_eq(signature.as_bytes(), expected.as_bytes()))
+                let expected = standard_webhooks_signature(secret, &id, &timestamp, body)?;
+                given.split_whitespace().any(|signature| constant_time_eq(signature.as_bytes(), expected.as_bytes()))
             }
         };
         match matches {
@@ -154,6 +146,22 @@ impl Security {
             _ => None,
         }
     }
+}
+
+/// The Standard Webhooks signature of a message (`v1,` and the base64 HMAC-SHA256 of
+/// `{id}.{timestamp}.{body}`, keyed by the base64 after `whsec_`): what a sender puts in
+/// `webhook-signature`, and what a receiver expects there.
+pub fn standard_webhooks_signature(
+    secret: &str,
+    id: &str,
+    timestamp: impl std::fmt::Display,
+    body: &[u8],
+) -> Result<String, String> {
+    let key = STANDARD
+        .decode(secret.strip_prefix("whsec_").unwrap_or(secret))
+        .map_err(|_| "the signing secret is not 'whsec_' followed by base64".to_string())?;
+    let signed = format!("{id}.{timestamp}.");
+    Ok(format!("v1,{}", STANDARD.encode(hmac_digest::<sha2::Sha256>(&key, &[signed.as_bytes(), body]))))
 }
 
 fn hmac_digest<D: hmac::EagerHash>(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
@@ -297,6 +305,17 @@ mod tests {
         assert!(scheme.verify(&secret, &request, b"{}", 1_000).is_err(), "another body");
         let id = scheme.request_id(&json!({"headers": {"webhook-id": "msg_1"}}));
         assert_eq!(id.as_deref(), Some("msg_1"));
+    }
+
+    #[test]
+    fn the_standard_webhooks_signature_matches_the_specification_s_example() {
+        let signature = standard_webhooks_signature(
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            "msg_p5jXN8AQM9LWM0D4loKWxJek",
+            1614265330,
+            br#"{"test": 2432232314}"#,
+        );
+        assert_eq!(signature.as_deref(), Ok("v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="));
     }
 
     #[test]

@@ -92,6 +92,11 @@ pub struct Location {
 }
 
 impl Location {
+    /// The stored secrets it reads.
+    pub fn secret_names(&self) -> Vec<&str> {
+        self.token_secret.iter().chain(&self.webhook_secret).map(String::as_str).collect()
+    }
+
     /// The catalog-as-code source its objects are recorded under.
     pub fn source(&self) -> String {
         source_of(&self.id)

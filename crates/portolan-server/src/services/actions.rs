@@ -216,19 +216,26 @@ impl Actions {
     pub async fn delete_secret(&self, actor: &Actor, name: &str) -> Result<()> {
         let mut tx = self.core.store().write().await?;
         self.permissions.require_manage(tx.as_mut(), actor, None).await?;
-        let users: Vec<String> = tx
-            .actions()
-            .await?
-            .into_iter()
-            .filter(|r| r.action.secret_names().iter().any(|n| n == name))
-            .map(|r| r.action.identifier)
-            .collect();
+        let mut users: Vec<(&str, String)> = Vec::new();
+        for record in tx.actions().await? {
+            if record.action.secret_names().iter().any(|n| n == name) {
+                users.push(("action", record.action.identifier));
+            }
+        }
+        for integration in tx.integrations().await? {
+            if integration.secret_names().contains(&name) {
+                users.push(("integration", integration.identifier));
+            }
+        }
+        for location in tx.locations().await? {
+            if location.secret_names().contains(&name) {
+                users.push(("location", location.id));
+            }
+        }
         if !users.is_empty() {
-            return Err(Error::new(
-                ErrorCode::InUse,
-                format!("secret '{name}' is used by actions: {}", users.join(", ")),
-            )
-            .with_details(users.into_iter().map(|a| json!({"action": a})).collect()));
+            let named: Vec<String> = users.iter().map(|(kind, id)| format!("{kind} '{id}'")).collect();
+            return Err(Error::new(ErrorCode::InUse, format!("secret '{name}' is used by {}", named.join(", ")))
+                .with_details(users.into_iter().map(|(kind, id)| json!({ kind: id })).collect()));
         }
         tx.append_audit(&[actor.entry(self.core.now(), "secret.delete", "secret", name)]).await?;
         if !tx.delete_secret(name).await? {

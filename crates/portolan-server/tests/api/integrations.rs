@@ -281,6 +281,9 @@ async fn bad_requests_to_an_ingest_url_are_refused_and_nothing_is_kept() {
     assert_eq!(refused.detail_paths(), ["/security/requestIdentifierPath"]);
     let taken = app.post("/api/v1/integrations", github_webhook()).await;
     assert_eq!(taken.status, StatusCode::CONFLICT, "{}", taken.body);
+    let in_use = app.delete("/api/v1/secrets/github-hook").await;
+    assert_eq!(in_use.error_code(), "in_use", "{}", in_use.body);
+    assert!(in_use.body["message"].as_str().unwrap_or_default().contains("integration 'github'"), "{}", in_use.body);
 }
 
 #[tokio::test]

@@ -7,15 +7,18 @@
 //!
 //! `cargo run --release -p portolan --bin portolan-bench-integrations -- --rate 2000 --seconds 10`
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
+use bench_server::pct;
 use clap::Parser;
 use hmac::{KeyInit, Mac};
 use portolan_model::integration::{EventState, IntegrationEvent};
 use portolan_server::AppState;
 use serde_json::{Value, json};
+
+#[path = "../bench_server.rs"]
+mod bench_server;
 
 #[derive(Parser)]
 #[command(about = "Benchmark Portolan's integrations: webhook ingestion and REST pulls")]
@@ -38,37 +41,16 @@ const SECRET: &str = "bench-webhook-secret";
 const PAGE: usize = 1_000;
 
 fn main() -> anyhow::Result<()> {
-    // The server's jq sandbox runs this same program.
-    if std::env::args().nth(1).as_deref() == Some("jq-sandbox") {
-        return Ok(portolan_server::sandbox::serve_sandbox()?);
+    if bench_server::serve_sandbox_if_asked()? {
+        return Ok(());
     }
     let args = Args::parse();
     let temp = tempfile::tempdir()?;
     let location = args.database_url.clone().unwrap_or_else(|| temp.path().to_string_lossy().into_owned());
     let server_runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let (state, base, token) = server_runtime.block_on(async {
-        let store = portolan_store::open(&location).await?;
-        let exe = std::env::current_exe()?;
-        let sandbox = portolan_server::sandbox::JqSandbox::new(exe, vec!["jq-sandbox".into()]);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let base = format!("http://{}", listener.local_addr()?);
-        let settings = portolan_server::Settings {
-            webhook_allow_private: true,
-            public_url: base.clone(),
-            jq: Some(Arc::new(sandbox)),
-            ..portolan_server::Settings::default()
-        };
-        let clock = Arc::new(portolan_server::services::SystemClock);
-        let state = AppState::build(Arc::clone(&store), clock, settings).await?;
-        let token = state.identity.service_token("bench-admin", portolan_model::permission::Role::Admin).await?;
-        let router = portolan_server::router(state.clone(), &portolan_server::ServerOptions::default());
-        std::mem::forget(portolan_server::worker::Worker::start(state.clone(), 30_000));
-        std::mem::forget(portolan_server::sweeper::Sweeper::start(state.clone(), 30_000));
-        tokio::spawn(portolan_server::serve(listener, router, std::future::pending()));
-        anyhow::Ok((state, base, token))
-    })?;
+    let server = bench_server::start(&server_runtime, &location)?;
     let client_runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    client_runtime.block_on(run(&args, &state, &base, &token))
+    client_runtime.block_on(run(&args, &server.state, &server.base, &server.token))
 }
 
 async fn send(client: &reqwest::Client, method: reqwest::Method, url: &str, body: Value) -> anyhow::Result<Value> {
@@ -79,14 +61,6 @@ async fn send(client: &reqwest::Client, method: reqwest::Method, url: &str, body
         bail!("{url} answered {status}: {body}");
     }
     Ok(body)
-}
-
-fn pct(sorted: &[Duration], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let index = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
-    sorted[index].as_secs_f64() * 1000.0
 }
 
 fn signature(body: &[u8]) -> String {

@@ -228,10 +228,8 @@ impl Integrations {
     /// Admins manage every integration; a moderator those whose every resource writes to a
     /// blueprint they moderate (a blueprint chosen by jq could be any: admins only).
     async fn require_manage(&self, tx: &mut dyn Tx, actor: &Actor, integration: &Integration) -> Result<()> {
-        let targets = integration.target_blueprints();
-        if targets.is_empty() || has_dynamic(integration) {
-            return self.permissions.require_manage(tx, actor, None).await;
-        }
+        let targets = integration.target_blueprints().filter(|t| !t.is_empty());
+        let Some(targets) = targets else { return self.permissions.require_manage(tx, actor, None).await };
         for blueprint in &targets {
             self.permissions.require_manage(tx, actor, Some(blueprint)).await?;
         }
@@ -340,15 +338,6 @@ impl Integrations {
         }
         Ok(MappingPreview { items })
     }
-}
-
-/// Whether a resource picks its blueprint with jq rather than naming it.
-fn has_dynamic(integration: &Integration) -> bool {
-    integration
-        .mapping
-        .resources
-        .iter()
-        .any(|r| serde_json::from_str::<String>(r.port.entity.mappings.blueprint.trim()).is_err())
 }
 
 /// Refuses an integration that names a secret the server does not hold.

@@ -134,7 +134,11 @@ impl Integrations {
             }
             let items = self.eval(source.items_path(), &page).await.map_err(|e| format!("itemsPath: {e}"))?;
             let Value::Array(items) = items else {
-                return Err(format!("itemsPath gave {}, not a list, on {}", kind_of(&items), without_query(&url)));
+                return Err(format!(
+                    "itemsPath gave {}, not a list, on {}",
+                    portolan_model::blueprint::json_kind(&items),
+                    without_query(&url)
+                ));
             };
             let first = status.fetched;
             status.fetched += items.len() as u64;
@@ -399,17 +403,6 @@ async fn read_capped(mut response: reqwest::Response) -> std::result::Result<Vec
         body.extend_from_slice(&chunk);
     }
     Ok(body)
-}
-
-fn kind_of(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
-    }
 }
 
 #[cfg(test)]

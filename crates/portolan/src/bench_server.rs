@@ -1,0 +1,60 @@
+//! The server the benchmarks measure, shared by the benchmark programs: a release build of the
+//! whole server (worker, sweeper, the jq sandbox as children of the benchmark program itself)
+//! on a loopback port, with an admin's token.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use portolan_server::AppState;
+
+/// A running benchmark server.
+pub struct BenchServer {
+    /// For reading the store directly; each benchmark compiles this file, not all read it.
+    #[allow(dead_code)]
+    pub state: AppState,
+    pub base: String,
+    pub token: String,
+}
+
+/// Runs as the jq sandbox when the server started this program as one: `true` then.
+pub fn serve_sandbox_if_asked() -> anyhow::Result<bool> {
+    if std::env::args().nth(1).as_deref() != Some("jq-sandbox") {
+        return Ok(false);
+    }
+    portolan_server::sandbox::serve_sandbox()?;
+    Ok(true)
+}
+
+/// Starts a server on `runtime` over the store `location` (a data directory or a PostgreSQL URL).
+pub fn start(runtime: &tokio::runtime::Runtime, location: &str) -> anyhow::Result<BenchServer> {
+    runtime.block_on(async {
+        let store = portolan_store::open(location).await?;
+        let exe = std::env::current_exe()?;
+        let sandbox = portolan_server::sandbox::JqSandbox::new(exe, vec!["jq-sandbox".into()]);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let base = format!("http://{}", listener.local_addr()?);
+        let settings = portolan_server::Settings {
+            webhook_allow_private: true,
+            public_url: base.clone(),
+            jq: Some(Arc::new(sandbox)),
+            ..portolan_server::Settings::default()
+        };
+        let clock = Arc::new(portolan_server::services::SystemClock);
+        let state = AppState::build(Arc::clone(&store), clock, settings).await?;
+        let token = state.identity.service_token("bench-admin", portolan_model::permission::Role::Admin).await?;
+        let router = portolan_server::router(state.clone(), &portolan_server::ServerOptions::default());
+        std::mem::forget(portolan_server::worker::Worker::start(state.clone(), 30_000));
+        std::mem::forget(portolan_server::sweeper::Sweeper::start(state.clone(), 30_000));
+        tokio::spawn(portolan_server::serve(listener, router, std::future::pending()));
+        anyhow::Ok(BenchServer { state, base, token })
+    })
+}
+
+/// The `p` quantile (0 to 1) of sorted durations, in milliseconds.
+pub fn pct(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let index = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[index].as_secs_f64() * 1000.0
+}
