@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use super::mapping::Mapping;
 use super::security::Security;
+use super::vendor::{Vendor, VendorSource};
 use crate::Millis;
 use crate::error::FieldErrors;
 use crate::ident::check_schema_identifier;
@@ -28,6 +29,39 @@ pub enum IntegrationKind {
     Webhook,
     /// The server pulls a REST API on a schedule and keeps the catalog in step with it.
     Rest,
+    /// Pulled from GitHub: each resource's kind is one of its lists (repositories, pull requests,
+    /// workflow runs, deployments, releases, teams, members).
+    Github,
+    /// Pulled from GitLab: projects, merge requests, pipelines, deployments.
+    Gitlab,
+    /// Pulled from PagerDuty: services, incidents, on-calls, schedules, escalation policies.
+    Pagerduty,
+}
+
+impl IntegrationKind {
+    pub fn vendor(self) -> Option<Vendor> {
+        match self {
+            IntegrationKind::Github => Some(Vendor::Github),
+            IntegrationKind::Gitlab => Some(Vendor::Gitlab),
+            IntegrationKind::Pagerduty => Some(Vendor::Pagerduty),
+            IntegrationKind::Webhook | IntegrationKind::Rest => None,
+        }
+    }
+
+    /// Whether the server pulls it on a schedule (every kind but webhooks).
+    pub fn is_pulled(self) -> bool {
+        self != IntegrationKind::Webhook
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            IntegrationKind::Webhook => "webhook",
+            IntegrationKind::Rest => "rest",
+            IntegrationKind::Github => "github",
+            IntegrationKind::Gitlab => "gitlab",
+            IntegrationKind::Pagerduty => "pagerduty",
+        }
+    }
 }
 
 /// An integration as a client writes it.
@@ -49,7 +83,10 @@ pub struct IntegrationInput {
     /// A REST integration's source.
     #[serde(default)]
     pub source: Option<RestSource>,
-    /// Seconds between a REST integration's pulls (default 3600, at least 10).
+    /// A GitHub, GitLab or PagerDuty integration's account.
+    #[serde(default)]
+    pub vendor: Option<VendorSource>,
+    /// Seconds between a pulled integration's pulls (default 3600, at least 10).
     #[serde(default)]
     pub interval_seconds: Option<i64>,
     /// Days an event is kept in the integration's event log (default 7, at most 90).
@@ -105,6 +142,9 @@ pub enum Pagination {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         start: Option<u64>,
     },
+    /// Items counted from 0 in query `param`, `size` to a page (PagerDuty's way); a short page
+    /// ends.
+    Offset { param: String, size: u64 },
 }
 
 /// What a REST integration's last pull did (a webhook integration's stays `ok`).
@@ -166,6 +206,8 @@ pub struct Integration {
     pub security: Option<Security>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<RestSource>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vendor: Option<VendorSource>,
     pub interval_seconds: i64,
     pub event_retention_days: u32,
     pub status: IntegrationStatus,
@@ -186,7 +228,8 @@ impl Integration {
     pub fn secret_names(&self) -> Vec<&str> {
         let webhook = self.security.as_ref().and_then(|s| s.secret.as_deref());
         let source = self.source.as_ref().and_then(|s| s.auth_secret.as_deref());
-        webhook.into_iter().chain(source).collect()
+        let vendor = self.vendor.iter().flat_map(VendorSource::secret_names);
+        webhook.into_iter().chain(source).chain(vendor).collect()
     }
 
     /// The share of what it owns one pull may delete.
@@ -236,13 +279,25 @@ impl IntegrationInput {
         };
         match (self.kind, &self.source) {
             (IntegrationKind::Rest, None) => errors.push("/source", "a REST integration needs a source"),
-            (IntegrationKind::Webhook, Some(_)) => errors.push("/source", "a webhook integration has no source"),
             (IntegrationKind::Rest, Some(source)) => source.check(&mut errors),
-            (IntegrationKind::Webhook, None) => {}
+            (_, Some(_)) => errors.push("/source", format!("a {} integration has no REST source", self.kind.name())),
+            (_, None) => {}
+        }
+        match (self.kind.vendor(), &self.vendor) {
+            (Some(vendor), None) => errors.push("/vendor", format!("the {} account to read", vendor.name())),
+            (Some(vendor), Some(source)) => {
+                let kinds = match &mapping {
+                    Some(mapping) => mapping.resources.iter().map(|r| r.kind.as_str()).collect(),
+                    None => Vec::new(),
+                };
+                source.check(vendor, &kinds, &mut errors);
+            }
+            (None, Some(_)) => errors.push("/vendor", format!("a {} integration reads no vendor", self.kind.name())),
+            (None, None) => {}
         }
         if let Some(security) = &self.security {
-            if self.kind == IntegrationKind::Rest {
-                errors.push("/security", "a REST integration takes no webhook security");
+            if self.kind != IntegrationKind::Webhook {
+                errors.push("/security", "only a webhook integration takes webhook security");
             }
             security.check(&mut errors);
         }
@@ -267,6 +322,7 @@ impl IntegrationInput {
             mapping,
             security: self.security,
             source: self.source,
+            vendor: self.vendor,
             interval_seconds: interval,
             event_retention_days: retention,
             status,
@@ -303,6 +359,14 @@ impl RestSource {
             }
             Pagination::Page { param, .. } if param.is_empty() => {
                 errors.push("/source/pagination/param", "the query parameter the page number goes in");
+            }
+            Pagination::Offset { param, size } => {
+                if param.is_empty() {
+                    errors.push("/source/pagination/param", "the query parameter the offset goes in");
+                }
+                if *size == 0 {
+                    errors.push("/source/pagination/size", "at least one item to a page");
+                }
             }
             _ => {}
         }

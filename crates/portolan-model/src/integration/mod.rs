@@ -5,7 +5,9 @@ pub mod definition;
 pub mod event;
 pub mod mapping;
 pub mod security;
+pub mod vendor;
 
 pub use definition::{Integration, IntegrationInput, IntegrationKind, IntegrationStatus, Pagination, RestSource};
 pub use event::{EventItem, EventState, IntegrationEvent};
 pub use security::Security;
+pub use vendor::{Vendor, VendorSource};

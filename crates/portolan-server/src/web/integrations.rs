@@ -150,7 +150,7 @@ mapping:
 struct IntegrationRow {
     identifier: String,
     title: String,
-    kind: &'static str,
+    kind: String,
     state: String,
     synced: Option<present::When>,
     counts: String,
@@ -195,12 +195,16 @@ async fn integrations_view(
         .into_iter()
         .map(|i| {
             let s = &i.status;
-            let rest = i.kind == IntegrationKind::Rest;
+            let pulled = i.kind.is_pulled();
             IntegrationRow {
-                kind: if rest { "REST, pulled" } else { "webhook" },
-                state: if rest { s.state.clone() } else { "receiving".into() },
+                kind: match i.kind.vendor() {
+                    Some(vendor) => format!("{}, pulled", vendor.name()),
+                    None if pulled => "REST, pulled".into(),
+                    None => "webhook".into(),
+                },
+                state: if pulled { s.state.clone() } else { "receiving".into() },
                 synced: s.synced_at.map(|at| present::When::new(at, now)),
-                counts: match rest && s.synced_at.is_some() {
+                counts: match pulled && s.synced_at.is_some() {
                     true => format!(
                         "{} read: {} created, {} updated, {} unchanged, {} deleted, {} failed in {} ms",
                         s.fetched, s.created, s.updated, s.unchanged, s.deleted, s.failed, s.duration_ms

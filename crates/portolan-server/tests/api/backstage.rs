@@ -88,7 +88,7 @@ async fn descriptors_import_with_unresolved_references_kept() {
 }
 
 fn harness_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/backstage-client")
+    crate::npm_harness("backstage-client", "@backstage/catalog-client")
 }
 
 #[tokio::test]
@@ -100,15 +100,6 @@ async fn backstages_own_catalog_client_reads_portolan() {
     assert_eq!(restricted.status, StatusCode::OK, "{}", restricted.body);
     let member = account_token(&app.state, "mia", Role::Member, &["team-a"]).await;
 
-    if !harness_dir().join("node_modules/@backstage/catalog-client").exists() {
-        let status = tokio::process::Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
-            .current_dir(harness_dir())
-            .status()
-            .await
-            .expect("npm runs (Node.js and npm are needed for the Backstage client test)");
-        assert!(status.success(), "npm ci in {} failed", harness_dir().display());
-    }
     let folder = tempfile::tempdir().expect("dir");
     let descriptor = "apiVersion: backstage.io/v1alpha1\nkind: Component\nmetadata:\n  name: from-file\nspec:\n  type: service\n  owner: team-a\n";
     std::fs::write(folder.path().join("catalog-info.yaml"), descriptor).expect("write");

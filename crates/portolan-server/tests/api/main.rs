@@ -23,6 +23,7 @@ mod runners;
 mod scorecards;
 mod search;
 mod ssrf_corpus;
+mod vendors;
 mod visibility;
 mod web;
 
@@ -370,4 +371,21 @@ pub async fn read(response: reqwest::Response) -> Reply {
 
 pub fn service(identifier: &str) -> Value {
     json!({"identifier": identifier, "properties": {"language": "Rust"}, "relations": {"system": "shop"}})
+}
+
+/// A test harness of npm packages under `tests/{name}`, installed once from its lock file (from
+/// the npm registry) when `node_modules/{package}` is missing.
+pub fn npm_harness(name: &str, package: &str) -> std::path::PathBuf {
+    static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests").join(name);
+    let _one_at_a_time = INSTALLING.lock().unwrap_or_else(|p| p.into_inner());
+    if !dir.join("node_modules").join(package).exists() {
+        let status = std::process::Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+            .current_dir(&dir)
+            .status()
+            .expect("npm runs (Node.js and npm are needed for the tests run against npm packages)");
+        assert!(status.success(), "npm ci in {} failed", dir.display());
+    }
+    dir
 }

@@ -22,29 +22,11 @@ struct Provider {
 }
 
 fn harness_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/oidc-provider")
-}
-
-/// Installs the harness's locked npm packages once (from the npm registry).
-fn install_harness() {
-    static INSTALLED: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
-    let mut done = INSTALLED.lock().unwrap_or_else(|p| p.into_inner());
-    if *done || harness_dir().join("node_modules/oidc-provider").exists() {
-        *done = true;
-        return;
-    }
-    let status = std::process::Command::new("npm")
-        .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
-        .current_dir(harness_dir())
-        .status()
-        .expect("npm runs (Node.js and npm are needed for the single sign-on tests)");
-    assert!(status.success(), "npm ci in {} failed", harness_dir().display());
-    *done = true;
+    crate::npm_harness("oidc-provider", "oidc-provider")
 }
 
 /// Starts the provider for a server that will answer at `base`.
 async fn start_provider(base: &str) -> Provider {
-    install_harness();
     let users = json!({
         "ana": {"email": "ana@example.com", "email_verified": true, "name": "Ana Lima", "groups": ["team-cart", "ops"]},
         "root": {"email": "root@example.com", "email_verified": true, "name": "Root", "groups": ["portal-admins"]},

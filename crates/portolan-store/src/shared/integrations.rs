@@ -5,17 +5,10 @@
 macro_rules! integration_store {
     ($tx:ty) => {
         use portolan_model::Millis;
-        use portolan_model::integration::{Integration, IntegrationEvent, IntegrationKind};
+        use portolan_model::integration::{Integration, IntegrationEvent};
 
         use crate::shared::{parse_json, to_json};
         use crate::{IntegrationStore, Result};
-
-        fn kind_name(kind: IntegrationKind) -> &'static str {
-            match kind {
-                IntegrationKind::Webhook => "webhook",
-                IntegrationKind::Rest => "rest",
-            }
-        }
 
         #[async_trait::async_trait]
         impl IntegrationStore for $tx {
@@ -29,7 +22,7 @@ macro_rules! integration_store {
                 )
                 .bind(&integration.identifier)
                 .bind(to_json(integration)?)
-                .bind(kind_name(integration.kind))
+                .bind(integration.kind.name())
                 .bind(key_hash)
                 .bind(integration.next_sync_at)
                 .bind(integration.created_at)
@@ -83,7 +76,7 @@ macro_rules! integration_store {
 
             async fn claim_due_integration(&mut self, now: Millis) -> Result<Option<Integration>> {
                 let due: Option<(String, i64)> = sqlx::query_as(
-                    "SELECT id, next_sync_at FROM integrations WHERE kind = 'rest' AND next_sync_at <= $1
+                    "SELECT id, next_sync_at FROM integrations WHERE kind <> 'webhook' AND next_sync_at <= $1
                      ORDER BY next_sync_at LIMIT 1",
                 )
                 .bind(now)

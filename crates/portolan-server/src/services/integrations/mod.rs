@@ -255,10 +255,11 @@ impl Integrations {
     /// the sandbox, one program per resource for them all: what each payload maps to, in order.
     /// When the program fails for the batch (a payload too big for the sandbox's limits), each
     /// payload is mapped alone, so that the failure is that payload's only.
-    pub async fn map_each(&self, mapping: &Mapping, payloads: Vec<Value>) -> Vec<Vec<Mapped>> {
+    pub async fn map_each(&self, mapping: &Mapping, kind: Option<&str>, payloads: Vec<Value>) -> Vec<Vec<Mapped>> {
         let mut mapped: Vec<Vec<Mapped>> = vec![Vec::new(); payloads.len()];
         let input = Value::Array(payloads);
-        for (index, resource) in mapping.resources.iter().enumerate() {
+        let resources = mapping.resources.iter().enumerate();
+        for (index, resource) in resources.filter(|(_, r)| kind.is_none_or(|kind| r.kind == kind)) {
             let program = resource.program_for_each();
             match self.eval(&program, &input).await {
                 Ok(outputs) => {
@@ -303,7 +304,7 @@ impl Integrations {
             errors.0.iter_mut().for_each(|e| e.path = format!("/mapping{}", e.path));
             Error::from(errors)
         })?;
-        let mapped = self.map_each(&mapping, vec![payload.clone()]).await.remove(0);
+        let mapped = self.map_each(&mapping, None, vec![payload.clone()]).await.remove(0);
         let mut tx = self.core.store().read().await?;
         let blueprints = blueprints_by_id(tx.as_mut()).await?;
         let mut items = Vec::with_capacity(mapped.len());

@@ -1,16 +1,18 @@
-//! REST integrations: every page of the source is read and mapped, and the entities are applied
-//! as the integration's own catalog-as-code source, so that an item gone from the source is
-//! deleted from the catalog. A fetch that fails changes nothing; items that fail to map are
+//! Pulled integrations (a REST source, GitHub, GitLab, PagerDuty): every page of every list is
+//! read and mapped, and the entities are applied as the integration's own catalog-as-code
+//! source, so that an item gone from the source is deleted from the catalog. A fetch that fails changes nothing; items that fail to map are
 //! reported and keep what they had (nothing is deleted that sync); a pull that would delete more
 //! than the threshold writes its creations and updates only, and says so.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use portolan_model::integration::definition::PageTag;
+use portolan_model::blueprint::Blueprint;
+use portolan_model::integration::definition::{DEFAULT_MAX_PAGES, PageTag};
 use portolan_model::integration::mapping::{Operation, Outcome};
-use portolan_model::integration::{Integration, IntegrationKind, IntegrationStatus, Pagination, RestSource};
+use portolan_model::integration::vendor::{Endpoint, GithubApp};
+use portolan_model::integration::{Integration, IntegrationStatus, Pagination, RestSource, Vendor, VendorSource};
 use portolan_model::manifest::API_VERSION;
 use serde_json::{Value, json};
 
@@ -35,16 +37,16 @@ const MAX_PROBLEMS: usize = 20;
 type Failure = String;
 
 impl Integrations {
-    /// Pulls a REST integration now (the actor must manage it); its new status.
+    /// Pulls an integration now (the actor must manage it); its new status.
     pub async fn sync_now(&self, actor: &Actor, id: &str) -> Result<IntegrationStatus> {
         let integration = self.get(actor, id).await?;
-        if integration.kind != IntegrationKind::Rest {
-            return Err(Error::invalid_at("/type", "only a REST integration is pulled: webhooks are pushed"));
+        if !integration.kind.is_pulled() {
+            return Err(Error::invalid_at("/type", "a webhook integration is not pulled: its events are pushed"));
         }
         self.sync(id).await
     }
 
-    /// Pulls every REST integration that is due (one replica claims each).
+    /// Pulls every pulled integration that is due (one replica claims each).
     pub async fn sync_due(&self) -> Result<()> {
         loop {
             let claimed = {
@@ -94,110 +96,258 @@ impl Integrations {
     }
 
     async fn pull(&self, integration: &Integration) -> std::result::Result<IntegrationStatus, Failure> {
-        let source = integration.source.as_ref().ok_or("the integration has no source")?;
-        let (auth, blueprints) = {
-            let mut tx = self.core.store().read().await.map_err(|e| e.to_string())?;
-            let auth = match &source.auth_secret {
-                None => None,
-                Some(name) => self
-                    .actions
-                    .secret_values(tx.as_mut(), std::slice::from_ref(name))
-                    .await
-                    .map_err(|e| e.message)?
-                    .remove(name),
-            };
-            (auth, blueprints_by_id(tx.as_mut()).await.map_err(|e| e.to_string())?)
-        };
-        if let Some(unchanged) = self.unchanged(integration, source, auth.as_deref()).await? {
+        let (reader, blueprints) = self.reader(integration).await?;
+        if let Some(unchanged) = self.unchanged(integration, &reader).await? {
             return Ok(unchanged);
         }
-        let mut status =
-            IntegrationStatus { state: "ok".into(), read_at: Some(self.core.now()), ..IntegrationStatus::default() };
-        // Keyed by blueprint and identifier: a later item for the same entity wins.
-        let mut documents: BTreeMap<(String, String), (u64, Value)> = BTreeMap::new();
-        let mut url = first_page(source)?;
-        let mut page_number = match &source.pagination {
-            Pagination::Page { start, .. } => start.unwrap_or(1),
-            _ => 0,
+        let mut gathered = Gathered {
+            status: IntegrationStatus {
+                state: "ok".into(),
+                read_at: Some(self.core.now()),
+                ..IntegrationStatus::default()
+            },
+            documents: BTreeMap::new(),
         };
-        let max_pages = source.max_pages.unwrap_or(portolan_model::integration::definition::DEFAULT_MAX_PAGES);
-        for pages in 1.. {
-            if pages > max_pages {
-                return Err(format!("the source has more than {max_pages} pages (maxPages)"));
+        match (&integration.source, integration.kind.vendor().zip(integration.vendor.as_ref())) {
+            (Some(source), _) => {
+                let file = without_query(&source.url);
+                let mut pager = Pager::new(first_page(source)?, source.items_path(), &source.pagination);
+                while let Some(items) = self.next_page(&reader, &mut pager, &mut gathered.status.pages).await? {
+                    self.gather(integration, None, &file, items, &blueprints, &mut gathered).await;
+                }
             }
-            let fetched = self.fetch(source, &url, auth.as_deref(), None).await?;
-            let (Some(page), next_link) = (fetched.page, fetched.next) else {
-                return Err(format!("{} answered 304 to a request without a tag", without_query(&url)));
-            };
-            if let Some(etag) = fetched.etag {
-                status.pages.push(PageTag { url: url.clone(), etag });
+            (None, Some((vendor, account))) => {
+                self.pull_vendor(integration, vendor, account, &reader, &blueprints, &mut gathered).await?
             }
-            let items = self.eval(source.items_path(), &page).await.map_err(|e| format!("itemsPath: {e}"))?;
-            let Value::Array(items) = items else {
-                return Err(format!(
-                    "itemsPath gave {}, not a list, on {}",
-                    portolan_model::blueprint::json_kind(&items),
-                    without_query(&url)
-                ));
+            _ => return Err("the integration has nothing to pull".into()),
+        }
+        self.apply_gathered(integration, gathered).await
+    }
+
+    /// The headers a pull's requests carry (its secrets opened; a GitHub App's installation
+    /// token fetched) and the blueprints its entities are checked against.
+    async fn reader(
+        &self,
+        integration: &Integration,
+    ) -> std::result::Result<(Reader, HashMap<String, Blueprint>), Failure> {
+        let mut tx = self.core.store().read().await.map_err(|e| e.to_string())?;
+        let names: Vec<String> = integration.secret_names().into_iter().map(str::to_string).collect();
+        let secrets = self.actions.secret_values(tx.as_mut(), &names).await.map_err(|e| e.message)?;
+        let blueprints = blueprints_by_id(tx.as_mut()).await.map_err(|e| e.to_string())?;
+        drop(tx);
+        let secret = |name: &str| secrets.get(name).cloned().unwrap_or_default();
+        let mut reader = Reader { headers: Vec::new(), max_pages: DEFAULT_MAX_PAGES };
+        if let Some(source) = &integration.source {
+            reader.headers.push(("accept".into(), "application/json".into()));
+            if let Some(name) = &source.auth_secret {
+                let header = source.auth_header.as_deref().unwrap_or("authorization");
+                let prefix = source.auth_prefix.as_deref().unwrap_or("Bearer ");
+                reader.headers.push((header.to_string(), format!("{prefix}{}", secret(name))));
+            }
+            reader.max_pages = source.max_pages.unwrap_or(DEFAULT_MAX_PAGES);
+        }
+        if let (Some(vendor), Some(account)) = (integration.kind.vendor(), &integration.vendor) {
+            let token = match (&account.token_secret, &account.app) {
+                (Some(name), _) => secret(name),
+                (None, Some(app)) => self.github_app_token(account, app, &secret(&app.private_key_secret)).await?,
+                (None, None) => return Err("the integration has no token".into()),
             };
-            let first = status.fetched;
-            status.fetched += items.len() as u64;
-            let count = items.len();
-            let mapped = self.map_each(&integration.mapping, items).await;
-            for (i, item) in mapped.into_iter().enumerate() {
-                let number = first + i as u64 + 1;
-                for mapped in item {
-                    let base = format!("/resources/{}/port/entity/mappings", mapped.resource);
-                    let problems = match &mapped.outcome {
-                        Outcome::Error { path, message } => vec![format!("{path}: {message}")],
-                        Outcome::Entity(document) => check_entity(&blueprints, document, mapped.operation, &base)
-                            .into_iter()
-                            .map(|p| format!("{}: {}", p.path, p.message))
-                            .collect(),
-                    };
-                    if !problems.is_empty() {
-                        status.failed += 1;
-                        let room = MAX_PROBLEMS.saturating_sub(status.problems.len());
-                        status.problems.extend(problems.into_iter().take(room).map(|p| format!("item {number}: {p}")));
-                        continue;
+            reader.headers = vendor.headers(&token).into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+            reader.max_pages = account.max_pages.unwrap_or(DEFAULT_MAX_PAGES);
+        }
+        Ok((reader, blueprints))
+    }
+
+    /// Reads each kind the mapping names from the vendor, in the mapping's order; a kind listed
+    /// per parent (pull requests per repository) lists the parents first, once.
+    async fn pull_vendor(
+        &self,
+        integration: &Integration,
+        vendor: Vendor,
+        account: &VendorSource,
+        reader: &Reader,
+        blueprints: &HashMap<String, Blueprint>,
+        gathered: &mut Gathered,
+    ) -> std::result::Result<(), Failure> {
+        let mut listed: HashMap<&'static str, Vec<Value>> = HashMap::new();
+        for resource in &integration.mapping.resources {
+            let endpoint = vendor
+                .endpoint(&resource.kind)
+                .ok_or_else(|| format!("{} lists no '{}'", vendor.name(), resource.kind))?;
+            if listed.contains_key(endpoint.kind) {
+                continue;
+            }
+            let mut items = match &endpoint.parent {
+                None => {
+                    self.read_list(reader, account.url(vendor, endpoint.path, "", ""), vendor, endpoint, gathered)
+                        .await?
+                }
+                Some(parent) => {
+                    if !listed.contains_key(parent.kind) {
+                        let top = vendor.endpoint(parent.kind).ok_or("a parent is a listed kind")?;
+                        let url = account.url(vendor, top.path, "", "");
+                        let parents = self.read_list(reader, url, vendor, top, gathered).await?;
+                        listed.insert(parent.kind, parents);
                     }
-                    let Outcome::Entity(document) = mapped.outcome else { continue };
-                    let key = (
-                        document["blueprint"].as_str().unwrap_or_default().to_string(),
-                        document["identifier"].as_str().unwrap_or_default().to_string(),
-                    );
-                    match mapped.operation {
-                        Operation::Create => documents.insert(key, (number, document)),
-                        Operation::Delete => documents.remove(&key),
-                    };
+                    let mut items = Vec::new();
+                    for each in listed.get(parent.kind).into_iter().flatten() {
+                        let url = account.url(vendor, endpoint.path, "{parent}", &key_text(&each[parent.key]));
+                        for mut item in self.read_list(reader, url, vendor, endpoint, gathered).await? {
+                            if let Value::Object(fields) = &mut item {
+                                fields.insert(parent.attach_as.into(), each[parent.value].clone());
+                            }
+                            items.push(item);
+                        }
+                    }
+                    items
                 }
-            }
-            let next = match &source.pagination {
-                Pagination::None => None,
-                Pagination::Link => next_link,
-                Pagination::Cursor { param, path } => {
-                    match self.eval(path, &page).await.map_err(|e| format!("pagination path: {e}"))? {
-                        Value::String(cursor) if !cursor.is_empty() => Some(with_param(&url, param, &cursor)?),
-                        Value::Number(cursor) => Some(with_param(&url, param, &cursor.to_string())?),
-                        _ => None,
+            };
+            if let Some(attached) = &endpoint.attached {
+                for item in &mut items {
+                    let url = account.url(vendor, attached.path, "{key}", &key_text(&item[attached.key]));
+                    let list = self.read_list(reader, url, vendor, endpoint, gathered).await?;
+                    if let Value::Object(fields) = item {
+                        fields.insert(attached.attach_as.into(), Value::Array(list));
                     }
                 }
-                Pagination::Page { param, .. } if count > 0 => {
-                    page_number += 1;
-                    Some(with_param(&url, param, &page_number.to_string())?)
+            }
+            let file = without_query(&account.url(vendor, endpoint.path, "{parent}", "*"));
+            self.gather(integration, Some(endpoint.kind), &file, items.clone(), blueprints, gathered).await;
+            listed.insert(endpoint.kind, items);
+        }
+        Ok(())
+    }
+
+    /// Every item of one of a vendor's lists (the first page only for lists read as recent).
+    async fn read_list(
+        &self,
+        reader: &Reader,
+        url: String,
+        vendor: Vendor,
+        endpoint: &Endpoint,
+        gathered: &mut Gathered,
+    ) -> std::result::Result<Vec<Value>, Failure> {
+        let pagination = match endpoint.recent_only {
+            true => Pagination::None,
+            false => vendor.pagination(),
+        };
+        let mut pager = Pager::new(url, endpoint.items_path, &pagination);
+        let mut items = Vec::new();
+        while let Some(page) = self.next_page(reader, &mut pager, &mut gathered.status.pages).await? {
+            items.extend(page);
+        }
+        Ok(items)
+    }
+
+    /// The next page's items, or `None` when the list is done.
+    async fn next_page(
+        &self,
+        reader: &Reader,
+        pager: &mut Pager<'_>,
+        tags: &mut Vec<PageTag>,
+    ) -> std::result::Result<Option<Vec<Value>>, Failure> {
+        let Some(url) = pager.next.take() else { return Ok(None) };
+        pager.pages += 1;
+        if pager.pages > reader.max_pages {
+            return Err(format!("{} has more than {} pages (maxPages)", without_query(&url), reader.max_pages));
+        }
+        let fetched = self.fetch(reader, &url, None).await?;
+        let (Some(page), next_link) = (fetched.page, fetched.next) else {
+            return Err(format!("{} answered 304 to a request without a tag", without_query(&url)));
+        };
+        if let Some(etag) = fetched.etag {
+            tags.push(PageTag { url: url.clone(), etag });
+        }
+        let items = self.eval(pager.items_path, &page).await.map_err(|e| format!("itemsPath: {e}"))?;
+        let Value::Array(items) = items else {
+            return Err(format!(
+                "itemsPath gave {}, not a list, on {}",
+                portolan_model::blueprint::json_kind(&items),
+                without_query(&url)
+            ));
+        };
+        let count = items.len() as u64;
+        pager.next = match pager.pagination {
+            Pagination::None => None,
+            Pagination::Link => next_link,
+            Pagination::Cursor { param, path } => {
+                match self.eval(path, &page).await.map_err(|e| format!("pagination path: {e}"))? {
+                    Value::String(cursor) if !cursor.is_empty() => Some(with_param(&url, param, &cursor)?),
+                    Value::Number(cursor) => Some(with_param(&url, param, &cursor.to_string())?),
+                    _ => None,
                 }
-                Pagination::Page { .. } => None,
-            };
-            match next {
-                Some(next) => url = next,
-                None => break,
+            }
+            Pagination::Page { param, .. } if count > 0 => {
+                pager.number += 1;
+                Some(with_param(&url, param, &pager.number.to_string())?)
+            }
+            Pagination::Offset { param, size } if count >= *size => {
+                pager.number += count;
+                Some(with_param(&url, param, &pager.number.to_string())?)
+            }
+            Pagination::Page { .. } | Pagination::Offset { .. } => None,
+        };
+        Ok(Some(items))
+    }
+
+    /// Maps items with the resources of `kind` (every resource when none), keeping the
+    /// entities and counting the items that fail.
+    async fn gather(
+        &self,
+        integration: &Integration,
+        kind: Option<&str>,
+        file: &str,
+        items: Vec<Value>,
+        blueprints: &HashMap<String, Blueprint>,
+        gathered: &mut Gathered,
+    ) {
+        let status = &mut gathered.status;
+        let first = status.fetched;
+        status.fetched += items.len() as u64;
+        let mapped = self.map_each(&integration.mapping, kind, items).await;
+        for (i, item) in mapped.into_iter().enumerate() {
+            let number = first + i as u64 + 1;
+            for mapped in item {
+                let base = format!("/resources/{}/port/entity/mappings", mapped.resource);
+                let problems = match &mapped.outcome {
+                    Outcome::Error { path, message } => vec![format!("{path}: {message}")],
+                    Outcome::Entity(document) => check_entity(blueprints, document, mapped.operation, &base)
+                        .into_iter()
+                        .map(|p| format!("{}: {}", p.path, p.message))
+                        .collect(),
+                };
+                if !problems.is_empty() {
+                    status.failed += 1;
+                    let room = MAX_PROBLEMS.saturating_sub(status.problems.len());
+                    let label = kind.map_or_else(|| format!("item {number}"), |kind| format!("{kind} item {number}"));
+                    status.problems.extend(problems.into_iter().take(room).map(|p| format!("{label}: {p}")));
+                    continue;
+                }
+                let Outcome::Entity(document) = mapped.outcome else { continue };
+                let key = (
+                    document["blueprint"].as_str().unwrap_or_default().to_string(),
+                    document["identifier"].as_str().unwrap_or_default().to_string(),
+                );
+                match mapped.operation {
+                    Operation::Create => gathered.documents.insert(key, (number, file.to_string(), document)),
+                    Operation::Delete => gathered.documents.remove(&key),
+                };
             }
         }
-        let file = without_query(&source.url);
+    }
+
+    /// Applies what a pull gathered as the integration's source: what left the source is
+    /// deleted, unless an item failed or the deletion threshold is passed.
+    async fn apply_gathered(
+        &self,
+        integration: &Integration,
+        gathered: Gathered,
+    ) -> std::result::Result<IntegrationStatus, Failure> {
+        let Gathered { mut status, documents } = gathered;
         let documents: Vec<SourcedDocument> = documents
             .into_values()
-            .map(|(number, spec)| SourcedDocument {
-                file: file.clone(),
+            .map(|(number, file, spec)| SourcedDocument {
+                file,
                 line: u32::try_from(number).unwrap_or(u32::MAX),
                 document: json!({"apiVersion": API_VERSION, "kind": "Entity", "spec": spec}),
             })
@@ -234,28 +384,57 @@ impl Integrations {
         Ok(status)
     }
 
+    /// A GitHub App's installation token: a JWT signed with the app's key, traded at GitHub.
+    async fn github_app_token(
+        &self,
+        account: &VendorSource,
+        app: &GithubApp,
+        private_key: &str,
+    ) -> std::result::Result<String, Failure> {
+        #[derive(serde::Serialize)]
+        struct Claims<'a> {
+            iat: i64,
+            exp: i64,
+            iss: &'a str,
+        }
+        let key = jsonwebtoken::EncodingKey::from_rsa_pem(private_key.as_bytes())
+            .map_err(|e| format!("the GitHub App's private key is not an RSA key in PEM: {e}"))?;
+        let now = self.core.now() / 1000;
+        // GitHub allows ten minutes; a minute back covers clock drift.
+        let claims = Claims { iat: now - 60, exp: now + 540, iss: &app.app_id };
+        let jwt = jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256), &claims, &key)
+            .map_err(|e| format!("cannot sign the GitHub App's token request: {e}"))?;
+        let path = format!("/app/installations/{}/access_tokens", app.installation_id);
+        let url = account.url(Vendor::Github, &path, "", "");
+        let mut request = self
+            .outbound
+            .request(Purpose::IntegrationSource, reqwest::Method::POST, &url)
+            .map_err(|e| e.to_string())?;
+        for (name, value) in Vendor::Github.headers(&jwt) {
+            request = request.header(name, &value);
+        }
+        let response = request.send().await.map_err(|e| format!("cannot reach {url}: {e}"))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(format!("GitHub answered {status} to the app's installation token request ({url})"));
+        }
+        let body: Value = response.json().await.map_err(|e| format!("{url} did not answer JSON: {e}"))?;
+        body["token"].as_str().map(str::to_string).ok_or_else(|| format!("{url} answered no token"))
+    }
+
     /// One page: its JSON (none when `etag` still matches: 304), the `Link` header's next URL
     /// and the page's `ETag`. Rate limits are waited out (up to a minute); a server error or a
     /// timeout is tried again, then fails the pull.
-    async fn fetch(
-        &self,
-        source: &RestSource,
-        url: &str,
-        auth: Option<&str>,
-        etag: Option<&str>,
-    ) -> std::result::Result<Fetched, Failure> {
+    async fn fetch(&self, reader: &Reader, url: &str, etag: Option<&str>) -> std::result::Result<Fetched, Failure> {
         let shown = without_query(url);
         let mut last = String::new();
         for attempt in 1..=ATTEMPTS {
             let mut request = self
                 .outbound
                 .request(Purpose::IntegrationSource, reqwest::Method::GET, url)
-                .map_err(|e| e.to_string())?
-                .header("accept", "application/json");
-            if let Some(secret) = auth {
-                let header = source.auth_header.as_deref().unwrap_or("authorization");
-                let prefix = source.auth_prefix.as_deref().unwrap_or("Bearer ");
-                request = request.header(header, &format!("{prefix}{secret}"));
+                .map_err(|e| e.to_string())?;
+            for (name, value) in &reader.headers {
+                request = request.header(name, value);
             }
             if let Some(etag) = etag {
                 request = request.header("if-none-match", etag);
@@ -269,7 +448,10 @@ impl Integrations {
             };
             let status = response.status();
             let wait = retry_after(response.headers());
-            if status == reqwest::StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+            // GitHub answers a spent rate limit with 403 and the rate-limit headers.
+            let limited = status == reqwest::StatusCode::TOO_MANY_REQUESTS
+                || (status == reqwest::StatusCode::FORBIDDEN && wait.is_some());
+            if limited || status.is_server_error() {
                 last = format!("{shown} answered {status}");
                 match wait {
                     Some(wait) if wait > MAX_WAIT => {
@@ -304,8 +486,7 @@ impl Integrations {
     async fn unchanged(
         &self,
         integration: &Integration,
-        source: &RestSource,
-        auth: Option<&str>,
+        reader: &Reader,
     ) -> std::result::Result<Option<IntegrationStatus>, Failure> {
         let last = &integration.status;
         // A page a source appended behind an unchanged last page would go unseen: every page is
@@ -315,7 +496,7 @@ impl Integrations {
             return Ok(None);
         }
         for page in &last.pages {
-            if self.fetch(source, &page.url, auth, Some(&page.etag)).await?.page.is_some() {
+            if self.fetch(reader, &page.url, Some(&page.etag)).await?.page.is_some() {
                 return Ok(None);
             }
         }
@@ -326,6 +507,47 @@ impl Integrations {
             unchanged: last.created + last.updated + last.unchanged,
             ..last.clone()
         }))
+    }
+}
+
+/// What every request of a pull carries, and the most pages a list may have.
+struct Reader {
+    headers: Vec<(String, String)>,
+    max_pages: u32,
+}
+
+/// A list being read: the next page's URL, and where the pagination is.
+struct Pager<'a> {
+    next: Option<String>,
+    items_path: &'a str,
+    pagination: &'a Pagination,
+    /// The page number or offset of the page last asked for.
+    number: u64,
+    pages: u32,
+}
+
+impl<'a> Pager<'a> {
+    fn new(first: String, items_path: &'a str, pagination: &'a Pagination) -> Self {
+        let number = match pagination {
+            Pagination::Page { start, .. } => start.unwrap_or(1),
+            _ => 0,
+        };
+        Pager { next: Some(first), items_path, pagination, number, pages: 0 }
+    }
+}
+
+/// What a pull read so far: its status, and the entities by blueprint and identifier (a later
+/// item for the same entity wins) with the item number and list they came from.
+struct Gathered {
+    status: IntegrationStatus,
+    documents: BTreeMap<(String, String), (u64, String, Value)>,
+}
+
+/// An item's key as it goes in a URL (GitLab's project ids are numbers).
+fn key_text(value: &Value) -> String {
+    match value {
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
     }
 }
 

@@ -164,7 +164,7 @@ impl Integrations {
             let Some(&first) = mine.first() else { continue };
             let integration = &work[first].0;
             let requests = mine.iter().map(|&e| work[e].1.request.clone()).collect();
-            let mapped = self.map_each(&integration.mapping, requests).await;
+            let mapped = self.map_each(&integration.mapping, None, requests).await;
             let tagged = mine.iter().zip(mapped).flat_map(|(&e, m)| m.into_iter().map(move |m| (e, m)));
             for (e, item) in self.write_mapped(integration, tagged.collect()).await? {
                 items[e].push(item);
