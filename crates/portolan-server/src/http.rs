@@ -73,8 +73,9 @@ pub fn router(state: AppState, options: &ServerOptions) -> Router {
         routes =
             routes.layer(middleware::from_fn_with_state(rate_limit::RateLimiter::new(per_minute), rate_limit::limit));
     }
-    routes
-        .with_state(state)
+    // Port's paths (`/v1/...`) are the API's own: one implementation, two mounts.
+    Router::new()
+        .fallback_service(ServiceBuilder::new().map_request(port_paths).service(routes.with_state(state)))
         // A body must keep arriving: a request that sends its headers and then stalls would
         // otherwise hold its connection (and a place in the connection bounds) for ever.
         .layer(
@@ -94,6 +95,18 @@ pub fn router(state: AppState, options: &ServerOptions) -> Router {
                     Error::new(ErrorCode::Internal, "the request handler panicked").into_response()
                 })),
         )
+}
+
+/// `/v1/...` (Port's paths) as `/api/v1/...`, before routing.
+fn port_paths(mut request: Request) -> Request {
+    let path = request.uri().path();
+    if path == "/v1" || path.starts_with("/v1/") {
+        let query = request.uri().query().map(|q| format!("?{q}")).unwrap_or_default();
+        if let Ok(uri) = format!("/api{path}{query}").parse() {
+            *request.uri_mut() = uri;
+        }
+    }
+    request
 }
 
 /// Records every request that permissions refused (403, or a 404 hiding what the caller may not

@@ -1,7 +1,7 @@
 //! API rate limits: so many requests per minute per credential (API token or session), and a
 //! wider limit per address, which made-up credentials cannot get around. Every API response says
-//! where the caller stands (`x-ratelimit-limit`, `x-ratelimit-remaining`, `x-ratelimit-reset` in
-//! seconds); a request over a limit gets 429 with `Retry-After`. Counted in this process, in fixed
+//! where the caller stands as Port's API does (`x-ratelimit-period`, `x-ratelimit-limit`,
+//! `x-ratelimit-remaining`, `x-ratelimit-reset`, in seconds); a request over a limit gets 429 with `Retry-After`. Counted in this process, in fixed
 //! one-minute windows.
 
 use std::collections::HashMap;
@@ -94,22 +94,24 @@ pub async fn limit(State(limiter): State<RateLimiter>, request: Request, next: N
     match limiter.count(by_address, by_credential, Instant::now()) {
         Ok((remaining, reset)) => {
             let mut response = next.run(request).await;
-            let headers = response.headers_mut();
-            headers.insert("x-ratelimit-limit", limit);
-            headers.insert("x-ratelimit-remaining", HeaderValue::from(remaining));
-            headers.insert("x-ratelimit-reset", HeaderValue::from(reset));
+            standing(response.headers_mut(), limit, remaining, reset);
             response
         }
         Err(wait) => {
             let message = format!("more than {} requests in a minute; wait {wait} s", limiter.per_minute);
             let mut response = Error::too_many(message, wait).into_response();
-            let headers = response.headers_mut();
-            headers.insert("x-ratelimit-limit", limit);
-            headers.insert("x-ratelimit-remaining", HeaderValue::from(0));
-            headers.insert("x-ratelimit-reset", HeaderValue::from(wait));
+            standing(response.headers_mut(), limit, 0, wait);
             response
         }
     }
+}
+
+/// Where the caller stands, in the headers Port documents (the period in seconds).
+fn standing(headers: &mut HeaderMap, limit: HeaderValue, remaining: u32, reset: u64) {
+    headers.insert("x-ratelimit-period", HeaderValue::from(WINDOW.as_secs()));
+    headers.insert("x-ratelimit-limit", limit);
+    headers.insert("x-ratelimit-remaining", HeaderValue::from(remaining));
+    headers.insert("x-ratelimit-reset", HeaderValue::from(reset));
 }
 
 #[cfg(test)]

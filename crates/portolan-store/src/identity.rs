@@ -43,6 +43,16 @@ pub struct Session {
     pub expires_at: Millis,
 }
 
+/// An account's client credentials: its client id, and the SHA-256 of its client secret.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientCredentials {
+    pub user: String,
+    pub client_id: String,
+    pub secret_sha256: String,
+    pub created_at: Millis,
+    pub created_by: String,
+}
+
 /// A personal or service-account API token.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiToken {

@@ -20,7 +20,7 @@ mod tx;
 
 pub use actions::{ActionRecord, NewRunLog, RunFilter, RunnerToken, SecretMeta};
 pub use audit::AuditFilter;
-pub use identity::{Account, AccountKind, ApiToken, Session};
+pub use identity::{Account, AccountKind, ApiToken, ClientCredentials, Session};
 pub use tx::{
     ActionStore, AuditStore, BlueprintStore, EntityStore, IdentityStore, IntegrationStore, JobStore, LocationStore,
     PermissionStore, RunStore, ScorecardStore, SearchStore, SecretStore, SourceStore, Tx,

@@ -11,8 +11,9 @@ use serde_json::{Map, Value};
 
 use crate::query_sql::{AggregatePlan, AggregateResult, SearchPlan};
 use crate::{
-    Account, ActionRecord, ApiToken, AppliedObject, AuditFilter, BlueprintRecord, ChangeEvent, EntityWrite, Job,
-    NewJob, NewRunLog, Referrer, Result, RunFilter, RunnerToken, ScorecardRecord, SecretMeta, Session, SourceSummary,
+    Account, ActionRecord, ApiToken, AppliedObject, AuditFilter, BlueprintRecord, ChangeEvent, ClientCredentials,
+    EntityWrite, Job, NewJob, NewRunLog, Referrer, Result, RunFilter, RunnerToken, ScorecardRecord, SecretMeta,
+    Session, SourceSummary,
 };
 
 /// One transaction. Dropping it without [`Tx::commit`] rolls it back.
@@ -235,6 +236,14 @@ pub trait IdentityStore: Send {
     /// Revokes an API token; false when it does not exist or is revoked already.
     async fn revoke_api_token(&mut self, id: &str, at: Millis) -> Result<bool>;
     async fn touch_api_token(&mut self, id: &str, at: Millis) -> Result<()>;
+    /// Creates or replaces an account's client credentials.
+    async fn put_client_credentials(&mut self, credentials: &ClientCredentials) -> Result<()>;
+    /// The credentials with this client id.
+    async fn client_credentials(&mut self, client_id: &str) -> Result<Option<ClientCredentials>>;
+    /// Every account's credentials, or only `user`'s.
+    async fn client_credentials_of(&mut self, user: Option<&str>) -> Result<Vec<ClientCredentials>>;
+    /// Deletes a user's credentials; false when it had none.
+    async fn delete_client_credentials(&mut self, user: &str) -> Result<bool>;
 }
 
 #[async_trait::async_trait]

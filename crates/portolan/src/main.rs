@@ -149,6 +149,14 @@ enum AdminCommand {
         #[arg(long)]
         expires_in_days: Option<u32>,
     },
+    /// Make or rotate an account's client credentials, for clients written for Port: they trade
+    /// them at POST /v1/auth/access_token. Prints the client id and the secret (shown only now).
+    #[command(name = "create-credentials")]
+    ClientCredentials {
+        /// The account they act as
+        #[arg(long)]
+        user: String,
+    },
 }
 
 #[derive(clap::Args)]
@@ -406,6 +414,13 @@ async fn admin(args: AdminArgs) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             eprintln!("token {} for '{}' (shown only now):", record.id, record.user);
             println!("{token}");
+        }
+        AdminCommand::ClientCredentials { user } => {
+            let (credentials, secret) =
+                state.identity.rotate_client_credentials(&actor, &user).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            eprintln!("client credentials of '{}' (the secret is shown only now):", credentials.user);
+            println!("PORT_CLIENT_ID={}", credentials.client_id);
+            println!("PORT_CLIENT_SECRET={secret}");
         }
     }
     Ok(())

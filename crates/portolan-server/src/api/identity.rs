@@ -5,7 +5,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use portolan_model::permission::Role;
-use portolan_store::{Account, ApiToken};
+use portolan_model::system;
+use portolan_store::{Account, ApiToken, ClientCredentials};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
@@ -14,7 +15,8 @@ use crate::error::{Error, Result};
 use crate::extract::{
     Caller, ClientAddress, JsonBody, PathParams, QueryParams, SESSION_COOKIE, check_same_site, cookie,
 };
-use crate::services::identity::{AccountChange, NewAccount};
+use crate::services::identity::{ACCESS_TOKEN_SECONDS, AccountChange, NewAccount};
+use crate::services::search::{MAX_LIMIT, SearchRequest};
 use crate::state::AppState;
 
 #[derive(Deserialize, ToSchema)]
@@ -305,6 +307,130 @@ pub async fn revoke_token(
     PathParams(id): PathParams<String>,
 ) -> Result<Json<Value>> {
     app.identity.revoke_api_token(&caller.actor, &id).await?;
+    Ok(Json(json!({"ok": true})))
+}
+
+/// Every entity of a blueprint the caller may read, all pages.
+async fn every_entity(app: &AppState, caller: &Caller, blueprint: &str) -> Result<Vec<portolan_model::Entity>> {
+    let mut entities = Vec::new();
+    let mut cursor = None;
+    loop {
+        let request = SearchRequest { limit: Some(MAX_LIMIT), cursor, ..SearchRequest::default() };
+        let page = app.search.search(&caller.actor, Some(blueprint), request).await?;
+        entities.extend(page.entities);
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => return Ok(entities),
+        }
+    }
+}
+
+/// The teams (the `_team` entities the caller may read), in Port's shape: each with its
+/// `name`, `description` and `users` (the `_user` entities in it).
+#[utoipa::path(get, path = "/api/v1/teams", tag = "auth", responses((status = 200, description = "`{teams: [...]}`")))]
+pub async fn list_teams(State(app): State<AppState>, caller: Caller) -> Result<Json<Value>> {
+    let users = every_entity(&app, &caller, system::USER).await?;
+    let teams: Vec<Value> = every_entity(&app, &caller, system::TEAM)
+        .await?
+        .into_iter()
+        .map(|team| {
+            let members: Vec<Value> = users
+                .iter()
+                .filter(|u| u.team.contains(&team.identifier))
+                .map(|u| json!({"identifier": u.identifier, "email": u.properties.get("email")}))
+                .collect();
+            json!({
+                "name": team.identifier,
+                "description": team.properties.get("description"),
+                "title": team.title,
+                "createdAt": portolan_model::format_millis(team.created_at),
+                "updatedAt": portolan_model::format_millis(team.updated_at),
+                "users": members,
+            })
+        })
+        .collect();
+    Ok(Json(json!({"ok": true, "teams": teams})))
+}
+
+// ---- client credentials (Port's) ----
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AccessTokenRequest {
+    pub client_id: String,
+    pub client_secret: String,
+}
+
+/// Trades client credentials for a bearer token lasting three hours, as Port's
+/// `POST /v1/auth/access_token` does. Wrong secrets are throttled like failed sign-ins.
+#[utoipa::path(post, path = "/api/v1/auth/access_token", tag = "auth", request_body = AccessTokenRequest,
+    responses((status = 200, description = "`{accessToken, expiresIn, tokenType}`"),
+              (status = 401, description = "wrong client id or secret"),
+              (status = 429, description = "too many failed attempts; see Retry-After")))]
+pub async fn access_token(
+    State(app): State<AppState>,
+    ClientAddress(address): ClientAddress,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Json<Value>> {
+    let request: AccessTokenRequest = portolan_model::error::from_json(body)?;
+    let token = app.identity.access_token(&request.client_id, &request.client_secret, &address).await?;
+    Ok(Json(json!({"ok": true, "accessToken": token, "expiresIn": ACCESS_TOKEN_SECONDS, "tokenType": "Bearer"})))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialsView {
+    pub client_id: String,
+    pub created_at: String,
+    pub created_by: String,
+}
+
+impl From<ClientCredentials> for CredentialsView {
+    fn from(c: ClientCredentials) -> Self {
+        CredentialsView {
+            client_id: c.client_id,
+            created_at: portolan_model::format_millis(c.created_at),
+            created_by: c.created_by,
+        }
+    }
+}
+
+/// A user's client id (never the secret).
+#[utoipa::path(get, path = "/api/v1/users/{user}/credentials", tag = "auth", params(("user" = String, Path)),
+    responses((status = 200, body = CredentialsView), (status = 404, description = "none yet")))]
+pub async fn get_credentials(
+    State(app): State<AppState>,
+    caller: Caller,
+    PathParams(user): PathParams<String>,
+) -> Result<Json<Value>> {
+    let credentials = app.identity.client_credentials(&caller.actor, &user).await?;
+    Ok(Json(json!({"ok": true, "credentials": CredentialsView::from(credentials)})))
+}
+
+/// Makes or rotates a user's client credentials (the user, or an admin): the client id stays,
+/// the secret is new, shown only in this response, and the old one stops working.
+#[utoipa::path(post, path = "/api/v1/users/{user}/credentials", tag = "auth", params(("user" = String, Path)),
+    responses((status = 201, description = "`{credentials: {clientId, clientSecret, ...}}`")))]
+pub async fn rotate_credentials(
+    State(app): State<AppState>,
+    caller: Caller,
+    PathParams(user): PathParams<String>,
+) -> Result<(StatusCode, Json<Value>)> {
+    let (credentials, secret) = app.identity.rotate_client_credentials(&caller.actor, &user).await?;
+    let mut view = json!(CredentialsView::from(credentials));
+    view["clientSecret"] = json!(secret);
+    Ok((StatusCode::CREATED, Json(json!({"ok": true, "credentials": view}))))
+}
+
+/// Deletes a user's client credentials.
+#[utoipa::path(delete, path = "/api/v1/users/{user}/credentials", tag = "auth", params(("user" = String, Path)),
+    responses((status = 200, description = "deleted"), (status = 404, description = "none")))]
+pub async fn delete_credentials(
+    State(app): State<AppState>,
+    caller: Caller,
+    PathParams(user): PathParams<String>,
+) -> Result<Json<Value>> {
+    app.identity.delete_client_credentials(&caller.actor, &user).await?;
     Ok(Json(json!({"ok": true})))
 }
 

@@ -9,7 +9,7 @@ use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use portolan_model::permission::{Role, User};
 use portolan_model::{Millis, system};
-use portolan_store::{Account, AccountKind, ApiToken, Session, Tx};
+use portolan_store::{Account, AccountKind, ApiToken, ClientCredentials, Session, Tx};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -30,6 +30,10 @@ pub const MIN_PASSWORD: usize = 10;
 const MAX_PASSWORD: usize = 256;
 /// How stale a session's or token's last-used time may get before a request refreshes it.
 const TOUCH_EVERY_MS: Millis = 60_000;
+/// How long an access token traded for client credentials lasts (Port's: three hours).
+pub const ACCESS_TOKEN_SECONDS: i64 = 3 * 3_600;
+/// The name access tokens are listed under.
+const ACCESS_TOKEN_NAME: &str = "access token (client credentials)";
 
 /// How long sessions last.
 #[derive(Debug, Clone, Copy)]
@@ -492,6 +496,118 @@ impl Identity {
         tx.append_audit(&[actor.entry(self.core.now(), "token.revoke", "token", id)]).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    // ---- client credentials ----
+
+    /// New client credentials for `user` (the caller, or anyone for an admin): the client id is
+    /// kept across rotations, the secret is new and returned only here.
+    pub async fn rotate_client_credentials(&self, actor: &Actor, user: &str) -> Result<(ClientCredentials, String)> {
+        if user != actor.id {
+            self.require_manage_portal(actor)?;
+        }
+        let now = self.core.now();
+        let secret = format!("pcs_{}", keys::random_token());
+        let mut tx = self.core.store().write().await?;
+        if tx.account(user).await?.is_none() {
+            return Err(Error::not_found(format!("account '{user}'")));
+        }
+        let client_id = match tx.client_credentials_of(Some(user)).await?.pop() {
+            Some(existing) => existing.client_id,
+            None => format!("pci_{}", uuid::Uuid::new_v4().simple()),
+        };
+        let credentials = ClientCredentials {
+            user: user.to_string(),
+            client_id,
+            secret_sha256: keys::token_sha256(&secret),
+            created_at: now,
+            created_by: actor.id.clone(),
+        };
+        tx.put_client_credentials(&credentials).await?;
+        let entry = actor
+            .entry(now, "credentials.rotate", "account", user)
+            .changed(None, Some(json!({"clientId": credentials.client_id})));
+        tx.append_audit(&[entry]).await?;
+        tx.commit().await?;
+        Ok((credentials, secret))
+    }
+
+    /// The client credentials of `user`, without the secret.
+    pub async fn client_credentials(&self, actor: &Actor, user: &str) -> Result<ClientCredentials> {
+        if user != actor.id {
+            self.require_manage_portal(actor)?;
+        }
+        let mut tx = self.core.store().read().await?;
+        tx.client_credentials_of(Some(user))
+            .await?
+            .pop()
+            .ok_or_else(|| Error::not_found(format!("client credentials of '{user}'")))
+    }
+
+    /// Deletes `user`'s client credentials; access tokens already traded run out by themselves.
+    pub async fn delete_client_credentials(&self, actor: &Actor, user: &str) -> Result<()> {
+        if user != actor.id {
+            self.require_manage_portal(actor)?;
+        }
+        let mut tx = self.core.store().write().await?;
+        if !tx.delete_client_credentials(user).await? {
+            return Err(Error::not_found(format!("client credentials of '{user}'")));
+        }
+        tx.append_audit(&[actor.entry(self.core.now(), "credentials.delete", "account", user)]).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Trades client credentials for an access token lasting [`ACCESS_TOKEN_SECONDS`]. Wrong
+    /// secrets are throttled as failed sign-ins are, per client id and address.
+    pub async fn access_token(&self, client_id: &str, secret: &str, address: &str) -> Result<String> {
+        let now = self.core.now();
+        if client_id.len() > MAX_USERNAME {
+            return Err(Error::unauthorized("wrong client id or secret"));
+        }
+        if let Err(throttled) = self.throttle.begin(client_id, address, now) {
+            return Err(self.refuse("login.throttled", "client", client_id, throttled).await);
+        }
+        let found = {
+            let mut tx = self.core.store().read().await?;
+            tx.client_credentials(client_id).await?
+        };
+        let hash = keys::token_sha256(secret);
+        let Some(credentials) = found.filter(|c| keys::same(&c.secret_sha256, &hash)) else {
+            let refused = Error::unauthorized("wrong client id or secret");
+            return Err(self.refuse("login.failed", "client", client_id, refused).await);
+        };
+        {
+            let mut tx = self.core.store().read().await?;
+            if let Err(refused) = self.signed_in_user(tx.as_mut(), &credentials.user).await {
+                drop(tx);
+                return Err(self.refuse("login.failed", "client", client_id, refused).await);
+            }
+        }
+        self.throttle.succeeded(client_id, address, now);
+        let (token, token_sha256) = keys::new_token();
+        let record = ApiToken {
+            id: format!("tok_{}", uuid::Uuid::new_v4().simple()),
+            user: credentials.user.clone(),
+            name: ACCESS_TOKEN_NAME.into(),
+            token_sha256,
+            created_at: now,
+            created_by: credentials.user.clone(),
+            expires_at: Some(now + ACCESS_TOKEN_SECONDS * 1000),
+            last_used_at: None,
+            revoked_at: None,
+        };
+        let mut tx = self.core.store().write().await?;
+        tx.insert_api_token(&record).await?;
+        let actor = Actor::system(credentials.user.clone(), Origin::Api);
+        let entry = actor.entry(now, "login", "token", &record.id).changed(
+            None,
+            Some(json!({"method": "client credentials", "clientId": client_id,
+                "expiresAt": record.expires_at.map(portolan_model::format_millis)})),
+        );
+        tx.append_audit(&[entry]).await?;
+        tx.commit().await?;
+        Ok(token)
     }
 }
 

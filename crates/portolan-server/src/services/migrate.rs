@@ -163,7 +163,7 @@ async fn copy_audit_log(source: &mut dyn Tx, target: &mut dyn Tx, report: &mut C
     Ok(())
 }
 
-/// Copies accounts, API tokens and the permissions of blueprints and actions. Sessions are not
+/// Copies accounts, API tokens, client credentials and the permissions of blueprints and actions. Sessions are not
 /// copied: after a move people sign in again.
 async fn copy_identity(
     source: &mut dyn Tx,
@@ -183,6 +183,9 @@ async fn copy_identity(
         if let Some(at) = token.revoked_at {
             target.revoke_api_token(&token.id, at).await?;
         }
+    }
+    for credentials in source.client_credentials_of(None).await? {
+        target.put_client_credentials(&credentials).await?;
     }
     let blueprints = source.blueprints().await?;
     let resources = blueprints

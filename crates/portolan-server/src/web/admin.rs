@@ -440,6 +440,10 @@ struct TokensPage {
     /// A token just made: shown this once.
     new_token: Option<String>,
     error: Option<String>,
+    /// The signed-in user's client id, if they made client credentials.
+    client_id: Option<String>,
+    /// A client secret just made: shown this once.
+    new_secret: Option<String>,
 }
 
 async fn tokens_page(
@@ -465,13 +469,37 @@ async fn tokens_page(
             user: t.user,
         })
         .collect();
+    let client_id = match app.identity.client_credentials(&signed_in.actor, &signed_in.actor.id).await {
+        Ok(credentials) => Some(credentials.client_id),
+        Err(error) if error.code == ErrorCode::NotFound => None,
+        Err(error) => return Err(error),
+    };
     Ok(TokensPage {
         signed_in: layout_user(app, signed_in).await,
         csrf: signed_in.session.csrf.clone(),
         tokens,
         new_token,
         error,
+        client_id,
+        new_secret: None,
     })
+}
+
+/// Makes or rotates the signed-in user's client credentials; the secret is shown this once.
+pub(super) async fn rotate_credentials(
+    State(app): State<AppState>,
+    Visitor(signed_in): Visitor,
+    headers: HeaderMap,
+    Form(form): Form<PlainForm>,
+) -> PageResult {
+    check_form(&headers, &signed_in, &form.csrf)?;
+    let (credentials, secret) = app.identity.rotate_client_credentials(&signed_in.actor, &signed_in.actor.id).await?;
+    let mut page = tokens_page(&app, &signed_in, None, None).await?;
+    page.client_id = Some(credentials.client_id);
+    page.new_secret = Some(secret);
+    let mut response = render(&page).into_response();
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
 }
 
 pub(super) async fn tokens(State(app): State<AppState>, Visitor(signed_in): Visitor) -> PageResult {
@@ -519,6 +547,8 @@ pub(super) async fn create_token(
                     tokens: Vec::new(),
                     new_token: Some(token),
                     error: Some("the list of tokens could not be read".into()),
+                    client_id: None,
+                    new_secret: None,
                 }
             }
         },

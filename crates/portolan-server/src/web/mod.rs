@@ -92,6 +92,7 @@ pub fn router() -> Router<AppState> {
         .route("/admin/new/scorecard/{blueprint}", get(admin::new_scorecard).post(admin::create_scorecard))
         .route("/admin/tokens", get(admin::tokens).post(admin::create_token))
         .route("/admin/tokens/{token}/revoke", axum::routing::post(admin::revoke_token))
+        .route("/admin/tokens/credentials", axum::routing::post(admin::rotate_credentials))
         .route("/admin/secrets", get(admin::secrets).post(admin::put_secret))
         .route("/admin/secrets/{secret}/delete", axum::routing::post(admin::delete_secret))
         .route("/static/portolan.css", get(stylesheet))

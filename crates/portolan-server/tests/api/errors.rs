@@ -90,10 +90,12 @@ async fn a_path_segment_that_does_not_decode_gets_a_json_error() {
 #[tokio::test]
 async fn api_requests_are_rate_limited_per_credential_with_headers_that_say_where_one_stands() {
     let app = spawn_app_with(ServerOptions { rate_limit_per_minute: Some(3), ..ServerOptions::default() }).await;
-    for remaining in ["2", "1", "0"] {
-        let reply = app.get("/api/v1/blueprints").await;
+    // Counted the same on Port's paths.
+    for (path, remaining) in [("/api/v1/blueprints", "2"), ("/v1/blueprints", "1"), ("/api/v1/blueprints", "0")] {
+        let reply = app.get(path).await;
         assert_eq!(reply.status, StatusCode::OK);
         assert_eq!(reply.headers["x-ratelimit-limit"], "3");
+        assert_eq!(reply.headers["x-ratelimit-period"], "60");
         assert_eq!(reply.headers["x-ratelimit-remaining"], remaining);
         let reset: u64 = reply.headers["x-ratelimit-reset"].to_str().expect("ascii").parse().expect("seconds");
         assert!((1..=60).contains(&reset));

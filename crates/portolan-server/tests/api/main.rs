@@ -19,6 +19,7 @@ mod oidc;
 mod ops;
 mod outbound;
 mod permissions;
+mod port;
 mod runners;
 mod scorecards;
 mod search;

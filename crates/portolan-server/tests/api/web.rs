@@ -607,6 +607,21 @@ async fn admins_edit_definitions_as_json_or_yaml_with_the_apis_validation_and_ma
     assert_eq!(me.status(), StatusCode::OK, "the token works");
     let (_, listed) = page(&app, "/admin/tokens", &ana).await;
     assert!(listed.contains(">ci <code") && !listed.contains(token), "listed, never shown again: {listed}");
+    // Client credentials for Port's clients: the secret shown once, traded for a token.
+    let made = post_form(&app, "/admin/tokens/credentials", &ana, &[("csrf", &csrf_of(&ana_page))]).await;
+    assert_eq!((made.status(), &made.headers()["cache-control"]), (StatusCode::OK, &"no-store".parse().expect("v")));
+    let html = made.text().await.expect("html");
+    let secret = html.split("<pre class=\"secret\">").nth(1).and_then(|t| t.split("</pre>").next()).expect("secret");
+    let client_id = html.split("Client id: <code>").nth(1).and_then(|t| t.split("</code>").next()).expect("id");
+    let traded = browser()
+        .post(format!("{}/v1/auth/access_token", app.base))
+        .json(&json!({"clientId": client_id, "clientSecret": secret}))
+        .send()
+        .await
+        .expect("trade");
+    assert_eq!(traded.status(), StatusCode::OK, "the credentials trade");
+    let (_, listed) = page(&app, "/admin/tokens", &ana).await;
+    assert!(listed.contains(client_id) && !listed.contains(secret), "the id stays, the secret does not: {listed}");
 
     let secret_value = "s3cr3t-canary-value";
     let stored =

@@ -8,7 +8,7 @@ macro_rules! identity_store {
         use portolan_model::permission::Role;
         use sqlx::Row;
 
-        use crate::{Account, AccountKind, ApiToken, IdentityStore, Result, Session, StoreError};
+        use crate::{Account, AccountKind, ApiToken, ClientCredentials, IdentityStore, Result, Session, StoreError};
 
         type DbRow = <$db as sqlx::Database>::Row;
 
@@ -47,6 +47,16 @@ macro_rules! identity_store {
                 expires_at: row.try_get("expires_at")?,
                 last_used_at: row.try_get("last_used_at")?,
                 revoked_at: row.try_get("revoked_at")?,
+            })
+        }
+
+        fn client_credentials_from_row(row: &DbRow) -> Result<ClientCredentials> {
+            Ok(ClientCredentials {
+                user: row.try_get("user_id")?,
+                client_id: row.try_get("client_id")?,
+                secret_sha256: row.try_get("secret_sha256")?,
+                created_at: row.try_get("created_at")?,
+                created_by: row.try_get("created_by")?,
             })
         }
 
@@ -182,6 +192,50 @@ macro_rules! identity_store {
                     .execute(&mut *self.tx)
                     .await?;
                 Ok(())
+            }
+
+            async fn put_client_credentials(&mut self, credentials: &ClientCredentials) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO client_credentials (user_id, client_id, secret_sha256, created_at, created_by)
+                     VALUES ($1, $2, $3, $4, $5)
+                     ON CONFLICT (user_id) DO UPDATE SET client_id = excluded.client_id,
+                       secret_sha256 = excluded.secret_sha256, created_at = excluded.created_at,
+                       created_by = excluded.created_by",
+                )
+                .bind(&credentials.user)
+                .bind(&credentials.client_id)
+                .bind(&credentials.secret_sha256)
+                .bind(credentials.created_at)
+                .bind(&credentials.created_by)
+                .execute(&mut *self.tx)
+                .await?;
+                Ok(())
+            }
+
+            async fn client_credentials(&mut self, client_id: &str) -> Result<Option<ClientCredentials>> {
+                let row = sqlx::query("SELECT * FROM client_credentials WHERE client_id = $1")
+                    .bind(client_id)
+                    .fetch_optional(&mut *self.tx)
+                    .await?;
+                row.as_ref().map(client_credentials_from_row).transpose()
+            }
+
+            async fn client_credentials_of(&mut self, user: Option<&str>) -> Result<Vec<ClientCredentials>> {
+                let rows = sqlx::query(
+                    "SELECT * FROM client_credentials WHERE CAST($1 AS TEXT) IS NULL OR user_id = $1 ORDER BY user_id",
+                )
+                .bind(user)
+                .fetch_all(&mut *self.tx)
+                .await?;
+                rows.iter().map(client_credentials_from_row).collect()
+            }
+
+            async fn delete_client_credentials(&mut self, user: &str) -> Result<bool> {
+                let done = sqlx::query("DELETE FROM client_credentials WHERE user_id = $1")
+                    .bind(user)
+                    .execute(&mut *self.tx)
+                    .await?;
+                Ok(done.rows_affected() > 0)
             }
         }
     };

@@ -4,7 +4,9 @@
 use portolan_model::permission::Role;
 use portolan_model::run::Run;
 use portolan_model::{Blueprint, Entity, Reference};
-use portolan_store::{Account, AccountKind, ApiToken, BlueprintRecord, EntityWrite, RunFilter, Session, Store};
+use portolan_store::{
+    Account, AccountKind, ApiToken, BlueprintRecord, ClientCredentials, EntityWrite, RunFilter, Session, Store,
+};
 use serde_json::{Map, json};
 
 fn account(user: &str, role: Role) -> Account {
@@ -85,6 +87,24 @@ pub async fn accounts_sessions_and_tokens_are_kept(store: &dyn Store) {
     assert!(!tx.revoke_api_token("tok_1", 50).await.expect("revoke again"), "revoked once");
     let stored = tx.api_token("h1").await.expect("read").expect("kept");
     assert_eq!((stored.last_used_at, stored.revoked_at), (Some(30), Some(40)));
+
+    // Client credentials: one pair per account, found by client id; a rotation replaces it.
+    let credentials = ClientCredentials {
+        user: "ci".into(),
+        client_id: "cid_1".into(),
+        secret_sha256: "s1".into(),
+        created_at: 5,
+        created_by: "ann".into(),
+    };
+    tx.put_client_credentials(&credentials).await.expect("credentials");
+    assert_eq!(tx.client_credentials("cid_1").await.expect("read"), Some(credentials.clone()));
+    let rotated = ClientCredentials { secret_sha256: "s2".into(), created_at: 6, ..credentials };
+    tx.put_client_credentials(&rotated).await.expect("rotate");
+    assert_eq!(tx.client_credentials_of(Some("ci")).await.expect("ci's"), vec![rotated]);
+    assert_eq!(tx.client_credentials_of(Some("ann")).await.expect("ann's"), vec![]);
+    assert!(tx.delete_client_credentials("ci").await.expect("delete"));
+    assert_eq!(tx.client_credentials("cid_1").await.expect("read"), None);
+    assert!(!tx.delete_client_credentials("ci").await.expect("delete again"));
     tx.commit().await.expect("commit");
 }
 

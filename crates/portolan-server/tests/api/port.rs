@@ -1,0 +1,130 @@
+//! Port's API: its paths (`/v1/...`) answer as the API's own (`/api/v1/...`), and its clients
+//! sign in with client credentials traded at `POST /v1/auth/access_token`.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::{ManualClock, TestApp, service, spawn_app};
+
+#[tokio::test]
+async fn ports_paths_answer_as_the_apis_own() {
+    let app = spawn_app().await;
+    app.with_service_blueprints().await;
+    app.member("ana", &["team-cart"]).await;
+    // Written through Port's paths, with Port's query parameters.
+    let created = app.post("/v1/blueprints/service/entities?upsert=true", service("cart")).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    assert_eq!(created.body["ok"], true);
+    let action = json!({"identifier": "restart", "title": "Restart", "trigger": {"type": "self-service",
+        "operation": "DAY-2", "blueprintIdentifier": "service", "userInputs": {"properties": {}}},
+        "invocationMethod": {"type": "UPSERT_ENTITY", "blueprintIdentifier": "service",
+            "mapping": {"identifier": "{{ .entity.identifier }}", "properties": {"replicas": 1}}}});
+    let saved = app.post("/v1/actions", action).await;
+    assert_eq!(saved.status, StatusCode::CREATED, "{}", saved.body);
+
+    let search = json!({"combinator": "and", "rules": [{"property": "$identifier", "operator": "=", "value": "cart"}]});
+    let aggregate = json!({"func": "count", "query": {"combinator": "and", "rules": [
+        {"property": "$blueprint", "operator": "=", "value": "service"}]}});
+    let requests: [(Method, &str, Option<Value>); 12] = [
+        (Method::GET, "/blueprints", None),
+        (Method::GET, "/blueprints/service", None),
+        (Method::GET, "/blueprints/service/entities", None),
+        (Method::GET, "/blueprints/service/entities/cart", None),
+        (Method::POST, "/blueprints/service/entities/search", Some(json!({"query": search}))),
+        (Method::POST, "/entities/search", Some(json!({"query": search}))),
+        (Method::POST, "/entities/aggregate", Some(aggregate)),
+        (Method::GET, "/blueprints/service/permissions", None),
+        (Method::GET, "/actions", None),
+        (Method::GET, "/actions/runs", None),
+        (Method::GET, "/teams", None),
+        (Method::GET, "/blueprints/nope/entities/cart", None),
+    ];
+    for (method, path, body) in requests {
+        let ours = app.call(method.clone(), &format!("/api/v1{path}"), body.clone()).await;
+        let ports = app.call(method.clone(), &format!("/v1{path}"), body).await;
+        assert_eq!((ports.status, &ports.body), (ours.status, &ours.body), "{method} {path}");
+        assert!(ours.body.get("ok").is_some(), "{method} {path}: {}", ours.body);
+    }
+    let teams = app.get("/v1/teams").await;
+    let cart = teams.body["teams"].as_array().into_iter().flatten().find(|t| t["name"] == "team-cart");
+    assert_eq!(cart.map(|t| t["users"][0]["identifier"].clone()), Some(json!("ana")), "{}", teams.body);
+    let unknown = app.get("/v1/no-such-route").await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    assert_eq!(unknown.body["ok"], false);
+}
+
+async fn trade(app: &TestApp, client_id: &str, secret: &str) -> crate::Reply {
+    app.call_anonymously(
+        Method::POST,
+        "/v1/auth/access_token",
+        Some(json!({"clientId": client_id, "clientSecret": secret})),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn client_credentials_trade_for_an_access_token_that_expires() {
+    let clock = ManualClock::at(1_800_000_000_000);
+    let app = TestApp::builder().clock(clock.clone()).start().await;
+    let ana = app.member("ana", &[]).await;
+
+    // Ana makes her own; she may not make another's.
+    let made = app.call_as(Method::POST, "/api/v1/users/ana/credentials", &ana, None).await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+    let client_id = made.body["credentials"]["clientId"].as_str().expect("client id").to_string();
+    let secret = made.body["credentials"]["clientSecret"].as_str().expect("secret").to_string();
+    let others = app.call_as(Method::POST, "/api/v1/users/admin@test/credentials", &ana, None).await;
+    assert_eq!(others.status, StatusCode::FORBIDDEN, "{}", others.body);
+    let shown = app.call_as(Method::GET, "/api/v1/users/ana/credentials", &ana, None).await;
+    assert_eq!(shown.body["credentials"]["clientId"], client_id.as_str());
+    assert_eq!(shown.body["credentials"]["clientSecret"], Value::Null, "the secret is shown once");
+
+    let traded = trade(&app, &client_id, &secret).await;
+    assert_eq!(traded.status, StatusCode::OK, "{}", traded.body);
+    assert_eq!((&traded.body["expiresIn"], &traded.body["tokenType"]), (&json!(10_800), &json!("Bearer")));
+    let token = traded.body["accessToken"].as_str().expect("token").to_string();
+    let me = app.call_as(Method::GET, "/v1/auth/me", &token, None).await;
+    assert_eq!(me.body["user"]["identifier"], "ana", "{}", me.body);
+    assert_eq!(
+        app.call_as(Method::GET, "/v1/blueprints", &secret, None).await.status,
+        StatusCode::UNAUTHORIZED,
+        "a secret is not a token"
+    );
+
+    // Three hours later the access token has expired; the credentials still trade.
+    clock.advance(3 * 3_600_000 + 1);
+    let expired = app.call_as(Method::GET, "/v1/blueprints", &token, None).await;
+    assert_eq!(expired.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(expired.error_code(), "token_expired");
+    assert_eq!(trade(&app, &client_id, &secret).await.status, StatusCode::OK);
+
+    // A rotation keeps the client id and ends the old secret.
+    let rotated = app.call_as(Method::POST, "/api/v1/users/ana/credentials", &ana, None).await;
+    assert_eq!(rotated.body["credentials"]["clientId"], client_id.as_str());
+    let new_secret = rotated.body["credentials"]["clientSecret"].as_str().expect("secret").to_string();
+    assert_ne!(new_secret, secret);
+    let old = trade(&app, &client_id, &secret).await;
+    assert_eq!(old.status, StatusCode::UNAUTHORIZED, "{}", old.body);
+    assert_eq!(trade(&app, &client_id, &new_secret).await.status, StatusCode::OK);
+
+    // Wrong secrets are throttled as failed sign-ins are, and recorded in the audit log.
+    let mut statuses = Vec::new();
+    for _ in 0..7 {
+        statuses.push(trade(&app, &client_id, "pcs_guess").await.status);
+    }
+    assert_eq!(statuses[0], StatusCode::UNAUTHORIZED);
+    assert_eq!(statuses.last(), Some(&StatusCode::TOO_MANY_REQUESTS), "{statuses:?}");
+    let log = app.get("/api/v1/audit-log?action=login.failed").await;
+    assert!(log.body.to_string().contains(&client_id), "{}", log.body);
+    assert!(!log.body.to_string().contains("pcs_guess"), "the guess is not kept");
+
+    // A bad body is refused by field.
+    let bad = app.call_anonymously(Method::POST, "/v1/auth/access_token", Some(json!({"clientId": 3}))).await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.body);
+
+    // Deleted credentials trade no more.
+    let deleted = app.call_as(Method::DELETE, "/api/v1/users/ana/credentials", &ana, None).await;
+    assert_eq!(deleted.status, StatusCode::OK);
+    clock.advance(3_600_000);
+    assert_eq!(trade(&app, &client_id, &new_secret).await.status, StatusCode::UNAUTHORIZED);
+}
