@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use portolan_model::integration::security::standard_webhooks_signature;
+use portolan_model::integration::security::{port_signature, standard_webhooks_signature};
 use tokio::sync::OnceCell;
 
 use crate::outbound::{Outbound, OutboundError, Purpose};
@@ -110,7 +110,10 @@ impl Engine {
             .header("content-type", "application/json")
             .header("webhook-id", request.id)
             .header("webhook-timestamp", &request.now_seconds.to_string())
-            .header("webhook-signature", &signature);
+            .header("webhook-signature", &signature)
+            // Port's own scheme, for receivers written for Port.
+            .header("x-port-timestamp", &request.now_seconds.to_string())
+            .header("x-port-signature", &port_signature(request.signing_secret, request.now_seconds, &request.body));
         for (name, value) in &request.headers {
             builder = builder.header(name, value);
         }

@@ -253,8 +253,10 @@ pub enum InvocationMethod {
         /// Map the HTTP answer to the run's result; otherwise the backend reports back.
         #[serde(default)]
         synchronized: bool,
-        /// The stored secret (`whsec_...`) that signs each delivery.
-        signing_secret: String,
+        /// The stored secret (`whsec_...`) that signs each delivery; without one, the server's own
+        /// webhook signing key signs it (as Port signs every webhook).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        signing_secret: Option<String>,
         #[serde(default = "default_webhook_timeout")]
         timeout_seconds: u32,
         #[serde(default = "default_webhook_attempts")]

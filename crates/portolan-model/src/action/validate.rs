@@ -145,8 +145,8 @@ impl Action {
     /// The secrets the templates read.
     pub fn secret_names(&self) -> Vec<String> {
         let mut names = template::secret_names(&self.templates());
-        if let InvocationMethod::Webhook { signing_secret, .. } = &self.invocation_method {
-            names.push(signing_secret.clone());
+        if let InvocationMethod::Webhook { signing_secret: Some(name), .. } = &self.invocation_method {
+            names.push(name.clone());
         }
         names.sort();
         names.dedup();
@@ -263,7 +263,7 @@ impl Action {
                 if !(1..=20).contains(max_attempts) {
                     errors.push("/invocationMethod/maxAttempts", "must be between 1 and 20");
                 }
-                if let Err(msg) = check_secret_name(signing_secret) {
+                if let Some(Err(msg)) = signing_secret.as_deref().map(check_secret_name) {
                     errors.push("/invocationMethod/signingSecret", msg);
                 }
             }

@@ -201,6 +201,23 @@ async fn put(app: &AppState, caller: &Caller, name: &str, value: &str) -> Result
     Ok((status, Json(json!({"ok": true, "secret": {"name": name}}))))
 }
 
+/// The server's webhook signing key (`whsec_...`, made on first use): it signs the deliveries of
+/// `WEBHOOK` actions without a `signingSecret`. Admins only; each reading is audited.
+#[utoipa::path(get, path = "/api/v1/webhook-signing-key", tag = "secrets",
+    responses((status = 200, description = "`{key}`"), (status = 403, description = "not an admin")))]
+pub async fn signing_key(State(app): State<AppState>, caller: Caller) -> Result<Json<Value>> {
+    let key = app.actions.signing_key(&caller.actor).await?;
+    Ok(Json(json!({"ok": true, "key": key})))
+}
+
+/// Replaces the server's webhook signing key; the new one is answered.
+#[utoipa::path(post, path = "/api/v1/webhook-signing-key/rotate", tag = "secrets",
+    responses((status = 200, description = "`{key}`"), (status = 403, description = "not an admin")))]
+pub async fn rotate_signing_key(State(app): State<AppState>, caller: Caller) -> Result<Json<Value>> {
+    let key = app.actions.rotate_signing_key(&caller.actor).await?;
+    Ok(Json(json!({"ok": true, "key": key})))
+}
+
 /// Deletes a secret; refused (409 `in_use`) while an action reads it.
 #[utoipa::path(delete, path = "/api/v1/secrets/{name}", tag = "secrets", params(("name" = String, Path)),
     responses((status = 200, description = "deleted"), (status = 404, description = "not found"),

@@ -75,6 +75,8 @@ pub fn router() -> Router<AppState> {
         .routes(routes!(runs::entity_runs))
         .routes(routes!(actions::list_secrets, actions::create_secret))
         .routes(routes!(actions::replace_secret, actions::delete_secret))
+        .routes(routes!(actions::signing_key))
+        .routes(routes!(actions::rotate_signing_key))
         .routes(routes!(actions::list_runner_tokens, actions::create_runner_token))
         .routes(routes!(actions::revoke_runner_token))
         .routes(routes!(identity::login))

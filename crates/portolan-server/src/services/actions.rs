@@ -192,7 +192,54 @@ impl Actions {
     pub async fn list_secrets(&self, actor: &Actor) -> Result<Vec<SecretMeta>> {
         let mut tx = self.core.store().read().await?;
         self.permissions.require_manage(tx.as_mut(), actor, None).await?;
-        Ok(tx.secrets().await?)
+        Ok(tx.secrets().await?.into_iter().filter(|s| s.name != SIGNING_KEY_NAME).collect())
+    }
+
+    /// The server's webhook signing key, which signs the deliveries of `WEBHOOK` actions that
+    /// name no `signingSecret`; made on first use.
+    pub(crate) async fn server_signing_key(&self) -> Result<String> {
+        if let Some(sealed) = self.core.store().read().await?.secret(SIGNING_KEY_NAME).await? {
+            return self.keys.open(SIGNING_KEY_NAME, &sealed);
+        }
+        let mut tx = self.core.store().write().await?;
+        if let Some(sealed) = tx.secret(SIGNING_KEY_NAME).await? {
+            return self.keys.open(SIGNING_KEY_NAME, &sealed);
+        }
+        let key = new_signing_key();
+        tx.put_secret(SIGNING_KEY_NAME, &self.keys.seal(SIGNING_KEY_NAME, &key)?, self.core.now(), "portolan").await?;
+        tx.commit().await?;
+        Ok(key)
+    }
+
+    /// The server's webhook signing key, for an admin configuring a receiver (the reading is
+    /// audited).
+    pub async fn signing_key(&self, actor: &Actor) -> Result<String> {
+        self.require_admin(actor)?;
+        let key = self.server_signing_key().await?;
+        let mut tx = self.core.store().write().await?;
+        tx.append_audit(&[actor.entry(self.core.now(), "signing-key.read", "secret", SIGNING_KEY_NAME)]).await?;
+        tx.commit().await?;
+        Ok(key)
+    }
+
+    /// Replaces the server's webhook signing key; deliveries from now on are signed with the new one.
+    pub async fn rotate_signing_key(&self, actor: &Actor) -> Result<String> {
+        self.require_admin(actor)?;
+        let key = new_signing_key();
+        let sealed = self.keys.seal(SIGNING_KEY_NAME, &key)?;
+        let mut tx = self.core.store().write().await?;
+        tx.put_secret(SIGNING_KEY_NAME, &sealed, self.core.now(), &actor.id).await?;
+        tx.append_audit(&[actor.entry(self.core.now(), "signing-key.rotate", "secret", SIGNING_KEY_NAME)]).await?;
+        tx.commit().await?;
+        Ok(key)
+    }
+
+    fn require_admin(&self, actor: &Actor) -> Result<()> {
+        match &actor.principal {
+            Principal::System => Ok(()),
+            Principal::User(user) if user.is_admin() => Ok(()),
+            _ => Err(Error::forbidden("only an admin may read or rotate the webhook signing key")),
+        }
     }
 
     /// Stores a secret (encrypted); true when it is new.
@@ -214,6 +261,7 @@ impl Actions {
 
     /// Deletes a secret no action reads.
     pub async fn delete_secret(&self, actor: &Actor, name: &str) -> Result<()> {
+        check_secret_name(name).map_err(|m| Error::invalid_at("/name", m))?;
         let mut tx = self.core.store().write().await?;
         self.permissions.require_manage(tx.as_mut(), actor, None).await?;
         let mut users: Vec<(&str, String)> = Vec::new();
@@ -352,4 +400,13 @@ async fn check_secrets_exist(tx: &mut dyn Tx, action: &Action) -> Result<()> {
             })
             .collect(),
     )))
+}
+
+/// Where the server's webhook signing key is kept: not a name a secret can be given.
+const SIGNING_KEY_NAME: &str = "portolan:webhook-signing-key";
+
+/// A Standard Webhooks key: `whsec_` and 32 random bytes in base64.
+fn new_signing_key() -> String {
+    use base64::Engine;
+    format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(keys::random_bytes::<32>()))
 }

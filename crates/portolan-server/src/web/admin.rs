@@ -592,6 +592,8 @@ struct SecretsPage {
     csrf: String,
     secrets: Vec<SecretRow>,
     error: Option<String>,
+    /// The server's webhook signing key, when an admin asked to see it.
+    signing_key: Option<String>,
 }
 
 async fn secrets_page(app: &AppState, signed_in: &SessionActor, error: Option<String>) -> Result<SecretsPage, Error> {
@@ -608,7 +610,35 @@ async fn secrets_page(app: &AppState, signed_in: &SessionActor, error: Option<St
         csrf: signed_in.session.csrf.clone(),
         secrets,
         error,
+        signing_key: None,
     })
+}
+
+#[derive(Deserialize)]
+pub struct SigningKeyForm {
+    csrf: String,
+    /// `show` or `rotate`.
+    #[serde(default)]
+    what: String,
+}
+
+/// Shows the server's webhook signing key, or rotates it and shows the new one.
+pub(super) async fn signing_key(
+    State(app): State<AppState>,
+    Visitor(signed_in): Visitor,
+    headers: HeaderMap,
+    Form(form): Form<SigningKeyForm>,
+) -> PageResult {
+    check_form(&headers, &signed_in, &form.csrf)?;
+    let key = match form.what.as_str() {
+        "rotate" => app.actions.rotate_signing_key(&signed_in.actor).await?,
+        _ => app.actions.signing_key(&signed_in.actor).await?,
+    };
+    let mut page = secrets_page(&app, &signed_in, None).await?;
+    page.signing_key = Some(key);
+    let mut response = render(&page).into_response();
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
 }
 
 pub(super) async fn secrets(State(app): State<AppState>, Visitor(signed_in): Visitor) -> PageResult {

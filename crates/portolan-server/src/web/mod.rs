@@ -95,6 +95,7 @@ pub fn router() -> Router<AppState> {
         .route("/admin/tokens/credentials", axum::routing::post(admin::rotate_credentials))
         .route("/admin/secrets", get(admin::secrets).post(admin::put_secret))
         .route("/admin/secrets/{secret}/delete", axum::routing::post(admin::delete_secret))
+        .route("/admin/signing-key", axum::routing::post(admin::signing_key))
         .route("/static/portolan.css", get(stylesheet))
         .route("/static/portolan.js", get(script))
         .layer(tower_http::set_header::SetResponseHeaderLayer::overriding(

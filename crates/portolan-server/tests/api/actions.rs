@@ -108,7 +108,7 @@ async fn create_action(app: &TestApp, action: Value) {
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
 }
 
-async fn start_run(app: &TestApp, action: &str, body: Value) -> String {
+pub(crate) async fn start_run(app: &TestApp, action: &str, body: Value) -> String {
     let started = app.post(&format!("/api/v1/actions/{action}/runs"), body).await;
     assert_eq!(started.status, StatusCode::ACCEPTED, "{}", started.body);
     assert_eq!(started.body["run"]["status"], "QUEUED");

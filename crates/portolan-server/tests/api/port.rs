@@ -128,3 +128,58 @@ async fn client_credentials_trade_for_an_access_token_that_expires() {
     clock.advance(3_600_000);
     assert_eq!(trade(&app, &client_id, &new_secret).await.status, StatusCode::UNAUTHORIZED);
 }
+
+/// The receiver of `tests/webhook-receiver`, checking deliveries with `key`: its URL.
+async fn receiver(key: &str) -> (String, tokio::process::Child) {
+    use tokio::io::AsyncBufReadExt;
+    let dir = crate::npm_harness("webhook-receiver", "standardwebhooks");
+    let mut child = tokio::process::Command::new("node")
+        .arg("receiver.mjs")
+        .current_dir(dir)
+        .env("WEBHOOK_KEY", key)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node runs the receiver");
+    let stdout = child.stdout.take().expect("stdout");
+    let port = tokio::io::BufReader::new(stdout).lines().next_line().await.expect("read").expect("the port");
+    (format!("http://127.0.0.1:{}/hook", port.trim()), child)
+}
+
+#[tokio::test]
+async fn a_webhook_without_a_signing_secret_is_signed_with_the_servers_key_for_both_schemes() {
+    let app = spawn_app().await;
+    app.with_service_blueprints().await;
+    let member = app.member("mia", &[]).await;
+    assert_eq!(
+        app.call_as(Method::GET, "/api/v1/webhook-signing-key", &member, None).await.status,
+        StatusCode::FORBIDDEN
+    );
+    let key = app.get("/api/v1/webhook-signing-key").await.body["key"].as_str().expect("key").to_string();
+    assert!(key.starts_with("whsec_"), "{key}");
+    assert_eq!(app.get("/api/v1/webhook-signing-key").await.body["key"], key.as_str(), "made once");
+    let listed = app.get("/api/v1/secrets").await;
+    assert!(!listed.body.to_string().contains("signing-key"), "not among the secrets: {}", listed.body);
+
+    let (url, _receiver) = receiver(&key).await;
+    // As Port documents a webhook action: no signingSecret.
+    let action = json!({"identifier": "notify", "title": "Notify",
+        "trigger": {"type": "self-service", "operation": "CREATE", "blueprintIdentifier": "service",
+                    "userInputs": {"properties": {}}},
+        "invocationMethod": {"type": "WEBHOOK", "url": url, "synchronized": true, "body": {"hello": "{{ .trigger.by }}"}}});
+    let created = app.post("/v1/actions", action).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let id = crate::actions::start_run(&app, "notify", json!({})).await;
+    let done = crate::run_until(&app, &id, std::time::Duration::from_secs(10), crate::ended).await;
+    assert_eq!(done["run"]["status"], "SUCCESS", "both signatures held: {done}");
+
+    // After a rotation, a receiver still holding the old key refuses the delivery.
+    let rotated = app.post("/api/v1/webhook-signing-key/rotate", json!({})).await;
+    assert_ne!(rotated.body["key"], key.as_str());
+    let id = crate::actions::start_run(&app, "notify", json!({})).await;
+    let done = crate::run_until(&app, &id, std::time::Duration::from_secs(10), crate::ended).await;
+    assert_eq!(done["run"]["status"], "FAILURE", "{done}");
+    assert!(done["run"]["reason"].as_str().unwrap_or_default().contains("401"), "{done}");
+    let log = app.get("/api/v1/audit-log?action=signing-key.read").await;
+    assert_eq!(log.body["records"].as_array().map(Vec::len), Some(2), "each reading is audited: {}", log.body);
+}

@@ -632,6 +632,12 @@ async fn admins_edit_definitions_as_json_or_yaml_with_the_apis_validation_and_ma
     assert!(secrets.contains("<code>DB_PASSWORD</code>") && !secrets.contains(secret_value), "{secrets}");
     let (status, _) = page(&app, "/admin/secrets", &ana).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "secrets are for admins");
+    let shown = post_form(&app, "/admin/signing-key", &root, &[("csrf", &csrf), ("what", "show")]).await;
+    let html = shown.text().await.expect("html");
+    let key = html.split("<pre class=\"secret\">").nth(1).and_then(|t| t.split("</pre>").next()).expect("key");
+    assert_eq!(app.get("/api/v1/webhook-signing-key").await.body["key"], key, "the server's key");
+    let refused = post_form(&app, "/admin/signing-key", &ana, &[("csrf", &csrf_of(&ana_page)), ("what", "show")]).await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
     // Refusals in the portal are in the audit log, as the API's are.
     let denied = app.get("/api/v1/audit-log?status=denied&actor=ana@example.com&limit=100").await;
     let targets: Vec<&str> =

@@ -54,7 +54,10 @@ impl Runs {
             InvocationMethod::Webhook {
                 method, synchronized, signing_secret, timeout_seconds, max_attempts, ..
             } => {
-                let secret = secrets.get(signing_secret).cloned().unwrap_or_default();
+                let secret = match signing_secret {
+                    Some(name) => secrets.get(name).cloned().unwrap_or_default(),
+                    None => self.actions.server_signing_key().await?,
+                };
                 let headers = rendered["headers"]
                     .as_object()
                     .into_iter()
@@ -141,6 +144,10 @@ impl Runs {
             let InvocationMethod::Webhook { signing_secret, .. } = &action.invocation_method else { return Ok(()) };
             let rendered = self.render(tx.as_mut(), &action, run, "").await?;
             drop(tx);
+            let secret = match signing_secret {
+                Some(name) => rendered.secrets.get(name).cloned().unwrap_or_default(),
+                None => self.actions.server_signing_key().await.map_err(|e| e.message)?,
+            };
             let headers = rendered.full["headers"]
                 .as_object()
                 .into_iter()
@@ -156,7 +163,7 @@ impl Runs {
                 body: serde_json::to_vec(&notice).unwrap_or_default(),
                 timeout: Duration::from_secs(10),
                 id: &format!("msg_{}_timed_out", run.id),
-                signing_secret: rendered.secrets.get(signing_secret).map(String::as_str).unwrap_or_default(),
+                signing_secret: &secret,
                 now_seconds: self.core.now() / 1000,
             };
             match self.engine.deliver_webhook(Purpose::TimeoutNotice, request).await {
