@@ -86,7 +86,9 @@ async fn a_git_repository_stays_in_step_with_the_catalog() {
     let status = sync(&app, &id).await;
     assert_eq!(status["state"], "ok", "{status}");
     assert_eq!(status["commit"], first);
-    assert_eq!(status["created"], 5);
+    // The scheduler may have synced the new location first: then this sync finds it all in place.
+    let created = status["created"].as_u64().unwrap_or(0);
+    assert_eq!(created + status["unchanged"].as_u64().unwrap_or(0), 5, "{status}");
     assert_eq!(names(&app).await, ["cart", "pay", "search", "ship"]);
     let cart = app.get("/api/v1/blueprints/backstage-component/entities/cart").await;
     assert_eq!(cart.body["entity"]["updatedBy"], format!("location:{id}@{}", &first[..12]), "the location and commit");
