@@ -29,6 +29,12 @@ pub use error::{FieldError, FieldErrors};
 /// Milliseconds since the Unix epoch: the one representation of time in stored records.
 pub type Millis = i64;
 
+/// Reads an RFC 3339 timestamp (as GitHub and most APIs write them) as milliseconds since the epoch.
+pub fn parse_millis(text: &str) -> Option<Millis> {
+    let at = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
+    i64::try_from(at.unix_timestamp_nanos() / 1_000_000).ok()
+}
+
 /// Formats milliseconds since the epoch as RFC 3339 (UTC), as the API shows timestamps.
 pub fn format_millis(ms: Millis) -> String {
     let nanos = i128::from(ms) * 1_000_000;

@@ -14,13 +14,16 @@ use crate::outbound::{Outbound, OutboundError, Purpose};
 pub struct Engine {
     /// Every HTTP request the server makes goes through it.
     pub outbound: Arc<Outbound>,
+    /// GitHub's API, with the installation tokens it keeps (shared with the integrations).
+    pub github: Arc<crate::github::Github>,
     nats_url: Option<String>,
     nats: OnceCell<async_nats::jetstream::Context>,
 }
 
 impl Engine {
     pub fn new(outbound: Arc<Outbound>, nats_url: Option<String>) -> Self {
-        Self { outbound, nats_url, nats: OnceCell::new() }
+        let github = Arc::new(crate::github::Github::new(Arc::clone(&outbound)));
+        Self { outbound, github, nats_url, nats: OnceCell::new() }
     }
 
     async fn jetstream(&self) -> Result<&async_nats::jetstream::Context, Attempt> {

@@ -6,6 +6,7 @@ pub mod connections;
 pub mod demo;
 pub mod error;
 pub mod extract;
+pub mod github;
 pub mod http;
 pub mod keys;
 pub mod outbound;

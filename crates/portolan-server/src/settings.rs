@@ -20,6 +20,9 @@ pub struct Settings {
     pub webhook_allow_private: bool,
     /// The NATS server that `NATS` actions publish to.
     pub nats_url: Option<String>,
+    /// The first wait between two looks at a CI run a `GITHUB` action started; it doubles up to
+    /// 30 s (and waits out GitHub's rate limits).
+    pub ci_poll_ms: i64,
     /// Where the audit key and the audit checkpoints are.
     pub audit: AuditOptions,
     /// The URL backends, runners and the sign-on provider reach this server at.
@@ -39,6 +42,7 @@ impl Default for Settings {
             secrets_key: None,
             webhook_allow_private: false,
             nats_url: None,
+            ci_poll_ms: 2_000,
             audit: AuditOptions::default(),
             public_url: "http://localhost:8080".into(),
             oidc: None,

@@ -82,6 +82,7 @@ impl AppState {
             outbound.trust_sign_on_provider(&oidc.issuer);
         }
         let engine = Arc::new(Engine::new(Arc::clone(&outbound), settings.nats_url.clone()));
+        let github = Arc::clone(&engine.github);
         let public_url: Arc<str> = Arc::from(settings.public_url.trim_end_matches('/'));
 
         let core = Core::new(store, clock);
@@ -116,6 +117,7 @@ impl AppState {
             jq: settings.jq.clone(),
             public_url: Arc::clone(&public_url),
             runner_lease_ms: settings.runner_lease_ms,
+            ci_poll_ms: settings.ci_poll_ms,
         });
         let approvals = Approvals::new(core.clone(), permissions.clone(), guardrails.clone());
         let backstage = BackstageCatalog::new(core.clone(), search.clone(), catalog.clone());
@@ -135,6 +137,7 @@ impl AppState {
             manifests: manifests.clone(),
             actions: actions.clone(),
             outbound: Arc::clone(&outbound),
+            github,
             jq: settings.jq.clone(),
             public_url: Arc::clone(&public_url),
         });

@@ -295,6 +295,32 @@ pub enum InvocationMethod {
         #[serde(default = "yes")]
         merge: bool,
     },
+    /// A GitHub Actions workflow, dispatched through GitHub's API with the credentials of the
+    /// `github` integration that reads `org` (a token or a GitHub App installation).
+    #[serde(rename = "GITHUB")]
+    Github {
+        org: String,
+        repo: String,
+        /// The workflow's file name (`deploy.yml`) or id.
+        workflow: String,
+        /// The workflow's inputs (templates; at most 25, GitHub's limit). A value that is not
+        /// text is sent as its JSON, since workflow inputs are text.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schema(value_type = Option<Object>)]
+        workflow_inputs: Option<Value>,
+        /// The branch or tag to run on (a template); default the repository's default branch.
+        #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
+        git_ref: Option<String>,
+        /// End the run with the workflow run's conclusion (the default, as in Port); otherwise the
+        /// workflow reports on the run itself.
+        #[serde(default = "yes")]
+        report_workflow_status: bool,
+        /// Port's older options, kept as written (Portolan sends only `workflowInputs`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        omit_payload: Option<bool>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        omit_user_inputs: Option<bool>,
+    },
     #[serde(rename = "DELETE_ENTITY")]
     DeleteEntity {
         blueprint_identifier: String,
@@ -324,6 +350,7 @@ pub enum BackendKind {
     Nats,
     UpsertEntity,
     DeleteEntity,
+    Github,
 }
 
 impl BackendKind {
@@ -334,6 +361,7 @@ impl BackendKind {
             Self::Nats => "NATS",
             Self::UpsertEntity => "UPSERT_ENTITY",
             Self::DeleteEntity => "DELETE_ENTITY",
+            Self::Github => "GITHUB",
         }
     }
 }

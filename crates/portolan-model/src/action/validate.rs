@@ -55,6 +55,7 @@ impl Action {
             InvocationMethod::Nats { .. } => BackendKind::Nats,
             InvocationMethod::UpsertEntity { .. } => BackendKind::UpsertEntity,
             InvocationMethod::DeleteEntity { .. } => BackendKind::DeleteEntity,
+            InvocationMethod::Github { .. } => BackendKind::Github,
         }
     }
 
@@ -112,6 +113,9 @@ impl Action {
             InvocationMethod::Nats { subject, payload } => json!({"subject": subject, "payload": payload}),
             InvocationMethod::UpsertEntity { mapping, .. } => json!({"entity": mapping}),
             InvocationMethod::DeleteEntity { mapping, .. } => json!({"entity": mapping}),
+            InvocationMethod::Github { org, repo, workflow, workflow_inputs, git_ref, .. } => {
+                json!({"org": org, "repo": repo, "workflow": workflow, "inputs": workflow_inputs, "ref": git_ref})
+            }
         }
     }
 
@@ -139,7 +143,11 @@ impl Action {
 
     /// Where a rendered part sits in the action document.
     fn template_field<'a>(&self, key: &'a str) -> &'a str {
-        if key == "entity" { "mapping" } else { key }
+        match key {
+            "entity" => "mapping",
+            "inputs" => "workflowInputs",
+            key => key,
+        }
     }
 
     /// The secrets the templates read.
@@ -308,9 +316,28 @@ impl Action {
                     errors.push("/invocationMethod/mapping", "must give the identifier to delete");
                 }
             }
+            InvocationMethod::Github { org, repo, workflow, workflow_inputs, .. } => {
+                for (field, value) in [("org", org), ("repo", repo), ("workflow", workflow)] {
+                    if value.trim().is_empty() || (!value.contains("{{") && value.contains(['/', ' '])) {
+                        errors.push(format!("/invocationMethod/{field}"), "a GitHub name, without '/' or spaces");
+                    }
+                }
+                match workflow_inputs {
+                    None => {}
+                    Some(Value::Object(inputs)) if inputs.len() > GITHUB_MAX_INPUTS => errors.push(
+                        "/invocationMethod/workflowInputs",
+                        format!("GitHub takes at most {GITHUB_MAX_INPUTS} workflow inputs; this has {}", inputs.len()),
+                    ),
+                    Some(Value::Object(_)) => {}
+                    Some(_) => errors.push("/invocationMethod/workflowInputs", "an object of input names to values"),
+                }
+            }
         }
     }
 }
+
+/// The most inputs a GitHub workflow dispatch takes.
+pub const GITHUB_MAX_INPUTS: usize = 25;
 
 /// Secret names: letters, digits, `_` and `-`, up to 100 characters.
 pub fn check_secret_name(name: &str) -> Result<(), String> {

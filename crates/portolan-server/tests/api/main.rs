@@ -91,6 +91,7 @@ pub fn test_settings() -> Settings {
     Settings {
         runner_lease_ms: 1_500,
         webhook_allow_private: true,
+        ci_poll_ms: 100,
         nats_url: std::env::var("PORTOLAN_TEST_NATS_URL").ok(),
         ..Settings::default()
     }

@@ -114,6 +114,18 @@ struct GitHub {
     /// Answers the next list request 403 with a spent rate limit, as GitHub does.
     limit_next: Arc<AtomicUsize>,
     limited: Arc<AtomicUsize>,
+    /// Workflow dispatches received (their bodies), and how the runs they start behave.
+    dispatches: Arc<Mutex<Vec<Value>>>,
+    /// Answer a dispatch with the run's id and URLs (`return_run_details`), or 204 as older
+    /// GitHub Enterprise Servers do.
+    run_details: Arc<std::sync::atomic::AtomicBool>,
+    /// Lists of workflow runs answered empty before the run shows.
+    hidden_looks: Arc<AtomicUsize>,
+    /// Looks at a run answered `in_progress` before it is `completed`.
+    running_looks: Arc<AtomicUsize>,
+    conclusion: Arc<Mutex<String>>,
+    /// Answers the next dispatch 429 with `Retry-After: 1`.
+    limit_dispatch: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl GitHub {
@@ -139,7 +151,64 @@ impl GitHub {
         list
     }
 
+    /// A run the dispatches started, as GitHub describes one (its `workflow-run` example).
+    fn workflow_run(&self, host: &str, index: usize, status: &str, conclusion: Option<&str>) -> Value {
+        let mut run = github_example("workflow-run");
+        let id = 30_433_642 + index;
+        run["id"] = json!(id);
+        run["status"] = json!(status);
+        run["conclusion"] = json!(conclusion);
+        run["url"] = json!(format!("http://{host}/repos/acme/cart/actions/runs/{id}"));
+        run["html_url"] = json!(format!("https://github.com/acme/cart/actions/runs/{id}"));
+        run["created_at"] = json!(portolan_model::format_millis(now_ms()));
+        run
+    }
+
     async fn start(&self) -> String {
+        async fn dispatch(
+            State(github): State<GitHub>,
+            Path((owner, repo, workflow)): Path<(String, String, String)>,
+            headers: HeaderMap,
+            axum::Json(body): axum::Json<Value>,
+        ) -> Response {
+            let bearer = format!("Bearer {INSTALLATION_TOKEN}");
+            if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(bearer.as_str()) {
+                return (StatusCode::UNAUTHORIZED, axum::Json(json!({"message": "Bad credentials"}))).into_response();
+            }
+            if github.limit_dispatch.swap(false, Ordering::SeqCst) {
+                return (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    [("retry-after", "1")],
+                    axum::Json(json!({"message": "slow down"})),
+                )
+                    .into_response();
+            }
+            if (owner.as_str(), repo.as_str(), workflow.as_str()) != ("acme", "cart", "deploy.yml") {
+                let message = json!({"message": "Not Found", "documentation_url": "https://docs.github.com/rest"});
+                return (StatusCode::NOT_FOUND, axum::Json(message)).into_response();
+            }
+            // The request body as GitHub's description has it: `ref` text, at most 25 text inputs.
+            let inputs = body["inputs"].as_object().cloned().unwrap_or_default();
+            if !body["ref"].is_string() || inputs.len() > 25 || inputs.values().any(|v| !v.is_string()) {
+                let message = json!({"message": "Invalid request. For 'properties/inputs', values must be strings."});
+                return (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(message)).into_response();
+            }
+            let index = {
+                let mut dispatches = github.dispatches.lock().expect("lock");
+                dispatches.push(body);
+                dispatches.len() - 1
+            };
+            if !github.run_details.load(Ordering::SeqCst) {
+                return StatusCode::NO_CONTENT.into_response();
+            }
+            let host = headers.get("host").and_then(|v| v.to_str().ok()).unwrap_or_default();
+            let run = github.workflow_run(host, index, "queued", None);
+            let mut answer = github_example("workflow-dispatch-response");
+            answer["workflow_run_id"] = run["id"].clone();
+            answer["run_url"] = run["url"].clone();
+            answer["html_url"] = run["html_url"].clone();
+            axum::Json(answer).into_response()
+        }
         async fn token(State(github): State<GitHub>, headers: HeaderMap) -> Response {
             let jwt = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default();
             let key = jsonwebtoken::DecodingKey::from_rsa_pem(github.public_key.as_bytes()).expect("public key");
@@ -164,6 +233,7 @@ impl GitHub {
             github.tokens_issued.fetch_add(1, Ordering::SeqCst);
             let mut body = github_example("installation-token");
             body["token"] = json!(INSTALLATION_TOKEN);
+            body["expires_at"] = json!(portolan_model::format_millis(now_ms() + 3_600_000));
             (StatusCode::CREATED, axum::Json(body)).into_response()
         }
         async fn list(
@@ -196,6 +266,37 @@ impl GitHub {
                     return paged(&headers, &uri, &items, &query);
                 }
                 ["repos", "acme", repo, rest @ ..] if repositories.iter().any(|r| r == repo) => match rest {
+                    [] => {
+                        let mut repository = github_example("full-repository");
+                        repository["name"] = json!(repo);
+                        repository
+                    }
+                    ["actions", "workflows", "deploy.yml", "runs"] => {
+                        let host = headers.get("host").and_then(|v| v.to_str().ok()).unwrap_or_default();
+                        let hidden = github
+                            .hidden_looks
+                            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                            .is_ok();
+                        let count = if hidden { 0 } else { github.dispatches.lock().expect("lock").len() };
+                        let runs: Vec<Value> =
+                            (0..count).map(|i| github.workflow_run(host, i, "queued", None)).collect();
+                        json!({"total_count": runs.len(), "workflow_runs": runs})
+                    }
+                    ["actions", "runs", id] => {
+                        let host = headers.get("host").and_then(|v| v.to_str().ok()).unwrap_or_default();
+                        let index = id.parse::<usize>().unwrap_or(0).saturating_sub(30_433_642);
+                        let running = github
+                            .running_looks
+                            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                            .is_ok();
+                        match running {
+                            true => github.workflow_run(host, index, "in_progress", None),
+                            false => {
+                                let conclusion = github.conclusion.lock().expect("lock").clone();
+                                github.workflow_run(host, index, "completed", Some(&conclusion))
+                            }
+                        }
+                    }
                     ["pulls"] => {
                         let mut pulls = github_example("pull-request-simple-items");
                         let index = repositories.iter().position(|r| r == repo).unwrap_or(0);
@@ -216,10 +317,15 @@ impl GitHub {
         }
         let router = axum::Router::new()
             .route("/app/installations/{id}/access_tokens", axum::routing::post(token))
+            .route("/repos/{owner}/{repo}/actions/workflows/{workflow}/dispatches", axum::routing::post(dispatch))
             .route("/{*path}", axum::routing::get(list))
             .with_state(self.clone());
         serve(router).await
     }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").as_millis() as i64
 }
 
 /// An RSA key pair made for the test (private PEM, public PEM), by `openssl`.
@@ -377,6 +483,20 @@ async fn a_vendor_integration_names_its_unknown_kinds_and_missing_account() {
         )
         .await;
     assert_eq!(missing.detail_paths(), ["/vendor"]);
+
+    // A GitHub App key that is not an RSA key is refused when saved, as is a secret that is not there.
+    app.post("/api/v1/secrets", json!({"name": "not-a-key", "value": "-----BEGIN NONSENSE-----"})).await;
+    let with_key = |secret: &str| {
+        json!({"identifier": "gh-app", "type": "github",
+            "vendor": {"organization": "acme", "app": {"appId": "1", "installationId": 2, "privateKeySecret": secret}},
+            "mapping": {"resources": [{"kind": "repository", "port": {"entity": {"mappings": {
+                "identifier": ".name", "blueprint": "\"service\""}}}}]}})
+    };
+    for secret in ["not-a-key", "no-such-secret"] {
+        let refused = app.post("/api/v1/integrations", with_key(secret)).await;
+        assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", refused.body);
+        assert_eq!(refused.detail_paths(), ["/vendor/app/privateKeySecret"], "{}", refused.body);
+    }
 
     // A token the vendor refuses fails the pull with the vendor's status, and writes nothing.
     let github = GitHub::default();
@@ -792,4 +912,131 @@ async fn gitlab_and_pagerduty_webhook_payloads_map_to_entities() {
         app.get(&format!("/api/v1/blueprints/pagerdutyIncident/entities/{}", data["id"].as_str().unwrap_or("?"))).await;
     assert_eq!(shown.body["entity"]["title"], data["title"], "{}", shown.body);
     assert_eq!(shown.body["entity"]["properties"]["urgency"], data["urgency"]);
+}
+
+// ---- the GITHUB action backend ----
+
+/// A local GitHub with the app installed, a `github` integration that gives actions its
+/// credentials, and a `deploy` action in Port's shape.
+async fn github_action(report: bool) -> (TestApp, GitHub) {
+    let app = spawn_app().await;
+    app.with_service_blueprints().await;
+    assert_eq!(
+        app.post("/api/v1/blueprints/service/entities", crate::service("cart")).await.status,
+        StatusCode::CREATED
+    );
+    let (private_key, public_key) = rsa_key_pair();
+    let github = GitHub { public_key: Arc::new(public_key), ..GitHub::default() };
+    *github.repositories.lock().expect("lock") = vec!["cart".into()];
+    *github.conclusion.lock().expect("lock") = "success".into();
+    let base = github.start().await;
+    app.post("/api/v1/secrets", json!({"name": "github-app-key", "value": private_key})).await;
+    let integration = json!({"identifier": "github", "type": "github",
+        "vendor": {"baseUrl": base, "organization": "acme",
+                   "app": {"appId": APP_ID, "installationId": 7, "privateKeySecret": "github-app-key"}},
+        "mapping": {"resources": [{"kind": "repository", "port": {"entity": {"mappings": {
+            "identifier": ".name", "blueprint": "\"service\""}}}}]}});
+    assert_eq!(app.post("/api/v1/integrations", integration).await.status, StatusCode::CREATED);
+    let action = json!({"identifier": "deploy", "title": "Deploy",
+        "trigger": {"type": "self-service", "operation": "DAY-2", "blueprintIdentifier": "service",
+                    "userInputs": {"properties": {"version": {"type": "string"}}}},
+        "invocationMethod": {"type": "GITHUB", "org": "acme", "repo": "cart", "workflow": "deploy.yml",
+            "workflowInputs": {"service": "{{ .entity.identifier }}", "version": "{{ .inputs.version }}",
+                               "replicas": 3, "port_context": {"runId": "{{ .run.id }}"}},
+            "reportWorkflowStatus": report}});
+    let created = app.post("/v1/actions", action).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    (app, github)
+}
+
+async fn deploy(app: &TestApp) -> Value {
+    let started =
+        app.post("/api/v1/actions/deploy/runs", json!({"entity": "cart", "properties": {"version": "1.2.3"}})).await;
+    assert_eq!(started.status, StatusCode::ACCEPTED, "{}", started.body);
+    let id = started.body["run"]["id"].as_str().expect("run id").to_string();
+    crate::run_until(app, &id, std::time::Duration::from_secs(20), crate::ended).await
+}
+
+#[tokio::test]
+async fn a_github_action_dispatches_its_workflow_and_ends_with_the_workflow_runs_conclusion() {
+    let (app, github) = github_action(true).await;
+    github.run_details.store(true, Ordering::SeqCst);
+    github.running_looks.store(2, Ordering::SeqCst);
+    github.limit_dispatch.store(true, Ordering::SeqCst);
+    let done = deploy(&app).await;
+    assert_eq!(done["run"]["status"], "SUCCESS", "{done}");
+    let run_id = done["run"]["id"].as_str().unwrap_or_default();
+    let dispatches = github.dispatches.lock().expect("lock").clone();
+    assert_eq!(dispatches.len(), 1, "the 429 was waited out and the dispatch made once");
+    assert_eq!(dispatches[0]["ref"], "master", "the repository's default branch");
+    assert_eq!(
+        dispatches[0]["inputs"],
+        json!({"service": "cart", "version": "1.2.3", "replicas": "3",
+               "port_context": json!({"runId": run_id}).to_string()}),
+        "inputs are text"
+    );
+    let html = "https://github.com/acme/cart/actions/runs/30433642";
+    assert!(done["run"]["links"].as_array().is_some_and(|l| l.contains(&json!(html))), "{done}");
+    assert_eq!(github.tokens_issued.load(Ordering::SeqCst), 1, "the installation token is kept between calls");
+
+    // The workflow run fails: so does the run, saying so.
+    *github.conclusion.lock().expect("lock") = "failure".into();
+    let done = deploy(&app).await;
+    assert_eq!(done["run"]["status"], "FAILURE", "{done}");
+    assert!(done["run"]["reason"].as_str().unwrap_or_default().contains("failure"), "{done}");
+}
+
+#[tokio::test]
+async fn without_run_details_the_dispatched_run_is_found_by_listing_even_when_it_appears_late() {
+    let (app, github) = github_action(true).await;
+    github.hidden_looks.store(3, Ordering::SeqCst);
+    let done = deploy(&app).await;
+    assert_eq!(done["run"]["status"], "SUCCESS", "{done}");
+    let html = "https://github.com/acme/cart/actions/runs/30433642";
+    assert!(done["run"]["links"].as_array().is_some_and(|l| l.contains(&json!(html))), "{done}");
+    let logs = app.get(&format!("/api/v1/actions/runs/{}/logs", done["run"]["id"].as_str().unwrap_or("?"))).await;
+    assert!(logs.body.to_string().contains("waiting for GitHub to start the workflow run"), "{}", logs.body);
+}
+
+#[tokio::test]
+async fn a_github_action_that_reports_itself_is_linked_and_left_in_progress() {
+    let (app, github) = github_action(false).await;
+    github.run_details.store(true, Ordering::SeqCst);
+    let started =
+        app.post("/api/v1/actions/deploy/runs", json!({"entity": "cart", "properties": {"version": "2"}})).await;
+    let id = started.body["run"]["id"].as_str().expect("run id").to_string();
+    let linked = crate::run_until(&app, &id, std::time::Duration::from_secs(10), |r| {
+        r["links"].as_array().is_some_and(|l| !l.is_empty())
+    })
+    .await;
+    assert_eq!(linked["run"]["status"], "IN_PROGRESS", "the workflow reports on the run itself: {linked}");
+}
+
+#[tokio::test]
+async fn a_github_action_fails_with_githubs_reason_and_refuses_what_github_would() {
+    let (app, github) = github_action(true).await;
+    // A workflow GitHub does not know.
+    let mut action = app.get("/api/v1/actions/deploy").await.body["action"].clone();
+    action["invocationMethod"]["workflow"] = json!("missing.yml");
+    for key in ["createdAt", "createdBy", "updatedAt", "updatedBy"] {
+        action.as_object_mut().map(|a| a.remove(key));
+    }
+    assert_eq!(app.put("/api/v1/actions/deploy", action.clone()).await.status, StatusCode::OK);
+    let done = deploy(&app).await;
+    assert_eq!(done["run"]["status"], "FAILURE");
+    assert!(done["run"]["reason"].as_str().unwrap_or_default().contains("404: Not Found"), "{done}");
+    assert!(github.dispatches.lock().expect("lock").is_empty());
+
+    // An organization no integration reads.
+    action["invocationMethod"]["org"] = json!("elsewhere");
+    assert_eq!(app.put("/api/v1/actions/deploy", action.clone()).await.status, StatusCode::OK);
+    let done = deploy(&app).await;
+    assert!(done["run"]["reason"].as_str().unwrap_or_default().contains("no GitHub integration"), "{done}");
+
+    // More inputs than GitHub takes are refused when the action is saved.
+    let inputs: serde_json::Map<String, Value> = (0..26).map(|i| (format!("in{i}"), json!("x"))).collect();
+    action["invocationMethod"]["workflowInputs"] = Value::Object(inputs);
+    let refused = app.put("/api/v1/actions/deploy", action).await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", refused.body);
+    assert_eq!(refused.detail_paths(), ["/invocationMethod/workflowInputs"]);
 }

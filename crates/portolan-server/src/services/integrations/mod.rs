@@ -40,6 +40,7 @@ pub struct Integrations {
     manifests: Manifests,
     actions: Actions,
     outbound: Arc<Outbound>,
+    github: Arc<crate::github::Github>,
     jq: Option<Arc<JqSandbox>>,
     /// Where ingest URLs point: the server's public URL.
     public_url: Arc<str>,
@@ -57,6 +58,7 @@ pub struct IntegrationsParts {
     pub manifests: Manifests,
     pub actions: Actions,
     pub outbound: Arc<Outbound>,
+    pub github: Arc<crate::github::Github>,
     pub jq: Option<Arc<JqSandbox>>,
     pub public_url: Arc<str>,
 }
@@ -102,7 +104,8 @@ pub struct Problem {
 
 impl Integrations {
     pub fn new(parts: IntegrationsParts) -> Self {
-        let IntegrationsParts { core, permissions, catalog, manifests, actions, outbound, jq, public_url } = parts;
+        let IntegrationsParts { core, permissions, catalog, manifests, actions, outbound, github, jq, public_url } =
+            parts;
         Self {
             core,
             permissions,
@@ -110,6 +113,7 @@ impl Integrations {
             manifests,
             actions,
             outbound,
+            github,
             jq,
             public_url,
             pulling: Arc::default(),
@@ -123,7 +127,7 @@ impl Integrations {
         let integration = input.into_integration(self.core.now(), &actor.id, None)?;
         let mut tx = self.core.store().write().await?;
         self.require_manage(tx.as_mut(), actor, &integration).await?;
-        check_secrets(tx.as_mut(), &integration).await?;
+        self.check_secrets(tx.as_mut(), &integration).await?;
         if tx.integration(&integration.identifier).await?.is_some() {
             let message = format!("integration '{}' already exists", integration.identifier);
             return Err(Error::new(ErrorCode::AlreadyExists, message));
@@ -150,7 +154,7 @@ impl Integrations {
             return Err(Error::invalid_at("/type", "an integration's type does not change: make a new one"));
         }
         self.require_manage(tx.as_mut(), actor, &integration).await?;
-        check_secrets(tx.as_mut(), &integration).await?;
+        self.check_secrets(tx.as_mut(), &integration).await?;
         tx.put_integration(&integration, None).await?;
         let entry = actor
             .entry(self.core.now(), "integration.update", "integration", id)
@@ -342,19 +346,35 @@ impl Integrations {
 }
 
 /// Refuses an integration that names a secret the server does not hold.
-async fn check_secrets(tx: &mut dyn Tx, integration: &Integration) -> Result<()> {
-    let named = [
-        ("/security/secret", integration.security.as_ref().and_then(|s| s.secret.as_ref())),
-        ("/source/authSecret", integration.source.as_ref().and_then(|s| s.auth_secret.as_ref())),
-    ];
-    for (pointer, name) in named {
-        if let Some(name) = name
-            && tx.secret(name).await?.is_none()
-        {
-            return Err(Error::invalid_at(pointer, format!("secret '{name}' does not exist")));
+impl Integrations {
+    /// Refuses an integration naming a secret that does not exist, or a GitHub App key that is
+    /// not an RSA private key in PEM (it would fail every pull).
+    async fn check_secrets(&self, tx: &mut dyn Tx, integration: &Integration) -> Result<()> {
+        let vendor = integration.vendor.as_ref();
+        let app_key = vendor.and_then(|v| v.app.as_ref()).map(|a| &a.private_key_secret);
+        let named = [
+            ("/security/secret", integration.security.as_ref().and_then(|s| s.secret.as_ref())),
+            ("/source/authSecret", integration.source.as_ref().and_then(|s| s.auth_secret.as_ref())),
+            ("/vendor/tokenSecret", vendor.and_then(|v| v.token_secret.as_ref())),
+            ("/vendor/app/privateKeySecret", app_key),
+        ];
+        for (pointer, name) in named {
+            if let Some(name) = name
+                && tx.secret(name).await?.is_none()
+            {
+                return Err(Error::invalid_at(pointer, format!("secret '{name}' does not exist")));
+            }
         }
+        if let Some(name) = app_key {
+            let key =
+                self.actions.secret_values(tx, std::slice::from_ref(name)).await?.remove(name).unwrap_or_default();
+            if let Err(e) = jsonwebtoken::EncodingKey::from_rsa_pem(key.as_bytes()) {
+                let message = format!("secret '{name}' is not the app's RSA private key in PEM: {e}");
+                return Err(Error::invalid_at("/vendor/app/privateKeySecret", message));
+            }
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 /// Who an integration's writes are made by (as `updatedBy` and the audit log show).

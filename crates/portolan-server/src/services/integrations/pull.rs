@@ -11,13 +11,14 @@ use std::time::{Duration, Instant};
 use portolan_model::blueprint::Blueprint;
 use portolan_model::integration::definition::{DEFAULT_MAX_PAGES, PageTag};
 use portolan_model::integration::mapping::{Operation, Outcome};
-use portolan_model::integration::vendor::{Endpoint, GithubApp};
+use portolan_model::integration::vendor::Endpoint;
 use portolan_model::integration::{Integration, IntegrationStatus, Pagination, RestSource, Vendor, VendorSource};
 use portolan_model::manifest::API_VERSION;
 use serde_json::{Value, json};
 
 use super::{Integrations, blueprints_by_id, check_entity, integration_actor};
 use crate::error::{Error, ErrorCode, Result};
+use crate::github::{Credential, GithubAccount};
 use crate::outbound::Purpose;
 use crate::services::actor::Actor;
 use crate::services::manifests::{ApplyRequest, Op, SourcedDocument};
@@ -149,7 +150,17 @@ impl Integrations {
         if let (Some(vendor), Some(account)) = (integration.kind.vendor(), &integration.vendor) {
             let token = match (&account.token_secret, &account.app) {
                 (Some(name), _) => secret(name),
-                (None, Some(app)) => self.github_app_token(account, app, &secret(&app.private_key_secret)).await?,
+                (None, Some(app)) => {
+                    let account = GithubAccount {
+                        base_url: account.base_url(vendor).to_string(),
+                        credential: Credential::App {
+                            app_id: app.app_id.clone(),
+                            installation_id: app.installation_id,
+                            private_key: secret(&app.private_key_secret),
+                        },
+                    };
+                    self.github.token(&account, self.core.now()).await?
+                }
                 (None, None) => return Err("the integration has no token".into()),
             };
             reader.headers = vendor.headers(&token).into_iter().map(|(k, v)| (k.to_string(), v)).collect();
@@ -384,44 +395,6 @@ impl Integrations {
         Ok(status)
     }
 
-    /// A GitHub App's installation token: a JWT signed with the app's key, traded at GitHub.
-    async fn github_app_token(
-        &self,
-        account: &VendorSource,
-        app: &GithubApp,
-        private_key: &str,
-    ) -> std::result::Result<String, Failure> {
-        #[derive(serde::Serialize)]
-        struct Claims<'a> {
-            iat: i64,
-            exp: i64,
-            iss: &'a str,
-        }
-        let key = jsonwebtoken::EncodingKey::from_rsa_pem(private_key.as_bytes())
-            .map_err(|e| format!("the GitHub App's private key is not an RSA key in PEM: {e}"))?;
-        let now = self.core.now() / 1000;
-        // GitHub allows ten minutes; a minute back covers clock drift.
-        let claims = Claims { iat: now - 60, exp: now + 540, iss: &app.app_id };
-        let jwt = jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256), &claims, &key)
-            .map_err(|e| format!("cannot sign the GitHub App's token request: {e}"))?;
-        let path = format!("/app/installations/{}/access_tokens", app.installation_id);
-        let url = account.url(Vendor::Github, &path, "", "");
-        let mut request = self
-            .outbound
-            .request(Purpose::IntegrationSource, reqwest::Method::POST, &url)
-            .map_err(|e| e.to_string())?;
-        for (name, value) in Vendor::Github.headers(&jwt) {
-            request = request.header(name, &value);
-        }
-        let response = request.send().await.map_err(|e| format!("cannot reach {url}: {e}"))?;
-        let status = response.status();
-        if !status.is_success() {
-            return Err(format!("GitHub answered {status} to the app's installation token request ({url})"));
-        }
-        let body: Value = response.json().await.map_err(|e| format!("{url} did not answer JSON: {e}"))?;
-        body["token"].as_str().map(str::to_string).ok_or_else(|| format!("{url} answered no token"))
-    }
-
     /// One page: its JSON (none when `etag` still matches: 304), the `Link` header's next URL
     /// and the page's `ETag`. Rate limits are waited out (up to a minute); a server error or a
     /// timeout is tried again, then fails the pull.
@@ -447,7 +420,7 @@ impl Integrations {
                 }
             };
             let status = response.status();
-            let wait = retry_after(response.headers());
+            let wait = crate::github::asked_wait(response.headers());
             // GitHub answers a spent rate limit with 403 and the rate-limit headers.
             let limited = status == reqwest::StatusCode::TOO_MANY_REQUESTS
                 || (status == reqwest::StatusCode::FORBIDDEN && wait.is_some());
@@ -599,21 +572,6 @@ fn next_link(headers: &reqwest::header::HeaderMap) -> Option<String> {
             is_next.then(|| target.trim().trim_start_matches('<').trim_end_matches('>').to_string())
         },
     )
-}
-
-/// How long the source asks to wait: `Retry-After` in seconds, or a rate limit that is spent
-/// (`x-ratelimit-remaining: 0`) until its reset time.
-fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let number = |name: &str| headers.get(name)?.to_str().ok()?.trim().parse::<u64>().ok();
-    if let Some(seconds) = number("retry-after") {
-        return Some(Duration::from_secs(seconds));
-    }
-    if number("x-ratelimit-remaining") == Some(0) {
-        let reset = number("x-ratelimit-reset")?;
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
-        return Some(Duration::from_secs(reset.saturating_sub(now)));
-    }
-    None
 }
 
 async fn read_capped(mut response: reqwest::Response) -> std::result::Result<Vec<u8>, String> {

@@ -2,7 +2,7 @@
 
 use portolan_model::run::RunStatus;
 use portolan_model::template;
-use portolan_store::Job;
+use portolan_store::{Job, NewJob};
 use serde_json::Value;
 
 use super::service::Runs;
@@ -36,6 +36,12 @@ pub(super) enum Outcome {
         message: String,
         delay_ms: i64,
     },
+    /// Handed to a CI system that is watched: what to log, a link to its run, and the next look.
+    Watch {
+        message: Option<String>,
+        link: Option<String>,
+        next: Option<NewJob>,
+    },
 }
 
 impl Outcome {
@@ -47,6 +53,7 @@ impl Outcome {
             Outcome::End(status, message) => Outcome::End(status, mask(message)),
             Outcome::Wrote { message, link } => Outcome::Wrote { message: mask(message), link: mask(link) },
             Outcome::Retry { message, delay_ms } => Outcome::Retry { message: mask(message), delay_ms },
+            Outcome::Watch { message, link, next } => Outcome::Watch { message: message.map(mask), link, next },
         }
     }
 }
@@ -104,6 +111,20 @@ impl Runs {
                 }
                 Outcome::Retry { message, delay_ms } => {
                     logs.push(log(now, format!("{message}; retrying in {delay_ms} ms")));
+                }
+                Outcome::Watch { message, link, next } => {
+                    if open {
+                        if run.status != RunStatus::InProgress {
+                            let _ = run.transition(RunStatus::InProgress, now);
+                        }
+                        if let Some(link) = link.as_ref().filter(|l| !run.links.contains(l)) {
+                            run.links.push(link.clone());
+                        }
+                        if let Some(next) = next {
+                            tx.enqueue_jobs(std::slice::from_ref(next)).await?;
+                        }
+                    }
+                    logs.extend(message.iter().map(|m| log(now, m.clone())));
                 }
             }
             if run != before || !logs.is_empty() {

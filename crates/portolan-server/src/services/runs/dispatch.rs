@@ -37,6 +37,14 @@ impl Runs {
         if run.status.is_terminal() {
             return Ok(Delivery { run_id, outcome: Outcome::Keep, payload_view: None });
         }
+        if let Some(watch) = job.payload.get("github") {
+            drop(tx);
+            let outcome = match serde_json::from_value(watch.clone()) {
+                Ok(watch) => self.watch_github(&run, watch).await,
+                Err(e) => Outcome::End(RunStatus::Failure, format!("a GitHub watch job is malformed: {e}")),
+            };
+            return Ok(Delivery { run_id, outcome, payload_view: None });
+        }
         let token = self.keys.run_token(&run.id, run.attempt, run.created_at + RUN_TOKEN_TTL_MS);
         let rendered = self.render(tx.as_mut(), &action.action, &run, &token).await;
         drop(tx);
@@ -47,8 +55,10 @@ impl Runs {
                 return Ok(Delivery { run_id, outcome, payload_view: None });
             }
         };
-        let payload_view =
-            masked.get("body").or_else(|| masked.get("payload")).or_else(|| masked.get("entity")).cloned();
+        let payload_view = ["body", "payload", "entity", "inputs"]
+            .iter()
+            .find_map(|key| masked.get(*key).filter(|v| !v.is_null()))
+            .cloned();
         let actor = Actor::system(format!("run:{}", run.id), Origin::Backend).for_run(run.id.clone());
         let outcome = match &action.action.invocation_method {
             InvocationMethod::Webhook {
@@ -123,6 +133,9 @@ impl Runs {
                     }
                     Err(err) => error_outcome(err, job.attempts),
                 }
+            }
+            InvocationMethod::Github { report_workflow_status, .. } => {
+                self.dispatch_github(job, &run, &rendered, *report_workflow_status).await
             }
             InvocationMethod::Runner { .. } => Outcome::Keep,
         };

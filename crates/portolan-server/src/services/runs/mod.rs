@@ -5,6 +5,7 @@
 pub mod automations;
 pub mod delivery;
 pub mod dispatch;
+pub mod github;
 pub mod reads;
 pub mod render;
 pub mod reports;

@@ -50,6 +50,8 @@ pub struct RunsParts {
     pub public_url: Arc<str>,
     /// How long a runner holds a claimed run without a heartbeat.
     pub runner_lease_ms: i64,
+    /// The first wait between two looks at a CI run (see [`crate::Settings::ci_poll_ms`]).
+    pub ci_poll_ms: i64,
 }
 
 #[derive(Clone)]
