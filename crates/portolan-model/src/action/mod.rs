@@ -321,6 +321,33 @@ pub enum InvocationMethod {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         omit_user_inputs: Option<bool>,
     },
+    /// A GitLab CI pipeline, triggered with a pipeline trigger token (or, without one, the token
+    /// of the `gitlab` integration that reads `groupName`) and watched with that integration's.
+    #[serde(rename = "GITLAB")]
+    Gitlab {
+        group_name: String,
+        project_name: String,
+        /// The branch or tag to run on (a template); default `main`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        default_ref: Option<String>,
+        /// CI/CD variables (templates); a value that is not text is sent as its JSON.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schema(value_type = Option<Object>)]
+        pipeline_variables: Option<Value>,
+        /// The stored secret holding the project's pipeline trigger token.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        trigger_token_secret: Option<String>,
+        /// End the run with the pipeline's status (the default); otherwise the pipeline reports.
+        #[serde(default = "yes")]
+        report_workflow_status: bool,
+        /// Port's options for its GitLab agent, kept as written.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        agent: Option<bool>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        omit_payload: Option<bool>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        omit_user_inputs: Option<bool>,
+    },
     #[serde(rename = "DELETE_ENTITY")]
     DeleteEntity {
         blueprint_identifier: String,
@@ -351,6 +378,7 @@ pub enum BackendKind {
     UpsertEntity,
     DeleteEntity,
     Github,
+    Gitlab,
 }
 
 impl BackendKind {
@@ -362,6 +390,7 @@ impl BackendKind {
             Self::UpsertEntity => "UPSERT_ENTITY",
             Self::DeleteEntity => "DELETE_ENTITY",
             Self::Github => "GITHUB",
+            Self::Gitlab => "GITLAB",
         }
     }
 }

@@ -56,6 +56,7 @@ impl Action {
             InvocationMethod::UpsertEntity { .. } => BackendKind::UpsertEntity,
             InvocationMethod::DeleteEntity { .. } => BackendKind::DeleteEntity,
             InvocationMethod::Github { .. } => BackendKind::Github,
+            InvocationMethod::Gitlab { .. } => BackendKind::Gitlab,
         }
     }
 
@@ -116,6 +117,10 @@ impl Action {
             InvocationMethod::Github { org, repo, workflow, workflow_inputs, git_ref, .. } => {
                 json!({"org": org, "repo": repo, "workflow": workflow, "inputs": workflow_inputs, "ref": git_ref})
             }
+            InvocationMethod::Gitlab { group_name, project_name, default_ref, pipeline_variables, .. } => json!({
+                "groupName": group_name, "projectName": project_name, "defaultRef": default_ref,
+                "pipelineVariables": pipeline_variables
+            }),
         }
     }
 
@@ -153,8 +158,10 @@ impl Action {
     /// The secrets the templates read.
     pub fn secret_names(&self) -> Vec<String> {
         let mut names = template::secret_names(&self.templates());
-        if let InvocationMethod::Webhook { signing_secret: Some(name), .. } = &self.invocation_method {
-            names.push(name.clone());
+        match &self.invocation_method {
+            InvocationMethod::Webhook { signing_secret: Some(name), .. }
+            | InvocationMethod::Gitlab { trigger_token_secret: Some(name), .. } => names.push(name.clone()),
+            _ => {}
         }
         names.sort();
         names.dedup();
@@ -330,6 +337,19 @@ impl Action {
                     ),
                     Some(Value::Object(_)) => {}
                     Some(_) => errors.push("/invocationMethod/workflowInputs", "an object of input names to values"),
+                }
+            }
+            InvocationMethod::Gitlab { group_name, project_name, pipeline_variables, trigger_token_secret, .. } => {
+                for (field, value) in [("groupName", group_name), ("projectName", project_name)] {
+                    if value.trim().is_empty() {
+                        errors.push(format!("/invocationMethod/{field}"), "the GitLab group or project path");
+                    }
+                }
+                if pipeline_variables.as_ref().is_some_and(|v| !v.is_object()) {
+                    errors.push("/invocationMethod/pipelineVariables", "an object of variable names to values");
+                }
+                if let Some(Err(msg)) = trigger_token_secret.as_deref().map(check_secret_name) {
+                    errors.push("/invocationMethod/triggerTokenSecret", msg);
                 }
             }
         }

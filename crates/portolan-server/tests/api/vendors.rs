@@ -613,6 +613,12 @@ async fn githubs_recorded_deliveries_map_to_entities() {
 #[derive(Clone, Default)]
 struct GitLab {
     projects: Arc<Mutex<Vec<String>>>,
+    /// Pipeline triggers received (their form fields), and how the pipelines behave.
+    triggers: Arc<Mutex<Vec<HashMap<String, String>>>>,
+    running_looks: Arc<AtomicUsize>,
+    pipeline_status: Arc<Mutex<String>>,
+    /// Triggers answered 500 before one is accepted.
+    failing_triggers: Arc<AtomicUsize>,
 }
 
 impl GitLab {
@@ -653,6 +659,20 @@ impl GitLab {
                 ["api", "v4", "groups", "acme%2Fplatform", "merge_requests"] => {
                     projects.iter().map(|p| with_project("gitlab/merge_request.json", p)).collect()
                 }
+                ["api", "v4", "projects", "acme%2Fplatform%2Fcart", "pipelines", id] => {
+                    let running = gitlab
+                        .running_looks
+                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                        .is_ok();
+                    let mut pipeline = fixture("gitlab/pipeline.json");
+                    pipeline["id"] = json!(id.parse::<u64>().unwrap_or(0));
+                    pipeline["status"] = json!(if running {
+                        "running".to_string()
+                    } else {
+                        gitlab.pipeline_status.lock().expect("lock").clone()
+                    });
+                    pipeline
+                }
                 ["api", "v4", "projects", id, kind] => {
                     let Some(project) = projects.iter().find(|p| id.parse::<u64>().ok() == p["id"].as_u64()) else {
                         return (StatusCode::NOT_FOUND, axum::Json(json!({"message": "404 Project Not Found"})))
@@ -668,7 +688,41 @@ impl GitLab {
             };
             tagged(&headers, body, None)
         }
-        serve(axum::Router::new().fallback(axum::routing::get(list)).with_state(self.clone())).await
+        /// `POST /projects/:id/trigger/pipeline`, as GitLab documents it: a form with the trigger
+        /// `token`, `ref` and `variables[NAME]`; 201 with the pipeline.
+        async fn trigger(
+            State(gitlab): State<GitLab>,
+            uri: Uri,
+            axum::Form(form): axum::Form<HashMap<String, String>>,
+        ) -> Response {
+            if uri.path() != "/api/v4/projects/acme%2Fplatform%2Fcart/trigger/pipeline" {
+                return (StatusCode::NOT_FOUND, axum::Json(json!({"message": "404 Project Not Found"})))
+                    .into_response();
+            }
+            if gitlab.failing_triggers.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
+                return (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    axum::Json(json!({"message": "500 Internal Server Error"})),
+                )
+                    .into_response();
+            }
+            if form.get("token").map(String::as_str) != Some("glptt-trigger") {
+                return (StatusCode::NOT_FOUND, axum::Json(json!({"message": "404 Not Found"}))).into_response();
+            }
+            let index = {
+                let mut triggers = gitlab.triggers.lock().expect("lock");
+                triggers.push(form);
+                triggers.len()
+            };
+            let mut pipeline = fixture("gitlab/pipeline.json");
+            let id = 800_000 + index;
+            pipeline["id"] = json!(id);
+            pipeline["status"] = json!("created");
+            pipeline["web_url"] = json!(format!("https://gitlab.example.com/acme/platform/cart/-/pipelines/{id}"));
+            (StatusCode::CREATED, axum::Json(pipeline)).into_response()
+        }
+        let routes = axum::routing::get(list).post(trigger);
+        serve(axum::Router::new().fallback(routes).with_state(self.clone())).await
     }
 }
 
@@ -1039,4 +1093,85 @@ async fn a_github_action_fails_with_githubs_reason_and_refuses_what_github_would
     let refused = app.put("/api/v1/actions/deploy", action).await;
     assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", refused.body);
     assert_eq!(refused.detail_paths(), ["/invocationMethod/workflowInputs"]);
+}
+
+// ---- the GITLAB action backend ----
+
+/// A local GitLab, the `gitlab` integration reading the group, and a `build` action in Port's shape
+/// with a pipeline trigger token.
+async fn gitlab_action() -> (TestApp, GitLab) {
+    let app = spawn_app().await;
+    app.with_service_blueprints().await;
+    assert_eq!(
+        app.post("/api/v1/blueprints/service/entities", crate::service("cart")).await.status,
+        StatusCode::CREATED
+    );
+    let gitlab = GitLab::default();
+    *gitlab.pipeline_status.lock().expect("lock") = "success".into();
+    let base = gitlab.start().await;
+    app.post("/api/v1/secrets", json!({"name": "gitlab-token", "value": "glpat-local"})).await;
+    app.post("/api/v1/secrets", json!({"name": "cart-trigger", "value": "glptt-trigger"})).await;
+    let integration = json!({"identifier": "gitlab", "type": "gitlab",
+        "vendor": {"baseUrl": format!("{base}/api/v4"), "organization": "acme/platform", "tokenSecret": "gitlab-token"},
+        "mapping": {"resources": [{"kind": "project", "port": {"entity": {"mappings": {
+            "identifier": ".path", "blueprint": "\"service\""}}}}]}});
+    assert_eq!(app.post("/api/v1/integrations", integration).await.status, StatusCode::CREATED);
+    let action = json!({"identifier": "build", "title": "Build",
+        "trigger": {"type": "self-service", "operation": "DAY-2", "blueprintIdentifier": "service",
+                    "userInputs": {"properties": {}}},
+        "invocationMethod": {"type": "GITLAB", "groupName": "acme/platform", "projectName": "cart", "agent": true,
+            "defaultRef": "main", "triggerTokenSecret": "cart-trigger",
+            "pipelineVariables": {"SERVICE": "{{ .entity.identifier }}", "REPLICAS": 3, "RUN_ID": "{{ .run.id }}"}}});
+    let created = app.post("/v1/actions", action).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    (app, gitlab)
+}
+
+async fn build(app: &TestApp, within: u64) -> Value {
+    let started = app.post("/api/v1/actions/build/runs", json!({"entity": "cart"})).await;
+    assert_eq!(started.status, StatusCode::ACCEPTED, "{}", started.body);
+    let id = started.body["run"]["id"].as_str().expect("run id").to_string();
+    crate::run_until(app, &id, std::time::Duration::from_secs(within), crate::ended).await
+}
+
+#[tokio::test]
+async fn a_gitlab_action_triggers_its_pipeline_and_ends_with_the_pipelines_status() {
+    let (app, gitlab) = gitlab_action().await;
+    gitlab.running_looks.store(2, Ordering::SeqCst);
+    gitlab.failing_triggers.store(1, Ordering::SeqCst);
+    let done = build(&app, 20).await;
+    assert_eq!(done["run"]["status"], "SUCCESS", "{done}");
+    let triggers = gitlab.triggers.lock().expect("lock").clone();
+    assert_eq!(triggers.len(), 1, "the 500 was tried again");
+    let run_id = done["run"]["id"].as_str().unwrap_or_default();
+    let sent: HashMap<String, String> = [
+        ("token", "glptt-trigger"),
+        ("ref", "main"),
+        ("variables[SERVICE]", "cart"),
+        ("variables[REPLICAS]", "3"),
+        ("variables[RUN_ID]", run_id),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    assert_eq!(triggers[0], sent);
+    let link = "https://gitlab.example.com/acme/platform/cart/-/pipelines/800001";
+    assert!(done["run"]["links"].as_array().is_some_and(|l| l.contains(&json!(link))), "{done}");
+    let everything = format!("{done}{}", app.get(&format!("/api/v1/actions/runs/{run_id}/logs")).await.body);
+    assert!(!everything.contains("glptt-trigger"), "the trigger token is not shown: {everything}");
+
+    *gitlab.pipeline_status.lock().expect("lock") = "failed".into();
+    let done = build(&app, 20).await;
+    assert_eq!(done["run"]["status"], "FAILURE", "{done}");
+    assert!(done["run"]["reason"].as_str().unwrap_or_default().contains("the pipeline ended: failed"), "{done}");
+}
+
+#[tokio::test]
+async fn a_gitlab_that_keeps_failing_fails_the_run_with_its_answer() {
+    let (app, gitlab) = gitlab_action().await;
+    gitlab.failing_triggers.store(100, Ordering::SeqCst);
+    let done = build(&app, 40).await;
+    assert_eq!(done["run"]["status"], "FAILURE", "{done}");
+    let reason = done["run"]["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("gave up after 5 attempts") && reason.contains("GitLab answered 500"), "{done}");
 }

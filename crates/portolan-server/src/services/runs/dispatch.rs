@@ -23,6 +23,9 @@ impl Runs {
     /// Delivers a run to its backend (a `dispatch` job) and says how it went; the worker records
     /// deliveries in batches with [`Catalog::record_deliveries`].
     pub async fn dispatch(&self, job: &Job) -> Result<Delivery> {
+        if job.payload.get("github").is_some() || job.payload.get("gitlab").is_some() {
+            return self.look(job).await;
+        }
         let run_id = job.payload["run"].as_str().unwrap_or_default().to_string();
         let mut tx = self.core.store().read().await?;
         let run = tx.run(&run_id, false).await?;
@@ -36,14 +39,6 @@ impl Runs {
         };
         if run.status.is_terminal() {
             return Ok(Delivery { run_id, outcome: Outcome::Keep, payload_view: None });
-        }
-        if let Some(watch) = job.payload.get("github") {
-            drop(tx);
-            let outcome = match serde_json::from_value(watch.clone()) {
-                Ok(watch) => self.watch_github(&run, watch).await,
-                Err(e) => Outcome::End(RunStatus::Failure, format!("a GitHub watch job is malformed: {e}")),
-            };
-            return Ok(Delivery { run_id, outcome, payload_view: None });
         }
         let token = self.keys.run_token(&run.id, run.attempt, run.created_at + RUN_TOKEN_TTL_MS);
         let rendered = self.render(tx.as_mut(), &action.action, &run, &token).await;
@@ -137,10 +132,37 @@ impl Runs {
             InvocationMethod::Github { report_workflow_status, .. } => {
                 self.dispatch_github(job, &run, &rendered, *report_workflow_status).await
             }
+            InvocationMethod::Gitlab { trigger_token_secret, report_workflow_status, .. } => {
+                let trigger = trigger_token_secret.as_ref().and_then(|name| secrets.get(name)).map(String::as_str);
+                self.dispatch_gitlab(job, &run, &rendered, trigger, *report_workflow_status).await
+            }
             InvocationMethod::Runner { .. } => Outcome::Keep,
         };
         // What a backend answered, or an error, may quote a secret; the run's record never does.
         Ok(Delivery { run_id, outcome: outcome.masked(&hidden), payload_view })
+    }
+
+    /// One look at a CI run a dispatch started (a `dispatch` job carrying the watch).
+    async fn look(&self, job: &Job) -> Result<Delivery> {
+        let run_id = job.payload["run"].as_str().unwrap_or_default().to_string();
+        let run = self.core.store().read().await?.run(&run_id, false).await?;
+        let Some(run) = run.filter(|r| !r.status.is_terminal()) else {
+            return Ok(Delivery { run_id, outcome: Outcome::Keep, payload_view: None });
+        };
+        let malformed =
+            |e: serde_json::Error| Outcome::End(RunStatus::Failure, format!("a watch job is malformed: {e}"));
+        let outcome = match (job.payload.get("github"), job.payload.get("gitlab")) {
+            (Some(watch), _) => match serde_json::from_value(watch.clone()) {
+                Ok(watch) => self.watch_github(&run, watch).await,
+                Err(e) => malformed(e),
+            },
+            (None, Some(watch)) => match serde_json::from_value(watch.clone()) {
+                Ok(watch) => self.watch_gitlab(&run, watch).await,
+                Err(e) => malformed(e),
+            },
+            (None, None) => Outcome::Keep,
+        };
+        Ok(Delivery { run_id, outcome, payload_view: None })
     }
 
     pub(super) async fn run_deleted(&self, run_id: &str, identifier: &str) -> Result<bool> {

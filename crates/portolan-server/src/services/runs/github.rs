@@ -66,7 +66,7 @@ impl Runs {
                 Err(reason) => return retry_or_fail(reason, None, job.attempts),
             },
         };
-        let body = json!({"ref": git_ref, "inputs": workflow_inputs(&rendered["inputs"]), "return_run_details": true});
+        let body = json!({"ref": git_ref, "inputs": text_values(&rendered["inputs"]), "return_run_details": true});
         let path = format!("/repos/{org}/{repo}/actions/workflows/{workflow}/dispatches");
         let dispatched_at = self.core.now();
         let answer = match github.call(&account.base_url, &token, reqwest::Method::POST, &path, Some(&body)).await {
@@ -92,7 +92,7 @@ impl Runs {
             link.as_deref().map(|l| format!(": {l}")).unwrap_or_else(|| "; looking for its run".into())
         );
         // Without `reportWorkflowStatus` the workflow reports itself; its run is still linked.
-        let next = (watch.report || watch.run_url.is_none()).then(|| self.next_look(run, watch, None));
+        let next = (watch.report || watch.run_url.is_none()).then(|| self.next_github_look(run, watch, None));
         Outcome::Watch { message: Some(message), link, next }
     }
 
@@ -134,7 +134,7 @@ impl Runs {
             let link = found["html_url"].as_str().map(str::to_string);
             watch.run_url = found["url"].as_str().map(str::to_string);
             let message = format!("the workflow run is {}", link.as_deref().unwrap_or("found"));
-            let next = watch.report.then(|| self.next_look(run, Watch { polls: 0, ..watch }, None));
+            let next = watch.report.then(|| self.next_github_look(run, Watch { polls: 0, ..watch }, None));
             return Outcome::Watch { message: Some(message), link, next };
         };
         let answer = match github.call(&account.base_url, &token, reqwest::Method::GET, &run_url, None).await {
@@ -156,16 +156,30 @@ impl Runs {
 
     /// The next look, after the doubling wait or the one GitHub asked for.
     fn look_again(&self, run: &Run, watch: Watch, wait: Option<std::time::Duration>, note: Option<String>) -> Outcome {
-        Outcome::Watch { message: note, link: None, next: Some(self.next_look(run, watch, wait)) }
+        Outcome::Watch { message: note, link: None, next: Some(self.next_github_look(run, watch, wait)) }
     }
 
-    fn next_look(&self, run: &Run, watch: Watch, wait: Option<std::time::Duration>) -> NewJob {
-        let doubled = self.ci_poll_ms.saturating_mul(1 << watch.polls.min(10)).min(MAX_POLL_MS);
+    fn next_github_look(&self, run: &Run, watch: Watch, wait: Option<std::time::Duration>) -> NewJob {
+        let polls = watch.polls;
+        self.next_look(run, "github", json!(watch), polls, wait)
+    }
+
+    /// The next look at a CI run: a `dispatch` job carrying `state` under `key`, after a wait
+    /// that doubles with `polls` from `ci_poll_ms` up to 30 s, or longer when the CI asks.
+    pub(super) fn next_look(
+        &self,
+        run: &Run,
+        key: &str,
+        state: Value,
+        polls: u32,
+        wait: Option<std::time::Duration>,
+    ) -> NewJob {
+        let doubled = self.ci_poll_ms.saturating_mul(1 << polls.min(10)).min(MAX_POLL_MS);
         let delay = wait.map_or(doubled, |w| (w.as_millis() as Millis).max(doubled));
         NewJob {
             kind: DISPATCH.into(),
             dedupe_key: None,
-            payload: json!({"run": run.id, "github": watch}),
+            payload: json!({"run": run.id, key: state}),
             run_after: self.core.now() + delay,
         }
     }
@@ -206,8 +220,9 @@ impl Runs {
     }
 }
 
-/// Workflow inputs as GitHub takes them: text; any other value is sent as its JSON.
-fn workflow_inputs(rendered: &Value) -> Value {
+/// Workflow inputs (or CI variables) as GitHub and GitLab take them: text; any other value is sent
+/// as its JSON.
+pub(super) fn text_values(rendered: &Value) -> Value {
     let inputs: Map<String, Value> = rendered
         .as_object()
         .into_iter()
@@ -232,7 +247,7 @@ fn answer_outcome(answer: &Answer, attempts: i64) -> Outcome {
     Outcome::End(RunStatus::Failure, answer.message())
 }
 
-fn retry_or_fail(reason: String, wait: Option<std::time::Duration>, attempts: i64) -> Outcome {
+pub(super) fn retry_or_fail(reason: String, wait: Option<std::time::Duration>, attempts: i64) -> Outcome {
     if attempts >= DISPATCH_ATTEMPTS {
         return Outcome::End(RunStatus::Failure, format!("gave up after {attempts} attempts; the last one: {reason}"));
     }
@@ -250,9 +265,9 @@ mod tests {
     fn inputs_are_sent_as_text() {
         let rendered = json!({"service": "cart", "replicas": 3, "port_context": {"runId": "r_1"}});
         assert_eq!(
-            workflow_inputs(&rendered),
+            text_values(&rendered),
             json!({"service": "cart", "replicas": "3", "port_context": "{\"runId\":\"r_1\"}"})
         );
-        assert_eq!(workflow_inputs(&Value::Null), json!({}));
+        assert_eq!(text_values(&Value::Null), json!({}));
     }
 }

@@ -6,6 +6,7 @@ pub mod automations;
 pub mod delivery;
 pub mod dispatch;
 pub mod github;
+pub mod gitlab;
 pub mod reads;
 pub mod render;
 pub mod reports;
