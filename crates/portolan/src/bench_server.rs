@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use portolan_server::AppState;
+use serde_json::Value;
 
 /// A running benchmark server.
 pub struct BenchServer {
@@ -48,6 +49,48 @@ pub fn start(runtime: &tokio::runtime::Runtime, location: &str) -> anyhow::Resul
         tokio::spawn(portolan_server::serve(listener, router, std::future::pending()));
         anyhow::Ok(BenchServer { state, base, token })
     })
+}
+
+/// A benchmark's server, started on its own runtime over a fresh temporary data directory (or the
+/// PostgreSQL database at `database_url`), and a two-thread runtime for the benchmark's clients.
+pub struct Launched {
+    pub server: BenchServer,
+    pub clients: tokio::runtime::Runtime,
+    _server_runtime: tokio::runtime::Runtime,
+    _data: tempfile::TempDir,
+}
+
+pub fn launch(database_url: Option<&str>) -> anyhow::Result<Launched> {
+    let data = tempfile::tempdir()?;
+    let location = database_url.map_or_else(|| data.path().to_string_lossy().into_owned(), str::to_string);
+    let server_runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let server = start(&server_runtime, &location)?;
+    let clients = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    Ok(Launched { server, clients, _server_runtime: server_runtime, _data: data })
+}
+
+/// One request; its JSON answer, or an error naming the URL, status and answer.
+pub async fn send(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: &str,
+    body: Option<Value>,
+) -> anyhow::Result<Value> {
+    let mut request = client.request(method, url);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await?;
+    let status = response.status();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    if !status.is_success() {
+        anyhow::bail!("{url} answered {status}: {body}");
+    }
+    Ok(body)
+}
+
+pub async fn post(client: &reqwest::Client, url: &str, body: Value) -> anyhow::Result<Value> {
+    send(client, reqwest::Method::POST, url, Some(body)).await
 }
 
 /// The `p` quantile (0 to 1) of sorted durations, in milliseconds.

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
-use bench_server::pct;
+use bench_server::{pct, post};
 use clap::Parser;
 use serde_json::{Value, json};
 
@@ -50,13 +50,9 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let args = Args::parse();
-    let temp = tempfile::tempdir()?;
-    let location = args.database_url.clone().unwrap_or_else(|| temp.path().to_string_lossy().into_owned());
     let clock: Arc<Mutex<Clock>> = Arc::default();
-    let server_runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let server = bench_server::start(&server_runtime, &location)?;
-    let client_runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    client_runtime.block_on(run(&args, &server.base, &server.token, clock))
+    let bench = bench_server::launch(args.database_url.as_deref())?;
+    bench.clients.block_on(run(&args, &bench.server.base, &bench.server.token, clock))
 }
 
 async fn receiver(clock: Arc<Mutex<Clock>>) -> anyhow::Result<String> {
@@ -76,16 +72,6 @@ async fn receiver(clock: Arc<Mutex<Clock>>) -> anyhow::Result<String> {
     let url = format!("http://{}/hook", listener.local_addr()?);
     tokio::spawn(async move { axum::serve(listener, axum::Router::new().fallback(handler)).await });
     Ok(url)
-}
-
-async fn post(client: &reqwest::Client, url: &str, body: Value) -> anyhow::Result<Value> {
-    let response = client.post(url).json(&body).send().await?;
-    let status = response.status();
-    let body: Value = response.json().await.unwrap_or(Value::Null);
-    if !status.is_success() {
-        bail!("{url} answered {status}: {body}");
-    }
-    Ok(body)
 }
 
 /// Triggers one run and notes when.

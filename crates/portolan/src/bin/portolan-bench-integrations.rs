@@ -10,7 +10,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
-use bench_server::pct;
+use bench_server::{pct, post};
 use clap::Parser;
 use hmac::{KeyInit, Mac};
 use portolan_model::integration::{EventState, IntegrationEvent};
@@ -45,22 +45,9 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let args = Args::parse();
-    let temp = tempfile::tempdir()?;
-    let location = args.database_url.clone().unwrap_or_else(|| temp.path().to_string_lossy().into_owned());
-    let server_runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let server = bench_server::start(&server_runtime, &location)?;
-    let client_runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    client_runtime.block_on(run(&args, &server.state, &server.base, &server.token))
-}
-
-async fn send(client: &reqwest::Client, method: reqwest::Method, url: &str, body: Value) -> anyhow::Result<Value> {
-    let response = client.request(method, url).json(&body).send().await?;
-    let status = response.status();
-    let body: Value = response.json().await.unwrap_or(Value::Null);
-    if !status.is_success() {
-        bail!("{url} answered {status}: {body}");
-    }
-    Ok(body)
+    let bench = bench_server::launch(args.database_url.as_deref())?;
+    let server = &bench.server;
+    bench.clients.block_on(run(&args, &server.state, &server.base, &server.token))
 }
 
 fn signature(body: &[u8]) -> String {
@@ -76,11 +63,10 @@ async fn run(args: &Args, state: &AppState, base: &str, token: &str) -> anyhow::
     headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {token}").parse()?);
     let client = reqwest::Client::builder().pool_max_idle_per_host(256).default_headers(headers).build()?;
     let api = format!("{base}/api/v1");
-    let post = reqwest::Method::POST;
     let blueprint = json!({"identifier": "repo", "title": "Repository", "schema": {"properties": {
         "language": {"type": "string"}, "stars": {"type": "number"}}}});
-    send(&client, post.clone(), &format!("{api}/blueprints"), blueprint).await?;
-    send(&client, post.clone(), &format!("{api}/secrets"), json!({"name": "hook", "value": SECRET})).await?;
+    post(&client, &format!("{api}/blueprints"), blueprint).await?;
+    post(&client, &format!("{api}/secrets"), json!({"name": "hook", "value": SECRET})).await?;
     let mapping = |prefix: &str| {
         json!({"resources": [{"kind": "repository", "port": {"entity": {"mappings": {
             "identifier": format!("{prefix}.name"), "title": format!("{prefix}.full_name"), "blueprint": "\"repo\"",
@@ -88,7 +74,7 @@ async fn run(args: &Args, state: &AppState, base: &str, token: &str) -> anyhow::
     };
     let hook = json!({"identifier": "bench-hook", "type": "webhook", "mapping": mapping(".body.repository"),
         "security": {"secret": "hook", "requestIdentifierPath": ".headers.\"x-github-delivery\""}});
-    let created = send(&client, post.clone(), &format!("{api}/integrations"), hook).await?;
+    let created = post(&client, &format!("{api}/integrations"), hook).await?;
     let ingest = created["integration"]["ingestUrl"].as_str().unwrap_or_default().to_string();
 
     // 1. Webhook ingestion at a steady rate.
@@ -161,10 +147,10 @@ async fn run(args: &Args, state: &AppState, base: &str, token: &str) -> anyhow::
     let rest = json!({"identifier": "bench-pull", "type": "rest", "intervalSeconds": 86_400,
         "source": {"url": source, "itemsPath": ".", "pagination": {"type": "link"}, "maxPages": 10_000},
         "mapping": mapping("")});
-    send(&client, post.clone(), &format!("{api}/integrations"), rest).await?;
+    post(&client, &format!("{api}/integrations"), rest).await?;
     for round in ["first pull", "unchanged re-pull"] {
         let started = Instant::now();
-        let pulled = send(&client, post.clone(), &format!("{api}/integrations/bench-pull/sync"), json!({})).await?;
+        let pulled = post(&client, &format!("{api}/integrations/bench-pull/sync"), json!({})).await?;
         let took = started.elapsed();
         let s = &pulled["status"];
         println!(

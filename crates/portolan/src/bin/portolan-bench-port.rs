@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
-use bench_server::pct;
+use bench_server::{pct, send};
 use clap::Parser;
 use serde_json::{Value, json};
 
@@ -50,12 +50,8 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let args = Args::parse();
-    let temp = tempfile::tempdir()?;
-    let location = args.database_url.clone().unwrap_or_else(|| temp.path().to_string_lossy().into_owned());
-    let server_runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let server = bench_server::start(&server_runtime, &location)?;
-    let client_runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    client_runtime.block_on(run(&args, &server.base, &server.token))
+    let bench = bench_server::launch(args.database_url.as_deref())?;
+    bench.clients.block_on(run(&args, &bench.server.base, &bench.server.token))
 }
 
 /// A GitHub that takes workflow dispatches, notes when each run's arrived and answers the run's
@@ -79,25 +75,6 @@ async fn github(clock: Arc<Mutex<Clock>>) -> anyhow::Result<String> {
         axum::Router::new().route("/repos/{o}/{r}/actions/workflows/{w}/dispatches", axum::routing::post(handler));
     tokio::spawn(async move { axum::serve(listener, router).await });
     Ok(url)
-}
-
-async fn send(
-    client: &reqwest::Client,
-    method: reqwest::Method,
-    url: &str,
-    body: Option<Value>,
-) -> anyhow::Result<Value> {
-    let mut request = client.request(method, url);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await?;
-    let status = response.status();
-    let body: Value = response.json().await.unwrap_or(Value::Null);
-    if !status.is_success() {
-        bail!("{url} answered {status}: {body}");
-    }
-    Ok(body)
 }
 
 /// Concurrent clients read `url` for `seconds`: requests/s and the latencies.
@@ -133,7 +110,7 @@ async fn run(args: &Args, base: &str, token: &str) -> anyhow::Result<()> {
     let post = |path: &str, body: Value| {
         let url = format!("{base}{path}");
         let client = client.clone();
-        async move { send(&client, reqwest::Method::POST, &url, Some(body)).await }
+        async move { bench_server::post(&client, &url, body).await }
     };
     post("/api/v1/blueprints", json!({"identifier": "service", "schema": {"properties": {"n": {"type": "number"}}}}))
         .await?;
