@@ -34,6 +34,9 @@ pub struct Action {
     /// Port's shorthand for `guardrails.approval` with the `approve` grant's holders as approvers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub required_approval: Option<RequiredApproval>,
+    /// Port's `publish`: every saved action is published, so `false` is refused, saying so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publish: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -206,6 +209,10 @@ pub struct UserInput {
     pub dataset: Option<Value>,
     #[serde(default, rename = "enum", skip_serializing_if = "Option::is_none")]
     pub enum_values: Option<Vec<Value>>,
+    /// Display colours of enum values, as in Port; kept, not interpreted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub enum_colors: Option<serde_json::Map<String, Value>>,
     /// A literal, or `{"jqQuery": "..."}` over `{entity, user, trigger}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
@@ -261,6 +268,11 @@ pub enum InvocationMethod {
         timeout_seconds: u32,
         #[serde(default = "default_webhook_attempts")]
         max_attempts: u32,
+        /// Port's execution agent, which calls webhooks from inside a private network: Portolan
+        /// runs there already, so the server calls the URL itself (`webhook_allow_private` lets it
+        /// reach private addresses). Kept as written.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        agent: Option<bool>,
     },
     #[serde(rename = "RUNNER")]
     Runner {

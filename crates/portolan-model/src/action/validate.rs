@@ -175,6 +175,12 @@ impl Action {
         if let Err(msg) = check_schema_identifier(&self.identifier) {
             errors.push("/identifier", msg);
         }
+        if self.publish == Some(false) {
+            errors.push(
+                "/publish",
+                "every saved action is published in Portolan: leave `publish` out, or do not save it",
+            );
+        }
         let exists = |id: &str| blueprints.iter().any(|b| b.identifier == id);
         match &self.trigger {
             Trigger::SelfService { operation, blueprint_identifier, user_inputs, condition } => {

@@ -36,6 +36,16 @@ pub struct Blueprint {
     /// Values computed by a jq expression over the entity (after mirrors and aggregations).
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub calculation_properties: IndexMap<String, CalculationProperty>,
+    /// Port's ownership: `{"type": "Direct"}` (each entity names its teams) is what Portolan does;
+    /// inherited ownership is refused, saying so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub ownership: Option<Value>,
+    /// Port's destination of change logs; kept as written (Portolan's changes stream at
+    /// `/api/v1/events` and are in the audit log).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub changelog_destination: Option<Value>,
 }
 
 /// A property computed by a jq expression over the entity document.
@@ -51,6 +61,16 @@ pub struct CalculationProperty {
     pub kind: PropertyType,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<Format>,
+    /// Display fields, as in Port; kept, not interpreted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub icon: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub colorized: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub colors: Option<serde_json::Map<String, Value>>,
 }
 
 /// A property mirrored from a related entity: `path` is relations then a property or
@@ -77,6 +97,13 @@ pub struct AggregationProperty {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub query: Option<Value>,
+    /// Display fields, as in Port (`type` is always `number`); kept, not interpreted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub icon: Option<String>,
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -207,6 +234,8 @@ pub struct PropertySchema {
 pub struct RelationDef {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
     pub target: String,
     #[serde(default)]
     pub many: bool,
@@ -259,6 +288,15 @@ impl Blueprint {
         let mut errors = FieldErrors::default();
         if let Err(msg) = check_schema_identifier(&self.identifier) {
             errors.push("/identifier", format!("identifier {msg}"));
+        }
+        if let Some(ownership) = &self.ownership
+            && ownership["type"] != "Direct"
+        {
+            errors.push(
+                "/ownership",
+                "Portolan has direct ownership only (each entity names its teams in `team`): use {\"type\": \"Direct\"} \
+                 or leave it out, and set the teams an entity would inherit on the entity",
+            );
         }
         for (name, prop) in &self.schema.properties {
             let path = format!("/schema/properties/{}", pointer_token(name));

@@ -183,3 +183,62 @@ async fn a_webhook_without_a_signing_secret_is_signed_with_the_servers_key_for_b
     let log = app.get("/api/v1/audit-log?action=signing-key.read").await;
     assert_eq!(log.body["records"].as_array().map(Vec::len), Some(2), "each reading is audited: {}", log.body);
 }
+
+#[tokio::test]
+async fn ports_documented_definitions_are_accepted_as_written_and_what_differs_is_named() {
+    let app = spawn_app().await;
+    // A blueprint as Port documents one: display fields on relations and computed properties,
+    // direct ownership, a changelog destination.
+    let blueprint = json!({
+        "identifier": "microservice", "title": "Microservice", "icon": "Microservice",
+        "schema": {"properties": {"language": {"type": "string", "enum": ["Go", "Rust"],
+                                               "enumColors": {"Go": "blue", "Rust": "orange"}}},
+                   "required": []},
+        "calculationProperties": {"slug": {"title": "Slug", "icon": "DefaultProperty", "description": "for URLs",
+            "calculation": ".identifier | ascii_downcase", "type": "string", "colorized": true,
+            "colors": {"cart": "green"}}},
+        "aggregationProperties": {},
+        "relations": {"depends": {"title": "Depends on", "description": "what it calls", "target": "microservice",
+                                  "required": false, "many": true}},
+        "ownership": {"type": "Direct"},
+        "changelogDestination": {"type": "WEBHOOK", "url": "https://example.com/changes"}
+    });
+    let created = app.post("/v1/blueprints", blueprint.clone()).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let shown = app.get("/v1/blueprints/microservice").await;
+    assert_eq!(shown.body["blueprint"]["relations"]["depends"]["description"], "what it calls");
+    assert_eq!(shown.body["blueprint"]["changelogDestination"], blueprint["changelogDestination"], "kept");
+
+    // An action as Port documents one: a webhook through Port's agent, without a signing secret,
+    // enum colours on an input, published.
+    let action = json!({
+        "identifier": "scaffold", "title": "Scaffold", "publish": true,
+        "trigger": {"type": "self-service", "operation": "CREATE", "blueprintIdentifier": "microservice",
+            "userInputs": {"properties": {"tier": {"type": "string", "enum": ["gold", "silver"],
+                                                   "enumColors": {"gold": "yellow", "silver": "lightGray"}}},
+                           "required": []}},
+        "invocationMethod": {"type": "WEBHOOK", "url": "https://example.com/scaffold", "agent": true,
+                             "synchronized": true, "method": "POST"}
+    });
+    let saved = app.post("/v1/actions", action).await;
+    assert_eq!(saved.status, StatusCode::CREATED, "{}", saved.body);
+    assert_eq!(saved.body["action"]["invocationMethod"]["agent"], true);
+
+    // What would behave differently is refused, saying what Portolan does instead.
+    let mut inherited = blueprint.clone();
+    inherited["identifier"] = json!("inherits");
+    inherited["relations"] = json!({});
+    inherited["ownership"] = json!({"type": "Inherited", "path": "depends"});
+    let refused = app.post("/v1/blueprints", inherited).await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", refused.body);
+    assert_eq!(refused.detail_paths(), ["/ownership"]);
+    assert!(refused.body.to_string().contains("direct ownership only"), "{}", refused.body);
+    let mut unpublished = saved.body["action"].clone();
+    unpublished["identifier"] = json!("draft");
+    unpublished["publish"] = json!(false);
+    for key in ["createdAt", "createdBy", "updatedAt", "updatedBy"] {
+        unpublished.as_object_mut().map(|a| a.remove(key));
+    }
+    let refused = app.post("/v1/actions", unpublished).await;
+    assert_eq!(refused.detail_paths(), ["/publish"], "{}", refused.body);
+}
