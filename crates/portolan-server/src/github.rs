@@ -7,12 +7,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use portolan_model::Millis;
+use portolan_model::integration::Vendor;
 use serde_json::Value;
 
 use crate::outbound::{Outbound, Purpose};
 
-/// The API version every request names.
-const API_VERSION: &str = "2022-11-28";
 /// An installation token is used until this long before it expires.
 const TOKEN_MARGIN_MS: Millis = 5 * 60_000;
 
@@ -103,7 +102,7 @@ impl Github {
             .request(Purpose::IntegrationSource, method, &url)
             .map_err(|e| e.to_string())?
             .timeout(Duration::from_secs(30));
-        for (name, value) in headers(token) {
+        for (name, value) in Vendor::Github.headers(token) {
             request = request.header(name, &value);
         }
         if let Some(body) = body {
@@ -119,15 +118,6 @@ impl Github {
         };
         Ok(Answer { status, body, wait })
     }
-}
-
-/// The headers GitHub asks every request to carry.
-pub fn headers(token: &str) -> [(&'static str, String); 3] {
-    [
-        ("authorization", format!("Bearer {token}")),
-        ("accept", "application/vnd.github+json".into()),
-        ("x-github-api-version", API_VERSION.into()),
-    ]
 }
 
 /// A GitHub App's JWT: issued a minute back (for clock drift), valid nine minutes (GitHub allows ten).

@@ -16,7 +16,6 @@ use crate::extract::{
     Caller, ClientAddress, JsonBody, PathParams, QueryParams, SESSION_COOKIE, check_same_site, cookie,
 };
 use crate::services::identity::{ACCESS_TOKEN_SECONDS, AccountChange, NewAccount};
-use crate::services::search::{MAX_LIMIT, SearchRequest};
 use crate::state::AppState;
 
 #[derive(Deserialize, ToSchema)]
@@ -310,27 +309,14 @@ pub async fn revoke_token(
     Ok(Json(json!({"ok": true})))
 }
 
-/// Every entity of a blueprint the caller may read, all pages.
-async fn every_entity(app: &AppState, caller: &Caller, blueprint: &str) -> Result<Vec<portolan_model::Entity>> {
-    let mut entities = Vec::new();
-    let mut cursor = None;
-    loop {
-        let request = SearchRequest { limit: Some(MAX_LIMIT), cursor, ..SearchRequest::default() };
-        let page = app.search.search(&caller.actor, Some(blueprint), request).await?;
-        entities.extend(page.entities);
-        match page.next {
-            Some(next) => cursor = Some(next),
-            None => return Ok(entities),
-        }
-    }
-}
-
 /// The teams (the `_team` entities the caller may read), in Port's shape: each with its
 /// `name`, `description` and `users` (the `_user` entities in it).
 #[utoipa::path(get, path = "/api/v1/teams", tag = "auth", responses((status = 200, description = "`{teams: [...]}`")))]
 pub async fn list_teams(State(app): State<AppState>, caller: Caller) -> Result<Json<Value>> {
-    let users = every_entity(&app, &caller, system::USER).await?;
-    let teams: Vec<Value> = every_entity(&app, &caller, system::TEAM)
+    let users = app.search.every_entity(&caller.actor, system::USER).await?;
+    let teams: Vec<Value> = app
+        .search
+        .every_entity(&caller.actor, system::TEAM)
         .await?
         .into_iter()
         .map(|team| {

@@ -568,22 +568,18 @@ impl Identity {
         if let Err(throttled) = self.throttle.begin(client_id, address, now) {
             return Err(self.refuse("login.throttled", "client", client_id, throttled).await);
         }
-        let found = {
-            let mut tx = self.core.store().read().await?;
-            tx.client_credentials(client_id).await?
-        };
         let hash = keys::token_sha256(secret);
-        let Some(credentials) = found.filter(|c| keys::same(&c.secret_sha256, &hash)) else {
-            let refused = Error::unauthorized("wrong client id or secret");
-            return Err(self.refuse("login.failed", "client", client_id, refused).await);
-        };
-        {
+        let checked = {
             let mut tx = self.core.store().read().await?;
-            if let Err(refused) = self.signed_in_user(tx.as_mut(), &credentials.user).await {
-                drop(tx);
-                return Err(self.refuse("login.failed", "client", client_id, refused).await);
+            match tx.client_credentials(client_id).await?.filter(|c| keys::same(&c.secret_sha256, &hash)) {
+                Some(credentials) => self.signed_in_user(tx.as_mut(), &credentials.user).await.map(|_| credentials),
+                None => Err(Error::unauthorized("wrong client id or secret")),
             }
-        }
+        };
+        let credentials = match checked {
+            Ok(credentials) => credentials,
+            Err(refused) => return Err(self.refuse("login.failed", "client", client_id, refused).await),
+        };
         self.throttle.succeeded(client_id, address, now);
         let (token, token_sha256) = keys::new_token();
         let record = ApiToken {

@@ -129,6 +129,21 @@ impl Search {
         self.permissions.admitted_query(tx, &scoped.blueprints, blueprint, parsed, identifiers).await
     }
 
+    /// Every entity of a blueprint the actor may read, all pages.
+    pub async fn every_entity(&self, actor: &Actor, blueprint: &str) -> Result<Vec<Entity>> {
+        let mut entities = Vec::new();
+        let mut cursor = None;
+        loop {
+            let request = SearchRequest { limit: Some(MAX_LIMIT), cursor, ..SearchRequest::default() };
+            let page = self.search(actor, Some(blueprint), request).await?;
+            entities.extend(page.entities);
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => return Ok(entities),
+            }
+        }
+    }
+
     pub async fn search(&self, actor: &Actor, blueprint: Option<&str>, request: SearchRequest) -> Result<Page> {
         let limit = request.limit.unwrap_or(DEFAULT_LIMIT);
         if !(1..=MAX_LIMIT).contains(&limit) {

@@ -59,10 +59,7 @@ impl Runs {
             InvocationMethod::Webhook {
                 method, synchronized, signing_secret, timeout_seconds, max_attempts, ..
             } => {
-                let secret = match signing_secret {
-                    Some(name) => secrets.get(name).cloned().unwrap_or_default(),
-                    None => self.actions.server_signing_key().await?,
-                };
+                let secret = self.webhook_key(signing_secret.as_ref(), &secrets).await?;
                 let headers = rendered["headers"]
                     .as_object()
                     .into_iter()
@@ -165,6 +162,18 @@ impl Runs {
         Ok(Delivery { run_id, outcome, payload_view: None })
     }
 
+    /// The key a webhook is signed with: its `signingSecret`, or the server's own.
+    async fn webhook_key(
+        &self,
+        signing_secret: Option<&String>,
+        secrets: &std::collections::BTreeMap<String, String>,
+    ) -> Result<String> {
+        match signing_secret {
+            Some(name) => Ok(secrets.get(name).cloned().unwrap_or_default()),
+            None => self.actions.server_signing_key().await,
+        }
+    }
+
     pub(super) async fn run_deleted(&self, run_id: &str, identifier: &str) -> Result<bool> {
         let affected = self.core.store().read().await?.run_entities(run_id).await?;
         Ok(affected.iter().any(|(e, change)| e.identifier == identifier && change == affected::DELETED))
@@ -179,10 +188,7 @@ impl Runs {
             let InvocationMethod::Webhook { signing_secret, .. } = &action.invocation_method else { return Ok(()) };
             let rendered = self.render(tx.as_mut(), &action, run, "").await?;
             drop(tx);
-            let secret = match signing_secret {
-                Some(name) => rendered.secrets.get(name).cloned().unwrap_or_default(),
-                None => self.actions.server_signing_key().await.map_err(|e| e.message)?,
-            };
+            let secret = self.webhook_key(signing_secret.as_ref(), &rendered.secrets).await.map_err(|e| e.message)?;
             let headers = rendered.full["headers"]
                 .as_object()
                 .into_iter()
