@@ -120,6 +120,29 @@ pub struct ValidEntity {
     pub references: Vec<Reference>,
 }
 
+impl ValidEntity {
+    /// Whether storing this would change nothing the entity holds: the same title, icon, owners,
+    /// relations and own properties (what the server computes, and empty values, aside).
+    pub fn unchanged_from(&self, blueprint: &Blueprint, stored: &Entity) -> bool {
+        let own = |properties: &Map<String, Value>| -> Map<String, Value> {
+            properties
+                .iter()
+                .filter(|(name, value)| !value.is_null() && !blueprint.is_computed(name))
+                .map(|(name, value)| (name.clone(), value.clone()))
+                .collect()
+        };
+        let set = |relations: &Map<String, Value>| -> Map<String, Value> {
+            relations.iter().filter(|(_, value)| !value.is_null()).map(|(k, v)| (k.clone(), v.clone())).collect()
+        };
+        self.identifier == stored.identifier
+            && self.title == stored.title
+            && self.icon == stored.icon
+            && self.team == stored.team
+            && own(&self.properties) == own(&stored.properties)
+            && set(&self.relations) == set(&stored.relations)
+    }
+}
+
 impl EntityInput {
     pub fn from_json(value: Value) -> Result<Self, FieldErrors> {
         crate::error::from_json(value)

@@ -268,6 +268,32 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
     }
 }
 
+/// Whether a request came in on Port's paths (`/v1/...`, rewritten to `/api/v1/...` before
+/// routing): where Port's answer differs in shape from Portolan's, it gets Port's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortMount(pub bool);
+
+impl<S: Send + Sync> FromRequestParts<S> for PortMount {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Error> {
+        Ok(PortMount(parts.extensions.get::<PortMount>().is_some_and(|m| m.0)))
+    }
+}
+
+/// The datasource a write comes from: Ocean's `User-Agent`
+/// (`port-ocean/{type}/{version}/{installation}/{feature}`), none for other clients.
+pub struct Datasource(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Datasource {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Error> {
+        let agent = parts.headers.get(axum::http::header::USER_AGENT).and_then(|v| v.to_str().ok());
+        Ok(Datasource(agent.and_then(portolan_model::integration::installation::datasource).map(str::to_string)))
+    }
+}
+
 /// Who made a request: the authenticating extractor fills it in, for the audit of refusals.
 #[derive(Clone, Default)]
 pub struct CallerSlot(std::sync::Arc<std::sync::OnceLock<String>>);

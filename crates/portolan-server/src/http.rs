@@ -104,6 +104,7 @@ fn port_paths(mut request: Request) -> Request {
         let query = request.uri().query().map(|q| format!("?{q}")).unwrap_or_default();
         if let Ok(uri) = format!("/api{path}{query}").parse() {
             *request.uri_mut() = uri;
+            request.extensions_mut().insert(crate::extract::PortMount(true));
         }
     }
     request

@@ -335,4 +335,10 @@ pub trait IntegrationStore: Send {
     ) -> Result<Vec<portolan_model::integration::IntegrationEvent>>;
     /// Deletes an integration's events received before a time; how many.
     async fn delete_events_before(&mut self, integration: &str, before: Millis) -> Result<u64>;
+    /// Stores an installation (an integration running elsewhere), new or changed.
+    async fn put_installation(&mut self, installation: &portolan_model::integration::Installation) -> Result<()>;
+    async fn installation(&mut self, id: &str) -> Result<Option<portolan_model::integration::Installation>>;
+    /// Every installation, oldest first.
+    async fn installations(&mut self) -> Result<Vec<portolan_model::integration::Installation>>;
+    async fn delete_installation(&mut self, id: &str) -> Result<bool>;
 }

@@ -6,13 +6,16 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use portolan_model::{Entity, EntityInput, EntityRef};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::error::{Error, ErrorCode, Result};
-use crate::extract::{Caller, JsonBody, OptionalIfMatch, PathParams, QueryParams, Reader, Writer, etag};
+use crate::extract::{
+    Caller, Datasource, JsonBody, OptionalIfMatch, PathParams, PortMount, QueryParams, Reader, Writer, etag,
+};
 use crate::services::Actor;
-use crate::services::catalog::{Outcome, WriteMode};
+use crate::services::catalog::{BulkOptions, Outcome, WriteMode};
+use crate::services::integrations::MAX_DATASOURCE_PAGE;
 use crate::services::search::SearchRequest;
 use crate::state::AppState;
 
@@ -122,7 +125,7 @@ pub struct BulkResponse {
 pub struct BulkItemResult {
     index: usize,
     identifier: Option<String>,
-    /// `created`, `updated` or `error`.
+    /// `created`, `updated`, `unchanged` or `error`.
     result: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<&'static str>,
@@ -152,7 +155,7 @@ fn sourced_entity_response(
 fn outcome_status(outcome: Outcome) -> StatusCode {
     match outcome {
         Outcome::Created => StatusCode::CREATED,
-        Outcome::Updated => StatusCode::OK,
+        Outcome::Updated | Outcome::Unchanged => StatusCode::OK,
     }
 }
 
@@ -259,28 +262,99 @@ pub async fn delete_entity(
     Ok(Json(EntityDeleteResponse { ok: true, deleted }))
 }
 
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct BulkQuery {
+    /// Replace an entity that exists instead of failing its item.
+    #[serde(default)]
+    upsert: bool,
+    /// With `upsert`, merge the given fields into the entity that exists.
+    #[serde(default)]
+    merge: bool,
+    /// Create, with their identifier only, the entities relations name that do not exist.
+    #[serde(default)]
+    create_missing_related_entities: bool,
+    /// Check every item and write nothing.
+    #[serde(default)]
+    validation_only: bool,
+    /// The action run making this change: the entities are linked to it.
+    run_id: Option<String>,
+    /// Ocean's name for the sync writing (accepted, not used).
+    #[allow(dead_code)]
+    ocean_info_event_type: Option<String>,
+    /// Ocean's sync identifier (accepted, not used).
+    #[allow(dead_code)]
+    ocean_info_resync_id: Option<String>,
+}
+
+/// Port's answer to a bulk write: what was written and what failed, each by its index.
+#[derive(Serialize, ToSchema)]
+struct PortBulkResponse {
+    ok: bool,
+    entities: Vec<Value>,
+    errors: Vec<Value>,
+}
+
 /// Writes up to 1000 entities in one transaction; each item gets its own result, so one bad item
-/// does not sink the rest. Answers 207 when some items failed.
+/// does not sink the rest. Answers 207 when some items failed. A write from an Ocean integration
+/// (its `User-Agent`) records the entities as its datasource's. On `/v1`, the answer is Port's:
+/// `{entities: [{index, identifier, created}], errors: [{index, identifier, statusCode, error, message}]}`.
 #[utoipa::path(post, path = "/api/v1/blueprints/{blueprint}/entities/bulk", tag = "entities", request_body = BulkRequest,
-    params(("blueprint" = String, Path), CreateQuery),
+    params(("blueprint" = String, Path), BulkQuery),
     responses((status = 200, body = BulkResponse), (status = 207, description = "some items failed", body = BulkResponse)))]
 pub async fn bulk_entities(
     State(app): State<AppState>,
     writer: Writer,
+    PortMount(port): PortMount,
+    Datasource(datasource): Datasource,
     PathParams(blueprint): PathParams<String>,
-    QueryParams(query): QueryParams<CreateQuery>,
+    QueryParams(query): QueryParams<BulkQuery>,
     JsonBody(request): JsonBody<Value>,
-) -> Result<(StatusCode, Json<BulkResponse>)> {
+) -> Result<Response> {
     let request: BulkRequest = portolan_model::error::from_json(request)?;
     let actor = acting(&app, writer, query.run_id).await?;
-    let items = app.catalog.bulk_write(&actor, &blueprint, request.entities, query.upsert, query.merge).await?;
+    let options = BulkOptions {
+        upsert: query.upsert,
+        merge: query.merge,
+        create_missing_related: query.create_missing_related_entities,
+        validation_only: query.validation_only,
+        datasource,
+    };
+    let items = app.catalog.bulk_write(&actor, &blueprint, request.entities, &options).await?;
+    let ok = items.iter().all(|item| item.result.is_ok());
+    let status = if ok { StatusCode::OK } else { StatusCode::MULTI_STATUS };
+    if port {
+        let (written, failed): (Vec<_>, Vec<_>) = items.into_iter().partition(|item| item.result.is_ok());
+        let entities = written
+            .into_iter()
+            .map(|item| {
+                let created = matches!(item.result, Ok(Outcome::Created));
+                json!({"index": item.index, "identifier": item.identifier, "created": created})
+            })
+            .collect();
+        let errors = failed
+            .into_iter()
+            .filter_map(|item| {
+                let err = item.result.err()?;
+                Some(
+                    json!({"index": item.index, "identifier": item.identifier, "statusCode": err.code.status().as_u16(),
+                            "error": err.code.as_str(), "message": err.message}),
+                )
+            })
+            .collect();
+        return Ok((status, Json(PortBulkResponse { ok, entities, errors })).into_response());
+    }
     let results: Vec<BulkItemResult> = items
         .into_iter()
         .map(|item| match item.result {
             Ok(outcome) => BulkItemResult {
                 index: item.index,
                 identifier: item.identifier,
-                result: if outcome == Outcome::Created { "created" } else { "updated" },
+                result: match outcome {
+                    Outcome::Created => "created",
+                    Outcome::Updated => "updated",
+                    Outcome::Unchanged => "unchanged",
+                },
                 error: None,
                 message: None,
                 details: Vec::new(),
@@ -295,7 +369,115 @@ pub async fn bulk_entities(
             },
         })
         .collect();
-    let ok = results.iter().all(|r| r.error.is_none());
+    Ok((status, Json(BulkResponse { ok, results })).into_response())
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BulkDeleteRequest {
+    /// The identifiers to delete, at most 1000.
+    entities: Vec<String>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct BulkDeleteQuery {
+    /// Also delete every entity that points at one deleted, transitively.
+    #[serde(default)]
+    delete_dependents: bool,
+    /// Ocean's name for the sync deleting (accepted, not used).
+    #[allow(dead_code)]
+    ocean_info_event_type: Option<String>,
+    /// Ocean's sync identifier (accepted, not used).
+    #[allow(dead_code)]
+    ocean_info_resync_id: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BulkDeleteResponse {
+    /// False when any entity could not be deleted.
+    ok: bool,
+    /// The identifiers deleted in this blueprint.
+    deleted_entities: Vec<String>,
+    /// Everything deleted, dependents in other blueprints included.
+    deleted: Vec<EntityRef>,
+    /// Each identifier that was not deleted, and why.
+    errors: Vec<Value>,
+}
+
+/// Deletes many entities of one blueprint (Port's bulk delete); each is deleted or fails on its own.
+#[utoipa::path(post, path = "/api/v1/blueprints/{blueprint}/bulk/entities/delete", tag = "entities",
+    request_body = BulkDeleteRequest, params(("blueprint" = String, Path), BulkDeleteQuery),
+    responses((status = 200, body = BulkDeleteResponse), (status = 207, description = "some failed", body = BulkDeleteResponse)))]
+pub async fn bulk_delete_entities(
+    State(app): State<AppState>,
+    Caller { actor, .. }: Caller,
+    PathParams(blueprint): PathParams<String>,
+    QueryParams(query): QueryParams<BulkDeleteQuery>,
+    JsonBody(request): JsonBody<Value>,
+) -> Result<(StatusCode, Json<BulkDeleteResponse>)> {
+    let request: BulkDeleteRequest = portolan_model::error::from_json(request)?;
+    let (deleted, failed) =
+        app.catalog.bulk_delete(&actor, &blueprint, &request.entities, query.delete_dependents).await?;
+    let deleted_entities = deleted.iter().filter(|d| d.blueprint == blueprint).map(|d| d.identifier.clone()).collect();
+    let errors: Vec<Value> = failed
+        .into_iter()
+        .map(|(identifier, err)| json!({"identifier": identifier, "error": err.code.as_str(), "message": err.message}))
+        .collect();
+    let ok = errors.is_empty();
     let status = if ok { StatusCode::OK } else { StatusCode::MULTI_STATUS };
-    Ok((status, Json(BulkResponse { ok, results })))
+    Ok((status, Json(BulkDeleteResponse { ok, deleted_entities, deleted, errors })))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DatasourceRequest {
+    datasource_prefix: String,
+    datasource_suffix: String,
+    /// Page size, at most 5000.
+    limit: Option<usize>,
+    /// Only entities last changed before this time (RFC 3339).
+    before: Option<String>,
+    /// The `next` of the previous page.
+    from: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DatasourceResponse {
+    ok: bool,
+    entities: Vec<Entity>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next: Option<String>,
+}
+
+/// The entities Ocean integrations wrote, by their datasource (Port's `datasource-entities`,
+/// which Ocean reads to find what left the source).
+#[utoipa::path(post, path = "/api/v1/blueprints/entities/datasource-entities", tag = "entities",
+    request_body = DatasourceRequest, responses((status = 200, body = DatasourceResponse)))]
+pub async fn datasource_entities(
+    State(app): State<AppState>,
+    Caller { actor, .. }: Caller,
+    JsonBody(request): JsonBody<Value>,
+) -> Result<Json<DatasourceResponse>> {
+    let request: DatasourceRequest = portolan_model::error::from_json(request)?;
+    let before = match &request.before {
+        Some(text) => Some(
+            portolan_model::blueprint::parse_date_time(text)
+                .ok_or_else(|| Error::invalid_at("/before", "must be an RFC 3339 time"))?,
+        ),
+        None => None,
+    };
+    let page = app
+        .integrations
+        .datasource_entities(
+            &actor,
+            &request.datasource_prefix,
+            &request.datasource_suffix,
+            before,
+            request.from.as_deref(),
+            request.limit.unwrap_or(MAX_DATASOURCE_PAGE),
+        )
+        .await?;
+    Ok(Json(DatasourceResponse { ok: true, entities: page.entities, next: page.next }))
 }

@@ -7,6 +7,7 @@ pub mod blueprints;
 pub mod entities;
 pub mod events;
 pub mod identity;
+pub mod installations;
 pub mod integrations;
 pub mod locations;
 pub mod manifests;
@@ -111,6 +112,23 @@ pub fn router() -> Router<AppState> {
         .routes(routes!(integrations::sync_integration))
         .routes(routes!(integrations::list_events))
         .routes(routes!(integrations::get_event))
+        .routes(routes!(installations::list_installations, installations::create_installation))
+        .routes(routes!(installations::provision_enabled))
+        .routes(routes!(
+            installations::get_installation,
+            installations::patch_installation,
+            installations::delete_installation
+        ))
+        .routes(routes!(installations::patch_installation_config))
+        .routes(routes!(installations::report_resync))
+        .routes(routes!(installations::kind_examples))
+        .routes(routes!(installations::organization))
+        .routes(routes!(installations::ingest_logs))
+        .routes(routes!(installations::sync_metrics))
+        .routes(routes!(installations::kind_sync_metrics))
+        .routes(routes!(installations::heartbeat))
+        .routes(routes!(entities::bulk_delete_entities))
+        .routes(routes!(entities::datasource_entities))
         .merge(
             OpenApiRouter::new()
                 .routes(routes!(integrations::ingest))

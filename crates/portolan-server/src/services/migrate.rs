@@ -138,6 +138,9 @@ async fn copy_integrations(source: &mut dyn Tx, target: &mut dyn Tx, report: &mu
         }
         report.integrations += 1;
     }
+    for installation in source.installations().await? {
+        target.put_installation(&installation).await?;
+    }
     Ok(())
 }
 

@@ -1,8 +1,9 @@
 //! The integrations pages: every integration with its last pull, a form to add one (a webhook's
 //! ingest URL is shown once), each webhook's event log, and the test-mapping page (a mapping and
-//! a sample payload in, the entities or each problem by its JSON pointer out; nothing written).
+//! a sample payload in, the entities or each problem by its JSON pointer out; nothing written),
+//! and the Ocean integrations that report in through Port's API.
 
-use portolan_model::integration::{EventState, IntegrationInput, IntegrationKind};
+use portolan_model::integration::{EventState, Installation, IntegrationInput, IntegrationKind};
 use portolan_model::manifest::read_documents;
 
 use super::*;
@@ -158,12 +159,22 @@ struct IntegrationRow {
     problems: Vec<String>,
 }
 
+/// An Ocean integration, as the list shows it.
+struct InstallationRow {
+    id: String,
+    app_type: String,
+    version: String,
+    state: String,
+    synced: Option<present::When>,
+}
+
 #[derive(Template)]
 #[template(path = "integrations.html")]
 struct IntegrationsPage {
     signed_in: Option<SignedIn>,
     csrf: String,
     integrations: Vec<IntegrationRow>,
+    installations: Vec<InstallationRow>,
     definition: String,
     errors: Vec<(String, String)>,
     /// An ingest URL just made: shown this once.
@@ -218,10 +229,27 @@ async fn integrations_view(
             }
         })
         .collect();
+    // Ocean integrations are admins'; others see none.
+    let installations = match app.integrations.installations(&signed_in.actor).await {
+        Ok(installations) => installations,
+        Err(err) if err.code == ErrorCode::Forbidden => Vec::new(),
+        Err(err) => return Err(err.into()),
+    };
+    let installations = installations
+        .iter()
+        .map(|i| InstallationRow {
+            id: i.id.clone(),
+            app_type: i.app_type().unwrap_or_default().to_string(),
+            version: i.version().unwrap_or_default().to_string(),
+            state: resync_state(i),
+            synced: i.resync_state.as_ref().map(|_| present::When::new(i.updated_at, now)),
+        })
+        .collect();
     let page = IntegrationsPage {
         signed_in: layout_user(app, signed_in).await,
         csrf: signed_in.session.csrf.clone(),
         integrations,
+        installations,
         definition,
         errors,
         ingest_url,
@@ -366,4 +394,74 @@ fn problems(err: Error) -> Vec<(String, String)> {
             (d["path"].as_str().unwrap_or_default().to_string(), d["message"].as_str().unwrap_or_default().to_string())
         })
         .collect()
+}
+
+/// An installation's last reported sync state (`completed`, `failed`, `running`, ...).
+fn resync_state(installation: &Installation) -> String {
+    let state = installation.resync_state.as_ref().and_then(|s| s["status"].as_str());
+    state.unwrap_or("not synced yet").to_string()
+}
+
+struct LogRow {
+    at: String,
+    level: String,
+    message: String,
+}
+
+#[derive(Template)]
+#[template(path = "installation.html")]
+struct InstallationPage {
+    signed_in: Option<SignedIn>,
+    id: String,
+    app_type: String,
+    version: String,
+    state: String,
+    updated: present::When,
+    kinds: Vec<portolan_model::integration::installation::KindSync>,
+    /// The mapping (Port's app config) as YAML.
+    config: String,
+    /// Each kind's example raw items, as JSON.
+    examples: Vec<(String, String)>,
+    /// Newest first.
+    logs: Vec<LogRow>,
+}
+
+/// An Ocean integration: its mapping, each kind's last sync, example items and latest log lines.
+pub(super) async fn installation_page(
+    State(app): State<AppState>,
+    Visitor(signed_in): Visitor,
+    PathParams(id): PathParams<String>,
+) -> PageResult {
+    let installation = app.integrations.installation(&signed_in.actor, &id).await?;
+    let text = |value: &serde_json::Value| value.as_str().map(str::to_string).unwrap_or_else(|| value.to_string());
+    let page = InstallationPage {
+        signed_in: layout_user(&app, &signed_in).await,
+        app_type: installation.app_type().unwrap_or_default().to_string(),
+        version: installation.version().unwrap_or_default().to_string(),
+        state: resync_state(&installation),
+        updated: present::When::new(installation.updated_at, app.core.now()),
+        kinds: installation.kind_syncs(),
+        config: installation
+            .fields
+            .get("config")
+            .map(|config| serde_saphyr::to_string(config).unwrap_or_else(|_| config.to_string()))
+            .unwrap_or_default(),
+        examples: installation
+            .examples
+            .iter()
+            .map(|(kind, items)| (kind.clone(), serde_json::to_string_pretty(items).unwrap_or_default()))
+            .collect(),
+        logs: installation
+            .logs
+            .iter()
+            .rev()
+            .map(|line| LogRow {
+                at: text(&line["timestamp"]),
+                level: text(&line["level"]),
+                message: text(&line["message"]),
+            })
+            .collect(),
+        id: installation.id,
+    };
+    Ok(render(&page))
 }

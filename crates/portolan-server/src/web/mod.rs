@@ -72,6 +72,7 @@ pub fn router() -> Router<AppState> {
         .route("/integrations", get(integrations::integrations_page).post(integrations::create_integration))
         .route("/integrations/test-mapping", get(integrations::test_mapping_page).post(integrations::run_test_mapping))
         .route("/integrations/{integration}", get(integrations::events_page))
+        .route("/integrations/ocean/{installation}", get(integrations::installation_page))
         .route("/integrations/{integration}/sync", axum::routing::post(integrations::sync_integration))
         .route("/integrations/{integration}/rotate-key", axum::routing::post(integrations::rotate_key))
         .route("/locations", get(locations::locations_page))

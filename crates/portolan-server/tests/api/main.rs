@@ -15,6 +15,7 @@ mod identity;
 mod integrations;
 mod locations;
 mod manifests;
+mod ocean;
 mod oidc;
 mod ops;
 mod outbound;

@@ -6,7 +6,7 @@ use serde_json::json;
 
 use crate::{TestApp, service, spawn_app};
 
-const PASSWORD: &str = "a long enough password";
+pub(crate) const PASSWORD: &str = "a long enough password";
 
 /// A form post, as a browser sends it.
 fn form_post(request: reqwest::RequestBuilder, pairs: &[(&str, &str)]) -> reqwest::RequestBuilder {
@@ -30,7 +30,7 @@ fn set_cookie(response: &reqwest::Response, name: &str) -> Option<String> {
 }
 
 /// Signs in through the form; the session cookie.
-async fn sign_in(app: &TestApp, username: &str) -> String {
+pub(crate) async fn sign_in(app: &TestApp, username: &str) -> String {
     let client = browser();
     let page = client.get(format!("{}/login?return_to=/catalog", app.base)).send().await.expect("login page");
     let login_cookie = set_cookie(&page, "__Host-portolan_login").expect("a login cookie");
@@ -47,7 +47,7 @@ async fn sign_in(app: &TestApp, username: &str) -> String {
     set_cookie(&signed, "__Host-portolan_session").expect("a session")
 }
 
-async fn page(app: &TestApp, path: &str, session: &str) -> (StatusCode, String) {
+pub(crate) async fn page(app: &TestApp, path: &str, session: &str) -> (StatusCode, String) {
     let response = browser().get(format!("{}{path}", app.base)).header("cookie", session).send().await.expect("page");
     let status = response.status();
     assert!(response.headers()["content-security-policy"].to_str().is_ok_and(|c| c.contains("script-src 'self'")));

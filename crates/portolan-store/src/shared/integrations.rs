@@ -5,7 +5,7 @@
 macro_rules! integration_store {
     ($tx:ty) => {
         use portolan_model::Millis;
-        use portolan_model::integration::{Integration, IntegrationEvent};
+        use portolan_model::integration::{Installation, Integration, IntegrationEvent};
 
         use crate::shared::{parse_json, to_json};
         use crate::{IntegrationStore, Result};
@@ -178,6 +178,41 @@ macro_rules! integration_store {
                     .execute(&mut *self.tx)
                     .await?;
                 Ok(done.rows_affected())
+            }
+
+            async fn put_installation(&mut self, installation: &Installation) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO installations (id, document, created_at) VALUES ($1, $2, $3)
+                     ON CONFLICT (id) DO UPDATE SET document = excluded.document",
+                )
+                .bind(&installation.id)
+                .bind(to_json(installation)?)
+                .bind(installation.created_at)
+                .execute(&mut *self.tx)
+                .await?;
+                Ok(())
+            }
+
+            async fn installation(&mut self, id: &str) -> Result<Option<Installation>> {
+                let text: Option<String> = sqlx::query_scalar("SELECT document FROM installations WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&mut *self.tx)
+                    .await?;
+                text.as_deref().map(parse_json).transpose()
+            }
+
+            async fn installations(&mut self) -> Result<Vec<Installation>> {
+                let texts: Vec<String> =
+                    sqlx::query_scalar("SELECT document FROM installations ORDER BY created_at, id")
+                        .fetch_all(&mut *self.tx)
+                        .await?;
+                texts.iter().map(|t| parse_json(t)).collect()
+            }
+
+            async fn delete_installation(&mut self, id: &str) -> Result<bool> {
+                let done =
+                    sqlx::query("DELETE FROM installations WHERE id = $1").bind(id).execute(&mut *self.tx).await?;
+                Ok(done.rows_affected() > 0)
             }
         }
     };

@@ -2,7 +2,7 @@
 //! blueprint, check references and permissions, and store with computed values, audit entries,
 //! change events, automations and follow-up recomputes in one transaction.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use portolan_model::entity::ValidEntity;
 use portolan_model::error::FieldErrors;
@@ -29,6 +29,9 @@ pub(super) const REFERRERS_LISTED: u32 = 20;
 /// The most entities one delete may remove with `delete_dependents`.
 pub(super) const MAX_CASCADE: usize = 10_000;
 
+/// The file a datasource's entities are recorded under (a source's objects each name one).
+const DATASOURCE_FILE: &str = "port-api";
+
 /// The most entities one bulk request may carry.
 pub const MAX_BULK: usize = 1_000;
 
@@ -47,6 +50,25 @@ pub enum WriteMode {
 pub enum Outcome {
     Created,
     Updated,
+    /// A bulk upsert that would change nothing: nothing is written, the version stays.
+    Unchanged,
+}
+
+/// How a bulk write treats what exists and what is missing.
+#[derive(Debug, Clone, Default)]
+pub struct BulkOptions {
+    /// Replace an entity that exists instead of failing the item.
+    pub upsert: bool,
+    /// With `upsert`, merge the given fields into the entity that exists.
+    pub merge: bool,
+    /// Create an entity a relation names but that does not exist, with its identifier only
+    /// (when its blueprint requires nothing else), as Port's `create_missing_related_entities`.
+    pub create_missing_related: bool,
+    /// Check every item, write nothing.
+    pub validation_only: bool,
+    /// The catalog-as-code source the written entities then belong to: an installation's
+    /// datasource, so that its next sync finds what it wrote.
+    pub datasource: Option<String>,
 }
 
 /// The result of one item of a bulk write.
@@ -242,8 +264,7 @@ impl Catalog {
         actor: &Actor,
         blueprint_id: &str,
         documents: Vec<Value>,
-        upsert: bool,
-        merge: bool,
+        options: &BulkOptions,
     ) -> Result<Vec<BulkItem>> {
         if documents.len() > MAX_BULK {
             return Err(Error::new(
@@ -302,7 +323,7 @@ impl Catalog {
                 continue;
             }
             let input = match &current {
-                Some(_) if !upsert => {
+                Some(_) if !options.upsert => {
                     results.push(BulkItem {
                         index,
                         identifier: Some(identifier.clone()),
@@ -313,7 +334,7 @@ impl Catalog {
                     });
                     continue;
                 }
-                Some(current) if merge => input.merged_onto(current),
+                Some(current) if options.merge => input.merged_onto(current),
                 _ => input,
             };
             let valid = match current {
@@ -353,6 +374,9 @@ impl Catalog {
             tx.append_audit(&refusals).await?;
         }
 
+        if options.create_missing_related {
+            self.create_missing_targets(tx.as_mut(), actor, &blueprint, &pending).await?;
+        }
         // Items whose references point nowhere fail; items that pointed at those fail in turn.
         loop {
             let missing = self.missing_references(tx.as_mut(), actor, &blueprint, &pending).await?;
@@ -372,13 +396,102 @@ impl Catalog {
             }
         }
 
+        let (unchanged, pending): (Vec<Pending>, Vec<Pending>) = pending
+            .into_iter()
+            .partition(|p| p.existing.as_ref().is_some_and(|e| p.valid.unchanged_from(&blueprint, e)));
+        let mut done: Vec<(usize, String, Outcome)> =
+            unchanged.into_iter().map(|p| (p.index, p.valid.identifier, Outcome::Unchanged)).collect();
         for (index, write, outcome) in self.store_pending(tx.as_mut(), actor, &blueprint, pending).await? {
-            results.push(BulkItem { index, identifier: Some(write.entity.identifier), result: Ok(outcome) });
+            done.push((index, write.entity.identifier, outcome));
         }
-        tx.commit().await?;
-        self.core.wake_worker();
+        if let Some(datasource) = &options.datasource {
+            let keys: Vec<_> = done
+                .iter()
+                .map(|(_, identifier, _)| {
+                    let target = EntityRef { blueprint: blueprint_id.into(), identifier: identifier.clone() };
+                    (ObjectKey::entity(&target), DATASOURCE_FILE.to_string())
+                })
+                .collect();
+            tx.record_applied(datasource, &keys, self.core.now()).await?;
+        }
+        for (index, identifier, outcome) in done {
+            results.push(BulkItem { index, identifier: Some(identifier), result: Ok(outcome) });
+        }
+        if !options.validation_only {
+            tx.commit().await?;
+            self.core.wake_worker();
+        }
         results.sort_by_key(|item| item.index);
         Ok(results)
+    }
+
+    /// Creates, with their identifier only, the entities that pending items' relations name and
+    /// that do not exist. One whose blueprint requires more, or that the actor may not create, is
+    /// left missing: the items naming it then fail saying so.
+    async fn create_missing_targets(
+        &self,
+        tx: &mut dyn Tx,
+        actor: &Actor,
+        blueprint: &Blueprint,
+        pending: &[Pending],
+    ) -> Result<()> {
+        let in_request: HashSet<&str> = pending.iter().map(|p| p.valid.identifier.as_str()).collect();
+        let mut wanted: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+        for r in pending.iter().flat_map(|p| &p.valid.references) {
+            let in_batch = r.target_blueprint == blueprint.identifier && in_request.contains(r.target.as_str());
+            if !in_batch && !r.via.starts_with('$') {
+                wanted.entry(r.target_blueprint.as_str()).or_default().insert(r.target.clone());
+            }
+        }
+        for (target_blueprint, identifiers) in wanted {
+            let identifiers: Vec<String> = identifiers.into_iter().collect();
+            let existing = tx.existing(target_blueprint, &identifiers).await?;
+            let target = load_blueprint(tx, target_blueprint).await?.blueprint;
+            let stubs: Vec<Pending> = identifiers
+                .into_iter()
+                .filter(|id| !existing.contains(id))
+                .enumerate()
+                .filter_map(|(index, identifier)| {
+                    let valid =
+                        EntityInput::from_json(json!({"identifier": identifier})).ok()?.validate(&target).ok()?;
+                    Some(Pending { index, valid, existing: None })
+                })
+                .collect();
+            let items: Vec<_> = stubs.iter().map(|p| (p.index, &p.valid, None)).collect();
+            let refused = self.permissions.refused_writes(tx, actor, &target, &items).await?;
+            let allowed: Vec<Pending> = stubs.into_iter().filter(|p| !refused.contains_key(&p.index)).collect();
+            self.store_pending(tx, actor, &target, allowed).await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes up to [`MAX_BULK`] entities of one blueprint, each on its own (Port's bulk
+    /// delete): the identifiers deleted (with their dependents', when asked), and each failure.
+    pub async fn bulk_delete(
+        &self,
+        actor: &Actor,
+        blueprint_id: &str,
+        identifiers: &[String],
+        delete_dependents: bool,
+    ) -> Result<(Vec<EntityRef>, Vec<(String, Error)>)> {
+        if identifiers.len() > MAX_BULK {
+            return Err(Error::new(
+                ErrorCode::PayloadTooLarge,
+                format!("{} entities named; one bulk delete takes at most {MAX_BULK}", identifiers.len()),
+            ));
+        }
+        let mut deleted = Vec::new();
+        let mut failed = Vec::new();
+        for identifier in identifiers {
+            if deleted.iter().any(|d: &EntityRef| d.blueprint == blueprint_id && &d.identifier == identifier) {
+                continue;
+            }
+            match self.delete_entity(actor, blueprint_id, identifier, delete_dependents, None).await {
+                Ok(refs) => deleted.extend(refs),
+                Err(err) => failed.push((identifier.clone(), err)),
+            }
+        }
+        Ok((deleted, failed))
     }
 
     /// Deletes an entity; with `delete_dependents`, also every entity that points at it,

@@ -4,5 +4,5 @@ pub mod blueprints;
 pub mod entities;
 pub mod service;
 
-pub use entities::{BulkItem, MAX_BULK, Outcome, WriteMode};
+pub use entities::{BulkItem, BulkOptions, MAX_BULK, Outcome, WriteMode};
 pub use service::Catalog;

@@ -5,6 +5,7 @@
 //! and applied as its own catalog-as-code source, so that what left the source leaves the catalog
 //! (`pull.rs`).
 
+mod installations;
 mod pull;
 mod webhooks;
 
@@ -30,6 +31,7 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::outbound::Outbound;
 use crate::sandbox::JqSandbox;
 
+pub use installations::{DatasourcePage, InstallationChange, MAX_DATASOURCE_PAGE};
 pub use webhooks::{EVENT, IngestRequest, Ingested, MAX_EVENT_PAGE};
 
 #[derive(Clone)]

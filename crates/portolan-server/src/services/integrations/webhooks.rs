@@ -15,10 +15,14 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
 
-use super::{Integrations, blueprints_by_id, integration_actor};
+use super::{Integrations, integration_actor};
 use crate::error::{Error, ErrorCode, Result};
 use crate::services::actor::Actor;
-use crate::services::catalog::{MAX_BULK, Outcome as Written};
+use crate::services::catalog::{BulkOptions, MAX_BULK, Outcome as Written};
+
+/// A webhook's items replace or merge into what they name.
+const UPSERT_MERGE: BulkOptions =
+    BulkOptions { upsert: true, merge: true, create_missing_related: false, validation_only: false, datasource: None };
 
 /// The job kind that maps one event.
 pub const EVENT: &str = "integration.event";
@@ -278,19 +282,21 @@ impl Integrations {
             items.push((tag, item));
         }
         for round in rounds {
-            if integration.mapping.create_missing_related_entities {
-                self.create_missing_targets(&actor, &round.creates).await?;
-            }
+            let options = BulkOptions {
+                create_missing_related: integration.mapping.create_missing_related_entities,
+                ..UPSERT_MERGE
+            };
             for (blueprint, group) in round.creates {
                 for chunk in group.chunks(MAX_BULK) {
                     let documents = chunk.iter().map(|(_, d)| d.clone()).collect();
-                    match self.catalog.bulk_write(&actor, &blueprint, documents, true, true).await {
+                    match self.catalog.bulk_write(&actor, &blueprint, documents, &options).await {
                         Ok(results) => {
                             for written in results {
                                 let item = &mut items[chunk[written.index].0].1;
                                 match written.result {
                                     Ok(Written::Created) => item.result = "created".into(),
                                     Ok(Written::Updated) => item.result = "updated".into(),
+                                    Ok(Written::Unchanged) => item.result = "unchanged".into(),
                                     Err(err) => item.error = Some(described(&err)),
                                 }
                             }
@@ -314,47 +320,6 @@ impl Integrations {
             }
         }
         Ok(items)
-    }
-
-    /// `createMissingRelatedEntities`: every entity a create relates to that does not exist is
-    /// made, bare (an identifier only), so that the relation holds.
-    async fn create_missing_targets(
-        &self,
-        actor: &Actor,
-        creates: &BTreeMap<String, Vec<(usize, Value)>>,
-    ) -> Result<()> {
-        let mut tx = self.core.store().read().await?;
-        let blueprints = blueprints_by_id(tx.as_mut()).await?;
-        let mut missing: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        for (blueprint, group) in creates {
-            let Some(blueprint) = blueprints.get(blueprint) else { continue };
-            for (_, document) in group {
-                let Some(relations) = document["relations"].as_object() else { continue };
-                for (name, value) in relations {
-                    let Some(definition) = blueprint.relations.get(name) else { continue };
-                    let targets = match value {
-                        Value::Array(values) => values.iter().filter_map(Value::as_str).collect(),
-                        Value::String(one) => vec![one.as_str()],
-                        _ => Vec::new(),
-                    };
-                    for target in targets {
-                        if tx.entity(&definition.target, target).await?.is_none() {
-                            missing.entry(definition.target.clone()).or_default().insert(target.to_string());
-                        }
-                    }
-                }
-            }
-        }
-        drop(tx);
-        for (blueprint, identifiers) in missing {
-            let documents: Vec<Value> = identifiers.into_iter().map(|id| json!({"identifier": id})).collect();
-            for chunk in documents.chunks(MAX_BULK) {
-                // A target that cannot be made bare (a required property) leaves its relation
-                // unresolved: the item that names it fails with that reason.
-                let _ = self.catalog.bulk_write(actor, &blueprint, chunk.to_vec(), true, true).await;
-            }
-        }
-        Ok(())
     }
 }
 

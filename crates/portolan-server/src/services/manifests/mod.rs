@@ -19,7 +19,7 @@ use plan::{Declared, Plan, entity_spec, scorecard_spec, stored_parts};
 
 use super::actions::Actions;
 use super::actor::{Actor, Origin};
-use super::catalog::{Catalog, WriteMode};
+use super::catalog::{BulkOptions, Catalog, WriteMode};
 use super::core::{Core, to_json};
 use super::permissions::{Permissions, action_resource, blueprint_resource};
 use super::scorecards::Scorecards;
@@ -293,7 +293,10 @@ impl Manifests {
     }
 
     async fn bulk(&self, actor: &Actor, blueprint: &str, chunk: &[&Declared], documents: Vec<Value>) -> Result<()> {
-        let results = self.catalog.bulk_write(actor, blueprint, documents, true, false).await?;
+        let results = self
+            .catalog
+            .bulk_write(actor, blueprint, documents, &BulkOptions { upsert: true, ..BulkOptions::default() })
+            .await?;
         match results.into_iter().find_map(|item| item.result.err().map(|e| (item.index, e))) {
             None => Ok(()),
             Some((index, err)) => Err(Error {
