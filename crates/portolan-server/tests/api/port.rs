@@ -242,3 +242,120 @@ async fn ports_documented_definitions_are_accepted_as_written_and_what_differs_i
     let refused = app.post("/v1/actions", unpublished).await;
     assert_eq!(refused.detail_paths(), ["/publish"], "{}", refused.body);
 }
+
+#[tokio::test]
+async fn bulk_writes_take_ports_options_and_answer_in_its_shape_on_v1() {
+    let app = spawn_app().await;
+    app.with_service_blueprints().await;
+    let mut elsewhere = service("stock");
+    elsewhere["relations"]["system"] = json!("warehouse");
+    let bad = json!({"identifier": "bad", "properties": {"language": 7}});
+
+    // validation_only: every item checked, nothing written.
+    let checked = app
+        .post(
+            "/v1/blueprints/service/entities/bulk?upsert=true&validation_only=true",
+            json!({"entities": [service("cart"), bad.clone()]}),
+        )
+        .await;
+    assert_eq!(checked.status, StatusCode::MULTI_STATUS, "{}", checked.body);
+    assert_eq!(checked.body["entities"], json!([{"index": 0, "identifier": "cart", "created": true}]));
+    assert_eq!(checked.body["errors"][0]["index"], 1);
+    assert_eq!(checked.body["errors"][0]["statusCode"], 422);
+    assert_eq!(app.get("/api/v1/blueprints/service/entities/cart").await.status, StatusCode::NOT_FOUND);
+
+    // Without create_missing_related_entities a relation to nothing fails its item; with it,
+    // the target is made bare. Ocean's sync parameters are accepted.
+    let refused = app
+        .post("/api/v1/blueprints/service/entities/bulk?upsert=true", json!({"entities": [elsewhere.clone()]}))
+        .await;
+    assert_eq!(refused.body["results"][0]["result"], "error", "{}", refused.body);
+    let path = "/v1/blueprints/service/entities/bulk?upsert=true&merge=true&create_missing_related_entities=true\
+                &ocean_info_event_type=RESYNC&ocean_info_resync_id=r1";
+    let written = app.post(path, json!({"entities": [elsewhere.clone(), service("cart")]})).await;
+    assert_eq!(written.status, StatusCode::OK, "{}", written.body);
+    assert_eq!(written.body["errors"], json!([]));
+    assert_eq!(app.get("/api/v1/blueprints/system/entities/warehouse").await.status, StatusCode::OK);
+
+    // The same again changes nothing: the answer says so and the version stays.
+    let again =
+        app.post("/api/v1/blueprints/service/entities/bulk?upsert=true", json!({"entities": [service("cart")]})).await;
+    assert_eq!(again.body["results"][0]["result"], "unchanged", "{}", again.body);
+    assert_eq!(app.get("/api/v1/blueprints/service/entities/cart").await.body["entity"]["version"], 1);
+
+    // Port's bulk delete: each deleted or failing on its own.
+    let deleted = app
+        .post(
+            "/v1/blueprints/service/bulk/entities/delete?delete_dependents=false",
+            json!({"entities": ["cart", "ghost"]}),
+        )
+        .await;
+    assert_eq!(deleted.status, StatusCode::MULTI_STATUS, "{}", deleted.body);
+    assert_eq!(deleted.body["deletedEntities"], json!(["cart"]));
+    assert_eq!(deleted.body["errors"][0]["identifier"], "ghost");
+    assert_eq!(deleted.body["errors"][0]["error"], "not_found");
+}
+
+#[tokio::test]
+async fn an_ocean_datasource_owns_what_it_wrote_and_its_record_is_admins() {
+    let app = spawn_app().await;
+    app.with_service_blueprints().await;
+    let agent = "port-ocean/shipyard/0.3.0/ship/exporter";
+    for id in ["a1", "a2", "a3"] {
+        let written = app
+            .client
+            .post(format!("{}/v1/blueprints/service/entities/bulk?upsert=true", app.base))
+            .header("user-agent", agent)
+            .json(&json!({"entities": [service(id)]}))
+            .send()
+            .await
+            .expect("bulk");
+        assert_eq!(written.status(), StatusCode::OK);
+    }
+    app.post("/api/v1/blueprints/service/entities", service("by-hand")).await;
+    let page = |from: Option<&str>| {
+        let mut body =
+            json!({"datasource_prefix": "port-ocean/shipyard/", "datasource_suffix": "/ship/exporter", "limit": 2});
+        if let Some(from) = from {
+            body["from"] = json!(from);
+        }
+        app.post("/v1/blueprints/entities/datasource-entities", body)
+    };
+    let first = page(None).await;
+    let ids = |reply: &crate::Reply| -> Vec<String> {
+        reply.body["entities"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| e["identifier"].as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    assert_eq!(ids(&first), ["a1", "a2"], "{}", first.body);
+    let next = first.body["next"].as_str().expect("a next page").to_string();
+    let second = page(Some(&next)).await;
+    assert_eq!(ids(&second), ["a3"], "entities written by others are not the datasource's: {}", second.body);
+    assert!(second.body.get("next").is_none());
+
+    // The installation record: made once, changed by PATCH, its errors named, admins only.
+    let made = app
+        .post(
+            "/v1/integration",
+            json!({"installationId": "ship", "installationAppType": "shipyard", "version": "0.3.0"}),
+        )
+        .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+    let twice = app.post("/v1/integration", json!({"installationId": "ship"})).await;
+    assert_eq!(twice.status, StatusCode::CONFLICT);
+    let bad = app.post("/v1/integration", json!({"installationId": "x y", "config": []})).await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(bad.body["details"].as_array().map(Vec::len), Some(2), "{}", bad.body);
+    let patched = app.call(Method::PATCH, "/v1/integration/ship", Some(json!({"version": "0.4.0"}))).await;
+    assert_eq!(patched.body["integration"]["version"], "0.4.0", "{}", patched.body);
+    assert_eq!(patched.body["integration"]["installationAppType"], "shipyard");
+    let missing = app.get("/v1/integration/nope?oceanCoreVersion=0.56.2&isPolling=false").await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert_eq!(missing.body["ok"], false);
+    let ana = app.member("ana", &[]).await;
+    let refused = app.call_as(Method::GET, "/v1/integration/ship", &ana, None).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+}
