@@ -21,13 +21,20 @@ fn check_length(code: &str, limit: usize) -> Result<(), String> {
     Ok(())
 }
 
+/// jq's own definitions that jaq leaves out and that Port's documented mappings use.
+const JQ_DEFS: &str = "def IN(s): any(s == .; .); def IN(src; s): any(src == s; .);";
+
+fn jq_defs() -> impl Iterator<Item = jaq_core::load::parse::Def<&'static str>> {
+    jaq_core::load::parse(JQ_DEFS, |p| p.defs()).unwrap_or_default().into_iter()
+}
+
 /// A compiled expression, to run on many inputs.
 pub struct Program(jaq_core::Filter<data::JustLut<Val>>);
 
 /// Parses and compiles an expression (with the whole standard library: the costly part).
 pub fn compile(code: &str) -> Result<Program, String> {
     check_length(code, MAX_PROGRAM_BYTES)?;
-    let loader = Loader::new(jaq_core::defs().chain(jaq_std::defs()).chain(jaq_json::defs()));
+    let loader = Loader::new(jaq_core::defs().chain(jaq_std::defs()).chain(jaq_json::defs()).chain(jq_defs()));
     let arena = Arena::default();
     let modules =
         loader.load(&arena, File { code, path: () }).map_err(|errors| format!("does not parse: {errors:?}"))?;
@@ -78,5 +85,13 @@ mod tests {
         assert!(eval(".properties.name + 1", &input, 4).is_err());
         assert!(check(".a | ").is_err());
         assert!(check(&"1+".repeat(3000)).is_err());
+    }
+
+    #[test]
+    fn jqs_in_is_there_as_ports_mappings_use_it() {
+        let input = json!({"state": "merged"});
+        assert_eq!(eval(r#".state | IN("merged", "closed")"#, &input, 4), Ok(vec![json!(true)]));
+        assert_eq!(eval(r#".state | IN("open")"#, &input, 4), Ok(vec![json!(false)]));
+        assert_eq!(eval(r#"IN(.state; "open", "merged")"#, &input, 4), Ok(vec![json!(true)]));
     }
 }

@@ -215,12 +215,15 @@ impl UserInput {
             default: self.default.clone().filter(|d| jq_query(d).is_none()),
             minimum: self.minimum,
             maximum: self.maximum,
+            exclusive_minimum: None,
+            exclusive_maximum: None,
             min_length: self.min_length,
             max_length: self.max_length,
             pattern: self.pattern.clone(),
             items: self.items.as_ref().map(|i| Box::new(i.value_schema())),
             min_items: self.min_items,
             max_items: self.max_items,
+            unique_items: false,
             spec: None,
         }
     }

@@ -213,6 +213,15 @@ pub struct UserInput {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub enum_colors: Option<serde_json::Map<String, Value>>,
+    /// Display titles (and descriptions) of enum values, as in Port; kept, not interpreted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub titles: Option<serde_json::Map<String, Value>>,
+    /// For entity pickers: the order choices are listed in (`{property, order}`), as in Port;
+    /// kept, not interpreted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub sort: Option<Value>,
     /// A literal, or `{"jqQuery": "..."}` over `{entity, user, trigger}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]

@@ -183,6 +183,14 @@ pub enum Format {
     User,
     Team,
     Timer,
+    /// A calendar date, `YYYY-MM-DD`.
+    Date,
+    /// An email address whose parts may use any script.
+    IdnEmail,
+    /// A Protocol Buffers definition (shown as code).
+    Proto,
+    /// An object `{url, displayText}`: a link with its label.
+    LabeledUrl,
 }
 
 /// One property of a blueprint, or the item schema of an array property.
@@ -211,6 +219,12 @@ pub struct PropertySchema {
     pub minimum: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub maximum: Option<f64>,
+    /// A number must be greater than this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exclusive_minimum: Option<f64>,
+    /// A number must be less than this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exclusive_maximum: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_length: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -224,6 +238,9 @@ pub struct PropertySchema {
     pub min_items: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_items: Option<u64>,
+    /// No two items of an array may be equal.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unique_items: bool,
     /// Rendering hint such as `open-api` or `embedded-url`, as in Port; not interpreted by the server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spec: Option<String>,
@@ -455,6 +472,39 @@ mod tests {
         assert!(Format::DateTime.check("yesterday").is_err());
         assert!(Format::Ipv4.check("10.0.0.1").is_ok());
         assert!(Format::Ipv6.check("10.0.0.1").is_err());
+    }
+
+    /// Port's documented types and constraints: `date`, `idn-email`, `proto`, `labeled-url`,
+    /// `uniqueItems`, `exclusiveMinimum` and `exclusiveMaximum`.
+    #[test]
+    fn ports_further_formats_and_constraints_hold() {
+        assert!(Format::Date.check("2026-12-06").is_ok());
+        assert!(Format::Date.check("2026-02-30").is_err());
+        assert!(Format::IdnEmail.check("jürgen@bücher.de").is_ok());
+        let schema =
+            |definition: Value| -> PropertySchema { crate::error::from_json(definition).expect("a property schema") };
+        let problems = |schema: &PropertySchema, value: Value| {
+            let mut errors = FieldErrors::default();
+            schema.validate_value(&value, "/properties/p", &mut errors);
+            errors.0.into_iter().map(|e| e.path).collect::<Vec<_>>()
+        };
+        let link = schema(json!({"type": "object", "format": "labeled-url"}));
+        assert!(problems(&link, json!({"url": "https://grafana.example/d/1", "displayText": "Latency"})).is_empty());
+        assert_eq!(
+            problems(&link, json!({"url": "nope", "displayText": 3, "colour": "red"})),
+            ["/properties/p/url", "/properties/p/displayText", "/properties/p/colour"]
+        );
+        let tags = schema(json!({"type": "array", "uniqueItems": true, "items": {"type": "string"}}));
+        assert_eq!(problems(&tags, json!(["a", "b", "a"])), ["/properties/p/2"]);
+        let share = schema(json!({"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1}));
+        assert!(problems(&share, json!(0.5)).is_empty());
+        assert_eq!(problems(&share, json!(0)).len(), 1);
+        assert_eq!(problems(&share, json!(1)).len(), 1);
+
+        let mut errors = FieldErrors::default();
+        schema(json!({"type": "string", "format": "labeled-url", "uniqueItems": true, "exclusiveMinimum": 1}))
+            .validate_definition("/p", true, &mut errors);
+        assert_eq!(errors.0.len(), 3, "{errors:?}");
     }
 
     #[test]

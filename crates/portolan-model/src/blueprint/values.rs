@@ -9,12 +9,16 @@ impl PropertySchema {
     pub(super) fn validate_definition(&self, path: &str, top_level: bool, errors: &mut FieldErrors) {
         use PropertyType as T;
         if let Some(format) = self.format
-            && self.kind != T::String
+            && self.kind != format.kind()
         {
-            errors.push(format!("{path}/format"), format!("format '{}' needs type string", format.as_str()));
+            errors.push(
+                format!("{path}/format"),
+                format!("format '{}' needs type {}", format.as_str(), format.kind().as_str()),
+            );
         }
-        if (self.minimum.is_some() || self.maximum.is_some()) && !self.kind.is_numeric() {
-            errors.push(path, "minimum and maximum apply only to numbers");
+        let bounds = [self.minimum, self.maximum, self.exclusive_minimum, self.exclusive_maximum];
+        if bounds.iter().any(Option::is_some) && !self.kind.is_numeric() {
+            errors.push(path, "minimum, maximum, exclusiveMinimum and exclusiveMaximum apply only to numbers");
         }
         if let (Some(min), Some(max)) = (self.minimum, self.maximum)
             && min > max
@@ -37,9 +41,10 @@ impl PropertySchema {
                 errors.push(format!("{path}/pattern"), format!("invalid pattern: {err}"));
             }
         }
-        let array_only = self.items.is_some() || self.min_items.is_some() || self.max_items.is_some();
+        let array_only =
+            self.items.is_some() || self.min_items.is_some() || self.max_items.is_some() || self.unique_items;
         if array_only && self.kind != T::Array {
-            errors.push(path, "items, minItems and maxItems apply only to arrays");
+            errors.push(path, "items, minItems, maxItems and uniqueItems apply only to arrays");
         }
         if let Some(items) = &self.items {
             if !top_level {
@@ -117,7 +122,18 @@ impl PropertySchema {
                 {
                     errors.push(path, format!("{n} is greater than the maximum {max}"));
                 }
+                if let Some(min) = self.exclusive_minimum
+                    && n <= min
+                {
+                    errors.push(path, format!("{n} is not greater than {min} (exclusiveMinimum)"));
+                }
+                if let Some(max) = self.exclusive_maximum
+                    && n >= max
+                {
+                    errors.push(path, format!("{n} is not less than {max} (exclusiveMaximum)"));
+                }
             }
+            Value::Object(fields) if self.format == Some(Format::LabeledUrl) => check_labeled_url(fields, path, errors),
             Value::String(s) => self.validate_string(s, path, errors),
             Value::Array(items) => {
                 let len = items.len() as u64;
@@ -130,6 +146,13 @@ impl PropertySchema {
                     && len > max
                 {
                     errors.push(path, format!("has {len} items; at most {max} are allowed"));
+                }
+                if self.unique_items {
+                    for (i, item) in items.iter().enumerate() {
+                        if items[..i].iter().any(|earlier| json_equal(earlier, item)) {
+                            errors.push(format!("{path}/{i}"), format!("{item} is listed twice; items must be unique"));
+                        }
+                    }
                 }
                 if let Some(item_schema) = &self.items {
                     for (i, item) in items.iter().enumerate() {
@@ -235,6 +258,18 @@ impl Format {
             Self::User => "user",
             Self::Team => "team",
             Self::Timer => "timer",
+            Self::Date => "date",
+            Self::IdnEmail => "idn-email",
+            Self::Proto => "proto",
+            Self::LabeledUrl => "labeled-url",
+        }
+    }
+
+    /// The property type the format refines.
+    pub fn kind(self) -> PropertyType {
+        match self {
+            Self::LabeledUrl => PropertyType::Object,
+            _ => PropertyType::String,
         }
     }
 
@@ -246,9 +281,33 @@ impl Format {
             Self::Email | Self::User => is_email(s),
             Self::Ipv4 => s.parse::<std::net::Ipv4Addr>().is_ok(),
             Self::Ipv6 => s.parse::<std::net::Ipv6Addr>().is_ok(),
-            Self::Markdown | Self::Yaml | Self::Team => true,
+            Self::Date => time::Date::parse(s, DATE).is_ok(),
+            Self::IdnEmail => is_email(s),
+            Self::Markdown | Self::Yaml | Self::Team | Self::Proto | Self::LabeledUrl => true,
         };
         if ok { Ok(()) } else { Err(format!("{s:?} is not a valid {}", self.as_str())) }
+    }
+}
+
+const DATE: &[time::format_description::BorrowedFormatItem<'static>] =
+    time::macros::format_description!("[year]-[month]-[day]");
+
+/// A labeled URL: `url` (required, a URL) and `displayText` (a string), nothing else.
+fn check_labeled_url(fields: &serde_json::Map<String, Value>, path: &str, errors: &mut FieldErrors) {
+    match fields.get("url") {
+        Some(Value::String(url)) => {
+            if let Err(message) = Format::Url.check(url) {
+                errors.push(format!("{path}/url"), message);
+            }
+        }
+        Some(_) => errors.push(format!("{path}/url"), "must be a string"),
+        None => errors.push(format!("{path}/url"), "is required in a labeled URL"),
+    }
+    if fields.get("displayText").is_some_and(|text| !text.is_string()) {
+        errors.push(format!("{path}/displayText"), "must be a string");
+    }
+    for name in fields.keys().filter(|name| !matches!(name.as_str(), "url" | "displayText")) {
+        errors.push(format!("{path}/{}", crate::error::pointer_token(name)), "is not a field of a labeled URL");
     }
 }
 

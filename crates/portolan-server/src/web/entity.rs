@@ -5,7 +5,11 @@ use super::*;
 /// How a property's value is shown.
 enum Shown {
     Text(String),
-    Link(String),
+    /// A web address, and the words shown for it.
+    Link {
+        url: String,
+        label: String,
+    },
     /// Already-safe HTML (rendered markdown).
     Html(String),
     /// A timer: the moment it ends and how long until then.
@@ -92,10 +96,21 @@ fn show_property(schema: Option<&portolan_model::PropertySchema>, value: &Value,
             Some(until) => Shown::Countdown { until: at.clone(), words: present::countdown(until, now) },
             None => Shown::Text(text),
         },
-        _ if text.starts_with("https://") || text.starts_with("http://") => Shown::Link(text),
+        (Some(Format::LabeledUrl), Value::Object(link)) => match link.get("url").and_then(Value::as_str) {
+            Some(url) if is_web(url) => Shown::Link {
+                url: url.to_string(),
+                label: link.get("displayText").and_then(Value::as_str).unwrap_or(url).to_string(),
+            },
+            _ => Shown::Text(text),
+        },
+        _ if is_web(&text) => Shown::Link { url: text.clone(), label: text },
         (_, Value::Object(_) | Value::Array(_)) => Shown::Html(present::value_html(value)),
         _ => Shown::Text(text),
     }
+}
+
+fn is_web(text: &str) -> bool {
+    text.starts_with("https://") || text.starts_with("http://")
 }
 
 /// A property's title as its blueprint gives it (a schema, mirror, aggregation or calculation

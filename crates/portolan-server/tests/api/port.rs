@@ -192,11 +192,19 @@ async fn ports_documented_definitions_are_accepted_as_written_and_what_differs_i
     let blueprint = json!({
         "identifier": "microservice", "title": "Microservice", "icon": "Microservice",
         "schema": {"properties": {"language": {"type": "string", "enum": ["Go", "Rust"],
-                                               "enumColors": {"Go": "blue", "Rust": "orange"}}},
+                                               "enumColors": {"Go": "blue", "Rust": "orange"}},
+                                  "dashboard": {"type": "object", "format": "labeled-url"},
+                                  "released": {"type": "string", "format": "date"},
+                                  "contact": {"type": "string", "format": "idn-email"},
+                                  "api": {"type": "string", "format": "proto"},
+                                  "tags": {"type": "array", "uniqueItems": true, "items": {"type": "string"}},
+                                  "errorRate": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1}},
                    "required": []},
         "calculationProperties": {"slug": {"title": "Slug", "icon": "DefaultProperty", "description": "for URLs",
             "calculation": ".identifier | ascii_downcase", "type": "string", "colorized": true,
-            "colors": {"cart": "green"}}},
+            "colors": {"cart": "green"}},
+            "systemLanguage": {"title": "Systems language", "type": "boolean",
+                               "calculation": ".properties.language | IN(\"Rust\", \"Go\")"}},
         "aggregationProperties": {},
         "relations": {"depends": {"title": "Depends on", "description": "what it calls", "target": "microservice",
                                   "required": false, "many": true}},
@@ -208,6 +216,27 @@ async fn ports_documented_definitions_are_accepted_as_written_and_what_differs_i
     let shown = app.get("/v1/blueprints/microservice").await;
     assert_eq!(shown.body["blueprint"]["relations"]["depends"]["description"], "what it calls");
     assert_eq!(shown.body["blueprint"]["changelogDestination"], blueprint["changelogDestination"], "kept");
+    let entity = json!({"identifier": "cart", "properties": {"language": "Rust",
+        "dashboard": {"url": "https://grafana.example/d/cart", "displayText": "Cart latency"},
+        "released": "2026-12-01", "contact": "jürgen@bücher.de", "tags": ["web", "shop"], "errorRate": 0.02}});
+    let written = app.post("/v1/blueprints/microservice/entities", entity).await;
+    assert_eq!(written.status, StatusCode::CREATED, "{}", written.body);
+    assert_eq!(written.body["entity"]["properties"]["systemLanguage"], true, "jq's IN: {}", written.body);
+    let bad = json!({"identifier": "bad", "properties": {"dashboard": {"href": "x"}, "released": "2026-13-01",
+        "tags": ["a", "a"], "errorRate": 1}});
+    let refused = app.post("/v1/blueprints/microservice/entities", bad).await;
+    assert_eq!(
+        refused.detail_paths(),
+        [
+            "/properties/dashboard/url",
+            "/properties/dashboard/href",
+            "/properties/released",
+            "/properties/tags/1",
+            "/properties/errorRate"
+        ],
+        "every problem at once: {}",
+        refused.body
+    );
 
     // An action as Port documents one: a webhook through Port's agent, without a signing secret,
     // enum colours on an input, published.
@@ -215,7 +244,10 @@ async fn ports_documented_definitions_are_accepted_as_written_and_what_differs_i
         "identifier": "scaffold", "title": "Scaffold", "publish": true,
         "trigger": {"type": "self-service", "operation": "CREATE", "blueprintIdentifier": "microservice",
             "userInputs": {"properties": {"tier": {"type": "string", "enum": ["gold", "silver"],
-                                                   "enumColors": {"gold": "yellow", "silver": "lightGray"}}},
+                                                   "enumColors": {"gold": "yellow", "silver": "lightGray"},
+                                                   "titles": {"gold": {"title": "Gold (24/7)"}}},
+                                          "base": {"type": "string", "format": "entity", "blueprint": "microservice",
+                                                   "sort": {"property": "$updatedAt", "order": "DESC"}}},
                            "required": []}},
         "invocationMethod": {"type": "WEBHOOK", "url": "https://example.com/scaffold", "agent": true,
                              "synchronized": true, "method": "POST"}
