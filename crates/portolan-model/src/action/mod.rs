@@ -98,11 +98,27 @@ pub enum EventKind {
     TimerPropertyExpired,
     RunCreated,
     RunUpdated,
+    /// An entity created, updated or deleted (Port's `ANY_ENTITY_CHANGE`).
+    AnyEntityChange,
+    /// A run created or its status changed (Port's `ANY_RUN_CHANGE`).
+    AnyRunChange,
 }
 
 impl EventKind {
     fn is_entity_event(self) -> bool {
-        !matches!(self, Self::RunCreated | Self::RunUpdated)
+        !matches!(self, Self::RunCreated | Self::RunUpdated | Self::AnyRunChange)
+    }
+
+    /// Whether an automation listening for this kind hears an event that `happened`.
+    pub fn covers(self, happened: EventKind) -> bool {
+        self == happened
+            || match self {
+                Self::AnyEntityChange => {
+                    matches!(happened, Self::EntityCreated | Self::EntityUpdated | Self::EntityDeleted)
+                }
+                Self::AnyRunChange => matches!(happened, Self::RunCreated | Self::RunUpdated),
+                _ => false,
+            }
     }
 }
 
@@ -449,6 +465,16 @@ mod tests {
     use serde_json::{Map, json};
 
     use super::*;
+
+    #[test]
+    fn any_change_kinds_cover_their_family_only() {
+        assert!(EventKind::AnyEntityChange.covers(EventKind::EntityDeleted));
+        assert!(!EventKind::AnyEntityChange.covers(EventKind::RunCreated));
+        assert!(EventKind::AnyRunChange.covers(EventKind::RunUpdated));
+        assert!(!EventKind::AnyRunChange.covers(EventKind::TimerPropertyExpired));
+        assert!(EventKind::EntityCreated.covers(EventKind::EntityCreated));
+        assert!(!EventKind::EntityCreated.covers(EventKind::EntityUpdated));
+    }
     use crate::{Blueprint, template};
 
     fn blueprints() -> Vec<Blueprint> {

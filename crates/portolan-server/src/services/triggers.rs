@@ -49,7 +49,7 @@ pub(crate) async fn queue_automations(
             Trigger::Automation { event, .. } => {
                 let matches =
                     |wanted: &Option<String>, given: Option<&str>| wanted.is_none() || wanted.as_deref() == given;
-                event.kind == subject.kind
+                event.kind.covers(subject.kind)
                     && matches(&event.blueprint_identifier, subject.blueprint)
                     && matches(&event.property_identifier, subject.property)
                     && matches(&event.action_identifier, subject.action)

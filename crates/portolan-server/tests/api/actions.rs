@@ -544,6 +544,38 @@ async fn automations_fire_on_entity_events_whose_condition_holds() {
 }
 
 #[tokio::test]
+async fn an_any_entity_change_automation_hears_creates_updates_and_deletes() {
+    let app = spawn_app().await;
+    app.with_service_blueprints().await;
+    with_signing_secret(&app).await;
+    let receiver = Receiver::start(vec![Answer(200, 0, vec![]); 3]).await;
+    create_action(
+        &app,
+        json!({
+            "identifier": "audit-services",
+            "trigger": {"type": "automation", "event": {"type": "ANY_ENTITY_CHANGE", "blueprintIdentifier": "service"}},
+            "invocationMethod": {"type": "WEBHOOK", "url": receiver.url, "signingSecret": "hook", "synchronized": true,
+                                 "body": {"event": "{{ .trigger.event.type }}"}}
+        }),
+    )
+    .await;
+    let body = json!({"identifier": "svc", "properties": {"language": "Go"}, "relations": {"system": "shop"}});
+    assert_eq!(app.post("/api/v1/blueprints/service/entities", body).await.status, StatusCode::CREATED);
+    app.drain_jobs().await;
+    app.patch("/api/v1/blueprints/service/entities/svc", json!({"properties": {"replicas": 2}})).await;
+    app.drain_jobs().await;
+    app.delete("/api/v1/blueprints/service/entities/svc").await;
+    let started = Instant::now();
+    while receiver.deliveries().len() < 3 {
+        assert!(started.elapsed() < Duration::from_secs(5), "heard {:?}", receiver.deliveries());
+        app.drain_jobs().await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let heard: Vec<Value> = receiver.deliveries().into_iter().map(|d| d.body["event"].clone()).collect();
+    assert_eq!(heard, [json!("ENTITY_CREATED"), json!("ENTITY_UPDATED"), json!("ENTITY_DELETED")]);
+}
+
+#[tokio::test]
 async fn an_expired_timer_runs_its_teardown_automation_exactly_once() {
     let start = 1_800_000_000_000;
     let clock = crate::ManualClock::at(start);
