@@ -41,6 +41,21 @@ impl From<ActionRecord> for ActionView {
 pub struct ActionResponse {
     ok: bool,
     action: ActionView,
+    /// What the saved action still lacks (a secret it reads that does not exist yet).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    warnings: Vec<String>,
+}
+
+/// The answer to a save: the action, and a warning for each secret it reads that is missing.
+async fn saved(app: &AppState, record: ActionRecord) -> Result<ActionResponse> {
+    let warnings = app
+        .actions
+        .missing_secrets(&record.action)
+        .await?
+        .into_iter()
+        .map(|name| format!("secret '{name}' does not exist yet: runs fail until it is created at /api/v1/secrets"))
+        .collect();
+    Ok(ActionResponse { ok: true, action: record.into(), warnings })
 }
 
 #[derive(Serialize, ToSchema)]
@@ -68,7 +83,8 @@ pub async fn list_actions(
 }
 
 /// Creates an action. Validated whole: the form, the trigger's blueprint and condition, the
-/// backend's settings, every jq template, and that the secrets it reads exist.
+/// backend's settings and every jq template. A secret it reads may come later (as in Port): the
+/// answer warns, and runs fail naming it until it exists.
 #[utoipa::path(post, path = "/api/v1/actions", tag = "actions", request_body = Action,
     responses((status = 201, body = ActionResponse), (status = 409, description = "exists"),
               (status = 422, description = "invalid, with per-field details")))]
@@ -78,7 +94,7 @@ pub async fn create_action(
     JsonBody(document): JsonBody<Value>,
 ) -> Result<(StatusCode, Json<ActionResponse>)> {
     let (record, _) = app.actions.put_action(&caller.actor, None, document).await?;
-    Ok((StatusCode::CREATED, Json(ActionResponse { ok: true, action: record.into() })))
+    Ok((StatusCode::CREATED, Json(saved(&app, record).await?)))
 }
 
 #[utoipa::path(get, path = "/api/v1/actions/{action}", tag = "actions", params(("action" = String, Path)),
@@ -89,7 +105,7 @@ pub async fn get_action(
     PathParams(identifier): PathParams<String>,
 ) -> Result<Json<ActionResponse>> {
     let record = app.actions.get_action(&caller.actor, &identifier).await?;
-    Ok(Json(ActionResponse { ok: true, action: record.into() }))
+    Ok(Json(saved(&app, record).await?))
 }
 
 #[utoipa::path(put, path = "/api/v1/actions/{action}", tag = "actions", request_body = Action,
@@ -103,7 +119,7 @@ pub async fn replace_action(
     JsonBody(document): JsonBody<Value>,
 ) -> Result<Json<ActionResponse>> {
     let (record, _) = app.actions.put_action(&caller.actor, Some(&identifier), document).await?;
-    Ok(Json(ActionResponse { ok: true, action: record.into() }))
+    Ok(Json(saved(&app, record).await?))
 }
 
 /// Deletes an action; its past runs stay.

@@ -3,7 +3,6 @@
 use std::collections::BTreeMap;
 
 use portolan_model::action::{Action, check_secret_name};
-use portolan_model::{FieldError, FieldErrors};
 use portolan_store::{ActionRecord, RunnerToken, SecretMeta, StoreError, Tx};
 use serde_json::{Value, json};
 
@@ -111,7 +110,6 @@ impl Actions {
         let blueprints = all_blueprints(tx.as_mut()).await?;
         action.validate(&blueprints)?;
         self.check_notify_url(&action)?;
-        check_secrets_exist(tx.as_mut(), &action).await?;
         let existing = tx.action(&action.identifier).await?;
         // Which runners get a run, and which of their tasks it runs, is for admins: a moderator
         // may edit a runner action's form, not point it at other machines or other programs.
@@ -285,12 +283,23 @@ impl Actions {
         Ok(())
     }
 
+    /// The secrets an action reads that do not exist yet. An action may be saved before them, as
+    /// in Port: its runs fail, naming the secret, until it is created.
+    pub async fn missing_secrets(&self, action: &Action) -> Result<Vec<String>> {
+        let stored: Vec<String> =
+            self.core.store().read().await?.secrets().await?.into_iter().map(|s| s.name).collect();
+        Ok(action.secret_names().into_iter().filter(|name| !stored.contains(name)).collect())
+    }
+
     /// The values of the named secrets, decrypted.
     pub(crate) async fn secret_values(&self, tx: &mut dyn Tx, names: &[String]) -> Result<BTreeMap<String, String>> {
         let mut values = BTreeMap::new();
         for name in names {
             let sealed = tx.secret(name).await?.ok_or_else(|| {
-                Error::new(ErrorCode::ValidationFailed, format!("secret '{name}' does not exist (it was deleted?)"))
+                Error::new(
+                    ErrorCode::ValidationFailed,
+                    format!("secret '{name}' does not exist: create it at /api/v1/secrets (or on the Secrets page)"),
+                )
             })?;
             values.insert(name.clone(), self.keys.open(name, &sealed)?);
         }
@@ -376,22 +385,6 @@ impl Actions {
             Err(other) => Err(Error::invalid_at("/guardrails/approval/notify/url", other.to_string())),
         }
     }
-}
-
-async fn check_secrets_exist(tx: &mut dyn Tx, action: &Action) -> Result<()> {
-    let stored: Vec<String> = tx.secrets().await?.into_iter().map(|s| s.name).collect();
-    let missing: Vec<String> = action.secret_names().into_iter().filter(|n| !stored.contains(n)).collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    Err(Error::invalid(FieldErrors(
-        missing
-            .into_iter()
-            .map(|name| {
-                FieldError::new("/invocationMethod", format!("no secret named '{name}'; create it at /api/v1/secrets"))
-            })
-            .collect(),
-    )))
 }
 
 /// Where the server's webhook signing key is kept: not a name a secret can be given.
