@@ -39,8 +39,40 @@ pub fn pointer_token(token: &str) -> String {
     token.replace('~', "~0").replace('/', "~1")
 }
 
+/// The most unknown fields one answer lists.
+const MAX_UNKNOWN_FIELDS: usize = 100;
+
 /// Deserialises a JSON document into `T`, reporting a failure as a field error at the exact path.
+/// Every unknown field is reported at once (each is set aside and the document read again), then
+/// the first other problem, if any.
 pub fn from_json<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, FieldErrors> {
+    let mut unknown = Vec::new();
+    let mut document = value;
+    loop {
+        match deserialize_once::<T>(&document) {
+            Ok(value) if unknown.is_empty() => return Ok(value),
+            Ok(_) => return Err(FieldErrors(unknown)),
+            Err(error) => {
+                let removable = error.message.starts_with("unknown field")
+                    && unknown.len() < MAX_UNKNOWN_FIELDS
+                    && remove_at(&mut document, &error.path);
+                unknown.push(error);
+                if !removable {
+                    return Err(FieldErrors(unknown));
+                }
+            }
+        }
+    }
+}
+
+/// Removes the member a JSON pointer names; whether there was one.
+fn remove_at(document: &mut serde_json::Value, pointer: &str) -> bool {
+    let Some((parent, token)) = pointer.rsplit_once('/') else { return false };
+    let key = token.replace("~1", "/").replace("~0", "~");
+    document.pointer_mut(parent).and_then(|p| p.as_object_mut()).and_then(|object| object.shift_remove(&key)).is_some()
+}
+
+fn deserialize_once<T: serde::de::DeserializeOwned>(value: &serde_json::Value) -> Result<T, FieldError> {
     serde_path_to_error::deserialize(value).map_err(|err| {
         let mut path = String::new();
         for segment in err.path().iter() {
@@ -54,6 +86,6 @@ pub fn from_json<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Re
                 Segment::Unknown => {}
             }
         }
-        FieldErrors(vec![FieldError::new(path, err.into_inner().to_string())])
+        FieldError::new(path, err.into_inner().to_string())
     })
 }

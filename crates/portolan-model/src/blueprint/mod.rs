@@ -460,6 +460,12 @@ mod tests {
         assert_eq!(err.0[0].path, "/schema/properties/a/type");
         let err = Blueprint::from_json(json!({"identifier": "x", "colour": 1})).expect_err("unknown field");
         assert!(err.0[0].message.contains("colour"), "{err:?}");
+        // Every unknown field in one answer, then the first other problem.
+        let err = Blueprint::from_json(json!({"identifier": "x", "colour": 1, "owner": "me",
+            "schema": {"properties": {"a": {"type": "string", "colr": 1}, "b": {"type": 7}}}}))
+        .expect_err("unknown fields");
+        let paths: Vec<&str> = err.0.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, ["/colour", "/owner", "/schema/properties/a/colr", "/schema/properties/b/type"], "{err:?}");
     }
 
     #[test]
