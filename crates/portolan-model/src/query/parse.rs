@@ -39,8 +39,10 @@ impl Parser<'_, '_> {
             self.errors.push(path, format!("queries nest at most {MAX_DEPTH} deep"));
             return fallback;
         }
-        for key in object.keys() {
-            if key != "combinator" && key != "rules" {
+        for (key, value) in object {
+            // Port marks an action's condition `"type": "SEARCH"`: the query it is.
+            let port_search = depth == 1 && key == "type" && value == "SEARCH";
+            if key != "combinator" && key != "rules" && !port_search {
                 self.errors.push(format!("{path}/{key}"), format!("unknown key '{key}' in a query group"));
             }
         }

@@ -323,15 +323,19 @@ async fn bulk_gives_one_result_per_item_and_one_bad_item_does_not_sink_the_rest(
     assert_eq!(app.get("/api/v1/blueprints/service/entities/front").await.status, StatusCode::OK);
     assert_eq!(app.get("/api/v1/blueprints/service/entities/edge").await.status, StatusCode::NOT_FOUND);
 
+    let mut renamed = service("existing");
+    renamed["title"] = json!("Existing service");
     let upsert = app
         .post(
             "/api/v1/blueprints/service/entities/bulk?upsert=true",
-            json!({"entities": [service("existing"), service("new")]}),
+            json!({"entities": [renamed.clone(), service("new")]}),
         )
         .await;
     assert_eq!(upsert.status, StatusCode::OK);
     assert_eq!(upsert.body["results"][0]["result"], "updated");
     assert_eq!(upsert.body["results"][1]["result"], "created");
+    let again = app.post("/api/v1/blueprints/service/entities/bulk?upsert=true", json!({"entities": [renamed]})).await;
+    assert_eq!(again.body["results"][0]["result"], "unchanged", "the same again writes nothing: {}", again.body);
 
     let too_many: Vec<Value> = (0..1001).map(|i| service(&format!("s{i}"))).collect();
     let refused = app.post("/api/v1/blueprints/service/entities/bulk", json!({"entities": too_many})).await;

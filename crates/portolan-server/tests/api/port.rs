@@ -256,6 +256,24 @@ async fn ports_documented_definitions_are_accepted_as_written_and_what_differs_i
     assert_eq!(saved.status, StatusCode::CREATED, "{}", saved.body);
     assert_eq!(saved.body["action"]["invocationMethod"]["agent"], true);
 
+    // A DAY-2 action whose condition is Port's `"type": "SEARCH"` query: offered only where it holds.
+    let restart = json!({
+        "identifier": "restart-rust", "title": "Restart",
+        "trigger": {"type": "self-service", "operation": "DAY-2", "blueprintIdentifier": "microservice",
+            "condition": {"type": "SEARCH", "combinator": "and",
+                          "rules": [{"property": "language", "operator": "=", "value": "Rust"}]}},
+        "invocationMethod": {"type": "UPSERT_ENTITY", "blueprintIdentifier": "microservice",
+            "mapping": {"identifier": "{{ .entity.identifier }}", "properties": {"language": "Rust"}}}
+    });
+    let saved_restart = app.post("/v1/actions", restart).await;
+    assert_eq!(saved_restart.status, StatusCode::CREATED, "{}", saved_restart.body);
+    let go = json!({"identifier": "gopher", "properties": {"language": "Go"}});
+    assert_eq!(app.post("/v1/blueprints/microservice/entities", go).await.status, StatusCode::CREATED);
+    let on_rust = app.post("/v1/actions/restart-rust/runs", json!({"entity": "cart", "properties": {}})).await;
+    assert!(on_rust.status.is_success(), "{}", on_rust.body);
+    let on_go = app.post("/v1/actions/restart-rust/runs", json!({"entity": "gopher", "properties": {}})).await;
+    assert!(on_go.status.is_client_error(), "the condition does not hold for a Go service: {}", on_go.body);
+
     // What would behave differently is refused, saying what Portolan does instead.
     let mut inherited = blueprint.clone();
     inherited["identifier"] = json!("inherits");
