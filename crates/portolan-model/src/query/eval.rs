@@ -128,6 +128,7 @@ pub fn raw(entity: &Entity, field: &Field) -> Option<Value> {
             Meta::UpdatedAt => Value::from(entity.updated_at),
             Meta::CreatedBy => Value::from(entity.created_by.clone()),
             Meta::UpdatedBy => Value::from(entity.updated_by.clone()),
+            Meta::Datasource => return None,
         }),
         Field::Scorecard(id) => entity.scorecards.get(id).and_then(|r| r.get("levelIndex")).cloned(),
     }

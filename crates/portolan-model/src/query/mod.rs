@@ -118,6 +118,9 @@ pub enum Meta {
     UpdatedAt,
     CreatedBy,
     UpdatedBy,
+    /// The datasource that last wrote the entity (an Ocean integration's `User-Agent`), as Port's
+    /// `$datasource`. Known to the store only: an entity in memory has none.
+    Datasource,
 }
 
 /// How a field's values compare.

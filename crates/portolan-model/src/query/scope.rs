@@ -105,6 +105,7 @@ pub fn meta_field(name: &str) -> Option<(Meta, Shape)> {
         "updatedAt" => (Meta::UpdatedAt, Shape::One(Kind::Timestamp)),
         "createdBy" => (Meta::CreatedBy, Shape::One(Kind::String)),
         "updatedBy" => (Meta::UpdatedBy, Shape::One(Kind::String)),
+        "datasource" => (Meta::Datasource, Shape::One(Kind::String)),
         _ => return None,
     })
 }

@@ -385,6 +385,14 @@ async fn an_ocean_datasource_owns_what_it_wrote_and_its_record_is_admins() {
     let second = page(Some(&next)).await;
     assert_eq!(ids(&second), ["a3"], "entities written by others are not the datasource's: {}", second.body);
     assert!(second.body.get("next").is_none());
+    // Ocean's own search for what it wrote: `$datasource` in the query language.
+    let mine = json!({"combinator": "and", "rules": [
+        {"property": "$datasource", "operator": "contains", "value": "port-ocean/shipyard/"},
+        {"property": "$datasource", "operator": "contains", "value": "/ship/exporter"}]});
+    let searched = app
+        .post("/v1/entities/search?exclude_calculated_properties=true&include=blueprint&include=identifier", mine)
+        .await;
+    assert_eq!(ids(&searched), ["a1", "a2", "a3"], "{}", searched.body);
 
     // The installation record: made once, changed by PATCH, its errors named, admins only.
     let made = app

@@ -34,6 +34,10 @@ pub(super) fn meta_column(meta: Meta) -> &'static str {
         Meta::UpdatedAt => "e.updated_at",
         Meta::CreatedBy => "e.created_by",
         Meta::UpdatedBy => "e.updated_by",
+        // What catalog-as-code source (an Ocean datasource, among others) holds the entity.
+        Meta::Datasource => {
+            "(SELECT a.source FROM applied_objects a WHERE a.kind = 'Entity' AND a.name = e.blueprint || '/' || e.identifier)"
+        }
     }
 }
 
@@ -50,7 +54,9 @@ pub(super) fn one_value(sql: &Sql, field: &Field, kind: Kind) -> Result<String> 
         let Field::Meta(meta) = field else { unreachable_field()? };
         let column = meta_column(*meta);
         return Ok(match (sql.dialect, kind) {
-            (Dialect::Postgres, _) if matches!(meta, Meta::Title | Meta::CreatedBy | Meta::UpdatedBy) => {
+            (Dialect::Postgres, _)
+                if matches!(meta, Meta::Title | Meta::CreatedBy | Meta::UpdatedBy | Meta::Datasource) =>
+            {
                 format!("({column} COLLATE \"C\")")
             }
             _ => column.to_string(),
@@ -278,6 +284,7 @@ fn empty_predicate(sql: &mut Sql, field: &Field) -> Result<String> {
             (Meta::Team, Dialect::Sqlite) => "(json_array_length(e.team) = 0)".into(),
             (Meta::Team, Dialect::Postgres) => "(jsonb_array_length(e.team) = 0)".into(),
             (Meta::CreatedBy | Meta::UpdatedBy, _) => format!("({} = '')", meta_column(*meta)),
+            (Meta::Datasource, _) => format!("({} IS NULL)", meta_column(*meta)),
             _ => sql.false_literal().into(),
         });
     }
