@@ -65,7 +65,9 @@ pub struct AggregateRequest {
     pub query: Option<Value>,
     /// Only this blueprint's entities (otherwise all).
     pub blueprint: Option<String>,
-    /// `count`, `sum`, `avg`, `min`, `max`, `median`, or `countBy` (entities per value).
+    /// `count`, `sum`, `avg`, `min`, `max`, `median`, or `countBy` (entities per value). Port's
+    /// name for it, `func`, is taken too.
+    #[serde(alias = "func")]
     pub function: String,
     /// The property (or meta-property) the function reads.
     pub property: Option<String>,
