@@ -143,7 +143,11 @@ impl Installation {
 
     /// Ocean's sync metrics: one kind's (`syncKindMetrics`) or several (`syncKindsMetrics`),
     /// each replacing that kind's last.
-    pub fn record_metrics(&mut self, metrics: Vec<Value>) -> Result<(), FieldErrors> {
+    pub fn record_metrics(&mut self, metrics: Value) -> Result<(), FieldErrors> {
+        let metrics = match metrics {
+            Value::Array(metrics) => metrics,
+            one => vec![one],
+        };
         for (index, metric) in metrics.into_iter().enumerate() {
             let Some(kind) = metric.get("kindIdentifier").and_then(Value::as_str).map(str::to_string) else {
                 return Err(malformed(&format!("/{index}/kindIdentifier"), "a kind's name"));
@@ -346,13 +350,10 @@ mod tests {
         installation.append_logs(Value::Array(lines)).expect("accepted");
         assert_eq!(installation.logs.len(), MAX_LOG_LINES);
         assert_eq!(installation.logs[0]["message"], 5);
-        installation.record_metrics(vec![json!({"kindIdentifier": "service-1", "n": 1})]).expect("accepted");
-        installation.record_metrics(vec![json!({"kindIdentifier": "service-1", "n": 2})]).expect("accepted");
+        installation.record_metrics(json!({"kindIdentifier": "service-1", "n": 1})).expect("accepted");
+        installation.record_metrics(json!([{"kindIdentifier": "service-1", "n": 2}])).expect("accepted");
         assert_eq!(installation.sync_metrics["service-1"]["n"], 2);
-        assert_eq!(
-            installation.record_metrics(vec![json!({"n": 3})]).expect_err("refused").0[0].path,
-            "/0/kindIdentifier"
-        );
+        assert_eq!(installation.record_metrics(json!([{"n": 3}])).expect_err("refused").0[0].path, "/0/kindIdentifier");
     }
 
     #[test]
@@ -367,7 +368,7 @@ mod tests {
         };
         let runtime = json!({"kindIdentifier": "__runtime__", "syncState": "completed"});
         installation
-            .record_metrics(vec![metric("service", 1, 2.0), runtime, metric("squad", 0, 3.0)])
+            .record_metrics(json!([metric("service", 1, 2.0), runtime, metric("squad", 0, 3.0)]))
             .expect("accepted");
         let syncs = installation.kind_syncs();
         assert_eq!(syncs.iter().map(|s| s.kind.as_str()).collect::<Vec<_>>(), ["squad", "service"]);

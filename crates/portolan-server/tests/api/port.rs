@@ -392,9 +392,18 @@ async fn an_ocean_datasource_owns_what_it_wrote_and_its_record_is_admins() {
         {"property": "$datasource", "operator": "contains", "value": "port-ocean/shipyard/"},
         {"property": "$datasource", "operator": "contains", "value": "/ship/exporter"}]});
     let searched = app
-        .post("/v1/entities/search?exclude_calculated_properties=true&include=blueprint&include=identifier", mine)
+        .post(
+            "/v1/entities/search?exclude_calculated_properties=true&include=blueprint&include=identifier",
+            mine.clone(),
+        )
         .await;
     assert_eq!(ids(&searched), ["a1", "a2", "a3"], "{}", searched.body);
+    // A deleted entity leaves its datasource: made again by hand, it is nobody's.
+    let deleted = app.post("/v1/blueprints/service/bulk/entities/delete", json!({"entities": ["a1"]})).await;
+    assert_eq!(deleted.body["deletedEntities"], json!(["a1"]), "{}", deleted.body);
+    app.post("/api/v1/blueprints/service/entities", service("a1")).await;
+    let searched = app.post("/v1/entities/search", mine).await;
+    assert_eq!(ids(&searched), ["a2", "a3"], "{}", searched.body);
 
     // The installation record: made once, changed by PATCH, its errors named, admins only.
     let made = app

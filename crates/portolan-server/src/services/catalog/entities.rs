@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use portolan_model::entity::ValidEntity;
+use portolan_model::entity::{Reference, ValidEntity};
 use portolan_model::error::FieldErrors;
 use portolan_model::manifest::ObjectKey;
 use portolan_model::permission::EntityOp;
@@ -435,14 +435,8 @@ impl Catalog {
         blueprint: &Blueprint,
         pending: &[Pending],
     ) -> Result<()> {
-        let in_request: HashSet<&str> = pending.iter().map(|p| p.valid.identifier.as_str()).collect();
-        let mut wanted: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
-        for r in pending.iter().flat_map(|p| &p.valid.references) {
-            let in_batch = r.target_blueprint == blueprint.identifier && in_request.contains(r.target.as_str());
-            if !in_batch && !r.via.starts_with('$') {
-                wanted.entry(r.target_blueprint.as_str()).or_default().insert(r.target.clone());
-            }
-        }
+        // Relations only: owners and team properties name teams and users, which are not made bare.
+        let wanted = referenced_outside(blueprint, pending, |r| !r.via.starts_with('$'));
         for (target_blueprint, identifiers) in wanted {
             let identifiers: Vec<String> = identifiers.into_iter().collect();
             let existing = tx.existing(target_blueprint, &identifiers).await?;
@@ -581,6 +575,9 @@ impl Catalog {
             tx.publish(&change("entity.deleted", target, None)).await?;
             follow_up.remove(target);
         }
+        // A deleted entity is no source's any more: a source's next prune or a datasource's
+        // next sync does not meet it.
+        tx.forget_applied(&to_delete.iter().map(ObjectKey::entity).collect::<Vec<_>>()).await?;
         let changes: Vec<_> = befores.iter().map(|b| (b.as_ref(), None)).collect();
         queue_entity_automations(tx.as_mut(), actor, now, &changes).await?;
         if let Some(run) = &actor.run {
@@ -665,15 +662,7 @@ impl Catalog {
         pending: &[Pending],
     ) -> Result<HashMap<usize, FieldErrors>> {
         let in_request: HashSet<&str> = pending.iter().map(|p| p.valid.identifier.as_str()).collect();
-        let mut wanted: HashMap<&str, BTreeSet<String>> = HashMap::new();
-        for p in pending {
-            for r in &p.valid.references {
-                if r.target_blueprint == blueprint.identifier && in_request.contains(r.target.as_str()) {
-                    continue;
-                }
-                wanted.entry(r.target_blueprint.as_str()).or_default().insert(r.target.clone());
-            }
-        }
+        let wanted = referenced_outside(blueprint, pending, |_| true);
         let mut found: HashMap<&str, HashSet<String>> = HashMap::new();
         for (target_blueprint, identifiers) in wanted {
             let identifiers: Vec<String> = identifiers.into_iter().collect();
@@ -705,6 +694,23 @@ impl Catalog {
         }
         Ok(missing)
     }
+}
+
+/// The entities pending items refer to (through references `keep` admits) other than those the
+/// request itself writes, by blueprint.
+fn referenced_outside<'a>(
+    blueprint: &Blueprint,
+    pending: &'a [Pending],
+    keep: impl Fn(&Reference) -> bool,
+) -> BTreeMap<&'a str, BTreeSet<String>> {
+    let in_request: HashSet<&str> = pending.iter().map(|p| p.valid.identifier.as_str()).collect();
+    let mut wanted: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+    for r in pending.iter().flat_map(|p| &p.valid.references).filter(|r| keep(r)) {
+        if r.target_blueprint != blueprint.identifier || !in_request.contains(r.target.as_str()) {
+            wanted.entry(r.target_blueprint.as_str()).or_default().insert(r.target.clone());
+        }
+    }
+    wanted
 }
 
 pub(super) fn check_if_match(if_match: Option<IfMatch>, existing: Option<&Entity>) -> Result<()> {

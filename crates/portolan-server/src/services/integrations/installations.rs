@@ -6,6 +6,7 @@ use portolan_model::integration::Installation;
 use portolan_model::integration::installation::datasource_matches;
 use portolan_model::manifest::Kind;
 use portolan_model::{Entity, Millis};
+use portolan_store::Tx;
 use serde_json::Value;
 
 use super::Integrations;
@@ -48,7 +49,12 @@ impl Integrations {
 
     pub async fn installation(&self, actor: &Actor, id: &str) -> Result<Installation> {
         let mut tx = self.core.store().read().await?;
-        self.permissions.require_manage(tx.as_mut(), actor, None).await?;
+        self.held(tx.as_mut(), actor, id).await
+    }
+
+    /// An installation, for an admin.
+    async fn held(&self, tx: &mut dyn Tx, actor: &Actor, id: &str) -> Result<Installation> {
+        self.permissions.require_manage(tx, actor, None).await?;
         tx.installation(id).await?.ok_or_else(|| Error::not_found(format!("integration '{id}'")))
     }
 
@@ -67,8 +73,7 @@ impl Integrations {
         body: Value,
     ) -> Result<Installation> {
         let mut tx = self.core.store().write().await?;
-        self.permissions.require_manage(tx.as_mut(), actor, None).await?;
-        let before = tx.installation(id).await?.ok_or_else(|| Error::not_found(format!("integration '{id}'")))?;
+        let before = self.held(tx.as_mut(), actor, id).await?;
         let mut installation = before.clone();
         let now = self.core.now();
         match change {
@@ -76,10 +81,7 @@ impl Integrations {
             InstallationChange::Resync => installation.report_resync(body, &actor.id, now)?,
             InstallationChange::Examples(kind) => installation.keep_examples(kind, body)?,
             InstallationChange::Logs => installation.append_logs(body)?,
-            InstallationChange::Metrics => installation.record_metrics(match body {
-                Value::Array(metrics) => metrics,
-                one => vec![one],
-            })?,
+            InstallationChange::Metrics => installation.record_metrics(body)?,
         }
         tx.put_installation(&installation).await?;
         // A sync reports its state, examples, logs and metrics many times a run: the
@@ -97,8 +99,7 @@ impl Integrations {
     /// Deletes an installation's record; the entities it wrote stay in the catalog.
     pub async fn delete_installation(&self, actor: &Actor, id: &str) -> Result<()> {
         let mut tx = self.core.store().write().await?;
-        self.permissions.require_manage(tx.as_mut(), actor, None).await?;
-        let installation = tx.installation(id).await?.ok_or_else(|| Error::not_found(format!("integration '{id}'")))?;
+        let installation = self.held(tx.as_mut(), actor, id).await?;
         tx.delete_installation(id).await?;
         let entry = actor
             .entry(self.core.now(), "installation.delete", "installation", id)
