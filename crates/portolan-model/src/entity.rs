@@ -438,7 +438,7 @@ mod tests {
     #[test]
     fn each_kind_of_mistake_is_reported_at_its_path() {
         let paths = error_paths(json!({
-            "identifier": "bad/id",
+            "identifier": "bad//id",
             "team": [1],
             "properties": {"language": "COBOL", "port": "80", "slug": "Nope", "colour": "red"},
             "relations": {"dependsOn": "x", "owner": "y"}

@@ -21,26 +21,56 @@ pub fn check_schema_identifier(id: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// An entity identifier: Unicode letters and digits plus `_ @ . + : = -`, at most 100 characters.
-/// `/`, whitespace and control characters are refused so an identifier is always one URL segment
-/// (and `.` and `..`, which browsers and proxies fold away).
+/// An entity identifier: Unicode letters and digits plus `_ @ . + : = - /`, at most 100
+/// characters. `/` separates parts, as in Port (a GitLab project is `group/project`); addresses
+/// carry it encoded ([`url_segment`]). Whitespace and control characters are refused, and so are
+/// empty parts and parts `.` and `..`, which browsers and proxies fold away.
 pub fn check_entity_identifier(id: &str) -> Result<(), String> {
     check_length(id)?;
-    if id == "." || id == ".." {
-        return Err(format!("'{id}' is not allowed as an identifier (it means a directory in addresses)"));
-    }
     if let Some(bad) =
-        id.chars().find(|c| !(c.is_alphanumeric() || matches!(c, '_' | '@' | '.' | '+' | ':' | '=' | '-')))
+        id.chars().find(|c| !(c.is_alphanumeric() || matches!(c, '_' | '@' | '.' | '+' | ':' | '=' | '-' | '/')))
     {
-        return Err(format!("{bad:?} is not allowed: use letters, digits and _ @ . + : = -"));
+        return Err(format!("{bad:?} is not allowed: use letters, digits and _ @ . + : = - /"));
+    }
+    if let Some(part) = id.split('/').find(|part| matches!(*part, "" | "." | "..")) {
+        return Err(match part {
+            "" => "'/' separates parts of an identifier: no part may be empty".to_string(),
+            _ => {
+                format!("'{part}' is not allowed as an identifier or a part of one (it means a directory in addresses)")
+            }
+        });
     }
     Ok(())
+}
+
+/// An identifier as one segment of a URL path: `/` (and anything else a path gives a meaning)
+/// percent-encoded, everything else as it is.
+pub fn url_segment(id: &str) -> std::borrow::Cow<'_, str> {
+    let special = |c: char| matches!(c, '/' | '%' | '?' | '#') || c.is_whitespace() || c.is_control();
+    if !id.contains(special) {
+        return id.into();
+    }
+    let mut out = String::with_capacity(id.len() + 8);
+    for c in id.chars() {
+        if special(c) {
+            let mut bytes = [0; 4];
+            for byte in c.encode_utf8(&mut bytes).bytes() {
+                out.push_str(&format!("%{byte:02X}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out.into()
 }
 
 /// What a new user or team identifier must also be: ASCII, so that no two look the same (an email
 /// address such as `alice@portolan.dev` fits).
 pub fn check_principal_identifier(id: &str) -> Result<(), String> {
     check_entity_identifier(id)?;
+    if id.contains('/') {
+        return Err("'/' is not allowed: user and team identifiers are one name".into());
+    }
     match id.chars().find(|c| !c.is_ascii()) {
         Some(bad) => Err(format!(
             "{bad:?} (U+{:04X}) is not allowed: user and team identifiers use ASCII letters, digits and _ @ . + : = - only",
@@ -103,12 +133,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn entity_identifiers_allow_unicode_letters_but_not_slashes_or_spaces() {
+    fn entity_identifiers_allow_unicode_letters_and_parts_but_not_spaces() {
         assert!(check_entity_identifier("café-ßervice").is_ok());
         assert!(check_entity_identifier("订单服务").is_ok());
         assert!(check_entity_identifier("alice@example.com").is_ok());
-        assert!(check_entity_identifier("a/b").is_err());
-        assert!(check_entity_identifier("..").is_err() && check_entity_identifier(".").is_err());
+        assert!(check_entity_identifier("group/sub/project").is_ok());
+        for bad in ["/a", "a/", "a//b", "a/../b", "a/.", "..", "."] {
+            assert!(check_entity_identifier(bad).is_err(), "{bad}");
+        }
         assert!(check_entity_identifier("v1.2").is_ok());
         assert!(check_entity_identifier("a b").is_err());
         assert!(check_entity_identifier("").is_err());
@@ -136,6 +168,14 @@ mod tests {
         assert!(mixed.contains("Latin") && mixed.contains("Cyrillic"), "{mixed}");
         // A decomposed é (e + combining accent) is refused as before: the mark is no letter.
         assert!(check_new_entity_identifier("cafe\u{0301}").is_err());
+    }
+
+    #[test]
+    fn identifiers_become_one_url_segment() {
+        assert_eq!(url_segment("cart-service"), "cart-service");
+        assert_eq!(url_segment("group/sub/project"), "group%2Fsub%2Fproject");
+        assert_eq!(url_segment("a b%?#"), "a%20b%25%3F%23");
+        assert_eq!(url_segment("订单/服务"), "订单%2F服务");
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context, bail};
+use portolan_model::ident::url_segment;
 use serde_json::{Value, json};
 
 struct Api {
@@ -47,7 +48,7 @@ impl Api {
     }
 
     fn entity_url(&self, blueprint: &str, identifier: &str) -> String {
-        format!("{}/api/v1/blueprints/{blueprint}/entities/{identifier}", self.base)
+        format!("{}/api/v1/blueprints/{blueprint}/entities/{}", self.base, url_segment(identifier))
     }
 
     /// Adds links and a summary to the run (the runner reports the result when the task exits).

@@ -151,7 +151,7 @@ pub(super) async fn audit_page(
             let e = r.entry;
             let (on, link) = match (&e.blueprint, e.resource_type.as_str()) {
                 (Some(b), "entity") => {
-                    (format!("{b}/{}", e.resource_id), Some(format!("/catalog/{b}/{}", e.resource_id)))
+                    (format!("{b}/{}", e.resource_id), Some(format!("/catalog/{b}/{}", url_segment(&e.resource_id))))
                 }
                 (_, "run") => (format!("run {}", e.resource_id), Some(format!("/runs/{}", e.resource_id))),
                 _ => (format!("{} {}", e.resource_type, e.resource_id), None),

@@ -27,6 +27,7 @@ use portolan_model::PropertyType;
 use portolan_model::action::{InputFormat, Operation, Trigger};
 use portolan_model::blueprint::number_from_text;
 use portolan_model::guardrail::{Decision, Verdict};
+use portolan_model::ident::url_segment;
 
 /// The cookie that carries the sign-in form's CSRF token before there is a session.
 const LOGIN_COOKIE: &str = "__Host-portolan_login";
@@ -36,6 +37,14 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; st
 const STYLESHEET: &str = include_str!("../../static/portolan.css");
 const SCRIPT: &str = include_str!("../../static/portolan.js");
 const PAGE_SIZE: u32 = 50;
+
+/// Template filters: `segment` puts an identifier into a link as one path segment.
+mod filters {
+    #[askama::filter_fn]
+    pub fn segment(value: impl std::fmt::Display, _: &dyn askama::Values) -> askama::Result<String> {
+        Ok(portolan_model::ident::url_segment(&value.to_string()).into_owned())
+    }
+}
 
 mod admin;
 mod audit;

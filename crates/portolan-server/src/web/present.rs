@@ -5,6 +5,7 @@ use std::fmt::Write;
 
 use portolan_model::Millis;
 use portolan_model::action::Operation;
+use portolan_model::ident::url_segment;
 use portolan_model::run::Run;
 use pulldown_cmark::{CowStr, Event, LinkType, Parser, Tag};
 
@@ -366,7 +367,7 @@ fn label(text: &str) -> String {
 }
 
 fn draw_node(svg: &mut String, node: &Node, x: i64, y: i64, class: &str) {
-    let href = format!("/catalog/{}/{}", node.blueprint, node.identifier);
+    let href = format!("/catalog/{}/{}", node.blueprint, url_segment(&node.identifier));
     let _ = write!(
         svg,
         r#"<a href="{href}"><g class="node {class}"><title>{full} ({blueprint})</title><rect x="{x}" y="{y}" width="{BOX_WIDTH}" height="{BOX_HEIGHT}" rx="6"/><text x="{tx}" y="{ty}">{title}</text><text class="kind" x="{tx}" y="{ky}">{blueprint}</text></g></a>"#,

@@ -91,7 +91,7 @@ pub(super) async fn suggest(
             "kind": title_of_blueprint(&e.blueprint),
             "label": title_of(&e),
             "detail": e.identifier,
-            "href": format!("/catalog/{}/{}", e.blueprint, e.identifier),
+            "href": format!("/catalog/{}/{}", e.blueprint, url_segment(&e.identifier)),
         }));
     }
     for b in blueprints.iter().filter(|b| matches(&[&b.identifier, b.title.as_deref().unwrap_or_default()])) {

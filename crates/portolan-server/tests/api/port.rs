@@ -428,3 +428,50 @@ async fn an_ocean_datasource_owns_what_it_wrote_and_its_record_is_admins() {
     let refused = app.call_as(Method::GET, "/v1/integration/ship", &ana, None).await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn identifiers_with_slashes_are_one_encoded_segment_in_every_address() {
+    let app = spawn_app().await;
+    let project = json!({"identifier": "gitlabProject", "title": "GitLab project",
+        "schema": {"properties": {"visibility": {"type": "string"}}},
+        "relations": {"parent": {"target": "gitlabProject", "many": false}}});
+    assert_eq!(app.post("/v1/blueprints", project).await.status, StatusCode::CREATED);
+    // Port's GitLab integration names a project by its `path_with_namespace`.
+    let created = app
+        .post("/v1/blueprints/gitlabProject/entities", json!({"identifier": "shop/backend/cart", "title": "Cart"}))
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let child = json!({"identifier": "shop/backend/cart-docs", "relations": {"parent": "shop/backend/cart"}});
+    assert_eq!(app.post("/v1/blueprints/gitlabProject/entities", child).await.status, StatusCode::CREATED);
+
+    let address = "/v1/blueprints/gitlabProject/entities/shop%2Fbackend%2Fcart";
+    let read = app.get(address).await;
+    assert_eq!(read.status, StatusCode::OK, "{}", read.body);
+    assert_eq!(read.body["entity"]["identifier"], "shop/backend/cart");
+    let patched = app.patch(address, json!({"properties": {"visibility": "internal"}})).await;
+    assert_eq!(patched.body["entity"]["properties"]["visibility"], "internal", "{}", patched.body);
+
+    // The portal links to it as one segment, and the page at that address is the project's.
+    let person = json!({"identifier": "gl@example.com", "role": "admin", "password": crate::web::PASSWORD});
+    assert_eq!(app.post("/api/v1/users", person).await.status, StatusCode::CREATED);
+    let session = crate::web::sign_in(&app, "gl@example.com").await;
+    let (status, list) = crate::web::page(&app, "/catalog/gitlabProject", &session).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(list.contains(r#"href="/catalog/gitlabProject/shop%2Fbackend%2Fcart""#), "{list}");
+    let (status, page) = crate::web::page(&app, "/catalog/gitlabProject/shop%2Fbackend%2Fcart-docs", &session).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains(r#"href="/catalog/gitlabProject/shop%2Fbackend%2Fcart""#), "its parent's link: {page}");
+
+    for bad in ["/shop", "shop/", "shop//cart", "shop/../cart"] {
+        let refused = app.post("/v1/blueprints/gitlabProject/entities", json!({"identifier": bad})).await;
+        assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {}", refused.body);
+    }
+    let refused = app.post("/api/v1/blueprints/_team/entities", json!({"identifier": "a/b"})).await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "a team is one name: {}", refused.body);
+
+    let referenced = app.delete(address).await;
+    assert_eq!(referenced.status, StatusCode::CONFLICT, "its child still points at it: {}", referenced.body);
+    assert!(app.delete(&format!("{address}-docs")).await.status.is_success());
+    assert!(app.delete(address).await.status.is_success());
+    assert_eq!(app.get(address).await.status, StatusCode::NOT_FOUND);
+}

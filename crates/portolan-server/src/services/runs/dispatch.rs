@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use portolan_model::action::InvocationMethod;
+use portolan_model::ident::url_segment;
 use portolan_model::run::{Run, RunStatus};
 use portolan_model::template;
 use portolan_store::{Job, actions as affected};
@@ -110,7 +111,8 @@ impl Runs {
                         ),
                         link: format!(
                             "{}/api/v1/blueprints/{blueprint_identifier}/entities/{}",
-                            self.public_url, entity.identifier
+                            self.public_url,
+                            url_segment(&entity.identifier)
                         ),
                     },
                     Err(err) => error_outcome(err, job.attempts),
