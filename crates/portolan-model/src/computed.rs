@@ -2,18 +2,20 @@
 //! over the entities that point here). This module resolves and checks their definitions; the
 //! server computes the values and keeps them fresh.
 
-use crate::blueprint::{AggregationFunction, Blueprint, CalculationBy};
+use crate::blueprint::{AggregationFunction, AveragePeriod, Blueprint, CalculationBy, Format};
 use crate::error::{FieldErrors, pointer_token};
 
 /// Longest relation path a mirror follows.
 pub const MAX_MIRROR_HOPS: usize = 5;
 
 /// A mirror path resolved against the blueprints: each hop's relation and the blueprint it
-/// reaches, then the field read there (`$title` and the like, or a property).
+/// reaches, then the field read there (`$title` and the like, or a property). Through a
+/// many-relation the mirror is `many`: the list of the values of every entity reached.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MirrorPath {
     pub hops: Vec<(String, String)>,
     pub field: String,
+    pub many: bool,
 }
 
 /// Resolves `path` starting at `blueprint`.
@@ -32,12 +34,11 @@ pub fn resolve_mirror(
     }
     let mut current = blueprint.clone();
     let mut hops = Vec::new();
+    let mut many = false;
     for relation in relations {
         let def =
             current.relations.get(*relation).ok_or(format!("'{}' has no relation '{relation}'", current.identifier))?;
-        if def.many {
-            return Err(format!("'{relation}' is a many-relation: mirror one value, or use an aggregation"));
-        }
+        many |= def.many;
         let target = def.target.clone();
         current = if target == blueprint.identifier {
             blueprint.clone()
@@ -50,7 +51,7 @@ pub fn resolve_mirror(
     if !known {
         return Err(format!("'{}' has no property '{field}'", current.identifier));
     }
-    Ok(MirrorPath { hops, field: field.to_string() })
+    Ok(MirrorPath { hops, field: field.to_string(), many })
 }
 
 /// The relations of `target` through which its entities point at entities of `blueprint`.
@@ -91,12 +92,32 @@ pub fn validate(blueprint: &Blueprint, lookup: &dyn Fn(&str) -> Option<Blueprint
             );
         }
         let spec = &aggregation.calculation_spec;
+        if spec.func != AggregationFunction::Average && (spec.average_of.is_some() || spec.measure_time_by.is_some()) {
+            errors.push(format!("{path}/calculationSpec"), "averageOf and measureTimeBy go with func average");
+        }
+        if spec.period().is_some() {
+            let by = spec.measure_time_by();
+            let dated = matches!(by, "$createdAt" | "$updatedAt")
+                || target.schema.properties.get(by).is_some_and(|p| p.format == Some(Format::DateTime));
+            if !dated {
+                errors.push(
+                    format!("{path}/calculationSpec/measureTimeBy"),
+                    format!(
+                        "'{}' has no date-time property '{by}': use $createdAt, $updatedAt or one",
+                        target.identifier
+                    ),
+                );
+            }
+        }
         match (spec.calculation_by, spec.func, &spec.property) {
             (CalculationBy::Entities, AggregationFunction::Count, None) => {}
+            (CalculationBy::Entities, AggregationFunction::Average, None)
+                if spec.average_of != Some(AveragePeriod::Total) => {}
             (CalculationBy::Entities, _, _) => {
                 errors.push(
                     format!("{path}/calculationSpec"),
-                    "calculationBy entities counts: use func count and no property",
+                    "calculationBy entities counts (func count) or averages per hour, day, week or month \
+                     (func average with averageOf), with no property",
                 );
             }
             (CalculationBy::Property, AggregationFunction::Count, _) | (CalculationBy::Property, _, None) => {

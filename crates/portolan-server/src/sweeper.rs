@@ -1,7 +1,7 @@
 //! The timer sweeper: singleton work (one replica at a time, under a lease another replica takes
 //! over if the holder dies) that announces each expiry of a `timer` property exactly once, as a
 //! `timer.expired` change event, and queues the entity for recompute (scorecard rules and
-//! computed values that depend on time).
+//! computed values that depend on time), and every few minutes recomputes averages per period.
 
 use std::time::Duration;
 
@@ -26,6 +26,8 @@ const INTERVAL: Duration = Duration::from_secs(1);
 const PAGE: u32 = 500;
 /// How far before the last sweep each sweep looks again.
 const OVERLAP_MS: i64 = 5_000;
+/// How often aggregations that average per period (which change as time passes) are recomputed.
+const AVERAGES_EVERY_MS: i64 = 5 * 60_000;
 
 /// How often integration events past their retention are deleted.
 const EVENT_PRUNE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
@@ -224,7 +226,34 @@ pub async fn sweep(app: &AppState, owner: &str, lease_ms: i64) -> Result<usize> 
     }
     let count = announced.len();
     tx.enqueue_jobs(&recompute_jobs(announced, now)).await?;
-    tx.save_singleton(TIMER_SWEEPER, owner, &json!({"sweptUntil": now})).await?;
+    // Averages per period change with time alone: recomputed every few minutes.
+    let mut averaged_at = state.get("averagedAt").and_then(Value::as_i64).unwrap_or(0);
+    if now - averaged_at >= AVERAGES_EVERY_MS {
+        averaged_at = now;
+        for blueprint in blueprints
+            .iter()
+            .filter(|b| b.aggregation_properties.values().any(|a| a.calculation_spec.period().is_some()))
+        {
+            let mut after: Option<Position> = None;
+            loop {
+                let plan = SearchPlan {
+                    blueprint: Some(blueprint.identifier.clone()),
+                    query: Query::And(vec![]),
+                    sort: None,
+                    after: after.take(),
+                    limit: PAGE,
+                    required_relations: vec![],
+                };
+                let page: Vec<Entity> = tx.search(&plan).await?;
+                tx.enqueue_jobs(&recompute_jobs(page.iter().map(Entity::entity_ref), now)).await?;
+                if page.len() < PAGE as usize {
+                    break;
+                }
+                after = page.last().map(|e| Position::after(e, None));
+            }
+        }
+    }
+    tx.save_singleton(TIMER_SWEEPER, owner, &json!({"sweptUntil": now, "averagedAt": averaged_at})).await?;
     tx.commit().await?;
     if count > 0 {
         app.core.wake_worker();

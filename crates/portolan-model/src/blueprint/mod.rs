@@ -114,6 +114,55 @@ pub struct CalculationSpec {
     pub func: AggregationFunction,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub property: Option<String>,
+    /// With `func: average`, as in Port: the average per `hour`, `day`, `week` or `month` (the
+    /// count, or the property's sum, divided by the periods since the earliest entity, a partial
+    /// period counting as a whole), or over the entities (`total`, property averages only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub average_of: Option<AveragePeriod>,
+    /// The date that places an entity in time for `averageOf`: `$createdAt` (the default),
+    /// `$updatedAt` or a date-time property.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measure_time_by: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AveragePeriod {
+    Hour,
+    Day,
+    Week,
+    Month,
+    Total,
+}
+
+impl AveragePeriod {
+    /// The period's length (a month is 30 days), or `None` for `total`.
+    pub fn millis(self) -> Option<crate::Millis> {
+        const HOUR: crate::Millis = 3_600_000;
+        Some(match self {
+            AveragePeriod::Hour => HOUR,
+            AveragePeriod::Day => 24 * HOUR,
+            AveragePeriod::Week => 7 * 24 * HOUR,
+            AveragePeriod::Month => 30 * 24 * HOUR,
+            AveragePeriod::Total => return None,
+        })
+    }
+}
+
+impl CalculationSpec {
+    /// The period an average is taken per, if it is one over time (entities default to a day).
+    pub fn period(&self) -> Option<crate::Millis> {
+        match (self.func, self.calculation_by, self.average_of) {
+            (AggregationFunction::Average, CalculationBy::Entities, None) => AveragePeriod::Day.millis(),
+            (AggregationFunction::Average, _, Some(period)) => period.millis(),
+            _ => None,
+        }
+    }
+
+    /// The date `averageOf` measures time by.
+    pub fn measure_time_by(&self) -> &str {
+        self.measure_time_by.as_deref().unwrap_or("$createdAt")
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]

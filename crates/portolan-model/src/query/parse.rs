@@ -269,7 +269,74 @@ impl Parser<'_, '_> {
         }
     }
 
+    /// Port's form: `{"property": {"path": [relation or {relation, maxHops}, ...]}, "operator":
+    /// "matchAny", "value": identifier(s)}` — following the path's relations in order reaches an
+    /// entity with one of those identifiers. Each step is a `matchAny` of one relation.
+    fn match_any_path(&mut self, rule: &Map<String, Value>, steps: &Value, path: &str) -> Option<Rule> {
+        let property_path = format!("{path}/property");
+        if rule["property"].get("fromBlueprint").is_some() {
+            self.errors.push(
+                format!("{property_path}/fromBlueprint"),
+                "a path is followed from the searched entities only; for entities that point here use relatedTo \
+                 with direction downstream",
+            );
+            return None;
+        }
+        let Some(steps) = steps.as_array().filter(|s| !s.is_empty() && s.len() <= MAX_HOPS) else {
+            self.errors.push(format!("{property_path}/path"), format!("path is a list of 1 to {MAX_HOPS} relations"));
+            return None;
+        };
+        let mut hops = Vec::new();
+        for (i, step) in steps.iter().enumerate() {
+            let (relation, max_hops) = match step {
+                Value::String(r) => (r.as_str(), Some(1)),
+                Value::Object(o) => (
+                    o.get("relation").and_then(Value::as_str).unwrap_or_default(),
+                    o.get("maxHops").map_or(Some(1), |n| n.as_u64().filter(|n| (1..=MAX_HOPS as u64).contains(n))),
+                ),
+                _ => ("", None),
+            };
+            let Some(max_hops) = max_hops.filter(|_| !relation.is_empty()) else {
+                self.errors.push(
+                    format!("{property_path}/path/{i}"),
+                    format!("a step is a relation, or {{\"relation\", \"maxHops\"}} with maxHops from 1 to {MAX_HOPS}"),
+                );
+                return None;
+            };
+            if !self.scope.all.iter().any(|b| b.relations.contains_key(relation)) {
+                self.errors
+                    .push(format!("{property_path}/path/{i}"), format!("no blueprint has a relation '{relation}'"));
+                return None;
+            }
+            hops.push((relation.to_string(), max_hops as usize));
+        }
+        let identifiers = match rule.get("value").map(|v| self.resolve_context(v)) {
+            Some(Ok(Value::String(one))) => vec![Scalar::Str(one)],
+            Some(Ok(Value::Array(many))) if many.iter().all(Value::is_string) => {
+                many.into_iter().filter_map(|v| v.as_str().map(|s| Scalar::Str(s.to_string()))).collect()
+            }
+            Some(Err(msg)) => {
+                self.errors.push(format!("{path}/value"), msg);
+                return None;
+            }
+            _ => {
+                self.errors
+                    .push(format!("{path}/value"), "the identifier, or list of identifiers, the path must reach");
+                return None;
+            }
+        };
+        let identifier = Target { field: Field::Meta(Meta::Identifier), shape: Shape::One(Kind::String) };
+        let mut rule = Rule::In { target: identifier, values: identifiers, negate: false };
+        for (relation, max_hops) in hops.into_iter().rev() {
+            rule = Rule::MatchAny { relations: vec![relation], max_hops, query: Box::new(Query::Rule(rule)) };
+        }
+        Some(rule)
+    }
+
     fn match_any(&mut self, rule: &Map<String, Value>, path: &str) -> Option<Rule> {
+        if let Some(steps) = rule.get("property").and_then(|p| p.get("path")) {
+            return self.match_any_path(rule, steps, path);
+        }
         let max_hops = match rule.get("maxHops") {
             None => 1,
             Some(v) => match v.as_u64() {

@@ -84,13 +84,19 @@ impl Scope<'_> {
         let lookup = |id: &str| self.all.iter().find(|b| b.identifier == id).cloned();
         let path = crate::computed::resolve_mirror(bp, &mirror.path, &lookup).ok()?;
         let last = path.hops.last().and_then(|(_, target)| lookup(target))?;
-        if path.field.starts_with('$') {
-            return self.target(&path.field, false).ok().map(|t| match t.shape {
+        let shape = if path.field.starts_with('$') {
+            self.target(&path.field, false).ok().map(|t| match t.shape {
                 Shape::One(Kind::Timestamp) => Shape::One(Kind::Number),
                 other => other,
-            });
-        }
-        self.property_shape_in(&last, &path.field, depth + 1)
+            })
+        } else {
+            self.property_shape_in(&last, &path.field, depth + 1)
+        }?;
+        // Through a many-relation, the values of every entity reached, as one list.
+        Some(match shape {
+            Shape::One(kind) if path.many => Shape::Many(kind),
+            other => other,
+        })
     }
 }
 

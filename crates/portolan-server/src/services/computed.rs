@@ -4,12 +4,12 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use portolan_model::blueprint::{AggregationFunction, AggregationProperty, CalculationProperty};
-use portolan_model::computed::{aggregation_relations, resolve_mirror};
+use portolan_model::blueprint::{AggregationFunction, AggregationProperty, CalculationBy, CalculationProperty};
+use portolan_model::computed::{MirrorPath, aggregation_relations, resolve_mirror};
 use portolan_model::query::{self, CompareOp, Field, Kind, Query, QueryContext, Rule, Scalar, Scope, Shape, Target};
 use portolan_model::scorecard;
 use portolan_model::{Blueprint, Entity, EntityRef, Millis};
-use portolan_store::query_sql::{Aggregate, AggregatePlan, AggregateResult};
+use portolan_store::query_sql::{Aggregate, AggregatePlan, AggregateResult, SearchPlan, Sort};
 use portolan_store::{Job, NewJob, Tx};
 use serde_json::{Map, Value, json};
 
@@ -24,6 +24,8 @@ use crate::sandbox::JqSandbox;
 pub const RECOMPUTE: &str = "recompute";
 /// Most entities a mirror's dependents are searched among, per hop.
 const MAX_DEPENDENTS: u32 = 100_000;
+/// Most entities a mirror through many-relations reads, per hop.
+const MAX_MIRRORED: usize = 1_000;
 
 /// Recompute jobs for entities.
 pub(crate) fn recompute_jobs(entities: impl IntoIterator<Item = EntityRef>, now: Millis) -> Vec<NewJob> {
@@ -55,7 +57,7 @@ pub(crate) async fn compute_properties(
     let lookup = |id: &str| blueprints.iter().find(|b| b.identifier == id).cloned();
     for (name, mirror) in &blueprint.mirror_properties {
         let value = match resolve_mirror(blueprint, &mirror.path, &lookup) {
-            Ok(path) => follow_mirror(tx, entity, &path.hops, &path.field).await?,
+            Ok(path) => follow_mirror(tx, entity, &path).await?,
             Err(_) => None,
         };
         set(&mut entity.properties, name, value);
@@ -111,28 +113,39 @@ fn set(properties: &mut Map<String, Value>, name: &str, value: Option<Value>) {
     }
 }
 
-async fn follow_mirror(
-    tx: &mut dyn Tx,
-    entity: &Entity,
-    hops: &[(String, String)],
-    field: &str,
-) -> Result<Option<Value>> {
-    let mut current: Option<Entity> = None;
-    for (relation, target) in hops {
-        let from = current.as_ref().unwrap_or(entity);
-        let Some(id) = from.relations.get(relation).and_then(Value::as_str).map(str::to_string) else {
-            return Ok(None);
-        };
-        current = tx.entity(target, &id).await?;
-        if current.is_none() {
-            return Ok(None);
+/// The value a mirror reads: through one-relations the reached entity's; through a
+/// many-relation the list of the values of every entity reached (lists flattened, nothing
+/// skipped but empty values), at most `MAX_MIRRORED` of them.
+async fn follow_mirror(tx: &mut dyn Tx, entity: &Entity, path: &MirrorPath) -> Result<Option<Value>> {
+    let mut reached = vec![entity.clone()];
+    for (relation, target) in &path.hops {
+        let mut next = Vec::new();
+        for from in &reached {
+            for id in relation_targets(from.relations.get(relation)) {
+                if next.len() == MAX_MIRRORED {
+                    break;
+                }
+                next.extend(tx.entity(target, &id).await?);
+            }
+        }
+        reached = next;
+    }
+    let read = |e: &Entity| match query::meta_field(&path.field) {
+        Some((meta, _)) => query::raw(e, &Field::Meta(meta)),
+        None => e.properties.get(&path.field).cloned(),
+    };
+    if !path.many {
+        return Ok(reached.first().and_then(read));
+    }
+    let mut values = Vec::new();
+    for value in reached.iter().filter_map(read) {
+        match value {
+            Value::Array(items) => values.extend(items),
+            Value::Null => {}
+            one => values.push(one),
         }
     }
-    let Some(reached) = current else { return Ok(None) };
-    Ok(match query::meta_field(field) {
-        Some((meta, _)) => query::raw(&reached, &Field::Meta(meta)),
-        None => reached.properties.get(field).cloned(),
-    })
+    Ok((!values.is_empty()).then_some(Value::Array(values)))
 }
 
 async fn aggregate(
@@ -168,25 +181,60 @@ async fn aggregate(
         field: Field::Property(spec.property.clone().unwrap_or_default()),
         shape: Shape::One(Kind::Number),
     };
-    let function = match spec.func {
-        AggregationFunction::Count => Aggregate::Count,
-        AggregationFunction::Sum => Aggregate::Sum(property()),
-        AggregationFunction::Average => Aggregate::Avg(property()),
-        AggregationFunction::Min => Aggregate::Min(property()),
-        AggregationFunction::Max => Aggregate::Max(property()),
-        AggregationFunction::Median => Aggregate::Median(property()),
+    let period = spec.period();
+    let function = match (spec.func, spec.calculation_by) {
+        (AggregationFunction::Count, _) | (AggregationFunction::Average, CalculationBy::Entities) => Aggregate::Count,
+        (AggregationFunction::Sum, _) => Aggregate::Sum(property()),
+        (AggregationFunction::Average, _) if period.is_some() => Aggregate::Sum(property()),
+        (AggregationFunction::Average, _) => Aggregate::Avg(property()),
+        (AggregationFunction::Min, _) => Aggregate::Min(property()),
+        (AggregationFunction::Max, _) => Aggregate::Max(property()),
+        (AggregationFunction::Median, _) => Aggregate::Median(property()),
     };
+    let sums = matches!(function, Aggregate::Count | Aggregate::Sum(_));
     let plan = AggregatePlan {
         blueprint: Some(target.identifier.clone()),
         query: Query::And(parts),
         function,
         required_relations: vec![],
     };
-    Ok(match tx.aggregate(&plan).await? {
-        AggregateResult::Value(Some(v)) => Some(number(v)),
-        AggregateResult::Value(None) if spec.func == AggregationFunction::Sum => Some(Value::from(0)),
-        _ => None,
-    })
+    let total = match tx.aggregate(&plan).await? {
+        AggregateResult::Value(Some(v)) => v,
+        AggregateResult::Value(None) if sums => 0.0,
+        _ => return Ok(None),
+    };
+    let Some(period) = period else { return Ok(Some(number(total))) };
+    let periods = match earliest(tx, blueprints, &plan, spec.measure_time_by()).await? {
+        Some(since) => ((now - since).max(1) as f64 / period as f64).ceil(),
+        None => 1.0,
+    };
+    Ok(Some(number(total / periods)))
+}
+
+/// The earliest `field` (a meta-property or a date-time property) among the entities `plan`
+/// selects, in milliseconds.
+async fn earliest(
+    tx: &mut dyn Tx,
+    blueprints: &[Blueprint],
+    plan: &AggregatePlan,
+    field: &str,
+) -> Result<Option<Millis>> {
+    let scope = Scope::new(blueprints, plan.blueprint.as_deref());
+    let Ok(target) = scope.target(field, false) else { return Ok(None) };
+    let dated = Query::Rule(Rule::Empty { target: target.clone(), negate: true });
+    let search = SearchPlan {
+        blueprint: plan.blueprint.clone(),
+        query: Query::And(vec![plan.query.clone(), dated]),
+        sort: Some(Sort { target: target.clone(), descending: false }),
+        after: None,
+        limit: 1,
+        required_relations: vec![],
+    };
+    let first = tx.search(&search).await?.into_iter().next();
+    Ok(first.and_then(|e| match query::raw(&e, &target.field)? {
+        Value::String(text) => portolan_model::blueprint::parse_date_time(&text),
+        number => number.as_i64(),
+    }))
 }
 
 /// The entities whose computed values read `changed` (as it was `before` and is `after`), apart

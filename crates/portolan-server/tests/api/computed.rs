@@ -92,7 +92,7 @@ async fn invalid_computed_definitions_are_refused() {
     portolan_server::demo::load(&app.state).await.expect("demo");
     let cases = [
         (json!({"mirrorProperties": {"x": {"path": "nowhere.title"}}}), "/mirrorProperties/x/path"),
-        (json!({"mirrorProperties": {"x": {"path": "providesApis.type"}}}), "/mirrorProperties/x/path"),
+        (json!({"mirrorProperties": {"x": {"path": "providesApis.nope"}}}), "/mirrorProperties/x/path"),
         (json!({"mirrorProperties": {"language": {"path": "system.lifecycle"}}}), "/mirrorProperties/language"),
         (
             json!({"aggregationProperties": {"n": {"target": "domain", "calculationSpec": {"calculationBy": "entities", "func": "count"}}}}),
@@ -193,4 +193,103 @@ async fn changing_computed_definitions_recomputes_existing_entities() {
         e["properties"]["systemTitle"] == "Products System" && e["properties"]["double"].is_number()
     })
     .await;
+}
+
+#[tokio::test]
+async fn averages_per_period_mirrors_through_many_relations_and_port_paths() {
+    const WEEK: i64 = 7 * 86_400_000;
+    let clock = crate::ManualClock::at(1_780_000_000_000);
+    let app = crate::TestApp::builder().clock(clock.clone()).start().await;
+    let library = json!({"identifier": "library", "schema": {"properties": {"language": {"type": "string"}}}});
+    let service = json!({"identifier": "svc",
+        "relations": {"uses": {"target": "library", "many": true}, "squad": {"target": "squad"}}});
+    let deploy = json!({"identifier": "deploy", "schema": {"properties": {"minutes": {"type": "number"}}},
+        "relations": {"service": {"target": "svc", "required": true}}});
+    for blueprint in [library, json!({"identifier": "squad"}), service, deploy] {
+        let reply = app.post("/api/v1/blueprints", blueprint.clone()).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{blueprint}: {}", reply.body);
+    }
+    let computed = json!({
+        "mirrorProperties": {"languages": {"path": "uses.language"}},
+        "aggregationProperties": {
+            "deploysPerWeek": {"target": "deploy", "calculationSpec": {"calculationBy": "entities", "func": "average",
+                "averageOf": "week", "measureTimeBy": "$createdAt"}},
+            "minutesPerWeek": {"target": "deploy", "calculationSpec": {"calculationBy": "property", "func": "average",
+                "averageOf": "week", "property": "minutes"}},
+            "minutesEach": {"target": "deploy", "calculationSpec": {"calculationBy": "property", "func": "average",
+                "averageOf": "total", "property": "minutes"}}}});
+    let patched = app.patch("/api/v1/blueprints/svc", computed).await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.body);
+    for (id, language) in [("serde", "Rust"), ("gin", "Go")] {
+        let lib = json!({"identifier": id, "properties": {"language": language}});
+        app.post("/api/v1/blueprints/library/entities", lib).await;
+    }
+    app.post("/api/v1/blueprints/squad/entities", json!({"identifier": "payments"})).await;
+    let cart = json!({"identifier": "cart", "relations": {"uses": ["serde", "gin"], "squad": "payments"}});
+    let created = app.post("/api/v1/blueprints/svc/entities", cart).await;
+    assert_eq!(created.body["entity"]["properties"]["languages"], json!(["Rust", "Go"]), "{}", created.body);
+
+    // A mirror through a many-relation is a list, searched like any list, and kept fresh.
+    let go = json!({"combinator": "and", "rules": [{"property": "languages", "operator": "=", "value": "Go"}]});
+    let found = app.post("/api/v1/blueprints/svc/entities/search", go).await;
+    assert_eq!(found.body["entities"][0]["identifier"], "cart", "{}", found.body);
+    app.patch("/api/v1/blueprints/library/entities/gin", json!({"properties": {"language": "Golang"}})).await;
+    app.drain_jobs().await;
+    let cart = app.get("/api/v1/blueprints/svc/entities/cart").await;
+    assert_eq!(cart.body["entity"]["properties"]["languages"], json!(["Rust", "Golang"]));
+
+    // Port's path rule: following squad reaches the entity named.
+    let by_path = |value: Value| json!({"combinator": "and", "rules": [{"property": {"path": ["squad"]}, "operator": "matchAny", "value": value}]});
+    let found = app.post("/v1/blueprints/svc/entities/search", by_path(json!("payments"))).await;
+    assert_eq!(found.body["entities"].as_array().map(Vec::len), Some(1), "{}", found.body);
+    let none = app.post("/v1/blueprints/svc/entities/search", by_path(json!(["search", "ads"]))).await;
+    assert_eq!(none.body["entities"], json!([]), "{}", none.body);
+    let bad = json!({"combinator": "and", "rules": [{"property": {"path": ["nowhere"]}, "operator": "matchAny", "value": "x"}]});
+    let refused = app.post("/v1/blueprints/svc/entities/search", bad).await;
+    assert_eq!(refused.detail_paths(), ["/query/rules/0/property/path/0"], "{}", refused.body);
+
+    // Four deploys over three weeks (the third week just begun): 4 / 3 per week.
+    for (i, minutes) in [10, 20, 30, 60].into_iter().enumerate() {
+        let deploy = json!({"identifier": format!("d{i}"), "properties": {"minutes": minutes},
+                            "relations": {"service": "cart"}});
+        assert_eq!(app.post("/api/v1/blueprints/deploy/entities", deploy).await.status, StatusCode::CREATED);
+        clock.advance(if i == 2 { WEEK + 1_000 } else { WEEK / 2 });
+    }
+    app.drain_jobs().await;
+    let cart = app.get("/api/v1/blueprints/svc/entities/cart").await.body["entity"]["properties"].clone();
+    assert_eq!(cart["minutesEach"], 30, "{cart}");
+    assert_eq!(cart["deploysPerWeek"].as_f64().map(|v| (v * 1000.0).round()), Some(1333.0), "{cart}");
+    assert_eq!(cart["minutesPerWeek"], 40, "120 minutes over 3 weeks: {cart}");
+
+    // Time alone changes an average per period: the sweeper recomputes it every few minutes.
+    clock.advance(WEEK);
+    let started = std::time::Instant::now();
+    loop {
+        let cart = app.get("/api/v1/blueprints/svc/entities/cart").await.body["entity"]["properties"].clone();
+        if cart["deploysPerWeek"] == 1 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "not recomputed as time passed: {cart}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Averages over time need a date to measure by, and a period for counting entities.
+    for (spec, path) in [
+        (
+            json!({"calculationBy": "entities", "func": "average", "averageOf": "total"}),
+            "/aggregationProperties/x/calculationSpec",
+        ),
+        (
+            json!({"calculationBy": "entities", "func": "average", "averageOf": "day", "measureTimeBy": "minutes"}),
+            "/aggregationProperties/x/calculationSpec/measureTimeBy",
+        ),
+        (
+            json!({"calculationBy": "entities", "func": "count", "averageOf": "day"}),
+            "/aggregationProperties/x/calculationSpec",
+        ),
+    ] {
+        let patch = json!({"aggregationProperties": {"x": {"target": "deploy", "calculationSpec": spec}}});
+        let refused = app.patch("/api/v1/blueprints/svc", patch).await;
+        assert_eq!(refused.detail_paths(), [path], "{spec}: {}", refused.body);
+    }
 }
