@@ -140,6 +140,22 @@ fn internal(message: impl Into<String>) -> Error {
     Error::new(ErrorCode::Internal, message)
 }
 
+/// Encrypts an action input marked `encryption: aes256-gcm` the way Port does: AES-256-GCM with a
+/// 16-byte IV under the first 32 bytes of `key` (Port: the organisation's client secret; here the
+/// server's webhook signing key), as base64 of IV, ciphertext and tag.
+pub fn encrypt_input(key: &str, plaintext: &str) -> Result<String> {
+    use aes_gcm::aead::Aead;
+    use aes_gcm::aead::consts::U16;
+    use aes_gcm::{AesGcm, KeyInit, aes::Aes256};
+    let key = key.as_bytes().get(..32).ok_or_else(|| internal("the signing key is shorter than 32 bytes"))?;
+    let cipher = AesGcm::<Aes256, U16>::new_from_slice(key).map_err(|e| internal(e.to_string()))?;
+    let iv = random_bytes::<16>();
+    let sealed = cipher.encrypt(&iv.into(), plaintext.as_bytes()).map_err(|_| internal("cannot encrypt the input"))?;
+    let mut out = iv.to_vec();
+    out.extend(sealed);
+    Ok(STANDARD.encode(out))
+}
+
 pub fn random_bytes<const N: usize>() -> [u8; N] {
     let mut bytes = [0u8; N];
     // The OS random source failing is not something the server can work around.

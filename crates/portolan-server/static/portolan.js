@@ -75,17 +75,20 @@
       if (!input) { return false; }
       return input.type === "checkbox" ? input.checked : input.value.trim() !== "";
     };
-    var refresh = function (visible) {
+    var has = function (map, name) { return map && Object.prototype.hasOwnProperty.call(map, name); };
+    var refresh = function (state) {
       for (var i = 0; i < fields.length; i++) {
         var field = fields[i];
         var name = field.getAttribute("data-input");
         var needs = (field.getAttribute("data-depends-on") || "").split(" ").filter(Boolean);
         var waiting = needs.filter(function (n) { return !filled(n); });
+        if (state && has(state.disabled, name)) { field.toggleAttribute("data-disabled", state.disabled[name]); }
+        var fixed = field.hasAttribute("data-disabled");
         var controls = field.querySelectorAll("input, select, textarea");
-        for (var j = 0; j < controls.length; j++) { controls[j].disabled = waiting.length > 0; }
+        for (var j = 0; j < controls.length; j++) { controls[j].disabled = waiting.length > 0 || fixed; }
         var hint = field.querySelector(".waiting");
         if (hint) { hint.hidden = waiting.length === 0; }
-        if (visible && Object.prototype.hasOwnProperty.call(visible, name)) { field.hidden = !visible[name]; }
+        if (state && has(state.visible, name)) { field.hidden = !state.visible[name]; }
       }
     };
     var pending = null;
@@ -94,7 +97,7 @@
       var body = new URLSearchParams(new FormData(form));
       fetch(stateUrl, { method: "POST", body: body, credentials: "same-origin" })
         .then(function (response) { return response.ok && !response.redirected ? response.json() : null; })
-        .then(function (state) { refresh(state && state.visible); })
+        .then(function (state) { refresh(state); })
         .catch(function () { refresh(null); });
     };
     form.addEventListener("input", function () {

@@ -165,8 +165,11 @@ impl JqCondition {
 pub struct UserInputs {
     #[serde(default)]
     pub properties: IndexMap<String, UserInput>,
+    /// The inputs a person must fill in, or `{"jqQuery": ...}` giving them (or `true` for all)
+    /// from the form as it is filled in.
     #[serde(default)]
-    pub required: Vec<String>,
+    #[schema(value_type = Object)]
+    pub required: ListOrJq<String>,
     /// The order inputs are shown in (the rest follow in definition order).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub order: Vec<String>,
@@ -180,6 +183,49 @@ pub struct UserInputs {
 pub struct FormStep {
     pub title: String,
     pub order: Vec<String>,
+    /// `false`, or `{"jqQuery": "..."}` over `{form, entity, user}`: a hidden step's inputs are
+    /// hidden too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub visible: Option<Value>,
+}
+
+/// A list as written, or `{"jqQuery": "..."}` that computes it from the form as it is filled in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ListOrJq<T> {
+    List(Vec<T>),
+    Jq(JqQuery),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JqQuery {
+    #[serde(rename = "jqQuery")]
+    pub jq_query: String,
+}
+
+impl<T> Default for ListOrJq<T> {
+    fn default() -> Self {
+        ListOrJq::List(Vec::new())
+    }
+}
+
+impl<T> ListOrJq<T> {
+    /// The list as written (empty when it is computed).
+    pub fn list(&self) -> &[T] {
+        match self {
+            ListOrJq::List(items) => items,
+            ListOrJq::Jq(_) => &[],
+        }
+    }
+
+    pub fn jq(&self) -> Option<&str> {
+        match self {
+            ListOrJq::Jq(q) => Some(&q.jq_query),
+            ListOrJq::List(_) => None,
+        }
+    }
 }
 
 /// Input formats: the property formats, plus pickers and presentation hints.
@@ -223,8 +269,10 @@ pub struct UserInput {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub dataset: Option<Value>,
+    /// The choices, or `{"jqQuery": ...}` computing them from the form as it is filled in.
     #[serde(default, rename = "enum", skip_serializing_if = "Option::is_none")]
-    pub enum_values: Option<Vec<Value>>,
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub enum_values: Option<ListOrJq<Value>>,
     /// Display colours of enum values, as in Port; kept, not interpreted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
@@ -266,6 +314,17 @@ pub struct UserInput {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub visible: Option<Value>,
+    /// `true`, or `{"jqQuery": "..."}` as for `visible`: the input shows its default and cannot
+    /// be changed (a value sent for it is ignored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub disabled: Option<Value>,
+    /// `aes256-gcm`, as in Port: the value is encrypted when the run is requested (AES-256-GCM
+    /// under the first 32 bytes of the server's webhook signing key, base64 of IV, ciphertext
+    /// and tag) and only the ciphertext is stored and sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub encryption: Option<Value>,
 }
 
 /// The backend that does an action's work.
@@ -462,7 +521,7 @@ fn default_payload() -> Value {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::{Map, json};
+    use serde_json::json;
 
     use super::*;
 
@@ -596,21 +655,14 @@ mod tests {
         let a = day2();
         let inputs = a.inputs().expect("self-service");
         let submitted = json!({"replicas": "3", "extra": 1, "secret": "ignored"});
-        let errors =
-            inputs.validate(submitted.as_object().expect("object"), &Map::new(), &Map::new()).expect_err("bad");
+        let errors = inputs.validate(submitted.as_object().expect("object"), &FormState::default()).expect_err("bad");
         let paths: Vec<&str> = errors.0.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(paths, ["/properties/extra", "/properties/replicas", "/properties/owner"]);
 
         let submitted = json!({"replicas": 7, "owner": "ann@example.com", "depends": ["a", "b"], "secret": "x"});
-        let visible = json!({"when": true});
-        let defaults = json!({"when": "soon"});
-        let valid = inputs
-            .validate(
-                submitted.as_object().expect("object"),
-                defaults.as_object().expect("object"),
-                visible.as_object().expect("object"),
-            )
-            .expect("valid");
+        let state: FormState =
+            serde_json::from_value(json!({"visible": {"when": true}, "defaults": {"when": "soon"}})).expect("state");
+        let valid = inputs.validate(submitted.as_object().expect("object"), &state).expect("valid");
         assert_eq!(
             Value::Object(valid.values),
             json!({"replicas": 7, "reason": "routine", "owner": "ann@example.com", "depends": ["a", "b"], "when": "soon"})
@@ -618,6 +670,60 @@ mod tests {
         assert_eq!(valid.pickers.len(), 2);
         assert_eq!(valid.pickers[0].blueprint, "_user");
         assert_eq!(valid.pickers[1].identifiers, ["a", "b"]);
+    }
+
+    #[test]
+    fn ports_computed_form_settings_come_from_one_program() {
+        let a = action(json!({
+            "identifier": "deploy",
+            "trigger": {"type": "self-service", "operation": "CREATE", "blueprintIdentifier": "service",
+                "userInputs": {
+                    "properties": {
+                        "language": {"type": "string", "enum": ["go", "python"]},
+                        "runtime": {"type": "string", "enum": {"jqQuery": "if .form.language == \"go\" then [\"1.22\", \"1.23\"] else [\"3.12\"] end"}},
+                        "region": {"type": "string", "default": "eu", "disabled": {"jqQuery": ".form.language == \"python\""}},
+                        "base": {"type": "string", "format": "entity", "blueprint": "service",
+                                 "dataset": {"combinator": "and", "rules": [
+                                     {"property": "tier", "operator": "=", "value": {"jqQuery": ".form.language"}}]}},
+                        "token": {"type": "string", "encryption": "aes256-gcm"},
+                        "notes": {"type": "string"}
+                    },
+                    "required": {"jqQuery": "if .form.language == \"go\" then [\"runtime\", \"notes\"] else [\"runtime\"] end"},
+                    "steps": [{"title": "Basics", "order": ["language", "runtime", "region", "base", "token"]},
+                              {"title": "More", "order": ["notes"], "visible": {"jqQuery": ".form.language == \"go\""}}]
+                }},
+            "invocationMethod": {"type": "WEBHOOK", "url": "https://ci.example.com/deploy"}
+        }));
+        assert_eq!(a.validate(&blueprints()), Ok(()));
+        let inputs = a.inputs().expect("self-service");
+        let program = inputs.dynamic_program().expect("a program");
+        let state_for = |form: Value| -> FormState {
+            let out = crate::jq::eval(&program, &json!({"form": form}), 1).expect("evaluates");
+            serde_json::from_value(out[0].clone()).expect("a form state")
+        };
+
+        let form = json!({"language": "python", "runtime": "3.12", "region": "us", "base": "cart"});
+        let state = state_for(form.clone());
+        assert!(inputs.disabled("region", &state) && !inputs.shown("notes", &state));
+        let valid = inputs.validate(form.as_object().expect("object"), &state).expect("valid");
+        assert_eq!(valid.values["region"], "eu", "a disabled input keeps its default");
+        assert!(!valid.values.contains_key("notes"), "a hidden step's inputs are dropped");
+        assert_eq!(valid.pickers[0].dataset.as_ref().map(|d| d["rules"][0]["value"].clone()), Some(json!("python")));
+
+        let form = json!({"language": "go", "runtime": "3.12"});
+        let errors = inputs.validate(form.as_object().expect("object"), &state_for(form.clone())).expect_err("bad");
+        let paths: Vec<&str> = errors.0.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, ["/properties/runtime", "/properties/notes"], "{errors:?}");
+        assert!(errors.0[0].message.contains("[\"1.22\",\"1.23\"]"), "{errors:?}");
+
+        let mut refused = a.clone();
+        if let Trigger::SelfService { user_inputs, .. } = &mut refused.trigger {
+            user_inputs.properties["token"].encryption = Some(json!({"algorithm": "client-side", "key": "k"}));
+            user_inputs.steps[1].visible = Some(json!("yes"));
+        }
+        let paths: Vec<String> =
+            refused.validate(&blueprints()).expect_err("refused").0.into_iter().map(|e| e.path).collect();
+        assert_eq!(paths, ["/trigger/userInputs/properties/token/encryption", "/trigger/userInputs/steps/1/visible"]);
     }
 
     #[test]

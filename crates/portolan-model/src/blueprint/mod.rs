@@ -201,7 +201,9 @@ impl BlueprintSchema {
     pub fn facet_properties(&self) -> impl Iterator<Item = (&str, &PropertySchema)> {
         self.properties
             .iter()
-            .filter(|(_, p)| p.enum_values.is_some() || p.kind == PropertyType::Boolean)
+            .filter(|(_, p)| {
+                (p.enum_values.is_some() && p.kind != PropertyType::Object) || p.kind == PropertyType::Boolean
+            })
             .take(MAX_FACETS)
             .map(|(name, p)| (name.as_str(), p))
     }
@@ -293,6 +295,16 @@ pub struct PropertySchema {
     /// Rendering hint such as `open-api` or `embedded-url`, as in Port; not interpreted by the server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spec: Option<String>,
+    /// For objects: the schema of named fields (JSON Schema's `properties`), checked when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(no_recursion)]
+    pub properties: Option<IndexMap<String, PropertySchema>>,
+    /// For objects: fields that must be present.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub required: Vec<String>,
+    /// For objects: `false` refuses fields `properties` does not name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub additional_properties: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]

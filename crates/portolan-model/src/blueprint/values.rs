@@ -59,8 +59,8 @@ impl PropertySchema {
             if values.is_empty() {
                 errors.push(format!("{path}/enum"), "enum must list at least one value");
             }
-            if !matches!(self.kind, T::String | T::Number | T::Integer | T::Boolean) {
-                errors.push(format!("{path}/enum"), "enum applies only to strings, numbers, integers and booleans");
+            if self.kind == T::Array {
+                errors.push(format!("{path}/enum"), "enum applies to single values: give items an enum instead");
             }
             for (i, value) in values.iter().enumerate() {
                 if !self.kind.admits(value) {
@@ -72,6 +72,25 @@ impl PropertySchema {
                 if values[..i].contains(value) {
                     errors.push(format!("{path}/enum/{i}"), format!("enum value {value} is listed twice"));
                 }
+            }
+        }
+        let object_only =
+            self.properties.is_some() || !self.required.is_empty() || self.additional_properties.is_some();
+        if object_only && self.kind != T::Object {
+            errors.push(path, "properties, required and additionalProperties apply only to objects");
+        }
+        if let Some(fields) = &self.properties {
+            for (name, field) in fields {
+                field.validate_definition(
+                    &format!("{path}/properties/{}", crate::error::pointer_token(name)),
+                    true,
+                    errors,
+                );
+            }
+        }
+        for (i, name) in self.required.iter().enumerate() {
+            if !self.properties.as_ref().is_some_and(|p| p.contains_key(name)) {
+                errors.push(format!("{path}/required/{i}"), format!("'{name}' is not one of the object's properties"));
             }
         }
         if let Some(default) = &self.default {
@@ -134,6 +153,7 @@ impl PropertySchema {
                 }
             }
             Value::Object(fields) if self.format == Some(Format::LabeledUrl) => check_labeled_url(fields, path, errors),
+            Value::Object(fields) => self.validate_fields(fields, path, errors),
             Value::String(s) => self.validate_string(s, path, errors),
             Value::Array(items) => {
                 let len = items.len() as u64;
@@ -161,6 +181,25 @@ impl PropertySchema {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// An object's fields against its `properties`, `required` and `additionalProperties`.
+    fn validate_fields(&self, fields: &serde_json::Map<String, Value>, path: &str, errors: &mut FieldErrors) {
+        let field_path = |name: &str| format!("{path}/{}", crate::error::pointer_token(name));
+        for name in &self.required {
+            if fields.get(name).is_none_or(Value::is_null) {
+                errors.push(field_path(name), "is required");
+            }
+        }
+        let Some(schemas) = &self.properties else { return };
+        for (name, value) in fields {
+            match schemas.get(name) {
+                Some(schema) if !value.is_null() => schema.validate_value(value, &field_path(name), errors),
+                None if self.additional_properties == Some(false) => errors
+                    .push(field_path(name), "is not one of the object's properties (additionalProperties is false)"),
+                _ => {}
+            }
         }
     }
 

@@ -67,6 +67,8 @@ struct Field {
     /// Inputs to fill in first (space-separated).
     depends_on: String,
     hidden: bool,
+    /// Shows its default and takes no value.
+    disabled: bool,
     error: String,
 }
 
@@ -199,13 +201,14 @@ async fn action_form(
     rest.extend(user_inputs.properties.keys().cloned());
     rest.retain(|n| !steps.iter().any(|(_, order)| order.contains(n)));
     steps.insert(0, (String::new(), rest));
+    let (_, state) = app.runs.form_state(actor, identifier, values, Some(entity).filter(|e| !e.is_empty())).await?;
     let mut seen = std::collections::HashSet::new();
     let mut sections = Vec::new();
     for (title, mut names) in steps {
         names.retain(|n| user_inputs.properties.contains_key(n) && seen.insert(n.clone()));
         let mut fields = Vec::new();
         for name in names {
-            fields.push(form_field(app, actor, user_inputs, name, values).await?);
+            fields.push(form_field(app, actor, user_inputs, &state, name, values).await?);
         }
         if !fields.is_empty() || !title.is_empty() {
             sections.push(Section { title, fields });
@@ -243,6 +246,7 @@ async fn form_field(
     app: &AppState,
     actor: &Actor,
     user_inputs: &portolan_model::action::UserInputs,
+    state: &portolan_model::action::FormState,
     name: String,
     values: &serde_json::Map<String, Value>,
 ) -> Result<Field, Error> {
@@ -256,7 +260,12 @@ async fn form_field(
         Some(InputFormat::Team) => Some(portolan_model::system::TEAM.to_string()),
         _ => None,
     };
-    let (options, searchable) = match (&input.enum_values, picked_from) {
+    // Choices a jq expression computes are those for the form as it starts.
+    let choices = input.enum_values.as_ref().map(|e| match e.jq() {
+        Some(_) => state.enums.get(&name).and_then(Value::as_array).cloned().unwrap_or_default(),
+        None => e.list().to_vec(),
+    });
+    let (options, searchable) = match (&choices, picked_from) {
         (Some(values), _) => {
             let options = values
                 .iter()
@@ -278,6 +287,8 @@ async fn form_field(
         }
         (_, Some(InputFormat::Email)) => "email",
         (_, Some(InputFormat::Url)) => "url",
+        // Encrypted when the run is requested: not shown as it is typed either.
+        _ if input.encryption.is_some() => "password",
         _ => "text",
     };
     let step = match input.kind {
@@ -292,9 +303,10 @@ async fn form_field(
         max: limit(input.maximum),
         label: input.title.clone().unwrap_or_else(|| name.clone()),
         help: input.description.as_deref().map(present::inline_markdown).unwrap_or_default(),
-        required: user_inputs.required.contains(&name),
+        required: user_inputs.required(&name, state),
         depends_on: input.depends_on.join(" "),
-        hidden: input.visible == Some(Value::Bool(false)),
+        hidden: !user_inputs.shown(&name, state),
+        disabled: user_inputs.disabled(&name, state),
         name,
         kind,
         value,
@@ -402,7 +414,7 @@ pub(super) async fn run_action(
 }
 
 /// Which of the form's inputs apply, for what is filled in so far: `{"visible": {name: bool},
-/// "defaults": {name: value}}` for the form's script.
+/// "disabled": {name: bool}, "defaults": {name: value}}` for the form's script.
 pub(super) async fn form_state(
     State(app): State<AppState>,
     Visitor(signed_in): Visitor,
@@ -418,8 +430,13 @@ pub(super) async fn form_state(
     };
     let properties = typed_inputs(user_inputs, &form);
     let entity = form.get("entity").map(String::as_str).filter(|e| !e.is_empty());
-    let (defaults, visible) = app.runs.form_state(actor, &identifier, &properties, entity).await?;
-    Ok(axum::Json(json!({"visible": visible, "defaults": defaults})).into_response())
+    let (user_inputs, state) = app.runs.form_state(actor, &identifier, &properties, entity).await?;
+    let each = |f: &dyn Fn(&str) -> bool| -> serde_json::Map<String, Value> {
+        user_inputs.properties.keys().map(|name| (name.clone(), Value::from(f(name)))).collect()
+    };
+    let visible = each(&|name| user_inputs.shown(name, &state));
+    let disabled = each(&|name| user_inputs.disabled(name, &state));
+    Ok(axum::Json(json!({"visible": visible, "disabled": disabled, "defaults": state.defaults})).into_response())
 }
 
 /// Puts a refusal on the form: each field's own message beside it, the rest at the top.

@@ -200,7 +200,11 @@ async fn ports_documented_definitions_are_accepted_as_written_and_what_differs_i
                                   "contact": {"type": "string", "format": "idn-email"},
                                   "api": {"type": "string", "format": "proto"},
                                   "tags": {"type": "array", "uniqueItems": true, "items": {"type": "string"}},
-                                  "errorRate": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1}},
+                                  "errorRate": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
+                                  "scaling": {"type": "object", "required": ["region"], "additionalProperties": false,
+                                              "properties": {"region": {"type": "string"},
+                                                             "replicas": {"type": "integer", "minimum": 1}}},
+                                  "plan": {"type": "object", "enum": [{"tier": "gold"}, {"tier": "silver"}]}},
                    "required": []},
         "calculationProperties": {"slug": {"title": "Slug", "icon": "DefaultProperty", "description": "for URLs",
             "calculation": ".identifier | ascii_downcase", "type": "string", "colorized": true,
@@ -220,12 +224,13 @@ async fn ports_documented_definitions_are_accepted_as_written_and_what_differs_i
     assert_eq!(shown.body["blueprint"]["changelogDestination"], blueprint["changelogDestination"], "kept");
     let entity = json!({"identifier": "cart", "properties": {"language": "Rust",
         "dashboard": {"url": "https://grafana.example/d/cart", "displayText": "Cart latency"},
-        "released": "2026-12-01", "contact": "jürgen@bücher.de", "tags": ["web", "shop"], "errorRate": 0.02}});
+        "released": "2026-12-01", "contact": "jürgen@bücher.de", "tags": ["web", "shop"], "errorRate": 0.02,
+        "scaling": {"region": "eu", "replicas": 3}, "plan": {"tier": "gold"}}});
     let written = app.post("/v1/blueprints/microservice/entities", entity).await;
     assert_eq!(written.status, StatusCode::CREATED, "{}", written.body);
     assert_eq!(written.body["entity"]["properties"]["systemLanguage"], true, "jq's IN: {}", written.body);
     let bad = json!({"identifier": "bad", "properties": {"dashboard": {"href": "x"}, "released": "2026-13-01",
-        "tags": ["a", "a"], "errorRate": 1}});
+        "tags": ["a", "a"], "errorRate": 1, "scaling": {"replicas": 0, "zone": "a"}, "plan": {"tier": "bronze"}}});
     let refused = app.post("/v1/blueprints/microservice/entities", bad).await;
     assert_eq!(
         refused.detail_paths(),
@@ -234,7 +239,11 @@ async fn ports_documented_definitions_are_accepted_as_written_and_what_differs_i
             "/properties/dashboard/href",
             "/properties/released",
             "/properties/tags/1",
-            "/properties/errorRate"
+            "/properties/errorRate",
+            "/properties/scaling/region",
+            "/properties/scaling/replicas",
+            "/properties/scaling/zone",
+            "/properties/plan"
         ],
         "every problem at once: {}",
         refused.body
@@ -474,4 +483,87 @@ async fn identifiers_with_slashes_are_one_encoded_segment_in_every_address() {
     assert!(app.delete(&format!("{address}-docs")).await.status.is_success());
     assert!(app.delete(address).await.status.is_success());
     assert_eq!(app.get(address).await.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn an_encrypted_input_is_stored_and_sent_as_ports_ciphertext() {
+    use aes_gcm::aead::Aead;
+    use aes_gcm::{AesGcm, KeyInit, aead::consts::U16, aes::Aes256};
+    use base64::Engine;
+
+    let app = spawn_app().await;
+    let action = json!({
+        "identifier": "rotate", "title": "Rotate a credential",
+        "trigger": {"type": "self-service", "operation": "CREATE", "userInputs": {"properties": {
+            "password": {"type": "string", "encryption": "aes256-gcm"},
+            "note": {"type": "string"}}, "required": ["password"]}},
+        "invocationMethod": {"type": "WEBHOOK", "url": "https://example.com/rotate"}
+    });
+    let saved = app.post("/v1/actions", action).await;
+    assert_eq!(saved.status, StatusCode::CREATED, "{}", saved.body);
+    let secret = "hunter2 and more";
+    let run = app.post("/api/v1/actions/rotate/runs", json!({"properties": {"password": secret, "note": "q3"}})).await;
+    assert!(run.status.is_success(), "{}", run.body);
+    let stored = app.get(&format!("/api/v1/actions/runs/{}", run.body["run"]["id"].as_str().expect("id"))).await;
+    let sealed = stored.body["run"]["inputs"]["password"].as_str().expect("ciphertext").to_string();
+    assert_eq!(stored.body["run"]["inputs"]["note"], "q3");
+    assert!(!stored.body.to_string().contains(secret), "the run never holds the value: {}", stored.body);
+
+    // A receiver written for Port decrypts it: the key's first 32 bytes, IV (16) | ciphertext | tag.
+    let key = app.get("/api/v1/webhook-signing-key").await.body["key"].as_str().expect("key").to_string();
+    let bytes = base64::engine::general_purpose::STANDARD.decode(&sealed).expect("base64");
+    let (iv, ciphertext) = bytes.split_at(16);
+    let cipher = AesGcm::<Aes256, U16>::new_from_slice(&key.as_bytes()[..32]).expect("key");
+    let iv: [u8; 16] = iv.try_into().expect("16 bytes");
+    let plain = cipher.decrypt(&iv.into(), ciphertext).expect("decrypts with the signing key");
+    assert_eq!(String::from_utf8(plain).expect("text"), secret);
+    let log = app.get("/api/v1/audit-log?action=run.create").await;
+    assert_eq!(log.body["records"].as_array().map(Vec::len), Some(1), "{}", log.body);
+    assert!(!log.body.to_string().contains(secret), "nor does the audit log");
+}
+
+#[tokio::test]
+async fn ports_computed_form_settings_apply_when_a_run_is_requested() {
+    let app = spawn_app().await;
+    let action = json!({
+        "identifier": "provision", "title": "Provision",
+        "trigger": {"type": "self-service", "operation": "CREATE", "userInputs": {
+            "properties": {
+                "language": {"type": "string", "enum": ["go", "python"]},
+                "runtime": {"type": "string",
+                            "enum": {"jqQuery": "if .form.language == \"go\" then [\"1.23\"] else [\"3.12\", \"3.13\"] end"}},
+                "region": {"type": "string", "default": "eu", "disabled": true},
+                "notes": {"type": "string"}},
+            "required": {"jqQuery": "if .form.language == \"go\" then [\"runtime\", \"notes\"] else [\"runtime\"] end"},
+            "steps": [{"title": "Basics", "order": ["language", "runtime", "region"]},
+                      {"title": "Go only", "order": ["notes"], "visible": {"jqQuery": ".form.language == \"go\""}}]}},
+        "invocationMethod": {"type": "WEBHOOK", "url": "https://example.com/provision"}
+    });
+    let saved = app.post("/v1/actions", action).await;
+    assert_eq!(saved.status, StatusCode::CREATED, "{}", saved.body);
+
+    let refused =
+        app.post("/api/v1/actions/provision/runs", json!({"properties": {"language": "go", "runtime": "3.12"}})).await;
+    assert_eq!(refused.detail_paths(), ["/properties/runtime", "/properties/notes"], "{}", refused.body);
+    let run = app
+        .post(
+            "/api/v1/actions/provision/runs",
+            json!({"properties": {"language": "python", "runtime": "3.13", "region": "us", "notes": "x"}}),
+        )
+        .await;
+    assert!(run.status.is_success(), "{}", run.body);
+    assert_eq!(
+        run.body["run"]["inputs"],
+        json!({"language": "python", "runtime": "3.13", "region": "eu"}),
+        "a disabled input keeps its default; a hidden step's input is dropped"
+    );
+
+    let person = json!({"identifier": "form@example.com", "role": "admin", "password": crate::web::PASSWORD});
+    assert_eq!(app.post("/api/v1/users", person).await.status, StatusCode::CREATED);
+    let session = crate::web::sign_in(&app, "form@example.com").await;
+    let (status, page) = crate::web::page(&app, "/actions/provision", &session).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains(r#"data-input="region" data-disabled"#), "{page}");
+    assert!(page.contains(r#"data-input="notes" hidden"#), "the Go step starts hidden: {page}");
+    assert!(page.contains(r#"<option value="3.13""#), "choices computed for the form as it starts: {page}");
 }

@@ -147,7 +147,7 @@ fn random_rule(rng: &mut Rng, depth: usize) -> Value {
     let word = *rng.pick(&WORDS);
     let needle = if word.is_empty() { "o" } else { word };
     let number = rng.below(6) as f64 / 2.0;
-    match rng.below(24) {
+    match rng.below(26) {
         0 => json!({"property": "language", "operator": "=", "value": word}),
         1 => json!({"property": "language", "operator": "!=", "value": word}),
         2 => {
@@ -199,6 +199,15 @@ fn random_rule(rng: &mut Rng, depth: usize) -> Value {
         20 => json!({"operator": "relatedTo", "blueprint": "service", "value": format!("svc{:02}", rng.below(40)),
                      "direction": rng.pick(&["upstream", "downstream"]), "required": rng.chance(30)}),
         21 => json!({"property": "pods", "operator": rng.pick(&["in", "notIn"]), "value": [rng.below(4), number]}),
+        // Port's path rule: each step one relation, in order (nested `matchAny` steps in SQL).
+        22 => {
+            let first =
+                if rng.chance(50) { json!("dependsOn") } else { json!({"relation": "dependsOn", "maxHops": 2}) };
+            json!({"property": {"path": [first, "system"]}, "operator": "matchAny", "value": [format!("sys{}", rng.below(5))]})
+        }
+        23 => {
+            json!({"property": {"path": ["dependsOn"]}, "operator": "matchAny", "value": format!("svc{:02}", rng.below(40))})
+        }
         _ => {
             json!({"operator": "relatedTo", "blueprint": "system", "value": [format!("sys{}", rng.below(5))], "required": rng.chance(50)})
         }

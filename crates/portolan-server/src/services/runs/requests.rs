@@ -1,7 +1,7 @@
 //! Starting runs: a request from a form (checked, judged by the guardrails, sent for approval
 //! when the action asks for it) or a dry run that says what would happen.
 
-use portolan_model::action::{Action, Operation, Trigger};
+use portolan_model::action::{Action, FormState, Operation, Trigger, UserInputs};
 use portolan_model::guardrail::{Approvers, Notify, NotifyFormat, Verdict};
 use portolan_model::permission::{ActionOp, EntityOp};
 use portolan_model::run::{Run, RunStatus, RunTrigger};
@@ -182,8 +182,8 @@ impl Runs {
             return Err(Error::forbidden(format!("you may not run '{action_id}'{on}")));
         }
         let entity_json = entity.as_ref().map(entity_document).unwrap_or(Value::Null);
-        let (defaults, visible) = self.dynamic_inputs(actor, user_inputs, &request.properties, entity.as_ref()).await;
-        let valid = user_inputs.validate(&request.properties, &defaults, &visible)?;
+        let state = self.dynamic_inputs(actor, user_inputs, &request.properties, entity.as_ref()).await;
+        let mut valid = user_inputs.validate(&request.properties, &state)?;
         let mut errors = FieldErrors::default();
         for picker in &valid.pickers {
             let existing: Vec<String> =
@@ -233,6 +233,7 @@ impl Runs {
         if verdicts.iter().any(|v| v.passed && v.message.contains("; overridden: ")) {
             trigger.override_reason = request.override_reason.clone();
         }
+        self.encrypt_inputs(user_inputs, &mut valid.values).await?;
         let mut run = Run::queued(new_run_id(), &action, entity.map(|e| e.identifier), valid.values, trigger, 0);
         if let Some(mut rule) = action.approval() {
             if let Some(policy) = &rule.policy {
@@ -256,23 +257,41 @@ impl Runs {
         Ok((action, run, verdicts))
     }
 
-    /// The inputs' computed defaults and visibility (`{name: value}`, `{name: bool}`) for a form
-    /// filled in so far; an expression that fails leaves both empty.
+    /// Replaces the values of inputs marked `encryption` with their ciphertext, so that only it
+    /// is stored, shown and sent.
+    async fn encrypt_inputs(&self, user_inputs: &UserInputs, values: &mut Map<String, Value>) -> Result<()> {
+        let mut key = None;
+        for (name, _) in user_inputs.properties.iter().filter(|(_, i)| i.encryption.is_some()) {
+            let Some(value) = values.get_mut(name) else { continue };
+            let key = match &key {
+                Some(key) => key,
+                None => key.insert(self.actions.server_signing_key().await?),
+            };
+            let plain = match &*value {
+                Value::String(text) => text.clone(),
+                other => other.to_string(),
+            };
+            *value = Value::from(crate::keys::encrypt_input(key, &plain)?);
+        }
+        Ok(())
+    }
+
+    /// What the form's jq expressions give for a form filled in so far; an expression that fails
+    /// gives nothing.
     pub(super) async fn dynamic_inputs(
         &self,
         actor: &Actor,
-        user_inputs: &portolan_model::action::UserInputs,
+        user_inputs: &UserInputs,
         form: &Map<String, Value>,
         entity: Option<&Entity>,
-    ) -> (Map<String, Value>, Map<String, Value>) {
-        let Some(program) = user_inputs.dynamic_program() else { return (Map::new(), Map::new()) };
+    ) -> FormState {
+        let Some(program) = user_inputs.dynamic_program() else { return FormState::default() };
         let context = json!({
             "form": form, "entity": entity.map(entity_document).unwrap_or(Value::Null),
             "user": {"identifier": actor.id}, "trigger": {"by": actor.id, "origin": actor.origin.as_str()}
         });
         let out = self.eval_one(&program, &context).await.unwrap_or(Value::Null);
-        let part = |key: &str| out.get(key).and_then(Value::as_object).cloned().unwrap_or_default();
-        (part("defaults"), part("visible"))
+        serde_json::from_value(out).unwrap_or_default()
     }
 
     /// Which inputs of an action's form apply, for what is filled in so far (the form's script
@@ -283,14 +302,14 @@ impl Runs {
         action_id: &str,
         form: &Map<String, Value>,
         entity: Option<&str>,
-    ) -> Result<(Map<String, Value>, Map<String, Value>)> {
+    ) -> Result<(UserInputs, FormState)> {
         let mut tx = self.core.store().read().await?;
         let record = load_action(tx.as_mut(), action_id).await?;
         if !self.actions.may_see_action(tx.as_mut(), actor, &record).await? {
             return Err(Error::hidden(format!("action '{action_id}'")));
         }
         let Trigger::SelfService { user_inputs, blueprint_identifier, .. } = &record.action.trigger else {
-            return Ok((Map::new(), Map::new()));
+            return Ok((UserInputs::default(), FormState::default()));
         };
         let entity = match (blueprint_identifier, entity) {
             (Some(blueprint), Some(identifier)) => match tx.entity(blueprint, identifier).await? {
@@ -300,7 +319,7 @@ impl Runs {
             _ => None,
         };
         drop(tx);
-        Ok(self.dynamic_inputs(actor, user_inputs, form, entity.as_ref()).await)
+        Ok((user_inputs.clone(), self.dynamic_inputs(actor, user_inputs, form, entity.as_ref()).await))
     }
 }
 
