@@ -29,7 +29,7 @@ const OVERLAP_MS: i64 = 5_000;
 /// How often aggregations that average per period (which change as time passes) are recomputed.
 const AVERAGES_EVERY_MS: i64 = 5 * 60_000;
 
-/// How often integration events past their retention are deleted.
+/// How often integration events past their retention, and long-expired access tokens, are deleted.
 const EVENT_PRUNE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
 
 pub struct Sweeper {
@@ -69,6 +69,9 @@ impl Sweeper {
                     last_prune = Some(std::time::Instant::now());
                     if let Err(err) = app.integrations.prune_events().await {
                         tracing::warn!(%err, "cannot delete integration events past their retention");
+                    }
+                    if let Err(err) = app.identity.delete_expired_access_tokens().await {
+                        tracing::warn!(%err, "cannot delete expired access tokens");
                     }
                 }
                 tokio::select! {

@@ -236,6 +236,8 @@ pub trait IdentityStore: Send {
     /// Revokes an API token; false when it does not exist or is revoked already.
     async fn revoke_api_token(&mut self, id: &str, at: Millis) -> Result<bool>;
     async fn touch_api_token(&mut self, id: &str, at: Millis) -> Result<()>;
+    /// Deletes the API tokens called `name` that expired before `before`; how many.
+    async fn delete_expired_api_tokens(&mut self, name: &str, before: Millis) -> Result<u64>;
     /// Creates or replaces an account's client credentials.
     async fn put_client_credentials(&mut self, credentials: &ClientCredentials) -> Result<()>;
     /// The credentials with this client id.

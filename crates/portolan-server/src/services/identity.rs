@@ -544,6 +544,15 @@ impl Identity {
             .ok_or_else(|| Error::not_found(format!("client credentials of '{user}'")))
     }
 
+    /// Deletes access tokens traded for client credentials a day after they expired (until then
+    /// they are refused as expired, not as unknown); how many.
+    pub async fn delete_expired_access_tokens(&self) -> Result<u64> {
+        let mut tx = self.core.store().write().await?;
+        let deleted = tx.delete_expired_api_tokens(ACCESS_TOKEN_NAME, self.core.now() - 86_400_000).await?;
+        tx.commit().await?;
+        Ok(deleted)
+    }
+
     /// Deletes `user`'s client credentials; access tokens already traded run out by themselves.
     pub async fn delete_client_credentials(&self, actor: &Actor, user: &str) -> Result<()> {
         if user != actor.id {

@@ -99,6 +99,15 @@ async fn client_credentials_trade_for_an_access_token_that_expires() {
     assert_eq!(expired.status, StatusCode::UNAUTHORIZED);
     assert_eq!(expired.error_code(), "token_expired");
     assert_eq!(trade(&app, &client_id, &secret).await.status, StatusCode::OK);
+    // A day after they expired, the sweeper deletes them.
+    let tokens = |app: &TestApp| {
+        let state = app.state.clone();
+        async move { state.core.store().read().await.expect("read").api_tokens(Some("ana")).await.expect("tokens") }
+    };
+    let before = tokens(&app).await.len();
+    clock.advance(86_400_000);
+    assert_eq!(app.state.identity.delete_expired_access_tokens().await.expect("deleted"), 1);
+    assert_eq!(tokens(&app).await.len(), before - 1, "the one traded later expired less than a day ago");
 
     // A rotation keeps the client id and ends the old secret.
     let rotated = app.call_as(Method::POST, "/api/v1/users/ana/credentials", &ana, None).await;

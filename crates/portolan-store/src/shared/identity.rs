@@ -185,6 +185,15 @@ macro_rules! identity_store {
                 Ok(done.rows_affected() > 0)
             }
 
+            async fn delete_expired_api_tokens(&mut self, name: &str, before: Millis) -> Result<u64> {
+                let done = sqlx::query("DELETE FROM api_tokens WHERE name = $1 AND expires_at < $2")
+                    .bind(name)
+                    .bind(before)
+                    .execute(&mut *self.tx)
+                    .await?;
+                Ok(done.rows_affected())
+            }
+
             async fn touch_api_token(&mut self, id: &str, at: Millis) -> Result<()> {
                 sqlx::query("UPDATE api_tokens SET last_used_at = $2 WHERE id = $1")
                     .bind(id)

@@ -87,6 +87,11 @@ pub async fn accounts_sessions_and_tokens_are_kept(store: &dyn Store) {
     assert!(!tx.revoke_api_token("tok_1", 50).await.expect("revoke again"), "revoked once");
     let stored = tx.api_token("h1").await.expect("read").expect("kept");
     assert_eq!((stored.last_used_at, stored.revoked_at), (Some(30), Some(40)));
+    // Expired tokens go by name: both expired at 99, only those called `deploys`, not before 99.
+    assert_eq!(tx.delete_expired_api_tokens("deploys", 99).await.expect("none yet"), 0);
+    assert_eq!(tx.delete_expired_api_tokens("other", 100).await.expect("another name"), 0);
+    assert_eq!(tx.delete_expired_api_tokens("deploys", 100).await.expect("deleted"), 2);
+    assert_eq!(tx.api_tokens(None).await.expect("all"), vec![]);
 
     // Client credentials: one pair per account, found by client id; a rotation replaces it.
     let credentials = ClientCredentials {
