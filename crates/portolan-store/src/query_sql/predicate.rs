@@ -130,6 +130,36 @@ fn over_values(sql: &mut Sql, target: &Target, predicate: impl FnOnce(&mut Sql, 
     }
 }
 
+/// Shortest text the trigram indexes look up (one trigram).
+const MIN_INDEXED_TEXT: usize = 3;
+
+/// A predicate that holds for every entity whose title or identifier holds `needle` (ASCII
+/// lowercase), read from the trigram index on it; `None` for other fields and short needles.
+fn text_candidates(sql: &mut Sql, field: &Field, needle: &str) -> Option<String> {
+    let column = match field {
+        Field::Meta(Meta::Title) => "title",
+        Field::Meta(Meta::Identifier) => "identifier",
+        _ => return None,
+    };
+    if needle.chars().count() < MIN_INDEXED_TEXT {
+        return None;
+    }
+    Some(match sql.dialect {
+        // FTS5's trigram tokenizer folds case, so its matches include the ASCII-lowercase ones.
+        Dialect::Sqlite => {
+            let phrase = sql.bind(Param::Text(format!("{column} : \"{}\"", needle.replace('"', "\"\""))));
+            format!("e.id IN (SELECT rowid FROM entity_text WHERE entity_text MATCH {phrase})")
+        }
+        // The index expressions of migration 0016, lowered as `one_value` lowers them.
+        Dialect::Postgres => {
+            let escaped = needle.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+            let pattern = sql.bind(Param::Text(format!("%{escaped}%")));
+            let value = if column == "title" { "(e.title COLLATE \"C\")" } else { "e.identifier" };
+            format!("lower({value}) LIKE {pattern}")
+        }
+    })
+}
+
 fn negated(negate: bool, predicate: String) -> String {
     if negate { format!("(NOT {predicate})") } else { predicate }
 }
@@ -237,6 +267,11 @@ fn rule_predicate(sql: &mut Sql, rule: &Rule, required: &[(String, String)]) -> 
                     }
                 }
             })?;
+            // The trigram index finds the candidates (a superset); the comparison above decides.
+            let p = match text_candidates(sql, &target.field, value) {
+                Some(candidates) => format!("({p} AND {candidates})"),
+                None => p,
+            };
             Ok(negated(*negate, p))
         }
         Rule::In { target, values, negate } => {
