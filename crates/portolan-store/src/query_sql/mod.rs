@@ -15,7 +15,7 @@ use portolan_model::query::Scalar;
 
 pub use aggregate::{SqlRunner, aggregate, group_key, run_aggregate};
 pub use plan::{Aggregate, AggregatePlan, AggregateResult, MAX_GROUPS, Position, SearchPlan, Sort};
-pub use predicate::predicate;
+pub use predicate::{COMMON_TEXT, predicate, text_frequency, text_phrases};
 pub use search::{PROPERTY_INDEX_PREFIX, property_index_changes, search};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,11 +37,13 @@ pub struct Sql {
     pub dialect: Dialect,
     pub text: String,
     pub params: Vec<Param>,
+    /// FTS5 queries of text rules common enough that a search reads its ordered index instead.
+    pub common_text: Vec<String>,
 }
 
 impl Sql {
     pub fn new(dialect: Dialect) -> Self {
-        Sql { dialect, text: String::new(), params: Vec::new() }
+        Sql { dialect, text: String::new(), params: Vec::new(), common_text: Vec::new() }
     }
 
     /// Adds a parameter and returns its placeholder.

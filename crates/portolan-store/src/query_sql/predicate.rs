@@ -132,22 +132,63 @@ fn over_values(sql: &mut Sql, target: &Target, predicate: impl FnOnce(&mut Sql, 
 
 /// Shortest text the trigram indexes look up (one trigram).
 const MIN_INDEXED_TEXT: usize = 3;
+/// Candidates from SQLite's text index past which a search reads its ordered index instead: a
+/// text found that often fills a page after a few thousand rows, while the candidates would all
+/// have to be sorted.
+pub const COMMON_TEXT: i64 = 2_000;
 
-/// A predicate that holds for every entity whose title or identifier holds `needle` (ASCII
-/// lowercase), read from the trigram index on it; `None` for other fields and short needles.
-fn text_candidates(sql: &mut Sql, field: &Field, needle: &str) -> Option<String> {
+/// The column of a text rule the trigram indexes serve: titles and identifiers, 3+ characters.
+fn indexed_text_column(field: &Field, needle: &str) -> Option<&'static str> {
     let column = match field {
         Field::Meta(Meta::Title) => "title",
         Field::Meta(Meta::Identifier) => "identifier",
         _ => return None,
     };
-    if needle.chars().count() < MIN_INDEXED_TEXT {
-        return None;
-    }
+    (needle.chars().count() >= MIN_INDEXED_TEXT).then_some(column)
+}
+
+/// The FTS5 query of a text rule on `column` (a phrase: FTS5's trigram tokenizer matches it
+/// anywhere, folding case, so its matches include the ASCII-lowercase ones).
+fn fts_phrase(column: &str, needle: &str) -> String {
+    format!("{column} : \"{}\"", needle.replace('"', "\"\""))
+}
+
+/// The FTS5 queries of a query's text rules on titles and identifiers (for SQLite searches to
+/// ask how common each is).
+pub fn text_phrases(query: &Query) -> Vec<String> {
+    let mut phrases = Vec::new();
+    query.clone().visit_rules_mut(&mut |rule| {
+        if let Rule::Text { target, value, .. } = rule
+            && let Some(column) = indexed_text_column(&target.field, value)
+        {
+            phrases.push(fts_phrase(column, value));
+        }
+    });
+    phrases
+}
+
+/// How many entities an FTS5 query matches, counted up to [`COMMON_TEXT`].
+pub fn text_frequency(phrase: &str) -> Sql {
+    let mut sql = Sql::new(Dialect::Sqlite);
+    let phrase = sql.bind(Param::Text(phrase.to_string()));
+    sql.text = format!(
+        "SELECT count(*) AS n FROM (SELECT 1 FROM entity_text WHERE entity_text MATCH {phrase} LIMIT {COMMON_TEXT})"
+    );
+    sql
+}
+
+/// A predicate that holds for every entity whose title or identifier holds `needle` (ASCII
+/// lowercase), read from the trigram index on it; `None` for other fields, short needles and
+/// (SQLite) texts a search reads in order instead.
+fn text_candidates(sql: &mut Sql, field: &Field, needle: &str) -> Option<String> {
+    let column = indexed_text_column(field, needle)?;
     Some(match sql.dialect {
-        // FTS5's trigram tokenizer folds case, so its matches include the ASCII-lowercase ones.
         Dialect::Sqlite => {
-            let phrase = sql.bind(Param::Text(format!("{column} : \"{}\"", needle.replace('"', "\"\""))));
+            let phrase = fts_phrase(column, needle);
+            if sql.common_text.contains(&phrase) {
+                return None;
+            }
+            let phrase = sql.bind(Param::Text(phrase));
             format!("e.id IN (SELECT rowid FROM entity_text WHERE entity_text MATCH {phrase})")
         }
         // The index expressions of migration 0016, lowered as `one_value` lowers them.

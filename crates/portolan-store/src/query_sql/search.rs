@@ -83,14 +83,15 @@ pub fn property_index_changes(
     statements
 }
 
-/// `SELECT ... FROM entities e WHERE ... ORDER BY ... LIMIT ...` for a search.
+/// `SELECT ... FROM entities e WHERE ... ORDER BY ... LIMIT ...` for a search; text rules whose
+/// FTS5 queries are in `common_text` do not use the text index.
 ///
 /// A sorted search takes the entities that have a value, in order, then those without (nulls
 /// sort last in both directions), as two parts each ordered and limited on its own: each part is
 /// a plain range in an index on the value, so a blueprint's property index serves both directions
 /// and every page.
-pub fn search(dialect: Dialect, plan: &SearchPlan) -> Result<Sql> {
-    let mut sql = Sql::new(dialect);
+pub fn search(dialect: Dialect, plan: &SearchPlan, common_text: Vec<String>) -> Result<Sql> {
+    let mut sql = Sql { common_text, ..Sql::new(dialect) };
     let mut conditions = vec![predicate(&mut sql, &plan.query, &plan.required_relations)?];
     if let Some(bp) = &plan.blueprint {
         conditions.push(blueprint_is(&mut sql, bp));
@@ -216,5 +217,33 @@ mod tests {
             property_index_changes(Dialect::Sqlite, &[blueprint], &existing),
             vec!["DROP INDEX \"entities_facet:String:gone\"".to_string()]
         );
+    }
+
+    #[test]
+    fn text_rules_read_the_text_index_unless_the_text_is_common_or_short() {
+        use crate::query_sql::text_phrases;
+        use portolan_model::query::{Meta, Query, Rule, TextOp};
+        let contains = |needle: &str| {
+            let target = Target { field: Field::Meta(Meta::Title), shape: Shape::One(Kind::String) };
+            let rule = Rule::Text { target, op: TextOp::Contains, value: needle.into(), negate: false };
+            SearchPlan {
+                blueprint: Some("service".into()),
+                query: Query::Rule(rule),
+                sort: None,
+                after: None,
+                limit: 100,
+                required_relations: vec![],
+            }
+        };
+        let plan = contains("cart \"x");
+        assert_eq!(text_phrases(&plan.query), ["title : \"cart \"\"x\""]);
+        let indexed = search(Dialect::Sqlite, &plan, vec![]).expect("sql");
+        assert!(indexed.text.contains("entity_text MATCH"), "{}", indexed.text);
+        let common = search(Dialect::Sqlite, &plan, text_phrases(&plan.query)).expect("sql");
+        assert!(!common.text.contains("entity_text"), "{}", common.text);
+        assert!(text_phrases(&contains("ab").query).is_empty(), "one trigram at least");
+        let postgres = search(Dialect::Postgres, &contains("50%_off"), vec![]).expect("sql");
+        assert!(postgres.text.contains("lower((e.title COLLATE \"C\")) LIKE"), "{}", postgres.text);
+        assert!(postgres.params.contains(&Param::Text("%50\\%\\_off%".into())), "{:?}", postgres.params);
     }
 }

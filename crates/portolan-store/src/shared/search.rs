@@ -28,7 +28,20 @@ macro_rules! search_store {
         #[async_trait::async_trait]
         impl SearchStore for $tx {
             async fn search(&mut self, plan: &SearchPlan) -> Result<Vec<Entity>> {
-                let sql = query_sql::search($dialect, plan)?;
+                // A page of a text found everywhere is quicker read in order than from the text
+                // index (SQLite cannot tell which; PostgreSQL's planner can).
+                let mut common_text = Vec::new();
+                if $dialect == query_sql::Dialect::Sqlite {
+                    for phrase in query_sql::text_phrases(&plan.query) {
+                        let probe = query_sql::text_frequency(&phrase);
+                        let row =
+                            bind(sqlx::query(AssertSqlSafe(probe.text)), probe.params).fetch_one(&mut *self.tx).await?;
+                        if row.try_get::<i64, _>("n")? >= query_sql::COMMON_TEXT {
+                            common_text.push(phrase);
+                        }
+                    }
+                }
+                let sql = query_sql::search($dialect, plan, common_text)?;
                 let rows = bind(sqlx::query(AssertSqlSafe(sql.text)), sql.params).fetch_all(&mut *self.tx).await?;
                 rows.iter().map($entity_from_row).collect()
             }
