@@ -308,7 +308,15 @@ impl UserInputs {
                         }
                     }
                 }
-                pickers.push(picked);
+                let mut uncomputed = Vec::new();
+                if let Some(dataset) = &picked.dataset {
+                    dataset_queries(dataset, String::new(), &mut uncomputed);
+                }
+                if uncomputed.is_empty() {
+                    pickers.push(picked);
+                } else {
+                    errors.push(&path, "its choices could not be worked out: the jq in its dataset failed");
+                }
             }
             values.insert(name.clone(), value);
         }

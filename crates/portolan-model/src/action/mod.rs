@@ -710,6 +710,9 @@ mod tests {
         assert!(!valid.values.contains_key("notes"), "a hidden step's inputs are dropped");
         assert_eq!(valid.pickers[0].dataset.as_ref().map(|d| d["rules"][0]["value"].clone()), Some(json!("python")));
 
+        let failed = inputs.validate(form.as_object().expect("object"), &FormState::default()).expect_err("no state");
+        assert!(failed.0.iter().any(|e| e.path == "/properties/base" && e.message.contains("jq")), "{failed:?}");
+
         let form = json!({"language": "go", "runtime": "3.12"});
         let errors = inputs.validate(form.as_object().expect("object"), &state_for(form.clone())).expect_err("bad");
         let paths: Vec<&str> = errors.0.iter().map(|e| e.path.as_str()).collect();
