@@ -117,10 +117,11 @@ fn set(properties: &mut Map<String, Value>, name: &str, value: Option<Value>) {
 /// many-relation the list of the values of every entity reached (lists flattened, nothing
 /// skipped but empty values), at most `MAX_MIRRORED` of them.
 async fn follow_mirror(tx: &mut dyn Tx, entity: &Entity, path: &MirrorPath) -> Result<Option<Value>> {
-    let mut reached = vec![entity.clone()];
-    for (relation, target) in &path.hops {
+    let mut reached: Vec<Entity> = Vec::new();
+    for (hop, (relation, target)) in path.hops.iter().enumerate() {
+        let sources: Vec<&Entity> = if hop == 0 { vec![entity] } else { reached.iter().collect() };
         let mut next = Vec::new();
-        for from in &reached {
+        for from in sources {
             for id in relation_targets(from.relations.get(relation)) {
                 if next.len() == MAX_MIRRORED {
                     break;

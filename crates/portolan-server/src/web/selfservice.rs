@@ -201,7 +201,7 @@ async fn action_form(
     rest.extend(user_inputs.properties.keys().cloned());
     rest.retain(|n| !steps.iter().any(|(_, order)| order.contains(n)));
     steps.insert(0, (String::new(), rest));
-    let (_, state) = app.runs.form_state(actor, identifier, values, Some(entity).filter(|e| !e.is_empty())).await?;
+    let state = app.runs.form_state(actor, identifier, values, Some(entity).filter(|e| !e.is_empty())).await?;
     let mut seen = std::collections::HashSet::new();
     let mut sections = Vec::new();
     for (title, mut names) in steps {
@@ -430,7 +430,7 @@ pub(super) async fn form_state(
     };
     let properties = typed_inputs(user_inputs, &form);
     let entity = form.get("entity").map(String::as_str).filter(|e| !e.is_empty());
-    let (user_inputs, state) = app.runs.form_state(actor, &identifier, &properties, entity).await?;
+    let state = app.runs.form_state(actor, &identifier, &properties, entity).await?;
     let each = |f: &dyn Fn(&str) -> bool| -> serde_json::Map<String, Value> {
         user_inputs.properties.keys().map(|name| (name.clone(), Value::from(f(name)))).collect()
     };

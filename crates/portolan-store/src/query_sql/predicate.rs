@@ -191,11 +191,11 @@ fn text_candidates(sql: &mut Sql, field: &Field, needle: &str) -> Option<String>
             let phrase = sql.bind(Param::Text(phrase));
             format!("e.id IN (SELECT rowid FROM entity_text WHERE entity_text MATCH {phrase})")
         }
-        // The index expressions of migration 0016, lowered as `one_value` lowers them.
+        // The index expressions of migration 0016 are `lower` of these values.
         Dialect::Postgres => {
+            let value = one_value(sql, field, Kind::String).ok()?;
             let escaped = needle.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
             let pattern = sql.bind(Param::Text(format!("%{escaped}%")));
-            let value = if column == "title" { "(e.title COLLATE \"C\")" } else { "e.identifier" };
             format!("lower({value}) LIKE {pattern}")
         }
     })

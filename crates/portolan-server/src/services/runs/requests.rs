@@ -302,14 +302,14 @@ impl Runs {
         action_id: &str,
         form: &Map<String, Value>,
         entity: Option<&str>,
-    ) -> Result<(UserInputs, FormState)> {
+    ) -> Result<FormState> {
         let mut tx = self.core.store().read().await?;
         let record = load_action(tx.as_mut(), action_id).await?;
         if !self.actions.may_see_action(tx.as_mut(), actor, &record).await? {
             return Err(Error::hidden(format!("action '{action_id}'")));
         }
         let Trigger::SelfService { user_inputs, blueprint_identifier, .. } = &record.action.trigger else {
-            return Ok((UserInputs::default(), FormState::default()));
+            return Ok(FormState::default());
         };
         let entity = match (blueprint_identifier, entity) {
             (Some(blueprint), Some(identifier)) => match tx.entity(blueprint, identifier).await? {
@@ -319,7 +319,7 @@ impl Runs {
             _ => None,
         };
         drop(tx);
-        Ok((user_inputs.clone(), self.dynamic_inputs(actor, user_inputs, form, entity.as_ref()).await))
+        Ok(self.dynamic_inputs(actor, user_inputs, form, entity.as_ref()).await)
     }
 }
 
