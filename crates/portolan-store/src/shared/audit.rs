@@ -60,32 +60,10 @@ macro_rules! audit_store {
                         prev = record.hash.clone();
                         sealed.push((record, text));
                     }
-                    let marks: Vec<String> = (0..sealed.len())
-                        .map(|i| {
-                            let n = i * 14;
-                            format!(
-                                "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                                n + 1,
-                                n + 2,
-                                n + 3,
-                                n + 4,
-                                n + 5,
-                                n + 6,
-                                n + 7,
-                                n + 8,
-                                n + 9,
-                                n + 10,
-                                n + 11,
-                                n + 12,
-                                n + 13,
-                                n + 14
-                            )
-                        })
-                        .collect();
                     let sql = format!(
                         "INSERT INTO audit_log (seq, at, actor, origin, action, resource_type, resource_id, blueprint,
                            run_id, status, record, prev_hash, hash, mac) VALUES {}",
-                        marks.join(", ")
+                        crate::shared::value_rows(<$db as sqlx::Database>::NAME, sealed.len(), 14)
                     );
                     let mut query = sqlx::query(AssertSqlSafe(sql));
                     for (record, text) in &sealed {
