@@ -83,7 +83,7 @@ impl PostgresStore {
             .await
             .map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))?;
         // A database from before a change to the indexing gets its indexes now.
-        let mut indexing = PgTx { tx: pool.begin().await?, writable: true, audit_key: None };
+        let mut indexing = PgTx { tx: pool.begin().await?, writable: true, audit_key: None, events: Vec::new() };
         indexing.sync_property_indexes().await?;
         indexing.tx.commit().await?;
         let changes = broadcast::channel(CHANGE_BUFFER).0;
@@ -138,11 +138,16 @@ async fn relay_changes(pool: PgPool, changes: broadcast::Sender<ChangeEvent>) {
 impl Store for PostgresStore {
     async fn read(&self) -> Result<Box<dyn Tx>> {
         let tx = self.pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY").await?;
-        Ok(Box::new(PgTx { tx, writable: false, audit_key: None }))
+        Ok(Box::new(PgTx { tx, writable: false, audit_key: None, events: Vec::new() }))
     }
 
     async fn write(&self) -> Result<Box<dyn Tx>> {
-        Ok(Box::new(PgTx { tx: self.pool.begin().await?, writable: true, audit_key: self.audit_key.get() }))
+        Ok(Box::new(PgTx {
+            tx: self.pool.begin().await?,
+            writable: true,
+            audit_key: self.audit_key.get(),
+            events: Vec::new(),
+        }))
     }
 
     async fn ping(&self) -> Result<()> {
@@ -169,6 +174,8 @@ struct PgTx {
     writable: bool,
     /// Signs the audit records this transaction appends.
     audit_key: Option<AuditKey>,
+    /// Change events to NOTIFY, all in one statement just before commit.
+    events: Vec<String>,
 }
 
 impl PgTx {
@@ -192,16 +199,20 @@ impl PgTx {
 #[async_trait::async_trait]
 impl Tx for PgTx {
     async fn publish(&mut self, event: &ChangeEvent) -> Result<()> {
-        // NOTIFY is transactional: delivered to every listening replica at commit, never before.
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(CHANGES_CHANNEL)
-            .bind(to_json(event)?)
-            .execute(&mut *self.tx)
-            .await?;
+        self.events.push(to_json(event)?);
         Ok(())
     }
 
-    async fn commit(self: Box<Self>) -> Result<()> {
+    async fn commit(mut self: Box<Self>) -> Result<()> {
+        // NOTIFY is transactional: delivered to every listening replica at commit, never before,
+        // in the order sent. One statement for them all: a bulk write publishes one per entity.
+        if !self.events.is_empty() {
+            sqlx::query("SELECT pg_notify($1, event) FROM unnest($2::text[]) AS event")
+                .bind(CHANGES_CHANNEL)
+                .bind(std::mem::take(&mut self.events))
+                .execute(&mut *self.tx)
+                .await?;
+        }
         self.tx.commit().await?;
         Ok(())
     }

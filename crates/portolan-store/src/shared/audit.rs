@@ -10,7 +10,7 @@ macro_rules! audit_store {
         use portolan_model::audit::{AuditEntry, AuditRecord, StoredRecord};
         use sqlx::{AssertSqlSafe, Row, Transaction};
 
-        use crate::shared::audit::INSERT_CHUNK;
+        use crate::shared::INSERT_CHUNK;
         use crate::{AuditFilter, AuditStore, Result, StoreError};
 
         type DbTx = Transaction<'static, $db>;
@@ -169,6 +169,3 @@ macro_rules! audit_store {
 }
 
 pub(crate) use audit_store;
-
-/// Rows per multi-row insert (14 parameters each, under SQLite's limit).
-pub(crate) const INSERT_CHUNK: usize = 500;

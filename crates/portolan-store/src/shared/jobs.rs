@@ -16,17 +16,23 @@ macro_rules! job_store {
         #[async_trait::async_trait]
         impl JobStore for $tx {
             async fn enqueue_jobs(&mut self, jobs: &[NewJob]) -> Result<()> {
-                for job in jobs {
-                    sqlx::query(
-                        "INSERT INTO jobs (kind, dedupe_key, payload, run_after, created_at) VALUES ($1, $2, $3, $4, $4)
+                // One statement per chunk: a bulk write queues a recompute for each entity it touches.
+                for chunk in jobs.chunks(crate::shared::INSERT_CHUNK) {
+                    let sql = format!(
+                        "INSERT INTO jobs (kind, dedupe_key, payload, run_after, created_at) VALUES {}
                          ON CONFLICT (dedupe_key) WHERE lease_owner IS NULL DO NOTHING",
-                    )
-                    .bind(&job.kind)
-                    .bind(&job.dedupe_key)
-                    .bind(<$tx>::json_param(&job.payload)?)
-                    .bind(job.run_after)
-                    .execute(&mut *self.tx)
-                    .await?;
+                        crate::shared::value_rows(<$db as sqlx::Database>::NAME, chunk.len(), 5)
+                    );
+                    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+                    for job in chunk {
+                        query = query
+                            .bind(&job.kind)
+                            .bind(&job.dedupe_key)
+                            .bind(<$tx>::json_param(&job.payload)?)
+                            .bind(job.run_after)
+                            .bind(job.run_after);
+                    }
+                    query.execute(&mut *self.tx).await?;
                 }
                 Ok(())
             }

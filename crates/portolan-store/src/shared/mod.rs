@@ -82,6 +82,9 @@ macro_rules! shared_stores {
 
 pub(crate) use shared_stores;
 
+/// Rows per multi-row insert (up to 14 parameters each: 7,000, under SQLite's limit of 32,766).
+pub(crate) const INSERT_CHUNK: usize = 500;
+
 /// The placeholders of a multi-row insert, `(..), (..)`, for `rows` rows of `columns` values,
 /// on the database sqlx names `database`. SQLite gets anonymous `?`s: sqlx asks for every bound
 /// parameter's name, and SQLite finds a numbered parameter's name by walking the names of the whole
