@@ -96,11 +96,13 @@ crate::shared::entity_store!(PgTx, sqlx::Postgres, {
                     .execute(&mut *self.tx)
                     .await?;
             }
-            let (mut sources, mut vias, mut blueprints, mut targets) = (vec![], vec![], vec![], vec![]);
+            let (mut sources, mut source_blueprints, mut vias, mut blueprints, mut targets) =
+                (vec![], vec![], vec![], vec![], vec![]);
             for write in chunk {
                 let Some(id) = ids.get(&write.entity.identifier) else { continue };
                 for r in &write.references {
                     sources.push(*id);
+                    source_blueprints.push(write.entity.blueprint.as_str());
                     vias.push(r.via.as_str());
                     blueprints.push(r.target_blueprint.as_str());
                     targets.push(r.target.as_str());
@@ -108,10 +110,11 @@ crate::shared::entity_store!(PgTx, sqlx::Postgres, {
             }
             if !sources.is_empty() {
                 sqlx::query(
-                    "INSERT INTO entity_references (source_id, via, target_blueprint, target_identifier)
-                     SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[])",
+                    "INSERT INTO entity_references (source_id, source_blueprint, via, target_blueprint, target_identifier)
+                     SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[])",
                 )
                 .bind(&sources)
+                .bind(&source_blueprints)
                 .bind(&vias)
                 .bind(&blueprints)
                 .bind(&targets)

@@ -1,17 +1,20 @@
 //! The SQL of aggregates, and running them.
 
-use portolan_model::query::{Field, Kind, Shape, Target};
+use portolan_model::query::{Field, Kind, Meta, Query, Shape, Target};
 use serde_json::Value;
 
 use crate::{Result, StoreError};
 
 use super::predicate::{elements, float, json_location, meta_column, one_value, predicate, unreachable_field};
-use super::search::blueprint_is;
+use super::search::{blueprint_is, column_is};
 use super::{Aggregate, AggregatePlan, AggregateResult, Dialect, MAX_GROUPS, Param, Sql};
 
 /// The SQL of an aggregate; one row with one column `value`, or (for `CountBy`) rows of
 /// (`key` as JSON text, `n`).
 pub fn aggregate(dialect: Dialect, plan: &AggregatePlan, median_offset: Option<i64>) -> Result<Sql> {
+    if let Aggregate::CountBy(Target { field: Field::Meta(Meta::Team), .. }) = &plan.function {
+        return count_by_team(dialect, plan);
+    }
     let mut sql = Sql::new(dialect);
     let mut conditions = vec![predicate(&mut sql, &plan.query, &plan.required_relations)?];
     if let Some(bp) = &plan.blueprint {
@@ -112,6 +115,35 @@ pub fn aggregate(dialect: Dialect, plan: &AggregatePlan, median_offset: Option<i
             )
         }
     };
+    Ok(sql)
+}
+
+/// Entities per owning team, from the owning-team references (one per entity and team) and, for
+/// a blueprint, their index by blueprint and team: only a query that selects fewer than all the
+/// blueprint's entities reads entities.
+fn count_by_team(dialect: Dialect, plan: &AggregatePlan) -> Result<Sql> {
+    let mut sql = Sql::new(dialect);
+    let mut conditions = vec!["r.via = '$team'".to_string()];
+    if let Some(bp) = &plan.blueprint {
+        conditions.push(column_is(&mut sql, "r.source_blueprint", bp));
+    }
+    fn selects_all(query: &Query) -> bool {
+        matches!(query, Query::And(parts) if parts.iter().all(selects_all))
+    }
+    if !selects_all(&plan.query) {
+        let selected = predicate(&mut sql, &plan.query, &plan.required_relations)?;
+        conditions.push(format!("r.source_id IN (SELECT e.id FROM entities e WHERE {selected})"));
+    }
+    let key = match dialect {
+        Dialect::Sqlite => "json_quote(r.target_identifier)",
+        Dialect::Postgres => "(to_jsonb(r.target_identifier)::text)",
+    };
+    let limit = sql.bind(Param::Int(i64::from(MAX_GROUPS)));
+    sql.text = format!(
+        "SELECT {key} AS group_key, count(*) AS n FROM entity_references r WHERE {} \
+         GROUP BY r.target_identifier ORDER BY n DESC, group_key ASC LIMIT {limit}",
+        conditions.join(" AND ")
+    );
     Ok(sql)
 }
 

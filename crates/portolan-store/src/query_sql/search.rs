@@ -16,11 +16,16 @@ const COLUMNS: &str = "e.blueprint, e.identifier, e.title, e.icon, e.team, e.pro
 /// `e.blueprint = '<bp>'`. The name is inlined (after the same check as property names) so that
 /// PostgreSQL can use the blueprint's partial property indexes, which a parameter can hide.
 pub(super) fn blueprint_is(sql: &mut Sql, blueprint: &str) -> String {
+    column_is(sql, "e.blueprint", blueprint)
+}
+
+/// `<column> = '<blueprint>'`, inlined as in [`blueprint_is`].
+pub(super) fn column_is(sql: &mut Sql, column: &str, blueprint: &str) -> String {
     match checked_name(blueprint) {
-        Ok(name) => format!("e.blueprint = '{name}'"),
+        Ok(name) => format!("{column} = '{name}'"),
         Err(_) => {
             let p = sql.bind(Param::Text(blueprint.to_string()));
-            format!("e.blueprint = {p}")
+            format!("{column} = {p}")
         }
     }
 }

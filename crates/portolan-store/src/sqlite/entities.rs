@@ -104,19 +104,20 @@ crate::shared::entity_store!(SqliteTx, sqlx::Sqlite, {
                 }
                 query.execute(&mut *self.tx).await?;
             }
-            let references: Vec<(i64, &Reference)> = chunk
+            let references: Vec<(i64, &str, &Reference)> = chunk
                 .iter()
-                .filter_map(|w| ids.get(&w.entity.identifier).map(|id| (*id, &w.references)))
-                .flat_map(|(id, refs)| refs.iter().map(move |r| (id, r)))
+                .filter_map(|w| ids.get(&w.entity.identifier).map(|id| (*id, w)))
+                .flat_map(|(id, w)| w.references.iter().map(move |r| (id, w.entity.blueprint.as_str(), r)))
                 .collect();
             for refs_chunk in references.chunks(REFERENCE_ROWS_PER_STATEMENT) {
-                let rows = vec!["(?, ?, ?, ?)"; refs_chunk.len()].join(", ");
+                let rows = vec!["(?, ?, ?, ?, ?)"; refs_chunk.len()].join(", ");
                 let sql = format!(
-                    "INSERT INTO entity_references (source_id, via, target_blueprint, target_identifier) VALUES {rows}"
+                    "INSERT INTO entity_references (source_id, source_blueprint, via, target_blueprint, target_identifier)
+                     VALUES {rows}"
                 );
                 let mut query = sqlx::query(AssertSqlSafe(sql));
-                for (id, r) in refs_chunk {
-                    query = query.bind(id).bind(&r.via).bind(&r.target_blueprint).bind(&r.target);
+                for (id, blueprint, r) in refs_chunk {
+                    query = query.bind(id).bind(blueprint).bind(&r.via).bind(&r.target_blueprint).bind(&r.target);
                 }
                 query.execute(&mut *self.tx).await?;
             }

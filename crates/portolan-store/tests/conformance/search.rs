@@ -372,18 +372,37 @@ pub async fn aggregates_agree_with_memory(store: &dyn Store) {
     let AggregateResult::Value(Some(avg)) = avg else { panic!("avg: {avg:?}") };
     assert!((avg - replicas.iter().sum::<f64>() / n as f64).abs() < 1e-9);
 
-    // countBy: per value, per element of lists, booleans as booleans, absent as null.
-    for (name, relation) in [
-        ("language", false),
-        ("tags", false),
-        ("public", false),
-        ("$team", false),
-        ("system", true),
-        ("dependsOn", true),
+    // countBy: per value, per element of lists, booleans as booleans, absent as null; over a
+    // blueprint, over the entities a query selects, and (for teams) over every blueprint.
+    let go = query::parse(
+        &json!({"combinator": "and", "rules": [{"property": "language", "operator": "=", "value": "Go"}]}),
+        &scope,
+        &QueryContext::default(),
+    )
+    .expect("query");
+    let is_go = |e: &&&Entity| e.properties.get("language") == Some(&json!("Go"));
+    let all: Vec<&Entity> = entities.iter().collect();
+    let go_services: Vec<&Entity> = services.iter().copied().filter(|e| is_go(&e)).collect();
+    assert!(!go_services.is_empty() && go_services.len() < services.len());
+    for (name, relation, selection) in [
+        ("language", false, "services"),
+        ("tags", false, "services"),
+        ("public", false, "services"),
+        ("$team", false, "services"),
+        ("system", true, "services"),
+        ("dependsOn", true, "services"),
+        ("$team", false, "Go services"),
+        ("dependsOn", true, "Go services"),
+        ("$team", false, "every blueprint"),
     ] {
         let t = target(name, relation);
+        let (counted, plan) = match selection {
+            "services" => (&services, run(Aggregate::CountBy(t.clone()))),
+            "Go services" => (&go_services, AggregatePlan { query: go.clone(), ..run(Aggregate::CountBy(t.clone())) }),
+            _ => (&all, AggregatePlan { blueprint: None, ..run(Aggregate::CountBy(t.clone())) }),
+        };
         let mut expected: std::collections::BTreeMap<String, u64> = Default::default();
-        for e in &services {
+        for e in counted {
             let value = query::raw(e, &t.field).unwrap_or(Value::Null);
             let keys: std::collections::BTreeSet<String> = match (&value, t.shape) {
                 (Value::Array(items), query::Shape::Many(_)) => items.iter().map(Value::to_string).collect(),
@@ -394,13 +413,12 @@ pub async fn aggregates_agree_with_memory(store: &dyn Store) {
                 *expected.entry(k).or_default() += 1;
             }
         }
-        let AggregateResult::Groups(groups) = tx.aggregate(&run(Aggregate::CountBy(t.clone()))).await.expect("countBy")
-        else {
+        let AggregateResult::Groups(groups) = tx.aggregate(&plan).await.expect("countBy") else {
             panic!("countBy gives groups")
         };
         let found: std::collections::BTreeMap<String, u64> =
             groups.into_iter().map(|(k, n)| (k.to_string(), n)).collect();
-        assert_eq!(found, expected, "countBy {name}");
+        assert_eq!(found, expected, "countBy {name} over {selection}");
     }
 }
 
