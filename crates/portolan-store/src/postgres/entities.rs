@@ -51,6 +51,7 @@ crate::shared::entity_store!(PgTx, sqlx::Postgres, {
     }
 
     async fn put_entities(&mut self, writes: &[EntityWrite]) -> Result<()> {
+        self.entities_written += writes.len() as u64;
         // Rows are locked in one order by every writer (here and in `entities`/`existing`), so two
         // writers that touch the same entities wait for each other instead of deadlocking.
         let mut ordered: Vec<&EntityWrite> = writes.iter().collect();

@@ -4,6 +4,8 @@
 //! serialisation failures or deadlocks surface as [`StoreError::Conflict`].
 
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use portolan_model::audit::AuditKey;
@@ -31,6 +33,47 @@ pub struct PostgresStore {
     pool: PgPool,
     changes: broadcast::Sender<ChangeEvent>,
     audit_key: AuditKeySlot,
+    statistics: Arc<Statistics>,
+}
+
+/// Keeps the planner's statistics of the catalog's tables up with bulk writes. Autovacuum can be
+/// off, and even when on it analyzes a table that grows from nothing late: until then PostgreSQL
+/// plans for an empty table and keeps those plans for prepared statements (measured: counting one
+/// system's services took about a second at 100,000 services, 1.7 ms once analyzed).
+struct Statistics {
+    pool: PgPool,
+    /// Entities written since the last ANALYZE, and how many the tables had been written then.
+    written: AtomicU64,
+    analyzed_at: AtomicU64,
+    running: AtomicBool,
+}
+
+/// The fewest entity writes that start an ANALYZE; after that, a fifth of what was written by the
+/// previous one.
+const ANALYZE_AFTER: u64 = 10_000;
+
+impl Statistics {
+    fn record(self: &Arc<Self>, entities: u64) {
+        let written = self.written.fetch_add(entities, Ordering::Relaxed) + entities;
+        let due = ANALYZE_AFTER.max(self.analyzed_at.load(Ordering::Relaxed) / 5);
+        if written < due || self.running.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let statistics = Arc::clone(self);
+        tokio::spawn(async move {
+            let written = statistics.written.swap(0, Ordering::Relaxed);
+            match sqlx::query("ANALYZE entities, entity_references").execute(&statistics.pool).await {
+                Ok(_) => {
+                    statistics.analyzed_at.fetch_add(written, Ordering::Relaxed);
+                }
+                Err(err) => {
+                    statistics.written.fetch_add(written, Ordering::Relaxed);
+                    tracing::warn!(%err, "cannot update the planner's statistics");
+                }
+            }
+            statistics.running.store(false, Ordering::Release);
+        });
+    }
 }
 
 /// The NOTIFY channel change events travel on between replicas.
@@ -83,12 +126,18 @@ impl PostgresStore {
             .await
             .map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))?;
         // A database from before a change to the indexing gets its indexes now.
-        let mut indexing = PgTx { tx: pool.begin().await?, writable: true, audit_key: None, events: Vec::new() };
+        let mut indexing = PgTx::new(pool.begin().await?, true, None, None);
         indexing.sync_property_indexes().await?;
         indexing.tx.commit().await?;
         let changes = broadcast::channel(CHANGE_BUFFER).0;
         tokio::spawn(relay_changes(pool.clone(), changes.clone()));
-        Ok(Self { pool, changes, audit_key: AuditKeySlot::default() })
+        let statistics = Arc::new(Statistics {
+            pool: pool.clone(),
+            written: AtomicU64::new(0),
+            analyzed_at: AtomicU64::new(0),
+            running: AtomicBool::new(false),
+        });
+        Ok(Self { pool, changes, audit_key: AuditKeySlot::default(), statistics })
     }
 }
 
@@ -138,16 +187,16 @@ async fn relay_changes(pool: PgPool, changes: broadcast::Sender<ChangeEvent>) {
 impl Store for PostgresStore {
     async fn read(&self) -> Result<Box<dyn Tx>> {
         let tx = self.pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY").await?;
-        Ok(Box::new(PgTx { tx, writable: false, audit_key: None, events: Vec::new() }))
+        Ok(Box::new(PgTx::new(tx, false, None, None)))
     }
 
     async fn write(&self) -> Result<Box<dyn Tx>> {
-        Ok(Box::new(PgTx {
-            tx: self.pool.begin().await?,
-            writable: true,
-            audit_key: self.audit_key.get(),
-            events: Vec::new(),
-        }))
+        Ok(Box::new(PgTx::new(
+            self.pool.begin().await?,
+            true,
+            self.audit_key.get(),
+            Some(Arc::clone(&self.statistics)),
+        )))
     }
 
     async fn ping(&self) -> Result<()> {
@@ -176,9 +225,21 @@ struct PgTx {
     audit_key: Option<AuditKey>,
     /// Change events to NOTIFY, all in one statement just before commit.
     events: Vec<String>,
+    /// Entities this transaction wrote, counted towards the next ANALYZE once it commits.
+    entities_written: u64,
+    statistics: Option<Arc<Statistics>>,
 }
 
 impl PgTx {
+    fn new(
+        tx: Transaction<'static, Postgres>,
+        writable: bool,
+        audit_key: Option<AuditKey>,
+        statistics: Option<Arc<Statistics>>,
+    ) -> Self {
+        Self { tx, writable, audit_key, events: Vec::new(), entities_written: 0, statistics }
+    }
+
     fn share(&self) -> &'static str {
         if self.writable { " FOR SHARE" } else { "" }
     }
@@ -214,6 +275,9 @@ impl Tx for PgTx {
                 .await?;
         }
         self.tx.commit().await?;
+        if let Some(statistics) = &self.statistics {
+            statistics.record(self.entities_written);
+        }
         Ok(())
     }
 }
