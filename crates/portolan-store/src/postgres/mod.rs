@@ -42,14 +42,15 @@ pub struct PostgresStore {
 /// system's services took about a second at 100,000 services, 1.7 ms once analyzed).
 struct Statistics {
     pool: PgPool,
-    /// Entities written since the last ANALYZE, and how many the tables had been written then.
+    /// Entities written since the last ANALYZE.
     written: AtomicU64,
+    /// Entities written before the last ANALYZE (about what the tables held then).
     analyzed_at: AtomicU64,
     running: AtomicBool,
 }
 
-/// The fewest entity writes that start an ANALYZE; after that, a fifth of what was written by the
-/// previous one.
+/// The fewest entity writes that start an ANALYZE; once the tables are larger, a fifth of what
+/// they held at the last one.
 const ANALYZE_AFTER: u64 = 10_000;
 
 impl Statistics {
