@@ -38,6 +38,12 @@ impl Query {
         }
     }
 
+    /// Whether the query has no rule that could leave an entity out (`and` of nothing, at any
+    /// depth).
+    pub fn selects_everything(&self) -> bool {
+        matches!(self, Query::And(parts) if parts.iter().all(Query::selects_everything))
+    }
+
     /// Whether the query follows relations (`relatedTo`, `matchAny`) anywhere.
     pub fn follows_relations(&self) -> bool {
         match self {

@@ -219,6 +219,23 @@ mod tests {
     }
 
     #[test]
+    fn a_query_selects_everything_only_without_rules() {
+        let bps = blueprints();
+        let scope = Scope::new(&bps, Some("service"));
+        let parsed = |query: Value| parse(&query, &scope, &QueryContext::default()).expect("valid query");
+        let go = json!({"property": "language", "operator": "=", "value": "Go"});
+        assert!(parsed(json!({"combinator": "and", "rules": []})).selects_everything());
+        assert!(
+            parsed(json!({"combinator": "and", "rules": [{"combinator": "and", "rules": []}]})).selects_everything()
+        );
+        assert!(!parsed(json!({"combinator": "and", "rules": [go]})).selects_everything());
+        assert!(
+            !parsed(json!({"combinator": "or", "rules": []})).selects_everything(),
+            "or of nothing selects nothing"
+        );
+    }
+
+    #[test]
     fn operators_follow_the_documented_meaning() {
         let all = sample();
         let q = |rule: Value| run(json!({"combinator": "and", "rules": [rule]}), &all);

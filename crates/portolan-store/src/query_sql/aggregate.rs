@@ -1,6 +1,6 @@
 //! The SQL of aggregates, and running them.
 
-use portolan_model::query::{Field, Kind, Meta, Query, Shape, Target};
+use portolan_model::query::{Field, Kind, Meta, Shape, Target};
 use serde_json::Value;
 
 use crate::{Result, StoreError};
@@ -127,10 +127,7 @@ fn count_by_team(dialect: Dialect, plan: &AggregatePlan) -> Result<Sql> {
     if let Some(bp) = &plan.blueprint {
         conditions.push(column_is(&mut sql, "r.source_blueprint", bp));
     }
-    fn selects_all(query: &Query) -> bool {
-        matches!(query, Query::And(parts) if parts.iter().all(selects_all))
-    }
-    if !selects_all(&plan.query) {
+    if !plan.query.selects_everything() {
         let selected = predicate(&mut sql, &plan.query, &plan.required_relations)?;
         conditions.push(format!("r.source_id IN (SELECT e.id FROM entities e WHERE {selected})"));
     }

@@ -19,10 +19,11 @@ pub(super) fn blueprint_is(sql: &mut Sql, blueprint: &str) -> String {
     column_is(sql, "e.blueprint", blueprint)
 }
 
-/// `<column> = '<blueprint>'`, inlined as in [`blueprint_is`].
+/// `<column> = '<blueprint>'` for any column holding a blueprint's name, inlined as in
+/// [`blueprint_is`].
 pub(super) fn column_is(sql: &mut Sql, column: &str, blueprint: &str) -> String {
     match checked_name(blueprint) {
-        Ok(name) => format!("{column} = '{name}'"),
+        Ok(inlined) => format!("{column} = '{inlined}'"),
         Err(_) => {
             let p = sql.bind(Param::Text(blueprint.to_string()));
             format!("{column} = {p}")
