@@ -413,6 +413,7 @@ impl UserInput {
             min_items: self.min_items,
             max_items: self.max_items,
             unique_items: false,
+            facet: false,
             spec: None,
             properties: None,
             required: Vec::new(),

@@ -192,17 +192,19 @@ pub struct BlueprintSchema {
     pub required: Vec<String>,
 }
 
-/// How many enum and boolean properties of a blueprint a catalog table counts as facets.
+/// How many facet properties (enum, boolean or marked `facet`) of a blueprint a catalog table
+/// counts.
 pub const MAX_FACETS: usize = 4;
 
 impl BlueprintSchema {
-    /// The properties a catalog table counts as facets: the first enum and boolean ones. The
-    /// store keeps an index on each, so their counts and sorts need not read every entity.
+    /// The properties a catalog table counts as facets: the first enum, boolean and `facet` ones.
+    /// The store keeps an index on each, so their counts and sorts need not read every entity.
     pub fn facet_properties(&self) -> impl Iterator<Item = (&str, &PropertySchema)> {
         self.properties
             .iter()
             .filter(|(_, p)| {
-                (p.enum_values.is_some() && p.kind != PropertyType::Object) || p.kind == PropertyType::Boolean
+                ((p.enum_values.is_some() || p.facet) && !matches!(p.kind, PropertyType::Object | PropertyType::Array))
+                    || p.kind == PropertyType::Boolean
             })
             .take(MAX_FACETS)
             .map(|(name, p)| (name.as_str(), p))
@@ -292,6 +294,10 @@ pub struct PropertySchema {
     /// No two items of an array may be equal.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub unique_items: bool,
+    /// Counted as a facet in the catalog table, and indexed, like enum and boolean properties:
+    /// for a text or number property with few distinct values (a type, a tier).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub facet: bool,
     /// Rendering hint such as `open-api` or `embedded-url`, as in Port; not interpreted by the server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spec: Option<String>,
@@ -480,6 +486,35 @@ mod tests {
             "relations": {"system": {"target": "system", "required": true}}
         }));
         assert_eq!(bp.validate(|t| t == "system"), Ok(()));
+    }
+
+    #[test]
+    fn facets_are_enums_booleans_and_marked_properties() {
+        let bp = parse(json!({
+            "identifier": "service",
+            "schema": {"properties": {
+                "name": {"type": "string"},
+                "tier": {"type": "string", "enum": ["1", "2"]},
+                "type": {"type": "string", "facet": true},
+                "public": {"type": "boolean"},
+                "replicas": {"type": "integer", "facet": true},
+                "tags": {"type": "array", "items": {"type": "string"}}
+            }}
+        }));
+        assert_eq!(bp.validate(|_| false), Ok(()));
+        let facets: Vec<&str> = bp.schema.facet_properties().map(|(name, _)| name).collect();
+        assert_eq!(facets, ["tier", "type", "public", "replicas"]);
+        let bad = parse(json!({
+            "identifier": "service",
+            "schema": {"properties": {
+                "tags": {"type": "array", "facet": true, "items": {"type": "string", "facet": true}},
+                "owner": {"type": "object", "facet": true}
+            }}
+        }));
+        assert_eq!(
+            paths(bad.validate(|_| false)),
+            ["/schema/properties/tags/items/facet", "/schema/properties/tags/facet", "/schema/properties/owner/facet"]
+        );
     }
 
     #[test]

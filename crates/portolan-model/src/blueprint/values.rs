@@ -74,6 +74,9 @@ impl PropertySchema {
                 }
             }
         }
+        if self.facet && (matches!(self.kind, T::Object | T::Array) || !top_level) {
+            errors.push(format!("{path}/facet"), "facet applies to a blueprint's own strings, numbers and booleans");
+        }
         let object_only =
             self.properties.is_some() || !self.required.is_empty() || self.additional_properties.is_some();
         if object_only && self.kind != T::Object {

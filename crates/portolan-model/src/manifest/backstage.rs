@@ -408,8 +408,8 @@ pub fn blueprints(team: &Blueprint, user: &Blueprint) -> Vec<Blueprint> {
     let common = json!({
         "namespace": {"type": "string", "title": "Namespace"},
         "description": {"type": "string", "title": "Description"},
-        "type": {"type": "string", "title": "Type"},
-        "lifecycle": {"type": "string", "title": "Lifecycle"},
+        "type": {"type": "string", "title": "Type", "facet": true},
+        "lifecycle": {"type": "string", "title": "Lifecycle", "facet": true},
         "owner": {"type": "string", "title": "Owner (as written)"},
         "tags": {"type": "array", "title": "Tags", "items": {"type": "string"}},
         "labels": {"type": "object", "title": "Labels"},

@@ -162,12 +162,43 @@ impl Predicate {
         }
     }
 
-    /// The `(path, value)` equalities every match has: what a store query can narrow by.
+    /// The `(path, value)` equalities every match has: what a store query can narrow by. Of
+    /// alternatives (`filter` parameters are always some), those every alternative has.
     pub fn required(&self) -> Vec<(&str, &str)> {
         match self {
             Predicate::Field(key, Matcher::Equals(values)) if values.len() == 1 => vec![(key, &values[0])],
             Predicate::All(all) => all.iter().flat_map(Predicate::required).collect(),
+            Predicate::Any(any) => {
+                { any.iter().map(Predicate::required).reduce(|a, b| a.into_iter().filter(|p| b.contains(p)).collect()) }
+                    .unwrap_or_default()
+            }
             _ => Vec::new(),
+        }
+    }
+
+    /// The properties and values asked, when the predicate asks only for kinds and one value of
+    /// each of `spec.type` and `spec.lifecycle` (which entities keep as the `type` and
+    /// `lifecycle` properties): such a query can be answered from the store's indexes.
+    pub fn property_equalities(&self) -> Option<Vec<(&'static str, &str)>> {
+        let mut asked = Vec::new();
+        self.collect_equalities(&mut asked).then_some(asked)
+    }
+
+    fn collect_equalities<'a>(&'a self, asked: &mut Vec<(&'static str, &'a str)>) -> bool {
+        match self {
+            Predicate::All(all) => all.iter().all(|p| p.collect_equalities(asked)),
+            Predicate::Any(any) if any.len() == 1 => any[0].collect_equalities(asked),
+            Predicate::Field(key, Matcher::Equals(_)) if key == "kind" => true,
+            Predicate::Field(key, Matcher::Equals(values)) if values.len() == 1 => {
+                let property = match key.as_str() {
+                    "spec.type" => "type",
+                    "spec.lifecycle" => "lifecycle",
+                    _ => return false,
+                };
+                asked.push((property, values[0].as_str()));
+                true
+            }
+            _ => false,
         }
     }
 
@@ -539,6 +570,16 @@ mod tests {
             Predicate::parse(&json!({"$all": [{"kind": "api"}, {"spec.type": "grpc"}]})).expect("parses").required(),
             [("kind", "api"), ("spec.type", "grpc")]
         );
+        let filters = |f: &[&str]| Predicate::from_filters(&f.iter().map(|f| f.to_string()).collect::<Vec<_>>());
+        let one = filters(&["kind=component,spec.type=service"]).expect("parses");
+        assert_eq!(one.required(), [("kind", "component"), ("spec.type", "service")]);
+        let two = filters(&["kind=component,spec.type=service", "kind=api,spec.type=service"]).expect("parses");
+        assert_eq!(two.required(), [("spec.type", "service")], "only what both sets require");
+        assert_eq!(one.property_equalities(), Some(vec![("type", "service")]));
+        assert_eq!(filters(&["kind=component,kind=api"]).expect("parses").property_equalities(), Some(vec![]));
+        assert_eq!(two.property_equalities(), None, "two alternatives");
+        assert_eq!(filters(&["kind=component,spec.owner=team-a"]).expect("parses").property_equalities(), None);
+        assert_eq!(filters(&["spec.type=service,spec.type=website"]).expect("parses").property_equalities(), None);
     }
 
     #[test]

@@ -445,12 +445,23 @@ async fn page(
     fields: &[String],
     count: bool,
 ) -> Reply<Json<Value>> {
-    let mut items = app.backstage.query(&caller.actor, &cursor.predicate()?).await?;
-    full_text(&mut items, cursor.full_text.as_deref(), &cursor.full_text_fields);
-    sort(&mut items, &cursor.order)?;
-    let total = items.len();
-    let page_len = items.len().saturating_sub(cursor.offset).min(limit);
-    let page = app.backstage.complete(items.into_iter().skip(cursor.offset).take(limit).collect()).await?;
+    let predicate = cursor.predicate()?;
+    let plain = cursor.order.is_empty() && cursor.full_text.as_deref().is_none_or(|t| t.trim().is_empty());
+    let indexed = match plain {
+        true => app.backstage.indexed_page(&caller.actor, &predicate, cursor.offset, limit).await?,
+        false => None,
+    };
+    let (page, total) = match indexed {
+        Some(found) => found,
+        None => {
+            let mut items = app.backstage.query(&caller.actor, &predicate).await?;
+            full_text(&mut items, cursor.full_text.as_deref(), &cursor.full_text_fields);
+            sort(&mut items, &cursor.order)?;
+            let total = items.len();
+            (app.backstage.complete(items.into_iter().skip(cursor.offset).take(limit).collect()).await?, total)
+        }
+    };
+    let page_len = page.len();
     let page: Vec<Value> = page.iter().map(|e| select_fields(e, fields)).collect();
     let mut page_info = serde_json::Map::new();
     if cursor.offset + page_len < total {

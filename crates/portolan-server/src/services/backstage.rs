@@ -227,6 +227,103 @@ impl BackstageCatalog {
         Ok(Some(counts.into_iter().collect()))
     }
 
+    /// One page of what the predicate matches, and how many match, read from the store's indexes
+    /// without loading the other matches, when the predicate asks only for kinds and values of
+    /// `spec.type` and `spec.lifecycle` ([`Predicate::property_equalities`]). Backstage compares
+    /// values ignoring case while the index compares them exactly, so None when a value is stored
+    /// in another case too (or a kind lacks the property): [`Self::query`] then reads every
+    /// candidate. Entities come in uid order, as from [`Self::query`], with relations both ways.
+    pub async fn indexed_page(
+        &self,
+        actor: &Actor,
+        predicate: &Predicate,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Option<(Vec<Value>, usize)>> {
+        let Some(asked) = predicate.property_equalities() else { return Ok(None) };
+        let mut tx = self.core.store().read().await?;
+        let known = blueprint_map(tx.as_mut()).await?;
+        let kinds = predicate.kinds();
+        let wanted = |kind: &str| kinds.as_ref().is_none_or(|kinds| kinds.iter().any(|k| kind.eq_ignore_ascii_case(k)));
+        let mut blueprints: Vec<&str> =
+            KINDS.iter().filter(|(k, _)| wanted(k)).map(|(_, b)| *b).filter(|b| known.contains_key(*b)).collect();
+        blueprints.sort_unstable();
+        let rules: Vec<Value> = asked
+            .iter()
+            .map(|(property, value)| json!({"property": property, "operator": "=", "value": value}))
+            .collect();
+        let query = (!rules.is_empty()).then(|| json!({"combinator": "and", "rules": rules}));
+        let mut counts = Vec::new();
+        for blueprint in blueprints {
+            for (property, value) in &asked {
+                if !known[blueprint].schema.properties.contains_key(*property) {
+                    return Ok(None);
+                }
+                let request = AggregateRequest {
+                    blueprint: Some(blueprint.to_string()),
+                    function: "countBy".into(),
+                    property: Some(property.to_string()),
+                    ..AggregateRequest::default()
+                };
+                let AggregateResult::Groups(groups) = self.search.aggregate(actor, request).await? else {
+                    return Ok(None);
+                };
+                let other_case =
+                    groups.iter().any(|(v, _)| v.as_str().is_some_and(|v| v != *value && v.to_lowercase() == *value));
+                if other_case || groups.len() as u32 >= portolan_store::query_sql::MAX_GROUPS {
+                    return Ok(None);
+                }
+            }
+            let request = AggregateRequest {
+                query: query.clone(),
+                blueprint: Some(blueprint.to_string()),
+                function: "count".into(),
+                ..AggregateRequest::default()
+            };
+            let AggregateResult::Value(count) = self.search.aggregate(actor, request).await? else { return Ok(None) };
+            counts.push((blueprint, count.unwrap_or(0.0) as usize));
+        }
+        let total = counts.iter().map(|(_, n)| n).sum();
+        let mut skip = offset;
+        let mut items = Vec::new();
+        for (blueprint, count) in counts {
+            if items.len() == limit {
+                break;
+            }
+            if skip >= count {
+                skip -= count;
+                continue;
+            }
+            let mut cursor = None;
+            while items.len() < limit {
+                let wanted = (skip + limit - items.len()).min(super::search::MAX_LIMIT as usize);
+                let request = SearchRequest {
+                    query: query.clone(),
+                    sort: None,
+                    limit: Some(wanted as u32),
+                    cursor,
+                    include: Vec::new(),
+                    exclude: Vec::new(),
+                };
+                let page = self.search.search(actor, Some(blueprint), request).await?;
+                for entity in &page.entities {
+                    if skip > 0 {
+                        skip -= 1;
+                    } else if items.len() < limit
+                        && let Some(view) = self.view(tx.as_mut(), &known, entity, true).await?
+                    {
+                        items.push(view);
+                    }
+                }
+                match page.next {
+                    Some(next) => cursor = Some(next),
+                    None => break,
+                }
+            }
+        }
+        Ok(Some((items, total)))
+    }
+
     /// Every readable entity the predicate matches, in Backstage's shape, ordered by uid. The
     /// relations that point at an entity are there only when the predicate names relations: call
     /// [`Self::complete`] on what is returned to the client.

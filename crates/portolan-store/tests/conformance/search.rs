@@ -470,13 +470,16 @@ async fn staged(
 pub async fn property_indexes_follow_blueprint_changes(store: &dyn Store) {
     use portolan_store::query_sql::{Aggregate, AggregatePlan, AggregateResult};
     let blueprints = |app_facet: bool, lib_facet: bool| -> Vec<Blueprint> {
-        let stage = |facet: bool| {
-            if facet { json!({"type": "string", "enum": ["dev", "prod"]}) } else { json!({"type": "string"}) }
+        // A facet by its enum (app) or marked as one (lib).
+        let stage = |id: &str, facet: bool| match (facet, id) {
+            (false, _) => json!({"type": "string"}),
+            (true, "app") => json!({"type": "string", "enum": ["dev", "prod"]}),
+            (true, _) => json!({"type": "string", "facet": true}),
         };
         [("app", app_facet), ("lib", lib_facet)]
             .into_iter()
             .map(|(id, facet)| {
-                let schema = json!({"properties": {"stage": stage(facet), "meta": {"type": "object"}}});
+                let schema = json!({"properties": {"stage": stage(id, facet), "meta": {"type": "object"}}});
                 Blueprint::from_json(json!({"identifier": id, "schema": schema})).expect("blueprint")
             })
             .collect()
