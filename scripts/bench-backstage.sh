@@ -1,13 +1,28 @@
 #!/usr/bin/env bash
-# Portolan on the Backstage peer's benchmark (../shared/peers/backstage): the same generated
-# catalog and the same client (bench_client.js), then an import of that catalog from a git
-# repository through a location, and a re-sync of it unchanged.
+# Portolan side by side with the Backstage peer (../shared/peers/backstage): the same generated
+# catalog and the same client (bench_client.js), then the ratios of Backstage's figures to
+# Portolan's; then an import of that catalog from a git repository through a location, and a
+# re-sync of it unchanged.
 #
 # Usage: scripts/bench-backstage.sh [N] [PEER_DIR]     (N components; default 10000)
 # Needs a release build (cargo build --release -p portolan), node, git and python3.
+#
+# Backstage's figures are the medians the peer recorded for the same N (its results/summary.json,
+# in-memory SQLite where it has them, else PostgreSQL). RUN_PEER=1 runs the peer's own benchmark
+# first, on a copy of it (npm ci, then its bench.sh for this N; DB=memory or DB=pg as PEER_DB
+# says, default memory up to 10000 components and pg above, where Backstage's SQLite stalls).
 set -euo pipefail
 N=${1:-10000}
 PEER=$(cd "${2:-../shared/peers/backstage}" && pwd)
+RESULTS=$PEER/results
+if [ "${RUN_PEER:-0}" = 1 ]; then
+  copy=$(mktemp -d)
+  cp -r "$PEER"/. "$copy"
+  rm -rf "$copy/results" "$copy/data"
+  (cd "$copy" && npm ci --no-audit --no-fund >/dev/null && \
+    SIZES=$N MODES=quiet DB=${PEER_DB:-$([ "$N" -le 10000 ] && echo memory || echo pg)} INGEST_TIMEOUT_S=1800 ./bench.sh)
+  RESULTS=$copy/results
+fi
 BIN=$(pwd)/target/release/portolan
 PORT=${PORT:-7790}
 work=$(mktemp -d)
@@ -34,13 +49,27 @@ echo "== Backstage's bench client (file location, then the four reads), N=$N"
 start
 node "$PEER/bench_client.js" --base "http://127.0.0.1:$PORT" --token "$T" --pid "$pid" \
   --yaml "$work/repo/all.yaml" --manifest "$work/manifest.json" --out "$work/client.json" >/dev/null
-python3 - "$work/client.json" <<'PY'
+python3 - "$work/client.json" "$RESULTS/summary.json" "$N" <<'PY'
 import json, sys
-r = json.load(open(sys.argv[1]))
-i = r["ingest"]
-print(f"time to queryable: {i['time_to_queryable_s']} s, ingest CPU {i['ingest_cpu_s']} s, peak RSS {r['memory']['peak_rss_mb']} MB")
-for s in r.get("scenarios", []):
-    print(json.dumps(s)[:400])
+ours = json.load(open(sys.argv[1]))
+n = int(sys.argv[3])
+rows = [r for r in json.load(open(sys.argv[2])) if r["n_components"] == n and r["mode"] == "quiet"]
+theirs = sorted(rows, key=lambda r: r["db"] != "memory")[0] if rows else None
+i = ours["ingest"]
+print(f"Portolan: time to queryable {i['time_to_queryable_s']} s, "
+      f"ingest CPU {i['ingest_cpu_s']} s, peak RSS {ours['memory']['peak_rss_mb']} MB")
+if theirs is None:
+    print(f"no Backstage figures for N={n} in {sys.argv[2]}: run with RUN_PEER=1")
+    sys.exit(0)
+print(f"Backstage ({theirs['db']}, median of {theirs['runs']} run(s)); ratio = Backstage / Portolan, above 1 Portolan is ahead\n")
+print(f"| N={n} | Portolan | Backstage | ratio |\n|---|---|---|---|")
+def row(name, mine, other):
+    print(f"| {name} | {mine} | {other} | {round(other / mine, 1) if mine else '-'}x |")
+row("time to queryable, s", i["time_to_queryable_s"], theirs["time_to_queryable_s"])
+row("peak RSS, MB", ours["memory"]["peak_rss_mb"], theirs["peak_rss_mb"])
+for s in ours["scenarios"]:
+    for q in ("p50", "p95"):
+        row(f"{s['name']} {q}, ms", s[f"{q}_ms"], theirs[f"{s['name']}_{q}_ms"])
 PY
 stop
 
