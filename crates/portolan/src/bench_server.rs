@@ -8,6 +8,10 @@ use std::time::Duration;
 use portolan_server::AppState;
 use serde_json::Value;
 
+// The allocator the `portolan` binary uses, so that the benchmarks measure what users run.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A running benchmark server.
 pub struct BenchServer {
     /// For reading the store directly; each benchmark compiles this file, not all read it.

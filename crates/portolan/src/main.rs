@@ -4,6 +4,10 @@ mod as_code;
 mod config;
 mod demo_task;
 
+// glibc's malloc spent a third of a large import's CPU time and kept freed memory (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::sync::Arc;
 
 use anyhow::Context;

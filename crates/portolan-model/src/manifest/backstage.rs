@@ -90,7 +90,8 @@ pub fn blueprint_of_kind(kind: &str) -> Option<&'static str> {
     KINDS.iter().find(|(k, _)| k.eq_ignore_ascii_case(kind)).map(|(_, b)| *b)
 }
 
-fn kind_of_blueprint(blueprint: &str) -> Option<&'static str> {
+/// The Backstage kind a ready blueprint holds.
+pub fn kind_of_blueprint(blueprint: &str) -> Option<&'static str> {
     KINDS.iter().find(|(_, b)| *b == blueprint).map(|(k, _)| *k)
 }
 

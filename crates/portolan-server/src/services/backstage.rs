@@ -172,8 +172,9 @@ impl BackstageCatalog {
         Ok(out)
     }
 
-    /// A facet's counts straight from the store, when the filters name kinds only and the facet
-    /// is a property every Backstage blueprint has: no entity is read. None otherwise.
+    /// A facet's counts straight from the store, from each kind's blueprint, when the filters
+    /// name kinds only and the facet is the kind or a property every such blueprint
+    /// has: no entity is read. None otherwise.
     pub async fn facet_counts(
         &self,
         actor: &Actor,
@@ -181,10 +182,10 @@ impl BackstageCatalog {
         facet: &str,
     ) -> Result<Option<Vec<(String, u64)>>> {
         let property = match facet.to_ascii_lowercase().as_str() {
-            "kind" => None,
-            "spec.type" => Some("type"),
-            "spec.lifecycle" => Some("lifecycle"),
-            "metadata.namespace" => Some("namespace"),
+            "kind" => "$blueprint",
+            "spec.type" => "type",
+            "spec.lifecycle" => "lifecycle",
+            "metadata.namespace" => "namespace",
             _ => return Ok(None),
         };
         if !predicate.only_kinds() {
@@ -196,31 +197,44 @@ impl BackstageCatalog {
             let mut tx = self.core.store().read().await?;
             blueprint_map(tx.as_mut()).await?
         };
-        let mut counts: BTreeMap<String, u64> = BTreeMap::new();
-        for (kind, blueprint) in KINDS.iter().filter(|(k, _)| wanted(k)) {
+        let mut blueprints = Vec::new();
+        for (_, blueprint) in KINDS.iter().filter(|(k, _)| wanted(k)) {
             let Some(schema) = known.get(*blueprint) else { continue };
-            if property.is_some_and(|p| !schema.schema.properties.contains_key(p)) {
+            if property != "$blueprint" && !schema.schema.properties.contains_key(property) {
                 return Ok(None);
             }
+            blueprints.push(*blueprint);
+        }
+        // One count per blueprint, side by side: each reads its blueprint's index on the property,
+        // which a count over several blueprints at once does not.
+        let counted = futures_util::future::try_join_all(blueprints.iter().map(|blueprint| {
             let request = AggregateRequest {
                 blueprint: Some(blueprint.to_string()),
-                function: if property.is_some() { "countBy" } else { "count" }.into(),
-                property: property.map(str::to_string),
+                function: if property == "$blueprint" { "count" } else { "countBy" }.into(),
+                property: (property != "$blueprint").then(|| property.to_string()),
                 ..AggregateRequest::default()
             };
-            match self.search.aggregate(actor, request).await? {
+            self.search.aggregate(actor, request)
+        }))
+        .await?;
+        let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+        for (blueprint, result) in blueprints.iter().zip(counted) {
+            let groups = match result {
                 AggregateResult::Value(count) => {
-                    let count = count.unwrap_or(0.0) as u64;
-                    if count > 0 {
-                        *counts.entry(kind.to_string()).or_default() += count;
-                    }
+                    let kind = backstage::kind_of_blueprint(blueprint).unwrap_or_default();
+                    vec![(json!(kind), count.unwrap_or(0.0) as u64)]
                 }
-                AggregateResult::Groups(groups) => {
-                    for (value, count) in groups {
-                        if let Value::String(value) = value {
-                            *counts.entry(value).or_default() += count;
-                        }
-                    }
+                AggregateResult::Groups(groups) => groups,
+            };
+            for (value, count) in groups {
+                let value = match (value, property) {
+                    (Value::String(value), _) => value,
+                    // A descriptor without a namespace is in `default`, as Backstage shows it.
+                    (Value::Null, "namespace") => "default".to_string(),
+                    _ => continue,
+                };
+                if count > 0 {
+                    *counts.entry(value).or_default() += count;
                 }
             }
         }

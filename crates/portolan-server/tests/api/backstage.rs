@@ -189,6 +189,13 @@ async fn by_query_pages_and_totals_hold_whatever_the_case_of_stored_values() {
         (vec!["billing".into(), "cart".into(), "pay".into()], vec![3, 3, 3])
     );
 
+    let facets = app.get("/api/catalog/entity-facets?facet=kind&facet=metadata.namespace&filter=kind=component").await;
+    assert_eq!(
+        facets.body["facets"],
+        json!({"kind": [{"value": "Component", "count": 4}], "metadata.namespace": [{"value": "default", "count": 4}]}),
+        "a descriptor without a namespace is counted in default"
+    );
+
     let restricted =
         app.put("/api/v1/blueprints/backstage-component/permissions", json!({"read": {"ownedByTeam": true}})).await;
     assert_eq!(restricted.status, StatusCode::OK, "{}", restricted.body);

@@ -5,6 +5,10 @@
 //! `cargo run --release -p portolan --bin portolan-bench -- --entities 100000`
 
 use std::sync::Arc;
+
+// The allocator the `portolan` binary uses, so that the benchmark measures what users run.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
