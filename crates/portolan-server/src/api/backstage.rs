@@ -362,7 +362,7 @@ async fn entities(State(app): State<AppState>, caller: Caller, RawQuery(raw): Ra
     let offset = params.number("offset")?.unwrap_or(0);
     let limit = params.number("limit")?.unwrap_or(usize::MAX);
     let fields = params.list("fields");
-    let page = app.backstage.complete(items.into_iter().skip(offset).take(limit).collect()).await?;
+    let page = app.backstage.complete(&predicate, items.into_iter().skip(offset).take(limit).collect()).await?;
     Ok(Json(page.iter().map(|e| select_fields(e, &fields)).collect()))
 }
 
@@ -458,7 +458,10 @@ async fn page(
             full_text(&mut items, cursor.full_text.as_deref(), &cursor.full_text_fields);
             sort(&mut items, &cursor.order)?;
             let total = items.len();
-            (app.backstage.complete(items.into_iter().skip(cursor.offset).take(limit).collect()).await?, total)
+            (
+                app.backstage.complete(&predicate, items.into_iter().skip(cursor.offset).take(limit).collect()).await?,
+                total,
+            )
         }
     };
     let page_len = page.len();
@@ -568,7 +571,7 @@ async fn facet_counts(
             None => {
                 if items.is_none() {
                     let found = app.backstage.query(&caller.actor, predicate).await?;
-                    items = Some(if with_reverse { app.backstage.complete(found).await? } else { found });
+                    items = Some(if with_reverse { app.backstage.complete(predicate, found).await? } else { found });
                 }
                 let mut counts: BTreeMap<String, u64> = BTreeMap::new();
                 for item in items.iter().flatten() {

@@ -152,9 +152,12 @@ impl BackstageCatalog {
         Ok(items)
     }
 
-    /// The same entities with their relations both ways (after [`Self::query`] left out those
-    /// pointing at them).
-    pub async fn complete(&self, items: Vec<Value>) -> Result<Vec<Value>> {
+    /// The same entities with their relations both ways: [`Self::query`] with this predicate left
+    /// out those pointing at them, unless the predicate names relations (then they are there).
+    pub async fn complete(&self, predicate: &Predicate, items: Vec<Value>) -> Result<Vec<Value>> {
+        if predicate.names_relations() {
+            return Ok(items);
+        }
         let mut tx = self.core.store().read().await?;
         let known = blueprint_map(tx.as_mut()).await?;
         let mut out = Vec::with_capacity(items.len());

@@ -240,18 +240,7 @@ impl Locations {
         let folder = tempfile::tempdir().map_err(|e| (format!("cannot make a work folder: {e}"), Vec::new()))?;
         let (root, commit) = match location.kind {
             LocationKind::Git => {
-                let token = match &location.token_secret {
-                    None => None,
-                    Some(name) => {
-                        let mut tx = self.core.store().read().await.map_err(|e| (e.to_string(), Vec::new()))?;
-                        let mut values = self
-                            .actions
-                            .secret_values(tx.as_mut(), std::slice::from_ref(name))
-                            .await
-                            .map_err(|e| (e.message, Vec::new()))?;
-                        values.remove(name)
-                    }
-                };
+                let token = self.token(location).await?;
                 let commit = clone(location, token.as_deref(), folder.path()).await.map_err(|e| (e, Vec::new()))?;
                 (folder.path().to_path_buf(), Some(commit))
             }
@@ -260,22 +249,46 @@ impl Locations {
         Ok(Checkout { _folder: folder, root, commit })
     }
 
+    /// A git location's token, from the secret it names.
+    async fn token(&self, location: &Location) -> std::result::Result<Option<String>, (String, Vec<String>)> {
+        let Some(name) = &location.token_secret else { return Ok(None) };
+        let mut tx = self.core.store().read().await.map_err(|e| (e.to_string(), Vec::new()))?;
+        let mut values = self
+            .actions
+            .secret_values(tx.as_mut(), std::slice::from_ref(name))
+            .await
+            .map_err(|e| (e.message, Vec::new()))?;
+        Ok(values.remove(name))
+    }
+
     async fn fetch_and_apply(&self, location: &Location) -> std::result::Result<SyncStatus, (String, Vec<String>)> {
-        let checkout = self.checkout(location).await?;
-        let commit = checkout.commit.clone();
         // The commit the last good sync applied: the catalog already holds it (its entities
-        // refuse direct edits), so there is nothing to read or write.
-        if commit.is_some() && location.status.state == "ok" && location.status.commit == commit {
+        // refuse direct edits), so there is nothing to fetch, read or write. The branch's head is
+        // asked first, without fetching; when it cannot be, the clone says why.
+        let applied = |commit: &Option<String>| {
+            commit.is_some() && location.status.state == "ok" && location.status.commit == *commit
+        };
+        let unchanged = || {
             let s = &location.status;
-            let held = s.created + s.updated + s.unchanged;
-            return Ok(SyncStatus {
+            SyncStatus {
                 synced_at: Some(self.core.now()),
                 created: 0,
                 updated: 0,
                 deleted: 0,
-                unchanged: held,
+                unchanged: s.created + s.updated + s.unchanged,
                 ..s.clone()
-            });
+            }
+        };
+        if location.kind == LocationKind::Git && applied(&location.status.commit) {
+            let token = self.token(location).await?;
+            if applied(&remote_head(location, token.as_deref()).await.ok()) {
+                return Ok(unchanged());
+            }
+        }
+        let checkout = self.checkout(location).await?;
+        let commit = checkout.commit.clone();
+        if applied(&commit) {
+            return Ok(unchanged());
         }
         let documents = read(location, &checkout)?;
         let request = ApplyRequest {
@@ -373,19 +386,15 @@ fn matching_files(root: &Path, patterns: &[String]) -> Vec<PathBuf> {
 }
 
 /// A shallow clone of the location's branch into `into`; the commit it checked out.
-async fn clone(location: &Location, token: Option<&str>, into: &Path) -> std::result::Result<String, String> {
+/// `git` with the location's token in an environment-borne setting (never in the command line or
+/// the URL), no prompts, and the location's URL (a path on this machine as a `file://` URL).
+fn git(location: &Location, token: Option<&str>) -> std::result::Result<(tokio::process::Command, String), String> {
     let url = match location.target.contains("://") || location.target.contains('@') {
         true => location.target.clone(),
         false => format!("file://{}", std::path::absolute(&location.target).map_err(|e| e.to_string())?.display()),
     };
     let mut command = tokio::process::Command::new("git");
-    command.args(["clone", "--quiet", "--depth", "1", "--no-tags", "--single-branch"]);
-    if let Some(branch) = &location.branch {
-        command.args(["--branch", branch]);
-    }
-    command.arg("--").arg(&url).arg(into);
     command.env("GIT_TERMINAL_PROMPT", "0").env("GIT_ASKPASS", "true");
-    // The token goes in an environment-borne setting, never in the command line or the URL.
     if let Some(token) = token {
         let basic = base64::engine::general_purpose::STANDARD.encode(format!("x-access-token:{token}"));
         command
@@ -394,6 +403,11 @@ async fn clone(location: &Location, token: Option<&str>, into: &Path) -> std::re
             .env("GIT_CONFIG_VALUE_0", format!("Authorization: Basic {basic}"));
     }
     command.kill_on_drop(true).stdin(std::process::Stdio::null());
+    Ok((command, url))
+}
+
+/// Runs a git command against the location, within the fetch timeout; its output if it succeeded.
+async fn run_git(location: &Location, mut command: tokio::process::Command) -> std::result::Result<Vec<u8>, String> {
     let output = tokio::time::timeout(FETCH_TIMEOUT, command.output())
         .await
         .map_err(|_| format!("fetching {} took longer than {}s", location.target, FETCH_TIMEOUT.as_secs()))?
@@ -402,6 +416,32 @@ async fn clone(location: &Location, token: Option<&str>, into: &Path) -> std::re
         let stderr = String::from_utf8_lossy(&output.stderr);
         return Err(format!("cannot fetch {}: {}", location.target, stderr.trim()));
     }
+    Ok(output.stdout)
+}
+
+/// The commit the location's branch (or the repository's default branch) is at, asked of the
+/// remote without fetching anything.
+async fn remote_head(location: &Location, token: Option<&str>) -> std::result::Result<String, String> {
+    let (mut command, url) = git(location, token)?;
+    let head = location.branch.as_ref().map_or_else(|| "HEAD".to_string(), |b| format!("refs/heads/{b}"));
+    command.args(["ls-remote", "--", &url, &head]);
+    let listed = run_git(location, command).await?;
+    let listed = String::from_utf8_lossy(&listed);
+    let commit = listed.split_whitespace().next().unwrap_or_default();
+    if commit.is_empty() {
+        return Err(format!("{} has no {head}", location.target));
+    }
+    Ok(commit.to_string())
+}
+
+async fn clone(location: &Location, token: Option<&str>, into: &Path) -> std::result::Result<String, String> {
+    let (mut command, url) = git(location, token)?;
+    command.args(["clone", "--quiet", "--depth", "1", "--no-tags", "--single-branch"]);
+    if let Some(branch) = &location.branch {
+        command.args(["--branch", branch]);
+    }
+    command.arg("--").arg(&url).arg(into);
+    run_git(location, command).await?;
     let head = tokio::process::Command::new("git")
         .arg("-C")
         .arg(into)
