@@ -89,6 +89,10 @@ impl JqSandbox {
             .stderr(std::process::Stdio::piped())
             .env_clear()
             .env(MEMORY_VARIABLE, self.limits.memory_mib.to_string())
+            // The `portolan` binary allocates with mimalloc, which by default commits a large arena
+            // up front: under the child's memory limit it could not even start a thread. Committed
+            // as it is used instead, memory still counts against the limit.
+            .env("MIMALLOC_ARENA_EAGER_COMMIT", "0")
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| format!("cannot start the jq sandbox: {e}"))?;

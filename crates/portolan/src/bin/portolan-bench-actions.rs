@@ -182,7 +182,17 @@ async fn run(args: &Args, base: &str, token: &str, clock: Arc<Mutex<Clock>>) -> 
         pct(&loaded, 0.99),
     );
     if loaded.len() != sustained_ids.len() {
-        bail!("{} of {} runs were not delivered", sustained_ids.len() - loaded.len(), sustained_ids.len());
+        let undelivered =
+            clock.lock().ok().and_then(|c| sustained_ids.iter().find(|id| !c.delivered.contains_key(*id)).cloned());
+        let record = match undelivered {
+            Some(id) => client.get(format!("{base}/api/v1/actions/runs/{id}")).send().await?.text().await?,
+            None => String::new(),
+        };
+        bail!(
+            "{} of {} runs were not delivered; the first: {record}",
+            sustained_ids.len() - loaded.len(),
+            sustained_ids.len()
+        );
     }
 
     // 3. Trigger -> runner claimed, with the runner already waiting in its long-poll.

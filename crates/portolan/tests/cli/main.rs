@@ -8,6 +8,7 @@ mod help;
 mod postgres;
 mod readme;
 mod runs;
+mod sandbox;
 mod sqlite_sharing;
 
 use std::io::{BufRead, BufReader};
