@@ -195,18 +195,17 @@ impl BackstageCatalog {
             return Ok(None);
         }
         let kinds = predicate.kinds();
-        let wanted = |kind: &str| kinds.as_ref().is_none_or(|kinds| kinds.iter().any(|k| kind.eq_ignore_ascii_case(k)));
         let known = {
             let mut tx = self.core.store().read().await?;
             blueprint_map(tx.as_mut()).await?
         };
         let mut blueprints = Vec::new();
-        for (_, blueprint) in KINDS.iter().filter(|(k, _)| wanted(k)) {
-            let Some(schema) = known.get(*blueprint) else { continue };
+        for blueprint in kind_blueprints(kinds.as_deref()) {
+            let Some(schema) = known.get(blueprint) else { continue };
             if property != "$blueprint" && !schema.schema.properties.contains_key(property) {
                 return Ok(None);
             }
-            blueprints.push(*blueprint);
+            blueprints.push(blueprint);
         }
         // One count per blueprint, side by side: each reads its blueprint's index on the property,
         // which a count over several blueprints at once does not.
@@ -261,9 +260,7 @@ impl BackstageCatalog {
         let mut tx = self.core.store().read().await?;
         let known = blueprint_map(tx.as_mut()).await?;
         let kinds = predicate.kinds();
-        let wanted = |kind: &str| kinds.as_ref().is_none_or(|kinds| kinds.iter().any(|k| kind.eq_ignore_ascii_case(k)));
-        let mut blueprints: Vec<&str> =
-            KINDS.iter().filter(|(k, _)| wanted(k)).map(|(_, b)| *b).filter(|b| known.contains_key(*b)).collect();
+        let mut blueprints: Vec<&str> = kind_blueprints(kinds.as_deref()).filter(|b| known.contains_key(*b)).collect();
         blueprints.sort_unstable();
         let rules: Vec<Value> = asked
             .iter()
@@ -397,6 +394,14 @@ impl BackstageCatalog {
     }
 }
 
+/// The ready blueprints of these kinds (of every kind: None).
+fn kind_blueprints(kinds: Option<&[String]>) -> impl Iterator<Item = &'static str> {
+    KINDS
+        .iter()
+        .filter(move |(kind, _)| kinds.is_none_or(|kinds| kinds.iter().any(|k| kind.eq_ignore_ascii_case(k))))
+        .map(|(_, blueprint)| *blueprint)
+}
+
 async fn blueprint_map(tx: &mut dyn Tx) -> Result<HashMap<String, Blueprint>> {
     Ok(all_blueprints(tx).await?.into_iter().map(|b| (b.identifier.clone(), b)).collect())
 }
@@ -414,9 +419,8 @@ fn candidates(predicate: &Predicate, blueprints: &mut BTreeMap<&'static str, Vec
         return;
     }
     let kinds = predicate.kinds();
-    let wanted = |kind: &str| kinds.as_ref().is_none_or(|kinds| kinds.iter().any(|k| kind.eq_ignore_ascii_case(k)));
     let query = narrowing(predicate);
-    for (_, blueprint) in KINDS.iter().filter(|(k, _)| wanted(k)) {
+    for blueprint in kind_blueprints(kinds.as_deref()) {
         blueprints.entry(blueprint).or_default().push(query.clone());
     }
 }
