@@ -12,6 +12,16 @@ pub struct Condition {
     pub value: Option<String>,
 }
 
+/// The entity property a Backstage path's value is kept in, as it is (`spec.type` in `type`).
+pub fn stored_property(path: &str) -> Option<&'static str> {
+    match path {
+        "spec.type" => Some("type"),
+        "spec.lifecycle" => Some("lifecycle"),
+        "metadata.namespace" => Some("namespace"),
+        _ => None,
+    }
+}
+
 /// Parses each `filter` parameter (`kind=component,spec.type=service`) into a set of conditions.
 pub fn parse_filters(filters: &[String]) -> Result<Vec<Vec<Condition>>, String> {
     filters
@@ -168,17 +178,19 @@ impl Predicate {
         match self {
             Predicate::Field(key, Matcher::Equals(values)) if values.len() == 1 => vec![(key, &values[0])],
             Predicate::All(all) => all.iter().flat_map(Predicate::required).collect(),
-            Predicate::Any(any) => {
-                { any.iter().map(Predicate::required).reduce(|a, b| a.into_iter().filter(|p| b.contains(p)).collect()) }
-                    .unwrap_or_default()
-            }
+            Predicate::Any(any) => any
+                .iter()
+                .map(Predicate::required)
+                .reduce(|a, b| a.into_iter().filter(|p| b.contains(p)).collect())
+                .unwrap_or_default(),
             _ => Vec::new(),
         }
     }
 
     /// The properties and values asked, when the predicate asks only for kinds and one value of
-    /// each of `spec.type` and `spec.lifecycle` (which entities keep as the `type` and
-    /// `lifecycle` properties): such a query can be answered from the store's indexes.
+    /// each of `spec.type` and `spec.lifecycle` ([`stored_property`]): such a query can be
+    /// answered from the store's indexes. Not `metadata.namespace`: an entity without one is
+    /// shown in `default`, which an index on the property does not say.
     pub fn property_equalities(&self) -> Option<Vec<(&'static str, &str)>> {
         let mut asked = Vec::new();
         self.collect_equalities(&mut asked).then_some(asked)
@@ -190,12 +202,10 @@ impl Predicate {
             Predicate::Any(any) if any.len() == 1 => any[0].collect_equalities(asked),
             Predicate::Field(key, Matcher::Equals(_)) if key == "kind" => true,
             Predicate::Field(key, Matcher::Equals(values)) if values.len() == 1 => {
-                let property = match key.as_str() {
-                    "spec.type" => "type",
-                    "spec.lifecycle" => "lifecycle",
-                    _ => return false,
-                };
-                asked.push((property, values[0].as_str()));
+                match stored_property(key).filter(|p| *p != "namespace") {
+                    Some(property) => asked.push((property, values[0].as_str())),
+                    None => return false,
+                }
                 true
             }
             _ => false,

@@ -446,11 +446,10 @@ async fn page(
     count: bool,
 ) -> Reply<Json<Value>> {
     let predicate = cursor.predicate()?;
+    // Only a page in uid order, without a text filter, can come from the store's indexes.
     let plain = cursor.order.is_empty() && cursor.full_text.as_deref().is_none_or(|t| t.trim().is_empty());
-    let indexed = match plain {
-        true => app.backstage.indexed_page(&caller.actor, &predicate, cursor.offset, limit).await?,
-        false => None,
-    };
+    let indexed =
+        if plain { app.backstage.indexed_page(&caller.actor, &predicate, cursor.offset, limit).await? } else { None };
     let (page, total) = match indexed {
         Some(found) => found,
         None => {

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use portolan_model::manifest::ObjectKey;
 use portolan_model::manifest::backstage::{self, BackstageRef, KINDS, reference_of, relation_types};
-use portolan_model::manifest::backstage_query::Predicate;
+use portolan_model::manifest::backstage_query::{Predicate, stored_property};
 use portolan_model::{Blueprint, Entity, EntityRef};
 use portolan_store::Tx;
 use serde_json::{Value, json};
@@ -186,10 +186,10 @@ impl BackstageCatalog {
     ) -> Result<Option<Vec<(String, u64)>>> {
         let property = match facet.to_ascii_lowercase().as_str() {
             "kind" => "$blueprint",
-            "spec.type" => "type",
-            "spec.lifecycle" => "lifecycle",
-            "metadata.namespace" => "namespace",
-            _ => return Ok(None),
+            path => match stored_property(path) {
+                Some(property) => property,
+                None => return Ok(None),
+            },
         };
         if !predicate.only_kinds() {
             return Ok(None);
@@ -435,9 +435,6 @@ fn narrowing(predicate: &Predicate) -> Value {
             continue;
         }
         let property = match key {
-            "spec.type" => "type",
-            "spec.lifecycle" => "lifecycle",
-            "metadata.namespace" => "namespace",
             "metadata.name" => "$identifier",
             "relations.ownedby" => {
                 if let Some(team) = value.rsplit_once('/').map(|(_, name)| name) {
@@ -445,7 +442,10 @@ fn narrowing(predicate: &Predicate) -> Value {
                 }
                 continue;
             }
-            _ => continue,
+            _ => match stored_property(key) {
+                Some(property) => property,
+                None => continue,
+            },
         };
         // Text operators compare case-insensitively, as Backstage does.
         rules.push(json!({"property": property, "operator": "beginsWith", "value": value}));

@@ -265,9 +265,8 @@ impl Locations {
         // The commit the last good sync applied: the catalog already holds it (its entities
         // refuse direct edits), so there is nothing to fetch, read or write. The branch's head is
         // asked first, without fetching; when it cannot be, the clone says why.
-        let applied = |commit: &Option<String>| {
-            commit.is_some() && location.status.state == "ok" && location.status.commit == *commit
-        };
+        let last_good = location.status.commit.as_deref().filter(|_| location.status.state == "ok");
+        let applied = |commit: Option<&str>| commit.is_some() && commit == last_good;
         let unchanged = || {
             let s = &location.status;
             SyncStatus {
@@ -279,15 +278,15 @@ impl Locations {
                 ..s.clone()
             }
         };
-        if location.kind == LocationKind::Git && applied(&location.status.commit) {
+        if location.kind == LocationKind::Git && last_good.is_some() {
             let token = self.token(location).await?;
-            if applied(&remote_head(location, token.as_deref()).await.ok()) {
+            if applied(remote_head(location, token.as_deref()).await.ok().as_deref()) {
                 return Ok(unchanged());
             }
         }
         let checkout = self.checkout(location).await?;
         let commit = checkout.commit.clone();
-        if applied(&commit) {
+        if applied(commit.as_deref()) {
             return Ok(unchanged());
         }
         let documents = read(location, &checkout)?;

@@ -7,7 +7,7 @@ use portolan_model::permission::Role;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::{TestApp, account_token, spawn_app};
+use crate::{TestApp, account_token, query_value, spawn_app};
 
 fn descriptor(kind: &str, name: &str, spec: Value) -> Value {
     json!({"apiVersion": "backstage.io/v1alpha1", "kind": kind, "metadata": {"name": name}, "spec": spec})
@@ -155,17 +155,14 @@ async fn pages(app: &TestApp, token: &str, filters: &str) -> (Vec<String>, Vec<u
     loop {
         let page = app.call_as(reqwest::Method::GET, &next, token, None).await;
         assert_eq!(page.status, StatusCode::OK, "{next}: {}", page.body);
-        names.extend(page.body["items"].as_array().expect("items").iter().map(|e| e["metadata"]["name"].to_string()));
+        let items = page.body["items"].as_array().expect("items");
+        names.extend(items.iter().map(|e| e["metadata"]["name"].as_str().expect("a name").to_string()));
         totals.push(page.body["totalItems"].as_u64().expect("a total"));
         match page.body["pageInfo"]["nextCursor"].as_str() {
-            Some(cursor) => next = format!("/api/catalog/entities/by-query?limit=1&cursor={}", urlencode(cursor)),
-            None => return (names.into_iter().map(|n| n.trim_matches('"').to_string()).collect(), totals),
+            Some(cursor) => next = format!("/api/catalog/entities/by-query?limit=1&cursor={}", query_value(cursor)),
+            None => return (names, totals),
         }
     }
-}
-
-fn urlencode(text: &str) -> String {
-    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }
 
 /// Kind and type queries are counted and paged from the store's indexes; a value stored in

@@ -360,6 +360,11 @@ pub async fn run_until(app: &TestApp, id: &str, within: Duration, check: impl Fn
     }
 }
 
+/// `text` encoded for a query string's value.
+pub fn query_value(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
 pub fn ended(run: &Value) -> bool {
     matches!(run["status"].as_str(), Some("SUCCESS" | "FAILURE" | "CANCELLED" | "TIMED_OUT" | "DECLINED"))
 }

@@ -141,15 +141,11 @@ async fn related_to_follows_relations_transitively() {
     let filtered_list = app
         .get(&format!(
             "/api/v1/blueprints/service/entities?query={}",
-            urlencode(&json!({"combinator": "and", "rules": [{"relation": "system", "operator": "=", "value": "products-system"}]}).to_string())
+            crate::query_value(&json!({"combinator": "and", "rules": [{"relation": "system", "operator": "=", "value": "products-system"}]}).to_string())
         ))
         .await;
     assert_eq!(filtered_list.status, StatusCode::OK, "{}", filtered_list.body);
     assert_eq!(identifiers(&filtered_list.body), vec!["products-service"]);
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes().map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
 }
 
 #[tokio::test]
