@@ -6,12 +6,13 @@ use serde_json::{Map, Value};
 
 use crate::error::{Error, ErrorCode, Result};
 use crate::services::Actor;
-use crate::services::catalog::WriteMode;
+use crate::services::catalog::{BulkOptions, MAX_BULK, WriteMode};
 use crate::services::identity::NewAccount;
 use crate::services::manifests::{ApplyRequest, SourcedDocument};
 use crate::state::AppState;
 use portolan_model::permission::Role;
 
+pub mod history;
 pub mod integrations;
 
 const CATALOG: &str = include_str!("../demo/catalog.json");
@@ -62,6 +63,8 @@ pub struct DemoSummary {
     pub scorecards_created: usize,
     pub actions_written: usize,
     pub accounts_created: usize,
+    /// Deployments and incidents of the demo's past.
+    pub history_created: usize,
 }
 
 pub async fn load(app: &AppState) -> Result<DemoSummary> {
@@ -70,9 +73,12 @@ pub async fn load(app: &AppState) -> Result<DemoSummary> {
     let actor = Actor::demo();
     let mut summary = DemoSummary::default();
     for blueprint in demo.blueprints {
-        match app.catalog.create_blueprint(&actor, blueprint).await {
+        let identifier = blueprint["identifier"].as_str().unwrap_or_default().to_string();
+        match app.catalog.create_blueprint(&actor, blueprint.clone()).await {
             Ok(_) => summary.blueprints_created += 1,
-            Err(err) if err.code == ErrorCode::AlreadyExists => {}
+            Err(err) if err.code == ErrorCode::AlreadyExists => {
+                add_new_properties(app, &actor, &identifier, &blueprint).await?
+            }
             Err(err) => return Err(err),
         }
     }
@@ -98,6 +104,7 @@ pub async fn load(app: &AppState) -> Result<DemoSummary> {
             }
         }
     }
+    summary.history_created = load_history(app, &actor).await?;
     for (blueprint, scorecards) in demo.scorecards {
         for scorecard in scorecards.as_array().into_iter().flatten() {
             match app.scorecards.put_scorecard(&actor, &blueprint, None, scorecard.clone()).await {
@@ -144,4 +151,43 @@ pub async fn load(app: &AppState) -> Result<DemoSummary> {
         ApplyRequest { source: "demo".into(), documents, dry_run: false, prune: true, max_delete_share: None };
     app.manifests.apply(&actor, request).await?;
     Ok(summary)
+}
+
+/// Gives a blueprint made by an older demo the properties the demo has added since, so that the
+/// demo's entities fit it; what is there is left alone.
+async fn add_new_properties(app: &AppState, actor: &Actor, identifier: &str, blueprint: &Value) -> Result<()> {
+    let current = app.catalog.get_blueprint(identifier).await?.blueprint;
+    let wanted = blueprint["schema"]["properties"].as_object().cloned().unwrap_or_default();
+    let missing: Map<String, Value> =
+        wanted.into_iter().filter(|(name, _)| !current.schema.properties.contains_key(name)).collect();
+    if !missing.is_empty() {
+        let patch = serde_json::json!({"schema": {"properties": missing}});
+        app.catalog.update_blueprint(actor, identifier, patch, true).await?;
+    }
+    Ok(())
+}
+
+/// Writes the demo's past deployments and incidents that are not there yet; how many it wrote.
+async fn load_history(app: &AppState, actor: &Actor) -> Result<usize> {
+    // The demo was first loaded when its first service was created (now, if it is gone).
+    let first_loaded = match app.catalog.get_entity(actor, "service", "cart-service").await {
+        Ok(service) => service.created_at,
+        Err(err) if err.code == ErrorCode::NotFound => app.core.now(),
+        Err(err) => return Err(err),
+    };
+    let (deployments, incidents) = history::history(first_loaded, app.core.now());
+    let mut created = 0;
+    for (blueprint, documents) in [("deployment", deployments), ("incident", incidents)] {
+        for chunk in documents.chunks(MAX_BULK) {
+            let items = app.catalog.bulk_write(actor, blueprint, chunk.to_vec(), &BulkOptions::default()).await?;
+            for item in items {
+                match item.result {
+                    Ok(_) => created += 1,
+                    Err(err) if err.code == ErrorCode::AlreadyExists => {}
+                    Err(err) => return Err(err),
+                }
+            }
+        }
+    }
+    Ok(created)
 }

@@ -17,6 +17,7 @@ use crate::services::backstage::BackstageCatalog;
 use crate::services::catalog::Catalog;
 use crate::services::computed::Computed;
 use crate::services::core::{Core, SharedClock, SystemClock};
+use crate::services::dora::Dora;
 use crate::services::guardrails::Guardrails;
 use crate::services::identity::Identity;
 use crate::services::integrations::{Integrations, IntegrationsParts};
@@ -41,6 +42,7 @@ pub struct Services {
     pub search: Search,
     pub catalog: Catalog,
     pub scorecards: Scorecards,
+    pub dora: Dora,
     pub audit: Audit,
     pub identity: Identity,
     pub oidc: Oidc,
@@ -91,6 +93,7 @@ impl AppState {
         let search = Search::new(core.clone(), permissions.clone());
         let catalog = Catalog::new(core.clone(), permissions.clone(), computed.clone());
         let scorecards = Scorecards::new(core.clone(), permissions.clone());
+        let dora = Dora::new(core.clone(), search.clone(), permissions.clone());
         let audit = Audit::new(core.clone(), permissions.clone(), signer);
         let identity = Identity::new(core.clone(), catalog.clone(), audit.clone(), settings.sessions);
         let oidc = Oidc::new(
@@ -149,6 +152,7 @@ impl AppState {
             search,
             catalog,
             scorecards,
+            dora,
             audit,
             identity,
             oidc,

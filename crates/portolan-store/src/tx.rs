@@ -211,6 +211,8 @@ pub trait SecretStore: Send {
     async fn setting(&mut self, name: &str) -> Result<Option<String>>;
     /// A setting's value, storing `value` first if it has none.
     async fn setting_or_insert(&mut self, name: &str, value: &str) -> Result<String>;
+    /// Stores a setting's value, replacing what it had.
+    async fn put_setting(&mut self, name: &str, value: &str) -> Result<()>;
 }
 
 /// Accounts, sessions and API tokens.

@@ -551,6 +551,7 @@ async fn serve(config: config::ServeConfig) -> anyhow::Result<()> {
             scorecards = summary.scorecards_created,
             actions = summary.actions_written,
             accounts = summary.accounts_created,
+            history = summary.history_created,
             "demo catalog loaded"
         );
         let source =

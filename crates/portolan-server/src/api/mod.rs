@@ -4,6 +4,7 @@ pub mod actions;
 pub mod audit;
 pub mod backstage;
 pub mod blueprints;
+pub mod dora;
 pub mod entities;
 pub mod events;
 pub mod identity;
@@ -31,6 +32,7 @@ use crate::state::AppState;
     tags((name = "blueprints", description = "Types of the catalog"), (name = "entities", description = "Catalog entries"),
           (name = "search", description = "The query language: search, counts and facets"),
           (name = "scorecards", description = "Levels and rules that grade entities"),
+          (name = "dora", description = "Deployment frequency, lead time, change failure rate and time to restore"),
           (name = "events", description = "Live changes"),
           (name = "actions", description = "Self-service actions and automations"),
           (name = "runs", description = "Executions of actions, their logs and results"),
@@ -62,6 +64,8 @@ pub fn router() -> Router<AppState> {
         .routes(routes!(scorecards::list_scorecards, scorecards::create_scorecard))
         .routes(routes!(scorecards::get_scorecard, scorecards::replace_scorecard, scorecards::delete_scorecard))
         .routes(routes!(scorecards::scorecard_summary))
+        .routes(routes!(dora::report))
+        .routes(routes!(dora::get_definition, dora::put_definition))
         .routes(routes!(events::stream))
         .routes(routes!(actions::list_actions, actions::create_action))
         .routes(routes!(actions::get_action, actions::replace_action, actions::delete_action))

@@ -203,9 +203,12 @@ async fn copy_identity(
     Ok(())
 }
 
-/// Copies the server's key (secrets are sealed with it), actions, secrets, runner tokens, and
-/// runs with their logs and affected entities.
+/// Copies the server's key (secrets are sealed with it), the DORA definition, actions, secrets,
+/// runner tokens, and runs with their logs and affected entities.
 async fn copy_actions_and_runs(source: &mut dyn Tx, target: &mut dyn Tx, report: &mut CopyReport) -> Result<()> {
+    if let Some(value) = source.setting(super::dora::DEFINITION_SETTING).await? {
+        target.put_setting(super::dora::DEFINITION_SETTING, &value).await?;
+    }
     const SETTINGS: [&str; 1] = ["secrets_key"];
     for name in SETTINGS {
         if let Some(value) = source.setting(name).await? {

@@ -16,6 +16,7 @@
 //!   catalog ──► computed, scorecards, triggers, permissions
 //!   computed ──► scorecards
 //!   guardrails ──► search
+//!   dora ──► search
 //!   search, scorecards, audit, actions ──► permissions ──► core
 //!   runlog ──► triggers
 //! ```
@@ -31,6 +32,7 @@ pub mod backstage;
 pub mod catalog;
 pub mod computed;
 pub mod core;
+pub mod dora;
 pub mod guardrails;
 pub mod identity;
 pub mod integrations;

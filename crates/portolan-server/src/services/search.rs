@@ -133,10 +133,16 @@ impl Search {
 
     /// Every entity of a blueprint the actor may read, all pages.
     pub async fn every_entity(&self, actor: &Actor, blueprint: &str) -> Result<Vec<Entity>> {
+        self.every_match(actor, blueprint, None).await
+    }
+
+    /// Every entity of a blueprint that `query` admits and the actor may read, all pages.
+    pub async fn every_match(&self, actor: &Actor, blueprint: &str, query: Option<Value>) -> Result<Vec<Entity>> {
         let mut entities = Vec::new();
         let mut cursor = None;
         loop {
-            let request = SearchRequest { limit: Some(MAX_LIMIT), cursor, ..SearchRequest::default() };
+            let request =
+                SearchRequest { query: query.clone(), limit: Some(MAX_LIMIT), cursor, ..SearchRequest::default() };
             let page = self.search(actor, Some(blueprint), request).await?;
             entities.extend(page.entities);
             match page.next {

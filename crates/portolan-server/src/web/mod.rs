@@ -49,6 +49,8 @@ mod filters {
 mod admin;
 mod audit;
 mod catalog;
+mod chart;
+mod dora;
 mod entity;
 mod integrations;
 mod locations;
@@ -77,6 +79,7 @@ pub fn router() -> Router<AppState> {
         .route("/approvals", get(selfservice::approvals_page))
         .route("/audit", get(audit::audit_page))
         .route("/scorecards", get(scorecards::scorecards_page))
+        .route("/dora", get(dora::dora_page))
         .route("/admin", get(admin::index))
         .route("/integrations", get(integrations::integrations_page).post(integrations::create_integration))
         .route("/integrations/test-mapping", get(integrations::test_mapping_page).post(integrations::run_test_mapping))

@@ -8,6 +8,7 @@ mod backstage;
 mod blueprints;
 mod computed;
 mod connections;
+mod dora;
 mod entities;
 mod errors;
 mod guardrails;

@@ -42,7 +42,8 @@ async fn openapi_document_describes_the_api() {
 async fn demo_catalog_loads_idempotently_with_the_brief_s_entities() {
     let app = spawn_app().await;
     let first = portolan_server::demo::load(&app.state).await.expect("demo loads");
-    assert_eq!(first.blueprints_created, 9, "the brief's six, environments, deployments and locks");
+    assert_eq!(first.blueprints_created, 10, "the brief's six, environments, deployments, incidents and locks");
+    assert!(first.history_created > 100, "90 days of deployments and incidents: {}", first.history_created);
     assert_eq!(first.entities_created, 17, "3 teams, 4 users and the brief's 10 catalog entities");
     assert_eq!(first.actions_written, 10, "the brief's self-service actions, the TTL teardown, lock and unlock");
     let second = portolan_server::demo::load(&app.state).await.expect("demo loads again");

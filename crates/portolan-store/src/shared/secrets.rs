@@ -139,6 +139,15 @@ macro_rules! secret_store {
                     .await?;
                 Ok(sqlx::query_scalar("SELECT value FROM settings WHERE name = $1").bind(name).fetch_one(&mut *self.tx).await?)
             }
+
+            async fn put_setting(&mut self, name: &str, value: &str) -> Result<()> {
+                sqlx::query("INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = excluded.value")
+                    .bind(name)
+                    .bind(value)
+                    .execute(&mut *self.tx)
+                    .await?;
+                Ok(())
+            }
         }
     };
 }

@@ -194,6 +194,8 @@ pub async fn secrets_tokens_and_settings_are_kept(store: &dyn Store) {
     tx.touch_runner_token("rt_1", 9).await.expect("touch");
     assert_eq!(tx.setting_or_insert("key", "first").await.expect("setting"), "first");
     assert_eq!(tx.setting_or_insert("key", "second").await.expect("setting"), "first", "the first value stays");
+    tx.put_setting("key", "third").await.expect("put setting");
+    assert_eq!(tx.setting("key").await.expect("setting").as_deref(), Some("third"), "a put replaces the value");
     tx.commit().await.expect("commit");
 
     let mut tx = store.write().await.expect("tx");

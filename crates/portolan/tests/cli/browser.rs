@@ -355,6 +355,26 @@ async fn the_portal_in_a_real_browser() {
     carol.click("a[href*='failing=']").await;
     carol.wait_for("Showing the entities failing", Duration::from_secs(5), false).await;
     carol.screenshot("scorecard-failing").await;
+    // DORA over the demo's 90 days: bands, charts drawn on the server, and each bar a link to the
+    // deployments it counts.
+    carol.go(&format!("{base}/dora?days=90")).await;
+    let dora = carol.source().await;
+    assert!(dora.contains("class=\"band "), "the keys carry bands: {dora}");
+    assert_eq!(dora.matches("<svg class=\"chart\"").count(), 4, "four trend charts");
+    carol.check_layout("dora").await;
+    carol.assert_no_raw_json("the DORA page").await;
+    carol.go(&format!("{base}/dora?team=team-cart&days=30")).await;
+    carol.check_layout("dora-team").await;
+    let bar = carol
+        .script(
+            "var bars = Array.from(document.querySelectorAll('svg.chart a'));
+             var drawn = bars.find(function (a) { return a.querySelector('rect').getBBox().height > 0; });
+             return drawn.getAttribute('href');",
+        )
+        .await;
+    carol.go(&format!("{base}{}", bar.as_str().expect("a bar with deployments"))).await;
+    carol.wait_for_url("/catalog/deployment?where=").await;
+    assert!(carol.source().await.contains("/catalog/deployment/cart-service-"), "the bar's deployments are listed");
 
     // The admin sees the whole audit log and the administration, at both widths, in both themes.
     let admin = driver.open().await;
