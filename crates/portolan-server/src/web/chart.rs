@@ -29,8 +29,8 @@ pub enum Mark {
     Line,
 }
 
-/// A chart of `points` titled `title`; `unit` labels the value axis.
-pub fn chart(id: &str, title: &str, unit: &str, mark: Mark, points: &[Point]) -> String {
+/// A chart of `points` titled `title` (which a caption beside it shows; the axis carries no unit).
+pub fn chart(id: &str, title: &str, mark: Mark, points: &[Point]) -> String {
     let max = points.iter().filter_map(|p| p.value).fold(0.0_f64, f64::max);
     let top = nice_ceiling(max);
     let plot_height = HEIGHT - BOTTOM - TOP;
@@ -56,7 +56,6 @@ pub fn chart(id: &str, title: &str, unit: &str, mark: Mark, points: &[Point]) ->
             ty = y(value) + 4.0,
         );
     }
-    let _ = write!(svg, r#"<text class="axis unit" x="2" y="{}">{}</text>"#, TOP + 10.0, escape(unit));
     let every = (points.len() / 8).max(1);
     let mut line: Vec<(f64, f64)> = Vec::new();
     let mut segments: Vec<Vec<(f64, f64)>> = Vec::new();
@@ -143,7 +142,6 @@ mod tests {
         let svg = chart(
             "t",
             "Deployments <per day>",
-            "per day",
             Mark::Bars,
             &[point("Mon", Some(3.0)), point("Tue", None), point("Wed", Some(7.0))],
         );
@@ -160,7 +158,6 @@ mod tests {
         let svg = chart(
             "l",
             "Lead time",
-            "hours",
             Mark::Line,
             &[
                 point("a", Some(1.0)),

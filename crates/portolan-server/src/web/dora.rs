@@ -24,6 +24,12 @@ struct BreakdownView {
     cells: Vec<(String, Option<&'static str>)>,
 }
 
+struct ChartView {
+    caption: &'static str,
+    /// SVG, already escaped.
+    svg: String,
+}
+
 struct Choice {
     value: String,
     title: String,
@@ -38,8 +44,7 @@ struct DoraPage {
     period: String,
     keys: Vec<KeyCard>,
     unrestored: u64,
-    /// SVG charts, already escaped.
-    charts: Vec<String>,
+    charts: Vec<ChartView>,
     breakdown_heading: &'static str,
     breakdown: Vec<BreakdownView>,
     teams: Vec<Choice>,
@@ -230,7 +235,7 @@ fn keys(report: &DoraReport) -> Vec<KeyCard> {
     ]
 }
 
-fn charts(report: &DoraReport) -> Vec<String> {
+fn charts(report: &DoraReport) -> Vec<ChartView> {
     type Reading = fn(&Metrics) -> Option<f64>;
     type Words = fn(&Metrics) -> Option<String>;
     let series = |value: Reading, words: Words, linked: bool| -> Vec<Point> {
@@ -250,22 +255,19 @@ fn charts(report: &DoraReport) -> Vec<String> {
     let rate: Reading = |m| m.change_failure_rate.as_ref().map(|f| f.rate * 100.0);
     let lead: Reading = |m| m.lead_time.as_ref().map(|d| d.median_ms as f64 / dora::HOUR as f64);
     let restore: Reading = |m| m.time_to_restore.as_ref().map(|d| d.median_ms as f64 / dora::HOUR as f64);
+    let view = |id: &str, caption: &'static str, mark: Mark, points: Vec<Point>| ChartView {
+        caption,
+        svg: chart::chart(id, caption, mark, &points),
+    };
     vec![
-        chart::chart("deployments", "Deployments", "count", Mark::Bars, &series(count, count_words, true)),
-        chart::chart("failure-rate", "Change failure rate", "%", Mark::Bars, &series(rate, rate_words, true)),
-        chart::chart(
-            "lead-time",
-            "Lead time for changes (median)",
-            "hours",
-            Mark::Line,
-            &series(lead, lead_words, false),
-        ),
-        chart::chart(
+        view("deployments", "Deployments", Mark::Bars, series(count, count_words, true)),
+        view("failure-rate", "Change failure rate (%)", Mark::Bars, series(rate, rate_words, true)),
+        view("lead-time", "Lead time for changes (median, hours)", Mark::Line, series(lead, lead_words, false)),
+        view(
             "restore-time",
-            "Time to restore service (median)",
-            "hours",
+            "Time to restore service (median, hours)",
             Mark::Line,
-            &series(restore, restore_words, false),
+            series(restore, restore_words, false),
         ),
     ]
 }

@@ -66,6 +66,22 @@ const SUGGESTIONS: usize = 6;
 /// What the search box suggests while one types: entities (by title or identifier), blueprints
 /// and self-service actions, each as far as the user may read them, with where it goes:
 /// `[{"kind", "label", "detail", "href"}]`.
+/// How well an entity matches what was typed, best first: the identifier or title is it, begins
+/// with it, or holds it; then the shorter.
+fn relevance(entity: &Entity, needle: &str) -> (u8, usize, String) {
+    let title = entity.title.as_deref().unwrap_or_default().to_lowercase();
+    let identifier = entity.identifier.to_lowercase();
+    let class = if identifier == needle || title == needle {
+        0
+    } else if identifier.starts_with(needle) || title.starts_with(needle) {
+        1
+    } else {
+        2
+    };
+    let length = if title.is_empty() { identifier.len() } else { identifier.len().min(title.len()) };
+    (class, length, identifier)
+}
+
 pub(super) async fn suggest(
     State(app): State<AppState>,
     Visitor(signed_in): Visitor,
@@ -85,8 +101,16 @@ pub(super) async fn suggest(
     let filter = json!({"combinator": "or", "rules": [
         {"property": "$title", "operator": "contains", "value": q},
         {"property": "$identifier", "operator": "contains", "value": q}]});
-    let request = SearchRequest { query: Some(filter), limit: Some(SUGGESTIONS as u32), ..SearchRequest::default() };
-    for e in app.search.search(&signed_in.actor, None, request).await?.entities {
+    // The best few of each blueprint, so that a service is not buried under its many deployments.
+    let searches = blueprints.iter().map(|b| {
+        let request =
+            SearchRequest { query: Some(filter.clone()), limit: Some(SUGGESTIONS as u32), ..SearchRequest::default() };
+        app.search.search(&signed_in.actor, Some(&b.identifier), request)
+    });
+    let mut entities: Vec<Entity> =
+        futures_util::future::try_join_all(searches).await?.into_iter().flat_map(|page| page.entities).collect();
+    entities.sort_by_cached_key(|e| relevance(e, &needle));
+    for e in entities.into_iter().take(SUGGESTIONS) {
         found.push(json!({
             "kind": title_of_blueprint(&e.blueprint),
             "label": title_of(&e),

@@ -1001,6 +1001,15 @@ async fn the_search_box_suggests_entities_blueprints_and_actions_the_user_may_re
     assert!(!labels.contains(&"Bravo Vault"), "another team's service is not suggested: {found:?}");
     let cart = found.iter().find(|s| s["label"] == "Alpha Cart").expect("a1");
     assert_eq!(cart["href"], "/catalog/service/a1");
+    // Many entities of another blueprint named after the service do not bury it.
+    let release = json!({"identifier": "release", "schema": {"properties": {}}});
+    assert_eq!(app.post("/api/v1/blueprints", release).await.status, StatusCode::CREATED);
+    let releases: Vec<_> = (0..30).map(|n| json!({"identifier": format!("a1-release-{n:02}")})).collect();
+    let written = app.post("/api/v1/blueprints/release/entities/bulk", json!({"entities": releases})).await;
+    assert_eq!(written.status, StatusCode::OK, "{}", written.body);
+    let found = suggest("a1").await;
+    assert_eq!(found[0]["href"], "/catalog/service/a1", "the exact match first: {found:?}");
+    assert_eq!(found[1]["href"], "/catalog/release/a1-release-00", "then what begins with it: {found:?}");
     let found = suggest("scal").await;
     assert!(found.iter().any(|s| s["kind"] == "Action" && s["href"] == "/actions/scale"), "{found:?}");
     let found = suggest("servi").await;
