@@ -1,0 +1,157 @@
+//! Benchmarks the KPIs: DORA reports of the organisation, a team and a service over a year, over
+//! a catalog of `--services` services that each deploy every few days (a tenth of deployments
+//! failing, half of those reverted) and have incidents.
+
+use std::time::Instant;
+
+use anyhow::bail;
+use bench_server::{pct, post, send};
+use clap::Parser;
+use serde_json::{Value, json};
+
+#[path = "../bench_server.rs"]
+mod bench_server;
+
+#[derive(Parser)]
+#[command(about = "Benchmark Portolan's KPIs: DORA reports over a year of deployments")]
+struct Args {
+    /// Services in the organisation.
+    #[arg(long, default_value_t = 2_000)]
+    services: usize,
+    /// Deployments per service over the year.
+    #[arg(long, default_value_t = 50)]
+    deployments: usize,
+    /// Teams the services are spread over.
+    #[arg(long, default_value_t = 40)]
+    teams: usize,
+    /// Timed reports of each kind.
+    #[arg(long, default_value_t = 20)]
+    samples: usize,
+    /// Benchmark PostgreSQL instead: the URL of an empty database.
+    #[arg(long)]
+    database_url: Option<String>,
+}
+
+const DAY_MS: i64 = 86_400_000;
+
+fn main() -> anyhow::Result<()> {
+    if bench_server::serve_sandbox_if_asked()? {
+        return Ok(());
+    }
+    let args = Args::parse();
+    let bench = bench_server::launch(args.database_url.as_deref())?;
+    let server = &bench.server;
+    bench.clients.block_on(run(&args, &server.base, &server.token))
+}
+
+async fn run(args: &Args, base: &str, token: &str) -> anyhow::Result<()> {
+    portolan_server::outbound::install_crypto();
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {token}").parse()?);
+    let client = reqwest::Client::builder().default_headers(headers).build()?;
+    let api = format!("{base}/api/v1");
+    let date = json!({"type": "string", "format": "date-time"});
+    let blueprints = [
+        json!({"identifier": "service", "schema": {"properties": {}}}),
+        json!({"identifier": "deployment", "schema": {"properties": {"deployedAt": date, "commitAt": date,
+            "status": {"type": "string", "enum": ["succeeded", "failed"]},
+            "strategy": {"type": "string", "enum": ["canary", "revert"]}}},
+            "relations": {"service": {"target": "service", "required": true}}}),
+        json!({"identifier": "incident", "schema": {"properties": {"openedAt": date, "resolvedAt": date}},
+            "relations": {"service": {"target": "service", "required": true}}}),
+    ];
+    for blueprint in blueprints {
+        post(&client, &format!("{api}/blueprints"), blueprint).await?;
+    }
+    let teams: Vec<Value> = (0..args.teams).map(|t| json!({"identifier": format!("team-{t}")})).collect();
+    bulk(&client, &api, "_team", teams).await?;
+    let services: Vec<Value> = (0..args.services)
+        .map(|s| json!({"identifier": format!("svc-{s}"), "team": [format!("team-{}", s % args.teams)]}))
+        .collect();
+    bulk(&client, &api, "service", services).await?;
+
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
+    let started = Instant::now();
+    let mut random = 42u64;
+    let mut next = || {
+        random = random.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (random >> 33) as f64 / (1u64 << 31) as f64
+    };
+    let (mut deployments, mut incidents, mut written) = (Vec::new(), Vec::new(), 0);
+    for s in 0..args.services {
+        for d in 0..args.deployments {
+            let at = now - 365 * DAY_MS + (next() * 365.0 * DAY_MS as f64) as i64;
+            let failed = next() < 0.1;
+            let reverted = failed && next() < 0.5;
+            let status = if failed && !reverted { "failed" } else { "succeeded" };
+            deployments.push(json!({"identifier": format!("svc-{s}-{d}"), "relations": {"service": format!("svc-{s}")},
+                "properties": {"deployedAt": time(at), "commitAt": time(at - (next() * 3.0 * DAY_MS as f64) as i64),
+                               "status": status, "strategy": "canary"}}));
+            if reverted {
+                deployments.push(json!({"identifier": format!("svc-{s}-{d}-revert"), "relations": {"service": format!("svc-{s}")},
+                    "properties": {"deployedAt": time(at + 1_800_000), "status": "succeeded", "strategy": "revert"}}));
+            }
+            if failed {
+                incidents.push(json!({"identifier": format!("inc-{s}-{d}"), "relations": {"service": format!("svc-{s}")},
+                    "properties": {"openedAt": time(at + 300_000), "resolvedAt": time(at + 3_600_000)}}));
+            }
+            if deployments.len() >= 1_000 {
+                written += deployments.len();
+                bulk(&client, &api, "deployment", std::mem::take(&mut deployments)).await?;
+            }
+            if incidents.len() >= 1_000 {
+                bulk(&client, &api, "incident", std::mem::take(&mut incidents)).await?;
+            }
+        }
+    }
+    written += deployments.len();
+    bulk(&client, &api, "deployment", deployments).await?;
+    bulk(&client, &api, "incident", incidents).await?;
+    println!(
+        "{} services in {} teams, {written} deployments over a year, written in {:.1} s",
+        args.services,
+        args.teams,
+        started.elapsed().as_secs_f64()
+    );
+
+    for (name, query) in [
+        ("organisation", "days=365".to_string()),
+        ("team", "team=team-0&days=365".to_string()),
+        ("service", "service=svc-0&days=365".to_string()),
+        ("organisation, 30 days", "days=30".to_string()),
+    ] {
+        let mut times = Vec::with_capacity(args.samples);
+        let mut report = Value::Null;
+        for _ in 0..args.samples {
+            let started = Instant::now();
+            report = send(&client, reqwest::Method::GET, &format!("{api}/dora?{query}"), None).await?;
+            times.push(started.elapsed());
+        }
+        let deployments = &report["report"]["metrics"]["deploymentFrequency"]["deployments"];
+        if deployments.is_null() {
+            bail!("the {name} report counted no deployments: {report}");
+        }
+        times.sort();
+        println!(
+            "DORA {name:<22} p50 {:>8.1} ms  p95 {:>8.1} ms  ({deployments} deployments counted)",
+            pct(&times, 0.5),
+            pct(&times, 0.95)
+        );
+    }
+    Ok(())
+}
+
+fn time(ms: i64) -> String {
+    portolan_model::format_millis(ms)
+}
+
+async fn bulk(client: &reqwest::Client, api: &str, blueprint: &str, entities: Vec<Value>) -> anyhow::Result<()> {
+    let url = format!("{api}/blueprints/{blueprint}/entities/bulk");
+    for chunk in entities.chunks(1_000) {
+        let answer = post(client, &url, json!({"entities": chunk})).await?;
+        if answer["ok"] != true {
+            bail!("some {blueprint} entities were not written: {answer}");
+        }
+    }
+    Ok(())
+}
