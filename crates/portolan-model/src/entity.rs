@@ -51,8 +51,9 @@ pub struct EntityInput {
     pub updated_by: Option<Value>,
 }
 
-/// A stored entity.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+/// A stored entity. It reads back from the JSON it is written as (the audit log keeps each
+/// version so).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Entity {
     pub identifier: String,
@@ -65,20 +66,20 @@ pub struct Entity {
     #[schema(value_type = Object)]
     pub relations: Map<String, Value>,
     /// Scorecard results by scorecard identifier: `{level, levelIndex, rules}`.
-    #[serde(skip_serializing_if = "Map::is_empty")]
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
     #[schema(value_type = Object)]
     pub scorecards: Map<String, Value>,
     /// Why a computed property has no value (a failed calculation), by property name.
-    #[serde(skip_serializing_if = "Map::is_empty")]
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
     #[schema(value_type = Object)]
     pub diagnostics: Map<String, Value>,
     /// Incremented on every write; sent as the `ETag` and compared with `If-Match`.
     pub version: i64,
-    #[serde(serialize_with = "as_rfc3339")]
+    #[serde(serialize_with = "as_rfc3339", deserialize_with = "crate::timestamp::deserialize")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: Millis,
     pub created_by: String,
-    #[serde(serialize_with = "as_rfc3339")]
+    #[serde(serialize_with = "as_rfc3339", deserialize_with = "crate::timestamp::deserialize")]
     #[schema(value_type = String, format = DateTime)]
     pub updated_at: Millis,
     pub updated_by: String,

@@ -10,6 +10,7 @@ pub mod dora;
 pub mod entity;
 pub mod error;
 pub mod guardrail;
+pub mod history;
 pub mod ident;
 pub mod integration;
 pub mod jq;

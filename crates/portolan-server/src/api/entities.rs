@@ -65,6 +65,15 @@ pub struct RunIdQuery {
     run_id: Option<String>,
 }
 
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct AsOfQuery {
+    /// RFC 3339: the entity as it was then, from the audit log.
+    #[serde(rename = "asOf")]
+    #[param(rename = "asOf")]
+    as_of: Option<String>,
+}
+
 /// Who makes an entity write: the caller, or a backend with a run token, which must name its run
 /// (`run_id`). A run named by a user must be theirs and still open.
 async fn acting(app: &AppState, writer: Writer, run_id: Option<String>) -> Result<Actor> {
@@ -198,14 +207,24 @@ pub async fn create_entity(
     Ok(entity_response(outcome_status(outcome), entity))
 }
 
+/// The entity now, or with `asOf` as it was at that time (read from the audit log).
 #[utoipa::path(get, path = "/api/v1/blueprints/{blueprint}/entities/{entity}", tag = "entities",
-    params(("blueprint" = String, Path), ("entity" = String, Path)),
-    responses((status = 200, body = EntityResponse, headers(("ETag" = String))), (status = 404, description = "not found")))]
+    params(("blueprint" = String, Path), ("entity" = String, Path), AsOfQuery),
+    responses((status = 200, body = EntityResponse, headers(("ETag" = String))),
+              (status = 404, description = "not found (at that time: not yet created, or deleted)"),
+              (status = 422, description = "an `asOf` that is not a time, or in the future")))]
 pub async fn get_entity(
     State(app): State<AppState>,
     Reader(reader): Reader,
     PathParams((blueprint, identifier)): PathParams<(String, String)>,
+    QueryParams(query): QueryParams<AsOfQuery>,
 ) -> Result<Response> {
+    if let Some(text) = &query.as_of {
+        let at = portolan_model::parse_millis(text)
+            .ok_or_else(|| crate::error::Error::invalid_at("/asOf", "expected an RFC 3339 date-time"))?;
+        let entity = app.catalog.entity_as_of(&reader, &blueprint, &identifier, at).await?;
+        return Ok(entity_response(StatusCode::OK, entity));
+    }
     let entity = app.catalog.get_entity(&reader, &blueprint, &identifier).await?;
     let source = app.manifests.entity_source(&entity.entity_ref()).await?;
     Ok(sourced_entity_response(StatusCode::OK, entity, source))

@@ -78,7 +78,10 @@ struct EntityPage {
     actions: Vec<present::ActionLink>,
     runs: Vec<EntityRun>,
     /// When, what and who, newest first.
-    history: Vec<(present::When, String, String)>,
+    /// When, what, who, and the address of the entity as it was just after.
+    history: Vec<(present::When, String, String, String)>,
+    /// The page shows the entity as it was at this time (RFC 3339), not as it is.
+    as_of: Option<String>,
     /// The catalog-as-code source and file that declare it, and whether that is a location
     /// (whose entities are changed in their files).
     source: Option<(String, String, bool)>,
@@ -163,14 +166,29 @@ async fn parents(app: &AppState, actor: &Actor, entity: &Entity) -> Vec<(String,
     chain
 }
 
+/// `asOf`: the entity as it was at that time.
+#[derive(serde::Deserialize)]
+pub(super) struct PastQuery {
+    #[serde(rename = "asOf")]
+    as_of: Option<String>,
+}
+
 pub(super) async fn entity_page(
     State(app): State<AppState>,
     Visitor(signed_in): Visitor,
     PathParams((blueprint, identifier)): PathParams<(String, String)>,
+    QueryParams(past): QueryParams<PastQuery>,
 ) -> PageResult {
     let actor = &signed_in.actor;
     let definition = app.catalog.get_blueprint(&blueprint).await?.blueprint;
-    let entity = app.catalog.get_entity(actor, &blueprint, &identifier).await?;
+    let entity = match &past.as_of {
+        Some(text) => {
+            let at = portolan_model::parse_millis(text)
+                .ok_or_else(|| Error::invalid_at("/asOf", "expected an RFC 3339 date-time"))?;
+            app.catalog.entity_as_of(actor, &blueprint, &identifier, at).await?
+        }
+        None => app.catalog.get_entity(actor, &blueprint, &identifier).await?,
+    };
     let now = app.core.now();
     let schema = &definition.schema.properties;
     let mut names: Vec<&String> = schema.keys().filter(|k| entity.properties.contains_key(*k)).collect();
@@ -282,7 +300,12 @@ pub(super) async fn entity_page(
         .await?
         .0
         .iter()
-        .map(|r| (present::When::new(r.entry.at, now), r.entry.action.clone(), r.entry.actor.clone()))
+        .map(|r| {
+            let query = url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("asOf", &portolan_model::format_millis(r.entry.at))
+                .finish();
+            (present::When::new(r.entry.at, now), r.entry.action.clone(), r.entry.actor.clone(), query)
+        })
         .collect();
     let source = app.manifests.entity_source(&entity.entity_ref()).await?.map(|o| {
         let location = o.source.starts_with("location:");
@@ -294,6 +317,7 @@ pub(super) async fn entity_page(
         actions,
         runs,
         history,
+        as_of: past.as_of,
         title: title_of(&entity),
         graph: present::neighbourhood_svg(&neighbourhood),
         created: present::When::new(entity.created_at, now),

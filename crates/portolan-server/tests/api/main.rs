@@ -12,6 +12,7 @@ mod dora;
 mod entities;
 mod errors;
 mod guardrails;
+mod history;
 mod identity;
 mod integrations;
 mod locations;

@@ -84,15 +84,20 @@ async fn run(args: &Args, base: &str, token: &str) -> anyhow::Result<()> {
             let failed = next() < 0.1;
             let reverted = failed && next() < 0.5;
             let status = if failed && !reverted { "failed" } else { "succeeded" };
-            deployments.push(json!({"identifier": format!("svc-{s}-{d}"), "relations": {"service": format!("svc-{s}")},
+            deployments.push(
+                json!({"identifier": format!("svc-{s}-{d}"), "relations": {"service": format!("svc-{s}")},
                 "properties": {"deployedAt": time(at), "commitAt": time(at - (next() * 3.0 * DAY_MS as f64) as i64),
-                               "status": status, "strategy": "canary"}}));
+                               "status": status, "strategy": "canary"}}),
+            );
             if reverted {
-                deployments.push(json!({"identifier": format!("svc-{s}-{d}-revert"), "relations": {"service": format!("svc-{s}")},
-                    "properties": {"deployedAt": time(at + 1_800_000), "status": "succeeded", "strategy": "revert"}}));
+                deployments.push(
+                    json!({"identifier": format!("svc-{s}-{d}-revert"), "relations": {"service": format!("svc-{s}")},
+                    "properties": {"deployedAt": time(at + 1_800_000), "status": "succeeded", "strategy": "revert"}}),
+                );
             }
             if failed {
-                incidents.push(json!({"identifier": format!("inc-{s}-{d}"), "relations": {"service": format!("svc-{s}")},
+                incidents
+                    .push(json!({"identifier": format!("inc-{s}-{d}"), "relations": {"service": format!("svc-{s}")},
                     "properties": {"openedAt": time(at + 300_000), "resolvedAt": time(at + 3_600_000)}}));
             }
             if deployments.len() >= 1_000 {

@@ -4,8 +4,10 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
+use portolan_model::Millis;
 use portolan_model::entity::{Reference, ValidEntity};
 use portolan_model::error::FieldErrors;
+use portolan_model::history::Version;
 use portolan_model::manifest::ObjectKey;
 use portolan_model::permission::EntityOp;
 use portolan_model::scorecard;
@@ -113,6 +115,34 @@ impl Catalog {
             .await?
             .ok_or_else(|| Error::not_found(format!("entity '{identifier}' of blueprint '{blueprint}'")))?;
         self.permissions.readable_entity(tx.as_mut(), actor, entity).await
+    }
+
+    /// The entity as it was at `at`, from its newest audit record up to then, if the actor may
+    /// read that version (today's grants, applied to it as it was).
+    pub async fn entity_as_of(&self, actor: &Actor, blueprint: &str, identifier: &str, at: Millis) -> Result<Entity> {
+        portolan_model::history::check_as_of(at, self.core.now()).map_err(|m| Error::invalid_at("/asOf", m))?;
+        let mut tx = self.core.store().read().await?;
+        load_blueprint(tx.as_mut(), blueprint).await?;
+        let filter = portolan_store::AuditFilter {
+            resource_type: Some("entity".into()),
+            resource_id: Some(identifier.into()),
+            blueprint: Some(blueprint.into()),
+            status: Some(portolan_model::audit::SUCCESS.into()),
+            to: Some(at),
+            ..portolan_store::AuditFilter::default()
+        };
+        let record = tx.audit_records(&filter, 1).await?.into_iter().next();
+        let when = portolan_model::format_millis(at);
+        let what = format!("entity '{identifier}' of blueprint '{blueprint}'");
+        let gone = |message: String| Err(Error::new(ErrorCode::NotFound, message));
+        match record.map(|r| Version::after(&r.entry)) {
+            Some(Version::Present(entity)) => self.permissions.readable_entity(tx.as_mut(), actor, *entity).await,
+            Some(Version::Deleted(deleted)) => {
+                gone(format!("{what} was deleted at {}, before {when}", portolan_model::format_millis(deleted)))
+            }
+            Some(Version::Unrecorded) => gone(format!("{what} at {when} was larger than an audit record keeps")),
+            None => gone(format!("{what} did not exist yet at {when}")),
+        }
     }
 
     /// Creates, replaces or patches one entity. `path_identifier` is the identifier in the URL
