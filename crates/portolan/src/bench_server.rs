@@ -61,7 +61,16 @@ pub struct Launched {
     pub server: BenchServer,
     pub clients: tokio::runtime::Runtime,
     _server_runtime: tokio::runtime::Runtime,
-    _data: tempfile::TempDir,
+    /// Removed when the benchmark ends.
+    data: tempfile::TempDir,
+}
+
+impl Launched {
+    /// The server's data directory (empty when it runs on PostgreSQL).
+    #[allow(dead_code)]
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.data.path()
+    }
 }
 
 pub fn launch(database_url: Option<&str>) -> anyhow::Result<Launched> {
@@ -70,7 +79,7 @@ pub fn launch(database_url: Option<&str>) -> anyhow::Result<Launched> {
     let server_runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let server = start(&server_runtime, &location)?;
     let clients = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    Ok(Launched { server, clients, _server_runtime: server_runtime, _data: data })
+    Ok(Launched { server, clients, _server_runtime: server_runtime, data })
 }
 
 /// One request; its JSON answer, or an error naming the URL, status and answer.

@@ -162,6 +162,11 @@ impl Dora {
         Ok((compiled, view.default))
     }
 
+    /// The blueprint whose entities the reports call services, if any source is defined.
+    pub async fn service_blueprint(&self) -> Result<Option<String>> {
+        Ok(self.compiled().await?.0.service_blueprint)
+    }
+
     pub async fn report(&self, actor: &Actor, request: &ReportRequest) -> Result<DoraReport> {
         let period = self.period(request)?;
         let (definition, default_definition) = self.compiled().await?;

@@ -314,3 +314,42 @@ fn breakdown(report: &DoraReport, period: &[(&str, String)]) -> Vec<BreakdownVie
         })
         .collect()
 }
+
+/// The last 30 days' four keys of a service or a team, for its entity page.
+pub(super) struct Summary {
+    pub(super) link: String,
+    pub(super) keys: Vec<(&'static str, String, Option<&'static str>)>,
+}
+
+/// The summary of `entity` when DORA measures it: a service of the definition, or a team.
+pub(super) async fn summary(app: &AppState, actor: &Actor, entity: &Entity) -> Option<Summary> {
+    let key = if entity.blueprint == "_team" {
+        "team"
+    } else if app.dora.service_blueprint().await.ok()?.as_deref() == Some(entity.blueprint.as_str()) {
+        "service"
+    } else {
+        return None;
+    };
+    let mut request = ReportRequest::default();
+    match key {
+        "team" => request.team = Some(entity.identifier.clone()),
+        _ => request.service = Some(entity.identifier.clone()),
+    }
+    let report = app.dora.report(actor, &request).await.ok()?;
+    let m = &report.metrics;
+    let words = |w: Option<String>| w.unwrap_or_else(|| NO_DATA.into());
+    let link = url::form_urlencoded::Serializer::new(String::new()).append_pair(key, &entity.identifier).finish();
+    Some(Summary {
+        link: format!("/dora?{link}"),
+        keys: vec![
+            (
+                "Deployment frequency",
+                words(frequency_words(m)),
+                m.deployment_frequency.as_ref().map(|f| f.band.as_str()),
+            ),
+            ("Lead time", words(lead_words(m)), m.lead_time.as_ref().map(|d| d.band.as_str())),
+            ("Change failure rate", words(rate_words(m)), m.change_failure_rate.as_ref().map(|f| f.band.as_str())),
+            ("Time to restore", words(restore_words(m)), m.time_to_restore.as_ref().map(|d| d.band.as_str())),
+        ],
+    })
+}

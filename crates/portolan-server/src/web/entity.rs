@@ -82,6 +82,8 @@ struct EntityPage {
     history: Vec<(present::When, String, String, String)>,
     /// The page shows the entity as it was at this time (RFC 3339), not as it is.
     as_of: Option<String>,
+    /// The last 30 days' DORA keys, for a service or a team.
+    dora: Option<super::dora::Summary>,
     /// The catalog-as-code source and file that declare it, and whether that is a location
     /// (whose entities are changed in their files).
     source: Option<(String, String, bool)>,
@@ -317,6 +319,7 @@ pub(super) async fn entity_page(
         actions,
         runs,
         history,
+        dora: super::dora::summary(&app, actor, &entity).await,
         as_of: past.as_of,
         title: title_of(&entity),
         graph: present::neighbourhood_svg(&neighbourhood),

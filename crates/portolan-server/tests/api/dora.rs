@@ -268,4 +268,13 @@ async fn the_dora_page_draws_the_keys_bands_and_charts_without_script() {
         assert!(table.contains(&format!("/catalog/deployment/{id}\"")), "{id} listed");
     }
     assert!(!table.contains("/catalog/deployment/d7\""), "d7 is of the next week");
+
+    // A service's and a team's pages summarise their last 30 days and link to their DORA page.
+    let (_, service_page) = page(&app, "/catalog/service/a", &session).await;
+    assert!(service_page.contains("Delivery, last 30 days"), "{service_page}");
+    assert!(service_page.contains(r#"<a href="/dora?service=a">DORA metrics</a>"#), "{service_page}");
+    let (_, team_page) = page(&app, "/catalog/_team/team-a", &session).await;
+    assert!(team_page.contains(r#"<a href="/dora?team=team-a">DORA metrics</a>"#), "{team_page}");
+    let (_, system_page) = page(&app, "/catalog/system/shop", &session).await;
+    assert!(!system_page.contains("Delivery, last 30 days"), "a system is not measured");
 }

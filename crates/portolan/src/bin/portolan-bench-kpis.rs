@@ -27,6 +27,12 @@ struct Args {
     /// Timed reports of each kind.
     #[arg(long, default_value_t = 20)]
     samples: usize,
+    /// Entities whose history `asOf` reads are timed (0: skip).
+    #[arg(long, default_value_t = 0)]
+    history_entities: usize,
+    /// Times each of those entities is changed after its creation.
+    #[arg(long, default_value_t = 10)]
+    history_rounds: usize,
     /// Benchmark PostgreSQL instead: the URL of an empty database.
     #[arg(long)]
     database_url: Option<String>,
@@ -41,14 +47,96 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let bench = bench_server::launch(args.database_url.as_deref())?;
     let server = &bench.server;
-    bench.clients.block_on(run(&args, &server.base, &server.token))
+    bench.clients.block_on(run(&args, &server.base, &server.token))?;
+    if args.history_entities > 0 {
+        bench.clients.block_on(history(&args, &server.base, &server.token, bench.data_dir()))?;
+    }
+    Ok(())
+}
+
+/// Changes `--history-entities` entities `--history-rounds` times each, then reads them `asOf`
+/// random times; reports the store's growth per million changes (on SQLite).
+async fn history(args: &Args, base: &str, token: &str, data: &std::path::Path) -> anyhow::Result<()> {
+    let client = client(token)?;
+    let api = format!("{base}/api/v1");
+    let blueprint = json!({"identifier": "thing", "schema": {"properties": {"replicas": {"type": "integer"},
+        "owner": {"type": "string"}, "tier": {"type": "string", "enum": ["gold", "silver", "bronze"]}}}});
+    post(&client, &format!("{api}/blueprints"), blueprint).await?;
+    let size = || dir_size(data);
+    let before = size();
+    let n = args.history_entities;
+    let started = Instant::now();
+    let mut marks = Vec::new();
+    for round in 0..=args.history_rounds {
+        marks.push(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64);
+        let things: Vec<Value> = (0..n)
+            .map(|i| {
+                json!({"identifier": format!("thing-{i}"), "title": format!("Thing {i}"),
+                "properties": {"replicas": round, "owner": format!("owner-{}", (i + round) % 97), "tier": "gold"}})
+            })
+            .collect();
+        bulk_upsert(&client, &api, "thing", things).await?;
+    }
+    marks.push(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64);
+    let changes = n * (args.history_rounds + 1);
+    let grown = size().saturating_sub(before);
+    println!(
+        "history: {changes} changes of {n} entities in {:.1} s; the store grew {:.0} MB, {:.0} MB per million changes",
+        started.elapsed().as_secs_f64(),
+        grown as f64 / 1e6,
+        grown as f64 / 1e6 / (changes as f64 / 1e6)
+    );
+    let mut times = Vec::with_capacity(args.samples * 10);
+    let mut random = 7u64;
+    for _ in 0..args.samples * 10 {
+        random = random.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let i = (random >> 33) as usize % n;
+        let round = (random >> 13) as usize % (marks.len() - 1);
+        let at = marks[round + 1] - 1;
+        let url = format!("{api}/blueprints/thing/entities/thing-{i}?asOf={}", time(at));
+        let started = Instant::now();
+        let read = send(&client, reqwest::Method::GET, &url, None).await?;
+        times.push(started.elapsed());
+        if read["entity"]["properties"]["replicas"] != json!(round) {
+            bail!("thing-{i} asOf round {round} read {}", read["entity"]["properties"]);
+        }
+    }
+    times.sort();
+    println!("asOf entity read             p50 {:>8.2} ms  p95 {:>8.2} ms", pct(&times, 0.5), pct(&times, 0.95));
+    Ok(())
+}
+
+fn dir_size(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .sum()
+}
+
+fn client(token: &str) -> anyhow::Result<reqwest::Client> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {token}").parse()?);
+    Ok(reqwest::Client::builder().default_headers(headers).build()?)
+}
+
+async fn bulk_upsert(client: &reqwest::Client, api: &str, blueprint: &str, entities: Vec<Value>) -> anyhow::Result<()> {
+    let url = format!("{api}/blueprints/{blueprint}/entities/bulk?upsert=true");
+    for chunk in entities.chunks(1_000) {
+        let answer = post(client, &url, json!({"entities": chunk})).await?;
+        if answer["ok"] != true {
+            bail!("some {blueprint} entities were not written: {answer}");
+        }
+    }
+    Ok(())
 }
 
 async fn run(args: &Args, base: &str, token: &str) -> anyhow::Result<()> {
     portolan_server::outbound::install_crypto();
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {token}").parse()?);
-    let client = reqwest::Client::builder().default_headers(headers).build()?;
+    let client = client(token)?;
     let api = format!("{base}/api/v1");
     let date = json!({"type": "string", "format": "date-time"});
     let blueprints = [
