@@ -10,6 +10,7 @@ use crate::services::catalog::{BulkOptions, MAX_BULK, WriteMode};
 use crate::services::identity::NewAccount;
 use crate::services::manifests::{ApplyRequest, SourcedDocument};
 use crate::state::AppState;
+use portolan_model::Millis;
 use portolan_model::permission::Role;
 
 pub mod history;
@@ -105,6 +106,9 @@ pub async fn load(app: &AppState) -> Result<DemoSummary> {
         }
     }
     summary.history_created = load_history(app, &actor).await?;
+    for (day, samples) in history::readiness_levels(first_loaded(app, &actor).await?) {
+        app.scorecards.record_samples(day, &samples).await?;
+    }
     for (blueprint, scorecards) in demo.scorecards {
         for scorecard in scorecards.as_array().into_iter().flatten() {
             match app.scorecards.put_scorecard(&actor, &blueprint, None, scorecard.clone()).await {
@@ -169,13 +173,7 @@ async fn add_new_properties(app: &AppState, actor: &Actor, identifier: &str, blu
 
 /// Writes the demo's past deployments and incidents that are not there yet; how many it wrote.
 async fn load_history(app: &AppState, actor: &Actor) -> Result<usize> {
-    // The demo was first loaded when its first service was created (now, if it is gone).
-    let first_loaded = match app.catalog.get_entity(actor, "service", "cart-service").await {
-        Ok(service) => service.created_at,
-        Err(err) if err.code == ErrorCode::NotFound => app.core.now(),
-        Err(err) => return Err(err),
-    };
-    let (deployments, incidents) = history::history(first_loaded, app.core.now());
+    let (deployments, incidents) = history::history(first_loaded(app, actor).await?, app.core.now());
     let mut created = 0;
     for (blueprint, documents) in [("deployment", deployments), ("incident", incidents)] {
         for chunk in documents.chunks(MAX_BULK) {
@@ -190,4 +188,13 @@ async fn load_history(app: &AppState, actor: &Actor) -> Result<usize> {
         }
     }
     Ok(created)
+}
+
+/// When the demo was first loaded: when its first service was created (now, if it is gone).
+async fn first_loaded(app: &AppState, actor: &Actor) -> Result<Millis> {
+    match app.catalog.get_entity(actor, "service", "cart-service").await {
+        Ok(service) => Ok(service.created_at),
+        Err(err) if err.code == ErrorCode::NotFound => Ok(app.core.now()),
+        Err(err) => Err(err),
+    }
 }

@@ -23,6 +23,8 @@ pub struct Settings {
     /// The first wait between two looks at a CI run a `GITHUB` action started; it doubles up to
     /// 30 s (and waits out GitHub's rate limits).
     pub ci_poll_ms: i64,
+    /// Days of KPI history kept.
+    pub kpi_retention_days: u32,
     /// Where the audit key and the audit checkpoints are.
     pub audit: AuditOptions,
     /// The URL backends, runners and the sign-on provider reach this server at.
@@ -43,6 +45,7 @@ impl Default for Settings {
             webhook_allow_private: false,
             nats_url: None,
             ci_poll_ms: 2_000,
+            kpi_retention_days: 730,
             audit: AuditOptions::default(),
             public_url: "http://localhost:8080".into(),
             oidc: None,

@@ -92,7 +92,7 @@ impl AppState {
         let computed = Computed::new(core.clone(), settings.jq.clone());
         let search = Search::new(core.clone(), permissions.clone());
         let catalog = Catalog::new(core.clone(), permissions.clone(), computed.clone());
-        let scorecards = Scorecards::new(core.clone(), permissions.clone());
+        let scorecards = Scorecards::new(core.clone(), permissions.clone(), settings.kpi_retention_days);
         let dora = Dora::new(core.clone(), search.clone(), permissions.clone());
         let audit = Audit::new(core.clone(), permissions.clone(), signer);
         let identity = Identity::new(core.clone(), catalog.clone(), audit.clone(), settings.sessions);

@@ -1,7 +1,8 @@
 //! The timer sweeper: singleton work (one replica at a time, under a lease another replica takes
 //! over if the holder dies) that announces each expiry of a `timer` property exactly once, as a
 //! `timer.expired` change event, and queues the entity for recompute (scorecard rules and
-//! computed values that depend on time), and every few minutes recomputes averages per period.
+//! computed values that depend on time), and every few minutes recomputes averages per period and
+//! samples scorecard levels for their history.
 
 use std::time::Duration;
 
@@ -256,8 +257,18 @@ pub async fn sweep(app: &AppState, owner: &str, lease_ms: i64) -> Result<usize> 
             }
         }
     }
-    tx.save_singleton(TIMER_SWEEPER, owner, &json!({"sweptUntil": now, "averagedAt": averaged_at})).await?;
+    // Scorecard levels are sampled as often, for their history.
+    let mut sampled_at = state.get("sampledAt").and_then(Value::as_i64).unwrap_or(0);
+    let sample = now - sampled_at >= AVERAGES_EVERY_MS;
+    if sample {
+        sampled_at = now;
+    }
+    let progress = json!({"sweptUntil": now, "averagedAt": averaged_at, "sampledAt": sampled_at});
+    tx.save_singleton(TIMER_SWEEPER, owner, &progress).await?;
     tx.commit().await?;
+    if sample {
+        app.scorecards.sample_levels().await?;
+    }
     if count > 0 {
         app.core.wake_worker();
     }

@@ -22,16 +22,16 @@ pub use actions::{ActionRecord, NewRunLog, RunFilter, RunnerToken, SecretMeta};
 pub use audit::AuditFilter;
 pub use identity::{Account, AccountKind, ApiToken, ClientCredentials, Session};
 pub use tx::{
-    ActionStore, AuditStore, BlueprintStore, EntityStore, IdentityStore, IntegrationStore, JobStore, LocationStore,
-    PermissionStore, RunStore, ScorecardStore, SearchStore, SecretStore, SourceStore, Tx,
+    ActionStore, AuditStore, BlueprintStore, EntityStore, IdentityStore, IntegrationStore, JobStore, KpiSample,
+    KpiStore, LocationStore, PermissionStore, RunStore, ScorecardStore, SearchStore, SecretStore, SourceStore, Tx,
 };
 
 /// The transaction traits: a caller needs the one that declares a method in scope to call it on a
 /// `dyn Tx`.
 pub mod prelude {
     pub use crate::tx::{
-        ActionStore, AuditStore, BlueprintStore, EntityStore, IdentityStore, IntegrationStore, JobStore, LocationStore,
-        PermissionStore, RunStore, ScorecardStore, SearchStore, SecretStore, SourceStore, Tx,
+        ActionStore, AuditStore, BlueprintStore, EntityStore, IdentityStore, IntegrationStore, JobStore, KpiStore,
+        LocationStore, PermissionStore, RunStore, ScorecardStore, SearchStore, SecretStore, SourceStore, Tx,
     };
 }
 

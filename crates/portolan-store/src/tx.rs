@@ -33,6 +33,7 @@ pub trait Tx:
     + SourceStore
     + LocationStore
     + IntegrationStore
+    + KpiStore
     + Send
 {
     /// Announces a change to every listener of [`crate::Store::changes`], once (and if) this
@@ -345,4 +346,26 @@ pub trait IntegrationStore: Send {
     /// Every installation, oldest first.
     async fn installations(&mut self) -> Result<Vec<portolan_model::integration::Installation>>;
     async fn delete_installation(&mut self, id: &str) -> Result<bool>;
+}
+
+/// One value of a KPI time series: `metric` (`scorecard/<blueprint>/<scorecard>`, ...), `team`
+/// (`*` for all teams, empty for entities without one), `label` (a level, ...).
+#[derive(Debug, Clone, PartialEq)]
+pub struct KpiSample {
+    pub metric: String,
+    pub team: String,
+    pub label: String,
+    pub value: f64,
+}
+
+/// KPI time series: one value per series and day.
+#[async_trait::async_trait]
+pub trait KpiStore: Send {
+    /// Stores the values of `day` (its first millisecond), replacing what that day had.
+    async fn put_samples(&mut self, day: Millis, samples: &[KpiSample]) -> Result<()>;
+    /// A metric's (every metric's, with `None`) values of the days in `[from, to)`, by metric,
+    /// day, team and label.
+    async fn samples(&mut self, metric: Option<&str>, from: Millis, to: Millis) -> Result<Vec<(Millis, KpiSample)>>;
+    /// Removes the values of days before `day` (retention); how many.
+    async fn delete_samples_before(&mut self, day: Millis) -> Result<u64>;
 }

@@ -69,6 +69,9 @@ pub struct ServeArgs {
     /// Sessions end this long after sign-in, however active (default 168)
     #[arg(long, env = "PORTOLAN_SESSION_MAX_HOURS")]
     pub session_max_hours: Option<u32>,
+    /// Days of KPI history (daily scorecard level counts) kept (default 730)
+    #[arg(long, env = "PORTOLAN_KPI_RETENTION_DAYS")]
+    pub kpi_retention_days: Option<u32>,
     /// Single sign-on: the OpenID Connect issuer URL (its discovery document is read)
     #[arg(long, env = "PORTOLAN_OIDC_ISSUER")]
     pub oidc_issuer: Option<String>,
@@ -200,6 +203,7 @@ pub struct ServeConfig {
     pub admin_password: Option<Secret>,
     pub session_idle_minutes: u32,
     pub session_max_hours: u32,
+    pub kpi_retention_days: u32,
     pub oidc: Option<Oidc>,
     pub rate_limit_per_minute: Option<u32>,
     pub connections: ConnectionLimits,
@@ -337,6 +341,10 @@ impl ServeArgs {
             session_max_hours: match given.session_max_hours.unwrap_or(168) {
                 0 => bail!("session_max_hours must be at least 1"),
                 h => h,
+            },
+            kpi_retention_days: match given.kpi_retention_days.unwrap_or(730) {
+                0 => bail!("kpi_retention_days must be at least 1"),
+                d => d,
             },
             oidc: match (
                 given.oidc_issuer,

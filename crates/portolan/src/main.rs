@@ -451,6 +451,7 @@ fn settings(config: &config::ServeConfig, public_url: String, jq: Option<Arc<JqS
         webhook_allow_private: config.webhook_allow_private,
         nats_url: config.nats_url.clone(),
         ci_poll_ms: Settings::default().ci_poll_ms,
+        kpi_retention_days: config.kpi_retention_days,
         audit: config.audit_options(true),
         public_url,
         oidc: config.oidc.as_ref().map(|oidc| portolan_server::services::oidc::OidcSettings {

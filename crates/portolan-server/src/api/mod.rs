@@ -64,6 +64,7 @@ pub fn router() -> Router<AppState> {
         .routes(routes!(scorecards::list_scorecards, scorecards::create_scorecard))
         .routes(routes!(scorecards::get_scorecard, scorecards::replace_scorecard, scorecards::delete_scorecard))
         .routes(routes!(scorecards::scorecard_summary))
+        .routes(routes!(scorecards::scorecard_history))
         .routes(routes!(dora::report))
         .routes(routes!(dora::get_definition, dora::put_definition))
         .routes(routes!(events::stream))

@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 use utoipa::ToSchema;
 
 use crate::error::Result;
-use crate::extract::{Caller, JsonBody, PathParams};
-use crate::services::scorecards::ScorecardSummary;
+use crate::extract::{Caller, JsonBody, PathParams, QueryParams};
+use crate::services::scorecards::{LevelHistory, ScorecardSummary};
 use crate::state::AppState;
 
 #[derive(Serialize, ToSchema)]
@@ -134,4 +134,36 @@ pub async fn scorecard_summary(
 ) -> Result<Json<ScorecardSummaryResponse>> {
     let summary = app.scorecards.scorecard_summary(&caller.actor, &blueprint, &identifier).await?;
     Ok(Json(ScorecardSummaryResponse { ok: true, summary }))
+}
+
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryQuery {
+    /// The last this many days, today included (default 90).
+    days: Option<u32>,
+    /// One team's entities (default: every team's).
+    team: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LevelHistoryResponse {
+    ok: bool,
+    history: LevelHistory,
+}
+
+/// Entities per level, day by day (sampled every few minutes; a day keeps its last sample).
+#[utoipa::path(get, path = "/api/v1/blueprints/{blueprint}/scorecards/{scorecard}/history", tag = "scorecards",
+    params(("blueprint" = String, Path), ("scorecard" = String, Path), HistoryQuery),
+    responses((status = 200, body = LevelHistoryResponse), (status = 404, description = "not found"),
+              (status = 403, description = "every team's history, asked by someone who may read only some entities")))]
+pub async fn scorecard_history(
+    State(app): State<AppState>,
+    caller: Caller,
+    PathParams((blueprint, identifier)): PathParams<(String, String)>,
+    QueryParams(query): QueryParams<HistoryQuery>,
+) -> Result<Json<LevelHistoryResponse>> {
+    let days = query.days.unwrap_or(90);
+    let history =
+        app.scorecards.level_history(&caller.actor, &blueprint, &identifier, query.team.as_deref(), days).await?;
+    Ok(Json(LevelHistoryResponse { ok: true, history }))
 }

@@ -6,7 +6,10 @@
 
 use portolan_model::dora::{DAY, HOUR};
 use portolan_model::{Millis, format_millis};
+use portolan_store::KpiSample;
 use serde_json::{Value, json};
+
+use crate::services::scorecards::ALL_TEAMS;
 
 pub const DAYS: i64 = 90;
 
@@ -103,6 +106,33 @@ pub fn history(first_loaded: Millis, now: Millis) -> (Vec<Value>, Vec<Value>) {
         }
     }
     (deployments, incidents)
+}
+
+/// The demo's production-readiness levels before it was first loaded: each service climbs a level
+/// a month until it reaches where it is today (Cart Gold, Products Silver).
+pub fn readiness_levels(first_loaded: Millis) -> Vec<(Millis, Vec<KpiSample>)> {
+    const LEVELS: [&str; 4] = ["Basic", "Bronze", "Silver", "Gold"];
+    let climbs = [("team-cart", [1, 2, 3]), ("team-products", [0, 1, 2])];
+    let metric = crate::services::scorecards::level_metric("service", "production-readiness");
+    let start = first_loaded.div_euclid(DAY) - DAYS;
+    (0..DAYS)
+        .map(|d| {
+            let month = (d * 3 / DAYS) as usize;
+            let mut totals = [0u64; 4];
+            let mut samples = Vec::new();
+            for (team, levels) in climbs {
+                let level = levels[month];
+                totals[level] += 1;
+                let label = LEVELS[level].to_string();
+                samples.push(KpiSample { metric: metric.clone(), team: team.into(), label, value: 1.0 });
+            }
+            for (level, n) in totals.iter().enumerate() {
+                let label = LEVELS[level].to_string();
+                samples.push(KpiSample { metric: metric.clone(), team: ALL_TEAMS.into(), label, value: *n as f64 });
+            }
+            ((start + d) * DAY, samples)
+        })
+        .collect()
 }
 
 fn deployment(

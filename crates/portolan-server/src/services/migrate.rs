@@ -4,7 +4,9 @@ use portolan_model::action::InvocationMethod;
 use portolan_model::blueprint::parse_date_time;
 use portolan_model::run::RunStatus;
 use portolan_model::{EntityRef, Millis};
-use portolan_store::{EntityWrite, NewRunLog, RunFilter, Store, Tx};
+use std::collections::BTreeMap;
+
+use portolan_store::{EntityWrite, KpiSample, NewRunLog, RunFilter, Store, Tx};
 use serde_json::Value;
 
 use crate::error::{Error, ErrorCode, Result};
@@ -203,11 +205,18 @@ async fn copy_identity(
     Ok(())
 }
 
-/// Copies the server's key (secrets are sealed with it), the DORA definition, actions, secrets,
-/// runner tokens, and runs with their logs and affected entities.
+/// Copies the server's key (secrets are sealed with it), the DORA definition, the KPI time
+/// series, actions, secrets, runner tokens, and runs with their logs and affected entities.
 async fn copy_actions_and_runs(source: &mut dyn Tx, target: &mut dyn Tx, report: &mut CopyReport) -> Result<()> {
     if let Some(value) = source.setting(super::dora::DEFINITION_SETTING).await? {
         target.put_setting(super::dora::DEFINITION_SETTING, &value).await?;
+    }
+    let mut days: BTreeMap<Millis, Vec<KpiSample>> = BTreeMap::new();
+    for (day, sample) in source.samples(None, Millis::MIN, Millis::MAX).await? {
+        days.entry(day).or_default().push(sample);
+    }
+    for (day, samples) in days {
+        target.put_samples(day, &samples).await?;
     }
     const SETTINGS: [&str; 1] = ["secrets_key"];
     for name in SETTINGS {

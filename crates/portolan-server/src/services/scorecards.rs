@@ -4,11 +4,12 @@
 
 use std::collections::BTreeMap;
 
+use portolan_model::dora::DAY;
 use portolan_model::query::{Field, Kind, Query, QueryContext, Rule, Scalar, Scope, Shape, Target};
 use portolan_model::scorecard::{self, CompiledScorecard, Scorecard};
 use portolan_model::{Blueprint, Millis};
 use portolan_store::query_sql::{Aggregate, AggregatePlan, AggregateResult};
-use portolan_store::{ScorecardRecord, Tx};
+use portolan_store::{KpiSample, ScorecardRecord, Tx};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -81,12 +82,43 @@ async fn with_blueprint(tx: &mut dyn Tx, blueprint: &Blueprint) -> Result<Vec<Bl
 pub struct Scorecards {
     core: Core,
     permissions: Permissions,
+    /// Days of level history kept.
+    retention_days: u32,
 }
 
 impl Scorecards {
-    pub fn new(core: Core, permissions: Permissions) -> Self {
-        Self { core, permissions }
+    pub fn new(core: Core, permissions: Permissions, retention_days: u32) -> Self {
+        Self { core, permissions, retention_days }
     }
+}
+
+/// The KPI metric that holds a scorecard's entities per level.
+pub fn level_metric(blueprint: &str, scorecard: &str) -> String {
+    format!("scorecard/{blueprint}/{scorecard}")
+}
+
+/// The team of the series counting every team's entities.
+pub const ALL_TEAMS: &str = "*";
+
+/// A scorecard's entities per level, day by day.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct LevelHistory {
+    pub scorecard: String,
+    /// `*` for every team.
+    pub team: String,
+    /// The level titles, lowest first.
+    pub levels: Vec<String>,
+    /// Days with a sample, oldest first; a level missing from a day had no entities.
+    pub days: Vec<LevelDay>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct LevelDay {
+    #[serde(with = "portolan_model::timestamp")]
+    #[schema(value_type = String)]
+    pub day: Millis,
+    #[schema(value_type = Object)]
+    pub counts: BTreeMap<String, u64>,
 }
 
 impl Scorecards {
@@ -243,6 +275,92 @@ impl Scorecards {
             }
         }
         Ok(ScorecardSummary { scorecard: identifier.to_string(), levels, teams })
+    }
+}
+
+impl Scorecards {
+    /// Today's sample of every scorecard's entities per level, overall and per team (replacing
+    /// today's earlier one), and the days past the retention dropped. The sweeper calls it every
+    /// few minutes, so a day's value is its last state.
+    pub async fn sample_levels(&self) -> Result<usize> {
+        let now = self.core.now();
+        let today = now.div_euclid(DAY) * DAY;
+        let system = Actor::system("portolan", super::actor::Origin::Cli);
+        let mut samples = Vec::new();
+        for blueprint in self.core.store().read().await?.blueprints().await? {
+            let id = &blueprint.blueprint.identifier;
+            for record in self.list_scorecards(id).await? {
+                let summary = self.scorecard_summary(&system, id, &record.scorecard.identifier).await?;
+                let metric = level_metric(id, &record.scorecard.identifier);
+                let sample = |team: &str, label: &str, value: u64| KpiSample {
+                    metric: metric.clone(),
+                    team: team.to_string(),
+                    label: label.to_string(),
+                    value: value as f64,
+                };
+                samples.extend(summary.levels.iter().map(|l| sample(ALL_TEAMS, &l.level, l.count)));
+                for (team, counts) in &summary.teams {
+                    samples.extend(counts.iter().map(|(level, n)| sample(team, level, *n)));
+                }
+            }
+        }
+        let mut tx = self.core.store().write().await?;
+        tx.put_samples(today, &samples).await?;
+        tx.delete_samples_before(today - i64::from(self.retention_days) * DAY).await?;
+        tx.commit().await?;
+        Ok(samples.len())
+    }
+
+    /// Stores the samples of a past day as they are given (the demo's history).
+    pub async fn record_samples(&self, day: Millis, samples: &[KpiSample]) -> Result<()> {
+        let mut tx = self.core.store().write().await?;
+        tx.put_samples(day, samples).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A scorecard's entities per level over the last `days` days, for every team (`None`) or one.
+    /// Someone who may read only some of the blueprint's entities sees their own teams' only.
+    pub async fn level_history(
+        &self,
+        actor: &Actor,
+        blueprint: &str,
+        identifier: &str,
+        team: Option<&str>,
+        days: u32,
+    ) -> Result<LevelHistory> {
+        if !(1..=3_660).contains(&days) {
+            return Err(Error::invalid_at("/days", "days must be between 1 and 3660"));
+        }
+        let mut tx = self.core.store().read().await?;
+        load_blueprint(tx.as_mut(), blueprint).await?;
+        let record = find(tx.as_mut(), blueprint, identifier).await?;
+        let team = team.unwrap_or(ALL_TEAMS);
+        let blueprints = all_blueprints(tx.as_mut()).await?;
+        let restricted =
+            self.permissions.read_filter(tx.as_mut(), actor, Some(blueprint), &blueprints).await?.is_some();
+        let own = actor.reader().is_some_and(|user| user.teams.iter().any(|t| t == team));
+        if restricted && !own {
+            return Err(Error::forbidden(format!(
+                "you may read only some of '{blueprint}': ask for the history of one of your teams"
+            )));
+        }
+        let now = self.core.now();
+        let from = now.div_euclid(DAY) * DAY - i64::from(days - 1) * DAY;
+        let metric = level_metric(blueprint, identifier);
+        let mut by_day: BTreeMap<Millis, BTreeMap<String, u64>> = BTreeMap::new();
+        for (day, sample) in tx.samples(Some(&metric), from, now + 1).await? {
+            let counts = by_day.entry(day).or_default();
+            if sample.team == team {
+                counts.insert(sample.label, sample.value as u64);
+            }
+        }
+        Ok(LevelHistory {
+            scorecard: identifier.to_string(),
+            team: team.to_string(),
+            levels: record.scorecard.levels.iter().map(|l| l.title.clone()).collect(),
+            days: by_day.into_iter().map(|(day, counts)| LevelDay { day, counts }).collect(),
+        })
     }
 }
 

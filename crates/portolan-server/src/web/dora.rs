@@ -121,7 +121,7 @@ fn day(at: portolan_model::Millis) -> String {
 }
 
 /// "Mar 3".
-fn short_day(at: portolan_model::Millis) -> String {
+pub(super) fn short_day(at: portolan_model::Millis) -> String {
     const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
     let date = day(at);
     let month: usize = date.get(5..7).and_then(|m| m.parse().ok()).unwrap_or(1);

@@ -1,5 +1,7 @@
 //! The scorecards page: levels per team and the rules failing most often.
 
+use super::chart::{self, Mark, Point};
+use super::dora::short_day;
 use super::*;
 
 // ---- scorecards ----
@@ -23,6 +25,8 @@ struct CardView {
     totals: Vec<u64>,
     teams: Vec<TeamLevels>,
     failing: Vec<FailingRule>,
+    /// The top level's count over the last 90 days, as SVG, and what it shows.
+    trend: Option<(String, String)>,
 }
 
 #[derive(Template)]
@@ -78,7 +82,29 @@ pub(super) async fn scorecards_page(State(app): State<AppState>, Visitor(signed_
                 .collect();
             failing.sort_by_key(|f| std::cmp::Reverse(f.count));
             failing.truncate(5);
+            // A member who may read only some entities has no overall history to see.
+            let history = app.scorecards.level_history(actor, &id, &card.identifier, None, 90).await.ok();
+            let trend = history.filter(|h| !h.days.is_empty()).and_then(|h| {
+                let top = h.levels.last()?.clone();
+                let points: Vec<Point> = h
+                    .days
+                    .iter()
+                    .map(|d| {
+                        let n = d.counts.get(&top).copied().unwrap_or(0);
+                        Point {
+                            label: short_day(d.day),
+                            value: Some(n as f64),
+                            text: format!("{n} at {top}"),
+                            link: None,
+                        }
+                    })
+                    .collect();
+                let caption = format!("Entities at {top}, last 90 days");
+                let id = format!("trend-{id}-{}", card.identifier);
+                Some((chart::chart(&id, &caption, Mark::Line, &points), caption))
+            });
             cards.push(CardView {
+                trend,
                 title: card.title.clone().unwrap_or_else(|| card.identifier.clone()),
                 blueprint: id.clone(),
                 totals: summary.levels.iter().map(|l| l.count).collect(),

@@ -137,3 +137,97 @@ async fn invalid_scorecards_and_breaking_schema_changes_are_refused() {
     assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", refused.body);
     assert!(refused.body["message"].as_str().is_some_and(|m| m.contains("production-readiness")), "{}", refused.body);
 }
+
+#[tokio::test]
+async fn level_history_keeps_a_sample_per_day_shows_members_their_teams_and_expires() {
+    use portolan_model::permission::Role;
+    use reqwest::Method;
+
+    const DAY: i64 = 86_400_000;
+    let start = 1_790_000_000_000 / DAY * DAY + 3_600_000;
+    let clock = crate::ManualClock::at(start);
+    let app = crate::TestApp::builder().clock(clock.clone()).start().await;
+    app.with_service_blueprints().await;
+    for team in ["team-a", "team-b"] {
+        assert_eq!(
+            app.post("/api/v1/blueprints/_team/entities", json!({"identifier": team})).await.status,
+            StatusCode::CREATED
+        );
+    }
+    let scorecard = json!({"identifier": "replicated", "rules": [{"identifier": "two", "level": "Gold",
+        "query": {"combinator": "and", "rules": [{"property": "replicas", "operator": ">=", "value": 2}]}}]});
+    assert_eq!(app.post("/api/v1/blueprints/service/scorecards", scorecard).await.status, StatusCode::CREATED);
+    for (id, team, replicas) in [("a1", "team-a", 1), ("a2", "team-a", 3), ("b1", "team-b", 1)] {
+        let mut service = crate::service(id);
+        service["team"] = json!([team]);
+        service["properties"]["replicas"] = json!(replicas);
+        assert_eq!(app.post("/api/v1/blueprints/service/entities", service).await.status, StatusCode::CREATED);
+    }
+    app.state.scorecards.sample_levels().await.expect("first day");
+    clock.advance(DAY);
+    let patched = app.patch("/api/v1/blueprints/service/entities/a1", json!({"properties": {"replicas": 2}})).await;
+    assert_eq!(patched.status, StatusCode::OK);
+    app.state.scorecards.sample_levels().await.expect("second day");
+    clock.advance(3_600_000);
+    let patched = app.patch("/api/v1/blueprints/service/entities/b1", json!({"properties": {"replicas": 5}})).await;
+    assert_eq!(patched.status, StatusCode::OK);
+    app.state.scorecards.sample_levels().await.expect("second day, later");
+
+    let history = app.get("/api/v1/blueprints/service/scorecards/replicated/history?days=7").await;
+    assert_eq!(history.status, StatusCode::OK, "{}", history.body);
+    let days = history.body["history"]["days"].as_array().expect("days").clone();
+    assert_eq!(days.len(), 2);
+    // Without Bronze or Silver rules, a service short of Gold is Silver.
+    assert_eq!(days[0]["counts"], json!({"Basic": 0, "Bronze": 0, "Silver": 2, "Gold": 1}));
+    assert_eq!(
+        days[1]["counts"],
+        json!({"Basic": 0, "Bronze": 0, "Silver": 0, "Gold": 3}),
+        "a day keeps its last sample"
+    );
+    assert_eq!(history.body["history"]["levels"], json!(["Basic", "Bronze", "Silver", "Gold"]));
+    let team_a = app.get("/api/v1/blueprints/service/scorecards/replicated/history?days=7&team=team-a").await;
+    assert_eq!(team_a.body["history"]["days"][0]["counts"], json!({"Silver": 1, "Gold": 1}));
+
+    // A member who may read only their team's services sees their team's history only.
+    let grants = json!({"read": {"ownedByTeam": true}});
+    assert_eq!(app.put("/api/v1/blueprints/service/permissions", grants).await.status, StatusCode::OK);
+    let member = crate::account_token(&app.state, "mia", Role::Member, &["team-a"]).await;
+    let path = "/api/v1/blueprints/service/scorecards/replicated/history";
+    let everyone = app.call_as(Method::GET, path, &member, None).await;
+    assert_eq!(everyone.status, StatusCode::FORBIDDEN, "{}", everyone.body);
+    let own = app.call_as(Method::GET, &format!("{path}?team=team-a"), &member, None).await;
+    assert_eq!(own.status, StatusCode::OK, "{}", own.body);
+    let other = app.call_as(Method::GET, &format!("{path}?team=team-b"), &member, None).await;
+    assert_eq!(other.status, StatusCode::FORBIDDEN);
+
+    for query in ["days=0", "days=100000"] {
+        let refused = app.get(&format!("{path}?{query}")).await;
+        assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{query}");
+        assert_eq!(refused.detail_paths(), vec!["/days"]);
+    }
+    assert_eq!(app.get("/api/v1/blueprints/service/scorecards/nothing/history").await.status, StatusCode::NOT_FOUND);
+
+    // Past the retention (730 days by default), days are dropped.
+    clock.advance(731 * DAY);
+    app.state.scorecards.sample_levels().await.expect("two years on");
+    let late = app.get(&format!("{path}?days=3000")).await;
+    assert_eq!(late.body["history"]["days"].as_array().map(Vec::len), Some(1), "{}", late.body);
+}
+
+#[tokio::test]
+async fn the_demo_has_90_days_of_readiness_and_the_scorecards_page_charts_it() {
+    let app = spawn_app().await;
+    portolan_server::demo::load(&app.state).await.expect("demo");
+    let history = app.get("/api/v1/blueprints/service/scorecards/production-readiness/history?days=91").await;
+    let days = history.body["history"]["days"].as_array().expect("days").clone();
+    assert_eq!(days.len(), 90, "the 90 days before the demo was loaded");
+    assert_eq!(days[0]["counts"], json!({"Basic": 1, "Bronze": 1, "Silver": 0, "Gold": 0}));
+    assert_eq!(days[89]["counts"], json!({"Basic": 0, "Bronze": 0, "Silver": 1, "Gold": 1}));
+    let user = json!({"identifier": "ana@example.com", "password": crate::web::PASSWORD});
+    assert_eq!(app.post("/api/v1/users", user).await.status, StatusCode::CREATED);
+    let session = crate::web::sign_in(&app, "ana@example.com").await;
+    let (status, html) = crate::web::page(&app, "/scorecards", &session).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("Entities at Gold, last 90 days"), "{html}");
+    assert!(html.contains("<svg class=\"chart\""), "{html}");
+}

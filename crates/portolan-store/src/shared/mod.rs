@@ -13,6 +13,7 @@ pub(crate) mod entities;
 pub(crate) mod identity;
 pub(crate) mod integrations;
 pub(crate) mod jobs;
+pub(crate) mod kpis;
 pub(crate) mod locations;
 pub(crate) mod permissions;
 pub(crate) mod runs;
@@ -28,6 +29,7 @@ pub(crate) use entities::entity_store;
 pub(crate) use identity::identity_store;
 pub(crate) use integrations::integration_store;
 pub(crate) use jobs::job_store;
+pub(crate) use kpis::kpi_store;
 pub(crate) use locations::location_store;
 pub(crate) use permissions::permission_store;
 pub(crate) use runs::run_store;
@@ -76,6 +78,9 @@ macro_rules! shared_stores {
         }
         mod audit {
             crate::shared::audit_store!(super::$tx, $db, $audit);
+        }
+        mod kpis {
+            crate::shared::kpi_store!(super::$tx, $db);
         }
     };
 }

@@ -4,7 +4,7 @@ use portolan_model::action::{Action, BackendKind};
 use portolan_model::run::{Run, RunStatus, RunTrigger};
 use portolan_model::{EntityRef, Millis};
 use portolan_store::actions::{CREATED, DELETED, UPDATED};
-use portolan_store::{ActionRecord, NewRunLog, RunFilter, RunnerToken, Store, StoreError};
+use portolan_store::{ActionRecord, KpiSample, NewRunLog, RunFilter, RunnerToken, Store, StoreError};
 use serde_json::{Map, json};
 
 fn action(identifier: &str) -> ActionRecord {
@@ -210,4 +210,43 @@ pub async fn secrets_tokens_and_settings_are_kept(store: &dyn Store) {
     assert!(tx.delete_secret("db").await.expect("delete"));
     assert_eq!(tx.secret("db").await.expect("secret"), None);
     tx.commit().await.expect("commit");
+}
+
+pub async fn kpi_samples_are_one_per_day_and_expire(store: &dyn Store) {
+    const DAY: Millis = 86_400_000;
+    let sample = |team: &str, label: &str, value: f64| KpiSample {
+        metric: "scorecard/service/readiness".into(),
+        team: team.into(),
+        label: label.into(),
+        value,
+    };
+    let mut tx = store.write().await.expect("tx");
+    tx.put_samples(DAY, &[sample("*", "Gold", 3.0), sample("team-a", "Gold", 1.0)]).await.expect("day 1");
+    tx.put_samples(2 * DAY, &[sample("*", "Gold", 4.0)]).await.expect("day 2");
+    tx.put_samples(2 * DAY, &[sample("*", "Gold", 5.0), sample("", "Bronze", 2.0)]).await.expect("day 2 again");
+    tx.commit().await.expect("commit");
+
+    let mut tx = store.read().await.expect("tx");
+    let all = tx.samples(Some("scorecard/service/readiness"), 0, 10 * DAY).await.expect("samples");
+    let read: Vec<(Millis, &str, &str, f64)> =
+        all.iter().map(|(day, s)| (*day, s.team.as_str(), s.label.as_str(), s.value)).collect();
+    assert_eq!(
+        read,
+        vec![
+            (DAY, "*", "Gold", 3.0),
+            (DAY, "team-a", "Gold", 1.0),
+            (2 * DAY, "", "Bronze", 2.0),
+            (2 * DAY, "*", "Gold", 5.0)
+        ],
+        "by day, team and label; a day's value replaced by its last sample"
+    );
+    assert_eq!(tx.samples(Some("scorecard/service/readiness"), 2 * DAY, 3 * DAY).await.expect("samples").len(), 2);
+    assert!(tx.samples(Some("scorecard/service/other"), 0, 10 * DAY).await.expect("samples").is_empty());
+    assert_eq!(tx.samples(None, 0, 10 * DAY).await.expect("every metric").len(), 4);
+    drop(tx);
+    let mut tx = store.write().await.expect("tx");
+    assert_eq!(tx.delete_samples_before(2 * DAY).await.expect("expire"), 2);
+    tx.commit().await.expect("commit");
+    let mut tx = store.read().await.expect("tx");
+    assert_eq!(tx.samples(Some("scorecard/service/readiness"), 0, 10 * DAY).await.expect("samples").len(), 2);
 }
