@@ -206,6 +206,17 @@ async fn migrate_store_copies_a_sqlite_deployment_into_postgres() {
         assert!(Instant::now() < deadline, "the demo inventory was not pulled");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // The demo's generated history (deployments and incidents of the 90 days before it was first
+    // loaded) depends on the day: the total is read, not written down.
+    let count = client
+        .post(format!("{}/api/v1/entities/aggregate", sqlite.base))
+        .json(&json!({"function": "count"}))
+        .send()
+        .await
+        .expect("request");
+    let count: serde_json::Value = count.json().await.expect("JSON");
+    let entities = count["value"].as_f64().expect("a count") as u64;
+    assert!(entities > 100, "the demo's catalog and history: {count}");
     sqlite.terminate();
 
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_portolan"))
@@ -216,9 +227,9 @@ async fn migrate_store_copies_a_sqlite_deployment_into_postgres() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
     assert!(
-        stdout.contains(
-            "18 blueprints, 2 scorecards, 27 entities, 10 actions, 2 secrets, 6 accounts, 2 integrations and 1 runs"
-        ),
+        stdout.contains(&format!(
+            "19 blueprints, 2 scorecards, {entities} entities, 10 actions, 2 secrets, 6 accounts, 2 integrations and 1 runs"
+        )),
         "{stdout}"
     );
 
@@ -240,6 +251,9 @@ async fn migrate_store_copies_a_sqlite_deployment_into_postgres() {
     );
     let (_, card) = get_json(&format!("{}/api/v1/blueprints/service/scorecards/ownership", postgres.base)).await;
     assert_eq!(card["scorecard"]["levels"][2]["title"], "Reachable", "scorecards survive the copy");
+    let history = format!("{}/api/v1/blueprints/service/scorecards/production-readiness/history", postgres.base);
+    let (_, history) = get_json(&history).await;
+    assert!(history["history"]["days"].as_array().is_some_and(|d| d.len() >= 89), "level history survives the copy");
     let refused =
         client.delete(format!("{}/api/v1/blueprints/system/entities/cart-system", postgres.base)).send().await;
     assert_eq!(refused.expect("request").status(), 409, "references survive the copy");
