@@ -72,6 +72,9 @@ pub struct AsOfQuery {
     #[serde(rename = "asOf")]
     #[param(rename = "asOf")]
     as_of: Option<String>,
+    /// The run a run token reads for (the caller's extractor reads it).
+    #[allow(dead_code)]
+    run_id: Option<String>,
 }
 
 /// Who makes an entity write: the caller, or a backend with a run token, which must name its run
