@@ -170,22 +170,21 @@ impl Dora {
     pub async fn report(&self, actor: &Actor, request: &ReportRequest) -> Result<DoraReport> {
         let period = self.period(request)?;
         let (definition, default_definition) = self.compiled().await?;
-        let services = match &definition.service_blueprint {
-            Some(blueprint) => self.search.every_match(actor, blueprint, None).await?,
-            None => Vec::new(),
-        };
-        let (scope, narrowed) = self.scope(actor, request, &definition, &services).await?;
-        let narrowed = narrowed.as_deref();
+        let (scope, services) = self.scope(actor, request, &definition).await?;
+        let identifiers: Vec<String> = services.iter().map(|s| s.identifier.clone()).collect();
+        let narrowed = (scope.kind != "organisation").then_some(identifiers.as_slice());
+        // A team without services has nothing to read.
+        let nothing = narrowed.is_some_and(<[String]>::is_empty);
         let since = period.previous().from;
         let mut deployments = Vec::new();
-        for source in &definition.deployments {
+        for source in definition.deployments.iter().filter(|_| !nothing) {
             let query = source.search_query(since, narrowed);
             for entity in self.search.every_match(actor, &source.source.blueprint, Some(query)).await? {
                 deployments.extend(source.read(&entity));
             }
         }
         let mut incidents = Vec::new();
-        for source in &definition.incidents {
+        for source in definition.incidents.iter().filter(|_| !nothing) {
             let query = source.search_query(since, narrowed);
             for entity in self.search.every_match(actor, &source.source.blueprint, Some(query)).await? {
                 incidents.extend(source.read(&entity));
@@ -247,42 +246,44 @@ impl Dora {
         Ok(Period { from, to })
     }
 
-    /// What the report is about, and the services it is narrowed to (`None`: all of them).
+    /// What the report is about, and its services (those the caller may read).
     async fn scope(
         &self,
         actor: &Actor,
         request: &ReportRequest,
         definition: &CompiledDora,
-        services: &[Entity],
-    ) -> Result<(ReportScope, Option<Vec<String>>)> {
+    ) -> Result<(ReportScope, Vec<Entity>)> {
+        let Some(blueprint) = definition.service_blueprint.as_deref() else {
+            let scope = ReportScope { kind: "organisation", identifier: None, title: None };
+            return Ok((scope, Vec::new()));
+        };
+        let rule = |rule: Value| Some(json!({"combinator": "and", "rules": [rule]}));
         match (&request.service, &request.team) {
             (Some(_), Some(_)) => Err(Error::invalid_at("/team", "give either 'service' or 'team', not both")),
             (Some(id), None) => {
-                let blueprint = definition.service_blueprint.as_deref().unwrap_or("service");
+                let found = rule(json!({"property": "$identifier", "operator": "=", "value": id}));
+                let services = self.search.every_match(actor, blueprint, found).await?;
                 let service = services
-                    .iter()
-                    .find(|s| s.identifier == *id)
+                    .first()
                     .ok_or_else(|| Error::not_found(format!("entity '{id}' of blueprint '{blueprint}'")))?;
                 let scope = ReportScope { kind: "service", identifier: Some(id.clone()), title: service.title.clone() };
-                Ok((scope, Some(vec![id.clone()])))
+                Ok((scope, services))
             }
             (None, Some(team)) => {
-                let teams = self.search.every_match(actor, "_team", Some(identifier_is(team))).await?;
+                let found = rule(json!({"property": "$identifier", "operator": "=", "value": team}));
+                let teams = self.search.every_match(actor, "_team", found).await?;
                 let found = teams.first().ok_or_else(|| Error::not_found(format!("team '{team}'")))?;
-                let owned = services.iter().filter(|s| s.team.contains(team)).map(|s| s.identifier.clone());
                 let scope = ReportScope { kind: "team", identifier: Some(team.clone()), title: found.title.clone() };
-                Ok((scope, Some(owned.collect())))
+                let owned = rule(json!({"property": "$team", "operator": "containsAny", "value": [team]}));
+                Ok((scope, self.search.every_match(actor, blueprint, owned).await?))
             }
-            (None, None) => Ok((ReportScope { kind: "organisation", identifier: None, title: None }, None)),
+            (None, None) => {
+                let scope = ReportScope { kind: "organisation", identifier: None, title: None };
+                Ok((scope, self.search.every_match(actor, blueprint, None).await?))
+            }
         }
     }
-}
 
-fn identifier_is(identifier: &str) -> Value {
-    json!({"combinator": "and", "rules": [{"property": "$identifier", "operator": "=", "value": identifier}]})
-}
-
-impl Dora {
     /// Teams of the organisation, or services of a team, that have anything in the period.
     async fn breakdown(
         &self,

@@ -136,6 +136,11 @@ async fn a_team_or_a_service_counts_only_its_own_deployments_and_a_member_only_w
     assert_eq!(team.body["report"]["scope"]["kind"], "team");
     assert_eq!(team.body["report"]["metrics"]["deploymentFrequency"]["deployments"], 1);
     assert_eq!(team.body["report"]["breakdown"][0]["identifier"], "b", "a team's services");
+    let created = app.post("/api/v1/blueprints/_team/entities", json!({"identifier": "team-new"})).await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    let empty = app.get(&format!("/api/v1/dora?team=team-new&{WEEK}")).await;
+    assert_eq!(empty.status, StatusCode::OK, "{}", empty.body);
+    assert_eq!(empty.body["report"]["metrics"]["deploymentFrequency"], Value::Null, "a team without services");
     let one = app.get(&format!("/api/v1/dora?service=a&{WEEK}")).await;
     assert_eq!(one.body["report"]["metrics"]["changeFailureRate"]["changes"], 4);
     assert_eq!(one.body["report"]["breakdown"], json!([]));
