@@ -67,27 +67,12 @@ pub(super) async fn dora_page(
     let actor = &signed_in.actor;
     let report = app.dora.report(actor, &request).await?;
     let days = request.days.unwrap_or(crate::services::dora::DEFAULT_DAYS);
-    let teams = app.search.every_entity(actor, "_team").await?;
-    let teams = teams
-        .into_iter()
-        .map(|t| Choice {
-            on: request.team.as_deref() == Some(&t.identifier),
-            title: t.title.unwrap_or_else(|| t.identifier.clone()),
-            value: t.identifier,
-        })
-        .collect();
+    let teams = choices(app.search.every_entity(actor, "_team").await?, request.team.as_deref());
     let services = match &report.service_blueprint {
         Some(blueprint) => app.search.every_entity(actor, blueprint).await?,
         None => Vec::new(),
     };
-    let services = services
-        .into_iter()
-        .map(|s| Choice {
-            on: request.service.as_deref() == Some(&s.identifier),
-            title: s.title.unwrap_or_else(|| s.identifier.clone()),
-            value: s.identifier,
-        })
-        .collect();
+    let services = choices(services, request.service.as_deref());
     let periods = PERIODS
         .iter()
         .map(|(n, words)| Choice { value: n.to_string(), title: (*words).into(), on: *n == days })
@@ -116,6 +101,16 @@ pub(super) async fn dora_page(
     Ok(render(&page))
 }
 
+/// Entities as the options of a select, `chosen` selected.
+fn choices(entities: Vec<Entity>, chosen: Option<&str>) -> Vec<Choice> {
+    let choice = |e: Entity| Choice {
+        on: chosen == Some(e.identifier.as_str()),
+        title: e.title.unwrap_or_else(|| e.identifier.clone()),
+        value: e.identifier,
+    };
+    entities.into_iter().map(choice).collect()
+}
+
 fn day(at: portolan_model::Millis) -> String {
     portolan_model::format_millis(at).chars().take(10).collect()
 }
@@ -137,10 +132,6 @@ fn evidence_link(evidence: &[Evidence]) -> Option<String> {
     Some(format!("/catalog/{}?{query}", url_segment(&first.blueprint)))
 }
 
-fn hours(ms: portolan_model::Millis) -> String {
-    present::duration(ms)
-}
-
 fn frequency_words(metrics: &Metrics) -> Option<String> {
     metrics.deployment_frequency.as_ref().map(|f| match f.per_day {
         d if d >= 1.0 => format!("{d:.1} a day"),
@@ -154,11 +145,11 @@ fn rate_words(metrics: &Metrics) -> Option<String> {
 }
 
 fn lead_words(metrics: &Metrics) -> Option<String> {
-    metrics.lead_time.as_ref().map(|d| hours(d.median_ms))
+    metrics.lead_time.as_ref().map(|d| present::duration(d.median_ms))
 }
 
 fn restore_words(metrics: &Metrics) -> Option<String> {
-    metrics.time_to_restore.as_ref().map(|d| hours(d.median_ms))
+    metrics.time_to_restore.as_ref().map(|d| present::duration(d.median_ms))
 }
 
 const NO_DATA: &str = "no data";
