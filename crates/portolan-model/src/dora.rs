@@ -22,14 +22,13 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::Millis;
 use crate::blueprint::Blueprint;
 use crate::entity::Entity;
 use crate::error::FieldErrors;
 use crate::query::{self, Field, Kind, Query, QueryContext, Scope, Shape};
 
-pub const HOUR: Millis = 3_600_000;
-pub const DAY: Millis = 24 * HOUR;
+use crate::{DAY, HOUR, Millis};
+
 pub const WEEK: Millis = 7 * DAY;
 /// The report's month: 30 days.
 pub const MONTH: Millis = 30 * DAY;
@@ -135,7 +134,6 @@ pub struct CompiledDeployments {
     commit_at: Option<Field>,
     failed: Option<Query>,
     revert: Option<Query>,
-    filter: Option<Query>,
 }
 
 #[derive(Debug, Clone)]
@@ -143,7 +141,6 @@ pub struct CompiledIncidents {
     pub source: IncidentSource,
     opened_at: Field,
     resolved_at: Field,
-    filter: Option<Query>,
 }
 
 /// Checks one source's fields against its blueprint, collecting every mistake at its path.
@@ -169,6 +166,7 @@ impl SourceCheck<'_> {
         }
     }
 
+    /// Parses a query of the source, reporting its mistakes under `key`.
     fn query(&mut self, key: &str, document: Option<&Value>) -> Option<Query> {
         let document = document?;
         match query::parse(document, &self.scope, self.context) {
@@ -215,11 +213,12 @@ impl DoraDefinition {
             let commit_at = source.commit_at.as_deref().and_then(|name| check.date("commitAt", name));
             let failed = check.query("failed", source.failed.as_ref());
             let revert = check.query("revert", source.revert.as_ref());
-            let filter = check.query("filter", source.filter.as_ref());
+            // The filter goes into the search that reads the source; here it is only checked.
+            check.query("filter", source.filter.as_ref());
             services.extend(service.map(|s| (format!("{path}/service"), s)));
             if let Some(deployed_at) = deployed_at {
                 let source = source.clone();
-                deployments.push(CompiledDeployments { source, deployed_at, commit_at, failed, revert, filter });
+                deployments.push(CompiledDeployments { source, deployed_at, commit_at, failed, revert });
             }
         }
         let mut incidents = Vec::new();
@@ -234,10 +233,10 @@ impl DoraDefinition {
             let service = check.service(blueprint, &source.service);
             let opened_at = check.date("openedAt", &source.opened_at);
             let resolved_at = check.date("resolvedAt", &source.resolved_at);
-            let filter = check.query("filter", source.filter.as_ref());
+            check.query("filter", source.filter.as_ref());
             services.extend(service.map(|s| (format!("{path}/service"), s)));
             if let (Some(opened_at), Some(resolved_at)) = (opened_at, resolved_at) {
-                incidents.push(CompiledIncidents { source: source.clone(), opened_at, resolved_at, filter });
+                incidents.push(CompiledIncidents { source: source.clone(), opened_at, resolved_at });
             }
         }
         let service_blueprint = services.first().map(|(_, s)| s.clone());
@@ -312,13 +311,10 @@ impl CompiledDeployments {
         source_query(self.source.filter.as_ref(), &self.source.service, services, time)
     }
 
-    /// What one entity says about a deployment (one per service it names); nothing when it has no
-    /// deployment time or the source's filter leaves it out.
+    /// What one entity (found by [`Self::search_query`], which applies the source's filter) says
+    /// about a deployment: one per service it names; nothing when it has no deployment time.
     pub fn read(&self, entity: &Entity) -> Vec<Deployment> {
         let Some(at) = instant(entity, &self.deployed_at) else { return Vec::new() };
-        if self.filter.as_ref().is_some_and(|q| !q.matches(entity, &query::NoGraph)) {
-            return Vec::new();
-        }
         let commit_at = self.commit_at.as_ref().and_then(|f| instant(entity, f));
         let failed = self.failed.as_ref().is_some_and(|q| q.matches(entity, &query::NoGraph));
         let revert = self.revert.as_ref().is_some_and(|q| q.matches(entity, &query::NoGraph));
@@ -345,11 +341,9 @@ impl CompiledIncidents {
         source_query(self.source.filter.as_ref(), &self.source.service, services, time)
     }
 
+    /// What one entity (found by [`Self::search_query`]) says about an incident.
     pub fn read(&self, entity: &Entity) -> Vec<Incident> {
         let Some(opened) = instant(entity, &self.opened_at) else { return Vec::new() };
-        if self.filter.as_ref().is_some_and(|q| !q.matches(entity, &query::NoGraph)) {
-            return Vec::new();
-        }
         let resolved = instant(entity, &self.resolved_at).filter(|r| *r >= opened);
         related(entity, &self.source.service)
             .into_iter()

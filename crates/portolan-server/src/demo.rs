@@ -105,8 +105,9 @@ pub async fn load(app: &AppState) -> Result<DemoSummary> {
             }
         }
     }
-    summary.history_created = load_history(app, &actor).await?;
-    for (day, samples) in history::readiness_levels(first_loaded(app, &actor).await?) {
+    let first_loaded = first_loaded(app, &actor).await?;
+    summary.history_created = load_history(app, &actor, first_loaded).await?;
+    for (day, samples) in history::readiness_levels(first_loaded) {
         app.scorecards.record_samples(day, &samples).await?;
     }
     for (blueprint, scorecards) in demo.scorecards {
@@ -172,8 +173,8 @@ async fn add_new_properties(app: &AppState, actor: &Actor, identifier: &str, blu
 }
 
 /// Writes the demo's past deployments and incidents that are not there yet; how many it wrote.
-async fn load_history(app: &AppState, actor: &Actor) -> Result<usize> {
-    let (deployments, incidents) = history::history(first_loaded(app, actor).await?, app.core.now());
+async fn load_history(app: &AppState, actor: &Actor, first_loaded: Millis) -> Result<usize> {
+    let (deployments, incidents) = history::history(first_loaded, app.core.now());
     let mut created = 0;
     for (blueprint, documents) in [("deployment", deployments), ("incident", incidents)] {
         for chunk in documents.chunks(MAX_BULK) {

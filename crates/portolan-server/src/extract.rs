@@ -59,6 +59,11 @@ fn parse_if_match(headers: &HeaderMap) -> Result<Option<IfMatch>, Error> {
 }
 
 /// The `ETag` value for an entity version.
+/// A time a request gives as RFC 3339 text, or a 422 at `path` saying what was expected.
+pub fn time_at(text: &str, path: &str) -> Result<portolan_model::Millis, Error> {
+    portolan_model::parse_millis(text).ok_or_else(|| Error::invalid_at(path, "expected an RFC 3339 date-time"))
+}
+
 pub fn etag(version: i64) -> String {
     format!("\"{version}\"")
 }

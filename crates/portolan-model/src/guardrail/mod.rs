@@ -250,7 +250,6 @@ pub struct Freeze {
 }
 
 const DAYS: [&str; 7] = ["MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN"];
-const DAY_MS: Millis = 86_400_000;
 
 fn minute_of_day(text: &str) -> Option<i64> {
     let (h, m) = text.split_once(':')?;
@@ -303,9 +302,9 @@ impl Freeze {
             let open_ended = self.to.is_none_or(|to| now < to);
             return (started && open_ended).then_some(self.to.unwrap_or(Millis::MAX));
         }
-        let day_start = now.div_euclid(DAY_MS) * DAY_MS;
+        let day_start = now.div_euclid(crate::DAY) * crate::DAY;
         // 1970-01-01 was a Thursday.
-        let weekday = DAYS[((now.div_euclid(DAY_MS) + 3).rem_euclid(7)) as usize];
+        let weekday = DAYS[((now.div_euclid(crate::DAY) + 3).rem_euclid(7)) as usize];
         let minute = (now - day_start) / 60_000;
         let start = self.start.as_deref().and_then(minute_of_day).unwrap_or(0);
         let end = self.end.as_deref().and_then(minute_of_day).unwrap_or(1440);

@@ -464,7 +464,7 @@ impl Kind {
     }
 }
 
-const DAY: Millis = 86_400_000;
+use crate::DAY;
 
 /// `{"from", "to"}` as RFC 3339, or `{"preset": ...}` relative to `now`.
 fn date_range(value: &Value, now: Millis) -> Result<(Millis, Millis), String> {

@@ -11,7 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::error::{Error, ErrorCode, Result};
 use crate::extract::{
-    Caller, Datasource, JsonBody, OptionalIfMatch, PathParams, PortMount, QueryParams, Reader, Writer, etag,
+    Caller, Datasource, JsonBody, OptionalIfMatch, PathParams, PortMount, QueryParams, Reader, Writer, etag, time_at,
 };
 use crate::services::Actor;
 use crate::services::catalog::{BulkOptions, Outcome, WriteMode};
@@ -223,9 +223,7 @@ pub async fn get_entity(
     QueryParams(query): QueryParams<AsOfQuery>,
 ) -> Result<Response> {
     if let Some(text) = &query.as_of {
-        let at = portolan_model::parse_millis(text)
-            .ok_or_else(|| crate::error::Error::invalid_at("/asOf", "expected an RFC 3339 date-time"))?;
-        let entity = app.catalog.entity_as_of(&reader, &blueprint, &identifier, at).await?;
+        let entity = app.catalog.entity_as_of(&reader, &blueprint, &identifier, time_at(text, "/asOf")?).await?;
         return Ok(entity_response(StatusCode::OK, entity));
     }
     let entity = app.catalog.get_entity(&reader, &blueprint, &identifier).await?;
@@ -483,13 +481,7 @@ pub async fn datasource_entities(
     JsonBody(request): JsonBody<Value>,
 ) -> Result<Json<DatasourceResponse>> {
     let request: DatasourceRequest = portolan_model::error::from_json(request)?;
-    let before = match &request.before {
-        Some(text) => Some(
-            portolan_model::blueprint::parse_date_time(text)
-                .ok_or_else(|| Error::invalid_at("/before", "must be an RFC 3339 time"))?,
-        ),
-        None => None,
-    };
+    let before = request.before.as_deref().map(|text| time_at(text, "/before")).transpose()?;
     let page = app
         .integrations
         .datasource_entities(

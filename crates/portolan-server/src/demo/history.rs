@@ -4,8 +4,7 @@
 //! and the day, and how far the trend has come is counted from that first load: a restart (or a
 //! start days later) adds the days since and rewrites nothing.
 
-use portolan_model::dora::{DAY, HOUR};
-use portolan_model::{Millis, format_millis};
+use portolan_model::{DAY, HOUR, Millis, format_millis};
 use portolan_store::KpiSample;
 use serde_json::{Value, json};
 

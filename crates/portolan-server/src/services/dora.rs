@@ -4,9 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use portolan_model::dora::{self, CompiledDora, DAY, DoraDefinition, Metrics, Period};
+use portolan_model::dora::{self, CompiledDora, DoraDefinition, Metrics, Period};
 use portolan_model::query::QueryContext;
-use portolan_model::{Entity, Millis, parse_millis};
+use portolan_model::{DAY, Entity, Millis};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -15,6 +15,7 @@ use super::core::{Core, all_blueprints, to_json};
 use super::permissions::Permissions;
 use super::search::Search;
 use crate::error::{Error, ErrorCode, Result};
+use crate::extract::time_at;
 
 /// Where the definition is kept (absent: the default).
 pub const DEFINITION_SETTING: &str = "dora.definition";
@@ -223,11 +224,7 @@ impl Dora {
     }
 
     fn period(&self, request: &ReportRequest) -> Result<Period> {
-        let instant = |text: &Option<String>, path: &str| -> Result<Option<Millis>> {
-            text.as_deref()
-                .map(|t| parse_millis(t).ok_or_else(|| Error::invalid_at(path, "expected an RFC 3339 date-time")))
-                .transpose()
-        };
+        let instant = |text: &Option<String>, path: &str| text.as_deref().map(|t| time_at(t, path)).transpose();
         let days = request.days.unwrap_or(DEFAULT_DAYS);
         if !(1..=MAX_DAYS).contains(&days) {
             return Err(Error::invalid_at("/days", format!("days must be between 1 and {MAX_DAYS}")));

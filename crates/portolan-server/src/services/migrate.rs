@@ -1,11 +1,11 @@
 //! Copying a whole deployment from one store to another (`portolan migrate-store`).
 
+use std::collections::BTreeMap;
+
 use portolan_model::action::InvocationMethod;
 use portolan_model::blueprint::parse_date_time;
 use portolan_model::run::RunStatus;
 use portolan_model::{EntityRef, Millis};
-use std::collections::BTreeMap;
-
 use portolan_store::{EntityWrite, KpiSample, NewRunLog, RunFilter, Store, Tx};
 use serde_json::Value;
 
@@ -95,6 +95,7 @@ pub async fn copy_store(from: &dyn Store, to: &dyn Store, now: Millis) -> Result
         report.blueprints.push((blueprint.identifier.clone(), copied));
     }
     copy_actions_and_runs(source.as_mut(), target.as_mut(), &mut report).await?;
+    copy_kpis(source.as_mut(), target.as_mut()).await?;
     // What catalog-as-code sources applied, so that their next apply or prune knows it.
     let mut by_source: std::collections::BTreeMap<(String, Millis), Vec<_>> = std::collections::BTreeMap::new();
     for (key, object) in source.applied_objects(None).await? {
@@ -205,9 +206,8 @@ async fn copy_identity(
     Ok(())
 }
 
-/// Copies the server's key (secrets are sealed with it), the DORA definition, the KPI time
-/// series, actions, secrets, runner tokens, and runs with their logs and affected entities.
-async fn copy_actions_and_runs(source: &mut dyn Tx, target: &mut dyn Tx, report: &mut CopyReport) -> Result<()> {
+/// Copies the DORA definition and the KPI time series.
+async fn copy_kpis(source: &mut dyn Tx, target: &mut dyn Tx) -> Result<()> {
     if let Some(value) = source.setting(super::dora::DEFINITION_SETTING).await? {
         target.put_setting(super::dora::DEFINITION_SETTING, &value).await?;
     }
@@ -218,6 +218,12 @@ async fn copy_actions_and_runs(source: &mut dyn Tx, target: &mut dyn Tx, report:
     for (day, samples) in days {
         target.put_samples(day, &samples).await?;
     }
+    Ok(())
+}
+
+/// Copies the server's key (secrets are sealed with it), actions, secrets, runner tokens, and
+/// runs with their logs and affected entities.
+async fn copy_actions_and_runs(source: &mut dyn Tx, target: &mut dyn Tx, report: &mut CopyReport) -> Result<()> {
     const SETTINGS: [&str; 1] = ["secrets_key"];
     for name in SETTINGS {
         if let Some(value) = source.setting(name).await? {

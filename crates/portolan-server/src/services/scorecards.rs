@@ -4,10 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use portolan_model::dora::DAY;
 use portolan_model::query::{Field, Kind, Query, QueryContext, Rule, Scalar, Scope, Shape, Target};
 use portolan_model::scorecard::{self, CompiledScorecard, Scorecard};
-use portolan_model::{Blueprint, Millis};
+use portolan_model::{Blueprint, DAY, Millis};
 use portolan_store::query_sql::{Aggregate, AggregatePlan, AggregateResult};
 use portolan_store::{KpiSample, ScorecardRecord, Tx};
 use serde::Serialize;
@@ -286,9 +285,13 @@ impl Scorecards {
         let now = self.core.now();
         let today = now.div_euclid(DAY) * DAY;
         let system = Actor::system("portolan", super::actor::Origin::Cli);
+        let blueprints = {
+            let mut tx = self.core.store().read().await?;
+            all_blueprints(tx.as_mut()).await?
+        };
         let mut samples = Vec::new();
-        for blueprint in self.core.store().read().await?.blueprints().await? {
-            let id = &blueprint.blueprint.identifier;
+        for blueprint in blueprints {
+            let id = &blueprint.identifier;
             for record in self.list_scorecards(id).await? {
                 let summary = self.scorecard_summary(&system, id, &record.scorecard.identifier).await?;
                 let metric = level_metric(id, &record.scorecard.identifier);

@@ -1,7 +1,7 @@
 //! The DORA page: the four keys of the organisation, a team or a service, with their bands, the
 //! period before, trend charts and a breakdown; every number links to the entities behind it.
 
-use portolan_model::dora::{self, Band, Metrics};
+use portolan_model::dora::{Band, Metrics};
 
 use super::chart::{self, Mark, Point};
 use super::*;
@@ -244,8 +244,8 @@ fn charts(report: &DoraReport) -> Vec<ChartView> {
     let count: Reading = |m| Some(deployments(m) as f64);
     let count_words: Words = |m| Some(format!("{} deployments", deployments(m)));
     let rate: Reading = |m| m.change_failure_rate.as_ref().map(|f| f.rate * 100.0);
-    let lead: Reading = |m| m.lead_time.as_ref().map(|d| d.median_ms as f64 / dora::HOUR as f64);
-    let restore: Reading = |m| m.time_to_restore.as_ref().map(|d| d.median_ms as f64 / dora::HOUR as f64);
+    let lead: Reading = |m| m.lead_time.as_ref().map(|d| d.median_ms as f64 / portolan_model::HOUR as f64);
+    let restore: Reading = |m| m.time_to_restore.as_ref().map(|d| d.median_ms as f64 / portolan_model::HOUR as f64);
     let view = |id: &str, caption: &'static str, mark: Mark, points: Vec<Point>| ChartView {
         caption,
         svg: chart::chart(id, caption, mark, &points),

@@ -185,8 +185,7 @@ pub(super) async fn entity_page(
     let definition = app.catalog.get_blueprint(&blueprint).await?.blueprint;
     let entity = match &past.as_of {
         Some(text) => {
-            let at = portolan_model::parse_millis(text)
-                .ok_or_else(|| Error::invalid_at("/asOf", "expected an RFC 3339 date-time"))?;
+            let at = crate::extract::time_at(text, "/asOf")?;
             app.catalog.entity_as_of(actor, &blueprint, &identifier, at).await?
         }
         None => app.catalog.get_entity(actor, &blueprint, &identifier).await?,

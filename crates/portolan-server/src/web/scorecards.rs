@@ -83,7 +83,11 @@ pub(super) async fn scorecards_page(State(app): State<AppState>, Visitor(signed_
             failing.sort_by_key(|f| std::cmp::Reverse(f.count));
             failing.truncate(5);
             // A member who may read only some entities has no overall history to see.
-            let history = app.scorecards.level_history(actor, &id, &card.identifier, None, 90).await.ok();
+            let history = match app.scorecards.level_history(actor, &id, &card.identifier, None, 90).await {
+                Ok(history) => Some(history),
+                Err(err) if err.code == ErrorCode::Forbidden => None,
+                Err(err) => return Err(err.into()),
+            };
             let trend = history.filter(|h| !h.days.is_empty()).and_then(|h| {
                 let top = h.levels.last()?.clone();
                 let points: Vec<Point> = h

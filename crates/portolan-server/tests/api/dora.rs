@@ -171,13 +171,15 @@ async fn a_definition_of_other_blueprints_is_checked_stored_and_used() {
     assert_eq!(app.post("/api/v1/blueprints", run).await.status, StatusCode::CREATED);
     let runs = json!({"entities": [
         {"identifier": "1001", "properties": {"conclusion": "success", "finishedAt": "2026-01-04T10:00:00Z"}, "relations": {"service": "b"}},
-        {"identifier": "1002", "properties": {"conclusion": "failure", "finishedAt": "2026-01-04T12:00:00Z"}, "relations": {"service": "b"}}]});
+        {"identifier": "1002", "properties": {"conclusion": "failure", "finishedAt": "2026-01-04T12:00:00Z"}, "relations": {"service": "b"}},
+        {"identifier": "1003", "properties": {"conclusion": "skipped", "finishedAt": "2026-01-04T13:00:00Z"}, "relations": {"service": "b"}}]});
     assert_eq!(app.post("/api/v1/blueprints/workflowRun/entities/bulk", runs).await.status, StatusCode::OK);
     let failure =
         json!({"combinator": "and", "rules": [{"property": "conclusion", "operator": "=", "value": "failure"}]});
     let mut definition = app.get("/api/v1/dora/definition").await.body["definition"].clone();
+    let ran = json!({"combinator": "and", "rules": [{"property": "conclusion", "operator": "!=", "value": "skipped"}]});
     definition["deployments"].as_array_mut().expect("sources").push(json!({
-        "blueprint": "workflowRun", "service": "service", "deployedAt": "finishedAt", "failed": failure}));
+        "blueprint": "workflowRun", "service": "service", "deployedAt": "finishedAt", "failed": failure, "filter": ran}));
 
     // Naming what does not exist is refused at its path, and a member may not change it.
     let mut wrong = definition.clone();
@@ -195,7 +197,10 @@ async fn a_definition_of_other_blueprints_is_checked_stored_and_used() {
     assert_eq!(stored.body["default"], false);
     let report = app.get(&format!("/api/v1/dora?{WEEK}")).await.body["report"].clone();
     assert_eq!(report["defaultDefinition"], false);
-    assert_eq!(report["metrics"]["deploymentFrequency"]["deployments"], 8, "6 deployments and 2 workflow runs");
+    assert_eq!(
+        report["metrics"]["deploymentFrequency"]["deployments"], 8,
+        "6 deployments and 2 workflow runs (the skipped one filtered out)"
+    );
     assert_eq!(report["metrics"]["changeFailureRate"]["failed"], 4);
     assert_eq!(report["deployments"].as_array().map(Vec::len), Some(2), "one search per source");
     let audit = app.get("/api/v1/audit-log?action=dora.definition.update").await;
