@@ -12,6 +12,7 @@ pub mod error;
 pub mod guardrail;
 pub mod history;
 pub mod ident;
+pub mod initiative;
 pub mod integration;
 pub mod jq;
 pub mod manifest;

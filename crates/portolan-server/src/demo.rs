@@ -133,6 +133,15 @@ pub async fn load(app: &AppState) -> Result<DemoSummary> {
     for (action, permissions) in demo.permissions.actions {
         app.permissions.put_action_permissions(&actor, &action, permissions).await?;
     }
+    match app.initiatives.put(&actor, None, history::gold_initiative(first_loaded)).await {
+        Ok(_) => {
+            for (day, samples) in history::gold_initiative_progress(first_loaded) {
+                app.scorecards.record_samples(day, &samples).await?;
+            }
+        }
+        Err(err) if err.code == ErrorCode::AlreadyExists => {}
+        Err(err) => return Err(err),
+    }
     for account in demo.accounts {
         let new = NewAccount {
             identifier: account.identifier,

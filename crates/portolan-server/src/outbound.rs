@@ -31,15 +31,18 @@ pub enum Purpose {
     SignOn,
     /// A REST integration's source.
     IntegrationSource,
+    /// An initiative's reminder to the owners of what is not done.
+    Reminder,
 }
 
 impl Purpose {
-    pub const ALL: [Purpose; 5] = [
+    pub const ALL: [Purpose; 6] = [
         Purpose::Webhook,
         Purpose::ApprovalNotice,
         Purpose::TimeoutNotice,
         Purpose::SignOn,
         Purpose::IntegrationSource,
+        Purpose::Reminder,
     ];
 
     fn noun(self) -> &'static str {
@@ -49,6 +52,7 @@ impl Purpose {
             Purpose::TimeoutNotice => "timeout notices",
             Purpose::SignOn => "sign-on requests",
             Purpose::IntegrationSource => "integration sources",
+            Purpose::Reminder => "reminders",
         }
     }
 }

@@ -20,6 +20,7 @@ use crate::services::core::{Core, SharedClock, SystemClock};
 use crate::services::dora::Dora;
 use crate::services::guardrails::Guardrails;
 use crate::services::identity::Identity;
+use crate::services::initiatives::Initiatives;
 use crate::services::integrations::{Integrations, IntegrationsParts};
 use crate::services::locations::Locations;
 use crate::services::manifests::Manifests;
@@ -43,6 +44,7 @@ pub struct Services {
     pub catalog: Catalog,
     pub scorecards: Scorecards,
     pub dora: Dora,
+    pub initiatives: Initiatives,
     pub audit: Audit,
     pub identity: Identity,
     pub oidc: Oidc,
@@ -94,6 +96,14 @@ impl AppState {
         let catalog = Catalog::new(core.clone(), permissions.clone(), computed.clone());
         let scorecards = Scorecards::new(core.clone(), permissions.clone(), settings.kpi_retention_days);
         let dora = Dora::new(core.clone(), search.clone(), permissions.clone());
+        let initiatives = Initiatives::new(
+            core.clone(),
+            permissions.clone(),
+            search.clone(),
+            scorecards.clone(),
+            Arc::clone(&outbound),
+            Arc::clone(&public_url),
+        );
         let audit = Audit::new(core.clone(), permissions.clone(), signer);
         let identity = Identity::new(core.clone(), catalog.clone(), audit.clone(), settings.sessions);
         let oidc = Oidc::new(
@@ -153,6 +163,7 @@ impl AppState {
             catalog,
             scorecards,
             dora,
+            initiatives,
             audit,
             identity,
             oidc,

@@ -268,6 +268,8 @@ pub async fn sweep(app: &AppState, owner: &str, lease_ms: i64) -> Result<usize> 
     tx.commit().await?;
     if sample {
         app.scorecards.sample_levels().await?;
+        app.initiatives.sample_progress().await?;
+        app.initiatives.remind_due().await?;
     }
     if count > 0 {
         app.core.wake_worker();

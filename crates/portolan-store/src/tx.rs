@@ -368,4 +368,11 @@ pub trait KpiStore: Send {
     async fn samples(&mut self, metric: Option<&str>, from: Millis, to: Millis) -> Result<Vec<(Millis, KpiSample)>>;
     /// Removes the values of days before `day` (retention); how many.
     async fn delete_samples_before(&mut self, day: Millis) -> Result<u64>;
+    /// Stores a KPI document (`kind`: `initiative`, `dashboard`), replacing the one of the same
+    /// kind and identifier.
+    async fn put_kpi_document(&mut self, kind: &str, identifier: &str, document: &Value) -> Result<()>;
+    async fn kpi_document(&mut self, kind: &str, identifier: &str) -> Result<Option<Value>>;
+    /// Every document of a kind, by identifier.
+    async fn kpi_documents(&mut self, kind: &str) -> Result<Vec<Value>>;
+    async fn delete_kpi_document(&mut self, kind: &str, identifier: &str) -> Result<bool>;
 }

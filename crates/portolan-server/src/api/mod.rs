@@ -8,6 +8,7 @@ pub mod dora;
 pub mod entities;
 pub mod events;
 pub mod identity;
+pub mod initiatives;
 pub mod installations;
 pub mod integrations;
 pub mod locations;
@@ -33,6 +34,7 @@ use crate::state::AppState;
           (name = "search", description = "The query language: search, counts and facets"),
           (name = "scorecards", description = "Levels and rules that grade entities"),
           (name = "dora", description = "Deployment frequency, lead time, change failure rate and time to restore"),
+          (name = "initiatives", description = "Goals for a set of entities by a date: progress, burn-up, reminders"),
           (name = "events", description = "Live changes"),
           (name = "actions", description = "Self-service actions and automations"),
           (name = "runs", description = "Executions of actions, their logs and results"),
@@ -67,6 +69,10 @@ pub fn router() -> Router<AppState> {
         .routes(routes!(scorecards::scorecard_history))
         .routes(routes!(dora::report))
         .routes(routes!(dora::get_definition, dora::put_definition))
+        .routes(routes!(initiatives::list_initiatives, initiatives::create_initiative))
+        .routes(routes!(initiatives::get_initiative, initiatives::replace_initiative, initiatives::delete_initiative))
+        .routes(routes!(initiatives::remind))
+        .routes(routes!(initiatives::promote))
         .routes(routes!(events::stream))
         .routes(routes!(actions::list_actions, actions::create_action))
         .routes(routes!(actions::get_action, actions::replace_action, actions::delete_action))

@@ -8,7 +8,9 @@ use portolan_model::{DAY, HOUR, Millis, format_millis};
 use portolan_store::KpiSample;
 use serde_json::{Value, json};
 
+use crate::services::initiatives::progress_samples;
 use crate::services::scorecards::ALL_TEAMS;
+use portolan_model::initiative::Progress;
 
 pub const DAYS: i64 = 90;
 
@@ -107,11 +109,14 @@ pub fn history(first_loaded: Millis, now: Millis) -> (Vec<Value>, Vec<Value>) {
     (deployments, incidents)
 }
 
-/// The demo's production-readiness levels before it was first loaded: each service climbs a level
-/// a month until it reaches where it is today (Cart Gold, Products Silver).
+/// Each service's production-readiness level in each of the three months before the demo was first
+/// loaded: a level a month until where it is today (Cart Gold, Products Silver).
+const CLIMBS: [(&str, [usize; 3]); 2] = [("team-cart", [1, 2, 3]), ("team-products", [0, 1, 2])];
+const GOLD: usize = 3;
+
+/// The demo's production-readiness levels before it was first loaded.
 pub fn readiness_levels(first_loaded: Millis) -> Vec<(Millis, Vec<KpiSample>)> {
     const LEVELS: [&str; 4] = ["Basic", "Bronze", "Silver", "Gold"];
-    let climbs = [("team-cart", [1, 2, 3]), ("team-products", [0, 1, 2])];
     let metric = crate::services::scorecards::level_metric("service", "production-readiness");
     let start = first_loaded.div_euclid(DAY) - DAYS;
     (0..DAYS)
@@ -119,7 +124,7 @@ pub fn readiness_levels(first_loaded: Millis) -> Vec<(Millis, Vec<KpiSample>)> {
             let month = (d * 3 / DAYS) as usize;
             let mut totals = [0u64; 4];
             let mut samples = Vec::new();
-            for (team, levels) in climbs {
+            for (team, levels) in CLIMBS {
                 let level = levels[month];
                 totals[level] += 1;
                 let label = LEVELS[level].to_string();
@@ -130,6 +135,40 @@ pub fn readiness_levels(first_loaded: Millis) -> Vec<(Millis, Vec<KpiSample>)> {
                 samples.push(KpiSample { metric: metric.clone(), team: ALL_TEAMS.into(), label, value: *n as f64 });
             }
             ((start + d) * DAY, samples)
+        })
+        .collect()
+}
+
+/// The demo's initiative: every production service at Gold readiness, started 60 days before the
+/// demo was first loaded and due 30 days after; half-way there (Cart made it, Products has not).
+pub fn gold_initiative(first_loaded: Millis) -> Value {
+    json!({
+        "identifier": GOLD_INITIATIVE,
+        "title": "Gold readiness for every production service",
+        "description": "Every service in production meets every rule of the Gold level of Production readiness.",
+        "blueprint": "service",
+        "filter": {"combinator": "and", "rules": [{"property": "lifecycle", "operator": "=", "value": "production"}]},
+        "goal": {"scorecard": "production-readiness", "level": "Gold"},
+        "owner": "team-platform",
+        "startsAt": format_millis(first_loaded - 60 * DAY),
+        "targetDate": format_millis(first_loaded + 30 * DAY),
+        "fixes": {"highly-available": "update_pod_count"}
+    })
+}
+
+pub const GOLD_INITIATIVE: &str = "gold-readiness";
+
+/// The initiative's burn-up from its start to the demo's first load, from the same climbs.
+pub fn gold_initiative_progress(first_loaded: Millis) -> Vec<(Millis, Vec<KpiSample>)> {
+    let start = first_loaded.div_euclid(DAY) - DAYS;
+    (DAYS - 60..DAYS)
+        .map(|d| {
+            let month = (d * 3 / DAYS) as usize;
+            let mut progress = Progress::default();
+            for (team, levels) in CLIMBS {
+                progress.add(&[team.to_string()], levels[month] >= GOLD);
+            }
+            ((start + d) * DAY, progress_samples(GOLD_INITIATIVE, &progress))
         })
         .collect()
 }

@@ -218,6 +218,11 @@ async fn copy_kpis(source: &mut dyn Tx, target: &mut dyn Tx) -> Result<()> {
     for (day, samples) in days {
         target.put_samples(day, &samples).await?;
     }
+    let initiatives = super::initiatives::DOCUMENT_KIND;
+    for document in source.kpi_documents(initiatives).await? {
+        let identifier = document["definition"]["identifier"].as_str().unwrap_or_default().to_string();
+        target.put_kpi_document(initiatives, &identifier, &document).await?;
+    }
     Ok(())
 }
 

@@ -17,6 +17,7 @@
 //!   computed ──► scorecards
 //!   guardrails ──► search
 //!   dora ──► search
+//!   initiatives ──► scorecards, search, permissions
 //!   search, scorecards, audit, actions ──► permissions ──► core
 //!   runlog ──► triggers
 //! ```
@@ -35,6 +36,7 @@ pub mod core;
 pub mod dora;
 pub mod guardrails;
 pub mod identity;
+pub mod initiatives;
 pub mod integrations;
 pub mod locations;
 pub mod manifests;

@@ -339,15 +339,7 @@ impl Scorecards {
         load_blueprint(tx.as_mut(), blueprint).await?;
         let record = find(tx.as_mut(), blueprint, identifier).await?;
         let team = team.unwrap_or(ALL_TEAMS);
-        let blueprints = all_blueprints(tx.as_mut()).await?;
-        let restricted =
-            self.permissions.read_filter(tx.as_mut(), actor, Some(blueprint), &blueprints).await?.is_some();
-        let own = actor.reader().is_some_and(|user| user.teams.iter().any(|t| t == team));
-        if restricted && !own {
-            return Err(Error::forbidden(format!(
-                "you may read only some of '{blueprint}': ask for the history of one of your teams"
-            )));
-        }
+        require_team_series(&self.permissions, tx.as_mut(), actor, blueprint, team).await?;
         let now = self.core.now();
         let from = now.div_euclid(DAY) * DAY - i64::from(days - 1) * DAY;
         let metric = level_metric(blueprint, identifier);
@@ -365,6 +357,26 @@ impl Scorecards {
             days: by_day.into_iter().map(|(day, counts)| LevelDay { day, counts }).collect(),
         })
     }
+}
+
+/// A series of `team` (`*` for all) counts entities of `blueprint`: someone who may read only some
+/// of them may read only their own teams' series.
+pub(crate) async fn require_team_series(
+    permissions: &Permissions,
+    tx: &mut dyn Tx,
+    actor: &Actor,
+    blueprint: &str,
+    team: &str,
+) -> Result<()> {
+    let blueprints = all_blueprints(tx).await?;
+    let restricted = permissions.read_filter(tx, actor, Some(blueprint), &blueprints).await?.is_some();
+    let own = actor.reader().is_some_and(|user| user.teams.iter().any(|t| t == team));
+    if restricted && !own {
+        return Err(Error::forbidden(format!(
+            "you may read only some of '{blueprint}': ask for the history of one of your teams"
+        )));
+    }
+    Ok(())
 }
 
 async fn find(tx: &mut dyn Tx, blueprint: &str, identifier: &str) -> Result<ScorecardRecord> {

@@ -1,4 +1,4 @@
-//! Administration pages: blueprints, actions, scorecards and permissions edited as JSON or YAML
+//! Administration pages: blueprints, actions, scorecards, initiatives and permissions edited as JSON or YAML
 //! and saved through the same services as the API (so the same validation answers); API tokens
 //! and secrets.
 
@@ -15,6 +15,8 @@ enum Document {
     NewBlueprint,
     NewAction,
     NewScorecard(String),
+    Initiative(String),
+    NewInitiative,
 }
 
 impl Document {
@@ -28,6 +30,8 @@ impl Document {
             Document::NewBlueprint => "New blueprint".into(),
             Document::NewAction => "New action".into(),
             Document::NewScorecard(blueprint) => format!("New scorecard of {blueprint}"),
+            Document::Initiative(id) => format!("Initiative {id}"),
+            Document::NewInitiative => "New initiative".into(),
         }
     }
 
@@ -45,13 +49,15 @@ impl Document {
             Document::NewBlueprint => "/admin/new/blueprint".into(),
             Document::NewAction => "/admin/new/action".into(),
             Document::NewScorecard(blueprint) => format!("/admin/new/scorecard/{}", seg(blueprint)),
+            Document::Initiative(id) => format!("/admin/initiatives/{}", seg(id)),
+            Document::NewInitiative => "/admin/new/initiative".into(),
         }
     }
 
     /// What can be deleted from its page, by typing this identifier to confirm.
     fn deletable(&self) -> Option<&str> {
         match self {
-            Document::Blueprint(id) | Document::Action(id) => Some(id),
+            Document::Blueprint(id) | Document::Action(id) | Document::Initiative(id) => Some(id),
             Document::Scorecard { identifier, .. } => Some(identifier),
             _ => None,
         }
@@ -79,6 +85,10 @@ impl Document {
                 app.catalog.get_blueprint(blueprint).await?;
                 json!({"identifier": "", "title": "", "levels": [], "rules": []})
             }
+            Document::Initiative(id) => to_value(app.initiatives.record(id).await?.definition),
+            Document::NewInitiative => json!({"identifier": "", "title": "", "blueprint": "service",
+                "goal": {"scorecard": "", "level": ""}, "owner": "", "startsAt": portolan_model::format_millis(app.core.now()),
+                "targetDate": portolan_model::format_millis(app.core.now() + 90 * portolan_model::DAY)}),
         };
         Ok(value)
     }
@@ -116,6 +126,13 @@ impl Document {
                 let record = app.scorecards.put_scorecard(actor, blueprint, None, document).await?;
                 Document::Scorecard { blueprint: blueprint.clone(), identifier: record.scorecard.identifier }
             }
+            Document::Initiative(id) => {
+                app.initiatives.put(actor, Some(id), document).await?;
+                self.clone()
+            }
+            Document::NewInitiative => {
+                Document::Initiative(app.initiatives.put(actor, None, document).await?.definition.identifier)
+            }
         })
     }
 
@@ -134,8 +151,9 @@ impl Document {
                     None => managed.all,
                 }
             }
+            Document::Initiative(id) => managed.blueprint(&app.initiatives.record(id).await?.definition.blueprint),
             Document::NewBlueprint => managed.all,
-            Document::NewAction => managed.anything(),
+            Document::NewAction | Document::NewInitiative => managed.anything(),
         })
     }
 
@@ -146,6 +164,7 @@ impl Document {
             Document::Scorecard { blueprint, identifier } => {
                 app.scorecards.delete_scorecard(actor, blueprint, identifier).await
             }
+            Document::Initiative(id) => app.initiatives.delete(actor, id).await,
             _ => Err(Error::not_found("something to delete here")),
         }
     }
@@ -339,6 +358,7 @@ editor!(scorecard, save_scorecard, (String, String), |(blueprint, identifier)| D
 editor!(blueprint_permissions, save_blueprint_permissions, String, |id| Document::BlueprintPermissions(id));
 editor!(action_permissions, save_action_permissions, String, |id| Document::ActionPermissions(id));
 editor!(new_scorecard, create_scorecard, String, |blueprint| Document::NewScorecard(blueprint));
+editor!(initiative, save_initiative, String, |id| Document::Initiative(id));
 
 macro_rules! creator {
     ($get:ident, $post:ident, $document:expr) => {
@@ -363,6 +383,7 @@ macro_rules! creator {
 
 creator!(new_blueprint, create_blueprint, Document::NewBlueprint);
 creator!(new_action, create_action, Document::NewAction);
+creator!(new_initiative, create_initiative, Document::NewInitiative);
 
 // ---- the index ----
 

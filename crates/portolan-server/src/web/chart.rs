@@ -31,7 +31,13 @@ pub enum Mark {
 
 /// A chart of `points` titled `title` (which a caption beside it shows; the axis carries no unit).
 pub fn chart(id: &str, title: &str, mark: Mark, points: &[Point]) -> String {
-    let max = points.iter().filter_map(|p| p.value).fold(0.0_f64, f64::max);
+    chart_with_guide(id, title, mark, points, &[])
+}
+
+/// The same with a dashed guide line through `guide` (one value per point: a target or a steady
+/// pace), whose values the points' texts should say.
+pub fn chart_with_guide(id: &str, title: &str, mark: Mark, points: &[Point], guide: &[f64]) -> String {
+    let max = points.iter().filter_map(|p| p.value).chain(guide.iter().copied()).fold(0.0_f64, f64::max);
     let top = nice_ceiling(max);
     let plot_height = HEIGHT - BOTTOM - TOP;
     let step = (WIDTH - LEFT) / points.len().max(1) as f64;
@@ -107,6 +113,14 @@ pub fn chart(id: &str, title: &str, mark: Mark, points: &[Point]) -> String {
         let path: Vec<String> = segment.iter().map(|(x, y)| format!("{x:.1},{y:.1}")).collect();
         let _ = write!(svg, r#"<polyline class="line" points="{}"/>"#, path.join(" "));
     }
+    if guide.len() > 1 {
+        let path: Vec<String> = guide
+            .iter()
+            .enumerate()
+            .map(|(i, v)| format!("{:.1},{:.1}", LEFT + step * i as f64 + step / 2.0, y(*v)))
+            .collect();
+        let _ = write!(svg, r#"<polyline class="guide" points="{}"/>"#, path.join(" "));
+    }
     svg.push_str("</svg>");
     svg
 }
@@ -169,6 +183,14 @@ mod tests {
         );
         assert_eq!(svg.matches("<polyline").count(), 2);
         assert_eq!(svg.matches("<circle").count(), 4);
+    }
+
+    #[test]
+    fn a_guide_is_drawn_dashed_and_counts_for_the_axis() {
+        let svg =
+            chart_with_guide("g", "Done", Mark::Line, &[point("a", Some(1.0)), point("b", Some(2.0))], &[1.0, 40.0]);
+        assert_eq!(svg.matches(r#"<polyline class="guide""#).count(), 1);
+        assert!(svg.contains(">50</text>"), "the axis reaches the guide's 40: {svg}");
     }
 
     #[test]

@@ -86,7 +86,7 @@ pub(super) async fn dora_page(
     let page = DoraPage {
         signed_in: layout_user(&app, &signed_in).await,
         heading,
-        period: format!("{} to {}", day(report.period.from), day(report.period.to)),
+        period: format!("{} to {}", present::day(report.period.from), present::day(report.period.to)),
         keys: keys(&report),
         unrestored: report.metrics.unrestored,
         charts: charts(&report),
@@ -111,14 +111,10 @@ fn choices(entities: Vec<Entity>, chosen: Option<&str>) -> Vec<Choice> {
     entities.into_iter().map(choice).collect()
 }
 
-fn day(at: portolan_model::Millis) -> String {
-    portolan_model::format_millis(at).chars().take(10).collect()
-}
-
 /// "Mar 3".
 pub(super) fn short_day(at: portolan_model::Millis) -> String {
     const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-    let date = day(at);
+    let date = present::day(at);
     let month: usize = date.get(5..7).and_then(|m| m.parse().ok()).unwrap_or(1);
     let day_of_month: u32 = date.get(8..10).and_then(|d| d.parse().ok()).unwrap_or(1);
     format!("{} {day_of_month}", MONTHS[(month - 1) % 12])

@@ -52,6 +52,7 @@ mod catalog;
 mod chart;
 mod dora;
 mod entity;
+mod initiatives;
 mod integrations;
 mod locations;
 mod present;
@@ -80,6 +81,10 @@ pub fn router() -> Router<AppState> {
         .route("/audit", get(audit::audit_page))
         .route("/scorecards", get(scorecards::scorecards_page))
         .route("/dora", get(dora::dora_page))
+        .route("/initiatives", get(initiatives::initiatives_page))
+        .route("/initiatives/{initiative}", get(initiatives::initiative_page))
+        .route("/initiatives/{initiative}/remind", axum::routing::post(initiatives::remind))
+        .route("/initiatives/{initiative}/promote", axum::routing::post(initiatives::promote))
         .route("/admin", get(admin::index))
         .route("/integrations", get(integrations::integrations_page).post(integrations::create_integration))
         .route("/integrations/test-mapping", get(integrations::test_mapping_page).post(integrations::run_test_mapping))
@@ -103,6 +108,8 @@ pub fn router() -> Router<AppState> {
         .route("/admin/new/blueprint", get(admin::new_blueprint).post(admin::create_blueprint))
         .route("/admin/new/action", get(admin::new_action).post(admin::create_action))
         .route("/admin/new/scorecard/{blueprint}", get(admin::new_scorecard).post(admin::create_scorecard))
+        .route("/admin/initiatives/{initiative}", get(admin::initiative).post(admin::save_initiative))
+        .route("/admin/new/initiative", get(admin::new_initiative).post(admin::create_initiative))
         .route("/admin/tokens", get(admin::tokens).post(admin::create_token))
         .route("/admin/tokens/{token}/revoke", axum::routing::post(admin::revoke_token))
         .route("/admin/tokens/credentials", axum::routing::post(admin::rotate_credentials))

@@ -101,6 +101,11 @@ impl std::fmt::Display for When {
 
 /// How far a moment is from now, in the largest unit that fits: "just now", "5 minutes ago",
 /// "in 2 days", "3 months ago".
+/// "2026-03-03".
+pub fn day(at: Millis) -> String {
+    portolan_model::format_millis(at).chars().take(10).collect()
+}
+
 pub fn relative(at: Millis, now: Millis) -> String {
     let seconds = (at - now) / 1000;
     let (span, future) = (seconds.abs(), seconds > 0);

@@ -14,6 +14,7 @@ mod errors;
 mod guardrails;
 mod history;
 mod identity;
+mod initiatives;
 mod integrations;
 mod locations;
 mod manifests;

@@ -61,6 +61,52 @@ macro_rules! kpi_store {
                     sqlx::query("DELETE FROM kpi_samples WHERE day < $1").bind(day).execute(&mut *self.tx).await?;
                 Ok(done.rows_affected())
             }
+
+            async fn put_kpi_document(
+                &mut self,
+                kind: &str,
+                identifier: &str,
+                document: &serde_json::Value,
+            ) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO kpi_documents (kind, identifier, document) VALUES ($1, $2, $3)
+                     ON CONFLICT (kind, identifier) DO UPDATE SET document = excluded.document",
+                )
+                .bind(kind)
+                .bind(identifier)
+                .bind(document.to_string())
+                .execute(&mut *self.tx)
+                .await?;
+                Ok(())
+            }
+
+            async fn kpi_document(&mut self, kind: &str, identifier: &str) -> Result<Option<serde_json::Value>> {
+                let text: Option<String> =
+                    sqlx::query_scalar("SELECT document FROM kpi_documents WHERE kind = $1 AND identifier = $2")
+                        .bind(kind)
+                        .bind(identifier)
+                        .fetch_optional(&mut *self.tx)
+                        .await?;
+                text.map(|text| crate::shared::parse_json(&text)).transpose()
+            }
+
+            async fn kpi_documents(&mut self, kind: &str) -> Result<Vec<serde_json::Value>> {
+                let texts: Vec<String> =
+                    sqlx::query_scalar("SELECT document FROM kpi_documents WHERE kind = $1 ORDER BY identifier")
+                        .bind(kind)
+                        .fetch_all(&mut *self.tx)
+                        .await?;
+                texts.iter().map(|text| crate::shared::parse_json(text)).collect()
+            }
+
+            async fn delete_kpi_document(&mut self, kind: &str, identifier: &str) -> Result<bool> {
+                let done = sqlx::query("DELETE FROM kpi_documents WHERE kind = $1 AND identifier = $2")
+                    .bind(kind)
+                    .bind(identifier)
+                    .execute(&mut *self.tx)
+                    .await?;
+                Ok(done.rows_affected() > 0)
+            }
         }
     };
 }

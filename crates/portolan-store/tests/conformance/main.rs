@@ -86,6 +86,7 @@ conformance!(
     runner_runs_are_leased_to_one_claimer,
     secrets_tokens_and_settings_are_kept,
     kpi_samples_are_one_per_day_and_expire,
+    kpi_documents_are_kept_per_kind,
     accounts_sessions_and_tokens_are_kept,
     permission_documents_are_replaced_and_removed,
     runs_are_listed_to_their_requester_and_the_owning_teams,

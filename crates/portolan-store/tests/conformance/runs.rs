@@ -5,7 +5,7 @@ use portolan_model::run::{Run, RunStatus, RunTrigger};
 use portolan_model::{EntityRef, Millis};
 use portolan_store::actions::{CREATED, DELETED, UPDATED};
 use portolan_store::{ActionRecord, KpiSample, NewRunLog, RunFilter, RunnerToken, Store, StoreError};
-use serde_json::{Map, json};
+use serde_json::{Map, Value, json};
 
 fn action(identifier: &str) -> ActionRecord {
     let action = Action::from_json(json!({
@@ -249,4 +249,27 @@ pub async fn kpi_samples_are_one_per_day_and_expire(store: &dyn Store) {
     tx.commit().await.expect("commit");
     let mut tx = store.read().await.expect("tx");
     assert_eq!(tx.samples(Some("scorecard/service/readiness"), 0, 10 * DAY).await.expect("samples").len(), 2);
+}
+
+pub async fn kpi_documents_are_kept_per_kind(store: &dyn Store) {
+    let mut tx = store.write().await.expect("tx");
+    tx.put_kpi_document("initiative", "gold", &json!({"identifier": "gold", "v": 1})).await.expect("put");
+    tx.put_kpi_document("initiative", "gold", &json!({"identifier": "gold", "v": 2})).await.expect("replace");
+    tx.put_kpi_document("initiative", "alpha", &json!({"identifier": "alpha"})).await.expect("put");
+    tx.put_kpi_document("dashboard", "gold", &json!({"identifier": "gold", "widgets": []})).await.expect("other kind");
+    tx.commit().await.expect("commit");
+
+    let mut tx = store.read().await.expect("tx");
+    assert_eq!(tx.kpi_document("initiative", "gold").await.expect("read"), Some(json!({"identifier": "gold", "v": 2})));
+    let ids: Vec<Value> =
+        tx.kpi_documents("initiative").await.expect("list").iter().map(|d| d["identifier"].clone()).collect();
+    assert_eq!(ids, vec![json!("alpha"), json!("gold")], "by identifier, one kind only");
+    drop(tx);
+    let mut tx = store.write().await.expect("tx");
+    assert!(tx.delete_kpi_document("initiative", "gold").await.expect("delete"));
+    assert!(!tx.delete_kpi_document("initiative", "gold").await.expect("delete again"));
+    tx.commit().await.expect("commit");
+    let mut tx = store.read().await.expect("tx");
+    assert_eq!(tx.kpi_document("initiative", "gold").await.expect("read"), None);
+    assert!(tx.kpi_document("dashboard", "gold").await.expect("read").is_some(), "the other kind stays");
 }

@@ -375,6 +375,18 @@ async fn the_portal_in_a_real_browser() {
     carol.go(&format!("{base}{}", bar.as_str().expect("a bar with deployments"))).await;
     carol.wait_for_url("/catalog/deployment?where=").await;
     assert!(carol.source().await.contains("/catalog/deployment/cart-service-"), "the bar's deployments are listed");
+    // The demo's initiative: half-way, with a burn-up, and a link that fixes what Products lacks.
+    carol.go(&format!("{base}/initiatives")).await;
+    carol.check_layout("initiatives").await;
+    carol.click("a[href='/initiatives/gold-readiness']").await;
+    carol.wait_for_url("/initiatives/gold-readiness").await;
+    let initiative = carol.source().await;
+    assert!(initiative.contains("<svg class=\"chart\""), "a burn-up: {initiative}");
+    assert!(initiative.contains("polyline class=\"guide\""), "with the steady pace: {initiative}");
+    carol.check_layout("initiative").await;
+    carol.assert_no_raw_json("the initiative page").await;
+    carol.click("a[href='/actions/update_pod_count?entity=products-service']").await;
+    carol.wait_for_url("/actions/update_pod_count").await;
 
     // The admin sees the whole audit log and the administration, at both widths, in both themes.
     let admin = driver.open().await;

@@ -254,6 +254,11 @@ async fn migrate_store_copies_a_sqlite_deployment_into_postgres() {
     let history = format!("{}/api/v1/blueprints/service/scorecards/production-readiness/history", postgres.base);
     let (_, history) = get_json(&history).await;
     assert!(history["history"]["days"].as_array().is_some_and(|d| d.len() >= 89), "level history survives the copy");
+    let (_, initiative) = get_json(&format!("{}/api/v1/initiatives/gold-readiness", postgres.base)).await;
+    assert!(
+        initiative["burnup"].as_array().is_some_and(|d| d.len() >= 60),
+        "initiatives survive the copy: {initiative}"
+    );
     let refused =
         client.delete(format!("{}/api/v1/blueprints/system/entities/cart-system", postgres.base)).send().await;
     assert_eq!(refused.expect("request").status(), 409, "references survive the copy");
