@@ -132,7 +132,7 @@ pub fn chain_hash(prev_hash: &str, text: &str) -> String {
     hex(&digest.finalize())
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

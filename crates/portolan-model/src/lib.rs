@@ -6,6 +6,7 @@ pub mod action;
 pub mod audit;
 pub mod blueprint;
 pub mod computed;
+pub mod dashboard;
 pub mod dora;
 pub mod entity;
 pub mod error;

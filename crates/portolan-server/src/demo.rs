@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 use crate::error::{Error, ErrorCode, Result};
 use crate::services::Actor;
 use crate::services::catalog::{BulkOptions, MAX_BULK, WriteMode};
+use crate::services::dashboards::Address;
 use crate::services::identity::NewAccount;
 use crate::services::manifests::{ApplyRequest, SourcedDocument};
 use crate::state::AppState;
@@ -35,6 +36,8 @@ struct DemoCatalog {
     permissions: DemoPermissions,
     /// The demo users who can sign in, all with [`DEMO_PASSWORD`].
     accounts: Vec<DemoAccount>,
+    /// Shared dashboards (each team has its default).
+    dashboards: Vec<Value>,
 }
 
 #[derive(Deserialize)]
@@ -66,6 +69,7 @@ pub struct DemoSummary {
     pub accounts_created: usize,
     /// Deployments and incidents of the demo's past.
     pub history_created: usize,
+    pub dashboards_created: usize,
 }
 
 pub async fn load(app: &AppState) -> Result<DemoSummary> {
@@ -141,6 +145,14 @@ pub async fn load(app: &AppState) -> Result<DemoSummary> {
         }
         Err(err) if err.code == ErrorCode::AlreadyExists => {}
         Err(err) => return Err(err),
+    }
+    for dashboard in demo.dashboards {
+        let address = Address::Shared(dashboard["identifier"].as_str().unwrap_or_default().to_string());
+        match app.dashboards.put(&actor, &address, dashboard, true).await {
+            Ok(_) => summary.dashboards_created += 1,
+            Err(err) if err.code == ErrorCode::AlreadyExists => {}
+            Err(err) => return Err(err),
+        }
     }
     for account in demo.accounts {
         let new = NewAccount {

@@ -17,6 +17,7 @@ use crate::services::backstage::BackstageCatalog;
 use crate::services::catalog::Catalog;
 use crate::services::computed::Computed;
 use crate::services::core::{Core, SharedClock, SystemClock};
+use crate::services::dashboards::Dashboards;
 use crate::services::dora::Dora;
 use crate::services::guardrails::Guardrails;
 use crate::services::identity::Identity;
@@ -45,6 +46,7 @@ pub struct Services {
     pub scorecards: Scorecards,
     pub dora: Dora,
     pub initiatives: Initiatives,
+    pub dashboards: Dashboards,
     pub audit: Audit,
     pub identity: Identity,
     pub oidc: Oidc,
@@ -103,6 +105,14 @@ impl AppState {
             scorecards.clone(),
             Arc::clone(&outbound),
             Arc::clone(&public_url),
+        );
+        let dashboards = Dashboards::new(
+            core.clone(),
+            permissions.clone(),
+            search.clone(),
+            scorecards.clone(),
+            initiatives.clone(),
+            dora.clone(),
         );
         let audit = Audit::new(core.clone(), permissions.clone(), signer);
         let identity = Identity::new(core.clone(), catalog.clone(), audit.clone(), settings.sessions);
@@ -164,6 +174,7 @@ impl AppState {
             scorecards,
             dora,
             initiatives,
+            dashboards,
             audit,
             identity,
             oidc,

@@ -270,6 +270,7 @@ pub async fn sweep(app: &AppState, owner: &str, lease_ms: i64) -> Result<usize> 
         app.scorecards.sample_levels().await?;
         app.initiatives.sample_progress().await?;
         app.initiatives.remind_due().await?;
+        app.dashboards.sample_series().await?;
     }
     if count > 0 {
         app.core.wake_worker();

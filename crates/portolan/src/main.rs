@@ -553,6 +553,7 @@ async fn serve(config: config::ServeConfig) -> anyhow::Result<()> {
             actions = summary.actions_written,
             accounts = summary.accounts_created,
             history = summary.history_created,
+            dashboards = summary.dashboards_created,
             "demo catalog loaded"
         );
         let source =

@@ -4,6 +4,7 @@ pub mod actions;
 pub mod audit;
 pub mod backstage;
 pub mod blueprints;
+pub mod dashboards;
 pub mod dora;
 pub mod entities;
 pub mod events;
@@ -35,6 +36,7 @@ use crate::state::AppState;
           (name = "scorecards", description = "Levels and rules that grade entities"),
           (name = "dora", description = "Deployment frequency, lead time, change failure rate and time to restore"),
           (name = "initiatives", description = "Goals for a set of entities by a date: progress, burn-up, reminders"),
+          (name = "dashboards", description = "Pages of widgets: shared, per team and personal"),
           (name = "events", description = "Live changes"),
           (name = "actions", description = "Self-service actions and automations"),
           (name = "runs", description = "Executions of actions, their logs and results"),
@@ -73,6 +75,18 @@ pub fn router() -> Router<AppState> {
         .routes(routes!(initiatives::get_initiative, initiatives::replace_initiative, initiatives::delete_initiative))
         .routes(routes!(initiatives::remind))
         .routes(routes!(initiatives::promote))
+        .routes(routes!(dashboards::list_dashboards, dashboards::create_dashboard))
+        .routes(routes!(
+            dashboards::get_my_dashboard,
+            dashboards::replace_my_dashboard,
+            dashboards::delete_my_dashboard
+        ))
+        .routes(routes!(
+            dashboards::get_team_dashboard,
+            dashboards::replace_team_dashboard,
+            dashboards::delete_team_dashboard
+        ))
+        .routes(routes!(dashboards::get_dashboard, dashboards::replace_dashboard, dashboards::delete_dashboard))
         .routes(routes!(events::stream))
         .routes(routes!(actions::list_actions, actions::create_action))
         .routes(routes!(actions::get_action, actions::replace_action, actions::delete_action))

@@ -79,7 +79,7 @@ pub struct Evidence {
 }
 
 impl Evidence {
-    fn of(blueprint: &str, query: Value) -> Self {
+    pub fn of(blueprint: &str, query: Value) -> Self {
         Evidence { blueprint: blueprint.to_string(), query }
     }
 }

@@ -218,10 +218,14 @@ async fn copy_kpis(source: &mut dyn Tx, target: &mut dyn Tx) -> Result<()> {
     for (day, samples) in days {
         target.put_samples(day, &samples).await?;
     }
-    let initiatives = super::initiatives::DOCUMENT_KIND;
-    for document in source.kpi_documents(initiatives).await? {
-        let identifier = document["definition"]["identifier"].as_str().unwrap_or_default().to_string();
-        target.put_kpi_document(initiatives, &identifier, &document).await?;
+    // Each kind's documents carry their key: an initiative its identifier, a dashboard its address.
+    for (kind, key) in
+        [(super::initiatives::DOCUMENT_KIND, "/definition/identifier"), (super::dashboards::DOCUMENT_KIND, "/key")]
+    {
+        for document in source.kpi_documents(kind).await? {
+            let identifier = document.pointer(key).and_then(Value::as_str).unwrap_or_default().to_string();
+            target.put_kpi_document(kind, &identifier, &document).await?;
+        }
     }
     Ok(())
 }

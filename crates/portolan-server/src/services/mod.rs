@@ -17,6 +17,7 @@
 //!   computed ──► scorecards
 //!   guardrails ──► search
 //!   dora ──► search
+//!   dashboards ──► initiatives, dora, scorecards, search, permissions
 //!   initiatives ──► scorecards, search, permissions
 //!   search, scorecards, audit, actions ──► permissions ──► core
 //!   runlog ──► triggers
@@ -33,6 +34,7 @@ pub mod backstage;
 pub mod catalog;
 pub mod computed;
 pub mod core;
+pub mod dashboards;
 pub mod dora;
 pub mod guardrails;
 pub mod identity;

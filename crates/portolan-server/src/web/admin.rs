@@ -1,8 +1,9 @@
-//! Administration pages: blueprints, actions, scorecards, initiatives and permissions edited as JSON or YAML
+//! Administration pages: blueprints, actions, scorecards, initiatives, dashboards and permissions edited as JSON or YAML
 //! and saved through the same services as the API (so the same validation answers); API tokens
 //! and secrets.
 
 use super::*;
+use crate::services::dashboards::Address;
 
 /// A definition the admin pages edit as one document.
 #[derive(Clone)]
@@ -17,6 +18,8 @@ enum Document {
     NewScorecard(String),
     Initiative(String),
     NewInitiative,
+    Dashboard(Address),
+    NewDashboard,
 }
 
 impl Document {
@@ -32,6 +35,8 @@ impl Document {
             Document::NewScorecard(blueprint) => format!("New scorecard of {blueprint}"),
             Document::Initiative(id) => format!("Initiative {id}"),
             Document::NewInitiative => "New initiative".into(),
+            Document::Dashboard(address) => format!("Dashboard {}", address.path()),
+            Document::NewDashboard => "New dashboard".into(),
         }
     }
 
@@ -51,6 +56,10 @@ impl Document {
             Document::NewScorecard(blueprint) => format!("/admin/new/scorecard/{}", seg(blueprint)),
             Document::Initiative(id) => format!("/admin/initiatives/{}", seg(id)),
             Document::NewInitiative => "/admin/new/initiative".into(),
+            Document::Dashboard(Address::Shared(id)) => format!("/admin/dashboards/{}", seg(id)),
+            Document::Dashboard(Address::Team(team)) => format!("/admin/dashboards/teams/{}", seg(team)),
+            Document::Dashboard(Address::Personal) => "/admin/dashboards/me".into(),
+            Document::NewDashboard => "/admin/new/dashboard".into(),
         }
     }
 
@@ -58,6 +67,7 @@ impl Document {
     fn deletable(&self) -> Option<&str> {
         match self {
             Document::Blueprint(id) | Document::Action(id) | Document::Initiative(id) => Some(id),
+            Document::Dashboard(Address::Shared(id) | Address::Team(id)) => Some(id),
             Document::Scorecard { identifier, .. } => Some(identifier),
             _ => None,
         }
@@ -89,6 +99,10 @@ impl Document {
             Document::NewInitiative => json!({"identifier": "", "title": "", "blueprint": "service",
                 "goal": {"scorecard": "", "level": ""}, "owner": "", "startsAt": portolan_model::format_millis(app.core.now()),
                 "targetDate": portolan_model::format_millis(app.core.now() + 90 * portolan_model::DAY)}),
+            Document::Dashboard(address) => to_value(app.dashboards.definition(actor, address).await?.0),
+            Document::NewDashboard => json!({"identifier": "", "title": "", "widgets": [
+                {"type": "markdown", "text": "What this dashboard is for."},
+                {"type": "number", "title": "Services", "blueprint": "service"}]}),
         };
         Ok(value)
     }
@@ -133,6 +147,16 @@ impl Document {
             Document::NewInitiative => {
                 Document::Initiative(app.initiatives.put(actor, None, document).await?.definition.identifier)
             }
+            Document::Dashboard(address) => {
+                app.dashboards.put(actor, address, document, false).await?;
+                self.clone()
+            }
+            Document::NewDashboard => {
+                let id = document.get("identifier").and_then(Value::as_str).unwrap_or_default().to_string();
+                let address = Address::Shared(id);
+                app.dashboards.put(actor, &address, document, true).await?;
+                Document::Dashboard(address)
+            }
         })
     }
 
@@ -152,7 +176,8 @@ impl Document {
                 }
             }
             Document::Initiative(id) => managed.blueprint(&app.initiatives.record(id).await?.definition.blueprint),
-            Document::NewBlueprint => managed.all,
+            Document::Dashboard(address) => app.dashboards.may_edit(actor, address).await?,
+            Document::NewBlueprint | Document::NewDashboard => managed.all,
             Document::NewAction | Document::NewInitiative => managed.anything(),
         })
     }
@@ -165,6 +190,7 @@ impl Document {
                 app.scorecards.delete_scorecard(actor, blueprint, identifier).await
             }
             Document::Initiative(id) => app.initiatives.delete(actor, id).await,
+            Document::Dashboard(address) => app.dashboards.delete(actor, address).await,
             _ => Err(Error::not_found("something to delete here")),
         }
     }
@@ -359,6 +385,8 @@ editor!(blueprint_permissions, save_blueprint_permissions, String, |id| Document
 editor!(action_permissions, save_action_permissions, String, |id| Document::ActionPermissions(id));
 editor!(new_scorecard, create_scorecard, String, |blueprint| Document::NewScorecard(blueprint));
 editor!(initiative, save_initiative, String, |id| Document::Initiative(id));
+editor!(dashboard, save_dashboard, String, |id| Document::Dashboard(Address::Shared(id)));
+editor!(team_dashboard, save_team_dashboard, String, |team| Document::Dashboard(Address::Team(team)));
 
 macro_rules! creator {
     ($get:ident, $post:ident, $document:expr) => {
@@ -384,6 +412,8 @@ macro_rules! creator {
 creator!(new_blueprint, create_blueprint, Document::NewBlueprint);
 creator!(new_action, create_action, Document::NewAction);
 creator!(new_initiative, create_initiative, Document::NewInitiative);
+creator!(new_dashboard, create_dashboard, Document::NewDashboard);
+creator!(my_dashboard, save_my_dashboard, Document::Dashboard(Address::Personal));
 
 // ---- the index ----
 

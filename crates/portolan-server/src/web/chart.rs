@@ -125,6 +125,51 @@ pub fn chart_with_guide(id: &str, title: &str, mark: Mark, points: &[Point], gui
     svg
 }
 
+/// A pie of `points` (their shares of the total), each slice titled and linked; the page lists
+/// the values beside it.
+pub fn pie(id: &str, title: &str, points: &[Point]) -> String {
+    let total: f64 = points.iter().filter_map(|p| p.value).sum();
+    let description: Vec<String> = points.iter().map(|p| format!("{}: {}", p.label, p.text)).collect();
+    let mut svg = String::new();
+    let _ = write!(
+        svg,
+        r#"<svg class="chart pie" role="img" aria-labelledby="{id}-title {id}-desc" viewBox="-1.1 -1.1 2.2 2.2" xmlns="http://www.w3.org/2000/svg"><title id="{id}-title">{}</title><desc id="{id}-desc">{}</desc>"#,
+        escape(title),
+        escape(&description.join("; "))
+    );
+    let mut angle = -std::f64::consts::FRAC_PI_2;
+    for (i, point) in points.iter().enumerate() {
+        let share = point.value.unwrap_or(0.0) / total.max(f64::MIN_POSITIVE);
+        if share <= 0.0 {
+            continue;
+        }
+        let label = escape(&format!("{}: {}", point.label, point.text));
+        let class = format!("slice slice-{}", i % 8);
+        let shape = if share >= 0.9999 {
+            format!(r#"<circle class="{class}" r="1"><title>{label}</title></circle>"#)
+        } else {
+            let end = angle + share * std::f64::consts::TAU;
+            let large = u8::from(share > 0.5);
+            format!(
+                r#"<path class="{class}" d="M0,0 L{:.4},{:.4} A1,1 0 {large} 1 {:.4},{:.4} Z"><title>{label}</title></path>"#,
+                angle.cos(),
+                angle.sin(),
+                end.cos(),
+                end.sin()
+            )
+        };
+        angle += share * std::f64::consts::TAU;
+        match &point.link {
+            Some(link) => {
+                let _ = write!(svg, r#"<a href="{}">{shape}</a>"#, escape(link));
+            }
+            None => svg.push_str(&shape),
+        }
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
 /// The smallest of 1, 2 or 5 times a power of ten at or above `max` (1 for nothing).
 fn nice_ceiling(max: f64) -> f64 {
     if max <= 0.0 || !max.is_finite() {
@@ -191,6 +236,17 @@ mod tests {
             chart_with_guide("g", "Done", Mark::Line, &[point("a", Some(1.0)), point("b", Some(2.0))], &[1.0, 40.0]);
         assert_eq!(svg.matches(r#"<polyline class="guide""#).count(), 1);
         assert!(svg.contains(">50</text>"), "the axis reaches the guide's 40: {svg}");
+    }
+
+    #[test]
+    fn a_pie_has_a_titled_linked_slice_per_value() {
+        let svg = pie("p", "Languages", &[point("Go", Some(3.0)), point("Rust", Some(1.0)), point("None", Some(0.0))]);
+        assert_eq!(svg.matches("<path class=\"slice").count(), 2, "no slice for nothing: {svg}");
+        assert!(svg.contains("<title>Go: 3 deployments</title>"), "{svg}");
+        assert!(svg.contains(r#"<a href="/catalog/deployment?day=Rust">"#), "{svg}");
+        assert!(svg.contains(" 1 1 "), "Go's three quarters take the large arc: {svg}");
+        let whole = pie("w", "All Go", &[point("Go", Some(2.0))]);
+        assert!(whole.contains("<circle class=\"slice slice-0\" r=\"1\">"), "{whole}");
     }
 
     #[test]

@@ -122,10 +122,7 @@ pub(super) fn short_day(at: portolan_model::Millis) -> String {
 
 /// The catalog table of the entities a search selects.
 fn evidence_link(evidence: &[Evidence]) -> Option<String> {
-    let first = evidence.first()?;
-    let query =
-        url::form_urlencoded::Serializer::new(String::new()).append_pair("where", &first.query.to_string()).finish();
-    Some(format!("/catalog/{}?{query}", url_segment(&first.blueprint)))
+    evidence.first().map(present::search_link)
 }
 
 fn frequency_words(metrics: &Metrics) -> Option<String> {
@@ -323,20 +320,17 @@ pub(super) async fn summary(app: &AppState, actor: &Actor, entity: &Entity) -> O
         _ => request.service = Some(entity.identifier.clone()),
     }
     let report = app.dora.report(actor, &request).await.ok()?;
-    let m = &report.metrics;
-    let words = |w: Option<String>| w.unwrap_or_else(|| NO_DATA.into());
     let link = url::form_urlencoded::Serializer::new(String::new()).append_pair(key, &entity.identifier).finish();
-    Some(Summary {
-        link: format!("/dora?{link}"),
-        keys: vec![
-            (
-                "Deployment frequency",
-                words(frequency_words(m)),
-                m.deployment_frequency.as_ref().map(|f| f.band.as_str()),
-            ),
-            ("Lead time", words(lead_words(m)), m.lead_time.as_ref().map(|d| d.band.as_str())),
-            ("Change failure rate", words(rate_words(m)), m.change_failure_rate.as_ref().map(|f| f.band.as_str())),
-            ("Time to restore", words(restore_words(m)), m.time_to_restore.as_ref().map(|d| d.band.as_str())),
-        ],
-    })
+    Some(Summary { link: format!("/dora?{link}"), keys: key_words(&report.metrics) })
+}
+
+/// The four keys in words ("no data" for a key with nothing to measure), with their bands.
+pub(super) fn key_words(m: &Metrics) -> Vec<(&'static str, String, Option<&'static str>)> {
+    let words = |w: Option<String>| w.unwrap_or_else(|| NO_DATA.into());
+    vec![
+        ("Deployment frequency", words(frequency_words(m)), m.deployment_frequency.as_ref().map(|f| f.band.as_str())),
+        ("Lead time", words(lead_words(m)), m.lead_time.as_ref().map(|d| d.band.as_str())),
+        ("Change failure rate", words(rate_words(m)), m.change_failure_rate.as_ref().map(|f| f.band.as_str())),
+        ("Time to restore", words(restore_words(m)), m.time_to_restore.as_ref().map(|d| d.band.as_str())),
+    ]
 }

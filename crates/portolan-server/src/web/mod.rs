@@ -50,6 +50,7 @@ mod admin;
 mod audit;
 mod catalog;
 mod chart;
+mod dashboards;
 mod dora;
 mod entity;
 mod initiatives;
@@ -81,6 +82,10 @@ pub fn router() -> Router<AppState> {
         .route("/audit", get(audit::audit_page))
         .route("/scorecards", get(scorecards::scorecards_page))
         .route("/dora", get(dora::dora_page))
+        .route("/dashboards", get(dashboards::dashboards_page))
+        .route("/dashboards/me", get(dashboards::my_page))
+        .route("/dashboards/teams/{team}", get(dashboards::team_page))
+        .route("/dashboards/{dashboard}", get(dashboards::shared_page))
         .route("/initiatives", get(initiatives::initiatives_page))
         .route("/initiatives/{initiative}", get(initiatives::initiative_page))
         .route("/initiatives/{initiative}/remind", axum::routing::post(initiatives::remind))
@@ -109,6 +114,10 @@ pub fn router() -> Router<AppState> {
         .route("/admin/new/action", get(admin::new_action).post(admin::create_action))
         .route("/admin/new/scorecard/{blueprint}", get(admin::new_scorecard).post(admin::create_scorecard))
         .route("/admin/initiatives/{initiative}", get(admin::initiative).post(admin::save_initiative))
+        .route("/admin/dashboards/me", get(admin::my_dashboard).post(admin::save_my_dashboard))
+        .route("/admin/dashboards/teams/{team}", get(admin::team_dashboard).post(admin::save_team_dashboard))
+        .route("/admin/dashboards/{dashboard}", get(admin::dashboard).post(admin::save_dashboard))
+        .route("/admin/new/dashboard", get(admin::new_dashboard).post(admin::create_dashboard))
         .route("/admin/new/initiative", get(admin::new_initiative).post(admin::create_initiative))
         .route("/admin/tokens", get(admin::tokens).post(admin::create_token))
         .route("/admin/tokens/{token}/revoke", axum::routing::post(admin::revoke_token))

@@ -101,6 +101,13 @@ impl std::fmt::Display for When {
 
 /// How far a moment is from now, in the largest unit that fits: "just now", "5 minutes ago",
 /// "in 2 days", "3 months ago".
+/// The catalog table of the entities a search finds.
+pub fn search_link(search: &crate::services::dora::Evidence) -> String {
+    let query =
+        url::form_urlencoded::Serializer::new(String::new()).append_pair("where", &search.query.to_string()).finish();
+    format!("/catalog/{}?{query}", portolan_model::ident::url_segment(&search.blueprint))
+}
+
 /// "2026-03-03".
 pub fn day(at: Millis) -> String {
     portolan_model::format_millis(at).chars().take(10).collect()

@@ -8,6 +8,7 @@ mod backstage;
 mod blueprints;
 mod computed;
 mod connections;
+mod dashboards;
 mod dora;
 mod entities;
 mod errors;

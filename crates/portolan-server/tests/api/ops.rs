@@ -46,6 +46,7 @@ async fn demo_catalog_loads_idempotently_with_the_brief_s_entities() {
     assert!(first.history_created > 100, "90 days of deployments and incidents: {}", first.history_created);
     assert_eq!(first.entities_created, 17, "3 teams, 4 users and the brief's 10 catalog entities");
     assert_eq!(first.actions_written, 10, "the brief's self-service actions, the TTL teardown, lock and unlock");
+    assert_eq!(first.dashboards_created, 1, "the platform overview");
     let second = portolan_server::demo::load(&app.state).await.expect("demo loads again");
     let unchanged = portolan_server::demo::DemoSummary { actions_written: 10, ..Default::default() };
     assert_eq!(second, unchanged, "only the actions are written again, to their current definition");
