@@ -144,14 +144,16 @@ impl AppState {
         });
         let approvals = Approvals::new(core.clone(), permissions.clone(), guardrails.clone());
         let backstage = BackstageCatalog::new(core.clone(), search.clone(), catalog.clone());
-        let manifests = Manifests::new(
-            core.clone(),
-            permissions.clone(),
-            catalog.clone(),
-            scorecards.clone(),
-            actions.clone(),
-            search.clone(),
-        );
+        let manifests = Manifests {
+            core: core.clone(),
+            permissions: permissions.clone(),
+            catalog: catalog.clone(),
+            scorecards: scorecards.clone(),
+            actions: actions.clone(),
+            search: search.clone(),
+            initiatives: initiatives.clone(),
+            dashboards: dashboards.clone(),
+        };
         let locations = Locations::new(core.clone(), permissions.clone(), manifests.clone(), actions.clone());
         let integrations = Integrations::new(IntegrationsParts {
             core: core.clone(),

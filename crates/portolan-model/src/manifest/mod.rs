@@ -3,7 +3,7 @@
 //!
 //! ```yaml
 //! apiVersion: portolan.dev/v1
-//! kind: Entity            # Blueprint, Entity, Scorecard, Action or Permissions
+//! kind: Entity            # Blueprint, Entity, Scorecard, Action, Permissions, Initiative or Dashboard
 //! spec:                   # the same document the API takes
 //!   blueprint: service
 //!   identifier: cart
@@ -36,10 +36,20 @@ pub enum Kind {
     Entity,
     Action,
     Permissions,
+    Initiative,
+    Dashboard,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [Kind::Blueprint, Kind::Scorecard, Kind::Entity, Kind::Action, Kind::Permissions];
+    pub const ALL: [Kind; 7] = [
+        Kind::Blueprint,
+        Kind::Scorecard,
+        Kind::Entity,
+        Kind::Action,
+        Kind::Permissions,
+        Kind::Initiative,
+        Kind::Dashboard,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -48,6 +58,8 @@ impl Kind {
             Kind::Entity => "Entity",
             Kind::Action => "Action",
             Kind::Permissions => "Permissions",
+            Kind::Initiative => "Initiative",
+            Kind::Dashboard => "Dashboard",
         }
     }
 
@@ -60,7 +72,7 @@ impl Kind {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ObjectKey {
     pub kind: Kind,
-    /// `identifier` for blueprints and actions, `blueprint/identifier` for entities and
+    /// `identifier` for blueprints, actions, initiatives and dashboards, `blueprint/identifier` for entities and
     /// scorecards, `blueprint/<id>` or `action/<id>` for permissions.
     pub name: String,
 }
@@ -152,7 +164,7 @@ pub fn parse_document(document: &Value) -> Result<Manifest, FieldErrors> {
     };
     let mut spec = spec.clone();
     let name = match kind {
-        Kind::Blueprint | Kind::Action => text("identifier", &mut errors),
+        Kind::Blueprint | Kind::Action | Kind::Initiative | Kind::Dashboard => text("identifier", &mut errors),
         Kind::Entity | Kind::Scorecard => {
             let blueprint = text("blueprint", &mut errors);
             let identifier = text("identifier", &mut errors);

@@ -189,6 +189,12 @@ impl Dashboards {
         Ok(entries)
     }
 
+    /// The stored shared dashboards.
+    pub async fn shared(&self) -> Result<Vec<Dashboard>> {
+        let records = self.records().await?;
+        Ok(records.into_iter().filter(|(key, _)| !key.contains('/')).map(|(_, r)| r.dashboard).collect())
+    }
+
     async fn records(&self) -> Result<BTreeMap<String, DashboardRecord>> {
         let mut tx = self.core.store().read().await?;
         let mut records = BTreeMap::new();
@@ -598,6 +604,12 @@ impl Dashboards {
         self.scorecards.record_samples(today, &samples).await?;
         Ok(samples.len())
     }
+}
+
+/// A stored shared dashboard's definition (catalog as code compares with it).
+pub(crate) async fn stored_shared(tx: &mut dyn portolan_store::Tx, identifier: &str) -> Result<Option<Dashboard>> {
+    let document = tx.kpi_document(DOCUMENT_KIND, identifier).await?;
+    Ok(document.map(parse_record).transpose()?.map(|r| r.dashboard))
 }
 
 fn label(value: &Value) -> String {

@@ -532,6 +532,12 @@ fn parse_record(document: Value) -> Result<InitiativeRecord> {
         .map_err(|e| Error::new(ErrorCode::Internal, format!("a stored initiative is unreadable: {e}")))
 }
 
+/// A stored initiative's definition (catalog as code compares with it).
+pub(crate) async fn stored_initiative(tx: &mut dyn Tx, identifier: &str) -> Result<Option<Initiative>> {
+    let document = tx.kpi_document(DOCUMENT_KIND, identifier).await?;
+    Ok(document.map(parse_record).transpose()?.map(|r| r.definition))
+}
+
 async fn find(tx: &mut dyn Tx, identifier: &str) -> Result<InitiativeRecord> {
     match tx.kpi_document(DOCUMENT_KIND, identifier).await? {
         Some(document) => parse_record(document),

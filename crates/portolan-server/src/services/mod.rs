@@ -8,7 +8,7 @@
 //! ```text
 //!   locations ──► manifests, actions
 //!   integrations ──► permissions
-//!   manifests ──► catalog, scorecards, actions, search, permissions
+//!   manifests ──► catalog, scorecards, actions, search, dashboards, permissions
 //!   backstage ──► catalog, search
 //!   approvals ──► guardrails, runlog, permissions
 //!   runs ──► catalog, actions, guardrails, identity, search, runlog, permissions

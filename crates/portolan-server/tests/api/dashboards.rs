@@ -239,3 +239,41 @@ async fn the_demo_s_dashboards_draw_on_the_server_and_link_every_number() {
     assert_eq!(status, StatusCode::OK);
     assert!(mine.contains("My dashboard"), "{mine}");
 }
+
+#[tokio::test]
+async fn a_dashboard_is_applied_exported_and_pruned_with_the_catalog_as_code() {
+    let app = spawn_app().await;
+    fleet(&app).await;
+    let document = |dashboard: Value| {
+        json!({"file": "dashboards.yaml", "line": 1,
+               "document": {"apiVersion": "portolan.dev/v1", "kind": "Dashboard", "spec": dashboard}})
+    };
+    let apply = |documents: Vec<Value>, dry_run: bool| {
+        app.post("/api/v1/apply", json!({"source": "repo", "documents": documents, "dryRun": dry_run, "prune": true}))
+    };
+    let planned = apply(vec![document(every_kind())], true).await;
+    assert_eq!(planned.status, StatusCode::OK, "{}", planned.body);
+    assert_eq!(planned.body["changes"][0]["op"], "create", "{}", planned.body);
+    assert_eq!(app.get("/api/v1/dashboards/ops").await.status, StatusCode::NOT_FOUND, "a dry run writes nothing");
+    assert_eq!(apply(vec![document(every_kind())], false).await.status, StatusCode::OK);
+    assert_eq!(app.get("/api/v1/dashboards/ops").await.body["widgets"][0]["value"], 3.0);
+
+    let again = apply(vec![document(every_kind())], true).await;
+    assert_eq!(again.body["changes"][0]["op"], "unchanged", "{}", again.body);
+    let mut changed = every_kind();
+    changed["title"] = json!("Ops");
+    let update = apply(vec![document(changed)], false).await;
+    assert_eq!(update.body["changes"][0]["op"], "update", "{}", update.body);
+
+    let bad = json!({"identifier": "bad", "widgets": [{"type": "table", "blueprint": "service", "limit": 0}]});
+    let refused = apply(vec![document(bad)], true).await;
+    assert!(refused.body.to_string().contains("/spec/widgets/0/limit"), "{}", refused.body);
+
+    let export = app.get("/api/v1/export").await;
+    let exported =
+        export.body["documents"].as_array().expect("documents").iter().find(|d| d["kind"] == "Dashboard").cloned();
+    assert_eq!(exported.expect("the dashboard")["spec"]["title"], "Ops");
+
+    assert_eq!(apply(vec![], false).await.status, StatusCode::OK, "pruned");
+    assert_eq!(app.get("/api/v1/dashboards/ops").await.status, StatusCode::NOT_FOUND);
+}

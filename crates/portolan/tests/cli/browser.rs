@@ -387,6 +387,23 @@ async fn the_portal_in_a_real_browser() {
     carol.assert_no_raw_json("the initiative page").await;
     carol.click("a[href='/actions/update_pod_count?entity=products-service']").await;
     carol.wait_for_url("/actions/update_pod_count").await;
+    // Dashboards: the demo's platform overview (a widget of each kind), a team's default, and a
+    // slice of a pie leading to the entities it counts.
+    carol.go(&format!("{base}/dashboards")).await;
+    carol.check_layout("dashboards").await;
+    carol.go(&format!("{base}/dashboards/platform")).await;
+    let overview = carol.source().await;
+    assert!(overview.contains("<svg class=\"chart pie\""), "a pie: {overview}");
+    assert!(overview.contains("class=\"band "), "the DORA panel's bands: {overview}");
+    carol.check_layout("dashboard").await;
+    carol.assert_no_raw_json("the dashboard").await;
+    carol.go(&format!("{base}/dashboards/teams/team-platform")).await;
+    carol.check_layout("dashboard-team").await;
+    carol.go(&format!("{base}/dashboards/platform")).await;
+    let slice = carol.script("return document.querySelector('svg.pie a').getAttribute('href');").await;
+    carol.go(&format!("{base}{}", slice.as_str().expect("a slice with a link"))).await;
+    carol.wait_for_url("/catalog/service?where=").await;
+    assert!(carol.source().await.contains("/catalog/service/"), "the slice's services are listed");
 
     // The admin sees the whole audit log and the administration, at both widths, in both themes.
     let admin = driver.open().await;

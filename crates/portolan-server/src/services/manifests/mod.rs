@@ -21,6 +21,8 @@ use super::actions::Actions;
 use super::actor::{Actor, Origin};
 use super::catalog::{BulkOptions, Catalog, WriteMode};
 use super::core::{Core, to_json};
+use super::dashboards::{Address, Dashboards};
+use super::initiatives::Initiatives;
 use super::permissions::{Permissions, action_resource, blueprint_resource};
 use super::scorecards::Scorecards;
 use super::search::{Search, SearchRequest};
@@ -58,29 +60,20 @@ pub struct ApplyReport {
     pub changes: Vec<Change>,
 }
 
-/// The catalog-as-code service.
+/// The catalog-as-code service, built with what it writes through.
 #[derive(Clone)]
 pub struct Manifests {
-    core: Core,
-    permissions: Permissions,
-    catalog: Catalog,
-    scorecards: Scorecards,
-    actions: Actions,
-    search: Search,
+    pub core: Core,
+    pub permissions: Permissions,
+    pub catalog: Catalog,
+    pub scorecards: Scorecards,
+    pub actions: Actions,
+    pub search: Search,
+    pub initiatives: Initiatives,
+    pub dashboards: Dashboards,
 }
 
 impl Manifests {
-    pub fn new(
-        core: Core,
-        permissions: Permissions,
-        catalog: Catalog,
-        scorecards: Scorecards,
-        actions: Actions,
-        search: Search,
-    ) -> Self {
-        Self { core, permissions, catalog, scorecards, actions, search }
-    }
-
     /// Checks every document, and unless `dry_run`, applies the plan. Only admins apply: a
     /// source may define blueprints, actions and permissions.
     pub async fn apply(&self, actor: &Actor, request: ApplyRequest) -> Result<ApplyReport> {
@@ -235,6 +228,19 @@ impl Manifests {
             written.map_err(|e| step(&declared.key, e))?;
             done.push((declared.key.clone(), declared.file.clone()));
         }
+        for declared in changed(Kind::Initiative).filter(|d| d.op != Op::Unchanged) {
+            let path = (declared.op == Op::Update).then_some(declared.key.identifier());
+            self.initiatives.put(actor, path, declared.spec.clone()).await.map_err(|e| step(&declared.key, e))?;
+            done.push((declared.key.clone(), declared.file.clone()));
+        }
+        for declared in changed(Kind::Dashboard).filter(|d| d.op != Op::Unchanged) {
+            let address = Address::Shared(declared.key.identifier().to_string());
+            self.dashboards
+                .put(actor, &address, declared.spec.clone(), declared.op == Op::Create)
+                .await
+                .map_err(|e| step(&declared.key, e))?;
+            done.push((declared.key.clone(), declared.file.clone()));
+        }
 
         self.delete_pruned(actor, plan).await
     }
@@ -357,6 +363,12 @@ impl Manifests {
     /// Deletes what the source no longer declares: referrers before what they point at.
     async fn delete_pruned(&self, actor: &Actor, plan: &Plan) -> Result<()> {
         let of = |kind: Kind| plan.deletes.iter().map(|(k, _)| k).filter(move |k| k.kind == kind);
+        for key in of(Kind::Dashboard) {
+            self.dashboards.delete(actor, &Address::Shared(key.identifier().to_string())).await?;
+        }
+        for key in of(Kind::Initiative) {
+            self.initiatives.delete(actor, key.identifier()).await?;
+        }
         for key in of(Kind::Action) {
             self.actions.delete_action(actor, key.identifier()).await?;
         }
@@ -456,6 +468,19 @@ impl Manifests {
             if let Some(stored) = tx.permissions(&action_resource(&action.identifier)).await? {
                 let key = ObjectKey::new(Kind::Permissions, format!("action/{}", action.identifier));
                 documents.push(to_document(&key, &stored));
+            }
+        }
+        drop(tx);
+        for record in self.initiatives.records().await? {
+            if only.is_empty() || only.contains(&record.definition.blueprint) {
+                let key = ObjectKey::new(Kind::Initiative, record.definition.identifier.as_str());
+                documents.push(to_document(&key, &to_json(&record.definition)));
+            }
+        }
+        if only.is_empty() {
+            for dashboard in self.dashboards.shared().await? {
+                let key = ObjectKey::new(Kind::Dashboard, dashboard.identifier.as_str());
+                documents.push(to_document(&key, &to_json(&dashboard)));
             }
         }
         Ok(documents)

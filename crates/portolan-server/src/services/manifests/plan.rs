@@ -5,7 +5,9 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use portolan_model::action::Action;
+use portolan_model::dashboard::Dashboard;
 use portolan_model::entity::ValidEntity;
+use portolan_model::initiative::Initiative;
 use portolan_model::manifest::backstage::{self, Link};
 use portolan_model::manifest::{Difference, Kind, Manifest, ObjectKey, diff, parse_document};
 use portolan_model::permission::{ActionPermissions, BlueprintPermissions};
@@ -19,6 +21,8 @@ use serde_json::{Map, Value, json};
 use super::{ApplyRequest, Manifests};
 use crate::error::Result;
 use crate::services::core::{strip_server_fields, to_json};
+use crate::services::dashboards::stored_shared;
+use crate::services::initiatives::stored_initiative;
 use crate::services::permissions::{action_resource, blueprint_resource};
 
 /// One problem, located in the file that holds it.
@@ -302,6 +306,29 @@ impl Manifests {
                         actions.insert(action.identifier.clone(), action.clone());
                         Ok((to_json(&action), current))
                     })
+                }
+                // Its goal, rules and fixes are checked against the catalog when it is applied.
+                Kind::Initiative => {
+                    let mut spec = manifest.spec.clone();
+                    strip_server_fields(&mut spec);
+                    match Initiative::from_json(spec) {
+                        Ok(initiative) => {
+                            let current = stored_initiative(tx, &initiative.identifier).await?;
+                            Ok((to_json(&initiative), current.map(|c| to_json(&c))))
+                        }
+                        Err(errors) => Err(errors),
+                    }
+                }
+                Kind::Dashboard => {
+                    let mut spec = manifest.spec.clone();
+                    strip_server_fields(&mut spec);
+                    match Dashboard::from_json(spec).and_then(|d| d.check().map(|()| d)) {
+                        Ok(dashboard) => {
+                            let current = stored_shared(tx, &dashboard.identifier).await?;
+                            Ok((to_json(&dashboard), current.map(|c| to_json(&c))))
+                        }
+                        Err(errors) => Err(errors),
+                    }
                 }
                 Kind::Permissions => {
                     let target = key.identifier();
