@@ -282,14 +282,20 @@ impl Dashboards {
     /// The dashboard with every widget computed for the actor.
     pub async fn view(&self, actor: &Actor, address: &Address) -> Result<DashboardView> {
         let (dashboard, stored) = self.definition(actor, address).await?;
-        let mut widgets = Vec::with_capacity(dashboard.widgets.len());
-        for widget in &dashboard.widgets {
-            let (data, error) = match self.widget(actor, widget).await {
-                Ok(data) => (Some(data), None),
-                Err(error) => (None, Some(error.message)),
-            };
-            widgets.push(WidgetView { kind: widget.kind, title: widget.heading(), data, error });
-        }
+        // The widgets are independent reads: computed side by side, each within its own budget.
+        let computed = futures_util::future::join_all(dashboard.widgets.iter().map(|w| self.widget(actor, w))).await;
+        let widgets = dashboard
+            .widgets
+            .iter()
+            .zip(computed)
+            .map(|(widget, result)| {
+                let (data, error) = match result {
+                    Ok(data) => (Some(data), None),
+                    Err(error) => (None, Some(error.message)),
+                };
+                WidgetView { kind: widget.kind, title: widget.heading(), data, error }
+            })
+            .collect();
         let may_edit = self.may_edit(actor, address).await?;
         Ok(DashboardView { address: address.path(), dashboard, stored, may_edit, widgets })
     }

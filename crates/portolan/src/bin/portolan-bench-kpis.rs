@@ -140,7 +140,8 @@ async fn run(args: &Args, base: &str, token: &str) -> anyhow::Result<()> {
     let api = format!("{base}/api/v1");
     let date = json!({"type": "string", "format": "date-time"});
     let blueprints = [
-        json!({"identifier": "service", "schema": {"properties": {}}}),
+        json!({"identifier": "service", "schema": {"properties": {"replicas": {"type": "integer"},
+            "tier": {"type": "string", "enum": ["gold", "silver", "bronze"]}}}}),
         json!({"identifier": "deployment", "schema": {"properties": {"deployedAt": date, "commitAt": date,
             "status": {"type": "string", "enum": ["succeeded", "failed"]},
             "strategy": {"type": "string", "enum": ["canary", "revert"]}}},
@@ -154,7 +155,11 @@ async fn run(args: &Args, base: &str, token: &str) -> anyhow::Result<()> {
     let teams: Vec<Value> = (0..args.teams).map(|t| json!({"identifier": format!("team-{t}")})).collect();
     bulk(&client, &api, "_team", teams).await?;
     let services: Vec<Value> = (0..args.services)
-        .map(|s| json!({"identifier": format!("svc-{s}"), "team": [format!("team-{}", s % args.teams)]}))
+        .map(|s| {
+            let tier = ["gold", "silver", "bronze"][s % 3];
+            json!({"identifier": format!("svc-{s}"), "team": [format!("team-{}", s % args.teams)],
+                   "properties": {"replicas": s % 7, "tier": tier}})
+        })
         .collect();
     bulk(&client, &api, "service", services).await?;
 
@@ -231,6 +236,57 @@ async fn run(args: &Args, base: &str, token: &str) -> anyhow::Result<()> {
             pct(&times, 0.95)
         );
     }
+    dashboard(args, &client, &api, now).await
+}
+
+/// A team's dashboard of eight widgets — numbers, a bar, a line, a table, a scorecard, an
+/// initiative and a DORA panel — read as the team's members would.
+async fn dashboard(args: &Args, client: &reqwest::Client, api: &str, now: i64) -> anyhow::Result<()> {
+    let rule = |id: &str, level: &str, property: &str, operator: &str, value: Value| {
+        json!({"identifier": id, "level": level, "query": {"combinator": "and",
+            "rules": [{"property": property, "operator": operator, "value": value}]}})
+    };
+    let scorecard = json!({"identifier": "readiness", "rules": [
+        rule("one", "Bronze", "replicas", ">=", json!(1)), rule("three", "Silver", "replicas", ">=", json!(3)),
+        rule("gold", "Gold", "tier", "=", json!("gold"))]});
+    post(client, &format!("{api}/blueprints/service/scorecards"), scorecard).await?;
+    let initiative = json!({"identifier": "gold", "blueprint": "service", "owner": "team-0",
+        "goal": {"scorecard": "readiness", "level": "Gold"},
+        "startsAt": time(now - 30 * DAY_MS), "targetDate": time(now + 60 * DAY_MS)});
+    post(client, &format!("{api}/initiatives"), initiative).await?;
+    let mine =
+        json!({"combinator": "and", "rules": [{"property": "$team", "operator": "containsAny", "value": ["team-0"]}]});
+    let widgets = json!([
+        {"type": "number", "title": "Services", "blueprint": "service", "query": mine},
+        {"type": "number", "blueprint": "service", "query": mine, "function": "avg", "property": "replicas"},
+        {"type": "bar", "blueprint": "service", "query": mine, "property": "tier"},
+        {"type": "line", "blueprint": "service", "scorecard": "readiness", "level": "Gold", "team": "team-0"},
+        {"type": "table", "blueprint": "service", "query": mine, "columns": ["$title", "tier", "replicas"]},
+        {"type": "scorecard", "blueprint": "service", "scorecard": "readiness", "team": "team-0"},
+        {"type": "initiative", "initiative": "gold", "team": "team-0"},
+        {"type": "dora", "team": "team-0", "days": 30}
+    ]);
+    let url = format!("{api}/dashboards/teams/team-0");
+    send(client, reqwest::Method::PUT, &url, Some(json!({"widgets": widgets}))).await?;
+    let mut times = Vec::with_capacity(args.samples);
+    let mut view = Value::Null;
+    for _ in 0..args.samples {
+        let started = Instant::now();
+        view = send(client, reqwest::Method::GET, &url, None).await?;
+        times.push(started.elapsed());
+    }
+    let failed: Vec<&Value> =
+        view["widgets"].as_array().into_iter().flatten().filter(|w| !w["error"].is_null()).collect();
+    if !failed.is_empty() || view["widgets"][0]["value"].is_null() {
+        bail!("the dashboard's widgets failed: {failed:?}");
+    }
+    times.sort();
+    println!(
+        "team dashboard, 8 widgets    p50 {:>8.1} ms  p95 {:>8.1} ms  ({} services of team-0)",
+        pct(&times, 0.5),
+        pct(&times, 0.95),
+        view["widgets"][0]["value"]
+    );
     Ok(())
 }
 
