@@ -476,24 +476,33 @@ impl Dashboards {
                 WidgetData::Table { columns, rows, search: Evidence::of(&blueprint, widget.query_or_all()) }
             }
             WidgetKind::Scorecard => {
+                // One count per level, of the team's entities (or all) the actor may read.
                 let scorecard = widget.scorecard.clone().unwrap_or_default();
-                let summary = self.scorecards.scorecard_summary(actor, &blueprint, &scorecard).await?;
-                let groups = summary
-                    .levels
+                let levels = self.scorecards.get_scorecard(&blueprint, &scorecard).await?.scorecard.levels;
+                let owned = widget
+                    .team
+                    .as_ref()
+                    .map(|team| json!({"property": "$team", "operator": "containsAny", "value": [team]}));
+                let request = AggregateRequest {
+                    query: owned.clone().map(|rule| json!({"combinator": "and", "rules": [rule]})),
+                    blueprint: Some(blueprint.clone()),
+                    function: "countBy".into(),
+                    property: None,
+                    relation: None,
+                    scorecard: Some(scorecard.clone()),
+                };
+                let counts = match self.search.aggregate(actor, request).await? {
+                    AggregateResult::Groups(groups) => groups,
+                    AggregateResult::Value(_) => Vec::new(),
+                };
+                let groups = levels
                     .iter()
                     .map(|level| {
-                        let count = match &widget.team {
-                            None => level.count,
-                            Some(team) => {
-                                summary.teams.get(team).and_then(|c| c.get(&level.level)).copied().unwrap_or(0)
-                            }
-                        };
-                        let mut rules = vec![json!({"scorecard": scorecard, "operator": "=", "value": level.level})];
-                        if let Some(team) = &widget.team {
-                            rules.push(json!({"property": "$team", "operator": "containsAny", "value": [team]}));
-                        }
+                        let count = counts.iter().find(|(v, _)| *v == level.title.as_str()).map_or(0, |(_, n)| *n);
+                        let rule = json!({"scorecard": scorecard, "operator": "=", "value": level.title});
+                        let rules: Vec<Value> = std::iter::once(rule).chain(owned.clone()).collect();
                         let query = json!({"combinator": "and", "rules": rules});
-                        Group { label: level.level.clone(), count, search: Evidence::of(&blueprint, query) }
+                        Group { label: level.title.clone(), count, search: Evidence::of(&blueprint, query) }
                     })
                     .collect();
                 WidgetData::Groups { groups }

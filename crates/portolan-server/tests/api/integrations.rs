@@ -409,8 +409,16 @@ async fn a_rest_integration_pulls_every_page_and_follows_what_leaves_the_source(
             s["deleted"].clone(),
         )
     };
-    let first = app.post("/api/v1/integrations/repos/sync", json!({})).await;
-    assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+    // A new integration is due at once: the sweeper pulls it (a manual sync would race it).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let first = loop {
+        let shown = app.get("/api/v1/integrations/repos").await;
+        if shown.body["integration"]["status"]["state"] == "ok" {
+            break crate::Reply { body: shown.body["integration"].clone(), ..shown };
+        }
+        assert!(std::time::Instant::now() < deadline, "no first pull: {}", shown.body);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
     assert_eq!(counts(&first), ("ok".into(), json!(3), json!(0), json!(0)), "{}", first.body);
     assert_eq!(first.body["status"]["fetched"], 3, "both pages were read");
     let ledger = app.get("/api/v1/blueprints/service/entities/ledger").await;
