@@ -11,13 +11,14 @@ use utoipa::ToSchema;
 
 use crate::error::Result;
 use crate::extract::{Caller, JsonBody, PathParams, QueryParams};
-use crate::services::initiatives::{InitiativeRecord, InitiativeReport, InitiativeView, PromoteRequest, Reminder};
+use crate::services::initiatives::{InitiativeRecord, InitiativeReport, Listed, PromoteRequest, Reminder};
 use crate::state::AppState;
 
 #[derive(Serialize, ToSchema)]
 pub struct InitiativeListResponse {
     ok: bool,
-    initiatives: Vec<InitiativeView>,
+    /// Each with its progress and pace, or the `error` that keeps it from being assessed.
+    initiatives: Vec<Listed>,
 }
 
 #[derive(Serialize, ToSchema)]

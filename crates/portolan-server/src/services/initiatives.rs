@@ -77,6 +77,15 @@ pub struct InitiativeView {
     pub pace: Pace,
 }
 
+/// One initiative of the list: assessed, or with why it cannot be now (its scorecard or a
+/// property it names is gone), so that one broken initiative does not hide the others.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum Listed {
+    Assessed(InitiativeView),
+    Unassessed { initiative: InitiativeRecord, error: String },
+}
+
 /// An entity the goal applies to, and what it still lacks.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct EntityProgress {
@@ -235,12 +244,18 @@ impl Initiatives {
     }
 
     /// Every initiative with its progress over what the caller may read.
-    pub async fn list(&self, actor: &Actor) -> Result<Vec<InitiativeView>> {
-        let mut views = Vec::new();
+    pub async fn list(&self, actor: &Actor) -> Result<Vec<Listed>> {
+        let mut listed = Vec::new();
         for record in self.records().await? {
-            views.push(self.assess(actor, record, None).await?.view);
+            listed.push(match self.assess(actor, record.clone(), None).await {
+                Ok(report) => Listed::Assessed(report.view),
+                Err(error) if error.code == ErrorCode::ValidationFailed => {
+                    Listed::Unassessed { initiative: record, error: error.message }
+                }
+                Err(error) => return Err(error),
+            });
         }
-        Ok(views)
+        Ok(listed)
     }
 
     /// One initiative's report, narrowed to a team's entities if asked.
@@ -265,7 +280,10 @@ impl Initiatives {
             let compiled = self.compile(tx.as_mut(), &record.definition).await.map_err(|error| {
                 Error::new(
                     ErrorCode::ValidationFailed,
-                    format!("initiative '{}' no longer fits the catalog: {error}", record.definition.identifier),
+                    format!(
+                        "initiative '{}' no longer fits the catalog: {}",
+                        record.definition.identifier, error.message
+                    ),
                 )
             })?;
             let scorecard = match compiled.scorecard() {

@@ -6,7 +6,7 @@ use portolan_model::initiative::{Standing, Tally};
 use super::chart::{self, Mark, Point};
 use super::dora::short_day;
 use super::*;
-use crate::services::initiatives::{InitiativeView, PromoteRequest};
+use crate::services::initiatives::{InitiativeView, Listed, PromoteRequest};
 
 struct Row {
     identifier: String,
@@ -18,6 +18,8 @@ struct Row {
     total: u64,
     percent: String,
     standing: (&'static str, &'static str),
+    /// Why it cannot be assessed now.
+    problem: Option<String>,
 }
 
 #[derive(Template)]
@@ -106,11 +108,28 @@ fn row(view: &InitiativeView) -> Row {
         total: view.progress.overall.total,
         percent: percent(&view.progress.overall),
         standing: standing(view.pace.standing),
+        problem: None,
     }
 }
 
 pub(super) async fn initiatives_page(State(app): State<AppState>, Visitor(signed_in): Visitor) -> PageResult {
-    let rows = app.initiatives.list(&signed_in.actor).await?.iter().map(row).collect();
+    let rows = app
+        .initiatives
+        .list(&signed_in.actor)
+        .await?
+        .iter()
+        .map(|listed| match listed {
+            Listed::Assessed(view) => row(view),
+            Listed::Unassessed { initiative, error } => Row {
+                problem: Some(error.clone()),
+                ..row(&InitiativeView {
+                    initiative: initiative.clone(),
+                    progress: Default::default(),
+                    pace: initiative.definition.pace(0, Tally::default(), 0),
+                })
+            },
+        })
+        .collect();
     let may_create = app.permissions.managed(&signed_in.actor).await?.anything();
     Ok(render(&InitiativesPage { signed_in: layout_user(&app, &signed_in).await, rows, may_create }))
 }

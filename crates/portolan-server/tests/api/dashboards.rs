@@ -209,6 +209,14 @@ async fn bad_widgets_are_refused_with_their_paths_and_members_may_not_create_sha
     assert_eq!(after.status, StatusCode::OK);
     assert!(after.body["widgets"][6]["error"].as_str().is_some_and(|e| e.contains("replicated")), "{}", after.body);
     assert_eq!(after.body["widgets"][0]["value"], 3.0);
+    // The initiative on that scorecard says why it cannot be assessed; the list still answers.
+    let listed = app.get("/api/v1/initiatives").await;
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.body);
+    assert!(
+        listed.body["initiatives"][0]["error"].as_str().is_some_and(|e| e.contains("no longer fits")),
+        "{}",
+        listed.body
+    );
 }
 
 #[tokio::test]
