@@ -132,7 +132,7 @@ pub async fn scorecard_summary(
     caller: Caller,
     PathParams((blueprint, identifier)): PathParams<(String, String)>,
 ) -> Result<Json<ScorecardSummaryResponse>> {
-    let summary = app.scorecards.scorecard_summary(&caller.actor, &blueprint, &identifier).await?;
+    let summary = app.scorecards.scorecard_summary(&caller.actor, &blueprint, &identifier, None).await?;
     Ok(Json(ScorecardSummaryResponse { ok: true, summary }))
 }
 

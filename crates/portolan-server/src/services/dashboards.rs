@@ -416,25 +416,14 @@ impl Dashboards {
 
     async fn compute(&self, actor: &Actor, widget: &Widget) -> Result<WidgetData> {
         let blueprint = widget.blueprint.clone().unwrap_or_default();
-        let aggregate = |function: &str| AggregateRequest {
-            query: widget.query.clone(),
-            blueprint: Some(blueprint.clone()),
-            function: function.to_string(),
-            property: widget.property.clone(),
-            relation: widget.relation.clone(),
-            scorecard: None,
-        };
         Ok(match widget.kind {
-            WidgetKind::Number => {
-                let function = widget.function.as_deref().unwrap_or("count");
-                let value = match self.search.aggregate(actor, aggregate(function)).await? {
-                    AggregateResult::Value(v) => v,
-                    AggregateResult::Groups(_) => None,
-                };
-                WidgetData::Number { value, search: Evidence::of(&blueprint, widget.query_or_all()) }
-            }
+            WidgetKind::Number => WidgetData::Number {
+                value: self.aggregate_value(actor, widget).await?,
+                search: Evidence::of(&blueprint, widget.query_or_all()),
+            },
             WidgetKind::Bar | WidgetKind::Pie => {
-                let AggregateResult::Groups(mut groups) = self.search.aggregate(actor, aggregate("countBy")).await?
+                let AggregateResult::Groups(mut groups) =
+                    self.search.aggregate(actor, aggregate_request(widget, "countBy")).await?
                 else {
                     return Ok(WidgetData::Groups { groups: Vec::new() });
                 };
@@ -476,33 +465,18 @@ impl Dashboards {
                 WidgetData::Table { columns, rows, search: Evidence::of(&blueprint, widget.query_or_all()) }
             }
             WidgetKind::Scorecard => {
-                // One count per level, of the team's entities (or all) the actor may read.
                 let scorecard = widget.scorecard.clone().unwrap_or_default();
-                let levels = self.scorecards.get_scorecard(&blueprint, &scorecard).await?.scorecard.levels;
-                let owned = widget
-                    .team
-                    .as_ref()
-                    .map(|team| json!({"property": "$team", "operator": "containsAny", "value": [team]}));
-                let request = AggregateRequest {
-                    query: owned.clone().map(|rule| json!({"combinator": "and", "rules": [rule]})),
-                    blueprint: Some(blueprint.clone()),
-                    function: "countBy".into(),
-                    property: None,
-                    relation: None,
-                    scorecard: Some(scorecard.clone()),
-                };
-                let counts = match self.search.aggregate(actor, request).await? {
-                    AggregateResult::Groups(groups) => groups,
-                    AggregateResult::Value(_) => Vec::new(),
-                };
-                let groups = levels
-                    .iter()
+                let team = widget.team.as_deref();
+                let summary = self.scorecards.scorecard_summary(actor, &blueprint, &scorecard, team).await?;
+                let owned = team.map(|team| json!({"property": "$team", "operator": "containsAny", "value": [team]}));
+                let groups = summary
+                    .levels
+                    .into_iter()
                     .map(|level| {
-                        let count = counts.iter().find(|(v, _)| *v == level.title.as_str()).map_or(0, |(_, n)| *n);
-                        let rule = json!({"scorecard": scorecard, "operator": "=", "value": level.title});
+                        let rule = json!({"scorecard": scorecard, "operator": "=", "value": level.level});
                         let rules: Vec<Value> = std::iter::once(rule).chain(owned.clone()).collect();
-                        let query = json!({"combinator": "and", "rules": rules});
-                        Group { label: level.title.clone(), count, search: Evidence::of(&blueprint, query) }
+                        let search = Evidence::of(&blueprint, json!({"combinator": "and", "rules": rules}));
+                        Group { label: level.level, count: level.count, search }
                     })
                     .collect();
                 WidgetData::Groups { groups }
@@ -578,14 +552,7 @@ impl Dashboards {
     }
 
     async fn aggregate_value(&self, actor: &Actor, widget: &Widget) -> Result<Option<f64>> {
-        let request = AggregateRequest {
-            query: widget.query.clone(),
-            blueprint: widget.blueprint.clone(),
-            function: widget.function.clone().unwrap_or_else(|| "count".into()),
-            property: widget.property.clone(),
-            relation: None,
-            scorecard: None,
-        };
+        let request = aggregate_request(widget, widget.function.as_deref().unwrap_or("count"));
         Ok(match self.search.aggregate(actor, request).await? {
             AggregateResult::Value(v) => v,
             AggregateResult::Groups(_) => None,
@@ -625,6 +592,18 @@ impl Dashboards {
 pub(crate) async fn stored_shared(tx: &mut dyn portolan_store::Tx, identifier: &str) -> Result<Option<Dashboard>> {
     let document = tx.kpi_document(DOCUMENT_KIND, identifier).await?;
     Ok(document.map(parse_record).transpose()?.map(|r| r.dashboard))
+}
+
+/// What a widget asks of the search: `function` over its blueprint's entities its query admits.
+fn aggregate_request(widget: &Widget, function: &str) -> AggregateRequest {
+    AggregateRequest {
+        query: widget.query.clone(),
+        blueprint: widget.blueprint.clone(),
+        function: function.to_string(),
+        property: widget.property.clone(),
+        relation: widget.relation.clone(),
+        scorecard: None,
+    }
 }
 
 fn label(value: &Value) -> String {

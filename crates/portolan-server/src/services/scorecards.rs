@@ -224,46 +224,59 @@ impl Scorecards {
         Ok(())
     }
 
-    /// Entities per level, overall and per team: of the entities the actor may read.
+    /// Entities per level of the entities the actor may read — of one team's (`team`), or of all
+    /// with a breakdown per team.
     pub async fn scorecard_summary(
         &self,
         actor: &Actor,
         blueprint: &str,
         identifier: &str,
+        team: Option<&str>,
     ) -> Result<ScorecardSummary> {
         let mut tx = self.core.store().read().await?;
         load_blueprint(tx.as_mut(), blueprint).await?;
         let record = find(tx.as_mut(), blueprint, identifier).await?;
         let blueprints = all_blueprints(tx.as_mut()).await?;
         let readable = self.permissions.read_filter(tx.as_mut(), actor, Some(blueprint), &blueprints).await?;
-        let restrict = |query: Query| match &readable {
-            None => query,
-            Some(filter) => Query::And(vec![query, filter.clone()]),
-        };
-        let level_target = Target { field: Field::Scorecard(identifier.to_string()), shape: Shape::One(Kind::Number) };
         let team_target =
             Target { field: Field::Meta(portolan_model::query::Meta::Team), shape: Shape::Many(Kind::String) };
+        let owned = team.map(|team| {
+            Query::Rule(Rule::In { target: team_target.clone(), values: vec![Scalar::Str(team.into())], negate: false })
+        });
+        let restrict = |query: Query| {
+            let parts: Vec<Query> = std::iter::once(query).chain(readable.clone()).chain(owned.clone()).collect();
+            Query::And(parts)
+        };
+        let level_target = Target { field: Field::Scorecard(identifier.to_string()), shape: Shape::One(Kind::Number) };
         let plan = |query: Query, function: Aggregate| AggregatePlan {
             blueprint: Some(blueprint.to_string()),
             query,
             function,
             required_relations: vec![],
         };
-        let mut levels = Vec::new();
+        // One count per level index.
+        let all = restrict(Query::And(Vec::new()));
+        let per_level = match tx.aggregate(&plan(all, Aggregate::CountBy(level_target.clone()))).await? {
+            AggregateResult::Groups(groups) => groups,
+            AggregateResult::Value(_) => Vec::new(),
+        };
+        let count_of =
+            |index: usize| per_level.iter().find(|(v, _)| v.as_f64() == Some(index as f64)).map_or(0, |g| g.1);
+        let levels = record
+            .scorecard
+            .levels
+            .iter()
+            .enumerate()
+            .map(|(index, level)| LevelCount { level: level.title.clone(), count: count_of(index) })
+            .collect();
         let mut teams: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
-        for (index, level) in record.scorecard.levels.iter().enumerate() {
-            let at_level = Query::Rule(Rule::Compare {
+        for (index, level) in record.scorecard.levels.iter().enumerate().filter(|_| team.is_none()) {
+            let at_level = restrict(Query::Rule(Rule::Compare {
                 target: level_target.clone(),
                 op: portolan_model::query::CompareOp::Eq,
                 value: Scalar::Num(index as f64),
                 negate: false,
-            });
-            let at_level = restrict(at_level);
-            let count = match tx.aggregate(&plan(at_level.clone(), Aggregate::Count)).await? {
-                AggregateResult::Value(v) => v.unwrap_or(0.0) as u64,
-                AggregateResult::Groups(_) => 0,
-            };
-            levels.push(LevelCount { level: level.title.clone(), count });
+            }));
             if let AggregateResult::Groups(groups) =
                 tx.aggregate(&plan(at_level, Aggregate::CountBy(team_target.clone()))).await?
             {
@@ -293,7 +306,7 @@ impl Scorecards {
         for blueprint in blueprints {
             let id = &blueprint.identifier;
             for record in self.list_scorecards(id).await? {
-                let summary = self.scorecard_summary(&system, id, &record.scorecard.identifier).await?;
+                let summary = self.scorecard_summary(&system, id, &record.scorecard.identifier, None).await?;
                 let metric = level_metric(id, &record.scorecard.identifier);
                 let sample = |team: &str, label: &str, value: u64| KpiSample {
                     metric: metric.clone(),

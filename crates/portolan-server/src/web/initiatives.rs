@@ -6,7 +6,7 @@ use portolan_model::initiative::{Standing, Tally};
 use super::chart::{self, Mark, Point};
 use super::dora::short_day;
 use super::*;
-use crate::services::initiatives::{InitiativeView, Listed, PromoteRequest};
+use crate::services::initiatives::{InitiativeRecord, InitiativeView, Listed, PromoteRequest};
 
 struct Row {
     identifier: String,
@@ -89,8 +89,9 @@ fn percent(tally: &Tally) -> String {
     format!("{:.0}", tally.percent())
 }
 
-fn row(view: &InitiativeView) -> Row {
-    let definition = &view.initiative.definition;
+/// A line of the list: the initiative with its progress, or why it cannot be assessed now.
+fn row(record: &InitiativeRecord, assessed: Result<(&Tally, Standing), &str>) -> Row {
+    let definition = &record.definition;
     let goal = match (&definition.goal.scorecard, &definition.goal.level) {
         (Some(scorecard), Some(level)) => format!("{level} on {scorecard}"),
         _ => match definition.goal.rules.len() {
@@ -98,18 +99,23 @@ fn row(view: &InitiativeView) -> Row {
             n => format!("{n} rules"),
         },
     };
+    let (tally, standing_now) = assessed.unwrap_or((&Tally { done: 0, total: 0 }, Standing::NotStarted));
     Row {
         identifier: definition.identifier.clone(),
         title: definition.title().to_string(),
         goal,
         owner: definition.owner.clone(),
         target: present::day(definition.target_date),
-        done: view.progress.overall.done,
-        total: view.progress.overall.total,
-        percent: percent(&view.progress.overall),
-        standing: standing(view.pace.standing),
-        problem: None,
+        done: tally.done,
+        total: tally.total,
+        percent: percent(tally),
+        standing: standing(standing_now),
+        problem: assessed.err().map(str::to_string),
     }
+}
+
+fn view_row(view: &InitiativeView) -> Row {
+    row(&view.initiative, Ok((&view.progress.overall, view.pace.standing)))
 }
 
 pub(super) async fn initiatives_page(State(app): State<AppState>, Visitor(signed_in): Visitor) -> PageResult {
@@ -119,15 +125,8 @@ pub(super) async fn initiatives_page(State(app): State<AppState>, Visitor(signed
         .await?
         .iter()
         .map(|listed| match listed {
-            Listed::Assessed(view) => row(view),
-            Listed::Unassessed { initiative, error } => Row {
-                problem: Some(error.clone()),
-                ..row(&InitiativeView {
-                    initiative: initiative.clone(),
-                    progress: Default::default(),
-                    pace: initiative.definition.pace(0, Tally::default(), 0),
-                })
-            },
+            Listed::Assessed(view) => view_row(view),
+            Listed::Unassessed { initiative, error } => row(initiative, Err(error)),
         })
         .collect();
     let may_create = app.permissions.managed(&signed_in.actor).await?.anything();
@@ -218,7 +217,7 @@ pub(super) async fn initiative_page(
     };
     let page = InitiativePage {
         signed_in: layout_user(&app, &signed_in).await,
-        row: row(view),
+        row: view_row(view),
         description: definition.description.clone(),
         started: present::day(definition.starts_at),
         team: report.team.clone(),

@@ -52,7 +52,7 @@ pub(super) async fn scorecards_page(State(app): State<AppState>, Visitor(signed_
         let entities = app.search.search(actor, Some(&id), sample).await?.entities;
         for record in scorecards {
             let card = record.scorecard;
-            let summary = app.scorecards.scorecard_summary(actor, &id, &card.identifier).await?;
+            let summary = app.scorecards.scorecard_summary(actor, &id, &card.identifier, None).await?;
             let levels: Vec<String> = summary.levels.iter().map(|l| l.level.clone()).collect();
             let teams = summary
                 .teams
