@@ -267,6 +267,11 @@ pub trait AuditStore: Send {
     async fn audit_head(&mut self) -> Result<(i64, String)>;
     /// Audit records matching a filter, newest first.
     async fn audit_records(&mut self, filter: &AuditFilter, limit: u32) -> Result<Vec<AuditRecord>>;
+    /// For each entity (of `blueprint`, when given) with a successful record after `at`, its newest
+    /// successful record up to `at`, if it has one, oldest first. Every write of an entity is
+    /// recorded and moves its `updatedAt`, so these and the entities not updated since `at` make
+    /// up the catalog as it was then.
+    async fn entity_records_at(&mut self, blueprint: Option<&str>, at: i64) -> Result<Vec<AuditRecord>>;
     /// Audit records after `after` as stored, oldest first.
     async fn audit_chain(&mut self, after: i64, limit: u32) -> Result<Vec<StoredRecord>>;
 }

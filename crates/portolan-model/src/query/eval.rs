@@ -8,9 +8,9 @@ use std::collections::{HashMap, HashSet, VecDeque};
 
 use super::*;
 
-/// Answers which entities a `relatedTo` rule admits.
+/// Answers whether a relation rule (`relatedTo`, `matchAny`) admits an entity.
 pub trait RelationGraph {
-    fn related(&self, rule: &Rule) -> HashSet<EntityRef>;
+    fn admits(&self, rule: &Rule, entity: &EntityRef) -> bool;
 }
 
 /// For evaluating a query on one entity alone (scorecard rules as it is written, permission
@@ -18,8 +18,8 @@ pub trait RelationGraph {
 pub struct NoGraph;
 
 impl RelationGraph for NoGraph {
-    fn related(&self, _: &Rule) -> HashSet<EntityRef> {
-        HashSet::new()
+    fn admits(&self, _: &Rule, _: &EntityRef) -> bool {
+        false
     }
 }
 
@@ -115,7 +115,7 @@ impl Rule {
                 .iter()
                 .filter_map(|v| instant(v, target.shape))
                 .any(|t| if *expired { t < *now } else { t >= *now }),
-            Rule::RelatedTo { .. } | Rule::MatchAny { .. } => graph.related(self).contains(&entity.entity_ref()),
+            Rule::RelatedTo { .. } | Rule::MatchAny { .. } => graph.admits(self, &entity.entity_ref()),
         }
     }
 }
@@ -258,6 +258,13 @@ impl MemoryGraph {
 }
 
 impl RelationGraph for MemoryGraph {
+    fn admits(&self, rule: &Rule, entity: &EntityRef) -> bool {
+        self.related(rule).contains(entity)
+    }
+}
+
+impl MemoryGraph {
+    /// The entities a relation rule admits.
     fn related(&self, rule: &Rule) -> HashSet<EntityRef> {
         if let Rule::MatchAny { relations, max_hops, query } = rule {
             return self.match_any(relations, *max_hops, query);

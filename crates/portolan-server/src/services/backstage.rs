@@ -313,11 +313,9 @@ impl BackstageCatalog {
                 let wanted = (skip + limit - items.len()).min(super::search::MAX_LIMIT as usize);
                 let request = SearchRequest {
                     query: query.clone(),
-                    sort: None,
                     limit: Some(wanted as u32),
                     cursor,
-                    include: Vec::new(),
-                    exclude: Vec::new(),
+                    ..SearchRequest::default()
                 };
                 let page = self.search.search(actor, Some(blueprint), request).await?;
                 for entity in &page.entities {
@@ -356,14 +354,8 @@ impl BackstageCatalog {
             };
             let mut cursor = None;
             loop {
-                let request = SearchRequest {
-                    query: query.clone(),
-                    sort: None,
-                    limit: Some(1000),
-                    cursor,
-                    include: Vec::new(),
-                    exclude: Vec::new(),
-                };
+                let request =
+                    SearchRequest { query: query.clone(), limit: Some(1000), cursor, ..SearchRequest::default() };
                 let page = match self.search.search(actor, Some(blueprint), request).await {
                     Ok(page) => page,
                     Err(err) if err.code == ErrorCode::NotFound => break,

@@ -603,6 +603,7 @@ fn aggregate_request(widget: &Widget, function: &str) -> AggregateRequest {
         property: widget.property.clone(),
         relation: widget.relation.clone(),
         scorecard: None,
+        as_of: None,
     }
 }
 

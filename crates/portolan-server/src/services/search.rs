@@ -4,11 +4,13 @@ use std::collections::HashSet;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use portolan_model::Millis;
+use portolan_model::history::Version;
 use portolan_model::query::{self, Query, QueryContext, Scope};
 use portolan_model::scorecard::Scorecard;
 use portolan_model::{Blueprint, Entity, EntityRef, FieldError, FieldErrors};
 use portolan_store::Tx;
-use portolan_store::query_sql::{Aggregate, AggregatePlan, AggregateResult, Position, SearchPlan, Sort};
+use portolan_store::query_sql::{self, Aggregate, AggregatePlan, AggregateResult, Position, SearchPlan, Sort};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -39,6 +41,9 @@ pub struct SearchRequest {
     /// Every field but these.
     #[serde(default)]
     pub exclude: Vec<String>,
+    /// The catalog as it was at this time (RFC 3339), read back from the audit log.
+    #[serde(rename = "asOf")]
+    pub as_of: Option<String>,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -75,6 +80,9 @@ pub struct AggregateRequest {
     pub relation: Option<String>,
     /// For `countBy`: a scorecard, to count entities per level.
     pub scorecard: Option<String>,
+    /// Over the catalog as it was at this time (RFC 3339), read back from the audit log.
+    #[serde(rename = "asOf")]
+    pub as_of: Option<String>,
 }
 
 /// One page of a search.
@@ -157,6 +165,7 @@ impl Search {
         if !(1..=MAX_LIMIT).contains(&limit) {
             return Err(Error::invalid_at("/limit", format!("limit must be between 1 and {MAX_LIMIT}")));
         }
+        let at = self.as_of(request.as_of.as_deref())?;
         let mut tx = self.core.store().read().await?;
         let scoped = self.scoped(tx.as_mut(), blueprint).await?;
         let scope = scoped.scope(blueprint);
@@ -184,7 +193,15 @@ impl Search {
             limit,
             required_relations: required_relations(&scoped.blueprints),
         };
-        let entities = tx.search(&plan).await?;
+        let entities = match at {
+            None => tx.search(&plan).await?,
+            Some(at) => {
+                let past = past_matches(tx.as_mut(), &scoped, blueprint, &plan.query, at).await?;
+                let stored =
+                    tx.search(&SearchPlan { query: unchanged_since(plan.query.clone(), at), ..plan.clone() }).await?;
+                query_sql::merge_page(stored, past, plan.sort.as_ref(), blueprint.is_some(), plan.after.as_ref(), limit)
+            }
+        };
         let next = (entities.len() as u32 == limit)
             .then(|| entities.last().map(|last| encode_cursor(&Position::after(last, plan.sort.as_ref()))))
             .flatten();
@@ -192,6 +209,7 @@ impl Search {
     }
 
     pub async fn aggregate(&self, actor: &Actor, request: AggregateRequest) -> Result<AggregateResult> {
+        let at = self.as_of(request.as_of.as_deref())?;
         let mut tx = self.core.store().read().await?;
         let blueprint = request.blueprint.as_deref();
         let scoped = self.scoped(tx.as_mut(), blueprint).await?;
@@ -244,7 +262,10 @@ impl Search {
             function,
             required_relations: required_relations(&scoped.blueprints),
         };
-        let result = tx.aggregate(&plan).await?;
+        let result = match at {
+            None => tx.aggregate(&plan).await?,
+            Some(at) => past_aggregate(tx.as_mut(), &scoped, plan, at).await?,
+        };
         // Scorecard levels are stored as indexes; answer with their titles.
         if let (Some(id), AggregateResult::Groups(groups)) = (&request.scorecard, &result)
             && let Some(card) = scope.scorecards.iter().find(|s| s.identifier == *id)
@@ -260,6 +281,14 @@ impl Search {
             return Ok(AggregateResult::Groups(titled));
         }
         Ok(result)
+    }
+
+    /// The time an `asOf` names, which must not be in the future.
+    fn as_of(&self, text: Option<&str>) -> Result<Option<Millis>> {
+        let Some(text) = text else { return Ok(None) };
+        let at = crate::extract::time_at(text, "/asOf")?;
+        portolan_model::history::check_as_of(at, self.core.now()).map_err(|m| Error::invalid_at("/asOf", m))?;
+        Ok(Some(at))
     }
 
     /// `query`, narrowed to what the actor may read. Relations are followed only from and to
@@ -310,6 +339,133 @@ impl Search {
         }
         Ok(Scoped { blueprints, scorecards })
     }
+}
+
+/// `query`, for the entities not written since `at`: every write moves `updatedAt`, so these are
+/// as they were then.
+fn unchanged_since(query: Query, at: Millis) -> Query {
+    let updated_at = query::Target {
+        field: query::Field::Meta(query::Meta::UpdatedAt),
+        shape: query::Shape::One(query::Kind::Timestamp),
+    };
+    let unchanged = query::Rule::Compare {
+        target: updated_at,
+        op: query::CompareOp::Le,
+        value: query::Scalar::Num(at as f64),
+        negate: false,
+    };
+    Query::And(vec![query, Query::Rule(unchanged)])
+}
+
+/// The entities written since `at` (of `blueprint`, or of every blueprint that still exists), as
+/// they were at `at`, that `query` admits. Relation rules are answered by the relations as they
+/// are now: the log keeps each entity's past, not the graph's.
+async fn past_matches(
+    tx: &mut dyn Tx,
+    scoped: &Scoped,
+    blueprint: Option<&str>,
+    query: &Query,
+    at: Millis,
+) -> Result<Vec<Entity>> {
+    let exists = |bp: &str| scoped.blueprints.iter().any(|b| b.identifier == bp);
+    let past: Vec<Entity> = tx
+        .entity_records_at(blueprint, at)
+        .await?
+        .iter()
+        .filter_map(|record| match Version::after(&record.entry) {
+            Version::Present(entity) if exists(&entity.blueprint) => Some(*entity),
+            _ => None,
+        })
+        .collect();
+    let mut relation_rules = Vec::new();
+    collect_relation_rules(query, &mut relation_rules);
+    let mut graph = RelationsNow { admitted: Vec::new() };
+    for rule in relation_rules {
+        let admitted = admitted_now(tx, scoped, rule, &past).await?;
+        graph.admitted.push((rule, admitted));
+    }
+    Ok(past.into_iter().filter(|e| query.matches(e, &graph)).collect())
+}
+
+fn collect_relation_rules<'q>(query: &'q Query, out: &mut Vec<&'q query::Rule>) {
+    match query {
+        Query::And(parts) | Query::Or(parts) => parts.iter().for_each(|q| collect_relation_rules(q, out)),
+        Query::Rule(rule @ (query::Rule::RelatedTo { .. } | query::Rule::MatchAny { .. })) => out.push(rule),
+        Query::Rule(_) => {}
+    }
+}
+
+/// Which of `entities` a relation rule admits in the catalog as it is now.
+async fn admitted_now(
+    tx: &mut dyn Tx,
+    scoped: &Scoped,
+    rule: &query::Rule,
+    entities: &[Entity],
+) -> Result<HashSet<EntityRef>> {
+    let mut by_blueprint: std::collections::BTreeMap<&str, Vec<query::Scalar>> = Default::default();
+    for e in entities {
+        by_blueprint.entry(&e.blueprint).or_default().push(query::Scalar::Str(e.identifier.clone()));
+    }
+    let mut admitted = HashSet::new();
+    for (blueprint, identifiers) in by_blueprint {
+        for chunk in identifiers.chunks(MAX_LIMIT as usize) {
+            let among = query::Rule::In {
+                target: query::Target {
+                    field: query::Field::Meta(query::Meta::Identifier),
+                    shape: query::Shape::One(query::Kind::String),
+                },
+                values: chunk.to_vec(),
+                negate: false,
+            };
+            let plan = SearchPlan {
+                blueprint: Some(blueprint.to_string()),
+                query: Query::And(vec![Query::Rule(rule.clone()), Query::Rule(among)]),
+                sort: None,
+                after: None,
+                limit: MAX_LIMIT,
+                required_relations: required_relations(&scoped.blueprints),
+            };
+            admitted.extend(tx.search(&plan).await?.iter().map(Entity::entity_ref));
+        }
+    }
+    Ok(admitted)
+}
+
+/// Relation rules answered ahead, for the entities at hand.
+struct RelationsNow<'q> {
+    admitted: Vec<(&'q query::Rule, HashSet<EntityRef>)>,
+}
+
+impl query::RelationGraph for RelationsNow<'_> {
+    fn admits(&self, rule: &query::Rule, entity: &EntityRef) -> bool {
+        self.admitted.iter().any(|(r, set)| std::ptr::eq(*r, rule) && set.contains(entity))
+    }
+}
+
+/// An aggregate over the catalog as it was at `at`: the store's over the entities unchanged since,
+/// with the past versions of the others added.
+async fn past_aggregate(tx: &mut dyn Tx, scoped: &Scoped, plan: AggregatePlan, at: Millis) -> Result<AggregateResult> {
+    let past = past_matches(tx, scoped, plan.blueprint.as_deref(), &plan.query, at).await?;
+    let unchanged = AggregatePlan { query: unchanged_since(plan.query.clone(), at), ..plan.clone() };
+    let stored = tx.aggregate(&unchanged).await?;
+    // An average adds up only with how many values it averaged.
+    let stored_values = match &plan.function {
+        Aggregate::Avg(target) => {
+            let has_value = query::Rule::Empty { target: target.clone(), negate: true };
+            let counted = AggregatePlan {
+                query: Query::And(vec![unchanged.query.clone(), Query::Rule(has_value)]),
+                function: Aggregate::Count,
+                ..unchanged.clone()
+            };
+            match tx.aggregate(&counted).await? {
+                AggregateResult::Value(n) => n.unwrap_or(0.0) as u64,
+                AggregateResult::Groups(_) => 0,
+            }
+        }
+        _ => 0,
+    };
+    query_sql::add_past(&plan.function, stored, stored_values, &past)
+        .ok_or_else(|| Error::invalid_at("/asOf", "a median cannot be read as of a past time: use avg, min or max"))
 }
 
 /// What a query is checked against: every blueprint, and the scorecards of the searched ones.

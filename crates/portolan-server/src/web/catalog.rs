@@ -117,6 +117,7 @@ async fn count(app: &AppState, actor: &Actor, blueprint: &str) -> Result<u64, Er
         property: None,
         relation: None,
         scorecard: None,
+        as_of: None,
     };
     Ok(match app.search.aggregate(actor, request).await? {
         portolan_store::query_sql::AggregateResult::Value(v) => v.unwrap_or(0.0) as u64,
@@ -188,11 +189,15 @@ struct BlueprintPage {
     error: Option<String>,
     /// The table shows only entities failing a scorecard rule: which, in words.
     failing: Option<String>,
+    /// The same table now (for a table `asOf` a past time).
+    now_link: String,
+    /// What an entity's link adds: the table's `asOf`.
+    entity_suffix: String,
 }
 
 /// What a catalog table shows, read from its address: `q` (words in the title), `f.<field>`
 /// (facet filters), `where` (a query-language rule group, as JSON), `sort` and `order`, `col`
-/// (repeated: the columns), `cursor`.
+/// (repeated: the columns), `cursor`, `asOf` (the catalog as it was then).
 #[derive(Clone, Default)]
 struct Table {
     q: String,
@@ -206,6 +211,8 @@ struct Table {
     with_facets: bool,
     /// Only the entities failing a scorecard rule: `scorecard/rule`.
     failing: String,
+    /// The catalog as it was at this time (RFC 3339), or now when empty.
+    as_of: String,
 }
 
 /// Values shown per facet.
@@ -225,6 +232,7 @@ impl Table {
                 "cursor" if !value.is_empty() => table.cursor = Some(value),
                 "facets" => table.with_facets = value == "1",
                 "failing" => table.failing = value.trim().to_string(),
+                "asOf" => table.as_of = value.trim().to_string(),
                 other => {
                     if let Some(field) = other.strip_prefix("f.")
                         && !value.is_empty()
@@ -262,7 +270,14 @@ impl Table {
         if !self.failing.is_empty() {
             query.append_pair("failing", &self.failing);
         }
+        if !self.as_of.is_empty() {
+            query.append_pair("asOf", &self.as_of);
+        }
         format!("/catalog/{blueprint}?{}", query.finish())
+    }
+
+    fn as_of(&self) -> Option<String> {
+        (!self.as_of.is_empty()).then(|| self.as_of.clone())
     }
 
     fn next_link(&self, blueprint: &str, cursor: &str) -> String {
@@ -385,6 +400,10 @@ pub(super) async fn blueprint_page(
         next: None,
         error: None,
         failing: None,
+        now_link: Table { as_of: String::new(), ..table.clone() }.link(&blueprint),
+        entity_suffix: table.as_of().map_or_else(String::new, |at| {
+            format!("?{}", url::form_urlencoded::Serializer::new(String::new()).append_pair("asOf", &at).finish())
+        }),
         table: table.clone(),
     };
     let mut query = match table.rules(schema) {
@@ -404,6 +423,7 @@ pub(super) async fn blueprint_page(
         limit: Some(PAGE_SIZE),
         cursor: table.cursor.clone(),
         sort,
+        as_of: table.as_of(),
         ..SearchRequest::default()
     };
     let found = match app.search.search(actor, Some(&blueprint), request).await {
@@ -507,6 +527,7 @@ async fn facets(
             property: Some(field.clone()),
             relation: None,
             scorecard: None,
+            as_of: table.as_of(),
         };
         app.search.aggregate(actor, request)
     }))

@@ -158,6 +158,7 @@ async fn check(users: Vec<BTreeSet<usize>>, things: Vec<Thing>, grant: ReadGrant
             property: property.map(str::to_string),
             relation: None,
             scorecard: None,
+            as_of: None,
         };
         match state.search.aggregate(&actor, aggregate("count", None)).await.expect("count") {
             AggregateResult::Value(count) => assert_eq!(count, Some(expected.len() as f64), "count: {why}"),

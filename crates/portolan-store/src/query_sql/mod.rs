@@ -7,6 +7,7 @@
 //! the model restricts to `[A-Za-z0-9_@=-]`, and are checked again here before use.
 
 mod aggregate;
+mod past;
 mod plan;
 mod predicate;
 mod search;
@@ -14,6 +15,7 @@ mod search;
 use portolan_model::query::Scalar;
 
 pub use aggregate::{SqlRunner, aggregate, group_key, run_aggregate};
+pub use past::{add_past, merge_page};
 pub use plan::{Aggregate, AggregatePlan, AggregateResult, MAX_GROUPS, Position, SearchPlan, Sort};
 pub use predicate::{COMMON_TEXT, predicate, text_frequency, text_phrases};
 pub use search::{PROPERTY_INDEX_PREFIX, property_index_changes, search};

@@ -132,6 +132,24 @@ macro_rules! audit_store {
                 rows.iter().map(record_from_row).collect()
             }
 
+            async fn entity_records_at(&mut self, blueprint: Option<&str>, at: i64) -> Result<Vec<AuditRecord>> {
+                let changed = "resource_type = 'entity' AND status = 'success'";
+                let of_blueprint = if blueprint.is_some() { " AND blueprint = $2" } else { "" };
+                let sql = format!(
+                    "SELECT record, prev_hash, hash, mac FROM audit_log WHERE seq IN (
+                       SELECT max(seq) FROM audit_log WHERE {changed} AND at <= $1 AND (blueprint, resource_id) IN (
+                         SELECT blueprint, resource_id FROM audit_log WHERE {changed} AND at > $1{of_blueprint})
+                       GROUP BY blueprint, resource_id)
+                     ORDER BY seq"
+                );
+                let mut query = sqlx::query(AssertSqlSafe(sql)).bind(at);
+                if let Some(blueprint) = blueprint {
+                    query = query.bind(blueprint);
+                }
+                let rows = query.fetch_all(&mut *self.tx).await?;
+                rows.iter().map(record_from_row).collect()
+            }
+
             /// Stored records after `after`, oldest first, as they are on disk (for verifying and export).
             async fn audit_chain(&mut self, after: i64, limit: u32) -> Result<Vec<StoredRecord>> {
                 let rows = sqlx::query(

@@ -279,6 +279,38 @@ pub async fn the_audit_log_is_one_gapless_chain_even_with_concurrent_writers(sto
     assert_eq!(tx.audit_records(&page, 3).await.expect("page").iter().map(|r| r.seq).collect::<Vec<_>>(), [9, 8, 7]);
 }
 
+/// An entity's records before and after a time: the newest up to then is its version then.
+pub async fn entity_records_at_a_time_are_the_newest_up_to_then_of_what_changed_since(store: &dyn Store) {
+    let at = |t: i64, action: &str, id: &str, blueprint: &str, status: &str| portolan_model::audit::AuditEntry {
+        at: t,
+        status: status.into(),
+        ..entry(action, id, Some(blueprint))
+    };
+    let mut tx = store.write().await.expect("tx");
+    tx.append_audit(&[
+        at(10, "entity.create", "a", "service", "success"),
+        at(20, "entity.update", "a", "service", "success"),
+        at(20, "entity.create", "same", "service", "success"),
+        at(20, "entity.create", "same", "team", "success"),
+        at(25, "entity.create", "quiet", "service", "success"),
+        at(30, "entity.update", "a", "service", "success"),
+        at(30, "entity.update", "same", "team", "success"),
+        at(31, "entity.update", "quiet", "service", "failure"),
+        at(40, "entity.create", "new", "service", "success"),
+    ])
+    .await
+    .expect("append");
+    tx.commit().await.expect("commit");
+    let mut tx = store.read().await.expect("tx");
+    let seqs = |records: Vec<portolan_model::audit::AuditRecord>| records.iter().map(|r| r.seq).collect::<Vec<_>>();
+    // At 25: `a` (seq 2) and `same` of team (seq 4) changed since; `quiet` only failed to, and
+    // `new` did not exist.
+    assert_eq!(seqs(tx.entity_records_at(None, 25).await.expect("records")), [2, 4]);
+    assert_eq!(seqs(tx.entity_records_at(Some("service"), 25).await.expect("records")), [2]);
+    assert_eq!(seqs(tx.entity_records_at(Some("service"), 40).await.expect("records")), Vec::<i64>::new());
+    assert_eq!(seqs(tx.entity_records_at(Some("service"), 5).await.expect("records")), Vec::<i64>::new());
+}
+
 pub async fn applied_objects_belong_to_one_source(store: &dyn Store) {
     use portolan_model::manifest::{Kind, ObjectKey};
     let cart = ObjectKey::new(Kind::Entity, "service/cart");

@@ -103,6 +103,47 @@ async fn history(args: &Args, base: &str, token: &str, data: &std::path::Path) -
     }
     times.sort();
     println!("asOf entity read             p50 {:>8.2} ms  p95 {:>8.2} ms", pct(&times, 0.5), pct(&times, 0.95));
+
+    // A search (a page of 100) and a count as of the end of each round: every entity has been
+    // written since all but the last, so these read the past of changes × (rounds after it).
+    for round in 0..marks.len() - 1 {
+        let at = time(marks[round + 1] - 1);
+        let query = json!({"combinator": "and", "rules": [{"property": "tier", "operator": "=", "value": "gold"}]});
+        let search = json!({"asOf": at, "query": query, "limit": 100});
+        let count = json!({"asOf": at, "blueprint": "thing", "function": "count", "query": query});
+        let (mut searches, mut counts) = (Vec::new(), Vec::new());
+        for _ in 0..args.samples {
+            let started = Instant::now();
+            let page = send(
+                &client,
+                reqwest::Method::POST,
+                &format!("{api}/blueprints/thing/entities/search"),
+                Some(search.clone()),
+            )
+            .await?;
+            searches.push(started.elapsed());
+            if page["entities"][0]["properties"]["replicas"] != json!(round) {
+                bail!("a search asOf round {round} read {}", page["entities"][0]);
+            }
+            let started = Instant::now();
+            let counted =
+                send(&client, reqwest::Method::POST, &format!("{api}/entities/aggregate"), Some(count.clone())).await?;
+            counts.push(started.elapsed());
+            if counted["value"] != json!(n as f64) {
+                bail!("a count asOf round {round} gave {counted}");
+            }
+        }
+        searches.sort();
+        counts.sort();
+        let since = n * (args.history_rounds - round);
+        println!(
+            "asOf search, {since:>8} changes since   p50 {:>8.2} ms  p95 {:>8.2} ms   count p50 {:>8.2} ms  p95 {:>8.2} ms",
+            pct(&searches, 0.5),
+            pct(&searches, 0.95),
+            pct(&counts, 0.5),
+            pct(&counts, 0.95)
+        );
+    }
     Ok(())
 }
 
