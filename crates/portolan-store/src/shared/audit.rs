@@ -135,11 +135,16 @@ macro_rules! audit_store {
             async fn entity_records_at(&mut self, blueprint: Option<&str>, at: i64) -> Result<Vec<AuditRecord>> {
                 let changed = "resource_type = 'entity' AND status = 'success'";
                 let of_blueprint = if blueprint.is_some() { " AND blueprint = $2" } else { "" };
+                // The entities changed since, from the log's index by time; then each one's newest
+                // record up to then, a step down its own index: the cost follows the changes since
+                // `at`, not the size of the log.
                 let sql = format!(
                     "SELECT record, prev_hash, hash, mac FROM audit_log WHERE seq IN (
-                       SELECT max(seq) FROM audit_log WHERE {changed} AND at <= $1 AND (blueprint, resource_id) IN (
-                         SELECT blueprint, resource_id FROM audit_log WHERE {changed} AND at > $1{of_blueprint})
-                       GROUP BY blueprint, resource_id)
+                       SELECT (SELECT max(b.seq) FROM audit_log b WHERE b.resource_type = 'entity'
+                                 AND b.resource_id = c.resource_id AND b.blueprint = c.blueprint
+                                 AND b.status = 'success' AND b.at <= $1)
+                       FROM (SELECT DISTINCT blueprint, resource_id FROM audit_log
+                             WHERE {changed} AND at > $1{of_blueprint}) AS c)
                      ORDER BY seq"
                 );
                 let mut query = sqlx::query(AssertSqlSafe(sql)).bind(at);
