@@ -19,7 +19,7 @@ use crate::error::{self, Error, ErrorCode};
 use crate::extract::CallerSlot;
 use crate::services::actor::{Actor, Origin};
 use crate::state::AppState;
-use crate::{api, connections, rate_limit, web};
+use crate::{api, connections, mcp, rate_limit, web};
 
 /// Settings of the HTTP server that the binary reads from its configuration.
 #[derive(Debug, Clone)]
@@ -62,6 +62,7 @@ async fn no_such_route(uri: axum::http::Uri, headers: axum::http::HeaderMap) -> 
 pub fn router(state: AppState, options: &ServerOptions) -> Router {
     let mut routes = api::router()
         .merge(web::router())
+        .merge(mcp::router())
         .fallback(no_such_route)
         .method_not_allowed_fallback(|| async {
             Error::new(ErrorCode::MethodNotAllowed, "method not allowed on this route")
@@ -126,7 +127,7 @@ async fn record_refusals(
         let actor = slot.caller().unwrap_or_else(|| "anonymous".into());
         let mut entry = Actor::system(actor, Origin::Api).entry(app.core.now(), "request", "request", &target);
         entry.request_id = request_id;
-        app.audit.record_denial(entry.denied(refusal.0.clone())).await;
+        app.audit.record_apart(entry.denied(refusal.0.clone())).await;
     }
     response
 }

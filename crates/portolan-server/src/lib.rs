@@ -9,6 +9,7 @@ pub mod extract;
 pub mod github;
 pub mod http;
 pub mod keys;
+pub mod mcp;
 pub mod outbound;
 pub mod rate_limit;
 pub mod sandbox;

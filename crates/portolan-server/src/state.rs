@@ -59,6 +59,8 @@ pub struct Services {
     pub locations: Locations,
     pub integrations: Integrations,
     pub metrics: PrometheusHandle,
+    /// Where users reach the portal (`public_url`, without a trailing slash).
+    pub public_url: Arc<str>,
     /// Set when the server begins to shut down: long-lived responses (event streams) end.
     stopping: tokio::sync::watch::Sender<bool>,
 }
@@ -189,6 +191,7 @@ impl AppState {
             locations,
             integrations,
             metrics: metrics_handle(),
+            public_url,
             stopping: tokio::sync::watch::channel(false).0,
         })))
     }

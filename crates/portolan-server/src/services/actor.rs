@@ -43,6 +43,8 @@ pub enum Origin {
     Runner,
     /// The `portolan` command line (`admin`, bootstrap).
     Cli,
+    /// An AI assistant, through the MCP server, as the user whose token it holds.
+    Mcp,
 }
 
 impl Origin {
@@ -55,6 +57,7 @@ impl Origin {
             Origin::Backend => "backend",
             Origin::Runner => "runner",
             Origin::Cli => "cli",
+            Origin::Mcp => "mcp",
         }
     }
 }

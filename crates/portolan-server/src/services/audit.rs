@@ -163,14 +163,16 @@ impl Audit {
         self.audit_log(&system, filter, limit).await
     }
 
-    pub(crate) async fn record_denial(&self, entry: AuditEntry) {
+    /// Writes one record in a transaction of its own: a refusal, or an assistant's tool call.
+    pub(crate) async fn record_apart(&self, entry: AuditEntry) {
+        let entry_action = entry.action.clone();
         let written = async {
             let mut tx = self.core.store().write().await?;
             tx.append_audit(&[entry]).await?;
             tx.commit().await
         };
         if let Err(err) = written.await {
-            tracing::warn!(%err, "a refusal could not be written to the audit log");
+            tracing::warn!(%err, action = %entry_action, "a record could not be written to the audit log");
         }
     }
 }

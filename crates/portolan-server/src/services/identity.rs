@@ -221,7 +221,7 @@ impl Identity {
         let entry = Actor::system(who.clone(), Origin::Api)
             .entry(self.core.now(), action, resource_type, &who)
             .denied(&refusal.message);
-        self.audit.record_denial(entry).await;
+        self.audit.record_apart(entry).await;
         refusal
     }
 

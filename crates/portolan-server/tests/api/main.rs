@@ -19,6 +19,7 @@ mod initiatives;
 mod integrations;
 mod locations;
 mod manifests;
+mod mcp;
 mod ocean;
 mod oidc;
 mod ops;
