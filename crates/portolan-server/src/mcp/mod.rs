@@ -7,6 +7,8 @@
 pub mod protocol;
 mod tools;
 
+pub use tools::list as tools;
+
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;

@@ -47,6 +47,7 @@ mod filters {
 }
 
 mod admin;
+mod assistants;
 mod audit;
 mod catalog;
 mod chart;
@@ -80,6 +81,7 @@ pub fn router() -> Router<AppState> {
         .route("/actions/{action}/state", axum::routing::post(selfservice::form_state))
         .route("/approvals", get(selfservice::approvals_page))
         .route("/audit", get(audit::audit_page))
+        .route("/assistants", get(assistants::assistants_page))
         .route("/scorecards", get(scorecards::scorecards_page))
         .route("/dora", get(dora::dora_page))
         .route("/dashboards", get(dashboards::dashboards_page))

@@ -222,3 +222,16 @@ async fn the_official_mcp_client_connects_lists_and_calls_tools() {
     let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     assert!(output.status.success() && stdout.trim() == "ok", "the MCP client failed:\n{stdout}\n{stderr}");
 }
+
+#[tokio::test]
+async fn the_portal_says_how_to_connect_an_assistant() {
+    let app = spawn_app().await;
+    let user = json!({"identifier": "ana@example.com", "password": crate::web::PASSWORD});
+    assert_eq!(app.post("/api/v1/users", user).await.status, StatusCode::CREATED);
+    let session = crate::web::sign_in(&app, "ana@example.com").await;
+    let (status, page) = crate::web::page(&app, "/assistants", &session).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains("/mcp</code>"), "the server's URL: {page}");
+    assert!(page.contains("<code>run_action</code>") && page.contains("guardrails apply"), "{page}");
+    assert!(page.contains("href=\"/audit?origin=mcp\""), "{page}");
+}

@@ -135,6 +135,9 @@ macro_rules! audit_store {
             async fn entity_records_at(&mut self, blueprint: Option<&str>, at: i64) -> Result<Vec<AuditRecord>> {
                 let changed = "resource_type = 'entity' AND status = 'success'";
                 let of_blueprint = if blueprint.is_some() { " AND blueprint = $2" } else { "" };
+                // SQLite, without statistics, would rather walk the index by resource type (every
+                // entity record) than the one by time (only those since).
+                let by_time = if <$db as sqlx::Database>::NAME == "SQLite" { " INDEXED BY audit_at" } else { "" };
                 // The entities changed since, from the log's index by time; then each one's newest
                 // record up to then, a step down its own index: the cost follows the changes since
                 // `at`, not the size of the log.
@@ -143,7 +146,7 @@ macro_rules! audit_store {
                        SELECT (SELECT max(b.seq) FROM audit_log b WHERE b.resource_type = 'entity'
                                  AND b.resource_id = c.resource_id AND b.blueprint = c.blueprint
                                  AND b.status = 'success' AND b.at <= $1)
-                       FROM (SELECT DISTINCT blueprint, resource_id FROM audit_log
+                       FROM (SELECT DISTINCT blueprint, resource_id FROM audit_log{by_time}
                              WHERE {changed} AND at > $1{of_blueprint}) AS c)
                      ORDER BY seq"
                 );
