@@ -24,17 +24,12 @@ use crate::state::AppState;
 use protocol::{Incoming, RpcError};
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/mcp", post(message).get(no_stream).delete(no_session))
+    Router::new().route("/mcp", post(message).get(only_post).delete(only_post))
 }
 
-/// The server sends nothing unprompted, so it offers no stream to listen on.
-async fn no_stream() -> Response {
+/// The server sends nothing unprompted (no stream to listen on) and keeps no session (none to end).
+async fn only_post() -> Response {
     (StatusCode::METHOD_NOT_ALLOWED, [(header::ALLOW, "POST")]).into_response()
-}
-
-/// There is no session to end.
-async fn no_session() -> Response {
-    no_stream().await
 }
 
 async fn message(State(app): State<AppState>, headers: HeaderMap, caller: Caller, body: Bytes) -> Response {

@@ -150,7 +150,7 @@ pub async fn call(app: &AppState, actor: &Actor, params: &Value) -> std::result:
     })
 }
 
-fn arguments<T: DeserializeOwned>(value: Value) -> Result<T> {
+fn parse_arguments<T: DeserializeOwned>(value: Value) -> Result<T> {
     Ok(portolan_model::error::from_json(value)?)
 }
 
@@ -162,7 +162,7 @@ struct OfBlueprint {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Search {
+struct SearchArguments {
     blueprint: Option<String>,
     query: Option<Value>,
     #[serde(default)]
@@ -173,7 +173,7 @@ struct Search {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct Count {
+struct CountArguments {
     blueprint: Option<String>,
     query: Option<Value>,
     group_by: Option<String>,
@@ -211,10 +211,10 @@ const DEFAULT_SEARCH: u32 = 20;
 /// What a search returns of each entity besides the fields asked for.
 const BRIEF: [&str; 4] = ["identifier", "title", "blueprint", "team"];
 
-async fn run(app: &AppState, actor: &Actor, name: &str, arguments_value: Value) -> Result<Value> {
+async fn run(app: &AppState, actor: &Actor, name: &str, arguments: Value) -> Result<Value> {
     match name {
         "describe_data_model" => {
-            let OfBlueprint { blueprint } = arguments(arguments_value)?;
+            let OfBlueprint { blueprint } = parse_arguments(arguments)?;
             let records = match &blueprint {
                 Some(id) => vec![app.catalog.get_blueprint(id).await?],
                 None => app.catalog.list_blueprints().await?,
@@ -231,7 +231,7 @@ async fn run(app: &AppState, actor: &Actor, name: &str, arguments_value: Value) 
             Ok(json!({"blueprints": blueprints}))
         }
         "search_entities" => {
-            let search: Search = arguments(arguments_value)?;
+            let search: SearchArguments = parse_arguments(arguments)?;
             let limit = search.limit.unwrap_or(DEFAULT_SEARCH);
             if !(1..=MAX_SEARCH).contains(&limit) {
                 return Err(Error::invalid_at("/limit", format!("limit must be between 1 and {MAX_SEARCH}")));
@@ -252,7 +252,7 @@ async fn run(app: &AppState, actor: &Actor, name: &str, arguments_value: Value) 
             Ok(json!({"entities": entities, "next": page.next}))
         }
         "count_entities" => {
-            let count: Count = arguments(arguments_value)?;
+            let count: CountArguments = parse_arguments(arguments)?;
             let function = if count.group_by.is_some() { "countBy" } else { "count" };
             let request = AggregateRequest {
                 query: count.query,
@@ -270,12 +270,12 @@ async fn run(app: &AppState, actor: &Actor, name: &str, arguments_value: Value) 
             })
         }
         "get_entity" => {
-            let EntityAddress { blueprint, identifier } = arguments(arguments_value)?;
+            let EntityAddress { blueprint, identifier } = parse_arguments(arguments)?;
             let entity = app.catalog.get_entity(actor, &blueprint, &identifier).await?;
             Ok(json!({"entity": entity}))
         }
         "list_actions" => {
-            let OfBlueprint { blueprint } = arguments(arguments_value)?;
+            let OfBlueprint { blueprint } = parse_arguments(arguments)?;
             let actions: Vec<Value> = app
                 .actions
                 .list_actions(actor, blueprint.as_deref())
@@ -293,20 +293,20 @@ async fn run(app: &AppState, actor: &Actor, name: &str, arguments_value: Value) 
             Ok(json!({"actions": actions}))
         }
         "dry_run_action" => {
-            let RunAction { action, entity, properties, override_reason } = arguments(arguments_value)?;
+            let RunAction { action, entity, properties, override_reason } = parse_arguments(arguments)?;
             let request = RunRequest { properties, entity, override_reason };
             let dry = app.runs.dry_run(actor, &action, request).await?;
             Ok(json!({"wouldStart": dry.would_start, "status": dry.status, "guardrails": dry.guardrails,
                       "renderError": dry.render_error}))
         }
         "run_action" => {
-            let RunAction { action, entity, properties, override_reason } = arguments(arguments_value)?;
+            let RunAction { action, entity, properties, override_reason } = parse_arguments(arguments)?;
             let request = RunRequest { properties, entity, override_reason };
             let run = app.runs.create_run(actor, &action, request).await?;
             Ok(json!({"run": brief_run(&run)}))
         }
         "get_run" => {
-            let RunAddress { run: id, after_seq, log_lines } = arguments(arguments_value)?;
+            let RunAddress { run: id, after_seq, log_lines } = parse_arguments(arguments)?;
             let (run, changed) = app.runs.get_run(actor, &id).await?;
             let lines = log_lines.unwrap_or(50).min(500);
             let logs = match lines {
@@ -320,7 +320,7 @@ async fn run(app: &AppState, actor: &Actor, name: &str, arguments_value: Value) 
             Ok(json!({"run": brief_run(&run), "changed": changed, "logs": logs}))
         }
         "list_my_approvals" => {
-            let _: Map<String, Value> = arguments(arguments_value)?;
+            let _: Map<String, Value> = parse_arguments(arguments)?;
             let waiting: Vec<Value> = app.approvals.approval_inbox(actor).await?.iter().map(brief_run).collect();
             Ok(json!({"waitingForYou": waiting,
                       "decide": "in the portal, at /approvals: approving is a person's act, not an assistant's"}))
