@@ -9,22 +9,59 @@ mod tools;
 
 pub use tools::list as tools;
 
-use axum::Router;
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use axum::{Extension, Router};
+use futures_util::Stream;
 use serde_json::{Value, json};
+use tokio::sync::{Notify, mpsc};
 
 use crate::error::{Error, ErrorCode};
 use crate::extract::Caller;
+use crate::services::Actor;
 use crate::services::actor::Origin;
 use crate::state::AppState;
 use protocol::{Incoming, RpcError};
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/mcp", post(message).get(only_post).delete(only_post))
+    Router::new()
+        .route("/mcp", post(message).get(only_post).delete(only_post))
+        .layer(Extension(Arc::new(Waiting::default())))
+}
+
+/// The tool calls waiting for a run, by caller and request id, so that the caller's
+/// `notifications/cancelled` can end their wait (on the replica that holds it).
+#[derive(Default)]
+pub struct Waiting(Mutex<HashMap<(String, String), Arc<Notify>>>);
+
+impl Waiting {
+    fn key(actor: &Actor, id: &Value) -> (String, String) {
+        (actor.id.clone(), id.to_string())
+    }
+
+    fn start(&self, actor: &Actor, id: &Value) -> Arc<Notify> {
+        let notify = Arc::new(Notify::new());
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).insert(Self::key(actor, id), Arc::clone(&notify));
+        notify
+    }
+
+    fn end(&self, actor: &Actor, id: &Value) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(&Self::key(actor, id));
+    }
+
+    fn cancel(&self, actor: &Actor, id: &Value) {
+        if let Some(notify) = self.0.lock().unwrap_or_else(|p| p.into_inner()).get(&Self::key(actor, id)) {
+            notify.notify_one();
+        }
+    }
 }
 
 /// The server sends nothing unprompted (no stream to listen on) and keeps no session (none to end).
@@ -32,7 +69,13 @@ async fn only_post() -> Response {
     (StatusCode::METHOD_NOT_ALLOWED, [(header::ALLOW, "POST")]).into_response()
 }
 
-async fn message(State(app): State<AppState>, headers: HeaderMap, caller: Caller, body: Bytes) -> Response {
+async fn message(
+    State(app): State<AppState>,
+    Extension(waiting): Extension<Arc<Waiting>>,
+    headers: HeaderMap,
+    caller: Caller,
+    body: Bytes,
+) -> Response {
     if let Err(refused) = protocol::check_origin(&headers, &app.public_url) {
         return (StatusCode::FORBIDDEN, axum::Json(RpcError::new(-32600, refused).response(Value::Null)))
             .into_response();
@@ -44,25 +87,78 @@ async fn message(State(app): State<AppState>, headers: HeaderMap, caller: Caller
         return (StatusCode::BAD_REQUEST, axum::Json(RpcError::new(-32600, message).response(Value::Null)))
             .into_response();
     }
-    let request = match protocol::parse(&body) {
-        Ok(Incoming::Request(request)) => request,
-        Ok(Incoming::Notification | Incoming::Response) => return StatusCode::ACCEPTED.into_response(),
-        Err(error) => return (StatusCode::BAD_REQUEST, axum::Json(error.response(Value::Null))).into_response(),
-    };
     let mut actor = caller.actor;
     actor.origin = Origin::Mcp;
-    let answer = match request.method.as_str() {
-        "initialize" => Ok(protocol::initialize(&request.params)),
-        "ping" => Ok(json!({})),
-        "tools/list" => protocol::page_of_tools(&tools::list(), &request.params),
-        "tools/call" => tools::call(&app, &actor, &request.params).await,
-        other => Err(RpcError::new(-32601, format!("method '{other}' is not offered"))),
+    let request = match protocol::parse(&body) {
+        Ok(Incoming::Request(request)) => request,
+        Ok(Incoming::Notification { method, params }) => {
+            if method == "notifications/cancelled"
+                && let Some(id) = params.get("requestId")
+            {
+                waiting.cancel(&actor, id);
+            }
+            return StatusCode::ACCEPTED.into_response();
+        }
+        Ok(Incoming::Response) => return StatusCode::ACCEPTED.into_response(),
+        Err(error) => return (StatusCode::BAD_REQUEST, axum::Json(error.response(Value::Null))).into_response(),
     };
-    let reply = match answer {
-        Ok(result) => json!({"jsonrpc": "2.0", "id": request.id, "result": result}),
-        Err(error) => error.response(request.id),
-    };
-    axum::Json(reply).into_response()
+    let progress_token = request.params.pointer("/_meta/progressToken").cloned();
+    match (request.method.as_str(), progress_token) {
+        ("tools/call", Some(token)) if protocol::accepts_stream(&headers) => {
+            streamed_call(app, waiting, actor, request, token).into_response()
+        }
+        ("tools/call", _) => {
+            let call = tools::Call::new(None, waiting.start(&actor, &request.id));
+            let answer = tools::call(&app, &actor, &request.params, &call).await;
+            waiting.end(&actor, &request.id);
+            match answer {
+                Some(answer) => axum::Json(reply(request.id, answer)).into_response(),
+                None => StatusCode::ACCEPTED.into_response(),
+            }
+        }
+        (method, _) => {
+            let answer = match method {
+                "initialize" => Ok(protocol::initialize(&request.params)),
+                "ping" => Ok(json!({})),
+                "tools/list" => protocol::page_of_tools(&tools::list(), &request.params),
+                other => Err(RpcError::new(-32601, format!("method '{other}' is not offered"))),
+            };
+            axum::Json(reply(request.id, answer)).into_response()
+        }
+    }
+}
+
+fn reply(id: Value, answer: std::result::Result<Value, RpcError>) -> Value {
+    match answer {
+        Ok(result) => json!({"jsonrpc": "2.0", "id": id, "result": result}),
+        Err(error) => error.response(id),
+    }
+}
+
+/// A tool call answered as an event stream: its progress notifications, then its response (none
+/// when the caller cancelled it).
+fn streamed_call(
+    app: AppState,
+    waiting: Arc<Waiting>,
+    actor: Actor,
+    request: protocol::Request,
+    token: Value,
+) -> Sse<impl Stream<Item = std::result::Result<Event, Infallible>>> {
+    let (sender, receiver) = mpsc::unbounded_channel::<Value>();
+    tokio::spawn(async move {
+        let call = tools::Call::new(Some((token, sender.clone())), waiting.start(&actor, &request.id));
+        let answer = tools::call(&app, &actor, &request.params, &call).await;
+        waiting.end(&actor, &request.id);
+        if let Some(answer) = answer {
+            let _ = sender.send(reply(request.id, answer));
+        }
+    });
+    let events = futures_util::stream::unfold(receiver, |mut receiver| async move {
+        let message = receiver.recv().await?;
+        let event = Event::default().event("message").data(message.to_string());
+        Some((Ok(event), receiver))
+    });
+    Sse::new(events)
 }
 
 /// A service's error as a tool's result (`isError`): what an assistant can act on, with internal

@@ -21,9 +21,12 @@ pub struct Request {
 
 pub enum Incoming {
     Request(Request),
-    /// Acknowledged and otherwise ignored (`notifications/initialized`, `notifications/cancelled`:
-    /// every tool answers within its request).
-    Notification,
+    /// `notifications/cancelled` stops a request's wait; others (`notifications/initialized`) are
+    /// acknowledged and otherwise ignored.
+    Notification {
+        method: String,
+        params: Value,
+    },
     /// A client's answer to a server request; this server sends none.
     Response,
 }
@@ -74,7 +77,7 @@ pub fn parse(body: &[u8]) -> Result<Incoming, RpcError> {
         return Err(RpcError::new(-32602, "'params' must be an object"));
     }
     match message.get("id") {
-        None => Ok(Incoming::Notification),
+        None => Ok(Incoming::Notification { method: method.to_string(), params }),
         Some(id @ (Value::String(_) | Value::Number(_))) => {
             Ok(Incoming::Request(Request { id: id.clone(), method: method.to_string(), params }))
         }
@@ -116,6 +119,17 @@ pub fn page_of_tools(tools: &[Value], params: &Value) -> Result<Value, RpcError>
     Ok(page)
 }
 
+/// A progress notification of the request that gave `token`.
+pub fn progress(token: &Value, step: u64, message: &str) -> Value {
+    json!({"jsonrpc": "2.0", "method": "notifications/progress",
+           "params": {"progressToken": token, "progress": step, "message": message}})
+}
+
+/// Whether a POST's `Accept` takes an event stream as its answer.
+pub fn accepts_stream(headers: &HeaderMap) -> bool {
+    headers.get_all("accept").iter().filter_map(|v| v.to_str().ok()).any(|v| v.contains("text/event-stream"))
+}
+
 /// A tool's result: the value as structured content and as its JSON text.
 pub fn tool_result(value: Value, is_error: bool) -> Value {
     let text = serde_json::to_string(&value).unwrap_or_default();
@@ -143,7 +157,9 @@ mod tests {
         let request = parse(br#"{"jsonrpc": "2.0", "id": 7, "method": "ping"}"#);
         assert!(matches!(request, Ok(Incoming::Request(Request { ref method, .. })) if method == "ping"));
         let notification = parse(br#"{"jsonrpc": "2.0", "method": "notifications/initialized"}"#);
-        assert!(matches!(notification, Ok(Incoming::Notification)));
+        assert!(
+            matches!(notification, Ok(Incoming::Notification { ref method, .. }) if method == "notifications/initialized")
+        );
         assert!(matches!(parse(br#"{"jsonrpc": "2.0", "id": 1, "result": {}}"#), Ok(Incoming::Response)));
         let code = |body: &[u8]| parse(body).err().map(|e| e.code);
         assert_eq!(code(b"{not json"), Some(-32700));

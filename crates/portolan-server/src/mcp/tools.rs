@@ -2,6 +2,10 @@
 //! the API, so it sees and may do exactly what the caller may. Outputs are small by default (a
 //! search returns identifiers and titles unless asked for more); approving a run is not a tool.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
@@ -12,7 +16,33 @@ use crate::services::Actor;
 use crate::services::runs::RunRequest;
 use crate::services::search::{AggregateRequest, SearchRequest, project};
 use crate::state::AppState;
+use portolan_model::run::Run;
 use portolan_store::query_sql::AggregateResult;
+use tokio::sync::{Notify, mpsc};
+
+/// What a tool call may report as it goes, and how it learns that its caller gave up.
+pub struct Call {
+    /// The request's progress token, and where its notifications go (an event stream).
+    pub progress: Option<(Value, mpsc::UnboundedSender<Value>)>,
+    pub cancelled: Arc<Notify>,
+    pub gave_up: AtomicBool,
+}
+
+impl Call {
+    pub fn new(progress: Option<(Value, mpsc::UnboundedSender<Value>)>, cancelled: Arc<Notify>) -> Self {
+        Self { progress, cancelled, gave_up: AtomicBool::new(false) }
+    }
+
+    fn report(&self, step: u64, message: &str) {
+        if let Some((token, sink)) = &self.progress {
+            let _ = sink.send(super::protocol::progress(token, step, message));
+        }
+    }
+}
+
+/// Longest a tool waits for a run, and how often it looks.
+const MAX_WAIT_SECONDS: u64 = 120;
+const POLL: Duration = Duration::from_millis(250);
 
 /// A tool's definition, as `tools/list` gives it.
 fn tool(name: &str, title: &str, description: &str, properties: Value, required: &[&str], read_only: bool) -> Value {
@@ -35,6 +65,9 @@ pub fn list() -> Vec<Value> {
     let text = |description: &str| json!({"type": "string", "description": description});
     let query = json!({"type": "object", "description": QUERY});
     let form = json!({"type": "object", "description": "The action's inputs, by identifier (see list_actions)."});
+    let wait = json!({"type": "integer", "minimum": 0, "maximum": MAX_WAIT_SECONDS, "default": 0,
+        "description": "Wait up to this long for the run to end, reporting each change of status as progress \
+                        when the request has a progress token."});
     vec![
         tool(
             "describe_data_model",
@@ -101,7 +134,8 @@ pub fn list() -> Vec<Value> {
              that needs approval waits (status WAITING_FOR_APPROVAL) until a person decides; follow it with get_run.",
             json!({"action": text("The action's identifier."), "entity": text("For DAY-2 and DELETE actions: the entity."),
                    "properties": form,
-                   "overrideReason": text("Why a bound is gone past, when your role may override it.")}),
+                   "overrideReason": text("Why a bound is gone past, when your role may override it."),
+                   "waitSeconds": wait.clone()}),
             &["action"],
             false,
         ),
@@ -111,7 +145,8 @@ pub fn list() -> Vec<Value> {
             "A run's status, links and summary, what it changed in the catalog, and its log lines.",
             json!({"run": text("The run's id."),
                    "afterSeq": {"type": "integer", "minimum": 0, "default": 0, "description": "Log lines after this one."},
-                   "logLines": {"type": "integer", "minimum": 0, "maximum": 500, "default": 50}}),
+                   "logLines": {"type": "integer", "minimum": 0, "maximum": 500, "default": 50},
+                   "waitSeconds": wait}),
             &["run"],
             true,
         ),
@@ -129,25 +164,64 @@ pub fn list() -> Vec<Value> {
 /// Runs `tools/call`: an unknown tool is a protocol error; anything the tool itself refuses
 /// (bad arguments, permissions, guardrails) is a result with `isError`, recorded in the audit log
 /// with every other call.
-pub async fn call(app: &AppState, actor: &Actor, params: &Value) -> std::result::Result<Value, RpcError> {
+/// `None` when the caller cancelled the call (a cancelled request gets no response).
+pub async fn call(
+    app: &AppState,
+    actor: &Actor,
+    params: &Value,
+    call: &Call,
+) -> Option<std::result::Result<Value, RpcError>> {
     let name = params.get("name").and_then(Value::as_str).unwrap_or_default();
     if !list().iter().any(|t| t["name"] == name) {
-        return Err(RpcError::invalid_params(format!("Unknown tool: '{name}'")));
+        return Some(Err(RpcError::invalid_params(format!("Unknown tool: '{name}'"))));
     }
     let arguments = match params.get("arguments") {
         None | Some(Value::Null) => Value::Object(Map::new()),
         Some(arguments) => arguments.clone(),
     };
-    let outcome = run(app, actor, name, arguments).await;
+    let outcome = run(app, actor, name, arguments, call).await;
     let mut entry = actor.entry(app.core.now(), "mcp.call", "mcp_tool", name);
     if let Err(error) = &outcome {
         entry = entry.denied(error.message.clone());
     }
     app.audit.record_apart(entry).await;
-    Ok(match outcome {
+    if call.gave_up.load(Ordering::Relaxed) {
+        return None;
+    }
+    Some(Ok(match outcome {
         Ok(value) => tool_result(value, false),
         Err(error) => super::tool_error(&error),
-    })
+    }))
+}
+
+/// `run` again and again until it ends, `seconds` pass or the caller gives up; each change of
+/// status is a step of progress.
+async fn wait_for(app: &AppState, actor: &Actor, call: &Call, mut run: Run, seconds: u64) -> Result<Run> {
+    if seconds > MAX_WAIT_SECONDS {
+        return Err(Error::invalid_at("/waitSeconds", format!("wait at most {MAX_WAIT_SECONDS} seconds")));
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
+    let mut step = 0;
+    let mut reported = None;
+    loop {
+        if reported != Some(run.status) {
+            step += 1;
+            let status = serde_json::to_value(run.status).unwrap_or_default();
+            call.report(step, status.as_str().unwrap_or_default());
+            reported = Some(run.status);
+        }
+        if seconds == 0 || run.status.is_terminal() || tokio::time::Instant::now() >= deadline {
+            return Ok(run);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + POLL)) => {}
+            _ = call.cancelled.notified() => {
+                call.gave_up.store(true, Ordering::Relaxed);
+                return Ok(run);
+            }
+        }
+        run = app.runs.get_run(actor, &run.id).await?.0;
+    }
 }
 
 fn parse_arguments<T: DeserializeOwned>(value: Value) -> Result<T> {
@@ -194,6 +268,8 @@ struct RunAction {
     #[serde(default)]
     properties: Map<String, Value>,
     override_reason: Option<String>,
+    #[serde(default)]
+    wait_seconds: u64,
 }
 
 #[derive(Deserialize)]
@@ -203,6 +279,8 @@ struct RunAddress {
     #[serde(default)]
     after_seq: i64,
     log_lines: Option<u32>,
+    #[serde(default)]
+    wait_seconds: u64,
 }
 
 /// Most entities a search returns at once; the default is smaller still.
@@ -211,7 +289,7 @@ const DEFAULT_SEARCH: u32 = 20;
 /// What a search returns of each entity besides the fields asked for.
 const BRIEF: [&str; 4] = ["identifier", "title", "blueprint", "team"];
 
-async fn run(app: &AppState, actor: &Actor, name: &str, arguments: Value) -> Result<Value> {
+async fn run(app: &AppState, actor: &Actor, name: &str, arguments: Value, call: &Call) -> Result<Value> {
     match name {
         "describe_data_model" => {
             let OfBlueprint { blueprint } = parse_arguments(arguments)?;
@@ -293,21 +371,24 @@ async fn run(app: &AppState, actor: &Actor, name: &str, arguments: Value) -> Res
             Ok(json!({"actions": actions}))
         }
         "dry_run_action" => {
-            let RunAction { action, entity, properties, override_reason } = parse_arguments(arguments)?;
+            let RunAction { action, entity, properties, override_reason, .. } = parse_arguments(arguments)?;
             let request = RunRequest { properties, entity, override_reason };
             let dry = app.runs.dry_run(actor, &action, request).await?;
             Ok(json!({"wouldStart": dry.would_start, "status": dry.status, "guardrails": dry.guardrails,
                       "renderError": dry.render_error}))
         }
         "run_action" => {
-            let RunAction { action, entity, properties, override_reason } = parse_arguments(arguments)?;
+            let RunAction { action, entity, properties, override_reason, wait_seconds } = parse_arguments(arguments)?;
             let request = RunRequest { properties, entity, override_reason };
             let run = app.runs.create_run(actor, &action, request).await?;
+            let run = wait_for(app, actor, call, run, wait_seconds).await?;
             Ok(json!({"run": brief_run(&run)}))
         }
         "get_run" => {
-            let RunAddress { run: id, after_seq, log_lines } = parse_arguments(arguments)?;
-            let (run, changed) = app.runs.get_run(actor, &id).await?;
+            let RunAddress { run: id, after_seq, log_lines, wait_seconds } = parse_arguments(arguments)?;
+            let (run, _) = app.runs.get_run(actor, &id).await?;
+            let run = wait_for(app, actor, call, run, wait_seconds).await?;
+            let (run, changed) = app.runs.get_run(actor, &run.id).await?;
             let lines = log_lines.unwrap_or(50).min(500);
             let logs = match lines {
                 0 => Vec::new(),

@@ -66,6 +66,83 @@ async fn catalog_with_a_guarded_action(app: &TestApp) {
     });
     let made = app.post("/api/v1/actions", action).await;
     assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+    let restart = json!({
+        "identifier": "promote", "title": "Promote to production",
+        "trigger": {"type": "self-service", "operation": "DAY-2", "blueprintIdentifier": "service"},
+        "invocationMethod": {"type": "UPSERT_ENTITY", "blueprintIdentifier": "service", "mapping": {
+            "identifier": "{{ .entity.identifier }}", "properties": {"lifecycle": "production"}}}
+    });
+    let made = app.post("/api/v1/actions", restart).await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+}
+
+/// The JSON-RPC messages of an event-stream answer.
+fn stream_messages(text: &str) -> Vec<Value> {
+    text.lines().filter_map(|l| l.strip_prefix("data:")).filter_map(|d| serde_json::from_str(d.trim()).ok()).collect()
+}
+
+async fn streamed(app: &TestApp, token: &str, id: &str, name: &str, arguments: Value) -> reqwest::Response {
+    let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+        "params": {"name": name, "arguments": arguments, "_meta": {"progressToken": format!("progress-{id}")}}});
+    let response = app
+        .client
+        .post(format!("{}/mcp", app.base))
+        .bearer_auth(token)
+        .header("accept", "application/json, text/event-stream")
+        .json(&body)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), StatusCode::OK);
+    let kind = response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    assert!(kind.starts_with("text/event-stream"), "{kind}");
+    response
+}
+
+/// A run followed to its end reports each status as progress, then answers with the ended run;
+/// a wait the caller cancels ends without an answer, and the run goes on.
+#[tokio::test]
+async fn a_tool_that_waits_for_a_run_reports_progress_and_stops_when_cancelled() {
+    let app = spawn_app().await;
+    catalog_with_a_guarded_action(&app).await;
+    let ana = app.member("ana", &["team-a"]).await;
+
+    let response =
+        streamed(&app, &ana, "w1", "run_action", json!({"action": "promote", "entity": "cart", "waitSeconds": 20}))
+            .await;
+    let messages = stream_messages(&response.text().await.expect("stream"));
+    let (progress, answers): (Vec<&Value>, Vec<&Value>) =
+        messages.iter().partition(|m| m["method"] == "notifications/progress");
+    assert!(!progress.is_empty(), "{messages:?}");
+    assert!(progress.iter().all(|p| p["params"]["progressToken"] == "progress-w1"), "{progress:?}");
+    let steps: Vec<u64> = progress.iter().filter_map(|p| p["params"]["progress"].as_u64()).collect();
+    assert!(steps.windows(2).all(|w| w[0] < w[1]), "progress only grows: {steps:?}");
+    assert_eq!(answers.len(), 1, "{messages:?}");
+    assert_eq!(answers[0]["id"], "w1");
+    assert_eq!(answers[0]["result"]["structuredContent"]["run"]["status"], "SUCCESS", "{messages:?}");
+
+    let waiting = tool(
+        &app,
+        &ana,
+        "run_action",
+        json!({"action": "scale", "entity": "cart", "properties": {"replicas": 2}}),
+        false,
+    )
+    .await;
+    let id = waiting["run"]["id"].as_str().expect("id").to_string();
+    let response = streamed(&app, &ana, "w2", "get_run", json!({"run": id, "waitSeconds": 60})).await;
+    let reading = tokio::spawn(async move { response.text().await.expect("stream") });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let cancel = json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": "w2", "reason": "enough"}});
+    assert_eq!(post(&app, Some(&ana), cancel, None).await.0, StatusCode::ACCEPTED);
+    let text =
+        tokio::time::timeout(std::time::Duration::from_secs(10), reading).await.expect("the wait ends").expect("read");
+    let messages = stream_messages(&text);
+    assert!(messages.iter().all(|m| m["method"] == "notifications/progress"), "no answer once cancelled: {messages:?}");
+    let still = tool(&app, &ana, "get_run", json!({"run": id}), false).await;
+    assert_eq!(still["run"]["status"], "WAITING_FOR_APPROVAL");
+    let too_long = tool(&app, &ana, "get_run", json!({"run": id, "waitSeconds": 600}), true).await;
+    assert_eq!(too_long["details"][0]["path"], "/waitSeconds", "{too_long}");
 }
 
 #[tokio::test]
@@ -110,8 +187,10 @@ async fn an_assistant_reads_and_acts_as_its_user_and_every_call_is_audited() {
     let hidden = tool(&app, &ana, "get_entity", json!({"blueprint": "service", "identifier": "vault"}), true).await;
     assert_eq!(hidden["error"], "not_found", "{hidden}");
     let actions = tool(&app, &ana, "list_actions", json!({}), false).await;
-    assert_eq!(actions["actions"][0]["identifier"], "scale");
-    assert!(actions["actions"][0].get("invocationMethod").is_none(), "how a run is carried out stays hidden");
+    let listed = actions["actions"].as_array().expect("actions");
+    let ids: Vec<&str> = listed.iter().filter_map(|a| a["identifier"].as_str()).collect();
+    assert_eq!(ids, ["promote", "scale"], "{actions}");
+    assert!(listed.iter().all(|a| a.get("invocationMethod").is_none()), "how a run is carried out stays hidden");
 
     // Guardrails apply as in the portal: a bound refuses, an approval makes the run wait.
     let too_many = json!({"action": "scale", "entity": "cart", "properties": {"replicas": 40}});

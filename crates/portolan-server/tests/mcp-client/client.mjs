@@ -38,6 +38,15 @@ const started = await client.callTool({
 check(!started.isError, `run: ${JSON.stringify(started)}`);
 check(started.structuredContent.run.status === 'WAITING_FOR_APPROVAL', 'the run waits for its approver');
 
+const seen = [];
+const promoted = await client.callTool(
+  { name: 'run_action', arguments: { action: 'promote', entity: 'cart', waitSeconds: 20 } },
+  undefined,
+  { onprogress: (progress) => seen.push(progress) },
+);
+check(promoted.structuredContent.run.status === 'SUCCESS', `the run ends: ${JSON.stringify(promoted)}`);
+check(seen.length > 0 && seen.every((p) => typeof p.progress === 'number'), `progress: ${JSON.stringify(seen)}`);
+
 let unknown;
 try {
   await client.callTool({ name: 'approve_run', arguments: {} });
