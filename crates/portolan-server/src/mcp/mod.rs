@@ -77,15 +77,15 @@ async fn message(
     body: Bytes,
 ) -> Response {
     if let Err(refused) = protocol::check_origin(&headers, &app.public_url) {
-        return (StatusCode::FORBIDDEN, axum::Json(RpcError::new(-32600, refused).response(Value::Null)))
-            .into_response();
+        return refuse(StatusCode::FORBIDDEN, RpcError::new(-32600, refused));
     }
     if let Some(version) = headers.get("mcp-protocol-version").and_then(|v| v.to_str().ok())
         && !protocol::SUPPORTED_VERSIONS.contains(&version)
     {
-        let message = format!("unsupported MCP-Protocol-Version '{version}'");
-        return (StatusCode::BAD_REQUEST, axum::Json(RpcError::new(-32600, message).response(Value::Null)))
-            .into_response();
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            RpcError::new(-32600, format!("unsupported MCP-Protocol-Version '{version}'")),
+        );
     }
     let mut actor = caller.actor;
     actor.origin = Origin::Mcp;
@@ -100,32 +100,46 @@ async fn message(
             return StatusCode::ACCEPTED.into_response();
         }
         Ok(Incoming::Response) => return StatusCode::ACCEPTED.into_response(),
-        Err(error) => return (StatusCode::BAD_REQUEST, axum::Json(error.response(Value::Null))).into_response(),
+        Err(error) => return refuse(StatusCode::BAD_REQUEST, error),
     };
     let progress_token = request.params.pointer("/_meta/progressToken").cloned();
     match (request.method.as_str(), progress_token) {
         ("tools/call", Some(token)) if protocol::accepts_stream(&headers) => {
             streamed_call(app, waiting, actor, request, token).into_response()
         }
-        ("tools/call", _) => {
-            let call = tools::Call::new(None, waiting.start(&actor, &request.id));
-            let answer = tools::call(&app, &actor, &request.params, &call).await;
-            waiting.end(&actor, &request.id);
-            match answer {
-                Some(answer) => axum::Json(reply(request.id, answer)).into_response(),
-                None => StatusCode::ACCEPTED.into_response(),
-            }
-        }
+        ("tools/call", _) => match call_tool(&app, &waiting, &actor, request, None).await {
+            Some(answer) => axum::Json(answer).into_response(),
+            None => StatusCode::ACCEPTED.into_response(),
+        },
         (method, _) => {
             let answer = match method {
                 "initialize" => Ok(protocol::initialize(&request.params)),
                 "ping" => Ok(json!({})),
-                "tools/list" => protocol::page_of_tools(&tools::list(), &request.params),
+                "tools/list" => protocol::page_of_tools(tools::list(), &request.params),
                 other => Err(RpcError::new(-32601, format!("method '{other}' is not offered"))),
             };
             axum::Json(reply(request.id, answer)).into_response()
         }
     }
+}
+
+/// A message refused before it is read as a request: an error without an id.
+fn refuse(status: StatusCode, error: RpcError) -> Response {
+    (status, axum::Json(error.response(Value::Null))).into_response()
+}
+
+/// Runs `tools/call` while the caller may cancel it; its response, or none once cancelled.
+async fn call_tool(
+    app: &AppState,
+    waiting: &Waiting,
+    actor: &Actor,
+    request: protocol::Request,
+    progress: Option<(Value, mpsc::UnboundedSender<Value>)>,
+) -> Option<Value> {
+    let call = tools::Call::new(progress, waiting.start(actor, &request.id));
+    let answer = tools::call(app, actor, &request.params, &call).await;
+    waiting.end(actor, &request.id);
+    answer.map(|answer| reply(request.id, answer))
 }
 
 fn reply(id: Value, answer: std::result::Result<Value, RpcError>) -> Value {
@@ -146,11 +160,8 @@ fn streamed_call(
 ) -> Sse<impl Stream<Item = std::result::Result<Event, Infallible>>> {
     let (sender, receiver) = mpsc::unbounded_channel::<Value>();
     tokio::spawn(async move {
-        let call = tools::Call::new(Some((token, sender.clone())), waiting.start(&actor, &request.id));
-        let answer = tools::call(&app, &actor, &request.params, &call).await;
-        waiting.end(&actor, &request.id);
-        if let Some(answer) = answer {
-            let _ = sender.send(reply(request.id, answer));
+        if let Some(answer) = call_tool(&app, &waiting, &actor, request, Some((token, sender.clone()))).await {
+            let _ = sender.send(answer);
         }
     });
     let events = futures_util::stream::unfold(receiver, |mut receiver| async move {

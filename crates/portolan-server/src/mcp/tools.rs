@@ -61,7 +61,13 @@ const QUERY: &str = "A rule group of the query language: {\"combinator\": \"and\
     $team, $createdAt, $updatedAt; operators =, !=, >, >=, <, <=, in, contains, beginsWith, isEmpty, containsAny, \
     relatedTo.";
 
-pub fn list() -> Vec<Value> {
+/// Every tool's definition, built once.
+pub fn list() -> &'static [Value] {
+    static TOOLS: std::sync::LazyLock<Vec<Value>> = std::sync::LazyLock::new(definitions);
+    &TOOLS
+}
+
+fn definitions() -> Vec<Value> {
     let text = |description: &str| json!({"type": "string", "description": description});
     let query = json!({"type": "object", "description": QUERY});
     let form = json!({"type": "object", "description": "The action's inputs, by identifier (see list_actions)."});
@@ -163,8 +169,7 @@ pub fn list() -> Vec<Value> {
 
 /// Runs `tools/call`: an unknown tool is a protocol error; anything the tool itself refuses
 /// (bad arguments, permissions, guardrails) is a result with `isError`, recorded in the audit log
-/// with every other call.
-/// `None` when the caller cancelled the call (a cancelled request gets no response).
+/// with every other call. `None` when the caller cancelled the call (it gets no response).
 pub async fn call(
     app: &AppState,
     actor: &Actor,
@@ -180,9 +185,13 @@ pub async fn call(
         Some(arguments) => arguments.clone(),
     };
     let outcome = run(app, actor, name, arguments, call).await;
+    // A refusal (permissions) is recorded as denied; any other error the tool answered with is the
+    // record's reason.
     let mut entry = actor.entry(app.core.now(), "mcp.call", "mcp_tool", name);
-    if let Err(error) = &outcome {
-        entry = entry.denied(error.message.clone());
+    match &outcome {
+        Err(error) if error.denied => entry = entry.denied(error.message.clone()),
+        Err(error) => entry.reason = Some(error.message.clone()),
+        Ok(_) => {}
     }
     app.audit.record_apart(entry).await;
     if call.gave_up.load(Ordering::Relaxed) {
@@ -196,10 +205,13 @@ pub async fn call(
 
 /// `run` again and again until it ends, `seconds` pass or the caller gives up; each change of
 /// status is a step of progress.
-async fn wait_for(app: &AppState, actor: &Actor, call: &Call, mut run: Run, seconds: u64) -> Result<Run> {
-    if seconds > MAX_WAIT_SECONDS {
-        return Err(Error::invalid_at("/waitSeconds", format!("wait at most {MAX_WAIT_SECONDS} seconds")));
-    }
+async fn wait_for(
+    app: &AppState,
+    actor: &Actor,
+    call: &Call,
+    mut run: Run,
+    WaitSeconds(seconds): WaitSeconds,
+) -> Result<Run> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
     let mut step = 0;
     let mut reported = None;
@@ -269,7 +281,20 @@ struct RunAction {
     properties: Map<String, Value>,
     override_reason: Option<String>,
     #[serde(default)]
-    wait_seconds: u64,
+    wait_seconds: WaitSeconds,
+}
+
+/// How long a tool waits for a run: checked with the other arguments, before a run starts.
+#[derive(Default, Clone, Copy)]
+struct WaitSeconds(u64);
+
+impl<'de> Deserialize<'de> for WaitSeconds {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        match u64::deserialize(deserializer)? {
+            seconds if seconds <= MAX_WAIT_SECONDS => Ok(WaitSeconds(seconds)),
+            _ => Err(serde::de::Error::custom(format!("wait at most {MAX_WAIT_SECONDS} seconds"))),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -280,7 +305,7 @@ struct RunAddress {
     after_seq: i64,
     log_lines: Option<u32>,
     #[serde(default)]
-    wait_seconds: u64,
+    wait_seconds: WaitSeconds,
 }
 
 /// Most entities a search returns at once; the default is smaller still.

@@ -445,6 +445,10 @@ impl query::RelationGraph for RelationsNow<'_> {
 /// An aggregate over the catalog as it was at `at`: the store's over the entities unchanged since,
 /// with the past versions of the others added.
 async fn past_aggregate(tx: &mut dyn Tx, scoped: &Scoped, plan: AggregatePlan, at: Millis) -> Result<AggregateResult> {
+    let no_median = || Error::invalid_at("/asOf", "a median cannot be read as of a past time: use avg, min or max");
+    if matches!(plan.function, Aggregate::Median(_)) {
+        return Err(no_median());
+    }
     let past = past_matches(tx, scoped, plan.blueprint.as_deref(), &plan.query, at).await?;
     let unchanged = AggregatePlan { query: unchanged_since(plan.query.clone(), at), ..plan.clone() };
     let stored = tx.aggregate(&unchanged).await?;
@@ -464,8 +468,7 @@ async fn past_aggregate(tx: &mut dyn Tx, scoped: &Scoped, plan: AggregatePlan, a
         }
         _ => 0,
     };
-    query_sql::add_past(&plan.function, stored, stored_values, &past)
-        .ok_or_else(|| Error::invalid_at("/asOf", "a median cannot be read as of a past time: use avg, min or max"))
+    query_sql::add_past(&plan.function, stored, stored_values, &past).ok_or_else(no_median)
 }
 
 /// What a query is checked against: every blueprint, and the scorecards of the searched ones.

@@ -6,17 +6,23 @@ use serde_json::{Value, json};
 
 use crate::{TestApp, service, spawn_app};
 
-async fn post(app: &TestApp, token: Option<&str>, body: Value, origin: Option<&str>) -> (StatusCode, Value) {
+/// A POST of one message to `/mcp` as an MCP client sends it, with `token` (none at all without).
+fn request(app: &TestApp, token: Option<&str>, body: &Value) -> reqwest::RequestBuilder {
     // The test client sends the admin's token unless told otherwise: a bare one sends none.
     let client = if token.is_some() { app.client.clone() } else { reqwest::Client::new() };
-    let mut request = client
+    let request = client
         .post(format!("{}/mcp", app.base))
         .header("accept", "application/json, text/event-stream")
         .header("mcp-protocol-version", "2025-11-25")
-        .json(&body);
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
+        .json(body);
+    match token {
+        Some(token) => request.bearer_auth(token),
+        None => request,
     }
+}
+
+async fn post(app: &TestApp, token: Option<&str>, body: Value, origin: Option<&str>) -> (StatusCode, Value) {
+    let mut request = request(app, token, &body);
     if let Some(origin) = origin {
         request = request.header("origin", origin);
     }
@@ -84,15 +90,7 @@ fn stream_messages(text: &str) -> Vec<Value> {
 async fn streamed(app: &TestApp, token: &str, id: &str, name: &str, arguments: Value) -> reqwest::Response {
     let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
         "params": {"name": name, "arguments": arguments, "_meta": {"progressToken": format!("progress-{id}")}}});
-    let response = app
-        .client
-        .post(format!("{}/mcp", app.base))
-        .bearer_auth(token)
-        .header("accept", "application/json, text/event-stream")
-        .json(&body)
-        .send()
-        .await
-        .expect("sent");
+    let response = request(app, Some(token), &body).send().await.expect("sent");
     assert_eq!(response.status(), StatusCode::OK);
     let kind = response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
     assert!(kind.starts_with("text/event-stream"), "{kind}");
@@ -143,6 +141,13 @@ async fn a_tool_that_waits_for_a_run_reports_progress_and_stops_when_cancelled()
     assert_eq!(still["run"]["status"], "WAITING_FOR_APPROVAL");
     let too_long = tool(&app, &ana, "get_run", json!({"run": id, "waitSeconds": 600}), true).await;
     assert_eq!(too_long["details"][0]["path"], "/waitSeconds", "{too_long}");
+    // Refused with the other arguments: no run starts.
+    let runs = || async { app.get("/api/v1/actions/runs?action=promote").await.body["runs"].as_array().map(Vec::len) };
+    let before = runs().await;
+    let too_long = json!({"action": "promote", "entity": "cart", "waitSeconds": 600});
+    let refused = tool(&app, &ana, "run_action", too_long, true).await;
+    assert_eq!(refused["details"][0]["path"], "/waitSeconds", "{refused}");
+    assert_eq!(runs().await, before);
 }
 
 #[tokio::test]
@@ -242,6 +247,10 @@ async fn an_assistant_reads_and_acts_as_its_user_and_every_call_is_audited() {
     assert!(
         records.iter().any(|r| r["action"] == "mcp.call" && r["status"] == "denied" && r["resourceId"] == "get_entity")
     );
+    let typo = records
+        .iter()
+        .find(|r| r["resourceId"] == "search_entities" && r["reason"].as_str().is_some_and(|m| m.contains("limt")));
+    assert_eq!(typo.map(|r| r["status"].clone()), Some(json!("success")), "a mistake is not a refusal: {records:?}");
     assert!(records.iter().any(|r| r["action"] == "run.create" && r["origin"] == "mcp"), "{records:?}");
 }
 
