@@ -4,6 +4,8 @@
 //! computed values that depend on time), and every few minutes recomputes averages per period and
 //! samples scorecard levels for their history.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use portolan_model::action::EventKind;
@@ -33,10 +35,15 @@ const AVERAGES_EVERY_MS: i64 = 5 * 60_000;
 /// How often integration events past their retention, and long-expired access tokens, are deleted.
 const EVENT_PRUNE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
 
+/// How long the work loop may go without starting a round before the lease is let go, so that a
+/// replica whose sweeper is stuck hands the work on rather than keeping it by its heartbeat alone.
+const STALL_MS: i64 = 5 * 60_000;
+
 pub struct Sweeper {
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
     checkpoints: JoinHandle<()>,
+    lease: JoinHandle<()>,
 }
 
 impl Sweeper {
@@ -45,9 +52,13 @@ impl Sweeper {
         let owner = format!("sweeper-{}", uuid::Uuid::new_v4().simple());
         let (stop, mut stopped) = watch::channel(false);
         let checkpoints = tokio::spawn(write_checkpoints(app.clone(), stopped.clone()));
+        let round_started = Arc::new(AtomicI64::new(app.core.now()));
+        let lease =
+            tokio::spawn(keep_lease(app.clone(), owner.clone(), lease_ms, round_started.clone(), stopped.clone()));
         let task = tokio::spawn(async move {
             let mut last_prune = None;
             loop {
+                round_started.store(app.core.now(), Ordering::Relaxed);
                 if let Err(err) = sweep(&app, &owner, lease_ms).await {
                     tracing::warn!(%err, "timer sweep failed");
                 }
@@ -81,13 +92,47 @@ impl Sweeper {
                 }
             }
         });
-        Sweeper { stop, task, checkpoints }
+        Sweeper { stop, task, checkpoints, lease }
     }
 
     pub async fn stop(self) {
         let _ = self.stop.send(true);
         let _ = self.task.await;
         let _ = self.checkpoints.await;
+        let _ = self.lease.await;
+    }
+}
+
+/// Renews the lease a third of its length at a time, apart from the work loop: a round that takes
+/// longer than the lease (sampling a large catalog's history) must not hand the work to another
+/// replica halfway through.
+async fn keep_lease(
+    app: AppState,
+    owner: String,
+    lease_ms: i64,
+    round_started: Arc<AtomicI64>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let every = Duration::from_millis((lease_ms / 3).clamp(100, 1_000) as u64);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stopped.changed() => return,
+        }
+        let now = app.core.now();
+        if now - round_started.load(Ordering::Relaxed) > STALL_MS {
+            continue;
+        }
+        let renewed = async {
+            let mut tx = app.core.store().write().await?;
+            if tx.singleton_owner(TIMER_SWEEPER).await?.is_some_and(|(held_by, _)| held_by == owner) {
+                tx.acquire_singleton(TIMER_SWEEPER, &owner, now, lease_ms).await?;
+            }
+            tx.commit().await
+        };
+        if let Err(err) = renewed.await {
+            tracing::warn!(%err, "cannot renew the sweeper's lease");
+        }
     }
 }
 
