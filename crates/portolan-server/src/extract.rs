@@ -113,8 +113,15 @@ pub struct Caller {
 /// The credential a request came with.
 #[derive(Clone)]
 pub enum Proof {
-    Token(String),
+    /// An API token, and the resource it was shown at (see [`audience`]).
+    Token(String, Option<&'static str>),
     Session(String),
+}
+
+/// The resource a request is for, as tokens made for one resource name it: the MCP server, or
+/// (`None`) the rest of the API.
+fn audience(parts: &Parts) -> Option<&'static str> {
+    (parts.uri.path() == "/mcp").then_some(portolan_model::oauth::SCOPE)
 }
 
 impl Caller {
@@ -122,7 +129,7 @@ impl Caller {
     /// and teams. Long-lived responses call this now and then and stop when it fails.
     pub async fn recheck(&self, app: &AppState) -> Result<Actor, Error> {
         match &self.proof {
-            Proof::Token(token) => app.identity.authenticate_token(token).await,
+            Proof::Token(token, audience) => app.identity.authenticate_token(token, *audience).await,
             Proof::Session(cookie) => app.identity.authenticate_session(cookie).await.map(|s| s.actor),
         }
     }
@@ -220,8 +227,9 @@ async fn credential(parts: &Parts, app: &AppState) -> Result<Credential, Error> 
         if !token.starts_with(keys::TOKEN_PREFIX) {
             return Err(Error::unauthorized("unknown token: API tokens start with 'plt_'"));
         }
-        let actor = app.identity.authenticate_token(&token).await?;
-        return Ok(Credential::Caller(Box::new(Caller { actor, session: None, proof: Proof::Token(token) })));
+        let audience = audience(parts);
+        let actor = app.identity.authenticate_token(&token, audience).await?;
+        return Ok(Credential::Caller(Box::new(Caller { actor, session: None, proof: Proof::Token(token, audience) })));
     }
     let Some(cookie) = cookie(&parts.headers, SESSION_COOKIE) else {
         return Err(Error::unauthorized("sign in, or send an API token as 'Authorization: Bearer plt_...'"));

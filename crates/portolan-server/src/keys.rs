@@ -100,6 +100,19 @@ impl Keys {
         String::from_utf8(plain).map_err(|_| internal(format!("secret '{name}' is not text")))
     }
 
+    /// A document only this server can read or make (an OAuth client id, an authorization code):
+    /// sealed as [`Keys::seal`] does, bound to its `purpose`, as URL-safe text.
+    pub fn seal_document<T: serde::Serialize>(&self, purpose: &str, document: &T) -> Result<String> {
+        let text = serde_json::to_string(document).map_err(|e| internal(e.to_string()))?;
+        Ok(URL_SAFE_NO_PAD.encode(self.seal(purpose, &text)?))
+    }
+
+    /// The document [`Keys::seal_document`] made for `purpose`; `None` for anything else.
+    pub fn open_document<T: serde::de::DeserializeOwned>(&self, purpose: &str, sealed: &str) -> Option<T> {
+        let bytes = URL_SAFE_NO_PAD.decode(sealed).ok()?;
+        serde_json::from_str(&self.open(purpose, &bytes).ok()?).ok()
+    }
+
     /// A token that lets a backend report on one hand-over (`attempt`) of one run until `expires`.
     pub fn run_token(&self, run_id: &str, attempt: i64, expires: Millis) -> String {
         let tag = mac(&self.run_tokens, &[run_id.as_bytes(), &attempt.to_be_bytes(), &expires.to_be_bytes()]);

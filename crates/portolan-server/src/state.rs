@@ -25,6 +25,7 @@ use crate::services::initiatives::Initiatives;
 use crate::services::integrations::{Integrations, IntegrationsParts};
 use crate::services::locations::Locations;
 use crate::services::manifests::Manifests;
+use crate::services::oauth::OAuth;
 use crate::services::oidc::Oidc;
 use crate::services::permissions::Permissions;
 use crate::services::runs::{Runs, RunsParts};
@@ -49,6 +50,7 @@ pub struct Services {
     pub dashboards: Dashboards,
     pub audit: Audit,
     pub identity: Identity,
+    pub oauth: OAuth,
     pub oidc: Oidc,
     pub actions: Actions,
     pub guardrails: Guardrails,
@@ -118,6 +120,7 @@ impl AppState {
         );
         let audit = Audit::new(core.clone(), permissions.clone(), signer);
         let identity = Identity::new(core.clone(), catalog.clone(), audit.clone(), settings.sessions);
+        let oauth = OAuth::new(core.clone(), identity.clone(), Arc::clone(&keys), Arc::clone(&public_url));
         let oidc = Oidc::new(
             core.clone(),
             identity.clone(),
@@ -181,6 +184,7 @@ impl AppState {
             dashboards,
             audit,
             identity,
+            oauth,
             oidc,
             actions,
             guardrails,

@@ -65,4 +65,7 @@ pub struct ApiToken {
     pub expires_at: Option<Millis>,
     pub last_used_at: Option<Millis>,
     pub revoked_at: Option<Millis>,
+    /// The one resource the token is good for (`mcp` for an assistant's OAuth token); `None`
+    /// for the whole API.
+    pub audience: Option<String>,
 }

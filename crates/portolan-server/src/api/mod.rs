@@ -14,6 +14,7 @@ pub mod installations;
 pub mod integrations;
 pub mod locations;
 pub mod manifests;
+pub mod oauth;
 pub mod ops;
 pub mod runs;
 pub mod scorecards;
@@ -180,6 +181,7 @@ pub fn router() -> Router<AppState> {
     router
         .route("/api/v1/openapi.json", get(move || async move { Json(openapi.as_ref().clone()) }))
         .merge(backstage::router())
+        .merge(oauth::router())
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

@@ -73,12 +73,16 @@ async fn message(
     State(app): State<AppState>,
     Extension(waiting): Extension<Arc<Waiting>>,
     headers: HeaderMap,
-    caller: Caller,
+    caller: Result<Caller, Error>,
     body: Bytes,
 ) -> Response {
     if let Err(refused) = protocol::check_origin(&headers, &app.public_url) {
         return refuse(StatusCode::FORBIDDEN, RpcError::new(-32600, refused));
     }
+    let caller = match caller {
+        Ok(caller) => caller,
+        Err(refused) => return unauthorized(&app, &headers, refused),
+    };
     if let Some(version) = headers.get("mcp-protocol-version").and_then(|v| v.to_str().ok())
         && !protocol::SUPPORTED_VERSIONS.contains(&version)
     {
@@ -121,6 +125,25 @@ async fn message(
             axum::Json(reply(request.id, answer)).into_response()
         }
     }
+}
+
+/// A caller without a valid token is told where to get one: the protected-resource metadata
+/// (RFC 9728 §5.1), which names this portal as the authorization server.
+fn unauthorized(app: &AppState, headers: &HeaderMap, refused: Error) -> Response {
+    if !matches!(refused.code, ErrorCode::Unauthorized | ErrorCode::TokenExpired) {
+        return refused.into_response();
+    }
+    let invalid = if headers.contains_key(header::AUTHORIZATION) { r#", error="invalid_token""# } else { "" };
+    let challenge = format!(
+        r#"Bearer resource_metadata="{}", scope="{}"{invalid}"#,
+        app.oauth.resource_metadata_url(),
+        portolan_model::oauth::SCOPE
+    );
+    let mut response = refused.into_response();
+    if let Ok(value) = header::HeaderValue::from_str(&challenge) {
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, value);
+    }
+    response
 }
 
 /// A message refused before it is read as a request: an error without an id.

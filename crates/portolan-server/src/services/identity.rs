@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use portolan_model::permission::{Role, User};
-use portolan_model::{Millis, system};
+use portolan_model::{Millis, oauth, system};
 use portolan_store::{Account, AccountKind, ApiToken, ClientCredentials, Session, Tx};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -32,6 +32,8 @@ const MAX_PASSWORD: usize = 256;
 const TOUCH_EVERY_MS: Millis = 60_000;
 /// How long an access token traded for client credentials lasts (Port's: three hours).
 pub const ACCESS_TOKEN_SECONDS: i64 = 3 * 3_600;
+/// How long an assistant's OAuth token lasts; then the assistant asks its user again.
+pub const ASSISTANT_TOKEN_SECONDS: i64 = 24 * 3_600;
 /// The name access tokens are listed under.
 const ACCESS_TOKEN_NAME: &str = "access token (client credentials)";
 
@@ -127,8 +129,9 @@ impl Identity {
         Ok(User { id: account.user, role: account.role, teams: entity.team })
     }
 
-    /// The actor an API token (`plt_...`) stands for.
-    pub async fn authenticate_token(&self, token: &str) -> Result<Actor> {
+    /// The actor an API token (`plt_...`) stands for, at a request for `audience` (`Some("mcp")`
+    /// at the MCP server): a token made for one resource is refused everywhere else.
+    pub async fn authenticate_token(&self, token: &str, audience: Option<&str>) -> Result<Actor> {
         let now = self.core.now();
         let mut tx = self.core.store().read().await?;
         let Some(record) = tx.api_token(&keys::token_sha256(token)).await?.filter(|t| t.revoked_at.is_none()) else {
@@ -137,6 +140,10 @@ impl Identity {
         };
         if record.expires_at.is_some_and(|at| at <= now) {
             let refused = Error::new(ErrorCode::TokenExpired, "the API token has expired");
+            return Err(self.refuse("auth.failed", "token", &record.id, refused).await);
+        }
+        if let Some(only) = record.audience.as_deref().filter(|&only| Some(only) != audience) {
+            let refused = Error::unauthorized(format!("this token was given to an assistant for /{only} only"));
             return Err(self.refuse("auth.failed", "token", &record.id, refused).await);
         }
         let user = match self.signed_in_user(tx.as_mut(), &record.user).await {
@@ -464,6 +471,7 @@ impl Identity {
             expires_at: expires_in_days.map(|d| now + i64::from(d) * 86_400_000),
             last_used_at: None,
             revoked_at: None,
+            audience: None,
         };
         let mut tx = self.core.store().write().await?;
         if tx.account(&owner).await?.is_none() {
@@ -601,6 +609,7 @@ impl Identity {
             expires_at: Some(now + ACCESS_TOKEN_SECONDS * 1000),
             last_used_at: None,
             revoked_at: None,
+            audience: None,
         };
         let mut tx = self.core.store().write().await?;
         tx.insert_api_token(&record).await?;
@@ -613,6 +622,56 @@ impl Identity {
         tx.append_audit(&[entry]).await?;
         tx.commit().await?;
         Ok(token)
+    }
+}
+
+impl Identity {
+    /// Issues the token an authorization code was traded for (the code already checked): good
+    /// only at the MCP server, for [`ASSISTANT_TOKEN_SECONDS`], listed with the user's tokens under
+    /// the assistant's name, revocable there. Its id comes from the code, so a code exchanged
+    /// twice is refused, and the token the first exchange gave is revoked (RFC 6749 §10.5).
+    pub async fn assistant_token(&self, code: &oauth::Code) -> Result<Option<(String, i64)>> {
+        let now = self.core.now();
+        let id = format!("tok_oauth_{}", code.nonce);
+        let (token, token_sha256) = keys::new_token();
+        let record = ApiToken {
+            id: id.clone(),
+            user: code.user.clone(),
+            name: format!("assistant: {}", code.client_name),
+            token_sha256,
+            created_at: now,
+            created_by: code.user.clone(),
+            expires_at: Some(now + ASSISTANT_TOKEN_SECONDS * 1000),
+            last_used_at: None,
+            revoked_at: None,
+            audience: Some(oauth::SCOPE.into()),
+        };
+        let actor = Actor::system(code.user.clone(), Origin::Mcp);
+        let mut tx = self.core.store().write().await?;
+        self.signed_in_user(tx.as_mut(), &code.user).await?;
+        match tx.insert_api_token(&record).await {
+            Ok(()) => {}
+            Err(portolan_store::StoreError::Conflict(_)) => {
+                drop(tx);
+                let mut tx = self.core.store().write().await?;
+                tx.revoke_api_token(&id, now).await?;
+                let entry = actor
+                    .entry(now, "token.revoke", "token", &id)
+                    .changed(None, Some(json!({"reason": "its authorization code was used twice"})));
+                tx.append_audit(&[entry]).await?;
+                tx.commit().await?;
+                return Ok(None);
+            }
+            Err(other) => return Err(other.into()),
+        }
+        let entry = actor.entry(now, "login", "token", &id).changed(
+            None,
+            Some(json!({"method": "oauth", "client": code.client_name, "resource": code.resource,
+                "expiresAt": record.expires_at.map(portolan_model::format_millis)})),
+        );
+        tx.append_audit(&[entry]).await?;
+        tx.commit().await?;
+        Ok(Some((token, ASSISTANT_TOKEN_SECONDS)))
     }
 }
 

@@ -57,6 +57,7 @@ mod entity;
 mod initiatives;
 mod integrations;
 mod locations;
+mod oauth;
 mod present;
 mod scorecards;
 mod search;
@@ -82,6 +83,7 @@ pub fn router() -> Router<AppState> {
         .route("/approvals", get(selfservice::approvals_page))
         .route("/audit", get(audit::audit_page))
         .route("/assistants", get(assistants::assistants_page))
+        .route("/oauth/authorize", get(oauth::consent_page).post(oauth::decide))
         .route("/scorecards", get(scorecards::scorecards_page))
         .route("/dora", get(dora::dora_page))
         .route("/dashboards", get(dashboards::dashboards_page))
@@ -129,7 +131,8 @@ pub fn router() -> Router<AppState> {
         .route("/admin/signing-key", axum::routing::post(admin::signing_key))
         .route("/static/portolan.css", get(stylesheet))
         .route("/static/portolan.js", get(script))
-        .layer(tower_http::set_header::SetResponseHeaderLayer::overriding(
+        // A page may set a policy of its own (the consent page lets its form lead to the client).
+        .layer(tower_http::set_header::SetResponseHeaderLayer::if_not_present(
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(CONTENT_SECURITY_POLICY),
         ))

@@ -50,7 +50,7 @@ async fn tool(app: &TestApp, token: &str, name: &str, arguments: Value, is_error
     result["structuredContent"].clone()
 }
 
-async fn catalog_with_a_guarded_action(app: &TestApp) {
+pub(crate) async fn catalog_with_a_guarded_action(app: &TestApp) {
     app.with_service_blueprints().await;
     app.member("bo", &["team-b"]).await;
     app.member("ana", &["team-a"]).await;

@@ -9,16 +9,16 @@ use crate::{TestApp, service, spawn_app};
 pub(crate) const PASSWORD: &str = "a long enough password";
 
 /// A form post, as a browser sends it.
-fn form_post(request: reqwest::RequestBuilder, pairs: &[(&str, &str)]) -> reqwest::RequestBuilder {
+pub(crate) fn form_post(request: reqwest::RequestBuilder, pairs: &[(&str, &str)]) -> reqwest::RequestBuilder {
     let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish();
     request.header("content-type", "application/x-www-form-urlencoded").body(body)
 }
 
-fn browser() -> reqwest::Client {
+pub(crate) fn browser() -> reqwest::Client {
     reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client")
 }
 
-fn set_cookie(response: &reqwest::Response, name: &str) -> Option<String> {
+pub(crate) fn set_cookie(response: &reqwest::Response, name: &str) -> Option<String> {
     response
         .headers()
         .get_all("set-cookie")

@@ -47,6 +47,7 @@ macro_rules! identity_store {
                 expires_at: row.try_get("expires_at")?,
                 last_used_at: row.try_get("last_used_at")?,
                 revoked_at: row.try_get("revoked_at")?,
+                audience: row.try_get("audience")?,
             })
         }
 
@@ -142,8 +143,8 @@ macro_rules! identity_store {
 
             async fn insert_api_token(&mut self, token: &ApiToken) -> Result<()> {
                 sqlx::query(
-                    "INSERT INTO api_tokens (id, user_id, name, token_sha256, created_at, created_by, expires_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    "INSERT INTO api_tokens (id, user_id, name, token_sha256, created_at, created_by, expires_at, audience)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 )
                 .bind(&token.id)
                 .bind(&token.user)
@@ -152,6 +153,7 @@ macro_rules! identity_store {
                 .bind(token.created_at)
                 .bind(&token.created_by)
                 .bind(token.expires_at)
+                .bind(&token.audience)
                 .execute(&mut *self.tx)
                 .await?;
                 Ok(())

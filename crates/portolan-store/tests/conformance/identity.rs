@@ -46,12 +46,14 @@ pub async fn accounts_sessions_and_tokens_are_kept(store: &dyn Store) {
         expires_at: Some(99),
         last_used_at: None,
         revoked_at: None,
+        audience: None,
     };
     tx.insert_api_token(&token).await.expect("token");
     tx.insert_api_token(&ApiToken {
         id: "tok_2".into(),
         user: "ann".into(),
         token_sha256: "h2".into(),
+        audience: Some("mcp".into()),
         ..token.clone()
     })
     .await
@@ -81,6 +83,8 @@ pub async fn accounts_sessions_and_tokens_are_kept(store: &dyn Store) {
 
     assert_eq!(tx.api_token("h1").await.expect("read"), Some(token.clone()));
     assert_eq!(tx.api_tokens(None).await.expect("all").len(), 2);
+    let audience = tx.api_token("h2").await.expect("read").and_then(|t| t.audience);
+    assert_eq!(audience.as_deref(), Some("mcp"), "a token keeps the one resource it is good for");
     assert_eq!(tx.api_tokens(Some("ci")).await.expect("ci's"), vec![token.clone()]);
     tx.touch_api_token("tok_1", 30).await.expect("touch");
     assert!(tx.revoke_api_token("tok_1", 40).await.expect("revoke"));
