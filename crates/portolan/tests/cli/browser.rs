@@ -443,5 +443,35 @@ async fn the_portal_in_a_real_browser() {
     }
     bob.go(&format!("{base}/catalog/resource/cart-resource")).await;
     assert!(bob.source().await.contains("Not found"));
+
+    // Bob lets an assistant act for him: the consent page's form leads to the assistant's own
+    // address (another origin), which the page's policy allows.
+    let callback = format!("{}/callback", base.replace("127.0.0.1", "localhost"));
+    let client: Value = crate::http_plain()
+        .post(format!("{base}/oauth/register"))
+        .json(&json!({"client_name": "Bob's editor", "redirect_uris": [callback]}))
+        .send()
+        .await
+        .expect("registered")
+        .json()
+        .await
+        .expect("json");
+    let query = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("response_type", "code"),
+            ("client_id", client["client_id"].as_str().expect("client id")),
+            ("redirect_uri", &callback),
+            ("code_challenge", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"),
+            ("code_challenge_method", "S256"),
+            ("state", "from-the-browser"),
+        ])
+        .finish();
+    bob.go(&format!("{base}/oauth/authorize?{query}")).await;
+    assert!(bob.source().await.contains("Bob's editor"), "the consent page names the assistant");
+    bob.check_layout("oauth-consent").await;
+    bob.click("button[value=allow]").await;
+    bob.wait_for_url("state=from-the-browser").await;
+    let landed = bob.url().await;
+    assert!(landed.starts_with(&format!("{callback}?code=")), "the browser went to the assistant: {landed}");
     server.terminate();
 }
