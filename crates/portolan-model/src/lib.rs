@@ -17,6 +17,7 @@ pub mod initiative;
 pub mod integration;
 pub mod jq;
 pub mod manifest;
+pub mod notification;
 pub mod oauth;
 pub mod permission;
 pub mod query;

@@ -33,16 +33,19 @@ pub enum Purpose {
     IntegrationSource,
     /// An initiative's reminder to the owners of what is not done.
     Reminder,
+    /// A person's notification, to the webhook their preferences name.
+    Notification,
 }
 
 impl Purpose {
-    pub const ALL: [Purpose; 6] = [
+    pub const ALL: [Purpose; 7] = [
         Purpose::Webhook,
         Purpose::ApprovalNotice,
         Purpose::TimeoutNotice,
         Purpose::SignOn,
         Purpose::IntegrationSource,
         Purpose::Reminder,
+        Purpose::Notification,
     ];
 
     fn noun(self) -> &'static str {
@@ -53,6 +56,7 @@ impl Purpose {
             Purpose::SignOn => "sign-on requests",
             Purpose::IntegrationSource => "integration sources",
             Purpose::Reminder => "reminders",
+            Purpose::Notification => "notifications",
         }
     }
 }

@@ -25,6 +25,7 @@ use crate::services::initiatives::Initiatives;
 use crate::services::integrations::{Integrations, IntegrationsParts};
 use crate::services::locations::Locations;
 use crate::services::manifests::Manifests;
+use crate::services::notifications::Notifications;
 use crate::services::oauth::OAuth;
 use crate::services::oidc::Oidc;
 use crate::services::permissions::Permissions;
@@ -51,6 +52,7 @@ pub struct Services {
     pub audit: Audit,
     pub identity: Identity,
     pub oauth: OAuth,
+    pub notifications: Notifications,
     pub oidc: Oidc,
     pub actions: Actions,
     pub guardrails: Guardrails,
@@ -120,6 +122,7 @@ impl AppState {
         );
         let audit = Audit::new(core.clone(), permissions.clone(), signer);
         let identity = Identity::new(core.clone(), catalog.clone(), audit.clone(), settings.sessions);
+        let notifications = Notifications::new(core.clone(), Arc::clone(&outbound), Arc::clone(&public_url));
         let oauth = OAuth::new(core.clone(), identity.clone(), Arc::clone(&keys), Arc::clone(&public_url));
         let oidc = Oidc::new(
             core.clone(),
@@ -185,6 +188,7 @@ impl AppState {
             audit,
             identity,
             oauth,
+            notifications,
             oidc,
             actions,
             guardrails,

@@ -85,6 +85,9 @@ impl Sweeper {
                     if let Err(err) = app.identity.delete_expired_access_tokens().await {
                         tracing::warn!(%err, "cannot delete expired access tokens");
                     }
+                    if let Err(err) = app.notifications.prune().await {
+                        tracing::warn!(%err, "cannot delete notifications past their retention");
+                    }
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(INTERVAL) => {}

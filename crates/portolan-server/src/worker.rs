@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 use crate::error::{Error, ErrorCode, Result};
 use crate::services::computed::RECOMPUTE;
 use crate::services::integrations::EVENT;
+use crate::services::notifications::NOTIFY;
 use crate::services::runlog::DISPATCH;
 use crate::services::runs::Delivery;
 use crate::services::triggers::AUTOMATION;
@@ -118,6 +119,7 @@ async fn run(app: AppState, owner: String, lease_ms: i64, mut stopped: watch::Re
                         Err(err) => Err(err),
                     },
                     AUTOMATION => app.runs.run_automation(&job, &owner).await,
+                    NOTIFY => app.notifications.deliver(&job, &owner).await,
                     kind => Err(Error::new(ErrorCode::Internal, format!("no handler for job kind '{kind}'"))),
                 };
                 if let Err(err) = done {

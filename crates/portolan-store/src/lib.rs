@@ -23,7 +23,8 @@ pub use audit::AuditFilter;
 pub use identity::{Account, AccountKind, ApiToken, ClientCredentials, Session};
 pub use tx::{
     ActionStore, AuditStore, BlueprintStore, EntityStore, IdentityStore, IntegrationStore, JobStore, KpiSample,
-    KpiStore, LocationStore, PermissionStore, RunStore, ScorecardStore, SearchStore, SecretStore, SourceStore, Tx,
+    KpiStore, LocationStore, Notification, NotificationStore, PermissionStore, RunStore, ScorecardStore, SearchStore,
+    SecretStore, SourceStore, Tx,
 };
 
 /// The transaction traits: a caller needs the one that declares a method in scope to call it on a
@@ -31,7 +32,8 @@ pub use tx::{
 pub mod prelude {
     pub use crate::tx::{
         ActionStore, AuditStore, BlueprintStore, EntityStore, IdentityStore, IntegrationStore, JobStore, KpiStore,
-        LocationStore, PermissionStore, RunStore, ScorecardStore, SearchStore, SecretStore, SourceStore, Tx,
+        LocationStore, NotificationStore, PermissionStore, RunStore, ScorecardStore, SearchStore, SecretStore,
+        SourceStore, Tx,
     };
 }
 

@@ -34,6 +34,7 @@ pub trait Tx:
     + LocationStore
     + IntegrationStore
     + KpiStore
+    + NotificationStore
     + Send
 {
     /// Announces a change to every listener of [`crate::Store::changes`], once (and if) this
@@ -380,4 +381,37 @@ pub trait KpiStore: Send {
     /// Every document of a kind, by identifier.
     async fn kpi_documents(&mut self, kind: &str) -> Result<Vec<Value>>;
     async fn delete_kpi_document(&mut self, kind: &str, identifier: &str) -> Result<bool>;
+}
+
+/// A notification in a person's inbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notification {
+    pub id: String,
+    pub user: String,
+    /// `run.failed`, ... (`portolan_model::notification::Topic`).
+    pub topic: String,
+    pub title: String,
+    /// A path in the portal (`/runs/...`).
+    pub link: String,
+    pub created_at: Millis,
+    pub read_at: Option<Millis>,
+    /// How its webhook delivery went (`delivered`, or why not); `None` without one.
+    pub delivery: Option<String>,
+}
+
+/// Each person's inbox and notification preferences.
+#[async_trait::async_trait]
+pub trait NotificationStore: Send {
+    async fn insert_notification(&mut self, note: &Notification) -> Result<()>;
+    async fn notification(&mut self, id: &str) -> Result<Option<Notification>>;
+    /// A person's newest first, at most `limit`.
+    async fn notifications(&mut self, user: &str, unread_only: bool, limit: u32) -> Result<Vec<Notification>>;
+    async fn count_unread_notifications(&mut self, user: &str) -> Result<u64>;
+    /// Marks one of a person's notifications (every one, with `None`) read; how many were unread.
+    async fn mark_notifications_read(&mut self, user: &str, id: Option<&str>, at: Millis) -> Result<u64>;
+    async fn set_notification_delivery(&mut self, id: &str, delivery: &str) -> Result<()>;
+    /// Removes notifications made before a time (retention); how many.
+    async fn delete_notifications_before(&mut self, before: Millis) -> Result<u64>;
+    async fn put_notification_preferences(&mut self, user: &str, document: &Value) -> Result<()>;
+    async fn notification_preferences(&mut self, user: &str) -> Result<Option<Value>>;
 }

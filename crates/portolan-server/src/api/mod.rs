@@ -14,6 +14,7 @@ pub mod installations;
 pub mod integrations;
 pub mod locations;
 pub mod manifests;
+pub mod notifications;
 pub mod oauth;
 pub mod ops;
 pub mod runs;
@@ -44,6 +45,7 @@ use crate::state::AppState;
           (name = "secrets", description = "Write-only values templates can read"),
           (name = "runners", description = "Pull-based agents that run actions' commands"),
           (name = "auth", description = "Sign-in, accounts and API tokens"),
+          (name = "notifications", description = "Each person's inbox and notification preferences"),
           (name = "permissions", description = "Who may read, change and run what"),
           (name = "audit", description = "The tamper-evident record of every change and refusal"),
           (name = "catalog as code", description = "Apply and export the catalog as documents"),
@@ -165,6 +167,10 @@ pub fn router() -> Router<AppState> {
                 .routes(routes!(manifests::apply))
                 .layer(axum::extract::DefaultBodyLimit::max(manifests::APPLY_BODY_LIMIT)),
         )
+        .routes(routes!(notifications::inbox))
+        .routes(routes!(notifications::mark_read))
+        .routes(routes!(notifications::mark_all_read))
+        .routes(routes!(notifications::preferences, notifications::set_preferences))
         .routes(routes!(audit::audit_log))
         .routes(routes!(audit::sign_checkpoint))
         .routes(routes!(audit::entity_history))

@@ -43,6 +43,7 @@ pub mod integrations;
 pub mod locations;
 pub mod manifests;
 pub mod migrate;
+pub mod notifications;
 pub mod oauth;
 pub mod oidc;
 pub mod permissions;

@@ -83,6 +83,7 @@ pub(crate) async fn record_run(
         property: None,
     })
     .await?;
+    super::notifications::notify_run(tx, before, run, now).await?;
     let status_changed = before.is_none_or(|b| b.status != run.status);
     if status_changed && run.depth < MAX_AUTOMATION_DEPTH {
         let kind = if before.is_none() { EventKind::RunCreated } else { EventKind::RunUpdated };

@@ -54,6 +54,7 @@ mod chart;
 mod dashboards;
 mod dora;
 mod entity;
+mod inbox;
 mod initiatives;
 mod integrations;
 mod locations;
@@ -83,6 +84,9 @@ pub fn router() -> Router<AppState> {
         .route("/approvals", get(selfservice::approvals_page))
         .route("/audit", get(audit::audit_page))
         .route("/assistants", get(assistants::assistants_page))
+        .route("/inbox", get(inbox::inbox_page))
+        .route("/inbox/read", axum::routing::post(inbox::mark_all_read))
+        .route("/inbox/preferences", axum::routing::post(inbox::save_preferences))
         .route("/oauth/authorize", get(oauth::consent_page).post(oauth::decide))
         .route("/scorecards", get(scorecards::scorecards_page))
         .route("/dora", get(dora::dora_page))
@@ -148,6 +152,8 @@ pub struct SignedIn {
     csrf: String,
     /// An admin, or a moderator of some blueprint: the administration pages are theirs.
     administers: bool,
+    /// Notifications not read yet, on the inbox link.
+    unread: u64,
 }
 
 /// A page that went wrong, as a page a person understands.
@@ -237,7 +243,8 @@ fn check_form(headers: &HeaderMap, signed_in: &SessionActor, csrf: &str) -> Resu
 async fn layout_user(app: &AppState, session: &SessionActor) -> Option<SignedIn> {
     // Only a link is hidden by this; when it cannot be told, the link is left out.
     let administers = app.permissions.managed(&session.actor).await.is_ok_and(|m| m.anything());
-    Some(SignedIn { identifier: session.actor.id.clone(), csrf: session.session.csrf.clone(), administers })
+    let unread = app.notifications.unread(&session.actor).await.unwrap_or(0);
+    Some(SignedIn { identifier: session.actor.id.clone(), csrf: session.session.csrf.clone(), administers, unread })
 }
 
 async fn script() -> Response {

@@ -20,6 +20,7 @@ mod integrations;
 mod locations;
 mod manifests;
 mod mcp;
+mod notifications;
 mod oauth;
 mod ocean;
 mod oidc;

@@ -15,6 +15,7 @@ pub(crate) mod integrations;
 pub(crate) mod jobs;
 pub(crate) mod kpis;
 pub(crate) mod locations;
+pub(crate) mod notifications;
 pub(crate) mod permissions;
 pub(crate) mod runs;
 pub(crate) mod scorecards;
@@ -31,6 +32,7 @@ pub(crate) use integrations::integration_store;
 pub(crate) use jobs::job_store;
 pub(crate) use kpis::kpi_store;
 pub(crate) use locations::location_store;
+pub(crate) use notifications::notification_store;
 pub(crate) use permissions::permission_store;
 pub(crate) use runs::run_store;
 pub(crate) use scorecards::scorecard_store;
@@ -81,6 +83,9 @@ macro_rules! shared_stores {
         }
         mod kpis {
             crate::shared::kpi_store!(super::$tx, $db);
+        }
+        mod notifications {
+            crate::shared::notification_store!(super::$tx, $db);
         }
     };
 }

@@ -5,7 +5,8 @@ use portolan_model::permission::Role;
 use portolan_model::run::Run;
 use portolan_model::{Blueprint, Entity, Reference};
 use portolan_store::{
-    Account, AccountKind, ApiToken, BlueprintRecord, ClientCredentials, EntityWrite, RunFilter, Session, Store,
+    Account, AccountKind, ApiToken, BlueprintRecord, ClientCredentials, EntityWrite, Notification, RunFilter, Session,
+    Store,
 };
 use serde_json::{Map, json};
 
@@ -443,4 +444,47 @@ pub async fn integrations_are_found_by_key_and_their_events_deduplicated(store: 
     assert!(tx.delete_integration("github").await.expect("delete"));
     assert_eq!(tx.events("github", None, 10).await.expect("page"), Vec::new(), "its events go with it");
     assert_eq!(tx.integrations().await.expect("list").len(), 1);
+}
+
+pub async fn inboxes_are_kept_per_person_newest_first(store: &dyn Store) {
+    let note = |id: &str, user: &str, at: i64| Notification {
+        id: id.into(),
+        user: user.into(),
+        topic: "run.failed".into(),
+        title: format!("note {id}"),
+        link: format!("/runs/{id}"),
+        created_at: at,
+        read_at: None,
+        delivery: None,
+    };
+    let mut tx = store.write().await.expect("tx");
+    for (id, user, at) in [("n1", "ana", 10), ("n2", "ana", 20), ("n3", "bo", 30)] {
+        tx.insert_notification(&note(id, user, at)).await.expect("insert");
+    }
+    tx.put_notification_preferences("ana", &serde_json::json!({"muted": ["run.succeeded"]})).await.expect("prefs");
+    tx.commit().await.expect("commit");
+
+    let mut tx = store.write().await.expect("tx");
+    let ids = |notes: Vec<Notification>| notes.into_iter().map(|n| n.id).collect::<Vec<_>>();
+    assert_eq!(ids(tx.notifications("ana", false, 10).await.expect("list")), ["n2", "n1"], "newest first");
+    assert_eq!(ids(tx.notifications("ana", false, 1).await.expect("list")), ["n2"], "at most the limit");
+    assert_eq!(tx.count_unread_notifications("ana").await.expect("count"), 2);
+    assert_eq!(tx.mark_notifications_read("ana", Some("n3"), 40).await.expect("mark"), 0, "not hers");
+    assert_eq!(tx.mark_notifications_read("ana", Some("n1"), 40).await.expect("mark"), 1);
+    assert_eq!(ids(tx.notifications("ana", true, 10).await.expect("unread")), ["n2"]);
+    assert_eq!(tx.mark_notifications_read("ana", None, 50).await.expect("mark all"), 1);
+    assert_eq!(tx.count_unread_notifications("ana").await.expect("count"), 0);
+    assert_eq!(tx.count_unread_notifications("bo").await.expect("count"), 1, "another's inbox untouched");
+    tx.set_notification_delivery("n3", "delivered").await.expect("delivery");
+    let kept = tx.notification("n3").await.expect("read").expect("kept");
+    assert_eq!((kept.delivery.as_deref(), kept.read_at), (Some("delivered"), None));
+    assert_eq!(tx.notification("n1").await.expect("read").and_then(|n| n.read_at), Some(40));
+    assert_eq!(
+        tx.notification_preferences("ana").await.expect("prefs"),
+        Some(serde_json::json!({"muted": ["run.succeeded"]}))
+    );
+    assert_eq!(tx.notification_preferences("bo").await.expect("prefs"), None);
+    assert_eq!(tx.delete_notifications_before(25).await.expect("expire"), 2);
+    assert_eq!(ids(tx.notifications("bo", false, 10).await.expect("list")), ["n3"]);
+    tx.commit().await.expect("commit");
 }

@@ -96,6 +96,7 @@ conformance!(
     the_audit_log_is_one_gapless_chain_even_with_concurrent_writers,
     audit_records_carry_a_mac_once_the_store_has_a_key,
     entity_records_at_a_time_are_the_newest_up_to_then_of_what_changed_since,
+    inboxes_are_kept_per_person_newest_first,
 );
 
 /// Commands that inspect data open an existing store only: a missing directory, a directory

@@ -274,6 +274,9 @@ async fn the_portal_in_a_real_browser() {
     assert!(links.as_array().is_some_and(|l| l.len() >= 3), "the neighbourhood links its boxes: {links}");
     assert!(entity.contains("href=\"/catalog/system/cart-system\""), "its system in the picture: {entity}");
     alice.check_layout("entity").await;
+    alice.go(&format!("{base}/inbox")).await;
+    assert!(alice.source().await.contains("Where you are told"), "the inbox and its preferences");
+    alice.check_layout("inbox").await;
     alice.go(&format!("{base}/actions")).await;
     assert!(alice.source().await.contains("<h2>Development environments</h2>"), "the hub groups by category");
     alice.check_layout("self-service").await;

@@ -1,0 +1,139 @@
+//! Notifications: what a person is told when a run of theirs moves on — it waits for approval
+//! no longer (approved or declined), it succeeded, it failed — and where: the portal's inbox
+//! always (unless muted), and a webhook of theirs (JSON, or a Slack incoming webhook) for the
+//! topics they choose. No IO.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::FieldErrors;
+use crate::guardrail::{Notify, NotifyFormat};
+use crate::run::{Run, RunStatus};
+
+/// What a notification is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+pub enum Topic {
+    #[serde(rename = "run.succeeded")]
+    RunSucceeded,
+    #[serde(rename = "run.failed")]
+    RunFailed,
+    #[serde(rename = "run.approved")]
+    RunApproved,
+    #[serde(rename = "run.declined")]
+    RunDeclined,
+}
+
+impl Topic {
+    pub const ALL: [Topic; 4] = [Topic::RunSucceeded, Topic::RunFailed, Topic::RunApproved, Topic::RunDeclined];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Topic::RunSucceeded => "run.succeeded",
+            Topic::RunFailed => "run.failed",
+            Topic::RunApproved => "run.approved",
+            Topic::RunDeclined => "run.declined",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Topic> {
+        Topic::ALL.into_iter().find(|t| t.as_str() == text)
+    }
+
+    /// How the preferences page names it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Topic::RunSucceeded => "A run of mine succeeded",
+            Topic::RunFailed => "A run of mine failed or timed out",
+            Topic::RunApproved => "A run of mine was approved",
+            Topic::RunDeclined => "A run of mine was declined",
+        }
+    }
+}
+
+/// A person's choices. Every topic reaches the inbox unless muted; the webhook gets the topics
+/// it names (all, when it names none).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Preferences {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub muted: Vec<Topic>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<Notify>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub webhook_topics: Vec<Topic>,
+}
+
+impl Preferences {
+    pub fn check(&self) -> Result<(), FieldErrors> {
+        let mut errors = FieldErrors::default();
+        if let Some(webhook) = &self.webhook
+            && !(webhook.url.starts_with("https://") || webhook.url.starts_with("http://"))
+        {
+            errors.push("/webhook/url", "an http(s) URL");
+        }
+        if !self.webhook_topics.is_empty() && self.webhook.is_none() {
+            errors.push("/webhookTopics", "topics for a webhook: set `webhook` too");
+        }
+        errors.into_result(())
+    }
+
+    pub fn to_inbox(&self, topic: Topic) -> bool {
+        !self.muted.contains(&topic)
+    }
+
+    pub fn to_webhook(&self, topic: Topic) -> bool {
+        self.webhook.is_some() && (self.webhook_topics.is_empty() || self.webhook_topics.contains(&topic))
+    }
+}
+
+/// What to tell whom.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    pub topic: Topic,
+    pub recipient: String,
+    pub title: String,
+    pub link: String,
+}
+
+/// What a run's change tells the person who asked for it, if anything. A run's start is not
+/// news to them (they just asked), and an automation's runs have nobody to tell.
+pub fn for_run(before: Option<&Run>, run: &Run) -> Option<Notice> {
+    let before = before?;
+    if before.status == run.status || run.trigger.by.starts_with("automation:") || run.depth > 0 {
+        return None;
+    }
+    let what = match (&run.action_title, &run.entity) {
+        (Some(title), Some(entity)) => format!("{title} on {entity}"),
+        (Some(title), None) => title.clone(),
+        (None, Some(entity)) => format!("{} on {entity}", run.action),
+        (None, None) => run.action.clone(),
+    };
+    let reason = run.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default();
+    let (topic, title) = match run.status {
+        RunStatus::Success => (Topic::RunSucceeded, format!("{what} succeeded")),
+        RunStatus::Failure => (Topic::RunFailed, format!("{what} failed{reason}")),
+        RunStatus::TimedOut => (Topic::RunFailed, format!("{what} timed out{reason}")),
+        RunStatus::Declined => (Topic::RunDeclined, format!("{what} was declined{reason}")),
+        RunStatus::Queued | RunStatus::InProgress if before.status == RunStatus::WaitingForApproval => {
+            (Topic::RunApproved, format!("{what} was approved and goes ahead"))
+        }
+        _ => return None,
+    };
+    Some(Notice { topic, recipient: run.trigger.by.clone(), title, link: format!("/runs/{}", run.id) })
+}
+
+/// A notice as its webhook receives it: JSON (`notification`), or a Slack message.
+pub fn webhook_body(format: NotifyFormat, topic: Topic, title: &str, url: &str, id: &str) -> serde_json::Value {
+    match format {
+        NotifyFormat::Json => {
+            serde_json::json!({"type": "notification", "id": id, "topic": topic, "title": title, "url": url})
+        }
+        NotifyFormat::Slack => {
+            // Slack reads `&`, `<` and `>` as markup: a title's own are escaped.
+            let title = title.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+            serde_json::json!({"text": format!("{title} — <{url}|open in Portolan>")})
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

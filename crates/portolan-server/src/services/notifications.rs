@@ -1,0 +1,186 @@
+//! Each person's notifications: written to their inbox in the transaction of the change they
+//! tell of (so none is lost or told twice), and delivered to their webhook by the background
+//! worker, with retries, its outcome kept on the notification.
+
+use std::sync::Arc;
+
+use portolan_model::Millis;
+use portolan_model::notification::{self, Preferences, Topic};
+use portolan_model::run::Run;
+use portolan_store::{Job, NewJob, Notification, Tx};
+use serde_json::{Value, json};
+
+use super::actor::Actor;
+use super::core::Core;
+use crate::error::{Error, Result};
+use crate::outbound::{Outbound, OutboundError, Purpose};
+
+/// The job kind that delivers a notification to its webhook.
+pub const NOTIFY: &str = "notify";
+/// Deliveries tried before the notification is marked undelivered.
+const MAX_ATTEMPTS: i64 = 8;
+/// How long notifications are kept.
+const RETENTION_MS: Millis = 90 * 86_400_000;
+/// The most an inbox answer lists.
+pub const MAX_LIST: u32 = 200;
+
+#[derive(Clone)]
+pub struct Notifications {
+    core: Core,
+    outbound: Arc<Outbound>,
+    public_url: Arc<str>,
+}
+
+impl Notifications {
+    pub fn new(core: Core, outbound: Arc<Outbound>, public_url: Arc<str>) -> Self {
+        Self { core, outbound, public_url }
+    }
+
+    /// The caller's newest notifications (unread only, if asked), and how many are unread.
+    pub async fn inbox(&self, actor: &Actor, unread_only: bool, limit: u32) -> Result<(Vec<Notification>, u64)> {
+        let mut tx = self.core.store().read().await?;
+        let notes = tx.notifications(&actor.id, unread_only, limit.clamp(1, MAX_LIST)).await?;
+        Ok((notes, tx.count_unread_notifications(&actor.id).await?))
+    }
+
+    pub async fn unread(&self, actor: &Actor) -> Result<u64> {
+        Ok(self.core.store().read().await?.count_unread_notifications(&actor.id).await?)
+    }
+
+    /// Marks one of the caller's notifications read (every one, with `None`); how many were unread.
+    pub async fn mark_read(&self, actor: &Actor, id: Option<&str>) -> Result<u64> {
+        let mut tx = self.core.store().write().await?;
+        if let Some(id) = id
+            && tx.notification(id).await?.is_none_or(|n| n.user != actor.id)
+        {
+            return Err(Error::not_found(format!("notification '{id}'")));
+        }
+        let marked = tx.mark_notifications_read(&actor.id, id, self.core.now()).await?;
+        tx.commit().await?;
+        Ok(marked)
+    }
+
+    pub async fn preferences(&self, actor: &Actor) -> Result<Preferences> {
+        let mut tx = self.core.store().read().await?;
+        Ok(preferences_of(tx.as_mut(), &actor.id).await?)
+    }
+
+    /// Replaces the caller's preferences; a webhook must be one the server may call.
+    pub async fn set_preferences(&self, actor: &Actor, preferences: Preferences) -> Result<Preferences> {
+        preferences.check().map_err(Error::invalid)?;
+        if let Some(webhook) = &preferences.webhook {
+            self.outbound.check(Purpose::Notification, &webhook.url).map_err(|refused| match refused {
+                OutboundError::Refused(why) => Error::invalid_at("/webhook/url", why),
+                other => Error::invalid_at("/webhook/url", other.to_string()),
+            })?;
+        }
+        let document = serde_json::to_value(&preferences).unwrap_or(Value::Null);
+        let mut tx = self.core.store().write().await?;
+        tx.put_notification_preferences(&actor.id, &document).await?;
+        // The URL is not recorded: a Slack webhook's URL is its secret.
+        let shown = json!({"muted": preferences.muted, "webhook": preferences.webhook.is_some(),
+            "webhookTopics": preferences.webhook_topics});
+        let entry = actor.entry(self.core.now(), "notifications.preferences", "account", &actor.id);
+        tx.append_audit(&[entry.changed(None, Some(shown))]).await?;
+        tx.commit().await?;
+        Ok(preferences)
+    }
+
+    /// Delivers a notification to its recipient's webhook (a worker job). A failure is retried,
+    /// with a growing delay, up to [`MAX_ATTEMPTS`]; then the notification says it was not
+    /// delivered, and why.
+    pub async fn deliver(&self, job: &Job, owner: &str) -> Result<()> {
+        let outcome = |text: &str, done: bool| self.record(job, owner, text.to_string(), done);
+        let Some(id) = job.payload.get("notification").and_then(Value::as_str) else {
+            return outcome("", true).await;
+        };
+        let (note, preferences) = {
+            let mut tx = self.core.store().read().await?;
+            let Some(note) = tx.notification(id).await? else {
+                drop(tx);
+                return outcome("", true).await;
+            };
+            let preferences = preferences_of(tx.as_mut(), &note.user).await?;
+            (note, preferences)
+        };
+        let topic = Topic::parse(&note.topic).filter(|&topic| preferences.to_webhook(topic));
+        let (Some(topic), Some(webhook)) = (topic, preferences.webhook) else {
+            return outcome("not sent: the webhook was removed since", true).await;
+        };
+        let url = format!("{}{}", self.public_url, note.link);
+        let body = notification::webhook_body(webhook.format, topic, &note.title, &url, &note.id);
+        let sent = match self.outbound.request(Purpose::Notification, reqwest::Method::POST, &webhook.url) {
+            Ok(request) => request.json(&body).send().await.map_err(|e| e.to_string()),
+            Err(refused) => Err(refused.to_string()),
+        };
+        // Neither outcome names the URL: a Slack webhook's URL is its secret.
+        let failure = match sent {
+            Ok(response) if response.status().is_success() => return outcome("delivered", true).await,
+            Ok(response) => format!("the webhook answered {}", response.status().as_u16()),
+            Err(error) => format!("the webhook was not reached: {error}"),
+        };
+        let attempt = job.attempts + 1;
+        if attempt >= MAX_ATTEMPTS {
+            return outcome(&format!("not delivered after {attempt} attempts: {failure}"), true).await;
+        }
+        outcome(&format!("retrying (attempt {attempt} of {MAX_ATTEMPTS}): {failure}"), false).await?;
+        Err(Error::new(crate::error::ErrorCode::Unavailable, failure))
+    }
+
+    /// Keeps how a delivery went on its notification and, when it is over, ends the job.
+    async fn record(&self, job: &Job, owner: &str, outcome: String, done: bool) -> Result<()> {
+        let mut tx = self.core.store().write().await?;
+        if let Some(id) = job.payload.get("notification").and_then(Value::as_str)
+            && !outcome.is_empty()
+        {
+            tx.set_notification_delivery(id, &outcome).await?;
+        }
+        if done {
+            tx.complete_job(job.id, owner).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Deletes notifications past their retention; how many.
+    pub async fn prune(&self) -> Result<u64> {
+        let mut tx = self.core.store().write().await?;
+        let deleted = tx.delete_notifications_before(self.core.now() - RETENTION_MS).await?;
+        tx.commit().await?;
+        Ok(deleted)
+    }
+}
+
+async fn preferences_of(tx: &mut dyn Tx, user: &str) -> portolan_store::Result<Preferences> {
+    Ok(tx.notification_preferences(user).await?.and_then(|d| serde_json::from_value(d).ok()).unwrap_or_default())
+}
+
+/// In the transaction of a run's change: what it tells its requester, in their inbox (unless
+/// muted), with its webhook delivery queued when their preferences ask for one.
+pub(crate) async fn notify_run(tx: &mut dyn Tx, before: Option<&Run>, run: &Run, now: Millis) -> Result<()> {
+    let Some(notice) = notification::for_run(before, run) else { return Ok(()) };
+    let preferences = preferences_of(tx, &notice.recipient).await?;
+    let (inbox, webhook) = (preferences.to_inbox(notice.topic), preferences.to_webhook(notice.topic));
+    if !inbox && !webhook {
+        return Ok(());
+    }
+    let id = format!("ntf_{}", uuid::Uuid::new_v4().simple());
+    tx.insert_notification(&Notification {
+        id: id.clone(),
+        user: notice.recipient,
+        topic: notice.topic.as_str().into(),
+        title: notice.title,
+        link: notice.link,
+        created_at: now,
+        // Muted in the inbox, yet sent to the webhook: kept, as read, for its delivery's outcome.
+        read_at: (!inbox).then_some(now),
+        delivery: webhook.then(|| "queued".to_string()),
+    })
+    .await?;
+    if webhook {
+        let job =
+            NewJob { kind: NOTIFY.into(), dedupe_key: None, payload: json!({"notification": id}), run_after: now };
+        tx.enqueue_jobs(&[job]).await?;
+    }
+    Ok(())
+}

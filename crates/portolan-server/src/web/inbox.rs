@@ -1,0 +1,132 @@
+//! The inbox: what the signed-in person was told, and where they want to be told.
+
+use axum::body::Bytes;
+use portolan_model::guardrail::{Notify, NotifyFormat};
+use portolan_model::notification::{Preferences, Topic};
+
+use super::*;
+
+struct NoteRow {
+    title: String,
+    link: String,
+    when: String,
+    unread: bool,
+    delivery: Option<String>,
+}
+
+struct TopicRow {
+    topic: &'static str,
+    label: &'static str,
+    inbox: bool,
+    webhook: bool,
+}
+
+#[derive(Template)]
+#[template(path = "inbox.html")]
+struct InboxPage {
+    signed_in: Option<SignedIn>,
+    notes: Vec<NoteRow>,
+    topics: Vec<TopicRow>,
+    has_webhook: bool,
+    slack: bool,
+    error: Option<String>,
+}
+
+pub(super) async fn inbox_page(State(app): State<AppState>, Visitor(signed_in): Visitor) -> PageResult {
+    let preferences = app.notifications.preferences(&signed_in.actor).await?;
+    page(&app, &signed_in, &preferences, None, StatusCode::OK).await
+}
+
+async fn page(
+    app: &AppState,
+    signed_in: &SessionActor,
+    preferences: &Preferences,
+    error: Option<String>,
+    status: StatusCode,
+) -> PageResult {
+    let (notes, _) = app.notifications.inbox(&signed_in.actor, false, 100).await?;
+    let now = app.core.now();
+    let notes = notes
+        .into_iter()
+        .map(|n| NoteRow {
+            title: n.title,
+            link: n.link,
+            when: present::relative(n.created_at, now),
+            unread: n.read_at.is_none(),
+            delivery: n.delivery,
+        })
+        .collect();
+    let topics = Topic::ALL
+        .into_iter()
+        .map(|t| TopicRow {
+            topic: t.as_str(),
+            label: t.label(),
+            inbox: preferences.to_inbox(t),
+            webhook: preferences.webhook_topics.contains(&t),
+        })
+        .collect();
+    let page = InboxPage {
+        signed_in: layout_user(app, signed_in).await,
+        notes,
+        topics,
+        has_webhook: preferences.webhook.is_some(),
+        slack: preferences.webhook.as_ref().is_some_and(|w| w.format == NotifyFormat::Slack),
+        error,
+    };
+    Ok((status, render(&page)).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct CsrfForm {
+    csrf: String,
+}
+
+pub(super) async fn mark_all_read(
+    State(app): State<AppState>,
+    Visitor(signed_in): Visitor,
+    headers: HeaderMap,
+    Form(form): Form<CsrfForm>,
+) -> PageResult {
+    check_form(&headers, &signed_in, &form.csrf)?;
+    app.notifications.mark_read(&signed_in.actor, None).await?;
+    Ok(Redirect::to("/inbox").into_response())
+}
+
+/// The preferences form: a box per topic for the inbox and for the webhook (repeated fields,
+/// read from the body as pairs), the webhook's URL (empty: none) and format.
+pub(super) async fn save_preferences(
+    State(app): State<AppState>,
+    Visitor(signed_in): Visitor,
+    headers: HeaderMap,
+    body: Bytes,
+) -> PageResult {
+    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(&body).into_owned().collect();
+    let field = |name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.trim().to_string());
+    let topics =
+        |name: &str| pairs.iter().filter(|(k, _)| k == name).filter_map(|(_, v)| Topic::parse(v)).collect::<Vec<_>>();
+    check_form(&headers, &signed_in, &field("csrf").unwrap_or_default())?;
+    let inbox = topics("inbox");
+    let format =
+        if field("webhook_format").as_deref() == Some("slack") { NotifyFormat::Slack } else { NotifyFormat::Json };
+    // The URL is never shown again (a Slack webhook's URL is its secret): left empty, the one
+    // set before stays, unless the person removes it.
+    let webhook = match field("webhook_url").filter(|url| !url.is_empty()) {
+        Some(url) => Some(Notify { url, format }),
+        None if field("webhook_remove").is_some() => None,
+        None => app.notifications.preferences(&signed_in.actor).await?.webhook.map(|kept| Notify { format, ..kept }),
+    };
+    let preferences = Preferences {
+        muted: Topic::ALL.into_iter().filter(|t| !inbox.contains(t)).collect(),
+        webhook_topics: if webhook.is_some() { topics("webhook") } else { Vec::new() },
+        webhook,
+    };
+    match app.notifications.set_preferences(&signed_in.actor, preferences.clone()).await {
+        Ok(_) => Ok(Redirect::to("/inbox").into_response()),
+        Err(refused) if refused.code == ErrorCode::ValidationFailed => {
+            let why = refused.details.iter().filter_map(|d| d["message"].as_str()).collect::<Vec<_>>().join("; ");
+            let message = if why.is_empty() { refused.message } else { why };
+            page(&app, &signed_in, &preferences, Some(message), StatusCode::UNPROCESSABLE_ENTITY).await
+        }
+        Err(other) => Err(other.into()),
+    }
+}
