@@ -20,10 +20,13 @@ pub enum Topic {
     RunApproved,
     #[serde(rename = "run.declined")]
     RunDeclined,
+    #[serde(rename = "approval.needed")]
+    ApprovalNeeded,
 }
 
 impl Topic {
-    pub const ALL: [Topic; 4] = [Topic::RunSucceeded, Topic::RunFailed, Topic::RunApproved, Topic::RunDeclined];
+    pub const ALL: [Topic; 5] =
+        [Topic::RunSucceeded, Topic::RunFailed, Topic::RunApproved, Topic::RunDeclined, Topic::ApprovalNeeded];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -31,6 +34,7 @@ impl Topic {
             Topic::RunFailed => "run.failed",
             Topic::RunApproved => "run.approved",
             Topic::RunDeclined => "run.declined",
+            Topic::ApprovalNeeded => "approval.needed",
         }
     }
 
@@ -45,6 +49,7 @@ impl Topic {
             Topic::RunFailed => "A run of mine failed or timed out",
             Topic::RunApproved => "A run of mine was approved",
             Topic::RunDeclined => "A run of mine was declined",
+            Topic::ApprovalNeeded => "A run waits for my approval",
         }
     }
 }
@@ -101,12 +106,7 @@ pub fn for_run(before: Option<&Run>, run: &Run) -> Option<Notice> {
     if before.status == run.status || run.trigger.by.starts_with("automation:") || run.depth > 0 {
         return None;
     }
-    let what = match (&run.action_title, &run.entity) {
-        (Some(title), Some(entity)) => format!("{title} on {entity}"),
-        (Some(title), None) => title.clone(),
-        (None, Some(entity)) => format!("{} on {entity}", run.action),
-        (None, None) => run.action.clone(),
-    };
+    let what = described(run);
     let reason = run.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default();
     let (topic, title) = match run.status {
         RunStatus::Success => (Topic::RunSucceeded, format!("{what} succeeded")),
@@ -119,6 +119,26 @@ pub fn for_run(before: Option<&Run>, run: &Run) -> Option<Notice> {
         _ => return None,
     };
     Some(Notice { topic, recipient: run.trigger.by.clone(), title, link: format!("/runs/{}", run.id) })
+}
+
+/// What an approver is told of a run that waits for them (the requester never approves their own).
+pub fn approval_needed(run: &Run, approver: &str) -> Option<Notice> {
+    (run.status == RunStatus::WaitingForApproval && approver != run.trigger.by).then(|| Notice {
+        topic: Topic::ApprovalNeeded,
+        recipient: approver.to_string(),
+        title: format!("{} by {} waits for your approval", described(run), run.trigger.by),
+        link: format!("/runs/{}", run.id),
+    })
+}
+
+/// A run as a notice names it: its action's title, and the entity it acts on.
+fn described(run: &Run) -> String {
+    match (&run.action_title, &run.entity) {
+        (Some(title), Some(entity)) => format!("{title} on {entity}"),
+        (Some(title), None) => title.clone(),
+        (None, Some(entity)) => format!("{} on {entity}", run.action),
+        (None, None) => run.action.clone(),
+    }
 }
 
 /// A notice as its webhook receives it: JSON (`notification`), or a Slack message.

@@ -66,3 +66,15 @@ fn a_slack_message_escapes_the_title_and_links_the_run() {
         json!({"type": "notification", "id": "n1", "topic": "run.failed", "title": "t", "url": "https://p/runs/r_1"})
     );
 }
+
+#[test]
+fn an_approver_other_than_the_requester_hears_of_a_run_waiting_for_them() {
+    let waiting = run("WAITING_FOR_APPROVAL", "ana");
+    let told = approval_needed(&waiting, "carl").expect("told");
+    assert_eq!(
+        (told.topic, told.title.as_str()),
+        (Topic::ApprovalNeeded, "Scale on cart by ana waits for your approval")
+    );
+    assert_eq!(approval_needed(&waiting, "ana"), None, "not the requester");
+    assert_eq!(approval_needed(&run("QUEUED", "ana"), "carl"), None, "nothing waits");
+}

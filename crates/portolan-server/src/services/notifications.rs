@@ -4,9 +4,10 @@
 
 use std::sync::Arc;
 
-use portolan_model::Millis;
 use portolan_model::notification::{self, Preferences, Topic};
+use portolan_model::permission::User;
 use portolan_model::run::Run;
+use portolan_model::{Millis, system};
 use portolan_store::{Job, NewJob, Notification, Tx};
 use serde_json::{Value, json};
 
@@ -21,6 +22,8 @@ pub const NOTIFY: &str = "notify";
 const MAX_ATTEMPTS: i64 = 8;
 /// How long notifications are kept.
 const RETENTION_MS: Millis = 90 * 86_400_000;
+/// The most approvers told of one run.
+const MAX_APPROVERS_TOLD: usize = 200;
 /// The most an inbox answer lists.
 pub const MAX_LIST: u32 = 200;
 
@@ -155,10 +158,49 @@ async fn preferences_of(tx: &mut dyn Tx, user: &str) -> portolan_store::Result<P
     Ok(tx.notification_preferences(user).await?.and_then(|d| serde_json::from_value(d).ok()).unwrap_or_default())
 }
 
-/// In the transaction of a run's change: what it tells its requester, in their inbox (unless
-/// muted), with its webhook delivery queued when their preferences ask for one.
+/// In the transaction of a run's change: what it tells its requester, or (a run that starts by
+/// waiting for approval) its approvers, each in their inbox unless muted, with a webhook delivery
+/// queued where their preferences ask for one.
 pub(crate) async fn notify_run(tx: &mut dyn Tx, before: Option<&Run>, run: &Run, now: Millis) -> Result<()> {
-    let Some(notice) = notification::for_run(before, run) else { return Ok(()) };
+    if let Some(notice) = notification::for_run(before, run) {
+        tell(tx, notice, now).await?;
+    }
+    if before.is_none() {
+        for approver in approvers(tx, run).await? {
+            if let Some(notice) = notification::approval_needed(run, &approver) {
+                tell(tx, notice, now).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The people who may decide a run's approval, when its rule names them (users, teams, roles);
+/// a rule that leaves it to permission grants names nobody to tell, and its run waits on the
+/// approvers' page. At most [`MAX_APPROVERS_TOLD`].
+async fn approvers(tx: &mut dyn Tx, run: &Run) -> Result<Vec<String>> {
+    let Some(approval) = run.approval.as_ref().filter(|a| a.approvers.is_some()) else { return Ok(Vec::new()) };
+    let accounts = tx.accounts().await?;
+    let ids: Vec<String> = accounts.iter().map(|a| a.user.clone()).collect();
+    let people = tx.entities(system::USER, &ids).await?;
+    let mut told = Vec::new();
+    for account in &accounts {
+        let Some(person) = people.iter().find(|e| e.identifier == account.user) else { continue };
+        if person.properties.get("status").and_then(Value::as_str) == Some("disabled") {
+            continue;
+        }
+        let user = User { id: account.user.clone(), role: account.role, teams: person.team.clone() };
+        if approval.may_decide(&user, false) {
+            told.push(user.id);
+        }
+        if told.len() == MAX_APPROVERS_TOLD {
+            break;
+        }
+    }
+    Ok(told)
+}
+
+async fn tell(tx: &mut dyn Tx, notice: notification::Notice, now: Millis) -> Result<()> {
     let preferences = preferences_of(tx, &notice.recipient).await?;
     let (inbox, webhook) = (preferences.to_inbox(notice.topic), preferences.to_webhook(notice.topic));
     if !inbox && !webhook {

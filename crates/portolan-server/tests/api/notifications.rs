@@ -44,6 +44,10 @@ async fn a_requester_is_told_in_the_inbox_when_their_run_is_decided_and_may_mute
 
     let declined = request(&app, &ana).await;
     assert_eq!(inbox(&app, &ana).await["unread"], 0, "asking is not news");
+    let approver = app.get("/api/v1/notifications").await.body;
+    assert_eq!(topics(&approver), ["approval.needed"], "the approver the rule names is told: {approver}");
+    assert_eq!(approver["notifications"][0]["title"], "Scale on cart by ana waits for your approval");
+    assert_eq!(approver["notifications"][0]["link"], format!("/runs/{declined}"));
     decide(&app, &declined, "DECLINE").await;
     let approved = request(&app, &ana).await;
     decide(&app, &approved, "APPROVE").await;
