@@ -1,6 +1,6 @@
 //! Notifications: what a person is told when a run of theirs moves on — it waits for approval
 //! no longer (approved or declined), it succeeded, it failed — and where: the portal's inbox
-//! always (unless muted), and a webhook of theirs (JSON, or a Slack incoming webhook) for the
+//! for the topics they keep there (all but successes, unless they choose), and a webhook of theirs (JSON, or a Slack incoming webhook) for the
 //! topics they choose. No IO.
 
 use serde::{Deserialize, Serialize};
@@ -54,17 +54,27 @@ impl Topic {
     }
 }
 
-/// A person's choices. Every topic reaches the inbox unless muted; the webhook gets the topics
-/// it names (all, when it names none).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+/// A person's choices: the topics their inbox gets (by default every one but a run's success,
+/// which they saw happen), and a webhook with the topics it gets (all, when it names none).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Preferences {
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub muted: Vec<Topic>,
+    #[serde(default = "default_inbox")]
+    pub inbox: Vec<Topic>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook: Option<Notify>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub webhook_topics: Vec<Topic>,
+}
+
+fn default_inbox() -> Vec<Topic> {
+    Topic::ALL.into_iter().filter(|t| *t != Topic::RunSucceeded).collect()
+}
+
+impl Default for Preferences {
+    fn default() -> Self {
+        Preferences { inbox: default_inbox(), webhook: None, webhook_topics: Vec::new() }
+    }
 }
 
 impl Preferences {
@@ -82,7 +92,7 @@ impl Preferences {
     }
 
     pub fn to_inbox(&self, topic: Topic) -> bool {
-        !self.muted.contains(&topic)
+        self.inbox.contains(&topic)
     }
 
     pub fn to_webhook(&self, topic: Topic) -> bool {

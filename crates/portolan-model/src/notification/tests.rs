@@ -38,20 +38,21 @@ fn a_requester_hears_of_each_decision_and_end_of_their_run_but_not_its_start() {
 }
 
 #[test]
-fn preferences_mute_the_inbox_and_choose_the_webhooks_topics() {
+fn preferences_choose_the_inboxs_topics_and_the_webhooks() {
     let none = Preferences::default();
     assert!(none.to_inbox(Topic::RunFailed) && !none.to_webhook(Topic::RunFailed));
+    assert!(!none.to_inbox(Topic::RunSucceeded), "a success is not news by default");
     let chosen: Preferences = serde_json::from_value(json!({
-        "muted": ["run.succeeded"], "webhook": {"url": "https://hooks.example/x", "format": "slack"},
+        "inbox": ["run.failed"], "webhook": {"url": "https://hooks.example/x", "format": "slack"},
         "webhookTopics": ["run.failed"]
     }))
     .expect("preferences");
     assert!(chosen.check().is_ok());
-    assert!(!chosen.to_inbox(Topic::RunSucceeded) && chosen.to_inbox(Topic::RunFailed));
+    assert!(!chosen.to_inbox(Topic::RunDeclined) && chosen.to_inbox(Topic::RunFailed));
     assert!(chosen.to_webhook(Topic::RunFailed) && !chosen.to_webhook(Topic::RunApproved));
     let bad: Preferences = serde_json::from_value(json!({"webhook": {"url": "ftp://x"}})).expect("parsed");
     assert_eq!(bad.check().expect_err("refused").0[0].path, "/webhook/url");
-    assert!(serde_json::from_value::<Preferences>(json!({"muted": ["run.exploded"]})).is_err(), "unknown topic");
+    assert!(serde_json::from_value::<Preferences>(json!({"inbox": ["run.exploded"]})).is_err(), "unknown topic");
     assert!(serde_json::from_value::<Preferences>(json!({"mute": []})).is_err(), "unknown field");
 }
 

@@ -107,7 +107,7 @@ pub async fn preferences(State(app): State<AppState>, caller: Caller) -> Result<
     Ok(Json(PreferencesResponse { ok: true, preferences: app.notifications.preferences(&caller.actor).await? }))
 }
 
-/// Replaces the caller's notification preferences: topics muted in the inbox, and a webhook
+/// Replaces the caller's notification preferences: the topics the inbox gets, and a webhook
 /// (JSON, or a Slack incoming webhook) with the topics it gets.
 #[utoipa::path(put, path = "/api/v1/notifications/preferences", tag = "notifications", request_body = Preferences,
     responses((status = 200, body = PreferencesResponse), (status = 422)))]

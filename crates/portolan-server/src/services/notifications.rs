@@ -81,7 +81,7 @@ impl Notifications {
         let mut tx = self.core.store().write().await?;
         tx.put_notification_preferences(&actor.id, &document).await?;
         // The URL is not recorded: a Slack webhook's URL is its secret.
-        let shown = json!({"muted": preferences.muted, "webhook": preferences.webhook.is_some(),
+        let shown = json!({"inbox": preferences.inbox, "webhook": preferences.webhook.is_some(),
             "webhookTopics": preferences.webhook_topics});
         let entry = actor.entry(self.core.now(), "notifications.preferences", "account", &actor.id);
         tx.append_audit(&[entry.changed(None, Some(shown))]).await?;
@@ -159,7 +159,7 @@ async fn preferences_of(tx: &mut dyn Tx, user: &str) -> portolan_store::Result<P
 }
 
 /// In the transaction of a run's change: what it tells its requester, or (a run that starts by
-/// waiting for approval) its approvers, each in their inbox unless muted, with a webhook delivery
+/// waiting for approval) its approvers, each in their inbox if they keep the topic there, with a webhook delivery
 /// queued where their preferences ask for one.
 pub(crate) async fn notify_run(tx: &mut dyn Tx, before: Option<&Run>, run: &Run, now: Millis) -> Result<()> {
     if let Some(notice) = notification::for_run(before, run) {
@@ -214,7 +214,7 @@ async fn tell(tx: &mut dyn Tx, notice: notification::Notice, now: Millis) -> Res
         title: notice.title,
         link: notice.link,
         created_at: now,
-        // Muted in the inbox, yet sent to the webhook: kept, as read, for its delivery's outcome.
+        // Left out of the inbox, yet sent to the webhook: kept, as read, for its delivery's outcome.
         read_at: (!inbox).then_some(now),
         delivery: webhook.then(|| "queued".to_string()),
     })

@@ -105,7 +105,6 @@ pub(super) async fn save_preferences(
     let topics =
         |name: &str| pairs.iter().filter(|(k, _)| k == name).filter_map(|(_, v)| Topic::parse(v)).collect::<Vec<_>>();
     check_form(&headers, &signed_in, &field("csrf").unwrap_or_default())?;
-    let inbox = topics("inbox");
     let format =
         if field("webhook_format").as_deref() == Some("slack") { NotifyFormat::Slack } else { NotifyFormat::Json };
     // The URL is never shown again (a Slack webhook's URL is its secret): left empty, the one
@@ -116,7 +115,7 @@ pub(super) async fn save_preferences(
         None => app.notifications.preferences(&signed_in.actor).await?.webhook.map(|kept| Notify { format, ..kept }),
     };
     let preferences = Preferences {
-        muted: Topic::ALL.into_iter().filter(|t| !inbox.contains(t)).collect(),
+        inbox: topics("inbox"),
         webhook_topics: if webhook.is_some() { topics("webhook") } else { Vec::new() },
         webhook,
     };

@@ -36,7 +36,7 @@ fn topics(inbox: &Value) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn a_requester_is_told_in_the_inbox_when_their_run_is_decided_and_may_mute_a_topic() {
+async fn a_requester_is_told_in_the_inbox_when_their_run_is_decided_and_chooses_the_topics() {
     let app = spawn_app().await;
     crate::mcp::catalog_with_a_guarded_action(&app).await;
     let ana = app.member("ana", &["team-a"]).await;
@@ -54,9 +54,9 @@ async fn a_requester_is_told_in_the_inbox_when_their_run_is_decided_and_may_mute
     app.drain_jobs().await;
 
     let told = inbox(&app, &ana).await;
-    assert_eq!(told["unread"], 3, "{told}");
-    assert_eq!(topics(&told), ["run.succeeded", "run.approved", "run.declined"], "newest first: {told}");
-    let first = &told["notifications"][2];
+    assert_eq!(told["unread"], 2, "{told}");
+    assert_eq!(topics(&told), ["run.approved", "run.declined"], "newest first, a success left out: {told}");
+    let first = &told["notifications"][1];
     assert_eq!(first["link"], format!("/runs/{declined}"));
     assert!(first["title"].as_str().is_some_and(|t| t.contains("Scale on cart was declined")), "{first}");
     assert_eq!(inbox(&app, &bo).await["unread"], 0, "nobody else is told");
@@ -68,24 +68,24 @@ async fn a_requester_is_told_in_the_inbox_when_their_run_is_decided_and_may_mute
     let theirs = app.call_as(Method::POST, &format!("/api/v1/notifications/{id}/read"), &bo, None).await;
     assert_eq!(theirs.status, StatusCode::NOT_FOUND);
     let unread = app.call_as(Method::GET, "/api/v1/notifications?unread=true", &ana, None).await.body;
-    assert_eq!(topics(&unread), ["run.succeeded", "run.approved"]);
+    assert_eq!(topics(&unread), ["run.approved"]);
 
-    // Muted: declined runs no longer reach the inbox.
-    let muted = json!({"muted": ["run.declined"]});
+    // Chosen: successes reach the inbox, declined runs no longer do.
+    let muted = json!({"inbox": ["run.succeeded", "run.approved", "run.failed"]});
     let saved = app.call_as(Method::PUT, "/api/v1/notifications/preferences", &ana, Some(muted)).await;
     assert_eq!(saved.status, StatusCode::OK, "{}", saved.body);
     let again = request(&app, &ana).await;
     decide(&app, &again, "DECLINE").await;
-    assert_eq!(inbox(&app, &ana).await["unread"], 2, "muted");
+    assert_eq!(inbox(&app, &ana).await["unread"], 1, "declined: left out");
     let all = app.call_as(Method::POST, "/api/v1/notifications/read", &ana, None).await;
-    assert_eq!(all.body["marked"], 2);
+    assert_eq!(all.body["marked"], 1);
 
     // A webhook that is no webhook is refused, by field.
     let bad = json!({"webhook": {"url": "ftp://hooks.example/x"}});
     let refused = app.call_as(Method::PUT, "/api/v1/notifications/preferences", &ana, Some(bad)).await;
     assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", refused.body);
     assert_eq!(refused.detail_paths(), ["/webhook/url"]);
-    let unknown = json!({"muted": ["run.exploded"]});
+    let unknown = json!({"inbox": ["run.exploded"]});
     let refused = app.call_as(Method::PUT, "/api/v1/notifications/preferences", &ana, Some(unknown)).await;
     assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", refused.body);
 }

@@ -461,7 +461,7 @@ pub async fn inboxes_are_kept_per_person_newest_first(store: &dyn Store) {
     for (id, user, at) in [("n1", "ana", 10), ("n2", "ana", 20), ("n3", "bo", 30)] {
         tx.insert_notification(&note(id, user, at)).await.expect("insert");
     }
-    tx.put_notification_preferences("ana", &serde_json::json!({"muted": ["run.succeeded"]})).await.expect("prefs");
+    tx.put_notification_preferences("ana", &serde_json::json!({"inbox": ["run.failed"]})).await.expect("prefs");
     tx.commit().await.expect("commit");
 
     let mut tx = store.write().await.expect("tx");
@@ -481,7 +481,7 @@ pub async fn inboxes_are_kept_per_person_newest_first(store: &dyn Store) {
     assert_eq!(tx.notification("n1").await.expect("read").and_then(|n| n.read_at), Some(40));
     assert_eq!(
         tx.notification_preferences("ana").await.expect("prefs"),
-        Some(serde_json::json!({"muted": ["run.succeeded"]}))
+        Some(serde_json::json!({"inbox": ["run.failed"]}))
     );
     assert_eq!(tx.notification_preferences("bo").await.expect("prefs"), None);
     assert_eq!(tx.delete_notifications_before(25).await.expect("expire"), 2);
