@@ -769,7 +769,9 @@ async fn gitlab_projects_merge_requests_pipelines_and_deployments_are_pulled() {
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
     let first = app.post("/api/v1/integrations/gitlab/sync", json!({})).await;
     let status = &first.body["status"];
-    assert_eq!((&status["state"], &status["created"]), (&json!("ok"), &json!(12)), "{status}");
+    // As for PagerDuty below: the sweeper's first pull may have come before this one.
+    let applied = status["created"].as_i64().unwrap_or(0) + status["unchanged"].as_i64().unwrap_or(0);
+    assert_eq!((&status["state"], applied), (&json!("ok"), 12), "{status}");
 
     let pipeline = fixture("gitlab/pipeline.json");
     // The third project's (4303) pipeline.
@@ -876,11 +878,10 @@ async fn pagerduty_services_incidents_and_on_calls_are_pulled_page_by_offset() {
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
     let first = app.post("/api/v1/integrations/pagerduty/sync", json!({})).await;
     let status = &first.body["status"];
-    assert_eq!(
-        (&status["state"], &status["fetched"], &status["created"]),
-        (&json!("ok"), &json!(152), &json!(152)),
-        "{status}"
-    );
+    // A new integration is due at once, so the sweeper's pull may come first; this one then waits
+    // its turn and finds every item in place.
+    let applied = status["created"].as_i64().unwrap_or(0) + status["unchanged"].as_i64().unwrap_or(0);
+    assert_eq!((&status["state"], &status["fetched"], applied), (&json!("ok"), &json!(152), 152), "{status}");
     let incident = fixture("pagerduty/incident.json");
     let shown = app
         .get(&format!("/api/v1/blueprints/pagerdutyIncident/entities/{}", incident["id"].as_str().unwrap_or("?")))
