@@ -82,22 +82,19 @@ fn refused(app: &AppState, refusal: Refusal) -> Response {
     }
 }
 
-/// The host (or app scheme) a redirect URI leads to.
+/// Where a redirect URI leads: its origin, or an app's scheme (`vscode:`). The URI was checked
+/// when the client registered, so it parses.
 fn redirect_target(uri: &str) -> String {
     match url::Url::parse(uri) {
         Ok(url) if url.host_str().is_some() => url.origin().ascii_serialization(),
-        Ok(url) => format!("the app behind '{}:'", url.scheme()),
-        Err(_) => uri.to_string(),
+        Ok(url) => format!("{}:", url.scheme()),
+        Err(_) => String::new(),
     }
 }
 
 /// The portal's policy, with the form allowed to lead to the client's redirect URI (browsers
 /// hold a form's redirects to `form-action` too).
 fn consent_policy(redirect_uri: &str) -> String {
-    let target = match url::Url::parse(redirect_uri) {
-        Ok(url) if url.host_str().is_some() => url.origin().ascii_serialization(),
-        Ok(url) => format!("{}:", url.scheme()),
-        Err(_) => String::new(),
-    };
+    let target = redirect_target(redirect_uri);
     CONTENT_SECURITY_POLICY.replace("form-action 'self'", &format!("form-action 'self' {target}"))
 }
