@@ -423,7 +423,9 @@ async fn a_github_app_pulls_every_kind_from_githubs_own_examples_and_follows_the
     assert_eq!(status["state"], "ok", "{}", first.body);
     // 3 repositories, and for each a pull request, a workflow run, a deployment and a release;
     // one team and one member.
-    assert_eq!((&status["fetched"], &status["created"]), (&json!(17), &json!(17)), "{status}");
+    // The sweeper's first pull may have come before this one (see the PagerDuty test).
+    let applied = status["created"].as_i64().unwrap_or(0) + status["unchanged"].as_i64().unwrap_or(0);
+    assert_eq!((&status["fetched"], applied), (&json!(17), 17), "{status}");
     assert_eq!(github.limited.load(Ordering::SeqCst), 1, "the spent rate limit was waited out");
     assert_eq!(github.tokens_issued.load(Ordering::SeqCst), 1, "one installation token per pull");
 
