@@ -149,10 +149,7 @@ impl Initiative {
             if !(1..=90).contains(&reminders.every_days) {
                 errors.push("/reminders/everyDays", "reminders come every 1 to 90 days");
             }
-            let url = &reminders.notify.url;
-            if !(url.starts_with("https://") || url.starts_with("http://")) {
-                errors.push("/reminders/notify/url", "an http(s) URL");
-            }
+            reminders.notify.check("/reminders/notify", &mut errors);
         }
         if !blueprints.iter().any(|b| b.identifier == self.blueprint) {
             errors.push("/blueprint", format!("no blueprint '{}'", pointer_token(&self.blueprint)));

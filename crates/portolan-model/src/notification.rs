@@ -80,10 +80,8 @@ impl Default for Preferences {
 impl Preferences {
     pub fn check(&self) -> Result<(), FieldErrors> {
         let mut errors = FieldErrors::default();
-        if let Some(webhook) = &self.webhook
-            && !(webhook.url.starts_with("https://") || webhook.url.starts_with("http://"))
-        {
-            errors.push("/webhook/url", "an http(s) URL");
+        if let Some(webhook) = &self.webhook {
+            webhook.check("/webhook", &mut errors);
         }
         if !self.webhook_topics.is_empty() && self.webhook.is_none() {
             errors.push("/webhookTopics", "topics for a webhook: set `webhook` too");

@@ -144,6 +144,16 @@ impl Outbound {
         self.route(purpose, url).map(|(url, _)| url)
     }
 
+    /// [`Outbound::check`] for a URL a person saves: a refusal is a validation error at `path`.
+    pub fn check_field(&self, purpose: Purpose, url: &str, path: &str) -> Result<(), crate::error::Error> {
+        self.check(purpose, url).map(|_| ()).map_err(|refused| match refused {
+            OutboundError::Refused(why) => {
+                crate::error::Error::invalid_at(path, format!("{why} (the server setting webhook_allow_private)"))
+            }
+            other => crate::error::Error::invalid_at(path, other.to_string()),
+        })
+    }
+
     fn route(&self, purpose: Purpose, url: &str) -> Result<(url::Url, &reqwest::Client), OutboundError> {
         let parsed = url::Url::parse(url)
             .ok()

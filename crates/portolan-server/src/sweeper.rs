@@ -126,11 +126,10 @@ async fn keep_lease(
         if now - round_started.load(Ordering::Relaxed) > STALL_MS {
             continue;
         }
+        // Renews the lease if this replica holds it, takes it if it lapsed, and leaves another's.
         let renewed = async {
             let mut tx = app.core.store().write().await?;
-            if tx.singleton_owner(TIMER_SWEEPER).await?.is_some_and(|(held_by, _)| held_by == owner) {
-                tx.acquire_singleton(TIMER_SWEEPER, &owner, now, lease_ms).await?;
-            }
+            tx.acquire_singleton(TIMER_SWEEPER, &owner, now, lease_ms).await?;
             tx.commit().await
         };
         if let Err(err) = renewed.await {

@@ -59,6 +59,15 @@ pub struct Notify {
     pub format: NotifyFormat,
 }
 
+impl Notify {
+    /// The URL is an http(s) one (whether the server may call it is the server's to say).
+    pub fn check(&self, path: &str, errors: &mut FieldErrors) {
+        if !(self.url.starts_with("https://") || self.url.starts_with("http://")) {
+            errors.push(format!("{path}/url"), "an http(s) URL");
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum NotifyFormat {
@@ -96,10 +105,8 @@ impl ApprovalRule {
         if let Some(Err(why)) = self.policy.as_deref().map(crate::jq::check) {
             errors.push(format!("{path}/policy"), why);
         }
-        if let Some(notify) = &self.notify
-            && !(notify.url.starts_with("https://") || notify.url.starts_with("http://"))
-        {
-            errors.push(format!("{path}/notify/url"), "an http(s) URL");
+        if let Some(notify) = &self.notify {
+            notify.check(&format!("{path}/notify"), errors);
         }
         if !(1..=24 * 90).contains(&self.expires_after_hours) {
             errors.push(format!("{path}/expiresAfterHours"), "an approval waits 1 hour to 90 days");

@@ -15,7 +15,7 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::keys;
 use crate::keys::Keys;
 use crate::outbound::Outbound;
-use crate::outbound::{OutboundError, Purpose};
+use crate::outbound::Purpose;
 use portolan_model::permission::{Access, ActionOp};
 
 /// Longest secret value accepted, in bytes.
@@ -376,14 +376,7 @@ impl Actions {
     /// only (silently) each time a run waits; a name is checked when it resolves.
     fn check_notify_url(&self, action: &Action) -> Result<()> {
         let Some(notify) = action.approval().and_then(|rule| rule.notify) else { return Ok(()) };
-        match self.outbound.check(Purpose::ApprovalNotice, &notify.url) {
-            Ok(_) => Ok(()),
-            Err(OutboundError::Refused(why)) => Err(Error::invalid_at(
-                "/guardrails/approval/notify/url",
-                format!("{why} (the server setting webhook_allow_private)"),
-            )),
-            Err(other) => Err(Error::invalid_at("/guardrails/approval/notify/url", other.to_string())),
-        }
+        self.outbound.check_field(Purpose::ApprovalNotice, &notify.url, "/guardrails/approval/notify/url")
     }
 }
 

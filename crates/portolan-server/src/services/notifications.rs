@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use super::actor::Actor;
 use super::core::Core;
 use crate::error::{Error, Result};
-use crate::outbound::{Outbound, OutboundError, Purpose};
+use crate::outbound::{Outbound, Purpose};
 
 /// The job kind that delivers a notification to its webhook.
 pub const NOTIFY: &str = "notify";
@@ -72,10 +72,7 @@ impl Notifications {
     pub async fn set_preferences(&self, actor: &Actor, preferences: Preferences) -> Result<Preferences> {
         preferences.check().map_err(Error::invalid)?;
         if let Some(webhook) = &preferences.webhook {
-            self.outbound.check(Purpose::Notification, &webhook.url).map_err(|refused| match refused {
-                OutboundError::Refused(why) => Error::invalid_at("/webhook/url", why),
-                other => Error::invalid_at("/webhook/url", other.to_string()),
-            })?;
+            self.outbound.check_field(Purpose::Notification, &webhook.url, "/webhook/url")?;
         }
         let document = serde_json::to_value(&preferences).unwrap_or(Value::Null);
         let mut tx = self.core.store().write().await?;

@@ -122,9 +122,7 @@ pub(super) async fn save_preferences(
     match app.notifications.set_preferences(&signed_in.actor, preferences.clone()).await {
         Ok(_) => Ok(Redirect::to("/inbox").into_response()),
         Err(refused) if refused.code == ErrorCode::ValidationFailed => {
-            let why = refused.details.iter().filter_map(|d| d["message"].as_str()).collect::<Vec<_>>().join("; ");
-            let message = if why.is_empty() { refused.message } else { why };
-            page(&app, &signed_in, &preferences, Some(message), StatusCode::UNPROCESSABLE_ENTITY).await
+            page(&app, &signed_in, &preferences, Some(refused.message), StatusCode::UNPROCESSABLE_ENTITY).await
         }
         Err(other) => Err(other.into()),
     }

@@ -139,4 +139,20 @@ async fn the_header_counts_the_unread_and_the_inbox_page_lists_them() {
     assert!(page.contains("aria-label=\"Inbox, 1 unread\""), "the header's count: {page}");
     assert!(page.contains(&format!("<a href=\"/runs/{run}\">Scale on cart was declined")), "{page}");
     assert!(page.contains("name=\"webhook_url\""), "the preferences form: {page}");
+
+    // A webhook that is no webhook is refused on the page, naming the field; nothing is saved.
+    let csrf = page.split("name=\"csrf\" value=\"").nth(1).and_then(|r| r.split('"').next()).expect("csrf");
+    let fields = [("csrf", csrf), ("inbox", "run.failed"), ("webhook_url", "ftp://hooks.example/x")];
+    let sent = crate::web::form_post(
+        crate::web::browser().post(format!("{}/inbox/preferences", app.base)).header("cookie", &session),
+        &fields,
+    )
+    .send()
+    .await
+    .expect("sent");
+    assert_eq!(sent.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let refused = sent.text().await.expect("html");
+    assert!(refused.contains("/webhook/url: an http(s) URL"), "{refused}");
+    let kept = app.call_as(Method::GET, "/api/v1/notifications/preferences", &token, None).await.body;
+    assert!(kept["preferences"]["webhook"].is_null(), "{kept}");
 }
