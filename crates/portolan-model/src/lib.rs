@@ -24,6 +24,7 @@ pub mod query;
 pub mod run;
 pub mod scorecard;
 pub mod scorecard_definition;
+pub mod slack;
 pub mod system;
 pub mod template;
 pub mod timestamp;

@@ -55,12 +55,15 @@ impl Topic {
 }
 
 /// A person's choices: the topics their inbox gets (by default every one but a run's success,
-/// which they saw happen), and a webhook with the topics it gets (all, when it names none).
+/// which they saw happen), the topics sent to them in Slack once they link their Slack user
+/// (the same by default), and a webhook with the topics it gets (all, when it names none).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Preferences {
     #[serde(default = "default_inbox")]
     pub inbox: Vec<Topic>,
+    #[serde(default = "default_inbox")]
+    pub slack: Vec<Topic>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook: Option<Notify>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -73,7 +76,7 @@ fn default_inbox() -> Vec<Topic> {
 
 impl Default for Preferences {
     fn default() -> Self {
-        Preferences { inbox: default_inbox(), webhook: None, webhook_topics: Vec::new() }
+        Preferences { inbox: default_inbox(), slack: default_inbox(), webhook: None, webhook_topics: Vec::new() }
     }
 }
 
@@ -93,9 +96,49 @@ impl Preferences {
         self.inbox.contains(&topic)
     }
 
+    /// Whether a topic goes to Slack, for someone whose Slack user is linked.
+    pub fn to_slack(&self, topic: Topic) -> bool {
+        self.slack.contains(&topic)
+    }
+
     pub fn to_webhook(&self, topic: Topic) -> bool {
         self.webhook.is_some() && (self.webhook_topics.is_empty() || self.webhook_topics.contains(&topic))
     }
+}
+
+/// Where a notification is sent beyond the inbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    Webhook,
+    Slack,
+}
+
+impl Channel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Webhook => "webhook",
+            Channel::Slack => "slack",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Channel> {
+        [Channel::Webhook, Channel::Slack].into_iter().find(|c| c.as_str() == text)
+    }
+}
+
+/// A notification's delivery record with one channel's outcome put in or replaced, each channel
+/// as `name: outcome`, joined by ` · ` (`webhook: delivered · slack: queued`).
+pub fn delivery_with(previous: Option<&str>, channel: Channel, outcome: &str) -> String {
+    let prefix = format!("{}: ", channel.as_str());
+    let mut parts: Vec<String> = previous
+        .into_iter()
+        .flat_map(|p| p.split(" · "))
+        .filter(|part| !part.is_empty() && !part.starts_with(&prefix))
+        .map(str::to_string)
+        .collect();
+    parts.push(format!("{prefix}{outcome}"));
+    parts.sort();
+    parts.join(" · ")
 }
 
 /// What to tell whom.
@@ -156,8 +199,7 @@ pub fn webhook_body(format: NotifyFormat, topic: Topic, title: &str, url: &str, 
             serde_json::json!({"type": "notification", "id": id, "topic": topic, "title": title, "url": url})
         }
         NotifyFormat::Slack => {
-            // Slack reads `&`, `<` and `>` as markup: a title's own are escaped.
-            let title = title.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+            let title = crate::slack::escape(title);
             serde_json::json!({"text": format!("{title} — <{url}|open in Portolan>")})
         }
     }

@@ -19,7 +19,7 @@ use crate::error::{self, Error, ErrorCode};
 use crate::extract::CallerSlot;
 use crate::services::actor::{Actor, Origin};
 use crate::state::AppState;
-use crate::{api, connections, mcp, rate_limit, web};
+use crate::{api, connections, mcp, rate_limit, slack, web};
 
 /// Settings of the HTTP server that the binary reads from its configuration.
 #[derive(Debug, Clone)]
@@ -63,6 +63,7 @@ pub fn router(state: AppState, options: &ServerOptions) -> Router {
     let mut routes = api::router()
         .merge(web::router())
         .merge(mcp::router())
+        .merge(slack::router())
         .fallback(no_such_route)
         .method_not_allowed_fallback(|| async {
             Error::new(ErrorCode::MethodNotAllowed, "method not allowed on this route")

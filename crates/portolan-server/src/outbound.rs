@@ -35,10 +35,12 @@ pub enum Purpose {
     Reminder,
     /// A person's notification, to the webhook their preferences name.
     Notification,
+    /// Slack's Web API: the operator's configured address is trusted (private addresses included).
+    Slack,
 }
 
 impl Purpose {
-    pub const ALL: [Purpose; 7] = [
+    pub const ALL: [Purpose; 8] = [
         Purpose::Webhook,
         Purpose::ApprovalNotice,
         Purpose::TimeoutNotice,
@@ -46,6 +48,7 @@ impl Purpose {
         Purpose::IntegrationSource,
         Purpose::Reminder,
         Purpose::Notification,
+        Purpose::Slack,
     ];
 
     fn noun(self) -> &'static str {
@@ -57,6 +60,7 @@ impl Purpose {
             Purpose::IntegrationSource => "integration sources",
             Purpose::Reminder => "reminders",
             Purpose::Notification => "notifications",
+            Purpose::Slack => "Slack requests",
         }
     }
 }

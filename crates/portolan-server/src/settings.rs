@@ -7,6 +7,7 @@ use crate::sandbox::JqSandbox;
 use crate::services::audit::AuditOptions;
 use crate::services::identity::SessionPolicy;
 use crate::services::oidc::OidcSettings;
+use crate::slack::api::SlackSettings;
 
 /// Everything the services are configured with.
 #[derive(Clone)]
@@ -31,6 +32,8 @@ pub struct Settings {
     pub public_url: String,
     /// Single sign-on, when configured.
     pub oidc: Option<OidcSettings>,
+    /// The Slack app, when configured.
+    pub slack: Option<SlackSettings>,
     pub sessions: SessionPolicy,
     /// Where jq runs (calculation properties, templates, conditions, policies); without one, what
     /// needs jq stays empty or fails with a clear message.
@@ -49,6 +52,7 @@ impl Default for Settings {
             audit: AuditOptions::default(),
             public_url: "http://localhost:8080".into(),
             oidc: None,
+            slack: None,
             sessions: SessionPolicy::default(),
             jq: None,
         }

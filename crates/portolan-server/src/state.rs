@@ -32,7 +32,9 @@ use crate::services::permissions::Permissions;
 use crate::services::runs::{Runs, RunsParts};
 use crate::services::scorecards::Scorecards;
 use crate::services::search::Search;
+use crate::services::slack::Slack;
 use crate::settings::Settings;
+use crate::slack::api::SlackApi;
 
 /// What every handler can reach: the services, and the process's metrics and shutdown signal.
 /// Cloned for every request, so it is one shared pointer; its fields read as its own (`app.runs`).
@@ -53,6 +55,7 @@ pub struct Services {
     pub identity: Identity,
     pub oauth: OAuth,
     pub notifications: Notifications,
+    pub slack: Slack,
     pub oidc: Oidc,
     pub actions: Actions,
     pub guardrails: Guardrails,
@@ -122,8 +125,11 @@ impl AppState {
         );
         let audit = Audit::new(core.clone(), permissions.clone(), signer);
         let identity = Identity::new(core.clone(), catalog.clone(), audit.clone(), settings.sessions);
-        let notifications = Notifications::new(core.clone(), Arc::clone(&outbound), Arc::clone(&public_url));
+        let slack_api = SlackApi::new(Arc::clone(&outbound), settings.slack.clone());
+        let notifications =
+            Notifications::new(core.clone(), Arc::clone(&outbound), slack_api.clone(), Arc::clone(&public_url));
         let oauth = OAuth::new(core.clone(), identity.clone(), Arc::clone(&keys), Arc::clone(&public_url));
+        let slack = Slack::new(core.clone(), identity.clone(), Arc::clone(&keys), slack_api, Arc::clone(&public_url));
         let oidc = Oidc::new(
             core.clone(),
             identity.clone(),
@@ -189,6 +195,7 @@ impl AppState {
             identity,
             oauth,
             notifications,
+            slack,
             oidc,
             actions,
             guardrails,

@@ -24,7 +24,7 @@ pub use identity::{Account, AccountKind, ApiToken, ClientCredentials, Session};
 pub use tx::{
     ActionStore, AuditStore, BlueprintStore, EntityStore, IdentityStore, IntegrationStore, JobStore, KpiSample,
     KpiStore, LocationStore, Notification, NotificationStore, PermissionStore, RunStore, ScorecardStore, SearchStore,
-    SecretStore, SourceStore, Tx,
+    SecretStore, SlackLink, SlackThread, SourceStore, Tx,
 };
 
 /// The transaction traits: a caller needs the one that declares a method in scope to call it on a

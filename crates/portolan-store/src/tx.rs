@@ -414,4 +414,33 @@ pub trait NotificationStore: Send {
     async fn delete_notifications_before(&mut self, before: Millis) -> Result<u64>;
     async fn put_notification_preferences(&mut self, user: &str, document: &Value) -> Result<()>;
     async fn notification_preferences(&mut self, user: &str) -> Result<Option<Value>>;
+    /// Links a Slack user to a Portolan user (replacing the Slack user's earlier link).
+    async fn put_slack_link(&mut self, link: &SlackLink) -> Result<()>;
+    async fn slack_link(&mut self, team: &str, slack_user: &str) -> Result<Option<SlackLink>>;
+    /// A Portolan user's Slack links, oldest first.
+    async fn slack_links_of(&mut self, user: &str) -> Result<Vec<SlackLink>>;
+    /// Removes a Portolan user's Slack links; how many.
+    async fn delete_slack_links(&mut self, user: &str) -> Result<u64>;
+    async fn put_slack_thread(&mut self, thread: &SlackThread) -> Result<()>;
+    async fn slack_thread(&mut self, run: &str) -> Result<Option<SlackThread>>;
+}
+
+/// A Slack user who acts as a Portolan user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlackLink {
+    /// The Slack workspace (`T...`) and user (`U...`).
+    pub team: String,
+    pub slack_user: String,
+    pub user: String,
+    pub linked_at: Millis,
+    /// How it was made: `email` (the same verified address) or `link` (a one-time link).
+    pub method: String,
+}
+
+/// The Slack message that tells of a run started from Slack: its updates go in its thread.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlackThread {
+    pub run: String,
+    pub channel: String,
+    pub ts: String,
 }

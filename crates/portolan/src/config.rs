@@ -91,6 +91,21 @@ pub struct ServeArgs {
     /// Members of this group are admins
     #[arg(long, env = "PORTOLAN_OIDC_ADMIN_GROUP")]
     pub oidc_admin_group: Option<String>,
+    /// The Slack app: its signing secret (Basic Information → Signing Secret)
+    #[arg(long, env = "PORTOLAN_SLACK_SIGNING_SECRET", hide_env_values = true)]
+    pub slack_signing_secret: Option<String>,
+    /// File holding the Slack app's signing secret
+    #[arg(long, env = "PORTOLAN_SLACK_SIGNING_SECRET_FILE")]
+    pub slack_signing_secret_file: Option<PathBuf>,
+    /// The Slack app's bot token (`xoxb-...`), to open forms and send messages
+    #[arg(long, env = "PORTOLAN_SLACK_BOT_TOKEN", hide_env_values = true)]
+    pub slack_bot_token: Option<String>,
+    /// File holding the Slack app's bot token
+    #[arg(long, env = "PORTOLAN_SLACK_BOT_TOKEN_FILE")]
+    pub slack_bot_token_file: Option<PathBuf>,
+    /// Slack's Web API (default https://slack.com/api)
+    #[arg(long, env = "PORTOLAN_SLACK_API_URL")]
+    pub slack_api_url: Option<String>,
     /// API requests per minute per token, session or (without one) address; 0 for no limit
     /// (default 1200)
     #[arg(long, env = "PORTOLAN_RATE_LIMIT_PER_MINUTE")]
@@ -205,6 +220,7 @@ pub struct ServeConfig {
     pub session_max_hours: u32,
     pub kpi_retention_days: u32,
     pub oidc: Option<Oidc>,
+    pub slack: Option<Slack>,
     pub rate_limit_per_minute: Option<u32>,
     pub connections: ConnectionLimits,
     pub jq: SandboxLimits,
@@ -243,6 +259,14 @@ pub struct Oidc {
     pub client_secret: Secret,
     pub groups_claim: String,
     pub admin_group: Option<String>,
+}
+
+/// The Slack app's settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Slack {
+    pub signing_secret: Secret,
+    pub bot_token: Option<Secret>,
+    pub api_url: String,
 }
 
 /// A value given directly or as a file holding it (not both).
@@ -360,6 +384,18 @@ impl ServeArgs {
                     admin_group: given.oidc_admin_group,
                 }),
                 _ => bail!("single sign-on needs oidc_issuer, oidc_client_id and oidc_client_secret together"),
+            },
+            slack: match (
+                value_or_file(given.slack_signing_secret, given.slack_signing_secret_file, "Slack signing secret")?,
+                value_or_file(given.slack_bot_token, given.slack_bot_token_file, "Slack bot token")?,
+            ) {
+                (Some(signing_secret), bot_token) => Some(Slack {
+                    signing_secret,
+                    bot_token,
+                    api_url: given.slack_api_url.unwrap_or_else(|| portolan_server::slack::api::SLACK_API.into()),
+                }),
+                (None, Some(_)) => bail!("the Slack app needs slack_signing_secret with its bot token"),
+                (None, None) => None,
             },
             rate_limit_per_minute: match given.rate_limit_per_minute.unwrap_or(1200) {
                 0 => None,

@@ -461,6 +461,11 @@ fn settings(config: &config::ServeConfig, public_url: String, jq: Option<Arc<JqS
             groups_claim: oidc.groups_claim.clone(),
             admin_group: oidc.admin_group.clone(),
         }),
+        slack: config.slack.as_ref().map(|slack| portolan_server::slack::api::SlackSettings {
+            signing_secret: slack.signing_secret.0.clone(),
+            bot_token: slack.bot_token.as_ref().map(|t| t.0.clone()),
+            api_url: slack.api_url.clone(),
+        }),
         sessions: portolan_server::services::identity::SessionPolicy {
             idle_ms: i64::from(config.session_idle_minutes) * 60_000,
             absolute_ms: i64::from(config.session_max_hours) * 3_600_000,
@@ -532,6 +537,9 @@ async fn serve(config: config::ServeConfig) -> anyhow::Result<()> {
     let address = listener.local_addr()?;
     let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{address}"));
     let state = open_state(&config, true, settings(&config, public_url.clone(), Some(Arc::new(sandbox)))).await?;
+    if let Some(slack) = &config.slack {
+        tracing::info!(api = %slack.api_url, sends = slack.bot_token.is_some(), "the Slack app is on");
+    }
     if let Some(oidc) = &config.oidc {
         tracing::info!(issuer = %oidc.issuer, "single sign-on is on");
     }

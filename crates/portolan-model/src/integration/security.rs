@@ -171,7 +171,7 @@ pub fn port_signature(secret: &str, timestamp: impl std::fmt::Display, body: &[u
     format!("v1,{}", STANDARD.encode(hmac_digest::<sha2::Sha256>(secret.as_bytes(), &[signed.as_bytes(), body])))
 }
 
-fn hmac_digest<D: hmac::EagerHash>(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+pub(crate) fn hmac_digest<D: hmac::EagerHash>(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
     let mut mac = <Hmac<D> as KeyInit>::new_from_slice(key).expect("HMAC takes a key of any length");
     for part in parts {
         mac.update(part);

@@ -57,6 +57,26 @@ fn preferences_choose_the_inboxs_topics_and_the_webhooks() {
 }
 
 #[test]
+fn slack_gets_the_inboxs_topics_unless_chosen_otherwise() {
+    let none = Preferences::default();
+    assert!(none.to_slack(Topic::ApprovalNeeded) && !none.to_slack(Topic::RunSucceeded));
+    let chosen: Preferences = serde_json::from_value(json!({"slack": ["run.succeeded"]})).expect("preferences");
+    assert!(chosen.to_slack(Topic::RunSucceeded) && !chosen.to_slack(Topic::RunFailed));
+    assert!(chosen.to_inbox(Topic::RunFailed), "the inbox keeps its default");
+}
+
+#[test]
+fn each_channel_keeps_its_own_delivery_outcome() {
+    let queued = delivery_with(None, Channel::Webhook, "queued");
+    assert_eq!(queued, "webhook: queued");
+    let both = delivery_with(Some(&queued), Channel::Slack, "queued");
+    assert_eq!(both, "slack: queued · webhook: queued");
+    assert_eq!(delivery_with(Some(&both), Channel::Webhook, "delivered"), "slack: queued · webhook: delivered");
+    assert_eq!(Channel::parse("slack"), Some(Channel::Slack));
+    assert_eq!(Channel::parse("pager"), None);
+}
+
+#[test]
 fn a_slack_message_escapes_the_title_and_links_the_run() {
     let body =
         webhook_body(NotifyFormat::Slack, Topic::RunFailed, "Deploy <prod> & co failed", "https://p/runs/r_1", "n1");

@@ -22,7 +22,7 @@ pub struct AuditQuery {
     blueprint: Option<String>,
     run: Option<String>,
     actor: Option<String>,
-    /// `api`, `automation`, `runner`, `backend`, `cli`, `demo`.
+    /// `api`, `ui`, `automation`, `runner`, `backend`, `cli`, `demo`, `mcp`, `slack`.
     origin: Option<String>,
     /// `entity.create`, `run.status`, `login.failed`, ...
     action: Option<String>,

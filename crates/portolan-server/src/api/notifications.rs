@@ -120,3 +120,60 @@ pub async fn set_preferences(
     let preferences = app.notifications.set_preferences(&caller.actor, preferences).await?;
     Ok(Json(PreferencesResponse { ok: true, preferences }))
 }
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SlackLinkView {
+    /// The Slack workspace (`T...`) and user (`U...`).
+    team: String,
+    slack_user: String,
+    linked_at: String,
+    /// `email` (the same address, confirmed by Slack) or `link` (a one-time link).
+    method: String,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SlackResponse {
+    ok: bool,
+    /// The Slack app is configured on this server.
+    configured: bool,
+    /// It has a bot token: it opens forms and sends messages.
+    sends: bool,
+    /// The caller's Slack users.
+    links: Vec<SlackLinkView>,
+}
+
+/// The Slack app as the caller sees it: whether it is on, and which Slack users act as them.
+#[utoipa::path(get, path = "/api/v1/slack", tag = "notifications", responses((status = 200, body = SlackResponse)))]
+pub async fn slack(State(app): State<AppState>, caller: Caller) -> Result<Json<SlackResponse>> {
+    let links = app.slack.links(&caller.actor).await?;
+    Ok(Json(SlackResponse {
+        ok: true,
+        configured: app.slack.api.settings().is_some(),
+        sends: app.slack.api.sends(),
+        links: links
+            .into_iter()
+            .map(|l| SlackLinkView {
+                team: l.team,
+                slack_user: l.slack_user,
+                linked_at: portolan_model::format_millis(l.linked_at),
+                method: l.method,
+            })
+            .collect(),
+    }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct UnlinkedResponse {
+    ok: bool,
+    /// How many Slack users no longer act as the caller.
+    unlinked: u64,
+}
+
+/// Unlinks the caller's Slack users.
+#[utoipa::path(delete, path = "/api/v1/slack/links", tag = "notifications",
+    responses((status = 200, body = UnlinkedResponse)))]
+pub async fn unlink_slack(State(app): State<AppState>, caller: Caller) -> Result<Json<UnlinkedResponse>> {
+    Ok(Json(UnlinkedResponse { ok: true, unlinked: app.slack.unlink(&caller.actor).await? }))
+}

@@ -45,6 +45,8 @@ pub enum Origin {
     Cli,
     /// An AI assistant, through the MCP server, as the user whose token it holds.
     Mcp,
+    /// The Slack app, as the Portolan user a Slack user is linked to.
+    Slack,
 }
 
 impl Origin {
@@ -58,6 +60,7 @@ impl Origin {
             Origin::Runner => "runner",
             Origin::Cli => "cli",
             Origin::Mcp => "mcp",
+            Origin::Slack => "slack",
         }
     }
 }

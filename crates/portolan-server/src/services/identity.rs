@@ -129,6 +129,28 @@ impl Identity {
         Ok(User { id: account.user, role: account.role, teams: entity.team })
     }
 
+    /// The actor an account stands for (one not disabled), acting through `origin`.
+    pub async fn actor_of(&self, user: &str, origin: Origin) -> Result<Actor> {
+        let mut tx = self.core.store().read().await?;
+        Ok(Actor::user(self.signed_in_user(tx.as_mut(), user).await?, origin))
+    }
+
+    /// The one account whose user has this e-mail address (as its `email`, or as its identifier),
+    /// ignoring case; `None` when none has it, or more than one.
+    pub async fn account_with_email(&self, email: &str) -> Result<Option<String>> {
+        let mut tx = self.core.store().read().await?;
+        let accounts: Vec<String> = tx.accounts().await?.into_iter().map(|a| a.user).collect();
+        let people = tx.entities(system::USER, &accounts).await?;
+        let mut found = people.iter().filter(|person| {
+            let own = person.properties.get("email").and_then(Value::as_str);
+            own.is_some_and(|own| own.eq_ignore_ascii_case(email)) || person.identifier.eq_ignore_ascii_case(email)
+        });
+        Ok(match (found.next(), found.next()) {
+            (Some(person), None) => Some(person.identifier.clone()),
+            _ => None,
+        })
+    }
+
     /// The actor an API token (`plt_...`) stands for, at a request for `audience` (`Some("mcp")`
     /// at the MCP server): a token made for one resource is refused everywhere else.
     pub async fn authenticate_token(&self, token: &str, audience: Option<&str>) -> Result<Actor> {

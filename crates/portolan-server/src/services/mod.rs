@@ -12,7 +12,7 @@
 //!   backstage ──► catalog, search
 //!   approvals ──► guardrails, runlog, permissions
 //!   runs ──► catalog, actions, guardrails, identity, search, runlog, permissions
-//!   oidc ──► identity ──► catalog, audit
+//!   oidc, oauth, slack ──► identity ──► catalog, audit
 //!   catalog ──► computed, scorecards, triggers, permissions
 //!   computed ──► scorecards
 //!   guardrails ──► search
@@ -20,7 +20,7 @@
 //!   dashboards ──► initiatives, dora, scorecards, search, permissions
 //!   initiatives ──► scorecards, search, permissions
 //!   search, scorecards, audit, actions ──► permissions ──► core
-//!   runlog ──► triggers
+//!   runlog ──► triggers, notifications ──► core
 //! ```
 //!
 //! `mod.rs` files only declare modules and re-export: every module imports what it uses from
@@ -51,6 +51,7 @@ pub mod runlog;
 pub mod runs;
 pub mod scorecards;
 pub mod search;
+pub mod slack;
 pub mod triggers;
 
 pub use actor::{Actor, Origin, Principal};

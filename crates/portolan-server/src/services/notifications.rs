@@ -1,10 +1,11 @@
 //! Each person's notifications: written to their inbox in the transaction of the change they
-//! tell of (so none is lost or told twice), and delivered to their webhook by the background
-//! worker, with retries, its outcome kept on the notification.
+//! tell of (so none is lost or told twice), and delivered to their webhook and to Slack (when
+//! their Slack user is linked) by the background worker, with retries, each channel's outcome
+//! kept on the notification. A run started from Slack has its updates told in its thread there.
 
 use std::sync::Arc;
 
-use portolan_model::notification::{self, Preferences, Topic};
+use portolan_model::notification::{self, Channel, Preferences, Topic, delivery_with};
 use portolan_model::permission::User;
 use portolan_model::run::Run;
 use portolan_model::{Millis, system};
@@ -15,8 +16,10 @@ use super::actor::Actor;
 use super::core::Core;
 use crate::error::{Error, Result};
 use crate::outbound::{Outbound, Purpose};
+use crate::slack::api::{Posted, SlackApi};
+use crate::slack::blocks;
 
-/// The job kind that delivers a notification to its webhook.
+/// The job kind that delivers a notification to one channel (or a run's update to its Slack thread).
 pub const NOTIFY: &str = "notify";
 /// Deliveries tried before the notification is marked undelivered.
 const MAX_ATTEMPTS: i64 = 8;
@@ -31,12 +34,22 @@ pub const MAX_LIST: u32 = 200;
 pub struct Notifications {
     core: Core,
     outbound: Arc<Outbound>,
+    slack: SlackApi,
     public_url: Arc<str>,
 }
 
+/// How one delivery attempt went.
+enum Sent {
+    Delivered,
+    /// Nothing to send any more (the channel was turned off since), and why.
+    Dropped(&'static str),
+    /// Worth trying again: why it failed.
+    Failed(String),
+}
+
 impl Notifications {
-    pub fn new(core: Core, outbound: Arc<Outbound>, public_url: Arc<str>) -> Self {
-        Self { core, outbound, public_url }
+    pub fn new(core: Core, outbound: Arc<Outbound>, slack: SlackApi, public_url: Arc<str>) -> Self {
+        Self { core, outbound, slack, public_url }
     }
 
     /// The caller's newest notifications (unread only, if asked), and how many are unread.
@@ -78,46 +91,45 @@ impl Notifications {
         let mut tx = self.core.store().write().await?;
         tx.put_notification_preferences(&actor.id, &document).await?;
         // The URL is not recorded: a Slack webhook's URL is its secret.
-        let shown = json!({"inbox": preferences.inbox, "webhook": preferences.webhook.is_some(),
-            "webhookTopics": preferences.webhook_topics});
+        let shown = json!({"inbox": preferences.inbox, "slack": preferences.slack,
+            "webhook": preferences.webhook.is_some(), "webhookTopics": preferences.webhook_topics});
         let entry = actor.entry(self.core.now(), "notifications.preferences", "account", &actor.id);
         tx.append_audit(&[entry.changed(None, Some(shown))]).await?;
         tx.commit().await?;
         Ok(preferences)
     }
 
-    /// Delivers a notification to its recipient's webhook (a worker job). A failure is retried,
-    /// with a growing delay, up to [`MAX_ATTEMPTS`]; then the notification says it was not
-    /// delivered, and why.
+    /// Delivers a notification to one of its recipient's channels, or a run's update to its
+    /// Slack thread (a worker job). A failure is retried, with a growing delay, up to
+    /// [`MAX_ATTEMPTS`]; then the notification says it was not delivered there, and why.
     pub async fn deliver(&self, job: &Job, owner: &str) -> Result<()> {
-        let outcome = |text: &str, done: bool| self.record(job, owner, text.to_string(), done);
-        let Some(id) = job.payload.get("notification").and_then(Value::as_str) else {
-            return outcome("", true).await;
-        };
-        let (note, preferences) = {
-            let mut tx = self.core.store().read().await?;
-            let Some(note) = tx.notification(id).await? else {
-                drop(tx);
+        let channel = job.payload.get("channel").and_then(Value::as_str).and_then(Channel::parse);
+        let channel = channel.unwrap_or(Channel::Webhook);
+        let outcome = |text: &str, done: bool| self.record(job, owner, channel, text.to_string(), done);
+        let sent = if let Some(run) = job.payload.get("thread").and_then(Value::as_str) {
+            self.to_thread(run).await?
+        } else {
+            let Some(id) = job.payload.get("notification").and_then(Value::as_str) else {
                 return outcome("", true).await;
             };
-            let preferences = preferences_of(tx.as_mut(), &note.user).await?;
-            (note, preferences)
+            let (note, preferences) = {
+                let mut tx = self.core.store().read().await?;
+                let Some(note) = tx.notification(id).await? else {
+                    drop(tx);
+                    return outcome("", true).await;
+                };
+                let preferences = preferences_of(tx.as_mut(), &note.user).await?;
+                (note, preferences)
+            };
+            match channel {
+                Channel::Webhook => self.to_webhook(&note, preferences).await,
+                Channel::Slack => self.to_slack(&note, &preferences).await?,
+            }
         };
-        let topic = Topic::parse(&note.topic).filter(|&topic| preferences.to_webhook(topic));
-        let (Some(topic), Some(webhook)) = (topic, preferences.webhook) else {
-            return outcome("not sent: the webhook was removed since", true).await;
-        };
-        let url = format!("{}{}", self.public_url, note.link);
-        let body = notification::webhook_body(webhook.format, topic, &note.title, &url, &note.id);
-        let sent = match self.outbound.request(Purpose::Notification, reqwest::Method::POST, &webhook.url) {
-            Ok(request) => request.json(&body).send().await.map_err(|e| e.to_string()),
-            Err(refused) => Err(refused.to_string()),
-        };
-        // Neither outcome names the URL: a Slack webhook's URL is its secret.
         let failure = match sent {
-            Ok(response) if response.status().is_success() => return outcome("delivered", true).await,
-            Ok(response) => format!("the webhook answered {}", response.status().as_u16()),
-            Err(error) => format!("the webhook was not reached: {error}"),
+            Sent::Delivered => return outcome("delivered", true).await,
+            Sent::Dropped(why) => return outcome(why, true).await,
+            Sent::Failed(failure) => failure,
         };
         let attempt = job.attempts + 1;
         if attempt >= MAX_ATTEMPTS {
@@ -127,13 +139,74 @@ impl Notifications {
         Err(Error::new(crate::error::ErrorCode::Unavailable, failure))
     }
 
+    async fn to_webhook(&self, note: &Notification, preferences: Preferences) -> Sent {
+        let topic = Topic::parse(&note.topic).filter(|&topic| preferences.to_webhook(topic));
+        let (Some(topic), Some(webhook)) = (topic, preferences.webhook) else {
+            return Sent::Dropped("not sent: the webhook was removed since");
+        };
+        let url = format!("{}{}", self.public_url, note.link);
+        let body = notification::webhook_body(webhook.format, topic, &note.title, &url, &note.id);
+        let sent = match self.outbound.request(Purpose::Notification, reqwest::Method::POST, &webhook.url) {
+            Ok(request) => request.json(&body).send().await.map_err(|e| e.to_string()),
+            Err(refused) => Err(refused.to_string()),
+        };
+        // Neither outcome names the URL: a Slack webhook's URL is its secret.
+        match sent {
+            Ok(response) if response.status().is_success() => Sent::Delivered,
+            Ok(response) => Sent::Failed(format!("the webhook answered {}", response.status().as_u16())),
+            Err(error) => Sent::Failed(format!("the webhook was not reached: {error}")),
+        }
+    }
+
+    /// A direct message from the app to the recipient's Slack user; an approval request
+    /// carries buttons to approve or decline.
+    async fn to_slack(&self, note: &Notification, preferences: &Preferences) -> Result<Sent> {
+        if !Topic::parse(&note.topic).is_some_and(|topic| preferences.to_slack(topic)) {
+            return Ok(Sent::Dropped("not sent: Slack was turned off for this since"));
+        }
+        let links = self.core.store().read().await?.slack_links_of(&note.user).await?;
+        let Some(link) = links.last() else { return Ok(Sent::Dropped("not sent: the Slack user was unlinked since")) };
+        let url = format!("{}{}", self.public_url, note.link);
+        let run = note.link.strip_prefix("/runs/").filter(|_| note.topic == Topic::ApprovalNeeded.as_str());
+        let blocks = match run {
+            Some(run) => blocks::approval_request(&note.title, &url, run),
+            None => blocks::notice(&note.title, &url),
+        };
+        Ok(match self.slack.post_message(&link.slack_user, &note.title, &blocks, None).await {
+            Ok(_) => Sent::Delivered,
+            Err(error) => Sent::Failed(error.to_string()),
+        })
+    }
+
+    /// A run's change, told in the thread of the Slack message about it, which is updated too.
+    async fn to_thread(&self, run: &str) -> Result<Sent> {
+        let (run, thread) = {
+            let mut tx = self.core.store().read().await?;
+            (tx.run(run, false).await?, tx.slack_thread(run).await?)
+        };
+        let (Some(run), Some(thread)) = (run, thread) else { return Ok(Sent::Dropped("")) };
+        let url = format!("{}/runs/{}", self.public_url, run.id);
+        let (text, message) = blocks::run_message(&run, &url);
+        let reply = blocks::notice(&format!("Now {}", blocks::status_words(&run)), &url);
+        let parent = Posted { channel: thread.channel, ts: thread.ts };
+        let sent = match self.slack.post_message(&parent.channel, &text, &reply, Some(&parent.ts)).await {
+            Ok(_) => self.slack.update_message(&parent, &text, &message).await,
+            Err(error) => Err(error),
+        };
+        Ok(match sent {
+            Ok(()) => Sent::Delivered,
+            Err(error) => Sent::Failed(error.to_string()),
+        })
+    }
+
     /// Keeps how a delivery went on its notification and, when it is over, ends the job.
-    async fn record(&self, job: &Job, owner: &str, outcome: String, done: bool) -> Result<()> {
+    async fn record(&self, job: &Job, owner: &str, channel: Channel, outcome: String, done: bool) -> Result<()> {
         let mut tx = self.core.store().write().await?;
         if let Some(id) = job.payload.get("notification").and_then(Value::as_str)
             && !outcome.is_empty()
+            && let Some(note) = tx.notification(id).await?
         {
-            tx.set_notification_delivery(id, &outcome).await?;
+            tx.set_notification_delivery(id, &delivery_with(note.delivery.as_deref(), channel, &outcome)).await?;
         }
         if done {
             tx.complete_job(job.id, owner).await?;
@@ -161,6 +234,15 @@ async fn preferences_of(tx: &mut dyn Tx, user: &str) -> portolan_store::Result<P
 pub(crate) async fn notify_run(tx: &mut dyn Tx, before: Option<&Run>, run: &Run, now: Millis) -> Result<()> {
     if let Some(notice) = notification::for_run(before, run) {
         tell(tx, notice, now).await?;
+    }
+    if before.is_some_and(|b| b.status != run.status) && tx.slack_thread(&run.id).await?.is_some() {
+        let job = NewJob {
+            kind: NOTIFY.into(),
+            dedupe_key: None,
+            payload: json!({"thread": run.id, "channel": Channel::Slack.as_str()}),
+            run_after: now,
+        };
+        tx.enqueue_jobs(&[job]).await?;
     }
     if before.is_none() {
         for approver in approvers(tx, run).await? {
@@ -199,11 +281,21 @@ async fn approvers(tx: &mut dyn Tx, run: &Run) -> Result<Vec<String>> {
 
 async fn tell(tx: &mut dyn Tx, notice: notification::Notice, now: Millis) -> Result<()> {
     let preferences = preferences_of(tx, &notice.recipient).await?;
-    let (inbox, webhook) = (preferences.to_inbox(notice.topic), preferences.to_webhook(notice.topic));
-    if !inbox && !webhook {
+    let inbox = preferences.to_inbox(notice.topic);
+    let mut channels = Vec::new();
+    if preferences.to_webhook(notice.topic) {
+        channels.push(Channel::Webhook);
+    }
+    if preferences.to_slack(notice.topic) && !tx.slack_links_of(&notice.recipient).await?.is_empty() {
+        channels.push(Channel::Slack);
+    }
+    if !inbox && channels.is_empty() {
         return Ok(());
     }
     let id = format!("ntf_{}", uuid::Uuid::new_v4().simple());
+    let delivery = channels
+        .iter()
+        .fold(None, |so_far: Option<String>, &channel| Some(delivery_with(so_far.as_deref(), channel, "queued")));
     tx.insert_notification(&Notification {
         id: id.clone(),
         user: notice.recipient,
@@ -211,15 +303,22 @@ async fn tell(tx: &mut dyn Tx, notice: notification::Notice, now: Millis) -> Res
         title: notice.title,
         link: notice.link,
         created_at: now,
-        // Left out of the inbox, yet sent to the webhook: kept, as read, for its delivery's outcome.
+        // Left out of the inbox, yet sent elsewhere: kept, as read, for its deliveries' outcome.
         read_at: (!inbox).then_some(now),
-        delivery: webhook.then(|| "queued".to_string()),
+        delivery,
     })
     .await?;
-    if webhook {
-        let job =
-            NewJob { kind: NOTIFY.into(), dedupe_key: None, payload: json!({"notification": id}), run_after: now };
-        tx.enqueue_jobs(&[job]).await?;
+    let jobs: Vec<NewJob> = channels
+        .iter()
+        .map(|channel| NewJob {
+            kind: NOTIFY.into(),
+            dedupe_key: None,
+            payload: json!({"notification": id, "channel": channel.as_str()}),
+            run_after: now,
+        })
+        .collect();
+    if !jobs.is_empty() {
+        tx.enqueue_jobs(&jobs).await?;
     }
     Ok(())
 }

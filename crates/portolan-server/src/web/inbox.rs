@@ -18,7 +18,15 @@ struct TopicRow {
     topic: &'static str,
     label: &'static str,
     inbox: bool,
+    slack: bool,
     webhook: bool,
+}
+
+struct SlackLinkRow {
+    slack_user: String,
+    team: String,
+    how: &'static str,
+    when: String,
 }
 
 #[derive(Template)]
@@ -28,7 +36,10 @@ struct InboxPage {
     notes: Vec<NoteRow>,
     topics: Vec<TopicRow>,
     has_webhook: bool,
-    slack: bool,
+    slack_format: bool,
+    /// The Slack app is configured: the Slack column and the links are shown.
+    slack_app: bool,
+    slack_links: Vec<SlackLinkRow>,
     error: Option<String>,
 }
 
@@ -62,7 +73,20 @@ async fn page(
             topic: t.as_str(),
             label: t.label(),
             inbox: preferences.to_inbox(t),
+            slack: preferences.to_slack(t),
             webhook: preferences.webhook_topics.contains(&t),
+        })
+        .collect();
+    let slack_links = app
+        .slack
+        .links(&signed_in.actor)
+        .await?
+        .into_iter()
+        .map(|l| SlackLinkRow {
+            how: if l.method == "email" { "by the same e-mail address" } else { "by a one-time link" },
+            when: present::relative(l.linked_at, now),
+            slack_user: l.slack_user,
+            team: l.team,
         })
         .collect();
     let page = InboxPage {
@@ -70,7 +94,9 @@ async fn page(
         notes,
         topics,
         has_webhook: preferences.webhook.is_some(),
-        slack: preferences.webhook.as_ref().is_some_and(|w| w.format == NotifyFormat::Slack),
+        slack_format: preferences.webhook.as_ref().is_some_and(|w| w.format == NotifyFormat::Slack),
+        slack_app: app.slack.api.settings().is_some(),
+        slack_links,
         error,
     };
     Ok((status, render(&page)).into_response())
@@ -114,8 +140,13 @@ pub(super) async fn save_preferences(
         None if field("webhook_remove").is_some() => None,
         None => app.notifications.preferences(&signed_in.actor).await?.webhook.map(|kept| Notify { format, ..kept }),
     };
+    let slack = match field("slack_shown") {
+        Some(_) => topics("slack"),
+        None => app.notifications.preferences(&signed_in.actor).await?.slack,
+    };
     let preferences = Preferences {
         inbox: topics("inbox"),
+        slack,
         webhook_topics: if webhook.is_some() { topics("webhook") } else { Vec::new() },
         webhook,
     };
@@ -126,4 +157,62 @@ pub(super) async fn save_preferences(
         }
         Err(other) => Err(other.into()),
     }
+}
+
+pub(super) async fn unlink_slack(
+    State(app): State<AppState>,
+    Visitor(signed_in): Visitor,
+    headers: HeaderMap,
+    Form(form): Form<CsrfForm>,
+) -> PageResult {
+    check_form(&headers, &signed_in, &form.csrf)?;
+    app.slack.unlink(&signed_in.actor).await?;
+    Ok(Redirect::to("/inbox").into_response())
+}
+
+#[derive(Template)]
+#[template(path = "slack_link.html")]
+struct SlackLinkPage {
+    signed_in: Option<SignedIn>,
+    code: String,
+    slack_user: String,
+    team: String,
+}
+
+#[derive(Deserialize)]
+pub struct LinkQuery {
+    code: String,
+}
+
+/// A one-time link from Slack: asks the signed-in person to confirm that this Slack user acts as them.
+pub(super) async fn slack_link_page(
+    State(app): State<AppState>,
+    Visitor(signed_in): Visitor,
+    QueryParams(query): QueryParams<LinkQuery>,
+) -> PageResult {
+    let code = app.slack.open_link(&query.code)?;
+    let page = SlackLinkPage {
+        signed_in: layout_user(&app, &signed_in).await,
+        code: query.code,
+        slack_user: code.user,
+        team: code.team,
+    };
+    Ok(render(&page))
+}
+
+#[derive(Deserialize)]
+pub struct LinkForm {
+    csrf: String,
+    code: String,
+}
+
+pub(super) async fn link_slack(
+    State(app): State<AppState>,
+    Visitor(signed_in): Visitor,
+    headers: HeaderMap,
+    Form(form): Form<LinkForm>,
+) -> PageResult {
+    check_form(&headers, &signed_in, &form.csrf)?;
+    app.slack.link(&signed_in.actor, &form.code).await?;
+    Ok(Redirect::to("/inbox").into_response())
 }

@@ -24,7 +24,7 @@ use crate::services::runs::RunRequest;
 use crate::services::search::{AggregateRequest, SearchRequest};
 use crate::state::AppState;
 use portolan_model::PropertyType;
-use portolan_model::action::{InputFormat, Operation, Trigger};
+use portolan_model::action::{Operation, Trigger};
 use portolan_model::blueprint::number_from_text;
 use portolan_model::guardrail::{Decision, Verdict};
 use portolan_model::ident::url_segment;
@@ -87,6 +87,8 @@ pub fn router() -> Router<AppState> {
         .route("/inbox", get(inbox::inbox_page))
         .route("/inbox/read", axum::routing::post(inbox::mark_all_read))
         .route("/inbox/preferences", axum::routing::post(inbox::save_preferences))
+        .route("/slack/link", get(inbox::slack_link_page).post(inbox::link_slack))
+        .route("/slack/unlink", axum::routing::post(inbox::unlink_slack))
         .route("/oauth/authorize", get(oauth::consent_page).post(oauth::decide))
         .route("/scorecards", get(scorecards::scorecards_page))
         .route("/dora", get(dora::dora_page))
@@ -371,15 +373,7 @@ fn title_of(entity: &Entity) -> String {
     entity.title.clone().unwrap_or_else(|| entity.identifier.clone())
 }
 
-/// A property value as a table cell or a definition shows it.
-fn shown(value: &Value) -> String {
-    match value {
-        Value::Null => String::new(),
-        Value::String(s) => s.clone(),
-        Value::Array(items) => items.iter().map(shown).collect::<Vec<_>>().join(", "),
-        other => other.to_string(),
-    }
-}
+use crate::forms::shown;
 
 /// A value as indented JSON, for a page's "Raw" view.
 fn raw_json(value: &impl serde::Serialize) -> String {

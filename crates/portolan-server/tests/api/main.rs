@@ -31,6 +31,7 @@ mod port;
 mod runners;
 mod scorecards;
 mod search;
+mod slack;
 mod ssrf_corpus;
 mod vendors;
 mod visibility;

@@ -114,7 +114,7 @@ async fn a_webhook_gets_the_topics_it_asked_for_in_slack_format_and_a_failed_del
     let told = inbox(&app, &ana).await;
     let declined_note =
         told["notifications"].as_array().expect("list").iter().find(|n| n["topic"] == "run.declined").cloned();
-    assert_eq!(declined_note.expect("in the inbox too")["delivery"], "delivered", "{told}");
+    assert_eq!(declined_note.expect("in the inbox too")["delivery"], "webhook: delivered", "{told}");
     assert!(
         told["notifications"]
             .as_array()

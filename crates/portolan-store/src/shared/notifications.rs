@@ -7,7 +7,7 @@ macro_rules! notification_store {
         use portolan_model::Millis;
         use sqlx::Row;
 
-        use crate::{Notification, NotificationStore, Result};
+        use crate::{Notification, NotificationStore, Result, SlackLink, SlackThread};
 
         #[async_trait::async_trait]
         impl NotificationStore for $tx {
@@ -109,6 +109,85 @@ macro_rules! notification_store {
                         .await?;
                 text.map(|text| crate::shared::parse_json(&text)).transpose()
             }
+
+            async fn put_slack_link(&mut self, link: &SlackLink) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO slack_links (team_id, slack_user, user_id, linked_at, method)
+                     VALUES ($1, $2, $3, $4, $5)
+                     ON CONFLICT (team_id, slack_user) DO UPDATE
+                     SET user_id = excluded.user_id, linked_at = excluded.linked_at, method = excluded.method",
+                )
+                .bind(&link.team)
+                .bind(&link.slack_user)
+                .bind(&link.user)
+                .bind(link.linked_at)
+                .bind(&link.method)
+                .execute(&mut *self.tx)
+                .await?;
+                Ok(())
+            }
+
+            async fn slack_link(&mut self, team: &str, slack_user: &str) -> Result<Option<SlackLink>> {
+                let row = sqlx::query("SELECT * FROM slack_links WHERE team_id = $1 AND slack_user = $2")
+                    .bind(team)
+                    .bind(slack_user)
+                    .fetch_optional(&mut *self.tx)
+                    .await?;
+                row.map(|row| slack_link_from_row(&row)).transpose()
+            }
+
+            async fn slack_links_of(&mut self, user: &str) -> Result<Vec<SlackLink>> {
+                let rows =
+                    sqlx::query("SELECT * FROM slack_links WHERE user_id = $1 ORDER BY linked_at, team_id, slack_user")
+                        .bind(user)
+                        .fetch_all(&mut *self.tx)
+                        .await?;
+                rows.iter().map(slack_link_from_row).collect()
+            }
+
+            async fn delete_slack_links(&mut self, user: &str) -> Result<u64> {
+                let done =
+                    sqlx::query("DELETE FROM slack_links WHERE user_id = $1").bind(user).execute(&mut *self.tx).await?;
+                Ok(done.rows_affected())
+            }
+
+            async fn put_slack_thread(&mut self, thread: &SlackThread) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO slack_threads (run_id, channel, ts) VALUES ($1, $2, $3)
+                     ON CONFLICT (run_id) DO UPDATE SET channel = excluded.channel, ts = excluded.ts",
+                )
+                .bind(&thread.run)
+                .bind(&thread.channel)
+                .bind(&thread.ts)
+                .execute(&mut *self.tx)
+                .await?;
+                Ok(())
+            }
+
+            async fn slack_thread(&mut self, run: &str) -> Result<Option<SlackThread>> {
+                let row = sqlx::query("SELECT * FROM slack_threads WHERE run_id = $1")
+                    .bind(run)
+                    .fetch_optional(&mut *self.tx)
+                    .await?;
+                Ok(match row {
+                    Some(row) => Some(SlackThread {
+                        run: row.try_get("run_id")?,
+                        channel: row.try_get("channel")?,
+                        ts: row.try_get("ts")?,
+                    }),
+                    None => None,
+                })
+            }
+        }
+
+        fn slack_link_from_row(row: &<$db as sqlx::Database>::Row) -> Result<SlackLink> {
+            Ok(SlackLink {
+                team: row.try_get("team_id")?,
+                slack_user: row.try_get("slack_user")?,
+                user: row.try_get("user_id")?,
+                linked_at: row.try_get("linked_at")?,
+                method: row.try_get("method")?,
+            })
         }
 
         fn notification_from_row(row: &<$db as sqlx::Database>::Row) -> Result<Notification> {

@@ -6,7 +6,7 @@ use portolan_model::run::Run;
 use portolan_model::{Blueprint, Entity, Reference};
 use portolan_store::{
     Account, AccountKind, ApiToken, BlueprintRecord, ClientCredentials, EntityWrite, Notification, RunFilter, Session,
-    Store,
+    SlackLink, SlackThread, Store,
 };
 use serde_json::{Map, json};
 
@@ -486,5 +486,39 @@ pub async fn inboxes_are_kept_per_person_newest_first(store: &dyn Store) {
     assert_eq!(tx.notification_preferences("bo").await.expect("prefs"), None);
     assert_eq!(tx.delete_notifications_before(25).await.expect("expire"), 2);
     assert_eq!(ids(tx.notifications("bo", false, 10).await.expect("list")), ["n3"]);
+    tx.commit().await.expect("commit");
+}
+
+pub async fn slack_users_are_linked_one_portolan_user_each(store: &dyn Store) {
+    let link = |slack_user: &str, user: &str, at: i64| SlackLink {
+        team: "T1".into(),
+        slack_user: slack_user.into(),
+        user: user.into(),
+        linked_at: at,
+        method: "email".into(),
+    };
+    let mut tx = store.write().await.expect("tx");
+    tx.put_slack_link(&link("U1", "ana", 10)).await.expect("link");
+    tx.put_slack_link(&link("U2", "ana", 20)).await.expect("link");
+    tx.put_slack_link(&link("U3", "bo", 30)).await.expect("link");
+    // A Slack user linked again acts as the new user only.
+    tx.put_slack_link(&SlackLink { method: "link".into(), ..link("U3", "cy", 40) }).await.expect("relink");
+    tx.put_slack_thread(&SlackThread { run: "r1".into(), channel: "D1".into(), ts: "1.000100".into() })
+        .await
+        .expect("thread");
+    tx.commit().await.expect("commit");
+
+    let mut tx = store.write().await.expect("tx");
+    let slack_users = |links: Vec<SlackLink>| links.into_iter().map(|l| l.slack_user).collect::<Vec<_>>();
+    assert_eq!(slack_users(tx.slack_links_of("ana").await.expect("links")), ["U1", "U2"], "oldest first");
+    assert!(tx.slack_links_of("bo").await.expect("links").is_empty(), "relinked away");
+    let relinked = tx.slack_link("T1", "U3").await.expect("read").expect("kept");
+    assert_eq!((relinked.user.as_str(), relinked.method.as_str(), relinked.linked_at), ("cy", "link", 40));
+    assert_eq!(tx.slack_link("T2", "U1").await.expect("read"), None, "another workspace's U1");
+    assert_eq!(tx.delete_slack_links("ana").await.expect("unlink"), 2);
+    assert_eq!(tx.slack_link("T1", "U1").await.expect("read"), None);
+    let thread = tx.slack_thread("r1").await.expect("read").expect("kept");
+    assert_eq!((thread.channel.as_str(), thread.ts.as_str()), ("D1", "1.000100"));
+    assert_eq!(tx.slack_thread("r2").await.expect("read"), None);
     tx.commit().await.expect("commit");
 }

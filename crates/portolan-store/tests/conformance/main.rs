@@ -97,6 +97,7 @@ conformance!(
     audit_records_carry_a_mac_once_the_store_has_a_key,
     entity_records_at_a_time_are_the_newest_up_to_then_of_what_changed_since,
     inboxes_are_kept_per_person_newest_first,
+    slack_users_are_linked_one_portolan_user_each,
 );
 
 /// Commands that inspect data open an existing store only: a missing directory, a directory
