@@ -56,7 +56,8 @@ impl Topic {
 
 /// A person's choices: the topics their inbox gets (by default every one but a run's success,
 /// which they saw happen), the topics sent to them in Slack once they link their Slack user
-/// (the same by default), and a webhook with the topics it gets (all, when it names none).
+/// (the same by default), the topics e-mailed to them (none unless chosen), and a webhook with
+/// the topics it gets (all, when it names none).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Preferences {
@@ -64,6 +65,8 @@ pub struct Preferences {
     pub inbox: Vec<Topic>,
     #[serde(default = "default_inbox")]
     pub slack: Vec<Topic>,
+    #[serde(default)]
+    pub email: Vec<Topic>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook: Option<Notify>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -76,7 +79,13 @@ fn default_inbox() -> Vec<Topic> {
 
 impl Default for Preferences {
     fn default() -> Self {
-        Preferences { inbox: default_inbox(), slack: default_inbox(), webhook: None, webhook_topics: Vec::new() }
+        Preferences {
+            inbox: default_inbox(),
+            slack: default_inbox(),
+            email: Vec::new(),
+            webhook: None,
+            webhook_topics: Vec::new(),
+        }
     }
 }
 
@@ -101,6 +110,10 @@ impl Preferences {
         self.slack.contains(&topic)
     }
 
+    pub fn to_email(&self, topic: Topic) -> bool {
+        self.email.contains(&topic)
+    }
+
     pub fn to_webhook(&self, topic: Topic) -> bool {
         self.webhook.is_some() && (self.webhook_topics.is_empty() || self.webhook_topics.contains(&topic))
     }
@@ -111,6 +124,7 @@ impl Preferences {
 pub enum Channel {
     Webhook,
     Slack,
+    Email,
 }
 
 impl Channel {
@@ -118,11 +132,12 @@ impl Channel {
         match self {
             Channel::Webhook => "webhook",
             Channel::Slack => "slack",
+            Channel::Email => "email",
         }
     }
 
     pub fn parse(text: &str) -> Option<Channel> {
-        [Channel::Webhook, Channel::Slack].into_iter().find(|c| c.as_str() == text)
+        [Channel::Webhook, Channel::Slack, Channel::Email].into_iter().find(|c| c.as_str() == text)
     }
 }
 

@@ -4,6 +4,7 @@ pub mod api;
 pub mod backends;
 pub mod connections;
 pub mod demo;
+pub mod email;
 pub mod error;
 pub mod extract;
 pub mod forms;

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use crate::email::EmailSettings;
 use crate::sandbox::JqSandbox;
 use crate::services::audit::AuditOptions;
 use crate::services::identity::SessionPolicy;
@@ -34,6 +35,8 @@ pub struct Settings {
     pub oidc: Option<OidcSettings>,
     /// The Slack app, when configured.
     pub slack: Option<SlackSettings>,
+    /// The SMTP server notifications are e-mailed through, when configured.
+    pub email: Option<EmailSettings>,
     pub sessions: SessionPolicy,
     /// Where jq runs (calculation properties, templates, conditions, policies); without one, what
     /// needs jq stays empty or fails with a clear message.
@@ -53,6 +56,7 @@ impl Default for Settings {
             public_url: "http://localhost:8080".into(),
             oidc: None,
             slack: None,
+            email: None,
             sessions: SessionPolicy::default(),
             jq: None,
         }

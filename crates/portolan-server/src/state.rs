@@ -7,6 +7,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use portolan_store::Store;
 
 use crate::backends::Engine;
+use crate::email::Mailer;
 use crate::error::{Error, ErrorCode};
 use crate::keys::{self, Keys};
 use crate::outbound::Outbound;
@@ -126,8 +127,9 @@ impl AppState {
         let audit = Audit::new(core.clone(), permissions.clone(), signer);
         let identity = Identity::new(core.clone(), catalog.clone(), audit.clone(), settings.sessions);
         let slack_api = SlackApi::new(Arc::clone(&outbound), settings.slack.clone());
+        let mailer = Mailer::new(settings.email.as_ref()).map_err(internal)?;
         let notifications =
-            Notifications::new(core.clone(), Arc::clone(&outbound), slack_api.clone(), Arc::clone(&public_url));
+            Notifications::new(core.clone(), Arc::clone(&outbound), slack_api.clone(), mailer, Arc::clone(&public_url));
         let oauth = OAuth::new(core.clone(), identity.clone(), Arc::clone(&keys), Arc::clone(&public_url));
         let slack = Slack::new(core.clone(), identity.clone(), Arc::clone(&keys), slack_api, Arc::clone(&public_url));
         let oidc = Oidc::new(

@@ -106,6 +106,16 @@ pub struct ServeArgs {
     /// Slack's Web API (default https://slack.com/api)
     #[arg(long, env = "PORTOLAN_SLACK_API_URL")]
     pub slack_api_url: Option<String>,
+    /// The SMTP server notifications are e-mailed through: `smtps://user:password@host:465`,
+    /// `smtp://user:password@host:587?tls=required` (STARTTLS) or `smtp://host:25`
+    #[arg(long, env = "PORTOLAN_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+    /// File holding the SMTP server's URL
+    #[arg(long, env = "PORTOLAN_SMTP_URL_FILE")]
+    pub smtp_url_file: Option<PathBuf>,
+    /// The sender of notification e-mail (default "Portolan <portolan@HOST of public_url>")
+    #[arg(long, env = "PORTOLAN_SMTP_FROM")]
+    pub smtp_from: Option<String>,
     /// API requests per minute per token, session or (without one) address; 0 for no limit
     /// (default 1200)
     #[arg(long, env = "PORTOLAN_RATE_LIMIT_PER_MINUTE")]
@@ -221,6 +231,8 @@ pub struct ServeConfig {
     pub kpi_retention_days: u32,
     pub oidc: Option<Oidc>,
     pub slack: Option<Slack>,
+    /// The SMTP server's URL (it may hold a password) and the sender, when given.
+    pub smtp: Option<(Secret, Option<String>)>,
     pub rate_limit_per_minute: Option<u32>,
     pub connections: ConnectionLimits,
     pub jq: SandboxLimits,
@@ -396,6 +408,11 @@ impl ServeArgs {
                 }),
                 (None, Some(_)) => bail!("the Slack app needs slack_signing_secret with its bot token"),
                 (None, None) => None,
+            },
+            smtp: match value_or_file(given.smtp_url, given.smtp_url_file, "SMTP URL")? {
+                Some(url) => Some((url, given.smtp_from)),
+                None if given.smtp_from.is_some() => bail!("smtp_from needs smtp_url"),
+                None => None,
             },
             rate_limit_per_minute: match given.rate_limit_per_minute.unwrap_or(1200) {
                 0 => None,

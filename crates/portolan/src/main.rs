@@ -445,6 +445,13 @@ async fn open_state(config: &config::ServeConfig, create: bool, settings: Settin
 /// The server's settings from its configuration; `public_url` is where it is reached (the
 /// configured one, else its listening address) and `jq` the sandbox it runs jq in.
 fn settings(config: &config::ServeConfig, public_url: String, jq: Option<Arc<JqSandbox>>) -> Settings {
+    let email = config.smtp.as_ref().map(|(url, from)| portolan_server::email::EmailSettings {
+        url: url.0.clone(),
+        from: from.clone().unwrap_or_else(|| {
+            let host = url::Url::parse(&public_url).ok().and_then(|u| u.host_str().map(str::to_string));
+            format!("Portolan <portolan@{}>", host.unwrap_or_else(|| "localhost".into()))
+        }),
+    });
     Settings {
         runner_lease_ms: config.lease_ms,
         secrets_key: config.secrets_key.clone().map(|k| k.0),
@@ -461,6 +468,7 @@ fn settings(config: &config::ServeConfig, public_url: String, jq: Option<Arc<JqS
             groups_claim: oidc.groups_claim.clone(),
             admin_group: oidc.admin_group.clone(),
         }),
+        email,
         slack: config.slack.as_ref().map(|slack| portolan_server::slack::api::SlackSettings {
             signing_secret: slack.signing_secret.0.clone(),
             bot_token: slack.bot_token.as_ref().map(|t| t.0.clone()),

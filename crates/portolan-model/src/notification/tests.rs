@@ -63,6 +63,9 @@ fn slack_gets_the_inboxs_topics_unless_chosen_otherwise() {
     let chosen: Preferences = serde_json::from_value(json!({"slack": ["run.succeeded"]})).expect("preferences");
     assert!(chosen.to_slack(Topic::RunSucceeded) && !chosen.to_slack(Topic::RunFailed));
     assert!(chosen.to_inbox(Topic::RunFailed), "the inbox keeps its default");
+    assert!(!none.to_email(Topic::ApprovalNeeded), "e-mail only when chosen");
+    let mailed: Preferences = serde_json::from_value(json!({"email": ["approval.needed"]})).expect("preferences");
+    assert!(mailed.to_email(Topic::ApprovalNeeded) && !mailed.to_email(Topic::RunFailed));
 }
 
 #[test]
@@ -73,6 +76,7 @@ fn each_channel_keeps_its_own_delivery_outcome() {
     assert_eq!(both, "slack: queued · webhook: queued");
     assert_eq!(delivery_with(Some(&both), Channel::Webhook, "delivered"), "slack: queued · webhook: delivered");
     assert_eq!(Channel::parse("slack"), Some(Channel::Slack));
+    assert_eq!(Channel::parse("email"), Some(Channel::Email));
     assert_eq!(Channel::parse("pager"), None);
 }
 

@@ -1,6 +1,6 @@
 //! Each person's notifications: written to their inbox in the transaction of the change they
-//! tell of (so none is lost or told twice), and delivered to their webhook and to Slack (when
-//! their Slack user is linked) by the background worker, with retries, each channel's outcome
+//! tell of (so none is lost or told twice), and delivered to their webhook, their e-mail address
+//! and Slack (when their Slack user is linked) by the background worker, with retries, each channel's outcome
 //! kept on the notification. A run started from Slack has its updates told in its thread there.
 
 use std::sync::Arc;
@@ -8,12 +8,13 @@ use std::sync::Arc;
 use portolan_model::notification::{self, Channel, Preferences, Topic, delivery_with};
 use portolan_model::permission::User;
 use portolan_model::run::Run;
-use portolan_model::{Millis, system};
+use portolan_model::{Entity, Millis, system};
 use portolan_store::{Job, NewJob, Notification, Tx};
 use serde_json::{Value, json};
 
 use super::actor::Actor;
 use super::core::Core;
+use crate::email::Mailer;
 use crate::error::{Error, Result};
 use crate::outbound::{Outbound, Purpose};
 use crate::slack::api::{Posted, SlackApi};
@@ -35,6 +36,7 @@ pub struct Notifications {
     core: Core,
     outbound: Arc<Outbound>,
     slack: SlackApi,
+    mailer: Mailer,
     public_url: Arc<str>,
 }
 
@@ -48,8 +50,13 @@ enum Sent {
 }
 
 impl Notifications {
-    pub fn new(core: Core, outbound: Arc<Outbound>, slack: SlackApi, public_url: Arc<str>) -> Self {
-        Self { core, outbound, slack, public_url }
+    pub fn new(core: Core, outbound: Arc<Outbound>, slack: SlackApi, mailer: Mailer, public_url: Arc<str>) -> Self {
+        Self { core, outbound, slack, mailer, public_url }
+    }
+
+    /// Whether the server sends e-mail (an SMTP server is configured).
+    pub fn sends_email(&self) -> bool {
+        self.mailer.sends()
     }
 
     /// The caller's newest notifications (unread only, if asked), and how many are unread.
@@ -87,11 +94,14 @@ impl Notifications {
         if let Some(webhook) = &preferences.webhook {
             self.outbound.check_field(Purpose::Notification, &webhook.url, "/webhook/url")?;
         }
+        if !preferences.email.is_empty() && !self.mailer.sends() {
+            return Err(Error::invalid_at("/email", "this server sends no e-mail: an admin sets smtp_url first"));
+        }
         let document = serde_json::to_value(&preferences).unwrap_or(Value::Null);
         let mut tx = self.core.store().write().await?;
         tx.put_notification_preferences(&actor.id, &document).await?;
         // The URL is not recorded: a Slack webhook's URL is its secret.
-        let shown = json!({"inbox": preferences.inbox, "slack": preferences.slack,
+        let shown = json!({"inbox": preferences.inbox, "slack": preferences.slack, "email": preferences.email,
             "webhook": preferences.webhook.is_some(), "webhookTopics": preferences.webhook_topics});
         let entry = actor.entry(self.core.now(), "notifications.preferences", "account", &actor.id);
         tx.append_audit(&[entry.changed(None, Some(shown))]).await?;
@@ -124,6 +134,7 @@ impl Notifications {
             match channel {
                 Channel::Webhook => self.to_webhook(&note, preferences).await,
                 Channel::Slack => self.to_slack(&note, &preferences).await?,
+                Channel::Email => self.to_email(&note, &preferences).await?,
             }
         };
         let failure = match sent {
@@ -175,6 +186,30 @@ impl Notifications {
         Ok(match self.slack.post_message(&link.slack_user, &note.title, &blocks, None).await {
             Ok(_) => Sent::Delivered,
             Err(error) => Sent::Failed(error.to_string()),
+        })
+    }
+
+    /// An e-mail to the recipient's address (their `email`, or an identifier that is one).
+    async fn to_email(&self, note: &Notification, preferences: &Preferences) -> Result<Sent> {
+        if !Topic::parse(&note.topic).is_some_and(|topic| preferences.to_email(topic)) {
+            return Ok(Sent::Dropped("not sent: e-mail was turned off for this since"));
+        }
+        if !self.mailer.sends() {
+            return Ok(Sent::Dropped("not sent: this server sends no e-mail any more"));
+        }
+        let person = self.core.store().read().await?.entity(system::USER, &note.user).await?;
+        let Some(address) = person.as_ref().and_then(email_address) else {
+            return Ok(Sent::Dropped("not sent: you have no e-mail address"));
+        };
+        let url = format!("{}{}", self.public_url, note.link);
+        let body = format!(
+            "{}\n\nOpen it in Portolan: {url}\n\nYou are told this by e-mail because you chose to; change it at {}/inbox\n",
+            note.title, self.public_url
+        );
+        let subject = portolan_model::slack::clip(&note.title, 150);
+        Ok(match self.mailer.send(&address, &subject, body).await {
+            Ok(()) => Sent::Delivered,
+            Err(error) => Sent::Failed(error),
         })
     }
 
@@ -289,6 +324,9 @@ async fn tell(tx: &mut dyn Tx, notice: notification::Notice, now: Millis) -> Res
     if preferences.to_slack(notice.topic) && !tx.slack_links_of(&notice.recipient).await?.is_empty() {
         channels.push(Channel::Slack);
     }
+    if preferences.to_email(notice.topic) {
+        channels.push(Channel::Email);
+    }
     if !inbox && channels.is_empty() {
         return Ok(());
     }
@@ -321,4 +359,10 @@ async fn tell(tx: &mut dyn Tx, notice: notification::Notice, now: Millis) -> Res
         tx.enqueue_jobs(&jobs).await?;
     }
     Ok(())
+}
+
+/// A person's e-mail address: their `email`, or their identifier when it is one.
+fn email_address(person: &Entity) -> Option<String> {
+    let own = person.properties.get("email").and_then(Value::as_str).filter(|e| e.contains('@'));
+    own.map(str::to_string).or_else(|| person.identifier.contains('@').then(|| person.identifier.clone()))
 }

@@ -19,6 +19,7 @@ struct TopicRow {
     label: &'static str,
     inbox: bool,
     slack: bool,
+    email: bool,
     webhook: bool,
 }
 
@@ -39,6 +40,8 @@ struct InboxPage {
     slack_format: bool,
     /// The Slack app is configured: the Slack column and the links are shown.
     slack_app: bool,
+    /// The server sends e-mail: the E-mail column is shown.
+    sends_email: bool,
     slack_links: Vec<SlackLinkRow>,
     error: Option<String>,
 }
@@ -74,6 +77,7 @@ async fn page(
             label: t.label(),
             inbox: preferences.to_inbox(t),
             slack: preferences.to_slack(t),
+            email: preferences.to_email(t),
             webhook: preferences.webhook_topics.contains(&t),
         })
         .collect();
@@ -96,6 +100,7 @@ async fn page(
         has_webhook: preferences.webhook.is_some(),
         slack_format: preferences.webhook.as_ref().is_some_and(|w| w.format == NotifyFormat::Slack),
         slack_app: app.slack.api.settings().is_some(),
+        sends_email: app.notifications.sends_email(),
         slack_links,
         error,
     };
@@ -118,8 +123,8 @@ pub(super) async fn mark_all_read(
     Ok(Redirect::to("/inbox").into_response())
 }
 
-/// The preferences form: a box per topic for the inbox and for the webhook (repeated fields,
-/// read from the body as pairs), the webhook's URL (empty: none) and format.
+/// The preferences form: a box per topic for each channel (repeated fields, read from the body
+/// as pairs), the webhook's URL (empty: none) and format.
 pub(super) async fn save_preferences(
     State(app): State<AppState>,
     Visitor(signed_in): Visitor,
@@ -133,20 +138,21 @@ pub(super) async fn save_preferences(
     check_form(&headers, &signed_in, &field("csrf").unwrap_or_default())?;
     let format =
         if field("webhook_format").as_deref() == Some("slack") { NotifyFormat::Slack } else { NotifyFormat::Json };
-    // The URL is never shown again (a Slack webhook's URL is its secret): left empty, the one
-    // set before stays, unless the person removes it.
+    // Channels the page does not show (not configured) keep their topics, and the webhook's URL is
+    // never shown again (a Slack webhook's URL is its secret): left empty, the one set before
+    // stays, unless the person removes it.
+    let kept = app.notifications.preferences(&signed_in.actor).await?;
     let webhook = match field("webhook_url").filter(|url| !url.is_empty()) {
         Some(url) => Some(Notify { url, format }),
         None if field("webhook_remove").is_some() => None,
-        None => app.notifications.preferences(&signed_in.actor).await?.webhook.map(|kept| Notify { format, ..kept }),
+        None => kept.webhook.map(|kept| Notify { format, ..kept }),
     };
-    let slack = match field("slack_shown") {
-        Some(_) => topics("slack"),
-        None => app.notifications.preferences(&signed_in.actor).await?.slack,
-    };
+    let slack = if field("slack_shown").is_some() { topics("slack") } else { kept.slack };
+    let email = if field("email_shown").is_some() { topics("email") } else { kept.email };
     let preferences = Preferences {
         inbox: topics("inbox"),
         slack,
+        email,
         webhook_topics: if webhook.is_some() { topics("webhook") } else { Vec::new() },
         webhook,
     };

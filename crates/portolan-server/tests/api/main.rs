@@ -10,6 +10,7 @@ mod computed;
 mod connections;
 mod dashboards;
 mod dora;
+mod email;
 mod entities;
 mod errors;
 mod guardrails;
