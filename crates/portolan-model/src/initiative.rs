@@ -69,13 +69,15 @@ pub struct GoalRule {
 }
 
 /// Reminders to the owners of what is not done yet, every `everyDays` until the initiative is done
-/// or past its target date.
+/// or past its target date: to the members of each team with something left, through their
+/// notification preferences (`initiative.reminder`), and to the initiative's own webhook if it has one.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Reminders {
     #[serde(default = "a_week")]
     pub every_days: u32,
-    pub notify: Notify,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<Notify>,
 }
 
 fn a_week() -> u32 {
@@ -149,7 +151,9 @@ impl Initiative {
             if !(1..=90).contains(&reminders.every_days) {
                 errors.push("/reminders/everyDays", "reminders come every 1 to 90 days");
             }
-            reminders.notify.check("/reminders/notify", &mut errors);
+            if let Some(notify) = &reminders.notify {
+                notify.check("/reminders/notify", &mut errors);
+            }
         }
         if !blueprints.iter().any(|b| b.identifier == self.blueprint) {
             errors.push("/blueprint", format!("no blueprint '{}'", pointer_token(&self.blueprint)));

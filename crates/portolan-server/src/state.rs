@@ -26,7 +26,7 @@ use crate::services::initiatives::Initiatives;
 use crate::services::integrations::{Integrations, IntegrationsParts};
 use crate::services::locations::Locations;
 use crate::services::manifests::Manifests;
-use crate::services::notifications::Notifications;
+use crate::services::notifications::{Notifications, NotificationsParts};
 use crate::services::oauth::OAuth;
 use crate::services::oidc::Oidc;
 use crate::services::permissions::Permissions;
@@ -128,8 +128,14 @@ impl AppState {
         let identity = Identity::new(core.clone(), catalog.clone(), audit.clone(), settings.sessions);
         let slack_api = SlackApi::new(Arc::clone(&outbound), settings.slack.clone());
         let mailer = Mailer::new(settings.email.as_ref()).map_err(internal)?;
-        let notifications =
-            Notifications::new(core.clone(), Arc::clone(&outbound), slack_api.clone(), mailer, Arc::clone(&public_url));
+        let notifications = Notifications::new(NotificationsParts {
+            core: core.clone(),
+            outbound: Arc::clone(&outbound),
+            slack: slack_api.clone(),
+            mailer,
+            permissions: permissions.clone(),
+            public_url: Arc::clone(&public_url),
+        });
         let oauth = OAuth::new(core.clone(), identity.clone(), Arc::clone(&keys), Arc::clone(&public_url));
         let slack = Slack::new(core.clone(), identity.clone(), Arc::clone(&keys), slack_api, Arc::clone(&public_url));
         let oidc = Oidc::new(

@@ -1,7 +1,8 @@
 //! The timer sweeper: singleton work (one replica at a time, under a lease another replica takes
 //! over if the holder dies) that announces each expiry of a `timer` property exactly once, as a
 //! `timer.expired` change event, and queues the entity for recompute (scorecard rules and
-//! computed values that depend on time), and every few minutes recomputes averages per period and
+//! computed values that depend on time), tells each entity's maker once when one of its timers
+//! ends within a day, and every few minutes recomputes averages per period and
 //! samples scorecard levels for their history.
 
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use portolan_model::action::EventKind;
+use portolan_model::notification::{self, EXPIRY_NOTICE_MS};
 use portolan_model::query::{CompareOp, Field, Kind, Meta, Query, Rule, Scalar, Shape, Target};
 use portolan_model::{Entity, blueprint::parse_date_time};
 use portolan_store::ChangeEvent;
@@ -20,13 +22,17 @@ use tokio::task::JoinHandle;
 use crate::error::Result;
 use crate::services::computed::recompute_jobs;
 use crate::services::core::all_blueprints;
+use crate::services::notifications;
 use crate::services::triggers::{EventSubject, automations, entity_document, queue_automations};
+use crate::services::{Actor, Origin};
 use crate::state::AppState;
 
 /// The singleton's name.
 pub const TIMER_SWEEPER: &str = "timer-sweeper";
 const INTERVAL: Duration = Duration::from_secs(1);
 const PAGE: u32 = 500;
+/// Marks a notice's record among the expiries (each timer value is told of once).
+const NOTICE_MARK: &str = "#notice";
 /// How far before the last sweep each sweep looks again.
 const OVERLAP_MS: i64 = 5_000;
 /// How often aggregations that average per period (which change as time passes) are recomputed.
@@ -183,18 +189,23 @@ async fn write_checkpoints(app: AppState, mut stopped: watch::Receiver<bool>) {
     }
 }
 
+/// Entities written at or after a time.
+fn written_since(since: i64) -> Rule {
+    Rule::Compare {
+        target: Target { field: Field::Meta(Meta::UpdatedAt), shape: Shape::One(Kind::Timestamp) },
+        op: CompareOp::Ge,
+        value: Scalar::Num(since as f64),
+        negate: false,
+    }
+}
+
 /// Timers that expired since the last sweep, and timers already expired on entities written since
 /// then (a timer set in the past). The window reaches back a little further than the last sweep,
 /// for writes that committed after it looked; already-announced expiries are dropped by their
 /// record.
 fn due(target: &Target, swept_until: i64, now: i64) -> Query {
     let since = swept_until.saturating_sub(OVERLAP_MS);
-    let written_since = Rule::Compare {
-        target: Target { field: Field::Meta(Meta::UpdatedAt), shape: Shape::One(Kind::Timestamp) },
-        op: CompareOp::Ge,
-        value: Scalar::Num(since as f64),
-        negate: false,
-    };
+    let written_since = written_since(since);
     Query::Or(vec![
         Query::Rule(Rule::Between { target: target.clone(), from: since, to: now, negate: false }),
         Query::And(vec![
@@ -202,6 +213,76 @@ fn due(target: &Target, swept_until: i64, now: i64) -> Query {
             Query::Rule(Rule::Timer { target: target.clone(), expired: true, now }),
         ]),
     ])
+}
+
+/// Timers that come within [`EXPIRY_NOTICE_MS`] of their end since the last sweep, and timers
+/// set since then that already are: the window of [`due`], a notice's length ahead.
+fn ending_soon(target: &Target, swept_until: i64, now: i64) -> Query {
+    let since = swept_until.saturating_sub(OVERLAP_MS);
+    let written_since = written_since(since);
+    let ahead = |from: i64, to: i64| Rule::Between { target: target.clone(), from, to, negate: false };
+    Query::Or(vec![
+        Query::Rule(ahead(since + EXPIRY_NOTICE_MS, now + EXPIRY_NOTICE_MS)),
+        Query::And(vec![Query::Rule(written_since), Query::Rule(ahead(now, now + EXPIRY_NOTICE_MS))]),
+    ])
+}
+
+/// The entities of a blueprint a query over one of its timers finds, with the timer's time.
+async fn timers(
+    tx: &mut dyn portolan_store::Tx,
+    blueprint: &str,
+    property: &str,
+    query: Query,
+) -> Result<Vec<(Entity, String, i64)>> {
+    let mut found = Vec::new();
+    let mut after: Option<Position> = None;
+    loop {
+        let plan = SearchPlan {
+            blueprint: Some(blueprint.to_string()),
+            query: query.clone(),
+            sort: None,
+            after: after.take(),
+            limit: PAGE,
+            required_relations: vec![],
+        };
+        let page: Vec<Entity> = tx.search(&plan).await?;
+        for entity in &page {
+            if let Some(at) = entity.properties.get(property).and_then(Value::as_str).and_then(parse_date_time) {
+                found.push((entity.clone(), property.to_string(), at));
+            }
+        }
+        if page.len() < PAGE as usize {
+            return Ok(found);
+        }
+        after = page.last().map(|e| Position::after(e, None));
+    }
+}
+
+/// Tells the makers of entities whose timers end within a day (if they may still read them) and
+/// their teams, once for each time a timer is set to, with the action that extends it when one does.
+async fn tell_makers(
+    app: &AppState,
+    tx: &mut dyn portolan_store::Tx,
+    ending: Vec<(Entity, String, i64)>,
+    now: i64,
+) -> Result<()> {
+    let keys: Vec<_> = ending
+        .iter()
+        .map(|(e, p, at)| (e.blueprint.clone(), e.identifier.clone(), format!("{p}{NOTICE_MARK}"), *at))
+        .collect();
+    let fresh = tx.record_expiries(&keys).await?;
+    let actions: Vec<_> = tx.actions().await?.into_iter().map(|r| r.action).collect();
+    for ((entity, property, at), _) in ending.into_iter().zip(fresh).filter(|(_, is_new)| *is_new) {
+        let extend = actions.iter().find(|a| a.updates_property(&entity.blueprint, &property));
+        let notice = notification::ttl_expiring(&entity, &property, at, now, extend.map(|a| a.identifier.as_str()));
+        notifications::tell_teams(tx, &entity.team, &notice, now).await?;
+        let Some(maker) = notifications::person(tx, &entity.created_by).await? else { continue };
+        let reader = Actor::user(maker, Origin::Automation);
+        if !app.permissions.readable_refs(tx, &reader, &[entity.entity_ref()]).await.is_empty() {
+            notifications::tell(tx, notice, now).await?;
+        }
+    }
+    Ok(())
 }
 
 /// One sweep, if this replica holds (or can take) the lease. Returns how many expiries it announced.
@@ -214,32 +295,15 @@ pub async fn sweep(app: &AppState, owner: &str, lease_ms: i64) -> Result<usize> 
     let from = state.get("sweptUntil").and_then(Value::as_i64).unwrap_or(0);
     let blueprints = all_blueprints(tx.as_mut()).await?;
     let mut expired: Vec<(Entity, String, i64)> = Vec::new();
+    let mut ending: Vec<(Entity, String, i64)> = Vec::new();
     for blueprint in &blueprints {
         for name in blueprint.timer_properties() {
             let target = Target { field: Field::Property(name.to_string()), shape: Shape::One(Kind::DateTime) };
-            let mut after: Option<Position> = None;
-            loop {
-                let plan = SearchPlan {
-                    blueprint: Some(blueprint.identifier.clone()),
-                    query: due(&target, from, now),
-                    sort: None,
-                    after: after.take(),
-                    limit: PAGE,
-                    required_relations: vec![],
-                };
-                let page: Vec<Entity> = tx.search(&plan).await?;
-                for entity in &page {
-                    if let Some(at) = entity.properties.get(name).and_then(Value::as_str).and_then(parse_date_time) {
-                        expired.push((entity.clone(), name.to_string(), at));
-                    }
-                }
-                if page.len() < PAGE as usize {
-                    break;
-                }
-                after = page.last().map(|e| Position::after(e, None));
-            }
+            expired.extend(timers(tx.as_mut(), &blueprint.identifier, name, due(&target, from, now)).await?);
+            ending.extend(timers(tx.as_mut(), &blueprint.identifier, name, ending_soon(&target, from, now)).await?);
         }
     }
+    tell_makers(app, tx.as_mut(), ending, now).await?;
     let records: Vec<_> =
         expired.iter().map(|(e, p, at)| (e.blueprint.clone(), e.identifier.clone(), p.clone(), *at)).collect();
     let fresh = tx.record_expiries(&records).await?;

@@ -68,6 +68,15 @@ impl Action {
         }
     }
 
+    /// Whether it is a person's DAY-2 action on `blueprint` that writes `property` of the entity
+    /// it acts on (an `UPSERT_ENTITY` whose mapping sets it): what extends a TTL, say.
+    pub fn updates_property(&self, blueprint: &str, property: &str) -> bool {
+        let on = matches!(&self.trigger, Trigger::SelfService { operation: Operation::Day2, blueprint_identifier: Some(b), .. } if b == blueprint);
+        let sets = matches!(&self.invocation_method, InvocationMethod::UpsertEntity { blueprint_identifier, mapping, .. }
+            if blueprint_identifier == blueprint && mapping.pointer(&format!("/properties/{property}")).is_some());
+        on && sets
+    }
+
     /// The approval a run of this action needs, if any.
     pub fn approval(&self) -> Option<ApprovalRule> {
         self.guardrails

@@ -69,6 +69,28 @@ fn slack_gets_the_inboxs_topics_unless_chosen_otherwise() {
 }
 
 #[test]
+fn a_team_chooses_its_channels_and_only_the_topics_that_concern_a_team() {
+    let team: TeamPreferences = serde_json::from_value(json!({
+        "webhook": {"url": "https://hooks.example/t", "format": "slack"}, "email": "team-a@example.com"
+    }))
+    .expect("preferences");
+    assert!(team.check().is_ok());
+    assert!(team.wants(Topic::ScorecardDropped) && !team.wants(Topic::RunFailed), "all team topics by default");
+    let channels = team.as_channels();
+    assert!(channels.to_webhook(Topic::TtlExpiring) && channels.to_email(Topic::InitiativeReminder));
+    assert!(!channels.to_inbox(Topic::TtlExpiring) && !channels.to_slack(Topic::TtlExpiring));
+    let narrow: TeamPreferences =
+        serde_json::from_value(json!({"webhook": {"url": "https://hooks.example/t"}, "topics": ["approval.needed"]}))
+            .expect("preferences");
+    assert!(narrow.as_channels().to_webhook(Topic::ApprovalNeeded) && !narrow.wants(Topic::TtlExpiring));
+    let bad: TeamPreferences =
+        serde_json::from_value(json!({"email": "nobody", "topics": ["run.failed"]})).expect("parsed");
+    let paths: Vec<String> = bad.check().expect_err("refused").0.into_iter().map(|e| e.path).collect();
+    assert_eq!(paths, ["/email", "/topics/0"]);
+    assert_eq!(team_recipient("team-a"), "team:team-a");
+}
+
+#[test]
 fn each_channel_keeps_its_own_delivery_outcome() {
     let queued = delivery_with(None, Channel::Webhook, "queued");
     assert_eq!(queued, "webhook: queued");
@@ -102,4 +124,44 @@ fn an_approver_other_than_the_requester_hears_of_a_run_waiting_for_them() {
     );
     assert_eq!(approval_needed(&waiting, "ana"), None, "not the requester");
     assert_eq!(approval_needed(&run("QUEUED", "ana"), "carl"), None, "nothing waits");
+}
+
+fn environment() -> Entity {
+    serde_json::from_value(json!({
+        "identifier": "dev-ana", "title": "Ana's dev", "blueprint": "environment", "createdBy": "ana",
+        "team": [], "properties": {}, "relations": {}, "version": 1,
+        "updatedBy": "ana", "createdAt": "2026-01-01T00:00:00Z", "updatedAt": "2026-01-01T00:00:00Z"
+    }))
+    .expect("an entity")
+}
+
+#[test]
+fn a_maker_is_told_of_a_timer_ending_with_the_action_that_extends_it() {
+    let now = 1_000_000_000;
+    let told = ttl_expiring(&environment(), "ttl", now + 23 * 3_600_000 + 100, now, Some("extend_ttl"));
+    assert_eq!((told.topic, told.recipient.as_str()), (Topic::TtlExpiring, "ana"));
+    assert_eq!(told.title, "Ana's dev (environment) ends in about 23 h (ttl): extend it if it is still needed");
+    assert_eq!(told.link, "/actions/extend_ttl?entity=dev-ana");
+    let soon = ttl_expiring(&environment(), "ttl", now + 60_000, now, None);
+    assert_eq!(soon.title, "Ana's dev (environment) ends in less than an hour (ttl)");
+    assert_eq!(soon.link, "/catalog/environment/dev-ana");
+}
+
+#[test]
+fn only_a_lower_level_is_a_drop() {
+    let result = |index: i64, level: &str| json!({"level": level, "levelIndex": index, "rules": []});
+    let before: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_value(json!({"readiness": result(2, "Gold"), "security": result(1, "Silver")})).expect("map");
+    let after: serde_json::Map<String, serde_json::Value> = serde_json::from_value(
+        json!({"readiness": result(1, "Silver"), "security": result(2, "Gold"), "new": result(0, "Basic")}),
+    )
+    .expect("map");
+    assert_eq!(dropped_levels(&before, &after), [("readiness".to_string(), "Gold".to_string(), "Silver".to_string())]);
+    assert!(dropped_levels(&after, &after).is_empty());
+    let reminded = initiative_reminder("bo", "tls", "Everyone on TLS 1.3", "team-a", 3, 1_798_675_200_000);
+    assert_eq!(reminded.title, "Everyone on TLS 1.3: 3 of team-a's still to do, due 2026-12-31");
+    assert_eq!((reminded.topic, reminded.link.as_str()), (Topic::InitiativeReminder, "/initiatives/tls"));
+    let told = scorecard_dropped("bo", &environment(), "Readiness", "Gold", "Silver");
+    assert_eq!(told.title, "Ana's dev (environment) dropped from Gold to Silver on Readiness");
+    assert_eq!((told.recipient.as_str(), told.link.as_str()), ("bo", "/catalog/environment/dev-ana"));
 }

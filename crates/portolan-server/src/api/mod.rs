@@ -171,6 +171,7 @@ pub fn router() -> Router<AppState> {
         .routes(routes!(notifications::mark_read))
         .routes(routes!(notifications::mark_all_read))
         .routes(routes!(notifications::preferences, notifications::set_preferences))
+        .routes(routes!(notifications::team_preferences, notifications::set_team_preferences))
         .routes(routes!(notifications::slack))
         .routes(routes!(notifications::unlink_slack))
         .routes(routes!(audit::audit_log))

@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use portolan_model::notification::Preferences;
+use portolan_model::notification::{Preferences, TeamPreferences};
 use portolan_store::Notification;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -119,6 +119,40 @@ pub async fn set_preferences(
     let preferences: Preferences = portolan_model::error::from_json(body)?;
     let preferences = app.notifications.set_preferences(&caller.actor, preferences).await?;
     Ok(Json(PreferencesResponse { ok: true, preferences }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TeamPreferencesResponse {
+    ok: bool,
+    preferences: TeamPreferences,
+}
+
+/// A team's notification preferences (its members and admins).
+#[utoipa::path(get, path = "/api/v1/teams/{team}/notification-preferences", tag = "notifications",
+    params(("team" = String, Path)), responses((status = 200, body = TeamPreferencesResponse), (status = 403), (status = 404)))]
+pub async fn team_preferences(
+    State(app): State<AppState>,
+    caller: Caller,
+    PathParams(team): PathParams<String>,
+) -> Result<Json<TeamPreferencesResponse>> {
+    let preferences = app.notifications.team_preferences(&caller.actor, &team).await?;
+    Ok(Json(TeamPreferencesResponse { ok: true, preferences }))
+}
+
+/// Replaces a team's notification preferences: its webhook (JSON, or a Slack incoming webhook
+/// for its channel), its e-mail address, and which team topics they get (all when none are named).
+#[utoipa::path(put, path = "/api/v1/teams/{team}/notification-preferences", tag = "notifications",
+    params(("team" = String, Path)), request_body = TeamPreferences,
+    responses((status = 200, body = TeamPreferencesResponse), (status = 403), (status = 404), (status = 422)))]
+pub async fn set_team_preferences(
+    State(app): State<AppState>,
+    caller: Caller,
+    PathParams(team): PathParams<String>,
+    JsonBody(body): JsonBody<serde_json::Value>,
+) -> Result<Json<TeamPreferencesResponse>> {
+    let preferences: TeamPreferences = portolan_model::error::from_json(body)?;
+    let preferences = app.notifications.set_team_preferences(&caller.actor, &team, preferences).await?;
+    Ok(Json(TeamPreferencesResponse { ok: true, preferences }))
 }
 
 #[derive(Serialize, ToSchema)]

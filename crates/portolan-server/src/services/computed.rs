@@ -378,6 +378,7 @@ impl Computed {
             && tx.put_computed(target, before.version, &after.properties, &after.scorecards, &after.diagnostics).await?
         {
             tx.publish(&change("entity.computed", target, Some(before.version))).await?;
+            super::notifications::queue_drops(tx, Some(&before), &after, now).await?;
             let next = dependents(tx, blueprints, Some(&before), Some(&after)).await?;
             tx.enqueue_jobs(&recompute_jobs(next, now)).await?;
         }

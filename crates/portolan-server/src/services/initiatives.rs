@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use portolan_model::guardrail::NotifyFormat;
 use portolan_model::initiative::{Assessment, CompiledInitiative, Initiative, Pace, Progress, Standing, Tally};
+use portolan_model::notification;
 use portolan_model::query::QueryContext;
 use portolan_model::scorecard::Scorecard;
 use portolan_model::{DAY, HOUR, Millis, format_millis};
@@ -15,6 +16,7 @@ use serde_json::{Value, json};
 
 use super::actor::{Actor, Origin};
 use super::core::{Core, all_blueprints, identifier_from_path, strip_server_fields, to_json};
+use super::notifications;
 use super::permissions::Permissions;
 use super::scorecards::{ALL_TEAMS, Scorecards, require_team_series};
 use super::search::Search;
@@ -317,10 +319,10 @@ impl Initiatives {
         let pace = definition.pace(progress.overall.done, progress.overall, self.core.now());
         let mut record = record;
         if !self.permissions.managed(actor).await?.blueprint(&record.definition.blueprint)
-            && let Some(reminders) = &mut record.definition.reminders
+            && let Some(notify) = record.definition.reminders.as_mut().and_then(|r| r.notify.as_mut())
         {
             // A Slack webhook's URL is its secret: only those who may change the initiative see it.
-            reminders.notify.url = "********".into();
+            notify.url = "********".into();
         }
         Ok(InitiativeReport {
             view: InitiativeView { initiative: record, progress, pace },
@@ -410,32 +412,66 @@ impl Initiatives {
         Ok(Reminder { at: self.core.now(), error })
     }
 
-    /// Tells the reminder channel what each team still has to do (nothing when all is done), and
-    /// keeps when and how it went. The error of a failed delivery, which is not the caller's.
+    /// Tells the members of each team what it still has to do (nothing when all is done), and the
+    /// initiative's webhook if it has one, and keeps when and how that went. The error of a
+    /// failed delivery to the webhook, which is not the caller's.
     async fn send_reminder(&self, actor: &Actor, record: InitiativeRecord) -> Result<Option<String>> {
         let Some(reminders) = record.definition.reminders.clone() else { return Ok(None) };
         let identifier = record.definition.identifier.clone();
         let report = self.assess(actor, record, None).await?;
-        let body = self.reminder_body(&report, reminders.notify.format);
-        let error = if report.view.pace.standing == Standing::Done {
-            None
-        } else {
-            let sent = match self.outbound.request(Purpose::Reminder, reqwest::Method::POST, &reminders.notify.url) {
-                Ok(request) => request.json(&body).send().await,
-                Err(refused) => Err(refused),
-            };
-            match sent {
-                Ok(response) if response.status().is_success() => None,
-                // Neither names the URL: a Slack webhook's URL is its secret.
-                Ok(response) => Some(format!("the reminder webhook answered {}", response.status().as_u16())),
-                Err(error) => Some(format!("the reminder was not delivered: {error}")),
+        let done = report.view.pace.standing == Standing::Done;
+        let error = match reminders.notify.filter(|_| !done) {
+            None => None,
+            Some(notify) => {
+                let body = self.reminder_body(&report, notify.format);
+                let sent = match self.outbound.request(Purpose::Reminder, reqwest::Method::POST, &notify.url) {
+                    Ok(request) => request.json(&body).send().await,
+                    Err(refused) => Err(refused),
+                };
+                match sent {
+                    Ok(response) if response.status().is_success() => None,
+                    // Neither names the URL: a Slack webhook's URL is its secret.
+                    Ok(response) => Some(format!("the reminder webhook answered {}", response.status().as_u16())),
+                    Err(error) => Some(format!("the reminder was not delivered: {error}")),
+                }
             }
         };
+        let now = self.core.now();
         let mut tx = self.core.store().write().await?;
+        let mut left: BTreeMap<&str, usize> = BTreeMap::new();
+        for entity in report.entities.iter().filter(|e| !e.assessment.done) {
+            for team in &entity.team {
+                *left.entry(team).or_default() += 1;
+            }
+        }
+        let definition = &report.view.initiative.definition;
+        for (team, count) in left {
+            for member in notifications::members(tx.as_mut(), &[team.to_string()]).await? {
+                let notice = notification::initiative_reminder(
+                    &member.id,
+                    &identifier,
+                    definition.title(),
+                    team,
+                    count,
+                    definition.target_date,
+                );
+                notifications::tell(tx.as_mut(), notice, now).await?;
+            }
+            let notice = notification::initiative_reminder(
+                "",
+                &identifier,
+                definition.title(),
+                team,
+                count,
+                definition.target_date,
+            );
+            notifications::tell_teams(tx.as_mut(), &[team.to_string()], &notice, now).await?;
+        }
         if let Ok(mut stored) = find(tx.as_mut(), &identifier).await {
             stored.last_reminder = Some(Reminder { at: self.core.now(), error: error.clone() });
             tx.put_kpi_document(DOCUMENT_KIND, &identifier, &to_json(&stored)).await?;
             tx.commit().await?;
+            self.core.wake_worker();
         }
         Ok(error)
     }

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use portolan_model::notification::{self, Channel, Preferences, Topic, delivery_with};
+use portolan_model::notification::{self, Channel, Preferences, TeamPreferences, Topic, delivery_with, team_recipient};
 use portolan_model::permission::User;
 use portolan_model::run::Run;
 use portolan_model::{Entity, Millis, system};
@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 
 use super::actor::Actor;
 use super::core::Core;
+use super::permissions::Permissions;
 use crate::email::Mailer;
 use crate::error::{Error, Result};
 use crate::outbound::{Outbound, Purpose};
@@ -26,8 +27,10 @@ pub const NOTIFY: &str = "notify";
 const MAX_ATTEMPTS: i64 = 8;
 /// How long notifications are kept.
 const RETENTION_MS: Millis = 90 * 86_400_000;
-/// The most approvers told of one run.
-const MAX_APPROVERS_TOLD: usize = 200;
+/// How a team's recipient begins (see [`team_recipient`]).
+const TEAM_PREFIX: &str = "team:";
+/// The most people told of one thing (the approvers of a run, the members of a team).
+const MAX_PEOPLE_TOLD: usize = 200;
 /// The most an inbox answer lists.
 pub const MAX_LIST: u32 = 200;
 
@@ -37,7 +40,18 @@ pub struct Notifications {
     outbound: Arc<Outbound>,
     slack: SlackApi,
     mailer: Mailer,
+    permissions: Permissions,
     public_url: Arc<str>,
+}
+
+/// What [`Notifications`] is built from.
+pub struct NotificationsParts {
+    pub core: Core,
+    pub outbound: Arc<Outbound>,
+    pub slack: SlackApi,
+    pub mailer: Mailer,
+    pub permissions: Permissions,
+    pub public_url: Arc<str>,
 }
 
 /// How one delivery attempt went.
@@ -50,8 +64,9 @@ enum Sent {
 }
 
 impl Notifications {
-    pub fn new(core: Core, outbound: Arc<Outbound>, slack: SlackApi, mailer: Mailer, public_url: Arc<str>) -> Self {
-        Self { core, outbound, slack, mailer, public_url }
+    pub fn new(parts: NotificationsParts) -> Self {
+        let NotificationsParts { core, outbound, slack, mailer, permissions, public_url } = parts;
+        Self { core, outbound, slack, mailer, permissions, public_url }
     }
 
     /// Whether the server sends e-mail (an SMTP server is configured).
@@ -109,6 +124,40 @@ impl Notifications {
         Ok(preferences)
     }
 
+    /// A team's notification preferences: its members' and the admins' to read and change.
+    pub async fn team_preferences(&self, actor: &Actor, team: &str) -> Result<TeamPreferences> {
+        let mut tx = self.core.store().read().await?;
+        may_change_team(tx.as_mut(), actor, team).await?;
+        Ok(team_preferences_of(tx.as_mut(), team).await?)
+    }
+
+    /// Replaces a team's preferences; its webhook must be one the server may call, and e-mail
+    /// needs an SMTP server.
+    pub async fn set_team_preferences(
+        &self,
+        actor: &Actor,
+        team: &str,
+        preferences: TeamPreferences,
+    ) -> Result<TeamPreferences> {
+        preferences.check().map_err(Error::invalid)?;
+        if let Some(webhook) = &preferences.webhook {
+            self.outbound.check_field(Purpose::Notification, &webhook.url, "/webhook/url")?;
+        }
+        if preferences.email.is_some() && !self.mailer.sends() {
+            return Err(Error::invalid_at("/email", "this server sends no e-mail: an admin sets smtp_url first"));
+        }
+        let mut tx = self.core.store().write().await?;
+        may_change_team(tx.as_mut(), actor, team).await?;
+        let document = serde_json::to_value(&preferences).unwrap_or(Value::Null);
+        tx.put_notification_preferences(&team_recipient(team), &document).await?;
+        let shown =
+            json!({"webhook": preferences.webhook.is_some(), "email": preferences.email, "topics": preferences.topics});
+        let entry = actor.entry(self.core.now(), "notifications.team-preferences", "team", team);
+        tx.append_audit(&[entry.changed(None, Some(shown))]).await?;
+        tx.commit().await?;
+        Ok(preferences)
+    }
+
     /// Delivers a notification to one of its recipient's channels, or a run's update to its
     /// Slack thread (a worker job). A failure is retried, with a growing delay, up to
     /// [`MAX_ATTEMPTS`]; then the notification says it was not delivered there, and why.
@@ -116,6 +165,9 @@ impl Notifications {
         let channel = job.payload.get("channel").and_then(Value::as_str).and_then(Channel::parse);
         let channel = channel.unwrap_or(Channel::Webhook);
         let outcome = |text: &str, done: bool| self.record(job, owner, channel, text.to_string(), done);
+        if let Some(drop) = job.payload.get("dropped") {
+            return self.tell_drop(job, owner, drop).await;
+        }
         let sent = if let Some(run) = job.payload.get("thread").and_then(Value::as_str) {
             self.to_thread(run).await?
         } else {
@@ -197,8 +249,14 @@ impl Notifications {
         if !self.mailer.sends() {
             return Ok(Sent::Dropped("not sent: this server sends no e-mail any more"));
         }
-        let person = self.core.store().read().await?.entity(system::USER, &note.user).await?;
-        let Some(address) = person.as_ref().and_then(email_address) else {
+        let address = {
+            let mut tx = self.core.store().read().await?;
+            match note.user.strip_prefix(TEAM_PREFIX) {
+                Some(team) => team_preferences_of(tx.as_mut(), team).await?.email,
+                None => tx.entity(system::USER, &note.user).await?.as_ref().and_then(email_address),
+            }
+        };
+        let Some(address) = address else {
             return Ok(Sent::Dropped("not sent: you have no e-mail address"));
         };
         let url = format!("{}{}", self.public_url, note.link);
@@ -234,6 +292,33 @@ impl Notifications {
         })
     }
 
+    /// Tells the members of an entity's owning teams who may read it that one of its scorecard
+    /// levels dropped (a job queued by the change, so that finding them is off its write path).
+    async fn tell_drop(&self, job: &Job, owner: &str, drop: &Value) -> Result<()> {
+        let text = |name: &str| drop.get(name).and_then(Value::as_str).unwrap_or_default();
+        let now = self.core.now();
+        let mut tx = self.core.store().write().await?;
+        if let Some(entity) = tx.entity(text("blueprint"), text("identifier")).await? {
+            let scorecards = tx.scorecards(&entity.blueprint).await?;
+            let scorecard = scorecards.iter().find(|r| r.scorecard.identifier == text("scorecard"));
+            let title = scorecard.and_then(|r| r.scorecard.title.clone()).unwrap_or_else(|| text("scorecard").into());
+            for member in members(tx.as_mut(), &entity.team).await? {
+                let reader = Actor::user(member, super::actor::Origin::Automation);
+                if self.permissions.readable_refs(tx.as_mut(), &reader, &[entity.entity_ref()]).await.is_empty() {
+                    continue;
+                }
+                let notice = notification::scorecard_dropped(&reader.id, &entity, &title, text("from"), text("to"));
+                tell(tx.as_mut(), notice, now).await?;
+            }
+            let notice = notification::scorecard_dropped("", &entity, &title, text("from"), text("to"));
+            tell_teams(tx.as_mut(), &entity.team, &notice, now).await?;
+        }
+        tx.complete_job(job.id, owner).await?;
+        tx.commit().await?;
+        self.core.wake_worker();
+        Ok(())
+    }
+
     /// Keeps how a delivery went on its notification and, when it is over, ends the job.
     async fn record(&self, job: &Job, owner: &str, channel: Channel, outcome: String, done: bool) -> Result<()> {
         let mut tx = self.core.store().write().await?;
@@ -259,8 +344,43 @@ impl Notifications {
     }
 }
 
-async fn preferences_of(tx: &mut dyn Tx, user: &str) -> portolan_store::Result<Preferences> {
-    Ok(tx.notification_preferences(user).await?.and_then(|d| serde_json::from_value(d).ok()).unwrap_or_default())
+/// A recipient's channels: a person's preferences, or a team's (`team:<id>`) read as channels.
+async fn preferences_of(tx: &mut dyn Tx, recipient: &str) -> portolan_store::Result<Preferences> {
+    if let Some(team) = recipient.strip_prefix(TEAM_PREFIX) {
+        return Ok(team_preferences_of(tx, team).await?.as_channels());
+    }
+    Ok(tx.notification_preferences(recipient).await?.and_then(|d| serde_json::from_value(d).ok()).unwrap_or_default())
+}
+
+async fn team_preferences_of(tx: &mut dyn Tx, team: &str) -> portolan_store::Result<TeamPreferences> {
+    let document = tx.notification_preferences(&team_recipient(team)).await?;
+    Ok(document.and_then(|d| serde_json::from_value(d).ok()).unwrap_or_default())
+}
+
+/// A team's preferences are for its members and the admins; a team that does not exist is not found.
+async fn may_change_team(tx: &mut dyn Tx, actor: &Actor, team: &str) -> Result<()> {
+    if tx.entity(system::TEAM, team).await?.is_none() {
+        return Err(Error::not_found(format!("team '{team}'")));
+    }
+    match actor.as_user() {
+        Some(user) if user.role == portolan_model::permission::Role::Admin || user.teams.iter().any(|t| t == team) => {
+            Ok(())
+        }
+        _ => Err(Error::forbidden(format!("only the members of '{team}' and admins set its notifications"))),
+    }
+}
+
+/// Tells each of these teams (their channels, when they chose the topic) what a notice says.
+pub(crate) async fn tell_teams(
+    tx: &mut dyn Tx,
+    teams: &[String],
+    notice: &notification::Notice,
+    now: Millis,
+) -> Result<()> {
+    for team in teams {
+        tell(tx, notification::Notice { recipient: team_recipient(team), ..notice.clone() }, now).await?;
+    }
+    Ok(())
 }
 
 /// In the transaction of a run's change: what it tells its requester, or (a run that starts by
@@ -285,36 +405,75 @@ pub(crate) async fn notify_run(tx: &mut dyn Tx, before: Option<&Run>, run: &Run,
                 tell(tx, notice, now).await?;
             }
         }
+        let teams = run.approval.as_ref().and_then(|a| a.approvers.as_ref()).map(|a| a.teams.clone());
+        if let (Some(teams), Some(notice)) = (teams, notification::approval_needed(run, "")) {
+            tell_teams(tx, &teams, &notice, now).await?;
+        }
     }
     Ok(())
 }
 
 /// The people who may decide a run's approval, when its rule names them (users, teams, roles);
 /// a rule that leaves it to permission grants names nobody to tell, and its run waits on the
-/// approvers' page. At most [`MAX_APPROVERS_TOLD`].
+/// approvers' page. At most [`MAX_PEOPLE_TOLD`].
 async fn approvers(tx: &mut dyn Tx, run: &Run) -> Result<Vec<String>> {
     let Some(approval) = run.approval.as_ref().filter(|a| a.approvers.is_some()) else { return Ok(Vec::new()) };
-    let accounts = tx.accounts().await?;
-    let ids: Vec<String> = accounts.iter().map(|a| a.user.clone()).collect();
-    let people = tx.entities(system::USER, &ids).await?;
-    let mut told = Vec::new();
-    for account in &accounts {
-        let Some(person) = people.iter().find(|e| e.identifier == account.user) else { continue };
-        if person.properties.get("status").and_then(Value::as_str) == Some("disabled") {
-            continue;
-        }
-        let user = User { id: account.user.clone(), role: account.role, teams: person.team.clone() };
-        if approval.may_decide(&user, false) {
-            told.push(user.id);
-        }
-        if told.len() == MAX_APPROVERS_TOLD {
-            break;
-        }
-    }
-    Ok(told)
+    let people = people(tx).await?;
+    Ok(people.into_iter().filter(|user| approval.may_decide(user, false)).take(MAX_PEOPLE_TOLD).map(|u| u.id).collect())
 }
 
-async fn tell(tx: &mut dyn Tx, notice: notification::Notice, now: Millis) -> Result<()> {
+/// In the transaction of an entity's change: a job to tell its owning teams of each scorecard
+/// level the change lowered.
+pub(crate) async fn queue_drops(tx: &mut dyn Tx, before: Option<&Entity>, after: &Entity, now: Millis) -> Result<()> {
+    let Some(before) = before.filter(|_| !after.team.is_empty()) else { return Ok(()) };
+    let jobs: Vec<NewJob> = notification::dropped_levels(&before.scorecards, &after.scorecards)
+        .into_iter()
+        .map(|(scorecard, from, to)| NewJob {
+            kind: NOTIFY.into(),
+            dedupe_key: None,
+            payload: json!({"dropped": {"blueprint": after.blueprint, "identifier": after.identifier,
+                "scorecard": scorecard, "from": from, "to": to}}),
+            run_after: now,
+        })
+        .collect();
+    if !jobs.is_empty() {
+        tx.enqueue_jobs(&jobs).await?;
+    }
+    Ok(())
+}
+
+/// Every person with an account that is not disabled, as permissions judge them.
+async fn people(tx: &mut dyn Tx) -> Result<Vec<User>> {
+    let accounts = tx.accounts().await?;
+    let ids: Vec<String> = accounts.iter().map(|a| a.user.clone()).collect();
+    let entities = tx.entities(system::USER, &ids).await?;
+    Ok(accounts
+        .into_iter()
+        .filter_map(|account| {
+            let person = entities.iter().find(|e| e.identifier == account.user)?;
+            let disabled = person.properties.get("status").and_then(Value::as_str) == Some("disabled");
+            (!disabled).then(|| User { id: account.user, role: account.role, teams: person.team.clone() })
+        })
+        .collect())
+}
+
+/// One person with an account that is not disabled; `None` for anyone else (`portolan`, a service).
+pub(crate) async fn person(tx: &mut dyn Tx, id: &str) -> Result<Option<User>> {
+    let Some(account) = tx.account(id).await? else { return Ok(None) };
+    let Some(entity) = tx.entity(system::USER, id).await? else { return Ok(None) };
+    let disabled = entity.properties.get("status").and_then(Value::as_str) == Some("disabled");
+    Ok((!disabled).then_some(User { id: account.user, role: account.role, teams: entity.team }))
+}
+
+/// The members of any of these teams (at most [`MAX_PEOPLE_TOLD`]).
+pub(crate) async fn members(tx: &mut dyn Tx, teams: &[String]) -> Result<Vec<User>> {
+    let people = people(tx).await?;
+    Ok(people.into_iter().filter(|u| u.teams.iter().any(|t| teams.contains(t))).take(MAX_PEOPLE_TOLD).collect())
+}
+
+/// Writes a notice to its recipient's inbox (if they keep its topic there) and queues its
+/// delivery to each other channel they chose, in the caller's transaction.
+pub(crate) async fn tell(tx: &mut dyn Tx, notice: notification::Notice, now: Millis) -> Result<()> {
     let preferences = preferences_of(tx, &notice.recipient).await?;
     let inbox = preferences.to_inbox(notice.topic);
     let mut channels = Vec::new();

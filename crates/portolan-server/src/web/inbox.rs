@@ -2,7 +2,7 @@
 
 use axum::body::Bytes;
 use portolan_model::guardrail::{Notify, NotifyFormat};
-use portolan_model::notification::{Preferences, Topic};
+use portolan_model::notification::{Preferences, TEAM_TOPICS, TeamPreferences, Topic};
 
 use super::*;
 
@@ -21,6 +21,16 @@ struct TopicRow {
     slack: bool,
     email: bool,
     webhook: bool,
+}
+
+/// One of the person's teams, and where what concerns it is sent.
+struct TeamRow {
+    team: String,
+    has_webhook: bool,
+    slack_format: bool,
+    email: String,
+    /// Each team topic: its value, its label, whether it is chosen.
+    topics: Vec<(&'static str, &'static str, bool)>,
 }
 
 struct SlackLinkRow {
@@ -43,6 +53,7 @@ struct InboxPage {
     /// The server sends e-mail: the E-mail column is shown.
     sends_email: bool,
     slack_links: Vec<SlackLinkRow>,
+    teams: Vec<TeamRow>,
     error: Option<String>,
 }
 
@@ -93,6 +104,17 @@ async fn page(
             team: l.team,
         })
         .collect();
+    let mut teams = Vec::new();
+    for team in signed_in.actor.as_user().map(|u| u.teams.clone()).unwrap_or_default() {
+        let Ok(chosen) = app.notifications.team_preferences(&signed_in.actor, &team).await else { continue };
+        teams.push(TeamRow {
+            has_webhook: chosen.webhook.is_some(),
+            slack_format: chosen.webhook.as_ref().is_some_and(|w| w.format == NotifyFormat::Slack),
+            email: chosen.email.clone().unwrap_or_default(),
+            topics: TEAM_TOPICS.into_iter().map(|t| (t.as_str(), t.label(), chosen.wants(t))).collect(),
+            team,
+        });
+    }
     let page = InboxPage {
         signed_in: layout_user(app, signed_in).await,
         notes,
@@ -102,6 +124,7 @@ async fn page(
         slack_app: app.slack.api.settings().is_some(),
         sends_email: app.notifications.sends_email(),
         slack_links,
+        teams,
         error,
     };
     Ok((status, render(&page)).into_response())
@@ -221,4 +244,40 @@ pub(super) async fn link_slack(
     check_form(&headers, &signed_in, &form.csrf)?;
     app.slack.link(&signed_in.actor, &form.code).await?;
     Ok(Redirect::to("/inbox").into_response())
+}
+
+/// A team's channels, from the inbox page: its webhook (the URL kept when left empty), format,
+/// e-mail address and topics.
+pub(super) async fn save_team_preferences(
+    State(app): State<AppState>,
+    Visitor(signed_in): Visitor,
+    headers: HeaderMap,
+    PathParams(team): PathParams<String>,
+    body: Bytes,
+) -> PageResult {
+    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(&body).into_owned().collect();
+    let field = |name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.trim().to_string());
+    check_form(&headers, &signed_in, &field("csrf").unwrap_or_default())?;
+    let kept = app.notifications.team_preferences(&signed_in.actor, &team).await?;
+    let format =
+        if field("webhook_format").as_deref() == Some("slack") { NotifyFormat::Slack } else { NotifyFormat::Json };
+    let webhook = match field("webhook_url").filter(|url| !url.is_empty()) {
+        Some(url) => Some(Notify { url, format }),
+        None if field("webhook_remove").is_some() => None,
+        None => kept.webhook.map(|kept| Notify { format, ..kept }),
+    };
+    let preferences = TeamPreferences {
+        webhook,
+        email: field("email").filter(|e| !e.is_empty()),
+        topics: pairs.iter().filter(|(k, _)| k == "topic").filter_map(|(_, v)| Topic::parse(v)).collect(),
+    };
+    match app.notifications.set_team_preferences(&signed_in.actor, &team, preferences).await {
+        Ok(_) => Ok(Redirect::to("/inbox").into_response()),
+        Err(refused) if refused.code == ErrorCode::ValidationFailed => {
+            let mine = app.notifications.preferences(&signed_in.actor).await?;
+            let message = format!("{team}: {}", refused.message);
+            page(&app, &signed_in, &mine, Some(message), StatusCode::UNPROCESSABLE_ENTITY).await
+        }
+        Err(other) => Err(other.into()),
+    }
 }

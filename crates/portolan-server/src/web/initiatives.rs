@@ -229,11 +229,12 @@ pub(super) async fn initiative_page(
         remaining: remaining.into_iter().map(entity_row).collect(),
         done: done.into_iter().map(entity_row).collect(),
         reminders: definition.reminders.as_ref().map(|r| {
-            let channel = match r.notify.format {
-                portolan_model::guardrail::NotifyFormat::Json => "a webhook",
-                portolan_model::guardrail::NotifyFormat::Slack => "Slack",
+            let channel = match r.notify.as_ref().map(|n| n.format) {
+                Some(portolan_model::guardrail::NotifyFormat::Json) => " and a webhook",
+                Some(portolan_model::guardrail::NotifyFormat::Slack) => " and Slack",
+                None => "",
             };
-            format!("every {} days, through {channel}", r.every_days)
+            format!("every {} days, to the teams' members{channel}", r.every_days)
         }),
         last_reminder: view.initiative.last_reminder.as_ref().map(|r| match &r.error {
             None => format!("sent {}", present::day(r.at)),

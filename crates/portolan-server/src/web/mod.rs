@@ -87,6 +87,7 @@ pub fn router() -> Router<AppState> {
         .route("/inbox", get(inbox::inbox_page))
         .route("/inbox/read", axum::routing::post(inbox::mark_all_read))
         .route("/inbox/preferences", axum::routing::post(inbox::save_preferences))
+        .route("/inbox/teams/{team}", axum::routing::post(inbox::save_team_preferences))
         .route("/slack/link", get(inbox::slack_link_page).post(inbox::link_slack))
         .route("/slack/unlink", axum::routing::post(inbox::unlink_slack))
         .route("/oauth/authorize", get(oauth::consent_page).post(oauth::decide))

@@ -328,3 +328,77 @@ async fn the_demo_s_initiative_is_half_way_with_a_burn_up_and_the_pages_show_it(
     assert!(team.contains("of team-cart"), "{team}");
     assert!(!team.contains("products-service"), "{team}");
 }
+
+fn titles(reply: &Value, topic: &str) -> Vec<String> {
+    let notes = reply["notifications"].as_array().into_iter().flatten();
+    notes.filter(|n| n["topic"] == topic).filter_map(|n| n["title"].as_str()).map(str::to_string).collect()
+}
+
+/// A scorecard level that drops tells the members of the entity's team who may read it; an
+/// initiative's reminder tells each team's members how much they have left, even with no
+/// webhook of its own.
+#[tokio::test]
+async fn a_dropped_level_and_an_initiative_reminder_reach_the_owning_teams_members() {
+    let app = TestApp::builder().clock(ManualClock::at(START + DAY)).start().await;
+    fleet(&app).await;
+    let grants = json!({"read": {"ownedByTeam": true}});
+    assert_eq!(app.put("/api/v1/blueprints/service/permissions", grants).await.status, StatusCode::OK);
+    let ana = app.member("ana", &["team-a"]).await;
+    let bo = app.member("bo", &["team-b"]).await;
+    // Team A's channel hears what concerns the team; only its members and admins choose that.
+    let channel = crate::actions::Receiver::start(vec![crate::actions::Answer(200, 0, vec![])]).await;
+    let team_a = "/api/v1/teams/team-a/notification-preferences";
+    let chosen = json!({"webhook": {"url": channel.url}, "topics": ["scorecard.dropped", "initiative.reminder"]});
+    let refused = app.call_as(Method::PUT, team_a, &bo, Some(chosen.clone())).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+    let wrong = app.call_as(Method::PUT, team_a, &ana, Some(json!({"topics": ["run.failed"]}))).await;
+    assert_eq!(wrong.detail_paths(), ["/topics/0"], "{}", wrong.body);
+    let missing = app.call_as(Method::GET, "/api/v1/teams/team-z/notification-preferences", &ana, None).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    let saved = app.call_as(Method::PUT, team_a, &ana, Some(chosen)).await;
+    assert_eq!(saved.status, StatusCode::OK, "{}", saved.body);
+
+    replicas(&app, "a2", 1).await;
+    replicas(&app, "b1", 2).await;
+    app.drain_jobs().await;
+    let told = app.call_as(Method::GET, "/api/v1/notifications", &ana, None).await.body;
+    let dropped = titles(&told, "scorecard.dropped");
+    assert_eq!(dropped.len(), 1, "{told}");
+    assert!(dropped[0].starts_with("a2 (service) dropped from Silver to "), "{dropped:?}");
+    assert!(dropped[0].ends_with(" on replicated"), "{dropped:?}");
+    let theirs = app.call_as(Method::GET, "/api/v1/notifications", &bo, None).await.body;
+    assert!(titles(&theirs, "scorecard.dropped").is_empty(), "b1 went up, and a2 is not team-b's: {theirs}");
+
+    let reminded = json!({"reminders": {"everyDays": 7}});
+    assert_eq!(app.post("/api/v1/initiatives", silver(reminded)).await.status, StatusCode::CREATED);
+    let sent = app.post("/api/v1/initiatives/silver/remind", json!({})).await;
+    assert_eq!(sent.status, StatusCode::OK, "{}", sent.body);
+    let told = app.call_as(Method::GET, "/api/v1/notifications", &ana, None).await.body;
+    assert_eq!(
+        titles(&told, "initiative.reminder"),
+        ["Two replicas everywhere: 2 of team-a's still to do, due 2026-01-11"],
+        "a1 and a2 lack Silver: {told}"
+    );
+    let theirs = app.call_as(Method::GET, "/api/v1/notifications", &bo, None).await.body;
+    assert_eq!(
+        titles(&theirs, "initiative.reminder"),
+        ["Two replicas everywhere: 1 of team-b's still to do, due 2026-01-11"]
+    );
+
+    app.drain_jobs().await;
+    let heard: Vec<(String, String)> = channel
+        .deliveries()
+        .iter()
+        .map(|d| {
+            (d.body["topic"].as_str().unwrap_or_default().into(), d.body["title"].as_str().unwrap_or_default().into())
+        })
+        .collect();
+    assert_eq!(heard.len(), 2, "{heard:?}");
+    assert_eq!(heard[0].0, "scorecard.dropped");
+    assert!(heard[0].1.starts_with("a2 (service) dropped from Silver"), "{heard:?}");
+    let reminder = (
+        "initiative.reminder".to_string(),
+        "Two replicas everywhere: 2 of team-a's still to do, due 2026-01-11".to_string(),
+    );
+    assert_eq!(heard[1], reminder);
+}

@@ -155,4 +155,80 @@ async fn the_header_counts_the_unread_and_the_inbox_page_lists_them() {
     assert!(refused.contains("/webhook/url: an http(s) URL"), "{refused}");
     let kept = app.call_as(Method::GET, "/api/v1/notifications/preferences", &token, None).await.body;
     assert!(kept["preferences"]["webhook"].is_null(), "{kept}");
+
+    // Her team's channel, chosen on the same page.
+    assert!(page.contains("action=\"/inbox/teams/team-a\""), "a form per team: {page}");
+    let fields = [
+        ("csrf", csrf),
+        ("topic", "ttl.expiring"),
+        ("webhook_url", "https://hooks.example/team-a"),
+        ("webhook_format", "slack"),
+    ];
+    let sent = crate::web::form_post(
+        crate::web::browser().post(format!("{}/inbox/teams/team-a", app.base)).header("cookie", &session),
+        &fields,
+    )
+    .send()
+    .await
+    .expect("sent");
+    assert_eq!(sent.status(), StatusCode::SEE_OTHER);
+    let team = app.call_as(Method::GET, "/api/v1/teams/team-a/notification-preferences", &token, None).await.body;
+    assert_eq!(team["preferences"]["topics"], json!(["ttl.expiring"]), "{team}");
+    assert_eq!(team["preferences"]["webhook"]["format"], "slack", "{team}");
+}
+
+/// Whoever made an entity is told once, a day ahead, that one of its timers ends, with a link to
+/// the action that extends it; a timer further off tells nobody yet.
+#[tokio::test]
+async fn the_maker_of_an_entity_is_told_a_day_before_its_ttl_ends_with_the_action_that_extends_it() {
+    let app = spawn_app().await;
+    let blueprint = json!({"identifier": "preview", "schema": {"properties": {
+        "expiresAt": {"type": "string", "format": "timer", "title": "Expires"}}}});
+    assert_eq!(app.post("/api/v1/blueprints", blueprint).await.status, StatusCode::CREATED);
+    let extend = json!({
+        "identifier": "extend_preview", "title": "Extend by a day",
+        "trigger": {"type": "self-service", "operation": "DAY-2", "blueprintIdentifier": "preview"},
+        "invocationMethod": {"type": "UPSERT_ENTITY", "blueprintIdentifier": "preview", "mapping": {
+            "identifier": "{{ .entity.identifier }}", "properties": {"expiresAt": "{{ .entity.properties.expiresAt }}"}}}
+    });
+    assert_eq!(app.post("/api/v1/actions", extend).await.status, StatusCode::CREATED);
+    let at = |hours: i64| {
+        let millis =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("now").as_millis() as i64;
+        portolan_model::format_millis(millis + hours * 3_600_000)
+    };
+    for (id, hours) in [("pr-1", 5), ("pr-2", 72)] {
+        let made = app
+            .post(
+                "/api/v1/blueprints/preview/entities",
+                json!({"identifier": id, "properties": {"expiresAt": at(hours)}}),
+            )
+            .await;
+        assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+    }
+
+    let started = std::time::Instant::now();
+    let told = loop {
+        let inbox = app.get("/api/v1/notifications").await.body;
+        let ending: Vec<Value> = inbox["notifications"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|n| n["topic"] == "ttl.expiring")
+            .cloned()
+            .collect();
+        if !ending.is_empty() || started.elapsed() > std::time::Duration::from_secs(15) {
+            break ending;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert_eq!(told[0]["title"], "pr-1 (preview) ends in about 5 h (expiresAt): extend it if it is still needed");
+    assert_eq!(told[0]["link"], "/actions/extend_preview?entity=pr-1");
+    // Told once: later sweeps find the notice already given.
+    tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
+    let again = app.get("/api/v1/notifications").await.body;
+    let count =
+        again["notifications"].as_array().into_iter().flatten().filter(|n| n["topic"] == "ttl.expiring").count();
+    assert_eq!(count, 1, "{again}");
 }

@@ -21,6 +21,7 @@ use crate::extract::IfMatch;
 use crate::services::actor::{Actor, Principal};
 use crate::services::computed::{dependents, recompute_jobs};
 use crate::services::core::{all_blueprints, change, identifier_from_path, load_blueprint, to_json};
+use crate::services::notifications;
 use crate::services::permissions::create_refused;
 use crate::services::scorecards::compiled_scorecards;
 use crate::services::triggers::queue_entity_automations;
@@ -278,6 +279,9 @@ impl Catalog {
                 })
                 .collect();
             tx.link_run_entities(run, &changes, now).await?;
+        }
+        for (before, (_, write, _)) in befores.iter().zip(&written) {
+            notifications::queue_drops(tx, before.as_ref(), &write.entity, now).await?;
         }
         let mut follow_up = BTreeSet::new();
         for (before, (_, write, _)) in befores.iter().zip(&written) {
