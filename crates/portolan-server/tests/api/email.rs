@@ -1,104 +1,58 @@
-//! Notifications by e-mail, through an SMTP server on loopback that speaks the protocol as RFC
-//! 5321 and RFC 4954 (AUTH PLAIN) write it: the message arrives with its sender, recipient,
-//! subject and link; a temporary refusal (4xx) is retried; e-mail cannot be chosen where the
-//! server sends none.
+//! Notifications by e-mail, through a real SMTP server: aiosmtpd (PyPI, pinned in
+//! `tests/smtp/requirements.txt`), started by the test on loopback. The message arrives with its
+//! sender, recipient, subject, link and the URL's credentials; a temporary refusal (451) is
+//! retried; a server that is down is retried and shown as such; e-mail cannot be chosen where
+//! the server sends none.
 
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::{TestApp, spawn_app};
 
-/// A message as the SMTP server received it.
-#[derive(Debug, Clone, Default)]
-struct Received {
-    auth: String,
-    from: String,
-    to: Vec<String>,
-    data: String,
-}
-
-#[derive(Clone)]
+/// aiosmtpd on a free loopback port; each message it accepted, as `tests/smtp/smtp_server.py` reports it.
 struct SmtpServer {
     port: u16,
-    received: Arc<Mutex<Vec<Received>>>,
-    /// How many recipients to refuse with `451` (a temporary failure) before accepting.
-    refusals: Arc<Mutex<u32>>,
+    received: Arc<Mutex<Vec<Value>>>,
+    /// Killed with the test; its standard input, kept open in it, keeps it serving until then.
+    _process: tokio::process::Child,
 }
 
 impl SmtpServer {
+    /// Refuses the first `refusals` recipients with 451.
     async fn start(refusals: u32) -> SmtpServer {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let server = SmtpServer {
-            port: listener.local_addr().expect("address").port(),
-            received: Arc::default(),
-            refusals: Arc::new(Mutex::new(refusals)),
-        };
-        let shared = server.clone();
+        let python = crate::python_harness("smtp");
+        let script = python.parent().and_then(|bin| bin.parent()).and_then(|venv| venv.parent()).expect("harness");
+        let mut process = tokio::process::Command::new(&python)
+            .arg(script.join("smtp_server.py"))
+            .arg(refusals.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("aiosmtpd starts");
+        let mut lines = BufReader::new(process.stdout.take().expect("stdout")).lines();
+        let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await;
+        let first: Value =
+            serde_json::from_str(&first.expect("in time").expect("read").expect("a line")).expect("JSON");
+        let port = first["port"].as_u64().expect("its port") as u16;
+        let received: Arc<Mutex<Vec<Value>>> = Arc::default();
+        let kept = Arc::clone(&received);
         tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let shared = shared.clone();
-                tokio::spawn(async move { shared.session(stream).await });
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Ok(message) = serde_json::from_str(&line) {
+                    kept.lock().expect("lock").push(message);
+                }
             }
         });
-        server
+        SmtpServer { port, received, _process: process }
     }
 
-    async fn session(&self, stream: tokio::net::TcpStream) {
-        let (read, mut write) = stream.into_split();
-        let mut lines = BufReader::new(read).lines();
-        let mut message = Received::default();
-        let _ = write.write_all(b"220 mail.test ESMTP ready\r\n").await;
-        while let Ok(Some(line)) = lines.next_line().await {
-            let upper = line.to_ascii_uppercase();
-            let reply: &[u8] = if upper.starts_with("EHLO") {
-                b"250-mail.test\r\n250-8BITMIME\r\n250-AUTH PLAIN LOGIN\r\n250 SMTPUTF8\r\n"
-            } else if upper.starts_with("AUTH PLAIN ") {
-                message.auth = line[11..].to_string();
-                b"235 2.7.0 Authentication successful\r\n"
-            } else if upper.starts_with("MAIL FROM:") {
-                message.from = line[10..].trim().to_string();
-                b"250 2.1.0 Ok\r\n"
-            } else if upper.starts_with("RCPT TO:") {
-                let mut refusals = self.refusals.lock().expect("lock");
-                if *refusals > 0 {
-                    *refusals -= 1;
-                    b"451 4.3.0 Mailbox temporarily unavailable, try again later\r\n"
-                } else {
-                    message.to.push(line[8..].trim().to_string());
-                    b"250 2.1.5 Ok\r\n"
-                }
-            } else if upper == "DATA" {
-                let _ = write.write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n").await;
-                while let Ok(Some(data)) = lines.next_line().await {
-                    if data == "." {
-                        break;
-                    }
-                    message.data.push_str(data.strip_prefix('.').unwrap_or(&data));
-                    message.data.push('\n');
-                }
-                self.received.lock().expect("lock").push(std::mem::take(&mut message));
-                b"250 2.0.0 Ok: queued\r\n"
-            } else if upper == "RSET" || upper == "NOOP" {
-                message = Received { auth: message.auth.clone(), ..Received::default() };
-                b"250 2.0.0 Ok\r\n"
-            } else if upper == "QUIT" {
-                let _ = write.write_all(b"221 2.0.0 Bye\r\n").await;
-                return;
-            } else {
-                b"502 5.5.2 Error: command not recognized\r\n"
-            };
-            if write.write_all(reply).await.is_err() {
-                return;
-            }
-        }
-    }
-
-    async fn wait_for_message(&self) -> Received {
+    async fn wait_for_message(&self) -> Value {
         let started = Instant::now();
         loop {
             if let Some(first) = self.received.lock().expect("lock").first().cloned() {
@@ -110,57 +64,70 @@ impl SmtpServer {
     }
 }
 
-async fn inbox(app: &TestApp, token: &str) -> Value {
-    app.call_as(Method::GET, "/api/v1/notifications", token, None).await.body
+fn mailing_app(url: String) -> crate::TestAppBuilder {
+    TestApp::builder().settings(move |s| {
+        s.email = Some(portolan_server::email::EmailSettings { url, from: "Portolan <portolan@example.com>".into() })
+    })
+}
+
+/// The first notification's delivery once it reads as `check` wants.
+async fn delivery(app: &TestApp, check: impl Fn(&str) -> bool) -> String {
+    let started = Instant::now();
+    loop {
+        let told = app.get("/api/v1/notifications").await.body;
+        let delivery = told["notifications"][0]["delivery"].as_str().unwrap_or_default().to_string();
+        if check(&delivery) {
+            return delivery;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "{told}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn ask_for_approval(app: &TestApp) -> String {
+    crate::mcp::catalog_with_a_guarded_action(app).await;
+    let ana = app.member("ana", &["team-a"]).await;
+    let address = json!({"properties": {"email": "admin@example.com"}});
+    assert_eq!(app.patch("/api/v1/blueprints/_user/entities/admin@test", address).await.status, StatusCode::OK);
+    let saved = app.put("/api/v1/notifications/preferences", json!({"email": ["approval.needed"]})).await;
+    assert_eq!(saved.status, StatusCode::OK, "{}", saved.body);
+    let body = json!({"entity": "cart", "properties": {"replicas": 4}});
+    let started = app.call_as(Method::POST, "/api/v1/actions/scale/runs", &ana, Some(body)).await;
+    assert_eq!(started.status, StatusCode::ACCEPTED, "{}", started.body);
+    started.body["run"]["id"].as_str().expect("id").to_string()
 }
 
 #[tokio::test]
 async fn an_approver_who_chose_e_mail_gets_one_and_a_temporary_refusal_is_retried() {
     let smtp = SmtpServer::start(1).await;
-    let url = format!("smtp://portolan:mail%20secret@127.0.0.1:{}", smtp.port);
-    let app = TestApp::builder()
-        .settings(move |s| {
-            s.email =
-                Some(portolan_server::email::EmailSettings { url, from: "Portolan <portolan@example.com>".into() })
-        })
-        .start()
-        .await;
-    crate::mcp::catalog_with_a_guarded_action(&app).await;
-    let ana = app.member("ana", &["team-a"]).await;
-    let address = json!({"properties": {"email": "admin@example.com"}});
-    assert_eq!(app.patch("/api/v1/blueprints/_user/entities/admin@test", address).await.status, StatusCode::OK);
-
-    let chosen = json!({"email": ["approval.needed"]});
-    let saved = app.put("/api/v1/notifications/preferences", chosen).await;
-    assert_eq!(saved.status, StatusCode::OK, "{}", saved.body);
-    let body = json!({"entity": "cart", "properties": {"replicas": 4}});
-    let started = app.call_as(Method::POST, "/api/v1/actions/scale/runs", &ana, Some(body)).await;
-    assert_eq!(started.status, StatusCode::ACCEPTED, "{}", started.body);
-    let run = started.body["run"]["id"].as_str().expect("id").to_string();
+    let app = mailing_app(format!("smtp://portolan:mail%20secret@127.0.0.1:{}", smtp.port)).start().await;
+    let run = ask_for_approval(&app).await;
 
     let message = smtp.wait_for_message().await;
-    assert_eq!(message.from, "<portolan@example.com>");
-    assert_eq!(message.to, ["<admin@example.com>"]);
-    let credentials = base64::engine::general_purpose::STANDARD.decode(&message.auth).expect("base64");
-    assert_eq!(credentials, b"\0portolan\0mail secret", "the URL's credentials, decoded");
-    assert!(message.data.contains("Subject: Scale on cart by ana waits for your approval"), "{}", message.data);
+    assert_eq!(message["from"], "portolan@example.com");
+    assert_eq!(message["to"], json!(["admin@example.com"]));
+    assert_eq!(message["login"], "portolan", "the URL's credentials, decoded");
+    let data = message["data"].as_str().expect("data");
+    assert!(data.contains("Subject: Scale on cart by ana waits for your approval"), "{data}");
     // The body is quoted-printable, as lettre writes it: a mail client joins its soft line breaks.
-    let body = message.data.replace("=\n", "");
-    assert!(body.contains(&format!("Open it in Portolan: {}/runs/{run}\n", app.base)), "{body}");
+    let body = data.replace("=\r\n", "").replace("=\n", "");
+    assert!(body.contains(&format!("Open it in Portolan: {}/runs/{run}", app.base)), "{body}");
 
     // The first attempt met a temporary refusal; the notification says how it went in the end.
-    let started = Instant::now();
-    loop {
-        let told = app.get("/api/v1/notifications").await.body;
-        let delivery = told["notifications"][0]["delivery"].as_str().unwrap_or_default().to_string();
-        if delivery == "email: delivered" {
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(30), "{told}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    delivery(&app, |d| d == "email: delivered").await;
     assert_eq!(smtp.received.lock().expect("lock").len(), 1, "sent once");
-    assert_eq!(inbox(&app, &ana).await["unread"], 0, "the requester chose no e-mail, and asking is not news");
+}
+
+#[tokio::test]
+async fn a_server_that_is_down_is_retried_and_shown_as_failing() {
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = closed.local_addr().expect("address").port();
+    drop(closed);
+    let app = mailing_app(format!("smtp://portolan:mail%20secret@127.0.0.1:{port}")).start().await;
+    ask_for_approval(&app).await;
+    let failing = delivery(&app, |d| d.starts_with("email: retrying (attempt 2 of 8)")).await;
+    assert!(failing.contains("the SMTP server"), "{failing}");
+    assert!(!failing.contains("mail secret") && !failing.contains("smtp://"), "the URL stays secret: {failing}");
 }
 
 #[tokio::test]

@@ -390,6 +390,30 @@ pub fn service(identifier: &str) -> Value {
     json!({"identifier": identifier, "properties": {"language": "Rust"}, "relations": {"system": "shop"}})
 }
 
+/// The Python of a harness's own virtual environment (`tests/<name>/.venv`), made and filled
+/// from its pinned `requirements.txt` once (again when the requirements change).
+pub fn python_harness(name: &str) -> std::path::PathBuf {
+    static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests").join(name);
+    let venv = dir.join(".venv");
+    let python = venv.join("bin").join("python");
+    let _one_at_a_time = INSTALLING.lock().unwrap_or_else(|p| p.into_inner());
+    let wanted = std::fs::read_to_string(dir.join("requirements.txt")).expect("requirements.txt");
+    let installed = std::fs::read_to_string(venv.join("installed.txt")).unwrap_or_default();
+    if !python.exists() || installed != wanted {
+        let run = |program: &std::path::Path, args: &[&str]| {
+            let status = std::process::Command::new(program).args(args).current_dir(&dir).status();
+            let status =
+                status.unwrap_or_else(|e| panic!("{} runs (python3 with venv is needed): {e}", program.display()));
+            assert!(status.success(), "{} {args:?} in {} failed", program.display(), dir.display());
+        };
+        run(std::path::Path::new("python3"), &["-m", "venv", "--clear", ".venv"]);
+        run(&python, &["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r", "requirements.txt"]);
+        std::fs::write(venv.join("installed.txt"), wanted).expect("installed.txt");
+    }
+    python
+}
+
 /// A test harness of npm packages under `tests/{name}`, installed once from its lock file (from
 /// the npm registry) when `node_modules/{package}` is missing.
 pub fn npm_harness(name: &str, package: &str) -> std::path::PathBuf {
