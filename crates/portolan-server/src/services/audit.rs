@@ -11,7 +11,9 @@ use portolan_model::audit::{AuditEntry, AuditKey, AuditRecord, ChainCheck, Check
 use portolan_model::permission::{Access, EntityOp};
 use portolan_store::{AuditFilter, Store, Tx};
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+use tokio::sync::{mpsc, oneshot};
 
 use super::actor::{Actor, Principal};
 use super::core::Core;
@@ -37,7 +39,15 @@ pub struct Audit {
     core: Core,
     permissions: Permissions,
     signer: Arc<AuditSigner>,
+    /// Records written apart, committed together (started with the first one).
+    apart: Arc<OnceLock<mpsc::Sender<Apart>>>,
 }
+
+/// A record to write apart, and who waits for it to be written.
+type Apart = (AuditEntry, oneshot::Sender<()>);
+
+/// The most records one commit of [`Audit::record_apart`] writes.
+const APART_BATCH: usize = 256;
 
 impl Audit {
     /// What signs the log and where its checkpoints go.
@@ -46,7 +56,7 @@ impl Audit {
     }
 
     pub fn new(core: Core, permissions: Permissions, signer: Arc<AuditSigner>) -> Self {
-        Self { core, permissions, signer }
+        Self { core, permissions, signer, apart: Arc::default() }
     }
 }
 
@@ -163,16 +173,47 @@ impl Audit {
         self.audit_log(&system, filter, limit).await
     }
 
-    /// Writes one record in a transaction of its own: a refusal, or an assistant's tool call.
+    /// Writes one record apart from any change — a refusal, or an assistant's tool call — and
+    /// returns once it is committed. Records that arrive together share one commit (group
+    /// commit), so a burst of tool calls costs a write each no longer.
     pub(crate) async fn record_apart(&self, entry: AuditEntry) {
-        let entry_action = entry.action.clone();
+        let sender = self.apart.get_or_init(|| {
+            let (sender, receiver) = mpsc::channel(APART_BATCH * 4);
+            tokio::spawn(write_apart(self.core.clone(), receiver));
+            sender
+        });
+        let (written, done) = oneshot::channel();
+        if sender.send((entry, written)).await.is_err() {
+            tracing::warn!("the audit log's writer has stopped: a record was not written");
+            return;
+        }
+        // The writer answers when the commit is over; a failure is in its log.
+        let _ = done.await;
+    }
+}
+
+/// Commits the records sent apart, as many at once as are waiting.
+async fn write_apart(core: Core, mut receiver: mpsc::Receiver<Apart>) {
+    while let Some(first) = receiver.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < APART_BATCH {
+            match receiver.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let (entries, waiting): (Vec<AuditEntry>, Vec<oneshot::Sender<()>>) = batch.into_iter().unzip();
         let written = async {
-            let mut tx = self.core.store().write().await?;
-            tx.append_audit(&[entry]).await?;
+            let mut tx = core.store().write().await?;
+            tx.append_audit(&entries).await?;
             tx.commit().await
         };
         if let Err(err) = written.await {
-            tracing::warn!(%err, action = %entry_action, "a record could not be written to the audit log");
+            let actions: Vec<&str> = entries.iter().map(|e| e.action.as_str()).collect();
+            tracing::warn!(%err, ?actions, "records could not be written to the audit log");
+        }
+        for waiter in waiting {
+            let _ = waiter.send(());
         }
     }
 }

@@ -311,6 +311,44 @@ async fn the_official_mcp_client_connects_lists_and_calls_tools() {
     assert!(output.status.success() && stdout.trim() == "ok", "the MCP client failed:\n{stdout}\n{stderr}");
 }
 
+/// The MCP Inspector's command line (npm `@modelcontextprotocol/inspector-cli`, pinned) reaches the
+/// server over Streamable HTTP with a member's token: it lists the tools, and a call answers what
+/// the member may read and refuses, as a tool error, what they may not.
+#[tokio::test]
+async fn the_mcp_inspector_cli_lists_the_tools_and_calls_them_as_the_member() {
+    let app = spawn_app().await;
+    catalog_with_a_guarded_action(&app).await;
+    let ana = app.member("ana", &["team-a"]).await;
+    let dir = crate::npm_harness("mcp-client", "@modelcontextprotocol/inspector-cli");
+    let inspect = |args: &[&str]| {
+        // The inspector finds its own package.json from the working directory: it runs in its build folder.
+        tokio::process::Command::new("node")
+            .arg("index.js")
+            .current_dir(dir.join("node_modules/@modelcontextprotocol/inspector-cli/build"))
+            .arg(format!("{}/mcp", app.base))
+            .args(["--transport", "http", "--header", &format!("Authorization: Bearer {ana}")])
+            .args(args)
+            .output()
+    };
+    let answer = |output: std::process::Output| -> Value {
+        let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        assert!(output.status.success(), "the inspector failed:\n{stdout}\n{stderr}");
+        serde_json::from_str(&stdout).unwrap_or_else(|_| panic!("JSON from the inspector:\n{stdout}\n{stderr}"))
+    };
+
+    let listed = answer(inspect(&["--method", "tools/list"]).await.expect("node runs the inspector"));
+    let names: Vec<&str> =
+        listed["tools"].as_array().expect("tools").iter().filter_map(|t| t["name"].as_str()).collect();
+    for tool in ["search_entities", "get_entity", "run_action", "dry_run_action", "list_my_approvals"] {
+        assert!(names.contains(&tool), "{tool} in {names:?}");
+    }
+    let args = ["--method", "tools/call", "--tool-name", "get_entity", "--tool-arg", "blueprint=service"];
+    let cart = answer(inspect(&[&args[..], &["identifier=cart"]].concat()).await.expect("runs"));
+    assert_eq!(cart["structuredContent"]["entity"]["identifier"], "cart", "{cart}");
+    let vault = answer(inspect(&[&args[..], &["identifier=vault"]].concat()).await.expect("runs"));
+    assert_eq!(vault["isError"], true, "vault is team-b's: {vault}");
+}
+
 #[tokio::test]
 async fn the_portal_says_how_to_connect_an_assistant() {
     let app = spawn_app().await;
