@@ -95,10 +95,16 @@ impl Slack {
         Ok(code)
     }
 
-    /// Ties the Slack user of a one-time link to the signed-in person opening it.
+    /// Ties the Slack user of a one-time link to the signed-in person opening it. A link works
+    /// once: the Slack user's link made since it was issued is its use.
     pub async fn link(&self, actor: &Actor, code: &str) -> Result<SlackLink> {
         let code = self.open_link(code)?;
         let user = actor.as_user().ok_or_else(|| Error::forbidden("only people link a Slack user"))?.id.clone();
+        let issued = code.expires - LINK_SECONDS * 1000;
+        let existing = self.core.store().read().await?.slack_link(&code.team, &code.user).await?;
+        if existing.is_some_and(|link| link.linked_at >= issued) {
+            return Err(Error::invalid_at("/code", "this link was used already; ask Slack for a new one"));
+        }
         self.put_link(actor, &code.team, &code.user, &user, "link").await
     }
 

@@ -200,8 +200,11 @@ fn not_linked(payload: &Value) -> Value {
 }
 
 /// An error as Slack can show it: beside the inputs it is about (a modal's `errors`), or on the
-/// first input, or as a message.
+/// first input, or as a message; a select asking for options gets none.
 fn errors_or_message(payload: &Value, error: &Error) -> Value {
+    if payload["type"] == "block_suggestion" {
+        return json!({"options": []});
+    }
     let inputs: Vec<&str> = payload
         .pointer("/view/blocks")
         .and_then(Value::as_array)

@@ -403,6 +403,14 @@ async fn slack_users_search_as_their_linked_portolan_user_and_unsigned_or_stale_
     .await
     .expect("linked");
     assert_eq!(linked.status(), StatusCode::SEE_OTHER);
+    let again = form_post(
+        browser().post(format!("{}/slack/link", app.base)).header("cookie", &session),
+        &[("csrf", csrf), ("code", &code)],
+    )
+    .send()
+    .await
+    .expect("sent");
+    assert_eq!(again.status(), StatusCode::UNPROCESSABLE_ENTITY, "a link works once");
     let (_, found) = command(&app, "U0CY", "search vault", "").await;
     assert!(all_text(&found).contains("/catalog/service/vault|vault"), "{found}");
     let (status, expired) = page(&app, "/slack/link?code=forged", &session).await;
