@@ -27,12 +27,6 @@ pub struct ActionForm {
     pub override_role: Option<String>,
 }
 
-impl ActionForm {
-    pub fn fields(&self) -> impl Iterator<Item = &Field> {
-        self.sections.iter().flat_map(|s| s.fields.iter())
-    }
-}
-
 /// One of a list's choices.
 #[derive(Debug, Clone)]
 pub struct Choice {
@@ -96,10 +90,10 @@ pub struct Note {
 }
 
 /// Most entities a picker lists; with more, it becomes a field to type in.
-pub const PICKER_SIZE: u32 = 200;
+const PICKER_SIZE: u32 = 200;
 
 /// Entities of `blueprint` the user may read, as choices.
-pub async fn picker(app: &AppState, actor: &Actor, blueprint: &str, selected: &str) -> Result<Picker, Error> {
+async fn picker(app: &AppState, actor: &Actor, blueprint: &str, selected: &str) -> Result<Picker, Error> {
     let request = SearchRequest { limit: Some(PICKER_SIZE), ..SearchRequest::default() };
     let page = app.search.search(actor, Some(blueprint), request).await?;
     let options = page
@@ -116,7 +110,7 @@ pub async fn picker(app: &AppState, actor: &Actor, blueprint: &str, selected: &s
 
 /// What a person should know before running an action, in words: who must approve, what must
 /// hold, and where they stand now with its quotas, limits, freezes and locks.
-pub async fn guardrail_notes(
+async fn guardrail_notes(
     app: &AppState,
     actor: &Actor,
     action: &portolan_model::action::Action,

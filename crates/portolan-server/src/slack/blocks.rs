@@ -57,9 +57,9 @@ pub fn entity_options(entities: &[Entity]) -> Vec<Value> {
 }
 
 /// A select of `choices`, or one that asks Slack's options URL as the person types when there
-/// are more than a list holds.
+/// are more than a Slack list holds.
 fn select(action_id: &str, choices: &[Choice], searchable: bool, value: &str) -> Value {
-    let mut element = if searchable {
+    let mut element = if searchable || choices.len() > MAX_OPTIONS {
         json!({"type": "external_select", "action_id": action_id, "min_query_length": 1})
     } else {
         json!({"type": "static_select", "action_id": action_id, "options": options(choices)})
