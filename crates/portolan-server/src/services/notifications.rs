@@ -3,7 +3,9 @@
 //! and Slack (when their Slack user is linked) by the background worker, with retries, each channel's outcome
 //! kept on the notification. A run started from Slack has its updates told in its thread there.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+use tokio::sync::{mpsc, oneshot};
 
 use portolan_model::notification::{self, Channel, Preferences, TeamPreferences, Topic, delivery_with, team_recipient};
 use portolan_model::permission::User;
@@ -42,7 +44,23 @@ pub struct Notifications {
     mailer: Mailer,
     permissions: Permissions,
     public_url: Arc<str>,
+    /// Deliveries' outcomes, committed together (started with the first one).
+    outcomes: Arc<OnceLock<mpsc::Sender<Outcome>>>,
 }
+
+/// How a delivery went, to keep on its notification (and its job to end, when it is over).
+struct Outcome {
+    job: i64,
+    owner: String,
+    notification: Option<String>,
+    channel: Channel,
+    text: String,
+    done: bool,
+    kept: oneshot::Sender<Result<()>>,
+}
+
+/// The most outcomes one commit keeps.
+const OUTCOME_BATCH: usize = 256;
 
 /// What [`Notifications`] is built from.
 pub struct NotificationsParts {
@@ -66,7 +84,7 @@ enum Sent {
 impl Notifications {
     pub fn new(parts: NotificationsParts) -> Self {
         let NotificationsParts { core, outbound, slack, mailer, permissions, public_url } = parts;
-        Self { core, outbound, slack, mailer, permissions, public_url }
+        Self { core, outbound, slack, mailer, permissions, public_url, outcomes: Arc::default() }
     }
 
     /// Whether the server sends e-mail (an SMTP server is configured).
@@ -319,20 +337,21 @@ impl Notifications {
         Ok(())
     }
 
-    /// Keeps how a delivery went on its notification and, when it is over, ends the job.
-    async fn record(&self, job: &Job, owner: &str, channel: Channel, outcome: String, done: bool) -> Result<()> {
-        let mut tx = self.core.store().write().await?;
-        if let Some(id) = job.payload.get("notification").and_then(Value::as_str)
-            && !outcome.is_empty()
-            && let Some(note) = tx.notification(id).await?
-        {
-            tx.set_notification_delivery(id, &delivery_with(note.delivery.as_deref(), channel, &outcome)).await?;
-        }
-        if done {
-            tx.complete_job(job.id, owner).await?;
-        }
-        tx.commit().await?;
-        Ok(())
+    /// Keeps how a delivery went on its notification and, when it is over, ends the job; returns
+    /// once that is committed. The outcomes of deliveries that end together share one commit, so
+    /// that a fan-out's deliveries are not held back by a write each.
+    async fn record(&self, job: &Job, owner: &str, channel: Channel, text: String, done: bool) -> Result<()> {
+        let sender = self.outcomes.get_or_init(|| {
+            let (sender, receiver) = mpsc::channel(OUTCOME_BATCH * 4);
+            tokio::spawn(keep_outcomes(self.core.clone(), receiver));
+            sender
+        });
+        let (kept, done_keeping) = oneshot::channel();
+        let notification = job.payload.get("notification").and_then(Value::as_str).map(str::to_string);
+        let outcome = Outcome { job: job.id, owner: owner.to_string(), notification, channel, text, done, kept };
+        let stopped = || Error::new(crate::error::ErrorCode::Unavailable, "the notifications' writer has stopped");
+        sender.send(outcome).await.map_err(|_| stopped())?;
+        done_keeping.await.map_err(|_| stopped())?
     }
 
     /// Deletes notifications past their retention; how many.
@@ -420,6 +439,39 @@ async fn approvers(tx: &mut dyn Tx, run: &Run) -> Result<Vec<String>> {
     let Some(approval) = run.approval.as_ref().filter(|a| a.approvers.is_some()) else { return Ok(Vec::new()) };
     let people = people(tx).await?;
     Ok(people.into_iter().filter(|user| approval.may_decide(user, false)).take(MAX_PEOPLE_TOLD).map(|u| u.id).collect())
+}
+
+/// Commits the outcomes sent to it, as many at once as are waiting; each sender is told how it went.
+async fn keep_outcomes(core: Core, mut receiver: mpsc::Receiver<Outcome>) {
+    while let Some(first) = receiver.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < OUTCOME_BATCH {
+            match receiver.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let written = async {
+            let mut tx = core.store().write().await?;
+            for outcome in &batch {
+                if let Some(id) = outcome.notification.as_deref().filter(|_| !outcome.text.is_empty())
+                    && let Some(note) = tx.notification(id).await?
+                {
+                    let delivery = delivery_with(note.delivery.as_deref(), outcome.channel, &outcome.text);
+                    tx.set_notification_delivery(id, &delivery).await?;
+                }
+                if outcome.done {
+                    tx.complete_job(outcome.job, &outcome.owner).await?;
+                }
+            }
+            tx.commit().await?;
+            Ok::<(), Error>(())
+        };
+        let result = written.await;
+        for outcome in batch {
+            let _ = outcome.kept.send(result.clone());
+        }
+    }
 }
 
 /// In the transaction of an entity's change: a job to tell its owning teams of each scorecard
