@@ -106,6 +106,44 @@ pub async fn post(client: &reqwest::Client, url: &str, body: Value) -> anyhow::R
     send(client, reqwest::Method::POST, url, Some(body)).await
 }
 
+/// `clients` concurrent clients send one request for `seconds` — a `GET` of `url`, or a `POST` of
+/// `body` — each as soon as its last is answered: requests/s and the sorted latencies. An error
+/// answer (HTTP, or a JSON-RPC `error` or tool `isError`) ends the benchmark.
+#[allow(dead_code)]
+pub async fn load(
+    clients: usize,
+    seconds: u64,
+    client: &reqwest::Client,
+    url: &str,
+    body: Option<Value>,
+) -> anyhow::Result<(f64, Vec<Duration>)> {
+    let started = std::time::Instant::now();
+    let until = started + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (client, url, body) = (client.clone(), url.to_string(), body.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            while std::time::Instant::now() < until {
+                let sent = std::time::Instant::now();
+                let method = if body.is_some() { reqwest::Method::POST } else { reqwest::Method::GET };
+                let answer = send(&client, method, &url, body.clone()).await?;
+                if answer.get("error").is_some() || answer.pointer("/result/isError") == Some(&Value::Bool(true)) {
+                    anyhow::bail!("{url} answered an error: {answer}");
+                }
+                mine.push(sent.elapsed());
+            }
+            anyhow::Ok(mine)
+        }));
+    }
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await??);
+    }
+    all.sort();
+    Ok((all.len() as f64 / started.elapsed().as_secs_f64(), all))
+}
+
 /// The `p` quantile (0 to 1) of sorted durations, in milliseconds.
 pub fn pct(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {

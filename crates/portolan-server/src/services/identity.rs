@@ -123,10 +123,7 @@ impl Identity {
         let gone = || Error::unauthorized("the account no longer exists or is disabled");
         let account = tx.account(user_id).await?.ok_or_else(gone)?;
         let entity = tx.entity(system::USER, user_id).await?.ok_or_else(gone)?;
-        if entity.properties.get("status").and_then(Value::as_str) == Some("disabled") {
-            return Err(gone());
-        }
-        Ok(User { id: account.user, role: account.role, teams: entity.team })
+        active_user(&account, &entity).ok_or_else(gone)
     }
 
     /// The actor an account stands for (one not disabled), acting through `origin`.
@@ -834,6 +831,12 @@ impl LoginThrottle {
             }
         }
     }
+}
+
+/// An account's person as permissions judge them (role and teams), unless they are disabled.
+pub(crate) fn active_user(account: &Account, person: &portolan_model::Entity) -> Option<User> {
+    let disabled = person.properties.get("status").and_then(Value::as_str) == Some("disabled");
+    (!disabled).then(|| User { id: account.user.clone(), role: account.role, teams: person.team.clone() })
 }
 
 #[cfg(test)]

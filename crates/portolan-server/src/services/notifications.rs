@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 
 use super::actor::Actor;
 use super::core::Core;
+use super::identity::active_user;
 use super::permissions::Permissions;
 use crate::email::Mailer;
 use crate::error::{Error, Result};
@@ -501,11 +502,7 @@ async fn people(tx: &mut dyn Tx) -> Result<Vec<User>> {
     let entities = tx.entities(system::USER, &ids).await?;
     Ok(accounts
         .into_iter()
-        .filter_map(|account| {
-            let person = entities.iter().find(|e| e.identifier == account.user)?;
-            let disabled = person.properties.get("status").and_then(Value::as_str) == Some("disabled");
-            (!disabled).then(|| User { id: account.user, role: account.role, teams: person.team.clone() })
-        })
+        .filter_map(|account| active_user(&account, entities.iter().find(|e| e.identifier == account.user)?))
         .collect())
 }
 
@@ -513,8 +510,7 @@ async fn people(tx: &mut dyn Tx) -> Result<Vec<User>> {
 pub(crate) async fn person(tx: &mut dyn Tx, id: &str) -> Result<Option<User>> {
     let Some(account) = tx.account(id).await? else { return Ok(None) };
     let Some(entity) = tx.entity(system::USER, id).await? else { return Ok(None) };
-    let disabled = entity.properties.get("status").and_then(Value::as_str) == Some("disabled");
-    Ok((!disabled).then_some(User { id: account.user, role: account.role, teams: entity.team }))
+    Ok(active_user(&account, &entity))
 }
 
 /// The members of any of these teams (at most [`MAX_PEOPLE_TOLD`]).

@@ -159,17 +159,9 @@ pub(super) async fn save_preferences(
     let topics =
         |name: &str| pairs.iter().filter(|(k, _)| k == name).filter_map(|(_, v)| Topic::parse(v)).collect::<Vec<_>>();
     check_form(&headers, &signed_in, &field("csrf").unwrap_or_default())?;
-    let format =
-        if field("webhook_format").as_deref() == Some("slack") { NotifyFormat::Slack } else { NotifyFormat::Json };
-    // Channels the page does not show (not configured) keep their topics, and the webhook's URL is
-    // never shown again (a Slack webhook's URL is its secret): left empty, the one set before
-    // stays, unless the person removes it.
+    // Channels the page does not show (not configured) keep their topics.
     let kept = app.notifications.preferences(&signed_in.actor).await?;
-    let webhook = match field("webhook_url").filter(|url| !url.is_empty()) {
-        Some(url) => Some(Notify { url, format }),
-        None if field("webhook_remove").is_some() => None,
-        None => kept.webhook.map(|kept| Notify { format, ..kept }),
-    };
+    let webhook = webhook_from_form(&field, kept.webhook);
     let slack = if field("slack_shown").is_some() { topics("slack") } else { kept.slack };
     let email = if field("email_shown").is_some() { topics("email") } else { kept.email };
     let preferences = Preferences {
@@ -185,6 +177,18 @@ pub(super) async fn save_preferences(
             page(&app, &signed_in, &preferences, Some(refused.message), StatusCode::UNPROCESSABLE_ENTITY).await
         }
         Err(other) => Err(other.into()),
+    }
+}
+
+/// The webhook a preferences form asks for. Its URL is never shown again (a Slack webhook's URL
+/// is its secret): left empty, the one set before stays, unless the form removes it.
+fn webhook_from_form(field: &dyn Fn(&str) -> Option<String>, kept: Option<Notify>) -> Option<Notify> {
+    let format =
+        if field("webhook_format").as_deref() == Some("slack") { NotifyFormat::Slack } else { NotifyFormat::Json };
+    match field("webhook_url").filter(|url| !url.is_empty()) {
+        Some(url) => Some(Notify { url, format }),
+        None if field("webhook_remove").is_some() => None,
+        None => kept.map(|kept| Notify { format, ..kept }),
     }
 }
 
@@ -259,13 +263,7 @@ pub(super) async fn save_team_preferences(
     let field = |name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.trim().to_string());
     check_form(&headers, &signed_in, &field("csrf").unwrap_or_default())?;
     let kept = app.notifications.team_preferences(&signed_in.actor, &team).await?;
-    let format =
-        if field("webhook_format").as_deref() == Some("slack") { NotifyFormat::Slack } else { NotifyFormat::Json };
-    let webhook = match field("webhook_url").filter(|url| !url.is_empty()) {
-        Some(url) => Some(Notify { url, format }),
-        None if field("webhook_remove").is_some() => None,
-        None => kept.webhook.map(|kept| Notify { format, ..kept }),
-    };
+    let webhook = webhook_from_form(&field, kept.webhook);
     let preferences = TeamPreferences {
         webhook,
         email: field("email").filter(|e| !e.is_empty()),

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
-use bench_server::{pct, post, send};
+use bench_server::{load, pct, post};
 use clap::Parser;
 use portolan_model::notification::Preferences;
 use portolan_model::permission::{Role, User};
@@ -54,40 +54,6 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let bench = bench_server::launch(args.database_url.as_deref())?;
     bench.clients.block_on(run(&args, &bench.server))
-}
-
-/// Concurrent clients send one request (`method`, `path`, `body`) for `seconds`: requests/s and the latencies.
-async fn phase(
-    args: &Args,
-    client: &reqwest::Client,
-    url: &str,
-    body: Option<Value>,
-) -> anyhow::Result<(f64, Vec<Duration>)> {
-    let started = Instant::now();
-    let until = started + Duration::from_secs(args.seconds);
-    let mut tasks = Vec::new();
-    for _ in 0..args.clients {
-        let (client, url, body) = (client.clone(), url.to_string(), body.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut mine = Vec::new();
-            while Instant::now() < until {
-                let sent = Instant::now();
-                let method = if body.is_some() { reqwest::Method::POST } else { reqwest::Method::GET };
-                let answer = send(&client, method, &url, body.clone()).await?;
-                if answer.get("error").is_some() || answer.pointer("/result/isError") == Some(&Value::Bool(true)) {
-                    bail!("{url} answered an error: {answer}");
-                }
-                mine.push(sent.elapsed());
-            }
-            anyhow::Ok(mine)
-        }));
-    }
-    let mut all = Vec::new();
-    for task in tasks {
-        all.extend(task.await??);
-    }
-    all.sort();
-    Ok((all.len() as f64 / started.elapsed().as_secs_f64(), all))
 }
 
 fn tool_call(name: &str, arguments: Value) -> Value {
@@ -145,7 +111,7 @@ async fn run(args: &Args, server: &bench_server::BenchServer) -> anyhow::Result<
     ];
     for round in 0..2 {
         for (label, target, body) in &phases {
-            let (rate, latencies) = phase(args, &client, target, body.clone()).await?;
+            let (rate, latencies) = load(args.clients, args.seconds, &client, target, body.clone()).await?;
             println!(
                 "round {}: {label}, {} clients, {} s: {rate:.0} requests/s, p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms",
                 round + 1,

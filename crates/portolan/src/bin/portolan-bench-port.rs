@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
-use bench_server::{pct, send};
+use bench_server::{load, pct, send};
 use clap::Parser;
 use serde_json::{Value, json};
 
@@ -77,31 +77,6 @@ async fn github(clock: Arc<Mutex<Clock>>) -> anyhow::Result<String> {
     Ok(url)
 }
 
-/// Concurrent clients read `url` for `seconds`: requests/s and the latencies.
-async fn read_phase(args: &Args, client: &reqwest::Client, url: &str) -> anyhow::Result<(f64, Vec<Duration>)> {
-    let started = Instant::now();
-    let until = started + Duration::from_secs(args.seconds);
-    let mut tasks = Vec::new();
-    for _ in 0..args.clients {
-        let (client, url) = (client.clone(), url.to_string());
-        tasks.push(tokio::spawn(async move {
-            let mut mine = Vec::new();
-            while Instant::now() < until {
-                let sent = Instant::now();
-                send(&client, reqwest::Method::GET, &url, None).await?;
-                mine.push(sent.elapsed());
-            }
-            anyhow::Ok(mine)
-        }));
-    }
-    let mut all = Vec::new();
-    for task in tasks {
-        all.extend(task.await??);
-    }
-    all.sort();
-    Ok((all.len() as f64 / started.elapsed().as_secs_f64(), all))
-}
-
 async fn run(args: &Args, base: &str, token: &str) -> anyhow::Result<()> {
     portolan_server::outbound::install_crypto();
     let mut headers = reqwest::header::HeaderMap::new();
@@ -119,7 +94,7 @@ async fn run(args: &Args, base: &str, token: &str) -> anyhow::Result<()> {
     // 1. Port's paths against the API's own, alternating so neither has the warmer server.
     for (label, path) in [("/api/v1", "/api/v1"), ("/v1", "/v1"), ("/api/v1", "/api/v1"), ("/v1", "/v1")] {
         let url = format!("{base}{path}/blueprints/service/entities/cart");
-        let (rate, latencies) = read_phase(args, &client, &url).await?;
+        let (rate, latencies) = load(args.clients, args.seconds, &client, &url, None).await?;
         println!(
             "GET {label}/blueprints/service/entities/cart, {} clients, {} s: {rate:.0} requests/s, p50 {:.2} ms, p99 {:.2} ms",
             args.clients,
