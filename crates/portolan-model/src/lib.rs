@@ -10,6 +10,7 @@ pub mod dashboard;
 pub mod dora;
 pub mod entity;
 pub mod error;
+pub mod gallery;
 pub mod guardrail;
 pub mod history;
 pub mod ident;

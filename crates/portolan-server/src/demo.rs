@@ -5,13 +5,16 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::error::{Error, ErrorCode, Result};
+use crate::gallery;
 use crate::services::Actor;
 use crate::services::catalog::{BulkOptions, MAX_BULK, WriteMode};
 use crate::services::dashboards::Address;
 use crate::services::identity::NewAccount;
-use crate::services::manifests::{ApplyRequest, SourcedDocument};
+use crate::services::manifests::{ApplyRequest, Op, SourcedDocument};
 use crate::state::AppState;
 use portolan_model::Millis;
+use portolan_model::gallery::{Backend, Install};
+use portolan_model::manifest::Kind;
 use portolan_model::permission::Role;
 
 pub mod history;
@@ -30,8 +33,6 @@ struct DemoCatalog {
     scorecards: Map<String, Value>,
     /// Computed properties added once every blueprint exists (they point at each other).
     computed: Map<String, Value>,
-    /// Self-service actions and automations, run by the demo's runner.
-    actions: Vec<Value>,
     /// Permissions of some blueprints and actions, by identifier.
     permissions: DemoPermissions,
     /// The demo users who can sign in, all with [`DEMO_PASSWORD`].
@@ -123,13 +124,32 @@ pub async fn load(app: &AppState) -> Result<DemoSummary> {
             }
         }
     }
-    // Actions are written on every start, so a changed demo definition reaches old data directories.
-    for action in demo.actions {
-        let identifier = action["identifier"].as_str().unwrap_or_default().to_string();
-        let exists = app.actions.get_action(&actor, &identifier).await.is_ok();
-        let path = exists.then_some(identifier.as_str());
-        app.actions.put_action(&actor, path, action.clone()).await?;
-        summary.actions_written += 1;
+    // The gallery is installed on every start, so a changed template reaches old data directories.
+    let backend = Backend::Runner { labels: vec![RUNNER_LABEL.into()] };
+    let installs = gallery::templates()?
+        .iter()
+        .map(|t| (t.identifier.clone(), Install { backend: backend.clone(), renames: Default::default() }))
+        .collect();
+    let installed = app.manifests.install_templates(&actor, installs, false).await.map_err(|err| {
+        let problems: Vec<String> = err.details.iter().map(|d| format!("{}: {}", d["file"], d["message"])).collect();
+        Error { message: format!("{} ({})", err.message, problems.join("; ")), ..err }
+    })?;
+    summary.actions_written =
+        installed.changes.iter().filter(|c| c.kind == Kind::Action && c.op != Op::Unchanged).count();
+    for template in gallery::templates()? {
+        for entity in &template.demo.entities {
+            let blueprint = entity["blueprint"].as_str().unwrap_or_default();
+            let mut entity = entity.clone();
+            if let Value::Object(map) = &mut entity {
+                map.remove("blueprint");
+            }
+            let mode = WriteMode::Create { upsert: false, merge: false };
+            match app.catalog.write_entity(&actor, blueprint, None, entity, mode, None).await {
+                Ok(_) => summary.entities_created += 1,
+                Err(err) if err.code == ErrorCode::AlreadyExists => {}
+                Err(err) => return Err(err),
+            }
+        }
     }
     for (blueprint, permissions) in demo.permissions.blueprints {
         app.permissions.put_blueprint_permissions(&actor, &blueprint, permissions).await?;

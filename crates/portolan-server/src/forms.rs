@@ -126,7 +126,11 @@ async fn guardrail_notes(
             })
             .filter(|w| !w.is_empty())
             .unwrap_or_else(|| "an approver".into());
-        notes.push(Note { text: format!("Needs approval from {who} before it runs."), blocks: false });
+        let text = match &rule.when {
+            Some(when) => format!("Needs approval from {who} before it runs when {when} holds."),
+            None => format!("Needs approval from {who} before it runs."),
+        };
+        notes.push(Note { text, blocks: false });
     }
     notes.extend(
         action

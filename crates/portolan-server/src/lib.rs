@@ -8,6 +8,7 @@ pub mod email;
 pub mod error;
 pub mod extract;
 pub mod forms;
+pub mod gallery;
 pub mod github;
 pub mod http;
 pub mod keys;

@@ -42,6 +42,10 @@ pub struct ApprovalRule {
     /// `{"users": [...], "teams": [...], "roles": [...]}` (e.g. the entity's owning teams).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<String>,
+    /// A jq expression over `{inputs, entity, requester}`: the run needs approval only when it
+    /// gives `true` (e.g. a size beyond the everyday ones). Without it, every run needs approval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<String>,
     /// How long a run waits for approval before it ends `DECLINED`.
     #[serde(default = "a_day")]
     pub expires_after_hours: u32,
@@ -89,7 +93,14 @@ impl ApprovalRule {
             RequiredApproval::Flag(true) => ApprovalMode::Any,
             RequiredApproval::Mode { mode } => *mode,
         };
-        Some(ApprovalRule { mode, approvers: None, policy: None, expires_after_hours: a_day(), notify: None })
+        Some(ApprovalRule {
+            mode,
+            approvers: None,
+            policy: None,
+            when: None,
+            expires_after_hours: a_day(),
+            notify: None,
+        })
     }
 
     pub fn check(&self, path: &str, errors: &mut FieldErrors) {

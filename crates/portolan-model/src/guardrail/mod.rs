@@ -431,7 +431,7 @@ mod tests {
     }
 
     fn rule(mode: ApprovalMode, approvers: Option<Approvers>) -> ApprovalRule {
-        ApprovalRule { mode, approvers, policy: None, expires_after_hours: 1, notify: None }
+        ApprovalRule { mode, approvers, policy: None, when: None, expires_after_hours: 1, notify: None }
     }
 
     #[test]

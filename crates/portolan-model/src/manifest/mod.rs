@@ -3,7 +3,7 @@
 //!
 //! ```yaml
 //! apiVersion: portolan.dev/v1
-//! kind: Entity            # Blueprint, Entity, Scorecard, Action, Permissions, Initiative or Dashboard
+//! kind: Entity            # Blueprint, Entity, Scorecard, Action, Permissions, Initiative, Dashboard or Template
 //! spec:                   # the same document the API takes
 //!   blueprint: service
 //!   identifier: cart
@@ -38,10 +38,12 @@ pub enum Kind {
     Permissions,
     Initiative,
     Dashboard,
+    /// A template of the gallery, installed: expanded into the objects above before planning.
+    Template,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 8] = [
         Kind::Blueprint,
         Kind::Scorecard,
         Kind::Entity,
@@ -49,6 +51,7 @@ impl Kind {
         Kind::Permissions,
         Kind::Initiative,
         Kind::Dashboard,
+        Kind::Template,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -60,6 +63,7 @@ impl Kind {
             Kind::Permissions => "Permissions",
             Kind::Initiative => "Initiative",
             Kind::Dashboard => "Dashboard",
+            Kind::Template => "Template",
         }
     }
 
@@ -170,6 +174,7 @@ pub fn parse_document(document: &Value) -> Result<Manifest, FieldErrors> {
             let identifier = text("identifier", &mut errors);
             blueprint.zip(identifier).map(|(b, i)| format!("{b}/{i}"))
         }
+        Kind::Template => text("template", &mut errors),
         Kind::Permissions => match (spec.remove("blueprint"), spec.remove("action")) {
             (Some(Value::String(b)), None) if !b.is_empty() => Some(format!("blueprint/{b}")),
             (None, Some(Value::String(a))) if !a.is_empty() => Some(format!("action/{a}")),

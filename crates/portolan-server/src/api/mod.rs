@@ -8,6 +8,7 @@ pub mod dashboards;
 pub mod dora;
 pub mod entities;
 pub mod events;
+pub mod gallery;
 pub mod identity;
 pub mod initiatives;
 pub mod installations;
@@ -49,6 +50,7 @@ use crate::state::AppState;
           (name = "permissions", description = "Who may read, change and run what"),
           (name = "audit", description = "The tamper-evident record of every change and refusal"),
           (name = "catalog as code", description = "Apply and export the catalog as documents"),
+          (name = "gallery", description = "Golden paths: ready-made self-service actions to install"),
           (name = "integrations", description = "Data brought in from webhooks and sources, mapped with jq"))
 )]
 struct ApiDoc;
@@ -125,6 +127,9 @@ pub fn router() -> Router<AppState> {
         .routes(routes!(identity::get_action_permissions, identity::put_action_permissions))
         .routes(routes!(manifests::export))
         .routes(routes!(manifests::sources))
+        .routes(routes!(gallery::list_templates))
+        .routes(routes!(gallery::get_template))
+        .routes(routes!(gallery::install_template))
         .routes(routes!(locations::list_locations, locations::create_location))
         .routes(routes!(locations::get_location, locations::delete_location))
         .routes(routes!(locations::sync_location))

@@ -54,6 +54,7 @@ mod chart;
 mod dashboards;
 mod dora;
 mod entity;
+mod gallery;
 mod inbox;
 mod initiatives;
 mod integrations;
@@ -108,6 +109,8 @@ pub fn router() -> Router<AppState> {
         .route("/integrations/ocean/{installation}", get(integrations::installation_page))
         .route("/integrations/{integration}/sync", axum::routing::post(integrations::sync_integration))
         .route("/integrations/{integration}/rotate-key", axum::routing::post(integrations::rotate_key))
+        .route("/gallery", get(gallery::gallery_page))
+        .route("/gallery/{template}", get(gallery::gallery_template).post(gallery::install))
         .route("/locations", get(locations::locations_page))
         .route("/locations/{location}/sync", axum::routing::post(locations::sync_now))
         .route("/admin/blueprints/{blueprint}", get(admin::blueprint).post(admin::save_blueprint))

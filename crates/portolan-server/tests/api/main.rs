@@ -13,6 +13,7 @@ mod dora;
 mod email;
 mod entities;
 mod errors;
+mod gallery;
 mod guardrails;
 mod history;
 mod identity;

@@ -44,12 +44,14 @@ async fn demo_catalog_loads_idempotently_with_the_brief_s_entities() {
     let first = portolan_server::demo::load(&app.state).await.expect("demo loads");
     assert_eq!(first.blueprints_created, 10, "the brief's six, environments, deployments, incidents and locks");
     assert!(first.history_created > 100, "90 days of deployments and incidents: {}", first.history_created);
-    assert_eq!(first.entities_created, 17, "3 teams, 4 users and the brief's 10 catalog entities");
-    assert_eq!(first.actions_written, 10, "the brief's self-service actions, the TTL teardown, lock and unlock");
+    assert_eq!(
+        first.entities_created, 33,
+        "3 teams, 4 users, the brief's 10 catalog entities and 16 the gallery's runs act on"
+    );
+    assert_eq!(first.actions_written, 44, "the gallery: 40 templates, with their automations and the unlock");
     assert_eq!(first.dashboards_created, 1, "the platform overview");
     let second = portolan_server::demo::load(&app.state).await.expect("demo loads again");
-    let unchanged = portolan_server::demo::DemoSummary { actions_written: 10, ..Default::default() };
-    assert_eq!(second, unchanged, "only the actions are written again, to their current definition");
+    assert_eq!(second, portolan_server::demo::DemoSummary::default(), "nothing is added twice");
 
     let cart = app.get("/api/v1/blueprints/service/entities/cart-service").await;
     assert_eq!(cart.status, StatusCode::OK);

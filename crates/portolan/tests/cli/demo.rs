@@ -145,3 +145,71 @@ async fn every_demo_action_runs_to_success_and_a_moderator_cannot_make_the_runne
     assert_eq!(status, 422, "a command line is no action's to give: {reply}");
     server.kill();
 }
+
+/// Every template of the gallery, as `--demo` installs it, runs its demo run to SUCCESS on the
+/// demo's runner against the local stand-ins; the temporary cloud access is revoked when it ends.
+#[tokio::test]
+async fn every_gallery_template_runs_to_success_in_the_demo() {
+    let started = Instant::now();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start(&["--demo"], dir.path());
+    let admin = As { base: &server.base, token: crate::token_of(&server) };
+    let carol = As { base: &server.base, token: token(dir.path(), "carol@portolan.dev") };
+    let templates = portolan_server::gallery::templates().expect("the gallery");
+    // The lock would stop the deploy-like runs: it goes last, and is lifted.
+    let (locks, others): (Vec<_>, Vec<_>) = templates.iter().partition(|t| t.identifier == "lock_deployments");
+    for template in others.into_iter().chain(locks) {
+        let action = template.actions[0]["identifier"].as_str().expect("an action");
+        let inputs = serde_json::Value::Object(template.demo.inputs.clone());
+        let id = admin.run(action, template.demo.entity.as_deref(), inputs).await;
+        let (_, run) = admin.call(reqwest::Method::GET, &format!("/api/v1/actions/runs/{id}"), None).await;
+        if run["run"]["status"] == "WAITING_FOR_APPROVAL" {
+            let path = format!("/api/v1/actions/runs/{id}/approval");
+            let (status, reply) = carol.call(reqwest::Method::PATCH, &path, Some(json!({"status": "APPROVE"}))).await;
+            assert_eq!(status, 200, "{action}: {reply}");
+        }
+        let done = succeeds(&admin, &id).await;
+        assert!(!done["summary"].as_str().unwrap_or_default().is_empty(), "{action} says what it did: {done}");
+    }
+    eprintln!("serve --demo to every template's run done: {:.1} s", started.elapsed().as_secs_f64());
+    let unlock = admin.run("unlock_deployments", None, json!({})).await;
+    succeeds(&admin, &unlock).await;
+
+    // What the stand-ins did is there to see: the cloud, the warehouse, the registry, git.
+    let workspace = dir.path().join("portolan-data/demo-workspace");
+    for made in [
+        "cloud/resources/gallery-cache.json",
+        "customers/globex.json",
+        "warehouse.db",
+        "flags.json",
+        "repos/cart-service/infra/main.tf",
+        "cloud/notebooks/gallery-notebook.json",
+    ] {
+        assert!(workspace.join(made).exists(), "{made} is missing");
+    }
+    assert_eq!(admin.entity("cloud_resource", "gallery-cache").await["properties"]["monthlyCost"], json!(25.0));
+    let columns = admin.entity("data_table", "orders").await["properties"]["columns"].clone();
+    assert!(columns.as_array().is_some_and(|c| c.contains(&json!("discount"))), "{columns}");
+
+    // The temporary access ends: the automation revokes it in the cloud and in the catalog.
+    let (_, grants) = admin
+        .call(reqwest::Method::POST, "/api/v1/blueprints/access_grant/entities/search", Some(json!({"limit": 5})))
+        .await;
+    let grant = grants["entities"][0]["identifier"].as_str().expect("a grant").to_string();
+    let file = workspace.join(format!("cloud/iam/{grant}.json"));
+    assert!(file.exists(), "the grant is in the cloud");
+    let soon = portolan_model::format_millis(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").as_millis() as i64 + 1_000,
+    );
+    let path = format!("/api/v1/blueprints/access_grant/entities/{grant}");
+    let (status, reply) =
+        admin.call(reqwest::Method::PATCH, &path, Some(json!({"properties": {"expiresAt": soon}}))).await;
+    assert_eq!(status, 200, "{reply}");
+    let waiting = Instant::now();
+    while admin.call(reqwest::Method::GET, &path, None).await.0 != 404 {
+        assert!(waiting.elapsed() < Duration::from_secs(20), "the grant was not revoked");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(!file.exists(), "the grant is gone from the cloud too");
+    server.kill();
+}

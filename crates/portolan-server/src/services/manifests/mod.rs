@@ -4,6 +4,9 @@
 
 pub mod files;
 mod plan;
+mod templates;
+
+pub use templates::{GALLERY_SOURCE, TemplateState};
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -84,21 +87,12 @@ impl Manifests {
                 format!("{} documents sent; one apply takes at most {MAX_DOCUMENTS}", request.documents.len()),
             ));
         }
-        let plan = {
+        let (request, plan) = {
             let mut tx = self.core.store().read().await?;
             self.permissions.require_manage(tx.as_mut(), actor, None).await?;
-            self.plan(tx.as_mut(), &request).await?
-        };
-        let plan = match plan {
-            Ok(plan) => plan,
-            Err(problems) => {
-                let details = problems.iter().map(|p| json!(p)).collect();
-                return Err(Error::new(
-                    ErrorCode::ValidationFailed,
-                    format!("{} problem(s) in the documents; nothing was applied", problems.len()),
-                )
-                .with_details(details));
-            }
+            let expansion = self.expand_templates(tx.as_mut(), request).await?.map_err(problems_error)?;
+            let plan = self.plan(tx.as_mut(), &expansion.request, &expansion.implied).await?;
+            (expansion.request, plan.map_err(problems_error)?)
         };
         if let Some(share) = request.max_delete_share {
             let held = self.core.store().read().await?.applied_objects(Some(&request.source)).await?.len();
@@ -523,6 +517,16 @@ fn resolved(blueprint: &Blueprint, entity: &Entity, arrived: &HashSet<String>) -
     }
     let still = if left.is_empty() { Value::Null } else { Value::Object(left) };
     changed.then(|| json!({"team": team, "relations": relations, "properties": {"unresolved": still}}))
+}
+
+/// The refusal of an apply whose documents have problems.
+fn problems_error(problems: Vec<Problem>) -> Error {
+    let details = problems.iter().map(|p| json!(p)).collect();
+    Error::new(
+        ErrorCode::ValidationFailed,
+        format!("{} problem(s) in the documents; nothing was applied", problems.len()),
+    )
+    .with_details(details)
 }
 
 fn check_source_name(source: &str) -> Result<()> {

@@ -88,6 +88,7 @@ impl Manifests {
         &self,
         tx: &mut dyn Tx,
         request: &ApplyRequest,
+        implied: &HashSet<ObjectKey>,
     ) -> Result<std::result::Result<Plan, Vec<Problem>>> {
         let mut problems = Vec::new();
         let mut manifests: Vec<(usize, Manifest)> = Vec::new();
@@ -319,6 +320,8 @@ impl Manifests {
                         Err(errors) => Err(errors),
                     }
                 }
+                // Expanded before the plan.
+                Kind::Template => continue,
                 Kind::Dashboard => {
                     let mut spec = manifest.spec.clone();
                     strip_server_fields(&mut spec);
@@ -378,7 +381,7 @@ impl Manifests {
                 Some(current) if *current == desired => (Op::Unchanged, Vec::new()),
                 Some(current) => (Op::Update, diff(current, &desired)),
             };
-            let implied = unrecorded.contains(key);
+            let implied = unrecorded.contains(key) || implied.contains(key);
             changes.push(Change {
                 op,
                 kind: key.kind,
@@ -461,6 +464,7 @@ impl Manifests {
                 implied: false,
             });
         }
+        unrecorded.extend(implied.iter().cloned());
         Ok(Ok(Plan { declared, deletes, changes, unrecorded }))
     }
 }

@@ -235,11 +235,22 @@ impl Runs {
         }
         self.encrypt_inputs(user_inputs, &mut valid.values).await?;
         let mut run = Run::queued(new_run_id(), &action, entity.map(|e| e.identifier), valid.values, trigger, 0);
-        if let Some(mut rule) = action.approval() {
+        let approval_input = json!({"inputs": run.inputs, "entity": entity_json, "requester": {"identifier": actor.id, "teams": run.trigger.teams}});
+        let mut rule = action.approval();
+        if let Some(when) = rule.as_ref().and_then(|r| r.when.as_deref()) {
+            let needed = self
+                .eval_one(when, &approval_input)
+                .await
+                .map_err(|e| Error::new(ErrorCode::ValidationFailed, format!("the approval's `when` failed: {e}")))?;
+            if needed != Value::Bool(true) {
+                rule = None;
+            }
+        }
+        if let Some(mut rule) = rule {
             if let Some(policy) = &rule.policy {
-                let input = json!({"inputs": run.inputs, "entity": entity_json, "requester": {"identifier": actor.id, "teams": run.trigger.teams}});
+                let input = &approval_input;
                 let computed = self
-                    .eval_one(policy, &input)
+                    .eval_one(policy, input)
                     .await
                     .map_err(|e| Error::new(ErrorCode::ValidationFailed, format!("the approval policy failed: {e}")))?;
                 let computed: Approvers = serde_json::from_value(computed).map_err(|e| {
