@@ -49,3 +49,20 @@ fn read() -> std::result::Result<Vec<Template>, String> {
     }
     Ok(templates)
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_template_reads_and_has_its_readme_section() {
+        let templates = super::templates().expect("the gallery reads");
+        let readme = include_str!("../../../README.md");
+        for template in templates {
+            assert!(
+                readme.contains(&format!("#### {}\n", template.title)),
+                "README has no section for {}",
+                template.title
+            );
+            assert!(!template.guardrails.is_empty() && !template.wires_to.is_empty(), "{}", template.identifier);
+        }
+    }
+}

@@ -427,6 +427,21 @@ async fn the_portal_in_a_real_browser() {
     admin.go(&format!("{base}/admin/actions/create_dev_environment?format=yaml")).await;
     assert!(admin.source().await.contains("value=\"save\""), "an admin is offered Save");
     admin.screenshot("admin-action").await;
+    // The admin installs a golden path from the gallery, after its preview, and runs it.
+    admin.go(&format!("{base}/gallery")).await;
+    admin.check_layout("gallery").await;
+    admin.click("a[href='/gallery/run_health_checklist']").await;
+    admin.wait_for("What it installs", Duration::from_secs(5), false).await;
+    admin.check_layout("gallery-template").await;
+    admin.click("button[value='preview']").await;
+    let preview = admin.wait_for("What installing would do", Duration::from_secs(10), false).await;
+    assert!(preview.contains("<td>unchanged</td><td>Action</td>"), "the demo has it already: {preview}");
+    admin.click("button[value='install']").await;
+    admin.wait_for("Installed.", Duration::from_secs(10), false).await;
+    admin.go(&format!("{base}/actions/run_health_checklist?entity=cart-service")).await;
+    admin.click("button[value='run']").await;
+    let checked = admin.wait_for("data-status=\"SUCCESS\"", Duration::from_secs(30), true).await;
+    assert!(checked.contains("checks pass"), "the checklist's summary: {checked}");
     let dark = json!({"cmd": "Emulation.setEmulatedMedia",
         "params": {"features": [{"name": "prefers-color-scheme", "value": "dark"}]}});
     admin.call(reqwest::Method::POST, "/goog/cdp/execute", Some(dark)).await;

@@ -88,7 +88,11 @@ impl Manifests {
         tx: &mut dyn Tx,
         request: ApplyRequest,
     ) -> Result<std::result::Result<Expansion, Vec<Problem>>> {
-        let is_template = |d: &SourcedDocument| d.document.get("kind").and_then(Value::as_str) == Some("Template");
+        // Backstage's software templates are `kind: Template` too, under their own apiVersion.
+        let is_template = |d: &SourcedDocument| {
+            d.document.get("kind").and_then(Value::as_str) == Some("Template")
+                && d.document.get("apiVersion").and_then(Value::as_str) == Some(API_VERSION)
+        };
         if !request.documents.iter().any(is_template) {
             return Ok(Ok(Expansion { request, implied: HashSet::new() }));
         }
