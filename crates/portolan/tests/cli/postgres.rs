@@ -228,7 +228,7 @@ async fn migrate_store_copies_a_sqlite_deployment_into_postgres() {
     assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
     assert!(
         stdout.contains(&format!(
-            "19 blueprints, 2 scorecards, {entities} entities, 10 actions, 2 secrets, 6 accounts, 2 integrations and 1 runs"
+            "29 blueprints, 2 scorecards, {entities} entities, 44 actions, 2 secrets, 6 accounts, 2 integrations and 1 runs"
         )),
         "{stdout}"
     );

@@ -50,9 +50,9 @@ async fn admin_commands_beside_a_busy_server_never_meet_a_locked_database() {
         async move {
             let mut started = Vec::new();
             let mut refused = Vec::new();
-            let mut replicas = 2;
+            let mut replicas = 4;
             while !done.load(Ordering::Relaxed) {
-                replicas = if replicas == 2 { 3 } else { 2 };
+                replicas = if replicas == 4 { 5 } else { 4 };
                 let body = json!({"entity": "cart-service", "properties": {"replicas": replicas}});
                 let response = crate::http()
                     .post(format!("{base}/api/v1/actions/update_pod_count/runs"))
