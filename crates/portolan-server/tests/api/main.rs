@@ -260,7 +260,9 @@ impl TestApp {
             if waiting == 0 {
                 return;
             }
-            assert!(started.elapsed() < Duration::from_secs(10), "{waiting} jobs still queued after 10 s");
+            // A bound on waiting, not a speed check: a million-item event on a busy machine
+            // (the whole suite on two cores) takes more than ten seconds.
+            assert!(started.elapsed() < Duration::from_secs(30), "{waiting} jobs still queued after 30 s");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
