@@ -77,9 +77,7 @@ pub async fn get_template(
     _caller: Caller,
     PathParams(identifier): PathParams<String>,
 ) -> Result<Json<TemplateResponse>> {
-    crate::gallery::template(&identifier)?;
-    let state = app.manifests.gallery().await?.into_iter().find(|s| s.template.identifier == identifier);
-    let template = state.map(GalleryEntry::from).ok_or_else(|| crate::error::Error::not_found("the template"))?;
+    let template = GalleryEntry::from(app.manifests.gallery_template(&identifier).await?);
     Ok(Json(TemplateResponse { ok: true, template }))
 }
 

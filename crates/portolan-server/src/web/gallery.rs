@@ -102,9 +102,7 @@ async fn template_page(
     outcome: std::result::Result<Vec<PreviewLine>, Vec<String>>,
     installed_now: bool,
 ) -> PageResult {
-    crate::gallery::template(identifier)?;
-    let state = app.manifests.gallery().await?.into_iter().find(|s| s.template.identifier == identifier);
-    let row = Row::from(state.ok_or_else(|| Error::not_found("the template"))?);
+    let row = Row::from(app.manifests.gallery_template(identifier).await?);
     let blueprints = row
         .template
         .blueprints

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::bail;
 use serde_json::{Value, json};
 
-use super::{Api, blueprint, directory_name, entity, now_text, read_json, text, write_json};
+use super::{Api, blueprint, directory_name, entity, now_text, record_or_adopt, text, write_json};
 
 /// The release new customers start on.
 const CURRENT_RELEASE: &str = "3.2.0";
@@ -23,17 +23,6 @@ fn limits(plan: &str) -> Value {
         "business" => json!({"seats": "200", "sso": "true"}),
         _ => json!({"seats": "unlimited", "sso": "true", "dedicatedSupport": "true"}),
     }
-}
-
-/// A customer's record; one the registry lacks (made outside it, as the demo's are) is adopted
-/// as the catalog describes it.
-fn load(identifier: &str, payload: &Value) -> anyhow::Result<Value> {
-    let mut customer = read_json(&record(identifier))?;
-    if customer.as_object().is_some_and(|o| o.is_empty()) {
-        customer = payload.pointer("/entity/properties").cloned().unwrap_or(json!({}));
-        println!("adopted {identifier} into the registry");
-    }
-    Ok(customer)
 }
 
 pub(super) async fn create(api: &Api, payload: &Value) -> anyhow::Result<()> {
@@ -59,7 +48,7 @@ pub(super) async fn create(api: &Api, payload: &Value) -> anyhow::Result<()> {
 pub(super) async fn delete(api: &Api, payload: &Value) -> anyhow::Result<()> {
     let identifier = entity(payload)?;
     let reason = text(payload, "/inputs/reason")?;
-    let mut customer = load(identifier, payload)?;
+    let mut customer = record_or_adopt(&record(identifier), payload)?;
     customer["deletedAt"] = now_text().into();
     customer["deletionReason"] = reason.into();
     let archive = Path::new("customers").join("archive").join(format!("{identifier}.json"));
@@ -73,7 +62,7 @@ pub(super) async fn delete(api: &Api, payload: &Value) -> anyhow::Result<()> {
 /// Changes a customer's record, then the catalog's copy of what changed.
 async fn change(api: &Api, payload: &Value, edit: impl Fn(&mut Value) -> Value, summary: &str) -> anyhow::Result<()> {
     let identifier = entity(payload)?;
-    let mut customer = load(identifier, payload)?;
+    let mut customer = record_or_adopt(&record(identifier), payload)?;
     let properties = edit(&mut customer);
     write_json(&record(identifier), &customer)?;
     println!("{identifier}: {summary}");

@@ -6,7 +6,9 @@ use std::path::Path;
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
-use super::{Api, blueprint, directory_name, entity, now_millis, now_text, number, read_json, text, write_json};
+use super::{
+    Api, blueprint, directory_name, entity, now_millis, now_text, number, read_json, record_or_adopt, text, write_json,
+};
 
 /// What a size costs a month, in US dollars.
 fn monthly_cost(size: &str) -> f64 {
@@ -53,12 +55,7 @@ pub(super) async fn modify(api: &Api, payload: &Value) -> anyhow::Result<()> {
     let name = entity(payload)?;
     let size = text(payload, "/inputs/size")?;
     let file = resource_file(name);
-    let mut resource = read_json(&file)?;
-    if resource.as_object().is_some_and(|o| o.is_empty()) {
-        // Made outside this cloud (the demo's catalog): adopted as the catalog describes it.
-        resource = payload.pointer("/entity/properties").cloned().unwrap_or(json!({}));
-        println!("adopted {name} into the cloud's records");
-    }
+    let mut resource = record_or_adopt(&file, payload)?;
     let before = resource["size"].as_str().unwrap_or("unknown").to_string();
     resource["size"] = size.into();
     resource["monthlyCost"] = monthly_cost(size).into();

@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::bail;
 use serde_json::{Value, json};
 
-use super::{Api, blueprint, directory_name, entity, now_millis, number, read_json, text, write_json};
+use super::{Api, blueprint, directory_name, entity, now_millis, number, read_json, text, with_item, write_json};
 
 pub(super) async fn provision(api: &Api, payload: &Value) -> anyhow::Result<()> {
     let name = directory_name(payload, "/inputs/name")?;
@@ -88,11 +88,7 @@ pub(super) async fn load_mock_data(api: &Api, payload: &Value) -> anyhow::Result
         sqlx::query_as(AssertSqlSafe(format!("SELECT count(*) FROM {dataset}"))).fetch_one(&mut conn).await?;
     conn.close().await?;
     println!("extracted {rows} generated {dataset}, transformed and loaded {count} rows into {}", path.display());
-    let mut datasets: Vec<Value> =
-        payload.pointer("/entity/properties/datasets").and_then(Value::as_array).cloned().unwrap_or_default();
-    if !datasets.contains(&json!(dataset)) {
-        datasets.push(json!(dataset));
-    }
+    let datasets = with_item(payload, "datasets", dataset);
     api.update(blueprint(payload, "environment"), name, json!({"datasets": datasets})).await?;
     api.report(vec![api.entity_url("environment", name)], &format!("{count} {dataset} rows loaded into {name}")).await
 }
@@ -105,11 +101,7 @@ pub(super) async fn invite_developer(api: &Api, payload: &Value) -> anyhow::Resu
     members[developer] = json!({"role": "developer", "invitedBy": payload.pointer("/trigger/by")});
     write_json(&path, &members)?;
     println!("granted {developer} access to {name} ({})", path.display());
-    let mut listed: Vec<Value> =
-        payload.pointer("/entity/properties/members").and_then(Value::as_array).cloned().unwrap_or_default();
-    if !listed.contains(&json!(developer)) {
-        listed.push(json!(developer));
-    }
+    let listed = with_item(payload, "members", developer);
     api.update(blueprint(payload, "environment"), name, json!({"members": listed})).await?;
     api.report(vec![api.entity_url("environment", name)], &format!("{developer} can use {name}")).await
 }

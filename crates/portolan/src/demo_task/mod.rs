@@ -144,6 +144,27 @@ fn blueprint<'a>(payload: &'a Value, otherwise: &'a str) -> &'a str {
     payload.pointer("/action/blueprint").and_then(Value::as_str).unwrap_or(otherwise)
 }
 
+/// The run's entity's list property with `item` added (once).
+fn with_item(payload: &Value, property: &str, item: &str) -> Vec<Value> {
+    let pointer = format!("/entity/properties/{property}");
+    let mut items = payload.pointer(&pointer).and_then(Value::as_array).cloned().unwrap_or_default();
+    if !items.contains(&json!(item)) {
+        items.push(json!(item));
+    }
+    items
+}
+
+/// A stand-in's record of the run's entity; one it lacks (made outside it, as the demo's entities
+/// are) is adopted as the catalog describes it.
+fn record_or_adopt(path: &Path, payload: &Value) -> anyhow::Result<Value> {
+    let record = read_json(path)?;
+    if record.as_object().is_some_and(|o| !o.is_empty()) {
+        return Ok(record);
+    }
+    println!("adopted {} into {}", payload.pointer("/entity/identifier").unwrap_or(&Value::Null), path.display());
+    Ok(payload.pointer("/entity/properties").cloned().unwrap_or(json!({})))
+}
+
 fn read_json(path: &Path) -> anyhow::Result<Value> {
     match std::fs::read_to_string(path) {
         Ok(text) => serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display())),

@@ -6,7 +6,8 @@ use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
 use super::{
-    Api, blueprint, commit, directory_name, entity, git, now_millis, number, read_json, repository, text, write_json,
+    Api, blueprint, commit, directory_name, entity, git, now_millis, number, read_json, repository, text, with_item,
+    write_json,
 };
 
 pub(super) async fn scaffold(api: &Api, payload: &Value) -> anyhow::Result<()> {
@@ -166,11 +167,7 @@ pub(super) async fn add_secret(api: &Api, payload: &Value) -> anyhow::Result<()>
     vault[name] = sealed.into();
     write_json(&path, &vault)?;
     println!("stored secret {name} of {service} in {} (sealed; its value is never printed)", path.display());
-    let mut names: Vec<Value> =
-        payload.pointer("/entity/properties/secrets").and_then(Value::as_array).cloned().unwrap_or_default();
-    if !names.contains(&json!(name)) {
-        names.push(json!(name));
-    }
+    let names = with_item(payload, "secrets", name);
     api.update(blueprint(payload, "service"), service, json!({"secrets": names})).await?;
     api.report(vec![api.entity_url("service", service)], &format!("{name} added to {service}")).await
 }

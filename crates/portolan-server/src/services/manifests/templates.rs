@@ -58,6 +58,16 @@ impl Manifests {
             .collect())
     }
 
+    /// One template of the gallery with whether it is installed, or 404.
+    pub async fn gallery_template(&self, identifier: &str) -> Result<TemplateState> {
+        crate::gallery::template(identifier)?;
+        self.gallery()
+            .await?
+            .into_iter()
+            .find(|s| s.template.identifier == identifier)
+            .ok_or_else(|| crate::error::Error::not_found(format!("template '{identifier}' in the gallery")))
+    }
+
     /// Installs templates of the gallery (each with its backend and renames), as one apply of
     /// `Template` documents under [`GALLERY_SOURCE`]; never prunes.
     pub async fn install_templates(
