@@ -427,17 +427,27 @@ async fn the_portal_in_a_real_browser() {
     admin.go(&format!("{base}/admin/actions/create_dev_environment?format=yaml")).await;
     assert!(admin.source().await.contains("value=\"save\""), "an admin is offered Save");
     admin.screenshot("admin-action").await;
-    // The admin installs a golden path from the gallery, after its preview, and runs it.
+    // The admin removes a golden path the demo installed, installs it again from the gallery
+    // after its preview, and runs it.
+    admin.go(&format!("{base}/admin/actions/run_health_checklist")).await;
+    admin.type_into("#confirm", "run_health_checklist").await;
+    admin.click("button[value='delete']").await;
+    admin.wait_for("<h1>Administration</h1>", Duration::from_secs(10), false).await;
     admin.go(&format!("{base}/gallery")).await;
+    let gallery = admin.source().await;
+    assert!(gallery.contains("39 of 40 installed"), "the removed template is not installed: {gallery}");
     admin.check_layout("gallery").await;
     admin.click("a[href='/gallery/run_health_checklist']").await;
     admin.wait_for("What it installs", Duration::from_secs(5), false).await;
     admin.check_layout("gallery-template").await;
     admin.click("button[value='preview']").await;
     let preview = admin.wait_for("What installing would do", Duration::from_secs(10), false).await;
-    assert!(preview.contains("<td>unchanged</td><td>Action</td>"), "the demo has it already: {preview}");
+    assert!(preview.contains("<td>create</td><td>Action</td>"), "the preview creates the action: {preview}");
+    assert!(preview.contains("<td>unchanged</td><td>Blueprint</td>"), "and keeps the blueprint: {preview}");
     admin.click("button[value='install']").await;
     admin.wait_for("Installed.", Duration::from_secs(10), false).await;
+    admin.go(&format!("{base}/gallery")).await;
+    assert!(admin.source().await.contains("40 of 40 installed"), "installed again");
     admin.go(&format!("{base}/actions/run_health_checklist?entity=cart-service")).await;
     admin.click("button[value='run']").await;
     let checked = admin.wait_for("data-status=\"SUCCESS\"", Duration::from_secs(30), true).await;

@@ -52,20 +52,26 @@ impl As<'_> {
     }
 }
 
-/// Waits for the run to end and asserts it succeeded, showing its log when not.
-async fn succeeds(user: &As<'_>, id: &str) -> Value {
+/// Waits for the run to end: the run, and its log.
+async fn ends(user: &As<'_>, id: &str) -> (Value, Value) {
     let started = Instant::now();
     loop {
         let (_, reply) = user.call(reqwest::Method::GET, &format!("/api/v1/actions/runs/{id}"), None).await;
-        let status = reply["run"]["status"].as_str().unwrap_or_default().to_string();
-        if matches!(status.as_str(), "SUCCESS" | "FAILURE" | "CANCELLED" | "TIMED_OUT" | "DECLINED") {
+        let status = reply["run"]["status"].as_str().unwrap_or_default();
+        if matches!(status, "SUCCESS" | "FAILURE" | "CANCELLED" | "TIMED_OUT" | "DECLINED") {
             let (_, logs) = user.call(reqwest::Method::GET, &format!("/api/v1/actions/runs/{id}/logs"), None).await;
-            assert_eq!(status, "SUCCESS", "{}: {}\nlog: {logs}", reply["run"]["action"], reply["run"]);
-            return reply["run"].clone();
+            return (reply["run"].clone(), logs);
         }
         assert!(started.elapsed() < Duration::from_secs(30), "run {id} did not end: {reply}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Waits for the run to end and asserts it succeeded, showing its log when not.
+async fn succeeds(user: &As<'_>, id: &str) -> Value {
+    let (run, logs) = ends(user, id).await;
+    assert_eq!(run["status"], "SUCCESS", "{}: {run}\nlog: {logs}", run["action"]);
+    run
 }
 
 #[tokio::test]
@@ -211,5 +217,37 @@ async fn every_gallery_template_runs_to_success_in_the_demo() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(!file.exists(), "the grant is gone from the cloud too");
+
+    // A stand-in that refuses the work fails the run with its reason: a write in a read-only
+    // query reaches the warehouse, which is opened read-only, and changes nothing there.
+    let count = || async {
+        let read = json!({"query": "SELECT count(*) AS orders FROM orders", "mode": "read-only", "reason": "count"});
+        let id = admin.run("run_production_query", Some("production"), read).await;
+        succeeds(&admin, &id).await;
+        let (_, logs) = admin.call(reqwest::Method::GET, &format!("/api/v1/actions/runs/{id}/logs"), None).await;
+        let lines: Vec<String> = logs["logs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|l| l["message"].as_str().map(String::from))
+            .collect();
+        lines.last().cloned().expect("the count")
+    };
+    let before = count().await;
+    let write = json!({"query": "DELETE FROM orders", "mode": "read-only", "reason": "tidy up the orders"});
+    let refused = admin.run("run_production_query", Some("production"), write).await;
+    let (run, logs) = ends(&admin, &refused).await;
+    assert_eq!(run["status"], "FAILURE", "{run}");
+    let log = logs.to_string();
+    assert!(log.contains("the database refused the query") && log.contains("readonly"), "{log}");
+    assert_eq!(count().await, before, "no order was deleted");
+
+    // Without the rights a run is refused before it starts: only the cart team fetches the
+    // cart service's logs.
+    let bob = As { base: &server.base, token: token(dir.path(), "bob@portolan.dev") };
+    let body =
+        json!({"entity": "cart-service", "properties": {"environment": "production", "level": "warn", "lines": 20}});
+    let (status, reply) = bob.call(reqwest::Method::POST, "/api/v1/actions/fetch_logs/runs", Some(body)).await;
+    assert_eq!((status, reply["error"].as_str()), (403, Some("forbidden")), "{reply}");
     server.kill();
 }
