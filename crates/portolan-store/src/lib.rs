@@ -163,6 +163,9 @@ pub trait Store: Send + Sync + 'static {
     /// The key audit records written from now on are signed with (once; setting another key
     /// later is an error).
     fn set_audit_key(&self, key: AuditKey) -> Result<()>;
+    /// Closes every connection, waiting for them to finish (SQLite folds its write-ahead log back
+    /// into the database file then): before the database's files are moved or copied.
+    async fn close(&self);
 }
 
 /// A store's audit key, shared with the transactions it hands out.
@@ -199,6 +202,40 @@ pub async fn open_existing(location: &str) -> Result<Arc<dyn Store>> {
         return Ok(Arc::new(postgres::PostgresStore::open_existing(location).await?));
     }
     Ok(Arc::new(sqlite::SqliteStore::open_existing(std::path::Path::new(location)).await?))
+}
+
+/// The setting naming the Portolan release that last opened a database.
+const VERSION_SETTING: &str = "portolan_version";
+
+/// Why migrating failed. A database that holds a migration this build does not know was migrated
+/// by a newer Portolan: refused, naming both versions, rather than run on a schema it misreads.
+fn migration_failed(
+    err: sqlx::migrate::MigrateError,
+    migrator: &sqlx::migrate::Migrator,
+    written_by: Option<String>,
+) -> String {
+    match err {
+        sqlx::migrate::MigrateError::VersionMissing(version) => {
+            let known = migrator.iter().map(|m| m.version).max().unwrap_or(0);
+            let by = written_by.map(|v| format!(" by Portolan {v}")).unwrap_or_default();
+            format!(
+                "this database was migrated{by} to schema version {version}, which Portolan {} does not know \
+                 (it knows versions up to {known}): run the newer Portolan, or restore a backup made before \
+                 the upgrade",
+                env!("CARGO_PKG_VERSION")
+            )
+        }
+        other => format!("migration failed: {other}"),
+    }
+}
+
+/// Records which release opened the database last (so a refusal by an older one can name it).
+async fn note_version(tx: &mut dyn Tx) -> Result<()> {
+    let current = env!("CARGO_PKG_VERSION");
+    if tx.setting(VERSION_SETTING).await?.as_deref() != Some(current) {
+        tx.put_setting(VERSION_SETTING, current).await?;
+    }
+    Ok(())
 }
 
 pub fn is_postgres_url(location: &str) -> bool {

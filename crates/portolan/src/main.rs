@@ -1,6 +1,7 @@
 //! `portolan`: the one binary.
 
 mod as_code;
+mod backup;
 mod config;
 mod demo_task;
 
@@ -44,6 +45,12 @@ enum Command {
     Apply(as_code::ApplyArgs),
     /// Write the catalog (or some blueprints of it) as files `apply` takes back.
     Export(as_code::ExportArgs),
+    /// Write a consistent copy of a SQLite deployment (database, audit key file, checkpoints)
+    /// while the server runs, and check it.
+    Backup(backup::BackupArgs),
+    /// Restore a backup into a new or empty data directory: copied, migrated and checked (secrets
+    /// open with the key, the audit log verifies) beside it first, then moved in.
+    Restore(backup::RestoreArgs),
     /// Copy a SQLite deployment into an empty PostgreSQL database and verify the copy.
     MigrateStore {
         /// Data directory of the SQLite deployment.
@@ -58,6 +65,12 @@ enum Command {
 /// For `admin` and `audit`: the settings go before or after the subcommand (`audit --data DIR
 /// verify` or `audit verify --data DIR`); those only `serve` uses are accepted but not listed.
 fn data_command_arg(arg: clap::Arg) -> clap::Arg {
+    hide_serve_only(arg).global(true)
+}
+
+/// For the commands that take `serve`'s settings to find the data: those only `serve` uses are
+/// accepted but not listed.
+fn hide_serve_only(arg: clap::Arg) -> clap::Arg {
     const SERVE_ONLY: [&str; 9] = [
         "listen",
         "body_limit",
@@ -70,7 +83,7 @@ fn data_command_arg(arg: clap::Arg) -> clap::Arg {
         "nats_url",
     ];
     let serve_only = SERVE_ONLY.contains(&arg.get_id().as_str());
-    arg.global(true).hide(serve_only)
+    arg.hide(serve_only)
 }
 
 #[derive(clap::Args)]
@@ -224,13 +237,20 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Export(args) => runtime()?.block_on(as_code::export(args)),
         Command::Audit(args) => {
-            tracing_subscriber::fmt().with_env_filter("warn").with_writer(std::io::stderr).init();
+            warnings_to_stderr();
             runtime()?.block_on(audit(args))
         }
         Command::Admin(args) => {
-            // Logs to stderr: stdout carries what the command prints (a token, say).
-            tracing_subscriber::fmt().with_env_filter("warn").with_writer(std::io::stderr).init();
+            warnings_to_stderr();
             runtime()?.block_on(admin(args))
+        }
+        Command::Backup(args) => {
+            warnings_to_stderr();
+            runtime()?.block_on(backup::backup(args))
+        }
+        Command::Restore(args) => {
+            warnings_to_stderr();
+            runtime()?.block_on(backup::restore(args))
         }
         Command::MigrateStore { from, to } => {
             init_logging("warn")?;
@@ -480,6 +500,12 @@ fn settings(config: &config::ServeConfig, public_url: String, jq: Option<Arc<JqS
         },
         jq,
     }
+}
+
+/// For the commands that print a result: warnings go to stderr, so stdout carries only what the
+/// command prints (a token, say).
+fn warnings_to_stderr() {
+    tracing_subscriber::fmt().with_env_filter("warn").with_writer(std::io::stderr).init();
 }
 
 fn init_logging(filter: &str) -> anyhow::Result<()> {

@@ -31,6 +31,7 @@ pub mod actor;
 pub mod approvals;
 pub mod audit;
 pub mod backstage;
+pub mod backup;
 pub mod catalog;
 pub mod computed;
 pub mod core;

@@ -122,13 +122,22 @@ impl PostgresStore {
             .acquire_timeout(Duration::from_secs(3))
             .connect_with(options)
             .await?;
-        sqlx::migrate!("./migrations/postgres")
-            .run(&pool)
-            .await
-            .map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))?;
+        let migrator = sqlx::migrate!("./migrations/postgres");
+        if let Err(err) = migrator.run(&pool).await {
+            let newer = matches!(err, sqlx::migrate::MigrateError::VersionMissing(_));
+            let written_by = sqlx::query_scalar("SELECT value FROM settings WHERE name = $1")
+                .bind(crate::VERSION_SETTING)
+                .fetch_optional(&pool)
+                .await
+                .ok()
+                .flatten();
+            let message = crate::migration_failed(err, &migrator, written_by);
+            return Err(if newer { StoreError::Other(message) } else { StoreError::Unavailable(message) });
+        }
         // A database from before a change to the indexing gets its indexes now.
         let mut indexing = PgTx::new(pool.begin().await?, true, None, None);
         indexing.sync_property_indexes().await?;
+        crate::note_version(&mut indexing).await?;
         indexing.tx.commit().await?;
         let changes = broadcast::channel(CHANGE_BUFFER).0;
         tokio::spawn(relay_changes(pool.clone(), changes.clone()));
@@ -215,6 +224,10 @@ impl Store for PostgresStore {
 
     fn set_audit_key(&self, key: AuditKey) -> Result<()> {
         self.audit_key.set(key)
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
     }
 }
 

@@ -40,6 +40,38 @@ pub struct SqliteStore {
     audit_key: AuditKeySlot,
 }
 
+/// Writes a consistent copy of the database in `data_dir` into the new file `to`, while servers
+/// go on writing to it: `VACUUM INTO` reads one snapshot (and leaves out free pages). The copy is
+/// synced to disk and must pass SQLite's `quick_check` (every page read back, without the
+/// index-by-index comparison `integrity_check` adds).
+pub async fn backup(data_dir: &Path, to: &Path) -> Result<()> {
+    use sqlx::{ConnectOptions, Connection};
+    let from = data_dir.join(DATABASE_FILE);
+    if !from.is_file() {
+        return Err(StoreError::Unavailable(format!("{} holds no Portolan database", data_dir.display())));
+    }
+    let mut source = SqliteConnectOptions::new()
+        .filename(&from)
+        .read_only(true)
+        .busy_timeout(Duration::from_secs(5))
+        // Copying and checking a large database is slow by nature: no slow-statement warnings.
+        .disable_statement_logging()
+        .connect()
+        .await?;
+    sqlx::query("VACUUM INTO ?").bind(to.to_string_lossy().into_owned()).execute(&mut source).await?;
+    source.close().await?;
+    let cannot = |e: std::io::Error| StoreError::Unavailable(format!("cannot sync {}: {e}", to.display()));
+    std::fs::File::open(to).and_then(|f| f.sync_all()).map_err(cannot)?;
+    let mut copy =
+        SqliteConnectOptions::new().filename(to).read_only(true).disable_statement_logging().connect().await?;
+    let check: String = sqlx::query_scalar("PRAGMA quick_check").fetch_one(&mut copy).await?;
+    copy.close().await?;
+    if check != "ok" {
+        return Err(StoreError::Corrupt(format!("the copy {} fails SQLite's quick check: {check}", to.display())));
+    }
+    Ok(())
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the database in `data_dir` and applies pending migrations.
     pub async fn open(data_dir: &Path) -> Result<Self> {
@@ -84,10 +116,16 @@ impl SqliteStore {
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options.clone())
             .await?;
-        sqlx::migrate!("./migrations/sqlite")
-            .run(&writer)
-            .await
-            .map_err(|e| StoreError::Other(format!("migration failed: {e}")))?;
+        let migrator = sqlx::migrate!("./migrations/sqlite");
+        if let Err(err) = migrator.run(&writer).await {
+            let written_by = sqlx::query_scalar("SELECT value FROM settings WHERE name = ?")
+                .bind(crate::VERSION_SETTING)
+                .fetch_optional(&writer)
+                .await
+                .ok()
+                .flatten();
+            return Err(StoreError::Other(crate::migration_failed(err, &migrator, written_by)));
+        }
         let changes = broadcast::channel(CHANGE_BUFFER).0;
         // A database from before a change to the indexing gets its indexes now.
         let mut indexing = SqliteTx {
@@ -98,6 +136,7 @@ impl SqliteStore {
             audit_key: None,
         };
         indexing.sync_property_indexes().await?;
+        crate::note_version(&mut indexing).await?;
         indexing.tx.commit().await?;
         let readers = SqlitePoolOptions::new()
             .max_connections(4)
@@ -146,6 +185,11 @@ impl Store for SqliteStore {
 
     fn set_audit_key(&self, key: AuditKey) -> Result<()> {
         self.audit_key.set(key)
+    }
+
+    async fn close(&self) {
+        self.readers.close().await;
+        self.writer.close().await;
     }
 }
 

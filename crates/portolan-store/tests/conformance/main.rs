@@ -5,6 +5,7 @@ mod identity;
 mod runs;
 mod search;
 mod suite;
+mod versions;
 
 use std::sync::Arc;
 

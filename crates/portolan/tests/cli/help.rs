@@ -41,8 +41,10 @@ fn options(command: &[&str]) -> Vec<(String, String)> {
 
 #[test]
 fn every_option_of_serve_admin_and_audit_has_its_own_help() {
-    let commands: [&[&str]; 8] = [
+    let commands: [&[&str]; 10] = [
         &["serve"],
+        &["backup"],
+        &["restore"],
         &["admin"],
         &["admin", "create-user"],
         &["admin", "create-token"],

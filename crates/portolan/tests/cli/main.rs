@@ -2,6 +2,7 @@
 
 mod apply;
 mod audit;
+mod backup;
 mod browser;
 mod demo;
 mod help;

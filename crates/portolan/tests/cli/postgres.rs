@@ -344,3 +344,36 @@ async fn background_work_passes_to_the_survivor_when_a_replica_is_killed() {
     assert_eq!(status, 200);
     b.terminate();
 }
+
+/// README's PostgreSQL backup: `pg_dump` of a serving database, `pg_restore` into an empty one,
+/// and `portolan audit verify` as the check; a server on the copy serves what was there.
+#[tokio::test]
+async fn a_pg_dump_restores_into_an_empty_database_that_verifies_and_serves() {
+    let Some(db) = TestDatabase::create().await else { return };
+    let Some(copy) = TestDatabase::create().await else { return };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start(&["--demo", "--database-url", &db.url], dir.path());
+    let secret = json!({"name": "deploy-key", "value": "k-8d1f"});
+    let stored =
+        crate::http().post(format!("{}/api/v1/secrets", server.base)).json(&secret).send().await.expect("request");
+    assert_eq!(stored.status(), 201);
+    let dump = dir.path().join("portolan.dump");
+    let run = |program: &str, args: &[&str]| {
+        let output =
+            std::process::Command::new(program).args(args).output().unwrap_or_else(|e| panic!("{program}: {e}"));
+        let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        assert!(output.status.success(), "{program} {args:?}: {text}");
+        text
+    };
+    run("pg_dump", &["--format=custom", "--file", &dump.to_string_lossy(), &db.url]);
+    server.kill();
+    run("pg_restore", &["--no-owner", "--dbname", &copy.url, &dump.to_string_lossy()]);
+    let verified = run(env!("CARGO_BIN_EXE_portolan"), &["audit", "verify", "--database-url", &copy.url]);
+    assert!(verified.contains("the audit log is intact"), "{verified}");
+    let restored = Server::start(&["--database-url", &copy.url], dir.path());
+    let (status, service) =
+        get_json(&format!("{}/api/v1/blueprints/service/entities/cart-service", restored.base)).await;
+    assert_eq!(status, 200, "{service}");
+    let (_, secrets) = get_json(&format!("{}/api/v1/secrets", restored.base)).await;
+    assert!(secrets.to_string().contains("deploy-key"), "{secrets}");
+}
