@@ -51,6 +51,13 @@ enum Command {
     /// Restore a backup into a new or empty data directory: copied, migrated and checked (secrets
     /// open with the key, the audit log verifies) beside it first, then moved in.
     Restore(backup::RestoreArgs),
+    /// Ask a running server whether it is ready, for a container's health check: exits 0 when
+    /// it answers 2xx, 1 otherwise.
+    Probe {
+        /// The address to ask
+        #[arg(default_value = "http://127.0.0.1:7700/readyz")]
+        url: String,
+    },
     /// Copy a SQLite deployment into an empty PostgreSQL database and verify the copy.
     MigrateStore {
         /// Data directory of the SQLite deployment.
@@ -252,6 +259,13 @@ fn main() -> anyhow::Result<()> {
             warnings_to_stderr();
             runtime()?.block_on(backup::restore(args))
         }
+        Command::Probe { url } => {
+            if let Err(err) = runtime()?.block_on(probe(&url)) {
+                eprintln!("not ready: {err:#}");
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Command::MigrateStore { from, to } => {
             init_logging("warn")?;
             runtime()?.block_on(migrate_store(from, to))
@@ -261,6 +275,17 @@ fn main() -> anyhow::Result<()> {
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")
+}
+
+async fn probe(url: &str) -> anyhow::Result<()> {
+    portolan_server::outbound::install_crypto();
+    let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(3)).build()?;
+    let response = client.get(url).send().await.with_context(|| format!("{url} does not answer"))?;
+    let status = response.status();
+    if !status.is_success() {
+        anyhow::bail!("{url} answered {status}: {}", response.text().await.unwrap_or_default());
+    }
+    Ok(())
 }
 
 async fn migrate_store(from: std::path::PathBuf, to: String) -> anyhow::Result<()> {

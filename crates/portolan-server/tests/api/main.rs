@@ -9,6 +9,7 @@ mod blueprints;
 mod computed;
 mod connections;
 mod dashboards;
+mod deploy;
 mod dora;
 mod email;
 mod entities;

@@ -1,6 +1,7 @@
 //! `portolan backup` of a server that is writing, and `portolan restore`: the restored copy serves
 //! every entity, account and secret, and its audit log verifies; a restore into a full directory,
-//! with the wrong secrets key, or of a database from a newer Portolan is refused and writes nothing.
+//! with the wrong secrets key, or of a database from a newer Portolan is refused and writes
+//! nothing. And `portolan probe`, the container's health check.
 
 use std::path::Path;
 use std::process::Command;
@@ -81,7 +82,13 @@ async fn a_backup_taken_while_the_server_writes_restores_whole_and_refuses_what_
     assert!(said.contains("audit log of") && said.contains("secrets (all open with the secrets key)"), "{said}");
     let after = notes(&server.base).await;
     assert!(after >= before + 20, "the server kept writing: {before} → {after}");
+    // A container's health check asks the server itself; a server that is gone is not ready.
+    let readyz = format!("{}/readyz", server.base);
+    let (ok, said) = portolan(dir.path(), &["probe", &readyz]);
+    assert!(ok, "{said}");
     server.kill();
+    let (ok, said) = portolan(dir.path(), &["probe", &readyz]);
+    assert!(!ok && said.contains("not ready"), "{said}");
 
     // Into a new directory: everything the backup holds, served and verified.
     let (ok, said) = portolan(dir.path(), &["restore", "--from", "backup", "--data", "restored"]);
