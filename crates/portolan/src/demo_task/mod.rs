@@ -173,11 +173,15 @@ fn read_json(path: &Path) -> anyhow::Result<Value> {
     }
 }
 
+/// Writes the file whole or not at all (a temporary file renamed over it): the runner runs tasks
+/// side by side, and another may be reading the same file.
 fn write_json(path: &Path, value: &Value) -> anyhow::Result<()> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
     }
-    std::fs::write(path, serde_json::to_string_pretty(value)?)
+    let temporary = path.with_extension(format!("{}.tmp", std::process::id()));
+    std::fs::write(&temporary, serde_json::to_string_pretty(value)?)
+        .and_then(|()| std::fs::rename(&temporary, path))
         .with_context(|| format!("cannot write {}", path.display()))
 }
 

@@ -1,5 +1,6 @@
 //! Runs through the real binaries: `portolan runner` processes that run their operator's tasks
-//! and die, and a server killed with SIGKILL in the middle of deliveries.
+//! and die, and the crash suite: servers and runners killed with SIGKILL again and again in the
+//! middle of their work.
 
 use std::collections::HashSet;
 use std::process::{Child, Command, Stdio};
@@ -172,73 +173,169 @@ pub async fn slow_receiver() -> (String, Arc<Mutex<Vec<String>>>) {
     (url, seen)
 }
 
+/// How many times the crash suite kills each process: `PORTOLAN_CRASH_KILLS` (the script runs
+/// it at 100), else 10 kills of the server and 5 of a runner.
+fn kills(default: usize) -> usize {
+    std::env::var("PORTOLAN_CRASH_KILLS").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// Waits until the server at `base` has no active run.
+async fn no_run_stays_active(base: &str) {
+    let started = Instant::now();
+    loop {
+        let (_, active) = crate::get_json(&format!("{base}/api/v1/actions/runs?active=true&limit=1")).await;
+        if active["runs"].as_array().is_some_and(Vec::is_empty) {
+            return;
+        }
+        assert!(started.elapsed() < Duration::from_secs(120), "runs still active: {active}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The crash suite: the server is killed with SIGKILL again and again while clients request runs
+/// and deliveries go out, then runners are killed in the middle of their tasks. No accepted run
+/// is lost, every delivery carries the idempotency id of a stored run, no run is left active,
+/// a run whose runner died is taken over (or fails for it once its attempts are spent), and the
+/// audit log verifies.
 #[tokio::test]
-async fn every_accepted_run_survives_a_sigkill_of_the_server() {
+async fn no_accepted_run_is_lost_to_repeated_sigkills_of_the_server_and_its_runners() {
     let dir = tempfile::tempdir().expect("temp dir");
     let args = ["--data", ".", "--lease-ms", "1000", "--webhook-allow-private", "true"];
-    let server = Server::start(&args, dir.path());
-    let base = server.base.clone();
+    let mut server = Server::start(&args, dir.path());
     let (receiver, seen) = slow_receiver().await;
     let secret = json!({"name": "hook", "value": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"});
-    assert_eq!(post(&format!("{base}/api/v1/secrets"), secret).await.0, 201);
+    assert_eq!(post(&format!("{}/api/v1/secrets", server.base), secret).await.0, 201);
     let action = json!({
         "identifier": "notify",
         "trigger": {"type": "self-service", "operation": "CREATE"},
         "invocationMethod": {"type": "WEBHOOK", "url": receiver, "signingSecret": "hook", "synchronized": true}
     });
-    assert_eq!(post(&format!("{base}/api/v1/actions"), action).await.0, 201);
+    assert_eq!(post(&format!("{}/api/v1/actions", server.base), action).await.0, 201);
 
-    // Runs are requested from four clients at once; the server is killed while they go on.
+    // Each round: two clients request runs until the server dies under them, once deliveries
+    // have gone on for a while; then it starts again on the same data.
     let accepted: Arc<Mutex<Vec<String>>> = Arc::default();
-    let mut clients = Vec::new();
-    for _ in 0..4 {
-        let (base, accepted) = (base.clone(), Arc::clone(&accepted));
-        clients.push(tokio::spawn(async move {
-            let client = crate::http();
-            for _ in 0..200 {
-                let sent = client.post(format!("{base}/api/v1/actions/notify/runs")).json(&json!({})).send().await;
-                let Ok(response) = sent else { return };
-                if response.status().as_u16() == 202
-                    && let Ok(body) = response.json::<Value>().await
-                {
-                    accepted.lock().expect("lock").push(body["run"]["id"].as_str().unwrap_or_default().to_string());
-                }
-            }
-        }));
-    }
-    let started = Instant::now();
-    while seen.lock().expect("lock").len() < 20 {
-        assert!(started.elapsed() < Duration::from_secs(20), "deliveries did not start");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    server.kill();
-    for client in clients {
-        let _ = client.await;
-    }
-    let accepted: Vec<String> = accepted.lock().expect("lock").clone();
-    let delivered_before: usize = seen.lock().expect("lock").len();
-    eprintln!("accepted {} runs; {delivered_before} deliveries before the kill", accepted.len());
-    assert!(accepted.len() > delivered_before / 2, "runs were still being accepted at the kill");
-
-    let server = Server::start(&args, dir.path());
-    let base = server.base.clone();
-    let started = Instant::now();
-    loop {
-        let (_, active) = crate::get_json(&format!("{base}/api/v1/actions/runs?active=true&limit=1")).await;
-        if active["runs"].as_array().is_some_and(Vec::is_empty) {
-            break;
+    let server_kills = kills(10);
+    for _ in 0..server_kills {
+        let base = server.base.clone();
+        let clients: Vec<_> = (0..2)
+            .map(|_| {
+                let (base, accepted) = (base.clone(), Arc::clone(&accepted));
+                tokio::spawn(async move {
+                    let client = crate::http();
+                    loop {
+                        let sent =
+                            client.post(format!("{base}/api/v1/actions/notify/runs")).json(&json!({})).send().await;
+                        let Ok(response) = sent else { return };
+                        if response.status().as_u16() == 202
+                            && let Ok(body) = response.json::<Value>().await
+                        {
+                            let id = body["run"]["id"].as_str().unwrap_or_default().to_string();
+                            accepted.lock().expect("lock").push(id);
+                        }
+                    }
+                })
+            })
+            .collect();
+        let (delivered, started) = (seen.lock().expect("lock").len(), Instant::now());
+        while seen.lock().expect("lock").len() < delivered + 10 {
+            assert!(started.elapsed() < Duration::from_secs(20), "deliveries did not go on");
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        assert!(started.elapsed() < Duration::from_secs(60), "runs still active a minute after the restart: {active}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        server.kill();
+        for client in clients {
+            let _ = client.await;
+        }
+        server = Server::start(&args, dir.path());
     }
-    let delivered: HashSet<String> = seen.lock().expect("lock").iter().cloned().collect();
+    let base = server.base.clone();
+    no_run_stays_active(&base).await;
+
+    // Runners die in the middle of a task; each run goes to another runner after its lease.
+    let tasks = dir.path().join("tasks.toml");
+    std::fs::write(&tasks, "work = [\"sleep\", \"0.3\"]\n").expect("tasks file");
+    let action = json!({
+        "identifier": "work",
+        "trigger": {"type": "self-service", "operation": "CREATE"},
+        "invocationMethod": {"type": "RUNNER", "labels": ["crash"], "task": "work", "maxAttempts": 10}
+    });
+    assert_eq!(post(&format!("{base}/api/v1/actions"), action).await.0, 201);
+    let token = runner_token(&base, &["crash"]).await;
+    let mut worked = Vec::new();
+    for _ in 0..20 {
+        let (status, body) = post(&format!("{base}/api/v1/actions/work/runs"), json!({})).await;
+        assert_eq!(status, 202, "{body}");
+        worked.push(body["run"]["id"].as_str().expect("id").to_string());
+    }
+    // Each runner is killed once it has claimed a run of its own (a new run, or a new attempt).
+    let claimed = || async {
+        let (_, active) = crate::get_json(&format!("{base}/api/v1/actions/runs?active=true&limit=100")).await;
+        let runs = active["runs"].as_array().cloned().unwrap_or_default();
+        runs.iter()
+            .filter(|r| r["status"] == "IN_PROGRESS")
+            .map(|r| format!("{}#{}", r["id"].as_str().unwrap_or_default(), r["attempt"]))
+            .collect::<HashSet<String>>()
+    };
+    let runner_kills = kills(5);
+    for _ in 0..runner_kills {
+        let before = claimed().await;
+        let runner = RunnerProcess::start(&base, &token, "crash", &tasks);
+        let started = Instant::now();
+        while claimed().await.is_subset(&before) {
+            assert!(started.elapsed() < Duration::from_secs(20), "the runner claimed nothing");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        runner.kill();
+    }
+    let _survivor = RunnerProcess::start(&base, &token, "crash", &tasks);
+
+    // Nothing stays active; every accepted run ended as it should.
+    no_run_stays_active(&base).await;
+    let accepted: Vec<String> = accepted.lock().expect("lock").clone();
+    let delivered: Vec<String> = seen.lock().expect("lock").clone();
+    let unique: HashSet<&String> = delivered.iter().collect();
     for id in &accepted {
         let (status, body) = crate::get_json(&format!("{base}/api/v1/actions/runs/{id}")).await;
         assert_eq!(status, 200, "accepted run {id} was lost");
         assert_eq!(body["run"]["status"], "SUCCESS", "{body}");
-        assert!(delivered.contains(&format!("msg_{id}")), "run {id} ended without its delivery");
+        assert!(unique.contains(&format!("msg_{id}")), "run {id} ended without its delivery");
     }
+    // A run the server accepted as it died (its client never heard) was delivered too: under
+    // its own id, which names a stored run.
+    for webhook_id in &unique {
+        let id = webhook_id.strip_prefix("msg_").expect("msg_<run id>");
+        let (status, body) = crate::get_json(&format!("{base}/api/v1/actions/runs/{id}")).await;
+        assert_eq!((status, body["run"]["status"].as_str()), (200, Some("SUCCESS")), "{webhook_id}");
+    }
+    let mut retaken = 0;
+    for id in &worked {
+        let run = run_until(&base, id, Duration::from_secs(5), ended).await;
+        let attempt = run["attempt"].as_u64().unwrap_or_default();
+        match run["status"].as_str() {
+            Some("SUCCESS") => retaken += usize::from(attempt > 1),
+            _ => {
+                assert_eq!(attempt, 10, "only a run out of attempts fails: {run}");
+                assert!(run["reason"].as_str().unwrap_or_default().contains("stopped heartbeating"), "{run}");
+            }
+        }
+    }
+    assert!(retaken > 0, "a run whose runner died was finished by another");
+    eprintln!(
+        "crash suite: {server_kills} server kills, {} runs accepted, {} deliveries ({} repeated under the same id); \
+         {runner_kills} runner kills, {retaken} of {} runs finished after a takeover",
+        accepted.len(),
+        delivered.len(),
+        delivered.len() - unique.len(),
+        worked.len()
+    );
     server.kill();
+    let verified = Command::new(env!("CARGO_BIN_EXE_portolan"))
+        .args(["audit", "verify", "--data", "."])
+        .current_dir(dir.path())
+        .output()
+        .expect("portolan audit runs");
+    let said = String::from_utf8_lossy(&verified.stdout);
+    assert!(verified.status.success() && said.contains("the audit log is intact"), "{said}");
 }
 
 #[tokio::test]
