@@ -7,6 +7,7 @@ mod audit;
 mod backstage;
 mod blueprints;
 mod computed;
+mod conformance;
 mod connections;
 mod dashboards;
 mod deploy;
