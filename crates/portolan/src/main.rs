@@ -648,6 +648,7 @@ async fn serve(config: config::ServeConfig) -> anyhow::Result<()> {
             connections: config.connections.clone(),
         },
     );
+    let store = state.core.store().clone();
     portolan_server::serve_with(listener, router, config.connections.clone(), async move {
         shutdown_signal().await;
         state.begin_shutdown();
@@ -659,6 +660,9 @@ async fn serve(config: config::ServeConfig) -> anyhow::Result<()> {
     }
     worker.stop().await;
     sweeper.stop().await;
+    // Last: SQLite folds its write-ahead log back into the database file, so the data directory
+    // is one file again (as a copy of it would want).
+    store.close().await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -305,7 +305,9 @@ async fn the_server_writes_checkpoints_and_verify_holds_the_log_to_the_newest() 
         .await
         .expect("post");
     assert_eq!(member.status().as_u16(), 403, "a member may not sign checkpoints");
-    server.terminate();
+    assert!(server.terminate().success());
+    // A stopped server leaves its database as one file: the write-ahead log folded back in.
+    assert!(!dir.path().join("portolan-data/portolan.db-wal").exists(), "the server closed its database");
 
     // The newest record removed after the server stopped: the server's own checkpoint tells.
     tamper(
