@@ -206,6 +206,8 @@ pub async fn open_existing(location: &str) -> Result<Arc<dyn Store>> {
 
 /// The setting naming the Portolan release that last opened a database.
 const VERSION_SETTING: &str = "portolan_version";
+/// Which release that was, read when migrating fails (the same text for both backends).
+const WRITTEN_BY: &str = "SELECT value FROM settings WHERE name = 'portolan_version'";
 
 /// Why migrating failed. A database that holds a migration this build does not know was migrated
 /// by a newer Portolan: refused, naming both versions, rather than run on a schema it misreads.

@@ -125,12 +125,7 @@ impl PostgresStore {
         let migrator = sqlx::migrate!("./migrations/postgres");
         if let Err(err) = migrator.run(&pool).await {
             let newer = matches!(err, sqlx::migrate::MigrateError::VersionMissing(_));
-            let written_by = sqlx::query_scalar("SELECT value FROM settings WHERE name = $1")
-                .bind(crate::VERSION_SETTING)
-                .fetch_optional(&pool)
-                .await
-                .ok()
-                .flatten();
+            let written_by = sqlx::query_scalar(crate::WRITTEN_BY).fetch_optional(&pool).await.ok().flatten();
             let message = crate::migration_failed(err, &migrator, written_by);
             return Err(if newer { StoreError::Other(message) } else { StoreError::Unavailable(message) });
         }

@@ -118,12 +118,7 @@ impl SqliteStore {
             .await?;
         let migrator = sqlx::migrate!("./migrations/sqlite");
         if let Err(err) = migrator.run(&writer).await {
-            let written_by = sqlx::query_scalar("SELECT value FROM settings WHERE name = ?")
-                .bind(crate::VERSION_SETTING)
-                .fetch_optional(&writer)
-                .await
-                .ok()
-                .flatten();
+            let written_by = sqlx::query_scalar(crate::WRITTEN_BY).fetch_optional(&writer).await.ok().flatten();
             return Err(StoreError::Other(crate::migration_failed(err, &migrator, written_by)));
         }
         let changes = broadcast::channel(CHANGE_BUFFER).0;

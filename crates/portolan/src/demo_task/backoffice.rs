@@ -67,8 +67,7 @@ async fn change(api: &Api, payload: &Value, edit: impl Fn(&mut Value) -> Value, 
     write_json(&record(identifier), &customer)?;
     println!("{identifier}: {summary}");
     let blueprint = blueprint(payload, "customer");
-    api.update(blueprint, identifier, properties).await?;
-    api.report(vec![api.entity_url(blueprint, identifier)], &format!("{identifier}: {summary}")).await
+    api.update_and_report(blueprint, identifier, properties, &format!("{identifier}: {summary}")).await
 }
 
 pub(super) async fn configure(api: &Api, payload: &Value) -> anyhow::Result<()> {

@@ -121,8 +121,13 @@ pub(super) async fn update_autoscaling(api: &Api, payload: &Value) -> anyhow::Re
     let group = json!({"min": min, "max": max, "targetCpu": cpu});
     write_json(&file, &group)?;
     println!("auto-scaling group of {service}: {min} to {max} instances, aiming at {cpu}% CPU");
-    api.update(blueprint(payload, "service"), service, json!({"autoscaling": group})).await?;
-    api.report(vec![api.entity_url("service", service)], &format!("{service} scales between {min} and {max}")).await
+    api.update_and_report(
+        blueprint(payload, "service"),
+        service,
+        json!({"autoscaling": group}),
+        &format!("{service} scales between {min} and {max}"),
+    )
+    .await
 }
 
 pub(super) async fn run_incident_runbook(api: &Api, payload: &Value) -> anyhow::Result<()> {
@@ -152,7 +157,11 @@ pub(super) async fn run_incident_runbook(api: &Api, payload: &Value) -> anyhow::
     };
     api.update(blueprint(payload, "incident"), incident, properties).await?;
     let outcome = if resolve { "resolved" } else { "acknowledged" };
-    api.report(vec![api.entity_url("incident", incident)], &format!("{runbook} ran; {incident} {outcome}")).await
+    api.report(
+        vec![api.entity_url(blueprint(payload, "incident"), incident)],
+        &format!("{runbook} ran; {incident} {outcome}"),
+    )
+    .await
 }
 
 pub(super) async fn update_pod_count(api: &Api, payload: &Value) -> anyhow::Result<()> {
@@ -166,6 +175,11 @@ pub(super) async fn update_pod_count(api: &Api, payload: &Value) -> anyhow::Resu
     println!("scaling {service} from {before} to {replicas} pods");
     write_json(&file, &json!({"replicas": replicas, "updatedAt": now_text()}))?;
     println!("{replicas} pods ready");
-    api.update(blueprint(payload, "service"), service, json!({"replicas": replicas})).await?;
-    api.report(vec![api.entity_url("service", service)], &format!("{service} runs {replicas} pods")).await
+    api.update_and_report(
+        blueprint(payload, "service"),
+        service,
+        json!({"replicas": replicas}),
+        &format!("{service} runs {replicas} pods"),
+    )
+    .await
 }

@@ -22,6 +22,15 @@ fn sql_name(name: &str) -> anyhow::Result<&str> {
 }
 
 /// A table's columns and row count, as the catalog shows them.
+/// Prints a statement and runs it on the warehouse; a refusal fails the run with its reason.
+async fn execute(conn: &mut sqlx::SqliteConnection, sql: &str) -> anyhow::Result<()> {
+    println!("{sql}");
+    if let Err(err) = sqlx::query(AssertSqlSafe(sql)).execute(conn).await {
+        bail!("the warehouse refused it: {err}");
+    }
+    Ok(())
+}
+
 async fn describe(conn: &mut sqlx::SqliteConnection, table: &str) -> anyhow::Result<Value> {
     let columns: Vec<(String,)> =
         sqlx::query_as(AssertSqlSafe(format!("SELECT name FROM pragma_table_info('{table}') ORDER BY cid")))
@@ -46,15 +55,11 @@ async fn alter(
     let mut conn = warehouse(false).await?;
     describe(&mut conn, table).await?;
     let sql = statement(table)?;
-    println!("{sql}");
-    if let Err(err) = sqlx::query(AssertSqlSafe(sql.as_str())).execute(&mut conn).await {
-        bail!("the warehouse refused it: {err}");
-    }
+    execute(&mut conn, &sql).await?;
     let shape = describe(&mut conn, table).await?;
     conn.close().await?;
     println!("{table} now has columns {}", shape["columns"]);
-    api.update(blueprint(payload, "data_table"), table, shape).await?;
-    api.report(vec![api.entity_url("data_table", table)], &format!("{table}: {done}")).await
+    api.update_and_report(blueprint(payload, "data_table"), table, shape, &format!("{table}: {done}")).await
 }
 
 pub(super) async fn add_column(api: &Api, payload: &Value) -> anyhow::Result<()> {
@@ -91,10 +96,7 @@ pub(super) async fn duplicate_table(api: &Api, payload: &Value) -> anyhow::Resul
     let mut conn = warehouse(false).await?;
     describe(&mut conn, table).await?;
     let sql = format!("CREATE TABLE {copy} AS SELECT * FROM {table}");
-    println!("{sql}");
-    if let Err(err) = sqlx::query(AssertSqlSafe(sql.as_str())).execute(&mut conn).await {
-        bail!("the warehouse refused it: {err}");
-    }
+    execute(&mut conn, &sql).await?;
     let shape = describe(&mut conn, copy).await?;
     conn.close().await?;
     println!("copied {} rows", shape["rows"]);
@@ -147,7 +149,7 @@ pub(super) async fn run_dag(api: &Api, payload: &Value) -> anyhow::Result<()> {
     conn.close().await?;
     api.upsert("data_table", json!({"identifier": target, "title": target, "properties": shape})).await?;
     api.report(
-        vec![api.entity_url("data_pipeline", pipeline), api.entity_url("data_table", target)],
+        vec![api.entity_url(blueprint(payload, "data_pipeline"), pipeline), api.entity_url("data_table", target)],
         &format!("{pipeline} loaded {target}"),
     )
     .await

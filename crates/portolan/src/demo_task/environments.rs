@@ -32,7 +32,8 @@ pub(super) async fn provision(api: &Api, payload: &Value) -> anyhow::Result<()> 
         "relations": {"service": service}
     });
     api.send(reqwest::Method::POST, "/api/v1/blueprints/environment/entities", Some(entity)).await?;
-    api.report(vec![url, api.entity_url("environment", name)], &format!("{name} is up until {ttl}")).await
+    api.report(vec![url, api.entity_url(blueprint(payload, "environment"), name)], &format!("{name} is up until {ttl}"))
+        .await
 }
 
 pub(super) async fn teardown(api: &Api, payload: &Value) -> anyhow::Result<()> {
@@ -89,8 +90,13 @@ pub(super) async fn load_mock_data(api: &Api, payload: &Value) -> anyhow::Result
     conn.close().await?;
     println!("extracted {rows} generated {dataset}, transformed and loaded {count} rows into {}", path.display());
     let datasets = with_item(payload, "datasets", dataset);
-    api.update(blueprint(payload, "environment"), name, json!({"datasets": datasets})).await?;
-    api.report(vec![api.entity_url("environment", name)], &format!("{count} {dataset} rows loaded into {name}")).await
+    api.update_and_report(
+        blueprint(payload, "environment"),
+        name,
+        json!({"datasets": datasets}),
+        &format!("{count} {dataset} rows loaded into {name}"),
+    )
+    .await
 }
 
 pub(super) async fn invite_developer(api: &Api, payload: &Value) -> anyhow::Result<()> {
@@ -102,6 +108,11 @@ pub(super) async fn invite_developer(api: &Api, payload: &Value) -> anyhow::Resu
     write_json(&path, &members)?;
     println!("granted {developer} access to {name} ({})", path.display());
     let listed = with_item(payload, "members", developer);
-    api.update(blueprint(payload, "environment"), name, json!({"members": listed})).await?;
-    api.report(vec![api.entity_url("environment", name)], &format!("{developer} can use {name}")).await
+    api.update_and_report(
+        blueprint(payload, "environment"),
+        name,
+        json!({"members": listed}),
+        &format!("{developer} can use {name}"),
+    )
+    .await
 }

@@ -49,8 +49,13 @@ pub(super) async fn train(api: &Api, payload: &Value) -> anyhow::Result<()> {
     )?;
     println!("registered {model} version {version} (accuracy {accuracy})");
     let blueprint = blueprint(payload, "ml_model");
-    api.update(blueprint, model, json!({"latestVersion": version.to_string(), "accuracy": accuracy})).await?;
-    api.report(vec![api.entity_url(blueprint, model)], &format!("{model} v{version}: accuracy {accuracy}")).await
+    api.update_and_report(
+        blueprint,
+        model,
+        json!({"latestVersion": version.to_string(), "accuracy": accuracy}),
+        &format!("{model} v{version}: accuracy {accuracy}"),
+    )
+    .await
 }
 
 pub(super) async fn preprocess(api: &Api, payload: &Value) -> anyhow::Result<()> {
@@ -74,9 +79,13 @@ pub(super) async fn preprocess(api: &Api, payload: &Value) -> anyhow::Result<()>
     let file = Path::new("cloud").join("datasets").join(dataset).join("processed.json");
     write_json(&file, &json!({"steps": steps, "rows": rows, "processedAt": now_text()}))?;
     let blueprint = blueprint(payload, "dataset");
-    api.update(blueprint, dataset, json!({"rows": rows, "steps": steps, "processedAt": now_text()})).await?;
-    api.report(vec![api.entity_url(blueprint, dataset)], &format!("{dataset}: {rows} rows after {}", steps.join(", ")))
-        .await
+    api.update_and_report(
+        blueprint,
+        dataset,
+        json!({"rows": rows, "steps": steps, "processedAt": now_text()}),
+        &format!("{dataset}: {rows} rows after {}", steps.join(", ")),
+    )
+    .await
 }
 
 pub(super) async fn deploy(api: &Api, payload: &Value) -> anyhow::Result<()> {
@@ -90,8 +99,7 @@ pub(super) async fn deploy(api: &Api, payload: &Value) -> anyhow::Result<()> {
     let blueprint = blueprint(payload, "ml_model");
     let properties =
         json!({"deployedVersion": version, "previousVersion": previous, "trafficSplit": {version.as_str(): 100}});
-    api.update(blueprint, model, properties).await?;
-    api.report(vec![api.entity_url(blueprint, model)], &format!("{model} serves v{version}")).await
+    api.update_and_report(blueprint, model, properties, &format!("{model} serves v{version}")).await
 }
 
 pub(super) async fn route_traffic(api: &Api, payload: &Value) -> anyhow::Result<()> {
@@ -108,9 +116,13 @@ pub(super) async fn route_traffic(api: &Api, payload: &Value) -> anyhow::Result<
     write_json(&serving(model), &json!({"routes": routes, "updatedAt": now_text()}))?;
     println!("{model}: {}% to v{champion}, {percent}% to v{challenger}", 100.0 - percent);
     let blueprint = blueprint(payload, "ml_model");
-    api.update(blueprint, model, json!({"trafficSplit": routes})).await?;
-    api.report(vec![api.entity_url(blueprint, model)], &format!("{model}: {percent}% of traffic to v{challenger}"))
-        .await
+    api.update_and_report(
+        blueprint,
+        model,
+        json!({"trafficSplit": routes}),
+        &format!("{model}: {percent}% of traffic to v{challenger}"),
+    )
+    .await
 }
 
 pub(super) async fn revert(api: &Api, payload: &Value) -> anyhow::Result<()> {
@@ -123,8 +135,7 @@ pub(super) async fn revert(api: &Api, payload: &Value) -> anyhow::Result<()> {
     let blueprint = blueprint(payload, "ml_model");
     let properties =
         json!({"deployedVersion": previous, "previousVersion": null, "trafficSplit": {previous.as_str(): 100}});
-    api.update(blueprint, model, properties).await?;
-    api.report(vec![api.entity_url(blueprint, model)], &format!("{model} serves v{previous} again")).await
+    api.update_and_report(blueprint, model, properties, &format!("{model} serves v{previous} again")).await
 }
 
 pub(super) async fn start_notebook(api: &Api, payload: &Value) -> anyhow::Result<()> {

@@ -75,6 +75,18 @@ impl Api {
         Ok(())
     }
 
+    /// Changes an entity's properties, then reports the change as the run's result, linked to it.
+    async fn update_and_report(
+        &self,
+        blueprint: &str,
+        identifier: &str,
+        properties: Value,
+        summary: &str,
+    ) -> anyhow::Result<()> {
+        self.update(blueprint, identifier, properties).await?;
+        self.report(vec![self.entity_url(blueprint, identifier)], summary).await
+    }
+
     /// Removes an entity; one already gone is not an error.
     async fn remove(&self, blueprint: &str, identifier: &str) -> anyhow::Result<()> {
         let path = format!("/api/v1/blueprints/{blueprint}/entities/{}", url_segment(identifier));

@@ -82,7 +82,7 @@ pub(super) async fn health_checklist(api: &Api, payload: &Value) -> anyhow::Resu
     api.update(blueprint(payload, "service"), service, json!({"healthCheck": result, "healthCheckedAt": now_text()}))
         .await?;
     let summary = format!("{} of {} checks pass", checks.len() - failed, checks.len());
-    api.report(vec![api.entity_url("service", service)], &format!("{service}: {summary}")).await
+    api.report(vec![api.entity_url(blueprint(payload, "service"), service)], &format!("{service}: {summary}")).await
 }
 
 /// At most this many rows are printed.

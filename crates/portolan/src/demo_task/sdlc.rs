@@ -53,7 +53,11 @@ pub(super) async fn scaffold(api: &Api, payload: &Value) -> anyhow::Result<()> {
     });
     api.send(reqwest::Method::POST, "/api/v1/blueprints/service/entities", Some(entity)).await?;
     println!("registered service '{name}' in the catalog");
-    api.report(vec![repository, api.entity_url("service", name)], &format!("Scaffolded {name} ({language})")).await
+    api.report(
+        vec![repository, api.entity_url(blueprint(payload, "service"), name)],
+        &format!("Scaffolded {name} ({language})"),
+    )
+    .await
 }
 
 pub(super) async fn deploy(api: &Api, payload: &Value, version: Option<&str>) -> anyhow::Result<()> {
@@ -124,7 +128,7 @@ pub(super) async fn add_environment_variable(api: &Api, payload: &Value) -> anyh
     println!("setting {key} on {service} and restarting its pods");
     let path = format!("/api/v1/blueprints/service/entities/{service}");
     api.send(reqwest::Method::PATCH, &path, Some(json!({"properties": {"environmentVariables": variables}}))).await?;
-    api.report(vec![api.entity_url("service", service)], &format!("{key} set on {service}")).await
+    api.report(vec![api.entity_url(blueprint(payload, "service"), service)], &format!("{key} set on {service}")).await
 }
 
 pub(super) async fn set_feature_flag(api: &Api, payload: &Value) -> anyhow::Result<()> {
@@ -168,8 +172,13 @@ pub(super) async fn add_secret(api: &Api, payload: &Value) -> anyhow::Result<()>
     write_json(&path, &vault)?;
     println!("stored secret {name} of {service} in {} (sealed; its value is never printed)", path.display());
     let names = with_item(payload, "secrets", name);
-    api.update(blueprint(payload, "service"), service, json!({"secrets": names})).await?;
-    api.report(vec![api.entity_url("service", service)], &format!("{name} added to {service}")).await
+    api.update_and_report(
+        blueprint(payload, "service"),
+        service,
+        json!({"secrets": names}),
+        &format!("{name} added to {service}"),
+    )
+    .await
 }
 
 pub(super) async fn force_merge(api: &Api, payload: &Value) -> anyhow::Result<()> {
@@ -205,8 +214,11 @@ pub(super) async fn force_merge(api: &Api, payload: &Value) -> anyhow::Result<()
         json!({"status": "merged", "forcedBy": by, "forceReason": reason}),
     )
     .await?;
-    api.report(vec![api.entity_url("pull_request", pull_request)], &format!("#{number} merged without its checks"))
-        .await
+    api.report(
+        vec![api.entity_url(blueprint(payload, "pull_request"), pull_request)],
+        &format!("#{number} merged without its checks"),
+    )
+    .await
 }
 
 pub(super) async fn add_iac(api: &Api, payload: &Value) -> anyhow::Result<()> {
@@ -244,7 +256,7 @@ pub(super) async fn add_iac(api: &Api, payload: &Value) -> anyhow::Result<()> {
     let location = format!("file://{}", repo.canonicalize()?.display());
     api.update(blueprint(payload, "service"), service, json!({"iac": tool, "repository": location})).await?;
     api.report(
-        vec![location, api.entity_url("service", service)],
+        vec![location, api.entity_url(blueprint(payload, "service"), service)],
         &format!("{service} has {tool} for {}", modules.join(", ")),
     )
     .await
@@ -265,6 +277,11 @@ pub(super) async fn upgrade_package(api: &Api, payload: &Value) -> anyhow::Resul
     let mut known =
         payload.pointer("/entity/properties/dependencies").cloned().filter(Value::is_object).unwrap_or(json!({}));
     known[package] = version.into();
-    api.update(blueprint(payload, "service"), service, json!({"dependencies": known})).await?;
-    api.report(vec![api.entity_url("service", service)], &format!("{service} uses {package} {version}")).await
+    api.update_and_report(
+        blueprint(payload, "service"),
+        service,
+        json!({"dependencies": known}),
+        &format!("{service} uses {package} {version}"),
+    )
+    .await
 }

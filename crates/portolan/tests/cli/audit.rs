@@ -34,9 +34,7 @@ fn verdict(dir: &Path) -> (bool, String) {
 }
 
 fn verdict_with(dir: &Path, args: &[&str]) -> (bool, String) {
-    let output = audit(dir, args);
-    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    (output.status.success(), text)
+    crate::portolan(dir, &[&["audit"], args].concat())
 }
 
 /// What someone who can write the database file but has no audit key can do: rewrite records from

@@ -3,28 +3,12 @@
 //! with the wrong secrets key, or of a database from a newer Portolan is refused and writes
 //! nothing. And `portolan probe`, the container's health check.
 
-use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use serde_json::json;
 
 use crate::Server;
-
-/// Runs `portolan <args>` in `dir`: whether it succeeded, and what it printed.
-fn portolan(dir: &Path, args: &[&str]) -> (bool, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_portolan"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("PORTOLAN_DATA")
-        .env_remove("PORTOLAN_DATABASE_URL")
-        .env_remove("PORTOLAN_SECRETS_KEY")
-        .output()
-        .expect("portolan runs");
-    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    (output.status.success(), text)
-}
 
 /// How many notes the server at `base` holds, page by page.
 async fn notes(base: &str) -> u64 {
@@ -74,8 +58,9 @@ async fn a_backup_taken_while_the_server_writes_restores_whole_and_refuses_what_
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     let path = dir.path().to_path_buf();
-    let (ok, said) =
-        tokio::task::spawn_blocking(move || portolan(&path, &["backup", "--to", "backup"])).await.expect("backup");
+    let (ok, said) = tokio::task::spawn_blocking(move || crate::portolan(&path, &["backup", "--to", "backup"]))
+        .await
+        .expect("backup");
     stop.store(true, Ordering::SeqCst);
     writer.await.expect("the writer");
     assert!(ok, "{said}");
@@ -84,14 +69,14 @@ async fn a_backup_taken_while_the_server_writes_restores_whole_and_refuses_what_
     assert!(after >= before + 20, "the server kept writing: {before} → {after}");
     // A container's health check asks the server itself; a server that is gone is not ready.
     let readyz = format!("{}/readyz", server.base);
-    let (ok, said) = portolan(dir.path(), &["probe", &readyz]);
+    let (ok, said) = crate::portolan(dir.path(), &["probe", &readyz]);
     assert!(ok, "{said}");
     server.kill();
-    let (ok, said) = portolan(dir.path(), &["probe", &readyz]);
+    let (ok, said) = crate::portolan(dir.path(), &["probe", &readyz]);
     assert!(!ok && said.contains("not ready"), "{said}");
 
     // Into a new directory: everything the backup holds, served and verified.
-    let (ok, said) = portolan(dir.path(), &["restore", "--from", "backup", "--data", "restored"]);
+    let (ok, said) = crate::portolan(dir.path(), &["restore", "--from", "backup", "--data", "restored"]);
     assert!(ok, "{said}");
     let restored = Server::start(&["--data", "restored"], dir.path());
     let count = notes(&restored.base).await;
@@ -111,17 +96,19 @@ async fn a_backup_taken_while_the_server_writes_restores_whole_and_refuses_what_
     assert!(listed("/api/v1/secrets", "secrets", "name").await.contains(&"deploy_key".to_string()));
     assert!(listed("/api/v1/users", "users", "identifier").await.contains(&"alice@portolan.dev".to_string()));
     restored.kill();
-    let (ok, said) = portolan(dir.path(), &["audit", "verify", "--data", "restored"]);
+    let (ok, said) = crate::portolan(dir.path(), &["audit", "verify", "--data", "restored"]);
     assert!(ok && said.contains("the audit log is intact"), "{said}");
 
     // Into a directory that holds data: refused.
-    let (ok, said) = portolan(dir.path(), &["restore", "--from", "backup", "--data", "restored"]);
+    let (ok, said) = crate::portolan(dir.path(), &["restore", "--from", "backup", "--data", "restored"]);
     assert!(!ok && said.contains("is not empty"), "{said}");
 
     // With a secrets key other than the one that sealed the secrets: refused, nothing written.
     let other_key = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
-    let (ok, said) =
-        portolan(dir.path(), &["restore", "--from", "backup", "--data", "elsewhere", "--secrets-key", other_key]);
+    let (ok, said) = crate::portolan(
+        dir.path(),
+        &["restore", "--from", "backup", "--data", "elsewhere", "--secrets-key", other_key],
+    );
     assert!(!ok && said.contains("the secrets key does not open the backup's secret"), "{said}");
     assert!(said.contains("nothing was restored"), "{said}");
     assert!(!dir.path().join("elsewhere").exists(), "the refused restore wrote nothing");
@@ -150,12 +137,12 @@ async fn a_backup_taken_while_the_server_writes_restores_whole_and_refuses_what_
         .await
         .expect("set");
     pool.close().await;
-    let (ok, said) = portolan(dir.path(), &["restore", "--from", "future", "--data", "from-the-future"]);
+    let (ok, said) = crate::portolan(dir.path(), &["restore", "--from", "future", "--data", "from-the-future"]);
     assert!(!ok, "{said}");
     assert!(said.contains("by Portolan 9.9.9 to schema version 9999"), "{said}");
     assert!(said.contains(&format!("Portolan {} does not know", env!("CARGO_PKG_VERSION"))), "{said}");
     assert!(!dir.path().join("from-the-future").exists());
-    let (ok, said) = portolan(dir.path(), &["serve", "--data", "future", "--listen", "127.0.0.1:0"]);
+    let (ok, said) = crate::portolan(dir.path(), &["serve", "--data", "future", "--listen", "127.0.0.1:0"]);
     assert!(!ok && said.contains("schema version 9999"), "serve refuses it too: {said}");
 }
 
@@ -164,13 +151,13 @@ fn backup_refuses_a_directory_that_holds_something_and_postgres() {
     let dir = tempfile::tempdir().expect("temp dir");
     std::fs::create_dir_all(dir.path().join("full")).expect("mkdir");
     std::fs::write(dir.path().join("full/note"), "keep me").expect("write");
-    let (ok, said) = portolan(dir.path(), &["backup", "--data", "full", "--to", "full"]);
+    let (ok, said) = crate::portolan(dir.path(), &["backup", "--data", "full", "--to", "full"]);
     assert!(!ok && said.contains("is not empty"), "{said}");
     assert_eq!(std::fs::read_to_string(dir.path().join("full/note")).expect("kept"), "keep me");
-    let (ok, said) = portolan(dir.path(), &["backup", "--data", "nothing-here", "--to", "out"]);
+    let (ok, said) = crate::portolan(dir.path(), &["backup", "--data", "nothing-here", "--to", "out"]);
     assert!(!ok && said.contains("holds no Portolan database"), "{said}");
     assert!(!dir.path().join("out").exists(), "a failed backup leaves nothing");
     let url = "postgres://postgres@127.0.0.1:1/portolan";
-    let (ok, said) = portolan(dir.path(), &["backup", "--database-url", url, "--to", "out"]);
+    let (ok, said) = crate::portolan(dir.path(), &["backup", "--database-url", url, "--to", "out"]);
     assert!(!ok && said.contains("pg_dump"), "{said}");
 }

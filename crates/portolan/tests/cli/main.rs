@@ -133,6 +133,20 @@ fn admin(args: &[&str], dir: &std::path::Path, command: &[&str]) -> std::process
         .expect("portolan admin runs")
 }
 
+/// Runs `portolan <args>` in `dir`: whether it succeeded, and what it printed.
+pub fn portolan(dir: &std::path::Path, args: &[&str]) -> (bool, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_portolan"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("PORTOLAN_DATA")
+        .env_remove("PORTOLAN_DATABASE_URL")
+        .env_remove("PORTOLAN_SECRETS_KEY")
+        .output()
+        .expect("portolan runs");
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    (output.status.success(), text)
+}
+
 /// A service account `ci-admin` (created by `portolan admin` if missing) and a new token of it.
 fn admin_token(args: &[&str], dir: &std::path::Path) -> String {
     let created = admin(args, dir, &["create-user", "ci-admin", "--role", "admin", "--service"]);

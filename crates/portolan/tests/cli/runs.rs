@@ -329,13 +329,8 @@ async fn no_accepted_run_is_lost_to_repeated_sigkills_of_the_server_and_its_runn
         worked.len()
     );
     server.kill();
-    let verified = Command::new(env!("CARGO_BIN_EXE_portolan"))
-        .args(["audit", "verify", "--data", "."])
-        .current_dir(dir.path())
-        .output()
-        .expect("portolan audit runs");
-    let said = String::from_utf8_lossy(&verified.stdout);
-    assert!(verified.status.success() && said.contains("the audit log is intact"), "{said}");
+    let (verified, said) = crate::portolan(dir.path(), &["audit", "verify", "--data", "."]);
+    assert!(verified && said.contains("the audit log is intact"), "{said}");
 }
 
 #[tokio::test]

@@ -38,6 +38,19 @@ pub struct Problem {
     pub message: String,
 }
 
+impl Problem {
+    /// A problem at `path` of the request's document `index`.
+    pub(super) fn in_document(index: usize, sourced: &super::SourcedDocument, path: &str, message: String) -> Self {
+        Problem {
+            document: Some(index),
+            file: sourced.file.clone(),
+            line: sourced.line,
+            path: path.to_string(),
+            message,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Op {
@@ -95,13 +108,7 @@ impl Manifests {
         let mut first_seen: HashMap<ObjectKey, usize> = HashMap::new();
         let mut links: HashMap<usize, Vec<Link>> = HashMap::new();
         for (index, sourced) in request.documents.iter().enumerate() {
-            let problem = |path: &str, message: String| Problem {
-                document: Some(index),
-                file: sourced.file.clone(),
-                line: sourced.line,
-                path: path.to_string(),
-                message,
-            };
+            let problem = |path: &str, message: String| Problem::in_document(index, sourced, path, message);
             let parsed = match backstage::is_descriptor(&sourced.document) {
                 true => backstage::translate(&sourced.document).map(|t| {
                     links.insert(index, t.links);

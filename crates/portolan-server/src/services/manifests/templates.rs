@@ -125,13 +125,7 @@ impl Manifests {
                 documents.push(sourced.clone());
                 continue;
             }
-            let problem = |path: &str, message: String| Problem {
-                document: Some(index),
-                file: sourced.file.clone(),
-                line: sourced.line,
-                path: path.to_string(),
-                message,
-            };
+            let problem = |path: &str, message: String| Problem::in_document(index, sourced, path, message);
             let manifest = match portolan_model::manifest::parse_document(&sourced.document) {
                 Ok(manifest) => manifest,
                 Err(errors) => {
