@@ -96,7 +96,9 @@ const MAX_ANSWER_KEPT: usize = 1024;
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
 impl Engine {
-    /// Sends one signed webhook request (a run's delivery, or a notice about the run).
+    /// Sends one signed webhook request (a run's delivery, or a notice about the run), with the
+    /// `traceparent` of its span when traces are kept.
+    #[tracing::instrument(name = "deliver", skip_all, fields(webhook_id = request.id))]
     pub async fn deliver_webhook(&self, purpose: Purpose, request: WebhookRequest<'_>) -> Attempt {
         let method = reqwest::Method::from_bytes(request.method.as_bytes()).unwrap_or(reqwest::Method::POST);
         let builder = match self.outbound.request(purpose, method, request.url) {
@@ -119,6 +121,9 @@ impl Engine {
             .header("x-port-signature", &port_signature(request.signing_secret, request.now_seconds, &request.body));
         for (name, value) in &request.headers {
             builder = builder.header(name, value);
+        }
+        if let Some(traceparent) = crate::telemetry::current_traceparent() {
+            builder = builder.header("traceparent", &traceparent);
         }
         match builder.body(request.body).send().await {
             Ok(response) => answer(response, request.timeout).await,

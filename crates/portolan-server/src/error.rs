@@ -190,6 +190,15 @@ impl From<StoreError> for Error {
                 tracing::warn!(%msg, "database unavailable");
                 Error::new(ErrorCode::Unavailable, "the database is unavailable; retry shortly")
             }
+            StoreError::WritesRefused(why) => {
+                tracing::warn!(why, "the database refuses writes");
+                Error::new(
+                    ErrorCode::Unavailable,
+                    format!(
+                        "the database refuses writes: {why}; reads still work, and writes will again once that is mended"
+                    ),
+                )
+            }
             StoreError::Conflict(msg) => {
                 // The database's own words stay in the log: they name tables and constraints.
                 tracing::info!(%msg, "write conflict");

@@ -88,15 +88,38 @@ pub fn router(state: AppState, options: &ServerOptions) -> Router {
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-                .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
-                    let id = request.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
-                    tracing::info_span!("request", method = %request.method(), uri = %request.uri().path(), request_id = %id)
-                }))
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(|request: &Request| {
+                            let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
+                            let trace = crate::telemetry::TraceContext::from_traceparent(header("traceparent"));
+                            tracing::info_span!(
+                                "request",
+                                method = %request.method(),
+                                uri = %request.uri().path(),
+                                request_id = %header(REQUEST_ID.as_str()).unwrap_or(""),
+                                trace_id = %trace.trace_id,
+                                parent_span_id = trace.parent_span_id.as_deref(),
+                                status = tracing::field::Empty,
+                            )
+                        })
+                        .on_response(RecordStatus),
+                )
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID))
                 .layer(CatchPanicLayer::custom(|_panic| {
                     Error::new(ErrorCode::Internal, "the request handler panicked").into_response()
                 })),
         )
+}
+
+/// Writes a response's status into its request span (a trace shows which requests failed).
+#[derive(Clone, Copy)]
+struct RecordStatus;
+
+impl<B> tower_http::trace::OnResponse<B> for RecordStatus {
+    fn on_response(self, response: &Response<B>, _latency: std::time::Duration, span: &tracing::Span) {
+        span.record("status", response.status().as_u16());
+    }
 }
 
 /// `/v1/...` (Port's paths) as `/api/v1/...`, before routing.

@@ -21,6 +21,7 @@ pub mod settings;
 pub mod slack;
 pub mod state;
 pub mod sweeper;
+pub mod telemetry;
 pub mod web;
 pub mod worker;
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 use portolan_store::Job;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use crate::error::{Error, ErrorCode, Result};
 use crate::services::computed::RECOMPUTE;
@@ -108,7 +109,8 @@ async fn run(app: AppState, owner: String, lease_ms: i64, mut stopped: watch::Re
         for job in others {
             let Ok(slot) = Arc::clone(&slots).acquire_owned().await else { break };
             let (app, owner, delivered) = (app.clone(), owner.clone(), delivered.clone());
-            tokio::spawn(async move {
+            let span = tracing::info_span!("job", kind = %job.kind, job = job.id, attempt = job.attempts);
+            let work = async move {
                 let done = match job.kind.as_str() {
                     DISPATCH => match app.runs.dispatch(&job).await {
                         Ok(delivery) => {
@@ -126,7 +128,8 @@ async fn run(app: AppState, owner: String, lease_ms: i64, mut stopped: watch::Re
                     give_back(&app, &job, &owner, &err).await;
                 }
                 drop(slot);
-            });
+            };
+            tokio::spawn(work.instrument(span));
         }
     }
     // Let the jobs in flight finish (their leases would hand them over anyway), then their records.

@@ -44,6 +44,10 @@ pub enum StoreError {
     /// The database cannot be reached or is overloaded; the request may succeed later.
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// The database refuses writes for now (the text says why: its disk is full, or it is
+    /// read-only); reads still work, and writes do again once that is mended.
+    #[error("the database refuses writes: {0}")]
+    WritesRefused(&'static str),
     /// A uniqueness constraint refused the write (a concurrent create of the same thing).
     #[error("conflicting write: {0}")]
     Conflict(String),
@@ -244,6 +248,9 @@ pub fn is_postgres_url(location: &str) -> bool {
     location.starts_with("postgres://") || location.starts_with("postgresql://")
 }
 
+const DISK_FULL: &str = "its disk is full";
+const READ_ONLY: &str = "it is read-only";
+
 impl From<sqlx::Error> for StoreError {
     fn from(err: sqlx::Error) -> Self {
         match &err {
@@ -253,15 +260,25 @@ impl From<sqlx::Error> for StoreError {
             sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(db.message().to_string()),
             // SQLITE_BUSY / SQLITE_LOCKED and their extended codes (the low byte is the primary
             // one): another process held the database longer than the busy timeout.
-            sqlx::Error::Database(db)
-                if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some()
-                    && db.code().and_then(|c| c.parse::<i32>().ok()).is_some_and(|c| matches!(c & 0xff, 5 | 6)) =>
-            {
-                StoreError::Unavailable(db.message().to_string())
+            // SQLite's primary result codes are the low byte of the extended ones.
+            sqlx::Error::Database(db) if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() => {
+                match db.code().and_then(|c| c.parse::<i32>().ok()).map(|c| c & 0xff) {
+                    // SQLITE_BUSY / SQLITE_LOCKED: another process held the database longer than
+                    // the busy timeout.
+                    Some(5 | 6) => StoreError::Unavailable(db.message().to_string()),
+                    Some(13) => StoreError::WritesRefused(DISK_FULL),
+                    Some(8) => StoreError::WritesRefused(READ_ONLY),
+                    // SQLITE_IOERR, SQLITE_CANTOPEN: the file system failed the database.
+                    Some(10 | 14) => StoreError::Unavailable(db.message().to_string()),
+                    _ => StoreError::Other(err.to_string()),
+                }
             }
             sqlx::Error::Database(db) => match db.code().as_deref() {
                 // PostgreSQL serialization failure / deadlock: a concurrent writer won.
                 Some("40001" | "40P01") => StoreError::Conflict(db.message().to_string()),
+                Some("53100") => StoreError::WritesRefused(DISK_FULL),
+                // A read-only transaction: a standby, or `default_transaction_read_only`.
+                Some("25006") => StoreError::WritesRefused(READ_ONLY),
                 // PostgreSQL connection exceptions, shutdown, too many connections.
                 Some(code) if code.starts_with("08") || code.starts_with("57P") || code == "53300" => {
                     StoreError::Unavailable(db.message().to_string())

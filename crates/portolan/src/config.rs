@@ -38,6 +38,12 @@ pub struct ServeArgs {
     /// Log filter, e.g. `info` or `portolan_server=debug` [default: info]
     #[arg(long, env = "PORTOLAN_LOG")]
     pub log: Option<String>,
+    /// Log lines as `text` or `json` (one object a line, with the request's trace id) [default: text]
+    #[arg(long, env = "PORTOLAN_LOG_FORMAT")]
+    pub log_format: Option<LogFormat>,
+    /// OpenTelemetry collector to send traces to over OTLP/HTTP, e.g. http://127.0.0.1:4318 [default: none]
+    #[arg(long, env = "PORTOLAN_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
     /// How long background work a replica claims stays its own if it stops renewing (dies) [default: 30000]
     #[arg(long, env = "PORTOLAN_LEASE_MS")]
     pub lease_ms: Option<i64>,
@@ -171,6 +177,15 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
 /// Where the catalog lives.
 #[derive(Clone, PartialEq)]
 pub enum Database {
@@ -219,6 +234,8 @@ pub struct ServeConfig {
     pub database: Database,
     pub body_limit: usize,
     pub log: String,
+    pub log_format: LogFormat,
+    pub otlp_endpoint: Option<String>,
     pub demo: bool,
     pub lease_ms: i64,
     pub secrets_key: Option<Secret>,
@@ -363,6 +380,8 @@ impl ServeArgs {
             database: resolve_database(given.database_url, given.database_url_file, given.data)?,
             body_limit,
             log: given.log.unwrap_or_else(|| "info".into()),
+            log_format: given.log_format.unwrap_or_default(),
+            otlp_endpoint: given.otlp_endpoint.filter(|endpoint| !endpoint.is_empty()),
             demo: given.demo,
             lease_ms: match given.lease_ms.unwrap_or(portolan_server::worker::DEFAULT_LEASE_MS) {
                 ms if ms >= 500 => ms,

@@ -220,7 +220,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
             let config = args.resolve()?;
-            init_logging(&config.log)?;
+            init_serve_logging(&config)?;
             runtime()?.block_on(serve(config))
         }
         Command::Runner(args) => {
@@ -533,6 +533,31 @@ fn warnings_to_stderr() {
     tracing_subscriber::fmt().with_env_filter("warn").with_writer(std::io::stderr).init();
 }
 
+/// The server's logs, as text or JSON lines, and its traces when a collector is configured.
+fn init_serve_logging(config: &config::ServeConfig) -> anyhow::Result<()> {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log)
+        .with_context(|| format!("invalid log filter {:?}", config.log))?;
+    let lines = match config.log_format {
+        config::LogFormat::Text => {
+            use std::io::IsTerminal;
+            tracing_subscriber::fmt::layer().with_target(false).with_ansi(std::io::stdout().is_terminal()).boxed()
+        }
+        config::LogFormat::Json => tracing_subscriber::fmt::layer().json().with_current_span(false).boxed(),
+    };
+    let traces = match &config.otlp_endpoint {
+        Some(endpoint) => Some(
+            portolan_server::telemetry::OtlpLayer::start(endpoint, "portolan")
+                .context("cannot start the trace exporter")?,
+        ),
+        None => None,
+    };
+    tracing_subscriber::registry().with(filter).with(lines).with(traces).init();
+    Ok(())
+}
+
 fn init_logging(filter: &str) -> anyhow::Result<()> {
     let filter =
         tracing_subscriber::EnvFilter::try_new(filter).with_context(|| format!("invalid log filter {filter:?}"))?;
@@ -663,6 +688,7 @@ async fn serve(config: config::ServeConfig) -> anyhow::Result<()> {
     // Last: SQLite folds its write-ahead log back into the database file, so the data directory
     // is one file again (as a copy of it would want).
     store.close().await;
+    portolan_server::telemetry::flush().await;
     tracing::info!("stopped");
     Ok(())
 }

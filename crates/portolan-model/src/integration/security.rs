@@ -118,7 +118,7 @@ impl Security {
                 let Ok(seconds) = timestamp.trim().parse::<i64>() else {
                     return Err("webhook-timestamp is not a number of seconds".into());
                 };
-                if (now_seconds - seconds).abs() > TIMESTAMP_TOLERANCE_SECONDS {
+                if now_seconds.abs_diff(seconds) > TIMESTAMP_TOLERANCE_SECONDS.unsigned_abs() {
                     return Err("webhook-timestamp is more than five minutes from now".into());
                 }
                 let expected = standard_webhooks_signature(secret, &id, &timestamp, body)?;
@@ -310,6 +310,14 @@ mod tests {
         assert_eq!(scheme.verify(&secret, &request, body, 1_100), Ok(()));
         assert!(scheme.verify(&secret, &request, body, 1_000 + 301).is_err(), "too old");
         assert!(scheme.verify(&secret, &request, b"{}", 1_000).is_err(), "another body");
+        // Found by fuzzing: a timestamp as far from the clock as can be is refused, not an overflow.
+        let extreme = headers(&[
+            ("webhook-id", "m".into()),
+            ("webhook-timestamp", i64::MIN.to_string()),
+            ("webhook-signature", "v1,x".into()),
+        ]);
+        let refused = scheme.verify(&secret, &extreme, body, i64::MAX);
+        assert_eq!(refused, Err("webhook-timestamp is more than five minutes from now".into()));
         let id = scheme.request_id(&json!({"headers": {"webhook-id": "msg_1"}}));
         assert_eq!(id.as_deref(), Some("msg_1"));
     }

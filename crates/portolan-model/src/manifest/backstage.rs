@@ -126,6 +126,7 @@ impl BackstageRef {
         if name.is_empty() || namespace.is_empty() || kind.is_empty() {
             return Err(format!("'{text}' is not an entity reference ([kind:][namespace/]name)"));
         }
+        check_name(name).and(check_namespace(namespace)).map_err(|why| format!("'{text}' names no entity: {why}"))?;
         Ok(Self { kind: kind.to_ascii_lowercase(), namespace: namespace.to_string(), name: name.to_string() })
     }
 
@@ -141,6 +142,34 @@ impl BackstageRef {
 impl std::fmt::Display for BackstageRef {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}:{}/{}", self.kind, self.namespace, self.name)
+    }
+}
+
+/// Backstage's rule for `metadata.name`: 1 to 63 letters, digits, `-`, `_` and `.`, starting
+/// and ending with a letter or digit.
+pub fn check_name(name: &str) -> Result<(), String> {
+    let inner = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    let ends =
+        name.starts_with(|c: char| c.is_ascii_alphanumeric()) && name.ends_with(|c: char| c.is_ascii_alphanumeric());
+    match (1..=63).contains(&name.len()) && ends && name.chars().all(inner) {
+        true => Ok(()),
+        false => Err(format!(
+            "the name '{name}' is not a Backstage name: 1 to 63 letters, digits, '-', '_' and '.', starting and ending with a letter or digit"
+        )),
+    }
+}
+
+/// Backstage's rule for `metadata.namespace`: a DNS label (1 to 63 lowercase letters, digits
+/// and inner `-`).
+pub fn check_namespace(namespace: &str) -> Result<(), String> {
+    let label = namespace
+        .split('-')
+        .all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()));
+    match (1..=63).contains(&namespace.len()) && label {
+        true => Ok(()),
+        false => Err(format!(
+            "the namespace '{namespace}' is not a Backstage namespace: 1 to 63 lowercase letters, digits and inner '-'"
+        )),
     }
 }
 
@@ -183,7 +212,26 @@ pub fn translate(document: &Value) -> Result<Translated, FieldErrors> {
             String::new()
         }
     };
-    let namespace = metadata.get("namespace").and_then(Value::as_str).unwrap_or("default").to_string();
+    if let Err(why) = check_name(&name)
+        && !name.is_empty()
+    {
+        errors.push("/metadata/name", why);
+    }
+    let namespace = match metadata.get("namespace") {
+        None | Some(Value::Null) => "default".to_string(),
+        Some(Value::String(namespace)) => match check_namespace(namespace) {
+            Ok(()) => namespace.clone(),
+            // The references that default to it are read in `default`: one error, not one each.
+            Err(why) => {
+                errors.push("/metadata/namespace", why);
+                "default".to_string()
+            }
+        },
+        Some(_) => {
+            errors.push("/metadata/namespace", "metadata.namespace must be a string");
+            "default".to_string()
+        }
+    };
     let spec = match document.get("spec") {
         None | Some(Value::Null) => Map::new(),
         Some(Value::Object(spec)) => spec.clone(),
@@ -636,6 +684,31 @@ mod tests {
         let unknown =
             translate(&json!({"apiVersion": "backstage.io/v1alpha1", "kind": "Widget", "metadata": {"name": "x"}}));
         assert_eq!(unknown.expect_err("unknown kind").0[0].path, "/kind");
+    }
+
+    #[test]
+    fn names_and_namespaces_follow_backstage_s_rules() {
+        // Found by fuzzing: a name Backstage refuses made an identifier Portolan refuses.
+        for (name, namespace, path) in [
+            ("commerce ice", "default", "/metadata/name"),
+            ("-cart", "default", "/metadata/name"),
+            ("cart.", "default", "/metadata/name"),
+            (&"c".repeat(64), "default", "/metadata/name"),
+            ("cart", "Shop", "/metadata/namespace"),
+            ("cart", "shop-", "/metadata/namespace"),
+        ] {
+            let mut document = component();
+            document["metadata"]["name"] = json!(name);
+            document["metadata"]["namespace"] = json!(namespace);
+            let errors = translate(&document).expect_err(name);
+            assert_eq!(errors.0.iter().map(|e| e.path.as_str()).collect::<Vec<_>>(), [path], "{name} {namespace}");
+        }
+        let mut document = component();
+        document["metadata"]["name"] = json!("Cart_v2.api");
+        document["metadata"]["namespace"] = json!("shop-2");
+        assert!(translate(&document).is_ok());
+        document["spec"]["system"] = json!("system:shop/bad name");
+        assert_eq!(translate(&document).expect_err("a bad reference").0[0].path, "/spec/system");
     }
 
     #[test]

@@ -145,6 +145,7 @@ impl SqliteStore {
 
 #[async_trait::async_trait]
 impl Store for SqliteStore {
+    #[tracing::instrument(name = "store.begin", skip_all, fields(db = "sqlite", writable = false))]
     async fn read(&self) -> Result<Box<dyn Tx>> {
         Ok(Box::new(SqliteTx {
             tx: self.readers.begin().await?,
@@ -155,9 +156,23 @@ impl Store for SqliteStore {
         }))
     }
 
+    #[tracing::instrument(name = "store.begin", skip_all, fields(db = "sqlite", writable = true))]
     async fn write(&self) -> Result<Box<dyn Tx>> {
+        let tx = match self.writer.begin_with(BEGIN_WRITE).await {
+            // A write refused for a full disk can leave the writer connection believing it is
+            // still inside that transaction; a new connection takes writes once there is room.
+            Err(sqlx::Error::InvalidSavePointStatement) => {
+                let writer = self.writer.acquire().await?;
+                if let Err(error) = writer.close().await {
+                    tracing::warn!(%error, "closing the database writer");
+                }
+                tracing::warn!("the database writer was left inside a failed transaction; reconnected");
+                self.writer.begin_with(BEGIN_WRITE).await?
+            }
+            begun => begun?,
+        };
         Ok(Box::new(SqliteTx {
-            tx: self.writer.begin_with(BEGIN_WRITE).await?,
+            tx,
             writable: true,
             events: Vec::new(),
             changes: self.changes.clone(),
@@ -217,6 +232,7 @@ impl Tx for SqliteTx {
         Ok(())
     }
 
+    #[tracing::instrument(name = "store.commit", skip_all, fields(db = "sqlite"))]
     async fn commit(self: Box<Self>) -> Result<()> {
         let SqliteTx { tx, events, changes, .. } = *self;
         tx.commit().await?;

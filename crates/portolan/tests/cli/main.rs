@@ -5,12 +5,14 @@ mod audit;
 mod backup;
 mod browser;
 mod demo;
+mod disk_full;
 mod help;
 mod postgres;
 mod readme;
 mod runs;
 mod sandbox;
 mod sqlite_sharing;
+mod traces;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -37,10 +39,15 @@ impl Server {
 
     /// Starts a server as a user would, and returns what it printed before its address.
     pub fn start_bare(args: &[&str], dir: &std::path::Path) -> (Server, Vec<String>) {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_portolan"))
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .args(args)
-            .current_dir(dir)
+        let mut command = Command::new(env!("CARGO_BIN_EXE_portolan"));
+        command.args(["serve", "--listen", "127.0.0.1:0"]).args(args).current_dir(dir);
+        Server::spawn(command)
+    }
+
+    /// Runs `command`, which must end in `portolan serve` (possibly through a wrapper), and waits
+    /// for the address it prints.
+    pub fn spawn(mut command: Command) -> (Server, Vec<String>) {
+        let mut child = command
             .env_remove("PORTOLAN_DATA")
             .env_remove("PORTOLAN_LISTEN")
             .env_remove("PORTOLAN_DATABASE_URL")
@@ -71,7 +78,9 @@ impl Server {
             let text = std::mem::take(&mut line).trim_end().to_string();
             if let Some(at) = text.find("listening on http://") {
                 let address = &text[at + "listening on ".len()..];
-                base = Some(address.split_whitespace().next().unwrap_or_default().to_string());
+                // (A JSON log line ends the address with a quote.)
+                base =
+                    Some(address.split(|c: char| c.is_whitespace() || c == '"').next().unwrap_or_default().to_string());
                 break;
             }
             printed.push(text);
@@ -85,6 +94,10 @@ impl Server {
         };
         drain(Box::new(stdout), output.clone());
         (Server { child, base, output }, printed)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// What the server has logged since it printed its address.

@@ -169,6 +169,67 @@ async fn a_database_outage_gives_fast_503s_and_the_server_recovers_by_itself() {
     server.terminate();
 }
 
+/// Sets whether new sessions of the test's database are read-only (as on a standby, or a
+/// database an operator froze), and ends the current ones so that the server reconnects.
+async fn set_read_only(db: &TestDatabase, read_only: bool) {
+    let admin = sqlx::PgPool::connect(&db.admin_url).await.expect("admin connection");
+    let setting =
+        if read_only { "SET default_transaction_read_only = on" } else { "RESET default_transaction_read_only" };
+    sqlx::query(sqlx::AssertSqlSafe(format!("ALTER DATABASE {} {setting}", db.name)))
+        .execute(&admin)
+        .await
+        .expect("alter");
+    sqlx::query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+    )
+    .bind(&db.name)
+    .execute(&admin)
+    .await
+    .expect("terminate sessions");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_gone_read_only_refuses_writes_with_503_and_the_server_recovers_by_itself() {
+    let Some(db) = TestDatabase::create().await else { return };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start(&["--database-url", &db.url], dir.path());
+    let client = crate::http();
+    let blueprints = format!("{}/api/v1/blueprints", server.base);
+    let blueprint = |id: &str| json!({"identifier": id, "title": id});
+    assert_eq!(client.post(&blueprints).json(&blueprint("before")).send().await.expect("request").status(), 201);
+
+    set_read_only(&db, true).await;
+    // The first requests may meet the ended sessions (503 too); then the read-only database.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let body = loop {
+        let response = client.post(&blueprints).json(&blueprint("during")).send().await.expect("request");
+        assert_eq!(response.status(), 503);
+        let body: serde_json::Value = response.json().await.expect("json");
+        if body["message"].as_str().is_some_and(|m| m.contains("read-only")) {
+            break body;
+        }
+        assert!(Instant::now() < deadline, "no read-only refusal within 15 s: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(body["error"], "unavailable", "{body}");
+    let (status, listed) = get_json(&format!("{blueprints}/before")).await;
+    assert_eq!(status, 200, "reads go on: {listed}");
+
+    set_read_only(&db, false).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let response = client.post(&blueprints).json(&blueprint("during")).send().await.expect("request");
+        if response.status() == 201 {
+            break;
+        }
+        assert_eq!(response.status(), 503);
+        assert!(Instant::now() < deadline, "writes did not come back within 15 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!server.output().contains("panicked"), "{}", server.output());
+    server.terminate();
+}
+
 #[tokio::test]
 async fn migrate_store_copies_a_sqlite_deployment_into_postgres() {
     let Some(db) = TestDatabase::create().await else { return };
