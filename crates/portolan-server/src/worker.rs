@@ -20,6 +20,7 @@ use crate::services::runlog::DISPATCH;
 use crate::services::runs::Delivery;
 use crate::services::triggers::AUTOMATION;
 use crate::state::AppState;
+use crate::telemetry::TraceContext;
 
 /// How long a claimed job is ours, by default, before another replica may take it.
 pub const DEFAULT_LEASE_MS: i64 = 30_000;
@@ -109,7 +110,15 @@ async fn run(app: AppState, owner: String, lease_ms: i64, mut stopped: watch::Re
         for job in others {
             let Ok(slot) = Arc::clone(&slots).acquire_owned().await else { break };
             let (app, owner, delivered) = (app.clone(), owner.clone(), delivered.clone());
-            let span = tracing::info_span!("job", kind = %job.kind, job = job.id, attempt = job.attempts);
+            let trace = TraceContext::from_traceparent(job.payload.get("traceparent").and_then(|t| t.as_str()));
+            let span = tracing::info_span!(
+                "job",
+                kind = %job.kind,
+                job = job.id,
+                attempt = job.attempts,
+                trace_id = %trace.trace_id,
+                parent_span_id = trace.parent_span_id.as_deref(),
+            );
             let work = async move {
                 let done = match job.kind.as_str() {
                     DISPATCH => match app.runs.dispatch(&job).await {

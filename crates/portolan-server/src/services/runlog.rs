@@ -16,12 +16,17 @@ use crate::error::{Error, ErrorCode, Result};
 /// Job kinds this module handles.
 pub const DISPATCH: &str = "dispatch";
 
-/// The job that hands a run to a backend the server calls itself.
+/// The job that hands a run to a backend the server calls itself; with traces kept, the job
+/// continues the trace of the request that queued it.
 pub(crate) fn dispatch_job(run: &Run) -> NewJob {
+    let mut payload = json!({"run": run.id});
+    if let Some(traceparent) = crate::telemetry::current_traceparent() {
+        payload["traceparent"] = json!(traceparent);
+    }
     NewJob {
         kind: DISPATCH.into(),
         dedupe_key: Some(format!("{DISPATCH}:{}", run.id)),
-        payload: json!({"run": run.id}),
+        payload,
         run_after: run.created_at,
     }
 }

@@ -141,7 +141,13 @@ async fn spans_reach_an_otlp_collector_and_the_trace_id_is_in_the_logs() {
         .expect("the span of the action's creation");
     assert!(inside(created, "store.commit"), "its commit is in its trace");
 
+    // The run's request queues the job; the job continues its trace.
+    let requested = spans
+        .iter()
+        .find(|s| s["name"] == "request" && s["attributes"]["uri"] == "/api/v1/actions/notify/runs")
+        .expect("the span of the run's request");
     let job = spans.iter().find(|s| s["name"] == "job" && s["attributes"]["kind"] == "dispatch").expect("a job span");
+    assert_eq!((&job["parentSpanId"], &job["traceId"]), (&requested["spanId"], &requested["traceId"]));
     let deliver = spans.iter().find(|s| s["name"] == "deliver").expect("a delivery span");
     assert_eq!((&deliver["parentSpanId"], &deliver["traceId"]), (&job["spanId"], &job["traceId"]));
     assert_eq!(deliver["kind"], 3, "a client span");

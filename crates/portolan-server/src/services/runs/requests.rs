@@ -71,7 +71,10 @@ impl Runs {
     pub(super) async fn write_run(&self, action: Action, run: Run, actor: Actor) -> Result<()> {
         let stopping = || Error::new(ErrorCode::Unavailable, "the server is stopping");
         let (done, written) = tokio::sync::oneshot::channel();
-        self.new_runs().send(NewRun { action, run, actor, done }).await.map_err(|_| stopping())?;
+        self.new_runs()
+            .send(NewRun { action, run, actor, requested_in: tracing::Span::current(), done })
+            .await
+            .map_err(|_| stopping())?;
         written.await.map_err(|_| stopping())?
     }
 

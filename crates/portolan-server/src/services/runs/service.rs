@@ -26,6 +26,8 @@ pub struct NewRun {
     pub(super) action: Action,
     pub(super) run: Run,
     pub(super) actor: Actor,
+    /// The span of the request that asked for it (traces follow the run into its job).
+    pub(super) requested_in: tracing::Span,
     pub(super) done: tokio::sync::oneshot::Sender<Result<()>>,
 }
 

@@ -5,6 +5,7 @@ use portolan_model::action::{Action, InvocationMethod};
 use portolan_model::permission::ActionOp;
 use portolan_model::run::{Run, RunStatus};
 use portolan_store::Tx;
+use tracing::Instrument;
 
 use super::service::{NewRun, Runs};
 use crate::error::{Error, ErrorCode, Result};
@@ -130,7 +131,9 @@ pub(super) async fn write_batch(runs: &Runs, batch: &[NewRun]) -> Result<Vec<Res
         match runs.recheck_new_run(tx.as_mut(), new).await? {
             Err(refusal) => outcomes.push(Err(refusal)),
             Ok(()) => {
-                runs.start_run(tx.as_mut(), &listeners, &new.action, &new.run, &new.actor).await?;
+                // In the requesting request's span: its trace goes on into the run's job.
+                let start = runs.start_run(tx.as_mut(), &listeners, &new.action, &new.run, &new.actor);
+                start.instrument(new.requested_in.clone()).await?;
                 outcomes.push(Ok(()));
             }
         }
