@@ -258,8 +258,6 @@ impl From<sqlx::Error> for StoreError {
                 StoreError::Unavailable(err.to_string())
             }
             sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(db.message().to_string()),
-            // SQLITE_BUSY / SQLITE_LOCKED and their extended codes (the low byte is the primary
-            // one): another process held the database longer than the busy timeout.
             // SQLite's primary result codes are the low byte of the extended ones.
             sqlx::Error::Database(db) if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() => {
                 match db.code().and_then(|c| c.parse::<i32>().ok()).map(|c| c & 0xff) {
