@@ -31,7 +31,7 @@ bin="target/$host/release"
 for target in "${targets[@]}"; do
   mkdir -p "corpus/$target" "target/new-corpus/$target" "artifacts/$target"
   if $merge; then
-    "$bin/$target" -merge=1 "corpus/$target" "target/new-corpus/$target" 2>/dev/null
+    "$bin/$target" -merge=1 "corpus/$target" "target/new-corpus/$target" >"target/merge-$target.log" 2>&1
   fi
   echo "== $target: ${seconds}s from $(ls "corpus/$target" | wc -l) inputs"
   log="target/$target.log"

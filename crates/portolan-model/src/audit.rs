@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::Millis;
+use crate::{Millis, hex};
 
 /// The hash the first record chains to.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -130,10 +130,6 @@ pub fn chain_hash(prev_hash: &str, text: &str) -> String {
     digest.update(b"\n");
     digest.update(text.as_bytes());
     hex(&digest.finalize())
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn unhex(text: &str) -> Option<Vec<u8>> {

@@ -243,7 +243,7 @@ impl Widget {
         let aggregate = json!([self.blueprint, self.query, self.function.as_deref().unwrap_or("count"), self.property]);
         use sha2::{Digest, Sha256};
         let digest = Sha256::digest(aggregate.to_string().as_bytes());
-        format!("aggregate/{}", crate::audit::hex(&digest[..8]))
+        format!("aggregate/{}", crate::hex(&digest[..8]))
     }
 
     /// The widget's query, narrowed to `value` of its property (a bar's or a pie's group): the

@@ -41,6 +41,11 @@ pub const HOUR: Millis = 3_600_000;
 /// A UTC day; the days of the calendar start at multiples of it.
 pub const DAY: Millis = 24 * HOUR;
 
+/// Bytes as lowercase hexadecimal (digests, ids).
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Reads an RFC 3339 timestamp (as GitHub and most APIs write them) as milliseconds since the epoch.
 pub fn parse_millis(text: &str) -> Option<Millis> {
     let at = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;

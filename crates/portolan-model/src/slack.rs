@@ -22,8 +22,7 @@ pub enum Unverified {
 pub fn signature(secret: &str, timestamp: &str, body: &[u8]) -> String {
     let signed = format!("v0:{timestamp}:");
     let digest = hmac_digest::<sha2::Sha256>(secret.as_bytes(), &[signed.as_bytes(), body]);
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    format!("v0={hex}")
+    format!("v0={}", crate::hex(&digest))
 }
 
 /// Checks that a request is Slack's and fresh: its timestamp within [`MAX_SKEW_SECONDS`] of

@@ -92,7 +92,10 @@ pub fn router(state: AppState, options: &ServerOptions) -> Router {
                     TraceLayer::new_for_http()
                         .make_span_with(|request: &Request| {
                             let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
-                            let trace = crate::telemetry::TraceContext::from_traceparent(header("traceparent"));
+                            let trace = crate::telemetry::TraceContext::for_request(
+                                header("traceparent"),
+                                header(REQUEST_ID.as_str()),
+                            );
                             tracing::info_span!(
                                 "request",
                                 method = %request.method(),

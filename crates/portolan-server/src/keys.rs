@@ -194,7 +194,7 @@ pub fn same(a: &str, b: &str) -> bool {
 }
 
 pub fn token_sha256(token: &str) -> String {
-    Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    portolan_model::hex(&Sha256::digest(token.as_bytes()))
 }
 
 #[cfg(test)]

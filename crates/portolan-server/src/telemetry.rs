@@ -4,7 +4,6 @@
 //! trace its caller names in a W3C `traceparent` header; a delivery passes its own on. The trace
 //! id is a field of the request span, so every log line inside it carries it.
 
-use std::fmt::Write as _;
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -26,7 +25,7 @@ const INTERVAL: Duration = Duration::from_secs(1);
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A trace and, when the caller sent one, the span it continues: from a `traceparent` header
-/// (`00-<32 hex trace id>-<16 hex span id>-<flags>`), or a new trace.
+/// (`00-<32 hex trace id>-<16 hex span id>-<flags>`), else a new trace.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TraceContext {
     pub trace_id: String,
@@ -34,20 +33,42 @@ pub struct TraceContext {
 }
 
 impl TraceContext {
-    pub fn from_traceparent(header: Option<&str>) -> TraceContext {
-        let parsed = header.and_then(|header| {
-            let mut parts = header.trim().split('-');
-            let (version, trace, parent, flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-            let hex = |text: &str, len: usize| {
-                text.len() == len
-                    && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-                    && text.bytes().any(|b| b != b'0')
-            };
-            (version == "00" && parts.next().is_none() && hex(trace, 32) && hex(parent, 16) && flags.len() == 2)
-                .then(|| TraceContext { trace_id: trace.to_string(), parent_span_id: Some(parent.to_string()) })
-        });
-        parsed.unwrap_or_else(|| TraceContext { trace_id: random_hex(16), parent_span_id: None })
+    /// A request's: its caller's trace, or one named after its request id when that is a UUID
+    /// (as the server makes them: random already, and the id a user quotes finds the trace).
+    pub fn for_request(traceparent: Option<&str>, request_id: Option<&str>) -> TraceContext {
+        let parsed = TraceContext::parse(traceparent);
+        let from_id = || {
+            let id = request_id?.replace('-', "");
+            is_trace_hex(&id, 32).then_some(TraceContext { trace_id: id, parent_span_id: None })
+        };
+        parsed.or_else(from_id).unwrap_or_else(TraceContext::new)
     }
+
+    pub fn from_traceparent(header: Option<&str>) -> TraceContext {
+        TraceContext::parse(header).unwrap_or_else(TraceContext::new)
+    }
+
+    fn new() -> TraceContext {
+        TraceContext { trace_id: random_hex(16), parent_span_id: None }
+    }
+
+    fn parse(header: Option<&str>) -> Option<TraceContext> {
+        let mut parts = header?.trim().split('-');
+        let (version, trace, parent, flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        let valid = version == "00"
+            && parts.next().is_none()
+            && is_trace_hex(trace, 32)
+            && is_trace_hex(parent, 16)
+            && flags.len() == 2;
+        valid.then(|| TraceContext { trace_id: trace.to_string(), parent_span_id: Some(parent.to_string()) })
+    }
+}
+
+/// W3C's form of an id: lowercase hex of this length, not all zeros.
+fn is_trace_hex(text: &str, len: usize) -> bool {
+    text.len() == len
+        && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        && text.bytes().any(|b| b != b'0')
 }
 
 /// The `traceparent` header that continues the current span's trace, if spans are being kept.
@@ -66,10 +87,7 @@ fn random_hex(bytes: usize) -> String {
     if getrandom::fill(&mut buffer).is_err() || buffer.iter().all(|b| *b == 0) {
         buffer[0] = 1;
     }
-    buffer.iter().fold(String::with_capacity(bytes * 2), |mut out, b| {
-        let _ = write!(out, "{b:02x}");
-        out
-    })
+    portolan_model::hex(&buffer)
 }
 
 fn now_nanos() -> u128 {
@@ -300,5 +318,16 @@ mod tests {
             assert_eq!((fresh.trace_id.len(), fresh.parent_span_id), (32, None), "{bad}");
             assert_ne!(fresh.trace_id, continued.trace_id);
         }
+    }
+
+    #[test]
+    fn a_request_without_a_caller_s_trace_is_traced_under_its_request_id() {
+        let id = Some("0b3c5e7a-1d2f-4a6b-8c9d-0e1f2a3b4c5d");
+        let traced = TraceContext::for_request(None, id);
+        assert_eq!((traced.trace_id.as_str(), traced.parent_span_id), ("0b3c5e7a1d2f4a6b8c9d0e1f2a3b4c5d", None));
+        let header = Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+        assert_eq!(TraceContext::for_request(header, id).trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+        let chosen = TraceContext::for_request(None, Some("my-request"));
+        assert_eq!(chosen.trace_id.len(), 32, "a request id that is not a UUID: a new trace");
     }
 }

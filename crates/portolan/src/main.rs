@@ -533,7 +533,9 @@ fn warnings_to_stderr() {
     tracing_subscriber::fmt().with_env_filter("warn").with_writer(std::io::stderr).init();
 }
 
-/// The server's logs, as text or JSON lines, and its traces when a collector is configured.
+/// The server's logs, as text or JSON lines, and its traces when a collector is configured. Each
+/// has its own filter: the store's spans (`debug`) go to the collector only, so that without one
+/// they cost nothing.
 fn init_serve_logging(config: &config::ServeConfig) -> anyhow::Result<()> {
     use tracing_subscriber::Layer;
     use tracing_subscriber::layer::SubscriberExt;
@@ -550,11 +552,12 @@ fn init_serve_logging(config: &config::ServeConfig) -> anyhow::Result<()> {
     let traces = match &config.otlp_endpoint {
         Some(endpoint) => Some(
             portolan_server::telemetry::OtlpLayer::start(endpoint, "portolan")
-                .context("cannot start the trace exporter")?,
+                .context("cannot start the trace exporter")?
+                .with_filter(tracing_subscriber::EnvFilter::new("info,portolan_store=debug")),
         ),
         None => None,
     };
-    tracing_subscriber::registry().with(filter).with(lines).with(traces).init();
+    tracing_subscriber::registry().with(lines.with_filter(filter)).with(traces).init();
     Ok(())
 }
 

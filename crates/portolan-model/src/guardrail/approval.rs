@@ -223,7 +223,7 @@ pub enum Standing {
 /// The hash an approval is bound to: the inputs and the entity (as stored, with its version).
 pub fn binding(inputs: &serde_json::Map<String, Value>, entity: Option<&Value>) -> String {
     let text = serde_json::json!({"inputs": inputs, "entity": entity}).to_string();
-    Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    crate::hex(&Sha256::digest(text.as_bytes()))
 }
 
 impl Approval {

@@ -182,8 +182,7 @@ pub(crate) fn hmac_digest<D: hmac::EagerHash>(key: &[u8], parts: &[&[u8]]) -> Ve
 /// A digest given in hex (any case) or base64.
 fn digest_matches(expected: &[u8], given: Option<&str>) -> bool {
     let Some(given) = given.map(str::trim) else { return false };
-    let hex: String = expected.iter().map(|b| format!("{b:02x}")).collect();
-    constant_time_eq(hex.as_bytes(), given.to_ascii_lowercase().as_bytes())
+    constant_time_eq(crate::hex(expected).as_bytes(), given.to_ascii_lowercase().as_bytes())
         || constant_time_eq(STANDARD.encode(expected).as_bytes(), given.as_bytes())
 }
 
@@ -262,14 +261,10 @@ mod tests {
         move |name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
     }
 
-    fn hex(bytes: &[u8]) -> String {
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
-    }
-
     #[test]
     fn github_signatures_in_sha256_and_sha1() {
         let body = br#"{"zen":"Keep it logically awesome."}"#;
-        let sha256 = hex(&hmac_digest::<sha2::Sha256>(b"It's a Secret to Everybody", &[body]));
+        let sha256 = crate::hex(&hmac_digest::<sha2::Sha256>(b"It's a Secret to Everybody", &[body]));
         let github = security(json!({"secret": "gh"}));
         let signed = headers(&[("x-hub-signature-256", format!("sha256={sha256}"))]);
         assert_eq!(github.verify("It's a Secret to Everybody", &signed, body, 0), Ok(()));
@@ -278,7 +273,7 @@ mod tests {
         let unsigned = headers(&[]);
         assert_eq!(github.verify("x", &unsigned, body, 0), Err("the request has no x-hub-signature-256 header".into()));
 
-        let sha1 = hex(&hmac_digest::<sha1::Sha1>(b"k", &[body]));
+        let sha1 = crate::hex(&hmac_digest::<sha1::Sha1>(b"k", &[body]));
         let legacy = security(json!({"secret": "gh", "signatureAlgorithm": "sha1"}));
         assert_eq!(legacy.verify("k", &headers(&[("x-hub-signature", format!("sha1={sha1}"))]), body, 0), Ok(()));
     }

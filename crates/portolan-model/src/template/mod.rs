@@ -314,7 +314,7 @@ mod tests {
     /// A transformation of the canary secret `.secrets.X`: the expression, and what it gives.
     fn transformations(prefix: &str, secret: &str) -> Vec<(String, String)> {
         let quoted = Value::from(prefix).to_string();
-        let hex: String = secret.bytes().map(|b| format!("{b:02x}")).collect();
+        let hex = crate::hex(secret.as_bytes());
         vec![
             (format!("({quoted} + .secrets.X) | @base64"), STANDARD.encode(format!("{prefix}{secret}"))),
             (format!("({quoted} + .secrets.X) | @base64 | @base64d"), format!("{prefix}{secret}")),

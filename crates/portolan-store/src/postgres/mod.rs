@@ -190,13 +190,13 @@ async fn relay_changes(pool: PgPool, changes: broadcast::Sender<ChangeEvent>) {
 
 #[async_trait::async_trait]
 impl Store for PostgresStore {
-    #[tracing::instrument(name = "store.begin", skip_all, fields(db = "postgresql", writable = false))]
+    #[tracing::instrument(level = "debug", name = "store.begin", skip_all, fields(db = "postgresql", writable = false))]
     async fn read(&self) -> Result<Box<dyn Tx>> {
         let tx = self.pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY").await?;
         Ok(Box::new(PgTx::new(tx, false, None, None)))
     }
 
-    #[tracing::instrument(name = "store.begin", skip_all, fields(db = "postgresql", writable = true))]
+    #[tracing::instrument(level = "debug", name = "store.begin", skip_all, fields(db = "postgresql", writable = true))]
     async fn write(&self) -> Result<Box<dyn Tx>> {
         Ok(Box::new(PgTx::new(
             self.pool.begin().await?,
@@ -275,7 +275,7 @@ impl Tx for PgTx {
         Ok(())
     }
 
-    #[tracing::instrument(name = "store.commit", skip_all, fields(db = "postgresql"))]
+    #[tracing::instrument(level = "debug", name = "store.commit", skip_all, fields(db = "postgresql"))]
     async fn commit(mut self: Box<Self>) -> Result<()> {
         // NOTIFY is transactional: delivered to every listening replica at commit, never before,
         // in the order sent. One statement for them all: a bulk write publishes one per entity.

@@ -145,7 +145,7 @@ impl SqliteStore {
 
 #[async_trait::async_trait]
 impl Store for SqliteStore {
-    #[tracing::instrument(name = "store.begin", skip_all, fields(db = "sqlite", writable = false))]
+    #[tracing::instrument(level = "debug", name = "store.begin", skip_all, fields(db = "sqlite", writable = false))]
     async fn read(&self) -> Result<Box<dyn Tx>> {
         Ok(Box::new(SqliteTx {
             tx: self.readers.begin().await?,
@@ -156,7 +156,7 @@ impl Store for SqliteStore {
         }))
     }
 
-    #[tracing::instrument(name = "store.begin", skip_all, fields(db = "sqlite", writable = true))]
+    #[tracing::instrument(level = "debug", name = "store.begin", skip_all, fields(db = "sqlite", writable = true))]
     async fn write(&self) -> Result<Box<dyn Tx>> {
         let tx = match self.writer.begin_with(BEGIN_WRITE).await {
             // A write refused for a full disk can leave the writer connection believing it is
@@ -232,7 +232,7 @@ impl Tx for SqliteTx {
         Ok(())
     }
 
-    #[tracing::instrument(name = "store.commit", skip_all, fields(db = "sqlite"))]
+    #[tracing::instrument(level = "debug", name = "store.commit", skip_all, fields(db = "sqlite"))]
     async fn commit(self: Box<Self>) -> Result<()> {
         let SqliteTx { tx, events, changes, .. } = *self;
         tx.commit().await?;
