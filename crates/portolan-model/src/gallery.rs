@@ -57,7 +57,7 @@ pub struct TemplateDemo {
 
 /// Where an installed template's actions send their work.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(tag = "type", rename_all = "UPPERCASE", rename_all_fields = "camelCase", deny_unknown_fields)]
+#[serde(tag = "type", rename_all = "UPPERCASE", deny_unknown_fields)]
 pub enum Backend {
     /// A Portolan runner with these labels; each action names its task.
     Runner { labels: Vec<String> },
@@ -66,6 +66,7 @@ pub enum Backend {
     /// A GitHub Actions workflow per task (`<task>.yml`) in one repository.
     Github { org: String, repo: String },
     /// A GitLab CI pipeline of one project, told the task in `PORTOLAN_TASK`.
+    #[serde(rename_all = "camelCase")]
     Gitlab { group_name: String, project_name: String },
 }
 

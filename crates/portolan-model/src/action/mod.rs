@@ -168,7 +168,7 @@ pub struct UserInputs {
     /// The inputs a person must fill in, or `{"jqQuery": ...}` giving them (or `true` for all)
     /// from the form as it is filled in.
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(value_type = Value)]
     pub required: ListOrJq<String>,
     /// The order inputs are shown in (the rest follow in definition order).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -186,7 +186,6 @@ pub struct FormStep {
     /// `false`, or `{"jqQuery": "..."}` over `{form, entity, user}`: a hidden step's inputs are
     /// hidden too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
     pub visible: Option<Value>,
 }
 
@@ -271,7 +270,7 @@ pub struct UserInput {
     pub dataset: Option<Value>,
     /// The choices, or `{"jqQuery": ...}` computing them from the form as it is filled in.
     #[serde(default, rename = "enum", skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Vec<Object>>)]
+    #[schema(value_type = Value)]
     pub enum_values: Option<ListOrJq<Value>>,
     /// Display colours of enum values, as in Port; kept, not interpreted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -288,7 +287,6 @@ pub struct UserInput {
     pub sort: Option<Value>,
     /// A literal, or `{"jqQuery": "..."}` over `{entity, user, trigger}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
     pub default: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub minimum: Option<f64>,
@@ -312,26 +310,23 @@ pub struct UserInput {
     pub depends_on: Vec<String>,
     /// `false`, or `{"jqQuery": "..."}` over `{form, entity, user}`; hidden inputs are ignored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
     pub visible: Option<Value>,
     /// `true`, or `{"jqQuery": "..."}` as for `visible`: the input shows its default and cannot
     /// be changed (a value sent for it is ignored).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
     pub disabled: Option<Value>,
     /// `aes256-gcm`, as in Port: the value is encrypted when the run is requested (AES-256-GCM
     /// under the first 32 bytes of the server's webhook signing key, base64 of IV, ciphertext
     /// and tag) and only the ciphertext is stored and sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
     pub encryption: Option<Value>,
 }
 
 /// The backend that does an action's work.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(tag = "type", rename_all_fields = "camelCase", deny_unknown_fields)]
+#[serde(tag = "type", deny_unknown_fields)]
 pub enum InvocationMethod {
-    #[serde(rename = "WEBHOOK")]
+    #[serde(rename = "WEBHOOK", rename_all = "camelCase")]
     Webhook {
         url: String,
         #[serde(default = "default_method")]
@@ -358,7 +353,7 @@ pub enum InvocationMethod {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         agent: Option<bool>,
     },
-    #[serde(rename = "RUNNER")]
+    #[serde(rename = "RUNNER", rename_all = "camelCase")]
     Runner {
         /// A runner claims the run only if it has every one of these labels. Only an admin may
         /// choose them: they decide which operators' machines the run reaches.
@@ -374,14 +369,14 @@ pub enum InvocationMethod {
         #[serde(default = "default_runner_attempts")]
         max_attempts: u32,
     },
-    #[serde(rename = "NATS")]
+    #[serde(rename = "NATS", rename_all = "camelCase")]
     Nats {
         subject: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         #[schema(value_type = Option<Object>)]
         payload: Option<Value>,
     },
-    #[serde(rename = "UPSERT_ENTITY")]
+    #[serde(rename = "UPSERT_ENTITY", rename_all = "camelCase")]
     UpsertEntity {
         blueprint_identifier: String,
         /// The entity to write: `identifier`, `title`, `icon`, `team`, `properties`, `relations`.
@@ -393,7 +388,7 @@ pub enum InvocationMethod {
     },
     /// A GitHub Actions workflow, dispatched through GitHub's API with the credentials of the
     /// `github` integration that reads `org` (a token or a GitHub App installation).
-    #[serde(rename = "GITHUB")]
+    #[serde(rename = "GITHUB", rename_all = "camelCase")]
     Github {
         org: String,
         repo: String,
@@ -419,7 +414,7 @@ pub enum InvocationMethod {
     },
     /// A GitLab CI pipeline, triggered with a pipeline trigger token (or, without one, the token
     /// of the `gitlab` integration that reads `groupName`) and watched with that integration's.
-    #[serde(rename = "GITLAB")]
+    #[serde(rename = "GITLAB", rename_all = "camelCase")]
     Gitlab {
         group_name: String,
         project_name: String,
@@ -444,7 +439,7 @@ pub enum InvocationMethod {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         omit_user_inputs: Option<bool>,
     },
-    #[serde(rename = "DELETE_ENTITY")]
+    #[serde(rename = "DELETE_ENTITY", rename_all = "camelCase")]
     DeleteEntity {
         blueprint_identifier: String,
         /// `{"identifier": template}`; the run's entity when absent.

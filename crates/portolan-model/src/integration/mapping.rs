@@ -74,6 +74,7 @@ fn always() -> String {
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
+#[schema(as = MappingOperation)]
 pub enum Operation {
     #[default]
     Create,

@@ -10,10 +10,8 @@ use crate::error::pointer_token;
 pub struct Difference {
     pub pointer: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Object)]
     pub before: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Object)]
     pub after: Option<Value>,
 }
 

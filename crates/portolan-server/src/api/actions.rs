@@ -237,7 +237,8 @@ pub async fn rotate_signing_key(State(app): State<AppState>, caller: Caller) -> 
 /// Deletes a secret; refused (409 `in_use`) while an action reads it.
 #[utoipa::path(delete, path = "/api/v1/secrets/{name}", tag = "secrets", params(("name" = String, Path)),
     responses((status = 200, description = "deleted"), (status = 404, description = "not found"),
-              (status = 409, description = "used by actions")))]
+              (status = 409, description = "used by actions"),
+              (status = 422, description = "not a secret name")))]
 pub async fn delete_secret(
     State(app): State<AppState>,
     caller: Caller,

@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use portolan_model::permission::Role;
+use portolan_model::permission::{ActionPermissions, BlueprintPermissions, Role};
 use portolan_model::system;
 use portolan_store::{Account, ApiToken, ClientCredentials};
 use serde::{Deserialize, Serialize};
@@ -36,6 +36,12 @@ pub struct Me {
     csrf_token: Option<String>,
 }
 
+#[derive(Serialize, ToSchema)]
+pub struct MeResponse {
+    ok: bool,
+    user: Me,
+}
+
 fn session_cookie(value: &str, max_age_seconds: i64) -> HeaderValue {
     let cookie = format!("{SESSION_COOKIE}={value}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={max_age_seconds}");
     HeaderValue::from_str(&cookie).unwrap_or_else(|_| HeaderValue::from_static(""))
@@ -43,8 +49,8 @@ fn session_cookie(value: &str, max_age_seconds: i64) -> HeaderValue {
 
 /// Signs in with a password and sets the session cookie (`__Host-`, `Secure`, `HttpOnly`,
 /// `SameSite=Lax`). Failed attempts are throttled: 429 with `Retry-After`.
-#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
-    responses((status = 200, body = Me), (status = 401, description = "wrong username or password"),
+#[utoipa::path(post, path = "/api/v1/auth/login", security(()), tag = "auth", request_body = LoginRequest,
+    responses((status = 200, body = MeResponse), (status = 401, description = "wrong username or password"),
               (status = 429, description = "too many failed attempts; see Retry-After")))]
 pub async fn login(
     State(app): State<AppState>,
@@ -62,13 +68,13 @@ pub async fn login(
         teams: signed_in.user.teams,
         csrf_token: Some(signed_in.session.csrf),
     };
-    let mut response = Json(json!({"ok": true, "user": me})).into_response();
+    let mut response = Json(MeResponse { ok: true, user: me }).into_response();
     response.headers_mut().insert(header::SET_COOKIE, session_cookie(&signed_in.cookie, max_age));
     Ok(response)
 }
 
 /// The ways to sign in this server offers.
-#[utoipa::path(get, path = "/api/v1/auth/providers", tag = "auth",
+#[utoipa::path(get, path = "/api/v1/auth/providers", security(()), tag = "auth",
     responses((status = 200, description = "`{password: true, oidc: {loginUrl} | null}`")))]
 pub async fn providers(State(app): State<AppState>) -> Json<Value> {
     let oidc = app.oidc.enabled().then_some(()).map(|_| json!({"loginUrl": "/api/v1/auth/oidc/login"}));
@@ -87,7 +93,7 @@ pub struct SsoStart {
 }
 
 /// Starts single sign-on: redirects to the provider (authorization code with PKCE).
-#[utoipa::path(get, path = "/api/v1/auth/oidc/login", tag = "auth", params(SsoStart),
+#[utoipa::path(get, path = "/api/v1/auth/oidc/login", security(()), tag = "auth", params(SsoStart),
     responses((status = 303, description = "to the provider"), (status = 404, description = "SSO is not configured")))]
 pub async fn oidc_login(State(app): State<AppState>, QueryParams(query): QueryParams<SsoStart>) -> Result<Response> {
     let redirect = app.oidc.oidc_start(query.return_to.as_deref(), query.login_hint.as_deref()).await?;
@@ -104,7 +110,7 @@ pub struct SsoCallback {
 }
 
 /// Where the provider sends the browser back: opens a session and returns to where sign-in began.
-#[utoipa::path(get, path = "/api/v1/auth/oidc/callback", tag = "auth", params(SsoCallback),
+#[utoipa::path(get, path = "/api/v1/auth/oidc/callback", security(()), tag = "auth", params(SsoCallback),
     responses((status = 303, description = "signed in; the session cookie is set"),
               (status = 401, description = "the provider refused, or the state, code or ID token is wrong")))]
 pub async fn oidc_callback(
@@ -153,8 +159,8 @@ pub async fn logout(State(app): State<AppState>, caller: Caller) -> Result<Respo
 }
 
 /// Who is signed in.
-#[utoipa::path(get, path = "/api/v1/auth/me", tag = "auth", responses((status = 200, body = Me)))]
-pub async fn me(caller: Caller) -> Result<Json<Value>> {
+#[utoipa::path(get, path = "/api/v1/auth/me", tag = "auth", responses((status = 200, body = MeResponse)))]
+pub async fn me(caller: Caller) -> Result<Json<MeResponse>> {
     let user = caller.actor.as_user().ok_or_else(|| Error::unauthorized("not signed in"))?;
     let me = Me {
         identifier: user.id.clone(),
@@ -162,7 +168,7 @@ pub async fn me(caller: Caller) -> Result<Json<Value>> {
         teams: user.teams.clone(),
         csrf_token: caller.session.map(|s| s.csrf),
     };
-    Ok(Json(json!({"ok": true, "user": me})))
+    Ok(Json(MeResponse { ok: true, user: me }))
 }
 
 // ---- accounts ----
@@ -179,6 +185,18 @@ pub struct AccountView {
     updated_at: String,
 }
 
+#[derive(Serialize, ToSchema)]
+pub struct AccountResponse {
+    ok: bool,
+    user: AccountView,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AccountListResponse {
+    ok: bool,
+    users: Vec<AccountView>,
+}
+
 impl From<Account> for AccountView {
     fn from(a: Account) -> Self {
         Self {
@@ -193,40 +211,40 @@ impl From<Account> for AccountView {
 }
 
 /// Every account (admins only).
-#[utoipa::path(get, path = "/api/v1/users", tag = "auth", responses((status = 200, description = "`{users: [...]}`")))]
-pub async fn list_users(State(app): State<AppState>, caller: Caller) -> Result<Json<Value>> {
-    let users: Vec<AccountView> =
-        app.identity.list_accounts(&caller.actor).await?.into_iter().map(Into::into).collect();
-    Ok(Json(json!({"ok": true, "users": users})))
+#[utoipa::path(get, path = "/api/v1/users", tag = "auth", responses((status = 200, body = AccountListResponse)))]
+pub async fn list_users(State(app): State<AppState>, caller: Caller) -> Result<Json<AccountListResponse>> {
+    let users = app.identity.list_accounts(&caller.actor).await?.into_iter().map(Into::into).collect();
+    Ok(Json(AccountListResponse { ok: true, users }))
 }
 
 /// Creates a user, or a service account (admins only).
 #[utoipa::path(post, path = "/api/v1/users", tag = "auth", request_body = NewAccount,
-    responses((status = 201, body = AccountView), (status = 403, description = "not an admin"),
+    responses((status = 201, body = AccountResponse), (status = 403, description = "not an admin"),
               (status = 409, description = "already has an account")))]
 pub async fn create_user(
     State(app): State<AppState>,
     caller: Caller,
     JsonBody(body): JsonBody<Value>,
-) -> Result<(StatusCode, Json<Value>)> {
+) -> Result<(StatusCode, Json<AccountResponse>)> {
     let new: NewAccount = portolan_model::error::from_json(body)?;
-    let account = AccountView::from(app.identity.create_account(&caller.actor, new).await?);
-    Ok((StatusCode::CREATED, Json(json!({"ok": true, "user": account}))))
+    let user = AccountView::from(app.identity.create_account(&caller.actor, new).await?);
+    Ok((StatusCode::CREATED, Json(AccountResponse { ok: true, user })))
 }
 
 /// Changes a role or status (admins), or a password (admins, or users their own). Disabling a
 /// user ends their sessions and tokens at once.
 #[utoipa::path(patch, path = "/api/v1/users/{user}", tag = "auth", request_body = AccountChange,
-    params(("user" = String, Path)), responses((status = 200, body = AccountView)))]
+    params(("user" = String, Path)), responses((status = 200, body = AccountResponse),
+        (status = 403, description = "another's account, not an admin; or an admin demoting or disabling themselves")))]
 pub async fn change_user(
     State(app): State<AppState>,
     caller: Caller,
     PathParams(user): PathParams<String>,
     JsonBody(body): JsonBody<Value>,
-) -> Result<Json<Value>> {
+) -> Result<Json<AccountResponse>> {
     let change: AccountChange = portolan_model::error::from_json(body)?;
-    let account = AccountView::from(app.identity.change_account(&caller.actor, &user, change).await?);
-    Ok(Json(json!({"ok": true, "user": account})))
+    let user = AccountView::from(app.identity.change_account(&caller.actor, &user, change).await?);
+    Ok(Json(AccountResponse { ok: true, user }))
 }
 
 // ---- API tokens ----
@@ -257,6 +275,12 @@ pub struct TokenView {
     revoked_at: Option<String>,
 }
 
+#[derive(Serialize, ToSchema)]
+pub struct TokenListResponse {
+    ok: bool,
+    tokens: Vec<TokenView>,
+}
+
 impl From<ApiToken> for TokenView {
     fn from(t: ApiToken) -> Self {
         let time = |ms: Option<i64>| ms.map(portolan_model::format_millis);
@@ -274,11 +298,10 @@ impl From<ApiToken> for TokenView {
 }
 
 /// The caller's API tokens (admins: everyone's). Never the tokens themselves.
-#[utoipa::path(get, path = "/api/v1/tokens", tag = "auth", responses((status = 200, description = "`{tokens: [...]}`")))]
-pub async fn list_tokens(State(app): State<AppState>, caller: Caller) -> Result<Json<Value>> {
-    let tokens: Vec<TokenView> =
-        app.identity.list_api_tokens(&caller.actor).await?.into_iter().map(Into::into).collect();
-    Ok(Json(json!({"ok": true, "tokens": tokens})))
+#[utoipa::path(get, path = "/api/v1/tokens", tag = "auth", responses((status = 200, body = TokenListResponse)))]
+pub async fn list_tokens(State(app): State<AppState>, caller: Caller) -> Result<Json<TokenListResponse>> {
+    let tokens = app.identity.list_api_tokens(&caller.actor).await?.into_iter().map(Into::into).collect();
+    Ok(Json(TokenListResponse { ok: true, tokens }))
 }
 
 /// Creates an API token (`plt_...`), shown only in this response; it acts with its owner's rights.
@@ -349,7 +372,7 @@ pub struct AccessTokenRequest {
 
 /// Trades client credentials for a bearer token lasting three hours, as Port's
 /// `POST /v1/auth/access_token` does. Wrong secrets are throttled like failed sign-ins.
-#[utoipa::path(post, path = "/api/v1/auth/access_token", tag = "auth", request_body = AccessTokenRequest,
+#[utoipa::path(post, path = "/api/v1/auth/access_token", security(()), tag = "auth", request_body = AccessTokenRequest,
     responses((status = 200, description = "`{accessToken, expiresIn, tokenType}`"),
               (status = 401, description = "wrong client id or secret"),
               (status = 429, description = "too many failed attempts; see Retry-After")))]
@@ -371,6 +394,12 @@ pub struct CredentialsView {
     pub created_by: String,
 }
 
+#[derive(Serialize, ToSchema)]
+pub struct CredentialsResponse {
+    ok: bool,
+    credentials: CredentialsView,
+}
+
 impl From<ClientCredentials> for CredentialsView {
     fn from(c: ClientCredentials) -> Self {
         CredentialsView {
@@ -383,14 +412,14 @@ impl From<ClientCredentials> for CredentialsView {
 
 /// A user's client id (never the secret).
 #[utoipa::path(get, path = "/api/v1/users/{user}/credentials", tag = "auth", params(("user" = String, Path)),
-    responses((status = 200, body = CredentialsView), (status = 404, description = "none yet")))]
+    responses((status = 200, body = CredentialsResponse), (status = 404, description = "none yet")))]
 pub async fn get_credentials(
     State(app): State<AppState>,
     caller: Caller,
     PathParams(user): PathParams<String>,
-) -> Result<Json<Value>> {
-    let credentials = app.identity.client_credentials(&caller.actor, &user).await?;
-    Ok(Json(json!({"ok": true, "credentials": CredentialsView::from(credentials)})))
+) -> Result<Json<CredentialsResponse>> {
+    let credentials = app.identity.client_credentials(&caller.actor, &user).await?.into();
+    Ok(Json(CredentialsResponse { ok: true, credentials }))
 }
 
 /// Makes or rotates a user's client credentials (the user, or an admin): the client id stays,
@@ -422,23 +451,35 @@ pub async fn delete_credentials(
 
 // ---- permissions ----
 
+#[derive(Serialize, ToSchema)]
+pub struct BlueprintPermissionsResponse {
+    ok: bool,
+    permissions: BlueprintPermissions,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ActionPermissionsResponse {
+    ok: bool,
+    permissions: ActionPermissions,
+}
+
 /// A blueprint's permissions (admins and its moderators).
 #[utoipa::path(get, path = "/api/v1/blueprints/{blueprint}/permissions", tag = "permissions",
     params(("blueprint" = String, Path)),
-    responses((status = 200, body = portolan_model::permission::BlueprintPermissions)))]
+    responses((status = 200, body = BlueprintPermissionsResponse)))]
 pub async fn get_blueprint_permissions(
     State(app): State<AppState>,
     caller: Caller,
     PathParams(blueprint): PathParams<String>,
-) -> Result<Json<Value>> {
+) -> Result<Json<BlueprintPermissionsResponse>> {
     let permissions = app.permissions.get_blueprint_permissions(&caller.actor, &blueprint).await?;
-    Ok(Json(json!({"ok": true, "permissions": permissions})))
+    Ok(Json(BlueprintPermissionsResponse { ok: true, permissions }))
 }
 
 /// Replaces a blueprint's permissions. Only admins change its moderators.
 #[utoipa::path(put, path = "/api/v1/blueprints/{blueprint}/permissions", tag = "permissions",
-    params(("blueprint" = String, Path)), request_body = portolan_model::permission::BlueprintPermissions,
-    responses((status = 200, body = portolan_model::permission::BlueprintPermissions),
+    params(("blueprint" = String, Path)), request_body = BlueprintPermissions,
+    responses((status = 200, body = BlueprintPermissionsResponse),
               (status = 403, description = "gives what the caller does not hold"),
               (status = 422, description = "invalid grant or condition")))]
 pub async fn put_blueprint_permissions(
@@ -446,35 +487,35 @@ pub async fn put_blueprint_permissions(
     caller: Caller,
     PathParams(blueprint): PathParams<String>,
     JsonBody(body): JsonBody<Value>,
-) -> Result<Json<Value>> {
+) -> Result<Json<BlueprintPermissionsResponse>> {
     let permissions = app.permissions.put_blueprint_permissions(&caller.actor, &blueprint, body).await?;
-    Ok(Json(json!({"ok": true, "permissions": permissions})))
+    Ok(Json(BlueprintPermissionsResponse { ok: true, permissions }))
 }
 
 /// An action's permissions (admins and moderators of its blueprint).
 #[utoipa::path(get, path = "/api/v1/actions/{action}/permissions", tag = "permissions",
     params(("action" = String, Path)),
-    responses((status = 200, body = portolan_model::permission::ActionPermissions)))]
+    responses((status = 200, body = ActionPermissionsResponse)))]
 pub async fn get_action_permissions(
     State(app): State<AppState>,
     caller: Caller,
     PathParams(action): PathParams<String>,
-) -> Result<Json<Value>> {
+) -> Result<Json<ActionPermissionsResponse>> {
     let permissions = app.permissions.get_action_permissions(&caller.actor, &action).await?;
-    Ok(Json(json!({"ok": true, "permissions": permissions})))
+    Ok(Json(ActionPermissionsResponse { ok: true, permissions }))
 }
 
 /// Replaces who may run an action and approve its runs.
 #[utoipa::path(put, path = "/api/v1/actions/{action}/permissions", tag = "permissions",
-    params(("action" = String, Path)), request_body = portolan_model::permission::ActionPermissions,
-    responses((status = 200, body = portolan_model::permission::ActionPermissions),
+    params(("action" = String, Path)), request_body = ActionPermissions,
+    responses((status = 200, body = ActionPermissionsResponse),
               (status = 403, description = "not an admin or moderator of its blueprint")))]
 pub async fn put_action_permissions(
     State(app): State<AppState>,
     caller: Caller,
     PathParams(action): PathParams<String>,
     JsonBody(body): JsonBody<Value>,
-) -> Result<Json<Value>> {
+) -> Result<Json<ActionPermissionsResponse>> {
     let permissions = app.permissions.put_action_permissions(&caller.actor, &action, body).await?;
-    Ok(Json(json!({"ok": true, "permissions": permissions})))
+    Ok(Json(ActionPermissionsResponse { ok: true, permissions }))
 }

@@ -156,7 +156,8 @@ pub async fn delete_integration(
 
 /// A new ingest URL for a webhook integration, shown in this answer only; the old one stops.
 #[utoipa::path(post, path = "/api/v1/integrations/{id}/rotate-key", tag = "integrations",
-    params(("id" = String, Path)), responses((status = 200, body = IntegrationResponse)))]
+    params(("id" = String, Path)), responses((status = 200, body = IntegrationResponse),
+        (status = 422, description = "not a webhook integration: it has no ingest URL")))]
 pub async fn rotate_key(
     State(app): State<AppState>,
     caller: Caller,
@@ -205,7 +206,7 @@ pub async fn get_event(
 /// A webhook integration's ingest URL. The request is checked by the integration's security,
 /// kept, and answered at once (202); the worker maps it. A replay of a request identifier seen
 /// before answers 200 with `duplicate` and is not processed again.
-#[utoipa::path(post, path = "/integrations/webhooks/{key}", tag = "integrations", params(("key" = String, Path)),
+#[utoipa::path(post, path = "/integrations/webhooks/{key}", security(()), tag = "integrations", params(("key" = String, Path)),
     request_body(content = Object, description = "any JSON"),
     responses((status = 202, body = Ingested), (status = 200, body = Ingested, description = "a replay"),
               (status = 400, description = "the body is not JSON"),

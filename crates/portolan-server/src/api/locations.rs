@@ -86,8 +86,9 @@ pub async fn sync_location(
 
 /// GitHub's and GitLab's push webhooks: signed (`X-Hub-Signature-256`) or with the token
 /// (`X-Gitlab-Token`) of the location's `webhookSecret`. Starts a sync and answers at once.
-#[utoipa::path(post, path = "/api/v1/locations/{id}/webhook", tag = "catalog as code", params(("id" = String, Path)),
-    responses((status = 202, description = "a sync was started"), (status = 401, description = "bad signature")))]
+#[utoipa::path(post, path = "/api/v1/locations/{id}/webhook", security(()), tag = "catalog as code", params(("id" = String, Path)),
+    responses((status = 202, description = "a sync was started"), (status = 401, description = "bad signature"),
+        (status = 403, description = "the location has no webhook secret, so it takes no webhooks")))]
 pub async fn location_webhook(
     State(app): State<AppState>,
     PathParams(id): PathParams<String>,

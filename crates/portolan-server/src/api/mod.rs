@@ -17,6 +17,7 @@ pub mod locations;
 pub mod manifests;
 pub mod notifications;
 pub mod oauth;
+mod openapi;
 pub mod ops;
 pub mod runs;
 pub mod scorecards;
@@ -57,7 +58,7 @@ struct ApiDoc;
 
 /// The API routes and the OpenAPI document generated from them.
 pub fn router() -> Router<AppState> {
-    let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (router, generated) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(blueprints::list_blueprints, blueprints::create_blueprint))
         .routes(routes!(
             blueprints::get_blueprint,
@@ -191,9 +192,9 @@ pub fn router() -> Router<AppState> {
             entities::delete_entity
         ))
         .split_for_parts();
-    let openapi = std::sync::Arc::new(openapi);
+    let document = std::sync::Arc::new(openapi::document(&generated));
     router
-        .route("/api/v1/openapi.json", get(move || async move { Json(openapi.as_ref().clone()) }))
+        .route("/api/v1/openapi.json", get(move || async move { Json(document.as_ref().clone()) }))
         .merge(backstage::router())
         .merge(oauth::router())
         .route("/healthz", get(ops::healthz))

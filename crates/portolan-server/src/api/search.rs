@@ -77,7 +77,7 @@ pub async fn search_blueprint(
 /// Counts, statistics and facets (`countBy`) over the entities a query selects.
 #[utoipa::path(post, path = "/api/v1/entities/aggregate", tag = "search", request_body = AggregateRequest,
     responses((status = 200, description = "`{ok, value}` or, for countBy, `{ok, groups: [{value, count}]}`", body = Object),
-              (status = 422, description = "invalid query or function")))]
+              (status = 404, description = "no such blueprint"), (status = 422, description = "invalid query or function")))]
 pub async fn aggregate(
     State(app): State<AppState>,
     Reader(reader): Reader,

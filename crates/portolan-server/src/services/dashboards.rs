@@ -106,13 +106,38 @@ pub struct WidgetView {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum WidgetData {
-    Number { value: Option<f64>, search: Evidence },
-    Groups { groups: Vec<Group> },
-    Series { points: Vec<SeriesPoint> },
-    Table { columns: Vec<String>, rows: Vec<TableRow>, search: Evidence },
-    Initiative { initiative: String, progress: Progress, pace: Pace },
-    Dora { metrics: Metrics, team: Option<String>, service: Option<String>, days: u32 },
-    Markdown { text: String },
+    Number {
+        // Required (null when there is no data), so that a table, which has a search too, is not
+        // also read as a number.
+        #[schema(required = true)]
+        value: Option<f64>,
+        search: Evidence,
+    },
+    Groups {
+        groups: Vec<Group>,
+    },
+    Series {
+        points: Vec<SeriesPoint>,
+    },
+    Table {
+        columns: Vec<String>,
+        rows: Vec<TableRow>,
+        search: Evidence,
+    },
+    Initiative {
+        initiative: String,
+        progress: Progress,
+        pace: Pace,
+    },
+    Dora {
+        metrics: Metrics,
+        team: Option<String>,
+        service: Option<String>,
+        days: u32,
+    },
+    Markdown {
+        text: String,
+    },
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -134,7 +159,6 @@ pub struct SeriesPoint {
 pub struct TableRow {
     pub identifier: String,
     pub title: String,
-    #[schema(value_type = Vec<Object>)]
     pub cells: Vec<Value>,
 }
 

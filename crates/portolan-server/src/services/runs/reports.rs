@@ -27,7 +27,6 @@ pub struct RunReport {
     pub status: Option<String>,
     pub status_label: Option<String>,
     /// A link, or a list of links, to add to the run.
-    #[schema(value_type = Option<Object>)]
     pub link: Option<Value>,
     pub summary: Option<String>,
     pub external_run_id: Option<String>,
