@@ -124,7 +124,7 @@ pub async fn replace_action(
 
 /// Deletes an action; its past runs stay.
 #[utoipa::path(delete, path = "/api/v1/actions/{action}", tag = "actions", params(("action" = String, Path)),
-    responses((status = 200, description = "deleted"), (status = 404, description = "not found")))]
+    responses((status = 200, body = super::Done), (status = 404, description = "not found")))]
 pub async fn delete_action(
     State(app): State<AppState>,
     caller: Caller,
@@ -187,56 +187,77 @@ pub async fn list_secrets(State(app): State<AppState>, caller: Caller) -> Result
 
 /// Stores a secret; templates read it as `{{ .secrets.NAME }}`.
 #[utoipa::path(post, path = "/api/v1/secrets", tag = "secrets", request_body = SecretRequest,
-    responses((status = 201, description = "created"), (status = 200, description = "replaced"),
+    responses((status = 201, description = "created", body = SecretWritten),
+              (status = 200, description = "replaced", body = SecretWritten),
               (status = 422, description = "invalid name or value")))]
 pub async fn create_secret(
     State(app): State<AppState>,
     caller: Caller,
     JsonBody(request): JsonBody<Value>,
-) -> Result<(StatusCode, Json<Value>)> {
+) -> Result<(StatusCode, Json<SecretWritten>)> {
     let request: SecretRequest = portolan_model::error::from_json(request)?;
     put(&app, &caller, &request.name, &request.value).await
 }
 
 #[utoipa::path(put, path = "/api/v1/secrets/{name}", tag = "secrets", request_body = SecretValue,
     params(("name" = String, Path)),
-    responses((status = 201, description = "created"), (status = 200, description = "replaced")))]
+    responses((status = 201, description = "created", body = SecretWritten),
+              (status = 200, description = "replaced", body = SecretWritten)))]
 pub async fn replace_secret(
     State(app): State<AppState>,
     caller: Caller,
     PathParams(name): PathParams<String>,
     JsonBody(request): JsonBody<Value>,
-) -> Result<(StatusCode, Json<Value>)> {
+) -> Result<(StatusCode, Json<SecretWritten>)> {
     let request: SecretValue = portolan_model::error::from_json(request)?;
     put(&app, &caller, &name, &request.value).await
 }
 
-async fn put(app: &AppState, caller: &Caller, name: &str, value: &str) -> Result<(StatusCode, Json<Value>)> {
+/// A stored secret's name (never its value).
+#[derive(Serialize, ToSchema)]
+pub struct SecretWritten {
+    ok: bool,
+    secret: SecretName,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SecretName {
+    name: String,
+}
+
+async fn put(app: &AppState, caller: &Caller, name: &str, value: &str) -> Result<(StatusCode, Json<SecretWritten>)> {
     let created = app.actions.put_secret(&caller.actor, name, value).await?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((status, Json(json!({"ok": true, "secret": {"name": name}}))))
+    Ok((status, Json(SecretWritten { ok: true, secret: SecretName { name: name.into() } })))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SigningKeyResponse {
+    ok: bool,
+    /// `whsec_` and the key in base64, as Standard Webhooks writes it.
+    key: String,
 }
 
 /// The server's webhook signing key (`whsec_...`, made on first use): it signs the deliveries of
 /// `WEBHOOK` actions without a `signingSecret`. Admins only; each reading is audited.
 #[utoipa::path(get, path = "/api/v1/webhook-signing-key", tag = "secrets",
-    responses((status = 200, description = "`{key}`"), (status = 403, description = "not an admin")))]
-pub async fn signing_key(State(app): State<AppState>, caller: Caller) -> Result<Json<Value>> {
+    responses((status = 200, body = SigningKeyResponse), (status = 403, description = "not an admin")))]
+pub async fn signing_key(State(app): State<AppState>, caller: Caller) -> Result<Json<SigningKeyResponse>> {
     let key = app.actions.signing_key(&caller.actor).await?;
-    Ok(Json(json!({"ok": true, "key": key})))
+    Ok(Json(SigningKeyResponse { ok: true, key }))
 }
 
 /// Replaces the server's webhook signing key; the new one is answered.
 #[utoipa::path(post, path = "/api/v1/webhook-signing-key/rotate", tag = "secrets",
-    responses((status = 200, description = "`{key}`"), (status = 403, description = "not an admin")))]
-pub async fn rotate_signing_key(State(app): State<AppState>, caller: Caller) -> Result<Json<Value>> {
+    responses((status = 200, body = SigningKeyResponse), (status = 403, description = "not an admin")))]
+pub async fn rotate_signing_key(State(app): State<AppState>, caller: Caller) -> Result<Json<SigningKeyResponse>> {
     let key = app.actions.rotate_signing_key(&caller.actor).await?;
-    Ok(Json(json!({"ok": true, "key": key})))
+    Ok(Json(SigningKeyResponse { ok: true, key }))
 }
 
 /// Deletes a secret; refused (409 `in_use`) while an action reads it.
 #[utoipa::path(delete, path = "/api/v1/secrets/{name}", tag = "secrets", params(("name" = String, Path)),
-    responses((status = 200, description = "deleted"), (status = 404, description = "not found"),
+    responses((status = 200, body = super::Done), (status = 404, description = "not found"),
               (status = 409, description = "used by actions"),
               (status = 422, description = "not a secret name")))]
 pub async fn delete_secret(
@@ -306,15 +327,21 @@ pub async fn create_runner_token(
     Ok((StatusCode::CREATED, Json(RunnerTokenCreated { ok: true, token, runner: record.into() })))
 }
 
-#[utoipa::path(get, path = "/api/v1/runners/tokens", tag = "runners", responses((status = 200, description = "tokens, without their values")))]
-pub async fn list_runner_tokens(State(app): State<AppState>, caller: Caller) -> Result<Json<Value>> {
-    let tokens: Vec<RunnerTokenInfo> =
-        app.actions.list_runner_tokens(&caller.actor).await?.into_iter().map(Into::into).collect();
-    Ok(Json(json!({"ok": true, "runners": tokens})))
+/// Runner tokens, without their values.
+#[derive(Serialize, ToSchema)]
+pub struct RunnerTokenList {
+    ok: bool,
+    runners: Vec<RunnerTokenInfo>,
+}
+
+#[utoipa::path(get, path = "/api/v1/runners/tokens", tag = "runners", responses((status = 200, body = RunnerTokenList)))]
+pub async fn list_runner_tokens(State(app): State<AppState>, caller: Caller) -> Result<Json<RunnerTokenList>> {
+    let runners = app.actions.list_runner_tokens(&caller.actor).await?.into_iter().map(Into::into).collect();
+    Ok(Json(RunnerTokenList { ok: true, runners }))
 }
 
 #[utoipa::path(delete, path = "/api/v1/runners/tokens/{id}", tag = "runners", params(("id" = String, Path)),
-    responses((status = 200, description = "revoked"), (status = 404, description = "unknown or already revoked")))]
+    responses((status = 200, body = super::Done), (status = 404, description = "unknown or already revoked")))]
 pub async fn revoke_runner_token(
     State(app): State<AppState>,
     caller: Caller,

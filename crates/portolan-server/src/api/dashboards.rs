@@ -104,7 +104,7 @@ pub async fn replace_dashboard(
 }
 
 #[utoipa::path(delete, path = "/api/v1/dashboards/{dashboard}", tag = "dashboards", params(("dashboard" = String, Path)),
-    responses((status = 200, description = "deleted"), (status = 403, description = "not an admin"),
+    responses((status = 200, body = super::Done), (status = 403, description = "not an admin"),
               (status = 404, description = "not found")))]
 pub async fn delete_dashboard(
     State(app): State<AppState>,
@@ -142,7 +142,7 @@ pub async fn replace_team_dashboard(
 
 /// Deletes a team's saved dashboard: it shows the default again.
 #[utoipa::path(delete, path = "/api/v1/dashboards/teams/{team}", tag = "dashboards", params(("team" = String, Path)),
-    responses((status = 200, description = "deleted"), (status = 404, description = "nothing saved")))]
+    responses((status = 200, body = super::Done), (status = 404, description = "nothing saved")))]
 pub async fn delete_team_dashboard(
     State(app): State<AppState>,
     caller: Caller,
@@ -169,7 +169,7 @@ pub async fn replace_my_dashboard(
 }
 
 #[utoipa::path(delete, path = "/api/v1/dashboards/me", tag = "dashboards",
-    responses((status = 200, description = "deleted"), (status = 404, description = "nothing saved")))]
+    responses((status = 200, body = super::Done), (status = 404, description = "nothing saved")))]
 pub async fn delete_my_dashboard(State(app): State<AppState>, caller: Caller) -> Result<Json<Value>> {
     remove(&app, &caller, Address::Personal).await
 }

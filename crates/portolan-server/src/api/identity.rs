@@ -73,12 +73,27 @@ pub async fn login(
     Ok(response)
 }
 
+#[derive(Serialize, ToSchema)]
+pub struct Providers {
+    ok: bool,
+    /// Signing in with a username and password.
+    password: bool,
+    /// Single sign-on, when configured.
+    oidc: Option<OidcProvider>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OidcProvider {
+    login_url: &'static str,
+}
+
 /// The ways to sign in this server offers.
 #[utoipa::path(get, path = "/api/v1/auth/providers", security(()), tag = "auth",
-    responses((status = 200, description = "`{password: true, oidc: {loginUrl} | null}`")))]
-pub async fn providers(State(app): State<AppState>) -> Json<Value> {
-    let oidc = app.oidc.enabled().then_some(()).map(|_| json!({"loginUrl": "/api/v1/auth/oidc/login"}));
-    Json(json!({"ok": true, "password": true, "oidc": oidc}))
+    responses((status = 200, body = Providers)))]
+pub async fn providers(State(app): State<AppState>) -> Json<Providers> {
+    let oidc = app.oidc.enabled().then_some(OidcProvider { login_url: "/api/v1/auth/oidc/login" });
+    Json(Providers { ok: true, password: true, oidc })
 }
 
 const FLOW_COOKIE: &str = "__Host-portolan_oidc";
@@ -148,7 +163,7 @@ fn see_other(location: &str, cookies: Vec<String>) -> Response {
 }
 
 /// Ends the session and clears the cookie.
-#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", responses((status = 200, description = "signed out")))]
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", responses((status = 200, body = super::Done)))]
 pub async fn logout(State(app): State<AppState>, caller: Caller) -> Result<Response> {
     if let Some(session) = &caller.session {
         app.identity.logout(&caller.actor, session).await?;
@@ -276,6 +291,15 @@ pub struct TokenView {
 }
 
 #[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenCreated {
+    ok: bool,
+    /// The token itself, shown only in this answer.
+    token: String,
+    api_token: TokenView,
+}
+
+#[derive(Serialize, ToSchema)]
 pub struct TokenListResponse {
     ok: bool,
     tokens: Vec<TokenView>,
@@ -306,23 +330,23 @@ pub async fn list_tokens(State(app): State<AppState>, caller: Caller) -> Result<
 
 /// Creates an API token (`plt_...`), shown only in this response; it acts with its owner's rights.
 #[utoipa::path(post, path = "/api/v1/tokens", tag = "auth", request_body = TokenRequest,
-    responses((status = 201, description = "`{token, apiToken}`"), (status = 403, description = "another's token, not an admin")))]
+    responses((status = 201, body = TokenCreated), (status = 403, description = "another's token, not an admin")))]
 pub async fn create_token(
     State(app): State<AppState>,
     caller: Caller,
     JsonBody(body): JsonBody<Value>,
-) -> Result<(StatusCode, Json<Value>)> {
+) -> Result<(StatusCode, Json<TokenCreated>)> {
     let request: TokenRequest = portolan_model::error::from_json(body)?;
     let (record, token) = app
         .identity
         .create_api_token(&caller.actor, request.user.as_deref(), &request.name, request.expires_in_days)
         .await?;
-    Ok((StatusCode::CREATED, Json(json!({"ok": true, "token": token, "apiToken": TokenView::from(record)}))))
+    Ok((StatusCode::CREATED, Json(TokenCreated { ok: true, token, api_token: record.into() })))
 }
 
 /// Revokes an API token at once.
 #[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "auth", params(("id" = String, Path)),
-    responses((status = 200, description = "revoked"), (status = 404, description = "no such active token of yours")))]
+    responses((status = 200, body = super::Done), (status = 404, description = "no such active token of yours")))]
 pub async fn revoke_token(
     State(app): State<AppState>,
     caller: Caller,
@@ -334,31 +358,54 @@ pub async fn revoke_token(
 
 /// The teams (the `_team` entities the caller may read), in Port's shape: each with its
 /// `name`, `description` and `users` (the `_user` entities in it).
-#[utoipa::path(get, path = "/api/v1/teams", tag = "auth", responses((status = 200, description = "`{teams: [...]}`")))]
-pub async fn list_teams(State(app): State<AppState>, caller: Caller) -> Result<Json<Value>> {
+#[utoipa::path(get, path = "/api/v1/teams", tag = "auth", responses((status = 200, body = TeamList)))]
+pub async fn list_teams(State(app): State<AppState>, caller: Caller) -> Result<Json<TeamList>> {
     let users = app.search.every_entity(&caller.actor, system::USER).await?;
-    let teams: Vec<Value> = app
+    let teams = app
         .search
         .every_entity(&caller.actor, system::TEAM)
         .await?
         .into_iter()
         .map(|team| {
-            let members: Vec<Value> = users
-                .iter()
+            let users = (users.iter())
                 .filter(|u| u.team.contains(&team.identifier))
-                .map(|u| json!({"identifier": u.identifier, "email": u.properties.get("email")}))
+                .map(|u| TeamMember { identifier: u.identifier.clone(), email: u.properties.get("email").cloned() })
                 .collect();
-            json!({
-                "name": team.identifier,
-                "description": team.properties.get("description"),
-                "title": team.title,
-                "createdAt": portolan_model::format_millis(team.created_at),
-                "updatedAt": portolan_model::format_millis(team.updated_at),
-                "users": members,
-            })
+            TeamView {
+                description: team.properties.get("description").cloned(),
+                name: team.identifier,
+                title: team.title,
+                created_at: portolan_model::format_millis(team.created_at),
+                updated_at: portolan_model::format_millis(team.updated_at),
+                users,
+            }
         })
         .collect();
-    Ok(Json(json!({"ok": true, "teams": teams})))
+    Ok(Json(TeamList { ok: true, teams }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TeamList {
+    ok: bool,
+    teams: Vec<TeamView>,
+}
+
+/// A team as Port lists it.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TeamView {
+    name: String,
+    description: Option<Value>,
+    title: Option<String>,
+    created_at: String,
+    updated_at: String,
+    users: Vec<TeamMember>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TeamMember {
+    identifier: String,
+    email: Option<Value>,
 }
 
 // ---- client credentials (Port's) ----
@@ -373,17 +420,27 @@ pub struct AccessTokenRequest {
 /// Trades client credentials for a bearer token lasting three hours, as Port's
 /// `POST /v1/auth/access_token` does. Wrong secrets are throttled like failed sign-ins.
 #[utoipa::path(post, path = "/api/v1/auth/access_token", security(()), tag = "auth", request_body = AccessTokenRequest,
-    responses((status = 200, description = "`{accessToken, expiresIn, tokenType}`"),
+    responses((status = 200, body = AccessToken),
               (status = 401, description = "wrong client id or secret"),
               (status = 429, description = "too many failed attempts; see Retry-After")))]
 pub async fn access_token(
     State(app): State<AppState>,
     ClientAddress(address): ClientAddress,
     JsonBody(body): JsonBody<Value>,
-) -> Result<Json<Value>> {
+) -> Result<Json<AccessToken>> {
     let request: AccessTokenRequest = portolan_model::error::from_json(body)?;
-    let token = app.identity.access_token(&request.client_id, &request.client_secret, &address).await?;
-    Ok(Json(json!({"ok": true, "accessToken": token, "expiresIn": ACCESS_TOKEN_SECONDS, "tokenType": "Bearer"})))
+    let access_token = app.identity.access_token(&request.client_id, &request.client_secret, &address).await?;
+    Ok(Json(AccessToken { ok: true, access_token, expires_in: ACCESS_TOKEN_SECONDS, token_type: "Bearer" }))
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessToken {
+    ok: bool,
+    access_token: String,
+    /// Seconds.
+    expires_in: i64,
+    token_type: &'static str,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -425,21 +482,35 @@ pub async fn get_credentials(
 /// Makes or rotates a user's client credentials (the user, or an admin): the client id stays,
 /// the secret is new, shown only in this response, and the old one stops working.
 #[utoipa::path(post, path = "/api/v1/users/{user}/credentials", tag = "auth", params(("user" = String, Path)),
-    responses((status = 201, description = "`{credentials: {clientId, clientSecret, ...}}`")))]
+    responses((status = 201, body = CredentialsRotated)))]
 pub async fn rotate_credentials(
     State(app): State<AppState>,
     caller: Caller,
     PathParams(user): PathParams<String>,
-) -> Result<(StatusCode, Json<Value>)> {
-    let (credentials, secret) = app.identity.rotate_client_credentials(&caller.actor, &user).await?;
-    let mut view = json!(CredentialsView::from(credentials));
-    view["clientSecret"] = json!(secret);
-    Ok((StatusCode::CREATED, Json(json!({"ok": true, "credentials": view}))))
+) -> Result<(StatusCode, Json<CredentialsRotated>)> {
+    let (credentials, client_secret) = app.identity.rotate_client_credentials(&caller.actor, &user).await?;
+    let credentials = NewCredentials { view: credentials.into(), client_secret };
+    Ok((StatusCode::CREATED, Json(CredentialsRotated { ok: true, credentials })))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CredentialsRotated {
+    ok: bool,
+    credentials: NewCredentials,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NewCredentials {
+    #[serde(flatten)]
+    view: CredentialsView,
+    /// Shown only in this answer.
+    client_secret: String,
 }
 
 /// Deletes a user's client credentials.
 #[utoipa::path(delete, path = "/api/v1/users/{user}/credentials", tag = "auth", params(("user" = String, Path)),
-    responses((status = 200, description = "deleted"), (status = 404, description = "none")))]
+    responses((status = 200, body = super::Done), (status = 404, description = "none")))]
 pub async fn delete_credentials(
     State(app): State<AppState>,
     caller: Caller,

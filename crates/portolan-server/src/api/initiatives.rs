@@ -99,7 +99,7 @@ pub async fn replace_initiative(
 
 #[utoipa::path(delete, path = "/api/v1/initiatives/{initiative}", tag = "initiatives",
     params(("initiative" = String, Path)),
-    responses((status = 200, description = "deleted"), (status = 404, description = "not found")))]
+    responses((status = 200, body = super::Done), (status = 404, description = "not found")))]
 pub async fn delete_initiative(
     State(app): State<AppState>,
     caller: Caller,

@@ -151,7 +151,7 @@ pub async fn kind_examples(
 
 /// Deletes the installation's record; the entities it wrote stay.
 #[utoipa::path(delete, path = "/api/v1/integration/{id}", tag = "integrations", params(("id" = String, Path)),
-    responses((status = 200, description = "deleted")))]
+    responses((status = 200, body = super::Done)))]
 pub async fn delete_installation(
     State(app): State<AppState>,
     Caller { actor, .. }: Caller,
@@ -189,7 +189,7 @@ pub struct LogsBody {
 /// Where Ocean ships its log lines (its `logAttributes.ingestUrl`): the newest are kept with the
 /// installation and shown on its page.
 #[utoipa::path(post, path = "/api/v1/integration/{id}/logs", tag = "integrations", params(("id" = String, Path)),
-    request_body = LogsBody, responses((status = 200, description = "kept")))]
+    request_body = LogsBody, responses((status = 200, body = super::Done)))]
 pub async fn ingest_logs(
     State(app): State<AppState>,
     Caller { actor, .. }: Caller,
@@ -225,7 +225,7 @@ async fn record_metrics(
 /// Where Ocean reports the metrics of a sync (its `metricAttributes.ingestUrl`): the latest of
 /// each kind are kept with the installation.
 #[utoipa::path(post, path = "/api/v1/integration/{id}/metrics/syncMetrics", tag = "integrations",
-    params(("id" = String, Path)), request_body = SyncMetricsBody, responses((status = 200, description = "kept")))]
+    params(("id" = String, Path)), request_body = SyncMetricsBody, responses((status = 200, body = super::Done)))]
 pub async fn sync_metrics(
     State(app): State<AppState>,
     Caller { actor, .. }: Caller,
@@ -238,7 +238,7 @@ pub async fn sync_metrics(
 /// One kind's metrics during a sync.
 #[utoipa::path(put, path = "/api/v1/integration/{id}/metrics/syncMetrics/resync/{event}/kind/{kind}", tag = "integrations",
     params(("id" = String, Path), ("event" = String, Path), ("kind" = String, Path)), request_body = SyncMetricsBody,
-    responses((status = 200, description = "kept")))]
+    responses((status = 200, body = super::Done)))]
 pub async fn kind_sync_metrics(
     State(app): State<AppState>,
     Caller { actor, .. }: Caller,
@@ -257,7 +257,7 @@ pub struct HeartbeatBody {
 
 /// Ocean's sign of life during a sync: the installation must exist; nothing is stored.
 #[utoipa::path(post, path = "/api/v1/integration/{id}/metrics/heartbeat", tag = "integrations",
-    params(("id" = String, Path)), request_body = HeartbeatBody, responses((status = 200, description = "seen")))]
+    params(("id" = String, Path)), request_body = HeartbeatBody, responses((status = 200, body = super::Done)))]
 pub async fn heartbeat(
     State(app): State<AppState>,
     Caller { actor, .. }: Caller,

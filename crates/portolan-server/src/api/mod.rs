@@ -32,6 +32,13 @@ use utoipa_axum::routes;
 
 use crate::state::AppState;
 
+/// `{"ok": true}`: the answer to a change that has nothing more to tell (a deletion, say).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct Done {
+    ok: bool,
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Portolan API", description = "Software catalog, scorecards and self-service actions."),

@@ -218,21 +218,28 @@ pub struct AppendLogs {
 /// A backend appends log lines; authenticated by the run token.
 #[utoipa::path(post, path = "/api/v1/actions/runs/{run}/logs", tag = "runs", request_body = AppendLogs,
     params(("run" = String, Path)),
-    responses((status = 201, description = "appended"), (status = 401, description = "bad run token"),
+    responses((status = 201, body = LogsAppended), (status = 401, description = "bad run token"),
               (status = 409, description = "the run ended")))]
 pub async fn append_logs(
     State(app): State<AppState>,
     PathParams(id): PathParams<String>,
     BearerToken(token): BearerToken,
     JsonBody(body): JsonBody<Value>,
-) -> Result<(StatusCode, Json<Value>)> {
+) -> Result<(StatusCode, Json<LogsAppended>)> {
     let body: AppendLogs = portolan_model::error::from_json(body)?;
     let mut lines = body.lines.unwrap_or_default();
     if let Some(message) = body.message {
         lines.push(LogLine { message, stream: None });
     }
-    let count = app.runs.append_run_logs(&id, token.as_deref(), lines).await?;
-    Ok((StatusCode::CREATED, Json(json!({"ok": true, "appended": count}))))
+    let appended = app.runs.append_run_logs(&id, token.as_deref(), lines).await?;
+    Ok((StatusCode::CREATED, Json(LogsAppended { ok: true, appended })))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LogsAppended {
+    ok: bool,
+    /// Lines added.
+    appended: usize,
 }
 
 /// The run's log as server-sent events: every line so far, then new ones as they arrive; `log`
@@ -304,15 +311,28 @@ async fn wait_for_run(changes: &mut tokio::sync::broadcast::Receiver<portolan_st
 /// The runs that created, changed or deleted an entity, latest first.
 #[utoipa::path(get, path = "/api/v1/blueprints/{blueprint}/entities/{entity}/runs", tag = "runs",
     params(("blueprint" = String, Path), ("entity" = String, Path)),
-    responses((status = 200, description = "`{runs: [{run, change}]}`")))]
+    responses((status = 200, body = EntityRuns)))]
 pub async fn entity_runs(
     State(app): State<AppState>,
     caller: Caller,
     PathParams((blueprint, identifier)): PathParams<(String, String)>,
-) -> Result<Json<Value>> {
+) -> Result<Json<EntityRuns>> {
     let runs = app.runs.entity_runs(&caller.actor, &blueprint, &identifier).await?;
-    let runs: Vec<Value> = runs.into_iter().map(|(run, change)| json!({"run": run, "change": change})).collect();
-    Ok(Json(json!({"ok": true, "runs": runs})))
+    let runs = runs.into_iter().map(|(run, change)| EntityRun { run, change }).collect();
+    Ok(Json(EntityRuns { ok: true, runs }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct EntityRuns {
+    ok: bool,
+    runs: Vec<EntityRun>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct EntityRun {
+    run: Run,
+    /// What the run did to the entity: `created`, `updated` or `deleted`.
+    change: String,
 }
 
 // ---- the runner protocol ----
@@ -363,18 +383,26 @@ pub struct HeartbeatRequest {
 /// A runner working on a run extends its lease; 409 when the run is no longer its own.
 #[utoipa::path(post, path = "/api/v1/runners/runs/{run}/heartbeat", tag = "runners", params(("run" = String, Path)),
     request_body = HeartbeatRequest,
-    responses((status = 200, description = "`{leaseUntil}`"), (status = 409, description = "lease lost")))]
+    responses((status = 200, body = LeaseExtended), (status = 409, description = "lease lost")))]
 pub async fn heartbeat(
     State(app): State<AppState>,
     PathParams(id): PathParams<String>,
     BearerToken(token): BearerToken,
     JsonBody(body): JsonBody<Value>,
-) -> Result<Json<Value>> {
+) -> Result<Json<LeaseExtended>> {
     let body: HeartbeatRequest = portolan_model::error::from_json(body)?;
     let token = token.ok_or_else(|| Error::new(ErrorCode::Unauthorized, "a runner token is needed"))?;
     let lease_ms = app.runs.runner_lease_ms();
     let until = app.runs.heartbeat(&token, &id, body.attempt, lease_ms).await?;
-    Ok(Json(json!({"ok": true, "leaseUntil": portolan_model::format_millis(until)})))
+    Ok(Json(LeaseExtended { ok: true, lease_until: portolan_model::format_millis(until) }))
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LeaseExtended {
+    ok: bool,
+    /// The run is the runner's until then; another heartbeat extends it.
+    lease_until: String,
 }
 
 // ---- approvals ----

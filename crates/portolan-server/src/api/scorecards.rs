@@ -113,7 +113,7 @@ pub async fn replace_scorecard(
 
 #[utoipa::path(delete, path = "/api/v1/blueprints/{blueprint}/scorecards/{scorecard}", tag = "scorecards",
     params(("blueprint" = String, Path), ("scorecard" = String, Path)),
-    responses((status = 200, description = "deleted"), (status = 404, description = "not found")))]
+    responses((status = 200, body = super::Done), (status = 404, description = "not found")))]
 pub async fn delete_scorecard(
     State(app): State<AppState>,
     caller: Caller,

@@ -4,6 +4,7 @@
 
 use std::collections::HashSet;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -179,6 +180,53 @@ fn kills(default: usize) -> usize {
     std::env::var("PORTOLAN_CRASH_KILLS").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
+/// A client requesting `notify` runs of the server at `base` one after another, noting each
+/// accepted run, until the server dies under it or `stop` is set.
+fn request_runs(base: &str, accepted: &Arc<Mutex<Vec<String>>>, stop: &Arc<AtomicBool>) -> tokio::task::JoinHandle<()> {
+    let (base, accepted, stop) = (base.to_string(), Arc::clone(accepted), Arc::clone(stop));
+    tokio::spawn(async move {
+        let client = crate::http();
+        while !stop.load(Ordering::Relaxed) {
+            let sent = client.post(format!("{base}/api/v1/actions/notify/runs")).json(&json!({})).send().await;
+            let Ok(response) = sent else { return };
+            if response.status().as_u16() == 202
+                && let Ok(body) = response.json::<Value>().await
+            {
+                let id = body["run"]["id"].as_str().unwrap_or_default().to_string();
+                accepted.lock().expect("lock").push(id);
+            }
+        }
+    })
+}
+
+/// Waits until `more` deliveries beyond those seen so far have arrived.
+async fn deliveries_go_on(seen: &Mutex<Vec<String>>, more: usize) {
+    let (delivered, started) = (seen.lock().expect("lock").len(), Instant::now());
+    while seen.lock().expect("lock").len() < delivered + more {
+        assert!(started.elapsed() < Duration::from_secs(20), "deliveries did not go on");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Every accepted run ended in SUCCESS with its delivery, and every delivery carries the id of a
+/// stored run that succeeded (a run accepted as the server died, whose client never heard, was
+/// delivered too, under its own id). The number of deliveries repeated under the same id.
+async fn every_accepted_run_was_delivered(base: &str, accepted: &[String], delivered: &[String]) -> usize {
+    let unique: HashSet<&String> = delivered.iter().collect();
+    for id in accepted {
+        let (status, body) = crate::get_json(&format!("{base}/api/v1/actions/runs/{id}")).await;
+        assert_eq!(status, 200, "accepted run {id} was lost");
+        assert_eq!(body["run"]["status"], "SUCCESS", "{body}");
+        assert!(unique.contains(&format!("msg_{id}")), "run {id} ended without its delivery");
+    }
+    for webhook_id in &unique {
+        let id = webhook_id.strip_prefix("msg_").expect("msg_<run id>");
+        let (status, body) = crate::get_json(&format!("{base}/api/v1/actions/runs/{id}")).await;
+        assert_eq!((status, body["run"]["status"].as_str()), (200, Some("SUCCESS")), "{webhook_id}");
+    }
+    delivered.len() - unique.len()
+}
+
 /// Waits until the server at `base` has no active run.
 async fn no_run_stays_active(base: &str) {
     let started = Instant::now();
@@ -214,34 +262,11 @@ async fn no_accepted_run_is_lost_to_repeated_sigkills_of_the_server_and_its_runn
 
     // Each round: two clients request runs until the server dies under them, once deliveries
     // have gone on for a while; then it starts again on the same data.
-    let accepted: Arc<Mutex<Vec<String>>> = Arc::default();
+    let (accepted, never): (Arc<Mutex<Vec<String>>>, Arc<AtomicBool>) = Default::default();
     let server_kills = kills(10);
     for _ in 0..server_kills {
-        let base = server.base.clone();
-        let clients: Vec<_> = (0..2)
-            .map(|_| {
-                let (base, accepted) = (base.clone(), Arc::clone(&accepted));
-                tokio::spawn(async move {
-                    let client = crate::http();
-                    loop {
-                        let sent =
-                            client.post(format!("{base}/api/v1/actions/notify/runs")).json(&json!({})).send().await;
-                        let Ok(response) = sent else { return };
-                        if response.status().as_u16() == 202
-                            && let Ok(body) = response.json::<Value>().await
-                        {
-                            let id = body["run"]["id"].as_str().unwrap_or_default().to_string();
-                            accepted.lock().expect("lock").push(id);
-                        }
-                    }
-                })
-            })
-            .collect();
-        let (delivered, started) = (seen.lock().expect("lock").len(), Instant::now());
-        while seen.lock().expect("lock").len() < delivered + 10 {
-            assert!(started.elapsed() < Duration::from_secs(20), "deliveries did not go on");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let clients: Vec<_> = (0..2).map(|_| request_runs(&server.base, &accepted, &never)).collect();
+        deliveries_go_on(&seen, 10).await;
         server.kill();
         for client in clients {
             let _ = client.await;
@@ -293,20 +318,7 @@ async fn no_accepted_run_is_lost_to_repeated_sigkills_of_the_server_and_its_runn
     no_run_stays_active(&base).await;
     let accepted: Vec<String> = accepted.lock().expect("lock").clone();
     let delivered: Vec<String> = seen.lock().expect("lock").clone();
-    let unique: HashSet<&String> = delivered.iter().collect();
-    for id in &accepted {
-        let (status, body) = crate::get_json(&format!("{base}/api/v1/actions/runs/{id}")).await;
-        assert_eq!(status, 200, "accepted run {id} was lost");
-        assert_eq!(body["run"]["status"], "SUCCESS", "{body}");
-        assert!(unique.contains(&format!("msg_{id}")), "run {id} ended without its delivery");
-    }
-    // A run the server accepted as it died (its client never heard) was delivered too: under
-    // its own id, which names a stored run.
-    for webhook_id in &unique {
-        let id = webhook_id.strip_prefix("msg_").expect("msg_<run id>");
-        let (status, body) = crate::get_json(&format!("{base}/api/v1/actions/runs/{id}")).await;
-        assert_eq!((status, body["run"]["status"].as_str()), (200, Some("SUCCESS")), "{webhook_id}");
-    }
+    let repeated = every_accepted_run_was_delivered(&base, &accepted, &delivered).await;
     let mut retaken = 0;
     for id in &worked {
         let run = run_until(&base, id, Duration::from_secs(5), ended).await;
@@ -325,11 +337,69 @@ async fn no_accepted_run_is_lost_to_repeated_sigkills_of_the_server_and_its_runn
          {runner_kills} runner kills, {retaken} of {} runs finished after a takeover",
         accepted.len(),
         delivered.len(),
-        delivered.len() - unique.len(),
+        repeated,
         worked.len()
     );
     server.kill();
     let (verified, said) = crate::portolan(dir.path(), &["audit", "verify", "--data", "."]);
+    assert!(verified && said.contains("the audit log is intact"), "{said}");
+}
+
+/// The crash suite on PostgreSQL with two replicas: one of them is killed with SIGKILL again and
+/// again (each in turn) while the other serves, and clients of both request runs. No accepted run
+/// is lost, the survivor takes each run the dead one had claimed, every delivery carries the id of
+/// a stored run, none stays active, and the audit log verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_accepted_run_is_lost_when_one_of_two_postgres_replicas_is_killed_again_and_again() {
+    let Some(db) = crate::postgres::TestDatabase::create().await else { return };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let args = ["--database-url", db.url.as_str(), "--lease-ms", "1000", "--webhook-allow-private", "true"];
+    let mut replicas = vec![Server::start(&args, dir.path()), Server::start(&args, dir.path())];
+    let (receiver, seen) = slow_receiver().await;
+    let secret = json!({"name": "hook", "value": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"});
+    assert_eq!(post(&format!("{}/api/v1/secrets", replicas[0].base), secret).await.0, 201);
+    let action = json!({
+        "identifier": "notify",
+        "trigger": {"type": "self-service", "operation": "CREATE"},
+        "invocationMethod": {"type": "WEBHOOK", "url": receiver, "signingSecret": "hook", "synchronized": true}
+    });
+    assert_eq!(post(&format!("{}/api/v1/actions", replicas[0].base), action).await.0, 201);
+
+    let accepted: Arc<Mutex<Vec<String>>> = Arc::default();
+    let replica_kills = kills(10);
+    for round in 0..replica_kills {
+        let stop = Arc::new(AtomicBool::new(false));
+        let clients: Vec<_> = replicas.iter().map(|replica| request_runs(&replica.base, &accepted, &stop)).collect();
+        deliveries_go_on(&seen, 10).await;
+        replicas.remove(round % 2).kill();
+        // The survivor serves on without a pause: it accepts runs and delivers them.
+        deliveries_go_on(&seen, 10).await;
+        stop.store(true, Ordering::Relaxed);
+        for client in clients {
+            let _ = client.await;
+        }
+        let (status, body) = post(&format!("{}/api/v1/actions/notify/runs", replicas[0].base), json!({})).await;
+        assert_eq!(status, 202, "the survivor refused a run: {body}");
+        if let Some(id) = body["run"]["id"].as_str() {
+            accepted.lock().expect("lock").push(id.to_string());
+        }
+        replicas.insert(round % 2, Server::start(&args, dir.path()));
+    }
+    let base = replicas[0].base.clone();
+    no_run_stays_active(&base).await;
+    let accepted: Vec<String> = accepted.lock().expect("lock").clone();
+    let delivered: Vec<String> = seen.lock().expect("lock").clone();
+    let repeated = every_accepted_run_was_delivered(&base, &accepted, &delivered).await;
+    eprintln!(
+        "crash suite (PostgreSQL, two replicas): {replica_kills} replica kills, {} runs accepted, {} deliveries \
+         ({repeated} repeated under the same id)",
+        accepted.len(),
+        delivered.len(),
+    );
+    for replica in replicas {
+        replica.kill();
+    }
+    let (verified, said) = crate::portolan(dir.path(), &["audit", "verify", "--database-url", &db.url]);
     assert!(verified && said.contains("the audit log is intact"), "{said}");
 }
 
