@@ -22,8 +22,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use bench_server::pct;
 use clap::Parser;
 use serde_json::{Value, json};
+
+// Its request helpers; the soak starts the server as a process of its own, not in-process.
+#[allow(dead_code)]
+#[path = "../bench_server.rs"]
+mod bench_server;
 
 #[derive(Parser)]
 #[command(about = "Soak Portolan: a mixed workload at a steady rate, with latency, memory and open files over time")]
@@ -377,19 +383,9 @@ async fn stream(shared: &Shared, sent: Instant) -> anyhow::Result<Duration> {
     first_event.context("no change event within the hold, while writes go on")
 }
 
-/// One request: its JSON answer, or an error naming the status and answer.
+/// One request to the server: its JSON answer, or an error naming the status and answer.
 async fn send(shared: &Shared, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
-    let mut request = shared.client.request(method, format!("{}{path}", shared.base));
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await?;
-    let status = response.status();
-    let body: Value = response.json().await.unwrap_or(Value::Null);
-    if !status.is_success() {
-        bail!("{path} answered {status}: {body}");
-    }
-    Ok(body)
+    bench_server::send(&shared.client, method, &format!("{}{path}", shared.base), body).await
 }
 
 /// Prints the interval's line and starts the next; an interval with errors adds a failure.
@@ -425,15 +421,6 @@ fn report(shared: &Shared, started: Instant, since: &mut Instant, memory: u64, f
             .collect();
         failures.push(format!("at minute {minute:.1}: {} failed, the first: {error}", kinds.join(", ")));
     }
-}
-
-/// The `p` quantile (0 to 1) of sorted durations, in milliseconds.
-fn pct(sorted: &[Duration], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let index = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
-    sorted[index].as_secs_f64() * 1000.0
 }
 
 /// The process's resident memory, in MiB (`VmRSS` in `/proc/PID/status`).
