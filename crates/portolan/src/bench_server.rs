@@ -144,6 +144,27 @@ pub async fn load(
     Ok((all.len() as f64 / started.elapsed().as_secs_f64(), all))
 }
 
+/// A webhook receiver on a loopback port, calling `arrived(run id, when)` for each delivery (the
+/// run id is its `webhook-id` without `msg_`); its URL.
+#[allow(dead_code)]
+pub async fn webhook_receiver(
+    arrived: impl Fn(String, std::time::Instant) + Clone + Send + Sync + 'static,
+) -> anyhow::Result<String> {
+    let handler = move |headers: axum::http::HeaderMap| {
+        let arrived = arrived.clone();
+        async move {
+            let at = std::time::Instant::now();
+            let id = headers.get("webhook-id").and_then(|v| v.to_str().ok()).unwrap_or_default();
+            arrived(id.trim_start_matches("msg_").to_string(), at);
+            "ok"
+        }
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/hook", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, axum::Router::new().fallback(handler)).await });
+    Ok(url)
+}
+
 /// The `p` quantile (0 to 1) of sorted durations, in milliseconds.
 pub fn pct(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {

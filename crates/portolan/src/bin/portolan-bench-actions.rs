@@ -55,25 +55,6 @@ fn main() -> anyhow::Result<()> {
     bench.clients.block_on(run(&args, &bench.server.base, &bench.server.token, clock))
 }
 
-async fn receiver(clock: Arc<Mutex<Clock>>) -> anyhow::Result<String> {
-    let handler = move |headers: axum::http::HeaderMap| {
-        let clock = Arc::clone(&clock);
-        async move {
-            let arrived = Instant::now();
-            let id = headers.get("webhook-id").and_then(|v| v.to_str().ok()).unwrap_or_default();
-            let run = id.trim_start_matches("msg_").to_string();
-            if let Ok(mut c) = clock.lock() {
-                c.delivered.entry(run).or_insert(arrived);
-            }
-            "ok"
-        }
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}/hook", listener.local_addr()?);
-    tokio::spawn(async move { axum::serve(listener, axum::Router::new().fallback(handler)).await });
-    Ok(url)
-}
-
 /// Triggers one run and notes when.
 async fn trigger(client: &reqwest::Client, base: &str, action: &str, clock: &Mutex<Clock>) -> anyhow::Result<String> {
     let sent = Instant::now();
@@ -107,7 +88,13 @@ async fn run(args: &Args, base: &str, token: &str, clock: Arc<Mutex<Clock>>) -> 
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {token}").parse()?);
     let client = reqwest::Client::builder().pool_max_idle_per_host(args.clients).default_headers(headers).build()?;
-    let hook = receiver(Arc::clone(&clock)).await?;
+    let delivered = Arc::clone(&clock);
+    let hook = bench_server::webhook_receiver(move |run, at| {
+        if let Ok(mut c) = delivered.lock() {
+            c.delivered.entry(run).or_insert(at);
+        }
+    })
+    .await?;
     post(
         &client,
         &format!("{base}/api/v1/secrets"),
